@@ -1,0 +1,143 @@
+# Petrel build. GNU make, no generator: see docs/DEVELOPING.md for why.
+#
+# Layout rule: every .c under a part's folder belongs to that part's library; every .c under
+# tests/PART/ belongs to the test binary build/tests/test-PART; every .sh under tests/PART/ is a
+# script case run by tests/run-all.sh. Adding a file never needs an edit here.
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2
+SAN     ?=
+CSTD    ?= -std=c11
+
+# Libraries the host programs use, by pkg-config name. mk/deps.sh installs what is missing.
+PKGS    := libuv raft lmdb fuse3 libisal libxxhash
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-unused-parameter
+CFLAGS  += $(CSTD) $(OPT) -g $(WARN) -D_GNU_SOURCE -Iinclude -Isrc -Itests/runner -Itests $(SAN) -MMD -MP
+LDFLAGS += $(SAN)
+LDLIBS  += -lpthread -lm
+
+# Parts: name -> source folders.
+COMMON_SRCS  := $(sort $(wildcard src/common/*.c))
+FS_SRCS      := $(sort $(wildcard src/bd/*.c src/fs/*.c))
+CLUSTER_SRCS := $(sort $(wildcard src/cluster/*.c src/cluster/*/*.c))
+VFS_SRCS     := $(sort $(wildcard src/vfs/*.c src/fuse/*.c))
+CLI_SRCS     := $(sort $(wildcard src/cli/*.c))
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+LIB_COMMON  := $(BUILD)/libpetrel_common.a
+LIB_FS      := $(BUILD)/libpetrel_fs.a
+LIB_CLUSTER := $(BUILD)/libpetrel_cluster.a
+LIB_VFS     := $(BUILD)/libpetrel_vfs.a
+# Link order: users before what they use.
+LIBS        := $(LIB_VFS) $(LIB_CLUSTER) $(LIB_FS) $(LIB_COMMON)
+
+TEST_PARTS  := $(filter-out runner,$(sort $(notdir $(patsubst %/,%,$(dir $(wildcard tests/*/*))))))
+TEST_C_PARTS:= $(filter-out runner,$(sort $(notdir $(patsubst %/,%,$(dir $(wildcard tests/*/*.c))))))
+TEST_BINS   := $(patsubst %,$(BUILD)/tests/test-%,$(TEST_C_PARTS))
+RUNNER_SRCS := $(wildcard tests/runner/*.c)
+
+BENCH_SRCS  := $(sort $(wildcard bench/*.c))
+BENCH_BIN   := $(BUILD)/bench/petrel-bench
+
+.PHONY: all build deps test check bench run \
+        format lint c99 clean help soak
+.DEFAULT_GOAL := all
+
+all: deps
+	@$(MAKE) --no-print-directory build
+
+build: $(BUILD)/petrel $(TEST_BINS) $(BENCH_BIN)
+
+deps:
+	@sh mk/deps.sh $(PKGS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(LIB_COMMON): $(call obj,$(COMMON_SRCS))
+$(LIB_FS): $(call obj,$(FS_SRCS))
+$(LIB_CLUSTER): $(call obj,$(CLUSTER_SRCS))
+$(LIB_VFS): $(call obj,$(VFS_SRCS))
+$(BUILD)/lib%.a:
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	@echo "  AR      $@"
+	@$(AR) rcs $@ $^
+
+$(BUILD)/petrel: $(call obj,$(CLI_SRCS)) $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $(call obj,$(CLI_SRCS)) $(LIBS) $(PKG_LIBS) $(LDLIBS)
+
+.SECONDEXPANSION:
+$(BUILD)/tests/test-%: $$(call obj,$$(sort $$(wildcard tests/%/*.c)) $(RUNNER_SRCS)) $(LIBS)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $(call obj,$(sort $(wildcard tests/$*/*.c)) $(RUNNER_SRCS)) \
+		$(LIBS) $(PKG_LIBS) $(LDLIBS)
+
+$(BENCH_BIN): $(call obj,$(BENCH_SRCS)) $(LIBS)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $(call obj,$(BENCH_SRCS)) $(LIBS) $(PKG_LIBS) $(LDLIBS)
+
+# --- running -------------------------------------------------------------------------------
+
+test: all
+	@bash tests/run-all.sh $(BUILD) $(TEST_PARTS)
+
+# test-common, test-fs, test-cluster, test-cli, ...: one part (explicit rules: a pattern
+# rule test-% would also match build/tests/test-PART).
+TEST_PART_TARGETS := $(addprefix test-,$(sort $(TEST_PARTS) common fs cluster cli))
+.PHONY: $(TEST_PART_TARGETS)
+$(TEST_PART_TARGETS): all
+	@bash tests/run-all.sh $(BUILD) $(patsubst test-%,%,$@)
+
+# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer, in its own build tree.
+check: deps
+	@$(MAKE) --no-print-directory build BUILD=build/san OPT=-O1 \
+		SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		PETREL_SANITIZED=1 bash tests/run-all.sh build/san $(TEST_PARTS)
+
+# Long randomized runs: fresh seeds, more iterations. Not part of `make test`.
+soak: all
+	@PETREL_SOAK=1 PETREL_TEST_SEED=random bash tests/run-all.sh $(BUILD) $(TEST_PARTS)
+
+bench: all
+	@$(BENCH_BIN)
+
+run: all
+	@sh mk/run.sh $(BUILD)
+
+# The flash engine and the CRC must build as plain C99 with no dependency but libc headers.
+c99:
+	@mkdir -p $(BUILD)/c99
+	@for f in $(FS_SRCS) src/common/crc32c.c src/common/hash.c src/common/prng.c; do \
+		$(CC) -std=c99 -pedantic -Wall -Wextra -Werror -Iinclude -Isrc -Os -c $$f \
+			-o $(BUILD)/c99/$$(basename $$f .c).o || exit 1; \
+	done; echo "c99: flash engine builds as C99"
+
+format:
+	clang-format -i $$(find include src tests bench -name '*.[ch]')
+
+lint:
+	clang-tidy --quiet $$(find src -name '*.c') -- $(CSTD) -D_GNU_SOURCE -Iinclude -Isrc $(PKG_CFLAGS)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+		--inline-suppr -Iinclude -Isrc src
+
+clean:
+	rm -rf build
+
+help:
+	@echo "make | make test | make test-PART | make check | make bench | make run | make soak"
+	@echo "make format | make lint | make c99 | make clean"
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,41 @@
+#!/bin/sh
+# Install what the build needs and is missing. Checks each pkg-config module (and the tools the
+# tests use); when something is absent and we are root, installs the Debian packages with
+# apt-get; otherwise says what to install and fails. Installs nothing that is already there.
+set -u
+need_pkgs=""
+add() { case " $need_pkgs " in *" $1 "*) ;; *) need_pkgs="$need_pkgs $1" ;; esac; }
+
+command -v pkg-config >/dev/null 2>&1 || add pkg-config
+for mod in "$@"; do
+    if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists "$mod" 2>/dev/null; then
+        continue
+    fi
+    case "$mod" in
+        libuv) add libuv1-dev ;;
+        raft) add libraft-dev ;;
+        lmdb) add liblmdb-dev ;;
+        fuse3) add libfuse3-dev ;;
+        libisal) add libisal-dev ;;
+        libxxhash) add libxxhash-dev ;;
+        *) echo "deps: no Debian package known for pkg-config module '$mod'" >&2; exit 1 ;;
+    esac
+done
+# Tools the tests drive: fusermount3 (FUSE mounts), lmdb-utils are not needed.
+command -v fusermount3 >/dev/null 2>&1 || add fuse3
+
+[ -z "$need_pkgs" ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "deps: installing$need_pkgs"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null 2>&1 || true
+    # shellcheck disable=SC2086
+    if ! apt-get install -y -qq --no-install-recommends $need_pkgs >/tmp/petrel-deps.log 2>&1; then
+        echo "deps: apt-get install failed; see /tmp/petrel-deps.log" >&2
+        tail -5 /tmp/petrel-deps.log >&2
+        exit 1
+    fi
+    exit 0
+fi
+echo "deps: missing packages:$need_pkgs — install them (as root: apt-get install$need_pkgs)" >&2
+exit 1
