@@ -1,6 +1,6 @@
 /*
  * The RAM block device: a plain array of blocks in caller memory. Owns no memory of its own.
- * Never lets an access outside the geometry through (petrel_bd_check), so an engine bug
+ * Never lets an access outside the array through, so an engine bug
  * shows up as -PT_EINVAL instead of a stray write.
  */
 #include <string.h>
@@ -17,9 +17,16 @@ int petrel_bd_check(const struct petrel_bd *bd, uint32_t block, uint32_t off, ui
     return 0;
 }
 
+static int ram_in_bounds(const struct petrel_bd_ram *ram, uint32_t block, uint32_t off,
+                         uint32_t size)
+{
+    return block < ram->block_count && off <= ram->block_size && size <= ram->block_size - off;
+}
+
 static int ram_read(void *context, uint32_t block, uint32_t off, void *buf, uint32_t size)
 {
     struct petrel_bd_ram *ram = (struct petrel_bd_ram *)context;
+    if (!ram_in_bounds(ram, block, off, size)) return -PT_EINVAL;
     memcpy(buf, ram->memory + (size_t)block * ram->block_size + off, size);
     return 0;
 }
@@ -27,6 +34,7 @@ static int ram_read(void *context, uint32_t block, uint32_t off, void *buf, uint
 static int ram_prog(void *context, uint32_t block, uint32_t off, const void *buf, uint32_t size)
 {
     struct petrel_bd_ram *ram = (struct petrel_bd_ram *)context;
+    if (!ram_in_bounds(ram, block, off, size)) return -PT_EINVAL;
     memcpy(ram->memory + (size_t)block * ram->block_size + off, buf, size);
     return 0;
 }
@@ -34,6 +42,7 @@ static int ram_prog(void *context, uint32_t block, uint32_t off, const void *buf
 static int ram_erase_ff(void *context, uint32_t block)
 {
     struct petrel_bd_ram *ram = (struct petrel_bd_ram *)context;
+    if (block >= ram->block_count) return -PT_EINVAL;
     memset(ram->memory + (size_t)block * ram->block_size, 0xff, ram->block_size);
     return 0;
 }
@@ -41,6 +50,7 @@ static int ram_erase_ff(void *context, uint32_t block)
 static int ram_erase_00(void *context, uint32_t block)
 {
     struct petrel_bd_ram *ram = (struct petrel_bd_ram *)context;
+    if (block >= ram->block_count) return -PT_EINVAL;
     memset(ram->memory + (size_t)block * ram->block_size, 0x00, ram->block_size);
     return 0;
 }
