@@ -1,6 +1,6 @@
 /*
  * petrel: dispatch to a subcommand. Owns the command table and the common error format;
- * commands own their options and output.
+ * commands own their options (through the one option parser, opt.h) and output.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +11,14 @@
 #define PETREL_VERSION "0.1.0"
 
 static const struct cli_command commands[] = {
+    {"ls", "list directories", cmd_ls},
+    {"stat", "show a file's or directory's details", cmd_stat},
+    {"cat", "write files to standard output", cmd_cat},
+    {"cp", "copy files and trees between locations of any kind", cmd_cp},
+    {"mkdir", "create directories", cmd_mkdir},
+    {"rm", "remove files and trees", cmd_rm},
+    {"mv", "rename or move within a store", cmd_mv},
+    {"df", "show capacity and usage of a store", cmd_df},
     {"crc32c", "print the CRC-32C of files", cmd_crc32c},
 };
 
@@ -31,6 +39,8 @@ static void usage(FILE *out)
     fprintf(out, "usage: petrel COMMAND [ARGS...]   (petrel COMMAND --help for details)\n\n");
     for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nA LOCATION is IMAGE:PATH (a flash image), petrel://HOST:PORT/PATH (a cluster)\n"
+                 "or a local path.\n");
 }
 
 int main(int argc, char **argv)
