@@ -103,6 +103,7 @@ enum petrel_vfs_caps {
     PETREL_VFS_CAP_RANDOM_WRITE = 0x04, /* writes at any offset, truncate */
     PETREL_VFS_CAP_READ_ONLY = 0x08,  /* opened read-only: every change is -PT_EROFS */
     PETREL_VFS_CAP_MTIME = 0x10,      /* keeps modification times settable by set_mtime */
+    PETREL_VFS_CAP_MODE = 0x20,       /* keeps permission bits settable by set_mode */
 };
 
 /* Flags for petrel_vfs_open. */
@@ -136,6 +137,7 @@ struct petrel_vfs_ops {
     int (*close)(struct petrel_vfs *vfs, struct petrel_vfs_file *file, int abandon);
     int (*statfs)(struct petrel_vfs *vfs, struct petrel_vfs_statfs *st);
     int (*set_mtime)(struct petrel_vfs *vfs, const char *path, int64_t sec, uint32_t nsec);
+    int (*set_mode)(struct petrel_vfs *vfs, const char *path, uint32_t mode);
     int64_t (*getxattr)(struct petrel_vfs *vfs, const char *path, const char *name, void *buf,
                         uint64_t size);
     int (*setxattr)(struct petrel_vfs *vfs, const char *path, const char *name,
@@ -194,6 +196,7 @@ int petrel_vfs_file_close(struct petrel_vfs *vfs, struct petrel_vfs_file *file);
 int petrel_vfs_file_abandon(struct petrel_vfs *vfs, struct petrel_vfs_file *file);
 int petrel_vfs_statfs(struct petrel_vfs *vfs, struct petrel_vfs_statfs *st);
 int petrel_vfs_set_mtime(struct petrel_vfs *vfs, const char *path, int64_t sec, uint32_t nsec);
+int petrel_vfs_set_mode(struct petrel_vfs *vfs, const char *path, uint32_t mode);
 int64_t petrel_vfs_getxattr(struct petrel_vfs *vfs, const char *path, const char *name,
                             void *buf, uint64_t size);
 int petrel_vfs_setxattr(struct petrel_vfs *vfs, const char *path, const char *name,

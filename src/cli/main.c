@@ -19,6 +19,7 @@ static const struct cli_command commands[] = {
     {"rm", "remove files and trees", cmd_rm},
     {"mv", "rename or move within a store", cmd_mv},
     {"df", "show capacity and usage of a store", cmd_df},
+    {"mount", "mount an image or a cluster with FUSE", cmd_mount},
     {"crc32c", "print the CRC-32C of files", cmd_crc32c},
 };
 

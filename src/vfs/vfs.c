@@ -132,6 +132,13 @@ int petrel_vfs_set_mtime(struct petrel_vfs *vfs, const char *path, int64_t sec, 
     return vfs->ops->set_mtime(vfs, path, sec, nsec);
 }
 
+int petrel_vfs_set_mode(struct petrel_vfs *vfs, const char *path, uint32_t mode)
+{
+    READ_ONLY_GUARD(vfs);
+    if (!vfs->ops->set_mode) return -PT_ENOTSUP;
+    return vfs->ops->set_mode(vfs, path, mode & 07777);
+}
+
 int64_t petrel_vfs_getxattr(struct petrel_vfs *vfs, const char *path, const char *name,
                             void *buf, uint64_t size)
 {

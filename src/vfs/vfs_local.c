@@ -218,6 +218,11 @@ static int local_set_mtime(struct petrel_vfs *vfs, const char *path, int64_t sec
     return utimensat(local(vfs)->dirfd, rel(path), ts, 0) < 0 ? err() : 0;
 }
 
+static int local_set_mode(struct petrel_vfs *vfs, const char *path, uint32_t mode)
+{
+    return fchmodat(local(vfs)->dirfd, rel(path), (mode_t)mode, 0) < 0 ? err() : 0;
+}
+
 static int64_t local_getxattr(struct petrel_vfs *vfs, const char *path, const char *name,
                               void *buf, uint64_t size)
 {
@@ -283,6 +288,7 @@ static const struct petrel_vfs_ops local_ops = {
     .close = local_close,
     .statfs = local_statfs,
     .set_mtime = local_set_mtime,
+    .set_mode = local_set_mode,
     .getxattr = local_getxattr,
     .setxattr = local_setxattr,
     .removexattr = local_removexattr,
@@ -314,7 +320,8 @@ int petrel_vfs_local_open(const char *root, int flags, struct petrel_vfs **out)
     snprintf(l->root, sizeof(l->root), "%s", abs);
     vfs->ops = &local_ops;
     vfs->backend = l;
-    vfs->caps = PETREL_VFS_CAP_XATTR | PETREL_VFS_CAP_RANDOM_WRITE | PETREL_VFS_CAP_MTIME;
+    vfs->caps = PETREL_VFS_CAP_XATTR | PETREL_VFS_CAP_RANDOM_WRITE | PETREL_VFS_CAP_MTIME |
+                PETREL_VFS_CAP_MODE;
     if (flags & PETREL_VFS_MOUNT_READ_ONLY) vfs->caps |= PETREL_VFS_CAP_READ_ONLY;
     snprintf(vfs->label, sizeof(vfs->label), "%s", abs);
     *out = vfs;
