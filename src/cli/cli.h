@@ -77,5 +77,7 @@ int cmd_fsck(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);
+int cmd_registry(int argc, char **argv);
+int cmd_blocks(int argc, char **argv);
 
 #endif

@@ -21,6 +21,8 @@ static const struct cli_command commands[] = {
     {"df", "show capacity and usage of a store", cmd_df},
     {"mount", "mount an image or a cluster with FUSE", cmd_mount},
     {"crc32c", "print the CRC-32C of files", cmd_crc32c},
+    {"registry", "run the cluster registry server", cmd_registry},
+    {"blocks", "run block services, one per disk directory", cmd_blocks},
 };
 
 int cli_error(const char *cmd, const char *fmt, ...)
