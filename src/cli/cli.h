@@ -20,6 +20,9 @@ struct cli_command {
 /* Print "petrel CMD: message" to stderr; returns 1 (the exit code for errors). */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Whether this build has a command (the cluster servers come with the cluster parts). */
+int cli_has_command(const char *name);
+
 /* The message for a negative PT_E* code or errno value. */
 const char *cli_strerror(int rc);
 
@@ -79,5 +82,6 @@ int cmd_mount(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);
 int cmd_registry(int argc, char **argv);
 int cmd_blocks(int argc, char **argv);
+int cluster_status(int argc, char **argv); /* petrel cluster status (cluster_status.c) */
 
 #endif

@@ -20,6 +20,7 @@ static const struct cli_command commands[] = {
     {"mv", "rename or move within a store", cmd_mv},
     {"df", "show capacity and usage of a store", cmd_df},
     {"mount", "mount an image or a cluster with FUSE", cmd_mount},
+    {"cluster", "start a local cluster, or show a cluster's status", cmd_cluster},
     {"crc32c", "print the CRC-32C of files", cmd_crc32c},
     {"registry", "run the cluster registry server", cmd_registry},
     {"blocks", "run block services, one per disk directory", cmd_blocks},
@@ -34,6 +35,14 @@ int cli_error(const char *cmd, const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
     return 1;
+}
+
+int cli_has_command(const char *name)
+{
+    size_t i;
+    for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(commands[i].name, name) == 0) return 1;
+    return 0;
 }
 
 static void usage(FILE *out)

@@ -74,4 +74,9 @@ expect_fail "mkfs option needs value" "needs a value" "$P" mkfs new.img --size
 expect_ok "mkfs wrote nothing after errors" test ! -e new.img
 expect_fail "mount missing store" "cannot open" "$P" mount nope.img "$t/m"
 expect_fail "mount too few args" "missing argument" "$P" mount src
+expect_fail "cluster without subcommand" "missing subcommand" "$P" cluster
+expect_fail "cluster bad subcommand" "unknown subcommand 'frob'" "$P" cluster frob
+expect_fail "cluster start without --dir" "no data directory given" "$P" cluster start
+expect_fail "cluster status bad address" "is not a cluster address" "$P" cluster status "$t"
+expect_fail "cluster status unreachable" "cannot reach the registry" "$P" cluster status petrel://127.0.0.1:1
 finish
