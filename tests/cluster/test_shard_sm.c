@@ -26,14 +26,23 @@ static void open_sm(struct pt_shard_sm *sm, const char *name, unsigned shard)
 }
 
 /* Apply one request at time `now`; returns the reply status; body in `body`. */
+static struct pt_shard_apply_out out;
+
 static int apply(struct pt_shard_sm *sm, uint64_t now, const struct pt_shard_req *q,
                  struct pt_cursor *body)
 {
     uint8_t entry[PT_SHARD_MSG_MAX];
     struct pt_cursor dummy;
-    int n = pt_shard_entry_encode(now, q, entry, sizeof(entry));
+    struct pt_shard_entry_builder b;
+    int n;
+    pt_shard_entry_init(&b, entry, sizeof(entry), now);
+    CHECK_OK(pt_shard_entry_add(&b, q));
+    n = pt_shard_entry_finish(&b);
     CHECK_OK(n);
-    CHECK_OK(pt_shard_sm_apply(sm, entry, (size_t)n, reply_buf, sizeof(reply_buf), &reply_len));
+    CHECK_OK(pt_shard_sm_apply(sm, entry, (size_t)n, &out));
+    CHECK_EQ(out.count, 1);
+    memcpy(reply_buf, out.reply[0], out.len[0]);
+    reply_len = out.len[0];
     return pt_shard_reply_open(reply_buf, reply_len, body ? body : &dummy);
 }
 
@@ -425,10 +434,14 @@ TEST(shard_malformed_entries_are_refused_without_change)
     for (i = 0; i < 2000; i++) {
         size_t len = (size_t)pt_prng_below(&g, sizeof(entry));
         pt_prng_fill(&g, entry, len);
+        unsigned j;
         if (len) entry[0] = PT_SHARD_ENTRY_VERSION;
-        if (len > 12) entry[12] = (uint8_t)(16 + pt_prng_below(&g, 24));
-        CHECK_OK(pt_shard_sm_apply(&sm, entry, len, reply_buf, sizeof(reply_buf), &reply_len));
-        CHECK(pt_shard_reply_open(reply_buf, reply_len, &b) <= 0);
+        if (len > 4) pt_put_le16(entry + 2, (uint16_t)pt_prng_below(&g, 4));
+        if (len > 16) pt_put_le32(entry + 12, (uint32_t)pt_prng_below(&g, len - 12));
+        if (len > 16) entry[16] = (uint8_t)(16 + pt_prng_below(&g, 24));
+        CHECK_OK(pt_shard_sm_apply(&sm, entry, len, &out));
+        for (j = 0; j < out.count; j++)
+            CHECK(pt_shard_reply_open(out.reply[j], out.len[j], &b) <= 0);
     }
     /* Random garbage can still be a well-formed CONSTRUCT or EXPIRE; everything else refused. */
     CHECK_OK(pt_shard_sm_snapshot(&sm, &snap2, &l2));
@@ -525,6 +538,39 @@ TEST(shard_apply_is_deterministic)
     free(sb);
     pt_shard_sm_close(&a);
     pt_shard_sm_close(&b);
+}
+
+/* Several requests in one entry: each gets its own reply, a refusal does not undo the others. */
+TEST(shard_batch_entry_replies_in_order)
+{
+    struct pt_shard_sm sm;
+    struct pt_shard_entry_builder b;
+    struct pt_shard_req c1 = {.op = PT_SHARD_CONSTRUCT_FILE, .cookie = 1};
+    struct pt_shard_req bad = {.op = PT_SHARD_UNLINK, .id = PT_INODE_ROOT, .name_len = 1,
+                               .name = "x"};
+    struct pt_shard_req c2 = {.op = PT_SHARD_CONSTRUCT_FILE, .cookie = 2};
+    struct pt_cursor body;
+    uint8_t entry[4096];
+    int n;
+    unsigned i;
+    open_sm(&sm, "s", 0);
+    pt_shard_entry_init(&b, entry, sizeof(entry), 5);
+    CHECK_OK(pt_shard_entry_add(&b, &c1));
+    CHECK_OK(pt_shard_entry_add(&b, &bad));
+    CHECK_OK(pt_shard_entry_add(&b, &c2));
+    n = pt_shard_entry_finish(&b);
+    CHECK_OK(pt_shard_sm_apply(&sm, entry, (size_t)n, &out));
+    CHECK_EQ(out.count, 3);
+    CHECK_EQ(pt_shard_reply_open(out.reply[0], out.len[0], &body), 0);
+    CHECK_EQ(pt_dec_u64(&body), PT_INODE_MAKE(0, 2));
+    CHECK_EQ(pt_shard_reply_open(out.reply[1], out.len[1], &body), -PT_ENOENT);
+    CHECK_EQ(pt_shard_reply_open(out.reply[2], out.len[2], &body), 0);
+    CHECK_EQ(pt_dec_u64(&body), PT_INODE_MAKE(0, 3));
+    /* A full batch refuses one more. */
+    pt_shard_entry_init(&b, entry, sizeof(entry), 5);
+    for (i = 0; i < PT_SHARD_BATCH_MAX; i++) CHECK_OK(pt_shard_entry_add(&b, &c1));
+    CHECK_EQ(pt_shard_entry_add(&b, &c1), -PT_E2BIG);
+    pt_shard_sm_close(&sm);
 }
 
 TEST(shard_msgs_roundtrip_and_truncation)

@@ -341,17 +341,40 @@ void pt_shard_sm_close(struct pt_shard_sm *sm)
     sm->env = NULL;
 }
 
-int pt_shard_entry_encode(uint64_t time_ms, const struct pt_shard_req *req, uint8_t *buf,
-                          size_t cap)
+void pt_shard_entry_init(struct pt_shard_entry_builder *b, uint8_t *buf, size_t cap,
+                         uint64_t time_ms)
 {
-    int n;
-    if (cap < PT_SHARD_ENTRY_HEADER) return -PT_EOVERFLOW;
+    b->buf = buf;
+    b->cap = cap;
+    b->pos = PT_SHARD_ENTRY_HEADER;
+    b->count = 0;
+    b->failed = cap < PT_SHARD_ENTRY_HEADER;
+    if (b->failed) return;
     buf[0] = PT_SHARD_ENTRY_VERSION;
     buf[1] = 0;
     pt_put_le16(buf + 2, 0);
     pt_put_le64(buf + 4, time_ms);
-    n = pt_shard_req_encode(req, buf + PT_SHARD_ENTRY_HEADER, cap - PT_SHARD_ENTRY_HEADER);
-    return n < 0 ? n : n + PT_SHARD_ENTRY_HEADER;
+}
+
+int pt_shard_entry_add(struct pt_shard_entry_builder *b, const struct pt_shard_req *req)
+{
+    int n;
+    if (b->failed) return -PT_EOVERFLOW;
+    if (b->count == PT_SHARD_BATCH_MAX) return -PT_E2BIG;
+    if (b->cap - b->pos < 4) return -PT_EOVERFLOW;
+    n = pt_shard_req_encode(req, b->buf + b->pos + 4, b->cap - b->pos - 4);
+    if (n < 0) return n;
+    pt_put_le32(b->buf + b->pos, (uint32_t)n);
+    b->pos += 4 + (size_t)n;
+    b->count++;
+    return 0;
+}
+
+int pt_shard_entry_finish(struct pt_shard_entry_builder *b)
+{
+    if (b->failed) return -PT_EOVERFLOW;
+    pt_put_le16(b->buf + 2, b->count);
+    return (int)b->pos;
 }
 
 /* ---- operations -------------------------------------------------------------------------- */
@@ -834,33 +857,68 @@ static int reply_status_only(uint8_t *reply, size_t cap, size_t *reply_len, int 
     return 0;
 }
 
-int pt_shard_sm_apply(struct pt_shard_sm *sm, const uint8_t *entry, size_t len, uint8_t *reply,
-                      size_t cap, size_t *reply_len)
+static int apply_one(struct pt_shard_sm *sm, uint64_t now, const uint8_t *req, size_t len,
+                     uint8_t *reply, uint16_t *reply_len)
 {
     struct apply_ctx a;
     struct pt_shard_req q;
+    size_t rl;
     int rc, st;
-    if (cap < 4) return -PT_EOVERFLOW;
-    /* A malformed entry cannot come from our leader; refuse it identically on every replica. */
-    if (len < PT_SHARD_ENTRY_HEADER || entry[0] != PT_SHARD_ENTRY_VERSION)
-        return reply_status_only(reply, cap, reply_len, -PT_EVERSION);
-    if ((st = pt_shard_req_decode(&q, entry + PT_SHARD_ENTRY_HEADER, len - PT_SHARD_ENTRY_HEADER)) != 0 ||
-        !pt_shard_op_is_write(q.op))
-        return reply_status_only(reply, cap, reply_len, st ? st : -PT_EPROTO);
+    if ((st = pt_shard_req_decode(&q, req, len)) != 0 || !pt_shard_op_is_write(q.op)) {
+        reply_status_only(reply, PT_SHARD_WRITE_REPLY_MAX, &rl, st ? st : -PT_EPROTO);
+        *reply_len = (uint16_t)rl;
+        return 0;
+    }
     a.sm = sm;
-    a.now = pt_get_le64(entry + 4);
-    pt_cursor_init(&a.out, reply + 4, cap - 4);
+    a.now = now;
+    pt_cursor_init(&a.out, reply + 4, PT_SHARD_WRITE_REPLY_MAX - 4);
     if ((rc = mdb_txn_begin(sm->env, NULL, 0, &a.t)) != 0) return map_mdb(rc);
     st = dispatch_write(&a, &q);
     if (st == 0 && !pt_cursor_ok(&a.out)) st = -PT_EOVERFLOW;
     if (st != 0) {
         mdb_txn_abort(a.t);
         if (is_store_failure(st)) return st;
-        return reply_status_only(reply, cap, reply_len, st);
+        reply_status_only(reply, PT_SHARD_WRITE_REPLY_MAX, &rl, st);
+        *reply_len = (uint16_t)rl;
+        return 0;
     }
     if ((rc = mdb_txn_commit(a.t)) != 0) return map_mdb(rc);
     pt_put_le32(reply, 0);
-    *reply_len = 4 + a.out.pos;
+    *reply_len = (uint16_t)(4 + a.out.pos);
+    return 0;
+}
+
+int pt_shard_sm_apply(struct pt_shard_sm *sm, const uint8_t *entry, size_t len,
+                      struct pt_shard_apply_out *out)
+{
+    struct pt_cursor c;
+    uint16_t count, i;
+    uint64_t now;
+    int rc;
+    out->count = 0;
+    /*
+     * A malformed entry cannot come from our leader's builder; whatever it is, every replica
+     * refuses it identically (no request applied, no reply) instead of stopping.
+     */
+    if (len < PT_SHARD_ENTRY_HEADER || entry[0] != PT_SHARD_ENTRY_VERSION) return 0;
+    count = pt_get_le16(entry + 2);
+    now = pt_get_le64(entry + 4);
+    if (count > PT_SHARD_BATCH_MAX) return 0;
+    pt_cursor_init(&c, (void *)(entry + PT_SHARD_ENTRY_HEADER), len - PT_SHARD_ENTRY_HEADER);
+    for (i = 0; i < count; i++) {
+        uint32_t n = pt_dec_u32(&c);
+        const uint8_t *req = pt_cursor_take(&c, n);
+        if (!req) {
+            /* A truncated tail: refuse the rest identically everywhere. */
+            size_t rl;
+            reply_status_only(out->reply[i], PT_SHARD_WRITE_REPLY_MAX, &rl, -PT_EPROTO);
+            out->len[i] = (uint16_t)rl;
+            out->count = (uint16_t)(i + 1);
+            continue;
+        }
+        if ((rc = apply_one(sm, now, req, n, out->reply[i], &out->len[i])) != 0) return rc;
+        out->count = (uint16_t)(i + 1);
+    }
     return 0;
 }
 
