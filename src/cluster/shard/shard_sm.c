@@ -370,6 +370,18 @@ int pt_shard_entry_add(struct pt_shard_entry_builder *b, const struct pt_shard_r
     return 0;
 }
 
+int pt_shard_entry_add_raw(struct pt_shard_entry_builder *b, const uint8_t *req, size_t len)
+{
+    if (b->failed) return -PT_EOVERFLOW;
+    if (b->count == PT_SHARD_BATCH_MAX) return -PT_E2BIG;
+    if (b->cap - b->pos < 4 || b->cap - b->pos - 4 < len) return -PT_EOVERFLOW;
+    pt_put_le32(b->buf + b->pos, (uint32_t)len);
+    memcpy(b->buf + b->pos + 4, req, len);
+    b->pos += 4 + len;
+    b->count++;
+    return 0;
+}
+
 int pt_shard_entry_finish(struct pt_shard_entry_builder *b)
 {
     if (b->failed) return -PT_EOVERFLOW;

@@ -55,6 +55,8 @@ void pt_shard_entry_init(struct pt_shard_entry_builder *b, uint8_t *buf, size_t 
                          uint64_t time_ms);
 /* Append a request: 0, or -PT_EOVERFLOW / -PT_E2BIG (batch full) / encode errors. */
 int pt_shard_entry_add(struct pt_shard_entry_builder *b, const struct pt_shard_req *req);
+/* Append an already encoded request (the CDC log uses the same envelope with its own requests). */
+int pt_shard_entry_add_raw(struct pt_shard_entry_builder *b, const uint8_t *req, size_t len);
 /* Finish: the entry's length, or a negative error if an add failed. */
 int pt_shard_entry_finish(struct pt_shard_entry_builder *b);
 
