@@ -12,6 +12,8 @@
 
 static const struct cli_command commands[] = {
     {"crc32c", "print the CRC-32C of files", cmd_crc32c},
+    {"shard", "run one replica of a metadata shard", cmd_shard},
+    {"cdc", "run one replica of the cross-directory coordinator", cmd_cdc},
 };
 
 int cli_error(const char *cmd, const char *fmt, ...)
