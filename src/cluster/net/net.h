@@ -180,4 +180,21 @@ uint64_t pt_now_ms(void);
 /* A seed for jitter that differs between processes and calls (not for tests). */
 uint64_t pt_entropy_seed(void);
 
+/* --- one call with retries ---------------------------------------------------------------- */
+
+struct pt_call_opts {
+    int timeout_ms;           /* per attempt (connect + request + response); 0 = 5000 */
+    uint32_t retry_budget_ms; /* total time for retries; 0 = 10000; 1 = a single attempt */
+    uint64_t seed;            /* jitter seed; 0 = pt_entropy_seed() */
+};
+
+/*
+ * Connect to address, send a request and wait for its response, retrying transport errors
+ * and retryable remote errors (pt_error_retryable, PT_ENOTLEADER excepted: redirection is the
+ * caller's business) with back-off until the budget is spent. Same returns as pt_conn_callv;
+ * opts may be NULL for the defaults. The reply must be released with pt_reply_free.
+ */
+int pt_call(const char *address, uint16_t kind, const struct iovec *parts, int nparts,
+            const struct pt_call_opts *opts, struct pt_reply *reply);
+
 #endif

@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "cluster/client/reg_calls.h"
+#include "cluster/client/blocks_client.h"
 #include "cluster/shard/raft_transport.h"
 #include "cluster/shard/shard_sm.h"
 #include "petrel/codec.h"
@@ -88,7 +88,6 @@ struct pt_raft_node {
     struct discovery disc;
     int disc_running;
     uint64_t last_disc_ms;
-    struct pt_conn *reg_conn; /* used only by the discovery thread */
     struct pt_node_service services[PT_NODE_MAX_SERVICES];
     size_t n_services;
     int stopping;
@@ -286,16 +285,16 @@ static void discovery_work(uv_work_t *w)
     struct pt_reg_replica *reps = NULL;
     struct pt_reg_blocks *blocks = NULL;
     size_t nreps = 0, nblocks = 0, i, j;
+    struct pt_call_opts opts = {.timeout_ms = 500, .retry_budget_ms = 1};
     int rc;
     d->ok = 0;
     memcpy(d->peers, d->known, sizeof(d->peers));
     d->n_services = 0;
-    if (!n->reg_conn && pt_conn_open(n->registry, 500, 0, &n->reg_conn) != 0) return;
-    rc = n->cfg.kind == PT_NODE_SHARD ? pt_regc_shard_heartbeat(n->reg_conn, &d->self)
-                                      : pt_regc_cdc_heartbeat(n->reg_conn, &d->self);
+    rc = n->cfg.kind == PT_NODE_SHARD ? pt_reg_heartbeat_shard(n->registry, &d->self, &opts)
+                                      : pt_reg_heartbeat_cdc(n->registry, &d->self, &opts);
     if (rc) return;
-    rc = n->cfg.kind == PT_NODE_SHARD ? pt_regc_list_shards(n->reg_conn, (uint16_t)n->cfg.shard, &reps, &nreps)
-                                      : pt_regc_list_cdc(n->reg_conn, &reps, &nreps);
+    rc = n->cfg.kind == PT_NODE_SHARD ? pt_reg_list_shards(n->registry, (uint16_t)n->cfg.shard, &reps, &nreps, &opts)
+                                      : pt_reg_list_cdc(n->registry, &reps, &nreps, &opts);
     if (rc) return;
     for (i = 0; i < nreps; i++) {
         struct peer *p;
@@ -317,7 +316,7 @@ static void discovery_work(uv_work_t *w)
         }
     }
     free(reps);
-    if (pt_regc_list_blocks(n->reg_conn, &blocks, &nblocks) == 0) {
+    if (pt_reg_list_blocks(n->registry, &blocks, &nblocks, &opts) == 0) {
         for (i = 0; i < nblocks && d->n_services < PT_NODE_MAX_SERVICES; i++) {
             struct pt_node_service *s = &d->services[d->n_services++];
             memset(s, 0, sizeof(*s));
@@ -330,7 +329,7 @@ static void discovery_work(uv_work_t *w)
             for (j = 0; j < d->n_known_secrets; j++)
                 if (d->known_secrets[j] == s->id) break;
             /* Secrets never change: fetch each once (the loop thread copies known ones back). */
-            if (j == d->n_known_secrets && pt_regc_block_secret(n->reg_conn, s->id, s->secret) == 0)
+            if (j == d->n_known_secrets && pt_reg_block_secret(n->registry, s->id, s->secret, &opts) == 0)
                 s->has_secret = 1;
         }
         free(blocks);
@@ -563,7 +562,6 @@ int pt_node_run(struct pt_raft_node *n)
     pt_raft_transport_free(&n->transport);
     uv_run(&n->loop, UV_RUN_DEFAULT);
     uv_loop_close(&n->loop);
-    pt_conn_close(n->reg_conn);
     free(n->entry);
     free(n);
     return 0;
