@@ -135,7 +135,12 @@ TEST(shard_inline_file_lifecycle)
     CHECK_EQ(add_inline(&sm, 1001, id, 77, 3, "hello", 5), -PT_EINVAL); /* not contiguous */
     CHECK_EQ(add_inline(&sm, 1001, id, 77, 0, "hello", 5), 0);
     CHECK_EQ(add_inline(&sm, 1002, id, 77, 5, " world", 6), 0);
+    /* A retry of a committed request (reply lost in a failover) succeeds without change. */
+    CHECK_EQ(add_inline(&sm, 1002, id, 77, 5, " world", 6), 0);
+    CHECK_EQ(add_inline(&sm, 1002, id, 77, 5, " World", 6), -PT_EINVAL);
     CHECK_EQ(link_file(&sm, 1003, id, 77, PT_INODE_ROOT, "a.txt"), 0);
+    CHECK_EQ(link_file(&sm, 1003, id, 77, PT_INODE_ROOT, "a.txt"), 0);
+    CHECK_EQ(link_file(&sm, 1003, id, 78, PT_INODE_ROOT, "a.txt"), -PT_ESTALE);
     CHECK_EQ(lookup(&sm, PT_INODE_ROOT, "a.txt", &found), 0);
     CHECK_EQ(found, id);
     CHECK_EQ(stat_of(&sm, id, &st), 0);
@@ -184,6 +189,12 @@ TEST(shard_mirrored_span_needs_certify_before_link)
         blocks[i] = pt_dec_u64(&b);
         CHECK_EQ(PT_INODE_SHARD(blocks[i]), 0);
     }
+    /* Retried after a lost reply: the same blocks, no second span. */
+    q.services[0] = 21;
+    CHECK_EQ(apply(&sm, 11, &q, &b), 0);
+    CHECK_EQ(pt_dec_u8(&b), 3);
+    CHECK_EQ(pt_dec_u64(&b), 11);
+    CHECK_EQ(pt_dec_u64(&b), blocks[0]);
     CHECK(blocks[0] != blocks[1] && blocks[1] != blocks[2]);
     CHECK_EQ(link_file(&sm, 12, id, 5, PT_INODE_ROOT, "big"), -PT_EAGAIN);
     c.data_len = 16; /* wrong number of proofs */

@@ -473,6 +473,18 @@ static int op_construct(struct apply_ctx *a, const struct pt_shard_req *q)
     return 0;
 }
 
+/*
+ * A retried request whose first try was committed (the reply was lost with the old leader):
+ * the last span is exactly the one asked for. Returns 1 when it is, with the span in *s.
+ */
+static int is_retry_of_last_span(struct apply_ctx *a, const struct pt_shard_req *q,
+                                 const struct inode_rec *f, struct pt_span *s)
+{
+    if (q->offset >= f->size || q->offset + q->size != f->size) return 0;
+    if (span_get(a->sm, a->t, q->id, q->offset, s) != 0) return 0;
+    return s->size == q->size && s->crc == q->crc;
+}
+
 static int op_add_span(struct apply_ctx *a, const struct pt_shard_req *q)
 {
     struct inode_rec f;
@@ -480,6 +492,14 @@ static int op_add_span(struct apply_ctx *a, const struct pt_shard_req *q)
     unsigned i, j;
     int rc = writable_file(a, q, &f);
     if (rc) return rc;
+    if (is_retry_of_last_span(a, q, &f, &s) && s.storage == q->storage && s.parity == q->parity) {
+        pt_enc_u8(&a->out, (uint8_t)pt_span_block_count(&s));
+        for (i = 0; i < pt_span_block_count(&s); i++) {
+            pt_enc_u64(&a->out, s.blocks[i].service);
+            pt_enc_u64(&a->out, s.blocks[i].block);
+        }
+        return 0;
+    }
     if (q->offset != f.size) return -PT_EINVAL;
     if (q->size == 0 || q->size > PT_SPAN_SIZE_MAX) return -PT_EINVAL;
     if (f.size + q->size < f.size) return -PT_EFBIG;
@@ -530,6 +550,7 @@ static int op_add_inline(struct apply_ctx *a, const struct pt_shard_req *q)
     struct pt_span s;
     int rc = writable_file(a, q, &f);
     if (rc) return rc;
+    if (is_retry_of_last_span(a, q, &f, &s) && s.storage == PT_STORAGE_INLINE) return 0;
     if (q->offset != f.size) return -PT_EINVAL;
     if (q->size == 0 || q->size != q->data_len || q->size > PT_INLINE_MAX) return -PT_EINVAL;
     if (petrel_crc32c(0, q->data_ptr, q->data_len) != q->crc) return -PT_EBADMSG;
@@ -609,7 +630,13 @@ static int op_link(struct apply_ctx *a, const struct pt_shard_req *q)
     struct dirent_rec e;
     int rc;
     if (q->name_len == 0) return -PT_EINVAL;
-    if ((rc = writable_file(a, q, &f)) != 0) return rc;
+    if ((rc = writable_file(a, q, &f)) != 0) {
+        /* A retried link whose first try was committed: same file under the same name. */
+        if (rc == -PT_ESTALE && f.state == PT_FILE_LINKED && f.cookie == q->cookie &&
+            dirent_get(a->sm, a->t, q->target, q->name, q->name_len, &e) == 0 && e.id == q->id)
+            return 0;
+        return rc;
+    }
     if ((rc = live_dir(a, q->target, &d)) != 0) return rc;
     rc = all_spans_certified(a, q->id);
     if (rc < 0) return rc;
