@@ -82,6 +82,7 @@ int cmd_mount(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);
 int cmd_registry(int argc, char **argv);
 int cmd_blocks(int argc, char **argv);
+int cmd_shard(int argc, char **argv);
 int cluster_status(int argc, char **argv); /* petrel cluster status (cluster_status.c) */
 
 #endif
