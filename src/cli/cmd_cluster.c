@@ -26,6 +26,7 @@
 
 #include "cli/cli.h"
 #include "cli/opt.h"
+#include "cluster/client/blocks_client.h"
 #include "petrel/common.h"
 
 #define MAX_CHILDREN 128
@@ -247,16 +248,18 @@ static void stop_all(struct cluster *c)
 
 static int spawn_servers(struct cluster *c)
 {
-    char dir[PATH_MAX], name[64], n1[24], n2[24], domain[32];
+    char dir[PATH_MAX], name[64], n1[24], n2[24], nr[24], ns[24], domain[32];
     uint64_t s, r, b;
-    for (r = 0; r < c->replicas; r++) {
+    snprintf(nr, sizeof(nr), "%llu", (unsigned long long)c->replicas);
+    snprintf(ns, sizeof(ns), "%llu", (unsigned long long)c->shards);
+    for (r = 0; r < c->replicas && cli_has_command("cdc"); r++) {
         snprintf(dir, sizeof(dir), "%s/cdc/replica-%llu", c->dir, (unsigned long long)r);
         snprintf(name, sizeof(name), "cdc-%llu", (unsigned long long)r);
         snprintf(n1, sizeof(n1), "%llu", (unsigned long long)r);
         if (make_dir(dir) < 0) return cli_error("cluster", "cannot create '%s'", dir);
         {
             char *argv[] = {"petrel", "cdc", "--registry", c->registry, "--replica", n1,
-                            "--dir", dir, NULL};
+                            "--replicas", nr, "--shards", ns, "--dir", dir, NULL};
             if (spawn(c, name, argv) < 0) return cli_error("cluster", "cannot start %s", name);
         }
     }
@@ -271,7 +274,7 @@ static int spawn_servers(struct cluster *c)
             if (make_dir(dir) < 0) return cli_error("cluster", "cannot create '%s'", dir);
             {
                 char *argv[] = {"petrel", "shard", "--registry", c->registry, "--shard", n1,
-                                "--replica", n2, "--dir", dir, NULL};
+                                "--replica", n2, "--replicas", nr, "--dir", dir, NULL};
                 if (spawn(c, name, argv) < 0)
                     return cli_error("cluster", "cannot start %s", name);
             }
@@ -289,6 +292,35 @@ static int spawn_servers(struct cluster *c)
         }
     }
     return 0;
+}
+
+/* Whether the registry lists every service we started, with a leader for every shard (and
+ * the CDC): then a client's first call finds the whole cluster. */
+static int cluster_ready(struct cluster *c)
+{
+    struct pt_call_opts opts = {1000, 1, 0};
+    struct pt_reg_replica *shards = NULL, *cdc = NULL;
+    struct pt_reg_blocks *blocks = NULL;
+    size_t ns = 0, nc = 0, nb = 0, i;
+    uint8_t led[256] = {0};
+    uint64_t leaders = 0, cdc_leader = 0;
+    int ready = 0;
+    if (pt_reg_list_shards(c->registry, PT_REG_ALL_SHARDS, &shards, &ns, &opts) == 0 &&
+        pt_reg_list_cdc(c->registry, &cdc, &nc, &opts) == 0 &&
+        pt_reg_list_blocks(c->registry, &blocks, &nb, &opts) == 0) {
+        for (i = 0; i < ns; i++)
+            if (shards[i].leader && !shards[i].stale && !led[shards[i].shard]) {
+                led[shards[i].shard] = 1;
+                leaders++;
+            }
+        for (i = 0; i < nc; i++) cdc_leader |= cdc[i].leader && !cdc[i].stale;
+        ready = leaders == c->shards && ns == c->shards * c->replicas && nb >= c->blocks &&
+                (!cli_has_command("cdc") || (nc == c->replicas && cdc_leader));
+    }
+    free(shards);
+    free(cdc);
+    free(blocks);
+    return ready;
 }
 
 static int cluster_start(int argc, char **argv)
@@ -316,10 +348,9 @@ static int cluster_start(int argc, char **argv)
         options, 0, 0};
     CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     if (!dir) return cli_error("cluster start", "no data directory given (use --dir DIR)");
-    if (!cli_has_command("registry") || !cli_has_command("shard") || !cli_has_command("cdc") ||
-        !cli_has_command("blocks"))
+    if (!cli_has_command("registry") || !cli_has_command("shard") || !cli_has_command("blocks"))
         return cli_error("cluster start",
-                         "this build has no cluster servers (petrel registry, shard, cdc, blocks)");
+                         "this build has no cluster servers (petrel registry, shard, blocks)");
     rc = make_dir(dir);
     if (rc < 0 || !realpath(dir, real))
         return cli_error("cluster start", "cannot create '%s': %s", dir, cli_strerror(rc ? rc : -errno));
@@ -406,13 +437,31 @@ static int cluster_start(int argc, char **argv)
         status = 1;
         goto out;
     }
+    /* Serve the address once the cluster can take requests (or say why not). */
+    for (waited = 0; !cluster_ready(c); waited += 100) {
+        reap(c, 1);
+        if (stop_requested) goto out;
+        if (waited >= START_TIMEOUT_MS) {
+            fprintf(stderr, "petrel cluster: not every service registered with a leader within "
+                            "%d s; serving anyway (see %s/logs)\n",
+                    START_TIMEOUT_MS / 1000, real);
+            break;
+        }
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        sleep_ms(100);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+    }
     printf("petrel://%s\n", c->registry);
     fflush(stdout);
+    if (!cli_has_command("cdc"))
+        fprintf(stderr, "petrel cluster: this build has no CDC (petrel cdc): mkdir, rmdir and "
+                        "renames across directories will fail\n");
     fprintf(stderr,
             "petrel cluster: %llu shard%s x %llu replica%s, CDC x %llu, %llu block service%s; "
             "data and logs in %s; Ctrl-C stops\n",
             (unsigned long long)s, s == 1 ? "" : "s", (unsigned long long)r, r == 1 ? "" : "s",
-            (unsigned long long)r, (unsigned long long)b, b == 1 ? "" : "s", real);
+            cli_has_command("cdc") ? (unsigned long long)r : 0ULL, (unsigned long long)b,
+            b == 1 ? "" : "s", real);
     while (!stop_requested) {
         sigsuspend(&old);
         if (child_changed) {
