@@ -584,13 +584,36 @@ static int pt_mdir_append(struct petrel_fs *fs, struct pt_mdir *md, const struct
     return 0;
 }
 
-/* Find the split hash: the largest s in (lo, hi) whose lower part fits in half a block. */
-static int pt_find_split(struct petrel_fs *fs, struct pt_compact *c, uint64_t *split)
+/* Size of the records every compacted log of this pair carries (no entries). */
+static int64_t pt_base_size(struct petrel_fs *fs, struct pt_compact *c)
+{
+    uint64_t save_hi = c->hi;
+    int save_open = c->hi_open;
+    int64_t sz;
+    c->hi = c->lo;
+    c->hi_open = 0;
+    sz = pt_compact_size(fs, c);
+    c->hi = save_hi;
+    c->hi_open = save_open;
+    return sz;
+}
+
+/* The most a compacted log may hold so that appends keep room: half of the entry space. */
+static int64_t pt_compact_limit(struct petrel_fs *fs, struct pt_compact *c)
+{
+    int64_t base = pt_base_size(fs, c);
+    if (base < 0) return base;
+    if (base > (int64_t)fs->block_size) return -PT_ENOSPC;
+    return base + ((int64_t)fs->block_size - base) / 2;
+}
+
+/* Find the split hash: the largest s in (lo, hi) whose lower part stays within limit. */
+static int pt_find_split(struct petrel_fs *fs, struct pt_compact *c, int64_t limit,
+                         uint64_t *split)
 {
     uint64_t lo = c->lo, hi = c->hi_open ? UINT64_MAX : c->hi - 1; /* inclusive */
     uint64_t a = lo, b = hi, save_hi = c->hi;
     int save_open = c->hi_open;
-    uint32_t limit = fs->block_size / 2;
     /* invariant: size([lo, a)) fits (true for a = lo); find largest fitting a */
     while (a < b) {
         uint64_t mid = a + (b - a) / 2 + 1;
@@ -598,18 +621,20 @@ static int pt_find_split(struct petrel_fs *fs, struct pt_compact *c, uint64_t *s
         c->hi = mid;
         c->hi_open = 0;
         sz = pt_compact_size(fs, c);
-        if (sz >= 0 && sz <= (int64_t)limit)
-            a = mid;
-        else
-            b = mid - 1;
         if (sz < 0 && sz != -PT_ENOSPC) {
             c->hi = save_hi;
             c->hi_open = save_open;
             return (int)sz;
         }
+        if (sz >= 0 && sz <= limit)
+            a = mid;
+        else
+            b = mid - 1;
     }
     c->hi = save_hi;
     c->hi_open = save_open;
+    /* at least the lowest hash stays, so both halves shrink */
+    if (a == lo && (c->hi_open || c->hi > lo + 1)) a = lo + 1;
     *split = a;
     return 0;
 }
@@ -618,7 +643,7 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
                    uint32_t old_pair[2])
 {
     struct pt_compact c;
-    int64_t total;
+    int64_t total, limit;
     int err, relocate = 0, root = pt_is_root(md);
     uint32_t written, orig[2];
 
@@ -646,7 +671,9 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
 
     total = pt_compact_size(fs, &c);
     if (total < 0 && total != -PT_ENOSPC) return (int)total;
-    if (total >= 0 && (total <= (int64_t)(fs->block_size / 2) || c.lo == c.hi - 1)) {
+    limit = pt_compact_limit(fs, &c);
+    if (limit < 0) return (int)limit;
+    if (total >= 0 && (total <= limit || (!c.hi_open && c.lo == c.hi - 1))) {
         /* compaction into the other block (or a fresh one) */
         uint32_t target = relocate ? PT_NULL : md->pair[1];
         err = pt_compact_into(fs, target, &c, !root, &written);
@@ -658,14 +685,8 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
         uint8_t lo_buf[8], th_buf[17];
         uint64_t split = 0;
         uint32_t hb[2], hw;
-        err = pt_find_split(fs, &c, &split);
+        err = pt_find_split(fs, &c, limit, &split);
         if (err) return err;
-        if (split == c.lo) {
-            if (total < 0) return -PT_ENOSPC;
-            err = pt_compact_into(fs, relocate ? PT_NULL : md->pair[1], &c, !root, &written);
-            if (err) return err;
-            goto done;
-        }
         hc = c;
         hc.lo = split;
         hc.is_low = 0;
@@ -699,10 +720,13 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
         c.hi_open = 0;
         c.extra = &xl;
         c.nextra = 1;
+        {
+            int64_t ls = pt_compact_size(fs, &c);
+            if (ls < 0) return (int)ls;
+        }
         err = pt_compact_into(fs, relocate ? PT_NULL : md->pair[1], &c, !root, &written);
         if (err) return err;
     }
-done:
     {
         uint32_t np[2];
         np[0] = written;
