@@ -183,8 +183,9 @@ static int pt_file_close_ob(struct petrel_fs *fs, struct petrel_fs_file *f)
     int err = 0;
     if (!f->ob_open) return 0;
     if (f->ob_block != f->ob_src) {
-        while (!err && f->ob_next < f->ob_src_pages)
-            err = pt_file_ob_prog(fs, f, f->ob_next, NULL, 0);
+        /* every page the tree covers must be valid: old pages are copied, holes zeroed */
+        uint32_t want = PT_MAX(f->ob_src_pages, pt_file_valid_pages(fs, f, f->ob_index));
+        while (!err && f->ob_next < want) err = pt_file_ob_prog(fs, f, f->ob_next, NULL, 0);
         if (!err) err = pt_file_pend(fs, f, f->ob_index, f->ob_block);
     }
     if (!err) f->ob_open = 0;
@@ -204,34 +205,55 @@ static int pt_slot_erased(struct petrel_fs *fs, uint32_t blk, uint32_t slot)
     return 1;
 }
 
+/* Make the open block logical block bi, ready for a page at slot (or later). */
+static int pt_file_ob_open(struct petrel_fs *fs, struct petrel_fs_file *f, uint32_t bi,
+                           uint32_t slot)
+{
+    uint32_t ppb = pt_pages_per_block(fs), pld = pt_page_payload(fs), src;
+    int err;
+    if (f->ob_open && f->ob_index == bi && slot >= f->ob_next) return 0;
+    err = pt_file_close_ob(fs, f);
+    if (err) return err;
+    err = pt_file_block(fs, f, bi, &src);
+    if (err) return err;
+    f->ob_index = bi;
+    f->ob_src = src;
+    f->ob_src_pages = src == PT_NULL ? 0 : pt_file_valid_pages(fs, f, bi);
+    if (src != PT_NULL && f->ob_src_pages > 0 && slot >= f->ob_src_pages &&
+        f->tree_size == ((uint64_t)bi * ppb + f->ob_src_pages) * pld &&
+        pt_slot_erased(fs, src, f->ob_src_pages)) {
+        /* extend the block in place: the committed pages stay untouched */
+        f->ob_block = src;
+        f->ob_next = f->ob_src_pages;
+    } else {
+        err = pt_alloc_erased(fs, &f->ob_block);
+        if (err) return err;
+        f->ob_next = 0;
+    }
+    f->ob_open = 1;
+    return 0;
+}
+
 /* Program the page buffer as logical page p. */
 static int pt_file_prog_page(struct petrel_fs *fs, struct petrel_fs_file *f, uint64_t p)
 {
     uint32_t ppb = pt_pages_per_block(fs), pld = pt_page_payload(fs);
     uint32_t bi = (uint32_t)(p / ppb), slot = (uint32_t)(p % ppb);
-    uint64_t end;
+    uint64_t d = (uint64_t)ppb * pld, end;
     int err;
-    if (!(f->ob_open && f->ob_index == bi && slot >= f->ob_next)) {
-        uint32_t src;
-        err = pt_file_close_ob(fs, f);
-        if (err) return err;
-        err = pt_file_block(fs, f, bi, &src);
-        if (err) return err;
-        f->ob_index = bi;
-        f->ob_src = src;
-        f->ob_src_pages = src == PT_NULL ? 0 : pt_file_valid_pages(fs, f, bi);
-        if (src != PT_NULL && f->ob_src_pages > 0 && slot == f->ob_src_pages &&
-            f->tree_size == ((uint64_t)bi * ppb + slot) * pld && pt_slot_erased(fs, src, slot)) {
-            /* extend the block in place: the committed pages stay untouched */
-            f->ob_block = src;
-            f->ob_next = slot;
-        } else {
-            err = pt_alloc_erased(fs, &f->ob_block);
+    if (f->tree_size > 0 && f->tree_size % d) {
+        /* the tree's last block is partly written: before the tree grows past it, its
+         * remaining pages are written as zeros so that every page it covers is valid */
+        uint32_t last = (uint32_t)((f->tree_size - 1) / d);
+        if (bi > last) {
+            err = pt_file_ob_open(fs, f, last, pt_file_valid_pages(fs, f, last));
+            while (!err && f->ob_next < ppb) err = pt_file_ob_prog(fs, f, f->ob_next, NULL, 0);
             if (err) return err;
-            f->ob_next = 0;
+            f->tree_size = (uint64_t)(last + 1) * d;
         }
-        f->ob_open = 1;
     }
+    err = pt_file_ob_open(fs, f, bi, slot);
+    if (err) return err;
     while (f->ob_next < slot) {
         err = pt_file_ob_prog(fs, f, f->ob_next, NULL, 0);
         if (err) return err;
