@@ -516,8 +516,6 @@ int petrel_fs_file_truncate(struct petrel_fs *fs, struct petrel_fs_file *f, uint
         uint64_t keep_pages = (size + pld - 1) / pld;
         uint64_t d = (uint64_t)ppb * pld;
         uint32_t bi, nb_new, nb_old;
-        err = pt_file_close_ob(fs, f);
-        if (err) goto fail;
         if (f->buf_state != PT_BUF_EMPTY && f->buf_page >= keep_pages) f->buf_state = PT_BUF_EMPTY;
         if (size % pld) {
             /* the new last page keeps its head and loses its tail: it moves to the buffer */
@@ -530,6 +528,10 @@ int petrel_fs_file_truncate(struct petrel_fs *fs, struct petrel_fs_file *f, uint
         } else if (f->tree_size > size) {
             f->tree_size = size;
         }
+        /* the open block was filled under the old size: close it, so that later writes
+         * copy only the pages the new size keeps */
+        err = pt_file_close_ob(fs, f);
+        if (err) goto fail;
         /* drop data blocks wholly past the new end */
         nb_new = (uint32_t)((f->tree_size + d - 1) / d);
         nb_old = (uint32_t)((f->size + d - 1) / d);

@@ -148,24 +148,26 @@ TEST(fs_random_overwrites_match_model)
                     CHECK_EQ(petrel_fs_file_seek(&t.fs, &f, (int64_t)off, PETREL_SEEK_SET), (int64_t)off);
                     CHECK_EQ(petrel_fs_file_write(&t.fs, &f, chunk, n), (int64_t)n);
                     memcpy(model + off, chunk, n);
+                    test_log("write %llu +%llu", (unsigned long long)off, (unsigned long long)n);
                     if (off + n > size) size = off + n;
                 } else if (op < 8) {
                     uint64_t ns = pt_prng_below(&g, cap * 3 / 4);
                     CHECK_EQ(petrel_fs_file_truncate(&t.fs, &f, ns), 0);
                     if (ns < size) memset(model + ns, 0, size - ns);
+                    test_log("truncate %llu", (unsigned long long)ns);
                     size = ns;
                 } else if (op < 9) {
                     CHECK_EQ(petrel_fs_file_sync(&t.fs, &f), 0);
                 } else {
                     CHECK_EQ(petrel_fs_file_seek(&t.fs, &f, 0, PETREL_SEEK_SET), 0);
                     CHECK_EQ(petrel_fs_file_read(&t.fs, &f, buf, cap), (int64_t)size);
-                    CHECK_MEM(buf, model, size);
+                    TFS_CHECK_SAME(buf, model, size);
                 }
             }
             CHECK_EQ(petrel_fs_file_close(&t.fs, &f), 0);
             tfs_remount(&t);
             CHECK_EQ(tfs_get(&t, "/m", buf, cap), (int64_t)size);
-            CHECK_MEM(buf, model, size);
+            TFS_CHECK_SAME(buf, model, size);
             tfs_check_clean(&t);
         }
         free(model);

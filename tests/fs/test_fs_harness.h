@@ -114,6 +114,17 @@ static inline void tfs_fill(uint8_t *buf, size_t len, uint32_t seed)
     }
 }
 
+/* Compare with the first differing offset in the failure message. */
+#define TFS_CHECK_SAME(a, b, n)                                                              \
+    do {                                                                                     \
+        size_t tfs_k_;                                                                       \
+        for (tfs_k_ = 0; tfs_k_ < (size_t)(n); tfs_k_++)                                     \
+            CHECK_MSG(((const uint8_t *)(a))[tfs_k_] == ((const uint8_t *)(b))[tfs_k_],      \
+                      "contents differ at byte %zu of %zu: %02x != %02x", tfs_k_,            \
+                      (size_t)(n), ((const uint8_t *)(a))[tfs_k_],                            \
+                      ((const uint8_t *)(b))[tfs_k_]);                                       \
+    } while (0)
+
 #define TFS_FOR_EACH_GEOMETRY(t, cycles)                                                     \
     for (int tfs_i_ = 0; tfs_i_ < TFS_NGEOM; tfs_i_++)                                       \
         for (int tfs_once_ = (tfs_setup(&(t), &tfs_geometries[tfs_i_], (cycles)),            \
