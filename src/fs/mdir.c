@@ -685,8 +685,18 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
         uint8_t lo_buf[8], th_buf[17];
         uint64_t split = 0;
         uint32_t hb[2], hw;
+        /* the lower part will carry a thread record to the new pair: count it */
+        memset(th_buf, 0, sizeof(th_buf));
+        memset(&xl, 0, sizeof(xl));
+        xl.type = PT_REC_THREAD;
+        xl.seg[0] = th_buf;
+        xl.seglen[0] = 17;
+        c.extra = &xl;
+        c.nextra = 1;
         err = pt_find_split(fs, &c, limit, &split);
         if (err) return err;
+        c.extra = NULL;
+        c.nextra = 0;
         hc = c;
         hc.lo = split;
         hc.is_low = 0;
@@ -698,9 +708,20 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
         xh.seglen[0] = 8;
         hc.extra = &xh;
         hc.nextra = 1;
-        {
-            int64_t hs = pt_compact_size(fs, &hc);
-            if (hs < 0) return (int)hs;
+        if (pt_compact_size(fs, &hc) < 0) {
+            /* the upper part is too big: give the lower part as much as a block holds */
+            c.extra = &xl;
+            c.nextra = 1;
+            err = pt_find_split(fs, &c, fs->block_size, &split);
+            c.extra = NULL;
+            c.nextra = 0;
+            if (err) return err;
+            hc.lo = split;
+            pt_put_le64(lo_buf, split);
+            {
+                int64_t hs = pt_compact_size(fs, &hc);
+                if (hs < 0) return (int)hs;
+            }
         }
         err = pt_alloc_erased(fs, &hb[1]);
         if (err) return err;

@@ -70,7 +70,7 @@ static int pt_fs_init(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
     if (fs->name_max > PETREL_FS_NAME_MAX_DEFAULT) return -PT_EINVAL;
     fs->name_max = PT_MIN(fs->name_max, fs->block_size / 8);
     fs->attr_max = cfg->attr_max ? cfg->attr_max : PETREL_FS_ATTR_MAX_DEFAULT;
-    fs->attr_max = PT_MIN(fs->attr_max, fs->block_size / 4);
+    fs->attr_max = PT_MIN(fs->attr_max, fs->block_size / 8);
     fs->file_max = cfg->file_max ? cfg->file_max : PETREL_FS_FILE_MAX_DEFAULT;
     if (fs->file_max > 0xffffffffu) fs->file_max = 0xffffffffu;
     fs->block_cycles = cfg->block_cycles;
