@@ -368,6 +368,10 @@ int petrel_fs_file_opencfg(struct petrel_fs *fs, struct petrel_fs_file *file, co
         err = pt_fs_commit(fs, &lk.md, &r, 1);
         if (err) goto fail;
         pt_alloc_ack(fs);
+        /* the commit may have moved the directory's head: look the entry up again */
+        err = pt_lookup(fs, path, &lk, -1);
+        if (!err && lk.exists != 1) err = -PT_ENOENT;
+        if (err) goto fail;
     } else {
         file->size = lk.e.size;
         file->root = lk.e.root;
