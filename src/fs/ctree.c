@@ -171,6 +171,7 @@ int pt_tree_apply(struct petrel_fs *fs, uint32_t *root, uint8_t *depth, struct p
     uint32_t maxidx;
     int err;
     if (n == 0) return 0;
+    f->map_valid = 0;
     /* sort by index, keeping the latest update of an index */
     for (i = 1; i < n; i++) {
         uint32_t k = i;

@@ -45,22 +45,33 @@ static uint32_t pt_file_valid_pages(struct petrel_fs *fs, const struct petrel_fs
     return (uint32_t)PT_MIN(n, (uint64_t)pt_pages_per_block(fs));
 }
 
-/* Physical block currently holding logical block bi, outside the open block. */
-static int pt_file_block(struct petrel_fs *fs, const struct petrel_fs_file *f, uint32_t bi,
+/* Physical block currently holding logical block bi, outside the open block. The last
+ * tree lookup is remembered so that sequential reads do not re-read index pages. */
+static int pt_file_block(struct petrel_fs *fs, struct petrel_fs_file *f, uint32_t bi,
                          uint32_t *blk)
 {
     uint32_t i;
+    int err;
     for (i = f->pend_n; i > 0; i--) {
         if (f->pend[i - 1].index == bi) {
             *blk = f->pend[i - 1].block;
             return 0;
         }
     }
-    return pt_tree_lookup(fs, f->root, f->depth, bi, blk);
+    if (f->map_valid && f->map_index == bi) {
+        *blk = f->map_block;
+        return 0;
+    }
+    err = pt_tree_lookup(fs, f->root, f->depth, bi, blk);
+    if (err) return err;
+    f->map_valid = 1;
+    f->map_index = bi;
+    f->map_block = *blk;
+    return 0;
 }
 
 /* Read-only view of page p: *payload NULL means zeros. */
-static int pt_file_page_src(struct petrel_fs *fs, const struct petrel_fs_file *f, uint64_t p,
+static int pt_file_page_src(struct petrel_fs *fs, struct petrel_fs_file *f, uint64_t p,
                             const uint8_t **payload)
 {
     uint32_t ppb = pt_pages_per_block(fs);
@@ -541,6 +552,7 @@ int petrel_fs_file_truncate(struct petrel_fs *fs, struct petrel_fs_file *f, uint
         nb_old = (uint32_t)((f->size + d - 1) / d);
         if (f->tree_size == 0) {
             f->root = PT_NULL;
+            f->map_valid = 0;
             f->depth = 0;
             f->pend_n = 0;
         } else {
@@ -595,6 +607,7 @@ int petrel_fs_file_sync(struct petrel_fs *fs, struct petrel_fs_file *f)
     if (f->tree_size == 0) {
         f->root = PT_NULL;
         f->depth = 0;
+        f->map_valid = 0;
     }
     if (keep_tail) tail_len = (uint16_t)(f->size - f->tree_size);
 
