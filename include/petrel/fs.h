@@ -213,6 +213,7 @@ struct petrel_fs {
     int32_t block_cycles;
     uint8_t mounted, rcache_alloc, pcache_alloc, look_alloc;
     uint8_t readonly;     /* set when the device wore out or metadata cannot be written */
+    uint8_t repairing;    /* inside the orphan repair (no nested repair) */
     struct petrel_fs_cache rcache, pcache;
     /* allocator */
     uint8_t *lookahead;
@@ -222,7 +223,8 @@ struct petrel_fs {
     uint32_t look_ack;    /* blocks left before the allocator has gone round once */
     uint64_t seed;
     uint32_t next_dirid;
-    struct petrel_fs_gstate gstate; /* on-disk global state */
+    struct petrel_fs_gstate gstate;   /* global state on disk (XOR of all deltas) */
+    struct petrel_fs_gstate gpending; /* global state the next commit must establish */
     struct petrel_fs_handle *handles;
 };
 
