@@ -179,7 +179,7 @@ void pt_handles_relocate(struct petrel_fs *fs, const uint32_t old[2], const uint
 extern struct petrel_fs_gstate pt_gpending_dummy;
 
 /* ---- gstate.c ---- */
-int pt_fs_repair(struct petrel_fs *fs);
+int pt_fs_repair(struct petrel_fs *fs, int finish_move);
 int pt_unlink_dir(struct petrel_fs *fs, const uint32_t head[2]);
 
 /* ---- dir.c ---- */

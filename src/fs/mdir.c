@@ -531,7 +531,7 @@ static int pt_compact_into(struct petrel_fs *fs, uint32_t target, const struct p
             petrel_log(PT_LOG_WARN, "fs", "metadata block %u failed to program, moving",
                        (unsigned)target);
         }
-        if (!may_relocate) return -PT_EIO;
+        if (!may_relocate) return -PT_ENOSPC; /* the root pair is worn out */
         err = pt_alloc(fs, &target);
         if (err) return err;
     }

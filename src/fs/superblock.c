@@ -219,7 +219,7 @@ int petrel_fs_mount(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
     pt_alloc_init(fs);
     fs->mounted = 1;
     if (fs->gstate.move_pending || fs->gstate.orphans) {
-        err = pt_fs_repair(fs);
+        err = pt_fs_repair(fs, 1);
         if (err) {
             petrel_log(PT_LOG_WARN, "fs", "mount repair failed (%s): read-only",
                        petrel_strerror(err));
