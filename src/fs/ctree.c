@@ -162,7 +162,7 @@ static int pt_index_write(struct petrel_fs *fs, uint32_t old, const struct petre
         if (err != -PT_EIO && err != -PT_ECORRUPT) return err;
         petrel_log(PT_LOG_WARN, "fs", "index block %u failed to program, moving", (unsigned)blk);
     }
-    return -PT_EIO;
+    return -PT_ENOSPC; /* no good block found: the device is worn out */
 }
 
 int pt_tree_apply(struct petrel_fs *fs, uint32_t *root, uint8_t *depth, struct petrel_fs_file *f)

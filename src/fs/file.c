@@ -139,7 +139,7 @@ static int pt_file_ob_move(struct petrel_fs *fs, struct petrel_fs_file *f)
             if (e2 == -PT_ECORRUPT && f->ob_next > 0) return -PT_ECORRUPT;
         }
     }
-    return -PT_EIO;
+    return -PT_ENOSPC; /* no good block found: the device is worn out */
 }
 
 /* Program one page into the open block at slot (pages before it already written). */
@@ -166,7 +166,7 @@ static int pt_file_ob_prog(struct petrel_fs *fs, struct petrel_fs_file *f, uint3
         err = pt_file_ob_move(fs, f);
         if (err) return err;
     }
-    return -PT_EIO;
+    return -PT_ENOSPC; /* no good block found: the device is worn out */
 }
 
 static int pt_file_pend(struct petrel_fs *fs, struct petrel_fs_file *f, uint32_t bi,

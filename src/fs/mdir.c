@@ -644,7 +644,7 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
 {
     struct pt_compact c;
     int64_t total, limit;
-    int err, relocate = 0, root = pt_is_root(md);
+    int err, relocate = 0, evict = 0, root = pt_is_root(md);
     uint32_t written, orig[2];
 
     old_pair[0] = old_pair[1] = PT_NULL;
@@ -673,7 +673,13 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
     if (total < 0 && total != -PT_ENOSPC) return (int)total;
     limit = pt_compact_limit(fs, &c);
     if (limit < 0) return (int)limit;
-    if (total >= 0 && (total <= limit || (!c.hi_open && c.lo == c.hi - 1))) {
+    /* The root pair cannot move (it holds the superblock). When it has been compacted
+     * block_cycles times and still holds entries, all its entries move to a new pair,
+     * which can move, so a busy root directory does not wear the root blocks out. */
+    if (root && fs->block_cycles > 0 && c.rev % (uint32_t)fs->block_cycles == 0 &&
+        total > pt_base_size(fs, &c))
+        evict = 1;
+    if (!evict && total >= 0 && (total <= limit || (!c.hi_open && c.lo == c.hi - 1))) {
         /* compaction into the other block (or a fresh one) */
         uint32_t target = relocate ? PT_NULL : md->pair[1];
         err = pt_compact_into(fs, target, &c, !root, &written);
@@ -693,7 +699,11 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
         xl.seglen[0] = 17;
         c.extra = &xl;
         c.nextra = 1;
-        err = pt_find_split(fs, &c, limit, &split);
+        err = 0;
+        if (evict)
+            split = c.lo;
+        else
+            err = pt_find_split(fs, &c, limit, &split);
         if (err) return err;
         c.extra = NULL;
         c.nextra = 0;
