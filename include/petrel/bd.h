@@ -145,6 +145,7 @@ struct petrel_bd_emu {
     uint8_t *programmed;   /* one bit per byte: programmed since its last erase */
     uint32_t *wear;        /* erase count per block */
     uint8_t *fault;        /* enum petrel_bd_emu_fault per block */
+    uint8_t *dirty;        /* per block: changed since the last copy or restore into it */
     struct pt_prng prng;
     struct petrel_bd_emu_stats stats;
     uint64_t powerloss_ops;  /* prog+erase operations counted toward the cut */
@@ -167,6 +168,12 @@ void petrel_bd_emu_destroy(struct petrel_bd_emu *emu);
 /* Copy contents, wear, faults, generator and power state of src into dst (same geometry):
  * a snapshot to restart a scenario from. Returns 0 or -PT_EINVAL. Stats are not copied. */
 int petrel_bd_emu_copy(struct petrel_bd_emu *dst, const struct petrel_bd_emu *src);
+
+/* Like petrel_bd_emu_copy, but copies only the blocks of dst changed (by prog, erase, flip,
+ * fault or wear setting) since dst was last copied or restored from src: cheap restarts from
+ * a snapshot. Direct writes to dst->memory are not tracked: use petrel_bd_emu_copy after
+ * them. Returns 0 or -PT_EINVAL. */
+int petrel_bd_emu_restore(struct petrel_bd_emu *dst, const struct petrel_bd_emu *src);
 
 /* Give one block a faulty behaviour (PETREL_BD_EMU_OK makes it good again). */
 int petrel_bd_emu_set_fault(struct petrel_bd_emu *emu, uint32_t block,

@@ -45,7 +45,7 @@
 #define PETREL_FS_FILE_MAX_DEFAULT 0x7fffffffu
 
 /* How many data-block updates a file buffers before it writes them into its tree. */
-#define PETREL_FS_PENDING 32
+#define PETREL_FS_PENDING 64
 
 /* How deep a file's data tree may grow (index levels above the data blocks). */
 #define PETREL_FS_TREE_DEPTH_MAX 6
@@ -188,6 +188,9 @@ struct petrel_fs_file {
     uint32_t ob_src;    /* open block: block it replaces (or NULL) */
     uint32_t ob_next;   /* open block: next page slot to program */
     uint32_t ob_src_pages; /* open block: valid pages in ob_src */
+    uint32_t map_index; /* last tree lookup: logical block ... */
+    uint32_t map_block; /* ... and where it is (valid when map_valid) */
+    uint8_t map_valid;
     uint32_t pend_n;    /* buffered tree updates */
     struct {
         uint32_t index, block;
@@ -213,6 +216,7 @@ struct petrel_fs {
     int32_t block_cycles;
     uint8_t mounted, rcache_alloc, pcache_alloc, look_alloc;
     uint8_t readonly;     /* set when the device wore out or metadata cannot be written */
+    uint8_t repairing;    /* inside the orphan repair (no nested repair) */
     struct petrel_fs_cache rcache, pcache;
     /* allocator */
     uint8_t *lookahead;
@@ -222,7 +226,8 @@ struct petrel_fs {
     uint32_t look_ack;    /* blocks left before the allocator has gone round once */
     uint64_t seed;
     uint32_t next_dirid;
-    struct petrel_fs_gstate gstate; /* on-disk global state */
+    struct petrel_fs_gstate gstate;   /* global state on disk (XOR of all deltas) */
+    struct petrel_fs_gstate gpending; /* global state the next commit must establish */
     struct petrel_fs_handle *handles;
 };
 

@@ -68,6 +68,7 @@ static void emu_apply_prog(struct petrel_bd_emu *emu, uint32_t block, uint32_t o
 {
     size_t base = (size_t)block * emu->cfg.block_size + off;
     uint32_t len = size, i;
+    emu->dirty[block] = 1;
     if (torn) len = (uint32_t)pt_prng_below(&emu->prng, size);
     for (i = 0; i < len; i++) emu_put(emu, base + i, data[i]);
     if (torn && emu->cfg.prog_mode == PETREL_BD_EMU_PROG_NOR) {
@@ -86,6 +87,7 @@ static void emu_apply_erase(struct petrel_bd_emu *emu, uint32_t block, uint32_t 
     uint8_t *m = emu_block(emu, block);
     size_t base = (size_t)block * emu->cfg.block_size;
     uint32_t i;
+    emu->dirty[block] = 1;
     if (emu->cfg.erase_value >= 0)
         memset(m, emu->cfg.erase_value, len);
     else if (emu->cfg.erase_value == PETREL_BD_EMU_ERASE_RANDOM)
@@ -170,6 +172,7 @@ static int emu_erase(void *context, uint32_t block)
     }
     if (fault == PETREL_BD_EMU_ERASE_ERROR) return -PT_EIO;
     emu->wear[block]++;
+    emu->dirty[block] = 1;
     if (fault != PETREL_BD_EMU_ERASE_NOOP) emu_apply_erase(emu, block, emu->cfg.block_size);
     emu->stats.erase_bytes += emu->cfg.block_size;
     return 0;
@@ -205,7 +208,8 @@ int petrel_bd_emu_create(struct petrel_bd *bd, struct petrel_bd_emu *emu,
     emu->programmed = (uint8_t *)calloc((bytes + 7) / 8, 1);
     emu->wear = (uint32_t *)calloc(cfg->block_count, sizeof(uint32_t));
     emu->fault = (uint8_t *)calloc(cfg->block_count, 1);
-    if (!emu->memory || !emu->programmed || !emu->wear || !emu->fault) {
+    emu->dirty = (uint8_t *)calloc(cfg->block_count, 1);
+    if (!emu->memory || !emu->programmed || !emu->wear || !emu->fault || !emu->dirty) {
         petrel_bd_emu_destroy(emu);
         return -PT_ENOMEM;
     }
@@ -236,7 +240,8 @@ void petrel_bd_emu_destroy(struct petrel_bd_emu *emu)
     free(emu->programmed);
     free(emu->wear);
     free(emu->fault);
-    emu->memory = emu->programmed = emu->fault = NULL;
+    free(emu->dirty);
+    emu->memory = emu->programmed = emu->fault = emu->dirty = NULL;
     emu->wear = NULL;
 }
 
@@ -251,6 +256,34 @@ int petrel_bd_emu_copy(struct petrel_bd_emu *dst, const struct petrel_bd_emu *sr
     memcpy(dst->programmed, src->programmed, (bytes + 7) / 8);
     memcpy(dst->wear, src->wear, src->cfg.block_count * sizeof(uint32_t));
     memcpy(dst->fault, src->fault, src->cfg.block_count);
+    memset(dst->dirty, 0, src->cfg.block_count);
+    dst->prng = src->prng;
+    dst->powerloss_ops = src->powerloss_ops;
+    dst->powerloss_at = src->powerloss_at;
+    dst->powerloss_mode = src->powerloss_mode;
+    dst->dead = src->dead;
+    return 0;
+}
+
+int petrel_bd_emu_restore(struct petrel_bd_emu *dst, const struct petrel_bd_emu *src)
+{
+    uint32_t b, bs = src->cfg.block_size;
+    if (dst->cfg.block_size != bs || dst->cfg.block_count != src->cfg.block_count)
+        return -PT_EINVAL;
+    for (b = 0; b < src->cfg.block_count; b++) {
+        size_t first, last;
+        if (!dst->dirty[b]) continue;
+        memcpy(emu_block(dst, b), emu_block(src, b), bs);
+        /* The programmed bits of this block, rounded out to whole bytes: neighbours that are
+         * not dirty hold the same bits in both devices. */
+        first = ((size_t)b * bs) / 8;
+        last = ((size_t)(b + 1) * bs + 7) / 8;
+        memcpy(dst->programmed + first, src->programmed + first, last - first);
+        dst->wear[b] = src->wear[b];
+        dst->fault[b] = src->fault[b];
+        dst->dirty[b] = 0;
+    }
+    dst->cfg = src->cfg;
     dst->prng = src->prng;
     dst->powerloss_ops = src->powerloss_ops;
     dst->powerloss_at = src->powerloss_at;
@@ -264,6 +297,7 @@ int petrel_bd_emu_set_fault(struct petrel_bd_emu *emu, uint32_t block,
 {
     if (block >= emu->cfg.block_count || fault > PETREL_BD_EMU_ERASE_NOOP) return -PT_EINVAL;
     emu->fault[block] = (uint8_t)fault;
+    emu->dirty[block] = 1;
     return 0;
 }
 
@@ -296,6 +330,7 @@ int petrel_bd_emu_flip_range(struct petrel_bd_emu *emu, uint32_t block, uint32_t
         return -PT_EINVAL;
     for (i = 0; i < nbits; i++) {
         uint64_t bit = pt_prng_below(&emu->prng, (uint64_t)len * 8);
+        emu->dirty[block] = 1;
         emu_block(emu, block)[off + bit / 8] ^= (uint8_t)(1u << (bit % 8));
     }
     return 0;
@@ -323,6 +358,7 @@ int petrel_bd_emu_set_wear(struct petrel_bd_emu *emu, uint32_t block, uint32_t w
 {
     if (block >= emu->cfg.block_count) return -PT_EINVAL;
     emu->wear[block] = wear;
+    emu->dirty[block] = 1;
     return 0;
 }
 

@@ -60,6 +60,12 @@ int cmd_mount(int argc, char **argv)
     if (rc < 0) {
         switch (stage) {
         case PETREL_MOUNT_STAGE_OPEN:
+            if (rc == -PT_EBUSY)
+                return cli_error("mount", "cannot open '%s': in use by another process "
+                                          "(mounted already?)", argv[1]);
+            if (rc == -PT_ECORRUPT && loc.kind == PETREL_VFS_IMAGE)
+                return cli_error("mount", "cannot open '%s': not a Petrel image, or damaged "
+                                          "beyond mounting", argv[1]);
             return cli_error("mount", "cannot open '%s': %s", argv[1], cli_strerror(rc));
         case PETREL_MOUNT_STAGE_FUSE:
             return cli_error("mount", "bad mount options '%s'", opts ? opts : "");

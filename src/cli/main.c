@@ -11,6 +11,7 @@
 #define PETREL_VERSION "0.1.0"
 
 static const struct cli_command commands[] = {
+    {"mkfs", "create a flash image (or format a block device)", cmd_mkfs},
     {"ls", "list directories", cmd_ls},
     {"stat", "show a file's or directory's details", cmd_stat},
     {"cat", "write files to standard output", cmd_cat},
@@ -19,6 +20,8 @@ static const struct cli_command commands[] = {
     {"rm", "remove files and trees", cmd_rm},
     {"mv", "rename or move within a store", cmd_mv},
     {"df", "show capacity and usage of a store", cmd_df},
+    {"fsck", "check a flash image", cmd_fsck},
+    {"info", "show a flash image's geometry, usage and wear", cmd_info},
     {"mount", "mount an image or a cluster with FUSE", cmd_mount},
     {"cluster", "start a local cluster, or show a cluster's status", cmd_cluster},
     {"crc32c", "print the CRC-32C of files", cmd_crc32c},

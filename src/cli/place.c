@@ -56,6 +56,12 @@ static int place_open(const char *cmd, const char *text, int flags, struct cli_p
     if (!free_slot) return cli_error(cmd, "too many stores in one command");
     rc = petrel_vfs_open(&place->loc, flags, &place->vfs);
     if (rc < 0) {
+        if (place->loc.kind == PETREL_VFS_IMAGE && rc == -PT_EBUSY)
+            return cli_error(cmd, "cannot open image '%s': in use by another process (mounted?)",
+                             place->loc.store);
+        if (place->loc.kind == PETREL_VFS_IMAGE && rc == -PT_ECORRUPT)
+            return cli_error(cmd, "cannot open image '%s': not a Petrel image, or damaged "
+                                  "beyond mounting", place->loc.store);
         if (place->loc.kind == PETREL_VFS_IMAGE)
             return cli_error(cmd, "cannot open image '%s': %s", place->loc.store,
                              cli_strerror(rc));

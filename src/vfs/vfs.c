@@ -17,7 +17,7 @@ int petrel_vfs_open(const struct petrel_vfs_location *loc, int flags, struct pet
     case PETREL_VFS_LOCAL:
         return petrel_vfs_local_open(loc->store, flags, out);
     case PETREL_VFS_IMAGE:
-        return -PT_ENOTSUP;
+        return petrel_vfs_image_open(loc->store, flags, out);
     case PETREL_VFS_CLUSTER:
         return petrel_vfs_cluster_open(loc->host, loc->port, flags, out);
     }

@@ -2,14 +2,16 @@
  * The image backend: a flash-engine filesystem (petrel_fs_*) in an image file or block
  * device (the image-file block device, src/bd/bd_file.c), seen through the vfs ops.
  *
- * Owns: finding an image's geometry, the exclusive use of an image (an flock: one writer,
+ * Owns: finding an image's block size, the exclusive use of an image (an flock: one writer,
  * or several readers), and the host metadata the engine does not define, kept in engine
- * attributes of each entry (docs/CLI.md, "Host metadata in images"):
+ * attributes of each entry but the root, which has none (docs/CLI.md, "Host metadata in
+ * images"):
  *   type 0x01  times and mode: mtime seconds (le64), nanoseconds (le32), mode (le32);
- *   type 0x02  on the root only: the geometry mkfs used: read_size, prog_size, block_size
- *              (le32 each);
  *   types 0x80-0xff  extended attributes: name length (u8), name, value; a name lives in
  *              the slot 0x80 + hash(name) % 128 or one of the next three (wrapping).
+ * Program and read sizes matter to the format only at mkfs (commit padding, page size, both
+ * recorded in the image: every commit says its padded length and the superblock the page
+ * size), so an image is opened with IMAGE_PROG_SIZE whatever it was made with.
  * Never writes anything at open but what the engine's mount writes, never keeps an engine
  * file open past its vfs handle, and never calls the engine from two threads (the vfs is
  * single-threaded by contract).
@@ -33,19 +35,16 @@
 #include "vfs/vfs_image.h"
 
 #define ATTR_META 0x01
-#define ATTR_GEOMETRY 0x02
 #define ATTR_XATTR_FIRST 0x80
 #define ATTR_XATTR_SLOTS 128
 #define XATTR_PROBES 4
 #define META_SIZE 16
-#define GEOMETRY_SIZE 12
 
 struct image_vfs {
     struct petrel_bd bd;
     struct petrel_bd_file file;
     struct petrel_fs_config cfg;
     struct petrel_fs fs;
-    uint32_t read_size, prog_size, block_size;
     int lock_fd; /* holds the flock on the image */
 };
 
@@ -69,11 +68,20 @@ struct meta {
     uint32_t mode;
 };
 
+/* The root has no entry, so no attributes (engine: -PT_EINVAL); say so plainly. */
+static int is_root(const char *path)
+{
+    while (*path == '/') path++;
+    return *path == '\0';
+}
+
 static int meta_get(struct image_vfs *im, const char *path, struct meta *m)
 {
     uint8_t b[META_SIZE];
-    int64_t n = petrel_fs_getattr(&im->fs, path, ATTR_META, b, sizeof(b));
+    int64_t n;
     memset(m, 0, sizeof(*m));
+    if (is_root(path)) return -PT_ENODATA;
+    n = petrel_fs_getattr(&im->fs, path, ATTR_META, b, sizeof(b));
     if (n < (int64_t)sizeof(b)) return n < 0 ? (int)n : -PT_ENODATA;
     m->sec = (int64_t)pt_get_le64(b);
     m->nsec = pt_get_le32(b + 8);
@@ -84,6 +92,7 @@ static int meta_get(struct image_vfs *im, const char *path, struct meta *m)
 static int meta_set(struct image_vfs *im, const char *path, const struct meta *m)
 {
     uint8_t b[META_SIZE];
+    if (is_root(path)) return -PT_ENOTSUP;
     pt_put_le64(b, (uint64_t)m->sec);
     pt_put_le32(b + 8, m->nsec);
     pt_put_le32(b + 12, m->mode);
@@ -337,6 +346,7 @@ static int xattr_find(struct image_vfs *im, const char *path, const char *name, 
     size_t nlen = strlen(name);
     uint32_t start = petrel_hash32(name, nlen, 0) % ATTR_XATTR_SLOTS, i;
     if (free_slot) *free_slot = -1;
+    if (is_root(path)) return -PT_ENODATA;
     for (i = 0; i < XATTR_PROBES; i++) {
         int type = ATTR_XATTR_FIRST + (int)((start + i) % ATTR_XATTR_SLOTS);
         int64_t n = petrel_fs_getattr(&im->fs, path, (uint8_t)type, buf, bufsize);
@@ -381,6 +391,7 @@ static int image_setxattr(struct petrel_vfs *vfs, const char *path, const char *
     size_t nlen = strlen(name);
     int type, free_slot;
     if (nlen == 0 || nlen > 255) return -PT_ERANGE;
+    if (is_root(path)) return -PT_ENOTSUP;
     if (1 + nlen + size > im->fs.attr_max || 1 + nlen + size > sizeof(buf)) return -PT_ENOSPC;
     type = xattr_find(im, path, name, buf, sizeof(buf), &len, &free_slot);
     if (type < 0 && type != -PT_ENODATA) return type;
@@ -418,6 +429,7 @@ static int64_t image_listxattr(struct petrel_vfs *vfs, const char *path, char *o
     struct petrel_fs_info info;
     int rc = petrel_fs_stat(&im->fs, path, &info);
     if (rc < 0) return rc;
+    if (is_root(path)) return 0;
     for (type = ATTR_XATTR_FIRST; type < ATTR_XATTR_FIRST + ATTR_XATTR_SLOTS; type++) {
         int64_t n = petrel_fs_getattr(&im->fs, path, (uint8_t)type, buf, sizeof(buf));
         if (n == -PT_ENODATA) continue;
@@ -480,67 +492,34 @@ static int try_mount(struct image_vfs *im, const char *path, uint32_t read_size,
     memset(&im->cfg, 0, sizeof(im->cfg));
     im->cfg.bd = &im->bd;
     im->cfg.block_cycles = IMAGE_BLOCK_CYCLES;
+    im->cfg.cache_size = block_size; /* a host has the RAM: whole-block caches */
     rc = petrel_fs_mount(&im->fs, &im->cfg);
     if (rc < 0) {
         petrel_bd_file_close(&im->file);
         return rc;
     }
-    im->read_size = read_size;
-    im->prog_size = prog_size;
-    im->block_size = block_size;
-    return 0;
-}
-
-static int read_geometry(struct image_vfs *im, uint32_t *r, uint32_t *p, uint32_t *b)
-{
-    uint8_t g[GEOMETRY_SIZE];
-    int64_t n = petrel_fs_getattr(&im->fs, "/", ATTR_GEOMETRY, g, sizeof(g));
-    if (n != GEOMETRY_SIZE) return -PT_ENODATA;
-    *r = pt_get_le32(g);
-    *p = pt_get_le32(g + 4);
-    *b = pt_get_le32(g + 8);
     return 0;
 }
 
 /*
- * Mount an image whose geometry is not known in advance: try block sizes (4096 first, then
- * every power of two from 128 B to 1 MiB) with the default read and program sizes, then with
- * every program size; once mounted, the geometry mkfs recorded on the root decides, and the
- * image is mounted again with it if it differs.
+ * Mount an image whose block size is not known in advance: 4096 first, then every power of
+ * two from 128 B to 1 MiB that divides the image; the superblock must agree (the engine
+ * refuses a block size other than the one it records).
  */
 static int mount_any(struct image_vfs *im, const char *path, uint64_t image_size)
 {
-    static const uint32_t progs[] = {IMAGE_PROG_SIZE, 1, 4, 8, 16, 32, 64, 128, 256, 512,
-                                     1024, 2048, 4096};
-    int rc = -PT_ECORRUPT, pass;
-    size_t k;
-    for (pass = 0; pass < 2; pass++) {
-        uint32_t bs;
-        for (k = 0; k < (pass == 0 ? 1 : PT_ARRAY_SIZE(progs)); k++) {
-            uint32_t prog = progs[k];
-            for (bs = 0; bs <= (1u << 20); bs = bs ? bs << 1 : 128) {
-                uint32_t block = bs ? bs : IMAGE_BLOCK_SIZE;
-                int r;
-                if ((bs && bs == IMAGE_BLOCK_SIZE) || block % prog || image_size < 2ull * block ||
-                    image_size % block)
-                    continue;
-                r = try_mount(im, path, prog, prog, block);
-                if (r == 0) {
-                    uint32_t gr, gp, gb;
-                    if (read_geometry(im, &gr, &gp, &gb) == 0 &&
-                        (gr != im->read_size || gp != im->prog_size || gb != im->block_size)) {
-                        petrel_fs_unmount(&im->fs);
-                        petrel_bd_file_close(&im->file);
-                        r = try_mount(im, path, gr, gp, gb);
-                        if (r < 0) return r;
-                    }
-                    return 0;
-                }
-                if (r == -PT_ENOENT || r == -PT_EACCES || r == -PT_EVERSION || r == -PT_ENOMEM)
-                    return r;
-                if (r != -PT_EINVAL) rc = r;
-            }
-        }
+    int rc = -PT_ECORRUPT;
+    uint32_t bs;
+    for (bs = 0; bs <= (1u << 20); bs = bs ? bs << 1 : 128) {
+        uint32_t block = bs ? bs : IMAGE_BLOCK_SIZE;
+        int r;
+        if ((bs && bs == IMAGE_BLOCK_SIZE) || image_size < 6ull * block || image_size % block)
+            continue;
+        r = try_mount(im, path, IMAGE_READ_SIZE, IMAGE_PROG_SIZE, block);
+        if (r == 0) return 0;
+        if (r == -PT_ENOENT || r == -PT_EACCES || r == -PT_EVERSION || r == -PT_ENOMEM)
+            return r;
+        if (r != -PT_EINVAL) rc = r;
     }
     return rc;
 }
@@ -600,12 +579,9 @@ int petrel_vfs_image_open(const char *path, int flags, struct petrel_vfs **out)
     return 0;
 }
 
-struct petrel_fs *petrel_vfs_image_fs(struct petrel_vfs *vfs, uint32_t *read_size,
-                                      uint32_t *prog_size)
+struct petrel_fs *petrel_vfs_image_fs(struct petrel_vfs *vfs)
 {
     if (!vfs || vfs->ops != &image_ops) return NULL;
-    if (read_size) *read_size = image(vfs)->read_size;
-    if (prog_size) *prog_size = image(vfs)->prog_size;
     return &image(vfs)->fs;
 }
 
@@ -614,7 +590,6 @@ int petrel_vfs_image_format(const char *path, uint64_t size, uint32_t block_size
 {
     struct image_vfs *im;
     struct stat st;
-    uint8_t g[GEOMETRY_SIZE];
     uint64_t count;
     int rc, rc2, exists = stat(path, &st) == 0;
     if (!block_size || !prog_size || !read_size || block_size % prog_size ||
@@ -659,15 +634,8 @@ int petrel_vfs_image_format(const char *path, uint64_t size, uint32_t block_size
     im->cfg.bd = &im->bd;
     im->cfg.block_cycles = IMAGE_BLOCK_CYCLES;
     rc = petrel_fs_format(&im->fs, &im->cfg);
-    if (rc == 0) rc = petrel_fs_mount(&im->fs, &im->cfg);
-    if (rc == 0) {
-        pt_put_le32(g, read_size);
-        pt_put_le32(g + 4, prog_size);
-        pt_put_le32(g + 8, block_size);
-        rc = petrel_fs_setattr(&im->fs, "/", ATTR_GEOMETRY, g, sizeof(g));
-        rc2 = petrel_fs_unmount(&im->fs);
-        if (rc == 0) rc = rc2;
-    }
+    if (rc == 0) rc = petrel_fs_mount(&im->fs, &im->cfg); /* prove it mounts */
+    if (rc == 0) rc = petrel_fs_unmount(&im->fs);
     rc2 = petrel_bd_file_close(&im->file);
     if (rc == 0) rc = rc2;
     if (rc < 0 && !exists) unlink(path); /* leave nothing behind that was not there */

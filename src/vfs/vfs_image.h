@@ -19,16 +19,14 @@
 
 /*
  * Create (or overwrite) an image file of size bytes, or format a block device (size taken
- * from the device), with an empty filesystem, and record the geometry on its root.
+ * from the device), with an empty filesystem.
  * Returns 0, -PT_EINVAL (bad geometry: sizes must divide block_size, size a multiple of
  * block_size of at least 2 blocks), -PT_EBUSY (image in use), or a device/engine error.
  */
 int petrel_vfs_image_format(const char *path, uint64_t size, uint32_t block_size,
                             uint32_t prog_size, uint32_t read_size);
 
-/* The engine of an opened image vfs (NULL for another backend), and its read and program
- * sizes. */
-struct petrel_fs *petrel_vfs_image_fs(struct petrel_vfs *vfs, uint32_t *read_size,
-                                      uint32_t *prog_size);
+/* The engine of an opened image vfs (NULL for another backend). */
+struct petrel_fs *petrel_vfs_image_fs(struct petrel_vfs *vfs);
 
 #endif

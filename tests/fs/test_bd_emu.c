@@ -386,3 +386,35 @@ TEST(bd_emu_copy_restores_snapshot)
     petrel_bd_emu_destroy(&emu);
     petrel_bd_emu_destroy(&snap);
 }
+
+TEST(bd_emu_restore_copies_only_changed_blocks)
+{
+    struct petrel_bd bd, bd2;
+    struct petrel_bd_emu emu, snap;
+    struct petrel_bd_emu_config c = small_cfg(0xff, PETREL_BD_EMU_PROG_STRICT);
+    uint8_t w[4] = {1, 2, 3, 4}, r[256];
+    int round;
+    c.block_size = 100; /* programmed bits of a block do not start on a byte boundary */
+    CHECK_OK(petrel_bd_emu_create(&bd, &emu, &c));
+    CHECK_OK(petrel_bd_emu_create(&bd2, &snap, &c));
+    CHECK_OK(bd.prog(bd.context, 3, 0, w, 4));
+    CHECK_OK(petrel_bd_emu_copy(&snap, &emu));
+    CHECK_OK(petrel_bd_emu_copy(&emu, &snap));
+    for (round = 0; round < 3; round++) {
+        CHECK_OK(bd.erase(bd.context, 3));
+        CHECK_OK(bd.prog(bd.context, 2, 96, w, 4));
+        CHECK_OK(bd.prog(bd.context, 4, 0, w, 4));
+        CHECK_OK(petrel_bd_emu_flip_bits(&emu, 5, 3));
+        CHECK_OK(petrel_bd_emu_set_fault(&emu, 6, PETREL_BD_EMU_READ_ERROR));
+        CHECK_OK(petrel_bd_emu_restore(&emu, &snap));
+        CHECK_MEM(emu.memory, snap.memory, (size_t)c.block_size * c.block_count);
+        CHECK_MEM(emu.programmed, snap.programmed, ((size_t)c.block_size * c.block_count + 7) / 8);
+        CHECK_EQ(petrel_bd_emu_wear(&emu, 3), 0);
+        CHECK_OK(bd.read(bd.context, 6, 0, r, 100));
+        CHECK_EQ(bd.prog(bd.context, 3, 0, w, 4), -PT_EINVAL); /* still programmed */
+        CHECK_OK(bd.prog(bd.context, 2, 96, w, 4));           /* erased again */
+        CHECK_OK(petrel_bd_emu_restore(&emu, &snap));
+    }
+    petrel_bd_emu_destroy(&emu);
+    petrel_bd_emu_destroy(&snap);
+}
