@@ -70,12 +70,19 @@ if "$P" cluster --help >/dev/null 2>&1 && "$P" registry --help >/dev/null 2>&1; 
     say "Petrel: a local cluster is running (data in $var/cluster), mounted at $mnt"
     say "  registry:   $addr"
     say "Try:"
-    say "  cp -r ./docs $mnt/                    # files are written once, linked on close"
-    say "  ls -l $mnt/docs; cat $mnt/docs/DESIGN.md"
-    say "  $P cp -r ./src $addr/src"
+    if "$P" cdc --help >/dev/null 2>&1; then
+        say "  cp -r ./docs $mnt/                    # files are written once, linked on close"
+        say "  ls -l $mnt/docs; cat $mnt/docs/CLI.md"
+        say "  $P cp -r ./src $addr/src"
+    else
+        say "  (this build has no CDC yet, so directories cannot be made: files go in the root)"
+        say "  cp ./README.md $mnt/                  # written once, linked on close"
+        say "  ls -l $mnt; cat $mnt/README.md"
+        say "  $P cp ./Makefile $addr/Makefile"
+    fi
     say "  $P ls -l $addr/"
     say "  $P cluster status $addr"
-    say "Ctrl-C unmounts and stops the cluster; 'make run' again resumes with the data."
+    say "Ctrl-C unmounts and stops the cluster; the data stays in $var/cluster."
 elif "$P" mkfs --help >/dev/null 2>&1; then
     img="$var/demo.img"
     if [ ! -f "$img" ]; then

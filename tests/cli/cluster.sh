@@ -71,6 +71,12 @@ expect_out "mv result" "hello" "$P" cat "$A/renamed"
 expect_ok "rm in cluster" "$P" rm "$A/renamed"
 expect_fail "removed file is gone" "cannot open" "$P" cat "$A/renamed"
 out=$("$P" df "$A" | tail -n 1); case "$out" in petrel://*%) pass "df cluster" ;; *) fail "df cluster" "$out" ;; esac
+# Image <-> cluster, both ways.
+"$P" mkfs "$t/disk.img" --size 16M >/dev/null
+expect_ok "cp cluster -> image" "$P" cp "$A/big" "$t/disk.img:/big"
+expect_ok "cp image -> cluster" "$P" cp "$t/disk.img:/big" "$A/from-image"
+expect_ok "image <-> cluster bytes" sh -c "'$P' cat '$A/from-image' | cmp - '$t/src/big'"
+expect_ok "rm from-image" "$P" rm "$A/from-image"
 expect_fail "cat missing in cluster" "cannot open" "$P" cat "$A/nope"
 expect_fail "unreachable cluster" "cannot reach cluster" "$P" ls petrel://127.0.0.1:1/
 if [ $has_cdc = 1 ]; then
