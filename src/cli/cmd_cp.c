@@ -134,7 +134,7 @@ static int copy_tree(struct copy *c, const char *from, const char *to)
     rc = petrel_vfs_readdir(c->src->vfs, from, add_name, &l);
     if (rc < 0)
         status = cli_error("cp", "cannot list '%s': %s", cli_show(c->src, from), cli_strerror(rc));
-    qsort(l.v, l.n, sizeof(*l.v), by_name);
+    if (l.n) qsort(l.v, l.n, sizeof(*l.v), by_name);
     for (i = 0; i < l.n && !status; i++) {
         char a[PETREL_VFS_PATH_MAX], b[PETREL_VFS_PATH_MAX];
         if (petrel_vfs_path_join(a, sizeof(a), from, l.v[i]) < 0 ||

@@ -79,7 +79,7 @@ static int list_one(const char *text, int lng, int header)
         if (rc < 0) {
             status = cli_error("ls", "cannot list '%s': %s", text, cli_strerror(rc));
         } else {
-            qsort(l.v, l.n, sizeof(*l.v), by_name);
+            if (l.n) qsort(l.v, l.n, sizeof(*l.v), by_name);
             if (header) printf("%s:\n", text);
             for (i = 0; i < l.n; i++) print_entry(l.v[i].name, &l.v[i].st, lng);
         }

@@ -130,7 +130,6 @@ if mount_start "$A" "$t/mnt"; then
     for _ in $(seq 1 100); do got=$(cat "$m/forked" 2>/dev/null) && break; sleep 0.05; done
     [ "$got" = "first half, second half" ] && pass "fork: writer's close links the whole file" ||
         fail "fork: linked content" "'$got'"
-    # A C program does the same with fork(2) and dup(2) if a compiler is at hand.
     mount_stop "$t/mnt" && pass "unmount cluster" || fail "unmount cluster" "still mounted"
 else
     fail "mount cluster" "not mounted"

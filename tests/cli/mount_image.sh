@@ -49,7 +49,7 @@ if mount_start "$t/disk.img" "$t/mnt"; then
         cp "$t/ref/f$i" "$t/mnt/kept/f$i"
     done
     ( i=0; while :; do head -c 300000 /dev/urandom > "$t/mnt/churn$((i % 3))" 2>/dev/null; \
-        mv "$t/mnt/churn$((i % 3))" "$t/mnt/churned$((i % 2))" 2>/dev/null; i=$((i + 1)); done ) &
+        mv "$t/mnt/churn$((i % 3))" "$t/mnt/churned$((i % 2))" 2>/dev/null; i=$((i + 1)); done ) 2>/dev/null &
     writer=$!
     sleep 1
     if [ -n "$pid" ]; then kill -9 "$pid"; pass "kill -9 the mount process"; else fail "find mount process" "no pid"; fi
