@@ -20,5 +20,6 @@ int cmd_crc32c(int argc, char **argv);
 int cmd_registry(int argc, char **argv);
 int cmd_blocks(int argc, char **argv);
 int cmd_shard(int argc, char **argv);
+int cmd_cdc(int argc, char **argv);
 
 #endif

@@ -127,3 +127,53 @@ TEST_T(cluster_single_shard_write_read_rename_delete, 240)
     petrel_client_close(cl);
     pc_stop(&c);
 }
+
+TEST_T(cluster_directories_across_shards_and_cdc_renames, 240)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    struct petrel_stat st;
+    char path[64];
+    unsigned i, on_shard[2] = {0, 0};
+    pc_start(&c, 2, 3, 3, 1);
+    cl = pc_client(&c, 20000);
+    for (i = 0; i < 8; i++) {
+        snprintf(path, sizeof(path), "/d%u", i);
+        CHECK_MSG(petrel_client_mkdir(cl, path) == 0, "mkdir %s", path);
+        CHECK_OK(petrel_client_stat(cl, path, &st));
+        CHECK_EQ(st.type, PETREL_TYPE_DIR);
+        on_shard[st.id >> 56]++;
+    }
+    test_log("directories on shard 0: %u, shard 1: %u", on_shard[0], on_shard[1]);
+    CHECK(on_shard[0] > 0 && on_shard[1] > 0);
+    CHECK_EQ(petrel_client_mkdir(cl, "/d0"), -PT_EEXIST);
+    CHECK_OK(petrel_client_mkdir(cl, "/d0/sub"));
+    CHECK_OK(petrel_client_mkdir(cl, "/d0/sub/deeper"));
+    /* Files in directories of both shards. */
+    for (i = 0; i < 8; i++) {
+        snprintf(path, sizeof(path), "/d%u/file", i);
+        write_file(cl, path, 100 + i, 5000 + i);
+        read_check(cl, path, 100 + i, 5000 + i);
+    }
+    /* A file moves across directories (and shards). */
+    CHECK_OK(petrel_client_rename(cl, "/d1/file", "/d2/moved"));
+    read_check(cl, "/d2/moved", 101, 5001);
+    CHECK_EQ(petrel_client_stat(cl, "/d1/file", &st), -PT_ENOENT);
+    CHECK_EQ(petrel_client_rename(cl, "/d3/file", "/d2/moved"), -PT_EEXIST);
+    read_check(cl, "/d3/file", 103, 5003); /* rolled back: still there */
+    /* A directory moves; moving it under itself is refused. */
+    CHECK_OK(petrel_client_rename(cl, "/d0/sub", "/d4/sub"));
+    CHECK_OK(petrel_client_stat(cl, "/d4/sub/deeper", &st));
+    CHECK_EQ(petrel_client_rename(cl, "/d4", "/d4/sub/deeper/loop"), -PT_ELOOP);
+    CHECK_OK(petrel_client_stat(cl, "/d4/sub", &st));
+    CHECK_EQ(petrel_client_rename(cl, "/d5", "/d5/x"), -PT_ELOOP);
+    /* rmdir: only empty directories. */
+    CHECK_EQ(petrel_client_rmdir(cl, "/d4/sub"), -PT_ENOTEMPTY);
+    CHECK_OK(petrel_client_rmdir(cl, "/d4/sub/deeper"));
+    CHECK_OK(petrel_client_rmdir(cl, "/d4/sub"));
+    CHECK_EQ(petrel_client_stat(cl, "/d4/sub", &st), -PT_ENOENT);
+    CHECK_EQ(petrel_client_rmdir(cl, "/d2/moved"), -PT_ENOTDIR);
+    read_check(cl, "/d2/moved", 101, 5001);
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
