@@ -4,6 +4,7 @@
  * server is src/cluster/cdc/cdc_server.c.
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,8 @@ int cmd_cdc(int argc, char **argv)
     if (optind < argc) return cli_error("cdc", "unexpected argument '%s'", argv[optind]);
     if (!cfg.registry || !cfg.dir || !have_replica)
         return cli_error("cdc", "--registry, --replica and --dir are required");
+    /* A peer that dies mid-write must cost an error code, not the process. */
+    signal(SIGPIPE, SIG_IGN);
     if (!getenv("PETREL_QUIET")) petrel_log_set(petrel_log_stderr, NULL, PT_LOG_WARN);
     rc = pt_cdc_server_run(&cfg, err, sizeof(err));
     if (rc) return cli_error("cdc", "%s", err[0] ? err : petrel_strerror(rc));

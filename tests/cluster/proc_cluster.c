@@ -16,6 +16,7 @@
 
 #include "cluster/client/blocks_client.h"
 #include "cluster/proto/registry_msg.h"
+#include "cluster/shard/raft_node.h"
 #include "petrel/common.h"
 #include "test.h"
 
@@ -49,6 +50,17 @@ static void spawn(struct pc_cluster *c, const char *name, char *const args[])
     argv[0] = (char *)petrel_bin();
     for (i = 0; args[i] && i < 22; i++) argv[i + 1] = args[i];
     argv[i + 1] = NULL;
+    /* Keep the arguments for pc_restart_one: NUL-separated, double NUL at the end. */
+    {
+        size_t pos = 0, l;
+        memset(p->argv_buf, 0, sizeof(p->argv_buf));
+        for (i = 0; args[i]; i++) {
+            l = strlen(args[i]);
+            CHECK(pos + l + 2 < sizeof(p->argv_buf));
+            memcpy(p->argv_buf + pos, args[i], l);
+            pos += l + 1;
+        }
+    }
     p->pid = fork();
     CHECK(p->pid >= 0);
     if (p->pid == 0) {
@@ -68,12 +80,14 @@ static void spawn(struct pc_cluster *c, const char *name, char *const args[])
 
 static void start_registry(struct pc_cluster *c, int dynamic)
 {
-    char dir[600], line[256];
+    char dir[600], line[700];
     char *args[] = {"registry", "--dir", dir, "--listen", "127.0.0.1:0", "--stale-after", "3",
                     dynamic ? "--using-dynamic-ports" : NULL, NULL};
     uint64_t start = pc_now_ms();
     struct pc_proc *p;
     snprintf(dir, sizeof(dir), "%s/registry", c->root);
+    snprintf(line, sizeof(line), "%s/registry.log", c->root);
+    unlink(line); /* the address is read from this log: drop a previous run's line */
     c->reg_proc = c->nprocs;
     spawn(c, "registry", args);
     p = &c->procs[c->reg_proc];
@@ -210,6 +224,27 @@ pid_t pc_kill(struct pc_cluster *c, const char *name, int sig)
     test_fail(__FILE__, __LINE__, "no process named %s", name);
 }
 
+void pc_restart_one(struct pc_cluster *c, const char *name)
+{
+    unsigned i;
+    for (i = 0; i < c->nprocs; i++)
+        if (c->procs[i].pid == 0 && strcmp(c->procs[i].name, name) == 0) {
+            char buf[1024], *args[24];
+            unsigned n = 0;
+            size_t pos = 0;
+            memcpy(buf, c->procs[i].argv_buf, sizeof(buf));
+            while (buf[pos] && n < 23) {
+                args[n++] = buf + pos;
+                pos += strlen(buf + pos) + 1;
+            }
+            args[n] = NULL;
+            c->procs[i] = c->procs[--c->nprocs];
+            spawn(c, name, args);
+            return;
+        }
+    test_fail(__FILE__, __LINE__, "no stopped process named %s", name);
+}
+
 void pc_restart_all(struct pc_cluster *c, int using_dynamic_ports)
 {
     pc_stop(c);
@@ -219,17 +254,28 @@ void pc_restart_all(struct pc_cluster *c, int using_dynamic_ports)
 
 int pc_shard_leader(struct pc_cluster *c, unsigned shard, unsigned *replica)
 {
-    struct pt_reg_replica *v = NULL;
-    size_t n = 0, i;
-    struct pt_call_opts o = {.timeout_ms = 500, .retry_budget_ms = 1};
-    int rc = pt_reg_list_shards(c->registry, (uint16_t)shard, &v, &n, &o);
-    if (rc) return rc;
-    rc = -PT_ENOENT;
-    for (i = 0; i < n; i++)
-        if (v[i].leader && v[i].addr[0] && !v[i].stale) {
-            *replica = v[i].replica;
-            rc = 0;
+    uint64_t start = pc_now_ms();
+    /* Ask the replicas themselves (PT_MSG_NODE_INFO): the registry's hint may lag. */
+    while (pc_now_ms() - start < 10000) {
+        struct pt_reg_replica *v = NULL;
+        size_t n = 0, i;
+        struct pt_call_opts o = {.timeout_ms = 500, .retry_budget_ms = 1};
+        int found = 0;
+        if (pt_reg_list_shards(c->registry, (uint16_t)shard, &v, &n, &o) == 0) {
+            for (i = 0; i < n && !found; i++) {
+                struct pt_reply rep;
+                if (!v[i].addr[0]) continue;
+                if (pt_call(v[i].addr, PT_MSG_NODE_INFO, NULL, 0, &o, &rep) == 0 && rep.body_len >= 3 &&
+                    rep.body[2]) {
+                    *replica = v[i].replica;
+                    found = 1;
+                }
+                pt_reply_free(&rep);
+            }
+            free(v);
         }
-    free(v);
-    return rc;
+        if (found) return 0;
+        usleep(50000);
+    }
+    return -PT_ENOENT;
 }

@@ -39,6 +39,8 @@ void pc_start(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned
 void pc_stop(struct pc_cluster *c);
 /* Kill one process by name ("shard-0-1", "blocks-2", "registry", "cdc-0") with a signal. */
 pid_t pc_kill(struct pc_cluster *c, const char *name, int sig);
+/* Start one killed process again (same arguments, same data, a new port). */
+void pc_restart_one(struct pc_cluster *c, const char *name);
 /* Start everything again on the same data directories (new ports). */
 void pc_restart_all(struct pc_cluster *c, int using_dynamic_ports);
 /* A client on the cluster. */

@@ -68,7 +68,8 @@ static void read_check(struct petrel_client *cl, const char *path, uint64_t seed
     struct petrel_stat st;
     uint64_t got = 0;
     int rc;
-    CHECK_OK(petrel_client_stat(cl, path, &st));
+    rc = petrel_client_stat(cl, path, &st);
+    CHECK_MSG(rc == 0, "stat %s: %s", path, petrel_strerror(rc));
     CHECK_EQ(st.size, size);
     CHECK_EQ(st.type, PETREL_TYPE_FILE);
     rc = petrel_client_read(cl, path, 0, UINT64_MAX, check_write, &k, &got);
@@ -174,6 +175,147 @@ TEST_T(cluster_directories_across_shards_and_cdc_renames, 240)
     CHECK_EQ(petrel_client_stat(cl, "/d4/sub", &st), -PT_ENOENT);
     CHECK_EQ(petrel_client_rmdir(cl, "/d2/moved"), -PT_ENOTDIR);
     read_check(cl, "/d2/moved", 101, 5001);
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
+
+/* ---- failures -------------------------------------------------------------------------------- */
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "cluster/client/blocks_client.h"
+
+/* A stream that kills the shard leader once it has handed out `at` bytes. */
+struct killing_gen {
+    struct gen g;
+    struct pc_cluster *c;
+    uint64_t at;
+    uint64_t killed_ms, resumed_ms;
+    char victim[32];
+};
+
+static long killing_read(void *ctx, void *buf, size_t cap)
+{
+    struct killing_gen *k = ctx;
+    if (k->killed_ms && !k->resumed_ms) k->resumed_ms = pc_now_ms();
+    if (!k->killed_ms && k->g.pos >= k->at) {
+        unsigned leader;
+        CHECK_OK(pc_shard_leader(k->c, 0, &leader));
+        snprintf(k->victim, sizeof(k->victim), "shard-0-%u", leader);
+        pc_kill(k->c, k->victim, SIGKILL);
+        k->killed_ms = pc_now_ms();
+    }
+    return gen_read(&k->g, buf, cap);
+}
+
+struct file_rec {
+    char path[64];
+    uint64_t seed, size;
+};
+
+static void read_all(struct petrel_client *cl, const struct file_rec *f, unsigned n)
+{
+    unsigned i;
+    for (i = 0; i < n; i++) read_check(cl, f[i].path, f[i].seed, f[i].size);
+}
+
+/* Flip the last byte (inside the data pages) of every block file under dir. */
+static unsigned flip_blocks(const char *dir)
+{
+    char sub[800], file[1200];
+    unsigned n = 0, i;
+    for (i = 0; i < 256; i++) {
+        DIR *d;
+        struct dirent *e;
+        snprintf(sub, sizeof(sub), "%s/blocks/%02x", dir, i);
+        d = opendir(sub);
+        if (!d) continue;
+        while ((e = readdir(d)) != NULL) {
+            int fd;
+            off_t end;
+            uint8_t b;
+            if (!strstr(e->d_name, ".blk")) continue;
+            snprintf(file, sizeof(file), "%s/%s", sub, e->d_name);
+            fd = open(file, O_RDWR);
+            CHECK(fd >= 0);
+            end = lseek(fd, 0, SEEK_END);
+            CHECK(pread(fd, &b, 1, end - 1) == 1);
+            b ^= 0x40;
+            CHECK(pwrite(fd, &b, 1, end - 1) == 1);
+            close(fd);
+            n++;
+        }
+        closedir(d);
+    }
+    return n;
+}
+
+TEST_T(cluster_survives_leader_kill_block_loss_bit_rot_and_restart, 300)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    struct file_rec files[12];
+    unsigned n = 0, i, flipped;
+    uint64_t big = test_sanitized() ? (6u << 20) : (20u << 20);
+    uint64_t restart_ms;
+    char dir[700];
+    pc_start(&c, 2, 3, 3, 1);
+    cl = pc_client(&c, 30000);
+    CHECK_OK(petrel_client_mkdir(cl, "/data"));
+    for (i = 0; i < PT_ARRAY_SIZE(sizes); i++) {
+        struct file_rec *f = &files[n++];
+        snprintf(f->path, sizeof(f->path), "/data/f%u", i);
+        f->seed = 1000 + i;
+        f->size = sizes[i] > (1u << 20) ? big : sizes[i];
+        write_file(cl, f->path, f->seed, f->size);
+    }
+    /* kill -9 the leader of shard 0 in the middle of a multi-span write into the root. */
+    {
+        struct killing_gen k;
+        struct file_rec *f = &files[n++];
+        uint64_t written = 0;
+        memset(&k, 0, sizeof(k));
+        snprintf(f->path, sizeof(f->path), "/during-failover");
+        f->seed = 77;
+        f->size = big;
+        k.g.seed = f->seed;
+        k.g.size = f->size;
+        k.c = &c;
+        k.at = f->size / 2;
+        CHECK_OK(petrel_client_write_file(cl, f->path, killing_read, &k, &written));
+        CHECK_EQ(written, f->size);
+        CHECK(k.killed_ms && k.resumed_ms);
+        printf("failover: killed %s mid-write; the write resumed %llu ms later and finished\n",
+               k.victim, (unsigned long long)(k.resumed_ms - k.killed_ms));
+        read_all(cl, files, n); /* nothing acknowledged was lost */
+        pc_restart_one(&c, k.victim);
+    }
+    /* A dead block service: every file is still readable from the other copy. */
+    pc_kill(&c, "blocks-0", SIGKILL);
+    read_all(cl, files, n);
+    printf("block service down: read back %u files\n", n);
+    pc_restart_one(&c, "blocks-0");
+    /* Bit rot on another service: detected by the page CRCs, served from the other copy. */
+    snprintf(dir, sizeof(dir), "%s/blocks-1", c.root);
+    flipped = flip_blocks(dir);
+    CHECK(flipped > 0);
+    read_all(cl, files, n);
+    printf("bit rot: flipped a byte in %u blocks of one service, read back %u files intact\n",
+           flipped, n);
+    /* Restart everything on new ports; the registry forgets the old ones. */
+    {
+        uint64_t t0 = pc_now_ms();
+        pc_restart_all(&c, 1);
+        pc_wait_serving(&c, 60000);
+        restart_ms = pc_now_ms() - t0;
+        petrel_client_close(cl);
+        cl = pc_client(&c, 30000);
+        read_all(cl, files, n);
+        printf("full restart on new dynamic ports: serving again after %llu ms\n",
+               (unsigned long long)restart_ms);
+    }
     petrel_client_close(cl);
     pc_stop(&c);
 }

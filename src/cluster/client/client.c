@@ -393,8 +393,13 @@ static int write_span(struct writer *w, uint64_t offset, const uint8_t *data, ui
             break;
         }
         addr = service_addr(w->c, service, 0);
-        if (!addr) rc = -PT_ENXIO;
-        else rc = pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts);
+        rc = addr ? pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts)
+                  : -PT_ENXIO;
+        if (rc != 0 && rc != -PT_ENOTCERT && rc != -PT_EEXIST) {
+            /* The service may have moved: ask the registry once and retry there. */
+            addr = service_addr(w->c, service, 1);
+            if (addr) rc = pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts);
+        }
         pt_put_le64(proofs + 8 * i, proof);
     }
     pt_reply_free(&rep);
@@ -492,7 +497,7 @@ static int read_blocks(struct petrel_client *c, const struct pt_span *s, uint32_
 {
     unsigned n = pt_span_block_count(s), first = (unsigned)pt_prng_below(&c->prng, n), k;
     uint32_t done = 0;
-    int rc = -PT_EIO;
+    int rc = -PT_EIO, refreshed = 0;
     while (done < count) {
         uint32_t piece = PT_MIN(READ_PIECE, count - done), got = 0;
         for (k = 0; k < n; k++) {
@@ -501,6 +506,13 @@ static int read_blocks(struct petrel_client *c, const struct pt_span *s, uint32_
             const char *addr = service_addr(c, b->service, 0);
             rc = addr ? pt_blocks_read(addr, b->block, from + done, piece, buf, &got, NULL, &c->block_opts)
                       : -PT_ENXIO;
+            if (rc != 0 && rc != -PT_ECORRUPT && rc != -PT_ENOENT && !refreshed) {
+                /* The service may have moved (restart on a new port): ask the registry once. */
+                const char *moved = service_addr(c, b->service, 1);
+                refreshed = 1;
+                if (moved && (!addr || strcmp(moved, addr) != 0))
+                    rc = pt_blocks_read(moved, b->block, from + done, piece, buf, &got, NULL, &c->block_opts);
+            }
             if (rc == 0 && got != piece) rc = -PT_ECORRUPT; /* shorter than its span says */
             if (rc == 0) {
                 first = idx; /* keep reading from the copy that works */

@@ -214,13 +214,18 @@ static void batch_submit(struct pt_raft_node *n)
         batch_fail(b, len);
         return;
     }
-    buf.len = (size_t)len;
+    /*
+     * libraft's uv storage reloads only entries whose length is a multiple of 8 (it pads on
+     * write but not on load): pad with zeros, which the envelope's count makes harmless.
+     */
+    buf.len = ((size_t)len + 7) & ~(size_t)7;
     buf.base = raft_malloc(buf.len);
     if (!buf.base) {
         batch_fail(b, -PT_ENOMEM);
         return;
     }
-    memcpy(buf.base, n->entry, buf.len);
+    memset(buf.base, 0, buf.len);
+    memcpy(buf.base, n->entry, (size_t)len);
     rc = raft_apply(&n->raft, &b->req, &buf, 1, batch_cb);
     if (rc) {
         raft_free(buf.base);
