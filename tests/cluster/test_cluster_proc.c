@@ -319,3 +319,104 @@ TEST_T(cluster_survives_leader_kill_block_loss_bit_rot_and_restart, 300)
     petrel_client_close(cl);
     pc_stop(&c);
 }
+
+/* ---- malformed input ------------------------------------------------------------------------ */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "cluster/net/net.h"
+#include "cluster/proto/cdc_msgs.h"
+#include "cluster/proto/shard_msgs.h"
+#include "cluster/shard/raft_node.h"
+#include "cluster/shard/shard_server.h"
+
+/* Raw junk on a TCP connection: the server answers with an error frame or closes; never hangs. */
+static void send_junk(const char *addr, struct pt_prng *g)
+{
+    struct sockaddr_in sa;
+    char host[64];
+    unsigned port;
+    uint8_t junk[512], buf[4096];
+    int fd;
+    struct timeval tv = {3, 0};
+    CHECK_EQ(sscanf(addr, "%63[^:]:%u", host, &port), 2);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    CHECK_EQ(inet_pton(AF_INET, host, &sa.sin_addr), 1);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    CHECK_EQ(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    pt_prng_fill(g, junk, sizeof(junk));
+    CHECK(send(fd, junk, sizeof(junk), MSG_NOSIGNAL) > 0);
+    /* Read until the server closes (it must, after a framing error). */
+    while (recv(fd, buf, sizeof(buf), 0) > 0) {
+    }
+    close(fd);
+}
+
+static void garbage_calls(const char *addr, uint16_t kind, struct pt_prng *g, unsigned rounds)
+{
+    struct pt_conn *conn;
+    unsigned i;
+    CHECK_OK(pt_conn_open(addr, 2000, 0, &conn));
+    for (i = 0; i < rounds; i++) {
+        uint8_t body[300];
+        struct pt_reply rep;
+        size_t len = (size_t)pt_prng_below(g, sizeof(body));
+        int rc;
+        pt_prng_fill(g, body, len);
+        /* Mostly ops that do not exist or are truncated; a few queries with random fields. */
+        if (len && kind == PT_MSG_SHARD_REQ) body[0] = (uint8_t)(pt_prng_below(g, 2) ? 40 + pt_prng_below(g, 200) : 1 + pt_prng_below(g, 4));
+        rc = pt_conn_call(conn, kind, body, (uint32_t)len, 3000, &rep);
+        CHECK_MSG(rc == 0 || rep.remote, "server %s did not answer garbage of kind %#x: %s", addr, kind,
+                  petrel_strerror(rc));
+        pt_reply_free(&rep);
+    }
+    pt_conn_close(conn);
+}
+
+TEST_T(cluster_malformed_messages_get_errors_not_crashes, 180)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    struct pt_reg_replica *v = NULL;
+    size_t n = 0, i;
+    struct pt_prng g;
+    unsigned rounds = test_sanitized() ? 50 : 300;
+    pc_start(&c, 1, 3, 3, 1);
+    pt_prng_seed(&g, test_seed());
+    CHECK_OK(pt_reg_list_shards(c.registry, 0, &v, &n, NULL));
+    CHECK_EQ(n, 3);
+    for (i = 0; i < n; i++) {
+        send_junk(v[i].addr, &g);
+        garbage_calls(v[i].addr, PT_MSG_SHARD_REQ, &g, rounds);
+        garbage_calls(v[i].addr, 0x03ff, &g, 10);            /* unknown kind */
+        garbage_calls(v[i].addr, PT_MSG_CDC_REQ, &g, 10);    /* wrong service */
+        garbage_calls(v[i].addr, PT_MSG_NODE_INFO, &g, 10);  /* extra bytes are ignored */
+    }
+    free(v);
+    CHECK_OK(pt_reg_list_cdc(c.registry, &v, &n, NULL));
+    CHECK_EQ(n, 3);
+    for (i = 0; i < n; i++) {
+        send_junk(v[i].addr, &g);
+        garbage_calls(v[i].addr, PT_MSG_CDC_REQ, &g, rounds);
+        garbage_calls(v[i].addr, PT_MSG_SHARD_REQ, &g, 10);
+    }
+    free(v);
+    /* Everyone is still alive and the cluster still works. */
+    for (i = 0; i < c.nprocs; i++) {
+        int st;
+        CHECK_MSG(waitpid(c.procs[i].pid, &st, WNOHANG) == 0, "%s died", c.procs[i].name);
+    }
+    cl = pc_client(&c, 20000);
+    CHECK_OK(petrel_client_mkdir(cl, "/after"));
+    write_file(cl, "/after/file", 5, 10000);
+    read_check(cl, "/after/file", 5, 10000);
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
