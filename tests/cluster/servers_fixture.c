@@ -124,10 +124,13 @@ int proc_start(struct server_proc *p, int want, const char *const *args)
     for (i = 0; args[i] && n < 31; i++) argv[n++] = args[i];
     argv[n] = NULL;
     if (pipe(fds) != 0) return -1;
+    snprintf(buf, sizeof(buf), "%s/%s.stderr", test_tmpdir(), args[0]);
     p->pid = fork();
     if (p->pid < 0) return -1;
     if (p->pid == 0) {
+        int log = open(buf, O_WRONLY | O_CREAT | O_APPEND, 0644);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (log >= 0) dup2(log, 2); /* server logs go to the case's directory */
         dup2(fds[1], 1);
         close(fds[0]);
         close(fds[1]);
