@@ -33,6 +33,10 @@ struct blocks_service {
     struct pt_block_stat *index;
     size_t count, cap;
     uint64_t used;
+    /* Blocks with a write or erase in flight: a second one for the same block waits its turn
+       (PT_EBUSY, retried by the client), so an erase proof can never race a write. */
+    uint64_t busy[64];
+    int nbusy;
     /* Shared with the heartbeat thread (under owner->lock). */
     uint8_t secret[PT_REG_SECRET_SIZE];
     int has_secret;
@@ -184,10 +188,31 @@ static void reply_mac(struct blocks_work *bw, enum pt_block_mac_domain domain)
     pt_request_reply(bw->req, out, sizeof(out));
 }
 
+static int busy_claim(struct blocks_service *s, uint64_t id)
+{
+    int i;
+    for (i = 0; i < s->nbusy; i++)
+        if (s->busy[i] == id) return 0;
+    if (s->nbusy == (int)PT_ARRAY_SIZE(s->busy)) return 0;
+    s->busy[s->nbusy++] = id;
+    return 1;
+}
+
+static void busy_release(struct blocks_service *s, uint64_t id)
+{
+    int i;
+    for (i = 0; i < s->nbusy; i++)
+        if (s->busy[i] == id) {
+            s->busy[i] = s->busy[--s->nbusy];
+            return;
+        }
+}
+
 static void work_done(uv_work_t *w, int status)
 {
     struct blocks_work *bw = (struct blocks_work *)w;
     struct blocks_service *s = bw->svc;
+    if (bw->op != OP_READ) busy_release(s, bw->block_id);
     if (status != 0 && !bw->err) bw->err = -PT_ECANCELED;
     if (bw->err) {
         if (bw->err == -PT_ECORRUPT)
@@ -221,8 +246,16 @@ static void work_done(uv_work_t *w, int status)
 
 static void queue_work(struct blocks_service *s, struct blocks_work *bw)
 {
-    int err = uv_queue_work(s->owner->loop, &bw->work, work_run, work_done);
+    int err;
+    if (bw->op != OP_READ && !busy_claim(s, bw->block_id)) {
+        pt_request_reply_error(bw->req, -PT_EBUSY, "block busy with another write or erase",
+                               NULL);
+        free(bw);
+        return;
+    }
+    err = uv_queue_work(s->owner->loop, &bw->work, work_run, work_done);
     if (err) {
+        if (bw->op != OP_READ) busy_release(s, bw->block_id);
         pt_request_reply_error(bw->req, -PT_EIO, "cannot queue disk work", NULL);
         free(bw);
     }
