@@ -235,7 +235,7 @@ static int verify_written(int fd, const uint8_t *header, const uint8_t *crcs, ui
                           uint32_t size)
 {
     uint8_t raw[PT_BLOCK_FILE_HEADER];
-    uint8_t *buf = malloc(PT_BLOCK_PAGE_SIZE * 16);
+    uint8_t *buf = malloc((size_t)PT_BLOCK_PAGE_SIZE * 16);
     uint8_t *table = malloc((size_t)pages * 4 + 1);
     uint64_t data_off = PT_BLOCK_FILE_HEADER + (uint64_t)pages * 4;
     uint32_t page = 0;
@@ -251,7 +251,7 @@ static int verify_written(int fd, const uint8_t *header, const uint8_t *crcs, ui
         for (i = 0; !err && i * PT_BLOCK_PAGE_SIZE < chunk; i++, page++) {
             uint32_t n = PT_MIN(PT_BLOCK_PAGE_SIZE, chunk - i * PT_BLOCK_PAGE_SIZE);
             if (petrel_crc32c(0, buf + (size_t)i * PT_BLOCK_PAGE_SIZE, n) !=
-                pt_get_le32(crcs + 4 * page))
+                pt_get_le32(crcs + (size_t)4 * page))
                 err = -PT_ECORRUPT;
         }
     }
@@ -272,7 +272,7 @@ int pt_blocks_store_write(struct pt_blocks_store *s, uint64_t block_id, uint32_t
     char final[PATH_CAP], tmp[PATH_CAP], sub[PATH_CAP];
     uint8_t header[PT_BLOCK_FILE_HEADER];
     struct block_header h;
-    struct pt_block_stat old;
+    struct pt_block_stat old = {0, 0, 0};
     const uint8_t *p = data;
     uint32_t pages = pt_block_pages(size), i, whole = 0;
     uint8_t *crcs;
@@ -291,7 +291,7 @@ int pt_blocks_store_write(struct pt_blocks_store *s, uint64_t block_id, uint32_t
     for (i = 0; i < pages; i++) {
         uint32_t n = PT_MIN(PT_BLOCK_PAGE_SIZE, size - i * PT_BLOCK_PAGE_SIZE);
         uint32_t pc = petrel_crc32c(0, p + (size_t)i * PT_BLOCK_PAGE_SIZE, n);
-        pt_put_le32(crcs + 4 * i, pc);
+        pt_put_le32(crcs + (size_t)4 * i, pc);
         whole = petrel_crc32c_append(whole, pc, n);
     }
     if (whole != crc) {
@@ -375,7 +375,7 @@ int pt_blocks_store_read(struct pt_blocks_store *s, uint64_t block_id, uint32_t 
     for (i = 0; !err && i < pages; i++) {
         uint32_t n = PT_MIN(PT_BLOCK_PAGE_SIZE, r.data_len - i * PT_BLOCK_PAGE_SIZE);
         if (petrel_crc32c(0, data + (size_t)i * PT_BLOCK_PAGE_SIZE, n) !=
-            pt_get_le32(crcs + 4 * i))
+            pt_get_le32(crcs + (size_t)4 * i))
             err = -PT_ECORRUPT;
     }
 out:
@@ -393,7 +393,7 @@ int pt_blocks_store_erase(struct pt_blocks_store *s, uint64_t block_id, uint32_t
                           uint32_t size)
 {
     char path[PATH_CAP], sub[PATH_CAP];
-    struct pt_block_stat st;
+    struct pt_block_stat st = {0, 0, 0};
     int err = pt_blocks_store_path(s, block_id, path, sizeof(path));
     if (!err) err = subdir_path(s, block_id, sub, sizeof(sub));
     if (err) return err;

@@ -205,7 +205,7 @@ int pt_blocks_read(const char *address, uint64_t block_id, uint32_t offset, uint
     for (i = 0; i < h.pages; i++) {
         uint32_t n = PT_MIN(PT_BLOCK_PAGE_SIZE, h.data_len - i * PT_BLOCK_PAGE_SIZE);
         if (petrel_crc32c(0, data + (size_t)i * PT_BLOCK_PAGE_SIZE, n) !=
-            pt_get_le32(crcs + 4 * i)) {
+            pt_get_le32(crcs + (size_t)4 * i)) {
             err = -PT_ECORRUPT;
             goto out;
         }
