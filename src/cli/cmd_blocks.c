@@ -5,6 +5,7 @@
  * line per service once all serve. The services are src/cluster/blocks/.
  */
 #include <getopt.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +95,9 @@ int cmd_blocks(int argc, char **argv)
     if (strlen(cfg.failure_domain) >= 64)
         return cli_error("blocks", "--failure-domain is longer than 63 bytes");
     petrel_log_set(petrel_log_stderr, NULL, PT_LOG_WARN);
+    /* A peer that hangs up under a reply is an error for that connection, not a signal that
+       ends the server. */
+    signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&loop);
     err = pt_blocks_server_start(&loop, &cfg, &run.server);
     if (err) {

@@ -5,6 +5,7 @@
  * itself is src/cluster/registry/.
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,9 @@ int cmd_registry(int argc, char **argv)
         return cli_error("registry", "unexpected argument '%s'", argv[optind]);
     if (!cfg.dir) return cli_error("registry", "--dir is required (petrel registry --help)");
     petrel_log_set(petrel_log_stderr, NULL, PT_LOG_WARN);
+    /* A peer that hangs up under a reply is an error for that connection, not a signal that
+       ends the server. */
+    signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&loop);
     err = pt_registry_server_start(&loop, &cfg, &run.server);
     if (err) {

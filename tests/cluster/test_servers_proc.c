@@ -214,6 +214,29 @@ TEST_T(proc_blocks_certificates_malformed_input_and_kill9, 180)
         CHECK_MEM(back, data, sizes[i]);
         free(data);
     }
+    /* Clients that hang up before their (large) reply is written do not hurt the server. */
+    for (i = 0; i < 20; i++) {
+        uint8_t req[PT_FRAME_HEADER_SIZE + 16];
+        struct pt_block_read_req rr = {500 + PT_ARRAY_SIZE(sizes) - 1, 0, PT_BLOCK_MAX_SIZE};
+        struct pt_cursor rc;
+        struct sockaddr_storage ss;
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        pt_cursor_init(&rc, req + PT_FRAME_HEADER_SIZE, 16);
+        pt_block_enc_read(&rc, &rr);
+        pt_frame_encode_header(req, 0, PT_MSG_BLOCK_READ, 1, req + PT_FRAME_HEADER_SIZE, 16);
+        CHECK_OK(pt_addr_parse(bl.address[0], &ss));
+        CHECK(connect(fd, (struct sockaddr *)&ss, sizeof(struct sockaddr_in)) == 0);
+        CHECK(send(fd, req, sizeof(req), MSG_NOSIGNAL) == (ssize_t)sizeof(req));
+        if (i % 2) {
+            /* Wait for the reply to start flowing, then reset the connection under it. */
+            struct linger lg = {1, 0};
+            uint8_t first;
+            CHECK(recv(fd, &first, 1, 0) == 1);
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        }
+        close(fd);
+    }
+    ping(bl.address[0]);
     CHECK(proc_alive(&bl) && proc_alive(&reg));
     CHECK_EQ(proc_stop(&bl, SIGTERM), 0);
     CHECK_EQ(proc_stop(&reg, SIGTERM), 0);

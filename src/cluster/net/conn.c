@@ -137,7 +137,12 @@ void pt_reply_free(struct pt_reply *reply)
 static int send_all(int fd, struct iovec *iov, int n, uint64_t deadline)
 {
     while (n > 0) {
-        ssize_t w = writev(fd, iov, n);
+        struct msghdr msg;
+        ssize_t w;
+        memset(&msg, 0, sizeof(msg));
+        msg.msg_iov = iov;
+        msg.msg_iovlen = (size_t)n;
+        w = sendmsg(fd, &msg, MSG_NOSIGNAL); /* a closed peer is an error, not SIGPIPE */
         if (w < 0) {
             int err;
             if (errno == EINTR) continue;

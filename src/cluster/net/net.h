@@ -15,11 +15,14 @@
  * version, flags, a length above the maximum or a CRC mismatch gets an error frame (request id
  * echoed as decoded) and the connection is closed after it. Responses on one connection may
  * come out of order; the request id matches them. A connection with too many unanswered
- * requests stops being read until replies drain (back-pressure).
+ * requests stops being read until replies drain (back-pressure). Host programs must ignore
+ * SIGPIPE (signal(SIGPIPE, SIG_IGN)): libuv writes with plain writev, and a peer that resets
+ * under a reply must cost that connection, not the process.
  *
  * Client model. struct pt_conn is a blocking connection to one address, used by one thread at
  * a time: pt_conn_call() sends a request and waits for the response with the same request id
- * (stale responses of earlier timed-out calls are skipped). Transport failures close the
+ * (stale responses of earlier timed-out calls are skipped); it sends with MSG_NOSIGNAL, so a
+ * closed peer never raises SIGPIPE. Transport failures close the
  * socket; the next call reconnects. A remote error frame returns its code and fills
  * reply->error (message, leader address for PT_ENOTLEADER) with reply->remote = 1.
  *
