@@ -499,3 +499,28 @@ TEST(net_back_pressure_and_connection_limit)
     pt_conn_close(a);
     fixture_stop(&f);
 }
+
+TEST(net_call_pool_survives_server_restart)
+{
+    struct fixture f;
+    struct pt_reply rep;
+    struct pt_call_opts once = {2000, 1, 1};
+    struct iovec iov = {"p", 1};
+    char address[PT_ADDR_MAX];
+    int i;
+    fixture_start(&f, 0);
+    snprintf(address, sizeof(address), "%s", f.address);
+    for (i = 0; i < 3; i++) {
+        CHECK_OK(pt_call(address, PT_MSG_PING, &iov, 1, &once, &rep));
+        pt_reply_free(&rep);
+    }
+    CHECK_EQ(pt_server_connections(f.srv), 1); /* one pooled connection, reused */
+    fixture_stop(&f);
+    fixture_start_with(&f, 0, address, 0, 0);
+    /* The pooled connection died with the old server: a single attempt still succeeds. */
+    CHECK_OK(pt_call(address, PT_MSG_PING, &iov, 1, &once, &rep));
+    CHECK_MEM(rep.body, "p", 1);
+    pt_reply_free(&rep);
+    pt_call_pool_clear();
+    fixture_stop(&f);
+}

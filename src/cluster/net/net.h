@@ -192,12 +192,19 @@ struct pt_call_opts {
 };
 
 /*
- * Connect to address, send a request and wait for its response, retrying transport errors
- * and retryable remote errors (pt_error_retryable, PT_ENOTLEADER excepted: redirection is the
+ * Send a request to address (on a pooled or new connection) and wait for its response,
+ * retrying transport errors and retryable remote errors (pt_error_retryable, PT_ENOTLEADER excepted: redirection is the
  * caller's business) with back-off until the budget is spent. Same returns as pt_conn_callv;
  * opts may be NULL for the defaults. The reply must be released with pt_reply_free.
  */
 int pt_call(const char *address, uint16_t kind, const struct iovec *parts, int nparts,
             const struct pt_call_opts *opts, struct pt_reply *reply);
+
+/*
+ * pt_call keeps up to 32 idle connections (process-wide, thread-safe) and reuses them for the
+ * same address; a reused connection that turns out closed is replaced at once. Clear the pool
+ * (closing those sockets), e.g. in a child after fork.
+ */
+void pt_call_pool_clear(void);
 
 #endif
