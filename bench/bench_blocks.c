@@ -76,10 +76,10 @@ static void measure(const char *addr, uint64_t id, const uint8_t *secret, const 
     if (n < 4) n = 4;
     t0 = bench_now();
     for (i = 0; i < n; i++)
-        failed |= pt_blocks_write(addr, base + (uint64_t)i, crc, data, size,
-                                  pt_block_mac(secret, PT_BLOCK_WRITE_CERT, id, base + (uint64_t)i,
-                                               crc, size),
-                                  &proof, &opts);
+        failed |= pt_blocks_write(
+            addr, base + (uint64_t)i, crc, data, size,
+            pt_block_mac(secret, PT_BLOCK_WRITE_CERT, id, base + (uint64_t)i, crc, size), &proof,
+            &opts);
     t1 = bench_now();
     printf("blocks write %u %.1f\n", size, (double)size * n / (t1 - t0) / 1e6);
     t0 = bench_now();
@@ -90,8 +90,8 @@ static void measure(const char *addr, uint64_t id, const uint8_t *secret, const 
     t0 = bench_now();
     for (i = 0; i < 2000; i++) {
         uint32_t off = (uint32_t)pt_prng_below(g, size / 4096) * 4096;
-        failed |= pt_blocks_read(addr, base + (uint64_t)(i % n), off, 4096, back, &got, NULL,
-                                 &opts);
+        failed |=
+            pt_blocks_read(addr, base + (uint64_t)(i % n), off, 4096, back, &got, NULL, &opts);
     }
     t1 = bench_now();
     printf("blocks read-4k %u %.0f\n", size, 2000 / (t1 - t0));
@@ -138,8 +138,8 @@ BENCH(blocks)
                 pt_prng_seed(&g, 1);
                 pt_prng_fill(&g, data, PT_BLOCK_MAX_SIZE);
                 for (s = 0; s < PT_ARRAY_SIZE(sizes); s++)
-                    measure(pt_blocks_server_address(blocks, 0), id, secret, data, back,
-                            sizes[s], (uint64_t)s * 100000 + 1, &g);
+                    measure(pt_blocks_server_address(blocks, 0), id, secret, data, back, sizes[s],
+                            (uint64_t)s * 100000 + 1, &g);
             }
             loop_finish(&bt);
             pt_blocks_server_free(blocks);

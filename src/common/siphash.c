@@ -34,12 +34,12 @@ static uint64_t load_le64(const uint8_t *p)
 {
     uint64_t v = 0;
     int i;
-    for (i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    for (i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
     return v;
 }
 
-uint64_t petrel_siphash24(const uint8_t key[PETREL_SIPHASH_KEY_SIZE], const void *data,
-                          size_t len)
+uint64_t petrel_siphash24(const uint8_t key[PETREL_SIPHASH_KEY_SIZE], const void *data, size_t len)
 {
     const uint8_t *p = (const uint8_t *)data;
     uint64_t k0 = load_le64(key), k1 = load_le64(key + 8);
@@ -62,7 +62,8 @@ uint64_t petrel_siphash24(const uint8_t key[PETREL_SIPHASH_KEY_SIZE], const void
         v[0] ^= m;
     }
     last = (uint64_t)(len & 0xff) << 56;
-    for (i = 0; i < tail; i++) last |= (uint64_t)p[8 * words + i] << (8 * i);
+    for (i = 0; i < tail; i++)
+        last |= (uint64_t)p[8 * words + i] << (8 * i);
     v[3] ^= last;
     sipround(v);
     sipround(v);

@@ -62,8 +62,8 @@ static void blocks_on_stop(uv_async_t *a)
     uv_close((uv_handle_t *)&f->stop, NULL);
 }
 
-int blocks_fixture_start(struct blocks_fixture *f, const char *registry,
-                         const char *const *dirs, int ndirs, const char *failure_domain)
+int blocks_fixture_start(struct blocks_fixture *f, const char *registry, const char *const *dirs,
+                         int ndirs, const char *failure_domain)
 {
     struct pt_blocks_server_config cfg;
     int err;
@@ -121,7 +121,8 @@ int proc_start(struct server_proc *p, int want, const char *const *args)
     uint64_t deadline = pt_now_ms() + 10000;
     memset(p, 0, sizeof(*p));
     argv[n++] = petrel_bin();
-    for (i = 0; args[i] && n < 31; i++) argv[n++] = args[i];
+    for (i = 0; args[i] && n < 31; i++)
+        argv[n++] = args[i];
     argv[n] = NULL;
     if (pipe(fds) != 0) return -1;
     snprintf(buf, sizeof(buf), "%s/%s.stderr", test_tmpdir(), args[0]);

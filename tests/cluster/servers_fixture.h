@@ -34,15 +34,15 @@ struct blocks_fixture {
 };
 
 /* Start block services for dirs, registered with registry: 0 or its error. */
-int blocks_fixture_start(struct blocks_fixture *f, const char *registry,
-                         const char *const *dirs, int ndirs, const char *failure_domain);
+int blocks_fixture_start(struct blocks_fixture *f, const char *registry, const char *const *dirs,
+                         int ndirs, const char *failure_domain);
 void blocks_fixture_stop(struct blocks_fixture *f);
 
 /* --- processes ----------------------------------------------------------------------------- */
 
 struct server_proc {
     pid_t pid;
-    int out_fd;                  /* the child's stdout */
+    int out_fd;                   /* the child's stdout */
     char address[4][PT_ADDR_MAX]; /* from its "listening on" lines */
     int naddr;
 };

@@ -69,7 +69,8 @@ static int store_read_check(struct pt_blocks_store *s, uint64_t id, const uint8_
         CHECK_MEM(data, want + r.data_offset, r.data_len);
         for (uint32_t i = 0; i < r.pages; i++) {
             uint32_t n = PT_MIN(4096, r.data_len - i * 4096);
-            CHECK_EQ(pt_get_le32(crcs + 4 * i), petrel_crc32c(0, want + r.data_offset + i * 4096, n));
+            CHECK_EQ(pt_get_le32(crcs + 4 * i),
+                     petrel_crc32c(0, want + r.data_offset + i * 4096, n));
         }
     } else {
         CHECK_EQ(r.data_len, 0);
@@ -198,7 +199,8 @@ TEST(blocks_store_identity_scan_and_temp_cleanup)
     id = s.service_id;
     CHECK(id != 0);
     for (i = 0; i < 10; i++)
-        CHECK_OK(pt_blocks_store_write(&s, (uint64_t)i * 0x1234567, pt_block_crc(data, 3000), data, 3000));
+        CHECK_OK(pt_blocks_store_write(&s, (uint64_t)i * 0x1234567, pt_block_crc(data, 3000), data,
+                                       3000));
     /* A write interrupted by a crash leaves a temp file: reopening removes it. */
     snprintf(tmp, sizeof(tmp), "%s/tmp/0000000000000001.1.1.tmp", test_tmpdir());
     fd = open(tmp, O_WRONLY | O_CREAT, 0644);
@@ -267,18 +269,22 @@ TEST_T(blocks_server_certificates_and_proofs, 60)
     CHECK_EQ(pt_blocks_write(e.addr, 42, crc, data, size, 0, &proof, &opts), -PT_ENOTCERT);
     CHECK_EQ(pt_blocks_write(e.addr, 42, crc, data, size,
                              pt_block_mac(e.secret, PT_BLOCK_WRITE_CERT, e.id, 43, crc, size),
-                             &proof, &opts), -PT_ENOTCERT);
+                             &proof, &opts),
+             -PT_ENOTCERT);
     CHECK_EQ(pt_blocks_write(e.addr, 42, crc, data, size,
                              pt_block_mac(e.secret, PT_BLOCK_WRITE_CERT, e.id + 1, 42, crc, size),
-                             &proof, &opts), -PT_ENOTCERT);
+                             &proof, &opts),
+             -PT_ENOTCERT);
     CHECK_EQ(pt_blocks_write(e.addr, 42, crc, data, size,
                              pt_block_mac(e.secret, PT_BLOCK_ERASE_CERT, e.id, 42, crc, size),
-                             &proof, &opts), -PT_ENOTCERT);
+                             &proof, &opts),
+             -PT_ENOTCERT);
     memcpy(wrong, e.secret, 16);
     wrong[0] ^= 1;
     CHECK_EQ(pt_blocks_write(e.addr, 42, crc, data, size,
-                             pt_block_mac(wrong, PT_BLOCK_WRITE_CERT, e.id, 42, crc, size),
-                             &proof, &opts), -PT_ENOTCERT);
+                             pt_block_mac(wrong, PT_BLOCK_WRITE_CERT, e.id, 42, crc, size), &proof,
+                             &opts),
+             -PT_ENOTCERT);
     CHECK_EQ(pt_blocks_stat(e.addr, 42, &st, &opts), -PT_ENOENT);
     /* A valid certificate but data that does not match its CRC. */
     data[7] ^= 1;
@@ -360,7 +366,8 @@ TEST_T(blocks_server_stat_list_info_and_heartbeat, 60)
     }
     do {
         CHECK_OK(pt_blocks_list(e.addr, next, 10, &v, &n, &more, &opts));
-        for (size_t k = 0; k < n; k++) CHECK_EQ(v[k].block_id, 1000 + (total + k) * 3);
+        for (size_t k = 0; k < n; k++)
+            CHECK_EQ(v[k].block_id, 1000 + (total + k) * 3);
         total += n;
         if (n) next = v[n - 1].block_id + 1;
         free(v);
@@ -462,7 +469,8 @@ TEST_T(blocks_server_write_and_erase_of_one_block_never_race, 60)
             uint8_t *whole = malloc(PT_BLOCK_WRITE_FIELDS + size);
             memcpy(whole, wf + PT_FRAME_HEADER_SIZE, PT_BLOCK_WRITE_FIELDS);
             memcpy(whole + PT_BLOCK_WRITE_FIELDS, data, size);
-            pt_frame_encode_header(wf, 0, PT_MSG_BLOCK_WRITE, 1, whole, PT_BLOCK_WRITE_FIELDS + size);
+            pt_frame_encode_header(wf, 0, PT_MSG_BLOCK_WRITE, 1, whole,
+                                   PT_BLOCK_WRITE_FIELDS + size);
             free(whole);
         }
         er.block_id = id;
@@ -501,7 +509,8 @@ TEST_T(blocks_server_write_and_erase_of_one_block_never_race, 60)
         }
         for (int r = 0; r < 2; r++) {
             read_response(fd, &h, &body);
-            if (h.request_id == 1) write_ok = !(h.flags & PT_FRAME_ERROR);
+            if (h.request_id == 1)
+                write_ok = !(h.flags & PT_FRAME_ERROR);
             else {
                 struct pt_frame_error fe;
                 erase_err = 0;
@@ -518,8 +527,10 @@ TEST_T(blocks_server_write_and_erase_of_one_block_never_race, 60)
            write completed (the block is gone). Never a proof with the block still there. */
         CHECK(erase_err == 0 || erase_err == -PT_EBUSY);
         if (erase_err == -PT_EBUSY) busy_seen++;
-        if (erase_err == 0) CHECK_EQ(pt_blocks_stat(e.addr, id, &st, &opts), -PT_ENOENT);
-        else CHECK_OK(pt_blocks_stat(e.addr, id, &st, &opts));
+        if (erase_err == 0)
+            CHECK_EQ(pt_blocks_stat(e.addr, id, &st, &opts), -PT_ENOENT);
+        else
+            CHECK_OK(pt_blocks_stat(e.addr, id, &st, &opts));
     }
     test_log("erase refused as busy in %d of 3 rounds", busy_seen);
     env_stop(&e);

@@ -152,7 +152,8 @@ TEST_T(net_echo_sizes, 60)
     static const uint32_t sizes[] = {0, 1, 23, 24, 25, 4096, 65536, 1 << 20, 3 << 20};
     uint8_t *body = malloc(3 << 20);
     size_t i;
-    for (i = 0; i < (3u << 20); i++) body[i] = (uint8_t)(i * 31 + 7);
+    for (i = 0; i < (3u << 20); i++)
+        body[i] = (uint8_t)(i * 31 + 7);
     fixture_start(&f, 0);
     CHECK_OK(pt_conn_open(f.address, 2000, 0, &c));
     for (i = 0; i < PT_ARRAY_SIZE(sizes); i++) {
@@ -249,7 +250,8 @@ static int raw_read_error(int fd)
     ssize_t n;
     struct pt_frame_header h;
     struct pt_frame_error e;
-    while ((n = recv(fd, buf + got, sizeof(buf) - got, 0)) > 0) got += (size_t)n;
+    while ((n = recv(fd, buf + got, sizeof(buf) - got, 0)) > 0)
+        got += (size_t)n;
     /* A close with unread input arrives as a reset, possibly before the error frame. */
     CHECK_MSG(n == 0 || errno == ECONNRESET, "connection not closed by the server");
     if (got == 0) return n == 0 ? 0 : -PT_ECONNRESET;
@@ -306,7 +308,8 @@ TEST(net_malformed_frames_rejected_server_survives)
         CHECK_EQ(send_raw_frame(f.address, frame, cut, 1), 0);
     /* Random garbage. */
     for (i = 0; i < 20; i++) {
-        for (size_t k = 0; k < sizeof(garbage); k++) garbage[k] = (uint8_t)(k * 13 + i * 101);
+        for (size_t k = 0; k < sizeof(garbage); k++)
+            garbage[k] = (uint8_t)(k * 13 + i * 101);
         CHECK(send_raw_frame(f.address, garbage, sizeof(garbage), 1) < 0);
     }
     check_ping(f.address);
@@ -473,7 +476,8 @@ TEST(net_back_pressure_and_connection_limit)
     /* Released: both replies arrive, in order. */
     tv.tv_sec = 5;
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    while (got < 2 * PT_FRAME_HEADER_SIZE + 4 && (n = recv(fd, buf + got, sizeof(buf) - got, 0)) > 0)
+    while (got < 2 * PT_FRAME_HEADER_SIZE + 4 &&
+           (n = recv(fd, buf + got, sizeof(buf) - got, 0)) > 0)
         got += (size_t)n;
     CHECK(got >= PT_FRAME_HEADER_SIZE + 4);
     CHECK_OK(pt_frame_decode_header(buf, 100, &h));

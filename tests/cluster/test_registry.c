@@ -195,7 +195,8 @@ TEST(registry_state_file_damage_refused)
     pt_registry_init(&back, 5000);
     CHECK_OK(pt_registry_decode(&back, buf, len, 5));
     CHECK_EQ(back.count, r.count);
-    for (i = 0; i < len; i++) CHECK_EQ(pt_registry_decode(&back, buf, i, 5), -PT_ECORRUPT);
+    for (i = 0; i < len; i++)
+        CHECK_EQ(pt_registry_decode(&back, buf, i, 5), -PT_ECORRUPT);
     for (i = 0; i < len * 8; i++) {
         buf[i / 8] ^= (uint8_t)(1u << (i % 8));
         CHECK(pt_registry_decode(&back, buf, len, 5) < 0);
@@ -221,7 +222,8 @@ TEST(registry_dynamic_ports_wipe)
     CHECK_OK(pt_registry_load(&r, test_tmpdir(), 2000));
     pt_registry_wipe_ports(&r);
     CHECK_EQ(pt_registry_list_shards(&r, PT_REG_ALL_SHARDS, 2000, v, 8), 6);
-    for (int i = 0; i < 6; i++) CHECK(v[i].addr[0] == 0 && v[i].stale && !v[i].leader);
+    for (int i = 0; i < 6; i++)
+        CHECK(v[i].addr[0] == 0 && v[i].stale && !v[i].leader);
     pt_registry_list_blocks(&r, 2000, b, 4);
     CHECK(b[0].addr[0] == 0 && b[0].stale);
     /* Secrets survive the wipe: blocks already written keep verifying. */
@@ -311,7 +313,8 @@ TEST(registry_server_calls_and_restart)
     /* Restart: state is back. With dynamic ports: addresses are gone, secrets kept. */
     CHECK_OK(reg_fixture_start(&f, dir, 0));
     CHECK_OK(pt_reg_list_blocks(f.address, &bl, &n, &opts));
-    CHECK(n == 1 && bl[0].id == 0x77 && bl[0].used == 42 && strcmp(bl[0].addr, "127.0.0.1:7301") == 0);
+    CHECK(n == 1 && bl[0].id == 0x77 && bl[0].used == 42 &&
+          strcmp(bl[0].addr, "127.0.0.1:7301") == 0);
     free(bl);
     reg_fixture_stop(&f);
     CHECK_OK(reg_fixture_start(&f, dir, 1));
@@ -328,21 +331,22 @@ TEST(registry_server_malformed_bodies)
     struct reg_fixture f;
     struct pt_conn *c;
     struct pt_reply rep;
-    static const uint16_t kinds[] = {PT_MSG_REG_SHARD_HEARTBEAT, PT_MSG_REG_CDC_HEARTBEAT,
+    static const uint16_t kinds[] = {PT_MSG_REG_SHARD_HEARTBEAT,  PT_MSG_REG_CDC_HEARTBEAT,
                                      PT_MSG_REG_BLOCKS_HEARTBEAT, PT_MSG_REG_LIST_SHARDS,
-                                     PT_MSG_REG_LIST_CDC, PT_MSG_REG_LIST_BLOCKS,
+                                     PT_MSG_REG_LIST_CDC,         PT_MSG_REG_LIST_BLOCKS,
                                      PT_MSG_REG_BLOCK_SECRET};
     uint8_t junk[200];
     size_t k, len;
     CHECK_OK(reg_fixture_start(&f, test_tmpdir(), 0));
     CHECK_OK(pt_conn_open(f.address, 2000, 0, &c));
-    for (k = 0; k < sizeof(junk); k++) junk[k] = (uint8_t)(k * 37 + 1);
+    for (k = 0; k < sizeof(junk); k++)
+        junk[k] = (uint8_t)(k * 37 + 1);
     for (k = 0; k < PT_ARRAY_SIZE(kinds); k++)
         for (len = 0; len < 60; len += 7) {
             int err = pt_conn_call(c, kinds[k], junk, (uint32_t)len, 2000, &rep);
             CHECK_MSG(err == -PT_EPROTO || err == -PT_EINVAL ||
-                      (err == 0 && kinds[k] == PT_MSG_REG_LIST_CDC && len == 0) ||
-                      (err == 0 && kinds[k] == PT_MSG_REG_LIST_BLOCKS && len == 0),
+                          (err == 0 && kinds[k] == PT_MSG_REG_LIST_CDC && len == 0) ||
+                          (err == 0 && kinds[k] == PT_MSG_REG_LIST_BLOCKS && len == 0),
                       "kind %04x len %zu: %d", kinds[k], len, err);
             pt_reply_free(&rep);
         }

@@ -25,16 +25,17 @@
 
 static void start_registry(struct server_proc *p, const char *dir, int dynamic)
 {
-    const char *args[] = {"registry", "--dir", dir, "--listen", "127.0.0.1:0",
-                          dynamic ? "--using-dynamic-ports" : NULL, NULL};
+    const char *args[] = {"registry", "--dir",       dir,
+                          "--listen", "127.0.0.1:0", dynamic ? "--using-dynamic-ports" : NULL,
+                          NULL};
     CHECK_MSG(proc_start(p, 1, args) == 0, "registry did not start");
 }
 
 static void start_blocks(struct server_proc *p, const char *registry, const char *d1,
                          const char *d2)
 {
-    const char *args[] = {"blocks", "--registry", registry, "--failure-domain", "m1",
-                          "--dir", d1, "--dir", d2, NULL};
+    const char *args[] = {"blocks", "--registry", registry, "--failure-domain", "m1", "--dir", d1,
+                          "--dir",  d2,           NULL};
     CHECK_MSG(proc_start(p, 2, args) == 0, "block services did not start");
 }
 
@@ -80,7 +81,8 @@ static void abuse(const char *addr, const uint16_t *kinds, size_t nkinds, uint64
     pt_prng_seed(&g, seed);
     memset(frame + PT_FRAME_HEADER_SIZE, 0x11, 64);
     pt_frame_encode_header(frame, 0, kinds[0], 1, frame + PT_FRAME_HEADER_SIZE, 64);
-    for (cut = 0; cut < sizeof(frame); cut += 5) send_raw(addr, frame, cut);
+    for (cut = 0; cut < sizeof(frame); cut += 5)
+        send_raw(addr, frame, cut);
     for (i = 0; i < 30; i++) {
         len = (size_t)pt_prng_below(&g, sizeof(junk));
         pt_prng_fill(&g, junk, len);
@@ -110,10 +112,10 @@ static void abuse(const char *addr, const uint16_t *kinds, size_t nkinds, uint64
 
 TEST_T(proc_registry_survives_malformed_input_and_restarts, 120)
 {
-    static const uint16_t kinds[] = {PT_MSG_REG_SHARD_HEARTBEAT, PT_MSG_REG_CDC_HEARTBEAT,
+    static const uint16_t kinds[] = {PT_MSG_REG_SHARD_HEARTBEAT,  PT_MSG_REG_CDC_HEARTBEAT,
                                      PT_MSG_REG_BLOCKS_HEARTBEAT, PT_MSG_REG_LIST_SHARDS,
-                                     PT_MSG_REG_LIST_CDC, PT_MSG_REG_LIST_BLOCKS,
-                                     PT_MSG_REG_BLOCK_SECRET, 0x0ff0};
+                                     PT_MSG_REG_LIST_CDC,         PT_MSG_REG_LIST_BLOCKS,
+                                     PT_MSG_REG_BLOCK_SECRET,     0x0ff0};
     struct server_proc reg;
     struct pt_call_opts opts = {2000, 1, 1};
     struct pt_reg_replica hb, *v;
@@ -147,14 +149,19 @@ TEST_T(proc_registry_survives_malformed_input_and_restarts, 120)
 static uint8_t *pattern(uint32_t size, uint32_t salt)
 {
     uint8_t *b = malloc(size ? size : 1);
-    for (uint32_t i = 0; i < size; i++) b[i] = (uint8_t)((i * 2654435761u + salt) >> 13);
+    for (uint32_t i = 0; i < size; i++)
+        b[i] = (uint8_t)((i * 2654435761u + salt) >> 13);
     return b;
 }
 
 TEST_T(proc_blocks_certificates_malformed_input_and_kill9, 180)
 {
-    static const uint16_t kinds[] = {PT_MSG_BLOCK_WRITE, PT_MSG_BLOCK_READ, PT_MSG_BLOCK_ERASE,
-                                     PT_MSG_BLOCK_STAT, PT_MSG_BLOCK_LIST, PT_MSG_BLOCK_INFO,
+    static const uint16_t kinds[] = {PT_MSG_BLOCK_WRITE,
+                                     PT_MSG_BLOCK_READ,
+                                     PT_MSG_BLOCK_ERASE,
+                                     PT_MSG_BLOCK_STAT,
+                                     PT_MSG_BLOCK_LIST,
+                                     PT_MSG_BLOCK_INFO,
                                      0x02ff};
     static const uint32_t sizes[] = {0, 1, 4095, 4096, 4097, 1u << 20, PT_BLOCK_MAX_SIZE};
     struct server_proc reg, bl;
@@ -190,13 +197,13 @@ TEST_T(proc_blocks_certificates_malformed_input_and_kill9, 180)
         uint8_t *data = pattern(sizes[i], (uint32_t)i);
         uint32_t crc = pt_block_crc(data, sizes[i]);
         uint64_t cert = pt_block_mac(secret, PT_BLOCK_WRITE_CERT, ids[0], 500 + i, crc, sizes[i]);
-        CHECK_EQ(pt_blocks_write(bl.address[0], 500 + i, crc, data, sizes[i], cert ^ 1, &proof,
-                                 &opts), -PT_ENOTCERT);
+        CHECK_EQ(
+            pt_blocks_write(bl.address[0], 500 + i, crc, data, sizes[i], cert ^ 1, &proof, &opts),
+            -PT_ENOTCERT);
         /* The right certificate at the wrong service (another id) is refused too. */
-        CHECK_EQ(pt_blocks_write(bl.address[1], 500 + i, crc, data, sizes[i], cert, &proof,
-                                 &opts), -PT_ENOTCERT);
-        CHECK_OK(pt_blocks_write(bl.address[0], 500 + i, crc, data, sizes[i], cert, &proof,
-                                 &opts));
+        CHECK_EQ(pt_blocks_write(bl.address[1], 500 + i, crc, data, sizes[i], cert, &proof, &opts),
+                 -PT_ENOTCERT);
+        CHECK_OK(pt_blocks_write(bl.address[0], 500 + i, crc, data, sizes[i], cert, &proof, &opts));
         CHECK(pt_block_mac_check(secret, PT_BLOCK_WRITE_PROOF, ids[0], 500 + i, crc, sizes[i],
                                  proof));
         free(data);
@@ -262,10 +269,9 @@ static void *writer_main(void *arg)
         uint8_t *data = pattern(size, (uint32_t)id);
         uint32_t crc = pt_block_crc(data, size);
         uint64_t proof;
-        int err = pt_blocks_write(w->addr, id, crc, data, size,
-                                  pt_block_mac(w->secret, PT_BLOCK_WRITE_CERT, w->service, id,
-                                               crc, size),
-                                  &proof, &opts);
+        int err = pt_blocks_write(
+            w->addr, id, crc, data, size,
+            pt_block_mac(w->secret, PT_BLOCK_WRITE_CERT, w->service, id, crc, size), &proof, &opts);
         free(data);
         if (err) break;
         w->acked[w->nacked] = id;
@@ -299,7 +305,8 @@ TEST_T(proc_blocks_kill9_mid_write_stream, 120)
     w.service = info.service_id;
     w.secret = secret;
     CHECK(pthread_create(&t, NULL, writer_main, &w) == 0);
-    for (k = 0; k < 1000 && __atomic_load_n(&w.nacked, __ATOMIC_ACQUIRE) < 5; k++) usleep(2000);
+    for (k = 0; k < 1000 && __atomic_load_n(&w.nacked, __ATOMIC_ACQUIRE) < 5; k++)
+        usleep(2000);
     proc_stop(&bl, SIGKILL); /* most likely in the middle of a write */
     w.stop = 1;
     pthread_join(t, NULL);
@@ -330,7 +337,8 @@ TEST_T(proc_blocks_kill9_mid_write_stream, 120)
         struct dirent *e;
         int files = 0;
         CHECK(d != NULL);
-        while ((e = readdir(d)) != NULL) files += e->d_name[0] != '.';
+        while ((e = readdir(d)) != NULL)
+            files += e->d_name[0] != '.';
         closedir(d);
         CHECK_EQ(files, 0); /* interrupted temp files were cleaned at start */
     }

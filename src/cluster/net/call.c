@@ -66,7 +66,8 @@ void pt_call_pool_clear(void)
     memcpy(all, pool, sizeof(all));
     memset(pool, 0, sizeof(pool));
     pthread_mutex_unlock(&pool_lock);
-    for (i = 0; i < POOL_SIZE; i++) pt_conn_close(all[i]);
+    for (i = 0; i < POOL_SIZE; i++)
+        pt_conn_close(all[i]);
 }
 
 /* A failure of the connection itself (the request may not have reached a live server). */
@@ -92,8 +93,10 @@ int pt_call(const char *address, uint16_t kind, const struct iovec *parts, int n
         err = conn ? 0 : pt_conn_open(address, timeout, 0, &conn);
         if (!err) {
             err = pt_conn_callv(conn, kind, parts, nparts, timeout, reply);
-            if (err >= 0 || reply->remote) pool_put(conn);
-            else pt_conn_close(conn);
+            if (err >= 0 || reply->remote)
+                pool_put(conn);
+            else
+                pt_conn_close(conn);
             if (reused && transport_error(err, reply) && err != -PT_ETIMEDOUT) {
                 pt_reply_free(reply);
                 continue; /* a stale pooled connection: try a fresh one at once */
