@@ -319,14 +319,18 @@ static int refresh_services(struct petrel_client *c)
     return 0;
 }
 
-static const char *service_addr(struct petrel_client *c, uint64_t id, int refresh)
+/* Copy the address of block service id into out (refresh: ask the registry first). */
+static int service_addr(struct petrel_client *c, uint64_t id, int refresh, char *out, size_t cap)
 {
     size_t i;
     if (refresh) refresh_services(c);
     for (i = 0; i < c->n_services; i++)
-        if (c->services[i].id == id) return c->services[i].addr[0] ? c->services[i].addr : NULL;
-    if (!refresh) return service_addr(c, id, 1);
-    return NULL;
+        if (c->services[i].id == id && c->services[i].addr[0]) {
+            snprintf(out, cap, "%s", c->services[i].addr);
+            return 0;
+        }
+    if (!refresh) return service_addr(c, id, 1, out, cap);
+    return -PT_ENXIO;
 }
 
 /* ---- writing --------------------------------------------------------------------------------- */
@@ -387,18 +391,17 @@ static int write_span(struct writer *w, uint64_t offset, const uint8_t *data, ui
     if (n > PT_SPAN_BLOCKS_MAX) n = 0;
     for (i = 0; i < n && rc == 0; i++) {
         uint64_t service = pt_dec_u64(&b), block = pt_dec_u64(&b), cert = pt_dec_u64(&b), proof = 0;
-        const char *addr;
+        char addr[PT_REG_ADDR_MAX];
         if (!pt_cursor_ok(&b)) {
             rc = -PT_EPROTO;
             break;
         }
-        addr = service_addr(w->c, service, 0);
-        rc = addr ? pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts)
-                  : -PT_ENXIO;
+        rc = service_addr(w->c, service, 0, addr, sizeof(addr));
+        if (rc == 0) rc = pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts);
         if (rc != 0 && rc != -PT_ENOTCERT && rc != -PT_EEXIST) {
             /* The service may have moved: ask the registry once and retry there. */
-            addr = service_addr(w->c, service, 1);
-            if (addr) rc = pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts);
+            if (service_addr(w->c, service, 1, addr, sizeof(addr)) == 0)
+                rc = pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts);
         }
         pt_put_le64(proofs + 8 * i, proof);
     }
@@ -503,14 +506,15 @@ static int read_blocks(struct petrel_client *c, const struct pt_span *s, uint32_
         for (k = 0; k < n; k++) {
             unsigned idx = (first + k) % n;
             const struct pt_block_ref *b = &s->blocks[idx];
-            const char *addr = service_addr(c, b->service, 0);
-            rc = addr ? pt_blocks_read(addr, b->block, from + done, piece, buf, &got, NULL, &c->block_opts)
-                      : -PT_ENXIO;
+            char addr[PT_REG_ADDR_MAX], moved[PT_REG_ADDR_MAX];
+            int known = service_addr(c, b->service, 0, addr, sizeof(addr)) == 0;
+            rc = known ? pt_blocks_read(addr, b->block, from + done, piece, buf, &got, NULL, &c->block_opts)
+                       : -PT_ENXIO;
             if (rc != 0 && rc != -PT_ECORRUPT && rc != -PT_ENOENT && !refreshed) {
                 /* The service may have moved (restart on a new port): ask the registry once. */
-                const char *moved = service_addr(c, b->service, 1);
                 refreshed = 1;
-                if (moved && (!addr || strcmp(moved, addr) != 0))
+                if (service_addr(c, b->service, 1, moved, sizeof(moved)) == 0 &&
+                    (!known || strcmp(moved, addr) != 0))
                     rc = pt_blocks_read(moved, b->block, from + done, piece, buf, &got, NULL, &c->block_opts);
             }
             if (rc == 0 && got != piece) rc = -PT_ECORRUPT; /* shorter than its span says */
