@@ -40,6 +40,7 @@ int cmd_cdc(int argc, char **argv)
     cfg.shards = 1;
     cfg.host = "127.0.0.1";
     optind = 1;
+    opterr = 0; /* one error line: ours */
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'g': cfg.registry = optarg; break;
@@ -64,7 +65,7 @@ int cmd_cdc(int argc, char **argv)
                    "renames across directories as transactions over the N shards), a Raft group\n"
                    "of K = 1, 3 or 5 replicas whose log is kept under D/raft.\n");
             return 0;
-        default: return cli_error("cdc", "bad option (petrel cdc --help)");
+        default: return cli_error("cdc", "bad option %s (petrel cdc --help)", argv[optind - 1]);
         }
     }
     if (optind < argc) return cli_error("cdc", "unexpected argument '%s'", argv[optind]);

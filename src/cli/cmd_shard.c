@@ -39,6 +39,7 @@ int cmd_shard(int argc, char **argv)
     cfg.replicas = 3;
     cfg.host = "127.0.0.1";
     optind = 1;
+    opterr = 0; /* one error line: ours */
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'g': cfg.registry = optarg; break;
@@ -63,7 +64,7 @@ int cmd_shard(int argc, char **argv)
                    "replicas whose log is kept under D/raft. Ports are chosen by the OS and\n"
                    "registered with the registry at ADDR.\n");
             return 0;
-        default: return cli_error("shard", "bad option (petrel shard --help)");
+        default: return cli_error("shard", "bad option %s (petrel shard --help)", argv[optind - 1]);
         }
     }
     if (optind < argc) return cli_error("shard", "unexpected argument '%s'", argv[optind]);

@@ -301,6 +301,31 @@ TEST_T(cluster_survives_leader_kill_block_loss_bit_rot_and_restart, 300)
     snprintf(dir, sizeof(dir), "%s/blocks-1", c.root);
     flipped = flip_blocks(dir);
     CHECK(flipped > 0);
+    /* The service itself refuses every rotten block it is asked for. */
+    {
+        struct pt_reg_blocks *v = NULL;
+        size_t nb = 0, j, k, nblk = 0;
+        int more = 0;
+        unsigned refused = 0;
+        CHECK_OK(pt_reg_list_blocks(c.registry, &v, &nb, NULL));
+        for (j = 0; j < nb; j++) {
+            struct pt_block_stat *blk = NULL;
+            if (strcmp(v[j].failure_domain, "rack1") != 0) continue;
+            CHECK_OK(pt_blocks_list(v[j].addr, 0, 1000, &blk, &nblk, &more, NULL));
+            for (k = 0; k < nblk; k++) {
+                uint8_t byte;
+                uint32_t got;
+                int rc = pt_blocks_read(v[j].addr, blk[k].block_id, blk[k].size - 1, 1, &byte, &got,
+                                        NULL, NULL);
+                CHECK_MSG(rc == -PT_ECORRUPT, "rotten block %llx read: %s",
+                          (unsigned long long)blk[k].block_id, petrel_strerror(rc));
+                refused++;
+            }
+            free(blk);
+        }
+        free(v);
+        CHECK_EQ(refused, flipped);
+    }
     read_all(cl, files, n);
     printf("bit rot: flipped a byte in %u blocks of one service, read back %u files intact\n",
            flipped, n);
