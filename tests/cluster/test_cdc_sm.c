@@ -70,21 +70,28 @@ TEST(cdc_transactions_record_steps_and_finish_once)
     again = begin(&sm, 111, PT_CDC_MKDIR, NULL);
     CHECK_EQ(again, a);
     CHECK_EQ(pt_cdc_sm_next_active(&sm)->id, a);
-    CHECK_EQ(apply_item(&sm, item, pt_cdc_enc_step(item, sizeof(item), a, 1, 0x0100000000000002ull, 1, 0), NULL), 0);
+    CHECK_EQ(apply_item(&sm, item,
+                        pt_cdc_enc_step(item, sizeof(item), a, 1, 0x0100000000000002ull, 1, 0),
+                        NULL),
+             0);
     /* A step proposed twice (old and new leader) is applied once. */
-    CHECK_EQ(apply_item(&sm, item, pt_cdc_enc_step(item, sizeof(item), a, 1, 7, 1, 0), NULL), -PT_ESTALE);
+    CHECK_EQ(apply_item(&sm, item, pt_cdc_enc_step(item, sizeof(item), a, 1, 7, 1, 0), NULL),
+             -PT_ESTALE);
     t = pt_cdc_sm_find(&sm, a);
     CHECK_EQ(t->step, 1);
     CHECK_EQ(t->x, 0x0100000000000002ull);
     CHECK_EQ(apply_item(&sm, item, pt_cdc_enc_finish(item, sizeof(item), a, 0, t->x), NULL), 0);
-    CHECK_EQ(apply_item(&sm, item, pt_cdc_enc_finish(item, sizeof(item), a, -PT_EEXIST, 0), NULL), -PT_ESTALE);
-    CHECK_EQ(apply_item(&sm, item, pt_cdc_enc_step(item, sizeof(item), a, 2, 0, 0, 0), NULL), -PT_ESTALE);
+    CHECK_EQ(apply_item(&sm, item, pt_cdc_enc_finish(item, sizeof(item), a, -PT_EEXIST, 0), NULL),
+             -PT_ESTALE);
+    CHECK_EQ(apply_item(&sm, item, pt_cdc_enc_step(item, sizeof(item), a, 2, 0, 0, 0), NULL),
+             -PT_ESTALE);
     CHECK_EQ(pt_cdc_sm_next_active(&sm)->id, b);
     /* The finished transaction answers a late retry with its outcome. */
     again = begin(&sm, 111, PT_CDC_MKDIR, &done);
     CHECK_EQ(again, a);
     CHECK_EQ(done, 1);
-    CHECK_EQ(apply_item(&sm, item, pt_cdc_enc_finish(item, sizeof(item), 99, 0, 0), NULL), -PT_ENOENT);
+    CHECK_EQ(apply_item(&sm, item, pt_cdc_enc_finish(item, sizeof(item), 99, 0, 0), NULL),
+             -PT_ENOENT);
     pt_cdc_sm_free(&sm);
 }
 
@@ -95,9 +102,12 @@ TEST(cdc_snapshot_round_trip_and_corruption)
     size_t len, len2;
     unsigned i;
     pt_cdc_sm_init(&sm);
-    for (i = 0; i < 20; i++) begin(&sm, 1000 + i, (uint8_t)(1 + i % 3), NULL);
+    for (i = 0; i < 20; i++)
+        begin(&sm, 1000 + i, (uint8_t)(1 + i % 3), NULL);
     for (i = 1; i <= 20; i += 2)
-        CHECK_EQ(apply_item(&sm, item, pt_cdc_enc_finish(item, sizeof(item), i, -PT_ENOENT, 0), NULL), 0);
+        CHECK_EQ(
+            apply_item(&sm, item, pt_cdc_enc_finish(item, sizeof(item), i, -PT_ENOENT, 0), NULL),
+            0);
     CHECK_OK(pt_cdc_sm_snapshot(&sm, &snap, &len));
     pt_cdc_sm_init(&copy);
     CHECK_OK(pt_cdc_sm_restore(&copy, snap, len));
@@ -146,8 +156,10 @@ TEST(cdc_malformed_items_change_nothing)
     for (i = 0; i < 3000; i++) {
         int len = (int)pt_prng_below(&g, sizeof(item));
         pt_prng_fill(&g, item, (size_t)len);
-        if (len) item[0] = (uint8_t)(pt_prng_below(&g, 2) ? 4 + pt_prng_below(&g, 250) : 1 + pt_prng_below(&g, 3));
-        if (len > 1 && item[0] == PT_CDC_BEGIN) item[2] = 0; /* invalid CDC op: refused */
+        if (len)
+            item[0] = (uint8_t)(pt_prng_below(&g, 2) ? 4 + pt_prng_below(&g, 250)
+                                                     : 1 + pt_prng_below(&g, 3));
+        if (len > 1 && item[0] == PT_CDC_BEGIN) item[2] = 0;    /* invalid CDC op: refused */
         if (len > 1 && item[0] != PT_CDC_BEGIN) item[1] = 0xEE; /* unknown transaction */
         CHECK(apply_item(&sm, item, len, NULL) < 0);
     }

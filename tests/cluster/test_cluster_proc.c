@@ -33,7 +33,8 @@ static long gen_read(void *ctx, void *buf, size_t cap)
 {
     struct gen *g = ctx;
     size_t n = (size_t)PT_MIN((uint64_t)cap, g->size - g->pos), i;
-    for (i = 0; i < n; i++) ((uint8_t *)buf)[i] = gen_byte(g->seed, g->pos + i);
+    for (i = 0; i < n; i++)
+        ((uint8_t *)buf)[i] = gen_byte(g->seed, g->pos + i);
     g->pos += n;
     return (long)n;
 }
@@ -110,14 +111,16 @@ TEST_T(cluster_single_shard_write_read_rename_delete, 240)
         read_check(cl, path, test_seed() + i, size);
         test_log("wrote and read back %s (%llu bytes)", path, (unsigned long long)size);
     }
-    CHECK_EQ(petrel_client_write_file(cl, "/f1", gen_read, &(struct gen){1, 1, 0}, NULL), -PT_EEXIST);
+    CHECK_EQ(petrel_client_write_file(cl, "/f1", gen_read, &(struct gen){1, 1, 0}, NULL),
+             -PT_EEXIST);
     CHECK_OK(petrel_client_list(cl, "/", collect, names));
     for (i = 0; i < PT_ARRAY_SIZE(sizes); i++) {
         snprintf(path, sizeof(path), "f%u,", i);
         CHECK_MSG(strstr(names, path), "listing '%s' lacks %s", names, path);
     }
     CHECK_OK(petrel_client_rename(cl, "/f2", "/renamed"));
-    CHECK_EQ(petrel_client_read(cl, "/f2", 0, 1, check_write, &(struct check){0, 0, 0}, NULL), -PT_ENOENT);
+    CHECK_EQ(petrel_client_read(cl, "/f2", 0, 1, check_write, &(struct check){0, 0, 0}, NULL),
+             -PT_ENOENT);
     read_check(cl, "/renamed", test_seed() + 2, 4095);
     CHECK_OK(petrel_client_unlink(cl, "/renamed"));
     CHECK_EQ(petrel_client_unlink(cl, "/renamed"), -PT_ENOENT);
@@ -218,7 +221,8 @@ struct file_rec {
 static void read_all(struct petrel_client *cl, const struct file_rec *f, unsigned n)
 {
     unsigned i;
-    for (i = 0; i < n; i++) read_check(cl, f[i].path, f[i].seed, f[i].size);
+    for (i = 0; i < n; i++)
+        read_check(cl, f[i].path, f[i].seed, f[i].size);
 }
 
 /* Flip the last byte (inside the data pages) of every block file under dir. */
@@ -396,10 +400,12 @@ static void garbage_calls(const char *addr, uint16_t kind, struct pt_prng *g, un
         int rc;
         pt_prng_fill(g, body, len);
         /* Mostly ops that do not exist or are truncated; a few queries with random fields. */
-        if (len && kind == PT_MSG_SHARD_REQ) body[0] = (uint8_t)(pt_prng_below(g, 2) ? 40 + pt_prng_below(g, 200) : 1 + pt_prng_below(g, 4));
+        if (len && kind == PT_MSG_SHARD_REQ)
+            body[0] = (uint8_t)(pt_prng_below(g, 2) ? 40 + pt_prng_below(g, 200)
+                                                    : 1 + pt_prng_below(g, 4));
         rc = pt_conn_call(conn, kind, body, (uint32_t)len, 3000, &rep);
-        CHECK_MSG(rc == 0 || rep.remote, "server %s did not answer garbage of kind %#x: %s", addr, kind,
-                  petrel_strerror(rc));
+        CHECK_MSG(rc == 0 || rep.remote, "server %s did not answer garbage of kind %#x: %s", addr,
+                  kind, petrel_strerror(rc));
         pt_reply_free(&rep);
     }
     pt_conn_close(conn);
@@ -420,9 +426,9 @@ TEST_T(cluster_malformed_messages_get_errors_not_crashes, 180)
     for (i = 0; i < n; i++) {
         send_junk(v[i].addr, &g);
         garbage_calls(v[i].addr, PT_MSG_SHARD_REQ, &g, rounds);
-        garbage_calls(v[i].addr, 0x03ff, &g, 10);            /* unknown kind */
-        garbage_calls(v[i].addr, PT_MSG_CDC_REQ, &g, 10);    /* wrong service */
-        garbage_calls(v[i].addr, PT_MSG_NODE_INFO, &g, 10);  /* extra bytes are ignored */
+        garbage_calls(v[i].addr, 0x03ff, &g, 10);           /* unknown kind */
+        garbage_calls(v[i].addr, PT_MSG_CDC_REQ, &g, 10);   /* wrong service */
+        garbage_calls(v[i].addr, PT_MSG_NODE_INFO, &g, 10); /* extra bytes are ignored */
     }
     free(v);
     CHECK_OK(pt_reg_list_cdc(c.registry, &v, &n, NULL));

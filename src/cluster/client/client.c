@@ -66,12 +66,14 @@ void petrel_client_close(struct petrel_client *c)
 static int next_component(const char **p, char *name, uint8_t *len)
 {
     const char *s = *p, *e;
-    while (*s == '/') s++;
+    while (*s == '/')
+        s++;
     if (!*s) return 0;
     e = strchr(s, '/');
     if (!e) e = s + strlen(s);
     if (e - s > PT_NAME_MAX) return -PT_ENAMETOOLONG;
-    if ((e - s == 1 && s[0] == '.') || (e - s == 2 && s[0] == '.' && s[1] == '.')) return -PT_EINVAL;
+    if ((e - s == 1 && s[0] == '.') || (e - s == 2 && s[0] == '.' && s[1] == '.'))
+        return -PT_EINVAL;
     memcpy(name, s, (size_t)(e - s));
     name[e - s] = 0;
     *len = (uint8_t)(e - s);
@@ -108,8 +110,7 @@ static int lookup(struct petrel_client *c, uint64_t dir, const char *name, uint8
     return rc;
 }
 
-int petrel_client_resolve(struct petrel_client *c, const char *path, uint64_t *id,
-                          uint8_t *type)
+int petrel_client_resolve(struct petrel_client *c, const char *path, uint64_t *id, uint8_t *type)
 {
     uint64_t cur = PT_INODE_ROOT;
     uint8_t t = PT_TYPE_DIR, len;
@@ -137,7 +138,8 @@ static int resolve_parent(struct petrel_client *c, const char *path, uint64_t *d
     int rc;
     if (!path || path[0] != '/' || strlen(path) >= sizeof(parent)) return -PT_EINVAL;
     snprintf(parent, sizeof(parent), "%s", path);
-    while (strlen(parent) > 1 && parent[strlen(parent) - 1] == '/') parent[strlen(parent) - 1] = 0;
+    while (strlen(parent) > 1 && parent[strlen(parent) - 1] == '/')
+        parent[strlen(parent) - 1] = 0;
     slash = strrchr(parent, '/');
     if (!slash[1]) return -PT_EINVAL; /* the root has no parent */
     {
@@ -397,7 +399,8 @@ static int write_span(struct writer *w, uint64_t offset, const uint8_t *data, ui
             break;
         }
         rc = service_addr(w->c, service, 0, addr, sizeof(addr));
-        if (rc == 0) rc = pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts);
+        if (rc == 0)
+            rc = pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts);
         if (rc != 0 && rc != -PT_ENOTCERT && rc != -PT_EEXIST) {
             /* The service may have moved: ask the registry once and retry there. */
             if (service_addr(w->c, service, 1, addr, sizeof(addr)) == 0)
@@ -508,14 +511,16 @@ static int read_blocks(struct petrel_client *c, const struct pt_span *s, uint32_
             const struct pt_block_ref *b = &s->blocks[idx];
             char addr[PT_REG_ADDR_MAX], moved[PT_REG_ADDR_MAX];
             int known = service_addr(c, b->service, 0, addr, sizeof(addr)) == 0;
-            rc = known ? pt_blocks_read(addr, b->block, from + done, piece, buf, &got, NULL, &c->block_opts)
+            rc = known ? pt_blocks_read(addr, b->block, from + done, piece, buf, &got, NULL,
+                                        &c->block_opts)
                        : -PT_ENXIO;
             if (rc != 0 && rc != -PT_ECORRUPT && rc != -PT_ENOENT && !refreshed) {
                 /* The service may have moved (restart on a new port): ask the registry once. */
                 refreshed = 1;
                 if (service_addr(c, b->service, 1, moved, sizeof(moved)) == 0 &&
                     (!known || strcmp(moved, addr) != 0))
-                    rc = pt_blocks_read(moved, b->block, from + done, piece, buf, &got, NULL, &c->block_opts);
+                    rc = pt_blocks_read(moved, b->block, from + done, piece, buf, &got, NULL,
+                                        &c->block_opts);
             }
             if (rc == 0 && got != piece) rc = -PT_ECORRUPT; /* shorter than its span says */
             if (rc == 0) {
@@ -582,8 +587,10 @@ int petrel_client_read(struct petrel_client *c, const char *path, uint64_t offse
             from = (uint32_t)(pos - s.offset);
             count = (uint32_t)(PT_MIN(s_end, end) - pos);
             if (s.storage == PT_STORAGE_INLINE) {
-                if (petrel_crc32c(0, s.inline_data, s.inline_len) != s.crc) rc = -PT_ECORRUPT;
-                else rc = write(ctx, s.inline_data + from, count);
+                if (petrel_crc32c(0, s.inline_data, s.inline_len) != s.crc)
+                    rc = -PT_ECORRUPT;
+                else
+                    rc = write(ctx, s.inline_data + from, count);
             } else {
                 rc = read_blocks(c, &s, from, count, buf, write, ctx);
             }
