@@ -259,6 +259,11 @@ void pc_restart_all(struct pc_cluster *c, int using_dynamic_ports)
 
 int pc_shard_leader(struct pc_cluster *c, unsigned shard, unsigned *replica)
 {
+    return pc_group_leader(c, (int)shard, replica);
+}
+
+int pc_group_leader(struct pc_cluster *c, int shard, unsigned *replica)
+{
     uint64_t start = pc_now_ms();
     /* Ask the replicas themselves (PT_MSG_NODE_INFO): the registry's hint may lag. */
     while (pc_now_ms() - start < 10000) {
@@ -266,7 +271,9 @@ int pc_shard_leader(struct pc_cluster *c, unsigned shard, unsigned *replica)
         size_t n = 0, i;
         struct pt_call_opts o = {.timeout_ms = 500, .retry_budget_ms = 1};
         int found = 0;
-        if (pt_reg_list_shards(c->registry, (uint16_t)shard, &v, &n, &o) == 0) {
+        int rc = shard < 0 ? pt_reg_list_cdc(c->registry, &v, &n, &o)
+                           : pt_reg_list_shards(c->registry, (uint16_t)shard, &v, &n, &o);
+        if (rc == 0) {
             for (i = 0; i < n && !found; i++) {
                 struct pt_reply rep;
                 if (!v[i].addr[0]) continue;

@@ -296,6 +296,24 @@ TEST_T(cluster_survives_leader_kill_block_loss_bit_rot_and_restart, 300)
         read_all(cl, files, n); /* nothing acknowledged was lost */
         pc_restart_one(&c, k.victim);
     }
+    /* kill -9 the CDC leader: directory operations go on with the new one. */
+    {
+        unsigned leader;
+        char victim[32];
+        uint64_t t0;
+        struct petrel_stat st;
+        CHECK_OK(pc_group_leader(&c, -1, &leader));
+        snprintf(victim, sizeof(victim), "cdc-%u", leader);
+        pc_kill(&c, victim, SIGKILL);
+        t0 = pc_now_ms();
+        CHECK_OK(petrel_client_mkdir(cl, "/after-cdc-failover"));
+        CHECK_OK(petrel_client_rename(cl, "/data/f1", "/after-cdc-failover/f1"));
+        snprintf(files[1].path, sizeof(files[1].path), "/after-cdc-failover/f1");
+        CHECK_OK(petrel_client_stat(cl, "/after-cdc-failover/f1", &st));
+        printf("CDC failover: killed %s; mkdir and rename done %llu ms later\n", victim,
+               (unsigned long long)(pc_now_ms() - t0));
+        pc_restart_one(&c, victim);
+    }
     /* A dead block service: every file is still readable from the other copy. */
     pc_kill(&c, "blocks-0", SIGKILL);
     read_all(cl, files, n);
