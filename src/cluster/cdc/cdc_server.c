@@ -35,6 +35,7 @@ struct cdc_service {
     struct pt_cdc_sm sm;
     struct pt_shard_apply_out out;
     unsigned shards;
+    unsigned next_shard; /* new directories go round-robin over the shards */
     struct pt_prng prng;
     struct waiter waiters[MAX_WAITERS];
     unsigned n_waiters;
@@ -249,7 +250,7 @@ static void handle(void *ctx, struct pt_request *req)
         pt_node_reply_not_leader(s->node, req);
         return;
     }
-    n = pt_cdc_enc_begin(item, sizeof(item), &q, (uint8_t)pt_prng_below(&s->prng, s->shards));
+    n = pt_cdc_enc_begin(item, sizeof(item), &q, (uint8_t)(s->next_shard++ % s->shards));
     b = malloc(sizeof(*b));
     if (n < 0 || !b) {
         free(b);
@@ -288,6 +289,7 @@ int pt_cdc_server_run(const struct pt_cdc_config *cfg, char *err, unsigned err_c
     pt_cdc_sm_init(&s->sm);
     s->shards = cfg->shards;
     pt_prng_seed(&s->prng, pt_entropy_seed());
+    s->next_shard = (unsigned)pt_prng_below(&s->prng, cfg->shards);
     pt_router_init(&s->router, cfg->registry, 5000, 2000, pt_prng_next(&s->prng));
     s->fsm.version = 2;
     s->fsm.data = s;
