@@ -21,8 +21,7 @@
 #define PETREL_SIPHASH_KEY_SIZE 16
 
 /* SipHash-2-4 of len bytes at data under a 16-byte key. */
-uint64_t petrel_siphash24(const uint8_t key[PETREL_SIPHASH_KEY_SIZE], const void *data,
-                          size_t len);
+uint64_t petrel_siphash24(const uint8_t key[PETREL_SIPHASH_KEY_SIZE], const void *data, size_t len);
 
 /*
  * Compare two MACs without a data-dependent early exit (so the time taken does not tell how

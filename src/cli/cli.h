@@ -84,5 +84,6 @@ int cmd_registry(int argc, char **argv);
 int cmd_blocks(int argc, char **argv);
 int cmd_shard(int argc, char **argv);
 int cluster_status(int argc, char **argv); /* petrel cluster status (cluster_status.c) */
+int cmd_cdc(int argc, char **argv);
 
 #endif

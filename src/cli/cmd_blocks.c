@@ -5,6 +5,7 @@
  * line per service once all serve. The services are src/cluster/blocks/.
  */
 #include <getopt.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,16 +37,15 @@ static void on_signal(uv_signal_t *h, int signum)
 
 static int usage(FILE *out)
 {
-    fprintf(out,
-            "usage: petrel blocks --registry HOST:PORT --dir DIR [--dir DIR2 ...]\n"
-            "                     --failure-domain NAME [--listen HOST:PORT]\n"
-            "Run one block service per directory (one directory per disk).\n"
-            "  --registry HOST:PORT   the registry to register and heartbeat with\n"
-            "  --dir DIR              a service's storage directory (repeatable)\n"
-            "  --failure-domain NAME  what fails together (machine, rack); copies of a span\n"
-            "                         go to distinct domains\n"
-            "  --listen HOST:PORT     first service's address, the next use PORT+1...\n"
-            "                         (default 127.0.0.1:0: the OS chooses)\n");
+    fprintf(out, "usage: petrel blocks --registry HOST:PORT --dir DIR [--dir DIR2 ...]\n"
+                 "                     --failure-domain NAME [--listen HOST:PORT]\n"
+                 "Run one block service per directory (one directory per disk).\n"
+                 "  --registry HOST:PORT   the registry to register and heartbeat with\n"
+                 "  --dir DIR              a service's storage directory (repeatable)\n"
+                 "  --failure-domain NAME  what fails together (machine, rack); copies of a span\n"
+                 "                         go to distinct domains\n"
+                 "  --listen HOST:PORT     first service's address, the next use PORT+1...\n"
+                 "                         (default 127.0.0.1:0: the OS chooses)\n");
     return out == stdout ? 0 : 2;
 }
 
@@ -73,15 +73,22 @@ int cmd_blocks(int argc, char **argv)
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'r': cfg.registry = optarg; break;
+        case 'r':
+            cfg.registry = optarg;
+            break;
         case 'd':
             if (cfg.ndirs == MAX_DIRS)
                 return cli_error("blocks", "too many --dir (at most %d)", MAX_DIRS);
             dirs[cfg.ndirs++] = optarg;
             break;
-        case 'f': cfg.failure_domain = optarg; break;
-        case 'l': cfg.listen = optarg; break;
-        case 'h': return usage(stdout);
+        case 'f':
+            cfg.failure_domain = optarg;
+            break;
+        case 'l':
+            cfg.listen = optarg;
+            break;
+        case 'h':
+            return usage(stdout);
         default:
             return cli_error("blocks", "bad option '%s' (petrel blocks --help)", argv[optind - 1]);
         }
@@ -94,6 +101,9 @@ int cmd_blocks(int argc, char **argv)
     if (strlen(cfg.failure_domain) >= 64)
         return cli_error("blocks", "--failure-domain is longer than 63 bytes");
     petrel_log_set(petrel_log_stderr, NULL, PT_LOG_WARN);
+    /* A peer that hangs up under a reply is an error for that connection, not a signal that
+       ends the server. */
+    signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&loop);
     err = pt_blocks_server_start(&loop, &cfg, &run.server);
     if (err) {

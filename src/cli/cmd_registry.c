@@ -5,6 +5,7 @@
  * itself is src/cluster/registry/.
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,32 +70,41 @@ int cmd_registry(int argc, char **argv)
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'd': cfg.dir = optarg; break;
-        case 'l': cfg.listen = optarg; break;
-        case 'p': cfg.using_dynamic_ports = 1; break;
+        case 'd':
+            cfg.dir = optarg;
+            break;
+        case 'l':
+            cfg.listen = optarg;
+            break;
+        case 'p':
+            cfg.using_dynamic_ports = 1;
+            break;
         case 's':
             stale = strtod(optarg, &end);
             if (*end || !(stale > 0) || stale > 86400 * 365)
                 return cli_error("registry", "bad --stale-after '%s': want seconds > 0", optarg);
             cfg.stale_after_ms = (uint64_t)(stale * 1000);
             break;
-        case 'h': return usage(stdout);
+        case 'h':
+            return usage(stdout);
         default:
             return cli_error("registry", "bad option '%s' (petrel registry --help)",
                              argv[optind - 1]);
         }
     }
-    if (optind < argc)
-        return cli_error("registry", "unexpected argument '%s'", argv[optind]);
+    if (optind < argc) return cli_error("registry", "unexpected argument '%s'", argv[optind]);
     if (!cfg.dir) return cli_error("registry", "--dir is required (petrel registry --help)");
     petrel_log_set(petrel_log_stderr, NULL, PT_LOG_WARN);
+    /* A peer that hangs up under a reply is an error for that connection, not a signal that
+       ends the server. */
+    signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&loop);
     err = pt_registry_server_start(&loop, &cfg, &run.server);
     if (err) {
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
-        return cli_error("registry", "cannot start on %s with state in %s: %s", cfg.listen,
-                         cfg.dir, petrel_strerror(err));
+        return cli_error("registry", "cannot start on %s with state in %s: %s", cfg.listen, cfg.dir,
+                         petrel_strerror(err));
     }
     uv_signal_init(&loop, &run.sigint);
     uv_signal_init(&loop, &run.sigterm);

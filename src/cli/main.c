@@ -28,6 +28,7 @@ static const struct cli_command commands[] = {
     {"registry", "run the cluster registry server", cmd_registry},
     {"blocks", "run block services, one per disk directory", cmd_blocks},
     {"shard", "run one replica of a metadata shard", cmd_shard},
+    {"cdc", "run one replica of the cross-directory coordinator", cmd_cdc},
 };
 
 int cli_error(const char *cmd, const char *fmt, ...)

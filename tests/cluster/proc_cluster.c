@@ -16,6 +16,7 @@
 
 #include "cluster/client/blocks_client.h"
 #include "cluster/proto/registry_msg.h"
+#include "cluster/shard/raft_node.h"
 #include "petrel/common.h"
 #include "test.h"
 
@@ -47,8 +48,20 @@ static void spawn(struct pc_cluster *c, const char *name, char *const args[])
         memcpy(p->log, tmp, sizeof(tmp));
     }
     argv[0] = (char *)petrel_bin();
-    for (i = 0; args[i] && i < 22; i++) argv[i + 1] = args[i];
+    for (i = 0; args[i] && i < 22; i++)
+        argv[i + 1] = args[i];
     argv[i + 1] = NULL;
+    /* Keep the arguments for pc_restart_one: NUL-separated, double NUL at the end. */
+    {
+        size_t pos = 0, l;
+        memset(p->argv_buf, 0, sizeof(p->argv_buf));
+        for (i = 0; args[i]; i++) {
+            l = strlen(args[i]);
+            CHECK(pos + l + 2 < sizeof(p->argv_buf));
+            memcpy(p->argv_buf + pos, args[i], l);
+            pos += l + 1;
+        }
+    }
     p->pid = fork();
     CHECK(p->pid >= 0);
     if (p->pid == 0) {
@@ -68,12 +81,15 @@ static void spawn(struct pc_cluster *c, const char *name, char *const args[])
 
 static void start_registry(struct pc_cluster *c, int dynamic)
 {
-    char dir[600], line[256];
-    char *args[] = {"registry", "--dir", dir, "--listen", "127.0.0.1:0", "--stale-after", "3",
-                    dynamic ? "--using-dynamic-ports" : NULL, NULL};
+    char dir[600], line[700];
+    char *args[] = {"registry",    "--dir",         dir, "--listen",
+                    "127.0.0.1:0", "--stale-after", "3", dynamic ? "--using-dynamic-ports" : NULL,
+                    NULL};
     uint64_t start = pc_now_ms();
     struct pc_proc *p;
     snprintf(dir, sizeof(dir), "%s/registry", c->root);
+    snprintf(line, sizeof(line), "%s/registry.log", c->root);
+    unlink(line); /* the address is read from this log: drop a previous run's line */
     c->reg_proc = c->nprocs;
     spawn(c, "registry", args);
     p = &c->procs[c->reg_proc];
@@ -96,7 +112,8 @@ static void start_servers(struct pc_cluster *c)
     char name[48];
     for (b = 0; b < c->blocks; b++) {
         char dir[600], dom[32];
-        char *args[] = {"blocks", "--registry", c->registry, "--dir", dir, "--failure-domain", dom, NULL};
+        char *args[] = {"blocks", "--registry",       c->registry, "--dir",
+                        dir,      "--failure-domain", dom,         NULL};
         snprintf(dir, sizeof(dir), "%s/blocks-%u", c->root, b);
         snprintf(dom, sizeof(dom), "rack%u", b);
         snprintf(name, sizeof(name), "blocks-%u", b);
@@ -105,8 +122,8 @@ static void start_servers(struct pc_cluster *c)
     for (s = 0; s < c->shards; s++)
         for (r = 0; r < c->replicas; r++) {
             char dir[600], sh[16], rep[16], k[16];
-            char *args[] = {"shard", "--registry", c->registry, "--shard", sh, "--replica", rep,
-                            "--replicas", k, "--dir", dir, NULL};
+            char *args[] = {"shard", "--registry", c->registry, "--shard", sh,  "--replica",
+                            rep,     "--replicas", k,           "--dir",   dir, NULL};
             snprintf(dir, sizeof(dir), "%s/shard-%u-%u", c->root, s, r);
             snprintf(sh, sizeof(sh), "%u", s);
             snprintf(rep, sizeof(rep), "%u", r);
@@ -117,8 +134,8 @@ static void start_servers(struct pc_cluster *c)
     if (c->with_cdc)
         for (r = 0; r < 3; r++) {
             char dir[600], rep[16], sh[16];
-            char *args[] = {"cdc", "--registry", c->registry, "--replica", rep, "--replicas", "3",
-                            "--shards", sh, "--dir", dir, NULL};
+            char *args[] = {"cdc", "--registry", c->registry, "--replica", rep, "--replicas",
+                            "3",   "--shards",   sh,          "--dir",     dir, NULL};
             snprintf(dir, sizeof(dir), "%s/cdc-%u", c->root, r);
             snprintf(rep, sizeof(rep), "%u", r);
             snprintf(sh, sizeof(sh), "%u", c->shards);
@@ -160,7 +177,8 @@ uint64_t pc_wait_serving(struct pc_cluster *c, unsigned timeout_ms)
         struct pt_call_opts o = {.timeout_ms = 500, .retry_budget_ms = 1};
         rc = petrel_client_list(cl, "/", count_entry, &n);
         if (rc == 0 && pt_reg_list_blocks(c->registry, &v, &nb, &o) == 0) {
-            for (i = 0; i < nb; i++) live += v[i].addr[0] && !v[i].stale;
+            for (i = 0; i < nb; i++)
+                live += v[i].addr[0] && !v[i].stale;
             free(v);
             if (live >= c->blocks) break;
         }
@@ -168,7 +186,8 @@ uint64_t pc_wait_serving(struct pc_cluster *c, unsigned timeout_ms)
         usleep(50000);
     }
     petrel_client_close(cl);
-    CHECK_MSG(rc == 0, "the cluster did not start serving within %u ms (logs in %s)", timeout_ms, c->root);
+    CHECK_MSG(rc == 0, "the cluster did not start serving within %u ms (logs in %s)", timeout_ms,
+              c->root);
     return pc_now_ms() - start;
 }
 
@@ -210,6 +229,27 @@ pid_t pc_kill(struct pc_cluster *c, const char *name, int sig)
     test_fail(__FILE__, __LINE__, "no process named %s", name);
 }
 
+void pc_restart_one(struct pc_cluster *c, const char *name)
+{
+    unsigned i;
+    for (i = 0; i < c->nprocs; i++)
+        if (c->procs[i].pid == 0 && strcmp(c->procs[i].name, name) == 0) {
+            char buf[1024], *args[24];
+            unsigned n = 0;
+            size_t pos = 0;
+            memcpy(buf, c->procs[i].argv_buf, sizeof(buf));
+            while (buf[pos] && n < 23) {
+                args[n++] = buf + pos;
+                pos += strlen(buf + pos) + 1;
+            }
+            args[n] = NULL;
+            c->procs[i] = c->procs[--c->nprocs];
+            spawn(c, name, args);
+            return;
+        }
+    test_fail(__FILE__, __LINE__, "no stopped process named %s", name);
+}
+
 void pc_restart_all(struct pc_cluster *c, int using_dynamic_ports)
 {
     pc_stop(c);
@@ -219,17 +259,35 @@ void pc_restart_all(struct pc_cluster *c, int using_dynamic_ports)
 
 int pc_shard_leader(struct pc_cluster *c, unsigned shard, unsigned *replica)
 {
-    struct pt_reg_replica *v = NULL;
-    size_t n = 0, i;
-    struct pt_call_opts o = {.timeout_ms = 500, .retry_budget_ms = 1};
-    int rc = pt_reg_list_shards(c->registry, (uint16_t)shard, &v, &n, &o);
-    if (rc) return rc;
-    rc = -PT_ENOENT;
-    for (i = 0; i < n; i++)
-        if (v[i].leader && v[i].addr[0] && !v[i].stale) {
-            *replica = v[i].replica;
-            rc = 0;
+    return pc_group_leader(c, (int)shard, replica);
+}
+
+int pc_group_leader(struct pc_cluster *c, int shard, unsigned *replica)
+{
+    uint64_t start = pc_now_ms();
+    /* Ask the replicas themselves (PT_MSG_NODE_INFO): the registry's hint may lag. */
+    while (pc_now_ms() - start < 10000) {
+        struct pt_reg_replica *v = NULL;
+        size_t n = 0, i;
+        struct pt_call_opts o = {.timeout_ms = 500, .retry_budget_ms = 1};
+        int found = 0;
+        int rc = shard < 0 ? pt_reg_list_cdc(c->registry, &v, &n, &o)
+                           : pt_reg_list_shards(c->registry, (uint16_t)shard, &v, &n, &o);
+        if (rc == 0) {
+            for (i = 0; i < n && !found; i++) {
+                struct pt_reply rep;
+                if (!v[i].addr[0]) continue;
+                if (pt_call(v[i].addr, PT_MSG_NODE_INFO, NULL, 0, &o, &rep) == 0 &&
+                    rep.body_len >= 3 && rep.body[2]) {
+                    *replica = v[i].replica;
+                    found = 1;
+                }
+                pt_reply_free(&rep);
+            }
+            free(v);
         }
-    free(v);
-    return rc;
+        if (found) return 0;
+        usleep(50000);
+    }
+    return -PT_ENOENT;
 }

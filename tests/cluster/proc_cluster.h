@@ -39,6 +39,8 @@ void pc_start(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned
 void pc_stop(struct pc_cluster *c);
 /* Kill one process by name ("shard-0-1", "blocks-2", "registry", "cdc-0") with a signal. */
 pid_t pc_kill(struct pc_cluster *c, const char *name, int sig);
+/* Start one killed process again (same arguments, same data, a new port). */
+void pc_restart_one(struct pc_cluster *c, const char *name);
 /* Start everything again on the same data directories (new ports). */
 void pc_restart_all(struct pc_cluster *c, int using_dynamic_ports);
 /* A client on the cluster. */
@@ -47,6 +49,8 @@ struct petrel_client *pc_client(struct pc_cluster *c, uint32_t budget_ms);
 uint64_t pc_wait_serving(struct pc_cluster *c, unsigned timeout_ms);
 /* The registry's address of the current leader of a shard ("" if none), via NODE_INFO. */
 int pc_shard_leader(struct pc_cluster *c, unsigned shard, unsigned *replica);
+/* The leader of a shard (shard >= 0) or of the CDC (shard < 0). */
+int pc_group_leader(struct pc_cluster *c, int shard, unsigned *replica);
 /* Milliseconds of a monotonic clock. */
 uint64_t pc_now_ms(void);
 

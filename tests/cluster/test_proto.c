@@ -31,8 +31,7 @@ TEST(proto_frame_layout)
     CHECK(buf[6] == 0x03 && buf[7] == 0x02);
     CHECK_EQ(pt_get_le64(buf + 8), 0x1122334455667788ull);
     CHECK_EQ(pt_get_le32(buf + 16), 3);
-    CHECK_EQ(pt_get_le32(buf + 20),
-             petrel_crc32c(petrel_crc32c(0, buf, 20), "abc", 3));
+    CHECK_EQ(pt_get_le32(buf + 20), petrel_crc32c(petrel_crc32c(0, buf, 20), "abc", 3));
     CHECK_OK(pt_frame_decode(buf, 27, 100, &h, &body));
     CHECK_EQ(h.kind, 0x0203);
     CHECK_EQ(h.request_id, 0x1122334455667788ull);
@@ -95,7 +94,8 @@ TEST(proto_frame_every_bit_flip_detected)
     struct pt_frame_header h;
     const uint8_t *got;
     int i;
-    for (i = 0; i < 40; i++) body[i] = (uint8_t)(i * 7);
+    for (i = 0; i < 40; i++)
+        body[i] = (uint8_t)(i * 7);
     n = make_frame(buf, 0, 0x0101, 42, body, sizeof(body));
     for (bit = 0; bit < n * 8; bit++) {
         int err;
@@ -153,8 +153,7 @@ TEST(proto_error_body_round_trip)
     struct pt_frame_error e;
     char longmsg[PT_FRAME_ERROR_MESSAGE_MAX + 50];
     int n;
-    n = pt_frame_error_encode(buf, sizeof(buf), -PT_ENOTLEADER, "not the leader",
-                              "127.0.0.1:7401");
+    n = pt_frame_error_encode(buf, sizeof(buf), -PT_ENOTLEADER, "not the leader", "127.0.0.1:7401");
     CHECK_EQ(n, (int)pt_frame_error_size("not the leader", "127.0.0.1:7401"));
     CHECK_EQ(pt_get_le32(buf), PT_ENOTLEADER);
     CHECK_OK(pt_frame_error_decode(buf, (size_t)n, &e));
@@ -162,7 +161,8 @@ TEST(proto_error_body_round_trip)
     CHECK(strcmp(e.message, "not the leader") == 0);
     CHECK(strcmp(e.leader, "127.0.0.1:7401") == 0);
     /* Every truncation fails cleanly. */
-    for (int cut = 0; cut < n; cut++) CHECK_EQ(pt_frame_error_decode(buf, (size_t)cut, &e), -PT_EPROTO);
+    for (int cut = 0; cut < n; cut++)
+        CHECK_EQ(pt_frame_error_decode(buf, (size_t)cut, &e), -PT_EPROTO);
     /* Long messages are truncated to the limit, and still decode. */
     memset(longmsg, 'm', sizeof(longmsg) - 1);
     longmsg[sizeof(longmsg) - 1] = 0;

@@ -99,13 +99,16 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
-static void fixture_start(struct fixture *f, uint32_t max_body)
+static void fixture_start_with(struct fixture *f, uint32_t max_body, const char *listen,
+                               uint32_t max_connections, uint32_t max_pending)
 {
     struct pt_server_config cfg;
     memset(f, 0, sizeof(*f));
     memset(&cfg, 0, sizeof(cfg));
-    cfg.listen = "127.0.0.1:0";
+    cfg.listen = listen;
     cfg.max_body = max_body;
+    cfg.max_connections = max_connections;
+    cfg.max_pending_per_conn = max_pending;
     cfg.handler = handler;
     cfg.ctx = f;
     CHECK_OK(uv_loop_init(&f->loop));
@@ -115,6 +118,11 @@ static void fixture_start(struct fixture *f, uint32_t max_body)
     uv_async_init(&f->loop, &f->stop, on_stop);
     f->stop.data = f;
     CHECK(pthread_create(&f->thread, NULL, loop_main, f) == 0);
+}
+
+static void fixture_start(struct fixture *f, uint32_t max_body)
+{
+    fixture_start_with(f, max_body, "127.0.0.1:0", 0, 0);
 }
 
 static void fixture_stop(struct fixture *f)
@@ -144,7 +152,8 @@ TEST_T(net_echo_sizes, 60)
     static const uint32_t sizes[] = {0, 1, 23, 24, 25, 4096, 65536, 1 << 20, 3 << 20};
     uint8_t *body = malloc(3 << 20);
     size_t i;
-    for (i = 0; i < (3u << 20); i++) body[i] = (uint8_t)(i * 31 + 7);
+    for (i = 0; i < (3u << 20); i++)
+        body[i] = (uint8_t)(i * 31 + 7);
     fixture_start(&f, 0);
     CHECK_OK(pt_conn_open(f.address, 2000, 0, &c));
     for (i = 0; i < PT_ARRAY_SIZE(sizes); i++) {
@@ -241,7 +250,8 @@ static int raw_read_error(int fd)
     ssize_t n;
     struct pt_frame_header h;
     struct pt_frame_error e;
-    while ((n = recv(fd, buf + got, sizeof(buf) - got, 0)) > 0) got += (size_t)n;
+    while ((n = recv(fd, buf + got, sizeof(buf) - got, 0)) > 0)
+        got += (size_t)n;
     /* A close with unread input arrives as a reset, possibly before the error frame. */
     CHECK_MSG(n == 0 || errno == ECONNRESET, "connection not closed by the server");
     if (got == 0) return n == 0 ? 0 : -PT_ECONNRESET;
@@ -298,7 +308,8 @@ TEST(net_malformed_frames_rejected_server_survives)
         CHECK_EQ(send_raw_frame(f.address, frame, cut, 1), 0);
     /* Random garbage. */
     for (i = 0; i < 20; i++) {
-        for (size_t k = 0; k < sizeof(garbage); k++) garbage[k] = (uint8_t)(k * 13 + i * 101);
+        for (size_t k = 0; k < sizeof(garbage); k++)
+            garbage[k] = (uint8_t)(k * 13 + i * 101);
         CHECK(send_raw_frame(f.address, garbage, sizeof(garbage), 1) < 0);
     }
     check_ping(f.address);
@@ -389,4 +400,131 @@ TEST(net_retry_backoff_bounds_and_replay)
     CHECK(pt_error_retryable(-PT_ECONNREFUSED));
     CHECK(!pt_error_retryable(-PT_ENOENT));
     CHECK(!pt_error_retryable(-PT_ENOTCERT));
+}
+
+struct delayed_start {
+    struct fixture *f;
+    char address[PT_ADDR_MAX];
+};
+
+static void *start_later(void *arg)
+{
+    struct delayed_start *d = arg;
+    usleep(300000);
+    fixture_start_with(d->f, 0, d->address, 0, 0);
+    return NULL;
+}
+
+TEST(net_call_retries_until_the_server_is_up)
+{
+    struct fixture f;
+    struct delayed_start d;
+    struct pt_reply rep;
+    struct pt_call_opts opts = {1000, 10000, test_seed() | 1};
+    struct iovec iov = {"hi", 2};
+    pthread_t t;
+    fixture_start(&f, 0);
+    snprintf(d.address, sizeof(d.address), "%s", f.address);
+    fixture_stop(&f);
+    d.f = &f;
+    CHECK(pthread_create(&t, NULL, start_later, &d) == 0);
+    /* Connection refused at first: pt_call backs off and retries until the server answers. */
+    CHECK_OK(pt_call(d.address, PT_MSG_PING, &iov, 1, &opts, &rep));
+    CHECK_MEM(rep.body, "hi", 2);
+    pt_reply_free(&rep);
+    pthread_join(t, NULL);
+    /* Errors a retry cannot cure come back at once, and not-leader is left to the caller. */
+    CHECK_EQ(pt_call(d.address, 0x7777, NULL, 0, &opts, &rep), -PT_ENOTSUP);
+    pt_reply_free(&rep);
+    CHECK_EQ(pt_call(d.address, KIND_NOTLEADER, NULL, 0, &opts, &rep), -PT_ENOTLEADER);
+    CHECK(strcmp(rep.error.leader, "127.0.0.1:9") == 0);
+    pt_reply_free(&rep);
+    fixture_stop(&f);
+    /* With nobody listening, the budget bounds the wait. */
+    opts.retry_budget_ms = 300;
+    CHECK_EQ(pt_call(d.address, PT_MSG_PING, &iov, 1, &opts, &rep), -PT_ECONNREFUSED);
+    pt_reply_free(&rep);
+}
+
+TEST(net_back_pressure_and_connection_limit)
+{
+    struct fixture f;
+    struct pt_conn *a, *b, *c;
+    struct pt_reply rep;
+    uint8_t frames[2 * PT_FRAME_HEADER_SIZE], buf[256];
+    struct sockaddr_storage ss;
+    struct pt_frame_header h;
+    struct timeval tv = {0, 200000};
+    size_t got = 0;
+    ssize_t n;
+    int fd, tries;
+    fixture_start_with(&f, 0, "127.0.0.1:0", 2, 1);
+    /* One unanswered request per connection: a pipelined second one waits for the first. */
+    pt_frame_encode_header(frames, 0, KIND_HOLD, 1, NULL, 0);
+    pt_frame_encode_header(frames + PT_FRAME_HEADER_SIZE, 0, PT_MSG_PING, 2, NULL, 0);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK_OK(pt_addr_parse(f.address, &ss));
+    CHECK(connect(fd, (struct sockaddr *)&ss, sizeof(struct sockaddr_in)) == 0);
+    CHECK(send(fd, frames, sizeof(frames), MSG_NOSIGNAL) == (ssize_t)sizeof(frames));
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    CHECK(recv(fd, buf, sizeof(buf), 0) < 0); /* nothing: HOLD is held, PING not read yet */
+    /* The connection limit (2): the raw socket and `a` fit, a third is closed at once. */
+    CHECK_OK(pt_conn_open(f.address, 2000, 0, &a));
+    CHECK_EQ(pt_conn_call(a, KIND_RELEASE, NULL, 0, 2000, &rep), 0);
+    CHECK_EQ(pt_get_le32(rep.body), 0);
+    pt_reply_free(&rep);
+    /* Released: both replies arrive, in order. */
+    tv.tv_sec = 5;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    while (got < 2 * PT_FRAME_HEADER_SIZE + 4 &&
+           (n = recv(fd, buf + got, sizeof(buf) - got, 0)) > 0)
+        got += (size_t)n;
+    CHECK(got >= PT_FRAME_HEADER_SIZE + 4);
+    CHECK_OK(pt_frame_decode_header(buf, 100, &h));
+    CHECK_EQ(h.request_id, 1);
+    CHECK_OK(pt_frame_decode_header(buf + PT_FRAME_HEADER_SIZE + 4, 100, &h));
+    CHECK_EQ(h.request_id, 2);
+    CHECK_OK(pt_conn_open(f.address, 2000, 0, &b));
+    CHECK(pt_conn_call(b, PT_MSG_PING, "x", 1, 2000, &rep) < 0);
+    pt_reply_free(&rep);
+    pt_conn_close(b);
+    /* Once a slot frees up, new connections are served again. */
+    close(fd);
+    for (tries = 0; tries < 100; tries++) {
+        int err;
+        CHECK_OK(pt_conn_open(f.address, 2000, 0, &c));
+        err = pt_conn_call(c, PT_MSG_PING, "y", 1, 2000, &rep);
+        pt_reply_free(&rep);
+        pt_conn_close(c);
+        if (err == 0) break;
+        usleep(10000);
+    }
+    CHECK(tries < 100);
+    pt_conn_close(a);
+    fixture_stop(&f);
+}
+
+TEST(net_call_pool_survives_server_restart)
+{
+    struct fixture f;
+    struct pt_reply rep;
+    struct pt_call_opts once = {2000, 1, 1};
+    struct iovec iov = {"p", 1};
+    char address[PT_ADDR_MAX];
+    int i;
+    fixture_start(&f, 0);
+    snprintf(address, sizeof(address), "%s", f.address);
+    for (i = 0; i < 3; i++) {
+        CHECK_OK(pt_call(address, PT_MSG_PING, &iov, 1, &once, &rep));
+        pt_reply_free(&rep);
+    }
+    CHECK_EQ(pt_server_connections(f.srv), 1); /* one pooled connection, reused */
+    fixture_stop(&f);
+    fixture_start_with(&f, 0, address, 0, 0);
+    /* The pooled connection died with the old server: a single attempt still succeeds. */
+    CHECK_OK(pt_call(address, PT_MSG_PING, &iov, 1, &once, &rep));
+    CHECK_MEM(rep.body, "p", 1);
+    pt_reply_free(&rep);
+    pt_call_pool_clear();
+    fixture_stop(&f);
 }

@@ -73,8 +73,13 @@ static uint64_t construct(struct pt_shard_sm *sm, uint64_t now, uint64_t cookie)
 static int add_inline(struct pt_shard_sm *sm, uint64_t now, uint64_t id, uint64_t cookie,
                       uint64_t off, const void *data, uint32_t len)
 {
-    struct pt_shard_req q = {.op = PT_SHARD_ADD_INLINE, .id = id, .cookie = cookie, .offset = off,
-                             .size = len, .crc = petrel_crc32c(0, data, len), .data_len = len,
+    struct pt_shard_req q = {.op = PT_SHARD_ADD_INLINE,
+                             .id = id,
+                             .cookie = cookie,
+                             .offset = off,
+                             .size = len,
+                             .crc = petrel_crc32c(0, data, len),
+                             .data_len = len,
                              .data_ptr = data};
     return apply(sm, now, &q, NULL);
 }
@@ -156,7 +161,10 @@ TEST(shard_inline_file_lifecycle)
 TEST(shard_inline_crc_is_checked)
 {
     struct pt_shard_sm sm;
-    struct pt_shard_req q = {.op = PT_SHARD_ADD_INLINE, .cookie = 1, .size = 3, .data_len = 3,
+    struct pt_shard_req q = {.op = PT_SHARD_ADD_INLINE,
+                             .cookie = 1,
+                             .size = 3,
+                             .data_len = 3,
                              .data_ptr = (const uint8_t *)"abc"};
     open_sm(&sm, "s", 0);
     q.id = construct(&sm, 1, 1);
@@ -168,9 +176,15 @@ TEST(shard_inline_crc_is_checked)
 TEST(shard_mirrored_span_needs_certify_before_link)
 {
     struct pt_shard_sm sm;
-    struct pt_shard_req q = {.op = PT_SHARD_ADD_SPAN, .cookie = 5, .size = 1 << 20, .crc = 0x1234,
-                             .storage = PT_STORAGE_MIRRORED, .data = 1, .parity = 2,
-                             .block_size = 1 << 20, .n_services = 3,
+    struct pt_shard_req q = {.op = PT_SHARD_ADD_SPAN,
+                             .cookie = 5,
+                             .size = 1 << 20,
+                             .crc = 0x1234,
+                             .storage = PT_STORAGE_MIRRORED,
+                             .data = 1,
+                             .parity = 2,
+                             .block_size = 1 << 20,
+                             .n_services = 3,
                              .services = {11, 12, 13}};
     struct pt_shard_req c = {.op = PT_SHARD_CERTIFY_SPAN, .cookie = 5};
     struct pt_shard_req sp = {.op = PT_SHARD_SPANS};
@@ -220,9 +234,16 @@ TEST(shard_mirrored_span_needs_certify_before_link)
 TEST(shard_span_layout_refusals)
 {
     struct pt_shard_sm sm;
-    struct pt_shard_req q = {.op = PT_SHARD_ADD_SPAN, .cookie = 5, .size = 100, .crc = 1,
-                             .storage = PT_STORAGE_MIRRORED, .data = 1, .parity = 1,
-                             .block_size = 100, .n_services = 2, .services = {7, 7}};
+    struct pt_shard_req q = {.op = PT_SHARD_ADD_SPAN,
+                             .cookie = 5,
+                             .size = 100,
+                             .crc = 1,
+                             .storage = PT_STORAGE_MIRRORED,
+                             .data = 1,
+                             .parity = 1,
+                             .block_size = 100,
+                             .n_services = 2,
+                             .services = {7, 7}};
     open_sm(&sm, "s", 0);
     q.id = construct(&sm, 1, 5);
     CHECK_EQ(apply(&sm, 2, &q, NULL), -PT_EINVAL); /* same service twice */
@@ -362,8 +383,8 @@ TEST(shard_cdc_halves_are_idempotent)
 {
     struct pt_shard_sm s0, s1;
     struct pt_shard_req mk = {.op = PT_SHARD_MAKE_DIR, .txn = 42, .target = PT_INODE_ROOT};
-    struct pt_shard_req add = {.op = PT_SHARD_ADD_ENTRY, .txn = 42, .id = PT_INODE_ROOT,
-                               .offset = PT_TYPE_DIR};
+    struct pt_shard_req add = {
+        .op = PT_SHARD_ADD_ENTRY, .txn = 42, .id = PT_INODE_ROOT, .offset = PT_TYPE_DIR};
     struct pt_shard_req lock = {.op = PT_SHARD_LOCK_ENTRY, .txn = 43, .id = PT_INODE_ROOT};
     struct pt_shard_req rm = {.op = PT_SHARD_REMOVE_ENTRY, .txn = 43, .id = PT_INODE_ROOT};
     struct pt_shard_req rmdir = {.op = PT_SHARD_REMOVE_DIR, .txn = 43};
@@ -557,8 +578,8 @@ TEST(shard_batch_entry_replies_in_order)
     struct pt_shard_sm sm;
     struct pt_shard_entry_builder b;
     struct pt_shard_req c1 = {.op = PT_SHARD_CONSTRUCT_FILE, .cookie = 1};
-    struct pt_shard_req bad = {.op = PT_SHARD_UNLINK, .id = PT_INODE_ROOT, .name_len = 1,
-                               .name = "x"};
+    struct pt_shard_req bad = {
+        .op = PT_SHARD_UNLINK, .id = PT_INODE_ROOT, .name_len = 1, .name = "x"};
     struct pt_shard_req c2 = {.op = PT_SHARD_CONSTRUCT_FILE, .cookie = 2};
     struct pt_cursor body;
     uint8_t entry[4096];
@@ -579,16 +600,26 @@ TEST(shard_batch_entry_replies_in_order)
     CHECK_EQ(pt_dec_u64(&body), PT_INODE_MAKE(0, 3));
     /* A full batch refuses one more. */
     pt_shard_entry_init(&b, entry, sizeof(entry), 5);
-    for (i = 0; i < PT_SHARD_BATCH_MAX; i++) CHECK_OK(pt_shard_entry_add(&b, &c1));
+    for (i = 0; i < PT_SHARD_BATCH_MAX; i++)
+        CHECK_OK(pt_shard_entry_add(&b, &c1));
     CHECK_EQ(pt_shard_entry_add(&b, &c1), -PT_E2BIG);
     pt_shard_sm_close(&sm);
 }
 
 TEST(shard_msgs_roundtrip_and_truncation)
 {
-    struct pt_shard_req q = {.op = PT_SHARD_ADD_SPAN, .id = 1, .cookie = 2, .offset = 3,
-                             .size = 4, .crc = 5, .storage = 1, .data = 1, .parity = 2,
-                             .block_size = 4, .n_services = 3, .services = {7, 8, 9}};
+    struct pt_shard_req q = {.op = PT_SHARD_ADD_SPAN,
+                             .id = 1,
+                             .cookie = 2,
+                             .offset = 3,
+                             .size = 4,
+                             .crc = 5,
+                             .storage = 1,
+                             .data = 1,
+                             .parity = 2,
+                             .block_size = 4,
+                             .n_services = 3,
+                             .services = {7, 8, 9}};
     struct pt_shard_req d;
     uint8_t buf[256];
     int n, i;
@@ -597,7 +628,8 @@ TEST(shard_msgs_roundtrip_and_truncation)
     CHECK_OK(pt_shard_req_decode(&d, buf, (size_t)n));
     CHECK_EQ(d.services[2], 9);
     CHECK_EQ(d.parity, 2);
-    for (i = 0; i < n; i++) CHECK_EQ(pt_shard_req_decode(&d, buf, (size_t)i), -PT_EPROTO);
+    for (i = 0; i < n; i++)
+        CHECK_EQ(pt_shard_req_decode(&d, buf, (size_t)i), -PT_EPROTO);
     buf[n] = 0;
     CHECK_EQ(pt_shard_req_decode(&d, buf, (size_t)n + 1), -PT_EPROTO); /* trailing byte */
     buf[0] = 99;

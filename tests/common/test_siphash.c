@@ -22,8 +22,10 @@ TEST(siphash_paper_vectors)
 {
     uint8_t key[16], msg[64];
     size_t i;
-    for (i = 0; i < 16; i++) key[i] = (uint8_t)i;
-    for (i = 0; i < sizeof(msg); i++) msg[i] = (uint8_t)i;
+    for (i = 0; i < 16; i++)
+        key[i] = (uint8_t)i;
+    for (i = 0; i < sizeof(msg); i++)
+        msg[i] = (uint8_t)i;
     for (i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++)
         CHECK_MSG(petrel_siphash24(key, msg, i) == vectors[i], "vector for length %zu", i);
 }

@@ -70,8 +70,7 @@ int pt_blocks_store_erase(struct pt_blocks_store *s, uint64_t block_id, uint32_t
                           uint32_t size);
 
 /* Path of a block's file (for tests that damage blocks on purpose). */
-int pt_blocks_store_path(const struct pt_blocks_store *s, uint64_t block_id, char *buf,
-                         size_t cap);
+int pt_blocks_store_path(const struct pt_blocks_store *s, uint64_t block_id, char *buf, size_t cap);
 
 /* Capacity of the file system holding the store, in bytes (0 if unknown). */
 uint64_t pt_blocks_store_capacity(const struct pt_blocks_store *s);
@@ -79,12 +78,12 @@ uint64_t pt_blocks_store_capacity(const struct pt_blocks_store *s);
 /* --- the server ---------------------------------------------------------------------------- */
 
 struct pt_blocks_server_config {
-    const char *registry;       /* "HOST:PORT" of the registry */
+    const char *registry; /* "HOST:PORT" of the registry */
     const char *failure_domain;
-    const char *const *dirs;    /* one service per directory */
+    const char *const *dirs; /* one service per directory */
     int ndirs;
-    const char *listen;         /* first service's address; the next use port+1, ... (or 0) */
-    uint32_t heartbeat_ms;      /* 0 = 1000 */
+    const char *listen;    /* first service's address; the next use port+1, ... (or 0) */
+    uint32_t heartbeat_ms; /* 0 = 1000 */
 };
 
 struct pt_blocks_server;

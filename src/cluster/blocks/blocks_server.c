@@ -33,6 +33,10 @@ struct blocks_service {
     struct pt_block_stat *index;
     size_t count, cap;
     uint64_t used;
+    /* Blocks with a write or erase in flight: a second one for the same block waits its turn
+       (PT_EBUSY, retried by the client), so an erase proof can never race a write. */
+    uint64_t busy[64];
+    int nbusy;
     /* Shared with the heartbeat thread (under owner->lock). */
     uint8_t secret[PT_REG_SECRET_SIZE];
     int has_secret;
@@ -75,8 +79,10 @@ static size_t index_find(const struct blocks_service *s, uint64_t id)
     size_t lo = 0, hi = s->count;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (s->index[mid].block_id < id) lo = mid + 1;
-        else hi = mid;
+        if (s->index[mid].block_id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo;
 }
@@ -161,14 +167,22 @@ static void work_run(uv_work_t *w)
 static const char *work_error_text(const struct blocks_work *bw)
 {
     switch (bw->err) {
-    case -PT_ECORRUPT: return "stored block failed its CRC";
-    case -PT_ENOENT: return "no such block";
-    case -PT_EEXIST: return "a different block exists under this id";
-    case -PT_EBADMSG: return "block data does not match its CRC";
-    case -PT_ERANGE: return "offset beyond the end of the block";
-    case -PT_EINVAL: return "CRC or size differ from the stored block";
-    case -PT_ENOSPC: return "disk full";
-    default: return "block store failed";
+    case -PT_ECORRUPT:
+        return "stored block failed its CRC";
+    case -PT_ENOENT:
+        return "no such block";
+    case -PT_EEXIST:
+        return "a different block exists under this id";
+    case -PT_EBADMSG:
+        return "block data does not match its CRC";
+    case -PT_ERANGE:
+        return "offset beyond the end of the block";
+    case -PT_EINVAL:
+        return "CRC or size differ from the stored block";
+    case -PT_ENOSPC:
+        return "disk full";
+    default:
+        return "block store failed";
     }
 }
 
@@ -179,15 +193,36 @@ static void reply_mac(struct blocks_work *bw, enum pt_block_mac_domain domain)
         pt_request_reply_error(bw->req, -PT_EAGAIN, "no secret from the registry yet", NULL);
         return;
     }
-    pt_put_le64(out, pt_block_mac(secret, domain, bw->svc->store.service_id, bw->block_id,
-                                  bw->crc, bw->size));
+    pt_put_le64(out, pt_block_mac(secret, domain, bw->svc->store.service_id, bw->block_id, bw->crc,
+                                  bw->size));
     pt_request_reply(bw->req, out, sizeof(out));
+}
+
+static int busy_claim(struct blocks_service *s, uint64_t id)
+{
+    int i;
+    for (i = 0; i < s->nbusy; i++)
+        if (s->busy[i] == id) return 0;
+    if (s->nbusy == (int)PT_ARRAY_SIZE(s->busy)) return 0;
+    s->busy[s->nbusy++] = id;
+    return 1;
+}
+
+static void busy_release(struct blocks_service *s, uint64_t id)
+{
+    int i;
+    for (i = 0; i < s->nbusy; i++)
+        if (s->busy[i] == id) {
+            s->busy[i] = s->busy[--s->nbusy];
+            return;
+        }
 }
 
 static void work_done(uv_work_t *w, int status)
 {
     struct blocks_work *bw = (struct blocks_work *)w;
     struct blocks_service *s = bw->svc;
+    if (bw->op != OP_READ) busy_release(s, bw->block_id);
     if (status != 0 && !bw->err) bw->err = -PT_ECANCELED;
     if (bw->err) {
         if (bw->err == -PT_ECORRUPT)
@@ -221,8 +256,15 @@ static void work_done(uv_work_t *w, int status)
 
 static void queue_work(struct blocks_service *s, struct blocks_work *bw)
 {
-    int err = uv_queue_work(s->owner->loop, &bw->work, work_run, work_done);
+    int err;
+    if (bw->op != OP_READ && !busy_claim(s, bw->block_id)) {
+        pt_request_reply_error(bw->req, -PT_EBUSY, "block busy with another write or erase", NULL);
+        free(bw);
+        return;
+    }
+    err = uv_queue_work(s->owner->loop, &bw->work, work_run, work_done);
     if (err) {
+        if (bw->op != OP_READ) busy_release(s, bw->block_id);
         pt_request_reply_error(bw->req, -PT_EIO, "cannot queue disk work", NULL);
         free(bw);
     }
@@ -254,9 +296,10 @@ static int check_cert(struct blocks_service *s, struct pt_request *req,
         return 0;
     }
     if (!pt_block_mac_check(secret, domain, s->store.service_id, block_id, crc, size, cert)) {
-        petrel_log(PT_LOG_WARN, LOG_MODULE, "%016" PRIx64 ": refused %s of block %016" PRIx64
-                   ": bad certificate", s->store.service_id,
-                   domain == PT_BLOCK_WRITE_CERT ? "write" : "erase", block_id);
+        petrel_log(PT_LOG_WARN, LOG_MODULE,
+                   "%016" PRIx64 ": refused %s of block %016" PRIx64 ": bad certificate",
+                   s->store.service_id, domain == PT_BLOCK_WRITE_CERT ? "write" : "erase",
+                   block_id);
         pt_request_reply_error(req, -PT_ENOTCERT, "certificate does not verify", NULL);
         return 0;
     }
@@ -285,7 +328,8 @@ static void handle_list(struct blocks_service *s, struct pt_request *req, struct
     }
     pt_cursor_init(&out, buf, cap);
     pt_enc_u32(&out, n);
-    for (i = 0; i < n; i++) pt_block_enc_stat(&out, &s->index[first + i]);
+    for (i = 0; i < n; i++)
+        pt_block_enc_stat(&out, &s->index[first + i]);
     pt_enc_u8(&out, first + n < s->count ? 1 : 0);
     pt_request_reply_take(req, buf, (uint32_t)out.pos);
 }
@@ -368,16 +412,14 @@ static void handler(void *ctx, struct pt_request *req)
         info.capacity = pt_blocks_store_capacity(&s->store);
         info.used = s->used;
         info.blocks = s->count;
-        snprintf(info.failure_domain, sizeof(info.failure_domain), "%s",
-                 s->owner->failure_domain);
+        snprintf(info.failure_domain, sizeof(info.failure_domain), "%s", s->owner->failure_domain);
         pt_cursor_init(&oc, out, sizeof(out));
         pt_block_enc_info(&oc, &info);
         pt_request_reply(req, out, (uint32_t)oc.pos);
         return;
     }
     default:
-        pt_request_reply_error(req, -PT_ENOTSUP, "unknown message kind for a block service",
-                               NULL);
+        pt_request_reply_error(req, -PT_ENOTSUP, "unknown message kind for a block service", NULL);
         return;
     }
     pt_request_reply_error(req, -PT_EPROTO, "malformed request body", NULL);
@@ -493,8 +535,8 @@ int pt_blocks_server_start(uv_loop_t *loop, const struct pt_blocks_server_config
         if (err) break;
         b->nsvc = i + 1;
         err = pt_blocks_store_scan(&s->store, on_scan, s);
-        if (!err) err = listen_address(cfg->listen ? cfg->listen : "127.0.0.1:0", i, addr,
-                                       sizeof(addr));
+        if (!err)
+            err = listen_address(cfg->listen ? cfg->listen : "127.0.0.1:0", i, addr, sizeof(addr));
         if (err) break;
         publish_usage(s);
         memset(&scfg, 0, sizeof(scfg));
@@ -512,8 +554,10 @@ int pt_blocks_server_start(uv_loop_t *loop, const struct pt_blocks_server_config
         return err;
     }
     heartbeat_all(b);
-    if (pthread_create(&b->heartbeat, NULL, heartbeat_main, b) == 0) b->heartbeat_running = 1;
-    else err = -PT_ENOMEM;
+    if (pthread_create(&b->heartbeat, NULL, heartbeat_main, b) == 0)
+        b->heartbeat_running = 1;
+    else
+        err = -PT_ENOMEM;
     if (err) {
         pt_blocks_server_stop(b);
         uv_run(loop, UV_RUN_DEFAULT);

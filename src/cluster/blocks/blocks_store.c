@@ -56,7 +56,8 @@ static int header_decode(const uint8_t *in, uint64_t want_id, struct block_heade
     h->size = pt_get_le32(in + 16);
     h->crc = pt_get_le32(in + 20);
     h->pages = pt_get_le32(in + 24);
-    if (h->block_id != want_id || h->size > PT_BLOCK_MAX_SIZE || h->pages != pt_block_pages(h->size))
+    if (h->block_id != want_id || h->size > PT_BLOCK_MAX_SIZE ||
+        h->pages != pt_block_pages(h->size))
         return -PT_ECORRUPT;
     return 0;
 }
@@ -86,8 +87,7 @@ static int write_full(int fd, const void *buf, size_t len, uint64_t off)
     return 0;
 }
 
-int pt_blocks_store_path(const struct pt_blocks_store *s, uint64_t block_id, char *buf,
-                         size_t cap)
+int pt_blocks_store_path(const struct pt_blocks_store *s, uint64_t block_id, char *buf, size_t cap)
 {
     int n = snprintf(buf, cap, "%s/blocks/%02x/%016" PRIx64 ".blk", s->dir,
                      (unsigned)(block_id & 0xff), block_id);
@@ -235,7 +235,7 @@ static int verify_written(int fd, const uint8_t *header, const uint8_t *crcs, ui
                           uint32_t size)
 {
     uint8_t raw[PT_BLOCK_FILE_HEADER];
-    uint8_t *buf = malloc(PT_BLOCK_PAGE_SIZE * 16);
+    uint8_t *buf = malloc((size_t)PT_BLOCK_PAGE_SIZE * 16);
     uint8_t *table = malloc((size_t)pages * 4 + 1);
     uint64_t data_off = PT_BLOCK_FILE_HEADER + (uint64_t)pages * 4;
     uint32_t page = 0;
@@ -251,15 +251,17 @@ static int verify_written(int fd, const uint8_t *header, const uint8_t *crcs, ui
         for (i = 0; !err && i * PT_BLOCK_PAGE_SIZE < chunk; i++, page++) {
             uint32_t n = PT_MIN(PT_BLOCK_PAGE_SIZE, chunk - i * PT_BLOCK_PAGE_SIZE);
             if (petrel_crc32c(0, buf + (size_t)i * PT_BLOCK_PAGE_SIZE, n) !=
-                pt_get_le32(crcs + 4 * page))
+                pt_get_le32(crcs + (size_t)4 * page))
                 err = -PT_ECORRUPT;
         }
     }
     /* Nothing may follow the data. */
     if (!err) {
         struct stat st;
-        if (fstat(fd, &st) != 0) err = pt_errno_to_pt(errno);
-        else if ((uint64_t)st.st_size != data_off + size) err = -PT_ECORRUPT;
+        if (fstat(fd, &st) != 0)
+            err = pt_errno_to_pt(errno);
+        else if ((uint64_t)st.st_size != data_off + size)
+            err = -PT_ECORRUPT;
     }
     free(buf);
     free(table);
@@ -272,7 +274,7 @@ int pt_blocks_store_write(struct pt_blocks_store *s, uint64_t block_id, uint32_t
     char final[PATH_CAP], tmp[PATH_CAP], sub[PATH_CAP];
     uint8_t header[PT_BLOCK_FILE_HEADER];
     struct block_header h;
-    struct pt_block_stat old;
+    struct pt_block_stat old = {0, 0, 0};
     const uint8_t *p = data;
     uint32_t pages = pt_block_pages(size), i, whole = 0;
     uint8_t *crcs;
@@ -291,7 +293,7 @@ int pt_blocks_store_write(struct pt_blocks_store *s, uint64_t block_id, uint32_t
     for (i = 0; i < pages; i++) {
         uint32_t n = PT_MIN(PT_BLOCK_PAGE_SIZE, size - i * PT_BLOCK_PAGE_SIZE);
         uint32_t pc = petrel_crc32c(0, p + (size_t)i * PT_BLOCK_PAGE_SIZE, n);
-        pt_put_le32(crcs + 4 * i, pc);
+        pt_put_le32(crcs + (size_t)4 * i, pc);
         whole = petrel_crc32c_append(whole, pc, n);
     }
     if (whole != crc) {
@@ -313,8 +315,7 @@ int pt_blocks_store_write(struct pt_blocks_store *s, uint64_t block_id, uint32_t
     }
     err = write_full(fd, header, sizeof(header), 0);
     if (!err && pages) err = write_full(fd, crcs, (size_t)pages * 4, PT_BLOCK_FILE_HEADER);
-    if (!err && size)
-        err = write_full(fd, data, size, PT_BLOCK_FILE_HEADER + (uint64_t)pages * 4);
+    if (!err && size) err = write_full(fd, data, size, PT_BLOCK_FILE_HEADER + (uint64_t)pages * 4);
     if (!err && fsync(fd) != 0) err = pt_errno_to_pt(errno);
     if (!err) err = verify_written(fd, header, crcs, pages, size);
     if (close(fd) != 0 && !err) err = pt_errno_to_pt(errno);
@@ -368,14 +369,15 @@ int pt_blocks_store_read(struct pt_blocks_store *s, uint64_t block_id, uint32_t 
     pt_block_enc_read_resp(&c, &r);
     crcs = pt_cursor_take(&c, (size_t)pages * 4);
     data = pt_cursor_take(&c, r.data_len);
-    if (pages) err = read_full(fd, crcs, (size_t)pages * 4, PT_BLOCK_FILE_HEADER + (uint64_t)first * 4);
+    if (pages)
+        err = read_full(fd, crcs, (size_t)pages * 4, PT_BLOCK_FILE_HEADER + (uint64_t)first * 4);
     if (!err && r.data_len)
         err = read_full(fd, data, r.data_len,
                         PT_BLOCK_FILE_HEADER + (uint64_t)h.pages * 4 + r.data_offset);
     for (i = 0; !err && i < pages; i++) {
         uint32_t n = PT_MIN(PT_BLOCK_PAGE_SIZE, r.data_len - i * PT_BLOCK_PAGE_SIZE);
         if (petrel_crc32c(0, data + (size_t)i * PT_BLOCK_PAGE_SIZE, n) !=
-            pt_get_le32(crcs + 4 * i))
+            pt_get_le32(crcs + (size_t)4 * i))
             err = -PT_ECORRUPT;
     }
 out:
@@ -389,11 +391,10 @@ out:
     return 0;
 }
 
-int pt_blocks_store_erase(struct pt_blocks_store *s, uint64_t block_id, uint32_t crc,
-                          uint32_t size)
+int pt_blocks_store_erase(struct pt_blocks_store *s, uint64_t block_id, uint32_t crc, uint32_t size)
 {
     char path[PATH_CAP], sub[PATH_CAP];
-    struct pt_block_stat st;
+    struct pt_block_stat st = {0, 0, 0};
     int err = pt_blocks_store_path(s, block_id, path, sizeof(path));
     if (!err) err = subdir_path(s, block_id, sub, sizeof(sub));
     if (err) return err;

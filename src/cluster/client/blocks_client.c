@@ -55,8 +55,7 @@ int pt_reg_heartbeat_cdc(const char *registry, const struct pt_reg_replica *hb,
 }
 
 int pt_reg_heartbeat_blocks(const char *registry, const struct pt_reg_blocks *hb,
-                            uint8_t secret_out[PT_REG_SECRET_SIZE],
-                            const struct pt_call_opts *opts)
+                            uint8_t secret_out[PT_REG_SECRET_SIZE], const struct pt_call_opts *opts)
 {
     uint8_t buf[64 + PT_REG_ADDR_MAX + PT_REG_DOMAIN_MAX];
     struct pt_cursor c;
@@ -146,8 +145,7 @@ static int reply_u64(struct pt_reply *rep, uint64_t *out)
 }
 
 int pt_blocks_write(const char *address, uint64_t block_id, uint32_t crc, const void *data,
-                    uint32_t size, uint64_t cert, uint64_t *proof,
-                    const struct pt_call_opts *opts)
+                    uint32_t size, uint64_t cert, uint64_t *proof, const struct pt_call_opts *opts)
 {
     uint8_t fields[PT_BLOCK_WRITE_FIELDS];
     struct pt_block_write_req w = {block_id, crc, size, cert};
@@ -169,8 +167,7 @@ int pt_blocks_write(const char *address, uint64_t block_id, uint32_t crc, const 
 }
 
 int pt_blocks_read(const char *address, uint64_t block_id, uint32_t offset, uint32_t count,
-                   void *buf, uint32_t *got, uint32_t *block_size,
-                   const struct pt_call_opts *opts)
+                   void *buf, uint32_t *got, uint32_t *block_size, const struct pt_call_opts *opts)
 {
     uint8_t req[16];
     struct pt_block_read_req r = {block_id, offset, count};
@@ -205,7 +202,7 @@ int pt_blocks_read(const char *address, uint64_t block_id, uint32_t offset, uint
     for (i = 0; i < h.pages; i++) {
         uint32_t n = PT_MIN(PT_BLOCK_PAGE_SIZE, h.data_len - i * PT_BLOCK_PAGE_SIZE);
         if (petrel_crc32c(0, data + (size_t)i * PT_BLOCK_PAGE_SIZE, n) !=
-            pt_get_le32(crcs + 4 * i)) {
+            pt_get_le32(crcs + (size_t)4 * i)) {
             err = -PT_ECORRUPT;
             goto out;
         }
@@ -246,8 +243,7 @@ int pt_blocks_stat(const char *address, uint64_t block_id, struct pt_block_stat 
     if (!err) {
         pt_cursor_init(&c, rep.body, rep.body_len);
         pt_block_dec_stat(&c, out);
-        if (!pt_cursor_ok(&c) || pt_cursor_left(&c) || out->block_id != block_id)
-            err = -PT_EPROTO;
+        if (!pt_cursor_ok(&c) || pt_cursor_left(&c) || out->block_id != block_id) err = -PT_EPROTO;
     }
     pt_reply_free(&rep);
     return err;
@@ -279,7 +275,8 @@ int pt_blocks_list(const char *address, uint64_t start, uint32_t max, struct pt_
         err = -PT_ENOMEM;
         goto done;
     }
-    for (i = 0; i < n; i++) pt_block_dec_stat(&c, &(*out)[i]);
+    for (i = 0; i < n; i++)
+        pt_block_dec_stat(&c, &(*out)[i]);
     *more = pt_dec_u8(&c);
     if (!pt_cursor_ok(&c) || pt_cursor_left(&c) || *more > 1) {
         free(*out);
@@ -293,8 +290,7 @@ done:
     return err;
 }
 
-int pt_blocks_info(const char *address, struct pt_block_info *out,
-                   const struct pt_call_opts *opts)
+int pt_blocks_info(const char *address, struct pt_block_info *out, const struct pt_call_opts *opts)
 {
     struct pt_cursor c;
     struct pt_reply rep;

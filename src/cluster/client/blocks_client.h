@@ -58,8 +58,7 @@ uint32_t pt_block_crc(const void *data, uint32_t size);
  * block again returns the proof again; a different block under the same id is -PT_EEXIST.
  */
 int pt_blocks_write(const char *address, uint64_t block_id, uint32_t crc, const void *data,
-                    uint32_t size, uint64_t cert, uint64_t *proof,
-                    const struct pt_call_opts *opts);
+                    uint32_t size, uint64_t cert, uint64_t *proof, const struct pt_call_opts *opts);
 
 /*
  * Read count bytes at offset into buf (clipped at the end of the block; *got = bytes copied,
@@ -67,8 +66,7 @@ int pt_blocks_write(const char *address, uint64_t block_id, uint32_t crc, const 
  * its stored CRC here: -PT_ECORRUPT on a mismatch. offset beyond the block: -PT_ERANGE.
  */
 int pt_blocks_read(const char *address, uint64_t block_id, uint32_t offset, uint32_t count,
-                   void *buf, uint32_t *got, uint32_t *block_size,
-                   const struct pt_call_opts *opts);
+                   void *buf, uint32_t *got, uint32_t *block_size, const struct pt_call_opts *opts);
 
 /* Erase a block with the shard's erase certificate; *proof gets the erase proof. Idempotent. */
 int pt_blocks_erase(const char *address, uint64_t block_id, uint32_t crc, uint32_t size,
@@ -86,7 +84,6 @@ int pt_blocks_list(const char *address, uint64_t start, uint32_t max, struct pt_
                    size_t *count, int *more, const struct pt_call_opts *opts);
 
 /* The service's id, failure domain, capacity, used bytes and block count. */
-int pt_blocks_info(const char *address, struct pt_block_info *out,
-                   const struct pt_call_opts *opts);
+int pt_blocks_info(const char *address, struct pt_block_info *out, const struct pt_call_opts *opts);
 
 #endif

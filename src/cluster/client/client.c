@@ -66,12 +66,14 @@ void petrel_client_close(struct petrel_client *c)
 static int next_component(const char **p, char *name, uint8_t *len)
 {
     const char *s = *p, *e;
-    while (*s == '/') s++;
+    while (*s == '/')
+        s++;
     if (!*s) return 0;
     e = strchr(s, '/');
     if (!e) e = s + strlen(s);
     if (e - s > PT_NAME_MAX) return -PT_ENAMETOOLONG;
-    if ((e - s == 1 && s[0] == '.') || (e - s == 2 && s[0] == '.' && s[1] == '.')) return -PT_EINVAL;
+    if ((e - s == 1 && s[0] == '.') || (e - s == 2 && s[0] == '.' && s[1] == '.'))
+        return -PT_EINVAL;
     memcpy(name, s, (size_t)(e - s));
     name[e - s] = 0;
     *len = (uint8_t)(e - s);
@@ -108,8 +110,7 @@ static int lookup(struct petrel_client *c, uint64_t dir, const char *name, uint8
     return rc;
 }
 
-int petrel_client_resolve(struct petrel_client *c, const char *path, uint64_t *id,
-                          uint8_t *type)
+int petrel_client_resolve(struct petrel_client *c, const char *path, uint64_t *id, uint8_t *type)
 {
     uint64_t cur = PT_INODE_ROOT;
     uint8_t t = PT_TYPE_DIR, len;
@@ -137,7 +138,8 @@ static int resolve_parent(struct petrel_client *c, const char *path, uint64_t *d
     int rc;
     if (!path || path[0] != '/' || strlen(path) >= sizeof(parent)) return -PT_EINVAL;
     snprintf(parent, sizeof(parent), "%s", path);
-    while (strlen(parent) > 1 && parent[strlen(parent) - 1] == '/') parent[strlen(parent) - 1] = 0;
+    while (strlen(parent) > 1 && parent[strlen(parent) - 1] == '/')
+        parent[strlen(parent) - 1] = 0;
     slash = strrchr(parent, '/');
     if (!slash[1]) return -PT_EINVAL; /* the root has no parent */
     {
@@ -319,14 +321,18 @@ static int refresh_services(struct petrel_client *c)
     return 0;
 }
 
-static const char *service_addr(struct petrel_client *c, uint64_t id, int refresh)
+/* Copy the address of block service id into out (refresh: ask the registry first). */
+static int service_addr(struct petrel_client *c, uint64_t id, int refresh, char *out, size_t cap)
 {
     size_t i;
     if (refresh) refresh_services(c);
     for (i = 0; i < c->n_services; i++)
-        if (c->services[i].id == id) return c->services[i].addr[0] ? c->services[i].addr : NULL;
-    if (!refresh) return service_addr(c, id, 1);
-    return NULL;
+        if (c->services[i].id == id && c->services[i].addr[0]) {
+            snprintf(out, cap, "%s", c->services[i].addr);
+            return 0;
+        }
+    if (!refresh) return service_addr(c, id, 1, out, cap);
+    return -PT_ENXIO;
 }
 
 /* ---- writing --------------------------------------------------------------------------------- */
@@ -387,14 +393,19 @@ static int write_span(struct writer *w, uint64_t offset, const uint8_t *data, ui
     if (n > PT_SPAN_BLOCKS_MAX) n = 0;
     for (i = 0; i < n && rc == 0; i++) {
         uint64_t service = pt_dec_u64(&b), block = pt_dec_u64(&b), cert = pt_dec_u64(&b), proof = 0;
-        const char *addr;
+        char addr[PT_REG_ADDR_MAX];
         if (!pt_cursor_ok(&b)) {
             rc = -PT_EPROTO;
             break;
         }
-        addr = service_addr(w->c, service, 0);
-        if (!addr) rc = -PT_ENXIO;
-        else rc = pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts);
+        rc = service_addr(w->c, service, 0, addr, sizeof(addr));
+        if (rc == 0)
+            rc = pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts);
+        if (rc != 0 && rc != -PT_ENOTCERT && rc != -PT_EEXIST) {
+            /* The service may have moved: ask the registry once and retry there. */
+            if (service_addr(w->c, service, 1, addr, sizeof(addr)) == 0)
+                rc = pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts);
+        }
         pt_put_le64(proofs + 8 * i, proof);
     }
     pt_reply_free(&rep);
@@ -492,15 +503,25 @@ static int read_blocks(struct petrel_client *c, const struct pt_span *s, uint32_
 {
     unsigned n = pt_span_block_count(s), first = (unsigned)pt_prng_below(&c->prng, n), k;
     uint32_t done = 0;
-    int rc = -PT_EIO;
+    int rc = -PT_EIO, refreshed = 0;
     while (done < count) {
         uint32_t piece = PT_MIN(READ_PIECE, count - done), got = 0;
         for (k = 0; k < n; k++) {
             unsigned idx = (first + k) % n;
             const struct pt_block_ref *b = &s->blocks[idx];
-            const char *addr = service_addr(c, b->service, 0);
-            rc = addr ? pt_blocks_read(addr, b->block, from + done, piece, buf, &got, NULL, &c->block_opts)
-                      : -PT_ENXIO;
+            char addr[PT_REG_ADDR_MAX], moved[PT_REG_ADDR_MAX];
+            int known = service_addr(c, b->service, 0, addr, sizeof(addr)) == 0;
+            rc = known ? pt_blocks_read(addr, b->block, from + done, piece, buf, &got, NULL,
+                                        &c->block_opts)
+                       : -PT_ENXIO;
+            if (rc != 0 && rc != -PT_ECORRUPT && rc != -PT_ENOENT && !refreshed) {
+                /* The service may have moved (restart on a new port): ask the registry once. */
+                refreshed = 1;
+                if (service_addr(c, b->service, 1, moved, sizeof(moved)) == 0 &&
+                    (!known || strcmp(moved, addr) != 0))
+                    rc = pt_blocks_read(moved, b->block, from + done, piece, buf, &got, NULL,
+                                        &c->block_opts);
+            }
             if (rc == 0 && got != piece) rc = -PT_ECORRUPT; /* shorter than its span says */
             if (rc == 0) {
                 first = idx; /* keep reading from the copy that works */
@@ -566,8 +587,10 @@ int petrel_client_read(struct petrel_client *c, const char *path, uint64_t offse
             from = (uint32_t)(pos - s.offset);
             count = (uint32_t)(PT_MIN(s_end, end) - pos);
             if (s.storage == PT_STORAGE_INLINE) {
-                if (petrel_crc32c(0, s.inline_data, s.inline_len) != s.crc) rc = -PT_ECORRUPT;
-                else rc = write(ctx, s.inline_data + from, count);
+                if (petrel_crc32c(0, s.inline_data, s.inline_len) != s.crc)
+                    rc = -PT_ECORRUPT;
+                else
+                    rc = write(ctx, s.inline_data + from, count);
             } else {
                 rc = read_blocks(c, &s, from, count, buf, write, ctx);
             }

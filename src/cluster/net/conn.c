@@ -29,12 +29,17 @@ struct pt_conn {
 static int errno_to_pt(int e)
 {
     switch (e) {
-    case ECONNREFUSED: return -PT_ECONNREFUSED;
+    case ECONNREFUSED:
+        return -PT_ECONNREFUSED;
     case ECONNRESET:
-    case EPIPE: return -PT_ECONNRESET;
-    case ETIMEDOUT: return -PT_ETIMEDOUT;
-    case ENOMEM: return -PT_ENOMEM;
-    default: return -PT_EIO;
+    case EPIPE:
+        return -PT_ECONNRESET;
+    case ETIMEDOUT:
+        return -PT_ETIMEDOUT;
+    case ENOMEM:
+        return -PT_ENOMEM;
+    default:
+        return -PT_EIO;
     }
 }
 
@@ -67,8 +72,8 @@ static void conn_drop(struct pt_conn *c)
 
 static int conn_connect(struct pt_conn *c, uint64_t deadline)
 {
-    socklen_t len = c->addr.ss_family == AF_INET ? sizeof(struct sockaddr_in)
-                                                  : sizeof(struct sockaddr_in6);
+    socklen_t len =
+        c->addr.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
     int one = 1, soerr = 0, err;
     socklen_t soerr_len = sizeof(soerr);
     int fd = socket(c->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -137,7 +142,12 @@ void pt_reply_free(struct pt_reply *reply)
 static int send_all(int fd, struct iovec *iov, int n, uint64_t deadline)
 {
     while (n > 0) {
-        ssize_t w = writev(fd, iov, n);
+        struct msghdr msg;
+        ssize_t w;
+        memset(&msg, 0, sizeof(msg));
+        msg.msg_iov = iov;
+        msg.msg_iovlen = (size_t)n;
+        w = sendmsg(fd, &msg, MSG_NOSIGNAL); /* a closed peer is an error, not SIGPIPE */
         if (w < 0) {
             int err;
             if (errno == EINTR) continue;
@@ -191,7 +201,8 @@ int pt_conn_callv(struct pt_conn *c, uint16_t kind, const struct iovec *parts, i
 
     memset(reply, 0, sizeof(*reply));
     if (nparts < 0 || nparts > 8) return -PT_EINVAL;
-    for (i = 0; i < nparts; i++) total += parts[i].iov_len;
+    for (i = 0; i < nparts; i++)
+        total += parts[i].iov_len;
     if (total > UINT32_MAX) return -PT_E2BIG;
     if (c->fd < 0) {
         err = conn_connect(c, deadline);
@@ -202,11 +213,13 @@ int pt_conn_callv(struct pt_conn *c, uint16_t kind, const struct iovec *parts, i
     pt_frame_encode_header(hdr, 0, kind, id, NULL, 0);
     pt_put_le32(hdr + 16, (uint32_t)total);
     crc = petrel_crc32c(0, hdr, 20);
-    for (i = 0; i < nparts; i++) crc = petrel_crc32c(crc, parts[i].iov_base, parts[i].iov_len);
+    for (i = 0; i < nparts; i++)
+        crc = petrel_crc32c(crc, parts[i].iov_base, parts[i].iov_len);
     pt_put_le32(hdr + 20, crc);
     iov[0].iov_base = hdr;
     iov[0].iov_len = sizeof(hdr);
-    for (i = 0; i < nparts; i++) iov[i + 1] = parts[i];
+    for (i = 0; i < nparts; i++)
+        iov[i + 1] = parts[i];
     err = send_all(c->fd, iov, nparts + 1, deadline);
     if (err) goto fail;
 
@@ -254,8 +267,8 @@ fail:
     return err;
 }
 
-int pt_conn_call(struct pt_conn *c, uint16_t kind, const void *body, uint32_t len,
-                 int timeout_ms, struct pt_reply *reply)
+int pt_conn_call(struct pt_conn *c, uint16_t kind, const void *body, uint32_t len, int timeout_ms,
+                 struct pt_reply *reply)
 {
     struct iovec iov;
     iov.iov_base = (void *)body;

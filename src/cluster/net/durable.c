@@ -19,17 +19,26 @@
 int pt_errno_to_pt(int e)
 {
     switch (e) {
-    case ENOENT: return -PT_ENOENT;
+    case ENOENT:
+        return -PT_ENOENT;
     case ENOSPC:
-    case EDQUOT: return -PT_ENOSPC;
+    case EDQUOT:
+        return -PT_ENOSPC;
     case EACCES:
-    case EPERM: return -PT_EACCES;
-    case EEXIST: return -PT_EEXIST;
-    case ENOTDIR: return -PT_ENOTDIR;
-    case EROFS: return -PT_EROFS;
-    case ENOMEM: return -PT_ENOMEM;
-    case ENAMETOOLONG: return -PT_ENAMETOOLONG;
-    default: return -PT_EIO;
+    case EPERM:
+        return -PT_EACCES;
+    case EEXIST:
+        return -PT_EEXIST;
+    case ENOTDIR:
+        return -PT_ENOTDIR;
+    case EROFS:
+        return -PT_EROFS;
+    case ENOMEM:
+        return -PT_ENOMEM;
+    case ENAMETOOLONG:
+        return -PT_ENAMETOOLONG;
+    default:
+        return -PT_EIO;
     }
 }
 

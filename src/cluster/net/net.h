@@ -15,11 +15,14 @@
  * version, flags, a length above the maximum or a CRC mismatch gets an error frame (request id
  * echoed as decoded) and the connection is closed after it. Responses on one connection may
  * come out of order; the request id matches them. A connection with too many unanswered
- * requests stops being read until replies drain (back-pressure).
+ * requests stops being read until replies drain (back-pressure). Host programs must ignore
+ * SIGPIPE (signal(SIGPIPE, SIG_IGN)): libuv writes with plain writev, and a peer that resets
+ * under a reply must cost that connection, not the process.
  *
  * Client model. struct pt_conn is a blocking connection to one address, used by one thread at
  * a time: pt_conn_call() sends a request and waits for the response with the same request id
- * (stale responses of earlier timed-out calls are skipped). Transport failures close the
+ * (stale responses of earlier timed-out calls are skipped); it sends with MSG_NOSIGNAL, so a
+ * closed peer never raises SIGPIPE. Transport failures close the
  * socket; the next call reconnects. A remote error frame returns its code and fills
  * reply->error (message, leader address for PT_ENOTLEADER) with reply->remote = 1.
  *
@@ -62,17 +65,16 @@ struct pt_request;
 typedef void (*pt_server_handler_fn)(void *ctx, struct pt_request *req);
 
 struct pt_server_config {
-    const char *listen;              /* "HOST:PORT"; port 0 lets the OS choose */
-    uint32_t max_body;               /* largest request body accepted; 0 = default */
-    uint32_t max_connections;        /* further connections are closed at once; 0 = 1024 */
-    uint32_t max_pending_per_conn;   /* unanswered requests before reading pauses; 0 = 64 */
+    const char *listen;            /* "HOST:PORT"; port 0 lets the OS choose */
+    uint32_t max_body;             /* largest request body accepted; 0 = default */
+    uint32_t max_connections;      /* further connections are closed at once; 0 = 1024 */
+    uint32_t max_pending_per_conn; /* unanswered requests before reading pauses; 0 = 64 */
     pt_server_handler_fn handler;
     void *ctx;
 };
 
 /* Bind, listen and start accepting on `loop`: 0 or a negative PT_E* (-PT_EADDRINUSE, ...). */
-int pt_server_start(uv_loop_t *loop, const struct pt_server_config *cfg,
-                    struct pt_server **out);
+int pt_server_start(uv_loop_t *loop, const struct pt_server_config *cfg, struct pt_server **out);
 
 /* The bound address, "HOST:PORT" with the real port (valid until the server is freed). */
 const char *pt_server_address(const struct pt_server *s);
@@ -105,8 +107,7 @@ void pt_request_set_user(struct pt_request *r, void *user);
  */
 int pt_request_reply(struct pt_request *r, const void *body, uint32_t len);
 int pt_request_reply_take(struct pt_request *r, void *body, uint32_t len);
-int pt_request_reply_error(struct pt_request *r, int code, const char *message,
-                           const char *leader);
+int pt_request_reply_error(struct pt_request *r, int code, const char *message, const char *leader);
 
 /* --- blocking client ---------------------------------------------------------------------- */
 
@@ -116,7 +117,7 @@ struct pt_reply {
     uint16_t kind;
     uint8_t *body; /* malloc'd (NULL when empty); release with pt_reply_free */
     uint32_t body_len;
-    int remote;    /* 1 when the server answered with an error frame */
+    int remote; /* 1 when the server answered with an error frame */
     struct pt_frame_error error;
 };
 
@@ -142,8 +143,8 @@ void pt_conn_close(struct pt_conn *c);
  */
 int pt_conn_callv(struct pt_conn *c, uint16_t kind, const struct iovec *parts, int nparts,
                   int timeout_ms, struct pt_reply *reply);
-int pt_conn_call(struct pt_conn *c, uint16_t kind, const void *body, uint32_t len,
-                 int timeout_ms, struct pt_reply *reply);
+int pt_conn_call(struct pt_conn *c, uint16_t kind, const void *body, uint32_t len, int timeout_ms,
+                 struct pt_reply *reply);
 
 void pt_reply_free(struct pt_reply *reply);
 
@@ -159,8 +160,8 @@ struct pt_retry {
 };
 
 /* Start a retry sequence; the seed makes the jitter reproducible. */
-void pt_retry_init(struct pt_retry *r, uint32_t base_ms, uint32_t max_delay_ms,
-                   uint32_t budget_ms, uint64_t seed);
+void pt_retry_init(struct pt_retry *r, uint32_t base_ms, uint32_t max_delay_ms, uint32_t budget_ms,
+                   uint64_t seed);
 
 /* The next delay (advances the attempt count) without sleeping. */
 uint32_t pt_retry_next_delay(struct pt_retry *r);
@@ -189,12 +190,20 @@ struct pt_call_opts {
 };
 
 /*
- * Connect to address, send a request and wait for its response, retrying transport errors
- * and retryable remote errors (pt_error_retryable, PT_ENOTLEADER excepted: redirection is the
- * caller's business) with back-off until the budget is spent. Same returns as pt_conn_callv;
- * opts may be NULL for the defaults. The reply must be released with pt_reply_free.
+ * Send a request to address (on a pooled or new connection) and wait for its response,
+ * retrying transport errors and retryable remote errors (pt_error_retryable, PT_ENOTLEADER
+ * excepted: redirection is the caller's business) with back-off until the budget is spent. Same
+ * returns as pt_conn_callv; opts may be NULL for the defaults. The reply must be released with
+ * pt_reply_free.
  */
 int pt_call(const char *address, uint16_t kind, const struct iovec *parts, int nparts,
             const struct pt_call_opts *opts, struct pt_reply *reply);
+
+/*
+ * pt_call keeps up to 32 idle connections (process-wide, thread-safe) and reuses them for the
+ * same address; a reused connection that turns out closed is replaced at once. Clear the pool
+ * (closing those sockets), e.g. in a child after fork.
+ */
+void pt_call_pool_clear(void);
 
 #endif

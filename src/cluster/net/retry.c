@@ -26,8 +26,8 @@ uint64_t pt_entropy_seed(void)
            (++counter * 0x9e3779b97f4a7c15ull);
 }
 
-void pt_retry_init(struct pt_retry *r, uint32_t base_ms, uint32_t max_delay_ms,
-                   uint32_t budget_ms, uint64_t seed)
+void pt_retry_init(struct pt_retry *r, uint32_t base_ms, uint32_t max_delay_ms, uint32_t budget_ms,
+                   uint64_t seed)
 {
     r->base_ms = base_ms ? base_ms : 1;
     r->max_delay_ms = max_delay_ms < r->base_ms ? r->base_ms : max_delay_ms;
@@ -41,7 +41,8 @@ uint32_t pt_retry_next_delay(struct pt_retry *r)
 {
     uint64_t cap = r->base_ms;
     uint32_t i;
-    for (i = 0; i < r->attempt && cap < r->max_delay_ms; i++) cap *= 2;
+    for (i = 0; i < r->attempt && cap < r->max_delay_ms; i++)
+        cap *= 2;
     if (cap > r->max_delay_ms) cap = r->max_delay_ms;
     r->attempt++;
     return (uint32_t)(cap - pt_prng_below(&r->prng, cap / 2 + 1));

@@ -69,14 +69,22 @@ struct srv_write {
 static int uv_to_pt(int uverr)
 {
     switch (uverr) {
-    case UV_EADDRINUSE: return -PT_EADDRINUSE;
-    case UV_EADDRNOTAVAIL: return -PT_EINVAL;
-    case UV_EACCES: return -PT_EACCES;
-    case UV_ENOMEM: return -PT_ENOMEM;
-    case UV_ECONNREFUSED: return -PT_ECONNREFUSED;
-    case UV_ECONNRESET: return -PT_ECONNRESET;
-    case UV_ETIMEDOUT: return -PT_ETIMEDOUT;
-    default: return -PT_EIO;
+    case UV_EADDRINUSE:
+        return -PT_EADDRINUSE;
+    case UV_EADDRNOTAVAIL:
+        return -PT_EINVAL;
+    case UV_EACCES:
+        return -PT_EACCES;
+    case UV_ENOMEM:
+        return -PT_ENOMEM;
+    case UV_ECONNREFUSED:
+        return -PT_ECONNREFUSED;
+    case UV_ECONNRESET:
+        return -PT_ECONNRESET;
+    case UV_ETIMEDOUT:
+        return -PT_ETIMEDOUT;
+    default:
+        return -PT_EIO;
     }
 }
 
@@ -103,8 +111,10 @@ static void conn_close(struct srv_conn *c)
     struct pt_server *s = c->server;
     if (c->closing) return;
     c->closing = 1;
-    if (c->prev) c->prev->next = c->next;
-    else s->conns = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
     s->connections--;
@@ -227,8 +237,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     if (c->in_body)
         *buf = uv_buf_init((char *)c->body + c->body_got, (unsigned)(c->h.body_len - c->body_got));
     else
-        *buf = uv_buf_init((char *)c->hdr + c->hdr_got,
-                           (unsigned)(PT_FRAME_HEADER_SIZE - c->hdr_got));
+        *buf =
+            uv_buf_init((char *)c->hdr + c->hdr_got, (unsigned)(PT_FRAME_HEADER_SIZE - c->hdr_got));
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -380,7 +390,8 @@ void pt_server_stop(struct pt_server *s)
 {
     if (s->stopping) return;
     s->stopping = 1;
-    while (s->conns) conn_close(s->conns);
+    while (s->conns)
+        conn_close(s->conns);
     uv_close((uv_handle_t *)&s->listener, on_listener_closed);
 }
 
@@ -445,8 +456,7 @@ int pt_request_reply(struct pt_request *r, const void *body, uint32_t len)
     return pt_request_reply_take(r, copy, len);
 }
 
-int pt_request_reply_error(struct pt_request *r, int code, const char *message,
-                           const char *leader)
+int pt_request_reply_error(struct pt_request *r, int code, const char *message, const char *leader)
 {
     int err = conn_send_error(r->conn, r->kind, r->id, code, message, leader);
     request_finish(r);

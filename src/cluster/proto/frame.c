@@ -43,8 +43,7 @@ int pt_frame_decode_header(const uint8_t *in, uint32_t max_body, struct pt_frame
     return 0;
 }
 
-int pt_frame_check_crc(const uint8_t *raw_header, const struct pt_frame_header *h,
-                       const void *body)
+int pt_frame_check_crc(const uint8_t *raw_header, const struct pt_frame_header *h, const void *body)
 {
     uint32_t crc = petrel_crc32c(0, raw_header, PT_FRAME_CRC_OFFSET);
     if (h->body_len) crc = petrel_crc32c(crc, body, h->body_len);
@@ -69,7 +68,8 @@ static size_t bounded_len(const char *s, size_t max)
 {
     size_t n = 0;
     if (!s) return 0;
-    while (n < max && s[n]) n++;
+    while (n < max && s[n])
+        n++;
     return n;
 }
 

@@ -145,7 +145,8 @@ int pt_reg_decode_replica_list(const uint8_t *body, size_t len, struct pt_reg_re
     if (!pt_cursor_ok(&c) || n > pt_cursor_left(&c) / 14) return -PT_EPROTO;
     v = calloc(n ? n : 1, sizeof(*v));
     if (!v) return -PT_ENOMEM;
-    for (i = 0; i < n; i++) pt_reg_dec_replica_entry(&c, &v[i]);
+    for (i = 0; i < n; i++)
+        pt_reg_dec_replica_entry(&c, &v[i]);
     if (!pt_cursor_ok(&c) || pt_cursor_left(&c)) {
         free(v);
         return -PT_EPROTO;
@@ -168,7 +169,8 @@ int pt_reg_decode_blocks_list(const uint8_t *body, size_t len, struct pt_reg_blo
     if (!pt_cursor_ok(&c) || n > pt_cursor_left(&c) / 45) return -PT_EPROTO;
     v = calloc(n ? n : 1, sizeof(*v));
     if (!v) return -PT_ENOMEM;
-    for (i = 0; i < n; i++) pt_reg_dec_blocks_entry(&c, &v[i]);
+    for (i = 0; i < n; i++)
+        pt_reg_dec_blocks_entry(&c, &v[i]);
     if (!pt_cursor_ok(&c) || pt_cursor_left(&c)) {
         free(v);
         return -PT_EPROTO;

@@ -23,18 +23,18 @@
 
 #define PT_REG_MAX_SHARDS 256
 #define PT_REG_MAX_REPLICAS 5
-#define PT_REG_ADDR_MAX 128        /* bytes of an address string, NUL included */
-#define PT_REG_DOMAIN_MAX 64       /* bytes of a failure-domain name, NUL included */
+#define PT_REG_ADDR_MAX 128  /* bytes of an address string, NUL included */
+#define PT_REG_DOMAIN_MAX 64 /* bytes of a failure-domain name, NUL included */
 #define PT_REG_SECRET_SIZE 16
-#define PT_REG_ALL_SHARDS 0xffff   /* REG_LIST_SHARDS filter: every shard */
+#define PT_REG_ALL_SHARDS 0xffff /* REG_LIST_SHARDS filter: every shard */
 
 /* A shard or CDC replica, as heartbeated and as listed. For CDC entries shard is 0. */
 struct pt_reg_replica {
     uint8_t shard;
     uint8_t replica;
-    uint8_t leader;  /* the replica said it leads, and no later claim replaced it */
-    uint8_t stale;   /* listing only: silent longer than the registry's stale time */
-    uint64_t age_ms; /* listing only: time since the last heartbeat */
+    uint8_t leader;             /* the replica said it leads, and no later claim replaced it */
+    uint8_t stale;              /* listing only: silent longer than the registry's stale time */
+    uint64_t age_ms;            /* listing only: time since the last heartbeat */
     char addr[PT_REG_ADDR_MAX]; /* "" when unknown (wiped by --using-dynamic-ports) */
 };
 

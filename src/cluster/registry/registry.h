@@ -40,15 +40,15 @@ struct pt_registry_entry {
     struct pt_reg_replica replica; /* shard and CDC entries */
     struct pt_reg_blocks blocks;   /* block service entries */
     uint8_t secret[PT_REG_SECRET_SIZE];
-    uint64_t last_seen_ms;         /* 0: never since load (stale) */
+    uint64_t last_seen_ms; /* 0: never since load (stale) */
 };
 
 struct pt_registry {
     struct pt_registry_entry *entries;
     size_t count, cap;
     uint64_t stale_after_ms;
-    int needs_save;      /* something persisted changed since the last save */
-    int structural;      /* an entry, address, leader or secret changed: save promptly */
+    int needs_save; /* something persisted changed since the last save */
+    int structural; /* an entry, address, leader or secret changed: save promptly */
 };
 
 void pt_registry_init(struct pt_registry *r, uint64_t stale_after_ms);
@@ -79,8 +79,8 @@ int pt_registry_entry_stale(const struct pt_registry *r, const struct pt_registr
  * Listings, in (shard, replica) / replica / id order, with stale and age filled in. Each
  * returns how many entries exist (and writes min(that, max) into out).
  */
-size_t pt_registry_list_shards(const struct pt_registry *r, uint16_t shard_filter,
-                               uint64_t now_ms, struct pt_reg_replica *out, size_t max);
+size_t pt_registry_list_shards(const struct pt_registry *r, uint16_t shard_filter, uint64_t now_ms,
+                               struct pt_reg_replica *out, size_t max);
 size_t pt_registry_list_cdc(const struct pt_registry *r, uint64_t now_ms,
                             struct pt_reg_replica *out, size_t max);
 size_t pt_registry_list_blocks(const struct pt_registry *r, uint64_t now_ms,
@@ -105,10 +105,10 @@ int pt_registry_load(struct pt_registry *r, const char *dir, uint64_t now_ms);
 /* --- the server ---------------------------------------------------------------------------- */
 
 struct pt_registry_server_config {
-    const char *dir;            /* state directory (created if missing) */
-    const char *listen;         /* "HOST:PORT" */
+    const char *dir;    /* state directory (created if missing) */
+    const char *listen; /* "HOST:PORT" */
     uint64_t stale_after_ms;
-    int using_dynamic_ports;    /* wipe stored ports at start-up */
+    int using_dynamic_ports; /* wipe stored ports at start-up */
 };
 
 struct pt_registry_server;

@@ -61,11 +61,14 @@ static void handle_list_replicas(struct pt_registry_server *s, struct pt_request
         pt_request_reply_error(req, -PT_ENOMEM, "out of memory", NULL);
         return;
     }
-    if (cdc) pt_registry_list_cdc(&s->state, now, v, n);
-    else pt_registry_list_shards(&s->state, filter, now, v, n);
+    if (cdc)
+        pt_registry_list_cdc(&s->state, now, v, n);
+    else
+        pt_registry_list_shards(&s->state, filter, now, v, n);
     pt_cursor_init(&c, buf, cap);
     pt_enc_u32(&c, (uint32_t)n);
-    for (i = 0; i < n; i++) pt_reg_enc_replica_entry(&c, &v[i]);
+    for (i = 0; i < n; i++)
+        pt_reg_enc_replica_entry(&c, &v[i]);
     free(v);
     reply_cursor(req, buf, &c);
 }
@@ -87,7 +90,8 @@ static void handle_list_blocks(struct pt_registry_server *s, struct pt_request *
     pt_registry_list_blocks(&s->state, now, v, n);
     pt_cursor_init(&c, buf, cap);
     pt_enc_u32(&c, (uint32_t)n);
-    for (i = 0; i < n; i++) pt_reg_enc_blocks_entry(&c, &v[i]);
+    for (i = 0; i < n; i++)
+        pt_reg_enc_blocks_entry(&c, &v[i]);
     free(v);
     reply_cursor(req, buf, &c);
 }
@@ -117,8 +121,10 @@ static void handler(void *ctx, struct pt_request *req)
     case PT_MSG_REG_CDC_HEARTBEAT: {
         struct pt_reg_replica hb;
         int cdc = pt_request_kind(req) == PT_MSG_REG_CDC_HEARTBEAT;
-        if (cdc) pt_reg_dec_cdc_heartbeat(&c, &hb);
-        else pt_reg_dec_shard_heartbeat(&c, &hb);
+        if (cdc)
+            pt_reg_dec_cdc_heartbeat(&c, &hb);
+        else
+            pt_reg_dec_shard_heartbeat(&c, &hb);
         if (!pt_cursor_ok(&c) || pt_cursor_left(&c)) break;
         err = cdc ? pt_registry_cdc_heartbeat(&s->state, &hb, pt_now_ms())
                   : pt_registry_shard_heartbeat(&s->state, &hb, pt_now_ms());

@@ -60,8 +60,7 @@ static struct pt_registry_entry *find_replica(struct pt_registry *r, uint8_t kin
     size_t i;
     for (i = 0; i < r->count; i++) {
         struct pt_registry_entry *e = &r->entries[i];
-        if (e->kind == kind && e->replica.shard == shard && e->replica.replica == replica)
-            return e;
+        if (e->kind == kind && e->replica.shard == shard && e->replica.replica == replica) return e;
     }
     return NULL;
 }
@@ -204,8 +203,8 @@ static size_t list_replicas(const struct pt_registry *r, uint8_t kind, uint16_t 
     return n;
 }
 
-size_t pt_registry_list_shards(const struct pt_registry *r, uint16_t shard_filter,
-                               uint64_t now_ms, struct pt_reg_replica *out, size_t max)
+size_t pt_registry_list_shards(const struct pt_registry *r, uint16_t shard_filter, uint64_t now_ms,
+                               struct pt_reg_replica *out, size_t max)
 {
     return list_replicas(r, PT_REG_KIND_SHARD, shard_filter, now_ms, out, max);
 }
@@ -328,8 +327,10 @@ int pt_registry_decode(struct pt_registry *r, const uint8_t *buf, size_t len, ui
         if (e.kind < PT_REG_KIND_SHARD || e.kind > PT_REG_KIND_BLOCKS || e.replica.leader > 1 ||
             e.replica.replica >= PT_REG_MAX_REPLICAS)
             c.failed = 1;
-        if (e.kind == PT_REG_KIND_BLOCKS) memcpy(e.blocks.addr, addr, sizeof(addr));
-        else memcpy(e.replica.addr, addr, sizeof(addr));
+        if (e.kind == PT_REG_KIND_BLOCKS)
+            memcpy(e.blocks.addr, addr, sizeof(addr));
+        else
+            memcpy(e.replica.addr, addr, sizeof(addr));
         e.last_seen_ms = now_ms;
         if (pt_cursor_ok(&c)) {
             struct pt_registry_entry *slot = entry_add(&fresh, e.kind);

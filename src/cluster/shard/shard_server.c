@@ -44,8 +44,10 @@ static void reply_shard(struct pt_request *req, const uint8_t *reply, size_t len
 {
     struct pt_cursor body;
     int st = pt_shard_reply_open(reply, len, &body);
-    if (st) pt_request_reply_error(req, st, petrel_strerror(st), NULL);
-    else pt_request_reply(req, body.buf, (uint32_t)body.len);
+    if (st)
+        pt_request_reply_error(req, st, petrel_strerror(st), NULL);
+    else
+        pt_request_reply(req, body.buf, (uint32_t)body.len);
 }
 
 /* ADD_SPAN's reply gets each block's write certificate appended: (service, block, cert). */
@@ -72,7 +74,8 @@ static void reply_add_span(struct shard_service *s, struct op_ctx *o, const uint
         }
         pt_enc_u64(&out, service);
         pt_enc_u64(&out, block);
-        pt_enc_u64(&out, pt_block_mac(svc->secret, PT_BLOCK_WRITE_CERT, service, block, o->crc, o->size));
+        pt_enc_u64(&out,
+                   pt_block_mac(svc->secret, PT_BLOCK_WRITE_CERT, service, block, o->crc, o->size));
     }
     pt_request_reply(o->req, buf, (uint32_t)out.pos);
 }
@@ -84,9 +87,12 @@ static void write_done(void *ctx, int status, const uint8_t *reply, size_t len)
         free(o);
         return;
     }
-    if (status) pt_request_reply_error(o->req, status, petrel_strerror(status), NULL);
-    else if (o->op == PT_SHARD_ADD_SPAN) reply_add_span(o->s, o, reply, len);
-    else reply_shard(o->req, reply, len);
+    if (status)
+        pt_request_reply_error(o->req, status, petrel_strerror(status), NULL);
+    else if (o->op == PT_SHARD_ADD_SPAN)
+        reply_add_span(o->s, o, reply, len);
+    else
+        reply_shard(o->req, reply, len);
     free(o);
 }
 
@@ -96,7 +102,8 @@ static int choose_services(struct shard_service *s, struct pt_shard_req *q, unsi
     size_t count, i, j, picked = 0;
     const struct pt_node_service *all = pt_node_services(s->node, &count);
     size_t order[PT_NODE_MAX_SERVICES];
-    for (i = 0; i < count; i++) order[i] = i;
+    for (i = 0; i < count; i++)
+        order[i] = i;
     for (i = count; i > 1; i--) {
         size_t k = (size_t)pt_prng_below(&s->prng, i), t = order[i - 1];
         order[i - 1] = order[k];
@@ -136,7 +143,8 @@ static int check_proofs(struct shard_service *s, const struct pt_shard_req *q)
     sq.max = 1;
     len = pt_shard_req_encode(&sq, req, sizeof(req));
     if (len < 0) return len;
-    if ((st = pt_shard_sm_query(&s->sm, req, (size_t)len, s->reply, sizeof(s->reply), &rl)) != 0) return st;
+    if ((st = pt_shard_sm_query(&s->sm, req, (size_t)len, s->reply, sizeof(s->reply), &rl)) != 0)
+        return st;
     if ((st = pt_shard_reply_open(s->reply, rl, &body)) != 0) return st;
     (void)pt_dec_u64(&body);
     if (pt_dec_u16(&body) != 1) return -PT_ENOENT;
@@ -180,8 +188,10 @@ static void handle(void *ctx, struct pt_request *req)
     if (!pt_shard_op_is_write(q.op)) {
         size_t rl;
         rc = pt_shard_sm_query(&s->sm, body, len, s->reply, sizeof(s->reply), &rl);
-        if (rc) pt_request_reply_error(req, rc, "store failure", NULL);
-        else reply_shard(req, s->reply, rl);
+        if (rc)
+            pt_request_reply_error(req, rc, "store failure", NULL);
+        else
+            reply_shard(req, s->reply, rl);
         return;
     }
     if (q.op == PT_SHARD_EXPIRE) {
@@ -194,12 +204,14 @@ static void handle(void *ctx, struct pt_request *req)
             return;
         }
         if ((rc = choose_services(s, &q, q.parity + 1u)) != 0) {
-            pt_request_reply_error(req, rc, "not enough block services in distinct failure domains", NULL);
+            pt_request_reply_error(req, rc, "not enough block services in distinct failure domains",
+                                   NULL);
             return;
         }
     }
     if (q.op == PT_SHARD_CERTIFY_SPAN && (rc = check_proofs(s, &q)) != 0) {
-        pt_request_reply_error(req, rc, rc == -PT_ENOTCERT ? "bad block proof" : petrel_strerror(rc), NULL);
+        pt_request_reply_error(req, rc,
+                               rc == -PT_ENOTCERT ? "bad block proof" : petrel_strerror(rc), NULL);
         return;
     }
     o = calloc(1, sizeof(*o));
@@ -220,8 +232,10 @@ static void handle(void *ctx, struct pt_request *req)
     free(enc);
     if (rc) {
         free(o);
-        if (rc == -PT_ENOTLEADER) pt_node_reply_not_leader(s->node, req);
-        else pt_request_reply_error(req, rc, petrel_strerror(rc), NULL);
+        if (rc == -PT_ENOTLEADER)
+            pt_node_reply_not_leader(s->node, req);
+        else
+            pt_request_reply_error(req, rc, petrel_strerror(rc), NULL);
     }
 }
 
