@@ -12,6 +12,8 @@
  * - The file is linked only by petrel_vfs_file_close: the queue is marked finished, the
  *   writer's stream ends, and write_file certifies and links. sync never ends the stream.
  *   petrel_vfs_file_abandon makes the stream fail, so write_file aborts and never links.
+ *   A handle that saw a failed write or truncate is abandoned at close as well: a file is
+ *   linked only if every write its writer made succeeded.
  * - Reads go to petrel_client_read for exactly the requested range (streamed, never the
  *   whole file).
  */
@@ -48,6 +50,7 @@ struct petrel_vfs_file {
     int done;       /* the writer thread returned */
     int result;     /* its result */
     uint64_t written; /* bytes accepted so far */
+    int failed;       /* a write or truncate failed: never link */
     struct petrel_client *wclient;
     int64_t mtime_sec;
 };
@@ -248,13 +251,17 @@ static int64_t cl_write(struct petrel_vfs *vfs, struct petrel_vfs_file *f, const
     const uint8_t *p = buf;
     uint64_t left = size;
     if (!f->writer) return -PT_EPERM;
-    if (off != f->written) return -PT_ENOTSUP; /* write-once files are written in order */
+    if (off != f->written) { /* write-once files are written in order */
+        f->failed = 1;
+        return -PT_ENOTSUP;
+    }
     pthread_mutex_lock(&f->lock);
     while (left > 0) {
         size_t tail, n, first;
         while (f->fill == QUEUE_BYTES && !f->done) pthread_cond_wait(&f->cond, &f->lock);
         if (f->done) { /* the writer stopped early: its error is the answer */
             int rc = f->result < 0 ? f->result : -PT_EIO;
+            f->failed = 1;
             pthread_mutex_unlock(&f->lock);
             return rc;
         }
@@ -277,6 +284,7 @@ static int cl_truncate(struct petrel_vfs *vfs, struct petrel_vfs_file *f, uint64
 {
     /* O_TRUNC of a file being created asks for its current size: nothing to do. */
     if (f->writer && size == f->written) return 0;
+    if (f->writer) f->failed = 1;
     return f->writer ? -PT_ENOTSUP : -PT_EPERM;
 }
 
@@ -301,6 +309,7 @@ static int cl_close(struct petrel_vfs *vfs, struct petrel_vfs_file *f, int aband
     int rc = 0;
     if (f->writer) {
         pthread_mutex_lock(&f->lock);
+        abandon |= f->failed;
         if (abandon)
             f->abandoned = 1;
         else
@@ -308,7 +317,7 @@ static int cl_close(struct petrel_vfs *vfs, struct petrel_vfs_file *f, int aband
         pthread_cond_broadcast(&f->cond);
         pthread_mutex_unlock(&f->lock);
         pthread_join(f->thread, NULL);
-        rc = abandon ? 0 : f->result;
+        rc = abandon ? (f->failed ? -PT_ECANCELED : 0) : f->result;
     }
     file_free(f);
     return rc;

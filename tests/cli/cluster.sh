@@ -112,6 +112,9 @@ if mount_start "$A" "$t/mnt"; then
     out=$(dd if="$t/src/big" of="$m/holes" bs=4k seek=3 count=1 2>&1) && fail "mount: non-sequential write" "succeeded" ||
         case "$out" in *"not supported"*) pass "mount: non-sequential write fails with ENOTSUP" ;;
             *) fail "mount: non-sequential write errno" "$out" ;; esac
+    sleep 0.3
+    "$P" cat "$A/holes" >/dev/null 2>&1 && fail "mount: a failed writer's file" "was linked" ||
+        pass "mount: a writer that saw an error does not link its file"
 
     # The fork/dup test: only the writer's last close links the file.
     exec 3>"$m/forked"
