@@ -27,6 +27,7 @@
 #include "cli/cli.h"
 #include "cli/opt.h"
 #include "cluster/client/blocks_client.h"
+#include "cluster/net/net.h"
 #include "petrel/common.h"
 
 #define MAX_CHILDREN 128
@@ -252,6 +253,18 @@ static int spawn_servers(struct cluster *c)
     uint64_t s, r, b;
     snprintf(nr, sizeof(nr), "%llu", (unsigned long long)c->replicas);
     snprintf(ns, sizeof(ns), "%llu", (unsigned long long)c->shards);
+    /* Block services first: a shard learns them at its heartbeat, and should find them all. */
+    for (b = 0; b < c->blocks; b++) {
+        snprintf(dir, sizeof(dir), "%s/blocks-%llu", c->dir, (unsigned long long)b);
+        snprintf(name, sizeof(name), "blocks-%llu", (unsigned long long)b);
+        snprintf(domain, sizeof(domain), "local-%llu", (unsigned long long)b);
+        if (make_dir(dir) < 0) return cli_error("cluster", "cannot create '%s'", dir);
+        {
+            char *argv[] = {"petrel", "blocks", "--registry", c->registry, "--dir", dir,
+                            "--failure-domain", domain, NULL};
+            if (spawn(c, name, argv) < 0) return cli_error("cluster", "cannot start %s", name);
+        }
+    }
     for (r = 0; r < c->replicas && cli_has_command("cdc"); r++) {
         snprintf(dir, sizeof(dir), "%s/cdc/replica-%llu", c->dir, (unsigned long long)r);
         snprintf(name, sizeof(name), "cdc-%llu", (unsigned long long)r);
@@ -280,23 +293,12 @@ static int spawn_servers(struct cluster *c)
             }
         }
     }
-    for (b = 0; b < c->blocks; b++) {
-        snprintf(dir, sizeof(dir), "%s/blocks-%llu", c->dir, (unsigned long long)b);
-        snprintf(name, sizeof(name), "blocks-%llu", (unsigned long long)b);
-        snprintf(domain, sizeof(domain), "local-%llu", (unsigned long long)b);
-        if (make_dir(dir) < 0) return cli_error("cluster", "cannot create '%s'", dir);
-        {
-            char *argv[] = {"petrel", "blocks", "--registry", c->registry, "--dir", dir,
-                            "--failure-domain", domain, NULL};
-            if (spawn(c, name, argv) < 0) return cli_error("cluster", "cannot start %s", name);
-        }
-    }
     return 0;
 }
 
 /* Whether the registry lists every service we started, with a leader for every shard (and
  * the CDC): then a client's first call finds the whole cluster. */
-static int cluster_ready(struct cluster *c)
+static int cluster_ready(struct cluster *c, uint64_t *since_ms)
 {
     struct pt_call_opts opts = {1000, 1, 0};
     struct pt_reg_replica *shards = NULL, *cdc = NULL;
@@ -316,6 +318,11 @@ static int cluster_ready(struct cluster *c)
         for (i = 0; i < nc; i++) cdc_leader |= cdc[i].leader && !cdc[i].stale;
         ready = leaders == c->shards && ns == c->shards * c->replicas && nb >= c->blocks &&
                 (!cli_has_command("cdc") || (nc == c->replicas && cdc_leader));
+        /* Shards learn block services when they heartbeat: wait for one heartbeat of every
+         * replica after everything was registered. */
+        if (ready && !*since_ms) *since_ms = pt_now_ms();
+        for (i = 0; ready && i < ns; i++)
+            if (pt_now_ms() - *since_ms <= shards[i].age_ms) ready = 0;
     }
     free(shards);
     free(cdc);
@@ -330,6 +337,7 @@ static int cluster_start(int argc, char **argv)
     uint64_t shards = 0, replicas = 0, blocks = 0, s = 4, r = 1, b = 3;
     char path[PATH_MAX + 64], real[PATH_MAX];
     int n, rc, lock_fd, waited, status = 0;
+    uint64_t since = 0;
     struct sigaction sa;
     sigset_t mask, old;
     const struct cli_option options[] = {
@@ -438,7 +446,7 @@ static int cluster_start(int argc, char **argv)
         goto out;
     }
     /* Serve the address once the cluster can take requests (or say why not). */
-    for (waited = 0; !cluster_ready(c); waited += 100) {
+    for (waited = 0; !cluster_ready(c, &since); waited += 100) {
         reap(c, 1);
         if (stop_requested) goto out;
         if (waited >= START_TIMEOUT_MS) {

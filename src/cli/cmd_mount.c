@@ -5,11 +5,21 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <syslog.h>
 
 #include "cli/cli.h"
 #include "cli/opt.h"
 #include "fuse/mount.h"
 #include "petrel/common.h"
+
+/* A mount in the background has no terminal: what its server logs goes to syslog. */
+static void log_syslog(void *ctx, enum petrel_log_level level, const char *module,
+                       const char *message)
+{
+    static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+    (void)ctx;
+    syslog(prio[level <= PT_LOG_DEBUG ? level : PT_LOG_DEBUG], "%s: %s", module, message);
+}
 
 int cmd_mount(int argc, char **argv)
 {
@@ -56,6 +66,14 @@ int cmd_mount(int argc, char **argv)
         return cli_error("mount", "mount a whole cluster (petrel://%s:%u), not a path in it",
                          loc.host, loc.port);
     fflush(stdout);
+    /* What the server logs (a link that failed at release) goes to stderr in the
+     * foreground, to syslog in the background. */
+    if (foreground) {
+        petrel_log_set(petrel_log_stderr, NULL, PT_LOG_WARN);
+    } else {
+        openlog("petrel-mount", LOG_PID, LOG_DAEMON);
+        petrel_log_set(log_syslog, NULL, PT_LOG_WARN);
+    }
     rc = petrel_fuse_mount(&loc, argv[2], &mo, &stage);
     if (rc < 0) {
         switch (stage) {

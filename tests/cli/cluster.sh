@@ -106,6 +106,20 @@ if mount_start "$A" "$t/mnt"; then
     tar cf "$t/c.tar" -C "$m" big empty && mkdir "$t/untar" && tar xf "$t/c.tar" -C "$t/untar" &&
         cmp -s "$t/untar/big" "$t/src/big" && pass "mount: tar c" || fail "mount: tar c" "archive differs"
 
+    if [ $has_cdc = 1 ]; then
+        cp -r "$t/tree" "$m/tree" && diff -r "$t/tree" "$m/tree" >/dev/null && pass "mount: cp -r tree in" ||
+            fail "mount: cp -r tree in" "trees differ"
+        mkdir "$m/untar" && tar xmf "$t/c.tar" --no-same-owner --no-same-permissions -C "$m/untar" &&
+            cmp -s "$m/untar/big" "$t/src/big" && pass "mount: tar x" || fail "mount: tar x" "failed"
+        rm -r "$m/tree" "$m/untar" && [ ! -e "$m/tree" ] && [ ! -e "$m/untar" ] && pass "mount: rm -r" ||
+            fail "mount: rm -r" "left files"
+    fi
+    truncate -s 0 "$m/made-empty" && [ -f "$m/made-empty" ] && pass "mount: truncate -s 0 creates" ||
+        fail "mount: truncate -s 0" "failed"
+    truncate -s 10 "$m/big" 2>/dev/null && fail "mount: truncate a linked file" "succeeded" ||
+        pass "mount: truncating a linked file fails"
+    rm "$m/made-empty"
+
     # Write-once rules.
     ( echo more >> "$m/empty" ) 2>/dev/null && fail "mount: append to a linked file" "succeeded" ||
         pass "mount: writing a linked file fails"
