@@ -37,7 +37,8 @@ void cli_progress_start(struct cli_progress *p, uint64_t total)
     p->enabled = isatty(STDERR_FILENO);
     p->done = 0;
     p->total = total;
-    p->start = p->last = now();
+    p->start = now();
+    p->last = 0; /* the first piece draws the line at once */
 }
 
 void cli_progress_add(struct cli_progress *p, const char *name, uint64_t bytes)
@@ -60,7 +61,7 @@ void cli_progress_add(struct cli_progress *p, const char *name, uint64_t bytes)
 
 void cli_progress_end(struct cli_progress *p)
 {
-    if (p->enabled && p->last > p->start) {
+    if (p->enabled && p->last > 0) {
         fprintf(stderr, "\r\033[K");
         fflush(stderr);
     }

@@ -44,6 +44,19 @@ expect_out "read other geometry" "hello" "$P" cat small.img:/a
 out=$("$P" info small.img); case "$out" in *"of 512 bytes"*) pass "info other geometry" ;; *) fail "info other geometry" "$out" ;; esac
 expect_out "fsck other geometry" "small.img: clean" "$P" fsck small.img
 
+# The progress line: on a terminal (script(1) gives cp one), never into a pipe or a file.
+head -c 3000000 /dev/urandom > prog
+"$P" mkfs p.img --size 16M >/dev/null
+if command -v script >/dev/null 2>&1; then
+    out=$(script -qec "'$P' cp prog p.img:/prog" /dev/null 2>&1)
+    case "$out" in *"prog  "*"/s"*) pass "progress line on a terminal" ;; *) fail "progress on a terminal" "'$out'" ;; esac
+else
+    fail "progress on a terminal" "script(1) is not installed: cannot give cp a terminal"
+fi
+out=$("$P" cp prog p.img:/prog2 2>&1)
+expect_eq "no progress when not a terminal" "" "$out"
+expect_ok "progress copy intact" sh -c "'$P' cat p.img:/prog | cmp - prog"
+
 # Full image: cp fails with one line, leaves no partial file, and the image stays clean.
 expect_ok "mkfs tiny" "$P" mkfs tiny.img --size 64K --block-size 4096
 head -c 400000 /dev/urandom > huge
