@@ -123,6 +123,8 @@ PY
         else
             fail "$name: xattrs" "$(tail -n 2 "$w/xattr.err")"
         fi
+    else
+        fail "$name: xattrs" "python3 is not installed: the xattr case cannot run"
     fi
 
     rm -r "$m/tree" "$m/untar"
