@@ -72,18 +72,18 @@ int petrel_vfs_path_normalize(char *path, size_t size);
 enum petrel_vfs_type { PETREL_VFS_REG = 1, PETREL_VFS_DIR = 2 };
 
 struct petrel_vfs_stat {
-    uint8_t type;        /* enum petrel_vfs_type */
-    uint64_t size;       /* bytes (files); entries or 0 (directories) */
-    int64_t mtime_sec;   /* modification time, seconds since the epoch; 0 = unknown */
+    uint8_t type;      /* enum petrel_vfs_type */
+    uint64_t size;     /* bytes (files); entries or 0 (directories) */
+    int64_t mtime_sec; /* modification time, seconds since the epoch; 0 = unknown */
     uint32_t mtime_nsec;
-    uint32_t mode;       /* permission bits (0755 / 0644 where the backend keeps none) */
+    uint32_t mode; /* permission bits (0755 / 0644 where the backend keeps none) */
 };
 
 struct petrel_vfs_statfs {
-    uint64_t block_size;    /* bytes per block */
-    uint64_t blocks_total;  /* capacity, blocks (0 = unknown) */
-    uint64_t blocks_used;   /* in use, blocks */
-    uint32_t name_max;      /* longest entry name */
+    uint64_t block_size;   /* bytes per block */
+    uint64_t blocks_total; /* capacity, blocks (0 = unknown) */
+    uint64_t blocks_used;  /* in use, blocks */
+    uint32_t name_max;     /* longest entry name */
 };
 
 /* Open flags for petrel_vfs_file_open (values of their own, not the host's O_*). */
@@ -97,13 +97,13 @@ enum petrel_vfs_open_flags {
 
 /* Capabilities. */
 enum petrel_vfs_caps {
-    PETREL_VFS_CAP_WRITE_ONCE = 0x01, /* files are created, written sequentially once, linked
-                                         on close, and never modified after */
-    PETREL_VFS_CAP_XATTR = 0x02,      /* extended attributes */
+    PETREL_VFS_CAP_WRITE_ONCE = 0x01,   /* files are created, written sequentially once, linked
+                                           on close, and never modified after */
+    PETREL_VFS_CAP_XATTR = 0x02,        /* extended attributes */
     PETREL_VFS_CAP_RANDOM_WRITE = 0x04, /* writes at any offset, truncate */
-    PETREL_VFS_CAP_READ_ONLY = 0x08,  /* opened read-only: every change is -PT_EROFS */
-    PETREL_VFS_CAP_MTIME = 0x10,      /* keeps modification times settable by set_mtime */
-    PETREL_VFS_CAP_MODE = 0x20,       /* keeps permission bits settable by set_mode */
+    PETREL_VFS_CAP_READ_ONLY = 0x08,    /* opened read-only: every change is -PT_EROFS */
+    PETREL_VFS_CAP_MTIME = 0x10,        /* keeps modification times settable by set_mtime */
+    PETREL_VFS_CAP_MODE = 0x20,         /* keeps permission bits settable by set_mode */
 };
 
 /* Flags for petrel_vfs_open. */
@@ -124,15 +124,13 @@ struct petrel_vfs_ops {
     int (*mkdir)(struct petrel_vfs *vfs, const char *path);
     int (*remove)(struct petrel_vfs *vfs, const char *path); /* a file or an empty dir */
     int (*rename)(struct petrel_vfs *vfs, const char *from, const char *to);
-    int (*open)(struct petrel_vfs *vfs, const char *path, int flags,
-                struct petrel_vfs_file **file);
-    int64_t (*read)(struct petrel_vfs *vfs, struct petrel_vfs_file *file, void *buf,
-                    uint64_t size, uint64_t off);
+    int (*open)(struct petrel_vfs *vfs, const char *path, int flags, struct petrel_vfs_file **file);
+    int64_t (*read)(struct petrel_vfs *vfs, struct petrel_vfs_file *file, void *buf, uint64_t size,
+                    uint64_t off);
     int64_t (*write)(struct petrel_vfs *vfs, struct petrel_vfs_file *file, const void *buf,
                      uint64_t size, uint64_t off);
     int (*truncate)(struct petrel_vfs *vfs, struct petrel_vfs_file *file, uint64_t size);
-    int (*fstat)(struct petrel_vfs *vfs, struct petrel_vfs_file *file,
-                 struct petrel_vfs_stat *st);
+    int (*fstat)(struct petrel_vfs *vfs, struct petrel_vfs_file *file, struct petrel_vfs_stat *st);
     int (*sync)(struct petrel_vfs *vfs, struct petrel_vfs_file *file);
     int (*close)(struct petrel_vfs *vfs, struct petrel_vfs_file *file, int abandon);
     int (*statfs)(struct petrel_vfs *vfs, struct petrel_vfs_statfs *st);
@@ -140,8 +138,8 @@ struct petrel_vfs_ops {
     int (*set_mode)(struct petrel_vfs *vfs, const char *path, uint32_t mode);
     int64_t (*getxattr)(struct petrel_vfs *vfs, const char *path, const char *name, void *buf,
                         uint64_t size);
-    int (*setxattr)(struct petrel_vfs *vfs, const char *path, const char *name,
-                    const void *buf, uint64_t size, int flags);
+    int (*setxattr)(struct petrel_vfs *vfs, const char *path, const char *name, const void *buf,
+                    uint64_t size, int flags);
     int (*removexattr)(struct petrel_vfs *vfs, const char *path, const char *name);
     int64_t (*listxattr)(struct petrel_vfs *vfs, const char *path, char *buf, uint64_t size);
     int (*destroy)(struct petrel_vfs *vfs); /* unmount and free */
@@ -149,8 +147,8 @@ struct petrel_vfs_ops {
 
 struct petrel_vfs {
     const struct petrel_vfs_ops *ops;
-    unsigned caps;      /* enum petrel_vfs_caps */
-    void *backend;      /* the backend's state */
+    unsigned caps;                        /* enum petrel_vfs_caps */
+    void *backend;                        /* the backend's state */
     char label[PETREL_VFS_PATH_MAX + 64]; /* what it is, for messages ("disk.img") */
 };
 
@@ -171,13 +169,11 @@ int petrel_vfs_close(struct petrel_vfs *vfs);
 /* Backends (called by petrel_vfs_open; exposed for tests). */
 int petrel_vfs_local_open(const char *root, int flags, struct petrel_vfs **out);
 int petrel_vfs_image_open(const char *image, int flags, struct petrel_vfs **out);
-int petrel_vfs_cluster_open(const char *host, uint16_t port, int flags,
-                            struct petrel_vfs **out);
+int petrel_vfs_cluster_open(const char *host, uint16_t port, int flags, struct petrel_vfs **out);
 
 /* The operations (see struct petrel_vfs_ops). */
 int petrel_vfs_stat(struct petrel_vfs *vfs, const char *path, struct petrel_vfs_stat *st);
-int petrel_vfs_readdir(struct petrel_vfs *vfs, const char *path, petrel_vfs_dir_fn fn,
-                       void *ctx);
+int petrel_vfs_readdir(struct petrel_vfs *vfs, const char *path, petrel_vfs_dir_fn fn, void *ctx);
 int petrel_vfs_mkdir(struct petrel_vfs *vfs, const char *path);
 int petrel_vfs_remove(struct petrel_vfs *vfs, const char *path);
 int petrel_vfs_rename(struct petrel_vfs *vfs, const char *from, const char *to);
@@ -185,10 +181,9 @@ int petrel_vfs_file_open(struct petrel_vfs *vfs, const char *path, int flags,
                          struct petrel_vfs_file **file);
 int64_t petrel_vfs_file_read(struct petrel_vfs *vfs, struct petrel_vfs_file *file, void *buf,
                              uint64_t size, uint64_t off);
-int64_t petrel_vfs_file_write(struct petrel_vfs *vfs, struct petrel_vfs_file *file,
-                              const void *buf, uint64_t size, uint64_t off);
-int petrel_vfs_file_truncate(struct petrel_vfs *vfs, struct petrel_vfs_file *file,
-                             uint64_t size);
+int64_t petrel_vfs_file_write(struct petrel_vfs *vfs, struct petrel_vfs_file *file, const void *buf,
+                              uint64_t size, uint64_t off);
+int petrel_vfs_file_truncate(struct petrel_vfs *vfs, struct petrel_vfs_file *file, uint64_t size);
 int petrel_vfs_file_stat(struct petrel_vfs *vfs, struct petrel_vfs_file *file,
                          struct petrel_vfs_stat *st);
 int petrel_vfs_file_sync(struct petrel_vfs *vfs, struct petrel_vfs_file *file);
@@ -197,14 +192,13 @@ int petrel_vfs_file_abandon(struct petrel_vfs *vfs, struct petrel_vfs_file *file
 int petrel_vfs_statfs(struct petrel_vfs *vfs, struct petrel_vfs_statfs *st);
 int petrel_vfs_set_mtime(struct petrel_vfs *vfs, const char *path, int64_t sec, uint32_t nsec);
 int petrel_vfs_set_mode(struct petrel_vfs *vfs, const char *path, uint32_t mode);
-int64_t petrel_vfs_getxattr(struct petrel_vfs *vfs, const char *path, const char *name,
-                            void *buf, uint64_t size);
-int petrel_vfs_setxattr(struct petrel_vfs *vfs, const char *path, const char *name,
-                        const void *buf, uint64_t size, int flags);
+int64_t petrel_vfs_getxattr(struct petrel_vfs *vfs, const char *path, const char *name, void *buf,
+                            uint64_t size);
+int petrel_vfs_setxattr(struct petrel_vfs *vfs, const char *path, const char *name, const void *buf,
+                        uint64_t size, int flags);
 int petrel_vfs_removexattr(struct petrel_vfs *vfs, const char *path, const char *name);
 /* List names as NUL-terminated strings back to back (size 0: return the size needed). */
-int64_t petrel_vfs_listxattr(struct petrel_vfs *vfs, const char *path, char *buf,
-                             uint64_t size);
+int64_t petrel_vfs_listxattr(struct petrel_vfs *vfs, const char *path, char *buf, uint64_t size);
 
 /* Helpers shared by the CLI and the FUSE driver. */
 

@@ -40,10 +40,13 @@ int cluster_status(int argc, char **argv)
     int n, rc, leaders = 0, stale = 0;
     const struct cli_option options[] = {{0, NULL, CLI_FLAG, NULL, NULL, NULL}};
     const struct cli_spec spec = {
-        "cluster status", "petrel://HOST:PORT",
+        "cluster status",
+        "petrel://HOST:PORT",
         "Show the services a cluster's registry knows: shard and CDC replicas (address,\n"
         "leader, heartbeat age) and block services (failure domain, capacity, use).",
-        options, 1, 1};
+        options,
+        1,
+        1};
     CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     rc = petrel_vfs_location_parse(argv[1], &loc);
     if (rc < 0 || loc.kind != PETREL_VFS_CLUSTER)
@@ -59,8 +62,10 @@ int cluster_status(int argc, char **argv)
         return cli_error("cluster status", "cannot reach the registry at %s: %s", addr,
                          cli_strerror(rc));
     }
-    for (i = 0; i < nshards; i++) leaders += shards[i].leader && !shards[i].stale;
-    for (i = 0; i < nshards; i++) stale += shards[i].stale;
+    for (i = 0; i < nshards; i++)
+        leaders += shards[i].leader && !shards[i].stale;
+    for (i = 0; i < nshards; i++)
+        stale += shards[i].stale;
     printf("registry %s\n", addr);
     printf("shards: %zu replica%s, %d leader%s, %d stale\n", nshards, nshards == 1 ? "" : "s",
            leaders, leaders == 1 ? "" : "s", stale);
@@ -72,8 +77,9 @@ int cluster_status(int argc, char **argv)
         cap += blocks[i].capacity;
         used += blocks[i].used;
         printf("  blocks %-6llu %-22s domain %-10s %s used of %s, %llu blocks, %s\n",
-               (unsigned long long)blocks[i].id, blocks[i].addr[0] ? blocks[i].addr : "(no address)",
-               blocks[i].failure_domain, cli_human_size(blocks[i].used, a, sizeof(a)),
+               (unsigned long long)blocks[i].id,
+               blocks[i].addr[0] ? blocks[i].addr : "(no address)", blocks[i].failure_domain,
+               cli_human_size(blocks[i].used, a, sizeof(a)),
                cli_human_size(blocks[i].capacity, b, sizeof(b)),
                (unsigned long long)blocks[i].blocks, blocks[i].stale ? "STALE" : "alive");
     }

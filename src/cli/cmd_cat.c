@@ -56,9 +56,8 @@ int cmd_cat(int argc, char **argv)
     int n, i, status = 0;
     char *buf;
     const struct cli_option options[] = {{0, NULL, CLI_FLAG, NULL, NULL, NULL}};
-    const struct cli_spec spec = {"cat", "LOCATION...",
-                                  "Write the contents of files to standard output.", options, 1,
-                                  -1};
+    const struct cli_spec spec = {
+        "cat", "LOCATION...", "Write the contents of files to standard output.", options, 1, -1};
     CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     buf = malloc(CAT_CHUNK);
     if (!buf) return cli_error("cat", "out of memory");

@@ -219,7 +219,8 @@ static void reap(struct cluster *c, int report)
 static int alive(struct cluster *c)
 {
     int i, n = 0;
-    for (i = 0; i < c->nkids; i++) n += !c->kids[i].exited;
+    for (i = 0; i < c->nkids; i++)
+        n += !c->kids[i].exited;
     return n;
 }
 
@@ -260,8 +261,8 @@ static int spawn_servers(struct cluster *c)
         snprintf(domain, sizeof(domain), "local-%llu", (unsigned long long)b);
         if (make_dir(dir) < 0) return cli_error("cluster", "cannot create '%s'", dir);
         {
-            char *argv[] = {"petrel", "blocks", "--registry", c->registry, "--dir", dir,
-                            "--failure-domain", domain, NULL};
+            char *argv[] = {"petrel", "blocks",           "--registry", c->registry, "--dir",
+                            dir,      "--failure-domain", domain,       NULL};
             if (spawn(c, name, argv) < 0) return cli_error("cluster", "cannot start %s", name);
         }
     }
@@ -271,25 +272,26 @@ static int spawn_servers(struct cluster *c)
         snprintf(n1, sizeof(n1), "%llu", (unsigned long long)r);
         if (make_dir(dir) < 0) return cli_error("cluster", "cannot create '%s'", dir);
         {
-            char *argv[] = {"petrel", "cdc", "--registry", c->registry, "--replica", n1,
-                            "--replicas", nr, "--shards", ns, "--dir", dir, NULL};
+            char *argv[] = {"petrel", "cdc",        "--registry", c->registry, "--replica",
+                            n1,       "--replicas", nr,           "--shards",  ns,
+                            "--dir",  dir,          NULL};
             if (spawn(c, name, argv) < 0) return cli_error("cluster", "cannot start %s", name);
         }
     }
     for (s = 0; s < c->shards; s++) {
         for (r = 0; r < c->replicas; r++) {
-            snprintf(dir, sizeof(dir), "%s/shard-%llu/replica-%llu", c->dir,
-                     (unsigned long long)s, (unsigned long long)r);
+            snprintf(dir, sizeof(dir), "%s/shard-%llu/replica-%llu", c->dir, (unsigned long long)s,
+                     (unsigned long long)r);
             snprintf(name, sizeof(name), "shard-%llu-replica-%llu", (unsigned long long)s,
                      (unsigned long long)r);
             snprintf(n1, sizeof(n1), "%llu", (unsigned long long)s);
             snprintf(n2, sizeof(n2), "%llu", (unsigned long long)r);
             if (make_dir(dir) < 0) return cli_error("cluster", "cannot create '%s'", dir);
             {
-                char *argv[] = {"petrel", "shard", "--registry", c->registry, "--shard", n1,
-                                "--replica", n2, "--replicas", nr, "--dir", dir, NULL};
-                if (spawn(c, name, argv) < 0)
-                    return cli_error("cluster", "cannot start %s", name);
+                char *argv[] = {"petrel", "shard",     "--registry", c->registry,  "--shard",
+                                n1,       "--replica", n2,           "--replicas", nr,
+                                "--dir",  dir,         NULL};
+                if (spawn(c, name, argv) < 0) return cli_error("cluster", "cannot start %s", name);
             }
         }
     }
@@ -315,7 +317,8 @@ static int cluster_ready(struct cluster *c, uint64_t *since_ms)
                 led[shards[i].shard] = 1;
                 leaders++;
             }
-        for (i = 0; i < nc; i++) cdc_leader |= cdc[i].leader && !cdc[i].stale;
+        for (i = 0; i < nc; i++)
+            cdc_leader |= cdc[i].leader && !cdc[i].stale;
         ready = leaders == c->shards && ns == c->shards * c->replicas && nb >= c->blocks &&
                 (!cli_has_command("cdc") || (nc == c->replicas && cdc_leader));
         /* Shards learn block services when they heartbeat: wait for one heartbeat of every
@@ -343,17 +346,22 @@ static int cluster_start(int argc, char **argv)
     const struct cli_option options[] = {
         {'d', "dir", CLI_STRING, &dir, "DIR", "where data and logs live (created if missing)"},
         {0, "shards", CLI_UINT, &shards, "N", "metadata shards (default 4; 1-256)"},
-        {0, "replicas", CLI_UINT, &replicas, "R", "replicas per shard and of the CDC (1, 3 or 5; default 1)"},
-        {0, "block-services", CLI_UINT, &blocks, "B", "block services, each its own failure domain (default 3)"},
+        {0, "replicas", CLI_UINT, &replicas, "R",
+         "replicas per shard and of the CDC (1, 3 or 5; default 1)"},
+        {0, "block-services", CLI_UINT, &blocks, "B",
+         "block services, each its own failure domain (default 3)"},
         {0, NULL, CLI_FLAG, NULL, NULL, NULL},
     };
     const struct cli_spec spec = {
-        "cluster start", "--dir DIR [--shards N] [--replicas R] [--block-services B]",
+        "cluster start",
+        "--dir DIR [--shards N] [--replicas R] [--block-services B]",
         "Run a whole Petrel cluster on this machine (loopback): registry, CDC, shards and\n"
         "block services as child processes, data and logs under DIR. Prints the registry's\n"
         "location (petrel://127.0.0.1:PORT) once it serves. Ctrl-C or SIGTERM stops it all;\n"
         "starting again on the same DIR resumes with the same layout and data.",
-        options, 0, 0};
+        options,
+        0,
+        0};
     CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     if (!dir) return cli_error("cluster start", "no data directory given (use --dir DIR)");
     if (!cli_has_command("registry") || !cli_has_command("shard") || !cli_has_command("blocks"))
@@ -361,10 +369,12 @@ static int cluster_start(int argc, char **argv)
                          "this build has no cluster servers (petrel registry, shard, blocks)");
     rc = make_dir(dir);
     if (rc < 0 || !realpath(dir, real))
-        return cli_error("cluster start", "cannot create '%s': %s", dir, cli_strerror(rc ? rc : -errno));
+        return cli_error("cluster start", "cannot create '%s': %s", dir,
+                         cli_strerror(rc ? rc : -errno));
     rc = layout_load(real, &s, &r, &b);
     if (rc < 0)
-        return cli_error("cluster start", "cannot read %s/cluster.conf: %s", real, cli_strerror(rc));
+        return cli_error("cluster start", "cannot read %s/cluster.conf: %s", real,
+                         cli_strerror(rc));
     if (rc == 1) {
         if ((shards && shards != s) || (replicas && replicas != r) || (blocks && blocks != b))
             return cli_error("cluster start",
@@ -377,11 +387,13 @@ static int cluster_start(int argc, char **argv)
         if (replicas) r = replicas;
         if (blocks) b = blocks;
     }
-    if (s < 1 || s > 256) return cli_error("cluster start", "bad --shards %llu (1-256)", (unsigned long long)s);
+    if (s < 1 || s > 256)
+        return cli_error("cluster start", "bad --shards %llu (1-256)", (unsigned long long)s);
     if (r != 1 && r != 3 && r != 5)
         return cli_error("cluster start", "bad --replicas %llu (1, 3 or 5)", (unsigned long long)r);
     if (b < 1 || b > 64)
-        return cli_error("cluster start", "bad --block-services %llu (1-64)", (unsigned long long)b);
+        return cli_error("cluster start", "bad --block-services %llu (1-64)",
+                         (unsigned long long)b);
     snprintf(path, sizeof(path), "%s/cluster.lock", real);
     lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) < 0)
@@ -423,8 +435,9 @@ static int cluster_start(int argc, char **argv)
         goto out;
     }
     {
-        char *rargv[] = {"petrel", "registry", "--dir", path, "--listen", "127.0.0.1:0",
-                         "--using-dynamic-ports", NULL};
+        char *rargv[] = {
+            "petrel", "registry", "--dir", path, "--listen", "127.0.0.1:0", "--using-dynamic-ports",
+            NULL};
         if (spawn(c, "registry", rargv) < 0) {
             status = cli_error("cluster start", "cannot start the registry");
             goto out;
@@ -433,8 +446,8 @@ static int cluster_start(int argc, char **argv)
     for (waited = 0; !log_address(&c->kids[0], c->registry, sizeof(c->registry)); waited += 50) {
         reap(c, 0);
         if (c->kids[0].exited || waited >= START_TIMEOUT_MS || stop_requested) {
-            status = cli_error("cluster start", "the registry did not start (log: %s)",
-                               c->kids[0].log);
+            status =
+                cli_error("cluster start", "the registry did not start (log: %s)", c->kids[0].log);
             goto out;
         }
         sigprocmask(SIG_SETMASK, &old, NULL);
@@ -450,8 +463,9 @@ static int cluster_start(int argc, char **argv)
         reap(c, 1);
         if (stop_requested) goto out;
         if (waited >= START_TIMEOUT_MS) {
-            fprintf(stderr, "petrel cluster: not every service registered with a leader within "
-                            "%d s; serving anyway (see %s/logs)\n",
+            fprintf(stderr,
+                    "petrel cluster: not every service registered with a leader within "
+                    "%d s; serving anyway (see %s/logs)\n",
                     START_TIMEOUT_MS / 1000, real);
             break;
         }
@@ -499,9 +513,11 @@ int cmd_cluster(int argc, char **argv)
                "[--block-services B]\n"
                "       petrel cluster status petrel://HOST:PORT\n\n"
                "Run a whole cluster on this machine, or show a cluster's services, leaders and\n"
-               "capacity. 'petrel cluster start --help' and 'petrel cluster status --help' say more.\n");
+               "capacity. 'petrel cluster start --help' and 'petrel cluster status --help' say "
+               "more.\n");
         return 0;
     }
-    if (argc < 2) return cli_error("cluster", "missing subcommand: start or status (petrel cluster --help)");
+    if (argc < 2)
+        return cli_error("cluster", "missing subcommand: start or status (petrel cluster --help)");
     return cli_error("cluster", "unknown subcommand '%s': start or status", argv[1]);
 }

@@ -42,8 +42,8 @@ static int copy_file(struct copy *c, const char *from, const char *to, uint64_t 
         petrel_vfs_file_close(sv, in);
         return cli_error("cp", "cannot overwrite directory '%s' with a file", cli_show(c->dst, to));
     }
-    rc = petrel_vfs_file_open(dv, to,
-                              PETREL_VFS_O_WRITE | PETREL_VFS_O_CREAT | PETREL_VFS_O_TRUNC, &out);
+    rc = petrel_vfs_file_open(dv, to, PETREL_VFS_O_WRITE | PETREL_VFS_O_CREAT | PETREL_VFS_O_TRUNC,
+                              &out);
     if (rc < 0) {
         petrel_vfs_file_close(sv, in);
         return cli_error("cp", "cannot create '%s': %s", cli_show(c->dst, to), cli_strerror(rc));
@@ -125,8 +125,7 @@ static int copy_tree(struct copy *c, const char *from, const char *to)
     }
     rc = petrel_vfs_stat(c->dst->vfs, to, &st);
     if (rc == 0 && st.type != PETREL_VFS_DIR)
-        return cli_error("cp", "cannot overwrite file '%s' with a directory",
-                         cli_show(c->dst, to));
+        return cli_error("cp", "cannot overwrite file '%s' with a directory", cli_show(c->dst, to));
     if (rc == -PT_ENOENT) rc = petrel_vfs_mkdir(c->dst->vfs, to);
     if (rc < 0)
         return cli_error("cp", "cannot create directory '%s': %s", cli_show(c->dst, to),
@@ -144,7 +143,8 @@ static int copy_tree(struct copy *c, const char *from, const char *to)
         }
         status = copy_any(c, a, b);
     }
-    for (i = 0; i < l.n; i++) free(l.v[i]);
+    for (i = 0; i < l.n; i++)
+        free(l.v[i]);
     free(l.v);
     return status;
 }
@@ -175,15 +175,17 @@ int cmd_cp(int argc, char **argv)
         {0, NULL, CLI_FLAG, NULL, NULL, NULL},
     };
     const struct cli_spec spec = {
-        "cp", "[-r] SRC... DST",
+        "cp",
+        "[-r] SRC... DST",
         "Copy files (and with -r, directories) between locations of any kind: a local path,\n"
         "IMAGE:PATH (a flash image) or petrel://HOST:PORT/PATH (a cluster). With several\n"
         "sources, or when DST is a directory, copies into DST. Shows progress on a terminal.",
-        options, 2, -1};
+        options,
+        2,
+        -1};
     CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     if (cli_place_open("cp", argv[n], 0, &dst)) return 1;
-    if (petrel_vfs_stat(dst.vfs, dst.loc.path, &st) == 0 && st.type == PETREL_VFS_DIR)
-        into_dir = 1;
+    if (petrel_vfs_stat(dst.vfs, dst.loc.path, &st) == 0 && st.type == PETREL_VFS_DIR) into_dir = 1;
     if (n > 2 && !into_dir) {
         cli_place_close("cp", &dst);
         return cli_error("cp", "target '%s' is not a directory", argv[n]);
@@ -211,6 +213,7 @@ int cmd_cp(int argc, char **argv)
             snprintf(target, sizeof(target), "%s", dst.loc.path);
         }
         if (!status) status = copy_any(&c, src.loc.path, target);
+        c.src = NULL;
         if (cli_place_close("cp", &src)) status = 1;
     }
     free(c.buf);

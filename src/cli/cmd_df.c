@@ -12,10 +12,13 @@ int cmd_df(int argc, char **argv)
     int n, i, status = 0;
     const struct cli_option options[] = {{0, NULL, CLI_FLAG, NULL, NULL, NULL}};
     const struct cli_spec spec = {
-        "df", "LOCATION...",
+        "df",
+        "LOCATION...",
         "Show the size, used and available space of the store (image, cluster or local\n"
         "filesystem) each LOCATION is in; an image may be named alone (petrel df disk.img).",
-        options, 1, -1};
+        options,
+        1,
+        -1};
     CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     printf("%-32s %12s %12s %12s %5s\n", "Store", "Size", "Used", "Avail", "Use%");
     for (i = 1; i <= n; i++) {

@@ -29,10 +29,13 @@ int cmd_fsck(int argc, char **argv)
     int n, rc, status = 0;
     const struct cli_option options[] = {{0, NULL, CLI_FLAG, NULL, NULL, NULL}};
     const struct cli_spec spec = {
-        "fsck", "IMAGE",
+        "fsck",
+        "IMAGE",
         "Check a flash image: every metadata commit and data page CRC, the directory\n"
         "structure, the file trees and block use. Exit 0 when clean.",
-        options, 1, 1};
+        options,
+        1,
+        1};
     CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     if (cli_store_open("fsck", argv[1], PETREL_VFS_MOUNT_READ_ONLY, &p)) return 1;
     fs = petrel_vfs_image_fs(p.vfs);

@@ -18,9 +18,8 @@ int cmd_info(int argc, char **argv)
     int n, rc, status = 0;
     char a[32], b[32];
     const struct cli_option options[] = {{0, NULL, CLI_FLAG, NULL, NULL, NULL}};
-    const struct cli_spec spec = {"info", "IMAGE",
-                                  "Show a flash image's format, geometry, limits and usage.",
-                                  options, 1, 1};
+    const struct cli_spec spec = {
+        "info", "IMAGE", "Show a flash image's format, geometry, limits and usage.", options, 1, 1};
     CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     if (cli_store_open("info", argv[1], PETREL_VFS_MOUNT_READ_ONLY, &p)) return 1;
     fs = petrel_vfs_image_fs(p.vfs);

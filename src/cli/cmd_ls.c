@@ -81,9 +81,11 @@ static int list_one(const char *text, int lng, int header)
         } else {
             if (l.n) qsort(l.v, l.n, sizeof(*l.v), by_name);
             if (header) printf("%s:\n", text);
-            for (i = 0; i < l.n; i++) print_entry(l.v[i].name, &l.v[i].st, lng);
+            for (i = 0; i < l.n; i++)
+                print_entry(l.v[i].name, &l.v[i].st, lng);
         }
-        for (i = 0; i < l.n; i++) free(l.v[i].name);
+        for (i = 0; i < l.n; i++)
+            free(l.v[i].name);
         free(l.v);
     }
     if (cli_place_close("ls", &p)) status = 1;
@@ -98,10 +100,13 @@ int cmd_ls(int argc, char **argv)
         {0, NULL, CLI_FLAG, NULL, NULL, NULL},
     };
     const struct cli_spec spec = {
-        "ls", "[-l] LOCATION...",
+        "ls",
+        "[-l] LOCATION...",
         "List directories and files. A LOCATION is IMAGE:PATH, petrel://HOST:PORT/PATH or a\n"
         "local path.",
-        options, 1, -1};
+        options,
+        1,
+        -1};
     CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     for (i = 1; i <= n; i++) {
         if (n > 1 && i > 1) printf("\n");

@@ -30,10 +30,13 @@ int cmd_mkfs(int argc, char **argv)
         {0, NULL, CLI_FLAG, NULL, NULL, NULL},
     };
     const struct cli_spec spec = {
-        "mkfs", "IMAGE --size SIZE [--block-size 4096] [--prog-size N] [--read-size N]",
+        "mkfs",
+        "IMAGE --size SIZE [--block-size 4096] [--prog-size N] [--read-size N]",
         "Create IMAGE (or overwrite it) as an empty Petrel flash filesystem, or format the\n"
         "block device IMAGE. Everything on it is lost.",
-        options, 1, 1};
+        options,
+        1,
+        1};
     CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     if (stat(argv[1], &st) == 0 && S_ISDIR(st.st_mode))
         return cli_error("mkfs", "'%s' is a directory", argv[1]);

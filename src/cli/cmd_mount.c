@@ -30,16 +30,21 @@ int cmd_mount(int argc, char **argv)
     struct petrel_vfs_location loc;
     enum petrel_mount_stage stage = PETREL_MOUNT_STAGE_OPEN;
     const struct cli_option options[] = {
-        {'f', "foreground", CLI_FLAG, &foreground, NULL, "stay in the foreground (Ctrl-C unmounts)"},
-        {'o', "options", CLI_STRING, &opts, "OPTS", "mount options: ro, or libfuse options (comma-separated)"},
+        {'f', "foreground", CLI_FLAG, &foreground, NULL,
+         "stay in the foreground (Ctrl-C unmounts)"},
+        {'o', "options", CLI_STRING, &opts, "OPTS",
+         "mount options: ro, or libfuse options (comma-separated)"},
         {0, NULL, CLI_FLAG, NULL, NULL, NULL},
     };
     const struct cli_spec spec = {
-        "mount", "IMAGE|petrel://HOST:PORT MOUNTPOINT [-f] [-o ro]",
+        "mount",
+        "IMAGE|petrel://HOST:PORT MOUNTPOINT [-f] [-o ro]",
         "Mount a flash image (read-write, the engine's semantics) or a cluster (write-once\n"
         "files: created on open, written sequentially, linked when the writer closes them)\n"
         "at MOUNTPOINT with FUSE. Unmount with 'fusermount3 -u MOUNTPOINT'.",
-        options, 2, 2};
+        options,
+        2,
+        2};
     CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     memset(&mo, 0, sizeof(mo));
     mo.foreground = foreground;
@@ -79,11 +84,15 @@ int cmd_mount(int argc, char **argv)
         switch (stage) {
         case PETREL_MOUNT_STAGE_OPEN:
             if (rc == -PT_EBUSY)
-                return cli_error("mount", "cannot open '%s': in use by another process "
-                                          "(mounted already?)", argv[1]);
+                return cli_error("mount",
+                                 "cannot open '%s': in use by another process "
+                                 "(mounted already?)",
+                                 argv[1]);
             if (rc == -PT_ECORRUPT && loc.kind == PETREL_VFS_IMAGE)
-                return cli_error("mount", "cannot open '%s': not a Petrel image, or damaged "
-                                          "beyond mounting", argv[1]);
+                return cli_error("mount",
+                                 "cannot open '%s': not a Petrel image, or damaged "
+                                 "beyond mounting",
+                                 argv[1]);
             return cli_error("mount", "cannot open '%s': %s", argv[1], cli_strerror(rc));
         case PETREL_MOUNT_STAGE_FUSE:
             return cli_error("mount", "bad mount options '%s'", opts ? opts : "");

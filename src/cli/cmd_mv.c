@@ -18,14 +18,16 @@ int cmd_mv(int argc, char **argv)
     struct petrel_vfs_stat st;
     const struct cli_option options[] = {{0, NULL, CLI_FLAG, NULL, NULL, NULL}};
     const struct cli_spec spec = {
-        "mv", "SRC... DST",
+        "mv",
+        "SRC... DST",
         "Rename or move files and directories within one image, cluster or local tree.\n"
         "With several sources, or when DST is a directory, moves into DST.",
-        options, 2, -1};
+        options,
+        2,
+        -1};
     CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     if (cli_place_open("mv", argv[n], 0, &dst)) return 1;
-    if (petrel_vfs_stat(dst.vfs, dst.loc.path, &st) == 0 && st.type == PETREL_VFS_DIR)
-        into_dir = 1;
+    if (petrel_vfs_stat(dst.vfs, dst.loc.path, &st) == 0 && st.type == PETREL_VFS_DIR) into_dir = 1;
     if (n > 2 && !into_dir) {
         cli_place_close("mv", &dst);
         return cli_error("mv", "target '%s' is not a directory", argv[n]);
@@ -39,8 +41,9 @@ int cmd_mv(int argc, char **argv)
             continue;
         }
         if (src.vfs != dst.vfs) {
-            status = cli_error("mv", "cannot move '%s' to another store '%s' (use cp -r, then rm -r)",
-                               argv[i], argv[n]);
+            status =
+                cli_error("mv", "cannot move '%s' to another store '%s' (use cp -r, then rm -r)",
+                          argv[i], argv[n]);
         } else {
             snprintf(target, sizeof(target), "%s", dst.loc.path);
             if (into_dir && petrel_vfs_path_join(target, sizeof(target), dst.loc.path,

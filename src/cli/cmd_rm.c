@@ -35,13 +35,15 @@ static int remove_tree(struct cli_place *p, const char *path)
 {
     struct petrel_vfs_stat st;
     int rc = petrel_vfs_stat(p->vfs, path, &st);
-    if (rc < 0) return cli_error("rm", "cannot remove '%s': %s", cli_show(p, path), cli_strerror(rc));
+    if (rc < 0)
+        return cli_error("rm", "cannot remove '%s': %s", cli_show(p, path), cli_strerror(rc));
     if (st.type == PETREL_VFS_DIR) {
         struct names l = {0};
         size_t i;
         int status = 0;
         rc = petrel_vfs_readdir(p->vfs, path, add_name, &l);
-        if (rc < 0) status = cli_error("rm", "cannot list '%s': %s", cli_show(p, path), cli_strerror(rc));
+        if (rc < 0)
+            status = cli_error("rm", "cannot list '%s': %s", cli_show(p, path), cli_strerror(rc));
         for (i = 0; i < l.n && !status; i++) {
             char child[PETREL_VFS_PATH_MAX];
             if (petrel_vfs_path_join(child, sizeof(child), path, l.v[i]) < 0)
@@ -49,12 +51,14 @@ static int remove_tree(struct cli_place *p, const char *path)
             else
                 status = remove_tree(p, child);
         }
-        for (i = 0; i < l.n; i++) free(l.v[i]);
+        for (i = 0; i < l.n; i++)
+            free(l.v[i]);
         free(l.v);
         if (status) return status;
     }
     rc = petrel_vfs_remove(p->vfs, path);
-    if (rc < 0) return cli_error("rm", "cannot remove '%s': %s", cli_show(p, path), cli_strerror(rc));
+    if (rc < 0)
+        return cli_error("rm", "cannot remove '%s': %s", cli_show(p, path), cli_strerror(rc));
     return 0;
 }
 
@@ -65,9 +69,12 @@ int cmd_rm(int argc, char **argv)
         {'r', "recursive", CLI_FLAG, &recursive, NULL, "remove directories and their contents"},
         {0, NULL, CLI_FLAG, NULL, NULL, NULL},
     };
-    const struct cli_spec spec = {"rm", "[-r] LOCATION...",
+    const struct cli_spec spec = {"rm",
+                                  "[-r] LOCATION...",
                                   "Remove files (and with -r, directories and their contents).",
-                                  options, 1, -1};
+                                  options,
+                                  1,
+                                  -1};
     CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     for (i = 1; i <= n; i++) {
         struct cli_place p;

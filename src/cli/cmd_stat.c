@@ -37,8 +37,8 @@ static int stat_one(const char *text)
             int64_t len = petrel_vfs_listxattr(p.vfs, p.loc.path, NULL, 0);
             if (len > 0) {
                 char *names = malloc((size_t)len);
-                if (names && (len = petrel_vfs_listxattr(p.vfs, p.loc.path, names,
-                                                          (uint64_t)len)) > 0) {
+                if (names &&
+                    (len = petrel_vfs_listxattr(p.vfs, p.loc.path, names, (uint64_t)len)) > 0) {
                     int64_t off = 0;
                     printf("Attributes:");
                     while (off < len) {
@@ -59,9 +59,12 @@ int cmd_stat(int argc, char **argv)
 {
     int n, i, status = 0;
     const struct cli_option options[] = {{0, NULL, CLI_FLAG, NULL, NULL, NULL}};
-    const struct cli_spec spec = {
-        "stat", "LOCATION...", "Show the type, size, mode, time and attributes of locations.",
-        options, 1, -1};
+    const struct cli_spec spec = {"stat",
+                                  "LOCATION...",
+                                  "Show the type, size, mode, time and attributes of locations.",
+                                  options,
+                                  1,
+                                  -1};
     CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     for (i = 1; i <= n; i++)
         if (stat_one(argv[i])) status = 1;

@@ -26,13 +26,28 @@ int cli_parse_size(const char *text, uint64_t *out)
     v = strtoull(text, &end, 10);
     if (errno) return -1;
     switch (toupper((unsigned char)*end)) {
-    case '\0': break;
-    case 'K': shift = 10; end++; break;
-    case 'M': shift = 20; end++; break;
-    case 'G': shift = 30; end++; break;
-    case 'T': shift = 40; end++; break;
-    case 'B': break;
-    default: return -1;
+    case '\0':
+        break;
+    case 'K':
+        shift = 10;
+        end++;
+        break;
+    case 'M':
+        shift = 20;
+        end++;
+        break;
+    case 'G':
+        shift = 30;
+        end++;
+        break;
+    case 'T':
+        shift = 40;
+        end++;
+        break;
+    case 'B':
+        break;
+    default:
+        return -1;
     }
     if (shift && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0 || strcmp(end, "ib") == 0))
         end += strlen(end);
@@ -56,7 +71,8 @@ void cli_print_help(const struct cli_spec *spec)
         if (o->short_name && o->long_name) n += snprintf(left + n, sizeof(left) - (size_t)n, ", ");
         if (o->long_name) n += snprintf(left + n, sizeof(left) - (size_t)n, "--%s", o->long_name);
         if (o->kind != CLI_FLAG)
-            snprintf(left + n, sizeof(left) - (size_t)n, " %s", o->arg_name ? o->arg_name : "VALUE");
+            snprintf(left + n, sizeof(left) - (size_t)n, " %s",
+                     o->arg_name ? o->arg_name : "VALUE");
         printf("  %-24s %s\n", left, o->help);
     }
     printf("  %-24s %s\n", "-h, --help", "show this help");
@@ -74,8 +90,8 @@ static int set_value(const struct cli_spec *spec, const struct cli_option *o, co
         return 0;
     case CLI_SIZE:
         if (cli_parse_size(value, (uint64_t *)o->value) < 0) {
-            cli_error(spec->name, "bad size '%s' for %s (use a number with K, M, G or T)",
-                      value, shown);
+            cli_error(spec->name, "bad size '%s' for %s (use a number with K, M, G or T)", value,
+                      shown);
             return -1;
         }
         return 0;
@@ -170,8 +186,7 @@ enum cli_parse_result cli_parse(const struct cli_spec *spec, int argc, char **ar
         return CLI_PARSE_ERROR;
     }
     if (spec->max_args >= 0 && n > spec->max_args) {
-        cli_error(spec->name, "too many arguments (usage: petrel %s %s)", spec->name,
-                  spec->usage);
+        cli_error(spec->name, "too many arguments (usage: petrel %s %s)", spec->name, spec->usage);
         return CLI_PARSE_ERROR;
     }
     *nargs = n;

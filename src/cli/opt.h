@@ -21,14 +21,14 @@ struct cli_option {
     const char *long_name; /* NULL = none */
     enum cli_opt_kind kind;
     void *value;
-    const char *arg_name;  /* shown in help for options with a value */
+    const char *arg_name; /* shown in help for options with a value */
     const char *help;
 };
 
 struct cli_spec {
-    const char *name;        /* "cp" (or "cluster start") */
-    const char *usage;       /* "[-r] SRC... DST" */
-    const char *description; /* a paragraph for --help */
+    const char *name;                 /* "cp" (or "cluster start") */
+    const char *usage;                /* "[-r] SRC... DST" */
+    const char *description;          /* a paragraph for --help */
     const struct cli_option *options; /* ends with an entry whose kind is CLI_FLAG and
                                          short_name 0 and long_name NULL */
     int min_args;
@@ -52,11 +52,11 @@ int cli_parse_size(const char *text, uint64_t *out);
 void cli_print_help(const struct cli_spec *spec);
 
 /* Parse and return from the command on help or error (the common prologue). */
-#define CLI_PARSE_OR_RETURN(spec, argc, argv, nargs)                                          \
-    do {                                                                                     \
-        enum cli_parse_result cli_r_ = cli_parse((spec), (argc), (argv), (nargs));           \
-        if (cli_r_ == CLI_PARSE_HELP) return 0;                                              \
-        if (cli_r_ == CLI_PARSE_ERROR) return 2;                                             \
+#define CLI_PARSE_OR_RETURN(spec, argc, argv, nargs)                                               \
+    do {                                                                                           \
+        enum cli_parse_result cli_r_ = cli_parse((spec), (argc), (argv), (nargs));                 \
+        if (cli_r_ == CLI_PARSE_HELP) return 0;                                                    \
+        if (cli_r_ == CLI_PARSE_ERROR) return 2;                                                   \
     } while (0)
 
 #endif

@@ -60,11 +60,12 @@ static int place_open(const char *cmd, const char *text, int flags, struct cli_p
             return cli_error(cmd, "cannot open image '%s': in use by another process (mounted?)",
                              place->loc.store);
         if (place->loc.kind == PETREL_VFS_IMAGE && rc == -PT_ECORRUPT)
-            return cli_error(cmd, "cannot open image '%s': not a Petrel image, or damaged "
-                                  "beyond mounting", place->loc.store);
+            return cli_error(cmd,
+                             "cannot open image '%s': not a Petrel image, or damaged "
+                             "beyond mounting",
+                             place->loc.store);
         if (place->loc.kind == PETREL_VFS_IMAGE)
-            return cli_error(cmd, "cannot open image '%s': %s", place->loc.store,
-                             cli_strerror(rc));
+            return cli_error(cmd, "cannot open image '%s': %s", place->loc.store, cli_strerror(rc));
         if (place->loc.kind == PETREL_VFS_CLUSTER)
             return cli_error(cmd, "cannot reach cluster petrel://%s:%u: %s", place->loc.host,
                              place->loc.port, cli_strerror(rc));
@@ -101,8 +102,7 @@ int cli_place_close(const char *cmd, struct cli_place *place)
                 int rc = petrel_vfs_close(stores[i].vfs);
                 stores[i].vfs = NULL;
                 if (rc < 0)
-                    return cli_error(cmd, "cannot close '%s': %s", place->text,
-                                     cli_strerror(rc));
+                    return cli_error(cmd, "cannot close '%s': %s", place->text, cli_strerror(rc));
             }
             return 0;
         }

@@ -48,14 +48,25 @@ static struct driver *drv(void)
     return fuse_get_context()->private_data;
 }
 
-#define LOCKED(expr)                                                                          \
-    ({                                                                                       \
-        struct driver *d_ = drv();                                                           \
-        __typeof__(expr) r_;                                                                 \
-        pthread_mutex_lock(&d_->lock);                                                       \
-        r_ = (expr);                                                                         \
-        pthread_mutex_unlock(&d_->lock);                                                     \
-        r_;                                                                                  \
+/* FUSE hands back, as fh, the pointer we stored at open. */
+static struct handle *handle_of(const struct fuse_file_info *fi)
+{
+    return (struct handle *)(uintptr_t)fi->fh; /* NOLINT(performance-no-int-to-ptr) */
+}
+
+static const char *dir_of(const struct fuse_file_info *fi)
+{
+    return (const char *)(uintptr_t)fi->fh; /* NOLINT(performance-no-int-to-ptr) */
+}
+
+#define LOCKED(expr)                                                                               \
+    ({                                                                                             \
+        struct driver *d_ = drv();                                                                 \
+        __typeof__(expr) r_;                                                                       \
+        pthread_mutex_lock(&d_->lock);                                                             \
+        r_ = (expr);                                                                               \
+        pthread_mutex_unlock(&d_->lock);                                                           \
+        r_;                                                                                        \
     })
 
 /* PT_E* codes mirror errno; Petrel-only codes become the nearest errno. */
@@ -104,7 +115,7 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
     struct handle *h;
     int rc;
     pthread_mutex_lock(&d->lock);
-    h = fi ? (struct handle *)(uintptr_t)fi->fh : (path ? find_writer(d, path) : NULL);
+    h = fi ? handle_of(fi) : (path ? find_writer(d, path) : NULL);
     if (h)
         rc = petrel_vfs_file_stat(d->vfs, h->file, &s);
     else if (path)
@@ -142,7 +153,7 @@ static int op_opendir(const char *path, struct fuse_file_info *fi)
 
 static int op_releasedir(const char *path, struct fuse_file_info *fi)
 {
-    free((char *)(uintptr_t)fi->fh);
+    free((char *)dir_of(fi));
     return 0;
 }
 
@@ -150,7 +161,7 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
                       struct fuse_file_info *fi, enum fuse_readdir_flags flags)
 {
     struct fill_ctx c = {buf, filler, drv()->read_only};
-    const char *dir = (const char *)(uintptr_t)fi->fh;
+    const char *dir = dir_of(fi);
     int rc;
     filler(buf, ".", NULL, 0, 0);
     filler(buf, "..", NULL, 0, 0);
@@ -272,10 +283,9 @@ static int op_open(const char *path, struct fuse_file_info *fi)
     return open_common(path, fi, 0);
 }
 
-static int op_read(const char *path, char *buf, size_t size, off_t off,
-                   struct fuse_file_info *fi)
+static int op_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
 {
-    struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    struct handle *h = handle_of(fi);
     int64_t n = LOCKED(petrel_vfs_file_read(drv()->vfs, h->file, buf, size, (uint64_t)off));
     return n < 0 ? to_errno(n) : (int)n;
 }
@@ -283,7 +293,7 @@ static int op_read(const char *path, char *buf, size_t size, off_t off,
 static int op_write(const char *path, const char *buf, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
-    struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    struct handle *h = handle_of(fi);
     int rc = LOCKED(petrel_vfs_write_all(drv()->vfs, h->file, buf, size, (uint64_t)off));
     return rc < 0 ? to_errno(rc) : (int)size;
 }
@@ -291,7 +301,7 @@ static int op_write(const char *path, const char *buf, size_t size, off_t off,
 static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
     struct driver *d = drv();
-    struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
+    struct handle *h = fi ? handle_of(fi) : NULL;
     int rc;
     pthread_mutex_lock(&d->lock);
     if (!h && path) h = find_writer(d, path);
@@ -315,14 +325,14 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 
 static int op_flush(const char *path, struct fuse_file_info *fi)
 {
-    struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    struct handle *h = handle_of(fi);
     if (!h->writer) return 0;
     return to_errno(LOCKED(petrel_vfs_file_sync(drv()->vfs, h->file)));
 }
 
 static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
-    struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    struct handle *h = handle_of(fi);
     return to_errno(LOCKED(petrel_vfs_file_sync(drv()->vfs, h->file)));
 }
 
@@ -340,7 +350,7 @@ static void unlist(struct driver *d, struct handle *h)
 static int op_release(const char *path, struct fuse_file_info *fi)
 {
     struct driver *d = drv();
-    struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    struct handle *h = handle_of(fi);
     int rc;
     pthread_mutex_lock(&d->lock);
     rc = petrel_vfs_file_close(d->vfs, h->file);
@@ -360,7 +370,8 @@ static int op_statfs(const char *path, struct statvfs *st)
     memset(st, 0, sizeof(*st));
     st->f_bsize = st->f_frsize = s.block_size ? s.block_size : 4096;
     st->f_blocks = s.blocks_total;
-    st->f_bfree = st->f_bavail = s.blocks_total > s.blocks_used ? s.blocks_total - s.blocks_used : 0;
+    st->f_bfree = st->f_bavail =
+        s.blocks_total > s.blocks_used ? s.blocks_total - s.blocks_used : 0;
     st->f_namemax = s.name_max ? s.name_max : 255;
     return 0;
 }
@@ -370,7 +381,7 @@ static int op_utimens(const char *path, const struct timespec tv[2], struct fuse
     struct driver *d = drv();
     struct timespec now;
     if (!(d->vfs->caps & PETREL_VFS_CAP_MTIME)) return -ENOTSUP;
-    if (!path && fi) path = ((struct handle *)(uintptr_t)fi->fh)->path;
+    if (!path && fi) path = (handle_of(fi))->path;
     if (!path) return -EBADF;
     if (tv[1].tv_nsec == UTIME_OMIT) return 0;
     if (tv[1].tv_nsec == UTIME_NOW)
@@ -387,7 +398,7 @@ static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
     struct driver *d = drv();
     struct stat st;
     int rc;
-    if (!path && fi) path = ((struct handle *)(uintptr_t)fi->fh)->path;
+    if (!path && fi) path = (handle_of(fi))->path;
     if (!path) return -EBADF;
     if (d->vfs->caps & PETREL_VFS_CAP_MODE)
         return to_errno(LOCKED(petrel_vfs_set_mode(d->vfs, path, (uint32_t)mode)));
@@ -473,15 +484,18 @@ static const struct fuse_operations operations = {
 
 static int close_all(struct driver *d)
 {
+    struct handle *h, *next;
     int rc = 0;
-    while (d->open) {
-        struct handle *h = d->open;
+    for (h = d->open; h; h = next) {
         int r = (d->vfs->caps & PETREL_VFS_CAP_WRITE_ONCE) && h->writer
                     ? petrel_vfs_file_abandon(d->vfs, h->file)
                     : petrel_vfs_file_close(d->vfs, h->file);
         if (r < 0 && rc == 0) rc = r;
-        unlist(d, h);
+        next = h->next;
+        free(h->path);
+        free(h);
     }
+    d->open = NULL;
     return rc;
 }
 

@@ -10,8 +10,8 @@
 #include "petrel/vfs.h"
 
 struct petrel_mount_options {
-    int foreground;       /* stay in the foreground (else daemonize once mounted) */
-    int read_only;        /* mount read-only */
+    int foreground;        /* stay in the foreground (else daemonize once mounted) */
+    int read_only;         /* mount read-only */
     const char *fuse_opts; /* extra comma-separated -o options for libfuse, or NULL */
 };
 

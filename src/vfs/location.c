@@ -28,10 +28,12 @@ int petrel_vfs_path_normalize(char *path, size_t size)
     while (*in) {
         const char *start;
         size_t len;
-        while (*in == '/') in++;
+        while (*in == '/')
+            in++;
         if (!*in) break;
         start = in;
-        while (*in && *in != '/') in++;
+        while (*in && *in != '/')
+            in++;
         len = (size_t)(in - start);
         if (len == 1 && start[0] == '.') continue;
         if (len == 2 && start[0] == '.' && start[1] == '.') return -PT_EINVAL;

@@ -30,9 +30,9 @@ int petrel_vfs_close(struct petrel_vfs *vfs)
     return vfs->ops->destroy(vfs);
 }
 
-#define READ_ONLY_GUARD(vfs)                                                                  \
-    do {                                                                                     \
-        if ((vfs)->caps & PETREL_VFS_CAP_READ_ONLY) return -PT_EROFS;                        \
+#define READ_ONLY_GUARD(vfs)                                                                       \
+    do {                                                                                           \
+        if ((vfs)->caps & PETREL_VFS_CAP_READ_ONLY) return -PT_EROFS;                              \
     } while (0)
 
 int petrel_vfs_stat(struct petrel_vfs *vfs, const char *path, struct petrel_vfs_stat *st)
@@ -41,8 +41,7 @@ int petrel_vfs_stat(struct petrel_vfs *vfs, const char *path, struct petrel_vfs_
     return vfs->ops->stat(vfs, path, st);
 }
 
-int petrel_vfs_readdir(struct petrel_vfs *vfs, const char *path, petrel_vfs_dir_fn fn,
-                       void *ctx)
+int petrel_vfs_readdir(struct petrel_vfs *vfs, const char *path, petrel_vfs_dir_fn fn, void *ctx)
 {
     return vfs->ops->readdir(vfs, path, fn, ctx);
 }
@@ -83,15 +82,14 @@ int64_t petrel_vfs_file_read(struct petrel_vfs *vfs, struct petrel_vfs_file *fil
     return vfs->ops->read(vfs, file, buf, size, off);
 }
 
-int64_t petrel_vfs_file_write(struct petrel_vfs *vfs, struct petrel_vfs_file *file,
-                              const void *buf, uint64_t size, uint64_t off)
+int64_t petrel_vfs_file_write(struct petrel_vfs *vfs, struct petrel_vfs_file *file, const void *buf,
+                              uint64_t size, uint64_t off)
 {
     READ_ONLY_GUARD(vfs);
     return vfs->ops->write(vfs, file, buf, size, off);
 }
 
-int petrel_vfs_file_truncate(struct petrel_vfs *vfs, struct petrel_vfs_file *file,
-                             uint64_t size)
+int petrel_vfs_file_truncate(struct petrel_vfs *vfs, struct petrel_vfs_file *file, uint64_t size)
 {
     READ_ONLY_GUARD(vfs);
     if (!vfs->ops->truncate) return -PT_ENOTSUP;
@@ -140,15 +138,15 @@ int petrel_vfs_set_mode(struct petrel_vfs *vfs, const char *path, uint32_t mode)
     return vfs->ops->set_mode(vfs, path, mode & 07777);
 }
 
-int64_t petrel_vfs_getxattr(struct petrel_vfs *vfs, const char *path, const char *name,
-                            void *buf, uint64_t size)
+int64_t petrel_vfs_getxattr(struct petrel_vfs *vfs, const char *path, const char *name, void *buf,
+                            uint64_t size)
 {
     if (!vfs->ops->getxattr) return -PT_ENOTSUP;
     return vfs->ops->getxattr(vfs, path, name, buf, size);
 }
 
-int petrel_vfs_setxattr(struct petrel_vfs *vfs, const char *path, const char *name,
-                        const void *buf, uint64_t size, int flags)
+int petrel_vfs_setxattr(struct petrel_vfs *vfs, const char *path, const char *name, const void *buf,
+                        uint64_t size, int flags)
 {
     READ_ONLY_GUARD(vfs);
     if (!vfs->ops->setxattr) return -PT_ENOTSUP;
@@ -162,8 +160,7 @@ int petrel_vfs_removexattr(struct petrel_vfs *vfs, const char *path, const char 
     return vfs->ops->removexattr(vfs, path, name);
 }
 
-int64_t petrel_vfs_listxattr(struct petrel_vfs *vfs, const char *path, char *buf,
-                             uint64_t size)
+int64_t petrel_vfs_listxattr(struct petrel_vfs *vfs, const char *path, char *buf, uint64_t size)
 {
     if (!vfs->ops->listxattr) return -PT_ENOTSUP;
     return vfs->ops->listxattr(vfs, path, buf, size);

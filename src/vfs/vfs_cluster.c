@@ -45,10 +45,10 @@ struct petrel_vfs_file {
     pthread_cond_t cond;
     uint8_t *queue; /* ring of QUEUE_BYTES */
     size_t head, fill;
-    int finished;   /* no more bytes: end the stream (link) */
-    int abandoned;  /* fail the stream (never link) */
-    int done;       /* the writer thread returned */
-    int result;     /* its result */
+    int finished;     /* no more bytes: end the stream (link) */
+    int abandoned;    /* fail the stream (never link) */
+    int done;         /* the writer thread returned */
+    int result;       /* its result */
     uint64_t written; /* bytes accepted so far */
     int failed;       /* a write or truncate failed: never link */
     struct petrel_client *wclient;
@@ -96,7 +96,8 @@ static int list_entry(void *ctx, const struct petrel_dirent *e)
     st.mode = st.type == PETREL_VFS_DIR ? 0755 : 0444;
     /* Sizes and times are not in the listing: ask for them (an entry removed meanwhile is
      * listed with what the listing said). */
-    if (petrel_vfs_path_join(child, sizeof(child), l->dir, e->name) == 0) cl_stat(l->vfs, child, &st);
+    if (petrel_vfs_path_join(child, sizeof(child), l->dir, e->name) == 0)
+        cl_stat(l->vfs, child, &st);
     return l->fn(l->ctx, e->name, &st);
 }
 
@@ -132,7 +133,8 @@ static long stream_read(void *ctx, void *buf, size_t cap)
     struct petrel_vfs_file *f = ctx;
     size_t n, first;
     pthread_mutex_lock(&f->lock);
-    while (f->fill == 0 && !f->finished && !f->abandoned) pthread_cond_wait(&f->cond, &f->lock);
+    while (f->fill == 0 && !f->finished && !f->abandoned)
+        pthread_cond_wait(&f->cond, &f->lock);
     if (f->abandoned) {
         pthread_mutex_unlock(&f->lock);
         return -PT_ECANCELED;
@@ -235,8 +237,8 @@ static int read_piece(void *ctx, const void *buf, size_t len)
     return 0;
 }
 
-static int64_t cl_read(struct petrel_vfs *vfs, struct petrel_vfs_file *f, void *buf,
-                       uint64_t size, uint64_t off)
+static int64_t cl_read(struct petrel_vfs *vfs, struct petrel_vfs_file *f, void *buf, uint64_t size,
+                       uint64_t off)
 {
     struct read_ctx r = {buf, 0};
     int rc;
@@ -258,7 +260,8 @@ static int64_t cl_write(struct petrel_vfs *vfs, struct petrel_vfs_file *f, const
     pthread_mutex_lock(&f->lock);
     while (left > 0) {
         size_t tail, n, first;
-        while (f->fill == QUEUE_BYTES && !f->done) pthread_cond_wait(&f->cond, &f->lock);
+        while (f->fill == QUEUE_BYTES && !f->done)
+            pthread_cond_wait(&f->cond, &f->lock);
         if (f->done) { /* the writer stopped early: its error is the answer */
             int rc = f->result < 0 ? f->result : -PT_EIO;
             f->failed = 1;

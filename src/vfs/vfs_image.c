@@ -71,7 +71,8 @@ struct meta {
 /* The root has no entry, so no attributes (engine: -PT_EINVAL); say so plainly. */
 static int is_root(const char *path)
 {
-    while (*path == '/') path++;
+    while (*path == '/')
+        path++;
     return *path == '\0';
 }
 
@@ -118,6 +119,7 @@ static void fill_stat(struct image_vfs *im, const char *path, const struct petre
                       struct petrel_vfs_stat *st)
 {
     struct meta m;
+    memset(st, 0, sizeof(*st));
     st->type = info->type == PETREL_FS_DIR ? PETREL_VFS_DIR : PETREL_VFS_REG;
     st->size = info->type == PETREL_FS_DIR ? 0 : info->size;
     if (meta_get(im, path, &m) == 0) {
@@ -137,8 +139,7 @@ static int image_stat(struct petrel_vfs *vfs, const char *path, struct petrel_vf
     return 0;
 }
 
-static int image_readdir(struct petrel_vfs *vfs, const char *path, petrel_vfs_dir_fn fn,
-                         void *ctx)
+static int image_readdir(struct petrel_vfs *vfs, const char *path, petrel_vfs_dir_fn fn, void *ctx)
 {
     struct image_vfs *im = image(vfs);
     struct petrel_fs_dir dir;
@@ -364,8 +365,8 @@ static int xattr_find(struct image_vfs *im, const char *path, const char *name, 
     return -PT_ENODATA;
 }
 
-static int64_t image_getxattr(struct petrel_vfs *vfs, const char *path, const char *name,
-                              void *out, uint64_t size)
+static int64_t image_getxattr(struct petrel_vfs *vfs, const char *path, const char *name, void *out,
+                              uint64_t size)
 {
     struct image_vfs *im = image(vfs);
     uint8_t buf[PETREL_FS_ATTR_MAX_DEFAULT + 1];
@@ -402,7 +403,7 @@ static int image_setxattr(struct petrel_vfs *vfs, const char *path, const char *
         type = free_slot;
     }
     buf[0] = (uint8_t)nlen;
-    memcpy(buf + 1, name, nlen);
+    memcpy(buf + 1, name, nlen); /* NOLINT(bugprone-not-null-terminated-result): length-prefixed */
     if (size) memcpy(buf + 1 + nlen, value, (size_t)size);
     return petrel_fs_setattr(&im->fs, path, (uint8_t)type, buf, (uint32_t)(1 + nlen + size));
 }
@@ -419,8 +420,7 @@ static int image_removexattr(struct petrel_vfs *vfs, const char *path, const cha
     return petrel_fs_removeattr(&im->fs, path, (uint8_t)type);
 }
 
-static int64_t image_listxattr(struct petrel_vfs *vfs, const char *path, char *out,
-                               uint64_t size)
+static int64_t image_listxattr(struct petrel_vfs *vfs, const char *path, char *out, uint64_t size)
 {
     struct image_vfs *im = image(vfs);
     uint8_t buf[PETREL_FS_ATTR_MAX_DEFAULT + 1];
@@ -483,11 +483,11 @@ static const struct petrel_vfs_ops image_ops = {
 };
 
 /* Open the device with one geometry and try to mount; on failure everything is closed. */
-static int try_mount(struct image_vfs *im, const char *path, uint32_t read_size,
-                     uint32_t prog_size, uint32_t block_size)
+static int try_mount(struct image_vfs *im, const char *path, uint32_t read_size, uint32_t prog_size,
+                     uint32_t block_size)
 {
-    int rc = petrel_bd_file_open(&im->bd, &im->file, path, 0, read_size, prog_size, block_size,
-                                 0, IMAGE_ERASE_VALUE);
+    int rc = petrel_bd_file_open(&im->bd, &im->file, path, 0, read_size, prog_size, block_size, 0,
+                                 IMAGE_ERASE_VALUE);
     if (rc < 0) return rc;
     memset(&im->cfg, 0, sizeof(im->cfg));
     im->cfg.bd = &im->bd;
@@ -517,8 +517,7 @@ static int mount_any(struct image_vfs *im, const char *path, uint64_t image_size
             continue;
         r = try_mount(im, path, IMAGE_READ_SIZE, IMAGE_PROG_SIZE, block);
         if (r == 0) return 0;
-        if (r == -PT_ENOENT || r == -PT_EACCES || r == -PT_EVERSION || r == -PT_ENOMEM)
-            return r;
+        if (r == -PT_ENOENT || r == -PT_EACCES || r == -PT_EVERSION || r == -PT_ENOMEM) return r;
         if (r != -PT_EINVAL) rc = r;
     }
     return rc;
@@ -592,8 +591,7 @@ int petrel_vfs_image_format(const char *path, uint64_t size, uint32_t block_size
     struct stat st;
     uint64_t count;
     int rc, rc2, exists = stat(path, &st) == 0;
-    if (!block_size || !prog_size || !read_size || block_size % prog_size ||
-        block_size % read_size)
+    if (!block_size || !prog_size || !read_size || block_size % prog_size || block_size % read_size)
         return -PT_EINVAL;
     if (exists && S_ISBLK(st.st_mode)) size = 0; /* the device decides */
     if (!exists || S_ISREG(st.st_mode)) {
@@ -609,8 +607,9 @@ int petrel_vfs_image_format(const char *path, uint64_t size, uint32_t block_size
     if (!im) return -PT_ENOMEM;
     im->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (im->lock_fd < 0 || flock(im->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        rc = im->lock_fd < 0 ? (errno == EACCES ? -PT_EACCES
-                                : errno == ENOENT ? -PT_ENOENT : -PT_EIO)
+        rc = im->lock_fd < 0 ? (errno == EACCES   ? -PT_EACCES
+                                : errno == ENOENT ? -PT_ENOENT
+                                                  : -PT_EIO)
                              : -PT_EBUSY;
         if (im->lock_fd >= 0) close(im->lock_fd);
         free(im);

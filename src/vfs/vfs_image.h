@@ -15,7 +15,7 @@
 #define IMAGE_PROG_SIZE 16
 #define IMAGE_READ_SIZE 16
 #define IMAGE_ERASE_VALUE 0xff /* images are made to be written to NOR flash */
-#define IMAGE_BLOCK_CYCLES 500  /* metadata pairs move after this many erases */
+#define IMAGE_BLOCK_CYCLES 500 /* metadata pairs move after this many erases */
 
 /*
  * Create (or overwrite) an image file of size bytes, or format a block device (size taken

@@ -36,7 +36,8 @@ static struct local_vfs *local(struct petrel_vfs *vfs)
 /* "/" -> ".", "/a/b" -> "a/b": a name relative to the root directory. */
 static const char *rel(const char *path)
 {
-    while (*path == '/') path++;
+    while (*path == '/')
+        path++;
     return *path ? path : ".";
 }
 
@@ -70,8 +71,7 @@ static int local_stat(struct petrel_vfs *vfs, const char *path, struct petrel_vf
     return 0;
 }
 
-static int local_readdir(struct petrel_vfs *vfs, const char *path, petrel_vfs_dir_fn fn,
-                         void *ctx)
+static int local_readdir(struct petrel_vfs *vfs, const char *path, petrel_vfs_dir_fn fn, void *ctx)
 {
     int fd = openat(local(vfs)->dirfd, rel(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d;
@@ -223,8 +223,8 @@ static int local_set_mode(struct petrel_vfs *vfs, const char *path, uint32_t mod
     return fchmodat(local(vfs)->dirfd, rel(path), (mode_t)mode, 0) < 0 ? err() : 0;
 }
 
-static int64_t local_getxattr(struct petrel_vfs *vfs, const char *path, const char *name,
-                              void *buf, uint64_t size)
+static int64_t local_getxattr(struct petrel_vfs *vfs, const char *path, const char *name, void *buf,
+                              uint64_t size)
 {
     char p[PETREL_VFS_PATH_MAX * 2];
     ssize_t n;
@@ -253,8 +253,7 @@ static int local_removexattr(struct petrel_vfs *vfs, const char *path, const cha
     return removexattr(p, name) < 0 ? err() : 0;
 }
 
-static int64_t local_listxattr(struct petrel_vfs *vfs, const char *path, char *buf,
-                               uint64_t size)
+static int64_t local_listxattr(struct petrel_vfs *vfs, const char *path, char *buf, uint64_t size)
 {
     char p[PETREL_VFS_PATH_MAX * 2];
     ssize_t n;

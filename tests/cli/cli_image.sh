@@ -73,7 +73,7 @@ expect_fail "cp into garbage" "cannot open image" "$P" cp src/a.txt junk.img:/a
 expect_eq "garbage unchanged" "$sum" "$(cksum < junk.img)"
 # Damage inside a valid image: a flipped byte in a file's data must make fsck fail and the
 # read an error (never wrong bytes). The file is all 'Z' so its data blocks are easy to find.
-"$P" mkfs dmg.img --size 4M >/dev/null
+"$P" mkfs dmg.img --size 1M >/dev/null
 head -c 300000 /dev/zero | tr '\0' Z > zeds
 "$P" cp zeds dmg.img:/zeds >/dev/null
 # Flip one bit at offset 2000 of every block that is mostly 'Z' (the file's data blocks).
