@@ -46,6 +46,10 @@ static int copy_file(struct copy *c, const char *from, const char *to, uint64_t 
                               &out);
     if (rc < 0) {
         petrel_vfs_file_close(sv, in);
+        if (rc == -PT_EPERM && existed && (dv->caps & PETREL_VFS_CAP_WRITE_ONCE))
+            return cli_error("cp", "cannot create '%s': %s (files here are written once: "
+                                   "remove it first)",
+                             cli_show(c->dst, to), cli_strerror(rc));
         return cli_error("cp", "cannot create '%s': %s", cli_show(c->dst, to), cli_strerror(rc));
     }
     cli_progress_start(&prog, size);
