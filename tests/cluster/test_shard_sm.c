@@ -641,4 +641,18 @@ TEST(shard_msgs_roundtrip_and_truncation)
     memcpy(q.name, "a/b", 4);
     n = pt_shard_req_encode(&q, buf, sizeof(buf));
     CHECK_EQ(pt_shard_req_decode(&d, buf, (size_t)n), -PT_EINVAL);
+    /* A reply with an impossible status leaves a body that decodes to an error, not garbage. */
+    {
+        struct pt_cursor body;
+        struct pt_shard_stat st;
+        struct pt_dirent de;
+        pt_put_le32(buf, 7);
+        memset(&body, 0xAB, sizeof(body));
+        CHECK_EQ(pt_shard_reply_open(buf, 40, &body), -PT_EPROTO);
+        CHECK_EQ(pt_shard_reply_stat(&body, &st), -PT_EPROTO);
+        CHECK_EQ(pt_shard_reply_dirent(&body, &de), -PT_EPROTO);
+        memset(&body, 0xAB, sizeof(body));
+        CHECK_EQ(pt_shard_reply_open(buf, 3, &body), -PT_EPROTO);
+        CHECK_EQ(pt_shard_reply_stat(&body, &st), -PT_EPROTO);
+    }
 }

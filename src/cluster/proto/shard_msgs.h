@@ -153,7 +153,8 @@ struct pt_dirent {
 
 /*
  * Replies are [i32 status][body]. pt_shard_reply_open() returns the status (0 or a negative
- * PT_E*, or -PT_EPROTO for a reply too short to carry one) and sets body to what follows.
+ * PT_E*, or -PT_EPROTO for a reply too short or with an impossible status) and sets body to
+ * what follows; on -PT_EPROTO body is an empty failed cursor (decoders then fail cleanly).
  */
 int pt_shard_reply_open(const uint8_t *reply, size_t len, struct pt_cursor *body);
 /* Body decoders for the client; each returns 0 or -PT_EPROTO. */
