@@ -231,6 +231,48 @@ TEST(shard_mirrored_span_needs_certify_before_link)
     pt_shard_sm_close(&sm);
 }
 
+TEST(shard_drop_span_only_last_uncertified)
+{
+    struct pt_shard_sm sm;
+    struct pt_shard_req q = {.op = PT_SHARD_ADD_SPAN,
+                             .cookie = 5,
+                             .size = 100,
+                             .crc = 1,
+                             .storage = PT_STORAGE_MIRRORED,
+                             .data = 1,
+                             .parity = 1,
+                             .block_size = 100,
+                             .n_services = 2,
+                             .services = {7, 8}};
+    struct pt_shard_req d = {.op = PT_SHARD_DROP_SPAN, .cookie = 5};
+    struct pt_shard_req c = {.op = PT_SHARD_CERTIFY_SPAN,
+                             .cookie = 5,
+                             .data_len = 16,
+                             .data_ptr = (const uint8_t *)"0123456789abcdef"};
+    struct pt_shard_stat st;
+    open_sm(&sm, "s", 0);
+    q.id = d.id = c.id = construct(&sm, 1, 5);
+    CHECK_EQ(apply(&sm, 2, &q, NULL), 0);
+    q.offset = 100;
+    CHECK_EQ(apply(&sm, 2, &q, NULL), 0);
+    d.offset = 0;
+    CHECK_EQ(apply(&sm, 3, &d, NULL), -PT_EINVAL); /* not the last span */
+    d.offset = 100;
+    CHECK_EQ(apply(&sm, 3, &d, NULL), 0);
+    CHECK_EQ(stat_of(&sm, q.id, &st), 0);
+    CHECK_EQ(st.size, 100);
+    CHECK_EQ(apply(&sm, 3, &d, NULL), -PT_ENOENT);
+    /* Placed again elsewhere at the same offset. */
+    q.services[0] = 9;
+    CHECK_EQ(apply(&sm, 4, &q, NULL), 0);
+    c.offset = 100;
+    CHECK_EQ(apply(&sm, 5, &c, NULL), 0);
+    CHECK_EQ(apply(&sm, 6, &d, NULL), -PT_EBUSY); /* certified spans stay */
+    d.cookie = 6;
+    CHECK_EQ(apply(&sm, 6, &d, NULL), -PT_EACCES);
+    pt_shard_sm_close(&sm);
+}
+
 TEST(shard_span_layout_refusals)
 {
     struct pt_shard_sm sm;

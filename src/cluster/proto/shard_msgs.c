@@ -54,6 +54,8 @@ static int shard_req_fields(uint8_t op)
         return F_ID | F_NAME | F_NAME2;
     case PT_SHARD_EXPIRE:
         return 0;
+    case PT_SHARD_DROP_SPAN:
+        return F_ID | F_COOKIE | F_OFFSET;
     case PT_SHARD_MAKE_DIR:
         return F_TXN | F_TARGET;
     case PT_SHARD_ADD_ENTRY:

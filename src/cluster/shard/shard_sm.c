@@ -580,6 +580,37 @@ static int op_add_inline(struct apply_ctx *a, const struct pt_shard_req *q)
     return inode_put(a->sm, a->t, q->id, &f);
 }
 
+/*
+ * A writer whose block write failed (a service died before the registry noticed) gives the
+ * span up and adds it again elsewhere: only the last span, only while uncertified. Its blocks
+ * leave the block index; any copy already written is an orphan for the block scrubber.
+ */
+static int op_drop_span(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec f;
+    struct pt_span s;
+    uint8_t k[16];
+    MDB_val key = {16, k};
+    unsigned i;
+    int rc = writable_file(a, q, &f);
+    if (rc) return rc;
+    if ((rc = span_get(a->sm, a->t, q->id, q->offset, &s)) != 0) return rc;
+    if (q->offset + s.size != f.size) return -PT_EINVAL;
+    if (s.certified) return -PT_EBUSY;
+    for (i = 0; i < pt_span_block_count(&s); i++) {
+        key_put_be64(k, s.blocks[i].service);
+        key_put_be64(k + 8, s.blocks[i].block);
+        rc = mdb_del(a->t, a->sm->blockidx, &key, NULL);
+        if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    }
+    span_key(k, q->id, q->offset);
+    if ((rc = map_mdb(mdb_del(a->t, a->sm->spans, &key, NULL))) != 0) return rc;
+    f.size -= s.size;
+    f.n_spans--;
+    if ((rc = touch_transient(a, q->id, &f)) != 0) return rc;
+    return inode_put(a->sm, a->t, q->id, &f);
+}
+
 /* The leader checked the proofs against the registry secret before proposing this entry. */
 static int op_certify(struct apply_ctx *a, const struct pt_shard_req *q)
 {
@@ -890,6 +921,8 @@ static int dispatch_write(struct apply_ctx *a, const struct pt_shard_req *q)
         return op_rename(a, q);
     case PT_SHARD_EXPIRE:
         return op_expire(a);
+    case PT_SHARD_DROP_SPAN:
+        return op_drop_span(a, q);
     case PT_SHARD_MAKE_DIR:
         return op_make_dir(a, q);
     case PT_SHARD_ADD_ENTRY:
