@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/client/router.h"
+#include "cluster/proto/shard_msgs.h"
 #include "petrel/client.h"
 #include "petrel/common.h"
 #include "petrel/crc32c.h"
@@ -178,6 +180,25 @@ TEST_T(cluster_directories_across_shards_and_cdc_renames, 240)
     CHECK_EQ(petrel_client_stat(cl, "/d4/sub", &st), -PT_ENOENT);
     CHECK_EQ(petrel_client_rmdir(cl, "/d2/moved"), -PT_ENOTDIR);
     read_check(cl, "/d2/moved", 101, 5001);
+    /* Unlinked in a directory of another shard than its inode: retired on its own shard. */
+    {
+        struct pt_router r;
+        struct pt_shard_req q;
+        struct pt_reply rep;
+        struct pt_cursor body;
+        struct pt_shard_stat fs;
+        CHECK_OK(petrel_client_stat(cl, "/d2/moved", &st));
+        CHECK_OK(petrel_client_unlink(cl, "/d2/moved"));
+        pt_router_init(&r, c.registry, 10000, 2000, 1);
+        memset(&q, 0, sizeof(q));
+        q.op = PT_SHARD_STAT;
+        q.id = st.id;
+        CHECK_OK(pt_router_shard(&r, PT_INODE_SHARD(st.id), &q, &rep, NULL));
+        pt_cursor_init(&body, rep.body, rep.body_len);
+        CHECK_OK(pt_shard_reply_stat(&body, &fs));
+        CHECK_EQ(fs.state, PT_FILE_UNLINKED);
+        pt_reply_free(&rep);
+    }
     petrel_client_close(cl);
     pc_stop(&c);
 }

@@ -351,6 +351,46 @@ TEST(shard_unlink_keeps_file_for_retention)
     pt_shard_sm_close(&sm);
 }
 
+/* A file named in a directory of another shard is retired on its own shard. */
+TEST(shard_unlink_names_the_file_and_retire_is_idempotent)
+{
+    struct pt_shard_sm s0, s1;
+    struct pt_shard_req mk = {.op = PT_SHARD_MAKE_DIR, .txn = 1, .target = PT_INODE_ROOT};
+    struct pt_shard_req add = {
+        .op = PT_SHARD_ADD_ENTRY, .txn = 2, .offset = PT_TYPE_FILE, .name = "f", .name_len = 1};
+    struct pt_shard_req u = {.op = PT_SHARD_UNLINK, .name = "f", .name_len = 1};
+    struct pt_shard_req r = {.op = PT_SHARD_RETIRE_FILE};
+    struct pt_shard_stat st;
+    struct pt_cursor b;
+    uint64_t dir, file;
+    open_sm(&s0, "s0", 0);
+    open_sm(&s1, "s1", 1);
+    CHECK_EQ(apply(&s1, 1, &mk, &b), 0);
+    dir = pt_dec_u64(&b);
+    file = construct(&s0, 1, 4);
+    CHECK_EQ(link_file(&s0, 2, file, 4, PT_INODE_ROOT, "f"), 0);
+    /* The CDC moved its name into dir (shard 1); then it is unlinked there. */
+    add.id = dir;
+    add.target = file;
+    CHECK_EQ(apply(&s1, 3, &add, NULL), 0);
+    u.id = dir;
+    CHECK_EQ(apply(&s1, 4, &u, &b), 0);
+    CHECK_EQ(pt_dec_u64(&b), file);
+    r.id = file;
+    CHECK_EQ(apply(&s1, 5, &r, NULL), -PT_EXDEV);
+    CHECK_EQ(apply(&s0, 5, &r, NULL), 0);
+    CHECK_EQ(stat_of(&s0, file, &st), 0);
+    CHECK_EQ(st.state, PT_FILE_UNLINKED);
+    CHECK_EQ(st.deadline, 5 + PT_SHARD_RETENTION_MS);
+    CHECK_EQ(apply(&s0, 9, &r, NULL), 0); /* retried: unchanged */
+    CHECK_EQ(stat_of(&s0, file, &st), 0);
+    CHECK_EQ(st.deadline, 5 + PT_SHARD_RETENTION_MS);
+    r.id = PT_INODE_ROOT;
+    CHECK_EQ(apply(&s0, 9, &r, NULL), -PT_EISDIR);
+    pt_shard_sm_close(&s0);
+    pt_shard_sm_close(&s1);
+}
+
 TEST(shard_rename_same_directory)
 {
     struct pt_shard_sm sm;

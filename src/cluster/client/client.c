@@ -301,6 +301,19 @@ int petrel_client_unlink(struct petrel_client *c, const char *path)
     q.op = PT_SHARD_UNLINK;
     if ((rc = resolve_parent(c, path, &q.id, q.name, &q.name_len)) != 0) return rc;
     rc = shard_call(c, q.id, &q, &rep, &retried);
+    if (rc == 0 && rep.body_len >= 8) {
+        uint64_t id = pt_get_le64(rep.body);
+        if (PT_INODE_SHARD(id) != PT_INODE_SHARD(q.id)) {
+            /* The file lives on another shard (renamed here): start its retention there. */
+            struct pt_shard_req r;
+            struct pt_reply rrep;
+            memset(&r, 0, sizeof(r));
+            r.op = PT_SHARD_RETIRE_FILE;
+            r.id = id;
+            rc = shard_call(c, id, &r, &rrep, NULL);
+            pt_reply_free(&rrep);
+        }
+    }
     pt_reply_free(&rep);
     if (rc == -PT_ENOENT && retried) rc = 0; /* done by the first try */
     return rc;

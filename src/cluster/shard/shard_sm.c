@@ -728,7 +728,20 @@ static int op_unlink(struct apply_ctx *a, const struct pt_shard_req *q)
     if ((rc = dirent_del(a->sm, a->t, q->id, q->name, q->name_len)) != 0) return rc;
     if ((rc = retire_file(a, e.id)) != 0) return rc;
     d.mtime = a->now;
+    /* The removed inode: the client retires it on its own shard when that is another one. */
+    pt_enc_u64(&a->out, e.id);
     return inode_put(a->sm, a->t, q->id, &d);
+}
+
+static int op_retire(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec f;
+    int rc;
+    if (PT_INODE_SHARD(q->id) != a->sm->shard) return -PT_EXDEV;
+    if ((rc = inode_get(a->sm, a->t, q->id, &f)) != 0) return rc;
+    if (f.type != PT_TYPE_FILE) return -PT_EISDIR;
+    if (f.state != PT_FILE_LINKED) return 0; /* already retired (a retry) */
+    return retire_file(a, q->id);
 }
 
 static int op_rename(struct apply_ctx *a, const struct pt_shard_req *q)
@@ -923,6 +936,8 @@ static int dispatch_write(struct apply_ctx *a, const struct pt_shard_req *q)
         return op_expire(a);
     case PT_SHARD_DROP_SPAN:
         return op_drop_span(a, q);
+    case PT_SHARD_RETIRE_FILE:
+        return op_retire(a, q);
     case PT_SHARD_MAKE_DIR:
         return op_make_dir(a, q);
     case PT_SHARD_ADD_ENTRY:
