@@ -28,7 +28,7 @@
 #endif
 
 #define TARGET_CRC __attribute__((target("+crc")))
-#define TARGET_CRC_PMULL __attribute__((target("+crc+aes")))
+#define TARGET_CRC_PMULL __attribute__((target("+crc+crypto")))
 
 unsigned pt_crc32c_arm_probe(void)
 {

@@ -208,7 +208,21 @@ TARGET_SSE42 uint32_t pt_crc32c_x86_pclmul(uint32_t reg, const unsigned char *p,
     return finish128(x6, p, len);
 }
 
-/* --- VPCLMULQDQ folding ---------------------------------------------------------------------- */
+/* --- AVX-512: VPCLMULQDQ folding beside the crc32 instruction ----------------------------- */
+
+/*
+ * The folding loop is bound by the carry-less multiplier and the crc32 instruction runs on
+ * other execution units, so large buffers use both at once: a round folds 256 bytes in four
+ * 512-bit registers while three crc32 streams take 48 bytes each further on. A group of n
+ * rounds covers 400n bytes laid out as [256n folded][48n stream a][48n stream b][48n stream c];
+ * the four registers are joined with carry-less multiplies by x^(8k) mod P.
+ */
+#define ROUND_VECTOR 256
+#define ROUND_WORDS 6 /* crc32 words a stream takes in one round */
+#define ROUND_BYTES (ROUND_VECTOR + 24 * ROUND_WORDS)
+#define GROUP_ROUNDS 14 /* largest n whose joins SHIFT(18n) stay within the table */
+#define HYBRID_MIN (6 * ROUND_BYTES)
+#define VPCLMUL_MIN 256 /* below this the three streams are as fast */
 
 #define FOLD512(d) _mm512_broadcast_i32x4(FOLD128(d))
 
@@ -223,22 +237,79 @@ TARGET_AVX512 static inline __m512i load512(const unsigned char *p)
     return _mm512_loadu_si512((const void *)p);
 }
 
-#define VPCLMUL_MIN 256
-
-TARGET_AVX512 uint32_t pt_crc32c_x86_vpclmul(uint32_t reg, const unsigned char *p, size_t len)
+/* 512-bit register holding `reg` in its low 32 bits. */
+TARGET_AVX512 static inline __m512i reg512(uint32_t reg)
 {
-    __m512i z0, z1, z2, z3, k, lanes;
-    __m256i half;
-    __m128i x;
-    if (len < VPCLMUL_MIN) return pt_crc32c_x86_sse42(reg, p, len);
-    z0 = _mm512_xor_si512(load512(p),
-                          _mm512_inserti32x4(_mm512_setzero_si512(), _mm_cvtsi32_si128((int)reg), 0));
+    return _mm512_inserti32x4(_mm512_setzero_si512(), _mm_cvtsi32_si128((int)reg), 0);
+}
+
+/* The four lanes of z folded into one 128-bit lane (lanes 0-2 move 384, 256 and 128 bits into
+ * lane 3, whose constant 0 keeps it out of the products). */
+TARGET_AVX512 static inline __m128i lanes512(__m512i z)
+{
+    __m512i k = _mm512_set_epi64(0, 0, SHIFT(2), SHIFT(3), SHIFT(4), SHIFT(5), SHIFT(6), SHIFT(7));
+    __m512i prod =
+        _mm512_xor_si512(_mm512_clmulepi64_epi128(z, k, 0x00), _mm512_clmulepi64_epi128(z, k, 0x11));
+    __m256i half = _mm256_xor_si256(_mm512_castsi512_si256(prod), _mm512_extracti64x4_epi64(prod, 1));
+    __m128i x = _mm_xor_si128(_mm256_castsi256_si128(half), _mm256_extracti128_si256(half, 1));
+    return _mm_xor_si128(x, _mm512_extracti32x4_epi32(z, 3));
+}
+
+/* Four registers 64 bytes apart folded into the last one. */
+TARGET_AVX512 static inline __m512i join512x4(__m512i z0, __m512i z1, __m512i z2, __m512i z3)
+{
+    z0 = fold512(z0, FOLD512(1536), z3);
+    return fold512(z1, FOLD512(1024), fold512(z2, FOLD512(512), z0));
+}
+
+/* The register after n rounds (n >= 1) from reg. */
+TARGET_AVX512 static uint32_t hybrid_group(uint32_t reg, const unsigned char *p, size_t n)
+{
+    __m512i z0, z1, z2, z3, k = FOLD512(2048);
+    const unsigned char *s = p + ROUND_VECTOR * n;
+    size_t stride = 8 * ROUND_WORDS * n, i, j;
+    uint64_t a = 0, b = 0, c = 0, v;
+    __m128i x, regs, kk, prod;
+    z0 = _mm512_xor_si512(load512(p), reg512(reg));
+    z1 = load512(p + 64);
+    z2 = load512(p + 128);
+    z3 = load512(p + 192);
+    for (i = 1;; i++) {
+        for (j = 0; j < ROUND_WORDS; j++) {
+            a = _mm_crc32_u64(a, load64(s + 8 * j));
+            b = _mm_crc32_u64(b, load64(s + stride + 8 * j));
+            c = _mm_crc32_u64(c, load64(s + 2 * stride + 8 * j));
+        }
+        s += 8 * ROUND_WORDS;
+        if (i == n) break;
+        p += ROUND_VECTOR;
+        z0 = fold512(z0, k, load512(p));
+        z1 = fold512(z1, k, load512(p + 64));
+        z2 = fold512(z2, k, load512(p + 128));
+        z3 = fold512(z3, k, load512(p + 192));
+    }
+    x = lanes512(join512x4(z0, z1, z2, z3));
+    v = _mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(x));
+    v = _mm_crc32_u64(v, (uint64_t)_mm_extract_epi64(x, 1));
+    /* v moves over the three streams, a over two, b over one. */
+    regs = _mm_set_epi64x((long long)a, (long long)v);
+    kk = _mm_set_epi64x(SHIFT(2 * ROUND_WORDS * n), SHIFT(3 * ROUND_WORDS * n));
+    prod = _mm_xor_si128(_mm_clmulepi64_si128(regs, kk, 0x00), _mm_clmulepi64_si128(regs, kk, 0x11));
+    prod = _mm_xor_si128(prod, _mm_clmulepi64_si128(_mm_cvtsi64_si128((long long)b),
+                                                     _mm_cvtsi32_si128((int)SHIFT(ROUND_WORDS * n)), 0));
+    return (uint32_t)(_mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(prod)) ^ c);
+}
+
+/* Folding only, for buffers too short for round groups: 256, then 64 bytes at a time. */
+TARGET_AVX512 static uint32_t fold_only(uint32_t reg, const unsigned char *p, size_t len)
+{
+    __m512i z0, z1, z2, z3, k = FOLD512(2048);
+    z0 = _mm512_xor_si512(load512(p), reg512(reg));
     z1 = load512(p + 64);
     z2 = load512(p + 128);
     z3 = load512(p + 192);
     p += 256;
     len -= 256;
-    k = FOLD512(2048);
     while (len >= 256) {
         z0 = fold512(z0, k, load512(p));
         z1 = fold512(z1, k, load512(p + 64));
@@ -247,23 +318,42 @@ TARGET_AVX512 uint32_t pt_crc32c_x86_vpclmul(uint32_t reg, const unsigned char *
         p += 256;
         len -= 256;
     }
-    z0 = fold512(z0, FOLD512(1536), z3);
-    z1 = fold512(z1, FOLD512(1024), fold512(z2, FOLD512(512), z0));
+    z0 = join512x4(z0, z1, z2, z3);
     k = FOLD512(512);
     while (len >= 64) {
-        z1 = fold512(z1, k, load512(p));
+        z0 = fold512(z0, k, load512(p));
         p += 64;
         len -= 64;
     }
-    /* Lanes 0-2 move 384, 256 and 128 bits into lane 3 (whose constant 0 keeps it out of the
-     * products); then the four lanes of the products and lane 3 itself add up. */
-    k = _mm512_set_epi64(0, 0, SHIFT(2), SHIFT(3), SHIFT(4), SHIFT(5), SHIFT(6), SHIFT(7));
-    lanes = _mm512_xor_si512(_mm512_clmulepi64_epi128(z1, k, 0x00),
-                             _mm512_clmulepi64_epi128(z1, k, 0x11));
-    half = _mm256_xor_si256(_mm512_castsi512_si256(lanes), _mm512_extracti64x4_epi64(lanes, 1));
-    x = _mm_xor_si128(_mm256_castsi256_si128(half), _mm256_extracti128_si256(half, 1));
-    x = _mm_xor_si128(x, _mm512_extracti32x4_epi32(z1, 3));
-    return finish128(x, p, len);
+    return finish128(lanes512(z0), p, len);
+}
+
+TARGET_AVX512 uint32_t pt_crc32c_x86_vpclmul(uint32_t reg, const unsigned char *p, size_t len)
+{
+    if (len < VPCLMUL_MIN) return pt_crc32c_x86_sse42(reg, p, len);
+    if (len < HYBRID_MIN) return fold_only(reg, p, len);
+    if (len >= 2 * GROUP_ROUNDS * ROUND_BYTES) {
+        /* Whole groups start from 0, so each runs independently of the one before; the running
+         * register moves over a group with one multiply by x^(8 * 5600). */
+        __m128i k = _mm_cvtsi32_si128((int)CRC32C_X86_SHIFT_700);
+        uint64_t r = reg;
+        while (len >= 2 * GROUP_ROUNDS * ROUND_BYTES) {
+            uint32_t group = hybrid_group(0, p, GROUP_ROUNDS);
+            __m128i prod = _mm_clmulepi64_si128(_mm_cvtsi64_si128((long long)r), k, 0x00);
+            r = _mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(prod)) ^ group;
+            p += GROUP_ROUNDS * ROUND_BYTES;
+            len -= GROUP_ROUNDS * ROUND_BYTES;
+        }
+        reg = (uint32_t)r;
+    }
+    /* GROUP_ROUNDS <= len / ROUND_BYTES < 2 * GROUP_ROUNDS: one or two groups. */
+    while (len >= HYBRID_MIN) {
+        size_t n = len / ROUND_BYTES < GROUP_ROUNDS ? len / ROUND_BYTES : GROUP_ROUNDS;
+        reg = hybrid_group(reg, p, n);
+        p += n * ROUND_BYTES;
+        len -= n * ROUND_BYTES;
+    }
+    return len >= VPCLMUL_MIN ? fold_only(reg, p, len) : pt_crc32c_x86_sse42(reg, p, len);
 }
 
 #else
