@@ -32,22 +32,24 @@ static const struct crc32c_dispatch dispatch_table = {
 
 #ifdef PT_CRC32C_X86
 #define X86_BASE (1u << PETREL_CRC32C_TABLE | 1u << PETREL_CRC32C_SSE42 | 1u << PETREL_CRC32C_PCLMUL)
-/* Without AVX-512: eight-lane PCLMULQDQ folding from 1 KiB up, three crc32 streams below. */
+/* Without AVX-512: PCLMULQDQ folding beside crc32 streams from 960 bytes up (the path's own
+ * floor: below it that path runs the three streams too), three crc32 streams below. */
 static const struct crc32c_dispatch dispatch_x86 = {
     X86_BASE,
     PETREL_CRC32C_SSE42,
     PETREL_CRC32C_PCLMUL,
-    1024,
+    960,
     pt_crc32c_x86_sse42,
     pt_crc32c_x86_pclmul,
     pt_crc32c_x86_multiply,
 };
-/* With AVX-512 VPCLMULQDQ: 512-bit folding from 512 bytes up. */
+/* With AVX-512 VPCLMULQDQ: 512-bit folding from 256 bytes up (beside crc32 streams from
+ * 2400 bytes), three crc32 streams below. */
 static const struct crc32c_dispatch dispatch_x86_avx512 = {
     X86_BASE | 1u << PETREL_CRC32C_VPCLMUL,
     PETREL_CRC32C_SSE42,
     PETREL_CRC32C_VPCLMUL,
-    512,
+    256,
     pt_crc32c_x86_sse42,
     pt_crc32c_x86_vpclmul,
     pt_crc32c_x86_multiply,

@@ -3,9 +3,11 @@
  *   sse42   - the crc32 instruction on three independent streams (it has a 3-cycle latency
  *             and a throughput of one per cycle), the streams joined by a carry-less multiply
  *             by x^(8n) mod P whose 64-bit product one more crc32 instruction reduces;
- *   pclmul  - PCLMULQDQ folding of eight 128-bit lanes (128 bytes a round), the last lane
- *             reduced with two crc32 instructions;
- *   vpclmul - AVX-512 VPCLMULQDQ folding of four 512-bit registers (256 bytes a round).
+ *   pclmul  - PCLMULQDQ folding of eight 128-bit lanes (128 bytes a round) while three crc32
+ *             streams run beside it on other execution units; the last lane is reduced with
+ *             two crc32 instructions and the four registers joined as above;
+ *   vpclmul - the same with AVX-512 VPCLMULQDQ folding four 512-bit registers (256 bytes a
+ *             round), and folding alone for mid-sized buffers;
  * plus pt_crc32c_x86_multiply, the a * b mod P behind append / xor / zero_extend.
  *
  * Each function carries its own target attribute, so the file builds without global -m flags
@@ -171,41 +173,121 @@ TARGET_SSE42 static inline uint32_t finish128(__m128i x, const unsigned char *p,
     return crc32_stream((uint32_t)r, p, len);
 }
 
-#define PCLMUL_MIN 256 /* below this the three streams are as fast */
-
-TARGET_SSE42 uint32_t pt_crc32c_x86_pclmul(uint32_t reg, const unsigned char *p, size_t len)
+/* v * x^(192w) + a * x^(128w) + b * x^(64w) + c mod P: the registers of a vector part and
+ * three streams of w words each (3w <= 256) that follow it, joined. */
+TARGET_SSE42 static inline uint32_t join_streams(uint64_t v, uint64_t a, uint64_t b, uint64_t c,
+                                                 size_t w)
 {
-    __m128i x0, x1, x2, x3, x4, x5, x6, x7, k;
-    if (len < PCLMUL_MIN) return pt_crc32c_x86_sse42(reg, p, len);
-    x0 = _mm_xor_si128(load128(p), _mm_cvtsi32_si128((int)reg));
-    x1 = load128(p + 16);
-    x2 = load128(p + 32);
-    x3 = load128(p + 48);
-    x4 = load128(p + 64);
-    x5 = load128(p + 80);
-    x6 = load128(p + 96);
-    x7 = load128(p + 112);
-    p += 128;
-    len -= 128;
-    k = FOLD128(1024);
-    while (len >= 128) {
-        x0 = fold128(x0, k, load128(p));
-        x1 = fold128(x1, k, load128(p + 16));
-        x2 = fold128(x2, k, load128(p + 32));
-        x3 = fold128(x3, k, load128(p + 48));
-        x4 = fold128(x4, k, load128(p + 64));
-        x5 = fold128(x5, k, load128(p + 80));
-        x6 = fold128(x6, k, load128(p + 96));
-        x7 = fold128(x7, k, load128(p + 112));
-        p += 128;
-        len -= 128;
-    }
-    /* Eight lanes into the last, each moved by its own distance (independent products). */
+    __m128i regs = _mm_set_epi64x((long long)a, (long long)v);
+    __m128i k = _mm_set_epi64x(SHIFT(2 * w), SHIFT(3 * w));
+    __m128i prod =
+        _mm_xor_si128(_mm_clmulepi64_si128(regs, k, 0x00), _mm_clmulepi64_si128(regs, k, 0x11));
+    prod = _mm_xor_si128(prod, _mm_clmulepi64_si128(_mm_cvtsi64_si128((long long)b),
+                                                     _mm_cvtsi32_si128((int)SHIFT(w)), 0));
+    return (uint32_t)(_mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(prod)) ^ c);
+}
+
+/* r * x^(64m) + group mod P, for a constant k = SHIFT(m) given in a register. */
+TARGET_SSE42 static inline uint64_t shift_add(uint64_t r, __m128i k, uint32_t group)
+{
+    __m128i prod = _mm_clmulepi64_si128(_mm_cvtsi64_si128((long long)r), k, 0x00);
+    return _mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(prod)) ^ group;
+}
+
+/* The register of the last lane's folded data (two crc32 on its halves). */
+TARGET_SSE42 static inline uint64_t reduce128(__m128i x)
+{
+    uint64_t r = _mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(x));
+    return _mm_crc32_u64(r, (uint64_t)_mm_extract_epi64(x, 1));
+}
+
+/* Eight lanes 16 bytes apart folded into the last, each moved by its own distance. */
+TARGET_SSE42 static inline __m128i join128x8(__m128i x0, __m128i x1, __m128i x2, __m128i x3,
+                                             __m128i x4, __m128i x5, __m128i x6, __m128i x7)
+{
     x0 = fold128(x0, FOLD128(896), fold128(x1, FOLD128(768), x7));
     x2 = fold128(x2, FOLD128(640), fold128(x3, FOLD128(512), x0));
     x4 = fold128(x4, FOLD128(384), fold128(x5, FOLD128(256), x2));
-    x6 = fold128(x6, FOLD128(128), x4);
-    return finish128(x6, p, len);
+    return fold128(x6, FOLD128(128), x4);
+}
+
+/*
+ * As on AVX-512 below, large buffers keep the crc32 instruction busy beside the multiplier: a
+ * round folds 128 bytes in eight lanes while three streams take 64 bytes each further on (the
+ * multiplier does one 128-bit product a cycle on recent Intel cores, one every two on AMD
+ * Zen 4 and 5; eight words a stream a round suits both). Groups of up to 21 rounds.
+ */
+#define ROUND128_VECTOR 128
+#define ROUND128_WORDS 8
+#define ROUND128_BYTES (ROUND128_VECTOR + 24 * ROUND128_WORDS)
+#define GROUP128_ROUNDS 21 /* largest n whose joins SHIFT(24n) stay within the table */
+#define HYBRID128_MIN (3 * ROUND128_BYTES)
+
+#define LOAD8(p)                                                                               \
+    x0 = load128(p);                                                                           \
+    x1 = load128((p) + 16);                                                                    \
+    x2 = load128((p) + 32);                                                                    \
+    x3 = load128((p) + 48);                                                                    \
+    x4 = load128((p) + 64);                                                                    \
+    x5 = load128((p) + 80);                                                                    \
+    x6 = load128((p) + 96);                                                                    \
+    x7 = load128((p) + 112)
+#define FOLD8(p, k)                                                                            \
+    x0 = fold128(x0, k, load128(p));                                                           \
+    x1 = fold128(x1, k, load128((p) + 16));                                                    \
+    x2 = fold128(x2, k, load128((p) + 32));                                                    \
+    x3 = fold128(x3, k, load128((p) + 48));                                                    \
+    x4 = fold128(x4, k, load128((p) + 64));                                                    \
+    x5 = fold128(x5, k, load128((p) + 80));                                                    \
+    x6 = fold128(x6, k, load128((p) + 96));                                                    \
+    x7 = fold128(x7, k, load128((p) + 112))
+
+/* The register after n rounds (n >= 1) from reg. */
+TARGET_SSE42 static uint32_t hybrid128_group(uint32_t reg, const unsigned char *p, size_t n)
+{
+    __m128i x0, x1, x2, x3, x4, x5, x6, x7, k = FOLD128(1024);
+    const unsigned char *s = p + ROUND128_VECTOR * n;
+    size_t stride = 8 * ROUND128_WORDS * n, i, j;
+    uint64_t a = 0, b = 0, c = 0;
+    LOAD8(p);
+    x0 = _mm_xor_si128(x0, _mm_cvtsi32_si128((int)reg));
+    for (i = 1;; i++) {
+        for (j = 0; j < ROUND128_WORDS; j++) {
+            a = _mm_crc32_u64(a, load64(s + 8 * j));
+            b = _mm_crc32_u64(b, load64(s + stride + 8 * j));
+            c = _mm_crc32_u64(c, load64(s + 2 * stride + 8 * j));
+        }
+        s += 8 * ROUND128_WORDS;
+        if (i == n) break;
+        p += ROUND128_VECTOR;
+        FOLD8(p, k);
+    }
+    return join_streams(reduce128(join128x8(x0, x1, x2, x3, x4, x5, x6, x7)), a, b, c,
+                        ROUND128_WORDS * n);
+}
+
+TARGET_SSE42 uint32_t pt_crc32c_x86_pclmul(uint32_t reg, const unsigned char *p, size_t len)
+{
+    if (len < HYBRID128_MIN) return pt_crc32c_x86_sse42(reg, p, len);
+    if (len >= 2 * GROUP128_ROUNDS * ROUND128_BYTES) {
+        /* Whole groups start from 0 and run independently of each other; the running register
+         * moves over a group (6720 bytes, 840 words) with one multiply. */
+        __m128i k = _mm_cvtsi32_si128((int)CRC32C_X86_SHIFT_840);
+        uint64_t r = reg;
+        while (len >= 2 * GROUP128_ROUNDS * ROUND128_BYTES) {
+            r = shift_add(r, k, hybrid128_group(0, p, GROUP128_ROUNDS));
+            p += GROUP128_ROUNDS * ROUND128_BYTES;
+            len -= GROUP128_ROUNDS * ROUND128_BYTES;
+        }
+        reg = (uint32_t)r;
+    }
+    while (len >= HYBRID128_MIN) {
+        size_t n = len / ROUND128_BYTES < GROUP128_ROUNDS ? len / ROUND128_BYTES : GROUP128_ROUNDS;
+        reg = hybrid128_group(reg, p, n);
+        p += n * ROUND128_BYTES;
+        len -= n * ROUND128_BYTES;
+    }
+    return pt_crc32c_x86_sse42(reg, p, len);
 }
 
 /* --- AVX-512: VPCLMULQDQ folding beside the crc32 instruction ----------------------------- */
@@ -220,7 +302,7 @@ TARGET_SSE42 uint32_t pt_crc32c_x86_pclmul(uint32_t reg, const unsigned char *p,
 #define ROUND_VECTOR 256
 #define ROUND_WORDS 6 /* crc32 words a stream takes in one round */
 #define ROUND_BYTES (ROUND_VECTOR + 24 * ROUND_WORDS)
-#define GROUP_ROUNDS 14 /* largest n whose joins SHIFT(18n) stay within the table */
+#define GROUP_ROUNDS 28 /* largest n whose joins SHIFT(18n) stay within the table */
 #define HYBRID_MIN (6 * ROUND_BYTES)
 #define VPCLMUL_MIN 256 /* below this the three streams are as fast */
 
@@ -268,8 +350,7 @@ TARGET_AVX512 static uint32_t hybrid_group(uint32_t reg, const unsigned char *p,
     __m512i z0, z1, z2, z3, k = FOLD512(2048);
     const unsigned char *s = p + ROUND_VECTOR * n;
     size_t stride = 8 * ROUND_WORDS * n, i, j;
-    uint64_t a = 0, b = 0, c = 0, v;
-    __m128i x, regs, kk, prod;
+    uint64_t a = 0, b = 0, c = 0;
     z0 = _mm512_xor_si512(load512(p), reg512(reg));
     z1 = load512(p + 64);
     z2 = load512(p + 128);
@@ -288,16 +369,8 @@ TARGET_AVX512 static uint32_t hybrid_group(uint32_t reg, const unsigned char *p,
         z2 = fold512(z2, k, load512(p + 128));
         z3 = fold512(z3, k, load512(p + 192));
     }
-    x = lanes512(join512x4(z0, z1, z2, z3));
-    v = _mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(x));
-    v = _mm_crc32_u64(v, (uint64_t)_mm_extract_epi64(x, 1));
-    /* v moves over the three streams, a over two, b over one. */
-    regs = _mm_set_epi64x((long long)a, (long long)v);
-    kk = _mm_set_epi64x(SHIFT(2 * ROUND_WORDS * n), SHIFT(3 * ROUND_WORDS * n));
-    prod = _mm_xor_si128(_mm_clmulepi64_si128(regs, kk, 0x00), _mm_clmulepi64_si128(regs, kk, 0x11));
-    prod = _mm_xor_si128(prod, _mm_clmulepi64_si128(_mm_cvtsi64_si128((long long)b),
-                                                     _mm_cvtsi32_si128((int)SHIFT(ROUND_WORDS * n)), 0));
-    return (uint32_t)(_mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(prod)) ^ c);
+    return join_streams(reduce128(lanes512(join512x4(z0, z1, z2, z3))), a, b, c,
+                        ROUND_WORDS * n);
 }
 
 /* Folding only, for buffers too short for round groups: 256, then 64 bytes at a time. */
@@ -334,13 +407,11 @@ TARGET_AVX512 uint32_t pt_crc32c_x86_vpclmul(uint32_t reg, const unsigned char *
     if (len < HYBRID_MIN) return fold_only(reg, p, len);
     if (len >= 2 * GROUP_ROUNDS * ROUND_BYTES) {
         /* Whole groups start from 0, so each runs independently of the one before; the running
-         * register moves over a group with one multiply by x^(8 * 5600). */
-        __m128i k = _mm_cvtsi32_si128((int)CRC32C_X86_SHIFT_700);
+         * register moves over a group with one multiply by x^(8 * 11200). */
+        __m128i k = _mm_cvtsi32_si128((int)CRC32C_X86_SHIFT_1400);
         uint64_t r = reg;
         while (len >= 2 * GROUP_ROUNDS * ROUND_BYTES) {
-            uint32_t group = hybrid_group(0, p, GROUP_ROUNDS);
-            __m128i prod = _mm_clmulepi64_si128(_mm_cvtsi64_si128((long long)r), k, 0x00);
-            r = _mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(prod)) ^ group;
+            r = shift_add(r, k, hybrid_group(0, p, GROUP_ROUNDS));
             p += GROUP_ROUNDS * ROUND_BYTES;
             len -= GROUP_ROUNDS * ROUND_BYTES;
         }
