@@ -87,6 +87,22 @@ TARGET_SSE42 static inline uint32_t crc32_stream(uint32_t reg, const unsigned ch
     return (uint32_t)r;
 }
 
+/*
+ * The folding paths start at an 8-byte boundary: on AMD Zen 5 their loads run at about 60% of
+ * the speed when the buffer is misaligned by 1 to 3 bytes, and at most 7 single-byte crc32
+ * instructions put that right. Callers ensure len > 7.
+ */
+#define ALIGNED8(p) (((uintptr_t)(p)&7) == 0)
+
+TARGET_SSE42 static inline uint32_t align8(uint32_t reg, const unsigned char **p, size_t *len)
+{
+    size_t head = (size_t)(-(uintptr_t)*p & 7);
+    reg = crc32_stream(reg, *p, head);
+    *p += head;
+    *len -= head;
+    return reg;
+}
+
 /* reg_a * x^(128m) + reg_b * x^(64m) mod P: a 3-stream join over blocks of 8m bytes. */
 TARGET_SSE42 static inline uint64_t join_two(uint64_t reg_a, uint64_t reg_b, size_t m)
 {
@@ -269,6 +285,7 @@ TARGET_SSE42 static uint32_t hybrid128_group(uint32_t reg, const unsigned char *
 TARGET_SSE42 uint32_t pt_crc32c_x86_pclmul(uint32_t reg, const unsigned char *p, size_t len)
 {
     if (len < HYBRID128_MIN) return pt_crc32c_x86_sse42(reg, p, len);
+    if (!ALIGNED8(p)) reg = align8(reg, &p, &len);
     if (len >= 2 * GROUP128_ROUNDS * ROUND128_BYTES) {
         /* Whole groups start from 0 and run independently of each other; the running register
          * moves over a group (6720 bytes, 840 words) with one multiply. */
@@ -304,6 +321,7 @@ TARGET_SSE42 uint32_t pt_crc32c_x86_pclmul(uint32_t reg, const unsigned char *p,
 #define ROUND_BYTES (ROUND_VECTOR + 24 * ROUND_WORDS)
 #define GROUP_ROUNDS 28 /* largest n whose joins SHIFT(18n) stay within the table */
 #define HYBRID_MIN (6 * ROUND_BYTES)
+#define ALIGNX 63
 #define VPCLMUL_MIN 256 /* below this the three streams are as fast */
 
 #define FOLD512(d) _mm512_broadcast_i32x4(FOLD128(d))
@@ -404,6 +422,10 @@ TARGET_AVX512 static uint32_t fold_only(uint32_t reg, const unsigned char *p, si
 TARGET_AVX512 uint32_t pt_crc32c_x86_vpclmul(uint32_t reg, const unsigned char *p, size_t len)
 {
     if (len < VPCLMUL_MIN) return pt_crc32c_x86_sse42(reg, p, len);
+    if (!ALIGNED8(p)) {
+        reg = align8(reg, &p, &len);
+        if (len < VPCLMUL_MIN) return pt_crc32c_x86_sse42(reg, p, len);
+    }
     if (len < HYBRID_MIN) return fold_only(reg, p, len);
     if (len >= 2 * GROUP_ROUNDS * ROUND_BYTES) {
         /* Whole groups start from 0, so each runs independently of the one before; the running
