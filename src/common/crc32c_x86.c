@@ -14,7 +14,7 @@
  * and nothing here runs unless pt_crc32c_x86_probe (cpuid, and xgetbv for the AVX-512 state)
  * said the CPU and OS support it. A path never reads outside [p, p + len): tails shorter than
  * a vector go through the crc32 instruction. The math behind every constant is in
- * docs/CRC32C.md; crc32c_x86_constants.inc holds them.
+ * docs/CRC32C.md; crc32c_shift.inc holds them.
  *
  * GNU C (target attributes, <immintrin.h>); compiled to nothing on other CPUs.
  */
@@ -26,10 +26,10 @@
 #include <immintrin.h>
 #include <string.h>
 
-#include "crc32c_x86_constants.inc"
+#include "crc32c_shift.inc"
 
-/* x^(64m - 33) mod P: see crc32c_x86_constants.inc. */
-#define SHIFT(m) crc32c_x86_shift[(m)-1]
+/* x^(64m - 33) mod P: see crc32c_shift.inc. */
+#define SHIFT(m) crc32c_shift[(m)-1]
 
 #define TARGET_SSE42 __attribute__((target("sse4.2,pclmul")))
 #define TARGET_AVX512 __attribute__((target("sse4.2,pclmul,avx2,avx512f,vpclmulqdq")))

@@ -19,7 +19,7 @@
 #include "test.h"
 
 /* The x86 constants are plain data: checked on every CPU. */
-#include "common/crc32c_x86_constants.inc"
+#include "common/crc32c_shift.inc"
 
 /* Bit-at-a-time reference, independent of the tables. */
 static uint32_t crc_reference(uint32_t crc, const unsigned char *p, size_t len)
@@ -255,32 +255,44 @@ TEST(crc32c_multiply_matches_portable)
 }
 
 /*
- * The power tables behind the combine operations, checked entry by entry through zero_extend:
- * x^(8 * 2^k) by repeated squaring from x^8 (portable multiply only) for every k a signed
- * 64-bit count reaches, and its inverse through negative counts.
+ * The power tables behind the combine operations, checked entry by entry: x^(8 * 2^k) by
+ * repeated squaring from x^8 (portable multiply only) against append (which multiplies by
+ * x^(8 len) for any 64-bit len) for every k = 0..63, and its inverse against negative
+ * zero_extend down to INT64_MIN = -2^63. Together these use every table entry a byte count can
+ * reach (x^(2^3) .. x^(2^66) and their inverses).
  */
 TEST(crc32c_powers_exact_for_every_bit)
 {
     uint32_t power = xpow_slow(8); /* x^(8 * 2^0) */
     int k;
-    for (k = 0; k < 63; k++) {
-        int64_t bytes = (int64_t)1 << k;
-        /* zero_extend(c, n) = ~(x^(8n) * ~c): with ~c = x^0 it gives ~x^(8n). */
-        CHECK_MSG(~petrel_crc32c_zero_extend(~0x80000000u, bytes) == power, "2^%d bytes", k);
-        CHECK_MSG(pt_crc32c_multiply_portable(~petrel_crc32c_zero_extend(~0x80000000u, -bytes),
-                                              power) == 0x80000000u,
-                  "-2^%d bytes", k);
+    for (k = 0; k < 64; k++) {
+        uint64_t bytes = (uint64_t)1 << k;
+        /* append(x^0, 0, n) = x^(8n) * x^0. */
+        CHECK_MSG(petrel_crc32c_append(0x80000000u, 0, bytes) == power, "2^%d bytes", k);
+        if (k < 63) {
+            /* zero_extend(c, n) = ~(x^(8n) * ~c): with ~c = x^0 it gives ~x^(8n). */
+            CHECK_MSG(~petrel_crc32c_zero_extend(~0x80000000u, (int64_t)bytes) == power,
+                      "zero_extend 2^%d bytes", k);
+            CHECK_MSG(pt_crc32c_multiply_portable(
+                          ~petrel_crc32c_zero_extend(~0x80000000u, -(int64_t)bytes), power) ==
+                          0x80000000u,
+                      "-2^%d bytes", k);
+        } else {
+            CHECK_EQ(pt_crc32c_multiply_portable(
+                         ~petrel_crc32c_zero_extend(~0x80000000u, INT64_MIN), power),
+                     0x80000000u);
+        }
         power = pt_crc32c_multiply_portable(power, power);
     }
 }
 
 TEST(crc32c_generated_constants_exact)
 {
-    /* crc32c_x86_shift[m - 1] = x^(64m - 33): step by x^64 from x^31. */
+    /* crc32c_shift[m - 1] = x^(64m - 33): step by x^64 from x^31. */
     uint32_t x64 = xpow_slow(64), v = xpow_slow(31);
     size_t m;
-    for (m = 1; m <= sizeof(crc32c_x86_shift) / sizeof(crc32c_x86_shift[0]); m++) {
-        CHECK_MSG(crc32c_x86_shift[m - 1] == v, "entry %zu", m);
+    for (m = 1; m <= sizeof(crc32c_shift) / sizeof(crc32c_shift[0]); m++) {
+        CHECK_MSG(crc32c_shift[m - 1] == v, "entry %zu", m);
         v = pt_crc32c_multiply_portable(v, x64);
     }
     CHECK_EQ(CRC32C_X86_SHIFT_1400, xpow_slow(64 * 1400 - 33));
@@ -406,6 +418,34 @@ TEST(crc32c_no_read_outside_buffer)
     }
     CHECK_OK(munmap(map, span));
 }
+
+#ifdef PT_CRC32C_ARM
+/* Both forms of the ARMv8 path (only one is reachable through dispatch on a given CPU). */
+TEST(crc32c_armv8_both_forms)
+{
+    struct pt_prng g;
+    size_t bufsize = 20000 + 64, len;
+    unsigned char *buf = malloc(bufsize);
+    CHECK(buf != NULL);
+    if (!petrel_crc32c_impl_available(PETREL_CRC32C_ARMV8)) {
+        test_log("no CRC32 instructions on this CPU");
+        free(buf);
+        return;
+    }
+    pt_prng_seed(&g, test_seed());
+    pt_prng_fill(&g, buf, bufsize);
+    for (len = 0; len <= 20000; len += 1 + (size_t)pt_prng_below(&g, 40)) {
+        size_t align = (size_t)pt_prng_below(&g, 64);
+        uint32_t reg = (uint32_t)pt_prng_next(&g);
+        uint32_t want = pt_crc32c_table_raw(reg, buf + align, len);
+        CHECK_MSG(pt_crc32c_arm_crc_plain(reg, buf + align, len) == want, "plain len %zu", len);
+        if (pt_crc32c_arm_probe() & PT_CRC32C_ARM_PMULL)
+            CHECK_MSG(pt_crc32c_arm_crc_pmull(reg, buf + align, len) == want, "pmull len %zu",
+                      len);
+    }
+    free(buf);
+}
+#endif
 
 /* Threads racing on the first call (this case runs in a fresh process) all get right CRCs. */
 struct crc_thread {
