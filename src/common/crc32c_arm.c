@@ -86,10 +86,10 @@ TARGET_CRC_PMULL static inline uint32_t shift_pmull(uint32_t r, size_t m)
 }
 
 /*
- * With PMULL (nearly every ARMv8 server and phone core): streams of any m <= 128 words, so
- * every buffer from 24 bytes runs on three streams. Without it: streams of exactly 1 KiB,
- * joined with the portable multiply by x^(8 KiB) and x^(16 KiB) (computed once), and the
- * rest on one stream.
+ * With PMULL (the crypto extension): streams of any m <= 128 words, so every buffer from 24
+ * bytes runs on three streams. Without it: streams of exactly 1 KiB, joined with the portable
+ * multiply by x^(8 * 1024) and x^(16 * 1024) (computed once), and the rest on one stream.
+ * crc32c_hw.c picks the form from pt_crc32c_arm_probe.
  */
 #define STREAM_WORDS 128 /* 1 KiB a stream: the join costs about 3% of a round */
 
@@ -108,7 +108,8 @@ TARGET_CRC_PMULL uint32_t pt_crc32c_arm_crc_pmull(uint32_t reg, const unsigned c
         p += 8;
         len -= 8;
     }
-    while (len--) reg = __crc32cb(reg, *p++);
+    while (len--)
+        reg = __crc32cb(reg, *p++);
     return reg;
 }
 
@@ -144,19 +145,9 @@ TARGET_CRC uint32_t pt_crc32c_arm_crc_plain(uint32_t reg, const unsigned char *p
         p += 8;
         len -= 8;
     }
-    while (len--) reg = __crc32cb(reg, *p++);
+    while (len--)
+        reg = __crc32cb(reg, *p++);
     return reg;
-}
-
-uint32_t pt_crc32c_arm_crc(uint32_t reg, const unsigned char *p, size_t len)
-{
-    static int pmull = -1; /* probed once; every thread finds the same answer */
-    int have = __atomic_load_n(&pmull, __ATOMIC_RELAXED);
-    if (have < 0) {
-        have = (pt_crc32c_arm_probe() & PT_CRC32C_ARM_PMULL) != 0;
-        __atomic_store_n(&pmull, have, __ATOMIC_RELAXED);
-    }
-    return have ? pt_crc32c_arm_crc_pmull(reg, p, len) : pt_crc32c_arm_crc_plain(reg, p, len);
 }
 
 #else

@@ -18,63 +18,70 @@
 #include "common/crc32c_impl.h"
 
 struct crc32c_dispatch {
-    unsigned available;          /* bit (1 << impl) per usable path, table included */
+    unsigned available; /* bit (1 << impl) per usable path, table included */
     enum petrel_crc32c_impl small, large;
-    size_t large_from;           /* buffers of at least this many bytes take `large` */
+    size_t large_from; /* buffers of at least this many bytes take `large` */
     pt_crc32c_raw_fn small_fn, large_fn;
     uint32_t (*multiply)(uint32_t a, uint32_t b);
 };
 
 static const struct crc32c_dispatch dispatch_table = {
-    1u << PETREL_CRC32C_TABLE, PETREL_CRC32C_TABLE, PETREL_CRC32C_TABLE, 0,
-    pt_crc32c_table_raw,       pt_crc32c_table_raw, pt_crc32c_multiply_portable,
+    .available = 1u << PETREL_CRC32C_TABLE,
+    .small = PETREL_CRC32C_TABLE,
+    .large = PETREL_CRC32C_TABLE,
+    .large_from = 0,
+    .small_fn = pt_crc32c_table_raw,
+    .large_fn = pt_crc32c_table_raw,
+    .multiply = pt_crc32c_multiply_portable,
 };
 
 #ifdef PT_CRC32C_X86
-#define X86_BASE (1u << PETREL_CRC32C_TABLE | 1u << PETREL_CRC32C_SSE42 | 1u << PETREL_CRC32C_PCLMUL)
+#define X86_BASE                                                                                   \
+    (1u << PETREL_CRC32C_TABLE | 1u << PETREL_CRC32C_SSE42 | 1u << PETREL_CRC32C_PCLMUL)
 /* Without AVX-512: PCLMULQDQ folding beside crc32 streams from 960 bytes up (the path's own
  * floor: below it that path runs the three streams too), three crc32 streams below. */
 static const struct crc32c_dispatch dispatch_x86 = {
-    X86_BASE,
-    PETREL_CRC32C_SSE42,
-    PETREL_CRC32C_PCLMUL,
-    960,
-    pt_crc32c_x86_sse42,
-    pt_crc32c_x86_pclmul,
-    pt_crc32c_x86_multiply,
+    .available = X86_BASE,
+    .small = PETREL_CRC32C_SSE42,
+    .large = PETREL_CRC32C_PCLMUL,
+    .large_from = 960,
+    .small_fn = pt_crc32c_x86_sse42,
+    .large_fn = pt_crc32c_x86_pclmul,
+    .multiply = pt_crc32c_x86_multiply,
 };
 /* With AVX-512 VPCLMULQDQ: 512-bit folding from 256 bytes up (beside crc32 streams from
  * 2400 bytes), three crc32 streams below. */
 static const struct crc32c_dispatch dispatch_x86_avx512 = {
-    X86_BASE | 1u << PETREL_CRC32C_VPCLMUL,
-    PETREL_CRC32C_SSE42,
-    PETREL_CRC32C_VPCLMUL,
-    256,
-    pt_crc32c_x86_sse42,
-    pt_crc32c_x86_vpclmul,
-    pt_crc32c_x86_multiply,
+    .available = X86_BASE | 1u << PETREL_CRC32C_VPCLMUL,
+    .small = PETREL_CRC32C_SSE42,
+    .large = PETREL_CRC32C_VPCLMUL,
+    .large_from = 256,
+    .small_fn = pt_crc32c_x86_sse42,
+    .large_fn = pt_crc32c_x86_vpclmul,
+    .multiply = pt_crc32c_x86_multiply,
 };
 #endif
 
 #ifdef PT_CRC32C_ARM
-/* The CRC32 instructions on three streams for every size; PMULL, when present, multiplies. */
+/* The CRC32 instructions on three streams for every size; with PMULL the streams take any
+ * length and PMULL multiplies, without it they take 3 KiB blocks (crc32c_arm.c). */
 static const struct crc32c_dispatch dispatch_arm = {
-    1u << PETREL_CRC32C_TABLE | 1u << PETREL_CRC32C_ARMV8,
-    PETREL_CRC32C_ARMV8,
-    PETREL_CRC32C_ARMV8,
-    0,
-    pt_crc32c_arm_crc,
-    pt_crc32c_arm_crc,
-    pt_crc32c_multiply_portable,
+    .available = 1u << PETREL_CRC32C_TABLE | 1u << PETREL_CRC32C_ARMV8,
+    .small = PETREL_CRC32C_ARMV8,
+    .large = PETREL_CRC32C_ARMV8,
+    .large_from = 0,
+    .small_fn = pt_crc32c_arm_crc_plain,
+    .large_fn = pt_crc32c_arm_crc_plain,
+    .multiply = pt_crc32c_multiply_portable,
 };
 static const struct crc32c_dispatch dispatch_arm_pmull = {
-    1u << PETREL_CRC32C_TABLE | 1u << PETREL_CRC32C_ARMV8,
-    PETREL_CRC32C_ARMV8,
-    PETREL_CRC32C_ARMV8,
-    0,
-    pt_crc32c_arm_crc,
-    pt_crc32c_arm_crc,
-    pt_crc32c_arm_multiply,
+    .available = 1u << PETREL_CRC32C_TABLE | 1u << PETREL_CRC32C_ARMV8,
+    .small = PETREL_CRC32C_ARMV8,
+    .large = PETREL_CRC32C_ARMV8,
+    .large_from = 0,
+    .small_fn = pt_crc32c_arm_crc_pmull,
+    .large_fn = pt_crc32c_arm_crc_pmull,
+    .multiply = pt_crc32c_arm_multiply,
 };
 #endif
 
@@ -131,8 +138,8 @@ uint32_t pt_crc32c_hw(enum petrel_crc32c_impl impl, uint32_t reg, const void *bu
         return pt_crc32c_x86_vpclmul(reg, p, len);
 #endif
 #ifdef PT_CRC32C_ARM
-    case PETREL_CRC32C_ARMV8:
-        return pt_crc32c_arm_crc(reg, p, len);
+    case PETREL_CRC32C_ARMV8: /* the form this CPU supports */
+        return crc32c_dispatch()->large_fn(reg, p, len);
 #endif
     default:
         return pt_crc32c_table_raw(reg, p, len);
@@ -148,8 +155,7 @@ enum petrel_crc32c_impl pt_crc32c_choice(size_t len)
 uint32_t pt_crc32c_auto(uint32_t reg, const void *buf, size_t len)
 {
     const struct crc32c_dispatch *d = crc32c_dispatch();
-    return (len >= d->large_from ? d->large_fn : d->small_fn)(reg, (const unsigned char *)buf,
-                                                              len);
+    return (len >= d->large_from ? d->large_fn : d->small_fn)(reg, (const unsigned char *)buf, len);
 }
 
 uint32_t pt_crc32c_multiply(uint32_t a, uint32_t b)

@@ -55,8 +55,7 @@ uint32_t pt_crc32c_x86_multiply(uint32_t a, uint32_t b);
 /* Bit (1 << PETREL_CRC32C_ARMV8) if the CPU has the CRC32 instructions; bit 31 if also PMULL. */
 unsigned pt_crc32c_arm_probe(void);
 #define PT_CRC32C_ARM_PMULL (1u << 31)
-uint32_t pt_crc32c_arm_crc(uint32_t reg, const unsigned char *p, size_t len);
-/* Its two forms (the one above picks by PMULL); the second needs PMULL. */
+/* The ARMV8 path in two forms: the CRC32 instructions alone, and with PMULL joins. */
 uint32_t pt_crc32c_arm_crc_plain(uint32_t reg, const unsigned char *p, size_t len);
 uint32_t pt_crc32c_arm_crc_pmull(uint32_t reg, const unsigned char *p, size_t len);
 /* a * b mod P with PMULL and the crc32cw instruction (needs both). */

@@ -83,7 +83,8 @@ TARGET_SSE42 static inline uint32_t crc32_stream(uint32_t reg, const unsigned ch
         p += 8;
         len -= 8;
     }
-    while (len--) r = _mm_crc32_u8((uint32_t)r, *p++);
+    while (len--)
+        r = _mm_crc32_u8((uint32_t)r, *p++);
     return (uint32_t)r;
 }
 
@@ -199,7 +200,7 @@ TARGET_SSE42 static inline uint32_t join_streams(uint64_t v, uint64_t a, uint64_
     __m128i prod =
         _mm_xor_si128(_mm_clmulepi64_si128(regs, k, 0x00), _mm_clmulepi64_si128(regs, k, 0x11));
     prod = _mm_xor_si128(prod, _mm_clmulepi64_si128(_mm_cvtsi64_si128((long long)b),
-                                                     _mm_cvtsi32_si128((int)SHIFT(w)), 0));
+                                                    _mm_cvtsi32_si128((int)SHIFT(w)), 0));
     return (uint32_t)(_mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(prod)) ^ c);
 }
 
@@ -239,23 +240,23 @@ TARGET_SSE42 static inline __m128i join128x8(__m128i x0, __m128i x1, __m128i x2,
 #define GROUP128_ROUNDS 21 /* largest n whose joins SHIFT(24n) stay within the table */
 #define HYBRID128_MIN (3 * ROUND128_BYTES)
 
-#define LOAD8(p)                                                                               \
-    x0 = load128(p);                                                                           \
-    x1 = load128((p) + 16);                                                                    \
-    x2 = load128((p) + 32);                                                                    \
-    x3 = load128((p) + 48);                                                                    \
-    x4 = load128((p) + 64);                                                                    \
-    x5 = load128((p) + 80);                                                                    \
-    x6 = load128((p) + 96);                                                                    \
+#define LOAD8(p)                                                                                   \
+    x0 = load128(p);                                                                               \
+    x1 = load128((p) + 16);                                                                        \
+    x2 = load128((p) + 32);                                                                        \
+    x3 = load128((p) + 48);                                                                        \
+    x4 = load128((p) + 64);                                                                        \
+    x5 = load128((p) + 80);                                                                        \
+    x6 = load128((p) + 96);                                                                        \
     x7 = load128((p) + 112)
-#define FOLD8(p, k)                                                                            \
-    x0 = fold128(x0, k, load128(p));                                                           \
-    x1 = fold128(x1, k, load128((p) + 16));                                                    \
-    x2 = fold128(x2, k, load128((p) + 32));                                                    \
-    x3 = fold128(x3, k, load128((p) + 48));                                                    \
-    x4 = fold128(x4, k, load128((p) + 64));                                                    \
-    x5 = fold128(x5, k, load128((p) + 80));                                                    \
-    x6 = fold128(x6, k, load128((p) + 96));                                                    \
+#define FOLD8(p, k)                                                                                \
+    x0 = fold128(x0, k, load128(p));                                                               \
+    x1 = fold128(x1, k, load128((p) + 16));                                                        \
+    x2 = fold128(x2, k, load128((p) + 32));                                                        \
+    x3 = fold128(x3, k, load128((p) + 48));                                                        \
+    x4 = fold128(x4, k, load128((p) + 64));                                                        \
+    x5 = fold128(x5, k, load128((p) + 80));                                                        \
+    x6 = fold128(x6, k, load128((p) + 96));                                                        \
     x7 = fold128(x7, k, load128((p) + 112))
 
 /* The register after n rounds (n >= 1) from reg. */
@@ -348,9 +349,10 @@ TARGET_AVX512 static inline __m512i reg512(uint32_t reg)
 TARGET_AVX512 static inline __m128i lanes512(__m512i z)
 {
     __m512i k = _mm512_set_epi64(0, 0, SHIFT(2), SHIFT(3), SHIFT(4), SHIFT(5), SHIFT(6), SHIFT(7));
-    __m512i prod =
-        _mm512_xor_si512(_mm512_clmulepi64_epi128(z, k, 0x00), _mm512_clmulepi64_epi128(z, k, 0x11));
-    __m256i half = _mm256_xor_si256(_mm512_castsi512_si256(prod), _mm512_extracti64x4_epi64(prod, 1));
+    __m512i prod = _mm512_xor_si512(_mm512_clmulepi64_epi128(z, k, 0x00),
+                                    _mm512_clmulepi64_epi128(z, k, 0x11));
+    __m256i half =
+        _mm256_xor_si256(_mm512_castsi512_si256(prod), _mm512_extracti64x4_epi64(prod, 1));
     __m128i x = _mm_xor_si128(_mm256_castsi256_si128(half), _mm256_extracti128_si256(half, 1));
     return _mm_xor_si128(x, _mm512_extracti32x4_epi32(z, 3));
 }
@@ -387,8 +389,7 @@ TARGET_AVX512 static uint32_t hybrid_group(uint32_t reg, const unsigned char *p,
         z2 = fold512(z2, k, load512(p + 128));
         z3 = fold512(z3, k, load512(p + 192));
     }
-    return join_streams(reduce128(lanes512(join512x4(z0, z1, z2, z3))), a, b, c,
-                        ROUND_WORDS * n);
+    return join_streams(reduce128(lanes512(join512x4(z0, z1, z2, z3))), a, b, c, ROUND_WORDS * n);
 }
 
 /* Folding only, for buffers too short for round groups: 256, then 64 bytes at a time. */
