@@ -91,7 +91,7 @@ TARGET_CRC_PMULL static inline uint32_t shift_pmull(uint32_t r, size_t m)
  * multiply by x^(8 * 1024) and x^(16 * 1024) (computed once), and the rest on one stream.
  * crc32c_hw.c picks the form from pt_crc32c_arm_probe.
  */
-#define STREAM_WORDS 128 /* 1 KiB a stream: the join costs about 3% of a round */
+#define STREAM_WORDS ((size_t)128) /* 1 KiB a stream: the join costs about 3% of a round */
 
 TARGET_CRC_PMULL uint32_t pt_crc32c_arm_crc_pmull(uint32_t reg, const unsigned char *p, size_t len)
 {

@@ -128,7 +128,7 @@ TARGET_SSE42 static inline uint64_t three_streams(uint64_t a, const unsigned cha
     return join_two(a, b, m) ^ c;
 }
 
-#define STREAM_WORDS 128 /* 1 KiB a stream: the join costs about 3% of a round */
+#define STREAM_WORDS ((size_t)128) /* 1 KiB a stream: the join costs about 3% of a round */
 
 TARGET_SSE42 uint32_t pt_crc32c_x86_sse42(uint32_t reg, const unsigned char *p, size_t len)
 {
@@ -234,10 +234,10 @@ TARGET_SSE42 static inline __m128i join128x8(__m128i x0, __m128i x1, __m128i x2,
  * multiplier does one 128-bit product a cycle on recent Intel cores, one every two on AMD
  * Zen 4 and 5; eight words a stream a round suits both). Groups of up to 21 rounds.
  */
-#define ROUND128_VECTOR 128
-#define ROUND128_WORDS 8
+#define ROUND128_VECTOR ((size_t)128)
+#define ROUND128_WORDS ((size_t)8)
 #define ROUND128_BYTES (ROUND128_VECTOR + 24 * ROUND128_WORDS)
-#define GROUP128_ROUNDS 21 /* largest n whose joins SHIFT(24n) stay within the table */
+#define GROUP128_ROUNDS ((size_t)21) /* largest n whose joins SHIFT(24n) stay within the table */
 #define HYBRID128_MIN (3 * ROUND128_BYTES)
 
 #define LOAD8(p)                                                                                   \
@@ -317,13 +317,13 @@ TARGET_SSE42 uint32_t pt_crc32c_x86_pclmul(uint32_t reg, const unsigned char *p,
  * rounds covers 400n bytes laid out as [256n folded][48n stream a][48n stream b][48n stream c];
  * the four registers are joined with carry-less multiplies by x^(8k) mod P.
  */
-#define ROUND_VECTOR 256
-#define ROUND_WORDS 6 /* crc32 words a stream takes in one round */
+#define ROUND_VECTOR ((size_t)256)
+#define ROUND_WORDS ((size_t)6) /* crc32 words a stream takes in one round */
 #define ROUND_BYTES (ROUND_VECTOR + 24 * ROUND_WORDS)
-#define GROUP_ROUNDS 28 /* largest n whose joins SHIFT(18n) stay within the table */
+#define GROUP_ROUNDS ((size_t)28) /* largest n whose joins SHIFT(18n) stay within the table */
 #define HYBRID_MIN (6 * ROUND_BYTES)
 #define ALIGNX 63
-#define VPCLMUL_MIN 256 /* below this the three streams are as fast */
+#define VPCLMUL_MIN ((size_t)256) /* below this the three streams are as fast */
 
 #define FOLD512(d) _mm512_broadcast_i32x4(FOLD128(d))
 
