@@ -4,7 +4,7 @@
  * Petrel's best path to ISA-L for each size. `best` is petrel_crc32c itself (the path it picks
  * for that size); the others call one path directly.
  *
- * The machine is shared, so the candidates take turns: five rounds of about 20 ms each, every
+ * The machine is shared, so the candidates take turns: eleven rounds of about 15 ms each, every
  * candidate once a round, and each keeps its best round. A burst of load then hits all of them
  * alike instead of whichever happened to be running.
  *
@@ -104,7 +104,7 @@ BENCH(crc32c)
     pt_prng_fill(&g, buf, 1u << 20);
     n = candidates(c, PETREL_CRC32C_TABLE);
     for (s = 0; s < 2; s++) {
-        measure_all(c, n, buf, sizes[s], 5, 0.02);
+        measure_all(c, n, buf, sizes[s], 11, 0.015);
         for (i = 0; i < n; i++) printf("crc32c %s %zu %.2f\n", c[i].name, sizes[s], c[i].best);
         printf("crc32c ratio-best-to-isal %zu %.2f\n", sizes[s], c[0].best / c[n - 1].best);
     }
