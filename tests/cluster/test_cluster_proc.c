@@ -559,3 +559,42 @@ TEST_T(cluster_concurrent_writers_share_commits, 120)
     petrel_client_close(cl);
     pc_stop(&c);
 }
+
+/*
+ * Log compaction with real storage: with a snapshot every 16 entries, many small files later,
+ * a full restart rebuilds every replica's store from its last snapshot plus the log after it.
+ */
+TEST_T(cluster_snapshots_and_restart_keep_everything, 180)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    unsigned i, files = test_sanitized() ? 20 : 60;
+    char path[64];
+    pc_start_opts(&c, 1, 3, 3, 0, 16);
+    cl = pc_client(&c, 20000);
+    for (i = 0; i < files; i++) {
+        snprintf(path, sizeof(path), "/s%u", i);
+        write_file(cl, path, 300 + i, i % 3 ? 50 + i : 5000 + i);
+    }
+    CHECK_OK(petrel_client_unlink(cl, "/s0"));
+    petrel_client_close(cl);
+    pc_restart_all(&c, 1);
+    pc_wait_serving(&c, 60000);
+    cl = pc_client(&c, 20000);
+    for (i = 1; i < files; i++) {
+        snprintf(path, sizeof(path), "/s%u", i);
+        read_check(cl, path, 300 + i, i % 3 ? 50 + i : 5000 + i);
+    }
+    {
+        struct petrel_stat st;
+        CHECK_EQ(petrel_client_stat(cl, "/s0", &st), -PT_ENOENT);
+    }
+    /* The group went on compacting: snapshots exist on disk. */
+    {
+        char cmd[1200];
+        snprintf(cmd, sizeof(cmd), "ls %s/shard-0-0/raft | grep -q '^snapshot-'", c.root);
+        CHECK_MSG(system(cmd) == 0, "no snapshot file in %s/shard-0-0/raft", c.root);
+    }
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
