@@ -48,7 +48,7 @@ int petrel_client_open(struct petrel_client **out, const struct petrel_client_co
     pt_router_init(&c->router, c->registry, cfg->retry_budget_ms, cfg->attempt_timeout_ms,
                    pt_prng_next(&c->prng));
     c->block_opts.timeout_ms = cfg->attempt_timeout_ms ? cfg->attempt_timeout_ms : 3000;
-    c->block_opts.retry_budget_ms = 1500;
+    c->block_opts.retry_budget_ms = 500; /* then the next copy, or another service */
     *out = c;
     return 0;
 }
@@ -301,6 +301,19 @@ int petrel_client_unlink(struct petrel_client *c, const char *path)
     q.op = PT_SHARD_UNLINK;
     if ((rc = resolve_parent(c, path, &q.id, q.name, &q.name_len)) != 0) return rc;
     rc = shard_call(c, q.id, &q, &rep, &retried);
+    if (rc == 0 && rep.body_len >= 8) {
+        uint64_t id = pt_get_le64(rep.body);
+        if (PT_INODE_SHARD(id) != PT_INODE_SHARD(q.id)) {
+            /* The file lives on another shard (renamed here): start its retention there. */
+            struct pt_shard_req r;
+            struct pt_reply rrep;
+            memset(&r, 0, sizeof(r));
+            r.op = PT_SHARD_RETIRE_FILE;
+            r.id = id;
+            rc = shard_call(c, id, &r, &rrep, NULL);
+            pt_reply_free(&rrep);
+        }
+    }
     pt_reply_free(&rep);
     if (rc == -PT_ENOENT && retried) rc = 0; /* done by the first try */
     return rc;
@@ -366,14 +379,19 @@ static int write_inline(struct writer *w, uint64_t offset, const uint8_t *data, 
     return rc;
 }
 
-static int write_span(struct writer *w, uint64_t offset, const uint8_t *data, uint32_t len)
+/*
+ * One attempt at a mirrored span: ADD_SPAN (avoiding the services in avoid), write every
+ * copy, CERTIFY. A block service that fails the write is added to avoid and *failed is set,
+ * the span then stays uncertified for the caller to drop.
+ */
+static int span_attempt(struct writer *w, uint64_t offset, const uint8_t *data, uint32_t len,
+                        uint32_t crc, uint64_t *avoid, uint8_t *n_avoid, int *failed)
 {
     struct pt_shard_req q;
     struct pt_reply rep;
     struct pt_cursor b;
     uint8_t proofs[PT_SPAN_BLOCKS_MAX * 8];
     unsigned n, i;
-    uint32_t crc = pt_block_crc(data, len);
     int rc;
     memset(&q, 0, sizeof(q));
     q.op = PT_SHARD_ADD_SPAN;
@@ -384,13 +402,15 @@ static int write_span(struct writer *w, uint64_t offset, const uint8_t *data, ui
     q.data = 1;
     q.parity = (uint8_t)(w->c->cfg.copies - 1);
     q.block_size = len;
+    q.n_services = *n_avoid;
+    memcpy(q.services, avoid, *n_avoid * sizeof(avoid[0]));
     if ((rc = write_call(w, &q, &rep)) != 0) {
         pt_reply_free(&rep);
         return rc;
     }
     pt_cursor_init(&b, rep.body, rep.body_len);
     n = pt_dec_u8(&b);
-    if (n > PT_SPAN_BLOCKS_MAX) n = 0;
+    if (n == 0 || n > PT_SPAN_BLOCKS_MAX) rc = -PT_EPROTO;
     for (i = 0; i < n && rc == 0; i++) {
         uint64_t service = pt_dec_u64(&b), block = pt_dec_u64(&b), cert = pt_dec_u64(&b), proof = 0;
         char addr[PT_REG_ADDR_MAX];
@@ -406,11 +426,16 @@ static int write_span(struct writer *w, uint64_t offset, const uint8_t *data, ui
             if (service_addr(w->c, service, 1, addr, sizeof(addr)) == 0)
                 rc = pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts);
         }
+        if (rc != 0) {
+            petrel_log(PT_LOG_WARN, "client", "block service %llu failed a write: %s",
+                       (unsigned long long)service, petrel_strerror(rc));
+            if (*n_avoid < PT_SPAN_BLOCKS_MAX) avoid[(*n_avoid)++] = service;
+            *failed = 1;
+        }
         pt_put_le64(proofs + 8 * i, proof);
     }
     pt_reply_free(&rep);
     if (rc) return rc;
-    if (n == 0) return -PT_EPROTO;
     memset(&q, 0, sizeof(q));
     q.op = PT_SHARD_CERTIFY_SPAN;
     q.offset = offset;
@@ -418,6 +443,30 @@ static int write_span(struct writer *w, uint64_t offset, const uint8_t *data, ui
     q.data_ptr = proofs;
     rc = write_call(w, &q, &rep);
     pt_reply_free(&rep);
+    return rc;
+}
+
+/* A mirrored span; a block service that fails is avoided and the span placed again. */
+static int write_span(struct writer *w, uint64_t offset, const uint8_t *data, uint32_t len)
+{
+    uint64_t avoid[PT_SPAN_BLOCKS_MAX];
+    uint8_t n_avoid = 0;
+    uint32_t crc = pt_block_crc(data, len);
+    unsigned attempt;
+    int rc = -PT_EIO;
+    for (attempt = 0; attempt < 4; attempt++) {
+        struct pt_shard_req q;
+        struct pt_reply rep;
+        int failed = 0, drc;
+        rc = span_attempt(w, offset, data, len, crc, avoid, &n_avoid, &failed);
+        if (rc == 0 || !failed) return rc;
+        memset(&q, 0, sizeof(q));
+        q.op = PT_SHARD_DROP_SPAN;
+        q.offset = offset;
+        drc = write_call(w, &q, &rep);
+        pt_reply_free(&rep);
+        if (drc) return drc;
+    }
     return rc;
 }
 

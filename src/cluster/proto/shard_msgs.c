@@ -54,6 +54,10 @@ static int shard_req_fields(uint8_t op)
         return F_ID | F_NAME | F_NAME2;
     case PT_SHARD_EXPIRE:
         return 0;
+    case PT_SHARD_DROP_SPAN:
+        return F_ID | F_COOKIE | F_OFFSET;
+    case PT_SHARD_RETIRE_FILE:
+        return F_ID;
     case PT_SHARD_MAKE_DIR:
         return F_TXN | F_TARGET;
     case PT_SHARD_ADD_ENTRY:
@@ -263,9 +267,12 @@ int pt_span_decode(struct pt_cursor *c, struct pt_span *s)
 int pt_shard_reply_open(const uint8_t *reply, size_t len, struct pt_cursor *body)
 {
     int32_t status;
+    /* On any failure the body is an empty, failed cursor: decoding it yields zeros safely. */
+    pt_cursor_init(body, (void *)reply, 0);
+    body->failed = 1;
     if (len < 4) return -PT_EPROTO;
     status = (int32_t)pt_get_le32(reply);
-    if (status > 0 || status < -PT_EMAX) return -PT_EPROTO;
+    if (status > 0 || status <= -PT_EMAX) return -PT_EPROTO;
     pt_cursor_init(body, (void *)(reply + 4), len - 4);
     return status;
 }

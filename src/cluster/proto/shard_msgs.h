@@ -46,6 +46,8 @@ enum pt_shard_op {
     PT_SHARD_UNLINK = 21,         /* (id=dir, name) */
     PT_SHARD_RENAME = 22,         /* same directory: (id=dir, name -> name2) */
     PT_SHARD_EXPIRE = 23,         /* () : expire transient files past deadline (time in entry) */
+    PT_SHARD_DROP_SPAN = 24,      /* (id, cookie, offset): forget the last, uncertified span */
+    PT_SHARD_RETIRE_FILE = 25,    /* (id): a file lost its name on another shard: retention */
     /* The shard-local halves of CDC transactions; txn makes a retry return the same result. */
     PT_SHARD_MAKE_DIR = 32,     /* (txn, target=parent) -> new dir id */
     PT_SHARD_ADD_ENTRY = 33,    /* (txn, id=dir, name, target, offset=type) */
@@ -153,7 +155,8 @@ struct pt_dirent {
 
 /*
  * Replies are [i32 status][body]. pt_shard_reply_open() returns the status (0 or a negative
- * PT_E*, or -PT_EPROTO for a reply too short to carry one) and sets body to what follows.
+ * PT_E*, or -PT_EPROTO for a reply too short or with an impossible status) and sets body to
+ * what follows; on -PT_EPROTO body is an empty failed cursor (decoders then fail cleanly).
  */
 int pt_shard_reply_open(const uint8_t *reply, size_t len, struct pt_cursor *body);
 /* Body decoders for the client; each returns 0 or -PT_EPROTO. */

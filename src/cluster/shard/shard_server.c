@@ -96,10 +96,16 @@ static void write_done(void *ctx, int status, const uint8_t *reply, size_t len)
     free(o);
 }
 
-/* Pick copies block services, each in its own failure domain, at random among the fresh. */
+/*
+ * Pick copies block services, each in its own failure domain, at random among the fresh ones,
+ * avoiding those the client listed in its request (services that just failed it).
+ */
 static int choose_services(struct shard_service *s, struct pt_shard_req *q, unsigned copies)
 {
     size_t count, i, j, picked = 0;
+    uint64_t avoid[PT_SPAN_BLOCKS_MAX];
+    unsigned n_avoid = q->n_services;
+    memcpy(avoid, q->services, sizeof(avoid));
     const struct pt_node_service *all = pt_node_services(s->node, &count);
     size_t order[PT_NODE_MAX_SERVICES];
     for (i = 0; i < count; i++)
@@ -113,6 +119,8 @@ static int choose_services(struct shard_service *s, struct pt_shard_req *q, unsi
         const struct pt_node_service *c = &all[order[i]];
         int clash = 0;
         if (c->stale || !c->has_secret || !c->addr[0]) continue;
+        for (j = 0; j < n_avoid; j++)
+            if (avoid[j] == c->id) clash = 1;
         if (c->capacity && c->used + q->size > c->capacity) continue;
         for (j = 0; j < picked; j++) {
             const struct pt_node_service *p = pt_node_service_find(s->node, q->services[j]);
@@ -290,6 +298,7 @@ int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned e
     nc.replicas = cfg->replicas;
     nc.dir = cfg->dir;
     nc.host = cfg->host;
+    nc.snapshot_entries = cfg->snapshot_entries;
     nc.fsm = &s->fsm.fsm;
     nc.handler = handle;
     nc.tick = tick;

@@ -142,6 +142,7 @@ static int inode_get(struct pt_shard_sm *sm, MDB_txn *t, uint64_t id, struct ino
     uint8_t k[8];
     MDB_val key = {8, k}, val;
     int rc;
+    memset(r, 0, sizeof(*r));
     key_put_be64(k, id);
     rc = mdb_get(t, sm->inodes, &key, &val);
     if (rc) return map_mdb(rc);
@@ -467,7 +468,7 @@ static int span_get(struct pt_shard_sm *sm, MDB_txn *t, uint64_t file, uint64_t 
 static int op_construct(struct apply_ctx *a, const struct pt_shard_req *q)
 {
     struct inode_rec f;
-    uint64_t seq, id;
+    uint64_t seq = 0, id;
     int rc = meta_next(a->sm, a->t, "inode_seq", &seq);
     if (rc) return rc;
     id = PT_INODE_MAKE(a->sm->shard, seq);
@@ -530,7 +531,7 @@ static int op_add_span(struct apply_ctx *a, const struct pt_shard_req *q)
     s.parity = q->parity;
     s.block_size = q->size;
     for (i = 0; i < q->n_services; i++) {
-        uint64_t seq;
+        uint64_t seq = 0;
         uint8_t k[16], v[16];
         MDB_val key = {16, k}, val = {16, v};
         if ((rc = meta_next(a->sm, a->t, "block_seq", &seq)) != 0) return rc;
@@ -576,6 +577,37 @@ static int op_add_inline(struct apply_ctx *a, const struct pt_shard_req *q)
     if ((rc = span_put(a, q->id, &s)) != 0) return rc;
     f.size += q->size;
     f.n_spans++;
+    if ((rc = touch_transient(a, q->id, &f)) != 0) return rc;
+    return inode_put(a->sm, a->t, q->id, &f);
+}
+
+/*
+ * A writer whose block write failed (a service died before the registry noticed) gives the
+ * span up and adds it again elsewhere: only the last span, only while uncertified. Its blocks
+ * leave the block index; any copy already written is an orphan for the block scrubber.
+ */
+static int op_drop_span(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec f;
+    struct pt_span s;
+    uint8_t k[16];
+    MDB_val key = {16, k};
+    unsigned i;
+    int rc = writable_file(a, q, &f);
+    if (rc) return rc;
+    if ((rc = span_get(a->sm, a->t, q->id, q->offset, &s)) != 0) return rc;
+    if (q->offset + s.size != f.size) return -PT_EINVAL;
+    if (s.certified) return -PT_EBUSY;
+    for (i = 0; i < pt_span_block_count(&s); i++) {
+        key_put_be64(k, s.blocks[i].service);
+        key_put_be64(k + 8, s.blocks[i].block);
+        rc = mdb_del(a->t, a->sm->blockidx, &key, NULL);
+        if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    }
+    span_key(k, q->id, q->offset);
+    if ((rc = map_mdb(mdb_del(a->t, a->sm->spans, &key, NULL))) != 0) return rc;
+    f.size -= s.size;
+    f.n_spans--;
     if ((rc = touch_transient(a, q->id, &f)) != 0) return rc;
     return inode_put(a->sm, a->t, q->id, &f);
 }
@@ -697,7 +729,20 @@ static int op_unlink(struct apply_ctx *a, const struct pt_shard_req *q)
     if ((rc = dirent_del(a->sm, a->t, q->id, q->name, q->name_len)) != 0) return rc;
     if ((rc = retire_file(a, e.id)) != 0) return rc;
     d.mtime = a->now;
+    /* The removed inode: the client retires it on its own shard when that is another one. */
+    pt_enc_u64(&a->out, e.id);
     return inode_put(a->sm, a->t, q->id, &d);
+}
+
+static int op_retire(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec f;
+    int rc;
+    if (PT_INODE_SHARD(q->id) != a->sm->shard) return -PT_EXDEV;
+    if ((rc = inode_get(a->sm, a->t, q->id, &f)) != 0) return rc;
+    if (f.type != PT_TYPE_FILE) return -PT_EISDIR;
+    if (f.state != PT_FILE_LINKED) return 0; /* already retired (a retry) */
+    return retire_file(a, q->id);
 }
 
 static int op_rename(struct apply_ctx *a, const struct pt_shard_req *q)
@@ -761,7 +806,7 @@ static int op_expire(struct apply_ctx *a)
 static int op_make_dir(struct apply_ctx *a, const struct pt_shard_req *q)
 {
     struct inode_rec d;
-    uint64_t seq, id;
+    uint64_t seq = 0, id;
     int rc = txn_get(a->sm, a->t, q->txn, q->op, &id);
     if (rc == 0) {
         pt_enc_u64(&a->out, id);
@@ -890,6 +935,10 @@ static int dispatch_write(struct apply_ctx *a, const struct pt_shard_req *q)
         return op_rename(a, q);
     case PT_SHARD_EXPIRE:
         return op_expire(a);
+    case PT_SHARD_DROP_SPAN:
+        return op_drop_span(a, q);
+    case PT_SHARD_RETIRE_FILE:
+        return op_retire(a, q);
     case PT_SHARD_MAKE_DIR:
         return op_make_dir(a, q);
     case PT_SHARD_ADD_ENTRY:
