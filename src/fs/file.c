@@ -102,7 +102,7 @@ static int pt_copy_page(struct petrel_fs *fs, uint32_t src, uint32_t dst, uint32
         const uint8_t *p;
         int err = pt_page_read(fs, src, slot, &p);
         if (err) return err;
-        page = (uint8_t *)(uintptr_t)p;
+        page = fs->rcache.buf + (size_t)(p - fs->rcache.buf);
     } else {
         page = fs->rcache.buf;
         memset(page, 0, pt_page_payload(fs));

@@ -49,7 +49,6 @@ enum pt_rec_type {
 #define PT_CRC_PAYLOAD 8u      /* fcrc le32, crc le32 (+ padding) */
 #define PT_GSTATE_SIZE 24u
 #define PT_SB_SIZE 36u
-#define PT_MAGIC "petrel\0\0"
 
 /* Entry payload offsets. */
 #define PT_ENTRY_FIXED 10u     /* hash le64, type u8, name_len u8 */

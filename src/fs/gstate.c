@@ -62,7 +62,7 @@ static int pt_find_dirid(struct petrel_fs *fs, uint32_t dirid, const uint32_t he
     struct pt_mdir fmd;
     struct pt_entry fe;
     for (guard = 0; !err && guard <= fs->block_count; guard++) {
-        struct pt_rec_ref rec;
+        struct pt_rec_ref rec = {0, 0, 0};
         uint32_t pos = 0, next[2];
         while ((err = pt_rec_next(fs, md, &pos, &rec)) == 1) {
             int live;

@@ -285,7 +285,7 @@ int pt_rec_live(struct petrel_fs *fs, const struct pt_mdir *md, const struct pt_
 {
     uint64_t hash = 0, h2;
     uint8_t atype = 0, a2;
-    struct pt_rec_ref r2;
+    struct pt_rec_ref r2 = {0, 0, 0};
     uint32_t pos = after;
     int err;
     *live = 0;
@@ -328,7 +328,7 @@ static int pt_emit_hdr(struct petrel_fs *fs, struct pt_writer *w, uint8_t type, 
 static int pt_emit_copyattrs(struct petrel_fs *fs, struct pt_writer *w, const struct pt_rec *r)
 {
     const struct pt_mdir *src = r->src;
-    struct pt_rec_ref rec;
+    struct pt_rec_ref rec = {0, 0, 0};
     uint32_t pos = 0;
     int err;
     uint8_t key[9];
@@ -425,7 +425,7 @@ static int pt_rec_keeps(const struct pt_compact *c, uint8_t type, uint64_t hash)
 static int pt_emit_compact(struct petrel_fs *fs, struct pt_writer *w, const struct pt_compact *c)
 {
     uint8_t tmp[PT_GSTATE_SIZE];
-    struct pt_rec_ref rec;
+    struct pt_rec_ref rec = {0, 0, 0};
     uint32_t pos = 0;
     int err = 0, i;
     struct petrel_fs_gstate g;
