@@ -170,6 +170,9 @@ struct petrel_fs_file {
     struct petrel_fs_handle h;
     uint32_t head[2];   /* first pair of the parent directory */
     uint64_t hash;      /* name hash: the entry's key */
+    uint32_t epair[2];  /* pair that held the entry when layout_gen was egen */
+    uint32_t egen;
+    uint8_t epair_valid;
     int flags;          /* open flags */
     int dirty;          /* metadata must be committed at sync */
     int error;          /* sticky error after a failed write (the file can only be closed) */
@@ -226,6 +229,7 @@ struct petrel_fs {
     uint32_t look_ack;    /* blocks left before the allocator has gone round once */
     uint64_t seed;
     uint32_t next_dirid;
+    uint32_t layout_gen;  /* bumped whenever entries may have moved between pairs */
     struct petrel_fs_gstate gstate;   /* global state on disk (XOR of all deltas) */
     struct petrel_fs_gstate gpending; /* global state the next commit must establish */
     struct petrel_fs_handle *handles;

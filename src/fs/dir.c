@@ -366,6 +366,7 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
             if (pt_pair_eq(f->head, lo.parent) && f->hash == lo.hash) {
                 memcpy(f->head, ln.parent, sizeof(f->head));
                 f->hash = ln.hash;
+                f->epair_valid = 0;
             }
         }
     }

@@ -658,6 +658,7 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
     }
     orig[0] = md->pair[0];
     orig[1] = md->pair[1];
+    fs->layout_gen++; /* compaction may split or move the pair */
     memset(&c, 0, sizeof(c));
     c.src = md;
     c.recs = recs;
