@@ -93,7 +93,8 @@ struct petrel_fs_config {
 
     /* Erase cycles of a metadata block before the pair moves to a fresh block (dynamic wear
      * leveling); -1 (or 0) = never. Values 1..7 are raised to 8. The root pair (blocks 0 and
-     * 1, which hold the superblock) never moves. */
+     * 1, which hold the superblock) never moves: every block_cycles compactions it moves the
+     * root directory's entries out to a pair that can. */
     int32_t block_cycles;
 
     /* Limits, written to the superblock at format and checked at mount. 0 = defaults
