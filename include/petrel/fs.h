@@ -141,6 +141,18 @@ struct petrel_fs_cache {
     uint32_t size;
 };
 
+/* How many metadata pairs' thread links the engine remembers (a lookup walks a
+ * directory's chain of pairs through them without reading the pairs it only passes). */
+#define PETREL_FS_LINK_CACHE 8
+
+/* A remembered thread link of a pair (valid until either block is programmed or erased). */
+struct petrel_fs_link {
+    uint32_t pair[2];     /* PETREL_FS_BLOCK_NULL when unused */
+    uint32_t next[2];
+    uint64_t next_split;
+    uint8_t next_cont;
+};
+
 /* Global state: the XOR of all deltas in all metadata logs (docs/SPEC-FS.md). */
 struct petrel_fs_gstate {
     uint32_t move_pair[2]; /* pair holding the source of a half-done rename */
@@ -234,6 +246,8 @@ struct petrel_fs {
     struct petrel_fs_gstate gstate;   /* global state on disk (XOR of all deltas) */
     struct petrel_fs_gstate gpending; /* global state the next commit must establish */
     struct petrel_fs_handle *handles;
+    struct petrel_fs_link links[PETREL_FS_LINK_CACHE];
+    uint32_t link_next;   /* next slot to replace */
 };
 
 /* ---- Filesystem ---------------------------------------------------------------------- */
