@@ -1,0 +1,162 @@
+/*
+ * Wear and bad blocks. A small device with a low endurance is written and rewritten until
+ * the engine says -PT_ENOSPC (or -PT_EROFS); every file whose last replacement was
+ * acknowledged must still read back, before and after a remount, and wear spread is
+ * reported (max / mean erase count). Separate cases put bad blocks of each kind on a fresh
+ * device: every program is verified, so files written around them read back.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_harness.h"
+#include "petrel/common.h"
+#include "petrel/prng.h"
+#include "test.h"
+
+#define W_FILES 4
+
+static const struct fsh_geometry wear_geo = {"wear", 16, 16, 1024, 32, 0xff,
+                                             PETREL_BD_EMU_PROG_NOR, 256, 8};
+
+/* Replace path atomically: write a temporary file, then rename it over path. */
+static int replace_file(struct petrel_fs *fs, const char *path, uint64_t seed, size_t len)
+{
+    int err = fsh_write_pattern(fs, "tmp", seed, len);
+    if (err) {
+        test_log("writing tmp (%zu bytes) for %s: %s", len, path, petrel_errname(err));
+        return err;
+    }
+    err = petrel_fs_rename(fs, "tmp", path);
+    if (err) test_log("renaming tmp over %s: %s", path, petrel_errname(err));
+    return err;
+}
+
+static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance)
+{
+    struct fsh_dev d;
+    struct pt_prng g;
+    uint64_t seeds[W_FILES] = {0};
+    size_t sizes[W_FILES] = {0};
+    uint64_t iter, total_wear = 0, max_iter = 200000;
+    uint32_t b, max_wear = 0, worn = 0;
+    int end = 0, i;
+    char path[16];
+
+    if (getenv("PETREL_FS_TEST_LOG")) petrel_log_set(petrel_log_stderr, NULL, PT_LOG_DEBUG);
+    fsh_dev_init(&d, &wear_geo, test_seed());
+    d.emu.cfg.endurance = endurance;
+    d.emu.cfg.worn_fault = worn_fault;
+    d.cfg.block_cycles = 8;
+    pt_prng_seed(&g, test_seed());
+    fsh_format_mount(&d);
+    for (iter = 1; iter <= max_iter && !end; iter++) {
+        int k = (int)pt_prng_below(&g, W_FILES);
+        size_t len = 50 + (size_t)pt_prng_below(&g, 3000);
+        int err;
+        snprintf(path, sizeof(path), "w%d", k);
+        err = replace_file(&d.fs, path, iter, len);
+        if (err == -PT_ENOSPC || err == -PT_EROFS) {
+            test_log("ended with %s after %llu replacements", petrel_errname(err),
+                     (unsigned long long)iter);
+            end = 1;
+            break;
+        }
+        CHECK_MSG(err == 0, "replacement %llu of %s: %s (only -PT_ENOSPC may end the run)",
+                  (unsigned long long)iter, path, petrel_errname(err));
+        seeds[k] = iter;
+        sizes[k] = len;
+        if (iter % 64 == 0) { /* remount now and then: the allocator restarts elsewhere */
+            CHECK_OK(fsh_unmount(&d));
+            CHECK_OK(fsh_mount(&d));
+        }
+    }
+    CHECK_MSG(end, "the device did not wear out in %llu replacements", (unsigned long long)max_iter);
+    /* Every acknowledged file reads back, now and after a remount. */
+    for (i = 0; i < 2; i++) {
+        int k;
+        for (k = 0; k < W_FILES; k++) {
+            snprintf(path, sizeof(path), "w%d", k);
+            if (!seeds[k]) continue;
+            CHECK_MSG(fsh_file_is_pattern(&d.fs, path, seeds[k], sizes[k]) == 1,
+                      "%s lost after wear-out (pass %d)", path, i);
+        }
+        fsh_unmount(&d);
+        CHECK_OK(fsh_mount(&d));
+    }
+    for (b = 0; b < wear_geo.block_count; b++) {
+        uint32_t w = petrel_bd_emu_wear(&d.emu, b);
+        total_wear += w;
+        if (w > max_wear) max_wear = w;
+        if (w >= endurance) worn++;
+    }
+    test_log("wear: max %u, mean %.1f erases per block (endurance %u), %u of %u blocks worn",
+             max_wear, (double)total_wear / wear_geo.block_count, endurance, worn,
+             wear_geo.block_count);
+    fsh_dev_free(&d);
+}
+
+TEST_T(wear_out_erase_errors, 240)
+{
+    wear_run(PETREL_BD_EMU_ERASE_ERROR, test_sanitized() ? 20 : 60);
+}
+
+TEST_T(wear_out_progs_do_not_stick, 240)
+{
+    wear_run(PETREL_BD_EMU_PROG_NOOP, test_sanitized() ? 20 : 60);
+}
+
+TEST_T(wear_out_prog_errors, 240)
+{
+    wear_run(PETREL_BD_EMU_PROG_ERROR, test_sanitized() ? 20 : 60);
+}
+
+/* Bad blocks of one kind on a fresh device: files written around them read back. */
+static void bad_blocks_run(enum petrel_bd_emu_fault fault, int geometry)
+{
+    struct fsh_dev d;
+    struct pt_prng g;
+    int i, k, bad = 0;
+    char path[16];
+    const struct fsh_geometry *geo = &fsh_geometries[geometry];
+    size_t len = geo->block_size * 2 + 100;
+    fsh_dev_init(&d, geo, test_seed());
+    pt_prng_seed(&g, test_seed());
+    /* Blocks 0 and 1 hold the superblock pair; every fifth other block goes bad. */
+    for (i = 2; i < (int)geo->block_count; i++)
+        if (pt_prng_below(&g, 5) == 0) {
+            CHECK_OK(petrel_bd_emu_set_fault(&d.emu, (uint32_t)i, fault));
+            bad++;
+        }
+    fsh_format_mount(&d);
+    for (k = 0; k < 6; k++) {
+        int err;
+        snprintf(path, sizeof(path), "b%d", k);
+        err = fsh_write_pattern(&d.fs, path, 500 + (uint64_t)k, len);
+        CHECK_MSG(err == 0, "%s: writing %s with %d bad blocks: %s", geo->name, path, bad,
+                  petrel_errname(err));
+        snprintf(path, sizeof(path), "dir%d", k);
+        CHECK_OK(petrel_fs_mkdir(&d.fs, path));
+    }
+    for (i = 0; i < 2; i++) {
+        for (k = 0; k < 6; k++) {
+            snprintf(path, sizeof(path), "b%d", k);
+            CHECK_MSG(fsh_file_is_pattern(&d.fs, path, 500 + (uint64_t)k, len) == 1,
+                      "%s: %s does not read back (pass %d)", geo->name, path, i);
+        }
+        CHECK_OK(petrel_fs_check(&d.fs, fsh_check_log, NULL));
+        CHECK_OK(fsh_unmount(&d));
+        CHECK_OK(fsh_mount(&d));
+    }
+    fsh_dev_free(&d);
+}
+
+#define BAD_CASES(kind, FAULT)                                                                \
+    TEST(bad_blocks_##kind##_nor) { bad_blocks_run(FAULT, FSH_NOR); }                        \
+    TEST(bad_blocks_##kind##_tiny) { bad_blocks_run(FAULT, FSH_TINY); }
+
+BAD_CASES(prog_error, PETREL_BD_EMU_PROG_ERROR)
+BAD_CASES(prog_noop, PETREL_BD_EMU_PROG_NOOP)
+BAD_CASES(erase_error, PETREL_BD_EMU_ERASE_ERROR)
+BAD_CASES(erase_noop, PETREL_BD_EMU_ERASE_NOOP)
+BAD_CASES(read_error, PETREL_BD_EMU_READ_ERROR)
