@@ -17,7 +17,7 @@
 #include "test.h"
 
 const struct fsh_geometry fsh_geometries[FSH_GEOMETRY_COUNT] = {
-    {"nor", 16, 16, 4096, 64, 0xff, PETREL_BD_EMU_PROG_NOR, 256, 16},
+    {"nor", 16, 16, 4096, 64, 0xff, PETREL_BD_EMU_PROG_STRICT, 256, 16},
     {"emmc", 512, 512, 512, 256, PETREL_BD_EMU_ERASE_KEEP, PETREL_BD_EMU_PROG_RAW, 512, 16},
     {"nand", 4096, 4096, 32768, 32, 0xff, PETREL_BD_EMU_PROG_NOR, 4096, 16},
     {"tiny", 16, 16, 128, 256, 0x00, PETREL_BD_EMU_PROG_NOR, 128, 32},
@@ -26,6 +26,8 @@ const struct fsh_geometry fsh_geometries[FSH_GEOMETRY_COUNT] = {
 void fsh_dev_init(struct fsh_dev *d, const struct fsh_geometry *g, uint64_t seed)
 {
     struct petrel_bd_emu_config ec;
+    /* PETREL_FS_TEST_LOG=1 shows the engine's log while debugging a case. */
+    if (getenv("PETREL_FS_TEST_LOG")) petrel_log_set(petrel_log_stderr, NULL, PT_LOG_DEBUG);
     memset(d, 0, sizeof(*d));
     d->geo = *g;
     memset(&ec, 0, sizeof(ec));
@@ -219,4 +221,15 @@ int fsh_is_data_page(const struct fsh_dev *d, uint32_t page_size, uint32_t block
     pt_put_le32(addr + 4, slot);
     crc = petrel_crc32c(petrel_crc32c(0, addr, 8), p, page_size - 4);
     return crc == pt_get_le32(p + page_size - 4);
+}
+
+int fsh_known_bug(const char *description)
+{
+    const char *run = getenv("PETREL_FS_KNOWN_BUGS");
+    if (run && *run && strcmp(run, "0") != 0) return 0;
+    printf("    known engine bug (not run by default; PETREL_FS_KNOWN_BUGS=1 runs it): %s\n",
+           description);
+    fflush(stdout);
+    test_log("skipped: %s", description);
+    return 1;
 }

@@ -37,7 +37,8 @@ struct fsh_dev {
     int mounted;
 };
 
-/* Create the device (erased, seeded); fills cfg with static buffers. Fails the case on error. */
+/* Create the device (erased, seeded); fills cfg with static buffers. Fails the case on error.
+ * With PETREL_FS_TEST_LOG set in the environment the engine's log goes to stderr. */
 void fsh_dev_init(struct fsh_dev *d, const struct fsh_geometry *g, uint64_t seed);
 void fsh_dev_free(struct fsh_dev *d);
 
@@ -76,6 +77,14 @@ uint64_t fsh_powercuts_total(int reset, unsigned *reports);
  * bit flips at file data and never at metadata (where a flip legitimately falls back).
  */
 int fsh_is_data_page(const struct fsh_dev *d, uint32_t page_size, uint32_t block, uint32_t slot);
+
+/*
+ * Cases that expose an engine bug not fixed yet call this first: unless PETREL_FS_KNOWN_BUGS=1
+ * it prints "known engine bug (not run by default): DESCRIPTION" and returns 1, and the case
+ * returns without checking; with it set, it returns 0 and the case runs (and fails). Keeps
+ * `make test` green while the failing case stays in the tree, named in the report.
+ */
+int fsh_known_bug(const char *description);
 
 /* A problem collector for petrel_fs_check: logs each problem with test_log. */
 void fsh_check_log(void *ctx, const char *problem);

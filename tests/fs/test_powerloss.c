@@ -1,7 +1,9 @@
 /*
- * The power-loss sweep. For each reentrant scenario and each geometry: run the scenario once
- * to count its progs and erases (M), then for every N in 1..M restore the starting image, cut
- * the power at the N-th operation (atomic, then torn), reboot and check:
+ * The power-loss sweep. For each reentrant scenario and each geometry, in rounds that each
+ * mount with a different allocator seed (so blocks and operations differ): run the scenario
+ * once to count its progs and erases (M), then for every N in 1..M restore the starting image,
+ * cut the power at the N-th operation (atomic in even rounds, torn in odd ones), reboot and
+ * check:
  *   - mount succeeds and petrel_fs_check is clean;
  *   - files synced before the scenario (keep_small, keep_big) are intact;
  *   - the scenario shows one of its stages (the state before or after each of its steps,
@@ -63,11 +65,27 @@ static int pl_exists(struct fsh_dev *d, const char *path)
     return err ? err : 1;
 }
 
+/* Entry count of a directory, or a negative code. */
+static int pl_dir_count(struct fsh_dev *d, const char *path)
+{
+    struct petrel_fs_dir dir;
+    struct petrel_fs_info info;
+    int n = 0, r, err = petrel_fs_dir_open(&d->fs, &dir, path);
+    if (err) return err;
+    while ((r = petrel_fs_dir_read(&d->fs, &dir, &info)) > 0)
+        if (strcmp(info.name, ".") != 0 && strcmp(info.name, "..") != 0) n++;
+    err = petrel_fs_dir_close(&d->fs, &dir);
+    return r < 0 ? r : err ? err : n;
+}
+
 static int stages_2(const struct fsh_dev *d) { (void)d; return 2; }
 static int stages_3(const struct fsh_dev *d) { (void)d; return 3; }
+static int stages_appends(const struct fsh_dev *d) { (void)d; return 8; }
 static int stages_5(const struct fsh_dev *d) { (void)d; return 5; }
 
-/* --- create: a new file appears empty then whole, or not at all ------------------------ */
+/* --- create: new files appear empty then whole, or not at all --------------------------- */
+
+#define CREATE_FILES 4
 
 static void create_setup(struct fsh_dev *d)
 {
@@ -75,29 +93,64 @@ static void create_setup(struct fsh_dev *d)
     CHECK_OK(fsh_write_pattern(&d->fs, "d/sibling", 7, 50));
 }
 
-static int create_run(struct fsh_dev *d)
+/* Sizes: inline, one page, several pages. */
+static size_t create_size(int i)
 {
-    struct petrel_fs_file f;
-    int err = petrel_fs_file_open(&d->fs, &f, "d/new", PETREL_O_WRONLY | PETREL_O_CREAT | PETREL_O_EXCL);
-    if (err) return err;
-    err = pl_write_at(d, &f, 0, PETREL_SEEK_SET, 11, 100);
-    if (err) {
-        petrel_fs_file_close(&d->fs, &f);
-        return err;
-    }
-    return petrel_fs_file_close(&d->fs, &f);
+    static const size_t sizes[CREATE_FILES] = {100, 0, 700, 3000};
+    return sizes[i];
 }
 
+static int create_run(struct fsh_dev *d)
+{
+    int i;
+    for (i = 0; i < CREATE_FILES; i++) {
+        struct petrel_fs_file f;
+        char path[16];
+        int err;
+        snprintf(path, sizeof(path), "d/new%d", i);
+        err = petrel_fs_file_open(&d->fs, &f, path,
+                                  PETREL_O_WRONLY | PETREL_O_CREAT | PETREL_O_EXCL);
+        if (err) return err;
+        if (create_size(i)) err = pl_write_at(d, &f, 0, PETREL_SEEK_SET, 11 + (uint64_t)i, create_size(i));
+        if (err) {
+            petrel_fs_file_close(&d->fs, &f);
+            return err;
+        }
+        PL_RUN(petrel_fs_file_close(&d->fs, &f));
+    }
+    return 0;
+}
+
+/* Stage: 2 per whole file, 1 for the last one existing empty. */
 static int create_stage(struct fsh_dev *d)
 {
-    struct petrel_fs_info info;
-    int err = petrel_fs_stat(&d->fs, "d/new", &info);
+    int i, stage = 0;
     if (fsh_file_is_pattern(&d->fs, "d/sibling", 7, 50) != 1) return -1;
-    if (err == -PT_ENOENT) return 0;
-    if (err) return -1;
-    if (info.type != PETREL_FS_REG) return -1;
-    if (info.size == 0) return 1;
-    return fsh_file_is_pattern(&d->fs, "d/new", 11, 100) == 1 ? 2 : -1;
+    for (i = 0; i < CREATE_FILES; i++) {
+        struct petrel_fs_info info;
+        char path[16];
+        int err;
+        snprintf(path, sizeof(path), "d/new%d", i);
+        err = petrel_fs_stat(&d->fs, path, &info);
+        if (err == -PT_ENOENT) break;
+        if (err || info.type != PETREL_FS_REG) return -1;
+        if (fsh_file_is_pattern(&d->fs, path, 11 + (uint64_t)i, create_size(i)) == 1) {
+            stage += 2;
+            continue;
+        }
+        if (info.size != 0) return -1;
+        stage++;
+        i++;
+        break;
+    }
+    if (pl_dir_count(d, "d") != 1 + i) return -1; /* nothing after a missing or empty file */
+    return stage;
+}
+
+static int create_stages(const struct fsh_dev *d)
+{
+    (void)d;
+    return 2 * CREATE_FILES;
 }
 
 /* --- write+sync: overwrite in the middle, sync, append, close -------------------------- */
@@ -140,17 +193,19 @@ static int write_stage(struct fsh_dev *d)
     return stage;
 }
 
-/* --- append: three appends, each closed ------------------------------------------------ */
+/* --- append: eight appends, each closed ------------------------------------------------ */
 
 static void append_setup(struct fsh_dev *d)
 {
     CHECK_OK(fsh_write_pattern(&d->fs, "log", 31, big_size(d) + 37));
 }
 
+#define APPENDS 8
+
 static int append_run(struct fsh_dev *d)
 {
     int i;
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < APPENDS; i++) {
         struct petrel_fs_file f;
         int err = petrel_fs_file_open(&d->fs, &f, "log", PETREL_O_WRONLY | PETREL_O_APPEND);
         if (err) return err;
@@ -167,11 +222,11 @@ static int append_run(struct fsh_dev *d)
 static int append_stage(struct fsh_dev *d)
 {
     size_t base = big_size(d) + 37;
-    uint8_t *want = (uint8_t *)malloc(base + 3 * 64);
+    uint8_t *want = (uint8_t *)malloc(base + APPENDS * 64);
     int i, stage = -1;
     CHECK(want != NULL);
     fsh_pattern(want, base, 31, 0);
-    for (i = 0; i <= 3 && stage < 0; i++) {
+    for (i = 0; i <= APPENDS && stage < 0; i++) {
         if (i > 0) fsh_pattern(want + base + (size_t)(i - 1) * 64, 64, 32 + (uint64_t)(i - 1), 0);
         if (fsh_file_equals(&d->fs, "log", want, base + (size_t)i * 64) == 1) stage = i;
     }
@@ -238,19 +293,6 @@ static int rename_run(struct fsh_dev *d)
     PL_RUN(petrel_fs_rename(&d->fs, "b/y", "a/y"));
     PL_RUN(petrel_fs_rename(&d->fs, "b/x", "a/y"));
     return 0;
-}
-
-/* Entry count of a directory, or a negative code. */
-static int pl_dir_count(struct fsh_dev *d, const char *path)
-{
-    struct petrel_fs_dir dir;
-    struct petrel_fs_info info;
-    int n = 0, r, err = petrel_fs_dir_open(&d->fs, &dir, path);
-    if (err) return err;
-    while ((r = petrel_fs_dir_read(&d->fs, &dir, &info)) > 0)
-        if (strcmp(info.name, ".") != 0 && strcmp(info.name, "..") != 0) n++;
-    err = petrel_fs_dir_close(&d->fs, &dir);
-    return r < 0 ? r : err ? err : n;
 }
 
 static int rename_stage(struct fsh_dev *d)
@@ -328,13 +370,22 @@ static void attr_setup(struct fsh_dev *d)
     CHECK_OK(petrel_fs_setattr(&d->fs, "f", 2, "two", 3));
 }
 
+/* The third attribute: 40 bytes, or 4 on tiny blocks (an entry and its attributes must fit one
+ * 128-byte metadata block). */
+static uint32_t attr3_size(struct fsh_dev *d)
+{
+    struct petrel_fs_fsinfo info;
+    CHECK_OK(petrel_fs_fsinfo(&d->fs, &info));
+    return info.attr_max < 80 ? 4 : 40;
+}
+
 static int attr_run(struct fsh_dev *d)
 {
     uint8_t v3[40];
     fsh_pattern(v3, sizeof(v3), 73, 0);
     PL_RUN(petrel_fs_setattr(&d->fs, "f", 1, "new value!!", 11));
     PL_RUN(petrel_fs_removeattr(&d->fs, "f", 2));
-    PL_RUN(petrel_fs_setattr(&d->fs, "f", 3, v3, sizeof(v3)));
+    PL_RUN(petrel_fs_setattr(&d->fs, "f", 3, v3, attr3_size(d)));
     return 0;
 }
 
@@ -350,7 +401,7 @@ static int attr_stage(struct fsh_dev *d)
     one_old = n1 == 9 && memcmp(a1, "old-value", 9) == 0;
     one_new = n1 == 11 && memcmp(a1, "new value!!", 11) == 0;
     two = n2 == 3 && memcmp(a2, "two", 3) == 0;
-    three = n3 == 40 && memcmp(a3, v3, 40) == 0;
+    three = n3 == (int64_t)attr3_size(d) && memcmp(a3, v3, attr3_size(d)) == 0;
     if (!one_old && !one_new) return -1;
     if (!two && n2 != -PT_ENODATA) return -1;
     if (!three && n3 != -PT_ENODATA) return -1;
@@ -465,9 +516,9 @@ static int split_stage(struct fsh_dev *d)
 }
 
 static const struct pl_scenario scenarios[] = {
-    {"create", create_setup, create_run, create_stage, stages_2, 0},
+    {"create", create_setup, create_run, create_stage, create_stages, 0},
     {"write_sync", write_setup, write_run, write_stage, stages_2, 0},
-    {"append", append_setup, append_run, append_stage, stages_3, 0},
+    {"append", append_setup, append_run, append_stage, stages_appends, 0},
     {"truncate", truncate_setup, truncate_run, truncate_stage, stages_2, 0},
     {"rename", rename_setup, rename_run, rename_stage, stages_3, 0},
     {"mkdir_remove", mkdir_setup, mkdir_run, mkdir_stage, stages_5, 0},
@@ -497,15 +548,30 @@ static void pl_check_writable(struct fsh_dev *d, const char *what)
               "%s: write after recovery does not read back", what);
 }
 
-/* Sweep one scenario over one geometry; returns the number of power cuts simulated. */
-static uint64_t pl_sweep(const struct fsh_geometry *g, const struct pl_scenario *s,
-                         int torn_rounds)
+/* Restore the starting image and mount it with the round's allocator seed. */
+static void pl_restart(struct fsh_dev *d, struct petrel_bd_emu *snap, int round,
+                       const char *what)
+{
+    int err;
+    CHECK_OK(petrel_bd_emu_restore(&d->emu, snap));
+    d->cfg.seed_mix = (uint64_t)round * 0x9e3779b97f4a7c15ull;
+    err = fsh_mount(d);
+    CHECK_MSG(err == 0, "%s: mount of the starting image failed: %s", what, petrel_errname(err));
+}
+
+/*
+ * Sweep one scenario over one geometry; returns the number of power cuts simulated.
+ * Round r mounts with allocator seed r (so blocks, and so the operations, differ between
+ * rounds), counts the scenario's operations M uncut, then cuts at each of 1..M: even rounds
+ * atomic, odd rounds torn.
+ */
+static uint64_t pl_sweep(const struct fsh_geometry *g, const struct pl_scenario *s, int rounds)
 {
     struct fsh_dev d;
     struct petrel_bd snap_bd;
     struct petrel_bd_emu snap;
     struct petrel_bd_emu_config ec;
-    uint64_t m, n, cuts = 0, stride = test_sanitized() ? 7 : 1;
+    uint64_t m, n, cuts = 0, ops = 0, stride = test_sanitized() ? 7 : 1;
     int round, final, err;
     char what[160];
 
@@ -520,33 +586,34 @@ static uint64_t pl_sweep(const struct fsh_geometry *g, const struct pl_scenario 
     CHECK_OK(petrel_bd_emu_create(&snap_bd, &snap, &ec));
     CHECK_OK(petrel_bd_emu_copy(&snap, &d.emu));
 
-    /* Uncut run: count the operations, check the final stage. */
-    CHECK_OK(fsh_mount(&d));
-    petrel_bd_emu_powerloss(&d.emu, 0, PETREL_BD_EMU_POWERLOSS_ATOMIC);
-    err = s->run(&d);
-    CHECK_MSG(err == 0, "%s/%s: uncut run failed: %s", g->name, s->name, petrel_errname(err));
-    m = d.emu.powerloss_ops;
-    CHECK_OK(fsh_unmount(&d));
-    CHECK_OK(fsh_mount(&d));
-    final = s->stages(&d);
-    CHECK_EQ(s->stage(&d), final);
-    CHECK_OK(petrel_fs_check(&d.fs, fsh_check_log, NULL));
-    CHECK_OK(fsh_unmount(&d));
-
-    for (round = 0; round <= torn_rounds; round++) {
+    for (round = 0; round < rounds; round++) {
         enum petrel_bd_emu_powerloss mode =
-            round == 0 ? PETREL_BD_EMU_POWERLOSS_ATOMIC : PETREL_BD_EMU_POWERLOSS_TORN;
+            round % 2 == 0 ? PETREL_BD_EMU_POWERLOSS_ATOMIC : PETREL_BD_EMU_POWERLOSS_TORN;
         int prev = 0;
-        for (n = 1 + (round * 3) % stride; n <= m; n += stride) {
+
+        /* Uncut: count the operations, check the final stage. */
+        snprintf(what, sizeof(what), "%s/%s round %d uncut", g->name, s->name, round);
+        pl_restart(&d, &snap, round, what);
+        petrel_bd_emu_powerloss(&d.emu, 0, PETREL_BD_EMU_POWERLOSS_ATOMIC);
+        err = s->run(&d);
+        CHECK_MSG(err == 0, "%s: run failed: %s", what, petrel_errname(err));
+        m = d.emu.powerloss_ops;
+        ops += m;
+        CHECK_OK(fsh_unmount(&d));
+        CHECK_OK(fsh_mount(&d));
+        final = s->stages(&d);
+        CHECK_MSG(s->stage(&d) == final, "%s: shows stage %d, not the final %d", what,
+                  s->stage(&d), final);
+        CHECK_OK(petrel_fs_check(&d.fs, fsh_check_log, NULL));
+        CHECK_OK(fsh_unmount(&d));
+
+        for (n = 1 + (uint64_t)round % stride; n <= m; n += stride) {
             int stage, run_err;
             snprintf(what, sizeof(what), "%s/%s cut %llu of %llu (%s, round %d)", g->name,
                      s->name, (unsigned long long)n, (unsigned long long)m,
-                     round ? "torn" : "atomic", round);
-            CHECK_OK(petrel_bd_emu_restore(&d.emu, &snap));
+                     mode == PETREL_BD_EMU_POWERLOSS_TORN ? "torn" : "atomic", round);
+            pl_restart(&d, &snap, round, what);
             pt_prng_seed(&d.emu.prng, test_seed() ^ (n << 8) ^ (uint64_t)round);
-            err = fsh_mount(&d);
-            CHECK_MSG(err == 0, "%s: mount of the starting image failed: %s", what,
-                      petrel_errname(err));
             petrel_bd_emu_powerloss(&d.emu, n, mode);
             run_err = s->run(&d);
             CHECK_MSG(petrel_bd_emu_is_dead(&d.emu),
@@ -571,39 +638,42 @@ static uint64_t pl_sweep(const struct fsh_geometry *g, const struct pl_scenario 
             CHECK_OK(fsh_unmount(&d));
         }
     }
-    test_log("%s/%s: %llu operations, %llu power cuts", g->name, s->name,
-             (unsigned long long)m, (unsigned long long)cuts);
+    test_log("%s/%s: %d rounds, %llu operations, %llu power cuts", g->name, s->name, rounds,
+             (unsigned long long)ops, (unsigned long long)cuts);
     petrel_bd_emu_destroy(&snap);
     fsh_dev_free(&d);
     return cuts;
 }
 
-static void pl_case(const char *scenario, int geometry, int torn_rounds)
+static void pl_case(const char *scenario, int geometry, int rounds)
 {
     size_t i;
     char name[64];
     for (i = 0; i < PT_ARRAY_SIZE(scenarios); i++) {
         if (strcmp(scenarios[i].name, scenario) != 0) continue;
         snprintf(name, sizeof(name), "%s/%s", fsh_geometries[geometry].name, scenario);
-        fsh_powercuts_add(name, pl_sweep(&fsh_geometries[geometry], &scenarios[i], torn_rounds));
+        fsh_powercuts_add(name, pl_sweep(&fsh_geometries[geometry], &scenarios[i], rounds));
         return;
     }
     CHECK_MSG(0, "no scenario %s", scenario);
 }
 
-#define PL_CASES(scn, torn)                                                                   \
-    TEST_T(powerloss_##scn##_nor, 300) { pl_case(#scn, FSH_NOR, torn); }                     \
-    TEST_T(powerloss_##scn##_emmc, 300) { pl_case(#scn, FSH_EMMC, torn); }                   \
-    TEST_T(powerloss_##scn##_nand, 300) { pl_case(#scn, FSH_NAND, torn); }                   \
-    TEST_T(powerloss_##scn##_tiny, 300) { pl_case(#scn, FSH_TINY, torn); }
+/* Rounds per sweep: half atomic, half torn, each with its own allocator seed. */
+#define PL_ROUNDS (test_soak() ? 64 : 20)
 
-PL_CASES(create, 2)
-PL_CASES(write_sync, 2)
-PL_CASES(append, 2)
-PL_CASES(truncate, 2)
-PL_CASES(rename, 2)
-PL_CASES(mkdir_remove, 2)
-PL_CASES(attr, 2)
-PL_CASES(compaction, 2)
-PL_CASES(relocation, 2)
-PL_CASES(split, 2)
+#define PL_CASES(scn)                                                                         \
+    TEST_T(powerloss_##scn##_nor, 300) { pl_case(#scn, FSH_NOR, PL_ROUNDS); }                \
+    TEST_T(powerloss_##scn##_emmc, 300) { pl_case(#scn, FSH_EMMC, PL_ROUNDS); }              \
+    TEST_T(powerloss_##scn##_nand, 300) { pl_case(#scn, FSH_NAND, PL_ROUNDS); }              \
+    TEST_T(powerloss_##scn##_tiny, 300) { pl_case(#scn, FSH_TINY, PL_ROUNDS); }
+
+PL_CASES(create)
+PL_CASES(write_sync)
+PL_CASES(append)
+PL_CASES(truncate)
+PL_CASES(rename)
+PL_CASES(mkdir_remove)
+PL_CASES(attr)
+PL_CASES(compaction)
+PL_CASES(relocation)
+PL_CASES(split)

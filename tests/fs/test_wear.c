@@ -17,55 +17,82 @@
 #define W_FILES 4
 
 static const struct fsh_geometry wear_geo = {"wear", 16, 16, 1024, 32, 0xff,
-                                             PETREL_BD_EMU_PROG_NOR, 256, 8};
+                                             PETREL_BD_EMU_PROG_STRICT, 256, 8};
 
 /* Replace path atomically: write a temporary file, then rename it over path. */
-static int replace_file(struct petrel_fs *fs, const char *path, uint64_t seed, size_t len)
+static int replace_file(struct petrel_fs *fs, const char *dir, const char *path, uint64_t seed,
+                        size_t len)
 {
-    int err = fsh_write_pattern(fs, "tmp", seed, len);
+    char tmp[32];
+    int err;
+    snprintf(tmp, sizeof(tmp), "%stmp", dir);
+    err = fsh_write_pattern(fs, tmp, seed, len);
     if (err) {
         test_log("writing tmp (%zu bytes) for %s: %s", len, path, petrel_errname(err));
         return err;
     }
-    err = petrel_fs_rename(fs, "tmp", path);
+    err = petrel_fs_rename(fs, tmp, path);
     if (err) test_log("renaming tmp over %s: %s", path, petrel_errname(err));
     return err;
 }
 
-static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance)
+/* dir: "" for files in the root (whose pair never moves), "d/" for a subdirectory. */
+static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance, const char *dir)
 {
     struct fsh_dev d;
     struct pt_prng g;
-    uint64_t seeds[W_FILES] = {0};
-    size_t sizes[W_FILES] = {0};
+    uint64_t seeds[W_FILES] = {0}, alt_seed = 0;
+    size_t sizes[W_FILES] = {0}, alt_size = 0;
+    int alt_file = -1;
     uint64_t iter, total_wear = 0, max_iter = 200000;
     uint32_t b, max_wear = 0, worn = 0;
-    int end = 0, i;
+    int end = 0, bad_end = 0, i;
     char path[16];
 
-    if (getenv("PETREL_FS_TEST_LOG")) petrel_log_set(petrel_log_stderr, NULL, PT_LOG_DEBUG);
     fsh_dev_init(&d, &wear_geo, test_seed());
     d.emu.cfg.endurance = endurance;
     d.emu.cfg.worn_fault = worn_fault;
     d.cfg.block_cycles = 8;
     pt_prng_seed(&g, test_seed());
     fsh_format_mount(&d);
+    if (dir[0]) CHECK_OK(petrel_fs_mkdir(&d.fs, "d"));
     for (iter = 1; iter <= max_iter && !end; iter++) {
         int k = (int)pt_prng_below(&g, W_FILES);
         size_t len = 50 + (size_t)pt_prng_below(&g, 3000);
         int err;
-        snprintf(path, sizeof(path), "w%d", k);
-        err = replace_file(&d.fs, path, iter, len);
+        snprintf(path, sizeof(path), "%sw%d", dir, k);
+        err = replace_file(&d.fs, dir, path, iter, len);
+        if (err) {
+            /* The replacement that failed may or may not have happened: either version of
+             * that file is right afterwards. */
+            alt_file = k;
+            alt_seed = iter;
+            alt_size = len;
+        }
         if (err == -PT_ENOSPC || err == -PT_EROFS) {
             test_log("ended with %s after %llu replacements", petrel_errname(err),
                      (unsigned long long)iter);
             end = 1;
             break;
         }
-        CHECK_MSG(err == 0, "replacement %llu of %s: %s (only -PT_ENOSPC may end the run)",
-                  (unsigned long long)iter, path, petrel_errname(err));
+        if (err) { /* checked after the data and wear report below */
+            test_log("replacement %llu of %s ended the run with %s", (unsigned long long)iter,
+                     path, petrel_errname(err));
+            bad_end = err;
+            end = 1;
+            break;
+        }
         seeds[k] = iter;
         sizes[k] = len;
+        for (i = 0; i < W_FILES; i++) { /* every acknowledged file, after every step */
+            int r;
+            if (!seeds[i]) continue;
+            snprintf(path, sizeof(path), "%sw%d", dir, i);
+            r = fsh_file_is_pattern(&d.fs, path, seeds[i], sizes[i]);
+            CHECK_MSG(r == 1, "after replacement %llu, %s (replacement %llu) reads %s",
+                      (unsigned long long)iter, path, (unsigned long long)seeds[i],
+                      r < 0 ? petrel_errname(r) : "other contents");
+        }
         if (iter % 64 == 0) { /* remount now and then: the allocator restarts elsewhere */
             CHECK_OK(fsh_unmount(&d));
             CHECK_OK(fsh_mount(&d));
@@ -77,9 +104,13 @@ static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance)
         int k;
         for (k = 0; k < W_FILES; k++) {
             snprintf(path, sizeof(path), "w%d", k);
+            int r;
             if (!seeds[k]) continue;
-            CHECK_MSG(fsh_file_is_pattern(&d.fs, path, seeds[k], sizes[k]) == 1,
-                      "%s lost after wear-out (pass %d)", path, i);
+            r = fsh_file_is_pattern(&d.fs, path, seeds[k], sizes[k]);
+            if (r != 1 && k == alt_file) r = fsh_file_is_pattern(&d.fs, path, alt_seed, alt_size);
+            CHECK_MSG(r == 1, "%s (replacement %llu, %zu bytes) lost after wear-out (pass %d): %s",
+                      path, (unsigned long long)seeds[k], sizes[k], i,
+                      r < 0 ? petrel_errname(r) : "other contents");
         }
         fsh_unmount(&d);
         CHECK_OK(fsh_mount(&d));
@@ -90,30 +121,64 @@ static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance)
         if (w > max_wear) max_wear = w;
         if (w >= endurance) worn++;
     }
-    test_log("wear: max %u, mean %.1f erases per block (endurance %u), %u of %u blocks worn",
+    test_log("wear: max %u, mean %.1f erases per block (endurance %u), %u of %u blocks worn; "
+             "root pair blocks 0 and 1: %u, %u",
              max_wear, (double)total_wear / wear_geo.block_count, endurance, worn,
-             wear_geo.block_count);
+             wear_geo.block_count, petrel_bd_emu_wear(&d.emu, 0), petrel_bd_emu_wear(&d.emu, 1));
+    CHECK_MSG(bad_end == 0, "wear-out ended with %s: only -PT_ENOSPC or -PT_EROFS may end it",
+              petrel_errname(bad_end));
     fsh_dev_free(&d);
 }
 
-TEST_T(wear_out_erase_errors, 240)
+#define WEAR_ENDURANCE (test_sanitized() ? 20 : 60)
+
+#define SUBDIR_BUG "a subdirectory loses all its entries (ENOENT) after its pair moves " \
+    "(block_cycles 8, 1 KiB blocks): 'directory 1 moved to {29,15}: fixing entry'"
+#define ROOT_EIO_BUG "when the root pair (blocks 0, 1) wears out the failing call returns " \
+    "-PT_EIO, not -PT_ENOSPC/-PT_EROFS"
+
+TEST_T(wear_out_erase_errors_subdir, 240)
 {
-    wear_run(PETREL_BD_EMU_ERASE_ERROR, test_sanitized() ? 20 : 60);
+    if (fsh_known_bug(SUBDIR_BUG)) return;
+    wear_run(PETREL_BD_EMU_ERASE_ERROR, WEAR_ENDURANCE, "d/");
 }
 
-TEST_T(wear_out_progs_do_not_stick, 240)
+TEST_T(wear_out_progs_do_not_stick_subdir, 240)
 {
-    wear_run(PETREL_BD_EMU_PROG_NOOP, test_sanitized() ? 20 : 60);
+    if (fsh_known_bug(SUBDIR_BUG)) return;
+    wear_run(PETREL_BD_EMU_PROG_NOOP, WEAR_ENDURANCE, "d/");
 }
 
-TEST_T(wear_out_prog_errors, 240)
+TEST_T(wear_out_prog_errors_subdir, 240)
 {
-    wear_run(PETREL_BD_EMU_PROG_ERROR, test_sanitized() ? 20 : 60);
+    if (fsh_known_bug(SUBDIR_BUG)) return;
+    wear_run(PETREL_BD_EMU_PROG_ERROR, WEAR_ENDURANCE, "d/");
+}
+
+TEST_T(wear_out_erase_errors_root, 240)
+{
+    if (fsh_known_bug(ROOT_EIO_BUG)) return;
+    wear_run(PETREL_BD_EMU_ERASE_ERROR, WEAR_ENDURANCE, "");
+}
+
+TEST_T(wear_out_progs_do_not_stick_root, 240)
+{
+    wear_run(PETREL_BD_EMU_PROG_NOOP, WEAR_ENDURANCE, "");
+}
+
+TEST_T(wear_out_prog_errors_root, 240)
+{
+    if (fsh_known_bug(ROOT_EIO_BUG)) return;
+    wear_run(PETREL_BD_EMU_PROG_ERROR, WEAR_ENDURANCE, "");
 }
 
 /* Bad blocks of one kind on a fresh device: files written around them read back. */
 static void bad_blocks_run(enum petrel_bd_emu_fault fault, int geometry)
 {
+    if (fault == PETREL_BD_EMU_READ_ERROR &&
+        fsh_known_bug("a block whose reads fail makes mkdir / file writes return -PT_EIO "
+                      "instead of being abandoned like a block whose programs fail"))
+        return;
     struct fsh_dev d;
     struct pt_prng g;
     int i, k, bad = 0;
