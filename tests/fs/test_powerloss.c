@@ -105,7 +105,7 @@ static int create_run(struct fsh_dev *d)
     int i;
     for (i = 0; i < CREATE_FILES; i++) {
         struct petrel_fs_file f;
-        char path[16];
+        char path[32];
         int err;
         snprintf(path, sizeof(path), "d/new%d", i);
         err = petrel_fs_file_open(&d->fs, &f, path,
@@ -128,7 +128,7 @@ static int create_stage(struct fsh_dev *d)
     if (fsh_file_is_pattern(&d->fs, "d/sibling", 7, 50) != 1) return -1;
     for (i = 0; i < CREATE_FILES; i++) {
         struct petrel_fs_info info;
-        char path[16];
+        char path[32];
         int err;
         snprintf(path, sizeof(path), "d/new%d", i);
         err = petrel_fs_stat(&d->fs, path, &info);
