@@ -45,7 +45,7 @@
 #define PETREL_FS_FILE_MAX_DEFAULT 0x7fffffffu
 
 /* How many data-block updates a file buffers before it writes them into its tree. */
-#define PETREL_FS_PENDING 32
+#define PETREL_FS_PENDING 64
 
 /* How deep a file's data tree may grow (index levels above the data blocks). */
 #define PETREL_FS_TREE_DEPTH_MAX 6
@@ -188,6 +188,9 @@ struct petrel_fs_file {
     uint32_t ob_src;    /* open block: block it replaces (or NULL) */
     uint32_t ob_next;   /* open block: next page slot to program */
     uint32_t ob_src_pages; /* open block: valid pages in ob_src */
+    uint32_t map_index; /* last tree lookup: logical block ... */
+    uint32_t map_block; /* ... and where it is (valid when map_valid) */
+    uint8_t map_valid;
     uint32_t pend_n;    /* buffered tree updates */
     struct {
         uint32_t index, block;

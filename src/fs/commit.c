@@ -122,7 +122,7 @@ int pt_fs_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *
         was_head = pred.head;
     }
     if (need_repair) {
-        err = pt_fs_repair(fs);
+        err = pt_fs_repair(fs, 0);
         if (err) return err;
         /* the caller's pair may have been rewritten by the repair */
         err = pt_mdir_refetch(fs, md, NULL);

@@ -226,7 +226,7 @@ static int pt_dir_empty(struct petrel_fs *fs, const uint32_t head[2])
     uint32_t guard;
     int err = pt_mdir_fetch(fs, &md, head, NULL);
     for (guard = 0; !err && guard <= fs->block_count; guard++) {
-        struct pt_rec_ref rec;
+        struct pt_rec_ref rec = {0, 0, 0};
         uint32_t pos = 0, next[2];
         while ((err = pt_rec_next(fs, &md, &pos, &rec)) == 1) {
             int live;
@@ -417,7 +417,7 @@ int petrel_fs_dir_read(struct petrel_fs *fs, struct petrel_fs_dir *dir,
     uint32_t guard;
     for (guard = 0; guard <= fs->block_count; guard++) {
         struct pt_mdir md;
-        struct pt_rec_ref rec, best;
+        struct pt_rec_ref rec = {0, 0, 0}, best = {0, 0, 0};
         uint64_t best_hash = 0;
         uint32_t pos = 0, next[2];
         int have = 0, err;

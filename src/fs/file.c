@@ -45,22 +45,33 @@ static uint32_t pt_file_valid_pages(struct petrel_fs *fs, const struct petrel_fs
     return (uint32_t)PT_MIN(n, (uint64_t)pt_pages_per_block(fs));
 }
 
-/* Physical block currently holding logical block bi, outside the open block. */
-static int pt_file_block(struct petrel_fs *fs, const struct petrel_fs_file *f, uint32_t bi,
+/* Physical block currently holding logical block bi, outside the open block. The last
+ * tree lookup is remembered so that sequential reads do not re-read index pages. */
+static int pt_file_block(struct petrel_fs *fs, struct petrel_fs_file *f, uint32_t bi,
                          uint32_t *blk)
 {
     uint32_t i;
+    int err;
     for (i = f->pend_n; i > 0; i--) {
         if (f->pend[i - 1].index == bi) {
             *blk = f->pend[i - 1].block;
             return 0;
         }
     }
-    return pt_tree_lookup(fs, f->root, f->depth, bi, blk);
+    if (f->map_valid && f->map_index == bi) {
+        *blk = f->map_block;
+        return 0;
+    }
+    err = pt_tree_lookup(fs, f->root, f->depth, bi, blk);
+    if (err) return err;
+    f->map_valid = 1;
+    f->map_index = bi;
+    f->map_block = *blk;
+    return 0;
 }
 
 /* Read-only view of page p: *payload NULL means zeros. */
-static int pt_file_page_src(struct petrel_fs *fs, const struct petrel_fs_file *f, uint64_t p,
+static int pt_file_page_src(struct petrel_fs *fs, struct petrel_fs_file *f, uint64_t p,
                             const uint8_t **payload)
 {
     uint32_t ppb = pt_pages_per_block(fs);
@@ -91,7 +102,7 @@ static int pt_copy_page(struct petrel_fs *fs, uint32_t src, uint32_t dst, uint32
         const uint8_t *p;
         int err = pt_page_read(fs, src, slot, &p);
         if (err) return err;
-        page = (uint8_t *)(uintptr_t)p;
+        page = fs->rcache.buf + (size_t)(p - fs->rcache.buf);
     } else {
         page = fs->rcache.buf;
         memset(page, 0, pt_page_payload(fs));
@@ -128,7 +139,7 @@ static int pt_file_ob_move(struct petrel_fs *fs, struct petrel_fs_file *f)
             if (e2 == -PT_ECORRUPT && f->ob_next > 0) return -PT_ECORRUPT;
         }
     }
-    return -PT_EIO;
+    return -PT_ENOSPC; /* no good block found: the device is worn out */
 }
 
 /* Program one page into the open block at slot (pages before it already written). */
@@ -155,7 +166,7 @@ static int pt_file_ob_prog(struct petrel_fs *fs, struct petrel_fs_file *f, uint3
         err = pt_file_ob_move(fs, f);
         if (err) return err;
     }
-    return -PT_EIO;
+    return -PT_ENOSPC; /* no good block found: the device is worn out */
 }
 
 static int pt_file_pend(struct petrel_fs *fs, struct petrel_fs_file *f, uint32_t bi,
@@ -368,6 +379,10 @@ int petrel_fs_file_opencfg(struct petrel_fs *fs, struct petrel_fs_file *file, co
         err = pt_fs_commit(fs, &lk.md, &r, 1);
         if (err) goto fail;
         pt_alloc_ack(fs);
+        /* the commit may have moved the directory's head: look the entry up again */
+        err = pt_lookup(fs, path, &lk, -1);
+        if (!err && lk.exists != 1) err = -PT_ENOENT;
+        if (err) goto fail;
     } else {
         file->size = lk.e.size;
         file->root = lk.e.root;
@@ -537,6 +552,7 @@ int petrel_fs_file_truncate(struct petrel_fs *fs, struct petrel_fs_file *f, uint
         nb_old = (uint32_t)((f->size + d - 1) / d);
         if (f->tree_size == 0) {
             f->root = PT_NULL;
+            f->map_valid = 0;
             f->depth = 0;
             f->pend_n = 0;
         } else {
@@ -591,6 +607,7 @@ int petrel_fs_file_sync(struct petrel_fs *fs, struct petrel_fs_file *f)
     if (f->tree_size == 0) {
         f->root = PT_NULL;
         f->depth = 0;
+        f->map_valid = 0;
     }
     if (keep_tail) tail_len = (uint16_t)(f->size - f->tree_size);
 

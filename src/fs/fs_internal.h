@@ -49,7 +49,6 @@ enum pt_rec_type {
 #define PT_CRC_PAYLOAD 8u      /* fcrc le32, crc le32 (+ padding) */
 #define PT_GSTATE_SIZE 24u
 #define PT_SB_SIZE 36u
-#define PT_MAGIC "petrel\0\0"
 
 /* Entry payload offsets. */
 #define PT_ENTRY_FIXED 10u     /* hash le64, type u8, name_len u8 */
@@ -179,7 +178,7 @@ void pt_handles_relocate(struct petrel_fs *fs, const uint32_t old[2], const uint
 extern struct petrel_fs_gstate pt_gpending_dummy;
 
 /* ---- gstate.c ---- */
-int pt_fs_repair(struct petrel_fs *fs);
+int pt_fs_repair(struct petrel_fs *fs, int finish_move);
 int pt_unlink_dir(struct petrel_fs *fs, const uint32_t head[2]);
 
 /* ---- dir.c ---- */

@@ -54,13 +54,15 @@ int pt_unlink_dir(struct petrel_fs *fs, const uint32_t head[2])
 }
 
 /* Find the live directory entry naming dirid anywhere: fills md (its pair) and e. */
-static int pt_find_dirid(struct petrel_fs *fs, uint32_t dirid, struct pt_mdir *md,
-                         struct pt_entry *e)
+static int pt_find_dirid(struct petrel_fs *fs, uint32_t dirid, const uint32_t head[2],
+                         struct pt_mdir *md, struct pt_entry *e)
 {
     uint32_t guard;
-    int err = pt_mdir_fetch(fs, md, pt_root_pair, NULL);
+    int err = pt_mdir_fetch(fs, md, pt_root_pair, NULL), found = 0;
+    struct pt_mdir fmd;
+    struct pt_entry fe;
     for (guard = 0; !err && guard <= fs->block_count; guard++) {
-        struct pt_rec_ref rec;
+        struct pt_rec_ref rec = {0, 0, 0};
         uint32_t pos = 0, next[2];
         while ((err = pt_rec_next(fs, md, &pos, &rec)) == 1) {
             int live;
@@ -70,10 +72,21 @@ static int pt_find_dirid(struct petrel_fs *fs, uint32_t dirid, struct pt_mdir *m
             if (e->type != PETREL_FS_DIR || e->dirid != dirid) continue;
             err = pt_rec_live(fs, md, &rec, pos, NULL, 0, &live);
             if (err) return err;
-            if (live) return 0;
+            if (!live) continue;
+            /* an entry naming another pair is the one to fix (during a rename two
+             * entries may name the directory) */
+            if (!pt_pair_eq(e->pair, head)) return 0;
+            fmd = *md;
+            fe = *e;
+            found = 1;
         }
         if (err < 0) return err;
-        if (md->next[0] == PT_NULL) return -PT_ENOENT;
+        if (md->next[0] == PT_NULL) {
+            if (!found) return -PT_ENOENT;
+            *md = fmd;
+            *e = fe;
+            return 0;
+        }
         next[0] = md->next[0];
         next[1] = md->next[1];
         err = pt_mdir_fetch(fs, md, next, NULL);
@@ -113,7 +126,7 @@ static int pt_repair_pass(struct petrel_fs *fs)
     for (guard = 0; !err && guard <= fs->block_count; guard++) {
         uint32_t next[2];
         if (q.head && !pt_pair_eq(q.pair, pt_root_pair)) {
-            err = pt_find_dirid(fs, q.dirid, &emd, &e);
+            err = pt_find_dirid(fs, q.dirid, q.pair, &emd, &e);
             if (err == -PT_ENOENT) {
                 uint32_t head[2];
                 petrel_log(PT_LOG_INFO, "fs", "reclaiming orphan directory {%u,%u}",
@@ -138,25 +151,27 @@ static int pt_repair_pass(struct petrel_fs *fs)
     return err ? err : -PT_ECORRUPT;
 }
 
-static int pt_fs_repair_once(struct petrel_fs *fs);
+static int pt_fs_repair_once(struct petrel_fs *fs, int finish_move);
 
 /* Repairs run one at a time: a repair commit that moves a head only raises the orphan
- * count, which the running repair loop then handles (no nesting, no recursion). */
-int pt_fs_repair(struct petrel_fs *fs)
+ * count, which the running repair loop then handles (no nesting, no recursion). A pending
+ * move is finished only at mount (finish_move): at run time it belongs to the rename in
+ * progress. */
+int pt_fs_repair(struct petrel_fs *fs, int finish_move)
 {
     int err;
     if (fs->repairing) return 0;
     fs->repairing = 1;
-    err = pt_fs_repair_once(fs);
+    err = pt_fs_repair_once(fs, finish_move);
     fs->repairing = 0;
     return err;
 }
 
-static int pt_fs_repair_once(struct petrel_fs *fs)
+static int pt_fs_repair_once(struct petrel_fs *fs, int finish_move)
 {
     int err, i;
     struct pt_mdir md;
-    if (fs->gpending.move_pending) {
+    if (finish_move && fs->gpending.move_pending) {
         uint32_t pair[2];
         uint64_t hash = fs->gpending.move_hash;
         memcpy(pair, fs->gpending.move_pair, sizeof(pair));

@@ -285,7 +285,7 @@ int pt_rec_live(struct petrel_fs *fs, const struct pt_mdir *md, const struct pt_
 {
     uint64_t hash = 0, h2;
     uint8_t atype = 0, a2;
-    struct pt_rec_ref r2;
+    struct pt_rec_ref r2 = {0, 0, 0};
     uint32_t pos = after;
     int err;
     *live = 0;
@@ -328,7 +328,7 @@ static int pt_emit_hdr(struct petrel_fs *fs, struct pt_writer *w, uint8_t type, 
 static int pt_emit_copyattrs(struct petrel_fs *fs, struct pt_writer *w, const struct pt_rec *r)
 {
     const struct pt_mdir *src = r->src;
-    struct pt_rec_ref rec;
+    struct pt_rec_ref rec = {0, 0, 0};
     uint32_t pos = 0;
     int err;
     uint8_t key[9];
@@ -425,7 +425,7 @@ static int pt_rec_keeps(const struct pt_compact *c, uint8_t type, uint64_t hash)
 static int pt_emit_compact(struct petrel_fs *fs, struct pt_writer *w, const struct pt_compact *c)
 {
     uint8_t tmp[PT_GSTATE_SIZE];
-    struct pt_rec_ref rec;
+    struct pt_rec_ref rec = {0, 0, 0};
     uint32_t pos = 0;
     int err = 0, i;
     struct petrel_fs_gstate g;
@@ -531,7 +531,7 @@ static int pt_compact_into(struct petrel_fs *fs, uint32_t target, const struct p
             petrel_log(PT_LOG_WARN, "fs", "metadata block %u failed to program, moving",
                        (unsigned)target);
         }
-        if (!may_relocate) return -PT_EIO;
+        if (!may_relocate) return -PT_ENOSPC; /* the root pair is worn out */
         err = pt_alloc(fs, &target);
         if (err) return err;
     }
@@ -644,7 +644,7 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
 {
     struct pt_compact c;
     int64_t total, limit;
-    int err, relocate = 0, root = pt_is_root(md);
+    int err, relocate = 0, evict = 0, root = pt_is_root(md);
     uint32_t written, orig[2];
 
     old_pair[0] = old_pair[1] = PT_NULL;
@@ -673,7 +673,13 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
     if (total < 0 && total != -PT_ENOSPC) return (int)total;
     limit = pt_compact_limit(fs, &c);
     if (limit < 0) return (int)limit;
-    if (total >= 0 && (total <= limit || (!c.hi_open && c.lo == c.hi - 1))) {
+    /* The root pair cannot move (it holds the superblock). When it has been compacted
+     * block_cycles times and still holds entries, all its entries move to a new pair,
+     * which can move, so a busy root directory does not wear the root blocks out. */
+    if (root && fs->block_cycles > 0 && c.rev % (uint32_t)fs->block_cycles == 0 &&
+        total > pt_base_size(fs, &c))
+        evict = 1;
+    if (!evict && total >= 0 && (total <= limit || (!c.hi_open && c.lo == c.hi - 1))) {
         /* compaction into the other block (or a fresh one) */
         uint32_t target = relocate ? PT_NULL : md->pair[1];
         err = pt_compact_into(fs, target, &c, !root, &written);
@@ -685,8 +691,22 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
         uint8_t lo_buf[8], th_buf[17];
         uint64_t split = 0;
         uint32_t hb[2], hw;
-        err = pt_find_split(fs, &c, limit, &split);
+        /* the lower part will carry a thread record to the new pair: count it */
+        memset(th_buf, 0, sizeof(th_buf));
+        memset(&xl, 0, sizeof(xl));
+        xl.type = PT_REC_THREAD;
+        xl.seg[0] = th_buf;
+        xl.seglen[0] = 17;
+        c.extra = &xl;
+        c.nextra = 1;
+        err = 0;
+        if (evict)
+            split = c.lo;
+        else
+            err = pt_find_split(fs, &c, limit, &split);
         if (err) return err;
+        c.extra = NULL;
+        c.nextra = 0;
         hc = c;
         hc.lo = split;
         hc.is_low = 0;
@@ -698,9 +718,20 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
         xh.seglen[0] = 8;
         hc.extra = &xh;
         hc.nextra = 1;
-        {
-            int64_t hs = pt_compact_size(fs, &hc);
-            if (hs < 0) return (int)hs;
+        if (pt_compact_size(fs, &hc) < 0) {
+            /* the upper part is too big: give the lower part as much as a block holds */
+            c.extra = &xl;
+            c.nextra = 1;
+            err = pt_find_split(fs, &c, fs->block_size, &split);
+            c.extra = NULL;
+            c.nextra = 0;
+            if (err) return err;
+            hc.lo = split;
+            pt_put_le64(lo_buf, split);
+            {
+                int64_t hs = pt_compact_size(fs, &hc);
+                if (hs < 0) return (int)hs;
+            }
         }
         err = pt_alloc_erased(fs, &hb[1]);
         if (err) return err;

@@ -14,6 +14,7 @@
 #include "fs/fs_internal.h"
 
 static const uint32_t pt_root_pair[2] = {0, 1};
+static const uint8_t pt_magic[8] = {'p', 'e', 't', 'r', 'e', 'l', 0, 0};
 
 static void pt_fs_free(struct petrel_fs *fs)
 {
@@ -70,7 +71,7 @@ static int pt_fs_init(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
     if (fs->name_max > PETREL_FS_NAME_MAX_DEFAULT) return -PT_EINVAL;
     fs->name_max = PT_MIN(fs->name_max, fs->block_size / 8);
     fs->attr_max = cfg->attr_max ? cfg->attr_max : PETREL_FS_ATTR_MAX_DEFAULT;
-    fs->attr_max = PT_MIN(fs->attr_max, fs->block_size / 4);
+    fs->attr_max = PT_MIN(fs->attr_max, fs->block_size / 8);
     fs->file_max = cfg->file_max ? cfg->file_max : PETREL_FS_FILE_MAX_DEFAULT;
     if (fs->file_max > 0xffffffffu) fs->file_max = 0xffffffffu;
     fs->block_cycles = cfg->block_cycles;
@@ -98,7 +99,7 @@ static int pt_fs_init(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
 
 static uint32_t pt_sb_encode(uint8_t *p, const struct petrel_fs *fs)
 {
-    memcpy(p, PT_MAGIC, 8);
+    memcpy(p, pt_magic, sizeof(pt_magic));
     pt_put_le32(p + 8, PETREL_FS_VERSION);
     pt_put_le32(p + 12, fs->block_size);
     pt_put_le32(p + 16, fs->block_count);
@@ -187,7 +188,7 @@ int petrel_fs_mount(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
     err = pt_read(fs, md.pair[0], sbrec.off, sb, PT_SB_SIZE, PT_SB_SIZE);
     if (err) goto fail;
     err = -PT_ECORRUPT;
-    if (memcmp(sb, PT_MAGIC, 8) != 0) goto fail;
+    if (memcmp(sb, pt_magic, sizeof(pt_magic)) != 0) goto fail;
     version = pt_get_le32(sb + 8);
     bs = pt_get_le32(sb + 12);
     bc = pt_get_le32(sb + 16);
@@ -219,7 +220,7 @@ int petrel_fs_mount(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
     pt_alloc_init(fs);
     fs->mounted = 1;
     if (fs->gstate.move_pending || fs->gstate.orphans) {
-        err = pt_fs_repair(fs);
+        err = pt_fs_repair(fs, 1);
         if (err) {
             petrel_log(PT_LOG_WARN, "fs", "mount repair failed (%s): read-only",
                        petrel_strerror(err));
