@@ -22,16 +22,26 @@ int pt_fs_writable(struct petrel_fs *fs)
 int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash,
                      struct pt_mdir *md)
 {
-    uint32_t guard;
-    int err = pt_mdir_fetch(fs, md, head, &hash);
-    for (guard = 0; !err && guard <= fs->block_count; guard++) {
-        uint32_t next[2];
+    uint32_t guard, cur[2];
+    int err = 0;
+    cur[0] = head[0];
+    cur[1] = head[1];
+    for (guard = 0; guard <= fs->block_count; guard++) {
+        /* pairs the walk only passes are skipped by their remembered links; the pair that
+         * holds the hash is always read (and its commits verified) */
+        const struct petrel_fs_link *l = pt_links_find(fs, cur);
+        if (l && l->next_cont && hash >= l->next_split) {
+            cur[0] = l->next[0];
+            cur[1] = l->next[1];
+            continue;
+        }
+        err = pt_mdir_fetch(fs, md, cur, &hash);
+        if (err) return err;
         if (!md->next_cont || hash < md->next_split) return 0;
-        next[0] = md->next[0];
-        next[1] = md->next[1];
-        err = pt_mdir_fetch(fs, md, next, &hash);
+        cur[0] = md->next[0];
+        cur[1] = md->next[1];
     }
-    return err ? err : -PT_ECORRUPT;
+    return -PT_ECORRUPT;
 }
 
 int pt_entry_name_eq(struct petrel_fs *fs, const struct pt_entry *e, const char *name,
@@ -366,6 +376,7 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
             if (pt_pair_eq(f->head, lo.parent) && f->hash == lo.hash) {
                 memcpy(f->head, ln.parent, sizeof(f->head));
                 f->hash = ln.hash;
+                f->epair_valid = 0;
             }
         }
     }

@@ -47,6 +47,7 @@ int pt_unlink_dir(struct petrel_fs *fs, const uint32_t head[2])
     r.seg[0] = th;
     r.seglen[0] = 17;
     if (fs->gpending.orphans > 0) fs->gpending.orphans--;
+    fs->layout_gen++; /* the unlinked pairs' blocks become free */
     pt_gstate_xor(&fs->gstate, &removed);
     err = pt_fs_commit(fs, &pred, &r, 1);
     if (err) pt_gstate_xor(&fs->gstate, &removed);

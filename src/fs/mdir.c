@@ -189,6 +189,7 @@ int pt_mdir_fetch(struct petrel_fs *fs, struct pt_mdir *md, const uint32_t pair[
         if (r == 1) {
             md->pair[0] = b;
             md->pair[1] = which ? p0 : p1;
+            pt_links_remember(fs, md->pair, md->next, md->next_cont, md->next_split);
             return 0;
         }
         petrel_log(PT_LOG_DEBUG, "fs", "pair {%u,%u}: block %u has no valid commit",
@@ -581,6 +582,7 @@ static int pt_mdir_append(struct petrel_fs *fs, struct pt_mdir *md, const struct
         return err;
     }
     pt_mdir_after_append(fs, md, recs, n, w.off, crc);
+    pt_links_remember(fs, md->pair, md->next, md->next_cont, md->next_split);
     return 0;
 }
 
@@ -658,6 +660,7 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
     }
     orig[0] = md->pair[0];
     orig[1] = md->pair[1];
+    fs->layout_gen++; /* compaction may split or move the pair */
     memset(&c, 0, sizeof(c));
     c.src = md;
     c.recs = recs;

@@ -90,6 +90,7 @@ static int pt_fs_init(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
     fs->rcache.buf = (uint8_t *)pt_buffer(cfg->read_buffer, fs->cache_size, &fs->rcache_alloc);
     fs->pcache.buf = (uint8_t *)pt_buffer(cfg->prog_buffer, fs->cache_size, &fs->pcache_alloc);
     fs->rcache.block = fs->pcache.block = PT_NULL;
+    pt_links_clear(fs);
     if (!fs->rcache.buf || !fs->pcache.buf || !fs->lookahead) {
         pt_fs_free(fs);
         return -PT_ENOMEM;
