@@ -8,7 +8,7 @@
  *
  * The combine operations work on lengths up to 2^64-1 without touching data: they multiply
  * by x^(8n) mod P, computed by square-and-multiply over a table of x^(2^k) mod P for every k
- * (never wrapped: those powers cycle with period 31 only from k = 3, see crc32c.c).
+ * up to 66 (never wrapped; see crc32c.c and docs/CRC32C.md).
  *
  * Plain C99 and no dependencies (the flash engine uses it); hardware paths are chosen at run
  * time on x86-64 (SSE4.2 crc32, PCLMULQDQ / VPCLMULQDQ folding) and ARMv8 (crc32c
@@ -52,7 +52,11 @@ int petrel_crc32c_impl_available(enum petrel_crc32c_impl impl);
 uint32_t petrel_crc32c_with(enum petrel_crc32c_impl impl, uint32_t crc, const void *buf,
                             size_t len);
 
-/* The implementation petrel_crc32c dispatches to, and a short name for any implementation. */
+/*
+ * The implementation petrel_crc32c dispatches to for large buffers (the choice also depends on
+ * the buffer size: short buffers may take another path), and a short name for any
+ * implementation.
+ */
 enum petrel_crc32c_impl petrel_crc32c_best(void);
 const char *petrel_crc32c_impl_name(enum petrel_crc32c_impl impl);
 

@@ -17,5 +17,7 @@ int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(print
 
 /* Commands. */
 int cmd_crc32c(int argc, char **argv);
+int cmd_registry(int argc, char **argv);
+int cmd_blocks(int argc, char **argv);
 
 #endif

@@ -9,7 +9,8 @@
  * because x has multiplicative order 2^31 - 1 modulo P, but we never rely on it: a table
  * indexed k & 31 would be wrong, one indexed k % 31 right only by that accident.
  *
- * Plain C99; hardware paths live in crc32c_x86.c and crc32c_arm.c behind crc32c_impl.h.
+ * Plain C99; hardware paths live in crc32c_x86.c and crc32c_arm.c, and the choice among them
+ * (once per process, by CPU and buffer size) in crc32c_hw.c, all behind crc32c_impl.h.
  */
 #include "petrel/crc32c.h"
 
@@ -109,12 +110,7 @@ const char *petrel_crc32c_impl_name(enum petrel_crc32c_impl impl)
 
 int petrel_crc32c_impl_available(enum petrel_crc32c_impl impl)
 {
-    switch (impl) {
-    case PETREL_CRC32C_TABLE:
-        return 1;
-    default:
-        return pt_crc32c_hw_available(impl);
-    }
+    return impl == PETREL_CRC32C_TABLE || pt_crc32c_hw_available(impl);
 }
 
 uint32_t petrel_crc32c_with(enum petrel_crc32c_impl impl, uint32_t crc, const void *buf,
@@ -122,15 +118,16 @@ uint32_t petrel_crc32c_with(enum petrel_crc32c_impl impl, uint32_t crc, const vo
 {
     if (impl == PETREL_CRC32C_TABLE || !pt_crc32c_hw_available(impl))
         return crc32c_table(crc, buf, len);
-    return pt_crc32c_hw(impl, crc, buf, len);
+    return ~pt_crc32c_hw(impl, ~crc, buf, len);
 }
 
+/* The path for large buffers; shorter ones may take another (pt_crc32c_choice). */
 enum petrel_crc32c_impl petrel_crc32c_best(void)
 {
-    return pt_crc32c_hw_best();
+    return pt_crc32c_choice((size_t)-1);
 }
 
 uint32_t petrel_crc32c(uint32_t crc, const void *buf, size_t len)
 {
-    return petrel_crc32c_with(petrel_crc32c_best(), crc, buf, len);
+    return ~pt_crc32c_auto(~crc, buf, len);
 }

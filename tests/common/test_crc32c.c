@@ -1,14 +1,25 @@
 /*
  * CRC-32C: published vectors, every implementation against a bit-at-a-time reference and the
- * table path, and the combine operations (append, xor, zero_extend) against direct
- * computation, including lengths of 2^32 and more reached through zero_extend identities.
+ * table path (every length 0..4096 at random alignments, long buffers across the hardware
+ * paths' round groups, buffers that end or start at an unmapped page so any over-read faults),
+ * the dispatcher's choice for every size, the hardware multiply against the portable one, every
+ * generated constant recomputed, and the combine operations (append, xor, zero_extend) against
+ * direct computation, including lengths of 2^32 and more reached through zero_extend
+ * identities.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include "common/crc32c_impl.h"
 #include "petrel/crc32c.h"
 #include "petrel/prng.h"
 #include "test.h"
+
+/* The x86 constants are plain data: checked on every CPU. */
+#include "common/crc32c_shift.inc"
 
 /* Bit-at-a-time reference, independent of the tables. */
 static uint32_t crc_reference(uint32_t crc, const unsigned char *p, size_t len)
@@ -200,4 +211,275 @@ TEST(crc32c_zero_extend_huge_lengths)
              0x1234u);
     CHECK_EQ(petrel_crc32c_zero_extend(petrel_crc32c_zero_extend(0x99u, INT64_MIN), INT64_MAX),
              petrel_crc32c_zero_extend(0x99u, -1));
+}
+
+/* x^n mod P, reflected, one multiplication by x at a time: independent of every table. */
+static uint32_t xpow_slow(uint64_t n)
+{
+    uint32_t v = 0x80000000u;
+    while (n--) v = (v & 1) ? (v >> 1) ^ 0x82f63b78u : v >> 1;
+    return v;
+}
+
+TEST(crc32c_multiply_matches_portable)
+{
+    struct pt_prng g;
+    static const uint32_t edges[] = {0, 1, 0x80000000u, 0x40000000u, 0xffffffffu, 0x82f63b78u,
+                                     0x7fffffffu, 0xfffffffeu};
+    size_t i, j;
+    int rounds = test_sanitized() ? 20000 : 200000;
+    pt_prng_seed(&g, test_seed());
+    for (i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
+        for (j = 0; j < sizeof(edges) / sizeof(edges[0]); j++)
+            CHECK_EQ(pt_crc32c_multiply(edges[i], edges[j]),
+                     pt_crc32c_multiply_portable(edges[i], edges[j]));
+    for (i = 0; i < (size_t)rounds; i++) {
+        uint32_t a = (uint32_t)pt_prng_next(&g), b = (uint32_t)pt_prng_next(&g);
+        uint32_t want = pt_crc32c_multiply_portable(a, b);
+        CHECK_MSG(pt_crc32c_multiply(a, b) == want, "%08x * %08x", a, b);
+#ifdef PT_CRC32C_X86
+        if (petrel_crc32c_impl_available(PETREL_CRC32C_SSE42))
+            CHECK_MSG(pt_crc32c_x86_multiply(a, b) == want, "x86 %08x * %08x", a, b);
+#endif
+#ifdef PT_CRC32C_ARM
+        if (pt_crc32c_arm_probe() & PT_CRC32C_ARM_PMULL)
+            CHECK_MSG(pt_crc32c_arm_multiply(a, b) == want, "arm %08x * %08x", a, b);
+#endif
+        /* x^0 is the identity; the product commutes. */
+        CHECK_EQ(pt_crc32c_multiply(a, 0x80000000u), a);
+        CHECK_EQ(pt_crc32c_multiply(b, a), want);
+    }
+    /* x^7 * x^9 = x^16, and x^31 * x = x^32 = P's low terms. */
+    CHECK_EQ(pt_crc32c_multiply(xpow_slow(7), xpow_slow(9)), xpow_slow(16));
+    CHECK_EQ(pt_crc32c_multiply(xpow_slow(31), xpow_slow(1)), 0x82f63b78u);
+}
+
+/*
+ * The power tables behind the combine operations, checked entry by entry: x^(8 * 2^k) by
+ * repeated squaring from x^8 (portable multiply only) against append (which multiplies by
+ * x^(8 len) for any 64-bit len) for every k = 0..63, and its inverse against negative
+ * zero_extend down to INT64_MIN = -2^63. Together these use every table entry a byte count can
+ * reach (x^(2^3) .. x^(2^66) and their inverses).
+ */
+TEST(crc32c_powers_exact_for_every_bit)
+{
+    uint32_t power = xpow_slow(8); /* x^(8 * 2^0) */
+    int k;
+    for (k = 0; k < 64; k++) {
+        uint64_t bytes = (uint64_t)1 << k;
+        /* append(x^0, 0, n) = x^(8n) * x^0. */
+        CHECK_MSG(petrel_crc32c_append(0x80000000u, 0, bytes) == power, "2^%d bytes", k);
+        if (k < 63) {
+            /* zero_extend(c, n) = ~(x^(8n) * ~c): with ~c = x^0 it gives ~x^(8n). */
+            CHECK_MSG(~petrel_crc32c_zero_extend(~0x80000000u, (int64_t)bytes) == power,
+                      "zero_extend 2^%d bytes", k);
+            CHECK_MSG(pt_crc32c_multiply_portable(
+                          ~petrel_crc32c_zero_extend(~0x80000000u, -(int64_t)bytes), power) ==
+                          0x80000000u,
+                      "-2^%d bytes", k);
+        } else {
+            CHECK_EQ(pt_crc32c_multiply_portable(
+                         ~petrel_crc32c_zero_extend(~0x80000000u, INT64_MIN), power),
+                     0x80000000u);
+        }
+        power = pt_crc32c_multiply_portable(power, power);
+    }
+}
+
+TEST(crc32c_generated_constants_exact)
+{
+    /* crc32c_shift[m - 1] = x^(64m - 33): step by x^64 from x^31. */
+    uint32_t x64 = xpow_slow(64), v = xpow_slow(31);
+    size_t m;
+    for (m = 1; m <= sizeof(crc32c_shift) / sizeof(crc32c_shift[0]); m++) {
+        CHECK_MSG(crc32c_shift[m - 1] == v, "entry %zu", m);
+        v = pt_crc32c_multiply_portable(v, x64);
+    }
+    CHECK_EQ(CRC32C_X86_SHIFT_1400, xpow_slow(64 * 1400 - 33));
+    CHECK_EQ(CRC32C_X86_SHIFT_840, xpow_slow(64 * 840 - 33));
+}
+
+/*
+ * petrel_crc32c through the dispatcher: for every size up to 8 KiB (and a few large ones) the
+ * chosen path is available, the result matches the reference from a random start, and is what
+ * that path gives when called directly. The large-buffer choice is what petrel_crc32c_best
+ * reports.
+ */
+TEST(crc32c_dispatch_every_size)
+{
+    struct pt_prng g;
+    size_t bufsize = (1u << 17) + 64, len;
+    unsigned char *buf = malloc(bufsize);
+    static const size_t large[] = {12345, 65536, 100000, 1u << 17};
+    size_t i, from;
+    CHECK(buf != NULL);
+    pt_prng_seed(&g, test_seed());
+    pt_prng_fill(&g, buf, bufsize);
+    for (len = 0; len <= 8192 + sizeof(large) / sizeof(large[0]); len++) {
+        size_t n = len <= 8192 ? len : large[len - 8193];
+        size_t align = (size_t)pt_prng_below(&g, 64);
+        uint32_t start = (uint32_t)pt_prng_next(&g);
+        enum petrel_crc32c_impl impl = pt_crc32c_choice(n);
+        uint32_t want = crc_reference(start, buf + align, n);
+        CHECK_MSG(petrel_crc32c_impl_available(impl), "len %zu: %s", n,
+                  petrel_crc32c_impl_name(impl));
+        CHECK_MSG(petrel_crc32c(start, buf + align, n) == want, "len %zu align %zu", n, align);
+        CHECK_MSG(petrel_crc32c_with(impl, start, buf + align, n) == want, "%s len %zu",
+                  petrel_crc32c_impl_name(impl), n);
+    }
+    CHECK_EQ(pt_crc32c_choice((size_t)-1), petrel_crc32c_best());
+    /* The choice only changes once, from the short-buffer path to the long-buffer one. */
+    for (i = 1, len = 1, from = 0; len <= 1u << 20; len++) {
+        if (pt_crc32c_choice(len) == pt_crc32c_choice(len - 1)) continue;
+        i++;
+        from = len;
+    }
+    CHECK_MSG(i <= 2, "%zu different choices by size", i);
+    test_log("short buffers: %s, from %zu bytes: %s", petrel_crc32c_impl_name(pt_crc32c_choice(0)),
+             from, petrel_crc32c_impl_name(petrel_crc32c_best()));
+    free(buf);
+}
+
+/*
+ * Long buffers at random lengths and alignments cross the hardware paths' round groups (up to
+ * 11200 bytes) and remainders in every combination; every path against the table path.
+ */
+TEST(crc32c_long_lengths_all_paths)
+{
+    struct pt_prng g;
+    enum petrel_crc32c_impl impl;
+    size_t bufsize = (1u << 18) + 64;
+    unsigned char *buf = malloc(bufsize);
+    int i, rounds = test_sanitized() ? 40 : 300;
+    CHECK(buf != NULL);
+    pt_prng_seed(&g, test_seed());
+    pt_prng_fill(&g, buf, bufsize);
+    for (i = 0; i < rounds; i++) {
+        size_t len = (size_t)pt_prng_below(&g, i < rounds / 2 ? 50000 : 1u << 18);
+        size_t align = (size_t)pt_prng_below(&g, 64);
+        uint32_t start = (uint32_t)pt_prng_next(&g);
+        uint32_t want = petrel_crc32c_with(PETREL_CRC32C_TABLE, start, buf + align, len);
+        for (impl = 1; impl < PETREL_CRC32C_IMPL_COUNT; impl++) {
+            if (!petrel_crc32c_impl_available(impl)) continue;
+            CHECK_MSG(petrel_crc32c_with(impl, start, buf + align, len) == want,
+                      "%s: len %zu align %zu", petrel_crc32c_impl_name(impl), len, align);
+        }
+        CHECK_MSG(petrel_crc32c(start, buf + align, len) == want, "best: len %zu", len);
+    }
+    CHECK_EQ(petrel_crc32c_with(PETREL_CRC32C_TABLE, 0, buf, 1u << 18),
+             crc_reference(0, buf, 1u << 18));
+    free(buf);
+}
+
+/*
+ * No path reads past the end of its buffer or before its start: buffers of every length up to
+ * 4 KiB + 256 (and some long ones) placed so they end right before an unmapped page, then
+ * start right after one. An over-read faults and fails the case.
+ */
+TEST(crc32c_no_read_outside_buffer)
+{
+    struct pt_prng g;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t data = 64 * 1024, span = data + 2 * page;
+    size_t lens[4096 + 256 + 1 + 4], nlens = 0, i;
+    unsigned char *map, *lo, *hi;
+    enum petrel_crc32c_impl impl;
+    pt_prng_seed(&g, test_seed());
+    map = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(map != MAP_FAILED);
+    CHECK_OK(mprotect(map, page, PROT_NONE));
+    CHECK_OK(mprotect(map + page + data, page, PROT_NONE));
+    lo = map + page;       /* first readable byte */
+    hi = map + page + data; /* first unreadable byte after */
+    pt_prng_fill(&g, lo, data);
+    for (i = 0; i <= 4096 + 256; i++) lens[nlens++] = i;
+    lens[nlens++] = 12345;
+    lens[nlens++] = 22401;
+    lens[nlens++] = 40000;
+    lens[nlens++] = data;
+    for (impl = 0; impl < PETREL_CRC32C_IMPL_COUNT; impl++) {
+        if (!petrel_crc32c_impl_available(impl)) continue;
+        for (i = 0; i < nlens; i++) {
+            size_t len = lens[i];
+            uint32_t start = (uint32_t)pt_prng_next(&g);
+            uint32_t want_end = petrel_crc32c_with(PETREL_CRC32C_TABLE, start, hi - len, len);
+            uint32_t want_start = petrel_crc32c_with(PETREL_CRC32C_TABLE, start, lo, len);
+            CHECK_MSG(petrel_crc32c_with(impl, start, hi - len, len) == want_end,
+                      "%s: len %zu at the end", petrel_crc32c_impl_name(impl), len);
+            CHECK_MSG(petrel_crc32c_with(impl, start, lo, len) == want_start,
+                      "%s: len %zu at the start", petrel_crc32c_impl_name(impl), len);
+        }
+    }
+    for (i = 0; i < nlens; i++) {
+        CHECK_EQ(petrel_crc32c(0, hi - lens[i], lens[i]),
+                 petrel_crc32c_with(PETREL_CRC32C_TABLE, 0, hi - lens[i], lens[i]));
+        CHECK_EQ(petrel_crc32c(0, lo, lens[i]),
+                 petrel_crc32c_with(PETREL_CRC32C_TABLE, 0, lo, lens[i]));
+    }
+    CHECK_OK(munmap(map, span));
+}
+
+#ifdef PT_CRC32C_ARM
+/* Both forms of the ARMv8 path (only one is reachable through dispatch on a given CPU). */
+TEST(crc32c_armv8_both_forms)
+{
+    struct pt_prng g;
+    size_t bufsize = 20000 + 64, len;
+    unsigned char *buf = malloc(bufsize);
+    CHECK(buf != NULL);
+    if (!petrel_crc32c_impl_available(PETREL_CRC32C_ARMV8)) {
+        test_log("no CRC32 instructions on this CPU");
+        free(buf);
+        return;
+    }
+    pt_prng_seed(&g, test_seed());
+    pt_prng_fill(&g, buf, bufsize);
+    for (len = 0; len <= 20000; len += 1 + (size_t)pt_prng_below(&g, 40)) {
+        size_t align = (size_t)pt_prng_below(&g, 64);
+        uint32_t reg = (uint32_t)pt_prng_next(&g);
+        uint32_t want = pt_crc32c_table_raw(reg, buf + align, len);
+        CHECK_MSG(pt_crc32c_arm_crc_plain(reg, buf + align, len) == want, "plain len %zu", len);
+        if (pt_crc32c_arm_probe() & PT_CRC32C_ARM_PMULL)
+            CHECK_MSG(pt_crc32c_arm_crc_pmull(reg, buf + align, len) == want, "pmull len %zu",
+                      len);
+    }
+    free(buf);
+}
+#endif
+
+/* Threads racing on the first call (this case runs in a fresh process) all get right CRCs. */
+struct crc_thread {
+    const unsigned char *buf;
+    size_t len;
+    uint32_t want, got[64];
+};
+
+static void *crc_thread_main(void *arg)
+{
+    struct crc_thread *t = arg;
+    size_t i;
+    for (i = 0; i < 64; i++) t->got[i] = petrel_crc32c(0, t->buf, t->len - i * 7);
+    return NULL;
+}
+
+TEST(crc32c_first_use_from_threads)
+{
+    struct pt_prng g;
+    enum { THREADS = 4 };
+    pthread_t tid[THREADS];
+    struct crc_thread t[THREADS];
+    static unsigned char buf[8192];
+    size_t i, j;
+    pt_prng_seed(&g, test_seed());
+    pt_prng_fill(&g, buf, sizeof(buf));
+    for (i = 0; i < THREADS; i++) {
+        t[i].buf = buf;
+        t[i].len = 4096 + 1024 * i;
+        CHECK_EQ(pthread_create(&tid[i], NULL, crc_thread_main, &t[i]), 0);
+    }
+    for (i = 0; i < THREADS; i++) {
+        CHECK_EQ(pthread_join(tid[i], NULL), 0);
+        for (j = 0; j < 64; j++)
+            CHECK_EQ(t[i].got[j], crc_reference(0, buf, t[i].len - j * 7));
+    }
 }

@@ -1,0 +1,107 @@
+/*
+ * Block services: one per disk directory, storing immutable blocks of up to 8 MiB with a
+ * CRC32C per 4 KiB page (file format: docs/PROTOCOL.md, "Block file").
+ *
+ * struct pt_blocks_store is the disk side, synchronous and thread-safe for distinct blocks
+ * (the server runs it on libuv's thread pool). It never lets a write become visible before
+ * the data is fsync'd and read back correct (temp file, write, fsync, read back and verify,
+ * rename, fsync directory), and never returns a byte whose page failed its CRC.
+ *
+ * The server (pt_blocks_server_*) runs several services in one process on one loop: each
+ * listens on its own address, checks certificates (SipHash MACs under the secret the registry
+ * hands out in heartbeat replies), keeps an in-memory index of its blocks for STAT, LIST and
+ * usage, and heartbeats the registry from a background thread.
+ */
+#ifndef PETREL_CLUSTER_BLOCKS_H
+#define PETREL_CLUSTER_BLOCKS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "cluster/proto/blocks_msg.h"
+
+#define PT_BLOCK_FILE_MAGIC 0x4b425450u /* "PTBK" */
+#define PT_BLOCK_FILE_VERSION 1
+#define PT_BLOCK_FILE_HEADER 32
+#define PT_BLOCKS_ID_FILE "service.id"
+#define PT_BLOCKS_ID_MAGIC 0x53425450u /* "PTBS" */
+
+struct pt_blocks_store {
+    char *dir;
+    uint64_t service_id;
+};
+
+/*
+ * Open (creating if needed) the store in dir: the persistent random service id is created
+ * on first use; leftover temp files of interrupted writes are removed. 0 or -PT_E*.
+ */
+int pt_blocks_store_open(const char *dir, struct pt_blocks_store *out);
+void pt_blocks_store_close(struct pt_blocks_store *s);
+
+/* Call fn for every stored block with a valid header (in no particular order). */
+int pt_blocks_store_scan(struct pt_blocks_store *s,
+                         void (*fn)(void *ctx, const struct pt_block_stat *st), void *ctx);
+
+/*
+ * Store a block durably. crc must be the CRC32C of the data (else -PT_EBADMSG). An existing
+ * identical block is success; a different one is -PT_EEXIST; a corrupt one is replaced.
+ * -PT_ECORRUPT when the read-back does not match (nothing becomes visible), -PT_ENOSPC, -PT_EIO.
+ */
+int pt_blocks_store_write(struct pt_blocks_store *s, uint64_t block_id, uint32_t crc,
+                          const void *data, uint32_t size);
+
+/*
+ * Read the pages touched by [offset, offset+count) into a malloc'd BLOCK_READ response body
+ * (docs/PROTOCOL.md): header, page CRCs, data. Each page is verified first: -PT_ECORRUPT on a
+ * mismatch; -PT_ENOENT, -PT_ERANGE (offset beyond the end).
+ */
+int pt_blocks_store_read(struct pt_blocks_store *s, uint64_t block_id, uint32_t offset,
+                         uint32_t count, uint8_t **body, size_t *body_len);
+
+/* Header of a stored block: 0, -PT_ENOENT, -PT_ECORRUPT (bad header). */
+int pt_blocks_store_stat(struct pt_blocks_store *s, uint64_t block_id, struct pt_block_stat *out);
+
+/*
+ * Erase a block, durably. If it exists with a valid header, its crc and size must match
+ * (else -PT_EINVAL). Absent is success (idempotent).
+ */
+int pt_blocks_store_erase(struct pt_blocks_store *s, uint64_t block_id, uint32_t crc,
+                          uint32_t size);
+
+/* Path of a block's file (for tests that damage blocks on purpose). */
+int pt_blocks_store_path(const struct pt_blocks_store *s, uint64_t block_id, char *buf, size_t cap);
+
+/* Capacity of the file system holding the store, in bytes (0 if unknown). */
+uint64_t pt_blocks_store_capacity(const struct pt_blocks_store *s);
+
+/* --- the server ---------------------------------------------------------------------------- */
+
+struct pt_blocks_server_config {
+    const char *registry; /* "HOST:PORT" of the registry */
+    const char *failure_domain;
+    const char *const *dirs; /* one service per directory */
+    int ndirs;
+    const char *listen;    /* first service's address; the next use port+1, ... (or 0) */
+    uint32_t heartbeat_ms; /* 0 = 1000 */
+};
+
+struct pt_blocks_server;
+
+/*
+ * Open every store, listen, try one heartbeat (so writes work at once when the registry is
+ * up), start the heartbeat thread: 0 or -PT_E*.
+ */
+int pt_blocks_server_start(uv_loop_t *loop, const struct pt_blocks_server_config *cfg,
+                           struct pt_blocks_server **out);
+int pt_blocks_server_count(const struct pt_blocks_server *s);
+const char *pt_blocks_server_address(const struct pt_blocks_server *s, int i);
+uint64_t pt_blocks_server_id(const struct pt_blocks_server *s, int i);
+/* Whether service i has its secret (its first heartbeat succeeded). */
+int pt_blocks_server_has_secret(struct pt_blocks_server *s, int i);
+/* Stop listening and heartbeating (on the loop thread). */
+void pt_blocks_server_stop(struct pt_blocks_server *s);
+/* Release everything, once uv_run has returned after stop. */
+void pt_blocks_server_free(struct pt_blocks_server *s);
+
+#endif

@@ -1,0 +1,89 @@
+/*
+ * Client side of the registry and of block services: the calls shards, CDC, block services
+ * and the client library make to find services and to move block data.
+ *
+ * Every call takes the server's "HOST:PORT" and optional pt_call_opts (timeouts, retry budget;
+ * NULL = defaults) and retries transport failures with back-off (pt_call). Returns 0 or a
+ * negative PT_E*; remote errors come back as their code (PT_ENOTCERT for a refused
+ * certificate, PT_ECORRUPT for a rotten page, PT_ENOENT for a missing block or service).
+ *
+ * Reads are verified end to end: the block service returns every page the range touches with
+ * the page CRCs it stored, and pt_blocks_read recomputes each page's CRC before copying a
+ * byte out; a mismatch is -PT_ECORRUPT, never wrong data.
+ */
+#ifndef PETREL_CLUSTER_BLOCKS_CLIENT_H
+#define PETREL_CLUSTER_BLOCKS_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cluster/net/net.h"
+#include "cluster/proto/blocks_msg.h"
+#include "cluster/proto/registry_msg.h"
+
+/* --- registry ------------------------------------------------------------------------------ */
+
+/* Heartbeats (registration). A block service receives its secret in secret_out. */
+int pt_reg_heartbeat_shard(const char *registry, const struct pt_reg_replica *hb,
+                           const struct pt_call_opts *opts);
+int pt_reg_heartbeat_cdc(const char *registry, const struct pt_reg_replica *hb,
+                         const struct pt_call_opts *opts);
+int pt_reg_heartbeat_blocks(const char *registry, const struct pt_reg_blocks *hb,
+                            uint8_t secret_out[PT_REG_SECRET_SIZE],
+                            const struct pt_call_opts *opts);
+
+/*
+ * Listings into malloc'd arrays (free() them), sorted by (shard, replica) / replica / id.
+ * shard_filter: one shard, or PT_REG_ALL_SHARDS.
+ */
+int pt_reg_list_shards(const char *registry, uint16_t shard_filter, struct pt_reg_replica **out,
+                       size_t *count, const struct pt_call_opts *opts);
+int pt_reg_list_cdc(const char *registry, struct pt_reg_replica **out, size_t *count,
+                    const struct pt_call_opts *opts);
+int pt_reg_list_blocks(const char *registry, struct pt_reg_blocks **out, size_t *count,
+                       const struct pt_call_opts *opts);
+
+/* The secret shared by a block service and the shards (for certificates): 0 or -PT_ENOENT. */
+int pt_reg_block_secret(const char *registry, uint64_t service_id,
+                        uint8_t secret_out[PT_REG_SECRET_SIZE], const struct pt_call_opts *opts);
+
+/* --- block services ------------------------------------------------------------------------ */
+
+/* The CRC32C of a whole block, combined from its page CRCs (what certificates cover). */
+uint32_t pt_block_crc(const void *data, uint32_t size);
+
+/*
+ * Store a block (size <= PT_BLOCK_MAX_SIZE, crc = pt_block_crc of the data) with the shard's
+ * write certificate; *proof receives the service's write proof. Idempotent: writing the same
+ * block again returns the proof again; a different block under the same id is -PT_EEXIST.
+ */
+int pt_blocks_write(const char *address, uint64_t block_id, uint32_t crc, const void *data,
+                    uint32_t size, uint64_t cert, uint64_t *proof, const struct pt_call_opts *opts);
+
+/*
+ * Read count bytes at offset into buf (clipped at the end of the block; *got = bytes copied,
+ * *block_size = the block's size, either may be NULL). Every page touched is checked against
+ * its stored CRC here: -PT_ECORRUPT on a mismatch. offset beyond the block: -PT_ERANGE.
+ */
+int pt_blocks_read(const char *address, uint64_t block_id, uint32_t offset, uint32_t count,
+                   void *buf, uint32_t *got, uint32_t *block_size, const struct pt_call_opts *opts);
+
+/* Erase a block with the shard's erase certificate; *proof gets the erase proof. Idempotent. */
+int pt_blocks_erase(const char *address, uint64_t block_id, uint32_t crc, uint32_t size,
+                    uint64_t cert, uint64_t *proof, const struct pt_call_opts *opts);
+
+/* Size and CRC of one stored block (-PT_ENOENT when absent). */
+int pt_blocks_stat(const char *address, uint64_t block_id, struct pt_block_stat *out,
+                   const struct pt_call_opts *opts);
+
+/*
+ * Up to max stored blocks with id >= start, in id order, into a malloc'd array; *more says
+ * whether further blocks exist (continue from the last id + 1).
+ */
+int pt_blocks_list(const char *address, uint64_t start, uint32_t max, struct pt_block_stat **out,
+                   size_t *count, int *more, const struct pt_call_opts *opts);
+
+/* The service's id, failure domain, capacity, used bytes and block count. */
+int pt_blocks_info(const char *address, struct pt_block_info *out, const struct pt_call_opts *opts);
+
+#endif

@@ -1,0 +1,464 @@
+/*
+ * The frame server on libuv (see net.h for the model). Owns listening, connection lifetimes,
+ * frame reassembly, validation and reply writing. It never interprets a message body (that is
+ * the handler's job), never hands an unvalidated frame to a handler, and never frees a
+ * connection while a request still points at it.
+ *
+ * Lifetimes: a connection holds one reference for its open handle and one per unanswered
+ * request; it is freed when the handle has closed and the last request is answered. The
+ * server holds one reference for its listener and one per live connection struct.
+ * Reassembly reads straight into the header buffer and then into a body buffer of exactly the
+ * announced length (checked against max_body first), so a body is never copied on receipt.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/net/net.h"
+#include "petrel/common.h"
+
+#define LOG_MODULE "net"
+
+struct srv_conn;
+
+struct pt_server {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    struct pt_server_config cfg;
+    char address[PT_ADDR_MAX];
+    uint16_t port;
+    unsigned refs;
+    unsigned connections;
+    int stopping;
+    struct srv_conn *conns;
+};
+
+struct srv_conn {
+    uv_tcp_t tcp;
+    struct pt_server *server;
+    struct srv_conn *prev, *next;
+    unsigned refs;
+    int closing;
+    int paused;
+    int close_after_write;
+    unsigned pending;
+    unsigned writes;
+    uint8_t hdr[PT_FRAME_HEADER_SIZE];
+    size_t hdr_got;
+    int in_body;
+    struct pt_frame_header h;
+    uint8_t *body;
+    size_t body_got;
+};
+
+struct pt_request {
+    struct srv_conn *conn;
+    uint16_t kind;
+    uint64_t id;
+    uint8_t *body;
+    uint32_t len;
+    void *user;
+};
+
+struct srv_write {
+    uv_write_t req;
+    struct srv_conn *conn;
+    uint8_t hdr[PT_FRAME_HEADER_SIZE];
+    void *body;
+};
+
+static int uv_to_pt(int uverr)
+{
+    switch (uverr) {
+    case UV_EADDRINUSE:
+        return -PT_EADDRINUSE;
+    case UV_EADDRNOTAVAIL:
+        return -PT_EINVAL;
+    case UV_EACCES:
+        return -PT_EACCES;
+    case UV_ENOMEM:
+        return -PT_ENOMEM;
+    case UV_ECONNREFUSED:
+        return -PT_ECONNREFUSED;
+    case UV_ECONNRESET:
+        return -PT_ECONNRESET;
+    case UV_ETIMEDOUT:
+        return -PT_ETIMEDOUT;
+    default:
+        return -PT_EIO;
+    }
+}
+
+static void server_unref(struct pt_server *s)
+{
+    if (--s->refs == 0) free(s);
+}
+
+static void conn_unref(struct srv_conn *c)
+{
+    if (--c->refs) return;
+    free(c->body);
+    server_unref(c->server);
+    free(c);
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    conn_unref(h->data);
+}
+
+static void conn_close(struct srv_conn *c)
+{
+    struct pt_server *s = c->server;
+    if (c->closing) return;
+    c->closing = 1;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    s->connections--;
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+static void on_write_done(uv_write_t *req, int status)
+{
+    struct srv_write *w = (struct srv_write *)req;
+    struct srv_conn *c = w->conn;
+    free(w->body);
+    free(w);
+    c->writes--;
+    if (status < 0 || (c->close_after_write && c->writes == 0)) conn_close(c);
+    conn_unref(c);
+}
+
+/* Queue one frame; takes ownership of body (malloc'd or NULL). */
+static int conn_send(struct srv_conn *c, uint8_t flags, uint16_t kind, uint64_t id, void *body,
+                     uint32_t len)
+{
+    struct srv_write *w;
+    uv_buf_t bufs[2];
+    int err;
+    if (c->closing) {
+        free(body);
+        return -PT_ECONNRESET;
+    }
+    w = malloc(sizeof(*w));
+    if (!w) {
+        free(body);
+        conn_close(c);
+        return -PT_ENOMEM;
+    }
+    w->conn = c;
+    w->body = body;
+    pt_frame_encode_header(w->hdr, flags, kind, id, body, len);
+    bufs[0] = uv_buf_init((char *)w->hdr, PT_FRAME_HEADER_SIZE);
+    bufs[1] = uv_buf_init((char *)body, len);
+    err = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, len ? 2 : 1, on_write_done);
+    if (err) {
+        free(body);
+        free(w);
+        conn_close(c);
+        return uv_to_pt(err);
+    }
+    c->writes++;
+    c->refs++;
+    return 0;
+}
+
+static int conn_send_error(struct srv_conn *c, uint16_t kind, uint64_t id, int code,
+                           const char *message, const char *leader)
+{
+    size_t n = pt_frame_error_size(message, leader);
+    uint8_t *body = malloc(n);
+    if (!body) {
+        conn_close(c);
+        return -PT_ENOMEM;
+    }
+    pt_frame_error_encode(body, n, code, message, leader);
+    return conn_send(c, PT_FRAME_RESPONSE | PT_FRAME_ERROR, kind, id, body, (uint32_t)n);
+}
+
+/* A frame we will not process: tell the peer why, then close once the reply is written. */
+static void conn_reject(struct srv_conn *c, int code, const char *why)
+{
+    petrel_log(PT_LOG_DEBUG, LOG_MODULE, "%s: rejecting frame: %s", c->server->address, why);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->close_after_write = 1;
+    free(c->body);
+    c->body = NULL;
+    if (conn_send_error(c, c->h.kind, c->h.request_id, code, why, NULL) == 0) return;
+    conn_close(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+static void conn_maybe_resume(struct srv_conn *c)
+{
+    if (c->paused && !c->closing && !c->close_after_write &&
+        c->pending < c->server->cfg.max_pending_per_conn) {
+        c->paused = 0;
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) conn_close(c);
+    }
+}
+
+static void conn_dispatch(struct srv_conn *c)
+{
+    struct pt_server *s = c->server;
+    struct pt_request *r = malloc(sizeof(*r));
+    if (!r) {
+        conn_reject(c, -PT_ENOMEM, "out of memory");
+        return;
+    }
+    r->conn = c;
+    r->kind = c->h.kind;
+    r->id = c->h.request_id;
+    r->body = c->body;
+    r->len = c->h.body_len;
+    r->user = NULL;
+    c->body = NULL;
+    c->in_body = 0;
+    c->hdr_got = 0;
+    c->body_got = 0;
+    c->pending++;
+    c->refs++;
+    s->cfg.handler(s->cfg.ctx, r);
+    if (!c->closing && !c->paused && c->pending >= s->cfg.max_pending_per_conn) {
+        c->paused = 1;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct srv_conn *c = h->data;
+    (void)suggested;
+    if (c->in_body)
+        *buf = uv_buf_init((char *)c->body + c->body_got, (unsigned)(c->h.body_len - c->body_got));
+    else
+        *buf =
+            uv_buf_init((char *)c->hdr + c->hdr_got, (unsigned)(PT_FRAME_HEADER_SIZE - c->hdr_got));
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct srv_conn *c = stream->data;
+    int err;
+    (void)buf;
+    if (nread < 0) {
+        conn_close(c);
+        return;
+    }
+    if (nread == 0 || c->closing || c->close_after_write) return;
+    if (c->in_body) {
+        c->body_got += (size_t)nread;
+        if (c->body_got < c->h.body_len) return;
+        if (pt_frame_check_crc(c->hdr, &c->h, c->body)) {
+            conn_reject(c, -PT_EBADMSG, "frame CRC mismatch");
+            return;
+        }
+        conn_dispatch(c);
+        return;
+    }
+    c->hdr_got += (size_t)nread;
+    if (c->hdr_got < PT_FRAME_HEADER_SIZE) return;
+    err = pt_frame_decode_header(c->hdr, c->server->cfg.max_body, &c->h);
+    if (err == -PT_EPROTO) {
+        conn_reject(c, err, "bad frame magic or flags");
+        return;
+    }
+    if (err == -PT_EVERSION) {
+        conn_reject(c, err, "unsupported protocol version");
+        return;
+    }
+    if (err == -PT_E2BIG) {
+        conn_reject(c, err, "frame body longer than the server accepts");
+        return;
+    }
+    if (c->h.flags & PT_FRAME_RESPONSE) {
+        conn_reject(c, -PT_EPROTO, "a response frame sent to a server");
+        return;
+    }
+    if (c->h.body_len == 0) {
+        if (pt_frame_check_crc(c->hdr, &c->h, NULL)) {
+            conn_reject(c, -PT_EBADMSG, "frame CRC mismatch");
+            return;
+        }
+        conn_dispatch(c);
+        return;
+    }
+    c->body = malloc(c->h.body_len);
+    if (!c->body) {
+        conn_reject(c, -PT_ENOMEM, "out of memory for the frame body");
+        return;
+    }
+    c->in_body = 1;
+    c->body_got = 0;
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    struct pt_server *s = listener->data;
+    struct srv_conn *c;
+    if (status < 0 || s->stopping) return;
+    c = calloc(1, sizeof(*c));
+    if (!c) return;
+    c->server = s;
+    c->refs = 1;
+    s->refs++;
+    uv_tcp_init(s->loop, &c->tcp);
+    c->tcp.data = c;
+    c->next = s->conns;
+    if (s->conns) s->conns->prev = c;
+    s->conns = c;
+    s->connections++;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    if (s->connections > s->cfg.max_connections) {
+        petrel_log(PT_LOG_WARN, LOG_MODULE, "%s: too many connections, closing a new one",
+                   s->address);
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) conn_close(c);
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    server_unref(h->data);
+}
+
+int pt_server_start(uv_loop_t *loop, const struct pt_server_config *cfg, struct pt_server **out)
+{
+    struct sockaddr_storage addr;
+    struct sockaddr_storage bound;
+    int len = sizeof(bound);
+    struct pt_server *s;
+    int err;
+
+    *out = NULL;
+    if (!cfg->handler) return -PT_EINVAL;
+    err = pt_addr_parse(cfg->listen, &addr);
+    if (err) return err;
+    s = calloc(1, sizeof(*s));
+    if (!s) return -PT_ENOMEM;
+    s->loop = loop;
+    s->cfg = *cfg;
+    s->cfg.listen = NULL;
+    if (!s->cfg.max_body) s->cfg.max_body = PT_FRAME_MAX_BODY_DEFAULT;
+    if (!s->cfg.max_connections) s->cfg.max_connections = 1024;
+    if (!s->cfg.max_pending_per_conn) s->cfg.max_pending_per_conn = 64;
+    s->refs = 1;
+    uv_tcp_init(loop, &s->listener);
+    s->listener.data = s;
+    err = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
+    if (!err) err = uv_listen((uv_stream_t *)&s->listener, 128, on_connection);
+    if (!err) err = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &len);
+    if (!err && pt_addr_format((struct sockaddr *)&bound, s->address, sizeof(s->address)))
+        err = UV_EINVAL;
+    if (err) {
+        s->stopping = 1;
+        uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+        return uv_to_pt(err);
+    }
+    s->port = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
+                                               : ((struct sockaddr_in6 *)&bound)->sin6_port);
+    *out = s;
+    return 0;
+}
+
+const char *pt_server_address(const struct pt_server *s)
+{
+    return s->address;
+}
+
+uint16_t pt_server_port(const struct pt_server *s)
+{
+    return s->port;
+}
+
+unsigned pt_server_connections(const struct pt_server *s)
+{
+    return s->connections;
+}
+
+void pt_server_stop(struct pt_server *s)
+{
+    if (s->stopping) return;
+    s->stopping = 1;
+    while (s->conns)
+        conn_close(s->conns);
+    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+}
+
+uint16_t pt_request_kind(const struct pt_request *r)
+{
+    return r->kind;
+}
+
+uint64_t pt_request_id(const struct pt_request *r)
+{
+    return r->id;
+}
+
+const uint8_t *pt_request_body(const struct pt_request *r)
+{
+    return r->body;
+}
+
+uint32_t pt_request_body_len(const struct pt_request *r)
+{
+    return r->len;
+}
+
+void *pt_request_user(const struct pt_request *r)
+{
+    return r->user;
+}
+
+void pt_request_set_user(struct pt_request *r, void *user)
+{
+    r->user = user;
+}
+
+static void request_finish(struct pt_request *r)
+{
+    struct srv_conn *c = r->conn;
+    free(r->body);
+    free(r);
+    c->pending--;
+    conn_maybe_resume(c);
+    conn_unref(c);
+}
+
+int pt_request_reply_take(struct pt_request *r, void *body, uint32_t len)
+{
+    int err = conn_send(r->conn, PT_FRAME_RESPONSE, r->kind, r->id, body, len);
+    request_finish(r);
+    return err;
+}
+
+int pt_request_reply(struct pt_request *r, const void *body, uint32_t len)
+{
+    void *copy = NULL;
+    if (len) {
+        copy = malloc(len);
+        if (!copy) {
+            request_finish(r);
+            return -PT_ENOMEM;
+        }
+        memcpy(copy, body, len);
+    }
+    return pt_request_reply_take(r, copy, len);
+}
+
+int pt_request_reply_error(struct pt_request *r, int code, const char *message, const char *leader)
+{
+    int err = conn_send_error(r->conn, r->kind, r->id, code, message, leader);
+    request_finish(r);
+    return err;
+}

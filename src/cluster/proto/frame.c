@@ -1,0 +1,145 @@
+/*
+ * The frame codec (see frame.h and docs/PROTOCOL.md). Owns the byte layout of the frame header
+ * and of error bodies. It never allocates and never reads past the lengths it is given; every
+ * length from the wire is checked before it is used.
+ */
+#include "cluster/proto/frame.h"
+
+#include <string.h>
+
+#include "petrel/common.h"
+#include "petrel/crc32c.h"
+
+#define PT_FRAME_CRC_OFFSET 20
+
+void pt_frame_encode_header(uint8_t *out, uint8_t flags, uint16_t kind, uint64_t request_id,
+                            const void *body, uint32_t body_len)
+{
+    uint32_t crc;
+    pt_put_le32(out, PT_FRAME_MAGIC);
+    out[4] = PT_FRAME_VERSION;
+    out[5] = flags;
+    pt_put_le16(out + 6, kind);
+    pt_put_le64(out + 8, request_id);
+    pt_put_le32(out + 16, body_len);
+    crc = petrel_crc32c(0, out, PT_FRAME_CRC_OFFSET);
+    if (body_len) crc = petrel_crc32c(crc, body, body_len);
+    pt_put_le32(out + PT_FRAME_CRC_OFFSET, crc);
+}
+
+int pt_frame_decode_header(const uint8_t *in, uint32_t max_body, struct pt_frame_header *out)
+{
+    out->version = in[4];
+    out->flags = in[5];
+    out->kind = pt_get_le16(in + 6);
+    out->request_id = pt_get_le64(in + 8);
+    out->body_len = pt_get_le32(in + 16);
+    out->crc = pt_get_le32(in + PT_FRAME_CRC_OFFSET);
+    if (pt_get_le32(in) != PT_FRAME_MAGIC) return -PT_EPROTO;
+    if (out->version != PT_FRAME_VERSION) return -PT_EVERSION;
+    if (out->flags & ~PT_FRAME_FLAGS_KNOWN) return -PT_EPROTO;
+    if ((out->flags & PT_FRAME_ERROR) && !(out->flags & PT_FRAME_RESPONSE)) return -PT_EPROTO;
+    if (out->body_len > max_body) return -PT_E2BIG;
+    return 0;
+}
+
+int pt_frame_check_crc(const uint8_t *raw_header, const struct pt_frame_header *h, const void *body)
+{
+    uint32_t crc = petrel_crc32c(0, raw_header, PT_FRAME_CRC_OFFSET);
+    if (h->body_len) crc = petrel_crc32c(crc, body, h->body_len);
+    return crc == h->crc ? 0 : -PT_EBADMSG;
+}
+
+int pt_frame_decode(const uint8_t *buf, size_t len, uint32_t max_body, struct pt_frame_header *h,
+                    const uint8_t **body)
+{
+    int err;
+    if (len < PT_FRAME_HEADER_SIZE) return -PT_EPROTO;
+    err = pt_frame_decode_header(buf, max_body, h);
+    if (err) return err;
+    if (len - PT_FRAME_HEADER_SIZE != h->body_len) return -PT_EPROTO;
+    err = pt_frame_check_crc(buf, h, buf + PT_FRAME_HEADER_SIZE);
+    if (err) return err;
+    *body = buf + PT_FRAME_HEADER_SIZE;
+    return 0;
+}
+
+static size_t bounded_len(const char *s, size_t max)
+{
+    size_t n = 0;
+    if (!s) return 0;
+    while (n < max && s[n])
+        n++;
+    return n;
+}
+
+size_t pt_frame_error_size(const char *message, const char *leader)
+{
+    return 4 + 2 + bounded_len(message, PT_FRAME_ERROR_MESSAGE_MAX) + 2 +
+           bounded_len(leader, PT_FRAME_ADDRESS_MAX);
+}
+
+int pt_frame_error_encode(uint8_t *out, size_t cap, int code, const char *message,
+                          const char *leader)
+{
+    struct pt_cursor c;
+    size_t mlen = bounded_len(message, PT_FRAME_ERROR_MESSAGE_MAX);
+    size_t llen = bounded_len(leader, PT_FRAME_ADDRESS_MAX);
+    pt_cursor_init(&c, out, cap);
+    pt_enc_u32(&c, (uint32_t)(code < 0 ? -code : code));
+    pt_enc_u16(&c, (uint16_t)mlen);
+    pt_enc_bytes(&c, message, mlen);
+    pt_enc_u16(&c, (uint16_t)llen);
+    pt_enc_bytes(&c, leader, llen);
+    return pt_cursor_ok(&c) ? (int)c.pos : -PT_ERANGE;
+}
+
+int pt_frame_error_decode(const uint8_t *body, size_t len, struct pt_frame_error *out)
+{
+    struct pt_cursor c;
+    uint32_t code;
+    pt_cursor_init(&c, (void *)body, len);
+    code = pt_dec_u32(&c);
+    pt_dec_str(&c, out->message, sizeof(out->message));
+    pt_dec_str(&c, out->leader, sizeof(out->leader));
+    if (!pt_cursor_ok(&c) || pt_cursor_left(&c) != 0) return -PT_EPROTO;
+    if (code == 0 || code >= PT_EMAX) return -PT_EPROTO;
+    out->code = -(int)code;
+    return 0;
+}
+
+size_t pt_str_size(const char *s)
+{
+    return 2 + (s ? strlen(s) : 0);
+}
+
+void pt_enc_str(struct pt_cursor *c, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n > UINT16_MAX) {
+        c->failed = 1;
+        return;
+    }
+    pt_enc_u16(c, (uint16_t)n);
+    pt_enc_bytes(c, s, n);
+}
+
+void pt_dec_str(struct pt_cursor *c, char *dst, size_t cap)
+{
+    uint16_t n = pt_dec_u16(c);
+    const uint8_t *p;
+    dst[0] = 0;
+    if (!pt_cursor_ok(c)) return;
+    if ((size_t)n >= cap) {
+        c->failed = 1;
+        return;
+    }
+    p = pt_cursor_take(c, n);
+    if (!p) return;
+    if (n && memchr(p, 0, n)) {
+        c->failed = 1;
+        return;
+    }
+    memcpy(dst, p, n);
+    dst[n] = 0;
+}

@@ -1,0 +1,181 @@
+/*
+ * Registry message codec (see registry_msg.h and docs/PROTOCOL.md). Byte layout only; every
+ * decoder tolerates any input, failing the cursor instead of reading out of bounds, and
+ * rejects flags other than 0/1.
+ */
+#include "cluster/proto/registry_msg.h"
+
+#include <stdlib.h>
+
+#include "cluster/proto/frame.h"
+#include "petrel/common.h"
+
+static uint8_t dec_bool(struct pt_cursor *c)
+{
+    uint8_t v = pt_dec_u8(c);
+    if (v > 1) c->failed = 1;
+    return v;
+}
+
+void pt_reg_enc_shard_heartbeat(struct pt_cursor *c, const struct pt_reg_replica *r)
+{
+    pt_enc_u8(c, r->shard);
+    pt_enc_u8(c, r->replica);
+    pt_enc_u8(c, r->leader ? 1 : 0);
+    pt_enc_str(c, r->addr);
+}
+
+void pt_reg_dec_shard_heartbeat(struct pt_cursor *c, struct pt_reg_replica *r)
+{
+    r->shard = pt_dec_u8(c);
+    r->replica = pt_dec_u8(c);
+    r->leader = dec_bool(c);
+    r->stale = 0;
+    r->age_ms = 0;
+    pt_dec_str(c, r->addr, sizeof(r->addr));
+    if (r->replica >= PT_REG_MAX_REPLICAS) c->failed = 1;
+}
+
+void pt_reg_enc_cdc_heartbeat(struct pt_cursor *c, const struct pt_reg_replica *r)
+{
+    pt_enc_u8(c, r->replica);
+    pt_enc_u8(c, r->leader ? 1 : 0);
+    pt_enc_str(c, r->addr);
+}
+
+void pt_reg_dec_cdc_heartbeat(struct pt_cursor *c, struct pt_reg_replica *r)
+{
+    r->shard = 0;
+    r->replica = pt_dec_u8(c);
+    r->leader = dec_bool(c);
+    r->stale = 0;
+    r->age_ms = 0;
+    pt_dec_str(c, r->addr, sizeof(r->addr));
+    if (r->replica >= PT_REG_MAX_REPLICAS) c->failed = 1;
+}
+
+void pt_reg_enc_blocks_heartbeat(struct pt_cursor *c, const struct pt_reg_blocks *b)
+{
+    pt_enc_u64(c, b->id);
+    pt_enc_str(c, b->failure_domain);
+    pt_enc_str(c, b->addr);
+    pt_enc_u64(c, b->capacity);
+    pt_enc_u64(c, b->used);
+    pt_enc_u64(c, b->blocks);
+}
+
+void pt_reg_dec_blocks_heartbeat(struct pt_cursor *c, struct pt_reg_blocks *b)
+{
+    b->id = pt_dec_u64(c);
+    pt_dec_str(c, b->failure_domain, sizeof(b->failure_domain));
+    pt_dec_str(c, b->addr, sizeof(b->addr));
+    b->capacity = pt_dec_u64(c);
+    b->used = pt_dec_u64(c);
+    b->blocks = pt_dec_u64(c);
+    b->stale = 0;
+    b->age_ms = 0;
+    if (b->id == 0 || b->failure_domain[0] == 0) c->failed = 1;
+}
+
+void pt_reg_enc_replica_entry(struct pt_cursor *c, const struct pt_reg_replica *r)
+{
+    pt_enc_u8(c, r->shard);
+    pt_enc_u8(c, r->replica);
+    pt_enc_u8(c, r->leader ? 1 : 0);
+    pt_enc_u8(c, r->stale ? 1 : 0);
+    pt_enc_u64(c, r->age_ms);
+    pt_enc_str(c, r->addr);
+}
+
+void pt_reg_dec_replica_entry(struct pt_cursor *c, struct pt_reg_replica *r)
+{
+    r->shard = pt_dec_u8(c);
+    r->replica = pt_dec_u8(c);
+    r->leader = dec_bool(c);
+    r->stale = dec_bool(c);
+    r->age_ms = pt_dec_u64(c);
+    pt_dec_str(c, r->addr, sizeof(r->addr));
+}
+
+void pt_reg_enc_blocks_entry(struct pt_cursor *c, const struct pt_reg_blocks *b)
+{
+    pt_enc_u64(c, b->id);
+    pt_enc_str(c, b->failure_domain);
+    pt_enc_str(c, b->addr);
+    pt_enc_u64(c, b->capacity);
+    pt_enc_u64(c, b->used);
+    pt_enc_u64(c, b->blocks);
+    pt_enc_u8(c, b->stale ? 1 : 0);
+    pt_enc_u64(c, b->age_ms);
+}
+
+void pt_reg_dec_blocks_entry(struct pt_cursor *c, struct pt_reg_blocks *b)
+{
+    b->id = pt_dec_u64(c);
+    pt_dec_str(c, b->failure_domain, sizeof(b->failure_domain));
+    pt_dec_str(c, b->addr, sizeof(b->addr));
+    b->capacity = pt_dec_u64(c);
+    b->used = pt_dec_u64(c);
+    b->blocks = pt_dec_u64(c);
+    b->stale = dec_bool(c);
+    b->age_ms = pt_dec_u64(c);
+}
+
+size_t pt_reg_replica_entry_max(void)
+{
+    return 4 + 8 + 2 + PT_REG_ADDR_MAX;
+}
+
+size_t pt_reg_blocks_entry_max(void)
+{
+    return 8 + 2 + PT_REG_DOMAIN_MAX + 2 + PT_REG_ADDR_MAX + 24 + 1 + 8;
+}
+
+int pt_reg_decode_replica_list(const uint8_t *body, size_t len, struct pt_reg_replica **out,
+                               size_t *count)
+{
+    struct pt_cursor c;
+    uint32_t n, i;
+    struct pt_reg_replica *v;
+    *out = NULL;
+    *count = 0;
+    pt_cursor_init(&c, (void *)body, len);
+    n = pt_dec_u32(&c);
+    /* Each entry takes at least 14 bytes: a count the body cannot hold is malformed. */
+    if (!pt_cursor_ok(&c) || n > pt_cursor_left(&c) / 14) return -PT_EPROTO;
+    v = calloc(n ? n : 1, sizeof(*v));
+    if (!v) return -PT_ENOMEM;
+    for (i = 0; i < n; i++)
+        pt_reg_dec_replica_entry(&c, &v[i]);
+    if (!pt_cursor_ok(&c) || pt_cursor_left(&c)) {
+        free(v);
+        return -PT_EPROTO;
+    }
+    *out = v;
+    *count = n;
+    return 0;
+}
+
+int pt_reg_decode_blocks_list(const uint8_t *body, size_t len, struct pt_reg_blocks **out,
+                              size_t *count)
+{
+    struct pt_cursor c;
+    uint32_t n, i;
+    struct pt_reg_blocks *v;
+    *out = NULL;
+    *count = 0;
+    pt_cursor_init(&c, (void *)body, len);
+    n = pt_dec_u32(&c);
+    if (!pt_cursor_ok(&c) || n > pt_cursor_left(&c) / 45) return -PT_EPROTO;
+    v = calloc(n ? n : 1, sizeof(*v));
+    if (!v) return -PT_ENOMEM;
+    for (i = 0; i < n; i++)
+        pt_reg_dec_blocks_entry(&c, &v[i]);
+    if (!pt_cursor_ok(&c) || pt_cursor_left(&c)) {
+        free(v);
+        return -PT_EPROTO;
+    }
+    *out = v;
+    *count = n;
+    return 0;
+}
