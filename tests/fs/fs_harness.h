@@ -16,7 +16,7 @@
 struct fsh_geometry {
     const char *name;
     uint32_t read_size, prog_size, block_size, block_count;
-    int32_t erase_value;                   /* enum petrel_bd_emu_erase */
+    int32_t erase_value; /* enum petrel_bd_emu_erase */
     enum petrel_bd_emu_prog_mode prog_mode;
     uint32_t cache_size, lookahead_size;
 };

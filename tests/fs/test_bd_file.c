@@ -30,8 +30,10 @@ TEST(bd_file_create_prog_read_erase_persist)
     CHECK_EQ(bd.block_count, 8);
     CHECK_EQ(bd.erase_value, 0xff);
     CHECK_OK(bd.read(bd.context, 7, 4096 - 512, r, 512));
-    for (i = 0; i < 512; i++) CHECK_EQ(r[i], 0xff); /* extended with the erase value */
-    for (i = 0; i < 512; i++) w[i] = (uint8_t)(i * 7);
+    for (i = 0; i < 512; i++)
+        CHECK_EQ(r[i], 0xff); /* extended with the erase value */
+    for (i = 0; i < 512; i++)
+        w[i] = (uint8_t)(i * 7);
     CHECK_OK(bd.prog(bd.context, 3, 1024, w, 512));
     CHECK_OK(bd.sync(bd.context));
     CHECK_OK(petrel_bd_file_close(&f));
@@ -43,7 +45,8 @@ TEST(bd_file_create_prog_read_erase_persist)
     CHECK_MEM(r, w, 512);
     CHECK_OK(bd.erase(bd.context, 3));
     CHECK_OK(bd.read(bd.context, 3, 1024, r, 512));
-    for (i = 0; i < 512; i++) CHECK_EQ(r[i], 0xff);
+    for (i = 0; i < 512; i++)
+        CHECK_EQ(r[i], 0xff);
     CHECK_EQ(bd.read(bd.context, 8, 0, r, 16), -PT_EINVAL);
     CHECK_EQ(bd.prog(bd.context, 0, 4090, w, 16), -PT_EINVAL);
     CHECK_EQ(bd.erase(bd.context, 8), -PT_EINVAL);

@@ -99,7 +99,8 @@ static size_t model_total(const struct model *m)
 static int model_count(const struct model *m)
 {
     int i, n = 0;
-    for (i = 0; i < M_ENTRIES; i++) n += m->e[i].used;
+    for (i = 0; i < M_ENTRIES; i++)
+        n += m->e[i].used;
     return n;
 }
 
@@ -233,8 +234,8 @@ static int fs_matches(struct m_run *r, struct model *m, char *why, size_t whylen
 
 /* --- the random operations ------------------------------------------------------------- */
 
-static const char *const pool[] = {"f0", "f1", "f2", "d0", "d1", "d0/f0", "d0/f1",
-                                   "d1/f0", "d0/d2", "d0/d2/f0", "d1/d3", "d1/d3/f1"};
+static const char *const pool[] = {"f0",    "f1",    "f2",    "d0",       "d1",    "d0/f0",
+                                   "d0/f1", "d1/f0", "d0/d2", "d0/d2/f0", "d1/d3", "d1/d3/f1"};
 
 static const char *pick_path(struct m_run *r)
 {
@@ -271,15 +272,18 @@ static void model_dump(const struct model *m)
     }
 }
 
-#define M_CALL(expr, want)                                                                    \
-    do {                                                                                     \
-        long long m_r_ = (long long)(expr);                                                  \
-        if (cut(r)) return 1;                                                                \
-        if (m_r_ != (want)) model_dump(r->before);                                           \
-        CHECK_MSG(m_r_ == (want), "op %llu: %s (%s) = %s, expected %s",                      \
-                  (unsigned long long)r->ops, #expr, m_desc, petrel_errname((int)m_r_),      \
-                  petrel_errname((int)(want)));                                              \
-        if (m_r_ == 0) r->ok_calls++; else r->err_calls++;                                  \
+#define M_CALL(expr, want)                                                                         \
+    do {                                                                                           \
+        long long m_r_ = (long long)(expr);                                                        \
+        if (cut(r)) return 1;                                                                      \
+        if (m_r_ != (want)) model_dump(r->before);                                                 \
+        CHECK_MSG(m_r_ == (want), "op %llu: %s (%s) = %s, expected %s",                            \
+                  (unsigned long long)r->ops, #expr, m_desc, petrel_errname((int)m_r_),            \
+                  petrel_errname((int)(want)));                                                    \
+        if (m_r_ == 0)                                                                             \
+            r->ok_calls++;                                                                         \
+        else                                                                                       \
+            r->err_calls++;                                                                        \
     } while (0)
 
 /* Each op updates r->now to the state after it (r->before holds the state before). */
@@ -416,9 +420,12 @@ static int op_session(struct m_run *r)
     snprintf(p, sizeof(p), "%s", p0);
     snprintf(m_desc, sizeof(m_desc), "file session on %s", p);
     e = model_find(r->now, p);
-    if (e && e->type == PETREL_FS_DIR) want = -PT_EISDIR;
-    else if (!e) want = model_parent_ok(r->now, p);
-    else want = 0;
+    if (e && e->type == PETREL_FS_DIR)
+        want = -PT_EISDIR;
+    else if (!e)
+        want = model_parent_ok(r->now, p);
+    else
+        want = 0;
     if (!e && !want && model_count(r->now) >= M_ENTRIES - 2) return 0;
     if (want == 0 && !e) e = model_add(r->now, p, PETREL_FS_REG); /* exists empty on open */
     err = petrel_fs_file_open(&r->d.fs, &f, p, PETREL_O_RDWR | PETREL_O_CREAT);
@@ -496,7 +503,8 @@ static int op_session(struct m_run *r)
     memcpy(e->data, pending, size);
     err = petrel_fs_file_close(&r->d.fs, &f);
     if (cut(r)) return 1;
-    CHECK_MSG(err == 0, "op %llu: close %s: %s", (unsigned long long)r->ops, p, petrel_errname(err));
+    CHECK_MSG(err == 0, "op %llu: close %s: %s", (unsigned long long)r->ops, p,
+              petrel_errname(err));
     return 0;
 dead:
     petrel_fs_file_close(&r->d.fs, &f); /* releases the handle; the power is off */
@@ -625,11 +633,16 @@ static void model_run(uint64_t seed, uint64_t nops, int geometry)
                                     pt_prng_below(&r->g, 2) ? PETREL_BD_EMU_POWERLOSS_TORN
                                                             : PETREL_BD_EMU_POWERLOSS_ATOMIC);
         r->ops++;
-        if (kind < 40) dead = op_session(r);
-        else if (kind < 52) dead = op_mkdir(r);
-        else if (kind < 64) dead = op_remove(r);
-        else if (kind < 80) dead = op_rename(r);
-        else if (kind < 94) dead = op_attr(r);
+        if (kind < 40)
+            dead = op_session(r);
+        else if (kind < 52)
+            dead = op_mkdir(r);
+        else if (kind < 64)
+            dead = op_remove(r);
+        else if (kind < 80)
+            dead = op_rename(r);
+        else if (kind < 94)
+            dead = op_attr(r);
         else if (kind < 97) {
             petrel_bd_emu_powerloss(&r->d.emu, 0, PETREL_BD_EMU_POWERLOSS_ATOMIC);
             op_flip(r);
@@ -641,7 +654,8 @@ static void model_run(uint64_t seed, uint64_t nops, int geometry)
             CHECK_MSG(fs_matches(r, r->now, why, sizeof(why)), "op %llu: after remount: %s",
                       (unsigned long long)r->ops, why);
         }
-        if (dead || petrel_bd_emu_is_dead(&r->d.emu)) recover(r);
+        if (dead || petrel_bd_emu_is_dead(&r->d.emu))
+            recover(r);
         else if (paranoid)
             CHECK_MSG(fs_matches(r, r->now, why, sizeof(why)), "op %llu (%s): %s",
                       (unsigned long long)r->ops, m_desc, why);
@@ -658,9 +672,9 @@ static void model_run(uint64_t seed, uint64_t nops, int geometry)
              (unsigned long long)r->remounts, (unsigned long long)r->flips,
              (unsigned long long)r->flips_caught);
     test_log("%llu namespace/attribute calls succeeded, %llu gave the expected error; "
-             "%llu bytes written, %llu syncs", (unsigned long long)r->ok_calls,
-             (unsigned long long)r->err_calls, (unsigned long long)r->bytes_written,
-             (unsigned long long)r->syncs);
+             "%llu bytes written, %llu syncs",
+             (unsigned long long)r->ok_calls, (unsigned long long)r->err_calls,
+             (unsigned long long)r->bytes_written, (unsigned long long)r->syncs);
     fsh_powercuts_add(fsh_geometries[geometry].name, r->cuts);
     fsh_dev_free(&r->d);
     free(r->now);
@@ -691,7 +705,8 @@ TEST_T(model_random_ops_cuts_flips_nand, 300)
     model_run(test_seed(), MODEL_OPS / 3, FSH_NAND);
 }
 
-#define TINY_MKDIR_BUG "128-byte blocks: after creating f0 (2352 bytes) and setting one " \
+#define TINY_MKDIR_BUG                                                                             \
+    "128-byte blocks: after creating f0 (2352 bytes) and setting one "                             \
     "12-byte attribute on it, mkdir d0 in the otherwise empty root gives -PT_ENOSPC"
 
 TEST_T(model_random_ops_cuts_flips_tiny, 300)
