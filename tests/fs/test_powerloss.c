@@ -2,8 +2,8 @@
  * The power-loss sweep. For each reentrant scenario and each geometry, in rounds that each
  * mount with a different allocator seed (so blocks and operations differ): run the scenario
  * once to count its progs and erases (M), then for every N in 1..M restore the starting image,
- * cut the power at the N-th operation (atomic in even rounds, torn in odd ones), reboot and
- * check:
+ * cut the power at the N-th operation (atomic in even rounds, torn in odd ones; in half the
+ * rounds the power is cut a second time during the recovering mount), reboot and check:
  *   - mount succeeds and petrel_fs_check is clean;
  *   - files synced before the scenario (keep_small, keep_big) are intact;
  *   - the scenario shows one of its stages (the state before or after each of its steps,
@@ -572,6 +572,21 @@ static void pl_check_writable(struct fsh_dev *d, const char *what)
               "%s: write after recovery does not read back", what);
 }
 
+/*
+ * A second cut while recovering from the first: mount (which may finish a half-done rename
+ * or reclaim orphans) and one small commit, with the power cut again at one of their first
+ * few progs and erases. Returns 1 if the power went (the device is then rebooted).
+ */
+static int pl_cut_recovery(struct fsh_dev *d, uint64_t n, enum petrel_bd_emu_powerloss mode)
+{
+    int dead;
+    petrel_bd_emu_powerloss(&d->emu, 1 + n % 4, mode);
+    if (fsh_mount(d) == 0) petrel_fs_setattr(&d->fs, "keep_small", 9, "recovered", 9);
+    dead = petrel_bd_emu_is_dead(&d->emu);
+    fsh_reboot(d);
+    return dead;
+}
+
 /* Restore the starting image and mount it with the round's allocator seed. */
 static void pl_restart(struct fsh_dev *d, struct petrel_bd_emu *snap, int round, const char *what)
 {
@@ -644,6 +659,7 @@ static uint64_t pl_sweep(const struct fsh_geometry *g, const struct pl_scenario 
                       (unsigned long long)d.emu.powerloss_ops);
             fsh_reboot(&d);
             cuts++;
+            if (round % 4 >= 2 && pl_cut_recovery(&d, n, mode)) cuts++;
 
             err = fsh_mount(&d);
             CHECK_MSG(err == 0, "%s: mount after the cut failed: %s", what, petrel_errname(err));
@@ -682,7 +698,7 @@ static void pl_case(const char *scenario, int geometry, int rounds)
 }
 
 /* Rounds per sweep: half atomic, half torn, each with its own allocator seed. */
-#define PL_ROUNDS (test_soak() ? 64 : 20)
+#define PL_ROUNDS (test_soak() ? 64 : 16)
 
 #define PL_CASES(scn)                                                                              \
     TEST_T(powerloss_##scn##_nor, 300)                                                             \
