@@ -28,8 +28,8 @@ static size_t emu_bytes(const struct petrel_bd_emu_config *cfg)
 }
 
 /* An access inside the geometry and on its granularity: 0, else -PT_EINVAL. */
-static int emu_check(const struct petrel_bd_emu *emu, uint32_t block, uint32_t off,
-                     uint32_t size, uint32_t granularity)
+static int emu_check(const struct petrel_bd_emu *emu, uint32_t block, uint32_t off, uint32_t size,
+                     uint32_t granularity)
 {
     if (block >= emu->cfg.block_count) return -PT_EINVAL;
     if (off > emu->cfg.block_size || size > emu->cfg.block_size - off) return -PT_EINVAL;
@@ -92,11 +92,11 @@ static void emu_apply_prog(struct petrel_bd_emu *emu, uint32_t block, uint32_t o
     }
 }
 
-/* Erase the first len bytes of a block. */
-static void emu_apply_erase(struct petrel_bd_emu *emu, uint32_t block, uint32_t len)
+/* Erase len bytes of a block from off. */
+static void emu_erase_range(struct petrel_bd_emu *emu, uint32_t block, uint32_t off, uint32_t len)
 {
-    uint8_t *m = emu_block(emu, block);
-    size_t base = (size_t)block * emu->cfg.block_size;
+    uint8_t *m = emu_block(emu, block) + off;
+    size_t base = (size_t)block * emu->cfg.block_size + off;
     uint32_t i;
     emu->dirty[block] = 1;
     if (emu->cfg.erase_value >= 0)
@@ -171,14 +171,15 @@ static int emu_erase(void *context, uint32_t block)
         if (emu->powerloss_mode == PETREL_BD_EMU_POWERLOSS_TORN &&
             fault != PETREL_BD_EMU_ERASE_ERROR && fault != PETREL_BD_EMU_ERASE_NOOP) {
             emu->wear[block]++;
-            emu_apply_erase(emu, block, (uint32_t)pt_prng_below(&emu->prng, emu->cfg.block_size));
+            emu_erase_range(emu, block, 0,
+                            (uint32_t)pt_prng_below(&emu->prng, emu->cfg.block_size));
         }
         return -PT_EIO;
     }
     if (fault == PETREL_BD_EMU_ERASE_ERROR) return -PT_EIO;
     emu->wear[block]++;
     emu->dirty[block] = 1;
-    if (fault != PETREL_BD_EMU_ERASE_NOOP) emu_apply_erase(emu, block, emu->cfg.block_size);
+    if (fault != PETREL_BD_EMU_ERASE_NOOP) emu_erase_range(emu, block, 0, emu->cfg.block_size);
     emu->stats.erase_bytes += emu->cfg.block_size;
     return 0;
 }
@@ -349,6 +350,15 @@ int petrel_bd_emu_flip_bits(struct petrel_bd_emu *emu, uint32_t block, uint32_t 
         int err = petrel_bd_emu_flip_range(emu, b, 0, emu->cfg.block_size, 1);
         if (err) return err;
     }
+    return 0;
+}
+
+int petrel_bd_emu_set_erased(struct petrel_bd_emu *emu, uint32_t block, uint32_t off, uint32_t len)
+{
+    if (block >= emu->cfg.block_count || off > emu->cfg.block_size ||
+        len > emu->cfg.block_size - off)
+        return -PT_EINVAL;
+    emu_erase_range(emu, block, off, len);
     return 0;
 }
 

@@ -142,6 +142,13 @@ TEST(bd_emu_strict_refuses_double_prog)
     CHECK_MEM(r, w, 4);
     CHECK(all_bytes(r + 4, 4, 0xff)); /* the refused prog changed nothing */
     CHECK_OK(bd.prog(bd.context, 1, 4, w + 4, 4));
+    /* Bytes put back to the erased state take a program again. */
+    CHECK_OK(petrel_bd_emu_set_erased(&emu, 1, 4, 4));
+    CHECK_OK(bd.read(bd.context, 1, 0, r, 8));
+    CHECK(all_bytes(r + 4, 4, 0xff));
+    CHECK_EQ(bd.prog(bd.context, 1, 0, w, 4), -PT_EINVAL);
+    CHECK_OK(bd.prog(bd.context, 1, 4, w + 4, 4));
+    CHECK_EQ(petrel_bd_emu_set_erased(&emu, 1, 250, 8), -PT_EINVAL);
     CHECK_OK(bd.erase(bd.context, 1));
     CHECK_OK(bd.prog(bd.context, 1, 0, w, 8)); /* erased again: allowed */
     petrel_bd_emu_destroy(&emu);
