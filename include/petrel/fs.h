@@ -247,6 +247,11 @@ struct petrel_fs {
     struct petrel_fs_gstate gpending; /* global state the next commit must establish */
     struct petrel_fs_handle *handles;
     struct petrel_fs_link links[PETREL_FS_LINK_CACHE];
+    /* the last directory a path led to (its path's component hash and depth) */
+    uint64_t dc_key;
+    uint32_t dc_ncomp, dc_gen, dc_dirid;
+    uint32_t dc_head[2];
+    uint8_t dc_valid;
     uint32_t link_next;   /* next slot to replace */
 };
 

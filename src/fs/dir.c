@@ -65,21 +65,49 @@ static uint32_t pt_path_next(const char **p, const char **comp)
     return n;
 }
 
-int pt_lookup(struct petrel_fs *fs, const char *path, struct pt_lookup *lk, int64_t watch_dirid)
+/* Check every component and hash the directory part of the path (all but the last). */
+static int pt_path_key(struct petrel_fs *fs, const char *path, uint64_t *key, uint32_t *ncomp)
 {
     const char *p = path, *comp;
-    uint32_t len;
-    int err;
-    memset(lk, 0, sizeof(*lk));
-    if (!path) return -PT_EINVAL;
-    memcpy(lk->parent, pt_root_pair, sizeof(lk->parent));
-    lk->is_root = 1;
+    uint32_t len, n = 0;
+    uint64_t k = 0, prev = 0;
     while ((len = pt_path_next(&p, &comp)) > 0) {
-        const char *rest = p, *c2;
-        int last = pt_path_next(&rest, &c2) == 0;
         if (len > fs->name_max) return -PT_ENAMETOOLONG;
         if ((len == 1 && comp[0] == '.') || (len == 2 && comp[0] == '.' && comp[1] == '.'))
             return -PT_EINVAL;
+        prev = k;
+        k = petrel_hash64(comp, len, k ^ ((uint64_t)len << 56) ^ 0x5bd1e995u);
+        n++;
+    }
+    *key = prev;
+    *ncomp = n;
+    return 0;
+}
+
+int pt_lookup(struct petrel_fs *fs, const char *path, struct pt_lookup *lk, int64_t watch_dirid)
+{
+    const char *p = path, *comp;
+    uint32_t len, ncomp = 0, depth = 0;
+    uint64_t key = 0;
+    int err;
+    memset(lk, 0, sizeof(*lk));
+    if (!path) return -PT_EINVAL;
+    err = pt_path_key(fs, path, &key, &ncomp);
+    if (err) return err;
+    memcpy(lk->parent, pt_root_pair, sizeof(lk->parent));
+    lk->is_root = 1;
+    if (ncomp > 1 && watch_dirid < 0 && fs->dc_valid && fs->dc_gen == fs->layout_gen &&
+        fs->dc_ncomp == ncomp - 1 && fs->dc_key == key) {
+        /* the same directory as the last lookup: start there */
+        memcpy(lk->parent, fs->dc_head, sizeof(lk->parent));
+        lk->parent_dirid = fs->dc_dirid;
+        while (depth < ncomp - 1) {
+            pt_path_next(&p, &comp);
+            depth++;
+        }
+    }
+    while ((len = pt_path_next(&p, &comp)) > 0) {
+        int last = ++depth == ncomp;
         lk->is_root = 0;
         lk->name = comp;
         lk->name_len = len;
@@ -92,12 +120,20 @@ int pt_lookup(struct petrel_fs *fs, const char *path, struct pt_lookup *lk, int6
             if (err) return err;
             lk->exists = pt_entry_name_eq(fs, &lk->e, comp, len) ? 1 : -1;
         }
-        if (last) return 0;
+        if (last) break;
         if (lk->exists != 1) return -PT_ENOENT;
         if (lk->e.type != PETREL_FS_DIR) return -PT_ENOTDIR;
         memcpy(lk->parent, lk->e.pair, sizeof(lk->parent));
         lk->parent_dirid = lk->e.dirid;
         if (watch_dirid >= 0 && lk->e.dirid == (uint64_t)watch_dirid) lk->saw_dirid = 1;
+    }
+    if (ncomp > 1) {
+        fs->dc_valid = 1;
+        fs->dc_gen = fs->layout_gen;
+        fs->dc_key = key;
+        fs->dc_ncomp = ncomp - 1;
+        memcpy(fs->dc_head, lk->parent, sizeof(fs->dc_head));
+        fs->dc_dirid = lk->parent_dirid;
     }
     return 0;
 }
@@ -260,6 +296,7 @@ int petrel_fs_remove(struct petrel_fs *fs, const char *path)
     struct pt_rec r;
     uint8_t hb[8];
     int err = pt_lookup(fs, path, &lk, -1);
+    fs->dc_valid = 0; /* a directory may go */
     if (err) return err;
     if (lk.is_root) return -PT_EINVAL;
     if (lk.exists != 1) return -PT_ENOENT;
@@ -293,6 +330,7 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
     uint32_t replaced_pair[2];
     struct petrel_fs_handle *h;
 
+    fs->dc_valid = 0; /* directories may move */
     err = pt_lookup(fs, oldpath, &lo, -1);
     if (err) return err;
     if (lo.is_root) return -PT_EINVAL;

@@ -125,14 +125,20 @@ static int pt_mdir_scan(struct petrel_fs *fs, struct pt_mdir *out, uint32_t bloc
             crc = petrel_crc32c(crc, tmp, 4);
             stored = pt_get_le32(tmp + 4);
             if (stored != crc) break;
+            /* the next commit's CRC continues over this one's CRC and padding, so a stale
+             * commit left in the block from an earlier use can never validate */
+            crc = petrel_crc32c(crc, tmp + 4, 4);
+            err = pt_read_crc(fs, block, pos + PT_REC_HDR + PT_CRC_PAYLOAD,
+                              len - PT_CRC_PAYLOAD, &crc);
+            if (err) return err;
             last_fcrc = pt_get_le32(tmp);
             t.crc_xor ^= stored;
             t.ncommits++;
             t.off = pos + PT_REC_HDR + len;
+            t.log_crc = crc;
             md = t;
             valid = 1;
             pos = t.off;
-            crc = 0;
             continue;
         }
         if (type == PT_REC_HEAD || type == PT_REC_THREAD || type == PT_REC_LO ||
@@ -547,10 +553,12 @@ static int pt_is_root(const struct pt_mdir *md)
 
 /* Track what a successful append changed, without re-reading the log. */
 static void pt_mdir_after_append(struct petrel_fs *fs, struct pt_mdir *md,
-                                 const struct pt_rec *recs, int n, uint32_t end, uint32_t crc)
+                                 const struct pt_rec *recs, int n, uint32_t end, uint32_t crc,
+                                 uint32_t log_crc)
 {
     int i;
     md->off = end;
+    md->log_crc = log_crc;
     md->erased = end + fs->prog_size <= fs->block_size;
     md->crc_xor ^= crc;
     md->ncommits++;
@@ -573,6 +581,7 @@ static int pt_mdir_append(struct petrel_fs *fs, struct pt_mdir *md, const struct
     if (!err) err = pt_emit_crc(fs, &w, NULL);
     if (err) return err;
     pt_writer_init(fs, &w, md->pair[0], md->off, 0);
+    w.crc = md->log_crc; /* the commit CRC continues the log's */
     for (i = 0; i < n && !err; i++) err = pt_emit_rec(fs, &w, &recs[i]);
     if (!err) err = pt_emit_crc(fs, &w, &crc);
     if (!err) err = pt_writer_flush(fs, &w);
@@ -581,7 +590,7 @@ static int pt_mdir_append(struct petrel_fs *fs, struct pt_mdir *md, const struct
         md->erased = 0;
         return err;
     }
-    pt_mdir_after_append(fs, md, recs, n, w.off, crc);
+    pt_mdir_after_append(fs, md, recs, n, w.off, crc, w.crc);
     pt_links_remember(fs, md->pair, md->next, md->next_cont, md->next_split);
     return 0;
 }
@@ -639,6 +648,30 @@ static int pt_find_split(struct petrel_fs *fs, struct pt_compact *c, int64_t lim
     if (a == lo && (c->hi_open || c->hi > lo + 1)) a = lo + 1;
     *split = a;
     return 0;
+}
+
+/* On media whose erase may leave old contents (unknown erase value), zero the start of an
+ * erased block so that an old log there can never be fetched again. */
+int pt_block_invalidate(struct petrel_fs *fs, uint32_t block)
+{
+    if (fs->bd->erase_value >= 0) return 0;
+    memset(fs->pcache.buf, 0, fs->prog_size);
+    fs->pcache.block = PT_NULL;
+    return pt_prog_direct(fs, block, 0, fs->pcache.buf, fs->prog_size);
+}
+
+/* The second block of a new pair: erased, its old contents made unreadable. */
+static int pt_alloc_spare(struct petrel_fs *fs, uint32_t *block)
+{
+    int tries;
+    for (tries = 0; tries < 64; tries++) {
+        int err = pt_alloc_erased(fs, block);
+        if (err) return err;
+        err = pt_block_invalidate(fs, *block);
+        if (err == 0) return 0;
+        if (err != -PT_EIO && err != -PT_ECORRUPT) return err;
+    }
+    return -PT_ENOSPC;
 }
 
 int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n,
@@ -736,7 +769,7 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
                 if (hs < 0) return (int)hs;
             }
         }
-        err = pt_alloc_erased(fs, &hb[1]);
+        err = pt_alloc_spare(fs, &hb[1]);
         if (err) return err;
         err = pt_compact_into(fs, PT_NULL, &hc, 1, &hw);
         if (err) return err;
@@ -787,7 +820,7 @@ int pt_mdir_create(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
     c.hi_open = 1;
     c.is_low = 1;
     c.rev = 1;
-    err = pt_alloc_erased(fs, &pair[1]);
+    err = pt_alloc_spare(fs, &pair[1]);
     if (err) return err;
     err = pt_compact_into(fs, PT_NULL, &c, 1, &written);
     if (err) return err;
