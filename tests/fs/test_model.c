@@ -693,17 +693,10 @@ TEST_T(model_random_ops_cuts_flips, 300)
 
 TEST_T(model_random_ops_cuts_flips_emmc, 300)
 {
-    if (fsh_known_bug("on a device whose erase leaves old contents (eMMC geometry, "
-                      "PETREL_BD_EMU_ERASE_KEEP, like the image file with erase_value -1), "
-                      "'mkdir f0' at op 12119 gives a directory holding a stale entry f0 "
-                      "(PETREL_FS_MODEL_PARANOID=1 shows it); with erase filling 0xff or "
-                      "random bytes the same run passes"))
-        return;
     model_run(test_seed(), MODEL_OPS, &fsh_geometries[FSH_EMMC]);
 }
 
-/* The eMMC geometry with erase filling random bytes: still no erase value to rely on, but no
- * stale commits left behind (the case above keeps them and fails). */
+/* The eMMC geometry with erase filling random bytes (the case above keeps old contents). */
 TEST_T(model_random_ops_cuts_flips_emmc_random_erase, 300)
 {
     struct fsh_geometry g = fsh_geometries[FSH_EMMC];
@@ -744,16 +737,12 @@ TEST(model_tiny_attr_then_mkdir)
     fsh_dev_free(&d);
 }
 
-#define KEEP_ERASE_BUG "on a device whose erase leaves old contents (eMMC geometry), a new " \
-    "directory lists an entry of one removed earlier (round 150: d0 lists f0)"
-
 /* Directories made and removed over and over on a device whose erase changes nothing: a new
  * directory must always start empty (a minimal form of the eMMC model failure). */
 TEST(model_new_directories_start_empty_without_erase)
 {
     struct fsh_dev d;
     int i;
-    if (fsh_known_bug(KEEP_ERASE_BUG)) return;
     fsh_dev_init(&d, &fsh_geometries[FSH_EMMC], test_seed());
     fsh_format_mount(&d);
     for (i = 0; i < 400; i++) {
