@@ -705,6 +705,11 @@ TEST_T(model_random_ops_cuts_flips_emmc_random_erase, 300)
     model_run(test_seed(), MODEL_OPS, &g);
 }
 
+TEST_T(model_random_ops_cuts_flips_nor1, 300)
+{
+    model_run(test_seed(), MODEL_OPS / 2, &fsh_geometries[FSH_NOR1]);
+}
+
 TEST_T(model_random_ops_cuts_flips_nand, 300)
 {
     model_run(test_seed(), MODEL_OPS / 3, &fsh_geometries[FSH_NAND]);

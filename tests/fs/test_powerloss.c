@@ -716,6 +716,10 @@ static void pl_case(const char *scenario, int geometry, int rounds)
     TEST_T(powerloss_##scn##_tiny, 300)                                                            \
     {                                                                                              \
         pl_case(#scn, FSH_TINY, PL_ROUNDS);                                                        \
+    }                                                                                              \
+    TEST_T(powerloss_##scn##_nor1, 300)                                                            \
+    {                                                                                              \
+        pl_case(#scn, FSH_NOR1, PL_ROUNDS / 2);                                                    \
     }
 
 PL_CASES(create)
