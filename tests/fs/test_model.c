@@ -548,7 +548,7 @@ static void op_flip(struct m_run *r)
 {
     static uint8_t buf[M_DATA_MAX + 1];
     uint8_t *saved;
-    uint8_t used[64];
+    uint8_t *used;
     struct m_entry *e = NULL;
     size_t i, off, found_at = 0;
     uint32_t b, found = UINT32_MAX, bs = r->d.geo.block_size;
@@ -561,7 +561,8 @@ static void op_flip(struct m_run *r)
     if (!e) return;
     /* Stay out of the tail, which may live inline in metadata. */
     off = (size_t)pt_prng_below(&r->g, e->size - r->inline_max - 16);
-    memset(used, 0, sizeof(used));
+    used = (uint8_t *)calloc(r->d.geo.block_count, 1);
+    CHECK(used != NULL);
     CHECK_OK(petrel_fs_traverse(&r->d.fs, collect_block, used));
     for (b = 0; b < r->d.geo.block_count && found == UINT32_MAX; b++) {
         const uint8_t *blk = r->d.emu.memory + (size_t)b * bs;
@@ -577,6 +578,7 @@ static void op_flip(struct m_run *r)
             break;
         }
     }
+    free(used);
     if (found == UINT32_MAX) return; /* straddles pages; try another time */
     saved = (uint8_t *)malloc(bs);
     CHECK(saved != NULL);
