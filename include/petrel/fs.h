@@ -215,7 +215,7 @@ struct petrel_fs_file {
 
 /* Per-file configuration for petrel_fs_file_opencfg(). */
 struct petrel_fs_file_config {
-    void *buffer; /* page-size bytes (petrel_fs_fsinfo().page_size - 4 suffice), or NULL */
+    void *buffer; /* petrel_fs_fsinfo().page_size bytes, or NULL (allocated) */
 };
 
 /* A mounted filesystem. */

@@ -644,8 +644,8 @@ static int pt_find_split(struct petrel_fs *fs, struct pt_compact *c, int64_t lim
     }
     c->hi = save_hi;
     c->hi_open = save_open;
-    /* at least the lowest hash stays, so both halves shrink */
-    if (a == lo && (c->hi_open || c->hi > lo + 1)) a = lo + 1;
+    /* a == lo: no entry fits below; all entries move up and this pair keeps only its
+     * fixed records */
     *split = a;
     return 0;
 }
@@ -674,12 +674,141 @@ static int pt_alloc_spare(struct petrel_fs *fs, uint32_t *block)
     return -PT_ENOSPC;
 }
 
+/* Write the pair holding [s, hi) of c's records, threaded to next (or keeping c's own
+ * thread when next is NULL). */
+static int pt_write_upper(struct petrel_fs *fs, const struct pt_compact *c, uint64_t s,
+                          uint64_t hi, int hi_open, const uint32_t next[2], uint64_t next_split,
+                          uint32_t out[2], int dry)
+{
+    struct pt_compact hc = *c;
+    struct pt_rec x[2];
+    uint8_t lo_buf[8], th_buf[17];
+    int err;
+    hc.lo = s;
+    hc.hi = hi;
+    hc.hi_open = hi_open;
+    hc.is_low = 0;
+    hc.rev = 1;
+    pt_put_le64(lo_buf, s);
+    memset(x, 0, sizeof(x));
+    x[0].type = PT_REC_LO;
+    x[0].seg[0] = lo_buf;
+    x[0].seglen[0] = 8;
+    hc.extra = x;
+    hc.nextra = 1;
+    if (next) {
+        pt_put_le32(th_buf, next[0]);
+        pt_put_le32(th_buf + 4, next[1]);
+        th_buf[8] = 1;
+        pt_put_le64(th_buf + 9, next_split);
+        x[1].type = PT_REC_THREAD;
+        x[1].seg[0] = th_buf;
+        x[1].seglen[0] = 17;
+        hc.nextra = 2;
+    }
+    if (dry) {
+        int64_t sz = pt_compact_size(fs, &hc);
+        return sz < 0 ? (int)sz : 0;
+    }
+    err = pt_alloc_spare(fs, &out[1]);
+    if (err) return err;
+    return pt_compact_into(fs, PT_NULL, &hc, 1, &out[0]);
+}
+
+/* Move the upper part of c's hash range into new pairs: normally one pair holding
+ * [split, hi) with split chosen so the lower part keeps about half the space; when that
+ * upper part does not fit a block, pairs are peeled from the top, each as full as a block
+ * allows. All new pairs are unreferenced until the caller's compaction of the lower part
+ * commits, which links them. On return c covers [lo, split) with the thread record
+ * (c->extra) linking the first new pair. */
+static int pt_split_upper(struct petrel_fs *fs, struct pt_compact *c, int64_t limit, int evict,
+                          uint64_t *split_out, struct pt_rec *xl, uint8_t *th_buf)
+{
+    uint64_t split = 0, hi = c->hi;
+    int hi_open = c->hi_open, err, have_next = 0;
+    uint32_t next[2] = {PT_NULL, PT_NULL};
+    uint64_t next_split = 0;
+    memset(th_buf, 0, 17);
+    memset(xl, 0, sizeof(*xl));
+    xl->type = PT_REC_THREAD;
+    xl->seg[0] = th_buf;
+    xl->seglen[0] = 17;
+    c->extra = xl; /* caller-owned: still referenced when this returns */
+    c->nextra = 1;
+    if (evict) {
+        split = c->lo;
+    } else {
+        err = pt_find_split(fs, c, limit, &split);
+        if (err) return err;
+    }
+    if (pt_write_upper(fs, c, split, hi, hi_open, NULL, 0, NULL, 1) != 0) {
+        /* peel full pairs from the top until the rest fits the lower pair */
+        for (;;) {
+            uint64_t a, b;
+            int64_t low;
+            c->hi = hi;
+            c->hi_open = hi_open;
+            low = pt_compact_size(fs, c);
+            if (low >= 0 && low <= (int64_t)fs->block_size) break;
+            /* smallest s whose [s, hi) fits a block */
+            a = c->lo;
+            b = hi_open ? UINT64_MAX : hi - 1;
+            if (pt_write_upper(fs, c, b, hi, hi_open, have_next ? next : NULL, next_split,
+                               NULL, 1) != 0)
+                return -PT_ENOSPC; /* one name's records exceed a block */
+            while (a < b) {
+                uint64_t mid = a + (b - a) / 2;
+                if (pt_write_upper(fs, c, mid, hi, hi_open, have_next ? next : NULL, next_split,
+                                   NULL, 1) == 0)
+                    b = mid;
+                else
+                    a = mid + 1;
+            }
+            {
+                uint32_t out[2];
+                err = pt_write_upper(fs, c, a, hi, hi_open, have_next ? next : NULL,
+                                     next_split, out, 0);
+                if (err) return err;
+                next[0] = out[0];
+                next[1] = out[1];
+            }
+            have_next = 1;
+            next_split = a;
+            hi = a;
+            hi_open = 0;
+            if (a == c->lo) break;
+        }
+        split = next_split;
+    } else {
+        uint32_t out[2];
+        err = pt_write_upper(fs, c, split, hi, hi_open, NULL, 0, out, 0);
+        if (err) return err;
+        next[0] = out[0];
+        next[1] = out[1];
+    }
+    /* the lower part, now threaded to the first new pair */
+    pt_put_le32(th_buf, next[0]);
+    pt_put_le32(th_buf + 4, next[1]);
+    th_buf[8] = 1;
+    pt_put_le64(th_buf + 9, split);
+    c->hi = split;
+    c->hi_open = 0;
+    {
+        int64_t ls = pt_compact_size(fs, c);
+        if (ls < 0) return (int)ls;
+    }
+    *split_out = split;
+    return 0;
+}
+
 int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n,
                    uint32_t old_pair[2])
 {
     struct pt_compact c;
     int64_t total, limit;
     int err, relocate = 0, evict = 0, root = pt_is_root(md);
+    struct pt_rec split_thread;
+    uint8_t split_th[17];
     uint32_t written, orig[2];
 
     old_pair[0] = old_pair[1] = PT_NULL;
@@ -722,75 +851,9 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
         if (err) return err;
     } else {
         /* split: the upper hash range moves to a new pair threaded right after this one */
-        struct pt_compact hc;
-        struct pt_rec xl, xh;
-        uint8_t lo_buf[8], th_buf[17];
         uint64_t split = 0;
-        uint32_t hb[2], hw;
-        /* the lower part will carry a thread record to the new pair: count it */
-        memset(th_buf, 0, sizeof(th_buf));
-        memset(&xl, 0, sizeof(xl));
-        xl.type = PT_REC_THREAD;
-        xl.seg[0] = th_buf;
-        xl.seglen[0] = 17;
-        c.extra = &xl;
-        c.nextra = 1;
-        err = 0;
-        if (evict)
-            split = c.lo;
-        else
-            err = pt_find_split(fs, &c, limit, &split);
+        err = pt_split_upper(fs, &c, limit, evict, &split, &split_thread, split_th);
         if (err) return err;
-        c.extra = NULL;
-        c.nextra = 0;
-        hc = c;
-        hc.lo = split;
-        hc.is_low = 0;
-        hc.rev = 1;
-        pt_put_le64(lo_buf, split);
-        memset(&xh, 0, sizeof(xh));
-        xh.type = PT_REC_LO;
-        xh.seg[0] = lo_buf;
-        xh.seglen[0] = 8;
-        hc.extra = &xh;
-        hc.nextra = 1;
-        if (pt_compact_size(fs, &hc) < 0) {
-            /* the upper part is too big: give the lower part as much as a block holds */
-            c.extra = &xl;
-            c.nextra = 1;
-            err = pt_find_split(fs, &c, fs->block_size, &split);
-            c.extra = NULL;
-            c.nextra = 0;
-            if (err) return err;
-            hc.lo = split;
-            pt_put_le64(lo_buf, split);
-            {
-                int64_t hs = pt_compact_size(fs, &hc);
-                if (hs < 0) return (int)hs;
-            }
-        }
-        err = pt_alloc_spare(fs, &hb[1]);
-        if (err) return err;
-        err = pt_compact_into(fs, PT_NULL, &hc, 1, &hw);
-        if (err) return err;
-        hb[0] = hw;
-        /* the lower part, now threaded to the new pair */
-        pt_put_le32(th_buf, hb[0]);
-        pt_put_le32(th_buf + 4, hb[1]);
-        th_buf[8] = 1;
-        pt_put_le64(th_buf + 9, split);
-        memset(&xl, 0, sizeof(xl));
-        xl.type = PT_REC_THREAD;
-        xl.seg[0] = th_buf;
-        xl.seglen[0] = 17;
-        c.hi = split;
-        c.hi_open = 0;
-        c.extra = &xl;
-        c.nextra = 1;
-        {
-            int64_t ls = pt_compact_size(fs, &c);
-            if (ls < 0) return (int)ls;
-        }
         err = pt_compact_into(fs, relocate ? PT_NULL : md->pair[1], &c, !root, &written);
         if (err) return err;
     }
