@@ -766,7 +766,8 @@ TEST(model_new_directories_start_empty_without_erase)
         snprintf(dir, sizeof(dir), "d%d", i % 3);
         CHECK_OK(petrel_fs_mkdir(&d.fs, dir));
         CHECK_OK(petrel_fs_dir_open(&d.fs, &h, dir));
-        while (petrel_fs_dir_read(&d.fs, &h, &info) > 0) n++;
+        while (petrel_fs_dir_read(&d.fs, &h, &info) > 0)
+            n++;
         CHECK_OK(petrel_fs_dir_close(&d.fs, &h));
         CHECK_MSG(n == 0, "round %d: new directory %s lists %d entries (e.g. %s)", i, dir, n,
                   info.name);
@@ -782,8 +783,9 @@ TEST(model_new_directories_start_empty_without_erase)
     fsh_dev_free(&d);
 }
 
-#define TINY_CHURN_BUG "128-byte blocks: writing d/fN (20-520 bytes), setting a 5-byte " \
-    "attribute and removing every third file: blocks in use grow without bound (89 after 50 " \
+#define TINY_CHURN_BUG                                                                             \
+    "128-byte blocks: writing d/fN (20-520 bytes), setting a 5-byte "                              \
+    "attribute and removing every third file: blocks in use grow without bound (89 after 50 "      \
     "steps, 185 after 147) and at step 147 setattr on the file just written gives -PT_ENOENT"
 
 /* A minimal form of the tiny-block failures the model test finds: churn with attributes
