@@ -90,7 +90,8 @@ static int bf_write_file(struct bf *b, const char *path, const uint8_t *data, si
 {
     struct petrel_fs_file f;
     int64_t n;
-    int err = petrel_fs_file_open(&b->fs, &f, path, PETREL_O_WRONLY | PETREL_O_CREAT | PETREL_O_TRUNC);
+    int err =
+        petrel_fs_file_open(&b->fs, &f, path, PETREL_O_WRONLY | PETREL_O_CREAT | PETREL_O_TRUNC);
     if (err) return err;
     n = petrel_fs_file_write(&b->fs, &f, data, len);
     err = petrel_fs_file_close(&b->fs, &f);
@@ -171,7 +172,8 @@ BENCH(fs)
     rand_prog = b.emu.stats.prog_bytes;
 
     petrel_bd_emu_stats_reset(&b.emu);
-    if (bf_ok(petrel_fs_file_open(&b.fs, &f, "log", PETREL_O_WRONLY | PETREL_O_CREAT | PETREL_O_APPEND),
+    if (bf_ok(petrel_fs_file_open(&b.fs, &f, "log",
+                                  PETREL_O_WRONLY | PETREL_O_CREAT | PETREL_O_APPEND),
               "open")) {
         for (i = 0; i < 500; i++) {
             bf_ok(petrel_fs_file_write(&b.fs, &f, data + i * 32, 32), "log-append");

@@ -200,6 +200,12 @@ int petrel_bd_emu_flip_bits(struct petrel_bd_emu *emu, uint32_t block, uint32_t 
 int petrel_bd_emu_flip_range(struct petrel_bd_emu *emu, uint32_t block, uint32_t off,
                              uint32_t len, uint32_t nbits);
 
+/* Put bytes [off, off + len) of block back in the erased state, as if never programmed since
+ * the last erase: erase_value bytes (random for ERASE_RANDOM, unchanged for ERASE_KEEP) and
+ * no longer "programmed" for PROG_STRICT. Tests use it to model a write that never happened. */
+int petrel_bd_emu_set_erased(struct petrel_bd_emu *emu, uint32_t block, uint32_t off,
+                             uint32_t len);
+
 /* Erase count of a block (0 for an out-of-range block). */
 uint32_t petrel_bd_emu_wear(const struct petrel_bd_emu *emu, uint32_t block);
 

@@ -27,6 +27,16 @@ static size_t emu_bytes(const struct petrel_bd_emu_config *cfg)
     return (size_t)cfg->block_size * cfg->block_count;
 }
 
+/* An access inside the geometry and on its granularity: 0, else -PT_EINVAL. */
+static int emu_check(const struct petrel_bd_emu *emu, uint32_t block, uint32_t off, uint32_t size,
+                     uint32_t granularity)
+{
+    if (block >= emu->cfg.block_count) return -PT_EINVAL;
+    if (off > emu->cfg.block_size || size > emu->cfg.block_size - off) return -PT_EINVAL;
+    if (off % granularity || size % granularity) return -PT_EINVAL;
+    return 0;
+}
+
 /* The behaviour of block for an operation, given the erase count it would be judged at. */
 static enum petrel_bd_emu_fault emu_fault(const struct petrel_bd_emu *emu, uint32_t block,
                                           uint32_t wear)
@@ -46,7 +56,7 @@ static void emu_mark(struct petrel_bd_emu *emu, size_t pos, int programmed)
     if (programmed)
         emu->programmed[pos >> 3] |= (uint8_t)(1u << (pos & 7));
     else
-        emu->programmed[pos >> 3] &= (uint8_t)~(1u << (pos & 7));
+        emu->programmed[pos >> 3] &= (uint8_t) ~(1u << (pos & 7));
 }
 
 /* Put one byte on the medium as the prog mode says. */
@@ -70,7 +80,8 @@ static void emu_apply_prog(struct petrel_bd_emu *emu, uint32_t block, uint32_t o
     uint32_t len = size, i;
     emu->dirty[block] = 1;
     if (torn) len = (uint32_t)pt_prng_below(&emu->prng, size);
-    for (i = 0; i < len; i++) emu_put(emu, base + i, data[i]);
+    for (i = 0; i < len; i++)
+        emu_put(emu, base + i, data[i]);
     if (torn && emu->cfg.prog_mode == PETREL_BD_EMU_PROG_NOR) {
         /* The cell being programmed when the power went: some of its bits made it. */
         uint8_t some = (uint8_t)pt_prng_next(&emu->prng);
@@ -81,18 +92,19 @@ static void emu_apply_prog(struct petrel_bd_emu *emu, uint32_t block, uint32_t o
     }
 }
 
-/* Erase the first len bytes of a block. */
-static void emu_apply_erase(struct petrel_bd_emu *emu, uint32_t block, uint32_t len)
+/* Erase len bytes of a block from off. */
+static void emu_erase_range(struct petrel_bd_emu *emu, uint32_t block, uint32_t off, uint32_t len)
 {
-    uint8_t *m = emu_block(emu, block);
-    size_t base = (size_t)block * emu->cfg.block_size;
+    uint8_t *m = emu_block(emu, block) + off;
+    size_t base = (size_t)block * emu->cfg.block_size + off;
     uint32_t i;
     emu->dirty[block] = 1;
     if (emu->cfg.erase_value >= 0)
         memset(m, emu->cfg.erase_value, len);
     else if (emu->cfg.erase_value == PETREL_BD_EMU_ERASE_RANDOM)
         pt_prng_fill(&emu->prng, m, len);
-    for (i = 0; i < len; i++) emu_mark(emu, base + i, 0);
+    for (i = 0; i < len; i++)
+        emu_mark(emu, base + i, 0);
 }
 
 /* Count a prog or erase toward an armed power cut; returns 1 if this one is cut. */
@@ -109,12 +121,9 @@ static int emu_cut_now(struct petrel_bd_emu *emu)
 static int emu_read(void *context, uint32_t block, uint32_t off, void *buf, uint32_t size)
 {
     struct petrel_bd_emu *emu = (struct petrel_bd_emu *)context;
-    struct petrel_bd bd;
     emu->stats.reads++;
     if (emu->dead) return -PT_EIO;
-    bd.block_count = emu->cfg.block_count;
-    bd.block_size = emu->cfg.block_size;
-    if (petrel_bd_check(&bd, block, off, size, emu->cfg.read_size)) return -PT_EINVAL;
+    if (emu_check(emu, block, off, size, emu->cfg.read_size)) return -PT_EINVAL;
     if (emu_fault(emu, block, emu->wear[block]) == PETREL_BD_EMU_READ_ERROR) return -PT_EIO;
     memcpy(buf, emu_block(emu, block) + off, size);
     emu->stats.read_bytes += size;
@@ -126,13 +135,10 @@ static int emu_prog(void *context, uint32_t block, uint32_t off, const void *buf
     struct petrel_bd_emu *emu = (struct petrel_bd_emu *)context;
     const uint8_t *data = (const uint8_t *)buf;
     enum petrel_bd_emu_fault fault;
-    struct petrel_bd bd;
     uint32_t i;
     emu->stats.progs++;
     if (emu->dead) return -PT_EIO;
-    bd.block_count = emu->cfg.block_count;
-    bd.block_size = emu->cfg.block_size;
-    if (petrel_bd_check(&bd, block, off, size, emu->cfg.prog_size)) return -PT_EINVAL;
+    if (emu_check(emu, block, off, size, emu->cfg.prog_size)) return -PT_EINVAL;
     if (emu->cfg.prog_mode == PETREL_BD_EMU_PROG_STRICT) {
         size_t base = (size_t)block * emu->cfg.block_size + off;
         for (i = 0; i < size; i++)
@@ -165,7 +171,7 @@ static int emu_erase(void *context, uint32_t block)
         if (emu->powerloss_mode == PETREL_BD_EMU_POWERLOSS_TORN &&
             fault != PETREL_BD_EMU_ERASE_ERROR && fault != PETREL_BD_EMU_ERASE_NOOP) {
             emu->wear[block]++;
-            emu_apply_erase(emu, block,
+            emu_erase_range(emu, block, 0,
                             (uint32_t)pt_prng_below(&emu->prng, emu->cfg.block_size));
         }
         return -PT_EIO;
@@ -173,7 +179,7 @@ static int emu_erase(void *context, uint32_t block)
     if (fault == PETREL_BD_EMU_ERASE_ERROR) return -PT_EIO;
     emu->wear[block]++;
     emu->dirty[block] = 1;
-    if (fault != PETREL_BD_EMU_ERASE_NOOP) emu_apply_erase(emu, block, emu->cfg.block_size);
+    if (fault != PETREL_BD_EMU_ERASE_NOOP) emu_erase_range(emu, block, 0, emu->cfg.block_size);
     emu->stats.erase_bytes += emu->cfg.block_size;
     return 0;
 }
@@ -199,8 +205,7 @@ int petrel_bd_emu_create(struct petrel_bd *bd, struct petrel_bd_emu *emu,
         return -PT_EINVAL;
     if (cfg->prog_mode > PETREL_BD_EMU_PROG_STRICT || cfg->worn_fault > PETREL_BD_EMU_ERASE_NOOP)
         return -PT_EINVAL;
-    if ((uint64_t)cfg->block_size * cfg->block_count > (uint64_t)(size_t)-1 / 2)
-        return -PT_EINVAL;
+    if ((uint64_t)cfg->block_size * cfg->block_count > (uint64_t)(size_t)-1 / 2) return -PT_EINVAL;
     memset(emu, 0, sizeof(*emu));
     emu->cfg = *cfg;
     bytes = emu_bytes(cfg);
@@ -248,8 +253,7 @@ void petrel_bd_emu_destroy(struct petrel_bd_emu *emu)
 int petrel_bd_emu_copy(struct petrel_bd_emu *dst, const struct petrel_bd_emu *src)
 {
     size_t bytes = emu_bytes(&src->cfg);
-    if (dst->cfg.block_size != src->cfg.block_size ||
-        dst->cfg.block_count != src->cfg.block_count)
+    if (dst->cfg.block_size != src->cfg.block_size || dst->cfg.block_count != src->cfg.block_count)
         return -PT_EINVAL;
     dst->cfg = src->cfg;
     memcpy(dst->memory, src->memory, bytes);
@@ -321,8 +325,8 @@ int petrel_bd_emu_is_dead(const struct petrel_bd_emu *emu)
     return emu->dead;
 }
 
-int petrel_bd_emu_flip_range(struct petrel_bd_emu *emu, uint32_t block, uint32_t off,
-                             uint32_t len, uint32_t nbits)
+int petrel_bd_emu_flip_range(struct petrel_bd_emu *emu, uint32_t block, uint32_t off, uint32_t len,
+                             uint32_t nbits)
 {
     uint32_t i;
     if (block >= emu->cfg.block_count || len == 0 || off > emu->cfg.block_size ||
@@ -346,6 +350,15 @@ int petrel_bd_emu_flip_bits(struct petrel_bd_emu *emu, uint32_t block, uint32_t 
         int err = petrel_bd_emu_flip_range(emu, b, 0, emu->cfg.block_size, 1);
         if (err) return err;
     }
+    return 0;
+}
+
+int petrel_bd_emu_set_erased(struct petrel_bd_emu *emu, uint32_t block, uint32_t off, uint32_t len)
+{
+    if (block >= emu->cfg.block_count || off > emu->cfg.block_size ||
+        len > emu->cfg.block_size - off)
+        return -PT_EINVAL;
+    emu_erase_range(emu, block, off, len);
     return 0;
 }
 

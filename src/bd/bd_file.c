@@ -21,13 +21,19 @@
 static int file_errno(int e)
 {
     switch (e) {
-    case ENOENT: return -PT_ENOENT;
+    case ENOENT:
+        return -PT_ENOENT;
     case EACCES:
-    case EPERM: return -PT_EACCES;
-    case EROFS: return -PT_EROFS;
-    case ENOSPC: return -PT_ENOSPC;
-    case EISDIR: return -PT_EISDIR;
-    default: return -PT_EIO;
+    case EPERM:
+        return -PT_EACCES;
+    case EROFS:
+        return -PT_EROFS;
+    case ENOSPC:
+        return -PT_ENOSPC;
+    case EISDIR:
+        return -PT_EISDIR;
+    default:
+        return -PT_EIO;
     }
 }
 
@@ -88,8 +94,7 @@ static int file_erase(void *context, uint32_t block)
     struct petrel_bd_file *f = (struct petrel_bd_file *)context;
     if (block >= f->block_count) return -PT_EINVAL;
     if (f->erase_value < 0) return 0;
-    return file_fill(f->fd, (off_t)block * f->block_size, f->block_size,
-                     (uint8_t)f->erase_value);
+    return file_fill(f->fd, (off_t)block * f->block_size, f->block_size, (uint8_t)f->erase_value);
 }
 
 static int file_sync(void *context)
@@ -105,8 +110,8 @@ static int file_sync(void *context)
 }
 
 int petrel_bd_file_open(struct petrel_bd *bd, struct petrel_bd_file *file, const char *path,
-                        int create, uint32_t read_size, uint32_t prog_size,
-                        uint32_t block_size, uint32_t block_count, int32_t erase_value)
+                        int create, uint32_t read_size, uint32_t prog_size, uint32_t block_size,
+                        uint32_t block_count, int32_t erase_value)
 {
     struct stat st;
     off_t size;

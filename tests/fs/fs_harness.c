@@ -21,6 +21,7 @@ const struct fsh_geometry fsh_geometries[FSH_GEOMETRY_COUNT] = {
     {"emmc", 512, 512, 512, 256, PETREL_BD_EMU_ERASE_KEEP, PETREL_BD_EMU_PROG_RAW, 512, 16},
     {"nand", 4096, 4096, 32768, 32, 0xff, PETREL_BD_EMU_PROG_NOR, 4096, 16},
     {"tiny", 16, 16, 128, 256, 0x00, PETREL_BD_EMU_PROG_NOR, 128, 32},
+    {"nor1", 1, 1, 4096, 64, 0xff, PETREL_BD_EMU_PROG_NOR, 256, 16},
 };
 
 void fsh_dev_init(struct fsh_dev *d, const struct fsh_geometry *g, uint64_t seed)

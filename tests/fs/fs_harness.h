@@ -16,15 +16,16 @@
 struct fsh_geometry {
     const char *name;
     uint32_t read_size, prog_size, block_size, block_count;
-    int32_t erase_value;                   /* enum petrel_bd_emu_erase */
+    int32_t erase_value; /* enum petrel_bd_emu_erase */
     enum petrel_bd_emu_prog_mode prog_mode;
     uint32_t cache_size, lookahead_size;
 };
 
-/* NOR 16/16/4096, eMMC 512/512/512 (no erase), NAND 4096/4096/32768, tiny 128 B blocks. */
+/* NOR 16/16/4096 (strict programming), eMMC 512/512/512 (no erase), NAND 4096/4096/32768,
+ * tiny 128 B blocks, and NOR with 1-byte reads and programs (NOR bit semantics). */
 extern const struct fsh_geometry fsh_geometries[];
-#define FSH_GEOMETRY_COUNT 4
-enum { FSH_NOR = 0, FSH_EMMC = 1, FSH_NAND = 2, FSH_TINY = 3 };
+#define FSH_GEOMETRY_COUNT 5
+enum { FSH_NOR = 0, FSH_EMMC = 1, FSH_NAND = 2, FSH_TINY = 3, FSH_NOR1 = 4 };
 
 /* An emulated device, its config and a filesystem. Must not move once set up. */
 struct fsh_dev {

@@ -142,6 +142,13 @@ TEST(bd_emu_strict_refuses_double_prog)
     CHECK_MEM(r, w, 4);
     CHECK(all_bytes(r + 4, 4, 0xff)); /* the refused prog changed nothing */
     CHECK_OK(bd.prog(bd.context, 1, 4, w + 4, 4));
+    /* Bytes put back to the erased state take a program again. */
+    CHECK_OK(petrel_bd_emu_set_erased(&emu, 1, 4, 4));
+    CHECK_OK(bd.read(bd.context, 1, 0, r, 8));
+    CHECK(all_bytes(r + 4, 4, 0xff));
+    CHECK_EQ(bd.prog(bd.context, 1, 0, w, 4), -PT_EINVAL);
+    CHECK_OK(bd.prog(bd.context, 1, 4, w + 4, 4));
+    CHECK_EQ(petrel_bd_emu_set_erased(&emu, 1, 250, 8), -PT_EINVAL);
     CHECK_OK(bd.erase(bd.context, 1));
     CHECK_OK(bd.prog(bd.context, 1, 0, w, 8)); /* erased again: allowed */
     petrel_bd_emu_destroy(&emu);
@@ -149,9 +156,8 @@ TEST(bd_emu_strict_refuses_double_prog)
 
 TEST(bd_emu_wear_counts_and_endurance)
 {
-    static const enum petrel_bd_emu_fault faults[] = {PETREL_BD_EMU_ERASE_ERROR,
-                                                      PETREL_BD_EMU_PROG_NOOP,
-                                                      PETREL_BD_EMU_PROG_ERROR};
+    static const enum petrel_bd_emu_fault faults[] = {
+        PETREL_BD_EMU_ERASE_ERROR, PETREL_BD_EMU_PROG_NOOP, PETREL_BD_EMU_PROG_ERROR};
     size_t k;
     for (k = 0; k < 3; k++) {
         struct petrel_bd bd;
@@ -162,7 +168,8 @@ TEST(bd_emu_wear_counts_and_endurance)
         c.endurance = 5;
         c.worn_fault = faults[k];
         CHECK_OK(petrel_bd_emu_create(&bd, &emu, &c));
-        for (i = 0; i < 5; i++) CHECK_OK(bd.erase(bd.context, 2));
+        for (i = 0; i < 5; i++)
+            CHECK_OK(bd.erase(bd.context, 2));
         CHECK_EQ(petrel_bd_emu_wear(&emu, 2), 5);
         CHECK_EQ(petrel_bd_emu_wear(&emu, 3), 0);
         CHECK_OK(bd.prog(bd.context, 2, 0, w, 4)); /* 5 erases: still good */
@@ -280,9 +287,11 @@ TEST(bd_emu_powerloss_torn_prog_and_erase)
         petrel_bd_emu_reboot(&emu);
         CHECK_OK(bd.read(bd.context, 0, 0, r, 256));
         /* A prefix programmed, then at most one partial byte, then erased bytes. */
-        while (programmed < 256 && r[programmed] == 0x00) programmed++;
+        while (programmed < 256 && r[programmed] == 0x00)
+            programmed++;
         CHECK(programmed < 256);
-        for (i = programmed + 1; i < 256; i++) CHECK_EQ(r[i], 0xff);
+        for (i = programmed + 1; i < 256; i++)
+            CHECK_EQ(r[i], 0xff);
         if (programmed > 0 && programmed < 255) seen_partial = 1;
 
         CHECK_OK(bd.prog(bd.context, 1, 0, w, 256));
@@ -311,7 +320,8 @@ TEST(bd_emu_flip_bits_and_counters)
     CHECK_OK(petrel_bd_emu_flip_bits(&emu, 6, 1));
     CHECK_OK(bd.read(bd.context, 6, 0, r, 256));
     for (i = 0; i < 256; i++)
-        for (b = 0; b < 8; b++) diff += !((r[i] >> b) & 1);
+        for (b = 0; b < 8; b++)
+            diff += !((r[i] >> b) & 1);
     CHECK_EQ(diff, 1);
     CHECK_OK(petrel_bd_emu_flip_range(&emu, 7, 100, 4, 3));
     CHECK_OK(bd.read(bd.context, 7, 0, r, 256));
@@ -354,7 +364,8 @@ static uint64_t emu_run_digest(uint64_t seed)
     bd.prog(bd.context, 0, 64, w, 64);
     petrel_bd_emu_reboot(&emu);
     petrel_bd_emu_flip_bits(&emu, UINT32_MAX, 20);
-    for (i = 0; i < (size_t)c.block_size * c.block_count; i++) h = (h ^ emu.memory[i]) * 1099511628211ull;
+    for (i = 0; i < (size_t)c.block_size * c.block_count; i++)
+        h = (h ^ emu.memory[i]) * 1099511628211ull;
     petrel_bd_emu_destroy(&emu);
     return h;
 }
@@ -412,7 +423,7 @@ TEST(bd_emu_restore_copies_only_changed_blocks)
         CHECK_EQ(petrel_bd_emu_wear(&emu, 3), 0);
         CHECK_OK(bd.read(bd.context, 6, 0, r, 100));
         CHECK_EQ(bd.prog(bd.context, 3, 0, w, 4), -PT_EINVAL); /* still programmed */
-        CHECK_OK(bd.prog(bd.context, 2, 96, w, 4));           /* erased again */
+        CHECK_OK(bd.prog(bd.context, 2, 96, w, 4));            /* erased again */
         CHECK_OK(petrel_bd_emu_restore(&emu, &snap));
     }
     petrel_bd_emu_destroy(&emu);

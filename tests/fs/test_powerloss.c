@@ -2,8 +2,8 @@
  * The power-loss sweep. For each reentrant scenario and each geometry, in rounds that each
  * mount with a different allocator seed (so blocks and operations differ): run the scenario
  * once to count its progs and erases (M), then for every N in 1..M restore the starting image,
- * cut the power at the N-th operation (atomic in even rounds, torn in odd ones), reboot and
- * check:
+ * cut the power at the N-th operation (atomic in even rounds, torn in odd ones; in half the
+ * rounds the power is cut a second time during the recovering mount), reboot and check:
  *   - mount succeeds and petrel_fs_check is clean;
  *   - files synced before the scenario (keep_small, keep_big) are intact;
  *   - the scenario shows one of its stages (the state before or after each of its steps,
@@ -22,11 +22,11 @@
 
 struct pl_scenario {
     const char *name;
-    void (*setup)(struct fsh_dev *d); /* on a mounted fresh fs; leaves everything synced */
-    int (*run)(struct fsh_dev *d);    /* the steps under test: 0 or the first error */
-    int (*stage)(struct fsh_dev *d);  /* stage shown after a reboot, -1 for none */
+    void (*setup)(struct fsh_dev *d);       /* on a mounted fresh fs; leaves everything synced */
+    int (*run)(struct fsh_dev *d);          /* the steps under test: 0 or the first error */
+    int (*stage)(struct fsh_dev *d);        /* stage shown after a reboot, -1 for none */
     int (*stages)(const struct fsh_dev *d); /* stage after an uncut run */
-    int32_t block_cycles;             /* 0: the harness default */
+    int32_t block_cycles;                   /* 0: the harness default */
 };
 
 /* A "large" file: spans at least one and a half erase blocks (never inline). */
@@ -36,10 +36,10 @@ static size_t big_size(const struct fsh_dev *d)
     return b < 1000 ? 1000 : b;
 }
 
-#define PL_RUN(expr)                                                                          \
-    do {                                                                                     \
-        long long pl_r_ = (long long)(expr);                                                 \
-        if (pl_r_ < 0) return (int)pl_r_;                                                    \
+#define PL_RUN(expr)                                                                               \
+    do {                                                                                           \
+        long long pl_r_ = (long long)(expr);                                                       \
+        if (pl_r_ < 0) return (int)pl_r_;                                                          \
     } while (0)
 
 /* Open, seek, write, leave open; on failure close (errors ignored: power may be gone). */
@@ -78,10 +78,26 @@ static int pl_dir_count(struct fsh_dev *d, const char *path)
     return r < 0 ? r : err ? err : n;
 }
 
-static int stages_2(const struct fsh_dev *d) { (void)d; return 2; }
-static int stages_3(const struct fsh_dev *d) { (void)d; return 3; }
-static int stages_appends(const struct fsh_dev *d) { (void)d; return 8; }
-static int stages_5(const struct fsh_dev *d) { (void)d; return 5; }
+static int stages_2(const struct fsh_dev *d)
+{
+    (void)d;
+    return 2;
+}
+static int stages_3(const struct fsh_dev *d)
+{
+    (void)d;
+    return 3;
+}
+static int stages_appends(const struct fsh_dev *d)
+{
+    (void)d;
+    return 8;
+}
+static int stages_5(const struct fsh_dev *d)
+{
+    (void)d;
+    return 5;
+}
 
 /* --- create: new files appear empty then whole, or not at all --------------------------- */
 
@@ -108,10 +124,11 @@ static int create_run(struct fsh_dev *d)
         char path[32];
         int err;
         snprintf(path, sizeof(path), "d/new%d", i);
-        err = petrel_fs_file_open(&d->fs, &f, path,
-                                  PETREL_O_WRONLY | PETREL_O_CREAT | PETREL_O_EXCL);
+        err =
+            petrel_fs_file_open(&d->fs, &f, path, PETREL_O_WRONLY | PETREL_O_CREAT | PETREL_O_EXCL);
         if (err) return err;
-        if (create_size(i)) err = pl_write_at(d, &f, 0, PETREL_SEEK_SET, 11 + (uint64_t)i, create_size(i));
+        if (create_size(i))
+            err = pl_write_at(d, &f, 0, PETREL_SEEK_SET, 11 + (uint64_t)i, create_size(i));
         if (err) {
             petrel_fs_file_close(&d->fs, &f);
             return err;
@@ -346,13 +363,20 @@ static int mkdir_stage(struct fsh_dev *d)
         old = pl_exists(d, "old"), m = pl_exists(d, "m"), mm = pl_exists(d, "d2/sub/m");
     int stage;
     if (d2 < 0 || sub < 0 || e < 0 || old < 0 || m < 0 || mm < 0) return -1;
-    if (!d2 && !sub && e && old && m && !mm) stage = 0;
-    else if (d2 && !sub && e && old && m && !mm) stage = 1;
-    else if (d2 && sub && e && old && m && !mm) stage = 2;
-    else if (d2 && sub && !e && old && m && !mm) stage = 3;
-    else if (d2 && sub && !e && !old && m && !mm) stage = 4;
-    else if (d2 && sub && !e && !old && !m && mm) stage = 5;
-    else return -1;
+    if (!d2 && !sub && e && old && m && !mm)
+        stage = 0;
+    else if (d2 && !sub && e && old && m && !mm)
+        stage = 1;
+    else if (d2 && sub && e && old && m && !mm)
+        stage = 2;
+    else if (d2 && sub && !e && old && m && !mm)
+        stage = 3;
+    else if (d2 && sub && !e && !old && m && !mm)
+        stage = 4;
+    else if (d2 && sub && !e && !old && !m && mm)
+        stage = 5;
+    else
+        return -1;
     if (old && fsh_file_is_pattern(&d->fs, "old", 61, 100) != 1) return -1;
     if (fsh_file_is_pattern(&d->fs, mm ? "d2/sub/m/f" : "m/f", 62, big_size(d)) != 1) return -1;
     /* The root: keep_small, keep_big, old, e, m at first. */
@@ -548,9 +572,23 @@ static void pl_check_writable(struct fsh_dev *d, const char *what)
               "%s: write after recovery does not read back", what);
 }
 
+/*
+ * A second cut while recovering from the first: mount (which may finish a half-done rename
+ * or reclaim orphans) and one small commit, with the power cut again at one of their first
+ * few progs and erases. Returns 1 if the power went (the device is then rebooted).
+ */
+static int pl_cut_recovery(struct fsh_dev *d, uint64_t n, enum petrel_bd_emu_powerloss mode)
+{
+    int dead;
+    petrel_bd_emu_powerloss(&d->emu, 1 + n % 4, mode);
+    if (fsh_mount(d) == 0) petrel_fs_setattr(&d->fs, "keep_small", 9, "recovered", 9);
+    dead = petrel_bd_emu_is_dead(&d->emu);
+    fsh_reboot(d);
+    return dead;
+}
+
 /* Restore the starting image and mount it with the round's allocator seed. */
-static void pl_restart(struct fsh_dev *d, struct petrel_bd_emu *snap, int round,
-                       const char *what)
+static void pl_restart(struct fsh_dev *d, struct petrel_bd_emu *snap, int round, const char *what)
 {
     int err;
     CHECK_OK(petrel_bd_emu_restore(&d->emu, snap));
@@ -602,15 +640,15 @@ static uint64_t pl_sweep(const struct fsh_geometry *g, const struct pl_scenario 
         CHECK_OK(fsh_unmount(&d));
         CHECK_OK(fsh_mount(&d));
         final = s->stages(&d);
-        CHECK_MSG(s->stage(&d) == final, "%s: shows stage %d, not the final %d", what,
-                  s->stage(&d), final);
+        CHECK_MSG(s->stage(&d) == final, "%s: shows stage %d, not the final %d", what, s->stage(&d),
+                  final);
         CHECK_OK(petrel_fs_check(&d.fs, fsh_check_log, NULL));
         CHECK_OK(fsh_unmount(&d));
 
         for (n = 1 + (uint64_t)round % stride; n <= m; n += stride) {
             int stage, run_err;
-            snprintf(what, sizeof(what), "%s/%s cut %llu of %llu (%s, round %d)", g->name,
-                     s->name, (unsigned long long)n, (unsigned long long)m,
+            snprintf(what, sizeof(what), "%s/%s cut %llu of %llu (%s, round %d)", g->name, s->name,
+                     (unsigned long long)n, (unsigned long long)m,
                      mode == PETREL_BD_EMU_POWERLOSS_TORN ? "torn" : "atomic", round);
             pl_restart(&d, &snap, round, what);
             pt_prng_seed(&d.emu.prng, test_seed() ^ (n << 8) ^ (uint64_t)round);
@@ -621,6 +659,7 @@ static uint64_t pl_sweep(const struct fsh_geometry *g, const struct pl_scenario 
                       (unsigned long long)d.emu.powerloss_ops);
             fsh_reboot(&d);
             cuts++;
+            if (round % 4 >= 2 && pl_cut_recovery(&d, n, mode)) cuts++;
 
             err = fsh_mount(&d);
             CHECK_MSG(err == 0, "%s: mount after the cut failed: %s", what, petrel_errname(err));
@@ -629,8 +668,8 @@ static uint64_t pl_sweep(const struct fsh_geometry *g, const struct pl_scenario 
             pl_check_keep(&d, what);
             stage = s->stage(&d);
             CHECK_MSG(stage >= 0, "%s: the filesystem shows a state that is no stage", what);
-            CHECK_MSG(stage >= prev, "%s: stage %d after stage %d at an earlier cut", what,
-                      stage, prev);
+            CHECK_MSG(stage >= prev, "%s: stage %d after stage %d at an earlier cut", what, stage,
+                      prev);
             CHECK_MSG(run_err < 0 || stage == final,
                       "%s: run reported success but shows stage %d of %d", what, stage, final);
             prev = stage;
@@ -659,13 +698,29 @@ static void pl_case(const char *scenario, int geometry, int rounds)
 }
 
 /* Rounds per sweep: half atomic, half torn, each with its own allocator seed. */
-#define PL_ROUNDS (test_soak() ? 64 : 20)
+#define PL_ROUNDS (test_soak() ? 64 : 16)
 
-#define PL_CASES(scn)                                                                         \
-    TEST_T(powerloss_##scn##_nor, 300) { pl_case(#scn, FSH_NOR, PL_ROUNDS); }                \
-    TEST_T(powerloss_##scn##_emmc, 300) { pl_case(#scn, FSH_EMMC, PL_ROUNDS); }              \
-    TEST_T(powerloss_##scn##_nand, 300) { pl_case(#scn, FSH_NAND, PL_ROUNDS); }              \
-    TEST_T(powerloss_##scn##_tiny, 300) { pl_case(#scn, FSH_TINY, PL_ROUNDS); }
+#define PL_CASES(scn)                                                                              \
+    TEST_T(powerloss_##scn##_nor, 300)                                                             \
+    {                                                                                              \
+        pl_case(#scn, FSH_NOR, PL_ROUNDS);                                                         \
+    }                                                                                              \
+    TEST_T(powerloss_##scn##_emmc, 300)                                                            \
+    {                                                                                              \
+        pl_case(#scn, FSH_EMMC, PL_ROUNDS);                                                        \
+    }                                                                                              \
+    TEST_T(powerloss_##scn##_nand, 300)                                                            \
+    {                                                                                              \
+        pl_case(#scn, FSH_NAND, PL_ROUNDS);                                                        \
+    }                                                                                              \
+    TEST_T(powerloss_##scn##_tiny, 300)                                                            \
+    {                                                                                              \
+        pl_case(#scn, FSH_TINY, PL_ROUNDS);                                                        \
+    }                                                                                              \
+    TEST_T(powerloss_##scn##_nor1, 300)                                                            \
+    {                                                                                              \
+        pl_case(#scn, FSH_NOR1, PL_ROUNDS / 2);                                                    \
+    }
 
 PL_CASES(create)
 PL_CASES(write_sync)

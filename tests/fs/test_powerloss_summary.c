@@ -10,8 +10,8 @@
 #include "fs_harness.h"
 #include "test.h"
 
-/* 10 scenarios x 4 geometries. */
-#define PL_SWEEP_CASES 40
+/* 10 scenarios x 5 geometries. */
+#define PL_SWEEP_CASES 50
 
 TEST(powerloss_summary)
 {

@@ -16,8 +16,8 @@
 
 #define W_FILES 4
 
-static const struct fsh_geometry wear_geo = {"wear", 16, 16, 1024, 32, 0xff,
-                                             PETREL_BD_EMU_PROG_STRICT, 256, 8};
+static const struct fsh_geometry wear_geo = {
+    "wear", 16, 16, 1024, 32, 0xff, PETREL_BD_EMU_PROG_STRICT, 256, 8};
 
 /* Replace path atomically: write a temporary file, then rename it over path. */
 static int replace_file(struct petrel_fs *fs, const char *dir, const char *path, uint64_t seed,
@@ -77,8 +77,8 @@ static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance, co
             break;
         }
         if (err) { /* checked after the data and wear report below */
-            test_log("replacement %llu of %s ended the run with %s", (unsigned long long)iter,
-                     path, petrel_errname(err));
+            test_log("replacement %llu of %s ended the run with %s", (unsigned long long)iter, path,
+                     petrel_errname(err));
             bad_end = err;
             end = 1;
             break;
@@ -139,11 +139,13 @@ static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance, co
 
 #define WEAR_ENDURANCE (test_sanitized() ? 20 : 60)
 
-#define SUBDIR_BUG "at wear-out in a subdirectory, the call that fails with -PT_ENOSPC " \
-    "comes right after 'directory 1 moved to {31,6}: fixing entry', and afterwards synced " \
+#define SUBDIR_BUG                                                                                 \
+    "at wear-out in a subdirectory, the call that fails with -PT_ENOSPC "                          \
+    "comes right after 'directory 1 moved to {31,6}: fixing entry', and afterwards synced "        \
     "files of the directory are -PT_ENOENT"
-#define DOUBLE_USE_BUG "a block is used twice: 'pair {23,19}: block 19 has no valid commit' " \
-    "then 'data page 19.0 failed its CRC': an acknowledged file reads -PT_ECORRUPT after " \
+#define DOUBLE_USE_BUG                                                                             \
+    "a block is used twice: 'pair {23,19}: block 19 has no valid commit' "                         \
+    "then 'data page 19.0 failed its CRC': an acknowledged file reads -PT_ECORRUPT after "         \
     "26 replacements in the root (worn progs do not stick; no block is worn yet)"
 
 TEST_T(wear_out_erase_errors_subdir, 240)
@@ -233,9 +235,15 @@ static void bad_blocks_run(enum petrel_bd_emu_fault fault, int geometry)
     fsh_dev_free(&d);
 }
 
-#define BAD_CASES(kind, FAULT)                                                                \
-    TEST(bad_blocks_##kind##_nor) { bad_blocks_run(FAULT, FSH_NOR); }                        \
-    TEST(bad_blocks_##kind##_tiny) { bad_blocks_run(FAULT, FSH_TINY); }
+#define BAD_CASES(kind, FAULT)                                                                     \
+    TEST(bad_blocks_##kind##_nor)                                                                  \
+    {                                                                                              \
+        bad_blocks_run(FAULT, FSH_NOR);                                                            \
+    }                                                                                              \
+    TEST(bad_blocks_##kind##_tiny)                                                                 \
+    {                                                                                              \
+        bad_blocks_run(FAULT, FSH_TINY);                                                           \
+    }
 
 BAD_CASES(prog_error, PETREL_BD_EMU_PROG_ERROR)
 BAD_CASES(prog_noop, PETREL_BD_EMU_PROG_NOOP)
