@@ -37,6 +37,9 @@ out=$("$P" df disk.img | tail -n 1); case "$out" in *disk.img*8388608*%) pass "d
 out=$("$P" info disk.img); case "$out" in *"blocks:       2048 of 4096 bytes"*) pass "info geometry" ;; *) fail "info geometry" "$out" ;; esac
 expect_out "fsck after work" "disk.img: clean" "$P" fsck disk.img
 
+expect_ok "mkfs --size=VALUE form" "$P" mkfs eq.img --size=1M --block-size=512
+expect_eq "--size=1M made 1 MiB" 1048576 "$(stat -c %s eq.img)"
+
 # Another geometry is found again at open.
 expect_ok "mkfs other geometry" "$P" mkfs small.img --size 256K --block-size 512 --prog-size 64 --read-size 8
 expect_ok "cp into other geometry" "$P" cp src/a.txt small.img:/a

@@ -48,6 +48,13 @@ expect_ok "rm file" "$P" rm m/b.txt
 expect_ok "rm -r" "$P" rm -r dst
 expect_ok "rm -r result" test ! -e dst
 
+# The option parser: "--" ends options, options may follow arguments, -h anywhere.
+printf 'dash\n' > ./-weird
+expect_out "-- ends options" "dash" "$P" cat -- -weird
+expect_out "option after arguments" "-0644            5 $(date -r ./-weird '+%Y-%m-%d %H:%M') ./-weird" "$P" ls ./-weird -l
+out=$("$P" rm nothing-here -h); case "$out" in "usage: petrel rm"*) pass "-h after arguments" ;; *) fail "-h after arguments" "$out" ;; esac
+expect_fail "flag with a value" "takes no value" "$P" ls --long=yes .
+
 # Error paths: one line, non-zero exit, nothing changed.
 expect_fail "cp missing source" "petrel cp: cannot access 'nope': No such file" "$P" cp nope x
 expect_ok "nothing created" test ! -e x
