@@ -76,6 +76,8 @@ $(BUILD)/petrel: $(call obj,$(CLI_SRCS)) $(LIBS)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $(call obj,$(CLI_SRCS)) $(LIBS) $(PKG_LIBS) $(LDLIBS)
 
+# Objects built through the pattern rules below are kept (not deleted as intermediates).
+.SECONDARY:
 .SECONDEXPANSION:
 $(BUILD)/tests/test-%: $$(call obj,$$(sort $$(wildcard tests/%/*.c)) $(RUNNER_SRCS)) $(LIBS)
 	@mkdir -p $(dir $@)
