@@ -4,7 +4,8 @@
  * repository root after `make` (it links the normal build's libraries):
  *
  *   cc -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -Ifuzz fuzz/make_seeds.c build/libpetrel_cluster.a \
- *      build/libpetrel_common.a $(pkg-config --libs libuv) -o build/make-seeds && build/make-seeds
+ *      build/libpetrel_fs.a build/libpetrel_common.a $(pkg-config --libs libuv) -lpthread \
+ *      -o build/make-seeds && build/make-seeds
  *
  * Deterministic: the same seeds every run.
  */
@@ -21,6 +22,7 @@
 #include "petrel/codec.h"
 #include "petrel/common.h"
 #include "petrel/crc32c.h"
+#include "petrel/fs.h"
 
 static void put(const char *target, const char *name, const void *a, size_t alen, const void *b,
                 size_t blen)
@@ -242,8 +244,56 @@ static void cursor_programs(void)
     put("cursor", "short", c, sizeof(c), NULL, 0);
 }
 
+/* A formatted image of geometry g (index into the target's table) with a few files. */
+static void fs_image(const char *name, uint8_t opts, uint32_t read, uint32_t prog, uint32_t bsize,
+                     uint32_t count, int populate)
+{
+    static uint8_t mem[64 * 1024];
+    struct petrel_bd bd;
+    struct petrel_bd_ram ram;
+    struct petrel_fs_config cfg;
+    struct petrel_fs fs;
+    struct petrel_fs_file f;
+    size_t len = (size_t)bsize * count;
+    memset(mem, 0xff, len);
+    petrel_bd_ram_init(&bd, &ram, mem, read, prog, bsize, count, 0xff);
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.bd = &bd;
+    if (petrel_fs_format(&fs, &cfg) || petrel_fs_mount(&fs, &cfg)) {
+        fprintf(stderr, "%s: format failed\n", name);
+        return;
+    }
+    if (populate) {
+        static uint8_t data[3000];
+        size_t i;
+        for (i = 0; i < sizeof(data); i++)
+            data[i] = (uint8_t)(i * 13);
+        petrel_fs_mkdir(&fs, "/d");
+        petrel_fs_mkdir(&fs, "/d/e");
+        if (petrel_fs_file_open(&fs, &f, "/d/small", PETREL_O_WRONLY | PETREL_O_CREAT) == 0) {
+            petrel_fs_file_write(&fs, &f, "hello", 5);
+            petrel_fs_file_close(&fs, &f);
+        }
+        if (petrel_fs_file_open(&fs, &f, "/big", PETREL_O_WRONLY | PETREL_O_CREAT) == 0) {
+            petrel_fs_file_write(&fs, &f, data, populate > 1 ? sizeof(data) : 600);
+            petrel_fs_file_close(&fs, &f);
+        }
+        petrel_fs_setattr(&fs, "/d", 1, "attr", 4);
+    }
+    petrel_fs_unmount(&fs);
+    while (len > 0 && mem[len - 1] == 0xff)
+        len--;
+    put("fs_image", name, &opts, 1, mem, len);
+}
+
 int main(void)
 {
+    fs_image("tiny-empty", 0x00, 16, 16, 128, 32, 0);
+    fs_image("tiny-files", 0x10, 16, 16, 128, 32, 1);
+    fs_image("512-files", 0x11, 16, 16, 512, 16, 2);
+    fs_image("emmc-files", 0x02, 512, 512, 512, 16, 1);
+    fs_image("emmc-files-write", 0x12, 512, 512, 512, 16, 2);
+    fs_image("nor4k-files", 0x13, 16, 16, 4096, 8, 1);
     frames();
     registry_msgs();
     blocks_msgs();

@@ -197,7 +197,8 @@ TEST(fuzz_entries_take_empty_and_tiny_inputs)
 {
     static const fuzz_entry all[] = {pt_fuzz_frame,          pt_fuzz_registry_msg,
                                      pt_fuzz_blocks_msg,     pt_fuzz_registry_state,
-                                     pt_fuzz_block_file,     pt_fuzz_cursor};
+                                     pt_fuzz_block_file,     pt_fuzz_cursor,
+                                     pt_fuzz_fs_image};
     uint8_t b[64];
     size_t i, n;
     for (i = 0; i < PT_ARRAY_SIZE(all); i++)
@@ -208,3 +209,5 @@ TEST(fuzz_entries_take_empty_and_tiny_inputs)
             free(x);
         }
 }
+
+TEST_T(fuzz_replay_fs_image, 240) { replay("fs_image", pt_fuzz_fs_image); }
