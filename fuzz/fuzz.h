@@ -39,6 +39,8 @@ int pt_fuzz_registry_state(const uint8_t *data, size_t size);
 int pt_fuzz_block_file(const uint8_t *data, size_t size);
 int pt_fuzz_cursor(const uint8_t *data, size_t size);
 int pt_fuzz_fs_image(const uint8_t *data, size_t size);
+int pt_fuzz_shard_msgs(const uint8_t *data, size_t size);
+int pt_fuzz_cdc_msgs(const uint8_t *data, size_t size);
 
 /* Define the libFuzzer entry for one target when built by `make fuzz`. */
 #ifdef PT_LIBFUZZER

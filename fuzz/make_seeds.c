@@ -16,6 +16,8 @@
 
 #include "cluster/blocks/blocks.h"
 #include "cluster/proto/blocks_msg.h"
+#include "cluster/proto/cdc_msgs.h"
+#include "cluster/proto/shard_msgs.h"
 #include "cluster/proto/frame.h"
 #include "cluster/proto/registry_msg.h"
 #include "cluster/registry/registry.h"
@@ -286,8 +288,129 @@ static void fs_image(const char *name, uint8_t opts, uint32_t read, uint32_t pro
     put("fs_image", name, &opts, 1, mem, len);
 }
 
+static void shard_msgs(void)
+{
+    static const uint8_t ops[] = {PT_SHARD_LOOKUP, PT_SHARD_READDIR, PT_SHARD_ADD_SPAN,
+                                  PT_SHARD_ADD_INLINE, PT_SHARD_RENAME, PT_SHARD_ADD_ENTRY,
+                                  PT_SHARD_EXPIRE};
+    static uint8_t buf[1024];
+    struct pt_shard_req q;
+    struct pt_span sp;
+    struct pt_cursor c;
+    char name[32];
+    size_t i;
+    int n;
+    for (i = 0; i < sizeof(ops); i++) {
+        memset(&q, 0, sizeof(q));
+        q.op = ops[i];
+        q.id = PT_INODE_MAKE(2, 77);
+        q.target = PT_INODE_ROOT;
+        q.cookie = 0xc00c1e;
+        q.txn = 5;
+        q.offset = 4096;
+        q.size = 5;
+        q.crc = petrel_crc32c(0, "hello", 5);
+        q.storage = PT_STORAGE_RS;
+        q.data = 4;
+        q.parity = 2;
+        q.block_size = 1 << 20;
+        q.max = 100;
+        strcpy(q.name, "photo.jpg");
+        q.name_len = 9;
+        strcpy(q.name2, "new");
+        q.name2_len = 3;
+        q.data_ptr = (const uint8_t *)"hello";
+        q.data_len = 5;
+        q.n_services = 6;
+        for (n = 0; n < 6; n++)
+            q.services[n] = 100 + (uint64_t)n;
+        buf[0] = 0;
+        n = pt_shard_req_encode(&q, buf + 1, sizeof(buf) - 1);
+        snprintf(name, sizeof(name), "req-op%u", ops[i]);
+        if (n > 0) put("shard_msgs", name, buf, (size_t)n + 1, NULL, 0);
+    }
+    pt_cursor_init(&c, buf, sizeof(buf));
+    pt_enc_u8(&c, 1);
+    memset(&sp, 0, sizeof(sp));
+    sp.size = 5;
+    sp.crc = q.crc;
+    sp.inline_len = 5;
+    sp.inline_data = (const uint8_t *)"hello";
+    pt_span_encode(&c, &sp);
+    sp.offset = 5;
+    sp.size = 1 << 20;
+    sp.storage = PT_STORAGE_MIRRORED;
+    sp.data = 1;
+    sp.parity = 2;
+    sp.certified = 1;
+    sp.block_size = 1 << 20;
+    for (n = 0; n < 3; n++) {
+        sp.blocks[n].service = 10 + (uint64_t)n;
+        sp.blocks[n].block = 99;
+        sp.blocks[n].crc = 0x1234;
+    }
+    pt_span_encode(&c, &sp);
+    sp.storage = PT_STORAGE_RS;
+    sp.data = 2;
+    sp.parity = 1;
+    pt_span_encode(&c, &sp);
+    put("shard_msgs", "spans", buf, c.pos, NULL, 0);
+    pt_cursor_init(&c, buf, sizeof(buf));
+    pt_enc_u8(&c, 2);
+    pt_enc_u32(&c, 0);
+    pt_enc_u8(&c, PT_TYPE_FILE);
+    pt_enc_u8(&c, PT_FILE_LINKED);
+    pt_enc_u64(&c, 12345);
+    pt_enc_u64(&c, 1700000000000ull);
+    pt_enc_u64(&c, PT_INODE_ROOT);
+    pt_enc_u64(&c, 0);
+    put("shard_msgs", "reply-stat", buf, c.pos, NULL, 0);
+    pt_cursor_init(&c, buf, sizeof(buf));
+    pt_enc_u8(&c, 3);
+    pt_enc_u32(&c, 0);
+    for (n = 0; n < 2; n++) {
+        pt_enc_u64(&c, 0x1111 * (uint64_t)(n + 1));
+        pt_enc_u64(&c, PT_INODE_MAKE(1, 10 + n));
+        pt_enc_u8(&c, PT_TYPE_DIR);
+        pt_enc_u8(&c, 4);
+        pt_enc_bytes(&c, n ? "dir2" : "dir1", 4);
+    }
+    put("shard_msgs", "reply-dirents", buf, c.pos, NULL, 0);
+    pt_cursor_init(&c, buf, sizeof(buf));
+    pt_enc_u8(&c, 2);
+    pt_enc_u32(&c, (uint32_t)-PT_ENOTLEADER);
+    put("shard_msgs", "reply-error", buf, c.pos, NULL, 0);
+}
+
+static void cdc_msgs(void)
+{
+    static uint8_t buf[600];
+    struct pt_cdc_req q;
+    uint8_t op;
+    for (op = PT_CDC_MKDIR; op <= PT_CDC_RENAME; op++) {
+        char name[32];
+        int n;
+        memset(&q, 0, sizeof(q));
+        q.op = op;
+        q.key = 0xabc + op;
+        q.dir = PT_INODE_ROOT;
+        strcpy(q.name, "a-dir");
+        q.name_len = 5;
+        if (op == PT_CDC_RENAME) {
+            q.dir2 = PT_INODE_MAKE(3, 9);
+            strcpy(q.name2, "b");
+            q.name2_len = 1;
+        }
+        n = pt_cdc_req_encode(&q, buf, sizeof(buf));
+        snprintf(name, sizeof(name), "op%u", op);
+        if (n > 0) put("cdc_msgs", name, buf, (size_t)n, NULL, 0);
+    }
+}
+
 int main(void)
 {
+    shard_msgs();
+    cdc_msgs();
     fs_image("tiny-empty", 0x00, 16, 16, 128, 32, 0);
     fs_image("tiny-files", 0x10, 16, 16, 128, 32, 1);
     fs_image("512-files", 0x11, 16, 16, 512, 16, 2);
