@@ -10,6 +10,10 @@
  * the file's and matches its page CRC. Option bit 0 erases the block afterwards (it must go);
  * bit 1 then writes a valid block under the same id: it must replace a corrupt or absent
  * block, succeed on an identical one, and leave a different valid one byte for byte intact.
+ * Bit 2 instead rewrites the block's own data (as the file holds it) under the header's CRC
+ * and size, as a client retrying a write does: it must be refused when the data does not
+ * match that CRC, and otherwise leave a block that reads back whole and right, even when the
+ * stored copy had rotted (a bad page CRC table or data).
  */
 #include <fcntl.h>
 #include <ftw.h>
@@ -169,6 +173,24 @@ int pt_fuzz_block_file(const uint8_t *data, size_t size)
                                             &body_len) == 0);
             FUZZ_CHECK(body_len >= wsize && memcmp(body + body_len - wsize, file, wsize) == 0);
             free(body);
+        }
+    }
+    if ((opts & 4) && stat_err == 0) {
+        uint32_t pages = pt_get_le32(file + 24);
+        uint64_t data_start = PT_BLOCK_FILE_HEADER + (uint64_t)pages * 4;
+        if (data_start + st.size <= flen) {
+            const uint8_t *own = file + data_start;
+            int err = pt_blocks_store_write(&block_store, FUZZ_BLOCK_ID, st.crc, own, st.size);
+            if (petrel_crc32c(0, own, st.size) != st.crc) {
+                FUZZ_CHECK(err == -PT_EBADMSG);
+            } else {
+                FUZZ_CHECK(err == 0);
+                FUZZ_CHECK(pt_blocks_store_read(&block_store, FUZZ_BLOCK_ID, 0, st.size, &body,
+                                                &body_len) == 0);
+                FUZZ_CHECK(body_len >= st.size &&
+                           memcmp(body + body_len - st.size, own, st.size) == 0);
+                free(body);
+            }
         }
     }
     unlink(path);

@@ -210,8 +210,8 @@ static void registry_states(void)
 }
 
 /* A block file as blocks_store.c writes it, behind the target's 9-byte prefix. */
-static void block_file(const char *name, uint8_t opts, uint32_t offset, uint32_t count,
-                       uint32_t size)
+static void block_file_at(const char *target, const char *name, uint8_t opts, uint32_t offset,
+                          uint32_t count, uint32_t size, int rot)
 {
     static uint8_t file[PT_BLOCK_FILE_HEADER + 4 * 4 + 3 * 4096 + 100];
     uint8_t prefix[9];
@@ -233,7 +233,15 @@ static void block_file(const char *name, uint8_t opts, uint32_t offset, uint32_t
     prefix[0] = opts;
     pt_put_le32(prefix + 1, offset);
     pt_put_le32(prefix + 5, count);
-    put("block_file", name, prefix, 9, file, PT_BLOCK_FILE_HEADER + pages * 4 + size);
+    if (rot == 1 && pages) file[PT_BLOCK_FILE_HEADER + 1] ^= 0x40; /* a page CRC rots */
+    if (rot == 2 && size) data[size - 1] ^= 0x01;                  /* a data byte rots */
+    put(target, name, prefix, 9, file, PT_BLOCK_FILE_HEADER + pages * 4 + size);
+}
+
+static void block_file(const char *name, uint8_t opts, uint32_t offset, uint32_t count,
+                       uint32_t size)
+{
+    block_file_at("block_file", name, opts, offset, count, size, 0);
 }
 
 static void cursor_programs(void)
@@ -428,6 +436,11 @@ int main(void)
     block_file("three-pages-erase", 1, 4096, 100000, 3 * 4096 + 50);
     block_file("rewrite-same", 2, 0, 0, 3 * 4096 + 17);
     block_file("tail", 3, 12288, 50, 3 * 4096 + 50);
+    block_file("rewrite-own", 4, 0, 10, 2 * 4096 + 9);
+    block_file_at("block_file", "rewrite-own-rotten-page", 4, 0, 10, 4096 + 9, 2);
+    /* Regression inputs: a retried write of a block whose stored copy rotted must heal it. */
+    block_file_at("../regress/block_file", "rewrite-rotten-crc-table", 4, 0, 10, 2 * 4096 + 9, 1);
+    block_file_at("../regress/block_file", "rewrite-rotten-data", 4, 0, 10, 4096 + 9, 2);
     cursor_programs();
     return 0;
 }
