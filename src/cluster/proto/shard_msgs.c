@@ -240,6 +240,10 @@ int pt_span_decode(struct pt_cursor *c, struct pt_span *s)
 int pt_shard_reply_open(const uint8_t *reply, size_t len, struct pt_cursor *body)
 {
     int32_t status;
+    /* A malformed reply leaves an empty, failed body: callers that decode before looking at
+       the status read zeros, never an uninitialised cursor. */
+    pt_cursor_init(body, NULL, 0);
+    body->failed = 1;
     if (len < 4) return -PT_EPROTO;
     status = (int32_t)pt_get_le32(reply);
     if (status > 0 || status < -PT_EMAX) return -PT_EPROTO;
@@ -267,6 +271,9 @@ int pt_shard_reply_dirent(struct pt_cursor *body, struct pt_dirent *de)
     de->name_len = pt_dec_u8(body);
     p = pt_cursor_take(body, de->name_len);
     if (!p) return -PT_EPROTO;
+    /* A name the shard could never have stored (NUL or '/') would change the path a caller
+       builds from it. */
+    if (memchr(p, 0, de->name_len) || memchr(p, '/', de->name_len)) return -PT_EPROTO;
     memcpy(de->name, p, de->name_len);
     de->name[de->name_len] = 0;
     return 0;

@@ -152,10 +152,12 @@ struct pt_dirent {
 
 /*
  * Replies are [i32 status][body]. pt_shard_reply_open() returns the status (0 or a negative
- * PT_E*, or -PT_EPROTO for a reply too short to carry one) and sets body to what follows.
+ * PT_E*, or -PT_EPROTO for a reply too short to carry one or with an impossible status) and
+ * sets body to what follows (to an empty, failed cursor when the reply is malformed).
  */
 int pt_shard_reply_open(const uint8_t *reply, size_t len, struct pt_cursor *body);
-/* Body decoders for the client; each returns 0 or -PT_EPROTO. */
+/* Body decoders for the client; each returns 0 or -PT_EPROTO (a dirent name holding NUL or
+   '/' included). */
 int pt_shard_reply_stat(struct pt_cursor *body, struct pt_shard_stat *st);
 int pt_shard_reply_dirent(struct pt_cursor *body, struct pt_dirent *de);
 
