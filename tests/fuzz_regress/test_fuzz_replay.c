@@ -153,7 +153,7 @@ static void replay(const char *target, fuzz_entry fn)
     struct inputs in;
     struct pt_prng g;
     char dir[8192];
-    int i, m, rounds = test_soak() ? 2000 : test_sanitized() ? 40 : 150, seeds;
+    int i, m, rounds = test_soak() ? 5000 : test_sanitized() ? 100 : 500, seeds;
     memset(&in, 0, sizeof(in));
     snprintf(dir, sizeof(dir), "%s/fuzz/corpus/%s", repo_root(), target);
     load_dir(&in, dir);

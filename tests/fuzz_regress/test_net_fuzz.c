@@ -8,6 +8,9 @@
  * or an error frame) and every broken one an error frame or a closed connection, never a
  * hang. Afterwards both servers must be alive, answer pings, keep the block written before
  * the storm byte for byte, accept a new certified write, and exit cleanly on SIGTERM.
+ * A second case does the same to a shard and the CDC of a running cluster (registry, one
+ * shard, three CDC replicas, three block services), then checks that a client still lists,
+ * reads the file written before, creates a directory through the CDC and writes a new file.
  * Bounded: a fixed number of frames per server and a time budget, whichever ends first.
  */
 #include <errno.h>
@@ -18,9 +21,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cluster/client/blocks_client.h"
+#include "cluster/proc_cluster.h"
+#include "cluster/proto/cdc_msgs.h"
+#include "cluster/proto/shard_msgs.h"
+#include "cluster/shard/shard_server.h"
 #include "petrel/common.h"
 #include "petrel/crc32c.h"
 #include "petrel/prng.h"
@@ -35,7 +43,21 @@ struct seed_req {
 
 struct net_stats {
     unsigned framed, answered_ok, answered_error, raw, raw_replied, reconnects;
+    unsigned by_code[PT_EMAX]; /* error replies by PT_E* code, for the log */
 };
+
+/* "PT_EPROTO x 12, PT_ENOTSUP x 3" for the log: what the servers answered. */
+static const char *codes_text(const struct net_stats *st, char *buf, size_t cap)
+{
+    size_t used = 0;
+    int code;
+    buf[0] = 0;
+    for (code = 1; code < PT_EMAX && used < cap; code++)
+        if (st->by_code[code])
+            used += (size_t)snprintf(buf + used, cap - used, "%s%s x %u", used ? ", " : "",
+                                     petrel_errname(code), st->by_code[code]);
+    return buf;
+}
 
 static void seed_add(struct seed_req *v, int *n, uint16_t kind, const struct pt_cursor *c)
 {
@@ -272,10 +294,12 @@ static void storm(const char *addr, const struct seed_req *seeds, int nseeds, un
             CHECK_MSG(err == 0 || rep.remote,
                       "%s: well-framed request kind %04x (%u bytes) got transport error %s", addr,
                       kind, len, petrel_errname(err));
-            if (err == 0)
+            if (err == 0) {
                 st->answered_ok++;
-            else
+            } else {
                 st->answered_error++;
+                if (-err > 0 && -err < PT_EMAX) st->by_code[-err]++;
+            }
             pt_reply_free(&rep);
             st->framed++;
         } else {
@@ -316,7 +340,7 @@ TEST_T(net_fuzz_registry_and_blocks_survive_mutated_frames, 300)
     struct seed_req seeds[16];
     struct net_stats rs, bs;
     struct pt_block_info info;
-    char regdir[512], bldir[512];
+    char regdir[512], bldir[512], text[1024];
     uint8_t secret[16], *data = pattern(10000), *back = malloc(10000);
     uint64_t proof, block_id = 77;
     unsigned count = test_soak() ? 50000 : test_sanitized() ? 1000 : 5000;
@@ -348,6 +372,8 @@ TEST_T(net_fuzz_registry_and_blocks_survive_mutated_frames, 300)
              rs.answered_ok, rs.answered_error, rs.raw, rs.raw_replied);
     test_log("blocks: %u framed (%u ok, %u error replies), %u raw (%u answered)", bs.framed,
              bs.answered_ok, bs.answered_error, bs.raw, bs.raw_replied);
+    test_log("registry errors: %s", codes_text(&rs, text, sizeof(text)));
+    test_log("blocks errors: %s", codes_text(&bs, text, sizeof(text)));
     CHECK(rs.framed + rs.raw >= 100 && bs.framed + bs.raw >= 100);
 
     CHECK(proc_alive(&reg) && proc_alive(&bl));
@@ -366,4 +392,200 @@ TEST_T(net_fuzz_registry_and_blocks_survive_mutated_frames, 300)
     CHECK_EQ(proc_stop(&reg, SIGTERM), 0);
     free(data);
     free(back);
+}
+
+/* --- shard and CDC ------------------------------------------------------------------------ */
+
+static int shard_seeds(struct seed_req *v, uint64_t file_id)
+{
+    static const uint8_t ops[] = {PT_SHARD_LOOKUP,     PT_SHARD_READDIR,     PT_SHARD_STAT,
+                                  PT_SHARD_SPANS,      PT_SHARD_CONSTRUCT_FILE,
+                                  PT_SHARD_ADD_INLINE, PT_SHARD_ADD_SPAN,    PT_SHARD_CERTIFY_SPAN,
+                                  PT_SHARD_LINK_FILE,  PT_SHARD_UNLINK,      PT_SHARD_RENAME,
+                                  PT_SHARD_LOCK_ENTRY, PT_SHARD_REMOVE_DIR};
+    struct pt_shard_req q;
+    size_t i;
+    int n = 0, len;
+    for (i = 0; i < sizeof(ops); i++) {
+        memset(&q, 0, sizeof(q));
+        q.op = ops[i];
+        q.id = ops[i] == PT_SHARD_STAT || ops[i] == PT_SHARD_SPANS ? file_id : PT_INODE_ROOT;
+        q.target = PT_INODE_ROOT;
+        q.cookie = 0x5eed0000 + i;
+        q.txn = 1000 + i;
+        q.size = 5;
+        q.crc = petrel_crc32c(0, "fuzz!", 5);
+        q.storage = PT_STORAGE_MIRRORED;
+        q.data = 1;
+        q.parity = 1;
+        q.block_size = 4096;
+        q.max = 10;
+        strcpy(q.name, "before");
+        q.name_len = 6;
+        strcpy(q.name2, "other");
+        q.name2_len = 5;
+        q.data_ptr = (const uint8_t *)"fuzz!fuzz!fuzz!!";
+        q.data_len = ops[i] == PT_SHARD_CERTIFY_SPAN ? 16 : 5;
+        q.n_services = 2;
+        q.services[0] = 1;
+        q.services[1] = 2;
+        len = pt_shard_req_encode(&q, v[n].body, sizeof(v[n].body));
+        if (len <= 0) continue;
+        v[n].kind = PT_MSG_SHARD_REQ;
+        v[n].len = (uint32_t)len;
+        n++;
+    }
+    return n;
+}
+
+static int cdc_seeds(struct seed_req *v)
+{
+    struct pt_cdc_req q;
+    int n = 0, len;
+    uint8_t op;
+    for (op = PT_CDC_MKDIR; op <= PT_CDC_RENAME; op++) {
+        memset(&q, 0, sizeof(q));
+        q.op = op;
+        q.key = 0xf00d + op;
+        q.dir = PT_INODE_ROOT;
+        strcpy(q.name, op == PT_CDC_MKDIR ? "made" : "dir");
+        q.name_len = (uint8_t)strlen(q.name);
+        if (op == PT_CDC_RENAME) {
+            q.dir2 = PT_INODE_MAKE(0, 2);
+            strcpy(q.name2, "moved");
+            q.name2_len = 5;
+        }
+        len = pt_cdc_req_encode(&q, v[n].body, sizeof(v[n].body));
+        if (len <= 0) continue;
+        v[n].kind = PT_MSG_CDC_REQ;
+        v[n].len = (uint32_t)len;
+        n++;
+    }
+    return n;
+}
+
+struct mem_reader {
+    const uint8_t *data;
+    size_t len, pos;
+};
+
+static long mem_read(void *ctx, void *buf, size_t cap)
+{
+    struct mem_reader *r = ctx;
+    size_t n = PT_MIN(cap, r->len - r->pos);
+    memcpy(buf, r->data + r->pos, n);
+    r->pos += n;
+    return (long)n;
+}
+
+struct mem_writer {
+    uint8_t *buf;
+    size_t cap, len;
+};
+
+static int mem_write(void *ctx, const void *buf, size_t len)
+{
+    struct mem_writer *w = ctx;
+    if (w->len + len > w->cap) return -PT_EFBIG;
+    memcpy(w->buf + w->len, buf, len);
+    w->len += len;
+    return 0;
+}
+
+static int count_dirent(void *ctx, const struct petrel_dirent *e)
+{
+    (void)e;
+    (*(unsigned *)ctx)++;
+    return 0;
+}
+
+/* Write a file; a shard that has not yet learnt the block services' secrets answers
+   PT_ENOSPC for a while after start-up, so that is retried for up to 20 s. */
+static void put_file(struct petrel_client *cl, const char *path, const uint8_t *data, size_t len)
+{
+    uint64_t end = pt_now_ms() + 20000;
+    int rc;
+    do {
+        struct mem_reader r = {data, len, 0};
+        rc = petrel_client_write_file(cl, path, mem_read, &r, NULL);
+        if (rc == -PT_ENOSPC) usleep(100000);
+    } while (rc == -PT_ENOSPC && pt_now_ms() < end);
+    CHECK_OK(rc);
+}
+
+static void check_file(struct petrel_client *cl, const char *path, const uint8_t *data, size_t len)
+{
+    uint8_t *back = malloc(len + 1);
+    struct mem_writer w = {back, len + 1, 0};
+    uint64_t got = 0;
+    CHECK_OK(petrel_client_read(cl, path, 0, len + 1, mem_write, &w, &got));
+    CHECK(got == len && w.len == len && memcmp(back, data, len) == 0);
+    free(back);
+}
+
+/* The address of the first listed replica with an address, for a shard or the CDC. */
+static void replica_addresses(const char *registry, int cdc, char (*out)[PT_ADDR_MAX], int *n)
+{
+    struct pt_call_opts o = {2000, 5000, 1};
+    struct pt_reg_replica *v = NULL;
+    size_t count = 0, i;
+    *n = 0;
+    CHECK_OK(cdc ? pt_reg_list_cdc(registry, &v, &count, &o)
+                 : pt_reg_list_shards(registry, 0, &v, &count, &o));
+    for (i = 0; i < count && *n < 3; i++)
+        if (v[i].addr[0]) snprintf(out[(*n)++], PT_ADDR_MAX, "%s", v[i].addr);
+    free(v);
+    CHECK_MSG(*n > 0, "no %s address in the registry", cdc ? "CDC" : "shard");
+}
+
+TEST_T(net_fuzz_shard_and_cdc_survive_mutated_frames, 300)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    struct petrel_stat st;
+    struct seed_req seeds[16];
+    struct net_stats ss, cs;
+    char shard_addr[3][PT_ADDR_MAX], cdc_addr[3][PT_ADDR_MAX], text[1024];
+    uint8_t *data = pattern(20000);
+    unsigned count = test_soak() ? 20000 : test_sanitized() ? 400 : 2000, i, entries = 0;
+    uint64_t budget = test_soak() ? 300000 : 40000;
+    int nshard, ncdc, n, k;
+
+    pc_start(&c, 1, 1, 3, 1); /* block services in three failure domains: files are mirrored */
+    cl = pc_client(&c, 20000);
+    put_file(cl, "/before", data, 20000);
+    CHECK_OK(petrel_client_stat(cl, "/before", &st));
+    replica_addresses(c.registry, 0, shard_addr, &nshard);
+    replica_addresses(c.registry, 1, cdc_addr, &ncdc);
+
+    memset(&ss, 0, sizeof(ss));
+    memset(&cs, 0, sizeof(cs));
+    n = shard_seeds(seeds, st.id);
+    storm(shard_addr[0], seeds, n, count, budget, test_seed(), &ss);
+    n = cdc_seeds(seeds);
+    for (k = 0; k < ncdc; k++)
+        storm(cdc_addr[k], seeds, n, count / (unsigned)ncdc, budget / (uint64_t)ncdc,
+              test_seed() + 1 + (uint64_t)k, &cs);
+    test_log("shard: %u framed (%u ok, %u error replies), %u raw (%u answered)", ss.framed,
+             ss.answered_ok, ss.answered_error, ss.raw, ss.raw_replied);
+    test_log("cdc: %u framed (%u ok, %u error replies), %u raw (%u answered)", cs.framed,
+             cs.answered_ok, cs.answered_error, cs.raw, cs.raw_replied);
+    test_log("shard errors: %s", codes_text(&ss, text, sizeof(text)));
+    test_log("cdc errors: %s", codes_text(&cs, text, sizeof(text)));
+
+    for (i = 0; i < c.nprocs; i++) {
+        int status;
+        CHECK_MSG(waitpid(c.procs[i].pid, &status, WNOHANG) == 0, "%s died (log %s)",
+                  c.procs[i].name, c.procs[i].log);
+    }
+    /* The cluster still serves: what was written is intact, and new writes work. */
+    CHECK_OK(petrel_client_list(cl, "/", count_dirent, &entries));
+    CHECK(entries >= 1);
+    check_file(cl, "/before", data, 20000);
+    CHECK_OK(petrel_client_mkdir(cl, "/after-dir"));
+    put_file(cl, "/after-dir/after", data + 100, 5000);
+    check_file(cl, "/after-dir/after", data + 100, 5000);
+    petrel_client_close(cl);
+    pc_stop(&c);
+    free(data);
 }
