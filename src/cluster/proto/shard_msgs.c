@@ -246,7 +246,7 @@ int pt_shard_reply_open(const uint8_t *reply, size_t len, struct pt_cursor *body
     body->failed = 1;
     if (len < 4) return -PT_EPROTO;
     status = (int32_t)pt_get_le32(reply);
-    if (status > 0 || status < -PT_EMAX) return -PT_EPROTO;
+    if (status > 0 || status <= -PT_EMAX) return -PT_EPROTO;
     pt_cursor_init(body, (void *)(reply + 4), len - 4);
     return status;
 }
