@@ -52,8 +52,7 @@ struct petrel_stat {
 };
 
 /* Resolve a path to its inode id and type (lookups from the root, one shard call per name). */
-int petrel_client_resolve(struct petrel_client *c, const char *path, uint64_t *id,
-                          uint8_t *type);
+int petrel_client_resolve(struct petrel_client *c, const char *path, uint64_t *id, uint8_t *type);
 
 /* Attributes of a path. */
 int petrel_client_stat(struct petrel_client *c, const char *path, struct petrel_stat *st);

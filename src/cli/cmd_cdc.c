@@ -26,12 +26,15 @@ static int parse_uint(const char *s, unsigned max, unsigned *out)
 
 int cmd_cdc(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"registry", required_argument, NULL, 'g'}, {"replica", required_argument, NULL, 'r'},
-        {"replicas", required_argument, NULL, 'k'}, {"shards", required_argument, NULL, 's'},
-        {"dir", required_argument, NULL, 'd'},      {"host", required_argument, NULL, 'H'},
-        {"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"registry", required_argument, NULL, 'g'},
+                                         {"replica", required_argument, NULL, 'r'},
+                                         {"replicas", required_argument, NULL, 'k'},
+                                         {"shards", required_argument, NULL, 's'},
+                                         {"dir", required_argument, NULL, 'd'},
+                                         {"host", required_argument, NULL, 'H'},
+                                         {"verbose", no_argument, NULL, 'v'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     struct pt_cdc_config cfg;
     char err[512] = "";
     int c, have_replica = 0, rc;
@@ -40,31 +43,44 @@ int cmd_cdc(int argc, char **argv)
     cfg.shards = 1;
     cfg.host = "127.0.0.1";
     optind = 1;
+    opterr = 0; /* one error line: ours */
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'g': cfg.registry = optarg; break;
+        case 'g':
+            cfg.registry = optarg;
+            break;
         case 'r':
-            if (parse_uint(optarg, 4, &cfg.replica)) return cli_error("cdc", "bad --replica '%s' (0..4)", optarg);
+            if (parse_uint(optarg, 4, &cfg.replica))
+                return cli_error("cdc", "bad --replica '%s' (0..4)", optarg);
             have_replica = 1;
             break;
         case 'k':
-            if (parse_uint(optarg, 5, &cfg.replicas)) return cli_error("cdc", "bad --replicas '%s' (1, 3 or 5)", optarg);
+            if (parse_uint(optarg, 5, &cfg.replicas))
+                return cli_error("cdc", "bad --replicas '%s' (1, 3 or 5)", optarg);
             break;
         case 's':
             if (parse_uint(optarg, 256, &cfg.shards) || cfg.shards == 0)
                 return cli_error("cdc", "bad --shards '%s' (1..256)", optarg);
             break;
-        case 'd': cfg.dir = optarg; break;
-        case 'H': cfg.host = optarg; break;
-        case 'v': petrel_log_set(petrel_log_stderr, NULL, PT_LOG_DEBUG); break;
+        case 'd':
+            cfg.dir = optarg;
+            break;
+        case 'H':
+            cfg.host = optarg;
+            break;
+        case 'v':
+            petrel_log_set(petrel_log_stderr, NULL, PT_LOG_DEBUG);
+            break;
         case 'h':
-            printf("usage: petrel cdc --registry ADDR --replica R --dir D [--replicas K] [--shards N]\n"
+            printf("usage: petrel cdc --registry ADDR --replica R --dir D [--replicas K] [--shards "
+                   "N]\n"
                    "                  [--host H] [--verbose]\n"
                    "Run replica R (0..K-1) of the cross-directory coordinator (mkdir, rmdir and\n"
                    "renames across directories as transactions over the N shards), a Raft group\n"
                    "of K = 1, 3 or 5 replicas whose log is kept under D/raft.\n");
             return 0;
-        default: return cli_error("cdc", "bad option (petrel cdc --help)");
+        default:
+            return cli_error("cdc", "bad option %s (petrel cdc --help)", argv[optind - 1]);
         }
     }
     if (optind < argc) return cli_error("cdc", "unexpected argument '%s'", argv[optind]);

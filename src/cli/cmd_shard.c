@@ -26,12 +26,15 @@ static int parse_uint(const char *s, unsigned max, unsigned *out)
 
 int cmd_shard(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"registry", required_argument, NULL, 'g'}, {"shard", required_argument, NULL, 's'},
-        {"replica", required_argument, NULL, 'r'},  {"replicas", required_argument, NULL, 'k'},
-        {"dir", required_argument, NULL, 'd'},      {"host", required_argument, NULL, 'H'},
-        {"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"registry", required_argument, NULL, 'g'},
+                                         {"shard", required_argument, NULL, 's'},
+                                         {"replica", required_argument, NULL, 'r'},
+                                         {"replicas", required_argument, NULL, 'k'},
+                                         {"dir", required_argument, NULL, 'd'},
+                                         {"host", required_argument, NULL, 'H'},
+                                         {"verbose", no_argument, NULL, 'v'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     struct pt_shard_config cfg;
     char err[512] = "";
     int c, have_shard = 0, have_replica = 0, rc;
@@ -39,31 +42,45 @@ int cmd_shard(int argc, char **argv)
     cfg.replicas = 3;
     cfg.host = "127.0.0.1";
     optind = 1;
+    opterr = 0; /* one error line: ours */
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'g': cfg.registry = optarg; break;
+        case 'g':
+            cfg.registry = optarg;
+            break;
         case 's':
-            if (parse_uint(optarg, 255, &cfg.shard)) return cli_error("shard", "bad --shard '%s' (0..255)", optarg);
+            if (parse_uint(optarg, 255, &cfg.shard))
+                return cli_error("shard", "bad --shard '%s' (0..255)", optarg);
             have_shard = 1;
             break;
         case 'r':
-            if (parse_uint(optarg, 4, &cfg.replica)) return cli_error("shard", "bad --replica '%s' (0..4)", optarg);
+            if (parse_uint(optarg, 4, &cfg.replica))
+                return cli_error("shard", "bad --replica '%s' (0..4)", optarg);
             have_replica = 1;
             break;
         case 'k':
-            if (parse_uint(optarg, 5, &cfg.replicas)) return cli_error("shard", "bad --replicas '%s' (1, 3 or 5)", optarg);
+            if (parse_uint(optarg, 5, &cfg.replicas))
+                return cli_error("shard", "bad --replicas '%s' (1, 3 or 5)", optarg);
             break;
-        case 'd': cfg.dir = optarg; break;
-        case 'H': cfg.host = optarg; break;
-        case 'v': petrel_log_set(petrel_log_stderr, NULL, PT_LOG_DEBUG); break;
+        case 'd':
+            cfg.dir = optarg;
+            break;
+        case 'H':
+            cfg.host = optarg;
+            break;
+        case 'v':
+            petrel_log_set(petrel_log_stderr, NULL, PT_LOG_DEBUG);
+            break;
         case 'h':
-            printf("usage: petrel shard --registry ADDR --shard N --replica R --dir D [--replicas K]\n"
-                   "                    [--host H] [--verbose]\n"
-                   "Run replica R (0..K-1) of metadata shard N, a Raft group of K = 1, 3 or 5\n"
-                   "replicas whose log is kept under D/raft. Ports are chosen by the OS and\n"
-                   "registered with the registry at ADDR.\n");
+            printf(
+                "usage: petrel shard --registry ADDR --shard N --replica R --dir D [--replicas K]\n"
+                "                    [--host H] [--verbose]\n"
+                "Run replica R (0..K-1) of metadata shard N, a Raft group of K = 1, 3 or 5\n"
+                "replicas whose log is kept under D/raft. Ports are chosen by the OS and\n"
+                "registered with the registry at ADDR.\n");
             return 0;
-        default: return cli_error("shard", "bad option (petrel shard --help)");
+        default:
+            return cli_error("shard", "bad option %s (petrel shard --help)", argv[optind - 1]);
         }
     }
     if (optind < argc) return cli_error("shard", "unexpected argument '%s'", argv[optind]);

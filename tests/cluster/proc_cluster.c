@@ -48,7 +48,8 @@ static void spawn(struct pc_cluster *c, const char *name, char *const args[])
         memcpy(p->log, tmp, sizeof(tmp));
     }
     argv[0] = (char *)petrel_bin();
-    for (i = 0; args[i] && i < 22; i++) argv[i + 1] = args[i];
+    for (i = 0; args[i] && i < 22; i++)
+        argv[i + 1] = args[i];
     argv[i + 1] = NULL;
     /* Keep the arguments for pc_restart_one: NUL-separated, double NUL at the end. */
     {
@@ -81,8 +82,9 @@ static void spawn(struct pc_cluster *c, const char *name, char *const args[])
 static void start_registry(struct pc_cluster *c, int dynamic)
 {
     char dir[600], line[700];
-    char *args[] = {"registry", "--dir", dir, "--listen", "127.0.0.1:0", "--stale-after", "3",
-                    dynamic ? "--using-dynamic-ports" : NULL, NULL};
+    char *args[] = {"registry",    "--dir",         dir, "--listen",
+                    "127.0.0.1:0", "--stale-after", "3", dynamic ? "--using-dynamic-ports" : NULL,
+                    NULL};
     uint64_t start = pc_now_ms();
     struct pc_proc *p;
     snprintf(dir, sizeof(dir), "%s/registry", c->root);
@@ -110,7 +112,8 @@ static void start_servers(struct pc_cluster *c)
     char name[48];
     for (b = 0; b < c->blocks; b++) {
         char dir[600], dom[32];
-        char *args[] = {"blocks", "--registry", c->registry, "--dir", dir, "--failure-domain", dom, NULL};
+        char *args[] = {"blocks", "--registry",       c->registry, "--dir",
+                        dir,      "--failure-domain", dom,         NULL};
         snprintf(dir, sizeof(dir), "%s/blocks-%u", c->root, b);
         snprintf(dom, sizeof(dom), "rack%u", b);
         snprintf(name, sizeof(name), "blocks-%u", b);
@@ -119,8 +122,8 @@ static void start_servers(struct pc_cluster *c)
     for (s = 0; s < c->shards; s++)
         for (r = 0; r < c->replicas; r++) {
             char dir[600], sh[16], rep[16], k[16];
-            char *args[] = {"shard", "--registry", c->registry, "--shard", sh, "--replica", rep,
-                            "--replicas", k, "--dir", dir, NULL};
+            char *args[] = {"shard", "--registry", c->registry, "--shard", sh,  "--replica",
+                            rep,     "--replicas", k,           "--dir",   dir, NULL};
             snprintf(dir, sizeof(dir), "%s/shard-%u-%u", c->root, s, r);
             snprintf(sh, sizeof(sh), "%u", s);
             snprintf(rep, sizeof(rep), "%u", r);
@@ -131,8 +134,8 @@ static void start_servers(struct pc_cluster *c)
     if (c->with_cdc)
         for (r = 0; r < 3; r++) {
             char dir[600], rep[16], sh[16];
-            char *args[] = {"cdc", "--registry", c->registry, "--replica", rep, "--replicas", "3",
-                            "--shards", sh, "--dir", dir, NULL};
+            char *args[] = {"cdc", "--registry", c->registry, "--replica", rep, "--replicas",
+                            "3",   "--shards",   sh,          "--dir",     dir, NULL};
             snprintf(dir, sizeof(dir), "%s/cdc-%u", c->root, r);
             snprintf(rep, sizeof(rep), "%u", r);
             snprintf(sh, sizeof(sh), "%u", c->shards);
@@ -174,7 +177,8 @@ uint64_t pc_wait_serving(struct pc_cluster *c, unsigned timeout_ms)
         struct pt_call_opts o = {.timeout_ms = 500, .retry_budget_ms = 1};
         rc = petrel_client_list(cl, "/", count_entry, &n);
         if (rc == 0 && pt_reg_list_blocks(c->registry, &v, &nb, &o) == 0) {
-            for (i = 0; i < nb; i++) live += v[i].addr[0] && !v[i].stale;
+            for (i = 0; i < nb; i++)
+                live += v[i].addr[0] && !v[i].stale;
             free(v);
             if (live >= c->blocks) break;
         }
@@ -182,7 +186,8 @@ uint64_t pc_wait_serving(struct pc_cluster *c, unsigned timeout_ms)
         usleep(50000);
     }
     petrel_client_close(cl);
-    CHECK_MSG(rc == 0, "the cluster did not start serving within %u ms (logs in %s)", timeout_ms, c->root);
+    CHECK_MSG(rc == 0, "the cluster did not start serving within %u ms (logs in %s)", timeout_ms,
+              c->root);
     return pc_now_ms() - start;
 }
 
@@ -254,6 +259,11 @@ void pc_restart_all(struct pc_cluster *c, int using_dynamic_ports)
 
 int pc_shard_leader(struct pc_cluster *c, unsigned shard, unsigned *replica)
 {
+    return pc_group_leader(c, (int)shard, replica);
+}
+
+int pc_group_leader(struct pc_cluster *c, int shard, unsigned *replica)
+{
     uint64_t start = pc_now_ms();
     /* Ask the replicas themselves (PT_MSG_NODE_INFO): the registry's hint may lag. */
     while (pc_now_ms() - start < 10000) {
@@ -261,12 +271,14 @@ int pc_shard_leader(struct pc_cluster *c, unsigned shard, unsigned *replica)
         size_t n = 0, i;
         struct pt_call_opts o = {.timeout_ms = 500, .retry_budget_ms = 1};
         int found = 0;
-        if (pt_reg_list_shards(c->registry, (uint16_t)shard, &v, &n, &o) == 0) {
+        int rc = shard < 0 ? pt_reg_list_cdc(c->registry, &v, &n, &o)
+                           : pt_reg_list_shards(c->registry, (uint16_t)shard, &v, &n, &o);
+        if (rc == 0) {
             for (i = 0; i < n && !found; i++) {
                 struct pt_reply rep;
                 if (!v[i].addr[0]) continue;
-                if (pt_call(v[i].addr, PT_MSG_NODE_INFO, NULL, 0, &o, &rep) == 0 && rep.body_len >= 3 &&
-                    rep.body[2]) {
+                if (pt_call(v[i].addr, PT_MSG_NODE_INFO, NULL, 0, &o, &rep) == 0 &&
+                    rep.body_len >= 3 && rep.body[2]) {
                     *replica = v[i].replica;
                     found = 1;
                 }

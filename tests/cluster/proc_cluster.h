@@ -49,6 +49,8 @@ struct petrel_client *pc_client(struct pc_cluster *c, uint32_t budget_ms);
 uint64_t pc_wait_serving(struct pc_cluster *c, unsigned timeout_ms);
 /* The registry's address of the current leader of a shard ("" if none), via NODE_INFO. */
 int pc_shard_leader(struct pc_cluster *c, unsigned shard, unsigned *replica);
+/* The leader of a shard (shard >= 0) or of the CDC (shard < 0). */
+int pc_group_leader(struct pc_cluster *c, int shard, unsigned *replica);
 /* Milliseconds of a monotonic clock. */
 uint64_t pc_now_ms(void);
 

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/client/router.h"
+#include "cluster/proto/shard_msgs.h"
 #include "petrel/client.h"
 #include "petrel/common.h"
 #include "petrel/crc32c.h"
@@ -33,7 +35,8 @@ static long gen_read(void *ctx, void *buf, size_t cap)
 {
     struct gen *g = ctx;
     size_t n = (size_t)PT_MIN((uint64_t)cap, g->size - g->pos), i;
-    for (i = 0; i < n; i++) ((uint8_t *)buf)[i] = gen_byte(g->seed, g->pos + i);
+    for (i = 0; i < n; i++)
+        ((uint8_t *)buf)[i] = gen_byte(g->seed, g->pos + i);
     g->pos += n;
     return (long)n;
 }
@@ -110,14 +113,16 @@ TEST_T(cluster_single_shard_write_read_rename_delete, 240)
         read_check(cl, path, test_seed() + i, size);
         test_log("wrote and read back %s (%llu bytes)", path, (unsigned long long)size);
     }
-    CHECK_EQ(petrel_client_write_file(cl, "/f1", gen_read, &(struct gen){1, 1, 0}, NULL), -PT_EEXIST);
+    CHECK_EQ(petrel_client_write_file(cl, "/f1", gen_read, &(struct gen){1, 1, 0}, NULL),
+             -PT_EEXIST);
     CHECK_OK(petrel_client_list(cl, "/", collect, names));
     for (i = 0; i < PT_ARRAY_SIZE(sizes); i++) {
         snprintf(path, sizeof(path), "f%u,", i);
         CHECK_MSG(strstr(names, path), "listing '%s' lacks %s", names, path);
     }
     CHECK_OK(petrel_client_rename(cl, "/f2", "/renamed"));
-    CHECK_EQ(petrel_client_read(cl, "/f2", 0, 1, check_write, &(struct check){0, 0, 0}, NULL), -PT_ENOENT);
+    CHECK_EQ(petrel_client_read(cl, "/f2", 0, 1, check_write, &(struct check){0, 0, 0}, NULL),
+             -PT_ENOENT);
     read_check(cl, "/renamed", test_seed() + 2, 4095);
     CHECK_OK(petrel_client_unlink(cl, "/renamed"));
     CHECK_EQ(petrel_client_unlink(cl, "/renamed"), -PT_ENOENT);
@@ -175,6 +180,25 @@ TEST_T(cluster_directories_across_shards_and_cdc_renames, 240)
     CHECK_EQ(petrel_client_stat(cl, "/d4/sub", &st), -PT_ENOENT);
     CHECK_EQ(petrel_client_rmdir(cl, "/d2/moved"), -PT_ENOTDIR);
     read_check(cl, "/d2/moved", 101, 5001);
+    /* Unlinked in a directory of another shard than its inode: retired on its own shard. */
+    {
+        struct pt_router r;
+        struct pt_shard_req q;
+        struct pt_reply rep;
+        struct pt_cursor body;
+        struct pt_shard_stat fs;
+        CHECK_OK(petrel_client_stat(cl, "/d2/moved", &st));
+        CHECK_OK(petrel_client_unlink(cl, "/d2/moved"));
+        pt_router_init(&r, c.registry, 10000, 2000, 1);
+        memset(&q, 0, sizeof(q));
+        q.op = PT_SHARD_STAT;
+        q.id = st.id;
+        CHECK_OK(pt_router_shard(&r, PT_INODE_SHARD(st.id), &q, &rep, NULL));
+        pt_cursor_init(&body, rep.body, rep.body_len);
+        CHECK_OK(pt_shard_reply_stat(&body, &fs));
+        CHECK_EQ(fs.state, PT_FILE_UNLINKED);
+        pt_reply_free(&rep);
+    }
     petrel_client_close(cl);
     pc_stop(&c);
 }
@@ -218,7 +242,8 @@ struct file_rec {
 static void read_all(struct petrel_client *cl, const struct file_rec *f, unsigned n)
 {
     unsigned i;
-    for (i = 0; i < n; i++) read_check(cl, f[i].path, f[i].seed, f[i].size);
+    for (i = 0; i < n; i++)
+        read_check(cl, f[i].path, f[i].seed, f[i].size);
 }
 
 /* Flip the last byte (inside the data pages) of every block file under dir. */
@@ -256,7 +281,7 @@ TEST_T(cluster_survives_leader_kill_block_loss_bit_rot_and_restart, 300)
 {
     struct pc_cluster c;
     struct petrel_client *cl;
-    struct file_rec files[12];
+    struct file_rec files[16];
     unsigned n = 0, i, flipped;
     uint64_t big = test_sanitized() ? (6u << 20) : (20u << 20);
     uint64_t restart_ms;
@@ -292,8 +317,35 @@ TEST_T(cluster_survives_leader_kill_block_loss_bit_rot_and_restart, 300)
         read_all(cl, files, n); /* nothing acknowledged was lost */
         pc_restart_one(&c, k.victim);
     }
+    /* kill -9 the CDC leader: directory operations go on with the new one. */
+    {
+        unsigned leader;
+        char victim[32];
+        uint64_t t0;
+        struct petrel_stat st;
+        CHECK_OK(pc_group_leader(&c, -1, &leader));
+        snprintf(victim, sizeof(victim), "cdc-%u", leader);
+        pc_kill(&c, victim, SIGKILL);
+        t0 = pc_now_ms();
+        CHECK_OK(petrel_client_mkdir(cl, "/after-cdc-failover"));
+        CHECK_OK(petrel_client_rename(cl, "/data/f1", "/after-cdc-failover/f1"));
+        snprintf(files[1].path, sizeof(files[1].path), "/after-cdc-failover/f1");
+        CHECK_OK(petrel_client_stat(cl, "/after-cdc-failover/f1", &st));
+        printf("CDC failover: killed %s; mkdir and rename done %llu ms later\n", victim,
+               (unsigned long long)(pc_now_ms() - t0));
+        pc_restart_one(&c, victim);
+    }
     /* A dead block service: every file is still readable from the other copy. */
     pc_kill(&c, "blocks-0", SIGKILL);
+    {
+        /* Written at once, before the registry calls the dead service stale: spans placed on
+         * it are dropped and placed again on live services. */
+        struct file_rec *f = &files[n++];
+        snprintf(f->path, sizeof(f->path), "/data/while-blocks-0-down");
+        f->seed = 4242;
+        f->size = test_sanitized() ? (5u << 20) : (13u << 20);
+        write_file(cl, f->path, f->seed, f->size);
+    }
     read_all(cl, files, n);
     printf("block service down: read back %u files\n", n);
     pc_restart_one(&c, "blocks-0");
@@ -301,6 +353,31 @@ TEST_T(cluster_survives_leader_kill_block_loss_bit_rot_and_restart, 300)
     snprintf(dir, sizeof(dir), "%s/blocks-1", c.root);
     flipped = flip_blocks(dir);
     CHECK(flipped > 0);
+    /* The service itself refuses every rotten block it is asked for. */
+    {
+        struct pt_reg_blocks *v = NULL;
+        size_t nb = 0, j, k, nblk = 0;
+        int more = 0;
+        unsigned refused = 0;
+        CHECK_OK(pt_reg_list_blocks(c.registry, &v, &nb, NULL));
+        for (j = 0; j < nb; j++) {
+            struct pt_block_stat *blk = NULL;
+            if (strcmp(v[j].failure_domain, "rack1") != 0) continue;
+            CHECK_OK(pt_blocks_list(v[j].addr, 0, 1000, &blk, &nblk, &more, NULL));
+            for (k = 0; k < nblk; k++) {
+                uint8_t byte;
+                uint32_t got;
+                int rc = pt_blocks_read(v[j].addr, blk[k].block_id, blk[k].size - 1, 1, &byte, &got,
+                                        NULL, NULL);
+                CHECK_MSG(rc == -PT_ECORRUPT, "rotten block %llx read: %s",
+                          (unsigned long long)blk[k].block_id, petrel_strerror(rc));
+                refused++;
+            }
+            free(blk);
+        }
+        free(v);
+        CHECK_EQ(refused, flipped);
+    }
     read_all(cl, files, n);
     printf("bit rot: flipped a byte in %u blocks of one service, read back %u files intact\n",
            flipped, n);
@@ -371,10 +448,12 @@ static void garbage_calls(const char *addr, uint16_t kind, struct pt_prng *g, un
         int rc;
         pt_prng_fill(g, body, len);
         /* Mostly ops that do not exist or are truncated; a few queries with random fields. */
-        if (len && kind == PT_MSG_SHARD_REQ) body[0] = (uint8_t)(pt_prng_below(g, 2) ? 40 + pt_prng_below(g, 200) : 1 + pt_prng_below(g, 4));
+        if (len && kind == PT_MSG_SHARD_REQ)
+            body[0] = (uint8_t)(pt_prng_below(g, 2) ? 40 + pt_prng_below(g, 200)
+                                                    : 1 + pt_prng_below(g, 4));
         rc = pt_conn_call(conn, kind, body, (uint32_t)len, 3000, &rep);
-        CHECK_MSG(rc == 0 || rep.remote, "server %s did not answer garbage of kind %#x: %s", addr, kind,
-                  petrel_strerror(rc));
+        CHECK_MSG(rc == 0 || rep.remote, "server %s did not answer garbage of kind %#x: %s", addr,
+                  kind, petrel_strerror(rc));
         pt_reply_free(&rep);
     }
     pt_conn_close(conn);
@@ -395,9 +474,9 @@ TEST_T(cluster_malformed_messages_get_errors_not_crashes, 180)
     for (i = 0; i < n; i++) {
         send_junk(v[i].addr, &g);
         garbage_calls(v[i].addr, PT_MSG_SHARD_REQ, &g, rounds);
-        garbage_calls(v[i].addr, 0x03ff, &g, 10);            /* unknown kind */
-        garbage_calls(v[i].addr, PT_MSG_CDC_REQ, &g, 10);    /* wrong service */
-        garbage_calls(v[i].addr, PT_MSG_NODE_INFO, &g, 10);  /* extra bytes are ignored */
+        garbage_calls(v[i].addr, 0x03ff, &g, 10);           /* unknown kind */
+        garbage_calls(v[i].addr, PT_MSG_CDC_REQ, &g, 10);   /* wrong service */
+        garbage_calls(v[i].addr, PT_MSG_NODE_INFO, &g, 10); /* extra bytes are ignored */
     }
     free(v);
     CHECK_OK(pt_reg_list_cdc(c.registry, &v, &n, NULL));
@@ -417,6 +496,66 @@ TEST_T(cluster_malformed_messages_get_errors_not_crashes, 180)
     CHECK_OK(petrel_client_mkdir(cl, "/after"));
     write_file(cl, "/after/file", 5, 10000);
     read_check(cl, "/after/file", 5, 10000);
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
+
+/* ---- concurrency ------------------------------------------------------------------------------
+ */
+
+#include <pthread.h>
+
+struct writer_arg {
+    struct pc_cluster *c;
+    unsigned id, files;
+    int rc;
+};
+
+static void *writer_thread(void *p)
+{
+    struct writer_arg *a = p;
+    struct petrel_client *cl = pc_client(a->c, 20000);
+    unsigned i;
+    char path[64];
+    for (i = 0; i < a->files && a->rc == 0; i++) {
+        struct gen g = {a->id * 1000 + i, 100 + i, 0};
+        snprintf(path, sizeof(path), "/w%u-%u", a->id, i);
+        a->rc = petrel_client_write_file(cl, path, gen_read, &g, NULL);
+    }
+    petrel_client_close(cl);
+    return NULL;
+}
+
+/*
+ * Many clients at once: their requests share log entries (group commit; with 8 writers we saw
+ * entries of up to 8 requests) and every reply reaches the right client.
+ */
+TEST_T(cluster_concurrent_writers_share_commits, 120)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    pthread_t th[8];
+    struct writer_arg args[8];
+    unsigned i, j, files = test_sanitized() ? 5 : 20;
+    char path[64];
+    pc_start(&c, 1, 3, 3, 0);
+    for (i = 0; i < 8; i++) {
+        args[i].c = &c;
+        args[i].id = i;
+        args[i].files = files;
+        args[i].rc = 0;
+        CHECK_EQ(pthread_create(&th[i], NULL, writer_thread, &args[i]), 0);
+    }
+    for (i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_MSG(args[i].rc == 0, "writer %u: %s", i, petrel_strerror(args[i].rc));
+    }
+    cl = pc_client(&c, 20000);
+    for (i = 0; i < 8; i++)
+        for (j = 0; j < files; j++) {
+            snprintf(path, sizeof(path), "/w%u-%u", i, j);
+            read_check(cl, path, i * 1000 + j, 100 + j);
+        }
     petrel_client_close(cl);
     pc_stop(&c);
 }

@@ -40,7 +40,8 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
     p->status = status;
     if (status == 0 && out) {
         p->count = out->count;
-        for (i = 0; i < out->count; i++) memcpy(p->reply[i], out->reply[i], out->len[i]);
+        for (i = 0; i < out->count; i++)
+            memcpy(p->reply[i], out->reply[i], out->len[i]);
     }
 }
 
@@ -72,7 +73,8 @@ static void cluster_stop(struct cluster *c)
 {
     unsigned i;
     raft_fixture_close(&c->f);
-    for (i = 0; i < N; i++) pt_shard_sm_close(&c->sm[i]);
+    for (i = 0; i < N; i++)
+        pt_shard_sm_close(&c->sm[i]);
     free(c);
 }
 
@@ -87,7 +89,8 @@ static raft_index propose(struct cluster *c, struct pending *p, const struct pt_
     unsigned i;
     int len;
     pt_shard_entry_init(&b, tmp, sizeof(tmp), now);
-    for (i = 0; i < n; i++) CHECK_OK(pt_shard_entry_add(&b, &reqs[i]));
+    for (i = 0; i < n; i++)
+        CHECK_OK(pt_shard_entry_add(&b, &reqs[i]));
     len = pt_shard_entry_finish(&b);
     CHECK_OK(len);
     buf.len = (size_t)len;
@@ -168,12 +171,13 @@ TEST(shard_raft_batch_and_failover_keep_committed_entries)
         CHECK(p.done);
         CHECK_EQ(p.status, 0);
         CHECK_EQ(p.count, 4);
-        for (i = 0; i < 4; i++) CHECK_EQ(reply_u64(&p, i, &ids[nids++]), 0);
+        for (i = 0; i < 4; i++)
+            CHECK_EQ(reply_u64(&p, i, &ids[nids++]), 0);
     }
     /* Link them all, then kill the leader and keep going on the new one. */
     for (i = 0; i < nids; i++) {
-        struct pt_shard_req l = {.op = PT_SHARD_LINK_FILE, .id = ids[i], .cookie = i,
-                                 .target = PT_INODE_ROOT};
+        struct pt_shard_req l = {
+            .op = PT_SHARD_LINK_FILE, .id = ids[i], .cookie = i, .target = PT_INODE_ROOT};
         l.name_len = (uint8_t)snprintf(l.name, sizeof(l.name), "f%u", i);
         idx = propose(c, &p, &l, 1, 2000 + i);
         CHECK(raft_fixture_step_until_applied(&c->f, N, idx, 10000));
@@ -199,8 +203,8 @@ TEST(shard_raft_batch_and_failover_keep_committed_entries)
         uint8_t req[300], rep[300];
         size_t rl;
         struct pt_cursor body;
-        struct pt_shard_req lk = {.op = PT_SHARD_LOOKUP, .id = PT_INODE_ROOT, .name = "f11",
-                                  .name_len = 3};
+        struct pt_shard_req lk = {
+            .op = PT_SHARD_LOOKUP, .id = PT_INODE_ROOT, .name = "f11", .name_len = 3};
         int n = pt_shard_req_encode(&lk, req, sizeof(req));
         CHECK_OK(pt_shard_sm_query(&c->sm[i], req, (size_t)n, rep, sizeof(rep), &rl));
         CHECK_EQ(pt_shard_reply_open(rep, rl, &body), 0);

@@ -73,8 +73,13 @@ static uint64_t construct(struct pt_shard_sm *sm, uint64_t now, uint64_t cookie)
 static int add_inline(struct pt_shard_sm *sm, uint64_t now, uint64_t id, uint64_t cookie,
                       uint64_t off, const void *data, uint32_t len)
 {
-    struct pt_shard_req q = {.op = PT_SHARD_ADD_INLINE, .id = id, .cookie = cookie, .offset = off,
-                             .size = len, .crc = petrel_crc32c(0, data, len), .data_len = len,
+    struct pt_shard_req q = {.op = PT_SHARD_ADD_INLINE,
+                             .id = id,
+                             .cookie = cookie,
+                             .offset = off,
+                             .size = len,
+                             .crc = petrel_crc32c(0, data, len),
+                             .data_len = len,
                              .data_ptr = data};
     return apply(sm, now, &q, NULL);
 }
@@ -156,7 +161,10 @@ TEST(shard_inline_file_lifecycle)
 TEST(shard_inline_crc_is_checked)
 {
     struct pt_shard_sm sm;
-    struct pt_shard_req q = {.op = PT_SHARD_ADD_INLINE, .cookie = 1, .size = 3, .data_len = 3,
+    struct pt_shard_req q = {.op = PT_SHARD_ADD_INLINE,
+                             .cookie = 1,
+                             .size = 3,
+                             .data_len = 3,
                              .data_ptr = (const uint8_t *)"abc"};
     open_sm(&sm, "s", 0);
     q.id = construct(&sm, 1, 1);
@@ -168,9 +176,15 @@ TEST(shard_inline_crc_is_checked)
 TEST(shard_mirrored_span_needs_certify_before_link)
 {
     struct pt_shard_sm sm;
-    struct pt_shard_req q = {.op = PT_SHARD_ADD_SPAN, .cookie = 5, .size = 1 << 20, .crc = 0x1234,
-                             .storage = PT_STORAGE_MIRRORED, .data = 1, .parity = 2,
-                             .block_size = 1 << 20, .n_services = 3,
+    struct pt_shard_req q = {.op = PT_SHARD_ADD_SPAN,
+                             .cookie = 5,
+                             .size = 1 << 20,
+                             .crc = 0x1234,
+                             .storage = PT_STORAGE_MIRRORED,
+                             .data = 1,
+                             .parity = 2,
+                             .block_size = 1 << 20,
+                             .n_services = 3,
                              .services = {11, 12, 13}};
     struct pt_shard_req c = {.op = PT_SHARD_CERTIFY_SPAN, .cookie = 5};
     struct pt_shard_req sp = {.op = PT_SHARD_SPANS};
@@ -217,12 +231,61 @@ TEST(shard_mirrored_span_needs_certify_before_link)
     pt_shard_sm_close(&sm);
 }
 
+TEST(shard_drop_span_only_last_uncertified)
+{
+    struct pt_shard_sm sm;
+    struct pt_shard_req q = {.op = PT_SHARD_ADD_SPAN,
+                             .cookie = 5,
+                             .size = 100,
+                             .crc = 1,
+                             .storage = PT_STORAGE_MIRRORED,
+                             .data = 1,
+                             .parity = 1,
+                             .block_size = 100,
+                             .n_services = 2,
+                             .services = {7, 8}};
+    struct pt_shard_req d = {.op = PT_SHARD_DROP_SPAN, .cookie = 5};
+    struct pt_shard_req c = {.op = PT_SHARD_CERTIFY_SPAN,
+                             .cookie = 5,
+                             .data_len = 16,
+                             .data_ptr = (const uint8_t *)"0123456789abcdef"};
+    struct pt_shard_stat st;
+    open_sm(&sm, "s", 0);
+    q.id = d.id = c.id = construct(&sm, 1, 5);
+    CHECK_EQ(apply(&sm, 2, &q, NULL), 0);
+    q.offset = 100;
+    CHECK_EQ(apply(&sm, 2, &q, NULL), 0);
+    d.offset = 0;
+    CHECK_EQ(apply(&sm, 3, &d, NULL), -PT_EINVAL); /* not the last span */
+    d.offset = 100;
+    CHECK_EQ(apply(&sm, 3, &d, NULL), 0);
+    CHECK_EQ(stat_of(&sm, q.id, &st), 0);
+    CHECK_EQ(st.size, 100);
+    CHECK_EQ(apply(&sm, 3, &d, NULL), -PT_ENOENT);
+    /* Placed again elsewhere at the same offset. */
+    q.services[0] = 9;
+    CHECK_EQ(apply(&sm, 4, &q, NULL), 0);
+    c.offset = 100;
+    CHECK_EQ(apply(&sm, 5, &c, NULL), 0);
+    CHECK_EQ(apply(&sm, 6, &d, NULL), -PT_EBUSY); /* certified spans stay */
+    d.cookie = 6;
+    CHECK_EQ(apply(&sm, 6, &d, NULL), -PT_EACCES);
+    pt_shard_sm_close(&sm);
+}
+
 TEST(shard_span_layout_refusals)
 {
     struct pt_shard_sm sm;
-    struct pt_shard_req q = {.op = PT_SHARD_ADD_SPAN, .cookie = 5, .size = 100, .crc = 1,
-                             .storage = PT_STORAGE_MIRRORED, .data = 1, .parity = 1,
-                             .block_size = 100, .n_services = 2, .services = {7, 7}};
+    struct pt_shard_req q = {.op = PT_SHARD_ADD_SPAN,
+                             .cookie = 5,
+                             .size = 100,
+                             .crc = 1,
+                             .storage = PT_STORAGE_MIRRORED,
+                             .data = 1,
+                             .parity = 1,
+                             .block_size = 100,
+                             .n_services = 2,
+                             .services = {7, 7}};
     open_sm(&sm, "s", 0);
     q.id = construct(&sm, 1, 5);
     CHECK_EQ(apply(&sm, 2, &q, NULL), -PT_EINVAL); /* same service twice */
@@ -286,6 +349,46 @@ TEST(shard_unlink_keeps_file_for_retention)
     CHECK_EQ(st.state, PT_FILE_UNLINKED);
     CHECK_EQ(st.deadline, 3 + PT_SHARD_RETENTION_MS);
     pt_shard_sm_close(&sm);
+}
+
+/* A file named in a directory of another shard is retired on its own shard. */
+TEST(shard_unlink_names_the_file_and_retire_is_idempotent)
+{
+    struct pt_shard_sm s0, s1;
+    struct pt_shard_req mk = {.op = PT_SHARD_MAKE_DIR, .txn = 1, .target = PT_INODE_ROOT};
+    struct pt_shard_req add = {
+        .op = PT_SHARD_ADD_ENTRY, .txn = 2, .offset = PT_TYPE_FILE, .name = "f", .name_len = 1};
+    struct pt_shard_req u = {.op = PT_SHARD_UNLINK, .name = "f", .name_len = 1};
+    struct pt_shard_req r = {.op = PT_SHARD_RETIRE_FILE};
+    struct pt_shard_stat st;
+    struct pt_cursor b;
+    uint64_t dir, file;
+    open_sm(&s0, "s0", 0);
+    open_sm(&s1, "s1", 1);
+    CHECK_EQ(apply(&s1, 1, &mk, &b), 0);
+    dir = pt_dec_u64(&b);
+    file = construct(&s0, 1, 4);
+    CHECK_EQ(link_file(&s0, 2, file, 4, PT_INODE_ROOT, "f"), 0);
+    /* The CDC moved its name into dir (shard 1); then it is unlinked there. */
+    add.id = dir;
+    add.target = file;
+    CHECK_EQ(apply(&s1, 3, &add, NULL), 0);
+    u.id = dir;
+    CHECK_EQ(apply(&s1, 4, &u, &b), 0);
+    CHECK_EQ(pt_dec_u64(&b), file);
+    r.id = file;
+    CHECK_EQ(apply(&s1, 5, &r, NULL), -PT_EXDEV);
+    CHECK_EQ(apply(&s0, 5, &r, NULL), 0);
+    CHECK_EQ(stat_of(&s0, file, &st), 0);
+    CHECK_EQ(st.state, PT_FILE_UNLINKED);
+    CHECK_EQ(st.deadline, 5 + PT_SHARD_RETENTION_MS);
+    CHECK_EQ(apply(&s0, 9, &r, NULL), 0); /* retried: unchanged */
+    CHECK_EQ(stat_of(&s0, file, &st), 0);
+    CHECK_EQ(st.deadline, 5 + PT_SHARD_RETENTION_MS);
+    r.id = PT_INODE_ROOT;
+    CHECK_EQ(apply(&s0, 9, &r, NULL), -PT_EISDIR);
+    pt_shard_sm_close(&s0);
+    pt_shard_sm_close(&s1);
 }
 
 TEST(shard_rename_same_directory)
@@ -362,8 +465,8 @@ TEST(shard_cdc_halves_are_idempotent)
 {
     struct pt_shard_sm s0, s1;
     struct pt_shard_req mk = {.op = PT_SHARD_MAKE_DIR, .txn = 42, .target = PT_INODE_ROOT};
-    struct pt_shard_req add = {.op = PT_SHARD_ADD_ENTRY, .txn = 42, .id = PT_INODE_ROOT,
-                               .offset = PT_TYPE_DIR};
+    struct pt_shard_req add = {
+        .op = PT_SHARD_ADD_ENTRY, .txn = 42, .id = PT_INODE_ROOT, .offset = PT_TYPE_DIR};
     struct pt_shard_req lock = {.op = PT_SHARD_LOCK_ENTRY, .txn = 43, .id = PT_INODE_ROOT};
     struct pt_shard_req rm = {.op = PT_SHARD_REMOVE_ENTRY, .txn = 43, .id = PT_INODE_ROOT};
     struct pt_shard_req rmdir = {.op = PT_SHARD_REMOVE_DIR, .txn = 43};
@@ -557,8 +660,8 @@ TEST(shard_batch_entry_replies_in_order)
     struct pt_shard_sm sm;
     struct pt_shard_entry_builder b;
     struct pt_shard_req c1 = {.op = PT_SHARD_CONSTRUCT_FILE, .cookie = 1};
-    struct pt_shard_req bad = {.op = PT_SHARD_UNLINK, .id = PT_INODE_ROOT, .name_len = 1,
-                               .name = "x"};
+    struct pt_shard_req bad = {
+        .op = PT_SHARD_UNLINK, .id = PT_INODE_ROOT, .name_len = 1, .name = "x"};
     struct pt_shard_req c2 = {.op = PT_SHARD_CONSTRUCT_FILE, .cookie = 2};
     struct pt_cursor body;
     uint8_t entry[4096];
@@ -579,16 +682,26 @@ TEST(shard_batch_entry_replies_in_order)
     CHECK_EQ(pt_dec_u64(&body), PT_INODE_MAKE(0, 3));
     /* A full batch refuses one more. */
     pt_shard_entry_init(&b, entry, sizeof(entry), 5);
-    for (i = 0; i < PT_SHARD_BATCH_MAX; i++) CHECK_OK(pt_shard_entry_add(&b, &c1));
+    for (i = 0; i < PT_SHARD_BATCH_MAX; i++)
+        CHECK_OK(pt_shard_entry_add(&b, &c1));
     CHECK_EQ(pt_shard_entry_add(&b, &c1), -PT_E2BIG);
     pt_shard_sm_close(&sm);
 }
 
 TEST(shard_msgs_roundtrip_and_truncation)
 {
-    struct pt_shard_req q = {.op = PT_SHARD_ADD_SPAN, .id = 1, .cookie = 2, .offset = 3,
-                             .size = 4, .crc = 5, .storage = 1, .data = 1, .parity = 2,
-                             .block_size = 4, .n_services = 3, .services = {7, 8, 9}};
+    struct pt_shard_req q = {.op = PT_SHARD_ADD_SPAN,
+                             .id = 1,
+                             .cookie = 2,
+                             .offset = 3,
+                             .size = 4,
+                             .crc = 5,
+                             .storage = 1,
+                             .data = 1,
+                             .parity = 2,
+                             .block_size = 4,
+                             .n_services = 3,
+                             .services = {7, 8, 9}};
     struct pt_shard_req d;
     uint8_t buf[256];
     int n, i;
@@ -597,7 +710,8 @@ TEST(shard_msgs_roundtrip_and_truncation)
     CHECK_OK(pt_shard_req_decode(&d, buf, (size_t)n));
     CHECK_EQ(d.services[2], 9);
     CHECK_EQ(d.parity, 2);
-    for (i = 0; i < n; i++) CHECK_EQ(pt_shard_req_decode(&d, buf, (size_t)i), -PT_EPROTO);
+    for (i = 0; i < n; i++)
+        CHECK_EQ(pt_shard_req_decode(&d, buf, (size_t)i), -PT_EPROTO);
     buf[n] = 0;
     CHECK_EQ(pt_shard_req_decode(&d, buf, (size_t)n + 1), -PT_EPROTO); /* trailing byte */
     buf[0] = 99;
@@ -609,4 +723,18 @@ TEST(shard_msgs_roundtrip_and_truncation)
     memcpy(q.name, "a/b", 4);
     n = pt_shard_req_encode(&q, buf, sizeof(buf));
     CHECK_EQ(pt_shard_req_decode(&d, buf, (size_t)n), -PT_EINVAL);
+    /* A reply with an impossible status leaves a body that decodes to an error, not garbage. */
+    {
+        struct pt_cursor body;
+        struct pt_shard_stat st;
+        struct pt_dirent de;
+        pt_put_le32(buf, 7);
+        memset(&body, 0xAB, sizeof(body));
+        CHECK_EQ(pt_shard_reply_open(buf, 40, &body), -PT_EPROTO);
+        CHECK_EQ(pt_shard_reply_stat(&body, &st), -PT_EPROTO);
+        CHECK_EQ(pt_shard_reply_dirent(&body, &de), -PT_EPROTO);
+        memset(&body, 0xAB, sizeof(body));
+        CHECK_EQ(pt_shard_reply_open(buf, 3, &body), -PT_EPROTO);
+        CHECK_EQ(pt_shard_reply_stat(&body, &st), -PT_EPROTO);
+    }
 }

@@ -35,6 +35,7 @@ struct cdc_service {
     struct pt_cdc_sm sm;
     struct pt_shard_apply_out out;
     unsigned shards;
+    unsigned next_shard; /* new directories go round-robin over the shards */
     struct pt_prng prng;
     struct waiter waiters[MAX_WAITERS];
     unsigned n_waiters;
@@ -80,7 +81,8 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[
     unsigned i;
     (void)fsm;
     if (*bufs) {
-        for (i = 0; i < *n; i++) free((*bufs)[i].base);
+        for (i = 0; i < *n; i++)
+            free((*bufs)[i].base);
         free(*bufs);
     }
     *bufs = NULL;
@@ -116,8 +118,10 @@ static void check_waiters(struct cdc_service *s)
     int leader = raft_state(pt_node_raft(s->node)) == RAFT_LEADER;
     while (i < s->n_waiters) {
         const struct pt_cdc_txn *t = pt_cdc_sm_find(&s->sm, s->waiters[i].txn);
-        if (t && t->done) reply_txn(s->waiters[i].req, t->status, t->result);
-        else if (!leader || !t) pt_node_reply_not_leader(s->node, s->waiters[i].req);
+        if (t && t->done)
+            reply_txn(s->waiters[i].req, t->status, t->result);
+        else if (!leader || !t)
+            pt_node_reply_not_leader(s->node, s->waiters[i].req);
         else {
             i++;
             continue;
@@ -126,7 +130,8 @@ static void check_waiters(struct cdc_service *s)
     }
 }
 
-/* ---- driver ------------------------------------------------------------------------------------ */
+/* ---- driver ------------------------------------------------------------------------------------
+ */
 
 static void drive(struct cdc_service *s);
 
@@ -179,7 +184,8 @@ static void drive(struct cdc_service *s)
     if (uv_queue_work(loop, &s->work, step_work, step_done) == 0) s->driver = DRIVER_RUNNING;
 }
 
-/* ---- requests ---------------------------------------------------------------------------------- */
+/* ---- requests ----------------------------------------------------------------------------------
+ */
 
 struct begin_ctx {
     struct cdc_service *s;
@@ -206,9 +212,12 @@ static void begun(void *ctx, int status, const uint8_t *reply, size_t len)
     done = pt_dec_u8(&c);
     st = (int32_t)pt_dec_u32(&c);
     result = pt_dec_u64(&c);
-    if (rc || !pt_cursor_ok(&c)) pt_request_reply_error(b->req, rc ? rc : -PT_EPROTO, "transaction refused", NULL);
-    else if (done) reply_txn(b->req, st, result);
-    else if (s->n_waiters == MAX_WAITERS) pt_request_reply_error(b->req, -PT_EAGAIN, "too many transactions waiting", NULL);
+    if (rc || !pt_cursor_ok(&c))
+        pt_request_reply_error(b->req, rc ? rc : -PT_EPROTO, "transaction refused", NULL);
+    else if (done)
+        reply_txn(b->req, st, result);
+    else if (s->n_waiters == MAX_WAITERS)
+        pt_request_reply_error(b->req, -PT_EAGAIN, "too many transactions waiting", NULL);
     else {
         s->waiters[s->n_waiters].txn = txn;
         s->waiters[s->n_waiters].req = b->req;
@@ -241,7 +250,7 @@ static void handle(void *ctx, struct pt_request *req)
         pt_node_reply_not_leader(s->node, req);
         return;
     }
-    n = pt_cdc_enc_begin(item, sizeof(item), &q, (uint8_t)pt_prng_below(&s->prng, s->shards));
+    n = pt_cdc_enc_begin(item, sizeof(item), &q, (uint8_t)(s->next_shard++ % s->shards));
     b = malloc(sizeof(*b));
     if (n < 0 || !b) {
         free(b);
@@ -252,8 +261,10 @@ static void handle(void *ctx, struct pt_request *req)
     b->req = req;
     if ((rc = pt_node_propose(s->node, item, (size_t)n, begun, b)) != 0) {
         free(b);
-        if (rc == -PT_ENOTLEADER) pt_node_reply_not_leader(s->node, req);
-        else pt_request_reply_error(req, rc, petrel_strerror(rc), NULL);
+        if (rc == -PT_ENOTLEADER)
+            pt_node_reply_not_leader(s->node, req);
+        else
+            pt_request_reply_error(req, rc, petrel_strerror(rc), NULL);
     }
 }
 
@@ -278,6 +289,7 @@ int pt_cdc_server_run(const struct pt_cdc_config *cfg, char *err, unsigned err_c
     pt_cdc_sm_init(&s->sm);
     s->shards = cfg->shards;
     pt_prng_seed(&s->prng, pt_entropy_seed());
+    s->next_shard = (unsigned)pt_prng_below(&s->prng, cfg->shards);
     pt_router_init(&s->router, cfg->registry, 5000, 2000, pt_prng_next(&s->prng));
     s->fsm.version = 2;
     s->fsm.data = s;

@@ -35,8 +35,8 @@ int pt_cdc_enc_begin(uint8_t *buf, size_t cap, const struct pt_cdc_req *q, uint8
     return n < 0 ? n : n + 2;
 }
 
-int pt_cdc_enc_step(uint8_t *buf, size_t cap, uint64_t txn, uint8_t step, uint64_t x,
-                    uint8_t type, int32_t err)
+int pt_cdc_enc_step(uint8_t *buf, size_t cap, uint64_t txn, uint8_t step, uint64_t x, uint8_t type,
+                    int32_t err)
 {
     struct pt_cursor c;
     pt_cursor_init(&c, buf, cap);
@@ -65,8 +65,10 @@ const struct pt_cdc_txn *pt_cdc_sm_find(const struct pt_cdc_sm *sm, uint64_t id)
     size_t lo = 0, hi = sm->count;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (sm->txns[mid].id < id) lo = mid + 1;
-        else hi = mid;
+        if (sm->txns[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo < sm->count && sm->txns[lo].id == id ? &sm->txns[lo] : NULL;
 }
@@ -82,7 +84,8 @@ const struct pt_cdc_txn *pt_cdc_sm_next_active(const struct pt_cdc_sm *sm)
 static void trim_finished(struct pt_cdc_sm *sm)
 {
     size_t finished = 0, i, j;
-    for (i = 0; i < sm->count; i++) finished += sm->txns[i].done;
+    for (i = 0; i < sm->count; i++)
+        finished += sm->txns[i].done;
     if (finished <= PT_CDC_KEEP_FINISHED) return;
     for (i = 0, j = 0; i < sm->count; i++) {
         if (sm->txns[i].done && finished > PT_CDC_KEEP_FINISHED) {
@@ -159,9 +162,12 @@ static int apply_item(struct pt_cdc_sm *sm, const uint8_t *p, size_t len,
         uint64_t x = pt_dec_u64(&c);
         uint8_t type = pt_dec_u8(&c);
         int32_t err = (int32_t)pt_dec_u32(&c);
-        if (!pt_cursor_ok(&c) || c.pos != len) put_status(out, i, -PT_EPROTO);
-        else if (!t) put_status(out, i, -PT_ENOENT);
-        else if (t->done || step <= t->step) put_status(out, i, -PT_ESTALE);
+        if (!pt_cursor_ok(&c) || c.pos != len)
+            put_status(out, i, -PT_EPROTO);
+        else if (!t)
+            put_status(out, i, -PT_ENOENT);
+        else if (t->done || step <= t->step)
+            put_status(out, i, -PT_ESTALE);
         else {
             t->step = step;
             t->x = x;
@@ -174,9 +180,12 @@ static int apply_item(struct pt_cdc_sm *sm, const uint8_t *p, size_t len,
     if (p[0] == PT_CDC_FINISH) {
         int32_t status = (int32_t)pt_dec_u32(&c);
         uint64_t result = pt_dec_u64(&c);
-        if (!pt_cursor_ok(&c) || c.pos != len) put_status(out, i, -PT_EPROTO);
-        else if (!t) put_status(out, i, -PT_ENOENT);
-        else if (t->done) put_status(out, i, -PT_ESTALE);
+        if (!pt_cursor_ok(&c) || c.pos != len)
+            put_status(out, i, -PT_EPROTO);
+        else if (!t)
+            put_status(out, i, -PT_ENOENT);
+        else if (t->done)
+            put_status(out, i, -PT_ESTALE);
         else {
             t->done = 1;
             t->status = status;
@@ -204,8 +213,10 @@ int pt_cdc_sm_apply(struct pt_cdc_sm *sm, const uint8_t *entry, size_t len,
     for (i = 0; i < count; i++) {
         uint32_t n = pt_dec_u32(&c);
         const uint8_t *p = pt_cursor_take(&c, n);
-        if (!p) put_status(out, i, -PT_EPROTO);
-        else if ((rc = apply_item(sm, p, n, out, i)) != 0) return rc;
+        if (!p)
+            put_status(out, i, -PT_EPROTO);
+        else if ((rc = apply_item(sm, p, n, out, i)) != 0)
+            return rc;
         out->count = (uint16_t)(i + 1);
     }
     return 0;
@@ -265,7 +276,8 @@ int pt_cdc_sm_restore(struct pt_cdc_sm *sm, const uint8_t *buf, size_t len)
     struct pt_cursor c;
     struct pt_cdc_sm fresh;
     uint64_t count, i;
-    if (len < 28 || petrel_crc32c(0, buf, len - 4) != pt_get_le32(buf + len - 4)) return -PT_ECORRUPT;
+    if (len < 28 || petrel_crc32c(0, buf, len - 4) != pt_get_le32(buf + len - 4))
+        return -PT_ECORRUPT;
     pt_cursor_init(&c, (void *)buf, len - 4);
     if (pt_dec_u32(&c) != CDC_SNAP_MAGIC || pt_dec_u32(&c) != 1) return -PT_ECORRUPT;
     pt_cdc_sm_init(&fresh);

@@ -20,7 +20,7 @@
 
 enum pt_cdc_entry_op { PT_CDC_BEGIN = 1, PT_CDC_STEP = 2, PT_CDC_FINISH = 3 };
 
-#define PT_CDC_STEP_ROLLBACK 9 /* the step that undoes a refused transaction */
+#define PT_CDC_STEP_ROLLBACK 9    /* the step that undoes a refused transaction */
 #define PT_CDC_KEEP_FINISHED 4096 /* finished transactions remembered for retried requests */
 
 struct pt_cdc_txn {
@@ -28,9 +28,9 @@ struct pt_cdc_txn {
     struct pt_cdc_req req;
     uint8_t shard; /* mkdir: the shard chosen for the new directory */
     uint8_t step;
-    uint64_t x;    /* the inode the transaction moves, removes or creates */
-    uint8_t type;  /* its type */
-    int32_t err;   /* the refusal being rolled back */
+    uint64_t x;   /* the inode the transaction moves, removes or creates */
+    uint8_t type; /* its type */
+    int32_t err;  /* the refusal being rolled back */
     uint8_t done;
     int32_t status;
     uint64_t result;
@@ -47,8 +47,8 @@ void pt_cdc_sm_free(struct pt_cdc_sm *sm);
 
 /* Log entry items (inside the shard_sm.h envelope). Each returns its length or an error. */
 int pt_cdc_enc_begin(uint8_t *buf, size_t cap, const struct pt_cdc_req *q, uint8_t shard);
-int pt_cdc_enc_step(uint8_t *buf, size_t cap, uint64_t txn, uint8_t step, uint64_t x,
-                    uint8_t type, int32_t err);
+int pt_cdc_enc_step(uint8_t *buf, size_t cap, uint64_t txn, uint8_t step, uint64_t x, uint8_t type,
+                    int32_t err);
 int pt_cdc_enc_finish(uint8_t *buf, size_t cap, uint64_t txn, int32_t status, uint64_t result);
 
 /*

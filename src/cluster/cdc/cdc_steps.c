@@ -18,8 +18,8 @@
 #define MAX_DEPTH 4096
 
 /* A shard call: 0 / the operation's refusal (remote) / 1 when the shard was unreachable. */
-static int call(struct pt_router *r, const struct pt_shard_req *q, uint64_t owner,
-                uint64_t *v1, uint8_t *v2)
+static int call(struct pt_router *r, const struct pt_shard_req *q, uint64_t owner, uint64_t *v1,
+                uint8_t *v2)
 {
     struct pt_reply rep;
     int rc = pt_router_shard(r, PT_INODE_SHARD(owner), q, &rep, NULL);
@@ -38,8 +38,8 @@ static int call(struct pt_router *r, const struct pt_shard_req *q, uint64_t owne
     return rc;
 }
 
-static void named(struct pt_shard_req *q, uint8_t op, uint64_t txn, uint64_t dir,
-                  const char *name, uint8_t len)
+static void named(struct pt_shard_req *q, uint8_t op, uint64_t txn, uint64_t dir, const char *name,
+                  uint8_t len)
 {
     memset(q, 0, sizeof(*q));
     q->op = op;
@@ -108,16 +108,20 @@ static void mkdir_step(struct pt_router *r, const struct pt_cdc_txn *t, struct p
         q.txn = t->id;
         q.target = t->req.dir;
         rc = call(r, &q, PT_INODE_MAKE(t->shard, 0), &id, NULL);
-        if (rc == 0) set_step(o, 1, id, PT_TYPE_DIR, 0);
-        else if (rc < 0) set_finish(o, rc, 0);
+        if (rc == 0)
+            set_step(o, 1, id, PT_TYPE_DIR, 0);
+        else if (rc < 0)
+            set_finish(o, rc, 0);
         return;
     case 1:
         named(&q, PT_SHARD_ADD_ENTRY, t->id, t->req.dir, t->req.name, t->req.name_len);
         q.target = t->x;
         q.offset = PT_TYPE_DIR;
         rc = call(r, &q, t->req.dir, NULL, NULL);
-        if (rc == 0) set_finish(o, 0, t->x);
-        else if (rc < 0) set_step(o, 2, t->x, PT_TYPE_DIR, rc);
+        if (rc == 0)
+            set_finish(o, 0, t->x);
+        else if (rc < 0)
+            set_step(o, 2, t->x, PT_TYPE_DIR, rc);
         return;
     default:
         memset(&q, 0, sizeof(q));
@@ -147,9 +151,12 @@ static void rmdir_step(struct pt_router *r, const struct pt_cdc_txn *t, struct p
     case 0:
         named(&q, PT_SHARD_LOCK_ENTRY, t->id, t->req.dir, t->req.name, t->req.name_len);
         rc = call(r, &q, t->req.dir, &id, &type);
-        if (rc < 0) set_finish(o, rc, 0);
-        else if (rc == 0 && type != PT_TYPE_DIR) set_step(o, PT_CDC_STEP_ROLLBACK, id, type, -PT_ENOTDIR);
-        else if (rc == 0) set_step(o, 1, id, type, 0);
+        if (rc < 0)
+            set_finish(o, rc, 0);
+        else if (rc == 0 && type != PT_TYPE_DIR)
+            set_step(o, PT_CDC_STEP_ROLLBACK, id, type, -PT_ENOTDIR);
+        else if (rc == 0)
+            set_step(o, 1, id, type, 0);
         return;
     case 1:
         memset(&q, 0, sizeof(q));
@@ -157,8 +164,10 @@ static void rmdir_step(struct pt_router *r, const struct pt_cdc_txn *t, struct p
         q.txn = t->id;
         q.id = t->x;
         rc = call(r, &q, t->x, NULL, NULL);
-        if (rc == 0) set_step(o, 2, t->x, t->type, 0);
-        else if (rc < 0) set_step(o, PT_CDC_STEP_ROLLBACK, t->x, t->type, rc);
+        if (rc == 0)
+            set_step(o, 2, t->x, t->type, 0);
+        else if (rc < 0)
+            set_step(o, PT_CDC_STEP_ROLLBACK, t->x, t->type, rc);
         return;
     case 2:
         named(&q, PT_SHARD_REMOVE_ENTRY, t->id, t->req.dir, t->req.name, t->req.name_len);
@@ -182,8 +191,10 @@ static void rename_step(struct pt_router *r, const struct pt_cdc_txn *t, struct 
     case 0:
         named(&q, PT_SHARD_LOCK_ENTRY, t->id, t->req.dir, t->req.name, t->req.name_len);
         rc = call(r, &q, t->req.dir, &id, &type);
-        if (rc < 0) set_finish(o, rc, 0);
-        else if (rc == 0) set_step(o, 1, id, type, 0);
+        if (rc < 0)
+            set_finish(o, rc, 0);
+        else if (rc == 0)
+            set_step(o, 1, id, type, 0);
         return;
     case 1:
         if (t->type == PT_TYPE_DIR) {
@@ -199,16 +210,20 @@ static void rename_step(struct pt_router *r, const struct pt_cdc_txn *t, struct 
         q.target = t->x;
         q.offset = t->type;
         rc = call(r, &q, t->req.dir2, NULL, NULL);
-        if (rc == 0) set_step(o, 2, t->x, t->type, 0);
-        else if (rc < 0) set_step(o, PT_CDC_STEP_ROLLBACK, t->x, t->type, rc);
+        if (rc == 0)
+            set_step(o, 2, t->x, t->type, 0);
+        else if (rc < 0)
+            set_step(o, PT_CDC_STEP_ROLLBACK, t->x, t->type, rc);
         return;
     case 2:
         named(&q, PT_SHARD_REMOVE_ENTRY, t->id, t->req.dir, t->req.name, t->req.name_len);
         q.target = t->x;
         rc = call(r, &q, t->req.dir, NULL, NULL);
         if (rc > 0) return;
-        if (t->type == PT_TYPE_DIR) set_step(o, 3, t->x, t->type, 0);
-        else set_finish(o, rc, 0);
+        if (t->type == PT_TYPE_DIR)
+            set_step(o, 3, t->x, t->type, 0);
+        else
+            set_finish(o, rc, 0);
         return;
     case 3:
         memset(&q, 0, sizeof(q));
@@ -229,9 +244,17 @@ void pt_cdc_run_step(struct pt_router *r, const struct pt_cdc_txn *t, struct pt_
 {
     memset(out, 0, sizeof(*out));
     switch (t->req.op) {
-    case PT_CDC_MKDIR: mkdir_step(r, t, out); break;
-    case PT_CDC_RMDIR: rmdir_step(r, t, out); break;
-    case PT_CDC_RENAME: rename_step(r, t, out); break;
-    default: set_finish(out, -PT_EPROTO, 0); break;
+    case PT_CDC_MKDIR:
+        mkdir_step(r, t, out);
+        break;
+    case PT_CDC_RMDIR:
+        rmdir_step(r, t, out);
+        break;
+    case PT_CDC_RENAME:
+        rename_step(r, t, out);
+        break;
+    default:
+        set_finish(out, -PT_EPROTO, 0);
+        break;
     }
 }

@@ -48,7 +48,7 @@ int petrel_client_open(struct petrel_client **out, const struct petrel_client_co
     pt_router_init(&c->router, c->registry, cfg->retry_budget_ms, cfg->attempt_timeout_ms,
                    pt_prng_next(&c->prng));
     c->block_opts.timeout_ms = cfg->attempt_timeout_ms ? cfg->attempt_timeout_ms : 3000;
-    c->block_opts.retry_budget_ms = 1500;
+    c->block_opts.retry_budget_ms = 500; /* then the next copy, or another service */
     *out = c;
     return 0;
 }
@@ -66,12 +66,14 @@ void petrel_client_close(struct petrel_client *c)
 static int next_component(const char **p, char *name, uint8_t *len)
 {
     const char *s = *p, *e;
-    while (*s == '/') s++;
+    while (*s == '/')
+        s++;
     if (!*s) return 0;
     e = strchr(s, '/');
     if (!e) e = s + strlen(s);
     if (e - s > PT_NAME_MAX) return -PT_ENAMETOOLONG;
-    if ((e - s == 1 && s[0] == '.') || (e - s == 2 && s[0] == '.' && s[1] == '.')) return -PT_EINVAL;
+    if ((e - s == 1 && s[0] == '.') || (e - s == 2 && s[0] == '.' && s[1] == '.'))
+        return -PT_EINVAL;
     memcpy(name, s, (size_t)(e - s));
     name[e - s] = 0;
     *len = (uint8_t)(e - s);
@@ -108,8 +110,7 @@ static int lookup(struct petrel_client *c, uint64_t dir, const char *name, uint8
     return rc;
 }
 
-int petrel_client_resolve(struct petrel_client *c, const char *path, uint64_t *id,
-                          uint8_t *type)
+int petrel_client_resolve(struct petrel_client *c, const char *path, uint64_t *id, uint8_t *type)
 {
     uint64_t cur = PT_INODE_ROOT;
     uint8_t t = PT_TYPE_DIR, len;
@@ -137,7 +138,8 @@ static int resolve_parent(struct petrel_client *c, const char *path, uint64_t *d
     int rc;
     if (!path || path[0] != '/' || strlen(path) >= sizeof(parent)) return -PT_EINVAL;
     snprintf(parent, sizeof(parent), "%s", path);
-    while (strlen(parent) > 1 && parent[strlen(parent) - 1] == '/') parent[strlen(parent) - 1] = 0;
+    while (strlen(parent) > 1 && parent[strlen(parent) - 1] == '/')
+        parent[strlen(parent) - 1] = 0;
     slash = strrchr(parent, '/');
     if (!slash[1]) return -PT_EINVAL; /* the root has no parent */
     {
@@ -299,6 +301,19 @@ int petrel_client_unlink(struct petrel_client *c, const char *path)
     q.op = PT_SHARD_UNLINK;
     if ((rc = resolve_parent(c, path, &q.id, q.name, &q.name_len)) != 0) return rc;
     rc = shard_call(c, q.id, &q, &rep, &retried);
+    if (rc == 0 && rep.body_len >= 8) {
+        uint64_t id = pt_get_le64(rep.body);
+        if (PT_INODE_SHARD(id) != PT_INODE_SHARD(q.id)) {
+            /* The file lives on another shard (renamed here): start its retention there. */
+            struct pt_shard_req r;
+            struct pt_reply rrep;
+            memset(&r, 0, sizeof(r));
+            r.op = PT_SHARD_RETIRE_FILE;
+            r.id = id;
+            rc = shard_call(c, id, &r, &rrep, NULL);
+            pt_reply_free(&rrep);
+        }
+    }
     pt_reply_free(&rep);
     if (rc == -PT_ENOENT && retried) rc = 0; /* done by the first try */
     return rc;
@@ -319,14 +334,18 @@ static int refresh_services(struct petrel_client *c)
     return 0;
 }
 
-static const char *service_addr(struct petrel_client *c, uint64_t id, int refresh)
+/* Copy the address of block service id into out (refresh: ask the registry first). */
+static int service_addr(struct petrel_client *c, uint64_t id, int refresh, char *out, size_t cap)
 {
     size_t i;
     if (refresh) refresh_services(c);
     for (i = 0; i < c->n_services; i++)
-        if (c->services[i].id == id) return c->services[i].addr[0] ? c->services[i].addr : NULL;
-    if (!refresh) return service_addr(c, id, 1);
-    return NULL;
+        if (c->services[i].id == id && c->services[i].addr[0]) {
+            snprintf(out, cap, "%s", c->services[i].addr);
+            return 0;
+        }
+    if (!refresh) return service_addr(c, id, 1, out, cap);
+    return -PT_ENXIO;
 }
 
 /* ---- writing --------------------------------------------------------------------------------- */
@@ -360,14 +379,19 @@ static int write_inline(struct writer *w, uint64_t offset, const uint8_t *data, 
     return rc;
 }
 
-static int write_span(struct writer *w, uint64_t offset, const uint8_t *data, uint32_t len)
+/*
+ * One attempt at a mirrored span: ADD_SPAN (avoiding the services in avoid), write every
+ * copy, CERTIFY. A block service that fails the write is added to avoid and *failed is set,
+ * the span then stays uncertified for the caller to drop.
+ */
+static int span_attempt(struct writer *w, uint64_t offset, const uint8_t *data, uint32_t len,
+                        uint32_t crc, uint64_t *avoid, uint8_t *n_avoid, int *failed)
 {
     struct pt_shard_req q;
     struct pt_reply rep;
     struct pt_cursor b;
     uint8_t proofs[PT_SPAN_BLOCKS_MAX * 8];
     unsigned n, i;
-    uint32_t crc = pt_block_crc(data, len);
     int rc;
     memset(&q, 0, sizeof(q));
     q.op = PT_SHARD_ADD_SPAN;
@@ -378,33 +402,40 @@ static int write_span(struct writer *w, uint64_t offset, const uint8_t *data, ui
     q.data = 1;
     q.parity = (uint8_t)(w->c->cfg.copies - 1);
     q.block_size = len;
+    q.n_services = *n_avoid;
+    memcpy(q.services, avoid, *n_avoid * sizeof(avoid[0]));
     if ((rc = write_call(w, &q, &rep)) != 0) {
         pt_reply_free(&rep);
         return rc;
     }
     pt_cursor_init(&b, rep.body, rep.body_len);
     n = pt_dec_u8(&b);
-    if (n > PT_SPAN_BLOCKS_MAX) n = 0;
+    if (n == 0 || n > PT_SPAN_BLOCKS_MAX) rc = -PT_EPROTO;
     for (i = 0; i < n && rc == 0; i++) {
         uint64_t service = pt_dec_u64(&b), block = pt_dec_u64(&b), cert = pt_dec_u64(&b), proof = 0;
-        const char *addr;
+        char addr[PT_REG_ADDR_MAX];
         if (!pt_cursor_ok(&b)) {
             rc = -PT_EPROTO;
             break;
         }
-        addr = service_addr(w->c, service, 0);
-        rc = addr ? pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts)
-                  : -PT_ENXIO;
+        rc = service_addr(w->c, service, 0, addr, sizeof(addr));
+        if (rc == 0)
+            rc = pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts);
         if (rc != 0 && rc != -PT_ENOTCERT && rc != -PT_EEXIST) {
             /* The service may have moved: ask the registry once and retry there. */
-            addr = service_addr(w->c, service, 1);
-            if (addr) rc = pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts);
+            if (service_addr(w->c, service, 1, addr, sizeof(addr)) == 0)
+                rc = pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts);
+        }
+        if (rc != 0) {
+            petrel_log(PT_LOG_WARN, "client", "block service %llu failed a write: %s",
+                       (unsigned long long)service, petrel_strerror(rc));
+            if (*n_avoid < PT_SPAN_BLOCKS_MAX) avoid[(*n_avoid)++] = service;
+            *failed = 1;
         }
         pt_put_le64(proofs + 8 * i, proof);
     }
     pt_reply_free(&rep);
     if (rc) return rc;
-    if (n == 0) return -PT_EPROTO;
     memset(&q, 0, sizeof(q));
     q.op = PT_SHARD_CERTIFY_SPAN;
     q.offset = offset;
@@ -412,6 +443,30 @@ static int write_span(struct writer *w, uint64_t offset, const uint8_t *data, ui
     q.data_ptr = proofs;
     rc = write_call(w, &q, &rep);
     pt_reply_free(&rep);
+    return rc;
+}
+
+/* A mirrored span; a block service that fails is avoided and the span placed again. */
+static int write_span(struct writer *w, uint64_t offset, const uint8_t *data, uint32_t len)
+{
+    uint64_t avoid[PT_SPAN_BLOCKS_MAX];
+    uint8_t n_avoid = 0;
+    uint32_t crc = pt_block_crc(data, len);
+    unsigned attempt;
+    int rc = -PT_EIO;
+    for (attempt = 0; attempt < 4; attempt++) {
+        struct pt_shard_req q;
+        struct pt_reply rep;
+        int failed = 0, drc;
+        rc = span_attempt(w, offset, data, len, crc, avoid, &n_avoid, &failed);
+        if (rc == 0 || !failed) return rc;
+        memset(&q, 0, sizeof(q));
+        q.op = PT_SHARD_DROP_SPAN;
+        q.offset = offset;
+        drc = write_call(w, &q, &rep);
+        pt_reply_free(&rep);
+        if (drc) return drc;
+    }
     return rc;
 }
 
@@ -503,15 +558,18 @@ static int read_blocks(struct petrel_client *c, const struct pt_span *s, uint32_
         for (k = 0; k < n; k++) {
             unsigned idx = (first + k) % n;
             const struct pt_block_ref *b = &s->blocks[idx];
-            const char *addr = service_addr(c, b->service, 0);
-            rc = addr ? pt_blocks_read(addr, b->block, from + done, piece, buf, &got, NULL, &c->block_opts)
-                      : -PT_ENXIO;
+            char addr[PT_REG_ADDR_MAX], moved[PT_REG_ADDR_MAX];
+            int known = service_addr(c, b->service, 0, addr, sizeof(addr)) == 0;
+            rc = known ? pt_blocks_read(addr, b->block, from + done, piece, buf, &got, NULL,
+                                        &c->block_opts)
+                       : -PT_ENXIO;
             if (rc != 0 && rc != -PT_ECORRUPT && rc != -PT_ENOENT && !refreshed) {
                 /* The service may have moved (restart on a new port): ask the registry once. */
-                const char *moved = service_addr(c, b->service, 1);
                 refreshed = 1;
-                if (moved && (!addr || strcmp(moved, addr) != 0))
-                    rc = pt_blocks_read(moved, b->block, from + done, piece, buf, &got, NULL, &c->block_opts);
+                if (service_addr(c, b->service, 1, moved, sizeof(moved)) == 0 &&
+                    (!known || strcmp(moved, addr) != 0))
+                    rc = pt_blocks_read(moved, b->block, from + done, piece, buf, &got, NULL,
+                                        &c->block_opts);
             }
             if (rc == 0 && got != piece) rc = -PT_ECORRUPT; /* shorter than its span says */
             if (rc == 0) {
@@ -578,8 +636,10 @@ int petrel_client_read(struct petrel_client *c, const char *path, uint64_t offse
             from = (uint32_t)(pos - s.offset);
             count = (uint32_t)(PT_MIN(s_end, end) - pos);
             if (s.storage == PT_STORAGE_INLINE) {
-                if (petrel_crc32c(0, s.inline_data, s.inline_len) != s.crc) rc = -PT_ECORRUPT;
-                else rc = write(ctx, s.inline_data + from, count);
+                if (petrel_crc32c(0, s.inline_data, s.inline_len) != s.crc)
+                    rc = -PT_ECORRUPT;
+                else
+                    rc = write(ctx, s.inline_data + from, count);
             } else {
                 rc = read_blocks(c, &s, from, count, buf, write, ctx);
             }

@@ -28,12 +28,14 @@ static int discover(struct pt_router *r, unsigned target)
     struct pt_reg_replica *v = NULL;
     struct pt_call_opts opts = {.timeout_ms = 1000, .retry_budget_ms = 1};
     size_t n = 0, i, live = 0;
-    int rc = target == PT_ROUTER_CDC ? pt_reg_list_cdc(r->registry, &v, &n, &opts)
-                                     : pt_reg_list_shards(r->registry, (uint16_t)target, &v, &n, &opts);
+    int rc = target == PT_ROUTER_CDC
+                 ? pt_reg_list_cdc(r->registry, &v, &n, &opts)
+                 : pt_reg_list_shards(r->registry, (uint16_t)target, &v, &n, &opts);
     if (rc) return rc;
     r->leader[target][0] = 0;
     for (i = 0; i < n; i++)
-        if (v[i].addr[0] && !v[i].stale && v[i].leader) snprintf(r->leader[target], sizeof(r->leader[0]), "%s", v[i].addr);
+        if (v[i].addr[0] && !v[i].stale && v[i].leader)
+            snprintf(r->leader[target], sizeof(r->leader[0]), "%s", v[i].addr);
     if (!r->leader[target][0]) {
         for (i = 0; i < n; i++)
             if (v[i].addr[0]) live++;

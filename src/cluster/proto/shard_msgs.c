@@ -30,26 +30,50 @@ enum {
 static int shard_req_fields(uint8_t op)
 {
     switch (op) {
-    case PT_SHARD_LOOKUP: return F_ID | F_NAME;
-    case PT_SHARD_READDIR: return F_ID | F_OFFSET | F_MAX | F_NAME;
-    case PT_SHARD_STAT: return F_ID;
-    case PT_SHARD_SPANS: return F_ID | F_OFFSET | F_MAX;
-    case PT_SHARD_CONSTRUCT_FILE: return F_COOKIE;
-    case PT_SHARD_ADD_SPAN: return F_ID | F_COOKIE | F_OFFSET | F_SIZECRC | F_LAYOUT | F_SERVICES;
-    case PT_SHARD_ADD_INLINE: return F_ID | F_COOKIE | F_OFFSET | F_SIZECRC | F_DATA;
-    case PT_SHARD_CERTIFY_SPAN: return F_ID | F_COOKIE | F_OFFSET | F_DATA;
-    case PT_SHARD_LINK_FILE: return F_ID | F_COOKIE | F_TARGET | F_NAME;
-    case PT_SHARD_UNLINK: return F_ID | F_NAME;
-    case PT_SHARD_RENAME: return F_ID | F_NAME | F_NAME2;
-    case PT_SHARD_EXPIRE: return 0;
-    case PT_SHARD_MAKE_DIR: return F_TXN | F_TARGET;
-    case PT_SHARD_ADD_ENTRY: return F_TXN | F_ID | F_TARGET | F_OFFSET | F_NAME;
-    case PT_SHARD_REMOVE_ENTRY: return F_TXN | F_ID | F_TARGET | F_NAME;
-    case PT_SHARD_LOCK_ENTRY: return F_TXN | F_ID | F_NAME;
-    case PT_SHARD_UNLOCK_ENTRY: return F_TXN | F_ID | F_NAME;
-    case PT_SHARD_REMOVE_DIR: return F_TXN | F_ID;
-    case PT_SHARD_SET_PARENT: return F_TXN | F_ID | F_TARGET;
-    default: return F_INVALID;
+    case PT_SHARD_LOOKUP:
+        return F_ID | F_NAME;
+    case PT_SHARD_READDIR:
+        return F_ID | F_OFFSET | F_MAX | F_NAME;
+    case PT_SHARD_STAT:
+        return F_ID;
+    case PT_SHARD_SPANS:
+        return F_ID | F_OFFSET | F_MAX;
+    case PT_SHARD_CONSTRUCT_FILE:
+        return F_COOKIE;
+    case PT_SHARD_ADD_SPAN:
+        return F_ID | F_COOKIE | F_OFFSET | F_SIZECRC | F_LAYOUT | F_SERVICES;
+    case PT_SHARD_ADD_INLINE:
+        return F_ID | F_COOKIE | F_OFFSET | F_SIZECRC | F_DATA;
+    case PT_SHARD_CERTIFY_SPAN:
+        return F_ID | F_COOKIE | F_OFFSET | F_DATA;
+    case PT_SHARD_LINK_FILE:
+        return F_ID | F_COOKIE | F_TARGET | F_NAME;
+    case PT_SHARD_UNLINK:
+        return F_ID | F_NAME;
+    case PT_SHARD_RENAME:
+        return F_ID | F_NAME | F_NAME2;
+    case PT_SHARD_EXPIRE:
+        return 0;
+    case PT_SHARD_DROP_SPAN:
+        return F_ID | F_COOKIE | F_OFFSET;
+    case PT_SHARD_RETIRE_FILE:
+        return F_ID;
+    case PT_SHARD_MAKE_DIR:
+        return F_TXN | F_TARGET;
+    case PT_SHARD_ADD_ENTRY:
+        return F_TXN | F_ID | F_TARGET | F_OFFSET | F_NAME;
+    case PT_SHARD_REMOVE_ENTRY:
+        return F_TXN | F_ID | F_TARGET | F_NAME;
+    case PT_SHARD_LOCK_ENTRY:
+        return F_TXN | F_ID | F_NAME;
+    case PT_SHARD_UNLOCK_ENTRY:
+        return F_TXN | F_ID | F_NAME;
+    case PT_SHARD_REMOVE_DIR:
+        return F_TXN | F_ID;
+    case PT_SHARD_SET_PARENT:
+        return F_TXN | F_ID | F_TARGET;
+    default:
+        return F_INVALID;
     }
 }
 
@@ -103,7 +127,8 @@ int pt_shard_req_encode(const struct pt_shard_req *req, uint8_t *buf, size_t cap
     if (f & F_SERVICES) {
         if (req->n_services > PT_SPAN_BLOCKS_MAX) return -PT_EINVAL;
         pt_enc_u8(&c, req->n_services);
-        for (i = 0; i < req->n_services; i++) pt_enc_u64(&c, req->services[i]);
+        for (i = 0; i < req->n_services; i++)
+            pt_enc_u64(&c, req->services[i]);
     }
     if (!pt_cursor_ok(&c)) return -PT_EOVERFLOW;
     return (int)c.pos;
@@ -165,7 +190,8 @@ int pt_shard_req_decode(struct pt_shard_req *req, const uint8_t *buf, size_t len
     if (f & F_SERVICES) {
         req->n_services = pt_dec_u8(&c);
         if (req->n_services > PT_SPAN_BLOCKS_MAX) return -PT_EPROTO;
-        for (i = 0; i < req->n_services; i++) req->services[i] = pt_dec_u64(&c);
+        for (i = 0; i < req->n_services; i++)
+            req->services[i] = pt_dec_u64(&c);
     }
     if (!pt_cursor_ok(&c) || c.pos != len) return -PT_EPROTO;
     return 0;
@@ -226,7 +252,8 @@ int pt_span_decode(struct pt_cursor *c, struct pt_span *s)
     case PT_STORAGE_RS:
         if (!s->data || (unsigned)s->data + s->parity > PT_SPAN_BLOCKS_MAX) return -PT_EPROTO;
         break;
-    default: return -PT_EPROTO;
+    default:
+        return -PT_EPROTO;
     }
     n = pt_span_block_count(s);
     for (i = 0; i < n; i++) {
@@ -240,9 +267,8 @@ int pt_span_decode(struct pt_cursor *c, struct pt_span *s)
 int pt_shard_reply_open(const uint8_t *reply, size_t len, struct pt_cursor *body)
 {
     int32_t status;
-    /* A malformed reply leaves an empty, failed body: callers that decode before looking at
-       the status read zeros, never an uninitialised cursor. */
-    pt_cursor_init(body, NULL, 0);
+    /* On any failure the body is an empty, failed cursor: decoding it yields zeros safely. */
+    pt_cursor_init(body, (void *)reply, 0);
     body->failed = 1;
     if (len < 4) return -PT_EPROTO;
     status = (int32_t)pt_get_le32(reply);

@@ -17,7 +17,8 @@
 
 /* Inode ids: the top byte is the shard that owns the inode, the rest a per-shard sequence. */
 #define PT_INODE_SHARD(id) ((unsigned)((uint64_t)(id) >> 56))
-#define PT_INODE_MAKE(shard, seq) (((uint64_t)(shard) << 56) | ((uint64_t)(seq) & 0x00FFFFFFFFFFFFFFull))
+#define PT_INODE_MAKE(shard, seq)                                                                  \
+    (((uint64_t)(shard) << 56) | ((uint64_t)(seq)&0x00FFFFFFFFFFFFFFull))
 #define PT_INODE_ROOT PT_INODE_MAKE(0, 1) /* the root directory, owned by shard 0 */
 #define PT_SHARD_MAX 256
 
@@ -45,14 +46,16 @@ enum pt_shard_op {
     PT_SHARD_UNLINK = 21,         /* (id=dir, name) */
     PT_SHARD_RENAME = 22,         /* same directory: (id=dir, name -> name2) */
     PT_SHARD_EXPIRE = 23,         /* () : expire transient files past deadline (time in entry) */
+    PT_SHARD_DROP_SPAN = 24,      /* (id, cookie, offset): forget the last, uncertified span */
+    PT_SHARD_RETIRE_FILE = 25,    /* (id): a file lost its name on another shard: retention */
     /* The shard-local halves of CDC transactions; txn makes a retry return the same result. */
-    PT_SHARD_MAKE_DIR = 32,       /* (txn, target=parent) -> new dir id */
-    PT_SHARD_ADD_ENTRY = 33,      /* (txn, id=dir, name, target, offset=type) */
-    PT_SHARD_REMOVE_ENTRY = 34,   /* (txn, id=dir, name, target=expected) */
-    PT_SHARD_LOCK_ENTRY = 35,     /* (txn, id=dir, name) -> id, type */
-    PT_SHARD_UNLOCK_ENTRY = 36,   /* (txn, id=dir, name) */
-    PT_SHARD_REMOVE_DIR = 37,     /* (txn, id=dir): only if empty */
-    PT_SHARD_SET_PARENT = 38,     /* (txn, id=dir, target=new parent) */
+    PT_SHARD_MAKE_DIR = 32,     /* (txn, target=parent) -> new dir id */
+    PT_SHARD_ADD_ENTRY = 33,    /* (txn, id=dir, name, target, offset=type) */
+    PT_SHARD_REMOVE_ENTRY = 34, /* (txn, id=dir, name, target=expected) */
+    PT_SHARD_LOCK_ENTRY = 35,   /* (txn, id=dir, name) -> id, type */
+    PT_SHARD_UNLOCK_ENTRY = 36, /* (txn, id=dir, name) */
+    PT_SHARD_REMOVE_DIR = 37,   /* (txn, id=dir): only if empty */
+    PT_SHARD_SET_PARENT = 38,   /* (txn, id=dir, target=new parent) */
 };
 
 /* Storage classes of a span. */
@@ -63,8 +66,8 @@ enum pt_storage_class {
 };
 
 #define PT_NAME_MAX 255
-#define PT_SPAN_BLOCKS_MAX 16      /* D + P */
-#define PT_INLINE_MAX 4096         /* bytes a span may store inline */
+#define PT_SPAN_BLOCKS_MAX 16 /* D + P */
+#define PT_INLINE_MAX 4096    /* bytes a span may store inline */
 #define PT_SPAN_SIZE_MAX (64u << 20)
 #define PT_READDIR_MAX 256
 #define PT_SHARD_MSG_MAX (64u << 10) /* largest request or reply body */
@@ -133,11 +136,11 @@ unsigned pt_span_block_count(const struct pt_span *s);
 
 /* Attributes returned by STAT. */
 struct pt_shard_stat {
-    uint8_t type;   /* enum pt_inode_type */
-    uint8_t state;  /* files: enum pt_file_state */
-    uint64_t size;  /* files: bytes */
-    uint64_t mtime; /* ms since the epoch (deterministic clock of the log) */
-    uint64_t parent; /* directories: parent id (root: itself) */
+    uint8_t type;      /* enum pt_inode_type */
+    uint8_t state;     /* files: enum pt_file_state */
+    uint64_t size;     /* files: bytes */
+    uint64_t mtime;    /* ms since the epoch (deterministic clock of the log) */
+    uint64_t parent;   /* directories: parent id (root: itself) */
     uint64_t deadline; /* files: transient owner deadline or retention deadline */
 };
 
@@ -152,8 +155,8 @@ struct pt_dirent {
 
 /*
  * Replies are [i32 status][body]. pt_shard_reply_open() returns the status (0 or a negative
- * PT_E*, or -PT_EPROTO for a reply too short to carry one or with an impossible status) and
- * sets body to what follows (to an empty, failed cursor when the reply is malformed).
+ * PT_E*, or -PT_EPROTO for a reply too short or with an impossible status) and sets body to
+ * what follows; on -PT_EPROTO body is an empty failed cursor (decoders then fail cleanly).
  */
 int pt_shard_reply_open(const uint8_t *reply, size_t len, struct pt_cursor *body);
 /* Body decoders for the client; each returns 0 or -PT_EPROTO (a dirent name holding NUL or

@@ -81,8 +81,8 @@ struct pt_raft_node {
     struct pt_shard_entry_builder builder;
     uint8_t *entry;
     /* read barrier */
-    raft_term served_term;     /* term whose barrier has been applied */
-    raft_term barrier_term;    /* term of the barrier in flight (0: none) */
+    raft_term served_term;  /* term whose barrier has been applied */
+    raft_term barrier_term; /* term of the barrier in flight (0: none) */
     struct raft_barrier barrier;
     /* discovery */
     struct discovery disc;
@@ -156,7 +156,8 @@ void pt_node_reply_not_leader(struct pt_raft_node *n, struct pt_request *req)
         pt_request_reply_error(req, -PT_EAGAIN, "leader catching up", NULL);
         return;
     }
-    if (id >= 1 && id <= n->cfg.replicas && n->peers[id - 1].client[0]) client = n->peers[id - 1].client;
+    if (id >= 1 && id <= n->cfg.replicas && n->peers[id - 1].client[0])
+        client = n->peers[id - 1].client;
     pt_request_reply_error(req, -PT_ENOTLEADER, "not the leader", client);
 }
 
@@ -177,8 +178,11 @@ static void batch_cb(struct raft_apply *req, int status, void *result)
     for (i = 0; i < b->count; i++) {
         struct proposal *p = &b->items[i];
         if (status != 0 || !out || i >= out->count)
-            p->done(p->ctx, status == RAFT_NOTLEADER || status == RAFT_LEADERSHIPLOST || status == 0
-                                ? -PT_ENOTLEADER : -PT_EIO, NULL, 0);
+            p->done(p->ctx,
+                    status == RAFT_NOTLEADER || status == RAFT_LEADERSHIPLOST || status == 0
+                        ? -PT_ENOTLEADER
+                        : -PT_EIO,
+                    NULL, 0);
         else
             p->done(p->ctx, 0, out->reply[i], out->len[i]);
     }
@@ -198,7 +202,8 @@ static int batch_open(struct pt_raft_node *n)
 static void batch_fail(struct batch *b, int err)
 {
     unsigned i;
-    for (i = 0; i < b->count; i++) b->items[i].done(b->items[i].ctx, err, NULL, 0);
+    for (i = 0; i < b->count; i++)
+        b->items[i].done(b->items[i].ctx, err, NULL, 0);
     free(b);
 }
 
@@ -275,8 +280,10 @@ static int query_raft_addr(const char *client, char *raft_out, size_t cap)
         (void)pt_dec_u8(&cur);
         (void)pt_dec_u8(&cur);
         pt_dec_str(&cur, addr, sizeof(addr));
-        if (pt_cursor_ok(&cur)) snprintf(raft_out, cap, "%s", addr);
-        else rc = -PT_EPROTO;
+        if (pt_cursor_ok(&cur))
+            snprintf(raft_out, cap, "%s", addr);
+        else
+            rc = -PT_EPROTO;
     }
     pt_reply_free(&rep);
     pt_conn_close(c);
@@ -298,8 +305,9 @@ static void discovery_work(uv_work_t *w)
     rc = n->cfg.kind == PT_NODE_SHARD ? pt_reg_heartbeat_shard(n->registry, &d->self, &opts)
                                       : pt_reg_heartbeat_cdc(n->registry, &d->self, &opts);
     if (rc) return;
-    rc = n->cfg.kind == PT_NODE_SHARD ? pt_reg_list_shards(n->registry, (uint16_t)n->cfg.shard, &reps, &nreps, &opts)
-                                      : pt_reg_list_cdc(n->registry, &reps, &nreps, &opts);
+    rc = n->cfg.kind == PT_NODE_SHARD
+             ? pt_reg_list_shards(n->registry, (uint16_t)n->cfg.shard, &reps, &nreps, &opts)
+             : pt_reg_list_cdc(n->registry, &reps, &nreps, &opts);
     if (rc) return;
     for (i = 0; i < nreps; i++) {
         struct peer *p;
@@ -334,7 +342,8 @@ static void discovery_work(uv_work_t *w)
             for (j = 0; j < d->n_known_secrets; j++)
                 if (d->known_secrets[j] == s->id) break;
             /* Secrets never change: fetch each once (the loop thread copies known ones back). */
-            if (j == d->n_known_secrets && pt_reg_block_secret(n->registry, s->id, s->secret, &opts) == 0)
+            if (j == d->n_known_secrets &&
+                pt_reg_block_secret(n->registry, s->id, s->secret, &opts) == 0)
                 s->has_secret = 1;
         }
         free(blocks);
@@ -392,7 +401,8 @@ static void tick_cb(uv_timer_t *t)
     if (raft_state(&n->raft) == RAFT_LEADER && n->served_term != n->raft.current_term &&
         n->barrier_term == 0) {
         n->barrier.data = n;
-        if (raft_barrier(&n->raft, &n->barrier, barrier_cb) == 0) n->barrier_term = n->raft.current_term;
+        if (raft_barrier(&n->raft, &n->barrier, barrier_cb) == 0)
+            n->barrier_term = n->raft.current_term;
     }
     if (!n->disc_running && uv_now(&n->loop) - n->last_disc_ms >= DISCOVERY_MS) discovery_start(n);
     if (n->cfg.tick) n->cfg.tick(n->cfg.ctx);

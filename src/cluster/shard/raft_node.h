@@ -21,7 +21,8 @@
 #include "cluster/net/net.h"
 #include "cluster/proto/registry_msg.h"
 
-#define PT_MSG_NODE_INFO 0x0302 /* any shard or CDC replica: shard, replica, raft address, leader */
+#define PT_MSG_NODE_INFO 0x0302 /* any shard or CDC replica: shard, replica, raft address, leader  \
+                                 */
 #define PT_NODE_MAX_REPLICAS 5
 #define PT_NODE_MAX_SERVICES 256
 
@@ -35,7 +36,7 @@ typedef void (*pt_node_done_fn)(void *ctx, int status, const uint8_t *reply, siz
 struct pt_node_config {
     const char *registry;
     enum pt_node_kind kind;
-    unsigned shard;    /* shard number (0 for the CDC) */
+    unsigned shard; /* shard number (0 for the CDC) */
     unsigned replica;
     unsigned replicas; /* 1, 3 or 5 */
     const char *dir;   /* Raft data under DIR/raft */
@@ -83,7 +84,6 @@ void pt_node_reply_not_leader(struct pt_raft_node *n, struct pt_request *req);
  */
 int pt_node_propose(struct pt_raft_node *n, const uint8_t *req, size_t len, pt_node_done_fn done,
                     void *ctx);
-
 
 /* Milliseconds of the wall clock, as stamped into entries. */
 uint64_t pt_node_wall_ms(void);

@@ -56,7 +56,8 @@ static int tr_connect(struct raft_uv_transport *outer, struct raft_uv_connect *r
     char real[128];
     int rc;
     (void)address;
-    if (t->resolve(t->ctx, id, real, sizeof(real)) != 0) snprintf(real, sizeof(real), "%s", UNKNOWN_PEER);
+    if (t->resolve(t->ctx, id, real, sizeof(real)) != 0)
+        snprintf(real, sizeof(real), "%s", UNKNOWN_PEER);
     rc = t->inner.connect(&t->inner, req, id, real, cb);
     if (rc) copy_errmsg(t);
     return rc;
@@ -108,7 +109,8 @@ int pt_raft_pick_port(const char *host, unsigned *port)
     if (fd < 0) return -1;
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
-    if (inet_pton(AF_INET, host, &sa.sin_addr) == 1 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+    if (inet_pton(AF_INET, host, &sa.sin_addr) == 1 &&
+        bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
         getsockname(fd, (struct sockaddr *)&sa, &len) == 0) {
         *port = ntohs(sa.sin_port);
         rc = 0;

@@ -48,13 +48,13 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     return 0;
 }
 
-static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[],
-                                 unsigned *n_bufs)
+static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     unsigned i;
     (void)fsm;
     if (*bufs) {
-        for (i = 0; i < *n_bufs; i++) free((*bufs)[i].base);
+        for (i = 0; i < *n_bufs; i++)
+            free((*bufs)[i].base);
         free(*bufs);
     }
     *bufs = NULL;

@@ -18,7 +18,7 @@ struct pt_shard_fsm {
     struct raft_fsm fsm; /* handed to raft_init; fsm.data points back here */
     struct pt_shard_sm *sm;
     struct pt_shard_apply_out out;
-    int store_error; /* the first store failure; apply refuses everything after it */
+    int store_error;  /* the first store failure; apply refuses everything after it */
     uint64_t applied; /* entries applied (for tests and stats) */
 };
 

@@ -44,8 +44,10 @@ static void reply_shard(struct pt_request *req, const uint8_t *reply, size_t len
 {
     struct pt_cursor body;
     int st = pt_shard_reply_open(reply, len, &body);
-    if (st) pt_request_reply_error(req, st, petrel_strerror(st), NULL);
-    else pt_request_reply(req, body.buf, (uint32_t)body.len);
+    if (st)
+        pt_request_reply_error(req, st, petrel_strerror(st), NULL);
+    else
+        pt_request_reply(req, body.buf, (uint32_t)body.len);
 }
 
 /* ADD_SPAN's reply gets each block's write certificate appended: (service, block, cert). */
@@ -72,7 +74,8 @@ static void reply_add_span(struct shard_service *s, struct op_ctx *o, const uint
         }
         pt_enc_u64(&out, service);
         pt_enc_u64(&out, block);
-        pt_enc_u64(&out, pt_block_mac(svc->secret, PT_BLOCK_WRITE_CERT, service, block, o->crc, o->size));
+        pt_enc_u64(&out,
+                   pt_block_mac(svc->secret, PT_BLOCK_WRITE_CERT, service, block, o->crc, o->size));
     }
     pt_request_reply(o->req, buf, (uint32_t)out.pos);
 }
@@ -84,19 +87,29 @@ static void write_done(void *ctx, int status, const uint8_t *reply, size_t len)
         free(o);
         return;
     }
-    if (status) pt_request_reply_error(o->req, status, petrel_strerror(status), NULL);
-    else if (o->op == PT_SHARD_ADD_SPAN) reply_add_span(o->s, o, reply, len);
-    else reply_shard(o->req, reply, len);
+    if (status)
+        pt_request_reply_error(o->req, status, petrel_strerror(status), NULL);
+    else if (o->op == PT_SHARD_ADD_SPAN)
+        reply_add_span(o->s, o, reply, len);
+    else
+        reply_shard(o->req, reply, len);
     free(o);
 }
 
-/* Pick copies block services, each in its own failure domain, at random among the fresh. */
+/*
+ * Pick copies block services, each in its own failure domain, at random among the fresh ones,
+ * avoiding those the client listed in its request (services that just failed it).
+ */
 static int choose_services(struct shard_service *s, struct pt_shard_req *q, unsigned copies)
 {
     size_t count, i, j, picked = 0;
+    uint64_t avoid[PT_SPAN_BLOCKS_MAX];
+    unsigned n_avoid = q->n_services;
+    memcpy(avoid, q->services, sizeof(avoid));
     const struct pt_node_service *all = pt_node_services(s->node, &count);
     size_t order[PT_NODE_MAX_SERVICES];
-    for (i = 0; i < count; i++) order[i] = i;
+    for (i = 0; i < count; i++)
+        order[i] = i;
     for (i = count; i > 1; i--) {
         size_t k = (size_t)pt_prng_below(&s->prng, i), t = order[i - 1];
         order[i - 1] = order[k];
@@ -106,6 +119,8 @@ static int choose_services(struct shard_service *s, struct pt_shard_req *q, unsi
         const struct pt_node_service *c = &all[order[i]];
         int clash = 0;
         if (c->stale || !c->has_secret || !c->addr[0]) continue;
+        for (j = 0; j < n_avoid; j++)
+            if (avoid[j] == c->id) clash = 1;
         if (c->capacity && c->used + q->size > c->capacity) continue;
         for (j = 0; j < picked; j++) {
             const struct pt_node_service *p = pt_node_service_find(s->node, q->services[j]);
@@ -136,7 +151,8 @@ static int check_proofs(struct shard_service *s, const struct pt_shard_req *q)
     sq.max = 1;
     len = pt_shard_req_encode(&sq, req, sizeof(req));
     if (len < 0) return len;
-    if ((st = pt_shard_sm_query(&s->sm, req, (size_t)len, s->reply, sizeof(s->reply), &rl)) != 0) return st;
+    if ((st = pt_shard_sm_query(&s->sm, req, (size_t)len, s->reply, sizeof(s->reply), &rl)) != 0)
+        return st;
     if ((st = pt_shard_reply_open(s->reply, rl, &body)) != 0) return st;
     (void)pt_dec_u64(&body);
     if (pt_dec_u16(&body) != 1) return -PT_ENOENT;
@@ -180,8 +196,10 @@ static void handle(void *ctx, struct pt_request *req)
     if (!pt_shard_op_is_write(q.op)) {
         size_t rl;
         rc = pt_shard_sm_query(&s->sm, body, len, s->reply, sizeof(s->reply), &rl);
-        if (rc) pt_request_reply_error(req, rc, "store failure", NULL);
-        else reply_shard(req, s->reply, rl);
+        if (rc)
+            pt_request_reply_error(req, rc, "store failure", NULL);
+        else
+            reply_shard(req, s->reply, rl);
         return;
     }
     if (q.op == PT_SHARD_EXPIRE) {
@@ -194,12 +212,14 @@ static void handle(void *ctx, struct pt_request *req)
             return;
         }
         if ((rc = choose_services(s, &q, q.parity + 1u)) != 0) {
-            pt_request_reply_error(req, rc, "not enough block services in distinct failure domains", NULL);
+            pt_request_reply_error(req, rc, "not enough block services in distinct failure domains",
+                                   NULL);
             return;
         }
     }
     if (q.op == PT_SHARD_CERTIFY_SPAN && (rc = check_proofs(s, &q)) != 0) {
-        pt_request_reply_error(req, rc, rc == -PT_ENOTCERT ? "bad block proof" : petrel_strerror(rc), NULL);
+        pt_request_reply_error(req, rc,
+                               rc == -PT_ENOTCERT ? "bad block proof" : petrel_strerror(rc), NULL);
         return;
     }
     o = calloc(1, sizeof(*o));
@@ -220,8 +240,10 @@ static void handle(void *ctx, struct pt_request *req)
     free(enc);
     if (rc) {
         free(o);
-        if (rc == -PT_ENOTLEADER) pt_node_reply_not_leader(s->node, req);
-        else pt_request_reply_error(req, rc, petrel_strerror(rc), NULL);
+        if (rc == -PT_ENOTLEADER)
+            pt_node_reply_not_leader(s->node, req);
+        else
+            pt_request_reply_error(req, rc, petrel_strerror(rc), NULL);
     }
 }
 

@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#define PT_MSG_SHARD_REQ 0x0301  /* body: a shard request (shard_msgs.h) */
+#define PT_MSG_SHARD_REQ 0x0301 /* body: a shard request (shard_msgs.h) */
 /* PT_MSG_NODE_INFO (0x0302, raft_node.h) is answered too. */
 
 struct pt_shard_config {

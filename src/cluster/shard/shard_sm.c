@@ -37,20 +37,27 @@ static uint64_t key_get_be64(const uint8_t *p)
 {
     uint64_t v = 0;
     int i;
-    for (i = 0; i < 8; i++) v = (v << 8) | p[i];
+    for (i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
     return v;
 }
 
 static int map_mdb(int rc)
 {
     switch (rc) {
-    case 0: return 0;
-    case MDB_NOTFOUND: return -PT_ENOENT;
-    case MDB_MAP_FULL: return -PT_ENOSPC;
+    case 0:
+        return 0;
+    case MDB_NOTFOUND:
+        return -PT_ENOENT;
+    case MDB_MAP_FULL:
+        return -PT_ENOSPC;
     case MDB_CORRUPTED:
-    case MDB_PAGE_NOTFOUND: return -PT_ECORRUPT;
-    case ENOMEM: return -PT_ENOMEM;
-    default: return -PT_EIO;
+    case MDB_PAGE_NOTFOUND:
+        return -PT_ECORRUPT;
+    case ENOMEM:
+        return -PT_ENOMEM;
+    default:
+        return -PT_EIO;
     }
 }
 
@@ -212,7 +219,8 @@ static int dir_is_empty(struct pt_shard_sm *sm, MDB_txn *t, uint64_t dir)
     rc = mdb_cursor_open(t, sm->dirents, &cur);
     if (rc) return map_mdb(rc);
     rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
-    empty = rc == MDB_NOTFOUND || (rc == 0 && (key.mv_size < 8 || key_get_be64(key.mv_data) != dir));
+    empty =
+        rc == MDB_NOTFOUND || (rc == 0 && (key.mv_size < 8 || key_get_be64(key.mv_data) != dir));
     mdb_cursor_close(cur);
     if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
     return empty;
@@ -224,8 +232,10 @@ static int meta_next(struct pt_shard_sm *sm, MDB_txn *t, const char *name, uint6
     uint8_t v[8];
     uint64_t next = 2; /* sequence 1 is the root directory */
     int rc = mdb_get(t, sm->meta, &key, &val);
-    if (rc == 0 && val.mv_size == 8) next = pt_get_le64(val.mv_data);
-    else if (rc != MDB_NOTFOUND) return rc ? map_mdb(rc) : -PT_ECORRUPT;
+    if (rc == 0 && val.mv_size == 8)
+        next = pt_get_le64(val.mv_data);
+    else if (rc != MDB_NOTFOUND)
+        return rc ? map_mdb(rc) : -PT_ECORRUPT;
     if (next > 0x00FFFFFFFFFFFFFFull) return -PT_ENOSPC;
     *out = next;
     pt_put_le64(v, next + 1);
@@ -467,7 +477,8 @@ static int op_construct(struct apply_ctx *a, const struct pt_shard_req *q)
     f.cookie = q->cookie;
     f.mtime = a->now;
     f.deadline = a->now + a->sm->transient_ttl_ms;
-    if ((rc = inode_put(a->sm, a->t, id, &f)) || (rc = transient_index(a->sm, a->t, f.deadline, id, 1)))
+    if ((rc = inode_put(a->sm, a->t, id, &f)) ||
+        (rc = transient_index(a->sm, a->t, f.deadline, id, 1)))
         return rc;
     pt_enc_u64(&a->out, id);
     return 0;
@@ -565,6 +576,37 @@ static int op_add_inline(struct apply_ctx *a, const struct pt_shard_req *q)
     if ((rc = span_put(a, q->id, &s)) != 0) return rc;
     f.size += q->size;
     f.n_spans++;
+    if ((rc = touch_transient(a, q->id, &f)) != 0) return rc;
+    return inode_put(a->sm, a->t, q->id, &f);
+}
+
+/*
+ * A writer whose block write failed (a service died before the registry noticed) gives the
+ * span up and adds it again elsewhere: only the last span, only while uncertified. Its blocks
+ * leave the block index; any copy already written is an orphan for the block scrubber.
+ */
+static int op_drop_span(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec f;
+    struct pt_span s;
+    uint8_t k[16];
+    MDB_val key = {16, k};
+    unsigned i;
+    int rc = writable_file(a, q, &f);
+    if (rc) return rc;
+    if ((rc = span_get(a->sm, a->t, q->id, q->offset, &s)) != 0) return rc;
+    if (q->offset + s.size != f.size) return -PT_EINVAL;
+    if (s.certified) return -PT_EBUSY;
+    for (i = 0; i < pt_span_block_count(&s); i++) {
+        key_put_be64(k, s.blocks[i].service);
+        key_put_be64(k + 8, s.blocks[i].block);
+        rc = mdb_del(a->t, a->sm->blockidx, &key, NULL);
+        if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    }
+    span_key(k, q->id, q->offset);
+    if ((rc = map_mdb(mdb_del(a->t, a->sm->spans, &key, NULL))) != 0) return rc;
+    f.size -= s.size;
+    f.n_spans--;
     if ((rc = touch_transient(a, q->id, &f)) != 0) return rc;
     return inode_put(a->sm, a->t, q->id, &f);
 }
@@ -686,7 +728,20 @@ static int op_unlink(struct apply_ctx *a, const struct pt_shard_req *q)
     if ((rc = dirent_del(a->sm, a->t, q->id, q->name, q->name_len)) != 0) return rc;
     if ((rc = retire_file(a, e.id)) != 0) return rc;
     d.mtime = a->now;
+    /* The removed inode: the client retires it on its own shard when that is another one. */
+    pt_enc_u64(&a->out, e.id);
     return inode_put(a->sm, a->t, q->id, &d);
+}
+
+static int op_retire(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec f;
+    int rc;
+    if (PT_INODE_SHARD(q->id) != a->sm->shard) return -PT_EXDEV;
+    if ((rc = inode_get(a->sm, a->t, q->id, &f)) != 0) return rc;
+    if (f.type != PT_TYPE_FILE) return -PT_EISDIR;
+    if (f.state != PT_FILE_LINKED) return 0; /* already retired (a retry) */
+    return retire_file(a, q->id);
 }
 
 static int op_rename(struct apply_ctx *a, const struct pt_shard_req *q)
@@ -863,22 +918,42 @@ static int op_set_parent(struct apply_ctx *a, const struct pt_shard_req *q)
 static int dispatch_write(struct apply_ctx *a, const struct pt_shard_req *q)
 {
     switch (q->op) {
-    case PT_SHARD_CONSTRUCT_FILE: return op_construct(a, q);
-    case PT_SHARD_ADD_SPAN: return op_add_span(a, q);
-    case PT_SHARD_ADD_INLINE: return op_add_inline(a, q);
-    case PT_SHARD_CERTIFY_SPAN: return op_certify(a, q);
-    case PT_SHARD_LINK_FILE: return op_link(a, q);
-    case PT_SHARD_UNLINK: return op_unlink(a, q);
-    case PT_SHARD_RENAME: return op_rename(a, q);
-    case PT_SHARD_EXPIRE: return op_expire(a);
-    case PT_SHARD_MAKE_DIR: return op_make_dir(a, q);
-    case PT_SHARD_ADD_ENTRY: return op_add_entry(a, q);
-    case PT_SHARD_REMOVE_ENTRY: return op_remove_entry(a, q);
-    case PT_SHARD_LOCK_ENTRY: return op_lock_entry(a, q, 1);
-    case PT_SHARD_UNLOCK_ENTRY: return op_lock_entry(a, q, 0);
-    case PT_SHARD_REMOVE_DIR: return op_remove_dir(a, q);
-    case PT_SHARD_SET_PARENT: return op_set_parent(a, q);
-    default: return -PT_EPROTO;
+    case PT_SHARD_CONSTRUCT_FILE:
+        return op_construct(a, q);
+    case PT_SHARD_ADD_SPAN:
+        return op_add_span(a, q);
+    case PT_SHARD_ADD_INLINE:
+        return op_add_inline(a, q);
+    case PT_SHARD_CERTIFY_SPAN:
+        return op_certify(a, q);
+    case PT_SHARD_LINK_FILE:
+        return op_link(a, q);
+    case PT_SHARD_UNLINK:
+        return op_unlink(a, q);
+    case PT_SHARD_RENAME:
+        return op_rename(a, q);
+    case PT_SHARD_EXPIRE:
+        return op_expire(a);
+    case PT_SHARD_DROP_SPAN:
+        return op_drop_span(a, q);
+    case PT_SHARD_RETIRE_FILE:
+        return op_retire(a, q);
+    case PT_SHARD_MAKE_DIR:
+        return op_make_dir(a, q);
+    case PT_SHARD_ADD_ENTRY:
+        return op_add_entry(a, q);
+    case PT_SHARD_REMOVE_ENTRY:
+        return op_remove_entry(a, q);
+    case PT_SHARD_LOCK_ENTRY:
+        return op_lock_entry(a, q, 1);
+    case PT_SHARD_UNLOCK_ENTRY:
+        return op_lock_entry(a, q, 0);
+    case PT_SHARD_REMOVE_DIR:
+        return op_remove_dir(a, q);
+    case PT_SHARD_SET_PARENT:
+        return op_set_parent(a, q);
+    default:
+        return -PT_EPROTO;
     }
 }
 
@@ -1068,7 +1143,8 @@ static int q_spans(struct apply_ctx *a, const struct pt_shard_req *q)
     if ((rc = mdb_cursor_open(a->t, a->sm->spans, &cur)) != 0) return map_mdb(rc);
     rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
     /* Start at the span that contains offset: the one at or before it. */
-    if (rc == 0 && (key_get_be64(key.mv_data) != q->id || key_get_be64((uint8_t *)key.mv_data + 8) > q->offset)) {
+    if (rc == 0 && (key_get_be64(key.mv_data) != q->id ||
+                    key_get_be64((uint8_t *)key.mv_data + 8) > q->offset)) {
         if (mdb_cursor_get(cur, &key, &val, MDB_PREV) != 0 || key_get_be64(key.mv_data) != q->id)
             rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
     } else if (rc == MDB_NOTFOUND) {
@@ -1104,10 +1180,18 @@ int pt_shard_sm_query(struct pt_shard_sm *sm, const uint8_t *req, size_t len, ui
     pt_cursor_init(&a.out, reply + 4, cap - 4);
     if ((rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, &a.t)) != 0) return map_mdb(rc);
     switch (q.op) {
-    case PT_SHARD_LOOKUP: st = q_lookup(&a, &q); break;
-    case PT_SHARD_STAT: st = q_stat(&a, &q); break;
-    case PT_SHARD_READDIR: st = q_readdir(&a, &q); break;
-    default: st = q_spans(&a, &q); break;
+    case PT_SHARD_LOOKUP:
+        st = q_lookup(&a, &q);
+        break;
+    case PT_SHARD_STAT:
+        st = q_stat(&a, &q);
+        break;
+    case PT_SHARD_READDIR:
+        st = q_readdir(&a, &q);
+        break;
+    default:
+        st = q_spans(&a, &q);
+        break;
     }
     mdb_txn_abort(a.t);
     if (st == 0 && !pt_cursor_ok(&a.out)) st = -PT_EOVERFLOW;
@@ -1127,8 +1211,8 @@ int pt_shard_sm_query(struct pt_shard_sm *sm, const uint8_t *req, size_t len, ui
 
 int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **out, size_t *out_len)
 {
-    MDB_dbi *tables[7] = {&sm->inodes, &sm->dirents, &sm->spans, &sm->blockidx,
-                          &sm->meta, &sm->txns, &sm->transient};
+    MDB_dbi *tables[7] = {&sm->inodes, &sm->dirents, &sm->spans,    &sm->blockidx,
+                          &sm->meta,   &sm->txns,    &sm->transient};
     MDB_txn *t;
     size_t size = 12, pos, i;
     uint8_t *buf;
@@ -1139,7 +1223,8 @@ int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **out, size_t *out_len)
         MDB_val k, v;
         size += 8;
         if ((rc = mdb_cursor_open(t, *tables[i], &cur)) != 0) goto fail;
-        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
             size += 8 + k.mv_size + v.mv_size;
         mdb_cursor_close(cur);
     }
@@ -1161,7 +1246,8 @@ int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **out, size_t *out_len)
             free(buf);
             goto fail;
         }
-        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
             pt_put_le32(buf + pos, (uint32_t)k.mv_size);
             memcpy(buf + pos + 4, k.mv_data, k.mv_size);
             pos += 4 + k.mv_size;
@@ -1185,8 +1271,8 @@ fail:
 
 int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len)
 {
-    MDB_dbi *tables[7] = {&sm->inodes, &sm->dirents, &sm->spans, &sm->blockidx,
-                          &sm->meta, &sm->txns, &sm->transient};
+    MDB_dbi *tables[7] = {&sm->inodes, &sm->dirents, &sm->spans,    &sm->blockidx,
+                          &sm->meta,   &sm->txns,    &sm->transient};
     struct pt_cursor c;
     MDB_txn *t;
     size_t i;

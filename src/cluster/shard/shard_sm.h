@@ -31,9 +31,9 @@ struct pt_shard_sm {
 };
 
 #define PT_SHARD_ENTRY_VERSION 1
-#define PT_SHARD_ENTRY_HEADER 12 /* version u8, reserved u8, count u16, time u64 */
-#define PT_SHARD_BATCH_MAX 64          /* requests in one log entry (group commit) */
-#define PT_SHARD_WRITE_REPLY_MAX 512   /* largest reply of a state-changing request */
+#define PT_SHARD_ENTRY_HEADER 12     /* version u8, reserved u8, count u16, time u64 */
+#define PT_SHARD_BATCH_MAX 64        /* requests in one log entry (group commit) */
+#define PT_SHARD_WRITE_REPLY_MAX 512 /* largest reply of a state-changing request */
 #define PT_SHARD_TRANSIENT_TTL_MS (120u * 1000u)
 #define PT_SHARD_RETENTION_MS (24u * 3600u * 1000u)
 
