@@ -93,7 +93,8 @@ struct petrel_fs_config {
 
     /* Erase cycles of a metadata block before the pair moves to a fresh block (dynamic wear
      * leveling); -1 (or 0) = never. Values 1..7 are raised to 8. The root pair (blocks 0 and
-     * 1, which hold the superblock) never moves. */
+     * 1, which hold the superblock) never moves: every block_cycles compactions it moves the
+     * root directory's entries out to a pair that can. */
     int32_t block_cycles;
 
     /* Limits, written to the superblock at format and checked at mount. 0 = defaults
@@ -140,6 +141,18 @@ struct petrel_fs_cache {
     uint32_t size;
 };
 
+/* How many metadata pairs' thread links the engine remembers (a lookup walks a
+ * directory's chain of pairs through them without reading the pairs it only passes). */
+#define PETREL_FS_LINK_CACHE 8
+
+/* A remembered thread link of a pair (valid until either block is programmed or erased). */
+struct petrel_fs_link {
+    uint32_t pair[2];     /* PETREL_FS_BLOCK_NULL when unused */
+    uint32_t next[2];
+    uint64_t next_split;
+    uint8_t next_cont;
+};
+
 /* Global state: the XOR of all deltas in all metadata logs (docs/SPEC-FS.md). */
 struct petrel_fs_gstate {
     uint32_t move_pair[2]; /* pair holding the source of a half-done rename */
@@ -170,6 +183,9 @@ struct petrel_fs_file {
     struct petrel_fs_handle h;
     uint32_t head[2];   /* first pair of the parent directory */
     uint64_t hash;      /* name hash: the entry's key */
+    uint32_t epair[2];  /* pair that held the entry when layout_gen was egen */
+    uint32_t egen;
+    uint8_t epair_valid;
     int flags;          /* open flags */
     int dirty;          /* metadata must be committed at sync */
     int error;          /* sticky error after a failed write (the file can only be closed) */
@@ -226,9 +242,17 @@ struct petrel_fs {
     uint32_t look_ack;    /* blocks left before the allocator has gone round once */
     uint64_t seed;
     uint32_t next_dirid;
+    uint32_t layout_gen;  /* bumped whenever entries may have moved between pairs */
     struct petrel_fs_gstate gstate;   /* global state on disk (XOR of all deltas) */
     struct petrel_fs_gstate gpending; /* global state the next commit must establish */
     struct petrel_fs_handle *handles;
+    struct petrel_fs_link links[PETREL_FS_LINK_CACHE];
+    /* the last directory a path led to (its path's component hash and depth) */
+    uint64_t dc_key;
+    uint32_t dc_ncomp, dc_gen, dc_dirid;
+    uint32_t dc_head[2];
+    uint8_t dc_valid;
+    uint32_t link_next;   /* next slot to replace */
 };
 
 /* ---- Filesystem ---------------------------------------------------------------------- */

@@ -13,7 +13,7 @@
 static int pt_attr_find(struct petrel_fs *fs, const struct pt_lookup *lk, uint8_t type,
                         struct pt_rec_ref *found)
 {
-    struct pt_rec_ref rec;
+    struct pt_rec_ref rec = {0, 0, 0};
     uint32_t pos = 0;
     int have = 0, err;
     while ((err = pt_rec_next(fs, &lk->md, &pos, &rec)) == 1) {
@@ -48,7 +48,7 @@ int64_t petrel_fs_getattr(struct petrel_fs *fs, const char *path, uint8_t type, 
                           uint32_t size)
 {
     struct pt_lookup lk;
-    struct pt_rec_ref rec;
+    struct pt_rec_ref rec = {0, 0, 0};
     uint32_t len;
     int err = pt_attr_lookup(fs, path, &lk);
     if (err) return err;
@@ -102,7 +102,7 @@ int petrel_fs_setattr(struct petrel_fs *fs, const char *path, uint8_t type, cons
 int petrel_fs_removeattr(struct petrel_fs *fs, const char *path, uint8_t type)
 {
     struct pt_lookup lk;
-    struct pt_rec_ref rec;
+    struct pt_rec_ref rec = {0, 0, 0};
     int err = pt_attr_lookup(fs, path, &lk);
     if (err) return err;
     err = pt_attr_find(fs, &lk, type, &rec);

@@ -11,6 +11,52 @@
  */
 #include "fs/fs_internal.h"
 
+/* Forget remembered thread links of any pair using block (it is being changed). */
+static void pt_links_drop(struct petrel_fs *fs, uint32_t block)
+{
+    uint32_t i;
+    for (i = 0; i < PETREL_FS_LINK_CACHE; i++)
+        if (fs->links[i].pair[0] == block || fs->links[i].pair[1] == block)
+            fs->links[i].pair[0] = fs->links[i].pair[1] = PT_NULL;
+}
+
+void pt_links_remember(struct petrel_fs *fs, const uint32_t pair[2], const uint32_t next[2],
+                       int next_cont, uint64_t next_split)
+{
+    struct petrel_fs_link *l;
+    uint32_t i;
+    for (i = 0; i < PETREL_FS_LINK_CACHE; i++)
+        if (pt_pair_eq(fs->links[i].pair, pair)) break;
+    if (i == PETREL_FS_LINK_CACHE) {
+        i = fs->link_next;
+        fs->link_next = (fs->link_next + 1) % PETREL_FS_LINK_CACHE;
+    }
+    l = &fs->links[i];
+    l->pair[0] = pair[0];
+    l->pair[1] = pair[1];
+    l->next[0] = next[0];
+    l->next[1] = next[1];
+    l->next_cont = (uint8_t)(next_cont ? 1 : 0);
+    l->next_split = next_split;
+}
+
+const struct petrel_fs_link *pt_links_find(struct petrel_fs *fs, const uint32_t pair[2])
+{
+    uint32_t i;
+    for (i = 0; i < PETREL_FS_LINK_CACHE; i++)
+        if (fs->links[i].pair[0] != PT_NULL && pt_pair_eq(fs->links[i].pair, pair))
+            return &fs->links[i];
+    return NULL;
+}
+
+void pt_links_clear(struct petrel_fs *fs)
+{
+    uint32_t i;
+    for (i = 0; i < PETREL_FS_LINK_CACHE; i++)
+        fs->links[i].pair[0] = fs->links[i].pair[1] = PT_NULL;
+    fs->link_next = 0;
+}
+
 void pt_cache_drop(struct petrel_fs *fs, uint32_t block)
 {
     if (block == PT_NULL || fs->rcache.block == block) fs->rcache.block = PT_NULL;
@@ -84,6 +130,7 @@ int pt_erase(struct petrel_fs *fs, uint32_t block)
 {
     int err;
     pt_cache_drop(fs, block);
+    pt_links_drop(fs, block);
     if (fs->pcache.block == block) fs->pcache.block = PT_NULL;
     if (block >= fs->block_count) return -PT_ECORRUPT;
     err = fs->bd->erase(fs->bd->context, block);
@@ -94,6 +141,7 @@ int pt_prog_direct(struct petrel_fs *fs, uint32_t block, uint32_t off, const voi
                    uint32_t size)
 {
     pt_cache_drop(fs, block);
+    pt_links_drop(fs, block);
     if (block >= fs->block_count || off > fs->block_size || size > fs->block_size - off)
         return -PT_ECORRUPT;
     return fs->bd->prog(fs->bd->context, block, off, buf, size);

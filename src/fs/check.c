@@ -22,7 +22,7 @@ typedef int (*pt_entry_fn)(struct petrel_fs *fs, void *ctx, const struct pt_mdir
 static int pt_each_entry(struct petrel_fs *fs, const struct pt_mdir *md, pt_entry_fn fn,
                          void *ctx)
 {
-    struct pt_rec_ref rec;
+    struct pt_rec_ref rec = {0, 0, 0};
     uint32_t pos = 0;
     int err;
     while ((err = pt_rec_next(fs, md, &pos, &rec)) == 1) {
@@ -280,7 +280,7 @@ int petrel_fs_check(struct petrel_fs *fs, void (*cb)(void *ctx, const char *prob
     /* blocks used twice, one lookahead window at a time */
     pair_ctx[0] = fs;
     pair_ctx[1] = &c;
-    for (w = 0; w < fs->block_count && c.problems < 1000; w += fs->look_size) {
+    for (w = 0; fs->look_size && w < fs->block_count && c.problems < 1000; w += fs->look_size) {
         c.win_start = w;
         memset(fs->lookahead, 0, (fs->look_size + 7) / 8);
         err = pt_traverse(fs, 0, pt_check_mark, pair_ctx);
@@ -292,7 +292,8 @@ int petrel_fs_check(struct petrel_fs *fs, void (*cb)(void *ctx, const char *prob
     }
     /* the allocator's window was used as scratch: rescan at the next allocation */
     fs->look_next = fs->look_size;
-    fs->look_start = (fs->look_start + fs->block_count - fs->look_size % fs->block_count) %
-                     fs->block_count;
+    if (fs->block_count)
+        fs->look_start = (fs->look_start + fs->block_count - fs->look_size % fs->block_count) %
+                         fs->block_count;
     return c.problems ? -PT_ECORRUPT : 0;
 }

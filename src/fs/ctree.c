@@ -90,7 +90,7 @@ static int pt_index_child(struct petrel_fs *fs, uint32_t node, uint32_t child, u
     const uint8_t *p;
     int err = pt_page_read(fs, node, child / ppp, &p);
     if (err) return err;
-    *out = pt_get_le32(p + 4 * (child % ppp));
+    *out = pt_get_le32(p + (size_t)4 * (child % ppp));
     if (*out != PT_NULL && *out >= fs->block_count) return -PT_ECORRUPT;
     return 0;
 }
@@ -142,7 +142,7 @@ static int pt_index_write(struct petrel_fs *fs, uint32_t old, const struct petre
                 const uint8_t *p;
                 err = pt_page_read(fs, old, slot, &p);
                 if (err) return err;
-                page = (uint8_t *)(uintptr_t)p;
+                page = fs->rcache.buf + (size_t)(p - fs->rcache.buf);
             } else {
                 fs->rcache.block = PT_NULL;
                 page = fs->rcache.buf;
@@ -150,7 +150,7 @@ static int pt_index_write(struct petrel_fs *fs, uint32_t old, const struct petre
             }
             for (k = i; k < j; k++) {
                 uint32_t child = f->pend[k].index % fan;
-                if (child / ppp == slot) pt_put_le32(page + 4 * (child % ppp), f->pend[k].block);
+                if (child / ppp == slot) pt_put_le32(page + (size_t)4 * (child % ppp), f->pend[k].block);
             }
             fs->rcache.block = PT_NULL; /* the cache copy is modified */
             err = pt_page_prog(fs, blk, slot, page);
@@ -168,6 +168,7 @@ static int pt_index_write(struct petrel_fs *fs, uint32_t old, const struct petre
 int pt_tree_apply(struct petrel_fs *fs, uint32_t *root, uint8_t *depth, struct petrel_fs_file *f)
 {
     uint32_t fan = pt_tree_fanout(fs), i, n = f->pend_n, level;
+    if (fan == 0) return -PT_EINVAL;
     uint32_t maxidx;
     int err;
     if (n == 0) return 0;
@@ -191,6 +192,7 @@ int pt_tree_apply(struct petrel_fs *fs, uint32_t *root, uint8_t *depth, struct p
         if (*root != PT_NULL) {
             struct petrel_fs_file one;
             uint32_t nr;
+            memset(&one, 0, sizeof(one));
             one.pend[0].index = 0;
             one.pend[0].block = *root;
             err = pt_index_write(fs, PT_NULL, &one, 0, 1, &nr);

@@ -22,16 +22,26 @@ int pt_fs_writable(struct petrel_fs *fs)
 int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash,
                      struct pt_mdir *md)
 {
-    uint32_t guard;
-    int err = pt_mdir_fetch(fs, md, head, &hash);
-    for (guard = 0; !err && guard <= fs->block_count; guard++) {
-        uint32_t next[2];
+    uint32_t guard, cur[2];
+    int err = 0;
+    cur[0] = head[0];
+    cur[1] = head[1];
+    for (guard = 0; guard <= fs->block_count; guard++) {
+        /* pairs the walk only passes are skipped by their remembered links; the pair that
+         * holds the hash is always read (and its commits verified) */
+        const struct petrel_fs_link *l = pt_links_find(fs, cur);
+        if (l && l->next_cont && hash >= l->next_split) {
+            cur[0] = l->next[0];
+            cur[1] = l->next[1];
+            continue;
+        }
+        err = pt_mdir_fetch(fs, md, cur, &hash);
+        if (err) return err;
         if (!md->next_cont || hash < md->next_split) return 0;
-        next[0] = md->next[0];
-        next[1] = md->next[1];
-        err = pt_mdir_fetch(fs, md, next, &hash);
+        cur[0] = md->next[0];
+        cur[1] = md->next[1];
     }
-    return err ? err : -PT_ECORRUPT;
+    return -PT_ECORRUPT;
 }
 
 int pt_entry_name_eq(struct petrel_fs *fs, const struct pt_entry *e, const char *name,
@@ -55,21 +65,49 @@ static uint32_t pt_path_next(const char **p, const char **comp)
     return n;
 }
 
-int pt_lookup(struct petrel_fs *fs, const char *path, struct pt_lookup *lk, int64_t watch_dirid)
+/* Check every component and hash the directory part of the path (all but the last). */
+static int pt_path_key(struct petrel_fs *fs, const char *path, uint64_t *key, uint32_t *ncomp)
 {
     const char *p = path, *comp;
-    uint32_t len;
-    int err;
-    memset(lk, 0, sizeof(*lk));
-    if (!path) return -PT_EINVAL;
-    memcpy(lk->parent, pt_root_pair, sizeof(lk->parent));
-    lk->is_root = 1;
+    uint32_t len, n = 0;
+    uint64_t k = 0, prev = 0;
     while ((len = pt_path_next(&p, &comp)) > 0) {
-        const char *rest = p, *c2;
-        int last = pt_path_next(&rest, &c2) == 0;
         if (len > fs->name_max) return -PT_ENAMETOOLONG;
         if ((len == 1 && comp[0] == '.') || (len == 2 && comp[0] == '.' && comp[1] == '.'))
             return -PT_EINVAL;
+        prev = k;
+        k = petrel_hash64(comp, len, k ^ ((uint64_t)len << 56) ^ 0x5bd1e995u);
+        n++;
+    }
+    *key = prev;
+    *ncomp = n;
+    return 0;
+}
+
+int pt_lookup(struct petrel_fs *fs, const char *path, struct pt_lookup *lk, int64_t watch_dirid)
+{
+    const char *p = path, *comp;
+    uint32_t len, ncomp = 0, depth = 0;
+    uint64_t key = 0;
+    int err;
+    memset(lk, 0, sizeof(*lk));
+    if (!path) return -PT_EINVAL;
+    err = pt_path_key(fs, path, &key, &ncomp);
+    if (err) return err;
+    memcpy(lk->parent, pt_root_pair, sizeof(lk->parent));
+    lk->is_root = 1;
+    if (ncomp > 1 && watch_dirid < 0 && fs->dc_valid && fs->dc_gen == fs->layout_gen &&
+        fs->dc_ncomp == ncomp - 1 && fs->dc_key == key) {
+        /* the same directory as the last lookup: start there */
+        memcpy(lk->parent, fs->dc_head, sizeof(lk->parent));
+        lk->parent_dirid = fs->dc_dirid;
+        while (depth < ncomp - 1) {
+            pt_path_next(&p, &comp);
+            depth++;
+        }
+    }
+    while ((len = pt_path_next(&p, &comp)) > 0) {
+        int last = ++depth == ncomp;
         lk->is_root = 0;
         lk->name = comp;
         lk->name_len = len;
@@ -82,12 +120,20 @@ int pt_lookup(struct petrel_fs *fs, const char *path, struct pt_lookup *lk, int6
             if (err) return err;
             lk->exists = pt_entry_name_eq(fs, &lk->e, comp, len) ? 1 : -1;
         }
-        if (last) return 0;
+        if (last) break;
         if (lk->exists != 1) return -PT_ENOENT;
         if (lk->e.type != PETREL_FS_DIR) return -PT_ENOTDIR;
         memcpy(lk->parent, lk->e.pair, sizeof(lk->parent));
         lk->parent_dirid = lk->e.dirid;
         if (watch_dirid >= 0 && lk->e.dirid == (uint64_t)watch_dirid) lk->saw_dirid = 1;
+    }
+    if (ncomp > 1) {
+        fs->dc_valid = 1;
+        fs->dc_gen = fs->layout_gen;
+        fs->dc_key = key;
+        fs->dc_ncomp = ncomp - 1;
+        memcpy(fs->dc_head, lk->parent, sizeof(fs->dc_head));
+        fs->dc_dirid = lk->parent_dirid;
     }
     return 0;
 }
@@ -226,7 +272,7 @@ static int pt_dir_empty(struct petrel_fs *fs, const uint32_t head[2])
     uint32_t guard;
     int err = pt_mdir_fetch(fs, &md, head, NULL);
     for (guard = 0; !err && guard <= fs->block_count; guard++) {
-        struct pt_rec_ref rec;
+        struct pt_rec_ref rec = {0, 0, 0};
         uint32_t pos = 0, next[2];
         while ((err = pt_rec_next(fs, &md, &pos, &rec)) == 1) {
             int live;
@@ -250,6 +296,7 @@ int petrel_fs_remove(struct petrel_fs *fs, const char *path)
     struct pt_rec r;
     uint8_t hb[8];
     int err = pt_lookup(fs, path, &lk, -1);
+    fs->dc_valid = 0; /* a directory may go */
     if (err) return err;
     if (lk.is_root) return -PT_EINVAL;
     if (lk.exists != 1) return -PT_ENOENT;
@@ -283,6 +330,7 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
     uint32_t replaced_pair[2];
     struct petrel_fs_handle *h;
 
+    fs->dc_valid = 0; /* directories may move */
     err = pt_lookup(fs, oldpath, &lo, -1);
     if (err) return err;
     if (lo.is_root) return -PT_EINVAL;
@@ -366,6 +414,7 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
             if (pt_pair_eq(f->head, lo.parent) && f->hash == lo.hash) {
                 memcpy(f->head, ln.parent, sizeof(f->head));
                 f->hash = ln.hash;
+                f->epair_valid = 0;
             }
         }
     }
@@ -417,7 +466,7 @@ int petrel_fs_dir_read(struct petrel_fs *fs, struct petrel_fs_dir *dir,
     uint32_t guard;
     for (guard = 0; guard <= fs->block_count; guard++) {
         struct pt_mdir md;
-        struct pt_rec_ref rec, best;
+        struct pt_rec_ref rec = {0, 0, 0}, best = {0, 0, 0};
         uint64_t best_hash = 0;
         uint32_t pos = 0, next[2];
         int have = 0, err;

@@ -102,7 +102,7 @@ static int pt_copy_page(struct petrel_fs *fs, uint32_t src, uint32_t dst, uint32
         const uint8_t *p;
         int err = pt_page_read(fs, src, slot, &p);
         if (err) return err;
-        page = (uint8_t *)(uintptr_t)p;
+        page = fs->rcache.buf + (size_t)(p - fs->rcache.buf);
     } else {
         page = fs->rcache.buf;
         memset(page, 0, pt_page_payload(fs));
@@ -376,13 +376,16 @@ int petrel_fs_file_opencfg(struct petrel_fs *fs, struct petrel_fs_file *file, co
         r.hash = lk.hash;
         r.seg[0] = ent;
         r.seglen[0] = n;
+        uint32_t gen = fs->layout_gen;
         err = pt_fs_commit(fs, &lk.md, &r, 1);
         if (err) goto fail;
         pt_alloc_ack(fs);
-        /* the commit may have moved the directory's head: look the entry up again */
-        err = pt_lookup(fs, path, &lk, -1);
-        if (!err && lk.exists != 1) err = -PT_ENOENT;
-        if (err) goto fail;
+        if (gen != fs->layout_gen) {
+            /* the commit may have moved the directory's head: look the entry up again */
+            err = pt_lookup(fs, path, &lk, -1);
+            if (!err && lk.exists != 1) err = -PT_ENOENT;
+            if (err) goto fail;
+        }
     } else {
         file->size = lk.e.size;
         file->root = lk.e.root;
@@ -412,6 +415,9 @@ int petrel_fs_file_opencfg(struct petrel_fs *fs, struct petrel_fs_file *file, co
     }
     memcpy(file->head, lk.parent, sizeof(file->head));
     file->hash = lk.hash;
+    memcpy(file->epair, lk.md.pair, sizeof(file->epair));
+    file->egen = fs->layout_gen;
+    file->epair_valid = 1;
     pt_handle_link(fs, &file->h, PETREL_FS_REG);
     return 0;
 fail:
@@ -611,7 +617,13 @@ int petrel_fs_file_sync(struct petrel_fs *fs, struct petrel_fs_file *f)
     }
     if (keep_tail) tail_len = (uint16_t)(f->size - f->tree_size);
 
-    err = pt_dir_find_pair(fs, f->head, f->hash, &md);
+    /* the pair that held the entry, unless entries may have moved since */
+    err = 1;
+    if (f->epair_valid && f->egen == fs->layout_gen) {
+        err = pt_mdir_fetch(fs, &md, f->epair, &f->hash);
+        if (err == 0 && md.found != PT_REC_ENTRY) err = 1;
+    }
+    if (err) err = pt_dir_find_pair(fs, f->head, f->hash, &md);
     if (err) goto fail;
     if (md.found != PT_REC_ENTRY) {
         err = -PT_ENOENT;
@@ -639,6 +651,9 @@ int petrel_fs_file_sync(struct petrel_fs *fs, struct petrel_fs_file *f)
     r.seglen[1] = tail_len;
     err = pt_fs_commit(fs, &md, &r, 1);
     if (err) goto fail;
+    memcpy(f->epair, md.pair, sizeof(f->epair));
+    f->egen = fs->layout_gen;
+    f->epair_valid = 1;
     err = pt_sync(fs);
     if (err) goto fail;
     if (f->buf_state == PT_BUF_DIRTY) f->buf_state = PT_BUF_CLEAN;

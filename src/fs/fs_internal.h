@@ -49,7 +49,6 @@ enum pt_rec_type {
 #define PT_CRC_PAYLOAD 8u      /* fcrc le32, crc le32 (+ padding) */
 #define PT_GSTATE_SIZE 24u
 #define PT_SB_SIZE 36u
-#define PT_MAGIC "petrel\0\0"
 
 /* Entry payload offsets. */
 #define PT_ENTRY_FIXED 10u     /* hash le64, type u8, name_len u8 */
@@ -127,6 +126,10 @@ int pt_prog_direct(struct petrel_fs *fs, uint32_t block, uint32_t off, const voi
 int pt_verify(struct petrel_fs *fs, uint32_t block, uint32_t off, uint32_t size,
               uint32_t expect_crc);
 void pt_cache_drop(struct petrel_fs *fs, uint32_t block);
+void pt_links_remember(struct petrel_fs *fs, const uint32_t pair[2], const uint32_t next[2],
+                       int next_cont, uint64_t next_split);
+const struct petrel_fs_link *pt_links_find(struct petrel_fs *fs, const uint32_t pair[2]);
+void pt_links_clear(struct petrel_fs *fs);
 int pt_sync(struct petrel_fs *fs);
 
 /* A program stream: appends bytes into a block through the program cache, keeps the CRC. */

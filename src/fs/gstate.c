@@ -47,6 +47,7 @@ int pt_unlink_dir(struct petrel_fs *fs, const uint32_t head[2])
     r.seg[0] = th;
     r.seglen[0] = 17;
     if (fs->gpending.orphans > 0) fs->gpending.orphans--;
+    fs->layout_gen++; /* the unlinked pairs' blocks become free */
     pt_gstate_xor(&fs->gstate, &removed);
     err = pt_fs_commit(fs, &pred, &r, 1);
     if (err) pt_gstate_xor(&fs->gstate, &removed);
@@ -62,7 +63,7 @@ static int pt_find_dirid(struct petrel_fs *fs, uint32_t dirid, const uint32_t he
     struct pt_mdir fmd;
     struct pt_entry fe;
     for (guard = 0; !err && guard <= fs->block_count; guard++) {
-        struct pt_rec_ref rec;
+        struct pt_rec_ref rec = {0, 0, 0};
         uint32_t pos = 0, next[2];
         while ((err = pt_rec_next(fs, md, &pos, &rec)) == 1) {
             int live;

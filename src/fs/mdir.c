@@ -189,6 +189,7 @@ int pt_mdir_fetch(struct petrel_fs *fs, struct pt_mdir *md, const uint32_t pair[
         if (r == 1) {
             md->pair[0] = b;
             md->pair[1] = which ? p0 : p1;
+            pt_links_remember(fs, md->pair, md->next, md->next_cont, md->next_split);
             return 0;
         }
         petrel_log(PT_LOG_DEBUG, "fs", "pair {%u,%u}: block %u has no valid commit",
@@ -285,7 +286,7 @@ int pt_rec_live(struct petrel_fs *fs, const struct pt_mdir *md, const struct pt_
 {
     uint64_t hash = 0, h2;
     uint8_t atype = 0, a2;
-    struct pt_rec_ref r2;
+    struct pt_rec_ref r2 = {0, 0, 0};
     uint32_t pos = after;
     int err;
     *live = 0;
@@ -328,7 +329,7 @@ static int pt_emit_hdr(struct petrel_fs *fs, struct pt_writer *w, uint8_t type, 
 static int pt_emit_copyattrs(struct petrel_fs *fs, struct pt_writer *w, const struct pt_rec *r)
 {
     const struct pt_mdir *src = r->src;
-    struct pt_rec_ref rec;
+    struct pt_rec_ref rec = {0, 0, 0};
     uint32_t pos = 0;
     int err;
     uint8_t key[9];
@@ -425,7 +426,7 @@ static int pt_rec_keeps(const struct pt_compact *c, uint8_t type, uint64_t hash)
 static int pt_emit_compact(struct petrel_fs *fs, struct pt_writer *w, const struct pt_compact *c)
 {
     uint8_t tmp[PT_GSTATE_SIZE];
-    struct pt_rec_ref rec;
+    struct pt_rec_ref rec = {0, 0, 0};
     uint32_t pos = 0;
     int err = 0, i;
     struct petrel_fs_gstate g;
@@ -581,6 +582,7 @@ static int pt_mdir_append(struct petrel_fs *fs, struct pt_mdir *md, const struct
         return err;
     }
     pt_mdir_after_append(fs, md, recs, n, w.off, crc);
+    pt_links_remember(fs, md->pair, md->next, md->next_cont, md->next_split);
     return 0;
 }
 
@@ -658,6 +660,7 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
     }
     orig[0] = md->pair[0];
     orig[1] = md->pair[1];
+    fs->layout_gen++; /* compaction may split or move the pair */
     memset(&c, 0, sizeof(c));
     c.src = md;
     c.recs = recs;

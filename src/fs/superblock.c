@@ -14,6 +14,7 @@
 #include "fs/fs_internal.h"
 
 static const uint32_t pt_root_pair[2] = {0, 1};
+static const uint8_t pt_magic[8] = {'p', 'e', 't', 'r', 'e', 'l', 0, 0};
 
 static void pt_fs_free(struct petrel_fs *fs)
 {
@@ -89,6 +90,7 @@ static int pt_fs_init(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
     fs->rcache.buf = (uint8_t *)pt_buffer(cfg->read_buffer, fs->cache_size, &fs->rcache_alloc);
     fs->pcache.buf = (uint8_t *)pt_buffer(cfg->prog_buffer, fs->cache_size, &fs->pcache_alloc);
     fs->rcache.block = fs->pcache.block = PT_NULL;
+    pt_links_clear(fs);
     if (!fs->rcache.buf || !fs->pcache.buf || !fs->lookahead) {
         pt_fs_free(fs);
         return -PT_ENOMEM;
@@ -98,7 +100,7 @@ static int pt_fs_init(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
 
 static uint32_t pt_sb_encode(uint8_t *p, const struct petrel_fs *fs)
 {
-    memcpy(p, PT_MAGIC, 8);
+    memcpy(p, pt_magic, sizeof(pt_magic));
     pt_put_le32(p + 8, PETREL_FS_VERSION);
     pt_put_le32(p + 12, fs->block_size);
     pt_put_le32(p + 16, fs->block_count);
@@ -187,7 +189,7 @@ int petrel_fs_mount(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
     err = pt_read(fs, md.pair[0], sbrec.off, sb, PT_SB_SIZE, PT_SB_SIZE);
     if (err) goto fail;
     err = -PT_ECORRUPT;
-    if (memcmp(sb, PT_MAGIC, 8) != 0) goto fail;
+    if (memcmp(sb, pt_magic, sizeof(pt_magic)) != 0) goto fail;
     version = pt_get_le32(sb + 8);
     bs = pt_get_le32(sb + 12);
     bc = pt_get_le32(sb + 16);
