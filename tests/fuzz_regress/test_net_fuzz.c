@@ -290,7 +290,7 @@ static void storm(const char *addr, const struct seed_req *seeds, int nseeds, un
                 CHECK_OK(pt_conn_open(addr, 5000, 0, &c));
                 st->reconnects++;
             }
-            err = pt_conn_call(c, kind, body, len, 10000, &rep);
+            err = pt_conn_call(c, kind, body, len, 20000, &rep);
             CHECK_MSG(err == 0 || rep.remote,
                       "%s: well-framed request kind %04x (%u bytes) got transport error %s", addr,
                       kind, len, petrel_errname(err));
