@@ -22,13 +22,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define FUZZ_CHECK(cond)                                                                     \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "fuzz invariant broken at %s:%d: %s\n", __FILE__, __LINE__,      \
-                    #cond);                                                                  \
-            abort();                                                                         \
-        }                                                                                    \
+#define FUZZ_CHECK(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "fuzz invariant broken at %s:%d: %s\n", __FILE__, __LINE__, #cond);    \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 /* The entries; each returns 0 (libFuzzer's convention: the input was processed). */
@@ -44,11 +43,11 @@ int pt_fuzz_cdc_msgs(const uint8_t *data, size_t size);
 
 /* Define the libFuzzer entry for one target when built by `make fuzz`. */
 #ifdef PT_LIBFUZZER
-#define PT_FUZZ_TARGET(fn)                                                                   \
-    int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);                            \
-    int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)                             \
-    {                                                                                        \
-        return fn(data, size);                                                               \
+#define PT_FUZZ_TARGET(fn)                                                                         \
+    int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);                                  \
+    int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)                                   \
+    {                                                                                              \
+        return fn(data, size);                                                                     \
     }
 #else
 #define PT_FUZZ_TARGET(fn)

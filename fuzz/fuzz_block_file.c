@@ -106,10 +106,10 @@ static void check_read(const uint8_t *file, size_t flen, uint32_t offset, uint32
     if (r.data_len == 0) return; /* an empty range touches no page: nothing was read */
     FUZZ_CHECK(data_start + r.data_offset + r.data_len <= flen);
     FUZZ_CHECK(memcmp(pagedata, file + data_start + r.data_offset, r.data_len) == 0);
-    FUZZ_CHECK(r.pages == 0 ||
-               memcmp(crcs, file + PT_BLOCK_FILE_HEADER +
-                                (size_t)(r.data_offset / PT_BLOCK_PAGE_SIZE) * 4,
-                      (size_t)r.pages * 4) == 0);
+    FUZZ_CHECK(
+        r.pages == 0 ||
+        memcmp(crcs, file + PT_BLOCK_FILE_HEADER + (size_t)(r.data_offset / PT_BLOCK_PAGE_SIZE) * 4,
+               (size_t)r.pages * 4) == 0);
     for (i = 0; i < r.pages; i++) {
         uint32_t n = PT_MIN(PT_BLOCK_PAGE_SIZE, r.data_len - i * PT_BLOCK_PAGE_SIZE);
         FUZZ_CHECK(petrel_crc32c(0, pagedata + (size_t)i * PT_BLOCK_PAGE_SIZE, n) ==
@@ -169,8 +169,8 @@ int pt_fuzz_block_file(const uint8_t *data, size_t size)
             FUZZ_CHECK(file_is(path, file, flen));
         } else {
             FUZZ_CHECK(err == 0);
-            FUZZ_CHECK(pt_blocks_store_read(&block_store, FUZZ_BLOCK_ID, 0, wsize, &body,
-                                            &body_len) == 0);
+            FUZZ_CHECK(
+                pt_blocks_store_read(&block_store, FUZZ_BLOCK_ID, 0, wsize, &body, &body_len) == 0);
             FUZZ_CHECK(body_len >= wsize && memcmp(body + body_len - wsize, file, wsize) == 0);
             free(body);
         }

@@ -21,10 +21,10 @@ struct fs_geometry {
 
 /* Small devices, so that a fuzzed input covers a large part of them. */
 static const struct fs_geometry fs_geometries[] = {
-    {16, 16, 128, 32},  /* tiny NOR: 4 KiB */
-    {16, 16, 512, 16},  /* 8 KiB */
+    {16, 16, 128, 32},   /* tiny NOR: 4 KiB */
+    {16, 16, 512, 16},   /* 8 KiB */
     {512, 512, 512, 16}, /* eMMC-like sectors */
-    {16, 16, 4096, 8},  /* NOR with 4 KiB erase blocks: 32 KiB */
+    {16, 16, 4096, 8},   /* NOR with 4 KiB erase blocks: 32 KiB */
 };
 
 #define FS_WALK_ENTRIES 256
@@ -186,8 +186,8 @@ int pt_fuzz_fs_image(const uint8_t *data, size_t size)
         static const char text[] = "written after a fuzzed mount";
         struct petrel_fs_file f;
         char back[sizeof(text)];
-        int w = petrel_fs_file_open(&fs, &f, "/fuzz-new", PETREL_O_WRONLY | PETREL_O_CREAT |
-                                                              PETREL_O_TRUNC);
+        int w = petrel_fs_file_open(&fs, &f, "/fuzz-new",
+                                    PETREL_O_WRONLY | PETREL_O_CREAT | PETREL_O_TRUNC);
         if (w == 0) {
             int64_t n = petrel_fs_file_write(&fs, &f, text, sizeof(text));
             w = petrel_fs_file_close(&fs, &f);

@@ -10,8 +10,16 @@
 #include "fuzz.h"
 #include "petrel/common.h"
 
-enum { OP_SHARD_HB, OP_CDC_HB, OP_BLOCKS_HB, OP_REPLICA_ENTRY, OP_BLOCKS_ENTRY, OP_REPLICA_LIST,
-       OP_BLOCKS_LIST, OP_COUNT };
+enum {
+    OP_SHARD_HB,
+    OP_CDC_HB,
+    OP_BLOCKS_HB,
+    OP_REPLICA_ENTRY,
+    OP_BLOCKS_ENTRY,
+    OP_REPLICA_LIST,
+    OP_BLOCKS_LIST,
+    OP_COUNT
+};
 
 /* Re-encoding `used` bytes with enc must give exactly body[0..used). */
 static void same_bytes(const uint8_t *body, size_t used, const uint8_t *again, size_t again_len)

@@ -27,8 +27,7 @@ static void shard_request(const uint8_t *body, size_t len)
     FUZZ_CHECK(strlen(q.name) == q.name_len && strlen(q.name2) == q.name2_len);
     FUZZ_CHECK(!memchr(q.name, '/', q.name_len) && !memchr(q.name2, '/', q.name2_len));
     FUZZ_CHECK(q.n_services <= PT_SPAN_BLOCKS_MAX && q.data_len <= PT_SHARD_MSG_MAX);
-    FUZZ_CHECK(q.data_len == 0 ||
-               (q.data_ptr >= body && q.data_ptr + q.data_len <= body + len));
+    FUZZ_CHECK(q.data_len == 0 || (q.data_ptr >= body && q.data_ptr + q.data_len <= body + len));
     n = pt_shard_req_encode(&q, again, sizeof(again));
     FUZZ_CHECK(n == (int)len && memcmp(again, body, len) == 0);
 }
@@ -46,8 +45,8 @@ static void shard_spans(const uint8_t *body, size_t len)
         FUZZ_CHECK(pt_span_block_count(&s) <= PT_SPAN_BLOCKS_MAX);
         if (s.storage == PT_STORAGE_INLINE)
             FUZZ_CHECK(s.inline_len == s.size && s.inline_len <= PT_INLINE_MAX &&
-                       (s.inline_len == 0 || (s.inline_data >= body &&
-                                              s.inline_data + s.inline_len <= body + len)));
+                       (s.inline_len == 0 ||
+                        (s.inline_data >= body && s.inline_data + s.inline_len <= body + len)));
         else
             FUZZ_CHECK(s.data >= 1 && (s.storage != PT_STORAGE_MIRRORED || s.data == 1));
         pt_cursor_init(&e, again, sizeof(again));

@@ -54,7 +54,8 @@ static void frames(void)
     int n;
     for (i = 0; i < PT_ARRAY_SIZE(kinds); i++) {
         memset(buf + PT_FRAME_HEADER_SIZE, (int)i + 1, 40);
-        pt_frame_encode_header(buf, 0, kinds[i], 100 + i, buf + PT_FRAME_HEADER_SIZE, (uint32_t)(i * 20));
+        pt_frame_encode_header(buf, 0, kinds[i], 100 + i, buf + PT_FRAME_HEADER_SIZE,
+                               (uint32_t)(i * 20));
         snprintf(name, sizeof(name), "request-%04x", kinds[i]);
         put("frame", name, buf, PT_FRAME_HEADER_SIZE + i * 20, NULL, 0);
     }
@@ -247,7 +248,8 @@ static void block_file(const char *name, uint8_t opts, uint32_t offset, uint32_t
 static void cursor_programs(void)
 {
     static const uint8_t a[] = {8, 1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 2, 3, 0, 4, 8, 12, 16, 0x60};
-    static const uint8_t b[] = {12, 3, 0, 'a', 'b', 'c', 9, 0, 0, 0, 0, 0, 0x2c, 0x0c, 0x4c, 0x13, 0x07};
+    static const uint8_t b[] = {12, 3, 0, 'a',  'b',  'c',  9,    0,   0,
+                                0,  0, 0, 0x2c, 0x0c, 0x4c, 0x13, 0x07};
     static const uint8_t c[] = {4, 0xff, 0xff, 0, 0, 0x0c, 0x0c, 0x10, 0x11, 0x08, 0x03};
     put("cursor", "ints", a, sizeof(a), NULL, 0);
     put("cursor", "strings", b, sizeof(b), NULL, 0);
@@ -298,8 +300,8 @@ static void fs_image(const char *name, uint8_t opts, uint32_t read, uint32_t pro
 
 static void shard_msgs(void)
 {
-    static const uint8_t ops[] = {PT_SHARD_LOOKUP, PT_SHARD_READDIR, PT_SHARD_ADD_SPAN,
-                                  PT_SHARD_ADD_INLINE, PT_SHARD_RENAME, PT_SHARD_ADD_ENTRY,
+    static const uint8_t ops[] = {PT_SHARD_LOOKUP,     PT_SHARD_READDIR, PT_SHARD_ADD_SPAN,
+                                  PT_SHARD_ADD_INLINE, PT_SHARD_RENAME,  PT_SHARD_ADD_ENTRY,
                                   PT_SHARD_EXPIRE};
     static uint8_t buf[1024];
     struct pt_shard_req q;

@@ -185,21 +185,38 @@ static void replay(const char *target, fuzz_entry fn)
         free(in.data[i]);
 }
 
-TEST_T(fuzz_replay_frame, 120) { replay("frame", pt_fuzz_frame); }
-TEST_T(fuzz_replay_registry_msg, 120) { replay("registry_msg", pt_fuzz_registry_msg); }
-TEST_T(fuzz_replay_blocks_msg, 120) { replay("blocks_msg", pt_fuzz_blocks_msg); }
-TEST_T(fuzz_replay_registry_state, 120) { replay("registry_state", pt_fuzz_registry_state); }
-TEST_T(fuzz_replay_block_file, 180) { replay("block_file", pt_fuzz_block_file); }
-TEST_T(fuzz_replay_cursor, 120) { replay("cursor", pt_fuzz_cursor); }
+TEST_T(fuzz_replay_frame, 120)
+{
+    replay("frame", pt_fuzz_frame);
+}
+TEST_T(fuzz_replay_registry_msg, 120)
+{
+    replay("registry_msg", pt_fuzz_registry_msg);
+}
+TEST_T(fuzz_replay_blocks_msg, 120)
+{
+    replay("blocks_msg", pt_fuzz_blocks_msg);
+}
+TEST_T(fuzz_replay_registry_state, 120)
+{
+    replay("registry_state", pt_fuzz_registry_state);
+}
+TEST_T(fuzz_replay_block_file, 180)
+{
+    replay("block_file", pt_fuzz_block_file);
+}
+TEST_T(fuzz_replay_cursor, 120)
+{
+    replay("cursor", pt_fuzz_cursor);
+}
 
 /* The entries must reject, not crash on, the degenerate inputs too. */
 TEST(fuzz_entries_take_empty_and_tiny_inputs)
 {
-    static const fuzz_entry all[] = {pt_fuzz_frame,          pt_fuzz_registry_msg,
-                                     pt_fuzz_blocks_msg,     pt_fuzz_registry_state,
-                                     pt_fuzz_block_file,     pt_fuzz_cursor,
-                                     pt_fuzz_fs_image,       pt_fuzz_shard_msgs,
-                                     pt_fuzz_cdc_msgs};
+    static const fuzz_entry all[] = {
+        pt_fuzz_frame,          pt_fuzz_registry_msg, pt_fuzz_blocks_msg,
+        pt_fuzz_registry_state, pt_fuzz_block_file,   pt_fuzz_cursor,
+        pt_fuzz_fs_image,       pt_fuzz_shard_msgs,   pt_fuzz_cdc_msgs};
     uint8_t b[64];
     size_t i, n;
     for (i = 0; i < PT_ARRAY_SIZE(all); i++)
@@ -211,6 +228,15 @@ TEST(fuzz_entries_take_empty_and_tiny_inputs)
         }
 }
 
-TEST_T(fuzz_replay_fs_image, 240) { replay("fs_image", pt_fuzz_fs_image); }
-TEST_T(fuzz_replay_shard_msgs, 120) { replay("shard_msgs", pt_fuzz_shard_msgs); }
-TEST_T(fuzz_replay_cdc_msgs, 120) { replay("cdc_msgs", pt_fuzz_cdc_msgs); }
+TEST_T(fuzz_replay_fs_image, 240)
+{
+    replay("fs_image", pt_fuzz_fs_image);
+}
+TEST_T(fuzz_replay_shard_msgs, 120)
+{
+    replay("shard_msgs", pt_fuzz_shard_msgs);
+}
+TEST_T(fuzz_replay_cdc_msgs, 120)
+{
+    replay("cdc_msgs", pt_fuzz_cdc_msgs);
+}

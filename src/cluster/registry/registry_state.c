@@ -334,8 +334,8 @@ static int state_consistent(const struct pt_registry *r)
             continue;
         }
         if (e->kind == PT_REG_KIND_CDC && e->replica.shard != 0) err = -PT_ECORRUPT;
-        replicas[nreplicas++] = ((uint64_t)e->kind << 16) | ((uint64_t)e->replica.shard << 8) |
-                                e->replica.replica;
+        replicas[nreplicas++] =
+            ((uint64_t)e->kind << 16) | ((uint64_t)e->replica.shard << 8) | e->replica.replica;
         if (e->replica.leader) leaders[nleaders++] = ((uint64_t)e->kind << 8) | e->replica.shard;
     }
     if (!err && (has_duplicate(ids, nids) || has_duplicate(replicas, nreplicas) ||
