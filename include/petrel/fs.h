@@ -143,7 +143,7 @@ struct petrel_fs_cache {
 
 /* How many metadata pairs' thread links the engine remembers (a lookup walks a
  * directory's chain of pairs through them without reading the pairs it only passes). */
-#define PETREL_FS_LINK_CACHE 8
+#define PETREL_FS_LINK_CACHE 32
 
 /* A remembered thread link of a pair (valid until either block is programmed or erased). */
 struct petrel_fs_link {
@@ -215,7 +215,7 @@ struct petrel_fs_file {
 
 /* Per-file configuration for petrel_fs_file_opencfg(). */
 struct petrel_fs_file_config {
-    void *buffer; /* page-size bytes (petrel_fs_fsinfo().page_size - 4 suffice), or NULL */
+    void *buffer; /* petrel_fs_fsinfo().page_size bytes, or NULL (allocated) */
 };
 
 /* A mounted filesystem. */
@@ -348,7 +348,8 @@ int64_t petrel_fs_file_read(struct petrel_fs *fs, struct petrel_fs_file *file, v
                             uint64_t size);
 
 /* Write size bytes at the position (at the end with APPEND); returns size. Writing past
- * the end leaves a hole of zeros. Data is durable after sync/close.
+ * the end leaves a hole of zeros; a write of 0 bytes changes nothing (as POSIX write), even
+ * past the end. Data is durable after sync/close.
  * Errors: -PT_EBADF, -PT_EFBIG (beyond file_max), -PT_ENOSPC, -PT_EIO, -PT_ECORRUPT. */
 int64_t petrel_fs_file_write(struct petrel_fs *fs, struct petrel_fs_file *file,
                              const void *buf, uint64_t size);

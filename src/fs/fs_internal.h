@@ -76,6 +76,7 @@ struct pt_mdir {
     uint32_t next[2];   /* next pair in the thread (PT_NULL: end) */
     struct petrel_fs_gstate gdelta; /* XOR of this pair's deltas */
     uint32_t crc_xor;   /* XOR of the CRCs of the valid commits */
+    uint32_t log_crc;   /* CRC of every byte of the block before off (commits chain) */
     uint32_t ncommits;
     /* result of the lookup requested at fetch */
     uint8_t found;      /* 0 none, else PT_REC_ENTRY or PT_REC_DELETE */
@@ -167,6 +168,7 @@ int pt_rec_live(struct petrel_fs *fs, const struct pt_mdir *md, const struct pt_
 int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n,
                    uint32_t old_pair[2]);
 int pt_mdir_create(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n);
+int pt_block_invalidate(struct petrel_fs *fs, uint32_t block);
 int pt_entry_decode(struct petrel_fs *fs, uint32_t block, const struct pt_rec_ref *rec,
                     struct pt_entry *e);
 int pt_pair_eq(const uint32_t a[2], const uint32_t b[2]);
@@ -205,6 +207,7 @@ int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash
 int pt_entry_name_eq(struct petrel_fs *fs, const struct pt_entry *e, const char *name,
                      uint32_t len);
 int pt_fs_writable(struct petrel_fs *fs);
+int pt_dir_head(struct petrel_fs *fs, const struct pt_entry *e, uint32_t head[2]);
 
 /* ---- ctree.c ---- */
 uint32_t pt_page_payload(const struct petrel_fs *fs);

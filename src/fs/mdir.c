@@ -125,14 +125,20 @@ static int pt_mdir_scan(struct petrel_fs *fs, struct pt_mdir *out, uint32_t bloc
             crc = petrel_crc32c(crc, tmp, 4);
             stored = pt_get_le32(tmp + 4);
             if (stored != crc) break;
+            /* the next commit's CRC continues over this one's CRC and padding, so a stale
+             * commit left in the block from an earlier use can never validate */
+            crc = petrel_crc32c(crc, tmp + 4, 4);
+            err = pt_read_crc(fs, block, pos + PT_REC_HDR + PT_CRC_PAYLOAD,
+                              len - PT_CRC_PAYLOAD, &crc);
+            if (err) return err;
             last_fcrc = pt_get_le32(tmp);
             t.crc_xor ^= stored;
             t.ncommits++;
             t.off = pos + PT_REC_HDR + len;
+            t.log_crc = crc;
             md = t;
             valid = 1;
             pos = t.off;
-            crc = 0;
             continue;
         }
         if (type == PT_REC_HEAD || type == PT_REC_THREAD || type == PT_REC_LO ||
@@ -175,16 +181,26 @@ int pt_mdir_fetch(struct petrel_fs *fs, struct pt_mdir *md, const uint32_t pair[
     uint8_t rev[2][4];
     int first, i, err;
     uint32_t p0 = pair[0], p1 = pair[1];
+    int bad[2];
     if (p0 >= fs->block_count || p1 >= fs->block_count || p0 == p1) return -PT_ECORRUPT;
+    /* a block that cannot even be read is just not the valid one */
     err = pt_read(fs, p0, 0, rev[0], 4, 4);
-    if (err) return err;
+    if (err && err != -PT_EIO && err != -PT_ECORRUPT) return err;
+    bad[0] = err != 0;
     err = pt_read(fs, p1, 0, rev[1], 4, 4);
-    if (err) return err;
-    first = pt_rev_newer(pt_get_le32(rev[1]), pt_get_le32(rev[0])) ? 1 : 0;
+    if (err && err != -PT_EIO && err != -PT_ECORRUPT) return err;
+    bad[1] = err != 0;
+    if (bad[0] && bad[1]) return -PT_EIO;
+    if (bad[0] || bad[1])
+        first = bad[0] ? 1 : 0;
+    else
+        first = pt_rev_newer(pt_get_le32(rev[1]), pt_get_le32(rev[0])) ? 1 : 0;
     for (i = 0; i < 2; i++) {
         int which = i == 0 ? first : 1 - first;
         uint32_t b = which ? p1 : p0;
-        int r = pt_mdir_scan(fs, md, b, find_hash);
+        int r;
+        if (bad[which]) continue;
+        r = pt_mdir_scan(fs, md, b, find_hash);
         if (r < 0 && r != -PT_ECORRUPT && r != -PT_EIO) return r;
         if (r == 1) {
             md->pair[0] = b;
@@ -547,10 +563,12 @@ static int pt_is_root(const struct pt_mdir *md)
 
 /* Track what a successful append changed, without re-reading the log. */
 static void pt_mdir_after_append(struct petrel_fs *fs, struct pt_mdir *md,
-                                 const struct pt_rec *recs, int n, uint32_t end, uint32_t crc)
+                                 const struct pt_rec *recs, int n, uint32_t end, uint32_t crc,
+                                 uint32_t log_crc)
 {
     int i;
     md->off = end;
+    md->log_crc = log_crc;
     md->erased = end + fs->prog_size <= fs->block_size;
     md->crc_xor ^= crc;
     md->ncommits++;
@@ -573,6 +591,7 @@ static int pt_mdir_append(struct petrel_fs *fs, struct pt_mdir *md, const struct
     if (!err) err = pt_emit_crc(fs, &w, NULL);
     if (err) return err;
     pt_writer_init(fs, &w, md->pair[0], md->off, 0);
+    w.crc = md->log_crc; /* the commit CRC continues the log's */
     for (i = 0; i < n && !err; i++) err = pt_emit_rec(fs, &w, &recs[i]);
     if (!err) err = pt_emit_crc(fs, &w, &crc);
     if (!err) err = pt_writer_flush(fs, &w);
@@ -581,7 +600,7 @@ static int pt_mdir_append(struct petrel_fs *fs, struct pt_mdir *md, const struct
         md->erased = 0;
         return err;
     }
-    pt_mdir_after_append(fs, md, recs, n, w.off, crc);
+    pt_mdir_after_append(fs, md, recs, n, w.off, crc, w.crc);
     pt_links_remember(fs, md->pair, md->next, md->next_cont, md->next_split);
     return 0;
 }
@@ -635,9 +654,160 @@ static int pt_find_split(struct petrel_fs *fs, struct pt_compact *c, int64_t lim
     }
     c->hi = save_hi;
     c->hi_open = save_open;
-    /* at least the lowest hash stays, so both halves shrink */
-    if (a == lo && (c->hi_open || c->hi > lo + 1)) a = lo + 1;
+    /* a == lo: no entry fits below; all entries move up and this pair keeps only its
+     * fixed records */
     *split = a;
+    return 0;
+}
+
+/* On media whose erase may leave old contents (unknown erase value), zero the start of an
+ * erased block so that an old log there can never be fetched again. */
+int pt_block_invalidate(struct petrel_fs *fs, uint32_t block)
+{
+    if (fs->bd->erase_value >= 0) return 0;
+    memset(fs->pcache.buf, 0, fs->prog_size);
+    fs->pcache.block = PT_NULL;
+    return pt_prog_direct(fs, block, 0, fs->pcache.buf, fs->prog_size);
+}
+
+/* The second block of a new pair: erased, its old contents made unreadable. */
+static int pt_alloc_spare(struct petrel_fs *fs, uint32_t *block)
+{
+    int tries;
+    for (tries = 0; tries < 64; tries++) {
+        int err = pt_alloc_erased(fs, block);
+        if (err) return err;
+        err = pt_block_invalidate(fs, *block);
+        if (err == 0) return 0;
+        if (err != -PT_EIO && err != -PT_ECORRUPT) return err;
+    }
+    return -PT_ENOSPC;
+}
+
+/* Write the pair holding [s, hi) of c's records, threaded to next (or keeping c's own
+ * thread when next is NULL). */
+static int pt_write_upper(struct petrel_fs *fs, const struct pt_compact *c, uint64_t s,
+                          uint64_t hi, int hi_open, const uint32_t next[2], uint64_t next_split,
+                          uint32_t out[2], int dry)
+{
+    struct pt_compact hc = *c;
+    struct pt_rec x[2];
+    uint8_t lo_buf[8], th_buf[17];
+    int err;
+    hc.lo = s;
+    hc.hi = hi;
+    hc.hi_open = hi_open;
+    hc.is_low = 0;
+    hc.rev = 1;
+    pt_put_le64(lo_buf, s);
+    memset(x, 0, sizeof(x));
+    x[0].type = PT_REC_LO;
+    x[0].seg[0] = lo_buf;
+    x[0].seglen[0] = 8;
+    hc.extra = x;
+    hc.nextra = 1;
+    if (next) {
+        pt_put_le32(th_buf, next[0]);
+        pt_put_le32(th_buf + 4, next[1]);
+        th_buf[8] = 1;
+        pt_put_le64(th_buf + 9, next_split);
+        x[1].type = PT_REC_THREAD;
+        x[1].seg[0] = th_buf;
+        x[1].seglen[0] = 17;
+        hc.nextra = 2;
+    }
+    if (dry) {
+        int64_t sz = pt_compact_size(fs, &hc);
+        return sz < 0 ? (int)sz : 0;
+    }
+    err = pt_alloc_spare(fs, &out[1]);
+    if (err) return err;
+    return pt_compact_into(fs, PT_NULL, &hc, 1, &out[0]);
+}
+
+/* Move the upper part of c's hash range into new pairs: normally one pair holding
+ * [split, hi) with split chosen so the lower part keeps about half the space; when that
+ * upper part does not fit a block, pairs are peeled from the top, each as full as a block
+ * allows. All new pairs are unreferenced until the caller's compaction of the lower part
+ * commits, which links them. On return c covers [lo, split) with the thread record
+ * (c->extra) linking the first new pair. */
+static int pt_split_upper(struct petrel_fs *fs, struct pt_compact *c, int64_t limit, int evict,
+                          uint64_t *split_out, struct pt_rec *xl, uint8_t *th_buf)
+{
+    uint64_t split = 0, hi = c->hi;
+    int hi_open = c->hi_open, err, have_next = 0;
+    uint32_t next[2] = {PT_NULL, PT_NULL};
+    uint64_t next_split = 0;
+    memset(th_buf, 0, 17);
+    memset(xl, 0, sizeof(*xl));
+    xl->type = PT_REC_THREAD;
+    xl->seg[0] = th_buf;
+    xl->seglen[0] = 17;
+    c->extra = xl; /* caller-owned: still referenced when this returns */
+    c->nextra = 1;
+    if (evict) {
+        split = c->lo;
+    } else {
+        err = pt_find_split(fs, c, limit, &split);
+        if (err) return err;
+    }
+    if (pt_write_upper(fs, c, split, hi, hi_open, NULL, 0, NULL, 1) != 0) {
+        /* peel full pairs from the top until the rest fits the lower pair */
+        for (;;) {
+            uint64_t a, b;
+            int64_t low;
+            c->hi = hi;
+            c->hi_open = hi_open;
+            low = pt_compact_size(fs, c);
+            if (low >= 0 && low <= (int64_t)fs->block_size) break;
+            /* smallest s whose [s, hi) fits a block */
+            a = c->lo;
+            b = hi_open ? UINT64_MAX : hi - 1;
+            if (pt_write_upper(fs, c, b, hi, hi_open, have_next ? next : NULL, next_split,
+                               NULL, 1) != 0)
+                return -PT_ENOSPC; /* one name's records exceed a block */
+            while (a < b) {
+                uint64_t mid = a + (b - a) / 2;
+                if (pt_write_upper(fs, c, mid, hi, hi_open, have_next ? next : NULL, next_split,
+                                   NULL, 1) == 0)
+                    b = mid;
+                else
+                    a = mid + 1;
+            }
+            {
+                uint32_t out[2];
+                err = pt_write_upper(fs, c, a, hi, hi_open, have_next ? next : NULL,
+                                     next_split, out, 0);
+                if (err) return err;
+                next[0] = out[0];
+                next[1] = out[1];
+            }
+            have_next = 1;
+            next_split = a;
+            hi = a;
+            hi_open = 0;
+            if (a == c->lo) break;
+        }
+        split = next_split;
+    } else {
+        uint32_t out[2];
+        err = pt_write_upper(fs, c, split, hi, hi_open, NULL, 0, out, 0);
+        if (err) return err;
+        next[0] = out[0];
+        next[1] = out[1];
+    }
+    /* the lower part, now threaded to the first new pair */
+    pt_put_le32(th_buf, next[0]);
+    pt_put_le32(th_buf + 4, next[1]);
+    th_buf[8] = 1;
+    pt_put_le64(th_buf + 9, split);
+    c->hi = split;
+    c->hi_open = 0;
+    {
+        int64_t ls = pt_compact_size(fs, c);
+        if (ls < 0) return (int)ls;
+    }
+    *split_out = split;
     return 0;
 }
 
@@ -647,6 +817,8 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
     struct pt_compact c;
     int64_t total, limit;
     int err, relocate = 0, evict = 0, root = pt_is_root(md);
+    struct pt_rec split_thread;
+    uint8_t split_th[17];
     uint32_t written, orig[2];
 
     old_pair[0] = old_pair[1] = PT_NULL;
@@ -689,75 +861,9 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
         if (err) return err;
     } else {
         /* split: the upper hash range moves to a new pair threaded right after this one */
-        struct pt_compact hc;
-        struct pt_rec xl, xh;
-        uint8_t lo_buf[8], th_buf[17];
         uint64_t split = 0;
-        uint32_t hb[2], hw;
-        /* the lower part will carry a thread record to the new pair: count it */
-        memset(th_buf, 0, sizeof(th_buf));
-        memset(&xl, 0, sizeof(xl));
-        xl.type = PT_REC_THREAD;
-        xl.seg[0] = th_buf;
-        xl.seglen[0] = 17;
-        c.extra = &xl;
-        c.nextra = 1;
-        err = 0;
-        if (evict)
-            split = c.lo;
-        else
-            err = pt_find_split(fs, &c, limit, &split);
+        err = pt_split_upper(fs, &c, limit, evict, &split, &split_thread, split_th);
         if (err) return err;
-        c.extra = NULL;
-        c.nextra = 0;
-        hc = c;
-        hc.lo = split;
-        hc.is_low = 0;
-        hc.rev = 1;
-        pt_put_le64(lo_buf, split);
-        memset(&xh, 0, sizeof(xh));
-        xh.type = PT_REC_LO;
-        xh.seg[0] = lo_buf;
-        xh.seglen[0] = 8;
-        hc.extra = &xh;
-        hc.nextra = 1;
-        if (pt_compact_size(fs, &hc) < 0) {
-            /* the upper part is too big: give the lower part as much as a block holds */
-            c.extra = &xl;
-            c.nextra = 1;
-            err = pt_find_split(fs, &c, fs->block_size, &split);
-            c.extra = NULL;
-            c.nextra = 0;
-            if (err) return err;
-            hc.lo = split;
-            pt_put_le64(lo_buf, split);
-            {
-                int64_t hs = pt_compact_size(fs, &hc);
-                if (hs < 0) return (int)hs;
-            }
-        }
-        err = pt_alloc_erased(fs, &hb[1]);
-        if (err) return err;
-        err = pt_compact_into(fs, PT_NULL, &hc, 1, &hw);
-        if (err) return err;
-        hb[0] = hw;
-        /* the lower part, now threaded to the new pair */
-        pt_put_le32(th_buf, hb[0]);
-        pt_put_le32(th_buf + 4, hb[1]);
-        th_buf[8] = 1;
-        pt_put_le64(th_buf + 9, split);
-        memset(&xl, 0, sizeof(xl));
-        xl.type = PT_REC_THREAD;
-        xl.seg[0] = th_buf;
-        xl.seglen[0] = 17;
-        c.hi = split;
-        c.hi_open = 0;
-        c.extra = &xl;
-        c.nextra = 1;
-        {
-            int64_t ls = pt_compact_size(fs, &c);
-            if (ls < 0) return (int)ls;
-        }
         err = pt_compact_into(fs, relocate ? PT_NULL : md->pair[1], &c, !root, &written);
         if (err) return err;
     }
@@ -787,7 +893,7 @@ int pt_mdir_create(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
     c.hi_open = 1;
     c.is_low = 1;
     c.rev = 1;
-    err = pt_alloc_erased(fs, &pair[1]);
+    err = pt_alloc_spare(fs, &pair[1]);
     if (err) return err;
     err = pt_compact_into(fs, PT_NULL, &c, 1, &written);
     if (err) return err;

@@ -126,6 +126,7 @@ int petrel_fs_format(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
     r.seglen[0] = PT_SB_SIZE;
     /* the root pair: block 1 erased, block 0 holds the first commit */
     for (i = 1; i >= 0 && !err; i--) err = pt_erase(fs, (uint32_t)i);
+    if (!err) err = pt_block_invalidate(fs, 1);
     if (!err) {
         memset(&md, 0, sizeof(md));
         md.pair[0] = 1;
