@@ -1,5 +1,6 @@
 /*
- * petrel shard --registry ADDR --shard N --replica R --dir D [--replicas K] [--host H]:
+ * petrel shard --registry ADDR --shard N --replica R --dir D [--replicas K] [--host H]
+ * [--snapshot-entries E]:
  * run one replica of a metadata shard until SIGINT/SIGTERM. Owns only option parsing; the
  * server is src/cluster/shard/shard_server.c.
  */
@@ -32,6 +33,7 @@ int cmd_shard(int argc, char **argv)
                                          {"replicas", required_argument, NULL, 'k'},
                                          {"dir", required_argument, NULL, 'd'},
                                          {"host", required_argument, NULL, 'H'},
+                                         {"snapshot-entries", required_argument, NULL, 'S'},
                                          {"verbose", no_argument, NULL, 'v'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -68,16 +70,21 @@ int cmd_shard(int argc, char **argv)
         case 'H':
             cfg.host = optarg;
             break;
+        case 'S':
+            if (parse_uint(optarg, 1u << 30, &cfg.snapshot_entries) || cfg.snapshot_entries < 2)
+                return cli_error("shard", "bad --snapshot-entries '%s' (2 or more)", optarg);
+            break;
         case 'v':
             petrel_log_set(petrel_log_stderr, NULL, PT_LOG_DEBUG);
             break;
         case 'h':
             printf(
                 "usage: petrel shard --registry ADDR --shard N --replica R --dir D [--replicas K]\n"
-                "                    [--host H] [--verbose]\n"
+                "                    [--host H] [--snapshot-entries E] [--verbose]\n"
                 "Run replica R (0..K-1) of metadata shard N, a Raft group of K = 1, 3 or 5\n"
-                "replicas whose log is kept under D/raft. Ports are chosen by the OS and\n"
-                "registered with the registry at ADDR.\n");
+                "replicas whose log is kept under D/raft and compacted by a snapshot every E\n"
+                "entries (default 4096). Ports are chosen by the OS and registered with the\n"
+                "registry at ADDR.\n");
             return 0;
         default:
             return cli_error("shard", "bad option %s (petrel shard --help)", argv[optind - 1]);

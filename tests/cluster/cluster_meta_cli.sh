@@ -16,4 +16,27 @@ expect_fail cdc_bad_shards "bad --shards" "$PETREL_BIN" cdc --registry 127.0.0.1
 expect_fail cdc_bad_option "bad option" "$PETREL_BIN" cdc --nope
 expect_ok shard_help "$PETREL_BIN" shard --help
 expect_ok cdc_help "$PETREL_BIN" cdc --help
+
+# A one-replica shard and CDC start against a registry and stop cleanly on SIGTERM (exit 0;
+# under ASan also without leaks).
+"$PETREL_BIN" registry --dir "$d/reg" --listen 127.0.0.1:0 > "$d/reg.out" 2>&1 &
+rp=$!
+reg=""
+for _ in $(seq 50); do
+    reg=$(grep -o '127.0.0.1:[0-9]*' "$d/reg.out" 2>/dev/null | head -1)
+    [ -n "$reg" ] && break
+    sleep 0.1
+done
+"$PETREL_BIN" shard --registry "$reg" --shard 0 --replica 0 --replicas 1 --dir "$d/s0" > "$d/s.out" 2>&1 &
+sp=$!
+"$PETREL_BIN" cdc --registry "$reg" --replica 0 --replicas 1 --dir "$d/c0" > "$d/c.out" 2>&1 &
+cp=$!
+sleep 1.5
+kill -TERM $sp $cp
+wait $sp; shard_rc=$?
+wait $cp; cdc_rc=$?
+kill -TERM $rp; wait $rp
+expect_eq shard_sigterm_exit_0 0 "$shard_rc"
+expect_eq cdc_sigterm_exit_0 0 "$cdc_rc"
+[ -d "$d/s0/raft" ] && pass shard_created_raft_dir || fail shard_created_raft_dir "no $d/s0/raft"
 finish

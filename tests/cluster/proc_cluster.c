@@ -121,9 +121,12 @@ static void start_servers(struct pc_cluster *c)
     }
     for (s = 0; s < c->shards; s++)
         for (r = 0; r < c->replicas; r++) {
-            char dir[600], sh[16], rep[16], k[16];
-            char *args[] = {"shard", "--registry", c->registry, "--shard", sh,  "--replica",
-                            rep,     "--replicas", k,           "--dir",   dir, NULL};
+            char dir[600], sh[16], rep[16], k[16], snap[16];
+            char *args[] = {"shard", "--registry", c->registry, "--shard",
+                            sh,      "--replica",  rep,         "--replicas",
+                            k,       "--dir",      dir,         "--snapshot-entries",
+                            snap,    NULL};
+            snprintf(snap, sizeof(snap), "%u", c->snapshot_entries ? c->snapshot_entries : 4096);
             snprintf(dir, sizeof(dir), "%s/shard-%u-%u", c->root, s, r);
             snprintf(sh, sizeof(sh), "%u", s);
             snprintf(rep, sizeof(rep), "%u", r);
@@ -191,8 +194,8 @@ uint64_t pc_wait_serving(struct pc_cluster *c, unsigned timeout_ms)
     return pc_now_ms() - start;
 }
 
-void pc_start(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
-              int with_cdc)
+void pc_start_opts(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
+                   int with_cdc, unsigned snapshot_entries)
 {
     memset(c, 0, sizeof(*c));
     snprintf(c->root, sizeof(c->root), "%s", test_tmpdir());
@@ -200,9 +203,16 @@ void pc_start(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned
     c->replicas = replicas;
     c->blocks = blocks;
     c->with_cdc = with_cdc;
+    c->snapshot_entries = snapshot_entries;
     start_registry(c, 0);
     start_servers(c);
     pc_wait_serving(c, 30000);
+}
+
+void pc_start(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
+              int with_cdc)
+{
+    pc_start_opts(c, shards, replicas, blocks, with_cdc, 0);
 }
 
 void pc_stop(struct pc_cluster *c)

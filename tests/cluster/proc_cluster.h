@@ -27,12 +27,18 @@ struct pc_cluster {
     int dynamic_ports; /* restart the registry with --using-dynamic-ports */
     unsigned shards, replicas, blocks;
     int with_cdc;
+    unsigned snapshot_entries; /* shards' --snapshot-entries (0: default) */
     struct pc_proc procs[PC_MAX_PROCS];
     unsigned nprocs;
     unsigned reg_proc; /* index of the registry */
 };
 
-/* Start registry, shards x replicas, (cdc x 3), block services; wait until "/" answers. */
+/*
+ * Start registry, shards x replicas, (cdc x 3), block services; wait until "/" answers.
+ * pc_start_opts also sets the shards' snapshot interval.
+ */
+void pc_start_opts(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
+                   int with_cdc, unsigned snapshot_entries);
 void pc_start(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
               int with_cdc);
 /* Kill every process (SIGKILL) and reap them. */

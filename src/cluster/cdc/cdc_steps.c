@@ -29,10 +29,8 @@ static int call(struct pt_router *r, const struct pt_shard_req *q, uint64_t owne
         if (v1) *v1 = pt_dec_u64(&c);
         if (v2) *v2 = pt_dec_u8(&c);
         if (!pt_cursor_ok(&c)) rc = 1;
-    } else if (rc != 0 && !rep.remote) {
-        rc = 1;
-    } else if (rc == -PT_ENOTLEADER || rc == -PT_EAGAIN) {
-        rc = 1;
+    } else if (rc != 0 && (!rep.remote || rc == -PT_ENOTLEADER || rc == -PT_EAGAIN)) {
+        rc = 1; /* unreachable, or no leader yet: try the step again later */
     }
     pt_reply_free(&rep);
     return rc;

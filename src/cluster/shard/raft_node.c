@@ -548,8 +548,11 @@ int pt_node_start(struct pt_raft_node **out, const struct pt_node_config *cfg, c
     }
     raft_set_election_timeout(&n->raft, 1000);
     raft_set_heartbeat_timeout(&n->raft, 100);
-    raft_set_snapshot_threshold(&n->raft, 4096);
-    raft_set_snapshot_trailing(&n->raft, 512);
+    {
+        unsigned every = cfg->snapshot_entries ? cfg->snapshot_entries : 4096;
+        raft_set_snapshot_threshold(&n->raft, every);
+        raft_set_snapshot_trailing(&n->raft, every / 8 ? every / 8 : 1);
+    }
     raft_set_pre_vote(&n->raft, true);
     if ((rc = raft_start(&n->raft)) != 0) {
         snprintf(err, err_cap, "raft_start: %s", raft_strerror(rc));

@@ -21,8 +21,9 @@
 #include "cluster/net/net.h"
 #include "cluster/proto/registry_msg.h"
 
-#define PT_MSG_NODE_INFO 0x0302 /* any shard or CDC replica: shard, replica, raft address, leader  \
-                                 */
+#define PT_MSG_NODE_INFO                                                                           \
+    0x0302 /* any shard or CDC replica: shard, replica, raft address, leader                       \
+            */
 #define PT_NODE_MAX_REPLICAS 5
 #define PT_NODE_MAX_SERVICES 256
 
@@ -38,9 +39,10 @@ struct pt_node_config {
     enum pt_node_kind kind;
     unsigned shard; /* shard number (0 for the CDC) */
     unsigned replica;
-    unsigned replicas; /* 1, 3 or 5 */
-    const char *dir;   /* Raft data under DIR/raft */
-    const char *host;  /* listen host */
+    unsigned replicas;         /* 1, 3 or 5 */
+    const char *dir;           /* Raft data under DIR/raft */
+    const char *host;          /* listen host */
+    unsigned snapshot_entries; /* take a snapshot every this many entries; 0 = 4096 */
     struct raft_fsm *fsm;
     void (*handler)(void *ctx, struct pt_request *req); /* service requests */
     void (*tick)(void *ctx);                            /* every 100 ms on the loop */

@@ -16,12 +16,13 @@
 /* PT_MSG_NODE_INFO (0x0302, raft_node.h) is answered too. */
 
 struct pt_shard_config {
-    const char *registry; /* "HOST:PORT" of the registry */
-    unsigned shard;       /* 0..255 */
-    unsigned replica;     /* 0..replicas-1 */
-    unsigned replicas;    /* Raft group size: 1, 3 or 5 */
-    const char *dir;      /* data directory */
-    const char *host;     /* address to listen on (port chosen by the OS) */
+    const char *registry;      /* "HOST:PORT" of the registry */
+    unsigned shard;            /* 0..255 */
+    unsigned replica;          /* 0..replicas-1 */
+    unsigned replicas;         /* Raft group size: 1, 3 or 5 */
+    const char *dir;           /* data directory */
+    const char *host;          /* address to listen on (port chosen by the OS) */
+    unsigned snapshot_entries; /* compact the log every this many entries; 0 = 4096 */
 };
 
 /* Run until SIGINT/SIGTERM: 0, or a negative PT_E* when start-up failed (err names what). */

@@ -142,6 +142,7 @@ static int inode_get(struct pt_shard_sm *sm, MDB_txn *t, uint64_t id, struct ino
     uint8_t k[8];
     MDB_val key = {8, k}, val;
     int rc;
+    memset(r, 0, sizeof(*r));
     key_put_be64(k, id);
     rc = mdb_get(t, sm->inodes, &key, &val);
     if (rc) return map_mdb(rc);
@@ -467,7 +468,7 @@ static int span_get(struct pt_shard_sm *sm, MDB_txn *t, uint64_t file, uint64_t 
 static int op_construct(struct apply_ctx *a, const struct pt_shard_req *q)
 {
     struct inode_rec f;
-    uint64_t seq, id;
+    uint64_t seq = 0, id;
     int rc = meta_next(a->sm, a->t, "inode_seq", &seq);
     if (rc) return rc;
     id = PT_INODE_MAKE(a->sm->shard, seq);
@@ -530,7 +531,7 @@ static int op_add_span(struct apply_ctx *a, const struct pt_shard_req *q)
     s.parity = q->parity;
     s.block_size = q->size;
     for (i = 0; i < q->n_services; i++) {
-        uint64_t seq;
+        uint64_t seq = 0;
         uint8_t k[16], v[16];
         MDB_val key = {16, k}, val = {16, v};
         if ((rc = meta_next(a->sm, a->t, "block_seq", &seq)) != 0) return rc;
@@ -805,7 +806,7 @@ static int op_expire(struct apply_ctx *a)
 static int op_make_dir(struct apply_ctx *a, const struct pt_shard_req *q)
 {
     struct inode_rec d;
-    uint64_t seq, id;
+    uint64_t seq = 0, id;
     int rc = txn_get(a->sm, a->t, q->txn, q->op, &id);
     if (rc == 0) {
         pt_enc_u64(&a->out, id);
