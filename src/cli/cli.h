@@ -19,5 +19,7 @@ int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(print
 int cmd_crc32c(int argc, char **argv);
 int cmd_registry(int argc, char **argv);
 int cmd_blocks(int argc, char **argv);
+int cmd_shard(int argc, char **argv);
+int cmd_cdc(int argc, char **argv);
 
 #endif

@@ -14,6 +14,8 @@ static const struct cli_command commands[] = {
     {"crc32c", "print the CRC-32C of files", cmd_crc32c},
     {"registry", "run the cluster registry server", cmd_registry},
     {"blocks", "run block services, one per disk directory", cmd_blocks},
+    {"shard", "run one replica of a metadata shard", cmd_shard},
+    {"cdc", "run one replica of the cross-directory coordinator", cmd_cdc},
 };
 
 int cli_error(const char *cmd, const char *fmt, ...)

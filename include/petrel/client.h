@@ -1,0 +1,108 @@
+/*
+ * The Petrel cluster client: a C library for the distributed filesystem (registry, shards,
+ * CDC, block services). Paths are absolute, '/'-separated, names up to 255 bytes.
+ *
+ * Files are written once: petrel_client_write_file() creates a transient (invisible) file,
+ * stores its bytes span by span (small files inline in the shard, larger spans mirrored on
+ * block services in distinct failure domains), certifies every span with the block services'
+ * proofs and only then links the file into its directory, atomically: a reader sees the whole
+ * file or nothing. Reads stream: a range is delivered in pieces to a callback, never the whole
+ * file in memory; each piece is checked against the page CRCs the block service stored, and
+ * a read falls back to another copy when a block service is down or a page is corrupt.
+ *
+ * Every call retries transient failures (lost connections, leader changes, a leader still
+ * catching up) with exponential back-off and jitter within the configured budget, and follows
+ * a follower's redirection to the leader. Errors are negative PT_E* codes
+ * (include/petrel/common.h): PT_ENOENT, PT_EEXIST, PT_ENOTDIR, PT_EISDIR, PT_ENOTEMPTY,
+ * PT_ELOOP (a directory moved under itself), PT_ECORRUPT (no intact copy left), PT_ETIMEDOUT
+ * (budget spent), PT_EINVAL (bad path or argument).
+ *
+ * A struct petrel_client is used by one thread at a time; open one per thread.
+ */
+#ifndef PETREL_CLIENT_H
+#define PETREL_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct petrel_client;
+
+struct petrel_client_config {
+    const char *registry;     /* "HOST:PORT" of the registry (required) */
+    uint32_t retry_budget_ms; /* time one operation may spend retrying; 0 = 30000 */
+    int attempt_timeout_ms;   /* one request/response; 0 = 3000 */
+    uint32_t span_size;       /* bytes per span (= per block); 0 = 4 MiB; max 8 MiB */
+    unsigned copies;          /* copies of each block (mirroring); 0 = 2 */
+    uint64_t seed;            /* jitter and cookie seed; 0 = from the OS */
+};
+
+/* Open a client (no connection is made until the first call): 0 or -PT_EINVAL / -PT_ENOMEM. */
+int petrel_client_open(struct petrel_client **out, const struct petrel_client_config *cfg);
+
+/* Close a client and free everything it holds (NULL is fine). */
+void petrel_client_close(struct petrel_client *c);
+
+enum petrel_file_type { PETREL_TYPE_DIR = 1, PETREL_TYPE_FILE = 2 };
+
+struct petrel_stat {
+    uint64_t id;    /* inode id; its top byte is the shard that owns it */
+    uint8_t type;   /* enum petrel_file_type */
+    uint64_t size;  /* bytes (files) */
+    uint64_t mtime; /* milliseconds since the epoch */
+};
+
+/* Resolve a path to its inode id and type (lookups from the root, one shard call per name). */
+int petrel_client_resolve(struct petrel_client *c, const char *path, uint64_t *id, uint8_t *type);
+
+/* Attributes of a path. */
+int petrel_client_stat(struct petrel_client *c, const char *path, struct petrel_stat *st);
+
+struct petrel_dirent {
+    uint64_t id;
+    uint8_t type;
+    char name[256];
+};
+
+/*
+ * List a directory: fn is called for every entry (in name-hash order, fetched page by page);
+ * a non-zero return from fn stops the listing and is returned.
+ */
+typedef int (*petrel_list_fn)(void *ctx, const struct petrel_dirent *entry);
+int petrel_client_list(struct petrel_client *c, const char *path, petrel_list_fn fn, void *ctx);
+
+/* Create a directory (through the CDC; it may land on any shard). PT_EEXIST if the name exists. */
+int petrel_client_mkdir(struct petrel_client *c, const char *path);
+
+/* Remove an empty directory (PT_ENOTEMPTY otherwise). */
+int petrel_client_rmdir(struct petrel_client *c, const char *path);
+
+/*
+ * Create path from a stream: read(ctx, buf, cap) returns bytes (> 0), 0 at the end, or a
+ * negative error that aborts the write. The file becomes visible only when complete.
+ * PT_EEXIST if the name already exists. *size_out (may be NULL) receives the size written.
+ */
+typedef long (*petrel_read_fn)(void *ctx, void *buf, size_t cap);
+int petrel_client_write_file(struct petrel_client *c, const char *path, petrel_read_fn read,
+                             void *ctx, uint64_t *size_out);
+
+/*
+ * Read len bytes at offset (clipped at the end of the file), handed to write(ctx, buf, n) in
+ * pieces of at most 1 MiB; a non-zero return from write stops the read and is returned.
+ * *got (may be NULL) receives the bytes delivered.
+ */
+typedef int (*petrel_write_fn)(void *ctx, const void *buf, size_t len);
+int petrel_client_read(struct petrel_client *c, const char *path, uint64_t offset, uint64_t len,
+                       petrel_write_fn write, void *ctx, uint64_t *got);
+
+/* Remove a file's name (the shard keeps the file for its retention period before GC). */
+int petrel_client_unlink(struct petrel_client *c, const char *path);
+
+/*
+ * Rename a file or directory. Within one directory the shard does it alone; across
+ * directories the CDC runs it as a transaction (refusing to move a directory under itself).
+ * A file may replace a file in the same directory; across directories the target must not
+ * exist (PT_EEXIST).
+ */
+int petrel_client_rename(struct petrel_client *c, const char *from, const char *to);
+
+#endif

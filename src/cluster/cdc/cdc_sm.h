@@ -1,0 +1,69 @@
+/*
+ * The CDC state machine: the cross-directory transactions (mkdir, rmdir, rename across
+ * directories) and how far each has gone, changed only by applying CDC log entries.
+ *
+ * A transaction is recorded (BEGIN) before any shard is touched; each completed step is
+ * recorded (STEP) before the next one starts; the outcome is recorded last (FINISH). A new CDC
+ * leader therefore resumes every unfinished transaction at its recorded step, and every step
+ * is idempotent on the shards (keyed by the transaction id), so repeating the step that was in
+ * flight when the old leader died is harmless. Deterministic, in memory, no I/O; the whole
+ * state serializes to one snapshot buffer. Layout: docs/SPEC-SHARD.md ("CDC log").
+ */
+#ifndef PETREL_CLUSTER_CDC_SM_H
+#define PETREL_CLUSTER_CDC_SM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cluster/proto/cdc_msgs.h"
+#include "cluster/shard/shard_sm.h"
+
+enum pt_cdc_entry_op { PT_CDC_BEGIN = 1, PT_CDC_STEP = 2, PT_CDC_FINISH = 3 };
+
+#define PT_CDC_STEP_ROLLBACK 9    /* the step that undoes a refused transaction */
+#define PT_CDC_KEEP_FINISHED 4096 /* finished transactions remembered for retried requests */
+
+struct pt_cdc_txn {
+    uint64_t id;
+    struct pt_cdc_req req;
+    uint8_t shard; /* mkdir: the shard chosen for the new directory */
+    uint8_t step;
+    uint64_t x;   /* the inode the transaction moves, removes or creates */
+    uint8_t type; /* its type */
+    int32_t err;  /* the refusal being rolled back */
+    uint8_t done;
+    int32_t status;
+    uint64_t result;
+};
+
+struct pt_cdc_sm {
+    struct pt_cdc_txn *txns; /* in id order */
+    size_t count, cap;
+    uint64_t next_id;
+};
+
+void pt_cdc_sm_init(struct pt_cdc_sm *sm);
+void pt_cdc_sm_free(struct pt_cdc_sm *sm);
+
+/* Log entry items (inside the shard_sm.h envelope). Each returns its length or an error. */
+int pt_cdc_enc_begin(uint8_t *buf, size_t cap, const struct pt_cdc_req *q, uint8_t shard);
+int pt_cdc_enc_step(uint8_t *buf, size_t cap, uint64_t txn, uint8_t step, uint64_t x, uint8_t type,
+                    int32_t err);
+int pt_cdc_enc_finish(uint8_t *buf, size_t cap, uint64_t txn, int32_t status, uint64_t result);
+
+/*
+ * Apply one log entry (envelope of requests): replies per item in out, as [i32 status][body];
+ * BEGIN's body is u64 txn, u8 done, i32 status, u64 result. Never fails: malformed items get
+ * -PT_EPROTO identically everywhere. Returns 0 or -PT_ENOMEM (the replica must stop).
+ */
+int pt_cdc_sm_apply(struct pt_cdc_sm *sm, const uint8_t *entry, size_t len,
+                    struct pt_shard_apply_out *out);
+
+/* The oldest unfinished transaction, or NULL. */
+const struct pt_cdc_txn *pt_cdc_sm_next_active(const struct pt_cdc_sm *sm);
+const struct pt_cdc_txn *pt_cdc_sm_find(const struct pt_cdc_sm *sm, uint64_t id);
+
+int pt_cdc_sm_snapshot(const struct pt_cdc_sm *sm, uint8_t **buf, size_t *len);
+int pt_cdc_sm_restore(struct pt_cdc_sm *sm, const uint8_t *buf, size_t len);
+
+#endif

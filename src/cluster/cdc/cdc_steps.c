@@ -1,0 +1,258 @@
+/*
+ * CDC transaction steps (see cdc_steps.h). Step numbers per operation:
+ *   mkdir : 0 MAKE_DIR on the chosen shard -> 1 ADD_ENTRY in the parent -> done;
+ *           refused: 2 REMOVE_DIR of the new directory -> done with the refusal.
+ *   rmdir : 0 LOCK_ENTRY -> 1 REMOVE_DIR (only if empty) -> 2 REMOVE_ENTRY -> done;
+ *           refused: 9 UNLOCK_ENTRY -> done with the refusal.
+ *   rename: 0 LOCK_ENTRY source -> 1 (directories: no-loops walk) ADD_ENTRY target
+ *           -> 2 REMOVE_ENTRY source -> (directories: 3 SET_PARENT) -> done;
+ *           refused: 9 UNLOCK_ENTRY source -> done with the refusal.
+ */
+#include "cluster/cdc/cdc_steps.h"
+
+#include <string.h>
+
+#include "petrel/codec.h"
+#include "petrel/common.h"
+
+#define MAX_DEPTH 4096
+
+/* A shard call: 0 / the operation's refusal (remote) / 1 when the shard was unreachable. */
+static int call(struct pt_router *r, const struct pt_shard_req *q, uint64_t owner, uint64_t *v1,
+                uint8_t *v2)
+{
+    struct pt_reply rep;
+    int rc = pt_router_shard(r, PT_INODE_SHARD(owner), q, &rep, NULL);
+    if (rc == 0 && (v1 || v2)) {
+        struct pt_cursor c;
+        pt_cursor_init(&c, rep.body, rep.body_len);
+        if (v1) *v1 = pt_dec_u64(&c);
+        if (v2) *v2 = pt_dec_u8(&c);
+        if (!pt_cursor_ok(&c)) rc = 1;
+    } else if (rc != 0 && (!rep.remote || rc == -PT_ENOTLEADER || rc == -PT_EAGAIN)) {
+        rc = 1; /* unreachable, or no leader yet: try the step again later */
+    }
+    pt_reply_free(&rep);
+    return rc;
+}
+
+static void named(struct pt_shard_req *q, uint8_t op, uint64_t txn, uint64_t dir, const char *name,
+                  uint8_t len)
+{
+    memset(q, 0, sizeof(*q));
+    q->op = op;
+    q->txn = txn;
+    q->id = dir;
+    memcpy(q->name, name, len);
+    q->name[len] = 0;
+    q->name_len = len;
+}
+
+static void set_step(struct pt_cdc_outcome *o, uint8_t step, uint64_t x, uint8_t type, int32_t err)
+{
+    o->kind = PT_CDC_OUT_STEP;
+    o->step = step;
+    o->x = x;
+    o->type = type;
+    o->err = err;
+}
+
+static void set_finish(struct pt_cdc_outcome *o, int32_t status, uint64_t result)
+{
+    o->kind = PT_CDC_OUT_FINISH;
+    o->status = status;
+    o->result = result;
+}
+
+/* Whether `moved` is `dir` or one of its ancestors: 1 yes, 0 no, <0 error, 2 unreachable. */
+static int is_ancestor(struct pt_router *r, uint64_t moved, uint64_t dir)
+{
+    uint64_t cur = dir;
+    unsigned depth;
+    for (depth = 0; depth < MAX_DEPTH; depth++) {
+        struct pt_shard_req q;
+        struct pt_reply rep;
+        struct pt_shard_stat st;
+        struct pt_cursor c;
+        int rc;
+        if (cur == moved) return 1;
+        if (cur == PT_INODE_ROOT) return 0;
+        memset(&q, 0, sizeof(q));
+        q.op = PT_SHARD_STAT;
+        q.id = cur;
+        rc = pt_router_shard(r, PT_INODE_SHARD(cur), &q, &rep, NULL);
+        if (rc == 0) {
+            pt_cursor_init(&c, rep.body, rep.body_len);
+            rc = pt_shard_reply_stat(&c, &st);
+        } else if (!rep.remote) {
+            rc = 2;
+        }
+        pt_reply_free(&rep);
+        if (rc) return rc;
+        cur = st.parent;
+    }
+    return -PT_ELOOP;
+}
+
+static void mkdir_step(struct pt_router *r, const struct pt_cdc_txn *t, struct pt_cdc_outcome *o)
+{
+    struct pt_shard_req q;
+    uint64_t id;
+    int rc;
+    switch (t->step) {
+    case 0:
+        memset(&q, 0, sizeof(q));
+        q.op = PT_SHARD_MAKE_DIR;
+        q.txn = t->id;
+        q.target = t->req.dir;
+        rc = call(r, &q, PT_INODE_MAKE(t->shard, 0), &id, NULL);
+        if (rc == 0)
+            set_step(o, 1, id, PT_TYPE_DIR, 0);
+        else if (rc < 0)
+            set_finish(o, rc, 0);
+        return;
+    case 1:
+        named(&q, PT_SHARD_ADD_ENTRY, t->id, t->req.dir, t->req.name, t->req.name_len);
+        q.target = t->x;
+        q.offset = PT_TYPE_DIR;
+        rc = call(r, &q, t->req.dir, NULL, NULL);
+        if (rc == 0)
+            set_finish(o, 0, t->x);
+        else if (rc < 0)
+            set_step(o, 2, t->x, PT_TYPE_DIR, rc);
+        return;
+    default:
+        memset(&q, 0, sizeof(q));
+        q.op = PT_SHARD_REMOVE_DIR;
+        q.txn = t->id;
+        q.id = t->x;
+        rc = call(r, &q, t->x, NULL, NULL);
+        if (rc <= 0) set_finish(o, t->err, 0);
+        return;
+    }
+}
+
+static void unlock_step(struct pt_router *r, const struct pt_cdc_txn *t, struct pt_cdc_outcome *o)
+{
+    struct pt_shard_req q;
+    named(&q, PT_SHARD_UNLOCK_ENTRY, t->id, t->req.dir, t->req.name, t->req.name_len);
+    if (call(r, &q, t->req.dir, NULL, NULL) <= 0) set_finish(o, t->err, 0);
+}
+
+static void rmdir_step(struct pt_router *r, const struct pt_cdc_txn *t, struct pt_cdc_outcome *o)
+{
+    struct pt_shard_req q;
+    uint64_t id;
+    uint8_t type;
+    int rc;
+    switch (t->step) {
+    case 0:
+        named(&q, PT_SHARD_LOCK_ENTRY, t->id, t->req.dir, t->req.name, t->req.name_len);
+        rc = call(r, &q, t->req.dir, &id, &type);
+        if (rc < 0)
+            set_finish(o, rc, 0);
+        else if (rc == 0 && type != PT_TYPE_DIR)
+            set_step(o, PT_CDC_STEP_ROLLBACK, id, type, -PT_ENOTDIR);
+        else if (rc == 0)
+            set_step(o, 1, id, type, 0);
+        return;
+    case 1:
+        memset(&q, 0, sizeof(q));
+        q.op = PT_SHARD_REMOVE_DIR;
+        q.txn = t->id;
+        q.id = t->x;
+        rc = call(r, &q, t->x, NULL, NULL);
+        if (rc == 0)
+            set_step(o, 2, t->x, t->type, 0);
+        else if (rc < 0)
+            set_step(o, PT_CDC_STEP_ROLLBACK, t->x, t->type, rc);
+        return;
+    case 2:
+        named(&q, PT_SHARD_REMOVE_ENTRY, t->id, t->req.dir, t->req.name, t->req.name_len);
+        q.target = t->x;
+        rc = call(r, &q, t->req.dir, NULL, NULL);
+        if (rc <= 0) set_finish(o, rc, 0);
+        return;
+    default:
+        unlock_step(r, t, o);
+        return;
+    }
+}
+
+static void rename_step(struct pt_router *r, const struct pt_cdc_txn *t, struct pt_cdc_outcome *o)
+{
+    struct pt_shard_req q;
+    uint64_t id;
+    uint8_t type;
+    int rc;
+    switch (t->step) {
+    case 0:
+        named(&q, PT_SHARD_LOCK_ENTRY, t->id, t->req.dir, t->req.name, t->req.name_len);
+        rc = call(r, &q, t->req.dir, &id, &type);
+        if (rc < 0)
+            set_finish(o, rc, 0);
+        else if (rc == 0)
+            set_step(o, 1, id, type, 0);
+        return;
+    case 1:
+        if (t->type == PT_TYPE_DIR) {
+            rc = is_ancestor(r, t->x, t->req.dir2);
+            if (rc == 2) return;
+            if (rc == 1) rc = -PT_ELOOP;
+            if (rc < 0) {
+                set_step(o, PT_CDC_STEP_ROLLBACK, t->x, t->type, rc);
+                return;
+            }
+        }
+        named(&q, PT_SHARD_ADD_ENTRY, t->id, t->req.dir2, t->req.name2, t->req.name2_len);
+        q.target = t->x;
+        q.offset = t->type;
+        rc = call(r, &q, t->req.dir2, NULL, NULL);
+        if (rc == 0)
+            set_step(o, 2, t->x, t->type, 0);
+        else if (rc < 0)
+            set_step(o, PT_CDC_STEP_ROLLBACK, t->x, t->type, rc);
+        return;
+    case 2:
+        named(&q, PT_SHARD_REMOVE_ENTRY, t->id, t->req.dir, t->req.name, t->req.name_len);
+        q.target = t->x;
+        rc = call(r, &q, t->req.dir, NULL, NULL);
+        if (rc > 0) return;
+        if (t->type == PT_TYPE_DIR)
+            set_step(o, 3, t->x, t->type, 0);
+        else
+            set_finish(o, rc, 0);
+        return;
+    case 3:
+        memset(&q, 0, sizeof(q));
+        q.op = PT_SHARD_SET_PARENT;
+        q.txn = t->id;
+        q.id = t->x;
+        q.target = t->req.dir2;
+        rc = call(r, &q, t->x, NULL, NULL);
+        if (rc <= 0) set_finish(o, rc, 0);
+        return;
+    default:
+        unlock_step(r, t, o);
+        return;
+    }
+}
+
+void pt_cdc_run_step(struct pt_router *r, const struct pt_cdc_txn *t, struct pt_cdc_outcome *out)
+{
+    memset(out, 0, sizeof(*out));
+    switch (t->req.op) {
+    case PT_CDC_MKDIR:
+        mkdir_step(r, t, out);
+        break;
+    case PT_CDC_RMDIR:
+        rmdir_step(r, t, out);
+        break;
+    case PT_CDC_RENAME:
+        rename_step(r, t, out);
+        break;
+    default:
+        set_finish(out, -PT_EPROTO, 0);
+        break;
+    }
+}

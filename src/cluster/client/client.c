@@ -1,0 +1,659 @@
+/*
+ * The client library (include/petrel/client.h). Owns path resolution, the write protocol
+ * (construct -> add spans -> write blocks -> certify -> link) and streaming reads with
+ * fallback between copies. Talks to shards and the CDC only through the router (leader
+ * routing, retries) and to block services only through blocks_client. Holds at most one span
+ * of data in memory while writing and 1 MiB while reading.
+ */
+#include "petrel/client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/client/blocks_client.h"
+#include "cluster/client/router.h"
+#include "cluster/proto/cdc_msgs.h"
+#include "cluster/proto/shard_msgs.h"
+#include "petrel/codec.h"
+#include "petrel/common.h"
+#include "petrel/crc32c.h"
+
+#define READ_PIECE (1u << 20)
+#define DEFAULT_SPAN (4u << 20)
+
+struct petrel_client {
+    struct petrel_client_config cfg;
+    char registry[128];
+    struct pt_router router;
+    struct pt_prng prng;
+    struct pt_reg_blocks *services;
+    size_t n_services;
+    struct pt_call_opts block_opts;
+};
+
+int petrel_client_open(struct petrel_client **out, const struct petrel_client_config *cfg)
+{
+    struct petrel_client *c;
+    if (!cfg || !cfg->registry || !cfg->registry[0]) return -PT_EINVAL;
+    if (cfg->span_size > PT_BLOCK_MAX_SIZE || cfg->copies > PT_SPAN_BLOCKS_MAX) return -PT_EINVAL;
+    c = calloc(1, sizeof(*c));
+    if (!c) return -PT_ENOMEM;
+    c->cfg = *cfg;
+    snprintf(c->registry, sizeof(c->registry), "%s", cfg->registry);
+    c->cfg.registry = c->registry;
+    if (!c->cfg.span_size) c->cfg.span_size = DEFAULT_SPAN;
+    if (!c->cfg.copies) c->cfg.copies = 2;
+    pt_prng_seed(&c->prng, cfg->seed ? cfg->seed : pt_entropy_seed());
+    pt_router_init(&c->router, c->registry, cfg->retry_budget_ms, cfg->attempt_timeout_ms,
+                   pt_prng_next(&c->prng));
+    c->block_opts.timeout_ms = cfg->attempt_timeout_ms ? cfg->attempt_timeout_ms : 3000;
+    c->block_opts.retry_budget_ms = 500; /* then the next copy, or another service */
+    *out = c;
+    return 0;
+}
+
+void petrel_client_close(struct petrel_client *c)
+{
+    if (!c) return;
+    free(c->services);
+    free(c);
+}
+
+/* ---- paths --------------------------------------------------------------------------------- */
+
+/* Split "/a/b/c" into the parent path's components and the last name. */
+static int next_component(const char **p, char *name, uint8_t *len)
+{
+    const char *s = *p, *e;
+    while (*s == '/')
+        s++;
+    if (!*s) return 0;
+    e = strchr(s, '/');
+    if (!e) e = s + strlen(s);
+    if (e - s > PT_NAME_MAX) return -PT_ENAMETOOLONG;
+    if ((e - s == 1 && s[0] == '.') || (e - s == 2 && s[0] == '.' && s[1] == '.'))
+        return -PT_EINVAL;
+    memcpy(name, s, (size_t)(e - s));
+    name[e - s] = 0;
+    *len = (uint8_t)(e - s);
+    *p = e;
+    return 1;
+}
+
+static int shard_call(struct petrel_client *c, uint64_t owner, const struct pt_shard_req *q,
+                      struct pt_reply *rep, int *retried)
+{
+    return pt_router_shard(&c->router, PT_INODE_SHARD(owner), q, rep, retried);
+}
+
+static int lookup(struct petrel_client *c, uint64_t dir, const char *name, uint8_t len,
+                  uint64_t *id, uint8_t *type)
+{
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    struct pt_cursor b;
+    int rc;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_LOOKUP;
+    q.id = dir;
+    memcpy(q.name, name, len + 1u);
+    q.name_len = len;
+    rc = shard_call(c, dir, &q, &rep, NULL);
+    if (rc == 0) {
+        pt_cursor_init(&b, rep.body, rep.body_len);
+        *id = pt_dec_u64(&b);
+        *type = pt_dec_u8(&b);
+        if (!pt_cursor_ok(&b)) rc = -PT_EPROTO;
+    }
+    pt_reply_free(&rep);
+    return rc;
+}
+
+int petrel_client_resolve(struct petrel_client *c, const char *path, uint64_t *id, uint8_t *type)
+{
+    uint64_t cur = PT_INODE_ROOT;
+    uint8_t t = PT_TYPE_DIR, len;
+    char name[PT_NAME_MAX + 1];
+    const char *p = path;
+    int rc;
+    if (!path || path[0] != '/') return -PT_EINVAL;
+    while ((rc = next_component(&p, name, &len)) > 0) {
+        if (t != PT_TYPE_DIR) return -PT_ENOTDIR;
+        if ((rc = lookup(c, cur, name, len, &cur, &t)) != 0) return rc;
+    }
+    if (rc < 0) return rc;
+    *id = cur;
+    if (type) *type = t;
+    return 0;
+}
+
+/* Resolve the parent directory of path and return the last name. */
+static int resolve_parent(struct petrel_client *c, const char *path, uint64_t *dir, char *name,
+                          uint8_t *len)
+{
+    char parent[4096];
+    const char *slash;
+    uint8_t type;
+    int rc;
+    if (!path || path[0] != '/' || strlen(path) >= sizeof(parent)) return -PT_EINVAL;
+    snprintf(parent, sizeof(parent), "%s", path);
+    while (strlen(parent) > 1 && parent[strlen(parent) - 1] == '/')
+        parent[strlen(parent) - 1] = 0;
+    slash = strrchr(parent, '/');
+    if (!slash[1]) return -PT_EINVAL; /* the root has no parent */
+    {
+        const char *p = slash;
+        if ((rc = next_component(&p, name, len)) <= 0) return rc ? rc : -PT_EINVAL;
+    }
+    parent[slash - parent + 1] = 0;
+    if ((rc = petrel_client_resolve(c, parent, dir, &type)) != 0) return rc;
+    return type == PT_TYPE_DIR ? 0 : -PT_ENOTDIR;
+}
+
+int petrel_client_stat(struct petrel_client *c, const char *path, struct petrel_stat *st)
+{
+    struct pt_shard_req q;
+    struct pt_shard_stat s;
+    struct pt_reply rep;
+    struct pt_cursor b;
+    uint64_t id;
+    int rc = petrel_client_resolve(c, path, &id, NULL);
+    if (rc) return rc;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_STAT;
+    q.id = id;
+    rc = shard_call(c, id, &q, &rep, NULL);
+    if (rc == 0) {
+        pt_cursor_init(&b, rep.body, rep.body_len);
+        rc = pt_shard_reply_stat(&b, &s);
+        if (rc == 0) {
+            st->id = id;
+            st->type = s.type;
+            st->size = s.size;
+            st->mtime = s.mtime;
+        }
+    }
+    pt_reply_free(&rep);
+    return rc;
+}
+
+int petrel_client_list(struct petrel_client *c, const char *path, petrel_list_fn fn, void *ctx)
+{
+    struct pt_shard_req q;
+    uint64_t dir;
+    uint8_t type;
+    int rc = petrel_client_resolve(c, path, &dir, &type);
+    if (rc) return rc;
+    if (type != PT_TYPE_DIR) return -PT_ENOTDIR;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_READDIR;
+    q.id = dir;
+    for (;;) {
+        struct pt_reply rep;
+        struct pt_cursor b;
+        unsigned n, i;
+        int more;
+        rc = shard_call(c, dir, &q, &rep, NULL);
+        if (rc) {
+            pt_reply_free(&rep);
+            return rc;
+        }
+        pt_cursor_init(&b, rep.body, rep.body_len);
+        n = pt_dec_u16(&b);
+        for (i = 0; i < n; i++) {
+            struct pt_dirent de;
+            struct petrel_dirent out;
+            if (pt_shard_reply_dirent(&b, &de) != 0) {
+                pt_reply_free(&rep);
+                return -PT_EPROTO;
+            }
+            out.id = de.id;
+            out.type = de.type;
+            memcpy(out.name, de.name, de.name_len + 1u);
+            q.offset = de.hash;
+            memcpy(q.name, de.name, de.name_len + 1u);
+            q.name_len = de.name_len;
+            if ((rc = fn(ctx, &out)) != 0) {
+                pt_reply_free(&rep);
+                return rc;
+            }
+        }
+        more = pt_dec_u8(&b);
+        rc = pt_cursor_ok(&b) ? 0 : -PT_EPROTO;
+        pt_reply_free(&rep);
+        if (rc || !more) return rc;
+    }
+}
+
+/* ---- CDC operations -------------------------------------------------------------------------- */
+
+static int cdc_call(struct petrel_client *c, struct pt_cdc_req *q)
+{
+    uint8_t buf[600];
+    struct pt_reply rep;
+    int n, rc;
+    q->key = pt_prng_next(&c->prng) | 1;
+    n = pt_cdc_req_encode(q, buf, sizeof(buf));
+    if (n < 0) return n;
+    rc = pt_router_call(&c->router, PT_ROUTER_CDC, PT_MSG_CDC_REQ, buf, (size_t)n, &rep, NULL);
+    pt_reply_free(&rep);
+    return rc;
+}
+
+int petrel_client_mkdir(struct petrel_client *c, const char *path)
+{
+    struct pt_cdc_req q;
+    int rc;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_CDC_MKDIR;
+    if ((rc = resolve_parent(c, path, &q.dir, q.name, &q.name_len)) != 0) return rc;
+    return cdc_call(c, &q);
+}
+
+int petrel_client_rmdir(struct petrel_client *c, const char *path)
+{
+    struct pt_cdc_req q;
+    int rc;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_CDC_RMDIR;
+    if ((rc = resolve_parent(c, path, &q.dir, q.name, &q.name_len)) != 0) return rc;
+    return cdc_call(c, &q);
+}
+
+int petrel_client_rename(struct petrel_client *c, const char *from, const char *to)
+{
+    struct pt_cdc_req q;
+    int rc, retried;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_CDC_RENAME;
+    if ((rc = resolve_parent(c, from, &q.dir, q.name, &q.name_len)) != 0) return rc;
+    if ((rc = resolve_parent(c, to, &q.dir2, q.name2, &q.name2_len)) != 0) return rc;
+    if (q.dir == q.dir2) {
+        struct pt_shard_req s;
+        struct pt_reply rep;
+        memset(&s, 0, sizeof(s));
+        s.op = PT_SHARD_RENAME;
+        s.id = q.dir;
+        memcpy(s.name, q.name, sizeof(s.name));
+        s.name_len = q.name_len;
+        memcpy(s.name2, q.name2, sizeof(s.name2));
+        s.name2_len = q.name2_len;
+        rc = shard_call(c, q.dir, &s, &rep, &retried);
+        pt_reply_free(&rep);
+        /* The first try may have done it before its reply was lost. */
+        if (rc == -PT_ENOENT && retried) {
+            uint64_t id;
+            uint8_t t;
+            if (lookup(c, q.dir, q.name2, q.name2_len, &id, &t) == 0) rc = 0;
+        }
+        return rc;
+    }
+    return cdc_call(c, &q);
+}
+
+int petrel_client_unlink(struct petrel_client *c, const char *path)
+{
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    int rc, retried;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_UNLINK;
+    if ((rc = resolve_parent(c, path, &q.id, q.name, &q.name_len)) != 0) return rc;
+    rc = shard_call(c, q.id, &q, &rep, &retried);
+    if (rc == 0 && rep.body_len >= 8) {
+        uint64_t id = pt_get_le64(rep.body);
+        if (PT_INODE_SHARD(id) != PT_INODE_SHARD(q.id)) {
+            /* The file lives on another shard (renamed here): start its retention there. */
+            struct pt_shard_req r;
+            struct pt_reply rrep;
+            memset(&r, 0, sizeof(r));
+            r.op = PT_SHARD_RETIRE_FILE;
+            r.id = id;
+            rc = shard_call(c, id, &r, &rrep, NULL);
+            pt_reply_free(&rrep);
+        }
+    }
+    pt_reply_free(&rep);
+    if (rc == -PT_ENOENT && retried) rc = 0; /* done by the first try */
+    return rc;
+}
+
+/* ---- block services ---------------------------------------------------------------------- */
+
+static int refresh_services(struct petrel_client *c)
+{
+    struct pt_reg_blocks *v = NULL;
+    size_t n = 0;
+    struct pt_call_opts opts = {.timeout_ms = 1000, .retry_budget_ms = 2000};
+    int rc = pt_reg_list_blocks(c->registry, &v, &n, &opts);
+    if (rc) return rc;
+    free(c->services);
+    c->services = v;
+    c->n_services = n;
+    return 0;
+}
+
+/* Copy the address of block service id into out (refresh: ask the registry first). */
+static int service_addr(struct petrel_client *c, uint64_t id, int refresh, char *out, size_t cap)
+{
+    size_t i;
+    if (refresh) refresh_services(c);
+    for (i = 0; i < c->n_services; i++)
+        if (c->services[i].id == id && c->services[i].addr[0]) {
+            snprintf(out, cap, "%s", c->services[i].addr);
+            return 0;
+        }
+    if (!refresh) return service_addr(c, id, 1, out, cap);
+    return -PT_ENXIO;
+}
+
+/* ---- writing --------------------------------------------------------------------------------- */
+
+struct writer {
+    struct petrel_client *c;
+    uint64_t file, cookie, dir;
+};
+
+static int write_call(struct writer *w, struct pt_shard_req *q, struct pt_reply *rep)
+{
+    q->id = w->file;
+    q->cookie = w->cookie;
+    return shard_call(w->c, w->dir, q, rep, NULL);
+}
+
+static int write_inline(struct writer *w, uint64_t offset, const uint8_t *data, uint32_t len)
+{
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    int rc;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_ADD_INLINE;
+    q.offset = offset;
+    q.size = len;
+    q.crc = petrel_crc32c(0, data, len);
+    q.data_len = len;
+    q.data_ptr = data;
+    rc = write_call(w, &q, &rep);
+    pt_reply_free(&rep);
+    return rc;
+}
+
+/*
+ * One attempt at a mirrored span: ADD_SPAN (avoiding the services in avoid), write every
+ * copy, CERTIFY. A block service that fails the write is added to avoid and *failed is set,
+ * the span then stays uncertified for the caller to drop.
+ */
+static int span_attempt(struct writer *w, uint64_t offset, const uint8_t *data, uint32_t len,
+                        uint32_t crc, uint64_t *avoid, uint8_t *n_avoid, int *failed)
+{
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    struct pt_cursor b;
+    uint8_t proofs[PT_SPAN_BLOCKS_MAX * 8];
+    unsigned n, i;
+    int rc;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_ADD_SPAN;
+    q.offset = offset;
+    q.size = len;
+    q.crc = crc;
+    q.storage = PT_STORAGE_MIRRORED;
+    q.data = 1;
+    q.parity = (uint8_t)(w->c->cfg.copies - 1);
+    q.block_size = len;
+    q.n_services = *n_avoid;
+    memcpy(q.services, avoid, *n_avoid * sizeof(avoid[0]));
+    if ((rc = write_call(w, &q, &rep)) != 0) {
+        pt_reply_free(&rep);
+        return rc;
+    }
+    pt_cursor_init(&b, rep.body, rep.body_len);
+    n = pt_dec_u8(&b);
+    if (n == 0 || n > PT_SPAN_BLOCKS_MAX) rc = -PT_EPROTO;
+    for (i = 0; i < n && rc == 0; i++) {
+        uint64_t service = pt_dec_u64(&b), block = pt_dec_u64(&b), cert = pt_dec_u64(&b), proof = 0;
+        char addr[PT_REG_ADDR_MAX];
+        if (!pt_cursor_ok(&b)) {
+            rc = -PT_EPROTO;
+            break;
+        }
+        rc = service_addr(w->c, service, 0, addr, sizeof(addr));
+        if (rc == 0)
+            rc = pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts);
+        if (rc != 0 && rc != -PT_ENOTCERT && rc != -PT_EEXIST) {
+            /* The service may have moved: ask the registry once and retry there. */
+            if (service_addr(w->c, service, 1, addr, sizeof(addr)) == 0)
+                rc = pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts);
+        }
+        if (rc != 0) {
+            petrel_log(PT_LOG_WARN, "client", "block service %llu failed a write: %s",
+                       (unsigned long long)service, petrel_strerror(rc));
+            if (*n_avoid < PT_SPAN_BLOCKS_MAX) avoid[(*n_avoid)++] = service;
+            *failed = 1;
+        }
+        pt_put_le64(proofs + 8 * i, proof);
+    }
+    pt_reply_free(&rep);
+    if (rc) return rc;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_CERTIFY_SPAN;
+    q.offset = offset;
+    q.data_len = 8 * n;
+    q.data_ptr = proofs;
+    rc = write_call(w, &q, &rep);
+    pt_reply_free(&rep);
+    return rc;
+}
+
+/* A mirrored span; a block service that fails is avoided and the span placed again. */
+static int write_span(struct writer *w, uint64_t offset, const uint8_t *data, uint32_t len)
+{
+    uint64_t avoid[PT_SPAN_BLOCKS_MAX];
+    uint8_t n_avoid = 0;
+    uint32_t crc = pt_block_crc(data, len);
+    unsigned attempt;
+    int rc = -PT_EIO;
+    for (attempt = 0; attempt < 4; attempt++) {
+        struct pt_shard_req q;
+        struct pt_reply rep;
+        int failed = 0, drc;
+        rc = span_attempt(w, offset, data, len, crc, avoid, &n_avoid, &failed);
+        if (rc == 0 || !failed) return rc;
+        memset(&q, 0, sizeof(q));
+        q.op = PT_SHARD_DROP_SPAN;
+        q.offset = offset;
+        drc = write_call(w, &q, &rep);
+        pt_reply_free(&rep);
+        if (drc) return drc;
+    }
+    return rc;
+}
+
+/* Fill buf from the stream: bytes read (< cap only at the end) or a negative error. */
+static long fill(petrel_read_fn read, void *ctx, uint8_t *buf, size_t cap)
+{
+    size_t got = 0;
+    while (got < cap) {
+        long n = read(ctx, buf + got, cap - got);
+        if (n < 0) return n;
+        if (n == 0) break;
+        got += (size_t)n;
+    }
+    return (long)got;
+}
+
+int petrel_client_write_file(struct petrel_client *c, const char *path, petrel_read_fn read,
+                             void *ctx, uint64_t *size_out)
+{
+    struct writer w;
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    struct pt_cursor b;
+    char name[PT_NAME_MAX + 1];
+    uint8_t len, *buf;
+    uint64_t offset = 0;
+    int rc;
+    memset(&w, 0, sizeof(w));
+    w.c = c;
+    if ((rc = resolve_parent(c, path, &w.dir, name, &len)) != 0) return rc;
+    {
+        uint64_t existing;
+        uint8_t t;
+        rc = lookup(c, w.dir, name, len, &existing, &t);
+        if (rc == 0) return -PT_EEXIST;
+        if (rc != -PT_ENOENT) return rc;
+    }
+    w.cookie = pt_prng_next(&c->prng) | 1;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_CONSTRUCT_FILE;
+    q.cookie = w.cookie;
+    rc = shard_call(c, w.dir, &q, &rep, NULL);
+    if (rc == 0) {
+        pt_cursor_init(&b, rep.body, rep.body_len);
+        w.file = pt_dec_u64(&b);
+        if (!pt_cursor_ok(&b)) rc = -PT_EPROTO;
+    }
+    pt_reply_free(&rep);
+    if (rc) return rc;
+    buf = malloc(c->cfg.span_size);
+    if (!buf) return -PT_ENOMEM;
+    for (;;) {
+        long n = fill(read, ctx, buf, c->cfg.span_size);
+        if (n < 0) {
+            rc = (int)n;
+            break;
+        }
+        if (n == 0) break;
+        rc = n <= (long)PT_INLINE_MAX ? write_inline(&w, offset, buf, (uint32_t)n)
+                                      : write_span(&w, offset, buf, (uint32_t)n);
+        if (rc) break;
+        offset += (uint64_t)n;
+        if ((size_t)n < c->cfg.span_size) break;
+    }
+    free(buf);
+    if (rc) return rc; /* the transient file expires on its own */
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_LINK_FILE;
+    q.target = w.dir;
+    memcpy(q.name, name, len + 1u);
+    q.name_len = len;
+    rc = write_call(&w, &q, &rep);
+    pt_reply_free(&rep);
+    if (rc == 0 && size_out) *size_out = offset;
+    return rc;
+}
+
+/* ---- reading --------------------------------------------------------------------------------- */
+
+/* Deliver [from, from+count) of a mirrored span, trying each copy until one serves it intact. */
+static int read_blocks(struct petrel_client *c, const struct pt_span *s, uint32_t from,
+                       uint32_t count, uint8_t *buf, petrel_write_fn write, void *ctx)
+{
+    unsigned n = pt_span_block_count(s), first = (unsigned)pt_prng_below(&c->prng, n), k;
+    uint32_t done = 0;
+    int rc = -PT_EIO, refreshed = 0;
+    while (done < count) {
+        uint32_t piece = PT_MIN(READ_PIECE, count - done), got = 0;
+        for (k = 0; k < n; k++) {
+            unsigned idx = (first + k) % n;
+            const struct pt_block_ref *b = &s->blocks[idx];
+            char addr[PT_REG_ADDR_MAX], moved[PT_REG_ADDR_MAX];
+            int known = service_addr(c, b->service, 0, addr, sizeof(addr)) == 0;
+            rc = known ? pt_blocks_read(addr, b->block, from + done, piece, buf, &got, NULL,
+                                        &c->block_opts)
+                       : -PT_ENXIO;
+            if (rc != 0 && rc != -PT_ECORRUPT && rc != -PT_ENOENT && !refreshed) {
+                /* The service may have moved (restart on a new port): ask the registry once. */
+                refreshed = 1;
+                if (service_addr(c, b->service, 1, moved, sizeof(moved)) == 0 &&
+                    (!known || strcmp(moved, addr) != 0))
+                    rc = pt_blocks_read(moved, b->block, from + done, piece, buf, &got, NULL,
+                                        &c->block_opts);
+            }
+            if (rc == 0 && got != piece) rc = -PT_ECORRUPT; /* shorter than its span says */
+            if (rc == 0) {
+                first = idx; /* keep reading from the copy that works */
+                break;
+            }
+            /* Down, missing or rotten: the next copy. */
+            petrel_log(PT_LOG_WARN, "client", "block %llx on service %llu: %s, trying another copy",
+                       (unsigned long long)b->block, (unsigned long long)b->service,
+                       petrel_strerror(rc));
+        }
+        if (rc) return rc;
+        if ((rc = write(ctx, buf, piece)) != 0) return rc;
+        done += piece;
+    }
+    return 0;
+}
+
+int petrel_client_read(struct petrel_client *c, const char *path, uint64_t offset, uint64_t len,
+                       petrel_write_fn write, void *ctx, uint64_t *got)
+{
+    struct pt_shard_req q;
+    uint64_t id, size, end, pos = offset, delivered = 0;
+    uint8_t type, *buf;
+    int rc = petrel_client_resolve(c, path, &id, &type);
+    if (got) *got = 0;
+    if (rc) return rc;
+    if (type != PT_TYPE_FILE) return -PT_EISDIR;
+    buf = malloc(READ_PIECE);
+    if (!buf) return -PT_ENOMEM;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_SPANS;
+    q.id = id;
+    q.max = 16;
+    for (;;) {
+        struct pt_reply rep;
+        struct pt_cursor b;
+        unsigned n, i;
+        int more;
+        q.offset = pos;
+        rc = shard_call(c, id, &q, &rep, NULL);
+        if (rc) {
+            pt_reply_free(&rep);
+            break;
+        }
+        pt_cursor_init(&b, rep.body, rep.body_len);
+        size = pt_dec_u64(&b);
+        end = len > size || offset + len > size ? size : offset + len;
+        n = pt_dec_u16(&b);
+        for (i = 0; i < n && rc == 0 && pos < end; i++) {
+            struct pt_span s;
+            uint64_t s_end;
+            uint32_t from, count;
+            if (pt_span_decode(&b, &s) != 0) {
+                rc = -PT_EPROTO;
+                break;
+            }
+            s_end = s.offset + s.size;
+            if (s_end <= pos) continue;
+            if (s.offset > pos) {
+                rc = -PT_ECORRUPT; /* a hole: spans must be contiguous */
+                break;
+            }
+            from = (uint32_t)(pos - s.offset);
+            count = (uint32_t)(PT_MIN(s_end, end) - pos);
+            if (s.storage == PT_STORAGE_INLINE) {
+                if (petrel_crc32c(0, s.inline_data, s.inline_len) != s.crc)
+                    rc = -PT_ECORRUPT;
+                else
+                    rc = write(ctx, s.inline_data + from, count);
+            } else {
+                rc = read_blocks(c, &s, from, count, buf, write, ctx);
+            }
+            if (rc == 0) {
+                pos += count;
+                delivered += count;
+            }
+        }
+        more = pt_dec_u8(&b);
+        if (rc == 0 && !pt_cursor_ok(&b)) rc = -PT_EPROTO;
+        pt_reply_free(&rep);
+        if (rc || pos >= end || !more) break;
+    }
+    free(buf);
+    if (got) *got = delivered;
+    return rc;
+}

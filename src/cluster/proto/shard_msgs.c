@@ -1,0 +1,303 @@
+/*
+ * Shard message codec: requests as a field set chosen by the op, span records. Owns the
+ * layouts in docs/PROTOCOL.md ("Shard messages") and docs/SPEC-SHARD.md ("Span record").
+ * Never allocates, never trusts a length it did not check against the buffer.
+ */
+#include "cluster/proto/shard_msgs.h"
+
+#include <string.h>
+
+#include "petrel/codec.h"
+#include "petrel/common.h"
+
+enum {
+    F_ID = 1 << 0,
+    F_TARGET = 1 << 1,
+    F_COOKIE = 1 << 2,
+    F_TXN = 1 << 3,
+    F_OFFSET = 1 << 4,
+    F_SIZECRC = 1 << 5,
+    F_LAYOUT = 1 << 6,
+    F_MAX = 1 << 7,
+    F_NAME = 1 << 8,
+    F_NAME2 = 1 << 9,
+    F_DATA = 1 << 10,
+    F_SERVICES = 1 << 11,
+    F_INVALID = -1,
+};
+
+/* The single table of which fields each op carries, in the fixed order of the F_ bits. */
+static int shard_req_fields(uint8_t op)
+{
+    switch (op) {
+    case PT_SHARD_LOOKUP:
+        return F_ID | F_NAME;
+    case PT_SHARD_READDIR:
+        return F_ID | F_OFFSET | F_MAX | F_NAME;
+    case PT_SHARD_STAT:
+        return F_ID;
+    case PT_SHARD_SPANS:
+        return F_ID | F_OFFSET | F_MAX;
+    case PT_SHARD_CONSTRUCT_FILE:
+        return F_COOKIE;
+    case PT_SHARD_ADD_SPAN:
+        return F_ID | F_COOKIE | F_OFFSET | F_SIZECRC | F_LAYOUT | F_SERVICES;
+    case PT_SHARD_ADD_INLINE:
+        return F_ID | F_COOKIE | F_OFFSET | F_SIZECRC | F_DATA;
+    case PT_SHARD_CERTIFY_SPAN:
+        return F_ID | F_COOKIE | F_OFFSET | F_DATA;
+    case PT_SHARD_LINK_FILE:
+        return F_ID | F_COOKIE | F_TARGET | F_NAME;
+    case PT_SHARD_UNLINK:
+        return F_ID | F_NAME;
+    case PT_SHARD_RENAME:
+        return F_ID | F_NAME | F_NAME2;
+    case PT_SHARD_EXPIRE:
+        return 0;
+    case PT_SHARD_DROP_SPAN:
+        return F_ID | F_COOKIE | F_OFFSET;
+    case PT_SHARD_RETIRE_FILE:
+        return F_ID;
+    case PT_SHARD_MAKE_DIR:
+        return F_TXN | F_TARGET;
+    case PT_SHARD_ADD_ENTRY:
+        return F_TXN | F_ID | F_TARGET | F_OFFSET | F_NAME;
+    case PT_SHARD_REMOVE_ENTRY:
+        return F_TXN | F_ID | F_TARGET | F_NAME;
+    case PT_SHARD_LOCK_ENTRY:
+        return F_TXN | F_ID | F_NAME;
+    case PT_SHARD_UNLOCK_ENTRY:
+        return F_TXN | F_ID | F_NAME;
+    case PT_SHARD_REMOVE_DIR:
+        return F_TXN | F_ID;
+    case PT_SHARD_SET_PARENT:
+        return F_TXN | F_ID | F_TARGET;
+    default:
+        return F_INVALID;
+    }
+}
+
+int pt_shard_op_valid(uint8_t op)
+{
+    return shard_req_fields(op) != F_INVALID;
+}
+
+int pt_shard_op_is_write(uint8_t op)
+{
+    return pt_shard_op_valid(op) && op >= 16;
+}
+
+int pt_shard_req_encode(const struct pt_shard_req *req, uint8_t *buf, size_t cap)
+{
+    struct pt_cursor c;
+    int f = shard_req_fields(req->op);
+    unsigned i;
+    if (f == F_INVALID) return -PT_EINVAL;
+    pt_cursor_init(&c, buf, cap);
+    pt_enc_u8(&c, req->op);
+    if (f & F_ID) pt_enc_u64(&c, req->id);
+    if (f & F_TARGET) pt_enc_u64(&c, req->target);
+    if (f & F_COOKIE) pt_enc_u64(&c, req->cookie);
+    if (f & F_TXN) pt_enc_u64(&c, req->txn);
+    if (f & F_OFFSET) pt_enc_u64(&c, req->offset);
+    if (f & F_SIZECRC) {
+        pt_enc_u32(&c, req->size);
+        pt_enc_u32(&c, req->crc);
+    }
+    if (f & F_LAYOUT) {
+        pt_enc_u8(&c, req->storage);
+        pt_enc_u8(&c, req->data);
+        pt_enc_u8(&c, req->parity);
+        pt_enc_u32(&c, req->block_size);
+    }
+    if (f & F_MAX) pt_enc_u16(&c, req->max);
+    if (f & F_NAME) {
+        pt_enc_u8(&c, req->name_len);
+        pt_enc_bytes(&c, req->name, req->name_len);
+    }
+    if (f & F_NAME2) {
+        pt_enc_u8(&c, req->name2_len);
+        pt_enc_bytes(&c, req->name2, req->name2_len);
+    }
+    if (f & F_DATA) {
+        if (req->data_len > PT_SHARD_MSG_MAX) return -PT_EINVAL;
+        pt_enc_u32(&c, req->data_len);
+        pt_enc_bytes(&c, req->data_ptr, req->data_len);
+    }
+    if (f & F_SERVICES) {
+        if (req->n_services > PT_SPAN_BLOCKS_MAX) return -PT_EINVAL;
+        pt_enc_u8(&c, req->n_services);
+        for (i = 0; i < req->n_services; i++)
+            pt_enc_u64(&c, req->services[i]);
+    }
+    if (!pt_cursor_ok(&c)) return -PT_EOVERFLOW;
+    return (int)c.pos;
+}
+
+static int dec_name(struct pt_cursor *c, char *out, uint8_t *len_out)
+{
+    uint8_t n = pt_dec_u8(c);
+    const uint8_t *p = pt_cursor_take(c, n);
+    if (!p) return -PT_EPROTO;
+    if (memchr(p, 0, n) || memchr(p, '/', n)) return -PT_EINVAL;
+    memcpy(out, p, n);
+    out[n] = 0;
+    *len_out = n;
+    return 0;
+}
+
+int pt_shard_req_decode(struct pt_shard_req *req, const uint8_t *buf, size_t len)
+{
+    struct pt_cursor c;
+    int f, rc;
+    unsigned i;
+    memset(req, 0, sizeof(*req));
+    pt_cursor_init(&c, (void *)buf, len);
+    req->op = pt_dec_u8(&c);
+    if (!pt_cursor_ok(&c)) return -PT_EPROTO;
+    f = shard_req_fields(req->op);
+    if (f == F_INVALID) return -PT_EPROTO;
+    if (f & F_ID) req->id = pt_dec_u64(&c);
+    if (f & F_TARGET) req->target = pt_dec_u64(&c);
+    if (f & F_COOKIE) req->cookie = pt_dec_u64(&c);
+    if (f & F_TXN) req->txn = pt_dec_u64(&c);
+    if (f & F_OFFSET) req->offset = pt_dec_u64(&c);
+    if (f & F_SIZECRC) {
+        req->size = pt_dec_u32(&c);
+        req->crc = pt_dec_u32(&c);
+    }
+    if (f & F_LAYOUT) {
+        req->storage = pt_dec_u8(&c);
+        req->data = pt_dec_u8(&c);
+        req->parity = pt_dec_u8(&c);
+        req->block_size = pt_dec_u32(&c);
+    }
+    if (f & F_MAX) req->max = pt_dec_u16(&c);
+    if (f & F_NAME) {
+        rc = dec_name(&c, req->name, &req->name_len);
+        if (rc) return rc == -PT_EINVAL ? -PT_EINVAL : -PT_EPROTO;
+    }
+    if (f & F_NAME2) {
+        rc = dec_name(&c, req->name2, &req->name2_len);
+        if (rc) return rc == -PT_EINVAL ? -PT_EINVAL : -PT_EPROTO;
+    }
+    if (f & F_DATA) {
+        req->data_len = pt_dec_u32(&c);
+        if (req->data_len > PT_SHARD_MSG_MAX) return -PT_EPROTO;
+        req->data_ptr = pt_cursor_take(&c, req->data_len);
+        if (!req->data_ptr && req->data_len) return -PT_EPROTO;
+    }
+    if (f & F_SERVICES) {
+        req->n_services = pt_dec_u8(&c);
+        if (req->n_services > PT_SPAN_BLOCKS_MAX) return -PT_EPROTO;
+        for (i = 0; i < req->n_services; i++)
+            req->services[i] = pt_dec_u64(&c);
+    }
+    if (!pt_cursor_ok(&c) || c.pos != len) return -PT_EPROTO;
+    return 0;
+}
+
+unsigned pt_span_block_count(const struct pt_span *s)
+{
+    return s->storage == PT_STORAGE_INLINE ? 0u : (unsigned)s->data + s->parity;
+}
+
+void pt_span_encode(struct pt_cursor *c, const struct pt_span *s)
+{
+    unsigned i, n = pt_span_block_count(s);
+    pt_enc_u64(c, s->offset);
+    pt_enc_u32(c, s->size);
+    pt_enc_u32(c, s->crc);
+    pt_enc_u8(c, s->storage);
+    pt_enc_u8(c, s->data);
+    pt_enc_u8(c, s->parity);
+    pt_enc_u8(c, s->certified);
+    pt_enc_u32(c, s->block_size);
+    if (s->storage == PT_STORAGE_INLINE) {
+        pt_enc_u32(c, s->inline_len);
+        pt_enc_bytes(c, s->inline_data, s->inline_len);
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        pt_enc_u64(c, s->blocks[i].service);
+        pt_enc_u64(c, s->blocks[i].block);
+        pt_enc_u32(c, s->blocks[i].crc);
+    }
+}
+
+int pt_span_decode(struct pt_cursor *c, struct pt_span *s)
+{
+    unsigned i, n;
+    memset(s, 0, sizeof(*s));
+    s->offset = pt_dec_u64(c);
+    s->size = pt_dec_u32(c);
+    s->crc = pt_dec_u32(c);
+    s->storage = pt_dec_u8(c);
+    s->data = pt_dec_u8(c);
+    s->parity = pt_dec_u8(c);
+    s->certified = pt_dec_u8(c);
+    s->block_size = pt_dec_u32(c);
+    if (!pt_cursor_ok(c)) return -PT_EPROTO;
+    switch (s->storage) {
+    case PT_STORAGE_INLINE:
+        if (s->data || s->parity) return -PT_EPROTO;
+        s->inline_len = pt_dec_u32(c);
+        if (s->inline_len != s->size || s->inline_len > PT_INLINE_MAX) return -PT_EPROTO;
+        s->inline_data = pt_cursor_take(c, s->inline_len);
+        if (!s->inline_data && s->inline_len) return -PT_EPROTO;
+        return pt_cursor_ok(c) ? 0 : -PT_EPROTO;
+    case PT_STORAGE_MIRRORED:
+        if (s->data != 1 || s->parity + 1u > PT_SPAN_BLOCKS_MAX) return -PT_EPROTO;
+        break;
+    case PT_STORAGE_RS:
+        if (!s->data || (unsigned)s->data + s->parity > PT_SPAN_BLOCKS_MAX) return -PT_EPROTO;
+        break;
+    default:
+        return -PT_EPROTO;
+    }
+    n = pt_span_block_count(s);
+    for (i = 0; i < n; i++) {
+        s->blocks[i].service = pt_dec_u64(c);
+        s->blocks[i].block = pt_dec_u64(c);
+        s->blocks[i].crc = pt_dec_u32(c);
+    }
+    return pt_cursor_ok(c) ? 0 : -PT_EPROTO;
+}
+
+int pt_shard_reply_open(const uint8_t *reply, size_t len, struct pt_cursor *body)
+{
+    int32_t status;
+    /* On any failure the body is an empty, failed cursor: decoding it yields zeros safely. */
+    pt_cursor_init(body, (void *)reply, 0);
+    body->failed = 1;
+    if (len < 4) return -PT_EPROTO;
+    status = (int32_t)pt_get_le32(reply);
+    if (status > 0 || status <= -PT_EMAX) return -PT_EPROTO;
+    pt_cursor_init(body, (void *)(reply + 4), len - 4);
+    return status;
+}
+
+int pt_shard_reply_stat(struct pt_cursor *body, struct pt_shard_stat *st)
+{
+    st->type = pt_dec_u8(body);
+    st->state = pt_dec_u8(body);
+    st->size = pt_dec_u64(body);
+    st->mtime = pt_dec_u64(body);
+    st->parent = pt_dec_u64(body);
+    st->deadline = pt_dec_u64(body);
+    return pt_cursor_ok(body) ? 0 : -PT_EPROTO;
+}
+
+int pt_shard_reply_dirent(struct pt_cursor *body, struct pt_dirent *de)
+{
+    const uint8_t *p;
+    de->hash = pt_dec_u64(body);
+    de->id = pt_dec_u64(body);
+    de->type = pt_dec_u8(body);
+    de->name_len = pt_dec_u8(body);
+    p = pt_cursor_take(body, de->name_len);
+    if (!p) return -PT_EPROTO;
+    memcpy(de->name, p, de->name_len);
+    de->name[de->name_len] = 0;
+    return 0;
+}

@@ -1,0 +1,166 @@
+/*
+ * Shard messages: the requests a client (or the CDC) sends to a metadata shard, the replies it
+ * gets back, inode ids, and the span record that describes where a file's bytes live.
+ *
+ * This module owns the byte layout of those messages (docs/PROTOCOL.md, "Shard messages") and
+ * of the span record (docs/SPEC-SHARD.md); it never touches the network or the store. Every
+ * decoder is bounded: a short, oversized or inconsistent buffer gives -PT_EPROTO, never an
+ * out-of-bounds access. Requests are encoded as one generic structure whose present fields
+ * depend on the operation (shard_req_fields() is the single table of which fields go with
+ * which op), so client, server, Raft log and tests share one codec.
+ */
+#ifndef PETREL_CLUSTER_SHARD_MSGS_H
+#define PETREL_CLUSTER_SHARD_MSGS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Inode ids: the top byte is the shard that owns the inode, the rest a per-shard sequence. */
+#define PT_INODE_SHARD(id) ((unsigned)((uint64_t)(id) >> 56))
+#define PT_INODE_MAKE(shard, seq)                                                                  \
+    (((uint64_t)(shard) << 56) | ((uint64_t)(seq)&0x00FFFFFFFFFFFFFFull))
+#define PT_INODE_ROOT PT_INODE_MAKE(0, 1) /* the root directory, owned by shard 0 */
+#define PT_SHARD_MAX 256
+
+enum pt_inode_type { PT_TYPE_NONE = 0, PT_TYPE_DIR = 1, PT_TYPE_FILE = 2 };
+
+/* File states. */
+enum pt_file_state {
+    PT_FILE_TRANSIENT = 0, /* being written: invisible, owned by a writer until its deadline */
+    PT_FILE_LINKED = 1,    /* visible through a directory entry, immutable */
+    PT_FILE_UNLINKED = 2,  /* no entry any more: kept until its retention deadline, then GC */
+    PT_FILE_EXPIRED = 3,   /* transient file whose writer vanished: its blocks await GC */
+};
+
+/* Shard operations. Values < 16 are read-only queries served by the leader's store. */
+enum pt_shard_op {
+    PT_SHARD_LOOKUP = 1,          /* (id=dir, name) -> id, type */
+    PT_SHARD_READDIR = 2,         /* (id=dir, offset=hash, name=after, max) -> entries */
+    PT_SHARD_STAT = 3,            /* (id) -> attributes */
+    PT_SHARD_SPANS = 4,           /* (id=file, offset=from, max) -> span records */
+    PT_SHARD_CONSTRUCT_FILE = 16, /* (cookie) -> file id */
+    PT_SHARD_ADD_SPAN = 17,       /* (id, cookie, offset, size, crc, layout, services) -> blocks */
+    PT_SHARD_ADD_INLINE = 18,     /* (id, cookie, offset, data) */
+    PT_SHARD_CERTIFY_SPAN = 19,   /* (id, cookie, offset, data = proofs) */
+    PT_SHARD_LINK_FILE = 20,      /* (id=file, cookie, target=dir, name) */
+    PT_SHARD_UNLINK = 21,         /* (id=dir, name) */
+    PT_SHARD_RENAME = 22,         /* same directory: (id=dir, name -> name2) */
+    PT_SHARD_EXPIRE = 23,         /* () : expire transient files past deadline (time in entry) */
+    PT_SHARD_DROP_SPAN = 24,      /* (id, cookie, offset): forget the last, uncertified span */
+    PT_SHARD_RETIRE_FILE = 25,    /* (id): a file lost its name on another shard: retention */
+    /* The shard-local halves of CDC transactions; txn makes a retry return the same result. */
+    PT_SHARD_MAKE_DIR = 32,     /* (txn, target=parent) -> new dir id */
+    PT_SHARD_ADD_ENTRY = 33,    /* (txn, id=dir, name, target, offset=type) */
+    PT_SHARD_REMOVE_ENTRY = 34, /* (txn, id=dir, name, target=expected) */
+    PT_SHARD_LOCK_ENTRY = 35,   /* (txn, id=dir, name) -> id, type */
+    PT_SHARD_UNLOCK_ENTRY = 36, /* (txn, id=dir, name) */
+    PT_SHARD_REMOVE_DIR = 37,   /* (txn, id=dir): only if empty */
+    PT_SHARD_SET_PARENT = 38,   /* (txn, id=dir, target=new parent) */
+};
+
+/* Storage classes of a span. */
+enum pt_storage_class {
+    PT_STORAGE_INLINE = 0,   /* bytes stored in the shard record itself */
+    PT_STORAGE_MIRRORED = 1, /* data = 1 block, parity = k-1 full copies */
+    PT_STORAGE_RS = 2,       /* Reed-Solomon: data D blocks + parity P blocks of block_size */
+};
+
+#define PT_NAME_MAX 255
+#define PT_SPAN_BLOCKS_MAX 16 /* D + P */
+#define PT_INLINE_MAX 4096    /* bytes a span may store inline */
+#define PT_SPAN_SIZE_MAX (64u << 20)
+#define PT_READDIR_MAX 256
+#define PT_SHARD_MSG_MAX (64u << 10) /* largest request or reply body */
+
+/* A block of a span: where it lives, its id and the CRC32C of its bytes. */
+struct pt_block_ref {
+    uint64_t service;
+    uint64_t block;
+    uint32_t crc;
+};
+
+/* A span: a contiguous range of a file and its layout. */
+struct pt_span {
+    uint64_t offset;
+    uint32_t size;
+    uint32_t crc;      /* CRC32C of the span's size bytes */
+    uint8_t storage;   /* enum pt_storage_class */
+    uint8_t data;      /* D (mirrored: 1) */
+    uint8_t parity;    /* P (mirrored: copies - 1) */
+    uint8_t certified; /* every block written and proven */
+    uint32_t block_size;
+    struct pt_block_ref blocks[PT_SPAN_BLOCKS_MAX];
+    uint32_t inline_len;
+    const uint8_t *inline_data; /* points into the buffer decoded from */
+};
+
+/* Request fields; which are present depends on op (see shard_req_fields). */
+struct pt_shard_req {
+    uint8_t op;
+    uint64_t id;
+    uint64_t target;
+    uint64_t cookie;
+    uint64_t txn;
+    uint64_t offset;
+    uint32_t size;
+    uint32_t crc;
+    uint8_t storage, data, parity; /* layout */
+    uint32_t block_size;
+    uint16_t max;
+    uint8_t name_len, name2_len;
+    char name[PT_NAME_MAX + 1], name2[PT_NAME_MAX + 1]; /* NUL-terminated copies */
+    uint32_t data_len;
+    const uint8_t *data_ptr; /* inline bytes or proofs; points into the decoded buffer */
+    uint8_t n_services;
+    uint64_t services[PT_SPAN_BLOCKS_MAX]; /* ADD_SPAN: chosen by the leader */
+};
+
+/* Encode a request; returns its length or a negative error (-PT_EINVAL: bad field). */
+int pt_shard_req_encode(const struct pt_shard_req *req, uint8_t *buf, size_t cap);
+
+/* Decode a request (the struct may point into buf); 0 or -PT_EPROTO / -PT_ENAMETOOLONG. */
+int pt_shard_req_decode(struct pt_shard_req *req, const uint8_t *buf, size_t len);
+
+/* Whether an op changes state (goes through the Raft log) or is a query. */
+int pt_shard_op_is_write(uint8_t op);
+/* Whether an op is known. */
+int pt_shard_op_valid(uint8_t op);
+
+/* Span record codec (stored in the shard and sent in SPANS replies). */
+struct pt_cursor;
+void pt_span_encode(struct pt_cursor *c, const struct pt_span *s);
+/* Decode one span record; 0 or -PT_EPROTO. inline_data points into the cursor's buffer. */
+int pt_span_decode(struct pt_cursor *c, struct pt_span *s);
+/* Number of blocks a span's layout has (D + P; 0 for inline). */
+unsigned pt_span_block_count(const struct pt_span *s);
+
+/* Attributes returned by STAT. */
+struct pt_shard_stat {
+    uint8_t type;      /* enum pt_inode_type */
+    uint8_t state;     /* files: enum pt_file_state */
+    uint64_t size;     /* files: bytes */
+    uint64_t mtime;    /* ms since the epoch (deterministic clock of the log) */
+    uint64_t parent;   /* directories: parent id (root: itself) */
+    uint64_t deadline; /* files: transient owner deadline or retention deadline */
+};
+
+/* One directory entry returned by READDIR. */
+struct pt_dirent {
+    uint64_t hash;
+    uint64_t id;
+    uint8_t type;
+    uint8_t name_len;
+    char name[PT_NAME_MAX + 1];
+};
+
+/*
+ * Replies are [i32 status][body]. pt_shard_reply_open() returns the status (0 or a negative
+ * PT_E*, or -PT_EPROTO for a reply too short or with an impossible status) and sets body to
+ * what follows; on -PT_EPROTO body is an empty failed cursor (decoders then fail cleanly).
+ */
+int pt_shard_reply_open(const uint8_t *reply, size_t len, struct pt_cursor *body);
+/* Body decoders for the client; each returns 0 or -PT_EPROTO. */
+int pt_shard_reply_stat(struct pt_cursor *body, struct pt_shard_stat *st);
+int pt_shard_reply_dirent(struct pt_cursor *body, struct pt_dirent *de);
+
+#endif

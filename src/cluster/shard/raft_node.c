@@ -1,0 +1,586 @@
+/*
+ * Replicated node (see raft_node.h). Owns the loop, Raft, the frame server, discovery and the
+ * batch being filled. Everything runs on the loop thread except the discovery round, which
+ * does blocking registry and peer calls in the libuv thread pool and hands its results back to
+ * the loop thread in its after-work callback (no shared mutable state, no locks).
+ *
+ * Invariants: at most one discovery round in flight; a proposal's done callback runs exactly
+ * once; a reply to a state change is sent only from the Raft apply callback, i.e. after the
+ * entry is committed (libraft counts the leader's own copy only once its append is fsync'd).
+ */
+#include "cluster/shard/raft_node.h"
+
+#include <errno.h>
+#include <raft/uv.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cluster/client/blocks_client.h"
+#include "cluster/shard/raft_transport.h"
+#include "cluster/shard/shard_sm.h"
+#include "petrel/codec.h"
+#include "petrel/common.h"
+
+#define ENTRY_CAP (PT_SHARD_BATCH_MAX * (PT_INLINE_MAX + 1024))
+#define DISCOVERY_MS 400
+#define TICK_MS 100
+
+struct proposal {
+    pt_node_done_fn done;
+    void *ctx;
+};
+
+struct batch {
+    struct raft_apply req;
+    struct pt_raft_node *node;
+    unsigned count;
+    struct proposal items[PT_SHARD_BATCH_MAX];
+};
+
+struct peer {
+    char client[PT_REG_ADDR_MAX];
+    char raft[PT_REG_ADDR_MAX];
+};
+
+/* One discovery round: inputs copied in, results copied out (thread pool). */
+struct discovery {
+    uv_work_t work;
+    struct pt_raft_node *node;
+    /* in */
+    struct pt_reg_replica self;
+    struct peer known[PT_NODE_MAX_REPLICAS];
+    uint64_t known_secrets[PT_NODE_MAX_SERVICES];
+    size_t n_known_secrets;
+    /* out */
+    int ok;
+    struct peer peers[PT_NODE_MAX_REPLICAS];
+    struct pt_node_service services[PT_NODE_MAX_SERVICES];
+    size_t n_services;
+};
+
+struct pt_raft_node {
+    struct pt_node_config cfg;
+    char registry[PT_REG_ADDR_MAX];
+    char host[64];
+    uv_loop_t loop;
+    uv_check_t flush;
+    uv_timer_t tick;
+    uv_signal_t sigint, sigterm;
+    struct raft raft;
+    struct raft_io io;
+    struct pt_raft_transport transport;
+    struct pt_server *server;
+    char raft_addr[PT_REG_ADDR_MAX];
+    char raft_dir[4096];
+    struct peer peers[PT_NODE_MAX_REPLICAS];
+    /* batch being filled */
+    struct batch *fill;
+    struct pt_shard_entry_builder builder;
+    uint8_t *entry;
+    /* read barrier */
+    raft_term served_term;  /* term whose barrier has been applied */
+    raft_term barrier_term; /* term of the barrier in flight (0: none) */
+    struct raft_barrier barrier;
+    /* discovery */
+    struct discovery disc;
+    int disc_running;
+    uint64_t last_disc_ms;
+    struct pt_node_service services[PT_NODE_MAX_SERVICES];
+    size_t n_services;
+    int stopping;
+};
+
+uint64_t pt_node_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uv_loop_t *pt_node_loop(struct pt_raft_node *n)
+{
+    return &n->loop;
+}
+
+struct raft *pt_node_raft(struct pt_raft_node *n)
+{
+    return &n->raft;
+}
+
+const char *pt_node_registry(struct pt_raft_node *n)
+{
+    return n->registry;
+}
+
+const struct pt_node_service *pt_node_services(struct pt_raft_node *n, size_t *count)
+{
+    *count = n->n_services;
+    return n->services;
+}
+
+const struct pt_node_service *pt_node_service_find(struct pt_raft_node *n, uint64_t id)
+{
+    size_t i;
+    for (i = 0; i < n->n_services; i++)
+        if (n->services[i].id == id) return &n->services[i];
+    return NULL;
+}
+
+/* ---- Raft peers ------------------------------------------------------------------------- */
+
+static int resolve_peer(void *ctx, raft_id id, char *buf, size_t cap)
+{
+    struct pt_raft_node *n = ctx;
+    if (id == 0 || id > n->cfg.replicas) return -PT_EINVAL;
+    if (!n->peers[id - 1].raft[0]) return -PT_ENOENT;
+    snprintf(buf, cap, "%s", n->peers[id - 1].raft);
+    return 0;
+}
+
+int pt_node_can_serve(struct pt_raft_node *n)
+{
+    return raft_state(&n->raft) == RAFT_LEADER && n->served_term == n->raft.current_term;
+}
+
+void pt_node_reply_not_leader(struct pt_raft_node *n, struct pt_request *req)
+{
+    raft_id id = 0;
+    const char *addr = NULL;
+    const char *client = NULL;
+    raft_leader(&n->raft, &id, &addr);
+    if (id == n->raft.id && raft_state(&n->raft) == RAFT_LEADER) {
+        /* We lead but have not applied our barrier yet: come back in a moment. */
+        pt_request_reply_error(req, -PT_EAGAIN, "leader catching up", NULL);
+        return;
+    }
+    if (id >= 1 && id <= n->cfg.replicas && n->peers[id - 1].client[0])
+        client = n->peers[id - 1].client;
+    pt_request_reply_error(req, -PT_ENOTLEADER, "not the leader", client);
+}
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+    struct pt_raft_node *n = req->data;
+    if (status == 0 && n->barrier_term == n->raft.current_term) n->served_term = n->barrier_term;
+    n->barrier_term = 0;
+}
+
+/* ---- group commit -------------------------------------------------------------------------- */
+
+static void batch_cb(struct raft_apply *req, int status, void *result)
+{
+    struct batch *b = req->data;
+    struct pt_shard_apply_out *out = result;
+    unsigned i;
+    for (i = 0; i < b->count; i++) {
+        struct proposal *p = &b->items[i];
+        if (status != 0 || !out || i >= out->count)
+            p->done(p->ctx,
+                    status == RAFT_NOTLEADER || status == RAFT_LEADERSHIPLOST || status == 0
+                        ? -PT_ENOTLEADER
+                        : -PT_EIO,
+                    NULL, 0);
+        else
+            p->done(p->ctx, 0, out->reply[i], out->len[i]);
+    }
+    free(b);
+}
+
+static int batch_open(struct pt_raft_node *n)
+{
+    n->fill = calloc(1, sizeof(*n->fill));
+    if (!n->fill) return -PT_ENOMEM;
+    n->fill->node = n;
+    n->fill->req.data = n->fill;
+    pt_shard_entry_init(&n->builder, n->entry, ENTRY_CAP, pt_node_wall_ms());
+    return 0;
+}
+
+static void batch_fail(struct batch *b, int err)
+{
+    unsigned i;
+    for (i = 0; i < b->count; i++)
+        b->items[i].done(b->items[i].ctx, err, NULL, 0);
+    free(b);
+}
+
+static void batch_submit(struct pt_raft_node *n)
+{
+    struct batch *b = n->fill;
+    struct raft_buffer buf;
+    int len, rc;
+    if (!b || b->count == 0) return;
+    n->fill = NULL;
+    len = pt_shard_entry_finish(&n->builder);
+    if (len < 0) {
+        batch_fail(b, len);
+        return;
+    }
+    /*
+     * libraft's uv storage reloads only entries whose length is a multiple of 8 (it pads on
+     * write but not on load): pad with zeros, which the envelope's count makes harmless.
+     */
+    buf.len = ((size_t)len + 7) & ~(size_t)7;
+    buf.base = raft_malloc(buf.len);
+    if (!buf.base) {
+        batch_fail(b, -PT_ENOMEM);
+        return;
+    }
+    memset(buf.base, 0, buf.len);
+    memcpy(buf.base, n->entry, (size_t)len);
+    rc = raft_apply(&n->raft, &b->req, &buf, 1, batch_cb);
+    if (rc) {
+        raft_free(buf.base);
+        batch_fail(b, rc == RAFT_NOTLEADER ? -PT_ENOTLEADER : -PT_EIO);
+    }
+}
+
+int pt_node_propose(struct pt_raft_node *n, const uint8_t *req, size_t len, pt_node_done_fn done,
+                    void *ctx)
+{
+    int rc;
+    if (raft_state(&n->raft) != RAFT_LEADER) return -PT_ENOTLEADER;
+    if (len > ENTRY_CAP / 2) return -PT_E2BIG;
+    if (!n->fill && (rc = batch_open(n)) != 0) return rc;
+    rc = pt_shard_entry_add_raw(&n->builder, req, len);
+    if (rc == -PT_E2BIG || rc == -PT_EOVERFLOW) {
+        batch_submit(n);
+        if ((rc = batch_open(n)) != 0) return rc;
+        rc = pt_shard_entry_add_raw(&n->builder, req, len);
+    }
+    if (rc) return rc;
+    n->fill->items[n->fill->count].done = done;
+    n->fill->items[n->fill->count].ctx = ctx;
+    n->fill->count++;
+    return 0;
+}
+
+static void flush_cb(uv_check_t *h)
+{
+    batch_submit(h->data);
+}
+
+/* ---- discovery ------------------------------------------------------------------------------ */
+
+static int query_raft_addr(const char *client, char *raft_out, size_t cap)
+{
+    struct pt_conn *c;
+    struct pt_reply rep;
+    struct pt_cursor cur;
+    char addr[PT_REG_ADDR_MAX];
+    int rc = pt_conn_open(client, 500, 4096, &c);
+    if (rc) return rc;
+    rc = pt_conn_call(c, PT_MSG_NODE_INFO, NULL, 0, 500, &rep);
+    if (rc == 0) {
+        pt_cursor_init(&cur, rep.body, rep.body_len);
+        (void)pt_dec_u8(&cur);
+        (void)pt_dec_u8(&cur);
+        (void)pt_dec_u8(&cur);
+        pt_dec_str(&cur, addr, sizeof(addr));
+        if (pt_cursor_ok(&cur))
+            snprintf(raft_out, cap, "%s", addr);
+        else
+            rc = -PT_EPROTO;
+    }
+    pt_reply_free(&rep);
+    pt_conn_close(c);
+    return rc;
+}
+
+static void discovery_work(uv_work_t *w)
+{
+    struct discovery *d = w->data;
+    struct pt_raft_node *n = d->node;
+    struct pt_reg_replica *reps = NULL;
+    struct pt_reg_blocks *blocks = NULL;
+    size_t nreps = 0, nblocks = 0, i, j;
+    struct pt_call_opts opts = {.timeout_ms = 500, .retry_budget_ms = 1};
+    int rc;
+    d->ok = 0;
+    memcpy(d->peers, d->known, sizeof(d->peers));
+    d->n_services = 0;
+    rc = n->cfg.kind == PT_NODE_SHARD ? pt_reg_heartbeat_shard(n->registry, &d->self, &opts)
+                                      : pt_reg_heartbeat_cdc(n->registry, &d->self, &opts);
+    if (rc) return;
+    rc = n->cfg.kind == PT_NODE_SHARD
+             ? pt_reg_list_shards(n->registry, (uint16_t)n->cfg.shard, &reps, &nreps, &opts)
+             : pt_reg_list_cdc(n->registry, &reps, &nreps, &opts);
+    if (rc) return;
+    for (i = 0; i < nreps; i++) {
+        struct peer *p;
+        if (reps[i].replica >= n->cfg.replicas) continue;
+        if (n->cfg.kind == PT_NODE_SHARD && reps[i].shard != n->cfg.shard) continue;
+        p = &d->peers[reps[i].replica];
+        if (reps[i].replica == n->cfg.replica) continue;
+        if (!reps[i].addr[0]) {
+            /* The registry forgot the port (restart on dynamic ports): the old one is dead. */
+            p->client[0] = p->raft[0] = 0;
+            continue;
+        }
+        if (strcmp(p->client, reps[i].addr) != 0 || !p->raft[0]) {
+            char raft_addr[PT_REG_ADDR_MAX];
+            if (query_raft_addr(reps[i].addr, raft_addr, sizeof(raft_addr)) == 0) {
+                snprintf(p->client, sizeof(p->client), "%s", reps[i].addr);
+                snprintf(p->raft, sizeof(p->raft), "%s", raft_addr);
+            }
+        }
+    }
+    free(reps);
+    if (pt_reg_list_blocks(n->registry, &blocks, &nblocks, &opts) == 0) {
+        for (i = 0; i < nblocks && d->n_services < PT_NODE_MAX_SERVICES; i++) {
+            struct pt_node_service *s = &d->services[d->n_services++];
+            memset(s, 0, sizeof(*s));
+            s->id = blocks[i].id;
+            snprintf(s->domain, sizeof(s->domain), "%s", blocks[i].failure_domain);
+            snprintf(s->addr, sizeof(s->addr), "%s", blocks[i].addr);
+            s->stale = blocks[i].stale;
+            s->capacity = blocks[i].capacity;
+            s->used = blocks[i].used;
+            for (j = 0; j < d->n_known_secrets; j++)
+                if (d->known_secrets[j] == s->id) break;
+            /* Secrets never change: fetch each once (the loop thread copies known ones back). */
+            if (j == d->n_known_secrets &&
+                pt_reg_block_secret(n->registry, s->id, s->secret, &opts) == 0)
+                s->has_secret = 1;
+        }
+        free(blocks);
+    }
+    d->ok = 1;
+}
+
+static void discovery_done(uv_work_t *w, int status)
+{
+    struct discovery *d = w->data;
+    struct pt_raft_node *n = d->node;
+    size_t i;
+    n->disc_running = 0;
+    /* On failure keep what we knew; pt_conn reconnects on the next round's first call. */
+    if (status != 0 || !d->ok) return;
+    for (i = 0; i < PT_NODE_MAX_REPLICAS; i++)
+        if (i != n->cfg.replica) n->peers[i] = d->peers[i];
+    for (i = 0; i < d->n_services; i++) {
+        const struct pt_node_service *old = pt_node_service_find(n, d->services[i].id);
+        if (!d->services[i].has_secret && old && old->has_secret) {
+            memcpy(d->services[i].secret, old->secret, PT_REG_SECRET_SIZE);
+            d->services[i].has_secret = 1;
+        }
+    }
+    memcpy(n->services, d->services, d->n_services * sizeof(d->services[0]));
+    n->n_services = d->n_services;
+}
+
+static void discovery_start(struct pt_raft_node *n)
+{
+    struct discovery *d = &n->disc;
+    size_t i;
+    if (n->disc_running || n->stopping) return;
+    memset(&d->self, 0, sizeof(d->self));
+    d->self.shard = (uint8_t)n->cfg.shard;
+    d->self.replica = (uint8_t)n->cfg.replica;
+    d->self.leader = raft_state(&n->raft) == RAFT_LEADER;
+    snprintf(d->self.addr, sizeof(d->self.addr), "%s", pt_server_address(n->server));
+    memcpy(d->known, n->peers, sizeof(d->known));
+    d->n_known_secrets = 0;
+    for (i = 0; i < n->n_services; i++)
+        if (n->services[i].has_secret) d->known_secrets[d->n_known_secrets++] = n->services[i].id;
+    d->node = n;
+    d->work.data = d;
+    if (uv_queue_work(&n->loop, &d->work, discovery_work, discovery_done) == 0) {
+        n->disc_running = 1;
+        n->last_disc_ms = uv_now(&n->loop);
+    }
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+    struct pt_raft_node *n = t->data;
+    /* A new leader first applies a barrier of its term: afterwards its store is complete. */
+    if (raft_state(&n->raft) == RAFT_LEADER && n->served_term != n->raft.current_term &&
+        n->barrier_term == 0) {
+        n->barrier.data = n;
+        if (raft_barrier(&n->raft, &n->barrier, barrier_cb) == 0)
+            n->barrier_term = n->raft.current_term;
+    }
+    if (!n->disc_running && uv_now(&n->loop) - n->last_disc_ms >= DISCOVERY_MS) discovery_start(n);
+    if (n->cfg.tick) n->cfg.tick(n->cfg.ctx);
+}
+
+/* ---- requests ------------------------------------------------------------------------------ */
+
+static void handler(void *ctx, struct pt_request *req)
+{
+    struct pt_raft_node *n = ctx;
+    if (pt_request_kind(req) == PT_MSG_NODE_INFO) {
+        uint8_t buf[300];
+        struct pt_cursor c;
+        pt_cursor_init(&c, buf, sizeof(buf));
+        pt_enc_u8(&c, (uint8_t)n->cfg.shard);
+        pt_enc_u8(&c, (uint8_t)n->cfg.replica);
+        pt_enc_u8(&c, raft_state(&n->raft) == RAFT_LEADER);
+        pt_enc_str(&c, n->raft_addr);
+        pt_request_reply(req, buf, (uint32_t)c.pos);
+        return;
+    }
+    if (pt_request_kind(req) == PT_MSG_PING) {
+        pt_request_reply(req, pt_request_body(req), pt_request_body_len(req));
+        return;
+    }
+    n->cfg.handler(n->cfg.ctx, req);
+}
+
+/* ---- lifecycle ----------------------------------------------------------------------------- */
+
+static void raft_closed(struct raft *r)
+{
+    struct pt_raft_node *n = r->data;
+    uv_close((uv_handle_t *)&n->flush, NULL);
+    uv_close((uv_handle_t *)&n->tick, NULL);
+    uv_close((uv_handle_t *)&n->sigint, NULL);
+    uv_close((uv_handle_t *)&n->sigterm, NULL);
+}
+
+static void signal_cb(uv_signal_t *s, int signum)
+{
+    struct pt_raft_node *n = s->data;
+    (void)signum;
+    if (n->stopping) return;
+    n->stopping = 1;
+    uv_timer_stop(&n->tick);
+    uv_check_stop(&n->flush);
+    if (n->fill) {
+        batch_fail(n->fill, -PT_ECANCELED);
+        n->fill = NULL;
+    }
+    pt_server_stop(n->server);
+    raft_close(&n->raft, raft_closed);
+}
+
+int pt_node_start_prepare_dir(const char *dir)
+{
+    return mkdir(dir, 0755) == 0 || errno == EEXIST ? 0 : -PT_EIO;
+}
+
+int pt_node_start(struct pt_raft_node **out, const struct pt_node_config *cfg, char *err,
+                  size_t err_cap)
+{
+    struct pt_raft_node *n;
+    struct pt_server_config scfg;
+    struct raft_configuration conf;
+    char bind[PT_REG_ADDR_MAX], listen[PT_REG_ADDR_MAX];
+    unsigned port, i;
+    int rc;
+    if (cfg->replicas != 1 && cfg->replicas != 3 && cfg->replicas != 5) {
+        snprintf(err, err_cap, "--replicas must be 1, 3 or 5");
+        return -PT_EINVAL;
+    }
+    if (cfg->replica >= cfg->replicas) {
+        snprintf(err, err_cap, "--replica must be below --replicas");
+        return -PT_EINVAL;
+    }
+    n = calloc(1, sizeof(*n));
+    if (!n) return -PT_ENOMEM;
+    n->entry = malloc(ENTRY_CAP);
+    if (!n->entry) {
+        free(n);
+        return -PT_ENOMEM;
+    }
+    n->cfg = *cfg;
+    snprintf(n->registry, sizeof(n->registry), "%s", cfg->registry);
+    snprintf(n->host, sizeof(n->host), "%s", cfg->host ? cfg->host : "127.0.0.1");
+    n->cfg.registry = n->registry;
+    n->cfg.host = n->host;
+    uv_loop_init(&n->loop);
+    snprintf(n->raft_dir, sizeof(n->raft_dir), "%s/raft", cfg->dir);
+    if ((mkdir(cfg->dir, 0755) != 0 && errno != EEXIST) ||
+        (mkdir(n->raft_dir, 0755) != 0 && errno != EEXIST)) {
+        snprintf(err, err_cap, "cannot create %s: %s", n->raft_dir, strerror(errno));
+        return -PT_EIO;
+    }
+    /* Client-facing server on an OS-chosen port. */
+    snprintf(listen, sizeof(listen), "%s:0", n->host);
+    memset(&scfg, 0, sizeof(scfg));
+    scfg.listen = listen;
+    scfg.handler = handler;
+    scfg.ctx = n;
+    if ((rc = pt_server_start(&n->loop, &scfg, &n->server)) != 0) {
+        snprintf(err, err_cap, "cannot listen on %s: %s", listen, petrel_strerror(rc));
+        return rc;
+    }
+    /* Raft port: also OS-chosen; peers learn it through PT_MSG_NODE_INFO. */
+    if (pt_raft_pick_port(n->host, &port) != 0) {
+        snprintf(err, err_cap, "cannot pick a port on %s", n->host);
+        return -PT_EADDRINUSE;
+    }
+    snprintf(bind, sizeof(bind), "%s:%u", n->host, port);
+    snprintf(n->raft_addr, sizeof(n->raft_addr), "%s", bind);
+    if ((rc = pt_raft_transport_init(&n->transport, &n->loop, bind, resolve_peer, n)) != 0 ||
+        (rc = raft_uv_init(&n->io, &n->loop, n->raft_dir, &n->transport.outer)) != 0) {
+        snprintf(err, err_cap, "raft storage in %s: %s", n->raft_dir, raft_strerror(rc));
+        return -PT_EIO;
+    }
+    raft_uv_set_connect_retry_delay(&n->io, 100);
+    {
+        char self[16];
+        snprintf(self, sizeof(self), "r%u", cfg->replica);
+        if ((rc = raft_init(&n->raft, &n->io, cfg->fsm, cfg->replica + 1, self)) != 0) {
+            snprintf(err, err_cap, "raft_init: %s", raft_strerror(rc));
+            return -PT_EIO;
+        }
+    }
+    n->raft.data = n;
+    raft_configuration_init(&conf);
+    for (i = 0; i < cfg->replicas; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "r%u", i);
+        if (raft_configuration_add(&conf, i + 1, name, RAFT_VOTER) != 0) {
+            raft_configuration_close(&conf);
+            return -PT_ENOMEM;
+        }
+    }
+    rc = raft_bootstrap(&n->raft, &conf);
+    raft_configuration_close(&conf);
+    if (rc != 0 && rc != RAFT_CANTBOOTSTRAP) {
+        snprintf(err, err_cap, "raft_bootstrap: %s", raft_strerror(rc));
+        return -PT_EIO;
+    }
+    raft_set_election_timeout(&n->raft, 1000);
+    raft_set_heartbeat_timeout(&n->raft, 100);
+    {
+        unsigned every = cfg->snapshot_entries ? cfg->snapshot_entries : 4096;
+        raft_set_snapshot_threshold(&n->raft, every);
+        raft_set_snapshot_trailing(&n->raft, every / 8 ? every / 8 : 1);
+    }
+    raft_set_pre_vote(&n->raft, true);
+    if ((rc = raft_start(&n->raft)) != 0) {
+        snprintf(err, err_cap, "raft_start: %s", raft_strerror(rc));
+        return -PT_EIO;
+    }
+    uv_check_init(&n->loop, &n->flush);
+    n->flush.data = n;
+    uv_check_start(&n->flush, flush_cb);
+    uv_timer_init(&n->loop, &n->tick);
+    n->tick.data = n;
+    uv_timer_start(&n->tick, tick_cb, 0, TICK_MS);
+    uv_signal_init(&n->loop, &n->sigint);
+    uv_signal_init(&n->loop, &n->sigterm);
+    n->sigint.data = n->sigterm.data = n;
+    uv_signal_start(&n->sigint, signal_cb, SIGINT);
+    uv_signal_start(&n->sigterm, signal_cb, SIGTERM);
+    *out = n;
+    return 0;
+}
+
+int pt_node_run(struct pt_raft_node *n)
+{
+    uv_run(&n->loop, UV_RUN_DEFAULT);
+    raft_uv_close(&n->io);
+    pt_raft_transport_free(&n->transport);
+    uv_run(&n->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&n->loop);
+    free(n->entry);
+    free(n);
+    return 0;
+}

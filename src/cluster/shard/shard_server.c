@@ -1,0 +1,315 @@
+/*
+ * The shard service on a replicated node (see shard_server.h): validates and answers
+ * PT_MSG_SHARD_REQ. Queries are served by the leader from its store once it has applied a
+ * barrier of its term; state changes become log entries. The leader adds what apply must not
+ * compute itself: the block services of a new span (distinct failure domains, from the
+ * registry), the check of block proofs before a span is certified, and the certificates in
+ * the reply to ADD_SPAN (MACs under each block service's secret). Never replies to a state
+ * change before its entry is committed and applied.
+ */
+#include "cluster/shard/shard_server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/proto/blocks_msg.h"
+#include "cluster/proto/shard_msgs.h"
+#include "cluster/shard/raft_node.h"
+#include "cluster/shard/shard_fsm.h"
+#include "cluster/shard/shard_sm.h"
+#include "petrel/codec.h"
+#include "petrel/common.h"
+#include "petrel/prng.h"
+
+#define EXPIRE_EVERY_MS 5000
+
+struct shard_service {
+    struct pt_raft_node *node;
+    struct pt_shard_sm sm;
+    struct pt_shard_fsm fsm;
+    struct pt_prng prng;
+    uint64_t last_expire_ms;
+    uint8_t reply[PT_SHARD_MSG_MAX + 4];
+};
+
+struct op_ctx {
+    struct shard_service *s;
+    struct pt_request *req;
+    uint8_t op;
+    uint32_t crc, size;
+};
+
+static void reply_shard(struct pt_request *req, const uint8_t *reply, size_t len)
+{
+    struct pt_cursor body;
+    int st = pt_shard_reply_open(reply, len, &body);
+    if (st)
+        pt_request_reply_error(req, st, petrel_strerror(st), NULL);
+    else
+        pt_request_reply(req, body.buf, (uint32_t)body.len);
+}
+
+/* ADD_SPAN's reply gets each block's write certificate appended: (service, block, cert). */
+static void reply_add_span(struct shard_service *s, struct op_ctx *o, const uint8_t *reply,
+                           size_t len)
+{
+    struct pt_cursor in, out;
+    uint8_t buf[1 + PT_SPAN_BLOCKS_MAX * 24];
+    unsigned n, i;
+    int st = pt_shard_reply_open(reply, len, &in);
+    if (st) {
+        pt_request_reply_error(o->req, st, petrel_strerror(st), NULL);
+        return;
+    }
+    n = pt_dec_u8(&in);
+    pt_cursor_init(&out, buf, sizeof(buf));
+    pt_enc_u8(&out, (uint8_t)n);
+    for (i = 0; i < n && i < PT_SPAN_BLOCKS_MAX; i++) {
+        uint64_t service = pt_dec_u64(&in), block = pt_dec_u64(&in);
+        const struct pt_node_service *svc = pt_node_service_find(s->node, service);
+        if (!svc || !svc->has_secret) {
+            pt_request_reply_error(o->req, -PT_EAGAIN, "block service secret not known yet", NULL);
+            return;
+        }
+        pt_enc_u64(&out, service);
+        pt_enc_u64(&out, block);
+        pt_enc_u64(&out,
+                   pt_block_mac(svc->secret, PT_BLOCK_WRITE_CERT, service, block, o->crc, o->size));
+    }
+    pt_request_reply(o->req, buf, (uint32_t)out.pos);
+}
+
+static void write_done(void *ctx, int status, const uint8_t *reply, size_t len)
+{
+    struct op_ctx *o = ctx;
+    if (!o->req) {
+        free(o);
+        return;
+    }
+    if (status)
+        pt_request_reply_error(o->req, status, petrel_strerror(status), NULL);
+    else if (o->op == PT_SHARD_ADD_SPAN)
+        reply_add_span(o->s, o, reply, len);
+    else
+        reply_shard(o->req, reply, len);
+    free(o);
+}
+
+/*
+ * Pick copies block services, each in its own failure domain, at random among the fresh ones,
+ * avoiding those the client listed in its request (services that just failed it).
+ */
+static int choose_services(struct shard_service *s, struct pt_shard_req *q, unsigned copies)
+{
+    size_t count, i, j, picked = 0;
+    uint64_t avoid[PT_SPAN_BLOCKS_MAX];
+    unsigned n_avoid = q->n_services;
+    memcpy(avoid, q->services, sizeof(avoid));
+    const struct pt_node_service *all = pt_node_services(s->node, &count);
+    size_t order[PT_NODE_MAX_SERVICES];
+    for (i = 0; i < count; i++)
+        order[i] = i;
+    for (i = count; i > 1; i--) {
+        size_t k = (size_t)pt_prng_below(&s->prng, i), t = order[i - 1];
+        order[i - 1] = order[k];
+        order[k] = t;
+    }
+    for (i = 0; i < count && picked < copies; i++) {
+        const struct pt_node_service *c = &all[order[i]];
+        int clash = 0;
+        if (c->stale || !c->has_secret || !c->addr[0]) continue;
+        for (j = 0; j < n_avoid; j++)
+            if (avoid[j] == c->id) clash = 1;
+        if (c->capacity && c->used + q->size > c->capacity) continue;
+        for (j = 0; j < picked; j++) {
+            const struct pt_node_service *p = pt_node_service_find(s->node, q->services[j]);
+            if (p && strcmp(p->domain, c->domain) == 0) clash = 1;
+        }
+        if (clash) continue;
+        q->services[picked++] = c->id;
+    }
+    if (picked < copies) return -PT_ENOSPC;
+    q->n_services = (uint8_t)copies;
+    return 0;
+}
+
+/* Certify only with a valid proof from every block service of the span. */
+static int check_proofs(struct shard_service *s, const struct pt_shard_req *q)
+{
+    struct pt_shard_req sq;
+    uint8_t req[64];
+    size_t rl;
+    struct pt_cursor body;
+    struct pt_span span;
+    unsigned i, n;
+    int len, st;
+    memset(&sq, 0, sizeof(sq));
+    sq.op = PT_SHARD_SPANS;
+    sq.id = q->id;
+    sq.offset = q->offset;
+    sq.max = 1;
+    len = pt_shard_req_encode(&sq, req, sizeof(req));
+    if (len < 0) return len;
+    if ((st = pt_shard_sm_query(&s->sm, req, (size_t)len, s->reply, sizeof(s->reply), &rl)) != 0)
+        return st;
+    if ((st = pt_shard_reply_open(s->reply, rl, &body)) != 0) return st;
+    (void)pt_dec_u64(&body);
+    if (pt_dec_u16(&body) != 1) return -PT_ENOENT;
+    if (pt_span_decode(&body, &span) != 0) return -PT_ECORRUPT;
+    if (span.offset != q->offset) return -PT_ENOENT;
+    if (span.storage == PT_STORAGE_INLINE) return 0;
+    n = pt_span_block_count(&span);
+    if (q->data_len != 8u * n) return -PT_EINVAL;
+    for (i = 0; i < n; i++) {
+        const struct pt_node_service *svc = pt_node_service_find(s->node, span.blocks[i].service);
+        uint64_t proof = pt_get_le64(q->data_ptr + 8 * i);
+        if (!svc || !svc->has_secret) return -PT_EAGAIN;
+        if (!pt_block_mac_check(svc->secret, PT_BLOCK_WRITE_PROOF, span.blocks[i].service,
+                                span.blocks[i].block, span.blocks[i].crc, span.block_size, proof))
+            return -PT_ENOTCERT;
+    }
+    return 0;
+}
+
+static void handle(void *ctx, struct pt_request *req)
+{
+    struct shard_service *s = ctx;
+    struct pt_shard_req q;
+    const uint8_t *body = pt_request_body(req);
+    uint32_t len = pt_request_body_len(req);
+    struct op_ctx *o;
+    uint8_t *enc;
+    int rc, n;
+    if (pt_request_kind(req) != PT_MSG_SHARD_REQ) {
+        pt_request_reply_error(req, -PT_ENOTSUP, "unknown message kind for a shard", NULL);
+        return;
+    }
+    if ((rc = pt_shard_req_decode(&q, body, len)) != 0) {
+        pt_request_reply_error(req, rc, "malformed shard request", NULL);
+        return;
+    }
+    if (!pt_node_can_serve(s->node)) {
+        pt_node_reply_not_leader(s->node, req);
+        return;
+    }
+    if (!pt_shard_op_is_write(q.op)) {
+        size_t rl;
+        rc = pt_shard_sm_query(&s->sm, body, len, s->reply, sizeof(s->reply), &rl);
+        if (rc)
+            pt_request_reply_error(req, rc, "store failure", NULL);
+        else
+            reply_shard(req, s->reply, rl);
+        return;
+    }
+    if (q.op == PT_SHARD_EXPIRE) {
+        pt_request_reply_error(req, -PT_EPERM, "expiry is driven by the leader", NULL);
+        return;
+    }
+    if (q.op == PT_SHARD_ADD_SPAN && q.storage == PT_STORAGE_MIRRORED) {
+        if (q.data != 1 || q.parity + 1u > PT_SPAN_BLOCKS_MAX) {
+            pt_request_reply_error(req, -PT_EINVAL, "bad mirrored layout", NULL);
+            return;
+        }
+        if ((rc = choose_services(s, &q, q.parity + 1u)) != 0) {
+            pt_request_reply_error(req, rc, "not enough block services in distinct failure domains",
+                                   NULL);
+            return;
+        }
+    }
+    if (q.op == PT_SHARD_CERTIFY_SPAN && (rc = check_proofs(s, &q)) != 0) {
+        pt_request_reply_error(req, rc,
+                               rc == -PT_ENOTCERT ? "bad block proof" : petrel_strerror(rc), NULL);
+        return;
+    }
+    o = calloc(1, sizeof(*o));
+    enc = malloc(len + PT_SPAN_BLOCKS_MAX * 8 + 16);
+    if (!o || !enc) {
+        free(o);
+        free(enc);
+        pt_request_reply_error(req, -PT_ENOMEM, "out of memory", NULL);
+        return;
+    }
+    n = pt_shard_req_encode(&q, enc, len + PT_SPAN_BLOCKS_MAX * 8 + 16);
+    o->s = s;
+    o->req = req;
+    o->op = q.op;
+    o->crc = q.crc;
+    o->size = q.size;
+    rc = n < 0 ? n : pt_node_propose(s->node, enc, (size_t)n, write_done, o);
+    free(enc);
+    if (rc) {
+        free(o);
+        if (rc == -PT_ENOTLEADER)
+            pt_node_reply_not_leader(s->node, req);
+        else
+            pt_request_reply_error(req, rc, petrel_strerror(rc), NULL);
+    }
+}
+
+/* The leader proposes expiry now and then, stamped with its clock like every entry. */
+static void tick(void *ctx)
+{
+    struct shard_service *s = ctx;
+    uint64_t now = pt_node_wall_ms();
+    struct pt_shard_req q;
+    uint8_t enc[8];
+    struct op_ctx *o;
+    int n;
+    if (!pt_node_can_serve(s->node) || now - s->last_expire_ms < EXPIRE_EVERY_MS) return;
+    s->last_expire_ms = now;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_EXPIRE;
+    n = pt_shard_req_encode(&q, enc, sizeof(enc));
+    o = calloc(1, sizeof(*o));
+    if (!o || n < 0) {
+        free(o);
+        return;
+    }
+    if (pt_node_propose(s->node, enc, (size_t)n, write_done, o) != 0) free(o);
+}
+
+int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned err_cap)
+{
+    struct shard_service *s = calloc(1, sizeof(*s));
+    struct pt_node_config nc;
+    char store[4096];
+    int rc;
+    if (!s) return -PT_ENOMEM;
+    if (cfg->shard >= PT_SHARD_MAX) {
+        snprintf(err, err_cap, "--shard must be below %d", PT_SHARD_MAX);
+        free(s);
+        return -PT_EINVAL;
+    }
+    snprintf(store, sizeof(store), "%s/store", cfg->dir);
+    if ((rc = pt_node_start_prepare_dir(cfg->dir)) != 0 ||
+        (rc = pt_shard_sm_open(&s->sm, store, cfg->shard, 1)) != 0) {
+        snprintf(err, err_cap, "cannot open the store in %s: %s", store, petrel_strerror(rc));
+        free(s);
+        return rc;
+    }
+    pt_shard_fsm_init(&s->fsm, &s->sm);
+    pt_prng_seed(&s->prng, pt_entropy_seed());
+    memset(&nc, 0, sizeof(nc));
+    nc.registry = cfg->registry;
+    nc.kind = PT_NODE_SHARD;
+    nc.shard = cfg->shard;
+    nc.replica = cfg->replica;
+    nc.replicas = cfg->replicas;
+    nc.dir = cfg->dir;
+    nc.host = cfg->host;
+    nc.snapshot_entries = cfg->snapshot_entries;
+    nc.fsm = &s->fsm.fsm;
+    nc.handler = handle;
+    nc.tick = tick;
+    nc.ctx = s;
+    if ((rc = pt_node_start(&s->node, &nc, err, err_cap)) != 0) {
+        pt_shard_sm_close(&s->sm);
+        free(s);
+        return rc;
+    }
+    rc = pt_node_run(s->node);
+    pt_shard_sm_close(&s->sm);
+    free(s);
+    return rc;
+}

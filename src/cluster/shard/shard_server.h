@@ -1,0 +1,31 @@
+/*
+ * The shard server: one replica of one metadata shard. Runs a libuv loop with
+ *  - a Raft member (libraft, raft_uv storage under DIR/raft, resolving TCP transport) whose log
+ *    is the write-ahead log of the shard state machine (shard_sm.h) stored under DIR/store;
+ *  - a frame server (cluster/net) answering PT_MSG_SHARD_* requests: queries from the leader's
+ *    store, state changes as Raft entries answered only once committed and applied;
+ *  - a registry loop (heartbeat, peer and block-service discovery) on the libuv thread pool.
+ * Message layouts: docs/PROTOCOL.md ("Shards"); durability argument: docs/DESIGN.md.
+ */
+#ifndef PETREL_CLUSTER_SHARD_SERVER_H
+#define PETREL_CLUSTER_SHARD_SERVER_H
+
+#include <stdint.h>
+
+#define PT_MSG_SHARD_REQ 0x0301 /* body: a shard request (shard_msgs.h) */
+/* PT_MSG_NODE_INFO (0x0302, raft_node.h) is answered too. */
+
+struct pt_shard_config {
+    const char *registry;      /* "HOST:PORT" of the registry */
+    unsigned shard;            /* 0..255 */
+    unsigned replica;          /* 0..replicas-1 */
+    unsigned replicas;         /* Raft group size: 1, 3 or 5 */
+    const char *dir;           /* data directory */
+    const char *host;          /* address to listen on (port chosen by the OS) */
+    unsigned snapshot_entries; /* compact the log every this many entries; 0 = 4096 */
+};
+
+/* Run until SIGINT/SIGTERM: 0, or a negative PT_E* when start-up failed (err names what). */
+int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned err_cap);
+
+#endif

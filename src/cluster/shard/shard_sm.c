@@ -1,0 +1,1312 @@
+/*
+ * The shard state machine over LMDB (see shard_sm.h for the contract, docs/SPEC-SHARD.md for
+ * every key and value). Owns the store layout and the rules of every shard operation.
+ *
+ * Invariants kept by apply:
+ *  - a directory entry points at an inode; a linked file is reachable only through entries;
+ *  - a file's size is the sum of its spans, spans are contiguous from offset 0;
+ *  - a file is linked only when every span is certified, and never changes after;
+ *  - every block of every span has one block-index entry (service, block) -> (file, offset);
+ *  - an entry locked by a CDC transaction changes only through that transaction.
+ * Never reads the clock, never does network or file I/O outside LMDB.
+ */
+#include "cluster/shard/shard_sm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "petrel/codec.h"
+#include "petrel/common.h"
+#include "petrel/crc32c.h"
+#include "petrel/hash.h"
+
+/* Keys are big-endian so that LMDB's byte order is numeric order. */
+static void key_put_be64(uint8_t *p, uint64_t v)
+{
+    int i;
+    for (i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+static uint64_t key_get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    int i;
+    for (i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static int map_mdb(int rc)
+{
+    switch (rc) {
+    case 0:
+        return 0;
+    case MDB_NOTFOUND:
+        return -PT_ENOENT;
+    case MDB_MAP_FULL:
+        return -PT_ENOSPC;
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+        return -PT_ECORRUPT;
+    case ENOMEM:
+        return -PT_ENOMEM;
+    default:
+        return -PT_EIO;
+    }
+}
+
+/* ---- records ------------------------------------------------------------------------- */
+
+struct inode_rec {
+    uint8_t type;
+    uint64_t mtime;
+    /* directories */
+    uint64_t parent;
+    /* files */
+    uint8_t state;
+    uint64_t size;
+    uint64_t cookie;
+    uint64_t deadline;
+    uint32_t n_spans;
+};
+
+#define INODE_REC_LEN 46
+
+static void inode_encode(const struct inode_rec *r, uint8_t *out)
+{
+    struct pt_cursor c;
+    pt_cursor_init(&c, out, INODE_REC_LEN);
+    pt_enc_u8(&c, r->type);
+    pt_enc_u64(&c, r->mtime);
+    pt_enc_u64(&c, r->parent);
+    pt_enc_u8(&c, r->state);
+    pt_enc_u64(&c, r->size);
+    pt_enc_u64(&c, r->cookie);
+    pt_enc_u64(&c, r->deadline);
+    pt_enc_u32(&c, r->n_spans);
+}
+
+static int inode_decode(struct inode_rec *r, const MDB_val *v)
+{
+    struct pt_cursor c;
+    if (v->mv_size != INODE_REC_LEN) return -PT_ECORRUPT;
+    pt_cursor_init(&c, v->mv_data, v->mv_size);
+    r->type = pt_dec_u8(&c);
+    r->mtime = pt_dec_u64(&c);
+    r->parent = pt_dec_u64(&c);
+    r->state = pt_dec_u8(&c);
+    r->size = pt_dec_u64(&c);
+    r->cookie = pt_dec_u64(&c);
+    r->deadline = pt_dec_u64(&c);
+    r->n_spans = pt_dec_u32(&c);
+    if (r->type != PT_TYPE_DIR && r->type != PT_TYPE_FILE) return -PT_ECORRUPT;
+    return 0;
+}
+
+struct dirent_rec {
+    uint64_t id;
+    uint8_t type;
+    uint64_t lock_txn; /* 0: unlocked */
+    uint64_t mtime;
+};
+#define DIRENT_REC_LEN 25
+
+static void dirent_encode(const struct dirent_rec *r, uint8_t *out)
+{
+    pt_put_le64(out, r->id);
+    out[8] = r->type;
+    pt_put_le64(out + 9, r->lock_txn);
+    pt_put_le64(out + 17, r->mtime);
+}
+static int dirent_decode(struct dirent_rec *r, const MDB_val *v)
+{
+    const uint8_t *p = v->mv_data;
+    if (v->mv_size != DIRENT_REC_LEN) return -PT_ECORRUPT;
+    r->id = pt_get_le64(p);
+    r->type = p[8];
+    r->lock_txn = pt_get_le64(p + 9);
+    r->mtime = pt_get_le64(p + 17);
+    return 0;
+}
+
+/* ---- store access ---------------------------------------------------------------------- */
+
+static int inode_get(struct pt_shard_sm *sm, MDB_txn *t, uint64_t id, struct inode_rec *r)
+{
+    uint8_t k[8];
+    MDB_val key = {8, k}, val;
+    int rc;
+    memset(r, 0, sizeof(*r));
+    key_put_be64(k, id);
+    rc = mdb_get(t, sm->inodes, &key, &val);
+    if (rc) return map_mdb(rc);
+    return inode_decode(r, &val);
+}
+
+static int inode_put(struct pt_shard_sm *sm, MDB_txn *t, uint64_t id, const struct inode_rec *r)
+{
+    uint8_t k[8], v[INODE_REC_LEN];
+    MDB_val key = {8, k}, val = {INODE_REC_LEN, v};
+    key_put_be64(k, id);
+    inode_encode(r, v);
+    return map_mdb(mdb_put(t, sm->inodes, &key, &val, 0));
+}
+
+static int inode_del(struct pt_shard_sm *sm, MDB_txn *t, uint64_t id)
+{
+    uint8_t k[8];
+    MDB_val key = {8, k};
+    key_put_be64(k, id);
+    return map_mdb(mdb_del(t, sm->inodes, &key, NULL));
+}
+
+static size_t dirent_key(uint8_t *k, uint64_t dir, const char *name, size_t len)
+{
+    key_put_be64(k, dir);
+    key_put_be64(k + 8, petrel_hash64(name, len, 0));
+    memcpy(k + 16, name, len);
+    return 16 + len;
+}
+
+static int dirent_get(struct pt_shard_sm *sm, MDB_txn *t, uint64_t dir, const char *name,
+                      size_t len, struct dirent_rec *r)
+{
+    uint8_t k[16 + PT_NAME_MAX];
+    MDB_val key, val;
+    int rc;
+    key.mv_size = dirent_key(k, dir, name, len);
+    key.mv_data = k;
+    rc = mdb_get(t, sm->dirents, &key, &val);
+    if (rc) return map_mdb(rc);
+    return dirent_decode(r, &val);
+}
+
+static int dirent_put(struct pt_shard_sm *sm, MDB_txn *t, uint64_t dir, const char *name,
+                      size_t len, const struct dirent_rec *r)
+{
+    uint8_t k[16 + PT_NAME_MAX], v[DIRENT_REC_LEN];
+    MDB_val key, val = {DIRENT_REC_LEN, v};
+    key.mv_size = dirent_key(k, dir, name, len);
+    key.mv_data = k;
+    dirent_encode(r, v);
+    return map_mdb(mdb_put(t, sm->dirents, &key, &val, 0));
+}
+
+static int dirent_del(struct pt_shard_sm *sm, MDB_txn *t, uint64_t dir, const char *name,
+                      size_t len)
+{
+    uint8_t k[16 + PT_NAME_MAX];
+    MDB_val key;
+    key.mv_size = dirent_key(k, dir, name, len);
+    key.mv_data = k;
+    return map_mdb(mdb_del(t, sm->dirents, &key, NULL));
+}
+
+/* Whether a directory has any entry: one range search on its key prefix. */
+static int dir_is_empty(struct pt_shard_sm *sm, MDB_txn *t, uint64_t dir)
+{
+    MDB_cursor *cur;
+    uint8_t k[16];
+    MDB_val key = {16, k}, val;
+    int rc, empty;
+    key_put_be64(k, dir);
+    memset(k + 8, 0, 8);
+    rc = mdb_cursor_open(t, sm->dirents, &cur);
+    if (rc) return map_mdb(rc);
+    rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+    empty =
+        rc == MDB_NOTFOUND || (rc == 0 && (key.mv_size < 8 || key_get_be64(key.mv_data) != dir));
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    return empty;
+}
+
+static int meta_next(struct pt_shard_sm *sm, MDB_txn *t, const char *name, uint64_t *out)
+{
+    MDB_val key = {strlen(name), (void *)name}, val;
+    uint8_t v[8];
+    uint64_t next = 2; /* sequence 1 is the root directory */
+    int rc = mdb_get(t, sm->meta, &key, &val);
+    if (rc == 0 && val.mv_size == 8)
+        next = pt_get_le64(val.mv_data);
+    else if (rc != MDB_NOTFOUND)
+        return rc ? map_mdb(rc) : -PT_ECORRUPT;
+    if (next > 0x00FFFFFFFFFFFFFFull) return -PT_ENOSPC;
+    *out = next;
+    pt_put_le64(v, next + 1);
+    val.mv_size = 8;
+    val.mv_data = v;
+    return map_mdb(mdb_put(t, sm->meta, &key, &val, 0));
+}
+
+static int transient_index(struct pt_shard_sm *sm, MDB_txn *t, uint64_t deadline, uint64_t id,
+                           int add)
+{
+    uint8_t k[16];
+    MDB_val key = {16, k}, val = {0, k};
+    int rc;
+    key_put_be64(k, deadline);
+    key_put_be64(k + 8, id);
+    if (add) return map_mdb(mdb_put(t, sm->transient, &key, &val, 0));
+    rc = mdb_del(t, sm->transient, &key, NULL);
+    return rc == MDB_NOTFOUND ? 0 : map_mdb(rc);
+}
+
+/* A CDC step already done by txn: its recorded result. */
+static int txn_get(struct pt_shard_sm *sm, MDB_txn *t, uint64_t txn, uint8_t op, uint64_t *res)
+{
+    uint8_t k[9];
+    MDB_val key = {9, k}, val;
+    int rc;
+    key_put_be64(k, txn);
+    k[8] = op;
+    rc = mdb_get(t, sm->txns, &key, &val);
+    if (rc) return map_mdb(rc);
+    if (val.mv_size != 8) return -PT_ECORRUPT;
+    *res = pt_get_le64(val.mv_data);
+    return 0;
+}
+static int txn_put(struct pt_shard_sm *sm, MDB_txn *t, uint64_t txn, uint8_t op, uint64_t res)
+{
+    uint8_t k[9], v[8];
+    MDB_val key = {9, k}, val = {8, v};
+    key_put_be64(k, txn);
+    k[8] = op;
+    pt_put_le64(v, res);
+    return map_mdb(mdb_put(t, sm->txns, &key, &val, 0));
+}
+
+/* ---- open / close ---------------------------------------------------------------------- */
+
+static int wipe_store(const char *dir)
+{
+    char path[4096];
+    static const char *const files[] = {"data.mdb", "lock.mdb"};
+    size_t i;
+    for (i = 0; i < PT_ARRAY_SIZE(files); i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+        if (unlink(path) != 0 && errno != ENOENT) return -PT_EIO;
+    }
+    return 0;
+}
+
+int pt_shard_sm_open(struct pt_shard_sm *sm, const char *dir, unsigned shard, int fresh)
+{
+    MDB_txn *t;
+    int rc;
+    memset(sm, 0, sizeof(*sm));
+    if (shard >= PT_SHARD_MAX) return -PT_EINVAL;
+    sm->shard = shard;
+    sm->transient_ttl_ms = PT_SHARD_TRANSIENT_TTL_MS;
+    sm->retention_ms = PT_SHARD_RETENTION_MS;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return -PT_EIO;
+    if (fresh && (rc = wipe_store(dir)) != 0) return rc;
+    if ((rc = mdb_env_create(&sm->env)) != 0) return map_mdb(rc);
+    mdb_env_set_maxdbs(sm->env, 8);
+    mdb_env_set_mapsize(sm->env, (size_t)4 << 30);
+    /* The Raft log is the write-ahead log; the store is rebuilt from it, so no fsync here. */
+    rc = mdb_env_open(sm->env, dir, MDB_NOSYNC | MDB_NOMETASYNC | MDB_NOTLS, 0644);
+    if (rc) goto fail;
+    if ((rc = mdb_txn_begin(sm->env, NULL, 0, &t)) != 0) goto fail;
+    if ((rc = mdb_dbi_open(t, "inodes", MDB_CREATE, &sm->inodes)) ||
+        (rc = mdb_dbi_open(t, "dirents", MDB_CREATE, &sm->dirents)) ||
+        (rc = mdb_dbi_open(t, "spans", MDB_CREATE, &sm->spans)) ||
+        (rc = mdb_dbi_open(t, "blockidx", MDB_CREATE, &sm->blockidx)) ||
+        (rc = mdb_dbi_open(t, "meta", MDB_CREATE, &sm->meta)) ||
+        (rc = mdb_dbi_open(t, "txns", MDB_CREATE, &sm->txns)) ||
+        (rc = mdb_dbi_open(t, "transient", MDB_CREATE, &sm->transient))) {
+        mdb_txn_abort(t);
+        goto fail;
+    }
+    if (shard == 0) {
+        struct inode_rec root;
+        if (inode_get(sm, t, PT_INODE_ROOT, &root) == -PT_ENOENT) {
+            memset(&root, 0, sizeof(root));
+            root.type = PT_TYPE_DIR;
+            root.parent = PT_INODE_ROOT;
+            if ((rc = inode_put(sm, t, PT_INODE_ROOT, &root)) != 0) {
+                mdb_txn_abort(t);
+                mdb_env_close(sm->env);
+                sm->env = NULL;
+                return rc;
+            }
+        }
+    }
+    if ((rc = mdb_txn_commit(t)) != 0) goto fail;
+    return 0;
+fail:
+    mdb_env_close(sm->env);
+    sm->env = NULL;
+    return map_mdb(rc);
+}
+
+void pt_shard_sm_close(struct pt_shard_sm *sm)
+{
+    if (sm->env) mdb_env_close(sm->env);
+    sm->env = NULL;
+}
+
+void pt_shard_entry_init(struct pt_shard_entry_builder *b, uint8_t *buf, size_t cap,
+                         uint64_t time_ms)
+{
+    b->buf = buf;
+    b->cap = cap;
+    b->pos = PT_SHARD_ENTRY_HEADER;
+    b->count = 0;
+    b->failed = cap < PT_SHARD_ENTRY_HEADER;
+    if (b->failed) return;
+    buf[0] = PT_SHARD_ENTRY_VERSION;
+    buf[1] = 0;
+    pt_put_le16(buf + 2, 0);
+    pt_put_le64(buf + 4, time_ms);
+}
+
+int pt_shard_entry_add(struct pt_shard_entry_builder *b, const struct pt_shard_req *req)
+{
+    int n;
+    if (b->failed) return -PT_EOVERFLOW;
+    if (b->count == PT_SHARD_BATCH_MAX) return -PT_E2BIG;
+    if (b->cap - b->pos < 4) return -PT_EOVERFLOW;
+    n = pt_shard_req_encode(req, b->buf + b->pos + 4, b->cap - b->pos - 4);
+    if (n < 0) return n;
+    pt_put_le32(b->buf + b->pos, (uint32_t)n);
+    b->pos += 4 + (size_t)n;
+    b->count++;
+    return 0;
+}
+
+int pt_shard_entry_add_raw(struct pt_shard_entry_builder *b, const uint8_t *req, size_t len)
+{
+    if (b->failed) return -PT_EOVERFLOW;
+    if (b->count == PT_SHARD_BATCH_MAX) return -PT_E2BIG;
+    if (b->cap - b->pos < 4 || b->cap - b->pos - 4 < len) return -PT_EOVERFLOW;
+    pt_put_le32(b->buf + b->pos, (uint32_t)len);
+    memcpy(b->buf + b->pos + 4, req, len);
+    b->pos += 4 + len;
+    b->count++;
+    return 0;
+}
+
+int pt_shard_entry_finish(struct pt_shard_entry_builder *b)
+{
+    if (b->failed) return -PT_EOVERFLOW;
+    pt_put_le16(b->buf + 2, b->count);
+    return (int)b->pos;
+}
+
+/* ---- operations -------------------------------------------------------------------------- */
+
+struct apply_ctx {
+    struct pt_shard_sm *sm;
+    MDB_txn *t;
+    uint64_t now;
+    struct pt_cursor out; /* reply body */
+};
+
+/* The file a writer may still change: transient, right cookie. */
+static int writable_file(struct apply_ctx *a, const struct pt_shard_req *q, struct inode_rec *f)
+{
+    int rc = inode_get(a->sm, a->t, q->id, f);
+    if (rc) return rc;
+    if (f->type != PT_TYPE_FILE) return -PT_EISDIR;
+    if (f->state != PT_FILE_TRANSIENT) return -PT_ESTALE;
+    if (f->cookie != q->cookie) return -PT_EACCES;
+    return 0;
+}
+
+/* A writer that acts keeps its file alive: move the deadline. */
+static int touch_transient(struct apply_ctx *a, uint64_t id, struct inode_rec *f)
+{
+    int rc = transient_index(a->sm, a->t, f->deadline, id, 0);
+    if (rc) return rc;
+    f->deadline = a->now + a->sm->transient_ttl_ms;
+    f->mtime = a->now;
+    return transient_index(a->sm, a->t, f->deadline, id, 1);
+}
+
+static int span_key(uint8_t *k, uint64_t file, uint64_t offset)
+{
+    key_put_be64(k, file);
+    key_put_be64(k + 8, offset);
+    return 16;
+}
+
+static int span_put(struct apply_ctx *a, uint64_t file, const struct pt_span *s)
+{
+    uint8_t k[16], v[64 + PT_SPAN_BLOCKS_MAX * 20 + PT_INLINE_MAX];
+    struct pt_cursor c;
+    MDB_val key = {16, k}, val;
+    span_key(k, file, s->offset);
+    pt_cursor_init(&c, v, sizeof(v));
+    pt_span_encode(&c, s);
+    if (!pt_cursor_ok(&c)) return -PT_EOVERFLOW;
+    val.mv_size = c.pos;
+    val.mv_data = v;
+    return map_mdb(mdb_put(a->t, a->sm->spans, &key, &val, 0));
+}
+
+static int span_get(struct pt_shard_sm *sm, MDB_txn *t, uint64_t file, uint64_t off,
+                    struct pt_span *s)
+{
+    uint8_t k[16];
+    MDB_val key = {16, k}, val;
+    struct pt_cursor c;
+    int rc;
+    span_key(k, file, off);
+    rc = mdb_get(t, sm->spans, &key, &val);
+    if (rc) return map_mdb(rc);
+    pt_cursor_init(&c, val.mv_data, val.mv_size);
+    return pt_span_decode(&c, s) ? -PT_ECORRUPT : 0;
+}
+
+static int op_construct(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec f;
+    uint64_t seq = 0, id;
+    int rc = meta_next(a->sm, a->t, "inode_seq", &seq);
+    if (rc) return rc;
+    id = PT_INODE_MAKE(a->sm->shard, seq);
+    memset(&f, 0, sizeof(f));
+    f.type = PT_TYPE_FILE;
+    f.state = PT_FILE_TRANSIENT;
+    f.cookie = q->cookie;
+    f.mtime = a->now;
+    f.deadline = a->now + a->sm->transient_ttl_ms;
+    if ((rc = inode_put(a->sm, a->t, id, &f)) ||
+        (rc = transient_index(a->sm, a->t, f.deadline, id, 1)))
+        return rc;
+    pt_enc_u64(&a->out, id);
+    return 0;
+}
+
+/*
+ * A retried request whose first try was committed (the reply was lost with the old leader):
+ * the last span is exactly the one asked for. Returns 1 when it is, with the span in *s.
+ */
+static int is_retry_of_last_span(struct apply_ctx *a, const struct pt_shard_req *q,
+                                 const struct inode_rec *f, struct pt_span *s)
+{
+    if (q->offset >= f->size || q->offset + q->size != f->size) return 0;
+    if (span_get(a->sm, a->t, q->id, q->offset, s) != 0) return 0;
+    return s->size == q->size && s->crc == q->crc;
+}
+
+static int op_add_span(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec f;
+    struct pt_span s;
+    unsigned i, j;
+    int rc = writable_file(a, q, &f);
+    if (rc) return rc;
+    if (is_retry_of_last_span(a, q, &f, &s) && s.storage == q->storage && s.parity == q->parity) {
+        pt_enc_u8(&a->out, (uint8_t)pt_span_block_count(&s));
+        for (i = 0; i < pt_span_block_count(&s); i++) {
+            pt_enc_u64(&a->out, s.blocks[i].service);
+            pt_enc_u64(&a->out, s.blocks[i].block);
+        }
+        return 0;
+    }
+    if (q->offset != f.size) return -PT_EINVAL;
+    if (q->size == 0 || q->size > PT_SPAN_SIZE_MAX) return -PT_EINVAL;
+    if (f.size + q->size < f.size) return -PT_EFBIG;
+    if (q->storage == PT_STORAGE_RS) return -PT_ENOTSUP; /* format only: no RS writer yet */
+    if (q->storage != PT_STORAGE_MIRRORED || q->data != 1 || q->parity + 1u > PT_SPAN_BLOCKS_MAX)
+        return -PT_EINVAL;
+    if (q->n_services != q->data + q->parity) return -PT_EINVAL;
+    for (i = 0; i < q->n_services; i++)
+        for (j = 0; j < i; j++)
+            if (q->services[i] == q->services[j]) return -PT_EINVAL;
+    memset(&s, 0, sizeof(s));
+    s.offset = q->offset;
+    s.size = q->size;
+    s.crc = q->crc;
+    s.storage = PT_STORAGE_MIRRORED;
+    s.data = 1;
+    s.parity = q->parity;
+    s.block_size = q->size;
+    for (i = 0; i < q->n_services; i++) {
+        uint64_t seq = 0;
+        uint8_t k[16], v[16];
+        MDB_val key = {16, k}, val = {16, v};
+        if ((rc = meta_next(a->sm, a->t, "block_seq", &seq)) != 0) return rc;
+        s.blocks[i].service = q->services[i];
+        s.blocks[i].block = PT_INODE_MAKE(a->sm->shard, seq);
+        s.blocks[i].crc = q->crc;
+        key_put_be64(k, s.blocks[i].service);
+        key_put_be64(k + 8, s.blocks[i].block);
+        pt_put_le64(v, q->id);
+        pt_put_le64(v + 8, q->offset);
+        if ((rc = map_mdb(mdb_put(a->t, a->sm->blockidx, &key, &val, 0))) != 0) return rc;
+    }
+    if ((rc = span_put(a, q->id, &s)) != 0) return rc;
+    f.size += q->size;
+    f.n_spans++;
+    if ((rc = touch_transient(a, q->id, &f)) || (rc = inode_put(a->sm, a->t, q->id, &f))) return rc;
+    pt_enc_u8(&a->out, (uint8_t)q->n_services);
+    for (i = 0; i < q->n_services; i++) {
+        pt_enc_u64(&a->out, s.blocks[i].service);
+        pt_enc_u64(&a->out, s.blocks[i].block);
+    }
+    return 0;
+}
+
+static int op_add_inline(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec f;
+    struct pt_span s;
+    int rc = writable_file(a, q, &f);
+    if (rc) return rc;
+    if (is_retry_of_last_span(a, q, &f, &s) && s.storage == PT_STORAGE_INLINE) return 0;
+    if (q->offset != f.size) return -PT_EINVAL;
+    if (q->size == 0 || q->size != q->data_len || q->size > PT_INLINE_MAX) return -PT_EINVAL;
+    if (petrel_crc32c(0, q->data_ptr, q->data_len) != q->crc) return -PT_EBADMSG;
+    memset(&s, 0, sizeof(s));
+    s.offset = q->offset;
+    s.size = q->size;
+    s.crc = q->crc;
+    s.storage = PT_STORAGE_INLINE;
+    s.certified = 1;
+    s.inline_len = q->data_len;
+    s.inline_data = q->data_ptr;
+    if ((rc = span_put(a, q->id, &s)) != 0) return rc;
+    f.size += q->size;
+    f.n_spans++;
+    if ((rc = touch_transient(a, q->id, &f)) != 0) return rc;
+    return inode_put(a->sm, a->t, q->id, &f);
+}
+
+/*
+ * A writer whose block write failed (a service died before the registry noticed) gives the
+ * span up and adds it again elsewhere: only the last span, only while uncertified. Its blocks
+ * leave the block index; any copy already written is an orphan for the block scrubber.
+ */
+static int op_drop_span(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec f;
+    struct pt_span s;
+    uint8_t k[16];
+    MDB_val key = {16, k};
+    unsigned i;
+    int rc = writable_file(a, q, &f);
+    if (rc) return rc;
+    if ((rc = span_get(a->sm, a->t, q->id, q->offset, &s)) != 0) return rc;
+    if (q->offset + s.size != f.size) return -PT_EINVAL;
+    if (s.certified) return -PT_EBUSY;
+    for (i = 0; i < pt_span_block_count(&s); i++) {
+        key_put_be64(k, s.blocks[i].service);
+        key_put_be64(k + 8, s.blocks[i].block);
+        rc = mdb_del(a->t, a->sm->blockidx, &key, NULL);
+        if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    }
+    span_key(k, q->id, q->offset);
+    if ((rc = map_mdb(mdb_del(a->t, a->sm->spans, &key, NULL))) != 0) return rc;
+    f.size -= s.size;
+    f.n_spans--;
+    if ((rc = touch_transient(a, q->id, &f)) != 0) return rc;
+    return inode_put(a->sm, a->t, q->id, &f);
+}
+
+/* The leader checked the proofs against the registry secret before proposing this entry. */
+static int op_certify(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec f;
+    struct pt_span s;
+    int rc = writable_file(a, q, &f);
+    if (rc) return rc;
+    if ((rc = span_get(a->sm, a->t, q->id, q->offset, &s)) != 0) return rc;
+    if (s.storage == PT_STORAGE_INLINE) return 0;
+    if (q->data_len != 8u * pt_span_block_count(&s)) return -PT_EINVAL;
+    if (s.certified) return 0;
+    s.certified = 1;
+    if ((rc = span_put(a, q->id, &s)) != 0) return rc;
+    if ((rc = touch_transient(a, q->id, &f)) != 0) return rc;
+    return inode_put(a->sm, a->t, q->id, &f);
+}
+
+/* A directory of this shard that can take new entries. */
+static int live_dir(struct apply_ctx *a, uint64_t dir, struct inode_rec *d)
+{
+    int rc;
+    if (PT_INODE_SHARD(dir) != a->sm->shard) return -PT_EXDEV;
+    rc = inode_get(a->sm, a->t, dir, d);
+    if (rc) return rc;
+    return d->type == PT_TYPE_DIR ? 0 : -PT_ENOTDIR;
+}
+
+static int all_spans_certified(struct apply_ctx *a, uint64_t file)
+{
+    MDB_cursor *cur;
+    uint8_t k[16];
+    MDB_val key = {16, k}, val;
+    int rc, ok = 1;
+    span_key(k, file, 0);
+    if ((rc = mdb_cursor_open(a->t, a->sm->spans, &cur)) != 0) return map_mdb(rc);
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        struct pt_span s;
+        struct pt_cursor c;
+        if (key.mv_size != 16 || key_get_be64(key.mv_data) != file) break;
+        pt_cursor_init(&c, val.mv_data, val.mv_size);
+        if (pt_span_decode(&c, &s)) {
+            ok = -PT_ECORRUPT;
+            break;
+        }
+        if (!s.certified) {
+            ok = 0;
+            break;
+        }
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    return ok;
+}
+
+static int op_link(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec f, d;
+    struct dirent_rec e;
+    int rc;
+    if (q->name_len == 0) return -PT_EINVAL;
+    if ((rc = writable_file(a, q, &f)) != 0) {
+        /* A retried link whose first try was committed: same file under the same name. */
+        if (rc == -PT_ESTALE && f.state == PT_FILE_LINKED && f.cookie == q->cookie &&
+            dirent_get(a->sm, a->t, q->target, q->name, q->name_len, &e) == 0 && e.id == q->id)
+            return 0;
+        return rc;
+    }
+    if ((rc = live_dir(a, q->target, &d)) != 0) return rc;
+    rc = all_spans_certified(a, q->id);
+    if (rc < 0) return rc;
+    if (rc == 0) return -PT_EAGAIN; /* a span still awaits its proofs */
+    rc = dirent_get(a->sm, a->t, q->target, q->name, q->name_len, &e);
+    if (rc == 0) return -PT_EEXIST;
+    if (rc != -PT_ENOENT) return rc;
+    if ((rc = transient_index(a->sm, a->t, f.deadline, q->id, 0)) != 0) return rc;
+    f.state = PT_FILE_LINKED;
+    f.deadline = 0;
+    f.mtime = a->now;
+    f.parent = q->target;
+    e.id = q->id;
+    e.type = PT_TYPE_FILE;
+    e.lock_txn = 0;
+    e.mtime = a->now;
+    d.mtime = a->now;
+    if ((rc = inode_put(a->sm, a->t, q->id, &f)) ||
+        (rc = dirent_put(a->sm, a->t, q->target, q->name, q->name_len, &e)))
+        return rc;
+    return inode_put(a->sm, a->t, q->target, &d);
+}
+
+/* An entry's file lost its last name: keep it for the retention period (local files only). */
+static int retire_file(struct apply_ctx *a, uint64_t id)
+{
+    struct inode_rec f;
+    int rc;
+    if (PT_INODE_SHARD(id) != a->sm->shard) return 0;
+    rc = inode_get(a->sm, a->t, id, &f);
+    if (rc == -PT_ENOENT) return 0;
+    if (rc) return rc;
+    f.state = PT_FILE_UNLINKED;
+    f.deadline = a->now + a->sm->retention_ms;
+    return inode_put(a->sm, a->t, id, &f);
+}
+
+static int op_unlink(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec d;
+    struct dirent_rec e;
+    int rc;
+    if ((rc = live_dir(a, q->id, &d)) != 0) return rc;
+    if ((rc = dirent_get(a->sm, a->t, q->id, q->name, q->name_len, &e)) != 0) return rc;
+    if (e.type == PT_TYPE_DIR) return -PT_EISDIR; /* rmdir goes through the CDC */
+    if (e.lock_txn) return -PT_EBUSY;
+    if ((rc = dirent_del(a->sm, a->t, q->id, q->name, q->name_len)) != 0) return rc;
+    if ((rc = retire_file(a, e.id)) != 0) return rc;
+    d.mtime = a->now;
+    /* The removed inode: the client retires it on its own shard when that is another one. */
+    pt_enc_u64(&a->out, e.id);
+    return inode_put(a->sm, a->t, q->id, &d);
+}
+
+static int op_retire(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec f;
+    int rc;
+    if (PT_INODE_SHARD(q->id) != a->sm->shard) return -PT_EXDEV;
+    if ((rc = inode_get(a->sm, a->t, q->id, &f)) != 0) return rc;
+    if (f.type != PT_TYPE_FILE) return -PT_EISDIR;
+    if (f.state != PT_FILE_LINKED) return 0; /* already retired (a retry) */
+    return retire_file(a, q->id);
+}
+
+static int op_rename(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec d;
+    struct dirent_rec e, old;
+    int rc;
+    if (q->name2_len == 0) return -PT_EINVAL;
+    if ((rc = live_dir(a, q->id, &d)) != 0) return rc;
+    if ((rc = dirent_get(a->sm, a->t, q->id, q->name, q->name_len, &e)) != 0) return rc;
+    if (e.lock_txn) return -PT_EBUSY;
+    if (q->name_len == q->name2_len && memcmp(q->name, q->name2, q->name_len) == 0) return 0;
+    rc = dirent_get(a->sm, a->t, q->id, q->name2, q->name2_len, &old);
+    if (rc == 0) {
+        /* Replace a file by a file, as rename(2) does; anything else is refused. */
+        if (old.type != PT_TYPE_FILE || e.type != PT_TYPE_FILE) return -PT_EEXIST;
+        if (old.lock_txn) return -PT_EBUSY;
+        if ((rc = retire_file(a, old.id)) != 0) return rc;
+    } else if (rc != -PT_ENOENT) {
+        return rc;
+    }
+    if ((rc = dirent_del(a->sm, a->t, q->id, q->name, q->name_len)) != 0) return rc;
+    e.mtime = a->now;
+    if ((rc = dirent_put(a->sm, a->t, q->id, q->name2, q->name2_len, &e)) != 0) return rc;
+    d.mtime = a->now;
+    return inode_put(a->sm, a->t, q->id, &d);
+}
+
+static int op_expire(struct apply_ctx *a)
+{
+    MDB_cursor *cur;
+    MDB_val key, val;
+    uint32_t expired = 0;
+    int rc, err = 0;
+    if ((rc = mdb_cursor_open(a->t, a->sm->transient, &cur)) != 0) return map_mdb(rc);
+    while ((rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST)) == 0) {
+        struct inode_rec f;
+        uint64_t deadline, id;
+        if (key.mv_size != 16) {
+            err = -PT_ECORRUPT;
+            break;
+        }
+        deadline = key_get_be64(key.mv_data);
+        id = key_get_be64((const uint8_t *)key.mv_data + 8);
+        if (deadline > a->now) break;
+        if ((rc = mdb_cursor_del(cur, 0)) != 0) break;
+        if ((err = inode_get(a->sm, a->t, id, &f)) != 0) break;
+        f.state = PT_FILE_EXPIRED;
+        if ((err = inode_put(a->sm, a->t, id, &f)) != 0) break;
+        expired++;
+    }
+    mdb_cursor_close(cur);
+    if (err) return err;
+    if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    pt_enc_u32(&a->out, expired);
+    return 0;
+}
+
+/* ---- CDC halves ---------------------------------------------------------------------------- */
+
+static int op_make_dir(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec d;
+    uint64_t seq = 0, id;
+    int rc = txn_get(a->sm, a->t, q->txn, q->op, &id);
+    if (rc == 0) {
+        pt_enc_u64(&a->out, id);
+        return 0;
+    }
+    if (rc != -PT_ENOENT) return rc;
+    if ((rc = meta_next(a->sm, a->t, "inode_seq", &seq)) != 0) return rc;
+    id = PT_INODE_MAKE(a->sm->shard, seq);
+    memset(&d, 0, sizeof(d));
+    d.type = PT_TYPE_DIR;
+    d.parent = q->target;
+    d.mtime = a->now;
+    if ((rc = inode_put(a->sm, a->t, id, &d)) || (rc = txn_put(a->sm, a->t, q->txn, q->op, id)))
+        return rc;
+    pt_enc_u64(&a->out, id);
+    return 0;
+}
+
+static int op_add_entry(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec d;
+    struct dirent_rec e;
+    int rc;
+    if (q->name_len == 0 || (q->offset != PT_TYPE_DIR && q->offset != PT_TYPE_FILE))
+        return -PT_EINVAL;
+    if ((rc = live_dir(a, q->id, &d)) != 0) return rc;
+    rc = dirent_get(a->sm, a->t, q->id, q->name, q->name_len, &e);
+    if (rc == 0) return e.id == q->target ? 0 : -PT_EEXIST; /* a retried step is a success */
+    if (rc != -PT_ENOENT) return rc;
+    e.id = q->target;
+    e.type = (uint8_t)q->offset;
+    e.lock_txn = 0;
+    e.mtime = a->now;
+    if ((rc = dirent_put(a->sm, a->t, q->id, q->name, q->name_len, &e)) != 0) return rc;
+    if (e.type == PT_TYPE_FILE && PT_INODE_SHARD(q->target) == a->sm->shard) {
+        struct inode_rec f;
+        if (inode_get(a->sm, a->t, q->target, &f) == 0 && f.type == PT_TYPE_FILE) {
+            f.state = PT_FILE_LINKED;
+            f.deadline = 0;
+            f.parent = q->id;
+            if ((rc = inode_put(a->sm, a->t, q->target, &f)) != 0) return rc;
+        }
+    }
+    d.mtime = a->now;
+    return inode_put(a->sm, a->t, q->id, &d);
+}
+
+static int op_remove_entry(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec d;
+    struct dirent_rec e;
+    int rc;
+    if ((rc = live_dir(a, q->id, &d)) != 0) return rc;
+    rc = dirent_get(a->sm, a->t, q->id, q->name, q->name_len, &e);
+    if (rc == -PT_ENOENT) return 0; /* already removed by this step's first try */
+    if (rc) return rc;
+    if (e.id != q->target) return -PT_ESTALE;
+    if (e.lock_txn && e.lock_txn != q->txn) return -PT_EBUSY;
+    if ((rc = dirent_del(a->sm, a->t, q->id, q->name, q->name_len)) != 0) return rc;
+    d.mtime = a->now;
+    return inode_put(a->sm, a->t, q->id, &d);
+}
+
+static int op_lock_entry(struct apply_ctx *a, const struct pt_shard_req *q, int lock)
+{
+    struct inode_rec d;
+    struct dirent_rec e;
+    int rc;
+    if ((rc = live_dir(a, q->id, &d)) != 0) return rc;
+    rc = dirent_get(a->sm, a->t, q->id, q->name, q->name_len, &e);
+    if (rc == -PT_ENOENT && !lock) return 0;
+    if (rc) return rc;
+    if (lock) {
+        if (e.lock_txn && e.lock_txn != q->txn) return -PT_EBUSY;
+        e.lock_txn = q->txn;
+        pt_enc_u64(&a->out, e.id);
+        pt_enc_u8(&a->out, e.type);
+    } else {
+        if (e.lock_txn != q->txn) return 0;
+        e.lock_txn = 0;
+    }
+    return dirent_put(a->sm, a->t, q->id, q->name, q->name_len, &e);
+}
+
+static int op_remove_dir(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec d;
+    uint64_t done;
+    int rc;
+    if (q->id == PT_INODE_ROOT) return -PT_EBUSY;
+    if (txn_get(a->sm, a->t, q->txn, q->op, &done) == 0) return 0;
+    if ((rc = live_dir(a, q->id, &d)) != 0) return rc;
+    rc = dir_is_empty(a->sm, a->t, q->id);
+    if (rc < 0) return rc;
+    if (!rc) return -PT_ENOTEMPTY;
+    if ((rc = inode_del(a->sm, a->t, q->id)) != 0) return rc;
+    return txn_put(a->sm, a->t, q->txn, q->op, q->id);
+}
+
+static int op_set_parent(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec d;
+    int rc;
+    if ((rc = live_dir(a, q->id, &d)) != 0) return rc;
+    d.parent = q->target;
+    d.mtime = a->now;
+    return inode_put(a->sm, a->t, q->id, &d);
+}
+
+static int dispatch_write(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    switch (q->op) {
+    case PT_SHARD_CONSTRUCT_FILE:
+        return op_construct(a, q);
+    case PT_SHARD_ADD_SPAN:
+        return op_add_span(a, q);
+    case PT_SHARD_ADD_INLINE:
+        return op_add_inline(a, q);
+    case PT_SHARD_CERTIFY_SPAN:
+        return op_certify(a, q);
+    case PT_SHARD_LINK_FILE:
+        return op_link(a, q);
+    case PT_SHARD_UNLINK:
+        return op_unlink(a, q);
+    case PT_SHARD_RENAME:
+        return op_rename(a, q);
+    case PT_SHARD_EXPIRE:
+        return op_expire(a);
+    case PT_SHARD_DROP_SPAN:
+        return op_drop_span(a, q);
+    case PT_SHARD_RETIRE_FILE:
+        return op_retire(a, q);
+    case PT_SHARD_MAKE_DIR:
+        return op_make_dir(a, q);
+    case PT_SHARD_ADD_ENTRY:
+        return op_add_entry(a, q);
+    case PT_SHARD_REMOVE_ENTRY:
+        return op_remove_entry(a, q);
+    case PT_SHARD_LOCK_ENTRY:
+        return op_lock_entry(a, q, 1);
+    case PT_SHARD_UNLOCK_ENTRY:
+        return op_lock_entry(a, q, 0);
+    case PT_SHARD_REMOVE_DIR:
+        return op_remove_dir(a, q);
+    case PT_SHARD_SET_PARENT:
+        return op_set_parent(a, q);
+    default:
+        return -PT_EPROTO;
+    }
+}
+
+/* Store failures (as opposed to refusals) abort the whole entry and stop apply. */
+static int is_store_failure(int rc)
+{
+    return rc == -PT_EIO || rc == -PT_ENOSPC || rc == -PT_ENOMEM || rc == -PT_ECORRUPT;
+}
+
+static int reply_status_only(uint8_t *reply, size_t cap, size_t *reply_len, int status)
+{
+    if (cap < 4) return -PT_EOVERFLOW;
+    pt_put_le32(reply, (uint32_t)(int32_t)status);
+    *reply_len = 4;
+    return 0;
+}
+
+static int apply_one(struct pt_shard_sm *sm, uint64_t now, const uint8_t *req, size_t len,
+                     uint8_t *reply, uint16_t *reply_len)
+{
+    struct apply_ctx a;
+    struct pt_shard_req q;
+    size_t rl;
+    int rc, st;
+    if ((st = pt_shard_req_decode(&q, req, len)) != 0 || !pt_shard_op_is_write(q.op)) {
+        reply_status_only(reply, PT_SHARD_WRITE_REPLY_MAX, &rl, st ? st : -PT_EPROTO);
+        *reply_len = (uint16_t)rl;
+        return 0;
+    }
+    a.sm = sm;
+    a.now = now;
+    pt_cursor_init(&a.out, reply + 4, PT_SHARD_WRITE_REPLY_MAX - 4);
+    if ((rc = mdb_txn_begin(sm->env, NULL, 0, &a.t)) != 0) return map_mdb(rc);
+    st = dispatch_write(&a, &q);
+    if (st == 0 && !pt_cursor_ok(&a.out)) st = -PT_EOVERFLOW;
+    if (st != 0) {
+        mdb_txn_abort(a.t);
+        if (is_store_failure(st)) return st;
+        reply_status_only(reply, PT_SHARD_WRITE_REPLY_MAX, &rl, st);
+        *reply_len = (uint16_t)rl;
+        return 0;
+    }
+    if ((rc = mdb_txn_commit(a.t)) != 0) return map_mdb(rc);
+    pt_put_le32(reply, 0);
+    *reply_len = (uint16_t)(4 + a.out.pos);
+    return 0;
+}
+
+int pt_shard_sm_apply(struct pt_shard_sm *sm, const uint8_t *entry, size_t len,
+                      struct pt_shard_apply_out *out)
+{
+    struct pt_cursor c;
+    uint16_t count, i;
+    uint64_t now;
+    int rc;
+    out->count = 0;
+    /*
+     * A malformed entry cannot come from our leader's builder; whatever it is, every replica
+     * refuses it identically (no request applied, no reply) instead of stopping.
+     */
+    if (len < PT_SHARD_ENTRY_HEADER || entry[0] != PT_SHARD_ENTRY_VERSION) return 0;
+    count = pt_get_le16(entry + 2);
+    now = pt_get_le64(entry + 4);
+    if (count > PT_SHARD_BATCH_MAX) return 0;
+    pt_cursor_init(&c, (void *)(entry + PT_SHARD_ENTRY_HEADER), len - PT_SHARD_ENTRY_HEADER);
+    for (i = 0; i < count; i++) {
+        uint32_t n = pt_dec_u32(&c);
+        const uint8_t *req = pt_cursor_take(&c, n);
+        if (!req) {
+            /* A truncated tail: refuse the rest identically everywhere. */
+            size_t rl;
+            reply_status_only(out->reply[i], PT_SHARD_WRITE_REPLY_MAX, &rl, -PT_EPROTO);
+            out->len[i] = (uint16_t)rl;
+            out->count = (uint16_t)(i + 1);
+            continue;
+        }
+        if ((rc = apply_one(sm, now, req, n, out->reply[i], &out->len[i])) != 0) return rc;
+        out->count = (uint16_t)(i + 1);
+    }
+    return 0;
+}
+
+/* ---- queries ------------------------------------------------------------------------------ */
+
+static int q_lookup(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct dirent_rec e;
+    int rc;
+    if (PT_INODE_SHARD(q->id) != a->sm->shard) return -PT_EXDEV;
+    rc = dirent_get(a->sm, a->t, q->id, q->name, q->name_len, &e);
+    if (rc == -PT_ENOENT) {
+        struct inode_rec d;
+        int drc = inode_get(a->sm, a->t, q->id, &d);
+        if (drc) return drc;
+        if (d.type != PT_TYPE_DIR) return -PT_ENOTDIR;
+        return rc;
+    }
+    if (rc) return rc;
+    pt_enc_u64(&a->out, e.id);
+    pt_enc_u8(&a->out, e.type);
+    return 0;
+}
+
+static int q_stat(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec r;
+    int rc;
+    if (PT_INODE_SHARD(q->id) != a->sm->shard) return -PT_EXDEV;
+    if ((rc = inode_get(a->sm, a->t, q->id, &r)) != 0) return rc;
+    pt_enc_u8(&a->out, r.type);
+    pt_enc_u8(&a->out, r.type == PT_TYPE_FILE ? r.state : 0);
+    pt_enc_u64(&a->out, r.type == PT_TYPE_FILE ? r.size : 0);
+    pt_enc_u64(&a->out, r.mtime);
+    pt_enc_u64(&a->out, r.parent);
+    pt_enc_u64(&a->out, r.type == PT_TYPE_FILE ? r.deadline : 0);
+    return 0;
+}
+
+static int q_readdir(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec d;
+    MDB_cursor *cur;
+    uint8_t k[16 + PT_NAME_MAX];
+    MDB_val key, val;
+    uint16_t count = 0, max = q->max ? PT_MIN(q->max, PT_READDIR_MAX) : PT_READDIR_MAX;
+    uint8_t *count_at;
+    int rc, more = 0, bad = 0;
+    if ((rc = live_dir(a, q->id, &d)) != 0) return rc;
+    key_put_be64(k, q->id);
+    key_put_be64(k + 8, q->offset);
+    memcpy(k + 16, q->name, q->name_len);
+    key.mv_size = 16 + q->name_len;
+    key.mv_data = k;
+    count_at = pt_cursor_take(&a->out, 2);
+    if (!count_at) return -PT_EOVERFLOW;
+    if ((rc = mdb_cursor_open(a->t, a->sm->dirents, &cur)) != 0) return map_mdb(rc);
+    rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+    /* The cursor (hash, name) is exclusive: skip an exact match. */
+    if (rc == 0 && key.mv_size == 16u + q->name_len && q->name_len &&
+        memcmp(key.mv_data, k, key.mv_size) == 0)
+        rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
+    for (; rc == 0; rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        struct dirent_rec e;
+        size_t nlen, need;
+        if (key.mv_size < 17 || key_get_be64(key.mv_data) != q->id) break;
+        nlen = key.mv_size - 16;
+        need = 8 + 8 + 1 + 1 + nlen;
+        if (count == max || pt_cursor_left(&a->out) < need + 1) {
+            more = 1;
+            break;
+        }
+        if (dirent_decode(&e, &val) || nlen > PT_NAME_MAX) {
+            bad = 1;
+            break;
+        }
+        pt_enc_u64(&a->out, key_get_be64((const uint8_t *)key.mv_data + 8));
+        pt_enc_u64(&a->out, e.id);
+        pt_enc_u8(&a->out, e.type);
+        pt_enc_u8(&a->out, (uint8_t)nlen);
+        pt_enc_bytes(&a->out, (const uint8_t *)key.mv_data + 16, nlen);
+        count++;
+    }
+    mdb_cursor_close(cur);
+    if (bad) return -PT_ECORRUPT;
+    if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    pt_put_le16(count_at, count);
+    pt_enc_u8(&a->out, (uint8_t)more);
+    return 0;
+}
+
+static int q_spans(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec f;
+    MDB_cursor *cur;
+    uint8_t k[16];
+    MDB_val key = {16, k}, val;
+    uint16_t count = 0, max = q->max ? q->max : 64;
+    uint8_t *count_at;
+    int rc, more = 0;
+    if (PT_INODE_SHARD(q->id) != a->sm->shard) return -PT_EXDEV;
+    if ((rc = inode_get(a->sm, a->t, q->id, &f)) != 0) return rc;
+    if (f.type != PT_TYPE_FILE) return -PT_EISDIR;
+    pt_enc_u64(&a->out, f.size);
+    count_at = pt_cursor_take(&a->out, 2);
+    if (!count_at) return -PT_EOVERFLOW;
+    span_key(k, q->id, q->offset);
+    if ((rc = mdb_cursor_open(a->t, a->sm->spans, &cur)) != 0) return map_mdb(rc);
+    rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+    /* Start at the span that contains offset: the one at or before it. */
+    if (rc == 0 && (key_get_be64(key.mv_data) != q->id ||
+                    key_get_be64((uint8_t *)key.mv_data + 8) > q->offset)) {
+        if (mdb_cursor_get(cur, &key, &val, MDB_PREV) != 0 || key_get_be64(key.mv_data) != q->id)
+            rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
+    } else if (rc == MDB_NOTFOUND) {
+        rc = mdb_cursor_get(cur, &key, &val, MDB_LAST);
+    }
+    for (; rc == 0; rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if (key.mv_size != 16 || key_get_be64(key.mv_data) != q->id) break;
+        if (count == max || pt_cursor_left(&a->out) < val.mv_size + 1) {
+            more = 1;
+            break;
+        }
+        pt_enc_bytes(&a->out, val.mv_data, val.mv_size);
+        count++;
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    pt_put_le16(count_at, count);
+    pt_enc_u8(&a->out, (uint8_t)more);
+    return 0;
+}
+
+int pt_shard_sm_query(struct pt_shard_sm *sm, const uint8_t *req, size_t len, uint8_t *reply,
+                      size_t cap, size_t *reply_len)
+{
+    struct apply_ctx a;
+    struct pt_shard_req q;
+    int rc, st;
+    if (cap < 4) return -PT_EOVERFLOW;
+    if ((st = pt_shard_req_decode(&q, req, len)) != 0 || pt_shard_op_is_write(q.op))
+        return reply_status_only(reply, cap, reply_len, st ? st : -PT_EPROTO);
+    a.sm = sm;
+    a.now = 0;
+    pt_cursor_init(&a.out, reply + 4, cap - 4);
+    if ((rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, &a.t)) != 0) return map_mdb(rc);
+    switch (q.op) {
+    case PT_SHARD_LOOKUP:
+        st = q_lookup(&a, &q);
+        break;
+    case PT_SHARD_STAT:
+        st = q_stat(&a, &q);
+        break;
+    case PT_SHARD_READDIR:
+        st = q_readdir(&a, &q);
+        break;
+    default:
+        st = q_spans(&a, &q);
+        break;
+    }
+    mdb_txn_abort(a.t);
+    if (st == 0 && !pt_cursor_ok(&a.out)) st = -PT_EOVERFLOW;
+    if (st) return reply_status_only(reply, cap, reply_len, st);
+    pt_put_le32(reply, 0);
+    *reply_len = 4 + a.out.pos;
+    return 0;
+}
+
+/* ---- snapshots ---------------------------------------------------------------------------- */
+
+/*
+ * Snapshot format: u32 magic "PTSS", u32 version 1, then for each table in a fixed order:
+ * u64 count, then count x (u32 klen, key, u32 vlen, value); then u32 CRC32C of all before.
+ */
+#define SNAP_MAGIC 0x53535450u
+
+int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **out, size_t *out_len)
+{
+    MDB_dbi *tables[7] = {&sm->inodes, &sm->dirents, &sm->spans,    &sm->blockidx,
+                          &sm->meta,   &sm->txns,    &sm->transient};
+    MDB_txn *t;
+    size_t size = 12, pos, i;
+    uint8_t *buf;
+    int rc;
+    if ((rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, &t)) != 0) return map_mdb(rc);
+    for (i = 0; i < PT_ARRAY_SIZE(tables); i++) {
+        MDB_cursor *cur;
+        MDB_val k, v;
+        size += 8;
+        if ((rc = mdb_cursor_open(t, *tables[i], &cur)) != 0) goto fail;
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+            size += 8 + k.mv_size + v.mv_size;
+        mdb_cursor_close(cur);
+    }
+    buf = malloc(size);
+    if (!buf) {
+        mdb_txn_abort(t);
+        return -PT_ENOMEM;
+    }
+    pt_put_le32(buf, SNAP_MAGIC);
+    pt_put_le32(buf + 4, 1);
+    pos = 8;
+    for (i = 0; i < PT_ARRAY_SIZE(tables); i++) {
+        MDB_cursor *cur;
+        MDB_val k, v;
+        size_t count_at = pos;
+        uint64_t count = 0;
+        pos += 8;
+        if ((rc = mdb_cursor_open(t, *tables[i], &cur)) != 0) {
+            free(buf);
+            goto fail;
+        }
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            pt_put_le32(buf + pos, (uint32_t)k.mv_size);
+            memcpy(buf + pos + 4, k.mv_data, k.mv_size);
+            pos += 4 + k.mv_size;
+            pt_put_le32(buf + pos, (uint32_t)v.mv_size);
+            memcpy(buf + pos + 4, v.mv_data, v.mv_size);
+            pos += 4 + v.mv_size;
+            count++;
+        }
+        mdb_cursor_close(cur);
+        pt_put_le64(buf + count_at, count);
+    }
+    mdb_txn_abort(t);
+    pt_put_le32(buf + pos, petrel_crc32c(0, buf, pos));
+    *out = buf;
+    *out_len = pos + 4;
+    return 0;
+fail:
+    mdb_txn_abort(t);
+    return map_mdb(rc);
+}
+
+int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len)
+{
+    MDB_dbi *tables[7] = {&sm->inodes, &sm->dirents, &sm->spans,    &sm->blockidx,
+                          &sm->meta,   &sm->txns,    &sm->transient};
+    struct pt_cursor c;
+    MDB_txn *t;
+    size_t i;
+    int rc;
+    if (len < 12 || pt_get_le32(buf) != SNAP_MAGIC || pt_get_le32(buf + 4) != 1 ||
+        petrel_crc32c(0, buf, len - 4) != pt_get_le32(buf + len - 4))
+        return -PT_ECORRUPT;
+    pt_cursor_init(&c, (void *)(buf + 8), len - 12);
+    if ((rc = mdb_txn_begin(sm->env, NULL, 0, &t)) != 0) return map_mdb(rc);
+    for (i = 0; i < PT_ARRAY_SIZE(tables); i++) {
+        uint64_t count, j;
+        if ((rc = mdb_drop(t, *tables[i], 0)) != 0) goto fail;
+        count = pt_dec_u64(&c);
+        for (j = 0; j < count && pt_cursor_ok(&c); j++) {
+            MDB_val k, v;
+            k.mv_size = pt_dec_u32(&c);
+            k.mv_data = pt_cursor_take(&c, k.mv_size);
+            v.mv_size = pt_dec_u32(&c);
+            v.mv_data = pt_cursor_take(&c, v.mv_size);
+            if (!pt_cursor_ok(&c) || k.mv_size == 0) break;
+            if ((rc = mdb_put(t, *tables[i], &k, &v, 0)) != 0) goto fail;
+        }
+        if (!pt_cursor_ok(&c) || j != count) {
+            mdb_txn_abort(t);
+            return -PT_ECORRUPT;
+        }
+    }
+    if (pt_cursor_left(&c) != 0) {
+        mdb_txn_abort(t);
+        return -PT_ECORRUPT;
+    }
+    return map_mdb(mdb_txn_commit(t));
+fail:
+    mdb_txn_abort(t);
+    return map_mdb(rc);
+}

@@ -1,0 +1,86 @@
+/*
+ * The shard state machine: a metadata shard's directories, files, spans and block index in an
+ * LMDB store, changed only by applying Raft log entries.
+ *
+ * pt_shard_sm_apply() is deterministic and does no I/O beyond its LMDB transaction: the same
+ * entries applied in the same order give byte-identical stores on every replica. Time comes
+ * only from the entry (stamped by the leader when it proposed it), never from the local clock;
+ * block services are chosen by the leader and carried in the entry. Operation failures (name
+ * exists, wrong cookie, ...) are results written into the reply, not errors of apply: apply
+ * itself fails only when the store fails, and then the entry changed nothing.
+ *
+ * The store is a derived copy of the Raft log: it is opened fresh at start-up and rebuilt by
+ * replaying the log (or restored from a Raft snapshot), so it needs no fsync of its own.
+ * Layout byte by byte: docs/SPEC-SHARD.md.
+ */
+#ifndef PETREL_CLUSTER_SHARD_SM_H
+#define PETREL_CLUSTER_SHARD_SM_H
+
+#include <lmdb.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cluster/proto/shard_msgs.h"
+
+struct pt_shard_sm {
+    MDB_env *env;
+    MDB_dbi inodes, dirents, spans, blockidx, meta, txns, transient;
+    unsigned shard;
+    uint64_t transient_ttl_ms; /* a writer silent this long loses its transient file */
+    uint64_t retention_ms;     /* an unlinked file is kept this long before GC */
+};
+
+#define PT_SHARD_ENTRY_VERSION 1
+#define PT_SHARD_ENTRY_HEADER 12     /* version u8, reserved u8, count u16, time u64 */
+#define PT_SHARD_BATCH_MAX 64        /* requests in one log entry (group commit) */
+#define PT_SHARD_WRITE_REPLY_MAX 512 /* largest reply of a state-changing request */
+#define PT_SHARD_TRANSIENT_TTL_MS (120u * 1000u)
+#define PT_SHARD_RETENTION_MS (24u * 3600u * 1000u)
+
+/* Open (fresh = wipe first) the store under dir/ for shard `shard`; creates the root on shard 0. */
+int pt_shard_sm_open(struct pt_shard_sm *sm, const char *dir, unsigned shard, int fresh);
+void pt_shard_sm_close(struct pt_shard_sm *sm);
+
+/*
+ * A log entry carries a batch of requests that share one Raft append and one flush: header
+ * (version, count, the leader's time), then count x (u32 length, encoded request).
+ */
+struct pt_shard_entry_builder {
+    uint8_t *buf;
+    size_t cap, pos;
+    uint16_t count;
+    int failed;
+};
+void pt_shard_entry_init(struct pt_shard_entry_builder *b, uint8_t *buf, size_t cap,
+                         uint64_t time_ms);
+/* Append a request: 0, or -PT_EOVERFLOW / -PT_E2BIG (batch full) / encode errors. */
+int pt_shard_entry_add(struct pt_shard_entry_builder *b, const struct pt_shard_req *req);
+/* Append an already encoded request (the CDC log uses the same envelope with its own requests). */
+int pt_shard_entry_add_raw(struct pt_shard_entry_builder *b, const uint8_t *req, size_t len);
+/* Finish: the entry's length, or a negative error if an add failed. */
+int pt_shard_entry_finish(struct pt_shard_entry_builder *b);
+
+/* The replies of one applied entry, one per request, in order: [i32 status][body] each. */
+struct pt_shard_apply_out {
+    uint16_t count;
+    uint16_t len[PT_SHARD_BATCH_MAX];
+    uint8_t reply[PT_SHARD_BATCH_MAX][PT_SHARD_WRITE_REPLY_MAX];
+};
+
+/*
+ * Apply one log entry: each request in its own LMDB transaction, its reply in out. Returns 0,
+ * or a negative error when the store failed (the failing request then changed nothing, and
+ * apply must not continue: the replica stops rather than diverge).
+ */
+int pt_shard_sm_apply(struct pt_shard_sm *sm, const uint8_t *entry, size_t len,
+                      struct pt_shard_apply_out *out);
+
+/* Answer a read-only request (LOOKUP, READDIR, STAT, SPANS) from the store. Same reply form. */
+int pt_shard_sm_query(struct pt_shard_sm *sm, const uint8_t *req, size_t len, uint8_t *reply,
+                      size_t cap, size_t *reply_len);
+
+/* Whole-store snapshot as one buffer (malloc'd) / restore from one: for Raft log compaction. */
+int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **buf, size_t *len);
+int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len);
+
+#endif

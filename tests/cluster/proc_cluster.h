@@ -1,0 +1,63 @@
+/*
+ * Test harness for process-level cluster tests: starts build/petrel registry, shard, cdc and
+ * blocks processes on loopback with OS-chosen ports, data under the case's temp dir, and kills
+ * them all when the case ends (also when it fails: each child also dies with the test process
+ * through PR_SET_PDEATHSIG, and the runner kills the case's process group).
+ */
+#ifndef PETREL_TEST_PROC_CLUSTER_H
+#define PETREL_TEST_PROC_CLUSTER_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "petrel/client.h"
+
+#define PC_MAX_PROCS 32
+
+struct pc_proc {
+    pid_t pid;
+    char name[48];
+    char log[600];
+    char argv_buf[1024];
+};
+
+struct pc_cluster {
+    char root[512];
+    char registry[64];
+    int dynamic_ports; /* restart the registry with --using-dynamic-ports */
+    unsigned shards, replicas, blocks;
+    int with_cdc;
+    unsigned snapshot_entries; /* shards' --snapshot-entries (0: default) */
+    struct pc_proc procs[PC_MAX_PROCS];
+    unsigned nprocs;
+    unsigned reg_proc; /* index of the registry */
+};
+
+/*
+ * Start registry, shards x replicas, (cdc x 3), block services; wait until "/" answers.
+ * pc_start_opts also sets the shards' snapshot interval.
+ */
+void pc_start_opts(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
+                   int with_cdc, unsigned snapshot_entries);
+void pc_start(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
+              int with_cdc);
+/* Kill every process (SIGKILL) and reap them. */
+void pc_stop(struct pc_cluster *c);
+/* Kill one process by name ("shard-0-1", "blocks-2", "registry", "cdc-0") with a signal. */
+pid_t pc_kill(struct pc_cluster *c, const char *name, int sig);
+/* Start one killed process again (same arguments, same data, a new port). */
+void pc_restart_one(struct pc_cluster *c, const char *name);
+/* Start everything again on the same data directories (new ports). */
+void pc_restart_all(struct pc_cluster *c, int using_dynamic_ports);
+/* A client on the cluster. */
+struct petrel_client *pc_client(struct pc_cluster *c, uint32_t budget_ms);
+/* Wait until the root directory can be listed (bounded); returns milliseconds waited. */
+uint64_t pc_wait_serving(struct pc_cluster *c, unsigned timeout_ms);
+/* The registry's address of the current leader of a shard ("" if none), via NODE_INFO. */
+int pc_shard_leader(struct pc_cluster *c, unsigned shard, unsigned *replica);
+/* The leader of a shard (shard >= 0) or of the CDC (shard < 0). */
+int pc_group_leader(struct pc_cluster *c, int shard, unsigned *replica);
+/* Milliseconds of a monotonic clock. */
+uint64_t pc_now_ms(void);
+
+#endif

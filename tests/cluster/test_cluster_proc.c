@@ -1,0 +1,603 @@
+/*
+ * Process-level cluster tests on loopback: real registry, shard replicas (Raft on disk), CDC
+ * replicas and block services as child processes of the case, driven through the client
+ * library. Content is pseudo-random from the case's seed and checked by CRC while streaming.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/client/router.h"
+#include "cluster/proto/shard_msgs.h"
+#include "petrel/client.h"
+#include "petrel/common.h"
+#include "petrel/crc32c.h"
+#include "petrel/prng.h"
+#include "proc_cluster.h"
+#include "test.h"
+
+/* A deterministic stream of `size` bytes: position-seeded so reads can be checked. */
+struct gen {
+    uint64_t seed, size, pos;
+};
+
+static uint8_t gen_byte(uint64_t seed, uint64_t pos)
+{
+    uint64_t x = seed ^ (pos / 8) * 0x9E3779B97F4A7C15ull;
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 29;
+    return (uint8_t)(x >> (8 * (pos % 8)));
+}
+
+static long gen_read(void *ctx, void *buf, size_t cap)
+{
+    struct gen *g = ctx;
+    size_t n = (size_t)PT_MIN((uint64_t)cap, g->size - g->pos), i;
+    for (i = 0; i < n; i++)
+        ((uint8_t *)buf)[i] = gen_byte(g->seed, g->pos + i);
+    g->pos += n;
+    return (long)n;
+}
+
+struct check {
+    uint64_t seed, pos;
+    int bad;
+};
+
+static int check_write(void *ctx, const void *buf, size_t len)
+{
+    struct check *k = ctx;
+    size_t i;
+    for (i = 0; i < len; i++)
+        if (((const uint8_t *)buf)[i] != gen_byte(k->seed, k->pos + i)) k->bad = 1;
+    k->pos += len;
+    return 0;
+}
+
+static void write_file(struct petrel_client *cl, const char *path, uint64_t seed, uint64_t size)
+{
+    struct gen g = {seed, size, 0};
+    uint64_t written = 0;
+    int rc = petrel_client_write_file(cl, path, gen_read, &g, &written);
+    CHECK_MSG(rc == 0, "writing %s: %s", path, petrel_strerror(rc));
+    CHECK_EQ(written, size);
+}
+
+static void read_check(struct petrel_client *cl, const char *path, uint64_t seed, uint64_t size)
+{
+    struct check k = {seed, 0, 0};
+    struct petrel_stat st;
+    uint64_t got = 0;
+    int rc;
+    rc = petrel_client_stat(cl, path, &st);
+    CHECK_MSG(rc == 0, "stat %s: %s", path, petrel_strerror(rc));
+    CHECK_EQ(st.size, size);
+    CHECK_EQ(st.type, PETREL_TYPE_FILE);
+    rc = petrel_client_read(cl, path, 0, UINT64_MAX, check_write, &k, &got);
+    CHECK_MSG(rc == 0, "reading %s: %s", path, petrel_strerror(rc));
+    CHECK_EQ(got, size);
+    CHECK_MSG(!k.bad, "%s: wrong bytes", path);
+    /* A range in the middle. */
+    if (size > 10) {
+        struct check m = {seed, size / 3, 0};
+        CHECK_OK(petrel_client_read(cl, path, size / 3, size / 3, check_write, &m, &got));
+        CHECK_EQ(got, size / 3);
+        CHECK(!m.bad);
+    }
+}
+
+static int collect(void *ctx, const struct petrel_dirent *e)
+{
+    char *names = ctx;
+    strcat(names, e->name);
+    strcat(names, ",");
+    return 0;
+}
+
+static const uint64_t sizes[] = {0, 1, 4095, 4096, 4097, 20u << 20};
+
+TEST_T(cluster_single_shard_write_read_rename_delete, 240)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    char path[64], names[1024] = "";
+    unsigned i;
+    pc_start(&c, 1, 3, 3, 0);
+    cl = pc_client(&c, 20000);
+    for (i = 0; i < PT_ARRAY_SIZE(sizes); i++) {
+        uint64_t size = test_sanitized() && sizes[i] > (1u << 20) ? (3u << 20) : sizes[i];
+        snprintf(path, sizeof(path), "/f%u", i);
+        write_file(cl, path, test_seed() + i, size);
+        read_check(cl, path, test_seed() + i, size);
+        test_log("wrote and read back %s (%llu bytes)", path, (unsigned long long)size);
+    }
+    CHECK_EQ(petrel_client_write_file(cl, "/f1", gen_read, &(struct gen){1, 1, 0}, NULL),
+             -PT_EEXIST);
+    CHECK_OK(petrel_client_list(cl, "/", collect, names));
+    for (i = 0; i < PT_ARRAY_SIZE(sizes); i++) {
+        snprintf(path, sizeof(path), "f%u,", i);
+        CHECK_MSG(strstr(names, path), "listing '%s' lacks %s", names, path);
+    }
+    CHECK_OK(petrel_client_rename(cl, "/f2", "/renamed"));
+    CHECK_EQ(petrel_client_read(cl, "/f2", 0, 1, check_write, &(struct check){0, 0, 0}, NULL),
+             -PT_ENOENT);
+    read_check(cl, "/renamed", test_seed() + 2, 4095);
+    CHECK_OK(petrel_client_unlink(cl, "/renamed"));
+    CHECK_EQ(petrel_client_unlink(cl, "/renamed"), -PT_ENOENT);
+    {
+        struct petrel_stat st;
+        CHECK_EQ(petrel_client_stat(cl, "/renamed", &st), -PT_ENOENT);
+    }
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
+
+TEST_T(cluster_directories_across_shards_and_cdc_renames, 240)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    struct petrel_stat st;
+    char path[64];
+    unsigned i, on_shard[2] = {0, 0};
+    pc_start(&c, 2, 3, 3, 1);
+    cl = pc_client(&c, 20000);
+    for (i = 0; i < 8; i++) {
+        snprintf(path, sizeof(path), "/d%u", i);
+        CHECK_MSG(petrel_client_mkdir(cl, path) == 0, "mkdir %s", path);
+        CHECK_OK(petrel_client_stat(cl, path, &st));
+        CHECK_EQ(st.type, PETREL_TYPE_DIR);
+        on_shard[st.id >> 56]++;
+    }
+    test_log("directories on shard 0: %u, shard 1: %u", on_shard[0], on_shard[1]);
+    CHECK(on_shard[0] > 0 && on_shard[1] > 0);
+    CHECK_EQ(petrel_client_mkdir(cl, "/d0"), -PT_EEXIST);
+    CHECK_OK(petrel_client_mkdir(cl, "/d0/sub"));
+    CHECK_OK(petrel_client_mkdir(cl, "/d0/sub/deeper"));
+    /* Files in directories of both shards. */
+    for (i = 0; i < 8; i++) {
+        snprintf(path, sizeof(path), "/d%u/file", i);
+        write_file(cl, path, 100 + i, 5000 + i);
+        read_check(cl, path, 100 + i, 5000 + i);
+    }
+    /* A file moves across directories (and shards). */
+    CHECK_OK(petrel_client_rename(cl, "/d1/file", "/d2/moved"));
+    read_check(cl, "/d2/moved", 101, 5001);
+    CHECK_EQ(petrel_client_stat(cl, "/d1/file", &st), -PT_ENOENT);
+    CHECK_EQ(petrel_client_rename(cl, "/d3/file", "/d2/moved"), -PT_EEXIST);
+    read_check(cl, "/d3/file", 103, 5003); /* rolled back: still there */
+    /* A directory moves; moving it under itself is refused. */
+    CHECK_OK(petrel_client_rename(cl, "/d0/sub", "/d4/sub"));
+    CHECK_OK(petrel_client_stat(cl, "/d4/sub/deeper", &st));
+    CHECK_EQ(petrel_client_rename(cl, "/d4", "/d4/sub/deeper/loop"), -PT_ELOOP);
+    CHECK_OK(petrel_client_stat(cl, "/d4/sub", &st));
+    CHECK_EQ(petrel_client_rename(cl, "/d5", "/d5/x"), -PT_ELOOP);
+    /* rmdir: only empty directories. */
+    CHECK_EQ(petrel_client_rmdir(cl, "/d4/sub"), -PT_ENOTEMPTY);
+    CHECK_OK(petrel_client_rmdir(cl, "/d4/sub/deeper"));
+    CHECK_OK(petrel_client_rmdir(cl, "/d4/sub"));
+    CHECK_EQ(petrel_client_stat(cl, "/d4/sub", &st), -PT_ENOENT);
+    CHECK_EQ(petrel_client_rmdir(cl, "/d2/moved"), -PT_ENOTDIR);
+    read_check(cl, "/d2/moved", 101, 5001);
+    /* Unlinked in a directory of another shard than its inode: retired on its own shard. */
+    {
+        struct pt_router r;
+        struct pt_shard_req q;
+        struct pt_reply rep;
+        struct pt_cursor body;
+        struct pt_shard_stat fs;
+        CHECK_OK(petrel_client_stat(cl, "/d2/moved", &st));
+        CHECK_OK(petrel_client_unlink(cl, "/d2/moved"));
+        pt_router_init(&r, c.registry, 10000, 2000, 1);
+        memset(&q, 0, sizeof(q));
+        q.op = PT_SHARD_STAT;
+        q.id = st.id;
+        CHECK_OK(pt_router_shard(&r, PT_INODE_SHARD(st.id), &q, &rep, NULL));
+        pt_cursor_init(&body, rep.body, rep.body_len);
+        CHECK_OK(pt_shard_reply_stat(&body, &fs));
+        CHECK_EQ(fs.state, PT_FILE_UNLINKED);
+        pt_reply_free(&rep);
+    }
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
+
+/* ---- failures -------------------------------------------------------------------------------- */
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "cluster/client/blocks_client.h"
+
+/* A stream that kills the shard leader once it has handed out `at` bytes. */
+struct killing_gen {
+    struct gen g;
+    struct pc_cluster *c;
+    uint64_t at;
+    uint64_t killed_ms, resumed_ms;
+    char victim[32];
+};
+
+static long killing_read(void *ctx, void *buf, size_t cap)
+{
+    struct killing_gen *k = ctx;
+    if (!k->killed_ms && k->g.pos >= k->at) {
+        unsigned leader;
+        CHECK_OK(pc_shard_leader(k->c, 0, &leader));
+        snprintf(k->victim, sizeof(k->victim), "shard-0-%u", leader);
+        pc_kill(k->c, k->victim, SIGKILL);
+        k->killed_ms = pc_now_ms();
+    }
+    return gen_read(&k->g, buf, cap);
+}
+
+struct file_rec {
+    char path[64];
+    uint64_t seed, size;
+};
+
+static void read_all(struct petrel_client *cl, const struct file_rec *f, unsigned n)
+{
+    unsigned i;
+    for (i = 0; i < n; i++)
+        read_check(cl, f[i].path, f[i].seed, f[i].size);
+}
+
+/* Flip the last byte (inside the data pages) of every block file under dir. */
+static unsigned flip_blocks(const char *dir)
+{
+    char sub[800], file[1200];
+    unsigned n = 0, i;
+    for (i = 0; i < 256; i++) {
+        DIR *d;
+        struct dirent *e;
+        snprintf(sub, sizeof(sub), "%s/blocks/%02x", dir, i);
+        d = opendir(sub);
+        if (!d) continue;
+        while ((e = readdir(d)) != NULL) {
+            int fd;
+            off_t end;
+            uint8_t b;
+            if (!strstr(e->d_name, ".blk")) continue;
+            snprintf(file, sizeof(file), "%s/%s", sub, e->d_name);
+            fd = open(file, O_RDWR);
+            CHECK(fd >= 0);
+            end = lseek(fd, 0, SEEK_END);
+            CHECK(pread(fd, &b, 1, end - 1) == 1);
+            b ^= 0x40;
+            CHECK(pwrite(fd, &b, 1, end - 1) == 1);
+            close(fd);
+            n++;
+        }
+        closedir(d);
+    }
+    return n;
+}
+
+TEST_T(cluster_survives_leader_kill_block_loss_bit_rot_and_restart, 300)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    struct file_rec files[16];
+    unsigned n = 0, i, flipped;
+    uint64_t big = test_sanitized() ? (6u << 20) : (20u << 20);
+    uint64_t restart_ms;
+    char dir[700];
+    pc_start(&c, 2, 3, 3, 1);
+    cl = pc_client(&c, 30000);
+    CHECK_OK(petrel_client_mkdir(cl, "/data"));
+    for (i = 0; i < PT_ARRAY_SIZE(sizes); i++) {
+        struct file_rec *f = &files[n++];
+        snprintf(f->path, sizeof(f->path), "/data/f%u", i);
+        f->seed = 1000 + i;
+        f->size = sizes[i] > (1u << 20) ? big : sizes[i];
+        write_file(cl, f->path, f->seed, f->size);
+    }
+    /* kill -9 the leader of shard 0 in the middle of a multi-span write into the root. */
+    {
+        struct killing_gen k;
+        struct file_rec *f = &files[n++];
+        uint64_t written = 0;
+        memset(&k, 0, sizeof(k));
+        snprintf(f->path, sizeof(f->path), "/during-failover");
+        f->seed = 77;
+        f->size = big;
+        k.g.seed = f->seed;
+        k.g.size = f->size;
+        k.c = &c;
+        k.at = f->size / 2;
+        CHECK_OK(petrel_client_write_file(cl, f->path, killing_read, &k, &written));
+        k.resumed_ms = pc_now_ms();
+        CHECK_EQ(written, f->size);
+        CHECK(k.killed_ms);
+        /* The kill came before the last span's ADD_SPAN: those and the link went to the new
+         * leader. */
+        printf("failover: killed %s mid-write; the rest of the write (last span(s) and the link)"
+               " finished %llu ms later\n",
+               k.victim, (unsigned long long)(k.resumed_ms - k.killed_ms));
+        read_all(cl, files, n); /* nothing acknowledged was lost */
+        pc_restart_one(&c, k.victim);
+    }
+    /* kill -9 the CDC leader: directory operations go on with the new one. */
+    {
+        unsigned leader;
+        char victim[32];
+        uint64_t t0;
+        struct petrel_stat st;
+        CHECK_OK(pc_group_leader(&c, -1, &leader));
+        snprintf(victim, sizeof(victim), "cdc-%u", leader);
+        pc_kill(&c, victim, SIGKILL);
+        t0 = pc_now_ms();
+        CHECK_OK(petrel_client_mkdir(cl, "/after-cdc-failover"));
+        CHECK_OK(petrel_client_rename(cl, "/data/f1", "/after-cdc-failover/f1"));
+        snprintf(files[1].path, sizeof(files[1].path), "/after-cdc-failover/f1");
+        CHECK_OK(petrel_client_stat(cl, "/after-cdc-failover/f1", &st));
+        printf("CDC failover: killed %s; mkdir and rename done %llu ms later\n", victim,
+               (unsigned long long)(pc_now_ms() - t0));
+        pc_restart_one(&c, victim);
+    }
+    /* A dead block service: every file is still readable from the other copy. */
+    pc_kill(&c, "blocks-0", SIGKILL);
+    {
+        /* Written at once, before the registry calls the dead service stale: spans placed on
+         * it are dropped and placed again on live services. */
+        struct file_rec *f = &files[n++];
+        snprintf(f->path, sizeof(f->path), "/data/while-blocks-0-down");
+        f->seed = 4242;
+        f->size = test_sanitized() ? (5u << 20) : (13u << 20);
+        write_file(cl, f->path, f->seed, f->size);
+    }
+    read_all(cl, files, n);
+    printf("block service down: read back %u files\n", n);
+    pc_restart_one(&c, "blocks-0");
+    /* Bit rot on another service: detected by the page CRCs, served from the other copy. */
+    snprintf(dir, sizeof(dir), "%s/blocks-1", c.root);
+    flipped = flip_blocks(dir);
+    CHECK(flipped > 0);
+    /* The service itself refuses every rotten block it is asked for. */
+    {
+        struct pt_reg_blocks *v = NULL;
+        size_t nb = 0, j, k, nblk = 0;
+        int more = 0;
+        unsigned refused = 0;
+        CHECK_OK(pt_reg_list_blocks(c.registry, &v, &nb, NULL));
+        for (j = 0; j < nb; j++) {
+            struct pt_block_stat *blk = NULL;
+            if (strcmp(v[j].failure_domain, "rack1") != 0) continue;
+            CHECK_OK(pt_blocks_list(v[j].addr, 0, 1000, &blk, &nblk, &more, NULL));
+            for (k = 0; k < nblk; k++) {
+                uint8_t byte;
+                uint32_t got;
+                int rc = pt_blocks_read(v[j].addr, blk[k].block_id, blk[k].size - 1, 1, &byte, &got,
+                                        NULL, NULL);
+                CHECK_MSG(rc == -PT_ECORRUPT, "rotten block %llx read: %s",
+                          (unsigned long long)blk[k].block_id, petrel_strerror(rc));
+                refused++;
+            }
+            free(blk);
+        }
+        free(v);
+        CHECK_EQ(refused, flipped);
+    }
+    read_all(cl, files, n);
+    printf("bit rot: flipped a byte in %u blocks of one service, read back %u files intact\n",
+           flipped, n);
+    /* Restart everything on new ports; the registry forgets the old ones. */
+    {
+        uint64_t t0 = pc_now_ms();
+        pc_restart_all(&c, 1);
+        pc_wait_serving(&c, 60000);
+        restart_ms = pc_now_ms() - t0;
+        petrel_client_close(cl);
+        cl = pc_client(&c, 30000);
+        read_all(cl, files, n);
+        printf("full restart on new dynamic ports: serving again after %llu ms\n",
+               (unsigned long long)restart_ms);
+    }
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
+
+/* ---- malformed input ------------------------------------------------------------------------ */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "cluster/net/net.h"
+#include "cluster/proto/cdc_msgs.h"
+#include "cluster/proto/shard_msgs.h"
+#include "cluster/shard/raft_node.h"
+#include "cluster/shard/shard_server.h"
+
+/* Raw junk on a TCP connection: the server answers with an error frame or closes; never hangs. */
+static void send_junk(const char *addr, struct pt_prng *g)
+{
+    struct sockaddr_in sa;
+    char host[64];
+    unsigned port;
+    uint8_t junk[512], buf[4096];
+    int fd;
+    struct timeval tv = {3, 0};
+    CHECK_EQ(sscanf(addr, "%63[^:]:%u", host, &port), 2);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    CHECK_EQ(inet_pton(AF_INET, host, &sa.sin_addr), 1);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    CHECK_EQ(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    pt_prng_fill(g, junk, sizeof(junk));
+    CHECK(send(fd, junk, sizeof(junk), MSG_NOSIGNAL) > 0);
+    /* Read until the server closes (it must, after a framing error). */
+    while (recv(fd, buf, sizeof(buf), 0) > 0) {
+    }
+    close(fd);
+}
+
+static void garbage_calls(const char *addr, uint16_t kind, struct pt_prng *g, unsigned rounds)
+{
+    struct pt_conn *conn;
+    unsigned i;
+    CHECK_OK(pt_conn_open(addr, 2000, 0, &conn));
+    for (i = 0; i < rounds; i++) {
+        uint8_t body[300];
+        struct pt_reply rep;
+        size_t len = (size_t)pt_prng_below(g, sizeof(body));
+        int rc;
+        pt_prng_fill(g, body, len);
+        /* Mostly ops that do not exist or are truncated; a few queries with random fields. */
+        if (len && kind == PT_MSG_SHARD_REQ)
+            body[0] = (uint8_t)(pt_prng_below(g, 2) ? 40 + pt_prng_below(g, 200)
+                                                    : 1 + pt_prng_below(g, 4));
+        rc = pt_conn_call(conn, kind, body, (uint32_t)len, 3000, &rep);
+        CHECK_MSG(rc == 0 || rep.remote, "server %s did not answer garbage of kind %#x: %s", addr,
+                  kind, petrel_strerror(rc));
+        pt_reply_free(&rep);
+    }
+    pt_conn_close(conn);
+}
+
+TEST_T(cluster_malformed_messages_get_errors_not_crashes, 180)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    struct pt_reg_replica *v = NULL;
+    size_t n = 0, i;
+    struct pt_prng g;
+    unsigned rounds = test_sanitized() ? 50 : 300;
+    pc_start(&c, 1, 3, 3, 1);
+    pt_prng_seed(&g, test_seed());
+    CHECK_OK(pt_reg_list_shards(c.registry, 0, &v, &n, NULL));
+    CHECK_EQ(n, 3);
+    for (i = 0; i < n; i++) {
+        send_junk(v[i].addr, &g);
+        garbage_calls(v[i].addr, PT_MSG_SHARD_REQ, &g, rounds);
+        garbage_calls(v[i].addr, 0x03ff, &g, 10);           /* unknown kind */
+        garbage_calls(v[i].addr, PT_MSG_CDC_REQ, &g, 10);   /* wrong service */
+        garbage_calls(v[i].addr, PT_MSG_NODE_INFO, &g, 10); /* extra bytes are ignored */
+    }
+    free(v);
+    CHECK_OK(pt_reg_list_cdc(c.registry, &v, &n, NULL));
+    CHECK_EQ(n, 3);
+    for (i = 0; i < n; i++) {
+        send_junk(v[i].addr, &g);
+        garbage_calls(v[i].addr, PT_MSG_CDC_REQ, &g, rounds);
+        garbage_calls(v[i].addr, PT_MSG_SHARD_REQ, &g, 10);
+    }
+    free(v);
+    /* Everyone is still alive and the cluster still works. */
+    for (i = 0; i < c.nprocs; i++) {
+        int st;
+        CHECK_MSG(waitpid(c.procs[i].pid, &st, WNOHANG) == 0, "%s died", c.procs[i].name);
+    }
+    cl = pc_client(&c, 20000);
+    CHECK_OK(petrel_client_mkdir(cl, "/after"));
+    write_file(cl, "/after/file", 5, 10000);
+    read_check(cl, "/after/file", 5, 10000);
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
+
+/* ---- concurrency ------------------------------------------------------------------------------
+ */
+
+#include <pthread.h>
+
+struct writer_arg {
+    struct pc_cluster *c;
+    unsigned id, files;
+    int rc;
+};
+
+static void *writer_thread(void *p)
+{
+    struct writer_arg *a = p;
+    struct petrel_client *cl = pc_client(a->c, 20000);
+    unsigned i;
+    char path[64];
+    for (i = 0; i < a->files && a->rc == 0; i++) {
+        struct gen g = {a->id * 1000 + i, 100 + i, 0};
+        snprintf(path, sizeof(path), "/w%u-%u", a->id, i);
+        a->rc = petrel_client_write_file(cl, path, gen_read, &g, NULL);
+    }
+    petrel_client_close(cl);
+    return NULL;
+}
+
+/*
+ * Many clients at once: their requests share log entries (group commit; with 8 writers we saw
+ * entries of up to 8 requests) and every reply reaches the right client.
+ */
+TEST_T(cluster_concurrent_writers_share_commits, 120)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    pthread_t th[8];
+    struct writer_arg args[8];
+    unsigned i, j, files = test_sanitized() ? 5 : 20;
+    char path[64];
+    pc_start(&c, 1, 3, 3, 0);
+    for (i = 0; i < 8; i++) {
+        args[i].c = &c;
+        args[i].id = i;
+        args[i].files = files;
+        args[i].rc = 0;
+        CHECK_EQ(pthread_create(&th[i], NULL, writer_thread, &args[i]), 0);
+    }
+    for (i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_MSG(args[i].rc == 0, "writer %u: %s", i, petrel_strerror(args[i].rc));
+    }
+    cl = pc_client(&c, 20000);
+    for (i = 0; i < 8; i++)
+        for (j = 0; j < files; j++) {
+            snprintf(path, sizeof(path), "/w%u-%u", i, j);
+            read_check(cl, path, i * 1000 + j, 100 + j);
+        }
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
+
+/*
+ * Log compaction with real storage: with a snapshot every 16 entries, many small files later,
+ * a full restart rebuilds every replica's store from its last snapshot plus the log after it.
+ */
+TEST_T(cluster_snapshots_and_restart_keep_everything, 180)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    unsigned i, files = test_sanitized() ? 20 : 60;
+    char path[64];
+    pc_start_opts(&c, 1, 3, 3, 0, 16);
+    cl = pc_client(&c, 20000);
+    for (i = 0; i < files; i++) {
+        snprintf(path, sizeof(path), "/s%u", i);
+        write_file(cl, path, 300 + i, i % 3 ? 50 + i : 5000 + i);
+    }
+    CHECK_OK(petrel_client_unlink(cl, "/s0"));
+    petrel_client_close(cl);
+    pc_restart_all(&c, 1);
+    pc_wait_serving(&c, 60000);
+    cl = pc_client(&c, 20000);
+    for (i = 1; i < files; i++) {
+        snprintf(path, sizeof(path), "/s%u", i);
+        read_check(cl, path, 300 + i, i % 3 ? 50 + i : 5000 + i);
+    }
+    {
+        struct petrel_stat st;
+        CHECK_EQ(petrel_client_stat(cl, "/s0", &st), -PT_ENOENT);
+    }
+    /* The group went on compacting: snapshots exist on disk. */
+    {
+        char cmd[1200];
+        snprintf(cmd, sizeof(cmd), "ls %s/shard-0-0/raft | grep -q '^snapshot-'", c.root);
+        CHECK_MSG(system(cmd) == 0, "no snapshot file in %s/shard-0-0/raft", c.root);
+    }
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
