@@ -1,6 +1,8 @@
 /*
  * The block allocator: a lookahead bitmap over a window of the device that moves forward
  * around the device, starting at a point seeded from the image itself.
+ * (A rescan keeps the blocks handed out since the last acknowledgement taken, even when the
+ * new window covers them again, as it does when the window spans the whole device.)
  *
  * Owns fs->lookahead and the look_* fields. A block is handed out only when no committed
  * structure and no open file uses it (the window is filled by a traversal) and it has not
@@ -39,10 +41,21 @@ static int pt_alloc_mark(void *ctx, uint32_t block, int is_data)
 
 static int pt_alloc_scan(struct petrel_fs *fs)
 {
+    uint32_t consumed = fs->block_count - fs->look_ack, i;
+    int err;
     fs->look_start = (fs->look_start + fs->look_size) % fs->block_count;
     fs->look_next = 0;
     memset(fs->lookahead, 0, (fs->look_size + 7) / 8);
-    return pt_traverse(fs, 1, pt_alloc_mark, fs);
+    err = pt_traverse(fs, 1, pt_alloc_mark, fs);
+    if (err) return err;
+    /* Blocks handed out since the last acknowledgement may not be referenced yet (a pair
+     * being split, index blocks of a sync): they are the last `consumed` blocks before the
+     * new window, and stay taken wherever the new window covers them again. */
+    for (i = 1; i <= consumed; i++) {
+        uint32_t rel = fs->block_count - i;
+        if (rel < fs->look_size) fs->lookahead[rel / 8] |= (uint8_t)(1u << (rel % 8));
+    }
+    return 0;
 }
 
 int pt_alloc(struct petrel_fs *fs, uint32_t *block)

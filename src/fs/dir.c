@@ -84,6 +84,36 @@ static int pt_path_key(struct petrel_fs *fs, const char *path, uint64_t *key, ui
     return 0;
 }
 
+/*
+ * The head pair of the directory an entry names. Normally the entry's pair; while orphan
+ * repairs are pending (a head moved and its entry could not be updated yet, e.g. on a worn
+ * device), the thread's head with the entry's directory id is authoritative.
+ */
+int pt_dir_head(struct petrel_fs *fs, const struct pt_entry *e, uint32_t head[2])
+{
+    static const uint32_t root[2] = {0, 1};
+    struct pt_mdir md;
+    uint32_t guard;
+    int err;
+    head[0] = e->pair[0];
+    head[1] = e->pair[1];
+    if (fs->gstate.orphans == 0) return 0;
+    err = pt_mdir_fetch(fs, &md, root, NULL);
+    for (guard = 0; !err && guard <= fs->block_count; guard++) {
+        uint32_t next[2];
+        if (md.head && md.dirid == e->dirid) {
+            head[0] = md.pair[0];
+            head[1] = md.pair[1];
+            return 0;
+        }
+        if (md.next[0] == PT_NULL) return 0;
+        next[0] = md.next[0];
+        next[1] = md.next[1];
+        err = pt_mdir_fetch(fs, &md, next, NULL);
+    }
+    return err;
+}
+
 int pt_lookup(struct petrel_fs *fs, const char *path, struct pt_lookup *lk, int64_t watch_dirid)
 {
     const char *p = path, *comp;
@@ -123,9 +153,14 @@ int pt_lookup(struct petrel_fs *fs, const char *path, struct pt_lookup *lk, int6
         if (last) break;
         if (lk->exists != 1) return -PT_ENOENT;
         if (lk->e.type != PETREL_FS_DIR) return -PT_ENOTDIR;
-        memcpy(lk->parent, lk->e.pair, sizeof(lk->parent));
+        err = pt_dir_head(fs, &lk->e, lk->parent);
+        if (err) return err;
         lk->parent_dirid = lk->e.dirid;
         if (watch_dirid >= 0 && lk->e.dirid == (uint64_t)watch_dirid) lk->saw_dirid = 1;
+    }
+    if (lk->exists == 1 && lk->e.type == PETREL_FS_DIR) {
+        err = pt_dir_head(fs, &lk->e, lk->e.pair);
+        if (err) return err;
     }
     if (ncomp > 1) {
         fs->dc_valid = 1;

@@ -207,6 +207,7 @@ int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash
 int pt_entry_name_eq(struct petrel_fs *fs, const struct pt_entry *e, const char *name,
                      uint32_t len);
 int pt_fs_writable(struct petrel_fs *fs);
+int pt_dir_head(struct petrel_fs *fs, const struct pt_entry *e, uint32_t head[2]);
 
 /* ---- ctree.c ---- */
 uint32_t pt_page_payload(const struct petrel_fs *fs);

@@ -181,16 +181,26 @@ int pt_mdir_fetch(struct petrel_fs *fs, struct pt_mdir *md, const uint32_t pair[
     uint8_t rev[2][4];
     int first, i, err;
     uint32_t p0 = pair[0], p1 = pair[1];
+    int bad[2];
     if (p0 >= fs->block_count || p1 >= fs->block_count || p0 == p1) return -PT_ECORRUPT;
+    /* a block that cannot even be read is just not the valid one */
     err = pt_read(fs, p0, 0, rev[0], 4, 4);
-    if (err) return err;
+    if (err && err != -PT_EIO && err != -PT_ECORRUPT) return err;
+    bad[0] = err != 0;
     err = pt_read(fs, p1, 0, rev[1], 4, 4);
-    if (err) return err;
-    first = pt_rev_newer(pt_get_le32(rev[1]), pt_get_le32(rev[0])) ? 1 : 0;
+    if (err && err != -PT_EIO && err != -PT_ECORRUPT) return err;
+    bad[1] = err != 0;
+    if (bad[0] && bad[1]) return -PT_EIO;
+    if (bad[0] || bad[1])
+        first = bad[0] ? 1 : 0;
+    else
+        first = pt_rev_newer(pt_get_le32(rev[1]), pt_get_le32(rev[0])) ? 1 : 0;
     for (i = 0; i < 2; i++) {
         int which = i == 0 ? first : 1 - first;
         uint32_t b = which ? p1 : p0;
-        int r = pt_mdir_scan(fs, md, b, find_hash);
+        int r;
+        if (bad[which]) continue;
+        r = pt_mdir_scan(fs, md, b, find_hash);
         if (r < 0 && r != -PT_ECORRUPT && r != -PT_EIO) return r;
         if (r == 1) {
             md->pair[0] = b;
