@@ -143,7 +143,7 @@ struct petrel_fs_cache {
 
 /* How many metadata pairs' thread links the engine remembers (a lookup walks a
  * directory's chain of pairs through them without reading the pairs it only passes). */
-#define PETREL_FS_LINK_CACHE 8
+#define PETREL_FS_LINK_CACHE 32
 
 /* A remembered thread link of a pair (valid until either block is programmed or erased). */
 struct petrel_fs_link {
