@@ -210,10 +210,6 @@ TEST(replace_files_in_root_without_wear)
 /* Bad blocks of one kind on a fresh device: files written around them read back. */
 static void bad_blocks_run(enum petrel_bd_emu_fault fault, int geometry)
 {
-    if (fault == PETREL_BD_EMU_READ_ERROR &&
-        fsh_known_bug("a block whose reads fail makes mkdir / file writes return -PT_EIO "
-                      "instead of being abandoned like a block whose programs fail"))
-        return;
     struct fsh_dev d;
     struct pt_prng g;
     int i, k, bad = 0;
