@@ -136,7 +136,7 @@ static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance, co
     if (endurance) {
         printf("    fs wear-out (%s, %s): max %u, mean %.1f erases per block, endurance %u\n",
                dir[0] ? "subdirectory" : "root",
-               worn_fault == PETREL_BD_EMU_ERASE_ERROR  ? "erase errors"
+               worn_fault == PETREL_BD_EMU_ERASE_ERROR ? "erase errors"
                : worn_fault == PETREL_BD_EMU_PROG_NOOP ? "programs do not stick"
                                                        : "program errors",
                max_wear, (double)total_wear / wear_geo.block_count, endurance);
@@ -159,10 +159,12 @@ static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance, co
     "at wear-out in a subdirectory, the call that fails with -PT_ENOSPC "                          \
     "comes right after 'directory 1 moved to {31,6}: fixing entry', and afterwards synced "        \
     "files of the directory are -PT_ENOENT"
-#define LEAK_BUG "early -PT_ENOSPC: replacing 4 files of at most 1.5 KB (tmp + rename) on a " \
-    "32-block device gives -PT_ENOSPC after 67-256 replacements while petrel_fs_usage says " \
-    "10-16 blocks are in use and no block is worn; remounting every 8 replacements avoids it " \
+#define LEAK_BUG                                                                                   \
+    "early -PT_ENOSPC: replacing 4 files of at most 1.5 KB (tmp + rename) on a "                   \
+    "32-block device gives -PT_ENOSPC after 67-256 replacements while petrel_fs_usage says "       \
+    "10-16 blocks are in use and no block is worn; remounting every 8 replacements avoids it "     \
     "(freed blocks come back only at mount)"
+
 TEST_T(wear_out_erase_errors_subdir, 240)
 {
     if (fsh_known_bug(SUBDIR_BUG)) return;
