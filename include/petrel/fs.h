@@ -348,8 +348,8 @@ int64_t petrel_fs_file_read(struct petrel_fs *fs, struct petrel_fs_file *file, v
                             uint64_t size);
 
 /* Write size bytes at the position (at the end with APPEND); returns size. Writing past
- * the end leaves a hole of zeros; a write of 0 bytes changes nothing (as POSIX write), even
- * past the end. Data is durable after sync/close.
+ * the end leaves a hole of zeros; like littlefs, even a write of 0 bytes past the end
+ * extends the file to the position. Data is durable after sync/close.
  * Errors: -PT_EBADF, -PT_EFBIG (beyond file_max), -PT_ENOSPC, -PT_EIO, -PT_ECORRUPT. */
 int64_t petrel_fs_file_write(struct petrel_fs *fs, struct petrel_fs_file *file,
                              const void *buf, uint64_t size);

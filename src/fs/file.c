@@ -476,6 +476,11 @@ int64_t petrel_fs_file_write(struct petrel_fs *fs, struct petrel_fs_file *f, con
     if (fs->readonly) return -PT_EROFS;
     if (f->flags & PETREL_O_APPEND) f->pos = f->size;
     if (f->pos > fs->file_max || size > fs->file_max - f->pos) return -PT_EFBIG;
+    if (size == 0 && f->pos > f->size) {
+        /* like littlefs: even an empty write past the end fills the gap with zeros */
+        f->size = f->pos;
+        f->dirty = 1;
+    }
     while (done < size) {
         uint64_t p = f->pos / pld;
         uint32_t o = (uint32_t)(f->pos % pld);

@@ -204,3 +204,23 @@ TEST(fs_append_sync_many_times)
         free(buf);
     }
 }
+
+TEST(fs_empty_write_past_end_extends)
+{
+    struct tfs t;
+    TFS_FOR_EACH_GEOMETRY(t, -1)
+    {
+        struct petrel_fs_file f;
+        uint8_t buf[64];
+        int i;
+        CHECK_EQ(petrel_fs_file_open(&t.fs, &f, "/z", PETREL_O_RDWR | PETREL_O_CREAT), 0);
+        CHECK_EQ(petrel_fs_file_write(&t.fs, &f, "ab", 2), 2);
+        CHECK_EQ(petrel_fs_file_seek(&t.fs, &f, 40, PETREL_SEEK_SET), 40);
+        CHECK_EQ(petrel_fs_file_write(&t.fs, &f, "", 0), 0);
+        CHECK_EQ(petrel_fs_file_size(&t.fs, &f), 40);
+        CHECK_EQ(petrel_fs_file_close(&t.fs, &f), 0);
+        CHECK_EQ(tfs_get(&t, "/z", buf, sizeof(buf)), 40);
+        CHECK_MEM(buf, "ab", 2);
+        for (i = 2; i < 40; i++) CHECK_EQ(buf[i], 0);
+    }
+}
