@@ -32,7 +32,7 @@ struct bf {
 };
 
 static int bf_failed;
-static uint32_t bf_page_payload; /* the page buffer petrel_fs_file_open allocates */
+static uint32_t bf_page_payload; /* the page buffer petrel_fs_file_open allocates (page_size) */
 
 static int bf_ok(long long r, const char *what)
 {
@@ -69,7 +69,7 @@ static int bf_setup(struct bf *b)
     {
         struct petrel_fs_fsinfo info;
         if (!bf_ok(petrel_fs_fsinfo(&b->fs, &info), "fsinfo")) return -1;
-        bf_page_payload = info.page_size - 4;
+        bf_page_payload = info.page_size;
     }
     return 0;
 }

@@ -449,7 +449,7 @@ static int op_session(struct m_run *r)
             if (off > room) off = room;
             len = 1 + (size_t)pt_prng_below(&r->g, pt_prng_below(&r->g, 4) ? 300 : 3000);
             if (off + len > room) len = room - off;
-            if (len == 0) continue; /* a write of nothing does not extend the file */
+            /* len may be 0: fs.h says a write of 0 bytes past the end extends the file. */
             if (off + len > size && off + len - size > budget) continue;
             pt_prng_fill(&r->g, tmp, len);
             n = petrel_fs_file_seek(&r->d.fs, &f, (int64_t)off, PETREL_SEEK_SET);

@@ -59,7 +59,7 @@ static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance, co
     if (dir[0]) CHECK_OK(petrel_fs_mkdir(&d.fs, "d"));
     for (iter = 1; iter <= max_iter && !end; iter++) {
         int k = (int)pt_prng_below(&g, W_FILES);
-        size_t len = 50 + (size_t)pt_prng_below(&g, 3000);
+        size_t len = 50 + (size_t)pt_prng_below(&g, 1400); /* live data stays under half */
         int err;
         snprintf(path, sizeof(path), "%sw%d", dir, k);
         err = replace_file(&d.fs, dir, path, iter, len);
@@ -71,8 +71,9 @@ static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance, co
             alt_size = len;
         }
         if (err == -PT_ENOSPC || err == -PT_EROFS) {
-            test_log("ended with %s after %llu replacements", petrel_errname(err),
-                     (unsigned long long)iter);
+            test_log("ended with %s after %llu replacements, %lld of %u blocks in use",
+                     petrel_errname(err), (unsigned long long)iter,
+                     (long long)petrel_fs_usage(&d.fs), wear_geo.block_count);
             end = 1;
             break;
         }
@@ -101,6 +102,7 @@ static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance, co
     }
     CHECK_MSG(end || endurance == 0, "the device did not wear out in %llu replacements",
               (unsigned long long)max_iter);
+    CHECK_MSG(!end || endurance != 0, "-PT_ENOSPC or an error on a device that cannot wear out");
     /* Every acknowledged file reads back, now and after a remount. */
     for (i = 0; i < 2; i++) {
         int k;
@@ -131,7 +133,21 @@ static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance, co
              "root pair blocks 0 and 1: %u, %u",
              max_wear, (double)total_wear / wear_geo.block_count, endurance, worn,
              wear_geo.block_count, petrel_bd_emu_wear(&d.emu, 0), petrel_bd_emu_wear(&d.emu, 1));
+    if (endurance) {
+        printf("    fs wear-out (%s, %s): max %u, mean %.1f erases per block, endurance %u\n",
+               dir[0] ? "subdirectory" : "root",
+               worn_fault == PETREL_BD_EMU_ERASE_ERROR ? "erase errors"
+               : worn_fault == PETREL_BD_EMU_PROG_NOOP ? "programs do not stick"
+                                                       : "program errors",
+               max_wear, (double)total_wear / wear_geo.block_count, endurance);
+        fflush(stdout);
+    }
     CHECK_MSG(lost == 0, "%d acknowledged files lost (see above)", lost);
+    /* Live data is under half the device: -PT_ENOSPC must mean the device wore out, not that
+     * space ran short early. */
+    CHECK_MSG(endurance == 0 || total_wear * 2 >= (uint64_t)endurance * wear_geo.block_count,
+              "-PT_ENOSPC at mean wear %.1f, under half the endurance %u: space ran out early",
+              (double)total_wear / wear_geo.block_count, endurance);
     CHECK_MSG(bad_end == 0, "wear-out ended with %s: only -PT_ENOSPC or -PT_EROFS may end it",
               petrel_errname(bad_end));
     fsh_dev_free(&d);
@@ -143,10 +159,11 @@ static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance, co
     "at wear-out in a subdirectory, the call that fails with -PT_ENOSPC "                          \
     "comes right after 'directory 1 moved to {31,6}: fixing entry', and afterwards synced "        \
     "files of the directory are -PT_ENOENT"
-#define DOUBLE_USE_BUG                                                                             \
-    "a block is used twice: 'pair {23,19}: block 19 has no valid commit' "                         \
-    "then 'data page 19.0 failed its CRC': an acknowledged file reads -PT_ECORRUPT after "         \
-    "26 replacements in the root (worn progs do not stick; no block is worn yet)"
+#define LEAK_BUG                                                                                   \
+    "early -PT_ENOSPC: replacing 4 files of at most 1.5 KB (tmp + rename) on a "                   \
+    "32-block device gives -PT_ENOSPC after 67-256 replacements while petrel_fs_usage says "       \
+    "10-16 blocks are in use and no block is worn; remounting every 8 replacements avoids it "     \
+    "(freed blocks come back only at mount)"
 
 TEST_T(wear_out_erase_errors_subdir, 240)
 {
@@ -168,25 +185,27 @@ TEST_T(wear_out_prog_errors_subdir, 240)
 
 TEST_T(wear_out_erase_errors_root, 240)
 {
+    if (fsh_known_bug(LEAK_BUG)) return;
     wear_run(PETREL_BD_EMU_ERASE_ERROR, WEAR_ENDURANCE, "", 200000, test_seed());
 }
 
 TEST_T(wear_out_progs_do_not_stick_root, 240)
 {
-    if (fsh_known_bug(DOUBLE_USE_BUG)) return;
+    if (fsh_known_bug(LEAK_BUG)) return;
     wear_run(PETREL_BD_EMU_PROG_NOOP, WEAR_ENDURANCE, "", 200000, test_seed());
 }
 
 TEST_T(wear_out_prog_errors_root, 240)
 {
+    if (fsh_known_bug(LEAK_BUG)) return;
     wear_run(PETREL_BD_EMU_PROG_ERROR, WEAR_ENDURANCE, "", 200000, test_seed());
 }
 
 /* The same churn with no wear at all: 300 replacements in the root, every file checked
- * after every step. Seed 1036541731 (fixed here) exposes a block used twice. */
+ * after every step. Seed 1036541731 (fixed here) once exposed a block used twice. */
 TEST(replace_files_in_root_without_wear)
 {
-    if (fsh_known_bug(DOUBLE_USE_BUG)) return;
+    if (fsh_known_bug(LEAK_BUG)) return;
     test_seed();
     wear_run(PETREL_BD_EMU_OK, 0, "", 300, 1036541731);
 }
@@ -194,10 +213,6 @@ TEST(replace_files_in_root_without_wear)
 /* Bad blocks of one kind on a fresh device: files written around them read back. */
 static void bad_blocks_run(enum petrel_bd_emu_fault fault, int geometry)
 {
-    if (fault == PETREL_BD_EMU_READ_ERROR &&
-        fsh_known_bug("a block whose reads fail makes mkdir / file writes return -PT_EIO "
-                      "instead of being abandoned like a block whose programs fail"))
-        return;
     struct fsh_dev d;
     struct pt_prng g;
     int i, k, bad = 0;
