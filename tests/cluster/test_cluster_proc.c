@@ -134,6 +134,83 @@ TEST_T(cluster_single_shard_write_read_rename_delete, 240)
     pc_stop(&c);
 }
 
+/* The state of a file inode, asked of its own shard. */
+static int file_state(struct pc_cluster *c, uint64_t id)
+{
+    struct pt_router r;
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    struct pt_cursor body;
+    struct pt_shard_stat fs;
+    int rc;
+    pt_router_init(&r, c->registry, 10000, 2000, 1);
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_STAT;
+    q.id = id;
+    rc = pt_router_shard(&r, PT_INODE_SHARD(id), &q, &rep, NULL);
+    if (rc == 0) {
+        pt_cursor_init(&body, rep.body, rep.body_len);
+        rc = pt_shard_reply_stat(&body, &fs);
+    }
+    pt_reply_free(&rep);
+    return rc ? rc : fs.state;
+}
+
+/* rename(2) replacement rules, across directories (CDC) and within one (shard). */
+static void rename_replacements(struct pc_cluster *c, struct petrel_client *cl)
+{
+    struct petrel_stat st, a, b, old;
+    /* Kinds must match; refused renames change nothing. */
+    CHECK_EQ(petrel_client_rename(cl, "/d6/file", "/d7"), -PT_EISDIR);
+    CHECK_EQ(petrel_client_rename(cl, "/d6", "/d7/file"), -PT_ENOTDIR);
+    read_check(cl, "/d6/file", 106, 5006);
+    read_check(cl, "/d7/file", 107, 5007);
+    /* Onto itself: nothing to do. */
+    CHECK_OK(petrel_client_rename(cl, "/d6/file", "/d6/file"));
+    CHECK_OK(petrel_client_rename(cl, "/d6", "/d6"));
+    read_check(cl, "/d6/file", 106, 5006);
+    /* A directory replaces only an empty directory. */
+    CHECK_OK(petrel_client_mkdir(cl, "/d6/full"));
+    CHECK_OK(petrel_client_mkdir(cl, "/d6/full/x"));
+    CHECK_EQ(petrel_client_rename(cl, "/d7", "/d6/full"), -PT_ENOTEMPTY);
+    CHECK_OK(petrel_client_stat(cl, "/d6/full/x", &st));
+    read_check(cl, "/d7/file", 107, 5007);
+    CHECK_OK(petrel_client_mkdir(cl, "/d6/empty"));
+    CHECK_OK(petrel_client_stat(cl, "/d6/empty", &old));
+    CHECK_OK(petrel_client_stat(cl, "/d7", &a));
+    CHECK_OK(petrel_client_rename(cl, "/d7", "/d6/empty"));
+    CHECK_OK(petrel_client_stat(cl, "/d6/empty", &st));
+    CHECK_EQ(st.id, a.id);
+    read_check(cl, "/d6/empty/file", 107, 5007);
+    CHECK_EQ(petrel_client_stat(cl, "/d7", &st), -PT_ENOENT);
+    CHECK_EQ(file_state(c, old.id), -PT_ENOENT); /* the replaced directory is gone */
+    /* Same directory, the target an empty directory of another shard: done by the CDC. */
+    CHECK_OK(petrel_client_mkdir(cl, "/e1"));
+    CHECK_OK(petrel_client_mkdir(cl, "/e2"));
+    CHECK_OK(petrel_client_stat(cl, "/e1", &a));
+    CHECK_OK(petrel_client_stat(cl, "/e2", &b));
+    CHECK(PT_INODE_SHARD(a.id) != PT_INODE_SHARD(b.id)); /* mkdir places round-robin */
+    {
+        const char *src = PT_INODE_SHARD(b.id) ? "/e1" : "/e2";
+        const char *dst = PT_INODE_SHARD(b.id) ? "/e2" : "/e1";
+        uint64_t moved = PT_INODE_SHARD(b.id) ? a.id : b.id;
+        uint64_t gone = PT_INODE_SHARD(b.id) ? b.id : a.id;
+        CHECK_OK(petrel_client_rename(cl, src, dst));
+        CHECK_OK(petrel_client_stat(cl, dst, &st));
+        CHECK_EQ(st.id, moved);
+        CHECK_EQ(petrel_client_stat(cl, src, &st), -PT_ENOENT);
+        CHECK_EQ(file_state(c, gone), -PT_ENOENT);
+    }
+    /* Same directory, the replaced file's inode on another shard: retired there. */
+    CHECK_OK(petrel_client_rename(cl, "/d4/file", "/d5/far"));
+    CHECK_OK(petrel_client_stat(cl, "/d5/far", &old));
+    write_file(cl, "/d5/near", 55, 3000);
+    CHECK_OK(petrel_client_rename(cl, "/d5/near", "/d5/far"));
+    read_check(cl, "/d5/far", 55, 3000);
+    CHECK_EQ(petrel_client_stat(cl, "/d5/near", &st), -PT_ENOENT);
+    CHECK_EQ(file_state(c, old.id), PT_FILE_UNLINKED);
+}
+
 TEST_T(cluster_directories_across_shards_and_cdc_renames, 240)
 {
     struct pc_cluster c;
@@ -165,8 +242,15 @@ TEST_T(cluster_directories_across_shards_and_cdc_renames, 240)
     CHECK_OK(petrel_client_rename(cl, "/d1/file", "/d2/moved"));
     read_check(cl, "/d2/moved", 101, 5001);
     CHECK_EQ(petrel_client_stat(cl, "/d1/file", &st), -PT_ENOENT);
-    CHECK_EQ(petrel_client_rename(cl, "/d3/file", "/d2/moved"), -PT_EEXIST);
-    read_check(cl, "/d3/file", 103, 5003); /* rolled back: still there */
+    /* Onto an existing file: replaced, and the replaced inode (on d1's shard) is retired. */
+    {
+        struct petrel_stat old;
+        CHECK_OK(petrel_client_stat(cl, "/d2/moved", &old));
+        CHECK_OK(petrel_client_rename(cl, "/d3/file", "/d2/moved"));
+        read_check(cl, "/d2/moved", 103, 5003);
+        CHECK_EQ(petrel_client_stat(cl, "/d3/file", &st), -PT_ENOENT);
+        CHECK_EQ(file_state(&c, old.id), PT_FILE_UNLINKED);
+    }
     /* A directory moves; moving it under itself is refused. */
     CHECK_OK(petrel_client_rename(cl, "/d0/sub", "/d4/sub"));
     CHECK_OK(petrel_client_stat(cl, "/d4/sub/deeper", &st));
@@ -179,7 +263,7 @@ TEST_T(cluster_directories_across_shards_and_cdc_renames, 240)
     CHECK_OK(petrel_client_rmdir(cl, "/d4/sub"));
     CHECK_EQ(petrel_client_stat(cl, "/d4/sub", &st), -PT_ENOENT);
     CHECK_EQ(petrel_client_rmdir(cl, "/d2/moved"), -PT_ENOTDIR);
-    read_check(cl, "/d2/moved", 101, 5001);
+    read_check(cl, "/d2/moved", 103, 5003);
     /* Unlinked in a directory of another shard than its inode: retired on its own shard. */
     {
         struct pt_router r;
@@ -199,6 +283,7 @@ TEST_T(cluster_directories_across_shards_and_cdc_renames, 240)
         CHECK_EQ(fs.state, PT_FILE_UNLINKED);
         pt_reply_free(&rep);
     }
+    rename_replacements(&c, cl);
     petrel_client_close(cl);
     pc_stop(&c);
 }

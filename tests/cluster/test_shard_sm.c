@@ -419,6 +419,155 @@ TEST(shard_rename_same_directory)
     pt_shard_sm_close(&sm);
 }
 
+static uint64_t make_dir_named(struct pt_shard_sm *dsm, struct pt_shard_sm *psm, uint64_t txn,
+                               uint64_t parent, const char *name)
+{
+    struct pt_shard_req mk = {.op = PT_SHARD_MAKE_DIR, .txn = txn, .target = parent};
+    struct pt_shard_req add = {
+        .op = PT_SHARD_ADD_ENTRY, .txn = txn, .id = parent, .offset = PT_TYPE_DIR};
+    struct pt_cursor b;
+    uint64_t d;
+    CHECK_EQ(apply(dsm, 1, &mk, &b), 0);
+    d = pt_dec_u64(&b);
+    add.target = d;
+    set_name(add.name, &add.name_len, name);
+    CHECK_EQ(apply(psm, 1, &add, NULL), 0);
+    return d;
+}
+
+static int rename_in(struct pt_shard_sm *sm, uint64_t now, uint64_t dir, const char *from,
+                     const char *to, uint64_t *replaced)
+{
+    struct pt_shard_req r = {.op = PT_SHARD_RENAME, .id = dir};
+    struct pt_cursor b;
+    int st;
+    set_name(r.name, &r.name_len, from);
+    set_name(r.name2, &r.name2_len, to);
+    st = apply(sm, now, &r, &b);
+    if (st == 0 && replaced) *replaced = pt_dec_u64(&b);
+    return st;
+}
+
+/* rename(2) rules within one directory: kinds must match, directories must be empty. */
+TEST(shard_rename_replaces_by_posix_rules)
+{
+    struct pt_shard_sm s0, s1;
+    struct pt_shard_stat st;
+    uint64_t f, g, da, db, dfull, dremote, found, repl = 99;
+    open_sm(&s0, "s0", 0);
+    open_sm(&s1, "s1", 1);
+    f = construct(&s0, 1, 1);
+    g = construct(&s0, 1, 2);
+    CHECK_EQ(link_file(&s0, 2, f, 1, PT_INODE_ROOT, "f"), 0);
+    CHECK_EQ(link_file(&s0, 2, g, 2, PT_INODE_ROOT, "g"), 0);
+    da = make_dir_named(&s0, &s0, 10, PT_INODE_ROOT, "da");
+    db = make_dir_named(&s0, &s0, 11, PT_INODE_ROOT, "db");
+    dfull = make_dir_named(&s0, &s0, 12, PT_INODE_ROOT, "dfull");
+    make_dir_named(&s0, &s0, 13, dfull, "inner");
+    dremote = make_dir_named(&s1, &s0, 14, PT_INODE_ROOT, "dremote");
+    /* Onto itself: nothing changes. */
+    CHECK_EQ(rename_in(&s0, 3, PT_INODE_ROOT, "f", "f", &repl), 0);
+    CHECK_EQ(repl, 0);
+    CHECK_EQ(lookup(&s0, PT_INODE_ROOT, "f", &found), 0);
+    CHECK_EQ(found, f);
+    /* Kinds must match. */
+    CHECK_EQ(rename_in(&s0, 3, PT_INODE_ROOT, "f", "da", NULL), -PT_EISDIR);
+    CHECK_EQ(rename_in(&s0, 3, PT_INODE_ROOT, "da", "f", NULL), -PT_ENOTDIR);
+    /* A directory replaces only an empty directory; one on another shard goes to the CDC. */
+    CHECK_EQ(rename_in(&s0, 3, PT_INODE_ROOT, "da", "dfull", NULL), -PT_ENOTEMPTY);
+    CHECK_EQ(rename_in(&s0, 3, PT_INODE_ROOT, "da", "dremote", NULL), -PT_EXDEV);
+    CHECK_EQ(stat_of(&s1, dremote, &st), 0);
+    CHECK_EQ(lookup(&s0, PT_INODE_ROOT, "da", &found), 0); /* all refused: unchanged */
+    CHECK_EQ(found, da);
+    CHECK_EQ(stat_of(&s0, dfull, &st), 0);
+    CHECK_EQ(rename_in(&s0, 4, PT_INODE_ROOT, "da", "db", &repl), 0);
+    CHECK_EQ(repl, 0);
+    CHECK_EQ(lookup(&s0, PT_INODE_ROOT, "db", &found), 0);
+    CHECK_EQ(found, da);
+    CHECK_EQ(lookup(&s0, PT_INODE_ROOT, "da", NULL), -PT_ENOENT);
+    CHECK_EQ(stat_of(&s0, db, &st), -PT_ENOENT); /* the replaced directory is gone */
+    /* A file replaces a file: the reply names it, it enters retention. */
+    CHECK_EQ(rename_in(&s0, 5, PT_INODE_ROOT, "f", "g", &repl), 0);
+    CHECK_EQ(repl, g);
+    CHECK_EQ(lookup(&s0, PT_INODE_ROOT, "g", &found), 0);
+    CHECK_EQ(found, f);
+    CHECK_EQ(stat_of(&s0, g, &st), 0);
+    CHECK_EQ(st.state, PT_FILE_UNLINKED);
+    CHECK_EQ(st.deadline, 5 + PT_SHARD_RETENTION_MS);
+    CHECK_EQ(stat_of(&s0, f, &st), 0);
+    CHECK_EQ(st.state, PT_FILE_LINKED);
+    pt_shard_sm_close(&s0);
+    pt_shard_sm_close(&s1);
+}
+
+/* A replaced file whose inode is on another shard is named in the reply, for RETIRE_FILE. */
+TEST(shard_rename_names_a_replaced_file_of_another_shard)
+{
+    struct pt_shard_sm s0, s1;
+    struct pt_shard_req add = {.op = PT_SHARD_ADD_ENTRY,
+                               .txn = 2,
+                               .id = PT_INODE_ROOT,
+                               .offset = PT_TYPE_FILE,
+                               .name = "far",
+                               .name_len = 3};
+    struct pt_shard_stat st;
+    uint64_t near, far, repl = 0;
+    open_sm(&s0, "s0", 0);
+    open_sm(&s1, "s1", 1);
+    far = construct(&s1, 1, 7);
+    CHECK_EQ(PT_INODE_SHARD(far), 1);
+    add.target = far;
+    CHECK_EQ(apply(&s0, 2, &add, NULL), 0);
+    near = construct(&s0, 1, 8);
+    CHECK_EQ(link_file(&s0, 2, near, 8, PT_INODE_ROOT, "near"), 0);
+    CHECK_EQ(rename_in(&s0, 3, PT_INODE_ROOT, "near", "far", &repl), 0);
+    CHECK_EQ(repl, far);
+    CHECK_EQ(stat_of(&s1, far, &st), 0);
+    CHECK_EQ(st.state, PT_FILE_TRANSIENT); /* untouched here: the client retires it on shard 1 */
+    pt_shard_sm_close(&s0);
+    pt_shard_sm_close(&s1);
+}
+
+/* REPLACE_ENTRY: only the entry this transaction locked, naming the expected inode; retried. */
+TEST(shard_replace_entry_is_the_locked_swap)
+{
+    struct pt_shard_sm sm;
+    struct pt_shard_req lock = {
+        .op = PT_SHARD_LOCK_ENTRY, .txn = 5, .id = PT_INODE_ROOT, .name = "t", .name_len = 1};
+    struct pt_shard_req rep = {.op = PT_SHARD_REPLACE_ENTRY,
+                               .txn = 5,
+                               .id = PT_INODE_ROOT,
+                               .offset = PT_TYPE_FILE,
+                               .name = "t",
+                               .name_len = 1};
+    struct pt_shard_stat st;
+    uint64_t old, nw, found;
+    open_sm(&sm, "s", 0);
+    old = construct(&sm, 1, 1);
+    nw = construct(&sm, 1, 2);
+    CHECK_EQ(link_file(&sm, 2, old, 1, PT_INODE_ROOT, "t"), 0);
+    CHECK_EQ(link_file(&sm, 2, nw, 2, PT_INODE_ROOT, "src"), 0);
+    rep.target = nw;
+    rep.cookie = old;
+    CHECK_EQ(apply(&sm, 3, &rep, NULL), -PT_EBUSY); /* not locked by txn 5 */
+    CHECK_EQ(apply(&sm, 3, &lock, NULL), 0);
+    rep.cookie = nw;
+    CHECK_EQ(apply(&sm, 3, &rep, NULL), -PT_ESTALE); /* names another inode */
+    rep.cookie = old;
+    rep.txn = 6;
+    CHECK_EQ(apply(&sm, 3, &rep, NULL), -PT_EBUSY);
+    rep.txn = 5;
+    CHECK_EQ(apply(&sm, 4, &rep, NULL), 0);
+    CHECK_EQ(apply(&sm, 5, &rep, NULL), 0); /* retried */
+    CHECK_EQ(lookup(&sm, PT_INODE_ROOT, "t", &found), 0);
+    CHECK_EQ(found, nw);
+    /* Unlocked: a plain unlink works again. */
+    CHECK_EQ(rename_in(&sm, 6, PT_INODE_ROOT, "t", "t2", NULL), 0);
+    CHECK_EQ(stat_of(&sm, nw, &st), 0);
+    CHECK_EQ(st.state, PT_FILE_LINKED);
+    pt_shard_sm_close(&sm);
+}
+
 TEST(shard_readdir_pages_in_hash_order)
 {
     struct pt_shard_sm sm;

@@ -72,6 +72,8 @@ static int shard_req_fields(uint8_t op)
         return F_TXN | F_ID;
     case PT_SHARD_SET_PARENT:
         return F_TXN | F_ID | F_TARGET;
+    case PT_SHARD_REPLACE_ENTRY:
+        return F_TXN | F_ID | F_TARGET | F_COOKIE | F_OFFSET | F_NAME;
     default:
         return F_INVALID;
     }

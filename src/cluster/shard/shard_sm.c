@@ -745,22 +745,52 @@ static int op_retire(struct apply_ctx *a, const struct pt_shard_req *q)
     return retire_file(a, q->id);
 }
 
+/*
+ * An existing entry `old` is about to be replaced by an entry of type `type` (rename(2)
+ * rules): a file replaces a file, a directory replaces an empty directory. A replaced file
+ * starts its retention (here when it is local; *retire names it for its own shard), a
+ * replaced directory is removed; a directory on another shard cannot be checked here
+ * (PT_EXDEV: the client goes through the CDC).
+ */
+static int replace_target(struct apply_ctx *a, const struct dirent_rec *old, uint8_t type,
+                          uint64_t *retire)
+{
+    int rc;
+    if (old->lock_txn) return -PT_EBUSY;
+    if (type == PT_TYPE_FILE && old->type == PT_TYPE_DIR) return -PT_EISDIR;
+    if (type == PT_TYPE_DIR && old->type != PT_TYPE_DIR) return -PT_ENOTDIR;
+    if (old->type == PT_TYPE_FILE) {
+        *retire = old->id;
+        return retire_file(a, old->id);
+    }
+    if (PT_INODE_SHARD(old->id) != a->sm->shard) return -PT_EXDEV;
+    rc = dir_is_empty(a->sm, a->t, old->id);
+    if (rc < 0) return rc;
+    if (!rc) return -PT_ENOTEMPTY;
+    return inode_del(a->sm, a->t, old->id);
+}
+
 static int op_rename(struct apply_ctx *a, const struct pt_shard_req *q)
 {
     struct inode_rec d;
     struct dirent_rec e, old;
+    uint64_t retire = 0;
     int rc;
     if (q->name2_len == 0) return -PT_EINVAL;
     if ((rc = live_dir(a, q->id, &d)) != 0) return rc;
     if ((rc = dirent_get(a->sm, a->t, q->id, q->name, q->name_len, &e)) != 0) return rc;
+    if (q->name_len == q->name2_len && memcmp(q->name, q->name2, q->name_len) == 0) {
+        pt_enc_u64(&a->out, 0); /* onto itself: nothing to do */
+        return 0;
+    }
     if (e.lock_txn) return -PT_EBUSY;
-    if (q->name_len == q->name2_len && memcmp(q->name, q->name2, q->name_len) == 0) return 0;
     rc = dirent_get(a->sm, a->t, q->id, q->name2, q->name2_len, &old);
     if (rc == 0) {
-        /* Replace a file by a file, as rename(2) does; anything else is refused. */
-        if (old.type != PT_TYPE_FILE || e.type != PT_TYPE_FILE) return -PT_EEXIST;
-        if (old.lock_txn) return -PT_EBUSY;
-        if ((rc = retire_file(a, old.id)) != 0) return rc;
+        if (old.id == e.id) {
+            pt_enc_u64(&a->out, 0);
+            return 0;
+        }
+        if ((rc = replace_target(a, &old, e.type, &retire)) != 0) return rc;
     } else if (rc != -PT_ENOENT) {
         return rc;
     }
@@ -768,6 +798,8 @@ static int op_rename(struct apply_ctx *a, const struct pt_shard_req *q)
     e.mtime = a->now;
     if ((rc = dirent_put(a->sm, a->t, q->id, q->name2, q->name2_len, &e)) != 0) return rc;
     d.mtime = a->now;
+    /* The replaced file: the client retires it on its own shard when that is another one. */
+    pt_enc_u64(&a->out, retire);
     return inode_put(a->sm, a->t, q->id, &d);
 }
 
@@ -825,6 +857,18 @@ static int op_make_dir(struct apply_ctx *a, const struct pt_shard_req *q)
     return 0;
 }
 
+/* A file of this shard got a name in `dir` through the CDC: it is linked there. */
+static int relink_local_file(struct apply_ctx *a, uint64_t id, uint64_t dir)
+{
+    struct inode_rec f;
+    if (PT_INODE_SHARD(id) != a->sm->shard) return 0;
+    if (inode_get(a->sm, a->t, id, &f) != 0 || f.type != PT_TYPE_FILE) return 0;
+    f.state = PT_FILE_LINKED;
+    f.deadline = 0;
+    f.parent = dir;
+    return inode_put(a->sm, a->t, id, &f);
+}
+
 static int op_add_entry(struct apply_ctx *a, const struct pt_shard_req *q)
 {
     struct inode_rec d;
@@ -841,15 +885,35 @@ static int op_add_entry(struct apply_ctx *a, const struct pt_shard_req *q)
     e.lock_txn = 0;
     e.mtime = a->now;
     if ((rc = dirent_put(a->sm, a->t, q->id, q->name, q->name_len, &e)) != 0) return rc;
-    if (e.type == PT_TYPE_FILE && PT_INODE_SHARD(q->target) == a->sm->shard) {
-        struct inode_rec f;
-        if (inode_get(a->sm, a->t, q->target, &f) == 0 && f.type == PT_TYPE_FILE) {
-            f.state = PT_FILE_LINKED;
-            f.deadline = 0;
-            f.parent = q->id;
-            if ((rc = inode_put(a->sm, a->t, q->target, &f)) != 0) return rc;
-        }
-    }
+    if (e.type == PT_TYPE_FILE && (rc = relink_local_file(a, q->target, q->id)) != 0) return rc;
+    d.mtime = a->now;
+    return inode_put(a->sm, a->t, q->id, &d);
+}
+
+/*
+ * The commit point of a CDC rename onto an existing name: the entry, locked by this
+ * transaction since it named `cookie`, now names `target` (unlocked). A retry finds it done.
+ * The replaced inode is handled by the transaction's other steps (REMOVE_DIR before,
+ * RETIRE_FILE after).
+ */
+static int op_replace_entry(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec d;
+    struct dirent_rec e;
+    int rc;
+    if (q->name_len == 0 || (q->offset != PT_TYPE_DIR && q->offset != PT_TYPE_FILE))
+        return -PT_EINVAL;
+    if ((rc = live_dir(a, q->id, &d)) != 0) return rc;
+    if ((rc = dirent_get(a->sm, a->t, q->id, q->name, q->name_len, &e)) != 0) return rc;
+    if (e.id == q->target && e.lock_txn == 0) return 0; /* a retried step */
+    if (e.id != q->cookie) return -PT_ESTALE;
+    if (e.lock_txn != q->txn) return -PT_EBUSY;
+    e.id = q->target;
+    e.type = (uint8_t)q->offset;
+    e.lock_txn = 0;
+    e.mtime = a->now;
+    if ((rc = dirent_put(a->sm, a->t, q->id, q->name, q->name_len, &e)) != 0) return rc;
+    if (e.type == PT_TYPE_FILE && (rc = relink_local_file(a, q->target, q->id)) != 0) return rc;
     d.mtime = a->now;
     return inode_put(a->sm, a->t, q->id, &d);
 }
@@ -953,6 +1017,8 @@ static int dispatch_write(struct apply_ctx *a, const struct pt_shard_req *q)
         return op_remove_dir(a, q);
     case PT_SHARD_SET_PARENT:
         return op_set_parent(a, q);
+    case PT_SHARD_REPLACE_ENTRY:
+        return op_replace_entry(a, q);
     default:
         return -PT_EPROTO;
     }
