@@ -686,3 +686,179 @@ TEST_T(cluster_snapshots_and_restart_keep_everything, 180)
     petrel_client_close(cl);
     pc_stop(&c);
 }
+
+/* ---- Raft ports ------------------------------------------------------------------------------ */
+
+#include <sys/stat.h>
+
+/* A listening socket on 127.0.0.1 holding an OS-chosen port until closed. */
+static int hold_port(unsigned *port)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK_EQ(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    CHECK_EQ(listen(fd, 1), 0);
+    CHECK_EQ(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+static unsigned read_port_file(const char *dir)
+{
+    char path[700];
+    unsigned port = 0;
+    FILE *f;
+    snprintf(path, sizeof(path), "%s/raft.port", dir);
+    f = fopen(path, "r");
+    if (!f) return 0;
+    if (fscanf(f, "%u", &port) != 1) port = 0;
+    fclose(f);
+    return port;
+}
+
+static void write_port_file(const char *dir, unsigned port)
+{
+    char path[700];
+    FILE *f;
+    CHECK(mkdir(dir, 0755) == 0);
+    snprintf(path, sizeof(path), "%s/raft.port", dir);
+    f = fopen(path, "w");
+    CHECK(f != NULL);
+    fprintf(f, "%u\n", port);
+    fclose(f);
+}
+
+/*
+ * A replica whose Raft port is taken by someone else between choosing and binding it (here: the
+ * port of its last run, held by another socket) starts on a fresh port; a free port of the last
+ * run is kept across a restart.
+ */
+TEST_T(cluster_raft_port_taken_at_start_up, 120)
+{
+    struct pc_cluster c;
+    char dir[600];
+    unsigned held[2], ports[3], r;
+    int fds[2];
+    fds[0] = hold_port(&held[0]);
+    fds[1] = hold_port(&held[1]);
+    for (r = 0; r < 2; r++) {
+        snprintf(dir, sizeof(dir), "%s/shard-0-%u", test_tmpdir(), r);
+        write_port_file(dir, held[r]);
+    }
+    pc_start(&c, 1, 3, 1, 0);
+    for (r = 0; r < 3; r++) {
+        snprintf(dir, sizeof(dir), "%s/shard-0-%u", test_tmpdir(), r);
+        ports[r] = read_port_file(dir);
+        CHECK_MSG(ports[r] != 0, "replica %u wrote no raft.port", r);
+        if (r < 2) CHECK_MSG(ports[r] != held[r], "replica %u kept a taken port", r);
+    }
+    /* Restarted on the same directory: the same Raft port, and the group serves. */
+    pc_kill(&c, "shard-0-0", SIGKILL);
+    pc_restart_one(&c, "shard-0-0");
+    snprintf(dir, sizeof(dir), "%s/shard-0-0", test_tmpdir());
+    CHECK_EQ(read_port_file(dir), ports[0]);
+    pc_kill(&c, "shard-0-1", SIGKILL);
+    pc_restart_one(&c, "shard-0-1");
+    /* Replica 2 alone cannot serve: replicas 0 and 1 must be back in the group. */
+    pc_kill(&c, "shard-0-2", SIGKILL);
+    pc_restart_one(&c, "shard-0-2");
+    pc_wait_serving(&c, 20000);
+    close(fds[0]);
+    close(fds[1]);
+    pc_stop(&c);
+}
+
+/* ---- CDC rename steps repeated by a new leader ------------------------------------------------
+ */
+
+#include "cluster/cdc/cdc_steps.h"
+
+/*
+ * Drive a rename transaction step by step against the real shards, running every step twice
+ * (a new CDC leader repeats the step that was in flight when the old one died) and recording
+ * outcomes as the CDC state machine does. Returns the finish status.
+ */
+static int drive_rename(struct pt_router *r, uint64_t txn, uint64_t dir, const char *name,
+                        uint64_t dir2, const char *name2)
+{
+    struct pt_cdc_txn t;
+    unsigned guard;
+    memset(&t, 0, sizeof(t));
+    t.id = txn;
+    t.req.op = PT_CDC_RENAME;
+    t.req.key = txn;
+    t.req.dir = dir;
+    t.req.dir2 = dir2;
+    t.req.name_len = (uint8_t)strlen(name);
+    memcpy(t.req.name, name, t.req.name_len);
+    t.req.name2_len = (uint8_t)strlen(name2);
+    memcpy(t.req.name2, name2, t.req.name2_len);
+    for (guard = 0; guard < 40; guard++) {
+        struct pt_cdc_outcome o1, o2;
+        pt_cdc_run_step(r, &t, &o1);
+        if (o1.kind == PT_CDC_OUT_NONE) continue; /* shard busy electing: try again */
+        pt_cdc_run_step(r, &t, &o2);              /* the repeat must agree */
+        CHECK_EQ(o2.kind, o1.kind);
+        if (o1.kind == PT_CDC_OUT_FINISH) {
+            CHECK_EQ(o2.status, o1.status);
+            return o1.status;
+        }
+        CHECK_EQ(o2.step, o1.step);
+        CHECK_EQ(o2.repl, o1.repl);
+        CHECK(o1.step > t.step);
+        t.step = o1.step;
+        t.x = o1.x;
+        t.type = o1.type;
+        t.err = o1.err;
+        t.repl = o1.repl;
+        t.repl_type = o1.repl_type;
+    }
+    CHECK_MSG(0, "rename transaction did not finish");
+    return -PT_EIO;
+}
+
+TEST_T(cluster_cdc_rename_replace_steps_repeat_safely, 180)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    struct petrel_stat a, b, old, st;
+    struct pt_router r;
+    pc_start(&c, 2, 1, 3, 1);
+    cl = pc_client(&c, 20000);
+    pt_router_init(&r, c.registry, 10000, 2000, 1);
+    CHECK_OK(petrel_client_mkdir(cl, "/a"));
+    CHECK_OK(petrel_client_mkdir(cl, "/b"));
+    CHECK_OK(petrel_client_mkdir(cl, "/b/sub"));
+    CHECK_OK(petrel_client_stat(cl, "/a", &a));
+    CHECK_OK(petrel_client_stat(cl, "/b", &b));
+    write_file(cl, "/a/f", 1, 5000);
+    write_file(cl, "/b/t", 2, 7000);
+    /* Refused after the target was locked (directory onto file): both entries unlocked. */
+    CHECK_OK(petrel_client_mkdir(cl, "/a/d"));
+    CHECK_EQ(drive_rename(&r, 1ull << 40, a.id, "d", b.id, "t"), -PT_ENOTDIR);
+    CHECK_EQ(drive_rename(&r, (1ull << 40) + 1, a.id, "f", b.id, "sub"), -PT_EISDIR);
+    CHECK_OK(petrel_client_rename(cl, "/b/t", "/b/t2")); /* not left locked */
+    CHECK_OK(petrel_client_rename(cl, "/b/t2", "/b/t"));
+    CHECK_OK(petrel_client_rename(cl, "/a/d", "/a/d2"));
+    /* File onto file across shards, every step twice. */
+    CHECK_OK(petrel_client_stat(cl, "/b/t", &old));
+    CHECK_EQ(drive_rename(&r, (1ull << 40) + 2, a.id, "f", b.id, "t"), 0);
+    read_check(cl, "/b/t", 1, 5000);
+    CHECK_EQ(petrel_client_stat(cl, "/a/f", &st), -PT_ENOENT);
+    CHECK_EQ(file_state(&c, old.id), PT_FILE_UNLINKED);
+    /* Directory onto an empty directory, every step twice. */
+    CHECK_OK(petrel_client_stat(cl, "/b/sub", &old));
+    CHECK_EQ(drive_rename(&r, (1ull << 40) + 3, a.id, "d2", b.id, "sub"), 0);
+    CHECK_OK(petrel_client_stat(cl, "/b/sub", &st));
+    CHECK_EQ(st.type, PETREL_TYPE_DIR);
+    CHECK(st.id != old.id);
+    CHECK_EQ(file_state(&c, old.id), -PT_ENOENT);
+    CHECK_OK(petrel_client_mkdir(cl, "/b/sub/inside")); /* its parent moved with it */
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
