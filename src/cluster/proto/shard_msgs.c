@@ -57,6 +57,7 @@ static int shard_req_fields(uint8_t op)
     case PT_SHARD_DROP_SPAN:
         return F_ID | F_COOKIE | F_OFFSET;
     case PT_SHARD_RETIRE_FILE:
+    case PT_SHARD_FORGET_FILE:
         return F_ID;
     case PT_SHARD_MAKE_DIR:
         return F_TXN | F_TARGET;

@@ -770,6 +770,57 @@ static int replace_target(struct apply_ctx *a, const struct dirent_rec *old, uin
     return inode_del(a->sm, a->t, old->id);
 }
 
+/*
+ * FORGET_FILE: the leader proved every block of the file erased (erase proofs checked before
+ * proposing): its spans, block index entries and inode go. Only a file whose retention was
+ * running (unlinked or expired); an absent file is a repeat (a new leader's second try).
+ */
+static int op_forget(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    MDB_cursor *cur;
+    struct inode_rec f;
+    uint8_t k[16];
+    MDB_val key = {16, k}, val;
+    int rc, err = 0;
+    if (PT_INODE_SHARD(q->id) != a->sm->shard) return -PT_EXDEV;
+    rc = inode_get(a->sm, a->t, q->id, &f);
+    if (rc == -PT_ENOENT) return 0;
+    if (rc) return rc;
+    if (f.type != PT_TYPE_FILE) return -PT_EISDIR;
+    if (f.state != PT_FILE_UNLINKED && f.state != PT_FILE_EXPIRED) return -PT_EBUSY;
+    span_key(k, q->id, 0);
+    if ((rc = mdb_cursor_open(a->t, a->sm->spans, &cur)) != 0) return map_mdb(rc);
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE)) {
+        struct pt_span sp;
+        struct pt_cursor c;
+        unsigned i;
+        if (key.mv_size != 16 || key_get_be64(key.mv_data) != q->id) break;
+        pt_cursor_init(&c, val.mv_data, val.mv_size);
+        if (pt_span_decode(&c, &sp)) {
+            err = -PT_ECORRUPT;
+            break;
+        }
+        for (i = 0; i < pt_span_block_count(&sp); i++) {
+            uint8_t bk[16];
+            MDB_val bkey = {16, bk};
+            key_put_be64(bk, sp.blocks[i].service);
+            key_put_be64(bk + 8, sp.blocks[i].block);
+            rc = mdb_del(a->t, a->sm->blockidx, &bkey, NULL);
+            if (rc && rc != MDB_NOTFOUND) break;
+            rc = 0;
+        }
+        if (rc || (rc = mdb_cursor_del(cur, 0)) != 0) break;
+        span_key(k, q->id, 0);
+        key.mv_size = 16;
+        key.mv_data = k;
+    }
+    mdb_cursor_close(cur);
+    if (err) return err;
+    if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    return inode_del(a->sm, a->t, q->id);
+}
+
 static int op_rename(struct apply_ctx *a, const struct pt_shard_req *q)
 {
     struct inode_rec d;
@@ -1003,6 +1054,8 @@ static int dispatch_write(struct apply_ctx *a, const struct pt_shard_req *q)
         return op_drop_span(a, q);
     case PT_SHARD_RETIRE_FILE:
         return op_retire(a, q);
+    case PT_SHARD_FORGET_FILE:
+        return op_forget(a, q);
     case PT_SHARD_MAKE_DIR:
         return op_make_dir(a, q);
     case PT_SHARD_ADD_ENTRY:
@@ -1275,6 +1328,98 @@ int pt_shard_sm_query(struct pt_shard_sm *sm, const uint8_t *req, size_t len, ui
  * u64 count, then count x (u32 klen, key, u32 vlen, value); then u32 CRC32C of all before.
  */
 #define SNAP_MAGIC 0x53535450u
+
+int pt_shard_sm_gc_candidates(struct pt_shard_sm *sm, uint64_t now, uint64_t *cursor,
+                              unsigned budget, uint64_t *ids, unsigned max)
+{
+    MDB_txn *t;
+    MDB_cursor *cur;
+    uint8_t k[8];
+    MDB_val key = {8, k}, val;
+    unsigned seen = 0, n = 0;
+    int rc;
+    if ((rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, &t)) != 0) return map_mdb(rc);
+    if ((rc = mdb_cursor_open(t, sm->inodes, &cur)) != 0) {
+        mdb_txn_abort(t);
+        return map_mdb(rc);
+    }
+    key_put_be64(k, *cursor);
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0 && seen < budget && n < max;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT), seen++) {
+        struct inode_rec f;
+        uint64_t id;
+        if (key.mv_size != 8 || inode_decode(&f, &val) != 0) continue;
+        id = key_get_be64(key.mv_data);
+        *cursor = id + 1;
+        if (f.type != PT_TYPE_FILE) continue;
+        if ((f.state == PT_FILE_UNLINKED && f.deadline <= now) ||
+            (f.state == PT_FILE_EXPIRED && f.deadline + sm->retention_ms <= now))
+            ids[n++] = id;
+    }
+    if (rc == MDB_NOTFOUND) *cursor = 0; /* the end: start again next time */
+    mdb_cursor_close(cur);
+    mdb_txn_abort(t);
+    return rc == 0 || rc == MDB_NOTFOUND ? (int)n : map_mdb(rc);
+}
+
+int pt_shard_sm_file_blocks(struct pt_shard_sm *sm, uint64_t file, struct pt_gc_block **out,
+                            size_t *n)
+{
+    MDB_txn *t;
+    MDB_cursor *cur;
+    uint8_t k[16];
+    MDB_val key = {16, k}, val;
+    struct pt_gc_block *v = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc, err = 0;
+    *out = NULL;
+    *n = 0;
+    if ((rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, &t)) != 0) return map_mdb(rc);
+    if ((rc = mdb_cursor_open(t, sm->spans, &cur)) != 0) {
+        mdb_txn_abort(t);
+        return map_mdb(rc);
+    }
+    span_key(k, file, 0);
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0 && !err;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        struct pt_span sp;
+        struct pt_cursor c;
+        unsigned i;
+        if (key.mv_size != 16 || key_get_be64(key.mv_data) != file) break;
+        pt_cursor_init(&c, val.mv_data, val.mv_size);
+        if (pt_span_decode(&c, &sp)) {
+            err = -PT_ECORRUPT;
+            break;
+        }
+        for (i = 0; i < pt_span_block_count(&sp); i++) {
+            if (cnt == cap) {
+                size_t nc = cap ? cap * 2 : 16;
+                struct pt_gc_block *nv = realloc(v, nc * sizeof(*nv));
+                if (!nv) {
+                    err = -PT_ENOMEM;
+                    break;
+                }
+                v = nv;
+                cap = nc;
+            }
+            v[cnt].service = sp.blocks[i].service;
+            v[cnt].block = sp.blocks[i].block;
+            v[cnt].crc = sp.blocks[i].crc;
+            v[cnt].size = sp.block_size;
+            cnt++;
+        }
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(t);
+    if (!err && rc && rc != MDB_NOTFOUND) err = map_mdb(rc);
+    if (err) {
+        free(v);
+        return err;
+    }
+    *out = v;
+    *n = cnt;
+    return 0;
+}
 
 int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **out, size_t *out_len)
 {

@@ -79,6 +79,24 @@ int pt_shard_sm_apply(struct pt_shard_sm *sm, const uint8_t *entry, size_t len,
 int pt_shard_sm_query(struct pt_shard_sm *sm, const uint8_t *req, size_t len, uint8_t *reply,
                       size_t cap, size_t *reply_len);
 
+/*
+ * Garbage collection (read-only helpers for the leader). Files whose retention is over at
+ * `now`: unlinked with deadline <= now, or expired with deadline + retention <= now. Scans at
+ * most `budget` inodes from *cursor (an inode id; 0 = start) and moves the cursor on (back to
+ * 0 at the end). Fills ids[0..max) and returns how many, or a negative error.
+ */
+int pt_shard_sm_gc_candidates(struct pt_shard_sm *sm, uint64_t now, uint64_t *cursor,
+                              unsigned budget, uint64_t *ids, unsigned max);
+
+/* One stored block of a file: where it is and what the erase certificate covers. */
+struct pt_gc_block {
+    uint64_t service, block;
+    uint32_t crc, size;
+};
+/* Every block of a file's spans, malloc'd into *out (count in *n; none: NULL, 0). */
+int pt_shard_sm_file_blocks(struct pt_shard_sm *sm, uint64_t file, struct pt_gc_block **out,
+                            size_t *n);
+
 /* Whole-store snapshot as one buffer (malloc'd) / restore from one: for Raft log compaction. */
 int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **buf, size_t *len);
 int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len);
