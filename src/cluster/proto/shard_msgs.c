@@ -59,6 +59,8 @@ static int shard_req_fields(uint8_t op)
     case PT_SHARD_RETIRE_FILE:
     case PT_SHARD_FORGET_FILE:
         return F_ID;
+    case PT_SHARD_FORGET_DROPPED:
+        return F_DATA;
     case PT_SHARD_MAKE_DIR:
         return F_TXN | F_TARGET;
     case PT_SHARD_ADD_ENTRY:

@@ -49,6 +49,7 @@ enum pt_shard_op {
     PT_SHARD_DROP_SPAN = 24,      /* (id, cookie, offset): forget the last, uncertified span */
     PT_SHARD_RETIRE_FILE = 25,    /* (id): a file lost its name on another shard: retention */
     PT_SHARD_FORGET_FILE = 26,    /* (id): leader only: every block erased, drop the file */
+    PT_SHARD_FORGET_DROPPED = 27, /* (data = n x (time, service, block)): leader only: erased */
     /* The shard-local halves of CDC transactions; txn makes a retry return the same result. */
     PT_SHARD_MAKE_DIR = 32,     /* (txn, target=parent) -> new dir id */
     PT_SHARD_ADD_ENTRY = 33,    /* (txn, id=dir, name, target, offset=type) */

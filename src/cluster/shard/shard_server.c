@@ -46,6 +46,10 @@ struct gc_round {
     struct shard_service *s;
     struct gc_file files[GC_FILES_MAX];
     unsigned n;
+    /* blocks of dropped spans: one pseudo-file per block, with its drop time */
+    struct gc_file dropped[PT_SHARD_GC_DROPPED_MAX];
+    uint64_t dropped_time[PT_SHARD_GC_DROPPED_MAX];
+    unsigned n_dropped;
 };
 
 struct shard_service {
@@ -228,7 +232,8 @@ static void handle(void *ctx, struct pt_request *req)
             reply_shard(req, s->reply, rl);
         return;
     }
-    if (q.op == PT_SHARD_EXPIRE || q.op == PT_SHARD_FORGET_FILE) {
+    if (q.op == PT_SHARD_EXPIRE || q.op == PT_SHARD_FORGET_FILE ||
+        q.op == PT_SHARD_FORGET_DROPPED) {
         pt_request_reply_error(req, -PT_EPERM, "expiry and collection are driven by the leader",
                                NULL);
         return;
@@ -298,18 +303,19 @@ static void gc_round_free(struct gc_round *g)
     unsigned i;
     for (i = 0; i < g->n; i++)
         free(g->files[i].blocks);
+    for (i = 0; i < g->n_dropped; i++)
+        free(g->dropped[i].blocks);
     free(g);
 }
 
 /* Worker thread: erase every block with its certificate and check each erase proof. */
-static void gc_work(uv_work_t *w)
+static void gc_erase_files(struct gc_file *files, unsigned count)
 {
-    struct gc_round *g = w->data;
     struct pt_call_opts opts = {.timeout_ms = 2000, .retry_budget_ms = 3000};
     unsigned i;
     size_t j;
-    for (i = 0; i < g->n; i++) {
-        struct gc_file *f = &g->files[i];
+    for (i = 0; i < count; i++) {
+        struct gc_file *f = &files[i];
         f->erased = 1;
         for (j = 0; j < f->n && f->erased; j++) {
             const struct gc_block *b = &f->blocks[j];
@@ -326,6 +332,42 @@ static void gc_work(uv_work_t *w)
     }
 }
 
+static void gc_work(uv_work_t *w)
+{
+    struct gc_round *g = w->data;
+    gc_erase_files(g->files, g->n);
+    gc_erase_files(g->dropped, g->n_dropped);
+}
+
+/* FORGET_DROPPED for the dropped blocks proven erased. */
+static void gc_forget_dropped(struct shard_service *s, struct gc_round *g)
+{
+    uint8_t data[PT_SHARD_GC_DROPPED_MAX * 24], enc[PT_SHARD_GC_DROPPED_MAX * 24 + 16];
+    struct pt_shard_req q;
+    struct op_ctx *o;
+    unsigned i, n = 0;
+    int len;
+    for (i = 0; i < g->n_dropped; i++) {
+        if (!g->dropped[i].erased) continue;
+        pt_put_le64(data + 24 * n, g->dropped_time[i]);
+        pt_put_le64(data + 24 * n + 8, g->dropped[i].blocks[0].b.service);
+        pt_put_le64(data + 24 * n + 16, g->dropped[i].blocks[0].b.block);
+        n++;
+    }
+    if (n == 0) return;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_FORGET_DROPPED;
+    q.data_len = 24 * n;
+    q.data_ptr = data;
+    len = pt_shard_req_encode(&q, enc, sizeof(enc));
+    o = calloc(1, sizeof(*o));
+    if (!o || len < 0) {
+        free(o);
+        return;
+    }
+    if (pt_node_propose(s->node, enc, (size_t)len, write_done, o) != 0) free(o);
+}
+
 /* Back on the loop: every file whose blocks are all proven erased is forgotten (logged). */
 static void gc_done(uv_work_t *w, int status)
 {
@@ -333,25 +375,49 @@ static void gc_done(uv_work_t *w, int status)
     struct shard_service *s = g->s;
     unsigned i;
     s->gc_running = 0;
-    if (status == 0 && pt_node_can_serve(s->node))
+    if (status == 0 && pt_node_can_serve(s->node)) {
         for (i = 0; i < g->n; i++)
             if (g->files[i].erased) propose_own(s, PT_SHARD_FORGET_FILE, g->files[i].id);
+        gc_forget_dropped(s, g);
+    }
     gc_round_free(g);
 }
 
 /* Start a GC round for files whose retention is over at `now` (leader only). */
+/* Where a block is and the secret to certify its erase, from the registry's list. */
+static void gc_locate(struct shard_service *s, struct gc_block *b, const struct pt_gc_block *gb)
+{
+    const struct pt_node_service *svc = pt_node_service_find(s->node, gb->service);
+    b->b = *gb;
+    if (svc && svc->has_secret && svc->addr[0]) {
+        b->known = 1;
+        snprintf(b->addr, sizeof(b->addr), "%s", svc->addr);
+        memcpy(b->secret, svc->secret, sizeof(b->secret));
+    }
+}
+
 static void gc_start(struct shard_service *s, uint64_t now)
 {
     uint64_t ids[GC_FILES_MAX];
+    struct pt_gc_block dropped[PT_SHARD_GC_DROPPED_MAX];
     struct gc_round *g;
     unsigned i;
     size_t j;
     int n =
         pt_shard_sm_gc_candidates(&s->sm, now, &s->gc_cursor, GC_SCAN_BUDGET, ids, GC_FILES_MAX);
-    if (n <= 0) return;
+    int nd;
+    if (n < 0) n = 0;
     if (!(g = calloc(1, sizeof(*g)))) return;
     g->s = s;
     g->work.data = g;
+    nd = pt_shard_sm_gc_dropped(&s->sm, now, dropped, g->dropped_time, PT_SHARD_GC_DROPPED_MAX);
+    for (i = 0; nd > 0 && i < (unsigned)nd; i++) {
+        struct gc_file *f = &g->dropped[g->n_dropped];
+        if (!(f->blocks = calloc(1, sizeof(*f->blocks)))) break;
+        f->n = 1;
+        gc_locate(s, &f->blocks[0], &dropped[i]);
+        g->n_dropped++;
+    }
     for (i = 0; i < (unsigned)n; i++) {
         struct gc_file *f = &g->files[g->n];
         struct pt_gc_block *blocks;
@@ -362,19 +428,13 @@ static void gc_start(struct shard_service *s, uint64_t now)
             free(blocks);
             continue;
         }
-        for (j = 0; j < f->n; j++) {
-            const struct pt_node_service *svc = pt_node_service_find(s->node, blocks[j].service);
-            f->blocks[j].b = blocks[j];
-            if (svc && svc->has_secret && svc->addr[0]) {
-                f->blocks[j].known = 1;
-                snprintf(f->blocks[j].addr, sizeof(f->blocks[j].addr), "%s", svc->addr);
-                memcpy(f->blocks[j].secret, svc->secret, sizeof(f->blocks[j].secret));
-            }
-        }
+        for (j = 0; j < f->n; j++)
+            gc_locate(s, &f->blocks[j], &blocks[j]);
         free(blocks);
         g->n++;
     }
-    if (g->n == 0 || uv_queue_work(pt_node_loop(s->node), &g->work, gc_work, gc_done) != 0) {
+    if ((g->n == 0 && g->n_dropped == 0) ||
+        uv_queue_work(pt_node_loop(s->node), &g->work, gc_work, gc_done) != 0) {
         gc_round_free(g);
         return;
     }

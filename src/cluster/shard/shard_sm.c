@@ -320,7 +320,8 @@ int pt_shard_sm_open(struct pt_shard_sm *sm, const char *dir, unsigned shard, in
         (rc = mdb_dbi_open(t, "blockidx", MDB_CREATE, &sm->blockidx)) ||
         (rc = mdb_dbi_open(t, "meta", MDB_CREATE, &sm->meta)) ||
         (rc = mdb_dbi_open(t, "txns", MDB_CREATE, &sm->txns)) ||
-        (rc = mdb_dbi_open(t, "transient", MDB_CREATE, &sm->transient))) {
+        (rc = mdb_dbi_open(t, "transient", MDB_CREATE, &sm->transient)) ||
+        (rc = mdb_dbi_open(t, "dropped", MDB_CREATE, &sm->dropped))) {
         mdb_txn_abort(t);
         goto fail;
     }
@@ -599,10 +600,19 @@ static int op_drop_span(struct apply_ctx *a, const struct pt_shard_req *q)
     if (q->offset + s.size != f.size) return -PT_EINVAL;
     if (s.certified) return -PT_EBUSY;
     for (i = 0; i < pt_span_block_count(&s); i++) {
+        uint8_t dk[24], dv[8];
+        MDB_val dkey = {24, dk}, dval = {8, dv};
         key_put_be64(k, s.blocks[i].service);
         key_put_be64(k + 8, s.blocks[i].block);
         rc = mdb_del(a->t, a->sm->blockidx, &key, NULL);
         if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+        /* The writer may have stored copies: erased by GC after the retention period. */
+        key_put_be64(dk, a->now);
+        key_put_be64(dk + 8, s.blocks[i].service);
+        key_put_be64(dk + 16, s.blocks[i].block);
+        pt_put_le32(dv, s.blocks[i].crc);
+        pt_put_le32(dv + 4, s.block_size);
+        if ((rc = map_mdb(mdb_put(a->t, a->sm->dropped, &dkey, &dval, 0))) != 0) return rc;
     }
     span_key(k, q->id, q->offset);
     if ((rc = map_mdb(mdb_del(a->t, a->sm->spans, &key, NULL))) != 0) return rc;
@@ -819,6 +829,25 @@ static int op_forget(struct apply_ctx *a, const struct pt_shard_req *q)
     if (err) return err;
     if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
     return inode_del(a->sm, a->t, q->id);
+}
+
+/* FORGET_DROPPED: the leader proved these dropped blocks erased; absent keys are repeats. */
+static int op_forget_dropped(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    uint32_t i;
+    if (q->data_len == 0 || q->data_len % 24 || q->data_len / 24 > PT_SHARD_GC_DROPPED_MAX)
+        return -PT_EINVAL;
+    for (i = 0; i < q->data_len / 24; i++) {
+        uint8_t dk[24];
+        MDB_val dkey = {24, dk};
+        int rc;
+        key_put_be64(dk, pt_get_le64(q->data_ptr + 24 * i));
+        key_put_be64(dk + 8, pt_get_le64(q->data_ptr + 24 * i + 8));
+        key_put_be64(dk + 16, pt_get_le64(q->data_ptr + 24 * i + 16));
+        rc = mdb_del(a->t, a->sm->dropped, &dkey, NULL);
+        if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    }
+    return 0;
 }
 
 static int op_rename(struct apply_ctx *a, const struct pt_shard_req *q)
@@ -1056,6 +1085,8 @@ static int dispatch_write(struct apply_ctx *a, const struct pt_shard_req *q)
         return op_retire(a, q);
     case PT_SHARD_FORGET_FILE:
         return op_forget(a, q);
+    case PT_SHARD_FORGET_DROPPED:
+        return op_forget_dropped(a, q);
     case PT_SHARD_MAKE_DIR:
         return op_make_dir(a, q);
     case PT_SHARD_ADD_ENTRY:
@@ -1328,6 +1359,7 @@ int pt_shard_sm_query(struct pt_shard_sm *sm, const uint8_t *req, size_t len, ui
  * u64 count, then count x (u32 klen, key, u32 vlen, value); then u32 CRC32C of all before.
  */
 #define SNAP_MAGIC 0x53535450u
+#define SNAP_VERSION 2 /* 2: the dropped table */
 
 int pt_shard_sm_gc_candidates(struct pt_shard_sm *sm, uint64_t now, uint64_t *cursor,
                               unsigned budget, uint64_t *ids, unsigned max)
@@ -1421,10 +1453,40 @@ int pt_shard_sm_file_blocks(struct pt_shard_sm *sm, uint64_t file, struct pt_gc_
     return 0;
 }
 
+int pt_shard_sm_gc_dropped(struct pt_shard_sm *sm, uint64_t now, struct pt_gc_block *out,
+                           uint64_t *times, unsigned max)
+{
+    MDB_txn *t;
+    MDB_cursor *cur;
+    MDB_val key, val;
+    unsigned n = 0;
+    int rc;
+    if ((rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, &t)) != 0) return map_mdb(rc);
+    if ((rc = mdb_cursor_open(t, sm->dropped, &cur)) != 0) {
+        mdb_txn_abort(t);
+        return map_mdb(rc);
+    }
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0 && n < max;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        const uint8_t *k = key.mv_data, *v = val.mv_data;
+        if (key.mv_size != 24 || val.mv_size != 8) continue;
+        if (key_get_be64(k) + sm->retention_ms > now) break; /* oldest first: the rest wait */
+        times[n] = key_get_be64(k);
+        out[n].service = key_get_be64(k + 8);
+        out[n].block = key_get_be64(k + 16);
+        out[n].crc = pt_get_le32(v);
+        out[n].size = pt_get_le32(v + 4);
+        n++;
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(t);
+    return rc == 0 || rc == MDB_NOTFOUND ? (int)n : map_mdb(rc);
+}
+
 int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **out, size_t *out_len)
 {
-    MDB_dbi *tables[7] = {&sm->inodes, &sm->dirents, &sm->spans,    &sm->blockidx,
-                          &sm->meta,   &sm->txns,    &sm->transient};
+    MDB_dbi *tables[8] = {&sm->inodes, &sm->dirents, &sm->spans,     &sm->blockidx,
+                          &sm->meta,   &sm->txns,    &sm->transient, &sm->dropped};
     MDB_txn *t;
     size_t size = 12, pos, i;
     uint8_t *buf;
@@ -1446,7 +1508,7 @@ int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **out, size_t *out_len)
         return -PT_ENOMEM;
     }
     pt_put_le32(buf, SNAP_MAGIC);
-    pt_put_le32(buf + 4, 1);
+    pt_put_le32(buf + 4, SNAP_VERSION);
     pos = 8;
     for (i = 0; i < PT_ARRAY_SIZE(tables); i++) {
         MDB_cursor *cur;
@@ -1483,20 +1545,25 @@ fail:
 
 int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len)
 {
-    MDB_dbi *tables[7] = {&sm->inodes, &sm->dirents, &sm->spans,    &sm->blockidx,
-                          &sm->meta,   &sm->txns,    &sm->transient};
+    MDB_dbi *tables[8] = {&sm->inodes, &sm->dirents, &sm->spans,     &sm->blockidx,
+                          &sm->meta,   &sm->txns,    &sm->transient, &sm->dropped};
     struct pt_cursor c;
     MDB_txn *t;
-    size_t i;
+    size_t i, n_tables;
+    uint32_t version;
     int rc;
-    if (len < 12 || pt_get_le32(buf) != SNAP_MAGIC || pt_get_le32(buf + 4) != 1 ||
+    if (len < 12 || pt_get_le32(buf) != SNAP_MAGIC ||
         petrel_crc32c(0, buf, len - 4) != pt_get_le32(buf + len - 4))
         return -PT_ECORRUPT;
+    version = pt_get_le32(buf + 4);
+    if (version != 1 && version != SNAP_VERSION) return -PT_ECORRUPT;
+    n_tables = version == 1 ? 7 : 8; /* version 1 had no dropped table */
     pt_cursor_init(&c, (void *)(buf + 8), len - 12);
     if ((rc = mdb_txn_begin(sm->env, NULL, 0, &t)) != 0) return map_mdb(rc);
     for (i = 0; i < PT_ARRAY_SIZE(tables); i++) {
         uint64_t count, j;
         if ((rc = mdb_drop(t, *tables[i], 0)) != 0) goto fail;
+        if (i >= n_tables) continue;
         count = pt_dec_u64(&c);
         for (j = 0; j < count && pt_cursor_ok(&c); j++) {
             MDB_val k, v;
