@@ -349,9 +349,10 @@ static void gc_forget_dropped(struct shard_service *s, struct gc_round *g)
     int len;
     for (i = 0; i < g->n_dropped; i++) {
         if (!g->dropped[i].erased) continue;
-        pt_put_le64(data + 24 * n, g->dropped_time[i]);
-        pt_put_le64(data + 24 * n + 8, g->dropped[i].blocks[0].b.service);
-        pt_put_le64(data + 24 * n + 16, g->dropped[i].blocks[0].b.block);
+        uint8_t *p = data + (size_t)24 * n;
+        pt_put_le64(p, g->dropped_time[i]);
+        pt_put_le64(p + 8, g->dropped[i].blocks[0].b.service);
+        pt_put_le64(p + 16, g->dropped[i].blocks[0].b.block);
         n++;
     }
     if (n == 0) return;

@@ -841,9 +841,10 @@ static int op_forget_dropped(struct apply_ctx *a, const struct pt_shard_req *q)
         uint8_t dk[24];
         MDB_val dkey = {24, dk};
         int rc;
-        key_put_be64(dk, pt_get_le64(q->data_ptr + 24 * i));
-        key_put_be64(dk + 8, pt_get_le64(q->data_ptr + 24 * i + 8));
-        key_put_be64(dk + 16, pt_get_le64(q->data_ptr + 24 * i + 16));
+        const uint8_t *p = q->data_ptr + (size_t)24 * i;
+        key_put_be64(dk, pt_get_le64(p));
+        key_put_be64(dk + 8, pt_get_le64(p + 8));
+        key_put_be64(dk + 16, pt_get_le64(p + 16));
         rc = mdb_del(a->t, a->sm->dropped, &dkey, NULL);
         if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
     }
