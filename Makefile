@@ -46,7 +46,7 @@ BENCH_SRCS  := $(sort $(wildcard bench/*.c))
 BENCH_BIN   := $(BUILD)/bench/petrel-bench
 
 .PHONY: all build deps test check bench run \
-        format lint c99 clean help soak
+        format lint c99 clean help soak fuzz
 .DEFAULT_GOAL := all
 
 all: deps
@@ -76,6 +76,8 @@ $(BUILD)/petrel: $(call obj,$(CLI_SRCS)) $(LIBS)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $(call obj,$(CLI_SRCS)) $(LIBS) $(PKG_LIBS) $(LDLIBS)
 
+# Objects built through the pattern rules below are kept (not deleted as intermediates).
+.SECONDARY:
 .SECONDEXPANSION:
 $(BUILD)/tests/test-%: $$(call obj,$$(sort $$(wildcard tests/%/*.c)) $(RUNNER_SRCS)) $(LIBS)
 	@mkdir -p $(dir $@)
@@ -117,6 +119,22 @@ bench: all
 run: all
 	@sh mk/run.sh $(BUILD)
 
+# libFuzzer targets (fuzz/fuzz_TARGET.c), built with clang under ASan+UBSan in build/fuzz and
+# run one at a time for FUZZ_TIME seconds each (FUZZ_TARGETS picks some). Not part of `make
+# test`: tests/fuzz_regress replays the saved corpora there. See fuzz/README.md.
+FUZZ_TARGETS ?= $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_TIME    ?= 120
+fuzz: deps
+	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang OPT=-O1 \
+		SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+		$(patsubst %,build/fuzz/fuzz-%,$(FUZZ_TARGETS))
+	@bash fuzz/run.sh build/fuzz $(FUZZ_TIME) $(FUZZ_TARGETS)
+
+$(BUILD)/fuzz-%: fuzz/fuzz_%.c fuzz/fuzz.h $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) $(PKG_CFLAGS) -DPT_LIBFUZZER -fsanitize=fuzzer $< -o $@ $(LIBS) \
+		$(PKG_LIBS) $(LDLIBS)
+
 # The flash engine and the CRC must build as plain C99 with no dependency but libc headers.
 c99:
 	@mkdir -p $(BUILD)/c99
@@ -138,6 +156,6 @@ clean:
 
 help:
 	@echo "make | make test | make test-PART | make check | make bench | make run | make soak"
-	@echo "make format | make lint | make c99 | make clean"
+	@echo "make format | make lint | make c99 | make clean | make fuzz [FUZZ_TIME=S FUZZ_TARGETS=..]"
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -21,8 +21,12 @@ for mod in "$@"; do
         *) echo "deps: no Debian package known for pkg-config module '$mod'" >&2; exit 1 ;;
     esac
 done
-# Tools the tests drive: fusermount3 (FUSE mounts), lmdb-utils are not needed.
+# Tools the tests drive: fusermount3 (FUSE mounts), python3 (xattr checks), script (terminal
+# progress checks), tar (archives through mounts).
 command -v fusermount3 >/dev/null 2>&1 || add fuse3
+command -v python3 >/dev/null 2>&1 || add python3
+command -v script >/dev/null 2>&1 || add bsdutils
+command -v tar >/dev/null 2>&1 || add tar
 
 [ -z "$need_pkgs" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

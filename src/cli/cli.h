@@ -1,10 +1,15 @@
 /*
  * The petrel command-line tool: one binary, one subcommand per user action. Each command is a
- * function in its own file (src/cli/cmd_*.c) listed in the table in main.c.
+ * function in its own file (src/cli/cmd_*.c) listed in the table in main.c; every command
+ * parses its arguments with the one option parser (opt.h).
  * Commands print one clear error line ("petrel CMD: what failed: why") and return non-zero.
  */
 #ifndef PETREL_CLI_H
 #define PETREL_CLI_H
+
+#include <stdint.h>
+
+#include "petrel/vfs.h"
 
 struct cli_command {
     const char *name;
@@ -15,11 +20,70 @@ struct cli_command {
 /* Print "petrel CMD: message" to stderr; returns 1 (the exit code for errors). */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Whether this build has a command (the cluster servers come with the cluster parts). */
+int cli_has_command(const char *name);
+
+/* The message for a negative PT_E* code or errno value. */
+const char *cli_strerror(int rc);
+
+/*
+ * A place a command works on: a parsed location and the opened vfs of its store. Places on
+ * the same store share one opened vfs (an image can be opened by one user at a time).
+ */
+struct cli_place {
+    struct petrel_vfs_location loc;
+    struct petrel_vfs *vfs;
+    const char *text; /* what the user typed */
+};
+
+/* Parse text and open its store (flags: enum petrel_vfs_mount_flags). On failure prints
+ * the error line for cmd and returns 1; 0 on success. */
+int cli_place_open(const char *cmd, const char *text, int flags, struct cli_place *place);
+
+/* Same for a whole store (mount, df, info): an existing file names an image, an existing
+ * directory a local tree (petrel_vfs_store_parse). */
+int cli_store_open(const char *cmd, const char *text, int flags, struct cli_place *place);
+
+/* Release a place; the store is closed (unmounted) when its last place goes. Prints an error
+ * and returns 1 when making the store durable failed; 0 otherwise. */
+int cli_place_close(const char *cmd, struct cli_place *place);
+
+/* How to show a path of a place in messages, as the user would type it ("disk.img:/a",
+ * "petrel://h:7400/a", "dir/a"); rotates over a few static buffers. */
+const char *cli_show(const struct cli_place *place, const char *path);
+
+/* Progress of a long copy: prints a line on stderr only when stderr is a terminal. */
+struct cli_progress {
+    int enabled;
+    uint64_t done, total;
+    double start, last;
+};
+void cli_progress_start(struct cli_progress *p, uint64_t total);
+void cli_progress_add(struct cli_progress *p, const char *name, uint64_t bytes);
+void cli_progress_end(struct cli_progress *p);
+
+/* Human-readable size ("8.0M") into buf. */
+const char *cli_human_size(uint64_t bytes, char *buf, unsigned size);
+
 /* Commands. */
 int cmd_crc32c(int argc, char **argv);
+int cmd_mkfs(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+int cmd_stat(int argc, char **argv);
+int cmd_cat(int argc, char **argv);
+int cmd_cp(int argc, char **argv);
+int cmd_mkdir(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+int cmd_mv(int argc, char **argv);
+int cmd_df(int argc, char **argv);
+int cmd_fsck(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_mount(int argc, char **argv);
+int cmd_cluster(int argc, char **argv);
 int cmd_registry(int argc, char **argv);
 int cmd_blocks(int argc, char **argv);
 int cmd_shard(int argc, char **argv);
+int cluster_status(int argc, char **argv); /* petrel cluster status (cluster_status.c) */
 int cmd_cdc(int argc, char **argv);
 
 #endif

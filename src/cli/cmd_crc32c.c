@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/opt.h"
 #include "petrel/crc32c.h"
 
 static int crc_stream(FILE *f, uint32_t *out)
@@ -22,15 +23,16 @@ static int crc_stream(FILE *f, uint32_t *out)
 
 int cmd_crc32c(int argc, char **argv)
 {
-    int i, status = 0;
-    if (argc < 2) return cli_error("crc32c", "no file given (usage: petrel crc32c FILE...)");
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        printf("usage: petrel crc32c FILE...\n"
-               "Print the CRC-32C (Castagnoli) of each FILE as 8 hex digits and its name;\n"
-               "'-' reads standard input.\n");
-        return 0;
-    }
-    for (i = 1; i < argc; i++) {
+    int i, n, status = 0;
+    const struct cli_option options[] = {{0, NULL, CLI_FLAG, NULL, NULL, NULL}};
+    const struct cli_spec spec = {
+        "crc32c", "FILE...",
+        "Print the CRC-32C (Castagnoli) of each FILE as 8 hex digits and its name;\n"
+        "'-' reads standard input.",
+        options, 0, -1};
+    CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
+    if (n < 1) return cli_error("crc32c", "no file given (usage: petrel crc32c FILE...)");
+    for (i = 1; i <= n; i++) {
         uint32_t crc;
         int is_stdin = strcmp(argv[i], "-") == 0;
         FILE *f = is_stdin ? stdin : fopen(argv[i], "rb");

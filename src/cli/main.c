@@ -1,6 +1,6 @@
 /*
  * petrel: dispatch to a subcommand. Owns the command table and the common error format;
- * commands own their options and output.
+ * commands own their options (through the one option parser, opt.h) and output.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +11,19 @@
 #define PETREL_VERSION "0.1.0"
 
 static const struct cli_command commands[] = {
+    {"mkfs", "create a flash image (or format a block device)", cmd_mkfs},
+    {"ls", "list directories", cmd_ls},
+    {"stat", "show a file's or directory's details", cmd_stat},
+    {"cat", "write files to standard output", cmd_cat},
+    {"cp", "copy files and trees between locations of any kind", cmd_cp},
+    {"mkdir", "create directories", cmd_mkdir},
+    {"rm", "remove files and trees", cmd_rm},
+    {"mv", "rename or move within a store", cmd_mv},
+    {"df", "show capacity and usage of a store", cmd_df},
+    {"fsck", "check a flash image", cmd_fsck},
+    {"info", "show a flash image's geometry, usage and wear", cmd_info},
+    {"mount", "mount an image or a cluster with FUSE", cmd_mount},
+    {"cluster", "start a local cluster, or show a cluster's status", cmd_cluster},
     {"crc32c", "print the CRC-32C of files", cmd_crc32c},
     {"registry", "run the cluster registry server", cmd_registry},
     {"blocks", "run block services, one per disk directory", cmd_blocks},
@@ -29,12 +42,22 @@ int cli_error(const char *cmd, const char *fmt, ...)
     return 1;
 }
 
+int cli_has_command(const char *name)
+{
+    size_t i;
+    for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(commands[i].name, name) == 0) return 1;
+    return 0;
+}
+
 static void usage(FILE *out)
 {
     size_t i;
     fprintf(out, "usage: petrel COMMAND [ARGS...]   (petrel COMMAND --help for details)\n\n");
     for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nA LOCATION is IMAGE:PATH (a flash image), petrel://HOST:PORT/PATH (a cluster)\n"
+                 "or a local path.\n");
 }
 
 int main(int argc, char **argv)

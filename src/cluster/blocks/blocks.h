@@ -45,7 +45,8 @@ int pt_blocks_store_scan(struct pt_blocks_store *s,
 
 /*
  * Store a block durably. crc must be the CRC32C of the data (else -PT_EBADMSG). An existing
- * identical block is success; a different one is -PT_EEXIST; a corrupt one is replaced.
+ * identical block is success when every page of it still verifies; a different one is
+ * -PT_EEXIST; a corrupt one (bad header, or a rotten page under the same header) is replaced.
  * -PT_ECORRUPT when the read-back does not match (nothing becomes visible), -PT_ENOSPC, -PT_EIO.
  */
 int pt_blocks_store_write(struct pt_blocks_store *s, uint64_t block_id, uint32_t crc,

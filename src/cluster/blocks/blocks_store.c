@@ -268,6 +268,31 @@ static int verify_written(int fd, const uint8_t *header, const uint8_t *crcs, ui
     return err;
 }
 
+/*
+ * Whether the stored block, whose header already claims (crc, size), is whole: every page
+ * verifies and the page CRCs combine to crc. 0, -PT_ECORRUPT, or another error.
+ */
+static int stored_block_whole(struct pt_blocks_store *s, uint64_t block_id, uint32_t crc,
+                              uint32_t size)
+{
+    struct pt_block_read_resp r;
+    struct pt_cursor c;
+    uint8_t *body;
+    size_t len;
+    uint32_t i, whole = 0;
+    int err = pt_blocks_store_read(s, block_id, 0, size, &body, &len);
+    if (err) return err;
+    pt_cursor_init(&c, body, len);
+    pt_block_dec_read_resp(&c, &r);
+    for (i = 0; pt_cursor_ok(&c) && i < r.pages; i++)
+        whole = petrel_crc32c_append(whole, pt_dec_u32(&c),
+                                     PT_MIN(PT_BLOCK_PAGE_SIZE, size - i * PT_BLOCK_PAGE_SIZE));
+    if (!pt_cursor_ok(&c) || r.block_size != size || r.data_len != size || whole != crc)
+        err = -PT_ECORRUPT;
+    free(body);
+    return err;
+}
+
 int pt_blocks_store_write(struct pt_blocks_store *s, uint64_t block_id, uint32_t crc,
                           const void *data, uint32_t size)
 {
@@ -284,10 +309,8 @@ int pt_blocks_store_write(struct pt_blocks_store *s, uint64_t block_id, uint32_t
     err = pt_blocks_store_path(s, block_id, final, sizeof(final));
     if (!err) err = subdir_path(s, block_id, sub, sizeof(sub));
     if (err) return err;
-    err = pt_blocks_store_stat(s, block_id, &old);
-    if (err == 0) return (old.crc == crc && old.size == size) ? 0 : -PT_EEXIST;
-    if (err != -PT_ENOENT && err != -PT_ECORRUPT) return err;
 
+    /* The data must match its CRC before anything else is decided. */
     crcs = malloc((size_t)pages * 4 + 1);
     if (!crcs) return -PT_ENOMEM;
     for (i = 0; i < pages; i++) {
@@ -296,9 +319,21 @@ int pt_blocks_store_write(struct pt_blocks_store *s, uint64_t block_id, uint32_t
         pt_put_le32(crcs + (size_t)4 * i, pc);
         whole = petrel_crc32c_append(whole, pc, n);
     }
-    if (whole != crc) {
+    err = whole != crc ? -PT_EBADMSG : pt_blocks_store_stat(s, block_id, &old);
+    if (err == 0 && (old.crc != crc || old.size != size)) {
+        err = -PT_EEXIST;
+    } else if (err == 0) {
+        /* The same block again (a retried write): success only if the stored copy is still
+           whole; a copy that rotted since is replaced like one with a bad header. */
+        err = stored_block_whole(s, block_id, crc, size);
+        if (err == 0) {
+            free(crcs);
+            return 0;
+        }
+    }
+    if (err != -PT_ENOENT && err != -PT_ECORRUPT) {
         free(crcs);
-        return -PT_EBADMSG;
+        return err;
     }
     h.block_id = block_id;
     h.size = size;

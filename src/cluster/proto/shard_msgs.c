@@ -302,6 +302,9 @@ int pt_shard_reply_dirent(struct pt_cursor *body, struct pt_dirent *de)
     de->name_len = pt_dec_u8(body);
     p = pt_cursor_take(body, de->name_len);
     if (!p) return -PT_EPROTO;
+    /* A name the shard could never have stored (NUL or '/') would change the path a caller
+       builds from it. */
+    if (memchr(p, 0, de->name_len) || memchr(p, '/', de->name_len)) return -PT_EPROTO;
     memcpy(de->name, p, de->name_len);
     de->name[de->name_len] = 0;
     return 0;

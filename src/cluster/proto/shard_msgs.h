@@ -164,7 +164,8 @@ struct pt_dirent {
  * what follows; on -PT_EPROTO body is an empty failed cursor (decoders then fail cleanly).
  */
 int pt_shard_reply_open(const uint8_t *reply, size_t len, struct pt_cursor *body);
-/* Body decoders for the client; each returns 0 or -PT_EPROTO. */
+/* Body decoders for the client; each returns 0 or -PT_EPROTO (a dirent name holding NUL or
+   '/' included). */
 int pt_shard_reply_stat(struct pt_cursor *body, struct pt_shard_stat *st);
 int pt_shard_reply_dirent(struct pt_cursor *body, struct pt_dirent *de);
 

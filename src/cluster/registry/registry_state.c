@@ -296,8 +296,60 @@ int pt_registry_encode(const struct pt_registry *r, uint8_t **out, size_t *len)
     return 0;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Whether a sorted key list repeats a key. */
+static int has_duplicate(uint64_t *keys, size_t n)
+{
+    size_t i;
+    qsort(keys, n, sizeof(*keys), cmp_u64);
+    for (i = 1; i < n; i++)
+        if (keys[i] == keys[i - 1]) return 1;
+    return 0;
+}
+
+/*
+ * A loaded state must keep the invariants the heartbeats keep (registry.h): one entry per
+ * (shard, replica), per CDC replica (shard 0) and per block service id (non-zero, with a
+ * failure domain), at most one leader per group. A CRC-valid file that breaks them was not
+ * written by us: -PT_ECORRUPT. Sorting keeps this O(n log n) for 65536 entries.
+ */
+static int state_consistent(const struct pt_registry *r)
+{
+    uint64_t *ids = malloc((r->count ? r->count : 1) * sizeof(*ids));
+    uint64_t *replicas = malloc((r->count ? r->count : 1) * sizeof(*replicas));
+    uint64_t *leaders = malloc((r->count ? r->count : 1) * sizeof(*leaders));
+    size_t i, nids = 0, nreplicas = 0, nleaders = 0;
+    int err = 0;
+    if (!ids || !replicas || !leaders) err = -PT_ENOMEM;
+    for (i = 0; !err && i < r->count; i++) {
+        const struct pt_registry_entry *e = &r->entries[i];
+        if (e->kind == PT_REG_KIND_BLOCKS) {
+            if (e->blocks.id == 0 || e->blocks.failure_domain[0] == 0) err = -PT_ECORRUPT;
+            ids[nids++] = e->blocks.id;
+            continue;
+        }
+        if (e->kind == PT_REG_KIND_CDC && e->replica.shard != 0) err = -PT_ECORRUPT;
+        replicas[nreplicas++] =
+            ((uint64_t)e->kind << 16) | ((uint64_t)e->replica.shard << 8) | e->replica.replica;
+        if (e->replica.leader) leaders[nleaders++] = ((uint64_t)e->kind << 8) | e->replica.shard;
+    }
+    if (!err && (has_duplicate(ids, nids) || has_duplicate(replicas, nreplicas) ||
+                 has_duplicate(leaders, nleaders)))
+        err = -PT_ECORRUPT;
+    free(ids);
+    free(replicas);
+    free(leaders);
+    return err;
+}
+
 int pt_registry_decode(struct pt_registry *r, const uint8_t *buf, size_t len, uint64_t now_ms)
 {
+    int err;
     struct pt_registry fresh;
     struct pt_cursor c;
     uint32_t n, i;
@@ -344,6 +396,11 @@ int pt_registry_decode(struct pt_registry *r, const uint8_t *buf, size_t len, ui
     if (!pt_cursor_ok(&c) || pt_cursor_left(&c)) {
         pt_registry_free(&fresh);
         return -PT_ECORRUPT;
+    }
+    err = state_consistent(&fresh);
+    if (err) {
+        pt_registry_free(&fresh);
+        return err;
     }
     pt_registry_free(r);
     *r = fresh;

@@ -1,0 +1,240 @@
+/*
+ * Flash engine workloads on an emulated NOR chip (read 16 B, prog 16 B, erase 4 KiB, 512
+ * blocks): bytes read, programmed and erased per workload, counted by the emulated device.
+ * Lines:
+ *   fs-bench NAME read=BYTES prog=BYTES erase=BYTES
+ *   fs-budget NAME VALUE<=LIMIT ok|over        (the budgets of issue 3)
+ *   fs-ram ...                                 (structs and configured buffers)
+ *   fs-code ...                                (engine text size built with -Os)
+ * Byte counts are deterministic: the device and the engine take no randomness but the seed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "petrel/bd.h"
+#include "petrel/common.h"
+#include "petrel/fs.h"
+#include "petrel/prng.h"
+
+#define BF_BLOCKS 512
+#define BF_BLOCK 4096
+#define BF_CACHE 4096 /* the engine's default cache for blocks of 4 KiB or less */
+#define BF_LOOKAHEAD 64
+
+struct bf {
+    struct petrel_bd bd;
+    struct petrel_bd_emu emu;
+    struct petrel_fs_config cfg;
+    struct petrel_fs fs;
+    uint8_t rbuf[BF_CACHE], pbuf[BF_CACHE], look[BF_LOOKAHEAD];
+};
+
+static int bf_failed;
+static uint32_t bf_page_payload; /* the page buffer petrel_fs_file_open allocates */
+
+static int bf_ok(long long r, const char *what)
+{
+    if (r < 0) {
+        fprintf(stderr, "fs-bench: %s: %s\n", what, petrel_errname((int)r));
+        bf_failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+static int bf_setup(struct bf *b)
+{
+    struct petrel_bd_emu_config ec;
+    memset(b, 0, sizeof(*b));
+    memset(&ec, 0, sizeof(ec));
+    ec.read_size = 16;
+    ec.prog_size = 16;
+    ec.block_size = BF_BLOCK;
+    ec.block_count = BF_BLOCKS;
+    ec.erase_value = 0xff;
+    ec.prog_mode = PETREL_BD_EMU_PROG_NOR;
+    ec.seed = 1;
+    if (!bf_ok(petrel_bd_emu_create(&b->bd, &b->emu, &ec), "device")) return -1;
+    b->cfg.bd = &b->bd;
+    b->cfg.cache_size = BF_CACHE;
+    b->cfg.lookahead_size = BF_LOOKAHEAD;
+    b->cfg.block_cycles = 500;
+    b->cfg.read_buffer = b->rbuf;
+    b->cfg.prog_buffer = b->pbuf;
+    b->cfg.lookahead_buffer = b->look;
+    if (!bf_ok(petrel_fs_format(&b->fs, &b->cfg), "format")) return -1;
+    if (!bf_ok(petrel_fs_mount(&b->fs, &b->cfg), "mount")) return -1;
+    {
+        struct petrel_fs_fsinfo info;
+        if (!bf_ok(petrel_fs_fsinfo(&b->fs, &info), "fsinfo")) return -1;
+        bf_page_payload = info.page_size - 4;
+    }
+    return 0;
+}
+
+static void bf_print(struct bf *b, const char *name)
+{
+    printf("fs-bench %s read=%llu prog=%llu erase=%llu\n", name,
+           (unsigned long long)b->emu.stats.read_bytes, (unsigned long long)b->emu.stats.prog_bytes,
+           (unsigned long long)b->emu.stats.erase_bytes);
+}
+
+static void bf_budget(const char *name, unsigned long long value, unsigned long long limit)
+{
+    printf("fs-budget %s %llu<=%llu %s\n", name, value, limit, value <= limit ? "ok" : "over");
+}
+
+static int bf_write_file(struct bf *b, const char *path, const uint8_t *data, size_t len)
+{
+    struct petrel_fs_file f;
+    int64_t n;
+    int err =
+        petrel_fs_file_open(&b->fs, &f, path, PETREL_O_WRONLY | PETREL_O_CREAT | PETREL_O_TRUNC);
+    if (err) return err;
+    n = petrel_fs_file_write(&b->fs, &f, data, len);
+    err = petrel_fs_file_close(&b->fs, &f);
+    return n < 0 ? (int)n : err;
+}
+
+BENCH(fs)
+{
+    static struct bf b;
+    static uint8_t data[512 * 1024];
+    struct pt_prng g;
+    struct petrel_fs_file f;
+    struct petrel_fs_info info;
+    char path[64], path2[64];
+    int i;
+    size_t off;
+    unsigned long long small_read = 0, seq_prog = 0, rand_prog = 0, log_prog = 0, log_erase = 0,
+                       lookup_read = 0;
+
+    pt_prng_seed(&g, 7);
+    pt_prng_fill(&g, data, sizeof(data));
+
+    /* small-files, rename, seq-write, seq-read, rand-write, log-append: one filesystem. */
+    if (bf_setup(&b)) return;
+    bf_ok(petrel_fs_mkdir(&b.fs, "small"), "mkdir");
+    bf_ok(petrel_fs_mkdir(&b.fs, "other"), "mkdir");
+    petrel_bd_emu_stats_reset(&b.emu);
+    for (i = 0; i < 100; i++) {
+        snprintf(path, sizeof(path), "small/file-%03d", i);
+        bf_ok(bf_write_file(&b, path, data + i * 64, 64), "small-files");
+    }
+    bf_print(&b, "small-files");
+    small_read = b.emu.stats.read_bytes;
+
+    petrel_bd_emu_stats_reset(&b.emu);
+    for (i = 0; i < 100; i++) {
+        snprintf(path, sizeof(path), "small/file-%03d", i);
+        snprintf(path2, sizeof(path2), "other/file-%03d", i);
+        bf_ok(petrel_fs_rename(&b.fs, path, path2), "rename");
+    }
+    bf_print(&b, "rename");
+
+    petrel_bd_emu_stats_reset(&b.emu);
+    if (bf_ok(petrel_fs_file_open(&b.fs, &f, "seq", PETREL_O_WRONLY | PETREL_O_CREAT), "open")) {
+        for (off = 0; off < sizeof(data); off += 4096)
+            bf_ok(petrel_fs_file_write(&b.fs, &f, data + off, 4096), "seq-write");
+        bf_ok(petrel_fs_file_close(&b.fs, &f), "close");
+    }
+    bf_print(&b, "seq-write");
+    seq_prog = b.emu.stats.prog_bytes;
+
+    petrel_bd_emu_stats_reset(&b.emu);
+    if (bf_ok(petrel_fs_file_open(&b.fs, &f, "seq", PETREL_O_RDONLY), "open")) {
+        static uint8_t back[4096];
+        for (off = 0; off < sizeof(data); off += 4096) {
+            if (petrel_fs_file_read(&b.fs, &f, back, 4096) != 4096 ||
+                memcmp(back, data + off, 4096) != 0) {
+                fprintf(stderr, "fs-bench: seq-read: wrong data at %zu\n", off);
+                bf_failed = 1;
+                break;
+            }
+        }
+        bf_ok(petrel_fs_file_close(&b.fs, &f), "close");
+    }
+    bf_print(&b, "seq-read");
+
+    petrel_bd_emu_stats_reset(&b.emu);
+    if (bf_ok(petrel_fs_file_open(&b.fs, &f, "seq", PETREL_O_RDWR), "open")) {
+        for (i = 0; i < 64; i++) {
+            int64_t at = (int64_t)pt_prng_below(&g, sizeof(data) - 256);
+            bf_ok(petrel_fs_file_seek(&b.fs, &f, at, PETREL_SEEK_SET), "seek");
+            bf_ok(petrel_fs_file_write(&b.fs, &f, data + 1000 + i, 256), "rand-write");
+            bf_ok(petrel_fs_file_sync(&b.fs, &f), "sync");
+        }
+        bf_ok(petrel_fs_file_close(&b.fs, &f), "close");
+    }
+    bf_print(&b, "rand-write");
+    rand_prog = b.emu.stats.prog_bytes;
+
+    petrel_bd_emu_stats_reset(&b.emu);
+    if (bf_ok(petrel_fs_file_open(&b.fs, &f, "log",
+                                  PETREL_O_WRONLY | PETREL_O_CREAT | PETREL_O_APPEND),
+              "open")) {
+        for (i = 0; i < 500; i++) {
+            bf_ok(petrel_fs_file_write(&b.fs, &f, data + i * 32, 32), "log-append");
+            bf_ok(petrel_fs_file_sync(&b.fs, &f), "sync");
+        }
+        bf_ok(petrel_fs_file_close(&b.fs, &f), "close");
+    }
+    bf_print(&b, "log-append");
+    log_prog = b.emu.stats.prog_bytes;
+    log_erase = b.emu.stats.erase_bytes;
+    petrel_fs_unmount(&b.fs);
+    petrel_bd_emu_destroy(&b.emu);
+
+    /* mount and lookup: a 200-file directory. */
+    if (bf_setup(&b)) return;
+    bf_ok(petrel_fs_mkdir(&b.fs, "dir"), "mkdir");
+    for (i = 0; i < 200; i++) {
+        snprintf(path, sizeof(path), "dir/entry-%03d", i);
+        bf_ok(bf_write_file(&b, path, data + i * 100, 100), "populate");
+    }
+    petrel_fs_unmount(&b.fs);
+    petrel_bd_emu_stats_reset(&b.emu);
+    bf_ok(petrel_fs_mount(&b.fs, &b.cfg), "mount");
+    bf_print(&b, "mount");
+    petrel_bd_emu_stats_reset(&b.emu);
+    for (i = 0; i < 200; i++) {
+        snprintf(path, sizeof(path), "dir/entry-%03d", (i * 37) % 200);
+        bf_ok(petrel_fs_stat(&b.fs, path, &info), "lookup");
+    }
+    bf_print(&b, "lookup");
+    lookup_read = b.emu.stats.read_bytes;
+    petrel_fs_unmount(&b.fs);
+    petrel_bd_emu_destroy(&b.emu);
+
+    /* near-full: fill 80% of the blocks, then one 4 KiB file. */
+    if (bf_setup(&b)) return;
+    for (i = 0; petrel_fs_usage(&b.fs) < BF_BLOCKS * 8 / 10 && i < 1000; i++) {
+        snprintf(path, sizeof(path), "fill-%03d", i);
+        if (!bf_ok(bf_write_file(&b, path, data, 64 * 1024), "fill")) break;
+    }
+    petrel_bd_emu_stats_reset(&b.emu);
+    bf_ok(bf_write_file(&b, "last", data, 4096), "near-full");
+    bf_print(&b, "near-full");
+    petrel_fs_unmount(&b.fs);
+    petrel_bd_emu_destroy(&b.emu);
+
+    bf_budget("rand-write-prog", rand_prog, 1000000);
+    bf_budget("log-append-prog", log_prog, 128000);
+    bf_budget("log-append-erase", log_erase, 256000);
+    bf_budget("lookup-read", lookup_read, 200000);
+    bf_budget("small-files-read", small_read, 500000);
+    bf_budget("seq-write-prog", seq_prog, 524288ull * 105 / 100);
+
+    printf("fs-ram struct-petrel_fs=%zu struct-petrel_fs_file=%zu struct-petrel_fs_dir=%zu "
+           "read-cache=%d prog-cache=%d lookahead=%d file-page=%u total-one-open-file=%zu\n",
+           sizeof(struct petrel_fs), sizeof(struct petrel_fs_file), sizeof(struct petrel_fs_dir),
+           BF_CACHE, BF_CACHE, BF_LOOKAHEAD, (unsigned)bf_page_payload,
+           sizeof(struct petrel_fs) + sizeof(struct petrel_fs_file) + 2 * BF_CACHE + BF_LOOKAHEAD +
+               bf_page_payload);
+    fflush(stdout);
+    /* Code size: the script compiles the engine with -Os and sums the text sections. */
+    if (system("sh bench/fs_code_size.sh") != 0) printf("fs-code unavailable\n");
+    if (bf_failed) printf("fs-bench errors: see stderr\n");
+}

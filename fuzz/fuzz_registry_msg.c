@@ -1,0 +1,138 @@
+/*
+ * Fuzz target: the registry message codec (src/cluster/proto/registry_msg.c). The first byte
+ * picks a decoder (heartbeats, list entries, whole list replies), the rest is its body. A
+ * decoder that accepts bytes must have read them exactly: encoding what it decoded gives back
+ * the bytes it consumed, and the values it promises to range-check are in range.
+ */
+#include <string.h>
+
+#include "cluster/proto/registry_msg.h"
+#include "fuzz.h"
+#include "petrel/common.h"
+
+enum {
+    OP_SHARD_HB,
+    OP_CDC_HB,
+    OP_BLOCKS_HB,
+    OP_REPLICA_ENTRY,
+    OP_BLOCKS_ENTRY,
+    OP_REPLICA_LIST,
+    OP_BLOCKS_LIST,
+    OP_COUNT
+};
+
+/* Re-encoding `used` bytes with enc must give exactly body[0..used). */
+static void same_bytes(const uint8_t *body, size_t used, const uint8_t *again, size_t again_len)
+{
+    FUZZ_CHECK(again_len == used);
+    FUZZ_CHECK(used == 0 || memcmp(again, body, used) == 0);
+}
+
+static void one_item(int op, const uint8_t *body, size_t len)
+{
+    struct pt_cursor c, e;
+    struct pt_reg_replica r;
+    struct pt_reg_blocks b;
+    uint8_t out[512];
+    pt_cursor_init(&c, (void *)body, len);
+    pt_cursor_init(&e, out, sizeof(out));
+    switch (op) {
+    case OP_SHARD_HB:
+        pt_reg_dec_shard_heartbeat(&c, &r);
+        if (!pt_cursor_ok(&c)) return;
+        FUZZ_CHECK(r.replica < PT_REG_MAX_REPLICAS && r.leader <= 1);
+        pt_reg_enc_shard_heartbeat(&e, &r);
+        break;
+    case OP_CDC_HB:
+        pt_reg_dec_cdc_heartbeat(&c, &r);
+        if (!pt_cursor_ok(&c)) return;
+        FUZZ_CHECK(r.replica < PT_REG_MAX_REPLICAS && r.leader <= 1 && r.shard == 0);
+        pt_reg_enc_cdc_heartbeat(&e, &r);
+        break;
+    case OP_BLOCKS_HB:
+        pt_reg_dec_blocks_heartbeat(&c, &b);
+        if (!pt_cursor_ok(&c)) return;
+        FUZZ_CHECK(b.id != 0 && b.failure_domain[0] != 0);
+        pt_reg_enc_blocks_heartbeat(&e, &b);
+        break;
+    case OP_REPLICA_ENTRY:
+        pt_reg_dec_replica_entry(&c, &r);
+        if (!pt_cursor_ok(&c)) return;
+        FUZZ_CHECK(r.leader <= 1 && r.stale <= 1);
+        FUZZ_CHECK(c.pos <= pt_reg_replica_entry_max());
+        pt_reg_enc_replica_entry(&e, &r);
+        break;
+    default:
+        pt_reg_dec_blocks_entry(&c, &b);
+        if (!pt_cursor_ok(&c)) return;
+        FUZZ_CHECK(b.stale <= 1);
+        FUZZ_CHECK(c.pos <= pt_reg_blocks_entry_max());
+        pt_reg_enc_blocks_entry(&e, &b);
+        break;
+    }
+    FUZZ_CHECK(pt_cursor_ok(&e));
+    FUZZ_CHECK(c.pos <= len);
+    same_bytes(body, c.pos, out, e.pos);
+}
+
+static void replica_list(const uint8_t *body, size_t len)
+{
+    struct pt_reg_replica *v;
+    struct pt_cursor e;
+    uint8_t *out;
+    size_t n, i;
+    int err = pt_reg_decode_replica_list(body, len, &v, &n);
+    if (err) {
+        FUZZ_CHECK(err == -PT_EPROTO && v == NULL && n == 0);
+        return;
+    }
+    out = malloc(len + 1);
+    FUZZ_CHECK(out != NULL);
+    pt_cursor_init(&e, out, len + 1);
+    pt_enc_u32(&e, (uint32_t)n);
+    for (i = 0; i < n; i++)
+        pt_reg_enc_replica_entry(&e, &v[i]);
+    FUZZ_CHECK(pt_cursor_ok(&e));
+    same_bytes(body, len, out, e.pos);
+    free(out);
+    free(v);
+}
+
+static void blocks_list(const uint8_t *body, size_t len)
+{
+    struct pt_reg_blocks *v;
+    struct pt_cursor e;
+    uint8_t *out;
+    size_t n, i;
+    int err = pt_reg_decode_blocks_list(body, len, &v, &n);
+    if (err) {
+        FUZZ_CHECK(err == -PT_EPROTO && v == NULL && n == 0);
+        return;
+    }
+    out = malloc(len + 1);
+    FUZZ_CHECK(out != NULL);
+    pt_cursor_init(&e, out, len + 1);
+    pt_enc_u32(&e, (uint32_t)n);
+    for (i = 0; i < n; i++)
+        pt_reg_enc_blocks_entry(&e, &v[i]);
+    FUZZ_CHECK(pt_cursor_ok(&e));
+    same_bytes(body, len, out, e.pos);
+    free(out);
+    free(v);
+}
+
+int pt_fuzz_registry_msg(const uint8_t *data, size_t size)
+{
+    int op;
+    if (size < 1) return 0;
+    op = data[0] % OP_COUNT;
+    if (op == OP_REPLICA_LIST)
+        replica_list(data + 1, size - 1);
+    else if (op == OP_BLOCKS_LIST)
+        blocks_list(data + 1, size - 1);
+    else
+        one_item(op, data + 1, size - 1);
+    return 0;
+}
+
+PT_FUZZ_TARGET(pt_fuzz_registry_msg)

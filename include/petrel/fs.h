@@ -1,0 +1,413 @@
+/*
+ * The Petrel flash engine: a power-loss-safe, wear-leveling filesystem for flash chips,
+ * SD/eMMC cards, image files and emulated flash. This header is the manual: every function
+ * and every configuration field is documented where it is declared. The on-disk format is
+ * specified byte by byte in docs/SPEC-FS.md.
+ *
+ * Guarantees
+ *  - Every operation is atomic: after a power cut at any program or erase, mount shows the
+ *    state before or after the interrupted operation, never a mix. Data written to a file is
+ *    durable once petrel_fs_file_sync() or petrel_fs_file_close() returned 0.
+ *  - Nothing returned is wrong: metadata commits and every page of file data carry a CRC32C
+ *    that is checked on every read; a bad page gives -PT_ECORRUPT, never wrong bytes.
+ *  - Every program is read back and compared with the CRC the engine expected, so a block
+ *    that silently kept its old contents is caught; the block is abandoned and the data moves.
+ *  - RAM is bounded and independent of the filesystem size; no recursion; with
+ *    -DPETREL_FS_NO_MALLOC the engine never calls malloc and every buffer comes from the
+ *    configuration (and petrel_fs_file_opencfg()).
+ *
+ * Paths are absolute or relative to the root ("/a/b", "a/b"); "." and ".." components are
+ * not interpreted (a name "." or ".." is rejected with -PT_EINVAL). Repeated and trailing
+ * slashes are ignored. Every function returns 0 (or a non-negative count) on success and a
+ * negative PT_E* code (petrel/common.h) on failure. The engine is not thread-safe: callers
+ * serialise access to one struct petrel_fs.
+ *
+ * Plain C99, no dependencies.
+ */
+#ifndef PETREL_FS_H
+#define PETREL_FS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "petrel/bd.h" /* struct petrel_bd: callbacks + geometry */
+
+/* Version of the on-disk format written by this engine (major << 16 | minor). */
+#define PETREL_FS_VERSION 0x00010000u
+
+/* Longest file name this build supports, and the default name_max. */
+#define PETREL_FS_NAME_MAX_DEFAULT 255
+
+/* Largest attribute value accepted by default (bytes), and the attribute types (0-255). */
+#define PETREL_FS_ATTR_MAX_DEFAULT 1022
+
+/* Default and largest file size: the data tree addresses up to 2^31 - 1 bytes by default. */
+#define PETREL_FS_FILE_MAX_DEFAULT 0x7fffffffu
+
+/* How many data-block updates a file buffers before it writes them into its tree. */
+#define PETREL_FS_PENDING 64
+
+/* How deep a file's data tree may grow (index levels above the data blocks). */
+#define PETREL_FS_TREE_DEPTH_MAX 6
+
+/* The "no block" address. */
+#define PETREL_FS_BLOCK_NULL 0xffffffffu
+
+/* Flags for petrel_fs_file_open(): one access mode plus any of the others. */
+enum petrel_fs_open_flags {
+    PETREL_O_RDONLY = 1,     /* read only */
+    PETREL_O_WRONLY = 2,     /* write only */
+    PETREL_O_RDWR = 3,       /* read and write */
+    PETREL_O_CREAT = 0x0100, /* create the file if it does not exist */
+    PETREL_O_EXCL = 0x0200,  /* with CREAT: fail with -PT_EEXIST if it exists */
+    PETREL_O_TRUNC = 0x0400, /* truncate an existing file to size 0 (needs write access) */
+    PETREL_O_APPEND = 0x0800 /* every write goes to the end of the file */
+};
+
+/* Origins for petrel_fs_file_seek(). */
+enum petrel_fs_whence { PETREL_SEEK_SET = 0, PETREL_SEEK_CUR = 1, PETREL_SEEK_END = 2 };
+
+/* Entry types. */
+enum petrel_fs_type { PETREL_FS_REG = 1, PETREL_FS_DIR = 2 };
+
+/*
+ * Configuration. Zeroed fields take their documented default. The structure (and the
+ * device and buffers it points to) must stay valid while the filesystem is mounted.
+ */
+struct petrel_fs_config {
+    /* The device: callbacks and geometry (read_size, prog_size, block_size, erase_value). */
+    const struct petrel_bd *bd;
+
+    /* Number of blocks to use. 0 = bd->block_count at format, the superblock's at mount.
+     * At mount a nonzero value must equal the superblock's (-PT_EINVAL otherwise). */
+    uint32_t block_count;
+
+    /* Bytes of the read cache and of the program cache (each). A multiple of read_size and
+     * prog_size, at least the page size (see petrel_fs_fsinfo) and at most block_size.
+     * 0 = block_size when block_size <= 4096, else the page size. A larger cache reads less. */
+    uint32_t cache_size;
+
+    /* Bytes of the allocator's lookahead bitmap (8 blocks per byte, multiple of 8).
+     * 0 = enough for the whole device, capped at 64 bytes (512 blocks). */
+    uint32_t lookahead_size;
+
+    /* Erase cycles of a metadata block before the pair moves to a fresh block (dynamic wear
+     * leveling); -1 (or 0) = never. Values 1..7 are raised to 8. The root pair (blocks 0 and
+     * 1, which hold the superblock) never moves: every block_cycles compactions it moves the
+     * root directory's entries out to a pair that can. */
+    int32_t block_cycles;
+
+    /* Limits, written to the superblock at format and checked at mount. 0 = defaults
+     * (PETREL_FS_NAME_MAX_DEFAULT, PETREL_FS_FILE_MAX_DEFAULT, PETREL_FS_ATTR_MAX_DEFAULT),
+     * lowered at format when the block size is too small to hold them (tiny devices);
+     * petrel_fs_fsinfo reports the values in force. */
+    uint32_t name_max, file_max, attr_max;
+
+    /* Optional static buffers of cache_size bytes (read, prog) and lookahead_size bytes;
+     * NULL = allocated at mount (an error with -DPETREL_FS_NO_MALLOC). */
+    void *read_buffer, *prog_buffer, *lookahead_buffer;
+
+    /* Extra value XORed into the allocator's start-point seed (0 normally). The seed is
+     * otherwise the XOR of the CRCs of all commits read at mount: deterministic per image. */
+    uint64_t seed_mix;
+};
+
+/* One directory entry or a stat result. */
+struct petrel_fs_info {
+    uint8_t type;  /* PETREL_FS_REG or PETREL_FS_DIR */
+    uint64_t size; /* file size in bytes (0 for directories) */
+    char name[PETREL_FS_NAME_MAX_DEFAULT + 1];
+};
+
+/* Filesystem parameters, from the superblock. */
+struct petrel_fs_fsinfo {
+    uint32_t version;     /* on-disk format version (PETREL_FS_VERSION) */
+    uint32_t block_size;  /* erase block size */
+    uint32_t block_count; /* blocks in the filesystem */
+    uint32_t name_max;    /* longest name */
+    uint64_t file_max;    /* largest file */
+    uint32_t attr_max;    /* largest attribute value */
+    uint32_t page_size;   /* data page size (payload + 4-byte CRC) */
+    uint32_t inline_max;  /* largest file tail kept inline in metadata */
+};
+
+/* ---- Engine state. Callers allocate these structures; their fields are private. ---- */
+
+/* A block-sized window of the device held in RAM. */
+struct petrel_fs_cache {
+    uint8_t *buf;
+    uint32_t block; /* PETREL_FS_BLOCK_NULL when empty */
+    uint32_t off;
+    uint32_t size;
+};
+
+/* How many metadata pairs' thread links the engine remembers (a lookup walks a
+ * directory's chain of pairs through them without reading the pairs it only passes). */
+#define PETREL_FS_LINK_CACHE 32
+
+/* A remembered thread link of a pair (valid until either block is programmed or erased). */
+struct petrel_fs_link {
+    uint32_t pair[2];     /* PETREL_FS_BLOCK_NULL when unused */
+    uint32_t next[2];
+    uint64_t next_split;
+    uint8_t next_cont;
+};
+
+/* Global state: the XOR of all deltas in all metadata logs (docs/SPEC-FS.md). */
+struct petrel_fs_gstate {
+    uint32_t move_pair[2]; /* pair holding the source of a half-done rename */
+    uint64_t move_hash;    /* its name hash */
+    uint32_t move_pending; /* 1 while a cross-pair rename is half done */
+    uint32_t orphans;      /* number of unfinished directory link/unlink steps */
+};
+
+/* Common head of open files and directories: the engine keeps a list to fix them up. */
+struct petrel_fs_handle {
+    struct petrel_fs_handle *next;
+    uint8_t kind;
+};
+
+/* An open directory. */
+struct petrel_fs_dir {
+    struct petrel_fs_handle h;
+    uint32_t head[2];   /* first pair of the directory */
+    uint32_t pair[2];   /* pair being read */
+    uint64_t last_hash; /* hash of the last entry returned from this pair */
+    int have_last;      /* whether last_hash is set */
+    int at_end;         /* all pairs read */
+    uint64_t pos;       /* entries returned since rewind */
+};
+
+/* An open file. */
+struct petrel_fs_file {
+    struct petrel_fs_handle h;
+    uint32_t head[2];   /* first pair of the parent directory */
+    uint64_t hash;      /* name hash: the entry's key */
+    uint32_t epair[2];  /* pair that held the entry when layout_gen was egen */
+    uint32_t egen;
+    uint8_t epair_valid;
+    int flags;          /* open flags */
+    int dirty;          /* metadata must be committed at sync */
+    int error;          /* sticky error after a failed write (the file can only be closed) */
+    uint64_t pos;       /* current position */
+    uint64_t size;      /* current size */
+    uint64_t tree_size; /* bytes [0, tree_size) live in the data tree, the rest in buf */
+    uint32_t root;      /* root of the data tree (PETREL_FS_BLOCK_NULL: empty) */
+    uint8_t depth;      /* index levels above data blocks */
+    uint8_t buf_alloc;  /* buf was allocated by open */
+    uint8_t buf_state;  /* 0 empty, 1 clean, 2 dirty */
+    uint8_t ob_open;    /* a data block is being written */
+    uint64_t buf_page;  /* logical page held in buf */
+    uint8_t *buf;       /* one page of payload */
+    uint32_t ob_index;  /* open block: logical block index */
+    uint32_t ob_block;  /* open block: physical block being written */
+    uint32_t ob_src;    /* open block: block it replaces (or NULL) */
+    uint32_t ob_next;   /* open block: next page slot to program */
+    uint32_t ob_src_pages; /* open block: valid pages in ob_src */
+    uint32_t map_index; /* last tree lookup: logical block ... */
+    uint32_t map_block; /* ... and where it is (valid when map_valid) */
+    uint8_t map_valid;
+    uint32_t pend_n;    /* buffered tree updates */
+    struct {
+        uint32_t index, block;
+    } pend[PETREL_FS_PENDING];
+};
+
+/* Per-file configuration for petrel_fs_file_opencfg(). */
+struct petrel_fs_file_config {
+    void *buffer; /* petrel_fs_fsinfo().page_size bytes, or NULL (allocated) */
+};
+
+/* A mounted filesystem. */
+struct petrel_fs {
+    const struct petrel_fs_config *cfg;
+    const struct petrel_bd *bd;
+    uint32_t block_size, block_count;
+    uint32_t read_size, prog_size;
+    uint32_t cache_size;
+    uint32_t page_size;   /* data page: payload + CRC */
+    uint32_t inline_max;  /* largest inline tail */
+    uint32_t name_max, attr_max;
+    uint64_t file_max;
+    int32_t block_cycles;
+    uint8_t mounted, rcache_alloc, pcache_alloc, look_alloc;
+    uint8_t readonly;     /* set when the device wore out or metadata cannot be written */
+    uint8_t repairing;    /* inside the orphan repair (no nested repair) */
+    struct petrel_fs_cache rcache, pcache;
+    /* allocator */
+    uint8_t *lookahead;
+    uint32_t look_size;   /* bits in the lookahead window */
+    uint32_t look_start;  /* first block of the window */
+    uint32_t look_next;   /* next bit to try in the window */
+    uint32_t look_ack;    /* blocks left before the allocator has gone round once */
+    uint64_t seed;
+    uint32_t next_dirid;
+    uint32_t layout_gen;  /* bumped whenever entries may have moved between pairs */
+    struct petrel_fs_gstate gstate;   /* global state on disk (XOR of all deltas) */
+    struct petrel_fs_gstate gpending; /* global state the next commit must establish */
+    struct petrel_fs_handle *handles;
+    struct petrel_fs_link links[PETREL_FS_LINK_CACHE];
+    /* the last directory a path led to (its path's component hash and depth) */
+    uint64_t dc_key;
+    uint32_t dc_ncomp, dc_gen, dc_dirid;
+    uint32_t dc_head[2];
+    uint8_t dc_valid;
+    uint32_t link_next;   /* next slot to replace */
+};
+
+/* ---- Filesystem ---------------------------------------------------------------------- */
+
+/*
+ * Format the device: an empty root directory and the superblock. Erases what it needs only;
+ * any previous contents are lost. fs is used as scratch and left unmounted.
+ * Errors: -PT_EINVAL (bad geometry or configuration), -PT_EIO, -PT_ENOMEM.
+ */
+int petrel_fs_format(struct petrel_fs *fs, const struct petrel_fs_config *cfg);
+
+/*
+ * Mount: find the newest valid superblock, read the global state, finish or undo a half-done
+ * rename, reclaim orphaned directories, seed the allocator.
+ * Errors: -PT_ECORRUPT (no valid superblock: not a petrel image or destroyed), -PT_EVERSION
+ * (newer major format), -PT_EINVAL (configuration does not match the image), -PT_EIO,
+ * -PT_ENOMEM.
+ */
+int petrel_fs_mount(struct petrel_fs *fs, const struct petrel_fs_config *cfg);
+
+/* Unmount: releases buffers. Open files are NOT synced (close them first). */
+int petrel_fs_unmount(struct petrel_fs *fs);
+
+/* Filesystem parameters. */
+int petrel_fs_fsinfo(struct petrel_fs *fs, struct petrel_fs_fsinfo *info);
+
+/* Type, size and name of path ("/" gives the root, named "/").
+ * Errors: -PT_ENOENT, -PT_ENOTDIR (a middle component is a file), -PT_ENAMETOOLONG. */
+int petrel_fs_stat(struct petrel_fs *fs, const char *path, struct petrel_fs_info *info);
+
+/* Remove a file or an empty directory.
+ * Errors: -PT_ENOENT, -PT_ENOTEMPTY, -PT_EINVAL (the root), -PT_ENOSPC, -PT_EROFS. */
+int petrel_fs_remove(struct petrel_fs *fs, const char *path);
+
+/*
+ * Rename oldpath to newpath atomically, also across directories. An existing newpath is
+ * replaced if it is a file and oldpath is a file, or if it is an empty directory and oldpath
+ * is a directory; attributes move with the entry.
+ * Errors: -PT_ENOENT, -PT_EISDIR (file over directory), -PT_ENOTDIR
+ * (directory over file), -PT_ENOTEMPTY (non-empty directory target), -PT_EINVAL (a directory
+ * into its own subtree, or the root), -PT_ENAMETOOLONG, -PT_ENOSPC, -PT_EROFS.
+ */
+int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newpath);
+
+/* Create a directory. Errors: -PT_EEXIST, -PT_ENOENT (parent missing), -PT_ENOTDIR,
+ * -PT_ENAMETOOLONG, -PT_ENOSPC, -PT_EROFS. */
+int petrel_fs_mkdir(struct petrel_fs *fs, const char *path);
+
+/* ---- Directories ---------------------------------------------------------------------- */
+
+/* Open a directory for reading. Errors: -PT_ENOENT, -PT_ENOTDIR. */
+int petrel_fs_dir_open(struct petrel_fs *fs, struct petrel_fs_dir *dir, const char *path);
+
+/*
+ * Read the next entry: returns 1 and fills info, or 0 at the end. No "." or ".." entries are
+ * returned. Entries come in name-hash order (not alphabetical). Entries created or removed
+ * while a directory is open may or may not be seen; no entry is returned twice.
+ */
+int petrel_fs_dir_read(struct petrel_fs *fs, struct petrel_fs_dir *dir,
+                       struct petrel_fs_info *info);
+
+/* Seek to a position returned by petrel_fs_dir_tell (the count of entries read). */
+int petrel_fs_dir_seek(struct petrel_fs *fs, struct petrel_fs_dir *dir, uint64_t off);
+
+/* Position: the number of entries read since open or rewind. */
+int64_t petrel_fs_dir_tell(struct petrel_fs *fs, struct petrel_fs_dir *dir);
+
+/* Back to the first entry. */
+int petrel_fs_dir_rewind(struct petrel_fs *fs, struct petrel_fs_dir *dir);
+
+/* Close the directory. */
+int petrel_fs_dir_close(struct petrel_fs *fs, struct petrel_fs_dir *dir);
+
+/* ---- Files ---------------------------------------------------------------------------- */
+
+/*
+ * Open (and with PETREL_O_CREAT create) a file. The page buffer is allocated (see
+ * petrel_fs_file_opencfg to supply it). Errors: -PT_ENOENT, -PT_EEXIST (CREAT|EXCL),
+ * -PT_EISDIR, -PT_ENOTDIR, -PT_ENAMETOOLONG, -PT_EINVAL (bad flags, TRUNC without write
+ * access), -PT_ENOMEM, -PT_ENOSPC, -PT_EROFS (write access on a read-only filesystem).
+ * A created file exists on disk (empty) when open returns.
+ */
+int petrel_fs_file_open(struct petrel_fs *fs, struct petrel_fs_file *file, const char *path,
+                        int flags);
+
+/* Like petrel_fs_file_open with a caller buffer (needed with -DPETREL_FS_NO_MALLOC). */
+int petrel_fs_file_opencfg(struct petrel_fs *fs, struct petrel_fs_file *file, const char *path,
+                           int flags, const struct petrel_fs_file_config *fcfg);
+
+/* Read up to size bytes at the position; returns the count (0 at end of file).
+ * Errors: -PT_EBADF (not open for reading), -PT_ECORRUPT (a page failed its CRC), -PT_EIO. */
+int64_t petrel_fs_file_read(struct petrel_fs *fs, struct petrel_fs_file *file, void *buf,
+                            uint64_t size);
+
+/* Write size bytes at the position (at the end with APPEND); returns size. Writing past
+ * the end leaves a hole of zeros; like littlefs, even a write of 0 bytes past the end
+ * extends the file to the position. Data is durable after sync/close.
+ * Errors: -PT_EBADF, -PT_EFBIG (beyond file_max), -PT_ENOSPC, -PT_EIO, -PT_ECORRUPT. */
+int64_t petrel_fs_file_write(struct petrel_fs *fs, struct petrel_fs_file *file,
+                             const void *buf, uint64_t size);
+
+/* Move the position; returns the new position. Seeking beyond the end is allowed.
+ * Errors: -PT_EINVAL (negative result or bad whence), -PT_EFBIG (beyond file_max). */
+int64_t petrel_fs_file_seek(struct petrel_fs *fs, struct petrel_fs_file *file, int64_t off,
+                            int whence);
+
+/* Current position. */
+int64_t petrel_fs_file_tell(struct petrel_fs *fs, struct petrel_fs_file *file);
+
+/* Current size (including unsynced writes). */
+int64_t petrel_fs_file_size(struct petrel_fs *fs, struct petrel_fs_file *file);
+
+/* Set the size: shrink, or grow with zeros. The position does not move.
+ * Errors: -PT_EBADF (not writable), -PT_EFBIG, -PT_ENOSPC, -PT_EIO. */
+int petrel_fs_file_truncate(struct petrel_fs *fs, struct petrel_fs_file *file, uint64_t size);
+
+/* Make everything written so far durable, atomically (all of it or none after a power cut).
+ * Errors: -PT_ENOSPC, -PT_EIO, -PT_ENOENT (the file was removed while open). */
+int petrel_fs_file_sync(struct petrel_fs *fs, struct petrel_fs_file *file);
+
+/* Sync and release the file (released even when the sync fails; its error is returned). */
+int petrel_fs_file_close(struct petrel_fs *fs, struct petrel_fs_file *file);
+
+/* ---- Custom attributes: up to attr_max bytes per (entry, type), type 0-255. ---------- */
+
+/* Copy the attribute into buf (at most size bytes); returns its full size.
+ * Errors: -PT_ENOENT (no such path), -PT_ENODATA (no such attribute). */
+int64_t petrel_fs_getattr(struct petrel_fs *fs, const char *path, uint8_t type, void *buf,
+                          uint32_t size);
+
+/* Set (create or replace) an attribute, atomically.
+ * Errors: -PT_ENOENT, -PT_ERANGE (size > attr_max), -PT_ENOSPC, -PT_EROFS. */
+int petrel_fs_setattr(struct petrel_fs *fs, const char *path, uint8_t type, const void *buf,
+                      uint32_t size);
+
+/* Remove an attribute. Errors: -PT_ENOENT, -PT_ENODATA. */
+int petrel_fs_removeattr(struct petrel_fs *fs, const char *path, uint8_t type);
+
+/* ---- Whole filesystem ------------------------------------------------------------------ */
+
+/* Blocks in use by committed metadata and file data (open files' unsynced data excluded). */
+int64_t petrel_fs_usage(struct petrel_fs *fs);
+
+/* Call cb once for every block in use (committed state); cb returning nonzero stops the
+ * walk and that value is returned. */
+int petrel_fs_traverse(struct petrel_fs *fs, int (*cb)(void *ctx, uint32_t block), void *ctx);
+
+/*
+ * Consistency check for `petrel fsck`: walks all metadata and data, verifying every commit
+ * CRC and every data page CRC, the structure (thread, directory ranges, trees, block
+ * addresses, double use of a block) and the global state. Reports each problem through cb
+ * (may be NULL) as one line of text; returns 0 when clean, -PT_ECORRUPT when not, or another
+ * negative code when the walk itself failed (-PT_EIO).
+ */
+int petrel_fs_check(struct petrel_fs *fs, void (*cb)(void *ctx, const char *problem),
+                    void *ctx);
+
+#endif

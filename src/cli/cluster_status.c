@@ -1,0 +1,93 @@
+/*
+ * petrel cluster status petrel://HOST:PORT: what the registry knows — every shard replica and
+ * CDC replica with its address, leadership and heartbeat age, and every block service with
+ * its failure domain, capacity and use. Reads only; a silent service shows as stale.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/opt.h"
+#include "cluster/client/blocks_client.h"
+#include "petrel/common.h"
+
+static void print_replicas(const char *what, const struct pt_reg_replica *r, size_t n, int shards)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        char name[32];
+        if (shards)
+            snprintf(name, sizeof(name), "shard %u/%u", r[i].shard, r[i].replica);
+        else
+            snprintf(name, sizeof(name), "cdc %u", r[i].replica);
+        printf("  %-14s %-22s %-8s %s, last heard %llu ms ago\n", name,
+               r[i].addr[0] ? r[i].addr : "(no address)", r[i].leader ? "leader" : "follower",
+               r[i].stale ? "STALE" : "alive", (unsigned long long)r[i].age_ms);
+    }
+    if (n == 0) printf("  (no %s registered)\n", what);
+}
+
+int cluster_status(int argc, char **argv)
+{
+    struct petrel_vfs_location loc;
+    struct pt_reg_replica *shards = NULL, *cdc = NULL;
+    struct pt_reg_blocks *blocks = NULL;
+    size_t nshards = 0, ncdc = 0, nblocks = 0, i;
+    struct pt_call_opts opts = {2000, 3000, 0};
+    char addr[PETREL_VFS_HOST_MAX + 8], a[32], b[32];
+    uint64_t cap = 0, used = 0;
+    int n, rc, leaders = 0, stale = 0;
+    const struct cli_option options[] = {{0, NULL, CLI_FLAG, NULL, NULL, NULL}};
+    const struct cli_spec spec = {
+        "cluster status",
+        "petrel://HOST:PORT",
+        "Show the services a cluster's registry knows: shard and CDC replicas (address,\n"
+        "leader, heartbeat age) and block services (failure domain, capacity, use).",
+        options,
+        1,
+        1};
+    CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
+    rc = petrel_vfs_location_parse(argv[1], &loc);
+    if (rc < 0 || loc.kind != PETREL_VFS_CLUSTER)
+        return cli_error("cluster status", "'%s' is not a cluster address (petrel://HOST:PORT)",
+                         argv[1]);
+    snprintf(addr, sizeof(addr), "%s:%u", loc.host, loc.port);
+    rc = pt_reg_list_shards(addr, PT_REG_ALL_SHARDS, &shards, &nshards, &opts);
+    if (rc == 0) rc = pt_reg_list_cdc(addr, &cdc, &ncdc, &opts);
+    if (rc == 0) rc = pt_reg_list_blocks(addr, &blocks, &nblocks, &opts);
+    if (rc < 0) {
+        free(shards);
+        free(cdc);
+        return cli_error("cluster status", "cannot reach the registry at %s: %s", addr,
+                         cli_strerror(rc));
+    }
+    for (i = 0; i < nshards; i++)
+        leaders += shards[i].leader && !shards[i].stale;
+    for (i = 0; i < nshards; i++)
+        stale += shards[i].stale;
+    printf("registry %s\n", addr);
+    printf("shards: %zu replica%s, %d leader%s, %d stale\n", nshards, nshards == 1 ? "" : "s",
+           leaders, leaders == 1 ? "" : "s", stale);
+    print_replicas("shard replicas", shards, nshards, 1);
+    printf("cdc: %zu replica%s\n", ncdc, ncdc == 1 ? "" : "s");
+    print_replicas("CDC replicas", cdc, ncdc, 0);
+    printf("block services: %zu\n", nblocks);
+    for (i = 0; i < nblocks; i++) {
+        cap += blocks[i].capacity;
+        used += blocks[i].used;
+        printf("  blocks %-6llu %-22s domain %-10s %s used of %s, %llu blocks, %s\n",
+               (unsigned long long)blocks[i].id,
+               blocks[i].addr[0] ? blocks[i].addr : "(no address)", blocks[i].failure_domain,
+               cli_human_size(blocks[i].used, a, sizeof(a)),
+               cli_human_size(blocks[i].capacity, b, sizeof(b)),
+               (unsigned long long)blocks[i].blocks, blocks[i].stale ? "STALE" : "alive");
+    }
+    if (nblocks == 0) printf("  (no block services registered)\n");
+    printf("capacity: %s used of %s\n", cli_human_size(used, a, sizeof(a)),
+           cli_human_size(cap, b, sizeof(b)));
+    free(shards);
+    free(cdc);
+    free(blocks);
+    return 0;
+}

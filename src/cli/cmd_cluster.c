@@ -1,0 +1,523 @@
+/*
+ * petrel cluster start --dir D [--shards N] [--replicas R] [--block-services B]: a whole
+ * deployment on loopback as child processes of this one — the registry (on an OS-assigned
+ * port, with --using-dynamic-ports so a restart on new ports re-resolves at once), R CDC
+ * replicas, N shards of R replicas, B block services each in its own failure domain — with
+ * data and logs under D. Prints petrel://127.0.0.1:PORT once the registry serves, then waits;
+ * Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after a grace period). The
+ * layout is kept in D/cluster.conf, so a second start on D resumes with the same layout and
+ * the data intact. Children get SIGTERM if this process dies (PR_SET_PDEATHSIG).
+ *
+ * petrel cluster status petrel://HOST:PORT: services, leaders, capacity (cluster_status.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/opt.h"
+#include "cluster/client/blocks_client.h"
+#include "cluster/net/net.h"
+#include "petrel/common.h"
+
+#define MAX_CHILDREN 128
+#define START_TIMEOUT_MS 30000
+#define STOP_GRACE_MS 10000
+
+struct child {
+    pid_t pid;
+    char name[64];
+    char log[PATH_MAX];
+    off_t log_start; /* where this run's output starts in the log */
+    int exited;
+};
+
+struct cluster {
+    const char *dir;
+    uint64_t shards, replicas, blocks;
+    struct child kids[MAX_CHILDREN];
+    int nkids;
+    char registry[64]; /* HOST:PORT */
+};
+
+static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t child_changed;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void on_child(int sig)
+{
+    (void)sig;
+    child_changed = 1;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int make_dir(const char *path)
+{
+    char buf[PATH_MAX + 64];
+    size_t i, len = strlen(path);
+    if (len >= sizeof(buf)) return -PT_ENAMETOOLONG;
+    memcpy(buf, path, len + 1);
+    for (i = 1; i <= len; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char c = buf[i];
+            buf[i] = '\0';
+            if (mkdir(buf, 0755) < 0 && errno != EEXIST) return -errno;
+            buf[i] = c;
+        }
+    }
+    return 0;
+}
+
+/* --- the layout file: "shards N\nreplicas R\nblock-services B\n" ------------------------- */
+
+static int layout_load(const char *dir, uint64_t *shards, uint64_t *replicas, uint64_t *blocks)
+{
+    char path[PATH_MAX + 64], key[32];
+    unsigned long long v;
+    FILE *f;
+    int found = 0;
+    snprintf(path, sizeof(path), "%s/cluster.conf", dir);
+    f = fopen(path, "r");
+    if (!f) return errno == ENOENT ? 0 : -errno;
+    while (fscanf(f, "%31s %llu", key, &v) == 2) {
+        if (strcmp(key, "shards") == 0) *shards = v, found |= 1;
+        if (strcmp(key, "replicas") == 0) *replicas = v, found |= 2;
+        if (strcmp(key, "block-services") == 0) *blocks = v, found |= 4;
+    }
+    fclose(f);
+    return found == 7 ? 1 : -PT_ECORRUPT;
+}
+
+static int layout_save(const char *dir, uint64_t shards, uint64_t replicas, uint64_t blocks)
+{
+    char path[PATH_MAX + 64], tmp[PATH_MAX + 64];
+    FILE *f;
+    snprintf(path, sizeof(path), "%s/cluster.conf", dir);
+    snprintf(tmp, sizeof(tmp), "%s/cluster.conf.tmp", dir);
+    f = fopen(tmp, "w");
+    if (!f) return -errno;
+    fprintf(f, "shards %llu\nreplicas %llu\nblock-services %llu\n", (unsigned long long)shards,
+            (unsigned long long)replicas, (unsigned long long)blocks);
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        fclose(f);
+        return -errno;
+    }
+    fclose(f);
+    return rename(tmp, path) < 0 ? -errno : 0;
+}
+
+/* --- children ---------------------------------------------------------------------------- */
+
+static int spawn(struct cluster *c, const char *name, char *const argv[])
+{
+    struct child *k;
+    struct stat st;
+    int fd;
+    pid_t pid;
+    if (c->nkids == MAX_CHILDREN) return -PT_EMFILE;
+    k = &c->kids[c->nkids];
+    memset(k, 0, sizeof(*k));
+    snprintf(k->name, sizeof(k->name), "%s", name);
+    snprintf(k->log, sizeof(k->log), "%s/logs/%s.log", c->dir, name);
+    fd = open(k->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) return -errno;
+    k->log_start = fstat(fd, &st) == 0 ? st.st_size : 0;
+    pid = fork();
+    if (pid < 0) {
+        close(fd);
+        return -errno;
+    }
+    if (pid == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGINT, SIG_IGN); /* Ctrl-C reaches the whole group; the parent stops us */
+        signal(SIGTERM, SIG_DFL);
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() == 1) _exit(1);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        fd = open("/dev/null", O_RDONLY);
+        if (fd >= 0) dup2(fd, STDIN_FILENO);
+        execv("/proc/self/exe", argv);
+        dprintf(STDERR_FILENO, "petrel cluster: cannot run %s: %s\n", argv[1], strerror(errno));
+        _exit(127);
+    }
+    close(fd);
+    k->pid = pid;
+    c->nkids++;
+    return 0;
+}
+
+/* Find "listening on HOST:PORT" in this run's part of a child's log. */
+static int log_address(const struct child *k, char *addr, size_t size)
+{
+    char line[512];
+    FILE *f = fopen(k->log, "r");
+    int found = 0;
+    if (!f) return 0;
+    if (fseeko(f, k->log_start, SEEK_SET) == 0) {
+        while (fgets(line, sizeof(line), f)) {
+            const char *p = strstr(line, "listening on ");
+            if (p) {
+                size_t n;
+                p += strlen("listening on ");
+                n = strcspn(p, " \r\n");
+                if (n > 0 && n < size) {
+                    memcpy(addr, p, n);
+                    addr[n] = '\0';
+                    found = 1;
+                    break;
+                }
+            }
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+static void reap(struct cluster *c, int report)
+{
+    int i, status;
+    for (i = 0; i < c->nkids; i++) {
+        struct child *k = &c->kids[i];
+        if (k->exited) continue;
+        if (waitpid(k->pid, &status, WNOHANG) == k->pid) {
+            k->exited = 1;
+            if (report) {
+                if (WIFSIGNALED(status))
+                    cli_error("cluster", "%s was killed by signal %d (log: %s)", k->name,
+                              WTERMSIG(status), k->log);
+                else
+                    cli_error("cluster", "%s exited with status %d (log: %s)", k->name,
+                              WEXITSTATUS(status), k->log);
+            }
+        }
+    }
+}
+
+static int alive(struct cluster *c)
+{
+    int i, n = 0;
+    for (i = 0; i < c->nkids; i++)
+        n += !c->kids[i].exited;
+    return n;
+}
+
+static void stop_all(struct cluster *c)
+{
+    int i, waited;
+    /* Clients of the registry first, the registry (child 0) last. */
+    for (i = c->nkids - 1; i >= 1; i--)
+        if (!c->kids[i].exited) kill(c->kids[i].pid, SIGTERM);
+    for (waited = 0; waited < STOP_GRACE_MS && alive(c) > 1; waited += 50) {
+        sleep_ms(50);
+        reap(c, 0);
+    }
+    if (c->nkids && !c->kids[0].exited) kill(c->kids[0].pid, SIGTERM);
+    for (waited = 0; waited < STOP_GRACE_MS && alive(c) > 0; waited += 50) {
+        sleep_ms(50);
+        reap(c, 0);
+    }
+    for (i = 0; i < c->nkids; i++) {
+        if (!c->kids[i].exited) {
+            kill(c->kids[i].pid, SIGKILL);
+            waitpid(c->kids[i].pid, NULL, 0);
+            c->kids[i].exited = 1;
+        }
+    }
+}
+
+static int spawn_servers(struct cluster *c)
+{
+    char dir[PATH_MAX], name[64], n1[24], n2[24], nr[24], ns[24], domain[32];
+    uint64_t s, r, b;
+    snprintf(nr, sizeof(nr), "%llu", (unsigned long long)c->replicas);
+    snprintf(ns, sizeof(ns), "%llu", (unsigned long long)c->shards);
+    /* Block services first: a shard learns them at its heartbeat, and should find them all. */
+    for (b = 0; b < c->blocks; b++) {
+        snprintf(dir, sizeof(dir), "%s/blocks-%llu", c->dir, (unsigned long long)b);
+        snprintf(name, sizeof(name), "blocks-%llu", (unsigned long long)b);
+        snprintf(domain, sizeof(domain), "local-%llu", (unsigned long long)b);
+        if (make_dir(dir) < 0) return cli_error("cluster", "cannot create '%s'", dir);
+        {
+            char *argv[] = {"petrel", "blocks",           "--registry", c->registry, "--dir",
+                            dir,      "--failure-domain", domain,       NULL};
+            if (spawn(c, name, argv) < 0) return cli_error("cluster", "cannot start %s", name);
+        }
+    }
+    for (r = 0; r < c->replicas && cli_has_command("cdc"); r++) {
+        snprintf(dir, sizeof(dir), "%s/cdc/replica-%llu", c->dir, (unsigned long long)r);
+        snprintf(name, sizeof(name), "cdc-%llu", (unsigned long long)r);
+        snprintf(n1, sizeof(n1), "%llu", (unsigned long long)r);
+        if (make_dir(dir) < 0) return cli_error("cluster", "cannot create '%s'", dir);
+        {
+            char *argv[] = {"petrel", "cdc",        "--registry", c->registry, "--replica",
+                            n1,       "--replicas", nr,           "--shards",  ns,
+                            "--dir",  dir,          NULL};
+            if (spawn(c, name, argv) < 0) return cli_error("cluster", "cannot start %s", name);
+        }
+    }
+    for (s = 0; s < c->shards; s++) {
+        for (r = 0; r < c->replicas; r++) {
+            snprintf(dir, sizeof(dir), "%s/shard-%llu/replica-%llu", c->dir, (unsigned long long)s,
+                     (unsigned long long)r);
+            snprintf(name, sizeof(name), "shard-%llu-replica-%llu", (unsigned long long)s,
+                     (unsigned long long)r);
+            snprintf(n1, sizeof(n1), "%llu", (unsigned long long)s);
+            snprintf(n2, sizeof(n2), "%llu", (unsigned long long)r);
+            if (make_dir(dir) < 0) return cli_error("cluster", "cannot create '%s'", dir);
+            {
+                char *argv[] = {"petrel", "shard",     "--registry", c->registry,  "--shard",
+                                n1,       "--replica", n2,           "--replicas", nr,
+                                "--dir",  dir,         NULL};
+                if (spawn(c, name, argv) < 0) return cli_error("cluster", "cannot start %s", name);
+            }
+        }
+    }
+    return 0;
+}
+
+/* Whether the registry lists every service we started, with a leader for every shard (and
+ * the CDC): then a client's first call finds the whole cluster. */
+static int cluster_ready(struct cluster *c, uint64_t *since_ms)
+{
+    struct pt_call_opts opts = {1000, 1, 0};
+    struct pt_reg_replica *shards = NULL, *cdc = NULL;
+    struct pt_reg_blocks *blocks = NULL;
+    size_t ns = 0, nc = 0, nb = 0, i;
+    uint8_t led[256] = {0};
+    uint64_t leaders = 0, cdc_leader = 0;
+    int ready = 0;
+    if (pt_reg_list_shards(c->registry, PT_REG_ALL_SHARDS, &shards, &ns, &opts) == 0 &&
+        pt_reg_list_cdc(c->registry, &cdc, &nc, &opts) == 0 &&
+        pt_reg_list_blocks(c->registry, &blocks, &nb, &opts) == 0) {
+        for (i = 0; i < ns; i++)
+            if (shards[i].leader && !shards[i].stale && !led[shards[i].shard]) {
+                led[shards[i].shard] = 1;
+                leaders++;
+            }
+        for (i = 0; i < nc; i++)
+            cdc_leader |= cdc[i].leader && !cdc[i].stale;
+        ready = leaders == c->shards && ns == c->shards * c->replicas && nb >= c->blocks &&
+                (!cli_has_command("cdc") || (nc == c->replicas && cdc_leader));
+        /* Shards learn block services when they heartbeat: wait for one heartbeat of every
+         * replica after everything was registered. */
+        if (ready && !*since_ms) *since_ms = pt_now_ms();
+        for (i = 0; ready && i < ns; i++)
+            if (pt_now_ms() - *since_ms <= shards[i].age_ms) ready = 0;
+    }
+    free(shards);
+    free(cdc);
+    free(blocks);
+    return ready;
+}
+
+static int cluster_start(int argc, char **argv)
+{
+    struct cluster *c;
+    const char *dir = NULL;
+    uint64_t shards = 0, replicas = 0, blocks = 0, s = 4, r = 1, b = 3;
+    char path[PATH_MAX + 64], real[PATH_MAX];
+    int n, rc, lock_fd, waited, status = 0;
+    uint64_t since = 0;
+    struct sigaction sa;
+    sigset_t mask, old;
+    const struct cli_option options[] = {
+        {'d', "dir", CLI_STRING, &dir, "DIR", "where data and logs live (created if missing)"},
+        {0, "shards", CLI_UINT, &shards, "N", "metadata shards (default 4; 1-256)"},
+        {0, "replicas", CLI_UINT, &replicas, "R",
+         "replicas per shard and of the CDC (1, 3 or 5; default 1)"},
+        {0, "block-services", CLI_UINT, &blocks, "B",
+         "block services, each its own failure domain (default 3)"},
+        {0, NULL, CLI_FLAG, NULL, NULL, NULL},
+    };
+    const struct cli_spec spec = {
+        "cluster start",
+        "--dir DIR [--shards N] [--replicas R] [--block-services B]",
+        "Run a whole Petrel cluster on this machine (loopback): registry, CDC, shards and\n"
+        "block services as child processes, data and logs under DIR. Prints the registry's\n"
+        "location (petrel://127.0.0.1:PORT) once it serves. Ctrl-C or SIGTERM stops it all;\n"
+        "starting again on the same DIR resumes with the same layout and data.",
+        options,
+        0,
+        0};
+    CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
+    if (!dir) return cli_error("cluster start", "no data directory given (use --dir DIR)");
+    if (!cli_has_command("registry") || !cli_has_command("shard") || !cli_has_command("blocks"))
+        return cli_error("cluster start",
+                         "this build has no cluster servers (petrel registry, shard, blocks)");
+    rc = make_dir(dir);
+    if (rc < 0 || !realpath(dir, real))
+        return cli_error("cluster start", "cannot create '%s': %s", dir,
+                         cli_strerror(rc ? rc : -errno));
+    rc = layout_load(real, &s, &r, &b);
+    if (rc < 0)
+        return cli_error("cluster start", "cannot read %s/cluster.conf: %s", real,
+                         cli_strerror(rc));
+    if (rc == 1) {
+        if ((shards && shards != s) || (replicas && replicas != r) || (blocks && blocks != b))
+            return cli_error("cluster start",
+                             "'%s' holds a cluster of %llu shards x %llu replicas and %llu block "
+                             "services; start it with that layout (or use a new --dir)",
+                             dir, (unsigned long long)s, (unsigned long long)r,
+                             (unsigned long long)b);
+    } else {
+        if (shards) s = shards;
+        if (replicas) r = replicas;
+        if (blocks) b = blocks;
+    }
+    if (s < 1 || s > 256)
+        return cli_error("cluster start", "bad --shards %llu (1-256)", (unsigned long long)s);
+    if (r != 1 && r != 3 && r != 5)
+        return cli_error("cluster start", "bad --replicas %llu (1, 3 or 5)", (unsigned long long)r);
+    if (b < 1 || b > 64)
+        return cli_error("cluster start", "bad --block-services %llu (1-64)",
+                         (unsigned long long)b);
+    snprintf(path, sizeof(path), "%s/cluster.lock", real);
+    lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) < 0)
+        return cli_error("cluster start", "a cluster is already running on '%s'", dir);
+    if (rc == 0 && layout_save(real, s, r, b) < 0) {
+        close(lock_fd);
+        return cli_error("cluster start", "cannot write %s/cluster.conf", real);
+    }
+    snprintf(path, sizeof(path), "%s/logs", real);
+    if (make_dir(path) < 0) {
+        close(lock_fd);
+        return cli_error("cluster start", "cannot create '%s'", path);
+    }
+
+    c = calloc(1, sizeof(*c));
+    if (!c) return cli_error("cluster start", "out of memory");
+    c->dir = real;
+    c->shards = s;
+    c->replicas = r;
+    c->blocks = b;
+
+    /* Signals: block them, and wait for them in sigsuspend (no race with the checks). */
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = on_child;
+    sa.sa_flags = SA_NOCLDSTOP;
+    sigaction(SIGCHLD, &sa, NULL);
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &mask, &old);
+
+    snprintf(path, sizeof(path), "%s/registry", real);
+    if (make_dir(path) < 0) {
+        status = cli_error("cluster start", "cannot create '%s'", path);
+        goto out;
+    }
+    {
+        char *rargv[] = {
+            "petrel", "registry", "--dir", path, "--listen", "127.0.0.1:0", "--using-dynamic-ports",
+            NULL};
+        if (spawn(c, "registry", rargv) < 0) {
+            status = cli_error("cluster start", "cannot start the registry");
+            goto out;
+        }
+    }
+    for (waited = 0; !log_address(&c->kids[0], c->registry, sizeof(c->registry)); waited += 50) {
+        reap(c, 0);
+        if (c->kids[0].exited || waited >= START_TIMEOUT_MS || stop_requested) {
+            status =
+                cli_error("cluster start", "the registry did not start (log: %s)", c->kids[0].log);
+            goto out;
+        }
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        sleep_ms(50);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+    }
+    if (spawn_servers(c)) {
+        status = 1;
+        goto out;
+    }
+    /* Serve the address once the cluster can take requests (or say why not). */
+    for (waited = 0; !cluster_ready(c, &since); waited += 100) {
+        reap(c, 1);
+        if (stop_requested) goto out;
+        if (waited >= START_TIMEOUT_MS) {
+            fprintf(stderr,
+                    "petrel cluster: not every service registered with a leader within "
+                    "%d s; serving anyway (see %s/logs)\n",
+                    START_TIMEOUT_MS / 1000, real);
+            break;
+        }
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        sleep_ms(100);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+    }
+    printf("petrel://%s\n", c->registry);
+    fflush(stdout);
+    if (!cli_has_command("cdc"))
+        fprintf(stderr, "petrel cluster: this build has no CDC (petrel cdc): mkdir, rmdir and "
+                        "renames across directories will fail\n");
+    fprintf(stderr,
+            "petrel cluster: %llu shard%s x %llu replica%s, CDC x %llu, %llu block service%s; "
+            "data and logs in %s; Ctrl-C stops\n",
+            (unsigned long long)s, s == 1 ? "" : "s", (unsigned long long)r, r == 1 ? "" : "s",
+            cli_has_command("cdc") ? (unsigned long long)r : 0ULL, (unsigned long long)b,
+            b == 1 ? "" : "s", real);
+    while (!stop_requested) {
+        sigsuspend(&old);
+        if (child_changed) {
+            child_changed = 0;
+            reap(c, 1);
+            if (c->kids[0].exited) {
+                status = cli_error("cluster start", "the registry stopped; stopping the cluster");
+                break;
+            }
+            if (!alive(c)) break;
+        }
+    }
+out:
+    stop_all(c);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    close(lock_fd);
+    free(c);
+    return status;
+}
+
+int cmd_cluster(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "start") == 0) return cluster_start(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "status") == 0) return cluster_status(argc - 1, argv + 1);
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("usage: petrel cluster start --dir DIR [--shards N] [--replicas R] "
+               "[--block-services B]\n"
+               "       petrel cluster status petrel://HOST:PORT\n\n"
+               "Run a whole cluster on this machine, or show a cluster's services, leaders and\n"
+               "capacity. 'petrel cluster start --help' and 'petrel cluster status --help' say "
+               "more.\n");
+        return 0;
+    }
+    if (argc < 2)
+        return cli_error("cluster", "missing subcommand: start or status (petrel cluster --help)");
+    return cli_error("cluster", "unknown subcommand '%s': start or status", argv[1]);
+}

@@ -1,0 +1,56 @@
+/*
+ * petrel fsck IMAGE: check a flash image. Exit 0 when clean; otherwise print each problem
+ * (one line each, after the error line) and exit 1. Mount may finish a half-done rename, as
+ * any mount does; fsck itself repairs nothing.
+ */
+#include <stdio.h>
+
+#include "cli/cli.h"
+#include "cli/opt.h"
+#include "petrel/common.h"
+#include "vfs/vfs_image.h"
+
+struct problems {
+    unsigned count;
+};
+
+static void report(void *ctx, const char *problem)
+{
+    struct problems *p = ctx;
+    p->count++;
+    fprintf(stderr, "  %s\n", problem);
+}
+
+int cmd_fsck(int argc, char **argv)
+{
+    struct cli_place p;
+    struct problems found = {0};
+    struct petrel_fs *fs;
+    int n, rc, status = 0;
+    const struct cli_option options[] = {{0, NULL, CLI_FLAG, NULL, NULL, NULL}};
+    const struct cli_spec spec = {
+        "fsck",
+        "IMAGE",
+        "Check a flash image: every metadata commit and data page CRC, the directory\n"
+        "structure, the file trees and block use. Exit 0 when clean.",
+        options,
+        1,
+        1};
+    CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
+    if (cli_store_open("fsck", argv[1], PETREL_VFS_MOUNT_READ_ONLY, &p)) return 1;
+    fs = petrel_vfs_image_fs(p.vfs);
+    if (!fs) {
+        cli_place_close("fsck", &p);
+        return cli_error("fsck", "'%s' is not an image", argv[1]);
+    }
+    rc = petrel_fs_check(fs, report, &found);
+    if (rc == -PT_ECORRUPT || found.count)
+        status = cli_error("fsck", "'%s' is damaged: %u problem%s (listed above)", argv[1],
+                           found.count, found.count == 1 ? "" : "s");
+    else if (rc < 0)
+        status = cli_error("fsck", "cannot check '%s': %s", argv[1], cli_strerror(rc));
+    else
+        printf("%s: clean\n", argv[1]);
+    if (cli_place_close("fsck", &p)) status = 1;
+    return status;
+}

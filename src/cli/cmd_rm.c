@@ -1,0 +1,99 @@
+/*
+ * petrel rm [-r] LOCATION...: remove files, and with -r directories with everything in them
+ * (children first). Without -r a directory is refused. Removing the root of a store is
+ * refused.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/opt.h"
+#include "petrel/common.h"
+
+struct names {
+    char **v;
+    size_t n, cap;
+};
+
+static int add_name(void *ctx, const char *name, const struct petrel_vfs_stat *st)
+{
+    struct names *l = ctx;
+    (void)st;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 32;
+        char **v = realloc(l->v, cap * sizeof(*v));
+        if (!v) return -PT_ENOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    if (!(l->v[l->n] = strdup(name))) return -PT_ENOMEM;
+    l->n++;
+    return 0;
+}
+
+static int remove_tree(struct cli_place *p, const char *path)
+{
+    struct petrel_vfs_stat st;
+    int rc = petrel_vfs_stat(p->vfs, path, &st);
+    if (rc < 0)
+        return cli_error("rm", "cannot remove '%s': %s", cli_show(p, path), cli_strerror(rc));
+    if (st.type == PETREL_VFS_DIR) {
+        struct names l = {0};
+        size_t i;
+        int status = 0;
+        rc = petrel_vfs_readdir(p->vfs, path, add_name, &l);
+        if (rc < 0)
+            status = cli_error("rm", "cannot list '%s': %s", cli_show(p, path), cli_strerror(rc));
+        for (i = 0; i < l.n && !status; i++) {
+            char child[PETREL_VFS_PATH_MAX];
+            if (petrel_vfs_path_join(child, sizeof(child), path, l.v[i]) < 0)
+                status = cli_error("rm", "path too long under '%s'", cli_show(p, path));
+            else
+                status = remove_tree(p, child);
+        }
+        for (i = 0; i < l.n; i++)
+            free(l.v[i]);
+        free(l.v);
+        if (status) return status;
+    }
+    rc = petrel_vfs_remove(p->vfs, path);
+    if (rc < 0)
+        return cli_error("rm", "cannot remove '%s': %s", cli_show(p, path), cli_strerror(rc));
+    return 0;
+}
+
+int cmd_rm(int argc, char **argv)
+{
+    int recursive = 0, n, i, status = 0;
+    const struct cli_option options[] = {
+        {'r', "recursive", CLI_FLAG, &recursive, NULL, "remove directories and their contents"},
+        {0, NULL, CLI_FLAG, NULL, NULL, NULL},
+    };
+    const struct cli_spec spec = {"rm",
+                                  "[-r] LOCATION...",
+                                  "Remove files (and with -r, directories and their contents).",
+                                  options,
+                                  1,
+                                  -1};
+    CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
+    for (i = 1; i <= n; i++) {
+        struct cli_place p;
+        struct petrel_vfs_stat st;
+        int rc;
+        if (cli_place_open("rm", argv[i], 0, &p)) {
+            status = 1;
+            continue;
+        }
+        rc = petrel_vfs_stat(p.vfs, p.loc.path, &st);
+        if (rc < 0)
+            status = cli_error("rm", "cannot remove '%s': %s", argv[i], cli_strerror(rc));
+        else if (strcmp(p.loc.path, "/") == 0)
+            status = cli_error("rm", "refusing to remove the root of '%s'", argv[i]);
+        else if (st.type == PETREL_VFS_DIR && !recursive)
+            status = cli_error("rm", "cannot remove '%s': is a directory (use -r)", argv[i]);
+        else if (remove_tree(&p, p.loc.path))
+            status = 1;
+        if (cli_place_close("rm", &p)) status = 1;
+    }
+    return status;
+}

@@ -1,0 +1,136 @@
+/*
+ * Places: the link between what a user typed and an opened vfs. Owns the sharing of one
+ * opened store between several arguments of one command (cp a.img:/x a.img:/y opens the image
+ * once) and the wording of "cannot open" errors. Never keeps a store open past the command.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "petrel/common.h"
+
+struct open_store {
+    struct petrel_vfs *vfs;
+    enum petrel_vfs_kind kind;
+    char store[PETREL_VFS_PATH_MAX];
+    char host[PETREL_VFS_HOST_MAX];
+    uint16_t port;
+    int users;
+};
+
+static struct open_store stores[8];
+
+const char *cli_strerror(int rc)
+{
+    int e = rc < 0 ? -rc : rc;
+    if (e >= PT_EPETREL_BASE) return petrel_strerror(e);
+    return strerror(e);
+}
+
+static int same_store(const struct open_store *s, const struct petrel_vfs_location *loc)
+{
+    return s->vfs && s->kind == loc->kind && strcmp(s->store, loc->store) == 0 &&
+           strcmp(s->host, loc->host) == 0 && s->port == loc->port;
+}
+
+static int place_open(const char *cmd, const char *text, int flags, struct cli_place *place,
+                      int whole_store)
+{
+    size_t i;
+    int rc;
+    struct open_store *free_slot = NULL;
+    memset(place, 0, sizeof(*place));
+    place->text = text;
+    rc = whole_store ? petrel_vfs_store_parse(text, &place->loc)
+                     : petrel_vfs_location_parse(text, &place->loc);
+    if (rc == -PT_ENOENT) return cli_error(cmd, "cannot open '%s': %s", text, cli_strerror(rc));
+    if (rc < 0) return cli_error(cmd, "bad location '%s': %s", text, cli_strerror(rc));
+    for (i = 0; i < PT_ARRAY_SIZE(stores); i++) {
+        if (same_store(&stores[i], &place->loc)) {
+            stores[i].users++;
+            place->vfs = stores[i].vfs;
+            return 0;
+        }
+        if (!stores[i].vfs && !free_slot) free_slot = &stores[i];
+    }
+    if (!free_slot) return cli_error(cmd, "too many stores in one command");
+    rc = petrel_vfs_open(&place->loc, flags, &place->vfs);
+    if (rc < 0) {
+        if (place->loc.kind == PETREL_VFS_IMAGE && rc == -PT_EBUSY)
+            return cli_error(cmd, "cannot open image '%s': in use by another process (mounted?)",
+                             place->loc.store);
+        if (place->loc.kind == PETREL_VFS_IMAGE && rc == -PT_ECORRUPT)
+            return cli_error(cmd,
+                             "cannot open image '%s': not a Petrel image, or damaged "
+                             "beyond mounting",
+                             place->loc.store);
+        if (place->loc.kind == PETREL_VFS_IMAGE)
+            return cli_error(cmd, "cannot open image '%s': %s", place->loc.store, cli_strerror(rc));
+        if (place->loc.kind == PETREL_VFS_CLUSTER)
+            return cli_error(cmd, "cannot reach cluster petrel://%s:%u: %s", place->loc.host,
+                             place->loc.port, cli_strerror(rc));
+        return cli_error(cmd, "cannot open '%s': %s", place->loc.store, cli_strerror(rc));
+    }
+    free_slot->vfs = place->vfs;
+    free_slot->kind = place->loc.kind;
+    snprintf(free_slot->store, sizeof(free_slot->store), "%s", place->loc.store);
+    snprintf(free_slot->host, sizeof(free_slot->host), "%s", place->loc.host);
+    free_slot->port = place->loc.port;
+    free_slot->users = 1;
+    return 0;
+}
+
+int cli_place_open(const char *cmd, const char *text, int flags, struct cli_place *place)
+{
+    return place_open(cmd, text, flags, place, 0);
+}
+
+int cli_store_open(const char *cmd, const char *text, int flags, struct cli_place *place)
+{
+    return place_open(cmd, text, flags, place, 1);
+}
+
+int cli_place_close(const char *cmd, struct cli_place *place)
+{
+    size_t i;
+    if (!place->vfs) return 0;
+    for (i = 0; i < PT_ARRAY_SIZE(stores); i++) {
+        if (stores[i].vfs == place->vfs) {
+            place->vfs = NULL;
+            if (--stores[i].users > 0) return 0;
+            {
+                int rc = petrel_vfs_close(stores[i].vfs);
+                stores[i].vfs = NULL;
+                if (rc < 0)
+                    return cli_error(cmd, "cannot close '%s': %s", place->text, cli_strerror(rc));
+            }
+            return 0;
+        }
+    }
+    return 0;
+}
+
+const char *cli_show(const struct cli_place *place, const char *path)
+{
+    static char bufs[4][PETREL_VFS_PATH_MAX + PETREL_VFS_HOST_MAX + 32];
+    static unsigned next;
+    char *b = bufs[next++ % 4];
+    const struct petrel_vfs_location *l = &place->loc;
+    switch (l->kind) {
+    case PETREL_VFS_IMAGE:
+        snprintf(b, sizeof(bufs[0]), "%s:%s", l->store, path);
+        break;
+    case PETREL_VFS_CLUSTER:
+        snprintf(b, sizeof(bufs[0]), "petrel://%s:%u%s", l->host, l->port, path);
+        break;
+    case PETREL_VFS_LOCAL:
+        if (strcmp(l->store, ".") == 0)
+            snprintf(b, sizeof(bufs[0]), "%s", path[1] ? path + 1 : ".");
+        else if (strcmp(l->store, "/") == 0)
+            snprintf(b, sizeof(bufs[0]), "%s", path);
+        else
+            snprintf(b, sizeof(bufs[0]), "%s%s", l->store, strcmp(path, "/") ? path : "");
+        break;
+    }
+    return b;
+}

@@ -1,0 +1,299 @@
+/*
+ * Whole-filesystem walks: traverse (every block in use), usage, and the consistency check
+ * behind `petrel fsck`.
+ *
+ * The walk follows the thread of metadata pairs from the root (no recursion, no memory
+ * beyond the fs struct), reads the live entries of each pair and each file's data tree.
+ * The check verifies every commit CRC (by fetching), every data and index page CRC, the
+ * thread and hash-range structure, directory heads, block addresses, blocks used twice
+ * (windowed over the lookahead buffer) and the global state. It reports problems, never
+ * repairs them, and never writes.
+ */
+#include <stdio.h>
+
+#include "fs/fs_internal.h"
+
+static const uint32_t pt_root_pair[2] = {0, 1};
+
+/* Visit each live entry of a pair. */
+typedef int (*pt_entry_fn)(struct petrel_fs *fs, void *ctx, const struct pt_mdir *md,
+                           const struct pt_entry *e);
+
+static int pt_each_entry(struct petrel_fs *fs, const struct pt_mdir *md, pt_entry_fn fn,
+                         void *ctx)
+{
+    struct pt_rec_ref rec = {0, 0, 0};
+    uint32_t pos = 0;
+    int err;
+    while ((err = pt_rec_next(fs, md, &pos, &rec)) == 1) {
+        struct pt_entry e;
+        int live;
+        if (rec.type != PT_REC_ENTRY) continue;
+        err = pt_rec_live(fs, md, &rec, pos, NULL, 0, &live);
+        if (err) return err;
+        if (!live) continue;
+        err = pt_entry_decode(fs, md->pair[0], &rec, &e);
+        if (err) return err;
+        err = fn(fs, ctx, md, &e);
+        if (err) return err;
+    }
+    return err;
+}
+
+struct pt_trav {
+    int (*cb)(void *ctx, uint32_t block, int is_data);
+    void *ctx;
+    int include_inflight;
+};
+
+static int pt_trav_entry(struct petrel_fs *fs, void *ctx, const struct pt_mdir *md,
+                         const struct pt_entry *e)
+{
+    struct pt_trav *t = (struct pt_trav *)ctx;
+    int err;
+    (void)md;
+    if (e->type == PETREL_FS_REG) return pt_tree_walk(fs, e->root, e->depth, e->size, t->cb, t->ctx);
+    if (!t->include_inflight) return 0;
+    /* a directory head not (yet) threaded is still in use */
+    err = t->cb(t->ctx, e->pair[0], 0);
+    if (!err) err = t->cb(t->ctx, e->pair[1], 0);
+    return err;
+}
+
+int pt_traverse(struct petrel_fs *fs, int include_inflight,
+                int (*cb)(void *ctx, uint32_t block, int is_data), void *ctx)
+{
+    struct pt_mdir md;
+    struct pt_trav t;
+    uint32_t guard;
+    int err = pt_mdir_fetch(fs, &md, pt_root_pair, NULL);
+    t.cb = cb;
+    t.ctx = ctx;
+    t.include_inflight = include_inflight;
+    for (guard = 0; !err && guard <= fs->block_count; guard++) {
+        uint32_t next[2];
+        err = cb(ctx, md.pair[0], 0);
+        if (!err) err = cb(ctx, md.pair[1], 0);
+        if (!err) err = pt_each_entry(fs, &md, pt_trav_entry, &t);
+        if (err) return err;
+        if (md.next[0] == PT_NULL) break;
+        next[0] = md.next[0];
+        next[1] = md.next[1];
+        err = pt_mdir_fetch(fs, &md, next, NULL);
+    }
+    if (err) return err;
+    if (guard > fs->block_count) return -PT_ECORRUPT;
+    return include_inflight ? pt_file_inflight(fs, cb, ctx) : 0;
+}
+
+struct pt_user_cb {
+    int (*cb)(void *ctx, uint32_t block);
+    void *ctx;
+};
+
+static int pt_user_adapter(void *ctx, uint32_t block, int is_data)
+{
+    struct pt_user_cb *u = (struct pt_user_cb *)ctx;
+    (void)is_data;
+    return u->cb(u->ctx, block);
+}
+
+int petrel_fs_traverse(struct petrel_fs *fs, int (*cb)(void *ctx, uint32_t block), void *ctx)
+{
+    struct pt_user_cb u;
+    u.cb = cb;
+    u.ctx = ctx;
+    return pt_traverse(fs, 0, pt_user_adapter, &u);
+}
+
+static int pt_count(void *ctx, uint32_t block, int is_data)
+{
+    (void)block;
+    (void)is_data;
+    (*(int64_t *)ctx)++;
+    return 0;
+}
+
+int64_t petrel_fs_usage(struct petrel_fs *fs)
+{
+    int64_t n = 0;
+    int err = pt_traverse(fs, 0, pt_count, &n);
+    return err ? err : n;
+}
+
+/* ---- check ---- */
+
+struct pt_checker {
+    void (*cb)(void *ctx, const char *problem);
+    void *ctx;
+    uint32_t problems;
+    uint32_t win_start; /* double-use window */
+};
+
+static void pt_problem(struct pt_checker *c, const char *msg)
+{
+    c->problems++;
+    if (c->cb) c->cb(c->ctx, msg);
+}
+
+static int pt_check_entry(struct petrel_fs *fs, void *ctx, const struct pt_mdir *md,
+                          const struct pt_entry *e)
+{
+    struct pt_checker *c = (struct pt_checker *)ctx;
+    char msg[160];
+    uint64_t hi = md->next_split;
+    if (e->hash < md->lo || (md->next_cont && e->hash >= hi)) {
+        snprintf(msg, sizeof(msg), "pair {%u,%u}: entry hash %016llx outside the pair's range",
+                 (unsigned)md->pair[0], (unsigned)md->pair[1], (unsigned long long)e->hash);
+        pt_problem(c, msg);
+    }
+    if (e->name_len > fs->name_max) {
+        snprintf(msg, sizeof(msg), "pair {%u,%u}: name longer than name_max",
+                 (unsigned)md->pair[0], (unsigned)md->pair[1]);
+        pt_problem(c, msg);
+    }
+    if (e->type == PETREL_FS_DIR) {
+        struct pt_mdir d;
+        int err = pt_mdir_fetch(fs, &d, e->pair, NULL);
+        if (err || !d.head || d.dirid != e->dirid) {
+            snprintf(msg, sizeof(msg), "directory entry in {%u,%u} names pair {%u,%u}: %s",
+                     (unsigned)md->pair[0], (unsigned)md->pair[1], (unsigned)e->pair[0],
+                     (unsigned)e->pair[1], err ? petrel_strerror(err) : "not its head");
+            pt_problem(c, msg);
+        }
+        return 0;
+    }
+    {
+        uint32_t pld = pt_page_payload(fs), ppb = pt_pages_per_block(fs);
+        uint64_t d = (uint64_t)pld * ppb, tree_size = e->size - e->tail_len;
+        uint32_t nb = (uint32_t)((tree_size + d - 1) / d), bi;
+        if (e->tail_len > fs->inline_max || (e->tail_len && tree_size % pld)) {
+            snprintf(msg, sizeof(msg), "file in {%u,%u}: bad inline tail",
+                     (unsigned)md->pair[0], (unsigned)md->pair[1]);
+            pt_problem(c, msg);
+        }
+        for (bi = 0; bi < nb; bi++) {
+            uint32_t blk, slot, valid;
+            int err = pt_tree_lookup(fs, e->root, e->depth, bi, &blk);
+            if (err) {
+                snprintf(msg, sizeof(msg), "file in {%u,%u}: data tree unreadable at block %u: %s",
+                         (unsigned)md->pair[0], (unsigned)md->pair[1], (unsigned)bi,
+                         petrel_strerror(err));
+                pt_problem(c, msg);
+                return 0;
+            }
+            if (blk == PT_NULL) continue;
+            valid = (uint32_t)PT_MIN((uint64_t)ppb, (tree_size - (uint64_t)bi * d + pld - 1) / pld);
+            for (slot = 0; slot < valid; slot++) {
+                const uint8_t *p;
+                err = pt_page_read(fs, blk, slot, &p);
+                if (err) {
+                    snprintf(msg, sizeof(msg), "file in {%u,%u}: data page %u.%u: %s",
+                             (unsigned)md->pair[0], (unsigned)md->pair[1], (unsigned)blk,
+                             (unsigned)slot, petrel_strerror(err));
+                    pt_problem(c, msg);
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+static int pt_check_mark(void *ctx, uint32_t block, int is_data)
+{
+    struct petrel_fs *fs = (struct petrel_fs *)((void **)ctx)[0];
+    struct pt_checker *c = (struct pt_checker *)((void **)ctx)[1];
+    uint32_t rel;
+    char msg[96];
+    (void)is_data;
+    if (block >= fs->block_count) {
+        if (c->win_start == 0) {
+            snprintf(msg, sizeof(msg), "block address %u out of range", (unsigned)block);
+            pt_problem(c, msg);
+        }
+        return 0;
+    }
+    if (block < c->win_start || block - c->win_start >= fs->look_size) return 0;
+    rel = block - c->win_start;
+    if (fs->lookahead[rel / 8] & (1u << (rel % 8))) {
+        snprintf(msg, sizeof(msg), "block %u is used twice", (unsigned)block);
+        pt_problem(c, msg);
+    }
+    fs->lookahead[rel / 8] |= (uint8_t)(1u << (rel % 8));
+    return 0;
+}
+
+int petrel_fs_check(struct petrel_fs *fs, void (*cb)(void *ctx, const char *problem), void *ctx)
+{
+    struct pt_checker c;
+    struct pt_mdir md;
+    char msg[160];
+    uint32_t guard, w;
+    int err;
+    void *pair_ctx[2];
+
+    memset(&c, 0, sizeof(c));
+    c.cb = cb;
+    c.ctx = ctx;
+    err = pt_mdir_fetch(fs, &md, pt_root_pair, NULL);
+    if (err) {
+        pt_problem(&c, "root pair unreadable");
+        return err == -PT_ECORRUPT ? -PT_ECORRUPT : err;
+    }
+    for (guard = 0; guard <= fs->block_count; guard++) {
+        uint32_t next[2];
+        err = pt_each_entry(fs, &md, pt_check_entry, &c);
+        if (err) {
+            snprintf(msg, sizeof(msg), "pair {%u,%u}: entries unreadable: %s",
+                     (unsigned)md.pair[0], (unsigned)md.pair[1], petrel_strerror(err));
+            pt_problem(&c, msg);
+        }
+        if (md.next[0] == PT_NULL) break;
+        next[0] = md.next[0];
+        next[1] = md.next[1];
+        {
+            uint64_t split = md.next_split;
+            int cont = md.next_cont;
+            err = pt_mdir_fetch(fs, &md, next, NULL);
+            if (err) {
+                snprintf(msg, sizeof(msg), "pair {%u,%u} in the thread is unreadable: %s",
+                         (unsigned)next[0], (unsigned)next[1], petrel_strerror(err));
+                pt_problem(&c, msg);
+                break;
+            }
+            if (cont && (md.head || md.lo != split)) {
+                snprintf(msg, sizeof(msg), "pair {%u,%u}: continuation range mismatch",
+                         (unsigned)next[0], (unsigned)next[1]);
+                pt_problem(&c, msg);
+            }
+            if (!cont && !md.head) {
+                snprintf(msg, sizeof(msg), "pair {%u,%u}: thread reaches a pair of no directory",
+                         (unsigned)next[0], (unsigned)next[1]);
+                pt_problem(&c, msg);
+            }
+        }
+    }
+    if (guard > fs->block_count) pt_problem(&c, "the thread of metadata pairs loops");
+    if (fs->gstate.move_pending) pt_problem(&c, "a rename is half done");
+    if (fs->gstate.orphans) pt_problem(&c, "orphaned directories are pending");
+
+    /* blocks used twice, one lookahead window at a time */
+    pair_ctx[0] = fs;
+    pair_ctx[1] = &c;
+    for (w = 0; fs->look_size && w < fs->block_count && c.problems < 1000; w += fs->look_size) {
+        c.win_start = w;
+        memset(fs->lookahead, 0, (fs->look_size + 7) / 8);
+        err = pt_traverse(fs, 0, pt_check_mark, pair_ctx);
+        if (err) {
+            snprintf(msg, sizeof(msg), "traversal failed: %s", petrel_strerror(err));
+            pt_problem(&c, msg);
+            break;
+        }
+    }
+    /* the allocator's window was used as scratch: rescan at the next allocation */
+    fs->look_next = fs->look_size;
+    if (fs->block_count)
+        fs->look_start = (fs->look_start + fs->block_count - fs->look_size % fs->block_count) %
+                         fs->block_count;
+    return c.problems ? -PT_ECORRUPT : 0;
+}

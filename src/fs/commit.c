@@ -1,0 +1,131 @@
+/*
+ * Filesystem-level commits: every change to a metadata pair goes through pt_fs_commit, which
+ * adds the global-state delta the commit must carry and repairs the references to a pair
+ * that moved to a fresh block (bad block, wear leveling).
+ *
+ * Owns fs->gstate / fs->gpending bookkeeping and the relocation fix-up. Invariants: the
+ * on-disk global state is the XOR of the GDELTA records of every pair in the thread, and
+ * fs->gstate equals it after every successful commit; a moved pair is re-linked from its
+ * thread predecessor first (one atomic commit), and a moved directory head is recorded as
+ * an orphan fix in the global state, repaired by pt_fs_repair, so a power cut between the
+ * steps is recovered at mount. Loops are bounded; nothing recurses.
+ */
+#include "fs/fs_internal.h"
+
+#define PT_COMMIT_RECS_MAX 8
+
+void pt_handles_relocate(struct petrel_fs *fs, const uint32_t old[2], const uint32_t nw[2])
+{
+    struct petrel_fs_handle *h;
+    for (h = fs->handles; h; h = h->next) {
+        if (h->kind == PETREL_FS_DIR) {
+            struct petrel_fs_dir *d = (struct petrel_fs_dir *)(void *)h;
+            if (pt_pair_eq(d->head, old)) memcpy(d->head, nw, sizeof(d->head));
+            if (pt_pair_eq(d->pair, old)) memcpy(d->pair, nw, sizeof(d->pair));
+        } else {
+            struct petrel_fs_file *f = (struct petrel_fs_file *)(void *)h;
+            if (pt_pair_eq(f->head, old)) memcpy(f->head, nw, sizeof(f->head));
+        }
+    }
+}
+
+/* Find the pair whose thread pointer names `pair`. */
+int pt_thread_pred(struct petrel_fs *fs, const uint32_t pair[2], struct pt_mdir *pred)
+{
+    static const uint32_t root[2] = {0, 1};
+    uint32_t guard;
+    int err = pt_mdir_fetch(fs, pred, root, NULL);
+    for (guard = 0; !err && guard < fs->block_count; guard++) {
+        if (pred->next[0] == PT_NULL) return -PT_ENOENT;
+        if (pt_pair_eq(pred->next, pair)) return 0;
+        {
+            uint32_t next[2];
+            next[0] = pred->next[0];
+            next[1] = pred->next[1];
+            err = pt_mdir_fetch(fs, pred, next, NULL);
+        }
+    }
+    return err ? err : -PT_ECORRUPT;
+}
+
+/* Commit recs plus the pending global-state delta; no relocation handling. */
+static int pt_commit_raw(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs,
+                         int n, uint32_t old[2])
+{
+    struct pt_rec all[PT_COMMIT_RECS_MAX + 1];
+    uint8_t gbuf[PT_GSTATE_SIZE];
+    struct petrel_fs_gstate want = fs->gpending, d = fs->gpending;
+    int m = n, err;
+    if (n > PT_COMMIT_RECS_MAX) return -PT_EINVAL;
+    if (n) memcpy(all, recs, sizeof(*recs) * (size_t)n);
+    pt_gstate_xor(&d, &fs->gstate);
+    if (!pt_gstate_zero(&d)) {
+        pt_gstate_encode(gbuf, &d);
+        memset(&all[m], 0, sizeof(all[m]));
+        all[m].type = PT_REC_GDELTA;
+        all[m].seg[0] = gbuf;
+        all[m].seglen[0] = PT_GSTATE_SIZE;
+        m++;
+    }
+    err = pt_mdir_commit(fs, md, all, m, old);
+    if (err == 0) fs->gstate = want;
+    return err;
+}
+
+int pt_fs_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n)
+{
+    uint32_t old[2], cur_old[2], cur_new[2];
+    int err, was_head, guard, need_repair = 0;
+
+    if (fs->readonly) return -PT_EROFS;
+    err = pt_commit_raw(fs, md, recs, n, old);
+    if (err) {
+        if (err == -PT_EIO) {
+            petrel_log(PT_LOG_ERROR, "fs", "metadata cannot be written: read-only");
+        }
+        return err;
+    }
+    if (old[0] == PT_NULL) return 0;
+
+    memcpy(cur_old, old, sizeof(old));
+    memcpy(cur_new, md->pair, sizeof(cur_new));
+    was_head = md->head;
+    for (guard = 0; guard < 64; guard++) {
+        struct pt_mdir pred;
+        struct pt_rec r;
+        uint8_t th[17];
+        uint32_t old2[2];
+        petrel_log(PT_LOG_INFO, "fs", "pair {%u,%u} moved to {%u,%u}", (unsigned)cur_old[0],
+                   (unsigned)cur_old[1], (unsigned)cur_new[0], (unsigned)cur_new[1]);
+        pt_handles_relocate(fs, cur_old, cur_new);
+        if (fs->gpending.move_pending && pt_pair_eq(fs->gpending.move_pair, cur_old))
+            memcpy(fs->gpending.move_pair, cur_new, sizeof(cur_new));
+        err = pt_thread_pred(fs, cur_old, &pred);
+        if (err) return err == -PT_ENOENT ? -PT_ECORRUPT : err;
+        if (was_head) {
+            fs->gpending.orphans++;
+            need_repair = 1;
+        }
+        pt_put_le32(th, cur_new[0]);
+        pt_put_le32(th + 4, cur_new[1]);
+        th[8] = pred.next_cont;
+        pt_put_le64(th + 9, pred.next_split);
+        memset(&r, 0, sizeof(r));
+        r.type = PT_REC_THREAD;
+        r.seg[0] = th;
+        r.seglen[0] = 17;
+        err = pt_commit_raw(fs, &pred, &r, 1, old2);
+        if (err) return err;
+        if (old2[0] == PT_NULL) break;
+        memcpy(cur_old, old2, sizeof(old2));
+        memcpy(cur_new, pred.pair, sizeof(cur_new));
+        was_head = pred.head;
+    }
+    if (need_repair) {
+        err = pt_fs_repair(fs, 0);
+        if (err) return err;
+        /* the caller's pair may have been rewritten by the repair */
+        err = pt_mdir_refetch(fs, md, NULL);
+    }
+    return err;
+}

@@ -1,0 +1,599 @@
+/*
+ * Directories: path resolution, lookups by name hash, mkdir, remove, rename, stat and
+ * directory reading.
+ *
+ * A directory is a chain of metadata pairs, each holding the entries of one name-hash range
+ * [lo, next_split); its first pair (the head) carries the directory id. Owns the protocols
+ * that change entries: each visible change is one atomic commit, and steps that must touch
+ * two pairs (link a new directory into the thread, unlink a removed one, a rename between
+ * pairs) record their intent in the global state first so that mount can finish them.
+ * Never recurses (paths are walked component by component), never trusts a name hash
+ * alone (names are compared after the hash matches).
+ */
+#include "fs/fs_internal.h"
+
+static const uint32_t pt_root_pair[2] = {0, 1};
+
+int pt_fs_writable(struct petrel_fs *fs)
+{
+    return fs->readonly ? -PT_EROFS : 0;
+}
+
+int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash,
+                     struct pt_mdir *md)
+{
+    uint32_t guard, cur[2];
+    int err = 0;
+    cur[0] = head[0];
+    cur[1] = head[1];
+    for (guard = 0; guard <= fs->block_count; guard++) {
+        /* pairs the walk only passes are skipped by their remembered links; the pair that
+         * holds the hash is always read (and its commits verified) */
+        const struct petrel_fs_link *l = pt_links_find(fs, cur);
+        if (l && l->next_cont && hash >= l->next_split) {
+            cur[0] = l->next[0];
+            cur[1] = l->next[1];
+            continue;
+        }
+        err = pt_mdir_fetch(fs, md, cur, &hash);
+        if (err) return err;
+        if (!md->next_cont || hash < md->next_split) return 0;
+        cur[0] = md->next[0];
+        cur[1] = md->next[1];
+    }
+    return -PT_ECORRUPT;
+}
+
+int pt_entry_name_eq(struct petrel_fs *fs, const struct pt_entry *e, const char *name,
+                     uint32_t len)
+{
+    char buf[256];
+    if (e->name_len != len) return 0;
+    if (pt_read(fs, e->block, e->name_off, buf, len, len)) return 0;
+    return memcmp(buf, name, len) == 0;
+}
+
+/* Next path component: returns its length (0 at the end), sets *comp. */
+static uint32_t pt_path_next(const char **p, const char **comp)
+{
+    const char *s = *p;
+    uint32_t n = 0;
+    while (*s == '/') s++;
+    *comp = s;
+    while (s[n] && s[n] != '/') n++;
+    *p = s + n;
+    return n;
+}
+
+/* Check every component and hash the directory part of the path (all but the last). */
+static int pt_path_key(struct petrel_fs *fs, const char *path, uint64_t *key, uint32_t *ncomp)
+{
+    const char *p = path, *comp;
+    uint32_t len, n = 0;
+    uint64_t k = 0, prev = 0;
+    while ((len = pt_path_next(&p, &comp)) > 0) {
+        if (len > fs->name_max) return -PT_ENAMETOOLONG;
+        if ((len == 1 && comp[0] == '.') || (len == 2 && comp[0] == '.' && comp[1] == '.'))
+            return -PT_EINVAL;
+        prev = k;
+        k = petrel_hash64(comp, len, k ^ ((uint64_t)len << 56) ^ 0x5bd1e995u);
+        n++;
+    }
+    *key = prev;
+    *ncomp = n;
+    return 0;
+}
+
+/*
+ * The head pair of the directory an entry names. Normally the entry's pair; while orphan
+ * repairs are pending (a head moved and its entry could not be updated yet, e.g. on a worn
+ * device), the thread's head with the entry's directory id is authoritative.
+ */
+int pt_dir_head(struct petrel_fs *fs, const struct pt_entry *e, uint32_t head[2])
+{
+    static const uint32_t root[2] = {0, 1};
+    struct pt_mdir md;
+    uint32_t guard;
+    int err;
+    head[0] = e->pair[0];
+    head[1] = e->pair[1];
+    if (fs->gstate.orphans == 0) return 0;
+    err = pt_mdir_fetch(fs, &md, root, NULL);
+    for (guard = 0; !err && guard <= fs->block_count; guard++) {
+        uint32_t next[2];
+        if (md.head && md.dirid == e->dirid) {
+            head[0] = md.pair[0];
+            head[1] = md.pair[1];
+            return 0;
+        }
+        if (md.next[0] == PT_NULL) return 0;
+        next[0] = md.next[0];
+        next[1] = md.next[1];
+        err = pt_mdir_fetch(fs, &md, next, NULL);
+    }
+    return err;
+}
+
+int pt_lookup(struct petrel_fs *fs, const char *path, struct pt_lookup *lk, int64_t watch_dirid)
+{
+    const char *p = path, *comp;
+    uint32_t len, ncomp = 0, depth = 0;
+    uint64_t key = 0;
+    int err;
+    memset(lk, 0, sizeof(*lk));
+    if (!path) return -PT_EINVAL;
+    err = pt_path_key(fs, path, &key, &ncomp);
+    if (err) return err;
+    memcpy(lk->parent, pt_root_pair, sizeof(lk->parent));
+    lk->is_root = 1;
+    if (ncomp > 1 && watch_dirid < 0 && fs->dc_valid && fs->dc_gen == fs->layout_gen &&
+        fs->dc_ncomp == ncomp - 1 && fs->dc_key == key) {
+        /* the same directory as the last lookup: start there */
+        memcpy(lk->parent, fs->dc_head, sizeof(lk->parent));
+        lk->parent_dirid = fs->dc_dirid;
+        while (depth < ncomp - 1) {
+            pt_path_next(&p, &comp);
+            depth++;
+        }
+    }
+    while ((len = pt_path_next(&p, &comp)) > 0) {
+        int last = ++depth == ncomp;
+        lk->is_root = 0;
+        lk->name = comp;
+        lk->name_len = len;
+        lk->hash = petrel_hash64(comp, len, 0);
+        err = pt_dir_find_pair(fs, lk->parent, lk->hash, &lk->md);
+        if (err) return err;
+        lk->exists = 0;
+        if (lk->md.found == PT_REC_ENTRY) {
+            err = pt_entry_decode(fs, lk->md.pair[0], &lk->md.found_rec, &lk->e);
+            if (err) return err;
+            lk->exists = pt_entry_name_eq(fs, &lk->e, comp, len) ? 1 : -1;
+        }
+        if (last) break;
+        if (lk->exists != 1) return -PT_ENOENT;
+        if (lk->e.type != PETREL_FS_DIR) return -PT_ENOTDIR;
+        err = pt_dir_head(fs, &lk->e, lk->parent);
+        if (err) return err;
+        lk->parent_dirid = lk->e.dirid;
+        if (watch_dirid >= 0 && lk->e.dirid == (uint64_t)watch_dirid) lk->saw_dirid = 1;
+    }
+    if (lk->exists == 1 && lk->e.type == PETREL_FS_DIR) {
+        err = pt_dir_head(fs, &lk->e, lk->e.pair);
+        if (err) return err;
+    }
+    if (ncomp > 1) {
+        fs->dc_valid = 1;
+        fs->dc_gen = fs->layout_gen;
+        fs->dc_key = key;
+        fs->dc_ncomp = ncomp - 1;
+        memcpy(fs->dc_head, lk->parent, sizeof(fs->dc_head));
+        fs->dc_dirid = lk->parent_dirid;
+    }
+    return 0;
+}
+
+/* Build a DELETE record for hash. */
+static void pt_rec_delete(struct pt_rec *r, uint8_t *hb, uint64_t hash)
+{
+    pt_put_le64(hb, hash);
+    memset(r, 0, sizeof(*r));
+    r->type = PT_REC_DELETE;
+    r->hash = hash;
+    r->seg[0] = hb;
+    r->seglen[0] = 8;
+}
+
+static uint32_t pt_entry_head(uint8_t *buf, uint64_t hash, uint8_t type, const char *name,
+                              uint32_t len)
+{
+    pt_put_le64(buf, hash);
+    buf[8] = type;
+    buf[9] = (uint8_t)len;
+    memcpy(buf + PT_ENTRY_FIXED, name, len);
+    return PT_ENTRY_FIXED + len;
+}
+
+int petrel_fs_stat(struct petrel_fs *fs, const char *path, struct petrel_fs_info *info)
+{
+    struct pt_lookup lk;
+    int err = pt_lookup(fs, path, &lk, -1);
+    if (err) return err;
+    memset(info, 0, sizeof(*info));
+    if (lk.is_root) {
+        info->type = PETREL_FS_DIR;
+        strcpy(info->name, "/");
+        return 0;
+    }
+    if (lk.exists != 1) return -PT_ENOENT;
+    info->type = lk.e.type;
+    info->size = lk.e.type == PETREL_FS_REG ? lk.e.size : 0;
+    err = pt_read(fs, lk.e.block, lk.e.name_off, info->name, lk.e.name_len, lk.e.name_len);
+    info->name[lk.e.name_len] = 0;
+    return err;
+}
+
+/* Last pair of the directory chain starting at head. */
+static int pt_dir_last(struct petrel_fs *fs, const uint32_t head[2], struct pt_mdir *md)
+{
+    uint32_t guard;
+    int err = pt_mdir_fetch(fs, md, head, NULL);
+    for (guard = 0; !err && guard <= fs->block_count; guard++) {
+        uint32_t next[2];
+        if (!md->next_cont) return 0;
+        next[0] = md->next[0];
+        next[1] = md->next[1];
+        err = pt_mdir_fetch(fs, md, next, NULL);
+    }
+    return err ? err : -PT_ECORRUPT;
+}
+
+static void pt_rec_thread(struct pt_rec *r, uint8_t *th, const uint32_t next[2], int cont,
+                          uint64_t split)
+{
+    pt_put_le32(th, next[0]);
+    pt_put_le32(th + 4, next[1]);
+    th[8] = (uint8_t)(cont ? 1 : 0);
+    pt_put_le64(th + 9, split);
+    memset(r, 0, sizeof(*r));
+    r->type = PT_REC_THREAD;
+    r->seg[0] = th;
+    r->seglen[0] = 17;
+}
+
+int petrel_fs_mkdir(struct petrel_fs *fs, const char *path)
+{
+    struct pt_lookup lk;
+    struct pt_mdir last, nd;
+    struct pt_rec r[3];
+    uint8_t hb[4], th[17], th2[17], ent[PT_ENTRY_FIXED + 255 + PT_DIRSTRUCT_SIZE];
+    uint32_t n, dirid, ndpair[2];
+    int err = pt_lookup(fs, path, &lk, -1);
+    if (err) return err;
+    if (lk.is_root || lk.exists) return -PT_EEXIST;
+    err = pt_fs_writable(fs);
+    if (err) return err;
+    err = pt_dir_last(fs, lk.parent, &last);
+    if (err) return err;
+    dirid = fs->next_dirid++;
+    /* the new directory's first pair, threaded after the parent's last pair */
+    pt_put_le32(hb, dirid);
+    memset(r, 0, sizeof(r));
+    r[0].type = PT_REC_HEAD;
+    r[0].seg[0] = hb;
+    r[0].seglen[0] = 4;
+    n = 1;
+    if (last.next[0] != PT_NULL) pt_rec_thread(&r[n++], th, last.next, 0, 0);
+    err = pt_mdir_create(fs, &nd, r, (int)n);
+    if (err) return err;
+    memcpy(ndpair, nd.pair, sizeof(ndpair));
+
+    n = pt_entry_head(ent, lk.hash, PETREL_FS_DIR, lk.name, lk.name_len);
+    pt_put_le32(ent + n, ndpair[0]);
+    pt_put_le32(ent + n + 4, ndpair[1]);
+    pt_put_le32(ent + n + 8, dirid);
+    n += PT_DIRSTRUCT_SIZE;
+    memset(r, 0, sizeof(r));
+    r[0].type = PT_REC_ENTRY;
+    r[0].hash = lk.hash;
+    r[0].seg[0] = ent;
+    r[0].seglen[0] = n;
+    pt_rec_thread(&r[1], th2, ndpair, 0, 0);
+    if (pt_pair_eq(last.pair, lk.md.pair)) {
+        /* entry and thread link in one commit */
+        err = pt_fs_commit(fs, &lk.md, r, 2);
+    } else {
+        fs->gpending.orphans++;
+        err = pt_fs_commit(fs, &last, &r[1], 1);
+        if (!err) {
+            struct pt_mdir emd;
+            err = pt_dir_find_pair(fs, lk.parent, lk.hash, &emd);
+            if (!err) {
+                fs->gpending.orphans--;
+                err = pt_fs_commit(fs, &emd, r, 1);
+            }
+        }
+        if (err) fs->gpending = fs->gstate;
+    }
+    if (err) return err;
+    pt_alloc_ack(fs);
+    return 0;
+}
+
+/* Whether the directory starting at head has any live entry. */
+static int pt_dir_empty(struct petrel_fs *fs, const uint32_t head[2])
+{
+    struct pt_mdir md;
+    uint32_t guard;
+    int err = pt_mdir_fetch(fs, &md, head, NULL);
+    for (guard = 0; !err && guard <= fs->block_count; guard++) {
+        struct pt_rec_ref rec = {0, 0, 0};
+        uint32_t pos = 0, next[2];
+        while ((err = pt_rec_next(fs, &md, &pos, &rec)) == 1) {
+            int live;
+            if (rec.type != PT_REC_ENTRY) continue;
+            err = pt_rec_live(fs, &md, &rec, pos, NULL, 0, &live);
+            if (err) return err;
+            if (live) return 0;
+        }
+        if (err < 0) return err;
+        if (!md.next_cont) return 1;
+        next[0] = md.next[0];
+        next[1] = md.next[1];
+        err = pt_mdir_fetch(fs, &md, next, NULL);
+    }
+    return err ? err : -PT_ECORRUPT;
+}
+
+int petrel_fs_remove(struct petrel_fs *fs, const char *path)
+{
+    struct pt_lookup lk;
+    struct pt_rec r;
+    uint8_t hb[8];
+    int err = pt_lookup(fs, path, &lk, -1);
+    fs->dc_valid = 0; /* a directory may go */
+    if (err) return err;
+    if (lk.is_root) return -PT_EINVAL;
+    if (lk.exists != 1) return -PT_ENOENT;
+    err = pt_fs_writable(fs);
+    if (err) return err;
+    pt_rec_delete(&r, hb, lk.hash);
+    if (lk.e.type == PETREL_FS_DIR) {
+        err = pt_dir_empty(fs, lk.e.pair);
+        if (err < 0) return err;
+        if (err == 0) return -PT_ENOTEMPTY;
+        fs->gpending.orphans++;
+        err = pt_fs_commit(fs, &lk.md, &r, 1);
+        if (!err) err = pt_unlink_dir(fs, lk.e.pair);
+        if (err) fs->gpending = fs->gstate;
+    } else {
+        err = pt_fs_commit(fs, &lk.md, &r, 1);
+    }
+    if (err) return err;
+    pt_alloc_ack(fs);
+    return 0;
+}
+
+int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newpath)
+{
+    struct pt_lookup lo, ln;
+    struct pt_rec r[4];
+    uint8_t hb_old[8], hb_new[8], head[PT_ENTRY_FIXED + 255];
+    uint8_t body[PT_REGSTRUCT_SIZE + 1024];
+    uint32_t hn, body_len;
+    int n = 0, err, replaced_dir = 0;
+    uint32_t replaced_pair[2];
+    struct petrel_fs_handle *h;
+
+    fs->dc_valid = 0; /* directories may move */
+    err = pt_lookup(fs, oldpath, &lo, -1);
+    if (err) return err;
+    if (lo.is_root) return -PT_EINVAL;
+    if (lo.exists != 1) return -PT_ENOENT;
+    err = pt_lookup(fs, newpath, &ln, lo.e.type == PETREL_FS_DIR ? (int64_t)lo.e.dirid : -1);
+    if (err) return err;
+    if (ln.is_root) return -PT_EINVAL;
+    if (ln.saw_dirid) return -PT_EINVAL;
+    if (ln.exists == -1) return -PT_EEXIST;
+    if (ln.exists == 1) {
+        if (pt_pair_eq(ln.parent, lo.parent) && ln.hash == lo.hash) return 0;
+        if (lo.e.type == PETREL_FS_DIR) {
+            if (ln.e.type != PETREL_FS_DIR) return -PT_ENOTDIR;
+            err = pt_dir_empty(fs, ln.e.pair);
+            if (err < 0) return err;
+            if (err == 0) return -PT_ENOTEMPTY;
+            replaced_dir = 1;
+            memcpy(replaced_pair, ln.e.pair, sizeof(replaced_pair));
+        } else if (ln.e.type == PETREL_FS_DIR) {
+            return -PT_EISDIR;
+        }
+    }
+    err = pt_fs_writable(fs);
+    if (err) return err;
+
+    /* the new entry: new name, the old entry's structure (and inline tail) */
+    hn = pt_entry_head(head, ln.hash, lo.e.type, ln.name, ln.name_len);
+    body_len = lo.e.rec_len - PT_ENTRY_FIXED - lo.e.name_len;
+    if (body_len > sizeof(body)) return -PT_ECORRUPT;
+    err = pt_read(fs, lo.e.block, lo.e.name_off + lo.e.name_len, body, body_len, body_len);
+    if (err) return err;
+    memset(r, 0, sizeof(r));
+    if (ln.exists == 1) pt_rec_delete(&r[n++], hb_new, ln.hash);
+    r[n].type = PT_REC_ENTRY;
+    r[n].hash = ln.hash;
+    r[n].seg[0] = head;
+    r[n].seglen[0] = hn;
+    r[n].seg[1] = body;
+    r[n].seglen[1] = body_len;
+    n++;
+    r[n].type = PT_REC_COPYATTRS;
+    r[n].hash = ln.hash;
+    r[n].src = &lo.md;
+    r[n].src_hash = lo.hash;
+    n++;
+    if (replaced_dir) fs->gpending.orphans++;
+    if (pt_pair_eq(lo.md.pair, ln.md.pair)) {
+        pt_rec_delete(&r[n++], hb_old, lo.hash);
+        r[n - 2].src = &ln.md;
+        err = pt_fs_commit(fs, &ln.md, r, n);
+    } else {
+        struct pt_mdir smd;
+        uint64_t hash = lo.hash;
+        fs->gpending.move_pending = 1;
+        memcpy(fs->gpending.move_pair, lo.md.pair, sizeof(lo.md.pair));
+        fs->gpending.move_hash = lo.hash;
+        err = pt_fs_commit(fs, &ln.md, r, n);
+        if (!err) {
+            /* the source pair may have moved meanwhile: the global state followed it */
+            uint32_t sp[2];
+            memcpy(sp, fs->gpending.move_pair, sizeof(sp));
+            memset(fs->gpending.move_pair, 0, sizeof(fs->gpending.move_pair));
+            fs->gpending.move_hash = 0;
+            fs->gpending.move_pending = 0;
+            err = pt_mdir_fetch(fs, &smd, sp, &hash);
+            if (!err) {
+                struct pt_rec d;
+                pt_rec_delete(&d, hb_old, hash);
+                err = pt_fs_commit(fs, &smd, &d, 1);
+            }
+        }
+    }
+    if (!err && replaced_dir) err = pt_unlink_dir(fs, replaced_pair);
+    if (err) {
+        fs->gpending = fs->gstate;
+        return err;
+    }
+    for (h = fs->handles; h; h = h->next) {
+        if (h->kind == PETREL_FS_REG) {
+            struct petrel_fs_file *f = (struct petrel_fs_file *)(void *)h;
+            if (pt_pair_eq(f->head, lo.parent) && f->hash == lo.hash) {
+                memcpy(f->head, ln.parent, sizeof(f->head));
+                f->hash = ln.hash;
+                f->epair_valid = 0;
+            }
+        }
+    }
+    pt_alloc_ack(fs);
+    return 0;
+}
+
+/* ---- directory reading ---- */
+
+static void pt_handle_add(struct petrel_fs *fs, struct petrel_fs_handle *h, uint8_t kind)
+{
+    h->kind = kind;
+    h->next = fs->handles;
+    fs->handles = h;
+}
+
+static void pt_handle_remove(struct petrel_fs *fs, struct petrel_fs_handle *h)
+{
+    struct petrel_fs_handle **p;
+    for (p = &fs->handles; *p; p = &(*p)->next) {
+        if (*p == h) {
+            *p = h->next;
+            return;
+        }
+    }
+}
+
+int petrel_fs_dir_open(struct petrel_fs *fs, struct petrel_fs_dir *dir, const char *path)
+{
+    struct pt_lookup lk;
+    int err = pt_lookup(fs, path, &lk, -1);
+    if (err) return err;
+    memset(dir, 0, sizeof(*dir));
+    if (lk.is_root) {
+        memcpy(dir->head, pt_root_pair, sizeof(dir->head));
+    } else {
+        if (lk.exists != 1) return -PT_ENOENT;
+        if (lk.e.type != PETREL_FS_DIR) return -PT_ENOTDIR;
+        memcpy(dir->head, lk.e.pair, sizeof(dir->head));
+    }
+    memcpy(dir->pair, dir->head, sizeof(dir->pair));
+    pt_handle_add(fs, &dir->h, PETREL_FS_DIR);
+    return 0;
+}
+
+int petrel_fs_dir_read(struct petrel_fs *fs, struct petrel_fs_dir *dir,
+                       struct petrel_fs_info *info)
+{
+    uint32_t guard;
+    for (guard = 0; guard <= fs->block_count; guard++) {
+        struct pt_mdir md;
+        struct pt_rec_ref rec = {0, 0, 0}, best = {0, 0, 0};
+        uint64_t best_hash = 0;
+        uint32_t pos = 0, next[2];
+        int have = 0, err;
+        if (dir->at_end) return 0;
+        err = pt_mdir_fetch(fs, &md, dir->pair, NULL);
+        if (err) return err;
+        while ((err = pt_rec_next(fs, &md, &pos, &rec)) == 1) {
+            uint64_t h;
+            uint8_t a;
+            int live;
+            if (rec.type != PT_REC_ENTRY) continue;
+            err = pt_rec_hash(fs, &md, &rec, &h, &a);
+            if (err) return err;
+            if (dir->have_last && h <= dir->last_hash) continue;
+            if (have && h >= best_hash) continue;
+            err = pt_rec_live(fs, &md, &rec, pos, NULL, 0, &live);
+            if (err) return err;
+            if (!live) continue;
+            have = 1;
+            best = rec;
+            best_hash = h;
+        }
+        if (err < 0) return err;
+        if (have) {
+            struct pt_entry e;
+            err = pt_entry_decode(fs, md.pair[0], &best, &e);
+            if (err) return err;
+            memset(info, 0, sizeof(*info));
+            info->type = e.type;
+            info->size = e.type == PETREL_FS_REG ? e.size : 0;
+            err = pt_read(fs, e.block, e.name_off, info->name, e.name_len, e.name_len);
+            if (err) return err;
+            info->name[e.name_len] = 0;
+            dir->last_hash = best_hash;
+            dir->have_last = 1;
+            dir->pos++;
+            return 1;
+        }
+        if (!md.next_cont) {
+            dir->at_end = 1;
+            return 0;
+        }
+        next[0] = md.next[0];
+        next[1] = md.next[1];
+        memcpy(dir->pair, next, sizeof(dir->pair));
+    }
+    return -PT_ECORRUPT;
+}
+
+int petrel_fs_dir_rewind(struct petrel_fs *fs, struct petrel_fs_dir *dir)
+{
+    (void)fs;
+    memcpy(dir->pair, dir->head, sizeof(dir->pair));
+    dir->have_last = 0;
+    dir->last_hash = 0;
+    dir->at_end = 0;
+    dir->pos = 0;
+    return 0;
+}
+
+int petrel_fs_dir_seek(struct petrel_fs *fs, struct petrel_fs_dir *dir, uint64_t off)
+{
+    struct petrel_fs_info info;
+    int err = petrel_fs_dir_rewind(fs, dir);
+    while (!err && dir->pos < off) {
+        err = petrel_fs_dir_read(fs, dir, &info);
+        if (err == 0) return 0; /* past the end: stays at the end */
+        if (err == 1) err = 0;
+    }
+    return err;
+}
+
+int64_t petrel_fs_dir_tell(struct petrel_fs *fs, struct petrel_fs_dir *dir)
+{
+    (void)fs;
+    return (int64_t)dir->pos;
+}
+
+int petrel_fs_dir_close(struct petrel_fs *fs, struct petrel_fs_dir *dir)
+{
+    pt_handle_remove(fs, &dir->h);
+    return 0;
+}
+
+/* Exposed to file.c. */
+void pt_handle_link(struct petrel_fs *fs, struct petrel_fs_handle *h, uint8_t kind);
+void pt_handle_unlink(struct petrel_fs *fs, struct petrel_fs_handle *h);
+void pt_handle_link(struct petrel_fs *fs, struct petrel_fs_handle *h, uint8_t kind)
+{
+    pt_handle_add(fs, h, kind);
+}
+void pt_handle_unlink(struct petrel_fs *fs, struct petrel_fs_handle *h)
+{
+    pt_handle_remove(fs, h);
+}

@@ -1,0 +1,234 @@
+/*
+ * Internal interfaces of the flash engine, shared by the files of src/fs/. Nothing here is
+ * public: the on-disk constants are specified in docs/SPEC-FS.md and change with it.
+ *
+ * Module map:
+ *   cache.c      device access through the read and program caches, verified programs
+ *   alloc.c      block allocator (lookahead window, seeded start, going-round detection)
+ *   mdir.c       metadata pairs: fetch, append commit, compaction, split, record scans
+ *   commit.c     filesystem-level commits: global-state deltas, relocation fix-ups
+ *   gstate.c     half-done renames and orphaned directories: repair at mount
+ *   dir.c        paths, lookups, mkdir, remove, rename, directory reading
+ *   ctree.c      file data: pages with CRCs, the copy-on-write block tree
+ *   file.c       open files: buffering, write, read, truncate, sync
+ *   attr.c       custom attributes
+ *   superblock.c format, mount, unmount, fsinfo
+ *   check.c      traverse, usage, consistency check
+ */
+#ifndef PETREL_FS_INTERNAL_H
+#define PETREL_FS_INTERNAL_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "petrel/codec.h"
+#include "petrel/common.h"
+#include "petrel/crc32c.h"
+#include "petrel/fs.h"
+#include "petrel/hash.h"
+
+#define PT_NULL PETREL_FS_BLOCK_NULL
+
+/* ---- On-disk record types (docs/SPEC-FS.md "Records"). ---- */
+enum pt_rec_type {
+    PT_REC_SUPERBLOCK = 0x01,
+    PT_REC_HEAD = 0x02,     /* this pair starts a directory: dirid */
+    PT_REC_THREAD = 0x03,   /* next pair in the thread, continuation flag, split hash */
+    PT_REC_LO = 0x04,       /* lowest name hash this pair holds */
+    PT_REC_GDELTA = 0x05,   /* global state delta */
+    PT_REC_ENTRY = 0x10,    /* directory entry (file or directory) */
+    PT_REC_DELETE = 0x11,   /* entry removed */
+    PT_REC_ATTR = 0x12,     /* custom attribute */
+    PT_REC_ATTRDEL = 0x13,  /* custom attribute removed */
+    PT_REC_CRC = 0x7f,      /* closes a commit */
+    /* Not on disk: a commit input that copies an entry's attributes under a new hash. */
+    PT_REC_COPYATTRS = 0xf0
+};
+
+#define PT_REC_HDR 4u          /* type u8, payload length le24 */
+#define PT_CRC_PAYLOAD 8u      /* fcrc le32, crc le32 (+ padding) */
+#define PT_GSTATE_SIZE 24u
+#define PT_SB_SIZE 36u
+
+/* Entry payload offsets. */
+#define PT_ENTRY_FIXED 10u     /* hash le64, type u8, name_len u8 */
+#define PT_DIRSTRUCT_SIZE 12u  /* pair le32 x2, dirid le32 */
+#define PT_REGSTRUCT_SIZE 15u  /* size le64, root le32, depth u8, tail_len le16 */
+
+/* A record in a pair's log: payload offset and length, type. */
+struct pt_rec_ref {
+    uint32_t off; /* payload offset in the block */
+    uint32_t len;
+    uint8_t type;
+};
+
+/* A fetched metadata pair. */
+struct pt_mdir {
+    uint32_t pair[2];   /* pair[0] holds the newest valid log */
+    uint32_t rev;       /* revision of pair[0] */
+    uint32_t off;       /* end of the valid log in pair[0] */
+    uint8_t erased;     /* the space after off is known erased: appending is safe */
+    uint8_t head;       /* this pair starts a directory */
+    uint8_t next_cont;  /* the next pair continues this directory */
+    uint32_t dirid;     /* directory id (head pairs) */
+    uint64_t lo;        /* lowest hash held here */
+    uint64_t next_split;/* lowest hash of the continuation pair */
+    uint32_t next[2];   /* next pair in the thread (PT_NULL: end) */
+    struct petrel_fs_gstate gdelta; /* XOR of this pair's deltas */
+    uint32_t crc_xor;   /* XOR of the CRCs of the valid commits */
+    uint32_t log_crc;   /* CRC of every byte of the block before off (commits chain) */
+    uint32_t ncommits;
+    /* result of the lookup requested at fetch */
+    uint8_t found;      /* 0 none, else PT_REC_ENTRY or PT_REC_DELETE */
+    struct pt_rec_ref found_rec;
+};
+
+/* One record to commit. Payload = seg[0] followed by seg[1] (either may be empty). */
+struct pt_rec {
+    uint8_t type;
+    uint8_t atype;      /* attribute type for ATTR / ATTRDEL */
+    uint64_t hash;      /* key for ENTRY/DELETE/ATTR/ATTRDEL/COPYATTRS (new hash) */
+    const void *seg[2];
+    uint32_t seglen[2];
+    /* COPYATTRS: copy live attributes of src_hash in src to hash */
+    const struct pt_mdir *src;
+    uint64_t src_hash;
+};
+
+/* A decoded directory entry. */
+struct pt_entry {
+    uint8_t type;       /* PETREL_FS_REG / PETREL_FS_DIR */
+    uint8_t name_len;
+    uint64_t hash;
+    uint32_t name_off;  /* disk offset of the name */
+    uint32_t block;     /* block holding the record */
+    uint32_t rec_off;   /* payload offset */
+    uint32_t rec_len;
+    /* DIR */
+    uint32_t pair[2];
+    uint32_t dirid;
+    /* REG */
+    uint64_t size;
+    uint32_t root;
+    uint8_t depth;
+    uint16_t tail_len;
+    uint32_t tail_off;  /* disk offset of the tail bytes */
+};
+
+/* ---- cache.c ---- */
+int pt_read(struct petrel_fs *fs, uint32_t block, uint32_t off, void *buf, uint32_t size,
+            uint32_t hint);
+int pt_read_crc(struct petrel_fs *fs, uint32_t block, uint32_t off, uint32_t size,
+                uint32_t *crc);
+int pt_read_direct(struct petrel_fs *fs, uint32_t block, uint32_t off, void *buf, uint32_t size);
+int pt_erase(struct petrel_fs *fs, uint32_t block);
+int pt_prog_direct(struct petrel_fs *fs, uint32_t block, uint32_t off, const void *buf,
+                   uint32_t size);
+int pt_verify(struct petrel_fs *fs, uint32_t block, uint32_t off, uint32_t size,
+              uint32_t expect_crc);
+void pt_cache_drop(struct petrel_fs *fs, uint32_t block);
+void pt_links_remember(struct petrel_fs *fs, const uint32_t pair[2], const uint32_t next[2],
+                       int next_cont, uint64_t next_split);
+const struct petrel_fs_link *pt_links_find(struct petrel_fs *fs, const uint32_t pair[2]);
+void pt_links_clear(struct petrel_fs *fs);
+int pt_sync(struct petrel_fs *fs);
+
+/* A program stream: appends bytes into a block through the program cache, keeps the CRC. */
+struct pt_writer {
+    uint32_t block;
+    uint32_t start;  /* first offset written (for verification) */
+    uint32_t off;    /* next offset */
+    uint32_t crc;    /* CRC since the commit start */
+    uint32_t vcrc;   /* CRC of everything written since start */
+    int dry;         /* count only */
+};
+void pt_writer_init(struct petrel_fs *fs, struct pt_writer *w, uint32_t block, uint32_t off,
+                    int dry);
+int pt_writer_put(struct petrel_fs *fs, struct pt_writer *w, const void *buf, uint32_t size);
+int pt_writer_copy(struct petrel_fs *fs, struct pt_writer *w, uint32_t block, uint32_t off,
+                   uint32_t size);
+int pt_writer_flush(struct petrel_fs *fs, struct pt_writer *w);
+
+/* ---- alloc.c ---- */
+void pt_alloc_init(struct petrel_fs *fs);
+int pt_alloc(struct petrel_fs *fs, uint32_t *block);
+int pt_alloc_erased(struct petrel_fs *fs, uint32_t *block);
+void pt_alloc_ack(struct petrel_fs *fs);
+
+/* ---- mdir.c ---- */
+int pt_mdir_fetch(struct petrel_fs *fs, struct pt_mdir *md, const uint32_t pair[2],
+                  const uint64_t *find_hash);
+int pt_mdir_refetch(struct petrel_fs *fs, struct pt_mdir *md, const uint64_t *find_hash);
+int pt_rec_next(struct petrel_fs *fs, const struct pt_mdir *md, uint32_t *pos,
+                struct pt_rec_ref *rec);
+int pt_rec_hash(struct petrel_fs *fs, const struct pt_mdir *md, const struct pt_rec_ref *rec,
+                uint64_t *hash, uint8_t *atype);
+int pt_rec_live(struct petrel_fs *fs, const struct pt_mdir *md, const struct pt_rec_ref *rec,
+                uint32_t after, const struct pt_rec *recs, int n, int *live);
+int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n,
+                   uint32_t old_pair[2]);
+int pt_mdir_create(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n);
+int pt_block_invalidate(struct petrel_fs *fs, uint32_t block);
+int pt_entry_decode(struct petrel_fs *fs, uint32_t block, const struct pt_rec_ref *rec,
+                    struct pt_entry *e);
+int pt_pair_eq(const uint32_t a[2], const uint32_t b[2]);
+void pt_gstate_xor(struct petrel_fs_gstate *a, const struct petrel_fs_gstate *b);
+void pt_gstate_encode(uint8_t *p, const struct petrel_fs_gstate *g);
+void pt_gstate_decode(struct petrel_fs_gstate *g, const uint8_t *p);
+int pt_gstate_zero(const struct petrel_fs_gstate *g);
+
+/* ---- commit.c ---- */
+int pt_fs_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n);
+int pt_thread_pred(struct petrel_fs *fs, const uint32_t pair[2], struct pt_mdir *pred);
+void pt_handles_relocate(struct petrel_fs *fs, const uint32_t old[2], const uint32_t nw[2]);
+extern struct petrel_fs_gstate pt_gpending_dummy;
+
+/* ---- gstate.c ---- */
+int pt_fs_repair(struct petrel_fs *fs, int finish_move);
+int pt_unlink_dir(struct petrel_fs *fs, const uint32_t head[2]);
+
+/* ---- dir.c ---- */
+struct pt_lookup {
+    struct pt_mdir md;      /* pair that holds (or would hold) the last component */
+    uint32_t parent[2];     /* head of the directory holding the last component */
+    uint32_t parent_dirid;
+    const char *name;       /* last component */
+    uint32_t name_len;
+    uint64_t hash;
+    int exists;             /* entry found */
+    struct pt_entry e;      /* the entry when exists */
+    int is_root;            /* the path is the root itself */
+    int saw_dirid;          /* lookup passed through a directory with watch_dirid */
+};
+int pt_lookup(struct petrel_fs *fs, const char *path, struct pt_lookup *lk,
+              int64_t watch_dirid);
+int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash,
+                     struct pt_mdir *md);
+int pt_entry_name_eq(struct petrel_fs *fs, const struct pt_entry *e, const char *name,
+                     uint32_t len);
+int pt_fs_writable(struct petrel_fs *fs);
+int pt_dir_head(struct petrel_fs *fs, const struct pt_entry *e, uint32_t head[2]);
+
+/* ---- ctree.c ---- */
+uint32_t pt_page_payload(const struct petrel_fs *fs);
+uint32_t pt_pages_per_block(const struct petrel_fs *fs);
+uint32_t pt_tree_fanout(const struct petrel_fs *fs);
+uint32_t pt_page_crc(uint32_t block, uint32_t slot, const uint8_t *payload, uint32_t len);
+int pt_page_read(struct petrel_fs *fs, uint32_t block, uint32_t slot, const uint8_t **payload);
+int pt_page_prog(struct petrel_fs *fs, uint32_t block, uint32_t slot, uint8_t *page);
+int pt_tree_lookup(struct petrel_fs *fs, uint32_t root, uint8_t depth, uint32_t index,
+                   uint32_t *block);
+int pt_tree_apply(struct petrel_fs *fs, uint32_t *root, uint8_t *depth,
+                  struct petrel_fs_file *f);
+int pt_tree_walk(struct petrel_fs *fs, uint32_t root, uint8_t depth, uint64_t size,
+                 int (*cb)(void *ctx, uint32_t block, int is_data), void *ctx);
+
+/* ---- file.c ---- */
+int pt_file_inflight(struct petrel_fs *fs, int (*cb)(void *ctx, uint32_t block, int is_data),
+                     void *ctx);
+
+/* ---- check.c ---- */
+int pt_traverse(struct petrel_fs *fs, int include_inflight,
+                int (*cb)(void *ctx, uint32_t block, int is_data), void *ctx);
+
+#endif

@@ -1,0 +1,944 @@
+/*
+ * Metadata pairs: two erase blocks holding an append-only log of commits, each closed by a
+ * CRC32C record. Fetch, append, compaction into the other block, relocation to a fresh
+ * block, and splitting a full pair in two by name-hash range.
+ *
+ * Owns the log format of docs/SPEC-FS.md ("Metadata pairs"). Invariants: a commit is
+ * appended only where the log proved the space erased (the previous commit's fcrc matched);
+ * every commit is read back and compared with the expected CRC before it counts; a
+ * compaction or split becomes visible only through its final CRC, so a power cut leaves the
+ * old log in force. Records later in a log supersede earlier ones with the same key. This
+ * file never allocates memory and never recurses; a log is re-scanned instead of cached.
+ */
+#include "fs/fs_internal.h"
+
+#define PT_FETCH_HINT 512u
+
+int pt_pair_eq(const uint32_t a[2], const uint32_t b[2])
+{
+    return (a[0] == b[0] && a[1] == b[1]) || (a[0] == b[1] && a[1] == b[0]);
+}
+
+void pt_gstate_xor(struct petrel_fs_gstate *a, const struct petrel_fs_gstate *b)
+{
+    a->move_pair[0] ^= b->move_pair[0];
+    a->move_pair[1] ^= b->move_pair[1];
+    a->move_hash ^= b->move_hash;
+    a->move_pending ^= b->move_pending;
+    a->orphans ^= b->orphans;
+}
+
+void pt_gstate_encode(uint8_t *p, const struct petrel_fs_gstate *g)
+{
+    pt_put_le32(p, g->move_pair[0]);
+    pt_put_le32(p + 4, g->move_pair[1]);
+    pt_put_le64(p + 8, g->move_hash);
+    pt_put_le32(p + 16, g->move_pending);
+    pt_put_le32(p + 20, g->orphans);
+}
+
+void pt_gstate_decode(struct petrel_fs_gstate *g, const uint8_t *p)
+{
+    g->move_pair[0] = pt_get_le32(p);
+    g->move_pair[1] = pt_get_le32(p + 4);
+    g->move_hash = pt_get_le64(p + 8);
+    g->move_pending = pt_get_le32(p + 16);
+    g->orphans = pt_get_le32(p + 20);
+}
+
+int pt_gstate_zero(const struct petrel_fs_gstate *g)
+{
+    return !g->move_pair[0] && !g->move_pair[1] && !g->move_hash && !g->move_pending &&
+           !g->orphans;
+}
+
+static int pt_rev_newer(uint32_t a, uint32_t b)
+{
+    return (int32_t)(a - b) > 0;
+}
+
+/* Decode the fixed part of a state record's payload into md. */
+static void pt_mdir_apply(struct pt_mdir *md, uint8_t type, const uint8_t *p, uint32_t len)
+{
+    struct petrel_fs_gstate g;
+    switch (type) {
+    case PT_REC_HEAD:
+        if (len >= 4) {
+            md->head = 1;
+            md->dirid = pt_get_le32(p);
+        }
+        break;
+    case PT_REC_THREAD:
+        if (len >= 17) {
+            md->next[0] = pt_get_le32(p);
+            md->next[1] = pt_get_le32(p + 4);
+            md->next_cont = p[8] & 1;
+            md->next_split = pt_get_le64(p + 9);
+        }
+        break;
+    case PT_REC_LO:
+        if (len >= 8) md->lo = pt_get_le64(p);
+        break;
+    case PT_REC_GDELTA:
+        if (len >= PT_GSTATE_SIZE) {
+            pt_gstate_decode(&g, p);
+            pt_gstate_xor(&md->gdelta, &g);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* Scan one block's log: returns 1 if it holds at least one valid commit, 0 if none. */
+static int pt_mdir_scan(struct petrel_fs *fs, struct pt_mdir *out, uint32_t block,
+                        const uint64_t *find_hash)
+{
+    struct pt_mdir t, md;
+    uint8_t hdr[PT_REC_HDR], tmp[32];
+    uint32_t pos, crc, last_fcrc = 0;
+    int valid = 0, err;
+
+    memset(&md, 0, sizeof(md));
+    md.next[0] = md.next[1] = PT_NULL;
+    err = pt_read(fs, block, 0, tmp, 4, PT_FETCH_HINT);
+    if (err) return err;
+    md.rev = pt_get_le32(tmp);
+    crc = petrel_crc32c(0, tmp, 4);
+    pos = 4;
+    t = md;
+    for (;;) {
+        uint8_t type;
+        uint32_t len;
+        if (pos + PT_REC_HDR > fs->block_size) break;
+        err = pt_read(fs, block, pos, hdr, PT_REC_HDR, PT_FETCH_HINT);
+        if (err) return err;
+        type = hdr[0];
+        len = (uint32_t)hdr[1] | ((uint32_t)hdr[2] << 8) | ((uint32_t)hdr[3] << 16);
+        if (type == 0 || type == 0xff || len > fs->block_size - pos - PT_REC_HDR) break;
+        crc = petrel_crc32c(crc, hdr, PT_REC_HDR);
+        if (type == PT_REC_CRC) {
+            uint32_t stored;
+            if (len < PT_CRC_PAYLOAD) break;
+            err = pt_read(fs, block, pos + PT_REC_HDR, tmp, 8, PT_FETCH_HINT);
+            if (err) return err;
+            crc = petrel_crc32c(crc, tmp, 4);
+            stored = pt_get_le32(tmp + 4);
+            if (stored != crc) break;
+            /* the next commit's CRC continues over this one's CRC and padding, so a stale
+             * commit left in the block from an earlier use can never validate */
+            crc = petrel_crc32c(crc, tmp + 4, 4);
+            err = pt_read_crc(fs, block, pos + PT_REC_HDR + PT_CRC_PAYLOAD,
+                              len - PT_CRC_PAYLOAD, &crc);
+            if (err) return err;
+            last_fcrc = pt_get_le32(tmp);
+            t.crc_xor ^= stored;
+            t.ncommits++;
+            t.off = pos + PT_REC_HDR + len;
+            t.log_crc = crc;
+            md = t;
+            valid = 1;
+            pos = t.off;
+            continue;
+        }
+        if (type == PT_REC_HEAD || type == PT_REC_THREAD || type == PT_REC_LO ||
+            type == PT_REC_GDELTA || ((type == PT_REC_ENTRY || type == PT_REC_DELETE) &&
+                                      find_hash && len >= 8)) {
+            uint32_t n = PT_MIN(len, (uint32_t)sizeof(tmp));
+            err = pt_read(fs, block, pos + PT_REC_HDR, tmp, n, PT_FETCH_HINT);
+            if (err) return err;
+            if (type == PT_REC_ENTRY || type == PT_REC_DELETE) {
+                if (pt_get_le64(tmp) == *find_hash) {
+                    t.found = type;
+                    t.found_rec.off = pos + PT_REC_HDR;
+                    t.found_rec.len = len;
+                    t.found_rec.type = type;
+                }
+            } else {
+                pt_mdir_apply(&t, type, tmp, n);
+            }
+        }
+        err = pt_read_crc(fs, block, pos + PT_REC_HDR, len, &crc);
+        if (err) return err;
+        pos += PT_REC_HDR + len;
+    }
+    if (!valid) return 0;
+    md.erased = 0;
+    if (md.off + fs->prog_size <= fs->block_size) {
+        uint32_t c = 0;
+        err = pt_read_crc(fs, block, md.off, fs->prog_size, &c);
+        if (err) return err;
+        md.erased = c == last_fcrc;
+    }
+    md.pair[0] = block;
+    *out = md;
+    return 1;
+}
+
+int pt_mdir_fetch(struct petrel_fs *fs, struct pt_mdir *md, const uint32_t pair[2],
+                  const uint64_t *find_hash)
+{
+    uint8_t rev[2][4];
+    int first, i, err;
+    uint32_t p0 = pair[0], p1 = pair[1];
+    int bad[2];
+    if (p0 >= fs->block_count || p1 >= fs->block_count || p0 == p1) return -PT_ECORRUPT;
+    /* a block that cannot even be read is just not the valid one */
+    err = pt_read(fs, p0, 0, rev[0], 4, 4);
+    if (err && err != -PT_EIO && err != -PT_ECORRUPT) return err;
+    bad[0] = err != 0;
+    err = pt_read(fs, p1, 0, rev[1], 4, 4);
+    if (err && err != -PT_EIO && err != -PT_ECORRUPT) return err;
+    bad[1] = err != 0;
+    if (bad[0] && bad[1]) return -PT_EIO;
+    if (bad[0] || bad[1])
+        first = bad[0] ? 1 : 0;
+    else
+        first = pt_rev_newer(pt_get_le32(rev[1]), pt_get_le32(rev[0])) ? 1 : 0;
+    for (i = 0; i < 2; i++) {
+        int which = i == 0 ? first : 1 - first;
+        uint32_t b = which ? p1 : p0;
+        int r;
+        if (bad[which]) continue;
+        r = pt_mdir_scan(fs, md, b, find_hash);
+        if (r < 0 && r != -PT_ECORRUPT && r != -PT_EIO) return r;
+        if (r == 1) {
+            md->pair[0] = b;
+            md->pair[1] = which ? p0 : p1;
+            pt_links_remember(fs, md->pair, md->next, md->next_cont, md->next_split);
+            return 0;
+        }
+        petrel_log(PT_LOG_DEBUG, "fs", "pair {%u,%u}: block %u has no valid commit",
+                   (unsigned)p0, (unsigned)p1, (unsigned)b);
+    }
+    return -PT_ECORRUPT;
+}
+
+int pt_mdir_refetch(struct petrel_fs *fs, struct pt_mdir *md, const uint64_t *find_hash)
+{
+    uint32_t pair[2];
+    pair[0] = md->pair[0];
+    pair[1] = md->pair[1];
+    return pt_mdir_fetch(fs, md, pair, find_hash);
+}
+
+int pt_rec_next(struct petrel_fs *fs, const struct pt_mdir *md, uint32_t *pos,
+                struct pt_rec_ref *rec)
+{
+    uint8_t hdr[PT_REC_HDR];
+    if (*pos < 4) *pos = 4;
+    while (*pos + PT_REC_HDR <= md->off) {
+        int err = pt_read(fs, md->pair[0], *pos, hdr, PT_REC_HDR, md->off - *pos);
+        uint32_t len;
+        if (err) return err;
+        len = (uint32_t)hdr[1] | ((uint32_t)hdr[2] << 8) | ((uint32_t)hdr[3] << 16);
+        rec->type = hdr[0];
+        rec->off = *pos + PT_REC_HDR;
+        rec->len = len;
+        *pos += PT_REC_HDR + len;
+        if (rec->type == PT_REC_CRC) continue;
+        return 1;
+    }
+    return 0;
+}
+
+int pt_rec_hash(struct petrel_fs *fs, const struct pt_mdir *md, const struct pt_rec_ref *rec,
+                uint64_t *hash, uint8_t *atype)
+{
+    uint8_t tmp[9];
+    uint32_t n = rec->type == PT_REC_ATTR || rec->type == PT_REC_ATTRDEL ? 9 : 8;
+    int err;
+    *hash = 0;
+    *atype = 0;
+    if (rec->len < n) return -PT_ECORRUPT;
+    err = pt_read(fs, md->pair[0], rec->off, tmp, n, md->off - rec->off);
+    if (err) return err;
+    *hash = pt_get_le64(tmp);
+    if (n == 9) *atype = tmp[8];
+    return 0;
+}
+
+static int pt_is_keyed(uint8_t type)
+{
+    return type == PT_REC_ENTRY || type == PT_REC_DELETE || type == PT_REC_ATTR ||
+           type == PT_REC_ATTRDEL;
+}
+
+/* Whether a later record (type2, hash2, atype2) supersedes (type, hash, atype). */
+static int pt_supersedes(uint8_t type, uint64_t hash, uint8_t atype, uint8_t type2,
+                         uint64_t hash2, uint8_t atype2)
+{
+    switch (type) {
+    case PT_REC_ENTRY:
+        return (type2 == PT_REC_ENTRY || type2 == PT_REC_DELETE) && hash2 == hash;
+    case PT_REC_ATTR:
+        return hash2 == hash && (type2 == PT_REC_DELETE ||
+                                 ((type2 == PT_REC_ATTR || type2 == PT_REC_ATTRDEL) &&
+                                  atype2 == atype));
+    case PT_REC_SUPERBLOCK:
+    case PT_REC_HEAD:
+    case PT_REC_THREAD:
+    case PT_REC_LO:
+        return type2 == type;
+    default:
+        return 0;
+    }
+}
+
+static int pt_supersedes_recs(uint8_t type, uint64_t hash, uint8_t atype,
+                              const struct pt_rec *recs, int n)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        if (pt_supersedes(type, hash, atype, recs[i].type, recs[i].hash, recs[i].atype))
+            return 1;
+    return 0;
+}
+
+/* Is the old record rec still in force: no later old record (from `after`) and none of
+ * recs supersedes it. */
+int pt_rec_live(struct petrel_fs *fs, const struct pt_mdir *md, const struct pt_rec_ref *rec,
+                uint32_t after, const struct pt_rec *recs, int n, int *live)
+{
+    uint64_t hash = 0, h2;
+    uint8_t atype = 0, a2;
+    struct pt_rec_ref r2 = {0, 0, 0};
+    uint32_t pos = after;
+    int err;
+    *live = 0;
+    if (rec->type == PT_REC_DELETE || rec->type == PT_REC_ATTRDEL ||
+        rec->type == PT_REC_GDELTA || rec->type == PT_REC_CRC)
+        return 0;
+    if (pt_is_keyed(rec->type)) {
+        err = pt_rec_hash(fs, md, rec, &hash, &atype);
+        if (err) return err;
+    }
+    if (pt_supersedes_recs(rec->type, hash, atype, recs, n)) return 0;
+    while ((err = pt_rec_next(fs, md, &pos, &r2)) == 1) {
+        h2 = 0;
+        a2 = 0;
+        if (pt_is_keyed(r2.type)) {
+            if (!pt_is_keyed(rec->type)) continue;
+            err = pt_rec_hash(fs, md, &r2, &h2, &a2);
+            if (err) return err;
+        }
+        if (pt_supersedes(rec->type, hash, atype, r2.type, h2, a2)) return 0;
+    }
+    if (err < 0) return err;
+    *live = 1;
+    return 0;
+}
+
+/* ---- emitting records ---- */
+
+static int pt_emit_hdr(struct petrel_fs *fs, struct pt_writer *w, uint8_t type, uint32_t len)
+{
+    uint8_t hdr[PT_REC_HDR];
+    hdr[0] = type;
+    hdr[1] = (uint8_t)len;
+    hdr[2] = (uint8_t)(len >> 8);
+    hdr[3] = (uint8_t)(len >> 16);
+    return pt_writer_put(fs, w, hdr, PT_REC_HDR);
+}
+
+/* Emit the live attributes of src_hash in src as ATTR records keyed by hash. */
+static int pt_emit_copyattrs(struct petrel_fs *fs, struct pt_writer *w, const struct pt_rec *r)
+{
+    const struct pt_mdir *src = r->src;
+    struct pt_rec_ref rec = {0, 0, 0};
+    uint32_t pos = 0;
+    int err;
+    uint8_t key[9];
+    while ((err = pt_rec_next(fs, src, &pos, &rec)) == 1) {
+        uint64_t h;
+        uint8_t a;
+        int live;
+        if (rec.type != PT_REC_ATTR) continue;
+        err = pt_rec_hash(fs, src, &rec, &h, &a);
+        if (err) return err;
+        if (h != r->src_hash) continue;
+        err = pt_rec_live(fs, src, &rec, pos, NULL, 0, &live);
+        if (err) return err;
+        if (!live) continue;
+        pt_put_le64(key, r->hash);
+        key[8] = a;
+        err = pt_emit_hdr(fs, w, PT_REC_ATTR, rec.len);
+        if (!err) err = pt_writer_put(fs, w, key, 9);
+        if (!err) err = pt_writer_copy(fs, w, src->pair[0], rec.off + 9, rec.len - 9);
+        if (err) return err;
+    }
+    return err;
+}
+
+static int pt_emit_rec(struct petrel_fs *fs, struct pt_writer *w, const struct pt_rec *r)
+{
+    int err;
+    if (r->type == PT_REC_COPYATTRS) return pt_emit_copyattrs(fs, w, r);
+    err = pt_emit_hdr(fs, w, r->type, r->seglen[0] + r->seglen[1]);
+    if (!err && r->seglen[0]) err = pt_writer_put(fs, w, r->seg[0], r->seglen[0]);
+    if (!err && r->seglen[1]) err = pt_writer_put(fs, w, r->seg[1], r->seglen[1]);
+    return err;
+}
+
+/* Close a commit: CRC record with the erased-state CRC of the next program unit, padded so
+ * the next commit starts aligned. */
+static int pt_emit_crc(struct petrel_fs *fs, struct pt_writer *w, uint32_t *crc_out)
+{
+    uint32_t end = w->off + PT_REC_HDR + PT_CRC_PAYLOAD;
+    uint32_t pad = (fs->prog_size - end % fs->prog_size) % fs->prog_size;
+    uint32_t fcrc = 0, crc;
+    uint8_t tmp[4], zeros[16];
+    int err;
+    if (end + pad > fs->block_size) return -PT_ENOSPC;
+    if (!w->dry && end + pad + fs->prog_size <= fs->block_size) {
+        err = pt_read_crc(fs, w->block, end + pad, fs->prog_size, &fcrc);
+        if (err) return err;
+    }
+    err = pt_emit_hdr(fs, w, PT_REC_CRC, PT_CRC_PAYLOAD + pad);
+    if (err) return err;
+    pt_put_le32(tmp, fcrc);
+    err = pt_writer_put(fs, w, tmp, 4);
+    if (err) return err;
+    crc = w->crc;
+    pt_put_le32(tmp, crc);
+    err = pt_writer_put(fs, w, tmp, 4);
+    memset(zeros, 0, sizeof(zeros));
+    while (!err && pad > 0) {
+        uint32_t n = PT_MIN(pad, (uint32_t)sizeof(zeros));
+        err = pt_writer_put(fs, w, zeros, n);
+        pad -= n;
+    }
+    if (crc_out) *crc_out = crc;
+    return err;
+}
+
+static int pt_in_range(uint64_t h, uint64_t lo, uint64_t hi, int hi_open)
+{
+    return h >= lo && (hi_open || h < hi);
+}
+
+struct pt_compact {
+    const struct pt_mdir *src; /* old log, or NULL for a new pair */
+    const struct pt_rec *recs;
+    int n;
+    const struct pt_rec *extra;
+    int nextra;
+    uint64_t lo, hi;
+    int hi_open;
+    int is_low; /* keeps superblock, head and global state */
+    uint32_t rev;
+};
+
+static int pt_rec_keeps(const struct pt_compact *c, uint8_t type, uint64_t hash)
+{
+    if (pt_is_keyed(type) || type == PT_REC_COPYATTRS)
+        return pt_in_range(hash, c->lo, c->hi, c->hi_open);
+    if (type == PT_REC_SUPERBLOCK || type == PT_REC_HEAD) return c->is_low;
+    return type == PT_REC_THREAD || type == PT_REC_LO;
+}
+
+/* Write (or with w->dry, measure) a compacted log: rev, live old records, new records,
+ * extra records, the merged global-state delta, CRC. */
+static int pt_emit_compact(struct petrel_fs *fs, struct pt_writer *w, const struct pt_compact *c)
+{
+    uint8_t tmp[PT_GSTATE_SIZE];
+    struct pt_rec_ref rec = {0, 0, 0};
+    uint32_t pos = 0;
+    int err = 0, i;
+    struct petrel_fs_gstate g;
+
+    pt_put_le32(tmp, c->rev);
+    err = pt_writer_put(fs, w, tmp, 4);
+    if (err) return err;
+    memset(&g, 0, sizeof(g));
+    if (c->src) {
+        g = c->src->gdelta;
+        while ((err = pt_rec_next(fs, c->src, &pos, &rec)) == 1) {
+            uint64_t h = 0;
+            uint8_t a = 0;
+            int live;
+            if (pt_is_keyed(rec.type)) {
+                err = pt_rec_hash(fs, c->src, &rec, &h, &a);
+                if (err) return err;
+            }
+            if (!pt_rec_keeps(c, rec.type, h)) continue;
+            if (pt_supersedes_recs(rec.type, h, a, c->extra, c->nextra)) continue;
+            err = pt_rec_live(fs, c->src, &rec, pos, c->recs, c->n, &live);
+            if (err) return err;
+            if (!live) continue;
+            err = pt_writer_copy(fs, w, c->src->pair[0], rec.off - PT_REC_HDR,
+                                 rec.len + PT_REC_HDR);
+            if (err) return err;
+        }
+        if (err < 0) return err;
+    }
+    for (i = 0; i < c->n; i++) {
+        const struct pt_rec *r = &c->recs[i];
+        if (r->type == PT_REC_GDELTA) {
+            struct petrel_fs_gstate d;
+            pt_gstate_decode(&d, (const uint8_t *)r->seg[0]);
+            pt_gstate_xor(&g, &d);
+            continue;
+        }
+        if (r->type == PT_REC_DELETE || r->type == PT_REC_ATTRDEL) continue;
+        if (!pt_rec_keeps(c, r->type, r->hash)) continue;
+        if (r->type != PT_REC_COPYATTRS &&
+            (pt_supersedes_recs(r->type, r->hash, r->atype, c->recs + i + 1, c->n - i - 1) ||
+             pt_supersedes_recs(r->type, r->hash, r->atype, c->extra, c->nextra)))
+            continue;
+        err = pt_emit_rec(fs, w, r);
+        if (err) return err;
+    }
+    for (i = 0; i < c->nextra; i++) {
+        err = pt_emit_rec(fs, w, &c->extra[i]);
+        if (err) return err;
+    }
+    if (c->is_low && !pt_gstate_zero(&g)) {
+        pt_gstate_encode(tmp, &g);
+        err = pt_emit_hdr(fs, w, PT_REC_GDELTA, PT_GSTATE_SIZE);
+        if (!err) err = pt_writer_put(fs, w, tmp, PT_GSTATE_SIZE);
+        if (err) return err;
+    }
+    return pt_emit_crc(fs, w, NULL);
+}
+
+/* Size of a compacted log, or -PT_ENOSPC when it does not fit a block. */
+static int64_t pt_compact_size(struct petrel_fs *fs, const struct pt_compact *c)
+{
+    struct pt_writer w;
+    int err;
+    pt_writer_init(fs, &w, PT_NULL, 0, 1);
+    err = pt_emit_compact(fs, &w, c);
+    if (err) return err;
+    return w.off;
+}
+
+/* Write a compacted log into target (erased here) and verify it. */
+static int pt_write_compact(struct petrel_fs *fs, uint32_t target, const struct pt_compact *c)
+{
+    struct pt_writer w;
+    int err = pt_erase(fs, target);
+    if (err) return err;
+    pt_writer_init(fs, &w, target, 0, 0);
+    err = pt_emit_compact(fs, &w, c);
+    if (!err) err = pt_writer_flush(fs, &w);
+    if (!err) err = pt_verify(fs, target, 0, w.off, w.vcrc);
+    return err;
+}
+
+static int pt_bad_block_error(int err)
+{
+    return err == -PT_EIO || err == -PT_ECORRUPT;
+}
+
+/* Compact into target; on a bad block move to fresh blocks. Returns the block written. */
+static int pt_compact_into(struct petrel_fs *fs, uint32_t target, const struct pt_compact *c,
+                           int may_relocate, uint32_t *written)
+{
+    int tries;
+    for (tries = 0; tries < 64; tries++) {
+        int err;
+        if (target != PT_NULL) {
+            err = pt_write_compact(fs, target, c);
+            if (err == 0) {
+                *written = target;
+                return 0;
+            }
+            if (!pt_bad_block_error(err)) return err;
+            petrel_log(PT_LOG_WARN, "fs", "metadata block %u failed to program, moving",
+                       (unsigned)target);
+        }
+        if (!may_relocate) return -PT_ENOSPC; /* the root pair is worn out */
+        err = pt_alloc(fs, &target);
+        if (err) return err;
+    }
+    return -PT_ENOSPC;
+}
+
+static int pt_is_root(const struct pt_mdir *md)
+{
+    static const uint32_t root[2] = {0, 1};
+    return pt_pair_eq(md->pair, root);
+}
+
+/* Track what a successful append changed, without re-reading the log. */
+static void pt_mdir_after_append(struct petrel_fs *fs, struct pt_mdir *md,
+                                 const struct pt_rec *recs, int n, uint32_t end, uint32_t crc,
+                                 uint32_t log_crc)
+{
+    int i;
+    md->off = end;
+    md->log_crc = log_crc;
+    md->erased = end + fs->prog_size <= fs->block_size;
+    md->crc_xor ^= crc;
+    md->ncommits++;
+    md->found = 0;
+    for (i = 0; i < n; i++)
+        if (recs[i].type != PT_REC_COPYATTRS && recs[i].seglen[0] && !recs[i].seglen[1])
+            pt_mdir_apply(md, recs[i].type, (const uint8_t *)recs[i].seg[0], recs[i].seglen[0]);
+}
+
+static int pt_mdir_append(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs,
+                          int n)
+{
+    struct pt_writer w;
+    uint32_t crc;
+    int err, i;
+    /* measure first: an append that does not fit goes to compaction */
+    pt_writer_init(fs, &w, md->pair[0], md->off, 1);
+    err = 0;
+    for (i = 0; i < n && !err; i++) err = pt_emit_rec(fs, &w, &recs[i]);
+    if (!err) err = pt_emit_crc(fs, &w, NULL);
+    if (err) return err;
+    pt_writer_init(fs, &w, md->pair[0], md->off, 0);
+    w.crc = md->log_crc; /* the commit CRC continues the log's */
+    for (i = 0; i < n && !err; i++) err = pt_emit_rec(fs, &w, &recs[i]);
+    if (!err) err = pt_emit_crc(fs, &w, &crc);
+    if (!err) err = pt_writer_flush(fs, &w);
+    if (!err) err = pt_verify(fs, w.block, w.start, w.off - w.start, w.vcrc);
+    if (err) {
+        md->erased = 0;
+        return err;
+    }
+    pt_mdir_after_append(fs, md, recs, n, w.off, crc, w.crc);
+    pt_links_remember(fs, md->pair, md->next, md->next_cont, md->next_split);
+    return 0;
+}
+
+/* Size of the records every compacted log of this pair carries (no entries). */
+static int64_t pt_base_size(struct petrel_fs *fs, struct pt_compact *c)
+{
+    uint64_t save_hi = c->hi;
+    int save_open = c->hi_open;
+    int64_t sz;
+    c->hi = c->lo;
+    c->hi_open = 0;
+    sz = pt_compact_size(fs, c);
+    c->hi = save_hi;
+    c->hi_open = save_open;
+    return sz;
+}
+
+/* The most a compacted log may hold so that appends keep room: half of the entry space. */
+static int64_t pt_compact_limit(struct petrel_fs *fs, struct pt_compact *c)
+{
+    int64_t base = pt_base_size(fs, c);
+    if (base < 0) return base;
+    if (base > (int64_t)fs->block_size) return -PT_ENOSPC;
+    return base + ((int64_t)fs->block_size - base) / 2;
+}
+
+/* Find the split hash: the largest s in (lo, hi) whose lower part stays within limit. */
+static int pt_find_split(struct petrel_fs *fs, struct pt_compact *c, int64_t limit,
+                         uint64_t *split)
+{
+    uint64_t lo = c->lo, hi = c->hi_open ? UINT64_MAX : c->hi - 1; /* inclusive */
+    uint64_t a = lo, b = hi, save_hi = c->hi;
+    int save_open = c->hi_open;
+    /* invariant: size([lo, a)) fits (true for a = lo); find largest fitting a */
+    while (a < b) {
+        uint64_t mid = a + (b - a) / 2 + 1;
+        int64_t sz;
+        c->hi = mid;
+        c->hi_open = 0;
+        sz = pt_compact_size(fs, c);
+        if (sz < 0 && sz != -PT_ENOSPC) {
+            c->hi = save_hi;
+            c->hi_open = save_open;
+            return (int)sz;
+        }
+        if (sz >= 0 && sz <= limit)
+            a = mid;
+        else
+            b = mid - 1;
+    }
+    c->hi = save_hi;
+    c->hi_open = save_open;
+    /* a == lo: no entry fits below; all entries move up and this pair keeps only its
+     * fixed records */
+    *split = a;
+    return 0;
+}
+
+/* On media whose erase may leave old contents (unknown erase value), zero the start of an
+ * erased block so that an old log there can never be fetched again. */
+int pt_block_invalidate(struct petrel_fs *fs, uint32_t block)
+{
+    if (fs->bd->erase_value >= 0) return 0;
+    memset(fs->pcache.buf, 0, fs->prog_size);
+    fs->pcache.block = PT_NULL;
+    return pt_prog_direct(fs, block, 0, fs->pcache.buf, fs->prog_size);
+}
+
+/* The second block of a new pair: erased, its old contents made unreadable. */
+static int pt_alloc_spare(struct petrel_fs *fs, uint32_t *block)
+{
+    int tries;
+    for (tries = 0; tries < 64; tries++) {
+        int err = pt_alloc_erased(fs, block);
+        if (err) return err;
+        err = pt_block_invalidate(fs, *block);
+        if (err == 0) return 0;
+        if (err != -PT_EIO && err != -PT_ECORRUPT) return err;
+    }
+    return -PT_ENOSPC;
+}
+
+/* Write the pair holding [s, hi) of c's records, threaded to next (or keeping c's own
+ * thread when next is NULL). */
+static int pt_write_upper(struct petrel_fs *fs, const struct pt_compact *c, uint64_t s,
+                          uint64_t hi, int hi_open, const uint32_t next[2], uint64_t next_split,
+                          uint32_t out[2], int dry)
+{
+    struct pt_compact hc = *c;
+    struct pt_rec x[2];
+    uint8_t lo_buf[8], th_buf[17];
+    int err;
+    hc.lo = s;
+    hc.hi = hi;
+    hc.hi_open = hi_open;
+    hc.is_low = 0;
+    hc.rev = 1;
+    pt_put_le64(lo_buf, s);
+    memset(x, 0, sizeof(x));
+    x[0].type = PT_REC_LO;
+    x[0].seg[0] = lo_buf;
+    x[0].seglen[0] = 8;
+    hc.extra = x;
+    hc.nextra = 1;
+    if (next) {
+        pt_put_le32(th_buf, next[0]);
+        pt_put_le32(th_buf + 4, next[1]);
+        th_buf[8] = 1;
+        pt_put_le64(th_buf + 9, next_split);
+        x[1].type = PT_REC_THREAD;
+        x[1].seg[0] = th_buf;
+        x[1].seglen[0] = 17;
+        hc.nextra = 2;
+    }
+    if (dry) {
+        int64_t sz = pt_compact_size(fs, &hc);
+        return sz < 0 ? (int)sz : 0;
+    }
+    err = pt_alloc_spare(fs, &out[1]);
+    if (err) return err;
+    return pt_compact_into(fs, PT_NULL, &hc, 1, &out[0]);
+}
+
+/* Move the upper part of c's hash range into new pairs: normally one pair holding
+ * [split, hi) with split chosen so the lower part keeps about half the space; when that
+ * upper part does not fit a block, pairs are peeled from the top, each as full as a block
+ * allows. All new pairs are unreferenced until the caller's compaction of the lower part
+ * commits, which links them. On return c covers [lo, split) with the thread record
+ * (c->extra) linking the first new pair. */
+static int pt_split_upper(struct petrel_fs *fs, struct pt_compact *c, int64_t limit, int evict,
+                          uint64_t *split_out, struct pt_rec *xl, uint8_t *th_buf)
+{
+    uint64_t split = 0, hi = c->hi;
+    int hi_open = c->hi_open, err, have_next = 0;
+    uint32_t next[2] = {PT_NULL, PT_NULL};
+    uint64_t next_split = 0;
+    memset(th_buf, 0, 17);
+    memset(xl, 0, sizeof(*xl));
+    xl->type = PT_REC_THREAD;
+    xl->seg[0] = th_buf;
+    xl->seglen[0] = 17;
+    c->extra = xl; /* caller-owned: still referenced when this returns */
+    c->nextra = 1;
+    if (evict) {
+        split = c->lo;
+    } else {
+        err = pt_find_split(fs, c, limit, &split);
+        if (err) return err;
+    }
+    if (pt_write_upper(fs, c, split, hi, hi_open, NULL, 0, NULL, 1) != 0) {
+        /* peel full pairs from the top until the rest fits the lower pair */
+        for (;;) {
+            uint64_t a, b;
+            int64_t low;
+            c->hi = hi;
+            c->hi_open = hi_open;
+            low = pt_compact_size(fs, c);
+            if (low >= 0 && low <= (int64_t)fs->block_size) break;
+            /* smallest s whose [s, hi) fits a block */
+            a = c->lo;
+            b = hi_open ? UINT64_MAX : hi - 1;
+            if (pt_write_upper(fs, c, b, hi, hi_open, have_next ? next : NULL, next_split,
+                               NULL, 1) != 0)
+                return -PT_ENOSPC; /* one name's records exceed a block */
+            while (a < b) {
+                uint64_t mid = a + (b - a) / 2;
+                if (pt_write_upper(fs, c, mid, hi, hi_open, have_next ? next : NULL, next_split,
+                                   NULL, 1) == 0)
+                    b = mid;
+                else
+                    a = mid + 1;
+            }
+            {
+                uint32_t out[2];
+                err = pt_write_upper(fs, c, a, hi, hi_open, have_next ? next : NULL,
+                                     next_split, out, 0);
+                if (err) return err;
+                next[0] = out[0];
+                next[1] = out[1];
+            }
+            have_next = 1;
+            next_split = a;
+            hi = a;
+            hi_open = 0;
+            if (a == c->lo) break;
+        }
+        split = next_split;
+    } else {
+        uint32_t out[2];
+        err = pt_write_upper(fs, c, split, hi, hi_open, NULL, 0, out, 0);
+        if (err) return err;
+        next[0] = out[0];
+        next[1] = out[1];
+    }
+    /* the lower part, now threaded to the first new pair */
+    pt_put_le32(th_buf, next[0]);
+    pt_put_le32(th_buf + 4, next[1]);
+    th_buf[8] = 1;
+    pt_put_le64(th_buf + 9, split);
+    c->hi = split;
+    c->hi_open = 0;
+    {
+        int64_t ls = pt_compact_size(fs, c);
+        if (ls < 0) return (int)ls;
+    }
+    *split_out = split;
+    return 0;
+}
+
+int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n,
+                   uint32_t old_pair[2])
+{
+    struct pt_compact c;
+    int64_t total, limit;
+    int err, relocate = 0, evict = 0, root = pt_is_root(md);
+    struct pt_rec split_thread;
+    uint8_t split_th[17];
+    uint32_t written, orig[2];
+
+    old_pair[0] = old_pair[1] = PT_NULL;
+    if (md->erased) {
+        err = pt_mdir_append(fs, md, recs, n);
+        if (err == 0) return 0;
+        if (err != -PT_ENOSPC && !pt_bad_block_error(err)) return err;
+        if (pt_bad_block_error(err))
+            petrel_log(PT_LOG_WARN, "fs", "commit to block %u failed verification, compacting",
+                       (unsigned)md->pair[0]);
+    }
+    orig[0] = md->pair[0];
+    orig[1] = md->pair[1];
+    fs->layout_gen++; /* compaction may split or move the pair */
+    memset(&c, 0, sizeof(c));
+    c.src = md;
+    c.recs = recs;
+    c.n = n;
+    c.lo = md->lo;
+    c.hi = md->next_split;
+    c.hi_open = !md->next_cont;
+    c.is_low = 1;
+    c.rev = md->rev + 1;
+    if (!root && fs->block_cycles > 0 && c.rev % (uint32_t)fs->block_cycles == 0) relocate = 1;
+
+    total = pt_compact_size(fs, &c);
+    if (total < 0 && total != -PT_ENOSPC) return (int)total;
+    limit = pt_compact_limit(fs, &c);
+    if (limit < 0) return (int)limit;
+    /* The root pair cannot move (it holds the superblock). When it has been compacted
+     * block_cycles times and still holds entries, all its entries move to a new pair,
+     * which can move, so a busy root directory does not wear the root blocks out. */
+    if (root && fs->block_cycles > 0 && c.rev % (uint32_t)fs->block_cycles == 0 &&
+        total > pt_base_size(fs, &c))
+        evict = 1;
+    if (!evict && total >= 0 && (total <= limit || (!c.hi_open && c.lo == c.hi - 1))) {
+        /* compaction into the other block (or a fresh one) */
+        uint32_t target = relocate ? PT_NULL : md->pair[1];
+        err = pt_compact_into(fs, target, &c, !root, &written);
+        if (err) return err;
+    } else {
+        /* split: the upper hash range moves to a new pair threaded right after this one */
+        uint64_t split = 0;
+        err = pt_split_upper(fs, &c, limit, evict, &split, &split_thread, split_th);
+        if (err) return err;
+        err = pt_compact_into(fs, relocate ? PT_NULL : md->pair[1], &c, !root, &written);
+        if (err) return err;
+    }
+    {
+        uint32_t np[2];
+        np[0] = written;
+        np[1] = orig[0];
+        if (written != orig[1]) {
+            old_pair[0] = orig[0];
+            old_pair[1] = orig[1];
+        }
+        err = pt_mdir_fetch(fs, md, np, NULL);
+        if (err) return err;
+        if (md->pair[0] != written) return -PT_ECORRUPT;
+    }
+    return 0;
+}
+
+int pt_mdir_create(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n)
+{
+    struct pt_compact c;
+    uint32_t pair[2], written;
+    int err;
+    memset(&c, 0, sizeof(c));
+    c.recs = recs;
+    c.n = n;
+    c.hi_open = 1;
+    c.is_low = 1;
+    c.rev = 1;
+    err = pt_alloc_spare(fs, &pair[1]);
+    if (err) return err;
+    err = pt_compact_into(fs, PT_NULL, &c, 1, &written);
+    if (err) return err;
+    pair[0] = written;
+    return pt_mdir_fetch(fs, md, pair, NULL);
+}
+
+int pt_entry_decode(struct petrel_fs *fs, uint32_t block, const struct pt_rec_ref *rec,
+                    struct pt_entry *e)
+{
+    uint8_t tmp[PT_ENTRY_FIXED + PT_REGSTRUCT_SIZE];
+    uint32_t s;
+    int err;
+    memset(e, 0, sizeof(*e));
+    if (rec->type != PT_REC_ENTRY || rec->len < PT_ENTRY_FIXED) return -PT_ECORRUPT;
+    err = pt_read(fs, block, rec->off, tmp, PT_ENTRY_FIXED, rec->len);
+    if (err) return err;
+    e->hash = pt_get_le64(tmp);
+    e->type = tmp[8];
+    e->name_len = tmp[9];
+    e->block = block;
+    e->rec_off = rec->off;
+    e->rec_len = rec->len;
+    e->name_off = rec->off + PT_ENTRY_FIXED;
+    s = PT_ENTRY_FIXED + e->name_len;
+    if (e->name_len == 0) return -PT_ECORRUPT;
+    if (e->type == PETREL_FS_DIR) {
+        if (rec->len < s + PT_DIRSTRUCT_SIZE) return -PT_ECORRUPT;
+        err = pt_read(fs, block, rec->off + s, tmp, PT_DIRSTRUCT_SIZE, PT_DIRSTRUCT_SIZE);
+        if (err) return err;
+        e->pair[0] = pt_get_le32(tmp);
+        e->pair[1] = pt_get_le32(tmp + 4);
+        e->dirid = pt_get_le32(tmp + 8);
+        return 0;
+    }
+    if (e->type != PETREL_FS_REG || rec->len < s + PT_REGSTRUCT_SIZE) return -PT_ECORRUPT;
+    err = pt_read(fs, block, rec->off + s, tmp, PT_REGSTRUCT_SIZE, PT_REGSTRUCT_SIZE);
+    if (err) return err;
+    e->size = pt_get_le64(tmp);
+    e->root = pt_get_le32(tmp + 8);
+    e->depth = tmp[12];
+    e->tail_len = pt_get_le16(tmp + 13);
+    e->tail_off = rec->off + s + PT_REGSTRUCT_SIZE;
+    if (rec->len != s + PT_REGSTRUCT_SIZE + e->tail_len || e->tail_len > e->size ||
+        e->depth > PETREL_FS_TREE_DEPTH_MAX)
+        return -PT_ECORRUPT;
+    return 0;
+}

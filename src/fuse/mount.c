@@ -1,0 +1,582 @@
+/*
+ * The FUSE driver over the vfs ops (libfuse3, high-level path API).
+ *
+ * Owns: translating FUSE requests into vfs calls, the table of open handles, and the mount
+ * lifetime. Invariants:
+ * - Every vfs call is made under one lock, and the request loop is single-threaded: the flash
+ *   engine is single-threaded and must never see two calls at once.
+ * - flush (called on every close(2) of a descriptor, including a forked child's or a dup's)
+ *   only syncs; it never links a write-once file. Only release (the last close of the open
+ *   file) closes the vfs handle, which is what links a cluster file.
+ * - A file open for writing is looked up by path in the handle table first, so its size is
+ *   current even before the store shows it (a cluster file is invisible until linked).
+ * - On unmount, handles still open are closed (image) or abandoned (write-once: a file whose
+ *   writer never closed it is not linked).
+ */
+#define FUSE_USE_VERSION 35
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "fuse/mount.h"
+#include "petrel/common.h"
+
+struct handle {
+    struct petrel_vfs_file *file;
+    char *path; /* NULL once the file was removed while open */
+    int writer;
+    struct handle *prev, *next;
+};
+
+struct driver {
+    struct petrel_vfs *vfs;
+    pthread_mutex_t lock;
+    struct handle *open; /* list of open handles */
+    int read_only;
+};
+
+static struct driver *drv(void)
+{
+    return fuse_get_context()->private_data;
+}
+
+/* FUSE hands back, as fh, the pointer we stored at open. */
+static struct handle *handle_of(const struct fuse_file_info *fi)
+{
+    return (struct handle *)(uintptr_t)fi->fh; /* NOLINT(performance-no-int-to-ptr) */
+}
+
+static const char *dir_of(const struct fuse_file_info *fi)
+{
+    return (const char *)(uintptr_t)fi->fh; /* NOLINT(performance-no-int-to-ptr) */
+}
+
+#define LOCKED(expr)                                                                               \
+    ({                                                                                             \
+        struct driver *d_ = drv();                                                                 \
+        __typeof__(expr) r_;                                                                       \
+        pthread_mutex_lock(&d_->lock);                                                             \
+        r_ = (expr);                                                                               \
+        pthread_mutex_unlock(&d_->lock);                                                           \
+        r_;                                                                                        \
+    })
+
+/* PT_E* codes mirror errno; Petrel-only codes become the nearest errno. */
+static int to_errno(int64_t rc)
+{
+    if (rc >= 0) return 0;
+    if (-rc == PT_ECORRUPT) return -EIO;
+    if (-rc >= PT_EPETREL_BASE) return -EIO;
+    return (int)rc;
+}
+
+static void fill_stat(const struct petrel_vfs_stat *s, struct stat *st, int read_only)
+{
+    memset(st, 0, sizeof(*st));
+    if (s->type == PETREL_VFS_DIR) {
+        st->st_mode = S_IFDIR | (s->mode ? s->mode : 0755);
+        st->st_nlink = 2;
+    } else {
+        st->st_mode = S_IFREG | (s->mode ? s->mode : 0644);
+        st->st_nlink = 1;
+    }
+    if (read_only) st->st_mode &= ~(mode_t)0222;
+    st->st_size = (off_t)s->size;
+    st->st_blksize = 4096;
+    st->st_blocks = (blkcnt_t)((s->size + 511) / 512);
+    st->st_mtim.tv_sec = (time_t)s->mtime_sec;
+    st->st_mtim.tv_nsec = s->mtime_nsec;
+    st->st_ctim = st->st_mtim;
+    st->st_atim = st->st_mtim;
+    st->st_uid = getuid();
+    st->st_gid = getgid();
+}
+
+static struct handle *find_writer(struct driver *d, const char *path)
+{
+    struct handle *h;
+    for (h = d->open; h; h = h->next)
+        if (h->writer && h->path && strcmp(h->path, path) == 0) return h;
+    return NULL;
+}
+
+static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+{
+    struct driver *d = drv();
+    struct petrel_vfs_stat s;
+    struct handle *h;
+    int rc;
+    pthread_mutex_lock(&d->lock);
+    h = fi ? handle_of(fi) : (path ? find_writer(d, path) : NULL);
+    if (h)
+        rc = petrel_vfs_file_stat(d->vfs, h->file, &s);
+    else if (path)
+        rc = petrel_vfs_stat(d->vfs, path, &s);
+    else
+        rc = -PT_EBADF;
+    pthread_mutex_unlock(&d->lock);
+    if (rc < 0) return to_errno(rc);
+    fill_stat(&s, st, d->read_only);
+    return 0;
+}
+
+struct fill_ctx {
+    void *buf;
+    fuse_fill_dir_t filler;
+    int read_only;
+};
+
+static int fill_entry(void *ctx, const char *name, const struct petrel_vfs_stat *s)
+{
+    struct fill_ctx *c = ctx;
+    struct stat st;
+    fill_stat(s, &st, c->read_only);
+    return c->filler(c->buf, name, &st, 0, 0) ? 1 : 0;
+}
+
+/* A directory handle is its path (nullpath_ok hands readdir no path). */
+static int op_opendir(const char *path, struct fuse_file_info *fi)
+{
+    char *copy = strdup(path);
+    if (!copy) return -ENOMEM;
+    fi->fh = (uint64_t)(uintptr_t)copy;
+    return 0;
+}
+
+static int op_releasedir(const char *path, struct fuse_file_info *fi)
+{
+    free((char *)dir_of(fi));
+    return 0;
+}
+
+static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
+                      struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+{
+    struct fill_ctx c = {buf, filler, drv()->read_only};
+    const char *dir = dir_of(fi);
+    int rc;
+    filler(buf, ".", NULL, 0, 0);
+    filler(buf, "..", NULL, 0, 0);
+    rc = LOCKED(petrel_vfs_readdir(drv()->vfs, dir, fill_entry, &c));
+    return rc > 0 ? 0 : to_errno(rc);
+}
+
+static int op_mkdir(const char *path, mode_t mode)
+{
+    return to_errno(LOCKED(petrel_vfs_mkdir(drv()->vfs, path)));
+}
+
+static int remove_path(const char *path)
+{
+    struct driver *d = drv();
+    struct handle *h;
+    int rc;
+    pthread_mutex_lock(&d->lock);
+    rc = petrel_vfs_remove(d->vfs, path);
+    if (rc == 0)
+        for (h = d->open; h; h = h->next)
+            if (h->path && strcmp(h->path, path) == 0) {
+                free(h->path);
+                h->path = NULL;
+            }
+    pthread_mutex_unlock(&d->lock);
+    return to_errno(rc);
+}
+
+static int op_unlink(const char *path)
+{
+    struct stat st;
+    int rc = op_getattr(path, &st, NULL);
+    if (rc < 0) return rc;
+    if (S_ISDIR(st.st_mode)) return -EISDIR;
+    return remove_path(path);
+}
+
+static int op_rmdir(const char *path)
+{
+    struct stat st;
+    int rc = op_getattr(path, &st, NULL);
+    if (rc < 0) return rc;
+    if (!S_ISDIR(st.st_mode)) return -ENOTDIR;
+    return remove_path(path);
+}
+
+static int op_rename(const char *from, const char *to, unsigned int flags)
+{
+    struct driver *d = drv();
+    struct handle *h;
+    struct petrel_vfs_stat s;
+    size_t flen = strlen(from);
+    int rc;
+    if (flags & RENAME_EXCHANGE) return -EINVAL;
+    pthread_mutex_lock(&d->lock);
+    if ((flags & RENAME_NOREPLACE) && petrel_vfs_stat(d->vfs, to, &s) == 0)
+        rc = -PT_EEXIST;
+    else
+        rc = petrel_vfs_rename(d->vfs, from, to);
+    /* Open handles under the old name follow the rename. */
+    for (h = d->open; rc == 0 && h; h = h->next) {
+        if (h->path && strncmp(h->path, from, flen) == 0 &&
+            (h->path[flen] == '\0' || h->path[flen] == '/')) {
+            char *p = malloc(strlen(to) + strlen(h->path + flen) + 1);
+            if (!p) continue;
+            strcpy(p, to);
+            strcat(p, h->path + flen);
+            free(h->path);
+            h->path = p;
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+    return to_errno(rc);
+}
+
+static int open_common(const char *path, struct fuse_file_info *fi, int create)
+{
+    struct driver *d = drv();
+    struct handle *h;
+    int flags = 0, acc = fi->flags & O_ACCMODE, rc;
+    if (acc == O_RDONLY || acc == O_RDWR) flags |= PETREL_VFS_O_READ;
+    if (acc == O_WRONLY || acc == O_RDWR) flags |= PETREL_VFS_O_WRITE;
+    if (create) flags |= PETREL_VFS_O_CREAT | PETREL_VFS_O_WRITE;
+    if (fi->flags & O_EXCL) flags |= PETREL_VFS_O_EXCL;
+    if (fi->flags & O_TRUNC) flags |= PETREL_VFS_O_TRUNC;
+    h = calloc(1, sizeof(*h));
+    if (!h || !(h->path = strdup(path))) {
+        free(h);
+        return -ENOMEM;
+    }
+    h->writer = (flags & PETREL_VFS_O_WRITE) != 0;
+    pthread_mutex_lock(&d->lock);
+    rc = petrel_vfs_file_open(d->vfs, path, flags, &h->file);
+    if (rc == 0) {
+        h->next = d->open;
+        if (d->open) d->open->prev = h;
+        d->open = h;
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (rc < 0) {
+        free(h->path);
+        free(h);
+        return to_errno(rc);
+    }
+    fi->fh = (uint64_t)(uintptr_t)h;
+    /* Write-once files stream: no page cache, so every byte reaches the writer in order. */
+    if (d->vfs->caps & PETREL_VFS_CAP_WRITE_ONCE) fi->direct_io = 1;
+    return 0;
+}
+
+static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+    return open_common(path, fi, 1);
+}
+
+static int op_open(const char *path, struct fuse_file_info *fi)
+{
+    return open_common(path, fi, 0);
+}
+
+static int op_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    struct handle *h = handle_of(fi);
+    int64_t n = LOCKED(petrel_vfs_file_read(drv()->vfs, h->file, buf, size, (uint64_t)off));
+    return n < 0 ? to_errno(n) : (int)n;
+}
+
+static int op_write(const char *path, const char *buf, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+    struct handle *h = handle_of(fi);
+    int rc = LOCKED(petrel_vfs_write_all(drv()->vfs, h->file, buf, size, (uint64_t)off));
+    return rc < 0 ? to_errno(rc) : (int)size;
+}
+
+static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+{
+    struct driver *d = drv();
+    struct handle *h = fi ? handle_of(fi) : NULL;
+    int rc;
+    pthread_mutex_lock(&d->lock);
+    if (!h && path) h = find_writer(d, path);
+    if (h) {
+        rc = petrel_vfs_file_truncate(d->vfs, h->file, (uint64_t)size);
+    } else if (!path) {
+        rc = -PT_EBADF;
+    } else {
+        struct petrel_vfs_file *f;
+        rc = petrel_vfs_file_open(d->vfs, path, PETREL_VFS_O_WRITE, &f);
+        if (rc == 0) {
+            int rc2;
+            rc = petrel_vfs_file_truncate(d->vfs, f, (uint64_t)size);
+            rc2 = rc == 0 ? petrel_vfs_file_close(d->vfs, f) : petrel_vfs_file_abandon(d->vfs, f);
+            if (rc == 0) rc = rc2;
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+    return to_errno(rc);
+}
+
+static int op_flush(const char *path, struct fuse_file_info *fi)
+{
+    struct handle *h = handle_of(fi);
+    if (!h->writer) return 0;
+    return to_errno(LOCKED(petrel_vfs_file_sync(drv()->vfs, h->file)));
+}
+
+static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+{
+    struct handle *h = handle_of(fi);
+    return to_errno(LOCKED(petrel_vfs_file_sync(drv()->vfs, h->file)));
+}
+
+static void unlist(struct driver *d, struct handle *h)
+{
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        d->open = h->next;
+    if (h->next) h->next->prev = h->prev;
+    free(h->path);
+    free(h);
+}
+
+static int op_release(const char *path, struct fuse_file_info *fi)
+{
+    struct driver *d = drv();
+    struct handle *h = handle_of(fi);
+    int rc;
+    pthread_mutex_lock(&d->lock);
+    rc = petrel_vfs_file_close(d->vfs, h->file);
+    if (rc < 0)
+        petrel_log(PT_LOG_ERROR, "fuse", "closing %s failed: %s", h->path ? h->path : "(removed)",
+                   petrel_strerror(rc));
+    unlist(d, h);
+    pthread_mutex_unlock(&d->lock);
+    return to_errno(rc);
+}
+
+static int op_statfs(const char *path, struct statvfs *st)
+{
+    struct petrel_vfs_statfs s;
+    int rc = LOCKED(petrel_vfs_statfs(drv()->vfs, &s));
+    if (rc < 0) return to_errno(rc);
+    memset(st, 0, sizeof(*st));
+    st->f_bsize = st->f_frsize = s.block_size ? s.block_size : 4096;
+    st->f_blocks = s.blocks_total;
+    st->f_bfree = st->f_bavail =
+        s.blocks_total > s.blocks_used ? s.blocks_total - s.blocks_used : 0;
+    st->f_namemax = s.name_max ? s.name_max : 255;
+    return 0;
+}
+
+static int op_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
+{
+    struct driver *d = drv();
+    struct timespec now;
+    if (!(d->vfs->caps & PETREL_VFS_CAP_MTIME)) return -ENOTSUP;
+    if (!path && fi) path = (handle_of(fi))->path;
+    if (!path) return -EBADF;
+    if (tv[1].tv_nsec == UTIME_OMIT) return 0;
+    if (tv[1].tv_nsec == UTIME_NOW)
+        clock_gettime(CLOCK_REALTIME, &now);
+    else
+        now = tv[1];
+    return to_errno(LOCKED(petrel_vfs_set_mtime(d->vfs, path, now.tv_sec, (uint32_t)now.tv_nsec)));
+}
+
+/* Without stored modes, a chmod to the mode already shown succeeds (tar, cp -p) and any
+ * other fails honestly. */
+static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+    struct driver *d = drv();
+    struct stat st;
+    int rc;
+    if (!path && fi) path = (handle_of(fi))->path;
+    if (!path) return -EBADF;
+    if (d->vfs->caps & PETREL_VFS_CAP_MODE)
+        return to_errno(LOCKED(petrel_vfs_set_mode(d->vfs, path, (uint32_t)mode)));
+    rc = op_getattr(path, &st, fi);
+    if (rc < 0) return rc;
+    return (st.st_mode & 07777) == (mode & 07777) ? 0 : -ENOTSUP;
+}
+
+/* Every file belongs to the user serving the mount. */
+static int op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
+{
+    if ((uid != (uid_t)-1 && uid != getuid()) || (gid != (gid_t)-1 && gid != getgid()))
+        return -EPERM;
+    return 0;
+}
+
+static int op_setxattr(const char *path, const char *name, const char *value, size_t size,
+                       int flags)
+{
+    int f = 0;
+    if (flags & XATTR_CREATE) f |= PETREL_VFS_XATTR_CREATE;
+    if (flags & XATTR_REPLACE) f |= PETREL_VFS_XATTR_REPLACE;
+    return to_errno(LOCKED(petrel_vfs_setxattr(drv()->vfs, path, name, value, size, f)));
+}
+
+static int op_getxattr(const char *path, const char *name, char *value, size_t size)
+{
+    int64_t n = LOCKED(petrel_vfs_getxattr(drv()->vfs, path, name, value, size));
+    if (n == -PT_ENOTSUP) return -ENODATA;
+    return n < 0 ? to_errno(n) : (int)n;
+}
+
+static int op_listxattr(const char *path, char *list, size_t size)
+{
+    int64_t n = LOCKED(petrel_vfs_listxattr(drv()->vfs, path, list, size));
+    if (n == -PT_ENOTSUP) return 0;
+    return n < 0 ? to_errno(n) : (int)n;
+}
+
+static int op_removexattr(const char *path, const char *name)
+{
+    return to_errno(LOCKED(petrel_vfs_removexattr(drv()->vfs, path, name)));
+}
+
+static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+    cfg->nullpath_ok = 1;
+    cfg->hard_remove = 1; /* no .fuse_hidden files left in the store after a crash */
+    cfg->use_ino = 0;
+    cfg->attr_timeout = 1.0;
+    cfg->entry_timeout = 1.0;
+    cfg->negative_timeout = 0;
+    return fuse_get_context()->private_data;
+}
+
+static const struct fuse_operations operations = {
+    .init = op_init,
+    .getattr = op_getattr,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .releasedir = op_releasedir,
+    .mkdir = op_mkdir,
+    .unlink = op_unlink,
+    .rmdir = op_rmdir,
+    .rename = op_rename,
+    .create = op_create,
+    .open = op_open,
+    .read = op_read,
+    .write = op_write,
+    .truncate = op_truncate,
+    .flush = op_flush,
+    .fsync = op_fsync,
+    .release = op_release,
+    .statfs = op_statfs,
+    .utimens = op_utimens,
+    .chmod = op_chmod,
+    .chown = op_chown,
+    .setxattr = op_setxattr,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+    .removexattr = op_removexattr,
+};
+
+static int close_all(struct driver *d)
+{
+    struct handle *h, *next;
+    int rc = 0;
+    for (h = d->open; h; h = next) {
+        int r = (d->vfs->caps & PETREL_VFS_CAP_WRITE_ONCE) && h->writer
+                    ? petrel_vfs_file_abandon(d->vfs, h->file)
+                    : petrel_vfs_file_close(d->vfs, h->file);
+        if (r < 0 && rc == 0) rc = r;
+        next = h->next;
+        free(h->path);
+        free(h);
+    }
+    d->open = NULL;
+    return rc;
+}
+
+int petrel_fuse_mount(const struct petrel_vfs_location *where, const char *mountpoint,
+                      const struct petrel_mount_options *options, enum petrel_mount_stage *stage)
+{
+    struct petrel_vfs_location abs = *where, *loc = &abs;
+    struct driver d;
+    struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+    struct fuse *fuse;
+    char opts[1024];
+    int rc, vflags = options->read_only ? PETREL_VFS_MOUNT_READ_ONLY : 0;
+    const char *kind = loc->kind == PETREL_VFS_CLUSTER ? "cluster"
+                       : loc->kind == PETREL_VFS_IMAGE ? "image"
+                                                       : "local";
+
+    /* The daemon runs in "/": make the store's name absolute first. */
+    if (loc->kind != PETREL_VFS_CLUSTER) {
+        char real[PATH_MAX];
+        *stage = PETREL_MOUNT_STAGE_OPEN;
+        if (!realpath(where->store, real)) return errno ? -errno : -PT_ENOENT;
+        if (strlen(real) >= sizeof(abs.store)) return -PT_ENAMETOOLONG;
+        strcpy(abs.store, real);
+    }
+    memset(&d, 0, sizeof(d));
+    d.read_only = options->read_only;
+    pthread_mutex_init(&d.lock, NULL);
+    /* Open once before mounting so a bad store is reported to the user, not to a daemon. */
+    *stage = PETREL_MOUNT_STAGE_OPEN;
+    rc = petrel_vfs_open(loc, vflags, &d.vfs);
+    if (rc < 0) return rc;
+    rc = petrel_vfs_close(d.vfs);
+    d.vfs = NULL;
+    if (rc < 0) return rc;
+
+    snprintf(opts, sizeof(opts), "fsname=petrel-%s,subtype=petrel%s%s%s", kind,
+             options->read_only ? ",ro" : "", options->fuse_opts ? "," : "",
+             options->fuse_opts ? options->fuse_opts : "");
+    *stage = PETREL_MOUNT_STAGE_FUSE;
+    if (fuse_opt_add_arg(&args, "petrel") || fuse_opt_add_arg(&args, "-o") ||
+        fuse_opt_add_arg(&args, opts)) {
+        fuse_opt_free_args(&args);
+        return -PT_ENOMEM;
+    }
+    fuse = fuse_new(&args, &operations, sizeof(operations), &d);
+    fuse_opt_free_args(&args);
+    if (!fuse) return -PT_EINVAL;
+    *stage = PETREL_MOUNT_STAGE_MOUNT;
+    if (fuse_mount(fuse, mountpoint) != 0) {
+        fuse_destroy(fuse);
+        return -PT_EIO;
+    }
+    if (fuse_daemonize(options->foreground) != 0) {
+        fuse_unmount(fuse);
+        fuse_destroy(fuse);
+        return -PT_EIO;
+    }
+    /* From here on we are the serving process. Open the store for good (after any fork, so
+     * threads and locks a backend holds belong to this process). */
+    *stage = PETREL_MOUNT_STAGE_OPEN;
+    rc = petrel_vfs_open(loc, vflags, &d.vfs);
+    if (rc == 0) {
+        if (fuse_set_signal_handlers(fuse_get_session(fuse)) == 0) {
+            fuse_loop(fuse);
+            fuse_remove_signal_handlers(fuse_get_session(fuse));
+        } else {
+            rc = -PT_EIO;
+        }
+    }
+    fuse_unmount(fuse);
+    if (d.vfs) {
+        int rc2;
+        *stage = PETREL_MOUNT_STAGE_CLOSE;
+        pthread_mutex_lock(&d.lock);
+        rc2 = close_all(&d);
+        pthread_mutex_unlock(&d.lock);
+        if (rc == 0) rc = rc2;
+        rc2 = petrel_vfs_close(d.vfs);
+        if (rc == 0) rc = rc2;
+    }
+    fuse_destroy(fuse);
+    pthread_mutex_destroy(&d.lock);
+    return rc;
+}

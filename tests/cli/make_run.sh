@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# make run (mk/run.sh) in a scratch directory: it starts Petrel under ./var, mounts it at
+# ./mnt and prints what to try; a file written through ./mnt is readable with the CLI; on
+# SIGTERM (what Ctrl-C does to the script, which traps both) it unmounts and stops everything.
+set -u
+. "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/mount-lib.bash"
+repo=$(pwd)
+build=$(cd "$PETREL_BUILD" && pwd)
+t=$(mktemp -d)
+rpid=
+cleanup() {
+    [ -n "$rpid" ] && kill -TERM "$rpid" 2>/dev/null && wait "$rpid" 2>/dev/null
+    mount_stop "$t/mnt"
+    rm -rf "$t"
+}
+trap cleanup EXIT
+require_fuse
+cd "$t" || exit 1
+sh "$repo/mk/run.sh" "$build" > run.out 2>&1 &
+rpid=$!
+for _ in $(seq 1 600); do
+    grep -q '^Petrel:' run.out && break
+    kill -0 "$rpid" 2>/dev/null || break
+    sleep 0.1
+done
+if grep -q '^Petrel:' run.out && mountpoint -q mnt; then
+    pass "make run mounts ./mnt"
+    printf 'written through make run\n' > mnt/hello
+    sleep 0.5
+    got=$(cat mnt/hello 2>/dev/null)
+    expect_eq "file through ./mnt" "written through make run" "$got"
+    grep -q '^Try:' run.out && pass "prints what to try" || fail "prints what to try" "$(cat run.out)"
+else
+    fail "make run mounts ./mnt" "$(tail -n 20 run.out)"
+fi
+kill -TERM "$rpid"
+wait "$rpid"; code=$?
+rpid=
+expect_eq "stops with status 0" 0 "$code"
+mountpoint -q mnt && fail "unmounted on stop" "still mounted" || pass "unmounted on stop"
+left=$(pgrep -f "$t/var" | wc -l)
+expect_eq "nothing left running" 0 "$left"
+grep -q "stopped; data stays" run.out && pass "says it stopped" || fail "says it stopped" "$(tail -n 3 run.out)"
+finish
