@@ -99,9 +99,11 @@ int petrel_client_unlink(struct petrel_client *c, const char *path);
 
 /*
  * Rename a file or directory. Within one directory the shard does it alone; across
- * directories the CDC runs it as a transaction (refusing to move a directory under itself).
- * A file may replace a file in the same directory; across directories the target must not
- * exist (PT_EEXIST).
+ * directories the CDC runs it as a transaction (refusing to move a directory under itself:
+ * PT_ELOOP). An existing target is replaced atomically, with rename(2) rules: a file replaces
+ * a file (which is kept for the retention period, then collected), a directory replaces only
+ * an empty directory (PT_ENOTEMPTY); file onto directory PT_EISDIR, directory onto file
+ * PT_ENOTDIR; a rename onto itself does nothing.
  */
 int petrel_client_rename(struct petrel_client *c, const char *from, const char *to);
 

@@ -1,6 +1,6 @@
 /*
  * petrel shard --registry ADDR --shard N --replica R --dir D [--replicas K] [--host H]
- * [--snapshot-entries E]:
+ * [--snapshot-entries E] [--retention SECONDS]:
  * run one replica of a metadata shard until SIGINT/SIGTERM. Owns only option parsing; the
  * server is src/cluster/shard/shard_server.c.
  */
@@ -34,6 +34,7 @@ int cmd_shard(int argc, char **argv)
                                          {"dir", required_argument, NULL, 'd'},
                                          {"host", required_argument, NULL, 'H'},
                                          {"snapshot-entries", required_argument, NULL, 'S'},
+                                         {"retention", required_argument, NULL, 'R'},
                                          {"verbose", no_argument, NULL, 'v'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -74,17 +75,27 @@ int cmd_shard(int argc, char **argv)
             if (parse_uint(optarg, 1u << 30, &cfg.snapshot_entries) || cfg.snapshot_entries < 2)
                 return cli_error("shard", "bad --snapshot-entries '%s' (2 or more)", optarg);
             break;
+        case 'R': {
+            unsigned sec;
+            if (parse_uint(optarg, 10u * 365 * 24 * 3600, &sec) || sec == 0)
+                return cli_error("shard", "bad --retention '%s' (seconds, 1 or more)", optarg);
+            cfg.retention_ms = (uint64_t)sec * 1000u;
+            break;
+        }
         case 'v':
             petrel_log_set(petrel_log_stderr, NULL, PT_LOG_DEBUG);
             break;
         case 'h':
             printf(
                 "usage: petrel shard --registry ADDR --shard N --replica R --dir D [--replicas K]\n"
-                "                    [--host H] [--snapshot-entries E] [--verbose]\n"
+                "                    [--host H] [--snapshot-entries E] [--retention SECONDS] "
+                "[--verbose]\n"
                 "Run replica R (0..K-1) of metadata shard N, a Raft group of K = 1, 3 or 5\n"
                 "replicas whose log is kept under D/raft and compacted by a snapshot every E\n"
                 "entries (default 4096). Ports are chosen by the OS and registered with the\n"
-                "registry at ADDR.\n");
+                "registry at ADDR. Deleted, replaced and expired files are kept for the\n"
+                "retention period (default 86400 s; every replica of a shard needs the same)\n"
+                "before their blocks are erased.\n");
             return 0;
         default:
             return cli_error("shard", "bad option %s (petrel shard --help)", argv[optind - 1]);

@@ -121,12 +121,13 @@ static void start_servers(struct pc_cluster *c)
     }
     for (s = 0; s < c->shards; s++)
         for (r = 0; r < c->replicas; r++) {
-            char dir[600], sh[16], rep[16], k[16], snap[16];
-            char *args[] = {"shard", "--registry", c->registry, "--shard",
-                            sh,      "--replica",  rep,         "--replicas",
-                            k,       "--dir",      dir,         "--snapshot-entries",
-                            snap,    NULL};
+            char dir[600], sh[16], rep[16], k[16], snap[16], ret[16];
+            char *args[] = {"shard", "--registry",  c->registry, "--shard",
+                            sh,      "--replica",   rep,         "--replicas",
+                            k,       "--dir",       dir,         "--snapshot-entries",
+                            snap,    "--retention", ret,         NULL};
             snprintf(snap, sizeof(snap), "%u", c->snapshot_entries ? c->snapshot_entries : 4096);
+            snprintf(ret, sizeof(ret), "%u", c->retention_s ? c->retention_s : 86400);
             snprintf(dir, sizeof(dir), "%s/shard-%u-%u", c->root, s, r);
             snprintf(sh, sizeof(sh), "%u", s);
             snprintf(rep, sizeof(rep), "%u", r);
@@ -194,10 +195,11 @@ uint64_t pc_wait_serving(struct pc_cluster *c, unsigned timeout_ms)
     return pc_now_ms() - start;
 }
 
-void pc_start_opts(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
-                   int with_cdc, unsigned snapshot_entries)
+static void start_all(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
+                      int with_cdc, unsigned snapshot_entries, unsigned retention_s)
 {
     memset(c, 0, sizeof(*c));
+    c->retention_s = retention_s;
     snprintf(c->root, sizeof(c->root), "%s", test_tmpdir());
     c->shards = shards;
     c->replicas = replicas;
@@ -207,6 +209,18 @@ void pc_start_opts(struct pc_cluster *c, unsigned shards, unsigned replicas, uns
     start_registry(c, 0);
     start_servers(c);
     pc_wait_serving(c, 30000);
+}
+
+void pc_start_opts(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
+                   int with_cdc, unsigned snapshot_entries)
+{
+    start_all(c, shards, replicas, blocks, with_cdc, snapshot_entries, 0);
+}
+
+void pc_start_retention(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
+                        unsigned retention_s)
+{
+    start_all(c, shards, replicas, blocks, 0, 0, retention_s);
 }
 
 void pc_start(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,

@@ -28,6 +28,7 @@ struct pc_cluster {
     unsigned shards, replicas, blocks;
     int with_cdc;
     unsigned snapshot_entries; /* shards' --snapshot-entries (0: default) */
+    unsigned retention_s;      /* shards' --retention (0: default) */
     struct pc_proc procs[PC_MAX_PROCS];
     unsigned nprocs;
     unsigned reg_proc; /* index of the registry */
@@ -41,6 +42,9 @@ void pc_start_opts(struct pc_cluster *c, unsigned shards, unsigned replicas, uns
                    int with_cdc, unsigned snapshot_entries);
 void pc_start(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
               int with_cdc);
+/* pc_start with the shards' retention period in seconds. */
+void pc_start_retention(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
+                        unsigned retention_s);
 /* Kill every process (SIGKILL) and reap them. */
 void pc_stop(struct pc_cluster *c);
 /* Kill one process by name ("shard-0-1", "blocks-2", "registry", "cdc-0") with a signal. */

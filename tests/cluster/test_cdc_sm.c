@@ -170,3 +170,62 @@ TEST(cdc_malformed_items_change_nothing)
     free(s2);
     pt_cdc_sm_free(&sm);
 }
+
+/*
+ * A rename onto an existing name records the replaced entry with its step (long STEP form);
+ * a short STEP keeps it; it survives a snapshot, so a new leader's rollback or replacement
+ * uses the same entry.
+ */
+TEST(cdc_rename_records_the_replaced_entry)
+{
+    struct pt_cdc_sm sm, copy;
+    uint8_t item[64], *snap;
+    size_t len;
+    const struct pt_cdc_txn *t;
+    uint64_t a;
+    pt_cdc_sm_init(&sm);
+    a = begin(&sm, 77, PT_CDC_RENAME, NULL);
+    CHECK_EQ(
+        apply_item(&sm, item, pt_cdc_enc_step(item, sizeof(item), a, 1, 5, PT_TYPE_FILE, 0), NULL),
+        0);
+    CHECK_EQ(apply_item(&sm, item,
+                        pt_cdc_enc_step_repl(item, sizeof(item), a, 3, 5, PT_TYPE_FILE, 0,
+                                             0x0100000000000009ull, PT_TYPE_FILE),
+                        NULL),
+             0);
+    t = pt_cdc_sm_find(&sm, a);
+    CHECK(t != NULL);
+    CHECK_EQ(t->repl, 0x0100000000000009ull);
+    CHECK_EQ(t->repl_type, PT_TYPE_FILE);
+    CHECK_EQ(
+        apply_item(&sm, item, pt_cdc_enc_step(item, sizeof(item), a, 4, 5, PT_TYPE_FILE, 0), NULL),
+        0);
+    t = pt_cdc_sm_find(&sm, a);
+    CHECK_EQ(t->step, 4);
+    CHECK_EQ(t->repl, 0x0100000000000009ull);
+    /* A stale long STEP changes nothing, replaced entry included. */
+    CHECK_EQ(apply_item(
+                 &sm, item,
+                 pt_cdc_enc_step_repl(item, sizeof(item), a, 2, 5, PT_TYPE_FILE, 0, 3, PT_TYPE_DIR),
+                 NULL),
+             -PT_ESTALE);
+    CHECK_EQ(pt_cdc_sm_find(&sm, a)->repl, 0x0100000000000009ull);
+    /* A truncated long form is malformed. */
+    CHECK_EQ(
+        apply_item(
+            &sm, item,
+            pt_cdc_enc_step_repl(item, sizeof(item), a, 5, 5, PT_TYPE_FILE, 0, 3, PT_TYPE_DIR) - 1,
+            NULL),
+        -PT_EPROTO);
+    CHECK_OK(pt_cdc_sm_snapshot(&sm, &snap, &len));
+    pt_cdc_sm_init(&copy);
+    CHECK_OK(pt_cdc_sm_restore(&copy, snap, len));
+    t = pt_cdc_sm_find(&copy, a);
+    CHECK(t != NULL);
+    CHECK_EQ(t->repl, 0x0100000000000009ull);
+    CHECK_EQ(t->repl_type, PT_TYPE_FILE);
+    CHECK_EQ(t->step, 4);
+    free(snap);
+    pt_cdc_sm_free(&copy);
+    pt_cdc_sm_free(&sm);
+}

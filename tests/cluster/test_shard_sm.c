@@ -419,6 +419,155 @@ TEST(shard_rename_same_directory)
     pt_shard_sm_close(&sm);
 }
 
+static uint64_t make_dir_named(struct pt_shard_sm *dsm, struct pt_shard_sm *psm, uint64_t txn,
+                               uint64_t parent, const char *name)
+{
+    struct pt_shard_req mk = {.op = PT_SHARD_MAKE_DIR, .txn = txn, .target = parent};
+    struct pt_shard_req add = {
+        .op = PT_SHARD_ADD_ENTRY, .txn = txn, .id = parent, .offset = PT_TYPE_DIR};
+    struct pt_cursor b;
+    uint64_t d;
+    CHECK_EQ(apply(dsm, 1, &mk, &b), 0);
+    d = pt_dec_u64(&b);
+    add.target = d;
+    set_name(add.name, &add.name_len, name);
+    CHECK_EQ(apply(psm, 1, &add, NULL), 0);
+    return d;
+}
+
+static int rename_in(struct pt_shard_sm *sm, uint64_t now, uint64_t dir, const char *from,
+                     const char *to, uint64_t *replaced)
+{
+    struct pt_shard_req r = {.op = PT_SHARD_RENAME, .id = dir};
+    struct pt_cursor b;
+    int st;
+    set_name(r.name, &r.name_len, from);
+    set_name(r.name2, &r.name2_len, to);
+    st = apply(sm, now, &r, &b);
+    if (st == 0 && replaced) *replaced = pt_dec_u64(&b);
+    return st;
+}
+
+/* rename(2) rules within one directory: kinds must match, directories must be empty. */
+TEST(shard_rename_replaces_by_posix_rules)
+{
+    struct pt_shard_sm s0, s1;
+    struct pt_shard_stat st;
+    uint64_t f, g, da, db, dfull, dremote, found, repl = 99;
+    open_sm(&s0, "s0", 0);
+    open_sm(&s1, "s1", 1);
+    f = construct(&s0, 1, 1);
+    g = construct(&s0, 1, 2);
+    CHECK_EQ(link_file(&s0, 2, f, 1, PT_INODE_ROOT, "f"), 0);
+    CHECK_EQ(link_file(&s0, 2, g, 2, PT_INODE_ROOT, "g"), 0);
+    da = make_dir_named(&s0, &s0, 10, PT_INODE_ROOT, "da");
+    db = make_dir_named(&s0, &s0, 11, PT_INODE_ROOT, "db");
+    dfull = make_dir_named(&s0, &s0, 12, PT_INODE_ROOT, "dfull");
+    make_dir_named(&s0, &s0, 13, dfull, "inner");
+    dremote = make_dir_named(&s1, &s0, 14, PT_INODE_ROOT, "dremote");
+    /* Onto itself: nothing changes. */
+    CHECK_EQ(rename_in(&s0, 3, PT_INODE_ROOT, "f", "f", &repl), 0);
+    CHECK_EQ(repl, 0);
+    CHECK_EQ(lookup(&s0, PT_INODE_ROOT, "f", &found), 0);
+    CHECK_EQ(found, f);
+    /* Kinds must match. */
+    CHECK_EQ(rename_in(&s0, 3, PT_INODE_ROOT, "f", "da", NULL), -PT_EISDIR);
+    CHECK_EQ(rename_in(&s0, 3, PT_INODE_ROOT, "da", "f", NULL), -PT_ENOTDIR);
+    /* A directory replaces only an empty directory; one on another shard goes to the CDC. */
+    CHECK_EQ(rename_in(&s0, 3, PT_INODE_ROOT, "da", "dfull", NULL), -PT_ENOTEMPTY);
+    CHECK_EQ(rename_in(&s0, 3, PT_INODE_ROOT, "da", "dremote", NULL), -PT_EXDEV);
+    CHECK_EQ(stat_of(&s1, dremote, &st), 0);
+    CHECK_EQ(lookup(&s0, PT_INODE_ROOT, "da", &found), 0); /* all refused: unchanged */
+    CHECK_EQ(found, da);
+    CHECK_EQ(stat_of(&s0, dfull, &st), 0);
+    CHECK_EQ(rename_in(&s0, 4, PT_INODE_ROOT, "da", "db", &repl), 0);
+    CHECK_EQ(repl, 0);
+    CHECK_EQ(lookup(&s0, PT_INODE_ROOT, "db", &found), 0);
+    CHECK_EQ(found, da);
+    CHECK_EQ(lookup(&s0, PT_INODE_ROOT, "da", NULL), -PT_ENOENT);
+    CHECK_EQ(stat_of(&s0, db, &st), -PT_ENOENT); /* the replaced directory is gone */
+    /* A file replaces a file: the reply names it, it enters retention. */
+    CHECK_EQ(rename_in(&s0, 5, PT_INODE_ROOT, "f", "g", &repl), 0);
+    CHECK_EQ(repl, g);
+    CHECK_EQ(lookup(&s0, PT_INODE_ROOT, "g", &found), 0);
+    CHECK_EQ(found, f);
+    CHECK_EQ(stat_of(&s0, g, &st), 0);
+    CHECK_EQ(st.state, PT_FILE_UNLINKED);
+    CHECK_EQ(st.deadline, 5 + PT_SHARD_RETENTION_MS);
+    CHECK_EQ(stat_of(&s0, f, &st), 0);
+    CHECK_EQ(st.state, PT_FILE_LINKED);
+    pt_shard_sm_close(&s0);
+    pt_shard_sm_close(&s1);
+}
+
+/* A replaced file whose inode is on another shard is named in the reply, for RETIRE_FILE. */
+TEST(shard_rename_names_a_replaced_file_of_another_shard)
+{
+    struct pt_shard_sm s0, s1;
+    struct pt_shard_req add = {.op = PT_SHARD_ADD_ENTRY,
+                               .txn = 2,
+                               .id = PT_INODE_ROOT,
+                               .offset = PT_TYPE_FILE,
+                               .name = "far",
+                               .name_len = 3};
+    struct pt_shard_stat st;
+    uint64_t near, far, repl = 0;
+    open_sm(&s0, "s0", 0);
+    open_sm(&s1, "s1", 1);
+    far = construct(&s1, 1, 7);
+    CHECK_EQ(PT_INODE_SHARD(far), 1);
+    add.target = far;
+    CHECK_EQ(apply(&s0, 2, &add, NULL), 0);
+    near = construct(&s0, 1, 8);
+    CHECK_EQ(link_file(&s0, 2, near, 8, PT_INODE_ROOT, "near"), 0);
+    CHECK_EQ(rename_in(&s0, 3, PT_INODE_ROOT, "near", "far", &repl), 0);
+    CHECK_EQ(repl, far);
+    CHECK_EQ(stat_of(&s1, far, &st), 0);
+    CHECK_EQ(st.state, PT_FILE_TRANSIENT); /* untouched here: the client retires it on shard 1 */
+    pt_shard_sm_close(&s0);
+    pt_shard_sm_close(&s1);
+}
+
+/* REPLACE_ENTRY: only the entry this transaction locked, naming the expected inode; retried. */
+TEST(shard_replace_entry_is_the_locked_swap)
+{
+    struct pt_shard_sm sm;
+    struct pt_shard_req lock = {
+        .op = PT_SHARD_LOCK_ENTRY, .txn = 5, .id = PT_INODE_ROOT, .name = "t", .name_len = 1};
+    struct pt_shard_req rep = {.op = PT_SHARD_REPLACE_ENTRY,
+                               .txn = 5,
+                               .id = PT_INODE_ROOT,
+                               .offset = PT_TYPE_FILE,
+                               .name = "t",
+                               .name_len = 1};
+    struct pt_shard_stat st;
+    uint64_t old, nw, found;
+    open_sm(&sm, "s", 0);
+    old = construct(&sm, 1, 1);
+    nw = construct(&sm, 1, 2);
+    CHECK_EQ(link_file(&sm, 2, old, 1, PT_INODE_ROOT, "t"), 0);
+    CHECK_EQ(link_file(&sm, 2, nw, 2, PT_INODE_ROOT, "src"), 0);
+    rep.target = nw;
+    rep.cookie = old;
+    CHECK_EQ(apply(&sm, 3, &rep, NULL), -PT_EBUSY); /* not locked by txn 5 */
+    CHECK_EQ(apply(&sm, 3, &lock, NULL), 0);
+    rep.cookie = nw;
+    CHECK_EQ(apply(&sm, 3, &rep, NULL), -PT_ESTALE); /* names another inode */
+    rep.cookie = old;
+    rep.txn = 6;
+    CHECK_EQ(apply(&sm, 3, &rep, NULL), -PT_EBUSY);
+    rep.txn = 5;
+    CHECK_EQ(apply(&sm, 4, &rep, NULL), 0);
+    CHECK_EQ(apply(&sm, 5, &rep, NULL), 0); /* retried */
+    CHECK_EQ(lookup(&sm, PT_INODE_ROOT, "t", &found), 0);
+    CHECK_EQ(found, nw);
+    /* Unlocked: a plain unlink works again. */
+    CHECK_EQ(rename_in(&sm, 6, PT_INODE_ROOT, "t", "t2", NULL), 0);
+    CHECK_EQ(stat_of(&sm, nw, &st), 0);
+    CHECK_EQ(st.state, PT_FILE_LINKED);
+    pt_shard_sm_close(&sm);
+}
+
 TEST(shard_readdir_pages_in_hash_order)
 {
     struct pt_shard_sm sm;
@@ -737,4 +886,153 @@ TEST(shard_msgs_roundtrip_and_truncation)
         CHECK_EQ(pt_shard_reply_open(buf, 3, &body), -PT_EPROTO);
         CHECK_EQ(pt_shard_reply_stat(&body, &st), -PT_EPROTO);
     }
+}
+
+/* GC: candidates only after the retention period; FORGET_FILE drops spans, index and inode. */
+TEST(shard_gc_candidates_and_forget)
+{
+    struct pt_shard_sm sm;
+    struct pt_shard_req q = {.op = PT_SHARD_ADD_SPAN,
+                             .cookie = 5,
+                             .size = 1 << 20,
+                             .crc = 0x1234,
+                             .storage = PT_STORAGE_MIRRORED,
+                             .data = 1,
+                             .parity = 1,
+                             .block_size = 1 << 20,
+                             .n_services = 2,
+                             .services = {11, 12}};
+    struct pt_shard_req c = {.op = PT_SHARD_CERTIFY_SPAN, .cookie = 5};
+    struct pt_shard_req u = {
+        .op = PT_SHARD_UNLINK, .id = PT_INODE_ROOT, .name = "f", .name_len = 1};
+    struct pt_shard_req fg = {.op = PT_SHARD_FORGET_FILE};
+    struct pt_shard_req ex = {.op = PT_SHARD_EXPIRE};
+    struct pt_gc_block *blocks;
+    uint8_t proofs[16] = {0};
+    uint64_t id, lost, ids[4], cursor = 0;
+    size_t n;
+    open_sm(&sm, "s", 0);
+    sm.retention_ms = 1000;
+    id = construct(&sm, 10, 5);
+    q.id = c.id = fg.id = id;
+    CHECK_EQ(apply(&sm, 11, &q, NULL), 0);
+    c.data_len = 16;
+    c.data_ptr = proofs;
+    CHECK_EQ(apply(&sm, 12, &c, NULL), 0);
+    CHECK_EQ(link_file(&sm, 13, id, 5, PT_INODE_ROOT, "f"), 0);
+    CHECK_OK(pt_shard_sm_file_blocks(&sm, id, &blocks, &n));
+    CHECK_EQ(n, 2);
+    CHECK_EQ(blocks[0].service, 11);
+    CHECK_EQ(blocks[1].service, 12);
+    CHECK_EQ(blocks[1].crc, 0x1234);
+    CHECK_EQ(blocks[1].size, 1 << 20);
+    free(blocks);
+    /* Linked: never a candidate, never forgotten. */
+    CHECK_EQ(pt_shard_sm_gc_candidates(&sm, 1u << 30, &cursor, 100, ids, 4), 0);
+    CHECK_EQ(apply(&sm, 14, &fg, NULL), -PT_EBUSY);
+    CHECK_EQ(apply(&sm, 20, &u, NULL), 0); /* retention until 1020 */
+    cursor = 0;
+    CHECK_EQ(pt_shard_sm_gc_candidates(&sm, 1019, &cursor, 100, ids, 4), 0);
+    cursor = 0;
+    CHECK_EQ(pt_shard_sm_gc_candidates(&sm, 1020, &cursor, 100, ids, 4), 1);
+    CHECK_EQ(ids[0], id);
+    /* A transient file whose writer vanished: expired, then kept for the retention too. */
+    lost = construct(&sm, 30, 6);
+    ex.id = 0;
+    CHECK_EQ(apply(&sm, 30 + PT_SHARD_TRANSIENT_TTL_MS, &ex, NULL), 0);
+    cursor = 0;
+    CHECK_EQ(
+        pt_shard_sm_gc_candidates(&sm, 30 + PT_SHARD_TRANSIENT_TTL_MS + 999, &cursor, 100, ids, 4),
+        1);
+    cursor = 0;
+    CHECK_EQ(
+        pt_shard_sm_gc_candidates(&sm, 30 + PT_SHARD_TRANSIENT_TTL_MS + 1000, &cursor, 100, ids, 4),
+        2);
+    /* The scan budget bounds one look; the cursor carries on. */
+    cursor = 0;
+    CHECK_EQ(pt_shard_sm_gc_candidates(&sm, 1u << 30, &cursor, 1, ids, 4), 0); /* the root */
+    CHECK(cursor != 0);
+    /* Forget: spans, block index and inode go; a repeat is a success. */
+    CHECK_EQ(apply(&sm, 1030, &fg, NULL), 0);
+    CHECK_EQ(apply(&sm, 1031, &fg, NULL), 0);
+    CHECK_EQ(stat_of(&sm, id, NULL), -PT_ENOENT);
+    CHECK_OK(pt_shard_sm_file_blocks(&sm, id, &blocks, &n));
+    CHECK_EQ(n, 0);
+    fg.id = lost;
+    CHECK_EQ(apply(&sm, 1u << 30, &fg, NULL), 0);
+    CHECK_EQ(stat_of(&sm, lost, NULL), -PT_ENOENT);
+    fg.id = PT_INODE_ROOT;
+    CHECK_EQ(apply(&sm, 1u << 30, &fg, NULL), -PT_EISDIR);
+    {
+        /* The block index holds nothing of the forgotten file. */
+        MDB_txn *t;
+        MDB_stat st;
+        CHECK_EQ(mdb_txn_begin(sm.env, NULL, MDB_RDONLY, &t), 0);
+        CHECK_EQ(mdb_stat(t, sm.blockidx, &st), 0);
+        CHECK_EQ(st.ms_entries, 0);
+        CHECK_EQ(mdb_stat(t, sm.spans, &st), 0);
+        CHECK_EQ(st.ms_entries, 0);
+        mdb_txn_abort(t);
+    }
+    pt_shard_sm_close(&sm);
+}
+
+/* GC of dropped spans: their blocks are listed after the retention period, then forgotten. */
+TEST(shard_gc_dropped_span_blocks)
+{
+    struct pt_shard_sm sm, copy;
+    struct pt_shard_req q = {.op = PT_SHARD_ADD_SPAN,
+                             .cookie = 5,
+                             .size = 4096,
+                             .crc = 0x77,
+                             .storage = PT_STORAGE_MIRRORED,
+                             .data = 1,
+                             .parity = 1,
+                             .block_size = 4096,
+                             .n_services = 2,
+                             .services = {11, 12}};
+    struct pt_shard_req d = {.op = PT_SHARD_DROP_SPAN, .cookie = 5, .offset = 0};
+    struct pt_shard_req fg = {.op = PT_SHARD_FORGET_DROPPED};
+    struct pt_gc_block b[4];
+    uint64_t times[4], id;
+    uint8_t data[48], *snap;
+    size_t len;
+    unsigned i;
+    open_sm(&sm, "s", 0);
+    sm.retention_ms = 1000;
+    id = construct(&sm, 10, 5);
+    q.id = d.id = id;
+    CHECK_EQ(apply(&sm, 11, &q, NULL), 0);
+    CHECK_EQ(pt_shard_sm_gc_dropped(&sm, 1u << 30, b, times, 4), 0);
+    CHECK_EQ(apply(&sm, 50, &d, NULL), 0);
+    CHECK_EQ(pt_shard_sm_gc_dropped(&sm, 1049, b, times, 4), 0);
+    CHECK_EQ(pt_shard_sm_gc_dropped(&sm, 1050, b, times, 4), 2);
+    for (i = 0; i < 2; i++) {
+        CHECK_EQ(times[i], 50);
+        CHECK_EQ(b[i].crc, 0x77);
+        CHECK_EQ(b[i].size, 4096);
+        pt_put_le64(data + 24 * i, times[i]);
+        pt_put_le64(data + 24 * i + 8, b[i].service);
+        pt_put_le64(data + 24 * i + 16, b[i].block);
+    }
+    CHECK(b[0].service != b[1].service);
+    /* Kept by a snapshot. */
+    CHECK_OK(pt_shard_sm_snapshot(&sm, &snap, &len));
+    open_sm(&copy, "copy", 0);
+    copy.retention_ms = 1000;
+    CHECK_OK(pt_shard_sm_restore(&copy, snap, len));
+    CHECK_EQ(pt_shard_sm_gc_dropped(&copy, 1050, b, times, 4), 2);
+    free(snap);
+    pt_shard_sm_close(&copy);
+    /* Forgotten once proven erased; a repeat is a success; malformed lists are refused. */
+    fg.data_ptr = data;
+    fg.data_len = 47;
+    CHECK_EQ(apply(&sm, 1100, &fg, NULL), -PT_EINVAL);
+    fg.data_len = 24;
+    CHECK_EQ(apply(&sm, 1100, &fg, NULL), 0);
+    CHECK_EQ(pt_shard_sm_gc_dropped(&sm, 1100, b, times, 4), 1);
+    fg.data_len = 48;
+    CHECK_EQ(apply(&sm, 1101, &fg, NULL), 0);
+    CHECK_EQ(pt_shard_sm_gc_dropped(&sm, 1u << 30, b, times, 4), 0);
+    pt_shard_sm_close(&sm);
 }

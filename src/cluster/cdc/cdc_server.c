@@ -159,8 +159,9 @@ static void step_done(uv_work_t *w, int status)
     int n = -1;
     s->driver = DRIVER_IDLE;
     if (status == 0 && s->outcome.kind == PT_CDC_OUT_STEP)
-        n = pt_cdc_enc_step(item, sizeof(item), s->cur.id, s->outcome.step, s->outcome.x,
-                            s->outcome.type, s->outcome.err);
+        n = pt_cdc_enc_step_repl(item, sizeof(item), s->cur.id, s->outcome.step, s->outcome.x,
+                                 s->outcome.type, s->outcome.err, s->outcome.repl,
+                                 s->outcome.repl_type);
     else if (status == 0 && s->outcome.kind == PT_CDC_OUT_FINISH)
         n = pt_cdc_enc_finish(item, sizeof(item), s->cur.id, s->outcome.status, s->outcome.result);
     if (n < 0 || pt_node_propose(s->node, item, (size_t)n, recorded, s) != 0) {
@@ -240,10 +241,6 @@ static void handle(void *ctx, struct pt_request *req)
     }
     if ((rc = pt_cdc_req_decode(&q, pt_request_body(req), pt_request_body_len(req))) != 0) {
         pt_request_reply_error(req, rc, "malformed CDC request", NULL);
-        return;
-    }
-    if (q.op == PT_CDC_RENAME && q.dir == q.dir2) {
-        pt_request_reply_error(req, -PT_EINVAL, "same-directory renames go to the shard", NULL);
         return;
     }
     if (!pt_node_can_serve(s->node)) {

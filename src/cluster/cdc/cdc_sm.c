@@ -35,8 +35,8 @@ int pt_cdc_enc_begin(uint8_t *buf, size_t cap, const struct pt_cdc_req *q, uint8
     return n < 0 ? n : n + 2;
 }
 
-int pt_cdc_enc_step(uint8_t *buf, size_t cap, uint64_t txn, uint8_t step, uint64_t x, uint8_t type,
-                    int32_t err)
+static int enc_step(uint8_t *buf, size_t cap, uint64_t txn, uint8_t step, uint64_t x, uint8_t type,
+                    int32_t err, int with_repl, uint64_t repl, uint8_t repl_type)
 {
     struct pt_cursor c;
     pt_cursor_init(&c, buf, cap);
@@ -46,7 +46,23 @@ int pt_cdc_enc_step(uint8_t *buf, size_t cap, uint64_t txn, uint8_t step, uint64
     pt_enc_u64(&c, x);
     pt_enc_u8(&c, type);
     pt_enc_u32(&c, (uint32_t)err);
+    if (with_repl) {
+        pt_enc_u64(&c, repl);
+        pt_enc_u8(&c, repl_type);
+    }
     return pt_cursor_ok(&c) ? (int)c.pos : -PT_EOVERFLOW;
+}
+
+int pt_cdc_enc_step(uint8_t *buf, size_t cap, uint64_t txn, uint8_t step, uint64_t x, uint8_t type,
+                    int32_t err)
+{
+    return enc_step(buf, cap, txn, step, x, type, err, 0, 0, 0);
+}
+
+int pt_cdc_enc_step_repl(uint8_t *buf, size_t cap, uint64_t txn, uint8_t step, uint64_t x,
+                         uint8_t type, int32_t err, uint64_t repl, uint8_t repl_type)
+{
+    return enc_step(buf, cap, txn, step, x, type, err, 1, repl, repl_type);
 }
 
 int pt_cdc_enc_finish(uint8_t *buf, size_t cap, uint64_t txn, int32_t status, uint64_t result)
@@ -162,6 +178,12 @@ static int apply_item(struct pt_cdc_sm *sm, const uint8_t *p, size_t len,
         uint64_t x = pt_dec_u64(&c);
         uint8_t type = pt_dec_u8(&c);
         int32_t err = (int32_t)pt_dec_u32(&c);
+        uint64_t repl = t ? t->repl : 0;
+        uint8_t repl_type = t ? t->repl_type : 0;
+        if (pt_cursor_ok(&c) && c.pos < len) { /* the long form names the replaced entry */
+            repl = pt_dec_u64(&c);
+            repl_type = pt_dec_u8(&c);
+        }
         if (!pt_cursor_ok(&c) || c.pos != len)
             put_status(out, i, -PT_EPROTO);
         else if (!t)
@@ -173,6 +195,8 @@ static int apply_item(struct pt_cdc_sm *sm, const uint8_t *p, size_t len,
             t->x = x;
             t->type = type;
             t->err = err;
+            t->repl = repl;
+            t->repl_type = repl_type;
             put_status(out, i, 0);
         }
         return 0;
@@ -223,12 +247,14 @@ int pt_cdc_sm_apply(struct pt_cdc_sm *sm, const uint8_t *entry, size_t len,
 }
 
 /*
- * Snapshot: u32 magic "PTCS", u32 version 1, u64 next_id, u64 count, then per transaction:
+ * Snapshot: u32 magic "PTCS", u32 version 2, u64 next_id, u64 count, then per transaction:
  * u64 id, u16 request length, request (cdc_msgs encoding), u8 shard, u8 step, u64 x, u8 type,
- * i32 err, u8 done, i32 status, u64 result; then u32 CRC32C of everything before.
+ * i32 err, u64 repl, u8 repl type, u8 done, i32 status, u64 result; then u32 CRC32C of
+ * everything before. Version 1 (without repl) is still read.
  */
 #define CDC_SNAP_MAGIC 0x53435450u
-#define TXN_MAX_BYTES (8 + 2 + 600 + 1 + 1 + 8 + 1 + 4 + 1 + 4 + 8)
+#define TXN_MAX_BYTES (8 + 2 + 600 + 1 + 1 + 8 + 1 + 4 + 9 + 1 + 4 + 8)
+#define CDC_SNAP_VERSION 2
 
 int pt_cdc_sm_snapshot(const struct pt_cdc_sm *sm, uint8_t **buf, size_t *len)
 {
@@ -238,7 +264,7 @@ int pt_cdc_sm_snapshot(const struct pt_cdc_sm *sm, uint8_t **buf, size_t *len)
     if (!b) return -PT_ENOMEM;
     pt_cursor_init(&c, b, cap);
     pt_enc_u32(&c, CDC_SNAP_MAGIC);
-    pt_enc_u32(&c, 1);
+    pt_enc_u32(&c, CDC_SNAP_VERSION);
     pt_enc_u64(&c, sm->next_id);
     pt_enc_u64(&c, sm->count);
     for (i = 0; i < sm->count; i++) {
@@ -257,6 +283,8 @@ int pt_cdc_sm_snapshot(const struct pt_cdc_sm *sm, uint8_t **buf, size_t *len)
         pt_enc_u64(&c, t->x);
         pt_enc_u8(&c, t->type);
         pt_enc_u32(&c, (uint32_t)t->err);
+        pt_enc_u64(&c, t->repl);
+        pt_enc_u8(&c, t->repl_type);
         pt_enc_u8(&c, t->done);
         pt_enc_u32(&c, (uint32_t)t->status);
         pt_enc_u64(&c, t->result);
@@ -276,10 +304,13 @@ int pt_cdc_sm_restore(struct pt_cdc_sm *sm, const uint8_t *buf, size_t len)
     struct pt_cursor c;
     struct pt_cdc_sm fresh;
     uint64_t count, i;
+    uint32_t version;
     if (len < 28 || petrel_crc32c(0, buf, len - 4) != pt_get_le32(buf + len - 4))
         return -PT_ECORRUPT;
     pt_cursor_init(&c, (void *)buf, len - 4);
-    if (pt_dec_u32(&c) != CDC_SNAP_MAGIC || pt_dec_u32(&c) != 1) return -PT_ECORRUPT;
+    if (pt_dec_u32(&c) != CDC_SNAP_MAGIC) return -PT_ECORRUPT;
+    version = pt_dec_u32(&c);
+    if (version != 1 && version != CDC_SNAP_VERSION) return -PT_ECORRUPT;
     pt_cdc_sm_init(&fresh);
     fresh.next_id = pt_dec_u64(&c);
     count = pt_dec_u64(&c);
@@ -300,6 +331,10 @@ int pt_cdc_sm_restore(struct pt_cdc_sm *sm, const uint8_t *buf, size_t len)
         t->x = pt_dec_u64(&c);
         t->type = pt_dec_u8(&c);
         t->err = (int32_t)pt_dec_u32(&c);
+        if (version >= 2) {
+            t->repl = pt_dec_u64(&c);
+            t->repl_type = pt_dec_u8(&c);
+        }
         t->done = pt_dec_u8(&c);
         t->status = (int32_t)pt_dec_u32(&c);
         t->result = pt_dec_u64(&c);

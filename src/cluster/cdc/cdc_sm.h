@@ -28,9 +28,11 @@ struct pt_cdc_txn {
     struct pt_cdc_req req;
     uint8_t shard; /* mkdir: the shard chosen for the new directory */
     uint8_t step;
-    uint64_t x;   /* the inode the transaction moves, removes or creates */
-    uint8_t type; /* its type */
-    int32_t err;  /* the refusal being rolled back */
+    uint64_t x;        /* the inode the transaction moves, removes or creates */
+    uint8_t type;      /* its type */
+    int32_t err;       /* the refusal being rolled back */
+    uint64_t repl;     /* rename: the inode the target name held (0: none), locked by the txn */
+    uint8_t repl_type; /* its type */
     uint8_t done;
     int32_t status;
     uint64_t result;
@@ -49,6 +51,9 @@ void pt_cdc_sm_free(struct pt_cdc_sm *sm);
 int pt_cdc_enc_begin(uint8_t *buf, size_t cap, const struct pt_cdc_req *q, uint8_t shard);
 int pt_cdc_enc_step(uint8_t *buf, size_t cap, uint64_t txn, uint8_t step, uint64_t x, uint8_t type,
                     int32_t err);
+/* The same STEP with the replaced entry of a rename (the server always writes this form). */
+int pt_cdc_enc_step_repl(uint8_t *buf, size_t cap, uint64_t txn, uint8_t step, uint64_t x,
+                         uint8_t type, int32_t err, uint64_t repl, uint8_t repl_type);
 int pt_cdc_enc_finish(uint8_t *buf, size_t cap, uint64_t txn, int32_t status, uint64_t result);
 
 /*

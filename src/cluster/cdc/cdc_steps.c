@@ -4,9 +4,13 @@
  *           refused: 2 REMOVE_DIR of the new directory -> done with the refusal.
  *   rmdir : 0 LOCK_ENTRY -> 1 REMOVE_DIR (only if empty) -> 2 REMOVE_ENTRY -> done;
  *           refused: 9 UNLOCK_ENTRY -> done with the refusal.
- *   rename: 0 LOCK_ENTRY source -> 1 (directories: no-loops walk) ADD_ENTRY target
- *           -> 2 REMOVE_ENTRY source -> (directories: 3 SET_PARENT) -> done;
- *           refused: 9 UNLOCK_ENTRY source -> done with the refusal.
+ *   rename: 0 LOCK_ENTRY source -> 1 (directories: no-loops walk) LOCK_ENTRY target: the
+ *           replaced entry, if any, is recorded in the transaction (repl) and stays locked ->
+ *           (target a directory: 2 REMOVE_DIR of it, only if empty) -> 3 ADD_ENTRY target, or
+ *           REPLACE_ENTRY when it exists (the commit point) -> 4 REMOVE_ENTRY source ->
+ *           (replaced file: 5 RETIRE_FILE on its shard) (directories: 6 SET_PARENT) -> done;
+ *           refused: 9 UNLOCK_ENTRY source and target -> done with the refusal (a rename onto
+ *           itself "rolls back" with status 0: nothing to do).
  */
 #include "cluster/cdc/cdc_steps.h"
 
@@ -179,6 +183,50 @@ static void rmdir_step(struct pt_router *r, const struct pt_cdc_txn *t, struct p
     }
 }
 
+static void rename_unlock_step(struct pt_router *r, const struct pt_cdc_txn *t,
+                               struct pt_cdc_outcome *o)
+{
+    struct pt_shard_req q;
+    if (t->repl) {
+        named(&q, PT_SHARD_UNLOCK_ENTRY, t->id, t->req.dir2, t->req.name2, t->req.name2_len);
+        if (call(r, &q, t->req.dir2, NULL, NULL) > 0) return;
+    }
+    unlock_step(r, t, o);
+}
+
+/* Step 1 after the no-loops check: lock the target name and see what it holds. */
+static void rename_lock_target(struct pt_router *r, const struct pt_cdc_txn *t,
+                               struct pt_cdc_outcome *o)
+{
+    struct pt_shard_req q;
+    uint64_t id;
+    uint8_t type;
+    int rc, err = 0;
+    named(&q, PT_SHARD_LOCK_ENTRY, t->id, t->req.dir2, t->req.name2, t->req.name2_len);
+    rc = call(r, &q, t->req.dir2, &id, &type);
+    if (rc > 0) return;
+    if (rc == -PT_ENOENT) {
+        set_step(o, 3, t->x, t->type, 0);
+        return;
+    }
+    if (rc < 0) {
+        set_step(o, PT_CDC_STEP_ROLLBACK, t->x, t->type, rc);
+        return;
+    }
+    o->repl = id;
+    o->repl_type = type;
+    if (id == t->x)
+        err = 1; /* onto itself: undo the locks, succeed */
+    else if (t->type == PT_TYPE_FILE && type == PT_TYPE_DIR)
+        err = -PT_EISDIR;
+    else if (t->type == PT_TYPE_DIR && type != PT_TYPE_DIR)
+        err = -PT_ENOTDIR;
+    if (err)
+        set_step(o, PT_CDC_STEP_ROLLBACK, t->x, t->type, err > 0 ? 0 : err);
+    else
+        set_step(o, type == PT_TYPE_DIR ? 2 : 3, t->x, t->type, 0);
+}
+
 static void rename_step(struct pt_router *r, const struct pt_cdc_txn *t, struct pt_cdc_outcome *o)
 {
     struct pt_shard_req q;
@@ -204,26 +252,53 @@ static void rename_step(struct pt_router *r, const struct pt_cdc_txn *t, struct 
                 return;
             }
         }
-        named(&q, PT_SHARD_ADD_ENTRY, t->id, t->req.dir2, t->req.name2, t->req.name2_len);
-        q.target = t->x;
-        q.offset = t->type;
-        rc = call(r, &q, t->req.dir2, NULL, NULL);
+        rename_lock_target(r, t, o);
+        return;
+    case 2:
+        /* The replaced directory goes first, only if empty (its locked entry keeps it named). */
+        memset(&q, 0, sizeof(q));
+        q.op = PT_SHARD_REMOVE_DIR;
+        q.txn = t->id;
+        q.id = t->repl;
+        rc = call(r, &q, t->repl, NULL, NULL);
         if (rc == 0)
-            set_step(o, 2, t->x, t->type, 0);
+            set_step(o, 3, t->x, t->type, 0);
         else if (rc < 0)
             set_step(o, PT_CDC_STEP_ROLLBACK, t->x, t->type, rc);
         return;
-    case 2:
+    case 3:
+        named(&q, t->repl ? PT_SHARD_REPLACE_ENTRY : PT_SHARD_ADD_ENTRY, t->id, t->req.dir2,
+              t->req.name2, t->req.name2_len);
+        q.target = t->x;
+        q.offset = t->type;
+        q.cookie = t->repl;
+        rc = call(r, &q, t->req.dir2, NULL, NULL);
+        if (rc == 0)
+            set_step(o, 4, t->x, t->type, 0);
+        else if (rc < 0)
+            set_step(o, PT_CDC_STEP_ROLLBACK, t->x, t->type, rc);
+        return;
+    case 4:
         named(&q, PT_SHARD_REMOVE_ENTRY, t->id, t->req.dir, t->req.name, t->req.name_len);
         q.target = t->x;
         rc = call(r, &q, t->req.dir, NULL, NULL);
         if (rc > 0) return;
-        if (t->type == PT_TYPE_DIR)
-            set_step(o, 3, t->x, t->type, 0);
+        if (t->repl && t->repl_type == PT_TYPE_FILE)
+            set_step(o, 5, t->x, t->type, 0);
+        else if (t->type == PT_TYPE_DIR)
+            set_step(o, 6, t->x, t->type, 0);
         else
             set_finish(o, rc, 0);
         return;
-    case 3:
+    case 5:
+        /* The replaced file lost its name: its retention starts on its own shard. */
+        memset(&q, 0, sizeof(q));
+        q.op = PT_SHARD_RETIRE_FILE;
+        q.id = t->repl;
+        rc = call(r, &q, t->repl, NULL, NULL);
+        if (rc <= 0) set_finish(o, 0, 0);
+        return;
+    case 6:
         memset(&q, 0, sizeof(q));
         q.op = PT_SHARD_SET_PARENT;
         q.txn = t->id;
@@ -233,7 +308,7 @@ static void rename_step(struct pt_router *r, const struct pt_cdc_txn *t, struct 
         if (rc <= 0) set_finish(o, rc, 0);
         return;
     default:
-        unlock_step(r, t, o);
+        rename_unlock_step(r, t, o);
         return;
     }
 }
@@ -241,6 +316,8 @@ static void rename_step(struct pt_router *r, const struct pt_cdc_txn *t, struct 
 void pt_cdc_run_step(struct pt_router *r, const struct pt_cdc_txn *t, struct pt_cdc_outcome *out)
 {
     memset(out, 0, sizeof(*out));
+    out->repl = t->repl;
+    out->repl_type = t->repl_type;
     switch (t->req.op) {
     case PT_CDC_MKDIR:
         mkdir_step(r, t, out);

@@ -21,6 +21,8 @@ struct pt_cdc_outcome {
     uint64_t x;
     uint8_t type;
     int32_t err;
+    uint64_t repl; /* rename: the replaced entry (kept from the transaction unless changed) */
+    uint8_t repl_type;
     int32_t status;
     uint64_t result;
 };

@@ -261,6 +261,24 @@ int petrel_client_rmdir(struct petrel_client *c, const char *path)
     return cdc_call(c, &q);
 }
 
+/*
+ * A file that lost its name in `dir` (unlink, or replaced by a rename) but lives on another
+ * shard (renamed into dir through the CDC): start its retention on its own shard.
+ */
+static int retire_elsewhere(struct petrel_client *c, uint64_t dir, uint64_t id)
+{
+    struct pt_shard_req r;
+    struct pt_reply rep;
+    int rc;
+    if (id == 0 || PT_INODE_SHARD(id) == PT_INODE_SHARD(dir)) return 0;
+    memset(&r, 0, sizeof(r));
+    r.op = PT_SHARD_RETIRE_FILE;
+    r.id = id;
+    rc = shard_call(c, id, &r, &rep, NULL);
+    pt_reply_free(&rep);
+    return rc;
+}
+
 int petrel_client_rename(struct petrel_client *c, const char *from, const char *to)
 {
     struct pt_cdc_req q;
@@ -280,6 +298,7 @@ int petrel_client_rename(struct petrel_client *c, const char *from, const char *
         memcpy(s.name2, q.name2, sizeof(s.name2));
         s.name2_len = q.name2_len;
         rc = shard_call(c, q.dir, &s, &rep, &retried);
+        if (rc == 0 && rep.body_len >= 8) rc = retire_elsewhere(c, q.dir, pt_get_le64(rep.body));
         pt_reply_free(&rep);
         /* The first try may have done it before its reply was lost. */
         if (rc == -PT_ENOENT && retried) {
@@ -287,7 +306,8 @@ int petrel_client_rename(struct petrel_client *c, const char *from, const char *
             uint8_t t;
             if (lookup(c, q.dir, q.name2, q.name2_len, &id, &t) == 0) rc = 0;
         }
-        return rc;
+        /* A directory replacing a directory of another shard: the CDC checks and removes it. */
+        if (rc != -PT_EXDEV) return rc;
     }
     return cdc_call(c, &q);
 }
@@ -301,19 +321,7 @@ int petrel_client_unlink(struct petrel_client *c, const char *path)
     q.op = PT_SHARD_UNLINK;
     if ((rc = resolve_parent(c, path, &q.id, q.name, &q.name_len)) != 0) return rc;
     rc = shard_call(c, q.id, &q, &rep, &retried);
-    if (rc == 0 && rep.body_len >= 8) {
-        uint64_t id = pt_get_le64(rep.body);
-        if (PT_INODE_SHARD(id) != PT_INODE_SHARD(q.id)) {
-            /* The file lives on another shard (renamed here): start its retention there. */
-            struct pt_shard_req r;
-            struct pt_reply rrep;
-            memset(&r, 0, sizeof(r));
-            r.op = PT_SHARD_RETIRE_FILE;
-            r.id = id;
-            rc = shard_call(c, id, &r, &rrep, NULL);
-            pt_reply_free(&rrep);
-        }
-    }
+    if (rc == 0 && rep.body_len >= 8) rc = retire_elsewhere(c, q.id, pt_get_le64(rep.body));
     pt_reply_free(&rep);
     if (rc == -PT_ENOENT && retried) rc = 0; /* done by the first try */
     return rc;

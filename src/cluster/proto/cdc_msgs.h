@@ -20,7 +20,7 @@
 enum pt_cdc_op {
     PT_CDC_MKDIR = 1,  /* (dir, name) -> new directory id */
     PT_CDC_RMDIR = 2,  /* (dir, name) */
-    PT_CDC_RENAME = 3, /* (dir, name) -> (dir2, name2), dir != dir2 */
+    PT_CDC_RENAME = 3, /* (dir, name) -> (dir2, name2), replacing name2 (rename(2) rules) */
 };
 
 struct pt_cdc_req {

@@ -57,7 +57,10 @@ static int shard_req_fields(uint8_t op)
     case PT_SHARD_DROP_SPAN:
         return F_ID | F_COOKIE | F_OFFSET;
     case PT_SHARD_RETIRE_FILE:
+    case PT_SHARD_FORGET_FILE:
         return F_ID;
+    case PT_SHARD_FORGET_DROPPED:
+        return F_DATA;
     case PT_SHARD_MAKE_DIR:
         return F_TXN | F_TARGET;
     case PT_SHARD_ADD_ENTRY:
@@ -72,6 +75,8 @@ static int shard_req_fields(uint8_t op)
         return F_TXN | F_ID;
     case PT_SHARD_SET_PARENT:
         return F_TXN | F_ID | F_TARGET;
+    case PT_SHARD_REPLACE_ENTRY:
+        return F_TXN | F_ID | F_TARGET | F_COOKIE | F_OFFSET | F_NAME;
     default:
         return F_INVALID;
     }

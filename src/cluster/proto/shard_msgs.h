@@ -44,10 +44,12 @@ enum pt_shard_op {
     PT_SHARD_CERTIFY_SPAN = 19,   /* (id, cookie, offset, data = proofs) */
     PT_SHARD_LINK_FILE = 20,      /* (id=file, cookie, target=dir, name) */
     PT_SHARD_UNLINK = 21,         /* (id=dir, name) */
-    PT_SHARD_RENAME = 22,         /* same directory: (id=dir, name -> name2) */
+    PT_SHARD_RENAME = 22,         /* same directory: (id=dir, name -> name2) -> replaced */
     PT_SHARD_EXPIRE = 23,         /* () : expire transient files past deadline (time in entry) */
     PT_SHARD_DROP_SPAN = 24,      /* (id, cookie, offset): forget the last, uncertified span */
     PT_SHARD_RETIRE_FILE = 25,    /* (id): a file lost its name on another shard: retention */
+    PT_SHARD_FORGET_FILE = 26,    /* (id): leader only: every block erased, drop the file */
+    PT_SHARD_FORGET_DROPPED = 27, /* (data = n x (time, service, block)): leader only: erased */
     /* The shard-local halves of CDC transactions; txn makes a retry return the same result. */
     PT_SHARD_MAKE_DIR = 32,     /* (txn, target=parent) -> new dir id */
     PT_SHARD_ADD_ENTRY = 33,    /* (txn, id=dir, name, target, offset=type) */
@@ -56,6 +58,9 @@ enum pt_shard_op {
     PT_SHARD_UNLOCK_ENTRY = 36, /* (txn, id=dir, name) */
     PT_SHARD_REMOVE_DIR = 37,   /* (txn, id=dir): only if empty */
     PT_SHARD_SET_PARENT = 38,   /* (txn, id=dir, target=new parent) */
+    /* (txn, id=dir, name, target=new inode, offset=its type, cookie=replaced inode expected):
+     * the entry, locked by txn, now names target (rename onto an existing name) */
+    PT_SHARD_REPLACE_ENTRY = 39,
 };
 
 /* Storage classes of a span. */

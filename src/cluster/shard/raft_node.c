@@ -11,12 +11,14 @@
 #include "cluster/shard/raft_node.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <raft/uv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cluster/client/blocks_client.h"
 #include "cluster/shard/raft_transport.h"
@@ -27,6 +29,8 @@
 #define ENTRY_CAP (PT_SHARD_BATCH_MAX * (PT_INLINE_MAX + 1024))
 #define DISCOVERY_MS 400
 #define TICK_MS 100
+#define RAFT_PORT_FILE "raft.port" /* in the replica's dir: the Raft port of the last run */
+#define RAFT_START_TRIES 8         /* start-ups on a port someone else took first */
 
 struct proposal {
     pt_node_done_fn done;
@@ -91,6 +95,7 @@ struct pt_raft_node {
     struct pt_node_service services[PT_NODE_MAX_SERVICES];
     size_t n_services;
     int stopping;
+    int start_undone; /* a failed start's raft_close has finished */
 };
 
 uint64_t pt_node_wall_ms(void)
@@ -463,13 +468,112 @@ int pt_node_start_prepare_dir(const char *dir)
     return mkdir(dir, 0755) == 0 || errno == EEXIST ? 0 : -PT_EIO;
 }
 
+/* The Raft port of the last run (DIR/raft.port, ASCII decimal), 0 if none. */
+static unsigned saved_port(const char *dir)
+{
+    char path[4200], buf[16];
+    unsigned long v;
+    char *end;
+    ssize_t len;
+    int fd;
+    snprintf(path, sizeof(path), "%s/%s", dir, RAFT_PORT_FILE);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    len = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (len <= 0) return 0;
+    buf[len] = 0;
+    v = strtoul(buf, &end, 10);
+    return (*end == 0 || *end == '\n') && v > 0 && v < 65536 ? (unsigned)v : 0;
+}
+
+/* Remember the port for the next run (a hint only: a lost or damaged file means a fresh one). */
+static void save_port(const char *dir, unsigned port)
+{
+    char path[4200], tmp[4210], buf[16];
+    int fd, len = snprintf(buf, sizeof(buf), "%u\n", port), ok;
+    snprintf(path, sizeof(path), "%s/%s", dir, RAFT_PORT_FILE);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return;
+    ok = write(fd, buf, (size_t)len) == len;
+    close(fd);
+    if (!ok || rename(tmp, path) != 0) unlink(tmp);
+}
+
+static void start_undone(struct raft *r)
+{
+    struct pt_raft_node *n = r->data;
+    n->start_undone = 1;
+}
+
+/*
+ * Set up libraft (storage, transport bound to host:port) and start it: 0, 1 when the port
+ * was taken (everything undone: try another), or a negative error with a message in err.
+ */
+static int start_raft(struct pt_raft_node *n, unsigned port, char *err, size_t err_cap)
+{
+    struct raft_configuration conf;
+    char bind[PT_REG_ADDR_MAX], self[16];
+    unsigned i, every;
+    int rc, taken;
+    snprintf(bind, sizeof(bind), "%s:%u", n->host, port);
+    snprintf(n->raft_addr, sizeof(n->raft_addr), "%s", bind);
+    if ((rc = pt_raft_transport_init(&n->transport, &n->loop, bind, resolve_peer, n)) != 0 ||
+        (rc = raft_uv_init(&n->io, &n->loop, n->raft_dir, &n->transport.outer)) != 0) {
+        snprintf(err, err_cap, "raft storage in %s: %s", n->raft_dir, raft_strerror(rc));
+        return -PT_EIO;
+    }
+    raft_uv_set_connect_retry_delay(&n->io, 100);
+    snprintf(self, sizeof(self), "r%u", n->cfg.replica);
+    if ((rc = raft_init(&n->raft, &n->io, n->cfg.fsm, n->cfg.replica + 1, self)) != 0) {
+        snprintf(err, err_cap, "raft_init: %s", raft_strerror(rc));
+        return -PT_EIO;
+    }
+    n->raft.data = n;
+    raft_configuration_init(&conf);
+    for (i = 0; i < n->cfg.replicas; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "r%u", i);
+        if (raft_configuration_add(&conf, i + 1, name, RAFT_VOTER) != 0) {
+            raft_configuration_close(&conf);
+            return -PT_ENOMEM;
+        }
+    }
+    rc = raft_bootstrap(&n->raft, &conf);
+    raft_configuration_close(&conf);
+    if (rc != 0 && rc != RAFT_CANTBOOTSTRAP) {
+        snprintf(err, err_cap, "raft_bootstrap: %s", raft_strerror(rc));
+        return -PT_EIO;
+    }
+    raft_set_election_timeout(&n->raft, 1000);
+    raft_set_heartbeat_timeout(&n->raft, 100);
+    every = n->cfg.snapshot_entries ? n->cfg.snapshot_entries : 4096;
+    raft_set_snapshot_threshold(&n->raft, every);
+    raft_set_snapshot_trailing(&n->raft, every / 8 ? every / 8 : 1);
+    raft_set_pre_vote(&n->raft, true);
+    if ((rc = raft_start(&n->raft)) == 0) return 0;
+    snprintf(err, err_cap, "raft_start: %s %s", raft_strerror(rc), raft_errmsg(&n->raft));
+    /* Undo everything so that the next try starts from scratch. */
+    n->start_undone = 0;
+    raft_close(&n->raft, start_undone);
+    while (!n->start_undone)
+        uv_run(&n->loop, UV_RUN_ONCE);
+    raft_uv_close(&n->io);
+    pt_raft_transport_free(&n->transport);
+    uv_run(&n->loop, UV_RUN_NOWAIT);
+    /* libraft reports a failed listen as a bare I/O error: look at the port ourselves (now
+     * that our own listener, if any, is closed). */
+    taken = pt_raft_port_taken(n->host, port);
+    return taken ? 1 : -PT_EIO;
+}
+
 int pt_node_start(struct pt_raft_node **out, const struct pt_node_config *cfg, char *err,
                   size_t err_cap)
 {
     struct pt_raft_node *n;
     struct pt_server_config scfg;
-    struct raft_configuration conf;
-    char bind[PT_REG_ADDR_MAX], listen[PT_REG_ADDR_MAX];
+    char listen[PT_REG_ADDR_MAX];
     unsigned port, i;
     int rc;
     if (cfg->replicas != 1 && cfg->replicas != 3 && cfg->replicas != 5) {
@@ -509,55 +613,28 @@ int pt_node_start(struct pt_raft_node **out, const struct pt_node_config *cfg, c
         snprintf(err, err_cap, "cannot listen on %s: %s", listen, petrel_strerror(rc));
         return rc;
     }
-    /* Raft port: also OS-chosen; peers learn it through PT_MSG_NODE_INFO. */
-    if (pt_raft_pick_port(n->host, &port) != 0) {
-        snprintf(err, err_cap, "cannot pick a port on %s", n->host);
-        return -PT_EADDRINUSE;
-    }
-    snprintf(bind, sizeof(bind), "%s:%u", n->host, port);
-    snprintf(n->raft_addr, sizeof(n->raft_addr), "%s", bind);
-    if ((rc = pt_raft_transport_init(&n->transport, &n->loop, bind, resolve_peer, n)) != 0 ||
-        (rc = raft_uv_init(&n->io, &n->loop, n->raft_dir, &n->transport.outer)) != 0) {
-        snprintf(err, err_cap, "raft storage in %s: %s", n->raft_dir, raft_strerror(rc));
-        return -PT_EIO;
-    }
-    raft_uv_set_connect_retry_delay(&n->io, 100);
-    {
-        char self[16];
-        snprintf(self, sizeof(self), "r%u", cfg->replica);
-        if ((rc = raft_init(&n->raft, &n->io, cfg->fsm, cfg->replica + 1, self)) != 0) {
-            snprintf(err, err_cap, "raft_init: %s", raft_strerror(rc));
-            return -PT_EIO;
+    /*
+     * Raft port: the one of the last run when it is free, else OS-chosen; peers learn it
+     * through PT_MSG_NODE_INFO. Between choosing a port and libraft binding it another process
+     * may take it: then start-up is undone and tried again on a fresh port.
+     */
+    port = saved_port(n->cfg.dir);
+    for (i = 0;; i++) {
+        if (port == 0 && pt_raft_pick_port(n->host, &port) != 0) {
+            snprintf(err, err_cap, "cannot pick a port on %s", n->host);
+            return -PT_EADDRINUSE;
         }
-    }
-    n->raft.data = n;
-    raft_configuration_init(&conf);
-    for (i = 0; i < cfg->replicas; i++) {
-        char name[16];
-        snprintf(name, sizeof(name), "r%u", i);
-        if (raft_configuration_add(&conf, i + 1, name, RAFT_VOTER) != 0) {
-            raft_configuration_close(&conf);
-            return -PT_ENOMEM;
+        rc = start_raft(n, port, err, err_cap);
+        if (rc <= 0) break;
+        if (i + 1 >= RAFT_START_TRIES) {
+            snprintf(err, err_cap, "raft ports on %s kept being taken (%u tries)", n->host, i + 1);
+            return -PT_EADDRINUSE;
         }
+        petrel_log(PT_LOG_WARN, "raft", "raft port %u was taken, trying another one", port);
+        port = 0;
     }
-    rc = raft_bootstrap(&n->raft, &conf);
-    raft_configuration_close(&conf);
-    if (rc != 0 && rc != RAFT_CANTBOOTSTRAP) {
-        snprintf(err, err_cap, "raft_bootstrap: %s", raft_strerror(rc));
-        return -PT_EIO;
-    }
-    raft_set_election_timeout(&n->raft, 1000);
-    raft_set_heartbeat_timeout(&n->raft, 100);
-    {
-        unsigned every = cfg->snapshot_entries ? cfg->snapshot_entries : 4096;
-        raft_set_snapshot_threshold(&n->raft, every);
-        raft_set_snapshot_trailing(&n->raft, every / 8 ? every / 8 : 1);
-    }
-    raft_set_pre_vote(&n->raft, true);
-    if ((rc = raft_start(&n->raft)) != 0) {
-        snprintf(err, err_cap, "raft_start: %s", raft_strerror(rc));
-        return -PT_EIO;
-    }
+    if (rc < 0) return rc;
+    save_port(n->cfg.dir, port);
     uv_check_init(&n->loop, &n->flush);
     n->flush.data = n;
     uv_check_start(&n->flush, flush_cb);

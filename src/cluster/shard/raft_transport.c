@@ -6,6 +6,7 @@
 #include "cluster/shard/raft_transport.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -117,4 +118,21 @@ int pt_raft_pick_port(const char *host, unsigned *port)
     }
     close(fd);
     return rc;
+}
+
+int pt_raft_port_taken(const char *host, unsigned port)
+{
+    struct sockaddr_in sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1, taken = 0;
+    if (fd < 0) return 0;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    /* The same options libuv binds with, so that "free" means free for libraft too. */
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (inet_pton(AF_INET, host, &sa.sin_addr) == 1 &&
+        bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 && errno == EADDRINUSE)
+        taken = 1;
+    close(fd);
+    return taken;
 }

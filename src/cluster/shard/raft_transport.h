@@ -33,5 +33,7 @@ void pt_raft_transport_free(struct pt_raft_transport *t);
 
 /* Bind an OS-chosen free TCP port on host and return it (the socket is closed again). */
 int pt_raft_pick_port(const char *host, unsigned *port);
+/* Whether another socket holds host:port (binding it fails with EADDRINUSE): 1 or 0. */
+int pt_raft_port_taken(const char *host, unsigned port);
 
 #endif

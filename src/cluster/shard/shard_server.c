@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/client/blocks_client.h"
 #include "cluster/proto/blocks_msg.h"
 #include "cluster/proto/shard_msgs.h"
 #include "cluster/shard/raft_node.h"
@@ -23,6 +24,33 @@
 #include "petrel/prng.h"
 
 #define EXPIRE_EVERY_MS 5000
+#define GC_EVERY_MS 1000    /* a leader looks for files whose retention is over this often */
+#define GC_SCAN_BUDGET 4096 /* inodes examined per look */
+#define GC_FILES_MAX 16     /* files erased per round */
+
+/* One round of garbage collection: files and their blocks, erased on a worker thread. */
+struct gc_block {
+    struct pt_gc_block b;
+    char addr[PT_REG_ADDR_MAX];
+    uint8_t secret[PT_REG_SECRET_SIZE];
+    int known; /* the service and its secret are known */
+};
+struct gc_file {
+    uint64_t id;
+    struct gc_block *blocks;
+    size_t n;
+    int erased; /* every block's erase proof checked */
+};
+struct gc_round {
+    uv_work_t work;
+    struct shard_service *s;
+    struct gc_file files[GC_FILES_MAX];
+    unsigned n;
+    /* blocks of dropped spans: one pseudo-file per block, with its drop time */
+    struct gc_file dropped[PT_SHARD_GC_DROPPED_MAX];
+    uint64_t dropped_time[PT_SHARD_GC_DROPPED_MAX];
+    unsigned n_dropped;
+};
 
 struct shard_service {
     struct pt_raft_node *node;
@@ -30,6 +58,8 @@ struct shard_service {
     struct pt_shard_fsm fsm;
     struct pt_prng prng;
     uint64_t last_expire_ms;
+    uint64_t last_gc_ms, gc_cursor;
+    int gc_running;
     uint8_t reply[PT_SHARD_MSG_MAX + 4];
 };
 
@@ -202,8 +232,10 @@ static void handle(void *ctx, struct pt_request *req)
             reply_shard(req, s->reply, rl);
         return;
     }
-    if (q.op == PT_SHARD_EXPIRE) {
-        pt_request_reply_error(req, -PT_EPERM, "expiry is driven by the leader", NULL);
+    if (q.op == PT_SHARD_EXPIRE || q.op == PT_SHARD_FORGET_FILE ||
+        q.op == PT_SHARD_FORGET_DROPPED) {
+        pt_request_reply_error(req, -PT_EPERM, "expiry and collection are driven by the leader",
+                               NULL);
         return;
     }
     if (q.op == PT_SHARD_ADD_SPAN && q.storage == PT_STORAGE_MIRRORED) {
@@ -247,19 +279,16 @@ static void handle(void *ctx, struct pt_request *req)
     }
 }
 
-/* The leader proposes expiry now and then, stamped with its clock like every entry. */
-static void tick(void *ctx)
+/* Propose a leader-only request (EXPIRE, FORGET_FILE); its reply goes nowhere. */
+static void propose_own(struct shard_service *s, uint8_t op, uint64_t id)
 {
-    struct shard_service *s = ctx;
-    uint64_t now = pt_node_wall_ms();
     struct pt_shard_req q;
-    uint8_t enc[8];
+    uint8_t enc[16];
     struct op_ctx *o;
     int n;
-    if (!pt_node_can_serve(s->node) || now - s->last_expire_ms < EXPIRE_EVERY_MS) return;
-    s->last_expire_ms = now;
     memset(&q, 0, sizeof(q));
-    q.op = PT_SHARD_EXPIRE;
+    q.op = op;
+    q.id = id;
     n = pt_shard_req_encode(&q, enc, sizeof(enc));
     o = calloc(1, sizeof(*o));
     if (!o || n < 0) {
@@ -267,6 +296,168 @@ static void tick(void *ctx)
         return;
     }
     if (pt_node_propose(s->node, enc, (size_t)n, write_done, o) != 0) free(o);
+}
+
+static void gc_round_free(struct gc_round *g)
+{
+    unsigned i;
+    for (i = 0; i < g->n; i++)
+        free(g->files[i].blocks);
+    for (i = 0; i < g->n_dropped; i++)
+        free(g->dropped[i].blocks);
+    free(g);
+}
+
+/* Worker thread: erase every block with its certificate and check each erase proof. */
+static void gc_erase_files(struct gc_file *files, unsigned count)
+{
+    struct pt_call_opts opts = {.timeout_ms = 2000, .retry_budget_ms = 3000};
+    unsigned i;
+    size_t j;
+    for (i = 0; i < count; i++) {
+        struct gc_file *f = &files[i];
+        f->erased = 1;
+        for (j = 0; j < f->n && f->erased; j++) {
+            const struct gc_block *b = &f->blocks[j];
+            uint64_t proof = 0;
+            if (!b->known ||
+                pt_blocks_erase(b->addr, b->b.block, b->b.crc, b->b.size,
+                                pt_block_mac(b->secret, PT_BLOCK_ERASE_CERT, b->b.service,
+                                             b->b.block, b->b.crc, b->b.size),
+                                &proof, &opts) != 0 ||
+                !pt_block_mac_check(b->secret, PT_BLOCK_ERASE_PROOF, b->b.service, b->b.block,
+                                    b->b.crc, b->b.size, proof))
+                f->erased = 0; /* tried again in a later round */
+        }
+    }
+}
+
+static void gc_work(uv_work_t *w)
+{
+    struct gc_round *g = w->data;
+    gc_erase_files(g->files, g->n);
+    gc_erase_files(g->dropped, g->n_dropped);
+}
+
+/* FORGET_DROPPED for the dropped blocks proven erased. */
+static void gc_forget_dropped(struct shard_service *s, struct gc_round *g)
+{
+    uint8_t data[PT_SHARD_GC_DROPPED_MAX * 24], enc[PT_SHARD_GC_DROPPED_MAX * 24 + 16];
+    struct pt_shard_req q;
+    struct op_ctx *o;
+    unsigned i, n = 0;
+    int len;
+    for (i = 0; i < g->n_dropped; i++) {
+        if (!g->dropped[i].erased) continue;
+        uint8_t *p = data + (size_t)24 * n;
+        pt_put_le64(p, g->dropped_time[i]);
+        pt_put_le64(p + 8, g->dropped[i].blocks[0].b.service);
+        pt_put_le64(p + 16, g->dropped[i].blocks[0].b.block);
+        n++;
+    }
+    if (n == 0) return;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_FORGET_DROPPED;
+    q.data_len = 24 * n;
+    q.data_ptr = data;
+    len = pt_shard_req_encode(&q, enc, sizeof(enc));
+    o = calloc(1, sizeof(*o));
+    if (!o || len < 0) {
+        free(o);
+        return;
+    }
+    if (pt_node_propose(s->node, enc, (size_t)len, write_done, o) != 0) free(o);
+}
+
+/* Back on the loop: every file whose blocks are all proven erased is forgotten (logged). */
+static void gc_done(uv_work_t *w, int status)
+{
+    struct gc_round *g = w->data;
+    struct shard_service *s = g->s;
+    unsigned i;
+    s->gc_running = 0;
+    if (status == 0 && pt_node_can_serve(s->node)) {
+        for (i = 0; i < g->n; i++)
+            if (g->files[i].erased) propose_own(s, PT_SHARD_FORGET_FILE, g->files[i].id);
+        gc_forget_dropped(s, g);
+    }
+    gc_round_free(g);
+}
+
+/* Start a GC round for files whose retention is over at `now` (leader only). */
+/* Where a block is and the secret to certify its erase, from the registry's list. */
+static void gc_locate(struct shard_service *s, struct gc_block *b, const struct pt_gc_block *gb)
+{
+    const struct pt_node_service *svc = pt_node_service_find(s->node, gb->service);
+    b->b = *gb;
+    if (svc && svc->has_secret && svc->addr[0]) {
+        b->known = 1;
+        snprintf(b->addr, sizeof(b->addr), "%s", svc->addr);
+        memcpy(b->secret, svc->secret, sizeof(b->secret));
+    }
+}
+
+static void gc_start(struct shard_service *s, uint64_t now)
+{
+    uint64_t ids[GC_FILES_MAX];
+    struct pt_gc_block dropped[PT_SHARD_GC_DROPPED_MAX];
+    struct gc_round *g;
+    unsigned i;
+    size_t j;
+    int n =
+        pt_shard_sm_gc_candidates(&s->sm, now, &s->gc_cursor, GC_SCAN_BUDGET, ids, GC_FILES_MAX);
+    int nd;
+    if (n < 0) n = 0;
+    if (!(g = calloc(1, sizeof(*g)))) return;
+    g->s = s;
+    g->work.data = g;
+    nd = pt_shard_sm_gc_dropped(&s->sm, now, dropped, g->dropped_time, PT_SHARD_GC_DROPPED_MAX);
+    for (i = 0; nd > 0 && i < (unsigned)nd; i++) {
+        struct gc_file *f = &g->dropped[g->n_dropped];
+        if (!(f->blocks = calloc(1, sizeof(*f->blocks)))) break;
+        f->n = 1;
+        gc_locate(s, &f->blocks[0], &dropped[i]);
+        g->n_dropped++;
+    }
+    for (i = 0; i < (unsigned)n; i++) {
+        struct gc_file *f = &g->files[g->n];
+        struct pt_gc_block *blocks;
+        if (pt_shard_sm_file_blocks(&s->sm, ids[i], &blocks, &f->n) != 0) continue;
+        f->id = ids[i];
+        f->blocks = f->n ? calloc(f->n, sizeof(*f->blocks)) : NULL;
+        if (f->n && !f->blocks) {
+            free(blocks);
+            continue;
+        }
+        for (j = 0; j < f->n; j++)
+            gc_locate(s, &f->blocks[j], &blocks[j]);
+        free(blocks);
+        g->n++;
+    }
+    if ((g->n == 0 && g->n_dropped == 0) ||
+        uv_queue_work(pt_node_loop(s->node), &g->work, gc_work, gc_done) != 0) {
+        gc_round_free(g);
+        return;
+    }
+    s->gc_running = 1;
+}
+
+/*
+ * The leader proposes expiry now and then, stamped with its clock like every entry, and
+ * collects the files whose retention is over.
+ */
+static void tick(void *ctx)
+{
+    struct shard_service *s = ctx;
+    uint64_t now = pt_node_wall_ms();
+    if (!pt_node_can_serve(s->node)) return;
+    if (!s->gc_running && now - s->last_gc_ms >= GC_EVERY_MS) {
+        s->last_gc_ms = now;
+        gc_start(s, now);
+    }
+    if (now - s->last_expire_ms < EXPIRE_EVERY_MS) return;
+    s->last_expire_ms = now;
+    propose_own(s, PT_SHARD_EXPIRE, 0);
 }
 
 int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned err_cap)
@@ -288,6 +479,7 @@ int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned e
         free(s);
         return rc;
     }
+    if (cfg->retention_ms) s->sm.retention_ms = cfg->retention_ms;
     pt_shard_fsm_init(&s->fsm, &s->sm);
     pt_prng_seed(&s->prng, pt_entropy_seed());
     memset(&nc, 0, sizeof(nc));

@@ -23,6 +23,7 @@ struct pt_shard_config {
     const char *dir;           /* data directory */
     const char *host;          /* address to listen on (port chosen by the OS) */
     unsigned snapshot_entries; /* compact the log every this many entries; 0 = 4096 */
+    uint64_t retention_ms;     /* deleted files are kept this long before GC; 0 = 24 h */
 };
 
 /* Run until SIGINT/SIGTERM: 0, or a negative PT_E* when start-up failed (err names what). */

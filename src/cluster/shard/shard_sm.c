@@ -320,7 +320,8 @@ int pt_shard_sm_open(struct pt_shard_sm *sm, const char *dir, unsigned shard, in
         (rc = mdb_dbi_open(t, "blockidx", MDB_CREATE, &sm->blockidx)) ||
         (rc = mdb_dbi_open(t, "meta", MDB_CREATE, &sm->meta)) ||
         (rc = mdb_dbi_open(t, "txns", MDB_CREATE, &sm->txns)) ||
-        (rc = mdb_dbi_open(t, "transient", MDB_CREATE, &sm->transient))) {
+        (rc = mdb_dbi_open(t, "transient", MDB_CREATE, &sm->transient)) ||
+        (rc = mdb_dbi_open(t, "dropped", MDB_CREATE, &sm->dropped))) {
         mdb_txn_abort(t);
         goto fail;
     }
@@ -599,10 +600,19 @@ static int op_drop_span(struct apply_ctx *a, const struct pt_shard_req *q)
     if (q->offset + s.size != f.size) return -PT_EINVAL;
     if (s.certified) return -PT_EBUSY;
     for (i = 0; i < pt_span_block_count(&s); i++) {
+        uint8_t dk[24], dv[8];
+        MDB_val dkey = {24, dk}, dval = {8, dv};
         key_put_be64(k, s.blocks[i].service);
         key_put_be64(k + 8, s.blocks[i].block);
         rc = mdb_del(a->t, a->sm->blockidx, &key, NULL);
         if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+        /* The writer may have stored copies: erased by GC after the retention period. */
+        key_put_be64(dk, a->now);
+        key_put_be64(dk + 8, s.blocks[i].service);
+        key_put_be64(dk + 16, s.blocks[i].block);
+        pt_put_le32(dv, s.blocks[i].crc);
+        pt_put_le32(dv + 4, s.block_size);
+        if ((rc = map_mdb(mdb_put(a->t, a->sm->dropped, &dkey, &dval, 0))) != 0) return rc;
     }
     span_key(k, q->id, q->offset);
     if ((rc = map_mdb(mdb_del(a->t, a->sm->spans, &key, NULL))) != 0) return rc;
@@ -745,22 +755,123 @@ static int op_retire(struct apply_ctx *a, const struct pt_shard_req *q)
     return retire_file(a, q->id);
 }
 
+/*
+ * An existing entry `old` is about to be replaced by an entry of type `type` (rename(2)
+ * rules): a file replaces a file, a directory replaces an empty directory. A replaced file
+ * starts its retention (here when it is local; *retire names it for its own shard), a
+ * replaced directory is removed; a directory on another shard cannot be checked here
+ * (PT_EXDEV: the client goes through the CDC).
+ */
+static int replace_target(struct apply_ctx *a, const struct dirent_rec *old, uint8_t type,
+                          uint64_t *retire)
+{
+    int rc;
+    if (old->lock_txn) return -PT_EBUSY;
+    if (type == PT_TYPE_FILE && old->type == PT_TYPE_DIR) return -PT_EISDIR;
+    if (type == PT_TYPE_DIR && old->type != PT_TYPE_DIR) return -PT_ENOTDIR;
+    if (old->type == PT_TYPE_FILE) {
+        *retire = old->id;
+        return retire_file(a, old->id);
+    }
+    if (PT_INODE_SHARD(old->id) != a->sm->shard) return -PT_EXDEV;
+    rc = dir_is_empty(a->sm, a->t, old->id);
+    if (rc < 0) return rc;
+    if (!rc) return -PT_ENOTEMPTY;
+    return inode_del(a->sm, a->t, old->id);
+}
+
+/*
+ * FORGET_FILE: the leader proved every block of the file erased (erase proofs checked before
+ * proposing): its spans, block index entries and inode go. Only a file whose retention was
+ * running (unlinked or expired); an absent file is a repeat (a new leader's second try).
+ */
+static int op_forget(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    MDB_cursor *cur;
+    struct inode_rec f;
+    uint8_t k[16];
+    MDB_val key = {16, k}, val;
+    int rc, err = 0;
+    if (PT_INODE_SHARD(q->id) != a->sm->shard) return -PT_EXDEV;
+    rc = inode_get(a->sm, a->t, q->id, &f);
+    if (rc == -PT_ENOENT) return 0;
+    if (rc) return rc;
+    if (f.type != PT_TYPE_FILE) return -PT_EISDIR;
+    if (f.state != PT_FILE_UNLINKED && f.state != PT_FILE_EXPIRED) return -PT_EBUSY;
+    span_key(k, q->id, 0);
+    if ((rc = mdb_cursor_open(a->t, a->sm->spans, &cur)) != 0) return map_mdb(rc);
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE)) {
+        struct pt_span sp;
+        struct pt_cursor c;
+        unsigned i;
+        if (key.mv_size != 16 || key_get_be64(key.mv_data) != q->id) break;
+        pt_cursor_init(&c, val.mv_data, val.mv_size);
+        if (pt_span_decode(&c, &sp)) {
+            err = -PT_ECORRUPT;
+            break;
+        }
+        for (i = 0; i < pt_span_block_count(&sp); i++) {
+            uint8_t bk[16];
+            MDB_val bkey = {16, bk};
+            key_put_be64(bk, sp.blocks[i].service);
+            key_put_be64(bk + 8, sp.blocks[i].block);
+            rc = mdb_del(a->t, a->sm->blockidx, &bkey, NULL);
+            if (rc && rc != MDB_NOTFOUND) break;
+            rc = 0;
+        }
+        if (rc || (rc = mdb_cursor_del(cur, 0)) != 0) break;
+        span_key(k, q->id, 0);
+        key.mv_size = 16;
+        key.mv_data = k;
+    }
+    mdb_cursor_close(cur);
+    if (err) return err;
+    if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    return inode_del(a->sm, a->t, q->id);
+}
+
+/* FORGET_DROPPED: the leader proved these dropped blocks erased; absent keys are repeats. */
+static int op_forget_dropped(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    uint32_t i;
+    if (q->data_len == 0 || q->data_len % 24 || q->data_len / 24 > PT_SHARD_GC_DROPPED_MAX)
+        return -PT_EINVAL;
+    for (i = 0; i < q->data_len / 24; i++) {
+        uint8_t dk[24];
+        MDB_val dkey = {24, dk};
+        int rc;
+        const uint8_t *p = q->data_ptr + (size_t)24 * i;
+        key_put_be64(dk, pt_get_le64(p));
+        key_put_be64(dk + 8, pt_get_le64(p + 8));
+        key_put_be64(dk + 16, pt_get_le64(p + 16));
+        rc = mdb_del(a->t, a->sm->dropped, &dkey, NULL);
+        if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    }
+    return 0;
+}
+
 static int op_rename(struct apply_ctx *a, const struct pt_shard_req *q)
 {
     struct inode_rec d;
     struct dirent_rec e, old;
+    uint64_t retire = 0;
     int rc;
     if (q->name2_len == 0) return -PT_EINVAL;
     if ((rc = live_dir(a, q->id, &d)) != 0) return rc;
     if ((rc = dirent_get(a->sm, a->t, q->id, q->name, q->name_len, &e)) != 0) return rc;
+    if (q->name_len == q->name2_len && memcmp(q->name, q->name2, q->name_len) == 0) {
+        pt_enc_u64(&a->out, 0); /* onto itself: nothing to do */
+        return 0;
+    }
     if (e.lock_txn) return -PT_EBUSY;
-    if (q->name_len == q->name2_len && memcmp(q->name, q->name2, q->name_len) == 0) return 0;
     rc = dirent_get(a->sm, a->t, q->id, q->name2, q->name2_len, &old);
     if (rc == 0) {
-        /* Replace a file by a file, as rename(2) does; anything else is refused. */
-        if (old.type != PT_TYPE_FILE || e.type != PT_TYPE_FILE) return -PT_EEXIST;
-        if (old.lock_txn) return -PT_EBUSY;
-        if ((rc = retire_file(a, old.id)) != 0) return rc;
+        if (old.id == e.id) {
+            pt_enc_u64(&a->out, 0);
+            return 0;
+        }
+        if ((rc = replace_target(a, &old, e.type, &retire)) != 0) return rc;
     } else if (rc != -PT_ENOENT) {
         return rc;
     }
@@ -768,6 +879,8 @@ static int op_rename(struct apply_ctx *a, const struct pt_shard_req *q)
     e.mtime = a->now;
     if ((rc = dirent_put(a->sm, a->t, q->id, q->name2, q->name2_len, &e)) != 0) return rc;
     d.mtime = a->now;
+    /* The replaced file: the client retires it on its own shard when that is another one. */
+    pt_enc_u64(&a->out, retire);
     return inode_put(a->sm, a->t, q->id, &d);
 }
 
@@ -825,6 +938,18 @@ static int op_make_dir(struct apply_ctx *a, const struct pt_shard_req *q)
     return 0;
 }
 
+/* A file of this shard got a name in `dir` through the CDC: it is linked there. */
+static int relink_local_file(struct apply_ctx *a, uint64_t id, uint64_t dir)
+{
+    struct inode_rec f;
+    if (PT_INODE_SHARD(id) != a->sm->shard) return 0;
+    if (inode_get(a->sm, a->t, id, &f) != 0 || f.type != PT_TYPE_FILE) return 0;
+    f.state = PT_FILE_LINKED;
+    f.deadline = 0;
+    f.parent = dir;
+    return inode_put(a->sm, a->t, id, &f);
+}
+
 static int op_add_entry(struct apply_ctx *a, const struct pt_shard_req *q)
 {
     struct inode_rec d;
@@ -841,15 +966,35 @@ static int op_add_entry(struct apply_ctx *a, const struct pt_shard_req *q)
     e.lock_txn = 0;
     e.mtime = a->now;
     if ((rc = dirent_put(a->sm, a->t, q->id, q->name, q->name_len, &e)) != 0) return rc;
-    if (e.type == PT_TYPE_FILE && PT_INODE_SHARD(q->target) == a->sm->shard) {
-        struct inode_rec f;
-        if (inode_get(a->sm, a->t, q->target, &f) == 0 && f.type == PT_TYPE_FILE) {
-            f.state = PT_FILE_LINKED;
-            f.deadline = 0;
-            f.parent = q->id;
-            if ((rc = inode_put(a->sm, a->t, q->target, &f)) != 0) return rc;
-        }
-    }
+    if (e.type == PT_TYPE_FILE && (rc = relink_local_file(a, q->target, q->id)) != 0) return rc;
+    d.mtime = a->now;
+    return inode_put(a->sm, a->t, q->id, &d);
+}
+
+/*
+ * The commit point of a CDC rename onto an existing name: the entry, locked by this
+ * transaction since it named `cookie`, now names `target` (unlocked). A retry finds it done.
+ * The replaced inode is handled by the transaction's other steps (REMOVE_DIR before,
+ * RETIRE_FILE after).
+ */
+static int op_replace_entry(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec d;
+    struct dirent_rec e;
+    int rc;
+    if (q->name_len == 0 || (q->offset != PT_TYPE_DIR && q->offset != PT_TYPE_FILE))
+        return -PT_EINVAL;
+    if ((rc = live_dir(a, q->id, &d)) != 0) return rc;
+    if ((rc = dirent_get(a->sm, a->t, q->id, q->name, q->name_len, &e)) != 0) return rc;
+    if (e.id == q->target && e.lock_txn == 0) return 0; /* a retried step */
+    if (e.id != q->cookie) return -PT_ESTALE;
+    if (e.lock_txn != q->txn) return -PT_EBUSY;
+    e.id = q->target;
+    e.type = (uint8_t)q->offset;
+    e.lock_txn = 0;
+    e.mtime = a->now;
+    if ((rc = dirent_put(a->sm, a->t, q->id, q->name, q->name_len, &e)) != 0) return rc;
+    if (e.type == PT_TYPE_FILE && (rc = relink_local_file(a, q->target, q->id)) != 0) return rc;
     d.mtime = a->now;
     return inode_put(a->sm, a->t, q->id, &d);
 }
@@ -939,6 +1084,10 @@ static int dispatch_write(struct apply_ctx *a, const struct pt_shard_req *q)
         return op_drop_span(a, q);
     case PT_SHARD_RETIRE_FILE:
         return op_retire(a, q);
+    case PT_SHARD_FORGET_FILE:
+        return op_forget(a, q);
+    case PT_SHARD_FORGET_DROPPED:
+        return op_forget_dropped(a, q);
     case PT_SHARD_MAKE_DIR:
         return op_make_dir(a, q);
     case PT_SHARD_ADD_ENTRY:
@@ -953,6 +1102,8 @@ static int dispatch_write(struct apply_ctx *a, const struct pt_shard_req *q)
         return op_remove_dir(a, q);
     case PT_SHARD_SET_PARENT:
         return op_set_parent(a, q);
+    case PT_SHARD_REPLACE_ENTRY:
+        return op_replace_entry(a, q);
     default:
         return -PT_EPROTO;
     }
@@ -1209,11 +1360,134 @@ int pt_shard_sm_query(struct pt_shard_sm *sm, const uint8_t *req, size_t len, ui
  * u64 count, then count x (u32 klen, key, u32 vlen, value); then u32 CRC32C of all before.
  */
 #define SNAP_MAGIC 0x53535450u
+#define SNAP_VERSION 2 /* 2: the dropped table */
+
+int pt_shard_sm_gc_candidates(struct pt_shard_sm *sm, uint64_t now, uint64_t *cursor,
+                              unsigned budget, uint64_t *ids, unsigned max)
+{
+    MDB_txn *t;
+    MDB_cursor *cur;
+    uint8_t k[8];
+    MDB_val key = {8, k}, val;
+    unsigned seen = 0, n = 0;
+    int rc;
+    if ((rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, &t)) != 0) return map_mdb(rc);
+    if ((rc = mdb_cursor_open(t, sm->inodes, &cur)) != 0) {
+        mdb_txn_abort(t);
+        return map_mdb(rc);
+    }
+    key_put_be64(k, *cursor);
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0 && seen < budget && n < max;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT), seen++) {
+        struct inode_rec f;
+        uint64_t id;
+        if (key.mv_size != 8 || inode_decode(&f, &val) != 0) continue;
+        id = key_get_be64(key.mv_data);
+        *cursor = id + 1;
+        if (f.type != PT_TYPE_FILE) continue;
+        if ((f.state == PT_FILE_UNLINKED && f.deadline <= now) ||
+            (f.state == PT_FILE_EXPIRED && f.deadline + sm->retention_ms <= now))
+            ids[n++] = id;
+    }
+    if (rc == MDB_NOTFOUND) *cursor = 0; /* the end: start again next time */
+    mdb_cursor_close(cur);
+    mdb_txn_abort(t);
+    return rc == 0 || rc == MDB_NOTFOUND ? (int)n : map_mdb(rc);
+}
+
+int pt_shard_sm_file_blocks(struct pt_shard_sm *sm, uint64_t file, struct pt_gc_block **out,
+                            size_t *n)
+{
+    MDB_txn *t;
+    MDB_cursor *cur;
+    uint8_t k[16];
+    MDB_val key = {16, k}, val;
+    struct pt_gc_block *v = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc, err = 0;
+    *out = NULL;
+    *n = 0;
+    if ((rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, &t)) != 0) return map_mdb(rc);
+    if ((rc = mdb_cursor_open(t, sm->spans, &cur)) != 0) {
+        mdb_txn_abort(t);
+        return map_mdb(rc);
+    }
+    span_key(k, file, 0);
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0 && !err;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        struct pt_span sp;
+        struct pt_cursor c;
+        unsigned i;
+        if (key.mv_size != 16 || key_get_be64(key.mv_data) != file) break;
+        pt_cursor_init(&c, val.mv_data, val.mv_size);
+        if (pt_span_decode(&c, &sp)) {
+            err = -PT_ECORRUPT;
+            break;
+        }
+        for (i = 0; i < pt_span_block_count(&sp); i++) {
+            if (cnt == cap) {
+                size_t nc = cap ? cap * 2 : 16;
+                struct pt_gc_block *nv = realloc(v, nc * sizeof(*nv));
+                if (!nv) {
+                    err = -PT_ENOMEM;
+                    break;
+                }
+                v = nv;
+                cap = nc;
+            }
+            v[cnt].service = sp.blocks[i].service;
+            v[cnt].block = sp.blocks[i].block;
+            v[cnt].crc = sp.blocks[i].crc;
+            v[cnt].size = sp.block_size;
+            cnt++;
+        }
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(t);
+    if (!err && rc && rc != MDB_NOTFOUND) err = map_mdb(rc);
+    if (err) {
+        free(v);
+        return err;
+    }
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+int pt_shard_sm_gc_dropped(struct pt_shard_sm *sm, uint64_t now, struct pt_gc_block *out,
+                           uint64_t *times, unsigned max)
+{
+    MDB_txn *t;
+    MDB_cursor *cur;
+    MDB_val key, val;
+    unsigned n = 0;
+    int rc;
+    if ((rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, &t)) != 0) return map_mdb(rc);
+    if ((rc = mdb_cursor_open(t, sm->dropped, &cur)) != 0) {
+        mdb_txn_abort(t);
+        return map_mdb(rc);
+    }
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0 && n < max;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        const uint8_t *k = key.mv_data, *v = val.mv_data;
+        if (key.mv_size != 24 || val.mv_size != 8) continue;
+        if (key_get_be64(k) + sm->retention_ms > now) break; /* oldest first: the rest wait */
+        times[n] = key_get_be64(k);
+        out[n].service = key_get_be64(k + 8);
+        out[n].block = key_get_be64(k + 16);
+        out[n].crc = pt_get_le32(v);
+        out[n].size = pt_get_le32(v + 4);
+        n++;
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(t);
+    return rc == 0 || rc == MDB_NOTFOUND ? (int)n : map_mdb(rc);
+}
 
 int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **out, size_t *out_len)
 {
-    MDB_dbi *tables[7] = {&sm->inodes, &sm->dirents, &sm->spans,    &sm->blockidx,
-                          &sm->meta,   &sm->txns,    &sm->transient};
+    MDB_dbi *tables[8] = {&sm->inodes, &sm->dirents, &sm->spans,     &sm->blockidx,
+                          &sm->meta,   &sm->txns,    &sm->transient, &sm->dropped};
     MDB_txn *t;
     size_t size = 12, pos, i;
     uint8_t *buf;
@@ -1235,7 +1509,7 @@ int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **out, size_t *out_len)
         return -PT_ENOMEM;
     }
     pt_put_le32(buf, SNAP_MAGIC);
-    pt_put_le32(buf + 4, 1);
+    pt_put_le32(buf + 4, SNAP_VERSION);
     pos = 8;
     for (i = 0; i < PT_ARRAY_SIZE(tables); i++) {
         MDB_cursor *cur;
@@ -1272,20 +1546,25 @@ fail:
 
 int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len)
 {
-    MDB_dbi *tables[7] = {&sm->inodes, &sm->dirents, &sm->spans,    &sm->blockidx,
-                          &sm->meta,   &sm->txns,    &sm->transient};
+    MDB_dbi *tables[8] = {&sm->inodes, &sm->dirents, &sm->spans,     &sm->blockidx,
+                          &sm->meta,   &sm->txns,    &sm->transient, &sm->dropped};
     struct pt_cursor c;
     MDB_txn *t;
-    size_t i;
+    size_t i, n_tables;
+    uint32_t version;
     int rc;
-    if (len < 12 || pt_get_le32(buf) != SNAP_MAGIC || pt_get_le32(buf + 4) != 1 ||
+    if (len < 12 || pt_get_le32(buf) != SNAP_MAGIC ||
         petrel_crc32c(0, buf, len - 4) != pt_get_le32(buf + len - 4))
         return -PT_ECORRUPT;
+    version = pt_get_le32(buf + 4);
+    if (version != 1 && version != SNAP_VERSION) return -PT_ECORRUPT;
+    n_tables = version == 1 ? 7 : 8; /* version 1 had no dropped table */
     pt_cursor_init(&c, (void *)(buf + 8), len - 12);
     if ((rc = mdb_txn_begin(sm->env, NULL, 0, &t)) != 0) return map_mdb(rc);
     for (i = 0; i < PT_ARRAY_SIZE(tables); i++) {
         uint64_t count, j;
         if ((rc = mdb_drop(t, *tables[i], 0)) != 0) goto fail;
+        if (i >= n_tables) continue;
         count = pt_dec_u64(&c);
         for (j = 0; j < count && pt_cursor_ok(&c); j++) {
             MDB_val k, v;

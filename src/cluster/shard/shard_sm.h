@@ -24,7 +24,7 @@
 
 struct pt_shard_sm {
     MDB_env *env;
-    MDB_dbi inodes, dirents, spans, blockidx, meta, txns, transient;
+    MDB_dbi inodes, dirents, spans, blockidx, meta, txns, transient, dropped;
     unsigned shard;
     uint64_t transient_ttl_ms; /* a writer silent this long loses its transient file */
     uint64_t retention_ms;     /* an unlinked file is kept this long before GC */
@@ -78,6 +78,33 @@ int pt_shard_sm_apply(struct pt_shard_sm *sm, const uint8_t *entry, size_t len,
 /* Answer a read-only request (LOOKUP, READDIR, STAT, SPANS) from the store. Same reply form. */
 int pt_shard_sm_query(struct pt_shard_sm *sm, const uint8_t *req, size_t len, uint8_t *reply,
                       size_t cap, size_t *reply_len);
+
+/*
+ * Garbage collection (read-only helpers for the leader). Files whose retention is over at
+ * `now`: unlinked with deadline <= now, or expired with deadline + retention <= now. Scans at
+ * most `budget` inodes from *cursor (an inode id; 0 = start) and moves the cursor on (back to
+ * 0 at the end). Fills ids[0..max) and returns how many, or a negative error.
+ */
+int pt_shard_sm_gc_candidates(struct pt_shard_sm *sm, uint64_t now, uint64_t *cursor,
+                              unsigned budget, uint64_t *ids, unsigned max);
+
+/* One stored block of a file: where it is and what the erase certificate covers. */
+struct pt_gc_block {
+    uint64_t service, block;
+    uint32_t crc, size;
+};
+/* Every block of a file's spans, malloc'd into *out (count in *n; none: NULL, 0). */
+int pt_shard_sm_file_blocks(struct pt_shard_sm *sm, uint64_t file, struct pt_gc_block **out,
+                            size_t *n);
+
+/*
+ * Blocks of spans dropped (DROP_SPAN) whose retention is over at `now` (a failed writer's
+ * copies that may exist on a service), oldest first: up to max into out (with their drop
+ * times in times, the key FORGET_DROPPED names). Returns how many, or a negative error.
+ */
+int pt_shard_sm_gc_dropped(struct pt_shard_sm *sm, uint64_t now, struct pt_gc_block *out,
+                           uint64_t *times, unsigned max);
+#define PT_SHARD_GC_DROPPED_MAX 64 /* blocks forgotten by one FORGET_DROPPED */
 
 /* Whole-store snapshot as one buffer (malloc'd) / restore from one: for Raft log compaction. */
 int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **buf, size_t *len);
