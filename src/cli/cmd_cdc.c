@@ -3,13 +3,13 @@
  * replica of the cross-directory coordinator until SIGINT/SIGTERM. Option parsing only; the
  * server is src/cluster/cdc/cdc_server.c.
  */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/opt.h"
 #include "cluster/cdc/cdc_server.h"
 #include "petrel/common.h"
 
@@ -26,65 +26,48 @@ static int parse_uint(const char *s, unsigned max, unsigned *out)
 
 int cmd_cdc(int argc, char **argv)
 {
-    static const struct option opts[] = {{"registry", required_argument, NULL, 'g'},
-                                         {"replica", required_argument, NULL, 'r'},
-                                         {"replicas", required_argument, NULL, 'k'},
-                                         {"shards", required_argument, NULL, 's'},
-                                         {"dir", required_argument, NULL, 'd'},
-                                         {"host", required_argument, NULL, 'H'},
-                                         {"verbose", no_argument, NULL, 'v'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    const char *replica = NULL, *replicas = NULL, *shards = NULL;
+    int verbose = 0, n;
     struct pt_cdc_config cfg;
     char err[512] = "";
-    int c, have_replica = 0, rc;
+    int rc;
     memset(&cfg, 0, sizeof(cfg));
     cfg.replicas = 3;
     cfg.shards = 1;
     cfg.host = "127.0.0.1";
-    optind = 1;
-    opterr = 0; /* one error line: ours */
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'g':
-            cfg.registry = optarg;
-            break;
-        case 'r':
-            if (parse_uint(optarg, 4, &cfg.replica))
-                return cli_error("cdc", "bad --replica '%s' (0..4)", optarg);
-            have_replica = 1;
-            break;
-        case 'k':
-            if (parse_uint(optarg, 5, &cfg.replicas))
-                return cli_error("cdc", "bad --replicas '%s' (1, 3 or 5)", optarg);
-            break;
-        case 's':
-            if (parse_uint(optarg, 256, &cfg.shards) || cfg.shards == 0)
-                return cli_error("cdc", "bad --shards '%s' (1..256)", optarg);
-            break;
-        case 'd':
-            cfg.dir = optarg;
-            break;
-        case 'H':
-            cfg.host = optarg;
-            break;
-        case 'v':
-            petrel_log_set(petrel_log_stderr, NULL, PT_LOG_DEBUG);
-            break;
-        case 'h':
-            printf("usage: petrel cdc --registry ADDR --replica R --dir D [--replicas K] [--shards "
-                   "N]\n"
-                   "                  [--host H] [--verbose]\n"
-                   "Run replica R (0..K-1) of the cross-directory coordinator (mkdir, rmdir and\n"
-                   "renames across directories as transactions over the N shards), a Raft group\n"
-                   "of K = 1, 3 or 5 replicas whose log is kept under D/raft.\n");
-            return 0;
-        default:
-            return cli_error("cdc", "bad option %s (petrel cdc --help)", argv[optind - 1]);
-        }
+    {
+        const struct cli_option options[] = {
+            {0, "registry", CLI_STRING, &cfg.registry, "ADDR", "the registry's address"},
+            {0, "replica", CLI_STRING, &replica, "R", "this replica's number (0..K-1)"},
+            {0, "replicas", CLI_STRING, &replicas, "K",
+             "replicas in the group: 1, 3 or 5 (default 3)"},
+            {0, "shards", CLI_STRING, &shards, "N", "shards of the deployment (default 1)"},
+            {0, "dir", CLI_STRING, &cfg.dir, "D", "state directory (Raft log under D/raft)"},
+            {0, "host", CLI_STRING, &cfg.host, "H", "address to serve on (default 127.0.0.1)"},
+            {0, "verbose", CLI_FLAG, &verbose, NULL, "log debug messages"},
+            {0, NULL, CLI_FLAG, NULL, NULL, NULL},
+        };
+        const struct cli_spec spec = {
+            "cdc",
+            "--registry ADDR --replica R --dir D [--replicas K] [--shards N] [--host H] "
+            "[--verbose]",
+            "Run replica R (0..K-1) of the cross-directory coordinator (mkdir, rmdir and\n"
+            "renames across directories as transactions over the N shards), a Raft group\n"
+            "of K = 1, 3 or 5 replicas whose log is kept under D/raft.",
+            options,
+            0,
+            -1};
+        CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     }
-    if (optind < argc) return cli_error("cdc", "unexpected argument '%s'", argv[optind]);
-    if (!cfg.registry || !cfg.dir || !have_replica)
+    if (n > 0) return cli_error("cdc", "unexpected argument '%s'", argv[1]);
+    if (replica && parse_uint(replica, 4, &cfg.replica))
+        return cli_error("cdc", "bad --replica '%s' (0..4)", replica);
+    if (replicas && parse_uint(replicas, 5, &cfg.replicas))
+        return cli_error("cdc", "bad --replicas '%s' (1, 3 or 5)", replicas);
+    if (shards && (parse_uint(shards, 256, &cfg.shards) || cfg.shards == 0))
+        return cli_error("cdc", "bad --shards '%s' (1..256)", shards);
+    if (verbose) petrel_log_set(petrel_log_stderr, NULL, PT_LOG_DEBUG);
+    if (!cfg.registry || !cfg.dir || !replica)
         return cli_error("cdc", "--registry, --replica and --dir are required");
     /* A peer that dies mid-write must cost an error code, not the process. */
     signal(SIGPIPE, SIG_IGN);

@@ -4,7 +4,6 @@
  * the process shell (signals, the "listening on" line that scripts wait for); the server
  * itself is src/cluster/registry/.
  */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 #include <uv.h>
 
 #include "cli/cli.h"
+#include "cli/opt.h"
 #include "cluster/registry/registry.h"
 #include "petrel/common.h"
 
@@ -32,67 +32,49 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&run->sigterm, NULL);
 }
 
-static int usage(FILE *out)
-{
-    fprintf(out, "usage: petrel registry --dir DIR [--listen HOST:PORT] [--using-dynamic-ports]\n"
-                 "                       [--stale-after SECONDS]\n"
-                 "Run the registry: the directory of shards, CDC and block services.\n"
-                 "  --dir DIR              state directory (created if missing)\n"
-                 "  --listen HOST:PORT     address to serve on (default 127.0.0.1:7400; port 0:\n"
-                 "                         the OS chooses); prints 'listening on HOST:PORT'\n"
-                 "  --using-dynamic-ports  forget stored service addresses at start-up\n"
-                 "  --stale-after SECONDS  silence after which a service is stale (default 10)\n");
-    return out == stdout ? 0 : 2;
-}
-
 int cmd_registry(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"dir", required_argument, NULL, 'd'},
-        {"listen", required_argument, NULL, 'l'},
-        {"using-dynamic-ports", no_argument, NULL, 'p'},
-        {"stale-after", required_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     struct pt_registry_server_config cfg;
     struct registry_run run;
     uv_loop_t loop;
+    const char *stale_text = NULL;
     double stale;
     char *end;
-    int c, err;
+    int err, n;
 
     memset(&cfg, 0, sizeof(cfg));
     memset(&run, 0, sizeof(run));
     cfg.listen = "127.0.0.1:7400";
     cfg.stale_after_ms = 10000;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd':
-            cfg.dir = optarg;
-            break;
-        case 'l':
-            cfg.listen = optarg;
-            break;
-        case 'p':
-            cfg.using_dynamic_ports = 1;
-            break;
-        case 's':
-            stale = strtod(optarg, &end);
-            if (*end || !(stale > 0) || stale > 86400 * 365)
-                return cli_error("registry", "bad --stale-after '%s': want seconds > 0", optarg);
-            cfg.stale_after_ms = (uint64_t)(stale * 1000);
-            break;
-        case 'h':
-            return usage(stdout);
-        default:
-            return cli_error("registry", "bad option '%s' (petrel registry --help)",
-                             argv[optind - 1]);
-        }
+    {
+        const struct cli_option options[] = {
+            {0, "dir", CLI_STRING, &cfg.dir, "DIR", "state directory (created if missing)"},
+            {0, "listen", CLI_STRING, &cfg.listen, "HOST:PORT",
+             "address (default 127.0.0.1:7400; port 0: the OS chooses)"},
+            {0, "using-dynamic-ports", CLI_FLAG, &cfg.using_dynamic_ports, NULL,
+             "forget stored service addresses at start-up"},
+            {0, "stale-after", CLI_STRING, &stale_text, "SECONDS",
+             "silence after which a service is stale (default 10)"},
+            {0, NULL, CLI_FLAG, NULL, NULL, NULL},
+        };
+        const struct cli_spec spec = {
+            "registry",
+            "--dir DIR [--listen HOST:PORT] [--using-dynamic-ports]\n"
+            "                       [--stale-after SECONDS]",
+            "Run the registry: the directory of shards, CDC and block services. Prints\n"
+            "'listening on HOST:PORT' once it serves.",
+            options,
+            0,
+            -1};
+        CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     }
-    if (optind < argc) return cli_error("registry", "unexpected argument '%s'", argv[optind]);
+    if (n > 0) return cli_error("registry", "unexpected argument '%s'", argv[1]);
+    if (stale_text) {
+        stale = strtod(stale_text, &end);
+        if (*end || !(stale > 0) || stale > 86400 * 365)
+            return cli_error("registry", "bad --stale-after '%s': want seconds > 0", stale_text);
+        cfg.stale_after_ms = (uint64_t)(stale * 1000);
+    }
     if (!cfg.dir) return cli_error("registry", "--dir is required (petrel registry --help)");
     petrel_log_set(petrel_log_stderr, NULL, PT_LOG_WARN);
     /* A peer that hangs up under a reply is an error for that connection, not a signal that

@@ -4,13 +4,13 @@
  * run one replica of a metadata shard until SIGINT/SIGTERM. Owns only option parsing; the
  * server is src/cluster/shard/shard_server.c.
  */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/opt.h"
 #include "cluster/shard/shard_server.h"
 #include "petrel/common.h"
 
@@ -27,82 +27,62 @@ static int parse_uint(const char *s, unsigned max, unsigned *out)
 
 int cmd_shard(int argc, char **argv)
 {
-    static const struct option opts[] = {{"registry", required_argument, NULL, 'g'},
-                                         {"shard", required_argument, NULL, 's'},
-                                         {"replica", required_argument, NULL, 'r'},
-                                         {"replicas", required_argument, NULL, 'k'},
-                                         {"dir", required_argument, NULL, 'd'},
-                                         {"host", required_argument, NULL, 'H'},
-                                         {"snapshot-entries", required_argument, NULL, 'S'},
-                                         {"retention", required_argument, NULL, 'R'},
-                                         {"verbose", no_argument, NULL, 'v'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    const char *shard = NULL, *replica = NULL, *replicas = NULL, *snap = NULL, *retention = NULL;
+    int verbose = 0, n;
     struct pt_shard_config cfg;
     char err[512] = "";
-    int c, have_shard = 0, have_replica = 0, rc;
+    int rc;
     memset(&cfg, 0, sizeof(cfg));
     cfg.replicas = 3;
     cfg.host = "127.0.0.1";
-    optind = 1;
-    opterr = 0; /* one error line: ours */
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'g':
-            cfg.registry = optarg;
-            break;
-        case 's':
-            if (parse_uint(optarg, 255, &cfg.shard))
-                return cli_error("shard", "bad --shard '%s' (0..255)", optarg);
-            have_shard = 1;
-            break;
-        case 'r':
-            if (parse_uint(optarg, 4, &cfg.replica))
-                return cli_error("shard", "bad --replica '%s' (0..4)", optarg);
-            have_replica = 1;
-            break;
-        case 'k':
-            if (parse_uint(optarg, 5, &cfg.replicas))
-                return cli_error("shard", "bad --replicas '%s' (1, 3 or 5)", optarg);
-            break;
-        case 'd':
-            cfg.dir = optarg;
-            break;
-        case 'H':
-            cfg.host = optarg;
-            break;
-        case 'S':
-            if (parse_uint(optarg, 1u << 30, &cfg.snapshot_entries) || cfg.snapshot_entries < 2)
-                return cli_error("shard", "bad --snapshot-entries '%s' (2 or more)", optarg);
-            break;
-        case 'R': {
-            unsigned sec;
-            if (parse_uint(optarg, 10u * 365 * 24 * 3600, &sec) || sec == 0)
-                return cli_error("shard", "bad --retention '%s' (seconds, 1 or more)", optarg);
-            cfg.retention_ms = (uint64_t)sec * 1000u;
-            break;
-        }
-        case 'v':
-            petrel_log_set(petrel_log_stderr, NULL, PT_LOG_DEBUG);
-            break;
-        case 'h':
-            printf(
-                "usage: petrel shard --registry ADDR --shard N --replica R --dir D [--replicas K]\n"
-                "                    [--host H] [--snapshot-entries E] [--retention SECONDS] "
-                "[--verbose]\n"
-                "Run replica R (0..K-1) of metadata shard N, a Raft group of K = 1, 3 or 5\n"
-                "replicas whose log is kept under D/raft and compacted by a snapshot every E\n"
-                "entries (default 4096). Ports are chosen by the OS and registered with the\n"
-                "registry at ADDR. Deleted, replaced and expired files are kept for the\n"
-                "retention period (default 86400 s; every replica of a shard needs the same)\n"
-                "before their blocks are erased.\n");
-            return 0;
-        default:
-            return cli_error("shard", "bad option %s (petrel shard --help)", argv[optind - 1]);
-        }
+    {
+        const struct cli_option options[] = {
+            {0, "registry", CLI_STRING, &cfg.registry, "ADDR", "the registry's address"},
+            {0, "shard", CLI_STRING, &shard, "N", "the shard's number (0..255)"},
+            {0, "replica", CLI_STRING, &replica, "R", "this replica's number (0..K-1)"},
+            {0, "replicas", CLI_STRING, &replicas, "K",
+             "replicas in the group: 1, 3 or 5 (default 3)"},
+            {0, "dir", CLI_STRING, &cfg.dir, "D", "state directory (Raft log under D/raft)"},
+            {0, "host", CLI_STRING, &cfg.host, "H", "address to serve on (default 127.0.0.1)"},
+            {0, "snapshot-entries", CLI_STRING, &snap, "E",
+             "log entries between snapshots (default 4096)"},
+            {0, "retention", CLI_STRING, &retention, "SECONDS",
+             "how long deleted files are kept (default 86400)"},
+            {0, "verbose", CLI_FLAG, &verbose, NULL, "log debug messages"},
+            {0, NULL, CLI_FLAG, NULL, NULL, NULL},
+        };
+        const struct cli_spec spec = {
+            "shard",
+            "--registry ADDR --shard N --replica R --dir D [--replicas K] [--host H]\n"
+            "                    [--snapshot-entries E] [--retention SECONDS] [--verbose]",
+            "Run replica R (0..K-1) of metadata shard N, a Raft group of K = 1, 3 or 5\n"
+            "replicas whose log is kept under D/raft and compacted by a snapshot every E\n"
+            "entries (default 4096). Ports are chosen by the OS and registered with the\n"
+            "registry at ADDR. Deleted, replaced and expired files are kept for the\n"
+            "retention period (default 86400 s; every replica of a shard needs the same)\n"
+            "before their blocks are erased.",
+            options,
+            0,
+            -1};
+        CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     }
-    if (optind < argc) return cli_error("shard", "unexpected argument '%s'", argv[optind]);
-    if (!cfg.registry || !cfg.dir || !have_shard || !have_replica)
+    if (n > 0) return cli_error("shard", "unexpected argument '%s'", argv[1]);
+    if (shard && parse_uint(shard, 255, &cfg.shard))
+        return cli_error("shard", "bad --shard '%s' (0..255)", shard);
+    if (replica && parse_uint(replica, 4, &cfg.replica))
+        return cli_error("shard", "bad --replica '%s' (0..4)", replica);
+    if (replicas && parse_uint(replicas, 5, &cfg.replicas))
+        return cli_error("shard", "bad --replicas '%s' (1, 3 or 5)", replicas);
+    if (snap && (parse_uint(snap, 1u << 30, &cfg.snapshot_entries) || cfg.snapshot_entries < 2))
+        return cli_error("shard", "bad --snapshot-entries '%s' (2 or more)", snap);
+    if (retention) {
+        unsigned sec;
+        if (parse_uint(retention, 10u * 365 * 24 * 3600, &sec) || sec == 0)
+            return cli_error("shard", "bad --retention '%s' (seconds, 1 or more)", retention);
+        cfg.retention_ms = (uint64_t)sec * 1000u;
+    }
+    if (verbose) petrel_log_set(petrel_log_stderr, NULL, PT_LOG_DEBUG);
+    if (!cfg.registry || !cfg.dir || !shard || !replica)
         return cli_error("shard", "--registry, --shard, --replica and --dir are required");
     /* A peer that dies mid-write must cost an error code, not the process. */
     signal(SIGPIPE, SIG_IGN);

@@ -13,7 +13,7 @@ expect_fail shard_extra_argument "unexpected argument" "$PETREL_BIN" shard --reg
 expect_fail shard_unwritable_dir "cannot" "$PETREL_BIN" shard --registry 127.0.0.1:1 --shard 0 --replica 0 --dir /proc/petrel-no
 expect_fail cdc_needs_options "are required" "$PETREL_BIN" cdc --registry 127.0.0.1:1
 expect_fail cdc_bad_shards "bad --shards" "$PETREL_BIN" cdc --registry 127.0.0.1:1 --replica 0 --shards 0 --dir "$d/c"
-expect_fail cdc_bad_option "bad option" "$PETREL_BIN" cdc --nope
+expect_fail cdc_bad_option "unknown option" "$PETREL_BIN" cdc --nope
 expect_ok shard_help "$PETREL_BIN" shard --help
 expect_ok cdc_help "$PETREL_BIN" cdc --help
 

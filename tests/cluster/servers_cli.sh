@@ -10,7 +10,7 @@ cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$t
 trap cleanup EXIT
 
 expect_fail registry_needs_dir "--dir is required" "$PETREL_BIN" registry --listen 127.0.0.1:0
-expect_fail registry_bad_option "bad option" "$PETREL_BIN" registry --dir "$tmp/r" --bogus
+expect_fail registry_bad_option "unknown option" "$PETREL_BIN" registry --dir "$tmp/r" --bogus
 expect_fail registry_bad_stale "bad --stale-after" "$PETREL_BIN" registry --dir "$tmp/r" --stale-after -3
 expect_fail registry_bad_listen "cannot start" "$PETREL_BIN" registry --dir "$tmp/r" --listen nowhere
 expect_fail blocks_needs_registry "--registry is required" "$PETREL_BIN" blocks --dir "$tmp/b" --failure-domain a

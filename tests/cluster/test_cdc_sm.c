@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cluster/cdc/cdc_sm.h"
+#include "cluster/cdc/cdc_steps.h"
 #include "petrel/codec.h"
 #include "petrel/common.h"
 #include "petrel/prng.h"
@@ -228,4 +229,64 @@ TEST(cdc_rename_records_the_replaced_entry)
     free(snap);
     pt_cdc_sm_free(&copy);
     pt_cdc_sm_free(&sm);
+}
+
+/*
+ * Steps naming a shard the deployment does not have are refused at once (-PT_ENOENT), never
+ * left to be retried for ever: the router points at a closed port and must not be needed.
+ * Before the fix such a step came back empty (retry later) after the router's whole budget.
+ */
+TEST(cdc_steps_refuse_missing_shards_without_retrying)
+{
+    struct pt_router r;
+    struct pt_cdc_txn t;
+    struct pt_cdc_outcome o;
+    pt_router_init(&r, "127.0.0.1:1", 1, 1, 1);
+    memset(&t, 0, sizeof(t));
+    t.id = 5;
+    t.req.op = PT_CDC_RENAME;
+    t.req.key = 0xe6f010;
+    t.req.dir = 0xca00000000000001ull; /* shard 202 */
+    memcpy(t.req.name, "dir", 3);
+    t.req.name_len = 3;
+    t.req.dir2 = PT_INODE_MAKE(0, 2);
+    memcpy(t.req.name2, "moved", 5);
+    t.req.name2_len = 5;
+    pt_cdc_run_step(&r, 1, &t, &o);
+    CHECK_EQ(o.kind, PT_CDC_OUT_FINISH);
+    CHECK_EQ(o.status, -PT_ENOENT);
+
+    /* The source locked, the target directory on a missing shard: roll back (file and
+       directory moves: the no-loops walk meets the missing shard too). */
+    t.req.dir = PT_INODE_MAKE(0, 9);
+    t.req.dir2 = PT_INODE_MAKE(3, 2);
+    t.step = 1;
+    t.x = PT_INODE_MAKE(0, 10);
+    t.type = PT_TYPE_FILE;
+    pt_cdc_run_step(&r, 2, &t, &o);
+    CHECK_EQ(o.kind, PT_CDC_OUT_STEP);
+    CHECK_EQ(o.step, PT_CDC_STEP_ROLLBACK);
+    CHECK_EQ(o.err, -PT_ENOENT);
+    t.type = PT_TYPE_DIR;
+    pt_cdc_run_step(&r, 2, &t, &o);
+    CHECK_EQ(o.kind, PT_CDC_OUT_STEP);
+    CHECK_EQ(o.step, PT_CDC_STEP_ROLLBACK);
+    CHECK_EQ(o.err, -PT_ENOENT);
+
+    /* An rmdir in, and a mkdir on, a missing shard. */
+    memset(&t, 0, sizeof(t));
+    t.id = 6;
+    t.req.op = PT_CDC_RMDIR;
+    t.req.dir = PT_INODE_MAKE(200, 1);
+    memcpy(t.req.name, "d", 1);
+    t.req.name_len = 1;
+    pt_cdc_run_step(&r, 1, &t, &o);
+    CHECK_EQ(o.kind, PT_CDC_OUT_FINISH);
+    CHECK_EQ(o.status, -PT_ENOENT);
+    t.req.op = PT_CDC_MKDIR;
+    t.req.dir = PT_INODE_ROOT;
+    t.shard = 4; /* chosen when the deployment had more shards */
+    pt_cdc_run_step(&r, 1, &t, &o);
+    CHECK_EQ(o.kind, PT_CDC_OUT_FINISH);
+    CHECK_EQ(o.status, -PT_ENOENT);
 }

@@ -800,9 +800,9 @@ static int drive_rename(struct pt_router *r, uint64_t txn, uint64_t dir, const c
     memcpy(t.req.name2, name2, t.req.name2_len);
     for (guard = 0; guard < 40; guard++) {
         struct pt_cdc_outcome o1, o2;
-        pt_cdc_run_step(r, &t, &o1);
+        pt_cdc_run_step(r, 2, &t, &o1);
         if (o1.kind == PT_CDC_OUT_NONE) continue; /* shard busy electing: try again */
-        pt_cdc_run_step(r, &t, &o2);              /* the repeat must agree */
+        pt_cdc_run_step(r, 2, &t, &o2);           /* the repeat must agree */
         CHECK_EQ(o2.kind, o1.kind);
         if (o1.kind == PT_CDC_OUT_FINISH) {
             CHECK_EQ(o2.status, o1.status);
@@ -859,6 +859,85 @@ TEST_T(cluster_cdc_rename_replace_steps_repeat_safely, 180)
     CHECK(st.id != old.id);
     CHECK_EQ(file_state(&c, old.id), -PT_ENOENT);
     CHECK_OK(petrel_client_mkdir(cl, "/b/sub/inside")); /* its parent moved with it */
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
+
+/* ---- CDC requests that can never progress ------------------------------------------------ */
+
+/* One CDC request sent as a client does; the reply's status (remote says whether it was one). */
+static int cdc_request(struct pt_router *r, const struct pt_cdc_req *q, int *remote)
+{
+    uint8_t body[700];
+    struct pt_reply rep;
+    int n = pt_cdc_req_encode(q, body, sizeof(body)), rc;
+    CHECK(n > 0);
+    rc = pt_router_call(r, PT_ROUTER_CDC, PT_MSG_CDC_REQ, body, (size_t)n, &rep, NULL);
+    *remote = rep.remote;
+    pt_reply_free(&rep);
+    return rc;
+}
+
+/*
+ * The network fuzzer's reproducers (fuzz/regress/net_cdc): a rename from a directory on a shard
+ * the deployment does not have, and an rmdir in a directory that does not exist. Both must be
+ * refused at once, and neither may hold up the transactions after it (the CDC runs one at a
+ * time). Before the fix the first was retried for ever and every later request timed out.
+ */
+TEST_T(cluster_cdc_refuses_missing_directories_at_once, 180)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    struct pt_router r;
+    struct pt_cdc_req q;
+    struct petrel_stat d;
+    int remote;
+    pc_start(&c, 1, 1, 3, 1);
+    cl = pc_client(&c, 20000);
+    /* attempts of 15 s: a request the CDC never answers fails with a local timeout */
+    pt_router_init(&r, c.registry, 15000, 15000, 7);
+    CHECK_OK(petrel_client_mkdir(cl, "/src"));
+    CHECK_OK(petrel_client_mkdir(cl, "/src/dir"));
+    CHECK_OK(petrel_client_stat(cl, "/src", &d));
+
+    memset(&q, 0, sizeof(q));
+    q.op = PT_CDC_RENAME;
+    q.key = 0xe6f010;
+    q.dir = 0xca00000000000001ull; /* shard 202 of a one-shard deployment */
+    memcpy(q.name, "dir", 3);
+    q.name_len = 3;
+    q.dir2 = PT_INODE_MAKE(0, 2);
+    memcpy(q.name2, "moved", 5);
+    q.name2_len = 5;
+    CHECK_EQ(cdc_request(&r, &q, &remote), -PT_ENOENT);
+    CHECK(remote);
+    /* The target on a missing shard: the source entry is locked first, then unlocked. */
+    q.key = 0xe6f011;
+    q.dir = d.id;
+    q.dir2 = 0x0700000000000005ull;
+    CHECK_EQ(cdc_request(&r, &q, &remote), -PT_ENOENT);
+    CHECK(remote);
+    memset(&q, 0, sizeof(q));
+    q.op = PT_CDC_RMDIR;
+    q.key = 0xf80f;
+    q.dir = 0x100; /* no such inode on shard 0 */
+    memcpy(q.name, "dir", 3);
+    q.name_len = 3;
+    CHECK_EQ(cdc_request(&r, &q, &remote), -PT_ENOENT);
+    CHECK(remote);
+    memset(&q, 0, sizeof(q));
+    q.op = PT_CDC_MKDIR;
+    q.key = 0xf810;
+    q.dir = 0x4200000000000001ull;
+    memcpy(q.name, "new", 3);
+    q.name_len = 3;
+    CHECK_EQ(cdc_request(&r, &q, &remote), -PT_ENOENT);
+    CHECK(remote);
+
+    /* Later transactions go through, and nothing was left locked. */
+    CHECK_OK(petrel_client_mkdir(cl, "/after"));
+    CHECK_OK(petrel_client_rename(cl, "/src/dir", "/after/dir"));
+    CHECK_OK(petrel_client_rmdir(cl, "/after/dir"));
     petrel_client_close(cl);
     pc_stop(&c);
 }

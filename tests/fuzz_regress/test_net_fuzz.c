@@ -494,23 +494,6 @@ static int cdc_seeds(struct seed_req *v)
     return n;
 }
 
-/*
- * Open bug (fuzz/crashes/README.md, net_cdc): a well-formed CDC request naming a directory
- * that does not exist (on a shard the deployment lacks, or an unknown id on shard 0) may never
- * be answered. By default the storm sends the CDC only malformed requests and its seeds.
- */
-static int cdc_valid_but_not_a_seed(uint16_t kind, const uint8_t *body, uint32_t len,
-                                    const struct seed_req *seeds, int nseeds)
-{
-    struct pt_cdc_req q;
-    int i;
-    if (kind != PT_MSG_CDC_REQ || pt_cdc_req_decode(&q, body, len) != 0) return 0;
-    for (i = 0; i < nseeds; i++)
-        if (seeds[i].kind == kind && seeds[i].len == len && memcmp(seeds[i].body, body, len) == 0)
-            return 0;
-    return 1;
-}
-
 struct mem_reader {
     const uint8_t *data;
     size_t len, pos;
@@ -602,6 +585,9 @@ TEST_T(net_fuzz_shard_and_cdc_survive_mutated_frames, 300)
     cl = pc_client(&c, 20000);
     put_file(cl, "/before", data, 20000);
     CHECK_OK(petrel_client_stat(cl, "/before", &st));
+    /* A directory made through the CDC: its leader serves before the storm reaches it (else
+       it only answers "catching up" and no request starts a transaction). */
+    CHECK_OK(petrel_client_mkdir(cl, "/before-dir"));
     replica_addresses(c.registry, 0, shard_addr, &nshard);
     replica_addresses(c.registry, 1, cdc_addr, &ncdc);
 
@@ -612,7 +598,7 @@ TEST_T(net_fuzz_shard_and_cdc_survive_mutated_frames, 300)
     n = cdc_seeds(seeds);
     for (k = 0; k < ncdc; k++)
         storm(cdc_addr[k], seeds, n, count / (unsigned)ncdc, budget / (uint64_t)ncdc,
-              test_seed() + 1 + (uint64_t)k, cdc_valid_but_not_a_seed, &cs);
+              test_seed() + 1 + (uint64_t)k, NULL, &cs);
     test_log("shard: %u framed (%u ok, %u error replies), %u raw (%u answered)", ss.framed,
              ss.answered_ok, ss.answered_error, ss.raw, ss.raw_replied);
     test_log("cdc: %u framed (%u ok, %u error replies), %u raw (%u answered), %u left out",

@@ -149,7 +149,7 @@ static void recorded(void *ctx, int status, const uint8_t *reply, size_t len)
 static void step_work(uv_work_t *w)
 {
     struct cdc_service *s = w->data;
-    pt_cdc_run_step(&s->router, &s->cur, &s->outcome);
+    pt_cdc_run_step(&s->router, s->shards, &s->cur, &s->outcome);
 }
 
 static void step_done(uv_work_t *w, int status)
@@ -241,6 +241,12 @@ static void handle(void *ctx, struct pt_request *req)
     }
     if ((rc = pt_cdc_req_decode(&q, pt_request_body(req), pt_request_body_len(req))) != 0) {
         pt_request_reply_error(req, rc, "malformed CDC request", NULL);
+        return;
+    }
+    if (PT_INODE_SHARD(q.dir) >= s->shards ||
+        (q.op == PT_CDC_RENAME && PT_INODE_SHARD(q.dir2) >= s->shards)) {
+        /* No such directory: no shard has it, so no transaction could ever progress. */
+        pt_request_reply_error(req, -PT_ENOENT, "directory on a shard the deployment lacks", NULL);
         return;
     }
     if (!pt_node_can_serve(s->node)) {

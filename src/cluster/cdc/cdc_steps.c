@@ -21,18 +21,32 @@
 
 #define MAX_DEPTH 4096
 
-/* A shard call: 0 / the operation's refusal (remote) / 1 when the shard was unreachable. */
-static int call(struct pt_router *r, const struct pt_shard_req *q, uint64_t owner, uint64_t *v1,
+/* What a step needs: the router to the shards and the deployment's shard count. */
+struct cdc_env {
+    struct pt_router *router;
+    unsigned shards;
+};
+
+/*
+ * A shard call: 0 / the operation's refusal / 1 when the shard is temporarily unreachable (no
+ * leader yet, electing, restarting: the step is tried again later). An inode on a shard the
+ * deployment does not have is refused at once with -PT_ENOENT (no shard call): retrying it
+ * could never succeed and would hold up every later transaction. A reply that cannot be
+ * decoded is refused with -PT_EPROTO rather than retried for ever.
+ */
+static int call(const struct cdc_env *r, const struct pt_shard_req *q, uint64_t owner, uint64_t *v1,
                 uint8_t *v2)
 {
     struct pt_reply rep;
-    int rc = pt_router_shard(r, PT_INODE_SHARD(owner), q, &rep, NULL);
+    int rc;
+    if (PT_INODE_SHARD(owner) >= r->shards) return -PT_ENOENT;
+    rc = pt_router_shard(r->router, PT_INODE_SHARD(owner), q, &rep, NULL);
     if (rc == 0 && (v1 || v2)) {
         struct pt_cursor c;
         pt_cursor_init(&c, rep.body, rep.body_len);
         if (v1) *v1 = pt_dec_u64(&c);
         if (v2) *v2 = pt_dec_u8(&c);
-        if (!pt_cursor_ok(&c)) rc = 1;
+        if (!pt_cursor_ok(&c)) rc = -PT_EPROTO;
     } else if (rc != 0 && (!rep.remote || rc == -PT_ENOTLEADER || rc == -PT_EAGAIN)) {
         rc = 1; /* unreachable, or no leader yet: try the step again later */
     }
@@ -69,7 +83,7 @@ static void set_finish(struct pt_cdc_outcome *o, int32_t status, uint64_t result
 }
 
 /* Whether `moved` is `dir` or one of its ancestors: 1 yes, 0 no, <0 error, 2 unreachable. */
-static int is_ancestor(struct pt_router *r, uint64_t moved, uint64_t dir)
+static int is_ancestor(const struct cdc_env *r, uint64_t moved, uint64_t dir)
 {
     uint64_t cur = dir;
     unsigned depth;
@@ -81,14 +95,15 @@ static int is_ancestor(struct pt_router *r, uint64_t moved, uint64_t dir)
         int rc;
         if (cur == moved) return 1;
         if (cur == PT_INODE_ROOT) return 0;
+        if (PT_INODE_SHARD(cur) >= r->shards) return -PT_ENOENT;
         memset(&q, 0, sizeof(q));
         q.op = PT_SHARD_STAT;
         q.id = cur;
-        rc = pt_router_shard(r, PT_INODE_SHARD(cur), &q, &rep, NULL);
+        rc = pt_router_shard(r->router, PT_INODE_SHARD(cur), &q, &rep, NULL);
         if (rc == 0) {
             pt_cursor_init(&c, rep.body, rep.body_len);
             rc = pt_shard_reply_stat(&c, &st);
-        } else if (!rep.remote) {
+        } else if (!rep.remote || rc == -PT_ENOTLEADER || rc == -PT_EAGAIN) {
             rc = 2;
         }
         pt_reply_free(&rep);
@@ -98,7 +113,8 @@ static int is_ancestor(struct pt_router *r, uint64_t moved, uint64_t dir)
     return -PT_ELOOP;
 }
 
-static void mkdir_step(struct pt_router *r, const struct pt_cdc_txn *t, struct pt_cdc_outcome *o)
+static void mkdir_step(const struct cdc_env *r, const struct pt_cdc_txn *t,
+                       struct pt_cdc_outcome *o)
 {
     struct pt_shard_req q;
     uint64_t id;
@@ -136,14 +152,16 @@ static void mkdir_step(struct pt_router *r, const struct pt_cdc_txn *t, struct p
     }
 }
 
-static void unlock_step(struct pt_router *r, const struct pt_cdc_txn *t, struct pt_cdc_outcome *o)
+static void unlock_step(const struct cdc_env *r, const struct pt_cdc_txn *t,
+                        struct pt_cdc_outcome *o)
 {
     struct pt_shard_req q;
     named(&q, PT_SHARD_UNLOCK_ENTRY, t->id, t->req.dir, t->req.name, t->req.name_len);
     if (call(r, &q, t->req.dir, NULL, NULL) <= 0) set_finish(o, t->err, 0);
 }
 
-static void rmdir_step(struct pt_router *r, const struct pt_cdc_txn *t, struct pt_cdc_outcome *o)
+static void rmdir_step(const struct cdc_env *r, const struct pt_cdc_txn *t,
+                       struct pt_cdc_outcome *o)
 {
     struct pt_shard_req q;
     uint64_t id;
@@ -183,7 +201,7 @@ static void rmdir_step(struct pt_router *r, const struct pt_cdc_txn *t, struct p
     }
 }
 
-static void rename_unlock_step(struct pt_router *r, const struct pt_cdc_txn *t,
+static void rename_unlock_step(const struct cdc_env *r, const struct pt_cdc_txn *t,
                                struct pt_cdc_outcome *o)
 {
     struct pt_shard_req q;
@@ -195,7 +213,7 @@ static void rename_unlock_step(struct pt_router *r, const struct pt_cdc_txn *t,
 }
 
 /* Step 1 after the no-loops check: lock the target name and see what it holds. */
-static void rename_lock_target(struct pt_router *r, const struct pt_cdc_txn *t,
+static void rename_lock_target(const struct cdc_env *r, const struct pt_cdc_txn *t,
                                struct pt_cdc_outcome *o)
 {
     struct pt_shard_req q;
@@ -227,7 +245,8 @@ static void rename_lock_target(struct pt_router *r, const struct pt_cdc_txn *t,
         set_step(o, type == PT_TYPE_DIR ? 2 : 3, t->x, t->type, 0);
 }
 
-static void rename_step(struct pt_router *r, const struct pt_cdc_txn *t, struct pt_cdc_outcome *o)
+static void rename_step(const struct cdc_env *r, const struct pt_cdc_txn *t,
+                        struct pt_cdc_outcome *o)
 {
     struct pt_shard_req q;
     uint64_t id;
@@ -243,6 +262,11 @@ static void rename_step(struct pt_router *r, const struct pt_cdc_txn *t, struct 
             set_step(o, 1, id, type, 0);
         return;
     case 1:
+        if (PT_INODE_SHARD(t->req.dir2) >= r->shards) {
+            /* No such target directory (a missing name in it would read as "free" below). */
+            set_step(o, PT_CDC_STEP_ROLLBACK, t->x, t->type, -PT_ENOENT);
+            return;
+        }
         if (t->type == PT_TYPE_DIR) {
             rc = is_ancestor(r, t->x, t->req.dir2);
             if (rc == 2) return;
@@ -313,8 +337,13 @@ static void rename_step(struct pt_router *r, const struct pt_cdc_txn *t, struct 
     }
 }
 
-void pt_cdc_run_step(struct pt_router *r, const struct pt_cdc_txn *t, struct pt_cdc_outcome *out)
+void pt_cdc_run_step(struct pt_router *router, unsigned shards, const struct pt_cdc_txn *t,
+                     struct pt_cdc_outcome *out)
 {
+    struct cdc_env env;
+    const struct cdc_env *r = &env;
+    env.router = router;
+    env.shards = shards;
     memset(out, 0, sizeof(*out));
     out->repl = t->repl;
     out->repl_type = t->repl_type;

@@ -1,11 +1,12 @@
 /*
  * One step of a CDC transaction against the shards: given a transaction as recorded in the
  * CDC state, make the shard call(s) of its current step and say what to record next (a STEP
- * or a FINISH), or nothing when the shards could not be reached (the step is then tried again
- * later: every shard half is idempotent, keyed by the transaction id). Blocking; runs on a
- * worker thread with its own router. The no-loops check of a directory rename lives here: it
- * walks the parents from the destination up to the root, which is safe because the CDC runs
- * one transaction at a time and is the only writer of directory parents.
+ * or a FINISH), or nothing when a shard that exists has no reachable leader right now (the
+ * step is then tried again later: every shard half is idempotent, keyed by the transaction
+ * id). Blocking; runs on a worker thread with its own router. The no-loops check of a
+ * directory rename lives here: it walks the parents from the destination up to the root,
+ * which is safe because the CDC runs one transaction at a time and is the only writer of
+ * directory parents.
  */
 #ifndef PETREL_CLUSTER_CDC_STEPS_H
 #define PETREL_CLUSTER_CDC_STEPS_H
@@ -27,6 +28,11 @@ struct pt_cdc_outcome {
     uint64_t result;
 };
 
-void pt_cdc_run_step(struct pt_router *r, const struct pt_cdc_txn *t, struct pt_cdc_outcome *out);
+/*
+ * shards: the deployment's shard count. An inode naming a shard at or beyond it is refused
+ * with -PT_ENOENT (rolling back what the transaction holds), never retried.
+ */
+void pt_cdc_run_step(struct pt_router *r, unsigned shards, const struct pt_cdc_txn *t,
+                     struct pt_cdc_outcome *out);
 
 #endif
