@@ -52,6 +52,20 @@ int cli_place_close(const char *cmd, struct cli_place *place);
  * "petrel://h:7400/a", "dir/a"); rotates over a few static buffers. */
 const char *cli_show(const struct cli_place *place, const char *path);
 
+/* The entries of one directory with their stat, sorted by name (ls, cp -r, rm -r). */
+struct cli_entry {
+    char *name;
+    struct petrel_vfs_stat st;
+};
+struct cli_listing {
+    struct cli_entry *v;
+    size_t n, cap;
+};
+/* Read every entry of path; on error returns it (entries read so far stay in l). Always pair
+ * with cli_listing_free. */
+int cli_listing_read(struct petrel_vfs *vfs, const char *path, struct cli_listing *l);
+void cli_listing_free(struct cli_listing *l);
+
 /* Progress of a long copy: prints a line on stderr only when stderr is a terminal. */
 struct cli_progress {
     int enabled;

@@ -86,37 +86,11 @@ static int copy_file(struct copy *c, const char *from, const char *to, uint64_t 
     return 0;
 }
 
-struct names {
-    char **v;
-    size_t n, cap;
-};
-
-static int add_name(void *ctx, const char *name, const struct petrel_vfs_stat *st)
-{
-    struct names *l = ctx;
-    (void)st;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 32;
-        char **v = realloc(l->v, cap * sizeof(*v));
-        if (!v) return -PT_ENOMEM;
-        l->v = v;
-        l->cap = cap;
-    }
-    if (!(l->v[l->n] = strdup(name))) return -PT_ENOMEM;
-    l->n++;
-    return 0;
-}
-
-static int by_name(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int copy_any(struct copy *c, const char *from, const char *to);
 
 static int copy_tree(struct copy *c, const char *from, const char *to)
 {
-    struct names l = {0};
+    struct cli_listing l;
     struct petrel_vfs_stat st;
     size_t i;
     int rc, status = 0;
@@ -134,22 +108,19 @@ static int copy_tree(struct copy *c, const char *from, const char *to)
     if (rc < 0)
         return cli_error("cp", "cannot create directory '%s': %s", cli_show(c->dst, to),
                          cli_strerror(rc));
-    rc = petrel_vfs_readdir(c->src->vfs, from, add_name, &l);
+    rc = cli_listing_read(c->src->vfs, from, &l);
     if (rc < 0)
         status = cli_error("cp", "cannot list '%s': %s", cli_show(c->src, from), cli_strerror(rc));
-    if (l.n) qsort(l.v, l.n, sizeof(*l.v), by_name);
     for (i = 0; i < l.n && !status; i++) {
         char a[PETREL_VFS_PATH_MAX], b[PETREL_VFS_PATH_MAX];
-        if (petrel_vfs_path_join(a, sizeof(a), from, l.v[i]) < 0 ||
-            petrel_vfs_path_join(b, sizeof(b), to, l.v[i]) < 0) {
+        if (petrel_vfs_path_join(a, sizeof(a), from, l.v[i].name) < 0 ||
+            petrel_vfs_path_join(b, sizeof(b), to, l.v[i].name) < 0) {
             status = cli_error("cp", "path too long under '%s'", cli_show(c->src, from));
             break;
         }
         status = copy_any(c, a, b);
     }
-    for (i = 0; i < l.n; i++)
-        free(l.v[i]);
-    free(l.v);
+    cli_listing_free(&l);
     return status;
 }
 

@@ -11,38 +11,6 @@
 #include "cli/opt.h"
 #include "petrel/common.h"
 
-struct entry {
-    char *name;
-    struct petrel_vfs_stat st;
-};
-
-struct listing {
-    struct entry *v;
-    size_t n, cap;
-};
-
-static int collect(void *ctx, const char *name, const struct petrel_vfs_stat *st)
-{
-    struct listing *l = ctx;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        struct entry *v = realloc(l->v, cap * sizeof(*v));
-        if (!v) return -PT_ENOMEM;
-        l->v = v;
-        l->cap = cap;
-    }
-    l->v[l->n].name = strdup(name);
-    if (!l->v[l->n].name) return -PT_ENOMEM;
-    l->v[l->n].st = *st;
-    l->n++;
-    return 0;
-}
-
-static int by_name(const void *a, const void *b)
-{
-    return strcmp(((const struct entry *)a)->name, ((const struct entry *)b)->name);
-}
-
 static void print_entry(const char *name, const struct petrel_vfs_stat *st, int lng)
 {
     if (lng) {
@@ -73,20 +41,17 @@ static int list_one(const char *text, int lng, int header)
     } else if (st.type != PETREL_VFS_DIR) {
         print_entry(text, &st, lng);
     } else {
-        struct listing l = {0};
+        struct cli_listing l;
         size_t i;
-        rc = petrel_vfs_readdir(p.vfs, p.loc.path, collect, &l);
+        rc = cli_listing_read(p.vfs, p.loc.path, &l);
         if (rc < 0) {
             status = cli_error("ls", "cannot list '%s': %s", text, cli_strerror(rc));
         } else {
-            if (l.n) qsort(l.v, l.n, sizeof(*l.v), by_name);
             if (header) printf("%s:\n", text);
             for (i = 0; i < l.n; i++)
                 print_entry(l.v[i].name, &l.v[i].st, lng);
         }
-        for (i = 0; i < l.n; i++)
-            free(l.v[i].name);
-        free(l.v);
+        cli_listing_free(&l);
     }
     if (cli_place_close("ls", &p)) status = 1;
     return status;

@@ -10,27 +10,6 @@
 #include "cli/opt.h"
 #include "petrel/common.h"
 
-struct names {
-    char **v;
-    size_t n, cap;
-};
-
-static int add_name(void *ctx, const char *name, const struct petrel_vfs_stat *st)
-{
-    struct names *l = ctx;
-    (void)st;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 32;
-        char **v = realloc(l->v, cap * sizeof(*v));
-        if (!v) return -PT_ENOMEM;
-        l->v = v;
-        l->cap = cap;
-    }
-    if (!(l->v[l->n] = strdup(name))) return -PT_ENOMEM;
-    l->n++;
-    return 0;
-}
-
 static int remove_tree(struct cli_place *p, const char *path)
 {
     struct petrel_vfs_stat st;
@@ -38,22 +17,20 @@ static int remove_tree(struct cli_place *p, const char *path)
     if (rc < 0)
         return cli_error("rm", "cannot remove '%s': %s", cli_show(p, path), cli_strerror(rc));
     if (st.type == PETREL_VFS_DIR) {
-        struct names l = {0};
+        struct cli_listing l;
         size_t i;
         int status = 0;
-        rc = petrel_vfs_readdir(p->vfs, path, add_name, &l);
+        rc = cli_listing_read(p->vfs, path, &l);
         if (rc < 0)
             status = cli_error("rm", "cannot list '%s': %s", cli_show(p, path), cli_strerror(rc));
         for (i = 0; i < l.n && !status; i++) {
             char child[PETREL_VFS_PATH_MAX];
-            if (petrel_vfs_path_join(child, sizeof(child), path, l.v[i]) < 0)
+            if (petrel_vfs_path_join(child, sizeof(child), path, l.v[i].name) < 0)
                 status = cli_error("rm", "path too long under '%s'", cli_show(p, path));
             else
                 status = remove_tree(p, child);
         }
-        for (i = 0; i < l.n; i++)
-            free(l.v[i]);
-        free(l.v);
+        cli_listing_free(&l);
         if (status) return status;
     }
     rc = petrel_vfs_remove(p->vfs, path);
