@@ -154,6 +154,7 @@ void pt_alloc_init(struct petrel_fs *fs);
 int pt_alloc(struct petrel_fs *fs, uint32_t *block);
 int pt_alloc_erased(struct petrel_fs *fs, uint32_t *block);
 void pt_alloc_ack(struct petrel_fs *fs);
+void pt_alloc_drop_window(struct petrel_fs *fs);
 
 /* ---- mdir.c ---- */
 int pt_mdir_fetch(struct petrel_fs *fs, struct pt_mdir *md, const uint32_t pair[2],
