@@ -325,6 +325,21 @@ static int pt_dir_empty(struct petrel_fs *fs, const uint32_t head[2])
     return err ? err : -PT_ECORRUPT;
 }
 
+/* After a removal committed: drop the pair that held path's name from the thread when no
+ * entry is left in it, so that churn does not grow directories without bound. Best effort:
+ * a pair kept is consistent, so a failure here is only logged. */
+static void pt_drop_empty_pair(struct petrel_fs *fs, const char *path)
+{
+    struct pt_lookup lk;
+    int err = pt_lookup(fs, path, &lk, -1);
+    fs->dc_valid = 0;
+    if (!err && !lk.is_root && lk.exists == 0) err = pt_drop_if_empty(fs, &lk.md);
+    if (err)
+        petrel_log(PT_LOG_INFO, "fs", "empty pair after removing %s kept: %s", path,
+                   petrel_strerror(err));
+    pt_alloc_ack(fs);
+}
+
 int petrel_fs_remove(struct petrel_fs *fs, const char *path)
 {
     struct pt_lookup lk;
@@ -351,6 +366,7 @@ int petrel_fs_remove(struct petrel_fs *fs, const char *path)
     }
     if (err) return err;
     pt_alloc_ack(fs);
+    pt_drop_empty_pair(fs, path);
     return 0;
 }
 
@@ -454,6 +470,7 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
         }
     }
     pt_alloc_ack(fs);
+    pt_drop_empty_pair(fs, oldpath);
     return 0;
 }
 

@@ -182,6 +182,7 @@ int pt_gstate_zero(const struct petrel_fs_gstate *g);
 int pt_fs_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n);
 int pt_thread_pred(struct petrel_fs *fs, const uint32_t pair[2], struct pt_mdir *pred);
 void pt_handles_relocate(struct petrel_fs *fs, const uint32_t old[2], const uint32_t nw[2]);
+int pt_drop_if_empty(struct petrel_fs *fs, const struct pt_mdir *md);
 extern struct petrel_fs_gstate pt_gpending_dummy;
 
 /* ---- gstate.c ---- */
