@@ -283,7 +283,12 @@ int petrel_fs_mkdir(struct petrel_fs *fs, const char *path)
         /* entry and thread link in one commit */
         err = pt_fs_commit(fs, &lk.md, r, 2);
     } else {
+        /* Between the two commits the new directory is in the thread without an entry: a
+         * repair run by a relocation in between would reclaim it, so repairs wait until the
+         * entry is written. */
+        uint8_t was_repairing = fs->repairing;
         fs->gpending.orphans++;
+        fs->repairing = 1;
         err = pt_fs_commit(fs, &last, &r[1], 1);
         if (!err) {
             struct pt_mdir emd;
@@ -293,7 +298,15 @@ int petrel_fs_mkdir(struct petrel_fs *fs, const char *path)
                 err = pt_fs_commit(fs, &emd, r, 1);
             }
         }
+        fs->repairing = was_repairing;
         if (err) fs->gpending = fs->gstate;
+        if (!err && fs->gpending.orphans > 0) {
+            /* the directory exists: a repair that fails now runs again later */
+            int rerr = pt_fs_repair(fs, 0);
+            if (rerr)
+                petrel_log(PT_LOG_WARN, "fs", "repair after mkdir %s: %s", path,
+                           petrel_strerror(rerr));
+        }
     }
     if (err) return err;
     pt_alloc_ack(fs);
@@ -359,7 +372,10 @@ int petrel_fs_remove(struct petrel_fs *fs, const char *path)
         if (err == 0) return -PT_ENOTEMPTY;
         fs->gpending.orphans++;
         err = pt_fs_commit(fs, &lk.md, &r, 1);
+        /* -PT_ENOENT: the head is no longer in the thread, so the repair a relocation ran
+         * inside the commit has already reclaimed the directory */
         if (!err) err = pt_unlink_dir(fs, lk.e.pair);
+        if (err == -PT_ENOENT) err = 0;
         if (err) fs->gpending = fs->gstate;
     } else {
         err = pt_fs_commit(fs, &lk.md, &r, 1);
@@ -454,7 +470,10 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
             }
         }
     }
-    if (!err && replaced_dir) err = pt_unlink_dir(fs, replaced_pair);
+    if (!err && replaced_dir) {
+        err = pt_unlink_dir(fs, replaced_pair);
+        if (err == -PT_ENOENT) err = 0; /* already reclaimed by a repair inside a commit */
+    }
     if (err) {
         fs->gpending = fs->gstate;
         return err;

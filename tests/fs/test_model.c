@@ -732,6 +732,20 @@ TEST_T(model_random_ops_cuts_flips_tiny, 300)
     model_run(test_seed(), MODEL_OPS, &fsh_geometries[FSH_TINY]);
 }
 
+/* Fixed seeds that once lost a directory or failed a removal: removing a directory whose
+ * parent's head relocates during the removal (the repair that relocation runs reclaims the
+ * removed directory first; the removal must still succeed), on the eMMC geometry with
+ * random erase contents. */
+TEST_T(model_emmc_random_erase_relocation_seeds, 120)
+{
+    struct fsh_geometry g = fsh_geometries[FSH_EMMC];
+    g.name = "emmc-random-erase";
+    g.erase_value = PETREL_BD_EMU_ERASE_RANDOM;
+    test_seed();
+    model_run(11, 3000, &g);
+    model_run(55, 6000, &g);
+}
+
 /* The smallest reproduction of the tiny-block failure the model test found. */
 TEST(model_tiny_attr_then_mkdir)
 {
