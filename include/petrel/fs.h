@@ -236,7 +236,8 @@ struct petrel_fs {
     struct petrel_fs_cache rcache, pcache;
     /* allocator */
     uint8_t *lookahead;
-    uint32_t look_size;   /* bits in the lookahead window */
+    uint32_t look_size;   /* bits in the lookahead bitmap */
+    uint32_t look_len;    /* blocks the current window covers (at most look_size) */
     uint32_t look_start;  /* first block of the window */
     uint32_t look_next;   /* next bit to try in the window */
     uint32_t look_ack;    /* blocks left before the allocator has gone round once */

@@ -291,9 +291,6 @@ int petrel_fs_check(struct petrel_fs *fs, void (*cb)(void *ctx, const char *prob
         }
     }
     /* the allocator's window was used as scratch: rescan at the next allocation */
-    fs->look_next = fs->look_size;
-    if (fs->block_count)
-        fs->look_start = (fs->look_start + fs->block_count - fs->look_size % fs->block_count) %
-                         fs->block_count;
+    if (fs->block_count) pt_alloc_drop_window(fs);
     return c.problems ? -PT_ECORRUPT : 0;
 }

@@ -8,7 +8,9 @@
  * fs->gstate equals it after every successful commit; a moved pair is re-linked from its
  * thread predecessor first (one atomic commit), and a moved directory head is recorded as
  * an orphan fix in the global state, repaired by pt_fs_repair, so a power cut between the
- * steps is recovered at mount. Loops are bounded; nothing recurses.
+ * steps is recovered at mount. A continuation pair left without entries is dropped from the
+ * thread by one commit to its predecessor, which takes over its hash range and its share of
+ * the global state. Loops are bounded; nothing recurses.
  */
 #include "fs/fs_internal.h"
 
@@ -127,5 +129,61 @@ int pt_fs_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *
         /* the caller's pair may have been rewritten by the repair */
         err = pt_mdir_refetch(fs, md, NULL);
     }
+    return err;
+}
+
+/* Whether md holds a live directory entry. */
+static int pt_mdir_has_entries(struct petrel_fs *fs, const struct pt_mdir *md)
+{
+    struct pt_rec_ref rec = {0, 0, 0};
+    uint32_t pos = 0;
+    int err;
+    while ((err = pt_rec_next(fs, md, &pos, &rec)) == 1) {
+        int live;
+        if (rec.type != PT_REC_ENTRY) continue;
+        err = pt_rec_live(fs, md, &rec, pos, NULL, 0, &live);
+        if (err) return err;
+        if (live) return 1;
+    }
+    return err < 0 ? err : 0;
+}
+
+int pt_drop_if_empty(struct petrel_fs *fs, const struct pt_mdir *md)
+{
+    static const uint32_t root[2] = {0, 1};
+    struct petrel_fs_handle *h;
+    struct pt_mdir pred;
+    struct pt_rec r;
+    uint8_t th[17];
+    int err;
+    if (md->head || pt_pair_eq(md->pair, root)) return 0; /* heads and the root stay */
+    if ((fs->gstate.move_pending && pt_pair_eq(fs->gstate.move_pair, md->pair)) ||
+        (fs->gpending.move_pending && pt_pair_eq(fs->gpending.move_pair, md->pair)))
+        return 0;
+    for (h = fs->handles; h; h = h->next)
+        if (h->kind == PETREL_FS_DIR &&
+            pt_pair_eq(((struct petrel_fs_dir *)(void *)h)->pair, md->pair))
+            return 0; /* a reader stands on it: dropped at a later removal */
+    err = pt_mdir_has_entries(fs, md);
+    if (err != 0) return err < 0 ? err : 0;
+    err = pt_thread_pred(fs, md->pair, &pred);
+    if (err) return err == -PT_ENOENT ? -PT_ECORRUPT : err;
+    if (!pred.next_cont) return 0; /* not a continuation of pred's directory */
+    /* pred now runs to where the dropped pair ran, and carries its global-state delta */
+    pt_put_le32(th, md->next[0]);
+    pt_put_le32(th + 4, md->next[1]);
+    th[8] = md->next_cont;
+    pt_put_le64(th + 9, md->next_split);
+    memset(&r, 0, sizeof(r));
+    r.type = PT_REC_THREAD;
+    r.seg[0] = th;
+    r.seglen[0] = 17;
+    fs->layout_gen++;
+    pt_gstate_xor(&fs->gstate, &md->gdelta);
+    err = pt_fs_commit(fs, &pred, &r, 1);
+    /* undo only when the commit itself did not land (a failed fix-up after it keeps it) */
+    if (err && memcmp(&fs->gstate, &fs->gpending, sizeof(fs->gstate)) != 0)
+        pt_gstate_xor(&fs->gstate, &md->gdelta);
+    pt_links_clear(fs);
     return err;
 }

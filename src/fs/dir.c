@@ -283,7 +283,12 @@ int petrel_fs_mkdir(struct petrel_fs *fs, const char *path)
         /* entry and thread link in one commit */
         err = pt_fs_commit(fs, &lk.md, r, 2);
     } else {
+        /* Between the two commits the new directory is in the thread without an entry: a
+         * repair run by a relocation in between would reclaim it, so repairs wait until the
+         * entry is written. */
+        uint8_t was_repairing = fs->repairing;
         fs->gpending.orphans++;
+        fs->repairing = 1;
         err = pt_fs_commit(fs, &last, &r[1], 1);
         if (!err) {
             struct pt_mdir emd;
@@ -293,7 +298,15 @@ int petrel_fs_mkdir(struct petrel_fs *fs, const char *path)
                 err = pt_fs_commit(fs, &emd, r, 1);
             }
         }
+        fs->repairing = was_repairing;
         if (err) fs->gpending = fs->gstate;
+        if (!err && fs->gpending.orphans > 0) {
+            /* the directory exists: a repair that fails now runs again later */
+            int rerr = pt_fs_repair(fs, 0);
+            if (rerr)
+                petrel_log(PT_LOG_WARN, "fs", "repair after mkdir %s: %s", path,
+                           petrel_strerror(rerr));
+        }
     }
     if (err) return err;
     pt_alloc_ack(fs);
@@ -325,6 +338,21 @@ static int pt_dir_empty(struct petrel_fs *fs, const uint32_t head[2])
     return err ? err : -PT_ECORRUPT;
 }
 
+/* After a removal committed: drop the pair that held path's name from the thread when no
+ * entry is left in it, so that churn does not grow directories without bound. Best effort:
+ * a pair kept is consistent, so a failure here is only logged. */
+static void pt_drop_empty_pair(struct petrel_fs *fs, const char *path)
+{
+    struct pt_lookup lk;
+    int err = pt_lookup(fs, path, &lk, -1);
+    fs->dc_valid = 0;
+    if (!err && !lk.is_root && lk.exists == 0) err = pt_drop_if_empty(fs, &lk.md);
+    if (err)
+        petrel_log(PT_LOG_INFO, "fs", "empty pair after removing %s kept: %s", path,
+                   petrel_strerror(err));
+    pt_alloc_ack(fs);
+}
+
 int petrel_fs_remove(struct petrel_fs *fs, const char *path)
 {
     struct pt_lookup lk;
@@ -344,13 +372,17 @@ int petrel_fs_remove(struct petrel_fs *fs, const char *path)
         if (err == 0) return -PT_ENOTEMPTY;
         fs->gpending.orphans++;
         err = pt_fs_commit(fs, &lk.md, &r, 1);
+        /* -PT_ENOENT: the head is no longer in the thread, so the repair a relocation ran
+         * inside the commit has already reclaimed the directory */
         if (!err) err = pt_unlink_dir(fs, lk.e.pair);
+        if (err == -PT_ENOENT) err = 0;
         if (err) fs->gpending = fs->gstate;
     } else {
         err = pt_fs_commit(fs, &lk.md, &r, 1);
     }
     if (err) return err;
     pt_alloc_ack(fs);
+    pt_drop_empty_pair(fs, path);
     return 0;
 }
 
@@ -438,7 +470,10 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
             }
         }
     }
-    if (!err && replaced_dir) err = pt_unlink_dir(fs, replaced_pair);
+    if (!err && replaced_dir) {
+        err = pt_unlink_dir(fs, replaced_pair);
+        if (err == -PT_ENOENT) err = 0; /* already reclaimed by a repair inside a commit */
+    }
     if (err) {
         fs->gpending = fs->gstate;
         return err;
@@ -454,6 +489,7 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
         }
     }
     pt_alloc_ack(fs);
+    pt_drop_empty_pair(fs, oldpath);
     return 0;
 }
 

@@ -154,6 +154,7 @@ void pt_alloc_init(struct petrel_fs *fs);
 int pt_alloc(struct petrel_fs *fs, uint32_t *block);
 int pt_alloc_erased(struct petrel_fs *fs, uint32_t *block);
 void pt_alloc_ack(struct petrel_fs *fs);
+void pt_alloc_drop_window(struct petrel_fs *fs);
 
 /* ---- mdir.c ---- */
 int pt_mdir_fetch(struct petrel_fs *fs, struct pt_mdir *md, const uint32_t pair[2],
@@ -181,6 +182,7 @@ int pt_gstate_zero(const struct petrel_fs_gstate *g);
 int pt_fs_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n);
 int pt_thread_pred(struct petrel_fs *fs, const uint32_t pair[2], struct pt_mdir *pred);
 void pt_handles_relocate(struct petrel_fs *fs, const uint32_t old[2], const uint32_t nw[2]);
+int pt_drop_if_empty(struct petrel_fs *fs, const struct pt_mdir *md);
 extern struct petrel_fs_gstate pt_gpending_dummy;
 
 /* ---- gstate.c ---- */

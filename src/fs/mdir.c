@@ -628,35 +628,68 @@ static int64_t pt_compact_limit(struct petrel_fs *fs, struct pt_compact *c)
     return base + ((int64_t)fs->block_size - base) / 2;
 }
 
-/* Find the split hash: the largest s in (lo, hi) whose lower part stays within limit. */
+/* Size of the compacted log holding [lo, s) of c's records. */
+static int64_t pt_lower_size(struct petrel_fs *fs, struct pt_compact *c, uint64_t s)
+{
+    uint64_t save_hi = c->hi;
+    int save_open = c->hi_open;
+    int64_t sz;
+    c->hi = s;
+    c->hi_open = 0;
+    sz = pt_compact_size(fs, c);
+    c->hi = save_hi;
+    c->hi_open = save_open;
+    return sz;
+}
+
+/* Find the split hash: the largest s in (lo, hi) whose lower part stays within limit. When
+ * even the lowest name's records exceed limit, the lower part keeps the lowest name alone
+ * (when that fits a block): a split never leaves the lower pair without entries, which would
+ * repeat at every compaction of the upper pair and grow the thread without bound. *whole is
+ * set when the range holds the records of one name only (no split divides it). */
 static int pt_find_split(struct petrel_fs *fs, struct pt_compact *c, int64_t limit,
-                         uint64_t *split)
+                         int64_t total, uint64_t *split, int *whole)
 {
     uint64_t lo = c->lo, hi = c->hi_open ? UINT64_MAX : c->hi - 1; /* inclusive */
-    uint64_t a = lo, b = hi, save_hi = c->hi;
-    int save_open = c->hi_open;
+    uint64_t a = lo, b = hi;
+    int64_t base, sz;
+    *whole = 0;
     /* invariant: size([lo, a)) fits (true for a = lo); find largest fitting a */
     while (a < b) {
         uint64_t mid = a + (b - a) / 2 + 1;
-        int64_t sz;
-        c->hi = mid;
-        c->hi_open = 0;
-        sz = pt_compact_size(fs, c);
-        if (sz < 0 && sz != -PT_ENOSPC) {
-            c->hi = save_hi;
-            c->hi_open = save_open;
-            return (int)sz;
-        }
+        sz = pt_lower_size(fs, c, mid);
+        if (sz < 0 && sz != -PT_ENOSPC) return (int)sz;
         if (sz >= 0 && sz <= limit)
             a = mid;
         else
             b = mid - 1;
     }
-    c->hi = save_hi;
-    c->hi_open = save_open;
-    /* a == lo: no entry fits below; all entries move up and this pair keeps only its
-     * fixed records */
     *split = a;
+    if (a != lo) return 0;
+    /* No name fits below limit: find the smallest s whose [lo, s) holds a name. */
+    base = pt_lower_size(fs, c, lo);
+    if (base < 0) return (int)base;
+    a = lo;
+    b = hi;
+    while (a < b) {
+        uint64_t mid = a + (b - a) / 2 + 1;
+        sz = pt_lower_size(fs, c, mid);
+        if (sz < 0 && sz != -PT_ENOSPC) return (int)sz;
+        if (sz == -PT_ENOSPC || sz > base)
+            b = mid - 1;
+        else
+            a = mid;
+    }
+    /* [lo, a] holds no name; a + 1 is the first s whose lower part holds one */
+    if (a == hi) return 0; /* no name at all in range below hi */
+    sz = pt_lower_size(fs, c, a + 1);
+    if (sz < 0 && sz != -PT_ENOSPC) return (int)sz;
+    if (total >= 0 && sz == total) {
+        *whole = 1; /* that one name is all the range holds */
+        return 0;
+    }
+    /* the lowest name alone in the lower pair, when it fits a block; else all move up */
+    if (sz >= 0 && sz <= (int64_t)fs->block_size) *split = a + 1;
     return 0;
 }
 
@@ -730,11 +763,12 @@ static int pt_write_upper(struct petrel_fs *fs, const struct pt_compact *c, uint
  * upper part does not fit a block, pairs are peeled from the top, each as full as a block
  * allows. All new pairs are unreferenced until the caller's compaction of the lower part
  * commits, which links them. On return c covers [lo, split) with the thread record
- * (c->extra) linking the first new pair. */
-static int pt_split_upper(struct petrel_fs *fs, struct pt_compact *c, int64_t limit, int evict,
+ * (c->extra) linking the first new pair. Returns 1 (nothing written) when the upper part
+ * does not fit a block but the whole range fits this pair. */
+static int pt_split_upper(struct petrel_fs *fs, struct pt_compact *c, uint64_t split,
                           uint64_t *split_out, struct pt_rec *xl, uint8_t *th_buf)
 {
-    uint64_t split = 0, hi = c->hi;
+    uint64_t hi = c->hi;
     int hi_open = c->hi_open, err, have_next = 0;
     uint32_t next[2] = {PT_NULL, PT_NULL};
     uint64_t next_split = 0;
@@ -745,12 +779,6 @@ static int pt_split_upper(struct petrel_fs *fs, struct pt_compact *c, int64_t li
     xl->seglen[0] = 17;
     c->extra = xl; /* caller-owned: still referenced when this returns */
     c->nextra = 1;
-    if (evict) {
-        split = c->lo;
-    } else {
-        err = pt_find_split(fs, c, limit, &split);
-        if (err) return err;
-    }
     if (pt_write_upper(fs, c, split, hi, hi_open, NULL, 0, NULL, 1) != 0) {
         /* peel full pairs from the top until the rest fits the lower pair */
         for (;;) {
@@ -759,7 +787,10 @@ static int pt_split_upper(struct petrel_fs *fs, struct pt_compact *c, int64_t li
             c->hi = hi;
             c->hi_open = hi_open;
             low = pt_compact_size(fs, c);
-            if (low >= 0 && low <= (int64_t)fs->block_size) break;
+            if (low >= 0 && low <= (int64_t)fs->block_size) {
+                if (!have_next) return 1; /* all of it fits this pair: no split */
+                break;
+            }
             /* smallest s whose [s, hi) fits a block */
             a = c->lo;
             b = hi_open ? UINT64_MAX : hi - 1;
@@ -820,6 +851,8 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
     struct pt_rec split_thread;
     uint8_t split_th[17];
     uint32_t written, orig[2];
+    uint64_t split = 0;
+    int whole = 0;
 
     old_pair[0] = old_pair[1] = PT_NULL;
     if (md->erased) {
@@ -854,16 +887,38 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
     if (root && fs->block_cycles > 0 && c.rev % (uint32_t)fs->block_cycles == 0 &&
         total > pt_base_size(fs, &c))
         evict = 1;
-    if (!evict && total >= 0 && (total <= limit || (!c.hi_open && c.lo == c.hi - 1))) {
+    split = c.lo; /* a range of one hash cannot be divided: all of it moves up */
+    if (!evict && (total < 0 || total > limit) && !(!c.hi_open && c.lo == c.hi - 1)) {
+        /* a split must divide the range; when one name holds it all (whole), compact.
+         * The lower part is measured with the thread record the split adds. */
+        memset(split_th, 0, sizeof(split_th));
+        memset(&split_thread, 0, sizeof(split_thread));
+        split_thread.type = PT_REC_THREAD;
+        split_thread.seg[0] = split_th;
+        split_thread.seglen[0] = sizeof(split_th);
+        c.extra = &split_thread;
+        c.nextra = 1;
+        err = pt_find_split(fs, &c, limit, total, &split, &whole);
+        c.extra = NULL;
+        c.nextra = 0;
+        if (err) return err;
+    }
+    if (!evict && total >= 0 &&
+        (total <= limit || whole || (!c.hi_open && c.lo == c.hi - 1))) {
         /* compaction into the other block (or a fresh one) */
         uint32_t target = relocate ? PT_NULL : md->pair[1];
         err = pt_compact_into(fs, target, &c, !root, &written);
         if (err) return err;
     } else {
         /* split: the upper hash range moves to a new pair threaded right after this one */
-        uint64_t split = 0;
-        err = pt_split_upper(fs, &c, limit, evict, &split, &split_thread, split_th);
-        if (err) return err;
+        err = pt_split_upper(fs, &c, split, &split, &split_thread, split_th);
+        if (err < 0) return err;
+        if (err == 1) { /* the upper part alone does not fit, the whole does: compact */
+            c.extra = NULL;
+            c.nextra = 0;
+            c.hi = md->next_split;
+            c.hi_open = !md->next_cont;
+        }
         err = pt_compact_into(fs, relocate ? PT_NULL : md->pair[1], &c, !root, &written);
         if (err) return err;
     }

@@ -107,8 +107,8 @@ static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance, co
     for (i = 0; i < 2; i++) {
         int k;
         for (k = 0; k < W_FILES; k++) {
-            snprintf(path, sizeof(path), "w%d", k);
             int r;
+            snprintf(path, sizeof(path), "%sw%d", dir, k);
             if (!seeds[k]) continue;
             r = fsh_file_is_pattern(&d.fs, path, seeds[k], sizes[k]);
             if (r != 1 && k == alt_file) r = fsh_file_is_pattern(&d.fs, path, alt_seed, alt_size);
@@ -155,49 +155,33 @@ static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance, co
 
 #define WEAR_ENDURANCE (test_sanitized() ? 20 : 60)
 
-#define SUBDIR_BUG                                                                                 \
-    "at wear-out in a subdirectory, the call that fails with -PT_ENOSPC "                          \
-    "comes right after 'directory 1 moved to {31,6}: fixing entry', and afterwards synced "        \
-    "files of the directory are -PT_ENOENT"
-#define LEAK_BUG                                                                                   \
-    "early -PT_ENOSPC: replacing 4 files of at most 1.5 KB (tmp + rename) on a "                   \
-    "32-block device gives -PT_ENOSPC after 67-256 replacements while petrel_fs_usage says "       \
-    "10-16 blocks are in use and no block is worn; remounting every 8 replacements avoids it "     \
-    "(freed blocks come back only at mount)"
-
 TEST_T(wear_out_erase_errors_subdir, 240)
 {
-    if (fsh_known_bug(SUBDIR_BUG)) return;
     wear_run(PETREL_BD_EMU_ERASE_ERROR, WEAR_ENDURANCE, "d/", 200000, test_seed());
 }
 
 TEST_T(wear_out_progs_do_not_stick_subdir, 240)
 {
-    if (fsh_known_bug(SUBDIR_BUG)) return;
     wear_run(PETREL_BD_EMU_PROG_NOOP, WEAR_ENDURANCE, "d/", 200000, test_seed());
 }
 
 TEST_T(wear_out_prog_errors_subdir, 240)
 {
-    if (fsh_known_bug(SUBDIR_BUG)) return;
     wear_run(PETREL_BD_EMU_PROG_ERROR, WEAR_ENDURANCE, "d/", 200000, test_seed());
 }
 
 TEST_T(wear_out_erase_errors_root, 240)
 {
-    if (fsh_known_bug(LEAK_BUG)) return;
     wear_run(PETREL_BD_EMU_ERASE_ERROR, WEAR_ENDURANCE, "", 200000, test_seed());
 }
 
 TEST_T(wear_out_progs_do_not_stick_root, 240)
 {
-    if (fsh_known_bug(LEAK_BUG)) return;
     wear_run(PETREL_BD_EMU_PROG_NOOP, WEAR_ENDURANCE, "", 200000, test_seed());
 }
 
 TEST_T(wear_out_prog_errors_root, 240)
 {
-    if (fsh_known_bug(LEAK_BUG)) return;
     wear_run(PETREL_BD_EMU_PROG_ERROR, WEAR_ENDURANCE, "", 200000, test_seed());
 }
 
@@ -205,7 +189,6 @@ TEST_T(wear_out_prog_errors_root, 240)
  * after every step. Seed 1036541731 (fixed here) once exposed a block used twice. */
 TEST(replace_files_in_root_without_wear)
 {
-    if (fsh_known_bug(LEAK_BUG)) return;
     test_seed();
     wear_run(PETREL_BD_EMU_OK, 0, "", 300, 1036541731);
 }
