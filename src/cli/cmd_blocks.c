@@ -4,7 +4,6 @@
  * parsing and the process shell; prints one "listening on HOST:PORT (block service ID, DIR)"
  * line per service once all serve. The services are src/cluster/blocks/.
  */
-#include <getopt.h>
 #include <signal.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -13,6 +12,7 @@
 #include <uv.h>
 
 #include "cli/cli.h"
+#include "cli/opt.h"
 #include "cluster/blocks/blocks.h"
 #include "petrel/common.h"
 
@@ -35,65 +35,46 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&run->sigterm, NULL);
 }
 
-static int usage(FILE *out)
-{
-    fprintf(out, "usage: petrel blocks --registry HOST:PORT --dir DIR [--dir DIR2 ...]\n"
-                 "                     --failure-domain NAME [--listen HOST:PORT]\n"
-                 "Run one block service per directory (one directory per disk).\n"
-                 "  --registry HOST:PORT   the registry to register and heartbeat with\n"
-                 "  --dir DIR              a service's storage directory (repeatable)\n"
-                 "  --failure-domain NAME  what fails together (machine, rack); copies of a span\n"
-                 "                         go to distinct domains\n"
-                 "  --listen HOST:PORT     first service's address, the next use PORT+1...\n"
-                 "                         (default 127.0.0.1:0: the OS chooses)\n");
-    return out == stdout ? 0 : 2;
-}
-
 int cmd_blocks(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"registry", required_argument, NULL, 'r'},
-        {"dir", required_argument, NULL, 'd'},
-        {"failure-domain", required_argument, NULL, 'f'},
-        {"listen", required_argument, NULL, 'l'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     const char *dirs[MAX_DIRS];
+    struct cli_strings dir_list = {dirs, 0, MAX_DIRS};
     struct pt_blocks_server_config cfg;
     struct blocks_run run;
     uv_loop_t loop;
-    int c, err, i;
+    int err, i, n;
 
     memset(&cfg, 0, sizeof(cfg));
     memset(&run, 0, sizeof(run));
-    cfg.dirs = dirs;
     cfg.listen = "127.0.0.1:0";
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'r':
-            cfg.registry = optarg;
-            break;
-        case 'd':
-            if (cfg.ndirs == MAX_DIRS)
-                return cli_error("blocks", "too many --dir (at most %d)", MAX_DIRS);
-            dirs[cfg.ndirs++] = optarg;
-            break;
-        case 'f':
-            cfg.failure_domain = optarg;
-            break;
-        case 'l':
-            cfg.listen = optarg;
-            break;
-        case 'h':
-            return usage(stdout);
-        default:
-            return cli_error("blocks", "bad option '%s' (petrel blocks --help)", argv[optind - 1]);
-        }
+    {
+        const struct cli_option options[] = {
+            {0, "registry", CLI_STRING, &cfg.registry, "HOST:PORT",
+             "the registry to register and heartbeat with"},
+            {0, "dir", CLI_STRINGS, &dir_list, "DIR",
+             "a service's storage directory (repeatable: one service per disk)"},
+            {0, "failure-domain", CLI_STRING, &cfg.failure_domain, "NAME",
+             "what fails together (machine, rack); copies of a span go to distinct domains"},
+            {0, "listen", CLI_STRING, &cfg.listen, "HOST:PORT",
+             "first service's address, the next use PORT+1... (default 127.0.0.1:0: the OS "
+             "chooses)"},
+            {0, NULL, CLI_FLAG, NULL, NULL, NULL},
+        };
+        const struct cli_spec spec = {
+            "blocks",
+            "--registry HOST:PORT --dir DIR [--dir DIR2 ...]\n"
+            "                     --failure-domain NAME [--listen HOST:PORT]",
+            "Run one block service per directory (one directory per disk) in the foreground\n"
+            "until SIGINT or SIGTERM; prints one \"listening on\" line per service.",
+            options,
+            0,
+            -1,
+        };
+        CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     }
-    if (optind < argc) return cli_error("blocks", "unexpected argument '%s'", argv[optind]);
+    if (n > 0) return cli_error("blocks", "unexpected argument '%s'", argv[1]);
+    cfg.dirs = dirs;
+    cfg.ndirs = dir_list.n;
     if (!cfg.registry) return cli_error("blocks", "--registry is required (petrel blocks --help)");
     if (!cfg.ndirs) return cli_error("blocks", "at least one --dir is required");
     if (!cfg.failure_domain || !cfg.failure_domain[0])

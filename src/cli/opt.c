@@ -88,6 +88,15 @@ static int set_value(const struct cli_spec *spec, const struct cli_option *o, co
     case CLI_STRING:
         *(const char **)o->value = value;
         return 0;
+    case CLI_STRINGS: {
+        struct cli_strings *list = o->value;
+        if (list->n >= list->max) {
+            cli_error(spec->name, "too many %s (at most %d)", shown, list->max);
+            return -1;
+        }
+        list->v[list->n++] = value;
+        return 0;
+    }
     case CLI_SIZE:
         if (cli_parse_size(value, (uint64_t *)o->value) < 0) {
             cli_error(spec->name, "bad size '%s' for %s (use a number with K, M, G or T)", value,

@@ -14,6 +14,13 @@ enum cli_opt_kind {
     CLI_STRING, /* const char **: the value */
     CLI_SIZE,   /* uint64_t *: bytes, with K/M/G/T suffixes (binary) */
     CLI_UINT,   /* uint64_t *: a decimal number */
+    CLI_STRINGS, /* struct cli_strings *: every value, in order (a repeatable option) */
+};
+
+/* The values of a repeatable option (CLI_STRINGS): caller-provided room for max values. */
+struct cli_strings {
+    const char **v;
+    int n, max;
 };
 
 struct cli_option {

@@ -16,6 +16,10 @@ expect_fail registry_bad_listen "cannot start" "$PETREL_BIN" registry --dir "$tm
 expect_fail blocks_needs_registry "--registry is required" "$PETREL_BIN" blocks --dir "$tmp/b" --failure-domain a
 expect_fail blocks_needs_domain "--failure-domain is required" "$PETREL_BIN" blocks --registry 127.0.0.1:1 --dir "$tmp/b"
 expect_fail blocks_needs_dir "--dir is required" "$PETREL_BIN" blocks --registry 127.0.0.1:1 --failure-domain a
+expect_fail blocks_unknown_option "unknown option '--frob'" "$PETREL_BIN" blocks --frob
+many_dirs=(); for i in $(seq 65); do many_dirs+=(--dir "$tmp/d$i"); done
+expect_fail blocks_too_many_dirs "too many --dir (at most 64)" "$PETREL_BIN" blocks --registry 127.0.0.1:1 --failure-domain a "${many_dirs[@]}"
+expect_ok blocks_help "$PETREL_BIN" blocks --help
 expect_fail blocks_bad_registry "cannot start" "$PETREL_BIN" blocks --registry bad --dir "$tmp/b" --failure-domain a
 
 # wait_line FILE: wait up to 10 s for a "listening on" line; prints the address.
