@@ -13,17 +13,6 @@
 #include "cluster/cdc/cdc_server.h"
 #include "petrel/common.h"
 
-static int parse_uint(const char *s, unsigned max, unsigned *out)
-{
-    char *end;
-    unsigned long v;
-    if (!s || !*s) return -1;
-    v = strtoul(s, &end, 10);
-    if (*end || v > max) return -1;
-    *out = (unsigned)v;
-    return 0;
-}
-
 int cmd_cdc(int argc, char **argv)
 {
     const char *replica = NULL, *replicas = NULL, *shards = NULL;
@@ -60,11 +49,11 @@ int cmd_cdc(int argc, char **argv)
         CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     }
     if (n > 0) return cli_error("cdc", "unexpected argument '%s'", argv[1]);
-    if (replica && parse_uint(replica, 4, &cfg.replica))
+    if (replica && cli_parse_uint(replica, 4, &cfg.replica))
         return cli_error("cdc", "bad --replica '%s' (0..4)", replica);
-    if (replicas && parse_uint(replicas, 5, &cfg.replicas))
+    if (replicas && cli_parse_uint(replicas, 5, &cfg.replicas))
         return cli_error("cdc", "bad --replicas '%s' (1, 3 or 5)", replicas);
-    if (shards && (parse_uint(shards, 256, &cfg.shards) || cfg.shards == 0))
+    if (shards && (cli_parse_uint(shards, 256, &cfg.shards) || cfg.shards == 0))
         return cli_error("cdc", "bad --shards '%s' (1..256)", shards);
     if (verbose) petrel_log_set(petrel_log_stderr, NULL, PT_LOG_DEBUG);
     if (!cfg.registry || !cfg.dir || !replica)

@@ -14,17 +14,6 @@
 #include "cluster/shard/shard_server.h"
 #include "petrel/common.h"
 
-static int parse_uint(const char *s, unsigned max, unsigned *out)
-{
-    char *end;
-    unsigned long v;
-    if (!s || !*s) return -1;
-    v = strtoul(s, &end, 10);
-    if (*end || v > max) return -1;
-    *out = (unsigned)v;
-    return 0;
-}
-
 int cmd_shard(int argc, char **argv)
 {
     const char *shard = NULL, *replica = NULL, *replicas = NULL, *snap = NULL, *retention = NULL;
@@ -67,17 +56,17 @@ int cmd_shard(int argc, char **argv)
         CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     }
     if (n > 0) return cli_error("shard", "unexpected argument '%s'", argv[1]);
-    if (shard && parse_uint(shard, 255, &cfg.shard))
+    if (shard && cli_parse_uint(shard, 255, &cfg.shard))
         return cli_error("shard", "bad --shard '%s' (0..255)", shard);
-    if (replica && parse_uint(replica, 4, &cfg.replica))
+    if (replica && cli_parse_uint(replica, 4, &cfg.replica))
         return cli_error("shard", "bad --replica '%s' (0..4)", replica);
-    if (replicas && parse_uint(replicas, 5, &cfg.replicas))
+    if (replicas && cli_parse_uint(replicas, 5, &cfg.replicas))
         return cli_error("shard", "bad --replicas '%s' (1, 3 or 5)", replicas);
-    if (snap && (parse_uint(snap, 1u << 30, &cfg.snapshot_entries) || cfg.snapshot_entries < 2))
+    if (snap && (cli_parse_uint(snap, 1u << 30, &cfg.snapshot_entries) || cfg.snapshot_entries < 2))
         return cli_error("shard", "bad --snapshot-entries '%s' (2 or more)", snap);
     if (retention) {
         unsigned sec;
-        if (parse_uint(retention, 10u * 365 * 24 * 3600, &sec) || sec == 0)
+        if (cli_parse_uint(retention, 10u * 365 * 24 * 3600, &sec) || sec == 0)
             return cli_error("shard", "bad --retention '%s' (seconds, 1 or more)", retention);
         cfg.retention_ms = (uint64_t)sec * 1000u;
     }

@@ -59,6 +59,18 @@ int cli_parse_size(const char *text, uint64_t *out)
     return 0;
 }
 
+int cli_parse_uint(const char *text, unsigned max, unsigned *out)
+{
+    char *end;
+    unsigned long long v;
+    if (!text || !isdigit((unsigned char)text[0])) return -1;
+    errno = 0;
+    v = strtoull(text, &end, 10);
+    if (*end || errno || v > max) return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
 void cli_print_help(const struct cli_spec *spec)
 {
     const struct cli_option *o;

@@ -55,6 +55,10 @@ enum cli_parse_result cli_parse(const struct cli_spec *spec, int argc, char **ar
 /* Parse a size ("8M", "4096", "1G", "64KiB"); 0 or -1 when malformed or overflowing. */
 int cli_parse_size(const char *text, uint64_t *out);
 
+/* Parse a decimal number no larger than max (digits only); 0, or -1 when malformed or too
+ * large. For options read as text whose checks need the number's bounds. */
+int cli_parse_uint(const char *text, unsigned max, unsigned *out);
+
 /* Print a spec's help text. */
 void cli_print_help(const struct cli_spec *spec);
 
