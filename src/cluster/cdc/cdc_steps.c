@@ -66,6 +66,17 @@ static void named(struct pt_shard_req *q, uint8_t op, uint64_t txn, uint64_t dir
     q->name_len = len;
 }
 
+/* REMOVE_DIR of dir (refused by its shard unless empty), as a call() result. */
+static int remove_dir(const struct cdc_env *r, uint64_t txn, uint64_t dir)
+{
+    struct pt_shard_req q;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_REMOVE_DIR;
+    q.txn = txn;
+    q.id = dir;
+    return call(r, &q, dir, NULL, NULL);
+}
+
 static void set_step(struct pt_cdc_outcome *o, uint8_t step, uint64_t x, uint8_t type, int32_t err)
 {
     o->kind = PT_CDC_OUT_STEP;
@@ -142,11 +153,7 @@ static void mkdir_step(const struct cdc_env *r, const struct pt_cdc_txn *t,
             set_step(o, 2, t->x, PT_TYPE_DIR, rc);
         return;
     default:
-        memset(&q, 0, sizeof(q));
-        q.op = PT_SHARD_REMOVE_DIR;
-        q.txn = t->id;
-        q.id = t->x;
-        rc = call(r, &q, t->x, NULL, NULL);
+        rc = remove_dir(r, t->id, t->x);
         if (rc <= 0) set_finish(o, t->err, 0);
         return;
     }
@@ -179,11 +186,7 @@ static void rmdir_step(const struct cdc_env *r, const struct pt_cdc_txn *t,
             set_step(o, 1, id, type, 0);
         return;
     case 1:
-        memset(&q, 0, sizeof(q));
-        q.op = PT_SHARD_REMOVE_DIR;
-        q.txn = t->id;
-        q.id = t->x;
-        rc = call(r, &q, t->x, NULL, NULL);
+        rc = remove_dir(r, t->id, t->x);
         if (rc == 0)
             set_step(o, 2, t->x, t->type, 0);
         else if (rc < 0)
@@ -280,11 +283,7 @@ static void rename_step(const struct cdc_env *r, const struct pt_cdc_txn *t,
         return;
     case 2:
         /* The replaced directory goes first, only if empty (its locked entry keeps it named). */
-        memset(&q, 0, sizeof(q));
-        q.op = PT_SHARD_REMOVE_DIR;
-        q.txn = t->id;
-        q.id = t->repl;
-        rc = call(r, &q, t->repl, NULL, NULL);
+        rc = remove_dir(r, t->id, t->repl);
         if (rc == 0)
             set_step(o, 3, t->x, t->type, 0);
         else if (rc < 0)
