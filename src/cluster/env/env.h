@@ -68,7 +68,8 @@ void pt_env_cancel(struct pt_env *e, uint64_t timer_id);
 
 typedef void (*pt_env_msg_cb)(void *ctx, const char *from, const uint8_t *msg, size_t len);
 
-/* Receive messages for address `self` (one listener per env). 0 or -PT_E*. */
+/* Receive messages for address `self` (an env may listen on several addresses, e.g. a replica's
+ * Raft address and its client address). 0 or -PT_E*. */
 int pt_env_listen(struct pt_env *e, const char *self, pt_env_msg_cb cb, void *ctx);
 /* Send a copy of msg to address `to`. Best effort: 0 means queued, not delivered. */
 int pt_env_send(struct pt_env *e, const char *to, const uint8_t *msg, size_t len);
