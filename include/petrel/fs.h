@@ -33,7 +33,7 @@
 #include "petrel/bd.h" /* struct petrel_bd: callbacks + geometry */
 
 /* Version of the on-disk format written by this engine (major << 16 | minor). */
-#define PETREL_FS_VERSION 0x00010000u
+#define PETREL_FS_VERSION 0x00020000u
 
 /* Longest file name this build supports, and the default name_max. */
 #define PETREL_FS_NAME_MAX_DEFAULT 255
