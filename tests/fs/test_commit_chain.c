@@ -25,15 +25,14 @@
 
 static void many_files_in_one_block(int32_t erase_value, int report_no_erase)
 {
-    const struct fsh_geometry g = {"sd",  16, 16, 4096, 512, erase_value, PETREL_BD_EMU_PROG_NOR,
-                                   256, 64};
+    const struct fsh_geometry g = {"sd", 16,  16, 4096, 512, erase_value, PETREL_BD_EMU_PROG_NOR,
+                                   256,  64,  report_no_erase};
     struct fsh_dev d;
     struct petrel_fs_info info;
     int i, pass;
     uint8_t buf[64];
 
     fsh_dev_init(&d, &g, test_seed());
-    if (report_no_erase) d.bd.erase_value = -1;
     d.cfg.block_cycles = 500;
     fsh_format_mount(&d);
     CHECK_OK(petrel_fs_mkdir(&d.fs, "/d"));
@@ -334,7 +333,7 @@ static void set_attr_value(struct fsh_dev *d, const char *value)
 TEST(chain_fcrc_collision_compacts)
 {
     const struct fsh_geometry g = {"keep", 16, 16, 4096, 64, PETREL_BD_EMU_ERASE_KEEP,
-                                   PETREL_BD_EMU_PROG_STRICT, 256, 16};
+                                   PETREL_BD_EMU_PROG_STRICT, 256, 16, 0};
     struct fsh_dev d;
     struct petrel_bd snap_bd, after_a_bd;
     struct petrel_bd_emu snap, after_a;

@@ -732,6 +732,29 @@ TEST_T(model_random_ops_cuts_flips_tiny, 300)
     model_run(test_seed(), MODEL_OPS, &fsh_geometries[FSH_TINY]);
 }
 
+/* The erase matrix at one block size: the model run under each erase behaviour in turn. */
+static void model_matrix(int size, uint64_t nops)
+{
+    int e;
+    for (e = 0; e < FSH_MATRIX_ERASES; e++)
+        model_run(test_seed() + (uint64_t)e, nops, &fsh_matrix[size * FSH_MATRIX_ERASES + e]);
+}
+
+TEST_T(model_matrix512, 300)
+{
+    model_matrix(FSH_M512, MODEL_OPS / 2);
+}
+
+TEST_T(model_matrix4k, 300)
+{
+    model_matrix(FSH_M4K, MODEL_OPS / 2);
+}
+
+TEST_T(model_matrix64k, 300)
+{
+    model_matrix(FSH_M64K, MODEL_OPS / 6);
+}
+
 /* Fixed seeds that once lost a directory or failed a removal: removing a directory whose
  * parent's head relocates during the removal (the repair that relocation runs reclaims the
  * removed directory first; the removal must still succeed), on the eMMC geometry with
