@@ -192,11 +192,12 @@ int petrel_fs_mount(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
     err = -PT_ECORRUPT;
     if (memcmp(sb, pt_magic, sizeof(pt_magic)) != 0) goto fail;
     version = pt_get_le32(sb + 8);
+    fs->image_version = version;
     bs = pt_get_le32(sb + 12);
     bc = pt_get_le32(sb + 16);
     ps = pt_get_le32(sb + 20);
     if ((version >> 16) != (PETREL_FS_VERSION >> 16)) {
-        petrel_log(PT_LOG_ERROR, "fs", "image format %u.%u, this engine reads %u.x",
+        petrel_log(PT_LOG_INFO, "fs", "image format %u.%u, this engine reads %u.x",
                    (unsigned)(version >> 16), (unsigned)(version & 0xffff),
                    (unsigned)(PETREL_FS_VERSION >> 16));
         err = -PT_EVERSION;

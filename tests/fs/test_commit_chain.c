@@ -200,11 +200,12 @@ static void capture_log(void *ctx, enum petrel_log_level level, const char *modu
 {
     (void)ctx;
     (void)module;
-    if (level == PT_LOG_ERROR) snprintf(last_error, sizeof(last_error), "%s", msg);
+    if (level == PT_LOG_INFO) snprintf(last_error, sizeof(last_error), "%s", msg);
 }
 
 /* A format 1.0 image (its first commit is the same bytes under both rules) is refused with
- * -PT_EVERSION and one message naming both versions; so is a 3.0 image. */
+ * -PT_EVERSION, its version in fs->image_version and one log line naming both versions; so
+ * is a 3.0 image. */
 TEST(chain_version_1_0_image_refused)
 {
     static const uint32_t versions[2] = {0x00010000u, 0x00030000u};
@@ -224,9 +225,10 @@ TEST(chain_version_1_0_image_refused)
         img_superblock(&ib, versions[v]);
         img_close(&ib);
         last_error[0] = 0;
-        petrel_log_set(capture_log, NULL, PT_LOG_ERROR);
+        petrel_log_set(capture_log, NULL, PT_LOG_INFO);
         CHECK_EQ(petrel_fs_mount(&d.fs, &d.cfg), -PT_EVERSION);
         petrel_log_set(NULL, NULL, PT_LOG_ERROR);
+        CHECK_EQ(d.fs.image_version, versions[v]);
         CHECK_MSG(strcmp(last_error, messages[v]) == 0, "message '%s', want '%s'", last_error,
                   messages[v]);
         {
