@@ -743,11 +743,29 @@ static int pt_find_split(struct petrel_fs *fs, struct pt_compact *c, int64_t lim
     return 0;
 }
 
-/* On media whose erase may leave old contents (unknown erase value), zero the start of an
- * erased block so that an old log there can never be fetched again. */
+/*
+ * Make sure a just-erased block holds no log: it is about to be the second block of a new
+ * pair, where a valid log of a newer revision would be read instead of the pair's own. On
+ * media whose erase may leave old contents (unknown erase value) the start of the block is
+ * zeroed (revision 0, an invalid first record header). On media with an erase value the start
+ * must read back erased: an erase that silently did nothing (a worn block) gives -PT_ECORRUPT
+ * and the caller takes another block.
+ */
 int pt_block_invalidate(struct petrel_fs *fs, uint32_t block)
 {
-    if (fs->bd->erase_value >= 0) return 0;
+    uint32_t n = PT_MAX(fs->read_size, fs->prog_size), i;
+    int err;
+    if (fs->bd->erase_value >= 0) {
+        fs->pcache.block = PT_NULL;
+        err = pt_read_direct(fs, block, 0, fs->pcache.buf, n);
+        if (err) return err;
+        for (i = 0; i < n; i++)
+            if (fs->pcache.buf[i] != (uint8_t)fs->bd->erase_value) {
+                petrel_log(PT_LOG_WARN, "fs", "block %u did not erase, skipped", (unsigned)block);
+                return -PT_ECORRUPT;
+            }
+        return 0;
+    }
     memset(fs->pcache.buf, 0, fs->prog_size);
     fs->pcache.block = PT_NULL;
     return pt_prog_direct(fs, block, 0, fs->pcache.buf, fs->prog_size);

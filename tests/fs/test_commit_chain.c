@@ -397,3 +397,99 @@ TEST(chain_fcrc_collision_compacts)
     petrel_bd_emu_destroy(&after_a);
     fsh_dev_free(&d);
 }
+
+/* --- a spare block whose erase silently did nothing ---------------------------------------- */
+
+struct used_blocks {
+    uint8_t *used;
+};
+
+static int mark_used(void *ctx, uint32_t block)
+{
+    ((struct used_blocks *)ctx)->used[block] = 1;
+    return 0;
+}
+
+/*
+ * The second block of a new pair must not hold a valid log: on a device with an erase value
+ * the erase is trusted, but an erase that silently does nothing (a worn block) would leave an
+ * old log there — here one of a revision far newer than the new pair's 1, which the pair
+ * would then read instead of its own. Directory "a" is compacted many times and removed; its
+ * two blocks (stale logs, high revisions) and one never-used block are all that can be
+ * allocated (every other free block fails to erase), and one of the stale blocks' erases does
+ * nothing. For every allocator start and each choice of that block, mkdir "b" and a file in
+ * it must either work (and read back, also after a remount) or fail with -PT_ENOSPC; never may
+ * "b" show a's old contents.
+ */
+TEST(chain_new_pair_spare_erase_noop_not_trusted)
+{
+    const struct fsh_geometry *g = &fsh_matrix[FSH_M4K * FSH_MATRIX_ERASES + 0]; /* 4096, 0xff */
+    struct fsh_dev d;
+    struct petrel_bd snap_bd;
+    struct petrel_bd_emu snap;
+    struct used_blocks before, after;
+    uint32_t stale[2], fresh = PETREL_FS_BLOCK_NULL, b, nstale = 0;
+    int i, noop, seed, worked = 0;
+
+    fsh_dev_init(&d, g, test_seed());
+    before.used = (uint8_t *)calloc(g->block_count, 1);
+    after.used = (uint8_t *)calloc(g->block_count, 1);
+    CHECK(before.used && after.used);
+    fsh_format_mount(&d);
+    CHECK_OK(petrel_fs_mkdir(&d.fs, "a"));
+    CHECK_OK(fsh_write_file(&d.fs, "a/f", "x", 1));
+    for (i = 0; i < 600; i++) {
+        uint8_t v[4];
+        pt_put_le32(v, (uint32_t)i);
+        CHECK_OK(petrel_fs_setattr(&d.fs, "a/f", 1, v, 4));
+    }
+    CHECK_OK(petrel_fs_traverse(&d.fs, mark_used, &before));
+    CHECK_OK(petrel_fs_remove(&d.fs, "a/f"));
+    CHECK_OK(petrel_fs_remove(&d.fs, "a"));
+    CHECK_OK(petrel_fs_traverse(&d.fs, mark_used, &after));
+    CHECK_OK(fsh_unmount(&d));
+    for (b = 0; b < g->block_count; b++) {
+        if (before.used[b] && !after.used[b] && nstale < 2) stale[nstale++] = b;
+        if (!before.used[b] && !after.used[b] && fresh == PETREL_FS_BLOCK_NULL &&
+            petrel_bd_emu_wear(&d.emu, b) == 0)
+            fresh = b;
+    }
+    CHECK_EQ(nstale, 2);
+    CHECK(fresh != PETREL_FS_BLOCK_NULL);
+    for (b = 0; b < g->block_count; b++)
+        if (!after.used[b] && b != stale[0] && b != stale[1] && b != fresh)
+            CHECK_OK(petrel_bd_emu_set_fault(&d.emu, b, PETREL_BD_EMU_ERASE_ERROR));
+    CHECK_OK(petrel_bd_emu_create(&snap_bd, &snap, &d.emu.cfg));
+    CHECK_OK(petrel_bd_emu_copy(&snap, &d.emu));
+    for (noop = 0; noop < 2; noop++) {
+        for (seed = 0; seed < 8; seed++) {
+            struct petrel_fs_info info;
+            int err, pass;
+            CHECK_OK(petrel_bd_emu_copy(&d.emu, &snap));
+            CHECK_OK(petrel_bd_emu_set_fault(&d.emu, stale[noop], PETREL_BD_EMU_ERASE_NOOP));
+            d.cfg.seed_mix = (uint64_t)seed * 0x9e3779b97f4a7c15ull;
+            CHECK_OK(fsh_mount(&d));
+            err = petrel_fs_mkdir(&d.fs, "b");
+            if (err == 0) err = fsh_write_file(&d.fs, "b/x", "new", 3);
+            CHECK_MSG(err == 0 || err == -PT_ENOSPC, "noop erase on block %u, seed %d: %s",
+                      (unsigned)stale[noop], seed, petrel_errname(err));
+            for (pass = 0; err == 0 && pass < 2; pass++) {
+                CHECK_MSG(fsh_file_equals(&d.fs, "b/x", "new", 3) == 1,
+                          "noop erase on block %u, seed %d: b/x does not read back (pass %d)",
+                          (unsigned)stale[noop], seed, pass);
+                CHECK_EQ(petrel_fs_stat(&d.fs, "b/f", &info), -PT_ENOENT);
+                CHECK_OK(petrel_fs_check(&d.fs, fsh_check_log, NULL));
+                CHECK_OK(fsh_unmount(&d));
+                CHECK_OK(fsh_mount(&d));
+            }
+            if (err == 0) worked++;
+            CHECK_OK(fsh_unmount(&d));
+        }
+    }
+    test_log("mkdir worked in %d of 16 runs (else -PT_ENOSPC)", worked);
+    CHECK(worked > 0);
+    petrel_bd_emu_destroy(&snap);
+    free(before.used);
+    free(after.used);
+    fsh_dev_free(&d);
+}
