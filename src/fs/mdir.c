@@ -98,6 +98,23 @@ uint32_t pt_fcrc_size(const struct petrel_fs *fs)
     return (min + fs->prog_size - 1) / fs->prog_size * fs->prog_size;
 }
 
+/* CRC of the fcrc window at off, read ahead like the records that follow it. */
+static int pt_window_crc(struct petrel_fs *fs, uint32_t block, uint32_t off, uint32_t size,
+                         uint32_t *crc)
+{
+    uint8_t tmp[64];
+    *crc = 0;
+    while (size > 0) {
+        uint32_t n = PT_MIN(size, (uint32_t)sizeof(tmp));
+        int err = pt_read(fs, block, off, tmp, n, PT_FETCH_HINT);
+        if (err) return err;
+        *crc = petrel_crc32c(*crc, tmp, n);
+        off += n;
+        size -= n;
+    }
+    return 0;
+}
+
 /*
  * Scan one block's log: returns 1 if it holds at least one valid commit, 0 if none.
  *
@@ -155,8 +172,7 @@ static int pt_mdir_scan(struct petrel_fs *fs, struct pt_mdir *out, uint32_t bloc
             valid = 1;
             pos = t.off;
             if (pos + fsize > fs->block_size) break; /* no room for another commit */
-            window = 0;
-            err = pt_read_crc(fs, block, pos, fsize, &window);
+            err = pt_window_crc(fs, block, pos, fsize, &window);
             if (err) return err;
             if (window == fcrc) {
                 md.erased = 1; /* nothing programmed after this commit: the log ends */
