@@ -3,11 +3,15 @@
  * CRC32C record. Fetch, append, compaction into the other block, relocation to a fresh
  * block, and splitting a full pair in two by name-hash range.
  *
- * Owns the log format of docs/SPEC-FS.md ("Metadata pairs"). Invariants: a commit is
- * appended only where the log proved the space erased (the previous commit's fcrc matched);
- * every commit is read back and compared with the expected CRC before it counts; a
- * compaction or split becomes visible only through its final CRC, so a power cut leaves the
- * old log in force. Records later in a log supersede earlier ones with the same key. This
+ * Owns the log format of docs/SPEC-FS.md ("Metadata pairs"). Invariants: each commit's CRC
+ * is seeded with the previous commit's, and a reader parses past a commit only when the
+ * fcrc window after it has changed since it was written, so bytes an erase left behind
+ * (stale commits included) never extend a log; a commit is appended only where the log ends
+ * with its window unchanged, and only when its own first window bytes change that window's
+ * CRC (else it would be invisible: compaction instead); the second block of a new pair holds
+ * no readable log; every commit is read back and compared with the expected CRC before it
+ * counts; a compaction or split becomes visible only through its final CRC, so a power cut
+ * leaves the old log in force. Records later in a log supersede earlier ones with the same key. This
  * file never allocates memory and never recurses; a log is re-scanned instead of cached.
  */
 #include "fs/fs_internal.h"
