@@ -11,8 +11,8 @@
  * CRC (else it would be invisible: compaction instead); the second block of a new pair holds
  * no readable log; every commit is read back and compared with the expected CRC before it
  * counts; a compaction or split becomes visible only through its final CRC, so a power cut
- * leaves the old log in force. Records later in a log supersede earlier ones with the same key. This
- * file never allocates memory and never recurses; a log is re-scanned instead of cached.
+ * leaves the old log in force. Records later in a log supersede earlier ones with the same key.
+ * This file never allocates memory and never recurses; a log is re-scanned instead of cached.
  */
 #include "fs/fs_internal.h"
 
@@ -660,8 +660,8 @@ static int pt_mdir_append(struct petrel_fs *fs, struct pt_mdir *md, const struct
     if (!err && head == md->fcrc) {
         fs->pcache.size = 0; /* drop what is not programmed yet */
         fs->pcache.block = PT_NULL;
-        petrel_log(PT_LOG_DEBUG, "fs", "block %u: commit would not change the fcrc window "
-                   "at %u, compacting", (unsigned)md->pair[0], (unsigned)md->off);
+        petrel_log(PT_LOG_DEBUG, "fs", "block %u: a commit at %u would leave its window unchanged",
+                   (unsigned)md->pair[0], (unsigned)md->off);
         err = -PT_ENOSPC;
     }
     if (!err) err = pt_writer_flush(fs, &w);

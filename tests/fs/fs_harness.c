@@ -24,6 +24,7 @@ const struct fsh_geometry fsh_geometries[FSH_GEOMETRY_COUNT] = {
     {"nor1", 1, 1, 4096, 64, 0xff, PETREL_BD_EMU_PROG_NOR, 256, 16, 0},
 };
 
+/* clang-format off */
 #define FSH_MATRIX_ROW(size, count, cache, look)                                                 \
     {#size "-ff", 16, 16, size, count, 0xff, PETREL_BD_EMU_PROG_NOR, cache, look, 0},             \
     {#size "-00", 16, 16, size, count, 0x00, PETREL_BD_EMU_PROG_NOR, cache, look, 0},             \
@@ -38,6 +39,7 @@ const struct fsh_geometry fsh_matrix[FSH_MATRIX_SIZES * FSH_MATRIX_ERASES] = {
     FSH_MATRIX_ROW(4096, 48, 256, 8),
     FSH_MATRIX_ROW(65536, 24, 1024, 8),
 };
+/* clang-format on */
 
 void fsh_dev_init(struct fsh_dev *d, const struct fsh_geometry *g, uint64_t seed)
 {

@@ -25,8 +25,8 @@
 
 static void many_files_in_one_block(int32_t erase_value, int report_no_erase)
 {
-    const struct fsh_geometry g = {"sd", 16,  16, 4096, 512, erase_value, PETREL_BD_EMU_PROG_NOR,
-                                   256,  64,  report_no_erase};
+    const struct fsh_geometry g = {
+        "sd", 16, 16, 4096, 512, erase_value, PETREL_BD_EMU_PROG_NOR, 256, 64, report_no_erase};
     struct fsh_dev d;
     struct petrel_fs_info info;
     int i, pass;
@@ -188,15 +188,15 @@ static void img_dev_init(struct img_dev *d)
     d->mem = (uint8_t *)malloc(IMG_BS * IMG_BC);
     CHECK(d->mem != NULL);
     fsh_pattern(d->mem, IMG_BS * IMG_BC, test_seed(), 0);
-    for (i = 0; i < IMG_BS; i++) d->mem[i] = 0;
+    for (i = 0; i < IMG_BS; i++)
+        d->mem[i] = 0;
     memset(d->mem + IMG_BS, 0, IMG_PROG);
     CHECK_OK(petrel_bd_ram_init(&d->bd, &d->ram, d->mem, 16, IMG_PROG, IMG_BS, IMG_BC, -1));
     d->cfg.bd = &d->bd;
 }
 
 static char last_error[256];
-static void capture_log(void *ctx, enum petrel_log_level level, const char *module,
-                        const char *msg)
+static void capture_log(void *ctx, enum petrel_log_level level, const char *module, const char *msg)
 {
     (void)ctx;
     (void)module;
@@ -334,8 +334,8 @@ static void set_attr_value(struct fsh_dev *d, const char *value)
  */
 TEST(chain_fcrc_collision_compacts)
 {
-    const struct fsh_geometry g = {"keep", 16, 16, 4096, 64, PETREL_BD_EMU_ERASE_KEEP,
-                                   PETREL_BD_EMU_PROG_STRICT, 256, 16, 0};
+    const struct fsh_geometry g = {
+        "keep", 16, 16, 4096, 64, PETREL_BD_EMU_ERASE_KEEP, PETREL_BD_EMU_PROG_STRICT, 256, 16, 0};
     struct fsh_dev d;
     struct petrel_bd snap_bd, after_a_bd;
     struct petrel_bd_emu snap, after_a;

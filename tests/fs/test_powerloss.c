@@ -752,7 +752,7 @@ static void pl_matrix(const char *scenario, int size, int rounds)
     }                                                                                              \
     TEST_T(powerloss_##scn##_matrix64k, 300)                                                       \
     {                                                                                              \
-        pl_matrix(#scn, FSH_M64K, PL_MATRIX_ROUNDS_64K);                                               \
+        pl_matrix(#scn, FSH_M64K, PL_MATRIX_ROUNDS_64K);                                           \
     }
 
 PL_CASES(create)

@@ -135,8 +135,8 @@ static void wear_run_geo(const struct fsh_geometry *geo, enum petrel_bd_emu_faul
     }
     test_log("wear: max %u, mean %.1f erases per block (endurance %u), %u of %u blocks worn; "
              "root pair blocks 0 and 1: %u, %u",
-             max_wear, (double)total_wear / geo->block_count, endurance, worn,
-             geo->block_count, petrel_bd_emu_wear(&d.emu, 0), petrel_bd_emu_wear(&d.emu, 1));
+             max_wear, (double)total_wear / geo->block_count, endurance, worn, geo->block_count,
+             petrel_bd_emu_wear(&d.emu, 0), petrel_bd_emu_wear(&d.emu, 1));
     if (endurance) {
         printf("    fs wear-out (%s, %s): max %u, mean %.1f erases per block, endurance %u\n",
                dir[0] ? "subdirectory" : "root",
