@@ -85,6 +85,10 @@ for cmd in ls fsck; do
     expect_eq "$cmd of a 1.0 image: one line" "petrel $cmd: cannot open image 'old.img': image format 1.0, this engine reads 2.x" "$out"
     [ $code != 0 ] && pass "$cmd of a 1.0 image fails" || fail "$cmd of a 1.0 image fails" "exit 0"
 done
+mkdir -p old.mnt
+out=$("$P" mount old.img old.mnt 2>&1); code=$?
+expect_eq "mount of a 1.0 image: one line" "petrel mount: cannot open image 'old.img': image format 1.0, this engine reads 2.x" "$out"
+[ $code != 0 ] && pass "mount of a 1.0 image fails" || { fail "mount of a 1.0 image fails" "exit 0"; fusermount3 -u old.mnt 2>/dev/null; }
 
 # Corrupt image: ls and fsck fail cleanly, and nothing is written to it.
 head -c 1048576 /dev/urandom > junk.img
