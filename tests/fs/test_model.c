@@ -732,12 +732,17 @@ TEST_T(model_random_ops_cuts_flips_tiny, 300)
     model_run(test_seed(), MODEL_OPS, &fsh_geometries[FSH_TINY]);
 }
 
-/* The erase matrix at one block size: the model run under each erase behaviour in turn. */
+/* The erase matrix at one block size: the model run under each erase behaviour in turn. Every
+ * directory takes two blocks and every file outside its entry one at least, so 64 KiB blocks
+ * get 64 of them (the matrix's 24 run out of blocks, not bytes, under the model's tree). */
 static void model_matrix(int size, uint64_t nops)
 {
     int e;
-    for (e = 0; e < FSH_MATRIX_ERASES; e++)
-        model_run(test_seed() + (uint64_t)e, nops, &fsh_matrix[size * FSH_MATRIX_ERASES + e]);
+    for (e = 0; e < FSH_MATRIX_ERASES; e++) {
+        struct fsh_geometry g = fsh_matrix[size * FSH_MATRIX_ERASES + e];
+        if (g.block_size >= 65536) g.block_count = 64;
+        model_run(test_seed() + (uint64_t)e, nops, &g);
+    }
 }
 
 TEST_T(model_matrix512, 300)
