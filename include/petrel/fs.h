@@ -22,6 +22,10 @@
  * negative PT_E* code (petrel/common.h) on failure. The engine is not thread-safe: callers
  * serialise access to one struct petrel_fs.
  *
+ * A struct petrel_fs starts zero-initialised (static, memset or = {0}). Every function but
+ * petrel_fs_format and petrel_fs_mount returns -PT_EINVAL on a filesystem that is not
+ * mounted: never mounted, unmounted, or whose mount failed (and on a NULL fs).
+ *
  * Plain C99, no dependencies.
  */
 #ifndef PETREL_FS_H
@@ -32,8 +36,9 @@
 
 #include "petrel/bd.h" /* struct petrel_bd: callbacks + geometry */
 
-/* Version of the on-disk format written by this engine (major << 16 | minor). */
-#define PETREL_FS_VERSION 0x00010000u
+/* Version of the on-disk format written by this engine (major << 16 | minor). 2.0 changed the
+ * commit chain (docs/SPEC-FS.md 2.2); a 1.x image is refused with -PT_EVERSION. */
+#define PETREL_FS_VERSION 0x00020000u
 
 /* Longest file name this build supports, and the default name_max. */
 #define PETREL_FS_NAME_MAX_DEFAULT 255
@@ -230,6 +235,8 @@ struct petrel_fs {
     uint32_t name_max, attr_max;
     uint64_t file_max;
     int32_t block_cycles;
+    uint32_t image_version; /* format version in the superblock the last mount found (kept
+                               when the mount failed, e.g. with -PT_EVERSION); 0 if none */
     uint8_t mounted, rcache_alloc, pcache_alloc, look_alloc;
     uint8_t readonly;     /* set when the device wore out or metadata cannot be written */
     uint8_t repairing;    /* inside the orphan repair (no nested repair) */
@@ -269,12 +276,14 @@ int petrel_fs_format(struct petrel_fs *fs, const struct petrel_fs_config *cfg);
  * Mount: find the newest valid superblock, read the global state, finish or undo a half-done
  * rename, reclaim orphaned directories, seed the allocator.
  * Errors: -PT_ECORRUPT (no valid superblock: not a petrel image or destroyed), -PT_EVERSION
- * (newer major format), -PT_EINVAL (configuration does not match the image), -PT_EIO,
- * -PT_ENOMEM.
+ * (another major format, e.g. a 1.x image: its version is left in fs->image_version and
+ * logged at info level as "image format 1.0, this engine reads 2.x"), -PT_EINVAL (configuration does not match the image), -PT_EIO,
+ * -PT_ENOMEM. On failure fs is left unmounted.
  */
 int petrel_fs_mount(struct petrel_fs *fs, const struct petrel_fs_config *cfg);
 
-/* Unmount: releases buffers. Open files are NOT synced (close them first). */
+/* Unmount: releases buffers. Open files are NOT synced (close them first). -PT_EINVAL when
+ * fs is not mounted. */
 int petrel_fs_unmount(struct petrel_fs *fs);
 
 /* Filesystem parameters. */

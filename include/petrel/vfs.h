@@ -169,6 +169,9 @@ int petrel_vfs_close(struct petrel_vfs *vfs);
 /* Backends (called by petrel_vfs_open; exposed for tests). */
 int petrel_vfs_local_open(const char *root, int flags, struct petrel_vfs **out);
 int petrel_vfs_image_open(const char *image, int flags, struct petrel_vfs **out);
+/* The format version (major << 16 | minor) of the image the last petrel_vfs_image_open in
+ * this process refused with -PT_EVERSION, or 0: lets a tool say which format it found. */
+uint32_t petrel_vfs_image_refused_version(void);
 int petrel_vfs_cluster_open(const char *host, uint16_t port, int flags, struct petrel_vfs **out);
 
 /* The operations (see struct petrel_vfs_ops). */

@@ -88,6 +88,8 @@ int cmd_mount(int argc, char **argv)
                                  "cannot open '%s': in use by another process "
                                  "(mounted already?)",
                                  argv[1]);
+            if (rc == -PT_EVERSION && loc.kind == PETREL_VFS_IMAGE)
+                return cli_image_version_error("mount", argv[1]);
             if (rc == -PT_ECORRUPT && loc.kind == PETREL_VFS_IMAGE)
                 return cli_error("mount",
                                  "cannot open '%s': not a Petrel image, or damaged "

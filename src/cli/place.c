@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "petrel/common.h"
+#include "petrel/fs.h"
 
 struct open_store {
     struct petrel_vfs *vfs;
@@ -25,6 +26,14 @@ const char *cli_strerror(int rc)
     int e = rc < 0 ? -rc : rc;
     if (e >= PT_EPETREL_BASE) return petrel_strerror(e);
     return strerror(e);
+}
+
+int cli_image_version_error(const char *cmd, const char *image)
+{
+    uint32_t v = petrel_vfs_image_refused_version();
+    return cli_error(cmd, "cannot open image '%s': image format %u.%u, this engine reads %u.x",
+                     image, (unsigned)(v >> 16), (unsigned)(v & 0xffff),
+                     (unsigned)(PETREL_FS_VERSION >> 16));
 }
 
 static int same_store(const struct open_store *s, const struct petrel_vfs_location *loc)
@@ -64,6 +73,8 @@ static int place_open(const char *cmd, const char *text, int flags, struct cli_p
                              "cannot open image '%s': not a Petrel image, or damaged "
                              "beyond mounting",
                              place->loc.store);
+        if (place->loc.kind == PETREL_VFS_IMAGE && rc == -PT_EVERSION)
+            return cli_image_version_error(cmd, place->loc.store);
         if (place->loc.kind == PETREL_VFS_IMAGE)
             return cli_error(cmd, "cannot open image '%s': %s", place->loc.store, cli_strerror(rc));
         if (place->loc.kind == PETREL_VFS_CLUSTER)

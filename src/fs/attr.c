@@ -47,6 +47,7 @@ static int pt_attr_lookup(struct petrel_fs *fs, const char *path, struct pt_look
 int64_t petrel_fs_getattr(struct petrel_fs *fs, const char *path, uint8_t type, void *buf,
                           uint32_t size)
 {
+    PT_REQUIRE_MOUNTED(fs);
     struct pt_lookup lk;
     struct pt_rec_ref rec = {0, 0, 0};
     uint32_t len;
@@ -88,6 +89,7 @@ static int pt_attr_commit(struct petrel_fs *fs, struct pt_lookup *lk, uint8_t rt
 int petrel_fs_setattr(struct petrel_fs *fs, const char *path, uint8_t type, const void *buf,
                       uint32_t size)
 {
+    PT_REQUIRE_MOUNTED(fs);
     struct pt_lookup lk;
     int err;
     if (size > fs->attr_max) return -PT_ERANGE;
@@ -101,6 +103,7 @@ int petrel_fs_setattr(struct petrel_fs *fs, const char *path, uint8_t type, cons
 
 int petrel_fs_removeattr(struct petrel_fs *fs, const char *path, uint8_t type)
 {
+    PT_REQUIRE_MOUNTED(fs);
     struct pt_lookup lk;
     struct pt_rec_ref rec = {0, 0, 0};
     int err = pt_attr_lookup(fs, path, &lk);

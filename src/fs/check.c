@@ -100,6 +100,7 @@ static int pt_user_adapter(void *ctx, uint32_t block, int is_data)
 
 int petrel_fs_traverse(struct petrel_fs *fs, int (*cb)(void *ctx, uint32_t block), void *ctx)
 {
+    PT_REQUIRE_MOUNTED(fs);
     struct pt_user_cb u;
     u.cb = cb;
     u.ctx = ctx;
@@ -116,6 +117,7 @@ static int pt_count(void *ctx, uint32_t block, int is_data)
 
 int64_t petrel_fs_usage(struct petrel_fs *fs)
 {
+    PT_REQUIRE_MOUNTED(fs);
     int64_t n = 0;
     int err = pt_traverse(fs, 0, pt_count, &n);
     return err ? err : n;
@@ -225,6 +227,7 @@ static int pt_check_mark(void *ctx, uint32_t block, int is_data)
 
 int petrel_fs_check(struct petrel_fs *fs, void (*cb)(void *ctx, const char *problem), void *ctx)
 {
+    PT_REQUIRE_MOUNTED(fs);
     struct pt_checker c;
     struct pt_mdir md;
     char msg[160];

@@ -196,6 +196,7 @@ static uint32_t pt_entry_head(uint8_t *buf, uint64_t hash, uint8_t type, const c
 
 int petrel_fs_stat(struct petrel_fs *fs, const char *path, struct petrel_fs_info *info)
 {
+    PT_REQUIRE_MOUNTED(fs);
     struct pt_lookup lk;
     int err = pt_lookup(fs, path, &lk, -1);
     if (err) return err;
@@ -243,6 +244,7 @@ static void pt_rec_thread(struct pt_rec *r, uint8_t *th, const uint32_t next[2],
 
 int petrel_fs_mkdir(struct petrel_fs *fs, const char *path)
 {
+    PT_REQUIRE_MOUNTED(fs);
     struct pt_lookup lk;
     struct pt_mdir last, nd;
     struct pt_rec r[3];
@@ -355,6 +357,7 @@ static void pt_drop_empty_pair(struct petrel_fs *fs, const char *path)
 
 int petrel_fs_remove(struct petrel_fs *fs, const char *path)
 {
+    PT_REQUIRE_MOUNTED(fs);
     struct pt_lookup lk;
     struct pt_rec r;
     uint8_t hb[8];
@@ -388,6 +391,7 @@ int petrel_fs_remove(struct petrel_fs *fs, const char *path)
 
 int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newpath)
 {
+    PT_REQUIRE_MOUNTED(fs);
     struct pt_lookup lo, ln;
     struct pt_rec r[4];
     uint8_t hb_old[8], hb_new[8], head[PT_ENTRY_FIXED + 255];
@@ -515,6 +519,7 @@ static void pt_handle_remove(struct petrel_fs *fs, struct petrel_fs_handle *h)
 
 int petrel_fs_dir_open(struct petrel_fs *fs, struct petrel_fs_dir *dir, const char *path)
 {
+    PT_REQUIRE_MOUNTED(fs);
     struct pt_lookup lk;
     int err = pt_lookup(fs, path, &lk, -1);
     if (err) return err;
@@ -534,6 +539,7 @@ int petrel_fs_dir_open(struct petrel_fs *fs, struct petrel_fs_dir *dir, const ch
 int petrel_fs_dir_read(struct petrel_fs *fs, struct petrel_fs_dir *dir,
                        struct petrel_fs_info *info)
 {
+    PT_REQUIRE_MOUNTED(fs);
     uint32_t guard;
     for (guard = 0; guard <= fs->block_count; guard++) {
         struct pt_mdir md;
@@ -589,6 +595,7 @@ int petrel_fs_dir_read(struct petrel_fs *fs, struct petrel_fs_dir *dir,
 
 int petrel_fs_dir_rewind(struct petrel_fs *fs, struct petrel_fs_dir *dir)
 {
+    PT_REQUIRE_MOUNTED(fs);
     (void)fs;
     memcpy(dir->pair, dir->head, sizeof(dir->pair));
     dir->have_last = 0;
@@ -600,6 +607,7 @@ int petrel_fs_dir_rewind(struct petrel_fs *fs, struct petrel_fs_dir *dir)
 
 int petrel_fs_dir_seek(struct petrel_fs *fs, struct petrel_fs_dir *dir, uint64_t off)
 {
+    PT_REQUIRE_MOUNTED(fs);
     struct petrel_fs_info info;
     int err = petrel_fs_dir_rewind(fs, dir);
     while (!err && dir->pos < off) {
@@ -612,12 +620,14 @@ int petrel_fs_dir_seek(struct petrel_fs *fs, struct petrel_fs_dir *dir, uint64_t
 
 int64_t petrel_fs_dir_tell(struct petrel_fs *fs, struct petrel_fs_dir *dir)
 {
+    PT_REQUIRE_MOUNTED(fs);
     (void)fs;
     return (int64_t)dir->pos;
 }
 
 int petrel_fs_dir_close(struct petrel_fs *fs, struct petrel_fs_dir *dir)
 {
+    PT_REQUIRE_MOUNTED(fs);
     pt_handle_remove(fs, &dir->h);
     return 0;
 }

@@ -336,6 +336,7 @@ static uint32_t pt_reg_struct(uint8_t *p, uint64_t size, uint32_t root, uint8_t 
 int petrel_fs_file_opencfg(struct petrel_fs *fs, struct petrel_fs_file *file, const char *path,
                            int flags, const struct petrel_fs_file_config *fcfg)
 {
+    PT_REQUIRE_MOUNTED(fs);
     struct pt_lookup lk;
     int err = pt_check_flags(flags);
     if (err) return err;
@@ -431,12 +432,14 @@ fail:
 int petrel_fs_file_open(struct petrel_fs *fs, struct petrel_fs_file *file, const char *path,
                         int flags)
 {
+    PT_REQUIRE_MOUNTED(fs);
     return petrel_fs_file_opencfg(fs, file, path, flags, NULL);
 }
 
 int64_t petrel_fs_file_read(struct petrel_fs *fs, struct petrel_fs_file *f, void *buf,
                             uint64_t size)
 {
+    PT_REQUIRE_MOUNTED(fs);
     uint8_t *out = (uint8_t *)buf;
     uint32_t pld = pt_page_payload(fs);
     uint64_t done = 0;
@@ -468,6 +471,7 @@ int64_t petrel_fs_file_read(struct petrel_fs *fs, struct petrel_fs_file *f, void
 int64_t petrel_fs_file_write(struct petrel_fs *fs, struct petrel_fs_file *f, const void *buf,
                              uint64_t size)
 {
+    PT_REQUIRE_MOUNTED(fs);
     const uint8_t *in = (const uint8_t *)buf;
     uint32_t pld = pt_page_payload(fs);
     uint64_t done = 0;
@@ -503,6 +507,7 @@ int64_t petrel_fs_file_write(struct petrel_fs *fs, struct petrel_fs_file *f, con
 int64_t petrel_fs_file_seek(struct petrel_fs *fs, struct petrel_fs_file *f, int64_t off,
                             int whence)
 {
+    PT_REQUIRE_MOUNTED(fs);
     int64_t base;
     if (whence == PETREL_SEEK_SET)
         base = 0;
@@ -520,18 +525,21 @@ int64_t petrel_fs_file_seek(struct petrel_fs *fs, struct petrel_fs_file *f, int6
 
 int64_t petrel_fs_file_tell(struct petrel_fs *fs, struct petrel_fs_file *f)
 {
+    PT_REQUIRE_MOUNTED(fs);
     (void)fs;
     return (int64_t)f->pos;
 }
 
 int64_t petrel_fs_file_size(struct petrel_fs *fs, struct petrel_fs_file *f)
 {
+    PT_REQUIRE_MOUNTED(fs);
     (void)fs;
     return (int64_t)f->size;
 }
 
 int petrel_fs_file_truncate(struct petrel_fs *fs, struct petrel_fs_file *f, uint64_t size)
 {
+    PT_REQUIRE_MOUNTED(fs);
     uint32_t pld = pt_page_payload(fs), ppb = pt_pages_per_block(fs);
     int err;
     if (!pt_file_writable(f)) return -PT_EBADF;
@@ -587,6 +595,7 @@ fail:
 
 int petrel_fs_file_sync(struct petrel_fs *fs, struct petrel_fs_file *f)
 {
+    PT_REQUIRE_MOUNTED(fs);
     uint32_t pld = pt_page_payload(fs);
     uint16_t tail_len = 0;
     struct pt_mdir md;
@@ -672,6 +681,7 @@ fail:
 
 int petrel_fs_file_close(struct petrel_fs *fs, struct petrel_fs_file *f)
 {
+    PT_REQUIRE_MOUNTED(fs);
     int err = 0;
     if (pt_file_writable(f)) {
         err = f->error ? f->error : petrel_fs_file_sync(fs, f);

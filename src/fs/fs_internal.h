@@ -29,6 +29,13 @@
 
 #define PT_NULL PETREL_FS_BLOCK_NULL
 
+/* Every public call but format and mount starts with this: a filesystem never mounted
+ * (zero-initialised), unmounted, or whose mount failed gives -PT_EINVAL, never a crash. */
+#define PT_REQUIRE_MOUNTED(fs)                                                                 \
+    do {                                                                                       \
+        if (!(fs) || !(fs)->mounted) return -PT_EINVAL;                                        \
+    } while (0)
+
 /* ---- On-disk record types (docs/SPEC-FS.md "Records"). ---- */
 enum pt_rec_type {
     PT_REC_SUPERBLOCK = 0x01,
@@ -76,7 +83,8 @@ struct pt_mdir {
     uint32_t next[2];   /* next pair in the thread (PT_NULL: end) */
     struct petrel_fs_gstate gdelta; /* XOR of this pair's deltas */
     uint32_t crc_xor;   /* XOR of the CRCs of the valid commits */
-    uint32_t log_crc;   /* CRC of every byte of the block before off (commits chain) */
+    uint32_t log_crc;   /* crc of the last valid commit: seed of the next one's */
+    uint32_t fcrc;      /* fcrc of the last valid commit */
     uint32_t ncommits;
     /* result of the lookup requested at fetch */
     uint8_t found;      /* 0 none, else PT_REC_ENTRY or PT_REC_DELETE */
@@ -170,6 +178,7 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
                    uint32_t old_pair[2]);
 int pt_mdir_create(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n);
 int pt_block_invalidate(struct petrel_fs *fs, uint32_t block);
+uint32_t pt_fcrc_size(const struct petrel_fs *fs);
 int pt_entry_decode(struct petrel_fs *fs, uint32_t block, const struct pt_rec_ref *rec,
                     struct pt_entry *e);
 int pt_pair_eq(const uint32_t a[2], const uint32_t b[2]);

@@ -3,12 +3,16 @@
  * CRC32C record. Fetch, append, compaction into the other block, relocation to a fresh
  * block, and splitting a full pair in two by name-hash range.
  *
- * Owns the log format of docs/SPEC-FS.md ("Metadata pairs"). Invariants: a commit is
- * appended only where the log proved the space erased (the previous commit's fcrc matched);
- * every commit is read back and compared with the expected CRC before it counts; a
- * compaction or split becomes visible only through its final CRC, so a power cut leaves the
- * old log in force. Records later in a log supersede earlier ones with the same key. This
- * file never allocates memory and never recurses; a log is re-scanned instead of cached.
+ * Owns the log format of docs/SPEC-FS.md ("Metadata pairs"). Invariants: each commit's CRC
+ * is seeded with the previous commit's, and a reader parses past a commit only when the
+ * fcrc window after it has changed since it was written, so bytes an erase left behind
+ * (stale commits included) never extend a log; a commit is appended only where the log ends
+ * with its window unchanged, and only when its own first window bytes change that window's
+ * CRC (else it would be invisible: compaction instead); the second block of a new pair holds
+ * no readable log; every commit is read back and compared with the expected CRC before it
+ * counts; a compaction or split becomes visible only through its final CRC, so a power cut
+ * leaves the old log in force. Records later in a log supersede earlier ones with the same key.
+ * This file never allocates memory and never recurses; a log is re-scanned instead of cached.
  */
 #include "fs/fs_internal.h"
 
@@ -90,13 +94,48 @@ static void pt_mdir_apply(struct pt_mdir *md, uint8_t type, const uint8_t *p, ui
     }
 }
 
-/* Scan one block's log: returns 1 if it holds at least one valid commit, 0 if none. */
+/* Bytes after a commit whose CRC the commit records (fcrc): the smallest multiple of
+ * prog_size that holds a CRC record, so every later commit programs all of them. */
+uint32_t pt_fcrc_size(const struct petrel_fs *fs)
+{
+    uint32_t min = PT_REC_HDR + PT_CRC_PAYLOAD;
+    return (min + fs->prog_size - 1) / fs->prog_size * fs->prog_size;
+}
+
+/* CRC of the fcrc window at off, read ahead like the records that follow it. */
+static int pt_window_crc(struct petrel_fs *fs, uint32_t block, uint32_t off, uint32_t size,
+                         uint32_t *crc)
+{
+    uint8_t tmp[64];
+    *crc = 0;
+    while (size > 0) {
+        uint32_t n = PT_MIN(size, (uint32_t)sizeof(tmp));
+        int err = pt_read(fs, block, off, tmp, n, PT_FETCH_HINT);
+        if (err) return err;
+        *crc = petrel_crc32c(*crc, tmp, n);
+        off += n;
+        size -= n;
+    }
+    return 0;
+}
+
+/*
+ * Scan one block's log: returns 1 if it holds at least one valid commit, 0 if none.
+ *
+ * The log is the longest chain of valid commits from offset 0 (docs/SPEC-FS.md 2.2): commit
+ * 1's crc covers the block from offset 0 through its fcrc field; commit k+1's crc is seeded
+ * with commit k's crc and covers commit k+1 through its fcrc field. After a valid commit k,
+ * the log continues only if the fcrc window that follows it no longer has the CRC fcrc_k
+ * recorded when k was written: an unchanged window means nothing was programmed there in
+ * this life of the block, whatever bytes (stale commits of an earlier life, random, erased)
+ * it holds, so they are never parsed.
+ */
 static int pt_mdir_scan(struct petrel_fs *fs, struct pt_mdir *out, uint32_t block,
                         const uint64_t *find_hash)
 {
     struct pt_mdir t, md;
     uint8_t hdr[PT_REC_HDR], tmp[32];
-    uint32_t pos, crc, last_fcrc = 0;
+    uint32_t pos, crc, fsize = pt_fcrc_size(fs);
     int valid = 0, err;
 
     memset(&md, 0, sizeof(md));
@@ -118,27 +157,31 @@ static int pt_mdir_scan(struct petrel_fs *fs, struct pt_mdir *out, uint32_t bloc
         if (type == 0 || type == 0xff || len > fs->block_size - pos - PT_REC_HDR) break;
         crc = petrel_crc32c(crc, hdr, PT_REC_HDR);
         if (type == PT_REC_CRC) {
-            uint32_t stored;
+            uint32_t stored, fcrc, window;
             if (len < PT_CRC_PAYLOAD) break;
             err = pt_read(fs, block, pos + PT_REC_HDR, tmp, 8, PT_FETCH_HINT);
             if (err) return err;
             crc = petrel_crc32c(crc, tmp, 4);
+            fcrc = pt_get_le32(tmp);
             stored = pt_get_le32(tmp + 4);
             if (stored != crc) break;
-            /* the next commit's CRC continues over this one's CRC and padding, so a stale
-             * commit left in the block from an earlier use can never validate */
-            crc = petrel_crc32c(crc, tmp + 4, 4);
-            err = pt_read_crc(fs, block, pos + PT_REC_HDR + PT_CRC_PAYLOAD,
-                              len - PT_CRC_PAYLOAD, &crc);
-            if (err) return err;
-            last_fcrc = pt_get_le32(tmp);
+            /* commit k+1's CRC is seeded with this one: it depends on the whole log */
             t.crc_xor ^= stored;
             t.ncommits++;
             t.off = pos + PT_REC_HDR + len;
             t.log_crc = crc;
+            t.fcrc = fcrc;
+            t.erased = 0;
             md = t;
             valid = 1;
             pos = t.off;
+            if (pos + fsize > fs->block_size) break; /* no room for another commit */
+            err = pt_window_crc(fs, block, pos, fsize, &window);
+            if (err) return err;
+            if (window == fcrc) {
+                md.erased = 1; /* nothing programmed after this commit: the log ends */
+                break;
+            }
             continue;
         }
         if (type == PT_REC_HEAD || type == PT_REC_THREAD || type == PT_REC_LO ||
@@ -163,13 +206,6 @@ static int pt_mdir_scan(struct petrel_fs *fs, struct pt_mdir *out, uint32_t bloc
         pos += PT_REC_HDR + len;
     }
     if (!valid) return 0;
-    md.erased = 0;
-    if (md.off + fs->prog_size <= fs->block_size) {
-        uint32_t c = 0;
-        err = pt_read_crc(fs, block, md.off, fs->prog_size, &c);
-        if (err) return err;
-        md.erased = c == last_fcrc;
-    }
     md.pair[0] = block;
     *out = md;
     return 1;
@@ -380,18 +416,21 @@ static int pt_emit_rec(struct petrel_fs *fs, struct pt_writer *w, const struct p
     return err;
 }
 
-/* Close a commit: CRC record with the erased-state CRC of the next program unit, padded so
- * the next commit starts aligned. */
-static int pt_emit_crc(struct petrel_fs *fs, struct pt_writer *w, uint32_t *crc_out)
+/* Close a commit: CRC record with the CRC of the fcrc window that follows it (as it is now,
+ * before anything is programmed there), then the commit CRC (w->crc: seeded with the previous
+ * commit's CRC, or 0 at offset 0, over this commit's bytes through fcrc), then padding so the
+ * next commit starts aligned. The CRC value and the padding are covered by no CRC. */
+static int pt_emit_crc(struct petrel_fs *fs, struct pt_writer *w, uint32_t *crc_out,
+                       uint32_t *fcrc_out)
 {
     uint32_t end = w->off + PT_REC_HDR + PT_CRC_PAYLOAD;
     uint32_t pad = (fs->prog_size - end % fs->prog_size) % fs->prog_size;
-    uint32_t fcrc = 0, crc;
+    uint32_t fcrc = 0, crc, fsize = pt_fcrc_size(fs);
     uint8_t tmp[4], zeros[16];
     int err;
     if (end + pad > fs->block_size) return -PT_ENOSPC;
-    if (!w->dry && end + pad + fs->prog_size <= fs->block_size) {
-        err = pt_read_crc(fs, w->block, end + pad, fs->prog_size, &fcrc);
+    if (!w->dry && end + pad + fsize <= fs->block_size) {
+        err = pt_read_crc(fs, w->block, end + pad, fsize, &fcrc);
         if (err) return err;
     }
     err = pt_emit_hdr(fs, w, PT_REC_CRC, PT_CRC_PAYLOAD + pad);
@@ -409,6 +448,7 @@ static int pt_emit_crc(struct petrel_fs *fs, struct pt_writer *w, uint32_t *crc_
         pad -= n;
     }
     if (crc_out) *crc_out = crc;
+    if (fcrc_out) *fcrc_out = fcrc;
     return err;
 }
 
@@ -499,7 +539,7 @@ static int pt_emit_compact(struct petrel_fs *fs, struct pt_writer *w, const stru
         if (!err) err = pt_writer_put(fs, w, tmp, PT_GSTATE_SIZE);
         if (err) return err;
     }
-    return pt_emit_crc(fs, w, NULL);
+    return pt_emit_crc(fs, w, NULL, NULL);
 }
 
 /* Size of a compacted log, or -PT_ENOSPC when it does not fit a block. */
@@ -564,12 +604,13 @@ static int pt_is_root(const struct pt_mdir *md)
 /* Track what a successful append changed, without re-reading the log. */
 static void pt_mdir_after_append(struct petrel_fs *fs, struct pt_mdir *md,
                                  const struct pt_rec *recs, int n, uint32_t end, uint32_t crc,
-                                 uint32_t log_crc)
+                                 uint32_t fcrc)
 {
     int i;
     md->off = end;
-    md->log_crc = log_crc;
-    md->erased = end + fs->prog_size <= fs->block_size;
+    md->log_crc = crc;
+    md->fcrc = fcrc;
+    md->erased = end + pt_fcrc_size(fs) <= fs->block_size;
     md->crc_xor ^= crc;
     md->ncommits++;
     md->found = 0;
@@ -578,29 +619,58 @@ static void pt_mdir_after_append(struct petrel_fs *fs, struct pt_mdir *md,
             pt_mdir_apply(md, recs[i].type, (const uint8_t *)recs[i].seg[0], recs[i].seglen[0]);
 }
 
+/* CRC of the first fcrc-window bytes of the commit w is writing: from the program cache
+ * while nothing of the commit is programmed yet, else read back from the device. */
+static int pt_commit_head_crc(struct petrel_fs *fs, const struct pt_writer *w, uint32_t *crc)
+{
+    uint32_t fsize = pt_fcrc_size(fs);
+    *crc = 0;
+    if (w->off - w->start < fsize) return -PT_ECORRUPT; /* a commit always covers its window */
+    if (fs->pcache.block == w->block && fs->pcache.off == w->start && fs->pcache.size >= fsize) {
+        *crc = petrel_crc32c(0, fs->pcache.buf, fsize);
+        return 0;
+    }
+    return pt_read_crc(fs, w->block, w->start, fsize, crc);
+}
+
+/*
+ * Append one commit after the log. The reader continues past commit k only when the fcrc
+ * window after it has changed (pt_mdir_scan), so a new commit whose first window bytes have
+ * the very CRC fcrc_k (the same bytes as the stale ones under it, or a CRC collision) would
+ * be invisible: it is abandoned (its programmed part, if any, is as invisible as the stale
+ * bytes) and -PT_ENOSPC sends the caller to compaction.
+ */
 static int pt_mdir_append(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs,
                           int n)
 {
     struct pt_writer w;
-    uint32_t crc;
+    uint32_t crc, fcrc, head;
     int err, i;
     /* measure first: an append that does not fit goes to compaction */
     pt_writer_init(fs, &w, md->pair[0], md->off, 1);
     err = 0;
     for (i = 0; i < n && !err; i++) err = pt_emit_rec(fs, &w, &recs[i]);
-    if (!err) err = pt_emit_crc(fs, &w, NULL);
+    if (!err) err = pt_emit_crc(fs, &w, NULL, NULL);
     if (err) return err;
     pt_writer_init(fs, &w, md->pair[0], md->off, 0);
-    w.crc = md->log_crc; /* the commit CRC continues the log's */
+    w.crc = md->log_crc; /* the commit CRC is seeded with the previous commit's */
     for (i = 0; i < n && !err; i++) err = pt_emit_rec(fs, &w, &recs[i]);
-    if (!err) err = pt_emit_crc(fs, &w, &crc);
+    if (!err) err = pt_emit_crc(fs, &w, &crc, &fcrc);
+    if (!err) err = pt_commit_head_crc(fs, &w, &head);
+    if (!err && head == md->fcrc) {
+        fs->pcache.size = 0; /* drop what is not programmed yet */
+        fs->pcache.block = PT_NULL;
+        petrel_log(PT_LOG_DEBUG, "fs", "block %u: a commit at %u would leave its window unchanged",
+                   (unsigned)md->pair[0], (unsigned)md->off);
+        err = -PT_ENOSPC;
+    }
     if (!err) err = pt_writer_flush(fs, &w);
     if (!err) err = pt_verify(fs, w.block, w.start, w.off - w.start, w.vcrc);
     if (err) {
         md->erased = 0;
         return err;
     }
-    pt_mdir_after_append(fs, md, recs, n, w.off, crc, w.crc);
+    pt_mdir_after_append(fs, md, recs, n, w.off, crc, fcrc);
     pt_links_remember(fs, md->pair, md->next, md->next_cont, md->next_split);
     return 0;
 }
@@ -693,11 +763,29 @@ static int pt_find_split(struct petrel_fs *fs, struct pt_compact *c, int64_t lim
     return 0;
 }
 
-/* On media whose erase may leave old contents (unknown erase value), zero the start of an
- * erased block so that an old log there can never be fetched again. */
+/*
+ * Make sure a just-erased block holds no log: it is about to be the second block of a new
+ * pair, where a valid log of a newer revision would be read instead of the pair's own. On
+ * media whose erase may leave old contents (unknown erase value) the start of the block is
+ * zeroed (revision 0, an invalid first record header). On media with an erase value the start
+ * must read back erased: an erase that silently did nothing (a worn block) gives -PT_ECORRUPT
+ * and the caller takes another block.
+ */
 int pt_block_invalidate(struct petrel_fs *fs, uint32_t block)
 {
-    if (fs->bd->erase_value >= 0) return 0;
+    uint32_t n = PT_MAX(fs->read_size, fs->prog_size), i;
+    int err;
+    if (fs->bd->erase_value >= 0) {
+        fs->pcache.block = PT_NULL;
+        err = pt_read_direct(fs, block, 0, fs->pcache.buf, n);
+        if (err) return err;
+        for (i = 0; i < n; i++)
+            if (fs->pcache.buf[i] != (uint8_t)fs->bd->erase_value) {
+                petrel_log(PT_LOG_WARN, "fs", "block %u did not erase, skipped", (unsigned)block);
+                return -PT_ECORRUPT;
+            }
+        return 0;
+    }
     memset(fs->pcache.buf, 0, fs->prog_size);
     fs->pcache.block = PT_NULL;
     return pt_prog_direct(fs, block, 0, fs->pcache.buf, fs->prog_size);

@@ -192,10 +192,14 @@ int petrel_fs_mount(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
     err = -PT_ECORRUPT;
     if (memcmp(sb, pt_magic, sizeof(pt_magic)) != 0) goto fail;
     version = pt_get_le32(sb + 8);
+    fs->image_version = version;
     bs = pt_get_le32(sb + 12);
     bc = pt_get_le32(sb + 16);
     ps = pt_get_le32(sb + 20);
     if ((version >> 16) != (PETREL_FS_VERSION >> 16)) {
+        petrel_log(PT_LOG_INFO, "fs", "image format %u.%u, this engine reads %u.x",
+                   (unsigned)(version >> 16), (unsigned)(version & 0xffff),
+                   (unsigned)(PETREL_FS_VERSION >> 16));
         err = -PT_EVERSION;
         goto fail;
     }
@@ -238,7 +242,9 @@ fail:
 
 int petrel_fs_unmount(struct petrel_fs *fs)
 {
-    int err = fs->mounted ? pt_sync(fs) : 0;
+    int err;
+    PT_REQUIRE_MOUNTED(fs);
+    err = pt_sync(fs);
     pt_fs_free(fs);
     fs->mounted = 0;
     fs->handles = NULL;
@@ -247,6 +253,7 @@ int petrel_fs_unmount(struct petrel_fs *fs)
 
 int petrel_fs_fsinfo(struct petrel_fs *fs, struct petrel_fs_fsinfo *info)
 {
+    PT_REQUIRE_MOUNTED(fs);
     memset(info, 0, sizeof(*info));
     info->version = PETREL_FS_VERSION;
     info->block_size = fs->block_size;

@@ -482,6 +482,9 @@ static const struct petrel_vfs_ops image_ops = {
     .destroy = image_destroy,
 };
 
+/* The version of the last image refused with -PT_EVERSION (petrel_vfs_image_refused_version). */
+static uint32_t image_refused_version;
+
 /* Open the device with one geometry and try to mount; on failure everything is closed. */
 static int try_mount(struct image_vfs *im, const char *path, uint32_t read_size, uint32_t prog_size,
                      uint32_t block_size)
@@ -495,10 +498,16 @@ static int try_mount(struct image_vfs *im, const char *path, uint32_t read_size,
     im->cfg.cache_size = block_size; /* a host has the RAM: whole-block caches */
     rc = petrel_fs_mount(&im->fs, &im->cfg);
     if (rc < 0) {
+        if (rc == -PT_EVERSION) image_refused_version = im->fs.image_version;
         petrel_bd_file_close(&im->file);
         return rc;
     }
     return 0;
+}
+
+uint32_t petrel_vfs_image_refused_version(void)
+{
+    return image_refused_version;
 }
 
 /*

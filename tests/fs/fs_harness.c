@@ -17,12 +17,29 @@
 #include "test.h"
 
 const struct fsh_geometry fsh_geometries[FSH_GEOMETRY_COUNT] = {
-    {"nor", 16, 16, 4096, 64, 0xff, PETREL_BD_EMU_PROG_STRICT, 256, 16},
-    {"emmc", 512, 512, 512, 256, PETREL_BD_EMU_ERASE_KEEP, PETREL_BD_EMU_PROG_RAW, 512, 16},
-    {"nand", 4096, 4096, 32768, 32, 0xff, PETREL_BD_EMU_PROG_NOR, 4096, 16},
-    {"tiny", 16, 16, 128, 256, 0x00, PETREL_BD_EMU_PROG_NOR, 128, 32},
-    {"nor1", 1, 1, 4096, 64, 0xff, PETREL_BD_EMU_PROG_NOR, 256, 16},
+    {"nor", 16, 16, 4096, 64, 0xff, PETREL_BD_EMU_PROG_STRICT, 256, 16, 0},
+    {"emmc", 512, 512, 512, 256, PETREL_BD_EMU_ERASE_KEEP, PETREL_BD_EMU_PROG_RAW, 512, 16, 0},
+    {"nand", 4096, 4096, 32768, 32, 0xff, PETREL_BD_EMU_PROG_NOR, 4096, 16, 0},
+    {"tiny", 16, 16, 128, 256, 0x00, PETREL_BD_EMU_PROG_NOR, 128, 32, 0},
+    {"nor1", 1, 1, 4096, 64, 0xff, PETREL_BD_EMU_PROG_NOR, 256, 16, 0},
 };
+
+/* clang-format off */
+#define FSH_MATRIX_ROW(size, count, cache, look)                                                 \
+    {#size "-ff", 16, 16, size, count, 0xff, PETREL_BD_EMU_PROG_NOR, cache, look, 0},             \
+    {#size "-00", 16, 16, size, count, 0x00, PETREL_BD_EMU_PROG_NOR, cache, look, 0},             \
+    {#size "-random", 16, 16, size, count, PETREL_BD_EMU_ERASE_RANDOM, PETREL_BD_EMU_PROG_RAW,    \
+     cache, look, 0},                                                                              \
+    {#size "-keep", 16, 16, size, count, PETREL_BD_EMU_ERASE_KEEP, PETREL_BD_EMU_PROG_RAW, cache, \
+     look, 0},                                                                                     \
+    {#size "-unreported", 16, 16, size, count, 0xff, PETREL_BD_EMU_PROG_NOR, cache, look, 1}
+
+const struct fsh_geometry fsh_matrix[FSH_MATRIX_SIZES * FSH_MATRIX_ERASES] = {
+    FSH_MATRIX_ROW(512, 128, 256, 16),
+    FSH_MATRIX_ROW(4096, 48, 256, 8),
+    FSH_MATRIX_ROW(65536, 24, 1024, 8),
+};
+/* clang-format on */
 
 void fsh_dev_init(struct fsh_dev *d, const struct fsh_geometry *g, uint64_t seed)
 {
@@ -40,6 +57,7 @@ void fsh_dev_init(struct fsh_dev *d, const struct fsh_geometry *g, uint64_t seed
     ec.prog_mode = g->prog_mode;
     ec.seed = seed;
     CHECK_OK(petrel_bd_emu_create(&d->bd, &d->emu, &ec));
+    if (g->report_no_erase) d->bd.erase_value = -1;
     d->read_buffer = calloc(1, g->cache_size);
     d->prog_buffer = calloc(1, g->cache_size);
     d->lookahead_buffer = calloc(1, g->lookahead_size);

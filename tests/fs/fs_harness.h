@@ -19,6 +19,7 @@ struct fsh_geometry {
     int32_t erase_value; /* enum petrel_bd_emu_erase */
     enum petrel_bd_emu_prog_mode prog_mode;
     uint32_t cache_size, lookahead_size;
+    int report_no_erase; /* the device reports erase_value -1 whatever its erase does */
 };
 
 /* NOR 16/16/4096 (strict programming), eMMC 512/512/512 (no erase), NAND 4096/4096/32768,
@@ -26,6 +27,20 @@ struct fsh_geometry {
 extern const struct fsh_geometry fsh_geometries[];
 #define FSH_GEOMETRY_COUNT 5
 enum { FSH_NOR = 0, FSH_EMMC = 1, FSH_NAND = 2, FSH_TINY = 3, FSH_NOR1 = 4 };
+
+/*
+ * The erase matrix: every erase behaviour — 0xff (NOR bits), 0x00 (NOR bits), RANDOM, KEEP
+ * (old contents stay, like an SD card) and a device that erases to 0xff but reports no erase
+ * value (-1) — at block sizes 512, 4096 and 65536, with 16-byte programs so that many commits
+ * share a block. fsh_matrix[size * FSH_MATRIX_ERASES + erase]. Devices without an erase value
+ * program raw: like an SD card they overwrite whatever is there (a torn program whose prefix
+ * equals the old bytes leaves nothing to tell it happened, and the engine may program there
+ * again, which a strict device would refuse although real media accept it).
+ */
+#define FSH_MATRIX_SIZES 3
+#define FSH_MATRIX_ERASES 5
+extern const struct fsh_geometry fsh_matrix[FSH_MATRIX_SIZES * FSH_MATRIX_ERASES];
+enum { FSH_M512 = 0, FSH_M4K = 1, FSH_M64K = 2 };
 
 /* An emulated device, its config and a filesystem. Must not move once set up. */
 struct fsh_dev {

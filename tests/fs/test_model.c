@@ -732,6 +732,34 @@ TEST_T(model_random_ops_cuts_flips_tiny, 300)
     model_run(test_seed(), MODEL_OPS, &fsh_geometries[FSH_TINY]);
 }
 
+/* The erase matrix at one block size: the model run under each erase behaviour in turn. Every
+ * directory takes two blocks and every file outside its entry one at least, so 64 KiB blocks
+ * get 64 of them (the matrix's 24 run out of blocks, not bytes, under the model's tree). */
+static void model_matrix(int size, uint64_t nops)
+{
+    int e;
+    for (e = 0; e < FSH_MATRIX_ERASES; e++) {
+        struct fsh_geometry g = fsh_matrix[size * FSH_MATRIX_ERASES + e];
+        if (g.block_size >= 65536) g.block_count = 64;
+        model_run(test_seed() + (uint64_t)e, nops, &g);
+    }
+}
+
+TEST_T(model_matrix512, 300)
+{
+    model_matrix(FSH_M512, MODEL_OPS / 2);
+}
+
+TEST_T(model_matrix4k, 300)
+{
+    model_matrix(FSH_M4K, MODEL_OPS / 2);
+}
+
+TEST_T(model_matrix64k, 300)
+{
+    model_matrix(FSH_M64K, MODEL_OPS / 6);
+}
+
 /* Fixed seeds that once lost a directory or failed a removal: removing a directory whose
  * parent's head relocates during the removal (the repair that relocation runs reclaims the
  * removed directory first; the removal must still succeed), on the eMMC geometry with

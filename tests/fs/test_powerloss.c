@@ -597,6 +597,8 @@ static void pl_restart(struct fsh_dev *d, struct petrel_bd_emu *snap, int round,
     CHECK_MSG(err == 0, "%s: mount of the starting image failed: %s", what, petrel_errname(err));
 }
 
+#define PL_STRIDE_64K 6
+
 /*
  * Sweep one scenario over one geometry; returns the number of power cuts simulated.
  * Round r mounts with allocator seed r (so blocks, and so the operations, differ between
@@ -613,6 +615,7 @@ static uint64_t pl_sweep(const struct fsh_geometry *g, const struct pl_scenario 
     int round, final, err;
     char what[160];
 
+    if (g->block_size >= 65536 && !test_soak()) stride *= PL_STRIDE_64K;
     fsh_dev_init(&d, g, test_seed());
     if (s->block_cycles) d.cfg.block_cycles = s->block_cycles;
     fsh_format_mount(&d);
@@ -684,21 +687,39 @@ static uint64_t pl_sweep(const struct fsh_geometry *g, const struct pl_scenario 
     return cuts;
 }
 
-static void pl_case(const char *scenario, int geometry, int rounds)
+static void pl_case_geo(const char *scenario, const struct fsh_geometry *g, int rounds)
 {
     size_t i;
     char name[64];
     for (i = 0; i < PT_ARRAY_SIZE(scenarios); i++) {
         if (strcmp(scenarios[i].name, scenario) != 0) continue;
-        snprintf(name, sizeof(name), "%s/%s", fsh_geometries[geometry].name, scenario);
-        fsh_powercuts_add(name, pl_sweep(&fsh_geometries[geometry], &scenarios[i], rounds));
+        snprintf(name, sizeof(name), "%s/%s", g->name, scenario);
+        fsh_powercuts_add(name, pl_sweep(g, &scenarios[i], rounds));
         return;
     }
     CHECK_MSG(0, "no scenario %s", scenario);
 }
 
+static void pl_case(const char *scenario, int geometry, int rounds)
+{
+    pl_case_geo(scenario, &fsh_geometries[geometry], rounds);
+}
+
+/* One block size of the erase matrix: every erase behaviour in turn. */
+static void pl_matrix(const char *scenario, int size, int rounds)
+{
+    int e;
+    for (e = 0; e < FSH_MATRIX_ERASES; e++)
+        pl_case_geo(scenario, &fsh_matrix[size * FSH_MATRIX_ERASES + e], rounds);
+}
+
 /* Rounds per sweep: half atomic, half torn, each with its own allocator seed. */
-#define PL_ROUNDS (test_soak() ? 64 : 16)
+#define PL_ROUNDS (test_soak() ? 64 : 8)
+/* Rounds per erase behaviour of the matrix. 64 KiB blocks make every cut expensive (1.5-block
+ * files, whole-block restores): they cut at every PL_STRIDE_64K-th operation, the offset moving
+ * with the round. */
+#define PL_MATRIX_ROUNDS (test_soak() ? 32 : 8)
+#define PL_MATRIX_ROUNDS_64K (test_soak() ? 16 : 4)
 
 #define PL_CASES(scn)                                                                              \
     TEST_T(powerloss_##scn##_nor, 300)                                                             \
@@ -720,6 +741,18 @@ static void pl_case(const char *scenario, int geometry, int rounds)
     TEST_T(powerloss_##scn##_nor1, 300)                                                            \
     {                                                                                              \
         pl_case(#scn, FSH_NOR1, PL_ROUNDS / 2);                                                    \
+    }                                                                                              \
+    TEST_T(powerloss_##scn##_matrix512, 300)                                                       \
+    {                                                                                              \
+        pl_matrix(#scn, FSH_M512, PL_MATRIX_ROUNDS);                                               \
+    }                                                                                              \
+    TEST_T(powerloss_##scn##_matrix4k, 300)                                                        \
+    {                                                                                              \
+        pl_matrix(#scn, FSH_M4K, PL_MATRIX_ROUNDS);                                                \
+    }                                                                                              \
+    TEST_T(powerloss_##scn##_matrix64k, 300)                                                       \
+    {                                                                                              \
+        pl_matrix(#scn, FSH_M64K, PL_MATRIX_ROUNDS_64K);                                           \
     }
 
 PL_CASES(create)

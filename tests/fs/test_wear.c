@@ -17,7 +17,7 @@
 #define W_FILES 4
 
 static const struct fsh_geometry wear_geo = {
-    "wear", 16, 16, 1024, 32, 0xff, PETREL_BD_EMU_PROG_STRICT, 256, 8};
+    "wear", 16, 16, 1024, 32, 0xff, PETREL_BD_EMU_PROG_STRICT, 256, 8, 0};
 
 /* Replace path atomically: write a temporary file, then rename it over path. */
 static int replace_file(struct petrel_fs *fs, const char *dir, const char *path, uint64_t seed,
@@ -37,8 +37,8 @@ static int replace_file(struct petrel_fs *fs, const char *dir, const char *path,
 }
 
 /* dir: "" for files in the root (whose pair never moves), "d/" for a subdirectory. */
-static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance, const char *dir,
-                     uint64_t max_iter, uint64_t seed)
+static void wear_run_geo(const struct fsh_geometry *geo, enum petrel_bd_emu_fault worn_fault,
+                         uint32_t endurance, const char *dir, uint64_t max_iter, uint64_t seed)
 {
     struct fsh_dev d;
     struct pt_prng g;
@@ -50,7 +50,11 @@ static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance, co
     int end = 0, bad_end = 0, lost = 0, i;
     char path[64];
 
-    fsh_dev_init(&d, &wear_geo, seed);
+    /* files of 50 bytes to 1.4 blocks of 1 KiB (scaled to the block size): live data stays
+     * under half the device */
+    uint32_t len_span = (uint32_t)((uint64_t)1400 * geo->block_size / 1024);
+
+    fsh_dev_init(&d, geo, seed);
     d.emu.cfg.endurance = endurance;
     d.emu.cfg.worn_fault = worn_fault;
     d.cfg.block_cycles = 8;
@@ -59,7 +63,7 @@ static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance, co
     if (dir[0]) CHECK_OK(petrel_fs_mkdir(&d.fs, "d"));
     for (iter = 1; iter <= max_iter && !end; iter++) {
         int k = (int)pt_prng_below(&g, W_FILES);
-        size_t len = 50 + (size_t)pt_prng_below(&g, 1400); /* live data stays under half */
+        size_t len = 50 + (size_t)pt_prng_below(&g, len_span);
         int err;
         snprintf(path, sizeof(path), "%sw%d", dir, k);
         err = replace_file(&d.fs, dir, path, iter, len);
@@ -73,7 +77,7 @@ static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance, co
         if (err == -PT_ENOSPC || err == -PT_EROFS) {
             test_log("ended with %s after %llu replacements, %lld of %u blocks in use",
                      petrel_errname(err), (unsigned long long)iter,
-                     (long long)petrel_fs_usage(&d.fs), wear_geo.block_count);
+                     (long long)petrel_fs_usage(&d.fs), geo->block_count);
             end = 1;
             break;
         }
@@ -123,7 +127,7 @@ static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance, co
         fsh_unmount(&d);
         CHECK_MSG(fsh_mount(&d) == 0, "mount after wear-out failed");
     }
-    for (b = 0; b < wear_geo.block_count; b++) {
+    for (b = 0; b < geo->block_count; b++) {
         uint32_t w = petrel_bd_emu_wear(&d.emu, b);
         total_wear += w;
         if (w > max_wear) max_wear = w;
@@ -131,29 +135,69 @@ static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance, co
     }
     test_log("wear: max %u, mean %.1f erases per block (endurance %u), %u of %u blocks worn; "
              "root pair blocks 0 and 1: %u, %u",
-             max_wear, (double)total_wear / wear_geo.block_count, endurance, worn,
-             wear_geo.block_count, petrel_bd_emu_wear(&d.emu, 0), petrel_bd_emu_wear(&d.emu, 1));
+             max_wear, (double)total_wear / geo->block_count, endurance, worn, geo->block_count,
+             petrel_bd_emu_wear(&d.emu, 0), petrel_bd_emu_wear(&d.emu, 1));
     if (endurance) {
         printf("    fs wear-out (%s, %s): max %u, mean %.1f erases per block, endurance %u\n",
                dir[0] ? "subdirectory" : "root",
                worn_fault == PETREL_BD_EMU_ERASE_ERROR ? "erase errors"
                : worn_fault == PETREL_BD_EMU_PROG_NOOP ? "programs do not stick"
                                                        : "program errors",
-               max_wear, (double)total_wear / wear_geo.block_count, endurance);
+               max_wear, (double)total_wear / geo->block_count, endurance);
         fflush(stdout);
     }
     CHECK_MSG(lost == 0, "%d acknowledged files lost (see above)", lost);
     /* Live data is under half the device: -PT_ENOSPC must mean the device wore out, not that
      * space ran short early. */
-    CHECK_MSG(endurance == 0 || total_wear * 2 >= (uint64_t)endurance * wear_geo.block_count,
+    CHECK_MSG(endurance == 0 || total_wear * 2 >= (uint64_t)endurance * geo->block_count,
               "-PT_ENOSPC at mean wear %.1f, under half the endurance %u: space ran out early",
-              (double)total_wear / wear_geo.block_count, endurance);
+              (double)total_wear / geo->block_count, endurance);
     CHECK_MSG(bad_end == 0, "wear-out ended with %s: only -PT_ENOSPC or -PT_EROFS may end it",
               petrel_errname(bad_end));
     fsh_dev_free(&d);
 }
 
+static void wear_run(enum petrel_bd_emu_fault worn_fault, uint32_t endurance, const char *dir,
+                     uint64_t max_iter, uint64_t seed)
+{
+    wear_run_geo(&wear_geo, worn_fault, endurance, dir, max_iter, seed);
+}
+
 #define WEAR_ENDURANCE (test_sanitized() ? 20 : 60)
+
+/*
+ * The erase matrix (fsh_matrix) at one block size: the device wears out under each erase
+ * behaviour in turn — worn blocks failing erases, then programs that do not stick, then
+ * program errors, by turns; files in the root and in a subdirectory by turns. 32 blocks.
+ */
+static void wear_matrix(int size)
+{
+    static const enum petrel_bd_emu_fault faults[3] = {
+        PETREL_BD_EMU_ERASE_ERROR, PETREL_BD_EMU_PROG_NOOP, PETREL_BD_EMU_PROG_ERROR};
+    int e;
+    for (e = 0; e < FSH_MATRIX_ERASES; e++) {
+        struct fsh_geometry geo = fsh_matrix[size * FSH_MATRIX_ERASES + e];
+        geo.block_count = 32;
+        test_log("%s:", geo.name);
+        wear_run_geo(&geo, faults[e % 3], WEAR_ENDURANCE, e % 2 ? "d/" : "", 200000,
+                     test_seed() + (uint64_t)e);
+    }
+}
+
+TEST_T(wear_out_matrix512, 240)
+{
+    wear_matrix(FSH_M512);
+}
+
+TEST_T(wear_out_matrix4k, 240)
+{
+    wear_matrix(FSH_M4K);
+}
+
+TEST_T(wear_out_matrix64k, 240)
+{
+    wear_matrix(FSH_M64K);
+}
 
 TEST_T(wear_out_erase_errors_subdir, 240)
 {
