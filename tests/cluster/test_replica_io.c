@@ -351,3 +351,541 @@ TEST(env_uv_malformed_bytes_close_the_connection)
     env_close_free(&loop, peer);
     CHECK_EQ(uv_loop_close(&loop), 0);
 }
+
+/* ---- an env that can hold fsyncs back (the disk is slow) ---------------------------------- */
+
+struct gate {
+    struct pt_env env;
+    struct pt_env *inner;
+    int hold;
+    int n_held;
+    struct {
+        int fd;
+        void (*done)(void *ctx, int status);
+        void *ctx;
+    } held[256];
+};
+
+static struct pt_env *in_of(struct pt_env *e)
+{
+    return ((struct gate *)e)->inner;
+}
+static uint64_t g_now(struct pt_env *e) { return pt_env_now(in_of(e)); }
+static uint64_t g_wall(struct pt_env *e) { return pt_env_wall_ms(in_of(e)); }
+static uint64_t g_random(struct pt_env *e) { return pt_env_random(in_of(e)); }
+static uint64_t g_timer(struct pt_env *e, uint64_t d, pt_env_cb cb, void *ctx)
+{
+    return pt_env_timer(in_of(e), d, cb, ctx);
+}
+static void g_cancel(struct pt_env *e, uint64_t id) { pt_env_cancel(in_of(e), id); }
+static int g_listen(struct pt_env *e, const char *self, pt_env_msg_cb cb, void *ctx)
+{
+    return pt_env_listen(in_of(e), self, cb, ctx);
+}
+static int g_send(struct pt_env *e, const char *to, const uint8_t *m, size_t len)
+{
+    return pt_env_send(in_of(e), to, m, len);
+}
+static int g_open(struct pt_env *e, const char *p, int f) { return pt_env_open(in_of(e), p, f); }
+static int g_close(struct pt_env *e, int fd) { return pt_env_close(in_of(e), fd); }
+static int64_t g_pread(struct pt_env *e, int fd, void *b, size_t n, uint64_t o)
+{
+    return pt_env_pread(in_of(e), fd, b, n, o);
+}
+static int g_pwrite(struct pt_env *e, int fd, const void *b, size_t n, uint64_t o)
+{
+    return pt_env_pwrite(in_of(e), fd, b, n, o);
+}
+static int g_truncate(struct pt_env *e, int fd, uint64_t s) { return pt_env_truncate(in_of(e), fd, s); }
+static int64_t g_size(struct pt_env *e, int fd) { return pt_env_size(in_of(e), fd); }
+static void g_fsync(struct pt_env *e, int fd, void (*done)(void *, int), void *ctx)
+{
+    struct gate *g = (struct gate *)e;
+    if (g->hold && g->n_held < 256) {
+        g->held[g->n_held].fd = fd;
+        g->held[g->n_held].done = done;
+        g->held[g->n_held].ctx = ctx;
+        g->n_held++;
+        return;
+    }
+    pt_env_fsync(g->inner, fd, done, ctx);
+}
+static int g_rename(struct pt_env *e, const char *a, const char *b) { return pt_env_rename(in_of(e), a, b); }
+static int g_unlink(struct pt_env *e, const char *p) { return pt_env_unlink(in_of(e), p); }
+static int g_mkdir(struct pt_env *e, const char *p) { return pt_env_mkdir(in_of(e), p); }
+static int g_fsync_dir(struct pt_env *e, const char *p) { return pt_env_fsync_dir(in_of(e), p); }
+static int g_list(struct pt_env *e, const char *p, char *b, size_t c) { return pt_env_list(in_of(e), p, b, c); }
+
+static const struct pt_env_ops gate_ops = {g_now,    g_wall,   g_random, g_timer,    g_cancel,
+                                           g_listen, g_send,   g_open,   g_close,    g_pread,
+                                           g_pwrite, g_truncate, g_size, g_fsync,    g_rename,
+                                           g_unlink, g_mkdir,  g_fsync_dir, g_list};
+
+static void gate_release(struct gate *g)
+{
+    int i;
+    g->hold = 0;
+    for (i = 0; i < g->n_held; i++)
+        pt_env_fsync(g->inner, g->held[i].fd, g->held[i].done, g->held[i].ctx);
+    g->n_held = 0;
+}
+
+/* ---- a counting state machine and a group of replicas --------------------------------------- */
+
+struct counter {
+    struct raft_fsm fsm;
+    uint64_t applied, sum;
+};
+
+static int counter_apply(struct raft_fsm *f, const struct raft_buffer *buf, void **result)
+{
+    struct counter *c = f->data;
+    CHECK_EQ(buf->len, 8);
+    c->applied++;
+    c->sum += pt_get_le64(buf->base);
+    *result = NULL;
+    return 0;
+}
+
+static int counter_snapshot(struct raft_fsm *f, struct raft_buffer *bufs[], unsigned *n)
+{
+    struct counter *c = f->data;
+    *bufs = raft_malloc(sizeof(**bufs));
+    CHECK(*bufs);
+    (*bufs)[0].len = 16;
+    (*bufs)[0].base = raft_malloc(16);
+    pt_put_le64((*bufs)[0].base, c->applied);
+    pt_put_le64((uint8_t *)(*bufs)[0].base + 8, c->sum);
+    *n = 1;
+    return 0;
+}
+
+static int counter_restore(struct raft_fsm *f, struct raft_buffer *buf)
+{
+    struct counter *c = f->data;
+    CHECK_EQ(buf->len, 16);
+    c->applied = pt_get_le64(buf->base);
+    c->sum = pt_get_le64((uint8_t *)buf->base + 8);
+    raft_free(buf->base);
+    return 0;
+}
+
+#define GROUP_MAX 3
+
+struct rep {
+    struct pt_env *uv;
+    struct gate gate;
+    struct raft_io io;
+    struct raft raft;
+    struct counter fsm;
+    char name[PT_ENV_ADDR_MAX];
+    int running, closed;
+};
+
+struct group {
+    uv_loop_t loop;
+    unsigned n, snapshot_every;
+    struct rep r[GROUP_MAX];
+};
+
+static int group_resolve(void *ctx, raft_id id, char *buf, size_t cap)
+{
+    struct group *g = ctx;
+    if (id == 0 || id > g->n || !g->r[id - 1].name[0]) return -PT_ENOENT;
+    snprintf(buf, cap, "%s", g->r[id - 1].name);
+    return 0;
+}
+
+static void rep_start(struct group *g, unsigned i)
+{
+    struct rep *r = &g->r[i];
+    struct pt_raft_io_config cfg;
+    struct raft_configuration conf;
+    char sub[16], err[300], bound[PT_ENV_ADDR_MAX];
+    unsigned k;
+    int rc;
+    snprintf(sub, sizeof(sub), "r%u", i);
+    r->uv = env_new(&g->loop, sub);
+    CHECK_OK(pt_env_uv_bind(r->uv, r->name[0] ? r->name : "127.0.0.1:0", bound, sizeof(bound)));
+    snprintf(r->name, sizeof(r->name), "%s", bound);
+    memset(&r->gate, 0, sizeof(r->gate));
+    r->gate.env.ops = &gate_ops;
+    r->gate.inner = r->uv;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.env = &r->gate.env;
+    cfg.cluster_id = 77;
+    cfg.group = PT_RAFT_GROUP(1, 0);
+    cfg.replicas = g->n;
+    cfg.listen = r->name;
+    cfg.resolve = group_resolve;
+    cfg.resolve_ctx = g;
+    rc = pt_raft_io_init(&r->io, &cfg, err, sizeof(err));
+    CHECK_MSG(rc == 0, "replica %u: %s", i, err);
+    memset(&r->fsm, 0, sizeof(r->fsm));
+    r->fsm.fsm.version = 1;
+    r->fsm.fsm.data = &r->fsm;
+    r->fsm.fsm.apply = counter_apply;
+    r->fsm.fsm.snapshot = counter_snapshot;
+    r->fsm.fsm.restore = counter_restore;
+    CHECK_EQ(raft_init(&r->raft, &r->io, &r->fsm.fsm, i + 1, sub), 0);
+    r->raft.data = r;
+    raft_configuration_init(&conf);
+    for (k = 0; k < g->n; k++) {
+        char nm[16];
+        snprintf(nm, sizeof(nm), "r%u", k);
+        CHECK_EQ(raft_configuration_add(&conf, k + 1, nm, RAFT_VOTER), 0);
+    }
+    rc = raft_bootstrap(&r->raft, &conf);
+    CHECK(rc == 0 || rc == RAFT_CANTBOOTSTRAP);
+    raft_configuration_close(&conf);
+    raft_set_election_timeout(&r->raft, 150);
+    raft_set_heartbeat_timeout(&r->raft, 20);
+    raft_set_pre_vote(&r->raft, true);
+    if (g->snapshot_every) {
+        raft_set_snapshot_threshold(&r->raft, g->snapshot_every);
+        raft_set_snapshot_trailing(&r->raft, 2);
+    }
+    CHECK_EQ(raft_start(&r->raft), 0);
+    r->running = 1;
+    r->closed = 0;
+}
+
+static void rep_closed(struct raft *raft)
+{
+    struct rep *r = raft->data;
+    r->closed = 1;
+}
+
+static void rep_stop(struct group *g, unsigned i)
+{
+    struct rep *r = &g->r[i];
+    if (!r->running) return;
+    raft_close(&r->raft, rep_closed);
+    CHECK(run_until(&g->loop, &r->closed, 5000));
+    pt_raft_io_free(&r->io);
+    env_close_free(&g->loop, r->uv);
+    r->running = 0;
+}
+
+static struct rep *group_leader(struct group *g, unsigned ms)
+{
+    uint64_t end = now_ms() + ms;
+    unsigned i;
+    while (now_ms() < end) {
+        for (i = 0; i < g->n; i++)
+            if (g->r[i].running && raft_state(&g->r[i].raft) == RAFT_LEADER) return &g->r[i];
+        run_for(&g->loop, 10);
+    }
+    CHECK_MSG(0, "no leader within %u ms", ms);
+    return NULL;
+}
+
+struct applied {
+    struct raft_apply req;
+    int done, status;
+};
+
+static void applied_cb(struct raft_apply *req, int status, void *result)
+{
+    struct applied *a = req->data;
+    (void)result;
+    a->done = 1;
+    a->status = status;
+}
+
+static void propose(struct rep *r, struct applied *a, uint64_t value)
+{
+    struct raft_buffer buf;
+    buf.len = 8;
+    buf.base = raft_malloc(8);
+    pt_put_le64(buf.base, value);
+    memset(a, 0, sizeof(*a));
+    a->req.data = a;
+    CHECK_EQ(raft_apply(&r->raft, &a->req, &buf, 1, applied_cb), 0);
+}
+
+/* Propose values 1..count at the leader, one after the other; wait for each. */
+static void propose_n(struct group *g, uint64_t from, unsigned count)
+{
+    unsigned i;
+    for (i = 0; i < count; i++) {
+        struct rep *l = group_leader(g, 5000);
+        struct applied a;
+        propose(l, &a, from + i);
+        CHECK_MSG(run_until(&g->loop, &a.done, 5000), "entry %u never applied", i);
+        if (a.status != 0) i--; /* leadership moved: propose again */
+    }
+}
+
+static void wait_applied(struct group *g, unsigned i, uint64_t count)
+{
+    uint64_t end = now_ms() + 10000;
+    while (g->r[i].fsm.applied < count && now_ms() < end)
+        run_for(&g->loop, 10);
+    CHECK_MSG(g->r[i].fsm.applied == count, "replica %u applied %llu of %llu", i,
+              (unsigned long long)g->r[i].fsm.applied, (unsigned long long)count);
+}
+
+static void group_init(struct group *g, unsigned n)
+{
+    memset(g, 0, sizeof(*g));
+    g->n = n;
+    uv_loop_init(&g->loop);
+}
+
+static void group_close(struct group *g)
+{
+    unsigned i;
+    for (i = 0; i < g->n; i++)
+        rep_stop(g, i);
+    uv_run(&g->loop, UV_RUN_NOWAIT);
+    CHECK_EQ(uv_loop_close(&g->loop), 0);
+}
+
+TEST(raftio_append_callback_waits_for_its_fsync)
+{
+    struct group g;
+    struct rep *l;
+    struct applied a;
+    group_init(&g, 1);
+    rep_start(&g, 0);
+    l = group_leader(&g, 5000);
+    propose_n(&g, 1, 3);
+    /* The disk holds its fsync: the entry must not be reported committed meanwhile. */
+    l->gate.hold = 1;
+    propose(l, &a, 100);
+    run_for(&g.loop, 300);
+    CHECK_MSG(!a.done, "an append was acknowledged before its fsync completed");
+    CHECK(l->gate.n_held > 0);
+    CHECK_EQ(l->fsm.applied, 3);
+    gate_release(&l->gate);
+    CHECK(run_until(&g.loop, &a.done, 5000));
+    CHECK_EQ(a.status, 0);
+    CHECK_EQ(l->fsm.applied, 4);
+    CHECK(pt_raft_io_stats(&l->io)->fsyncs >= 4);
+    group_close(&g);
+}
+
+TEST_T(raftio_three_replicas_replicate_fail_over_snapshot_and_restart, 120)
+{
+    struct group g;
+    struct rep *l;
+    unsigned i, old;
+    group_init(&g, 3);
+    g.snapshot_every = 16;
+    for (i = 0; i < 3; i++)
+        rep_start(&g, i);
+    propose_n(&g, 1, 30);
+    for (i = 0; i < 3; i++)
+        wait_applied(&g, i, 30);
+    /* The leader goes away; the others elect one and go on. */
+    l = group_leader(&g, 5000);
+    old = (unsigned)(l - g.r);
+    rep_stop(&g, old);
+    propose_n(&g, 31, 25);
+    /* Back from its directory, it catches up (through a snapshot: the log was compacted). */
+    rep_start(&g, old);
+    for (i = 0; i < 3; i++)
+        wait_applied(&g, i, 55);
+    for (i = 0; i < 3; i++)
+        CHECK_EQ(g.r[i].fsm.sum, 55 * 56 / 2);
+    {
+        char cmd[800];
+        snprintf(cmd, sizeof(cmd), "ls %s/r%u | grep -q '^snap-'", test_tmpdir(), old);
+        CHECK_MSG(system(cmd) == 0, "replica %u holds no snapshot", old);
+    }
+    /* Everyone restarts from disk: the committed state comes back. */
+    for (i = 0; i < 3; i++)
+        rep_stop(&g, i);
+    for (i = 0; i < 3; i++)
+        rep_start(&g, i);
+    propose_n(&g, 56, 1);
+    for (i = 0; i < 3; i++) {
+        wait_applied(&g, i, 56);
+        CHECK_EQ(g.r[i].fsm.sum, 56 * 57 / 2);
+    }
+    group_close(&g);
+}
+
+/* Names of the segment files in dir (newline-separated into buf), and how many. */
+static int segments(const char *dir, char names[][64], int max)
+{
+    char cmd[800];
+    FILE *p;
+    int n = 0;
+    snprintf(cmd, sizeof(cmd), "ls %s | grep '^seg-'", dir);
+    p = popen(cmd, "r");
+    CHECK(p);
+    while (n < max && fgets(names[n], 64, p)) {
+        names[n][strcspn(names[n], "\n")] = 0;
+        n++;
+    }
+    pclose(p);
+    return n;
+}
+
+/* pt_raft_io_init on directory `sub`: the error, with the message in err. */
+static int try_load(uv_loop_t *loop, const char *sub, char *err, size_t cap)
+{
+    struct pt_env *e = env_new(loop, sub);
+    struct pt_raft_io_config cfg;
+    struct raft_io io;
+    int rc;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.env = e;
+    cfg.replicas = 1;
+    cfg.listen = "127.0.0.1:0";
+    cfg.resolve = group_resolve;
+    err[0] = 0;
+    rc = pt_raft_io_init(&io, &cfg, err, cap);
+    if (rc == 0) pt_raft_io_free(&io);
+    env_close_free(loop, e);
+    return rc;
+}
+
+TEST(raftio_load_cuts_a_torn_tail_and_refuses_corruption)
+{
+    struct group g;
+    char dir[700], path[800], seg[4][64], err[400];
+    FILE *f;
+    int n;
+    group_init(&g, 1);
+    rep_start(&g, 0);
+    propose_n(&g, 1, 10);
+    rep_stop(&g, 0);
+    snprintf(dir, sizeof(dir), "%s/r0", test_tmpdir());
+    n = segments(dir, seg, 4);
+    CHECK(n >= 1);
+    /* A torn write at the tail: half a record of garbage. */
+    snprintf(path, sizeof(path), "%s/%s", dir, seg[n - 1]);
+    f = fopen(path, "ab");
+    CHECK(f);
+    fwrite("\x0b\0\0\0\0\0\0\0\x05\0\0\0\0\0\0\0\x0b\0\0\0torn", 1, 24, f);
+    fclose(f);
+    rep_start(&g, 0);
+    CHECK(pt_raft_io_stats(&g.r[0].io)->torn_bytes_cut >= 24);
+    propose_n(&g, 11, 1);
+    wait_applied(&g, 0, 11);
+    CHECK_EQ(g.r[0].fsm.sum, 66);
+    rep_stop(&g, 0);
+    group_close(&g);
+    uv_loop_init(&g.loop);
+    /* A flipped byte in the first record, with later batches behind it: refused. */
+    n = segments(dir, seg, 4);
+    snprintf(path, sizeof(path), "%s/%s", dir, seg[0]);
+    f = fopen(path, "r+b");
+    CHECK(f);
+    fseek(f, PT_RAFT_SEG_HEADER + PT_RAFT_REC_HEADER + 2, SEEK_SET);
+    fputc(0x5a, f);
+    fclose(f);
+    CHECK_EQ(try_load(&g.loop, "r0", err, sizeof(err)), -PT_ECORRUPT);
+    CHECK_MSG(strstr(err, "corrupt") != NULL, "message: %s", err);
+    /* A damaged term-and-vote file. */
+    snprintf(path, sizeof(path), "%s/r1", test_tmpdir());
+    CHECK_EQ(try_load(&g.loop, "r1", err, sizeof(err)), 0);
+    snprintf(path, sizeof(path), "%s/r1/meta", test_tmpdir());
+    f = fopen(path, "wb");
+    CHECK(f);
+    fwrite("not a meta file at all, 28b", 1, 28, f);
+    fclose(f);
+    CHECK_EQ(try_load(&g.loop, "r1", err, sizeof(err)), -PT_ECORRUPT);
+    /* A directory of libraft's own storage: one clear refusal. */
+    snprintf(path, sizeof(path), "%s/old", test_tmpdir());
+    CHECK_EQ(try_load(&g.loop, "old", err, sizeof(err)), 0);
+    snprintf(path, sizeof(path), "%s/old/metadata1", test_tmpdir());
+    f = fopen(path, "wb");
+    CHECK(f);
+    fclose(f);
+    CHECK_EQ(try_load(&g.loop, "old", err, sizeof(err)), -PT_EVERSION);
+    CHECK_MSG(strstr(err, "libraft") != NULL, "message: %s", err);
+    CHECK_EQ(uv_loop_close(&g.loop), 0);
+}
+
+/* Encode a RequestVote from `from` to `to` with the given ids, cluster and group. */
+static uint8_t *vote_msg(uint64_t cluster, uint32_t group, uint64_t from, uint64_t to,
+                         uint64_t candidate, size_t *len)
+{
+    struct pt_raft_msg_header h = {0, cluster, group, 0, from, to};
+    struct raft_message m;
+    uint8_t *buf;
+    memset(&m, 0, sizeof(m));
+    m.type = RAFT_IO_REQUEST_VOTE;
+    m.request_vote.term = 1000000;
+    m.request_vote.candidate_id = candidate;
+    m.request_vote.last_log_index = 1000000;
+    m.request_vote.last_log_term = 1000000;
+    CHECK_OK(pt_raft_msg_encode(&h, &m, &buf, len));
+    return buf;
+}
+
+TEST(raftio_bad_messages_are_dropped_and_counted)
+{
+    struct group g;
+    struct pt_env *intruder;
+    char iname[PT_ENV_ADDR_MAX];
+    const struct pt_raft_io_stats *st;
+    uint32_t grp = PT_RAFT_GROUP(1, 0);
+    uint64_t term_before;
+    uint8_t *m, junk[100];
+    size_t len;
+    unsigned i;
+    struct pt_prng pr;
+    pt_prng_seed(&pr, test_seed());
+    group_init(&g, 3);
+    for (i = 0; i < 3; i++)
+        rep_start(&g, i);
+    propose_n(&g, 1, 3);
+    intruder = env_new(&g.loop, "intruder");
+    CHECK_OK(pt_env_uv_bind(intruder, "127.0.0.1:0", iname, sizeof(iname)));
+    st = pt_raft_io_stats(&g.r[0].io);
+    term_before = g.r[0].raft.current_term;
+#define SEND_FROM(env, buf, n)                                                                     \
+    do {                                                                                           \
+        CHECK_OK(pt_env_send((env), g.r[0].name, (buf), (n)));                                     \
+        free(buf);                                                                                 \
+    } while (0)
+    m = vote_msg(78, grp, 2, 1, 2, &len); /* another cluster */
+    SEND_FROM(g.r[1].uv, m, len);
+    m = vote_msg(77, grp + 1, 2, 1, 2, &len); /* another group */
+    SEND_FROM(g.r[1].uv, m, len);
+    m = vote_msg(77, grp, 2, 3, 2, &len); /* not for replica 1 */
+    SEND_FROM(g.r[1].uv, m, len);
+    m = vote_msg(77, grp, 9, 1, 9, &len); /* no such replica */
+    SEND_FROM(intruder, m, len);
+    m = vote_msg(77, grp, 1, 1, 1, &len); /* claims to be the receiver */
+    SEND_FROM(intruder, m, len);
+    m = vote_msg(77, grp, 2, 1, 2, &len); /* claims replica 2 from another address */
+    SEND_FROM(intruder, m, len);
+    m = vote_msg(77, grp, 2, 1, 3, &len); /* from replica 2, for candidate 3: body refused */
+    SEND_FROM(g.r[1].uv, m, len);
+    m = vote_msg(77, grp, 2, 1, 2, &len); /* bad CRC */
+    m[len - 1] ^= 1;
+    SEND_FROM(g.r[1].uv, m, len);
+    for (i = 0; i < 50; i++) { /* random bytes */
+        pt_prng_fill(&pr, junk, sizeof(junk));
+        CHECK_OK(pt_env_send(g.r[1].uv, g.r[0].name, junk, 1 + pt_prng_below(&pr, sizeof(junk))));
+    }
+#undef SEND_FROM
+    {
+        uint64_t end = now_ms() + 5000;
+        while (now_ms() < end &&
+               st->drop_group + st->drop_sender + st->drop_address + st->drop_body + st->drop_crc +
+                       st->drop_header <
+                   58)
+            run_for(&g.loop, 10);
+    }
+    CHECK_EQ(st->drop_group, 3);
+    CHECK_EQ(st->drop_sender, 2);
+    CHECK_EQ(st->drop_address, 1);
+    CHECK_EQ(st->drop_body, 1);
+    CHECK_EQ(st->drop_crc, 1);
+    CHECK_EQ(st->drop_header, 50);
+    /* None of them moved the term (each carried term 1000000); the group still works. */
+    CHECK(g.r[0].raft.current_term < 1000);
+    CHECK(g.r[0].raft.current_term >= term_before);
+    propose_n(&g, 4, 2);
+    for (i = 0; i < 3; i++)
+        wait_applied(&g, i, 5);
+    env_close_free(&g.loop, intruder);
+    group_close(&g);
+}
