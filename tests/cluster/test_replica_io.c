@@ -889,3 +889,39 @@ TEST(raftio_bad_messages_are_dropped_and_counted)
     env_close_free(&g.loop, intruder);
     group_close(&g);
 }
+
+TEST(raftio_no_message_leaves_before_its_term_and_vote_are_durable)
+{
+    struct group g;
+    struct rep *l, *f;
+    uint64_t term0, sent;
+    unsigned i, old;
+    group_init(&g, 3);
+    for (i = 0; i < 3; i++)
+        rep_start(&g, i);
+    propose_n(&g, 1, 3);
+    l = group_leader(&g, 5000);
+    old = (unsigned)(l - g.r);
+    f = &g.r[(old + 1) % 3];
+    term0 = f->raft.current_term;
+    /* The follower's disk stalls; the leader goes away, so a new term begins. */
+    f->gate.hold = 1;
+    rep_stop(&g, old);
+    {
+        uint64_t end = now_ms() + 5000;
+        while (f->raft.current_term == term0 && now_ms() < end)
+            run_for(&g.loop, 1);
+    }
+    CHECK_MSG(f->raft.current_term > term0, "no new term within 5 s");
+    sent = pt_raft_io_stats(&f->io)->sent;
+    run_for(&g.loop, 500);
+    CHECK_MSG(pt_raft_io_stats(&f->io)->sent == sent,
+              "messages left before the new term was durable");
+    /* The disk catches up: the group elects a leader and serves. */
+    gate_release(&f->gate);
+    propose_n(&g, 4, 2);
+    rep_start(&g, old);
+    for (i = 0; i < 3; i++)
+        wait_applied(&g, i, 5);
+    group_close(&g);
+}
