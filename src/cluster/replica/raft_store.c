@@ -378,7 +378,8 @@ int pt_raft_store_load(struct pt_raft_io_impl *s, char *err, size_t err_cap)
          * crash before the old log was removed), are not part of the log. */
         if (s->n_loaded > 0 &&
             (s->start_index + s->n_loaded - 1 < si ||
-             s->loaded[si - s->start_index].term != s->loaded_snap->term))
+             (s->start_index <= si &&
+              s->loaded[si - s->start_index].term != s->loaded_snap->term)))
             loaded_drop_from(s, 0);
         if (s->n_loaded == 0) s->start_index = si + 1;
     } else if (s->n_loaded > 0 && s->start_index != 1) {
