@@ -275,6 +275,34 @@ TEST_T(cluster_leader_kill9_failover_time, 300)
     pc_stop(&c);
 }
 
+TEST_T(cluster_sigterm_leader_hands_over_before_stopping, 120)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    unsigned leader, k;
+    char name[32];
+    pc_start(&c, 1, 3, 1, 0);
+    cl = pc_client(&c, 20000);
+    files_write(cl, 0, 3);
+    for (k = 0; k < 3; k++) {
+        uint64_t t0, took;
+        CHECK_OK(pc_shard_leader(&c, 0, &leader));
+        snprintf(name, sizeof(name), "shard-0-%u", leader);
+        t0 = pc_now_ms();
+        pc_kill(&c, name, SIGTERM); /* returns once the process exited */
+        took = time_to_leader(&c, leader, t0);
+        test_log("SIGTERM to leader %s: a new leader after %llu ms", name, (unsigned long long)took);
+        /* Without the hand-over the followers would wait out an election timeout (250 ms). */
+        if (!test_sanitized())
+            CHECK_MSG(took < 200, "new leader only after %llu ms", (unsigned long long)took);
+        pc_restart_one(&c, name);
+        pc_wait_serving(&c, 20000);
+    }
+    files_check(cl, 3);
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
+
 /* Run `petrel shard` on dir and return its exit status, its first stderr line in line. */
 static int run_shard(const char *dir, const char *extra, char *line, size_t cap)
 {

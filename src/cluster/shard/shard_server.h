@@ -1,6 +1,7 @@
 /*
  * The shard server: one replica of one metadata shard. Runs a libuv loop with
- *  - a Raft member (libraft, raft_uv storage under DIR/raft, resolving TCP transport) whose log
+ *  - a Raft member (libraft over Petrel's Raft I/O, src/cluster/replica: log under DIR/raft,
+ *    validated messages on its Raft port) whose log
  *    is the write-ahead log of the shard state machine (shard_sm.h) stored under DIR/store;
  *  - a frame server (cluster/net) answering PT_MSG_SHARD_* requests: queries from the leader's
  *    store, state changes as Raft entries answered only once committed and applied;
