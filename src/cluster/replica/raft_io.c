@@ -107,6 +107,7 @@ void pt_raft_io_settled(struct pt_raft_io_impl *s)
             free(h);
         }
         s->held_tail = NULL;
+        s->n_held = 0;
     }
     if (s->closing && !s->closed_cb_queued && s->pending == 0 && !s->busy && !s->meta_busy) {
         s->closed_cb_queued = 1;
@@ -383,8 +384,9 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
         return defer(s, D_SEND, req, NULL, rc == -PT_ENOMEM ? RAFT_NOMEM : RAFT_TOOBIG);
     if (s->meta_busy || s->meta_dirty) {
         /* The term or vote this message may depend on is not durable yet. */
-        struct pt_raft_held *held = calloc(1, sizeof(*held));
+        struct pt_raft_held *held = s->n_held < PT_RAFT_HELD_MAX ? calloc(1, sizeof(*held)) : NULL;
         if (!held) {
+            s->stats.held_dropped++;
             free(buf);
             return defer(s, D_SEND, req, NULL, RAFT_NOMEM);
         }
@@ -396,6 +398,7 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
         else
             s->held = held;
         s->held_tail = held;
+        s->n_held++;
     } else {
         rc = pt_env_send(s->env, to, buf, len);
         free(buf);

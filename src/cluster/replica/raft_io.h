@@ -60,6 +60,7 @@ struct pt_raft_io_stats {
     uint64_t drop_address; /* transport-proven address is not the sender's */
     uint64_t drop_body;    /* body malformed or over a limit */
     uint64_t send_unresolved;
+    uint64_t held_dropped; /* messages dropped while PT_RAFT_HELD_MAX waited for a term/vote */
     uint64_t appends, append_writes, fsyncs, meta_writes;
     uint64_t torn_bytes_cut; /* cut from the log's tail at load */
 };

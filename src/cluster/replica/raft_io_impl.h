@@ -16,6 +16,7 @@
 #include "cluster/replica/raft_log.h"
 
 #define PT_RAFT_SEG_TARGET (8u << 20) /* start a new segment past this size */
+#define PT_RAFT_HELD_MAX 4096          /* messages held behind a term/vote write; more are dropped */
 
 enum pt_raft_op_type { OP_APPEND, OP_TRUNCATE, OP_SNAPSHOT, OP_SYNC };
 
@@ -89,6 +90,7 @@ struct pt_raft_io_impl {
     /* term and vote */
     int meta_busy, meta_dirty, meta_fd;
     struct pt_raft_held *held, *held_tail;
+    unsigned n_held;
 };
 
 /* raft_store.c */
