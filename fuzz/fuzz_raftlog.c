@@ -123,7 +123,8 @@ int pt_fuzz_raftlog(const uint8_t *data, size_t size)
     const uint8_t *body;
     size_t len;
     if (size < 1) return 0;
-    if (!scratch[0]) snprintf(scratch, sizeof(scratch), "/tmp/petrel-fuzz-raftlog-%d", (int)getpid());
+    if (!scratch[0])
+        snprintf(scratch, sizeof(scratch), "/tmp/petrel-fuzz-raftlog-%d", (int)getpid());
     nftw(scratch, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     FUZZ_CHECK(mkdir(scratch, 0755) == 0);
     body = data + 1;

@@ -15,7 +15,8 @@
 
 int cmd_cdc(int argc, char **argv)
 {
-    const char *replica = NULL, *replicas = NULL, *shards = NULL, *election = NULL, *heartbeat = NULL;
+    const char *replica = NULL, *replicas = NULL, *shards = NULL, *election = NULL,
+               *heartbeat = NULL;
     int verbose = 0, n;
     struct pt_cdc_config cfg;
     char err[512] = "";
@@ -65,8 +66,8 @@ int cmd_cdc(int argc, char **argv)
     if (election && (cli_parse_uint(election, 600000, &cfg.raft.election_timeout_ms) ||
                      cfg.raft.election_timeout_ms < 10))
         return cli_error("cdc", "bad --election-timeout-ms '%s' (10..600000)", election);
-    if (heartbeat && (cli_parse_uint(heartbeat, 600000, &cfg.raft.heartbeat_ms) ||
-                      cfg.raft.heartbeat_ms == 0))
+    if (heartbeat &&
+        (cli_parse_uint(heartbeat, 600000, &cfg.raft.heartbeat_ms) || cfg.raft.heartbeat_ms == 0))
         return cli_error("cdc", "bad --heartbeat-ms '%s' (1..600000)", heartbeat);
     if (verbose) petrel_log_set(petrel_log_stderr, NULL, PT_LOG_DEBUG);
     if (!cfg.registry || !cfg.dir || !replica)

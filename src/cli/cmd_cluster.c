@@ -380,7 +380,8 @@ static int cluster_start(int argc, char **argv)
     const struct cli_spec spec = {
         "cluster start",
         "--dir DIR [--shards N] [--replicas R] [--block-services B]\n"
-        "                    [--election-timeout-ms MS] [--heartbeat-ms MS] [--unsafe-no-fsync-check]",
+        "                    [--election-timeout-ms MS] [--heartbeat-ms MS] "
+        "[--unsafe-no-fsync-check]",
         "Run a whole Petrel cluster on this machine (loopback): registry, CDC, shards and\n"
         "block services as child processes, data and logs under DIR. Prints the registry's\n"
         "location (petrel://127.0.0.1:PORT) once it serves. Ctrl-C or SIGTERM stops it all;\n"

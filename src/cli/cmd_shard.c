@@ -83,8 +83,8 @@ int cmd_shard(int argc, char **argv)
     if (election && (cli_parse_uint(election, 600000, &cfg.raft.election_timeout_ms) ||
                      cfg.raft.election_timeout_ms < 10))
         return cli_error("shard", "bad --election-timeout-ms '%s' (10..600000)", election);
-    if (heartbeat && (cli_parse_uint(heartbeat, 600000, &cfg.raft.heartbeat_ms) ||
-                      cfg.raft.heartbeat_ms == 0))
+    if (heartbeat &&
+        (cli_parse_uint(heartbeat, 600000, &cfg.raft.heartbeat_ms) || cfg.raft.heartbeat_ms == 0))
         return cli_error("shard", "bad --heartbeat-ms '%s' (1..600000)", heartbeat);
     if (verbose) petrel_log_set(petrel_log_stderr, NULL, PT_LOG_DEBUG);
     if (!cfg.registry || !cfg.dir || !shard || !replica)

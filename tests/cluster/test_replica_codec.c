@@ -73,7 +73,9 @@ TEST(raftmsg_every_type_round_trips)
         memset(&m, 0, sizeof(m));
         m.type = (unsigned short)t;
         switch (t) {
-        case RAFT_IO_APPEND_ENTRIES: make_ae(&m, e, data, 8, &g); break;
+        case RAFT_IO_APPEND_ENTRIES:
+            make_ae(&m, e, data, 8, &g);
+            break;
         case RAFT_IO_APPEND_ENTRIES_RESULT:
             m.append_entries_result.term = pt_prng_next(&g);
             m.append_entries_result.rejected = pt_prng_next(&g);
@@ -128,7 +130,8 @@ TEST(raftmsg_every_type_round_trips)
             break;
         case RAFT_IO_APPEND_ENTRIES_RESULT:
             CHECK_EQ(d.append_entries_result.rejected, m.append_entries_result.rejected);
-            CHECK_EQ(d.append_entries_result.last_log_index, m.append_entries_result.last_log_index);
+            CHECK_EQ(d.append_entries_result.last_log_index,
+                     m.append_entries_result.last_log_index);
             break;
         case RAFT_IO_REQUEST_VOTE:
             CHECK_EQ(d.request_vote.last_log_term, m.request_vote.last_log_term);

@@ -370,14 +370,26 @@ static struct pt_env *in_of(struct pt_env *e)
 {
     return ((struct gate *)e)->inner;
 }
-static uint64_t g_now(struct pt_env *e) { return pt_env_now(in_of(e)); }
-static uint64_t g_wall(struct pt_env *e) { return pt_env_wall_ms(in_of(e)); }
-static uint64_t g_random(struct pt_env *e) { return pt_env_random(in_of(e)); }
+static uint64_t g_now(struct pt_env *e)
+{
+    return pt_env_now(in_of(e));
+}
+static uint64_t g_wall(struct pt_env *e)
+{
+    return pt_env_wall_ms(in_of(e));
+}
+static uint64_t g_random(struct pt_env *e)
+{
+    return pt_env_random(in_of(e));
+}
 static uint64_t g_timer(struct pt_env *e, uint64_t d, pt_env_cb cb, void *ctx)
 {
     return pt_env_timer(in_of(e), d, cb, ctx);
 }
-static void g_cancel(struct pt_env *e, uint64_t id) { pt_env_cancel(in_of(e), id); }
+static void g_cancel(struct pt_env *e, uint64_t id)
+{
+    pt_env_cancel(in_of(e), id);
+}
 static int g_listen(struct pt_env *e, const char *self, pt_env_msg_cb cb, void *ctx)
 {
     return pt_env_listen(in_of(e), self, cb, ctx);
@@ -386,8 +398,14 @@ static int g_send(struct pt_env *e, const char *to, const uint8_t *m, size_t len
 {
     return pt_env_send(in_of(e), to, m, len);
 }
-static int g_open(struct pt_env *e, const char *p, int f) { return pt_env_open(in_of(e), p, f); }
-static int g_close(struct pt_env *e, int fd) { return pt_env_close(in_of(e), fd); }
+static int g_open(struct pt_env *e, const char *p, int f)
+{
+    return pt_env_open(in_of(e), p, f);
+}
+static int g_close(struct pt_env *e, int fd)
+{
+    return pt_env_close(in_of(e), fd);
+}
 static int64_t g_pread(struct pt_env *e, int fd, void *b, size_t n, uint64_t o)
 {
     return pt_env_pread(in_of(e), fd, b, n, o);
@@ -396,8 +414,14 @@ static int g_pwrite(struct pt_env *e, int fd, const void *b, size_t n, uint64_t 
 {
     return pt_env_pwrite(in_of(e), fd, b, n, o);
 }
-static int g_truncate(struct pt_env *e, int fd, uint64_t s) { return pt_env_truncate(in_of(e), fd, s); }
-static int64_t g_size(struct pt_env *e, int fd) { return pt_env_size(in_of(e), fd); }
+static int g_truncate(struct pt_env *e, int fd, uint64_t s)
+{
+    return pt_env_truncate(in_of(e), fd, s);
+}
+static int64_t g_size(struct pt_env *e, int fd)
+{
+    return pt_env_size(in_of(e), fd);
+}
 static void g_fsync(struct pt_env *e, int fd, void (*done)(void *, int), void *ctx)
 {
     struct gate *g = (struct gate *)e;
@@ -410,16 +434,31 @@ static void g_fsync(struct pt_env *e, int fd, void (*done)(void *, int), void *c
     }
     pt_env_fsync(g->inner, fd, done, ctx);
 }
-static int g_rename(struct pt_env *e, const char *a, const char *b) { return pt_env_rename(in_of(e), a, b); }
-static int g_unlink(struct pt_env *e, const char *p) { return pt_env_unlink(in_of(e), p); }
-static int g_mkdir(struct pt_env *e, const char *p) { return pt_env_mkdir(in_of(e), p); }
-static int g_fsync_dir(struct pt_env *e, const char *p) { return pt_env_fsync_dir(in_of(e), p); }
-static int g_list(struct pt_env *e, const char *p, char *b, size_t c) { return pt_env_list(in_of(e), p, b, c); }
+static int g_rename(struct pt_env *e, const char *a, const char *b)
+{
+    return pt_env_rename(in_of(e), a, b);
+}
+static int g_unlink(struct pt_env *e, const char *p)
+{
+    return pt_env_unlink(in_of(e), p);
+}
+static int g_mkdir(struct pt_env *e, const char *p)
+{
+    return pt_env_mkdir(in_of(e), p);
+}
+static int g_fsync_dir(struct pt_env *e, const char *p)
+{
+    return pt_env_fsync_dir(in_of(e), p);
+}
+static int g_list(struct pt_env *e, const char *p, char *b, size_t c)
+{
+    return pt_env_list(in_of(e), p, b, c);
+}
 
-static const struct pt_env_ops gate_ops = {g_now,    g_wall,   g_random, g_timer,    g_cancel,
-                                           g_listen, g_send,   g_open,   g_close,    g_pread,
-                                           g_pwrite, g_truncate, g_size, g_fsync,    g_rename,
-                                           g_unlink, g_mkdir,  g_fsync_dir, g_list};
+static const struct pt_env_ops gate_ops = {g_now,    g_wall,     g_random,    g_timer, g_cancel,
+                                           g_listen, g_send,     g_open,      g_close, g_pread,
+                                           g_pwrite, g_truncate, g_size,      g_fsync, g_rename,
+                                           g_unlink, g_mkdir,    g_fsync_dir, g_list};
 
 static void gate_release(struct gate *g)
 {
@@ -868,10 +907,9 @@ TEST(raftio_bad_messages_are_dropped_and_counted)
 #undef SEND_FROM
     {
         uint64_t end = now_ms() + 5000;
-        while (now_ms() < end &&
-               st->drop_group + st->drop_sender + st->drop_address + st->drop_body + st->drop_crc +
-                       st->drop_header <
-                   58)
+        while (now_ms() < end && st->drop_group + st->drop_sender + st->drop_address +
+                                         st->drop_body + st->drop_crc + st->drop_header <
+                                     58)
             run_for(&g.loop, 10);
     }
     CHECK_EQ(st->drop_group, 3);

@@ -46,8 +46,10 @@ static long bytes_read(void *ctx, void *buf, size_t cap)
 static int bytes_check(void *ctx, const void *buf, size_t len)
 {
     struct bytes *b = ctx;
-    if (b->pos + len > b->len || memcmp(b->p + b->pos, buf, len) != 0) b->pos = SIZE_MAX / 2;
-    else b->pos += len;
+    if (b->pos + len > b->len || memcmp(b->p + b->pos, buf, len) != 0)
+        b->pos = SIZE_MAX / 2;
+    else
+        b->pos += len;
     return 0;
 }
 
@@ -256,8 +258,8 @@ TEST_T(cluster_leader_kill9_failover_time, 300)
         pc_kill(&c, name, SIGKILL);
         elected[k] = time_to_leader(&c, leader, t0);
         took[k] = time_to_serving(&c, cl, t0);
-        test_log("kill %u of leader %s: new leader after %llu ms, a client served after %llu ms",
-                 k, name, (unsigned long long)elected[k], (unsigned long long)took[k]);
+        test_log("kill %u of leader %s: new leader after %llu ms, a client served after %llu ms", k,
+                 name, (unsigned long long)elected[k], (unsigned long long)took[k]);
         pc_restart_one(&c, name);
         pc_wait_serving(&c, 20000);
     }
@@ -268,8 +270,10 @@ TEST_T(cluster_leader_kill9_failover_time, 300)
            KILLS, (unsigned long long)elected[KILLS / 2], (unsigned long long)elected[KILLS - 1],
            (unsigned long long)took[KILLS / 2], (unsigned long long)took[KILLS - 1]);
     if (!test_sanitized()) {
-        CHECK_MSG(took[KILLS / 2] < 1000, "median failover %llu ms", (unsigned long long)took[KILLS / 2]);
-        CHECK_MSG(took[KILLS - 1] < 2000, "slowest failover %llu ms", (unsigned long long)took[KILLS - 1]);
+        CHECK_MSG(took[KILLS / 2] < 1000, "median failover %llu ms",
+                  (unsigned long long)took[KILLS / 2]);
+        CHECK_MSG(took[KILLS - 1] < 2000, "slowest failover %llu ms",
+                  (unsigned long long)took[KILLS - 1]);
     }
     petrel_client_close(cl);
     pc_stop(&c);
@@ -291,7 +295,8 @@ TEST_T(cluster_sigterm_leader_hands_over_before_stopping, 120)
         t0 = pc_now_ms();
         pc_kill(&c, name, SIGTERM); /* returns once the process exited */
         took = time_to_leader(&c, leader, t0);
-        test_log("SIGTERM to leader %s: a new leader after %llu ms", name, (unsigned long long)took);
+        test_log("SIGTERM to leader %s: a new leader after %llu ms", name,
+                 (unsigned long long)took);
         /* Without the hand-over the followers would wait out an election timeout (250 ms). */
         if (!test_sanitized())
             CHECK_MSG(took < 200, "new leader only after %llu ms", (unsigned long long)took);

@@ -144,26 +144,44 @@ static void handle_freed(struct env_uv *u)
 static int err_of(int errnum)
 {
     switch (errnum) {
-    case ENOENT: return -PT_ENOENT;
-    case EEXIST: return -PT_EEXIST;
-    case ENOSPC: return -PT_ENOSPC;
-    case EDQUOT: return -PT_ENOSPC;
-    case ENOMEM: return -PT_ENOMEM;
+    case ENOENT:
+        return -PT_ENOENT;
+    case EEXIST:
+        return -PT_EEXIST;
+    case ENOSPC:
+        return -PT_ENOSPC;
+    case EDQUOT:
+        return -PT_ENOSPC;
+    case ENOMEM:
+        return -PT_ENOMEM;
     case EACCES:
-    case EPERM: return -PT_EACCES;
-    case ENOTDIR: return -PT_ENOTDIR;
-    case EISDIR: return -PT_EISDIR;
-    case EINVAL: return -PT_EINVAL;
-    case EBADF: return -PT_EBADF;
+    case EPERM:
+        return -PT_EACCES;
+    case ENOTDIR:
+        return -PT_ENOTDIR;
+    case EISDIR:
+        return -PT_EISDIR;
+    case EINVAL:
+        return -PT_EINVAL;
+    case EBADF:
+        return -PT_EBADF;
     case EMFILE:
-    case ENFILE: return -PT_EMFILE;
-    case ENAMETOOLONG: return -PT_ENAMETOOLONG;
-    case ENOTEMPTY: return -PT_ENOTEMPTY;
-    case EROFS: return -PT_EROFS;
-    case EFBIG: return -PT_EFBIG;
-    case EADDRINUSE: return -PT_EADDRINUSE;
-    case ECONNREFUSED: return -PT_ECONNREFUSED;
-    default: return -PT_EIO;
+    case ENFILE:
+        return -PT_EMFILE;
+    case ENAMETOOLONG:
+        return -PT_ENAMETOOLONG;
+    case ENOTEMPTY:
+        return -PT_ENOTEMPTY;
+    case EROFS:
+        return -PT_EROFS;
+    case EFBIG:
+        return -PT_EFBIG;
+    case EADDRINUSE:
+        return -PT_EADDRINUSE;
+    case ECONNREFUSED:
+        return -PT_ECONNREFUSED;
+    default:
+        return -PT_EIO;
     }
 }
 
@@ -927,8 +945,7 @@ static const struct pt_env_ops uv_ops = {
     .list = e_list,
 };
 
-int pt_env_uv_init(struct pt_env **out, uv_loop_t *loop, const char *dir, char *err,
-                   size_t err_cap)
+int pt_env_uv_init(struct pt_env **out, uv_loop_t *loop, const char *dir, char *err, size_t err_cap)
 {
     struct env_uv *u;
     uint64_t seed = 0;

@@ -25,11 +25,11 @@
 
 #include "cluster/env/env.h"
 
-#define PT_ENV_UV_RETRY_MS 50        /* between connection attempts to one destination */
+#define PT_ENV_UV_RETRY_MS 50            /* between connection attempts to one destination */
 #define PT_ENV_UV_QUEUE_MAX (128u << 20) /* bytes queued to one destination */
-#define PT_ENV_UV_QUEUE_COUNT 8192   /* messages queued to one destination */
+#define PT_ENV_UV_QUEUE_COUNT 8192       /* messages queued to one destination */
 #define PT_ENV_UV_BACKLOG 128
-#define PT_ENV_UV_CONNS_MAX 1024     /* accepted connections at a time */
+#define PT_ENV_UV_CONNS_MAX 1024 /* accepted connections at a time */
 
 struct pt_env_uv_stats {
     uint64_t accepted, rejected; /* connections accepted; closed for malformed bytes */

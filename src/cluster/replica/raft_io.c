@@ -275,8 +275,8 @@ static int io_set_vote(struct raft_io *io, raft_id server_id)
     return pt_raft_store_meta_write(s);
 }
 
-static int io_append(struct raft_io *io, struct raft_io_append *req, const struct raft_entry entries[],
-                     unsigned n, raft_io_append_cb cb)
+static int io_append(struct raft_io *io, struct raft_io_append *req,
+                     const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
 {
     struct pt_raft_io_impl *s = impl_of(io);
     struct pt_raft_op *op;
@@ -352,7 +352,8 @@ static int io_random(struct raft_io *io, int min, int max)
     return min + (int)(r % (uint64_t)(max - min));
 }
 
-static int io_async_work(struct raft_io *io, struct raft_io_async_work *req, raft_io_async_work_cb cb)
+static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
+                         raft_io_async_work_cb cb)
 {
     req->cb = cb;
     return defer(impl_of(io), D_WORK, req, NULL, 0);

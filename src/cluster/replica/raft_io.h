@@ -48,7 +48,7 @@ struct pt_raft_io_config {
 };
 
 /* A group number: kind 1 = shard, 2 = CDC (as enum pt_node_kind), number = shard number. */
-#define PT_RAFT_GROUP(kind, number) (((uint32_t)(kind) << 16) | ((uint32_t)(number) & 0xffffu))
+#define PT_RAFT_GROUP(kind, number) (((uint32_t)(kind) << 16) | ((uint32_t)(number)&0xffffu))
 
 /* What the replica counted; drops are per reason. */
 struct pt_raft_io_stats {

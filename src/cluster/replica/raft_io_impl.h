@@ -16,7 +16,7 @@
 #include "cluster/replica/raft_log.h"
 
 #define PT_RAFT_SEG_TARGET (8u << 20) /* start a new segment past this size */
-#define PT_RAFT_HELD_MAX 4096          /* messages held behind a term/vote write; more are dropped */
+#define PT_RAFT_HELD_MAX 4096         /* messages held behind a term/vote write; more are dropped */
 
 enum pt_raft_op_type { OP_APPEND, OP_TRUNCATE, OP_SNAPSHOT, OP_SYNC };
 
@@ -74,8 +74,8 @@ struct pt_raft_io_impl {
     uint64_t start_index;
     int load_done;
     /* the log */
-    uint64_t next_index;        /* logical */
-    uint64_t snap_index;        /* newest durable snapshot file, 0 if none */
+    uint64_t next_index; /* logical */
+    uint64_t snap_index; /* newest durable snapshot file, 0 if none */
     struct pt_raft_seg *segs;
     size_t n_segs, cap_segs;
     uint64_t next_seq;

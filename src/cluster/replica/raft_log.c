@@ -116,12 +116,12 @@ int pt_raft_seg_scan(const uint8_t *buf, size_t len, uint64_t first_index, pt_ra
     if (off >= len) return 0;
     /* A bad record: torn tail unless a record of a later batch was written after it. */
     for (probe = off + 8; probe + PT_RAFT_REC_HEADER + 4 <= len; probe += 8)
-        if (rec_parse(buf, len, probe, &rec) == 0 && rec.batch_first > expect)
-            return -PT_ECORRUPT;
+        if (rec_parse(buf, len, probe, &rec) == 0 && rec.batch_first > expect) return -PT_ECORRUPT;
     return 1;
 }
 
-void pt_raft_snap_header_encode(uint8_t out[PT_RAFT_SNAP_HEADER], const struct pt_raft_snap_header *h)
+void pt_raft_snap_header_encode(uint8_t out[PT_RAFT_SNAP_HEADER],
+                                const struct pt_raft_snap_header *h)
 {
     pt_put_le32(out, PT_RAFT_SNAP_MAGIC);
     pt_put_le16(out + 4, PT_RAFT_FILE_VERSION);

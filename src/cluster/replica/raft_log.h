@@ -63,7 +63,8 @@ struct pt_raft_snap_header {
     uint64_t index, term, conf_index, data_len;
     uint32_t conf_len;
 };
-void pt_raft_snap_header_encode(uint8_t out[PT_RAFT_SNAP_HEADER], const struct pt_raft_snap_header *h);
+void pt_raft_snap_header_encode(uint8_t out[PT_RAFT_SNAP_HEADER],
+                                const struct pt_raft_snap_header *h);
 /* 0, -PT_ECORRUPT or -PT_EVERSION. */
 int pt_raft_snap_header_decode(const uint8_t *buf, size_t len, struct pt_raft_snap_header *h);
 

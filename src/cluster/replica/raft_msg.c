@@ -12,13 +12,13 @@
 #include "petrel/common.h"
 #include "petrel/crc32c.h"
 
-#define RV_BODY 33   /* term, candidate, last index, last term, flags */
-#define RVR_BODY 10  /* term, granted, pre_vote */
-#define AE_FIXED 36  /* term, prev index, prev term, commit, count */
-#define AE_ENTRY 13  /* term, type, length */
-#define AER_BODY 24  /* term, rejected, last index */
-#define IS_FIXED 36  /* term, last index, last term, conf index, server count */
-#define TN_BODY 24   /* term, last index, last term */
+#define RV_BODY 33  /* term, candidate, last index, last term, flags */
+#define RVR_BODY 10 /* term, granted, pre_vote */
+#define AE_FIXED 36 /* term, prev index, prev term, commit, count */
+#define AE_ENTRY 13 /* term, type, length */
+#define AER_BODY 24 /* term, rejected, last index */
+#define IS_FIXED 36 /* term, last index, last term, conf index, server count */
+#define TN_BODY 24  /* term, last index, last term */
 
 size_t pt_raft_conf_size(const struct raft_configuration *c)
 {
@@ -54,10 +54,18 @@ int pt_raft_msg_encode(const struct pt_raft_msg_header *h, const struct raft_mes
     uint8_t *buf;
     uint32_t crc;
     switch (m->type) {
-    case RAFT_IO_REQUEST_VOTE: body = RV_BODY; break;
-    case RAFT_IO_REQUEST_VOTE_RESULT: body = RVR_BODY; break;
-    case RAFT_IO_APPEND_ENTRIES: n_entries = ae_fit(&m->append_entries, &body); break;
-    case RAFT_IO_APPEND_ENTRIES_RESULT: body = AER_BODY; break;
+    case RAFT_IO_REQUEST_VOTE:
+        body = RV_BODY;
+        break;
+    case RAFT_IO_REQUEST_VOTE_RESULT:
+        body = RVR_BODY;
+        break;
+    case RAFT_IO_APPEND_ENTRIES:
+        n_entries = ae_fit(&m->append_entries, &body);
+        break;
+    case RAFT_IO_APPEND_ENTRIES_RESULT:
+        body = AER_BODY;
+        break;
     case RAFT_IO_INSTALL_SNAPSHOT:
         if (m->install_snapshot.conf.n > PT_RAFT_MSG_SERVERS_MAX) return -PT_EINVAL;
         for (i = 0; i < m->install_snapshot.conf.n; i++)
@@ -67,8 +75,11 @@ int pt_raft_msg_encode(const struct pt_raft_msg_header *h, const struct raft_mes
                m->install_snapshot.data.len;
         if (body > PT_RAFT_MSG_MAX - PT_RAFT_MSG_HEADER) return -PT_E2BIG;
         break;
-    case RAFT_IO_TIMEOUT_NOW: body = TN_BODY; break;
-    default: return -PT_EINVAL;
+    case RAFT_IO_TIMEOUT_NOW:
+        body = TN_BODY;
+        break;
+    default:
+        return -PT_EINVAL;
     }
     total = PT_RAFT_MSG_HEADER + body;
     buf = malloc(total);
@@ -337,7 +348,8 @@ int pt_raft_msg_decode_body(const struct pt_raft_msg_header *h, const uint8_t *b
         t->last_log_term = pt_dec_u64(&c);
         break;
     }
-    default: return -PT_EPROTO;
+    default:
+        return -PT_EPROTO;
     }
     if (!pt_cursor_ok(&c) || pt_cursor_left(&c) != 0) {
         pt_raft_msg_release(m);

@@ -167,10 +167,10 @@ static int load_snapshot(struct pt_raft_io_impl *s, uint64_t index, char *err, s
     }
     rc = pt_raft_snap_header_decode(buf, len, &h);
     body = len - PT_RAFT_SNAP_HEADER;
-    if (rc == 0 && (h.index != index || len < PT_RAFT_SNAP_HEADER + 4 ||
-                    (uint64_t)body - 4 != (uint64_t)h.conf_len + h.data_len ||
-                    pt_get_le32(buf + len - 4) !=
-                        petrel_crc32c(0, buf + PT_RAFT_SNAP_HEADER, body - 4)))
+    if (rc == 0 &&
+        (h.index != index || len < PT_RAFT_SNAP_HEADER + 4 ||
+         (uint64_t)body - 4 != (uint64_t)h.conf_len + h.data_len ||
+         pt_get_le32(buf + len - 4) != petrel_crc32c(0, buf + PT_RAFT_SNAP_HEADER, body - 4)))
         rc = -PT_ECORRUPT;
     if (rc) {
         snprintf(err, err_cap, "snapshot %s is damaged (%s)", name, petrel_strerror(rc));
@@ -257,7 +257,8 @@ static int load_segment(struct pt_raft_io_impl *s, uint64_t seq, int last, char 
         loaded_drop_from(s, first); /* superseded by a truncation */
     } else if (s->n_loaded > 0 && first > have_last + 1) {
         if (!s->loaded_snap || first > s->loaded_snap->index + 1) {
-            snprintf(err, err_cap, "log segment %s starts at %" PRIu64 " after a gap (log ends at %" PRIu64 ")",
+            snprintf(err, err_cap,
+                     "log segment %s starts at %" PRIu64 " after a gap (log ends at %" PRIu64 ")",
                      name, first, have_last);
             free(buf);
             return -PT_ECORRUPT;
@@ -291,8 +292,9 @@ static int load_segment(struct pt_raft_io_impl *s, uint64_t seq, int last, char 
     s->open_size = valid_end;
     if (valid_end < len) {
         struct pt_raft_op *op;
-        petrel_log(PT_LOG_WARN, "raft", "log segment %s: cut a torn tail of %zu bytes after index %" PRIu64,
-                   name, len - valid_end, ctx.last);
+        petrel_log(PT_LOG_WARN, "raft",
+                   "log segment %s: cut a torn tail of %zu bytes after index %" PRIu64, name,
+                   len - valid_end, ctx.last);
         s->stats.torn_bytes_cut += len - valid_end;
         if ((rc = pt_env_truncate(s->env, s->open_fd, valid_end)) != 0) {
             snprintf(err, err_cap, "cannot cut the torn tail of %s: %s", name, petrel_strerror(rc));
@@ -378,8 +380,7 @@ int pt_raft_store_load(struct pt_raft_io_impl *s, char *err, size_t err_cap)
          * crash before the old log was removed), are not part of the log. */
         if (s->n_loaded > 0 &&
             (s->start_index + s->n_loaded - 1 < si ||
-             (s->start_index <= si &&
-              s->loaded[si - s->start_index].term != s->loaded_snap->term)))
+             (s->start_index <= si && s->loaded[si - s->start_index].term != s->loaded_snap->term)))
             loaded_drop_from(s, 0);
         if (s->n_loaded == 0) s->start_index = si + 1;
     } else if (s->n_loaded > 0 && s->start_index != 1) {
@@ -452,7 +453,8 @@ static void meta_synced(void *ctx, int status)
     if (status == 0 && s->meta_dirty) status = meta_start(s);
     if (status) {
         /* Not durable: stay silent (held messages never leave) rather than act on it. */
-        petrel_log(PT_LOG_ERROR, "raft", "writing term and vote failed: %s", petrel_strerror(status));
+        petrel_log(PT_LOG_ERROR, "raft", "writing term and vote failed: %s",
+                   petrel_strerror(status));
         s->failed = 1;
         s->meta_dirty = 1;
     }
@@ -549,7 +551,8 @@ static void queue_synced(void *ctx, int status)
     if (status) s->failed = 1;
     while ((op = s->inflight) != NULL) {
         s->inflight = op->next;
-        if (op->type == OP_APPEND && status == 0) s->segs[s->n_segs - 1].last = op->first_index + op->n - 1;
+        if (op->type == OP_APPEND && status == 0)
+            s->segs[s->n_segs - 1].last = op->first_index + op->n - 1;
         op_finish(s, op, status);
     }
     queue_run(s);
@@ -586,8 +589,8 @@ static int append_start(struct pt_raft_io_impl *s)
         for (i = 0; i < op->n; i++) {
             const struct raft_entry *e = &op->entries[i];
             if (e->buf.len > PT_RAFT_REC_MAX) return -PT_EFBIG;
-            pt_raft_rec_encode(s->wbuf + off, op->first_index + i, e->term, first,
-                               (uint8_t)e->type, e->buf.base, (uint32_t)e->buf.len);
+            pt_raft_rec_encode(s->wbuf + off, op->first_index + i, e->term, first, (uint8_t)e->type,
+                               e->buf.base, (uint32_t)e->buf.len);
             off += pt_raft_rec_size(e->buf.len);
         }
         if (op == last) break;
@@ -717,7 +720,9 @@ static void queue_run(struct pt_raft_io_impl *s)
             continue;
         }
         switch (s->head->type) {
-        case OP_APPEND: rc = append_start(s); break;
+        case OP_APPEND:
+            rc = append_start(s);
+            break;
         case OP_TRUNCATE:
             op = queue_pop(s);
             rc = truncate_start(s, op);
@@ -736,7 +741,8 @@ static void queue_run(struct pt_raft_io_impl *s)
             pt_env_fsync(s->env, s->open_fd, queue_synced, s);
             rc = 0;
             break;
-        default: rc = -PT_EINVAL;
+        default:
+            rc = -PT_EINVAL;
         }
         if (rc) {
             petrel_log(PT_LOG_ERROR, "raft", "log write failed: %s", petrel_strerror(rc));

@@ -31,7 +31,7 @@
 #define DISCOVERY_MS 400
 #define TICK_MS 100
 #define RAFT_PORT_FILE "raft.port" /* in the replica's dir: the Raft port of the last run */
-#define FUSE_MAGIC 0x65735546u    /* statfs f_type of FUSE filesystems */
+#define FUSE_MAGIC 0x65735546u     /* statfs f_type of FUSE filesystems */
 #define PROBE_NAME ".petrel-fsync-probe"
 
 struct proposal {
@@ -743,7 +743,8 @@ int pt_node_start(struct pt_raft_node **out, const struct pt_node_config *cfg, c
         return -PT_ENOMEM;
     }
     n->cfg = *cfg;
-    if (!n->cfg.raft.election_timeout_ms) n->cfg.raft.election_timeout_ms = PT_NODE_ELECTION_TIMEOUT_MS;
+    if (!n->cfg.raft.election_timeout_ms)
+        n->cfg.raft.election_timeout_ms = PT_NODE_ELECTION_TIMEOUT_MS;
     if (!n->cfg.raft.heartbeat_ms) n->cfg.raft.heartbeat_ms = PT_NODE_HEARTBEAT_MS;
     if (n->cfg.raft.heartbeat_ms >= n->cfg.raft.election_timeout_ms) {
         snprintf(err, err_cap, "--heartbeat-ms (%u) must be below --election-timeout-ms (%u)",
@@ -764,8 +765,8 @@ int pt_node_start(struct pt_raft_node **out, const struct pt_node_config *cfg, c
         free(n);
         return -PT_EIO;
     }
-    if ((rc = pt_node_check_data_dir(n->raft_dir, cfg->raft.unsafe_no_fsync_check, err,
-                                     err_cap)) != 0) {
+    if ((rc = pt_node_check_data_dir(n->raft_dir, cfg->raft.unsafe_no_fsync_check, err, err_cap)) !=
+        0) {
         free(n->entry);
         free(n);
         return rc;
