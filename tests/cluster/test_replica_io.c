@@ -963,3 +963,48 @@ TEST(raftio_no_message_leaves_before_its_term_and_vote_are_durable)
         wait_applied(&g, i, 5);
     group_close(&g);
 }
+
+TEST(raftio_appends_behind_an_fsync_share_one_write_and_fsync)
+{
+    struct group g;
+    struct rep *l;
+    struct applied a[64];
+    const struct pt_raft_io_stats *st;
+    uint64_t appends0, writes0, fsyncs0;
+    unsigned i;
+    int all = 0;
+    group_init(&g, 1);
+    rep_start(&g, 0);
+    l = group_leader(&g, 5000);
+    propose_n(&g, 1, 1);
+    st = pt_raft_io_stats(&l->io);
+    appends0 = st->appends;
+    writes0 = st->append_writes;
+    fsyncs0 = st->fsyncs;
+    /* The disk is busy with one fsync while 64 proposals arrive. */
+    l->gate.hold = 1;
+    propose(l, &a[0], 1000);
+    run_for(&g.loop, 50);
+    for (i = 1; i < 64; i++)
+        propose(l, &a[i], 1000 + i);
+    run_for(&g.loop, 50);
+    gate_release(&l->gate);
+    while (!all) {
+        all = 1;
+        for (i = 0; i < 64 && all; i++)
+            if (!a[i].done) {
+                all = 0;
+                CHECK_MSG(run_until(&g.loop, &a[i].done, 5000), "append %u never done", i);
+            }
+    }
+    for (i = 0; i < 64; i++)
+        CHECK_EQ(a[i].status, 0);
+    test_log("64 appends: %llu writes, %llu fsyncs",
+             (unsigned long long)(st->append_writes - writes0),
+             (unsigned long long)(st->fsyncs - fsyncs0));
+    CHECK_EQ(st->appends - appends0, 64);
+    CHECK_MSG(st->append_writes - writes0 <= 3, "%llu writes for 64 appends",
+              (unsigned long long)(st->append_writes - writes0));
+    CHECK_EQ(l->fsm.applied, 65);
+    group_close(&g);
+}
