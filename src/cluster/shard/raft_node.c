@@ -96,6 +96,7 @@ struct pt_raft_node {
     /* discovery */
     struct discovery disc;
     int disc_running;
+    raft_term disc_led_term; /* term in which a round announced this node as leader */
     uint64_t last_disc_ms;
     struct pt_node_service services[PT_NODE_MAX_SERVICES];
     size_t n_services;
@@ -283,12 +284,18 @@ static void barrier_start(struct pt_raft_node *n)
     }
 }
 
+static void discovery_start(struct pt_raft_node *n);
+
 static void flush_cb(uv_check_t *h)
 {
     struct pt_raft_node *n = h->data;
     batch_submit(n);
-    /* Checked every loop turn, not every tick: a new leader serves as soon as it can. */
+    /* Checked every loop turn, not every tick: a new leader serves as soon as it can, and tells
+     * the registry at once (clients ask it where the leader is). */
     barrier_start(n);
+    if (raft_state(&n->raft) == RAFT_LEADER && n->disc_led_term != n->raft.current_term &&
+        !n->disc_running)
+        discovery_start(n);
 }
 
 /* ---- discovery ------------------------------------------------------------------------------ */
@@ -409,6 +416,7 @@ static void discovery_start(struct pt_raft_node *n)
     d->self.shard = (uint8_t)n->cfg.shard;
     d->self.replica = (uint8_t)n->cfg.replica;
     d->self.leader = raft_state(&n->raft) == RAFT_LEADER;
+    if (d->self.leader) n->disc_led_term = n->raft.current_term;
     snprintf(d->self.addr, sizeof(d->self.addr), "%s", pt_server_address(n->server));
     memcpy(d->known, n->peers, sizeof(d->known));
     d->n_known_secrets = 0;
