@@ -169,9 +169,24 @@ static int count_entry(void *ctx, const struct petrel_dirent *e)
 }
 
 /* Ready = the root lists, and the registry knows every block service. */
+/* Whether every shard's leader heartbeated (starting a discovery round, which lists the block
+ * services) after `since`: then the leaders know the block services the registry had then. */
+static int shards_heard_since(struct pc_cluster *c, uint64_t since)
+{
+    struct pt_reg_replica *v = NULL;
+    size_t n = 0, i;
+    unsigned fresh_leaders = 0;
+    struct pt_call_opts o = {.timeout_ms = 500, .retry_budget_ms = 1};
+    if (pt_reg_list_shards(c->registry, PT_REG_ALL_SHARDS, &v, &n, &o) != 0) return 0;
+    for (i = 0; i < n; i++)
+        if (v[i].leader && !v[i].stale && pc_now_ms() - since > v[i].age_ms) fresh_leaders++;
+    free(v);
+    return fresh_leaders >= c->shards;
+}
+
 uint64_t pc_wait_serving(struct pc_cluster *c, unsigned timeout_ms)
 {
-    uint64_t start = pc_now_ms();
+    uint64_t start = pc_now_ms(), blocks_since = 0;
     struct petrel_client *cl = pc_client(c, 1000);
     int rc = -1;
     while (pc_now_ms() - start < timeout_ms) {
@@ -184,7 +199,10 @@ uint64_t pc_wait_serving(struct pc_cluster *c, unsigned timeout_ms)
             for (i = 0; i < nb; i++)
                 live += v[i].addr[0] && !v[i].stale;
             free(v);
-            if (live >= c->blocks) break;
+            /* Leaders may be elected before their discovery saw the block services: wait for
+             * a round of every shard replica after all block services were live. */
+            if (live >= c->blocks && !blocks_since) blocks_since = pc_now_ms();
+            if (live >= c->blocks && shards_heard_since(c, blocks_since)) break;
         }
         rc = -1;
         usleep(50000);

@@ -1,6 +1,7 @@
 /*
  * The shard server: one replica of one metadata shard. Runs a libuv loop with
- *  - a Raft member (libraft, raft_uv storage under DIR/raft, resolving TCP transport) whose log
+ *  - a Raft member (libraft over Petrel's Raft I/O, src/cluster/replica: log under DIR/raft,
+ *    validated messages on its Raft port) whose log
  *    is the write-ahead log of the shard state machine (shard_sm.h) stored under DIR/store;
  *  - a frame server (cluster/net) answering PT_MSG_SHARD_* requests: queries from the leader's
  *    store, state changes as Raft entries answered only once committed and applied;
@@ -11,6 +12,8 @@
 #define PETREL_CLUSTER_SHARD_SERVER_H
 
 #include <stdint.h>
+
+#include "cluster/shard/raft_node.h"
 
 #define PT_MSG_SHARD_REQ 0x0301 /* body: a shard request (shard_msgs.h) */
 /* PT_MSG_NODE_INFO (0x0302, raft_node.h) is answered too. */
@@ -24,6 +27,7 @@ struct pt_shard_config {
     const char *host;          /* address to listen on (port chosen by the OS) */
     unsigned snapshot_entries; /* compact the log every this many entries; 0 = 4096 */
     uint64_t retention_ms;     /* deleted files are kept this long before GC; 0 = 24 h */
+    struct pt_node_raft_options raft; /* timing, fsync check */
 };
 
 /* Run until SIGINT/SIGTERM: 0, or a negative PT_E* when start-up failed (err names what). */
