@@ -145,12 +145,17 @@ struct petrel_fs_cache {
  * directory's chain of pairs through them without reading the pairs it only passes). */
 #define PETREL_FS_LINK_CACHE 32
 
-/* A remembered thread link of a pair (valid until either block is programmed or erased). */
+/* A remembered pair (valid until either block is programmed or erased): its thread link and
+ * the extent of its log as last validated, so that reading it again needs no CRC pass. */
 struct petrel_fs_link {
-    uint32_t pair[2];     /* PETREL_FS_BLOCK_NULL when unused */
+    uint32_t pair[2];     /* PETREL_FS_BLOCK_NULL when unused; pair[0] holds the log */
     uint32_t next[2];
     uint64_t next_split;
+    uint32_t rev, off;    /* revision and end of the valid log in pair[0] */
+    uint32_t log_crc;     /* CRC of the log up to off (an append continues it) */
+    uint32_t crc_xor;     /* XOR of the log's commit CRCs */
     uint8_t next_cont;
+    uint8_t erased;       /* the space after off is known erased */
 };
 
 /* Global state: the XOR of all deltas in all metadata logs (docs/SPEC-FS.md). */

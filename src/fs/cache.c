@@ -20,24 +20,28 @@ static void pt_links_drop(struct petrel_fs *fs, uint32_t block)
             fs->links[i].pair[0] = fs->links[i].pair[1] = PT_NULL;
 }
 
-void pt_links_remember(struct petrel_fs *fs, const uint32_t pair[2], const uint32_t next[2],
-                       int next_cont, uint64_t next_split)
+void pt_links_remember(struct petrel_fs *fs, const struct pt_mdir *md)
 {
     struct petrel_fs_link *l;
     uint32_t i;
     for (i = 0; i < PETREL_FS_LINK_CACHE; i++)
-        if (pt_pair_eq(fs->links[i].pair, pair)) break;
+        if (pt_pair_eq(fs->links[i].pair, md->pair)) break;
     if (i == PETREL_FS_LINK_CACHE) {
         i = fs->link_next;
         fs->link_next = (fs->link_next + 1) % PETREL_FS_LINK_CACHE;
     }
     l = &fs->links[i];
-    l->pair[0] = pair[0];
-    l->pair[1] = pair[1];
-    l->next[0] = next[0];
-    l->next[1] = next[1];
-    l->next_cont = (uint8_t)(next_cont ? 1 : 0);
-    l->next_split = next_split;
+    l->pair[0] = md->pair[0];
+    l->pair[1] = md->pair[1];
+    l->next[0] = md->next[0];
+    l->next[1] = md->next[1];
+    l->next_cont = (uint8_t)(md->next_cont ? 1 : 0);
+    l->next_split = md->next_split;
+    l->rev = md->rev;
+    l->off = md->off;
+    l->log_crc = md->log_crc;
+    l->crc_xor = md->crc_xor;
+    l->erased = md->erased;
 }
 
 const struct petrel_fs_link *pt_links_find(struct petrel_fs *fs, const uint32_t pair[2])
@@ -212,7 +216,7 @@ int pt_writer_put(struct petrel_fs *fs, struct pt_writer *w, const void *buf, ui
 {
     const uint8_t *in = (const uint8_t *)buf;
     struct petrel_fs_cache *p = &fs->pcache;
-    if (size > fs->block_size - w->off) return -PT_ENOSPC;
+    if (w->dry != PT_WRITER_MEASURE && size > fs->block_size - w->off) return -PT_ENOSPC;
     if (w->dry) {
         w->off += size;
         return 0;

@@ -127,8 +127,8 @@ int pt_prog_direct(struct petrel_fs *fs, uint32_t block, uint32_t off, const voi
 int pt_verify(struct petrel_fs *fs, uint32_t block, uint32_t off, uint32_t size,
               uint32_t expect_crc);
 void pt_cache_drop(struct petrel_fs *fs, uint32_t block);
-void pt_links_remember(struct petrel_fs *fs, const uint32_t pair[2], const uint32_t next[2],
-                       int next_cont, uint64_t next_split);
+struct pt_mdir;
+void pt_links_remember(struct petrel_fs *fs, const struct pt_mdir *md);
 const struct petrel_fs_link *pt_links_find(struct petrel_fs *fs, const uint32_t pair[2]);
 void pt_links_clear(struct petrel_fs *fs);
 int pt_sync(struct petrel_fs *fs);
@@ -140,8 +140,9 @@ struct pt_writer {
     uint32_t off;    /* next offset */
     uint32_t crc;    /* CRC since the commit start */
     uint32_t vcrc;   /* CRC of everything written since start */
-    int dry;         /* count only */
+    int dry;         /* count only (PT_WRITER_MEASURE: and past the block end) */
 };
+#define PT_WRITER_MEASURE 2
 void pt_writer_init(struct petrel_fs *fs, struct pt_writer *w, uint32_t block, uint32_t off,
                     int dry);
 int pt_writer_put(struct petrel_fs *fs, struct pt_writer *w, const void *buf, uint32_t size);
@@ -166,6 +167,18 @@ int pt_rec_hash(struct petrel_fs *fs, const struct pt_mdir *md, const struct pt_
                 uint64_t *hash, uint8_t *atype);
 int pt_rec_live(struct petrel_fs *fs, const struct pt_mdir *md, const struct pt_rec_ref *rec,
                 uint32_t after, const struct pt_rec *recs, int n, int *live);
+/* Which records of a log later records of the same log supersede, for its first
+ * PT_LIVE_MAP_RECS records (later ones are decided by pt_rec_live). Built in O(records)
+ * reads, so a compaction or a directory read does not rescan the log once per record. */
+#define PT_LIVE_MAP_RECS 512u
+struct pt_live_map {
+    uint32_t nrecs;                         /* records (CRC records excluded) mapped */
+    uint8_t dead[PT_LIVE_MAP_RECS / 8];     /* bit i: record i is superseded or a tombstone */
+};
+int pt_live_map_build(struct petrel_fs *fs, const struct pt_mdir *md, struct pt_live_map *map);
+int pt_live_map_live(struct petrel_fs *fs, const struct pt_mdir *md,
+                     const struct pt_live_map *map, uint32_t idx,
+                     const struct pt_rec_ref *rec, uint32_t after, int *live);
 int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n,
                    uint32_t old_pair[2]);
 int pt_mdir_create(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n);
