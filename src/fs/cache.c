@@ -53,6 +53,12 @@ const struct petrel_fs_link *pt_links_find(struct petrel_fs *fs, const uint32_t 
     return NULL;
 }
 
+void pt_links_forget(struct petrel_fs *fs, const uint32_t pair[2])
+{
+    pt_links_drop(fs, pair[0]);
+    pt_links_drop(fs, pair[1]);
+}
+
 void pt_links_clear(struct petrel_fs *fs)
 {
     uint32_t i;

@@ -341,12 +341,18 @@ static int pt_dir_empty(struct petrel_fs *fs, const uint32_t head[2])
 /* After a removal committed: drop the pair that held path's name from the thread when no
  * entry is left in it, so that churn does not grow directories without bound. Best effort:
  * a pair kept is consistent, so a failure here is only logged. */
-static void pt_drop_empty_pair(struct petrel_fs *fs, const char *path)
+static void pt_drop_empty_pair(struct petrel_fs *fs, const char *path,
+                               const struct pt_mdir *known)
 {
     struct pt_lookup lk;
-    int err = pt_lookup(fs, path, &lk, -1);
+    int err = 0;
+    if (known) {
+        err = pt_drop_if_empty(fs, known);
+    } else {
+        err = pt_lookup(fs, path, &lk, -1);
+        if (!err && !lk.is_root && lk.exists == 0) err = pt_drop_if_empty(fs, &lk.md);
+    }
     fs->dc_valid = 0;
-    if (!err && !lk.is_root && lk.exists == 0) err = pt_drop_if_empty(fs, &lk.md);
     if (err)
         petrel_log(PT_LOG_INFO, "fs", "empty pair after removing %s kept: %s", path,
                    petrel_strerror(err));
@@ -382,7 +388,7 @@ int petrel_fs_remove(struct petrel_fs *fs, const char *path)
     }
     if (err) return err;
     pt_alloc_ack(fs);
-    pt_drop_empty_pair(fs, path);
+    pt_drop_empty_pair(fs, path, NULL);
     return 0;
 }
 
@@ -396,6 +402,8 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
     int n = 0, err, replaced_dir = 0;
     uint32_t replaced_pair[2];
     struct petrel_fs_handle *h;
+    struct pt_mdir smd;
+    const struct pt_mdir *src_md; /* the source's pair as the rename left it */
 
     fs->dc_valid = 0; /* directories may move */
     err = pt_lookup(fs, oldpath, &lo, -1);
@@ -448,9 +456,10 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
         pt_rec_delete(&r[n++], hb_old, lo.hash);
         r[n - 2].src = &ln.md;
         err = pt_fs_commit(fs, &ln.md, r, n);
+        src_md = &ln.md;
     } else {
-        struct pt_mdir smd;
         uint64_t hash = lo.hash;
+        src_md = &smd;
         fs->gpending.move_pending = 1;
         memcpy(fs->gpending.move_pair, lo.md.pair, sizeof(lo.md.pair));
         fs->gpending.move_hash = lo.hash;
@@ -489,7 +498,8 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
         }
     }
     pt_alloc_ack(fs);
-    pt_drop_empty_pair(fs, oldpath);
+    /* after a directory was replaced, pairs may have moved: find the source's pair again */
+    pt_drop_empty_pair(fs, oldpath, replaced_dir ? NULL : src_md);
     return 0;
 }
 

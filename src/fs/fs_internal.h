@@ -81,6 +81,8 @@ struct pt_mdir {
     /* result of the lookup requested at fetch */
     uint8_t found;      /* 0 none, else PT_REC_ENTRY or PT_REC_DELETE */
     struct pt_rec_ref found_rec;
+    uint8_t attrs_none;  /* known: the log holds no attribute of attrs_hash */
+    uint64_t attrs_hash;
 };
 
 /* One record to commit. Payload = seg[0] followed by seg[1] (either may be empty). */
@@ -130,6 +132,7 @@ void pt_cache_drop(struct petrel_fs *fs, uint32_t block);
 struct pt_mdir;
 void pt_links_remember(struct petrel_fs *fs, const struct pt_mdir *md);
 const struct petrel_fs_link *pt_links_find(struct petrel_fs *fs, const uint32_t pair[2]);
+void pt_links_forget(struct petrel_fs *fs, const uint32_t pair[2]);
 void pt_links_clear(struct petrel_fs *fs);
 int pt_sync(struct petrel_fs *fs);
 
@@ -179,6 +182,7 @@ int pt_live_map_build(struct petrel_fs *fs, const struct pt_mdir *md, struct pt_
 int pt_live_map_live(struct petrel_fs *fs, const struct pt_mdir *md,
                      const struct pt_live_map *map, uint32_t idx,
                      const struct pt_rec_ref *rec, uint32_t after, int *live);
+int pt_mdir_has_entries(struct petrel_fs *fs, const struct pt_mdir *md);
 int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n,
                    uint32_t old_pair[2]);
 int pt_mdir_create(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n);

@@ -197,6 +197,10 @@ static int pt_mdir_recall(struct petrel_fs *fs, struct pt_mdir *md,
     t.crc_xor = l->crc_xor;
     t.ncommits = 1;
     t.next[0] = t.next[1] = PT_NULL;
+    if (find_hash) {
+        t.attrs_none = 1;
+        t.attrs_hash = *find_hash;
+    }
     while (pos + PT_REC_HDR <= t.off) {
         uint8_t type;
         uint32_t len;
@@ -206,13 +210,16 @@ static int pt_mdir_recall(struct petrel_fs *fs, struct pt_mdir *md,
         len = (uint32_t)hdr[1] | ((uint32_t)hdr[2] << 8) | ((uint32_t)hdr[3] << 16);
         if (len > t.off - pos - PT_REC_HDR) return -PT_ECORRUPT;
         if (type == PT_REC_HEAD || type == PT_REC_THREAD || type == PT_REC_LO ||
-            type == PT_REC_GDELTA || ((type == PT_REC_ENTRY || type == PT_REC_DELETE) &&
-                                      find_hash && len >= 8)) {
+            type == PT_REC_GDELTA ||
+            ((type == PT_REC_ENTRY || type == PT_REC_DELETE || type == PT_REC_ATTR) &&
+             find_hash && len >= 8)) {
             uint32_t n = PT_MIN(len, (uint32_t)sizeof(tmp));
-            if (type == PT_REC_ENTRY || type == PT_REC_DELETE) n = 8;
+            if (type == PT_REC_ENTRY || type == PT_REC_DELETE || type == PT_REC_ATTR) n = 8;
             err = pt_read(fs, t.pair[0], pos + PT_REC_HDR, tmp, n, n);
             if (err) return err;
-            if (type == PT_REC_ENTRY || type == PT_REC_DELETE) {
+            if (type == PT_REC_ATTR) {
+                if (pt_get_le64(tmp) == *find_hash) t.attrs_none = 0;
+            } else if (type == PT_REC_ENTRY || type == PT_REC_DELETE) {
                 if (pt_get_le64(tmp) == *find_hash) {
                     t.found = type;
                     t.found_rec.off = pos + PT_REC_HDR;
@@ -240,6 +247,7 @@ int pt_mdir_fetch(struct petrel_fs *fs, struct pt_mdir *md, const uint32_t pair[
     if (p0 >= fs->block_count || p1 >= fs->block_count || p0 == p1) return -PT_ECORRUPT;
     if (l && l->off) {
         err = pt_mdir_recall(fs, md, l, find_hash);
+        if (err == 0) pt_links_remember(fs, md);
         if (err != -PT_ECORRUPT && err != -PT_EIO) return err;
     }
     /* a block that cannot even be read is just not the valid one */
@@ -281,13 +289,22 @@ int pt_mdir_refetch(struct petrel_fs *fs, struct pt_mdir *md, const uint64_t *fi
     return pt_mdir_fetch(fs, md, pair, find_hash);
 }
 
+/* How far to read ahead when scanning a log's records from pos: when the cache holds a
+ * whole block, the rest of the log (passes over it then hit the cache); otherwise one
+ * record's header and key, so a scan reads the headers and not the payloads. */
+static uint32_t pt_scan_hint(const struct petrel_fs *fs, const struct pt_mdir *md, uint32_t pos)
+{
+    if (fs->cache_size >= fs->block_size) return md->off > pos ? md->off - pos : 0;
+    return PT_REC_HDR + 9;
+}
+
 int pt_rec_next(struct petrel_fs *fs, const struct pt_mdir *md, uint32_t *pos,
                 struct pt_rec_ref *rec)
 {
     uint8_t hdr[PT_REC_HDR];
     if (*pos < 4) *pos = 4;
     while (*pos + PT_REC_HDR <= md->off) {
-        int err = pt_read(fs, md->pair[0], *pos, hdr, PT_REC_HDR, md->off - *pos);
+        int err = pt_read(fs, md->pair[0], *pos, hdr, PT_REC_HDR, pt_scan_hint(fs, md, *pos));
         uint32_t len;
         if (err) return err;
         len = (uint32_t)hdr[1] | ((uint32_t)hdr[2] << 8) | ((uint32_t)hdr[3] << 16);
@@ -310,7 +327,7 @@ int pt_rec_hash(struct petrel_fs *fs, const struct pt_mdir *md, const struct pt_
     *hash = 0;
     *atype = 0;
     if (rec->len < n) return -PT_ECORRUPT;
-    err = pt_read(fs, md->pair[0], rec->off, tmp, n, md->off - rec->off);
+    err = pt_read(fs, md->pair[0], rec->off, tmp, n, pt_scan_hint(fs, md, rec->off));
     if (err) return err;
     *hash = pt_get_le64(tmp);
     if (n == 9) *atype = tmp[8];
@@ -418,16 +435,97 @@ static void pt_count_sub(uint8_t *c)
  * only: a record none of whose buckets counts a later record is live for certain; otherwise
  * the rest of the log is scanned (pt_rec_live), which stops at the first superseding record.
  */
+/* Records whose buckets count a later record, decided together by one scan of the rest of
+ * the log (so a log full of superseded records costs a few scans, not one per record). */
+#define PT_LIVE_BATCH 12
+struct pt_live_batch {
+    uint32_t n, idx[PT_LIVE_BATCH], after[PT_LIVE_BATCH];
+    uint64_t hash[PT_LIVE_BATCH];
+    uint8_t type[PT_LIVE_BATCH], atype[PT_LIVE_BATCH];
+};
+
+static int pt_live_batch_resolve(struct petrel_fs *fs, const struct pt_mdir *md,
+                                 struct pt_live_map *map, struct pt_live_batch *b)
+{
+    struct pt_rec_ref r2 = {0, 0, 0};
+    uint32_t pos, i;
+    int err = 0;
+    if (b->n == 0) return 0;
+    pos = b->after[0]; /* the batch is in log order: the first item's successor is first */
+    while (b->n > 0 && (err = pt_rec_next(fs, md, &pos, &r2)) == 1) {
+        uint64_t h2 = 0;
+        uint8_t a2 = 0;
+        if (!pt_is_keyed(r2.type)) continue;
+        err = pt_rec_hash(fs, md, &r2, &h2, &a2);
+        if (err) return err;
+        for (i = 0; i < b->n;) {
+            if (r2.off - PT_REC_HDR >= b->after[i] &&
+                pt_supersedes(b->type[i], b->hash[i], b->atype[i], r2.type, h2, a2)) {
+                map->dead[b->idx[i] / 8] |= (uint8_t)(1u << (b->idx[i] % 8));
+                b->n--;
+                b->idx[i] = b->idx[b->n];
+                b->after[i] = b->after[b->n];
+                b->hash[i] = b->hash[b->n];
+                b->type[i] = b->type[b->n];
+                b->atype[i] = b->atype[b->n];
+                continue;
+            }
+            i++;
+        }
+    }
+    if (b->n > 0 && err < 0) return err;
+    b->n = 0; /* the rest found no later record with their key: live */
+    return 0;
+}
+
+/*
+ * Two passes. The first counts, in small hash buckets, the records that can supersede:
+ * ENTRY and DELETE by name hash (ent), DELETE alone (del), ATTR and ATTRDEL by name hash and
+ * attribute type (att); and notes the last of each singleton type. The second pass takes
+ * each record out of its buckets before deciding it, so the counts then cover later records
+ * only: a record none of whose buckets counts a later record is live for certain; the others
+ * are decided in batches by scanning the rest of the log for a record with their key.
+ */
+static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
+                            struct pt_live_map *map, int stop_at_entry);
+
 int pt_live_map_build(struct petrel_fs *fs, const struct pt_mdir *md, struct pt_live_map *map)
+{
+    int err = pt_live_map_scan(fs, md, map, 0);
+    return err > 0 ? 0 : err;
+}
+
+/* 1 when md holds a live ENTRY (found without deciding the rest), 0 when none, or an error. */
+int pt_mdir_has_entries(struct petrel_fs *fs, const struct pt_mdir *md)
+{
+    struct pt_rec_ref rec = {0, 0, 0};
+    struct pt_live_map map;
+    uint32_t pos = 0, idx;
+    int err = pt_live_map_scan(fs, md, &map, 1);
+    if (err) return err;
+    for (idx = 0; (err = pt_rec_next(fs, md, &pos, &rec)) == 1; idx++) {
+        int live;
+        if (rec.type != PT_REC_ENTRY) continue;
+        err = pt_live_map_live(fs, md, &map, idx, &rec, pos, &live);
+        if (err) return err;
+        if (live) return 1;
+    }
+    return err < 0 ? err : 0;
+}
+
+static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
+                            struct pt_live_map *map, int stop_at_entry)
 {
     uint8_t ent[PT_LIVE_ENT_BUCKETS], del[PT_LIVE_KEY_BUCKETS], att[PT_LIVE_KEY_BUCKETS];
     uint32_t last[4] = {0, 0, 0, 0}, pos = 0, idx = 0;
     struct pt_rec_ref rec = {0, 0, 0};
-    int err;
+    struct pt_live_batch batch;
+    int err = 0;
     memset(ent, 0, sizeof(ent));
     memset(del, 0, sizeof(del));
     memset(att, 0, sizeof(att));
     memset(map, 0, sizeof(*map));
+    batch.n = 0;
     while (idx < PT_LIVE_MAP_RECS && (err = pt_rec_next(fs, md, &pos, &rec)) == 1) {
         uint64_t h;
         uint8_t a;
@@ -470,6 +568,7 @@ int pt_live_map_build(struct petrel_fs *fs, const struct pt_mdir *md, struct pt_
             if (rec.type == PT_REC_DELETE) pt_count_sub(&del[bd]);
             if (rec.type == PT_REC_ATTR || rec.type == PT_REC_ATTRDEL) pt_count_sub(&att[ba]);
             if (rec.type == PT_REC_ENTRY) maybe = ent[be] != 0;
+            if (rec.type == PT_REC_ENTRY && !maybe && stop_at_entry) return 1;
             if (rec.type == PT_REC_ATTR) maybe = del[bd] != 0 || att[ba] != 0;
             if (rec.type == PT_REC_DELETE || rec.type == PT_REC_ATTRDEL) live = 0;
         } else if (rec.type == PT_REC_GDELTA) {
@@ -478,12 +577,21 @@ int pt_live_map_build(struct petrel_fs *fs, const struct pt_mdir *md, struct pt_
             live = last[rec.type - 1] == idx;
         }
         if (maybe) {
-            err = pt_rec_live(fs, md, &rec, pos, NULL, 0, &live);
-            if (err) return err;
+            uint32_t k = batch.n++;
+            batch.idx[k] = idx;
+            batch.after[k] = pos;
+            batch.hash[k] = h;
+            batch.type[k] = rec.type;
+            batch.atype[k] = a;
+            if (batch.n == PT_LIVE_BATCH) {
+                err = pt_live_batch_resolve(fs, md, map, &batch);
+                if (err) return err;
+            }
+        } else if (!live) {
+            map->dead[idx / 8] |= (uint8_t)(1u << (idx % 8));
         }
-        if (!live) map->dead[idx / 8] |= (uint8_t)(1u << (idx % 8));
     }
-    return 0;
+    return pt_live_batch_resolve(fs, md, map, &batch);
 }
 
 /* Liveness of record idx (at rec, next record at after) against later records of its log. */
@@ -518,6 +626,7 @@ static int pt_emit_copyattrs(struct petrel_fs *fs, struct pt_writer *w, const st
     uint32_t pos = 0;
     int err;
     uint8_t key[9];
+    if (src->attrs_none && src->attrs_hash == r->src_hash) return 0; /* nothing to copy */
     while ((err = pt_rec_next(fs, src, &pos, &rec)) == 1) {
         uint64_t h;
         uint8_t a;
@@ -614,6 +723,11 @@ static void pt_hist_add(struct pt_split_hist *hs, uint64_t h, uint32_t size)
     hs->w[j] += size;
 }
 
+/* What a written compaction left: its end and CRCs, as a fetch of it would find them. */
+struct pt_compact_result {
+    uint32_t off, log_crc, crc;
+};
+
 struct pt_compact {
     const struct pt_mdir *src; /* old log, or NULL for a new pair */
     const struct pt_live_map *live; /* src's liveness map, or NULL */
@@ -626,6 +740,7 @@ struct pt_compact {
     int hi_open;
     int is_low; /* keeps superblock, head and global state */
     uint32_t rev;
+    struct pt_compact_result *res; /* where the written log ends, or NULL */
 };
 
 static int pt_rec_keeps(const struct pt_compact *c, uint8_t type, uint64_t hash)
@@ -708,7 +823,7 @@ static int pt_emit_compact(struct petrel_fs *fs, struct pt_writer *w, const stru
         if (err) return err;
     }
     if (c->hist) c->hist->content = w->off;
-    return pt_emit_crc(fs, w, NULL);
+    return pt_emit_crc(fs, w, c->res && !w->dry ? &c->res->crc : NULL);
 }
 
 /* Size of a compacted log, or -PT_ENOSPC when it does not fit a block. */
@@ -732,6 +847,10 @@ static int pt_write_compact(struct petrel_fs *fs, uint32_t target, const struct 
     err = pt_emit_compact(fs, &w, c);
     if (!err) err = pt_writer_flush(fs, &w);
     if (!err) err = pt_verify(fs, target, 0, w.off, w.vcrc);
+    if (!err && c->res) {
+        c->res->off = w.off;
+        c->res->log_crc = w.crc;
+    }
     return err;
 }
 
@@ -782,6 +901,7 @@ static void pt_mdir_after_append(struct petrel_fs *fs, struct pt_mdir *md,
     md->crc_xor ^= crc;
     md->ncommits++;
     md->found = 0;
+    md->attrs_none = 0;
     for (i = 0; i < n; i++)
         if (recs[i].type != PT_REC_COPYATTRS && recs[i].seglen[0] && !recs[i].seglen[1])
             pt_mdir_apply(md, recs[i].type, (const uint8_t *)recs[i].seg[0], recs[i].seglen[0]);
@@ -973,6 +1093,7 @@ static int pt_write_upper(struct petrel_fs *fs, const struct pt_compact *c, uint
     hc.hi_open = hi_open;
     hc.is_low = 0;
     hc.rev = 1;
+    hc.res = NULL;
     pt_put_le64(lo_buf, s);
     memset(x, 0, sizeof(x));
     x[0].type = PT_REC_LO;
@@ -1087,6 +1208,7 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
                    uint32_t old_pair[2])
 {
     struct pt_compact c;
+    struct pt_compact_result res;
     struct pt_live_map live;
     int64_t total, limit;
     int err, relocate = 0, evict = 0, root = pt_is_root(md);
@@ -1113,6 +1235,7 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
     memset(&c, 0, sizeof(c));
     c.src = md;
     c.live = &live;
+    c.res = &res;
     c.recs = recs;
     c.n = n;
     c.lo = md->lo;
@@ -1168,6 +1291,7 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
         if (err) return err;
     }
     {
+        struct pt_mdir w;
         uint32_t np[2];
         np[0] = written;
         np[1] = orig[0];
@@ -1175,6 +1299,17 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
             old_pair[0] = orig[0];
             old_pair[1] = orig[1];
         }
+        /* the log just written was read back and matched: what a fetch would find */
+        memset(&w, 0, sizeof(w));
+        w.pair[0] = written;
+        w.pair[1] = orig[0];
+        w.rev = c.rev;
+        w.off = res.off;
+        w.log_crc = res.log_crc;
+        w.crc_xor = res.crc;
+        w.erased = res.off + fs->prog_size <= fs->block_size;
+        w.next[0] = w.next[1] = PT_NULL;
+        pt_links_remember(fs, &w);
         err = pt_mdir_fetch(fs, md, np, NULL);
         if (err) return err;
         if (md->pair[0] != written) return -PT_ECORRUPT;
