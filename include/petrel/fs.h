@@ -46,6 +46,8 @@
 
 /* How many data-block updates a file buffers before it writes them into its tree. */
 #define PETREL_FS_PENDING 64
+/* Consecutive data-block addresses an open file keeps from one index page it read. */
+#define PETREL_FS_MAP_RUN 8
 
 /* How deep a file's data tree may grow (index levels above the data blocks). */
 #define PETREL_FS_TREE_DEPTH_MAX 6
@@ -209,8 +211,9 @@ struct petrel_fs_file {
     uint32_t ob_src;    /* open block: block it replaces (or NULL) */
     uint32_t ob_next;   /* open block: next page slot to program */
     uint32_t ob_src_pages; /* open block: valid pages in ob_src */
-    uint32_t map_index; /* last tree lookup: logical block ... */
-    uint32_t map_block; /* ... and where it is (valid when map_valid) */
+    uint32_t map_index; /* last tree lookup: logical blocks map_index.. */
+    uint32_t map_block[PETREL_FS_MAP_RUN]; /* ... and where they are */
+    uint8_t map_n;      /* blocks mapped (0 when map_valid is clear) */
     uint8_t map_valid;
     uint32_t pend_n;    /* buffered tree updates */
     struct {

@@ -123,6 +123,35 @@ int pt_tree_lookup(struct petrel_fs *fs, uint32_t root, uint8_t depth, uint32_t 
     return pt_tree_node(fs, root, depth, 0, index, block);
 }
 
+/* Addresses of logical blocks index, index+1, ... (at most max, and only those in the same
+ * index page as index): one page read for a run of a sequential read. */
+int pt_tree_lookup_run(struct petrel_fs *fs, uint32_t root, uint8_t depth, uint32_t index,
+                       uint32_t *blocks, uint32_t max, uint8_t *n)
+{
+    uint32_t f = pt_tree_fanout(fs), ppp = pt_page_payload(fs) / 4, node, child, k;
+    const uint8_t *p;
+    int err;
+    *n = 1;
+    if (root == PT_NULL || depth == 0) return pt_tree_lookup(fs, root, depth, index, blocks);
+    /* the lowest index node covering index, then its page holding index's child */
+    err = pt_tree_node(fs, root, depth, 1, index / f, &node);
+    if (err) return err;
+    if (node == PT_NULL) {
+        blocks[0] = PT_NULL;
+        return 0;
+    }
+    child = index % f;
+    err = pt_page_read(fs, node, child / ppp, &p);
+    if (err) return err;
+    for (k = 0; k < max && child + k < f && (child + k) / ppp == child / ppp; k++) {
+        uint32_t b = pt_get_le32(p + (size_t)4 * ((child + k) % ppp));
+        if (b != PT_NULL && b >= fs->block_count) return -PT_ECORRUPT;
+        blocks[k] = b;
+    }
+    *n = (uint8_t)k;
+    return 0;
+}
+
 /* Write one index block: old node's pointers (or all NULL) patched with updates
  * pend[i..j) whose child slots are pend[k].index % fanout. */
 static int pt_index_write(struct petrel_fs *fs, uint32_t old, const struct petrel_fs_file *f,

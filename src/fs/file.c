@@ -46,7 +46,8 @@ static uint32_t pt_file_valid_pages(struct petrel_fs *fs, const struct petrel_fs
 }
 
 /* Physical block currently holding logical block bi, outside the open block. The last
- * tree lookup is remembered so that sequential reads do not re-read index pages. */
+ * tree lookup and the addresses after it in the same index page are remembered, so that a
+ * sequential read reads an index page once per PETREL_FS_MAP_RUN data blocks. */
 static int pt_file_block(struct petrel_fs *fs, struct petrel_fs_file *f, uint32_t bi,
                          uint32_t *blk)
 {
@@ -58,15 +59,17 @@ static int pt_file_block(struct petrel_fs *fs, struct petrel_fs_file *f, uint32_
             return 0;
         }
     }
-    if (f->map_valid && f->map_index == bi) {
-        *blk = f->map_block;
+    if (f->map_valid && bi >= f->map_index && bi - f->map_index < f->map_n) {
+        *blk = f->map_block[bi - f->map_index];
         return 0;
     }
-    err = pt_tree_lookup(fs, f->root, f->depth, bi, blk);
+    f->map_valid = 0;
+    err = pt_tree_lookup_run(fs, f->root, f->depth, bi, f->map_block, PETREL_FS_MAP_RUN,
+                             &f->map_n);
     if (err) return err;
     f->map_valid = 1;
     f->map_index = bi;
-    f->map_block = *blk;
+    *blk = f->map_block[0];
     return 0;
 }
 

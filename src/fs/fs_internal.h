@@ -237,6 +237,8 @@ int pt_page_read(struct petrel_fs *fs, uint32_t block, uint32_t slot, const uint
 int pt_page_prog(struct petrel_fs *fs, uint32_t block, uint32_t slot, uint8_t *page);
 int pt_tree_lookup(struct petrel_fs *fs, uint32_t root, uint8_t depth, uint32_t index,
                    uint32_t *block);
+int pt_tree_lookup_run(struct petrel_fs *fs, uint32_t root, uint8_t depth, uint32_t index,
+                       uint32_t *blocks, uint32_t max, uint8_t *n);
 int pt_tree_apply(struct petrel_fs *fs, uint32_t *root, uint8_t *depth,
                   struct petrel_fs_file *f);
 int pt_tree_walk(struct petrel_fs *fs, uint32_t root, uint8_t depth, uint64_t size,
