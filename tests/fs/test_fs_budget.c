@@ -1,0 +1,218 @@
+/*
+ * I/O budgets of the flash engine (issue 9 §2) on the bench geometry (emulated NOR, 16 B
+ * reads and programs, 512 blocks of 4 KiB), at a small and a whole-block cache, and the
+ * internal structures that keep them: the liveness map must agree with the exact
+ * record-by-record rule on every record of every pair, whatever the log holds.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "fs/fs_internal.h"
+#include "petrel/bd.h"
+#include "petrel/prng.h"
+#include "test.h"
+
+struct tb {
+    struct petrel_bd bd;
+    struct petrel_bd_emu emu;
+    struct petrel_fs_config cfg;
+    struct petrel_fs fs;
+    uint8_t rbuf[4096], pbuf[4096], look[64];
+};
+
+static void tb_setup(struct tb *b, uint32_t cache, uint32_t blocks)
+{
+    struct petrel_bd_emu_config ec;
+    memset(b, 0, sizeof(*b));
+    memset(&ec, 0, sizeof(ec));
+    ec.read_size = 16;
+    ec.prog_size = 16;
+    ec.block_size = 4096;
+    ec.block_count = blocks;
+    ec.erase_value = 0xff;
+    ec.prog_mode = PETREL_BD_EMU_PROG_NOR;
+    ec.seed = 1;
+    CHECK_OK(petrel_bd_emu_create(&b->bd, &b->emu, &ec));
+    b->cfg.bd = &b->bd;
+    b->cfg.cache_size = cache;
+    b->cfg.lookahead_size = 64;
+    b->cfg.block_cycles = 500;
+    b->cfg.read_buffer = b->rbuf;
+    b->cfg.prog_buffer = b->pbuf;
+    b->cfg.lookahead_buffer = b->look;
+    CHECK_EQ(petrel_fs_format(&b->fs, &b->cfg), 0);
+    CHECK_EQ(petrel_fs_mount(&b->fs, &b->cfg), 0);
+}
+
+static void tb_free(struct tb *b)
+{
+    petrel_fs_unmount(&b->fs);
+    petrel_bd_emu_destroy(&b->emu);
+}
+
+static int tb_put(struct tb *b, const char *path, const void *data, size_t len)
+{
+    struct petrel_fs_file f;
+    int64_t n;
+    int err =
+        petrel_fs_file_open(&b->fs, &f, path, PETREL_O_WRONLY | PETREL_O_CREAT | PETREL_O_TRUNC);
+    if (err) return err;
+    n = petrel_fs_file_write(&b->fs, &f, data, len);
+    err = petrel_fs_file_close(&b->fs, &f);
+    return n < 0 ? (int)n : err;
+}
+
+static const uint32_t tb_caches[2] = {256, 4096};
+
+/* 200 lookups in a 200-file directory read at most 200 KB (was 870 KB: a whole log each). */
+TEST(fs_budget_lookups)
+{
+    static struct tb b;
+    char path[64];
+    uint8_t data[100];
+    int c, i;
+    memset(data, 0x5a, sizeof(data));
+    for (c = 0; c < 2; c++) {
+        struct petrel_fs_info info;
+        tb_setup(&b, tb_caches[c], 512);
+        CHECK_EQ(petrel_fs_mkdir(&b.fs, "dir"), 0);
+        for (i = 0; i < 200; i++) {
+            snprintf(path, sizeof(path), "dir/entry-%03d", i);
+            CHECK_EQ(tb_put(&b, path, data, sizeof(data)), 0);
+        }
+        CHECK_EQ(petrel_fs_unmount(&b.fs), 0);
+        CHECK_EQ(petrel_fs_mount(&b.fs, &b.cfg), 0);
+        petrel_bd_emu_stats_reset(&b.emu);
+        for (i = 0; i < 200; i++) {
+            snprintf(path, sizeof(path), "dir/entry-%03d", (i * 37) % 200);
+            CHECK_EQ(petrel_fs_stat(&b.fs, path, &info), 0);
+            CHECK_EQ(info.size, 100);
+        }
+        test_log("cache %u: 200 lookups read %llu B", (unsigned)tb_caches[c],
+                 (unsigned long long)b.emu.stats.read_bytes);
+        CHECK(b.emu.stats.read_bytes <= 200000);
+        tb_free(&b);
+    }
+}
+
+/* 100 small creates in one directory read at most 500 KB (split search, compaction). */
+TEST(fs_budget_small_files)
+{
+    static struct tb b;
+    char path[64];
+    uint8_t data[64];
+    int c, i;
+    for (c = 0; c < 2; c++) {
+        tb_setup(&b, tb_caches[c], 512);
+        CHECK_EQ(petrel_fs_mkdir(&b.fs, "small"), 0);
+        petrel_bd_emu_stats_reset(&b.emu);
+        for (i = 0; i < 100; i++) {
+            memset(data, i, sizeof(data));
+            snprintf(path, sizeof(path), "small/file-%03d", i);
+            CHECK_EQ(tb_put(&b, path, data, sizeof(data)), 0);
+        }
+        test_log("cache %u: 100 creates read %llu B, programmed %llu B",
+                 (unsigned)tb_caches[c], (unsigned long long)b.emu.stats.read_bytes,
+                 (unsigned long long)b.emu.stats.prog_bytes);
+        CHECK(b.emu.stats.read_bytes <= 500000);
+        CHECK(b.emu.stats.prog_bytes <= 40251);
+        CHECK_EQ(petrel_fs_check(&b.fs, NULL, NULL), 0);
+        tb_free(&b);
+    }
+}
+
+/* A sequential read of 512 KiB reads at most 1.05x the data (index pages once per run). */
+TEST(fs_budget_sequential_read)
+{
+    static struct tb b;
+    static uint8_t data[512 * 1024], back[4096];
+    struct petrel_fs_file f;
+    struct pt_prng g;
+    size_t off;
+    pt_prng_seed(&g, 3);
+    pt_prng_fill(&g, data, sizeof(data));
+    tb_setup(&b, 4096, 512);
+    CHECK_EQ(tb_put(&b, "seq", data, sizeof(data)), 0);
+    petrel_bd_emu_stats_reset(&b.emu);
+    CHECK_EQ(petrel_fs_file_open(&b.fs, &f, "seq", PETREL_O_RDONLY), 0);
+    for (off = 0; off < sizeof(data); off += sizeof(back)) {
+        CHECK_EQ(petrel_fs_file_read(&b.fs, &f, back, sizeof(back)), (int64_t)sizeof(back));
+        CHECK_MEM(back, data + off, sizeof(back));
+    }
+    CHECK_EQ(petrel_fs_file_close(&b.fs, &f), 0);
+    test_log("512 KiB read %llu B", (unsigned long long)b.emu.stats.read_bytes);
+    CHECK(b.emu.stats.read_bytes <= sizeof(data) * 105 / 100);
+    tb_free(&b);
+}
+
+/* Every record of every pair: the map's verdict equals pt_rec_live's. */
+static void tb_check_live_maps(struct tb *b)
+{
+    static const uint32_t root[2] = {0, 1};
+    struct pt_mdir md;
+    uint32_t guard, pairs = 0, records = 0, dead = 0;
+    CHECK_EQ(pt_mdir_fetch(&b->fs, &md, root, NULL), 0);
+    for (guard = 0; guard < 512; guard++) {
+        struct pt_live_map map;
+        struct pt_rec_ref rec = {0, 0, 0};
+        uint32_t pos = 0, idx, next[2];
+        int err;
+        CHECK_EQ(pt_live_map_build(&b->fs, &md, &map), 0);
+        for (idx = 0; (err = pt_rec_next(&b->fs, &md, &pos, &rec)) == 1; idx++) {
+            int exact, mapped;
+            CHECK_EQ(pt_rec_live(&b->fs, &md, &rec, pos, NULL, 0, &exact), 0);
+            CHECK_EQ(pt_live_map_live(&b->fs, &md, &map, idx, &rec, pos, &mapped), 0);
+            CHECK_MSG(exact == mapped, "pair {%u,%u} record %u (type 0x%02x): map says %d",
+                      (unsigned)md.pair[0], (unsigned)md.pair[1], (unsigned)idx,
+                      (unsigned)rec.type, mapped);
+            records++;
+            dead += !exact;
+        }
+        CHECK_EQ(err, 0);
+        pairs++;
+        if (md.next[0] == PT_NULL) break;
+        next[0] = md.next[0];
+        next[1] = md.next[1];
+        CHECK_EQ(pt_mdir_fetch(&b->fs, &md, next, NULL), 0);
+    }
+    test_log("%u pairs, %u records, %u superseded", (unsigned)pairs, (unsigned)records,
+             (unsigned)dead);
+    CHECK(dead > 0); /* the workload must leave superseded records to decide */
+}
+
+TEST(fs_live_map_matches_exact)
+{
+    static struct tb b;
+    struct pt_prng g;
+    char path[64], path2[64];
+    uint8_t data[300];
+    int i;
+    tb_setup(&b, 256, 512);
+    pt_prng_seed(&g, 11);
+    CHECK_EQ(petrel_fs_mkdir(&b.fs, "d"), 0);
+    CHECK_EQ(petrel_fs_mkdir(&b.fs, "e"), 0);
+    for (i = 0; i < 600; i++) {
+        uint32_t k = (uint32_t)pt_prng_below(&g, 60), op = (uint32_t)pt_prng_below(&g, 10);
+        int err;
+        snprintf(path, sizeof(path), "d/f%02u", (unsigned)k);
+        snprintf(path2, sizeof(path2), "e/f%02u", (unsigned)k);
+        pt_prng_fill(&g, data, sizeof(data));
+        if (op < 5) {
+            err = tb_put(&b, path, data, (size_t)pt_prng_below(&g, sizeof(data)));
+        } else if (op < 7) {
+            err = petrel_fs_setattr(&b.fs, path, (uint8_t)pt_prng_below(&g, 3), data,
+                                    (uint32_t)pt_prng_below(&g, 40));
+        } else if (op < 8) {
+            err = petrel_fs_removeattr(&b.fs, path, (uint8_t)pt_prng_below(&g, 3));
+        } else if (op < 9) {
+            err = petrel_fs_rename(&b.fs, path, path2);
+        } else {
+            err = petrel_fs_remove(&b.fs, path);
+        }
+        CHECK_MSG(err == 0 || err == -PT_ENOENT || err == -PT_ENODATA, "op %d: %s", i,
+                  petrel_errname(err));
+        if (i % 150 == 149) tb_check_live_maps(&b);
+    }
+    CHECK_EQ(petrel_fs_check(&b.fs, NULL, NULL), 0);
+    tb_free(&b);
+}
