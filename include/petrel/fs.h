@@ -33,7 +33,7 @@
 #include "petrel/bd.h" /* struct petrel_bd: callbacks + geometry */
 
 /* Version of the on-disk format written by this engine (major << 16 | minor). */
-#define PETREL_FS_VERSION 0x00010000u
+#define PETREL_FS_VERSION 0x00020000u
 
 /* Longest file name this build supports, and the default name_max. */
 #define PETREL_FS_NAME_MAX_DEFAULT 255
@@ -46,6 +46,8 @@
 
 /* How many data-block updates a file buffers before it writes them into its tree. */
 #define PETREL_FS_PENDING 64
+/* A file of at most this many data blocks lists them in its entry (no index block). */
+#define PETREL_FS_DIRECT_MAX 4
 /* Consecutive data-block addresses an open file keeps from one index page it read. */
 #define PETREL_FS_MAP_RUN 8
 
@@ -200,7 +202,8 @@ struct petrel_fs_file {
     uint64_t size;      /* current size */
     uint64_t tree_size; /* bytes [0, tree_size) live in the data tree, the rest in buf */
     uint32_t root;      /* root of the data tree (PETREL_FS_BLOCK_NULL: empty) */
-    uint8_t depth;      /* index levels above data blocks */
+    uint8_t depth;      /* index levels above data blocks, or 0x80 | n: n blocks listed */
+    uint32_t direct[PETREL_FS_DIRECT_MAX - 1]; /* listed data blocks 1.. (root is block 0) */
     uint8_t buf_alloc;  /* buf was allocated by open */
     uint8_t buf_state;  /* 0 empty, 1 clean, 2 dirty */
     uint8_t ob_open;    /* a data block is being written */

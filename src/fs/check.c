@@ -52,7 +52,8 @@ static int pt_trav_entry(struct petrel_fs *fs, void *ctx, const struct pt_mdir *
     struct pt_trav *t = (struct pt_trav *)ctx;
     int err;
     (void)md;
-    if (e->type == PETREL_FS_REG) return pt_tree_walk(fs, e->root, e->depth, e->size, t->cb, t->ctx);
+    if (e->type == PETREL_FS_REG)
+        return pt_tree_walk(fs, e->root, e->depth, e->direct, e->size, t->cb, t->ctx);
     if (!t->include_inflight) return 0;
     /* a directory head not (yet) threaded is still in use */
     err = t->cb(t->ctx, e->pair[0], 0);
@@ -174,7 +175,7 @@ static int pt_check_entry(struct petrel_fs *fs, void *ctx, const struct pt_mdir 
         }
         for (bi = 0; bi < nb; bi++) {
             uint32_t blk, slot, valid;
-            int err = pt_tree_lookup(fs, e->root, e->depth, bi, &blk);
+            int err = pt_tree_lookup(fs, e->root, e->depth, e->direct, bi, &blk);
             if (err) {
                 snprintf(msg, sizeof(msg), "file in {%u,%u}: data tree unreadable at block %u: %s",
                          (unsigned)md->pair[0], (unsigned)md->pair[1], (unsigned)bi,

@@ -397,7 +397,7 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
     struct pt_lookup lo, ln;
     struct pt_rec r[4];
     uint8_t hb_old[8], hb_new[8], head[PT_ENTRY_FIXED + 255];
-    uint8_t body[PT_REGSTRUCT_SIZE + 1024];
+    uint8_t body[PT_REGSTRUCT_MAX + 1024];
     uint32_t hn, body_len;
     int n = 0, err, replaced_dir = 0;
     uint32_t replaced_pair[2];

@@ -54,6 +54,16 @@ enum pt_rec_type {
 #define PT_ENTRY_FIXED 10u     /* hash le64, type u8, name_len u8 */
 #define PT_DIRSTRUCT_SIZE 12u  /* pair le32 x2, dirid le32 */
 #define PT_REGSTRUCT_SIZE 15u  /* size le64, root le32, depth u8, tail_len le16 */
+/* depth byte: index levels above the data blocks, or PT_DEPTH_DIRECT | n (2 <= n <=
+ * PETREL_FS_DIRECT_MAX): n data blocks, root and n - 1 more listed in the entry */
+#define PT_DEPTH_DIRECT 0x80u
+#define PT_DIRECT_MAX PETREL_FS_DIRECT_MAX
+#define PT_REGSTRUCT_MAX (PT_REGSTRUCT_SIZE + 4u * (PT_DIRECT_MAX - 1))
+
+static inline uint32_t pt_direct_count(uint8_t depth)
+{
+    return (depth & PT_DEPTH_DIRECT) ? (uint32_t)(depth & 0x7fu) : 0;
+}
 
 /* A record in a pair's log: payload offset and length, type. */
 struct pt_rec_ref {
@@ -113,6 +123,7 @@ struct pt_entry {
     uint64_t size;
     uint32_t root;
     uint8_t depth;
+    uint32_t direct[PT_DIRECT_MAX - 1];
     uint16_t tail_len;
     uint32_t tail_off;  /* disk offset of the tail bytes */
 };
@@ -235,13 +246,15 @@ uint32_t pt_tree_fanout(const struct petrel_fs *fs);
 uint32_t pt_page_crc(uint32_t block, uint32_t slot, const uint8_t *payload, uint32_t len);
 int pt_page_read(struct petrel_fs *fs, uint32_t block, uint32_t slot, const uint8_t **payload);
 int pt_page_prog(struct petrel_fs *fs, uint32_t block, uint32_t slot, uint8_t *page);
-int pt_tree_lookup(struct petrel_fs *fs, uint32_t root, uint8_t depth, uint32_t index,
-                   uint32_t *block);
-int pt_tree_lookup_run(struct petrel_fs *fs, uint32_t root, uint8_t depth, uint32_t index,
-                       uint32_t *blocks, uint32_t max, uint8_t *n);
+int pt_tree_lookup(struct petrel_fs *fs, uint32_t root, uint8_t depth, const uint32_t *direct,
+                   uint32_t index, uint32_t *block);
+int pt_tree_lookup_run(struct petrel_fs *fs, uint32_t root, uint8_t depth,
+                       const uint32_t *direct, uint32_t index, uint32_t *blocks, uint32_t max,
+                       uint8_t *n);
 int pt_tree_apply(struct petrel_fs *fs, uint32_t *root, uint8_t *depth,
                   struct petrel_fs_file *f);
-int pt_tree_walk(struct petrel_fs *fs, uint32_t root, uint8_t depth, uint64_t size,
+int pt_tree_walk(struct petrel_fs *fs, uint32_t root, uint8_t depth, const uint32_t *direct,
+                 uint64_t size,
                  int (*cb)(void *ctx, uint32_t block, int is_data), void *ctx);
 
 /* ---- file.c ---- */

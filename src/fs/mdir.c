@@ -1371,9 +1371,19 @@ int pt_entry_decode(struct petrel_fs *fs, uint32_t block, const struct pt_rec_re
     e->root = pt_get_le32(tmp + 8);
     e->depth = tmp[12];
     e->tail_len = pt_get_le16(tmp + 13);
-    e->tail_off = rec->off + s + PT_REGSTRUCT_SIZE;
-    if (rec->len != s + PT_REGSTRUCT_SIZE + e->tail_len || e->tail_len > e->size ||
-        e->depth > PETREL_FS_TREE_DEPTH_MAX)
+    s += PT_REGSTRUCT_SIZE;
+    if (e->depth & PT_DEPTH_DIRECT) {
+        uint32_t n = pt_direct_count(e->depth), i;
+        uint8_t list[4 * (PT_DIRECT_MAX - 1)];
+        if (n < 2 || n > PT_DIRECT_MAX || rec->len < s + 4 * (n - 1)) return -PT_ECORRUPT;
+        err = pt_read(fs, block, rec->off + s, list, 4 * (n - 1), 4 * (n - 1));
+        if (err) return err;
+        for (i = 1; i < n; i++) e->direct[i - 1] = pt_get_le32(list + 4 * (i - 1));
+        s += 4 * (n - 1);
+    } else if (e->depth > PETREL_FS_TREE_DEPTH_MAX) {
         return -PT_ECORRUPT;
+    }
+    e->tail_off = rec->off + s;
+    if (rec->len != s + e->tail_len || e->tail_len > e->size) return -PT_ECORRUPT;
     return 0;
 }

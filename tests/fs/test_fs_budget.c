@@ -216,3 +216,124 @@ TEST(fs_live_map_matches_exact)
     CHECK_EQ(petrel_fs_check(&b.fs, NULL, NULL), 0);
     tb_free(&b);
 }
+
+/* §3: a file of a few blocks lists them in its entry, so 200 files of 8,000 B (two data
+ * blocks each, no index block) fit 512 blocks of 4 KiB with room to spare. */
+TEST(fs_small_files_fit)
+{
+    static struct tb b;
+    static uint8_t data[8000], back[8200];
+    char path[64];
+    int64_t used;
+    int i;
+    tb_setup(&b, 4096, 512);
+    for (i = 0; i < 200; i++) {
+        memset(data, i + 1, sizeof(data));
+        data[i] = 0;
+        snprintf(path, sizeof(path), "f%03d", i);
+        CHECK_MSG(tb_put(&b, path, data, sizeof(data)) == 0, "file %d", i);
+    }
+    used = petrel_fs_usage(&b.fs);
+    test_log("200 x 8000 B use %d of 512 blocks", (int)used);
+    CHECK(used > 0 && used <= 450);
+    CHECK_EQ(petrel_fs_unmount(&b.fs), 0);
+    CHECK_EQ(petrel_fs_mount(&b.fs, &b.cfg), 0);
+    for (i = 0; i < 200; i++) {
+        struct petrel_fs_file f;
+        memset(data, i + 1, sizeof(data));
+        data[i] = 0;
+        snprintf(path, sizeof(path), "f%03d", i);
+        CHECK_EQ(petrel_fs_file_open(&b.fs, &f, path, PETREL_O_RDONLY), 0);
+        CHECK_EQ(petrel_fs_file_read(&b.fs, &f, back, sizeof(back)), (int64_t)sizeof(data));
+        CHECK_EQ(petrel_fs_file_close(&b.fs, &f), 0);
+        CHECK_MEM(back, data, sizeof(data));
+    }
+    CHECK_EQ(petrel_fs_check(&b.fs, NULL, NULL), 0);
+    tb_free(&b);
+}
+
+/* Growing past the listed blocks moves them under an index block; shrinking keeps the data. */
+TEST(fs_small_file_grows_and_shrinks)
+{
+    static struct tb b;
+    static uint8_t data[40000], back[40000];
+    struct petrel_fs_file f;
+    struct pt_prng g;
+    size_t sizes[] = {100, 4000, 9000, 16000, 17000, 40000, 12000, 5000, 0, 13000};
+    size_t i;
+    pt_prng_seed(&g, 5);
+    pt_prng_fill(&g, data, sizeof(data));
+    tb_setup(&b, 256, 512);
+    CHECK_EQ(tb_put(&b, "g", data, sizeof(data)), 0);
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        CHECK_EQ(petrel_fs_file_open(&b.fs, &f, "g", PETREL_O_RDWR), 0);
+        CHECK_EQ(petrel_fs_file_truncate(&b.fs, &f, (int64_t)sizes[i]), 0);
+        CHECK_EQ(petrel_fs_file_close(&b.fs, &f), 0);
+        if (i % 2) {
+            CHECK_EQ(petrel_fs_unmount(&b.fs), 0);
+            CHECK_EQ(petrel_fs_mount(&b.fs, &b.cfg), 0);
+        }
+        CHECK_EQ(petrel_fs_file_open(&b.fs, &f, "g", PETREL_O_RDONLY), 0);
+        CHECK_EQ(petrel_fs_file_read(&b.fs, &f, back, sizeof(back)), (int64_t)sizes[i]);
+        CHECK_EQ(petrel_fs_file_close(&b.fs, &f), 0);
+        if (i >= 1 && sizes[i] > sizes[i - 1]) {
+            /* growth by truncate reads zeros past the old end */
+            size_t k, old = sizes[i - 1];
+            CHECK_MEM(back, data, old);
+            for (k = old; k < sizes[i]; k++) CHECK_EQ(back[k], 0);
+            memset(data + old, 0, sizes[i] - old);
+        } else {
+            CHECK_MEM(back, data, sizes[i]);
+        }
+        if (sizes[i] == 0) memset(data, 0, sizeof(data));
+        CHECK_EQ(petrel_fs_check(&b.fs, NULL, NULL), 0);
+    }
+    tb_free(&b);
+}
+
+/* Near full: ENOSPC is clean, everything written before it reads back (also after a remount),
+ * and removing files makes room again. */
+TEST(fs_near_full_enospc_and_room_again)
+{
+    static struct tb b;
+    static uint8_t data[8000], back[8200];
+    char path[64];
+    int i, n = 0, err = 0, k;
+    tb_setup(&b, 4096, 128);
+    for (i = 0; i < 1000; i++) {
+        memset(data, i + 7, sizeof(data));
+        snprintf(path, sizeof(path), "f%03d", i);
+        err = tb_put(&b, path, data, sizeof(data));
+        if (err) break;
+        n++;
+    }
+    test_log("%d files of 8000 B on 128 blocks, then %s", n, petrel_errname(err));
+    CHECK_EQ(err, -PT_ENOSPC);
+    CHECK(n >= 50);
+    for (k = 0; k < 2; k++) {
+        for (i = 0; i < n; i++) {
+            struct petrel_fs_file f;
+            memset(data, i + 7, sizeof(data));
+            snprintf(path, sizeof(path), "f%03d", i);
+            CHECK_EQ(petrel_fs_file_open(&b.fs, &f, path, PETREL_O_RDONLY), 0);
+            CHECK_EQ(petrel_fs_file_read(&b.fs, &f, back, sizeof(back)), (int64_t)sizeof(data));
+            CHECK_EQ(petrel_fs_file_close(&b.fs, &f), 0);
+            CHECK_MEM(back, data, sizeof(data));
+        }
+        CHECK_EQ(petrel_fs_check(&b.fs, NULL, NULL), 0);
+        CHECK_EQ(petrel_fs_unmount(&b.fs), 0);
+        CHECK_EQ(petrel_fs_mount(&b.fs, &b.cfg), 0);
+    }
+    /* the file that failed is absent or whole; remove ten files and write two again */
+    snprintf(path, sizeof(path), "f%03d", n);
+    petrel_fs_remove(&b.fs, path);
+    for (i = 0; i < 10; i++) {
+        snprintf(path, sizeof(path), "f%03d", i);
+        CHECK_EQ(petrel_fs_remove(&b.fs, path), 0);
+    }
+    memset(data, 0xab, sizeof(data));
+    CHECK_EQ(tb_put(&b, "again-1", data, sizeof(data)), 0);
+    CHECK_EQ(tb_put(&b, "again-2", data, sizeof(data)), 0);
+    CHECK_EQ(petrel_fs_check(&b.fs, NULL, NULL), 0);
+    tb_free(&b);
+}
