@@ -46,6 +46,8 @@
 
 /* How many data-block updates a file buffers before it writes them into its tree. */
 #define PETREL_FS_PENDING 64
+/* Entries a directory reader takes from one scan of a metadata pair. */
+#define PETREL_FS_DIR_BATCH 32
 /* A file of at most this many data blocks lists them in its entry (no index block). */
 #define PETREL_FS_DIRECT_MAX 4
 /* Consecutive data-block addresses an open file keeps from one index page it read. */
@@ -185,6 +187,15 @@ struct petrel_fs_dir {
     int have_last;      /* whether last_hash is set */
     int at_end;         /* all pairs read */
     uint64_t pos;       /* entries returned since rewind */
+    /* the next entries of the pair in hash order, found by one scan of its log; valid while
+     * the pair's log is the one scanned (block, end and revision) */
+    uint32_t batch_block, batch_off, batch_rev;
+    uint8_t batch_n, batch_i;
+    uint8_t batch_last;  /* the batch holds the rest of the pair */
+    struct {
+        uint64_t hash;
+        uint32_t off, len; /* the ENTRY record's payload in batch_block */
+    } batch[PETREL_FS_DIR_BATCH];
 };
 
 /* An open file. */

@@ -541,58 +541,147 @@ int petrel_fs_dir_open(struct petrel_fs *fs, struct petrel_fs_dir *dir, const ch
     return 0;
 }
 
+/* Return the next batched entry of dir (its pair unchanged since the scan) in info. */
+static int pt_dir_serve(struct petrel_fs *fs, struct petrel_fs_dir *dir,
+                        struct petrel_fs_info *info)
+{
+    struct pt_rec_ref rec;
+    struct pt_entry e;
+    int err;
+    rec.type = PT_REC_ENTRY;
+    rec.off = dir->batch[dir->batch_i].off;
+    rec.len = dir->batch[dir->batch_i].len;
+    err = pt_entry_decode(fs, dir->batch_block, &rec, &e);
+    if (err) return err;
+    memset(info, 0, sizeof(*info));
+    info->type = e.type;
+    info->size = e.type == PETREL_FS_REG ? e.size : 0;
+    err = pt_read(fs, e.block, e.name_off, info->name, e.name_len, e.name_len);
+    if (err) return err;
+    info->name[e.name_len] = 0;
+    dir->last_hash = dir->batch[dir->batch_i].hash;
+    dir->have_last = 1;
+    dir->batch_i++;
+    dir->pos++;
+    return 1;
+}
+
+/* Scan md once: the (up to PETREL_FS_DIR_BATCH) lowest live entries above the last one
+ * returned, in hash order. A name's liveness is its last ENTRY or DELETE record, so the scan
+ * keeps, for the lowest hashes seen, the last such record of each; dead names are dropped at
+ * the end. When no hash had to make room for a lower one, the batch holds the whole rest of
+ * the pair. */
+static int pt_dir_scan_batch(struct petrel_fs *fs, struct petrel_fs_dir *dir,
+                             const struct pt_mdir *md)
+{
+    struct pt_rec_ref rec = {0, 0, 0};
+    uint8_t dead[PETREL_FS_DIR_BATCH];
+    uint32_t pos = 0, n = 0, k, j;
+    int err, evicted = 0;
+    while ((err = pt_rec_next(fs, md, &pos, &rec)) == 1) {
+        uint64_t h;
+        uint8_t a;
+        if (rec.type != PT_REC_ENTRY && rec.type != PT_REC_DELETE) continue;
+        err = pt_rec_hash(fs, md, &rec, &h, &a);
+        if (err) return err;
+        if (dir->have_last && h <= dir->last_hash) continue;
+        for (k = 0; k < n && dir->batch[k].hash < h; k++) {
+        }
+        if (k < n && dir->batch[k].hash == h) {
+            /* a later record of a name already kept supersedes the earlier one */
+            dir->batch[k].off = rec.off;
+            dir->batch[k].len = rec.len;
+            dead[k] = rec.type == PT_REC_DELETE;
+            continue;
+        }
+        if (k == PETREL_FS_DIR_BATCH) {
+            evicted = 1; /* above every kept hash, and no room */
+            continue;
+        }
+        if (n == PETREL_FS_DIR_BATCH)
+            evicted = 1; /* the highest kept hash makes room */
+        else
+            n++;
+        for (j = n - 1; j > k; j--) {
+            dir->batch[j] = dir->batch[j - 1];
+            dead[j] = dead[j - 1];
+        }
+        dir->batch[k].hash = h;
+        dir->batch[k].off = rec.off;
+        dir->batch[k].len = rec.len;
+        dead[k] = rec.type == PT_REC_DELETE;
+    }
+    if (err < 0) return err;
+    for (k = 0, j = 0; k < n; k++)
+        if (!dead[k]) dir->batch[j++] = dir->batch[k];
+    if (j == 0 && n > 0) {
+        /* every name kept is gone: the next scan starts above them */
+        dir->last_hash = dir->batch[n - 1].hash;
+        dir->have_last = 1;
+    }
+    dir->batch_n = (uint8_t)j;
+    dir->batch_i = 0;
+    dir->batch_last = (uint8_t)!evicted;
+    dir->batch_block = md->pair[0];
+    dir->batch_off = md->off;
+    dir->batch_rev = md->rev;
+    return 0;
+}
+
 int petrel_fs_dir_read(struct petrel_fs *fs, struct petrel_fs_dir *dir,
                        struct petrel_fs_info *info)
 {
     uint32_t guard;
     for (guard = 0; guard <= fs->block_count; guard++) {
+        const struct petrel_fs_link *l;
         struct pt_mdir md;
-        struct pt_rec_ref rec = {0, 0, 0}, best = {0, 0, 0};
-        uint64_t best_hash = 0;
-        uint32_t pos = 0, next[2];
-        int have = 0, err;
+        int err;
         if (dir->at_end) return 0;
-        err = pt_mdir_fetch(fs, &md, dir->pair, NULL);
-        if (err) return err;
-        while ((err = pt_rec_next(fs, &md, &pos, &rec)) == 1) {
-            uint64_t h;
-            uint8_t a;
-            int live;
-            if (rec.type != PT_REC_ENTRY) continue;
-            err = pt_rec_hash(fs, &md, &rec, &h, &a);
+        /* the batch holds while the pair's log is unchanged (its remembered state) */
+        l = pt_links_find(fs, dir->pair);
+        if (dir->batch_n && !(l && l->pair[0] == dir->batch_block &&
+                              l->off == dir->batch_off && l->rev == dir->batch_rev))
+            dir->batch_n = dir->batch_i = dir->batch_last = 0;
+        if (dir->batch_i < dir->batch_n) return pt_dir_serve(fs, dir, info);
+        if (dir->batch_n && dir->batch_last && l) {
+            /* the pair is done: on to the next one without reading it again */
+            memset(&md, 0, sizeof(md));
+            md.next_cont = l->next_cont;
+            md.next[0] = l->next[0];
+            md.next[1] = l->next[1];
+        } else {
+            if (l && l->off) {
+                /* a remembered log is scanned as it is, without fetching it again */
+                memset(&md, 0, sizeof(md));
+                md.pair[0] = l->pair[0];
+                md.pair[1] = l->pair[1];
+                md.off = l->off;
+                md.rev = l->rev;
+            } else {
+                err = pt_mdir_fetch(fs, &md, dir->pair, NULL);
+                if (err) return err;
+            }
+            err = pt_dir_scan_batch(fs, dir, &md);
             if (err) return err;
-            if (dir->have_last && h <= dir->last_hash) continue;
-            if (have && h >= best_hash) continue;
-            err = pt_rec_live(fs, &md, &rec, pos, NULL, 0, &live);
-            if (err) return err;
-            if (!live) continue;
-            have = 1;
-            best = rec;
-            best_hash = h;
+            if (dir->batch_n > 0) return pt_dir_serve(fs, dir, info);
+            if (!dir->batch_last) continue; /* only dead names were kept: scan again */
+            l = pt_links_find(fs, dir->pair);
+            if (!l) {
+                err = pt_mdir_fetch(fs, &md, dir->pair, NULL);
+                if (err) return err;
+            } else {
+                md.next_cont = l->next_cont;
+                md.next[0] = l->next[0];
+                md.next[1] = l->next[1];
+            }
         }
-        if (err < 0) return err;
-        if (have) {
-            struct pt_entry e;
-            err = pt_entry_decode(fs, md.pair[0], &best, &e);
-            if (err) return err;
-            memset(info, 0, sizeof(*info));
-            info->type = e.type;
-            info->size = e.type == PETREL_FS_REG ? e.size : 0;
-            err = pt_read(fs, e.block, e.name_off, info->name, e.name_len, e.name_len);
-            if (err) return err;
-            info->name[e.name_len] = 0;
-            dir->last_hash = best_hash;
-            dir->have_last = 1;
-            dir->pos++;
-            return 1;
-        }
+        dir->batch_n = dir->batch_i = dir->batch_last = 0;
         if (!md.next_cont) {
             dir->at_end = 1;
             return 0;
         }
-        next[0] = md.next[0];
-        next[1] = md.next[1];
-        memcpy(dir->pair, next, sizeof(dir->pair));
+        dir->pair[0] = md.next[0];
+        dir->pair[1] = md.next[1];
     }
     return -PT_ECORRUPT;
 }
@@ -605,6 +694,7 @@ int petrel_fs_dir_rewind(struct petrel_fs *fs, struct petrel_fs_dir *dir)
     dir->last_hash = 0;
     dir->at_end = 0;
     dir->pos = 0;
+    dir->batch_n = dir->batch_i = dir->batch_last = 0;
     return 0;
 }
 

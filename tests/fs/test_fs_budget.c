@@ -337,3 +337,57 @@ TEST(fs_near_full_enospc_and_room_again)
     CHECK_EQ(petrel_fs_check(&b.fs, NULL, NULL), 0);
     tb_free(&b);
 }
+
+/* Reading a directory of n entries reads its metadata about once (at most twice the bytes of
+ * its pairs' logs), at both cache sizes, and returns every name once in hash order. */
+TEST(fs_budget_readdir)
+{
+    static struct tb b;
+    char path[64];
+    int c, i;
+    for (c = 0; c < 2; c++) {
+        struct petrel_fs_dir d;
+        struct petrel_fs_info info;
+        struct pt_lookup lk;
+        struct pt_mdir md;
+        uint64_t meta = 0, last = 0, read;
+        int n = 0, r;
+        tb_setup(&b, tb_caches[c], 512);
+        CHECK_EQ(petrel_fs_mkdir(&b.fs, "big"), 0);
+        for (i = 0; i < 400; i++) {
+            snprintf(path, sizeof(path), "big/name-%04d", i);
+            CHECK_EQ(tb_put(&b, path, path, 20), 0);
+        }
+        CHECK_EQ(petrel_fs_unmount(&b.fs), 0);
+        CHECK_EQ(petrel_fs_mount(&b.fs, &b.cfg), 0);
+        /* the directory's metadata: the valid logs of its pairs */
+        CHECK_EQ(pt_lookup(&b.fs, "big", &lk, -1), 0);
+        CHECK_EQ(pt_mdir_fetch(&b.fs, &md, lk.e.pair, NULL), 0);
+        for (;;) {
+            uint32_t next[2];
+            meta += md.off;
+            if (!md.next_cont) break;
+            next[0] = md.next[0];
+            next[1] = md.next[1];
+            CHECK_EQ(pt_mdir_fetch(&b.fs, &md, next, NULL), 0);
+        }
+        CHECK_EQ(petrel_fs_unmount(&b.fs), 0);
+        CHECK_EQ(petrel_fs_mount(&b.fs, &b.cfg), 0);
+        CHECK_EQ(petrel_fs_dir_open(&b.fs, &d, "big"), 0);
+        petrel_bd_emu_stats_reset(&b.emu);
+        while ((r = petrel_fs_dir_read(&b.fs, &d, &info)) == 1) {
+            uint64_t h = petrel_hash64(info.name, strlen(info.name), 0);
+            CHECK(n == 0 || h > last);
+            last = h;
+            n++;
+        }
+        read = b.emu.stats.read_bytes;
+        CHECK_EQ(r, 0);
+        CHECK_EQ(n, 400);
+        CHECK_EQ(petrel_fs_dir_close(&b.fs, &d), 0);
+        test_log("cache %u: readdir of 400 read %llu B, directory metadata %llu B",
+                 (unsigned)tb_caches[c], (unsigned long long)read, (unsigned long long)meta);
+        CHECK(read <= 2 * meta);
+        tb_free(&b);
+    }
+}
