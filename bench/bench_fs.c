@@ -11,12 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench.h"
 #include "petrel/bd.h"
 #include "petrel/common.h"
 #include "petrel/fs.h"
 #include "petrel/prng.h"
+#include "fs/fs_internal.h"
 
 #define BF_BLOCKS 512
 #define BF_BLOCK 4096
@@ -263,4 +265,126 @@ BENCH(fs)
     /* Code size: the script compiles the engine with -Os and sums the text sections. */
     if (system("sh bench/fs_code_size.sh") != 0) printf("fs-code unavailable\n");
     if (bf_failed) printf("fs-bench errors: see stderr\n");
+}
+
+/* ---- big directories (issue 9 §2b) ---- */
+
+#define BB_BLOCKS 8192u
+
+static unsigned long long bb_mount[3], bb_last_mount;
+
+/* One directory of n empty files on a 32 MiB emulated NOR device with a 4 KiB cache and a
+ * pair memory of one slot per two blocks (as the image tools configure it): create CPU per
+ * file, then after a remount the bytes read by the mount, by a lookup (average of 100) and
+ * by reading the whole directory, against the bytes of the directory's logs. */
+static void bb_run(uint32_t n, double *create_us, unsigned long long *lookup_avg)
+{
+    static struct petrel_fs_link links[BB_BLOCKS / 2 + 1];
+    static uint32_t link_index[BB_BLOCKS];
+    static struct bf b;
+    struct petrel_bd_emu_config ec;
+    struct petrel_fs_dir d;
+    struct petrel_fs_info info;
+    struct pt_lookup lk;
+    struct pt_mdir md;
+    char path[64];
+    unsigned long long mount_read, lookup_read, readdir_read, meta = 0;
+    uint32_t i, listed = 0, pairs = 0;
+    double t0, t1;
+    int r;
+    memset(&b, 0, sizeof(b));
+    memset(&ec, 0, sizeof(ec));
+    ec.read_size = 16;
+    ec.prog_size = 16;
+    ec.block_size = BF_BLOCK;
+    ec.block_count = BB_BLOCKS;
+    ec.erase_value = 0xff;
+    ec.prog_mode = PETREL_BD_EMU_PROG_NOR;
+    ec.seed = 1;
+    if (!bf_ok(petrel_bd_emu_create(&b.bd, &b.emu, &ec), "device")) return;
+    b.cfg.bd = &b.bd;
+    b.cfg.cache_size = BF_CACHE;
+    b.cfg.lookahead_size = BF_LOOKAHEAD;
+    b.cfg.block_cycles = 500;
+    b.cfg.read_buffer = b.rbuf;
+    b.cfg.prog_buffer = b.pbuf;
+    b.cfg.lookahead_buffer = b.look;
+    b.cfg.link_buffer = links;
+    b.cfg.link_count = BB_BLOCKS / 2 + 1;
+    b.cfg.link_index = link_index;
+    if (!bf_ok(petrel_fs_format(&b.fs, &b.cfg), "format") ||
+        !bf_ok(petrel_fs_mount(&b.fs, &b.cfg), "mount") ||
+        !bf_ok(petrel_fs_mkdir(&b.fs, "d"), "mkdir")) {
+        petrel_bd_emu_destroy(&b.emu);
+        return;
+    }
+    t0 = (double)clock() / CLOCKS_PER_SEC;
+    for (i = 0; i < n; i++) {
+        snprintf(path, sizeof(path), "d/f%06u", (unsigned)i);
+        if (!bf_ok(bf_write_file(&b, path, NULL, 0), "bigdir create")) break;
+    }
+    t1 = (double)clock() / CLOCKS_PER_SEC;
+    *create_us = (t1 - t0) * 1e6 / n;
+    petrel_fs_unmount(&b.fs);
+    petrel_bd_emu_stats_reset(&b.emu);
+    bf_ok(petrel_fs_mount(&b.fs, &b.cfg), "mount");
+    mount_read = b.emu.stats.read_bytes;
+    bb_last_mount = mount_read;
+    petrel_bd_emu_stats_reset(&b.emu);
+    for (i = 0; i < 100; i++) {
+        snprintf(path, sizeof(path), "d/f%06u", (unsigned)((i * 7919u) % n));
+        bf_ok(petrel_fs_stat(&b.fs, path, &info), "bigdir lookup");
+    }
+    lookup_read = b.emu.stats.read_bytes / 100;
+    *lookup_avg = lookup_read;
+    /* the directory's metadata: the valid logs of its pairs */
+    if (pt_lookup(&b.fs, "d", &lk, -1) == 0 && lk.exists == 1 &&
+        pt_mdir_fetch(&b.fs, &md, lk.e.pair, NULL) == 0) {
+        for (;;) {
+            uint32_t next[2];
+            meta += md.off;
+            pairs++;
+            if (!md.next_cont) break;
+            next[0] = md.next[0];
+            next[1] = md.next[1];
+            if (pt_mdir_fetch(&b.fs, &md, next, NULL) != 0) break;
+        }
+    }
+    petrel_bd_emu_stats_reset(&b.emu);
+    if (bf_ok(petrel_fs_dir_open(&b.fs, &d, "d"), "dir_open")) {
+        while ((r = petrel_fs_dir_read(&b.fs, &d, &info)) == 1) listed++;
+        bf_ok(r, "dir_read");
+        petrel_fs_dir_close(&b.fs, &d);
+    }
+    readdir_read = b.emu.stats.read_bytes;
+    if (listed != n) {
+        fprintf(stderr, "fs-bench: bigdir: listed %u of %u\n", (unsigned)listed, (unsigned)n);
+        bf_failed = 1;
+    }
+    printf("fs-bench bigdir entries=%u pairs=%u create-cpu-us-per-file=%.1f mount-read=%llu "
+           "lookup-read-avg=%llu readdir-read=%llu dir-metadata=%llu\n",
+           (unsigned)n, (unsigned)pairs, *create_us, mount_read, lookup_read, readdir_read,
+           meta);
+    printf("fs-budget bigdir-readdir entries=%u %llu<=%llu %s\n", (unsigned)n, readdir_read,
+           2 * meta, readdir_read <= 2 * meta ? "ok" : "over");
+    petrel_fs_unmount(&b.fs);
+    petrel_bd_emu_destroy(&b.emu);
+}
+
+BENCH(fs_bigdir)
+{
+    static const uint32_t sizes[3] = {1000, 10000, 100000};
+    double us[3] = {0, 0, 0};
+    unsigned long long lookup[3] = {0, 0, 0};
+    int i;
+    for (i = 0; i < 3; i++) {
+        bb_run(sizes[i], &us[i], &lookup[i]);
+        bb_mount[i] = bb_last_mount;
+    }
+    printf("fs-budget bigdir-mount-read entries=100000 %llu<=%llu %s\n", bb_mount[2],
+           2 * bb_mount[0], bb_mount[2] <= 2 * bb_mount[0] ? "ok" : "over");
+    printf("fs-budget bigdir-lookup-read entries=100000 %llu<=65536 %s\n", lookup[2],
+           lookup[2] <= 65536 ? "ok" : "over");
+    printf("fs-budget bigdir-create-cpu 100k/1k=%.2f<=2.00 %s\n", us[0] > 0 ? us[2] / us[0] : 0,
+           us[0] > 0 && us[2] <= 2 * us[0] ? "ok" : "over");
 }

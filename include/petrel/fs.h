@@ -116,6 +116,15 @@ struct petrel_fs_config {
     /* Extra value XORed into the allocator's start-point seed (0 normally). The seed is
      * otherwise the XOR of the CRCs of all commits read at mount: deterministic per image. */
     uint64_t seed_mix;
+
+    /* Optional memory of pairs for large directories: link_count remembered pairs (instead
+     * of the PETREL_FS_LINK_CACHE built in) and link_index, one entry per block of the device
+     * (bd->block_count; -PT_EINVAL when missing with link_buffer), that find a
+     * block's pair in one step. With a slot per pair of a directory, walking the directory
+     * to the pair of a name reads nothing but that pair. Both NULL/0 = the built-in table. */
+    struct petrel_fs_link *link_buffer;
+    uint32_t link_count;
+    uint32_t *link_index;
 };
 
 /* One directory entry or a stat result. */
@@ -270,6 +279,9 @@ struct petrel_fs {
     struct petrel_fs_gstate gpending; /* global state the next commit must establish */
     struct petrel_fs_handle *handles;
     struct petrel_fs_link links[PETREL_FS_LINK_CACHE];
+    struct petrel_fs_link *linkv; /* the table in use: links or cfg->link_buffer */
+    uint32_t nlinks;
+    uint32_t *link_index;         /* block -> slot + 1 (cfg->link_index), or NULL */
     /* the last directory a path led to (its path's component hash and depth) */
     uint64_t dc_key;
     uint32_t dc_ncomp, dc_gen, dc_dirid;

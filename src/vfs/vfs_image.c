@@ -53,6 +53,8 @@ struct image_vfs {
     int lock_fd; /* holds the flock on the image */
     void *cache; /* the device's block cache and its tags */
     uint32_t *cache_tags;
+    struct petrel_fs_link *links; /* the engine's memory of pairs: one slot per two blocks */
+    uint32_t *link_index;
     int (*fsync)(void *context); /* the device's own sync (fsync of the image) */
     uint32_t syncs_deferred;      /* engine syncs since the last fsync */
 };
@@ -91,7 +93,12 @@ static int image_cache_init(struct image_vfs *im)
     if (slots == 0) slots = 1;
     im->cache = malloc((size_t)slots * im->file.block_size);
     im->cache_tags = malloc((size_t)slots * sizeof(uint32_t));
-    if (!im->cache || !im->cache_tags) return -PT_ENOMEM;
+    im->links = malloc(((size_t)im->file.block_count / 2 + 1) * sizeof(*im->links));
+    im->link_index = malloc((size_t)im->file.block_count * sizeof(uint32_t));
+    if (!im->cache || !im->cache_tags || !im->links || !im->link_index) return -PT_ENOMEM;
+    im->cfg.link_buffer = im->links;
+    im->cfg.link_count = im->file.block_count / 2 + 1;
+    im->cfg.link_index = im->link_index;
     return petrel_bd_file_set_cache(&im->file, im->cache, im->cache_tags, (uint32_t)slots);
 }
 
@@ -100,8 +107,12 @@ static void image_cache_free(struct image_vfs *im)
     petrel_bd_file_set_cache(&im->file, NULL, NULL, 0);
     free(im->cache);
     free(im->cache_tags);
+    free(im->links);
+    free(im->link_index);
     im->cache = NULL;
     im->cache_tags = NULL;
+    im->links = NULL;
+    im->link_index = NULL;
 }
 
 struct petrel_vfs_file {
