@@ -445,4 +445,13 @@ int petrel_fs_traverse(struct petrel_fs *fs, int (*cb)(void *ctx, uint32_t block
 int petrel_fs_check(struct petrel_fs *fs, void (*cb)(void *ctx, const char *problem),
                     void *ctx);
 
+/* petrel_fs_check, calling progress (when not NULL) as it goes with the number of blocks
+ * checked so far (a metadata pair counts two, a data block one), to compare with
+ * petrel_fs_usage. The check reads each metadata block about twice and each data page once
+ * (plus index pages) when the lookahead buffer covers the device; a smaller one adds a walk
+ * of the metadata and index blocks per lookahead window. */
+int petrel_fs_check_progress(struct petrel_fs *fs, void (*cb)(void *ctx, const char *problem),
+                             void *ctx, void (*progress)(void *pctx, uint64_t blocks),
+                             void *pctx);
+
 #endif

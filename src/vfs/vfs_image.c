@@ -563,6 +563,9 @@ static int try_mount(struct image_vfs *im, const char *path, uint32_t read_size,
     im->cfg.bd = &im->bd;
     im->cfg.block_cycles = IMAGE_BLOCK_CYCLES;
     im->cfg.cache_size = block_size; /* a host has the RAM: whole-block caches */
+    /* a lookahead window over the whole device: one walk finds every free block (and fsck
+     * checks double use in one pass) */
+    im->cfg.lookahead_size = ((im->file.block_count + 63) / 64) * 8;
     im->fsync = im->bd.sync;
     im->bd.sync = image_bd_sync;
     im->syncs_deferred = 0;

@@ -525,3 +525,48 @@ TEST(fs_pair_memory_forgets_written_blocks)
         tb_free(&b);
     }
 }
+
+static void tb_progress(void *ctx, uint64_t blocks)
+{
+    uint64_t *last = ctx;
+    CHECK(blocks > *last);
+    *last = blocks;
+}
+
+/* fsck reads at most about twice the bytes in use (each metadata block about twice, each data
+ * page once) when the lookahead covers the device, and reports its progress in blocks. */
+TEST(fs_budget_check)
+{
+    static struct tb b;
+    static uint8_t data[300 * 1024];
+    struct pt_prng g;
+    char path[64];
+    uint64_t last = 0;
+    int64_t used;
+    int i;
+    pt_prng_seed(&g, 9);
+    pt_prng_fill(&g, data, sizeof(data));
+    tb_setup(&b, 4096, 512);
+    CHECK_EQ(petrel_fs_unmount(&b.fs), 0);
+    b.cfg.lookahead_size = 64; /* 512 blocks: the whole device in one window */
+    CHECK_EQ(petrel_fs_mount(&b.fs, &b.cfg), 0);
+    CHECK_EQ(petrel_fs_mkdir(&b.fs, "d"), 0);
+    for (i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "big%d", i);
+        CHECK_EQ(tb_put(&b, path, data, 200 * 1024 - (size_t)i * 1000), 0);
+    }
+    for (i = 0; i < 200; i++) {
+        snprintf(path, sizeof(path), "d/small-%03d", i);
+        CHECK_EQ(tb_put(&b, path, data + i, 100 + (size_t)i * 20), 0);
+    }
+    used = petrel_fs_usage(&b.fs);
+    CHECK(used > 0);
+    petrel_bd_emu_stats_reset(&b.emu);
+    CHECK_EQ(petrel_fs_check_progress(&b.fs, NULL, NULL, tb_progress, &last), 0);
+    test_log("check read %llu B, %lld blocks in use (%lld B); progress ended at %llu blocks",
+             (unsigned long long)b.emu.stats.read_bytes, (long long)used,
+             (long long)used * 4096, (unsigned long long)last);
+    CHECK(b.emu.stats.read_bytes <= 2 * (uint64_t)used * 4096);
+    CHECK(last * 10 >= (uint64_t)used * 9 && last <= (uint64_t)used);
+    tb_free(&b);
+}
