@@ -46,6 +46,8 @@
 
 /* How many data-block updates a file buffers before it writes them into its tree. */
 #define PETREL_FS_PENDING 64
+/* Fingers a lookup keeps into the last directory it walked. */
+#define PETREL_FS_FINGERS 16
 /* Entries a directory reader takes from one scan of a metadata pair. */
 #define PETREL_FS_DIR_BATCH 32
 /* A file of at most this many data blocks lists them in its entry (no index block). */
@@ -288,6 +290,13 @@ struct petrel_fs {
     uint32_t dc_head[2];
     uint8_t dc_valid;
     uint32_t link_next;   /* next slot to replace */
+    /* fingers into the last directory walked: for each 16th of the hash space, the pair
+     * whose range starts lowest in it (valid while layout_gen is fg_gen) */
+    uint32_t fg_head[2], fg_gen;
+    struct {
+        uint64_t lo;
+        uint32_t pair[2];
+    } fg[PETREL_FS_FINGERS];
 };
 
 /* ---- Filesystem ---------------------------------------------------------------------- */

@@ -19,13 +19,46 @@ int pt_fs_writable(struct petrel_fs *fs)
     return fs->readonly ? -PT_EROFS : 0;
 }
 
+/* Fingers (fs->fg): the walk starts at the pair whose range starts highest at or below the
+ * hash among those remembered for this directory; walks record the first pair they enter in
+ * each 16th of the hash space. Any change of layout (a compaction, split, drop or move bumps
+ * layout_gen) drops them all. */
+#define PT_FG_SHIFT 60
+
+static void pt_fingers_reset(struct petrel_fs *fs, const uint32_t head[2])
+{
+    uint32_t j;
+    fs->fg_head[0] = head[0];
+    fs->fg_head[1] = head[1];
+    fs->fg_gen = fs->layout_gen;
+    for (j = 0; j < PETREL_FS_FINGERS; j++) fs->fg[j].pair[0] = fs->fg[j].pair[1] = PT_NULL;
+}
+
+static void pt_finger_note(struct petrel_fs *fs, uint64_t lo, const uint32_t pair[2])
+{
+    uint32_t j = (uint32_t)(lo >> PT_FG_SHIFT);
+    if (fs->fg[j].pair[0] != PT_NULL && fs->fg[j].lo <= lo) return;
+    fs->fg[j].lo = lo;
+    fs->fg[j].pair[0] = pair[0];
+    fs->fg[j].pair[1] = pair[1];
+}
+
 int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash,
                      struct pt_mdir *md)
 {
     uint32_t guard, cur[2];
-    int err = 0;
+    int err = 0, j;
     cur[0] = head[0];
     cur[1] = head[1];
+    if (fs->fg_gen != fs->layout_gen || !pt_pair_eq(fs->fg_head, head))
+        pt_fingers_reset(fs, head);
+    for (j = (int)(hash >> PT_FG_SHIFT); j >= 0; j--) {
+        if (fs->fg[j].pair[0] != PT_NULL && fs->fg[j].lo <= hash) {
+            cur[0] = fs->fg[j].pair[0];
+            cur[1] = fs->fg[j].pair[1];
+            break;
+        }
+    }
     for (guard = 0; guard <= fs->block_count; guard++) {
         /* pairs the walk only passes are skipped by their remembered links; the pair that
          * holds the hash is always read (and its commits verified) */
@@ -33,6 +66,7 @@ int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash
         if (l && l->next_cont && hash >= l->next_split) {
             cur[0] = l->next[0];
             cur[1] = l->next[1];
+            pt_finger_note(fs, l->next_split, cur);
             continue;
         }
         err = pt_mdir_fetch(fs, md, cur, &hash);
@@ -40,6 +74,7 @@ int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash
         if (!md->next_cont || hash < md->next_split) return 0;
         cur[0] = md->next[0];
         cur[1] = md->next[1];
+        pt_finger_note(fs, md->next_split, cur);
     }
     return -PT_ECORRUPT;
 }
