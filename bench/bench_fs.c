@@ -115,9 +115,9 @@ static void bf_run(void)
     char path[64], path2[64];
     int i;
     size_t off;
-    unsigned long long small_read = 0, small_prog = 0, rename_read = 0, seq_prog = 0,
-                       seq_read = 0, rand_prog = 0, log_prog = 0, log_erase = 0, lookup_read = 0,
-                       mount_read = 0, full_read = 0;
+    unsigned long long small_read = 0, small_prog = 0, rename_read = 0, seq_prog = 0, seq_read = 0,
+                       rand_prog = 0, log_prog = 0, log_erase = 0, lookup_read = 0, mount_read = 0,
+                       full_read = 0;
 
     pt_prng_seed(&g, 7);
     pt_prng_fill(&g, data, sizeof(data));
@@ -352,7 +352,8 @@ static void bb_run(uint32_t n, double *create_us, unsigned long long *lookup_avg
     }
     petrel_bd_emu_stats_reset(&b.emu);
     if (bf_ok(petrel_fs_dir_open(&b.fs, &d, "d"), "dir_open")) {
-        while ((r = petrel_fs_dir_read(&b.fs, &d, &info)) == 1) listed++;
+        while ((r = petrel_fs_dir_read(&b.fs, &d, &info)) == 1)
+            listed++;
         bf_ok(r, "dir_read");
         petrel_fs_dir_close(&b.fs, &d);
     }
@@ -363,8 +364,7 @@ static void bb_run(uint32_t n, double *create_us, unsigned long long *lookup_avg
     }
     printf("fs-bench bigdir entries=%u pairs=%u create-cpu-us-per-file=%.1f mount-read=%llu "
            "lookup-read-avg=%llu readdir-read=%llu dir-metadata=%llu\n",
-           (unsigned)n, (unsigned)pairs, *create_us, mount_read, lookup_read, readdir_read,
-           meta);
+           (unsigned)n, (unsigned)pairs, *create_us, mount_read, lookup_read, readdir_read, meta);
     printf("fs-budget bigdir-readdir entries=%u %llu<=%llu %s\n", (unsigned)n, readdir_read,
            2 * meta, readdir_read <= 2 * meta ? "ok" : "over");
     petrel_fs_unmount(&b.fs);

@@ -152,7 +152,8 @@ int petrel_bd_file_set_cache(struct petrel_bd_file *file, void *buffer, uint32_t
     file->cache = (uint8_t *)buffer;
     file->cache_tag = tags;
     file->cache_slots = slots;
-    for (i = 0; i < slots; i++) tags[i] = PETREL_BD_FILE_NO_BLOCK;
+    for (i = 0; i < slots; i++)
+        tags[i] = PETREL_BD_FILE_NO_BLOCK;
     return 0;
 }
 

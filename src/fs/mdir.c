@@ -8,7 +8,8 @@
  * every commit is read back and compared with the expected CRC before it counts; a
  * compaction or split becomes visible only through its final CRC, so a power cut leaves the
  * old log in force. Records later in a log supersede earlier ones with the same key. This
- * file never allocates memory and never recurses; a log is re-scanned instead of cached.
+ * file never allocates memory and never recurses; a log is re-scanned instead of cached (by
+ * its record headers only, when the pair was validated since its blocks were last written).
  */
 #include "fs/fs_internal.h"
 
@@ -427,14 +428,6 @@ static void pt_count_sub(uint8_t *c)
     if (*c > 0 && *c < 255) (*c)--; /* a saturated counter stays: "maybe later" forever */
 }
 
-/*
- * Two passes. The first counts, in small hash buckets, the records that can supersede:
- * ENTRY and DELETE by name hash (ent), DELETE alone (del), ATTR and ATTRDEL by name hash and
- * attribute type (att); and notes the last of each singleton type. The second pass takes
- * each record out of its buckets before deciding it, so the counts then cover later records
- * only: a record none of whose buckets counts a later record is live for certain; otherwise
- * the rest of the log is scanned (pt_rec_live), which stops at the first superseding record.
- */
 /* Records whose buckets count a later record, decided together by one scan of the rest of
  * the log (so a log full of superseded records costs a few scans, not one per record). */
 #define PT_LIVE_BATCH 12
@@ -478,14 +471,6 @@ static int pt_live_batch_resolve(struct petrel_fs *fs, const struct pt_mdir *md,
     return 0;
 }
 
-/*
- * Two passes. The first counts, in small hash buckets, the records that can supersede:
- * ENTRY and DELETE by name hash (ent), DELETE alone (del), ATTR and ATTRDEL by name hash and
- * attribute type (att); and notes the last of each singleton type. The second pass takes
- * each record out of its buckets before deciding it, so the counts then cover later records
- * only: a record none of whose buckets counts a later record is live for certain; the others
- * are decided in batches by scanning the rest of the log for a record with their key.
- */
 static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
                             struct pt_live_map *map, int stop_at_entry);
 
@@ -513,6 +498,14 @@ int pt_mdir_has_entries(struct petrel_fs *fs, const struct pt_mdir *md)
     return err < 0 ? err : 0;
 }
 
+/*
+ * Two passes. The first counts, in small hash buckets, the records that can supersede:
+ * ENTRY and DELETE by name hash (ent), DELETE alone (del), ATTR and ATTRDEL by name hash and
+ * attribute type (att); and notes the last of each singleton type. The second pass takes
+ * each record out of its buckets before deciding it, so the counts then cover later records
+ * only: a record none of whose buckets counts a later record is live for certain; the others
+ * are decided in batches by scanning the rest of the log for a record with their key.
+ */
 static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
                             struct pt_live_map *map, int stop_at_entry)
 {
@@ -531,13 +524,15 @@ static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
         uint8_t a;
         if (rec.type >= PT_REC_SUPERBLOCK && rec.type <= PT_REC_LO) last[rec.type - 1] = idx;
         if (pt_is_keyed(rec.type)) {
+            uint32_t be, bd, ba;
             err = pt_rec_hash(fs, md, &rec, &h, &a);
             if (err) return err;
-            if (rec.type == PT_REC_ENTRY || rec.type == PT_REC_DELETE)
-                pt_count_add(&ent[pt_live_bucket(h, PT_LIVE_ENT_BUCKETS)]);
-            if (rec.type == PT_REC_DELETE) pt_count_add(&del[pt_live_bucket(h, PT_LIVE_KEY_BUCKETS)]);
-            if (rec.type == PT_REC_ATTR || rec.type == PT_REC_ATTRDEL)
-                pt_count_add(&att[pt_live_bucket(h ^ ((uint64_t)a << 56 | a), PT_LIVE_KEY_BUCKETS)]);
+            be = pt_live_bucket(h, PT_LIVE_ENT_BUCKETS);
+            bd = pt_live_bucket(h, PT_LIVE_KEY_BUCKETS);
+            ba = pt_live_bucket(h ^ ((uint64_t)a << 56 | a), PT_LIVE_KEY_BUCKETS);
+            if (rec.type == PT_REC_ENTRY || rec.type == PT_REC_DELETE) pt_count_add(&ent[be]);
+            if (rec.type == PT_REC_DELETE) pt_count_add(&del[bd]);
+            if (rec.type == PT_REC_ATTR || rec.type == PT_REC_ATTRDEL) pt_count_add(&att[ba]);
         }
         idx++;
     }

@@ -56,7 +56,7 @@ struct image_vfs {
     struct petrel_fs_link *links; /* the engine's memory of pairs: one slot per two blocks */
     uint32_t *link_index;
     int (*fsync)(void *context); /* the device's own sync (fsync of the image) */
-    uint32_t syncs_deferred;      /* engine syncs since the last fsync */
+    uint32_t syncs_deferred;     /* engine syncs since the last fsync */
 };
 
 /* The engine syncs the device at the end of every operation; the image fsyncs every

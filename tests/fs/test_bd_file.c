@@ -211,7 +211,8 @@ TEST(bd_file_block_cache_matches_the_file)
             CHECK_OK(bd.erase(bd.context, block));
             memset(shadow + block * 1024, 0xff, 1024);
         } else if (op == 1) {
-            for (k = 0; k < len; k++) buf[k] = (uint8_t)(x >> (k % 56)) ^ (uint8_t)k;
+            for (k = 0; k < len; k++)
+                buf[k] = (uint8_t)(x >> (k % 56)) ^ (uint8_t)k;
             CHECK_OK(bd.prog(bd.context, block, off, buf, len));
             memcpy(shadow + block * 1024 + off, buf, len);
         } else {

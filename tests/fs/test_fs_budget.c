@@ -111,8 +111,8 @@ TEST(fs_budget_small_files)
             snprintf(path, sizeof(path), "small/file-%03d", i);
             CHECK_EQ(tb_put(&b, path, data, sizeof(data)), 0);
         }
-        test_log("cache %u: 100 creates read %llu B, programmed %llu B",
-                 (unsigned)tb_caches[c], (unsigned long long)b.emu.stats.read_bytes,
+        test_log("cache %u: 100 creates read %llu B, programmed %llu B", (unsigned)tb_caches[c],
+                 (unsigned long long)b.emu.stats.read_bytes,
                  (unsigned long long)b.emu.stats.prog_bytes);
         CHECK(b.emu.stats.read_bytes <= 500000);
         CHECK(b.emu.stats.prog_bytes <= 40251);
@@ -163,8 +163,8 @@ static void tb_check_live_maps(struct tb *b)
             CHECK_EQ(pt_rec_live(&b->fs, &md, &rec, pos, NULL, 0, &exact), 0);
             CHECK_EQ(pt_live_map_live(&b->fs, &md, &map, idx, &rec, pos, &mapped), 0);
             CHECK_MSG(exact == mapped, "pair {%u,%u} record %u (type 0x%02x): map says %d",
-                      (unsigned)md.pair[0], (unsigned)md.pair[1], (unsigned)idx,
-                      (unsigned)rec.type, mapped);
+                      (unsigned)md.pair[0], (unsigned)md.pair[1], (unsigned)idx, (unsigned)rec.type,
+                      mapped);
             records++;
             dead += !exact;
         }
@@ -192,7 +192,8 @@ static void tb_random_workload(struct tb *b, uint64_t seed, int check_maps)
     uint8_t data[300], back[300];
     int i;
     pt_prng_seed(&g, seed);
-    for (i = 0; i < 60; i++) expect_len[i] = -1;
+    for (i = 0; i < 60; i++)
+        expect_len[i] = -1;
     CHECK_EQ(petrel_fs_mkdir(&b->fs, "d"), 0);
     CHECK_EQ(petrel_fs_mkdir(&b->fs, "e"), 0);
     for (i = 0; i < 600; i++) {
@@ -363,7 +364,8 @@ TEST(fs_small_file_grows_and_shrinks)
             /* growth by truncate reads zeros past the old end */
             size_t k, old = sizes[i - 1];
             CHECK_MEM(back, data, old);
-            for (k = old; k < sizes[i]; k++) CHECK_EQ(back[k], 0);
+            for (k = old; k < sizes[i]; k++)
+                CHECK_EQ(back[k], 0);
             memset(data + old, 0, sizes[i] - old);
         } else {
             CHECK_MEM(back, data, sizes[i]);
@@ -512,8 +514,9 @@ TEST(fs_pair_memory_forgets_written_blocks)
         md.pair[0] = p2[0];
         md.pair[1] = p2[1];
         pt_links_remember(&b.fs, &md); /* block 301 now belongs to {301,302} */
-        if (c) CHECK(pt_links_find(&b.fs, p1) == NULL); /* the indexed table keeps one pair
-                                                           per block */
+        if (c)
+            CHECK(pt_links_find(&b.fs, p1) == NULL); /* the indexed table keeps one pair
+                                                        per block */
         CHECK(pt_links_find(&b.fs, p2) != NULL);
         md.pair[0] = p3[0];
         md.pair[1] = p3[1];
@@ -564,8 +567,8 @@ TEST(fs_budget_check)
     petrel_bd_emu_stats_reset(&b.emu);
     CHECK_EQ(petrel_fs_check_progress(&b.fs, NULL, NULL, tb_progress, &last), 0);
     test_log("check read %llu B, %lld blocks in use (%lld B); progress ended at %llu blocks",
-             (unsigned long long)b.emu.stats.read_bytes, (long long)used,
-             (long long)used * 4096, (unsigned long long)last);
+             (unsigned long long)b.emu.stats.read_bytes, (long long)used, (long long)used * 4096,
+             (unsigned long long)last);
     CHECK(b.emu.stats.read_bytes <= 2 * (uint64_t)used * 4096);
     CHECK(last * 10 >= (uint64_t)used * 9 && last <= (uint64_t)used);
     tb_free(&b);
