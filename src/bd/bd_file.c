@@ -84,6 +84,7 @@ static int file_read(void *context, uint32_t block, uint32_t off, void *buf, uin
     uint8_t *c;
     if (block >= f->block_count || off > f->block_size || size > f->block_size - off)
         return -PT_EINVAL;
+    if (size == 0) return 0;
     if (f->cache_slots) {
         uint32_t slot = block % f->cache_slots;
         c = file_cached(f, block);

@@ -1373,7 +1373,7 @@ int pt_entry_decode(struct petrel_fs *fs, uint32_t block, const struct pt_rec_re
         if (n < 2 || n > PT_DIRECT_MAX || rec->len < s + 4 * (n - 1)) return -PT_ECORRUPT;
         err = pt_read(fs, block, rec->off + s, list, 4 * (n - 1), 4 * (n - 1));
         if (err) return err;
-        for (i = 1; i < n; i++) e->direct[i - 1] = pt_get_le32(list + 4 * (i - 1));
+        for (i = 1; i < n; i++) e->direct[i - 1] = pt_get_le32(list + (size_t)4 * (i - 1));
         s += 4 * (n - 1);
     } else if (e->depth > PETREL_FS_TREE_DEPTH_MAX) {
         return -PT_ECORRUPT;

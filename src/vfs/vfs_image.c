@@ -89,6 +89,7 @@ static int image_fsync_now(struct image_vfs *im)
 static int image_cache_init(struct image_vfs *im)
 {
     uint64_t slots = IMAGE_CACHE_BYTES / im->file.block_size;
+    if (im->file.block_count == 0) return -PT_EINVAL; /* the device never opens empty */
     if (slots > im->file.block_count) slots = im->file.block_count;
     if (slots == 0) slots = 1;
     im->cache = malloc((size_t)slots * im->file.block_size);
