@@ -2,8 +2,8 @@
  * Flash engine workloads on an emulated NOR chip (read 16 B, prog 16 B, erase 4 KiB, 512
  * blocks): bytes read, programmed and erased per workload, counted by the emulated device.
  * Lines:
- *   fs-bench NAME read=BYTES prog=BYTES erase=BYTES
- *   fs-budget NAME VALUE<=LIMIT ok|over        (the budgets of issue 3)
+ *   fs-bench NAME cache=N read=BYTES prog=BYTES erase=BYTES
+ *   fs-budget NAME cache=N VALUE<=LIMIT ok|over (the budgets of issue 9 §2, at caches 256, 4096)
  *   fs-ram ...                                 (structs and configured buffers)
  *   fs-code ...                                (engine text size built with -Os)
  * Byte counts are deterministic: the device and the engine take no randomness but the seed.
@@ -11,16 +11,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench.h"
 #include "petrel/bd.h"
 #include "petrel/common.h"
 #include "petrel/fs.h"
 #include "petrel/prng.h"
+#include "fs/fs_internal.h"
 
 #define BF_BLOCKS 512
 #define BF_BLOCK 4096
 #define BF_CACHE 4096 /* the engine's default cache for blocks of 4 KiB or less */
+#define BF_DATA (512u * 1024u)
 #define BF_LOOKAHEAD 64
 
 struct bf {
@@ -44,6 +47,8 @@ static int bf_ok(long long r, const char *what)
     return 1;
 }
 
+static uint32_t bf_cache = BF_CACHE; /* cache_size of the current run */
+
 static int bf_setup(struct bf *b)
 {
     struct petrel_bd_emu_config ec;
@@ -58,7 +63,7 @@ static int bf_setup(struct bf *b)
     ec.seed = 1;
     if (!bf_ok(petrel_bd_emu_create(&b->bd, &b->emu, &ec), "device")) return -1;
     b->cfg.bd = &b->bd;
-    b->cfg.cache_size = BF_CACHE;
+    b->cfg.cache_size = bf_cache;
     b->cfg.lookahead_size = BF_LOOKAHEAD;
     b->cfg.block_cycles = 500;
     b->cfg.read_buffer = b->rbuf;
@@ -76,14 +81,15 @@ static int bf_setup(struct bf *b)
 
 static void bf_print(struct bf *b, const char *name)
 {
-    printf("fs-bench %s read=%llu prog=%llu erase=%llu\n", name,
+    printf("fs-bench %s cache=%u read=%llu prog=%llu erase=%llu\n", name, (unsigned)bf_cache,
            (unsigned long long)b->emu.stats.read_bytes, (unsigned long long)b->emu.stats.prog_bytes,
            (unsigned long long)b->emu.stats.erase_bytes);
 }
 
 static void bf_budget(const char *name, unsigned long long value, unsigned long long limit)
 {
-    printf("fs-budget %s %llu<=%llu %s\n", name, value, limit, value <= limit ? "ok" : "over");
+    printf("fs-budget %s cache=%u %llu<=%llu %s\n", name, (unsigned)bf_cache, value, limit,
+           value <= limit ? "ok" : "over");
 }
 
 static int bf_write_file(struct bf *b, const char *path, const uint8_t *data, size_t len)
@@ -98,7 +104,8 @@ static int bf_write_file(struct bf *b, const char *path, const uint8_t *data, si
     return n < 0 ? (int)n : err;
 }
 
-BENCH(fs)
+/* The workloads at one cache size: byte-count lines and the budget lines of issue 9 §2. */
+static void bf_run(void)
 {
     static struct bf b;
     static uint8_t data[512 * 1024];
@@ -108,8 +115,9 @@ BENCH(fs)
     char path[64], path2[64];
     int i;
     size_t off;
-    unsigned long long small_read = 0, seq_prog = 0, rand_prog = 0, log_prog = 0, log_erase = 0,
-                       lookup_read = 0;
+    unsigned long long small_read = 0, small_prog = 0, rename_read = 0, seq_prog = 0, seq_read = 0,
+                       rand_prog = 0, log_prog = 0, log_erase = 0, lookup_read = 0, mount_read = 0,
+                       full_read = 0;
 
     pt_prng_seed(&g, 7);
     pt_prng_fill(&g, data, sizeof(data));
@@ -125,6 +133,7 @@ BENCH(fs)
     }
     bf_print(&b, "small-files");
     small_read = b.emu.stats.read_bytes;
+    small_prog = b.emu.stats.prog_bytes;
 
     petrel_bd_emu_stats_reset(&b.emu);
     for (i = 0; i < 100; i++) {
@@ -133,6 +142,7 @@ BENCH(fs)
         bf_ok(petrel_fs_rename(&b.fs, path, path2), "rename");
     }
     bf_print(&b, "rename");
+    rename_read = b.emu.stats.read_bytes;
 
     petrel_bd_emu_stats_reset(&b.emu);
     if (bf_ok(petrel_fs_file_open(&b.fs, &f, "seq", PETREL_O_WRONLY | PETREL_O_CREAT), "open")) {
@@ -157,6 +167,7 @@ BENCH(fs)
         bf_ok(petrel_fs_file_close(&b.fs, &f), "close");
     }
     bf_print(&b, "seq-read");
+    seq_read = b.emu.stats.read_bytes;
 
     petrel_bd_emu_stats_reset(&b.emu);
     if (bf_ok(petrel_fs_file_open(&b.fs, &f, "seq", PETREL_O_RDWR), "open")) {
@@ -198,6 +209,7 @@ BENCH(fs)
     petrel_bd_emu_stats_reset(&b.emu);
     bf_ok(petrel_fs_mount(&b.fs, &b.cfg), "mount");
     bf_print(&b, "mount");
+    mount_read = b.emu.stats.read_bytes;
     petrel_bd_emu_stats_reset(&b.emu);
     for (i = 0; i < 200; i++) {
         snprintf(path, sizeof(path), "dir/entry-%03d", (i * 37) % 200);
@@ -217,16 +229,32 @@ BENCH(fs)
     petrel_bd_emu_stats_reset(&b.emu);
     bf_ok(bf_write_file(&b, "last", data, 4096), "near-full");
     bf_print(&b, "near-full");
+    full_read = b.emu.stats.read_bytes;
     petrel_fs_unmount(&b.fs);
     petrel_bd_emu_destroy(&b.emu);
 
+    /* small-files prog: at most 1.1x what the engine programmed before issue 9 (36,592 B) */
+    bf_budget("small-files-read", small_read, 500000);
+    bf_budget("small-files-prog", small_prog, 40251);
+    bf_budget("rename-read", rename_read, 845000);
+    bf_budget("lookup-read", lookup_read, 200000);
+    bf_budget("mount-read", mount_read, 23776);
+    bf_budget("near-full-read", full_read, 50000);
     bf_budget("rand-write-prog", rand_prog, 1000000);
     bf_budget("log-append-prog", log_prog, 128000);
     bf_budget("log-append-erase", log_erase, 256000);
-    bf_budget("lookup-read", lookup_read, 200000);
-    bf_budget("small-files-read", small_read, 500000);
-    bf_budget("seq-write-prog", seq_prog, 524288ull * 105 / 100);
+    bf_budget("seq-write-prog", seq_prog, BF_DATA * 105ull / 100);
+    bf_budget("seq-read-read", seq_read, BF_DATA * 105ull / 100);
+}
 
+BENCH(fs)
+{
+    static const uint32_t caches[2] = {256, BF_CACHE};
+    int i;
+    for (i = 0; i < 2; i++) {
+        bf_cache = caches[i];
+        bf_run();
+    }
     printf("fs-ram struct-petrel_fs=%zu struct-petrel_fs_file=%zu struct-petrel_fs_dir=%zu "
            "read-cache=%d prog-cache=%d lookahead=%d file-page=%u total-one-open-file=%zu\n",
            sizeof(struct petrel_fs), sizeof(struct petrel_fs_file), sizeof(struct petrel_fs_dir),
@@ -237,4 +265,126 @@ BENCH(fs)
     /* Code size: the script compiles the engine with -Os and sums the text sections. */
     if (system("sh bench/fs_code_size.sh") != 0) printf("fs-code unavailable\n");
     if (bf_failed) printf("fs-bench errors: see stderr\n");
+}
+
+/* ---- big directories (issue 9 §2b) ---- */
+
+#define BB_BLOCKS 8192u
+
+static unsigned long long bb_mount[3], bb_last_mount;
+
+/* One directory of n empty files on a 32 MiB emulated NOR device with a 4 KiB cache and a
+ * pair memory of one slot per two blocks (as the image tools configure it): create CPU per
+ * file, then after a remount the bytes read by the mount, by a lookup (average of 100) and
+ * by reading the whole directory, against the bytes of the directory's logs. */
+static void bb_run(uint32_t n, double *create_us, unsigned long long *lookup_avg)
+{
+    static struct petrel_fs_link links[BB_BLOCKS / 2 + 1];
+    static uint32_t link_index[BB_BLOCKS];
+    static struct bf b;
+    struct petrel_bd_emu_config ec;
+    struct petrel_fs_dir d;
+    struct petrel_fs_info info;
+    struct pt_lookup lk;
+    struct pt_mdir md;
+    char path[64];
+    unsigned long long mount_read, lookup_read, readdir_read, meta = 0;
+    uint32_t i, listed = 0, pairs = 0;
+    double t0, t1;
+    int r;
+    memset(&b, 0, sizeof(b));
+    memset(&ec, 0, sizeof(ec));
+    ec.read_size = 16;
+    ec.prog_size = 16;
+    ec.block_size = BF_BLOCK;
+    ec.block_count = BB_BLOCKS;
+    ec.erase_value = 0xff;
+    ec.prog_mode = PETREL_BD_EMU_PROG_NOR;
+    ec.seed = 1;
+    if (!bf_ok(petrel_bd_emu_create(&b.bd, &b.emu, &ec), "device")) return;
+    b.cfg.bd = &b.bd;
+    b.cfg.cache_size = BF_CACHE;
+    b.cfg.lookahead_size = BF_LOOKAHEAD;
+    b.cfg.block_cycles = 500;
+    b.cfg.read_buffer = b.rbuf;
+    b.cfg.prog_buffer = b.pbuf;
+    b.cfg.lookahead_buffer = b.look;
+    b.cfg.link_buffer = links;
+    b.cfg.link_count = BB_BLOCKS / 2 + 1;
+    b.cfg.link_index = link_index;
+    if (!bf_ok(petrel_fs_format(&b.fs, &b.cfg), "format") ||
+        !bf_ok(petrel_fs_mount(&b.fs, &b.cfg), "mount") ||
+        !bf_ok(petrel_fs_mkdir(&b.fs, "d"), "mkdir")) {
+        petrel_bd_emu_destroy(&b.emu);
+        return;
+    }
+    t0 = (double)clock() / CLOCKS_PER_SEC;
+    for (i = 0; i < n; i++) {
+        snprintf(path, sizeof(path), "d/f%06u", (unsigned)i);
+        if (!bf_ok(bf_write_file(&b, path, NULL, 0), "bigdir create")) break;
+    }
+    t1 = (double)clock() / CLOCKS_PER_SEC;
+    *create_us = (t1 - t0) * 1e6 / n;
+    petrel_fs_unmount(&b.fs);
+    petrel_bd_emu_stats_reset(&b.emu);
+    bf_ok(petrel_fs_mount(&b.fs, &b.cfg), "mount");
+    mount_read = b.emu.stats.read_bytes;
+    bb_last_mount = mount_read;
+    petrel_bd_emu_stats_reset(&b.emu);
+    for (i = 0; i < 100; i++) {
+        snprintf(path, sizeof(path), "d/f%06u", (unsigned)((i * 7919u) % n));
+        bf_ok(petrel_fs_stat(&b.fs, path, &info), "bigdir lookup");
+    }
+    lookup_read = b.emu.stats.read_bytes / 100;
+    *lookup_avg = lookup_read;
+    /* the directory's metadata: the valid logs of its pairs */
+    if (pt_lookup(&b.fs, "d", &lk, -1) == 0 && lk.exists == 1 &&
+        pt_mdir_fetch(&b.fs, &md, lk.e.pair, NULL) == 0) {
+        for (;;) {
+            uint32_t next[2];
+            meta += md.off;
+            pairs++;
+            if (!md.next_cont) break;
+            next[0] = md.next[0];
+            next[1] = md.next[1];
+            if (pt_mdir_fetch(&b.fs, &md, next, NULL) != 0) break;
+        }
+    }
+    petrel_bd_emu_stats_reset(&b.emu);
+    if (bf_ok(petrel_fs_dir_open(&b.fs, &d, "d"), "dir_open")) {
+        while ((r = petrel_fs_dir_read(&b.fs, &d, &info)) == 1)
+            listed++;
+        bf_ok(r, "dir_read");
+        petrel_fs_dir_close(&b.fs, &d);
+    }
+    readdir_read = b.emu.stats.read_bytes;
+    if (listed != n) {
+        fprintf(stderr, "fs-bench: bigdir: listed %u of %u\n", (unsigned)listed, (unsigned)n);
+        bf_failed = 1;
+    }
+    printf("fs-bench bigdir entries=%u pairs=%u create-cpu-us-per-file=%.1f mount-read=%llu "
+           "lookup-read-avg=%llu readdir-read=%llu dir-metadata=%llu\n",
+           (unsigned)n, (unsigned)pairs, *create_us, mount_read, lookup_read, readdir_read, meta);
+    printf("fs-budget bigdir-readdir entries=%u %llu<=%llu %s\n", (unsigned)n, readdir_read,
+           2 * meta, readdir_read <= 2 * meta ? "ok" : "over");
+    petrel_fs_unmount(&b.fs);
+    petrel_bd_emu_destroy(&b.emu);
+}
+
+BENCH(fs_bigdir)
+{
+    static const uint32_t sizes[3] = {1000, 10000, 100000};
+    double us[3] = {0, 0, 0};
+    unsigned long long lookup[3] = {0, 0, 0};
+    int i;
+    for (i = 0; i < 3; i++) {
+        bb_run(sizes[i], &us[i], &lookup[i]);
+        bb_mount[i] = bb_last_mount;
+    }
+    printf("fs-budget bigdir-mount-read entries=100000 %llu<=%llu %s\n", bb_mount[2],
+           2 * bb_mount[0], bb_mount[2] <= 2 * bb_mount[0] ? "ok" : "over");
+    printf("fs-budget bigdir-lookup-read entries=100000 %llu<=65536 %s\n", lookup[2],
+           lookup[2] <= 65536 ? "ok" : "over");
+    printf("fs-budget bigdir-create-cpu 100k/1k=%.2f<=2.00 %s\n", us[0] > 0 ? us[2] / us[0] : 0,
+           us[0] > 0 && us[2] <= 2 * us[0] ? "ok" : "over");
 }

@@ -66,7 +66,14 @@ struct petrel_bd_file {
     uint32_t block_size;
     uint32_t block_count;
     int32_t erase_value;  /* byte written by erase, or -1: erase writes nothing */
+    /* optional whole-block read cache (petrel_bd_file_set_cache) */
+    uint8_t *cache;       /* cache_slots * block_size bytes */
+    uint32_t *cache_tag;  /* block held by each slot, or PETREL_BD_FILE_NO_BLOCK */
+    uint32_t cache_slots;
+    uint64_t preads;      /* pread calls made (statistics) */
+    uint64_t read_bytes;  /* bytes read from the file (statistics) */
 };
+#define PETREL_BD_FILE_NO_BLOCK 0xffffffffu
 
 /*
  * Open path as an image: read/prog are pread/pwrite at block * block_size + off, sync is
@@ -81,6 +88,17 @@ struct petrel_bd_file {
 int petrel_bd_file_open(struct petrel_bd *bd, struct petrel_bd_file *file, const char *path,
                         int create, uint32_t read_size, uint32_t prog_size,
                         uint32_t block_size, uint32_t block_count, int32_t erase_value);
+
+/*
+ * Read through a cache of whole blocks: a read of any part of block b reads all of b once
+ * (one pread) into slot b mod slots, later reads of b are served from memory. Programs and
+ * erases write through (the file is written at once, then the cached copy is updated), so
+ * a sync still makes every completed prog and erase durable. buffer holds slots * block_size
+ * bytes and tags `slots` entries; both stay the caller's and must outlive the device.
+ * slots 0 turns the cache off. Returns -PT_EINVAL for a missing buffer.
+ */
+int petrel_bd_file_set_cache(struct petrel_bd_file *file, void *buffer, uint32_t *tags,
+                             uint32_t slots);
 
 /* Close the image (after a final fsync). Returns 0 or -PT_EIO if the fsync failed. */
 int petrel_bd_file_close(struct petrel_bd_file *file);

@@ -37,7 +37,8 @@
 #include "petrel/bd.h" /* struct petrel_bd: callbacks + geometry */
 
 /* Version of the on-disk format written by this engine (major << 16 | minor). 2.0 changed the
- * commit chain (docs/SPEC-FS.md 2.2); a 1.x image is refused with -PT_EVERSION. */
+ * commit chain (docs/SPEC-FS.md 2.2) and added block-list entries (7); a 1.x image is
+ * refused with -PT_EVERSION. */
 #define PETREL_FS_VERSION 0x00020000u
 
 /* Longest file name this build supports, and the default name_max. */
@@ -51,6 +52,14 @@
 
 /* How many data-block updates a file buffers before it writes them into its tree. */
 #define PETREL_FS_PENDING 64
+/* Fingers a lookup keeps into the last directory it walked. */
+#define PETREL_FS_FINGERS 16
+/* Entries a directory reader takes from one scan of a metadata pair. */
+#define PETREL_FS_DIR_BATCH 32
+/* A file of at most this many data blocks lists them in its entry (no index block). */
+#define PETREL_FS_DIRECT_MAX 4
+/* Consecutive data-block addresses an open file keeps from one index page it read. */
+#define PETREL_FS_MAP_RUN 8
 
 /* How deep a file's data tree may grow (index levels above the data blocks). */
 #define PETREL_FS_TREE_DEPTH_MAX 6
@@ -115,6 +124,15 @@ struct petrel_fs_config {
     /* Extra value XORed into the allocator's start-point seed (0 normally). The seed is
      * otherwise the XOR of the CRCs of all commits read at mount: deterministic per image. */
     uint64_t seed_mix;
+
+    /* Optional memory of pairs for large directories: link_count remembered pairs (instead
+     * of the PETREL_FS_LINK_CACHE built in) and link_index, one entry per block of the device
+     * (bd->block_count; -PT_EINVAL when missing with link_buffer), that find a
+     * block's pair in one step. With a slot per pair of a directory, walking the directory
+     * to the pair of a name reads nothing but that pair. Both NULL/0 = the built-in table. */
+    struct petrel_fs_link *link_buffer;
+    uint32_t link_count;
+    uint32_t *link_index;
 };
 
 /* One directory entry or a stat result. */
@@ -150,12 +168,18 @@ struct petrel_fs_cache {
  * directory's chain of pairs through them without reading the pairs it only passes). */
 #define PETREL_FS_LINK_CACHE 32
 
-/* A remembered thread link of a pair (valid until either block is programmed or erased). */
+/* A remembered pair (valid until either block is programmed or erased): its thread link and
+ * the extent of its log as last validated, so that reading it again needs no CRC pass. */
 struct petrel_fs_link {
-    uint32_t pair[2];     /* PETREL_FS_BLOCK_NULL when unused */
+    uint32_t pair[2];     /* PETREL_FS_BLOCK_NULL when unused; pair[0] holds the log */
     uint32_t next[2];
     uint64_t next_split;
+    uint32_t rev, off;    /* revision and end of the valid log in pair[0] */
+    uint32_t log_crc;     /* CRC of the last commit: the seed of the next one's */
+    uint32_t fcrc;        /* the last commit's fcrc (docs/SPEC-FS.md 2.2) */
+    uint32_t crc_xor;     /* XOR of the log's commit CRCs */
     uint8_t next_cont;
+    uint8_t erased;       /* the space after off is known erased */
 };
 
 /* Global state: the XOR of all deltas in all metadata logs (docs/SPEC-FS.md). */
@@ -181,6 +205,15 @@ struct petrel_fs_dir {
     int have_last;      /* whether last_hash is set */
     int at_end;         /* all pairs read */
     uint64_t pos;       /* entries returned since rewind */
+    /* the next entries of the pair in hash order, found by one scan of its log; valid while
+     * the pair's log is the one scanned (block, end and revision) */
+    uint32_t batch_block, batch_off, batch_rev;
+    uint8_t batch_n, batch_i;
+    uint8_t batch_last;  /* the batch holds the rest of the pair */
+    struct {
+        uint64_t hash;
+        uint32_t off, len; /* the ENTRY record's payload in batch_block */
+    } batch[PETREL_FS_DIR_BATCH];
 };
 
 /* An open file. */
@@ -198,7 +231,8 @@ struct petrel_fs_file {
     uint64_t size;      /* current size */
     uint64_t tree_size; /* bytes [0, tree_size) live in the data tree, the rest in buf */
     uint32_t root;      /* root of the data tree (PETREL_FS_BLOCK_NULL: empty) */
-    uint8_t depth;      /* index levels above data blocks */
+    uint8_t depth;      /* index levels above data blocks, or 0x80 | n: n blocks listed */
+    uint32_t direct[PETREL_FS_DIRECT_MAX - 1]; /* listed data blocks 1.. (root is block 0) */
     uint8_t buf_alloc;  /* buf was allocated by open */
     uint8_t buf_state;  /* 0 empty, 1 clean, 2 dirty */
     uint8_t ob_open;    /* a data block is being written */
@@ -209,8 +243,9 @@ struct petrel_fs_file {
     uint32_t ob_src;    /* open block: block it replaces (or NULL) */
     uint32_t ob_next;   /* open block: next page slot to program */
     uint32_t ob_src_pages; /* open block: valid pages in ob_src */
-    uint32_t map_index; /* last tree lookup: logical block ... */
-    uint32_t map_block; /* ... and where it is (valid when map_valid) */
+    uint32_t map_index; /* last tree lookup: logical blocks map_index.. */
+    uint32_t map_block[PETREL_FS_MAP_RUN]; /* ... and where they are */
+    uint8_t map_n;      /* blocks mapped (0 when map_valid is clear) */
     uint8_t map_valid;
     uint32_t pend_n;    /* buffered tree updates */
     struct {
@@ -255,12 +290,22 @@ struct petrel_fs {
     struct petrel_fs_gstate gpending; /* global state the next commit must establish */
     struct petrel_fs_handle *handles;
     struct petrel_fs_link links[PETREL_FS_LINK_CACHE];
+    struct petrel_fs_link *linkv; /* the table in use: links or cfg->link_buffer */
+    uint32_t nlinks;
+    uint32_t *link_index;         /* block -> slot + 1 (cfg->link_index), or NULL */
     /* the last directory a path led to (its path's component hash and depth) */
     uint64_t dc_key;
     uint32_t dc_ncomp, dc_gen, dc_dirid;
     uint32_t dc_head[2];
     uint8_t dc_valid;
     uint32_t link_next;   /* next slot to replace */
+    /* fingers into the last directory walked: for each 16th of the hash space, the pair
+     * whose range starts lowest in it (valid while layout_gen is fg_gen) */
+    uint32_t fg_head[2], fg_gen;
+    struct {
+        uint64_t lo;
+        uint32_t pair[2];
+    } fg[PETREL_FS_FINGERS];
 };
 
 /* ---- Filesystem ---------------------------------------------------------------------- */
@@ -419,5 +464,14 @@ int petrel_fs_traverse(struct petrel_fs *fs, int (*cb)(void *ctx, uint32_t block
  */
 int petrel_fs_check(struct petrel_fs *fs, void (*cb)(void *ctx, const char *problem),
                     void *ctx);
+
+/* petrel_fs_check, calling progress (when not NULL) as it goes with the number of blocks
+ * checked so far (a metadata pair counts two, a data block one), to compare with
+ * petrel_fs_usage. The check reads each metadata block about twice and each data page once
+ * (plus index pages) when the lookahead buffer covers the device; a smaller one adds a walk
+ * of the metadata and index blocks per lookahead window. */
+int petrel_fs_check_progress(struct petrel_fs *fs, void (*cb)(void *ctx, const char *problem),
+                             void *ctx, void (*progress)(void *pctx, uint64_t blocks),
+                             void *pctx);
 
 #endif

@@ -2,8 +2,9 @@
  * The image file device: a regular file or a block device node used as a flash image through
  * pread/pwrite, with fsync as sync. Owns the descriptor it opened and nothing else.
  * Never touches bytes outside block_count * block_size, never lets a short read or write
- * pass as success (a short transfer is -PT_EIO), and keeps no cache of its own, so after a
- * successful sync every completed prog and erase is on the medium.
+ * pass as success (a short transfer is -PT_EIO). Its optional block cache is a read cache
+ * written through by every prog and erase, so after a successful sync every completed prog
+ * and erase is on the medium, and a failed pread or pwrite leaves no cached copy behind.
  * POSIX only (the one device in src/bd that is not freestanding C99).
  */
 #define _POSIX_C_SOURCE 200809L
@@ -53,17 +54,14 @@ static int file_fill(int fd, off_t pos, uint64_t len, uint8_t byte)
     return 0;
 }
 
-static int file_read(void *context, uint32_t block, uint32_t off, void *buf, uint32_t size)
+static int file_pread(struct petrel_bd_file *f, off_t pos, uint8_t *p, uint32_t size)
 {
-    struct petrel_bd_file *f = (struct petrel_bd_file *)context;
-    off_t pos = (off_t)block * f->block_size + off;
-    uint8_t *p = (uint8_t *)buf;
-    if (block >= f->block_count || off > f->block_size || size > f->block_size - off)
-        return -PT_EINVAL;
     while (size > 0) {
         ssize_t r = pread(f->fd, p, size, pos);
+        f->preads++;
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) return -PT_EIO; /* an image never ends inside its geometry */
+        f->read_bytes += (uint64_t)r;
         p += r;
         pos += r;
         size -= (uint32_t)r;
@@ -71,13 +69,53 @@ static int file_read(void *context, uint32_t block, uint32_t off, void *buf, uin
     return 0;
 }
 
+/* The cached copy of block, or NULL when the cache does not hold it. */
+static uint8_t *file_cached(struct petrel_bd_file *f, uint32_t block)
+{
+    uint32_t slot;
+    if (!f->cache_slots) return NULL;
+    slot = block % f->cache_slots;
+    return f->cache_tag[slot] == block ? f->cache + (size_t)slot * f->block_size : NULL;
+}
+
+static int file_read(void *context, uint32_t block, uint32_t off, void *buf, uint32_t size)
+{
+    struct petrel_bd_file *f = (struct petrel_bd_file *)context;
+    uint8_t *c;
+    if (block >= f->block_count || off > f->block_size || size > f->block_size - off)
+        return -PT_EINVAL;
+    if (size == 0) return 0;
+    if (f->cache_slots) {
+        uint32_t slot = block % f->cache_slots;
+        c = file_cached(f, block);
+        if (!c) {
+            int err;
+            c = f->cache + (size_t)slot * f->block_size;
+            f->cache_tag[slot] = PETREL_BD_FILE_NO_BLOCK;
+            err = file_pread(f, (off_t)block * f->block_size, c, f->block_size);
+            if (err) return err;
+            f->cache_tag[slot] = block;
+        }
+        memcpy(buf, c + off, size);
+        return 0;
+    }
+    return file_pread(f, (off_t)block * f->block_size + off, (uint8_t *)buf, size);
+}
+
 static int file_prog(void *context, uint32_t block, uint32_t off, const void *buf, uint32_t size)
 {
     struct petrel_bd_file *f = (struct petrel_bd_file *)context;
     off_t pos = (off_t)block * f->block_size + off;
     const uint8_t *p = (const uint8_t *)buf;
+    uint8_t *c;
     if (block >= f->block_count || off > f->block_size || size > f->block_size - off)
         return -PT_EINVAL;
+    c = file_cached(f, block);
+    if (c) {
+        /* written through below; the copy is dropped first so a failed write leaves none */
+        f->cache_tag[block % f->cache_slots] = PETREL_BD_FILE_NO_BLOCK;
+        memcpy(c + off, p, size);
+    }
     while (size > 0) {
         ssize_t w = pwrite(f->fd, p, size, pos);
         if (w < 0 && errno == EINTR) continue;
@@ -86,15 +124,38 @@ static int file_prog(void *context, uint32_t block, uint32_t off, const void *bu
         pos += w;
         size -= (uint32_t)w;
     }
+    if (c) f->cache_tag[block % f->cache_slots] = block;
     return 0;
 }
 
 static int file_erase(void *context, uint32_t block)
 {
     struct petrel_bd_file *f = (struct petrel_bd_file *)context;
+    uint8_t *c;
+    int err;
     if (block >= f->block_count) return -PT_EINVAL;
     if (f->erase_value < 0) return 0;
-    return file_fill(f->fd, (off_t)block * f->block_size, f->block_size, (uint8_t)f->erase_value);
+    c = file_cached(f, block);
+    if (c) f->cache_tag[block % f->cache_slots] = PETREL_BD_FILE_NO_BLOCK;
+    err = file_fill(f->fd, (off_t)block * f->block_size, f->block_size, (uint8_t)f->erase_value);
+    if (!err && c) {
+        memset(c, f->erase_value, f->block_size);
+        f->cache_tag[block % f->cache_slots] = block;
+    }
+    return err;
+}
+
+int petrel_bd_file_set_cache(struct petrel_bd_file *file, void *buffer, uint32_t *tags,
+                             uint32_t slots)
+{
+    uint32_t i;
+    if (slots && (!buffer || !tags)) return -PT_EINVAL;
+    file->cache = (uint8_t *)buffer;
+    file->cache_tag = tags;
+    file->cache_slots = slots;
+    for (i = 0; i < slots; i++)
+        tags[i] = PETREL_BD_FILE_NO_BLOCK;
+    return 0;
 }
 
 static int file_sync(void *context)

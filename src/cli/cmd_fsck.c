@@ -1,9 +1,11 @@
 /*
  * petrel fsck IMAGE: check a flash image. Exit 0 when clean; otherwise print each problem
  * (one line each, after the error line) and exit 1. Mount may finish a half-done rename, as
- * any mount does; fsck itself repairs nothing.
+ * any mount does; fsck itself repairs nothing. On a terminal a progress line shows the blocks
+ * checked against those in use.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "cli/cli.h"
 #include "cli/opt.h"
@@ -14,11 +16,25 @@ struct problems {
     unsigned count;
 };
 
+struct check_progress {
+    struct cli_progress line;
+    uint64_t block_size, reported;
+};
+
 static void report(void *ctx, const char *problem)
 {
     struct problems *p = ctx;
     p->count++;
     fprintf(stderr, "  %s\n", problem);
+}
+
+/* The progress line (on a terminal only): blocks checked, as bytes, against those in use. */
+static void progress(void *ctx, uint64_t blocks)
+{
+    struct check_progress *p = ctx;
+    uint64_t bytes = blocks * p->block_size;
+    cli_progress_add(&p->line, "fsck", bytes - p->reported);
+    p->reported = bytes;
 }
 
 int cmd_fsck(int argc, char **argv)
@@ -43,7 +59,16 @@ int cmd_fsck(int argc, char **argv)
         cli_place_close("fsck", &p);
         return cli_error("fsck", "'%s' is not an image", argv[1]);
     }
-    rc = petrel_fs_check(fs, report, &found);
+    {
+        struct check_progress prog;
+        struct petrel_fs_fsinfo info;
+        int64_t used = petrel_fs_usage(fs);
+        memset(&prog, 0, sizeof(prog));
+        prog.block_size = petrel_fs_fsinfo(fs, &info) == 0 ? info.block_size : 0;
+        cli_progress_start(&prog.line, used > 0 ? (uint64_t)used * prog.block_size : 0);
+        rc = petrel_fs_check_progress(fs, report, &found, progress, &prog);
+        cli_progress_end(&prog.line);
+    }
     if (rc == -PT_ECORRUPT || found.count)
         status = cli_error("fsck", "'%s' is damaged: %u problem%s (listed above)", argv[1],
                            found.count, found.count == 1 ? "" : "s");

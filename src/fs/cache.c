@@ -11,49 +11,115 @@
  */
 #include "fs/fs_internal.h"
 
+/*
+ * Remembered pairs: the built-in table of PETREL_FS_LINK_CACHE slots, searched linearly and
+ * replaced round-robin, or a configured table with a block index: a pair lives in slot
+ * min(pair) mod nlinks and link_index[block] names the slot of the pair holding block, so
+ * finding a pair and forgetting a block's pair are one step each.
+ */
+static void pt_link_clear_slot(struct petrel_fs *fs, uint32_t i)
+{
+    struct petrel_fs_link *l = &fs->linkv[i];
+    if (fs->link_index && l->pair[0] != PT_NULL) {
+        if (l->pair[0] < fs->block_count && fs->link_index[l->pair[0]] == i + 1)
+            fs->link_index[l->pair[0]] = 0;
+        if (l->pair[1] < fs->block_count && fs->link_index[l->pair[1]] == i + 1)
+            fs->link_index[l->pair[1]] = 0;
+    }
+    l->pair[0] = l->pair[1] = PT_NULL;
+}
+
 /* Forget remembered thread links of any pair using block (it is being changed). */
 static void pt_links_drop(struct petrel_fs *fs, uint32_t block)
 {
     uint32_t i;
-    for (i = 0; i < PETREL_FS_LINK_CACHE; i++)
-        if (fs->links[i].pair[0] == block || fs->links[i].pair[1] == block)
-            fs->links[i].pair[0] = fs->links[i].pair[1] = PT_NULL;
+    if (fs->link_index) {
+        if (block < fs->block_count && fs->link_index[block]) {
+            i = fs->link_index[block] - 1;
+            if (fs->linkv[i].pair[0] == block || fs->linkv[i].pair[1] == block)
+                pt_link_clear_slot(fs, i);
+            fs->link_index[block] = 0;
+        }
+        return;
+    }
+    for (i = 0; i < fs->nlinks; i++)
+        if (fs->linkv[i].pair[0] == block || fs->linkv[i].pair[1] == block)
+            pt_link_clear_slot(fs, i);
 }
 
-void pt_links_remember(struct petrel_fs *fs, const uint32_t pair[2], const uint32_t next[2],
-                       int next_cont, uint64_t next_split)
+static uint32_t pt_link_slot(struct petrel_fs *fs, const uint32_t pair[2])
+{
+    uint32_t i;
+    if (fs->link_index) {
+        if (pair[0] < fs->block_count && fs->link_index[pair[0]]) {
+            i = fs->link_index[pair[0]] - 1;
+            if (pt_pair_eq(fs->linkv[i].pair, pair)) return i;
+        }
+        return fs->nlinks;
+    }
+    for (i = 0; i < fs->nlinks; i++)
+        if (fs->linkv[i].pair[0] != PT_NULL && pt_pair_eq(fs->linkv[i].pair, pair)) return i;
+    return fs->nlinks;
+}
+
+void pt_links_remember(struct petrel_fs *fs, const struct pt_mdir *md)
 {
     struct petrel_fs_link *l;
-    uint32_t i;
-    for (i = 0; i < PETREL_FS_LINK_CACHE; i++)
-        if (pt_pair_eq(fs->links[i].pair, pair)) break;
-    if (i == PETREL_FS_LINK_CACHE) {
-        i = fs->link_next;
-        fs->link_next = (fs->link_next + 1) % PETREL_FS_LINK_CACHE;
+    uint32_t i = pt_link_slot(fs, md->pair);
+    if (i == fs->nlinks) {
+        if (fs->link_index) {
+            i = PT_MIN(md->pair[0], md->pair[1]) % fs->nlinks;
+        } else {
+            i = fs->link_next;
+            fs->link_next = (fs->link_next + 1) % fs->nlinks;
+        }
+        pt_link_clear_slot(fs, i);
     }
-    l = &fs->links[i];
-    l->pair[0] = pair[0];
-    l->pair[1] = pair[1];
-    l->next[0] = next[0];
-    l->next[1] = next[1];
-    l->next_cont = (uint8_t)(next_cont ? 1 : 0);
-    l->next_split = next_split;
+    l = &fs->linkv[i];
+    l->pair[0] = md->pair[0];
+    l->pair[1] = md->pair[1];
+    l->next[0] = md->next[0];
+    l->next[1] = md->next[1];
+    l->next_cont = (uint8_t)(md->next_cont ? 1 : 0);
+    l->next_split = md->next_split;
+    l->rev = md->rev;
+    l->off = md->off;
+    l->log_crc = md->log_crc;
+    l->fcrc = md->fcrc;
+    l->crc_xor = md->crc_xor;
+    l->erased = md->erased;
+    if (fs->link_index) {
+        /* a block belongs to one pair at a time: an older pair of either block goes */
+        if (md->pair[0] < fs->block_count) {
+            if (fs->link_index[md->pair[0]] && fs->link_index[md->pair[0]] != i + 1)
+                pt_links_drop(fs, md->pair[0]);
+            fs->link_index[md->pair[0]] = i + 1;
+        }
+        if (md->pair[1] < fs->block_count) {
+            if (fs->link_index[md->pair[1]] && fs->link_index[md->pair[1]] != i + 1)
+                pt_links_drop(fs, md->pair[1]);
+            fs->link_index[md->pair[1]] = i + 1;
+        }
+    }
 }
 
 const struct petrel_fs_link *pt_links_find(struct petrel_fs *fs, const uint32_t pair[2])
 {
-    uint32_t i;
-    for (i = 0; i < PETREL_FS_LINK_CACHE; i++)
-        if (fs->links[i].pair[0] != PT_NULL && pt_pair_eq(fs->links[i].pair, pair))
-            return &fs->links[i];
-    return NULL;
+    uint32_t i = pt_link_slot(fs, pair);
+    return i == fs->nlinks ? NULL : &fs->linkv[i];
+}
+
+void pt_links_forget(struct petrel_fs *fs, const uint32_t pair[2])
+{
+    pt_links_drop(fs, pair[0]);
+    pt_links_drop(fs, pair[1]);
 }
 
 void pt_links_clear(struct petrel_fs *fs)
 {
     uint32_t i;
-    for (i = 0; i < PETREL_FS_LINK_CACHE; i++)
-        fs->links[i].pair[0] = fs->links[i].pair[1] = PT_NULL;
+    for (i = 0; i < fs->nlinks; i++) fs->linkv[i].pair[0] = fs->linkv[i].pair[1] = PT_NULL;
+    if (fs->link_index) memset(fs->link_index, 0, sizeof(uint32_t) * fs->block_count);
     fs->link_next = 0;
 }
 
@@ -212,7 +278,7 @@ int pt_writer_put(struct petrel_fs *fs, struct pt_writer *w, const void *buf, ui
 {
     const uint8_t *in = (const uint8_t *)buf;
     struct petrel_fs_cache *p = &fs->pcache;
-    if (size > fs->block_size - w->off) return -PT_ENOSPC;
+    if (w->dry != PT_WRITER_MEASURE && size > fs->block_size - w->off) return -PT_ENOSPC;
     if (w->dry) {
         w->off += size;
         return 0;

@@ -23,13 +23,15 @@ static int pt_each_entry(struct petrel_fs *fs, const struct pt_mdir *md, pt_entr
                          void *ctx)
 {
     struct pt_rec_ref rec = {0, 0, 0};
-    uint32_t pos = 0;
-    int err;
-    while ((err = pt_rec_next(fs, md, &pos, &rec)) == 1) {
+    struct pt_live_map map;
+    uint32_t pos = 0, idx;
+    int err = pt_live_map_build(fs, md, &map);
+    if (err) return err;
+    for (idx = 0; (err = pt_rec_next(fs, md, &pos, &rec)) == 1; idx++) {
         struct pt_entry e;
         int live;
         if (rec.type != PT_REC_ENTRY) continue;
-        err = pt_rec_live(fs, md, &rec, pos, NULL, 0, &live);
+        err = pt_live_map_live(fs, md, &map, idx, &rec, pos, &live);
         if (err) return err;
         if (!live) continue;
         err = pt_entry_decode(fs, md->pair[0], &rec, &e);
@@ -52,7 +54,8 @@ static int pt_trav_entry(struct petrel_fs *fs, void *ctx, const struct pt_mdir *
     struct pt_trav *t = (struct pt_trav *)ctx;
     int err;
     (void)md;
-    if (e->type == PETREL_FS_REG) return pt_tree_walk(fs, e->root, e->depth, e->size, t->cb, t->ctx);
+    if (e->type == PETREL_FS_REG)
+        return pt_tree_walk(fs, e->root, e->depth, e->direct, e->size, t->cb, t->ctx);
     if (!t->include_inflight) return 0;
     /* a directory head not (yet) threaded is still in use */
     err = t->cb(t->ctx, e->pair[0], 0);
@@ -128,9 +131,18 @@ int64_t petrel_fs_usage(struct petrel_fs *fs)
 struct pt_checker {
     void (*cb)(void *ctx, const char *problem);
     void *ctx;
+    void (*progress)(void *ctx, uint64_t blocks);
+    void *pctx;
+    uint64_t blocks; /* blocks checked so far (pairs count two) */
     uint32_t problems;
     uint32_t win_start; /* double-use window */
 };
+
+static void pt_progress(struct pt_checker *c, uint64_t blocks)
+{
+    c->blocks += blocks;
+    if (c->progress) c->progress(c->pctx, c->blocks);
+}
 
 static void pt_problem(struct pt_checker *c, const char *msg)
 {
@@ -174,9 +186,18 @@ static int pt_check_entry(struct petrel_fs *fs, void *ctx, const struct pt_mdir 
                      (unsigned)md->pair[0], (unsigned)md->pair[1]);
             pt_problem(c, msg);
         }
+        uint32_t run[64];
+        uint8_t run_n = 0;
+        uint32_t run_at = 0;
         for (bi = 0; bi < nb; bi++) {
             uint32_t blk, slot, valid;
-            int err = pt_tree_lookup(fs, e->root, e->depth, bi, &blk);
+            int err = 0;
+            /* addresses come a page of the index at a time, not a page read per block */
+            if (bi < run_at || bi - run_at >= run_n) {
+                err = pt_tree_lookup_run(fs, e->root, e->depth, e->direct, bi, run, 64, &run_n);
+                run_at = bi;
+            }
+            blk = err ? PT_NULL : run[bi - run_at];
             if (err) {
                 snprintf(msg, sizeof(msg), "file in {%u,%u}: data tree unreadable at block %u: %s",
                          (unsigned)md->pair[0], (unsigned)md->pair[1], (unsigned)bi,
@@ -185,6 +206,7 @@ static int pt_check_entry(struct petrel_fs *fs, void *ctx, const struct pt_mdir 
                 return 0;
             }
             if (blk == PT_NULL) continue;
+            pt_progress(c, 1);
             valid = (uint32_t)PT_MIN((uint64_t)ppb, (tree_size - (uint64_t)bi * d + pld - 1) / pld);
             for (slot = 0; slot < valid; slot++) {
                 const uint8_t *p;
@@ -227,6 +249,13 @@ static int pt_check_mark(void *ctx, uint32_t block, int is_data)
 
 int petrel_fs_check(struct petrel_fs *fs, void (*cb)(void *ctx, const char *problem), void *ctx)
 {
+    return petrel_fs_check_progress(fs, cb, ctx, NULL, NULL);
+}
+
+int petrel_fs_check_progress(struct petrel_fs *fs, void (*cb)(void *ctx, const char *problem),
+                             void *ctx, void (*progress)(void *pctx, uint64_t blocks),
+                             void *pctx)
+{
     PT_REQUIRE_MOUNTED(fs);
     struct pt_checker c;
     struct pt_mdir md;
@@ -238,6 +267,8 @@ int petrel_fs_check(struct petrel_fs *fs, void (*cb)(void *ctx, const char *prob
     memset(&c, 0, sizeof(c));
     c.cb = cb;
     c.ctx = ctx;
+    c.progress = progress;
+    c.pctx = pctx;
     err = pt_mdir_fetch(fs, &md, pt_root_pair, NULL);
     if (err) {
         pt_problem(&c, "root pair unreadable");
@@ -245,6 +276,7 @@ int petrel_fs_check(struct petrel_fs *fs, void (*cb)(void *ctx, const char *prob
     }
     for (guard = 0; guard <= fs->block_count; guard++) {
         uint32_t next[2];
+        pt_progress(&c, 2);
         err = pt_each_entry(fs, &md, pt_check_entry, &c);
         if (err) {
             snprintf(msg, sizeof(msg), "pair {%u,%u}: entries unreadable: %s",

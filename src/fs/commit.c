@@ -132,21 +132,6 @@ int pt_fs_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *
     return err;
 }
 
-/* Whether md holds a live directory entry. */
-static int pt_mdir_has_entries(struct petrel_fs *fs, const struct pt_mdir *md)
-{
-    struct pt_rec_ref rec = {0, 0, 0};
-    uint32_t pos = 0;
-    int err;
-    while ((err = pt_rec_next(fs, md, &pos, &rec)) == 1) {
-        int live;
-        if (rec.type != PT_REC_ENTRY) continue;
-        err = pt_rec_live(fs, md, &rec, pos, NULL, 0, &live);
-        if (err) return err;
-        if (live) return 1;
-    }
-    return err < 0 ? err : 0;
-}
 
 int pt_drop_if_empty(struct petrel_fs *fs, const struct pt_mdir *md)
 {
@@ -184,6 +169,7 @@ int pt_drop_if_empty(struct petrel_fs *fs, const struct pt_mdir *md)
     /* undo only when the commit itself did not land (a failed fix-up after it keeps it) */
     if (err && memcmp(&fs->gstate, &fs->gpending, sizeof(fs->gstate)) != 0)
         pt_gstate_xor(&fs->gstate, &md->gdelta);
-    pt_links_clear(fs);
+    /* the predecessor's own link went with its commit; the dropped pair leaves the thread */
+    pt_links_forget(fs, md->pair);
     return err;
 }

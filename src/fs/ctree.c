@@ -113,14 +113,58 @@ static int pt_tree_node(struct petrel_fs *fs, uint32_t root, uint8_t depth, uint
     return 0;
 }
 
-int pt_tree_lookup(struct petrel_fs *fs, uint32_t root, uint8_t depth, uint32_t index,
-                   uint32_t *block)
+int pt_tree_lookup(struct petrel_fs *fs, uint32_t root, uint8_t depth, const uint32_t *direct,
+                   uint32_t index, uint32_t *block)
 {
+    uint32_t n = pt_direct_count(depth);
+    if (n) {
+        *block = index == 0 ? root : index < n ? direct[index - 1] : PT_NULL;
+        return *block != PT_NULL && *block >= fs->block_count ? -PT_ECORRUPT : 0;
+    }
     if (root == PT_NULL) {
         *block = PT_NULL;
         return 0;
     }
     return pt_tree_node(fs, root, depth, 0, index, block);
+}
+
+/* Addresses of logical blocks index, index+1, ... (at most max, and only those in the same
+ * index page as index): one page read for a run of a sequential read. */
+int pt_tree_lookup_run(struct petrel_fs *fs, uint32_t root, uint8_t depth,
+                       const uint32_t *direct, uint32_t index, uint32_t *blocks, uint32_t max,
+                       uint8_t *n)
+{
+    uint32_t f = pt_tree_fanout(fs), ppp = pt_page_payload(fs) / 4, node, child, k;
+    const uint8_t *p;
+    int err;
+    *n = 1;
+    if (pt_direct_count(depth)) {
+        for (k = 0; k < max && (k == 0 || index + k < pt_direct_count(depth)); k++) {
+            err = pt_tree_lookup(fs, root, depth, direct, index + k, &blocks[k]);
+            if (err) return err;
+        }
+        *n = (uint8_t)k;
+        return 0;
+    }
+    if (root == PT_NULL || depth == 0)
+        return pt_tree_lookup(fs, root, depth, direct, index, blocks);
+    /* the lowest index node covering index, then its page holding index's child */
+    err = pt_tree_node(fs, root, depth, 1, index / f, &node);
+    if (err) return err;
+    if (node == PT_NULL) {
+        blocks[0] = PT_NULL;
+        return 0;
+    }
+    child = index % f;
+    err = pt_page_read(fs, node, child / ppp, &p);
+    if (err) return err;
+    for (k = 0; k < max && child + k < f && (child + k) / ppp == child / ppp; k++) {
+        uint32_t b = pt_get_le32(p + (size_t)4 * ((child + k) % ppp));
+        if (b != PT_NULL && b >= fs->block_count) return -PT_ECORRUPT;
+        blocks[k] = b;
+    }
+    *n = (uint8_t)k;
+    return 0;
 }
 
 /* Write one index block: old node's pointers (or all NULL) patched with updates
@@ -186,6 +230,40 @@ int pt_tree_apply(struct petrel_fs *fs, uint32_t *root, uint8_t *depth, struct p
         }
     }
     maxidx = f->pend[n - 1].index;
+    if (*depth == 0 || pt_direct_count(*depth)) {
+        /* a file of a few blocks lists them in its entry */
+        uint32_t list[PT_DIRECT_MAX], k = pt_direct_count(*depth), m;
+        if (k == 0) k = *root != PT_NULL ? 1 : 0;
+        for (i = 0; i < PT_DIRECT_MAX; i++)
+            list[i] = i >= k ? PT_NULL : i == 0 ? *root : f->direct[i - 1];
+        if (maxidx < PT_DIRECT_MAX) {
+            for (i = 0; i < n; i++) list[f->pend[i].index] = f->pend[i].block;
+            for (k = PT_DIRECT_MAX; k > 0 && list[k - 1] == PT_NULL; k--) {
+            }
+            *root = k ? list[0] : PT_NULL;
+            *depth = (uint8_t)(k > 1 ? PT_DEPTH_DIRECT | k : 0);
+            for (i = 1; i < PT_DIRECT_MAX; i++) f->direct[i - 1] = i < k ? list[i] : PT_NULL;
+            f->pend_n = 0;
+            return 0;
+        }
+        if (pt_direct_count(*depth)) {
+            /* grown past the list: the listed blocks become the first index block's
+             * children, then the tree grows as usual */
+            struct petrel_fs_file one;
+            uint32_t nr;
+            memset(&one, 0, sizeof(one));
+            for (i = 0, m = 0; i < k; i++) {
+                if (list[i] == PT_NULL) continue;
+                one.pend[m].index = i;
+                one.pend[m].block = list[i];
+                m++;
+            }
+            err = pt_index_write(fs, PT_NULL, &one, 0, m, &nr);
+            if (err) return err;
+            *root = nr;
+            *depth = 1;
+        }
+    }
     /* grow: each new level is a real index block whose first child is the old root */
     while ((uint64_t)maxidx >= pt_pow(fan, *depth)) {
         if (*depth >= PETREL_FS_TREE_DEPTH_MAX) return -PT_EFBIG;
@@ -228,15 +306,23 @@ int pt_tree_apply(struct petrel_fs *fs, uint32_t *root, uint8_t *depth, struct p
     return 0;
 }
 
-int pt_tree_walk(struct petrel_fs *fs, uint32_t root, uint8_t depth, uint64_t size,
-                 int (*cb)(void *ctx, uint32_t block, int is_data), void *ctx)
+int pt_tree_walk(struct petrel_fs *fs, uint32_t root, uint8_t depth, const uint32_t *direct,
+                 uint64_t size, int (*cb)(void *ctx, uint32_t block, int is_data), void *ctx)
 {
     struct {
         uint32_t block, next;
     } st[PETREL_FS_TREE_DEPTH_MAX + 1];
-    uint32_t fan = pt_tree_fanout(fs);
+    uint32_t fan = pt_tree_fanout(fs), i;
     int sp = 0, err;
     (void)size;
+    for (i = 0; i < pt_direct_count(depth); i++) {
+        uint32_t b = i == 0 ? root : direct[i - 1];
+        if (b == PT_NULL) continue;
+        if (b >= fs->block_count) return -PT_ECORRUPT;
+        err = cb(ctx, b, 1);
+        if (err) return err;
+    }
+    if (pt_direct_count(depth)) return 0;
     if (root == PT_NULL) return 0;
     if (root >= fs->block_count) return -PT_ECORRUPT;
     err = cb(ctx, root, depth == 0);

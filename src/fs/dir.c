@@ -19,13 +19,46 @@ int pt_fs_writable(struct petrel_fs *fs)
     return fs->readonly ? -PT_EROFS : 0;
 }
 
+/* Fingers (fs->fg): the walk starts at the pair whose range starts highest at or below the
+ * hash among those remembered for this directory; walks record the first pair they enter in
+ * each 16th of the hash space. Any change of layout (a compaction, split, drop or move bumps
+ * layout_gen) drops them all. */
+#define PT_FG_SHIFT 60
+
+static void pt_fingers_reset(struct petrel_fs *fs, const uint32_t head[2])
+{
+    uint32_t j;
+    fs->fg_head[0] = head[0];
+    fs->fg_head[1] = head[1];
+    fs->fg_gen = fs->layout_gen;
+    for (j = 0; j < PETREL_FS_FINGERS; j++) fs->fg[j].pair[0] = fs->fg[j].pair[1] = PT_NULL;
+}
+
+static void pt_finger_note(struct petrel_fs *fs, uint64_t lo, const uint32_t pair[2])
+{
+    uint32_t j = (uint32_t)(lo >> PT_FG_SHIFT);
+    if (fs->fg[j].pair[0] != PT_NULL && fs->fg[j].lo <= lo) return;
+    fs->fg[j].lo = lo;
+    fs->fg[j].pair[0] = pair[0];
+    fs->fg[j].pair[1] = pair[1];
+}
+
 int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash,
                      struct pt_mdir *md)
 {
     uint32_t guard, cur[2];
-    int err = 0;
+    int err = 0, j;
     cur[0] = head[0];
     cur[1] = head[1];
+    if (fs->fg_gen != fs->layout_gen || !pt_pair_eq(fs->fg_head, head))
+        pt_fingers_reset(fs, head);
+    for (j = (int)(hash >> PT_FG_SHIFT); j >= 0; j--) {
+        if (fs->fg[j].pair[0] != PT_NULL && fs->fg[j].lo <= hash) {
+            cur[0] = fs->fg[j].pair[0];
+            cur[1] = fs->fg[j].pair[1];
+            break;
+        }
+    }
     for (guard = 0; guard <= fs->block_count; guard++) {
         /* pairs the walk only passes are skipped by their remembered links; the pair that
          * holds the hash is always read (and its commits verified) */
@@ -33,6 +66,7 @@ int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash
         if (l && l->next_cont && hash >= l->next_split) {
             cur[0] = l->next[0];
             cur[1] = l->next[1];
+            pt_finger_note(fs, l->next_split, cur);
             continue;
         }
         err = pt_mdir_fetch(fs, md, cur, &hash);
@@ -40,6 +74,7 @@ int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash
         if (!md->next_cont || hash < md->next_split) return 0;
         cur[0] = md->next[0];
         cur[1] = md->next[1];
+        pt_finger_note(fs, md->next_split, cur);
     }
     return -PT_ECORRUPT;
 }
@@ -343,12 +378,18 @@ static int pt_dir_empty(struct petrel_fs *fs, const uint32_t head[2])
 /* After a removal committed: drop the pair that held path's name from the thread when no
  * entry is left in it, so that churn does not grow directories without bound. Best effort:
  * a pair kept is consistent, so a failure here is only logged. */
-static void pt_drop_empty_pair(struct petrel_fs *fs, const char *path)
+static void pt_drop_empty_pair(struct petrel_fs *fs, const char *path,
+                               const struct pt_mdir *known)
 {
     struct pt_lookup lk;
-    int err = pt_lookup(fs, path, &lk, -1);
+    int err = 0;
+    if (known) {
+        err = pt_drop_if_empty(fs, known);
+    } else {
+        err = pt_lookup(fs, path, &lk, -1);
+        if (!err && !lk.is_root && lk.exists == 0) err = pt_drop_if_empty(fs, &lk.md);
+    }
     fs->dc_valid = 0;
-    if (!err && !lk.is_root && lk.exists == 0) err = pt_drop_if_empty(fs, &lk.md);
     if (err)
         petrel_log(PT_LOG_INFO, "fs", "empty pair after removing %s kept: %s", path,
                    petrel_strerror(err));
@@ -385,7 +426,7 @@ int petrel_fs_remove(struct petrel_fs *fs, const char *path)
     }
     if (err) return err;
     pt_alloc_ack(fs);
-    pt_drop_empty_pair(fs, path);
+    pt_drop_empty_pair(fs, path, NULL);
     return 0;
 }
 
@@ -395,11 +436,13 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
     struct pt_lookup lo, ln;
     struct pt_rec r[4];
     uint8_t hb_old[8], hb_new[8], head[PT_ENTRY_FIXED + 255];
-    uint8_t body[PT_REGSTRUCT_SIZE + 1024];
+    uint8_t body[PT_REGSTRUCT_MAX + 1024];
     uint32_t hn, body_len;
     int n = 0, err, replaced_dir = 0;
     uint32_t replaced_pair[2];
     struct petrel_fs_handle *h;
+    struct pt_mdir smd;
+    const struct pt_mdir *src_md; /* the source's pair as the rename left it */
 
     fs->dc_valid = 0; /* directories may move */
     err = pt_lookup(fs, oldpath, &lo, -1);
@@ -452,9 +495,10 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
         pt_rec_delete(&r[n++], hb_old, lo.hash);
         r[n - 2].src = &ln.md;
         err = pt_fs_commit(fs, &ln.md, r, n);
+        src_md = &ln.md;
     } else {
-        struct pt_mdir smd;
         uint64_t hash = lo.hash;
+        src_md = &smd;
         fs->gpending.move_pending = 1;
         memcpy(fs->gpending.move_pair, lo.md.pair, sizeof(lo.md.pair));
         fs->gpending.move_hash = lo.hash;
@@ -493,7 +537,8 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
         }
     }
     pt_alloc_ack(fs);
-    pt_drop_empty_pair(fs, oldpath);
+    /* after a directory was replaced, pairs may have moved: find the source's pair again */
+    pt_drop_empty_pair(fs, oldpath, replaced_dir ? NULL : src_md);
     return 0;
 }
 
@@ -536,59 +581,148 @@ int petrel_fs_dir_open(struct petrel_fs *fs, struct petrel_fs_dir *dir, const ch
     return 0;
 }
 
+/* Return the next batched entry of dir (its pair unchanged since the scan) in info. */
+static int pt_dir_serve(struct petrel_fs *fs, struct petrel_fs_dir *dir,
+                        struct petrel_fs_info *info)
+{
+    struct pt_rec_ref rec;
+    struct pt_entry e;
+    int err;
+    rec.type = PT_REC_ENTRY;
+    rec.off = dir->batch[dir->batch_i].off;
+    rec.len = dir->batch[dir->batch_i].len;
+    err = pt_entry_decode(fs, dir->batch_block, &rec, &e);
+    if (err) return err;
+    memset(info, 0, sizeof(*info));
+    info->type = e.type;
+    info->size = e.type == PETREL_FS_REG ? e.size : 0;
+    err = pt_read(fs, e.block, e.name_off, info->name, e.name_len, e.name_len);
+    if (err) return err;
+    info->name[e.name_len] = 0;
+    dir->last_hash = dir->batch[dir->batch_i].hash;
+    dir->have_last = 1;
+    dir->batch_i++;
+    dir->pos++;
+    return 1;
+}
+
+/* Scan md once: the (up to PETREL_FS_DIR_BATCH) lowest live entries above the last one
+ * returned, in hash order. A name's liveness is its last ENTRY or DELETE record, so the scan
+ * keeps, for the lowest hashes seen, the last such record of each; dead names are dropped at
+ * the end. When no hash had to make room for a lower one, the batch holds the whole rest of
+ * the pair. */
+static int pt_dir_scan_batch(struct petrel_fs *fs, struct petrel_fs_dir *dir,
+                             const struct pt_mdir *md)
+{
+    struct pt_rec_ref rec = {0, 0, 0};
+    uint8_t dead[PETREL_FS_DIR_BATCH];
+    uint32_t pos = 0, n = 0, k, j;
+    int err, evicted = 0;
+    while ((err = pt_rec_next(fs, md, &pos, &rec)) == 1) {
+        uint64_t h;
+        uint8_t a;
+        if (rec.type != PT_REC_ENTRY && rec.type != PT_REC_DELETE) continue;
+        err = pt_rec_hash(fs, md, &rec, &h, &a);
+        if (err) return err;
+        if (dir->have_last && h <= dir->last_hash) continue;
+        for (k = 0; k < n && dir->batch[k].hash < h; k++) {
+        }
+        if (k < n && dir->batch[k].hash == h) {
+            /* a later record of a name already kept supersedes the earlier one */
+            dir->batch[k].off = rec.off;
+            dir->batch[k].len = rec.len;
+            dead[k] = rec.type == PT_REC_DELETE;
+            continue;
+        }
+        if (k == PETREL_FS_DIR_BATCH) {
+            evicted = 1; /* above every kept hash, and no room */
+            continue;
+        }
+        if (n == PETREL_FS_DIR_BATCH)
+            evicted = 1; /* the highest kept hash makes room */
+        else
+            n++;
+        for (j = n - 1; j > k; j--) {
+            dir->batch[j] = dir->batch[j - 1];
+            dead[j] = dead[j - 1];
+        }
+        dir->batch[k].hash = h;
+        dir->batch[k].off = rec.off;
+        dir->batch[k].len = rec.len;
+        dead[k] = rec.type == PT_REC_DELETE;
+    }
+    if (err < 0) return err;
+    for (k = 0, j = 0; k < n; k++)
+        if (!dead[k]) dir->batch[j++] = dir->batch[k];
+    if (j == 0 && n > 0) {
+        /* every name kept is gone: the next scan starts above them */
+        dir->last_hash = dir->batch[n - 1].hash;
+        dir->have_last = 1;
+    }
+    dir->batch_n = (uint8_t)j;
+    dir->batch_i = 0;
+    dir->batch_last = (uint8_t)!evicted;
+    dir->batch_block = md->pair[0];
+    dir->batch_off = md->off;
+    dir->batch_rev = md->rev;
+    return 0;
+}
+
 int petrel_fs_dir_read(struct petrel_fs *fs, struct petrel_fs_dir *dir,
                        struct petrel_fs_info *info)
 {
     PT_REQUIRE_MOUNTED(fs);
     uint32_t guard;
     for (guard = 0; guard <= fs->block_count; guard++) {
+        const struct petrel_fs_link *l;
         struct pt_mdir md;
-        struct pt_rec_ref rec = {0, 0, 0}, best = {0, 0, 0};
-        uint64_t best_hash = 0;
-        uint32_t pos = 0, next[2];
-        int have = 0, err;
+        int err;
         if (dir->at_end) return 0;
-        err = pt_mdir_fetch(fs, &md, dir->pair, NULL);
-        if (err) return err;
-        while ((err = pt_rec_next(fs, &md, &pos, &rec)) == 1) {
-            uint64_t h;
-            uint8_t a;
-            int live;
-            if (rec.type != PT_REC_ENTRY) continue;
-            err = pt_rec_hash(fs, &md, &rec, &h, &a);
+        /* the batch holds while the pair's log is unchanged (its remembered state) */
+        l = pt_links_find(fs, dir->pair);
+        if (dir->batch_n && !(l && l->pair[0] == dir->batch_block &&
+                              l->off == dir->batch_off && l->rev == dir->batch_rev))
+            dir->batch_n = dir->batch_i = dir->batch_last = 0;
+        if (dir->batch_i < dir->batch_n) return pt_dir_serve(fs, dir, info);
+        if (dir->batch_n && dir->batch_last && l) {
+            /* the pair is done: on to the next one without reading it again */
+            memset(&md, 0, sizeof(md));
+            md.next_cont = l->next_cont;
+            md.next[0] = l->next[0];
+            md.next[1] = l->next[1];
+        } else {
+            if (l && l->off) {
+                /* a remembered log is scanned as it is, without fetching it again */
+                memset(&md, 0, sizeof(md));
+                md.pair[0] = l->pair[0];
+                md.pair[1] = l->pair[1];
+                md.off = l->off;
+                md.rev = l->rev;
+            } else {
+                err = pt_mdir_fetch(fs, &md, dir->pair, NULL);
+                if (err) return err;
+            }
+            err = pt_dir_scan_batch(fs, dir, &md);
             if (err) return err;
-            if (dir->have_last && h <= dir->last_hash) continue;
-            if (have && h >= best_hash) continue;
-            err = pt_rec_live(fs, &md, &rec, pos, NULL, 0, &live);
-            if (err) return err;
-            if (!live) continue;
-            have = 1;
-            best = rec;
-            best_hash = h;
+            if (dir->batch_n > 0) return pt_dir_serve(fs, dir, info);
+            if (!dir->batch_last) continue; /* only dead names were kept: scan again */
+            l = pt_links_find(fs, dir->pair);
+            if (!l) {
+                err = pt_mdir_fetch(fs, &md, dir->pair, NULL);
+                if (err) return err;
+            } else {
+                md.next_cont = l->next_cont;
+                md.next[0] = l->next[0];
+                md.next[1] = l->next[1];
+            }
         }
-        if (err < 0) return err;
-        if (have) {
-            struct pt_entry e;
-            err = pt_entry_decode(fs, md.pair[0], &best, &e);
-            if (err) return err;
-            memset(info, 0, sizeof(*info));
-            info->type = e.type;
-            info->size = e.type == PETREL_FS_REG ? e.size : 0;
-            err = pt_read(fs, e.block, e.name_off, info->name, e.name_len, e.name_len);
-            if (err) return err;
-            info->name[e.name_len] = 0;
-            dir->last_hash = best_hash;
-            dir->have_last = 1;
-            dir->pos++;
-            return 1;
-        }
+        dir->batch_n = dir->batch_i = dir->batch_last = 0;
         if (!md.next_cont) {
             dir->at_end = 1;
             return 0;
         }
-        next[0] = md.next[0];
-        next[1] = md.next[1];
-        memcpy(dir->pair, next, sizeof(dir->pair));
+        dir->pair[0] = md.next[0];
+        dir->pair[1] = md.next[1];
     }
     return -PT_ECORRUPT;
 }
@@ -602,6 +736,7 @@ int petrel_fs_dir_rewind(struct petrel_fs *fs, struct petrel_fs_dir *dir)
     dir->last_hash = 0;
     dir->at_end = 0;
     dir->pos = 0;
+    dir->batch_n = dir->batch_i = dir->batch_last = 0;
     return 0;
 }
 

@@ -46,7 +46,8 @@ static uint32_t pt_file_valid_pages(struct petrel_fs *fs, const struct petrel_fs
 }
 
 /* Physical block currently holding logical block bi, outside the open block. The last
- * tree lookup is remembered so that sequential reads do not re-read index pages. */
+ * tree lookup and the addresses after it in the same index page are remembered, so that a
+ * sequential read reads an index page once per PETREL_FS_MAP_RUN data blocks. */
 static int pt_file_block(struct petrel_fs *fs, struct petrel_fs_file *f, uint32_t bi,
                          uint32_t *blk)
 {
@@ -58,15 +59,17 @@ static int pt_file_block(struct petrel_fs *fs, struct petrel_fs_file *f, uint32_
             return 0;
         }
     }
-    if (f->map_valid && f->map_index == bi) {
-        *blk = f->map_block;
+    if (f->map_valid && bi >= f->map_index && bi - f->map_index < f->map_n) {
+        *blk = f->map_block[bi - f->map_index];
         return 0;
     }
-    err = pt_tree_lookup(fs, f->root, f->depth, bi, blk);
+    f->map_valid = 0;
+    err = pt_tree_lookup_run(fs, f->root, f->depth, f->direct, bi, f->map_block,
+                             PETREL_FS_MAP_RUN, &f->map_n);
     if (err) return err;
     f->map_valid = 1;
     f->map_index = bi;
-    f->map_block = *blk;
+    *blk = f->map_block[0];
     return 0;
 }
 
@@ -323,14 +326,18 @@ static int pt_check_flags(int flags)
     return 0;
 }
 
+/* The file structure of an entry (docs/SPEC-FS.md §4): size, root, depth, tail length and,
+ * for a file listing its blocks, the blocks after the first. */
 static uint32_t pt_reg_struct(uint8_t *p, uint64_t size, uint32_t root, uint8_t depth,
-                              uint16_t tail_len)
+                              const uint32_t *direct, uint16_t tail_len)
 {
+    uint32_t i, n = PT_REGSTRUCT_SIZE;
     pt_put_le64(p, size);
     pt_put_le32(p + 8, root);
     p[12] = depth;
     pt_put_le16(p + 13, tail_len);
-    return PT_REGSTRUCT_SIZE;
+    for (i = 1; i < pt_direct_count(depth); i++, n += 4) pt_put_le32(p + n, direct[i - 1]);
+    return n;
 }
 
 int petrel_fs_file_opencfg(struct petrel_fs *fs, struct petrel_fs_file *file, const char *path,
@@ -364,14 +371,14 @@ int petrel_fs_file_opencfg(struct petrel_fs *fs, struct petrel_fs_file *file, co
 #endif
     }
     if (lk.exists != 1) {
-        uint8_t ent[PT_ENTRY_FIXED + 255 + PT_REGSTRUCT_SIZE];
+        uint8_t ent[PT_ENTRY_FIXED + 255 + PT_REGSTRUCT_MAX];
         struct pt_rec r;
         uint32_t n = PT_ENTRY_FIXED + lk.name_len;
         pt_put_le64(ent, lk.hash);
         ent[8] = PETREL_FS_REG;
         ent[9] = (uint8_t)lk.name_len;
         memcpy(ent + PT_ENTRY_FIXED, lk.name, lk.name_len);
-        n += pt_reg_struct(ent + n, 0, PT_NULL, 0, 0);
+        n += pt_reg_struct(ent + n, 0, PT_NULL, 0, NULL, 0);
         memset(&r, 0, sizeof(r));
         r.type = PT_REC_ENTRY;
         r.hash = lk.hash;
@@ -391,6 +398,7 @@ int petrel_fs_file_opencfg(struct petrel_fs *fs, struct petrel_fs_file *file, co
         file->size = lk.e.size;
         file->root = lk.e.root;
         file->depth = lk.e.depth;
+        memcpy(file->direct, lk.e.direct, sizeof(file->direct));
         file->tree_size = lk.e.size - lk.e.tail_len;
         if (lk.e.tail_len > 0) {
             uint32_t pld = pt_page_payload(fs);
@@ -601,7 +609,7 @@ int petrel_fs_file_sync(struct petrel_fs *fs, struct petrel_fs_file *f)
     struct pt_mdir md;
     struct pt_entry e;
     struct pt_rec r;
-    uint8_t ent[PT_ENTRY_FIXED + 255 + PT_REGSTRUCT_SIZE];
+    uint8_t ent[PT_ENTRY_FIXED + 255 + PT_REGSTRUCT_MAX];
     uint32_t n;
     int err, keep_tail;
 
@@ -655,7 +663,7 @@ int petrel_fs_file_sync(struct petrel_fs *fs, struct petrel_fs_file *f)
     err = pt_read(fs, e.block, e.name_off, ent + PT_ENTRY_FIXED, e.name_len, e.name_len);
     if (err) goto fail;
     n = PT_ENTRY_FIXED + e.name_len;
-    n += pt_reg_struct(ent + n, f->size, f->root, f->depth, tail_len);
+    n += pt_reg_struct(ent + n, f->size, f->root, f->depth, f->direct, tail_len);
     memset(&r, 0, sizeof(r));
     r.type = PT_REC_ENTRY;
     r.hash = f->hash;
@@ -713,7 +721,7 @@ int pt_file_inflight(struct petrel_fs *fs, int (*cb)(void *ctx, uint32_t block, 
             err = cb(ctx, f->pend[i].block, 1);
             if (err) return err;
         }
-        err = pt_tree_walk(fs, f->root, f->depth, f->size, cb, ctx);
+        err = pt_tree_walk(fs, f->root, f->depth, f->direct, f->size, cb, ctx);
         if (err) return err;
     }
     return 0;

@@ -61,6 +61,16 @@ enum pt_rec_type {
 #define PT_ENTRY_FIXED 10u     /* hash le64, type u8, name_len u8 */
 #define PT_DIRSTRUCT_SIZE 12u  /* pair le32 x2, dirid le32 */
 #define PT_REGSTRUCT_SIZE 15u  /* size le64, root le32, depth u8, tail_len le16 */
+/* depth byte: index levels above the data blocks, or PT_DEPTH_DIRECT | n (2 <= n <=
+ * PETREL_FS_DIRECT_MAX): n data blocks, root and n - 1 more listed in the entry */
+#define PT_DEPTH_DIRECT 0x80u
+#define PT_DIRECT_MAX PETREL_FS_DIRECT_MAX
+#define PT_REGSTRUCT_MAX (PT_REGSTRUCT_SIZE + 4u * (PT_DIRECT_MAX - 1))
+
+static inline uint32_t pt_direct_count(uint8_t depth)
+{
+    return (depth & PT_DEPTH_DIRECT) ? (uint32_t)(depth & 0x7fu) : 0;
+}
 
 /* A record in a pair's log: payload offset and length, type. */
 struct pt_rec_ref {
@@ -89,6 +99,8 @@ struct pt_mdir {
     /* result of the lookup requested at fetch */
     uint8_t found;      /* 0 none, else PT_REC_ENTRY or PT_REC_DELETE */
     struct pt_rec_ref found_rec;
+    uint8_t attrs_none;  /* known: the log holds no attribute of attrs_hash */
+    uint64_t attrs_hash;
 };
 
 /* One record to commit. Payload = seg[0] followed by seg[1] (either may be empty). */
@@ -119,6 +131,7 @@ struct pt_entry {
     uint64_t size;
     uint32_t root;
     uint8_t depth;
+    uint32_t direct[PT_DIRECT_MAX - 1];
     uint16_t tail_len;
     uint32_t tail_off;  /* disk offset of the tail bytes */
 };
@@ -135,9 +148,10 @@ int pt_prog_direct(struct petrel_fs *fs, uint32_t block, uint32_t off, const voi
 int pt_verify(struct petrel_fs *fs, uint32_t block, uint32_t off, uint32_t size,
               uint32_t expect_crc);
 void pt_cache_drop(struct petrel_fs *fs, uint32_t block);
-void pt_links_remember(struct petrel_fs *fs, const uint32_t pair[2], const uint32_t next[2],
-                       int next_cont, uint64_t next_split);
+struct pt_mdir;
+void pt_links_remember(struct petrel_fs *fs, const struct pt_mdir *md);
 const struct petrel_fs_link *pt_links_find(struct petrel_fs *fs, const uint32_t pair[2]);
+void pt_links_forget(struct petrel_fs *fs, const uint32_t pair[2]);
 void pt_links_clear(struct petrel_fs *fs);
 int pt_sync(struct petrel_fs *fs);
 
@@ -148,8 +162,9 @@ struct pt_writer {
     uint32_t off;    /* next offset */
     uint32_t crc;    /* CRC since the commit start */
     uint32_t vcrc;   /* CRC of everything written since start */
-    int dry;         /* count only */
+    int dry;         /* count only (PT_WRITER_MEASURE: and past the block end) */
 };
+#define PT_WRITER_MEASURE 2
 void pt_writer_init(struct petrel_fs *fs, struct pt_writer *w, uint32_t block, uint32_t off,
                     int dry);
 int pt_writer_put(struct petrel_fs *fs, struct pt_writer *w, const void *buf, uint32_t size);
@@ -174,6 +189,19 @@ int pt_rec_hash(struct petrel_fs *fs, const struct pt_mdir *md, const struct pt_
                 uint64_t *hash, uint8_t *atype);
 int pt_rec_live(struct petrel_fs *fs, const struct pt_mdir *md, const struct pt_rec_ref *rec,
                 uint32_t after, const struct pt_rec *recs, int n, int *live);
+/* Which records of a log later records of the same log supersede, for its first
+ * PT_LIVE_MAP_RECS records (later ones are decided by pt_rec_live). Built in O(records)
+ * reads, so a compaction or a directory read does not rescan the log once per record. */
+#define PT_LIVE_MAP_RECS 512u
+struct pt_live_map {
+    uint32_t nrecs;                         /* records (CRC records excluded) mapped */
+    uint8_t dead[PT_LIVE_MAP_RECS / 8];     /* bit i: record i is superseded or a tombstone */
+};
+int pt_live_map_build(struct petrel_fs *fs, const struct pt_mdir *md, struct pt_live_map *map);
+int pt_live_map_live(struct petrel_fs *fs, const struct pt_mdir *md,
+                     const struct pt_live_map *map, uint32_t idx,
+                     const struct pt_rec_ref *rec, uint32_t after, int *live);
+int pt_mdir_has_entries(struct petrel_fs *fs, const struct pt_mdir *md);
 int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n,
                    uint32_t old_pair[2]);
 int pt_mdir_create(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n);
@@ -227,11 +255,15 @@ uint32_t pt_tree_fanout(const struct petrel_fs *fs);
 uint32_t pt_page_crc(uint32_t block, uint32_t slot, const uint8_t *payload, uint32_t len);
 int pt_page_read(struct petrel_fs *fs, uint32_t block, uint32_t slot, const uint8_t **payload);
 int pt_page_prog(struct petrel_fs *fs, uint32_t block, uint32_t slot, uint8_t *page);
-int pt_tree_lookup(struct petrel_fs *fs, uint32_t root, uint8_t depth, uint32_t index,
-                   uint32_t *block);
+int pt_tree_lookup(struct petrel_fs *fs, uint32_t root, uint8_t depth, const uint32_t *direct,
+                   uint32_t index, uint32_t *block);
+int pt_tree_lookup_run(struct petrel_fs *fs, uint32_t root, uint8_t depth,
+                       const uint32_t *direct, uint32_t index, uint32_t *blocks, uint32_t max,
+                       uint8_t *n);
 int pt_tree_apply(struct petrel_fs *fs, uint32_t *root, uint8_t *depth,
                   struct petrel_fs_file *f);
-int pt_tree_walk(struct petrel_fs *fs, uint32_t root, uint8_t depth, uint64_t size,
+int pt_tree_walk(struct petrel_fs *fs, uint32_t root, uint8_t depth, const uint32_t *direct,
+                 uint64_t size,
                  int (*cb)(void *ctx, uint32_t block, int is_data), void *ctx);
 
 /* ---- file.c ---- */

@@ -12,7 +12,8 @@
  * no readable log; every commit is read back and compared with the expected CRC before it
  * counts; a compaction or split becomes visible only through its final CRC, so a power cut
  * leaves the old log in force. Records later in a log supersede earlier ones with the same key.
- * This file never allocates memory and never recurses; a log is re-scanned instead of cached.
+ * This file never allocates memory and never recurses; a log is re-scanned instead of cached
+ * (by its record headers only, when the pair was validated since its blocks were last written).
  */
 #include "fs/fs_internal.h"
 
@@ -211,14 +212,82 @@ static int pt_mdir_scan(struct petrel_fs *fs, struct pt_mdir *out, uint32_t bloc
     return 1;
 }
 
+/*
+ * Fetch a pair validated earlier (its remembered link): neither block was programmed or
+ * erased since, so its log is what the full fetch found; only the records' headers, the
+ * state records and the keys of entries are read again, never the whole log.
+ */
+static int pt_mdir_recall(struct petrel_fs *fs, struct pt_mdir *md,
+                          const struct petrel_fs_link *l, const uint64_t *find_hash)
+{
+    struct pt_mdir t;
+    uint8_t hdr[PT_REC_HDR], tmp[32];
+    uint32_t pos = 4;
+    int err;
+    memset(&t, 0, sizeof(t));
+    t.pair[0] = l->pair[0];
+    t.pair[1] = l->pair[1];
+    t.rev = l->rev;
+    t.off = l->off;
+    t.erased = l->erased;
+    t.log_crc = l->log_crc;
+    t.fcrc = l->fcrc;
+    t.crc_xor = l->crc_xor;
+    t.ncommits = 1;
+    t.next[0] = t.next[1] = PT_NULL;
+    if (find_hash) {
+        t.attrs_none = 1;
+        t.attrs_hash = *find_hash;
+    }
+    while (pos + PT_REC_HDR <= t.off) {
+        uint8_t type;
+        uint32_t len;
+        err = pt_read(fs, t.pair[0], pos, hdr, PT_REC_HDR, PT_REC_HDR + 8);
+        if (err) return err;
+        type = hdr[0];
+        len = (uint32_t)hdr[1] | ((uint32_t)hdr[2] << 8) | ((uint32_t)hdr[3] << 16);
+        if (len > t.off - pos - PT_REC_HDR) return -PT_ECORRUPT;
+        if (type == PT_REC_HEAD || type == PT_REC_THREAD || type == PT_REC_LO ||
+            type == PT_REC_GDELTA ||
+            ((type == PT_REC_ENTRY || type == PT_REC_DELETE || type == PT_REC_ATTR) &&
+             find_hash && len >= 8)) {
+            uint32_t n = PT_MIN(len, (uint32_t)sizeof(tmp));
+            if (type == PT_REC_ENTRY || type == PT_REC_DELETE || type == PT_REC_ATTR) n = 8;
+            err = pt_read(fs, t.pair[0], pos + PT_REC_HDR, tmp, n, n);
+            if (err) return err;
+            if (type == PT_REC_ATTR) {
+                if (pt_get_le64(tmp) == *find_hash) t.attrs_none = 0;
+            } else if (type == PT_REC_ENTRY || type == PT_REC_DELETE) {
+                if (pt_get_le64(tmp) == *find_hash) {
+                    t.found = type;
+                    t.found_rec.off = pos + PT_REC_HDR;
+                    t.found_rec.len = len;
+                    t.found_rec.type = type;
+                }
+            } else {
+                pt_mdir_apply(&t, type, tmp, n);
+            }
+        }
+        pos += PT_REC_HDR + len;
+    }
+    *md = t;
+    return 0;
+}
+
 int pt_mdir_fetch(struct petrel_fs *fs, struct pt_mdir *md, const uint32_t pair[2],
                   const uint64_t *find_hash)
 {
+    const struct petrel_fs_link *l = pt_links_find(fs, pair);
     uint8_t rev[2][4];
     int first, i, err;
     uint32_t p0 = pair[0], p1 = pair[1];
     int bad[2];
     if (p0 >= fs->block_count || p1 >= fs->block_count || p0 == p1) return -PT_ECORRUPT;
+    if (l && l->off) {
+        err = pt_mdir_recall(fs, md, l, find_hash);
+        if (err == 0) pt_links_remember(fs, md);
+        if (err != -PT_ECORRUPT && err != -PT_EIO) return err;
+    }
     /* a block that cannot even be read is just not the valid one */
     err = pt_read(fs, p0, 0, rev[0], 4, 4);
     if (err && err != -PT_EIO && err != -PT_ECORRUPT) return err;
@@ -241,7 +310,7 @@ int pt_mdir_fetch(struct petrel_fs *fs, struct pt_mdir *md, const uint32_t pair[
         if (r == 1) {
             md->pair[0] = b;
             md->pair[1] = which ? p0 : p1;
-            pt_links_remember(fs, md->pair, md->next, md->next_cont, md->next_split);
+            pt_links_remember(fs, md);
             return 0;
         }
         petrel_log(PT_LOG_DEBUG, "fs", "pair {%u,%u}: block %u has no valid commit",
@@ -258,13 +327,22 @@ int pt_mdir_refetch(struct petrel_fs *fs, struct pt_mdir *md, const uint64_t *fi
     return pt_mdir_fetch(fs, md, pair, find_hash);
 }
 
+/* How far to read ahead when scanning a log's records from pos: when the cache holds a
+ * whole block, the rest of the log (passes over it then hit the cache); otherwise one
+ * record's header and key, so a scan reads the headers and not the payloads. */
+static uint32_t pt_scan_hint(const struct petrel_fs *fs, const struct pt_mdir *md, uint32_t pos)
+{
+    if (fs->cache_size >= fs->block_size) return md->off > pos ? md->off - pos : 0;
+    return PT_REC_HDR + 9;
+}
+
 int pt_rec_next(struct petrel_fs *fs, const struct pt_mdir *md, uint32_t *pos,
                 struct pt_rec_ref *rec)
 {
     uint8_t hdr[PT_REC_HDR];
     if (*pos < 4) *pos = 4;
     while (*pos + PT_REC_HDR <= md->off) {
-        int err = pt_read(fs, md->pair[0], *pos, hdr, PT_REC_HDR, md->off - *pos);
+        int err = pt_read(fs, md->pair[0], *pos, hdr, PT_REC_HDR, pt_scan_hint(fs, md, *pos));
         uint32_t len;
         if (err) return err;
         len = (uint32_t)hdr[1] | ((uint32_t)hdr[2] << 8) | ((uint32_t)hdr[3] << 16);
@@ -287,7 +365,7 @@ int pt_rec_hash(struct petrel_fs *fs, const struct pt_mdir *md, const struct pt_
     *hash = 0;
     *atype = 0;
     if (rec->len < n) return -PT_ECORRUPT;
-    err = pt_read(fs, md->pair[0], rec->off, tmp, n, md->off - rec->off);
+    err = pt_read(fs, md->pair[0], rec->off, tmp, n, pt_scan_hint(fs, md, rec->off));
     if (err) return err;
     *hash = pt_get_le64(tmp);
     if (n == 9) *atype = tmp[8];
@@ -365,6 +443,201 @@ int pt_rec_live(struct petrel_fs *fs, const struct pt_mdir *md, const struct pt_
     return 0;
 }
 
+/* ---- liveness map ---- */
+
+#define PT_LIVE_ENT_BUCKETS 128u
+#define PT_LIVE_KEY_BUCKETS 64u
+
+static uint32_t pt_live_bucket(uint64_t h, uint32_t n)
+{
+    h ^= h >> 31;
+    h *= 0x9e3779b97f4a7c15ull;
+    return (uint32_t)(h >> 40) % n;
+}
+
+static void pt_count_add(uint8_t *c)
+{
+    if (*c < 255) (*c)++;
+}
+
+static void pt_count_sub(uint8_t *c)
+{
+    if (*c > 0 && *c < 255) (*c)--; /* a saturated counter stays: "maybe later" forever */
+}
+
+/* Records whose buckets count a later record, decided together by one scan of the rest of
+ * the log (so a log full of superseded records costs a few scans, not one per record). */
+#define PT_LIVE_BATCH 12
+struct pt_live_batch {
+    uint32_t n, idx[PT_LIVE_BATCH], after[PT_LIVE_BATCH];
+    uint64_t hash[PT_LIVE_BATCH];
+    uint8_t type[PT_LIVE_BATCH], atype[PT_LIVE_BATCH];
+};
+
+static int pt_live_batch_resolve(struct petrel_fs *fs, const struct pt_mdir *md,
+                                 struct pt_live_map *map, struct pt_live_batch *b)
+{
+    struct pt_rec_ref r2 = {0, 0, 0};
+    uint32_t pos, i;
+    int err = 0;
+    if (b->n == 0) return 0;
+    pos = b->after[0]; /* the batch is in log order: the first item's successor is first */
+    while (b->n > 0 && (err = pt_rec_next(fs, md, &pos, &r2)) == 1) {
+        uint64_t h2 = 0;
+        uint8_t a2 = 0;
+        if (!pt_is_keyed(r2.type)) continue;
+        err = pt_rec_hash(fs, md, &r2, &h2, &a2);
+        if (err) return err;
+        for (i = 0; i < b->n;) {
+            if (r2.off - PT_REC_HDR >= b->after[i] &&
+                pt_supersedes(b->type[i], b->hash[i], b->atype[i], r2.type, h2, a2)) {
+                map->dead[b->idx[i] / 8] |= (uint8_t)(1u << (b->idx[i] % 8));
+                b->n--;
+                b->idx[i] = b->idx[b->n];
+                b->after[i] = b->after[b->n];
+                b->hash[i] = b->hash[b->n];
+                b->type[i] = b->type[b->n];
+                b->atype[i] = b->atype[b->n];
+                continue;
+            }
+            i++;
+        }
+    }
+    if (b->n > 0 && err < 0) return err;
+    b->n = 0; /* the rest found no later record with their key: live */
+    return 0;
+}
+
+static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
+                            struct pt_live_map *map, int stop_at_entry);
+
+int pt_live_map_build(struct petrel_fs *fs, const struct pt_mdir *md, struct pt_live_map *map)
+{
+    int err = pt_live_map_scan(fs, md, map, 0);
+    return err > 0 ? 0 : err;
+}
+
+/* 1 when md holds a live ENTRY (found without deciding the rest), 0 when none, or an error. */
+int pt_mdir_has_entries(struct petrel_fs *fs, const struct pt_mdir *md)
+{
+    struct pt_rec_ref rec = {0, 0, 0};
+    struct pt_live_map map;
+    uint32_t pos = 0, idx;
+    int err = pt_live_map_scan(fs, md, &map, 1);
+    if (err) return err;
+    for (idx = 0; (err = pt_rec_next(fs, md, &pos, &rec)) == 1; idx++) {
+        int live;
+        if (rec.type != PT_REC_ENTRY) continue;
+        err = pt_live_map_live(fs, md, &map, idx, &rec, pos, &live);
+        if (err) return err;
+        if (live) return 1;
+    }
+    return err < 0 ? err : 0;
+}
+
+/*
+ * Two passes. The first counts, in small hash buckets, the records that can supersede:
+ * ENTRY and DELETE by name hash (ent), DELETE alone (del), ATTR and ATTRDEL by name hash and
+ * attribute type (att); and notes the last of each singleton type. The second pass takes
+ * each record out of its buckets before deciding it, so the counts then cover later records
+ * only: a record none of whose buckets counts a later record is live for certain; the others
+ * are decided in batches by scanning the rest of the log for a record with their key.
+ */
+static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
+                            struct pt_live_map *map, int stop_at_entry)
+{
+    uint8_t ent[PT_LIVE_ENT_BUCKETS], del[PT_LIVE_KEY_BUCKETS], att[PT_LIVE_KEY_BUCKETS];
+    uint32_t last[4] = {0, 0, 0, 0}, pos = 0, idx = 0;
+    struct pt_rec_ref rec = {0, 0, 0};
+    struct pt_live_batch batch;
+    int err = 0;
+    memset(ent, 0, sizeof(ent));
+    memset(del, 0, sizeof(del));
+    memset(att, 0, sizeof(att));
+    memset(map, 0, sizeof(*map));
+    batch.n = 0;
+    while (idx < PT_LIVE_MAP_RECS && (err = pt_rec_next(fs, md, &pos, &rec)) == 1) {
+        uint64_t h;
+        uint8_t a;
+        if (rec.type >= PT_REC_SUPERBLOCK && rec.type <= PT_REC_LO) last[rec.type - 1] = idx;
+        if (pt_is_keyed(rec.type)) {
+            uint32_t be, bd, ba;
+            err = pt_rec_hash(fs, md, &rec, &h, &a);
+            if (err) return err;
+            be = pt_live_bucket(h, PT_LIVE_ENT_BUCKETS);
+            bd = pt_live_bucket(h, PT_LIVE_KEY_BUCKETS);
+            ba = pt_live_bucket(h ^ ((uint64_t)a << 56 | a), PT_LIVE_KEY_BUCKETS);
+            if (rec.type == PT_REC_ENTRY || rec.type == PT_REC_DELETE) pt_count_add(&ent[be]);
+            if (rec.type == PT_REC_DELETE) pt_count_add(&del[bd]);
+            if (rec.type == PT_REC_ATTR || rec.type == PT_REC_ATTRDEL) pt_count_add(&att[ba]);
+        }
+        idx++;
+    }
+    if (idx < PT_LIVE_MAP_RECS && err < 0) return err;
+    /* records past the map may supersede mapped ones: make every bucket "maybe" */
+    if (idx == PT_LIVE_MAP_RECS && pt_rec_next(fs, md, &pos, &rec) == 1) {
+        memset(ent, 255, sizeof(ent));
+        memset(del, 255, sizeof(del));
+        memset(att, 255, sizeof(att));
+        last[0] = last[1] = last[2] = last[3] = PT_LIVE_MAP_RECS;
+    }
+    map->nrecs = idx;
+    pos = 0;
+    for (idx = 0; idx < map->nrecs; idx++) {
+        uint64_t h = 0;
+        uint8_t a = 0;
+        int maybe = 0, live = 1;
+        err = pt_rec_next(fs, md, &pos, &rec);
+        if (err != 1) return err < 0 ? err : -PT_ECORRUPT;
+        if (pt_is_keyed(rec.type)) {
+            uint32_t be, bd, ba;
+            err = pt_rec_hash(fs, md, &rec, &h, &a);
+            if (err) return err;
+            be = pt_live_bucket(h, PT_LIVE_ENT_BUCKETS);
+            bd = pt_live_bucket(h, PT_LIVE_KEY_BUCKETS);
+            ba = pt_live_bucket(h ^ ((uint64_t)a << 56 | a), PT_LIVE_KEY_BUCKETS);
+            if (rec.type == PT_REC_ENTRY || rec.type == PT_REC_DELETE) pt_count_sub(&ent[be]);
+            if (rec.type == PT_REC_DELETE) pt_count_sub(&del[bd]);
+            if (rec.type == PT_REC_ATTR || rec.type == PT_REC_ATTRDEL) pt_count_sub(&att[ba]);
+            if (rec.type == PT_REC_ENTRY) maybe = ent[be] != 0;
+            if (rec.type == PT_REC_ENTRY && !maybe && stop_at_entry) return 1;
+            if (rec.type == PT_REC_ATTR) maybe = del[bd] != 0 || att[ba] != 0;
+            if (rec.type == PT_REC_DELETE || rec.type == PT_REC_ATTRDEL) live = 0;
+        } else if (rec.type == PT_REC_GDELTA) {
+            live = 0;
+        } else if (rec.type >= PT_REC_SUPERBLOCK && rec.type <= PT_REC_LO) {
+            live = last[rec.type - 1] == idx;
+        }
+        if (maybe) {
+            uint32_t k = batch.n++;
+            batch.idx[k] = idx;
+            batch.after[k] = pos;
+            batch.hash[k] = h;
+            batch.type[k] = rec.type;
+            batch.atype[k] = a;
+            if (batch.n == PT_LIVE_BATCH) {
+                err = pt_live_batch_resolve(fs, md, map, &batch);
+                if (err) return err;
+            }
+        } else if (!live) {
+            map->dead[idx / 8] |= (uint8_t)(1u << (idx % 8));
+        }
+    }
+    return pt_live_batch_resolve(fs, md, map, &batch);
+}
+
+/* Liveness of record idx (at rec, next record at after) against later records of its log. */
+int pt_live_map_live(struct petrel_fs *fs, const struct pt_mdir *md,
+                     const struct pt_live_map *map, uint32_t idx,
+                     const struct pt_rec_ref *rec, uint32_t after, int *live)
+{
+    if (map && idx < map->nrecs) {
+        *live = !(map->dead[idx / 8] & (1u << (idx % 8)));
+        return 0;
+    }
+    return pt_rec_live(fs, md, rec, after, NULL, 0, live);
+}
+
 /* ---- emitting records ---- */
 
 static int pt_emit_hdr(struct petrel_fs *fs, struct pt_writer *w, uint8_t type, uint32_t len)
@@ -385,6 +658,7 @@ static int pt_emit_copyattrs(struct petrel_fs *fs, struct pt_writer *w, const st
     uint32_t pos = 0;
     int err;
     uint8_t key[9];
+    if (src->attrs_none && src->attrs_hash == r->src_hash) return 0; /* nothing to copy */
     while ((err = pt_rec_next(fs, src, &pos, &rec)) == 1) {
         uint64_t h;
         uint8_t a;
@@ -457,8 +731,43 @@ static int pt_in_range(uint64_t h, uint64_t lo, uint64_t hi, int hi_open)
     return h >= lo && (hi_open || h < hi);
 }
 
+/* The split search's measure of a compacted log: bytes of the records keyed by name hash,
+ * in PT_SPLIT_BUCKETS equal slices of the hash range [a, b], with the lowest and highest
+ * hash seen in each slice. */
+#define PT_SPLIT_BUCKETS 8
+struct pt_split_hist {
+    uint64_t a, b, width;
+    uint32_t below;   /* bytes of keyed records with hash < a */
+    uint32_t keyed;   /* bytes of all keyed records */
+    uint32_t content; /* bytes before the CRC record */
+    uint32_t w[PT_SPLIT_BUCKETS];
+    uint64_t min[PT_SPLIT_BUCKETS], max[PT_SPLIT_BUCKETS];
+};
+
+static void pt_hist_add(struct pt_split_hist *hs, uint64_t h, uint32_t size)
+{
+    uint32_t j;
+    hs->keyed += size;
+    if (h < hs->a) {
+        hs->below += size;
+        return;
+    }
+    if (h > hs->b) return;
+    j = (uint32_t)((h - hs->a) / hs->width);
+    if (hs->w[j] == 0 || h < hs->min[j]) hs->min[j] = h;
+    if (hs->w[j] == 0 || h > hs->max[j]) hs->max[j] = h;
+    hs->w[j] += size;
+}
+
+/* What a written compaction left: its end and CRCs, as a fetch of it would find them. */
+struct pt_compact_result {
+    uint32_t off, log_crc, crc, fcrc;
+};
+
 struct pt_compact {
     const struct pt_mdir *src; /* old log, or NULL for a new pair */
+    const struct pt_live_map *live; /* src's liveness map, or NULL */
+    struct pt_split_hist *hist;     /* measured during a dry pass, or NULL */
     const struct pt_rec *recs;
     int n;
     const struct pt_rec *extra;
@@ -467,6 +776,7 @@ struct pt_compact {
     int hi_open;
     int is_low; /* keeps superblock, head and global state */
     uint32_t rev;
+    struct pt_compact_result *res; /* where the written log ends, or NULL */
 };
 
 static int pt_rec_keeps(const struct pt_compact *c, uint8_t type, uint64_t hash)
@@ -492,10 +802,12 @@ static int pt_emit_compact(struct petrel_fs *fs, struct pt_writer *w, const stru
     if (err) return err;
     memset(&g, 0, sizeof(g));
     if (c->src) {
+        uint32_t idx = 0;
         g = c->src->gdelta;
-        while ((err = pt_rec_next(fs, c->src, &pos, &rec)) == 1) {
+        for (; (err = pt_rec_next(fs, c->src, &pos, &rec)) == 1; idx++) {
             uint64_t h = 0;
             uint8_t a = 0;
+            uint32_t at;
             int live;
             if (pt_is_keyed(rec.type)) {
                 err = pt_rec_hash(fs, c->src, &rec, &h, &a);
@@ -503,17 +815,21 @@ static int pt_emit_compact(struct petrel_fs *fs, struct pt_writer *w, const stru
             }
             if (!pt_rec_keeps(c, rec.type, h)) continue;
             if (pt_supersedes_recs(rec.type, h, a, c->extra, c->nextra)) continue;
-            err = pt_rec_live(fs, c->src, &rec, pos, c->recs, c->n, &live);
+            if (pt_supersedes_recs(rec.type, h, a, c->recs, c->n)) continue;
+            err = pt_live_map_live(fs, c->src, c->live, idx, &rec, pos, &live);
             if (err) return err;
             if (!live) continue;
+            at = w->off;
             err = pt_writer_copy(fs, w, c->src->pair[0], rec.off - PT_REC_HDR,
                                  rec.len + PT_REC_HDR);
             if (err) return err;
+            if (c->hist && pt_is_keyed(rec.type)) pt_hist_add(c->hist, h, w->off - at);
         }
         if (err < 0) return err;
     }
     for (i = 0; i < c->n; i++) {
         const struct pt_rec *r = &c->recs[i];
+        uint32_t at;
         if (r->type == PT_REC_GDELTA) {
             struct petrel_fs_gstate d;
             pt_gstate_decode(&d, (const uint8_t *)r->seg[0]);
@@ -526,8 +842,11 @@ static int pt_emit_compact(struct petrel_fs *fs, struct pt_writer *w, const stru
             (pt_supersedes_recs(r->type, r->hash, r->atype, c->recs + i + 1, c->n - i - 1) ||
              pt_supersedes_recs(r->type, r->hash, r->atype, c->extra, c->nextra)))
             continue;
+        at = w->off;
         err = pt_emit_rec(fs, w, r);
         if (err) return err;
+        if (c->hist && (pt_is_keyed(r->type) || r->type == PT_REC_COPYATTRS))
+            pt_hist_add(c->hist, r->hash, w->off - at);
     }
     for (i = 0; i < c->nextra; i++) {
         err = pt_emit_rec(fs, w, &c->extra[i]);
@@ -539,7 +858,9 @@ static int pt_emit_compact(struct petrel_fs *fs, struct pt_writer *w, const stru
         if (!err) err = pt_writer_put(fs, w, tmp, PT_GSTATE_SIZE);
         if (err) return err;
     }
-    return pt_emit_crc(fs, w, NULL, NULL);
+    if (c->hist) c->hist->content = w->off;
+    return pt_emit_crc(fs, w, c->res && !w->dry ? &c->res->crc : NULL,
+                       c->res && !w->dry ? &c->res->fcrc : NULL);
 }
 
 /* Size of a compacted log, or -PT_ENOSPC when it does not fit a block. */
@@ -563,6 +884,10 @@ static int pt_write_compact(struct petrel_fs *fs, uint32_t target, const struct 
     err = pt_emit_compact(fs, &w, c);
     if (!err) err = pt_writer_flush(fs, &w);
     if (!err) err = pt_verify(fs, target, 0, w.off, w.vcrc);
+    if (!err && c->res) {
+        c->res->off = w.off;
+        c->res->log_crc = c->res->crc; /* the next commit's seed */
+    }
     return err;
 }
 
@@ -614,6 +939,7 @@ static void pt_mdir_after_append(struct petrel_fs *fs, struct pt_mdir *md,
     md->crc_xor ^= crc;
     md->ncommits++;
     md->found = 0;
+    md->attrs_none = 0;
     for (i = 0; i < n; i++)
         if (recs[i].type != PT_REC_COPYATTRS && recs[i].seglen[0] && !recs[i].seglen[1])
             pt_mdir_apply(md, recs[i].type, (const uint8_t *)recs[i].seg[0], recs[i].seglen[0]);
@@ -671,7 +997,7 @@ static int pt_mdir_append(struct petrel_fs *fs, struct pt_mdir *md, const struct
         return err;
     }
     pt_mdir_after_append(fs, md, recs, n, w.off, crc, fcrc);
-    pt_links_remember(fs, md->pair, md->next, md->next_cont, md->next_split);
+    pt_links_remember(fs, md);
     return 0;
 }
 
@@ -698,68 +1024,100 @@ static int64_t pt_compact_limit(struct petrel_fs *fs, struct pt_compact *c)
     return base + ((int64_t)fs->block_size - base) / 2;
 }
 
-/* Size of the compacted log holding [lo, s) of c's records. */
-static int64_t pt_lower_size(struct petrel_fs *fs, struct pt_compact *c, uint64_t s)
+/* One measuring pass over c's whole range: the bytes of its keyed records in slices of
+ * [a, b] (see struct pt_split_hist), whatever the total size. */
+static int pt_split_measure(struct petrel_fs *fs, struct pt_compact *c, uint64_t a, uint64_t b,
+                            struct pt_split_hist *hs)
 {
-    uint64_t save_hi = c->hi;
-    int save_open = c->hi_open;
-    int64_t sz;
-    c->hi = s;
-    c->hi_open = 0;
-    sz = pt_compact_size(fs, c);
-    c->hi = save_hi;
-    c->hi_open = save_open;
-    return sz;
+    struct pt_writer w;
+    int err;
+    memset(hs, 0, sizeof(*hs));
+    hs->a = a;
+    hs->b = b;
+    hs->width = (b - a) / PT_SPLIT_BUCKETS + 1;
+    hs->content = UINT32_MAX;
+    pt_writer_init(fs, &w, PT_NULL, 0, PT_WRITER_MEASURE);
+    c->hist = hs;
+    err = pt_emit_compact(fs, &w, c);
+    c->hist = NULL;
+    if (hs->content == UINT32_MAX) return err ? err : -PT_ECORRUPT;
+    return err == -PT_ENOSPC ? 0 : err; /* only the CRC record may not fit: measured */
+}
+
+/* Size of the compacted log whose keyed records take `keyed` bytes besides its base. */
+static int64_t pt_split_size(struct petrel_fs *fs, uint32_t base, uint32_t keyed)
+{
+    uint32_t end = base + keyed + PT_REC_HDR + PT_CRC_PAYLOAD;
+    return (int64_t)end + (fs->prog_size - end % fs->prog_size) % fs->prog_size;
 }
 
 /* Find the split hash: the largest s in (lo, hi) whose lower part stays within limit. When
  * even the lowest name's records exceed limit, the lower part keeps the lowest name alone
  * (when that fits a block): a split never leaves the lower pair without entries, which would
  * repeat at every compaction of the upper pair and grow the thread without bound. *whole is
- * set when the range holds the records of one name only (no split divides it). */
+ * set when the range holds the records of one name only (no split divides it).
+ * The lower part's size only grows with s, at the hashes present: each measuring pass cuts
+ * the candidate range into slices, keeps the slice where the size crosses limit and snaps it
+ * to the lowest and highest hash in it, so a few passes over the log find s (a probe per bit
+ * of the hash, each a trial compaction, used to cost a hundred times more). */
 static int pt_find_split(struct petrel_fs *fs, struct pt_compact *c, int64_t limit,
                          int64_t total, uint64_t *split, int *whole)
 {
     uint64_t lo = c->lo, hi = c->hi_open ? UINT64_MAX : c->hi - 1; /* inclusive */
-    uint64_t a = lo, b = hi;
-    int64_t base, sz;
+    uint64_t a = lo, b = hi, hmin = 0;
+    struct pt_split_hist hs;
+    uint32_t base = 0, j, passes;
+    int err, have_min = 0;
+    int64_t sz;
     *whole = 0;
-    /* invariant: size([lo, a)) fits (true for a = lo); find largest fitting a */
-    while (a < b) {
-        uint64_t mid = a + (b - a) / 2 + 1;
-        sz = pt_lower_size(fs, c, mid);
-        if (sz < 0 && sz != -PT_ENOSPC) return (int)sz;
-        if (sz >= 0 && sz <= limit)
-            a = mid;
-        else
-            b = mid - 1;
+    *split = lo;
+    for (passes = 0; passes < 64; passes++) {
+        uint32_t cum;
+        int found = -1;
+        err = pt_split_measure(fs, c, a, b, &hs);
+        if (err) return err;
+        if (passes == 0) {
+            base = hs.content - hs.keyed;
+            for (j = 0; j < PT_SPLIT_BUCKETS && !have_min; j++)
+                if (hs.w[j]) {
+                    hmin = hs.min[j];
+                    have_min = 1;
+                }
+            if (pt_split_size(fs, base, 0) > limit) break; /* nothing fits: s = lo */
+        }
+        cum = hs.below;
+        for (j = 0; j < PT_SPLIT_BUCKETS; j++) {
+            if (!hs.w[j]) continue;
+            if (pt_split_size(fs, base, cum + hs.w[j]) > limit) {
+                found = (int)j;
+                break;
+            }
+            cum += hs.w[j];
+        }
+        if (found < 0) {
+            *split = b; /* all of [a, b] fits */
+            break;
+        }
+        if (hs.min[found] == hs.max[found]) {
+            *split = hs.min[found]; /* [lo, h) fits, [lo, h] does not */
+            break;
+        }
+        a = hs.min[found];
+        b = hs.max[found];
     }
-    *split = a;
-    if (a != lo) return 0;
-    /* No name fits below limit: find the smallest s whose [lo, s) holds a name. */
-    base = pt_lower_size(fs, c, lo);
-    if (base < 0) return (int)base;
-    a = lo;
-    b = hi;
-    while (a < b) {
-        uint64_t mid = a + (b - a) / 2 + 1;
-        sz = pt_lower_size(fs, c, mid);
-        if (sz < 0 && sz != -PT_ENOSPC) return (int)sz;
-        if (sz == -PT_ENOSPC || sz > base)
-            b = mid - 1;
-        else
-            a = mid;
-    }
-    /* [lo, a] holds no name; a + 1 is the first s whose lower part holds one */
-    if (a == hi) return 0; /* no name at all in range below hi */
-    sz = pt_lower_size(fs, c, a + 1);
-    if (sz < 0 && sz != -PT_ENOSPC) return (int)sz;
+    if (passes == 64) return -PT_ECORRUPT;
+    if (*split != lo) return 0;
+    /* No name fits below limit: the lowest name alone, when it fits a block. */
+    *split = lo;
+    if (!have_min || hmin == hi) return 0; /* no name at all in range below hi */
+    err = pt_split_measure(fs, c, hmin, hmin, &hs);
+    if (err) return err;
+    sz = pt_split_size(fs, base, hs.w[0]);
     if (total >= 0 && sz == total) {
         *whole = 1; /* that one name is all the range holds */
         return 0;
     }
-    /* the lowest name alone in the lower pair, when it fits a block; else all move up */
-    if (sz >= 0 && sz <= (int64_t)fs->block_size) *split = a + 1;
+    if (sz <= (int64_t)fs->block_size) *split = hmin + 1;
     return 0;
 }
 
@@ -820,6 +1178,7 @@ static int pt_write_upper(struct petrel_fs *fs, const struct pt_compact *c, uint
     hc.hi_open = hi_open;
     hc.is_low = 0;
     hc.rev = 1;
+    hc.res = NULL;
     pt_put_le64(lo_buf, s);
     memset(x, 0, sizeof(x));
     x[0].type = PT_REC_LO;
@@ -934,6 +1293,8 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
                    uint32_t old_pair[2])
 {
     struct pt_compact c;
+    struct pt_compact_result res;
+    struct pt_live_map live;
     int64_t total, limit;
     int err, relocate = 0, evict = 0, root = pt_is_root(md);
     struct pt_rec split_thread;
@@ -954,8 +1315,12 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
     orig[0] = md->pair[0];
     orig[1] = md->pair[1];
     fs->layout_gen++; /* compaction may split or move the pair */
+    err = pt_live_map_build(fs, md, &live);
+    if (err) return err;
     memset(&c, 0, sizeof(c));
     c.src = md;
+    c.live = &live;
+    c.res = &res;
     c.recs = recs;
     c.n = n;
     c.lo = md->lo;
@@ -1011,6 +1376,7 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
         if (err) return err;
     }
     {
+        struct pt_mdir w;
         uint32_t np[2];
         np[0] = written;
         np[1] = orig[0];
@@ -1018,6 +1384,18 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
             old_pair[0] = orig[0];
             old_pair[1] = orig[1];
         }
+        /* the log just written was read back and matched: what a fetch would find */
+        memset(&w, 0, sizeof(w));
+        w.pair[0] = written;
+        w.pair[1] = orig[0];
+        w.rev = c.rev;
+        w.off = res.off;
+        w.log_crc = res.log_crc;
+        w.fcrc = res.fcrc;
+        w.crc_xor = res.crc;
+        w.erased = res.off + pt_fcrc_size(fs) <= fs->block_size;
+        w.next[0] = w.next[1] = PT_NULL;
+        pt_links_remember(fs, &w);
         err = pt_mdir_fetch(fs, md, np, NULL);
         if (err) return err;
         if (md->pair[0] != written) return -PT_ECORRUPT;
@@ -1079,9 +1457,19 @@ int pt_entry_decode(struct petrel_fs *fs, uint32_t block, const struct pt_rec_re
     e->root = pt_get_le32(tmp + 8);
     e->depth = tmp[12];
     e->tail_len = pt_get_le16(tmp + 13);
-    e->tail_off = rec->off + s + PT_REGSTRUCT_SIZE;
-    if (rec->len != s + PT_REGSTRUCT_SIZE + e->tail_len || e->tail_len > e->size ||
-        e->depth > PETREL_FS_TREE_DEPTH_MAX)
+    s += PT_REGSTRUCT_SIZE;
+    if (e->depth & PT_DEPTH_DIRECT) {
+        uint32_t n = pt_direct_count(e->depth), i;
+        uint8_t list[4 * (PT_DIRECT_MAX - 1)];
+        if (n < 2 || n > PT_DIRECT_MAX || rec->len < s + 4 * (n - 1)) return -PT_ECORRUPT;
+        err = pt_read(fs, block, rec->off + s, list, 4 * (n - 1), 4 * (n - 1));
+        if (err) return err;
+        for (i = 1; i < n; i++) e->direct[i - 1] = pt_get_le32(list + (size_t)4 * (i - 1));
+        s += 4 * (n - 1);
+    } else if (e->depth > PETREL_FS_TREE_DEPTH_MAX) {
         return -PT_ECORRUPT;
+    }
+    e->tail_off = rec->off + s;
+    if (rec->len != s + e->tail_len || e->tail_len > e->size) return -PT_ECORRUPT;
     return 0;
 }

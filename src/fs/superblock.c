@@ -90,6 +90,19 @@ static int pt_fs_init(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
     fs->rcache.buf = (uint8_t *)pt_buffer(cfg->read_buffer, fs->cache_size, &fs->rcache_alloc);
     fs->pcache.buf = (uint8_t *)pt_buffer(cfg->prog_buffer, fs->cache_size, &fs->pcache_alloc);
     fs->rcache.block = fs->pcache.block = PT_NULL;
+    fs->fg_head[0] = fs->fg_head[1] = PT_NULL; /* no fingers yet */
+    fs->linkv = fs->links;
+    fs->nlinks = PETREL_FS_LINK_CACHE;
+    fs->link_index = NULL;
+    if (cfg->link_buffer && cfg->link_count) {
+        if (!cfg->link_index) {
+            pt_fs_free(fs);
+            return -PT_EINVAL;
+        }
+        fs->linkv = cfg->link_buffer;
+        fs->nlinks = cfg->link_count;
+        fs->link_index = cfg->link_index;
+    }
     pt_links_clear(fs);
     if (!fs->rcache.buf || !fs->pcache.buf || !fs->lookahead) {
         pt_fs_free(fs);

@@ -17,6 +17,7 @@
  * single-threaded by contract).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,13 +41,80 @@
 #define XATTR_PROBES 4
 #define META_SIZE 16
 
+/* The image is read through a cache of whole blocks of at most this many bytes: metadata
+ * logs are scanned in small pieces, and a host has the memory to read each block once. */
+#define IMAGE_CACHE_BYTES (64u << 20)
+
 struct image_vfs {
     struct petrel_bd bd;
     struct petrel_bd_file file;
     struct petrel_fs_config cfg;
     struct petrel_fs fs;
     int lock_fd; /* holds the flock on the image */
+    void *cache; /* the device's block cache and its tags */
+    uint32_t *cache_tags;
+    struct petrel_fs_link *links; /* the engine's memory of pairs: one slot per two blocks */
+    uint32_t *link_index;
+    int (*fsync)(void *context); /* the device's own sync (fsync of the image) */
+    uint32_t syncs_deferred;     /* engine syncs since the last fsync */
 };
+
+/* The engine syncs the device at the end of every operation; the image fsyncs every
+ * IMAGE_SYNC_EVERY of them, on an explicit sync and at close. Each operation is atomic on
+ * the image whatever reaches the disk, so a host crash loses at most the operations since the
+ * last fsync, never the image (`petrel cp -r` of many small files would otherwise fsync per
+ * file). */
+#define IMAGE_SYNC_EVERY 1024u
+
+static struct image_vfs *image_of_file(void *context)
+{
+    return (struct image_vfs *)(void *)((char *)context - offsetof(struct image_vfs, file));
+}
+
+static int image_bd_sync(void *context)
+{
+    struct image_vfs *im = image_of_file(context);
+    if (++im->syncs_deferred < IMAGE_SYNC_EVERY) return 0;
+    im->syncs_deferred = 0;
+    return im->fsync(context);
+}
+
+static int image_fsync_now(struct image_vfs *im)
+{
+    im->syncs_deferred = 0;
+    return im->fsync(im->bd.context);
+}
+
+/* Give the opened device a block cache (as large as the image, at most IMAGE_CACHE_BYTES). */
+static int image_cache_init(struct image_vfs *im)
+{
+    uint64_t slots = IMAGE_CACHE_BYTES / im->file.block_size;
+    if (im->file.block_count == 0) return -PT_EINVAL; /* the device never opens empty */
+    if (slots > im->file.block_count) slots = im->file.block_count;
+    if (slots == 0) slots = 1;
+    im->cache = malloc((size_t)slots * im->file.block_size);
+    im->cache_tags = malloc((size_t)slots * sizeof(uint32_t));
+    im->links = malloc(((size_t)im->file.block_count / 2 + 1) * sizeof(*im->links));
+    im->link_index = malloc((size_t)im->file.block_count * sizeof(uint32_t));
+    if (!im->cache || !im->cache_tags || !im->links || !im->link_index) return -PT_ENOMEM;
+    im->cfg.link_buffer = im->links;
+    im->cfg.link_count = im->file.block_count / 2 + 1;
+    im->cfg.link_index = im->link_index;
+    return petrel_bd_file_set_cache(&im->file, im->cache, im->cache_tags, (uint32_t)slots);
+}
+
+static void image_cache_free(struct image_vfs *im)
+{
+    petrel_bd_file_set_cache(&im->file, NULL, NULL, 0);
+    free(im->cache);
+    free(im->cache_tags);
+    free(im->links);
+    free(im->link_index);
+    im->cache = NULL;
+    im->cache_tags = NULL;
+    im->links = NULL;
+    im->link_index = NULL;
+}
 
 struct petrel_vfs_file {
     struct petrel_fs_file f;
@@ -280,8 +348,10 @@ static int image_fstat(struct petrel_vfs *vfs, struct petrel_vfs_file *f,
 
 static int image_sync(struct petrel_vfs *vfs, struct petrel_vfs_file *f)
 {
+    int rc;
     if (!f->writable) return 0;
-    return petrel_fs_file_sync(&image(vfs)->fs, &f->f);
+    rc = petrel_fs_file_sync(&image(vfs)->fs, &f->f);
+    return rc < 0 ? rc : image_fsync_now(image(vfs));
 }
 
 static int image_close(struct petrel_vfs *vfs, struct petrel_vfs_file *f, int abandon)
@@ -452,6 +522,7 @@ static int image_destroy(struct petrel_vfs *vfs)
     struct image_vfs *im = image(vfs);
     int rc = petrel_fs_unmount(&im->fs);
     int rc2 = petrel_bd_file_close(&im->file);
+    image_cache_free(im);
     close(im->lock_fd);
     free(im);
     free(vfs);
@@ -496,10 +567,18 @@ static int try_mount(struct image_vfs *im, const char *path, uint32_t read_size,
     im->cfg.bd = &im->bd;
     im->cfg.block_cycles = IMAGE_BLOCK_CYCLES;
     im->cfg.cache_size = block_size; /* a host has the RAM: whole-block caches */
-    rc = petrel_fs_mount(&im->fs, &im->cfg);
+    /* a lookahead window over the whole device: one walk finds every free block (and fsck
+     * checks double use in one pass) */
+    im->cfg.lookahead_size = ((im->file.block_count + 63) / 64) * 8;
+    im->fsync = im->bd.sync;
+    im->bd.sync = image_bd_sync;
+    im->syncs_deferred = 0;
+    rc = image_cache_init(im);
+    if (rc == 0) rc = petrel_fs_mount(&im->fs, &im->cfg);
     if (rc < 0) {
         if (rc == -PT_EVERSION) image_refused_version = im->fs.image_version;
         petrel_bd_file_close(&im->file);
+        image_cache_free(im);
         return rc;
     }
     return 0;
@@ -641,10 +720,12 @@ int petrel_vfs_image_format(const char *path, uint64_t size, uint32_t block_size
     }
     im->cfg.bd = &im->bd;
     im->cfg.block_cycles = IMAGE_BLOCK_CYCLES;
-    rc = petrel_fs_format(&im->fs, &im->cfg);
+    rc = image_cache_init(im);
+    if (rc == 0) rc = petrel_fs_format(&im->fs, &im->cfg);
     if (rc == 0) rc = petrel_fs_mount(&im->fs, &im->cfg); /* prove it mounts */
     if (rc == 0) rc = petrel_fs_unmount(&im->fs);
     rc2 = petrel_bd_file_close(&im->file);
+    image_cache_free(im);
     if (rc == 0) rc = rc2;
     if (rc < 0 && !exists) unlink(path); /* leave nothing behind that was not there */
     close(im->lock_fd);

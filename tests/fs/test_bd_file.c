@@ -178,3 +178,54 @@ TEST(bd_file_holds_a_filesystem)
         CHECK_OK(petrel_bd_file_close(&f));
     }
 }
+
+/* The block cache: random progs, erases and reads against a shadow copy of the image, with a
+ * cache smaller than the device (slots shared by several blocks); a block read twice costs
+ * one pread; what the cache returns is what the file holds (checked by reading it uncached). */
+TEST(bd_file_block_cache_matches_the_file)
+{
+    static uint8_t shadow[16 * 1024], cache[4 * 1024], buf[1024];
+    struct petrel_bd bd, bd2;
+    struct petrel_bd_file f, f2;
+    uint32_t tags[4], i;
+    uint64_t x = 12345;
+    char path[300];
+    image_path(path, sizeof(path), "cached");
+    CHECK_OK(petrel_bd_file_open(&bd, &f, path, 1, 16, 16, 1024, 16, 0xff));
+    CHECK_EQ(petrel_bd_file_set_cache(&f, NULL, tags, 4), -PT_EINVAL);
+    CHECK_OK(petrel_bd_file_set_cache(&f, cache, tags, 4));
+    memset(shadow, 0xff, sizeof(shadow));
+    CHECK_OK(bd.read(bd.context, 5, 0, buf, 16));
+    CHECK_EQ(f.preads, 1);
+    CHECK_OK(bd.read(bd.context, 5, 512, buf, 512));
+    CHECK_EQ(f.preads, 1); /* the same block: served from the cache */
+    CHECK_EQ(f.read_bytes, 1024);
+    for (i = 0; i < 3000; i++) {
+        uint32_t op, block, off, len, k;
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        op = (uint32_t)(x >> 60) % 4;
+        block = (uint32_t)(x >> 40) % 16;
+        off = ((uint32_t)(x >> 20) % 64) * 16;
+        len = 16 * (1 + (uint32_t)(x >> 8) % ((1024 - off) / 16));
+        if (op == 0) {
+            CHECK_OK(bd.erase(bd.context, block));
+            memset(shadow + block * 1024, 0xff, 1024);
+        } else if (op == 1) {
+            for (k = 0; k < len; k++)
+                buf[k] = (uint8_t)(x >> (k % 56)) ^ (uint8_t)k;
+            CHECK_OK(bd.prog(bd.context, block, off, buf, len));
+            memcpy(shadow + block * 1024 + off, buf, len);
+        } else {
+            CHECK_OK(bd.read(bd.context, block, off, buf, len));
+            CHECK_MEM(buf, shadow + block * 1024 + off, len);
+        }
+    }
+    /* the file itself holds the same bytes (write-through) */
+    CHECK_OK(petrel_bd_file_open(&bd2, &f2, path, 0, 16, 16, 1024, 0, 0xff));
+    for (i = 0; i < 16; i++) {
+        CHECK_OK(bd2.read(bd2.context, i, 0, buf, 1024));
+        CHECK_MEM(buf, shadow + i * 1024, 1024);
+    }
+    CHECK_OK(petrel_bd_file_close(&f2));
+    CHECK_OK(petrel_bd_file_close(&f));
+}

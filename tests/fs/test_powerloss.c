@@ -539,6 +539,52 @@ static int split_stage(struct fsh_dev *d)
     return stage;
 }
 
+/* --- grow_tree: a file listing its blocks grows past the list into an index tree, then a
+ * block in the middle is rewritten (the tree copied on write) ------------------------------ */
+
+static void grow_setup(struct fsh_dev *d)
+{
+    CHECK_OK(fsh_write_pattern(&d->fs, "g", 91, 3 * (size_t)d->geo.block_size));
+}
+
+static int grow_run(struct fsh_dev *d)
+{
+    size_t b = d->geo.block_size;
+    struct petrel_fs_file f;
+    int err = petrel_fs_file_open(&d->fs, &f, "g", PETREL_O_RDWR);
+    if (err) return err;
+    err = pl_write_at(d, &f, 0, PETREL_SEEK_END, 92, 4 * b);
+    if (err) {
+        petrel_fs_file_close(&d->fs, &f);
+        return err;
+    }
+    PL_RUN(petrel_fs_file_close(&d->fs, &f));
+    err = petrel_fs_file_open(&d->fs, &f, "g", PETREL_O_RDWR);
+    if (err) return err;
+    err = pl_write_at(d, &f, (int64_t)(2 * b), PETREL_SEEK_SET, 93, 100);
+    if (err) {
+        petrel_fs_file_close(&d->fs, &f);
+        return err;
+    }
+    return petrel_fs_file_close(&d->fs, &f);
+}
+
+static int grow_stage(struct fsh_dev *d)
+{
+    size_t b = d->geo.block_size;
+    uint8_t *want = (uint8_t *)malloc(7 * b);
+    int stage = -1;
+    CHECK(want != NULL);
+    fsh_pattern(want, 3 * b, 91, 0);
+    if (fsh_file_equals(&d->fs, "g", want, 3 * b) == 1) stage = 0;
+    fsh_pattern(want + 3 * b, 4 * b, 92, 0);
+    if (stage < 0 && fsh_file_equals(&d->fs, "g", want, 7 * b) == 1) stage = 1;
+    fsh_pattern(want + 2 * b, 100, 93, 0);
+    if (stage < 0 && fsh_file_equals(&d->fs, "g", want, 7 * b) == 1) stage = 2;
+    free(want);
+    return stage;
+}
+
 static const struct pl_scenario scenarios[] = {
     {"create", create_setup, create_run, create_stage, create_stages, 0},
     {"write_sync", write_setup, write_run, write_stage, stages_2, 0},
@@ -551,6 +597,7 @@ static const struct pl_scenario scenarios[] = {
     /* block_cycles 8 (the engine's least): the pair of r/ moves every 8 erases */
     {"relocation", compaction_setup, compaction_run, compaction_stage, compaction_stages, 8},
     {"split", split_setup, split_run, split_stage, split_stages, 0},
+    {"grow_tree", grow_setup, grow_run, grow_stage, stages_2, 0},
 };
 
 /* --- the sweep -------------------------------------------------------------------------- */
@@ -765,3 +812,4 @@ PL_CASES(attr)
 PL_CASES(compaction)
 PL_CASES(relocation)
 PL_CASES(split)
+PL_CASES(grow_tree)
