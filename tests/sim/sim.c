@@ -101,6 +101,8 @@ uint64_t sim_random(struct sim *s) { return pt_prng_next(&s->rng); }
 uint64_t sim_below(struct sim *s, uint64_t bound) { return pt_prng_below(&s->rng, bound); }
 int sim_chance(struct sim *s, uint32_t ppm) { return ppm && pt_prng_below(&s->rng, SIM_PPM) < ppm; }
 
+void sim_fill(struct sim *s, void *buf, size_t len) { pt_prng_fill(&s->rng, buf, len); }
+
 static void trace(struct sim *s, uint64_t a, uint64_t b, uint64_t c)
 {
     uint64_t x = s->hash ^ (a * 0x9e3779b97f4a7c15ull) ^ (b << 17) ^ (c * 0xbf58476d1ce4e5b9ull);
@@ -849,6 +851,13 @@ void sim_proc_restart(struct sim_proc *p)
     p->gen++;
     trace(p->sim, 101, p->sim->now, (uint64_t)p->index);
     if (p->hooks.start) p->hooks.start(p->hooks.ctx);
+}
+
+void sim_proc_restart_later(struct sim_proc *p, uint64_t ms)
+{
+    struct event *ev = ev_new(p->sim, EV_RESTART, NULL, ms);
+    ev->a = p->index;
+    heap_push(p->sim, ev);
 }
 
 void sim_proc_pause(struct sim_proc *p, uint64_t ms)

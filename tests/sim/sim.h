@@ -89,6 +89,8 @@ struct sim_proc *sim_env_proc(struct pt_env *e);
 void sim_proc_crash(struct sim_proc *p);
 /* Restart a crashed process now: start hook. */
 void sim_proc_restart(struct sim_proc *p);
+/* Restart a crashed process after ms (from the loop). */
+void sim_proc_restart_later(struct sim_proc *p, uint64_t ms);
 /* Stop running the process's events until now + ms. */
 void sim_proc_pause(struct sim_proc *p, uint64_t ms);
 /* Make the process's wall clock jump by delta_ms. */
@@ -108,6 +110,7 @@ uint64_t sim_now(struct sim *s);
 uint64_t sim_random(struct sim *s);
 uint64_t sim_below(struct sim *s, uint64_t bound);
 int sim_chance(struct sim *s, uint32_t ppm);
+void sim_fill(struct sim *s, void *buf, size_t len);
 
 /* A hash of every event run so far (kind, time, process, payload): equal runs, equal hashes. */
 uint64_t sim_trace_hash(const struct sim *s);

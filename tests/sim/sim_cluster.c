@@ -1,0 +1,1210 @@
+/*
+ * The simulated cluster (see sim_cluster.h): replicas, a minimal shard service on the replica
+ * core, clients with retries and redirection, and the checker.
+ *
+ * The shard service here is the sim's own front end (production's is shard_server.c on frames):
+ * a request message is [u32 crc32c of the rest][u64 request id][encoded shard request], a
+ * reply [u32 crc][u64 request id][i32 status][u8 leader id hint][u64 log index][body]. The
+ * CRC stands for what TCP and the frame layer give production (no silently corrupted request);
+ * a server drops a request id it has already seen from the same client (TCP delivers once),
+ * so only a client's own retries can repeat a request.
+ *
+ * The checker keeps, per shard, the committed history H (entry and reply checksums by log
+ * index, filled by the first replica to apply each index) and a model fed by H: every
+ * directory name's file at every index, every file's bytes. It checks, as the run goes:
+ *  - every replica applies the same entry and produces the same replies at each index, each
+ *    replica in index order (state machine safety, determinism);
+ *  - H is consistent with the model: a link succeeds only on a free name, unlink and rename
+ *    name the file the model has there (no name points at two files);
+ *  - every read the client accepts matches the model at some index inside its real-time
+ *    window [largest index acknowledged to anyone before the read began, largest index
+ *    committed when the reply arrived] (linearizable reads);
+ *  - a file read through a name returns exactly the bytes its writer added, all of them (no
+ *    byte never written, no half-written file visible);
+ * and at the end, after healing: every acknowledged write is in H with success exactly where
+ * the model says; every definitively failed write is not; every replica converged and its
+ * store answers like the model.
+ */
+#include "sim_cluster.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cluster/proto/shard_msgs.h"
+#include "cluster/replica/replica.h"
+#include "cluster/shard/shard_fsm.h"
+#include "cluster/shard/shard_sm.h"
+#include "petrel/codec.h"
+#include "petrel/common.h"
+#include "petrel/crc32c.h"
+#include "sim_raft_io.h"
+
+#define MAX_SHARDS 4
+#define MAX_CLIENTS 8
+#define NAMES 6
+#define ATTEMPT_MS 700
+#define MAX_ATTEMPTS 40
+#define SEEN_MAX 64
+#define REQ_MAX (PT_INLINE_MAX + 512)
+#define REPLY_MAX (PT_SHARD_MSG_MAX + 64)
+
+struct sim_cluster;
+
+/* ---- model ------------------------------------------------------------------------------------ */
+
+struct hist_entry {
+    uint64_t entry_sum, reply_sum;
+    int set;
+};
+
+struct version {
+    uint64_t index;
+    uint64_t names[NAMES];
+};
+
+struct mfile {
+    uint64_t id, cookie;
+    uint8_t state;
+    uint8_t *data;
+    size_t len;
+};
+
+struct keyset {
+    uint64_t *k;
+    size_t n, cap;
+};
+
+struct shard_model {
+    uint64_t dir;
+    struct hist_entry *hist;
+    size_t hist_cap;
+    uint64_t committed; /* highest index applied anywhere */
+    struct version *ver;
+    size_t n_ver, ver_cap;
+    uint64_t cur[NAMES];
+    uint64_t acked_max;
+    struct keyset ok_keys; /* requests that succeeded in H */
+};
+
+/* ---- nodes -------------------------------------------------------------------------------------- */
+
+struct node {
+    struct sim_cluster *c;
+    unsigned shard, rid; /* rid: 0-based */
+    struct sim_proc *proc;
+    struct pt_env *env;
+    char addr[16], raft_addr[24], dir[512];
+    struct raft_io io;
+    int io_ready;
+    struct pt_replica *rep;
+    struct pt_shard_sm sm;
+    int sm_open;
+    struct pt_shard_fsm fsm;
+    struct raft_fsm wrap;
+    uint64_t applied; /* this incarnation's last applied index */
+    uint64_t retry_timer;
+    int listening_client;
+    char seen_from[SEEN_MAX][8];
+    uint64_t seen_id[SEEN_MAX];
+    unsigned seen_next;
+    raft_term last_term_seen;
+};
+
+enum op_kind { OP_WRITE, OP_LOOKUP, OP_READDIR, OP_READ, OP_RENAME, OP_UNLINK, OP_MKDIR, OP_KINDS };
+
+struct client {
+    struct sim_cluster *c;
+    unsigned idx;
+    struct sim_proc *proc;
+    struct pt_env *env;
+    char addr[16];
+    int busy, kind, stage;
+    unsigned shard, name, name2;
+    uint64_t file_id, cookie;
+    uint8_t data[2][64];
+    size_t dlen[2];
+    unsigned nspans, span;
+    uint64_t req_id;
+    uint8_t req[REQ_MAX];
+    size_t req_len;
+    int is_write;
+    unsigned target[MAX_SHARDS];
+    unsigned attempts;
+    int indeterminate;
+    uint64_t timer, op_lo, seq;
+};
+
+struct sim_cluster {
+    struct sim_cluster_config cfg;
+    struct sim *sim;
+    struct node nodes[MAX_SHARDS][PT_REPLICA_MAX];
+    struct client clients[MAX_CLIENTS];
+    struct shard_model model[MAX_SHARDS];
+    struct mfile *files;
+    size_t n_files, files_cap;
+    struct keyset acked_keys[MAX_SHARDS], failed_keys[MAX_SHARDS];
+    int stop_clients, violated;
+    struct sim_cluster_result *res;
+    uint8_t reply[REPLY_MAX];
+};
+
+static void violate(struct sim_cluster *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void violate(struct sim_cluster *c, const char *fmt, ...)
+{
+    va_list ap;
+    if (c->violated) return;
+    c->violated = 1;
+    va_start(ap, fmt);
+    vsnprintf(c->res->violation, sizeof(c->res->violation), fmt, ap);
+    va_end(ap);
+}
+
+static uint64_t sum64(const void *buf, size_t len)
+{
+    return ((uint64_t)petrel_crc32c(0, buf, len) << 32) ^ (uint64_t)len ^
+           ((uint64_t)petrel_crc32c(0x9e3779b9u, buf, len) << 8);
+}
+
+static void keyset_add(struct keyset *s, uint64_t k)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 64;
+        s->k = realloc(s->k, s->cap * sizeof(*s->k));
+        if (!s->k) abort();
+    }
+    s->k[s->n++] = k;
+}
+
+static int keyset_has(const struct keyset *s, uint64_t k)
+{
+    size_t i;
+    for (i = 0; i < s->n; i++)
+        if (s->k[i] == k) return 1;
+    return 0;
+}
+
+static struct mfile *file_find(struct sim_cluster *c, uint64_t id)
+{
+    size_t i;
+    for (i = c->n_files; i-- > 0;)
+        if (c->files[i].id == id) return &c->files[i];
+    return NULL;
+}
+
+static struct mfile *file_add(struct sim_cluster *c, uint64_t id, uint64_t cookie)
+{
+    struct mfile *f;
+    if (c->n_files == c->files_cap) {
+        c->files_cap = c->files_cap ? c->files_cap * 2 : 256;
+        c->files = realloc(c->files, c->files_cap * sizeof(*c->files));
+        if (!c->files) abort();
+    }
+    f = &c->files[c->n_files++];
+    memset(f, 0, sizeof(*f));
+    f->id = id;
+    f->cookie = cookie;
+    f->state = PT_FILE_TRANSIENT;
+    return f;
+}
+
+static int name_index(const char *name, size_t len)
+{
+    if (len != 2 || name[0] != 'n' || name[1] < '0' || name[1] >= '0' + NAMES) return -1;
+    return name[1] - '0';
+}
+
+static void version_push(struct shard_model *m, uint64_t index)
+{
+    if (m->n_ver && m->ver[m->n_ver - 1].index == index) {
+        memcpy(m->ver[m->n_ver - 1].names, m->cur, sizeof(m->cur));
+        return;
+    }
+    if (m->n_ver == m->ver_cap) {
+        m->ver_cap = m->ver_cap ? m->ver_cap * 2 : 256;
+        m->ver = realloc(m->ver, m->ver_cap * sizeof(*m->ver));
+        if (!m->ver) abort();
+    }
+    m->ver[m->n_ver].index = index;
+    memcpy(m->ver[m->n_ver].names, m->cur, sizeof(m->cur));
+    m->n_ver++;
+}
+
+/* One committed request and its reply, first time seen: feed the model, check consistency. */
+static void model_apply_one(struct sim_cluster *c, unsigned shard, uint64_t index,
+                            const uint8_t *req, size_t len, const uint8_t *reply, size_t rlen)
+{
+    struct shard_model *m = &c->model[shard];
+    struct pt_shard_req q;
+    struct pt_cursor body;
+    int st = pt_shard_reply_open(reply, rlen, &body), ni, n2;
+    struct mfile *f;
+    if (pt_shard_req_decode(&q, req, len) != 0) return;
+    if (st == 0) keyset_add(&m->ok_keys, sum64(req, len));
+    if (q.op == PT_SHARD_MAKE_DIR) return;
+    ni = name_index(q.name, q.name_len);
+    n2 = name_index(q.name2, q.name2_len);
+    switch (q.op) {
+    case PT_SHARD_CONSTRUCT_FILE:
+        if (st == 0) file_add(c, pt_dec_u64(&body), q.cookie);
+        break;
+    case PT_SHARD_ADD_INLINE:
+        if (st != 0) break;
+        f = file_find(c, q.id);
+        if (!f) {
+            violate(c, "shard %u index %llu: ADD_INLINE succeeded on unknown file %llx", shard,
+                    (unsigned long long)index, (unsigned long long)q.id);
+            break;
+        }
+        if (q.offset == f->len) {
+            f->data = realloc(f->data, f->len + q.data_len);
+            if (!f->data) abort();
+            memcpy(f->data + f->len, q.data_ptr, q.data_len);
+            f->len += q.data_len;
+        } else if (q.offset + q.data_len != f->len) {
+            violate(c, "shard %u index %llu: ADD_INLINE at %llu succeeded on a file of %zu bytes",
+                    shard, (unsigned long long)index, (unsigned long long)q.offset, f->len);
+        }
+        break;
+    case PT_SHARD_LINK_FILE:
+        if (ni < 0 || q.target != m->dir) break;
+        f = file_find(c, q.id);
+        if (st == 0) {
+            if (m->cur[ni] && m->cur[ni] != q.id)
+                violate(c, "shard %u index %llu: link of %llx as n%d while it names %llx (a name "
+                           "pointing at two files)",
+                        shard, (unsigned long long)index, (unsigned long long)q.id, ni,
+                        (unsigned long long)m->cur[ni]);
+            if (!f) {
+                violate(c, "shard %u index %llu: link of unknown file %llx", shard,
+                        (unsigned long long)index, (unsigned long long)q.id);
+                break;
+            }
+            if (m->cur[ni] != q.id && f->state != PT_FILE_TRANSIENT)
+                violate(c, "shard %u index %llu: file %llx linked twice", shard,
+                        (unsigned long long)index, (unsigned long long)q.id);
+            f->state = PT_FILE_LINKED;
+            m->cur[ni] = q.id;
+        } else if (st == -PT_EEXIST && !m->cur[ni]) {
+            violate(c, "shard %u index %llu: link refused with EEXIST on free name n%d", shard,
+                    (unsigned long long)index, ni);
+        }
+        break;
+    case PT_SHARD_UNLINK:
+        if (ni < 0 || q.id != m->dir) break;
+        if (st == 0) {
+            uint64_t gone = pt_dec_u64(&body);
+            if (gone != m->cur[ni] || !gone)
+                violate(c, "shard %u index %llu: unlink of n%d removed %llx, model has %llx", shard,
+                        (unsigned long long)index, ni, (unsigned long long)gone,
+                        (unsigned long long)m->cur[ni]);
+            if ((f = file_find(c, gone)) != NULL) f->state = PT_FILE_UNLINKED;
+            m->cur[ni] = 0;
+        } else if (st == -PT_ENOENT && m->cur[ni]) {
+            violate(c, "shard %u index %llu: unlink of n%d said ENOENT, model has %llx", shard,
+                    (unsigned long long)index, ni, (unsigned long long)m->cur[ni]);
+        }
+        break;
+    case PT_SHARD_RENAME:
+        if (ni < 0 || n2 < 0 || q.id != m->dir) break;
+        if (st == 0) {
+            uint64_t replaced = pt_dec_u64(&body);
+            if (!m->cur[ni]) {
+                violate(c, "shard %u index %llu: rename of absent n%d succeeded", shard,
+                        (unsigned long long)index, ni);
+                break;
+            }
+            if (ni == n2 || m->cur[ni] == m->cur[n2]) break;
+            if (replaced != m->cur[n2])
+                violate(c, "shard %u index %llu: rename n%d->n%d replaced %llx, model has %llx",
+                        shard, (unsigned long long)index, ni, n2, (unsigned long long)replaced,
+                        (unsigned long long)m->cur[n2]);
+            if (m->cur[n2] && (f = file_find(c, m->cur[n2])) != NULL) f->state = PT_FILE_UNLINKED;
+            m->cur[n2] = m->cur[ni];
+            m->cur[ni] = 0;
+        } else if (st == -PT_ENOENT && m->cur[ni]) {
+            violate(c, "shard %u index %llu: rename of present n%d said ENOENT", shard,
+                    (unsigned long long)index, ni);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+static void model_apply_entry(struct sim_cluster *c, unsigned shard, uint64_t index,
+                              const uint8_t *entry, size_t len, const struct pt_shard_apply_out *out)
+{
+    struct pt_cursor cur;
+    uint16_t count, i;
+    if (len < PT_SHARD_ENTRY_HEADER || entry[0] != PT_SHARD_ENTRY_VERSION) return;
+    count = pt_get_le16(entry + 2);
+    pt_cursor_init(&cur, (void *)(entry + PT_SHARD_ENTRY_HEADER), len - PT_SHARD_ENTRY_HEADER);
+    for (i = 0; i < count && i < out->count; i++) {
+        uint32_t n = pt_dec_u32(&cur);
+        const uint8_t *req = pt_cursor_take(&cur, n);
+        if (!req) break;
+        model_apply_one(c, shard, index, req, n, out->reply[i], out->len[i]);
+    }
+    version_push(&c->model[shard], index);
+}
+
+/* ---- the FSM seen by the checker: the real one, wrapped ---------------------------------------- */
+
+static int wrap_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    struct node *n = fsm->data;
+    struct sim_cluster *c = n->c;
+    struct shard_model *m = &c->model[n->shard];
+    struct raft *raft = n->io.data;
+    struct pt_shard_apply_out *out;
+    uint64_t index = raft->last_applied + 1, rsum = 0;
+    int rc = n->fsm.fsm.apply(&n->fsm.fsm, buf, result);
+    uint16_t i;
+    if (rc) return rc;
+    out = *result;
+    if (index <= n->applied)
+        violate(c, "s%ur%u applied index %llu after %llu", n->shard, n->rid,
+                (unsigned long long)index, (unsigned long long)n->applied);
+    n->applied = index;
+    for (i = 0; out && i < out->count; i++)
+        rsum ^= sum64(out->reply[i], out->len[i]) * (i + 1u);
+    if (index >= m->hist_cap) {
+        size_t old = m->hist_cap;
+        m->hist_cap = m->hist_cap ? m->hist_cap * 2 : 1024;
+        while (m->hist_cap <= index)
+            m->hist_cap *= 2;
+        m->hist = realloc(m->hist, m->hist_cap * sizeof(*m->hist));
+        if (!m->hist) abort();
+        memset(m->hist + old, 0, (m->hist_cap - old) * sizeof(*m->hist));
+    }
+    if (c->cfg.verbose)
+        fprintf(stderr, "%8llu s%ur%u apply %llu sum %016llx term %llu\n",
+                (unsigned long long)sim_now(c->sim), n->shard, n->rid, (unsigned long long)index,
+                (unsigned long long)sum64(buf->base, buf->len),
+                (unsigned long long)raft->current_term);
+    if (m->hist[index].set) {
+        if (m->hist[index].entry_sum != sum64(buf->base, buf->len))
+            violate(c, "shard %u index %llu: replica r%u applied a different entry than another "
+                       "replica (a committed entry was lost or replaced)",
+                    n->shard, (unsigned long long)index, n->rid);
+        else if (m->hist[index].reply_sum != rsum)
+            violate(c, "shard %u index %llu: replica r%u's replies differ from another replica's",
+                    n->shard, (unsigned long long)index, n->rid);
+        return 0;
+    }
+    if (index != m->committed + 1 && m->committed + 1 < index) {
+        uint64_t j;
+        for (j = m->committed + 1; j < index; j++)
+            if (!m->hist[j].set) m->hist[j].set = 2; /* barriers / config: no FSM call */
+    }
+    m->hist[index].set = 1;
+    m->hist[index].entry_sum = sum64(buf->base, buf->len);
+    m->hist[index].reply_sum = rsum;
+    if (index > m->committed) m->committed = index;
+    if (out) model_apply_entry(c, n->shard, index, buf->base, buf->len, out);
+    return 0;
+}
+
+static int wrap_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct node *n = fsm->data;
+    return n->fsm.fsm.snapshot(&n->fsm.fsm, bufs, n_bufs);
+}
+
+static int wrap_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                                  unsigned *n_bufs)
+{
+    struct node *n = fsm->data;
+    return n->fsm.fsm.snapshot_finalize(&n->fsm.fsm, bufs, n_bufs);
+}
+
+static int wrap_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    struct node *n = fsm->data;
+    return n->fsm.fsm.restore(&n->fsm.fsm, buf);
+}
+
+/* ---- the shard front end on a node -------------------------------------------------------------- */
+
+struct op_ctx {
+    struct node *n;
+    uint32_t gen; /* node incarnation: a reply after a restart is dropped */
+    char to[16];
+    uint64_t req_id;
+    uint8_t req[REQ_MAX];
+    size_t len;
+};
+
+static void send_reply(struct node *n, const char *to, uint64_t req_id, int status,
+                       uint64_t index, const uint8_t *body, size_t blen)
+{
+    uint8_t *buf = n->c->reply;
+    unsigned hint = n->rep ? pt_replica_leader(n->rep) : 0;
+    if (blen > REPLY_MAX - 32) blen = 0;
+    pt_put_le64(buf + 4, req_id);
+    pt_put_le32(buf + 12, (uint32_t)status);
+    buf[16] = (uint8_t)hint;
+    pt_put_le64(buf + 17, index);
+    if (blen) memcpy(buf + 25, body, blen);
+    pt_put_le32(buf, petrel_crc32c(0, buf + 4, 21 + blen));
+    pt_env_send(n->env, to, buf, 25 + blen);
+}
+
+static void write_done(void *ctx, int status, const uint8_t *reply, size_t len)
+{
+    struct op_ctx *o = ctx;
+    struct node *n = o->n;
+    if (status == 0) {
+        struct pt_cursor body;
+        int st = pt_shard_reply_open(reply, len, &body);
+        send_reply(n, o->to, o->req_id, st, pt_replica_applying_index(n->rep), body.buf,
+                   st ? 0 : body.len);
+    } else {
+        send_reply(n, o->to, o->req_id, status, 0, NULL, 0);
+    }
+    free(o);
+}
+
+static void read_ready(void *ctx, int status)
+{
+    struct op_ctx *o = ctx;
+    struct node *n = o->n;
+    size_t rl = 0;
+    if (status == 0) {
+        int rc = pt_shard_sm_query(&n->sm, o->req, o->len, n->c->reply + 64, REPLY_MAX - 128, &rl);
+        struct pt_cursor body;
+        int st = rc ? rc : pt_shard_reply_open(n->c->reply + 64, rl, &body);
+        uint8_t tmp[REPLY_MAX];
+        size_t blen = st ? 0 : body.len;
+        if (blen) memcpy(tmp, body.buf, blen);
+        send_reply(n, o->to, o->req_id, st, 0, tmp, blen);
+    } else {
+        send_reply(n, o->to, o->req_id, status, 0, NULL, 0);
+    }
+    free(o);
+}
+
+static void on_client_msg(void *ctx, const char *from, const uint8_t *msg, size_t len)
+{
+    struct node *n = ctx;
+    struct pt_shard_req q;
+    struct op_ctx *o;
+    uint64_t req_id;
+    unsigned i;
+    int rc;
+    if (!n->rep || len < 12 || len - 12 > REQ_MAX || !from[0] || strlen(from) >= 8) return;
+    if (pt_get_le32(msg) != petrel_crc32c(0, msg + 4, len - 4)) return;
+    req_id = pt_get_le64(msg + 4);
+    for (i = 0; i < SEEN_MAX; i++)
+        if (n->seen_id[i] == req_id && strcmp(n->seen_from[i], from) == 0) return;
+    n->seen_id[n->seen_next] = req_id;
+    snprintf(n->seen_from[n->seen_next], sizeof(n->seen_from[0]), "%s", from);
+    n->seen_next = (n->seen_next + 1) % SEEN_MAX;
+    if (pt_shard_req_decode(&q, msg + 12, len - 12) != 0) {
+        send_reply(n, from, req_id, -PT_EPROTO, 0, NULL, 0);
+        return;
+    }
+    o = calloc(1, sizeof(*o));
+    if (!o) abort();
+    o->n = n;
+    snprintf(o->to, sizeof(o->to), "%s", from);
+    o->req_id = req_id;
+    memcpy(o->req, msg + 12, len - 12);
+    o->len = len - 12;
+    if (pt_shard_op_is_write(q.op))
+        rc = pt_replica_propose(n->rep, o->req, o->len, write_done, o);
+    else
+        rc = pt_replica_read(n->rep, read_ready, o);
+    if (rc) {
+        send_reply(n, from, req_id, rc, 0, NULL, 0);
+        free(o);
+    }
+}
+
+/* ---- node lifecycle ------------------------------------------------------------------------------ */
+
+static void node_start(void *ctx);
+
+static void node_fatal(void *ctx, int err)
+{
+    struct node *n = ctx;
+    (void)err;
+    /* A disk error: the process dies (fsyncgate-safe) and comes back from its disk. */
+    sim_proc_crash(n->proc);
+    sim_proc_restart_later(n->proc, 100 + sim_below(n->c->sim, 1000));
+}
+
+static void replica_closed(void *ctx)
+{
+    (void)ctx;
+}
+
+static void node_stop(void *ctx)
+{
+    struct node *n = ctx;
+    if (n->rep) {
+        pt_replica_close(n->rep, replica_closed, n);
+        n->rep = NULL;
+    }
+    if (n->io_ready) {
+        sim_raft_io_free(&n->io);
+        n->io_ready = 0;
+    }
+    if (n->sm_open) {
+        pt_shard_sm_close(&n->sm);
+        n->sm_open = 0;
+    }
+    n->listening_client = 0;
+    n->applied = 0;
+}
+
+static void node_retry(void *ctx)
+{
+    struct node *n = ctx;
+    n->retry_timer = 0;
+    node_start(n);
+}
+
+static void node_start(void *ctx)
+{
+    struct node *n = ctx;
+    struct sim_cluster *c = n->c;
+    struct sim_raft_io_config iocfg;
+    struct pt_replica_config rcfg;
+    char addrs[PT_REPLICA_MAX][24];
+    unsigned i;
+    int rc;
+    if (pt_shard_sm_open(&n->sm, n->dir, n->shard, 1) != 0) {
+        violate(c, "s%ur%u: cannot open LMDB in %s", n->shard, n->rid, n->dir);
+        return;
+    }
+    n->sm_open = 1;
+    n->applied = 0;
+    pt_shard_fsm_init(&n->fsm, &n->sm);
+    memset(&n->wrap, 0, sizeof(n->wrap));
+    n->wrap.version = 2;
+    n->wrap.data = n;
+    n->wrap.apply = wrap_apply;
+    n->wrap.snapshot = wrap_snapshot;
+    n->wrap.snapshot_finalize = wrap_snapshot_finalize;
+    n->wrap.restore = wrap_restore;
+    memset(&iocfg, 0, sizeof(iocfg));
+    iocfg.env = n->env;
+    iocfg.listen = n->raft_addr;
+    iocfg.fatal = node_fatal;
+    iocfg.ctx = n;
+    if (sim_raft_io_init(&n->io, &iocfg) != 0) abort();
+    n->io_ready = 1;
+    memset(&rcfg, 0, sizeof(rcfg));
+    rcfg.env = n->env;
+    rcfg.io = &n->io;
+    rcfg.fsm = &n->wrap;
+    rcfg.id = n->rid + 1;
+    rcfg.replicas = c->cfg.replicas;
+    for (i = 0; i < c->cfg.replicas; i++) {
+        snprintf(addrs[i], sizeof(addrs[i]), "s%ur%u/raft", n->shard, i);
+        rcfg.addresses[i] = addrs[i];
+    }
+    rcfg.election_timeout_ms = 1000;
+    rcfg.heartbeat_timeout_ms = 100;
+    rcfg.snapshot_entries = 1u << 30; /* the sim raft_io has no snapshots */
+    rc = pt_replica_start(&n->rep, &rcfg);
+    if (rc) {
+        /* e.g. an injected EIO while loading: try again, like a supervisor would */
+        n->rep = NULL;
+        sim_raft_io_free(&n->io);
+        n->io_ready = 0;
+        pt_shard_sm_close(&n->sm);
+        n->sm_open = 0;
+        n->retry_timer = pt_env_timer(n->env, 200, node_retry, n);
+        return;
+    }
+    if (!n->listening_client && pt_env_listen(n->env, n->addr, on_client_msg, n) == 0)
+        n->listening_client = 1;
+}
+
+/* ---- clients ------------------------------------------------------------------------------------- */
+
+static void client_next(void *ctx);
+static void client_send(struct client *cl);
+
+static int encode_req(struct client *cl, struct pt_shard_req *q)
+{
+    int len = pt_shard_req_encode(q, cl->req, sizeof(cl->req));
+    if (len < 0) return len;
+    cl->req_len = (size_t)len;
+    cl->is_write = pt_shard_op_is_write(q->op);
+    cl->attempts = 0;
+    cl->indeterminate = 0;
+    return 0;
+}
+
+static void set_name(char *dst, uint8_t *len, unsigned idx)
+{
+    dst[0] = 'n';
+    dst[1] = (char)('0' + idx);
+    dst[2] = 0;
+    *len = 2;
+}
+
+/* Build the request for the client's current stage. */
+static void client_stage_req(struct client *cl)
+{
+    struct sim_cluster *c = cl->c;
+    struct pt_shard_req q;
+    memset(&q, 0, sizeof(q));
+    switch (cl->kind) {
+    case OP_MKDIR:
+        q.op = PT_SHARD_MAKE_DIR;
+        q.txn = 1000 + cl->shard;
+        q.target = PT_INODE_ROOT;
+        break;
+    case OP_WRITE:
+        if (cl->stage == 0) {
+            q.op = PT_SHARD_CONSTRUCT_FILE;
+            q.cookie = cl->cookie;
+        } else if (cl->stage <= (int)cl->nspans) {
+            unsigned s = (unsigned)cl->stage - 1;
+            q.op = PT_SHARD_ADD_INLINE;
+            q.id = cl->file_id;
+            q.cookie = cl->cookie;
+            q.offset = s ? cl->dlen[0] : 0;
+            q.size = (uint32_t)cl->dlen[s];
+            q.crc = petrel_crc32c(0, cl->data[s], cl->dlen[s]);
+            q.data_ptr = cl->data[s];
+            q.data_len = (uint32_t)cl->dlen[s];
+        } else {
+            q.op = PT_SHARD_LINK_FILE;
+            q.id = cl->file_id;
+            q.cookie = cl->cookie;
+            q.target = c->model[cl->shard].dir;
+            set_name(q.name, &q.name_len, cl->name);
+        }
+        break;
+    case OP_LOOKUP:
+        q.op = PT_SHARD_LOOKUP;
+        q.id = c->model[cl->shard].dir;
+        set_name(q.name, &q.name_len, cl->name);
+        break;
+    case OP_READ:
+        if (cl->stage == 0) {
+            q.op = PT_SHARD_LOOKUP;
+            q.id = c->model[cl->shard].dir;
+            set_name(q.name, &q.name_len, cl->name);
+        } else {
+            q.op = PT_SHARD_SPANS;
+            q.id = cl->file_id;
+            q.max = 16;
+        }
+        break;
+    case OP_READDIR:
+        q.op = PT_SHARD_READDIR;
+        q.id = c->model[cl->shard].dir;
+        break;
+    case OP_RENAME:
+        q.op = PT_SHARD_RENAME;
+        q.id = c->model[cl->shard].dir;
+        set_name(q.name, &q.name_len, cl->name);
+        set_name(q.name2, &q.name2_len, cl->name2);
+        break;
+    case OP_UNLINK:
+        q.op = PT_SHARD_UNLINK;
+        q.id = c->model[cl->shard].dir;
+        set_name(q.name, &q.name_len, cl->name);
+        break;
+    }
+    if (encode_req(cl, &q) != 0) abort();
+}
+
+static void client_done(struct client *cl, int outcome)
+{
+    struct sim_cluster *c = cl->c;
+    c->res->ops_done++;
+    if (outcome > 0) c->res->ops_acked++;
+    else if (outcome == 0) c->res->ops_failed++;
+    else c->res->ops_unknown++;
+    cl->busy = 0;
+    if (!c->stop_clients) pt_env_timer(cl->env, sim_below(c->sim, 40), client_next, cl);
+}
+
+static void attempt_timeout(void *ctx)
+{
+    struct client *cl = ctx;
+    cl->timer = 0;
+    if (cl->is_write) cl->indeterminate = 1;
+    cl->target[cl->shard] = (cl->target[cl->shard] + 1) % cl->c->cfg.replicas;
+    client_send(cl);
+}
+
+static void client_send(struct client *cl)
+{
+    uint8_t msg[REQ_MAX + 16];
+    char to[16];
+    if (cl->attempts++ >= MAX_ATTEMPTS) {
+        /* give up: the outcome of a write is unknown, a read just did not happen */
+        client_done(cl, cl->is_write ? -1 : 0);
+        return;
+    }
+    cl->req_id = (uint64_t)cl->idx << 48 | ++cl->seq;
+    pt_put_le64(msg + 4, cl->req_id);
+    memcpy(msg + 12, cl->req, cl->req_len);
+    pt_put_le32(msg, petrel_crc32c(0, msg + 4, 8 + cl->req_len));
+    snprintf(to, sizeof(to), "s%ur%u", cl->shard, cl->target[cl->shard]);
+    pt_env_send(cl->env, to, msg, 12 + cl->req_len);
+    cl->timer = pt_env_timer(cl->env, ATTEMPT_MS, attempt_timeout, cl);
+}
+
+static void retry_later(struct client *cl, uint64_t ms)
+{
+    if (cl->timer) pt_env_cancel(cl->env, cl->timer);
+    cl->timer = pt_env_timer(cl->env, ms, (pt_env_cb)client_send, cl);
+}
+
+/* Whether some model version of the shard inside [lo, hi] satisfies pred. */
+static int window_any(struct sim_cluster *c, unsigned shard, uint64_t lo, uint64_t hi,
+                      int (*pred)(const uint64_t *names, void *arg), void *arg)
+{
+    struct shard_model *m = &c->model[shard];
+    static const uint64_t empty[NAMES];
+    size_t i;
+    const uint64_t *base = empty; /* the state at lo: the last version at or before it */
+    for (i = 0; i < m->n_ver && m->ver[i].index <= lo; i++)
+        base = m->ver[i].names;
+    if (pred(base, arg)) return 1;
+    for (; i < m->n_ver && m->ver[i].index <= hi; i++)
+        if (pred(m->ver[i].names, arg)) return 1;
+    return 0;
+}
+
+struct lookup_arg {
+    unsigned name;
+    uint64_t id;
+};
+
+static int lookup_pred(const uint64_t *names, void *arg)
+{
+    struct lookup_arg *a = arg;
+    return names[a->name] == a->id;
+}
+
+struct readdir_arg {
+    uint64_t ids[NAMES];
+};
+
+static int readdir_pred(const uint64_t *names, void *arg)
+{
+    struct readdir_arg *a = arg;
+    return memcmp(names, a->ids, sizeof(a->ids)) == 0;
+}
+
+static void check_lookup(struct client *cl, int st, struct pt_cursor *body, uint64_t *id_out)
+{
+    struct sim_cluster *c = cl->c;
+    struct lookup_arg a;
+    a.name = cl->name;
+    a.id = 0;
+    if (st == 0) {
+        a.id = pt_dec_u64(body);
+        (void)pt_dec_u8(body);
+    }
+    *id_out = a.id;
+    c->res->reads_checked++;
+    if (!window_any(c, cl->shard, cl->op_lo, c->model[cl->shard].committed, lookup_pred, &a))
+        violate(c, "client c%u: lookup of n%u on shard %u returned %llx, which no state in "
+                   "[%llu, %llu] has (stale or wrong read)",
+                cl->idx, cl->name, cl->shard, (unsigned long long)a.id,
+                (unsigned long long)cl->op_lo, (unsigned long long)c->model[cl->shard].committed);
+}
+
+static void check_readdir(struct client *cl, struct pt_cursor *body)
+{
+    struct sim_cluster *c = cl->c;
+    struct readdir_arg a;
+    uint16_t n = pt_dec_u16(body), i;
+    memset(&a, 0, sizeof(a));
+    for (i = 0; i < n; i++) {
+        struct pt_dirent de;
+        int ni;
+        if (pt_shard_reply_dirent(body, &de) != 0) {
+            violate(c, "client c%u: malformed READDIR reply", cl->idx);
+            return;
+        }
+        ni = name_index(de.name, de.name_len);
+        if (ni < 0 || a.ids[ni]) {
+            violate(c, "client c%u: READDIR on shard %u lists unknown or repeated name '%s'",
+                    cl->idx, cl->shard, de.name);
+            return;
+        }
+        a.ids[ni] = de.id;
+    }
+    c->res->reads_checked++;
+    if (!window_any(c, cl->shard, cl->op_lo, c->model[cl->shard].committed, readdir_pred, &a))
+        violate(c, "client c%u: READDIR of shard %u matches no state in [%llu, %llu]", cl->idx,
+                cl->shard, (unsigned long long)cl->op_lo,
+                (unsigned long long)c->model[cl->shard].committed);
+}
+
+static void check_spans(struct client *cl, struct pt_cursor *body)
+{
+    struct sim_cluster *c = cl->c;
+    struct mfile *f = file_find(c, cl->file_id);
+    uint8_t got[256];
+    size_t got_len = 0;
+    uint64_t size = pt_dec_u64(body);
+    uint16_t n = pt_dec_u16(body), i;
+    for (i = 0; i < n; i++) {
+        struct pt_span sp;
+        if (pt_span_decode(body, &sp) != 0 || sp.storage != PT_STORAGE_INLINE ||
+            sp.offset != got_len || got_len + sp.inline_len > sizeof(got)) {
+            violate(c, "client c%u: bad span in file %llx", cl->idx,
+                    (unsigned long long)cl->file_id);
+            return;
+        }
+        memcpy(got + got_len, sp.inline_data, sp.inline_len);
+        got_len += sp.inline_len;
+    }
+    c->res->reads_checked++;
+    if (!f || f->state == PT_FILE_TRANSIENT) {
+        violate(c, "client c%u: file %llx read through a name is %s", cl->idx,
+                (unsigned long long)cl->file_id, f ? "still transient" : "unknown");
+        return;
+    }
+    if (size != f->len || got_len != f->len || memcmp(got, f->data, f->len) != 0)
+        violate(c, "client c%u: file %llx returned %zu bytes (size %llu) that differ from the "
+                   "%zu its writer added",
+                cl->idx, (unsigned long long)cl->file_id, got_len, (unsigned long long)size,
+                f->len);
+}
+
+/* A definitive answer for the current stage. */
+static void client_result(struct client *cl, int st, uint64_t index, struct pt_cursor *body)
+{
+    struct sim_cluster *c = cl->c;
+    uint64_t key = sum64(cl->req, cl->req_len), id;
+    if (cl->is_write && st == 0) {
+        if (index > c->model[cl->shard].acked_max) c->model[cl->shard].acked_max = index;
+        if (cl->kind == OP_WRITE) keyset_add(&c->acked_keys[cl->shard], key);
+        if (index == 0 || index > c->model[cl->shard].committed)
+            violate(c, "client c%u: write acknowledged at index %llu, committed is %llu", cl->idx,
+                    (unsigned long long)index, (unsigned long long)c->model[cl->shard].committed);
+    }
+    if (cl->is_write && st != 0 && !cl->indeterminate && cl->kind == OP_WRITE)
+        keyset_add(&c->failed_keys[cl->shard], key);
+    switch (cl->kind) {
+    case OP_MKDIR:
+        if (st == 0) c->model[cl->shard].dir = pt_dec_u64(body);
+        client_done(cl, st == 0 ? 1 : 0);
+        return;
+    case OP_WRITE:
+        if (st != 0) {
+            client_done(cl, cl->indeterminate ? -1 : 0);
+            return;
+        }
+        if (cl->stage == 0) cl->file_id = pt_dec_u64(body);
+        if (cl->stage == (int)cl->nspans + 1) {
+            client_done(cl, 1);
+            return;
+        }
+        cl->stage++;
+        client_stage_req(cl);
+        client_send(cl);
+        return;
+    case OP_LOOKUP:
+        if (st == 0 || st == -PT_ENOENT) check_lookup(cl, st, body, &id);
+        client_done(cl, st == 0 ? 1 : 0);
+        return;
+    case OP_READDIR:
+        if (st == 0) check_readdir(cl, body);
+        client_done(cl, st == 0 ? 1 : 0);
+        return;
+    case OP_READ:
+        if (cl->stage == 0) {
+            if (st == 0 || st == -PT_ENOENT) check_lookup(cl, st, body, &id);
+            if (st != 0 || !id) {
+                client_done(cl, 0);
+                return;
+            }
+            cl->file_id = id;
+            cl->stage = 1;
+            client_stage_req(cl);
+            client_send(cl);
+            return;
+        }
+        /* the name may have moved on and the file been retired: its bytes never change */
+        if (st == 0) check_spans(cl, body);
+        client_done(cl, st == 0 ? 1 : 0);
+        return;
+    default:
+        client_done(cl, st == 0 ? 1 : (cl->indeterminate ? -1 : 0));
+        return;
+    }
+}
+
+static void on_client_reply(void *ctx, const char *from, const uint8_t *msg, size_t len)
+{
+    struct client *cl = ctx;
+    struct pt_cursor body;
+    int st;
+    unsigned hint;
+    uint64_t index;
+    (void)from;
+    if (len < 25 || pt_get_le32(msg) != petrel_crc32c(0, msg + 4, len - 4)) return;
+    if (!cl->busy || pt_get_le64(msg + 4) != cl->req_id || !cl->timer) return;
+    pt_env_cancel(cl->env, cl->timer);
+    cl->timer = 0;
+    st = (int)pt_get_le32(msg + 12);
+    hint = msg[16];
+    index = pt_get_le64(msg + 17);
+    pt_cursor_init(&body, (void *)(msg + 25), len - 25);
+    switch (st) {
+    case -PT_ENOTLEADER:
+        /* never proposed: no effect; go where the replica says the leader is */
+        cl->target[cl->shard] = hint >= 1 && hint <= cl->c->cfg.replicas
+                                    ? hint - 1
+                                    : (cl->target[cl->shard] + 1) % cl->c->cfg.replicas;
+        retry_later(cl, 20);
+        return;
+    case -PT_ECANCELED:
+    case -PT_EIO:
+        if (cl->is_write) cl->indeterminate = 1;
+        cl->target[cl->shard] = (cl->target[cl->shard] + 1) % cl->c->cfg.replicas;
+        retry_later(cl, 50);
+        return;
+    case -PT_EAGAIN:
+        retry_later(cl, 50);
+        return;
+    default:
+        client_result(cl, st, index, &body);
+    }
+}
+
+static void client_next(void *ctx)
+{
+    struct client *cl = ctx;
+    struct sim_cluster *c = cl->c;
+    unsigned i;
+    if (c->stop_clients || cl->busy || c->violated) return;
+    cl->busy = 1;
+    cl->stage = 0;
+    cl->shard = (unsigned)sim_below(c->sim, c->cfg.shards);
+    if (!c->model[cl->shard].dir) {
+        cl->kind = OP_MKDIR;
+    } else {
+        uint64_t r = sim_below(c->sim, 100);
+        cl->kind = r < 35 ? OP_WRITE : r < 50 ? OP_LOOKUP : r < 60 ? OP_READDIR
+                   : r < 80 ? OP_READ : r < 90 ? OP_RENAME : OP_UNLINK;
+    }
+    /* few names, several clients: creates of the same name collide */
+    cl->name = (unsigned)sim_below(c->sim, NAMES);
+    cl->name2 = (unsigned)sim_below(c->sim, NAMES);
+    if (cl->kind == OP_WRITE) {
+        cl->cookie = sim_random(c->sim) | 1;
+        cl->nspans = 1 + (unsigned)sim_below(c->sim, 2);
+        for (i = 0; i < cl->nspans; i++) {
+            cl->dlen[i] = 1 + (size_t)sim_below(c->sim, sizeof(cl->data[i]));
+            sim_fill(c->sim, cl->data[i], cl->dlen[i]);
+        }
+    }
+    cl->op_lo = c->model[cl->shard].acked_max;
+    client_stage_req(cl);
+    client_send(cl);
+}
+
+/* ---- the run ---------------------------------------------------------------------------------- */
+
+void sim_cluster_config_default(struct sim_cluster_config *c, uint64_t seed, const char *dir)
+{
+    memset(c, 0, sizeof(*c));
+    c->seed = seed;
+    c->shards = 2;
+    c->replicas = 3;
+    c->clients = 4;
+    c->fault_ms = 60000;
+    c->settle_ms = 15000;
+    sim_faults_default(&c->faults);
+    c->dir = dir;
+}
+
+static int converged(void *ctx)
+{
+    struct sim_cluster *c = ctx;
+    unsigned s, r;
+    if (c->violated) return 1;
+    for (s = 0; s < c->cfg.shards; s++) {
+        int leaders = 0;
+        for (r = 0; r < c->cfg.replicas; r++) {
+            struct node *n = &c->nodes[s][r];
+            if (!n->rep) return 0;
+            if (pt_replica_can_serve(n->rep)) leaders++;
+            if (raft_last_applied(pt_replica_raft(n->rep)) <
+                    raft_last_index(pt_replica_raft(n->rep)) ||
+                raft_last_applied(pt_replica_raft(n->rep)) < c->model[s].committed)
+                return 0;
+        }
+        if (leaders != 1) return 0;
+        for (r = 1; r < c->cfg.replicas; r++)
+            if (raft_last_index(pt_replica_raft(c->nodes[s][r].rep)) !=
+                raft_last_index(pt_replica_raft(c->nodes[s][0].rep)))
+                return 0;
+    }
+    return 1;
+}
+
+static int clients_idle(void *ctx)
+{
+    struct sim_cluster *c = ctx;
+    unsigned i;
+    for (i = 0; i < c->cfg.clients; i++)
+        if (c->clients[i].busy) return 0;
+    return 1;
+}
+
+/* After healing: stores agree with the model, acknowledged writes are in, failed ones not. */
+static void final_checks(struct sim_cluster *c)
+{
+    unsigned s, r, i;
+    for (s = 0; s < c->cfg.shards && !c->violated; s++) {
+        struct shard_model *m = &c->model[s];
+        for (i = 0; i < c->acked_keys[s].n; i++)
+            if (!keyset_has(&m->ok_keys, c->acked_keys[s].k[i]))
+                violate(c, "shard %u: an acknowledged write is not in the committed history", s);
+        for (i = 0; i < c->failed_keys[s].n; i++)
+            if (keyset_has(&m->ok_keys, c->failed_keys[s].k[i]))
+                violate(c, "shard %u: a write that failed definitively took effect", s);
+        if (!m->dir) continue;
+        for (r = 0; r < c->cfg.replicas && !c->violated; r++) {
+            struct node *n = &c->nodes[s][r];
+            for (i = 0; i < NAMES; i++) {
+                struct pt_shard_req q;
+                uint8_t req[64];
+                size_t rl;
+                struct pt_cursor body;
+                int len, st;
+                uint64_t id = 0;
+                memset(&q, 0, sizeof(q));
+                q.op = PT_SHARD_LOOKUP;
+                q.id = m->dir;
+                set_name(q.name, &q.name_len, i);
+                len = pt_shard_req_encode(&q, req, sizeof(req));
+                if (len < 0 || pt_shard_sm_query(&n->sm, req, (size_t)len, c->reply, REPLY_MAX,
+                                                 &rl) != 0) {
+                    violate(c, "s%ur%u: final lookup failed", s, r);
+                    break;
+                }
+                st = pt_shard_reply_open(c->reply, rl, &body);
+                if (st == 0) id = pt_dec_u64(&body);
+                if (id != m->cur[i])
+                    violate(c, "s%ur%u: final store has n%u -> %llx, model %llx", s, r, i,
+                            (unsigned long long)id, (unsigned long long)m->cur[i]);
+            }
+        }
+    }
+}
+
+static void assert_hook(void *ctx, const char *file, int line, const char *cond)
+{
+    struct sim_cluster *c = ctx;
+    violate(c, "PT_ASSERT(%s) failed at %s:%d", cond, file, line);
+}
+
+int sim_cluster_run(const struct sim_cluster_config *cfg, struct sim_cluster_result *res)
+{
+    struct sim_cluster *c = calloc(1, sizeof(*c));
+    struct sim_faults none;
+    unsigned s, r, i;
+    if (!c) return -PT_ENOMEM;
+    if (cfg->shards < 1 || cfg->shards > MAX_SHARDS || cfg->clients > MAX_CLIENTS ||
+        (cfg->replicas != 1 && cfg->replicas != 3 && cfg->replicas != 5)) {
+        free(c);
+        return -PT_EINVAL;
+    }
+    memset(res, 0, sizeof(*res));
+    c->cfg = *cfg;
+    c->res = res;
+    sim_faults_none(&none);
+    c->sim = sim_new(cfg->seed, &none);
+    petrel_assert_set_hook(assert_hook, c);
+    for (s = 0; s < cfg->shards; s++)
+        for (r = 0; r < cfg->replicas; r++) {
+            struct node *n = &c->nodes[s][r];
+            struct sim_proc_hooks h;
+            n->c = c;
+            n->shard = s;
+            n->rid = r;
+            snprintf(n->addr, sizeof(n->addr), "s%ur%u", s, r);
+            snprintf(n->raft_addr, sizeof(n->raft_addr), "s%ur%u/raft", s, r);
+            snprintf(n->dir, sizeof(n->dir), "%s/s%ur%u", cfg->dir, s, r);
+            mkdir(n->dir, 0755);
+            n->proc = sim_proc_add(c->sim, n->addr);
+            n->env = sim_proc_env(n->proc);
+            h.stop = node_stop;
+            h.start = node_start;
+            h.ctx = n;
+            sim_proc_set_hooks(n->proc, &h);
+        }
+    c->model[0].dir = PT_INODE_ROOT;
+    for (i = 0; i < cfg->clients; i++) {
+        struct client *cl = &c->clients[i];
+        cl->c = c;
+        cl->idx = i;
+        snprintf(cl->addr, sizeof(cl->addr), "c%u", i);
+        cl->proc = sim_proc_add(c->sim, cl->addr);
+        cl->env = sim_proc_env(cl->proc);
+        sim_proc_set_faultable(cl->proc, 0, 0, 1);
+        pt_env_listen(cl->env, cl->addr, on_client_reply, cl);
+    }
+    for (s = 0; s < cfg->shards; s++)
+        for (r = 0; r < cfg->replicas; r++)
+            node_start(&c->nodes[s][r]);
+    /* warm-up without faults: leaders, then the per-shard directories */
+    sim_run_until(c->sim, 3000);
+    for (i = 0; i < cfg->clients; i++)
+        pt_env_timer(c->clients[i].env, 1 + i, client_next, &c->clients[i]);
+    sim_set_faults(c->sim, &cfg->faults);
+    while (!c->violated && sim_now(c->sim) < 3000 + cfg->fault_ms)
+        sim_run_until(c->sim, sim_now(c->sim) + 100);
+    /* heal: faults off, partitions and pauses over, everyone up */
+    sim_set_faults(c->sim, &none);
+    sim_heal(c->sim);
+    for (s = 0; s < cfg->shards; s++)
+        for (r = 0; r < cfg->replicas; r++)
+            if (!sim_proc_up(c->nodes[s][r].proc)) sim_proc_restart(c->nodes[s][r].proc);
+    if (!c->violated &&
+        !sim_run_until_cond(c->sim, sim_now(c->sim) + cfg->settle_ms, clients_idle, c))
+        violate(c, "clients still busy %llu ms after healing (no progress)",
+                (unsigned long long)cfg->settle_ms);
+    c->stop_clients = 1;
+    if (!c->violated &&
+        !sim_run_until_cond(c->sim, sim_now(c->sim) + cfg->settle_ms, converged, c))
+        violate(c, "replicas did not converge %llu ms after healing",
+                (unsigned long long)cfg->settle_ms);
+    if (!c->violated) final_checks(c);
+    res->ok = !c->violated;
+    res->sim_ms = sim_now(c->sim);
+    res->trace_hash = sim_trace_hash(c->sim);
+    res->stats = *sim_stats(c->sim);
+    for (s = 0; s < cfg->shards; s++)
+        res->writes_committed += c->model[s].ok_keys.n;
+    /* tear down: crash everyone (closes replicas), then free */
+    for (s = 0; s < cfg->shards; s++)
+        for (r = 0; r < cfg->replicas; r++) {
+            if (sim_proc_up(c->nodes[s][r].proc)) sim_proc_crash(c->nodes[s][r].proc);
+        }
+    petrel_assert_set_hook(NULL, NULL);
+    sim_free(c->sim);
+    for (s = 0; s < MAX_SHARDS; s++) {
+        free(c->model[s].hist);
+        free(c->model[s].ver);
+        free(c->model[s].ok_keys.k);
+        free(c->acked_keys[s].k);
+        free(c->failed_keys[s].k);
+    }
+    for (i = 0; i < c->n_files; i++)
+        free(c->files[i].data);
+    free(c->files);
+    free(c);
+    return 0;
+}
