@@ -91,6 +91,7 @@ struct sim {
     int n_procs;
     uint8_t blocked[SIM_PROC_MAX][SIM_PROC_MAX];
     struct sim_stats stats;
+    int print_trace; /* PETREL_SIM_TRACE: every event on stderr (to diff two runs) */
 };
 
 static const struct pt_env_ops sim_ops;
@@ -107,6 +108,9 @@ static void trace(struct sim *s, uint64_t a, uint64_t b, uint64_t c)
 {
     uint64_t x = s->hash ^ (a * 0x9e3779b97f4a7c15ull) ^ (b << 17) ^ (c * 0xbf58476d1ce4e5b9ull);
     s->hash = pt_splitmix64(&x);
+    if (s->print_trace)
+        fprintf(stderr, "trace %llu %llu %llx\n", (unsigned long long)a, (unsigned long long)b,
+                (unsigned long long)c);
 }
 
 uint64_t sim_trace_hash(const struct sim *s) { return s->hash; }
@@ -220,6 +224,7 @@ struct sim *sim_new(uint64_t seed, const struct sim_faults *faults)
     pt_prng_seed(&s->rng, seed);
     s->f = *faults;
     s->hash = seed;
+    s->print_trace = getenv("PETREL_SIM_TRACE") != NULL;
     schedule_fault_tick(s);
     return s;
 }
@@ -978,6 +983,13 @@ int sim_step(struct sim *s)
             return 1;
         }
         s->stats.msgs_delivered++;
+        if (s->print_trace) {
+            size_t k;
+            fprintf(stderr, "msg %s -> %s:", ev->from->name, ev->to);
+            for (k = 0; k < ev->len && k < 200; k++)
+                fprintf(stderr, "%02x", ev->msg[k]);
+            fprintf(stderr, "\n");
+        }
         trace(s, EV_MSG, s->now, petrel_crc32c(0, ev->msg, ev->len) ^ ((uint64_t)to->index << 32));
         l->cb(l->ctx, ev->from->n_listeners ? ev->from->name : "", ev->msg, ev->len);
         break;

@@ -96,7 +96,7 @@ struct node {
     unsigned shard, rid; /* rid: 0-based */
     struct sim_proc *proc;
     struct pt_env *env;
-    char addr[16], raft_addr[24], dir[512];
+    char addr[PT_ENV_ADDR_MAX], raft_addr[PT_ENV_ADDR_MAX], dir[512];
     struct raft_io io;
     int io_ready;
     struct pt_replica *rep;
@@ -120,7 +120,7 @@ struct client {
     unsigned idx;
     struct sim_proc *proc;
     struct pt_env *env;
-    char addr[16];
+    char addr[PT_ENV_ADDR_MAX];
     int busy, kind, stage;
     unsigned shard, name, name2;
     uint64_t file_id, cookie;
@@ -432,7 +432,7 @@ static int wrap_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 struct op_ctx {
     struct node *n;
     uint32_t gen; /* node incarnation: a reply after a restart is dropped */
-    char to[16];
+    char to[PT_ENV_ADDR_MAX];
     uint64_t req_id;
     uint8_t req[REQ_MAX];
     size_t len;
@@ -574,7 +574,7 @@ static void node_start(void *ctx)
     struct sim_cluster *c = n->c;
     struct sim_raft_io_config iocfg;
     struct pt_replica_config rcfg;
-    char addrs[PT_REPLICA_MAX][24];
+    char addrs[PT_REPLICA_MAX][PT_ENV_ADDR_MAX];
     unsigned i;
     int rc;
     if (pt_shard_sm_open(&n->sm, n->dir, n->shard, 1) != 0) {
@@ -742,7 +742,7 @@ static void attempt_timeout(void *ctx)
 static void client_send(struct client *cl)
 {
     uint8_t msg[REQ_MAX + 16];
-    char to[16];
+    char to[PT_ENV_ADDR_MAX];
     if (cl->attempts++ >= MAX_ATTEMPTS) {
         /* give up: the outcome of a write is unknown, a read just did not happen */
         client_done(cl, cl->is_write ? -1 : 0);

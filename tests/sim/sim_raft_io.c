@@ -219,7 +219,8 @@ static int log_write(struct sio *s, const struct raft_entry *e)
     pt_put_le64(rec, e->term);
     pt_put_le32(rec + 8, (uint32_t)e->buf.len);
     rec[12] = (uint8_t)e->type;
-    if (e->buf.len) memcpy(rec + REC_HEADER, e->buf.base, e->buf.len);
+    /* libraft leaves a barrier's 8 bytes uninitialised (heap garbage): store zeros */
+    if (e->buf.len && e->type != RAFT_BARRIER) memcpy(rec + REC_HEADER, e->buf.base, e->buf.len);
     pt_put_le32(rec + 16, petrel_crc32c(0, rec + REC_HEADER, e->buf.len));
     pt_put_le32(rec + 20, petrel_crc32c(0, rec, 20));
     rc = pt_env_pwrite(s->cfg.env, s->log_fd, rec, REC_HEADER + len, s->end);
@@ -357,7 +358,12 @@ static void enc_entries(struct pt_cursor *c, const struct raft_entry *e, unsigne
         pt_enc_u64(c, e[i].term);
         pt_enc_u8(c, (uint8_t)e[i].type);
         pt_enc_u32(c, (uint32_t)e[i].buf.len);
-        pt_enc_bytes(c, e[i].buf.base, e[i].buf.len);
+        if (e[i].type == RAFT_BARRIER) { /* uninitialised in libraft: send zeros */
+            uint8_t *z = pt_cursor_take(c, e[i].buf.len);
+            if (z) memset(z, 0, e[i].buf.len);
+        } else {
+            pt_enc_bytes(c, e[i].buf.base, e[i].buf.len);
+        }
     }
 }
 

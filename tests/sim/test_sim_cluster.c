@@ -37,6 +37,8 @@ static void run_seeds(const char *name, uint64_t first, unsigned seeds, uint64_t
                       "seed %llu: %s\n    replay: build/tests/test-sim --seed %llu %s",
                       (unsigned long long)seed, res.violation, (unsigned long long)seed, name);
         }
+        test_log("seed %llu: trace %016llx", (unsigned long long)seed,
+                 (unsigned long long)res.trace_hash);
         sim_ms += res.sim_ms;
         ops += res.ops_done;
         acked += res.ops_acked;
