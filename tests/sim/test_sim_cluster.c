@@ -87,10 +87,10 @@ TEST_T(sim_cluster_replays, 300)
 }
 
 /*
- * Many seeds (PETREL_SIM_SEEDS, default 500) of 60 simulated seconds each. Seeds start at the
+ * Many seeds (PETREL_SIM_SEEDS; default 500, 100 under sanitizers) of 60 simulated seconds each. Seeds start at the
  * case's seed: fixed in `make test`, fresh in `make soak`.
  */
-TEST_T(sim_cluster_seeds, 1800)
+TEST_T(sim_cluster_seeds, 7200)
 {
-    run_seeds("sim_cluster", test_seed(), env_seeds(500), 60000);
+    run_seeds("sim_cluster", test_seed(), env_seeds(test_sanitized() ? 100 : 500), 60000);
 }
