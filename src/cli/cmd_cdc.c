@@ -15,7 +15,7 @@
 
 int cmd_cdc(int argc, char **argv)
 {
-    const char *replica = NULL, *replicas = NULL, *shards = NULL;
+    const char *replica = NULL, *replicas = NULL, *shards = NULL, *election = NULL, *heartbeat = NULL;
     int verbose = 0, n;
     struct pt_cdc_config cfg;
     char err[512] = "";
@@ -33,13 +33,20 @@ int cmd_cdc(int argc, char **argv)
             {0, "shards", CLI_STRING, &shards, "N", "shards of the deployment (default 1)"},
             {0, "dir", CLI_STRING, &cfg.dir, "D", "state directory (Raft log under D/raft)"},
             {0, "host", CLI_STRING, &cfg.host, "H", "address to serve on (default 127.0.0.1)"},
+            {0, "election-timeout-ms", CLI_STRING, &election, "MS",
+             "Raft election timeout (default 300; randomized up to twice that)"},
+            {0, "heartbeat-ms", CLI_STRING, &heartbeat, "MS",
+             "Raft heartbeat interval, below the election timeout (default 50)"},
+            {0, "unsafe-no-fsync-check", CLI_FLAG, &cfg.raft.unsafe_no_fsync_check, NULL,
+             "start even on a filesystem known not to honour fsync (FUSE)"},
             {0, "verbose", CLI_FLAG, &verbose, NULL, "log debug messages"},
             {0, NULL, CLI_FLAG, NULL, NULL, NULL},
         };
         const struct cli_spec spec = {
             "cdc",
-            "--registry ADDR --replica R --dir D [--replicas K] [--shards N] [--host H] "
-            "[--verbose]",
+            "--registry ADDR --replica R --dir D [--replicas K] [--shards N] [--host H]\n"
+            "                    [--election-timeout-ms MS] [--heartbeat-ms MS]\n"
+            "                    [--unsafe-no-fsync-check] [--verbose]",
             "Run replica R (0..K-1) of the cross-directory coordinator (mkdir, rmdir and\n"
             "renames across directories as transactions over the N shards), a Raft group\n"
             "of K = 1, 3 or 5 replicas whose log is kept under D/raft.",
@@ -55,6 +62,12 @@ int cmd_cdc(int argc, char **argv)
         return cli_error("cdc", "bad --replicas '%s' (1, 3 or 5)", replicas);
     if (shards && (cli_parse_uint(shards, 256, &cfg.shards) || cfg.shards == 0))
         return cli_error("cdc", "bad --shards '%s' (1..256)", shards);
+    if (election && (cli_parse_uint(election, 600000, &cfg.raft.election_timeout_ms) ||
+                     cfg.raft.election_timeout_ms < 10))
+        return cli_error("cdc", "bad --election-timeout-ms '%s' (10..600000)", election);
+    if (heartbeat && (cli_parse_uint(heartbeat, 600000, &cfg.raft.heartbeat_ms) ||
+                      cfg.raft.heartbeat_ms == 0))
+        return cli_error("cdc", "bad --heartbeat-ms '%s' (1..600000)", heartbeat);
     if (verbose) petrel_log_set(petrel_log_stderr, NULL, PT_LOG_DEBUG);
     if (!cfg.registry || !cfg.dir || !replica)
         return cli_error("cdc", "--registry, --replica and --dir are required");

@@ -44,6 +44,8 @@ struct child {
 
 struct cluster {
     const char *dir;
+    char election[24], heartbeat[24]; /* passed to shards and CDC replicas ("" = default) */
+    int unsafe_no_fsync_check;
     uint64_t shards, replicas, blocks;
     struct child kids[MAX_CHILDREN];
     int nkids;
@@ -127,6 +129,21 @@ static int layout_save(const char *dir, uint64_t shards, uint64_t replicas, uint
 }
 
 /* --- children ---------------------------------------------------------------------------- */
+
+/* Append the Raft options given to `cluster start` to a server's argv (NULL at index at). */
+static void raft_args(struct cluster *c, char **argv, int at)
+{
+    if (c->election[0]) {
+        argv[at++] = "--election-timeout-ms";
+        argv[at++] = c->election;
+    }
+    if (c->heartbeat[0]) {
+        argv[at++] = "--heartbeat-ms";
+        argv[at++] = c->heartbeat;
+    }
+    if (c->unsafe_no_fsync_check) argv[at++] = "--unsafe-no-fsync-check";
+    argv[at] = NULL;
+}
 
 static int spawn(struct cluster *c, const char *name, char *const argv[])
 {
@@ -272,9 +289,10 @@ static int spawn_servers(struct cluster *c)
         snprintf(n1, sizeof(n1), "%llu", (unsigned long long)r);
         if (make_dir(dir) < 0) return cli_error("cluster", "cannot create '%s'", dir);
         {
-            char *argv[] = {"petrel", "cdc",        "--registry", c->registry, "--replica",
-                            n1,       "--replicas", nr,           "--shards",  ns,
-                            "--dir",  dir,          NULL};
+            char *argv[20] = {"petrel", "cdc",        "--registry", c->registry, "--replica",
+                              n1,       "--replicas", nr,           "--shards",  ns,
+                              "--dir",  dir,          NULL};
+            raft_args(c, argv, 12);
             if (spawn(c, name, argv) < 0) return cli_error("cluster", "cannot start %s", name);
         }
     }
@@ -288,9 +306,10 @@ static int spawn_servers(struct cluster *c)
             snprintf(n2, sizeof(n2), "%llu", (unsigned long long)r);
             if (make_dir(dir) < 0) return cli_error("cluster", "cannot create '%s'", dir);
             {
-                char *argv[] = {"petrel", "shard",     "--registry", c->registry,  "--shard",
-                                n1,       "--replica", n2,           "--replicas", nr,
-                                "--dir",  dir,         NULL};
+                char *argv[20] = {"petrel", "shard",     "--registry", c->registry,  "--shard",
+                                  n1,       "--replica", n2,           "--replicas", nr,
+                                  "--dir",  dir,         NULL};
+                raft_args(c, argv, 12);
                 if (spawn(c, name, argv) < 0) return cli_error("cluster", "cannot start %s", name);
             }
         }
@@ -337,7 +356,8 @@ static int cluster_start(int argc, char **argv)
 {
     struct cluster *c;
     const char *dir = NULL;
-    uint64_t shards = 0, replicas = 0, blocks = 0, s = 4, r = 1, b = 3;
+    uint64_t shards = 0, replicas = 0, blocks = 0, s = 4, r = 1, b = 3, election = 0, heartbeat = 0;
+    int unsafe_no_fsync_check = 0;
     char path[PATH_MAX + 64], real[PATH_MAX];
     int n, rc, lock_fd, waited, status = 0;
     uint64_t since = 0;
@@ -350,11 +370,17 @@ static int cluster_start(int argc, char **argv)
          "replicas per shard and of the CDC (1, 3 or 5; default 1)"},
         {0, "block-services", CLI_UINT, &blocks, "B",
          "block services, each its own failure domain (default 3)"},
+        {0, "election-timeout-ms", CLI_UINT, &election, "MS",
+         "Raft election timeout of shards and CDC (default 300)"},
+        {0, "heartbeat-ms", CLI_UINT, &heartbeat, "MS", "Raft heartbeat interval (default 50)"},
+        {0, "unsafe-no-fsync-check", CLI_FLAG, &unsafe_no_fsync_check, NULL,
+         "let shards and CDC run on a filesystem known not to honour fsync (FUSE)"},
         {0, NULL, CLI_FLAG, NULL, NULL, NULL},
     };
     const struct cli_spec spec = {
         "cluster start",
-        "--dir DIR [--shards N] [--replicas R] [--block-services B]",
+        "--dir DIR [--shards N] [--replicas R] [--block-services B]\n"
+        "                    [--election-timeout-ms MS] [--heartbeat-ms MS] [--unsafe-no-fsync-check]",
         "Run a whole Petrel cluster on this machine (loopback): registry, CDC, shards and\n"
         "block services as child processes, data and logs under DIR. Prints the registry's\n"
         "location (petrel://127.0.0.1:PORT) once it serves. Ctrl-C or SIGTERM stops it all;\n"
@@ -411,6 +437,10 @@ static int cluster_start(int argc, char **argv)
     c = calloc(1, sizeof(*c));
     if (!c) return cli_error("cluster start", "out of memory");
     c->dir = real;
+    if (election) snprintf(c->election, sizeof(c->election), "%llu", (unsigned long long)election);
+    if (heartbeat)
+        snprintf(c->heartbeat, sizeof(c->heartbeat), "%llu", (unsigned long long)heartbeat);
+    c->unsafe_no_fsync_check = unsafe_no_fsync_check;
     c->shards = s;
     c->replicas = r;
     c->blocks = b;

@@ -1,6 +1,7 @@
 /*
  * petrel shard --registry ADDR --shard N --replica R --dir D [--replicas K] [--host H]
- * [--snapshot-entries E] [--retention SECONDS]:
+ * [--snapshot-entries E] [--retention SECONDS] [--election-timeout-ms MS] [--heartbeat-ms MS]
+ * [--unsafe-no-fsync-check]:
  * run one replica of a metadata shard until SIGINT/SIGTERM. Owns only option parsing; the
  * server is src/cluster/shard/shard_server.c.
  */
@@ -17,6 +18,7 @@
 int cmd_shard(int argc, char **argv)
 {
     const char *shard = NULL, *replica = NULL, *replicas = NULL, *snap = NULL, *retention = NULL;
+    const char *election = NULL, *heartbeat = NULL;
     int verbose = 0, n;
     struct pt_shard_config cfg;
     char err[512] = "";
@@ -37,13 +39,21 @@ int cmd_shard(int argc, char **argv)
              "log entries between snapshots (default 4096)"},
             {0, "retention", CLI_STRING, &retention, "SECONDS",
              "how long deleted files are kept (default 86400)"},
+            {0, "election-timeout-ms", CLI_STRING, &election, "MS",
+             "Raft election timeout (default 300; randomized up to twice that)"},
+            {0, "heartbeat-ms", CLI_STRING, &heartbeat, "MS",
+             "Raft heartbeat interval, below the election timeout (default 50)"},
+            {0, "unsafe-no-fsync-check", CLI_FLAG, &cfg.raft.unsafe_no_fsync_check, NULL,
+             "start even on a filesystem known not to honour fsync (FUSE)"},
             {0, "verbose", CLI_FLAG, &verbose, NULL, "log debug messages"},
             {0, NULL, CLI_FLAG, NULL, NULL, NULL},
         };
         const struct cli_spec spec = {
             "shard",
             "--registry ADDR --shard N --replica R --dir D [--replicas K] [--host H]\n"
-            "                    [--snapshot-entries E] [--retention SECONDS] [--verbose]",
+            "                    [--snapshot-entries E] [--retention SECONDS]\n"
+            "                    [--election-timeout-ms MS] [--heartbeat-ms MS]\n"
+            "                    [--unsafe-no-fsync-check] [--verbose]",
             "Run replica R (0..K-1) of metadata shard N, a Raft group of K = 1, 3 or 5\n"
             "replicas whose log is kept under D/raft and compacted by a snapshot every E\n"
             "entries (default 4096). Ports are chosen by the OS and registered with the\n"
@@ -70,6 +80,12 @@ int cmd_shard(int argc, char **argv)
             return cli_error("shard", "bad --retention '%s' (seconds, 1 or more)", retention);
         cfg.retention_ms = (uint64_t)sec * 1000u;
     }
+    if (election && (cli_parse_uint(election, 600000, &cfg.raft.election_timeout_ms) ||
+                     cfg.raft.election_timeout_ms < 10))
+        return cli_error("shard", "bad --election-timeout-ms '%s' (10..600000)", election);
+    if (heartbeat && (cli_parse_uint(heartbeat, 600000, &cfg.raft.heartbeat_ms) ||
+                      cfg.raft.heartbeat_ms == 0))
+        return cli_error("shard", "bad --heartbeat-ms '%s' (1..600000)", heartbeat);
     if (verbose) petrel_log_set(petrel_log_stderr, NULL, PT_LOG_DEBUG);
     if (!cfg.registry || !cfg.dir || !shard || !replica)
         return cli_error("shard", "--registry, --shard, --replica and --dir are required");

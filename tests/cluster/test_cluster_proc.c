@@ -680,7 +680,7 @@ TEST_T(cluster_snapshots_and_restart_keep_everything, 180)
     /* The group went on compacting: snapshots exist on disk. */
     {
         char cmd[1200];
-        snprintf(cmd, sizeof(cmd), "ls %s/shard-0-0/raft | grep -q '^snapshot-'", c.root);
+        snprintf(cmd, sizeof(cmd), "ls %s/shard-0-0/raft | grep -q '^snap-'", c.root);
         CHECK_MSG(system(cmd) == 0, "no snapshot file in %s/shard-0-0/raft", c.root);
     }
     petrel_client_close(cl);

@@ -8,12 +8,15 @@
 #ifndef PETREL_CLUSTER_CDC_SERVER_H
 #define PETREL_CLUSTER_CDC_SERVER_H
 
+#include "cluster/shard/raft_node.h"
+
 struct pt_cdc_config {
     const char *registry;
     unsigned replica, replicas;
     unsigned shards; /* shards in the deployment: new directories are spread over them */
     const char *dir;
     const char *host;
+    struct pt_node_raft_options raft; /* timing, fsync check */
 };
 
 /* Run until SIGINT/SIGTERM: 0, or a negative PT_E* when start-up failed (err says why). */

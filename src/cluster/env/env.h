@@ -102,7 +102,8 @@ int pt_env_unlink(struct pt_env *e, const char *path);
 int pt_env_mkdir(struct pt_env *e, const char *path);
 /* Make entries of directory `path` ("" = the data directory) durable: 0 or -PT_E*. */
 int pt_env_fsync_dir(struct pt_env *e, const char *path);
-/* Names in directory `path`, sorted, each NUL-terminated, packed into buf: count or -PT_E*. */
+/* Names in directory `path`, sorted, each NUL-terminated, packed into buf: count or -PT_E*
+ * (-PT_ERANGE when they do not fit in cap: call again with a larger buffer). */
 int pt_env_list(struct pt_env *e, const char *path, char *buf, size_t cap);
 
 /* ---- the vtable implementations fill in (same meaning as the functions above) ------------ */

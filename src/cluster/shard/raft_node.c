@@ -6,22 +6,23 @@
  *
  * Invariants: at most one discovery round in flight; a proposal's done callback runs exactly
  * once; a reply to a state change is sent only from the Raft apply callback, i.e. after the
- * entry is committed (libraft counts the leader's own copy only once its append is fsync'd).
+ * entry is committed (our Raft I/O runs the leader's append callback only after pt_env_fsync of
+ * its bytes completed, so libraft counts the leader's own copy only once it is durable).
  */
 #include "cluster/shard/raft_node.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <raft/uv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cluster/client/blocks_client.h"
-#include "cluster/shard/raft_transport.h"
+#include "cluster/env/env_uv.h"
 #include "cluster/shard/shard_sm.h"
 #include "petrel/codec.h"
 #include "petrel/common.h"
@@ -30,7 +31,8 @@
 #define DISCOVERY_MS 400
 #define TICK_MS 100
 #define RAFT_PORT_FILE "raft.port" /* in the replica's dir: the Raft port of the last run */
-#define RAFT_START_TRIES 8         /* start-ups on a port someone else took first */
+#define FUSE_MAGIC 0x65735546u    /* statfs f_type of FUSE filesystems */
+#define PROBE_NAME ".petrel-fsync-probe"
 
 struct proposal {
     pt_node_done_fn done;
@@ -73,9 +75,12 @@ struct pt_raft_node {
     uv_check_t flush;
     uv_timer_t tick;
     uv_signal_t sigint, sigterm;
+    uv_timer_t transfer_timer; /* bounds a leadership transfer on SIGTERM */
+    struct raft_transfer transfer;
+    int transferring;
     struct raft raft;
     struct raft_io io;
-    struct pt_raft_transport transport;
+    struct pt_env *env;
     struct pt_server *server;
     char raft_addr[PT_REG_ADDR_MAX];
     char raft_dir[4096];
@@ -95,7 +100,7 @@ struct pt_raft_node {
     struct pt_node_service services[PT_NODE_MAX_SERVICES];
     size_t n_services;
     int stopping;
-    int start_undone; /* a failed start's raft_close has finished */
+    int raft_started; /* raft_init done: raft_close must run before freeing */
 };
 
 uint64_t pt_node_wall_ms(void)
@@ -113,6 +118,11 @@ uv_loop_t *pt_node_loop(struct pt_raft_node *n)
 struct raft *pt_node_raft(struct pt_raft_node *n)
 {
     return &n->raft;
+}
+
+const struct pt_raft_io_stats *pt_node_raft_stats(struct pt_raft_node *n)
+{
+    return pt_raft_io_stats(&n->io);
 }
 
 const char *pt_node_registry(struct pt_raft_node *n)
@@ -140,6 +150,10 @@ static int resolve_peer(void *ctx, raft_id id, char *buf, size_t cap)
 {
     struct pt_raft_node *n = ctx;
     if (id == 0 || id > n->cfg.replicas) return -PT_EINVAL;
+    if (id - 1 == n->cfg.replica) {
+        snprintf(buf, cap, "%s", n->raft_addr);
+        return 0;
+    }
     if (!n->peers[id - 1].raft[0]) return -PT_ENOENT;
     snprintf(buf, cap, "%s", n->peers[id - 1].raft);
     return 0;
@@ -224,17 +238,12 @@ static void batch_submit(struct pt_raft_node *n)
         batch_fail(b, len);
         return;
     }
-    /*
-     * libraft's uv storage reloads only entries whose length is a multiple of 8 (it pads on
-     * write but not on load): pad with zeros, which the envelope's count makes harmless.
-     */
-    buf.len = ((size_t)len + 7) & ~(size_t)7;
-    buf.base = raft_malloc(buf.len);
+    buf.len = (size_t)len;
+    buf.base = raft_malloc(buf.len ? buf.len : 1);
     if (!buf.base) {
         batch_fail(b, -PT_ENOMEM);
         return;
     }
-    memset(buf.base, 0, buf.len);
     memcpy(buf.base, n->entry, (size_t)len);
     rc = raft_apply(&n->raft, &b->req, &buf, 1, batch_cb);
     if (rc) {
@@ -263,9 +272,23 @@ int pt_node_propose(struct pt_raft_node *n, const uint8_t *req, size_t len, pt_n
     return 0;
 }
 
+/* A new leader first applies a barrier of its term: afterwards its store is complete. */
+static void barrier_start(struct pt_raft_node *n)
+{
+    if (raft_state(&n->raft) == RAFT_LEADER && n->served_term != n->raft.current_term &&
+        n->barrier_term == 0) {
+        n->barrier.data = n;
+        if (raft_barrier(&n->raft, &n->barrier, barrier_cb) == 0)
+            n->barrier_term = n->raft.current_term;
+    }
+}
+
 static void flush_cb(uv_check_t *h)
 {
-    batch_submit(h->data);
+    struct pt_raft_node *n = h->data;
+    batch_submit(n);
+    /* Checked every loop turn, not every tick: a new leader serves as soon as it can. */
+    barrier_start(n);
 }
 
 /* ---- discovery ------------------------------------------------------------------------------ */
@@ -402,13 +425,7 @@ static void discovery_start(struct pt_raft_node *n)
 static void tick_cb(uv_timer_t *t)
 {
     struct pt_raft_node *n = t->data;
-    /* A new leader first applies a barrier of its term: afterwards its store is complete. */
-    if (raft_state(&n->raft) == RAFT_LEADER && n->served_term != n->raft.current_term &&
-        n->barrier_term == 0) {
-        n->barrier.data = n;
-        if (raft_barrier(&n->raft, &n->barrier, barrier_cb) == 0)
-            n->barrier_term = n->raft.current_term;
-    }
+    barrier_start(n);
     if (!n->disc_running && uv_now(&n->loop) - n->last_disc_ms >= DISCOVERY_MS) discovery_start(n);
     if (n->cfg.tick) n->cfg.tick(n->cfg.ctx);
 }
@@ -438,6 +455,11 @@ static void handler(void *ctx, struct pt_request *req)
 
 /* ---- lifecycle ----------------------------------------------------------------------------- */
 
+static void env_closed(void *ctx)
+{
+    (void)ctx; /* the loop ends once every handle is closed; pt_node_run frees */
+}
+
 static void raft_closed(struct raft *r)
 {
     struct pt_raft_node *n = r->data;
@@ -445,15 +467,16 @@ static void raft_closed(struct raft *r)
     uv_close((uv_handle_t *)&n->tick, NULL);
     uv_close((uv_handle_t *)&n->sigint, NULL);
     uv_close((uv_handle_t *)&n->sigterm, NULL);
+    uv_close((uv_handle_t *)&n->transfer_timer, NULL);
+    pt_env_uv_close(n->env, env_closed, n);
 }
 
-static void signal_cb(uv_signal_t *s, int signum)
+static void node_stop(struct pt_raft_node *n)
 {
-    struct pt_raft_node *n = s->data;
-    (void)signum;
     if (n->stopping) return;
     n->stopping = 1;
     uv_timer_stop(&n->tick);
+    uv_timer_stop(&n->transfer_timer);
     uv_check_stop(&n->flush);
     if (n->fill) {
         batch_fail(n->fill, -PT_ECANCELED);
@@ -461,6 +484,33 @@ static void signal_cb(uv_signal_t *s, int signum)
     }
     pt_server_stop(n->server);
     raft_close(&n->raft, raft_closed);
+}
+
+static void transfer_cb(struct raft_transfer *req)
+{
+    node_stop(req->data);
+}
+
+static void transfer_timeout(uv_timer_t *t)
+{
+    node_stop(t->data);
+}
+
+static void signal_cb(uv_signal_t *s, int signum)
+{
+    struct pt_raft_node *n = s->data;
+    unsigned election = n->cfg.raft.election_timeout_ms;
+    if (n->stopping || n->transferring) return;
+    /* A leader asked to stop hands over first, so the group need not wait for an election. */
+    if (signum == SIGTERM && n->cfg.replicas > 1 && raft_state(&n->raft) == RAFT_LEADER) {
+        n->transfer.data = n;
+        if (raft_transfer(&n->raft, &n->transfer, 0, transfer_cb) == 0) {
+            n->transferring = 1;
+            uv_timer_start(&n->transfer_timer, transfer_timeout, 2 * (uint64_t)election, 0);
+            return;
+        }
+    }
+    node_stop(n);
 }
 
 int pt_node_start_prepare_dir(const char *dir)
@@ -501,35 +551,120 @@ static void save_port(const char *dir, unsigned port)
     if (!ok || rename(tmp, path) != 0) unlink(tmp);
 }
 
-static void start_undone(struct raft *r)
+static int probe_fail(char *err, size_t err_cap, const char *dir, const char *step)
 {
-    struct pt_raft_node *n = r->data;
-    n->start_undone = 1;
+    int saved = errno;
+    snprintf(err, err_cap,
+             "data directory %s failed the durability probe (%s: %s): refusing to start where "
+             "acknowledged writes might not survive a crash",
+             dir, step, strerror(saved));
+    return -PT_EIO;
+}
+
+int pt_node_check_data_dir(const char *dir, int unsafe_no_fsync_check, char *err, size_t err_cap)
+{
+    char tmp[4200], path[4200];
+    static const char payload[] = "petrel fsync probe\n";
+    struct statfs fs;
+    int fd, dfd, ok;
+    if (statfs(dir, &fs) != 0) return probe_fail(err, err_cap, dir, "statfs");
+    if ((unsigned long)fs.f_type == FUSE_MAGIC) {
+        if (!unsafe_no_fsync_check) {
+            snprintf(err, err_cap,
+                     "data directory %s is on a FUSE filesystem, which may acknowledge fsync "
+                     "without making data durable: refusing to start (--unsafe-no-fsync-check "
+                     "runs anyway, at the risk of losing acknowledged writes in a crash)",
+                     dir);
+            return -PT_ENOTSUP;
+        }
+        petrel_log(PT_LOG_WARN, "node", "%s is on FUSE: running without a durability guarantee",
+                   dir);
+    }
+    snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, PROBE_NAME);
+    snprintf(path, sizeof(path), "%s/%s", dir, PROBE_NAME);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return probe_fail(err, err_cap, dir, "create");
+    ok = write(fd, payload, sizeof(payload)) == (ssize_t)sizeof(payload);
+    if (!ok) {
+        close(fd);
+        return probe_fail(err, err_cap, dir, "write");
+    }
+    if (fdatasync(fd) != 0) {
+        close(fd);
+        return probe_fail(err, err_cap, dir, "fdatasync");
+    }
+    if (close(fd) != 0) return probe_fail(err, err_cap, dir, "close");
+    if (rename(tmp, path) != 0) return probe_fail(err, err_cap, dir, "rename");
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return probe_fail(err, err_cap, dir, "open directory");
+    if (fsync(dfd) != 0) {
+        close(dfd);
+        return probe_fail(err, err_cap, dir, "directory fsync");
+    }
+    if (unlink(path) != 0) {
+        close(dfd);
+        return probe_fail(err, err_cap, dir, "unlink");
+    }
+    ok = fsync(dfd) == 0;
+    close(dfd);
+    if (!ok) return probe_fail(err, err_cap, dir, "directory fsync");
+    return 0;
 }
 
 /*
- * Set up libraft (storage, transport bound to host:port) and start it: 0, 1 when the port
- * was taken (everything undone: try another), or a negative error with a message in err.
+ * The Raft port: the one of the last run when it is free (peers may still have it cached),
+ * else an OS-chosen one; peers learn it through PT_MSG_NODE_INFO.
  */
-static int start_raft(struct pt_raft_node *n, unsigned port, char *err, size_t err_cap)
+static int bind_raft_port(struct pt_raft_node *n, char *err, size_t err_cap)
+{
+    char addr[PT_REG_ADDR_MAX];
+    unsigned port = saved_port(n->cfg.dir);
+    int rc = -PT_EADDRINUSE;
+    if (port) {
+        snprintf(addr, sizeof(addr), "%s:%u", n->host, port);
+        rc = pt_env_uv_bind(n->env, addr, n->raft_addr, sizeof(n->raft_addr));
+    }
+    if (rc) {
+        snprintf(addr, sizeof(addr), "%s:0", n->host);
+        rc = pt_env_uv_bind(n->env, addr, n->raft_addr, sizeof(n->raft_addr));
+    }
+    if (rc) {
+        snprintf(err, err_cap, "cannot listen for Raft on %s: %s", addr, petrel_strerror(rc));
+        return rc;
+    }
+    save_port(n->cfg.dir, (unsigned)strtoul(strrchr(n->raft_addr, ':') + 1, NULL, 10));
+    return 0;
+}
+
+/* Set up our Raft I/O over the env and start libraft: 0 or a negative error (err says). */
+static int start_raft(struct pt_raft_node *n, char *err, size_t err_cap)
 {
     struct raft_configuration conf;
-    char bind[PT_REG_ADDR_MAX], self[16];
+    struct pt_raft_io_config io;
+    char self[16];
     unsigned i, every;
-    int rc, taken;
-    snprintf(bind, sizeof(bind), "%s:%u", n->host, port);
-    snprintf(n->raft_addr, sizeof(n->raft_addr), "%s", bind);
-    if ((rc = pt_raft_transport_init(&n->transport, &n->loop, bind, resolve_peer, n)) != 0 ||
-        (rc = raft_uv_init(&n->io, &n->loop, n->raft_dir, &n->transport.outer)) != 0) {
-        snprintf(err, err_cap, "raft storage in %s: %s", n->raft_dir, raft_strerror(rc));
-        return -PT_EIO;
+    int rc;
+    memset(&io, 0, sizeof(io));
+    io.env = n->env;
+    io.cluster_id = n->cfg.cluster_id;
+    io.group = PT_RAFT_GROUP(n->cfg.kind, n->cfg.shard);
+    io.replicas = n->cfg.replicas;
+    io.listen = n->raft_addr;
+    io.resolve = resolve_peer;
+    io.resolve_ctx = n;
+    if ((rc = pt_raft_io_init(&n->io, &io, err, err_cap)) != 0) {
+        char inner[400];
+        snprintf(inner, sizeof(inner), "%s", err);
+        snprintf(err, err_cap, "Raft data in %s: %s", n->raft_dir, inner);
+        return rc;
     }
-    raft_uv_set_connect_retry_delay(&n->io, 100);
     snprintf(self, sizeof(self), "r%u", n->cfg.replica);
     if ((rc = raft_init(&n->raft, &n->io, n->cfg.fsm, n->cfg.replica + 1, self)) != 0) {
         snprintf(err, err_cap, "raft_init: %s", raft_strerror(rc));
+        pt_raft_io_free(&n->io);
         return -PT_EIO;
     }
+    n->raft_started = 1;
     n->raft.data = n;
     raft_configuration_init(&conf);
     for (i = 0; i < n->cfg.replicas; i++) {
@@ -537,6 +672,7 @@ static int start_raft(struct pt_raft_node *n, unsigned port, char *err, size_t e
         snprintf(name, sizeof(name), "r%u", i);
         if (raft_configuration_add(&conf, i + 1, name, RAFT_VOTER) != 0) {
             raft_configuration_close(&conf);
+            snprintf(err, err_cap, "out of memory");
             return -PT_ENOMEM;
         }
     }
@@ -546,26 +682,42 @@ static int start_raft(struct pt_raft_node *n, unsigned port, char *err, size_t e
         snprintf(err, err_cap, "raft_bootstrap: %s", raft_strerror(rc));
         return -PT_EIO;
     }
-    raft_set_election_timeout(&n->raft, 1000);
-    raft_set_heartbeat_timeout(&n->raft, 100);
+    raft_set_election_timeout(&n->raft, n->cfg.raft.election_timeout_ms);
+    raft_set_heartbeat_timeout(&n->raft, n->cfg.raft.heartbeat_ms);
     every = n->cfg.snapshot_entries ? n->cfg.snapshot_entries : 4096;
     raft_set_snapshot_threshold(&n->raft, every);
     raft_set_snapshot_trailing(&n->raft, every / 8 ? every / 8 : 1);
     raft_set_pre_vote(&n->raft, true);
-    if ((rc = raft_start(&n->raft)) == 0) return 0;
-    snprintf(err, err_cap, "raft_start: %s %s", raft_strerror(rc), raft_errmsg(&n->raft));
-    /* Undo everything so that the next try starts from scratch. */
-    n->start_undone = 0;
-    raft_close(&n->raft, start_undone);
-    while (!n->start_undone)
-        uv_run(&n->loop, UV_RUN_ONCE);
-    raft_uv_close(&n->io);
-    pt_raft_transport_free(&n->transport);
-    uv_run(&n->loop, UV_RUN_NOWAIT);
-    /* libraft reports a failed listen as a bare I/O error: look at the port ourselves (now
-     * that our own listener, if any, is closed). */
-    taken = pt_raft_port_taken(n->host, port);
-    return taken ? 1 : -PT_EIO;
+    if ((rc = raft_start(&n->raft)) != 0) {
+        snprintf(err, err_cap, "raft_start: %s %s", raft_strerror(rc), raft_errmsg(&n->raft));
+        return -PT_EIO;
+    }
+    return 0;
+}
+
+static void start_undone(struct raft *r)
+{
+    struct pt_raft_node *n = r->data;
+    n->raft_started = 2;
+}
+
+/* Undo a failed start: close what was opened and run the loop until it is all released. */
+static void start_undo(struct pt_raft_node *n)
+{
+    if (n->raft_started) {
+        n->raft.data = n;
+        raft_close(&n->raft, start_undone);
+        while (n->raft_started != 2)
+            uv_run(&n->loop, UV_RUN_ONCE);
+    }
+    if (n->server) pt_server_stop(n->server);
+    if (n->env) pt_env_uv_close(n->env, env_closed, n);
+    uv_run(&n->loop, UV_RUN_DEFAULT);
+    if (n->raft_started) pt_raft_io_free(&n->io);
+    if (n->env) pt_env_uv_free(n->env);
+    uv_loop_close(&n->loop);
+    free(n->entry);
+    free(n);
 }
 
 int pt_node_start(struct pt_raft_node **out, const struct pt_node_config *cfg, char *err,
@@ -574,7 +726,6 @@ int pt_node_start(struct pt_raft_node **out, const struct pt_node_config *cfg, c
     struct pt_raft_node *n;
     struct pt_server_config scfg;
     char listen[PT_REG_ADDR_MAX];
-    unsigned port, i;
     int rc;
     if (cfg->replicas != 1 && cfg->replicas != 3 && cfg->replicas != 5) {
         snprintf(err, err_cap, "--replicas must be 1, 3 or 5");
@@ -592,16 +743,38 @@ int pt_node_start(struct pt_raft_node **out, const struct pt_node_config *cfg, c
         return -PT_ENOMEM;
     }
     n->cfg = *cfg;
+    if (!n->cfg.raft.election_timeout_ms) n->cfg.raft.election_timeout_ms = PT_NODE_ELECTION_TIMEOUT_MS;
+    if (!n->cfg.raft.heartbeat_ms) n->cfg.raft.heartbeat_ms = PT_NODE_HEARTBEAT_MS;
+    if (n->cfg.raft.heartbeat_ms >= n->cfg.raft.election_timeout_ms) {
+        snprintf(err, err_cap, "--heartbeat-ms (%u) must be below --election-timeout-ms (%u)",
+                 n->cfg.raft.heartbeat_ms, n->cfg.raft.election_timeout_ms);
+        free(n->entry);
+        free(n);
+        return -PT_EINVAL;
+    }
     snprintf(n->registry, sizeof(n->registry), "%s", cfg->registry);
     snprintf(n->host, sizeof(n->host), "%s", cfg->host ? cfg->host : "127.0.0.1");
     n->cfg.registry = n->registry;
     n->cfg.host = n->host;
-    uv_loop_init(&n->loop);
     snprintf(n->raft_dir, sizeof(n->raft_dir), "%s/raft", cfg->dir);
     if ((mkdir(cfg->dir, 0755) != 0 && errno != EEXIST) ||
         (mkdir(n->raft_dir, 0755) != 0 && errno != EEXIST)) {
         snprintf(err, err_cap, "cannot create %s: %s", n->raft_dir, strerror(errno));
+        free(n->entry);
+        free(n);
         return -PT_EIO;
+    }
+    if ((rc = pt_node_check_data_dir(n->raft_dir, cfg->raft.unsafe_no_fsync_check, err,
+                                     err_cap)) != 0) {
+        free(n->entry);
+        free(n);
+        return rc;
+    }
+    uv_loop_init(&n->loop);
+    if ((rc = pt_env_uv_init(&n->env, &n->loop, n->raft_dir, err, err_cap)) != 0) {
+        n->env = NULL;
+        start_undo(n);
+        return rc;
     }
     /* Client-facing server on an OS-chosen port. */
     snprintf(listen, sizeof(listen), "%s:0", n->host);
@@ -611,36 +784,22 @@ int pt_node_start(struct pt_raft_node **out, const struct pt_node_config *cfg, c
     scfg.ctx = n;
     if ((rc = pt_server_start(&n->loop, &scfg, &n->server)) != 0) {
         snprintf(err, err_cap, "cannot listen on %s: %s", listen, petrel_strerror(rc));
+        n->server = NULL;
+        start_undo(n);
         return rc;
     }
-    /*
-     * Raft port: the one of the last run when it is free, else OS-chosen; peers learn it
-     * through PT_MSG_NODE_INFO. Between choosing a port and libraft binding it another process
-     * may take it: then start-up is undone and tried again on a fresh port.
-     */
-    port = saved_port(n->cfg.dir);
-    for (i = 0;; i++) {
-        if (port == 0 && pt_raft_pick_port(n->host, &port) != 0) {
-            snprintf(err, err_cap, "cannot pick a port on %s", n->host);
-            return -PT_EADDRINUSE;
-        }
-        rc = start_raft(n, port, err, err_cap);
-        if (rc <= 0) break;
-        if (i + 1 >= RAFT_START_TRIES) {
-            snprintf(err, err_cap, "raft ports on %s kept being taken (%u tries)", n->host, i + 1);
-            return -PT_EADDRINUSE;
-        }
-        petrel_log(PT_LOG_WARN, "raft", "raft port %u was taken, trying another one", port);
-        port = 0;
+    if ((rc = bind_raft_port(n, err, err_cap)) != 0 || (rc = start_raft(n, err, err_cap)) != 0) {
+        start_undo(n);
+        return rc;
     }
-    if (rc < 0) return rc;
-    save_port(n->cfg.dir, port);
     uv_check_init(&n->loop, &n->flush);
     n->flush.data = n;
     uv_check_start(&n->flush, flush_cb);
     uv_timer_init(&n->loop, &n->tick);
     n->tick.data = n;
     uv_timer_start(&n->tick, tick_cb, 0, TICK_MS);
+    uv_timer_init(&n->loop, &n->transfer_timer);
+    n->transfer_timer.data = n;
     uv_signal_init(&n->loop, &n->sigint);
     uv_signal_init(&n->loop, &n->sigterm);
     n->sigint.data = n->sigterm.data = n;
@@ -653,9 +812,8 @@ int pt_node_start(struct pt_raft_node **out, const struct pt_node_config *cfg, c
 int pt_node_run(struct pt_raft_node *n)
 {
     uv_run(&n->loop, UV_RUN_DEFAULT);
-    raft_uv_close(&n->io);
-    pt_raft_transport_free(&n->transport);
-    uv_run(&n->loop, UV_RUN_DEFAULT);
+    pt_raft_io_free(&n->io);
+    pt_env_uv_free(n->env);
     uv_loop_close(&n->loop);
     free(n->entry);
     free(n);

@@ -1,7 +1,9 @@
 /*
  * A replicated server node: the machinery shared by shard replicas and CDC replicas.
  *
- * Owns the libuv loop, the Raft member (raft_uv storage, resolving transport), the frame server
+ * Owns the libuv loop, the Raft member (Petrel's own Raft I/O, src/cluster/replica, over the
+ * production env of src/cluster/env/env_uv.c: CRC'd log with explicit fdatasync, validated
+ * message transport), the frame server
  * for clients, discovery through the registry (heartbeat with its client address, peers'
  * client addresses, their Raft addresses via PT_MSG_NODE_INFO, block services and their
  * secrets) and group commit: requests proposed during one loop iteration share one log entry
@@ -19,6 +21,7 @@
 #include <uv.h>
 
 #include "cluster/net/net.h"
+#include "cluster/replica/raft_io.h"
 #include "cluster/proto/registry_msg.h"
 
 #define PT_MSG_NODE_INFO                                                                           \
@@ -28,6 +31,19 @@
 #define PT_NODE_MAX_SERVICES 256
 
 enum pt_node_kind { PT_NODE_SHARD = 1, PT_NODE_CDC = 2 };
+
+/*
+ * Raft timing and start-up checks, shared by shards and the CDC (server flags
+ * --election-timeout-ms, --heartbeat-ms, --unsafe-no-fsync-check). With the defaults a leader
+ * killed with SIGKILL is replaced by a serving leader in well under a second on loopback.
+ */
+#define PT_NODE_ELECTION_TIMEOUT_MS 300
+#define PT_NODE_HEARTBEAT_MS 50
+struct pt_node_raft_options {
+    unsigned election_timeout_ms; /* 0 = PT_NODE_ELECTION_TIMEOUT_MS */
+    unsigned heartbeat_ms;        /* 0 = PT_NODE_HEARTBEAT_MS; must be below the election timeout */
+    int unsafe_no_fsync_check;    /* run on a filesystem known not to honour fsync (FUSE) */
+};
 
 struct pt_raft_node;
 
@@ -40,9 +56,11 @@ struct pt_node_config {
     unsigned shard; /* shard number (0 for the CDC) */
     unsigned replica;
     unsigned replicas;         /* 1, 3 or 5 */
+    uint64_t cluster_id;       /* in every Raft message's group (0 until deployments name one) */
     const char *dir;           /* Raft data under DIR/raft */
     const char *host;          /* listen host */
     unsigned snapshot_entries; /* take a snapshot every this many entries; 0 = 4096 */
+    struct pt_node_raft_options raft;
     struct raft_fsm *fsm;
     void (*handler)(void *ctx, struct pt_request *req); /* service requests */
     void (*tick)(void *ctx);                            /* every 100 ms on the loop */
@@ -62,14 +80,27 @@ struct pt_node_service {
 /* Create a data directory if missing: 0 or -PT_EIO. */
 int pt_node_start_prepare_dir(const char *dir);
 
+/*
+ * Check that `dir` keeps what it is told to keep: refuse a FUSE filesystem (unless
+ * unsafe_no_fsync_check) and run a probe (create, write, fdatasync, rename, directory fsync,
+ * unlink) whose every step must succeed. 0, or a negative error with a one-line reason.
+ */
+int pt_node_check_data_dir(const char *dir, int unsafe_no_fsync_check, char *err, size_t err_cap);
+
 /* Start everything on a fresh loop; err gets a one-line reason on failure. */
 int pt_node_start(struct pt_raft_node **out, const struct pt_node_config *cfg, char *err,
                   size_t err_cap);
-/* Run the loop until SIGINT/SIGTERM, then close and free the node. */
+/*
+ * Run the loop until SIGINT/SIGTERM, then close and free the node. On SIGTERM a leader first
+ * hands leadership to the most up-to-date follower (raft_transfer; bounded by two election
+ * timeouts) so the group does not wait out an election.
+ */
 int pt_node_run(struct pt_raft_node *n);
 
 uv_loop_t *pt_node_loop(struct pt_raft_node *n);
 struct raft *pt_node_raft(struct pt_raft_node *n);
+/* The node's Raft I/O counters (dropped messages by reason, appends, fsyncs). */
+const struct pt_raft_io_stats *pt_node_raft_stats(struct pt_raft_node *n);
 
 /*
  * Whether this node leads and may serve reads: it is the Raft leader and a barrier of its own

@@ -491,6 +491,7 @@ int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned e
     nc.dir = cfg->dir;
     nc.host = cfg->host;
     nc.snapshot_entries = cfg->snapshot_entries;
+    nc.raft = cfg->raft;
     nc.fsm = &s->fsm.fsm;
     nc.handler = handle;
     nc.tick = tick;

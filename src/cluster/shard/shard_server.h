@@ -12,6 +12,8 @@
 
 #include <stdint.h>
 
+#include "cluster/shard/raft_node.h"
+
 #define PT_MSG_SHARD_REQ 0x0301 /* body: a shard request (shard_msgs.h) */
 /* PT_MSG_NODE_INFO (0x0302, raft_node.h) is answered too. */
 
@@ -24,6 +26,7 @@ struct pt_shard_config {
     const char *host;          /* address to listen on (port chosen by the OS) */
     unsigned snapshot_entries; /* compact the log every this many entries; 0 = 4096 */
     uint64_t retention_ms;     /* deleted files are kept this long before GC; 0 = 24 h */
+    struct pt_node_raft_options raft; /* timing, fsync check */
 };
 
 /* Run until SIGINT/SIGTERM: 0, or a negative PT_E* when start-up failed (err names what). */

@@ -1,0 +1,518 @@
+/*
+ * The raft_io vtable over the env (see raft_io.h): load/bootstrap/term/vote/append/truncate/
+ * snapshot calls are turned into operations of the store (raft_store.c); messages are encoded
+ * and decoded by raft_msg.c and checked here against the group's membership; time, randomness
+ * and ticks come from the env.
+ *
+ * Every callback to libraft runs from an env callback (a timer, an fsync completion), never
+ * inside the libraft call that caused it. Close completes only when nothing is pending, so the
+ * impl may then be freed.
+ */
+#include "cluster/replica/raft_io.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/replica/raft_io_impl.h"
+#include "cluster/replica/raft_msg.h"
+#include "petrel/common.h"
+
+static struct pt_raft_io_impl *impl_of(struct raft_io *io)
+{
+    return io->impl;
+}
+
+/* ---- deferred callbacks --------------------------------------------------------------------- */
+
+enum deferred_kind { D_SEND, D_APPEND_FAIL, D_SNAP_GET, D_SNAP_PUT_FAIL, D_WORK, D_CLOSE };
+
+struct deferred {
+    struct pt_raft_io_impl *s;
+    enum deferred_kind kind;
+    void *req;
+    struct raft_snapshot *snap;
+    int status;
+};
+
+static void deferred_fire(void *ctx)
+{
+    struct deferred *d = ctx;
+    struct pt_raft_io_impl *s = d->s;
+    s->pending--;
+    switch (d->kind) {
+    case D_SEND: {
+        struct raft_io_send *r = d->req;
+        r->cb(r, d->status);
+        break;
+    }
+    case D_APPEND_FAIL: {
+        struct raft_io_append *r = d->req;
+        r->cb(r, d->status);
+        break;
+    }
+    case D_SNAP_GET: {
+        struct raft_io_snapshot_get *r = d->req;
+        r->cb(r, d->snap, d->status);
+        break;
+    }
+    case D_SNAP_PUT_FAIL: {
+        struct raft_io_snapshot_put *r = d->req;
+        r->cb(r, d->status);
+        break;
+    }
+    case D_WORK: {
+        struct raft_io_async_work *r = d->req;
+        r->cb(r, r->work(r));
+        break;
+    }
+    case D_CLOSE: {
+        raft_io_close_cb cb = s->close_cb;
+        free(d);
+        if (cb) cb(s->io);
+        return;
+    }
+    }
+    free(d);
+    pt_raft_io_settled(s);
+}
+
+static int defer(struct pt_raft_io_impl *s, enum deferred_kind kind, void *req,
+                 struct raft_snapshot *snap, int status)
+{
+    struct deferred *d = calloc(1, sizeof(*d));
+    if (!d) return RAFT_NOMEM;
+    d->s = s;
+    d->kind = kind;
+    d->req = req;
+    d->snap = snap;
+    d->status = status;
+    s->pending++;
+    pt_env_timer(s->env, 0, deferred_fire, d);
+    return 0;
+}
+
+/* Called whenever something completed: release held messages, finish a close. */
+void pt_raft_io_settled(struct pt_raft_io_impl *s)
+{
+    struct pt_raft_held *h;
+    if (!s->meta_busy && !s->meta_dirty) {
+        while ((h = s->held) != NULL) {
+            s->held = h->next;
+            if (!s->closing) {
+                (void)pt_env_send(s->env, h->to, h->buf, h->len);
+                s->stats.sent++;
+            }
+            free(h->buf);
+            free(h);
+        }
+        s->held_tail = NULL;
+    }
+    if (s->closing && !s->closed_cb_queued && s->pending == 0 && !s->busy && !s->meta_busy) {
+        s->closed_cb_queued = 1;
+        defer(s, D_CLOSE, NULL, NULL, 0);
+    }
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------- */
+
+static int io_init(struct raft_io *io, raft_id id, const char *address)
+{
+    struct pt_raft_io_impl *s = impl_of(io);
+    (void)address;
+    if (id == 0 || id > s->cfg.replicas) {
+        snprintf(io->errmsg, sizeof(io->errmsg), "replica id %llu outside 1..%u", id,
+                 s->cfg.replicas);
+        return RAFT_INVALID;
+    }
+    s->id = id;
+    return 0;
+}
+
+static void tick_fire(void *ctx)
+{
+    struct pt_raft_io_impl *s = ctx;
+    s->tick_timer = 0;
+    if (s->closing) return;
+    s->tick_timer = pt_env_timer(s->env, s->tick_ms, tick_fire, s);
+    s->tick(s->io);
+}
+
+static void close_step(void *ctx)
+{
+    struct pt_raft_io_impl *s = ctx;
+    s->pending--;
+    pt_raft_store_cancel_queued(s);
+    pt_raft_io_settled(s);
+}
+
+static void io_close(struct raft_io *io, raft_io_close_cb cb)
+{
+    struct pt_raft_io_impl *s = impl_of(io);
+    s->closing = 1;
+    s->close_cb = cb;
+    if (s->tick_timer) pt_env_cancel(s->env, s->tick_timer);
+    s->tick_timer = 0;
+    s->pending++;
+    pt_env_timer(s->env, 0, close_step, s);
+}
+
+static int io_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
+                   struct raft_snapshot **snapshot, raft_index *start_index,
+                   struct raft_entry *entries[], size_t *n_entries)
+{
+    struct pt_raft_io_impl *s = impl_of(io);
+    if (s->load_done) {
+        snprintf(io->errmsg, sizeof(io->errmsg), "load called twice");
+        return RAFT_INVALID;
+    }
+    s->load_done = 1;
+    *term = s->term;
+    *voted_for = s->vote;
+    *snapshot = s->loaded_snap;
+    *start_index = s->start_index;
+    *entries = s->n_loaded ? s->loaded : NULL;
+    *n_entries = s->n_loaded;
+    if (!s->n_loaded) raft_free(s->loaded);
+    s->loaded_snap = NULL;
+    s->loaded = NULL;
+    s->n_loaded = s->cap_loaded = 0;
+    return 0;
+}
+
+static void on_message(void *ctx, const char *from, const uint8_t *msg, size_t len);
+
+static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)
+{
+    struct pt_raft_io_impl *s = impl_of(io);
+    int rc;
+    s->tick = tick;
+    s->recv = recv;
+    s->tick_ms = msecs ? msecs : 1;
+    if ((rc = pt_env_listen(s->env, s->listen, on_message, s)) != 0) {
+        snprintf(io->errmsg, sizeof(io->errmsg), "cannot listen on %s: %s", s->listen,
+                 petrel_strerror(rc));
+        return RAFT_IOERR;
+    }
+    s->tick_timer = pt_env_timer(s->env, s->tick_ms, tick_fire, s);
+    return 0;
+}
+
+static int io_bootstrap(struct raft_io *io, const struct raft_configuration *conf)
+{
+    struct pt_raft_io_impl *s = impl_of(io);
+    struct raft_buffer buf;
+    struct pt_raft_op *op;
+    int rc;
+    if (s->term != 0 || s->n_loaded || s->loaded_snap || s->next_index != 1 || s->load_done)
+        return RAFT_CANTBOOTSTRAP;
+    if ((rc = raft_configuration_encode(conf, &buf)) != 0) return rc;
+    op = calloc(1, sizeof(*op));
+    if (!op || !(op->own.buf.base = malloc(buf.len ? buf.len : 1))) {
+        free(op);
+        raft_free(buf.base);
+        return RAFT_NOMEM;
+    }
+    s->start_index = 1;
+    s->n_loaded = 0;
+    rc = 0;
+    {
+        /* The first entry: the configuration, term 1. */
+        struct raft_entry *e = raft_calloc(1, sizeof(*e));
+        if (!e) {
+            free(op->own.buf.base);
+            free(op);
+            raft_free(buf.base);
+            return RAFT_NOMEM;
+        }
+        e->term = 1;
+        e->type = RAFT_CHANGE;
+        e->buf = buf;
+        raft_free(s->loaded);
+        s->loaded = e;
+        s->n_loaded = s->cap_loaded = 1;
+    }
+    memcpy(op->own.buf.base, buf.base, buf.len);
+    op->own.buf.len = buf.len;
+    op->own.term = 1;
+    op->own.type = RAFT_CHANGE;
+    op->type = OP_APPEND;
+    op->entries = &op->own;
+    op->n = 1;
+    op->first_index = 1;
+    s->next_index = 2;
+    s->term = 1;
+    s->vote = 0;
+    if ((rc = pt_raft_store_meta_write(s)) != 0) {
+        free(op->own.buf.base);
+        free(op);
+        return rc;
+    }
+    pt_raft_store_push(s, op);
+    return 0;
+}
+
+static int io_recover(struct raft_io *io, const struct raft_configuration *conf)
+{
+    (void)conf;
+    snprintf(io->errmsg, sizeof(io->errmsg), "recover is not supported by Petrel's Raft I/O");
+    return RAFT_INVALID;
+}
+
+static int io_set_term(struct raft_io *io, raft_term term)
+{
+    struct pt_raft_io_impl *s = impl_of(io);
+    s->term = term;
+    s->vote = 0;
+    return pt_raft_store_meta_write(s);
+}
+
+static int io_set_vote(struct raft_io *io, raft_id server_id)
+{
+    struct pt_raft_io_impl *s = impl_of(io);
+    s->vote = server_id;
+    return pt_raft_store_meta_write(s);
+}
+
+static int io_append(struct raft_io *io, struct raft_io_append *req, const struct raft_entry entries[],
+                     unsigned n, raft_io_append_cb cb)
+{
+    struct pt_raft_io_impl *s = impl_of(io);
+    struct pt_raft_op *op;
+    req->cb = cb;
+    if (s->closing) return RAFT_CANCELED;
+    op = calloc(1, sizeof(*op));
+    if (!op) return RAFT_NOMEM;
+    op->type = OP_APPEND;
+    op->append = req;
+    op->entries = entries;
+    op->n = n;
+    op->first_index = s->next_index;
+    s->next_index += n;
+    s->stats.appends++;
+    pt_raft_store_push(s, op);
+    return 0;
+}
+
+static int io_truncate(struct raft_io *io, raft_index index)
+{
+    struct pt_raft_io_impl *s = impl_of(io);
+    struct pt_raft_op *op;
+    if (index == 0 || index >= s->next_index) return index == 0 ? RAFT_INVALID : 0;
+    op = calloc(1, sizeof(*op));
+    if (!op) return RAFT_NOMEM;
+    op->type = OP_TRUNCATE;
+    op->index = index;
+    s->next_index = index;
+    pt_raft_store_push(s, op);
+    return 0;
+}
+
+static int io_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
+                           const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    struct pt_raft_io_impl *s = impl_of(io);
+    struct pt_raft_op *op;
+    req->cb = cb;
+    op = calloc(1, sizeof(*op));
+    if (!op) return RAFT_NOMEM;
+    if (pt_raft_store_snapshot_image(snapshot, &op->snap_file, &op->snap_len) != 0) {
+        free(op);
+        return RAFT_NOMEM;
+    }
+    op->type = OP_SNAPSHOT;
+    op->put = req;
+    op->trailing = trailing;
+    op->snap_index = snapshot->index;
+    if (trailing == 0) s->next_index = snapshot->index + 1;
+    pt_raft_store_push(s, op);
+    return 0;
+}
+
+static int io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
+                           raft_io_snapshot_get_cb cb)
+{
+    struct pt_raft_io_impl *s = impl_of(io);
+    struct raft_snapshot *snap = NULL;
+    int rc = pt_raft_store_snapshot_read(s, &snap);
+    req->cb = cb;
+    return defer(s, D_SNAP_GET, req, rc ? NULL : snap, rc ? RAFT_IOERR : 0);
+}
+
+static raft_time io_time(struct raft_io *io)
+{
+    return pt_env_now(impl_of(io)->env);
+}
+
+static int io_random(struct raft_io *io, int min, int max)
+{
+    uint64_t r = pt_env_random(impl_of(io)->env);
+    if (max <= min) return min;
+    return min + (int)(r % (uint64_t)(max - min));
+}
+
+static int io_async_work(struct raft_io *io, struct raft_io_async_work *req, raft_io_async_work_cb cb)
+{
+    req->cb = cb;
+    return defer(impl_of(io), D_WORK, req, NULL, 0);
+}
+
+/* ---- transport ------------------------------------------------------------------------------- */
+
+static int io_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
+                   raft_io_send_cb cb)
+{
+    struct pt_raft_io_impl *s = impl_of(io);
+    struct pt_raft_msg_header h;
+    char to[PT_ENV_ADDR_MAX];
+    uint8_t *buf;
+    size_t len;
+    int rc;
+    req->cb = cb;
+    if (m->server_id == 0 || m->server_id > s->cfg.replicas || m->server_id == s->id ||
+        s->cfg.resolve(s->cfg.resolve_ctx, m->server_id, to, sizeof(to)) != 0) {
+        s->stats.send_unresolved++;
+        return defer(s, D_SEND, req, NULL, RAFT_NOCONNECTION);
+    }
+    memset(&h, 0, sizeof(h));
+    h.cluster_id = s->cfg.cluster_id;
+    h.group = s->cfg.group;
+    h.from = s->id;
+    h.to = m->server_id;
+    if ((rc = pt_raft_msg_encode(&h, m, &buf, &len)) != 0)
+        return defer(s, D_SEND, req, NULL, rc == -PT_ENOMEM ? RAFT_NOMEM : RAFT_TOOBIG);
+    if (s->meta_busy || s->meta_dirty) {
+        /* The term or vote this message may depend on is not durable yet. */
+        struct pt_raft_held *held = calloc(1, sizeof(*held));
+        if (!held) {
+            free(buf);
+            return defer(s, D_SEND, req, NULL, RAFT_NOMEM);
+        }
+        snprintf(held->to, sizeof(held->to), "%s", to);
+        held->buf = buf;
+        held->len = len;
+        if (s->held_tail)
+            s->held_tail->next = held;
+        else
+            s->held = held;
+        s->held_tail = held;
+    } else {
+        rc = pt_env_send(s->env, to, buf, len);
+        free(buf);
+        s->stats.sent++;
+        if (rc) return defer(s, D_SEND, req, NULL, RAFT_NOCONNECTION);
+    }
+    return defer(s, D_SEND, req, NULL, 0);
+}
+
+static void on_message(void *ctx, const char *from, const uint8_t *msg, size_t len)
+{
+    struct pt_raft_io_impl *s = ctx;
+    struct pt_raft_msg_header h;
+    struct raft_message m;
+    char addr[PT_ENV_ADDR_MAX];
+    int rc;
+    if (s->closing || !s->recv) return;
+    rc = pt_raft_msg_decode_header(msg, len, &h);
+    if (rc) {
+        if (rc == -PT_EBADMSG)
+            s->stats.drop_crc++;
+        else
+            s->stats.drop_header++;
+        return;
+    }
+    if (h.cluster_id != s->cfg.cluster_id || h.group != s->cfg.group || h.to != s->id) {
+        s->stats.drop_group++;
+        return;
+    }
+    if (h.from == 0 || h.from > s->cfg.replicas || h.from == s->id) {
+        s->stats.drop_sender++;
+        return;
+    }
+    if (s->cfg.resolve(s->cfg.resolve_ctx, h.from, addr, sizeof(addr)) != 0 || !from ||
+        strcmp(addr, from) != 0) {
+        s->stats.drop_address++;
+        return;
+    }
+    if (pt_raft_msg_decode_body(&h, msg + PT_RAFT_MSG_HEADER, &m) != 0) {
+        s->stats.drop_body++;
+        return;
+    }
+    if (m.type == RAFT_IO_REQUEST_VOTE && m.request_vote.candidate_id != h.from) {
+        s->stats.drop_body++;
+        return;
+    }
+    snprintf(s->peer_addr[h.from], sizeof(s->peer_addr[h.from]), "%s", addr);
+    m.server_address = s->peer_addr[h.from];
+    s->stats.received++;
+    s->recv(s->io, &m);
+}
+
+/* ---- public ---------------------------------------------------------------------------------- */
+
+int pt_raft_io_init(struct raft_io *io, const struct pt_raft_io_config *cfg, char *err,
+                    size_t err_cap)
+{
+    struct pt_raft_io_impl *s;
+    int rc;
+    memset(io, 0, sizeof(*io));
+    if (!cfg->env || !cfg->resolve || !cfg->listen || cfg->replicas == 0 ||
+        cfg->replicas > PT_RAFT_MAX_REPLICAS || strlen(cfg->listen) >= PT_ENV_ADDR_MAX) {
+        snprintf(err, err_cap, "invalid Raft I/O configuration");
+        return -PT_EINVAL;
+    }
+    s = calloc(1, sizeof(*s));
+    if (!s) return -PT_ENOMEM;
+    s->io = io;
+    s->env = cfg->env;
+    s->cfg = *cfg;
+    snprintf(s->listen, sizeof(s->listen), "%s", cfg->listen);
+    s->cfg.listen = s->listen;
+    s->open_fd = s->meta_fd = s->op_fd = -1;
+    s->next_seq = 1;
+    s->next_index = 1;
+    io->version = 2;
+    io->impl = s;
+    io->init = io_init;
+    io->close = io_close;
+    io->load = io_load;
+    io->start = io_start;
+    io->bootstrap = io_bootstrap;
+    io->recover = io_recover;
+    io->set_term = io_set_term;
+    io->set_vote = io_set_vote;
+    io->send = io_send;
+    io->append = io_append;
+    io->truncate = io_truncate;
+    io->snapshot_put = io_snapshot_put;
+    io->snapshot_get = io_snapshot_get;
+    io->time = io_time;
+    io->random = io_random;
+    io->async_work = io_async_work;
+    if ((rc = pt_raft_store_load(s, err, err_cap)) != 0) {
+        pt_raft_io_free(io);
+        return rc;
+    }
+    return 0;
+}
+
+void pt_raft_io_free(struct raft_io *io)
+{
+    struct pt_raft_io_impl *s = impl_of(io);
+    struct pt_raft_op *op;
+    if (!s) return;
+    while ((op = s->head) != NULL) {
+        s->head = op->next;
+        free(op->own.buf.base);
+        free(op->snap_file);
+        free(op);
+    }
+    pt_raft_store_free(s);
+    free(s);
+    io->impl = NULL;
+}
+
+const struct pt_raft_io_stats *pt_raft_io_stats(struct raft_io *io)
+{
+    return &impl_of(io)->stats;
+}

@@ -1,0 +1,80 @@
+/*
+ * Petrel's Raft I/O: a complete libraft 0.15 `struct raft_io` (log storage, term and vote,
+ * snapshots, transport, clock, randomness, ticks) written only against the env interface
+ * (cluster/env/env.h). The same code runs in production over env_uv (files, fdatasync, TCP)
+ * and inside the deterministic simulator (virtual time, injected disk and network faults).
+ *
+ * Durability is explicit: an append's callback runs only after pt_env_fsync of the bytes it
+ * wrote has completed, and appends that arrive while an fsync is in flight are written by one
+ * write and one fsync (group commit). A term or vote change is written to a temporary file,
+ * fsync'd, renamed over "meta" and the directory fsync'd; until that is done no message leaves
+ * the replica (so a vote or a term is never acted on by others before it is durable).
+ *
+ * Every received byte goes through the codec of raft_msg.h, which validates the header (magic,
+ * version, cluster and group, sender, destination, length, CRC32C) and every count and length
+ * before it allocates; what fails is dropped and counted (pt_raft_io_stats), never trusted.
+ *
+ * Files (under the env's data directory; byte layouts in docs/SPEC-RAFTLOG.md): "meta" (term,
+ * vote), "seg-<seq>" (log segments of CRC'd entries), "snap-<index>" (snapshots). Load refuses
+ * a corrupt committed log and cuts a torn tail; it refuses a directory written by libraft's own
+ * uv storage with one clear message.
+ *
+ * Must never: call libuv, a syscall, a thread or the wall clock directly (everything goes
+ * through the env); invoke a libraft callback from inside the call that started it.
+ */
+#ifndef PETREL_CLUSTER_REPLICA_RAFT_IO_H
+#define PETREL_CLUSTER_REPLICA_RAFT_IO_H
+
+#include <raft.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cluster/env/env.h"
+
+#define PT_RAFT_MAX_REPLICAS 16 /* replica ids are 1..replicas */
+
+/* The network address Raft replica `id` listens on now (it may change across restarts):
+ * 0, or a negative error when it is not known yet. */
+typedef int (*pt_raft_resolve_fn)(void *ctx, raft_id id, char *buf, size_t cap);
+
+struct pt_raft_io_config {
+    struct pt_env *env;
+    uint64_t cluster_id; /* both part of every message's group: others are dropped */
+    uint32_t group;      /* PT_RAFT_GROUP(kind, number) */
+    unsigned replicas;   /* members are ids 1..replicas */
+    const char *listen;  /* this replica's Raft address (pt_env_listen) */
+    pt_raft_resolve_fn resolve;
+    void *resolve_ctx;
+};
+
+/* A group number: kind 1 = shard, 2 = CDC (as enum pt_node_kind), number = shard number. */
+#define PT_RAFT_GROUP(kind, number) (((uint32_t)(kind) << 16) | ((uint32_t)(number) & 0xffffu))
+
+/* What the replica counted; drops are per reason. */
+struct pt_raft_io_stats {
+    uint64_t received, sent;
+    uint64_t drop_header;  /* short, wrong magic, wrong version, length mismatch */
+    uint64_t drop_crc;     /* CRC32C mismatch */
+    uint64_t drop_group;   /* other cluster or group, or not addressed to us */
+    uint64_t drop_sender;  /* sender not a replica of this group, or itself */
+    uint64_t drop_address; /* transport-proven address is not the sender's */
+    uint64_t drop_body;    /* body malformed or over a limit */
+    uint64_t send_unresolved;
+    uint64_t appends, append_writes, fsyncs, meta_writes;
+    uint64_t torn_bytes_cut; /* cut from the log's tail at load */
+};
+
+/*
+ * Set up `io` (its impl is allocated here) and load the data directory: term, vote, the newest
+ * snapshot and the log, checking every CRC. 0, or a negative error with a one-line reason in
+ * err: -PT_ECORRUPT (damaged committed data), -PT_EVERSION (a directory of libraft's uv
+ * storage or of an unknown format version), -PT_EIO / -PT_ENOMEM.
+ */
+int pt_raft_io_init(struct raft_io *io, const struct pt_raft_io_config *cfg, char *err,
+                    size_t err_cap);
+/* Free what pt_raft_io_init allocated: only after raft_close's callback has run. */
+void pt_raft_io_free(struct raft_io *io);
+
+const struct pt_raft_io_stats *pt_raft_io_stats(struct raft_io *io);
+
+#endif
