@@ -40,7 +40,8 @@
 #include "petrel/codec.h"
 #include "petrel/common.h"
 #include "petrel/crc32c.h"
-#include "sim_raft_io.h"
+#include "cluster/replica/raft_io.h"
+#include "cluster/replica/raft_io_impl.h"
 
 #define MAX_SHARDS 4
 #define MAX_CLIENTS 8
@@ -91,26 +92,31 @@ struct shard_model {
 
 /* ---- nodes -------------------------------------------------------------------------------------- */
 
-struct node {
-    struct sim_cluster *c;
-    unsigned shard, rid; /* rid: 0-based */
-    struct sim_proc *proc;
+/* One incarnation of a replica process: everything that dies with it. */
+struct inc {
+    struct node *n;
     struct pt_env *env;
-    char addr[PT_ENV_ADDR_MAX], raft_addr[PT_ENV_ADDR_MAX], dir[512];
     struct raft_io io;
-    int io_ready;
+    int io_ready, dead;
     struct pt_replica *rep;
     struct pt_shard_sm sm;
     int sm_open;
     struct pt_shard_fsm fsm;
     struct raft_fsm wrap;
-    uint64_t applied; /* this incarnation's last applied index */
-    uint64_t retry_timer;
-    int listening_client;
+    uint64_t applied; /* last index applied by this incarnation */
+    uint64_t watch_timer;
     char seen_from[SEEN_MAX][8];
     uint64_t seen_id[SEEN_MAX];
     unsigned seen_next;
-    raft_term last_term_seen;
+};
+
+struct node {
+    struct sim_cluster *c;
+    unsigned shard, rid; /* rid: 0-based */
+    struct sim_proc *proc;
+    char addr[PT_ENV_ADDR_MAX], raft_addr[PT_ENV_ADDR_MAX], dir[512];
+    struct inc *cur; /* the live incarnation (NULL while down or starting failed) */
+    unsigned incarnations;
 };
 
 enum op_kind { OP_WRITE, OP_LOOKUP, OP_READDIR, OP_READ, OP_RENAME, OP_UNLINK, OP_MKDIR, OP_KINDS };
@@ -355,20 +361,24 @@ static void model_apply_entry(struct sim_cluster *c, unsigned shard, uint64_t in
 
 static int wrap_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
-    struct node *n = fsm->data;
+    struct inc *in = fsm->data;
+    struct node *n = in->n;
     struct sim_cluster *c = n->c;
     struct shard_model *m = &c->model[n->shard];
-    struct raft *raft = n->io.data;
+    struct raft *raft = in->io.data;
     struct pt_shard_apply_out *out;
     uint64_t index = raft->last_applied + 1, rsum = 0;
-    int rc = n->fsm.fsm.apply(&n->fsm.fsm, buf, result);
     uint16_t i;
+    int rc;
+    *result = NULL;
+    if (in->dead) return RAFT_IOERR; /* a crashed incarnation's store is gone */
+    rc = in->fsm.fsm.apply(&in->fsm.fsm, buf, result);
     if (rc) return rc;
     out = *result;
-    if (index <= n->applied)
+    if (index <= in->applied)
         violate(c, "s%ur%u applied index %llu after %llu", n->shard, n->rid,
-                (unsigned long long)index, (unsigned long long)n->applied);
-    n->applied = index;
+                (unsigned long long)index, (unsigned long long)in->applied);
+    in->applied = index;
     for (i = 0; out && i < out->count; i++)
         rsum ^= sum64(out->reply[i], out->len[i]) * (i + 1u);
     if (index >= m->hist_cap) {
@@ -381,10 +391,12 @@ static int wrap_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void 
         memset(m->hist + old, 0, (m->hist_cap - old) * sizeof(*m->hist));
     }
     if (c->cfg.verbose)
-        fprintf(stderr, "%8llu s%ur%u apply %llu sum %016llx term %llu\n",
+        fprintf(stderr, "%8llu s%ur%u apply %llu sum %016llx term %llu len %zu count %u time %llu\n",
                 (unsigned long long)sim_now(c->sim), n->shard, n->rid, (unsigned long long)index,
                 (unsigned long long)sum64(buf->base, buf->len),
-                (unsigned long long)raft->current_term);
+                (unsigned long long)raft->current_term, buf->len,
+                buf->len >= 12 ? pt_get_le16((const uint8_t *)buf->base + 2) : 0,
+                buf->len >= 12 ? (unsigned long long)pt_get_le64((const uint8_t *)buf->base + 4) : 0ull);
     if (m->hist[index].set) {
         if (m->hist[index].entry_sum != sum64(buf->base, buf->len))
             violate(c, "shard %u index %llu: replica r%u applied a different entry than another "
@@ -410,60 +422,66 @@ static int wrap_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void 
 
 static int wrap_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
-    struct node *n = fsm->data;
-    return n->fsm.fsm.snapshot(&n->fsm.fsm, bufs, n_bufs);
+    struct inc *in = fsm->data;
+    if (in->dead) return RAFT_IOERR;
+    return in->fsm.fsm.snapshot(&in->fsm.fsm, bufs, n_bufs);
 }
 
 static int wrap_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[],
                                   unsigned *n_bufs)
 {
-    struct node *n = fsm->data;
-    return n->fsm.fsm.snapshot_finalize(&n->fsm.fsm, bufs, n_bufs);
+    struct inc *in = fsm->data;
+    return in->fsm.fsm.snapshot_finalize(&in->fsm.fsm, bufs, n_bufs);
 }
 
 static int wrap_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
-    struct node *n = fsm->data;
-    return n->fsm.fsm.restore(&n->fsm.fsm, buf);
+    struct inc *in = fsm->data;
+    struct raft *raft = in->io.data;
+    int rc;
+    if (in->dead) return RAFT_IOERR;
+    rc = in->fsm.fsm.restore(&in->fsm.fsm, buf);
+    /* the store now holds everything up to the snapshot: applies go on from there */
+    if (rc == 0 && raft) in->applied = 0;
+    return rc;
 }
 
 /* ---- the shard front end on a node -------------------------------------------------------------- */
 
 struct op_ctx {
-    struct node *n;
-    uint32_t gen; /* node incarnation: a reply after a restart is dropped */
+    struct inc *in;
     char to[PT_ENV_ADDR_MAX];
     uint64_t req_id;
     uint8_t req[REQ_MAX];
     size_t len;
 };
 
-static void send_reply(struct node *n, const char *to, uint64_t req_id, int status,
+static void send_reply(struct inc *in, const char *to, uint64_t req_id, int status,
                        uint64_t index, const uint8_t *body, size_t blen)
 {
-    uint8_t *buf = n->c->reply;
-    unsigned hint = n->rep ? pt_replica_leader(n->rep) : 0;
+    uint8_t *buf = in->n->c->reply;
+    unsigned hint = in->rep && !in->dead ? pt_replica_leader(in->rep) : 0;
     if (blen > REPLY_MAX - 32) blen = 0;
     pt_put_le64(buf + 4, req_id);
     pt_put_le32(buf + 12, (uint32_t)status);
     buf[16] = (uint8_t)hint;
     pt_put_le64(buf + 17, index);
-    if (blen) memcpy(buf + 25, body, blen);
+    if (blen) memmove(buf + 25, body, blen);
     pt_put_le32(buf, petrel_crc32c(0, buf + 4, 21 + blen));
-    pt_env_send(n->env, to, buf, 25 + blen);
+    pt_env_send(in->env, to, buf, 25 + blen);
 }
 
 static void write_done(void *ctx, int status, const uint8_t *reply, size_t len)
 {
     struct op_ctx *o = ctx;
-    struct node *n = o->n;
+    struct inc *in = o->in;
     if (status == 0) {
         struct pt_cursor body;
         int st = pt_shard_reply_open(reply, len, &body);
-        send_reply(n, o->to, o->req_id, st, pt_replica_applying_index(n->rep), body.buf,
+        send_reply(in, o->to, o->req_id, st, pt_replica_applying_index(in->rep), body.buf,
                    st ? 0 : body.len);
     } else {
-        send_reply(n, o->to, o->req_id, status, 0, NULL, 0);
+        send_reply(in, o->to, o->req_id, status, 0, NULL, 0);
     }
     free(o);
 }
@@ -471,159 +489,206 @@ static void write_done(void *ctx, int status, const uint8_t *reply, size_t len)
 static void read_ready(void *ctx, int status)
 {
     struct op_ctx *o = ctx;
-    struct node *n = o->n;
+    struct inc *in = o->in;
+    uint8_t *out = in->n->c->reply + 64;
     size_t rl = 0;
-    if (status == 0) {
-        int rc = pt_shard_sm_query(&n->sm, o->req, o->len, n->c->reply + 64, REPLY_MAX - 128, &rl);
+    if (status == 0 && !in->dead) {
+        int rc = pt_shard_sm_query(&in->sm, o->req, o->len, out, REPLY_MAX - 128, &rl);
         struct pt_cursor body;
-        int st = rc ? rc : pt_shard_reply_open(n->c->reply + 64, rl, &body);
-        uint8_t tmp[REPLY_MAX];
-        size_t blen = st ? 0 : body.len;
-        if (blen) memcpy(tmp, body.buf, blen);
-        send_reply(n, o->to, o->req_id, st, 0, tmp, blen);
+        int st = rc ? rc : pt_shard_reply_open(out, rl, &body);
+        send_reply(in, o->to, o->req_id, st, 0, st ? NULL : body.buf, st ? 0 : body.len);
     } else {
-        send_reply(n, o->to, o->req_id, status, 0, NULL, 0);
+        send_reply(in, o->to, o->req_id, status ? status : -PT_ECANCELED, 0, NULL, 0);
     }
     free(o);
 }
 
 static void on_client_msg(void *ctx, const char *from, const uint8_t *msg, size_t len)
 {
-    struct node *n = ctx;
+    struct inc *in = ctx;
     struct pt_shard_req q;
     struct op_ctx *o;
     uint64_t req_id;
     unsigned i;
     int rc;
-    if (!n->rep || len < 12 || len - 12 > REQ_MAX || !from[0] || strlen(from) >= 8) return;
+    if (in->dead || !in->rep || len < 12 || len - 12 > REQ_MAX || !from[0] || strlen(from) >= 8)
+        return;
     if (pt_get_le32(msg) != petrel_crc32c(0, msg + 4, len - 4)) return;
     req_id = pt_get_le64(msg + 4);
     for (i = 0; i < SEEN_MAX; i++)
-        if (n->seen_id[i] == req_id && strcmp(n->seen_from[i], from) == 0) return;
-    n->seen_id[n->seen_next] = req_id;
-    snprintf(n->seen_from[n->seen_next], sizeof(n->seen_from[0]), "%s", from);
-    n->seen_next = (n->seen_next + 1) % SEEN_MAX;
+        if (in->seen_id[i] == req_id && strcmp(in->seen_from[i], from) == 0) return;
+    in->seen_id[in->seen_next] = req_id;
+    snprintf(in->seen_from[in->seen_next], sizeof(in->seen_from[0]), "%s", from);
+    in->seen_next = (in->seen_next + 1) % SEEN_MAX;
     if (pt_shard_req_decode(&q, msg + 12, len - 12) != 0) {
-        send_reply(n, from, req_id, -PT_EPROTO, 0, NULL, 0);
+        send_reply(in, from, req_id, -PT_EPROTO, 0, NULL, 0);
         return;
     }
     o = calloc(1, sizeof(*o));
     if (!o) abort();
-    o->n = n;
+    o->in = in;
     snprintf(o->to, sizeof(o->to), "%s", from);
     o->req_id = req_id;
     memcpy(o->req, msg + 12, len - 12);
     o->len = len - 12;
     if (pt_shard_op_is_write(q.op))
-        rc = pt_replica_propose(n->rep, o->req, o->len, write_done, o);
+        rc = pt_replica_propose(in->rep, o->req, o->len, write_done, o);
     else
-        rc = pt_replica_read(n->rep, read_ready, o);
+        rc = pt_replica_read(in->rep, read_ready, o);
     if (rc) {
-        send_reply(n, from, req_id, rc, 0, NULL, 0);
+        send_reply(in, from, req_id, rc, 0, NULL, 0);
         free(o);
     }
 }
 
 /* ---- node lifecycle ------------------------------------------------------------------------------ */
 
-static void node_start(void *ctx);
-
-static void node_fatal(void *ctx, int err)
+static int resolve_peer(void *ctx, raft_id id, char *buf, size_t cap)
 {
-    struct node *n = ctx;
-    (void)err;
-    /* A disk error: the process dies (fsyncgate-safe) and comes back from its disk. */
-    sim_proc_crash(n->proc);
-    sim_proc_restart_later(n->proc, 100 + sim_below(n->c->sim, 1000));
+    struct inc *in = ctx;
+    if (id < 1 || id > in->n->c->cfg.replicas) return -PT_EINVAL;
+    snprintf(buf, cap, "s%ur%u/raft", in->n->shard, (unsigned)id - 1);
+    return 0;
 }
 
-static void replica_closed(void *ctx)
+static void inc_free(struct inc *in)
 {
-    (void)ctx;
+    if (in->io_ready) pt_raft_io_free(&in->io);
+    if (in->sm_open) pt_shard_sm_close(&in->sm);
+    free(in);
 }
 
+static void inc_closed(void *ctx)
+{
+    inc_free(ctx);
+}
+
+/* The process crashed (its disk already lost what was not durable): the incarnation is dead;
+ * its replica closes on the dead env (calls fail, sends vanish) and frees itself. */
 static void node_stop(void *ctx)
 {
     struct node *n = ctx;
-    if (n->rep) {
-        pt_replica_close(n->rep, replica_closed, n);
-        n->rep = NULL;
+    struct inc *in = n->cur;
+    if (!in) return;
+    if (n->c->cfg.verbose)
+        fprintf(stderr, "%8llu s%ur%u crash\n", (unsigned long long)sim_now(n->c->sim), n->shard,
+                n->rid);
+    n->cur = NULL;
+    in->dead = 1;
+    if (in->watch_timer) pt_env_cancel(in->env, in->watch_timer);
+    if (in->sm_open) { /* the derived store goes at once: the next start wipes it */
+        pt_shard_sm_close(&in->sm);
+        in->sm_open = 0;
     }
-    if (n->io_ready) {
-        sim_raft_io_free(&n->io);
-        n->io_ready = 0;
-    }
-    if (n->sm_open) {
-        pt_shard_sm_close(&n->sm);
-        n->sm_open = 0;
-    }
-    n->listening_client = 0;
-    n->applied = 0;
+    if (in->rep)
+        pt_replica_close(in->rep, inc_closed, in);
+    else
+        inc_free(in);
 }
+
+/* A supervisor: a replica whose Raft storage failed (an fsync or write error) is restarted
+ * from its disk, never left running on pages the kernel may have dropped. */
+static void node_watch(void *ctx)
+{
+    struct inc *in = ctx;
+    struct pt_raft_io_impl *impl = in->io.impl;
+    in->watch_timer = 0;
+    if (in->dead) return;
+    if (impl && impl->failed) {
+        struct node *n = in->n;
+        sim_proc_crash(n->proc);
+        sim_proc_restart_later(n->proc, 100 + sim_below(n->c->sim, 1000));
+        return;
+    }
+    in->watch_timer = pt_env_timer(in->env, 200, node_watch, in);
+}
+
+static void node_start(void *ctx);
 
 static void node_retry(void *ctx)
 {
     struct node *n = ctx;
-    n->retry_timer = 0;
-    node_start(n);
+    if (!n->cur && sim_proc_up(n->proc)) node_start(n);
 }
 
 static void node_start(void *ctx)
 {
     struct node *n = ctx;
     struct sim_cluster *c = n->c;
-    struct sim_raft_io_config iocfg;
+    struct pt_raft_io_config iocfg;
     struct pt_replica_config rcfg;
-    char addrs[PT_REPLICA_MAX][PT_ENV_ADDR_MAX];
+    char addrs[PT_REPLICA_MAX][PT_ENV_ADDR_MAX], err[256];
+    struct inc *in = calloc(1, sizeof(*in));
     unsigned i;
     int rc;
-    if (pt_shard_sm_open(&n->sm, n->dir, n->shard, 1) != 0) {
+    if (!in) abort();
+    in->n = n;
+    in->env = sim_proc_env(n->proc);
+    n->incarnations++;
+    if (pt_shard_sm_open(&in->sm, n->dir, n->shard, 1) != 0) {
         violate(c, "s%ur%u: cannot open LMDB in %s", n->shard, n->rid, n->dir);
+        free(in);
         return;
     }
-    n->sm_open = 1;
-    n->applied = 0;
-    pt_shard_fsm_init(&n->fsm, &n->sm);
-    memset(&n->wrap, 0, sizeof(n->wrap));
-    n->wrap.version = 2;
-    n->wrap.data = n;
-    n->wrap.apply = wrap_apply;
-    n->wrap.snapshot = wrap_snapshot;
-    n->wrap.snapshot_finalize = wrap_snapshot_finalize;
-    n->wrap.restore = wrap_restore;
+    in->sm_open = 1;
+    pt_shard_fsm_init(&in->fsm, &in->sm);
+    in->wrap.version = 2;
+    in->wrap.data = in;
+    in->wrap.apply = wrap_apply;
+    in->wrap.snapshot = wrap_snapshot;
+    in->wrap.snapshot_finalize = wrap_snapshot_finalize;
+    in->wrap.restore = wrap_restore;
     memset(&iocfg, 0, sizeof(iocfg));
-    iocfg.env = n->env;
+    iocfg.env = in->env;
+    iocfg.cluster_id = 0x5153494d50455452ull;
+    iocfg.group = PT_RAFT_GROUP(1, n->shard);
+    iocfg.replicas = c->cfg.replicas;
     iocfg.listen = n->raft_addr;
-    iocfg.fatal = node_fatal;
-    iocfg.ctx = n;
-    if (sim_raft_io_init(&n->io, &iocfg) != 0) abort();
-    n->io_ready = 1;
-    memset(&rcfg, 0, sizeof(rcfg));
-    rcfg.env = n->env;
-    rcfg.io = &n->io;
-    rcfg.fsm = &n->wrap;
-    rcfg.id = n->rid + 1;
-    rcfg.replicas = c->cfg.replicas;
-    for (i = 0; i < c->cfg.replicas; i++) {
-        snprintf(addrs[i], sizeof(addrs[i]), "s%ur%u/raft", n->shard, i);
-        rcfg.addresses[i] = addrs[i];
-    }
-    rcfg.election_timeout_ms = 1000;
-    rcfg.heartbeat_timeout_ms = 100;
-    rcfg.snapshot_entries = 1u << 30; /* the sim raft_io has no snapshots */
-    rc = pt_replica_start(&n->rep, &rcfg);
-    if (rc) {
-        /* e.g. an injected EIO while loading: try again, like a supervisor would */
-        n->rep = NULL;
-        sim_raft_io_free(&n->io);
-        n->io_ready = 0;
-        pt_shard_sm_close(&n->sm);
-        n->sm_open = 0;
-        n->retry_timer = pt_env_timer(n->env, 200, node_retry, n);
+    iocfg.resolve = resolve_peer;
+    iocfg.resolve_ctx = in;
+    rc = pt_raft_io_init(&in->io, &iocfg, err, sizeof(err));
+    if (rc == -PT_ECORRUPT || rc == -PT_EVERSION) {
+        violate(c, "s%ur%u: Raft data refused at start-up: %s", n->shard, n->rid, err);
+        inc_free(in);
         return;
     }
-    if (!n->listening_client && pt_env_listen(n->env, n->addr, on_client_msg, n) == 0)
-        n->listening_client = 1;
+    if (rc == 0) {
+        in->io_ready = 1;
+        memset(&rcfg, 0, sizeof(rcfg));
+        rcfg.env = in->env;
+        rcfg.io = &in->io;
+        rcfg.fsm = &in->wrap;
+        rcfg.id = n->rid + 1;
+        rcfg.replicas = c->cfg.replicas;
+        for (i = 0; i < c->cfg.replicas; i++) {
+            snprintf(addrs[i], sizeof(addrs[i]), "s%ur%u/raft", n->shard, i);
+            rcfg.addresses[i] = addrs[i];
+        }
+        rcfg.election_timeout_ms = 1000;
+        rcfg.heartbeat_timeout_ms = 100;
+        rcfg.snapshot_entries = c->cfg.snapshot_entries;
+        rc = pt_replica_start(&in->rep, &rcfg);
+    }
+    if (rc) {
+        /* an injected EIO while loading or bootstrapping: a supervisor tries again */
+        in->dead = 1;
+        if (in->rep)
+            pt_replica_close(in->rep, inc_closed, in);
+        else
+            inc_free(in);
+        pt_env_timer(sim_proc_env(n->proc), 200, node_retry, n);
+        return;
+    }
+    n->cur = in;
+    if (c->cfg.verbose) {
+        struct raft *raft = pt_replica_raft(in->rep);
+        fprintf(stderr, "%8llu s%ur%u start: term %llu vote %llu last index %llu\n",
+                (unsigned long long)sim_now(c->sim), n->shard, n->rid,
+                (unsigned long long)raft->current_term, (unsigned long long)raft->voted_for,
+                (unsigned long long)raft_last_index(raft));
+    }
+    pt_env_listen(in->env, n->addr, on_client_msg, in);
+    in->watch_timer = pt_env_timer(in->env, 200, node_watch, in);
 }
 
 /* ---- clients ------------------------------------------------------------------------------------- */
@@ -1024,6 +1089,7 @@ void sim_cluster_config_default(struct sim_cluster_config *c, uint64_t seed, con
     c->clients = 4;
     c->fault_ms = 60000;
     c->settle_ms = 15000;
+    c->snapshot_entries = 1u << 30;
     sim_faults_default(&c->faults);
     c->dir = dir;
 }
@@ -1035,20 +1101,20 @@ static int converged(void *ctx)
     if (c->violated) return 1;
     for (s = 0; s < c->cfg.shards; s++) {
         int leaders = 0;
+        raft_index last = 0;
         for (r = 0; r < c->cfg.replicas; r++) {
-            struct node *n = &c->nodes[s][r];
-            if (!n->rep) return 0;
-            if (pt_replica_can_serve(n->rep)) leaders++;
-            if (raft_last_applied(pt_replica_raft(n->rep)) <
-                    raft_last_index(pt_replica_raft(n->rep)) ||
-                raft_last_applied(pt_replica_raft(n->rep)) < c->model[s].committed)
+            struct inc *in = c->nodes[s][r].cur;
+            struct raft *raft;
+            if (!in || !in->rep) return 0;
+            raft = pt_replica_raft(in->rep);
+            if (pt_replica_can_serve(in->rep)) leaders++;
+            if (raft_last_applied(raft) < raft_last_index(raft) ||
+                raft_last_applied(raft) < c->model[s].committed)
                 return 0;
+            if (r && raft_last_index(raft) != last) return 0;
+            last = raft_last_index(raft);
         }
         if (leaders != 1) return 0;
-        for (r = 1; r < c->cfg.replicas; r++)
-            if (raft_last_index(pt_replica_raft(c->nodes[s][r].rep)) !=
-                raft_last_index(pt_replica_raft(c->nodes[s][0].rep)))
-                return 0;
     }
     return 1;
 }
@@ -1076,8 +1142,8 @@ static void final_checks(struct sim_cluster *c)
                 violate(c, "shard %u: a write that failed definitively took effect", s);
         if (!m->dir) continue;
         for (r = 0; r < c->cfg.replicas && !c->violated; r++) {
-            struct node *n = &c->nodes[s][r];
-            for (i = 0; i < NAMES; i++) {
+            struct inc *in = c->nodes[s][r].cur;
+            for (i = 0; i < NAMES && in; i++) {
                 struct pt_shard_req q;
                 uint8_t req[64];
                 size_t rl;
@@ -1089,7 +1155,7 @@ static void final_checks(struct sim_cluster *c)
                 q.id = m->dir;
                 set_name(q.name, &q.name_len, i);
                 len = pt_shard_req_encode(&q, req, sizeof(req));
-                if (len < 0 || pt_shard_sm_query(&n->sm, req, (size_t)len, c->reply, REPLY_MAX,
+                if (len < 0 || pt_shard_sm_query(&in->sm, req, (size_t)len, c->reply, REPLY_MAX,
                                                  &rl) != 0) {
                     violate(c, "s%ur%u: final lookup failed", s, r);
                     break;
@@ -1139,7 +1205,6 @@ int sim_cluster_run(const struct sim_cluster_config *cfg, struct sim_cluster_res
             snprintf(n->dir, sizeof(n->dir), "%s/s%ur%u", cfg->dir, s, r);
             mkdir(n->dir, 0755);
             n->proc = sim_proc_add(c->sim, n->addr);
-            n->env = sim_proc_env(n->proc);
             h.stop = node_stop;
             h.start = node_start;
             h.ctx = n;
@@ -1179,8 +1244,45 @@ int sim_cluster_run(const struct sim_cluster_config *cfg, struct sim_cluster_res
     c->stop_clients = 1;
     if (!c->violated &&
         !sim_run_until_cond(c->sim, sim_now(c->sim) + cfg->settle_ms, converged, c))
-        violate(c, "replicas did not converge %llu ms after healing",
-                (unsigned long long)cfg->settle_ms);
+    {
+        char state[400];
+        size_t pos = 0;
+        for (s = 0; s < cfg->shards; s++)
+            for (r = 0; r < cfg->replicas; r++) {
+                struct inc *in = c->nodes[s][r].cur;
+                struct raft *raft = in && in->rep ? pt_replica_raft(in->rep) : NULL;
+                if (pos < sizeof(state))
+                    pos += (size_t)snprintf(
+                        state + pos, sizeof(state) - pos, " s%ur%u:%s/t%llu/i%llu/a%llu", s, r,
+                        !raft ? "down" : raft_state(raft) == RAFT_LEADER ? "L" : "F",
+                        raft ? (unsigned long long)raft->current_term : 0ull,
+                        raft ? (unsigned long long)raft_last_index(raft) : 0ull,
+                        raft ? (unsigned long long)raft_last_applied(raft) : 0ull);
+            }
+        if (cfg->verbose)
+            for (s = 0; s < cfg->shards; s++)
+                for (r = 0; r < cfg->replicas; r++) {
+                    struct inc *in = c->nodes[s][r].cur;
+                    const struct pt_raft_io_stats *st;
+                    if (!in || !in->io_ready) continue;
+                    st = pt_raft_io_stats(&in->io);
+                    fprintf(stderr,
+                            "s%ur%u io: recv %llu sent %llu drops hdr %llu crc %llu group %llu "
+                            "sender %llu addr %llu body %llu unresolved %llu appends %llu "
+                            "fsyncs %llu failed %d\n",
+                            s, r, (unsigned long long)st->received, (unsigned long long)st->sent,
+                            (unsigned long long)st->drop_header, (unsigned long long)st->drop_crc,
+                            (unsigned long long)st->drop_group,
+                            (unsigned long long)st->drop_sender,
+                            (unsigned long long)st->drop_address,
+                            (unsigned long long)st->drop_body,
+                            (unsigned long long)st->send_unresolved,
+                            (unsigned long long)st->appends, (unsigned long long)st->fsyncs,
+                            ((struct pt_raft_io_impl *)in->io.impl)->failed);
+                }
+        violate(c, "replicas did not converge %llu ms after healing:%s",
+                (unsigned long long)cfg->settle_ms, state);
+    }
     if (!c->violated) final_checks(c);
     res->ok = !c->violated;
     res->sim_ms = sim_now(c->sim);
@@ -1188,11 +1290,11 @@ int sim_cluster_run(const struct sim_cluster_config *cfg, struct sim_cluster_res
     res->stats = *sim_stats(c->sim);
     for (s = 0; s < cfg->shards; s++)
         res->writes_committed += c->model[s].ok_keys.n;
-    /* tear down: crash everyone (closes replicas), then free */
+    /* tear down: crash everyone, let the dead incarnations close and free themselves */
     for (s = 0; s < cfg->shards; s++)
-        for (r = 0; r < cfg->replicas; r++) {
+        for (r = 0; r < cfg->replicas; r++)
             if (sim_proc_up(c->nodes[s][r].proc)) sim_proc_crash(c->nodes[s][r].proc);
-        }
+    sim_run_until(c->sim, sim_now(c->sim) + 5000);
     petrel_assert_set_hook(NULL, NULL);
     sim_free(c->sim);
     for (s = 0; s < MAX_SHARDS; s++) {

@@ -24,6 +24,7 @@ struct sim_cluster_config {
     unsigned clients;     /* <= 8 */
     uint64_t fault_ms;    /* simulated time with faults */
     uint64_t settle_ms;   /* simulated time after healing, before the final checks */
+    unsigned snapshot_entries; /* replicas snapshot every this many entries */
     struct sim_faults faults;
     const char *dir;      /* for the replicas' LMDB stores */
     int verbose;

@@ -352,6 +352,7 @@ TEST(sim_disk_volatile_until_fsync)
     sim_proc_crash(p);
     CHECK_EQ(pt_env_open(e, "d/a", PT_ENV_RDONLY), -PT_EIO); /* down */
     sim_proc_restart(p);
+    e = sim_proc_env(p);
     CHECK_EQ(pt_env_list(e, "d", names, sizeof(names)), 2);
     CHECK_EQ(strcmp(names, "a"), 0);
     CHECK_EQ(strcmp(names + 2, "c"), 0);
@@ -364,11 +365,13 @@ TEST(sim_disk_volatile_until_fsync)
     CHECK_EQ(read_file(e, "d/a", buf, sizeof(buf)), -PT_ENOENT);
     sim_proc_crash(p);
     sim_proc_restart(p);
+    e = sim_proc_env(p);
     CHECK_EQ(read_file(e, "d/a", buf, sizeof(buf)), 5);
     CHECK_OK(pt_env_rename(e, "d/a", "d/z"));
     CHECK_OK(pt_env_fsync_dir(e, "d"));
     sim_proc_crash(p);
     sim_proc_restart(p);
+    e = sim_proc_env(p);
     CHECK_EQ(read_file(e, "d/z", buf, sizeof(buf)), 5);
     CHECK_EQ(pt_env_open(e, "../x", PT_ENV_RDWR | PT_ENV_CREAT), -PT_EINVAL);
     CHECK_EQ(pt_env_open(e, "nodir/x", PT_ENV_RDWR | PT_ENV_CREAT), -PT_ENOENT);
@@ -395,6 +398,7 @@ TEST(sim_disk_torn_write_at_crash)
         CHECK_OK(pt_env_pwrite(e, fd, new_, sizeof(new_), 0));
         sim_proc_crash(p);
         sim_proc_restart(p);
+    e = sim_proc_env(p);
         CHECK_EQ(read_file(e, "f", (char *)buf, sizeof(buf)), (int64_t)sizeof(buf));
         for (sec = 0; sec < 8; sec++) {
             /* a sector is old or new as a whole, never a mix */
@@ -432,6 +436,7 @@ TEST(sim_disk_fsync_fails_and_io_errors)
     CHECK_EQ(fsync_now(s, e, fd), -PT_EIO);
     sim_proc_crash(p);
     sim_proc_restart(p);
+    e = sim_proc_env(p);
     CHECK_EQ(read_file(e, "f", buf, sizeof(buf)), 0); /* a failed fsync made nothing durable */
 
     sim_faults_none(&f);
@@ -476,6 +481,7 @@ TEST(sim_disk_stale_after_crash)
     CHECK_OK(fsync_now(s, e, fd));
     sim_proc_crash(p);
     sim_proc_restart(p);
+    e = sim_proc_env(p);
     CHECK_EQ(read_file(e, "f", buf, sizeof(buf)), 8);
     CHECK(memcmp(buf, "version1", 8) == 0);
     CHECK_EQ(sim_stats(s)->stale_files, 1);
@@ -511,19 +517,27 @@ TEST(sim_crash_pause_clock)
     p = sim_proc_add(s, "p");
     e = sim_proc_env(p);
     sim_proc_set_hooks(p, &h);
-    /* a crash drops the process's timers and fsync completions */
+    /* a crash kills the incarnation: its sends vanish, its disk calls fail; its timers and
+     * fsync completions still run (so its code can free itself) but nothing became durable */
     pt_env_timer(e, 10, life_fire, &l);
     fd = pt_env_open(e, "f", PT_ENV_RDWR | PT_ENV_CREAT);
+    CHECK_OK(pt_env_pwrite(e, fd, "x", 1, 0));
     pt_env_fsync(e, fd, sync_done, &r);
     sim_proc_crash(p);
     CHECK_EQ(l.stops, 1);
+    CHECK_EQ(pt_env_pwrite(e, fd, "y", 1, 0), -PT_EIO);
+    CHECK_EQ(pt_env_listen(e, "again", NULL, NULL), -PT_EIO);
     sim_run_until(s, 100);
-    CHECK_EQ(l.fired, 0);
-    CHECK_EQ(r.done, 0);
+    CHECK_EQ(l.fired, 1);
+    CHECK_EQ(r.done, 1); /* completes (the dead code may free itself), made nothing durable */
     CHECK_EQ(pt_env_send(e, "nobody", (const uint8_t *)"x", 1), 0);
     sim_proc_restart(p);
     CHECK_EQ(l.starts, 1);
     CHECK(sim_proc_up(p));
+    CHECK(sim_proc_env(p) != e); /* a new incarnation, a new env */
+    CHECK_EQ(pt_env_pwrite(e, fd, "y", 1, 0), -PT_EIO); /* the old one stays dead */
+    e = sim_proc_env(p);
+    CHECK_EQ(pt_env_open(e, "f", PT_ENV_RDONLY), -PT_ENOENT); /* never made durable */
     /* a pause delays the process's events until it ends */
     pt_env_timer(e, 10, record, &t);
     sim_proc_pause(p, 2000);

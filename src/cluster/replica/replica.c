@@ -40,7 +40,7 @@ struct read_wait {
 
 /* One read barrier in flight and the reads it releases. */
 struct read_round {
-    struct raft_barrier req;
+    struct raft_apply req;
     struct pt_replica *r;
     raft_term term;
     struct read_wait *reads;
@@ -60,7 +60,7 @@ struct pt_replica {
     uint64_t read_timer;
     /* the term barrier: a new leader serves nothing until a barrier of its term applied */
     raft_term served_term, barrier_term;
-    struct raft_barrier barrier;
+    struct raft_apply barrier;
     uint64_t tick_timer;
     unsigned rounds_in_flight, batches_in_flight;
     raft_index applying; /* entry whose proposals' callbacks are running (0: none) */
@@ -206,6 +206,34 @@ int pt_replica_propose(struct pt_replica *r, const uint8_t *req, size_t len,
     return 0;
 }
 
+/* ---- barriers ------------------------------------------------------------------------------ */
+
+/*
+ * A barrier is an empty batch (the envelope with no request) proposed like any entry: once it
+ * is applied, every entry before it is too, and it committed in its term. Not libraft's
+ * raft_barrier: libraft 0.15 leaves that entry's 8 bytes uninitialised, and heap garbage would
+ * go to disk and the network (and make the simulator's runs differ from one seed).
+ */
+static int barrier_propose(struct pt_replica *r, struct raft_apply *req, raft_apply_cb cb)
+{
+    struct pt_shard_entry_builder b;
+    uint8_t env[PT_SHARD_ENTRY_HEADER];
+    struct raft_buffer buf;
+    int len, rc;
+    pt_shard_entry_init(&b, env, sizeof(env), pt_env_wall_ms(r->cfg.env));
+    if ((len = pt_shard_entry_finish(&b)) < 0) return len;
+    buf.len = ((size_t)len + 7) & ~(size_t)7;
+    buf.base = raft_malloc(buf.len);
+    if (!buf.base) return -PT_ENOMEM;
+    memset(buf.base, 0, buf.len);
+    memcpy(buf.base, env, (size_t)len);
+    if ((rc = raft_apply(&r->raft, req, &buf, 1, cb)) != 0) {
+        raft_free(buf.base);
+        return rc == RAFT_NOTLEADER ? -PT_ENOTLEADER : -PT_EIO;
+    }
+    return 0;
+}
+
 /* ---- reads --------------------------------------------------------------------------------- */
 
 static void reads_fail(struct read_wait *w, int status)
@@ -218,10 +246,11 @@ static void reads_fail(struct read_wait *w, int status)
     }
 }
 
-static void round_cb(struct raft_barrier *req, int status)
+static void round_cb(struct raft_apply *req, int status, void *result)
 {
     struct read_round *rr = req->data;
     struct pt_replica *r = rr->r;
+    (void)result;
     /* Committed in the term the reads arrived in, while this member still leads it. */
     int ok = status == 0 && !r->closing && rr->term == r->raft.current_term &&
              raft_state(&r->raft) == RAFT_LEADER;
@@ -254,7 +283,7 @@ static void read_round_start(void *ctx)
     rr->reads = r->reads;
     rr->req.data = rr;
     r->reads = NULL;
-    if (raft_barrier(&r->raft, &rr->req, round_cb) != 0) {
+    if (barrier_propose(r, &rr->req, round_cb) != 0) {
         reads_fail(rr->reads, -PT_ENOTLEADER);
         free(rr);
         return;
@@ -278,9 +307,10 @@ int pt_replica_read(struct pt_replica *r, pt_replica_read_fn done, void *ctx)
 
 /* ---- the term barrier ------------------------------------------------------------------------ */
 
-static void term_barrier_cb(struct raft_barrier *req, int status)
+static void term_barrier_cb(struct raft_apply *req, int status, void *result)
 {
     struct pt_replica *r = req->data;
+    (void)result;
     if (status == 0 && r->barrier_term == r->raft.current_term) r->served_term = r->barrier_term;
     r->barrier_term = 0;
     r->rounds_in_flight--;
@@ -294,7 +324,7 @@ static void tick_cb(void *ctx)
     if (raft_state(&r->raft) == RAFT_LEADER && r->served_term != r->raft.current_term &&
         r->barrier_term == 0) {
         r->barrier.data = r;
-        if (raft_barrier(&r->raft, &r->barrier, term_barrier_cb) == 0) {
+        if (barrier_propose(r, &r->barrier, term_barrier_cb) == 0) {
             r->barrier_term = r->raft.current_term;
             r->rounds_in_flight++;
         }
@@ -322,6 +352,7 @@ int pt_replica_start(struct pt_replica **out, const struct pt_replica_config *cf
         return -PT_ENOMEM;
     }
     r->cfg = *cfg;
+    *out = NULL;
     if ((rc = raft_init(&r->raft, cfg->io, cfg->fsm, cfg->id, cfg->addresses[cfg->id - 1])) != 0)
         goto fail;
     r->raft.data = r;
@@ -346,16 +377,15 @@ int pt_replica_start(struct pt_replica **out, const struct pt_replica_config *cf
     *out = r;
     return 0;
 fail_raft:
+    /* libraft is initialised: only raft_close releases it, and its close completes later (on
+     * the loop): hand the failed replica back for pt_replica_close. */
     petrel_log(PT_LOG_ERROR, "replica", "raft start: %s", raft_strerror(rc));
-    /* raft_init succeeded: closing it is the only way to release it */
-    r->closing = 1;
-    raft_close(&r->raft, NULL);
-    free(r->entry);
-    free(r);
+    *out = r;
     return -PT_EIO;
 fail:
     free(r->entry);
     free(r);
+    *out = NULL;
     return -PT_EIO;
 }
 

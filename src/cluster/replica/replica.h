@@ -54,7 +54,11 @@ struct pt_replica_config {
     unsigned snapshot_entries;             /* snapshot every this many entries; 0: 4096 */
 };
 
-/* Start (bootstrapping the group on a fresh store): 0 or -PT_E*. */
+/*
+ * Start (bootstrapping the group on a fresh store): 0 or -PT_E*. On a failure after libraft
+ * was initialised *out is still set: a failed replica that must be closed with
+ * pt_replica_close like a running one (libraft's close completes on the loop); else NULL.
+ */
 int pt_replica_start(struct pt_replica **out, const struct pt_replica_config *cfg);
 /*
  * Stop: pending proposals and reads get their callbacks (-PT_ENOTLEADER when not in the log,
