@@ -17,7 +17,7 @@ log=$work/mutant.log
 
 # name | file | perl substitution (applied with -0pi) | test command | what it breaks
 mutants=(
-"fsync-skipped-before-append-cb|src/cluster/replica/raft_store.c|s/(s->stats.append_writes\+\+;\n\s*)pt_env_fsync\(s->env, s->open_fd, queue_synced, s\);/\$1pt_env_timer(s->env, 0, sync_skipped, s);/; s/(static int truncate_start\()/static void sync_skipped(void *ctx) { queue_synced(ctx, 0); }\n\n\$1/|sim|raft_io runs append callbacks without fsync'ing the log"
+"fsync-skipped-before-append-cb|src/cluster/replica/raft_store.c|s/(s->stats.append_writes\+\+;\n\s*)pt_env_fsync\(s->env, s->open_fd, queue_synced, s\);/\$1pt_env_timer(s->env, 0, sync_skipped, s);/; s/(static void snapshot_synced\(void \*ctx, int status\);)/static void sync_skipped(void *ctx) { queue_synced(ctx, 0); }\n\$1/|sim|raft_io runs append callbacks without fsync'ing the log"
 "entry-applied-twice|src/cluster/shard/shard_fsm.c|s/(rc = pt_shard_sm_apply\(f->sm, buf->base, buf->len, &f->out\);)/\$1 if (rc == 0) \$1/|sim|the FSM applies every committed entry twice"
 "follower-answers-reads|src/cluster/replica/replica.c|s/(int pt_replica_read\(.*?\n\{\n    struct read_wait \*w;\n)/\$1    done(ctx, 0);\n    return 0;\n/s|sim|any replica answers reads from its own store"
 "deposed-leader-answers-reads|src/cluster/replica/replica.c|s/    if \(!pt_replica_can_serve\(r\)\) return -PT_ENOTLEADER;\n    w = calloc/    if (pt_replica_is_leader(r)) { done(ctx, 0); return 0; }\n    w = calloc/|sim|a leader answers reads without a read barrier (stale after it is deposed)"

@@ -28,6 +28,7 @@ struct sim_cluster_config {
     struct sim_faults faults;
     const char *dir;      /* for the replicas' LMDB stores */
     int verbose;
+    int strict_liveness; /* every replica must converge after healing, not only a majority */
 };
 
 struct sim_cluster_result {
@@ -35,7 +36,7 @@ struct sim_cluster_result {
     char violation[512];
     uint64_t sim_ms, trace_hash;
     uint64_t ops_done, ops_acked, ops_failed, ops_unknown, reads_checked, writes_committed;
-    uint64_t leader_changes;
+    uint64_t lagging_replicas; /* replicas that had not caught up when the run ended */
     struct sim_stats stats;
 };
 

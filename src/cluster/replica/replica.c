@@ -371,6 +371,10 @@ int pt_replica_start(struct pt_replica **out, const struct pt_replica_config *cf
     every = cfg->snapshot_entries ? cfg->snapshot_entries : 4096;
     raft_set_snapshot_threshold(&r->raft, every);
     raft_set_snapshot_trailing(&r->raft, every / 8 ? every / 8 : 1);
+    raft_set_install_snapshot_timeout(
+        &r->raft, cfg->install_snapshot_timeout_ms
+                      ? cfg->install_snapshot_timeout_ms
+                      : 5 * (cfg->election_timeout_ms ? cfg->election_timeout_ms : 1000));
     raft_set_pre_vote(&r->raft, true);
     if ((rc = raft_start(&r->raft)) != 0) goto fail_raft;
     r->tick_timer = pt_env_timer(cfg->env, TICK_MS, tick_cb, r);

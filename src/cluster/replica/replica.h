@@ -52,6 +52,9 @@ struct pt_replica_config {
     unsigned election_timeout_ms;          /* 0: 1000 */
     unsigned heartbeat_timeout_ms;         /* 0: 100 */
     unsigned snapshot_entries;             /* snapshot every this many entries; 0: 4096 */
+    /* how long a leader waits for a lost InstallSnapshot before sending it again; 0: 5 election
+     * timeouts (libraft's own default, 30 s, leaves a restarted follower behind that long) */
+    unsigned install_snapshot_timeout_ms;
 };
 
 /*
