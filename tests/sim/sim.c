@@ -888,6 +888,20 @@ void sim_proc_crash(struct sim_proc *p)
     p->paused_until = 0;
     for (i = 0; i < PT_ARRAY_SIZE(p->fds); i++)
         p->fds[i] = -1;
+    if (s->print_trace) {
+        for (i = 0; i < p->vol.n; i++) {
+            struct sim_dirent *d = &p->vol.e[i], *dd = ns_find(&p->dur, d->path);
+            fprintf(stderr, "crash %s %llu: %s ino %d vol %zu dur %zu%s\n", p->name,
+                    (unsigned long long)s->now, d->path, d->ino,
+                    d->ino >= 0 ? p->files[d->ino].vol_len : 0,
+                    d->ino >= 0 ? p->files[d->ino].dur_len : 0,
+                    dd ? (dd->ino == d->ino ? "" : " (durable name: other file)") : " (name not durable)");
+        }
+        for (i = 0; i < p->dur.n; i++)
+            if (!ns_find(&p->vol, p->dur.e[i].path))
+                fprintf(stderr, "crash %s %llu: %s durable but unlinked\n", p->name,
+                        (unsigned long long)s->now, p->dur.e[i].path);
+    }
     for (i = 0; i < p->n_files; i++)
         file_crash(s, &p->files[i]);
     ns_copy(&p->vol, &p->dur);

@@ -29,6 +29,7 @@ struct sim_cluster_config {
     const char *dir;      /* for the replicas' LMDB stores */
     int verbose;
     int strict_liveness; /* every replica must converge after healing, not only a majority */
+    uint64_t fail_assert_at_ms; /* tests only: a PT_ASSERT fails then (0: never) */
 };
 
 struct sim_cluster_result {

@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "sim_cluster.h"
 #include "test.h"
@@ -131,4 +134,36 @@ TEST_T(sim_cluster_replays, 300)
 TEST_T(sim_cluster_seeds, 7200)
 {
     run_seeds("sim_cluster", test_seed(), env_seeds(test_sanitized() ? 100 : 500), 60000);
+}
+
+/* A failed PT_ASSERT inside a run names the seed and the replay command, then aborts. */
+TEST_T(sim_assert_reports_seed, 120)
+{
+    int fds[2], status;
+    char out[2048];
+    ssize_t n, got = 0;
+    pid_t pid;
+    CHECK_OK(pipe(fds));
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        struct sim_cluster_config cfg;
+        struct sim_cluster_result res;
+        dup2(fds[1], 2);
+        close(fds[0]);
+        sim_cluster_config_default(&cfg, 77, test_tmpdir());
+        cfg.fault_ms = 5000;
+        cfg.fail_assert_at_ms = 2000;
+        sim_cluster_run(&cfg, &res);
+        _exit(0); /* not reached: the assertion aborts */
+    }
+    close(fds[1]);
+    while (got < (ssize_t)sizeof(out) - 1 && (n = read(fds[0], out + got, sizeof(out) - 1 - (size_t)got)) > 0)
+        got += n;
+    out[got] = 0;
+    close(fds[0]);
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "child status %d", status);
+    CHECK_MSG(strstr(out, "seed 77: PT_ASSERT(c->cfg.fail_assert_at_ms == 0) failed") != NULL, "%s", out);
+    CHECK_MSG(strstr(out, "replay: build/tests/test-sim --seed 77 sim_cluster") != NULL, "%s", out);
 }
