@@ -38,6 +38,8 @@ int pt_fuzz_registry_state(const uint8_t *data, size_t size);
 int pt_fuzz_block_file(const uint8_t *data, size_t size);
 int pt_fuzz_cursor(const uint8_t *data, size_t size);
 int pt_fuzz_fs_image(const uint8_t *data, size_t size);
+int pt_fuzz_raftmsg(const uint8_t *data, size_t size);
+int pt_fuzz_raftlog(const uint8_t *data, size_t size);
 int pt_fuzz_shard_msgs(const uint8_t *data, size_t size);
 int pt_fuzz_cdc_msgs(const uint8_t *data, size_t size);
 

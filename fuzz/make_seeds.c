@@ -4,7 +4,7 @@
  * repository root after `make` (it links the normal build's libraries):
  *
  *   cc -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -Ifuzz fuzz/make_seeds.c build/libpetrel_cluster.a \
- *      build/libpetrel_fs.a build/libpetrel_common.a $(pkg-config --libs libuv) -lpthread \
+ *      build/libpetrel_fs.a build/libpetrel_common.a $(pkg-config --libs libuv raft) -lpthread \
  *      -o build/make-seeds && build/make-seeds
  *
  * Deterministic: the same seeds every run.
@@ -21,6 +21,8 @@
 #include "cluster/proto/frame.h"
 #include "cluster/proto/registry_msg.h"
 #include "cluster/registry/registry.h"
+#include "cluster/replica/raft_log.h"
+#include "cluster/replica/raft_msg.h"
 #include "petrel/codec.h"
 #include "petrel/common.h"
 #include "petrel/crc32c.h"
@@ -417,8 +419,91 @@ static void cdc_msgs(void)
     }
 }
 
+/* Raft messages of every type, as replicas send them (option byte 0: CRC as encoded). */
+static void raft_msgs(void)
+{
+    struct pt_raft_msg_header h = {0, 7, 0x10000, 0, 2, 1};
+    struct raft_message m;
+    struct raft_entry e[3];
+    uint8_t payload[40], opt = 0, *buf;
+    size_t len;
+    unsigned t, i;
+    char name[32];
+    memset(payload, 0x5a, sizeof(payload));
+    for (t = RAFT_IO_APPEND_ENTRIES; t <= RAFT_IO_TIMEOUT_NOW; t++) {
+        memset(&m, 0, sizeof(m));
+        m.type = (unsigned short)t;
+        switch (t) {
+        case RAFT_IO_APPEND_ENTRIES:
+            for (i = 0; i < 3; i++) {
+                e[i].term = 3;
+                e[i].type = (unsigned short)(1 + i);
+                e[i].buf.base = payload;
+                e[i].buf.len = 10 * i;
+            }
+            m.append_entries.term = 3;
+            m.append_entries.prev_log_index = 5;
+            m.append_entries.prev_log_term = 2;
+            m.append_entries.leader_commit = 5;
+            m.append_entries.entries = e;
+            m.append_entries.n_entries = 3;
+            break;
+        case RAFT_IO_APPEND_ENTRIES_RESULT: m.append_entries_result.last_log_index = 8; break;
+        case RAFT_IO_REQUEST_VOTE:
+            m.request_vote.term = 4;
+            m.request_vote.candidate_id = 2;
+            m.request_vote.pre_vote = true;
+            break;
+        case RAFT_IO_REQUEST_VOTE_RESULT: m.request_vote_result.vote_granted = true; break;
+        case RAFT_IO_INSTALL_SNAPSHOT:
+            m.install_snapshot.term = 4;
+            m.install_snapshot.last_index = 9;
+            m.install_snapshot.conf_index = 1;
+            raft_configuration_init(&m.install_snapshot.conf);
+            raft_configuration_add(&m.install_snapshot.conf, 1, "r0", RAFT_VOTER);
+            raft_configuration_add(&m.install_snapshot.conf, 2, "r1", RAFT_VOTER);
+            m.install_snapshot.data.base = payload;
+            m.install_snapshot.data.len = sizeof(payload);
+            break;
+        case RAFT_IO_TIMEOUT_NOW: m.timeout_now.term = 4; break;
+        }
+        if (pt_raft_msg_encode(&h, &m, &buf, &len) != 0) continue;
+        snprintf(name, sizeof(name), "type-%u", t);
+        put("raftmsg", name, &opt, 1, buf, len);
+        free(buf);
+        if (t == RAFT_IO_INSTALL_SNAPSHOT) raft_configuration_close(&m.install_snapshot.conf);
+    }
+}
+
+/* Log segments: batches of records, whole and torn (option byte as in fuzz_raftlog.c). */
+static void raft_logs(void)
+{
+    static const uint64_t batch_first[7] = {0, 1, 1, 3, 3, 3, 6};
+    uint8_t seg[2048], payload[64], opt;
+    size_t pos = PT_RAFT_SEG_HEADER;
+    uint64_t i;
+    memset(payload, 0x33, sizeof(payload));
+    pt_raft_seg_header_encode(seg, 1, 1);
+    for (i = 1; i <= 6; i++) {
+        pt_raft_rec_encode(seg + pos, i, 1 + i / 3, batch_first[i], (uint8_t)(1 + i % 3), payload,
+                           (uint32_t)(i * 9));
+        pos += pt_raft_rec_size(i * 9);
+    }
+    opt = 0;
+    put("raftlog", "whole-file", &opt, 1, seg, pos);
+    put("raftlog", "torn-tail", &opt, 1, seg, pos - 13);
+    opt = 1;
+    put("raftlog", "records-only", &opt, 1, seg + PT_RAFT_SEG_HEADER, pos - PT_RAFT_SEG_HEADER);
+    opt = 3;
+    put("raftlog", "two-segments", &opt, 1, seg + PT_RAFT_SEG_HEADER, pos - PT_RAFT_SEG_HEADER);
+    opt = 5;
+    put("raftlog", "with-meta", &opt, 1, seg + PT_RAFT_SEG_HEADER, pos - PT_RAFT_SEG_HEADER);
+}
+
 int main(void)
 {
+    raft_msgs();
+    raft_logs();
     shard_msgs();
     cdc_msgs();
     fs_image("tiny-empty", 0x00, 16, 16, 128, 32, 0);

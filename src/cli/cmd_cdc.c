@@ -34,7 +34,7 @@ int cmd_cdc(int argc, char **argv)
             {0, "dir", CLI_STRING, &cfg.dir, "D", "state directory (Raft log under D/raft)"},
             {0, "host", CLI_STRING, &cfg.host, "H", "address to serve on (default 127.0.0.1)"},
             {0, "election-timeout-ms", CLI_STRING, &election, "MS",
-             "Raft election timeout (default 300; randomized up to twice that)"},
+             "Raft election timeout (default 250; randomized up to twice that)"},
             {0, "heartbeat-ms", CLI_STRING, &heartbeat, "MS",
              "Raft heartbeat interval, below the election timeout (default 50)"},
             {0, "unsafe-no-fsync-check", CLI_FLAG, &cfg.raft.unsafe_no_fsync_check, NULL,

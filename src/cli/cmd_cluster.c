@@ -371,7 +371,7 @@ static int cluster_start(int argc, char **argv)
         {0, "block-services", CLI_UINT, &blocks, "B",
          "block services, each its own failure domain (default 3)"},
         {0, "election-timeout-ms", CLI_UINT, &election, "MS",
-         "Raft election timeout of shards and CDC (default 300)"},
+         "Raft election timeout of shards and CDC (default 250)"},
         {0, "heartbeat-ms", CLI_UINT, &heartbeat, "MS", "Raft heartbeat interval (default 50)"},
         {0, "unsafe-no-fsync-check", CLI_FLAG, &unsafe_no_fsync_check, NULL,
          "let shards and CDC run on a filesystem known not to honour fsync (FUSE)"},

@@ -40,7 +40,7 @@ int cmd_shard(int argc, char **argv)
             {0, "retention", CLI_STRING, &retention, "SECONDS",
              "how long deleted files are kept (default 86400)"},
             {0, "election-timeout-ms", CLI_STRING, &election, "MS",
-             "Raft election timeout (default 300; randomized up to twice that)"},
+             "Raft election timeout (default 250; randomized up to twice that)"},
             {0, "heartbeat-ms", CLI_STRING, &heartbeat, "MS",
              "Raft heartbeat interval, below the election timeout (default 50)"},
             {0, "unsafe-no-fsync-check", CLI_FLAG, &cfg.raft.unsafe_no_fsync_check, NULL,

@@ -205,6 +205,14 @@ TEST_T(fuzz_replay_block_file, 180)
 {
     replay("block_file", pt_fuzz_block_file);
 }
+TEST_T(fuzz_replay_raftmsg, 120)
+{
+    replay("raftmsg", pt_fuzz_raftmsg);
+}
+TEST_T(fuzz_replay_raftlog, 180)
+{
+    replay("raftlog", pt_fuzz_raftlog);
+}
 TEST_T(fuzz_replay_cursor, 120)
 {
     replay("cursor", pt_fuzz_cursor);
@@ -216,7 +224,8 @@ TEST(fuzz_entries_take_empty_and_tiny_inputs)
     static const fuzz_entry all[] = {
         pt_fuzz_frame,          pt_fuzz_registry_msg, pt_fuzz_blocks_msg,
         pt_fuzz_registry_state, pt_fuzz_block_file,   pt_fuzz_cursor,
-        pt_fuzz_fs_image,       pt_fuzz_shard_msgs,   pt_fuzz_cdc_msgs};
+        pt_fuzz_fs_image,       pt_fuzz_shard_msgs,   pt_fuzz_cdc_msgs,
+        pt_fuzz_raftmsg,        pt_fuzz_raftlog};
     uint8_t b[64];
     size_t i, n;
     for (i = 0; i < PT_ARRAY_SIZE(all); i++)

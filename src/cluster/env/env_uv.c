@@ -887,7 +887,7 @@ static int e_list(struct pt_env *e, const char *path, char *buf, size_t cap)
     }
     closedir(d);
     if (rc == 0) {
-        qsort(names, (size_t)count, sizeof(*names), cmp_str);
+        if (count) qsort(names, (size_t)count, sizeof(*names), cmp_str);
         for (i = 0; i < count && rc == 0; i++) {
             size_t n = strlen(names[i]) + 1;
             if (used + n > cap)

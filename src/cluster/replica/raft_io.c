@@ -501,6 +501,8 @@ void pt_raft_io_free(struct raft_io *io)
     struct pt_raft_io_impl *s = impl_of(io);
     struct pt_raft_op *op;
     if (!s) return;
+    /* Never started or already closed: only the queue's kick can still be pending. */
+    if (s->kick_timer) pt_env_cancel(s->env, s->kick_timer);
     while ((op = s->head) != NULL) {
         s->head = op->next;
         free(op->own.buf.base);

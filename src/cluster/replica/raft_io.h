@@ -72,7 +72,8 @@ struct pt_raft_io_stats {
  */
 int pt_raft_io_init(struct raft_io *io, const struct pt_raft_io_config *cfg, char *err,
                     size_t err_cap);
-/* Free what pt_raft_io_init allocated: only after raft_close's callback has run. */
+/* Free what pt_raft_io_init allocated: after raft_close's callback has run, or when libraft
+ * never started (raft_init or raft_start failed). */
 void pt_raft_io_free(struct raft_io *io);
 
 const struct pt_raft_io_stats *pt_raft_io_stats(struct raft_io *io);

@@ -37,7 +37,7 @@ enum pt_node_kind { PT_NODE_SHARD = 1, PT_NODE_CDC = 2 };
  * --election-timeout-ms, --heartbeat-ms, --unsafe-no-fsync-check). With the defaults a leader
  * killed with SIGKILL is replaced by a serving leader in well under a second on loopback.
  */
-#define PT_NODE_ELECTION_TIMEOUT_MS 300
+#define PT_NODE_ELECTION_TIMEOUT_MS 250
 #define PT_NODE_HEARTBEAT_MS 50
 struct pt_node_raft_options {
     unsigned election_timeout_ms; /* 0 = PT_NODE_ELECTION_TIMEOUT_MS */
