@@ -79,13 +79,17 @@ struct sim_proc *sim_proc_add(struct sim *s, const char *name);
 void sim_proc_set_hooks(struct sim_proc *p, const struct sim_proc_hooks *h);
 /* Whether random crashes, pauses and partitions may hit this process (clients: no crashes). */
 void sim_proc_set_faultable(struct sim_proc *p, int crash, int pause, int partition);
+/* The env of the process's current incarnation: a new one at every restart; the env of a
+ * crashed incarnation stays valid but dead (calls fail, sends vanish, nothing gets durable;
+ * its timers and fsync completions still run so that its code can free itself). */
 struct pt_env *sim_proc_env(struct sim_proc *p);
 const char *sim_proc_name(struct sim_proc *p);
 int sim_proc_up(struct sim_proc *p);
 /* The process behind an env made by this simulator. */
 struct sim_proc *sim_env_proc(struct pt_env *e);
 
-/* Crash now: disk loses volatile state (torn/stale per profile), events dropped, stop hook. */
+/* Crash now: the disk loses volatile state (torn/stale per profile), listeners go, the
+ * incarnation's env dies, then the stop hook runs. */
 void sim_proc_crash(struct sim_proc *p);
 /* Restart a crashed process now: start hook. */
 void sim_proc_restart(struct sim_proc *p);

@@ -121,7 +121,7 @@ static void batch_cb(struct raft_apply *req, int status, void *result)
             proposal_call(&b->items[i], 0, out->reply[i], out->len[i]);
         else
             /* Appended but not known to be applied here: it may still commit elsewhere. */
-            proposal_call(&b->items[i], status == RAFT_IOERR ? -PT_EIO : -PT_ECANCELED, NULL, 0);
+            proposal_call(&b->items[i], -PT_ECANCELED, NULL, 0);
     }
     r->applying = 0;
     free(b);

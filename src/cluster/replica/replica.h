@@ -11,9 +11,10 @@
  *    proposal's done callback runs exactly once: after its entry is committed and applied with
  *    the FSM's reply, or with an error. The error says what the caller may conclude:
  *      -PT_ENOTLEADER  the request never reached the log: it had no effect;
- *      -PT_ECANCELED   leadership was lost (or the replica closed) after the entry was
- *                      appended: it may still commit — the outcome is unknown;
- *      other           the request had no effect (-PT_E2BIG, -PT_ENOMEM, -PT_EIO).
+ *      -PT_ECANCELED   the entry was appended, then leadership was lost, the replica
+ *                      closed or the append failed: it may still commit — outcome unknown;
+ *      other           the request had no effect (-PT_E2BIG, -PT_ENOMEM, -PT_EIO: the entry
+ *                      could not be built or appended).
  *  - Reads: pt_replica_read() calls back when the local store may answer a read that arrived
  *    before the call, linearizably: this replica leads and a barrier entry appended after the
  *    call was committed and applied in its term (a read-index round through the log; reads of
