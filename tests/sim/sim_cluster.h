@@ -3,7 +3,7 @@
  * (src/cluster/replica) and the real shard state machine (shard_sm + shard_fsm, LMDB in a
  * per-replica temporary directory, wiped and rebuilt from the Raft log at every start, as in
  * production), simulated clients issuing shard requests with the real codec, and the checker
- * (in sim_cluster.c) that compares everything the clients saw with a model fed by the committed log.
+ * (sim_check.c) that compares everything the clients saw with a model fed by the committed log.
  *
  * A run: set up, fault phase (the profile's faults), heal (faults off, everyone restarted),
  * settle, final checks. Any violation ends the run with a message naming it; the caller
