@@ -93,6 +93,12 @@ enum petrel_vfs_open_flags {
     PETREL_VFS_O_CREAT = 0x04,
     PETREL_VFS_O_EXCL = 0x08,
     PETREL_VFS_O_TRUNC = 0x10,
+    /* With O_WRITE | O_CREAT on a write-once store: the file may take the place of the one
+     * the name holds at open (which is replaced at close only if the name still holds it,
+     * else close fails with -PT_ESTALE and leaves the name alone); without it an existing
+     * name is -PT_EPERM there. A name free at open must still be free at close (-PT_EEXIST).
+     * Other stores ignore it (O_TRUNC rewrites in place). */
+    PETREL_VFS_O_REPLACE = 0x20,
 };
 
 /* Capabilities. */

@@ -27,6 +27,7 @@
 #include "cli/cli.h"
 #include "cli/opt.h"
 #include "cluster/client/blocks_client.h"
+#include "cluster/net/durable.h"
 #include "cluster/net/net.h"
 #include "petrel/common.h"
 
@@ -71,21 +72,10 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+/* Directories of the deployment, each made durable in its parent (net/durable.c). */
 static int make_dir(const char *path)
 {
-    char buf[PATH_MAX + 64];
-    size_t i, len = strlen(path);
-    if (len >= sizeof(buf)) return -PT_ENAMETOOLONG;
-    memcpy(buf, path, len + 1);
-    for (i = 1; i <= len; i++) {
-        if (buf[i] == '/' || buf[i] == '\0') {
-            char c = buf[i];
-            buf[i] = '\0';
-            if (mkdir(buf, 0755) < 0 && errno != EEXIST) return -errno;
-            buf[i] = c;
-        }
-    }
-    return 0;
+    return pt_mkdir_p(path);
 }
 
 /* --- the layout file: "shards N\nreplicas R\nblock-services B\n" ------------------------- */
@@ -108,22 +98,14 @@ static int layout_load(const char *dir, uint64_t *shards, uint64_t *replicas, ui
     return found == 7 ? 1 : -PT_ECORRUPT;
 }
 
+/* Written to a temp file, fsync'd, renamed into place, then the directory fsync'd. */
 static int layout_save(const char *dir, uint64_t shards, uint64_t replicas, uint64_t blocks)
 {
-    char path[PATH_MAX + 64], tmp[PATH_MAX + 64];
-    FILE *f;
-    snprintf(path, sizeof(path), "%s/cluster.conf", dir);
-    snprintf(tmp, sizeof(tmp), "%s/cluster.conf.tmp", dir);
-    f = fopen(tmp, "w");
-    if (!f) return -errno;
-    fprintf(f, "shards %llu\nreplicas %llu\nblock-services %llu\n", (unsigned long long)shards,
-            (unsigned long long)replicas, (unsigned long long)blocks);
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        fclose(f);
-        return -errno;
-    }
-    fclose(f);
-    return rename(tmp, path) < 0 ? -errno : 0;
+    char text[128];
+    int n = snprintf(text, sizeof(text), "shards %llu\nreplicas %llu\nblock-services %llu\n",
+                     (unsigned long long)shards, (unsigned long long)replicas,
+                     (unsigned long long)blocks);
+    return pt_durable_write_file(dir, "cluster.conf", text, (size_t)n);
 }
 
 /* --- children ---------------------------------------------------------------------------- */

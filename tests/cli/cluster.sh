@@ -64,8 +64,12 @@ expect_ok "cp cluster -> local" "$P" cp "$A/big" "$A/empty" "$A/page-plus-one" "
 for f in big empty page-plus-one; do
     cmp -s "$t/src/$f" "$t/back/$f" && pass "round trip $f" || fail "round trip $f" "bytes differ"
 done
-expect_fail "cp onto a linked file" "Operation not permitted" "$P" cp "$t/src/small" "$A/big"
+expect_fail "cp -n onto a linked file" "it exists" "$P" cp -n "$t/src/small" "$A/big"
 expect_ok "linked file unchanged" sh -c "'$P' cat '$A/big' | cmp - '$t/src/big'"
+expect_ok "cp to a new name" "$P" cp "$t/src/small" "$A/replaced"
+expect_ok "cp onto a linked file replaces it" "$P" cp "$t/src/page-plus-one" "$A/replaced"
+expect_ok "replaced bytes" sh -c "'$P' cat '$A/replaced' | cmp - '$t/src/page-plus-one'"
+expect_ok "rm replaced" "$P" rm "$A/replaced"
 expect_ok "mv in a directory" "$P" mv "$A/small" "$A/renamed"
 expect_out "mv result" "hello" "$P" cat "$A/renamed"
 expect_ok "rm in cluster" "$P" rm "$A/renamed"

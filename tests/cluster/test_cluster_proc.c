@@ -3,6 +3,7 @@
  * replicas and block services as child processes of the case, driven through the client
  * library. Content is pseudo-random from the case's seed and checked by CRC while streaming.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -648,6 +649,127 @@ TEST_T(cluster_concurrent_writers_share_commits, 120)
     pc_stop(&c);
 }
 
+/* Racers for one name: each writes its own bytes; all of them pass the client's early check
+ * and construct their file before any of them links (a barrier in the first read), so the
+ * shard's link-if-free / replace-only-that-inode decides every round. */
+struct racer {
+    struct pc_cluster *c;
+    pthread_barrier_t *gate;
+    const char *path;
+    uint64_t seed, size, replaces;
+    int waited, rc;
+};
+
+struct racer_stream {
+    struct racer *r;
+    struct gen g;
+};
+
+static long racer_stream_read(void *ctx, void *buf, size_t cap)
+{
+    struct racer_stream *s = ctx;
+    if (!s->r->waited) {
+        s->r->waited = 1;
+        pthread_barrier_wait(s->r->gate);
+    }
+    return gen_read(&s->g, buf, cap);
+}
+
+static void *racer_thread(void *p)
+{
+    struct racer *r = p;
+    struct petrel_client *cl = pc_client(r->c, 20000);
+    struct racer_stream s = {r, {r->seed, r->size, 0}};
+    r->rc = petrel_client_replace_file(cl, r->path, r->replaces, racer_stream_read, &s, NULL);
+    if (!r->waited) pthread_barrier_wait(r->gate); /* refused before reading: still meet */
+    petrel_client_close(cl);
+    return NULL;
+}
+
+/* N racers on one name; returns the index of the only one that succeeded (checks the rest). */
+static unsigned race(struct pc_cluster *c, const char *path, unsigned round, uint64_t replaces,
+                     int loser_rc)
+{
+    enum { N = 4 };
+    pthread_t th[N];
+    struct racer r[N];
+    pthread_barrier_t gate;
+    unsigned i, winner = N, wins = 0;
+    CHECK_EQ(pthread_barrier_init(&gate, NULL, N), 0);
+    for (i = 0; i < N; i++) {
+        memset(&r[i], 0, sizeof(r[i]));
+        r[i].c = c;
+        r[i].gate = &gate;
+        r[i].path = path;
+        r[i].seed = round * 100 + i + 1;
+        r[i].size = (round + i) % 2 ? 5000 : 100; /* in blocks, or inline */
+        r[i].replaces = replaces;
+        CHECK_EQ(pthread_create(&th[i], NULL, racer_thread, &r[i]), 0);
+    }
+    for (i = 0; i < N; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&gate);
+    for (i = 0; i < N; i++) {
+        if (r[i].rc == 0) {
+            winner = i;
+            wins++;
+        } else {
+            CHECK_MSG(r[i].rc == loser_rc, "round %u racer %u: %s, wanted %s", round, i,
+                      petrel_strerror(r[i].rc), petrel_strerror(loser_rc));
+        }
+    }
+    CHECK_MSG(wins == 1, "round %u: %u racers succeeded", round, wins);
+    {
+        struct petrel_client *cl = pc_client(c, 20000);
+        read_check(cl, path, r[winner].seed, r[winner].size);
+        petrel_client_close(cl);
+    }
+    return winner;
+}
+
+/*
+ * Issue 10: racing creators of one new name through the client library. Every round exactly
+ * one create succeeds and its bytes are stored; the others get PT_EEXIST and leave nothing.
+ * Racing replacers of one file (each expecting the same inode): exactly one replaces it, the
+ * others get PT_ESTALE. An unlink naming an inode the name no longer holds is refused and
+ * leaves the current file.
+ */
+TEST_T(cluster_racing_creators_and_replacers_lose_nothing, 180)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    struct petrel_stat st, now;
+    unsigned round, rounds = test_sanitized() ? 3 : 8;
+    char path[64], names[4096] = "";
+    pc_start(&c, 1, 1, 3, 0);
+    cl = pc_client(&c, 20000);
+    for (round = 0; round < rounds; round++) {
+        snprintf(path, sizeof(path), "/new-%u", round);
+        race(&c, path, round, 0, -PT_EEXIST);
+    }
+    for (round = 0; round < rounds; round++) {
+        snprintf(path, sizeof(path), "/new-%u", round);
+        CHECK_OK(petrel_client_stat(cl, path, &st));
+        race(&c, path, rounds + round, st.id, -PT_ESTALE);
+        CHECK_OK(petrel_client_stat(cl, path, &now));
+        CHECK(now.id != st.id);
+        /* The old inode is gone from the name: an unlink that names it leaves the new file. */
+        CHECK_EQ(petrel_client_unlink_inode(cl, path, st.id), -PT_ESTALE);
+        CHECK_OK(petrel_client_stat(cl, path, &st));
+        CHECK_EQ(st.id, now.id);
+    }
+    CHECK_EQ(petrel_client_unlink_inode(cl, "/new-0", 0), -PT_EINVAL);
+    /* Only the rounds' names are listed: no loser left a name behind. */
+    CHECK_OK(petrel_client_list(cl, "/", collect, names));
+    for (round = 0; round < rounds; round++) {
+        snprintf(path, sizeof(path), "new-%u,", round);
+        CHECK_MSG(strstr(names, path) != NULL, "%s missing from %s", path, names);
+    }
+    CHECK_EQ(strlen(names), (size_t)rounds * 6); /* "new-N," each */
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
+
 /*
  * Log compaction with real storage: with a snapshot every 16 entries, many small files later,
  * a full restart rebuilds every replica's store from its last snapshot plus the log after it.
@@ -783,14 +905,16 @@ TEST_T(cluster_raft_port_taken_at_start_up, 120)
  * (a new CDC leader repeats the step that was in flight when the old one died) and recording
  * outcomes as the CDC state machine does. Returns the finish status.
  */
-static int drive_rename(struct pt_router *r, uint64_t txn, uint64_t dir, const char *name,
-                        uint64_t dir2, const char *name2)
+static int drive_rename_cas(struct pt_router *r, uint64_t txn, uint64_t dir, const char *name,
+                            uint64_t dir2, const char *name2, uint64_t expect, uint64_t expect2)
 {
     struct pt_cdc_txn t;
     unsigned guard;
     memset(&t, 0, sizeof(t));
     t.id = txn;
-    t.req.op = PT_CDC_RENAME;
+    t.req.op = expect ? PT_CDC_RENAME_INODE : PT_CDC_RENAME;
+    t.req.expect = expect;
+    t.req.expect2 = expect2;
     t.req.key = txn;
     t.req.dir = dir;
     t.req.dir2 = dir2;
@@ -820,6 +944,12 @@ static int drive_rename(struct pt_router *r, uint64_t txn, uint64_t dir, const c
     }
     CHECK_MSG(0, "rename transaction did not finish");
     return -PT_EIO;
+}
+
+static int drive_rename(struct pt_router *r, uint64_t txn, uint64_t dir, const char *name,
+                        uint64_t dir2, const char *name2)
+{
+    return drive_rename_cas(r, txn, dir, name, dir2, name2, 0, 0);
 }
 
 TEST_T(cluster_cdc_rename_replace_steps_repeat_safely, 180)
@@ -859,6 +989,31 @@ TEST_T(cluster_cdc_rename_replace_steps_repeat_safely, 180)
     CHECK(st.id != old.id);
     CHECK_EQ(file_state(&c, old.id), -PT_ENOENT);
     CHECK_OK(petrel_client_mkdir(cl, "/b/sub/inside")); /* its parent moved with it */
+    /* RENAME_INODE (what the client sends): only the inodes it saw, every step twice. */
+    {
+        struct petrel_stat g, t;
+        write_file(cl, "/a/g", 3, 100);
+        CHECK_OK(petrel_client_stat(cl, "/a/g", &g));
+        CHECK_OK(petrel_client_stat(cl, "/b/t", &t));
+        CHECK_EQ(drive_rename_cas(&r, (1ull << 40) + 4, a.id, "g", b.id, "t", g.id + 1, t.id),
+                 -PT_ESTALE); /* the source holds another inode */
+        CHECK_EQ(drive_rename_cas(&r, (1ull << 40) + 5, a.id, "g", b.id, "t", g.id, 0),
+                 -PT_EEXIST); /* the target was to be free */
+        CHECK_EQ(drive_rename_cas(&r, (1ull << 40) + 6, a.id, "g", b.id, "t", g.id, g.id),
+                 -PT_ESTALE); /* the target holds another inode */
+        CHECK_EQ(drive_rename_cas(&r, (1ull << 40) + 7, a.id, "g", b.id, "none", g.id, t.id),
+                 -PT_ESTALE); /* the target to replace is gone */
+        read_check(cl, "/a/g", 3, 100);
+        read_check(cl, "/b/t", 1, 5000);
+        CHECK_EQ(petrel_client_stat(cl, "/b/none", &st), -PT_ENOENT);
+        CHECK_EQ(file_state(&c, t.id), PT_FILE_LINKED);
+        CHECK_EQ(drive_rename_cas(&r, (1ull << 40) + 8, a.id, "g", b.id, "t", g.id, t.id), 0);
+        read_check(cl, "/b/t", 3, 100);
+        CHECK_EQ(file_state(&c, t.id), PT_FILE_UNLINKED);
+        /* Nothing was left locked by the refusals: the client renames both back and forth. */
+        CHECK_OK(petrel_client_rename(cl, "/b/t", "/a/g"));
+        CHECK_OK(petrel_client_rename(cl, "/a/g", "/b/t"));
+    }
     petrel_client_close(cl);
     pc_stop(&c);
 }
