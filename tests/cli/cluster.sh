@@ -20,12 +20,15 @@ trap cleanup EXIT
 has_cdc=0; "$P" cdc --help >/dev/null 2>&1 && has_cdc=1
 
 # start_cluster: run petrel cluster start on $t/var in the background; sets A to the address.
+# Waits for the address line (printed once every service serves) or the supervisor's exit;
+# the 120 s deadline is only for a hung start on a very busy machine.
 start_cluster() {
+    local deadline=$((SECONDS + 120))
     : > "$t/cluster.out"
     "$P" cluster start --dir "$t/var" --shards 2 --block-services 3 >"$t/cluster.out" 2>"$t/cluster.err" &
     cpid=$!
     A=
-    for _ in $(seq 1 200); do
+    while [ $SECONDS -lt $deadline ]; do
         A=$(head -n 1 "$t/cluster.out")
         [ -n "$A" ] && return 0
         kill -0 "$cpid" 2>/dev/null || break
@@ -130,6 +133,8 @@ if mount_start "$A" "$t/mnt"; then
     out=$(dd if="$t/src/big" of="$m/holes" bs=4k seek=3 count=1 2>&1) && fail "mount: non-sequential write" "succeeded" ||
         case "$out" in *"not supported"*) pass "mount: non-sequential write fails with ENOTSUP" ;;
             *) fail "mount: non-sequential write errno" "$out" ;; esac
+    # The sleeps before "not linked" checks give a wrong link time to show; a busy machine can
+    # only make them miss one, never fail a correct build (every positive wait polls).
     sleep 0.3
     "$P" cat "$A/holes" >/dev/null 2>&1 && fail "mount: a failed writer's file" "was linked" ||
         pass "mount: a writer that saw an error does not link its file"
@@ -147,8 +152,8 @@ if mount_start "$A" "$t/mnt"; then
         pass "dup: close of a dup does not link"
     printf 'second half' >&3
     exec 3>&-                           # the writer closes: linked
-    got=
-    for _ in $(seq 1 100); do got=$(cat "$m/forked" 2>/dev/null) && break; sleep 0.05; done
+    got=; deadline=$((SECONDS + 60))
+    while [ $SECONDS -lt $deadline ]; do got=$(cat "$m/forked" 2>/dev/null) && break; sleep 0.05; done
     [ "$got" = "first half, second half" ] && pass "fork: writer's close links the whole file" ||
         fail "fork: linked content" "'$got'"
     mount_stop "$t/mnt" && pass "unmount cluster" || fail "unmount cluster" "still mounted"

@@ -474,7 +474,7 @@ TEST_T(cluster_survives_leader_kill_block_loss_bit_rot_and_restart, 300)
     {
         uint64_t t0 = pc_now_ms();
         pc_restart_all(&c, 1);
-        pc_wait_serving(&c, 60000);
+        pc_wait_serving(&c, PC_WAIT_MS);
         restart_ms = pc_now_ms() - t0;
         petrel_client_close(cl);
         cl = pc_client(&c, 30000);
@@ -789,7 +789,7 @@ TEST_T(cluster_snapshots_and_restart_keep_everything, 180)
     CHECK_OK(petrel_client_unlink(cl, "/s0"));
     petrel_client_close(cl);
     pc_restart_all(&c, 1);
-    pc_wait_serving(&c, 60000);
+    pc_wait_serving(&c, PC_WAIT_MS);
     cl = pc_client(&c, 20000);
     for (i = 1; i < files; i++) {
         snprintf(path, sizeof(path), "/s%u", i);
@@ -889,7 +889,7 @@ TEST_T(cluster_raft_port_taken_at_start_up, 120)
     /* Replica 2 alone cannot serve: replicas 0 and 1 must be back in the group. */
     pc_kill(&c, "shard-0-2", SIGKILL);
     pc_restart_one(&c, "shard-0-2");
-    pc_wait_serving(&c, 20000);
+    pc_wait_serving(&c, PC_WAIT_MS);
     close(fds[0]);
     close(fds[1]);
     pc_stop(&c);
@@ -1144,7 +1144,8 @@ TEST_T(cluster_gc_erases_blocks_after_retention, 180)
     struct pc_cluster c;
     struct petrel_client *cl;
     struct petrel_stat gone1, gone2;
-    unsigned before, i;
+    unsigned before;
+    uint64_t t0;
     uint64_t used_full, used;
     pc_start_retention(&c, 1, 3, 3, 2);
     cl = pc_client(&c, 20000);
@@ -1157,7 +1158,8 @@ TEST_T(cluster_gc_erases_blocks_after_retention, 180)
     CHECK(count_block_files(&c) >= before + 6);
     CHECK_OK(petrel_client_stat(cl, "/del", &gone1));
     CHECK_OK(petrel_client_stat(cl, "/old", &gone2));
-    for (i = 0; i < 100 && (used_full = reported_used(&c)) < 2 * 350000u; i++)
+    for (t0 = pc_now_ms(); (used_full = reported_used(&c)) < 2 * 350000u &&
+                           pc_now_ms() - t0 < PC_WAIT_MS;)
         usleep(100000);
     CHECK_MSG(used_full >= 2 * 350000u, "services report %llu bytes used",
               (unsigned long long)used_full);
@@ -1166,15 +1168,16 @@ TEST_T(cluster_gc_erases_blocks_after_retention, 180)
     /* Kept during the retention period: still there, still unlinked. */
     CHECK_EQ(file_state(&c, gone1.id), PT_FILE_UNLINKED);
     /* Then erased and forgotten (bounded wait: retention 2 s, GC looks every second). */
-    for (i = 0;
-         i < 300 && (count_block_files(&c) > before + 2 || file_state(&c, gone1.id) != -PT_ENOENT ||
-                     file_state(&c, gone2.id) != -PT_ENOENT);
-         i++)
+    for (t0 = pc_now_ms();
+         pc_now_ms() - t0 < PC_WAIT_MS &&
+         (count_block_files(&c) > before + 2 || file_state(&c, gone1.id) != -PT_ENOENT ||
+          file_state(&c, gone2.id) != -PT_ENOENT);)
         usleep(100000);
     CHECK_EQ(count_block_files(&c), before + 2); /* /keep and /old (the former /new) */
     CHECK_EQ(file_state(&c, gone1.id), -PT_ENOENT);
     CHECK_EQ(file_state(&c, gone2.id), -PT_ENOENT);
-    for (i = 0; i < 100 && (used = reported_used(&c)) > used_full - 2 * 350000u; i++)
+    for (t0 = pc_now_ms();
+         (used = reported_used(&c)) > used_full - 2 * 350000u && pc_now_ms() - t0 < PC_WAIT_MS;)
         usleep(100000);
     CHECK_MSG(used <= used_full - 2 * 350000u, "services still report %llu of %llu bytes used",
               (unsigned long long)used, (unsigned long long)used_full);
@@ -1229,7 +1232,8 @@ TEST_T(cluster_gc_erases_copies_of_dropped_spans, 180)
     struct pc_cluster c;
     struct petrel_client *cl;
     struct petrel_stat st;
-    unsigned expected, i, files;
+    unsigned expected, files;
+    uint64_t t0;
     uint64_t size = test_sanitized() ? (5u << 20) : (13u << 20);
     pc_start_retention(&c, 1, 3, 3, 2);
     cl = pc_client(&c, 30000);
@@ -1244,7 +1248,7 @@ TEST_T(cluster_gc_erases_copies_of_dropped_spans, 180)
     CHECK_OK(petrel_client_stat(cl, "/during", &st));
     expected += file_blocks(&c, st.id);
     /* Bounded wait: retention 2 s, a GC look every second, blocks-0 back and registered. */
-    for (i = 0; i < 300 && (files = count_block_files(&c)) != expected; i++)
+    for (t0 = pc_now_ms(); (files = count_block_files(&c)) != expected && pc_now_ms() - t0 < PC_WAIT_MS;)
         usleep(100000);
     test_log("block files: %u, blocks of live files: %u", files, expected);
     CHECK_EQ(files, expected);

@@ -80,14 +80,19 @@ static int parent_fsync(const char *path)
 
 int pt_mkdir_p(const char *path)
 {
-    char buf[PATH_MAX];
-    size_t i, n = strlen(path);
+    char buf[PATH_MAX], norm[PATH_MAX];
+    size_t i, n = 0;
     int err;
-    if (n == 0 || n >= sizeof(buf)) return -PT_EINVAL;
-    memcpy(buf, path, n + 1);
+    if (!path[0] || strlen(path) >= sizeof(buf)) return -PT_EINVAL;
+    /* Collapse repeated slashes and drop a trailing one: "a//b/" is "a/b". */
+    for (i = 0; path[i]; i++)
+        if (path[i] != '/' || n == 0 || norm[n - 1] != '/') norm[n++] = path[i];
+    while (n > 1 && norm[n - 1] == '/')
+        n--;
+    norm[n] = 0;
+    memcpy(buf, norm, n + 1);
     for (i = 1; i <= n; i++) {
         if (buf[i] != '/' && buf[i] != 0) continue;
-        if (buf[i - 1] == '/') continue; /* "a//b" */
         buf[i] = 0;
         if (mkdir(buf, 0755) == 0) {
             /* A new entry in the parent: durable only once the parent is synced. */
@@ -95,11 +100,11 @@ int pt_mkdir_p(const char *path)
         } else if (errno != EEXIST) {
             return pt_errno_to_pt(errno);
         }
-        buf[i] = path[i];
+        buf[i] = norm[i];
     }
     {
         struct stat st;
-        if (stat(path, &st) != 0) return pt_errno_to_pt(errno);
+        if (stat(norm, &st) != 0) return pt_errno_to_pt(errno);
         if (!S_ISDIR(st.st_mode)) return -PT_ENOTDIR;
     }
     return 0;
