@@ -129,4 +129,7 @@ int petrel_client_unlink_inode(struct petrel_client *c, const char *path, uint64
  */
 int petrel_client_rename(struct petrel_client *c, const char *from, const char *to);
 
+/* rename that never replaces: PT_EEXIST when `to` exists, also when it appears meanwhile. */
+int petrel_client_rename_noreplace(struct petrel_client *c, const char *from, const char *to);
+
 #endif

@@ -149,6 +149,9 @@ struct petrel_vfs_ops {
     int (*removexattr)(struct petrel_vfs *vfs, const char *path, const char *name);
     int64_t (*listxattr)(struct petrel_vfs *vfs, const char *path, char *buf, uint64_t size);
     int (*destroy)(struct petrel_vfs *vfs); /* unmount and free */
+    /* Optional: rename only if `to` does not exist, atomically (-PT_EEXIST otherwise). A
+     * backend without it gets a stat, then rename (not atomic). */
+    int (*rename_noreplace)(struct petrel_vfs *vfs, const char *from, const char *to);
 };
 
 struct petrel_vfs {
@@ -183,6 +186,8 @@ int petrel_vfs_readdir(struct petrel_vfs *vfs, const char *path, petrel_vfs_dir_
 int petrel_vfs_mkdir(struct petrel_vfs *vfs, const char *path);
 int petrel_vfs_remove(struct petrel_vfs *vfs, const char *path);
 int petrel_vfs_rename(struct petrel_vfs *vfs, const char *from, const char *to);
+/* rename that never replaces: -PT_EEXIST when `to` exists (RENAME_NOREPLACE). */
+int petrel_vfs_rename_noreplace(struct petrel_vfs *vfs, const char *from, const char *to);
 int petrel_vfs_file_open(struct petrel_vfs *vfs, const char *path, int flags,
                          struct petrel_vfs_file **file);
 int64_t petrel_vfs_file_read(struct petrel_vfs *vfs, struct petrel_vfs_file *file, void *buf,

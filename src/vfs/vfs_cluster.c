@@ -133,6 +133,11 @@ static int cl_rename(struct petrel_vfs *vfs, const char *from, const char *to)
     return petrel_client_rename(cluster(vfs)->client, from, to);
 }
 
+static int cl_rename_noreplace(struct petrel_vfs *vfs, const char *from, const char *to)
+{
+    return petrel_client_rename_noreplace(cluster(vfs)->client, from, to);
+}
+
 /* --- writing: the queue between vfs writes and the writer thread ------------------------ */
 
 static long stream_read(void *ctx, void *buf, size_t cap)
@@ -379,6 +384,7 @@ static const struct petrel_vfs_ops cluster_ops = {
     .close = cl_close,
     .statfs = cl_statfs,
     .destroy = cl_destroy,
+    .rename_noreplace = cl_rename_noreplace,
 };
 
 int petrel_vfs_cluster_open(const char *host, uint16_t port, int flags, struct petrel_vfs **out)

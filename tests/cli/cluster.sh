@@ -109,6 +109,10 @@ if mount_start "$A" "$t/mnt"; then
     [ "$(ls "$m" | tr '\n' ' ')" = "big big2 dd-out empty page-plus-one " ] && pass "mount: ls" ||
         fail "mount: ls" "$(ls "$m" | tr '\n' ' ')"
     mv "$m/big2" "$m/big3" && [ -f "$m/big3" ] && [ ! -e "$m/big2" ] && pass "mount: mv" || fail "mount: mv" "failed"
+    # RENAME_NOREPLACE (mv -n): never replaces, also not on a cluster.
+    mv -n "$m/big3" "$m/empty" 2>/dev/null
+    [ -f "$m/big3" ] && [ ! -s "$m/empty" ] && pass "mount: mv -n keeps the target" ||
+        fail "mount: mv -n" "target replaced"
     rm "$m/big3" && [ ! -e "$m/big3" ] && pass "mount: rm" || fail "mount: rm" "failed"
     tar cf "$t/c.tar" -C "$m" big empty && mkdir "$t/untar" && tar xf "$t/c.tar" -C "$t/untar" &&
         cmp -s "$t/untar/big" "$t/src/big" && pass "mount: tar c" || fail "mount: tar c" "archive differs"

@@ -759,6 +759,13 @@ TEST_T(cluster_racing_creators_and_replacers_lose_nothing, 180)
         CHECK_EQ(st.id, now.id);
     }
     CHECK_EQ(petrel_client_unlink_inode(cl, "/new-0", 0), -PT_EINVAL);
+    /* rename that never replaces: refused onto an existing name, done onto a free one. */
+    CHECK_OK(petrel_client_stat(cl, "/new-0", &st));
+    CHECK_EQ(petrel_client_rename_noreplace(cl, "/new-0", "/new-1"), -PT_EEXIST);
+    CHECK_OK(petrel_client_rename_noreplace(cl, "/new-0", "/moved"));
+    CHECK_OK(petrel_client_rename_noreplace(cl, "/moved", "/new-0"));
+    CHECK_OK(petrel_client_stat(cl, "/new-0", &now));
+    CHECK_EQ(now.id, st.id);
     /* Only the rounds' names are listed: no loser left a name behind. */
     CHECK_OK(petrel_client_list(cl, "/", collect, names));
     for (round = 0; round < rounds; round++) {

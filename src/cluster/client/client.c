@@ -297,7 +297,8 @@ static int lookup_expect(struct petrel_client *c, uint64_t dir, const char *name
     return rc;
 }
 
-int petrel_client_rename(struct petrel_client *c, const char *from, const char *to)
+static int rename_checked(struct petrel_client *c, const char *from, const char *to,
+                          int noreplace)
 {
     struct pt_cdc_req q;
     uint64_t src, dst;
@@ -310,6 +311,7 @@ int petrel_client_rename(struct petrel_client *c, const char *from, const char *
      * target; a change by someone else in between fails it and leaves theirs. */
     if ((rc = lookup(c, q.dir, q.name, q.name_len, &src, NULL)) != 0) return rc;
     if ((rc = lookup_expect(c, q.dir2, q.name2, q.name2_len, &dst)) != 0) return rc;
+    if (noreplace && dst) return dst == src ? 0 : -PT_EEXIST;
     if (q.dir == q.dir2) {
         struct pt_shard_req s;
         struct pt_reply rep;
@@ -338,6 +340,16 @@ int petrel_client_rename(struct petrel_client *c, const char *from, const char *
     q.expect = src;
     q.expect2 = dst;
     return cdc_call(c, &q);
+}
+
+int petrel_client_rename(struct petrel_client *c, const char *from, const char *to)
+{
+    return rename_checked(c, from, to, 0);
+}
+
+int petrel_client_rename_noreplace(struct petrel_client *c, const char *from, const char *to)
+{
+    return rename_checked(c, from, to, 1);
 }
 
 int petrel_client_unlink_inode(struct petrel_client *c, const char *path, uint64_t id)
