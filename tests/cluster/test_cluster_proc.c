@@ -1165,10 +1165,12 @@ TEST_T(cluster_gc_erases_blocks_after_retention, 180)
     CHECK(count_block_files(&c) >= before + 6);
     CHECK_OK(petrel_client_stat(cl, "/del", &gone1));
     CHECK_OK(petrel_client_stat(cl, "/old", &gone2));
-    for (t0 = pc_now_ms(); (used_full = reported_used(&c)) < 2 * 350000u &&
+    /* Every copy reported (2 x each file's bytes): the heartbeats lag on a busy machine, and
+     * a partial figure here would make the check after GC meaningless. */
+    for (t0 = pc_now_ms(); (used_full = reported_used(&c)) < 2 * 365000u &&
                            pc_now_ms() - t0 < PC_WAIT_MS;)
         usleep(100000);
-    CHECK_MSG(used_full >= 2 * 350000u, "services report %llu bytes used",
+    CHECK_MSG(used_full >= 2 * 365000u, "services report %llu bytes used",
               (unsigned long long)used_full);
     CHECK_OK(petrel_client_unlink(cl, "/del"));
     CHECK_OK(petrel_client_rename(cl, "/new", "/old")); /* /old's first file is replaced */
@@ -1184,10 +1186,10 @@ TEST_T(cluster_gc_erases_blocks_after_retention, 180)
     CHECK_EQ(file_state(&c, gone1.id), -PT_ENOENT);
     CHECK_EQ(file_state(&c, gone2.id), -PT_ENOENT);
     for (t0 = pc_now_ms();
-         (used = reported_used(&c)) > used_full - 2 * 350000u && pc_now_ms() - t0 < PC_WAIT_MS;)
+         (used = reported_used(&c)) > 2 * 15000u && pc_now_ms() - t0 < PC_WAIT_MS;)
         usleep(100000);
-    CHECK_MSG(used <= used_full - 2 * 350000u, "services still report %llu of %llu bytes used",
-              (unsigned long long)used, (unsigned long long)used_full);
+    CHECK_MSG(used <= 2 * 15000u, "services still report %llu of %llu bytes used (want %u)",
+              (unsigned long long)used, (unsigned long long)used_full, 2 * 15000u);
     read_check(cl, "/keep", 7, 9000);
     read_check(cl, "/old", 10, 6000);
     petrel_client_close(cl);
