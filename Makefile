@@ -46,7 +46,7 @@ BENCH_SRCS  := $(sort $(wildcard bench/*.c))
 BENCH_BIN   := $(BUILD)/bench/petrel-bench
 
 .PHONY: all build deps test check bench run \
-        format lint c99 clean help soak fuzz
+        format lint c99 clean help soak fuzz mutants
 .DEFAULT_GOAL := all
 
 all: deps
@@ -109,9 +109,18 @@ check: deps
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		PETREL_SANITIZED=1 bash tests/run-all.sh build/san $(TEST_PARTS)
 
-# Long randomized runs: fresh seeds, more iterations. Not part of `make test`.
+# Long randomized runs: fresh seeds, more iterations. Not part of `make test`. SEEDS=N sets how
+# many fresh seeds the cluster simulation runs (default 2000); a failure prints its replay command.
+SEEDS ?= 2000
 soak: all
-	@PETREL_SOAK=1 PETREL_TEST_SEED=random bash tests/run-all.sh $(BUILD) $(TEST_PARTS)
+	@PETREL_SOAK=1 PETREL_TEST_SEED=random PETREL_SIM_SEEDS=$(SEEDS) \
+		bash tests/run-all.sh $(BUILD) $(TEST_PARTS)
+
+# Mutation check: deliberate bugs, one at a time, in a copy of the committed tree; prints which
+# test caught each (scripts/mutants.sh). MUTANT_SEEDS: simulation seeds per mutant.
+MUTANT_SEEDS ?= 200
+mutants: all
+	@bash scripts/mutants.sh $(MUTANT_SEEDS)
 
 bench: all
 	@$(BENCH_BIN)
@@ -155,7 +164,8 @@ clean:
 	rm -rf build
 
 help:
-	@echo "make | make test | make test-PART | make check | make bench | make run | make soak"
+	@echo "make | make test | make test-PART | make check | make bench | make run | make soak [SEEDS=N]"
+	@echo "make mutants [MUTANT_SEEDS=N]"
 	@echo "make format | make lint | make c99 | make clean | make fuzz [FUZZ_TIME=S FUZZ_TARGETS=..]"
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

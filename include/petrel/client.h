@@ -78,12 +78,25 @@ int petrel_client_rmdir(struct petrel_client *c, const char *path);
 
 /*
  * Create path from a stream: read(ctx, buf, cap) returns bytes (> 0), 0 at the end, or a
- * negative error that aborts the write. The file becomes visible only when complete.
- * PT_EEXIST if the name already exists. *size_out (may be NULL) receives the size written.
+ * negative error that aborts the write. The file becomes visible only when complete, and
+ * only if the name is still free then: the link is a link-if-absent on the shard, so of
+ * several writers racing for one new name exactly one succeeds and the others get PT_EEXIST
+ * (checked before writing as well) with their file abandoned, never linked. *size_out (may
+ * be NULL) receives the size written. Retries (lost replies) never act on another's file.
  */
 typedef long (*petrel_read_fn)(void *ctx, void *buf, size_t cap);
 int petrel_client_write_file(struct petrel_client *c, const char *path, petrel_read_fn read,
                              void *ctx, uint64_t *size_out);
+
+/*
+ * Like petrel_client_write_file, but the new file takes the place of the file `replaces` (an
+ * id from petrel_client_stat) at path: the link replaces that inode only if path still names
+ * it; if someone else removed or replaced it meanwhile the call fails with PT_ESTALE and
+ * leaves theirs. replaces 0 is petrel_client_write_file. The replaced file is kept for the
+ * retention period, then collected.
+ */
+int petrel_client_replace_file(struct petrel_client *c, const char *path, uint64_t replaces,
+                               petrel_read_fn read, void *ctx, uint64_t *size_out);
 
 /*
  * Read len bytes at offset (clipped at the end of the file), handed to write(ctx, buf, n) in
@@ -94,8 +107,15 @@ typedef int (*petrel_write_fn)(void *ctx, const void *buf, size_t len);
 int petrel_client_read(struct petrel_client *c, const char *path, uint64_t offset, uint64_t len,
                        petrel_write_fn write, void *ctx, uint64_t *got);
 
-/* Remove a file's name (the shard keeps the file for its retention period before GC). */
+/*
+ * Remove a file's name (the shard keeps the file for its retention period before GC). The
+ * name is removed only while it holds the file resolved at the start of the call (a file
+ * someone else put there meanwhile is left: PT_ESTALE).
+ */
 int petrel_client_unlink(struct petrel_client *c, const char *path);
+
+/* Remove path only if it names inode id (from petrel_client_stat); PT_ESTALE otherwise. */
+int petrel_client_unlink_inode(struct petrel_client *c, const char *path, uint64_t id);
 
 /*
  * Rename a file or directory. Within one directory the shard does it alone; across
@@ -103,8 +123,13 @@ int petrel_client_unlink(struct petrel_client *c, const char *path);
  * PT_ELOOP). An existing target is replaced atomically, with rename(2) rules: a file replaces
  * a file (which is kept for the retention period, then collected), a directory replaces only
  * an empty directory (PT_ENOTEMPTY); file onto directory PT_EISDIR, directory onto file
- * PT_ENOTDIR; a rename onto itself does nothing.
+ * PT_ENOTDIR; a rename onto itself does nothing. Compare-and-set: it moves only what `from`
+ * named and replaces only what `to` named when the call began (nothing: `to` must still be
+ * free, else PT_EEXIST); a change by someone else in between gives PT_ESTALE, nothing done.
  */
 int petrel_client_rename(struct petrel_client *c, const char *from, const char *to);
+
+/* rename that never replaces: PT_EEXIST when `to` exists, also when it appears meanwhile. */
+int petrel_client_rename_noreplace(struct petrel_client *c, const char *from, const char *to);
 
 #endif

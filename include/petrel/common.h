@@ -100,4 +100,16 @@ void petrel_log_stderr(void *ctx, enum petrel_log_level level, const char *modul
 #define PT_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define PT_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+
+/*
+ * Invariant checks: PT_ASSERT(cond) documents an invariant and checks it, in tests and in
+ * release builds alike (keep conditions cheap). A failed check calls the installed hook (the
+ * simulator turns it into a failed case that prints its seed); without a hook, or if the hook
+ * returns, it logs the failed condition and aborts.
+ */
+typedef void (*petrel_assert_fn)(void *ctx, const char *file, int line, const char *cond);
+void petrel_assert_set_hook(petrel_assert_fn fn, void *ctx);
+void petrel_assert_fail(const char *file, int line, const char *cond);
+#define PT_ASSERT(cond) ((cond) ? (void)0 : petrel_assert_fail(__FILE__, __LINE__, #cond))
+
 #endif

@@ -93,6 +93,12 @@ enum petrel_vfs_open_flags {
     PETREL_VFS_O_CREAT = 0x04,
     PETREL_VFS_O_EXCL = 0x08,
     PETREL_VFS_O_TRUNC = 0x10,
+    /* With O_WRITE | O_CREAT on a write-once store: the file may take the place of the one
+     * the name holds at open (which is replaced at close only if the name still holds it,
+     * else close fails with -PT_ESTALE and leaves the name alone); without it an existing
+     * name is -PT_EPERM there. A name free at open must still be free at close (-PT_EEXIST).
+     * Other stores ignore it (O_TRUNC rewrites in place). */
+    PETREL_VFS_O_REPLACE = 0x20,
 };
 
 /* Capabilities. */
@@ -143,6 +149,9 @@ struct petrel_vfs_ops {
     int (*removexattr)(struct petrel_vfs *vfs, const char *path, const char *name);
     int64_t (*listxattr)(struct petrel_vfs *vfs, const char *path, char *buf, uint64_t size);
     int (*destroy)(struct petrel_vfs *vfs); /* unmount and free */
+    /* Optional: rename only if `to` does not exist, atomically (-PT_EEXIST otherwise). A
+     * backend without it gets a stat, then rename (not atomic). */
+    int (*rename_noreplace)(struct petrel_vfs *vfs, const char *from, const char *to);
 };
 
 struct petrel_vfs {
@@ -180,6 +189,8 @@ int petrel_vfs_readdir(struct petrel_vfs *vfs, const char *path, petrel_vfs_dir_
 int petrel_vfs_mkdir(struct petrel_vfs *vfs, const char *path);
 int petrel_vfs_remove(struct petrel_vfs *vfs, const char *path);
 int petrel_vfs_rename(struct petrel_vfs *vfs, const char *from, const char *to);
+/* rename that never replaces: -PT_EEXIST when `to` exists (RENAME_NOREPLACE). */
+int petrel_vfs_rename_noreplace(struct petrel_vfs *vfs, const char *from, const char *to);
 int petrel_vfs_file_open(struct petrel_vfs *vfs, const char *path, int flags,
                          struct petrel_vfs_file **file);
 int64_t petrel_vfs_file_read(struct petrel_vfs *vfs, struct petrel_vfs_file *file, void *buf,

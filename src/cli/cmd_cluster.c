@@ -27,11 +27,15 @@
 #include "cli/cli.h"
 #include "cli/opt.h"
 #include "cluster/client/blocks_client.h"
+#include "cluster/client/router.h"
+#include "cluster/net/durable.h"
+#include "cluster/proto/shard_msgs.h"
 #include "cluster/net/net.h"
 #include "petrel/common.h"
 
 #define MAX_CHILDREN 128
-#define START_TIMEOUT_MS 30000
+#define START_TIMEOUT_MS 30000  /* the registry's address line */
+#define READY_TIMEOUT_MS 120000 /* every service back and serving (a busy machine, a long log) */
 #define STOP_GRACE_MS 10000
 
 struct child {
@@ -73,21 +77,10 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+/* Directories of the deployment, each made durable in its parent (net/durable.c). */
 static int make_dir(const char *path)
 {
-    char buf[PATH_MAX + 64];
-    size_t i, len = strlen(path);
-    if (len >= sizeof(buf)) return -PT_ENAMETOOLONG;
-    memcpy(buf, path, len + 1);
-    for (i = 1; i <= len; i++) {
-        if (buf[i] == '/' || buf[i] == '\0') {
-            char c = buf[i];
-            buf[i] = '\0';
-            if (mkdir(buf, 0755) < 0 && errno != EEXIST) return -errno;
-            buf[i] = c;
-        }
-    }
-    return 0;
+    return pt_mkdir_p(path);
 }
 
 /* --- the layout file: "shards N\nreplicas R\nblock-services B\n" ------------------------- */
@@ -110,22 +103,14 @@ static int layout_load(const char *dir, uint64_t *shards, uint64_t *replicas, ui
     return found == 7 ? 1 : -PT_ECORRUPT;
 }
 
+/* Written to a temp file, fsync'd, renamed into place, then the directory fsync'd. */
 static int layout_save(const char *dir, uint64_t shards, uint64_t replicas, uint64_t blocks)
 {
-    char path[PATH_MAX + 64], tmp[PATH_MAX + 64];
-    FILE *f;
-    snprintf(path, sizeof(path), "%s/cluster.conf", dir);
-    snprintf(tmp, sizeof(tmp), "%s/cluster.conf.tmp", dir);
-    f = fopen(tmp, "w");
-    if (!f) return -errno;
-    fprintf(f, "shards %llu\nreplicas %llu\nblock-services %llu\n", (unsigned long long)shards,
-            (unsigned long long)replicas, (unsigned long long)blocks);
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        fclose(f);
-        return -errno;
-    }
-    fclose(f);
-    return rename(tmp, path) < 0 ? -errno : 0;
+    char text[128];
+    int n = snprintf(text, sizeof(text), "shards %llu\nreplicas %llu\nblock-services %llu\n",
+                     (unsigned long long)shards, (unsigned long long)replicas,
+                     (unsigned long long)blocks);
+    return pt_durable_write_file(dir, "cluster.conf", text, (size_t)n);
 }
 
 /* --- children ---------------------------------------------------------------------------- */
@@ -319,36 +304,77 @@ static int spawn_servers(struct cluster *c)
 
 /* Whether the registry lists every service we started, with a leader for every shard (and
  * the CDC): then a client's first call finds the whole cluster. */
-static int cluster_ready(struct cluster *c, uint64_t *since_ms)
+/*
+ * Whether shard s answers queries (its leader has applied its log: a leader still catching
+ * up answers PT_EAGAIN, a follower PT_ENOTLEADER). A STAT of an inode the shard may not
+ * have: any answer of the operation itself (PT_ENOENT included) means it serves.
+ */
+static int shard_serves(struct pt_router *r, unsigned s)
+{
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    int rc;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_STAT;
+    q.id = PT_INODE_MAKE(s, 1);
+    rc = pt_router_shard(r, s, &q, &rep, NULL);
+    rc = rc == 0 || (rep.remote && rc != -PT_EAGAIN && rc != -PT_ENOTLEADER);
+    pt_reply_free(&rep);
+    return rc;
+}
+
+/*
+ * The cluster can take requests: every service registered *in this run* (a heartbeat after
+ * the first time everything was listed: the registry keeps the last run's entries, leader
+ * flags included, with their addresses wiped), with an address, every shard and the CDC with
+ * a leader, and every shard's leader answering queries. Printing the address earlier made a
+ * first request wait on a shard still rebuilding its store, or on block services not yet
+ * back, until the client's retry budget ran out.
+ */
+static int cluster_ready(struct cluster *c, uint64_t *since_ms, uint64_t *blocks_ms)
 {
     struct pt_call_opts opts = {1000, 1, 0};
     struct pt_reg_replica *shards = NULL, *cdc = NULL;
     struct pt_reg_blocks *blocks = NULL;
-    size_t ns = 0, nc = 0, nb = 0, i;
+    size_t ns = 0, nc = 0, nb = 0, i, live_blocks = 0;
     uint8_t led[256] = {0};
-    uint64_t leaders = 0, cdc_leader = 0;
+    uint64_t leaders = 0, cdc_leader = 0, now = pt_now_ms();
     int ready = 0;
     if (pt_reg_list_shards(c->registry, PT_REG_ALL_SHARDS, &shards, &ns, &opts) == 0 &&
         pt_reg_list_cdc(c->registry, &cdc, &nc, &opts) == 0 &&
         pt_reg_list_blocks(c->registry, &blocks, &nb, &opts) == 0) {
+        if (!*since_ms) *since_ms = now;
+        /* Heard since we first looked: registered by this run's process. */
+#define FRESH(x) ((x).addr[0] && !(x).stale && now - *since_ms > (x).age_ms)
         for (i = 0; i < ns; i++)
-            if (shards[i].leader && !shards[i].stale && !led[shards[i].shard]) {
+            if (FRESH(shards[i]) && shards[i].leader && !led[shards[i].shard]) {
                 led[shards[i].shard] = 1;
                 leaders++;
             }
         for (i = 0; i < nc; i++)
-            cdc_leader |= cdc[i].leader && !cdc[i].stale;
-        ready = leaders == c->shards && ns == c->shards * c->replicas && nb >= c->blocks &&
-                (!cli_has_command("cdc") || (nc == c->replicas && cdc_leader));
-        /* Shards learn block services when they heartbeat: wait for one heartbeat of every
-         * replica after everything was registered. */
-        if (ready && !*since_ms) *since_ms = pt_now_ms();
+            cdc_leader |= FRESH(cdc[i]) && cdc[i].leader;
+        for (i = 0; i < nb; i++)
+            live_blocks += FRESH(blocks[i]);
+#undef FRESH
+        ready = leaders == c->shards && ns == c->shards * c->replicas &&
+                live_blocks >= c->blocks && (!cli_has_command("cdc") || cdc_leader);
+        /* Shards learn block services at their heartbeat: wait for one heartbeat of every
+         * shard replica after every block service was back. */
+        if (live_blocks >= c->blocks && !*blocks_ms) *blocks_ms = now;
         for (i = 0; ready && i < ns; i++)
-            if (pt_now_ms() - *since_ms <= shards[i].age_ms) ready = 0;
+            if (now - *blocks_ms <= shards[i].age_ms) ready = 0;
     }
     free(shards);
     free(cdc);
     free(blocks);
+    if (ready) {
+        /* A leader answering a query has applied its log (it answers PT_EAGAIN before). */
+        struct pt_router r;
+        unsigned s;
+        pt_router_init(&r, c->registry, 1, 1000, (uint64_t)now | 1);
+        for (s = 0; ready && s < c->shards; s++)
+            ready = shard_serves(&r, s);
+    }
     return ready;
 }
 
@@ -360,7 +386,7 @@ static int cluster_start(int argc, char **argv)
     int unsafe_no_fsync_check = 0;
     char path[PATH_MAX + 64], real[PATH_MAX];
     int n, rc, lock_fd, waited, status = 0;
-    uint64_t since = 0;
+    uint64_t since = 0, blocks_since = 0;
     struct sigaction sa;
     sigset_t mask, old;
     const struct cli_option options[] = {
@@ -490,14 +516,14 @@ static int cluster_start(int argc, char **argv)
         goto out;
     }
     /* Serve the address once the cluster can take requests (or say why not). */
-    for (waited = 0; !cluster_ready(c, &since); waited += 100) {
+    for (waited = 0; !cluster_ready(c, &since, &blocks_since); waited += 100) {
         reap(c, 1);
         if (stop_requested) goto out;
-        if (waited >= START_TIMEOUT_MS) {
+        if (waited >= READY_TIMEOUT_MS) {
             fprintf(stderr,
                     "petrel cluster: not every service registered with a leader within "
                     "%d s; serving anyway (see %s/logs)\n",
-                    START_TIMEOUT_MS / 1000, real);
+                    READY_TIMEOUT_MS / 1000, real);
             break;
         }
         sigprocmask(SIG_SETMASK, &old, NULL);

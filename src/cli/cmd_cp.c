@@ -1,9 +1,16 @@
 /*
  * petrel cp [-r] SRC... DST: copy files and trees between any kinds of location (local,
  * image, cluster, on either side). Streams in 1 MiB pieces and writes each destination file
- * sequentially, so write-once stores accept it. A copy that fails part-way leaves no partial
- * destination file behind: the handle is abandoned (a cluster drops the unlinked file) and a
- * file this copy created is removed.
+ * sequentially, so write-once stores accept it.
+ *
+ * cp never removes or replaces what it did not create or did not see. A destination name
+ * that was free when cp looked is created exclusively: of several cp racing for one new name
+ * exactly one wins, the others fail with one line and leave nothing (on a cluster the loser's
+ * file is abandoned, never linked). A destination that existed is replaced only as it was
+ * when cp looked: on a cluster the new file takes the place of exactly that inode, and if
+ * someone else removed or replaced it meanwhile cp fails and leaves theirs. A copy that fails
+ * part-way leaves no partial file: the handle is abandoned, and on a store without
+ * write-once semantics the file cp itself created (exclusively) is removed.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +26,26 @@ struct copy {
     struct cli_place *src, *dst;
     char *buf;
     int recursive;
+    int no_clobber; /* -n: never replace an existing file */
 };
+
+/* The error line for a destination that could not be created or replaced. */
+static int create_error(struct copy *c, const char *to, int existed, int rc)
+{
+    const char *shown = cli_show(c->dst, to);
+    if (rc == -PT_EEXIST && !existed)
+        return cli_error("cp", "cannot create '%s': someone else created it meanwhile "
+                               "(theirs is kept)",
+                         shown);
+    if (rc == -PT_EPERM && existed && (c->dst->vfs->caps & PETREL_VFS_CAP_WRITE_ONCE))
+        return cli_error("cp", "cannot replace '%s': %s", shown, cli_strerror(rc));
+    if (rc == -PT_ESTALE)
+        return cli_error("cp", "cannot replace '%s': someone else changed or removed it "
+                               "meanwhile (theirs is kept)",
+                         shown);
+    return cli_error("cp", "cannot %s '%s': %s", existed ? "replace" : "create", shown,
+                     cli_strerror(rc));
+}
 
 static int copy_file(struct copy *c, const char *from, const char *to, uint64_t size)
 {
@@ -28,7 +54,7 @@ static int copy_file(struct copy *c, const char *from, const char *to, uint64_t 
     struct petrel_vfs_stat st;
     struct cli_progress prog;
     uint64_t off = 0;
-    int existed, rc;
+    int existed, rc, flags;
     const char *failed = NULL;
 
     if (sv == dv && strcmp(from, to) == 0)
@@ -42,15 +68,19 @@ static int copy_file(struct copy *c, const char *from, const char *to, uint64_t 
         petrel_vfs_file_close(sv, in);
         return cli_error("cp", "cannot overwrite directory '%s' with a file", cli_show(c->dst, to));
     }
-    rc = petrel_vfs_file_open(dv, to, PETREL_VFS_O_WRITE | PETREL_VFS_O_CREAT | PETREL_VFS_O_TRUNC,
-                              &out);
+    if (existed && c->no_clobber) {
+        petrel_vfs_file_close(sv, in);
+        return cli_error("cp", "cannot create '%s': it exists (-n never replaces)",
+                         cli_show(c->dst, to));
+    }
+    /* A free name is taken exclusively (so the file is ours to remove on failure, and a racer
+     * that took it first keeps it); an existing one is replaced as it was seen. */
+    flags = PETREL_VFS_O_WRITE | PETREL_VFS_O_CREAT |
+            (existed ? PETREL_VFS_O_TRUNC | PETREL_VFS_O_REPLACE : PETREL_VFS_O_EXCL);
+    rc = petrel_vfs_file_open(dv, to, flags, &out);
     if (rc < 0) {
         petrel_vfs_file_close(sv, in);
-        if (rc == -PT_EPERM && existed && (dv->caps & PETREL_VFS_CAP_WRITE_ONCE))
-            return cli_error("cp", "cannot create '%s': %s (files here are written once: "
-                                   "remove it first)",
-                             cli_show(c->dst, to), cli_strerror(rc));
-        return cli_error("cp", "cannot create '%s': %s", cli_show(c->dst, to), cli_strerror(rc));
+        return create_error(c, to, existed, rc);
     }
     cli_progress_start(&prog, size);
     for (;;) {
@@ -73,14 +103,18 @@ static int copy_file(struct copy *c, const char *from, const char *to, uint64_t 
     petrel_vfs_file_close(sv, in);
     if (failed) {
         petrel_vfs_file_abandon(dv, out);
-        if (!existed) petrel_vfs_remove(dv, to);
+        /* A write-once store never linked the abandoned file: nothing to remove there. */
+        if (!existed && !(dv->caps & PETREL_VFS_CAP_WRITE_ONCE)) petrel_vfs_remove(dv, to);
         return cli_error("cp", "%s '%s': %s", failed,
                          failed[7] == 'r' ? cli_show(c->src, from) : cli_show(c->dst, to),
                          cli_strerror(rc));
     }
     rc = petrel_vfs_file_close(dv, out);
     if (rc < 0) {
-        if (!existed) petrel_vfs_remove(dv, to);
+        /* On a write-once store a failed close means the file was not linked: the name is
+         * someone else's (or as it was). Elsewhere the file cp created exclusively goes. */
+        if (!existed && !(dv->caps & PETREL_VFS_CAP_WRITE_ONCE)) petrel_vfs_remove(dv, to);
+        if (rc == -PT_EEXIST || rc == -PT_ESTALE) return create_error(c, to, existed, rc);
         return cli_error("cp", "cannot write '%s': %s", cli_show(c->dst, to), cli_strerror(rc));
     }
     return 0;
@@ -141,20 +175,24 @@ static int copy_any(struct copy *c, const char *from, const char *to)
 
 int cmd_cp(int argc, char **argv)
 {
-    int recursive = 0, n, i, status = 0, into_dir = 0;
+    int recursive = 0, no_clobber = 0, n, i, status = 0, into_dir = 0;
     struct cli_place dst;
     struct petrel_vfs_stat st;
     struct copy c;
     const struct cli_option options[] = {
         {'r', "recursive", CLI_FLAG, &recursive, NULL, "copy directories and their contents"},
+        {'n', "no-clobber", CLI_FLAG, &no_clobber, NULL,
+         "never replace an existing file: fail instead (also when one appears meanwhile)"},
         {0, NULL, CLI_FLAG, NULL, NULL, NULL},
     };
     const struct cli_spec spec = {
         "cp",
-        "[-r] SRC... DST",
+        "[-r] [-n] SRC... DST",
         "Copy files (and with -r, directories) between locations of any kind: a local path,\n"
         "IMAGE:PATH (a flash image) or petrel://HOST:PORT/PATH (a cluster). With several\n"
-        "sources, or when DST is a directory, copies into DST. Shows progress on a terminal.",
+        "sources, or when DST is a directory, copies into DST. Shows progress on a terminal.\n"
+        "An existing file is replaced only as cp found it: if someone else changes the name\n"
+        "meanwhile, cp fails and leaves theirs.",
         options,
         2,
         -1};
@@ -171,6 +209,7 @@ int cmd_cp(int argc, char **argv)
         return cli_error("cp", "out of memory");
     }
     c.recursive = recursive;
+    c.no_clobber = no_clobber;
     c.dst = &dst;
     for (i = 1; i < n && !status; i++) {
         struct cli_place src;

@@ -51,7 +51,11 @@ int cmd_mv(int argc, char **argv)
                 rc = -PT_ENAMETOOLONG;
             else
                 rc = petrel_vfs_rename(src.vfs, src.loc.path, target);
-            if (rc < 0)
+            if (rc == -PT_ESTALE || (rc == -PT_EEXIST && (dst.vfs->caps & PETREL_VFS_CAP_WRITE_ONCE)))
+                status = cli_error("mv", "cannot move '%s' to '%s': someone else changed one "
+                                         "of them meanwhile (theirs is kept)",
+                                   argv[i], cli_show(&dst, target));
+            else if (rc < 0)
                 status = cli_error("mv", "cannot move '%s' to '%s': %s", argv[i],
                                    cli_show(&dst, target), cli_strerror(rc));
         }

@@ -34,6 +34,10 @@ static int remove_tree(struct cli_place *p, const char *path)
         if (status) return status;
     }
     rc = petrel_vfs_remove(p->vfs, path);
+    if (rc == -PT_ESTALE)
+        return cli_error("rm", "cannot remove '%s': someone else replaced it meanwhile (theirs "
+                               "is kept)",
+                         cli_show(p, path));
     if (rc < 0)
         return cli_error("rm", "cannot remove '%s': %s", cli_show(p, path), cli_strerror(rc));
     return 0;

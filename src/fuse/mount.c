@@ -213,13 +213,12 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
 {
     struct driver *d = drv();
     struct handle *h;
-    struct petrel_vfs_stat s;
     size_t flen = strlen(from);
     int rc;
     if (flags & RENAME_EXCHANGE) return -EINVAL;
     pthread_mutex_lock(&d->lock);
-    if ((flags & RENAME_NOREPLACE) && petrel_vfs_stat(d->vfs, to, &s) == 0)
-        rc = -PT_EEXIST;
+    if (flags & RENAME_NOREPLACE)
+        rc = petrel_vfs_rename_noreplace(d->vfs, from, to); /* atomic where the store can */
     else
         rc = petrel_vfs_rename(d->vfs, from, to);
     /* Open handles under the old name follow the rename. */

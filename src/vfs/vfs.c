@@ -66,6 +66,16 @@ int petrel_vfs_rename(struct petrel_vfs *vfs, const char *from, const char *to)
     return vfs->ops->rename(vfs, from, to);
 }
 
+int petrel_vfs_rename_noreplace(struct petrel_vfs *vfs, const char *from, const char *to)
+{
+    struct petrel_vfs_stat st;
+    READ_ONLY_GUARD(vfs);
+    if (strcmp(from, "/") == 0 || strcmp(to, "/") == 0) return -PT_EBUSY;
+    if (vfs->ops->rename_noreplace) return vfs->ops->rename_noreplace(vfs, from, to);
+    if (vfs->ops->stat(vfs, to, &st) == 0) return -PT_EEXIST;
+    return vfs->ops->rename(vfs, from, to);
+}
+
 int petrel_vfs_file_open(struct petrel_vfs *vfs, const char *path, int flags,
                          struct petrel_vfs_file **file)
 {

@@ -8,7 +8,12 @@
  * bounded queue that petrel_vfs_file_write fills. Invariants:
  * - Files are write-once (PETREL_VFS_CAP_WRITE_ONCE): a write handle is only made by
  *   creating a new file; writes must be sequential (offset == bytes written so far, else
- *   -PT_ENOTSUP); an existing (linked) file cannot be opened for writing (-PT_EPERM).
+ *   -PT_ENOTSUP); an existing (linked) file cannot be opened for writing (-PT_EPERM), only
+ *   replaced (PETREL_VFS_O_REPLACE).
+ * - Nothing here removes or replaces what its caller did not see: the link at close is a
+ *   link-if-free for a name that was free at open, and replaces exactly the inode the name
+ *   held at open otherwise (-PT_EEXIST / -PT_ESTALE when someone else got there first, and
+ *   the new file is abandoned); remove unlinks only the inode it resolved.
  * - The file is linked only by petrel_vfs_file_close: the queue is marked finished, the
  *   writer's stream ends, and write_file certifies and links. sync never ends the stream.
  *   petrel_vfs_file_abandon makes the stream fail, so write_file aborts and never links.
@@ -53,6 +58,7 @@ struct petrel_vfs_file {
     int failed;       /* a write or truncate failed: never link */
     struct petrel_client *wclient;
     int64_t mtime_sec;
+    uint64_t replaces; /* the inode the name held at open (O_REPLACE), 0 if it was free */
 };
 
 static struct cluster_vfs *cluster(struct petrel_vfs *vfs)
@@ -118,12 +124,18 @@ static int cl_remove(struct petrel_vfs *vfs, const char *path)
     int rc = petrel_client_stat(cluster(vfs)->client, path, &s);
     if (rc < 0) return rc;
     if (s.type == PETREL_TYPE_DIR) return petrel_client_rmdir(cluster(vfs)->client, path);
-    return petrel_client_unlink(cluster(vfs)->client, path);
+    /* Only the file just seen: one someone else put there meanwhile is left (-PT_ESTALE). */
+    return petrel_client_unlink_inode(cluster(vfs)->client, path, s.id);
 }
 
 static int cl_rename(struct petrel_vfs *vfs, const char *from, const char *to)
 {
     return petrel_client_rename(cluster(vfs)->client, from, to);
+}
+
+static int cl_rename_noreplace(struct petrel_vfs *vfs, const char *from, const char *to)
+{
+    return petrel_client_rename_noreplace(cluster(vfs)->client, from, to);
 }
 
 /* --- writing: the queue between vfs writes and the writer thread ------------------------ */
@@ -157,7 +169,7 @@ static long stream_read(void *ctx, void *buf, size_t cap)
 static void *writer_main(void *arg)
 {
     struct petrel_vfs_file *f = arg;
-    int rc = petrel_client_write_file(f->wclient, f->path, stream_read, f, NULL);
+    int rc = petrel_client_replace_file(f->wclient, f->path, f->replaces, stream_read, f, NULL);
     pthread_mutex_lock(&f->lock);
     f->done = 1;
     f->result = rc;
@@ -191,7 +203,8 @@ static int cl_open(struct petrel_vfs *vfs, const char *path, int flags,
     if (!(flags & PETREL_VFS_O_WRITE)) {
         if (rc < 0) return rc;
     } else {
-        if (rc == 0) return (flags & PETREL_VFS_O_EXCL) ? -PT_EEXIST : -PT_EPERM;
+        if (rc == 0 && (flags & PETREL_VFS_O_EXCL)) return -PT_EEXIST;
+        if (rc == 0 && !(flags & PETREL_VFS_O_REPLACE)) return -PT_EPERM;
         if (!(flags & PETREL_VFS_O_CREAT)) return -PT_ENOENT;
     }
     f = calloc(1, sizeof(*f));
@@ -204,6 +217,7 @@ static int cl_open(struct petrel_vfs *vfs, const char *path, int flags,
         return 0;
     }
     f->writer = 1;
+    f->replaces = rc == 0 ? s.id : 0;
     f->mtime_sec = (int64_t)time(NULL);
     f->queue = malloc(QUEUE_BYTES);
     memset(&cfg, 0, sizeof(cfg));
@@ -370,6 +384,7 @@ static const struct petrel_vfs_ops cluster_ops = {
     .close = cl_close,
     .statfs = cl_statfs,
     .destroy = cl_destroy,
+    .rename_noreplace = cl_rename_noreplace,
 };
 
 int petrel_vfs_cluster_open(const char *host, uint16_t port, int flags, struct petrel_vfs **out)

@@ -19,7 +19,8 @@ require_fuse
 cd "$t" || exit 1
 sh "$repo/mk/run.sh" "$build" > run.out 2>&1 &
 rpid=$!
-for _ in $(seq 1 600); do
+deadline=$((SECONDS + 120))
+while [ $SECONDS -lt $deadline ]; do
     grep -q '^Petrel:' run.out && break
     kill -0 "$rpid" 2>/dev/null || break
     sleep 0.1
@@ -27,8 +28,10 @@ done
 if grep -q '^Petrel:' run.out && mountpoint -q mnt; then
     pass "make run mounts ./mnt"
     printf 'written through make run\n' > mnt/hello
-    sleep 0.5
-    got=$(cat mnt/hello 2>/dev/null)
+    # The file is linked when its writer's handle is released (after close returns): wait
+    # for it to be readable rather than for a fixed time.
+    got=; deadline=$((SECONDS + 60))
+    while [ $SECONDS -lt $deadline ]; do got=$(cat mnt/hello 2>/dev/null) && [ -n "$got" ] && break; sleep 0.05; done
     expect_eq "file through ./mnt" "written through make run" "$got"
     grep -q '^Try:' run.out && pass "prints what to try" || fail "prints what to try" "$(cat run.out)"
 else

@@ -51,7 +51,9 @@ if mount_start "$t/disk.img" "$t/mnt"; then
     ( i=0; while :; do head -c 300000 /dev/urandom > "$t/mnt/churn$((i % 3))" 2>/dev/null; \
         mv "$t/mnt/churn$((i % 3))" "$t/mnt/churned$((i % 2))" 2>/dev/null; i=$((i + 1)); done ) 2>/dev/null &
     writer=$!
-    sleep 1
+    # Kill the mount while the churn is under way: once it has renamed a file or two.
+    deadline=$((SECONDS + 60))
+    while [ $SECONDS -lt $deadline ] && [ ! -e "$t/mnt/churned1" ]; do sleep 0.05; done
     if [ -n "$pid" ]; then kill -9 "$pid"; pass "kill -9 the mount process"; else fail "find mount process" "no pid"; fi
     kill "$writer" 2>/dev/null; wait "$writer" 2>/dev/null; writer=
     mount_stop "$t/mnt"

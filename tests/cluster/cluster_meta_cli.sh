@@ -22,7 +22,8 @@ expect_ok cdc_help "$PETREL_BIN" cdc --help
 "$PETREL_BIN" registry --dir "$d/reg" --listen 127.0.0.1:0 > "$d/reg.out" 2>&1 &
 rp=$!
 reg=""
-for _ in $(seq 50); do
+deadline=$((SECONDS + 60))
+while [ $SECONDS -lt $deadline ]; do
     reg=$(grep -o '127.0.0.1:[0-9]*' "$d/reg.out" 2>/dev/null | head -1)
     [ -n "$reg" ] && break
     sleep 0.1
@@ -31,7 +32,16 @@ done
 sp=$!
 "$PETREL_BIN" cdc --registry "$reg" --replica 0 --replicas 1 --dir "$d/c0" > "$d/c.out" 2>&1 &
 cp=$!
-sleep 1.5
+# Stop them once both run their loop: registered with the registry (their heartbeat), not
+# after a fixed delay that a busy machine may need more than.
+deadline=$((SECONDS + 60))
+while [ $SECONDS -lt $deadline ]; do
+    st=$("$PETREL_BIN" cluster status "petrel://$reg" 2>/dev/null)
+    case "$st" in *"shards: 1 replica"*"cdc: 1 replica"*) break ;; esac
+    sleep 0.1
+done
+case "$st" in *"shards: 1 replica"*"cdc: 1 replica"*) pass shard_and_cdc_register ;;
+    *) fail shard_and_cdc_register "$st" ;; esac
 kill -TERM $sp $cp
 wait $sp; shard_rc=$?
 wait $cp; cdc_rc=$?

@@ -94,7 +94,7 @@ static void start_registry(struct pc_cluster *c, int dynamic)
     spawn(c, "registry", args);
     p = &c->procs[c->reg_proc];
     c->registry[0] = 0;
-    while (!c->registry[0] && pc_now_ms() - start < 10000) {
+    while (!c->registry[0] && pc_now_ms() - start < PC_WAIT_MS) {
         FILE *f = fopen(p->log, "r");
         if (f) {
             while (fgets(line, sizeof(line), f))
@@ -226,7 +226,7 @@ static void start_all(struct pc_cluster *c, unsigned shards, unsigned replicas, 
     c->snapshot_entries = snapshot_entries;
     start_registry(c, 0);
     start_servers(c);
-    pc_wait_serving(c, 30000);
+    pc_wait_serving(c, PC_WAIT_MS);
 }
 
 void pc_start_opts(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
@@ -308,7 +308,7 @@ int pc_group_leader(struct pc_cluster *c, int shard, unsigned *replica)
 {
     uint64_t start = pc_now_ms();
     /* Ask the replicas themselves (PT_MSG_NODE_INFO): the registry's hint may lag. */
-    while (pc_now_ms() - start < 10000) {
+    while (pc_now_ms() - start < PC_WAIT_MS) {
         struct pt_reg_replica *v = NULL;
         size_t n = 0, i;
         struct pt_call_opts o = {.timeout_ms = 500, .retry_budget_ms = 1};

@@ -13,6 +13,10 @@
 #include "petrel/client.h"
 
 #define PC_MAX_PROCS 32
+/* How long a harness wait (a process's address line, a leader, the cluster serving) may take
+ * before the case fails: generous, because CI machines are busy (every wait polls for its
+ * event and returns as soon as it happens, so a quiet machine never waits this long). */
+#define PC_WAIT_MS 90000
 
 struct pc_proc {
     pid_t pid;

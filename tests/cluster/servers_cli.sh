@@ -22,10 +22,11 @@ expect_fail blocks_too_many_dirs "too many --dir (at most 64)" "$PETREL_BIN" blo
 expect_ok blocks_help "$PETREL_BIN" blocks --help
 expect_fail blocks_bad_registry "cannot start" "$PETREL_BIN" blocks --registry bad --dir "$tmp/b" --failure-domain a
 
-# wait_line FILE: wait up to 10 s for a "listening on" line; prints the address.
+# wait_line FILE: wait for a "listening on" line (60 s at most: busy CI machines); prints
+# the address.
 wait_line() {
-    local i
-    for i in $(seq 100); do
+    local deadline=$((SECONDS + 60))
+    while [ $SECONDS -lt $deadline ]; do
         if grep -q '^listening on ' "$1" 2>/dev/null; then
             sed -n 's/^listening on \([^ ]*\).*/\1/p' "$1" | head -n 1
             return 0

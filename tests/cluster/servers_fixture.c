@@ -118,7 +118,7 @@ int proc_start(struct server_proc *p, int want, const char *const *args)
     char buf[4096];
     size_t got = 0;
     int fds[2], i, n = 0;
-    uint64_t deadline = pt_now_ms() + 10000;
+    uint64_t deadline = pt_now_ms() + 90000; /* generous: CI machines are busy */
     memset(p, 0, sizeof(*p));
     argv[n++] = petrel_bin();
     for (i = 0; args[i] && n < 31; i++)

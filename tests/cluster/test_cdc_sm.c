@@ -290,3 +290,38 @@ TEST(cdc_steps_refuse_missing_shards_without_retrying)
     CHECK_EQ(o.kind, PT_CDC_OUT_FINISH);
     CHECK_EQ(o.status, -PT_ENOENT);
 }
+
+/* RENAME_INODE on the wire: the two expectations follow name2; expect 0 or a truncation is
+ * refused; the other ops carry no expectation bytes. */
+TEST(cdc_rename_inode_request_codec)
+{
+    struct pt_cdc_req q, d;
+    uint8_t buf[600];
+    int n, plain, i;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_CDC_RENAME;
+    q.key = 3;
+    q.dir = 4;
+    q.dir2 = 5;
+    q.name_len = 1;
+    q.name[0] = 'a';
+    q.name2_len = 1;
+    q.name2[0] = 'b';
+    q.expect = 6;
+    q.expect2 = 7;
+    plain = pt_cdc_req_encode(&q, buf, sizeof(buf));
+    CHECK_EQ(plain, 1 + 8 + 8 + 2 + 8 + 2);
+    q.op = PT_CDC_RENAME_INODE;
+    n = pt_cdc_req_encode(&q, buf, sizeof(buf));
+    CHECK_EQ(n, plain + 16);
+    CHECK_EQ(pt_get_le64(buf + plain), 6);
+    CHECK_EQ(pt_get_le64(buf + plain + 8), 7);
+    CHECK_OK(pt_cdc_req_decode(&d, buf, (size_t)n));
+    CHECK_EQ(d.expect, 6);
+    CHECK_EQ(d.expect2, 7);
+    for (i = 0; i < n; i++)
+        CHECK_EQ(pt_cdc_req_decode(&d, buf, (size_t)i), -PT_EPROTO);
+    q.expect = 0; /* the source must be named */
+    n = pt_cdc_req_encode(&q, buf, sizeof(buf));
+    CHECK_EQ(pt_cdc_req_decode(&d, buf, (size_t)n), -PT_EINVAL);
+}

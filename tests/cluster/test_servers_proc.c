@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cluster/client/blocks_client.h"
+#include "cluster/net/net.h"
 #include "petrel/common.h"
 #include "petrel/prng.h"
 #include "servers_fixture.h"
@@ -292,6 +293,7 @@ TEST_T(proc_blocks_kill9_mid_write_stream, 120)
     uint8_t secret[16], *back = malloc(256 * 1024);
     size_t n, i;
     int more, k;
+    uint64_t deadline;
     uint32_t got;
     snprintf(regdir, sizeof(regdir), "%s/reg", test_tmpdir());
     snprintf(d1, sizeof(d1), "%s/disk1", test_tmpdir());
@@ -305,7 +307,9 @@ TEST_T(proc_blocks_kill9_mid_write_stream, 120)
     w.service = info.service_id;
     w.secret = secret;
     CHECK(pthread_create(&t, NULL, writer_main, &w) == 0);
-    for (k = 0; k < 1000 && __atomic_load_n(&w.nacked, __ATOMIC_ACQUIRE) < 5; k++)
+    /* Until five writes were acknowledged (bounded only by a generous deadline). */
+    deadline = pt_now_ms() + 60000;
+    for (k = 0; pt_now_ms() < deadline && __atomic_load_n(&w.nacked, __ATOMIC_ACQUIRE) < 5; k++)
         usleep(2000);
     proc_stop(&bl, SIGKILL); /* most likely in the middle of a write */
     w.stop = 1;

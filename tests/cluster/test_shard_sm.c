@@ -888,6 +888,217 @@ TEST(shard_msgs_roundtrip_and_truncation)
     }
 }
 
+/* A linked inline file named `name` in the root, written by `cookie`. */
+static uint64_t linked(struct pt_shard_sm *sm, uint64_t now, uint64_t cookie, const char *name)
+{
+    uint64_t id = construct(sm, now, cookie);
+    CHECK_EQ(add_inline(sm, now, id, cookie, 0, name, (uint32_t)strlen(name)), 0);
+    CHECK_EQ(link_file(sm, now, id, cookie, PT_INODE_ROOT, name), 0);
+    return id;
+}
+
+static int link_replace(struct pt_shard_sm *sm, uint64_t now, uint64_t id, uint64_t cookie,
+                        const char *name, uint64_t expect, uint64_t *replaced)
+{
+    struct pt_shard_req q = {.op = PT_SHARD_LINK_REPLACE,
+                             .id = id,
+                             .cookie = cookie,
+                             .target = PT_INODE_ROOT,
+                             .expect = expect};
+    struct pt_cursor b;
+    int st;
+    set_name(q.name, &q.name_len, name);
+    st = apply(sm, now, &q, &b);
+    if (st == 0 && replaced) *replaced = pt_dec_u64(&b);
+    return st;
+}
+
+/* Link-if-free: of two writers racing for one new name the second is refused, and neither a
+ * refused nor a retried link touches the winner; a retried link after a lost reply succeeds
+ * without acting again (also when the name was changed by others in between). */
+TEST(shard_link_is_link_if_free_and_retry_safe)
+{
+    struct pt_shard_sm sm;
+    struct pt_shard_req u = {.op = PT_SHARD_UNLINK, .id = PT_INODE_ROOT};
+    struct pt_shard_stat st;
+    uint64_t a, b, found;
+    open_sm(&sm, "s", 0);
+    a = construct(&sm, 1, 11);
+    b = construct(&sm, 1, 22);
+    CHECK_EQ(link_file(&sm, 2, a, 11, PT_INODE_ROOT, "x"), 0);
+    CHECK_EQ(link_file(&sm, 3, b, 22, PT_INODE_ROOT, "x"), -PT_EEXIST);
+    CHECK_EQ(lookup(&sm, PT_INODE_ROOT, "x", &found), 0);
+    CHECK_EQ(found, a);
+    CHECK_EQ(stat_of(&sm, b, &st), 0);
+    CHECK_EQ(st.state, PT_FILE_TRANSIENT); /* the loser's file stays unlinked, then expires */
+    /* The winner's retry (lost reply): 0, nothing changes; a wrong cookie is refused. */
+    CHECK_EQ(link_file(&sm, 4, a, 11, PT_INODE_ROOT, "x"), 0);
+    CHECK_EQ(link_file(&sm, 4, a, 12, PT_INODE_ROOT, "x"), -PT_ESTALE);
+    /* Someone removes x and b takes it; a's late retry must not act on b's file. */
+    set_name(u.name, &u.name_len, "x");
+    CHECK_EQ(apply(&sm, 5, &u, NULL), 0);
+    CHECK_EQ(link_file(&sm, 6, b, 22, PT_INODE_ROOT, "x"), 0);
+    CHECK_EQ(link_file(&sm, 7, a, 11, PT_INODE_ROOT, "x"), 0);
+    CHECK_EQ(lookup(&sm, PT_INODE_ROOT, "x", &found), 0);
+    CHECK_EQ(found, b);
+    CHECK_EQ(stat_of(&sm, b, &st), 0);
+    CHECK_EQ(st.state, PT_FILE_LINKED);
+    pt_shard_sm_close(&sm);
+}
+
+/* LINK_REPLACE replaces exactly the inode it names, and nothing else. */
+TEST(shard_link_replace_only_the_expected_inode)
+{
+    struct pt_shard_sm sm;
+    struct pt_shard_stat st;
+    uint64_t old, other, n1, n2, n3, found, replaced = 0;
+    open_sm(&sm, "s", 0);
+    old = linked(&sm, 1, 1, "f");
+    n1 = construct(&sm, 2, 2);
+    n2 = construct(&sm, 2, 3);
+    n3 = construct(&sm, 2, 4);
+    /* Name free but a replacement expected: what was to be replaced is gone. */
+    CHECK_EQ(link_replace(&sm, 3, n1, 2, "g", old, NULL), -PT_ESTALE);
+    CHECK_EQ(lookup(&sm, PT_INODE_ROOT, "g", NULL), -PT_ENOENT);
+    /* expect 0 is a link-if-free. */
+    CHECK_EQ(link_replace(&sm, 3, n1, 2, "f", 0, NULL), -PT_EEXIST);
+    /* The right inode: replaced and retired, reply names it. */
+    CHECK_EQ(link_replace(&sm, 4, n1, 2, "f", old, &replaced), 0);
+    CHECK_EQ(replaced, old);
+    CHECK_EQ(stat_of(&sm, old, &st), 0);
+    CHECK_EQ(st.state, PT_FILE_UNLINKED);
+    /* A second replacer that also saw `old` is refused: n1 stays. */
+    CHECK_EQ(link_replace(&sm, 5, n2, 3, "f", old, NULL), -PT_ESTALE);
+    CHECK_EQ(lookup(&sm, PT_INODE_ROOT, "f", &found), 0);
+    CHECK_EQ(found, n1);
+    CHECK_EQ(stat_of(&sm, n2, &st), 0);
+    CHECK_EQ(st.state, PT_FILE_TRANSIENT);
+    /* n1's retry after a lost reply: 0 with the same answer, n1 still named, no second retire. */
+    replaced = 0;
+    CHECK_EQ(link_replace(&sm, 6, n1, 2, "f", old, &replaced), 0);
+    CHECK_EQ(replaced, old);
+    CHECK_EQ(lookup(&sm, PT_INODE_ROOT, "f", &found), 0);
+    CHECK_EQ(found, n1);
+    /* A directory is never replaced by a file. */
+    other = make_dir_named(&sm, &sm, 70, PT_INODE_ROOT, "d");
+    CHECK_EQ(link_replace(&sm, 7, n3, 4, "d", other, NULL), -PT_EISDIR);
+    pt_shard_sm_close(&sm);
+}
+
+/* UNLINK_INODE removes the name only while it holds the expected inode. */
+TEST(shard_unlink_inode_leaves_someone_elses_file)
+{
+    struct pt_shard_sm sm;
+    struct pt_shard_req u = {.op = PT_SHARD_UNLINK_INODE, .id = PT_INODE_ROOT};
+    struct pt_shard_stat st;
+    struct pt_cursor b;
+    uint64_t a, c, found;
+    open_sm(&sm, "s", 0);
+    a = linked(&sm, 1, 1, "f");
+    set_name(u.name, &u.name_len, "f");
+    u.expect = a + 1;
+    CHECK_EQ(apply(&sm, 2, &u, NULL), -PT_ESTALE);
+    CHECK_EQ(lookup(&sm, PT_INODE_ROOT, "f", &found), 0);
+    CHECK_EQ(found, a);
+    u.expect = a;
+    CHECK_EQ(apply(&sm, 3, &u, &b), 0);
+    CHECK_EQ(pt_dec_u64(&b), a);
+    CHECK_EQ(stat_of(&sm, a, &st), 0);
+    CHECK_EQ(st.state, PT_FILE_UNLINKED);
+    /* Someone else makes f again: a retried unlink of a is refused, c stays. */
+    c = linked(&sm, 4, 2, "f");
+    CHECK_EQ(apply(&sm, 5, &u, NULL), -PT_ESTALE);
+    CHECK_EQ(lookup(&sm, PT_INODE_ROOT, "f", &found), 0);
+    CHECK_EQ(found, c);
+    set_name(u.name, &u.name_len, "nope");
+    CHECK_EQ(apply(&sm, 6, &u, NULL), -PT_ENOENT);
+    pt_shard_sm_close(&sm);
+}
+
+static int rename_inode(struct pt_shard_sm *sm, uint64_t now, const char *from, uint64_t src,
+                        const char *to, uint64_t expect)
+{
+    struct pt_shard_req r = {
+        .op = PT_SHARD_RENAME_INODE, .id = PT_INODE_ROOT, .target = src, .expect = expect};
+    set_name(r.name, &r.name_len, from);
+    set_name(r.name2, &r.name2_len, to);
+    return apply(sm, now, &r, NULL);
+}
+
+/* RENAME_INODE moves only the expected source, onto only the expected target (0: free). */
+TEST(shard_rename_inode_is_compare_and_set)
+{
+    struct pt_shard_sm sm;
+    struct pt_shard_stat st;
+    uint64_t a, b, c, found;
+    open_sm(&sm, "s", 0);
+    a = linked(&sm, 1, 1, "a");
+    b = linked(&sm, 1, 2, "b");
+    CHECK_EQ(rename_inode(&sm, 2, "a", b, "n", 0), -PT_ESTALE);   /* a holds another inode */
+    CHECK_EQ(rename_inode(&sm, 2, "a", a, "b", 0), -PT_EEXIST);   /* b was to be free */
+    CHECK_EQ(rename_inode(&sm, 2, "a", a, "b", a), -PT_ESTALE);   /* b holds another inode */
+    CHECK_EQ(rename_inode(&sm, 2, "a", a, "gone", b), -PT_ESTALE); /* the target vanished */
+    CHECK_EQ(lookup(&sm, PT_INODE_ROOT, "a", &found), 0);
+    CHECK_EQ(found, a);
+    CHECK_EQ(stat_of(&sm, b, &st), 0);
+    CHECK_EQ(st.state, PT_FILE_LINKED); /* refusals changed nothing */
+    CHECK_EQ(rename_inode(&sm, 3, "a", a, "b", b), 0);
+    CHECK_EQ(lookup(&sm, PT_INODE_ROOT, "b", &found), 0);
+    CHECK_EQ(found, a);
+    CHECK_EQ(stat_of(&sm, b, &st), 0);
+    CHECK_EQ(st.state, PT_FILE_UNLINKED);
+    /* A retry after a lost reply finds a new "a" made by someone else: left alone. */
+    c = linked(&sm, 4, 3, "a");
+    CHECK_EQ(rename_inode(&sm, 5, "a", a, "b", b), -PT_ESTALE);
+    CHECK_EQ(lookup(&sm, PT_INODE_ROOT, "a", &found), 0);
+    CHECK_EQ(found, c);
+    CHECK_EQ(rename_inode(&sm, 6, "a", c, "free", 0), 0);
+    pt_shard_sm_close(&sm);
+}
+
+/* The compare-and-set ops on the wire: expect round-trips, every truncation is refused. */
+TEST(shard_msgs_compare_and_set_ops_roundtrip)
+{
+    static const uint8_t ops[] = {PT_SHARD_LINK_REPLACE, PT_SHARD_UNLINK_INODE,
+                                  PT_SHARD_RENAME_INODE};
+    struct pt_shard_req q, d;
+    uint8_t buf[600];
+    size_t k;
+    int n, i;
+    for (k = 0; k < sizeof(ops); k++) {
+        memset(&q, 0, sizeof(q));
+        q.op = ops[k];
+        q.id = 0x0102030405060708ull;
+        q.target = 9;
+        q.cookie = 10;
+        q.expect = 0xA1A2A3A4A5A6A7A8ull;
+        set_name(q.name, &q.name_len, "n");
+        set_name(q.name2, &q.name2_len, "m2");
+        n = pt_shard_req_encode(&q, buf, sizeof(buf));
+        CHECK_OK(n);
+        CHECK_OK(pt_shard_req_decode(&d, buf, (size_t)n));
+        CHECK_EQ(d.expect, q.expect);
+        CHECK_EQ(pt_get_le64(buf + n - 8), q.expect); /* expect is the last field */
+        CHECK(pt_shard_op_is_write(q.op));
+        for (i = 0; i < n; i++)
+            CHECK_EQ(pt_shard_req_decode(&d, buf, (size_t)i), -PT_EPROTO);
+    }
+    /* The example of PROTOCOL.md 4.1, byte by byte. */
+    {
+        static const uint8_t want[35] = {0x1C, 7, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0,
+                                         0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 'f', 5, 0, 0, 0, 0, 0, 0, 0};
+        memset(&q, 0, sizeof(q));
+        q.op = PT_SHARD_LINK_REPLACE;
+        q.id = 7;
+        q.target = PT_INODE_ROOT;
+        q.cookie = 0x2A;
+        q.expect = 5;
+        set_name(q.name, &q.name_len, "f");
+        CHECK_EQ(pt_shard_req_encode(&q, buf, sizeof(buf)), 35);
+        CHECK(memcmp(buf, want, sizeof(want)) == 0);
+    }
+}
+
 /* GC: candidates only after the retention period; FORGET_FILE drops spans, index and inode. */
 TEST(shard_gc_candidates_and_forget)
 {

@@ -529,11 +529,12 @@ static int count_dirent(void *ctx, const struct petrel_dirent *e)
     return 0;
 }
 
-/* Write a file; a shard that has not yet learnt the block services' secrets answers
-   PT_ENOSPC for a while after start-up, so that is retried for up to 20 s. */
+/* Write a file. A shard that has not yet learnt the block services answers PT_EAGAIN (the
+   client retries it) for 15 s after its start and PT_ENOSPC after; on a busy machine the
+   services may register later than that, so ENOSPC is retried too, up to a generous 90 s. */
 static void put_file(struct petrel_client *cl, const char *path, const uint8_t *data, size_t len)
 {
-    uint64_t end = pt_now_ms() + 20000;
+    uint64_t end = pt_now_ms() + 90000;
     int rc;
     do {
         struct mem_reader r = {data, len, 0};

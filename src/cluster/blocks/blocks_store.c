@@ -143,15 +143,25 @@ static void remove_temp_files(const char *tmpdir)
 int pt_blocks_store_open(const char *dir, struct pt_blocks_store *out)
 {
     char path[PATH_CAP];
-    int err, i;
+    int err, i, created = 0;
     memset(out, 0, sizeof(*out));
     if (strlen(dir) > PATH_CAP - 64) return -PT_ENAMETOOLONG;
     out->dir = strdup(dir);
     if (!out->dir) return -PT_ENOMEM;
-    err = pt_mkdir_p(dir);
+    snprintf(path, sizeof(path), "%s/blocks", dir);
+    err = pt_mkdir_p(path);
+    /* The 256 subdirectories: created with plain mkdir, then one fsync of blocks/ makes every
+     * new entry durable (pt_mkdir_p would sync blocks/ once per subdirectory). */
     for (i = 0; !err && i < 256; i++) {
         snprintf(path, sizeof(path), "%s/blocks/%02x", dir, (unsigned)i);
-        err = pt_mkdir_p(path);
+        if (mkdir(path, 0755) == 0)
+            created++;
+        else if (errno != EEXIST)
+            err = pt_errno_to_pt(errno);
+    }
+    if (!err && created) {
+        snprintf(path, sizeof(path), "%s/blocks", dir);
+        err = pt_dir_fsync(path);
     }
     if (!err) {
         snprintf(path, sizeof(path), "%s/tmp", dir);
@@ -351,7 +361,7 @@ int pt_blocks_store_write(struct pt_blocks_store *s, uint64_t block_id, uint32_t
     err = write_full(fd, header, sizeof(header), 0);
     if (!err && pages) err = write_full(fd, crcs, (size_t)pages * 4, PT_BLOCK_FILE_HEADER);
     if (!err && size) err = write_full(fd, data, size, PT_BLOCK_FILE_HEADER + (uint64_t)pages * 4);
-    if (!err && fsync(fd) != 0) err = pt_errno_to_pt(errno);
+    if (!err) err = pt_file_fsync(fd, tmp);
     if (!err) err = verify_written(fd, header, crcs, pages, size);
     if (close(fd) != 0 && !err) err = pt_errno_to_pt(errno);
     free(crcs);

@@ -15,6 +15,7 @@
 #include "cluster/cdc/cdc_sm.h"
 #include "cluster/cdc/cdc_steps.h"
 #include "cluster/client/router.h"
+#include "cluster/net/durable.h"
 #include "cluster/proto/cdc_msgs.h"
 #include "cluster/shard/raft_node.h"
 #include "petrel/codec.h"
@@ -244,7 +245,7 @@ static void handle(void *ctx, struct pt_request *req)
         return;
     }
     if (PT_INODE_SHARD(q.dir) >= s->shards ||
-        (q.op == PT_CDC_RENAME && PT_INODE_SHARD(q.dir2) >= s->shards)) {
+        (pt_cdc_op_is_rename(q.op) && PT_INODE_SHARD(q.dir2) >= s->shards)) {
         /* No such directory: no shard has it, so no transaction could ever progress. */
         pt_request_reply_error(req, -PT_ENOENT, "directory on a shard the deployment lacks", NULL);
         return;
@@ -312,7 +313,8 @@ int pt_cdc_server_run(const struct pt_cdc_config *cfg, char *err, unsigned err_c
     nc.handler = handle;
     nc.tick = tick;
     nc.ctx = s;
-    if ((rc = pt_node_start_prepare_dir(cfg->dir)) != 0 ||
+    /* The replica's directory, durably in its parent (the node then fills it). */
+    if ((rc = pt_mkdir_p(cfg->dir)) != 0 || (rc = pt_node_start_prepare_dir(cfg->dir)) != 0 ||
         (rc = pt_node_start(&s->node, &nc, err, err_cap)) != 0) {
         if (!err[0]) snprintf(err, err_cap, "cannot use %s", cfg->dir);
         pt_cdc_sm_free(&s->sm);

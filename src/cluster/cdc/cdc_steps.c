@@ -227,7 +227,10 @@ static void rename_lock_target(const struct cdc_env *r, const struct pt_cdc_txn 
     rc = call(r, &q, t->req.dir2, &id, &type);
     if (rc > 0) return;
     if (rc == -PT_ENOENT) {
-        set_step(o, 3, t->x, t->type, 0);
+        if (t->req.op == PT_CDC_RENAME_INODE && t->req.expect2) /* what was to be replaced is gone */
+            set_step(o, PT_CDC_STEP_ROLLBACK, t->x, t->type, -PT_ESTALE);
+        else
+            set_step(o, 3, t->x, t->type, 0);
         return;
     }
     if (rc < 0) {
@@ -238,6 +241,10 @@ static void rename_lock_target(const struct cdc_env *r, const struct pt_cdc_txn 
     o->repl_type = type;
     if (id == t->x)
         err = 1; /* onto itself: undo the locks, succeed */
+    else if (t->req.op == PT_CDC_RENAME_INODE && !t->req.expect2)
+        err = -PT_EEXIST; /* the name was free and someone else took it */
+    else if (t->req.op == PT_CDC_RENAME_INODE && id != t->req.expect2)
+        err = -PT_ESTALE; /* someone else's change: left alone */
     else if (t->type == PT_TYPE_FILE && type == PT_TYPE_DIR)
         err = -PT_EISDIR;
     else if (t->type == PT_TYPE_DIR && type != PT_TYPE_DIR)
@@ -261,6 +268,8 @@ static void rename_step(const struct cdc_env *r, const struct pt_cdc_txn *t,
         rc = call(r, &q, t->req.dir, &id, &type);
         if (rc < 0)
             set_finish(o, rc, 0);
+        else if (rc == 0 && t->req.op == PT_CDC_RENAME_INODE && id != t->req.expect)
+            set_step(o, PT_CDC_STEP_ROLLBACK, id, type, -PT_ESTALE); /* not what was asked */
         else if (rc == 0)
             set_step(o, 1, id, type, 0);
         return;
@@ -354,6 +363,7 @@ void pt_cdc_run_step(struct pt_router *router, unsigned shards, const struct pt_
         rmdir_step(r, t, out);
         break;
     case PT_CDC_RENAME:
+    case PT_CDC_RENAME_INODE:
         rename_step(r, t, out);
         break;
     default:

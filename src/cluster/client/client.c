@@ -102,8 +102,10 @@ static int lookup(struct petrel_client *c, uint64_t dir, const char *name, uint8
     rc = shard_call(c, dir, &q, &rep, NULL);
     if (rc == 0) {
         pt_cursor_init(&b, rep.body, rep.body_len);
+        uint8_t t;
         *id = pt_dec_u64(&b);
-        *type = pt_dec_u8(&b);
+        t = pt_dec_u8(&b);
+        if (type) *type = t;
         if (!pt_cursor_ok(&b)) rc = -PT_EPROTO;
     }
     pt_reply_free(&rep);
@@ -279,20 +281,45 @@ static int retire_elsewhere(struct petrel_client *c, uint64_t dir, uint64_t id)
     return rc;
 }
 
-int petrel_client_rename(struct petrel_client *c, const char *from, const char *to)
+/*
+ * The inode a name holds now, or 0 when the name is free: the expectation a compare-and-set
+ * request carries.
+ */
+static int lookup_expect(struct petrel_client *c, uint64_t dir, const char *name, uint8_t len,
+                         uint64_t *id)
+{
+    uint8_t t;
+    int rc = lookup(c, dir, name, len, id, &t);
+    if (rc == -PT_ENOENT) {
+        *id = 0;
+        return 0;
+    }
+    return rc;
+}
+
+static int rename_checked(struct petrel_client *c, const char *from, const char *to,
+                          int noreplace)
 {
     struct pt_cdc_req q;
+    uint64_t src, dst;
     int rc, retried;
     memset(&q, 0, sizeof(q));
     q.op = PT_CDC_RENAME;
     if ((rc = resolve_parent(c, from, &q.dir, q.name, &q.name_len)) != 0) return rc;
     if ((rc = resolve_parent(c, to, &q.dir2, q.name2, &q.name2_len)) != 0) return rc;
+    /* What both names hold now: the rename moves only that source and replaces only that
+     * target; a change by someone else in between fails it and leaves theirs. */
+    if ((rc = lookup(c, q.dir, q.name, q.name_len, &src, NULL)) != 0) return rc;
+    if ((rc = lookup_expect(c, q.dir2, q.name2, q.name2_len, &dst)) != 0) return rc;
+    if (noreplace && dst) return dst == src ? 0 : -PT_EEXIST;
     if (q.dir == q.dir2) {
         struct pt_shard_req s;
         struct pt_reply rep;
         memset(&s, 0, sizeof(s));
-        s.op = PT_SHARD_RENAME;
+        s.op = PT_SHARD_RENAME_INODE;
         s.id = q.dir;
+        s.target = src;
+        s.expect = dst;
         memcpy(s.name, q.name, sizeof(s.name));
         s.name_len = q.name_len;
         memcpy(s.name2, q.name2, sizeof(s.name2));
@@ -300,31 +327,58 @@ int petrel_client_rename(struct petrel_client *c, const char *from, const char *
         rc = shard_call(c, q.dir, &s, &rep, &retried);
         if (rc == 0 && rep.body_len >= 8) rc = retire_elsewhere(c, q.dir, pt_get_le64(rep.body));
         pt_reply_free(&rep);
-        /* The first try may have done it before its reply was lost. */
-        if (rc == -PT_ENOENT && retried) {
+        /* The first try may have done it before its reply was lost: then the target holds
+         * the source's inode. Anything else is someone else's name, left alone. */
+        if ((rc == -PT_ENOENT || rc == -PT_ESTALE || rc == -PT_EEXIST) && retried) {
             uint64_t id;
-            uint8_t t;
-            if (lookup(c, q.dir, q.name2, q.name2_len, &id, &t) == 0) rc = 0;
+            if (lookup(c, q.dir, q.name2, q.name2_len, &id, NULL) == 0 && id == src) rc = 0;
         }
         /* A directory replacing a directory of another shard: the CDC checks and removes it. */
         if (rc != -PT_EXDEV) return rc;
     }
+    q.op = PT_CDC_RENAME_INODE;
+    q.expect = src;
+    q.expect2 = dst;
     return cdc_call(c, &q);
 }
 
-int petrel_client_unlink(struct petrel_client *c, const char *path)
+int petrel_client_rename(struct petrel_client *c, const char *from, const char *to)
+{
+    return rename_checked(c, from, to, 0);
+}
+
+int petrel_client_rename_noreplace(struct petrel_client *c, const char *from, const char *to)
+{
+    return rename_checked(c, from, to, 1);
+}
+
+int petrel_client_unlink_inode(struct petrel_client *c, const char *path, uint64_t id)
 {
     struct pt_shard_req q;
     struct pt_reply rep;
     int rc, retried;
     memset(&q, 0, sizeof(q));
-    q.op = PT_SHARD_UNLINK;
+    q.op = PT_SHARD_UNLINK_INODE;
+    if (id == 0) return -PT_EINVAL;
     if ((rc = resolve_parent(c, path, &q.id, q.name, &q.name_len)) != 0) return rc;
+    q.expect = id;
     rc = shard_call(c, q.id, &q, &rep, &retried);
     if (rc == 0 && rep.body_len >= 8) rc = retire_elsewhere(c, q.id, pt_get_le64(rep.body));
     pt_reply_free(&rep);
-    if (rc == -PT_ENOENT && retried) rc = 0; /* done by the first try */
+    /* A retry whose first try was committed finds the name gone or holding someone else's
+     * file (left alone): the file asked for is removed either way. */
+    if ((rc == -PT_ENOENT || rc == -PT_ESTALE) && retried) rc = 0;
     return rc;
+}
+
+int petrel_client_unlink(struct petrel_client *c, const char *path)
+{
+    uint64_t id;
+    uint8_t type;
+    int rc = petrel_client_resolve(c, path, &id, &type);
+    if (rc) return rc;
+    if (type == PT_TYPE_DIR) return -PT_EISDIR;
+    return petrel_client_unlink_inode(c, path, id);
 }
 
 /* ---- block services ---------------------------------------------------------------------- */
@@ -491,8 +545,8 @@ static long fill(petrel_read_fn read, void *ctx, uint8_t *buf, size_t cap)
     return (long)got;
 }
 
-int petrel_client_write_file(struct petrel_client *c, const char *path, petrel_read_fn read,
-                             void *ctx, uint64_t *size_out)
+int petrel_client_replace_file(struct petrel_client *c, const char *path, uint64_t replaces,
+                               petrel_read_fn read, void *ctx, uint64_t *size_out)
 {
     struct writer w;
     struct pt_shard_req q;
@@ -506,11 +560,11 @@ int petrel_client_write_file(struct petrel_client *c, const char *path, petrel_r
     w.c = c;
     if ((rc = resolve_parent(c, path, &w.dir, name, &len)) != 0) return rc;
     {
+        /* Fail early when the name already differs from what the caller expects (the link
+         * checks it again, atomically). */
         uint64_t existing;
-        uint8_t t;
-        rc = lookup(c, w.dir, name, len, &existing, &t);
-        if (rc == 0) return -PT_EEXIST;
-        if (rc != -PT_ENOENT) return rc;
+        if ((rc = lookup_expect(c, w.dir, name, len, &existing)) != 0) return rc;
+        if (existing != replaces) return replaces ? -PT_ESTALE : -PT_EEXIST;
     }
     w.cookie = pt_prng_next(&c->prng) | 1;
     memset(&q, 0, sizeof(q));
@@ -541,15 +595,27 @@ int petrel_client_write_file(struct petrel_client *c, const char *path, petrel_r
     }
     free(buf);
     if (rc) return rc; /* the transient file expires on its own */
+    /* Link-if-free, or replace-only-that-inode: a name someone else took or changed meanwhile
+     * is left to them and this file is abandoned (it expires unlinked). A retried link whose
+     * first try was committed is recognised by the shard from the cookie. */
     memset(&q, 0, sizeof(q));
-    q.op = PT_SHARD_LINK_FILE;
+    q.op = replaces ? PT_SHARD_LINK_REPLACE : PT_SHARD_LINK_FILE;
     q.target = w.dir;
+    q.expect = replaces;
     memcpy(q.name, name, len + 1u);
     q.name_len = len;
     rc = write_call(&w, &q, &rep);
+    if (rc == 0 && replaces && rep.body_len >= 8)
+        rc = retire_elsewhere(c, w.dir, pt_get_le64(rep.body));
     pt_reply_free(&rep);
     if (rc == 0 && size_out) *size_out = offset;
     return rc;
+}
+
+int petrel_client_write_file(struct petrel_client *c, const char *path, petrel_read_fn read,
+                             void *ctx, uint64_t *size_out)
+{
+    return petrel_client_replace_file(c, path, 0, read, ctx, size_out);
 }
 
 /* ---- reading --------------------------------------------------------------------------------- */

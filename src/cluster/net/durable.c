@@ -1,7 +1,9 @@
 /*
  * Durable small-file replacement and directory helpers (see durable.h). Owns the
  * temp-write-fsync-rename-fsync sequence; never leaves a temp file behind on error, never
- * renames before the data is on stable storage.
+ * renames before the data is on stable storage, never reports a directory created before
+ * its parent was fsync'd. Every fsync passes through fsync_any, where a test hook can count
+ * or fail it.
  */
 #include "cluster/net/durable.h"
 
@@ -42,21 +44,67 @@ int pt_errno_to_pt(int e)
     }
 }
 
-int pt_mkdir_p(const char *path)
+static pt_fsync_hook fsync_hook;
+static void *fsync_hook_ctx;
+
+void pt_durable_set_fsync_hook(pt_fsync_hook hook, void *ctx)
+{
+    fsync_hook = hook;
+    fsync_hook_ctx = ctx;
+}
+
+static int fsync_any(int fd, const char *path, int is_dir)
+{
+    int rc = fsync_hook ? fsync_hook(fsync_hook_ctx, fd, path, is_dir) : fsync(fd);
+    return rc == 0 ? 0 : pt_errno_to_pt(errno);
+}
+
+int pt_file_fsync(int fd, const char *path)
+{
+    return fsync_any(fd, path, 0);
+}
+
+/* fsync the directory that holds path's last component ("." for a bare name). */
+static int parent_fsync(const char *path)
 {
     char buf[PATH_MAX];
-    size_t i, n = strlen(path);
-    if (n == 0 || n >= sizeof(buf)) return -PT_EINVAL;
-    memcpy(buf, path, n + 1);
+    const char *slash = strrchr(path, '/');
+    size_t n;
+    if (!slash) return pt_dir_fsync(".");
+    n = slash == path ? 1 : (size_t)(slash - path);
+    if (n >= sizeof(buf)) return -PT_ENAMETOOLONG;
+    memcpy(buf, path, n);
+    buf[n] = 0;
+    return pt_dir_fsync(buf);
+}
+
+int pt_mkdir_p(const char *path)
+{
+    char buf[PATH_MAX], norm[PATH_MAX];
+    size_t i, n = 0;
+    int err;
+    if (!path[0] || strlen(path) >= sizeof(buf)) return -PT_EINVAL;
+    /* Collapse repeated slashes and drop a trailing one: "a//b/" is "a/b". */
+    for (i = 0; path[i]; i++)
+        if (path[i] != '/' || n == 0 || norm[n - 1] != '/') norm[n++] = path[i];
+    while (n > 1 && norm[n - 1] == '/')
+        n--;
+    norm[n] = 0;
+    memcpy(buf, norm, n + 1);
     for (i = 1; i <= n; i++) {
         if (buf[i] != '/' && buf[i] != 0) continue;
         buf[i] = 0;
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return pt_errno_to_pt(errno);
-        buf[i] = path[i];
+        if (mkdir(buf, 0755) == 0) {
+            /* A new entry in the parent: durable only once the parent is synced. */
+            if ((err = parent_fsync(buf)) != 0) return err;
+        } else if (errno != EEXIST) {
+            return pt_errno_to_pt(errno);
+        }
+        buf[i] = norm[i];
     }
     {
         struct stat st;
-        if (stat(path, &st) != 0) return pt_errno_to_pt(errno);
+        if (stat(norm, &st) != 0) return pt_errno_to_pt(errno);
         if (!S_ISDIR(st.st_mode)) return -PT_ENOTDIR;
     }
     return 0;
@@ -66,7 +114,7 @@ int pt_dir_fsync(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), err = 0;
     if (fd < 0) return pt_errno_to_pt(errno);
-    if (fsync(fd) != 0) err = pt_errno_to_pt(errno);
+    err = fsync_any(fd, dir, 1);
     close(fd);
     return err;
 }
@@ -91,7 +139,7 @@ int pt_durable_write_file(const char *dir, const char *name, const void *data, s
         }
         done += (size_t)w;
     }
-    if (!err && fsync(fd) != 0) err = pt_errno_to_pt(errno);
+    if (!err) err = fsync_any(fd, tmp, 0);
     if (close(fd) != 0 && !err) err = pt_errno_to_pt(errno);
     if (!err && rename(tmp, final) != 0) err = pt_errno_to_pt(errno);
     if (err) {

@@ -16,7 +16,7 @@ static int name_ok(const char *n, uint8_t len)
 int pt_cdc_req_encode(const struct pt_cdc_req *q, uint8_t *buf, size_t cap)
 {
     struct pt_cursor c;
-    if (q->op < PT_CDC_MKDIR || q->op > PT_CDC_RENAME) return -PT_EINVAL;
+    if (q->op < PT_CDC_MKDIR || q->op > PT_CDC_RENAME_INODE) return -PT_EINVAL;
     pt_cursor_init(&c, buf, cap);
     pt_enc_u8(&c, q->op);
     pt_enc_u64(&c, q->key);
@@ -26,6 +26,10 @@ int pt_cdc_req_encode(const struct pt_cdc_req *q, uint8_t *buf, size_t cap)
     pt_enc_u64(&c, q->dir2);
     pt_enc_u8(&c, q->name2_len);
     pt_enc_bytes(&c, q->name2, q->name2_len);
+    if (q->op == PT_CDC_RENAME_INODE) {
+        pt_enc_u64(&c, q->expect);
+        pt_enc_u64(&c, q->expect2);
+    }
     return pt_cursor_ok(&c) ? (int)c.pos : -PT_EOVERFLOW;
 }
 
@@ -45,10 +49,15 @@ int pt_cdc_req_decode(struct pt_cdc_req *q, const uint8_t *buf, size_t len)
     q->name2_len = pt_dec_u8(&c);
     p = pt_cursor_take(&c, q->name2_len);
     if (p) memcpy(q->name2, p, q->name2_len);
+    if (q->op == PT_CDC_RENAME_INODE) {
+        q->expect = pt_dec_u64(&c);
+        q->expect2 = pt_dec_u64(&c);
+    }
     if (!pt_cursor_ok(&c) || c.pos != len) return -PT_EPROTO;
-    if (q->op < PT_CDC_MKDIR || q->op > PT_CDC_RENAME || !name_ok(q->name, q->name_len))
+    if (q->op < PT_CDC_MKDIR || q->op > PT_CDC_RENAME_INODE || !name_ok(q->name, q->name_len))
         return -PT_EINVAL;
-    if (q->op == PT_CDC_RENAME && !name_ok(q->name2, q->name2_len)) return -PT_EINVAL;
-    if (q->op != PT_CDC_RENAME && q->name2_len) return -PT_EINVAL;
+    if (pt_cdc_op_is_rename(q->op) && !name_ok(q->name2, q->name2_len)) return -PT_EINVAL;
+    if (!pt_cdc_op_is_rename(q->op) && q->name2_len) return -PT_EINVAL;
+    if (q->op == PT_CDC_RENAME_INODE && q->expect == 0) return -PT_EINVAL;
     return 0;
 }

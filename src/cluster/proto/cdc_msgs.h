@@ -21,7 +21,14 @@ enum pt_cdc_op {
     PT_CDC_MKDIR = 1,  /* (dir, name) -> new directory id */
     PT_CDC_RMDIR = 2,  /* (dir, name) */
     PT_CDC_RENAME = 3, /* (dir, name) -> (dir2, name2), replacing name2 (rename(2) rules) */
+    /* RENAME as compare-and-set: moves name only while it holds expect, onto name2 only while
+     * name2 holds expect2 (0: only while name2 is free, -PT_EEXIST otherwise); a change by
+     * someone else is refused with -PT_ESTALE. */
+    PT_CDC_RENAME_INODE = 4,
 };
+
+/* RENAME or RENAME_INODE. */
+#define pt_cdc_op_is_rename(op) ((op) == PT_CDC_RENAME || (op) == PT_CDC_RENAME_INODE)
 
 struct pt_cdc_req {
     uint8_t op;
@@ -29,9 +36,11 @@ struct pt_cdc_req {
     uint64_t dir, dir2;
     uint8_t name_len, name2_len;
     char name[PT_NAME_MAX + 1], name2[PT_NAME_MAX + 1];
+    uint64_t expect, expect2; /* RENAME_INODE: the inodes name and name2 must hold */
 };
 
-/* u8 op, u64 key, u64 dir, name (u8 len + bytes), u64 dir2, name2. Length or -PT_EINVAL. */
+/* u8 op, u64 key, u64 dir, name (u8 len + bytes), u64 dir2, name2 (RENAME_INODE: then u64
+ * expect, u64 expect2). Length or -PT_EINVAL. */
 int pt_cdc_req_encode(const struct pt_cdc_req *q, uint8_t *buf, size_t cap);
 /* 0, -PT_EPROTO (malformed), -PT_EINVAL (bad name or op). */
 int pt_cdc_req_decode(struct pt_cdc_req *q, const uint8_t *buf, size_t len);

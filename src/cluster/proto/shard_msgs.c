@@ -23,6 +23,7 @@ enum {
     F_NAME2 = 1 << 9,
     F_DATA = 1 << 10,
     F_SERVICES = 1 << 11,
+    F_EXPECT = 1 << 12,
     F_INVALID = -1,
 };
 
@@ -50,6 +51,12 @@ static int shard_req_fields(uint8_t op)
         return F_ID | F_COOKIE | F_TARGET | F_NAME;
     case PT_SHARD_UNLINK:
         return F_ID | F_NAME;
+    case PT_SHARD_LINK_REPLACE:
+        return F_ID | F_COOKIE | F_TARGET | F_NAME | F_EXPECT;
+    case PT_SHARD_UNLINK_INODE:
+        return F_ID | F_NAME | F_EXPECT;
+    case PT_SHARD_RENAME_INODE:
+        return F_ID | F_TARGET | F_NAME | F_NAME2 | F_EXPECT;
     case PT_SHARD_RENAME:
         return F_ID | F_NAME | F_NAME2;
     case PT_SHARD_EXPIRE:
@@ -135,6 +142,7 @@ int pt_shard_req_encode(const struct pt_shard_req *req, uint8_t *buf, size_t cap
         for (i = 0; i < req->n_services; i++)
             pt_enc_u64(&c, req->services[i]);
     }
+    if (f & F_EXPECT) pt_enc_u64(&c, req->expect);
     if (!pt_cursor_ok(&c)) return -PT_EOVERFLOW;
     return (int)c.pos;
 }
@@ -198,6 +206,7 @@ int pt_shard_req_decode(struct pt_shard_req *req, const uint8_t *buf, size_t len
         for (i = 0; i < req->n_services; i++)
             req->services[i] = pt_dec_u64(&c);
     }
+    if (f & F_EXPECT) req->expect = pt_dec_u64(&c);
     if (!pt_cursor_ok(&c) || c.pos != len) return -PT_EPROTO;
     return 0;
 }

@@ -50,6 +50,12 @@ enum pt_shard_op {
     PT_SHARD_RETIRE_FILE = 25,    /* (id): a file lost its name on another shard: retention */
     PT_SHARD_FORGET_FILE = 26,    /* (id): leader only: every block erased, drop the file */
     PT_SHARD_FORGET_DROPPED = 27, /* (data = n x (time, service, block)): leader only: erased */
+    /* Compare-and-set forms: they act only when the name still holds the inode the caller
+     * saw (expect), else -PT_ESTALE; expect 0 means "the name must be free" (-PT_EEXIST). */
+    PT_SHARD_LINK_REPLACE = 28, /* (id=file, cookie, target=dir, name, expect) -> replaced */
+    PT_SHARD_UNLINK_INODE = 29, /* (id=dir, name, expect) -> removed */
+    PT_SHARD_RENAME_INODE = 30, /* (id=dir, target=source inode, name -> name2, expect)
+                                   -> replaced */
     /* The shard-local halves of CDC transactions; txn makes a retry return the same result. */
     PT_SHARD_MAKE_DIR = 32,     /* (txn, target=parent) -> new dir id */
     PT_SHARD_ADD_ENTRY = 33,    /* (txn, id=dir, name, target, offset=type) */
@@ -118,6 +124,7 @@ struct pt_shard_req {
     const uint8_t *data_ptr; /* inline bytes or proofs; points into the decoded buffer */
     uint8_t n_services;
     uint64_t services[PT_SPAN_BLOCKS_MAX]; /* ADD_SPAN: chosen by the leader */
+    uint64_t expect; /* the *_INODE / LINK_REPLACE ops: the inode the name must hold, 0 = none */
 };
 
 /* Encode a request; returns its length or a negative error (-PT_EINVAL: bad field). */

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cluster/client/blocks_client.h"
+#include "cluster/net/durable.h"
 #include "cluster/proto/blocks_msg.h"
 #include "cluster/proto/shard_msgs.h"
 #include "cluster/shard/raft_node.h"
@@ -27,6 +28,10 @@
 #define GC_EVERY_MS 1000    /* a leader looks for files whose retention is over this often */
 #define GC_SCAN_BUDGET 4096 /* inodes examined per look */
 #define GC_FILES_MAX 16     /* files erased per round */
+/* For this long after start-up a shard that cannot place a span yet answers EAGAIN (the
+ * client retries) rather than ENOSPC: its view of the block services comes from the registry
+ * a moment after it starts, and block services may still be registering. */
+#define SERVICES_GRACE_MS 15000
 
 /* One round of garbage collection: files and their blocks, erased on a worker thread. */
 struct gc_block {
@@ -60,6 +65,7 @@ struct shard_service {
     uint64_t last_expire_ms;
     uint64_t last_gc_ms, gc_cursor;
     int gc_running;
+    uint64_t started_ms; /* wall clock at start-up */
     uint8_t reply[PT_SHARD_MSG_MAX + 4];
 };
 
@@ -132,7 +138,7 @@ static void write_done(void *ctx, int status, const uint8_t *reply, size_t len)
  */
 static int choose_services(struct shard_service *s, struct pt_shard_req *q, unsigned copies)
 {
-    size_t count, i, j, picked = 0;
+    size_t count, i, j, picked = 0, no_secret = 0;
     uint64_t avoid[PT_SPAN_BLOCKS_MAX];
     unsigned n_avoid = q->n_services;
     memcpy(avoid, q->services, sizeof(avoid));
@@ -148,7 +154,11 @@ static int choose_services(struct shard_service *s, struct pt_shard_req *q, unsi
     for (i = 0; i < count && picked < copies; i++) {
         const struct pt_node_service *c = &all[order[i]];
         int clash = 0;
-        if (c->stale || !c->has_secret || !c->addr[0]) continue;
+        if (c->stale || !c->addr[0]) continue;
+        if (!c->has_secret) {
+            no_secret++; /* fetched on the next discovery round */
+            continue;
+        }
         for (j = 0; j < n_avoid; j++)
             if (avoid[j] == c->id) clash = 1;
         if (c->capacity && c->used + q->size > c->capacity) continue;
@@ -159,7 +169,9 @@ static int choose_services(struct shard_service *s, struct pt_shard_req *q, unsi
         if (clash) continue;
         q->services[picked++] = c->id;
     }
-    if (picked < copies) return -PT_ENOSPC;
+    if (picked < copies)
+        return no_secret || pt_node_wall_ms() - s->started_ms < SERVICES_GRACE_MS ? -PT_EAGAIN
+                                                                               : -PT_ENOSPC;
     q->n_services = (uint8_t)copies;
     return 0;
 }
@@ -244,7 +256,10 @@ static void handle(void *ctx, struct pt_request *req)
             return;
         }
         if ((rc = choose_services(s, &q, q.parity + 1u)) != 0) {
-            pt_request_reply_error(req, rc, "not enough block services in distinct failure domains",
+            pt_request_reply_error(req, rc,
+                                   rc == -PT_EAGAIN
+                                       ? "block services not known yet"
+                                       : "not enough block services in distinct failure domains",
                                    NULL);
             return;
         }
@@ -473,7 +488,8 @@ int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned e
         return -PT_EINVAL;
     }
     snprintf(store, sizeof(store), "%s/store", cfg->dir);
-    if ((rc = pt_node_start_prepare_dir(cfg->dir)) != 0 ||
+    /* The replica's directory, durably in its parent (the node then fills it). */
+    if ((rc = pt_mkdir_p(cfg->dir)) != 0 || (rc = pt_node_start_prepare_dir(cfg->dir)) != 0 ||
         (rc = pt_shard_sm_open(&s->sm, store, cfg->shard, 1)) != 0) {
         snprintf(err, err_cap, "cannot open the store in %s: %s", store, petrel_strerror(rc));
         free(s);
@@ -482,6 +498,7 @@ int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned e
     if (cfg->retention_ms) s->sm.retention_ms = cfg->retention_ms;
     pt_shard_fsm_init(&s->fsm, &s->sm);
     pt_prng_seed(&s->prng, pt_entropy_seed());
+    s->started_ms = pt_node_wall_ms();
     memset(&nc, 0, sizeof(nc));
     nc.registry = cfg->registry;
     nc.kind = PT_NODE_SHARD;

@@ -677,17 +677,35 @@ static int all_spans_certified(struct apply_ctx *a, uint64_t file)
     return ok;
 }
 
-static int op_link(struct apply_ctx *a, const struct pt_shard_req *q)
+static int replace_target(struct apply_ctx *a, const struct dirent_rec *old, uint8_t type,
+                          uint64_t *retire);
+
+/*
+ * LINK_FILE (replace 0) and LINK_REPLACE (replace 1): a certified transient file gets its name.
+ * LINK_FILE needs the name free (-PT_EEXIST). LINK_REPLACE needs the name to hold exactly
+ * q->expect, a file, which it replaces and retires (-PT_ESTALE when the name holds anything
+ * else or nothing any more: someone else changed it, and theirs is left alone); q->expect 0
+ * makes it LINK_FILE. Reply (LINK_REPLACE only): u64 the replaced inode.
+ */
+static int link_file(struct apply_ctx *a, const struct pt_shard_req *q, int replace)
 {
     struct inode_rec f, d;
     struct dirent_rec e;
+    uint64_t retire = 0;
     int rc;
     if (q->name_len == 0) return -PT_EINVAL;
     if ((rc = writable_file(a, q, &f)) != 0) {
-        /* A retried link whose first try was committed: same file under the same name. */
-        if (rc == -PT_ESTALE && f.state == PT_FILE_LINKED && f.cookie == q->cookie &&
-            dirent_get(a->sm, a->t, q->target, q->name, q->name_len, &e) == 0 && e.id == q->id)
+        /* A retried link whose first try was committed (its reply was lost): the file is
+         * linked with this writer's cookie under that very name, or was linked in that
+         * directory and removed since by someone else. The first try did the work; this one
+         * changes nothing (a linked file never gets a second name). */
+        if (rc == -PT_ESTALE && f.cookie == q->cookie &&
+            ((f.state == PT_FILE_LINKED &&
+              dirent_get(a->sm, a->t, q->target, q->name, q->name_len, &e) == 0 && e.id == q->id) ||
+             (f.state == PT_FILE_UNLINKED && f.parent == q->target))) {
+            if (replace) pt_enc_u64(&a->out, q->expect);
             return 0;
+        }
         return rc;
     }
     if ((rc = live_dir(a, q->target, &d)) != 0) return rc;
@@ -695,8 +713,15 @@ static int op_link(struct apply_ctx *a, const struct pt_shard_req *q)
     if (rc < 0) return rc;
     if (rc == 0) return -PT_EAGAIN; /* a span still awaits its proofs */
     rc = dirent_get(a->sm, a->t, q->target, q->name, q->name_len, &e);
-    if (rc == 0) return -PT_EEXIST;
-    if (rc != -PT_ENOENT) return rc;
+    if (rc == 0) {
+        if (!q->expect) return -PT_EEXIST;
+        if (e.id != q->expect) return -PT_ESTALE;
+        if ((rc = replace_target(a, &e, PT_TYPE_FILE, &retire)) != 0) return rc;
+    } else if (rc != -PT_ENOENT) {
+        return rc;
+    } else if (q->expect) {
+        return -PT_ESTALE; /* what was to be replaced is gone */
+    }
     if ((rc = transient_index(a->sm, a->t, f.deadline, q->id, 0)) != 0) return rc;
     f.state = PT_FILE_LINKED;
     f.deadline = 0;
@@ -710,6 +735,8 @@ static int op_link(struct apply_ctx *a, const struct pt_shard_req *q)
     if ((rc = inode_put(a->sm, a->t, q->id, &f)) ||
         (rc = dirent_put(a->sm, a->t, q->target, q->name, q->name_len, &e)))
         return rc;
+    /* The replaced file: the client retires it on its own shard when that is another one. */
+    if (replace) pt_enc_u64(&a->out, retire);
     return inode_put(a->sm, a->t, q->target, &d);
 }
 
@@ -727,13 +754,18 @@ static int retire_file(struct apply_ctx *a, uint64_t id)
     return inode_put(a->sm, a->t, id, &f);
 }
 
-static int op_unlink(struct apply_ctx *a, const struct pt_shard_req *q)
+/*
+ * UNLINK (checked 0) and UNLINK_INODE (checked 1: only when the name holds q->expect, else
+ * -PT_ESTALE: a name that now holds someone else's file is left alone).
+ */
+static int unlink_entry(struct apply_ctx *a, const struct pt_shard_req *q, int checked)
 {
     struct inode_rec d;
     struct dirent_rec e;
     int rc;
     if ((rc = live_dir(a, q->id, &d)) != 0) return rc;
     if ((rc = dirent_get(a->sm, a->t, q->id, q->name, q->name_len, &e)) != 0) return rc;
+    if (checked && e.id != q->expect) return -PT_ESTALE;
     if (e.type == PT_TYPE_DIR) return -PT_EISDIR; /* rmdir goes through the CDC */
     if (e.lock_txn) return -PT_EBUSY;
     if ((rc = dirent_del(a->sm, a->t, q->id, q->name, q->name_len)) != 0) return rc;
@@ -851,7 +883,13 @@ static int op_forget_dropped(struct apply_ctx *a, const struct pt_shard_req *q)
     return 0;
 }
 
-static int op_rename(struct apply_ctx *a, const struct pt_shard_req *q)
+/*
+ * RENAME (checked 0) and RENAME_INODE (checked 1): within one directory, name -> name2.
+ * RENAME_INODE moves name only while it holds q->target, and onto name2 only while name2
+ * holds q->expect (0: only while name2 is free, -PT_EEXIST otherwise); any other content is
+ * someone else's change: -PT_ESTALE, nothing done.
+ */
+static int rename_entry(struct apply_ctx *a, const struct pt_shard_req *q, int checked)
 {
     struct inode_rec d;
     struct dirent_rec e, old;
@@ -860,6 +898,7 @@ static int op_rename(struct apply_ctx *a, const struct pt_shard_req *q)
     if (q->name2_len == 0) return -PT_EINVAL;
     if ((rc = live_dir(a, q->id, &d)) != 0) return rc;
     if ((rc = dirent_get(a->sm, a->t, q->id, q->name, q->name_len, &e)) != 0) return rc;
+    if (checked && e.id != q->target) return -PT_ESTALE;
     if (q->name_len == q->name2_len && memcmp(q->name, q->name2, q->name_len) == 0) {
         pt_enc_u64(&a->out, 0); /* onto itself: nothing to do */
         return 0;
@@ -871,9 +910,13 @@ static int op_rename(struct apply_ctx *a, const struct pt_shard_req *q)
             pt_enc_u64(&a->out, 0);
             return 0;
         }
+        if (checked && !q->expect) return -PT_EEXIST;
+        if (checked && old.id != q->expect) return -PT_ESTALE;
         if ((rc = replace_target(a, &old, e.type, &retire)) != 0) return rc;
     } else if (rc != -PT_ENOENT) {
         return rc;
+    } else if (checked && q->expect) {
+        return -PT_ESTALE; /* what was to be replaced is gone */
     }
     if ((rc = dirent_del(a->sm, a->t, q->id, q->name, q->name_len)) != 0) return rc;
     e.mtime = a->now;
@@ -1073,11 +1116,17 @@ static int dispatch_write(struct apply_ctx *a, const struct pt_shard_req *q)
     case PT_SHARD_CERTIFY_SPAN:
         return op_certify(a, q);
     case PT_SHARD_LINK_FILE:
-        return op_link(a, q);
+        return link_file(a, q, 0);
+    case PT_SHARD_LINK_REPLACE:
+        return link_file(a, q, 1);
     case PT_SHARD_UNLINK:
-        return op_unlink(a, q);
+        return unlink_entry(a, q, 0);
+    case PT_SHARD_UNLINK_INODE:
+        return unlink_entry(a, q, 1);
     case PT_SHARD_RENAME:
-        return op_rename(a, q);
+        return rename_entry(a, q, 0);
+    case PT_SHARD_RENAME_INODE:
+        return rename_entry(a, q, 1);
     case PT_SHARD_EXPIRE:
         return op_expire(a);
     case PT_SHARD_DROP_SPAN:

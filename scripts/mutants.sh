@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Mutation check: apply deliberate bugs one at a time to a copy of the committed tree, build,
+# run the simulation (or, for parts not yet in the simulator, the tests that cover them), and
+# print a table: mutant -> caught by ... / MISSED.
+#
+# usage: scripts/mutants.sh [SEEDS]     (make mutants [MUTANT_SEEDS=N])
+# A mutant that no longer applies (the code moved) is reported as NOT APPLIED, never as caught.
+set -u
+seeds=${1:-200}
+root=$(git rev-parse --show-toplevel)
+work=$(mktemp -d /tmp/petrel-mutants.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+git -C "$root" archive HEAD | tar -x -C "$work"
+cd "$work" || exit 1
+jobs=2
+log=$work/mutant.log
+
+# name | file | perl substitution (applied with -0pi) | test command | what it breaks
+mutants=(
+"fsync-skipped-before-append-cb|src/cluster/replica/raft_store.c|s/(s->stats.append_writes\+\+;\n\s*)pt_env_fsync\(s->env, s->open_fd, queue_synced, s\);/\$1pt_env_timer(s->env, 0, sync_skipped, s);/; s/(static void snapshot_synced\(void \*ctx, int status\);)/static void sync_skipped(void *ctx) { queue_synced(ctx, 0); }\n\$1/|sim|raft_io runs append callbacks without fsync'ing the log"
+"entry-applied-twice|src/cluster/shard/shard_fsm.c|s/(rc = pt_shard_sm_apply\(f->sm, buf->base, buf->len, &f->out\);)/\$1 if (rc == 0) \$1/|sim|the FSM applies every committed entry twice"
+"follower-answers-reads|src/cluster/replica/replica.c|s/(int pt_replica_read\(.*?\n\{\n    struct read_wait \*w;\n)/\$1    done(ctx, 0);\n    return 0;\n/s|sim|any replica answers reads from its own store"
+"deposed-leader-answers-reads|src/cluster/replica/replica.c|s/    if \(!pt_replica_can_serve\(r\)\) return -PT_ENOTLEADER;\n    w = calloc/    if (pt_replica_is_leader(r)) { done(ctx, 0); return 0; }\n    w = calloc/|sim|a leader answers reads without a read barrier (stale after it is deposed)"
+"wrong-page-crc-accepted|src/cluster/blocks/blocks_store.c|s/(pt_get_le32\(crcs \+ \(size_t\)4 \* i\)\)\n\s*)err = -PT_ECORRUPT;/\$1err = 0;/|blocks|a block read returns a page whose CRC does not match"
+"no-post-write-verify|src/cluster/blocks/blocks_store.c|s/if \(!err\) err = verify_written\(fd, header, crcs, pages, size\);/(void)verify_written;/|blocks|the block store skips reading back what it wrote"
+"no-rename-loop-check|src/cluster/cdc/cdc_steps.c|s/if \(rc == 1\) rc = -PT_ELOOP;/if (rc == 1) rc = 0;/|cdc|the CDC lets a directory move under itself"
+)
+
+run_tests() { # $1 = suite; prints what caught it, returns 0 if caught
+    case $1 in
+    sim)
+        PETREL_SIM_SEEDS=$seeds timeout 900 build/tests/test-sim sim_cluster_seeds >"$log" 2>&1 ||
+            { echo "test-sim: $(grep -m1 -o 'test_sim_cluster.c:[0-9]*: seed .*' "$log" | cut -d' ' -f2- | head -c 110)"; return 0; }
+        ;;
+    blocks)
+        timeout 600 build/tests/test-cluster 'blocks_*' >"$log" 2>&1 ||
+            { echo "test-cluster $(grep -m1 '^FAIL' "$log" | awk '{print $2}')"; return 0; }
+        ;;
+    cdc)
+        timeout 900 build/tests/test-cluster 'cdc_*' cluster_directories_across_shards_and_cdc_renames \
+            >"$log" 2>&1 ||
+            { echo "test-cluster $(grep -m1 '^FAIL' "$log" | awk '{print $2}')"; return 0; }
+        ;;
+    esac
+    return 1
+}
+
+suite_bin() { case $1 in sim) echo build/tests/test-sim ;; *) echo build/tests/test-cluster ;; esac; }
+
+echo "building the unmutated tree..."
+make -j$jobs build/tests/test-sim build/tests/test-cluster build/petrel >/dev/null 2>&1 ||
+    { echo "the unmutated tree does not build"; exit 1; }
+printf '%-32s | %-60s | %s\n' "mutant" "caught by" "bug"
+printf '%-32s-+-%-60s-+-%s\n' "--------------------------------" \
+    "------------------------------------------------------------" "---"
+missed=0
+for m in "${mutants[@]}"; do
+    IFS='|' read -r name file subst suite what <<<"$m"
+    cp "$file" "$file.orig"
+    perl -0pi -e "$subst" "$file"
+    if cmp -s "$file" "$file.orig"; then
+        result="NOT APPLIED (pattern not found)"
+        missed=$((missed + 1))
+    elif ! make -j$jobs "$(suite_bin "$suite")" build/petrel >"$log" 2>&1; then
+        result="build failed (mutant invalid)"
+        missed=$((missed + 1))
+    elif caught=$(run_tests "$suite"); then
+        result=$caught
+    else
+        result="MISSED"
+        missed=$((missed + 1))
+    fi
+    mv "$file.orig" "$file"
+    touch "$file"
+    printf '%-32s | %-60s | %s\n' "$name" "$result" "$what"
+done
+make -j$jobs "$(suite_bin sim)" >/dev/null 2>&1
+echo "$missed mutant(s) not caught"

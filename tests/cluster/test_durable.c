@@ -1,0 +1,193 @@
+/*
+ * Directory durability (issue 10): every directory the servers create, every file renamed into
+ * place and every block file removed is followed by an fsync of the directory that holds the
+ * entry. Checked through the fsync hook of net/durable.c, which sees every fsync the servers'
+ * storage code makes (files and directories) and can fail any of them.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cluster/blocks/blocks.h"
+#include "cluster/client/blocks_client.h"
+#include "cluster/net/durable.h"
+#include "petrel/common.h"
+#include "petrel/crc32c.h"
+#include "test.h"
+
+#define LOG_MAX 600
+
+/* The fsyncs seen, in order: "D path" for a directory, "F path" for a file. */
+struct sync_log {
+    char what[LOG_MAX][1024];
+    unsigned n;
+    int fail_dirs;  /* fail every directory fsync with EIO */
+    int fail_files; /* fail every file fsync with EIO */
+};
+
+static int record_sync(void *ctx, int fd, const char *path, int is_dir)
+{
+    struct sync_log *l = ctx;
+    if (l->n < LOG_MAX) snprintf(l->what[l->n++], sizeof(l->what[0]), "%c %s", is_dir ? 'D' : 'F', path);
+    if ((is_dir && l->fail_dirs) || (!is_dir && l->fail_files)) {
+        errno = EIO;
+        return -1;
+    }
+    return fsync(fd);
+}
+
+static struct sync_log *start_log(void)
+{
+    struct sync_log *l = calloc(1, sizeof(*l));
+    CHECK(l != NULL);
+    pt_durable_set_fsync_hook(record_sync, l);
+    return l;
+}
+
+static void stop_log(struct sync_log *l)
+{
+    pt_durable_set_fsync_hook(NULL, NULL);
+    free(l);
+}
+
+/* Whether "KIND path" was logged at position >= from; returns its index or -1. */
+static int logged(const struct sync_log *l, unsigned from, char kind, const char *path)
+{
+    char want[1024];
+    unsigned i;
+    snprintf(want, sizeof(want), "%c %s", kind, path);
+    for (i = from; i < l->n; i++)
+        if (strcmp(l->what[i], want) == 0) return (int)i;
+    return -1;
+}
+
+TEST(durable_mkdir_p_syncs_the_parent_of_every_new_directory)
+{
+    struct sync_log *l = start_log();
+    char base[512], path[600], p1[600], p2[600];
+    snprintf(base, sizeof(base), "%s", test_tmpdir());
+    snprintf(path, sizeof(path), "%s/a//b/c/", base);
+    snprintf(p1, sizeof(p1), "%s/a", base);
+    snprintf(p2, sizeof(p2), "%s/a/b", base);
+    CHECK_OK(pt_mkdir_p(path));
+    /* New: a, a/b, a/b/c; each one's parent synced after its mkdir, nothing else. */
+    CHECK_EQ(l->n, 3);
+    CHECK(logged(l, 0, 'D', base) == 0);
+    CHECK(logged(l, 0, 'D', p1) == 1);
+    CHECK(logged(l, 0, 'D', p2) == 2);
+    /* Existing directories are not synced again. */
+    l->n = 0;
+    CHECK_OK(pt_mkdir_p(path));
+    CHECK_EQ(l->n, 0);
+    /* A failed directory fsync is the call's error. */
+    l->fail_dirs = 1;
+    snprintf(path, sizeof(path), "%s/a/b/d", base);
+    CHECK_EQ(pt_mkdir_p(path), -PT_EIO);
+    /* A relative path's first directory lives in ".". */
+    l->fail_dirs = 0;
+    l->n = 0;
+    {
+        char cwd[600];
+        CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
+        CHECK_OK(chdir(base) == 0 ? 0 : -1);
+        CHECK_OK(pt_mkdir_p("rel/x"));
+        CHECK_OK(chdir(cwd) == 0 ? 0 : -1);
+        CHECK_EQ(l->n, 2);
+        CHECK(logged(l, 0, 'D', ".") == 0);
+        CHECK(logged(l, 0, 'D', "rel") == 1);
+    }
+    stop_log(l);
+}
+
+TEST(durable_write_file_syncs_data_then_directory)
+{
+    struct sync_log *l = start_log();
+    char dir[512], tmp[600], final[600];
+    uint8_t *data;
+    size_t len;
+    struct stat st;
+    snprintf(dir, sizeof(dir), "%s", test_tmpdir());
+    snprintf(tmp, sizeof(tmp), "%s/.state.tmp", dir);
+    snprintf(final, sizeof(final), "%s/state", dir);
+    CHECK_OK(pt_durable_write_file(dir, "state", "one", 3));
+    CHECK_EQ(l->n, 2);
+    CHECK(logged(l, 0, 'F', tmp) == 0); /* the bytes before the rename */
+    CHECK(logged(l, 0, 'D', dir) == 1); /* the rename after it */
+    /* A failed data fsync: no rename (the old content stays), no temp file left. */
+    l->fail_files = 1;
+    CHECK_EQ(pt_durable_write_file(dir, "state", "two", 3), -PT_EIO);
+    CHECK_EQ(stat(tmp, &st), -1);
+    CHECK_OK(pt_read_file(final, 16, &data, &len));
+    CHECK_EQ(len, 3);
+    CHECK(memcmp(data, "one", 3) == 0);
+    free(data);
+    /* A failed directory fsync is reported (the caller must not trust the rename). */
+    l->fail_files = 0;
+    l->fail_dirs = 1;
+    CHECK_EQ(pt_durable_write_file(dir, "state", "two", 3), -PT_EIO);
+    stop_log(l);
+}
+
+TEST(durable_block_store_syncs_directories_of_every_entry)
+{
+    struct sync_log *l = start_log();
+    struct pt_blocks_store s;
+    char root[512], dir[600], blocks[700], sub[700], path[800];
+    uint8_t data[5000];
+    uint32_t crc;
+    unsigned i, blocks_syncs = 0;
+    int at;
+    snprintf(root, sizeof(root), "%s", test_tmpdir());
+    snprintf(dir, sizeof(dir), "%s/bs/disk0", root);
+    snprintf(blocks, sizeof(blocks), "%s/blocks", dir);
+    CHECK_OK(pt_blocks_store_open(dir, &s));
+    /* The new directories bs, bs/disk0, blocks, tmp: each parent synced; the 256 subdirectories
+     * of blocks/ with one sync of blocks/; the identity file: data, then its directory. */
+    snprintf(path, sizeof(path), "%s/bs", root);
+    CHECK(logged(l, 0, 'D', root) >= 0);
+    CHECK(logged(l, 0, 'D', path) >= 0);
+    CHECK(logged(l, 0, 'D', dir) >= 0);
+    for (i = 0; i < l->n; i++) {
+        char want[720];
+        snprintf(want, sizeof(want), "D %s", blocks);
+        blocks_syncs += strcmp(l->what[i], want) == 0;
+    }
+    CHECK_EQ(blocks_syncs, 1);
+    snprintf(path, sizeof(path), "%s/.%s.tmp", dir, PT_BLOCKS_ID_FILE);
+    at = logged(l, 0, 'F', path);
+    CHECK(at >= 0);
+    CHECK(logged(l, (unsigned)at, 'D', dir) > at);
+    /* A block write: the file's bytes, then the subdirectory it was renamed into. */
+    for (i = 0; i < sizeof(data); i++)
+        data[i] = (uint8_t)(i * 7);
+    crc = pt_block_crc(data, sizeof(data));
+    l->n = 0;
+    CHECK_OK(pt_blocks_store_write(&s, 0x1234, crc, data, sizeof(data)));
+    CHECK_EQ(l->n, 2);
+    CHECK_EQ(l->what[0][0], 'F');
+    snprintf(sub, sizeof(sub), "%s/blocks/%02x", dir, 0x34u);
+    CHECK_MSG(logged(l, 1, 'D', sub) == 1, "wanted D %s, got %s", sub, l->what[1]);
+    /* An erase: the subdirectory that lost the entry. */
+    l->n = 0;
+    CHECK_OK(pt_blocks_store_erase(&s, 0x1234, crc, sizeof(data)));
+    CHECK_EQ(l->n, 1);
+    CHECK(logged(l, 0, 'D', sub) == 0);
+    /* Failing fsyncs fail the operations, and a failed write leaves no block behind. */
+    l->fail_files = 1;
+    CHECK_EQ(pt_blocks_store_write(&s, 0x1235, crc, data, sizeof(data)), -PT_EIO);
+    {
+        struct pt_block_stat bst;
+        CHECK_EQ(pt_blocks_store_stat(&s, 0x1235, &bst), -PT_ENOENT);
+    }
+    pt_blocks_store_close(&s);
+    /* Reopening an existing store creates nothing: no directory syncs for blocks/ again. */
+    l->fail_files = 0;
+    l->n = 0;
+    CHECK_OK(pt_blocks_store_open(dir, &s));
+    CHECK_EQ(logged(l, 0, 'D', blocks), -1);
+    pt_blocks_store_close(&s);
+    stop_log(l);
+}

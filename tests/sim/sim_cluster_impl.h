@@ -1,0 +1,162 @@
+/*
+ * Internals shared by the simulated cluster's files (not an interface): the cluster, its
+ * replica processes and their incarnations, the clients, and the checker's model.
+ *   sim_cluster.c  replicas, the shard front end, the run (set-up, faults, heal, settle)
+ *   sim_client.c   the clients: workload, retries, redirection
+ *   sim_check.c    the model fed by the committed history and every check against it
+ */
+#ifndef PETREL_TESTS_SIM_CLUSTER_IMPL_H
+#define PETREL_TESTS_SIM_CLUSTER_IMPL_H
+
+#include <raft.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cluster/replica/replica.h"
+#include "cluster/shard/shard_fsm.h"
+#include "cluster/shard/shard_sm.h"
+#include "petrel/codec.h"
+#include "sim_cluster.h"
+
+#define MAX_SHARDS 4
+#define MAX_CLIENTS 8
+#define NAMES 6
+#define ATTEMPT_MS 700
+#define MAX_ATTEMPTS 40
+#define SEEN_MAX 64
+#define REQ_MAX (PT_INLINE_MAX + 512)
+#define REPLY_MAX (PT_SHARD_MSG_MAX + 64)
+
+struct sim_cluster;
+
+/* ---- model ------------------------------------------------------------------------------------ */
+
+struct hist_entry {
+    uint64_t entry_sum, reply_sum;
+    int set;
+};
+
+struct version {
+    uint64_t index;
+    uint64_t names[NAMES];
+};
+
+struct mfile {
+    uint64_t id, cookie;
+    uint8_t state;
+    uint8_t *data;
+    size_t len;
+};
+
+struct keyset {
+    uint64_t *k;
+    size_t n, cap;
+};
+
+struct shard_model {
+    uint64_t dir;
+    struct hist_entry *hist;
+    size_t hist_cap;
+    uint64_t committed; /* highest index applied anywhere */
+    struct version *ver;
+    size_t n_ver, ver_cap;
+    uint64_t cur[NAMES];
+    uint64_t acked_max;
+    struct keyset ok_keys; /* requests that succeeded in H */
+};
+
+/* ---- nodes -------------------------------------------------------------------------------------- */
+
+/* One incarnation of a replica process: everything that dies with it. */
+struct inc {
+    struct node *n;
+    struct pt_env *env;
+    struct raft_io io;
+    int io_ready, dead;
+    struct pt_replica *rep;
+    struct pt_shard_sm sm;
+    int sm_open;
+    struct pt_shard_fsm fsm;
+    struct raft_fsm wrap;
+    uint64_t applied; /* last index applied by this incarnation */
+    uint64_t watch_timer;
+    char seen_from[SEEN_MAX][8];
+    uint64_t seen_id[SEEN_MAX];
+    unsigned seen_next;
+};
+
+struct node {
+    struct sim_cluster *c;
+    unsigned shard, rid; /* rid: 0-based */
+    struct sim_proc *proc;
+    char addr[PT_ENV_ADDR_MAX], raft_addr[PT_ENV_ADDR_MAX], dir[512];
+    struct inc *cur; /* the live incarnation (NULL while down or starting failed) */
+    unsigned incarnations;
+};
+
+enum op_kind { OP_WRITE, OP_LOOKUP, OP_READDIR, OP_READ, OP_RENAME, OP_UNLINK, OP_MKDIR, OP_KINDS };
+
+struct client {
+    struct sim_cluster *c;
+    unsigned idx;
+    struct sim_proc *proc;
+    struct pt_env *env;
+    char addr[PT_ENV_ADDR_MAX];
+    int busy, kind, stage;
+    unsigned shard, name, name2;
+    uint64_t file_id, cookie;
+    uint8_t data[2][64];
+    size_t dlen[2];
+    unsigned nspans, span;
+    uint64_t req_id;
+    uint8_t req[REQ_MAX];
+    size_t req_len;
+    int is_write;
+    unsigned target[MAX_SHARDS];
+    unsigned attempts;
+    int indeterminate;
+    uint64_t timer, op_lo, seq;
+};
+
+struct sim_cluster {
+    struct sim_cluster_config cfg;
+    struct sim *sim;
+    struct node nodes[MAX_SHARDS][PT_REPLICA_MAX];
+    struct client clients[MAX_CLIENTS];
+    struct shard_model model[MAX_SHARDS];
+    struct mfile *files;
+    size_t n_files, files_cap;
+    struct keyset acked_keys[MAX_SHARDS], failed_keys[MAX_SHARDS];
+    int stop_clients, violated;
+    struct sim_cluster_result *res;
+    uint8_t reply[REPLY_MAX];
+};
+
+/* sim_check.c */
+void sc_violate(struct sim_cluster *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+uint64_t sc_sum64(const void *buf, size_t len);
+void sc_keyset_add(struct keyset *s, uint64_t k);
+int sc_keyset_has(const struct keyset *s, uint64_t k);
+struct mfile *sc_file_find(struct sim_cluster *c, uint64_t id);
+int sc_name_index(const char *name, size_t len);
+/* The FSM of every replica: the real one, wrapped to record the committed history. */
+int sc_wrap_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result);
+int sc_wrap_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs);
+int sc_wrap_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs);
+int sc_wrap_restore(struct raft_fsm *fsm, struct raft_buffer *buf);
+void sc_check_lookup(struct client *cl, int st, struct pt_cursor *body, uint64_t *id_out);
+void sc_check_readdir(struct client *cl, struct pt_cursor *body);
+void sc_check_spans(struct client *cl, struct pt_cursor *body);
+void sc_check_stat(struct client *cl, struct pt_cursor *body);
+void sc_final_checks(struct sim_cluster *c);
+
+/* sim_client.c */
+void sc_client_next(void *ctx);
+void sc_on_client_reply(void *ctx, const char *from, const uint8_t *msg, size_t len);
+void sc_set_name(char *dst, uint8_t *len, unsigned idx);
+
+/* sim_cluster.c */
+int sc_replica_converged(struct sim_cluster *c, unsigned s, unsigned r, raft_index leader_last);
+raft_index sc_shard_leader_last(struct sim_cluster *c, unsigned s);
+
+#endif

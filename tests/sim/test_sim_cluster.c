@@ -1,0 +1,169 @@
+/*
+ * The cluster under the simulator: many seeds, each a whole run of shards x replicas and
+ * clients under faults, then healing and the checker (sim_cluster.c). A failure prints the
+ * seed and the command that replays it exactly.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sim_cluster.h"
+#include "test.h"
+
+static double wall_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * Knobs for hunting (all off in `make test`): PETREL_SIM_VERBOSE=1 (every apply and restart on
+ * stderr), PETREL_SIM_DISK_ERRORS=1 (fsync failures, EIO and ENOSPC on writes),
+ * PETREL_SIM_SNAPSHOT_ENTRIES=N (snapshot every N entries instead of 64), PETREL_SIM_STRICT=1
+ * (every replica, not only a majority, must catch up after healing). Disk errors are off
+ * by default because they currently find a known bug (see docs/DESIGN.md).
+ */
+static void apply_env_knobs(struct sim_cluster_config *cfg)
+{
+    const char *v;
+    cfg->verbose = getenv("PETREL_SIM_VERBOSE") != NULL;
+    cfg->strict_liveness = getenv("PETREL_SIM_STRICT") != NULL;
+    if ((v = getenv("PETREL_SIM_DISK_ERRORS")) != NULL && atoi(v) > 0) {
+        cfg->faults.fsync_fail_ppm = 2000;
+        cfg->faults.write_eio_ppm = 1000;
+        cfg->faults.write_enospc_ppm = 1000;
+    }
+    if ((v = getenv("PETREL_SIM_SNAPSHOT_ENTRIES")) != NULL && atoi(v) > 0)
+        cfg->snapshot_entries = (unsigned)atoi(v);
+}
+
+static const char *knobs_text(void)
+{
+    static char buf[160];
+    const char *d = getenv("PETREL_SIM_DISK_ERRORS"), *n = getenv("PETREL_SIM_SNAPSHOT_ENTRIES");
+    snprintf(buf, sizeof(buf), "%s%s%s%s%s", d ? "PETREL_SIM_DISK_ERRORS=" : "", d ? d : "",
+             d ? " " : "", n ? "PETREL_SIM_SNAPSHOT_ENTRIES=" : "", n ? n : "");
+    if (n) strncat(buf, " ", sizeof(buf) - strlen(buf) - 1);
+    return buf;
+}
+
+/* Run `seeds` seeds from `first`; stops at the first violation. */
+static void run_seeds(const char *name, uint64_t first, unsigned seeds, uint64_t fault_ms)
+{
+    struct sim_cluster_config cfg;
+    struct sim_cluster_result res;
+    double t0 = wall_seconds(), secs;
+    uint64_t sim_ms = 0, ops = 0, acked = 0, reads = 0, crashes = 0, lagging = 0;
+    unsigned i;
+    for (i = 0; i < seeds; i++) {
+        uint64_t seed = first + i;
+        sim_cluster_config_default(&cfg, seed, test_tmpdir());
+        cfg.fault_ms = fault_ms;
+        apply_env_knobs(&cfg);
+        CHECK_OK(sim_cluster_run(&cfg, &res));
+        if (!res.ok) {
+            test_fail(__FILE__, __LINE__,
+                      "seed %llu: %s\n    replay: %sbuild/tests/test-sim --seed %llu %s",
+                      (unsigned long long)seed, res.violation, knobs_text(),
+                      (unsigned long long)seed, name);
+        }
+        test_log("seed %llu: trace %016llx", (unsigned long long)seed,
+                 (unsigned long long)res.trace_hash);
+        sim_ms += res.sim_ms;
+        ops += res.ops_done;
+        acked += res.ops_acked;
+        reads += res.reads_checked;
+        crashes += res.stats.crashes;
+        lagging += res.lagging_replicas;
+        if (res.lagging_replicas)
+            test_log("seed %llu: %llu replica(s) still lagging at the end (liveness, not safety)",
+                     (unsigned long long)seed, (unsigned long long)res.lagging_replicas);
+    }
+    secs = wall_seconds() - t0;
+    test_log("%s: %u seeds from %llu, %.1f simulated s in %.1f s (x%.0f), %llu ops (%llu acked), "
+             "%llu reads checked, %llu crashes",
+             name, seeds, (unsigned long long)first, (double)sim_ms / 1000.0, secs,
+             secs > 0 ? (double)sim_ms / 1000.0 / secs : 0.0, (unsigned long long)ops,
+             (unsigned long long)acked, (unsigned long long)reads, (unsigned long long)crashes);
+    printf("     %s: %u seeds x %llu simulated s: x%.0f real time, %llu ops, %llu reads checked, "
+           "%llu crashes, %llu lagging replicas at the end\n",
+           name, seeds, (unsigned long long)(fault_ms / 1000),
+           secs > 0 ? (double)sim_ms / 1000.0 / secs : 0.0, (unsigned long long)ops,
+           (unsigned long long)reads, (unsigned long long)crashes, (unsigned long long)lagging);
+}
+
+static unsigned env_seeds(unsigned dflt)
+{
+    const char *s = getenv("PETREL_SIM_SEEDS");
+    return s && atoi(s) > 0 ? (unsigned)atoi(s) : dflt;
+}
+
+/* One seed (replays a failure exactly with --seed). */
+TEST_T(sim_cluster, 300)
+{
+    run_seeds("sim_cluster", test_seed(), 1, 60000);
+}
+
+/* Same seed, same run: the whole cluster replays bit for bit. */
+TEST_T(sim_cluster_replays, 300)
+{
+    struct sim_cluster_config cfg;
+    struct sim_cluster_result a, b;
+    sim_cluster_config_default(&cfg, test_seed(), test_tmpdir());
+    apply_env_knobs(&cfg);
+    cfg.fault_ms = 20000;
+    CHECK_OK(sim_cluster_run(&cfg, &a));
+    CHECK_OK(sim_cluster_run(&cfg, &b));
+    CHECK_MSG(a.ok, "%s", a.violation);
+    CHECK(a.trace_hash == b.trace_hash);
+    CHECK_EQ(a.ops_done, b.ops_done);
+    cfg.seed++;
+    CHECK_OK(sim_cluster_run(&cfg, &b));
+    CHECK(a.trace_hash != b.trace_hash);
+}
+
+/*
+ * Many seeds (PETREL_SIM_SEEDS; default 500, 100 under sanitizers) of 60 simulated seconds each. Seeds start at the
+ * case's seed: fixed in `make test`, fresh in `make soak`.
+ */
+TEST_T(sim_cluster_seeds, 7200)
+{
+    run_seeds("sim_cluster", test_seed(), env_seeds(test_sanitized() ? 100 : 500), 60000);
+}
+
+/* A failed PT_ASSERT inside a run names the seed and the replay command, then aborts. */
+TEST_T(sim_assert_reports_seed, 120)
+{
+    int fds[2], status;
+    char out[2048];
+    ssize_t n, got = 0;
+    pid_t pid;
+    CHECK_OK(pipe(fds));
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        struct sim_cluster_config cfg;
+        struct sim_cluster_result res;
+        dup2(fds[1], 2);
+        close(fds[0]);
+        sim_cluster_config_default(&cfg, 77, test_tmpdir());
+        cfg.fault_ms = 5000;
+        cfg.fail_assert_at_ms = 2000;
+        sim_cluster_run(&cfg, &res);
+        _exit(0); /* not reached: the assertion aborts */
+    }
+    close(fds[1]);
+    while (got < (ssize_t)sizeof(out) - 1 && (n = read(fds[0], out + got, sizeof(out) - 1 - (size_t)got)) > 0)
+        got += n;
+    out[got] = 0;
+    close(fds[0]);
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "child status %d", status);
+    CHECK_MSG(strstr(out, "seed 77: PT_ASSERT(c->cfg.fail_assert_at_ms == 0) failed") != NULL, "%s", out);
+    CHECK_MSG(strstr(out, "replay: build/tests/test-sim --seed 77 sim_cluster") != NULL, "%s", out);
+}
