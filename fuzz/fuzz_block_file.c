@@ -28,7 +28,7 @@
 
 #define FUZZ_BLOCK_ID 0x0123456789abcdefull
 
-static struct pt_blocks_store block_store;
+static struct pt_blocks_local block_store;
 static char block_dir[256];
 
 static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -43,7 +43,7 @@ static int remove_one(const char *path, const struct stat *st, int flag, struct 
 static void block_store_cleanup(void)
 {
     if (!block_dir[0]) return;
-    pt_blocks_store_close(&block_store);
+    pt_blocks_local_close(&block_store);
     nftw(block_dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
     block_dir[0] = 0;
 }
@@ -54,7 +54,7 @@ static void block_store_setup(void)
     if (block_dir[0]) return;
     snprintf(block_dir, sizeof(block_dir), "%s/petrel-fuzz-blocks-XXXXXX", base);
     FUZZ_CHECK(mkdtemp(block_dir) != NULL);
-    FUZZ_CHECK(pt_blocks_store_open(block_dir, &block_store) == 0);
+    FUZZ_CHECK(pt_blocks_local_open(block_dir, &block_store) == 0);
     atexit(block_store_cleanup);
 }
 
@@ -133,16 +133,16 @@ int pt_fuzz_block_file(const uint8_t *data, size_t size)
     count = pt_get_le32(data + 5);
     file = data + 9;
     flen = size - 9;
-    FUZZ_CHECK(pt_blocks_store_path(&block_store, FUZZ_BLOCK_ID, path, sizeof(path)) == 0);
+    FUZZ_CHECK(pt_blocks_local_path(&block_store, FUZZ_BLOCK_ID, path, sizeof(path)) == 0);
     put_file(path, file, flen);
 
-    stat_err = pt_blocks_store_stat(&block_store, FUZZ_BLOCK_ID, &st);
+    stat_err = pt_blocks_store_stat(&block_store.store, FUZZ_BLOCK_ID, &st);
     FUZZ_CHECK(stat_err == 0 || stat_err == -PT_ECORRUPT);
     if (stat_err == 0) {
         FUZZ_CHECK(st.block_id == FUZZ_BLOCK_ID && st.size <= PT_BLOCK_MAX_SIZE);
         FUZZ_CHECK(st.size == pt_get_le32(file + 16) && st.crc == pt_get_le32(file + 20));
     }
-    read_err = pt_blocks_store_read(&block_store, FUZZ_BLOCK_ID, offset, count, &body, &body_len);
+    read_err = pt_blocks_store_read(&block_store.store, FUZZ_BLOCK_ID, offset, count, &body, &body_len);
     FUZZ_CHECK(read_err == 0 || read_err == -PT_ECORRUPT || read_err == -PT_ERANGE);
     if (stat_err) FUZZ_CHECK(read_err == -PT_ECORRUPT);
     if (read_err == 0) {
@@ -154,7 +154,7 @@ int pt_fuzz_block_file(const uint8_t *data, size_t size)
     FUZZ_CHECK(file_is(path, file, flen)); /* reading never changes a block */
 
     if (opts & 1) {
-        int err = pt_blocks_store_erase(&block_store, FUZZ_BLOCK_ID, stat_err ? 0 : st.crc,
+        int err = pt_blocks_store_erase(&block_store.store, FUZZ_BLOCK_ID, stat_err ? 0 : st.crc,
                                         stat_err ? 0 : st.size);
         FUZZ_CHECK(err == 0);
         FUZZ_CHECK(access(path, F_OK) != 0);
@@ -163,14 +163,14 @@ int pt_fuzz_block_file(const uint8_t *data, size_t size)
     if (opts & 2) {
         uint32_t wsize = (uint32_t)PT_MIN(flen, (size_t)3 * PT_BLOCK_PAGE_SIZE + 17);
         uint32_t crc = petrel_crc32c(0, file, wsize);
-        int err = pt_blocks_store_write(&block_store, FUZZ_BLOCK_ID, crc, file, wsize);
+        int err = pt_blocks_local_write(&block_store, FUZZ_BLOCK_ID, crc, file, wsize);
         if (stat_err == 0 && (st.crc != crc || st.size != wsize)) {
             FUZZ_CHECK(err == -PT_EEXIST);
             FUZZ_CHECK(file_is(path, file, flen));
         } else {
             FUZZ_CHECK(err == 0);
             FUZZ_CHECK(
-                pt_blocks_store_read(&block_store, FUZZ_BLOCK_ID, 0, wsize, &body, &body_len) == 0);
+                pt_blocks_store_read(&block_store.store, FUZZ_BLOCK_ID, 0, wsize, &body, &body_len) == 0);
             FUZZ_CHECK(body_len >= wsize && memcmp(body + body_len - wsize, file, wsize) == 0);
             free(body);
         }
@@ -180,12 +180,12 @@ int pt_fuzz_block_file(const uint8_t *data, size_t size)
         uint64_t data_start = PT_BLOCK_FILE_HEADER + (uint64_t)pages * 4;
         if (data_start + st.size <= flen) {
             const uint8_t *own = file + data_start;
-            int err = pt_blocks_store_write(&block_store, FUZZ_BLOCK_ID, st.crc, own, st.size);
+            int err = pt_blocks_local_write(&block_store, FUZZ_BLOCK_ID, st.crc, own, st.size);
             if (petrel_crc32c(0, own, st.size) != st.crc) {
                 FUZZ_CHECK(err == -PT_EBADMSG);
             } else {
                 FUZZ_CHECK(err == 0);
-                FUZZ_CHECK(pt_blocks_store_read(&block_store, FUZZ_BLOCK_ID, 0, st.size, &body,
+                FUZZ_CHECK(pt_blocks_store_read(&block_store.store, FUZZ_BLOCK_ID, 0, st.size, &body,
                                                 &body_len) == 0);
                 FUZZ_CHECK(body_len >= st.size &&
                            memcmp(body + body_len - st.size, own, st.size) == 0);

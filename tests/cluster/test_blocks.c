@@ -33,12 +33,12 @@ static uint8_t *random_block(uint64_t seed, uint32_t size)
 }
 
 /* Flip one byte of a stored block file at a file offset. */
-static void damage(struct pt_blocks_store *s, uint64_t id, off_t at)
+static void damage(struct pt_blocks_local *s, uint64_t id, off_t at)
 {
     char path[4096];
     uint8_t byte;
     int fd;
-    CHECK_OK(pt_blocks_store_path(s, id, path, sizeof(path)));
+    CHECK_OK(pt_blocks_local_path(s, id, path, sizeof(path)));
     fd = open(path, O_RDWR);
     CHECK(fd >= 0);
     CHECK(pread(fd, &byte, 1, at) == 1);
@@ -83,104 +83,104 @@ static int store_read_check(struct pt_blocks_store *s, uint64_t id, const uint8_
 TEST(blocks_store_round_trip_edge_sizes)
 {
     static const uint32_t sizes[] = {0, 1, 4095, 4096, 4097, 8192, 100000, (1u << 20) + 3};
-    struct pt_blocks_store s;
+    struct pt_blocks_local s;
     size_t i;
-    CHECK_OK(pt_blocks_store_open(test_tmpdir(), &s));
+    CHECK_OK(pt_blocks_local_open(test_tmpdir(), &s));
     for (i = 0; i < PT_ARRAY_SIZE(sizes); i++) {
         uint32_t size = sizes[i];
         uint8_t *data = random_block(test_seed() + i, size);
         uint32_t crc = pt_block_crc(data, size);
         struct pt_block_stat st;
         CHECK_EQ(crc, petrel_crc32c(0, data, size)); /* combined from pages == whole */
-        CHECK_OK(pt_blocks_store_write(&s, 100 + i, crc, data, size));
-        CHECK_OK(pt_blocks_store_stat(&s, 100 + i, &st));
+        CHECK_OK(pt_blocks_local_write(&s, 100 + i, crc, data, size));
+        CHECK_OK(pt_blocks_store_stat(&s.store, 100 + i, &st));
         CHECK(st.size == size && st.crc == crc);
-        CHECK_OK(store_read_check(&s, 100 + i, data, size, 0, size));
-        CHECK_OK(store_read_check(&s, 100 + i, data, size, 0, UINT32_MAX));
+        CHECK_OK(store_read_check(&s.store, 100 + i, data, size, 0, size));
+        CHECK_OK(store_read_check(&s.store, 100 + i, data, size, 0, UINT32_MAX));
         if (size > 1) {
-            CHECK_OK(store_read_check(&s, 100 + i, data, size, size / 2, 1));
-            CHECK_OK(store_read_check(&s, 100 + i, data, size, size - 1, 100));
-            CHECK_OK(store_read_check(&s, 100 + i, data, size, 1, size - 2));
+            CHECK_OK(store_read_check(&s.store, 100 + i, data, size, size / 2, 1));
+            CHECK_OK(store_read_check(&s.store, 100 + i, data, size, size - 1, 100));
+            CHECK_OK(store_read_check(&s.store, 100 + i, data, size, 1, size - 2));
         }
-        CHECK_OK(store_read_check(&s, 100 + i, data, size, size, 10)); /* empty at the end */
-        CHECK_EQ(store_read_check(&s, 100 + i, data, size, size + 1, 1), -PT_ERANGE);
+        CHECK_OK(store_read_check(&s.store, 100 + i, data, size, size, 10)); /* empty at the end */
+        CHECK_EQ(store_read_check(&s.store, 100 + i, data, size, size + 1, 1), -PT_ERANGE);
         free(data);
     }
-    pt_blocks_store_close(&s);
+    pt_blocks_local_close(&s);
 }
 
 TEST(blocks_store_write_rules)
 {
-    struct pt_blocks_store s;
+    struct pt_blocks_local s;
     uint8_t *a = random_block(1, 10000), *b = random_block(2, 10000);
     uint32_t ca = pt_block_crc(a, 10000), cb = pt_block_crc(b, 10000);
     struct pt_block_stat st;
-    CHECK_OK(pt_blocks_store_open(test_tmpdir(), &s));
-    CHECK_EQ(pt_blocks_store_write(&s, 1, ca ^ 1, a, 10000), -PT_EBADMSG);
-    CHECK_EQ(pt_blocks_store_stat(&s, 1, &st), -PT_ENOENT); /* nothing visible */
-    CHECK_OK(pt_blocks_store_write(&s, 1, ca, a, 10000));
-    CHECK_OK(pt_blocks_store_write(&s, 1, ca, a, 10000)); /* idempotent */
-    CHECK_EQ(pt_blocks_store_write(&s, 1, cb, b, 10000), -PT_EEXIST);
-    CHECK_OK(store_read_check(&s, 1, a, 10000, 0, 10000));
-    CHECK_EQ(pt_blocks_store_write(&s, 2, 0, a, PT_BLOCK_MAX_SIZE + 1), -PT_EFBIG);
+    CHECK_OK(pt_blocks_local_open(test_tmpdir(), &s));
+    CHECK_EQ(pt_blocks_local_write(&s, 1, ca ^ 1, a, 10000), -PT_EBADMSG);
+    CHECK_EQ(pt_blocks_store_stat(&s.store, 1, &st), -PT_ENOENT); /* nothing visible */
+    CHECK_OK(pt_blocks_local_write(&s, 1, ca, a, 10000));
+    CHECK_OK(pt_blocks_local_write(&s, 1, ca, a, 10000)); /* idempotent */
+    CHECK_EQ(pt_blocks_local_write(&s, 1, cb, b, 10000), -PT_EEXIST);
+    CHECK_OK(store_read_check(&s.store, 1, a, 10000, 0, 10000));
+    CHECK_EQ(pt_blocks_local_write(&s, 2, 0, a, PT_BLOCK_MAX_SIZE + 1), -PT_EFBIG);
     /* Erase: must name the right block; idempotent. */
-    CHECK_EQ(pt_blocks_store_erase(&s, 1, cb, 10000), -PT_EINVAL);
-    CHECK_OK(pt_blocks_store_erase(&s, 1, ca, 10000));
-    CHECK_EQ(pt_blocks_store_stat(&s, 1, &st), -PT_ENOENT);
-    CHECK_EQ(store_read_check(&s, 1, a, 10000, 0, 1), -PT_ENOENT);
-    CHECK_OK(pt_blocks_store_erase(&s, 1, ca, 10000));
-    CHECK_OK(pt_blocks_store_write(&s, 1, cb, b, 10000)); /* the id is free again */
+    CHECK_EQ(pt_blocks_store_erase(&s.store, 1, cb, 10000), -PT_EINVAL);
+    CHECK_OK(pt_blocks_store_erase(&s.store, 1, ca, 10000));
+    CHECK_EQ(pt_blocks_store_stat(&s.store, 1, &st), -PT_ENOENT);
+    CHECK_EQ(store_read_check(&s.store, 1, a, 10000, 0, 1), -PT_ENOENT);
+    CHECK_OK(pt_blocks_store_erase(&s.store, 1, ca, 10000));
+    CHECK_OK(pt_blocks_local_write(&s, 1, cb, b, 10000)); /* the id is free again */
     free(a);
     free(b);
-    pt_blocks_store_close(&s);
+    pt_blocks_local_close(&s);
 }
 
 TEST(blocks_store_rotten_pages_never_returned)
 {
-    struct pt_blocks_store s;
+    struct pt_blocks_local s;
     uint32_t size = 5 * 4096 + 100, pages = 6;
     uint8_t *data = random_block(3, size);
     uint32_t crc = pt_block_crc(data, size);
     off_t data_off = PT_BLOCK_FILE_HEADER + pages * 4;
-    CHECK_OK(pt_blocks_store_open(test_tmpdir(), &s));
-    CHECK_OK(pt_blocks_store_write(&s, 9, crc, data, size));
+    CHECK_OK(pt_blocks_local_open(test_tmpdir(), &s));
+    CHECK_OK(pt_blocks_local_write(&s, 9, crc, data, size));
     damage(&s, 9, data_off + 2 * 4096 + 17); /* page 2 */
-    CHECK_EQ(store_read_check(&s, 9, data, size, 0, size), -PT_ECORRUPT);
-    CHECK_EQ(store_read_check(&s, 9, data, size, 2 * 4096 + 4000, 1), -PT_ECORRUPT);
-    CHECK_EQ(store_read_check(&s, 9, data, size, 4096, 4097), -PT_ECORRUPT);
+    CHECK_EQ(store_read_check(&s.store, 9, data, size, 0, size), -PT_ECORRUPT);
+    CHECK_EQ(store_read_check(&s.store, 9, data, size, 2 * 4096 + 4000, 1), -PT_ECORRUPT);
+    CHECK_EQ(store_read_check(&s.store, 9, data, size, 4096, 4097), -PT_ECORRUPT);
     /* Pages not touched by the range still read fine. */
-    CHECK_OK(store_read_check(&s, 9, data, size, 0, 2 * 4096));
-    CHECK_OK(store_read_check(&s, 9, data, size, 3 * 4096, size - 3 * 4096));
+    CHECK_OK(store_read_check(&s.store, 9, data, size, 0, 2 * 4096));
+    CHECK_OK(store_read_check(&s.store, 9, data, size, 3 * 4096, size - 3 * 4096));
     /* The short last page is checked too. */
     damage(&s, 9, data_off + 5 * 4096 + 99);
-    CHECK_EQ(store_read_check(&s, 9, data, size, size - 1, 1), -PT_ECORRUPT);
+    CHECK_EQ(store_read_check(&s.store, 9, data, size, size - 1, 1), -PT_ECORRUPT);
     /* A rotten page CRC entry is a rotten page. */
     damage(&s, 9, PT_BLOCK_FILE_HEADER + 4 * 0 + 1);
-    CHECK_EQ(store_read_check(&s, 9, data, size, 0, 1), -PT_ECORRUPT);
+    CHECK_EQ(store_read_check(&s.store, 9, data, size, 0, 1), -PT_ECORRUPT);
     /* A damaged header makes the whole block corrupt, and a rewrite repairs it. */
     damage(&s, 9, 17);
-    CHECK_EQ(store_read_check(&s, 9, data, size, 3 * 4096, 1), -PT_ECORRUPT);
-    CHECK_OK(pt_blocks_store_write(&s, 9, crc, data, size));
-    CHECK_OK(store_read_check(&s, 9, data, size, 0, size));
+    CHECK_EQ(store_read_check(&s.store, 9, data, size, 3 * 4096, 1), -PT_ECORRUPT);
+    CHECK_OK(pt_blocks_local_write(&s, 9, crc, data, size));
+    CHECK_OK(store_read_check(&s.store, 9, data, size, 0, size));
     free(data);
-    pt_blocks_store_close(&s);
+    pt_blocks_local_close(&s);
 }
 
 TEST(blocks_store_truncated_file_is_corrupt)
 {
-    struct pt_blocks_store s;
+    struct pt_blocks_local s;
     char path[4096];
     uint8_t *data = random_block(4, 20000);
-    CHECK_OK(pt_blocks_store_open(test_tmpdir(), &s));
-    CHECK_OK(pt_blocks_store_write(&s, 5, pt_block_crc(data, 20000), data, 20000));
-    CHECK_OK(pt_blocks_store_path(&s, 5, path, sizeof(path)));
+    CHECK_OK(pt_blocks_local_open(test_tmpdir(), &s));
+    CHECK_OK(pt_blocks_local_write(&s, 5, pt_block_crc(data, 20000), data, 20000));
+    CHECK_OK(pt_blocks_local_path(&s, 5, path, sizeof(path)));
     CHECK(truncate(path, 15000) == 0);
-    CHECK_EQ(store_read_check(&s, 5, data, 20000, 0, 20000), -PT_ECORRUPT);
-    CHECK_OK(store_read_check(&s, 5, data, 20000, 0, 4096)); /* what is intact still reads */
+    CHECK_EQ(store_read_check(&s.store, 5, data, 20000, 0, 20000), -PT_ECORRUPT);
+    CHECK_OK(store_read_check(&s.store, 5, data, 20000, 0, 4096)); /* what is intact still reads */
     CHECK(truncate(path, 10) == 0);
-    CHECK_EQ(store_read_check(&s, 5, data, 20000, 0, 1), -PT_ECORRUPT);
+    CHECK_EQ(store_read_check(&s.store, 5, data, 20000, 0, 1), -PT_ECORRUPT);
     free(data);
-    pt_blocks_store_close(&s);
+    pt_blocks_local_close(&s);
 }
 
 static void count_block(void *ctx, const struct pt_block_stat *st)
@@ -191,34 +191,33 @@ static void count_block(void *ctx, const struct pt_block_stat *st)
 
 TEST(blocks_store_identity_scan_and_temp_cleanup)
 {
-    struct pt_blocks_store s;
+    struct pt_blocks_local s;
     char tmp[4096];
     uint64_t id;
     int n = 0, fd, i;
     uint8_t *data = random_block(5, 3000);
-    CHECK_OK(pt_blocks_store_open(test_tmpdir(), &s));
-    id = s.service_id;
+    CHECK_OK(pt_blocks_local_open(test_tmpdir(), &s));
+    id = s.store.service_id;
     CHECK(id != 0);
     for (i = 0; i < 10; i++)
-        CHECK_OK(pt_blocks_store_write(&s, (uint64_t)i * 0x1234567, pt_block_crc(data, 3000), data,
+        CHECK_OK(pt_blocks_local_write(&s, (uint64_t)i * 0x1234567, pt_block_crc(data, 3000), data,
                                        3000));
     /* A write interrupted by a crash leaves a temp file: reopening removes it. */
     snprintf(tmp, sizeof(tmp), "%s/tmp/0000000000000001.1.1.tmp", test_tmpdir());
     fd = open(tmp, O_WRONLY | O_CREAT, 0644);
     CHECK(fd >= 0);
     close(fd);
-    pt_blocks_store_close(&s);
-    CHECK_OK(pt_blocks_store_open(test_tmpdir(), &s));
-    CHECK_EQ(s.service_id, id);
+    pt_blocks_local_close(&s);
+    CHECK_OK(pt_blocks_local_open(test_tmpdir(), &s));
+    CHECK_EQ(s.store.service_id, id);
     CHECK(access(tmp, F_OK) != 0);
-    CHECK_OK(pt_blocks_store_scan(&s, count_block, &n));
+    CHECK_OK(pt_blocks_store_scan(&s.store, count_block, &n));
     CHECK_EQ(n, 10);
-    CHECK(pt_blocks_store_capacity(&s) > 0);
-    pt_blocks_store_close(&s);
+    pt_blocks_local_close(&s);
     /* A damaged identity file stops the service rather than inventing a new identity. */
     snprintf(tmp, sizeof(tmp), "%s/%s", test_tmpdir(), PT_BLOCKS_ID_FILE);
     CHECK(truncate(tmp, 5) == 0);
-    CHECK_EQ(pt_blocks_store_open(test_tmpdir(), &s), -PT_ECORRUPT);
+    CHECK_EQ(pt_blocks_local_open(test_tmpdir(), &s), -PT_ECORRUPT);
     free(data);
 }
 
@@ -321,7 +320,7 @@ TEST_T(blocks_server_corrupt_page_detected_end_to_end, 60)
 {
     struct cert_env e;
     struct pt_call_opts opts = {5000, 1, 1};
-    struct pt_blocks_store view;
+    struct pt_blocks_local view;
     char bdir[512];
     uint32_t size = 4 * 4096, crc, got;
     uint8_t *data = random_block(7, size), *back = malloc(size);
@@ -332,7 +331,7 @@ TEST_T(blocks_server_corrupt_page_detected_end_to_end, 60)
                              pt_block_mac(e.secret, PT_BLOCK_WRITE_CERT, e.id, 7, crc, size),
                              &proof, &opts));
     snprintf(bdir, sizeof(bdir), "%s/disk0", test_tmpdir());
-    CHECK_OK(pt_blocks_store_open(bdir, &view));
+    CHECK_OK(pt_blocks_local_open(bdir, &view));
     damage(&view, 7, PT_BLOCK_FILE_HEADER + 4 * 4 + 3 * 4096 + 1);
     memset(back, 0xee, size);
     CHECK_EQ(pt_blocks_read(e.addr, 7, 0, size, back, &got, NULL, &opts), -PT_ECORRUPT);
@@ -340,7 +339,7 @@ TEST_T(blocks_server_corrupt_page_detected_end_to_end, 60)
     CHECK_EQ(back[0], 0xee); /* not a byte handed out */
     CHECK_OK(pt_blocks_read(e.addr, 7, 0, 3 * 4096, back, &got, NULL, &opts));
     CHECK_MEM(back, data, 3 * 4096);
-    pt_blocks_store_close(&view);
+    pt_blocks_local_close(&view);
     env_stop(&e);
     free(data);
     free(back);

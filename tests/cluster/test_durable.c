@@ -2,7 +2,9 @@
  * Directory durability (issue 10): every directory the servers create, every file renamed into
  * place and every block file removed is followed by an fsync of the directory that holds the
  * entry. Checked through the fsync hook of net/durable.c, which sees every fsync the servers'
- * storage code makes (files and directories) and can fail any of them.
+ * storage code makes (files and directories) and can fail any of them. The block store does
+ * its I/O through the env instead: its durability is checked in the simulator, by crashing it
+ * (tests/sim/test_sim_blocks.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -128,66 +130,5 @@ TEST(durable_write_file_syncs_data_then_directory)
     l->fail_files = 0;
     l->fail_dirs = 1;
     CHECK_EQ(pt_durable_write_file(dir, "state", "two", 3), -PT_EIO);
-    stop_log(l);
-}
-
-TEST(durable_block_store_syncs_directories_of_every_entry)
-{
-    struct sync_log *l = start_log();
-    struct pt_blocks_store s;
-    char root[512], dir[600], blocks[700], sub[700], path[800];
-    uint8_t data[5000];
-    uint32_t crc;
-    unsigned i, blocks_syncs = 0;
-    int at;
-    snprintf(root, sizeof(root), "%s", test_tmpdir());
-    snprintf(dir, sizeof(dir), "%s/bs/disk0", root);
-    snprintf(blocks, sizeof(blocks), "%s/blocks", dir);
-    CHECK_OK(pt_blocks_store_open(dir, &s));
-    /* The new directories bs, bs/disk0, blocks, tmp: each parent synced; the 256 subdirectories
-     * of blocks/ with one sync of blocks/; the identity file: data, then its directory. */
-    snprintf(path, sizeof(path), "%s/bs", root);
-    CHECK(logged(l, 0, 'D', root) >= 0);
-    CHECK(logged(l, 0, 'D', path) >= 0);
-    CHECK(logged(l, 0, 'D', dir) >= 0);
-    for (i = 0; i < l->n; i++) {
-        char want[720];
-        snprintf(want, sizeof(want), "D %s", blocks);
-        blocks_syncs += strcmp(l->what[i], want) == 0;
-    }
-    CHECK_EQ(blocks_syncs, 1);
-    snprintf(path, sizeof(path), "%s/.%s.tmp", dir, PT_BLOCKS_ID_FILE);
-    at = logged(l, 0, 'F', path);
-    CHECK(at >= 0);
-    CHECK(logged(l, (unsigned)at, 'D', dir) > at);
-    /* A block write: the file's bytes, then the subdirectory it was renamed into. */
-    for (i = 0; i < sizeof(data); i++)
-        data[i] = (uint8_t)(i * 7);
-    crc = pt_block_crc(data, sizeof(data));
-    l->n = 0;
-    CHECK_OK(pt_blocks_store_write(&s, 0x1234, crc, data, sizeof(data)));
-    CHECK_EQ(l->n, 2);
-    CHECK_EQ(l->what[0][0], 'F');
-    snprintf(sub, sizeof(sub), "%s/blocks/%02x", dir, 0x34u);
-    CHECK_MSG(logged(l, 1, 'D', sub) == 1, "wanted D %s, got %s", sub, l->what[1]);
-    /* An erase: the subdirectory that lost the entry. */
-    l->n = 0;
-    CHECK_OK(pt_blocks_store_erase(&s, 0x1234, crc, sizeof(data)));
-    CHECK_EQ(l->n, 1);
-    CHECK(logged(l, 0, 'D', sub) == 0);
-    /* Failing fsyncs fail the operations, and a failed write leaves no block behind. */
-    l->fail_files = 1;
-    CHECK_EQ(pt_blocks_store_write(&s, 0x1235, crc, data, sizeof(data)), -PT_EIO);
-    {
-        struct pt_block_stat bst;
-        CHECK_EQ(pt_blocks_store_stat(&s, 0x1235, &bst), -PT_ENOENT);
-    }
-    pt_blocks_store_close(&s);
-    /* Reopening an existing store creates nothing: no directory syncs for blocks/ again. */
-    l->fail_files = 0;
-    l->n = 0;
-    CHECK_OK(pt_blocks_store_open(dir, &s));
-    CHECK_EQ(logged(l, 0, 'D', blocks), -1);
-    pt_blocks_store_close(&s);
     stop_log(l);
 }

@@ -2,10 +2,11 @@
  * Block services: one per disk directory, storing immutable blocks of up to 8 MiB with a
  * CRC32C per 4 KiB page (file format: docs/PROTOCOL.md, "Block file").
  *
- * struct pt_blocks_store is the disk side, synchronous and thread-safe for distinct blocks
- * (the server runs it on libuv's thread pool). It never lets a write become visible before
- * the data is fsync'd and read back correct (temp file, write, fsync, read back and verify,
- * rename, fsync directory), and never returns a byte whose page failed its CRC.
+ * struct pt_blocks_store is the disk side, over the env interface (cluster/env/env.h) so the
+ * simulator runs it on its faulty disk; its one slow call, fsync, completes asynchronously
+ * (libuv's thread pool in production). It never lets a write become visible before the data is
+ * fsync'd and read back correct (temp file, write, fsync, read back and verify, rename, fsync
+ * directory), and never returns a byte whose page failed its CRC.
  *
  * The server (pt_blocks_server_*) runs several services in one process on one loop: each
  * listens on its own address, checks certificates (SipHash MACs under the secret the registry
@@ -27,16 +28,25 @@
 #define PT_BLOCKS_ID_FILE "service.id"
 #define PT_BLOCKS_ID_MAGIC 0x53425450u /* "PTBS" */
 
+struct pt_env;
+
+/* A store lives in the data directory of an env (cluster/env/env.h): every I/O goes through it. */
 struct pt_blocks_store {
-    char *dir;
+    struct pt_env *env;
     uint64_t service_id;
+    uint64_t temp_counter; /* names of temp files, unique within this incarnation */
 };
 
+/* Completion of an asynchronous store call: 0 or -PT_E*; runs later, from the env's loop. */
+typedef void (*pt_blocks_store_done)(void *ctx, int status);
+
 /*
- * Open (creating if needed) the store in dir: the persistent random service id is created
- * on first use; leftover temp files of interrupted writes are removed. 0 or -PT_E*.
+ * Open (creating if needed) the store in env's data directory: the persistent random service
+ * id is created durably on first use (which needs an fsync, hence the callback); leftover temp
+ * files of interrupted writes are removed. `out` must stay in place until done runs.
  */
-int pt_blocks_store_open(const char *dir, struct pt_blocks_store *out);
+void pt_blocks_store_open(struct pt_env *env, struct pt_blocks_store *out,
+                          pt_blocks_store_done done, void *ctx);
 void pt_blocks_store_close(struct pt_blocks_store *s);
 
 /* Call fn for every stored block with a valid header (in no particular order). */
@@ -44,13 +54,17 @@ int pt_blocks_store_scan(struct pt_blocks_store *s,
                          void (*fn)(void *ctx, const struct pt_block_stat *st), void *ctx);
 
 /*
- * Store a block durably. crc must be the CRC32C of the data (else -PT_EBADMSG). An existing
- * identical block is success when every page of it still verifies; a different one is
- * -PT_EEXIST; a corrupt one (bad header, or a rotten page under the same header) is replaced.
- * -PT_ECORRUPT when the read-back does not match (nothing becomes visible), -PT_ENOSPC, -PT_EIO.
+ * Store a block durably: write a temp file, fsync it (through the env: off the loop in
+ * production), read it back and verify header, page CRC table and every page, rename it into
+ * place, fsync its directory; then done(ctx, status). `data` is copied out during the call; the
+ * store itself may go away before done runs (the operation keeps what it needs).
+ * crc must be the CRC32C of the data (else -PT_EBADMSG). An existing identical block is success
+ * when every page of it still verifies; a different one is -PT_EEXIST; a corrupt one (bad
+ * header, or a rotten page under the same header) is replaced. -PT_ECORRUPT when the read-back
+ * does not match (nothing becomes visible), -PT_ENOSPC, -PT_EIO.
  */
-int pt_blocks_store_write(struct pt_blocks_store *s, uint64_t block_id, uint32_t crc,
-                          const void *data, uint32_t size);
+void pt_blocks_store_write(struct pt_blocks_store *s, uint64_t block_id, uint32_t crc,
+                           const void *data, uint32_t size, pt_blocks_store_done done, void *ctx);
 
 /*
  * Read the pages touched by [offset, offset+count) into a malloc'd BLOCK_READ response body
@@ -64,17 +78,33 @@ int pt_blocks_store_read(struct pt_blocks_store *s, uint64_t block_id, uint32_t 
 int pt_blocks_store_stat(struct pt_blocks_store *s, uint64_t block_id, struct pt_block_stat *out);
 
 /*
- * Erase a block, durably. If it exists with a valid header, its crc and size must match
- * (else -PT_EINVAL). Absent is success (idempotent).
+ * Erase a block, durably (unlink, fsync its directory). If it exists with a valid header, its
+ * crc and size must match (else -PT_EINVAL). Absent is success (idempotent).
  */
 int pt_blocks_store_erase(struct pt_blocks_store *s, uint64_t block_id, uint32_t crc,
                           uint32_t size);
 
-/* Path of a block's file (for tests that damage blocks on purpose). */
+/* Path of a block's file relative to the data directory (for tests that damage blocks). */
 int pt_blocks_store_path(const struct pt_blocks_store *s, uint64_t block_id, char *buf, size_t cap);
 
-/* Capacity of the file system holding the store, in bytes (0 if unknown). */
-uint64_t pt_blocks_store_capacity(const struct pt_blocks_store *s);
+/*
+ * A store on a host directory outside any server (tests, fuzzing, tools): its own libuv loop
+ * and production env, with the asynchronous calls run to completion. The other store calls
+ * take &local.store.
+ */
+struct pt_blocks_local {
+    char *dir;
+    uv_loop_t loop;
+    struct pt_env *env;
+    struct pt_blocks_store store;
+};
+int pt_blocks_local_open(const char *dir, struct pt_blocks_local *out);
+int pt_blocks_local_write(struct pt_blocks_local *l, uint64_t block_id, uint32_t crc,
+                          const void *data, uint32_t size);
+/* Host path of a block's file (for tests that damage blocks on purpose). */
+int pt_blocks_local_path(const struct pt_blocks_local *l, uint64_t block_id, char *buf,
+                         size_t cap);
+void pt_blocks_local_close(struct pt_blocks_local *l);
 
 /* --- the server ---------------------------------------------------------------------------- */
 

@@ -1,24 +1,27 @@
 /*
  * Block services on the network (see blocks.h). Owns request dispatch, certificate checks,
- * the in-memory block index (loop thread only), the hand-off of disk work to libuv's thread
- * pool, and the heartbeat thread. It never touches the disk on the loop thread except at
- * start-up, never accepts a write or erase whose certificate does not verify under the
- * registry's secret, and never sends a proof before the store reported the block durable
- * (or gone).
+ * the in-memory block index (loop thread only), one production env per service (its disk
+ * directory) for the store, and the heartbeat thread. It never accepts a write or erase whose
+ * certificate does not verify under the registry's secret, and never sends a proof before the
+ * store reported the block durable (or gone).
  *
- * Threads: the loop thread owns the index and the servers; thread-pool workers only call the
- * store; the heartbeat thread only reads the published usage and writes the secret, both
- * under `lock`.
+ * Threads: the loop thread owns the index, the servers and the stores; a write's fsync runs on
+ * libuv's thread pool through the env (the data goes to the page cache from the loop, the
+ * read-back hits the page cache), reads and erases run on the loop; the heartbeat thread only
+ * reads the published usage and writes the secret, both under `lock`.
  */
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "cluster/blocks/blocks.h"
 #include "cluster/client/blocks_client.h"
+#include "cluster/env/env_uv.h"
+#include "cluster/net/durable.h"
 #include "cluster/net/net.h"
 #include "petrel/common.h"
 
@@ -27,6 +30,9 @@
 struct blocks_service {
     struct pt_blocks_server *owner;
     struct pt_blocks_store store;
+    struct pt_env *env;
+    char *dir;
+    int opened, open_status, env_closed;
     struct pt_server *srv;
     char address[PT_ADDR_MAX];
     /* Index: sorted by block id. */
@@ -60,7 +66,6 @@ struct pt_blocks_server {
 enum work_op { OP_WRITE, OP_READ, OP_ERASE };
 
 struct blocks_work {
-    uv_work_t work;
     struct blocks_service *svc;
     struct pt_request *req;
     enum work_op op;
@@ -132,6 +137,14 @@ static void on_scan(void *ctx, const struct pt_block_stat *st)
     index_put(ctx, st);
 }
 
+/* Capacity of the file system holding the service's directory, in bytes (0 if unknown). */
+static uint64_t service_capacity(const struct blocks_service *s)
+{
+    struct statvfs v;
+    if (statvfs(s->dir, &v) != 0) return 0;
+    return (uint64_t)v.f_blocks * v.f_frsize;
+}
+
 /* --- secrets ------------------------------------------------------------------------------- */
 
 static int get_secret(struct blocks_service *s, uint8_t secret[PT_REG_SECRET_SIZE])
@@ -145,24 +158,6 @@ static int get_secret(struct blocks_service *s, uint8_t secret[PT_REG_SECRET_SIZ
 }
 
 /* --- disk work ----------------------------------------------------------------------------- */
-
-static void work_run(uv_work_t *w)
-{
-    struct blocks_work *bw = (struct blocks_work *)w;
-    struct pt_blocks_store *store = &bw->svc->store;
-    switch (bw->op) {
-    case OP_WRITE:
-        bw->err = pt_blocks_store_write(store, bw->block_id, bw->crc, bw->data, bw->size);
-        break;
-    case OP_READ:
-        bw->err = pt_blocks_store_read(store, bw->block_id, bw->offset, bw->count, &bw->out,
-                                       &bw->out_len);
-        break;
-    case OP_ERASE:
-        bw->err = pt_blocks_store_erase(store, bw->block_id, bw->crc, bw->size);
-        break;
-    }
-}
 
 static const char *work_error_text(const struct blocks_work *bw)
 {
@@ -218,12 +213,10 @@ static void busy_release(struct blocks_service *s, uint64_t id)
         }
 }
 
-static void work_done(uv_work_t *w, int status)
+static void work_done(struct blocks_work *bw)
 {
-    struct blocks_work *bw = (struct blocks_work *)w;
     struct blocks_service *s = bw->svc;
     if (bw->op != OP_READ) busy_release(s, bw->block_id);
-    if (status != 0 && !bw->err) bw->err = -PT_ECANCELED;
     if (bw->err) {
         if (bw->err == -PT_ECORRUPT)
             petrel_log(PT_LOG_WARN, LOG_MODULE, "%016" PRIx64 ": block %016" PRIx64 " is corrupt",
@@ -254,20 +247,35 @@ static void work_done(uv_work_t *w, int status)
     free(bw);
 }
 
+static void write_stored(void *ctx, int status)
+{
+    struct blocks_work *bw = ctx;
+    bw->err = status;
+    work_done(bw);
+}
+
+/* Writes complete through the env (their fsync off the loop); reads and erases at once. */
 static void queue_work(struct blocks_service *s, struct blocks_work *bw)
 {
-    int err;
     if (bw->op != OP_READ && !busy_claim(s, bw->block_id)) {
         pt_request_reply_error(bw->req, -PT_EBUSY, "block busy with another write or erase", NULL);
         free(bw);
         return;
     }
-    err = uv_queue_work(s->owner->loop, &bw->work, work_run, work_done);
-    if (err) {
-        if (bw->op != OP_READ) busy_release(s, bw->block_id);
-        pt_request_reply_error(bw->req, -PT_EIO, "cannot queue disk work", NULL);
-        free(bw);
+    switch (bw->op) {
+    case OP_WRITE:
+        pt_blocks_store_write(&s->store, bw->block_id, bw->crc, bw->data, bw->size, write_stored,
+                              bw);
+        return;
+    case OP_READ:
+        bw->err = pt_blocks_store_read(&s->store, bw->block_id, bw->offset, bw->count, &bw->out,
+                                       &bw->out_len);
+        break;
+    case OP_ERASE:
+        bw->err = pt_blocks_store_erase(&s->store, bw->block_id, bw->crc, bw->size);
+        break;
     }
+    work_done(bw);
 }
 
 /* --- requests ------------------------------------------------------------------------------ */
@@ -409,7 +417,7 @@ static void handler(void *ctx, struct pt_request *req)
         if (pt_cursor_left(&c)) break;
         memset(&info, 0, sizeof(info));
         info.service_id = s->store.service_id;
-        info.capacity = pt_blocks_store_capacity(&s->store);
+        info.capacity = service_capacity(s);
         info.used = s->used;
         info.blocks = s->count;
         snprintf(info.failure_domain, sizeof(info.failure_domain), "%s", s->owner->failure_domain);
@@ -441,7 +449,7 @@ static int heartbeat_all(struct pt_blocks_server *b)
         hb.id = s->store.service_id;
         snprintf(hb.failure_domain, sizeof(hb.failure_domain), "%s", b->failure_domain);
         snprintf(hb.addr, sizeof(hb.addr), "%s", s->address);
-        hb.capacity = pt_blocks_store_capacity(&s->store);
+        hb.capacity = service_capacity(s);
         pthread_mutex_lock(&b->lock);
         hb.used = s->pub_used;
         hb.blocks = s->pub_blocks;
@@ -485,6 +493,29 @@ static void *heartbeat_main(void *arg)
 }
 
 /* --- lifecycle ----------------------------------------------------------------------------- */
+
+static void service_opened(void *ctx, int status)
+{
+    struct blocks_service *s = ctx;
+    s->open_status = status;
+    s->opened = 1;
+}
+
+/* The service's env on the server's loop, and its store opened (the loop runs until then). */
+static int open_service(struct pt_blocks_server *b, struct blocks_service *s, const char *dir)
+{
+    char why[256];
+    int err;
+    s->dir = strdup(dir);
+    if (!s->dir) return -PT_ENOMEM;
+    err = pt_mkdir_p(dir);
+    if (!err) err = pt_env_uv_init(&s->env, b->loop, dir, why, sizeof(why));
+    if (err) return err;
+    pt_blocks_store_open(s->env, &s->store, service_opened, s);
+    while (!s->opened)
+        if (uv_run(b->loop, UV_RUN_ONCE) == 0 && !s->opened) return -PT_EIO;
+    return s->open_status;
+}
 
 static int listen_address(const char *base, int i, char *out, size_t cap)
 {
@@ -531,10 +562,9 @@ int pt_blocks_server_start(uv_loop_t *loop, const struct pt_blocks_server_config
         struct pt_server_config scfg;
         char addr[PT_ADDR_MAX];
         s->owner = b;
-        err = pt_blocks_store_open(cfg->dirs[i], &s->store);
-        if (err) break;
         b->nsvc = i + 1;
-        err = pt_blocks_store_scan(&s->store, on_scan, s);
+        err = open_service(b, s, cfg->dirs[i]);
+        if (!err) err = pt_blocks_store_scan(&s->store, on_scan, s);
         if (!err)
             err = listen_address(cfg->listen ? cfg->listen : "127.0.0.1:0", i, addr, sizeof(addr));
         if (err) break;
@@ -592,6 +622,11 @@ int pt_blocks_server_has_secret(struct pt_blocks_server *s, int i)
     return v;
 }
 
+static void env_closed(void *ctx)
+{
+    (void)ctx;
+}
+
 void pt_blocks_server_stop(struct pt_blocks_server *b)
 {
     int i;
@@ -603,11 +638,16 @@ void pt_blocks_server_stop(struct pt_blocks_server *b)
         pthread_join(b->heartbeat, NULL);
         b->heartbeat_running = 0;
     }
-    for (i = 0; i < b->nsvc; i++)
+    for (i = 0; i < b->nsvc; i++) {
         if (b->svc[i].srv) {
             pt_server_stop(b->svc[i].srv);
             b->svc[i].srv = NULL;
         }
+        if (b->svc[i].env && !b->svc[i].env_closed) {
+            b->svc[i].env_closed = 1;
+            pt_env_uv_close(b->svc[i].env, env_closed, NULL);
+        }
+    }
 }
 
 void pt_blocks_server_free(struct pt_blocks_server *b)
@@ -615,6 +655,8 @@ void pt_blocks_server_free(struct pt_blocks_server *b)
     int i;
     for (i = 0; i < b->nsvc; i++) {
         pt_blocks_store_close(&b->svc[i].store);
+        if (b->svc[i].env) pt_env_uv_free(b->svc[i].env);
+        free(b->svc[i].dir);
         free(b->svc[i].index);
     }
     pthread_mutex_destroy(&b->lock);

@@ -3,31 +3,28 @@
  * block file layout, the durable write sequence, verified reads and erases. It never makes a
  * block visible under its final name before its bytes are on stable storage and read back
  * correct, never returns a byte from a page whose CRC failed, and never trusts a header field
- * (size, page count, id) from disk without checking it. Safe to call from several threads for
- * different blocks; it holds no state beyond the directory name and the service id.
+ * (size, page count, id) from disk without checking it.
+ *
+ * Every byte goes through the env (cluster/env/env.h) of the process that owns the store, so
+ * the simulator's disk faults (torn and lost writes, EIO, ENOSPC, failing fsync, stale data
+ * after a crash, a disk that corrupts what it stores) reach this code exactly as production's
+ * do. Paths are relative to the env's data directory. Single-threaded like every env user:
+ * the one slow call, fsync, completes through the env (libuv's thread pool in production), so
+ * writes are continuations: open and write, fsync, then read back, rename, sync the directory.
  */
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <unistd.h>
 
 #include "cluster/blocks/blocks.h"
-#include "cluster/net/durable.h"
+#include "cluster/env/env.h"
 #include "petrel/codec.h"
 #include "petrel/common.h"
 #include "petrel/crc32c.h"
 
-#define PATH_CAP 4096
-
-static atomic_uint_fast64_t temp_counter;
+#define PATH_CAP 96
+#define ID_TEMP PT_BLOCKS_ID_FILE ".tmp"
 
 struct block_header {
     uint64_t block_id;
@@ -62,137 +59,182 @@ static int header_decode(const uint8_t *in, uint64_t want_id, struct block_heade
     return 0;
 }
 
-static int read_full(int fd, void *buf, size_t len, uint64_t off)
+/* Read exactly len bytes at off; a short file is corrupt (shorter than its header says). */
+static int read_full(struct pt_env *env, int fd, void *buf, size_t len, uint64_t off)
 {
-    size_t done = 0;
-    while (done < len) {
-        ssize_t r = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return pt_errno_to_pt(errno);
-        if (r == 0) return -PT_ECORRUPT; /* the file is shorter than its header says */
-        done += (size_t)r;
-    }
-    return 0;
-}
-
-static int write_full(int fd, const void *buf, size_t len, uint64_t off)
-{
-    size_t done = 0;
-    while (done < len) {
-        ssize_t w = pwrite(fd, (const char *)buf + done, len - done, (off_t)(off + done));
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return pt_errno_to_pt(errno);
-        done += (size_t)w;
-    }
-    return 0;
+    int64_t n = pt_env_pread(env, fd, buf, len, off);
+    if (n < 0) return (int)n;
+    return (size_t)n == len ? 0 : -PT_ECORRUPT;
 }
 
 int pt_blocks_store_path(const struct pt_blocks_store *s, uint64_t block_id, char *buf, size_t cap)
 {
-    int n = snprintf(buf, cap, "%s/blocks/%02x/%016" PRIx64 ".blk", s->dir,
-                     (unsigned)(block_id & 0xff), block_id);
+    int n = snprintf(buf, cap, "blocks/%02x/%016" PRIx64 ".blk", (unsigned)(block_id & 0xff),
+                     block_id);
+    (void)s;
     return n < 0 || (size_t)n >= cap ? -PT_ENAMETOOLONG : 0;
 }
 
-static int subdir_path(const struct pt_blocks_store *s, uint64_t block_id, char *buf, size_t cap)
+static void subdir_path(uint64_t block_id, char *buf, size_t cap)
 {
-    int n = snprintf(buf, cap, "%s/blocks/%02x", s->dir, (unsigned)(block_id & 0xff));
-    return n < 0 || (size_t)n >= cap ? -PT_ENAMETOOLONG : 0;
+    snprintf(buf, cap, "blocks/%02x", (unsigned)(block_id & 0xff));
 }
 
-static int load_or_create_id(struct pt_blocks_store *s)
+/* --- opening --------------------------------------------------------------------------------- */
+
+struct open_op {
+    struct pt_blocks_store *s;
+    pt_blocks_store_done done;
+    void *ctx;
+    int fd, err;
+};
+
+static void open_finish(void *arg)
 {
-    char path[PATH_CAP];
-    uint8_t *buf, rec[16];
-    size_t len;
-    int err;
-    snprintf(path, sizeof(path), "%s/%s", s->dir, PT_BLOCKS_ID_FILE);
-    err = pt_read_file(path, 64, &buf, &len);
-    if (err == 0) {
-        if (len != 16 || pt_get_le32(buf) != PT_BLOCKS_ID_MAGIC ||
-            pt_get_le32(buf + 12) != petrel_crc32c(0, buf, 12) || pt_get_le64(buf + 4) == 0)
-            err = -PT_ECORRUPT;
-        else
-            s->service_id = pt_get_le64(buf + 4);
-        free(buf);
-        return err;
+    struct open_op *op = arg;
+    op->done(op->ctx, op->err);
+    free(op);
+}
+
+/* Completion delivered from the loop, never from inside the call that started the work. */
+static void open_complete(struct open_op *op, int err)
+{
+    op->err = err;
+    if (!pt_env_timer(op->s->env, 0, open_finish, op)) open_finish(op);
+}
+
+static void id_synced(void *arg, int status)
+{
+    struct open_op *op = arg;
+    struct pt_env *env = op->s->env;
+    int err = status, cerr = pt_env_close(env, op->fd);
+    if (!err) err = cerr;
+    if (!err) err = pt_env_rename(env, ID_TEMP, PT_BLOCKS_ID_FILE);
+    if (!err) err = pt_env_fsync_dir(env, "");
+    if (err) pt_env_unlink(env, ID_TEMP);
+    op->err = err;
+    open_finish(op);
+}
+
+/* 1 if the id file was loaded, 0 if absent, or a negative error. */
+static int load_id(struct pt_blocks_store *s)
+{
+    uint8_t buf[17];
+    int64_t n;
+    int fd = pt_env_open(s->env, PT_BLOCKS_ID_FILE, PT_ENV_RDONLY);
+    if (fd == -PT_ENOENT) return 0;
+    if (fd < 0) return fd;
+    n = pt_env_pread(s->env, fd, buf, sizeof(buf), 0);
+    pt_env_close(s->env, fd);
+    if (n < 0) return (int)n;
+    if (n != 16 || pt_get_le32(buf) != PT_BLOCKS_ID_MAGIC ||
+        pt_get_le32(buf + 12) != petrel_crc32c(0, buf, 12) || pt_get_le64(buf + 4) == 0)
+        return -PT_ECORRUPT;
+    s->service_id = pt_get_le64(buf + 4);
+    return 1;
+}
+
+static int remove_temp_files(struct pt_env *env)
+{
+    char *names = NULL, *p;
+    size_t cap = 4096;
+    int n, i;
+    for (;;) {
+        char *grown = realloc(names, cap);
+        if (!grown) {
+            free(names);
+            return -PT_ENOMEM;
+        }
+        names = grown;
+        n = pt_env_list(env, "tmp", names, cap);
+        if (n != -PT_ERANGE) break;
+        cap *= 2;
     }
-    if (err != -PT_ENOENT) return err;
-    do {
-        if (getrandom(&s->service_id, sizeof(s->service_id), 0) != sizeof(s->service_id))
-            return -PT_EIO;
-    } while (s->service_id == 0);
-    pt_put_le32(rec, PT_BLOCKS_ID_MAGIC);
-    pt_put_le64(rec + 4, s->service_id);
-    pt_put_le32(rec + 12, petrel_crc32c(0, rec, 12));
-    return pt_durable_write_file(s->dir, PT_BLOCKS_ID_FILE, rec, sizeof(rec));
-}
-
-static void remove_temp_files(const char *tmpdir)
-{
-    DIR *d = opendir(tmpdir);
-    struct dirent *e;
-    if (!d) return;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') continue;
-        unlinkat(dirfd(d), e->d_name, 0);
+    for (i = 0, p = names; n > 0 && i < n; i++, p += strlen(p) + 1) {
+        char path[PATH_CAP];
+        if (snprintf(path, sizeof(path), "tmp/%s", p) < (int)sizeof(path)) pt_env_unlink(env, path);
     }
-    closedir(d);
+    free(names);
+    return n < 0 ? n : 0;
 }
 
-int pt_blocks_store_open(const char *dir, struct pt_blocks_store *out)
+/* Create a directory; 1 if it is new, 0 if it existed, or a negative error. */
+static int make_dir(struct pt_env *env, const char *path)
 {
+    int err = pt_env_mkdir(env, path);
+    return err == 0 ? 1 : err == -PT_EEXIST ? 0 : err;
+}
+
+void pt_blocks_store_open(struct pt_env *env, struct pt_blocks_store *out,
+                          pt_blocks_store_done done, void *ctx)
+{
+    struct open_op *op = calloc(1, sizeof(*op));
+    uint8_t rec[16];
     char path[PATH_CAP];
-    int err, i, created = 0;
+    int err, i, created = 0, top_created = 0;
     memset(out, 0, sizeof(*out));
-    if (strlen(dir) > PATH_CAP - 64) return -PT_ENAMETOOLONG;
-    out->dir = strdup(dir);
-    if (!out->dir) return -PT_ENOMEM;
-    snprintf(path, sizeof(path), "%s/blocks", dir);
-    err = pt_mkdir_p(path);
-    /* The 256 subdirectories: created with plain mkdir, then one fsync of blocks/ makes every
-     * new entry durable (pt_mkdir_p would sync blocks/ once per subdirectory). */
-    for (i = 0; !err && i < 256; i++) {
-        snprintf(path, sizeof(path), "%s/blocks/%02x", dir, (unsigned)i);
-        if (mkdir(path, 0755) == 0)
-            created++;
-        else if (errno != EEXIST)
-            err = pt_errno_to_pt(errno);
+    out->env = env;
+    if (!op) {
+        done(ctx, -PT_ENOMEM);
+        return;
     }
-    if (!err && created) {
-        snprintf(path, sizeof(path), "%s/blocks", dir);
-        err = pt_dir_fsync(path);
+    op->s = out;
+    op->done = done;
+    op->ctx = ctx;
+    err = make_dir(env, "blocks");
+    top_created = err == 1;
+    /* The 256 subdirectories, then one sync of blocks/ makes every new entry durable. */
+    for (i = 0; err >= 0 && i < 256; i++) {
+        snprintf(path, sizeof(path), "blocks/%02x", (unsigned)i);
+        err = make_dir(env, path);
+        created += err == 1;
     }
-    if (!err) {
-        snprintf(path, sizeof(path), "%s/tmp", dir);
-        err = pt_mkdir_p(path);
-        if (!err) remove_temp_files(path);
+    if (err >= 0 && created) err = pt_env_fsync_dir(env, "blocks");
+    if (err >= 0) {
+        err = make_dir(env, "tmp");
+        top_created |= err == 1;
     }
-    if (!err) err = load_or_create_id(out);
+    if (err >= 0 && top_created) err = pt_env_fsync_dir(env, "");
+    if (err >= 0) err = remove_temp_files(env);
+    if (err >= 0) err = load_id(out);
+    if (err != 0) {
+        open_complete(op, err < 0 ? err : 0);
+        return;
+    }
+    /* First use: a random non-zero id, written to a temp file, synced, renamed into place. */
+    do
+        out->service_id = pt_env_random(env);
+    while (out->service_id == 0);
+    pt_put_le32(rec, PT_BLOCKS_ID_MAGIC);
+    pt_put_le64(rec + 4, out->service_id);
+    pt_put_le32(rec + 12, petrel_crc32c(0, rec, 12));
+    op->fd = pt_env_open(env, ID_TEMP, PT_ENV_RDWR | PT_ENV_CREAT);
+    if (op->fd < 0) {
+        open_complete(op, op->fd);
+        return;
+    }
+    err = pt_env_truncate(env, op->fd, 0);
+    if (!err) err = pt_env_pwrite(env, op->fd, rec, sizeof(rec), 0);
     if (err) {
-        free(out->dir);
-        out->dir = NULL;
+        pt_env_close(env, op->fd);
+        pt_env_unlink(env, ID_TEMP);
+        open_complete(op, err);
+        return;
     }
-    return err;
+    pt_env_fsync(env, op->fd, id_synced, op);
 }
 
 void pt_blocks_store_close(struct pt_blocks_store *s)
 {
-    free(s->dir);
-    s->dir = NULL;
+    s->env = NULL;
 }
 
-uint64_t pt_blocks_store_capacity(const struct pt_blocks_store *s)
-{
-    struct statvfs v;
-    if (statvfs(s->dir, &v) != 0) return 0;
-    return (uint64_t)v.f_blocks * v.f_frsize;
-}
+/* --- stat and scan --------------------------------------------------------------------------- */
 
-static int read_header_fd(int fd, uint64_t block_id, struct block_header *h)
+static int read_header_fd(struct pt_env *env, int fd, uint64_t block_id, struct block_header *h)
 {
     uint8_t raw[PT_BLOCK_FILE_HEADER];
-    int err = read_full(fd, raw, sizeof(raw), 0);
+    int err = read_full(env, fd, raw, sizeof(raw), 0);
     if (err) return err;
     return header_decode(raw, block_id, h);
 }
@@ -203,10 +245,10 @@ int pt_blocks_store_stat(struct pt_blocks_store *s, uint64_t block_id, struct pt
     struct block_header h;
     int fd, err = pt_blocks_store_path(s, block_id, path, sizeof(path));
     if (err) return err;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return pt_errno_to_pt(errno);
-    err = read_header_fd(fd, block_id, &h);
-    close(fd);
+    fd = pt_env_open(s->env, path, PT_ENV_RDONLY);
+    if (fd < 0) return fd;
+    err = read_header_fd(s->env, fd, block_id, &h);
+    pt_env_close(s->env, fd);
     if (err) return err;
     out->block_id = block_id;
     out->size = h.size;
@@ -217,47 +259,91 @@ int pt_blocks_store_stat(struct pt_blocks_store *s, uint64_t block_id, struct pt
 int pt_blocks_store_scan(struct pt_blocks_store *s,
                          void (*fn)(void *ctx, const struct pt_block_stat *st), void *ctx)
 {
-    char path[PATH_CAP];
-    int i;
-    for (i = 0; i < 256; i++) {
-        DIR *d;
-        struct dirent *e;
-        snprintf(path, sizeof(path), "%s/blocks/%02x", s->dir, (unsigned)i);
-        d = opendir(path);
-        if (!d) return pt_errno_to_pt(errno);
-        while ((e = readdir(d)) != NULL) {
+    char path[PATH_CAP], *names;
+    size_t cap = 8192;
+    int i, n = 0;
+    names = malloc(cap);
+    if (!names) return -PT_ENOMEM;
+    for (i = 0; i < 256 && n >= 0; i++) {
+        char *p;
+        int k;
+        snprintf(path, sizeof(path), "blocks/%02x", (unsigned)i);
+        while ((n = pt_env_list(s->env, path, names, cap)) == -PT_ERANGE) {
+            char *grown = realloc(names, cap * 2);
+            if (!grown) {
+                n = -PT_ENOMEM;
+                break;
+            }
+            names = grown;
+            cap *= 2;
+        }
+        for (k = 0, p = names; k < n; k++, p += strlen(p) + 1) {
             struct pt_block_stat st;
             char *end;
             uint64_t id;
-            if (strlen(e->d_name) != 20 || strcmp(e->d_name + 16, ".blk") != 0) continue;
-            id = strtoull(e->d_name, &end, 16);
-            if (end != e->d_name + 16) continue;
+            if (strlen(p) != 20 || strcmp(p + 16, ".blk") != 0) continue;
+            id = strtoull(p, &end, 16);
+            if (end != p + 16) continue;
             /* A block whose header is unreadable is skipped; a scrub finds it by its name. */
             if (pt_blocks_store_stat(s, id, &st) == 0) fn(ctx, &st);
         }
-        closedir(d);
     }
-    return 0;
+    free(names);
+    return n < 0 ? n : 0;
+}
+
+/* --- writing --------------------------------------------------------------------------------- */
+
+struct write_op {
+    struct pt_env *env;
+    pt_blocks_store_done done;
+    void *ctx;
+    uint64_t block_id;
+    uint32_t size, pages;
+    int fd, err;
+    char tmp[PATH_CAP], final[PATH_CAP];
+    uint8_t header[PT_BLOCK_FILE_HEADER];
+    uint8_t *crcs;
+};
+
+static void write_op_free(struct write_op *op)
+{
+    free(op->crcs);
+    free(op);
+}
+
+static void write_finish(void *arg)
+{
+    struct write_op *op = arg;
+    op->done(op->ctx, op->err);
+    write_op_free(op);
+}
+
+static void write_complete(struct write_op *op, int err)
+{
+    op->err = err;
+    if (!pt_env_timer(op->env, 0, write_finish, op)) write_finish(op);
 }
 
 /* Read a written temp file back and compare every page CRC and the header with what we meant. */
-static int verify_written(int fd, const uint8_t *header, const uint8_t *crcs, uint32_t pages,
-                          uint32_t size)
+static int verify_written(struct pt_env *env, int fd, const uint8_t *header, const uint8_t *crcs,
+                          uint32_t pages, uint32_t size)
 {
     uint8_t raw[PT_BLOCK_FILE_HEADER];
     uint8_t *buf = malloc((size_t)PT_BLOCK_PAGE_SIZE * 16);
     uint8_t *table = malloc((size_t)pages * 4 + 1);
     uint64_t data_off = PT_BLOCK_FILE_HEADER + (uint64_t)pages * 4;
     uint32_t page = 0;
+    int64_t len;
     int err = (!buf || !table) ? -PT_ENOMEM : 0;
-    if (!err) err = read_full(fd, raw, sizeof(raw), 0);
+    if (!err) err = read_full(env, fd, raw, sizeof(raw), 0);
     if (!err && memcmp(raw, header, sizeof(raw)) != 0) err = -PT_ECORRUPT;
-    if (!err && pages) err = read_full(fd, table, (size_t)pages * 4, PT_BLOCK_FILE_HEADER);
+    if (!err && pages) err = read_full(env, fd, table, (size_t)pages * 4, PT_BLOCK_FILE_HEADER);
     if (!err && pages && memcmp(table, crcs, (size_t)pages * 4) != 0) err = -PT_ECORRUPT;
     while (!err && page < pages) {
         uint32_t off = page * PT_BLOCK_PAGE_SIZE;
         uint32_t chunk = PT_MIN(size - off, PT_BLOCK_PAGE_SIZE * 16), i;
-        err = read_full(fd, buf, chunk, data_off + off);
+        err = read_full(env, fd, buf, chunk, data_off + off);
         for (i = 0; !err && i * PT_BLOCK_PAGE_SIZE < chunk; i++, page++) {
             uint32_t n = PT_MIN(PT_BLOCK_PAGE_SIZE, chunk - i * PT_BLOCK_PAGE_SIZE);
             if (petrel_crc32c(0, buf + (size_t)i * PT_BLOCK_PAGE_SIZE, n) !=
@@ -267,15 +353,34 @@ static int verify_written(int fd, const uint8_t *header, const uint8_t *crcs, ui
     }
     /* Nothing may follow the data. */
     if (!err) {
-        struct stat st;
-        if (fstat(fd, &st) != 0)
-            err = pt_errno_to_pt(errno);
-        else if ((uint64_t)st.st_size != data_off + size)
+        len = pt_env_size(env, fd);
+        if (len < 0)
+            err = (int)len;
+        else if ((uint64_t)len != data_off + size)
             err = -PT_ECORRUPT;
     }
     free(buf);
     free(table);
     return err;
+}
+
+static void write_synced(void *arg, int status)
+{
+    struct write_op *op = arg;
+    char sub[PATH_CAP];
+    int err = status, cerr;
+    if (!err) err = verify_written(op->env, op->fd, op->header, op->crcs, op->pages, op->size);
+    cerr = pt_env_close(op->env, op->fd);
+    if (!err) err = cerr;
+    if (!err) err = pt_env_rename(op->env, op->tmp, op->final);
+    if (err) {
+        pt_env_unlink(op->env, op->tmp);
+    } else {
+        subdir_path(op->block_id, sub, sizeof(sub));
+        err = pt_env_fsync_dir(op->env, sub);
+    }
+    op->err = err;
+    write_finish(op);
 }
 
 /*
@@ -303,30 +408,42 @@ static int stored_block_whole(struct pt_blocks_store *s, uint64_t block_id, uint
     return err;
 }
 
-int pt_blocks_store_write(struct pt_blocks_store *s, uint64_t block_id, uint32_t crc,
-                          const void *data, uint32_t size)
+void pt_blocks_store_write(struct pt_blocks_store *s, uint64_t block_id, uint32_t crc,
+                           const void *data, uint32_t size, pt_blocks_store_done done, void *ctx)
 {
-    char final[PATH_CAP], tmp[PATH_CAP], sub[PATH_CAP];
-    uint8_t header[PT_BLOCK_FILE_HEADER];
+    struct write_op *op = calloc(1, sizeof(*op));
     struct block_header h;
     struct pt_block_stat old = {0, 0, 0};
     const uint8_t *p = data;
-    uint32_t pages = pt_block_pages(size), i, whole = 0;
-    uint8_t *crcs;
-    int fd, err;
+    uint32_t i, whole = 0;
+    int err;
 
-    if (size > PT_BLOCK_MAX_SIZE) return -PT_EFBIG;
-    err = pt_blocks_store_path(s, block_id, final, sizeof(final));
-    if (!err) err = subdir_path(s, block_id, sub, sizeof(sub));
-    if (err) return err;
+    if (!op) {
+        done(ctx, -PT_ENOMEM);
+        return;
+    }
+    op->env = s->env;
+    op->done = done;
+    op->ctx = ctx;
+    op->block_id = block_id;
+    op->size = size;
+    op->pages = pt_block_pages(size);
+    if (size > PT_BLOCK_MAX_SIZE) {
+        write_complete(op, -PT_EFBIG);
+        return;
+    }
+    pt_blocks_store_path(s, block_id, op->final, sizeof(op->final));
 
     /* The data must match its CRC before anything else is decided. */
-    crcs = malloc((size_t)pages * 4 + 1);
-    if (!crcs) return -PT_ENOMEM;
-    for (i = 0; i < pages; i++) {
+    op->crcs = malloc((size_t)op->pages * 4 + 1);
+    if (!op->crcs) {
+        write_complete(op, -PT_ENOMEM);
+        return;
+    }
+    for (i = 0; i < op->pages; i++) {
         uint32_t n = PT_MIN(PT_BLOCK_PAGE_SIZE, size - i * PT_BLOCK_PAGE_SIZE);
         uint32_t pc = petrel_crc32c(0, p + (size_t)i * PT_BLOCK_PAGE_SIZE, n);
-        pt_put_le32(crcs + (size_t)4 * i, pc);
+        pt_put_le32(op->crcs + (size_t)4 * i, pc);
         whole = petrel_crc32c_append(whole, pc, n);
     }
     err = whole != crc ? -PT_EBADMSG : pt_blocks_store_stat(s, block_id, &old);
@@ -337,41 +454,43 @@ int pt_blocks_store_write(struct pt_blocks_store *s, uint64_t block_id, uint32_t
            whole; a copy that rotted since is replaced like one with a bad header. */
         err = stored_block_whole(s, block_id, crc, size);
         if (err == 0) {
-            free(crcs);
-            return 0;
+            write_complete(op, 0);
+            return;
         }
     }
     if (err != -PT_ENOENT && err != -PT_ECORRUPT) {
-        free(crcs);
-        return err;
+        write_complete(op, err);
+        return;
     }
     h.block_id = block_id;
     h.size = size;
     h.crc = crc;
-    h.pages = pages;
-    header_encode(header, &h);
+    h.pages = op->pages;
+    header_encode(op->header, &h);
 
-    snprintf(tmp, sizeof(tmp), "%s/tmp/%016" PRIx64 ".%d.%" PRIu64 ".tmp", s->dir, block_id,
-             (int)getpid(), (uint64_t)atomic_fetch_add(&temp_counter, 1));
-    fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        free(crcs);
-        return pt_errno_to_pt(errno);
+    snprintf(op->tmp, sizeof(op->tmp), "tmp/%016" PRIx64 ".%" PRIu64 ".tmp", block_id,
+             s->temp_counter++);
+    op->fd = pt_env_open(s->env, op->tmp, PT_ENV_RDWR | PT_ENV_CREAT | PT_ENV_EXCL);
+    if (op->fd < 0) {
+        write_complete(op, op->fd);
+        return;
     }
-    err = write_full(fd, header, sizeof(header), 0);
-    if (!err && pages) err = write_full(fd, crcs, (size_t)pages * 4, PT_BLOCK_FILE_HEADER);
-    if (!err && size) err = write_full(fd, data, size, PT_BLOCK_FILE_HEADER + (uint64_t)pages * 4);
-    if (!err) err = pt_file_fsync(fd, tmp);
-    if (!err) err = verify_written(fd, header, crcs, pages, size);
-    if (close(fd) != 0 && !err) err = pt_errno_to_pt(errno);
-    free(crcs);
-    if (!err && rename(tmp, final) != 0) err = pt_errno_to_pt(errno);
+    err = pt_env_pwrite(s->env, op->fd, op->header, sizeof(op->header), 0);
+    if (!err && op->pages)
+        err = pt_env_pwrite(s->env, op->fd, op->crcs, (size_t)op->pages * 4, PT_BLOCK_FILE_HEADER);
+    if (!err && size)
+        err = pt_env_pwrite(s->env, op->fd, data, size,
+                            PT_BLOCK_FILE_HEADER + (uint64_t)op->pages * 4);
     if (err) {
-        unlink(tmp);
-        return err;
+        pt_env_close(s->env, op->fd);
+        pt_env_unlink(s->env, op->tmp);
+        write_complete(op, err);
+        return;
     }
-    return pt_dir_fsync(sub);
+    pt_env_fsync(s->env, op->fd, write_synced, op);
 }
+
+/* --- reading and erasing ----------------------------------------------------------------------- */
 
 int pt_blocks_store_read(struct pt_blocks_store *s, uint64_t block_id, uint32_t offset,
                          uint32_t count, uint8_t **body, size_t *body_len)
@@ -389,9 +508,9 @@ int pt_blocks_store_read(struct pt_blocks_store *s, uint64_t block_id, uint32_t 
     *body_len = 0;
     err = pt_blocks_store_path(s, block_id, path, sizeof(path));
     if (err) return err;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return pt_errno_to_pt(errno);
-    err = read_header_fd(fd, block_id, &h);
+    fd = pt_env_open(s->env, path, PT_ENV_RDONLY);
+    if (fd < 0) return fd;
+    err = read_header_fd(s->env, fd, block_id, &h);
     if (err) goto out;
     if (offset > h.size) {
         err = -PT_ERANGE;
@@ -415,9 +534,10 @@ int pt_blocks_store_read(struct pt_blocks_store *s, uint64_t block_id, uint32_t 
     crcs = pt_cursor_take(&c, (size_t)pages * 4);
     data = pt_cursor_take(&c, r.data_len);
     if (pages)
-        err = read_full(fd, crcs, (size_t)pages * 4, PT_BLOCK_FILE_HEADER + (uint64_t)first * 4);
+        err = read_full(s->env, fd, crcs, (size_t)pages * 4,
+                        PT_BLOCK_FILE_HEADER + (uint64_t)first * 4);
     if (!err && r.data_len)
-        err = read_full(fd, data, r.data_len,
+        err = read_full(s->env, fd, data, r.data_len,
                         PT_BLOCK_FILE_HEADER + (uint64_t)h.pages * 4 + r.data_offset);
     for (i = 0; !err && i < pages; i++) {
         uint32_t n = PT_MIN(PT_BLOCK_PAGE_SIZE, r.data_len - i * PT_BLOCK_PAGE_SIZE);
@@ -426,7 +546,7 @@ int pt_blocks_store_read(struct pt_blocks_store *s, uint64_t block_id, uint32_t 
             err = -PT_ECORRUPT;
     }
 out:
-    close(fd);
+    pt_env_close(s->env, fd);
     if (err) {
         free(buf);
         return err;
@@ -441,12 +561,13 @@ int pt_blocks_store_erase(struct pt_blocks_store *s, uint64_t block_id, uint32_t
     char path[PATH_CAP], sub[PATH_CAP];
     struct pt_block_stat st = {0, 0, 0};
     int err = pt_blocks_store_path(s, block_id, path, sizeof(path));
-    if (!err) err = subdir_path(s, block_id, sub, sizeof(sub));
     if (err) return err;
+    subdir_path(block_id, sub, sizeof(sub));
     err = pt_blocks_store_stat(s, block_id, &st);
     if (err == -PT_ENOENT) return 0;
     if (err == 0 && (st.crc != crc || st.size != size)) return -PT_EINVAL;
     if (err && err != -PT_ECORRUPT) return err;
-    if (unlink(path) != 0 && errno != ENOENT) return pt_errno_to_pt(errno);
-    return pt_dir_fsync(sub);
+    err = pt_env_unlink(s->env, path);
+    if (err && err != -PT_ENOENT) return err;
+    return pt_env_fsync_dir(s->env, sub);
 }
