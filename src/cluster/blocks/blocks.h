@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "cluster/proto/blocks_msg.h"
+#include "cluster/proto/registry_msg.h"
 
 #define PT_BLOCK_FILE_MAGIC 0x4b425450u /* "PTBK" */
 #define PT_BLOCK_FILE_VERSION 1
@@ -105,6 +106,50 @@ int pt_blocks_local_write(struct pt_blocks_local *l, uint64_t block_id, uint32_t
 int pt_blocks_local_path(const struct pt_blocks_local *l, uint64_t block_id, char *buf,
                          size_t cap);
 void pt_blocks_local_close(struct pt_blocks_local *l);
+
+/* --- one service's request handling, without a transport ------------------------------------- */
+
+/*
+ * The reply to one request: status 0 with a malloc'd body the callee takes (len bytes), or a
+ * negative PT_E* with a one-line reason and no body. Exactly one reply per request, possibly
+ * from inside pt_blocks_service_handle (unlike env callbacks): a transport must be ready.
+ */
+typedef void (*pt_blocks_reply_fn)(void *ctx, int status, const char *why, uint8_t *body,
+                                   size_t len);
+
+/*
+ * A block service: its store, the index of its blocks (for STAT, LIST, usage) and the rules
+ * (certificates, proofs, one write or erase per block at a time). The transport fills in the
+ * hooks, opens the store, calls pt_blocks_service_init, then feeds requests. Heap-allocated
+ * (calloc): pt_blocks_service_close frees it, at once or when its last write completes.
+ */
+struct pt_blocks_service {
+    struct pt_blocks_store store;
+    /* hooks, filled by the transport */
+    int (*get_secret)(void *ctx, uint8_t secret[PT_REG_SECRET_SIZE]); /* 1 if known */
+    void (*on_change)(void *ctx);       /* index or usage changed (may be NULL) */
+    uint64_t (*capacity)(void *ctx);    /* bytes of the disk (may be NULL: 0) */
+    void *hook_ctx;
+    char failure_domain[PT_REG_DOMAIN_MAX];
+    /* index, sorted by block id */
+    struct pt_block_stat *index;
+    size_t count, cap;
+    uint64_t used;
+    /* Blocks with a write or erase in flight: a second one for the same block waits its turn
+       (PT_EBUSY, retried by the client), so an erase proof can never race a write. */
+    uint64_t busy[64];
+    int nbusy;
+    unsigned inflight;
+    int closing;
+};
+
+/* Build the index from the opened store: 0 or -PT_E*. */
+int pt_blocks_service_init(struct pt_blocks_service *s);
+/* Handle one request (PT_MSG_PING or PT_MSG_BLOCK_*) with its body; body is read during the
+ * call only. */
+void pt_blocks_service_handle(struct pt_blocks_service *s, uint16_t kind, const uint8_t *body,
+                              size_t len, pt_blocks_reply_fn reply, void *ctx);
+void pt_blocks_service_close(struct pt_blocks_service *s);
 
 /* --- the server ---------------------------------------------------------------------------- */
 

@@ -378,6 +378,9 @@ static void write_synced(void *arg, int status)
     } else {
         subdir_path(op->block_id, sub, sizeof(sub));
         err = pt_env_fsync_dir(op->env, sub);
+        /* Visible but maybe not durable: take it back, so that the client's retry writes it
+           again rather than finding it "already stored". */
+        if (err) pt_env_unlink(op->env, op->final);
     }
     op->err = err;
     write_finish(op);
@@ -454,7 +457,11 @@ void pt_blocks_store_write(struct pt_blocks_store *s, uint64_t block_id, uint32_
            whole; a copy that rotted since is replaced like one with a bad header. */
         err = stored_block_whole(s, block_id, crc, size);
         if (err == 0) {
-            write_complete(op, 0);
+            /* Its name may not be durable yet (an earlier write whose directory sync failed
+               and whose unlink failed too): sync it before promising anything. */
+            char sub[PATH_CAP];
+            subdir_path(block_id, sub, sizeof(sub));
+            write_complete(op, pt_env_fsync_dir(s->env, sub));
             return;
         }
     }

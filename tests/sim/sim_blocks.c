@@ -1,0 +1,936 @@
+/*
+ * Block services in the simulator (see sim_blocks.h): the services' processes and their
+ * incarnations, the lying disk layer, the transport of block requests over env messages, the
+ * clients' workload and the checker. Everything is drawn from the run's seed, so a seed
+ * replays a run event for event.
+ *
+ * Transport (simulator only; production uses frames, docs/PROTOCOL.md): a request is
+ *   u32 crc32c of the rest | u64 request id | u16 kind | body
+ * and a reply
+ *   u32 crc32c of the rest | u64 request id | i32 status | body (empty on an error).
+ * A message whose CRC fails is dropped, as an unauthenticated frame is in production, so the
+ * network's corruption never reaches the checker as a wrong byte from a service.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/blocks/blocks.h"
+#include "cluster/client/blocks_client.h"
+#include "cluster/env/env.h"
+#include "petrel/codec.h"
+#include "petrel/common.h"
+#include "petrel/crc32c.h"
+#include "sim_blocks.h"
+
+#define FILES_MAX 4096
+#define REQ_HDR 14
+#define REPLY_HDR 16
+#define ATTEMPT_MS 400
+#define WRITE_ATTEMPTS 40
+#define FINAL_ATTEMPTS 20
+
+struct sb;
+
+/* ---- services ------------------------------------------------------------------------------ */
+
+/* The env a service's store sees: the simulator's, plus silent corruption of writes. */
+struct lie_env {
+    struct pt_env base;
+    struct pt_env *inner;
+    struct sb *c;
+};
+
+/* One incarnation of a service process. Kept until the run ends: writes in flight on a dead
+ * incarnation still complete through its env and free their service core. */
+struct sb_inc {
+    struct sb_service *svc;
+    struct lie_env env;
+    struct pt_blocks_service *core;
+    int dead, opening, ready;
+    struct sb_inc *next;
+};
+
+struct sb_service {
+    struct sb *c;
+    unsigned idx;
+    struct sim_proc *proc;
+    char addr[PT_ENV_ADDR_MAX];
+    uint8_t secret[PT_REG_SECRET_SIZE];
+    uint64_t id;       /* the store's service id, fixed at the first start */
+    uint64_t lied_at;  /* 1 + time of the last crash at which its disk served stale data */
+    int lost;          /* its disk lied about its identity file: out for good (disk replaced) */
+    struct sb_inc *cur;
+};
+
+/* A reply owed to a client: lives until sent or the run ends. */
+struct sb_reply {
+    struct sb_inc *inc;
+    char to[PT_ENV_ADDR_MAX];
+    uint64_t req_id;
+    struct sb_reply *prev, *next;
+};
+
+/* ---- the model and the clients ---------------------------------------------------------------- */
+
+struct sb_file {
+    uint64_t block_id;
+    uint32_t crc, size;
+    uint8_t *data;
+    unsigned svc[2];
+    int proof[2];        /* a write proof verified */
+    uint64_t proof_at[2];
+    int rotted[2];
+    int acked;
+    int whole[2]; /* the final check read the copy back whole and right */
+};
+
+enum sb_op { SB_IDLE, SB_WRITE, SB_READ, SB_FINAL };
+
+struct sb_client {
+    struct sb *c;
+    unsigned idx;
+    struct sim_proc *proc;
+    struct pt_env *env;
+    char addr[PT_ENV_ADDR_MAX];
+    enum sb_op op;
+    size_t file;
+    unsigned copy, first, tries, attempts;
+    uint32_t off, count;
+    uint64_t req_id, timer, seq;
+};
+
+struct sb {
+    struct sim_blocks_config cfg;
+    struct sim_blocks_result *res;
+    struct sim *sim;
+    struct sb_service svc[SIM_BLOCKS_SERVICES_MAX];
+    struct sb_client cl[SIM_BLOCKS_CLIENTS_MAX];
+    struct sb_inc *incs;
+    struct sb_reply *replies;
+    struct sb_file files[FILES_MAX];
+    size_t n_files;
+    size_t final_next; /* the final check's next (file, copy), as file * 2 + copy */
+    int lying, stop_clients, violated, final_done;
+    uint64_t stale_seen;
+};
+
+static void sb_violate(struct sb *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_violate(struct sb *c, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    if (c->violated) return;
+    c->violated = 1;
+    n = snprintf(c->res->violation, sizeof(c->res->violation), "at %llu ms: ",
+                 (unsigned long long)sim_now(c->sim));
+    va_start(ap, fmt);
+    vsnprintf(c->res->violation + n, sizeof(c->res->violation) - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- the lying disk --------------------------------------------------------------------------- */
+
+static struct pt_env *inner(struct pt_env *e)
+{
+    return ((struct lie_env *)e)->inner;
+}
+
+static uint64_t l_now(struct pt_env *e) { return pt_env_now(inner(e)); }
+static uint64_t l_wall_ms(struct pt_env *e) { return pt_env_wall_ms(inner(e)); }
+static uint64_t l_random(struct pt_env *e) { return pt_env_random(inner(e)); }
+static uint64_t l_timer(struct pt_env *e, uint64_t ms, pt_env_cb cb, void *ctx)
+{
+    return pt_env_timer(inner(e), ms, cb, ctx);
+}
+static void l_cancel(struct pt_env *e, uint64_t id) { pt_env_cancel(inner(e), id); }
+static int l_listen(struct pt_env *e, const char *self, pt_env_msg_cb cb, void *ctx)
+{
+    return pt_env_listen(inner(e), self, cb, ctx);
+}
+static int l_send(struct pt_env *e, const char *to, const uint8_t *msg, size_t len)
+{
+    return pt_env_send(inner(e), to, msg, len);
+}
+static int l_open(struct pt_env *e, const char *path, int flags)
+{
+    return pt_env_open(inner(e), path, flags);
+}
+static int l_close(struct pt_env *e, int fd) { return pt_env_close(inner(e), fd); }
+static int64_t l_pread(struct pt_env *e, int fd, void *buf, size_t len, uint64_t off)
+{
+    return pt_env_pread(inner(e), fd, buf, len, off);
+}
+
+/* A write that lands with one byte changed and reports success: only a read-back catches it. */
+static int l_pwrite(struct pt_env *e, int fd, const void *buf, size_t len, uint64_t off)
+{
+    struct lie_env *l = (struct lie_env *)e;
+    struct sb *c = l->c;
+    uint8_t *bad;
+    size_t at;
+    int rc;
+    if (!c->lying || !len || !sim_chance(c->sim, c->cfg.corrupt_write_ppm))
+        return pt_env_pwrite(l->inner, fd, buf, len, off);
+    bad = malloc(len);
+    if (!bad) abort();
+    memcpy(bad, buf, len);
+    at = (size_t)sim_below(c->sim, len);
+    bad[at] ^= (uint8_t)(1u << sim_below(c->sim, 8));
+    rc = pt_env_pwrite(l->inner, fd, bad, len, off);
+    free(bad);
+    if (rc == 0) c->res->corrupt_writes++;
+    return rc;
+}
+static int l_truncate(struct pt_env *e, int fd, uint64_t size)
+{
+    return pt_env_truncate(inner(e), fd, size);
+}
+static int64_t l_size(struct pt_env *e, int fd) { return pt_env_size(inner(e), fd); }
+static void l_fsync(struct pt_env *e, int fd, void (*done)(void *ctx, int status), void *ctx)
+{
+    pt_env_fsync(inner(e), fd, done, ctx);
+}
+static int l_rename(struct pt_env *e, const char *from, const char *to)
+{
+    return pt_env_rename(inner(e), from, to);
+}
+static int l_unlink(struct pt_env *e, const char *path) { return pt_env_unlink(inner(e), path); }
+static int l_mkdir(struct pt_env *e, const char *path) { return pt_env_mkdir(inner(e), path); }
+static int l_fsync_dir(struct pt_env *e, const char *path)
+{
+    return pt_env_fsync_dir(inner(e), path);
+}
+static int l_list(struct pt_env *e, const char *path, char *buf, size_t cap)
+{
+    return pt_env_list(inner(e), path, buf, cap);
+}
+
+static const struct pt_env_ops lie_ops = {
+    .now = l_now,
+    .wall_ms = l_wall_ms,
+    .random = l_random,
+    .timer = l_timer,
+    .cancel = l_cancel,
+    .listen = l_listen,
+    .send = l_send,
+    .open = l_open,
+    .close = l_close,
+    .pread = l_pread,
+    .pwrite = l_pwrite,
+    .truncate = l_truncate,
+    .size = l_size,
+    .fsync = l_fsync,
+    .rename = l_rename,
+    .unlink = l_unlink,
+    .mkdir = l_mkdir,
+    .fsync_dir = l_fsync_dir,
+    .list = l_list,
+};
+
+/* ---- the transport ------------------------------------------------------------------------------ */
+
+static void reply_free(struct sb *c, struct sb_reply *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        c->replies = r->next;
+    if (r->next) r->next->prev = r->prev;
+    free(r);
+}
+
+static void send_reply(void *ctx, int status, const char *why, uint8_t *body, size_t len)
+{
+    struct sb_reply *r = ctx;
+    struct sb *c = r->inc->svc->c;
+    uint8_t *msg;
+    (void)why;
+    if (status) len = 0;
+    if (!r->inc->dead && (msg = malloc(REPLY_HDR + len)) != NULL) {
+        pt_put_le64(msg + 4, r->req_id);
+        pt_put_le32(msg + 12, (uint32_t)status);
+        if (len) memcpy(msg + REPLY_HDR, body, len);
+        pt_put_le32(msg, petrel_crc32c(0, msg + 4, REPLY_HDR - 4 + len));
+        pt_env_send(&r->inc->env.base, r->to, msg, REPLY_HDR + len);
+        free(msg);
+    }
+    free(body);
+    reply_free(c, r);
+}
+
+static void service_msg(void *ctx, const char *from, const uint8_t *msg, size_t len)
+{
+    struct sb_inc *in = ctx;
+    struct sb *c = in->svc->c;
+    struct sb_reply *r;
+    if (in->dead || !in->ready || len < REQ_HDR ||
+        pt_get_le32(msg) != petrel_crc32c(0, msg + 4, len - 4))
+        return;
+    r = calloc(1, sizeof(*r));
+    if (!r) abort();
+    r->inc = in;
+    snprintf(r->to, sizeof(r->to), "%s", from);
+    r->req_id = pt_get_le64(msg + 4);
+    r->next = c->replies;
+    if (c->replies) c->replies->prev = r;
+    c->replies = r;
+    pt_blocks_service_handle(in->core, pt_get_le16(msg + 12), msg + REQ_HDR, len - REQ_HDR,
+                             send_reply, r);
+}
+
+/* ---- service lifecycle ------------------------------------------------------------------------- */
+
+static int svc_secret(void *ctx, uint8_t secret[PT_REG_SECRET_SIZE])
+{
+    struct sb_inc *in = ctx;
+    memcpy(secret, in->svc->secret, PT_REG_SECRET_SIZE);
+    return 1;
+}
+
+static void svc_open(struct sb_inc *in);
+
+static void svc_retry(void *ctx)
+{
+    struct sb_inc *in = ctx;
+    if (!in->dead) svc_open(in);
+}
+
+static void svc_opened(void *ctx, int status)
+{
+    struct sb_inc *in = ctx;
+    struct sb_service *s = in->svc;
+    in->opening = 0;
+    if (!status && !in->dead) status = pt_blocks_service_init(in->core);
+    if (!in->dead && status == -PT_ECORRUPT && s->lied_at) {
+        /* The identity file went stale with the rest: the service refuses to start under a
+           guessed identity, by design; an operator replaces the disk. Its copies are excused
+           by the lie already. */
+        s->lost = 1;
+        pt_blocks_service_close(in->core);
+        in->core = NULL;
+        return;
+    }
+    if (in->dead || status) {
+        /* A failed start (an EIO on the way) is retried, as a supervisor would. */
+        pt_blocks_service_close(in->core);
+        in->core = NULL;
+        if (!in->dead) pt_env_timer(in->env.inner, 100, svc_retry, in);
+        return;
+    }
+    if (s->id && s->id != in->core->store.service_id)
+        sb_violate(s->c, "b%u: service id changed from %016llx to %016llx", s->idx,
+                   (unsigned long long)s->id, (unsigned long long)in->core->store.service_id);
+    s->id = in->core->store.service_id;
+    if (pt_env_listen(in->env.inner, s->addr, service_msg, in) != 0) {
+        sb_violate(s->c, "b%u: cannot listen", s->idx);
+        return;
+    }
+    in->ready = 1;
+}
+
+static void svc_open(struct sb_inc *in)
+{
+    struct sb_service *s = in->svc;
+    in->core = calloc(1, sizeof(*in->core));
+    if (!in->core) abort();
+    in->core->get_secret = svc_secret;
+    in->core->hook_ctx = in;
+    snprintf(in->core->failure_domain, sizeof(in->core->failure_domain), "fd%u", s->idx);
+    in->opening = 1;
+    pt_blocks_store_open(&in->env.base, &in->core->store, svc_opened, in);
+}
+
+static void svc_start(void *ctx)
+{
+    struct sb_service *s = ctx;
+    struct sb_inc *in = calloc(1, sizeof(*in));
+    if (!in) abort();
+    in->svc = s;
+    in->env.base.ops = &lie_ops;
+    in->env.inner = sim_proc_env(s->proc);
+    in->env.c = s->c;
+    in->next = s->c->incs;
+    s->c->incs = in;
+    s->cur = in;
+    svc_open(in);
+}
+
+static void svc_stop(void *ctx)
+{
+    struct sb_service *s = ctx;
+    struct sb *c = s->c;
+    struct sb_inc *in = s->cur;
+    uint64_t stale = sim_stats(c->sim)->stale_files;
+    if (stale != c->stale_seen) { /* this crash's disk served old versions of files */
+        c->stale_seen = stale;
+        s->lied_at = 1 + sim_now(c->sim);
+        c->res->lied_services++;
+    }
+    if (c->cfg.verbose)
+        fprintf(stderr, "%8llu b%u crash\n", (unsigned long long)sim_now(c->sim), s->idx);
+    s->cur = NULL;
+    if (!in) return;
+    in->dead = 1;
+    if (in->core && !in->opening) {
+        pt_blocks_service_close(in->core);
+        in->core = NULL;
+    }
+}
+
+/* ---- clients --------------------------------------------------------------------------------- */
+
+static void client_next(void *ctx);
+
+static void client_send(struct sb_client *cl, unsigned svc, uint16_t kind, const uint8_t *body,
+                        size_t len);
+
+static void client_timeout(void *ctx);
+
+static void client_after(struct sb_client *cl, uint64_t ms)
+{
+    cl->timer = pt_env_timer(cl->env, ms, client_next, cl);
+}
+
+static void client_done(struct sb_client *cl)
+{
+    cl->op = SB_IDLE;
+    client_after(cl, 1 + sim_below(cl->c->sim, 50));
+}
+
+static void client_send(struct sb_client *cl, unsigned svc, uint16_t kind, const uint8_t *body,
+                        size_t len)
+{
+    uint8_t *msg = malloc(REQ_HDR + len);
+    if (!msg) abort();
+    cl->req_id = ((uint64_t)cl->idx << 48) | ++cl->seq;
+    pt_put_le64(msg + 4, cl->req_id);
+    pt_put_le16(msg + 12, kind);
+    if (len) memcpy(msg + REQ_HDR, body, len);
+    pt_put_le32(msg, petrel_crc32c(0, msg + 4, REQ_HDR - 4 + len));
+    pt_env_send(cl->env, cl->c->svc[svc].addr, msg, REQ_HDR + len);
+    free(msg);
+    cl->timer = pt_env_timer(cl->env, ATTEMPT_MS, client_timeout, cl);
+}
+
+static void send_write(struct sb_client *cl)
+{
+    struct sb *c = cl->c;
+    struct sb_file *f = &c->files[cl->file];
+    struct sb_service *s = &c->svc[f->svc[cl->copy]];
+    struct pt_block_write_req w;
+    struct pt_cursor cur;
+    uint8_t *body = malloc(PT_BLOCK_WRITE_FIELDS + f->size + 1);
+    if (!body) abort();
+    w.block_id = f->block_id;
+    w.crc = f->crc;
+    w.size = f->size;
+    /* The certificate the owning shard issues, under the service's secret. */
+    w.cert = pt_block_mac(s->secret, PT_BLOCK_WRITE_CERT, s->id, f->block_id, f->crc, f->size);
+    pt_cursor_init(&cur, body, PT_BLOCK_WRITE_FIELDS + f->size);
+    pt_block_enc_write(&cur, &w);
+    if (f->size) memcpy(body + PT_BLOCK_WRITE_FIELDS, f->data, f->size);
+    cl->attempts++;
+    c->res->write_attempts++;
+    client_send(cl, f->svc[cl->copy], PT_MSG_BLOCK_WRITE, body, PT_BLOCK_WRITE_FIELDS + f->size);
+    free(body);
+}
+
+static void send_read(struct sb_client *cl, unsigned copy)
+{
+    struct sb_file *f = &cl->c->files[cl->file];
+    struct pt_block_read_req r;
+    struct pt_cursor cur;
+    uint8_t body[16];
+    r.block_id = f->block_id;
+    r.offset = cl->off;
+    r.count = cl->count;
+    pt_cursor_init(&cur, body, sizeof(body));
+    pt_block_enc_read(&cur, &r);
+    cl->copy = copy;
+    cl->attempts++;
+    client_send(cl, f->svc[copy], PT_MSG_BLOCK_READ, body, sizeof(body));
+}
+
+static int copy_excused(const struct sb *c, const struct sb_file *f, unsigned k)
+{
+    const struct sb_service *s = &c->svc[f->svc[k]];
+    return f->rotted[k] || (s->lied_at && s->lied_at > f->proof_at[k]);
+}
+
+/*
+ * A successful read reply from service `svc` for file f: every byte must be the file's
+ * (checked before the page CRCs: a service must never hand out a wrong byte). Returns 1 if the
+ * reply is whole (layout right and every page CRC matches), 0 if the client must not use it.
+ */
+static int check_read(struct sb_client *cl, struct sb_file *f, const uint8_t *body, size_t len)
+{
+    struct sb *c = cl->c;
+    struct pt_block_read_resp r;
+    struct pt_cursor cur;
+    const uint8_t *crcs, *data;
+    uint32_t want_first, want_end, i;
+    pt_cursor_init(&cur, (void *)body, len);
+    pt_block_dec_read_resp(&cur, &r);
+    crcs = pt_cursor_ok(&cur) ? pt_cursor_take(&cur, (size_t)r.pages * 4) : NULL;
+    data = pt_cursor_ok(&cur) ? pt_cursor_take(&cur, r.data_len) : NULL;
+    if (!pt_cursor_ok(&cur) || pt_cursor_left(&cur) || r.block_size != f->size ||
+        r.data_offset > f->size || r.data_len > f->size - r.data_offset) {
+        sb_violate(c, "b%u: malformed read reply for block %016llx", f->svc[cl->copy],
+                   (unsigned long long)f->block_id);
+        return 0;
+    }
+    if (r.data_len && memcmp(data, f->data + r.data_offset, r.data_len) != 0) {
+        sb_violate(c, "b%u returned bytes of block %016llx (offset %u, %u bytes) that were never "
+                      "written%s",
+                   f->svc[cl->copy], (unsigned long long)f->block_id, r.data_offset, r.data_len,
+                   f->rotted[cl->copy] ? " (the copy rotted: its page CRC must have failed)" : "");
+        return 0;
+    }
+    want_first = cl->off < f->size ? cl->off / PT_BLOCK_PAGE_SIZE * PT_BLOCK_PAGE_SIZE : 0;
+    want_end = (uint32_t)PT_MIN((uint64_t)cl->off + cl->count, f->size);
+    if (cl->count && cl->off < f->size &&
+        (r.data_offset != want_first || r.data_offset + r.data_len < want_end)) {
+        sb_violate(c, "b%u: read reply for block %016llx does not cover the range asked",
+                   f->svc[cl->copy], (unsigned long long)f->block_id);
+        return 0;
+    }
+    for (i = 0; i < r.pages; i++) {
+        uint32_t n = PT_MIN(PT_BLOCK_PAGE_SIZE, r.data_len - i * PT_BLOCK_PAGE_SIZE);
+        if (petrel_crc32c(0, data + (size_t)i * PT_BLOCK_PAGE_SIZE, n) != pt_get_le32(crcs + 4 * i))
+            return 0; /* a rotten CRC entry: the client drops the copy */
+    }
+    c->res->reads_checked++;
+    return 1;
+}
+
+static void start_write(struct sb_client *cl)
+{
+    struct sb *c = cl->c;
+    struct sb_file *f;
+    unsigned a, b, n = c->cfg.services;
+    uint64_t pick = sim_below(c->sim, 100);
+    if (c->n_files == FILES_MAX) {
+        client_done(cl);
+        return;
+    }
+    f = &c->files[c->n_files];
+    memset(f, 0, sizeof(*f));
+    cl->file = c->n_files++;
+    f->block_id = ((uint64_t)(cl->idx + 1) << 40) | (uint64_t)cl->file;
+    /* mostly small blocks, some several pages, a few empty or page-aligned */
+    f->size = pick < 3    ? 0
+              : pick < 8  ? PT_BLOCK_PAGE_SIZE * (uint32_t)(1 + sim_below(c->sim, 4))
+              : pick < 70 ? (uint32_t)(1 + sim_below(c->sim, 6000))
+                          : (uint32_t)(6000 + sim_below(c->sim, 30000));
+    f->data = malloc(f->size ? f->size : 1);
+    if (!f->data) abort();
+    sim_fill(c->sim, f->data, f->size);
+    f->crc = pt_block_crc(f->data, f->size);
+    /* two services, hence two failure domains */
+    a = (unsigned)sim_below(c->sim, n);
+    b = (a + 1 + (unsigned)sim_below(c->sim, n - 1)) % n;
+    f->svc[0] = a;
+    f->svc[1] = b;
+    cl->op = SB_WRITE;
+    cl->copy = 0;
+    cl->attempts = 0;
+    send_write(cl);
+}
+
+static int pick_acked(struct sb *c, size_t *out)
+{
+    size_t tries;
+    if (!c->n_files) return 0;
+    for (tries = 0; tries < 8; tries++) {
+        size_t i = (size_t)sim_below(c->sim, c->n_files);
+        if (c->files[i].acked) {
+            *out = i;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void start_read(struct sb_client *cl)
+{
+    struct sb *c = cl->c;
+    struct sb_file *f;
+    if (!pick_acked(c, &cl->file)) {
+        start_write(cl);
+        return;
+    }
+    f = &c->files[cl->file];
+    cl->op = SB_READ;
+    cl->off = f->size ? (uint32_t)sim_below(c->sim, f->size + 1) : 0;
+    cl->count = (uint32_t)sim_below(c->sim, f->size + 2);
+    if (sim_chance(c->sim, 300000)) {
+        cl->off = 0;
+        cl->count = f->size;
+    }
+    cl->first = (unsigned)sim_below(c->sim, 2);
+    cl->tries = 0;
+    cl->attempts = 0;
+    send_read(cl, cl->first);
+}
+
+/* The final check: every copy of every acknowledged file, from its own service. */
+static void final_next(struct sb_client *cl)
+{
+    struct sb *c = cl->c;
+    while (c->final_next < c->n_files * 2) {
+        size_t i = c->final_next / 2;
+        unsigned k = (unsigned)(c->final_next % 2);
+        struct sb_file *f = &c->files[i];
+        if (f->proof[k] && !c->svc[f->svc[k]].lost) {
+            cl->op = SB_FINAL;
+            cl->file = i;
+            cl->off = 0;
+            cl->count = f->size;
+            cl->attempts = 0;
+            send_read(cl, k);
+            return;
+        }
+        c->final_next++;
+    }
+    c->final_done = 1;
+    cl->op = SB_IDLE;
+}
+
+static void final_copy_done(struct sb_client *cl, int status, int whole)
+{
+    struct sb *c = cl->c;
+    struct sb_file *f = &c->files[cl->file];
+    unsigned k = cl->copy;
+    c->res->copies_checked++;
+    if (!whole && !copy_excused(c, f, k))
+        sb_violate(c,
+                   "b%u gave a write proof for block %016llx (%u bytes) at %llu ms, but after "
+                   "healing it reads back %s",
+                   f->svc[k], (unsigned long long)f->block_id, f->size,
+                   (unsigned long long)f->proof_at[k],
+                   status ? petrel_strerror(status) : "with a bad page CRC");
+    f->whole[k] = whole;
+    c->final_next++;
+    final_next(cl);
+}
+
+static void client_reply(void *ctx, const char *from, const uint8_t *msg, size_t len)
+{
+    struct sb_client *cl = ctx;
+    struct sb *c = cl->c;
+    struct sb_file *f;
+    int status, whole;
+    const uint8_t *body;
+    size_t blen;
+    (void)from;
+    if (len < REPLY_HDR || pt_get_le32(msg) != petrel_crc32c(0, msg + 4, len - 4) ||
+        pt_get_le64(msg + 4) != cl->req_id || cl->op == SB_IDLE)
+        return; /* damaged, late or duplicated */
+    pt_env_cancel(cl->env, cl->timer);
+    cl->req_id = 0;
+    status = (int32_t)pt_get_le32(msg + 12);
+    body = msg + REPLY_HDR;
+    blen = len - REPLY_HDR;
+    f = &c->files[cl->file];
+    switch (cl->op) {
+    case SB_WRITE: {
+        struct sb_service *s = &c->svc[f->svc[cl->copy]];
+        if (status == 0) {
+            if (blen != 8 || !pt_block_mac_check(s->secret, PT_BLOCK_WRITE_PROOF, s->id,
+                                                 f->block_id, f->crc, f->size, pt_get_le64(body))) {
+                sb_violate(c, "b%u: write proof for block %016llx does not verify", s->idx,
+                           (unsigned long long)f->block_id);
+                return;
+            }
+            f->proof[cl->copy] = 1;
+            f->proof_at[cl->copy] = sim_now(c->sim);
+            if (cl->copy == 1) {
+                f->acked = 1;
+                c->res->files_acked++;
+                client_done(cl);
+                return;
+            }
+            cl->copy = 1;
+            cl->attempts = 0;
+            send_write(cl);
+            return;
+        }
+        if (status == -PT_ENOTCERT || status == -PT_EBADMSG || status == -PT_EEXIST ||
+            status == -PT_EPROTO) {
+            sb_violate(c, "b%u refused a valid write of block %016llx: %s", s->idx,
+                       (unsigned long long)f->block_id, petrel_strerror(status));
+            return;
+        }
+        /* EIO, ENOSPC, EBUSY, ECORRUPT (the read-back failed): retry the same write */
+        if (cl->attempts >= WRITE_ATTEMPTS) {
+            c->res->files_abandoned++;
+            client_done(cl);
+            return;
+        }
+        cl->timer = pt_env_timer(cl->env, 50 + sim_below(c->sim, 200), client_timeout, cl);
+        return;
+    }
+    case SB_READ:
+        whole = status == 0 && check_read(cl, f, body, blen);
+        if (c->violated) return;
+        if (whole || ++cl->tries == 2) {
+            if (!whole) c->res->reads_unavailable++;
+            if (whole && cl->tries) c->res->reads_fallback++;
+            client_done(cl);
+            return;
+        }
+        send_read(cl, 1 - cl->copy); /* the other copy */
+        return;
+    case SB_FINAL:
+        whole = status == 0 && check_read(cl, f, body, blen);
+        if (c->violated) return;
+        final_copy_done(cl, status, whole);
+        return;
+    case SB_IDLE:
+        return;
+    }
+}
+
+/* No reply in time: write again (same block, idempotent), or read the other copy. */
+static void client_timeout(void *ctx)
+{
+    struct sb_client *cl = ctx;
+    struct sb *c = cl->c;
+    cl->timer = 0;
+    cl->req_id = 0;
+    if (c->violated) return;
+    switch (cl->op) {
+    case SB_WRITE:
+        if (cl->attempts >= WRITE_ATTEMPTS) {
+            c->res->files_abandoned++;
+            client_done(cl);
+        } else {
+            send_write(cl);
+        }
+        return;
+    case SB_READ:
+        if (++cl->tries == 2) {
+            c->res->reads_unavailable++;
+            client_done(cl);
+        } else {
+            send_read(cl, 1 - cl->copy);
+        }
+        return;
+    case SB_FINAL:
+        if (cl->attempts >= FINAL_ATTEMPTS)
+            final_copy_done(cl, -PT_ETIMEDOUT, 0);
+        else
+            send_read(cl, cl->copy);
+        return;
+    case SB_IDLE:
+        return;
+    }
+}
+
+static void client_next(void *ctx)
+{
+    struct sb_client *cl = ctx;
+    struct sb *c = cl->c;
+    cl->timer = 0;
+    if (c->violated || c->stop_clients) return;
+    if (sim_below(c->sim, 100) < 45)
+        start_write(cl);
+    else
+        start_read(cl);
+}
+
+/* ---- rot at rest ----------------------------------------------------------------------------- */
+
+static void rot_synced(void *ctx, int status)
+{
+    (void)ctx;
+    (void)status;
+}
+
+/* Flip one byte of one stored copy of an acknowledged file whose other copy is sound. */
+static void rot_tick(void *ctx)
+{
+    struct sb *c = ctx;
+    size_t i;
+    unsigned k;
+    struct sb_file *f;
+    struct sb_service *s;
+    struct pt_env *e;
+    char path[96];
+    int fd;
+    int64_t size;
+    if (c->violated || !c->lying) return;
+    pt_env_timer(sim_proc_env(c->cl[0].proc), 1000, rot_tick, c);
+    if (!sim_chance(c->sim, c->cfg.rot_ppm) || !pick_acked(c, &i)) return;
+    f = &c->files[i];
+    k = (unsigned)sim_below(c->sim, 2);
+    s = &c->svc[f->svc[k]];
+    if (f->rotted[0] || f->rotted[1] || copy_excused(c, f, 1 - k) || !s->cur || !f->size) return;
+    e = s->cur->env.inner;
+    snprintf(path, sizeof(path), "blocks/%02x/%016llx.blk", (unsigned)(f->block_id & 0xff),
+             (unsigned long long)f->block_id);
+    fd = pt_env_open(e, path, PT_ENV_RDWR);
+    if (fd < 0) return;
+    f->rotted[k] = 1; /* from here on, whatever happens to the write below */
+    size = pt_env_size(e, fd);
+    if (size > 0) {
+        uint64_t at = sim_below(c->sim, (uint64_t)size);
+        uint8_t byte;
+        if (pt_env_pread(e, fd, &byte, 1, at) == 1) {
+            byte ^= (uint8_t)(1u << sim_below(c->sim, 8));
+            if (pt_env_pwrite(e, fd, &byte, 1, at) == 0) {
+                c->res->rots++;
+                pt_env_fsync(e, fd, rot_synced, NULL);
+            }
+        }
+    }
+    pt_env_close(e, fd);
+}
+
+/* ---- the run --------------------------------------------------------------------------------- */
+
+void sim_blocks_config_default(struct sim_blocks_config *c, uint64_t seed)
+{
+    memset(c, 0, sizeof(*c));
+    c->seed = seed;
+    c->services = 4;
+    c->clients = 2;
+    c->fault_ms = 60000;
+    c->settle_ms = 20000;
+    sim_faults_default(&c->faults);
+    /* The block store is not a quorum protocol: every disk fault the simulator has is on. */
+    c->faults.fsync_fail_ppm = 5000;
+    c->faults.read_eio_ppm = 2000;
+    c->faults.write_eio_ppm = 2000;
+    c->faults.write_enospc_ppm = 2000;
+    c->faults.torn_ppm = 500000;
+    c->faults.stale_ppm = 1000;
+    c->corrupt_write_ppm = 20000;
+    c->rot_ppm = 300000;
+}
+
+static int clients_idle(void *ctx)
+{
+    struct sb *c = ctx;
+    unsigned i;
+    for (i = 0; i < c->cfg.clients; i++)
+        if (c->cl[i].op != SB_IDLE) return 0;
+    return 1;
+}
+
+static int services_ready(void *ctx)
+{
+    struct sb *c = ctx;
+    unsigned i;
+    for (i = 0; i < c->cfg.services; i++)
+        if (!c->svc[i].lost && (!c->svc[i].cur || !c->svc[i].cur->ready)) return 0;
+    return 1;
+}
+
+static int final_finished(void *ctx)
+{
+    struct sb *c = ctx;
+    return c->final_done || c->violated;
+}
+
+int sim_blocks_run(const struct sim_blocks_config *cfg, struct sim_blocks_result *res)
+{
+    struct sb *c;
+    struct sim_faults none;
+    unsigned i;
+    size_t f;
+    if (cfg->services < 4 || cfg->services > SIM_BLOCKS_SERVICES_MAX || cfg->clients < 1 ||
+        cfg->clients > SIM_BLOCKS_CLIENTS_MAX)
+        return -PT_EINVAL;
+    c = calloc(1, sizeof(*c));
+    if (!c) return -PT_ENOMEM;
+    memset(res, 0, sizeof(*res));
+    c->cfg = *cfg;
+    c->res = res;
+    sim_faults_none(&none);
+    c->sim = sim_new(cfg->seed, &none);
+    for (i = 0; i < cfg->services; i++) {
+        struct sb_service *s = &c->svc[i];
+        struct sim_proc_hooks h;
+        s->c = c;
+        s->idx = i;
+        snprintf(s->addr, sizeof(s->addr), "b%u", i);
+        sim_fill(c->sim, s->secret, sizeof(s->secret)); /* the registry's secret for it */
+        s->proc = sim_proc_add(c->sim, s->addr);
+        h.stop = svc_stop;
+        h.start = svc_start;
+        h.ctx = s;
+        sim_proc_set_hooks(s->proc, &h);
+    }
+    for (i = 0; i < cfg->clients; i++) {
+        struct sb_client *cl = &c->cl[i];
+        cl->c = c;
+        cl->idx = i;
+        snprintf(cl->addr, sizeof(cl->addr), "c%u", i);
+        cl->proc = sim_proc_add(c->sim, cl->addr);
+        cl->env = sim_proc_env(cl->proc);
+        sim_proc_set_faultable(cl->proc, 0, 0, 1);
+        pt_env_listen(cl->env, cl->addr, client_reply, cl);
+    }
+    for (i = 0; i < cfg->services; i++)
+        svc_start(&c->svc[i]);
+    if (!sim_run_until_cond(c->sim, 1000, services_ready, c))
+        sb_violate(c, "the block services did not start");
+    /* faults */
+    for (i = 0; i < cfg->clients; i++)
+        client_after(&c->cl[i], 1 + i);
+    sim_set_faults(c->sim, &cfg->faults);
+    c->lying = 1;
+    pt_env_timer(c->cl[0].env, 1000, rot_tick, c);
+    while (!c->violated && sim_now(c->sim) < 1000 + cfg->fault_ms)
+        sim_run_until(c->sim, sim_now(c->sim) + 100);
+    /* heal: faults off, everyone up, the clients finish what they were doing */
+    c->lying = 0;
+    c->stop_clients = 1;
+    sim_set_faults(c->sim, &none);
+    sim_heal(c->sim);
+    for (i = 0; i < cfg->services; i++)
+        if (!sim_proc_up(c->svc[i].proc)) sim_proc_restart(c->svc[i].proc);
+    if (!c->violated &&
+        !sim_run_until_cond(c->sim, sim_now(c->sim) + cfg->settle_ms, clients_idle, c))
+        sb_violate(c, "clients still busy %llu ms after healing", (unsigned long long)cfg->settle_ms);
+    if (!c->violated &&
+        !sim_run_until_cond(c->sim, sim_now(c->sim) + cfg->settle_ms, services_ready, c))
+        sb_violate(c, "block services not all up %llu ms after healing",
+                   (unsigned long long)cfg->settle_ms);
+    if (!c->violated) {
+        final_next(&c->cl[0]);
+        if (!sim_run_until_cond(c->sim, sim_now(c->sim) + 10 * cfg->settle_ms, final_finished, c))
+            sb_violate(c, "the final reads did not finish");
+    }
+    /* every acknowledged file has a right copy unless both its disks failed it */
+    for (f = 0; !c->violated && f < c->n_files; f++) {
+        struct sb_file *fl = &c->files[f];
+        if (fl->acked && !fl->whole[0] && !fl->whole[1] &&
+            !(copy_excused(c, fl, 0) && copy_excused(c, fl, 1)))
+            sb_violate(c, "acknowledged block %016llx (b%u, b%u) has no readable copy",
+                       (unsigned long long)fl->block_id, fl->svc[0], fl->svc[1]);
+    }
+    res->ok = !c->violated;
+    res->sim_ms = sim_now(c->sim);
+    res->trace_hash = sim_trace_hash(c->sim);
+    res->stats = *sim_stats(c->sim);
+    /* tear down: crash every service, let writes in flight finish and free their cores */
+    for (i = 0; i < cfg->services; i++)
+        if (sim_proc_up(c->svc[i].proc)) sim_proc_crash(c->svc[i].proc);
+    sim_run_until(c->sim, sim_now(c->sim) + 5000);
+    sim_free(c->sim);
+    while (c->replies)
+        reply_free(c, c->replies);
+    while (c->incs) {
+        struct sb_inc *in = c->incs;
+        c->incs = in->next;
+        free(in);
+    }
+    for (f = 0; f < c->n_files; f++)
+        free(c->files[f].data);
+    free(c);
+    return 0;
+}

@@ -1,0 +1,53 @@
+/*
+ * Block services under the simulator: N services (the real request handling of
+ * src/cluster/blocks/blocks_service.c over the real store, blocks_store.c) in distinct failure
+ * domains, each a simulated process with its own disk, and clients that write mirrored files
+ * (every block on 2 services, under certificates from the services' secrets, acknowledged
+ * only when both write proofs verify) and read them back with page-CRC checks and fallback to
+ * the other copy.
+ *
+ * The disk under each service is the simulator's (torn writes at crashes, EIO, ENOSPC, failing
+ * fsync) behind a lying layer: a write may land with one byte changed and no error (the store's
+ * read-back must catch it), and a stored block may rot at rest (one copy of a file at most).
+ *
+ * The checker: (1) a service never returns, with success, a byte that was not written;
+ * (2) every write proof verifies; (3) after healing, every copy with a proof reads back whole
+ * and right unless it rotted (or its disk lied at a crash), and every acknowledged file has a
+ * readable right copy.
+ */
+#ifndef PETREL_TESTS_SIM_BLOCKS_H
+#define PETREL_TESTS_SIM_BLOCKS_H
+
+#include <stdint.h>
+
+#include "sim.h"
+
+#define SIM_BLOCKS_SERVICES_MAX 8
+#define SIM_BLOCKS_CLIENTS_MAX 4
+
+struct sim_blocks_config {
+    uint64_t seed;
+    unsigned services;          /* 4..8, each its own failure domain */
+    unsigned clients;           /* 1..4 */
+    uint64_t fault_ms;          /* simulated time with faults */
+    uint64_t settle_ms;         /* after healing, for the final reads */
+    struct sim_faults faults;   /* network, crashes, disk errors */
+    uint32_t corrupt_write_ppm; /* per write call: lands with one byte changed, no error */
+    uint32_t rot_ppm;           /* per simulated second: a byte of a stored copy rots */
+    int verbose;
+};
+
+struct sim_blocks_result {
+    int ok;
+    char violation[512];
+    uint64_t sim_ms, trace_hash;
+    uint64_t files_acked, files_abandoned, write_attempts, reads_checked, reads_fallback,
+        reads_unavailable, copies_checked, corrupt_writes, rots, lied_services;
+    struct sim_stats stats;
+};
+
+void sim_blocks_config_default(struct sim_blocks_config *c, uint64_t seed);
+/* Run one simulation; 0 when it ran (see res->ok), negative on a bad configuration. */
+int sim_blocks_run(const struct sim_blocks_config *cfg, struct sim_blocks_result *res);
+
+#endif

@@ -1,0 +1,250 @@
+/*
+ * Block services under the simulator: the store alone on a crashing, lying disk (durability of
+ * a completed write, nothing half-written after a crash mid-write, failures leave nothing),
+ * then whole runs of services and clients (sim_blocks.c) over many seeds. A failure prints
+ * the seed and the command that replays it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/blocks/blocks.h"
+#include "cluster/client/blocks_client.h"
+#include "petrel/common.h"
+#include "sim.h"
+#include "sim_blocks.h"
+#include "test.h"
+
+/* ---- the store on the simulator's disk ---------------------------------------------------- */
+
+struct wait {
+    int done, status;
+};
+
+static void waited(void *ctx, int status)
+{
+    struct wait *w = ctx;
+    w->done = 1;
+    w->status = status;
+}
+
+static int wait_done(void *ctx)
+{
+    return ((struct wait *)ctx)->done;
+}
+
+static int store_open(struct sim *s, struct pt_env *e, struct pt_blocks_store *st)
+{
+    struct wait w = {0, 0};
+    pt_blocks_store_open(e, st, waited, &w);
+    CHECK(sim_run_until_cond(s, sim_now(s) + 1000, wait_done, &w));
+    return w.status;
+}
+
+static int store_write(struct sim *s, struct pt_blocks_store *st, uint64_t id, const uint8_t *d,
+                       uint32_t size)
+{
+    struct wait w = {0, 0};
+    pt_blocks_store_write(st, id, pt_block_crc(d, size), d, size, waited, &w);
+    CHECK(!w.done); /* never completes from inside the call */
+    CHECK(sim_run_until_cond(s, sim_now(s) + 1000, wait_done, &w));
+    return w.status;
+}
+
+static int store_read_all(struct pt_blocks_store *st, uint64_t id, const uint8_t *want,
+                          uint32_t size)
+{
+    uint8_t *body;
+    size_t len;
+    int err = pt_blocks_store_read(st, id, 0, size, &body, &len);
+    if (err) return err;
+    CHECK_EQ(len, PT_BLOCK_READ_RESP_FIELDS + (size_t)pt_block_pages(size) * 4 + size);
+    CHECK_MEM(body + len - size, want, size);
+    free(body);
+    return 0;
+}
+
+static void nothing_hook(void *ctx)
+{
+    (void)ctx;
+}
+
+TEST(sim_blocks_store_durable_after_write_and_clean_after_crash)
+{
+    struct sim_faults f;
+    struct sim *s;
+    struct sim_proc *p;
+    struct sim_proc_hooks h = {nothing_hook, nothing_hook, NULL};
+    struct pt_blocks_store st;
+    struct pt_block_stat bst;
+    struct wait w = {0, 0};
+    uint8_t data[10000];
+    uint64_t id;
+    char names[256];
+    unsigned i;
+    for (i = 0; i < sizeof(data); i++)
+        data[i] = (uint8_t)(i * 13 + 1);
+    sim_faults_none(&f);
+    f.torn_ppm = SIM_PPM; /* every crash tears what was not synced */
+    s = sim_new(test_seed(), &f);
+    p = sim_proc_add(s, "b0");
+    sim_proc_set_hooks(p, &h);
+    CHECK_OK(store_open(s, sim_proc_env(p), &st));
+    id = st.service_id;
+    CHECK(id != 0);
+    /* A completed write survives a crash at once after it. */
+    CHECK_OK(store_write(s, &st, 0x1234, data, sizeof(data)));
+    sim_proc_crash(p);
+    sim_proc_restart(p);
+    CHECK_OK(store_open(s, sim_proc_env(p), &st));
+    CHECK_EQ(st.service_id, id); /* the identity was durable too */
+    CHECK_OK(store_read_all(&st, 0x1234, data, sizeof(data)));
+    /* A crash in the middle of a write (before its fsync completed): no block, no temp file. */
+    pt_blocks_store_write(&st, 0x1235, pt_block_crc(data, sizeof(data)), data, sizeof(data),
+                          waited, &w);
+    sim_proc_crash(p);
+    CHECK(sim_run_until_cond(s, sim_now(s) + 1000, wait_done, &w));
+    CHECK(w.status != 0); /* the dead incarnation's write did not succeed */
+    sim_proc_restart(p);
+    CHECK_OK(store_open(s, sim_proc_env(p), &st));
+    CHECK_EQ(pt_blocks_store_stat(&st, 0x1235, &bst), -PT_ENOENT);
+    CHECK_EQ(pt_env_list(sim_proc_env(p), "tmp", names, sizeof(names)), 0);
+    CHECK_OK(store_read_all(&st, 0x1234, data, sizeof(data)));
+    sim_free(s);
+}
+
+TEST(sim_blocks_store_failures_leave_nothing)
+{
+    struct sim_faults f;
+    struct sim *s;
+    struct sim_proc *p;
+    struct pt_blocks_store st;
+    struct pt_block_stat bst;
+    uint8_t data[6000];
+    unsigned i, failed = 0, ok = 0;
+    for (i = 0; i < sizeof(data); i++)
+        data[i] = (uint8_t)(i * 7);
+    sim_faults_none(&f);
+    s = sim_new(test_seed(), &f);
+    p = sim_proc_add(s, "b0");
+    CHECK_OK(store_open(s, sim_proc_env(p), &st));
+    /* Now every fsync fails half the time, every write or read errs a tenth of the time. */
+    f.fsync_fail_ppm = SIM_PPM / 2;
+    f.write_eio_ppm = SIM_PPM / 10;
+    f.read_eio_ppm = SIM_PPM / 10;
+    sim_set_faults(s, &f);
+    for (i = 0; i < 40; i++) {
+        int err = store_write(s, &st, 100 + i, data, sizeof(data));
+        if (err) {
+            failed++;
+            CHECK_MSG(err == -PT_EIO || err == -PT_ENOSPC, "write: %s", petrel_strerror(err));
+            sim_faults_none(&f);
+            sim_set_faults(s, &f);
+            /* Nothing half-written is visible (absent, or whole when taking back a block whose
+               directory sync failed failed too). */
+            err = pt_blocks_store_stat(&st, 100 + i, &bst);
+            CHECK(err == -PT_ENOENT || store_read_all(&st, 100 + i, data, sizeof(data)) == 0);
+            f.fsync_fail_ppm = SIM_PPM / 2;
+            f.write_eio_ppm = SIM_PPM / 10;
+            f.read_eio_ppm = SIM_PPM / 10;
+            sim_set_faults(s, &f);
+        } else {
+            ok++;
+        }
+    }
+    CHECK(failed > 0 && ok > 0);
+    sim_faults_none(&f);
+    sim_set_faults(s, &f);
+    for (i = 0; i < 40; i++) {
+        int err = store_read_all(&st, 100 + i, data, sizeof(data));
+        CHECK(err == 0 || err == -PT_ENOENT);
+    }
+    sim_free(s);
+}
+
+/* ---- whole runs ------------------------------------------------------------------------------ */
+
+static unsigned env_seeds(unsigned dflt)
+{
+    const char *s = getenv("PETREL_SIM_BLOCKS_SEEDS");
+    return s && atoi(s) > 0 ? (unsigned)atoi(s) : dflt;
+}
+
+static void run_seeds(const char *name, uint64_t first, unsigned seeds)
+{
+    struct sim_blocks_config cfg;
+    struct sim_blocks_result r;
+    uint64_t acked = 0, reads = 0, fallback = 0, unavailable = 0, copies = 0, corrupt = 0,
+             rots = 0, crashes = 0, lied = 0, abandoned = 0;
+    unsigned i;
+    for (i = 0; i < seeds; i++) {
+        uint64_t seed = first + i;
+        sim_blocks_config_default(&cfg, seed);
+        cfg.verbose = getenv("PETREL_SIM_VERBOSE") != NULL;
+        CHECK_OK(sim_blocks_run(&cfg, &r));
+        if (!r.ok)
+            test_fail(__FILE__, __LINE__, "seed %llu: %s\n    replay: build/tests/test-sim --seed %llu %s",
+                      (unsigned long long)seed, r.violation, (unsigned long long)seed, name);
+        acked += r.files_acked;
+        abandoned += r.files_abandoned;
+        reads += r.reads_checked;
+        fallback += r.reads_fallback;
+        unavailable += r.reads_unavailable;
+        copies += r.copies_checked;
+        corrupt += r.corrupt_writes;
+        rots += r.rots;
+        crashes += r.stats.crashes;
+        lied += r.lied_services;
+    }
+    printf("     %s: %u seeds x %llu simulated s: %llu files acked (%llu abandoned), %llu reads "
+           "checked (%llu from the second copy, %llu unavailable), %llu copies checked at the "
+           "end; %llu silently corrupted writes, %llu rotten copies, %llu crashes (%llu with a "
+           "lying disk)\n",
+           name, seeds, (unsigned long long)(cfg.fault_ms / 1000), (unsigned long long)acked,
+           (unsigned long long)abandoned, (unsigned long long)reads, (unsigned long long)fallback,
+           (unsigned long long)unavailable, (unsigned long long)copies,
+           (unsigned long long)corrupt, (unsigned long long)rots, (unsigned long long)crashes,
+           (unsigned long long)lied);
+}
+
+/* One seed (replays a failure exactly with --seed). */
+TEST_T(sim_blocks, 120)
+{
+    run_seeds("sim_blocks", test_seed(), 1);
+}
+
+/* Same seed, same run. */
+TEST_T(sim_blocks_replays, 120)
+{
+    struct sim_blocks_config cfg;
+    struct sim_blocks_result a, b;
+    sim_blocks_config_default(&cfg, test_seed());
+    CHECK_OK(sim_blocks_run(&cfg, &a));
+    CHECK_OK(sim_blocks_run(&cfg, &b));
+    CHECK_MSG(a.ok, "%s", a.violation);
+    CHECK(a.trace_hash == b.trace_hash);
+    CHECK_EQ(a.files_acked, b.files_acked);
+    CHECK(a.files_acked > 0 && a.reads_checked > 0);
+    cfg.seed++;
+    CHECK_OK(sim_blocks_run(&cfg, &b));
+    CHECK(a.trace_hash != b.trace_hash);
+}
+
+/* Bad configurations are refused. */
+TEST(sim_blocks_refuses_bad_config)
+{
+    struct sim_blocks_config cfg;
+    struct sim_blocks_result r;
+    sim_blocks_config_default(&cfg, 1);
+    cfg.services = 3; /* fewer than 4 failure domains */
+    CHECK_EQ(sim_blocks_run(&cfg, &r), -PT_EINVAL);
+    sim_blocks_config_default(&cfg, 1);
+    cfg.clients = 0;
+    CHECK_EQ(sim_blocks_run(&cfg, &r), -PT_EINVAL);
+}
+
+/* Many seeds (PETREL_SIM_BLOCKS_SEEDS; default 200, 50 under sanitizers). */
+TEST_T(sim_blocks_seeds, 3600)
+{
+    run_seeds("sim_blocks", test_seed(), env_seeds(test_sanitized() ? 50 : 200));
+}
