@@ -117,7 +117,7 @@ static void reply_copy(pt_blocks_reply_fn reply, void *ctx, const void *body, si
         reply_error(reply, ctx, -PT_ENOMEM, "out of memory");
         return;
     }
-    memcpy(copy, body, len);
+    if (len) memcpy(copy, body, len);
     reply(ctx, 0, NULL, copy, len);
 }
 
