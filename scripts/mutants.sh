@@ -24,6 +24,8 @@ mutants=(
 "wrong-page-crc-accepted|src/cluster/blocks/blocks_store.c|s/(pt_get_le32\(crcs \+ \(size_t\)4 \* i\)\)\n\s*)err = -PT_ECORRUPT;/\$1err = 0;/|simblocks|a block read returns a page whose CRC does not match"
 "no-post-write-verify|src/cluster/blocks/blocks_store.c|s/if \(!err\) err = verify_written\(op->env, op->fd, op->header, op->crcs, op->pages, op->size\);/(void)verify_written;/|simblocks|the block store skips reading back what it wrote"
 "retried-write-skips-dir-sync|src/cluster/blocks/blocks_store.c|s/write_complete\(op, pt_env_fsync_dir\(s->env, sub\)\);/(void)sub; write_complete(op, 0);/; s/if \(err\) pt_env_unlink\(op->env, op->final\);//|simblocks|a retried block write is acknowledged while its name may not be durable"
+"block-fsync-skipped|src/cluster/blocks/blocks_store.c|s/pt_env_fsync\(s->env, op->fd, write_synced, op\);/write_synced(op, 0);/|simblocks|a block write is acknowledged without fsync'ing its file"
+"block-dir-fsync-skipped|src/cluster/blocks/blocks_store.c|s/err = pt_env_fsync_dir\(op->env, sub\);\n/err = 0; (void)sub;\n/|simblocks|a block write is acknowledged before its name is durable"
 "no-rename-loop-check|src/cluster/cdc/cdc_steps.c|s/if \(rc == 1\) rc = -PT_ELOOP;/if (rc == 1) rc = 0;/|cdc|the CDC lets a directory move under itself"
 )
 

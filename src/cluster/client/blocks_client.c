@@ -166,51 +166,52 @@ int pt_blocks_write(const char *address, uint64_t block_id, uint32_t crc, const 
     return err;
 }
 
-int pt_blocks_read(const char *address, uint64_t block_id, uint32_t offset, uint32_t count,
-                   void *buf, uint32_t *got, uint32_t *block_size, const struct pt_call_opts *opts)
+int pt_blocks_read_resp_check(const uint8_t *body, size_t len, uint32_t offset, uint32_t count,
+                              void *buf, uint32_t *got, uint32_t *block_size)
 {
-    uint8_t req[16];
-    struct pt_block_read_req r = {block_id, offset, count};
     struct pt_block_read_resp h;
     struct pt_cursor c;
-    struct pt_reply rep;
     const uint8_t *crcs, *data;
     uint32_t i, want;
-    int err;
     if (got) *got = 0;
-    pt_cursor_init(&c, req, sizeof(req));
-    pt_block_enc_read(&c, &r);
-    err = call_body(address, PT_MSG_BLOCK_READ, req, sizeof(req), opts, &rep);
-    if (err) goto out;
-    pt_cursor_init(&c, rep.body, rep.body_len);
+    pt_cursor_init(&c, (void *)body, len);
     pt_block_dec_read_resp(&c, &h);
     crcs = pt_cursor_take(&c, (size_t)h.pages * 4);
     data = pt_cursor_take(&c, h.data_len);
-    if (!pt_cursor_ok(&c) || pt_cursor_left(&c)) {
-        err = -PT_EPROTO;
-        goto out;
-    }
+    if (!pt_cursor_ok(&c) || pt_cursor_left(&c)) return -PT_EPROTO;
     /* The reply must cover exactly the pages our range touches. */
     want = offset >= h.block_size ? 0 : PT_MIN(count, h.block_size - offset);
     if (offset > h.block_size ||
         (want && (h.data_offset != offset / PT_BLOCK_PAGE_SIZE * PT_BLOCK_PAGE_SIZE ||
                   h.data_offset + h.data_len < offset + want)) ||
-        (!want && h.data_len)) {
-        err = offset > h.block_size ? -PT_ERANGE : -PT_EPROTO;
-        goto out;
-    }
+        (!want && h.data_len))
+        return offset > h.block_size ? -PT_ERANGE : -PT_EPROTO;
     for (i = 0; i < h.pages; i++) {
         uint32_t n = PT_MIN(PT_BLOCK_PAGE_SIZE, h.data_len - i * PT_BLOCK_PAGE_SIZE);
         if (petrel_crc32c(0, data + (size_t)i * PT_BLOCK_PAGE_SIZE, n) !=
-            pt_get_le32(crcs + (size_t)4 * i)) {
-            err = -PT_ECORRUPT;
-            goto out;
-        }
+            pt_get_le32(crcs + (size_t)4 * i))
+            return -PT_ECORRUPT;
     }
     if (want) memcpy(buf, data + (offset - h.data_offset), want);
     if (got) *got = want;
     if (block_size) *block_size = h.block_size;
-out:
+    return 0;
+}
+
+int pt_blocks_read(const char *address, uint64_t block_id, uint32_t offset, uint32_t count,
+                   void *buf, uint32_t *got, uint32_t *block_size, const struct pt_call_opts *opts)
+{
+    uint8_t req[16];
+    struct pt_block_read_req r = {block_id, offset, count};
+    struct pt_cursor c;
+    struct pt_reply rep;
+    int err;
+    if (got) *got = 0;
+    pt_cursor_init(&c, req, sizeof(req));
+    pt_block_enc_read(&c, &r);
+    err = call_body(address, PT_MSG_BLOCK_READ, req, sizeof(req), opts, &rep);
+    if (!err) err = pt_blocks_read_resp_check(rep.body, rep.body_len, offset, count, buf, got,
+                                              block_size);
     pt_reply_free(&rep);
     return err;
 }

@@ -68,6 +68,15 @@ int pt_blocks_write(const char *address, uint64_t block_id, uint32_t crc, const 
 int pt_blocks_read(const char *address, uint64_t block_id, uint32_t offset, uint32_t count,
                    void *buf, uint32_t *got, uint32_t *block_size, const struct pt_call_opts *opts);
 
+/*
+ * The client's check of a BLOCK_READ response body for the range [offset, offset+count)
+ * (what pt_blocks_read does with the reply; transport-free, so the simulator's clients run
+ * it): layout, coverage of the range, every page's CRC; then the range's bytes go to buf.
+ * 0, -PT_EPROTO, -PT_ERANGE, -PT_ECORRUPT.
+ */
+int pt_blocks_read_resp_check(const uint8_t *body, size_t len, uint32_t offset, uint32_t count,
+                              void *buf, uint32_t *got, uint32_t *block_size);
+
 /* Erase a block with the shard's erase certificate; *proof gets the erase proof. Idempotent. */
 int pt_blocks_erase(const char *address, uint64_t block_id, uint32_t crc, uint32_t size,
                     uint64_t cert, uint64_t *proof, const struct pt_call_opts *opts);
