@@ -26,6 +26,8 @@ mutants=(
 "retried-write-skips-dir-sync|src/cluster/blocks/blocks_store.c|s/write_complete\(op, pt_env_fsync_dir\(s->env, sub\)\);/(void)sub; write_complete(op, 0);/; s/if \(err\) pt_env_unlink\(op->env, op->final\);//|simblocks|a retried block write is acknowledged while its name may not be durable"
 "block-fsync-skipped|src/cluster/blocks/blocks_store.c|s/pt_env_fsync\(s->env, op->fd, write_synced, op\);/write_synced(op, 0);/|simblocks|a block write is acknowledged without fsync'ing its file"
 "block-dir-fsync-skipped|src/cluster/blocks/blocks_store.c|s/err = pt_env_fsync_dir\(op->env, sub\);\n/err = 0; (void)sub;\n/|simblocks|a block write is acknowledged before its name is durable"
+"retried-erase-skips-dir-sync|src/cluster/blocks/blocks_store.c|s/if \(err == -PT_ENOENT\) return pt_env_fsync_dir\(s->env, sub\);/if (err == -PT_ENOENT) return 0;/|simblocks|an erase of an absent block is proven while an earlier unlink may not be durable"
+"erase-dir-fsync-skipped|src/cluster/blocks/blocks_store.c|s/    return pt_env_fsync_dir\(s->env, sub\);\n\}/    return 0;\n}/|simblocks|a block erase is proven before the unlink is durable"
 "no-rename-loop-check|src/cluster/cdc/cdc_steps.c|s/if \(rc == 1\) rc = -PT_ELOOP;/if (rc == 1) rc = 0;/|cdc|the CDC lets a directory move under itself"
 )
 

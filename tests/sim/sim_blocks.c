@@ -84,9 +84,12 @@ struct sb_file {
     int rotted[2];
     int acked;
     int whole[2]; /* the final check read the copy back whole and right */
+    int deleted;  /* a client started erasing it: no more reads */
+    int erased[2];  /* an erase proof verified */
+    uint64_t erased_at[2], write_seen_at[2];  /* last arrival of a write of it at the service */
 };
 
-enum sb_op { SB_IDLE, SB_WRITE, SB_READ, SB_FINAL };
+enum sb_op { SB_IDLE, SB_WRITE, SB_READ, SB_ERASE, SB_FINAL };
 
 struct sb_client {
     struct sb *c;
@@ -97,6 +100,7 @@ struct sb_client {
     enum sb_op op;
     size_t file;
     unsigned copy, first, tries, attempts;
+    int final_erased; /* the final read is of a copy with an erase proof */
     uint32_t off, count;
     uint64_t req_id, timer, seq;
 };
@@ -268,6 +272,18 @@ static void service_msg(void *ctx, const char *from, const uint8_t *msg, size_t 
     if (in->dead || !in->ready || len < REQ_HDR ||
         pt_get_le32(msg) != petrel_crc32c(0, msg + 4, len - 4))
         return;
+    if (pt_get_le16(msg + 12) == PT_MSG_BLOCK_WRITE && len >= REQ_HDR + 8) {
+        /* For the checker: a write delivered after an erase may bring the block back (the
+           network replays requests; a certificate does not expire). */
+        uint64_t id = pt_get_le64(msg + REQ_HDR);
+        size_t i = (size_t)(id & 0xffffffffffull);
+        if (i < c->n_files && c->files[i].block_id == id) {
+            struct sb_file *f = &c->files[i];
+            unsigned k;
+            for (k = 0; k < 2; k++)
+                if (f->svc[k] == in->svc->idx) f->write_seen_at[k] = sim_now(c->sim);
+        }
+    }
     r = calloc(1, sizeof(*r));
     if (!r) abort();
     r->inc = in;
@@ -437,6 +453,25 @@ static void send_write(struct sb_client *cl)
     free(body);
 }
 
+static void send_erase(struct sb_client *cl)
+{
+    struct sb *c = cl->c;
+    struct sb_file *f = &c->files[cl->file];
+    struct sb_service *s = &c->svc[f->svc[cl->copy]];
+    struct pt_block_erase_req e;
+    struct pt_cursor cur;
+    uint8_t body[24];
+    e.block_id = f->block_id;
+    e.crc = f->crc;
+    e.size = f->size;
+    /* The certificate the shard's GC issues once the file's retention is over. */
+    e.cert = pt_block_mac(s->secret, PT_BLOCK_ERASE_CERT, s->id, f->block_id, f->crc, f->size);
+    pt_cursor_init(&cur, body, sizeof(body));
+    pt_block_enc_erase(&cur, &e);
+    cl->attempts++;
+    client_send(cl, f->svc[cl->copy], PT_MSG_BLOCK_ERASE, body, sizeof(body));
+}
+
 static void send_read(struct sb_client *cl, unsigned copy)
 {
     struct sb_file *f = &cl->c->files[cl->file];
@@ -553,7 +588,7 @@ static int pick_acked(struct sb *c, size_t *out)
     if (!c->n_files) return 0;
     for (tries = 0; tries < 8; tries++) {
         size_t i = (size_t)sim_below(c->sim, c->n_files);
-        if (c->files[i].acked) {
+        if (c->files[i].acked && !c->files[i].deleted) {
             *out = i;
             return 1;
         }
@@ -583,6 +618,20 @@ static void start_read(struct sb_client *cl)
     send_read(cl, cl->first);
 }
 
+static void start_erase(struct sb_client *cl)
+{
+    struct sb *c = cl->c;
+    if (!pick_acked(c, &cl->file)) {
+        start_write(cl);
+        return;
+    }
+    c->files[cl->file].deleted = 1;
+    cl->op = SB_ERASE;
+    cl->copy = 0;
+    cl->attempts = 0;
+    send_erase(cl);
+}
+
 /* The final check: every copy of every acknowledged file, from its own service. */
 static void final_next(struct sb_client *cl)
 {
@@ -591,8 +640,9 @@ static void final_next(struct sb_client *cl)
         size_t i = c->final_next / 2;
         unsigned k = (unsigned)(c->final_next % 2);
         struct sb_file *f = &c->files[i];
-        if (f->proof[k] && !c->svc[f->svc[k]].lost) {
+        if ((f->proof[k] || f->erased[k]) && !c->svc[f->svc[k]].lost) {
             cl->op = SB_FINAL;
+            cl->final_erased = f->erased[k];
             cl->file = i;
             cl->off = 0;
             cl->count = f->size;
@@ -620,6 +670,24 @@ static void final_copy_done(struct sb_client *cl, int status, int whole)
                    (unsigned long long)f->proof_at[k],
                    status ? petrel_strerror(status) : "with a bad page CRC");
     f->whole[k] = whole;
+    c->final_next++;
+    final_next(cl);
+}
+
+/* A copy with an erase proof: gone for good, unless a replayed write of it came later. */
+static void final_erased_done(struct sb_client *cl, int status)
+{
+    struct sb *c = cl->c;
+    struct sb_file *f = &c->files[cl->file];
+    unsigned k = cl->copy;
+    c->res->copies_checked++;
+    if (status != -PT_ENOENT && f->write_seen_at[k] <= f->erased_at[k])
+        sb_violate(c,
+                   "b%u gave an erase proof for block %016llx at %llu ms, but after healing it "
+                   "answers %s",
+                   f->svc[k], (unsigned long long)f->block_id,
+                   (unsigned long long)f->erased_at[k],
+                   status ? petrel_strerror(status) : "with the block");
     c->final_next++;
     final_next(cl);
 }
@@ -691,10 +759,46 @@ static void client_reply(void *ctx, const char *from, const uint8_t *msg, size_t
         }
         send_read(cl, 1 - cl->copy); /* the other copy */
         return;
+    case SB_ERASE: {
+        struct sb_service *s = &c->svc[f->svc[cl->copy]];
+        if (status == 0) {
+            if (blen != 8 || !pt_block_mac_check(s->secret, PT_BLOCK_ERASE_PROOF, s->id,
+                                                 f->block_id, f->crc, f->size, pt_get_le64(body))) {
+                sb_violate(c, "b%u: erase proof for block %016llx does not verify", s->idx,
+                           (unsigned long long)f->block_id);
+                return;
+            }
+            f->erased[cl->copy] = 1;
+            f->erased_at[cl->copy] = sim_now(c->sim);
+            if (cl->copy == 1) {
+                c->res->files_erased++;
+                client_done(cl);
+                return;
+            }
+            cl->copy = 1;
+            cl->attempts = 0;
+            send_erase(cl);
+            return;
+        }
+        if (status == -PT_ENOTCERT || status == -PT_EINVAL || status == -PT_EPROTO) {
+            sb_violate(c, "b%u refused a valid erase of block %016llx: %s", s->idx,
+                       (unsigned long long)f->block_id, petrel_strerror(status));
+            return;
+        }
+        if (cl->attempts >= WRITE_ATTEMPTS) {
+            client_done(cl);
+            return;
+        }
+        cl->timer = pt_env_timer(cl->env, 50 + sim_below(c->sim, 200), client_timeout, cl);
+        return;
+    }
     case SB_FINAL:
         whole = status == 0 && check_read(cl, f, body, blen);
         if (c->violated) return;
-        final_copy_done(cl, status, whole);
+        if (cl->final_erased)
+            final_erased_done(cl, status);
+        else
+            final_copy_done(cl, status, whole);
         return;
     case SB_IDLE:
         return;
@@ -726,11 +830,19 @@ static void client_timeout(void *ctx)
             send_read(cl, 1 - cl->copy);
         }
         return;
-    case SB_FINAL:
-        if (cl->attempts >= FINAL_ATTEMPTS)
-            final_copy_done(cl, -PT_ETIMEDOUT, 0);
+    case SB_ERASE:
+        if (cl->attempts >= WRITE_ATTEMPTS)
+            client_done(cl);
         else
+            send_erase(cl);
+        return;
+    case SB_FINAL:
+        if (cl->attempts < FINAL_ATTEMPTS)
             send_read(cl, cl->copy);
+        else if (cl->final_erased)
+            final_erased_done(cl, -PT_ETIMEDOUT);
+        else
+            final_copy_done(cl, -PT_ETIMEDOUT, 0);
         return;
     case SB_IDLE:
         return;
@@ -741,12 +853,16 @@ static void client_next(void *ctx)
 {
     struct sb_client *cl = ctx;
     struct sb *c = cl->c;
+    uint64_t pick;
     cl->timer = 0;
     if (c->violated || c->stop_clients) return;
-    if (sim_below(c->sim, 100) < 45)
+    pick = sim_below(c->sim, 100);
+    if (pick < 40)
         start_write(cl);
-    else
+    else if (pick < 90)
         start_read(cl);
+    else
+        start_erase(cl);
 }
 
 /* ---- rot at rest ----------------------------------------------------------------------------- */
@@ -916,7 +1032,7 @@ int sim_blocks_run(const struct sim_blocks_config *cfg, struct sim_blocks_result
     /* every acknowledged file has a right copy unless both its disks failed it */
     for (f = 0; !c->violated && f < c->n_files; f++) {
         struct sb_file *fl = &c->files[f];
-        if (fl->acked && !fl->whole[0] && !fl->whole[1] &&
+        if (fl->acked && !fl->deleted && !fl->whole[0] && !fl->whole[1] &&
             !(copy_excused(c, fl, 0) && copy_excused(c, fl, 1)))
             sb_violate(c, "acknowledged block %016llx (b%u, b%u) has no readable copy",
                        (unsigned long long)fl->block_id, fl->svc[0], fl->svc[1]);

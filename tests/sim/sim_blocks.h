@@ -4,7 +4,7 @@
  * domains, each a simulated process with its own disk, and clients that write mirrored files
  * (every block on 2 services, under certificates from the services' secrets, acknowledged
  * only when both write proofs verify) and read them back with page-CRC checks and fallback to
- * the other copy.
+ * the other copy, and erase some files (under erase certificates, as the shard's GC does).
  *
  * The disk under each service is the simulator's (torn writes at crashes, EIO, ENOSPC, failing
  * fsync) behind a lying layer: a write may land with one byte changed and no error (the store's
@@ -13,7 +13,8 @@
  * The checker: (1) a service never returns, with success, a byte that was not written;
  * (2) every write proof verifies; (3) after healing, every copy with a proof reads back whole
  * and right unless it rotted (or its disk lied at a crash), and every acknowledged file has a
- * readable right copy.
+ * readable right copy, and every copy with an erase proof is gone (unless a replayed write of
+ * it arrived after the erase: the network replays requests and certificates do not expire).
  */
 #ifndef PETREL_TESTS_SIM_BLOCKS_H
 #define PETREL_TESTS_SIM_BLOCKS_H
@@ -41,7 +42,7 @@ struct sim_blocks_result {
     int ok;
     char violation[512];
     uint64_t sim_ms, trace_hash;
-    uint64_t files_acked, files_abandoned, write_attempts, reads_checked, reads_fallback,
+    uint64_t files_acked, files_abandoned, files_erased, write_attempts, reads_checked, reads_fallback,
         reads_unavailable, copies_checked, corrupt_writes, rots, lied_services;
     struct sim_stats stats;
 };

@@ -175,7 +175,7 @@ static void run_seeds(const char *name, uint64_t first, unsigned seeds)
     struct sim_blocks_config cfg;
     struct sim_blocks_result r;
     uint64_t acked = 0, reads = 0, fallback = 0, unavailable = 0, copies = 0, corrupt = 0,
-             rots = 0, crashes = 0, lied = 0, abandoned = 0;
+             rots = 0, crashes = 0, lied = 0, abandoned = 0, erased = 0;
     unsigned i;
     for (i = 0; i < seeds; i++) {
         uint64_t seed = first + i;
@@ -187,6 +187,7 @@ static void run_seeds(const char *name, uint64_t first, unsigned seeds)
                       (unsigned long long)seed, r.violation, (unsigned long long)seed, name);
         acked += r.files_acked;
         abandoned += r.files_abandoned;
+        erased += r.files_erased;
         reads += r.reads_checked;
         fallback += r.reads_fallback;
         unavailable += r.reads_unavailable;
@@ -196,12 +197,12 @@ static void run_seeds(const char *name, uint64_t first, unsigned seeds)
         crashes += r.stats.crashes;
         lied += r.lied_services;
     }
-    printf("     %s: %u seeds x %llu simulated s: %llu files acked (%llu abandoned), %llu reads "
+    printf("     %s: %u seeds x %llu simulated s: %llu files acked (%llu abandoned, %llu erased), %llu reads "
            "checked (%llu from the second copy, %llu unavailable), %llu copies checked at the "
            "end; %llu silently corrupted writes, %llu rotten copies, %llu crashes (%llu with a "
            "lying disk)\n",
            name, seeds, (unsigned long long)(cfg.fault_ms / 1000), (unsigned long long)acked,
-           (unsigned long long)abandoned, (unsigned long long)reads, (unsigned long long)fallback,
+           (unsigned long long)abandoned, (unsigned long long)erased, (unsigned long long)reads, (unsigned long long)fallback,
            (unsigned long long)unavailable, (unsigned long long)copies,
            (unsigned long long)corrupt, (unsigned long long)rots, (unsigned long long)crashes,
            (unsigned long long)lied);

@@ -80,7 +80,8 @@ int pt_blocks_store_stat(struct pt_blocks_store *s, uint64_t block_id, struct pt
 
 /*
  * Erase a block, durably (unlink, fsync its directory). If it exists with a valid header, its
- * crc and size must match (else -PT_EINVAL). Absent is success (idempotent).
+ * crc and size must match (else -PT_EINVAL). Absent is success (idempotent), after an fsync of
+ * its directory (the absence may be an earlier erase's unsynced unlink).
  */
 int pt_blocks_store_erase(struct pt_blocks_store *s, uint64_t block_id, uint32_t crc,
                           uint32_t size);

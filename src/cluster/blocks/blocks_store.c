@@ -571,7 +571,9 @@ int pt_blocks_store_erase(struct pt_blocks_store *s, uint64_t block_id, uint32_t
     if (err) return err;
     subdir_path(block_id, sub, sizeof(sub));
     err = pt_blocks_store_stat(s, block_id, &st);
-    if (err == -PT_ENOENT) return 0;
+    /* Absent: maybe only since an earlier erase whose directory sync failed, so the name may
+       still be on the disk; sync the directory before promising it is gone. */
+    if (err == -PT_ENOENT) return pt_env_fsync_dir(s->env, sub);
     if (err == 0 && (st.crc != crc || st.size != size)) return -PT_EINVAL;
     if (err && err != -PT_ECORRUPT) return err;
     err = pt_env_unlink(s->env, path);
