@@ -399,9 +399,6 @@ static void svc_stop(void *ctx)
 
 static void client_next(void *ctx);
 
-static void client_send(struct sb_client *cl, unsigned svc, uint16_t kind, const uint8_t *body,
-                        size_t len);
-
 static void client_timeout(void *ctx);
 
 static void client_after(struct sb_client *cl, uint64_t ms)
