@@ -110,10 +110,10 @@ check: deps
 		PETREL_SANITIZED=1 bash tests/run-all.sh build/san $(TEST_PARTS)
 
 # Long randomized runs: fresh seeds, more iterations. Not part of `make test`. SEEDS=N sets how
-# many fresh seeds the cluster simulation runs (default 2000); a failure prints its replay command.
+# many fresh seeds the cluster and block-service simulations run (default 2000); a failure prints its replay command.
 SEEDS ?= 2000
 soak: all
-	@PETREL_SOAK=1 PETREL_TEST_SEED=random PETREL_SIM_SEEDS=$(SEEDS) \
+	@PETREL_SOAK=1 PETREL_TEST_SEED=random PETREL_SIM_SEEDS=$(SEEDS) PETREL_SIM_BLOCKS_SEEDS=$(SEEDS) \
 		bash tests/run-all.sh $(BUILD) $(TEST_PARTS)
 
 # Mutation check: deliberate bugs, one at a time, in a copy of the committed tree; prints which
