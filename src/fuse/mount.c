@@ -78,26 +78,44 @@ static int to_errno(int64_t rc)
     return (int)rc;
 }
 
+static mode_t type_bits(uint8_t type)
+{
+    switch (type) {
+    case PETREL_VFS_DIR: return S_IFDIR;
+    case PETREL_VFS_LNK: return S_IFLNK;
+    case PETREL_VFS_FIFO: return S_IFIFO;
+    case PETREL_VFS_SOCK: return S_IFSOCK;
+    case PETREL_VFS_CHR: return S_IFCHR;
+    case PETREL_VFS_BLK: return S_IFBLK;
+    default: return S_IFREG;
+    }
+}
+
+/* Entries of a store that keeps no owner belong to the user serving the mount. */
 static void fill_stat(const struct petrel_vfs_stat *s, struct stat *st, int read_only)
 {
     memset(st, 0, sizeof(*st));
-    if (s->type == PETREL_VFS_DIR) {
-        st->st_mode = S_IFDIR | (s->mode ? s->mode : 0755);
-        st->st_nlink = 2;
-    } else {
-        st->st_mode = S_IFREG | (s->mode ? s->mode : 0644);
-        st->st_nlink = 1;
-    }
+    st->st_mode = type_bits(s->type) | (s->mode ? s->mode : s->type == PETREL_VFS_REG ? 0644 : 0755);
+    st->st_nlink = s->type == PETREL_VFS_DIR ? 2 : 1;
     if (read_only) st->st_mode &= ~(mode_t)0222;
     st->st_size = (off_t)s->size;
     st->st_blksize = 4096;
     st->st_blocks = (blkcnt_t)((s->size + 511) / 512);
+    st->st_rdev = (dev_t)s->rdev;
     st->st_mtim.tv_sec = (time_t)s->mtime_sec;
     st->st_mtim.tv_nsec = s->mtime_nsec;
     st->st_ctim = st->st_mtim;
     st->st_atim = st->st_mtim;
-    st->st_uid = getuid();
-    st->st_gid = getgid();
+    if (s->ctime_sec || s->ctime_nsec) {
+        st->st_ctim.tv_sec = (time_t)s->ctime_sec;
+        st->st_ctim.tv_nsec = s->ctime_nsec;
+    }
+    if (s->atime_sec || s->atime_nsec) {
+        st->st_atim.tv_sec = (time_t)s->atime_sec;
+        st->st_atim.tv_nsec = s->atime_nsec;
+    }
+    st->st_uid = s->uid != PETREL_VFS_ID_NONE ? (uid_t)s->uid : getuid();
+    st->st_gid = s->gid != PETREL_VFS_ID_NONE ? (gid_t)s->gid : getgid();
 }
 
 static struct handle *find_writer(struct driver *d, const char *path)
@@ -169,9 +187,122 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
     return rc > 0 ? 0 : to_errno(rc);
 }
 
+/* The owner and mode of a new entry: the caller's uid, its gid or the parent's when the
+ * parent is setgid (then a new directory is setgid too). Called under the lock. */
+static void new_owner(struct driver *d, const char *path, int is_dir, mode_t *mode,
+                      struct petrel_vfs_attr *a)
+{
+    const struct fuse_context *ctx = fuse_get_context();
+    char parent[PATH_MAX];
+    struct petrel_vfs_stat ps;
+    size_t n = strlen(path);
+    memset(a, 0, sizeof(*a));
+    a->uid = ctx->uid;
+    a->gid = ctx->gid;
+    if (n < sizeof(parent)) {
+        memcpy(parent, path, n + 1);
+        while (n > 1 && parent[n - 1] != '/')
+            n--;
+        parent[n > 1 ? n - 1 : 1] = '\0';
+        if (petrel_vfs_stat(d->vfs, parent, &ps) == 0 && (ps.mode & S_ISGID) &&
+            ps.gid != PETREL_VFS_ID_NONE) {
+            a->gid = ps.gid;
+            if (is_dir) *mode |= S_ISGID;
+        }
+    }
+    a->mode = *mode & 07777;
+    a->valid = PETREL_VFS_SET_MODE | PETREL_VFS_SET_UID | PETREL_VFS_SET_GID;
+}
+
+/* Give a new entry its owner and mode (stores that keep them). Called under the lock. */
+static int own_new(struct driver *d, const char *path, int is_dir, mode_t mode)
+{
+    struct petrel_vfs_attr a;
+    if (!(d->vfs->caps & PETREL_VFS_CAP_OWNER)) {
+        if (is_dir && (d->vfs->caps & PETREL_VFS_CAP_MODE))
+            return petrel_vfs_set_mode(d->vfs, path, (uint32_t)mode & 07777);
+        return 0;
+    }
+    new_owner(d, path, is_dir, &mode, &a);
+    return petrel_vfs_setattr(d->vfs, path, &a);
+}
+
 static int op_mkdir(const char *path, mode_t mode)
 {
-    return to_errno(LOCKED(petrel_vfs_mkdir(drv()->vfs, path)));
+    struct driver *d = drv();
+    int rc;
+    pthread_mutex_lock(&d->lock);
+    rc = petrel_vfs_mkdir(d->vfs, path);
+    if (rc == 0 && (rc = own_new(d, path, 1, mode)) < 0) petrel_vfs_remove(d->vfs, path);
+    pthread_mutex_unlock(&d->lock);
+    return to_errno(rc);
+}
+
+static int make_node(const char *path, uint8_t type, mode_t mode, dev_t rdev, const char *target)
+{
+    struct driver *d = drv();
+    struct petrel_vfs_node n;
+    struct petrel_vfs_attr a;
+    int rc;
+    if (!(d->vfs->caps & PETREL_VFS_CAP_NODES)) return -EPERM;
+    memset(&n, 0, sizeof(n));
+    n.type = type;
+    n.rdev = (uint64_t)rdev;
+    n.target = target;
+    pthread_mutex_lock(&d->lock);
+    new_owner(d, path, 0, &mode, &a);
+    n.mode = a.mode;
+    n.uid = a.uid;
+    n.gid = a.gid;
+    rc = petrel_vfs_mknod(d->vfs, path, &n);
+    pthread_mutex_unlock(&d->lock);
+    return to_errno(rc);
+}
+
+static int op_mknod(const char *path, mode_t mode, dev_t rdev)
+{
+    switch (mode & S_IFMT) {
+    case S_IFIFO: return make_node(path, PETREL_VFS_FIFO, mode, 0, NULL);
+    case S_IFSOCK: return make_node(path, PETREL_VFS_SOCK, mode, 0, NULL);
+    case S_IFCHR: return make_node(path, PETREL_VFS_CHR, mode, rdev, NULL);
+    case S_IFBLK: return make_node(path, PETREL_VFS_BLK, mode, rdev, NULL);
+    case S_IFREG:
+    case 0: {
+        struct driver *d = drv();
+        struct petrel_vfs_file *f;
+        int rc;
+        pthread_mutex_lock(&d->lock);
+        rc = petrel_vfs_file_open(d->vfs, path,
+                                  PETREL_VFS_O_WRITE | PETREL_VFS_O_CREAT | PETREL_VFS_O_EXCL, &f);
+        if (rc == 0) rc = petrel_vfs_file_close(d->vfs, f);
+        if (rc == 0 && (rc = own_new(d, path, 0, mode)) < 0) petrel_vfs_remove(d->vfs, path);
+        pthread_mutex_unlock(&d->lock);
+        return to_errno(rc);
+    }
+    default: return -EINVAL;
+    }
+}
+
+static int op_symlink(const char *target, const char *path)
+{
+    if (strlen(target) >= PETREL_VFS_PATH_MAX) return -ENAMETOOLONG;
+    return make_node(path, PETREL_VFS_LNK, 0777, 0, target);
+}
+
+static int op_readlink(const char *path, char *buf, size_t size)
+{
+    int64_t n;
+    if (size == 0) return -EINVAL;
+    n = LOCKED(petrel_vfs_readlink(drv()->vfs, path, buf, size - 1));
+    if (n < 0) return to_errno(n);
+    buf[(size_t)n < size - 1 ? (size_t)n : size - 1] = '\0';
+    return 0;
+}
+
+/* Hard links are not supported by either store (docs/CLI.md). */
+static int op_link(const char *from, const char *to)
+{
+    return -EPERM;
 }
 
 static int remove_path(const char *path)
@@ -274,7 +405,16 @@ static int open_common(const char *path, struct fuse_file_info *fi, int create)
 
 static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
-    return open_common(path, fi, 1);
+    struct driver *d = drv();
+    struct stat st;
+    int existed = op_getattr(path, &st, NULL) == 0, rc = open_common(path, fi, 1);
+    if (rc == 0 && !existed && (d->vfs->caps & PETREL_VFS_CAP_OWNER)) {
+        pthread_mutex_lock(&d->lock);
+        rc = own_new(d, path, 0, mode);
+        pthread_mutex_unlock(&d->lock);
+        rc = to_errno(rc);
+    }
+    return rc;
 }
 
 static int op_open(const char *path, struct fuse_file_info *fi)
@@ -382,6 +522,25 @@ static int op_utimens(const char *path, const struct timespec tv[2], struct fuse
     if (!(d->vfs->caps & PETREL_VFS_CAP_MTIME)) return -ENOTSUP;
     if (!path && fi) path = (handle_of(fi))->path;
     if (!path) return -EBADF;
+    if (d->vfs->caps & PETREL_VFS_CAP_OWNER) {
+        struct petrel_vfs_attr a;
+        clock_gettime(CLOCK_REALTIME, &now);
+        memset(&a, 0, sizeof(a));
+        if (tv[0].tv_nsec != UTIME_OMIT) {
+            const struct timespec *t = tv[0].tv_nsec == UTIME_NOW ? &now : &tv[0];
+            a.valid |= PETREL_VFS_SET_ATIME;
+            a.atime_sec = t->tv_sec;
+            a.atime_nsec = (uint32_t)t->tv_nsec;
+        }
+        if (tv[1].tv_nsec != UTIME_OMIT) {
+            const struct timespec *t = tv[1].tv_nsec == UTIME_NOW ? &now : &tv[1];
+            a.valid |= PETREL_VFS_SET_MTIME;
+            a.mtime_sec = t->tv_sec;
+            a.mtime_nsec = (uint32_t)t->tv_nsec;
+        }
+        if (!a.valid) return 0;
+        return to_errno(LOCKED(petrel_vfs_setattr(d->vfs, path, &a)));
+    }
     if (tv[1].tv_nsec == UTIME_OMIT) return 0;
     if (tv[1].tv_nsec == UTIME_NOW)
         clock_gettime(CLOCK_REALTIME, &now);
@@ -399,6 +558,13 @@ static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
     int rc;
     if (!path && fi) path = (handle_of(fi))->path;
     if (!path) return -EBADF;
+    if (d->vfs->caps & PETREL_VFS_CAP_OWNER) {
+        struct petrel_vfs_attr a;
+        memset(&a, 0, sizeof(a));
+        a.valid = PETREL_VFS_SET_MODE;
+        a.mode = (uint32_t)mode & 07777;
+        return to_errno(LOCKED(petrel_vfs_setattr(d->vfs, path, &a)));
+    }
     if (d->vfs->caps & PETREL_VFS_CAP_MODE)
         return to_errno(LOCKED(petrel_vfs_set_mode(d->vfs, path, (uint32_t)mode)));
     rc = op_getattr(path, &st, fi);
@@ -406,9 +572,22 @@ static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
     return (st.st_mode & 07777) == (mode & 07777) ? 0 : -ENOTSUP;
 }
 
-/* Every file belongs to the user serving the mount. */
+/* A store that keeps owners takes any (the kernel checks permissions with
+ * default_permissions); elsewhere every file belongs to the user serving the mount. */
 static int op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
 {
+    struct driver *d = drv();
+    if (!path && fi) path = (handle_of(fi))->path;
+    if (!path) return -EBADF;
+    if (d->vfs->caps & PETREL_VFS_CAP_OWNER) {
+        struct petrel_vfs_attr a;
+        memset(&a, 0, sizeof(a));
+        if (uid != (uid_t)-1) a.valid |= PETREL_VFS_SET_UID;
+        if (gid != (gid_t)-1) a.valid |= PETREL_VFS_SET_GID;
+        a.uid = (uint32_t)uid;
+        a.gid = (uint32_t)gid;
+        return to_errno(LOCKED(petrel_vfs_setattr(d->vfs, path, &a)));
+    }
     if ((uid != (uid_t)-1 && uid != getuid()) || (gid != (gid_t)-1 && gid != getgid()))
         return -EPERM;
     return 0;
@@ -460,6 +639,10 @@ static const struct fuse_operations operations = {
     .readdir = op_readdir,
     .releasedir = op_releasedir,
     .mkdir = op_mkdir,
+    .mknod = op_mknod,
+    .symlink = op_symlink,
+    .readlink = op_readlink,
+    .link = op_link,
     .unlink = op_unlink,
     .rmdir = op_rmdir,
     .rename = op_rename,

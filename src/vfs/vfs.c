@@ -141,6 +141,30 @@ int petrel_vfs_set_mtime(struct petrel_vfs *vfs, const char *path, int64_t sec, 
     return vfs->ops->set_mtime(vfs, path, sec, nsec);
 }
 
+int petrel_vfs_setattr(struct petrel_vfs *vfs, const char *path, const struct petrel_vfs_attr *a)
+{
+    READ_ONLY_GUARD(vfs);
+    if (!vfs->ops->setattr) return -PT_ENOTSUP;
+    return vfs->ops->setattr(vfs, path, a);
+}
+
+int petrel_vfs_mknod(struct petrel_vfs *vfs, const char *path, const struct petrel_vfs_node *n)
+{
+    READ_ONLY_GUARD(vfs);
+    if (!vfs->ops->mknod) return -PT_ENOTSUP;
+    if (n->type < PETREL_VFS_LNK || n->type > PETREL_VFS_BLK) return -PT_EINVAL;
+    if (n->type == PETREL_VFS_LNK &&
+        (!n->target || !n->target[0] || strlen(n->target) >= PETREL_VFS_PATH_MAX))
+        return -PT_EINVAL;
+    return vfs->ops->mknod(vfs, path, n);
+}
+
+int64_t petrel_vfs_readlink(struct petrel_vfs *vfs, const char *path, char *buf, uint64_t size)
+{
+    if (!vfs->ops->readlink) return -PT_ENOTSUP;
+    return vfs->ops->readlink(vfs, path, buf, size);
+}
+
 int petrel_vfs_set_mode(struct petrel_vfs *vfs, const char *path, uint32_t mode)
 {
     READ_ONLY_GUARD(vfs);
