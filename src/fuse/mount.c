@@ -16,6 +16,7 @@
 #define FUSE_USE_VERSION 35
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <fuse.h>
 #include <limits.h>
 #include <pthread.h>
@@ -92,10 +93,15 @@ static mode_t type_bits(uint8_t type)
 }
 
 /* Entries of a store that keeps no owner belong to the user serving the mount. */
-static void fill_stat(const struct petrel_vfs_stat *s, struct stat *st, int read_only)
+static void fill_stat(const struct petrel_vfs_stat *s, struct stat *st, int read_only,
+                      unsigned caps)
 {
+    int owners = (caps & PETREL_VFS_CAP_OWNER) != 0;
     memset(st, 0, sizeof(*st));
-    st->st_mode = type_bits(s->type) | (s->mode ? s->mode : s->type == PETREL_VFS_REG ? 0644 : 0755);
+    /* the image backend always reports the mode it keeps, even 0 */
+    st->st_mode = type_bits(s->type) | (s->mode || (owners && s->uid != PETREL_VFS_ID_NONE) ? s->mode
+                                        : s->type == PETREL_VFS_REG           ? 0644
+                                                                              : 0755);
     st->st_nlink = s->type == PETREL_VFS_DIR ? 2 : 1;
     if (read_only) st->st_mode &= ~(mode_t)0222;
     st->st_size = (off_t)s->size;
@@ -114,8 +120,8 @@ static void fill_stat(const struct petrel_vfs_stat *s, struct stat *st, int read
         st->st_atim.tv_sec = (time_t)s->atime_sec;
         st->st_atim.tv_nsec = s->atime_nsec;
     }
-    st->st_uid = s->uid != PETREL_VFS_ID_NONE ? (uid_t)s->uid : getuid();
-    st->st_gid = s->gid != PETREL_VFS_ID_NONE ? (gid_t)s->gid : getgid();
+    st->st_uid = owners && s->uid != PETREL_VFS_ID_NONE ? (uid_t)s->uid : getuid();
+    st->st_gid = owners && s->gid != PETREL_VFS_ID_NONE ? (gid_t)s->gid : getgid();
 }
 
 static struct handle *find_writer(struct driver *d, const char *path)
@@ -142,7 +148,7 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
         rc = -PT_EBADF;
     pthread_mutex_unlock(&d->lock);
     if (rc < 0) return to_errno(rc);
-    fill_stat(&s, st, d->read_only);
+    fill_stat(&s, st, d->read_only, d->vfs->caps);
     return 0;
 }
 
@@ -150,13 +156,14 @@ struct fill_ctx {
     void *buf;
     fuse_fill_dir_t filler;
     int read_only;
+    unsigned caps;
 };
 
 static int fill_entry(void *ctx, const char *name, const struct petrel_vfs_stat *s)
 {
     struct fill_ctx *c = ctx;
     struct stat st;
-    fill_stat(s, &st, c->read_only);
+    fill_stat(s, &st, c->read_only, c->caps);
     return c->filler(c->buf, name, &st, 0, 0) ? 1 : 0;
 }
 
@@ -178,7 +185,7 @@ static int op_releasedir(const char *path, struct fuse_file_info *fi)
 static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
                       struct fuse_file_info *fi, enum fuse_readdir_flags flags)
 {
-    struct fill_ctx c = {buf, filler, drv()->read_only};
+    struct fill_ctx c = {buf, filler, drv()->read_only, drv()->vfs->caps};
     const char *dir = dir_of(fi);
     int rc;
     filler(buf, ".", NULL, 0, 0);
@@ -462,6 +469,43 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
     return to_errno(rc);
 }
 
+/*
+ * fallocate on a store that writes anywhere: space is not reserved ahead (the engine
+ * allocates on write), so plain and KEEP_SIZE calls only grow the size where asked;
+ * PUNCH_HOLE (always with KEEP_SIZE) writes zeros over the part of the range inside the
+ * file. Other modes (zero range, collapse, insert, unshare) are -EOPNOTSUPP, as on tmpfs.
+ */
+static int op_fallocate(const char *path, int mode, off_t off, off_t len,
+                        struct fuse_file_info *fi)
+{
+    static const char zeros[65536];
+    struct driver *d = drv();
+    struct handle *h = fi ? handle_of(fi) : NULL;
+    struct petrel_vfs_stat st;
+    uint64_t end, size;
+    int rc;
+    if (!h) return -EBADF;
+    if (!(d->vfs->caps & PETREL_VFS_CAP_RANDOM_WRITE)) return -EOPNOTSUPP;
+    if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) return -EOPNOTSUPP;
+    if (off < 0 || len <= 0) return -EINVAL;
+    pthread_mutex_lock(&d->lock);
+    rc = petrel_vfs_file_stat(d->vfs, h->file, &st);
+    size = st.size;
+    end = (uint64_t)off + (uint64_t)len;
+    if (rc == 0 && (mode & FALLOC_FL_PUNCH_HOLE)) {
+        uint64_t at = (uint64_t)off, stop = (mode & FALLOC_FL_KEEP_SIZE) && end > size ? size : end;
+        while (rc == 0 && at < stop) {
+            uint64_t n = stop - at < sizeof(zeros) ? stop - at : sizeof(zeros);
+            rc = petrel_vfs_write_all(d->vfs, h->file, zeros, n, at);
+            at += n;
+        }
+    } else if (rc == 0 && !(mode & FALLOC_FL_KEEP_SIZE) && end > size) {
+        rc = petrel_vfs_file_truncate(d->vfs, h->file, end);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return to_errno(rc);
+}
+
 static int op_flush(const char *path, struct fuse_file_info *fi)
 {
     struct handle *h = handle_of(fi);
@@ -653,6 +697,7 @@ static const struct fuse_operations operations = {
     .truncate = op_truncate,
     .flush = op_flush,
     .fsync = op_fsync,
+    .fallocate = op_fallocate,
     .release = op_release,
     .statfs = op_statfs,
     .utimens = op_utimens,

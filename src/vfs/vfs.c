@@ -38,6 +38,7 @@ int petrel_vfs_close(struct petrel_vfs *vfs)
 int petrel_vfs_stat(struct petrel_vfs *vfs, const char *path, struct petrel_vfs_stat *st)
 {
     memset(st, 0, sizeof(*st));
+    st->uid = st->gid = PETREL_VFS_ID_NONE;
     return vfs->ops->stat(vfs, path, st);
 }
 
@@ -110,6 +111,7 @@ int petrel_vfs_file_stat(struct petrel_vfs *vfs, struct petrel_vfs_file *file,
                          struct petrel_vfs_stat *st)
 {
     memset(st, 0, sizeof(*st));
+    st->uid = st->gid = PETREL_VFS_ID_NONE;
     return vfs->ops->fstat(vfs, file, st);
 }
 

@@ -42,6 +42,9 @@
 #define ATTR_XATTR_FIRST 0x80
 #define ATTR_XATTR_SLOTS 128
 #define XATTR_PROBES 4
+/* Largest file of an image made by mkfs: the engine's largest, 4 GiB - 1 (files past 2 GiB,
+ * as hosts and pjdfstest expect). */
+#define IMAGE_FILE_MAX 0xffffffffu
 #define META_SIZE 56
 #define META_SIZE_V1 16
 
@@ -215,15 +218,33 @@ static int meta_set(struct image_vfs *im, const char *path, const struct meta *m
     return petrel_fs_setattr(&im->fs, path, ATTR_META, b, sizeof(b));
 }
 
+/* The default mode of an entry that has none recorded. */
+static uint32_t meta_default_mode(uint8_t type)
+{
+    return type == PETREL_FS_REG ? 0644 : 0755;
+}
+
+/* The entry's metadata, or for an entry without any (created by an older tool, or an old
+ * record without a mode) what it is shown with: the default mode, times now. */
+static int meta_load(struct image_vfs *im, const char *path, struct meta *m)
+{
+    struct petrel_fs_info info;
+    int rc = meta_get(im, path, m);
+    if (rc == 0 && m->mode != 0) return 0;
+    if (rc < 0 && rc != -PT_ENODATA) return rc;
+    if (rc == 0 && m->uid != PETREL_VFS_ID_NONE) return 0; /* mode 0 set on purpose */
+    rc = petrel_fs_stat(&im->fs, path, &info);
+    if (rc < 0) return rc;
+    if (m->sec == 0) meta_init(m, 0);
+    m->mode = meta_default_mode(info.type);
+    return 0;
+}
+
 /* Set the modification and change times to now, keeping the rest. */
 static int meta_touch(struct image_vfs *im, const char *path)
 {
     struct meta m;
-    int rc = meta_get(im, path, &m);
-    if (rc == -PT_ENODATA) {
-        meta_init(&m, 0);
-        return meta_set(im, path, &m);
-    }
+    int rc = meta_load(im, path, &m);
     if (rc < 0) return rc;
     meta_now(&m.sec, &m.nsec);
     m.csec = m.sec;
@@ -262,6 +283,7 @@ static void fill_stat(struct image_vfs *im, const char *path, const struct petre
         st->mtime_sec = m.sec;
         st->mtime_nsec = m.nsec;
         st->mode = m.mode & 07777;
+        if (st->mode == 0 && m.uid == PETREL_VFS_ID_NONE) st->mode = meta_default_mode(info->type);
         st->uid = m.uid;
         st->gid = m.gid;
         st->atime_sec = m.asec;
@@ -471,8 +493,8 @@ static int image_set_mtime(struct petrel_vfs *vfs, const char *path, int64_t sec
 {
     struct image_vfs *im = image(vfs);
     struct meta m;
-    int rc = meta_get(im, path, &m);
-    if (rc < 0 && rc != -PT_ENODATA) return rc;
+    int rc = meta_load(im, path, &m);
+    if (rc < 0) return rc;
     m.sec = sec;
     m.nsec = nsec;
     return meta_set(im, path, &m);
@@ -482,16 +504,8 @@ static int image_set_mode(struct petrel_vfs *vfs, const char *path, uint32_t mod
 {
     struct image_vfs *im = image(vfs);
     struct meta m;
-    int rc = meta_get(im, path, &m);
-    if (rc == -PT_ENODATA) {
-        struct petrel_vfs_stat st;
-        rc = image_stat(vfs, path, &st);
-        if (rc < 0) return rc;
-        m.sec = st.mtime_sec;
-        m.nsec = st.mtime_nsec;
-    } else if (rc < 0) {
-        return rc;
-    }
+    int rc = meta_load(im, path, &m);
+    if (rc < 0) return rc;
     m.mode = mode & 07777;
     return meta_set(im, path, &m);
 }
@@ -500,19 +514,8 @@ static int image_setattr(struct petrel_vfs *vfs, const char *path, const struct 
 {
     struct image_vfs *im = image(vfs);
     struct meta m;
-    int rc = meta_get(im, path, &m);
-    if (rc == -PT_ENODATA) {
-        struct petrel_vfs_stat st;
-        rc = image_stat(vfs, path, &st);
-        if (rc < 0) return rc;
-        meta_init(&m, st.mode);
-        if (st.mtime_sec) {
-            m.sec = st.mtime_sec;
-            m.nsec = st.mtime_nsec;
-        }
-    } else if (rc < 0) {
-        return rc;
-    }
+    int rc = meta_load(im, path, &m);
+    if (rc < 0) return rc;
     if (a->valid & PETREL_VFS_SET_MODE) m.mode = a->mode & 07777;
     if (a->valid & PETREL_VFS_SET_UID) m.uid = a->uid;
     if (a->valid & PETREL_VFS_SET_GID) m.gid = a->gid;
@@ -899,6 +902,7 @@ int petrel_vfs_image_format(const char *path, uint64_t size, uint32_t block_size
     }
     im->cfg.bd = &im->bd;
     im->cfg.block_cycles = IMAGE_BLOCK_CYCLES;
+    im->cfg.file_max = IMAGE_FILE_MAX;
     rc = image_cache_init(im);
     if (rc == 0) rc = petrel_fs_format(&im->fs, &im->cfg);
     if (rc == 0) rc = petrel_fs_mount(&im->fs, &im->cfg); /* prove it mounts */
