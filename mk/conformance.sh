@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make conformance: public POSIX suites against Petrel's FUSE mounts.
 #
-# Builds pjdfstest and xfstests' fsx/fsstress out of tree under BUILD/suites/ from the pinned
+# Builds pjdfstest and xfstests' fsx/fsstress out of tree under build/suites/ from the pinned
 # snapshots in ../shared/suites (relative to the project root; their README lists the build
 # steps and apt packages), mounts a fresh flash image (and, when this build has it, a local
 # cluster) with `-o allow_other,default_permissions`, runs the suites inside a directory of
@@ -15,7 +15,8 @@
 #        Used by `make test` (tests/cli/conformance_quick.sh).
 # Needs root (pjdfstest switches users; FUSE allow_other) and the suites' build tools; when
 # they are missing it says what is missing and exits 77 (skip).
-# Nothing of the suites is copied into the project; their results go to BUILD/suites/*.log.
+# Nothing of the suites is copied into the project; they build, and their logs go, under
+# build/suites/ (logs: SUITE-TIER-MODE.log).
 set -u
 build=${1:?usage: mk/conformance.sh BUILD [full|quick]}
 mode=${2:-full}
@@ -23,7 +24,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "$build" && pwd)
 P=$build/petrel
 suites_src=$root/../shared/suites
-out=$build/suites
+out=$root/build/suites # shared by every build tree (build/san too): the suites build once
 PJD_TAR=pjdfstest-85a8aea.tar.gz
 XFS_TAR=xfstests-63a2972.tar.gz
 SEED=${CONFORMANCE_SEED:-1234}
@@ -115,11 +116,13 @@ unmount_store() {
 # --- pjdfstest: each file run alone; passed = "ok" lines, total = the plans -----------------
 run_pjdfstest() { # tier dir
     local tier=$1 dir=$2 pjd=$out/pjdfstest files f plan ok total=0 passed=0
-    local log=$out/pjdfstest-$tier.log
+    local log=$out/pjdfstest-$tier-$mode.log
     : > "$log"
     files=$(cd "$pjd/tests" && find . -name '*.t' | sort)
     if [ "$mode" = quick ]; then
-        files=$(printf '%s\n' "$files" | awk 'NR % 12 == 1' | head -n 20)
+        # every 10th file but those that need hard links (EPERM here, docs/CLI.md)
+        files=$(printf '%s\n' "$files" | grep -v -E '^\./link/|^\./rename/(00|23|24)\.t|^\./unlink/(00|14)\.t' |
+            awk 'NR % 10 == 1' | head -n 20)
     fi
     for f in $files; do
         local res
@@ -141,7 +144,7 @@ run_pjdfstest() { # tier dir
 # --- fsx: 8 variants (full) or 2 (quick) ------------------------------------------------------
 run_fsx() { # tier dir
     local tier=$1 dir=$2 fsx=$out/xfstests/ltp/fsx n=20000 passed=0 total=0 v i=0
-    local log=$out/fsx-$tier.log
+    local log=$out/fsx-$tier-$mode.log
     [ "$mode" = quick ] && n=2000
     : > "$log"
     local variants=("" "-R -W" "-A" "-U" "-f" "-e 1" "-r 4096 -w 4096 -t 4096" "-l 8388608 -o 1048576")
@@ -175,7 +178,7 @@ tree_of() { # dir: one line per entry: path, type, size, mode, link target, cont
 
 run_fsstress() { # tier dir
     local tier=$1 dir=$2 fss=$out/xfstests/ltp/fsstress n=20000 ref=$work/tmpfs
-    local log=$out/fsstress-$tier.log
+    local log=$out/fsstress-$tier-$mode.log
     [ "$mode" = quick ] && n=2000
     mkdir -p "$ref"
     if ! mountpoint -q "$ref"; then mount -t tmpfs -o size=2g tmpfs "$ref" || return 1; fi
