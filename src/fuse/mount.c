@@ -414,8 +414,9 @@ static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
     struct driver *d = drv();
     struct stat st;
-    int existed = op_getattr(path, &st, NULL) == 0, rc = open_common(path, fi, 1);
-    if (rc == 0 && !existed && (d->vfs->caps & PETREL_VFS_CAP_OWNER)) {
+    int owners = (d->vfs->caps & PETREL_VFS_CAP_OWNER) != 0;
+    int existed = owners && op_getattr(path, &st, NULL) == 0, rc = open_common(path, fi, 1);
+    if (rc == 0 && !existed && owners) {
         pthread_mutex_lock(&d->lock);
         rc = own_new(d, path, 0, mode);
         pthread_mutex_unlock(&d->lock);
