@@ -45,7 +45,7 @@ RUNNER_SRCS := $(wildcard tests/runner/*.c)
 BENCH_SRCS  := $(sort $(wildcard bench/*.c))
 BENCH_BIN   := $(BUILD)/bench/petrel-bench
 
-.PHONY: all build deps test check bench run \
+.PHONY: all build deps test check bench run conformance \
         format lint c99 clean help soak fuzz mutants
 .DEFAULT_GOAL := all
 
@@ -121,6 +121,12 @@ soak: all
 MUTANT_SEEDS ?= 200
 mutants: all
 	@bash scripts/mutants.sh $(MUTANT_SEEDS)
+
+# Public POSIX suites (pjdfstest, fsx, fsstress from ../shared/suites, built under
+# build/suites/) against the image and cluster mounts: passed/total per suite and tier. Needs
+# root; `make test` runs a quick subset (tests/cli/conformance_quick.sh). See docs/CLI.md.
+conformance: all
+	@bash mk/conformance.sh $(BUILD) full
 
 bench: all
 	@$(BENCH_BIN)

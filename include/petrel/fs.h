@@ -81,8 +81,21 @@ enum petrel_fs_open_flags {
 /* Origins for petrel_fs_file_seek(). */
 enum petrel_fs_whence { PETREL_SEEK_SET = 0, PETREL_SEEK_CUR = 1, PETREL_SEEK_END = 2 };
 
-/* Entry types. */
-enum petrel_fs_type { PETREL_FS_REG = 1, PETREL_FS_DIR = 2 };
+/* Entry types (docs/SPEC-FS.md §4). Types 3-7 are host file types the engine stores and
+ * does not interpret: they keep a file's structure (size, data, attributes), so a symbolic
+ * link keeps its target as its data and a device node its number in an attribute of the
+ * caller's. petrel_fs_file_open opens any of them but a directory. */
+enum petrel_fs_type {
+    PETREL_FS_REG = 1,     /* regular file */
+    PETREL_FS_DIR = 2,     /* directory */
+    PETREL_FS_SYMLINK = 3, /* symbolic link: the data is the target */
+    PETREL_FS_FIFO = 4,    /* named pipe */
+    PETREL_FS_SOCK = 5,    /* UNIX-domain socket */
+    PETREL_FS_CHR = 6,     /* character device */
+    PETREL_FS_BLK = 7      /* block device */
+};
+/* Whether an entry type has the file structure (all but directories). */
+#define PETREL_FS_TYPE_HAS_DATA(t) ((t) == PETREL_FS_REG || ((t) >= 3 && (t) <= 7))
 
 /*
  * Configuration. Zeroed fields take their documented default. The structure (and the
@@ -137,8 +150,8 @@ struct petrel_fs_config {
 
 /* One directory entry or a stat result. */
 struct petrel_fs_info {
-    uint8_t type;  /* PETREL_FS_REG or PETREL_FS_DIR */
-    uint64_t size; /* file size in bytes (0 for directories) */
+    uint8_t type;  /* enum petrel_fs_type */
+    uint64_t size; /* data size in bytes (0 for directories) */
     char name[PETREL_FS_NAME_MAX_DEFAULT + 1];
 };
 
@@ -225,6 +238,7 @@ struct petrel_fs_file {
     uint32_t egen;
     uint8_t epair_valid;
     int flags;          /* open flags */
+    uint8_t type;       /* entry type (enum petrel_fs_type), kept by sync */
     int dirty;          /* metadata must be committed at sync */
     int error;          /* sticky error after a failed write (the file can only be closed) */
     uint64_t pos;       /* current position */
@@ -355,6 +369,14 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
 /* Create a directory. Errors: -PT_EEXIST, -PT_ENOENT (parent missing), -PT_ENOTDIR,
  * -PT_ENAMETOOLONG, -PT_ENOSPC, -PT_EROFS. */
 int petrel_fs_mkdir(struct petrel_fs *fs, const char *path);
+
+/*
+ * Create an empty entry of a type with the file structure (PETREL_FS_REG or 3-7), in one
+ * commit. A symbolic link is then filled by opening it for writing (a power cut in between
+ * leaves it with an empty target). Errors: -PT_EINVAL (PETREL_FS_DIR or an unknown type),
+ * -PT_EEXIST, -PT_ENOENT, -PT_ENOTDIR, -PT_ENAMETOOLONG, -PT_ENOSPC, -PT_EROFS.
+ */
+int petrel_fs_mknod(struct petrel_fs *fs, const char *path, uint8_t type);
 
 /* ---- Directories ---------------------------------------------------------------------- */
 

@@ -69,14 +69,59 @@ int petrel_vfs_path_normalize(char *path, size_t size);
 
 /* --- the vfs ---------------------------------------------------------------------------- */
 
-enum petrel_vfs_type { PETREL_VFS_REG = 1, PETREL_VFS_DIR = 2 };
+/* Entry types (the values of the flash engine's entry types). */
+enum petrel_vfs_type {
+    PETREL_VFS_REG = 1,
+    PETREL_VFS_DIR = 2,
+    PETREL_VFS_LNK = 3,  /* symbolic link */
+    PETREL_VFS_FIFO = 4, /* named pipe */
+    PETREL_VFS_SOCK = 5, /* UNIX-domain socket */
+    PETREL_VFS_CHR = 6,  /* character device */
+    PETREL_VFS_BLK = 7,  /* block device */
+};
+
+/* A uid or gid a backend does not keep (the caller shows its own). */
+#define PETREL_VFS_ID_NONE 0xffffffffu
 
 struct petrel_vfs_stat {
     uint8_t type;      /* enum petrel_vfs_type */
-    uint64_t size;     /* bytes (files); entries or 0 (directories) */
+    uint64_t size;     /* bytes (files, link targets); entries or 0 (directories) */
     int64_t mtime_sec; /* modification time, seconds since the epoch; 0 = unknown */
     uint32_t mtime_nsec;
-    uint32_t mode; /* permission bits (0755 / 0644 where the backend keeps none) */
+    uint32_t mode; /* permission bits incl. setuid/setgid/sticky (0755 / 0644 where the
+                      backend keeps none) */
+    uint32_t uid, gid; /* owner; PETREL_VFS_ID_NONE where the backend keeps none */
+    int64_t atime_sec; /* access and change times; 0 = unknown (then shown as mtime) */
+    uint32_t atime_nsec;
+    int64_t ctime_sec;
+    uint32_t ctime_nsec;
+    uint64_t rdev; /* device number of a CHR/BLK node (Linux encoding), else 0 */
+};
+
+/* What petrel_vfs_setattr changes (one atomic update where the backend can). */
+enum petrel_vfs_attr_valid {
+    PETREL_VFS_SET_MODE = 0x01,  /* mode & 07777 */
+    PETREL_VFS_SET_UID = 0x02,
+    PETREL_VFS_SET_GID = 0x04,
+    PETREL_VFS_SET_ATIME = 0x08, /* to atime_sec/nsec */
+    PETREL_VFS_SET_MTIME = 0x10, /* to mtime_sec/nsec */
+    PETREL_VFS_SET_CTIME = 0x20, /* to ctime_sec/nsec (else a change sets it to now) */
+};
+
+struct petrel_vfs_attr {
+    unsigned valid; /* enum petrel_vfs_attr_valid */
+    uint32_t mode, uid, gid;
+    int64_t atime_sec, mtime_sec, ctime_sec;
+    uint32_t atime_nsec, mtime_nsec, ctime_nsec;
+};
+
+/* A node to create with petrel_vfs_mknod: a symbolic link (target), FIFO, socket or device. */
+struct petrel_vfs_node {
+    uint8_t type;       /* PETREL_VFS_LNK, _FIFO, _SOCK, _CHR or _BLK */
+    uint32_t mode;      /* permission bits */
+    uint32_t uid, gid;  /* owner (PETREL_VFS_ID_NONE: the backend's default) */
+    uint64_t rdev;      /* CHR/BLK */
+    const char *target; /* LNK: the target (1..PETREL_VFS_PATH_MAX - 1 bytes) */
 };
 
 struct petrel_vfs_statfs {
@@ -110,6 +155,8 @@ enum petrel_vfs_caps {
     PETREL_VFS_CAP_READ_ONLY = 0x08,    /* opened read-only: every change is -PT_EROFS */
     PETREL_VFS_CAP_MTIME = 0x10,        /* keeps modification times settable by set_mtime */
     PETREL_VFS_CAP_MODE = 0x20,         /* keeps permission bits settable by set_mode */
+    PETREL_VFS_CAP_OWNER = 0x40,        /* keeps owners, atime and ctime (setattr) */
+    PETREL_VFS_CAP_NODES = 0x80,        /* keeps symbolic links, FIFOs, sockets, devices */
 };
 
 /* Flags for petrel_vfs_open. */
@@ -152,6 +199,12 @@ struct petrel_vfs_ops {
     /* Optional: rename only if `to` does not exist, atomically (-PT_EEXIST otherwise). A
      * backend without it gets a stat, then rename (not atomic). */
     int (*rename_noreplace)(struct petrel_vfs *vfs, const char *from, const char *to);
+    /* Optional (CAP_OWNER): change mode, owner and times of path in one update. */
+    int (*setattr)(struct petrel_vfs *vfs, const char *path, const struct petrel_vfs_attr *a);
+    /* Optional (CAP_NODES): create a symbolic link, FIFO, socket or device node. */
+    int (*mknod)(struct petrel_vfs *vfs, const char *path, const struct petrel_vfs_node *n);
+    /* Optional (CAP_NODES): a link's target into buf (at most size bytes); its length. */
+    int64_t (*readlink)(struct petrel_vfs *vfs, const char *path, char *buf, uint64_t size);
 };
 
 struct petrel_vfs {
@@ -206,6 +259,14 @@ int petrel_vfs_file_abandon(struct petrel_vfs *vfs, struct petrel_vfs_file *file
 int petrel_vfs_statfs(struct petrel_vfs *vfs, struct petrel_vfs_statfs *st);
 int petrel_vfs_set_mtime(struct petrel_vfs *vfs, const char *path, int64_t sec, uint32_t nsec);
 int petrel_vfs_set_mode(struct petrel_vfs *vfs, const char *path, uint32_t mode);
+/* Mode, owner and times at once (a->valid says which); -PT_ENOTSUP without CAP_OWNER. */
+int petrel_vfs_setattr(struct petrel_vfs *vfs, const char *path, const struct petrel_vfs_attr *a);
+/* Create a symbolic link, FIFO, socket or device node: -PT_EEXIST, -PT_ENOENT, -PT_EINVAL
+ * (bad type, empty or too long target), -PT_ENOTSUP without CAP_NODES. */
+int petrel_vfs_mknod(struct petrel_vfs *vfs, const char *path, const struct petrel_vfs_node *n);
+/* Read a symbolic link's target into buf (not terminated, at most size bytes); returns its
+ * full length. -PT_EINVAL when path is not a link. */
+int64_t petrel_vfs_readlink(struct petrel_vfs *vfs, const char *path, char *buf, uint64_t size);
 int64_t petrel_vfs_getxattr(struct petrel_vfs *vfs, const char *path, const char *name, void *buf,
                             uint64_t size);
 int petrel_vfs_setxattr(struct petrel_vfs *vfs, const char *path, const char *name, const void *buf,

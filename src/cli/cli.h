@@ -28,6 +28,11 @@ const char *cli_strerror(int rc);
 /* "cannot open image 'IMAGE': image format 1.0, this engine reads 2.x" after an open refused
  * with -PT_EVERSION; returns 1 like cli_error. */
 int cli_image_version_error(const char *cmd, const char *image);
+/* "cannot read 'SHOWN': MESSAGE" for a read of file f at off that failed with rc; a checksum
+ * failure names the offset of the first bad piece: "data corrupted (checksum mismatch) at
+ * offset N". Returns 1 like cli_error. */
+int cli_read_error(const char *cmd, const char *shown, struct petrel_vfs *vfs,
+                   struct petrel_vfs_file *f, uint64_t off, int rc);
 
 /*
  * A place a command works on: a parsed location and the opened vfs of its store. Places on

@@ -28,7 +28,7 @@ static int cat_one(const char *text, char *buf)
             int64_t n = petrel_vfs_file_read(p.vfs, f, buf, CAT_CHUNK, off);
             char *q = buf;
             if (n < 0) {
-                status = cli_error("cat", "cannot read '%s': %s", text, cli_strerror((int)n));
+                status = cli_read_error("cat", text, p.vfs, f, off, (int)n);
                 break;
             }
             if (n == 0) break;

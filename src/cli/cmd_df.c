@@ -9,11 +9,13 @@
 
 int cmd_df(int argc, char **argv)
 {
-    int n, i, status = 0;
-    const struct cli_option options[] = {{0, NULL, CLI_FLAG, NULL, NULL, NULL}};
+    int n, i, status = 0, human = 0;
+    const struct cli_option options[] = {
+        {'h', "human-readable", CLI_FLAG, &human, NULL, "sizes as 1.5K, 234.0M, 2.0G"},
+        {0, NULL, CLI_FLAG, NULL, NULL, NULL}};
     const struct cli_spec spec = {
         "df",
-        "LOCATION...",
+        "[-h] LOCATION...",
         "Show the size, used and available space of the store (image, cluster or local\n"
         "filesystem) each LOCATION is in; an image may be named alone (petrel df disk.img).",
         options,
@@ -35,8 +37,17 @@ int cmd_df(int argc, char **argv)
         } else {
             unsigned long long size = s.blocks_total * s.block_size;
             unsigned long long used = s.blocks_used * s.block_size;
-            printf("%-32s %12llu %12llu %12llu %4llu%%\n", p.vfs->label, size, used,
-                   size > used ? size - used : 0ULL, size ? (used * 100 + size - 1) / size : 0ULL);
+            unsigned long long avail = size > used ? size - used : 0ULL;
+            unsigned long long pct = size ? (used * 100 + size - 1) / size : 0ULL;
+            if (human) {
+                char a[32], b[32], c[32];
+                printf("%-32s %12s %12s %12s %4llu%%\n", p.vfs->label,
+                       cli_human_size(size, a, sizeof(a)), cli_human_size(used, b, sizeof(b)),
+                       cli_human_size(avail, c, sizeof(c)), pct);
+            } else {
+                printf("%-32s %12llu %12llu %12llu %4llu%%\n", p.vfs->label, size, used, avail,
+                       pct);
+            }
         }
         if (cli_place_close("df", &p)) status = 1;
     }

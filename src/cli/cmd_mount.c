@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/opt.h"
@@ -61,8 +62,16 @@ int cmd_mount(int argc, char **argv)
                 strcat(rest, tok);
             }
         }
-        if (rest[0]) mo.fuse_opts = rest;
     }
+    /* As root the kernel checks permissions against the stored modes and owners (the
+     * store does not); "nodefault_permissions" is not a libfuse option, so root who wants
+     * none mounts as another user. */
+    if (geteuid() == 0 && !strstr(rest, "default_permissions") &&
+        strlen(rest) + sizeof(",default_permissions") < sizeof(rest)) {
+        if (rest[0]) strcat(rest, ",");
+        strcat(rest, "default_permissions");
+    }
+    if (rest[0]) mo.fuse_opts = rest;
     rc = petrel_vfs_store_parse(argv[1], &loc);
     if (rc < 0) return cli_error("mount", "cannot open '%s': %s", argv[1], cli_strerror(rc));
     if (loc.kind == PETREL_VFS_IMAGE && strcmp(loc.path, "/") != 0)

@@ -1,7 +1,7 @@
 /*
- * petrel rm [-r] LOCATION...: remove files, and with -r directories with everything in them
- * (children first). Without -r a directory is refused. Removing the root of a store is
- * refused.
+ * petrel rm [-rf] LOCATION...: remove files, and with -r (-R) directories with everything in
+ * them (children first). Without -r a directory is refused. Removing the root of a store is
+ * refused. With -f a LOCATION that does not exist is no error (never anything else).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -45,18 +45,21 @@ static int remove_tree(struct cli_place *p, const char *path)
 
 int cmd_rm(int argc, char **argv)
 {
-    int recursive = 0, n, i, status = 0;
+    int recursive = 0, recursive2 = 0, force = 0, n, i, status = 0;
     const struct cli_option options[] = {
         {'r', "recursive", CLI_FLAG, &recursive, NULL, "remove directories and their contents"},
+        {'R', NULL, CLI_FLAG, &recursive2, NULL, "same as -r"},
+        {'f', "force", CLI_FLAG, &force, NULL, "a LOCATION that does not exist is no error"},
         {0, NULL, CLI_FLAG, NULL, NULL, NULL},
     };
     const struct cli_spec spec = {"rm",
-                                  "[-r] LOCATION...",
+                                  "[-r] [-f] LOCATION...",
                                   "Remove files (and with -r, directories and their contents).",
                                   options,
                                   1,
                                   -1};
     CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
+    recursive |= recursive2;
     for (i = 1; i <= n; i++) {
         struct cli_place p;
         struct petrel_vfs_stat st;
@@ -66,7 +69,9 @@ int cmd_rm(int argc, char **argv)
             continue;
         }
         rc = petrel_vfs_stat(p.vfs, p.loc.path, &st);
-        if (rc < 0)
+        if (rc == -PT_ENOENT && force)
+            ; /* nothing to remove */
+        else if (rc < 0)
             status = cli_error("rm", "cannot remove '%s': %s", argv[i], cli_strerror(rc));
         else if (strcmp(p.loc.path, "/") == 0)
             status = cli_error("rm", "refusing to remove the root of '%s'", argv[i]);

@@ -71,6 +71,15 @@ int cli_parse_uint(const char *text, unsigned max, unsigned *out)
     return 0;
 }
 
+/* A command may claim -h for itself (df -h); then only --help asks for help. */
+static int opt_claims_h(const struct cli_spec *spec)
+{
+    const struct cli_option *o;
+    for (o = spec->options; o && !(o->short_name == 0 && o->long_name == NULL); o++)
+        if (o->short_name == 'h') return 1;
+    return 0;
+}
+
 void cli_print_help(const struct cli_spec *spec)
 {
     const struct cli_option *o;
@@ -87,7 +96,7 @@ void cli_print_help(const struct cli_spec *spec)
                      o->arg_name ? o->arg_name : "VALUE");
         printf("  %-24s %s\n", left, o->help);
     }
-    printf("  %-24s %s\n", "-h, --help", "show this help");
+    printf("  %-24s %s\n", opt_claims_h(spec) ? "--help" : "-h, --help", "show this help");
 }
 
 static int set_value(const struct cli_spec *spec, const struct cli_option *o, const char *shown,
@@ -146,7 +155,7 @@ enum cli_parse_result cli_parse(const struct cli_spec *spec, int argc, char **ar
             only_args = 1;
             continue;
         }
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+        if ((strcmp(a, "-h") == 0 && !opt_claims_h(spec)) || strcmp(a, "--help") == 0) {
             cli_print_help(spec);
             return CLI_PARSE_HELP;
         }

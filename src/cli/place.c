@@ -24,6 +24,8 @@ static struct open_store stores[8];
 const char *cli_strerror(int rc)
 {
     int e = rc < 0 ? -rc : rc;
+    /* PT_ECORRUPT shares EILSEQ's number, whose C library text is about wide characters */
+    if (e == PT_ECORRUPT) return "data corrupted (checksum mismatch)";
     if (e >= PT_EPETREL_BASE) return petrel_strerror(e);
     return strerror(e);
 }
@@ -34,6 +36,29 @@ int cli_image_version_error(const char *cmd, const char *image)
     return cli_error(cmd, "cannot open image '%s': image format %u.%u, this engine reads %u.x",
                      image, (unsigned)(v >> 16), (unsigned)(v & 0xffff),
                      (unsigned)(PETREL_FS_VERSION >> 16));
+}
+
+/* Pieces a corrupt read is narrowed down to: the smallest data page an image can have. */
+#define CORRUPT_STEP 512u
+#define CORRUPT_SCAN (64u << 20)
+
+int cli_read_error(const char *cmd, const char *shown, struct petrel_vfs *vfs,
+                   struct petrel_vfs_file *f, uint64_t off, int rc)
+{
+    char piece[CORRUPT_STEP];
+    uint64_t at;
+    if (rc != -PT_ECORRUPT) return cli_error(cmd, "cannot read '%s': %s", shown, cli_strerror(rc));
+    /* the failed read started at off: the first piece from there that fails is the bad one */
+    for (at = off - off % CORRUPT_STEP; at < off + CORRUPT_SCAN; at += CORRUPT_STEP) {
+        int64_t n = petrel_vfs_file_read(vfs, f, piece, CORRUPT_STEP, at);
+        if (n == 0) break;
+        if (n == -PT_ECORRUPT)
+            return cli_error(cmd, "cannot read '%s': data corrupted (checksum mismatch) at offset %llu",
+                             shown, (unsigned long long)(at > off ? at : off));
+        if (n < 0) break;
+    }
+    return cli_error(cmd, "cannot read '%s': data corrupted (checksum mismatch) at offset %llu",
+                     shown, (unsigned long long)off);
 }
 
 static int same_store(const struct open_store *s, const struct petrel_vfs_location *loc)

@@ -54,7 +54,7 @@ static int pt_trav_entry(struct petrel_fs *fs, void *ctx, const struct pt_mdir *
     struct pt_trav *t = (struct pt_trav *)ctx;
     int err;
     (void)md;
-    if (e->type == PETREL_FS_REG)
+    if (PETREL_FS_TYPE_HAS_DATA(e->type))
         return pt_tree_walk(fs, e->root, e->depth, e->direct, e->size, t->cb, t->ctx);
     if (!t->include_inflight) return 0;
     /* a directory head not (yet) threaded is still in use */

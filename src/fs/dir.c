@@ -243,7 +243,7 @@ int petrel_fs_stat(struct petrel_fs *fs, const char *path, struct petrel_fs_info
     }
     if (lk.exists != 1) return -PT_ENOENT;
     info->type = lk.e.type;
-    info->size = lk.e.type == PETREL_FS_REG ? lk.e.size : 0;
+    info->size = PETREL_FS_TYPE_HAS_DATA(lk.e.type) ? lk.e.size : 0;
     err = pt_read(fs, lk.e.block, lk.e.name_off, info->name, lk.e.name_len, lk.e.name_len);
     info->name[lk.e.name_len] = 0;
     return err;
@@ -595,7 +595,7 @@ static int pt_dir_serve(struct petrel_fs *fs, struct petrel_fs_dir *dir,
     if (err) return err;
     memset(info, 0, sizeof(*info));
     info->type = e.type;
-    info->size = e.type == PETREL_FS_REG ? e.size : 0;
+    info->size = PETREL_FS_TYPE_HAS_DATA(e.type) ? e.size : 0;
     err = pt_read(fs, e.block, e.name_off, info->name, e.name_len, e.name_len);
     if (err) return err;
     info->name[e.name_len] = 0;

@@ -340,10 +340,10 @@ static uint32_t pt_reg_struct(uint8_t *p, uint64_t size, uint32_t root, uint8_t 
     return n;
 }
 
-int petrel_fs_file_opencfg(struct petrel_fs *fs, struct petrel_fs_file *file, const char *path,
-                           int flags, const struct petrel_fs_file_config *fcfg)
+/* Open path; a created entry gets type (PETREL_FS_REG or a host type). */
+static int pt_file_open_typed(struct petrel_fs *fs, struct petrel_fs_file *file, const char *path,
+                              int flags, const struct petrel_fs_file_config *fcfg, uint8_t type)
 {
-    PT_REQUIRE_MOUNTED(fs);
     struct pt_lookup lk;
     int err = pt_check_flags(flags);
     if (err) return err;
@@ -359,6 +359,7 @@ int petrel_fs_file_opencfg(struct petrel_fs *fs, struct petrel_fs_file *file, co
     memset(file, 0, sizeof(*file));
     file->flags = flags;
     file->root = PT_NULL;
+    file->type = lk.exists == 1 ? lk.e.type : type;
     if (fcfg && fcfg->buffer) {
         file->buf = (uint8_t *)fcfg->buffer;
     } else {
@@ -375,7 +376,7 @@ int petrel_fs_file_opencfg(struct petrel_fs *fs, struct petrel_fs_file *file, co
         struct pt_rec r;
         uint32_t n = PT_ENTRY_FIXED + lk.name_len;
         pt_put_le64(ent, lk.hash);
-        ent[8] = PETREL_FS_REG;
+        ent[8] = type;
         ent[9] = (uint8_t)lk.name_len;
         memcpy(ent + PT_ENTRY_FIXED, lk.name, lk.name_len);
         n += pt_reg_struct(ent + n, 0, PT_NULL, 0, NULL, 0);
@@ -435,6 +436,25 @@ fail:
 #endif
     file->buf = NULL;
     return err;
+}
+
+int petrel_fs_file_opencfg(struct petrel_fs *fs, struct petrel_fs_file *file, const char *path,
+                           int flags, const struct petrel_fs_file_config *fcfg)
+{
+    PT_REQUIRE_MOUNTED(fs);
+    return pt_file_open_typed(fs, file, path, flags, fcfg, PETREL_FS_REG);
+}
+
+int petrel_fs_mknod(struct petrel_fs *fs, const char *path, uint8_t type)
+{
+    PT_REQUIRE_MOUNTED(fs);
+    struct petrel_fs_file file;
+    int err;
+    if (!PETREL_FS_TYPE_HAS_DATA(type)) return -PT_EINVAL;
+    err = pt_file_open_typed(fs, &file, path, PETREL_O_WRONLY | PETREL_O_CREAT | PETREL_O_EXCL,
+                             NULL, type);
+    if (err) return err;
+    return petrel_fs_file_close(fs, &file);
 }
 
 int petrel_fs_file_open(struct petrel_fs *fs, struct petrel_fs_file *file, const char *path,
@@ -653,12 +673,12 @@ int petrel_fs_file_sync(struct petrel_fs *fs, struct petrel_fs_file *f)
     }
     err = pt_entry_decode(fs, md.pair[0], &md.found_rec, &e);
     if (err) goto fail;
-    if (e.type != PETREL_FS_REG) {
+    if (e.type != f->type) {
         err = -PT_ENOENT;
         goto fail;
     }
     pt_put_le64(ent, f->hash);
-    ent[8] = PETREL_FS_REG;
+    ent[8] = e.type;
     ent[9] = e.name_len;
     err = pt_read(fs, e.block, e.name_off, ent + PT_ENTRY_FIXED, e.name_len, e.name_len);
     if (err) goto fail;

@@ -117,7 +117,7 @@ struct pt_rec {
 
 /* A decoded directory entry. */
 struct pt_entry {
-    uint8_t type;       /* PETREL_FS_REG / PETREL_FS_DIR */
+    uint8_t type;       /* enum petrel_fs_type */
     uint8_t name_len;
     uint64_t hash;
     uint32_t name_off;  /* disk offset of the name */

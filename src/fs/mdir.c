@@ -1450,7 +1450,7 @@ int pt_entry_decode(struct petrel_fs *fs, uint32_t block, const struct pt_rec_re
         e->dirid = pt_get_le32(tmp + 8);
         return 0;
     }
-    if (e->type != PETREL_FS_REG || rec->len < s + PT_REGSTRUCT_SIZE) return -PT_ECORRUPT;
+    if (!PETREL_FS_TYPE_HAS_DATA(e->type) || rec->len < s + PT_REGSTRUCT_SIZE) return -PT_ECORRUPT;
     err = pt_read(fs, block, rec->off + s, tmp, PT_REGSTRUCT_SIZE, PT_REGSTRUCT_SIZE);
     if (err) return err;
     e->size = pt_get_le64(tmp);

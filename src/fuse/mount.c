@@ -16,6 +16,7 @@
 #define FUSE_USE_VERSION 35
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <fuse.h>
 #include <limits.h>
 #include <pthread.h>
@@ -78,26 +79,49 @@ static int to_errno(int64_t rc)
     return (int)rc;
 }
 
-static void fill_stat(const struct petrel_vfs_stat *s, struct stat *st, int read_only)
+static mode_t type_bits(uint8_t type)
 {
-    memset(st, 0, sizeof(*st));
-    if (s->type == PETREL_VFS_DIR) {
-        st->st_mode = S_IFDIR | (s->mode ? s->mode : 0755);
-        st->st_nlink = 2;
-    } else {
-        st->st_mode = S_IFREG | (s->mode ? s->mode : 0644);
-        st->st_nlink = 1;
+    switch (type) {
+    case PETREL_VFS_DIR: return S_IFDIR;
+    case PETREL_VFS_LNK: return S_IFLNK;
+    case PETREL_VFS_FIFO: return S_IFIFO;
+    case PETREL_VFS_SOCK: return S_IFSOCK;
+    case PETREL_VFS_CHR: return S_IFCHR;
+    case PETREL_VFS_BLK: return S_IFBLK;
+    default: return S_IFREG;
     }
+}
+
+/* Entries of a store that keeps no owner belong to the user serving the mount. */
+static void fill_stat(const struct petrel_vfs_stat *s, struct stat *st, int read_only,
+                      unsigned caps)
+{
+    int owners = (caps & PETREL_VFS_CAP_OWNER) != 0;
+    memset(st, 0, sizeof(*st));
+    /* the image backend always reports the mode it keeps, even 0 */
+    st->st_mode = type_bits(s->type) | (s->mode || (owners && s->uid != PETREL_VFS_ID_NONE) ? s->mode
+                                        : s->type == PETREL_VFS_REG           ? 0644
+                                                                              : 0755);
+    st->st_nlink = s->type == PETREL_VFS_DIR ? 2 : 1;
     if (read_only) st->st_mode &= ~(mode_t)0222;
     st->st_size = (off_t)s->size;
     st->st_blksize = 4096;
     st->st_blocks = (blkcnt_t)((s->size + 511) / 512);
+    st->st_rdev = (dev_t)s->rdev;
     st->st_mtim.tv_sec = (time_t)s->mtime_sec;
     st->st_mtim.tv_nsec = s->mtime_nsec;
     st->st_ctim = st->st_mtim;
     st->st_atim = st->st_mtim;
-    st->st_uid = getuid();
-    st->st_gid = getgid();
+    if (s->ctime_sec || s->ctime_nsec) {
+        st->st_ctim.tv_sec = (time_t)s->ctime_sec;
+        st->st_ctim.tv_nsec = s->ctime_nsec;
+    }
+    if (s->atime_sec || s->atime_nsec) {
+        st->st_atim.tv_sec = (time_t)s->atime_sec;
+        st->st_atim.tv_nsec = s->atime_nsec;
+    }
+    st->st_uid = owners && s->uid != PETREL_VFS_ID_NONE ? (uid_t)s->uid : getuid();
+    st->st_gid = owners && s->gid != PETREL_VFS_ID_NONE ? (gid_t)s->gid : getgid();
 }
 
 static struct handle *find_writer(struct driver *d, const char *path)
@@ -124,7 +148,7 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
         rc = -PT_EBADF;
     pthread_mutex_unlock(&d->lock);
     if (rc < 0) return to_errno(rc);
-    fill_stat(&s, st, d->read_only);
+    fill_stat(&s, st, d->read_only, d->vfs->caps);
     return 0;
 }
 
@@ -132,13 +156,14 @@ struct fill_ctx {
     void *buf;
     fuse_fill_dir_t filler;
     int read_only;
+    unsigned caps;
 };
 
 static int fill_entry(void *ctx, const char *name, const struct petrel_vfs_stat *s)
 {
     struct fill_ctx *c = ctx;
     struct stat st;
-    fill_stat(s, &st, c->read_only);
+    fill_stat(s, &st, c->read_only, c->caps);
     return c->filler(c->buf, name, &st, 0, 0) ? 1 : 0;
 }
 
@@ -160,7 +185,7 @@ static int op_releasedir(const char *path, struct fuse_file_info *fi)
 static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
                       struct fuse_file_info *fi, enum fuse_readdir_flags flags)
 {
-    struct fill_ctx c = {buf, filler, drv()->read_only};
+    struct fill_ctx c = {buf, filler, drv()->read_only, drv()->vfs->caps};
     const char *dir = dir_of(fi);
     int rc;
     filler(buf, ".", NULL, 0, 0);
@@ -169,9 +194,122 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
     return rc > 0 ? 0 : to_errno(rc);
 }
 
+/* The owner and mode of a new entry: the caller's uid, its gid or the parent's when the
+ * parent is setgid (then a new directory is setgid too). Called under the lock. */
+static void new_owner(struct driver *d, const char *path, int is_dir, mode_t *mode,
+                      struct petrel_vfs_attr *a)
+{
+    const struct fuse_context *ctx = fuse_get_context();
+    char parent[PATH_MAX];
+    struct petrel_vfs_stat ps;
+    size_t n = strlen(path);
+    memset(a, 0, sizeof(*a));
+    a->uid = ctx->uid;
+    a->gid = ctx->gid;
+    if (n < sizeof(parent)) {
+        memcpy(parent, path, n + 1);
+        while (n > 1 && parent[n - 1] != '/')
+            n--;
+        parent[n > 1 ? n - 1 : 1] = '\0';
+        if (petrel_vfs_stat(d->vfs, parent, &ps) == 0 && (ps.mode & S_ISGID) &&
+            ps.gid != PETREL_VFS_ID_NONE) {
+            a->gid = ps.gid;
+            if (is_dir) *mode |= S_ISGID;
+        }
+    }
+    a->mode = *mode & 07777;
+    a->valid = PETREL_VFS_SET_MODE | PETREL_VFS_SET_UID | PETREL_VFS_SET_GID;
+}
+
+/* Give a new entry its owner and mode (stores that keep them). Called under the lock. */
+static int own_new(struct driver *d, const char *path, int is_dir, mode_t mode)
+{
+    struct petrel_vfs_attr a;
+    if (!(d->vfs->caps & PETREL_VFS_CAP_OWNER)) {
+        if (is_dir && (d->vfs->caps & PETREL_VFS_CAP_MODE))
+            return petrel_vfs_set_mode(d->vfs, path, (uint32_t)mode & 07777);
+        return 0;
+    }
+    new_owner(d, path, is_dir, &mode, &a);
+    return petrel_vfs_setattr(d->vfs, path, &a);
+}
+
 static int op_mkdir(const char *path, mode_t mode)
 {
-    return to_errno(LOCKED(petrel_vfs_mkdir(drv()->vfs, path)));
+    struct driver *d = drv();
+    int rc;
+    pthread_mutex_lock(&d->lock);
+    rc = petrel_vfs_mkdir(d->vfs, path);
+    if (rc == 0 && (rc = own_new(d, path, 1, mode)) < 0) petrel_vfs_remove(d->vfs, path);
+    pthread_mutex_unlock(&d->lock);
+    return to_errno(rc);
+}
+
+static int make_node(const char *path, uint8_t type, mode_t mode, dev_t rdev, const char *target)
+{
+    struct driver *d = drv();
+    struct petrel_vfs_node n;
+    struct petrel_vfs_attr a;
+    int rc;
+    if (!(d->vfs->caps & PETREL_VFS_CAP_NODES)) return -EPERM;
+    memset(&n, 0, sizeof(n));
+    n.type = type;
+    n.rdev = (uint64_t)rdev;
+    n.target = target;
+    pthread_mutex_lock(&d->lock);
+    new_owner(d, path, 0, &mode, &a);
+    n.mode = a.mode;
+    n.uid = a.uid;
+    n.gid = a.gid;
+    rc = petrel_vfs_mknod(d->vfs, path, &n);
+    pthread_mutex_unlock(&d->lock);
+    return to_errno(rc);
+}
+
+static int op_mknod(const char *path, mode_t mode, dev_t rdev)
+{
+    switch (mode & S_IFMT) {
+    case S_IFIFO: return make_node(path, PETREL_VFS_FIFO, mode, 0, NULL);
+    case S_IFSOCK: return make_node(path, PETREL_VFS_SOCK, mode, 0, NULL);
+    case S_IFCHR: return make_node(path, PETREL_VFS_CHR, mode, rdev, NULL);
+    case S_IFBLK: return make_node(path, PETREL_VFS_BLK, mode, rdev, NULL);
+    case S_IFREG:
+    case 0: {
+        struct driver *d = drv();
+        struct petrel_vfs_file *f;
+        int rc;
+        pthread_mutex_lock(&d->lock);
+        rc = petrel_vfs_file_open(d->vfs, path,
+                                  PETREL_VFS_O_WRITE | PETREL_VFS_O_CREAT | PETREL_VFS_O_EXCL, &f);
+        if (rc == 0) rc = petrel_vfs_file_close(d->vfs, f);
+        if (rc == 0 && (rc = own_new(d, path, 0, mode)) < 0) petrel_vfs_remove(d->vfs, path);
+        pthread_mutex_unlock(&d->lock);
+        return to_errno(rc);
+    }
+    default: return -EINVAL;
+    }
+}
+
+static int op_symlink(const char *target, const char *path)
+{
+    if (strlen(target) >= PETREL_VFS_PATH_MAX) return -ENAMETOOLONG;
+    return make_node(path, PETREL_VFS_LNK, 0777, 0, target);
+}
+
+static int op_readlink(const char *path, char *buf, size_t size)
+{
+    int64_t n;
+    if (size == 0) return -EINVAL;
+    n = LOCKED(petrel_vfs_readlink(drv()->vfs, path, buf, size - 1));
+    if (n < 0) return to_errno(n);
+    buf[(size_t)n < size - 1 ? (size_t)n : size - 1] = '\0';
+    return 0;
+}
+
+/* Hard links are not supported by either store (docs/CLI.md). */
+static int op_link(const char *from, const char *to)
+{
+    return -EPERM;
 }
 
 static int remove_path(const char *path)
@@ -274,7 +412,17 @@ static int open_common(const char *path, struct fuse_file_info *fi, int create)
 
 static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
-    return open_common(path, fi, 1);
+    struct driver *d = drv();
+    struct stat st;
+    int owners = (d->vfs->caps & PETREL_VFS_CAP_OWNER) != 0;
+    int existed = owners && op_getattr(path, &st, NULL) == 0, rc = open_common(path, fi, 1);
+    if (rc == 0 && !existed && owners) {
+        pthread_mutex_lock(&d->lock);
+        rc = own_new(d, path, 0, mode);
+        pthread_mutex_unlock(&d->lock);
+        rc = to_errno(rc);
+    }
+    return rc;
 }
 
 static int op_open(const char *path, struct fuse_file_info *fi)
@@ -317,6 +465,43 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
             rc2 = rc == 0 ? petrel_vfs_file_close(d->vfs, f) : petrel_vfs_file_abandon(d->vfs, f);
             if (rc == 0) rc = rc2;
         }
+    }
+    pthread_mutex_unlock(&d->lock);
+    return to_errno(rc);
+}
+
+/*
+ * fallocate on a store that writes anywhere: space is not reserved ahead (the engine
+ * allocates on write), so plain and KEEP_SIZE calls only grow the size where asked;
+ * PUNCH_HOLE (always with KEEP_SIZE) writes zeros over the part of the range inside the
+ * file. Other modes (zero range, collapse, insert, unshare) are -EOPNOTSUPP, as on tmpfs.
+ */
+static int op_fallocate(const char *path, int mode, off_t off, off_t len,
+                        struct fuse_file_info *fi)
+{
+    static const char zeros[65536];
+    struct driver *d = drv();
+    struct handle *h = fi ? handle_of(fi) : NULL;
+    struct petrel_vfs_stat st;
+    uint64_t end, size;
+    int rc;
+    if (!h) return -EBADF;
+    if (!(d->vfs->caps & PETREL_VFS_CAP_RANDOM_WRITE)) return -EOPNOTSUPP;
+    if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) return -EOPNOTSUPP;
+    if (off < 0 || len <= 0) return -EINVAL;
+    pthread_mutex_lock(&d->lock);
+    rc = petrel_vfs_file_stat(d->vfs, h->file, &st);
+    size = st.size;
+    end = (uint64_t)off + (uint64_t)len;
+    if (rc == 0 && (mode & FALLOC_FL_PUNCH_HOLE)) {
+        uint64_t at = (uint64_t)off, stop = (mode & FALLOC_FL_KEEP_SIZE) && end > size ? size : end;
+        while (rc == 0 && at < stop) {
+            uint64_t n = stop - at < sizeof(zeros) ? stop - at : sizeof(zeros);
+            rc = petrel_vfs_write_all(d->vfs, h->file, zeros, n, at);
+            at += n;
+        }
+    } else if (rc == 0 && !(mode & FALLOC_FL_KEEP_SIZE) && end > size) {
+        rc = petrel_vfs_file_truncate(d->vfs, h->file, end);
     }
     pthread_mutex_unlock(&d->lock);
     return to_errno(rc);
@@ -382,6 +567,25 @@ static int op_utimens(const char *path, const struct timespec tv[2], struct fuse
     if (!(d->vfs->caps & PETREL_VFS_CAP_MTIME)) return -ENOTSUP;
     if (!path && fi) path = (handle_of(fi))->path;
     if (!path) return -EBADF;
+    if (d->vfs->caps & PETREL_VFS_CAP_OWNER) {
+        struct petrel_vfs_attr a;
+        clock_gettime(CLOCK_REALTIME, &now);
+        memset(&a, 0, sizeof(a));
+        if (tv[0].tv_nsec != UTIME_OMIT) {
+            const struct timespec *t = tv[0].tv_nsec == UTIME_NOW ? &now : &tv[0];
+            a.valid |= PETREL_VFS_SET_ATIME;
+            a.atime_sec = t->tv_sec;
+            a.atime_nsec = (uint32_t)t->tv_nsec;
+        }
+        if (tv[1].tv_nsec != UTIME_OMIT) {
+            const struct timespec *t = tv[1].tv_nsec == UTIME_NOW ? &now : &tv[1];
+            a.valid |= PETREL_VFS_SET_MTIME;
+            a.mtime_sec = t->tv_sec;
+            a.mtime_nsec = (uint32_t)t->tv_nsec;
+        }
+        if (!a.valid) return 0;
+        return to_errno(LOCKED(petrel_vfs_setattr(d->vfs, path, &a)));
+    }
     if (tv[1].tv_nsec == UTIME_OMIT) return 0;
     if (tv[1].tv_nsec == UTIME_NOW)
         clock_gettime(CLOCK_REALTIME, &now);
@@ -399,6 +603,13 @@ static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
     int rc;
     if (!path && fi) path = (handle_of(fi))->path;
     if (!path) return -EBADF;
+    if (d->vfs->caps & PETREL_VFS_CAP_OWNER) {
+        struct petrel_vfs_attr a;
+        memset(&a, 0, sizeof(a));
+        a.valid = PETREL_VFS_SET_MODE;
+        a.mode = (uint32_t)mode & 07777;
+        return to_errno(LOCKED(petrel_vfs_setattr(d->vfs, path, &a)));
+    }
     if (d->vfs->caps & PETREL_VFS_CAP_MODE)
         return to_errno(LOCKED(petrel_vfs_set_mode(d->vfs, path, (uint32_t)mode)));
     rc = op_getattr(path, &st, fi);
@@ -406,9 +617,22 @@ static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
     return (st.st_mode & 07777) == (mode & 07777) ? 0 : -ENOTSUP;
 }
 
-/* Every file belongs to the user serving the mount. */
+/* A store that keeps owners takes any (the kernel checks permissions with
+ * default_permissions); elsewhere every file belongs to the user serving the mount. */
 static int op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
 {
+    struct driver *d = drv();
+    if (!path && fi) path = (handle_of(fi))->path;
+    if (!path) return -EBADF;
+    if (d->vfs->caps & PETREL_VFS_CAP_OWNER) {
+        struct petrel_vfs_attr a;
+        memset(&a, 0, sizeof(a));
+        if (uid != (uid_t)-1) a.valid |= PETREL_VFS_SET_UID;
+        if (gid != (gid_t)-1) a.valid |= PETREL_VFS_SET_GID;
+        a.uid = (uint32_t)uid;
+        a.gid = (uint32_t)gid;
+        return to_errno(LOCKED(petrel_vfs_setattr(d->vfs, path, &a)));
+    }
     if ((uid != (uid_t)-1 && uid != getuid()) || (gid != (gid_t)-1 && gid != getgid()))
         return -EPERM;
     return 0;
@@ -460,6 +684,10 @@ static const struct fuse_operations operations = {
     .readdir = op_readdir,
     .releasedir = op_releasedir,
     .mkdir = op_mkdir,
+    .mknod = op_mknod,
+    .symlink = op_symlink,
+    .readlink = op_readlink,
+    .link = op_link,
     .unlink = op_unlink,
     .rmdir = op_rmdir,
     .rename = op_rename,
@@ -470,6 +698,7 @@ static const struct fuse_operations operations = {
     .truncate = op_truncate,
     .flush = op_flush,
     .fsync = op_fsync,
+    .fallocate = op_fallocate,
     .release = op_release,
     .statfs = op_statfs,
     .utimens = op_utimens,

@@ -38,6 +38,7 @@ int petrel_vfs_close(struct petrel_vfs *vfs)
 int petrel_vfs_stat(struct petrel_vfs *vfs, const char *path, struct petrel_vfs_stat *st)
 {
     memset(st, 0, sizeof(*st));
+    st->uid = st->gid = PETREL_VFS_ID_NONE;
     return vfs->ops->stat(vfs, path, st);
 }
 
@@ -110,6 +111,7 @@ int petrel_vfs_file_stat(struct petrel_vfs *vfs, struct petrel_vfs_file *file,
                          struct petrel_vfs_stat *st)
 {
     memset(st, 0, sizeof(*st));
+    st->uid = st->gid = PETREL_VFS_ID_NONE;
     return vfs->ops->fstat(vfs, file, st);
 }
 
@@ -139,6 +141,30 @@ int petrel_vfs_set_mtime(struct petrel_vfs *vfs, const char *path, int64_t sec, 
     READ_ONLY_GUARD(vfs);
     if (!vfs->ops->set_mtime) return -PT_ENOTSUP;
     return vfs->ops->set_mtime(vfs, path, sec, nsec);
+}
+
+int petrel_vfs_setattr(struct petrel_vfs *vfs, const char *path, const struct petrel_vfs_attr *a)
+{
+    READ_ONLY_GUARD(vfs);
+    if (!vfs->ops->setattr) return -PT_ENOTSUP;
+    return vfs->ops->setattr(vfs, path, a);
+}
+
+int petrel_vfs_mknod(struct petrel_vfs *vfs, const char *path, const struct petrel_vfs_node *n)
+{
+    READ_ONLY_GUARD(vfs);
+    if (!vfs->ops->mknod) return -PT_ENOTSUP;
+    if (n->type < PETREL_VFS_LNK || n->type > PETREL_VFS_BLK) return -PT_EINVAL;
+    if (n->type == PETREL_VFS_LNK &&
+        (!n->target || !n->target[0] || strlen(n->target) >= PETREL_VFS_PATH_MAX))
+        return -PT_EINVAL;
+    return vfs->ops->mknod(vfs, path, n);
+}
+
+int64_t petrel_vfs_readlink(struct petrel_vfs *vfs, const char *path, char *buf, uint64_t size)
+{
+    if (!vfs->ops->readlink) return -PT_ENOTSUP;
+    return vfs->ops->readlink(vfs, path, buf, size);
 }
 
 int petrel_vfs_set_mode(struct petrel_vfs *vfs, const char *path, uint32_t mode)

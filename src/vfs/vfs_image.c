@@ -6,7 +6,10 @@
  * or several readers), and the host metadata the engine does not define, kept in engine
  * attributes of each entry but the root, which has none (docs/CLI.md, "Host metadata in
  * images"):
- *   type 0x01  times and mode: mtime seconds (le64), nanoseconds (le32), mode (le32);
+ *   type 0x01  mode, owner, times and device number: mtime seconds (le64), nanoseconds
+ *              (le32), mode (le32), uid (le32), gid (le32), atime seconds (le64) and
+ *              nanoseconds (le32), ctime seconds (le64) and nanoseconds (le32), rdev (le64):
+ *              56 bytes (16, up to the mode, in images written before owners were kept);
  *   types 0x80-0xff  extended attributes: name length (u8), name, value; a name lives in
  *              the slot 0x80 + hash(name) % 128 or one of the next three (wrapping).
  * Program and read sizes matter to the format only at mkfs (commit padding, page size, both
@@ -39,7 +42,11 @@
 #define ATTR_XATTR_FIRST 0x80
 #define ATTR_XATTR_SLOTS 128
 #define XATTR_PROBES 4
-#define META_SIZE 16
+/* Largest file of an image made by mkfs: the engine's largest, 4 GiB - 1 (files past 2 GiB,
+ * as hosts and pjdfstest expect). */
+#define IMAGE_FILE_MAX 0xffffffffu
+#define META_SIZE 56
+#define META_SIZE_V1 16
 
 /* The image is read through a cache of whole blocks of at most this many bytes: metadata
  * logs are scanned in small pieces, and a host has the memory to read each block once. */
@@ -131,10 +138,33 @@ static struct image_vfs *image(struct petrel_vfs *vfs)
 /* --- host metadata ---------------------------------------------------------------------- */
 
 struct meta {
-    int64_t sec;
+    int64_t sec; /* mtime */
     uint32_t nsec;
     uint32_t mode;
+    uint32_t uid, gid; /* PETREL_VFS_ID_NONE: not kept (an older image) */
+    int64_t asec, csec;
+    uint32_t ansec, cnsec;
+    uint64_t rdev;
 };
+
+static void meta_now(int64_t *sec, uint32_t *nsec)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    *sec = ts.tv_sec;
+    *nsec = (uint32_t)ts.tv_nsec;
+}
+
+/* Fresh metadata: all times now, no owner. */
+static void meta_init(struct meta *m, uint32_t mode)
+{
+    memset(m, 0, sizeof(*m));
+    meta_now(&m->sec, &m->nsec);
+    m->asec = m->csec = m->sec;
+    m->ansec = m->cnsec = m->nsec;
+    m->mode = mode;
+    m->uid = m->gid = PETREL_VFS_ID_NONE;
+}
 
 /* The root has no entry, so no attributes (engine: -PT_EINVAL); say so plainly. */
 static int is_root(const char *path)
@@ -149,12 +179,25 @@ static int meta_get(struct image_vfs *im, const char *path, struct meta *m)
     uint8_t b[META_SIZE];
     int64_t n;
     memset(m, 0, sizeof(*m));
+    m->uid = m->gid = PETREL_VFS_ID_NONE;
     if (is_root(path)) return -PT_ENODATA;
     n = petrel_fs_getattr(&im->fs, path, ATTR_META, b, sizeof(b));
-    if (n < (int64_t)sizeof(b)) return n < 0 ? (int)n : -PT_ENODATA;
+    if (n < 0) return (int)n;
+    if (n != META_SIZE && n != META_SIZE_V1) return -PT_ENODATA;
     m->sec = (int64_t)pt_get_le64(b);
     m->nsec = pt_get_le32(b + 8);
     m->mode = pt_get_le32(b + 12);
+    m->asec = m->csec = m->sec;
+    m->ansec = m->cnsec = m->nsec;
+    if (n == META_SIZE) {
+        m->uid = pt_get_le32(b + 16);
+        m->gid = pt_get_le32(b + 20);
+        m->asec = (int64_t)pt_get_le64(b + 24);
+        m->ansec = pt_get_le32(b + 32);
+        m->csec = (int64_t)pt_get_le64(b + 36);
+        m->cnsec = pt_get_le32(b + 44);
+        m->rdev = pt_get_le64(b + 48);
+    }
     return 0;
 }
 
@@ -165,20 +208,64 @@ static int meta_set(struct image_vfs *im, const char *path, const struct meta *m
     pt_put_le64(b, (uint64_t)m->sec);
     pt_put_le32(b + 8, m->nsec);
     pt_put_le32(b + 12, m->mode);
+    pt_put_le32(b + 16, m->uid);
+    pt_put_le32(b + 20, m->gid);
+    pt_put_le64(b + 24, (uint64_t)m->asec);
+    pt_put_le32(b + 32, m->ansec);
+    pt_put_le64(b + 36, (uint64_t)m->csec);
+    pt_put_le32(b + 44, m->cnsec);
+    pt_put_le64(b + 48, m->rdev);
     return petrel_fs_setattr(&im->fs, path, ATTR_META, b, sizeof(b));
 }
 
-/* Set the modification time to now, keeping the mode. */
+/* The default mode of an entry that has none recorded. */
+static uint32_t meta_default_mode(uint8_t type)
+{
+    return type == PETREL_FS_REG ? 0644 : 0755;
+}
+
+/* The entry's metadata, or for an entry without any (created by an older tool, or an old
+ * record without a mode) what it is shown with: the default mode, times now. */
+static int meta_load(struct image_vfs *im, const char *path, struct meta *m)
+{
+    struct petrel_fs_info info;
+    int rc = meta_get(im, path, m);
+    if (rc == 0 && m->mode != 0) return 0;
+    if (rc < 0 && rc != -PT_ENODATA) return rc;
+    if (rc == 0 && m->uid != PETREL_VFS_ID_NONE) return 0; /* mode 0 set on purpose */
+    rc = petrel_fs_stat(&im->fs, path, &info);
+    if (rc < 0) return rc;
+    if (m->sec == 0) meta_init(m, 0);
+    m->mode = meta_default_mode(info.type);
+    return 0;
+}
+
+/* Set the modification and change times to now, keeping the rest. */
 static int meta_touch(struct image_vfs *im, const char *path)
 {
     struct meta m;
-    struct timespec ts;
-    int rc = meta_get(im, path, &m);
-    if (rc < 0 && rc != -PT_ENODATA) return rc;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    m.sec = ts.tv_sec;
-    m.nsec = (uint32_t)ts.tv_nsec;
+    int rc = meta_load(im, path, &m);
+    if (rc < 0) return rc;
+    meta_now(&m.sec, &m.nsec);
+    m.csec = m.sec;
+    m.cnsec = m.nsec;
     return meta_set(im, path, &m);
+}
+
+/* A directory's entries changed: its mtime and ctime become now (the root keeps none). */
+static void meta_touch_parent(struct image_vfs *im, const char *path)
+{
+    char parent[PETREL_VFS_PATH_MAX];
+    size_t n = strlen(path);
+    if (n >= sizeof(parent)) return;
+    memcpy(parent, path, n + 1);
+    while (n > 0 && parent[n - 1] != '/')
+        n--;
+    while (n > 0 && parent[n - 1] == '/')
+        n--;
+    parent[n] = '\0';
+    if (n == 0) return;
+    meta_touch(im, parent); /* best effort: the change itself is done */
 }
 
 /* --- operations ------------------------------------------------------------------------- */
@@ -188,14 +275,26 @@ static void fill_stat(struct image_vfs *im, const char *path, const struct petre
 {
     struct meta m;
     memset(st, 0, sizeof(*st));
-    st->type = info->type == PETREL_FS_DIR ? PETREL_VFS_DIR : PETREL_VFS_REG;
+    st->type = info->type >= PETREL_FS_REG && info->type <= PETREL_FS_BLK ? info->type
+                                                                           : PETREL_VFS_REG;
     st->size = info->type == PETREL_FS_DIR ? 0 : info->size;
+    st->uid = st->gid = PETREL_VFS_ID_NONE;
     if (meta_get(im, path, &m) == 0) {
         st->mtime_sec = m.sec;
         st->mtime_nsec = m.nsec;
         st->mode = m.mode & 07777;
+        if (st->mode == 0 && m.uid == PETREL_VFS_ID_NONE) st->mode = meta_default_mode(info->type);
+        st->uid = m.uid;
+        st->gid = m.gid;
+        st->atime_sec = m.asec;
+        st->atime_nsec = m.ansec;
+        st->ctime_sec = m.csec;
+        st->ctime_nsec = m.cnsec;
+        if (st->type == PETREL_VFS_CHR || st->type == PETREL_VFS_BLK) st->rdev = m.rdev;
+        return;
     }
-    if (!st->mode) st->mode = st->type == PETREL_VFS_DIR ? 0755 : 0644;
+    if (!st->mode)
+        st->mode = st->type == PETREL_VFS_DIR || st->type == PETREL_VFS_LNK ? 0755 : 0644;
 }
 
 static int image_stat(struct petrel_vfs *vfs, const char *path, struct petrel_vfs_stat *st)
@@ -237,24 +336,35 @@ static int image_mkdir(struct petrel_vfs *vfs, const char *path)
     int rc = petrel_fs_mkdir(&image(vfs)->fs, path);
     if (rc == 0) {
         struct meta m;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        m.sec = ts.tv_sec;
-        m.nsec = (uint32_t)ts.tv_nsec;
-        m.mode = 0755;
+        meta_init(&m, 0755);
         meta_set(image(vfs), path, &m); /* best effort: the directory exists either way */
+        meta_touch_parent(image(vfs), path);
     }
     return rc;
 }
 
 static int image_remove(struct petrel_vfs *vfs, const char *path)
 {
-    return petrel_fs_remove(&image(vfs)->fs, path);
+    int rc = petrel_fs_remove(&image(vfs)->fs, path);
+    if (rc == 0) meta_touch_parent(image(vfs), path);
+    return rc;
 }
 
 static int image_rename(struct petrel_vfs *vfs, const char *from, const char *to)
 {
-    return petrel_fs_rename(&image(vfs)->fs, from, to);
+    struct image_vfs *im = image(vfs);
+    int rc = petrel_fs_rename(&im->fs, from, to);
+    if (rc == 0 && strcmp(from, to) != 0) {
+        struct meta m;
+        /* the entry's attributes moved with it: its ctime changes, and both parents' */
+        if (meta_get(im, to, &m) == 0) {
+            meta_now(&m.csec, &m.cnsec);
+            meta_set(im, to, &m);
+        }
+        meta_touch_parent(im, from);
+        meta_touch_parent(im, to);
+    }
+    return rc;
 }
 
 static int image_open(struct petrel_vfs *vfs, const char *path, int flags,
@@ -291,6 +401,7 @@ static int image_open(struct petrel_vfs *vfs, const char *path, int flags,
     if (created || (flags & PETREL_VFS_O_TRUNC)) {
         f->touched = 1;
         meta_touch(im, path); /* best effort */
+        if (created) meta_touch_parent(im, path);
     }
     *out = f;
     return 0;
@@ -382,8 +493,8 @@ static int image_set_mtime(struct petrel_vfs *vfs, const char *path, int64_t sec
 {
     struct image_vfs *im = image(vfs);
     struct meta m;
-    int rc = meta_get(im, path, &m);
-    if (rc < 0 && rc != -PT_ENODATA) return rc;
+    int rc = meta_load(im, path, &m);
+    if (rc < 0) return rc;
     m.sec = sec;
     m.nsec = nsec;
     return meta_set(im, path, &m);
@@ -393,18 +504,86 @@ static int image_set_mode(struct petrel_vfs *vfs, const char *path, uint32_t mod
 {
     struct image_vfs *im = image(vfs);
     struct meta m;
-    int rc = meta_get(im, path, &m);
-    if (rc == -PT_ENODATA) {
-        struct petrel_vfs_stat st;
-        rc = image_stat(vfs, path, &st);
-        if (rc < 0) return rc;
-        m.sec = st.mtime_sec;
-        m.nsec = st.mtime_nsec;
-    } else if (rc < 0) {
-        return rc;
-    }
+    int rc = meta_load(im, path, &m);
+    if (rc < 0) return rc;
     m.mode = mode & 07777;
     return meta_set(im, path, &m);
+}
+
+static int image_setattr(struct petrel_vfs *vfs, const char *path, const struct petrel_vfs_attr *a)
+{
+    struct image_vfs *im = image(vfs);
+    struct meta m;
+    int rc = meta_load(im, path, &m);
+    if (rc < 0) return rc;
+    if (a->valid & PETREL_VFS_SET_MODE) m.mode = a->mode & 07777;
+    if (a->valid & PETREL_VFS_SET_UID) m.uid = a->uid;
+    if (a->valid & PETREL_VFS_SET_GID) m.gid = a->gid;
+    if (a->valid & PETREL_VFS_SET_ATIME) {
+        m.asec = a->atime_sec;
+        m.ansec = a->atime_nsec;
+    }
+    if (a->valid & PETREL_VFS_SET_MTIME) {
+        m.sec = a->mtime_sec;
+        m.nsec = a->mtime_nsec;
+    }
+    if (a->valid & PETREL_VFS_SET_CTIME) {
+        m.csec = a->ctime_sec;
+        m.cnsec = a->ctime_nsec;
+    } else {
+        meta_now(&m.csec, &m.cnsec);
+    }
+    return meta_set(im, path, &m);
+}
+
+static int image_mknod(struct petrel_vfs *vfs, const char *path, const struct petrel_vfs_node *n)
+{
+    struct image_vfs *im = image(vfs);
+    struct meta m;
+    int rc = petrel_fs_mknod(&im->fs, path, n->type);
+    if (rc < 0) return rc;
+    if (n->type == PETREL_VFS_LNK) {
+        struct petrel_fs_file f;
+        size_t len = strlen(n->target);
+        rc = petrel_fs_file_open(&im->fs, &f, path, PETREL_O_WRONLY);
+        if (rc == 0) {
+            int64_t w = petrel_fs_file_write(&im->fs, &f, n->target, len);
+            rc = petrel_fs_file_close(&im->fs, &f);
+            if (w < 0) rc = (int)w;
+        }
+    }
+    if (rc == 0) {
+        meta_init(&m, n->mode & 07777);
+        m.uid = n->uid;
+        m.gid = n->gid;
+        m.rdev = n->type == PETREL_VFS_CHR || n->type == PETREL_VFS_BLK ? n->rdev : 0;
+        rc = meta_set(im, path, &m);
+    }
+    if (rc < 0) {
+        petrel_fs_remove(&im->fs, path); /* no half-made node stays */
+        return rc;
+    }
+    meta_touch_parent(im, path);
+    return 0;
+}
+
+static int64_t image_readlink(struct petrel_vfs *vfs, const char *path, char *buf, uint64_t size)
+{
+    struct image_vfs *im = image(vfs);
+    struct petrel_fs_info info;
+    struct petrel_fs_file f;
+    int64_t n, len;
+    int rc = petrel_fs_stat(&im->fs, path, &info);
+    if (rc < 0) return rc;
+    if (info.type != PETREL_FS_SYMLINK) return -PT_EINVAL;
+    rc = petrel_fs_file_open(&im->fs, &f, path, PETREL_O_RDONLY);
+    if (rc < 0) return rc;
+    len = petrel_fs_file_size(&im->fs, &f);
+    n = size ? petrel_fs_file_read(&im->fs, &f, buf, size) : 0;
+    rc = petrel_fs_file_close(&im->fs, &f);
+    if (n < 0) return n;
+    if (rc < 0) return rc;
+    return len;
 }
 
 /* --- extended attributes ----------------------------------------------------------------- */
@@ -551,6 +730,9 @@ static const struct petrel_vfs_ops image_ops = {
     .removexattr = image_removexattr,
     .listxattr = image_listxattr,
     .destroy = image_destroy,
+    .setattr = image_setattr,
+    .mknod = image_mknod,
+    .readlink = image_readlink,
 };
 
 /* The version of the last image refused with -PT_EVERSION (petrel_vfs_image_refused_version). */
@@ -659,7 +841,7 @@ int petrel_vfs_image_open(const char *path, int flags, struct petrel_vfs **out)
     vfs->ops = &image_ops;
     vfs->backend = im;
     vfs->caps = PETREL_VFS_CAP_XATTR | PETREL_VFS_CAP_RANDOM_WRITE | PETREL_VFS_CAP_MTIME |
-                PETREL_VFS_CAP_MODE;
+                PETREL_VFS_CAP_MODE | PETREL_VFS_CAP_OWNER | PETREL_VFS_CAP_NODES;
     if (flags & PETREL_VFS_MOUNT_READ_ONLY) vfs->caps |= PETREL_VFS_CAP_READ_ONLY;
     snprintf(vfs->label, sizeof(vfs->label), "%s", path);
     *out = vfs;
@@ -720,6 +902,7 @@ int petrel_vfs_image_format(const char *path, uint64_t size, uint32_t block_size
     }
     im->cfg.bd = &im->bd;
     im->cfg.block_cycles = IMAGE_BLOCK_CYCLES;
+    im->cfg.file_max = IMAGE_FILE_MAX;
     rc = image_cache_init(im);
     if (rc == 0) rc = petrel_fs_format(&im->fs, &im->cfg);
     if (rc == 0) rc = petrel_fs_mount(&im->fs, &im->cfg); /* prove it mounts */

@@ -3,7 +3,9 @@
  * `petrel cp` read and write ordinary files and lets the CLI and the FUSE driver be tested
  * without a Petrel store. Paths are resolved relative to the root directory with the *at()
  * calls, so a vfs rooted at D never names anything outside D by construction of its paths
- * (no ".." parts reach here: paths are normalized). Symlinks are followed like any host tool.
+ * (no ".." parts reach here: paths are normalized). Symbolic links in the middle of a path
+ * are followed like any host tool; the last component is seen as it is (stat is lstat, a link
+ * reads as PETREL_VFS_LNK and copies as a link) but opening a link opens its target.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -53,20 +55,37 @@ static int err(void)
     return errno ? -errno : -PT_EIO;
 }
 
+/* A block device reads as a file (its contents: `petrel cp /dev/sdX img:/x`). */
+static uint8_t local_type(mode_t m)
+{
+    if (S_ISDIR(m)) return PETREL_VFS_DIR;
+    if (S_ISLNK(m)) return PETREL_VFS_LNK;
+    if (S_ISFIFO(m)) return PETREL_VFS_FIFO;
+    if (S_ISSOCK(m)) return PETREL_VFS_SOCK;
+    if (S_ISCHR(m)) return PETREL_VFS_CHR;
+    return PETREL_VFS_REG;
+}
+
 static void fill_stat(const struct stat *s, struct petrel_vfs_stat *st)
 {
-    st->type = S_ISDIR(s->st_mode) ? PETREL_VFS_DIR : PETREL_VFS_REG;
+    st->type = local_type(s->st_mode);
     st->size = S_ISDIR(s->st_mode) ? 0 : (uint64_t)s->st_size;
     st->mtime_sec = s->st_mtim.tv_sec;
     st->mtime_nsec = (uint32_t)s->st_mtim.tv_nsec;
     st->mode = s->st_mode & 07777;
+    st->uid = s->st_uid;
+    st->gid = s->st_gid;
+    st->atime_sec = s->st_atim.tv_sec;
+    st->atime_nsec = (uint32_t)s->st_atim.tv_nsec;
+    st->ctime_sec = s->st_ctim.tv_sec;
+    st->ctime_nsec = (uint32_t)s->st_ctim.tv_nsec;
+    st->rdev = S_ISCHR(s->st_mode) ? (uint64_t)s->st_rdev : 0;
 }
 
 static int local_stat(struct petrel_vfs *vfs, const char *path, struct petrel_vfs_stat *st)
 {
     struct stat s;
-    if (fstatat(local(vfs)->dirfd, rel(path), &s, 0) < 0) return err();
-    if (!S_ISDIR(s.st_mode) && !S_ISREG(s.st_mode) && !S_ISBLK(s.st_mode)) return -PT_ENOTSUP;
+    if (fstatat(local(vfs)->dirfd, rel(path), &s, AT_SYMLINK_NOFOLLOW) < 0) return err();
     fill_stat(&s, st);
     return 0;
 }
@@ -94,8 +113,7 @@ static int local_readdir(struct petrel_vfs *vfs, const char *path, petrel_vfs_di
             break;
         }
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        if (fstatat(dirfd(d), e->d_name, &s, 0) < 0) continue; /* vanished or dangling */
-        if (!S_ISDIR(s.st_mode) && !S_ISREG(s.st_mode)) continue;
+        if (fstatat(dirfd(d), e->d_name, &s, AT_SYMLINK_NOFOLLOW) < 0) continue; /* vanished */
         memset(&st, 0, sizeof(st));
         fill_stat(&s, &st);
         rc = fn(ctx, e->d_name, &st);
@@ -223,6 +241,66 @@ static int local_set_mode(struct petrel_vfs *vfs, const char *path, uint32_t mod
     return fchmodat(local(vfs)->dirfd, rel(path), (mode_t)mode, 0) < 0 ? err() : 0;
 }
 
+static int local_setattr(struct petrel_vfs *vfs, const char *path, const struct petrel_vfs_attr *a)
+{
+    int dfd = local(vfs)->dirfd;
+    struct stat s;
+    if (fstatat(dfd, rel(path), &s, AT_SYMLINK_NOFOLLOW) < 0) return err();
+    if (a->valid & (PETREL_VFS_SET_UID | PETREL_VFS_SET_GID)) {
+        uid_t uid = (a->valid & PETREL_VFS_SET_UID) ? (uid_t)a->uid : (uid_t)-1;
+        gid_t gid = (a->valid & PETREL_VFS_SET_GID) ? (gid_t)a->gid : (gid_t)-1;
+        if (fchownat(dfd, rel(path), uid, gid, AT_SYMLINK_NOFOLLOW) < 0) return err();
+    }
+    /* after the owner: a chown clears setuid/setgid, the mode asked for puts them back */
+    if ((a->valid & PETREL_VFS_SET_MODE) && !S_ISLNK(s.st_mode) &&
+        fchmodat(dfd, rel(path), (mode_t)(a->mode & 07777), 0) < 0)
+        return err();
+    if (a->valid & (PETREL_VFS_SET_ATIME | PETREL_VFS_SET_MTIME)) {
+        struct timespec ts[2];
+        ts[0].tv_sec = (time_t)a->atime_sec;
+        ts[0].tv_nsec = (a->valid & PETREL_VFS_SET_ATIME) ? (long)a->atime_nsec : UTIME_OMIT;
+        ts[1].tv_sec = (time_t)a->mtime_sec;
+        ts[1].tv_nsec = (a->valid & PETREL_VFS_SET_MTIME) ? (long)a->mtime_nsec : UTIME_OMIT;
+        if (utimensat(dfd, rel(path), ts, AT_SYMLINK_NOFOLLOW) < 0) return err();
+    }
+    return 0; /* a host filesystem keeps its own ctime: SET_CTIME cannot be honoured */
+}
+
+static int local_mknod(struct petrel_vfs *vfs, const char *path, const struct petrel_vfs_node *n)
+{
+    int dfd = local(vfs)->dirfd, rc;
+    mode_t perm = (mode_t)(n->mode & 07777);
+    switch (n->type) {
+    case PETREL_VFS_LNK: rc = symlinkat(n->target, dfd, rel(path)); break;
+    case PETREL_VFS_FIFO: rc = mknodat(dfd, rel(path), S_IFIFO | perm, 0); break;
+    case PETREL_VFS_SOCK: rc = mknodat(dfd, rel(path), S_IFSOCK | perm, 0); break;
+    case PETREL_VFS_CHR: rc = mknodat(dfd, rel(path), S_IFCHR | perm, (dev_t)n->rdev); break;
+    case PETREL_VFS_BLK: rc = mknodat(dfd, rel(path), S_IFBLK | perm, (dev_t)n->rdev); break;
+    default: return -PT_EINVAL;
+    }
+    if (rc < 0) return err();
+    if (n->uid != PETREL_VFS_ID_NONE || n->gid != PETREL_VFS_ID_NONE) {
+        /* best effort, like the host's own tools: only root gives files away */
+        if (fchownat(dfd, rel(path), (uid_t)n->uid, (gid_t)n->gid, AT_SYMLINK_NOFOLLOW) < 0 &&
+            errno != EPERM) {
+            rc = err();
+            unlinkat(dfd, rel(path), 0);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int64_t local_readlink(struct petrel_vfs *vfs, const char *path, char *buf, uint64_t size)
+{
+    char target[PETREL_VFS_PATH_MAX];
+    ssize_t n = readlinkat(local(vfs)->dirfd, rel(path), target, sizeof(target));
+    if (n < 0) return err();
+    if ((size_t)n >= sizeof(target)) return -PT_ENAMETOOLONG;
+    memcpy(buf, target, (size_t)n < size ? (size_t)n : (size_t)size);
+    return n;
+}
+
 static int64_t local_getxattr(struct petrel_vfs *vfs, const char *path, const char *name, void *buf,
                               uint64_t size)
 {
@@ -293,6 +371,9 @@ static const struct petrel_vfs_ops local_ops = {
     .removexattr = local_removexattr,
     .listxattr = local_listxattr,
     .destroy = local_destroy,
+    .setattr = local_setattr,
+    .mknod = local_mknod,
+    .readlink = local_readlink,
 };
 
 int petrel_vfs_local_open(const char *root, int flags, struct petrel_vfs **out)
@@ -320,7 +401,7 @@ int petrel_vfs_local_open(const char *root, int flags, struct petrel_vfs **out)
     vfs->ops = &local_ops;
     vfs->backend = l;
     vfs->caps = PETREL_VFS_CAP_XATTR | PETREL_VFS_CAP_RANDOM_WRITE | PETREL_VFS_CAP_MTIME |
-                PETREL_VFS_CAP_MODE;
+                PETREL_VFS_CAP_MODE | PETREL_VFS_CAP_OWNER | PETREL_VFS_CAP_NODES;
     if (flags & PETREL_VFS_MOUNT_READ_ONLY) vfs->caps |= PETREL_VFS_CAP_READ_ONLY;
     snprintf(vfs->label, sizeof(vfs->label), "%s", abs);
     *out = vfs;

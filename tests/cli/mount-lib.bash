@@ -33,13 +33,18 @@ mount_server_pid() { # the petrel process serving MNT
     pgrep -f -x "$PETREL_BIN mount .* $1( .*)?" | head -n 1
 }
 
+# Unmount MNT and wait until its server has exited too: it releases the store (the image
+# lock) only after its last fsync, which takes a while on a busy disk.
 mount_stop() {
-    local mnt=$1 i
+    local mnt=$1 i pid
     mountpoint -q "$mnt" 2>/dev/null || { fusermount3 -u "$mnt" 2>/dev/null; return 0; }
+    pid=$(mount_server_pid "$mnt")
     fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -u -z "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null
     i=$((SECONDS + 60)) # deadline: busy CI machines
     while [ $SECONDS -lt $i ]; do
-        mountpoint -q "$mnt" || return 0
+        if ! mountpoint -q "$mnt"; then
+            [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null && return 0
+        fi
         sleep 0.05
     done
     return 1
