@@ -28,7 +28,7 @@
 #include "cli/opt.h"
 #include "cluster/client/blocks_client.h"
 #include "cluster/client/router.h"
-#include "cluster/net/durable.h"
+#include "cluster/storage/durable.h"
 #include "cluster/proto/shard_msgs.h"
 #include "cluster/net/net.h"
 #include "petrel/common.h"

@@ -16,7 +16,7 @@
 
 #include "cluster/client/blocks_client.h"
 #include "cluster/proto/registry_msg.h"
-#include "cluster/shard/raft_node.h"
+#include "cluster/replica/node.h"
 #include "petrel/common.h"
 #include "test.h"
 

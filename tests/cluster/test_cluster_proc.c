@@ -496,7 +496,7 @@ TEST_T(cluster_survives_leader_kill_block_loss_bit_rot_and_restart, 300)
 #include "cluster/net/net.h"
 #include "cluster/proto/cdc_msgs.h"
 #include "cluster/proto/shard_msgs.h"
-#include "cluster/shard/raft_node.h"
+#include "cluster/replica/node.h"
 #include "cluster/shard/shard_server.h"
 
 /* Raw junk on a TCP connection: the server answers with an error frame or closes; never hangs. */

@@ -13,7 +13,7 @@
 
 #include "cluster/blocks/blocks.h"
 #include "cluster/client/blocks_client.h"
-#include "cluster/net/durable.h"
+#include "cluster/storage/durable.h"
 #include "petrel/common.h"
 #include "petrel/crc32c.h"
 #include "test.h"

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "cluster/client/blocks_client.h"
-#include "cluster/net/durable.h"
+#include "cluster/storage/durable.h"
 #include "cluster/registry/registry.h"
 #include "petrel/common.h"
 #include "servers_fixture.h"

@@ -19,7 +19,7 @@
 
 #include "cluster/client/blocks_client.h"
 #include "cluster/net/net.h"
-#include "cluster/shard/raft_node.h"
+#include "cluster/replica/node.h"
 #include "cluster/proto/registry_msg.h"
 #include "cluster/replica/raft_io.h"
 #include "cluster/replica/raft_msg.h"

@@ -8,7 +8,7 @@
 #ifndef PETREL_CLUSTER_CDC_SERVER_H
 #define PETREL_CLUSTER_CDC_SERVER_H
 
-#include "cluster/shard/raft_node.h"
+#include "cluster/replica/node.h"
 
 struct pt_cdc_config {
     const char *registry;

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "cluster/client/blocks_client.h"
-#include "cluster/shard/shard_server.h"
+#include "cluster/proto/ids.h"
 #include "petrel/common.h"
 
 void pt_router_init(struct pt_router *r, const char *registry, uint32_t budget_ms,

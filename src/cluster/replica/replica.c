@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster/shard/shard_sm.h"
+#include "cluster/proto/shard_msgs.h"
+#include "cluster/replica/entry.h"
 #include "petrel/common.h"
 
 #define ENTRY_CAP (PT_SHARD_BATCH_MAX * (PT_INLINE_MAX + 1024))
@@ -317,11 +318,9 @@ static void term_barrier_cb(struct raft_apply *req, int status, void *result)
     maybe_closed(r);
 }
 
-static void tick_cb(void *ctx)
+void pt_replica_poll(struct pt_replica *r)
 {
-    struct pt_replica *r = ctx;
-    r->tick_timer = pt_env_timer(r->cfg.env, TICK_MS, tick_cb, r);
-    if (raft_state(&r->raft) == RAFT_LEADER && r->served_term != r->raft.current_term &&
+    if (!r->closing && raft_state(&r->raft) == RAFT_LEADER && r->served_term != r->raft.current_term &&
         r->barrier_term == 0) {
         r->barrier.data = r;
         if (barrier_propose(r, &r->barrier, term_barrier_cb) == 0) {
@@ -329,6 +328,13 @@ static void tick_cb(void *ctx)
             r->rounds_in_flight++;
         }
     }
+}
+
+static void tick_cb(void *ctx)
+{
+    struct pt_replica *r = ctx;
+    r->tick_timer = pt_env_timer(r->cfg.env, TICK_MS, tick_cb, r);
+    pt_replica_poll(r);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------- */

@@ -78,6 +78,12 @@ int pt_replica_propose(struct pt_replica *r, const uint8_t *req, size_t len,
 /* Ask for a linearizable read point (see above): 0 (done runs later), or -PT_ENOTLEADER. */
 int pt_replica_read(struct pt_replica *r, pt_replica_read_fn done, void *ctx);
 
+/*
+ * Start the term barrier now if this member leads and has none in flight (the core's own tick
+ * does it every 100 ms; production calls this every loop turn so a new leader serves at once).
+ */
+void pt_replica_poll(struct pt_replica *r);
+
 /* Whether this member leads and has applied a barrier of its term (its store is complete). */
 int pt_replica_can_serve(struct pt_replica *r);
 int pt_replica_is_leader(struct pt_replica *r);
