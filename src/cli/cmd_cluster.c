@@ -77,7 +77,7 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* Directories of the deployment, each made durable in its parent (net/durable.c). */
+/* Directories of the deployment, each made durable in its parent (storage/durable.c). */
 static int make_dir(const char *path)
 {
     return pt_mkdir_p(path);

@@ -1034,7 +1034,7 @@ static int cdc_request(struct pt_router *r, const struct pt_cdc_req *q, int *rem
     struct pt_reply rep;
     int n = pt_cdc_req_encode(q, body, sizeof(body)), rc;
     CHECK(n > 0);
-    rc = pt_router_call(r, PT_ROUTER_CDC, PT_MSG_CDC_REQ, body, (size_t)n, &rep, NULL);
+    rc = pt_router_call(r, PT_ROUTER_CDC, PT_MSG_CDC_REQ, body, (size_t)n, 1, &rep, NULL);
     *remote = rep.remote;
     pt_reply_free(&rep);
     return rc;

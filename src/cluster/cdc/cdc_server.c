@@ -122,7 +122,9 @@ static void check_waiters(struct cdc_service *s)
         if (t && t->done)
             reply_txn(s->waiters[i].req, t->status, t->result);
         else if (!leader || !t)
-            pt_node_reply_not_leader(s->node, s->waiters[i].req);
+            /* Its BEGIN is in the log: the next leader finishes it. The client's repeat (same
+             * key) joins it there. */
+            pt_node_reply_status(s->node, s->waiters[i].req, -PT_ECANCELED);
         else {
             i++;
             continue;

@@ -36,14 +36,14 @@ enum pt_cdc_step {
     PT_CDC_RMDIR_REMOVE_DIR = 1,   /* REMOVE_DIR, only if empty */
     PT_CDC_RMDIR_REMOVE_ENTRY = 2, /* REMOVE_ENTRY of the name */
     /* rename */
-    PT_CDC_RENAME_LOCK_SOURCE = 0,      /* LOCK_ENTRY of the source name */
-    PT_CDC_RENAME_LOCK_TARGET = 1,      /* directories: no-loops walk; LOCK_ENTRY of the target */
-    PT_CDC_RENAME_REMOVE_TARGET = 2,    /* the replaced directory: REMOVE_DIR, only if empty */
-    PT_CDC_RENAME_LINK_TARGET = 3,      /* ADD_ENTRY / REPLACE_ENTRY target: the commit point */
-    PT_CDC_RENAME_REMOVE_SOURCE = 4,    /* REMOVE_ENTRY of the source name */
-    PT_CDC_RENAME_RETIRE_REPLACED = 5,  /* the replaced file: RETIRE_FILE on its shard */
-    PT_CDC_RENAME_SET_PARENT = 6,       /* a moved directory: SET_PARENT */
-    PT_CDC_STEP_ROLLBACK = 9 /* every operation: undo a refused transaction's locks */
+    PT_CDC_RENAME_LOCK_SOURCE = 0,     /* LOCK_ENTRY of the source name */
+    PT_CDC_RENAME_LOCK_TARGET = 1,     /* directories: no-loops walk; LOCK_ENTRY of the target */
+    PT_CDC_RENAME_REMOVE_TARGET = 2,   /* the replaced directory: REMOVE_DIR, only if empty */
+    PT_CDC_RENAME_LINK_TARGET = 3,     /* ADD_ENTRY / REPLACE_ENTRY target: the commit point */
+    PT_CDC_RENAME_REMOVE_SOURCE = 4,   /* REMOVE_ENTRY of the source name */
+    PT_CDC_RENAME_RETIRE_REPLACED = 5, /* the replaced file: RETIRE_FILE on its shard */
+    PT_CDC_RENAME_SET_PARENT = 6,      /* a moved directory: SET_PARENT */
+    PT_CDC_STEP_ROLLBACK = 9           /* every operation: undo a refused transaction's locks */
 };
 #define PT_CDC_KEEP_FINISHED 4096 /* finished transactions remembered for retried requests */
 

@@ -77,7 +77,8 @@ static int remove_dir(const struct cdc_env *r, uint64_t txn, uint64_t dir)
     return call(r, &q, dir, NULL, NULL);
 }
 
-static void set_step(struct pt_cdc_outcome *o, enum pt_cdc_step step, uint64_t x, uint8_t type, int32_t err)
+static void set_step(struct pt_cdc_outcome *o, enum pt_cdc_step step, uint64_t x, uint8_t type,
+                     int32_t err)
 {
     o->kind = PT_CDC_OUT_STEP;
     o->step = step;
@@ -227,7 +228,8 @@ static void rename_lock_target(const struct cdc_env *r, const struct pt_cdc_txn 
     rc = call(r, &q, t->req.dir2, &id, &type);
     if (rc > 0) return;
     if (rc == -PT_ENOENT) {
-        if (t->req.op == PT_CDC_RENAME_INODE && t->req.expect2) /* what was to be replaced is gone */
+        if (t->req.op == PT_CDC_RENAME_INODE &&
+            t->req.expect2) /* what was to be replaced is gone */
             set_step(o, PT_CDC_STEP_ROLLBACK, t->x, t->type, -PT_ESTALE);
         else
             set_step(o, PT_CDC_RENAME_LINK_TARGET, t->x, t->type, 0);
@@ -252,7 +254,8 @@ static void rename_lock_target(const struct cdc_env *r, const struct pt_cdc_txn 
     if (err)
         set_step(o, PT_CDC_STEP_ROLLBACK, t->x, t->type, err > 0 ? 0 : err);
     else
-        set_step(o, type == PT_TYPE_DIR ? PT_CDC_RENAME_REMOVE_TARGET : PT_CDC_RENAME_LINK_TARGET, t->x, t->type, 0);
+        set_step(o, type == PT_TYPE_DIR ? PT_CDC_RENAME_REMOVE_TARGET : PT_CDC_RENAME_LINK_TARGET,
+                 t->x, t->type, 0);
 }
 
 static void rename_step(const struct cdc_env *r, const struct pt_cdc_txn *t,

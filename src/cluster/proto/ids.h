@@ -28,8 +28,8 @@
 #define PT_MSG_BLOCK_INFO 0x0206
 
 /* Shards (shard_msgs.h) and every replicated node (shard or CDC replica). */
-#define PT_MSG_SHARD_REQ 0x0301  /* body: a shard request (shard_msgs.h) */
-#define PT_MSG_NODE_INFO 0x0302  /* reply: shard u8, replica u8, leader u8, raft address str */
+#define PT_MSG_SHARD_REQ 0x0301 /* body: a shard request (shard_msgs.h) */
+#define PT_MSG_NODE_INFO 0x0302 /* reply: shard u8, replica u8, leader u8, raft address str */
 
 /* CDC (cdc_msgs.h). */
 #define PT_MSG_CDC_REQ 0x0401

@@ -200,8 +200,8 @@ static void poll_cb(uv_check_t *h)
     /* Checked every loop turn, not every tick: a new leader serves as soon as it can, and tells
      * the registry at once (clients ask it where the leader is). */
     pt_replica_poll(n->rep);
-    if (pt_replica_is_leader(n->rep) &&
-        n->disc_led_term != pt_replica_raft(n->rep)->current_term && !n->disc_running)
+    if (pt_replica_is_leader(n->rep) && n->disc_led_term != pt_replica_raft(n->rep)->current_term &&
+        !n->disc_running)
         discovery_start(n);
 }
 
@@ -662,8 +662,7 @@ static void start_undo(struct pt_node *n)
     free(n);
 }
 
-int pt_node_start(struct pt_node **out, const struct pt_node_config *cfg, char *err,
-                  size_t err_cap)
+int pt_node_start(struct pt_node **out, const struct pt_node_config *cfg, char *err, size_t err_cap)
 {
     struct pt_node *n;
     struct pt_server_config scfg;

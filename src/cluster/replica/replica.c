@@ -64,7 +64,7 @@ struct pt_replica {
     struct raft_apply barrier;
     uint64_t tick_timer;
     unsigned rounds_in_flight, batches_in_flight;
-    raft_index applying; /* entry whose proposals' callbacks are running (0: none) */
+    raft_index applying;      /* entry whose proposals' callbacks are running (0: none) */
     int closing, raft_closed; /* close asked / libraft's close callback ran */
     void (*close_done)(void *ctx);
     void *close_ctx;
@@ -320,8 +320,8 @@ static void term_barrier_cb(struct raft_apply *req, int status, void *result)
 
 void pt_replica_poll(struct pt_replica *r)
 {
-    if (!r->closing && raft_state(&r->raft) == RAFT_LEADER && r->served_term != r->raft.current_term &&
-        r->barrier_term == 0) {
+    if (!r->closing && raft_state(&r->raft) == RAFT_LEADER &&
+        r->served_term != r->raft.current_term && r->barrier_term == 0) {
         r->barrier.data = r;
         if (barrier_propose(r, &r->barrier, term_barrier_cb) == 0) {
             r->barrier_term = r->raft.current_term;
