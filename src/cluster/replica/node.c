@@ -79,7 +79,7 @@ struct pt_node {
     struct pt_server *server;
     char raft_addr[PT_REG_ADDR_MAX];
     char raft_dir[4096];
-    char names[PT_NODE_MAX_REPLICAS][8]; /* members' names in the Raft configuration */
+    char names[PT_NODE_MAX_REPLICAS][16]; /* members' names in the Raft configuration */
     struct peer peers[PT_NODE_MAX_REPLICAS];
     /* discovery */
     struct discovery disc;
@@ -110,7 +110,7 @@ struct raft *pt_node_raft(struct pt_node *n)
 
 int pt_node_is_leader(struct pt_node *n)
 {
-    return pt_replica_is_leader(n->rep);
+    return !n->stopping && n->rep && pt_replica_is_leader(n->rep);
 }
 
 const struct pt_raft_io_stats *pt_node_raft_stats(struct pt_node *n)
@@ -156,14 +156,14 @@ static int resolve_peer(void *ctx, raft_id id, char *buf, size_t cap)
 
 int pt_node_can_serve(struct pt_node *n)
 {
-    return !n->stopping && pt_replica_can_serve(n->rep);
+    return !n->stopping && n->rep && pt_replica_can_serve(n->rep);
 }
 
 void pt_node_reply_not_leader(struct pt_node *n, struct pt_request *req)
 {
-    unsigned id = pt_replica_leader(n->rep);
+    unsigned id = n->rep ? pt_replica_leader(n->rep) : 0;
     const char *client = NULL;
-    if (!n->stopping && pt_replica_is_leader(n->rep)) {
+    if (pt_node_is_leader(n)) {
         /* We lead but have not applied our barrier yet: come back in a moment. */
         pt_request_reply_error(req, -PT_EAGAIN, "leader catching up", NULL);
         return;
@@ -395,6 +395,8 @@ static void replica_closed(void *ctx)
     n->rep = NULL;
     n->rep_closed = 1;
     if (n->stopping) {
+        pt_server_stop(n->server);
+        n->server = NULL;
         handles_close(n);
         pt_env_uv_close(n->env, env_closed, n);
     }
@@ -407,8 +409,9 @@ static void node_stop(struct pt_node *n)
     uv_timer_stop(&n->tick);
     uv_timer_stop(&n->transfer_timer);
     uv_check_stop(&n->poll);
-    pt_server_stop(n->server);
-    n->server = NULL;
+    /* The frame server stays up until the core has closed: clients waiting for a proposal get
+     * its answer (PT_ENOTLEADER or PT_EINDOUBT) instead of a reset connection; new requests
+     * meanwhile are told this node does not lead. */
     pt_replica_close(n->rep, replica_closed, n);
 }
 
