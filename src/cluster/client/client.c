@@ -516,7 +516,7 @@ static int span_attempt(struct writer *w, uint64_t offset, const uint8_t *data, 
             if (*n_avoid < PT_SPAN_BLOCKS_MAX) avoid[(*n_avoid)++] = service;
             *failed = 1;
         }
-        pt_put_le64(proofs + 8 * i, proof);
+        pt_put_le64(proofs + (size_t)8 * i, proof);
     }
     pt_reply_free(&rep);
     if (rc) return rc;

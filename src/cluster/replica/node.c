@@ -459,10 +459,13 @@ static unsigned saved_port(const char *dir)
     char *end;
     snprintf(path, sizeof(path), "%s/%s", dir, RAFT_PORT_FILE);
     if (pt_read_file(path, sizeof(buf) - 1, &data, &len) != 0) return 0;
+    if (len == 0 || len >= sizeof(buf)) {
+        free(data);
+        return 0;
+    }
     memcpy(buf, data, len);
     buf[len] = 0;
     free(data);
-    if (len == 0) return 0;
     v = strtoul(buf, &end, 10);
     return (*end == 0 || *end == '\n') && v > 0 && v < 65536 ? (unsigned)v : 0;
 }
