@@ -26,7 +26,7 @@
 
 #include "cli/cli.h"
 #include "cli/opt.h"
-#include "cluster/client/blocks_client.h"
+#include "cluster/client/registry_client.h"
 #include "cluster/client/router.h"
 #include "cluster/storage/durable.h"
 #include "cluster/proto/shard_msgs.h"

@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cluster/client/blocks_client.h"
+#include "cluster/client/registry_client.h"
 #include "cluster/proto/registry_msg.h"
 #include "cluster/replica/node.h"
 #include "petrel/common.h"

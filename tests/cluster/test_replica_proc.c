@@ -17,7 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cluster/client/blocks_client.h"
+#include "cluster/client/registry_client.h"
 #include "cluster/client/router.h"
 #include "cluster/net/net.h"
 #include "cluster/replica/node.h"

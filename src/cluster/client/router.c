@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster/client/blocks_client.h"
+#include "cluster/client/registry_client.h"
 #include "cluster/proto/ids.h"
 #include "petrel/common.h"
 

@@ -118,6 +118,15 @@ int pt_call(const char *address, uint16_t kind, const struct iovec *parts, int n
     return call(address, kind, parts, nparts, opts, 0, reply);
 }
 
+int pt_call_buf(const char *address, uint16_t kind, const void *body, size_t len,
+                const struct pt_call_opts *opts, struct pt_reply *reply)
+{
+    struct iovec iov;
+    iov.iov_base = (void *)body;
+    iov.iov_len = len;
+    return call(address, kind, &iov, len ? 1 : 0, opts, 0, reply);
+}
+
 int pt_call_once(const char *address, uint16_t kind, const struct iovec *parts, int nparts,
                  const struct pt_call_opts *opts, struct pt_reply *reply)
 {

@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cluster/client/blocks_client.h" /* registry calls: heartbeat, lists, secrets */
+#include "cluster/client/registry_client.h"
 #include "cluster/env/env_uv.h"
 #include "cluster/storage/durable.h"
 #include "petrel/codec.h"
