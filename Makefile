@@ -46,7 +46,7 @@ BENCH_SRCS  := $(sort $(wildcard bench/*.c))
 BENCH_BIN   := $(BUILD)/bench/petrel-bench
 
 .PHONY: all build deps test check bench run conformance \
-        format lint c99 clean help soak fuzz mutants
+        format lint c99 clean help soak fuzz mutants layout
 .DEFAULT_GOAL := all
 
 all: deps
@@ -92,8 +92,12 @@ $(BENCH_BIN): $(call obj,$(BENCH_SRCS)) $(LIBS)
 
 # --- running -------------------------------------------------------------------------------
 
-test: all
+test: all layout
 	@bash tests/run-all.sh $(BUILD) $(TEST_PARTS)
+
+# The cluster's dependency rule: includes point one way (docs/DESIGN.md, "Cluster layout").
+layout:
+	@sh scripts/layout.sh
 
 # test-common, test-fs, test-cluster, test-cli, ...: one part (explicit rules: a pattern
 # rule test-% would also match build/tests/test-PART).
@@ -170,7 +174,7 @@ clean:
 	rm -rf build
 
 help:
-	@echo "make | make test | make test-PART | make check | make bench | make run | make soak [SEEDS=N]"
+	@echo "make | make test | make test-PART | make check | make layout | make bench | make run | make soak [SEEDS=N]"
 	@echo "make mutants [MUTANT_SEEDS=N]"
 	@echo "make format | make lint | make c99 | make clean | make fuzz [FUZZ_TIME=S FUZZ_TARGETS=..]"
 

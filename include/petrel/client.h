@@ -52,6 +52,12 @@ struct petrel_stat {
 };
 
 /* Resolve a path to its inode id and type (lookups from the root, one shard call per name). */
+/*
+ * The cluster's storage as the registry lists it now: total capacity and bytes used, summed
+ * over the block services that are not stale. 0 or a negative error (registry unreachable).
+ */
+int petrel_client_capacity(struct petrel_client *c, uint64_t *capacity, uint64_t *used);
+
 int petrel_client_resolve(struct petrel_client *c, const char *path, uint64_t *id, uint8_t *type);
 
 /* Attributes of a path. */

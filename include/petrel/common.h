@@ -58,6 +58,8 @@ enum petrel_error {
     PT_ENOTLEADER = 1001, /* this replica is not the leader; retry at the leader */
     PT_EVERSION = 1002,   /* unsupported format or protocol version */
     PT_ENOTCERT = 1003,   /* write or erase without a valid certificate */
+    PT_EINDOUBT = 1004,   /* the request was logged, then leadership was lost: it may or may
+                           * not take effect (outcome unknown; never a plain retry) */
     PT_EMAX
 };
 

@@ -9,7 +9,7 @@
 
 #include "cli/cli.h"
 #include "cli/opt.h"
-#include "cluster/client/blocks_client.h"
+#include "cluster/client/registry_client.h"
 #include "petrel/common.h"
 
 static void print_replicas(const char *what, const struct pt_reg_replica *r, size_t n, int shards)

@@ -26,9 +26,9 @@
 
 #include "cli/cli.h"
 #include "cli/opt.h"
-#include "cluster/client/blocks_client.h"
+#include "cluster/client/registry_client.h"
 #include "cluster/client/router.h"
-#include "cluster/net/durable.h"
+#include "cluster/storage/durable.h"
 #include "cluster/proto/shard_msgs.h"
 #include "cluster/net/net.h"
 #include "petrel/common.h"
@@ -77,7 +77,7 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* Directories of the deployment, each made durable in its parent (net/durable.c). */
+/* Directories of the deployment, each made durable in its parent (storage/durable.c). */
 static int make_dir(const char *path)
 {
     return pt_mkdir_p(path);

@@ -52,6 +52,7 @@ static const struct error_text error_texts[] = {
     {PT_ENOTLEADER, "PT_ENOTLEADER", "not the leader"},
     {PT_EVERSION, "PT_EVERSION", "unsupported format or protocol version"},
     {PT_ENOTCERT, "PT_ENOTCERT", "missing or invalid certificate"},
+    {PT_EINDOUBT, "PT_EINDOUBT", "outcome unknown: leadership lost after the request was logged"},
 };
 
 static const struct error_text *error_find(int err)

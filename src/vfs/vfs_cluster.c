@@ -29,7 +29,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "cluster/client/blocks_client.h"
 #include "petrel/client.h"
 #include "petrel/common.h"
 #include "petrel/vfs.h"
@@ -342,17 +341,9 @@ static int cl_close(struct petrel_vfs *vfs, struct petrel_vfs_file *f, int aband
 
 static int cl_statfs(struct petrel_vfs *vfs, struct petrel_vfs_statfs *st)
 {
-    struct pt_reg_blocks *b = NULL;
-    size_t n = 0, i;
     uint64_t cap = 0, used = 0;
-    int rc = pt_reg_list_blocks(cluster(vfs)->registry, &b, &n, NULL);
+    int rc = petrel_client_capacity(cluster(vfs)->client, &cap, &used);
     if (rc < 0) return rc;
-    for (i = 0; i < n; i++) {
-        if (b[i].stale) continue;
-        cap += b[i].capacity;
-        used += b[i].used;
-    }
-    free(b);
     st->block_size = 4096;
     st->blocks_total = cap / 4096;
     st->blocks_used = used / 4096;

@@ -14,9 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cluster/client/blocks_client.h"
+#include "cluster/client/registry_client.h"
 #include "cluster/proto/registry_msg.h"
-#include "cluster/shard/raft_node.h"
+#include "cluster/replica/node.h"
 #include "petrel/common.h"
 #include "test.h"
 

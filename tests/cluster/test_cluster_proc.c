@@ -496,7 +496,7 @@ TEST_T(cluster_survives_leader_kill_block_loss_bit_rot_and_restart, 300)
 #include "cluster/net/net.h"
 #include "cluster/proto/cdc_msgs.h"
 #include "cluster/proto/shard_msgs.h"
-#include "cluster/shard/raft_node.h"
+#include "cluster/replica/node.h"
 #include "cluster/shard/shard_server.h"
 
 /* Raw junk on a TCP connection: the server answers with an error frame or closes; never hangs. */
@@ -1034,7 +1034,7 @@ static int cdc_request(struct pt_router *r, const struct pt_cdc_req *q, int *rem
     struct pt_reply rep;
     int n = pt_cdc_req_encode(q, body, sizeof(body)), rc;
     CHECK(n > 0);
-    rc = pt_router_call(r, PT_ROUTER_CDC, PT_MSG_CDC_REQ, body, (size_t)n, &rep, NULL);
+    rc = pt_router_call(r, PT_ROUTER_CDC, PT_MSG_CDC_REQ, body, (size_t)n, 1, &rep, NULL);
     *remote = rep.remote;
     pt_reply_free(&rep);
     return rc;

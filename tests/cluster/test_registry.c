@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster/client/blocks_client.h"
-#include "cluster/net/durable.h"
+#include "cluster/client/registry_client.h"
+#include "cluster/storage/durable.h"
 #include "cluster/registry/registry.h"
 #include "petrel/common.h"
 #include "servers_fixture.h"

@@ -17,9 +17,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cluster/client/blocks_client.h"
+#include "cluster/client/registry_client.h"
+#include "cluster/client/router.h"
 #include "cluster/net/net.h"
-#include "cluster/shard/raft_node.h"
+#include "cluster/replica/node.h"
 #include "cluster/proto/registry_msg.h"
 #include "cluster/replica/raft_io.h"
 #include "cluster/replica/raft_msg.h"
@@ -304,6 +305,109 @@ TEST_T(cluster_sigterm_leader_hands_over_before_stopping, 120)
         pc_wait_serving(&c, 20000);
     }
     files_check(cl, 3);
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
+
+/* The pid of a running process of the harness. */
+static pid_t proc_pid(struct pc_cluster *c, const char *name)
+{
+    unsigned i;
+    for (i = 0; i < c->nprocs; i++)
+        if (c->procs[i].pid > 0 && strcmp(c->procs[i].name, name) == 0) return c->procs[i].pid;
+    test_fail(__FILE__, __LINE__, "no process named %s", name);
+}
+
+/*
+ * Find shard 0's leader, freeze its two followers (SIGSTOP) so nothing it appends can commit,
+ * and return its client address. The leader then loses contact with its majority and steps
+ * down after an election timeout, which fails every entry it appended: "outcome unknown".
+ */
+static void isolate_leader(struct pc_cluster *c, unsigned *leader, char *addr, size_t cap)
+{
+    struct pt_reg_replica *v = NULL;
+    size_t n = 0, i;
+    char name[32];
+    CHECK_OK(pc_shard_leader(c, 0, leader));
+    CHECK_OK(pt_reg_list_shards(c->registry, 0, &v, &n, NULL));
+    addr[0] = 0;
+    for (i = 0; i < n; i++)
+        if (v[i].replica == *leader) snprintf(addr, cap, "%s", v[i].addr);
+    free(v);
+    CHECK(addr[0] != 0);
+    for (i = 0; i < 3; i++) {
+        if (i == *leader) continue;
+        snprintf(name, sizeof(name), "shard-0-%zu", i);
+        CHECK_OK(kill(proc_pid(c, name), SIGSTOP));
+    }
+}
+
+static void resume_followers(struct pc_cluster *c, unsigned leader)
+{
+    char name[32];
+    unsigned i;
+    for (i = 0; i < 3; i++) {
+        if (i == leader) continue;
+        snprintf(name, sizeof(name), "shard-0-%u", i);
+        CHECK_OK(kill(proc_pid(c, name), SIGCONT));
+    }
+}
+
+/*
+ * A leader that loses its lead after appending a request answers PT_EINDOUBT, not
+ * PT_ENOTLEADER (which would tell the client the request had no effect); the router hands a
+ * request that must not be repeated (UNLINK by name) back in doubt after one delivery, and
+ * the group serves again afterwards.
+ */
+TEST_T(cluster_leader_losing_its_lead_after_the_append_answers_in_doubt, 180)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    struct pt_router r;
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    struct pt_conn *conn;
+    uint8_t buf[512];
+    char addr[PT_REG_ADDR_MAX];
+    unsigned leader;
+    int rc, retried = 0, n;
+    pc_start(&c, 1, 3, 1, 0);
+    cl = pc_client(&c, 30000);
+    files_write(cl, 0, 2);
+
+    /* Through the router: a request that is not repeatable comes back in doubt, once. */
+    isolate_leader(&c, &leader, addr, sizeof(addr));
+    pt_router_init(&r, c.registry, 20000, 20000, test_seed() | 1);
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_UNLINK;
+    q.id = PT_INODE_ROOT;
+    memcpy(q.name, "nothing-here", 13);
+    q.name_len = 12;
+    rc = pt_router_shard(&r, 0, &q, &rep, &retried);
+    pt_reply_free(&rep);
+    CHECK_EQ(rc, -PT_EINDOUBT);
+    CHECK_EQ(retried, 1);
+    resume_followers(&c, leader);
+    pc_wait_serving(&c, 30000);
+
+    /* On the wire: the answer itself is PT_EINDOUBT, from the (former) leader. */
+    isolate_leader(&c, &leader, addr, sizeof(addr));
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_CONSTRUCT_FILE;
+    q.cookie = 77;
+    n = pt_shard_req_encode(&q, buf, sizeof(buf));
+    CHECK(n > 0);
+    CHECK_OK(pt_conn_open(addr, 2000, 0, &conn));
+    rc = pt_conn_call(conn, PT_MSG_SHARD_REQ, buf, (uint32_t)n, 20000, &rep);
+    CHECK_EQ(rc, -PT_EINDOUBT);
+    CHECK(rep.remote);
+    pt_reply_free(&rep);
+    pt_conn_close(conn);
+    resume_followers(&c, leader);
+    pc_wait_serving(&c, 30000);
+
+    files_write(cl, 2, 4); /* files 2 and 3 */
+    files_check(cl, 4);
     petrel_client_close(cl);
     pc_stop(&c);
 }

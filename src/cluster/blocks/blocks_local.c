@@ -9,7 +9,7 @@
 
 #include "cluster/blocks/blocks.h"
 #include "cluster/env/env_uv.h"
-#include "cluster/net/durable.h"
+#include "cluster/storage/durable.h"
 #include "petrel/common.h"
 
 struct local_wait {

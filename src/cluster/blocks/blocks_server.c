@@ -21,7 +21,7 @@
 #include "cluster/blocks/blocks.h"
 #include "cluster/client/blocks_client.h"
 #include "cluster/env/env_uv.h"
-#include "cluster/net/durable.h"
+#include "cluster/storage/durable.h"
 #include "cluster/net/net.h"
 #include "petrel/common.h"
 

@@ -15,9 +15,9 @@
 #include "cluster/cdc/cdc_sm.h"
 #include "cluster/cdc/cdc_steps.h"
 #include "cluster/client/router.h"
-#include "cluster/net/durable.h"
+#include "cluster/storage/durable.h"
 #include "cluster/proto/cdc_msgs.h"
-#include "cluster/shard/raft_node.h"
+#include "cluster/replica/node.h"
 #include "petrel/codec.h"
 #include "petrel/common.h"
 #include "petrel/prng.h"
@@ -31,7 +31,7 @@ struct waiter {
 };
 
 struct cdc_service {
-    struct pt_raft_node *node;
+    struct pt_node *node;
     struct raft_fsm fsm;
     struct pt_cdc_sm sm;
     struct pt_shard_apply_out out;
@@ -116,13 +116,15 @@ static void reply_txn(struct pt_request *req, int32_t status, uint64_t result)
 static void check_waiters(struct cdc_service *s)
 {
     unsigned i = 0;
-    int leader = raft_state(pt_node_raft(s->node)) == RAFT_LEADER;
+    int leader = pt_node_is_leader(s->node);
     while (i < s->n_waiters) {
         const struct pt_cdc_txn *t = pt_cdc_sm_find(&s->sm, s->waiters[i].txn);
         if (t && t->done)
             reply_txn(s->waiters[i].req, t->status, t->result);
         else if (!leader || !t)
-            pt_node_reply_not_leader(s->node, s->waiters[i].req);
+            /* Its BEGIN is in the log: the next leader finishes it. The client's repeat (same
+             * key) joins it there. */
+            pt_node_reply_status(s->node, s->waiters[i].req, -PT_ECANCELED);
         else {
             i++;
             continue;
@@ -205,7 +207,7 @@ static void begun(void *ctx, int status, const uint8_t *reply, size_t len)
     uint64_t result;
     int rc;
     if (status) {
-        pt_request_reply_error(b->req, status, petrel_strerror(status), NULL);
+        pt_node_reply_status(s->node, b->req, status);
         free(b);
         return;
     }
@@ -265,10 +267,7 @@ static void handle(void *ctx, struct pt_request *req)
     b->req = req;
     if ((rc = pt_node_propose(s->node, item, (size_t)n, begun, b)) != 0) {
         free(b);
-        if (rc == -PT_ENOTLEADER)
-            pt_node_reply_not_leader(s->node, req);
-        else
-            pt_request_reply_error(req, rc, petrel_strerror(rc), NULL);
+        pt_node_reply_status(s->node, req, rc);
     }
 }
 

@@ -1,5 +1,5 @@
 /*
- * The CDC server: one replica of the cross-directory coordinator, a Raft group (raft_node.h)
+ * The CDC server: one replica of the cross-directory coordinator, a Raft group (replica/node.h)
  * whose state is the CDC state machine (cdc_sm.h). The leader accepts PT_MSG_CDC_REQ, records
  * a transaction (BEGIN) before touching any shard, then drives transactions one at a time,
  * one step at a time, recording each step in the log before the next; it answers a client
@@ -8,7 +8,7 @@
 #ifndef PETREL_CLUSTER_CDC_SERVER_H
 #define PETREL_CLUSTER_CDC_SERVER_H
 
-#include "cluster/shard/raft_node.h"
+#include "cluster/replica/node.h"
 
 struct pt_cdc_config {
     const char *registry;

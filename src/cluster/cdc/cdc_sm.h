@@ -16,11 +16,35 @@
 #include <stdint.h>
 
 #include "cluster/proto/cdc_msgs.h"
-#include "cluster/shard/shard_sm.h"
+#include "cluster/replica/entry.h"
 
 enum pt_cdc_entry_op { PT_CDC_BEGIN = 1, PT_CDC_STEP = 2, PT_CDC_FINISH = 3 };
 
-#define PT_CDC_STEP_ROLLBACK 9    /* the step that undoes a refused transaction */
+/*
+ * How far a transaction has gone: the step recorded last (a u8 in the log and the snapshot:
+ * the values are part of the format, docs/SPEC-SHARD.md). Every operation starts at step 0
+ * and steps only go up; what each step does is in cdc_steps.c.
+ */
+enum pt_cdc_step {
+    PT_CDC_STEP_START = 0, /* every operation: nothing done on the shards yet */
+    /* mkdir */
+    PT_CDC_MKDIR_MAKE_DIR = 0,  /* MAKE_DIR on the chosen shard */
+    PT_CDC_MKDIR_ADD_ENTRY = 1, /* ADD_ENTRY of the new directory in the parent */
+    PT_CDC_MKDIR_UNDO = 2,      /* refused: REMOVE_DIR of the new directory */
+    /* rmdir */
+    PT_CDC_RMDIR_LOCK = 0,         /* LOCK_ENTRY of the name */
+    PT_CDC_RMDIR_REMOVE_DIR = 1,   /* REMOVE_DIR, only if empty */
+    PT_CDC_RMDIR_REMOVE_ENTRY = 2, /* REMOVE_ENTRY of the name */
+    /* rename */
+    PT_CDC_RENAME_LOCK_SOURCE = 0,     /* LOCK_ENTRY of the source name */
+    PT_CDC_RENAME_LOCK_TARGET = 1,     /* directories: no-loops walk; LOCK_ENTRY of the target */
+    PT_CDC_RENAME_REMOVE_TARGET = 2,   /* the replaced directory: REMOVE_DIR, only if empty */
+    PT_CDC_RENAME_LINK_TARGET = 3,     /* ADD_ENTRY / REPLACE_ENTRY target: the commit point */
+    PT_CDC_RENAME_REMOVE_SOURCE = 4,   /* REMOVE_ENTRY of the source name */
+    PT_CDC_RENAME_RETIRE_REPLACED = 5, /* the replaced file: RETIRE_FILE on its shard */
+    PT_CDC_RENAME_SET_PARENT = 6,      /* a moved directory: SET_PARENT */
+    PT_CDC_STEP_ROLLBACK = 9           /* every operation: undo a refused transaction's locks */
+};
 #define PT_CDC_KEEP_FINISHED 4096 /* finished transactions remembered for retried requests */
 
 struct pt_cdc_txn {
@@ -47,7 +71,7 @@ struct pt_cdc_sm {
 void pt_cdc_sm_init(struct pt_cdc_sm *sm);
 void pt_cdc_sm_free(struct pt_cdc_sm *sm);
 
-/* Log entry items (inside the shard_sm.h envelope). Each returns its length or an error. */
+/* Log entry items (inside the envelope of replica/entry.h). Each returns its length or an error. */
 int pt_cdc_enc_begin(uint8_t *buf, size_t cap, const struct pt_cdc_req *q, uint8_t shard);
 int pt_cdc_enc_step(uint8_t *buf, size_t cap, uint64_t txn, uint8_t step, uint64_t x, uint8_t type,
                     int32_t err);

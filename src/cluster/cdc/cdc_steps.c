@@ -77,7 +77,8 @@ static int remove_dir(const struct cdc_env *r, uint64_t txn, uint64_t dir)
     return call(r, &q, dir, NULL, NULL);
 }
 
-static void set_step(struct pt_cdc_outcome *o, uint8_t step, uint64_t x, uint8_t type, int32_t err)
+static void set_step(struct pt_cdc_outcome *o, enum pt_cdc_step step, uint64_t x, uint8_t type,
+                     int32_t err)
 {
     o->kind = PT_CDC_OUT_STEP;
     o->step = step;
@@ -130,19 +131,19 @@ static void mkdir_step(const struct cdc_env *r, const struct pt_cdc_txn *t,
     struct pt_shard_req q;
     uint64_t id;
     int rc;
-    switch (t->step) {
-    case 0:
+    switch ((enum pt_cdc_step)t->step) {
+    case PT_CDC_MKDIR_MAKE_DIR:
         memset(&q, 0, sizeof(q));
         q.op = PT_SHARD_MAKE_DIR;
         q.txn = t->id;
         q.target = t->req.dir;
         rc = call(r, &q, PT_INODE_MAKE(t->shard, 0), &id, NULL);
         if (rc == 0)
-            set_step(o, 1, id, PT_TYPE_DIR, 0);
+            set_step(o, PT_CDC_MKDIR_ADD_ENTRY, id, PT_TYPE_DIR, 0);
         else if (rc < 0)
             set_finish(o, rc, 0);
         return;
-    case 1:
+    case PT_CDC_MKDIR_ADD_ENTRY:
         named(&q, PT_SHARD_ADD_ENTRY, t->id, t->req.dir, t->req.name, t->req.name_len);
         q.target = t->x;
         q.offset = PT_TYPE_DIR;
@@ -150,7 +151,7 @@ static void mkdir_step(const struct cdc_env *r, const struct pt_cdc_txn *t,
         if (rc == 0)
             set_finish(o, 0, t->x);
         else if (rc < 0)
-            set_step(o, 2, t->x, PT_TYPE_DIR, rc);
+            set_step(o, PT_CDC_MKDIR_UNDO, t->x, PT_TYPE_DIR, rc);
         return;
     default:
         rc = remove_dir(r, t->id, t->x);
@@ -174,8 +175,8 @@ static void rmdir_step(const struct cdc_env *r, const struct pt_cdc_txn *t,
     uint64_t id;
     uint8_t type;
     int rc;
-    switch (t->step) {
-    case 0:
+    switch ((enum pt_cdc_step)t->step) {
+    case PT_CDC_RMDIR_LOCK:
         named(&q, PT_SHARD_LOCK_ENTRY, t->id, t->req.dir, t->req.name, t->req.name_len);
         rc = call(r, &q, t->req.dir, &id, &type);
         if (rc < 0)
@@ -183,16 +184,16 @@ static void rmdir_step(const struct cdc_env *r, const struct pt_cdc_txn *t,
         else if (rc == 0 && type != PT_TYPE_DIR)
             set_step(o, PT_CDC_STEP_ROLLBACK, id, type, -PT_ENOTDIR);
         else if (rc == 0)
-            set_step(o, 1, id, type, 0);
+            set_step(o, PT_CDC_RMDIR_REMOVE_DIR, id, type, 0);
         return;
-    case 1:
+    case PT_CDC_RMDIR_REMOVE_DIR:
         rc = remove_dir(r, t->id, t->x);
         if (rc == 0)
-            set_step(o, 2, t->x, t->type, 0);
+            set_step(o, PT_CDC_RMDIR_REMOVE_ENTRY, t->x, t->type, 0);
         else if (rc < 0)
             set_step(o, PT_CDC_STEP_ROLLBACK, t->x, t->type, rc);
         return;
-    case 2:
+    case PT_CDC_RMDIR_REMOVE_ENTRY:
         named(&q, PT_SHARD_REMOVE_ENTRY, t->id, t->req.dir, t->req.name, t->req.name_len);
         q.target = t->x;
         rc = call(r, &q, t->req.dir, NULL, NULL);
@@ -227,10 +228,11 @@ static void rename_lock_target(const struct cdc_env *r, const struct pt_cdc_txn 
     rc = call(r, &q, t->req.dir2, &id, &type);
     if (rc > 0) return;
     if (rc == -PT_ENOENT) {
-        if (t->req.op == PT_CDC_RENAME_INODE && t->req.expect2) /* what was to be replaced is gone */
+        if (t->req.op == PT_CDC_RENAME_INODE &&
+            t->req.expect2) /* what was to be replaced is gone */
             set_step(o, PT_CDC_STEP_ROLLBACK, t->x, t->type, -PT_ESTALE);
         else
-            set_step(o, 3, t->x, t->type, 0);
+            set_step(o, PT_CDC_RENAME_LINK_TARGET, t->x, t->type, 0);
         return;
     }
     if (rc < 0) {
@@ -252,7 +254,8 @@ static void rename_lock_target(const struct cdc_env *r, const struct pt_cdc_txn 
     if (err)
         set_step(o, PT_CDC_STEP_ROLLBACK, t->x, t->type, err > 0 ? 0 : err);
     else
-        set_step(o, type == PT_TYPE_DIR ? 2 : 3, t->x, t->type, 0);
+        set_step(o, type == PT_TYPE_DIR ? PT_CDC_RENAME_REMOVE_TARGET : PT_CDC_RENAME_LINK_TARGET,
+                 t->x, t->type, 0);
 }
 
 static void rename_step(const struct cdc_env *r, const struct pt_cdc_txn *t,
@@ -262,8 +265,8 @@ static void rename_step(const struct cdc_env *r, const struct pt_cdc_txn *t,
     uint64_t id;
     uint8_t type;
     int rc;
-    switch (t->step) {
-    case 0:
+    switch ((enum pt_cdc_step)t->step) {
+    case PT_CDC_RENAME_LOCK_SOURCE:
         named(&q, PT_SHARD_LOCK_ENTRY, t->id, t->req.dir, t->req.name, t->req.name_len);
         rc = call(r, &q, t->req.dir, &id, &type);
         if (rc < 0)
@@ -271,9 +274,9 @@ static void rename_step(const struct cdc_env *r, const struct pt_cdc_txn *t,
         else if (rc == 0 && t->req.op == PT_CDC_RENAME_INODE && id != t->req.expect)
             set_step(o, PT_CDC_STEP_ROLLBACK, id, type, -PT_ESTALE); /* not what was asked */
         else if (rc == 0)
-            set_step(o, 1, id, type, 0);
+            set_step(o, PT_CDC_RENAME_LOCK_TARGET, id, type, 0);
         return;
-    case 1:
+    case PT_CDC_RENAME_LOCK_TARGET:
         if (PT_INODE_SHARD(t->req.dir2) >= r->shards) {
             /* No such target directory (a missing name in it would read as "free" below). */
             set_step(o, PT_CDC_STEP_ROLLBACK, t->x, t->type, -PT_ENOENT);
@@ -290,15 +293,15 @@ static void rename_step(const struct cdc_env *r, const struct pt_cdc_txn *t,
         }
         rename_lock_target(r, t, o);
         return;
-    case 2:
+    case PT_CDC_RENAME_REMOVE_TARGET:
         /* The replaced directory goes first, only if empty (its locked entry keeps it named). */
         rc = remove_dir(r, t->id, t->repl);
         if (rc == 0)
-            set_step(o, 3, t->x, t->type, 0);
+            set_step(o, PT_CDC_RENAME_LINK_TARGET, t->x, t->type, 0);
         else if (rc < 0)
             set_step(o, PT_CDC_STEP_ROLLBACK, t->x, t->type, rc);
         return;
-    case 3:
+    case PT_CDC_RENAME_LINK_TARGET:
         named(&q, t->repl ? PT_SHARD_REPLACE_ENTRY : PT_SHARD_ADD_ENTRY, t->id, t->req.dir2,
               t->req.name2, t->req.name2_len);
         q.target = t->x;
@@ -306,23 +309,23 @@ static void rename_step(const struct cdc_env *r, const struct pt_cdc_txn *t,
         q.cookie = t->repl;
         rc = call(r, &q, t->req.dir2, NULL, NULL);
         if (rc == 0)
-            set_step(o, 4, t->x, t->type, 0);
+            set_step(o, PT_CDC_RENAME_REMOVE_SOURCE, t->x, t->type, 0);
         else if (rc < 0)
             set_step(o, PT_CDC_STEP_ROLLBACK, t->x, t->type, rc);
         return;
-    case 4:
+    case PT_CDC_RENAME_REMOVE_SOURCE:
         named(&q, PT_SHARD_REMOVE_ENTRY, t->id, t->req.dir, t->req.name, t->req.name_len);
         q.target = t->x;
         rc = call(r, &q, t->req.dir, NULL, NULL);
         if (rc > 0) return;
         if (t->repl && t->repl_type == PT_TYPE_FILE)
-            set_step(o, 5, t->x, t->type, 0);
+            set_step(o, PT_CDC_RENAME_RETIRE_REPLACED, t->x, t->type, 0);
         else if (t->type == PT_TYPE_DIR)
-            set_step(o, 6, t->x, t->type, 0);
+            set_step(o, PT_CDC_RENAME_SET_PARENT, t->x, t->type, 0);
         else
             set_finish(o, rc, 0);
         return;
-    case 5:
+    case PT_CDC_RENAME_RETIRE_REPLACED:
         /* The replaced file lost its name: its retention starts on its own shard. */
         memset(&q, 0, sizeof(q));
         q.op = PT_SHARD_RETIRE_FILE;
@@ -330,7 +333,7 @@ static void rename_step(const struct cdc_env *r, const struct pt_cdc_txn *t,
         rc = call(r, &q, t->repl, NULL, NULL);
         if (rc <= 0) set_finish(o, 0, 0);
         return;
-    case 6:
+    case PT_CDC_RENAME_SET_PARENT:
         memset(&q, 0, sizeof(q));
         q.op = PT_SHARD_SET_PARENT;
         q.txn = t->id;

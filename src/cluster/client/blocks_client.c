@@ -1,5 +1,5 @@
 /*
- * Registry and block service calls (see blocks_client.h). Owns request encoding, reply
+ * Block service calls (see blocks_client.h). Owns request encoding, reply
  * validation and the end-to-end page check of reads. Never copies a byte of a read into the
  * caller's buffer before every page it comes from has matched its CRC, and never trusts a
  * length in a reply before checking it against the request.
@@ -11,120 +11,6 @@
 
 #include "petrel/common.h"
 #include "petrel/crc32c.h"
-
-static int call_body(const char *address, uint16_t kind, const void *body, size_t len,
-                     const struct pt_call_opts *opts, struct pt_reply *reply)
-{
-    struct iovec iov;
-    iov.iov_base = (void *)body;
-    iov.iov_len = len;
-    return pt_call(address, kind, &iov, len ? 1 : 0, opts, reply);
-}
-
-/* A call whose reply must be empty. */
-static int call_empty_reply(const char *address, uint16_t kind, const void *body, size_t len,
-                            const struct pt_call_opts *opts)
-{
-    struct pt_reply rep;
-    int err = call_body(address, kind, body, len, opts, &rep);
-    if (!err && rep.body_len) err = -PT_EPROTO;
-    pt_reply_free(&rep);
-    return err;
-}
-
-int pt_reg_heartbeat_shard(const char *registry, const struct pt_reg_replica *hb,
-                           const struct pt_call_opts *opts)
-{
-    uint8_t buf[8 + PT_REG_ADDR_MAX];
-    struct pt_cursor c;
-    pt_cursor_init(&c, buf, sizeof(buf));
-    pt_reg_enc_shard_heartbeat(&c, hb);
-    if (!pt_cursor_ok(&c)) return -PT_EINVAL;
-    return call_empty_reply(registry, PT_MSG_REG_SHARD_HEARTBEAT, buf, c.pos, opts);
-}
-
-int pt_reg_heartbeat_cdc(const char *registry, const struct pt_reg_replica *hb,
-                         const struct pt_call_opts *opts)
-{
-    uint8_t buf[8 + PT_REG_ADDR_MAX];
-    struct pt_cursor c;
-    pt_cursor_init(&c, buf, sizeof(buf));
-    pt_reg_enc_cdc_heartbeat(&c, hb);
-    if (!pt_cursor_ok(&c)) return -PT_EINVAL;
-    return call_empty_reply(registry, PT_MSG_REG_CDC_HEARTBEAT, buf, c.pos, opts);
-}
-
-int pt_reg_heartbeat_blocks(const char *registry, const struct pt_reg_blocks *hb,
-                            uint8_t secret_out[PT_REG_SECRET_SIZE], const struct pt_call_opts *opts)
-{
-    uint8_t buf[64 + PT_REG_ADDR_MAX + PT_REG_DOMAIN_MAX];
-    struct pt_cursor c;
-    struct pt_reply rep;
-    int err;
-    pt_cursor_init(&c, buf, sizeof(buf));
-    pt_reg_enc_blocks_heartbeat(&c, hb);
-    if (!pt_cursor_ok(&c)) return -PT_EINVAL;
-    err = call_body(registry, PT_MSG_REG_BLOCKS_HEARTBEAT, buf, c.pos, opts, &rep);
-    if (!err && rep.body_len != PT_REG_SECRET_SIZE) err = -PT_EPROTO;
-    if (!err) memcpy(secret_out, rep.body, PT_REG_SECRET_SIZE);
-    pt_reply_free(&rep);
-    return err;
-}
-
-int pt_reg_list_shards(const char *registry, uint16_t shard_filter, struct pt_reg_replica **out,
-                       size_t *count, const struct pt_call_opts *opts)
-{
-    uint8_t buf[2];
-    struct pt_reply rep;
-    int err;
-    *out = NULL;
-    *count = 0;
-    pt_put_le16(buf, shard_filter);
-    err = call_body(registry, PT_MSG_REG_LIST_SHARDS, buf, 2, opts, &rep);
-    if (!err) err = pt_reg_decode_replica_list(rep.body, rep.body_len, out, count);
-    pt_reply_free(&rep);
-    return err;
-}
-
-int pt_reg_list_cdc(const char *registry, struct pt_reg_replica **out, size_t *count,
-                    const struct pt_call_opts *opts)
-{
-    struct pt_reply rep;
-    int err;
-    *out = NULL;
-    *count = 0;
-    err = call_body(registry, PT_MSG_REG_LIST_CDC, NULL, 0, opts, &rep);
-    if (!err) err = pt_reg_decode_replica_list(rep.body, rep.body_len, out, count);
-    pt_reply_free(&rep);
-    return err;
-}
-
-int pt_reg_list_blocks(const char *registry, struct pt_reg_blocks **out, size_t *count,
-                       const struct pt_call_opts *opts)
-{
-    struct pt_reply rep;
-    int err;
-    *out = NULL;
-    *count = 0;
-    err = call_body(registry, PT_MSG_REG_LIST_BLOCKS, NULL, 0, opts, &rep);
-    if (!err) err = pt_reg_decode_blocks_list(rep.body, rep.body_len, out, count);
-    pt_reply_free(&rep);
-    return err;
-}
-
-int pt_reg_block_secret(const char *registry, uint64_t service_id,
-                        uint8_t secret_out[PT_REG_SECRET_SIZE], const struct pt_call_opts *opts)
-{
-    uint8_t buf[8];
-    struct pt_reply rep;
-    int err;
-    pt_put_le64(buf, service_id);
-    err = call_body(registry, PT_MSG_REG_BLOCK_SECRET, buf, 8, opts, &rep);
-    if (!err && rep.body_len != PT_REG_SECRET_SIZE) err = -PT_EPROTO;
-    if (!err) memcpy(secret_out, rep.body, PT_REG_SECRET_SIZE);
-    pt_reply_free(&rep);
-    return err;
-}
 
 uint32_t pt_block_crc(const void *data, uint32_t size)
 {
@@ -209,7 +95,7 @@ int pt_blocks_read(const char *address, uint64_t block_id, uint32_t offset, uint
     if (got) *got = 0;
     pt_cursor_init(&c, req, sizeof(req));
     pt_block_enc_read(&c, &r);
-    err = call_body(address, PT_MSG_BLOCK_READ, req, sizeof(req), opts, &rep);
+    err = pt_call_buf(address, PT_MSG_BLOCK_READ, req, sizeof(req), opts, &rep);
     if (!err) err = pt_blocks_read_resp_check(rep.body, rep.body_len, offset, count, buf, got,
                                               block_size);
     pt_reply_free(&rep);
@@ -226,7 +112,7 @@ int pt_blocks_erase(const char *address, uint64_t block_id, uint32_t crc, uint32
     int err;
     pt_cursor_init(&c, req, sizeof(req));
     pt_block_enc_erase(&c, &e);
-    err = call_body(address, PT_MSG_BLOCK_ERASE, req, sizeof(req), opts, &rep);
+    err = pt_call_buf(address, PT_MSG_BLOCK_ERASE, req, sizeof(req), opts, &rep);
     if (!err) err = reply_u64(&rep, proof);
     pt_reply_free(&rep);
     return err;
@@ -240,7 +126,7 @@ int pt_blocks_stat(const char *address, uint64_t block_id, struct pt_block_stat 
     struct pt_reply rep;
     int err;
     pt_put_le64(req, block_id);
-    err = call_body(address, PT_MSG_BLOCK_STAT, req, sizeof(req), opts, &rep);
+    err = pt_call_buf(address, PT_MSG_BLOCK_STAT, req, sizeof(req), opts, &rep);
     if (!err) {
         pt_cursor_init(&c, rep.body, rep.body_len);
         pt_block_dec_stat(&c, out);
@@ -263,7 +149,7 @@ int pt_blocks_list(const char *address, uint64_t start, uint32_t max, struct pt_
     *more = 0;
     pt_put_le64(req, start);
     pt_put_le32(req + 8, max);
-    err = call_body(address, PT_MSG_BLOCK_LIST, req, sizeof(req), opts, &rep);
+    err = pt_call_buf(address, PT_MSG_BLOCK_LIST, req, sizeof(req), opts, &rep);
     if (err) goto done;
     pt_cursor_init(&c, rep.body, rep.body_len);
     n = pt_dec_u32(&c);
@@ -295,7 +181,7 @@ int pt_blocks_info(const char *address, struct pt_block_info *out, const struct 
 {
     struct pt_cursor c;
     struct pt_reply rep;
-    int err = call_body(address, PT_MSG_BLOCK_INFO, NULL, 0, opts, &rep);
+    int err = pt_call_buf(address, PT_MSG_BLOCK_INFO, NULL, 0, opts, &rep);
     if (!err) {
         pt_cursor_init(&c, rep.body, rep.body_len);
         pt_block_dec_info(&c, out);

@@ -1,6 +1,7 @@
 /*
- * Client side of the registry and of block services: the calls shards, CDC, block services
- * and the client library make to find services and to move block data.
+ * Client side of block services: the calls shards, block services and the client library
+ * make to move block data (the registry's calls, which find the services, are in
+ * registry_client.h, included here because every user of one uses the other).
  *
  * Every call takes the server's "HOST:PORT" and optional pt_call_opts (timeouts, retry budget;
  * NULL = defaults) and retries transport failures with back-off (pt_call). Returns 0 or a
@@ -19,33 +20,7 @@
 
 #include "cluster/net/net.h"
 #include "cluster/proto/blocks_msg.h"
-#include "cluster/proto/registry_msg.h"
-
-/* --- registry ------------------------------------------------------------------------------ */
-
-/* Heartbeats (registration). A block service receives its secret in secret_out. */
-int pt_reg_heartbeat_shard(const char *registry, const struct pt_reg_replica *hb,
-                           const struct pt_call_opts *opts);
-int pt_reg_heartbeat_cdc(const char *registry, const struct pt_reg_replica *hb,
-                         const struct pt_call_opts *opts);
-int pt_reg_heartbeat_blocks(const char *registry, const struct pt_reg_blocks *hb,
-                            uint8_t secret_out[PT_REG_SECRET_SIZE],
-                            const struct pt_call_opts *opts);
-
-/*
- * Listings into malloc'd arrays (free() them), sorted by (shard, replica) / replica / id.
- * shard_filter: one shard, or PT_REG_ALL_SHARDS.
- */
-int pt_reg_list_shards(const char *registry, uint16_t shard_filter, struct pt_reg_replica **out,
-                       size_t *count, const struct pt_call_opts *opts);
-int pt_reg_list_cdc(const char *registry, struct pt_reg_replica **out, size_t *count,
-                    const struct pt_call_opts *opts);
-int pt_reg_list_blocks(const char *registry, struct pt_reg_blocks **out, size_t *count,
-                       const struct pt_call_opts *opts);
-
-/* The secret shared by a block service and the shards (for certificates): 0 or -PT_ENOENT. */
-int pt_reg_block_secret(const char *registry, uint64_t service_id,
-                        uint8_t secret_out[PT_REG_SECRET_SIZE], const struct pt_call_opts *opts);
+#include "cluster/client/registry_client.h"
 
 /* --- block services ------------------------------------------------------------------------ */
 

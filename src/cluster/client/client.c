@@ -238,7 +238,8 @@ static int cdc_call(struct petrel_client *c, struct pt_cdc_req *q)
     q->key = pt_prng_next(&c->prng) | 1;
     n = pt_cdc_req_encode(q, buf, sizeof(buf));
     if (n < 0) return n;
-    rc = pt_router_call(&c->router, PT_ROUTER_CDC, PT_MSG_CDC_REQ, buf, (size_t)n, &rep, NULL);
+    /* Repeatable: the CDC answers a repeated key from the transaction it already ran. */
+    rc = pt_router_call(&c->router, PT_ROUTER_CDC, PT_MSG_CDC_REQ, buf, (size_t)n, 1, &rep, NULL);
     pt_reply_free(&rep);
     return rc;
 }
@@ -297,8 +298,7 @@ static int lookup_expect(struct petrel_client *c, uint64_t dir, const char *name
     return rc;
 }
 
-static int rename_checked(struct petrel_client *c, const char *from, const char *to,
-                          int noreplace)
+static int rename_checked(struct petrel_client *c, const char *from, const char *to, int noreplace)
 {
     struct pt_cdc_req q;
     uint64_t src, dst;
@@ -368,6 +368,12 @@ int petrel_client_unlink_inode(struct petrel_client *c, const char *path, uint64
     /* A retry whose first try was committed finds the name gone or holding someone else's
      * file (left alone): the file asked for is removed either way. */
     if ((rc == -PT_ENOENT || rc == -PT_ESTALE) && retried) rc = 0;
+    if (rc == -PT_EINDOUBT) {
+        /* Still in doubt when the budget ran out: the name tells. */
+        uint64_t now;
+        int lrc = lookup_expect(c, q.id, q.name, q.name_len, &now);
+        if (lrc == 0 && now != id) rc = retire_elsewhere(c, q.id, id);
+    }
     return rc;
 }
 
@@ -382,6 +388,22 @@ int petrel_client_unlink(struct petrel_client *c, const char *path)
 }
 
 /* ---- block services ---------------------------------------------------------------------- */
+
+int petrel_client_capacity(struct petrel_client *c, uint64_t *capacity, uint64_t *used)
+{
+    struct pt_reg_blocks *b = NULL;
+    size_t n = 0, i;
+    int rc = pt_reg_list_blocks(c->registry, &b, &n, NULL);
+    if (rc < 0) return rc;
+    *capacity = *used = 0;
+    for (i = 0; i < n; i++) {
+        if (b[i].stale) continue;
+        *capacity += b[i].capacity;
+        *used += b[i].used;
+    }
+    free(b);
+    return 0;
+}
 
 static int refresh_services(struct petrel_client *c)
 {
@@ -417,11 +439,11 @@ struct writer {
     uint64_t file, cookie, dir;
 };
 
-static int write_call(struct writer *w, struct pt_shard_req *q, struct pt_reply *rep)
+static int write_call(struct writer *w, struct pt_shard_req *q, struct pt_reply *rep, int *retried)
 {
     q->id = w->file;
     q->cookie = w->cookie;
-    return shard_call(w->c, w->dir, q, rep, NULL);
+    return shard_call(w->c, w->dir, q, rep, retried);
 }
 
 static int write_inline(struct writer *w, uint64_t offset, const uint8_t *data, uint32_t len)
@@ -436,7 +458,7 @@ static int write_inline(struct writer *w, uint64_t offset, const uint8_t *data, 
     q.crc = petrel_crc32c(0, data, len);
     q.data_len = len;
     q.data_ptr = data;
-    rc = write_call(w, &q, &rep);
+    rc = write_call(w, &q, &rep, NULL);
     pt_reply_free(&rep);
     return rc;
 }
@@ -466,7 +488,7 @@ static int span_attempt(struct writer *w, uint64_t offset, const uint8_t *data, 
     q.block_size = len;
     q.n_services = *n_avoid;
     memcpy(q.services, avoid, *n_avoid * sizeof(avoid[0]));
-    if ((rc = write_call(w, &q, &rep)) != 0) {
+    if ((rc = write_call(w, &q, &rep, NULL)) != 0) {
         pt_reply_free(&rep);
         return rc;
     }
@@ -494,7 +516,7 @@ static int span_attempt(struct writer *w, uint64_t offset, const uint8_t *data, 
             if (*n_avoid < PT_SPAN_BLOCKS_MAX) avoid[(*n_avoid)++] = service;
             *failed = 1;
         }
-        pt_put_le64(proofs + 8 * i, proof);
+        pt_put_le64(proofs + (size_t)8 * i, proof);
     }
     pt_reply_free(&rep);
     if (rc) return rc;
@@ -503,7 +525,7 @@ static int span_attempt(struct writer *w, uint64_t offset, const uint8_t *data, 
     q.offset = offset;
     q.data_len = 8 * n;
     q.data_ptr = proofs;
-    rc = write_call(w, &q, &rep);
+    rc = write_call(w, &q, &rep, NULL);
     pt_reply_free(&rep);
     return rc;
 }
@@ -519,14 +541,16 @@ static int write_span(struct writer *w, uint64_t offset, const uint8_t *data, ui
     for (attempt = 0; attempt < 4; attempt++) {
         struct pt_shard_req q;
         struct pt_reply rep;
-        int failed = 0, drc;
+        int failed = 0, drc, retried;
         rc = span_attempt(w, offset, data, len, crc, avoid, &n_avoid, &failed);
         if (rc == 0 || !failed) return rc;
         memset(&q, 0, sizeof(q));
         q.op = PT_SHARD_DROP_SPAN;
         q.offset = offset;
-        drc = write_call(w, &q, &rep);
+        drc = write_call(w, &q, &rep, &retried);
         pt_reply_free(&rep);
+        /* A repeat whose first try was committed finds the span gone: it is dropped. */
+        if (drc == -PT_ENOENT && retried) drc = 0;
         if (drc) return drc;
     }
     return rc;
@@ -604,10 +628,18 @@ int petrel_client_replace_file(struct petrel_client *c, const char *path, uint64
     q.expect = replaces;
     memcpy(q.name, name, len + 1u);
     q.name_len = len;
-    rc = write_call(&w, &q, &rep);
+    rc = write_call(&w, &q, &rep, NULL);
     if (rc == 0 && replaces && rep.body_len >= 8)
         rc = retire_elsewhere(c, w.dir, pt_get_le64(rep.body));
     pt_reply_free(&rep);
+    if (rc == -PT_EINDOUBT) {
+        /* Every try was in doubt until the budget ran out: read the name to learn whether a
+         * try linked the file (then the link is done and what it replaced, the inode expected,
+         * starts its retention), or not (still in doubt: it may commit later). */
+        uint64_t id;
+        if (lookup(c, w.dir, name, len, &id, NULL) == 0 && id == w.file)
+            rc = retire_elsewhere(c, w.dir, replaces);
+    }
     if (rc == 0 && size_out) *size_out = offset;
     return rc;
 }

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster/client/blocks_client.h"
-#include "cluster/shard/shard_server.h"
+#include "cluster/client/registry_client.h"
+#include "cluster/proto/ids.h"
 #include "petrel/common.h"
 
 void pt_router_init(struct pt_router *r, const char *registry, uint32_t budget_ms,
@@ -51,8 +51,39 @@ static int discover(struct pt_router *r, unsigned target)
     return r->leader[target][0] ? 0 : -PT_EAGAIN;
 }
 
+int pt_router_shard_repeatable(uint8_t op)
+{
+    switch (op) {
+    case PT_SHARD_LOOKUP:
+    case PT_SHARD_READDIR:
+    case PT_SHARD_STAT:
+    case PT_SHARD_SPANS:
+    case PT_SHARD_CONSTRUCT_FILE:
+    case PT_SHARD_ADD_SPAN:
+    case PT_SHARD_ADD_INLINE:
+    case PT_SHARD_CERTIFY_SPAN:
+    case PT_SHARD_LINK_FILE:
+    case PT_SHARD_LINK_REPLACE:
+    case PT_SHARD_DROP_SPAN:
+    case PT_SHARD_RETIRE_FILE:
+    case PT_SHARD_UNLINK_INODE:
+    case PT_SHARD_RENAME_INODE:
+    case PT_SHARD_MAKE_DIR:
+    case PT_SHARD_ADD_ENTRY:
+    case PT_SHARD_REMOVE_ENTRY:
+    case PT_SHARD_LOCK_ENTRY:
+    case PT_SHARD_UNLOCK_ENTRY:
+    case PT_SHARD_REMOVE_DIR:
+    case PT_SHARD_SET_PARENT:
+    case PT_SHARD_REPLACE_ENTRY:
+        return 1;
+    default:
+        return 0; /* UNLINK and RENAME by name, leader-only and unknown requests */
+    }
+}
+
 int pt_router_call(struct pt_router *r, unsigned target, uint16_t kind, const void *body,
-                   size_t len, struct pt_reply *rep, int *retried)
+                   size_t len, int repeatable, struct pt_reply *rep, int *retried)
 {
     struct pt_retry retry;
     struct pt_call_opts opts;
@@ -73,28 +104,37 @@ int pt_router_call(struct pt_router *r, unsigned target, uint16_t kind, const vo
             if (rc) goto wait;
         }
         pt_reply_free(rep);
-        rc = pt_call(r->leader[target], kind, &iov, 1, &opts, rep);
+        rc = repeatable ? pt_call(r->leader[target], kind, &iov, 1, &opts, rep)
+                        : pt_call_once(r->leader[target], kind, &iov, 1, &opts, rep);
         if (rc == 0) return 0;
         if (rep->remote && rc == -PT_ENOTLEADER) {
-            /* A follower names the leader: go there at once (a few hops, then back off). */
+            /* No effect. A follower names the leader: go there at once (a few hops, then
+             * back off). */
             if (rep->error.leader[0] && hops++ < 3) {
                 snprintf(r->leader[target], sizeof(r->leader[0]), "%s", rep->error.leader);
                 continue;
             }
             r->leader[target][0] = 0;
+        } else if (rep->remote && rc == -PT_EINDOUBT) {
+            /* Logged by a leader that lost its lead: it may still commit. The same replica is
+             * asked again: it knows its successor by then and redirects. */
+            if (retried) *retried = 1;
+            if (!repeatable) return rc;
         } else if (rep->remote && rc != -PT_EAGAIN) {
             return rc; /* the operation's own answer */
         } else if (!rep->remote) {
-            /* Transport failure: the request may or may not have been applied. */
-            if (rc == -PT_ETIMEDOUT || rc == -PT_ECONNRESET || rc == -PT_EIO) {
+            /* Transport failure: once sent (timeout, reset), the request may have been
+             * applied; a refused connection never delivered it. */
+            if (rc == -PT_ETIMEDOUT || rc == -PT_ECONNRESET || rc == -PT_EIO || rc == -PT_EBADMSG ||
+                rc == -PT_EPROTO) {
                 if (retried) *retried = 1;
+                if (!repeatable) return -PT_EINDOUBT;
             }
             r->leader[target][0] = 0;
         }
     wait:
         hops = 0;
         if (pt_retry_wait(&retry) != 0) return rc ? rc : -PT_ETIMEDOUT;
-        if (retried && rc == -PT_ENOTLEADER) *retried = 1;
     }
 }
 
@@ -107,5 +147,6 @@ int pt_router_shard(struct pt_router *r, unsigned shard, const struct pt_shard_r
         memset(rep, 0, sizeof(*rep));
         return n;
     }
-    return pt_router_call(r, shard, PT_MSG_SHARD_REQ, buf, (size_t)n, rep, retried);
+    return pt_router_call(r, shard, PT_MSG_SHARD_REQ, buf, (size_t)n,
+                          pt_router_shard_repeatable(q->op), rep, retried);
 }

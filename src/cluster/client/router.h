@@ -4,6 +4,13 @@
  * shards). Caches each group's leader address; asks the registry when it knows none, and
  * follows the address a follower names in its PT_ENOTLEADER reply. Not thread-safe: one router
  * per thread.
+ *
+ * What a failed attempt means decides whether it is repeated (docs/PROTOCOL.md, "Outcome
+ * unknown"): PT_ENOTLEADER and PT_EAGAIN from a server had no effect and are retried at the
+ * leader; PT_EINDOUBT (the request was logged, then leadership was lost) and a transport
+ * failure after the request was sent (timeout, reset) may have taken effect: the request is
+ * repeated only when it is repeatable (a repeat is recognised by the server, or only fails),
+ * else the call returns -PT_EINDOUBT and the caller reads the state to learn the outcome.
  */
 #ifndef PETREL_CLUSTER_ROUTER_H
 #define PETREL_CLUSTER_ROUTER_H
@@ -31,15 +38,28 @@ void pt_router_init(struct pt_router *r, const char *registry, uint32_t budget_m
 
 /*
  * Send body (message kind `kind`) to the leader of `target` (a shard number or PT_ROUTER_CDC)
- * and wait for the answer: 0 with rep filled, or the final error. *retried (may be NULL) is
- * set when the request may have been delivered more than once (a timed-out attempt was
- * repeated), so that a caller can read e.g. PT_ENOENT after an unlink as "already done".
- * rep must be released with pt_reply_free on every return.
+ * and wait for the answer: 0 with rep filled, or the final error. `repeatable`: whether the
+ * request may be sent again after an attempt whose outcome is unknown (above); when it is not,
+ * such an attempt ends the call with -PT_EINDOUBT. *retried (may be NULL) is set when an
+ * earlier attempt may have taken effect (it was in doubt and the request was repeated, or the
+ * call ends in doubt), so that a caller can read e.g. PT_ENOENT after an unlink as "already
+ * done". rep must be released with pt_reply_free on every return.
  */
 int pt_router_call(struct pt_router *r, unsigned target, uint16_t kind, const void *body,
-                   size_t len, struct pt_reply *rep, int *retried);
+                   size_t len, int repeatable, struct pt_reply *rep, int *retried);
 
-/* Encode a shard request and send it to the shard that owns `shard`. */
+/*
+ * Whether a shard request may be repeated after an attempt whose outcome is unknown: reads;
+ * requests a repeat of which the shard recognises (CONSTRUCT_FILE: a second transient file that
+ * expires unlinked; ADD_SPAN / ADD_INLINE: the last span again; CERTIFY_SPAN; LINK_FILE /
+ * LINK_REPLACE: the cookie; RETIRE_FILE; the CDC's steps: the transaction id); and requests a
+ * repeat of which can only fail (UNLINK_INODE, RENAME_INODE: compare-and-set; DROP_SPAN: the
+ * span is gone), whose caller then reads the state. Not UNLINK and RENAME by name (a repeat
+ * could remove or move what another client put under the name since), nor leader-only ones.
+ */
+int pt_router_shard_repeatable(uint8_t op);
+
+/* Encode a shard request and send it to the shard that owns `shard`, repeatable as above. */
 int pt_router_shard(struct pt_router *r, unsigned shard, const struct pt_shard_req *q,
                     struct pt_reply *rep, int *retried);
 

@@ -9,7 +9,8 @@
  * A pooled connection may have been closed by its server meanwhile (restart, idle close): a
  * transport failure on a reused connection is retried at once on a fresh one, outside the
  * back-off and budget, since the request is retried anyway (pt_call is for requests that are
- * safe to retry).
+ * safe to retry) -- except in pt_call_once, for a request that must reach the server at most
+ * once: the server may have read it before the connection failed.
  */
 #include <pthread.h>
 #include <string.h>
@@ -76,8 +77,8 @@ static int transport_error(int err, const struct pt_reply *reply)
     return err < 0 && !reply->remote && err != -PT_ENOMEM && err != -PT_EINVAL;
 }
 
-int pt_call(const char *address, uint16_t kind, const struct iovec *parts, int nparts,
-            const struct pt_call_opts *opts, struct pt_reply *reply)
+static int call(const char *address, uint16_t kind, const struct iovec *parts, int nparts,
+                const struct pt_call_opts *opts, int once, struct pt_reply *reply)
 {
     int timeout = opts && opts->timeout_ms > 0 ? opts->timeout_ms : 5000;
     uint32_t budget = opts && opts->retry_budget_ms ? opts->retry_budget_ms : 10000;
@@ -97,7 +98,7 @@ int pt_call(const char *address, uint16_t kind, const struct iovec *parts, int n
                 pool_put(conn);
             else
                 pt_conn_close(conn);
-            if (reused && transport_error(err, reply) && err != -PT_ETIMEDOUT) {
+            if (reused && transport_error(err, reply) && err != -PT_ETIMEDOUT && !once) {
                 pt_reply_free(reply);
                 continue; /* a stale pooled connection: try a fresh one at once */
             }
@@ -105,8 +106,29 @@ int pt_call(const char *address, uint16_t kind, const struct iovec *parts, int n
         if (err >= 0) break;
         if (err == -PT_EINVAL && !reply->remote) break; /* bad address */
         if (!pt_error_retryable(err) || err == -PT_ENOTLEADER) break;
-        if (budget == 1 || pt_retry_wait(&retry) != 0) break;
+        if (once || budget == 1 || pt_retry_wait(&retry) != 0) break;
         pt_reply_free(reply);
     }
     return err;
+}
+
+int pt_call(const char *address, uint16_t kind, const struct iovec *parts, int nparts,
+            const struct pt_call_opts *opts, struct pt_reply *reply)
+{
+    return call(address, kind, parts, nparts, opts, 0, reply);
+}
+
+int pt_call_buf(const char *address, uint16_t kind, const void *body, size_t len,
+                const struct pt_call_opts *opts, struct pt_reply *reply)
+{
+    struct iovec iov;
+    iov.iov_base = (void *)body;
+    iov.iov_len = len;
+    return call(address, kind, &iov, len ? 1 : 0, opts, 0, reply);
+}
+
+int pt_call_once(const char *address, uint16_t kind, const struct iovec *parts, int nparts,
+                 const struct pt_call_opts *opts, struct pt_reply *reply)
+{
+    return call(address, kind, parts, nparts, opts, 1, reply);
 }

@@ -198,6 +198,17 @@ struct pt_call_opts {
  */
 int pt_call(const char *address, uint16_t kind, const struct iovec *parts, int nparts,
             const struct pt_call_opts *opts, struct pt_reply *reply);
+/* pt_call with a body of one buffer (len 0: no body). */
+int pt_call_buf(const char *address, uint16_t kind, const void *body, size_t len,
+                const struct pt_call_opts *opts, struct pt_reply *reply);
+
+/*
+ * pt_call for a request that must reach the server at most once (it is not idempotent): a
+ * single attempt (the budget is ignored), and no resend on a fresh connection after a failure
+ * on a reused one (the server may have read the request before the connection failed).
+ */
+int pt_call_once(const char *address, uint16_t kind, const struct iovec *parts, int nparts,
+                 const struct pt_call_opts *opts, struct pt_reply *reply);
 
 /*
  * pt_call keeps up to 32 idle connections (process-wide, thread-safe) and reuses them for the

@@ -18,14 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cluster/proto/ids.h"
 #include "petrel/codec.h"
-
-#define PT_MSG_BLOCK_WRITE 0x0201
-#define PT_MSG_BLOCK_READ 0x0202
-#define PT_MSG_BLOCK_ERASE 0x0203
-#define PT_MSG_BLOCK_STAT 0x0204
-#define PT_MSG_BLOCK_LIST 0x0205
-#define PT_MSG_BLOCK_INFO 0x0206
 
 #define PT_BLOCK_PAGE_SIZE 4096u
 #define PT_BLOCK_MAX_SIZE (8u * 1024 * 1024)

@@ -13,9 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cluster/proto/ids.h"
 #include "cluster/proto/shard_msgs.h"
-
-#define PT_MSG_CDC_REQ 0x0401
 
 enum pt_cdc_op {
     PT_CDC_MKDIR = 1,  /* (dir, name) -> new directory id */

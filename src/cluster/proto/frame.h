@@ -15,7 +15,7 @@
  * the positive PT_E* code, a message, and for PT_ENOTLEADER the leader's "HOST:PORT".
  *
  * Message kinds are u16 and grouped by service: 0x00xx generic, 0x01xx registry, 0x02xx block
- * services, 0x03xx shards, 0x04xx CDC. Each group's kinds are declared in its own proto file.
+ * services, 0x03xx shards, 0x04xx CDC, all declared in proto/ids.h.
  */
 #ifndef PETREL_CLUSTER_FRAME_H
 #define PETREL_CLUSTER_FRAME_H
@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cluster/proto/ids.h"
 #include "petrel/codec.h"
 
 #define PT_FRAME_MAGIC 0x4c525450u /* "PTRL" in byte order P T R L */
@@ -35,9 +36,6 @@
 #define PT_FRAME_RESPONSE 0x01u
 #define PT_FRAME_ERROR 0x02u
 #define PT_FRAME_FLAGS_KNOWN (PT_FRAME_RESPONSE | PT_FRAME_ERROR)
-
-/* Generic kinds understood by every server. */
-#define PT_MSG_PING 0x0001 /* body echoed back unchanged */
 
 /* Limits of the error body. */
 #define PT_FRAME_ERROR_MESSAGE_MAX 1024

@@ -11,15 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cluster/proto/ids.h"
 #include "petrel/codec.h"
-
-#define PT_MSG_REG_SHARD_HEARTBEAT 0x0101
-#define PT_MSG_REG_CDC_HEARTBEAT 0x0102
-#define PT_MSG_REG_BLOCKS_HEARTBEAT 0x0103
-#define PT_MSG_REG_LIST_SHARDS 0x0104
-#define PT_MSG_REG_LIST_CDC 0x0105
-#define PT_MSG_REG_LIST_BLOCKS 0x0106
-#define PT_MSG_REG_BLOCK_SECRET 0x0107
 
 #define PT_REG_MAX_SHARDS 256
 #define PT_REG_MAX_REPLICAS 5

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "cluster/net/durable.h"
+#include "cluster/storage/durable.h"
 #include "cluster/net/net.h"
 #include "cluster/proto/frame.h"
 #include "cluster/registry/registry.h"

@@ -9,7 +9,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 
-#include "cluster/net/durable.h"
+#include "cluster/storage/durable.h"
 #include "cluster/net/net.h"
 #include "cluster/proto/frame.h"
 #include "cluster/registry/registry.h"

@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster/shard/shard_sm.h"
+#include "cluster/proto/shard_msgs.h"
+#include "cluster/replica/entry.h"
 #include "petrel/common.h"
 
 #define ENTRY_CAP (PT_SHARD_BATCH_MAX * (PT_INLINE_MAX + 1024))
@@ -63,7 +64,7 @@ struct pt_replica {
     struct raft_apply barrier;
     uint64_t tick_timer;
     unsigned rounds_in_flight, batches_in_flight;
-    raft_index applying; /* entry whose proposals' callbacks are running (0: none) */
+    raft_index applying;      /* entry whose proposals' callbacks are running (0: none) */
     int closing, raft_closed; /* close asked / libraft's close callback ran */
     void (*close_done)(void *ctx);
     void *close_ctx;
@@ -317,18 +318,23 @@ static void term_barrier_cb(struct raft_apply *req, int status, void *result)
     maybe_closed(r);
 }
 
-static void tick_cb(void *ctx)
+void pt_replica_poll(struct pt_replica *r)
 {
-    struct pt_replica *r = ctx;
-    r->tick_timer = pt_env_timer(r->cfg.env, TICK_MS, tick_cb, r);
-    if (raft_state(&r->raft) == RAFT_LEADER && r->served_term != r->raft.current_term &&
-        r->barrier_term == 0) {
+    if (!r->closing && raft_state(&r->raft) == RAFT_LEADER &&
+        r->served_term != r->raft.current_term && r->barrier_term == 0) {
         r->barrier.data = r;
         if (barrier_propose(r, &r->barrier, term_barrier_cb) == 0) {
             r->barrier_term = r->raft.current_term;
             r->rounds_in_flight++;
         }
     }
+}
+
+static void tick_cb(void *ctx)
+{
+    struct pt_replica *r = ctx;
+    r->tick_timer = pt_env_timer(r->cfg.env, TICK_MS, tick_cb, r);
+    pt_replica_poll(r);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------- */

@@ -1,13 +1,13 @@
 /*
  * The replica core: one member of a Raft group, over env.h only (no libuv, no sockets, no
- * files of its own), so the same code runs in production (raft_node = this core + the uv env +
- * the frame server + discovery) and in the simulator (tests/sim).
+ * files of its own), so the same code runs in production (replica/node.c = this core + the uv
+ * env + the frame server + discovery) and in the simulator (tests/sim).
  *
  * Owns the libraft `struct raft` over a raft_io it is given (storage and transport: in
  * production src/cluster/replica/raft_io over the uv env, in the simulator one over the sim
  * env), group commit and the read path:
  *  - Writes: requests proposed during one loop turn share one log entry (the envelope of
- *    shard_sm.h: version, count, leader time, requests), hence one append and one fsync. A
+ *    entry.h: version, count, leader time, requests), hence one append and one fsync. A
  *    proposal's done callback runs exactly once: after its entry is committed and applied with
  *    the FSM's reply, or with an error. The error says what the caller may conclude:
  *      -PT_ENOTLEADER  the request never reached the log: it had no effect;
@@ -46,7 +46,7 @@ typedef void (*pt_replica_read_fn)(void *ctx, int status);
 struct pt_replica_config {
     struct pt_env *env;
     struct raft_io *io;   /* storage + transport, initialised, not yet used */
-    struct raft_fsm *fsm; /* apply's result: struct pt_shard_apply_out (shard_sm.h) */
+    struct raft_fsm *fsm; /* apply's result: struct pt_shard_apply_out (entry.h) */
     unsigned id;          /* this member: 1..replicas */
     unsigned replicas;    /* 1, 3 or 5 */
     const char *addresses[PT_REPLICA_MAX]; /* Raft address of member i+1 (io's transport names) */
@@ -77,6 +77,12 @@ int pt_replica_propose(struct pt_replica *r, const uint8_t *req, size_t len,
                        pt_replica_done_fn done, void *ctx);
 /* Ask for a linearizable read point (see above): 0 (done runs later), or -PT_ENOTLEADER. */
 int pt_replica_read(struct pt_replica *r, pt_replica_read_fn done, void *ctx);
+
+/*
+ * Start the term barrier now if this member leads and has none in flight (the core's own tick
+ * does it every 100 ms; production calls this every loop turn so a new leader serves at once).
+ */
+void pt_replica_poll(struct pt_replica *r);
 
 /* Whether this member leads and has applied a barrier of its term (its store is complete). */
 int pt_replica_can_serve(struct pt_replica *r);

@@ -14,10 +14,10 @@
 #include <string.h>
 
 #include "cluster/client/blocks_client.h"
-#include "cluster/net/durable.h"
+#include "cluster/storage/durable.h"
 #include "cluster/proto/blocks_msg.h"
 #include "cluster/proto/shard_msgs.h"
-#include "cluster/shard/raft_node.h"
+#include "cluster/replica/node.h"
 #include "cluster/shard/shard_fsm.h"
 #include "cluster/shard/shard_sm.h"
 #include "petrel/codec.h"
@@ -58,7 +58,7 @@ struct gc_round {
 };
 
 struct shard_service {
-    struct pt_raft_node *node;
+    struct pt_node *node;
     struct pt_shard_sm sm;
     struct pt_shard_fsm fsm;
     struct pt_prng prng;
@@ -124,7 +124,7 @@ static void write_done(void *ctx, int status, const uint8_t *reply, size_t len)
         return;
     }
     if (status)
-        pt_request_reply_error(o->req, status, petrel_strerror(status), NULL);
+        pt_node_reply_status(o->s->node, o->req, status);
     else if (o->op == PT_SHARD_ADD_SPAN)
         reply_add_span(o->s, o, reply, len);
     else
@@ -287,10 +287,7 @@ static void handle(void *ctx, struct pt_request *req)
     free(enc);
     if (rc) {
         free(o);
-        if (rc == -PT_ENOTLEADER)
-            pt_node_reply_not_leader(s->node, req);
-        else
-            pt_request_reply_error(req, rc, petrel_strerror(rc), NULL);
+        pt_node_reply_status(s->node, req, rc);
     }
 }
 

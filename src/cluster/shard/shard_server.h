@@ -13,10 +13,10 @@
 
 #include <stdint.h>
 
-#include "cluster/shard/raft_node.h"
+#include "cluster/proto/ids.h"
+#include "cluster/replica/node.h"
 
-#define PT_MSG_SHARD_REQ 0x0301 /* body: a shard request (shard_msgs.h) */
-/* PT_MSG_NODE_INFO (0x0302, raft_node.h) is answered too. */
+/* Answers PT_MSG_SHARD_REQ and PT_MSG_NODE_INFO (proto/ids.h). */
 
 struct pt_shard_config {
     const char *registry;      /* "HOST:PORT" of the registry */

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "cluster/proto/shard_msgs.h"
+#include "cluster/replica/entry.h"
 
 struct pt_shard_sm {
     MDB_env *env;
@@ -30,10 +31,6 @@ struct pt_shard_sm {
     uint64_t retention_ms;     /* an unlinked file is kept this long before GC */
 };
 
-#define PT_SHARD_ENTRY_VERSION 1
-#define PT_SHARD_ENTRY_HEADER 12     /* version u8, reserved u8, count u16, time u64 */
-#define PT_SHARD_BATCH_MAX 64        /* requests in one log entry (group commit) */
-#define PT_SHARD_WRITE_REPLY_MAX 512 /* largest reply of a state-changing request */
 #define PT_SHARD_TRANSIENT_TTL_MS (120u * 1000u)
 #define PT_SHARD_RETENTION_MS (24u * 3600u * 1000u)
 
@@ -41,31 +38,9 @@ struct pt_shard_sm {
 int pt_shard_sm_open(struct pt_shard_sm *sm, const char *dir, unsigned shard, int fresh);
 void pt_shard_sm_close(struct pt_shard_sm *sm);
 
-/*
- * A log entry carries a batch of requests that share one Raft append and one flush: header
- * (version, count, the leader's time), then count x (u32 length, encoded request).
- */
-struct pt_shard_entry_builder {
-    uint8_t *buf;
-    size_t cap, pos;
-    uint16_t count;
-    int failed;
-};
-void pt_shard_entry_init(struct pt_shard_entry_builder *b, uint8_t *buf, size_t cap,
-                         uint64_t time_ms);
-/* Append a request: 0, or -PT_EOVERFLOW / -PT_E2BIG (batch full) / encode errors. */
+/* Append a shard request to a log entry (the envelope of replica/entry.h): 0, or
+ * -PT_EOVERFLOW / -PT_E2BIG (batch full) / encode errors. */
 int pt_shard_entry_add(struct pt_shard_entry_builder *b, const struct pt_shard_req *req);
-/* Append an already encoded request (the CDC log uses the same envelope with its own requests). */
-int pt_shard_entry_add_raw(struct pt_shard_entry_builder *b, const uint8_t *req, size_t len);
-/* Finish: the entry's length, or a negative error if an add failed. */
-int pt_shard_entry_finish(struct pt_shard_entry_builder *b);
-
-/* The replies of one applied entry, one per request, in order: [i32 status][body] each. */
-struct pt_shard_apply_out {
-    uint16_t count;
-    uint16_t len[PT_SHARD_BATCH_MAX];
-    uint8_t reply[PT_SHARD_BATCH_MAX][PT_SHARD_WRITE_REPLY_MAX];
-};
 
 /*
  * Apply one log entry: each request in its own LMDB transaction, its reply in out. Returns 0,

@@ -1,15 +1,16 @@
 /*
- * Replicated node (see raft_node.h). Owns the loop, Raft, the frame server, discovery and the
- * batch being filled. Everything runs on the loop thread except the discovery round, which
- * does blocking registry and peer calls in the libuv thread pool and hands its results back to
- * the loop thread in its after-work callback (no shared mutable state, no locks).
+ * Replicated node (see node.h): the replica core over the uv env, plus the loop, the frame
+ * server, discovery and the Raft port. Everything runs on the loop thread except the discovery
+ * round, which does blocking registry and peer calls in the libuv thread pool and hands its
+ * results back to the loop thread in its after-work callback (no shared mutable state, no
+ * locks). Group commit, proposal callbacks, the term barrier and the read rule are the core's
+ * (replica.c), not repeated here.
  *
- * Invariants: at most one discovery round in flight; a proposal's done callback runs exactly
- * once; a reply to a state change is sent only from the Raft apply callback, i.e. after the
- * entry is committed (our Raft I/O runs the leader's append callback only after pt_env_fsync of
- * its bytes completed, so libraft counts the leader's own copy only once it is durable).
+ * Invariants: at most one discovery round in flight; the node is freed only after the replica
+ * core's close callback (every proposal answered) and the env's close (no fsync in flight);
+ * every libuv handle that was initialised is closed on every path, start-up failures included.
  */
-#include "cluster/shard/raft_node.h"
+#include "cluster/replica/node.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,30 +22,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cluster/client/blocks_client.h"
+#include "cluster/client/registry_client.h"
 #include "cluster/env/env_uv.h"
-#include "cluster/shard/shard_sm.h"
+#include "cluster/storage/durable.h"
 #include "petrel/codec.h"
 #include "petrel/common.h"
 
-#define ENTRY_CAP (PT_SHARD_BATCH_MAX * (PT_INLINE_MAX + 1024))
 #define DISCOVERY_MS 400
 #define TICK_MS 100
 #define RAFT_PORT_FILE "raft.port" /* in the replica's dir: the Raft port of the last run */
 #define FUSE_MAGIC 0x65735546u     /* statfs f_type of FUSE filesystems */
 #define PROBE_NAME ".petrel-fsync-probe"
-
-struct proposal {
-    pt_node_done_fn done;
-    void *ctx;
-};
-
-struct batch {
-    struct raft_apply req;
-    struct pt_raft_node *node;
-    unsigned count;
-    struct proposal items[PT_SHARD_BATCH_MAX];
-};
 
 struct peer {
     char client[PT_REG_ADDR_MAX];
@@ -54,7 +42,7 @@ struct peer {
 /* One discovery round: inputs copied in, results copied out (thread pool). */
 struct discovery {
     uv_work_t work;
-    struct pt_raft_node *node;
+    struct pt_node *node;
     /* in */
     struct pt_reg_replica self;
     struct peer known[PT_NODE_MAX_REPLICAS];
@@ -67,32 +55,32 @@ struct discovery {
     size_t n_services;
 };
 
-struct pt_raft_node {
+/* The loop's own handles, each closed once on every path (start-up failure included). */
+enum node_handle { H_POLL, H_TICK, H_TRANSFER, H_SIGINT, H_SIGTERM, H_COUNT };
+
+struct pt_node {
     struct pt_node_config cfg;
     char registry[PT_REG_ADDR_MAX];
     char host[64];
     uv_loop_t loop;
-    uv_check_t flush;
-    uv_timer_t tick;
-    uv_signal_t sigint, sigterm;
+    int loop_ready;
+    uv_check_t poll;           /* every loop turn: the term barrier, the leader's heartbeat */
+    uv_timer_t tick;           /* discovery and the service's tick */
     uv_timer_t transfer_timer; /* bounds a leadership transfer on SIGTERM */
+    uv_signal_t sigint, sigterm;
+    unsigned handles_ready; /* bit per enum node_handle: initialised, to be closed */
     struct raft_transfer transfer;
     int transferring;
-    struct raft raft;
-    struct raft_io io;
     struct pt_env *env;
+    struct raft_io io;
+    int io_ready;
+    struct pt_replica *rep;
+    int rep_closed;
     struct pt_server *server;
     char raft_addr[PT_REG_ADDR_MAX];
     char raft_dir[4096];
+    char names[PT_NODE_MAX_REPLICAS][16]; /* members' names in the Raft configuration */
     struct peer peers[PT_NODE_MAX_REPLICAS];
-    /* batch being filled */
-    struct batch *fill;
-    struct pt_shard_entry_builder builder;
-    uint8_t *entry;
-    /* read barrier */
-    raft_term served_term;  /* term whose barrier has been applied */
-    raft_term barrier_term; /* term of the barrier in flight (0: none) */
-    struct raft_barrier barrier;
     /* discovery */
     struct discovery disc;
     int disc_running;
@@ -101,7 +89,6 @@ struct pt_raft_node {
     struct pt_node_service services[PT_NODE_MAX_SERVICES];
     size_t n_services;
     int stopping;
-    int raft_started; /* raft_init done: raft_close must run before freeing */
 };
 
 uint64_t pt_node_wall_ms(void)
@@ -111,33 +98,38 @@ uint64_t pt_node_wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-uv_loop_t *pt_node_loop(struct pt_raft_node *n)
+uv_loop_t *pt_node_loop(struct pt_node *n)
 {
     return &n->loop;
 }
 
-struct raft *pt_node_raft(struct pt_raft_node *n)
+struct raft *pt_node_raft(struct pt_node *n)
 {
-    return &n->raft;
+    return pt_replica_raft(n->rep);
 }
 
-const struct pt_raft_io_stats *pt_node_raft_stats(struct pt_raft_node *n)
+int pt_node_is_leader(struct pt_node *n)
+{
+    return !n->stopping && n->rep && pt_replica_is_leader(n->rep);
+}
+
+const struct pt_raft_io_stats *pt_node_raft_stats(struct pt_node *n)
 {
     return pt_raft_io_stats(&n->io);
 }
 
-const char *pt_node_registry(struct pt_raft_node *n)
+const char *pt_node_registry(struct pt_node *n)
 {
     return n->registry;
 }
 
-const struct pt_node_service *pt_node_services(struct pt_raft_node *n, size_t *count)
+const struct pt_node_service *pt_node_services(struct pt_node *n, size_t *count)
 {
     *count = n->n_services;
     return n->services;
 }
 
-const struct pt_node_service *pt_node_service_find(struct pt_raft_node *n, uint64_t id)
+const struct pt_node_service *pt_node_service_find(struct pt_node *n, uint64_t id)
 {
     size_t i;
     for (i = 0; i < n->n_services; i++)
@@ -149,7 +141,7 @@ const struct pt_node_service *pt_node_service_find(struct pt_raft_node *n, uint6
 
 static int resolve_peer(void *ctx, raft_id id, char *buf, size_t cap)
 {
-    struct pt_raft_node *n = ctx;
+    struct pt_node *n = ctx;
     if (id == 0 || id > n->cfg.replicas) return -PT_EINVAL;
     if (id - 1 == n->cfg.replica) {
         snprintf(buf, cap, "%s", n->raft_addr);
@@ -160,140 +152,55 @@ static int resolve_peer(void *ctx, raft_id id, char *buf, size_t cap)
     return 0;
 }
 
-int pt_node_can_serve(struct pt_raft_node *n)
+/* ---- serving ------------------------------------------------------------------------------ */
+
+int pt_node_can_serve(struct pt_node *n)
 {
-    return raft_state(&n->raft) == RAFT_LEADER && n->served_term == n->raft.current_term;
+    return !n->stopping && n->rep && pt_replica_can_serve(n->rep);
 }
 
-void pt_node_reply_not_leader(struct pt_raft_node *n, struct pt_request *req)
+void pt_node_reply_not_leader(struct pt_node *n, struct pt_request *req)
 {
-    raft_id id = 0;
-    const char *addr = NULL;
+    unsigned id = n->rep ? pt_replica_leader(n->rep) : 0;
     const char *client = NULL;
-    raft_leader(&n->raft, &id, &addr);
-    if (id == n->raft.id && raft_state(&n->raft) == RAFT_LEADER) {
+    if (pt_node_is_leader(n)) {
         /* We lead but have not applied our barrier yet: come back in a moment. */
         pt_request_reply_error(req, -PT_EAGAIN, "leader catching up", NULL);
         return;
     }
-    if (id >= 1 && id <= n->cfg.replicas && n->peers[id - 1].client[0])
+    if (id >= 1 && id <= n->cfg.replicas && id - 1 != n->cfg.replica && n->peers[id - 1].client[0])
         client = n->peers[id - 1].client;
     pt_request_reply_error(req, -PT_ENOTLEADER, "not the leader", client);
 }
 
-static void barrier_cb(struct raft_barrier *req, int status)
+void pt_node_reply_status(struct pt_node *n, struct pt_request *req, int status)
 {
-    struct pt_raft_node *n = req->data;
-    if (status == 0 && n->barrier_term == n->raft.current_term) n->served_term = n->barrier_term;
-    n->barrier_term = 0;
+    if (status == -PT_ENOTLEADER)
+        pt_node_reply_not_leader(n, req);
+    else if (status == -PT_ECANCELED)
+        pt_request_reply_error(req, -PT_EINDOUBT,
+                               "leadership lost after the request was logged: outcome unknown",
+                               NULL);
+    else
+        pt_request_reply_error(req, status, petrel_strerror(status), NULL);
 }
 
-/* ---- group commit -------------------------------------------------------------------------- */
-
-static void batch_cb(struct raft_apply *req, int status, void *result)
-{
-    struct batch *b = req->data;
-    struct pt_shard_apply_out *out = result;
-    unsigned i;
-    for (i = 0; i < b->count; i++) {
-        struct proposal *p = &b->items[i];
-        if (status != 0 || !out || i >= out->count)
-            p->done(p->ctx,
-                    status == RAFT_NOTLEADER || status == RAFT_LEADERSHIPLOST || status == 0
-                        ? -PT_ENOTLEADER
-                        : -PT_EIO,
-                    NULL, 0);
-        else
-            p->done(p->ctx, 0, out->reply[i], out->len[i]);
-    }
-    free(b);
-}
-
-static int batch_open(struct pt_raft_node *n)
-{
-    n->fill = calloc(1, sizeof(*n->fill));
-    if (!n->fill) return -PT_ENOMEM;
-    n->fill->node = n;
-    n->fill->req.data = n->fill;
-    pt_shard_entry_init(&n->builder, n->entry, ENTRY_CAP, pt_node_wall_ms());
-    return 0;
-}
-
-static void batch_fail(struct batch *b, int err)
-{
-    unsigned i;
-    for (i = 0; i < b->count; i++)
-        b->items[i].done(b->items[i].ctx, err, NULL, 0);
-    free(b);
-}
-
-static void batch_submit(struct pt_raft_node *n)
-{
-    struct batch *b = n->fill;
-    struct raft_buffer buf;
-    int len, rc;
-    if (!b || b->count == 0) return;
-    n->fill = NULL;
-    len = pt_shard_entry_finish(&n->builder);
-    if (len < 0) {
-        batch_fail(b, len);
-        return;
-    }
-    buf.len = (size_t)len;
-    buf.base = raft_malloc(buf.len ? buf.len : 1);
-    if (!buf.base) {
-        batch_fail(b, -PT_ENOMEM);
-        return;
-    }
-    memcpy(buf.base, n->entry, (size_t)len);
-    rc = raft_apply(&n->raft, &b->req, &buf, 1, batch_cb);
-    if (rc) {
-        raft_free(buf.base);
-        batch_fail(b, rc == RAFT_NOTLEADER ? -PT_ENOTLEADER : -PT_EIO);
-    }
-}
-
-int pt_node_propose(struct pt_raft_node *n, const uint8_t *req, size_t len, pt_node_done_fn done,
+int pt_node_propose(struct pt_node *n, const uint8_t *req, size_t len, pt_node_done_fn done,
                     void *ctx)
 {
-    int rc;
-    if (raft_state(&n->raft) != RAFT_LEADER) return -PT_ENOTLEADER;
-    if (len > ENTRY_CAP / 2) return -PT_E2BIG;
-    if (!n->fill && (rc = batch_open(n)) != 0) return rc;
-    rc = pt_shard_entry_add_raw(&n->builder, req, len);
-    if (rc == -PT_E2BIG || rc == -PT_EOVERFLOW) {
-        batch_submit(n);
-        if ((rc = batch_open(n)) != 0) return rc;
-        rc = pt_shard_entry_add_raw(&n->builder, req, len);
-    }
-    if (rc) return rc;
-    n->fill->items[n->fill->count].done = done;
-    n->fill->items[n->fill->count].ctx = ctx;
-    n->fill->count++;
-    return 0;
+    if (n->stopping) return -PT_ENOTLEADER;
+    return pt_replica_propose(n->rep, req, len, done, ctx);
 }
 
-/* A new leader first applies a barrier of its term: afterwards its store is complete. */
-static void barrier_start(struct pt_raft_node *n)
-{
-    if (raft_state(&n->raft) == RAFT_LEADER && n->served_term != n->raft.current_term &&
-        n->barrier_term == 0) {
-        n->barrier.data = n;
-        if (raft_barrier(&n->raft, &n->barrier, barrier_cb) == 0)
-            n->barrier_term = n->raft.current_term;
-    }
-}
+static void discovery_start(struct pt_node *n);
 
-static void discovery_start(struct pt_raft_node *n);
-
-static void flush_cb(uv_check_t *h)
+static void poll_cb(uv_check_t *h)
 {
-    struct pt_raft_node *n = h->data;
-    batch_submit(n);
+    struct pt_node *n = h->data;
     /* Checked every loop turn, not every tick: a new leader serves as soon as it can, and tells
      * the registry at once (clients ask it where the leader is). */
-    barrier_start(n);
-    if (raft_state(&n->raft) == RAFT_LEADER && n->disc_led_term != n->raft.current_term &&
+    pt_replica_poll(n->rep);
+    if (pt_replica_is_leader(n->rep) && n->disc_led_term != pt_replica_raft(n->rep)->current_term &&
         !n->disc_running)
         discovery_start(n);
 }
@@ -328,7 +235,7 @@ static int query_raft_addr(const char *client, char *raft_out, size_t cap)
 static void discovery_work(uv_work_t *w)
 {
     struct discovery *d = w->data;
-    struct pt_raft_node *n = d->node;
+    struct pt_node *n = d->node;
     struct pt_reg_replica *reps = NULL;
     struct pt_reg_blocks *blocks = NULL;
     size_t nreps = 0, nblocks = 0, i, j;
@@ -389,7 +296,7 @@ static void discovery_work(uv_work_t *w)
 static void discovery_done(uv_work_t *w, int status)
 {
     struct discovery *d = w->data;
-    struct pt_raft_node *n = d->node;
+    struct pt_node *n = d->node;
     size_t i;
     n->disc_running = 0;
     /* On failure keep what we knew; pt_conn reconnects on the next round's first call. */
@@ -407,7 +314,7 @@ static void discovery_done(uv_work_t *w, int status)
     n->n_services = d->n_services;
 }
 
-static void discovery_start(struct pt_raft_node *n)
+static void discovery_start(struct pt_node *n)
 {
     struct discovery *d = &n->disc;
     size_t i;
@@ -415,8 +322,8 @@ static void discovery_start(struct pt_raft_node *n)
     memset(&d->self, 0, sizeof(d->self));
     d->self.shard = (uint8_t)n->cfg.shard;
     d->self.replica = (uint8_t)n->cfg.replica;
-    d->self.leader = raft_state(&n->raft) == RAFT_LEADER;
-    if (d->self.leader) n->disc_led_term = n->raft.current_term;
+    d->self.leader = pt_replica_is_leader(n->rep);
+    if (d->self.leader) n->disc_led_term = pt_replica_raft(n->rep)->current_term;
     snprintf(d->self.addr, sizeof(d->self.addr), "%s", pt_server_address(n->server));
     memcpy(d->known, n->peers, sizeof(d->known));
     d->n_known_secrets = 0;
@@ -432,8 +339,7 @@ static void discovery_start(struct pt_raft_node *n)
 
 static void tick_cb(uv_timer_t *t)
 {
-    struct pt_raft_node *n = t->data;
-    barrier_start(n);
+    struct pt_node *n = t->data;
     if (!n->disc_running && uv_now(&n->loop) - n->last_disc_ms >= DISCOVERY_MS) discovery_start(n);
     if (n->cfg.tick) n->cfg.tick(n->cfg.ctx);
 }
@@ -442,14 +348,14 @@ static void tick_cb(uv_timer_t *t)
 
 static void handler(void *ctx, struct pt_request *req)
 {
-    struct pt_raft_node *n = ctx;
+    struct pt_node *n = ctx;
     if (pt_request_kind(req) == PT_MSG_NODE_INFO) {
         uint8_t buf[300];
         struct pt_cursor c;
         pt_cursor_init(&c, buf, sizeof(buf));
         pt_enc_u8(&c, (uint8_t)n->cfg.shard);
         pt_enc_u8(&c, (uint8_t)n->cfg.replica);
-        pt_enc_u8(&c, raft_state(&n->raft) == RAFT_LEADER);
+        pt_enc_u8(&c, (uint8_t)pt_replica_is_leader(n->rep));
         pt_enc_str(&c, n->raft_addr);
         pt_request_reply(req, buf, (uint32_t)c.pos);
         return;
@@ -468,30 +374,45 @@ static void env_closed(void *ctx)
     (void)ctx; /* the loop ends once every handle is closed; pt_node_run frees */
 }
 
-static void raft_closed(struct raft *r)
+static void handles_close(struct pt_node *n)
 {
-    struct pt_raft_node *n = r->data;
-    uv_close((uv_handle_t *)&n->flush, NULL);
-    uv_close((uv_handle_t *)&n->tick, NULL);
-    uv_close((uv_handle_t *)&n->sigint, NULL);
-    uv_close((uv_handle_t *)&n->sigterm, NULL);
-    uv_close((uv_handle_t *)&n->transfer_timer, NULL);
-    pt_env_uv_close(n->env, env_closed, n);
+    uv_handle_t *h[H_COUNT];
+    unsigned i;
+    h[H_POLL] = (uv_handle_t *)&n->poll;
+    h[H_TICK] = (uv_handle_t *)&n->tick;
+    h[H_TRANSFER] = (uv_handle_t *)&n->transfer_timer;
+    h[H_SIGINT] = (uv_handle_t *)&n->sigint;
+    h[H_SIGTERM] = (uv_handle_t *)&n->sigterm;
+    for (i = 0; i < H_COUNT; i++)
+        if (n->handles_ready & (1u << i)) uv_close(h[i], NULL);
+    n->handles_ready = 0;
 }
 
-static void node_stop(struct pt_raft_node *n)
+/* The replica core answered every proposal and released libraft: close the rest. */
+static void replica_closed(void *ctx)
+{
+    struct pt_node *n = ctx;
+    n->rep = NULL;
+    n->rep_closed = 1;
+    if (n->stopping) {
+        pt_server_stop(n->server);
+        n->server = NULL;
+        handles_close(n);
+        pt_env_uv_close(n->env, env_closed, n);
+    }
+}
+
+static void node_stop(struct pt_node *n)
 {
     if (n->stopping) return;
     n->stopping = 1;
     uv_timer_stop(&n->tick);
     uv_timer_stop(&n->transfer_timer);
-    uv_check_stop(&n->flush);
-    if (n->fill) {
-        batch_fail(n->fill, -PT_ECANCELED);
-        n->fill = NULL;
-    }
-    pt_server_stop(n->server);
-    raft_close(&n->raft, raft_closed);
+    uv_check_stop(&n->poll);
+    /* The frame server stays up until the core has closed: clients waiting for a proposal get
+     * its answer (PT_ENOTLEADER or PT_EINDOUBT) instead of a reset connection; new requests
+     * meanwhile are told this node does not lead. */
+    pt_replica_close(n->rep, replica_closed, n);
 }
 
 static void transfer_cb(struct raft_transfer *req)
@@ -506,16 +427,18 @@ static void transfer_timeout(uv_timer_t *t)
 
 static void signal_cb(uv_signal_t *s, int signum)
 {
-    struct pt_raft_node *n = s->data;
+    struct pt_node *n = s->data;
     unsigned election = n->cfg.raft.election_timeout_ms;
     if (n->stopping || n->transferring) return;
     /* A leader asked to stop hands over first, so the group need not wait for an election. */
-    if (signum == SIGTERM && n->cfg.replicas > 1 && raft_state(&n->raft) == RAFT_LEADER) {
+    if (signum == SIGTERM && n->cfg.replicas > 1 && pt_replica_is_leader(n->rep)) {
         n->transfer.data = n;
-        if (raft_transfer(&n->raft, &n->transfer, 0, transfer_cb) == 0) {
+        if (raft_transfer(pt_replica_raft(n->rep), &n->transfer, 0, transfer_cb) == 0) {
             n->transferring = 1;
-            uv_timer_start(&n->transfer_timer, transfer_timeout, 2 * (uint64_t)election, 0);
-            return;
+            if (uv_timer_start(&n->transfer_timer, transfer_timeout, 2 * (uint64_t)election, 0) ==
+                0)
+                return;
+            /* No bound on the transfer: stop now (libraft still calls transfer_cb; ignored). */
         }
     }
     node_stop(n);
@@ -523,40 +446,42 @@ static void signal_cb(uv_signal_t *s, int signum)
 
 int pt_node_start_prepare_dir(const char *dir)
 {
-    return mkdir(dir, 0755) == 0 || errno == EEXIST ? 0 : -PT_EIO;
+    return pt_mkdir_p(dir);
 }
 
 /* The Raft port of the last run (DIR/raft.port, ASCII decimal), 0 if none. */
 static unsigned saved_port(const char *dir)
 {
     char path[4200], buf[16];
+    uint8_t *data = NULL;
+    size_t len = 0;
     unsigned long v;
     char *end;
-    ssize_t len;
-    int fd;
     snprintf(path, sizeof(path), "%s/%s", dir, RAFT_PORT_FILE);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    len = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (len <= 0) return 0;
+    if (pt_read_file(path, sizeof(buf) - 1, &data, &len) != 0) return 0;
+    if (len == 0 || len >= sizeof(buf)) {
+        free(data);
+        return 0;
+    }
+    memcpy(buf, data, len);
     buf[len] = 0;
+    free(data);
     v = strtoul(buf, &end, 10);
     return (*end == 0 || *end == '\n') && v > 0 && v < 65536 ? (unsigned)v : 0;
 }
 
-/* Remember the port for the next run (a hint only: a lost or damaged file means a fresh one). */
+/*
+ * Remember the port for the next run, durably (storage/durable.h: temporary file, fsync,
+ * rename, directory fsync), so a peer that cached it finds us again after a crash. Still a
+ * hint: a lost or damaged file only means a fresh port (peers learn it through NODE_INFO).
+ */
 static void save_port(const char *dir, unsigned port)
 {
-    char path[4200], tmp[4210], buf[16];
-    int fd, len = snprintf(buf, sizeof(buf), "%u\n", port), ok;
-    snprintf(path, sizeof(path), "%s/%s", dir, RAFT_PORT_FILE);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return;
-    ok = write(fd, buf, (size_t)len) == len;
-    close(fd);
-    if (!ok || rename(tmp, path) != 0) unlink(tmp);
+    char buf[16];
+    int len = snprintf(buf, sizeof(buf), "%u\n", port), rc;
+    if ((rc = pt_durable_write_file(dir, RAFT_PORT_FILE, buf, (size_t)len)) != 0)
+        petrel_log(PT_LOG_WARN, "node", "cannot save the Raft port in %s: %s", dir,
+                   petrel_strerror(rc));
 }
 
 static int probe_fail(char *err, size_t err_cap, const char *dir, const char *step)
@@ -623,7 +548,7 @@ int pt_node_check_data_dir(const char *dir, int unsafe_no_fsync_check, char *err
  * The Raft port: the one of the last run when it is free (peers may still have it cached),
  * else an OS-chosen one; peers learn it through PT_MSG_NODE_INFO.
  */
-static int bind_raft_port(struct pt_raft_node *n, char *err, size_t err_cap)
+static int bind_raft_port(struct pt_node *n, char *err, size_t err_cap)
 {
     char addr[PT_REG_ADDR_MAX];
     unsigned port = saved_port(n->cfg.dir);
@@ -644,13 +569,12 @@ static int bind_raft_port(struct pt_raft_node *n, char *err, size_t err_cap)
     return 0;
 }
 
-/* Set up our Raft I/O over the env and start libraft: 0 or a negative error (err says). */
-static int start_raft(struct pt_raft_node *n, char *err, size_t err_cap)
+/* Our Raft I/O over the env, and the replica core on it: 0 or a negative error (err says). */
+static int start_replica(struct pt_node *n, char *err, size_t err_cap)
 {
-    struct raft_configuration conf;
     struct pt_raft_io_config io;
-    char self[16];
-    unsigned i, every;
+    struct pt_replica_config rc_cfg;
+    unsigned i;
     int rc;
     memset(&io, 0, sizeof(io));
     io.env = n->env;
@@ -666,75 +590,91 @@ static int start_raft(struct pt_raft_node *n, char *err, size_t err_cap)
         snprintf(err, err_cap, "Raft data in %s: %s", n->raft_dir, inner);
         return rc;
     }
-    snprintf(self, sizeof(self), "r%u", n->cfg.replica);
-    if ((rc = raft_init(&n->raft, &n->io, n->cfg.fsm, n->cfg.replica + 1, self)) != 0) {
-        snprintf(err, err_cap, "raft_init: %s", raft_strerror(rc));
-        pt_raft_io_free(&n->io);
-        return -PT_EIO;
-    }
-    n->raft_started = 1;
-    n->raft.data = n;
-    raft_configuration_init(&conf);
+    n->io_ready = 1;
+    memset(&rc_cfg, 0, sizeof(rc_cfg));
+    rc_cfg.env = n->env;
+    rc_cfg.io = &n->io;
+    rc_cfg.fsm = n->cfg.fsm;
+    rc_cfg.id = n->cfg.replica + 1;
+    rc_cfg.replicas = n->cfg.replicas;
+    /* Members are named r0..r4 in the configuration (as every earlier version bootstrapped
+     * them); their network addresses come from resolve_peer. */
     for (i = 0; i < n->cfg.replicas; i++) {
-        char name[16];
-        snprintf(name, sizeof(name), "r%u", i);
-        if (raft_configuration_add(&conf, i + 1, name, RAFT_VOTER) != 0) {
-            raft_configuration_close(&conf);
-            snprintf(err, err_cap, "out of memory");
-            return -PT_ENOMEM;
-        }
+        snprintf(n->names[i], sizeof(n->names[i]), "r%u", i);
+        rc_cfg.addresses[i] = n->names[i];
     }
-    rc = raft_bootstrap(&n->raft, &conf);
-    raft_configuration_close(&conf);
-    if (rc != 0 && rc != RAFT_CANTBOOTSTRAP) {
-        snprintf(err, err_cap, "raft_bootstrap: %s", raft_strerror(rc));
-        return -PT_EIO;
+    rc_cfg.election_timeout_ms = n->cfg.raft.election_timeout_ms;
+    rc_cfg.heartbeat_timeout_ms = n->cfg.raft.heartbeat_ms;
+    rc_cfg.snapshot_entries = n->cfg.snapshot_entries;
+    if ((rc = pt_replica_start(&n->rep, &rc_cfg)) != 0) {
+        snprintf(err, err_cap, "cannot start the Raft member in %s: %s", n->raft_dir,
+                 petrel_strerror(rc));
+        return rc;
     }
-    raft_set_election_timeout(&n->raft, n->cfg.raft.election_timeout_ms);
-    raft_set_heartbeat_timeout(&n->raft, n->cfg.raft.heartbeat_ms);
-    every = n->cfg.snapshot_entries ? n->cfg.snapshot_entries : 4096;
-    raft_set_snapshot_threshold(&n->raft, every);
-    raft_set_snapshot_trailing(&n->raft, every / 8 ? every / 8 : 1);
-    raft_set_pre_vote(&n->raft, true);
-    if ((rc = raft_start(&n->raft)) != 0) {
-        snprintf(err, err_cap, "raft_start: %s %s", raft_strerror(rc), raft_errmsg(&n->raft));
+    return 0;
+}
+
+static int handles_init(struct pt_node *n, char *err, size_t err_cap)
+{
+    int rc;
+    if ((rc = uv_check_init(&n->loop, &n->poll)) != 0) goto fail;
+    n->handles_ready |= 1u << H_POLL;
+    if ((rc = uv_timer_init(&n->loop, &n->tick)) != 0) goto fail;
+    n->handles_ready |= 1u << H_TICK;
+    if ((rc = uv_timer_init(&n->loop, &n->transfer_timer)) != 0) goto fail;
+    n->handles_ready |= 1u << H_TRANSFER;
+    if ((rc = uv_signal_init(&n->loop, &n->sigint)) != 0) goto fail;
+    n->handles_ready |= 1u << H_SIGINT;
+    if ((rc = uv_signal_init(&n->loop, &n->sigterm)) != 0) goto fail;
+    n->handles_ready |= 1u << H_SIGTERM;
+    n->poll.data = n->tick.data = n->transfer_timer.data = n;
+    n->sigint.data = n->sigterm.data = n;
+    return 0;
+fail:
+    snprintf(err, err_cap, "event loop: %s", uv_strerror(rc));
+    return -PT_EIO;
+}
+
+static int handles_start(struct pt_node *n, char *err, size_t err_cap)
+{
+    int rc;
+    if ((rc = uv_check_start(&n->poll, poll_cb)) != 0 ||
+        (rc = uv_timer_start(&n->tick, tick_cb, 0, TICK_MS)) != 0 ||
+        (rc = uv_signal_start(&n->sigint, signal_cb, SIGINT)) != 0 ||
+        (rc = uv_signal_start(&n->sigterm, signal_cb, SIGTERM)) != 0) {
+        snprintf(err, err_cap, "event loop: %s", uv_strerror(rc));
         return -PT_EIO;
     }
     return 0;
 }
 
-static void start_undone(struct raft *r)
+/* Undo a failed start: close what was opened, run the loop until it is released, free. */
+static void start_undo(struct pt_node *n)
 {
-    struct pt_raft_node *n = r->data;
-    n->raft_started = 2;
-}
-
-/* Undo a failed start: close what was opened and run the loop until it is all released. */
-static void start_undo(struct pt_raft_node *n)
-{
-    if (n->raft_started) {
-        n->raft.data = n;
-        raft_close(&n->raft, start_undone);
-        while (n->raft_started != 2)
-            uv_run(&n->loop, UV_RUN_ONCE);
+    if (n->loop_ready) {
+        if (n->rep) {
+            pt_replica_close(n->rep, replica_closed, n);
+            while (!n->rep_closed)
+                uv_run(&n->loop, UV_RUN_ONCE);
+        }
+        if (n->server) pt_server_stop(n->server);
+        handles_close(n);
+        if (n->env) pt_env_uv_close(n->env, env_closed, n);
+        uv_run(&n->loop, UV_RUN_DEFAULT);
+        if (n->io_ready) pt_raft_io_free(&n->io);
+        if (n->env) pt_env_uv_free(n->env);
+        uv_loop_close(&n->loop);
     }
-    if (n->server) pt_server_stop(n->server);
-    if (n->env) pt_env_uv_close(n->env, env_closed, n);
-    uv_run(&n->loop, UV_RUN_DEFAULT);
-    if (n->raft_started) pt_raft_io_free(&n->io);
-    if (n->env) pt_env_uv_free(n->env);
-    uv_loop_close(&n->loop);
-    free(n->entry);
     free(n);
 }
 
-int pt_node_start(struct pt_raft_node **out, const struct pt_node_config *cfg, char *err,
-                  size_t err_cap)
+int pt_node_start(struct pt_node **out, const struct pt_node_config *cfg, char *err, size_t err_cap)
 {
-    struct pt_raft_node *n;
+    struct pt_node *n;
     struct pt_server_config scfg;
     char listen[PT_REG_ADDR_MAX];
     int rc;
+    *out = NULL;
     if (cfg->replicas != 1 && cfg->replicas != 3 && cfg->replicas != 5) {
         snprintf(err, err_cap, "--replicas must be 1, 3 or 5");
         return -PT_EINVAL;
@@ -743,11 +683,13 @@ int pt_node_start(struct pt_raft_node **out, const struct pt_node_config *cfg, c
         snprintf(err, err_cap, "--replica must be below --replicas");
         return -PT_EINVAL;
     }
+    if (!cfg->dir || !cfg->registry || !cfg->fsm || !cfg->handler) {
+        snprintf(err, err_cap, "node: a data directory, a registry, an FSM and a handler");
+        return -PT_EINVAL;
+    }
     n = calloc(1, sizeof(*n));
-    if (!n) return -PT_ENOMEM;
-    n->entry = malloc(ENTRY_CAP);
-    if (!n->entry) {
-        free(n);
+    if (!n) {
+        snprintf(err, err_cap, "out of memory");
         return -PT_ENOMEM;
     }
     n->cfg = *cfg;
@@ -757,8 +699,7 @@ int pt_node_start(struct pt_raft_node **out, const struct pt_node_config *cfg, c
     if (n->cfg.raft.heartbeat_ms >= n->cfg.raft.election_timeout_ms) {
         snprintf(err, err_cap, "--heartbeat-ms (%u) must be below --election-timeout-ms (%u)",
                  n->cfg.raft.heartbeat_ms, n->cfg.raft.election_timeout_ms);
-        free(n->entry);
-        free(n);
+        start_undo(n);
         return -PT_EINVAL;
     }
     snprintf(n->registry, sizeof(n->registry), "%s", cfg->registry);
@@ -766,21 +707,25 @@ int pt_node_start(struct pt_raft_node **out, const struct pt_node_config *cfg, c
     n->cfg.registry = n->registry;
     n->cfg.host = n->host;
     snprintf(n->raft_dir, sizeof(n->raft_dir), "%s/raft", cfg->dir);
-    if ((mkdir(cfg->dir, 0755) != 0 && errno != EEXIST) ||
-        (mkdir(n->raft_dir, 0755) != 0 && errno != EEXIST)) {
-        snprintf(err, err_cap, "cannot create %s: %s", n->raft_dir, strerror(errno));
-        free(n->entry);
-        free(n);
-        return -PT_EIO;
+    /* Created durably: a crash right after start-up must not lose the directory the log is in. */
+    if ((rc = pt_mkdir_p(n->raft_dir)) != 0) {
+        snprintf(err, err_cap, "cannot create %s: %s", n->raft_dir, petrel_strerror(rc));
+        start_undo(n);
+        return rc;
     }
     if ((rc = pt_node_check_data_dir(n->raft_dir, cfg->raft.unsafe_no_fsync_check, err, err_cap)) !=
         0) {
-        free(n->entry);
-        free(n);
+        start_undo(n);
         return rc;
     }
-    uv_loop_init(&n->loop);
-    if ((rc = pt_env_uv_init(&n->env, &n->loop, n->raft_dir, err, err_cap)) != 0) {
+    if ((rc = uv_loop_init(&n->loop)) != 0) {
+        snprintf(err, err_cap, "event loop: %s", uv_strerror(rc));
+        start_undo(n);
+        return -PT_EIO;
+    }
+    n->loop_ready = 1;
+    if ((rc = handles_init(n, err, err_cap)) != 0 ||
+        (rc = pt_env_uv_init(&n->env, &n->loop, n->raft_dir, err, err_cap)) != 0) {
         n->env = NULL;
         start_undo(n);
         return rc;
@@ -797,34 +742,22 @@ int pt_node_start(struct pt_raft_node **out, const struct pt_node_config *cfg, c
         start_undo(n);
         return rc;
     }
-    if ((rc = bind_raft_port(n, err, err_cap)) != 0 || (rc = start_raft(n, err, err_cap)) != 0) {
+    if ((rc = bind_raft_port(n, err, err_cap)) != 0 || (rc = start_replica(n, err, err_cap)) != 0 ||
+        (rc = handles_start(n, err, err_cap)) != 0) {
         start_undo(n);
         return rc;
     }
-    uv_check_init(&n->loop, &n->flush);
-    n->flush.data = n;
-    uv_check_start(&n->flush, flush_cb);
-    uv_timer_init(&n->loop, &n->tick);
-    n->tick.data = n;
-    uv_timer_start(&n->tick, tick_cb, 0, TICK_MS);
-    uv_timer_init(&n->loop, &n->transfer_timer);
-    n->transfer_timer.data = n;
-    uv_signal_init(&n->loop, &n->sigint);
-    uv_signal_init(&n->loop, &n->sigterm);
-    n->sigint.data = n->sigterm.data = n;
-    uv_signal_start(&n->sigint, signal_cb, SIGINT);
-    uv_signal_start(&n->sigterm, signal_cb, SIGTERM);
     *out = n;
     return 0;
 }
 
-int pt_node_run(struct pt_raft_node *n)
+int pt_node_run(struct pt_node *n)
 {
     uv_run(&n->loop, UV_RUN_DEFAULT);
+    PT_ASSERT(n->rep_closed);
     pt_raft_io_free(&n->io);
     pt_env_uv_free(n->env);
     uv_loop_close(&n->loop);
-    free(n->entry);
     free(n);
     return 0;
 }

@@ -5,7 +5,7 @@
  * its parent was fsync'd. Every fsync passes through fsync_any, where a test hook can count
  * or fail it.
  */
-#include "cluster/net/durable.h"
+#include "cluster/storage/durable.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,19 +1,16 @@
 /*
- * A replicated server node: the machinery shared by shard replicas and CDC replicas.
- *
- * Owns the libuv loop, the Raft member (Petrel's own Raft I/O, src/cluster/replica, over the
- * production env of src/cluster/env/env_uv.c: CRC'd log with explicit fdatasync, validated
- * message transport), the frame server
- * for clients, discovery through the registry (heartbeat with its client address, peers'
- * client addresses, their Raft addresses via PT_MSG_NODE_INFO, block services and their
- * secrets) and group commit: requests proposed during one loop iteration share one log entry
- * (the envelope of shard_sm.h: version, count, leader time, requests), hence one append and one
- * flush. A proposal's callback runs only after its entry is committed (persisted on a majority)
- * and applied, or with an error when it cannot be (leadership lost). Never interprets requests:
- * the service's handler and FSM do.
+ * A replicated server node: what a shard replica and a CDC replica run. It is the replica core
+ * (replica.h: libraft over Petrel's Raft I/O, group commit, proposal callbacks that say
+ * whether a request had no effect or an unknown one, the term barrier) on the production env
+ * (env_uv.h: files with explicit fdatasync, TCP), plus what only production needs: the libuv
+ * loop, the frame server for clients, discovery through the registry (heartbeat with its
+ * client address, peers' client addresses, their Raft addresses via PT_MSG_NODE_INFO, block
+ * services and their secrets), the Raft port kept across restarts and the SIGTERM hand-over.
+ * The simulator (tests/sim) runs the same replica core over its own env, so the code it checks
+ * is the code that runs here. Never interprets requests: the service's handler and FSM do.
  */
-#ifndef PETREL_CLUSTER_RAFT_NODE_H
-#define PETREL_CLUSTER_RAFT_NODE_H
+#ifndef PETREL_CLUSTER_REPLICA_NODE_H
+#define PETREL_CLUSTER_REPLICA_NODE_H
 
 #include <raft.h>
 #include <stddef.h>
@@ -21,13 +18,12 @@
 #include <uv.h>
 
 #include "cluster/net/net.h"
+#include "cluster/proto/ids.h"
 #include "cluster/replica/raft_io.h"
+#include "cluster/replica/replica.h"
 #include "cluster/proto/registry_msg.h"
 
-#define PT_MSG_NODE_INFO                                                                           \
-    0x0302 /* any shard or CDC replica: shard, replica, raft address, leader                       \
-            */
-#define PT_NODE_MAX_REPLICAS 5
+#define PT_NODE_MAX_REPLICAS PT_REPLICA_MAX
 #define PT_NODE_MAX_SERVICES 256
 
 enum pt_node_kind { PT_NODE_SHARD = 1, PT_NODE_CDC = 2 };
@@ -45,10 +41,14 @@ struct pt_node_raft_options {
     int unsafe_no_fsync_check;    /* run on a filesystem known not to honour fsync (FUSE) */
 };
 
-struct pt_raft_node;
+struct pt_node;
 
-/* A committed proposal: status 0 and the FSM's reply for it, or a negative error. */
-typedef void (*pt_node_done_fn)(void *ctx, int status, const uint8_t *reply, size_t len);
+/*
+ * A committed proposal: status 0 and the FSM's reply for it, or a negative error with the
+ * meaning of replica.h: -PT_ENOTLEADER (no effect), -PT_ECANCELED (appended, outcome unknown),
+ * other (no effect). pt_node_reply_status turns it into the client's answer.
+ */
+typedef pt_replica_done_fn pt_node_done_fn;
 
 struct pt_node_config {
     const char *registry;
@@ -77,7 +77,8 @@ struct pt_node_service {
     uint8_t secret[PT_REG_SECRET_SIZE];
 };
 
-/* Create a data directory if missing: 0 or -PT_EIO. */
+/* Create a data directory (and its parents) if missing, durably (storage/durable.h): 0 or
+ * -PT_E*. */
 int pt_node_start_prepare_dir(const char *dir);
 
 /*
@@ -88,44 +89,56 @@ int pt_node_start_prepare_dir(const char *dir);
 int pt_node_check_data_dir(const char *dir, int unsafe_no_fsync_check, char *err, size_t err_cap);
 
 /* Start everything on a fresh loop; err gets a one-line reason on failure. */
-int pt_node_start(struct pt_raft_node **out, const struct pt_node_config *cfg, char *err,
+int pt_node_start(struct pt_node **out, const struct pt_node_config *cfg, char *err,
                   size_t err_cap);
 /*
  * Run the loop until SIGINT/SIGTERM, then close and free the node. On SIGTERM a leader first
  * hands leadership to the most up-to-date follower (raft_transfer; bounded by two election
  * timeouts) so the group does not wait out an election.
  */
-int pt_node_run(struct pt_raft_node *n);
+int pt_node_run(struct pt_node *n);
 
-uv_loop_t *pt_node_loop(struct pt_raft_node *n);
-struct raft *pt_node_raft(struct pt_raft_node *n);
+uv_loop_t *pt_node_loop(struct pt_node *n);
+struct raft *pt_node_raft(struct pt_node *n);
+/* Whether this node is the Raft leader (it may not serve yet: pt_node_can_serve). */
+int pt_node_is_leader(struct pt_node *n);
 /* The node's Raft I/O counters (dropped messages by reason, appends, fsyncs). */
-const struct pt_raft_io_stats *pt_node_raft_stats(struct pt_raft_node *n);
+const struct pt_raft_io_stats *pt_node_raft_stats(struct pt_node *n);
 
 /*
  * Whether this node leads and may serve reads: it is the Raft leader and a barrier of its own
  * term has been applied (so its store holds every committed entry).
  */
-int pt_node_can_serve(struct pt_raft_node *n);
+int pt_node_can_serve(struct pt_node *n);
 
-/* Reply to a request with PT_ENOTLEADER naming the leader's client address (if known). */
-void pt_node_reply_not_leader(struct pt_raft_node *n, struct pt_request *req);
+/* Reply to a request with PT_ENOTLEADER naming the leader's client address (if known), or
+ * PT_EAGAIN when this node leads but has not applied its term barrier yet. */
+void pt_node_reply_not_leader(struct pt_node *n, struct pt_request *req);
 
 /*
- * Queue an encoded request for the next log entry; done runs after commit+apply (or on
- * failure). 0, or -PT_ENOTLEADER / -PT_E2BIG (request too big).
+ * Answer a request whose proposal failed with `status` (a pt_node_done_fn or pt_node_propose
+ * error): -PT_ENOTLEADER as pt_node_reply_not_leader (no effect: the client retries at the
+ * leader); -PT_ECANCELED as PT_EINDOUBT (the entry was appended, then leadership was lost or
+ * the node stopped: it may still commit, so the client must not simply repeat a request that
+ * is not idempotent, docs/PROTOCOL.md); anything else as itself.
  */
-int pt_node_propose(struct pt_raft_node *n, const uint8_t *req, size_t len, pt_node_done_fn done,
+void pt_node_reply_status(struct pt_node *n, struct pt_request *req, int status);
+
+/*
+ * Queue an encoded request for the next log entry (pt_replica_propose); done runs once, after
+ * commit+apply or on failure. 0, or -PT_ENOTLEADER / -PT_E2BIG (then done never runs).
+ */
+int pt_node_propose(struct pt_node *n, const uint8_t *req, size_t len, pt_node_done_fn done,
                     void *ctx);
 
 /* Milliseconds of the wall clock, as stamped into entries. */
 uint64_t pt_node_wall_ms(void);
 
 /* The block services known from the registry (array valid until the next tick). */
-const struct pt_node_service *pt_node_services(struct pt_raft_node *n, size_t *count);
-const struct pt_node_service *pt_node_service_find(struct pt_raft_node *n, uint64_t id);
+const struct pt_node_service *pt_node_services(struct pt_node *n, size_t *count);
+const struct pt_node_service *pt_node_service_find(struct pt_node *n, uint64_t id);
 
 /* The registry address the node was started with. */
-const char *pt_node_registry(struct pt_raft_node *n);
+const char *pt_node_registry(struct pt_node *n);
 
 #endif
