@@ -32,12 +32,21 @@ mount_server_pid() { # the petrel process serving MNT
     pgrep -f -x "$PETREL_BIN mount .* $1( .*)?" | head -n 1
 }
 
+# The server holds its store (an image's lock) until it exits, which can be a while after
+# the mount point goes (slower under sanitizers): wait for the process too.
 mount_stop() {
-    local mnt=$1 i
+    local mnt=$1 i pid
     mountpoint -q "$mnt" 2>/dev/null || { fusermount3 -u "$mnt" 2>/dev/null; return 0; }
+    pid=$(mount_server_pid "$mnt")
     fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -u -z "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null
     for i in $(seq 1 100); do
-        mountpoint -q "$mnt" || return 0
+        mountpoint -q "$mnt" || break
+        sleep 0.05
+    done
+    mountpoint -q "$mnt" && return 1
+    for i in $(seq 1 200); do
+        [ -z "$pid" ] && return 0
+        kill -0 "$pid" 2>/dev/null || return 0
         sleep 0.05
     done
     return 1
