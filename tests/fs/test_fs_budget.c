@@ -335,6 +335,7 @@ TEST(fs_live_map_past_its_records)
     int i, k;
     memset(data, 0x33, sizeof(data));
     tb_setup_bs(&b, 4096, 32, 65536);
+    CHECK_EQ(petrel_fs_mkdir(&b.fs, "a"), 0); /* a thread record inside the map */
     /* grow the root log past the map without compacting it */
     for (i = 0; i < 1500 && (recs = tb_root_records(&b)) <= PT_LIVE_MAP_RECS + 40; i++) {
         snprintf(path, sizeof(path), "f%02d", i % 20);
@@ -343,6 +344,7 @@ TEST(fs_live_map_past_its_records)
     }
     test_log("root log: %u records after %d writes", (unsigned)recs, i);
     CHECK(recs > PT_LIVE_MAP_RECS);
+    CHECK_EQ(petrel_fs_mkdir(&b.fs, "b"), 0); /* and one past it, superseding it */
     tb_check_live_maps(&b);
     /* now compact it (more writes until the log restarts short), and remount */
     for (k = 0; k < 4000 && tb_root_records(&b) >= recs / 2; k++, i++) {
