@@ -574,14 +574,24 @@ static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
         idx++;
     }
     if (idx < PT_LIVE_MAP_RECS && err < 0) return err;
-    /* records past the map may supersede mapped ones: make every bucket "maybe" */
-    if (idx == PT_LIVE_MAP_RECS && pt_rec_next(fs, md, &pos, &rec) == 1) {
-        memset(ent, 255, sizeof(ent));
-        memset(del, 255, sizeof(del));
-        memset(att, 255, sizeof(att));
-        last[0] = last[1] = last[2] = last[3] = PT_LIVE_MAP_RECS;
-    }
     map->nrecs = idx;
+    /* Records past the map may supersede mapped ones: every bucket becomes "maybe". A
+     * singleton record (superblock, head, thread, lo) is superseded only by a later one of
+     * its type: the headers past the map say where the last of each type is, whether in the
+     * map or not (a singleton in the map is live only when it is the last of its log). */
+    if (idx == PT_LIVE_MAP_RECS) {
+        uint32_t past = idx;
+        while ((err = pt_rec_next(fs, md, &pos, &rec)) == 1) {
+            if (past == PT_LIVE_MAP_RECS) {
+                memset(ent, 255, sizeof(ent));
+                memset(del, 255, sizeof(del));
+                memset(att, 255, sizeof(att));
+            }
+            if (rec.type >= PT_REC_SUPERBLOCK && rec.type <= PT_REC_LO) last[rec.type - 1] = past;
+            past++;
+        }
+        if (err < 0) return err;
+    }
     pos = 0;
     for (idx = 0; idx < map->nrecs; idx++) {
         uint64_t h = 0;
