@@ -69,6 +69,22 @@ build_xfstests() {
     touch "$d/.built"
 }
 
+# The suites' build tools (their README's list), installed when missing, as root with apt-get,
+# best effort: a failed install only means the suite is skipped with its reason.
+SUITE_PKGS="autoconf automake libtool xfslibs-dev uuid-dev libattr1-dev libacl1-dev libaio-dev
+liburing-dev libcap-dev libgdbm-dev libgdbm-compat-dev attr acl bc gawk xfsprogs"
+if { [ ! -f "$out/pjdfstest/.built" ] || [ ! -f "$out/xfstests/.built" ]; } &&
+    ! command -v autoreconf >/dev/null && command -v apt-get >/dev/null; then
+    say "conformance: installing the suites' build tools (apt-get, log in $out/apt.log)"
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $SUITE_PKGS \
+        > "$out/apt.log" 2>&1 ||
+        { apt-get update -qq > /dev/null 2>&1 &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                $SUITE_PKGS >> "$out/apt.log" 2>&1; } ||
+        say "conformance: could not install the suites' build tools (see $out/apt.log)"
+fi
+
 have_pjd=0 have_xfs=0
 build_pjdfstest && have_pjd=1
 build_xfstests && have_xfs=1
