@@ -412,6 +412,59 @@ TEST_T(cluster_leader_losing_its_lead_after_the_append_answers_in_doubt, 180)
     pc_stop(&c);
 }
 
+/*
+ * Reads are linearizable: a leader answers a read only after a barrier appended after the
+ * read committed in its term (read index through the log). A leader cut off from its
+ * majority therefore never answers a read from its store — it may already be deposed, with
+ * newer writes committed elsewhere — and the read fails with "not here" (no effect: the
+ * client retries at the leader), never with data. Before, the leader answered at once.
+ */
+TEST_T(cluster_cut_off_leader_never_answers_a_read, 180)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    struct pt_conn *conn;
+    uint8_t buf[512];
+    char addr[PT_REG_ADDR_MAX];
+    unsigned leader;
+    int rc, n;
+    pc_start(&c, 1, 3, 1, 0);
+    cl = pc_client(&c, 30000);
+    files_write(cl, 0, 1);
+
+    /* The leader answers a lookup of f0 while it has its majority ... */
+    isolate_leader(&c, &leader, addr, sizeof(addr));
+    resume_followers(&c, leader);
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_LOOKUP;
+    q.id = PT_INODE_ROOT;
+    memcpy(q.name, "f0", 3);
+    q.name_len = 2;
+    n = pt_shard_req_encode(&q, buf, sizeof(buf));
+    CHECK(n > 0);
+    CHECK_OK(pt_conn_open(addr, 2000, 0, &conn));
+    rc = pt_conn_call(conn, PT_MSG_SHARD_REQ, buf, (uint32_t)n, 20000, &rep);
+    CHECK_OK(rc);
+    pt_reply_free(&rep);
+    pt_conn_close(conn);
+
+    /* ... and never once its followers are frozen: its barrier cannot commit. */
+    isolate_leader(&c, &leader, addr, sizeof(addr));
+    CHECK_OK(pt_conn_open(addr, 2000, 0, &conn));
+    rc = pt_conn_call(conn, PT_MSG_SHARD_REQ, buf, (uint32_t)n, 20000, &rep);
+    CHECK_MSG(rc == -PT_ENOTLEADER || rc == -PT_EAGAIN,
+              "a leader without its majority answered a read: %s", petrel_errname(rc));
+    pt_reply_free(&rep);
+    pt_conn_close(conn);
+    resume_followers(&c, leader);
+    pc_wait_serving(&c, 30000);
+    files_check(cl, 1);
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
+
 /* Run `petrel shard` on dir and return its exit status, its first stderr line in line. */
 static int run_shard(const char *dir, const char *extra, char *line, size_t cap)
 {

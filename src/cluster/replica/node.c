@@ -192,6 +192,12 @@ int pt_node_propose(struct pt_node *n, const uint8_t *req, size_t len, pt_node_d
     return pt_replica_propose(n->rep, req, len, done, ctx);
 }
 
+int pt_node_read(struct pt_node *n, void (*done)(void *ctx, int status), void *ctx)
+{
+    if (n->stopping || !n->rep) return -PT_ENOTLEADER;
+    return pt_replica_read(n->rep, done, ctx);
+}
+
 static void discovery_start(struct pt_node *n);
 
 static void poll_cb(uv_check_t *h)

@@ -125,6 +125,15 @@ void pt_node_reply_not_leader(struct pt_node *n, struct pt_request *req);
 void pt_node_reply_status(struct pt_node *n, struct pt_request *req, int status);
 
 /*
+ * Linearizable read (pt_replica_read): done(ctx, 0) once this node may answer a read that
+ * arrived before the call — it still leads and a barrier appended after the call committed in
+ * its term, so a deposed leader never answers with stale data — or done(ctx, -PT_ENOTLEADER /
+ * -PT_ECANCELED) when it may not (a read has no effect: the client retries elsewhere). Reads of
+ * one loop turn share one barrier. 0, or -PT_ENOTLEADER / -PT_ENOMEM (then done never runs).
+ */
+int pt_node_read(struct pt_node *n, void (*done)(void *ctx, int status), void *ctx);
+
+/*
  * Queue an encoded request for the next log entry (pt_replica_propose); done runs once, after
  * commit+apply or on failure. 0, or -PT_ENOTLEADER / -PT_E2BIG (then done never runs).
  */

@@ -214,6 +214,34 @@ static int check_proofs(struct shard_service *s, const struct pt_shard_req *q)
     return 0;
 }
 
+/* A read waiting for its read-index barrier (pt_node_read). */
+struct read_ctx {
+    struct shard_service *s;
+    struct pt_request *req;
+};
+
+/* The barrier committed in this leader's term (or leadership was lost): answer the read from
+ * the store now, or send the client to the leader. A read has no effect, so -PT_ECANCELED is
+ * "not here" too, never "outcome unknown". */
+static void read_ready(void *ctx, int status)
+{
+    struct read_ctx *r = ctx;
+    struct shard_service *s = r->s;
+    size_t rl;
+    int rc;
+    if (status != 0) {
+        pt_node_reply_not_leader(s->node, r->req);
+    } else {
+        rc = pt_shard_sm_query(&s->sm, pt_request_body(r->req), pt_request_body_len(r->req),
+                               s->reply, sizeof(s->reply), &rl);
+        if (rc)
+            pt_request_reply_error(r->req, rc, "store failure", NULL);
+        else
+            reply_shard(r->req, s->reply, rl);
+    }
+    free(r);
+}
+
 static void handle(void *ctx, struct pt_request *req)
 {
     struct shard_service *s = ctx;
@@ -236,12 +264,17 @@ static void handle(void *ctx, struct pt_request *req)
         return;
     }
     if (!pt_shard_op_is_write(q.op)) {
-        size_t rl;
-        rc = pt_shard_sm_query(&s->sm, body, len, s->reply, sizeof(s->reply), &rl);
-        if (rc)
-            pt_request_reply_error(req, rc, "store failure", NULL);
-        else
-            reply_shard(req, s->reply, rl);
+        struct read_ctx *r = malloc(sizeof(*r));
+        if (!r) {
+            pt_request_reply_error(req, -PT_ENOMEM, "out of memory", NULL);
+            return;
+        }
+        r->s = s;
+        r->req = req;
+        if ((rc = pt_node_read(s->node, read_ready, r)) != 0) {
+            free(r);
+            pt_node_reply_status(s->node, req, rc);
+        }
         return;
     }
     if (q.op == PT_SHARD_EXPIRE || q.op == PT_SHARD_FORGET_FILE ||
