@@ -103,6 +103,8 @@ struct client {
     struct pt_env *env;
     char addr[PT_ENV_ADDR_MAX];
     int busy, kind, stage;
+    int cas;             /* compare-and-set ops: look the names up first, then act on what was seen */
+    uint64_t seen[2];    /* what the lookups of a compare-and-set op saw (0: free) */
     unsigned shard, name, name2;
     uint64_t file_id, cookie;
     uint8_t data[2][64];
