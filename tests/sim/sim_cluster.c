@@ -185,20 +185,34 @@ static void node_stop(void *ctx)
 }
 
 /* A supervisor: a replica whose Raft storage failed (an fsync or write error) is restarted
- * from its disk, never left running on pages the kernel may have dropped. */
+ * from its disk, never left running on pages the kernel may have dropped (what systemd does
+ * in production when the replica exits; see pt_raft_failed_fn). */
 static void node_watch(void *ctx)
 {
     struct inc *in = ctx;
-    struct pt_raft_io_impl *impl = in->io.impl;
     in->watch_timer = 0;
     if (in->dead) return;
-    if (impl && impl->failed) {
+    if (in->storage_failed) {
         struct node *n = in->n;
+        n->c->res->storage_restarts++;
         sim_proc_crash(n->proc);
         sim_proc_restart_later(n->proc, 100 + sim_below(n->c->sim, 1000));
         return;
     }
     in->watch_timer = pt_env_timer(in->env, 200, node_watch, in);
+}
+
+/* The raft_io stopped on a storage failure: the supervisor restarts the process at once. */
+static void node_storage_failed(void *ctx, const char *reason)
+{
+    struct inc *in = ctx;
+    if (in->dead || in->storage_failed) return;
+    if (in->n->c->cfg.verbose)
+        fprintf(stderr, "%8llu s%ur%u %s\n", (unsigned long long)sim_now(in->n->c->sim),
+                in->n->shard, in->n->rid, reason);
+    in->storage_failed = 1;
+    if (in->watch_timer) pt_env_cancel(in->env, in->watch_timer);
+    in->watch_timer = pt_env_timer(in->env, 0, node_watch, in);
 }
 
 static void node_start(void *ctx);
@@ -244,6 +258,8 @@ static void node_start(void *ctx)
     iocfg.listen = n->raft_addr;
     iocfg.resolve = resolve_peer;
     iocfg.resolve_ctx = in;
+    iocfg.on_failed = node_storage_failed;
+    iocfg.failed_ctx = in;
     rc = pt_raft_io_init(&in->io, &iocfg, err, sizeof(err));
     if (rc == -PT_ECORRUPT || rc == -PT_EVERSION) {
         sc_violate(c, "s%ur%u: Raft data refused at start-up: %s", n->shard, n->rid, err);

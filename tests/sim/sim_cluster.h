@@ -38,6 +38,7 @@ struct sim_cluster_result {
     uint64_t sim_ms, trace_hash;
     uint64_t ops_done, ops_acked, ops_failed, ops_unknown, reads_checked, writes_committed;
     uint64_t lagging_replicas; /* replicas that had not caught up when the run ended */
+    uint64_t storage_restarts; /* replicas restarted after their Raft storage failed */
     struct sim_stats stats;
 };
 

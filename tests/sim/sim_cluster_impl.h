@@ -73,6 +73,7 @@ struct inc {
     struct pt_env *env;
     struct raft_io io;
     int io_ready, dead;
+    int storage_failed; /* the raft_io stopped on a disk error: restart from disk */
     struct pt_replica *rep;
     struct pt_shard_sm sm;
     int sm_open;

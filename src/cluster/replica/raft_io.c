@@ -115,6 +115,36 @@ void pt_raft_io_settled(struct pt_raft_io_impl *s)
     }
 }
 
+/* ---- fail-stop ------------------------------------------------------------------------------- */
+
+static void failed_fire(void *ctx)
+{
+    struct pt_raft_io_impl *s = ctx;
+    s->pending--;
+    if (!s->closing) {
+        if (s->cfg.on_failed) {
+            s->cfg.on_failed(s->cfg.failed_ctx, s->failed_reason);
+        } else {
+            petrel_log(PT_LOG_ERROR, "raft",
+                       "%s: exiting so that the supervisor restarts the replica from its disk",
+                       s->failed_reason);
+            exit(1);
+        }
+    }
+    pt_raft_io_settled(s);
+}
+
+void pt_raft_store_fail(struct pt_raft_io_impl *s, const char *what, int rc)
+{
+    if (s->failed) return;
+    s->failed = 1;
+    snprintf(s->failed_reason, sizeof(s->failed_reason), "Raft storage failed: %s: %s", what,
+             petrel_strerror(rc));
+    petrel_log(PT_LOG_ERROR, "raft", "%s", s->failed_reason);
+    s->pending++;
+    pt_env_timer(s->env, 0, failed_fire, s);
+}
+
 /* ---- lifecycle ------------------------------------------------------------------------------- */
 
 static int io_init(struct raft_io *io, raft_id id, const char *address)
@@ -371,6 +401,7 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
     size_t len;
     int rc;
     req->cb = cb;
+    if (s->failed) return defer(s, D_SEND, req, NULL, 0); /* stopped: nothing leaves */
     if (m->server_id == 0 || m->server_id > s->cfg.replicas || m->server_id == s->id ||
         s->cfg.resolve(s->cfg.resolve_ctx, m->server_id, to, sizeof(to)) != 0) {
         s->stats.send_unresolved++;
@@ -416,7 +447,7 @@ static void on_message(void *ctx, const char *from, const uint8_t *msg, size_t l
     struct raft_message m;
     char addr[PT_ENV_ADDR_MAX];
     int rc;
-    if (s->closing || !s->recv) return;
+    if (s->closing || s->failed || !s->recv) return;
     rc = pt_raft_msg_decode_header(msg, len, &h);
     if (rc) {
         if (rc == -PT_EBADMSG)

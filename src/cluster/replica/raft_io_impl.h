@@ -83,7 +83,9 @@ struct pt_raft_io_impl {
     uint64_t open_size;
     /* the disk queue */
     struct pt_raft_op *head, *tail, *inflight;
-    int busy, failed, op_fd;
+    int busy, op_fd;
+    int failed; /* the storage failed: stopped until closed (pt_raft_store_fail) */
+    char failed_reason[200];
     uint64_t kick_timer;
     uint8_t *wbuf;
     size_t wcap;
@@ -104,5 +106,7 @@ int pt_raft_store_snapshot_image(const struct raft_snapshot *snap, uint8_t **out
 
 /* raft_io.c: called by the store when it may have become idle / term-vote durable */
 void pt_raft_io_settled(struct pt_raft_io_impl *s);
+/* raft_io.c: the storage failed doing `what` with error rc: stop (once) and tell the owner. */
+void pt_raft_store_fail(struct pt_raft_io_impl *s, const char *what, int rc);
 
 #endif

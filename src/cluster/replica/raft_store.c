@@ -453,20 +453,23 @@ static void meta_synced(void *ctx, int status)
     if (status == 0 && s->meta_dirty) status = meta_start(s);
     if (status) {
         /* Not durable: stay silent (held messages never leave) rather than act on it. */
-        petrel_log(PT_LOG_ERROR, "raft", "writing term and vote failed: %s",
-                   petrel_strerror(status));
-        s->failed = 1;
+        pt_raft_store_fail(s, "writing term and vote", status);
         s->meta_dirty = 1;
     }
     pt_raft_io_settled(s);
 }
 
+/* Never an error for libraft: a failure stops the I/O (messages stay held, nothing leaves). */
 int pt_raft_store_meta_write(struct pt_raft_io_impl *s)
 {
-    if (s->failed) return RAFT_IOERR;
+    int rc;
     s->meta_dirty = 1;
-    if (s->meta_busy) return 0;
-    return meta_start(s) == 0 ? 0 : RAFT_IOERR;
+    if (s->meta_busy || s->failed) return 0;
+    if ((rc = meta_start(s)) != 0) {
+        pt_raft_store_fail(s, "writing term and vote", rc);
+        s->meta_dirty = 1;
+    }
+    return 0;
 }
 
 /* ---- the disk queue ------------------------------------------------------------------------- */
@@ -508,10 +511,19 @@ static struct pt_raft_op *queue_pop(struct pt_raft_io_impl *s)
     return op;
 }
 
+/*
+ * An operation is done: status 0, or cancelled by close (a failure never reaches libraft).
+ * A cancelled append is reported with 0: raft_close has made libraft unavailable, where a
+ * follower's append callback ignores any status and a leader's, with status 0, only releases
+ * its entries; with an error libraft 0.15's leader callback truncates its in-memory log from
+ * the batch's index, and the next cancelled batch then truncates past the end (a crash).
+ * Nothing reads the state of a closing libraft again.
+ */
 static void op_finish(struct pt_raft_io_impl *s, struct pt_raft_op *op, int status)
 {
-    int rs = status == 0 ? 0 : (s->closing ? RAFT_CANCELED : RAFT_IOERR);
-    if (op->type == OP_APPEND && op->append) op->append->cb(op->append, rs);
+    int rs = status == 0 ? 0 : RAFT_CANCELED;
+    PT_ASSERT(status == 0 || s->closing);
+    if (op->type == OP_APPEND && op->append) op->append->cb(op->append, 0);
     if (op->type == OP_SNAPSHOT && op->put) op->put->cb(op->put, rs);
     if (op->own.buf.base) free(op->own.buf.base);
     free(op->snap_file);
@@ -541,6 +553,23 @@ static int seg_new(struct pt_raft_io_impl *s, uint64_t first)
     return 0;
 }
 
+/*
+ * The storage failed with these operations in flight: they go back to the head of the queue,
+ * which no longer runs; their callbacks run only at close (RAFT_CANCELED). libraft never sees
+ * an append fail (see pt_raft_failed_fn).
+ */
+static void queue_park_inflight(struct pt_raft_io_impl *s)
+{
+    struct pt_raft_op *last = s->inflight;
+    if (!last) return;
+    while (last->next)
+        last = last->next;
+    last->next = s->head;
+    if (!s->head) s->tail = last;
+    s->head = s->inflight;
+    s->inflight = NULL;
+}
+
 static void queue_synced(void *ctx, int status)
 {
     struct pt_raft_io_impl *s = ctx;
@@ -548,12 +577,15 @@ static void queue_synced(void *ctx, int status)
     s->pending--;
     s->busy = 0;
     s->stats.fsyncs++;
-    if (status) s->failed = 1;
+    if (status) {
+        pt_raft_store_fail(s, "fsync of the log", status);
+        queue_park_inflight(s);
+    }
     while ((op = s->inflight) != NULL) {
         s->inflight = op->next;
-        if (op->type == OP_APPEND && status == 0)
+        if (op->type == OP_APPEND)
             s->segs[s->n_segs - 1].last = op->first_index + op->n - 1;
-        op_finish(s, op, status);
+        op_finish(s, op, 0);
     }
     queue_run(s);
     pt_raft_io_settled(s);
@@ -704,8 +736,13 @@ static void snapshot_synced(void *ctx, int status)
         s->snap_index = op->snap_index;
         status = compact(s, op->snap_index, op->trailing);
     }
-    if (status) s->failed = 1;
-    op_finish(s, op, status);
+    if (status) {
+        pt_raft_store_fail(s, "writing a snapshot", status);
+        s->inflight = op;
+        queue_park_inflight(s);
+    } else {
+        op_finish(s, op, 0);
+    }
     queue_run(s);
     pt_raft_io_settled(s);
 }
@@ -714,11 +751,7 @@ static void queue_run(struct pt_raft_io_impl *s)
 {
     struct pt_raft_op *op;
     int rc;
-    while (!s->busy && s->head) {
-        if (s->failed) {
-            op_finish(s, queue_pop(s), -PT_EIO);
-            continue;
-        }
+    while (!s->busy && s->head && !s->failed) {
         switch (s->head->type) {
         case OP_APPEND:
             rc = append_start(s);
@@ -726,12 +759,18 @@ static void queue_run(struct pt_raft_io_impl *s)
         case OP_TRUNCATE:
             op = queue_pop(s);
             rc = truncate_start(s, op);
-            if (rc) op_finish(s, op, rc);
+            if (rc) {
+                s->inflight = op;
+                queue_park_inflight(s);
+            }
             break;
         case OP_SNAPSHOT:
             op = queue_pop(s);
             rc = snapshot_start(s, op);
-            if (rc) op_finish(s, op, rc);
+            if (rc) {
+                s->inflight = op;
+                queue_park_inflight(s);
+            }
             break;
         case OP_SYNC:
             op = queue_pop(s);
@@ -744,10 +783,7 @@ static void queue_run(struct pt_raft_io_impl *s)
         default:
             rc = -PT_EINVAL;
         }
-        if (rc) {
-            petrel_log(PT_LOG_ERROR, "raft", "log write failed: %s", petrel_strerror(rc));
-            s->failed = 1;
-        }
+        if (rc) pt_raft_store_fail(s, "writing the log", rc);
     }
 }
 
