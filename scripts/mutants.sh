@@ -24,6 +24,8 @@ mutants=(
 "unlink-inode-ignores-expect|src/cluster/shard/shard_sm.c|s/    if \(checked && e.id != q->expect\) return -PT_ESTALE;\n    if \(e.type == PT_TYPE_DIR\)/    if (e.type == PT_TYPE_DIR)/|sim|UNLINK_INODE removes whatever the name holds now"
 "link-replace-ignores-expect|src/cluster/shard/shard_sm.c|s/        if \(e.id != q->expect\) return -PT_ESTALE;\n        if \(\(rc = replace_target/        if ((rc = replace_target/|sim|LINK_REPLACE replaces a file the client never saw"
 "rename-inode-ignores-source|src/cluster/shard/shard_sm.c|s/    if \(checked && e.id != q->target\) return -PT_ESTALE;\n//|sim|RENAME_INODE moves whatever the name holds now"
+"snapshot-load-reads-before-log|src/cluster/replica/raft_store.c|s/\(s->start_index <= si && s->loaded\[si - s->start_index\].term != s->loaded_snap->term\)/s->loaded[si - s->start_index].term != s->loaded_snap->term/|sim-unit|load compares the snapshot's term one slot before the log (drops the log after an install)"
+"append-failure-acknowledged|src/cluster/replica/raft_store.c|s/(pt_raft_store_fail\(s, "fsync of the log", status\);\n)\s*queue_park_inflight\(s\);\n/\$1/|sim-unit|a failed fsync completes the appends as durable"
 "wrong-page-crc-accepted|src/cluster/blocks/blocks_store.c|s/(pt_get_le32\(crcs \+ \(size_t\)4 \* i\)\)\n\s*)err = -PT_ECORRUPT;/\$1err = 0;/|blocks|a block read returns a page whose CRC does not match"
 "no-post-write-verify|src/cluster/blocks/blocks_store.c|s/if \(!err\) err = verify_written\(fd, header, crcs, pages, size\);/(void)verify_written;/|blocks|the block store skips reading back what it wrote"
 "no-rename-loop-check|src/cluster/cdc/cdc_steps.c|s/if \(rc == 1\) rc = -PT_ELOOP;/if (rc == 1) rc = 0;/|cdc|the CDC lets a directory move under itself"
@@ -34,6 +36,10 @@ run_tests() { # $1 = suite; prints what caught it, returns 0 if caught
     sim)
         PETREL_SIM_SEEDS=$seeds timeout 900 build/tests/test-sim sim_cluster_seeds >"$log" 2>&1 ||
             { echo "test-sim: $(grep -m1 -o 'test_sim_cluster.c:[0-9]*: seed .*' "$log" | cut -d' ' -f2- | head -c 110)"; return 0; }
+        ;;
+    sim-unit)
+        timeout 300 build/tests/test-sim 'raftstore_*' 'replica_*' >"$log" 2>&1 ||
+            { echo "test-sim $(grep -m1 '^FAIL' "$log" | awk '{print $2}')"; return 0; }
         ;;
     blocks)
         timeout 600 build/tests/test-cluster 'blocks_*' >"$log" 2>&1 ||
@@ -48,7 +54,7 @@ run_tests() { # $1 = suite; prints what caught it, returns 0 if caught
     return 1
 }
 
-suite_bin() { case $1 in sim) echo build/tests/test-sim ;; *) echo build/tests/test-cluster ;; esac; }
+suite_bin() { case $1 in sim | sim-unit) echo build/tests/test-sim ;; *) echo build/tests/test-cluster ;; esac; }
 
 echo "building the unmutated tree..."
 make -j$jobs build/tests/test-sim build/tests/test-cluster build/petrel >/dev/null 2>&1 ||
