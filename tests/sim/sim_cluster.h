@@ -24,11 +24,11 @@ struct sim_cluster_config {
     unsigned clients;     /* <= 8 */
     uint64_t fault_ms;    /* simulated time with faults */
     uint64_t settle_ms;   /* simulated time after healing, before the final checks */
-    unsigned snapshot_entries; /* replicas snapshot every this many entries */
+    unsigned snapshot_entries; /* replicas snapshot every this many entries (default 64) */
     struct sim_faults faults;
     const char *dir;      /* for the replicas' LMDB stores */
     int verbose;
-    int strict_liveness; /* every replica must converge after healing, not only a majority */
+    int strict_liveness; /* every replica must converge after healing (default), not only a majority */
     uint64_t fail_assert_at_ms; /* tests only: a PT_ASSERT fails then (0: never) */
 };
 

@@ -391,10 +391,27 @@ static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
 
 /* ---- transport ------------------------------------------------------------------------------- */
 
+/*
+ * A follower's successful answer names the last index its log shares with the leader's.
+ * Capped at what the message being answered proved (reply_cap, see on_message). Raised to
+ * this replica's durable snapshot: everything up to a snapshot was committed, so the leader
+ * holds the same entries. libraft 0.15 answers an InstallSnapshot older than its own snapshot
+ * with the older snapshot's index and then rejects AppendEntries below its own snapshot, so
+ * a leader whose snapshot is older probed downwards and resent that snapshot for ever (a
+ * follower stuck behind; simulator, strict liveness). Named at its snapshot, the leader
+ * continues right after it.
+ */
+static void answer_shared_prefix(struct pt_raft_io_impl *s, struct raft_append_entries_result *r)
+{
+    if (s->reply_cap && r->last_log_index > s->reply_cap) r->last_log_index = s->reply_cap;
+    if (r->last_log_index < s->snap_index) r->last_log_index = s->snap_index;
+}
+
 static int io_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
                    raft_io_send_cb cb)
 {
     struct pt_raft_io_impl *s = impl_of(io);
+    struct raft_message fixed;
     struct pt_raft_msg_header h;
     char to[PT_ENV_ADDR_MAX];
     uint8_t *buf;
@@ -406,6 +423,11 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
         s->cfg.resolve(s->cfg.resolve_ctx, m->server_id, to, sizeof(to)) != 0) {
         s->stats.send_unresolved++;
         return defer(s, D_SEND, req, NULL, RAFT_NOCONNECTION);
+    }
+    if (m->type == RAFT_IO_APPEND_ENTRIES_RESULT && m->append_entries_result.rejected == 0) {
+        fixed = *m;
+        answer_shared_prefix(s, &fixed.append_entries_result);
+        m = &fixed;
     }
     memset(&h, 0, sizeof(h));
     h.cluster_id = s->cfg.cluster_id;
@@ -480,6 +502,21 @@ static void on_message(void *ctx, const char *from, const uint8_t *msg, size_t l
     snprintf(s->peer_addr[h.from], sizeof(s->peer_addr[h.from]), "%s", addr);
     m.server_address = s->peer_addr[h.from];
     s->stats.received++;
+    if (m.type == RAFT_IO_APPEND_ENTRIES) {
+        /* What this message proves the follower shares with the leader: its entries and the
+         * matching entry before them; beyond that the follower's log may hold entries of an
+         * older term that the leader never had. libraft 0.15 commits up to leader_commit capped
+         * only by what it stored, and answers success with everything it stored: a stale tail
+         * entry then counts as replicated and is applied (seen in the simulator: two replicas
+         * commit different entries at one index). Figure 2 of the Raft paper caps both at the
+         * last new entry; so do we (leader_commit here, the answer in io_send). */
+        raft_index verified = m.append_entries.prev_log_index + m.append_entries.n_entries;
+        if (m.append_entries.leader_commit > verified) m.append_entries.leader_commit = verified;
+        s->reply_cap = verified;
+        s->recv(s->io, &m);
+        s->reply_cap = 0;
+        return;
+    }
     s->recv(s->io, &m);
 }
 

@@ -85,6 +85,9 @@ struct pt_raft_io_impl {
     struct pt_raft_op *head, *tail, *inflight;
     int busy, op_fd;
     int failed; /* the storage failed: stopped until closed (pt_raft_store_fail) */
+    /* While libraft handles an AppendEntries or completes a follower's append: the highest
+     * index its log is known to share with the leader's (see io_send). 0: none. */
+    uint64_t reply_cap;
     char failed_reason[200];
     uint64_t kick_timer;
     uint8_t *wbuf;

@@ -523,7 +523,12 @@ static void op_finish(struct pt_raft_io_impl *s, struct pt_raft_op *op, int stat
 {
     int rs = status == 0 ? 0 : RAFT_CANCELED;
     PT_ASSERT(status == 0 || s->closing);
-    if (op->type == OP_APPEND && op->append) op->append->cb(op->append, 0);
+    if (op->type == OP_APPEND && op->append) {
+        /* a follower answers for this batch only (see answer_shared_prefix in raft_io.c) */
+        s->reply_cap = op->first_index + op->n - 1;
+        op->append->cb(op->append, 0);
+        s->reply_cap = 0;
+    }
     if (op->type == OP_SNAPSHOT && op->put) op->put->cb(op->put, rs);
     if (op->own.buf.base) free(op->own.buf.base);
     free(op->snap_file);
