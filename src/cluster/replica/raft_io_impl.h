@@ -81,6 +81,7 @@ struct pt_raft_io_impl {
     uint64_t next_seq;
     int open_fd; /* of the last segment, -1 if none */
     uint64_t open_size;
+    int open_unsynced; /* the open segment's header was never fsync'd: no record goes behind it */
     /* the disk queue */
     struct pt_raft_op *head, *tail, *inflight;
     int busy, op_fd;

@@ -290,6 +290,7 @@ static int load_segment(struct pt_raft_io_impl *s, uint64_t seq, int last, char 
         return s->open_fd;
     }
     s->open_size = valid_end;
+    s->open_unsynced = 1; /* what we read may be the page cache of a write never fsync'd */
     if (valid_end < len) {
         struct pt_raft_op *op;
         petrel_log(PT_LOG_WARN, "raft",
@@ -554,6 +555,7 @@ static int seg_new(struct pt_raft_io_impl *s, uint64_t first)
     if (s->open_fd >= 0) pt_env_close(s->env, s->open_fd);
     s->open_fd = fd;
     s->open_size = PT_RAFT_SEG_HEADER;
+    s->open_unsynced = 1;
     s->next_seq = seq + 1;
     return 0;
 }
@@ -585,6 +587,8 @@ static void queue_synced(void *ctx, int status)
     if (status) {
         pt_raft_store_fail(s, "fsync of the log", status);
         queue_park_inflight(s);
+    } else {
+        s->open_unsynced = 0;
     }
     while ((op = s->inflight) != NULL) {
         s->inflight = op->next;
@@ -621,6 +625,16 @@ static int append_start(struct pt_raft_io_impl *s)
     }
     if (s->open_fd < 0 || !seg || seg->last + 1 != first || s->open_size >= PT_RAFT_SEG_TARGET) {
         if ((rc = seg_new(s, first)) != 0) return rc;
+    }
+    if (s->open_unsynced) {
+        /* A new segment's header is made durable before any record is written behind it: a
+         * crash then leaves either a durable header or a segment of at most a header (which
+         * load removes), never records behind a torn header (refused as corruption), and
+         * never an unsynced header in a segment that is no longer the last. */
+        s->busy = 1;
+        s->pending++;
+        pt_env_fsync(s->env, s->open_fd, queue_synced, s);
+        return 0;
     }
     for (op = s->head;; op = op->next) {
         for (i = 0; i < op->n; i++) {
