@@ -102,6 +102,8 @@ static void closed(void *ctx)
     pt_raft_io_free(&m->io);
     pt_shard_sm_close(&m->sm);
     m->rep = NULL;
+    /* the process ends with its replica: its listeners (the freed raft_io's) go with it */
+    sim_proc_crash(m->proc);
 }
 
 static void trio_stop(struct trio *t)

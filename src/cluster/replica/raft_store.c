@@ -602,6 +602,20 @@ static void queue_synced(void *ctx, int status)
 
 static void snapshot_synced(void *ctx, int status);
 
+/*
+ * A new segment's header is made durable before any record is written behind it and before
+ * another segment follows it: a crash then leaves either a durable header or, in the last
+ * segment only, at most a header (which load removes) — never records behind a torn header,
+ * never a torn header in a segment that is no longer the last (both refused as corruption).
+ */
+static int header_sync_start(struct pt_raft_io_impl *s)
+{
+    s->busy = 1;
+    s->pending++;
+    pt_env_fsync(s->env, s->open_fd, queue_synced, s);
+    return 0;
+}
+
 /* Write the consecutive appends at the head of the queue as one batch. */
 static int append_start(struct pt_raft_io_impl *s)
 {
@@ -626,16 +640,7 @@ static int append_start(struct pt_raft_io_impl *s)
     if (s->open_fd < 0 || !seg || seg->last + 1 != first || s->open_size >= PT_RAFT_SEG_TARGET) {
         if ((rc = seg_new(s, first)) != 0) return rc;
     }
-    if (s->open_unsynced) {
-        /* A new segment's header is made durable before any record is written behind it: a
-         * crash then leaves either a durable header or a segment of at most a header (which
-         * load removes), never records behind a torn header (refused as corruption), and
-         * never an unsynced header in a segment that is no longer the last. */
-        s->busy = 1;
-        s->pending++;
-        pt_env_fsync(s->env, s->open_fd, queue_synced, s);
-        return 0;
-    }
+    if (s->open_unsynced) return header_sync_start(s);
     for (op = s->head;; op = op->next) {
         for (i = 0; i < op->n; i++) {
             const struct raft_entry *e = &op->entries[i];
@@ -771,6 +776,11 @@ static void queue_run(struct pt_raft_io_impl *s)
     struct pt_raft_op *op;
     int rc;
     while (!s->busy && s->head && !s->failed) {
+        if (s->open_unsynced && s->open_fd >= 0 &&
+            (s->head->type == OP_APPEND || s->head->type == OP_TRUNCATE)) {
+            header_sync_start(s);
+            break;
+        }
         switch (s->head->type) {
         case OP_APPEND:
             rc = append_start(s);
