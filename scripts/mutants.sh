@@ -4,6 +4,7 @@
 # print a table: mutant -> caught by ... / MISSED.
 #
 # usage: scripts/mutants.sh [SEEDS]     (make mutants [MUTANT_SEEDS=N])
+# MUTANT_ONLY=substring runs only the mutants whose name contains it.
 # A mutant that no longer applies (the code moved) is reported as NOT APPLIED, never as caught.
 set -u
 seeds=${1:-200}
@@ -25,7 +26,7 @@ mutants=(
 "link-replace-ignores-expect|src/cluster/shard/shard_sm.c|s/        if \(e.id != q->expect\) return -PT_ESTALE;\n        if \(\(rc = replace_target/        if ((rc = replace_target/|sim|LINK_REPLACE replaces a file the client never saw"
 "rename-inode-ignores-source|src/cluster/shard/shard_sm.c|s/    if \(checked && e.id != q->target\) return -PT_ESTALE;\n//|sim|RENAME_INODE moves whatever the name holds now"
 "snapshot-load-reads-before-log|src/cluster/replica/raft_store.c|s/\(s->start_index <= si && s->loaded\[si - s->start_index\].term != s->loaded_snap->term\)/s->loaded[si - s->start_index].term != s->loaded_snap->term/|sim-unit|load compares the snapshot's term one slot before the log (drops the log after an install)"
-"append-failure-acknowledged|src/cluster/replica/raft_store.c|s/(pt_raft_store_fail\(s, "fsync of the log", status\);\n)\s*queue_park_inflight\(s\);\n/\$1/|sim-unit|a failed fsync completes the appends as durable"
+"append-failure-acknowledged|src/cluster/replica/raft_store.c|s/(pt_raft_store_fail\(s, .fsync of the log., status\);\n)\s*queue_park_inflight\(s\);\n/\$1/|sim-unit|a failed fsync completes the appends as durable"
 "follower-commits-unproved-tail|src/cluster/replica/raft_io.c|s/        if \(m.append_entries.leader_commit > verified\) m.append_entries.leader_commit = verified;\n//|sim-unit|a follower commits entries beyond what the AppendEntries proved (libraft 0.15)"
 "follower-answers-unproved-tail|src/cluster/replica/raft_io.c|s/    if \(s->reply_cap && r->last_log_index > s->reply_cap\) r->last_log_index = s->reply_cap;\n//|sim-unit|a follower answers success with a stale tail the leader never had (libraft 0.15)"
 "follower-answer-below-snapshot|src/cluster/replica/raft_io.c|s/    if \(r->last_log_index < s->snap_index\) r->last_log_index = s->snap_index;\n//|sim-unit|a follower with a newer snapshot than the leader's stays stuck behind it"
@@ -69,6 +70,7 @@ printf '%-32s-+-%-60s-+-%s\n' "--------------------------------" \
 missed=0
 for m in "${mutants[@]}"; do
     IFS='|' read -r name file subst suite what <<<"$m"
+    [[ -n "${MUTANT_ONLY:-}" && "$name" != *"$MUTANT_ONLY"* ]] && continue
     cp "$file" "$file.orig"
     perl -0pi -e "$subst" "$file"
     if cmp -s "$file" "$file.orig"; then

@@ -61,7 +61,10 @@ static void io_closed(struct raft_io *io)
     calls++;
 }
 
-static int calls_reached(void *ctx) { return calls >= *(int *)ctx; }
+static int calls_reached(void *ctx)
+{
+    return calls >= *(int *)ctx;
+}
 
 static void run_until_calls(struct sim *s, int n)
 {
@@ -211,9 +214,15 @@ static void answer_all_stored(struct raft_io *io, struct raft_message *m)
     CHECK_OK(io->send(io, &answer_req, &r, answer_sent));
 }
 
-static void tick_none(struct raft_io *io) { (void)io; }
+static void tick_none(struct raft_io *io)
+{
+    (void)io;
+}
 
-static int results_reached(void *ctx) { return ((struct fake_leader *)ctx)->results > 0; }
+static int results_reached(void *ctx)
+{
+    return ((struct fake_leader *)ctx)->results > 0;
+}
 
 /*
  * A follower whose log holds 1..5 gets a heartbeat proving only 1..2 (prev 2, no entries,

@@ -592,8 +592,7 @@ static void queue_synced(void *ctx, int status)
     }
     while ((op = s->inflight) != NULL) {
         s->inflight = op->next;
-        if (op->type == OP_APPEND)
-            s->segs[s->n_segs - 1].last = op->first_index + op->n - 1;
+        if (op->type == OP_APPEND) s->segs[s->n_segs - 1].last = op->first_index + op->n - 1;
         op_finish(s, op, 0);
     }
     queue_run(s);
