@@ -239,8 +239,11 @@ static int load_segment(struct pt_raft_io_impl *s, uint64_t seq, int last, char 
     }
     rc = pt_raft_seg_header_decode(buf, len, &hseq, &first);
     if (rc == 0 && hseq != seq) rc = -PT_ECORRUPT;
-    if (rc == -PT_ECORRUPT && last && len <= PT_RAFT_SEG_HEADER) {
-        /* A segment created but never synced: nothing in it was ever acknowledged. */
+    if (rc == -PT_ECORRUPT && len <= PT_RAFT_SEG_HEADER) {
+        /* A segment created but never synced: nothing in it was ever acknowledged (records go
+         * behind a header only once it is durable). It need not be the last one: an install
+         * opens a fresh segment, and a second install can open another behind it while an
+         * older segment holding entries past the first snapshot keeps both from compaction. */
         free(buf);
         s->stats.torn_bytes_cut += len;
         if ((rc = pt_env_unlink(s->env, name)) == 0) rc = pt_env_fsync_dir(s->env, "");
