@@ -31,6 +31,7 @@ mutants=(
 "follower-answers-unproved-tail|src/cluster/replica/raft_io.c|s/    if \(s->reply_cap && r->last_log_index > s->reply_cap\) r->last_log_index = s->reply_cap;\n//|sim-unit|a follower answers success with a stale tail the leader never had (libraft 0.15)"
 "follower-answer-below-snapshot|src/cluster/replica/raft_io.c|s/    if \(r->last_log_index < s->snap_index\) r->last_log_index = s->snap_index;\n//|sim-unit|a follower with a newer snapshot than the leader's stays stuck behind it"
 "segment-header-unsynced|src/cluster/replica/raft_store.c|s/    if \(s->open_unsynced\) return header_sync_start\(s\);/    if (0 && s->open_unsynced) return header_sync_start(s);/; s/        if \(s->open_unsynced && s->open_fd >= 0 &&/        if (0 && s->open_unsynced && s->open_fd >= 0 &&/|sim-unit|records go behind a new segment header that is not durable yet"
+"load-refuses-unsynced-middle-seg|src/cluster/replica/raft_store.c|s/if \(rc == -PT_ECORRUPT && len <= PT_RAFT_SEG_HEADER\)/if (rc == -PT_ECORRUPT \&\& last \&\& len <= PT_RAFT_SEG_HEADER)/|sim-unit|load refuses an empty never-synced segment that is not the last"
 "wrong-page-crc-accepted|src/cluster/blocks/blocks_store.c|s/(pt_get_le32\(crcs \+ \(size_t\)4 \* i\)\)\n\s*)err = -PT_ECORRUPT;/\$1err = 0;/|blocks|a block read returns a page whose CRC does not match"
 "no-post-write-verify|src/cluster/blocks/blocks_store.c|s/if \(!err\) err = verify_written\(fd, header, crcs, pages, size\);/(void)verify_written;/|blocks|the block store skips reading back what it wrote"
 "no-rename-loop-check|src/cluster/cdc/cdc_steps.c|s/if \(rc == 1\) rc = -PT_ELOOP;/if (rc == 1) rc = 0;/|cdc|the CDC lets a directory move under itself"
@@ -43,7 +44,7 @@ run_tests() { # $1 = suite; prints what caught it, returns 0 if caught
             { echo "test-sim: $(grep -m1 -o 'test_sim_cluster.c:[0-9]*: seed .*' "$log" | cut -d' ' -f2- | head -c 110)"; return 0; }
         ;;
     sim-unit)
-        timeout 300 build/tests/test-sim 'raftstore_*' 'replica_*' >"$log" 2>&1 ||
+        timeout 300 build/tests/test-sim 'raftstore_*' 'replica_*' sim_cluster_regression_seeds >"$log" 2>&1 ||
             { echo "test-sim $(grep -m1 '^FAIL' "$log" | awk '{print $2}')"; return 0; }
         ;;
     blocks)
