@@ -311,14 +311,22 @@ TEST(raftstore_follower_answers_only_what_the_leader_proved)
     CHECK_OK(io.send(&io, &answer_req, &r, answer_sent));
     CHECK(sim_run_until_cond(s, sim_now(s) + 1000, results_reached, &l));
     CHECK_EQ(l.got.last_log_index, 4u);
-    /* a rejection is passed on as it is */
+    /* a rejection past the snapshot (a real mismatch) is passed on as it is */
+    r.append_entries_result.rejected = 5;
+    r.append_entries_result.last_log_index = 5;
+    l.results = 0;
+    CHECK_OK(io.send(&io, &answer_req, &r, answer_sent));
+    CHECK(sim_run_until_cond(s, sim_now(s) + 1000, results_reached, &l));
+    CHECK_EQ(l.got.rejected, 5u);
+    CHECK_EQ(l.got.last_log_index, 5u);
+    /* a rejection inside the snapshot ("no entry at 3": compacted) names the snapshot */
     r.append_entries_result.rejected = 3;
     r.append_entries_result.last_log_index = 5;
     l.results = 0;
     CHECK_OK(io.send(&io, &answer_req, &r, answer_sent));
     CHECK(sim_run_until_cond(s, sim_now(s) + 1000, results_reached, &l));
-    CHECK_EQ(l.got.rejected, 3u);
-    CHECK_EQ(l.got.last_log_index, 5u);
+    CHECK_EQ(l.got.rejected, 0u);
+    CHECK_EQ(l.got.last_log_index, 4u);
     {
         int want = calls + 1;
         io.close(&io, io_closed);

@@ -130,6 +130,8 @@ TEST_T(sim_cluster_regression_seeds, 600)
     static const uint64_t seeds[] = {
         /* an unsynced empty segment between two installs: 'bad header' refused at start-up */
         10517905447664528973ull,
+        /* a follower rejecting probes inside its snapshot one index per heartbeat: stuck */
+        13635930200160763094ull,
     };
     size_t i;
     for (i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++)

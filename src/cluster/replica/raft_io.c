@@ -396,13 +396,21 @@ static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
  * Capped at what the message being answered proved (reply_cap, see on_message). Raised to
  * this replica's durable snapshot: everything up to a snapshot was committed, so the leader
  * holds the same entries. libraft 0.15 answers an InstallSnapshot older than its own snapshot
- * with the older snapshot's index and then rejects AppendEntries below its own snapshot, so
- * a leader whose snapshot is older probed downwards and resent that snapshot for ever (a
- * follower stuck behind; simulator, strict liveness). Named at its snapshot, the leader
+ * with the older snapshot's index, and rejects an AppendEntries whose previous entry lies
+ * inside its snapshot (compacted: "no entry"), one index at a time as the leader probes down
+ * (one heartbeat each) until the leader resends an older snapshot — for ever, or for minutes
+ * (a follower stuck behind; simulator, strict liveness). Such a rejection becomes a success
+ * naming the snapshot (the entries up to it match: they were committed), and the leader
  * continues right after it.
  */
 static void answer_shared_prefix(struct pt_raft_io_impl *s, struct raft_append_entries_result *r)
 {
+    if (r->rejected > 0) {
+        if (r->rejected > s->snap_index) return; /* a real mismatch: the leader probes */
+        r->rejected = 0;
+        r->last_log_index = s->snap_index;
+        return;
+    }
     if (s->reply_cap && r->last_log_index > s->reply_cap) r->last_log_index = s->reply_cap;
     if (r->last_log_index < s->snap_index) r->last_log_index = s->snap_index;
 }
@@ -424,7 +432,7 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
         s->stats.send_unresolved++;
         return defer(s, D_SEND, req, NULL, RAFT_NOCONNECTION);
     }
-    if (m->type == RAFT_IO_APPEND_ENTRIES_RESULT && m->append_entries_result.rejected == 0) {
+    if (m->type == RAFT_IO_APPEND_ENTRIES_RESULT) {
         fixed = *m;
         answer_shared_prefix(s, &fixed.append_entries_result);
         m = &fixed;
