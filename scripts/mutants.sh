@@ -4,6 +4,7 @@
 # print a table: mutant -> caught by ... / MISSED.
 #
 # usage: scripts/mutants.sh [SEEDS]     (make mutants [MUTANT_SEEDS=N])
+# MUTANT_ONLY=substring runs only the mutants whose name contains it.
 # A mutant that no longer applies (the code moved) is reported as NOT APPLIED, never as caught.
 set -u
 seeds=${1:-200}
@@ -21,6 +22,17 @@ mutants=(
 "entry-applied-twice|src/cluster/shard/shard_fsm.c|s/(rc = pt_shard_sm_apply\(f->sm, buf->base, buf->len, &f->out\);)/\$1 if (rc == 0) \$1/|sim|the FSM applies every committed entry twice"
 "follower-answers-reads|src/cluster/replica/replica.c|s/(int pt_replica_read\(.*?\n\{\n    struct read_wait \*w;\n)/\$1    done(ctx, 0);\n    return 0;\n/s|sim|any replica answers reads from its own store"
 "deposed-leader-answers-reads|src/cluster/replica/replica.c|s/    if \(!pt_replica_can_serve\(r\)\) return -PT_ENOTLEADER;\n    w = calloc/    if (pt_replica_is_leader(r)) { done(ctx, 0); return 0; }\n    w = calloc/|sim|a leader answers reads without a read barrier (stale after it is deposed)"
+"unlink-inode-ignores-expect|src/cluster/shard/shard_sm.c|s/    if \(checked && e.id != q->expect\) return -PT_ESTALE;\n    if \(e.type == PT_TYPE_DIR\)/    if (e.type == PT_TYPE_DIR)/|sim|UNLINK_INODE removes whatever the name holds now"
+"link-replace-ignores-expect|src/cluster/shard/shard_sm.c|s/        if \(e.id != q->expect\) return -PT_ESTALE;\n        if \(\(rc = replace_target/        if ((rc = replace_target/|sim|LINK_REPLACE replaces a file the client never saw"
+"rename-inode-ignores-source|src/cluster/shard/shard_sm.c|s/    if \(checked && e.id != q->target\) return -PT_ESTALE;\n//|sim|RENAME_INODE moves whatever the name holds now"
+"snapshot-load-reads-before-log|src/cluster/replica/raft_store.c|s/\(s->start_index <= si && s->loaded\[si - s->start_index\].term != s->loaded_snap->term\)/s->loaded[si - s->start_index].term != s->loaded_snap->term/|sim-unit|load compares the snapshot's term one slot before the log (drops the log after an install)"
+"append-failure-acknowledged|src/cluster/replica/raft_store.c|s/(pt_raft_store_fail\(s, .fsync of the log., status\);\n)\s*queue_park_inflight\(s\);\n/\$1/|sim-unit|a failed fsync completes the appends as durable"
+"follower-commits-unproved-tail|src/cluster/replica/raft_io.c|s/        if \(m.append_entries.leader_commit > verified\) m.append_entries.leader_commit = verified;\n//|sim-unit|a follower commits entries beyond what the AppendEntries proved (libraft 0.15)"
+"follower-answers-unproved-tail|src/cluster/replica/raft_io.c|s/    if \(s->reply_cap && r->last_log_index > s->reply_cap\) r->last_log_index = s->reply_cap;\n//|sim-unit|a follower answers success with a stale tail the leader never had (libraft 0.15)"
+"follower-answer-below-snapshot|src/cluster/replica/raft_io.c|s/    if \(r->last_log_index < s->snap_index\) r->last_log_index = s->snap_index;\n//|sim-unit|a follower with a newer snapshot than the leader's stays stuck behind it"
+"segment-header-unsynced|src/cluster/replica/raft_store.c|s/    if \(s->open_unsynced\) return header_sync_start\(s\);/    if (0 && s->open_unsynced) return header_sync_start(s);/; s/        if \(s->open_unsynced && s->open_fd >= 0 &&/        if (0 && s->open_unsynced && s->open_fd >= 0 &&/|sim-unit|records go behind a new segment header that is not durable yet"
+"load-refuses-unsynced-middle-seg|src/cluster/replica/raft_store.c|s/if \(rc == -PT_ECORRUPT && len <= PT_RAFT_SEG_HEADER\)/if (rc == -PT_ECORRUPT \&\& last \&\& len <= PT_RAFT_SEG_HEADER)/|sim-unit|load refuses an empty never-synced segment that is not the last"
+"follower-rejects-inside-snapshot|src/cluster/replica/raft_io.c|s/        if \(r->rejected > s->snap_index\) return;/        return;/|sim-unit|a follower rejects probes inside its snapshot one index at a time (stuck behind)"
 "wrong-page-crc-accepted|src/cluster/blocks/blocks_store.c|s/(pt_get_le32\(crcs \+ \(size_t\)4 \* i\)\)\n\s*)err = -PT_ECORRUPT;/\$1err = 0;/|simblocks|a block read returns a page whose CRC does not match"
 "no-post-write-verify|src/cluster/blocks/blocks_store.c|s/if \(!err\) err = verify_written\(op->env, op->fd, op->header, op->crcs, op->pages, op->size\);/(void)verify_written;/|simblocks|the block store skips reading back what it wrote"
 "retried-write-skips-dir-sync|src/cluster/blocks/blocks_store.c|s/write_complete\(op, pt_env_fsync_dir\(s->env, sub\)\);/(void)sub; write_complete(op, 0);/; s/if \(err\) pt_env_unlink\(op->env, op->final\);//|simblocks|a retried block write is acknowledged while its name may not be durable"
@@ -41,6 +53,10 @@ run_tests() { # $1 = suite; prints what caught it, returns 0 if caught
         PETREL_SIM_BLOCKS_SEEDS=$seeds timeout 900 build/tests/test-sim sim_blocks_seeds >"$log" 2>&1 ||
             { echo "test-sim: $(grep -m1 -o 'test_sim_blocks.c:[0-9]*: seed .*' "$log" | cut -d' ' -f2- | head -c 110)"; return 0; }
         ;;
+    sim-unit)
+        timeout 300 build/tests/test-sim 'raftstore_*' 'replica_*' sim_cluster_regression_seeds >"$log" 2>&1 ||
+            { echo "test-sim $(grep -m1 '^FAIL' "$log" | awk '{print $2}')"; return 0; }
+        ;;
     blocks)
         timeout 600 build/tests/test-cluster 'blocks_*' >"$log" 2>&1 ||
             { echo "test-cluster $(grep -m1 '^FAIL' "$log" | awk '{print $2}')"; return 0; }
@@ -54,7 +70,7 @@ run_tests() { # $1 = suite; prints what caught it, returns 0 if caught
     return 1
 }
 
-suite_bin() { case $1 in sim | simblocks) echo build/tests/test-sim ;; *) echo build/tests/test-cluster ;; esac; }
+suite_bin() { case $1 in sim | simblocks | sim-unit) echo build/tests/test-sim ;; *) echo build/tests/test-cluster ;; esac; }
 
 echo "building the unmutated tree..."
 make -j$jobs build/tests/test-sim build/tests/test-cluster build/petrel >/dev/null 2>&1 ||
@@ -65,6 +81,7 @@ printf '%-32s-+-%-60s-+-%s\n' "--------------------------------" \
 missed=0
 for m in "${mutants[@]}"; do
     IFS='|' read -r name file subst suite what <<<"$m"
+    [[ -n "${MUTANT_ONLY:-}" && "$name" != *"$MUTANT_ONLY"* ]] && continue
     cp "$file" "$file.orig"
     perl -0pi -e "$subst" "$file"
     if cmp -s "$file" "$file.orig"; then

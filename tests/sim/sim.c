@@ -234,13 +234,12 @@ void sim_faults_default(struct sim_faults *f)
     f->pause_max_ms = 3000;
     f->clock_jump_ppm = 20000;
     f->clock_jump_max_ms = 60000;
-    /* Disk errors are off by default: with them the replica's Raft I/O reports a failed append
-     * to libraft 0.15, which then reuses the index in the same term (a committed entry differs
-     * between replicas). PETREL_SIM_DISK_ERRORS=1 turns them on (see DESIGN.md). */
-    f->fsync_fail_ppm = 0;
-    f->read_eio_ppm = 0;
-    f->write_eio_ppm = 0;
-    f->write_enospc_ppm = 0;
+    /* Disk errors, per call: a failed write or fsync stops the replica's Raft I/O and the
+     * harness's supervisor restarts it from its disk (pt_raft_failed_fn). */
+    f->fsync_fail_ppm = 2000;
+    f->read_eio_ppm = 500;
+    f->write_eio_ppm = 1000;
+    f->write_enospc_ppm = 1000;
     f->torn_ppm = 500000;
     f->stale_ppm = 0; /* a lying disk breaks any quorum protocol: unit-tested, off here */
 }

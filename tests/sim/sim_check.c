@@ -94,6 +94,110 @@ static void version_push(struct shard_model *m, uint64_t index)
     m->n_ver++;
 }
 
+/*
+ * LINK_FILE / LINK_REPLACE (PROTOCOL.md, ops 20 and 28). A transient file gets the name if it
+ * is free (LINK_FILE, or LINK_REPLACE expecting 0) or holds exactly `expect` (which is then
+ * unlinked). A retry of a link whose first try committed (same file, same cookie) succeeds
+ * without acting: the file holds that name, or was linked in this directory and has lost its
+ * name since. Anything else that succeeds gave a file a second name.
+ */
+static void model_link(struct sim_cluster *c, unsigned shard, uint64_t index,
+                       const struct pt_shard_req *q, int ni, int st, struct pt_cursor *body)
+{
+    struct shard_model *m = &c->model[shard];
+    struct mfile *f = sc_file_find(c, q->id), *old;
+    uint64_t expect = q->op == PT_SHARD_LINK_REPLACE ? q->expect : 0;
+    if (st == 0) {
+        uint64_t replaced = q->op == PT_SHARD_LINK_REPLACE ? pt_dec_u64(body) : 0;
+        if (!f) {
+            sc_violate(c, "shard %u index %llu: link of unknown file %llx", shard,
+                    (unsigned long long)index, (unsigned long long)q->id);
+            return;
+        }
+        if (f->state != PT_FILE_TRANSIENT) {
+            /* a retry: acts on nothing, answers what the first try answered */
+            if (f->cookie != q->cookie ||
+                !((f->state == PT_FILE_LINKED && m->cur[ni] == q->id) ||
+                  f->state == PT_FILE_UNLINKED))
+                sc_violate(c, "shard %u index %llu: file %llx (state %u) linked twice (as n%d, "
+                           "which holds %llx)",
+                        shard, (unsigned long long)index, (unsigned long long)q->id, f->state, ni,
+                        (unsigned long long)m->cur[ni]);
+            else if (replaced != expect)
+                sc_violate(c, "shard %u index %llu: retried link of %llx answered %llx, not %llx",
+                        shard, (unsigned long long)index, (unsigned long long)q->id,
+                        (unsigned long long)replaced, (unsigned long long)expect);
+            return;
+        }
+        if (m->cur[ni] != expect || replaced != expect)
+            sc_violate(c, "shard %u index %llu: link of %llx as n%d (expecting %llx, replaced %llx) "
+                       "while it names %llx",
+                    shard, (unsigned long long)index, (unsigned long long)q->id, ni,
+                    (unsigned long long)expect, (unsigned long long)replaced,
+                    (unsigned long long)m->cur[ni]);
+        if (m->cur[ni] && (old = sc_file_find(c, m->cur[ni])) != NULL) old->state = PT_FILE_UNLINKED;
+        f->state = PT_FILE_LINKED;
+        m->cur[ni] = q->id;
+        return;
+    }
+    if (!f || f->state != PT_FILE_TRANSIENT) return; /* a refused retry or a stranger's file */
+    if (st == -PT_EEXIST && (expect || !m->cur[ni]))
+        sc_violate(c, "shard %u index %llu: link of %llx (expecting %llx) refused with EEXIST, "
+                   "n%d holds %llx",
+                shard, (unsigned long long)index, (unsigned long long)q->id,
+                (unsigned long long)expect, ni, (unsigned long long)m->cur[ni]);
+    if (st == -PT_ESTALE && (!expect || m->cur[ni] == expect))
+        sc_violate(c, "shard %u index %llu: link of %llx (expecting %llx) refused with ESTALE, "
+                   "n%d holds %llx",
+                shard, (unsigned long long)index, (unsigned long long)q->id,
+                (unsigned long long)expect, ni, (unsigned long long)m->cur[ni]);
+}
+
+/*
+ * RENAME / RENAME_INODE within the model's directory (ops 22 and 30): RENAME_INODE acts only
+ * while name holds `target` and name2 holds `expect` (0: free).
+ */
+static void model_rename(struct sim_cluster *c, unsigned shard, uint64_t index,
+                         const struct pt_shard_req *q, int ni, int n2, int st,
+                         struct pt_cursor *body)
+{
+    struct shard_model *m = &c->model[shard];
+    struct mfile *f;
+    int checked = q->op == PT_SHARD_RENAME_INODE;
+    if (st == 0) {
+        uint64_t replaced = pt_dec_u64(body);
+        if (!m->cur[ni] || (checked && m->cur[ni] != q->target)) {
+            sc_violate(c, "shard %u index %llu: rename of n%d (expecting %llx) succeeded, model "
+                       "has %llx",
+                    shard, (unsigned long long)index, ni, (unsigned long long)q->target,
+                    (unsigned long long)m->cur[ni]);
+            return;
+        }
+        if (ni == n2 || m->cur[ni] == m->cur[n2]) return;
+        if (replaced != m->cur[n2] || (checked && replaced != q->expect))
+            sc_violate(c, "shard %u index %llu: rename n%d->n%d replaced %llx, model has %llx",
+                    shard, (unsigned long long)index, ni, n2, (unsigned long long)replaced,
+                    (unsigned long long)m->cur[n2]);
+        if (m->cur[n2] && (f = sc_file_find(c, m->cur[n2])) != NULL) f->state = PT_FILE_UNLINKED;
+        m->cur[n2] = m->cur[ni];
+        m->cur[ni] = 0;
+        return;
+    }
+    if (st == -PT_ENOENT && m->cur[ni])
+        sc_violate(c, "shard %u index %llu: rename of present n%d said ENOENT", shard,
+                (unsigned long long)index, ni);
+    if (st == -PT_ESTALE &&
+        (!checked || (m->cur[ni] == q->target && m->cur[n2] == q->expect)))
+        sc_violate(c, "shard %u index %llu: rename n%d->n%d (expecting %llx, %llx) said ESTALE, "
+                   "model has %llx, %llx",
+                shard, (unsigned long long)index, ni, n2, (unsigned long long)q->target,
+                (unsigned long long)q->expect, (unsigned long long)m->cur[ni],
+                (unsigned long long)m->cur[n2]);
+    if (st == -PT_EEXIST && (!checked || q->expect || !m->cur[n2]))
+        sc_violate(c, "shard %u index %llu: rename n%d->n%d said EEXIST, model has %llx", shard,
+                (unsigned long long)index, ni, n2, (unsigned long long)m->cur[n2]);
+}
+
 /* One committed request and its reply, first time seen: feed the model, check consistency. */
 static void model_apply_one(struct sim_cluster *c, unsigned shard, uint64_t index,
                             const uint8_t *req, size_t len, const uint8_t *reply, size_t rlen)
@@ -131,34 +235,17 @@ static void model_apply_one(struct sim_cluster *c, unsigned shard, uint64_t inde
         }
         break;
     case PT_SHARD_LINK_FILE:
+    case PT_SHARD_LINK_REPLACE:
         if (ni < 0 || q.target != m->dir) break;
-        f = sc_file_find(c, q.id);
-        if (st == 0) {
-            if (m->cur[ni] && m->cur[ni] != q.id)
-                sc_violate(c, "shard %u index %llu: link of %llx as n%d while it names %llx (a name "
-                           "pointing at two files)",
-                        shard, (unsigned long long)index, (unsigned long long)q.id, ni,
-                        (unsigned long long)m->cur[ni]);
-            if (!f) {
-                sc_violate(c, "shard %u index %llu: link of unknown file %llx", shard,
-                        (unsigned long long)index, (unsigned long long)q.id);
-                break;
-            }
-            if (m->cur[ni] != q.id && f->state != PT_FILE_TRANSIENT)
-                sc_violate(c, "shard %u index %llu: file %llx linked twice", shard,
-                        (unsigned long long)index, (unsigned long long)q.id);
-            f->state = PT_FILE_LINKED;
-            m->cur[ni] = q.id;
-        } else if (st == -PT_EEXIST && !m->cur[ni]) {
-            sc_violate(c, "shard %u index %llu: link refused with EEXIST on free name n%d", shard,
-                    (unsigned long long)index, ni);
-        }
+        model_link(c, shard, index, &q, ni, st, &body);
         break;
     case PT_SHARD_UNLINK:
+    case PT_SHARD_UNLINK_INODE:
         if (ni < 0 || q.id != m->dir) break;
         if (st == 0) {
             uint64_t gone = pt_dec_u64(&body);
-            if (gone != m->cur[ni] || !gone)
+            if (gone != m->cur[ni] || !gone ||
+                (q.op == PT_SHARD_UNLINK_INODE && gone != q.expect))
                 sc_violate(c, "shard %u index %llu: unlink of n%d removed %llx, model has %llx", shard,
                         (unsigned long long)index, ni, (unsigned long long)gone,
                         (unsigned long long)m->cur[ni]);
@@ -167,29 +254,18 @@ static void model_apply_one(struct sim_cluster *c, unsigned shard, uint64_t inde
         } else if (st == -PT_ENOENT && m->cur[ni]) {
             sc_violate(c, "shard %u index %llu: unlink of n%d said ENOENT, model has %llx", shard,
                     (unsigned long long)index, ni, (unsigned long long)m->cur[ni]);
+        } else if (st == -PT_ESTALE && (q.op != PT_SHARD_UNLINK_INODE || m->cur[ni] == q.expect ||
+                                        !m->cur[ni])) {
+            sc_violate(c, "shard %u index %llu: unlink of n%d (expecting %llx) said ESTALE, model "
+                       "has %llx",
+                    shard, (unsigned long long)index, ni, (unsigned long long)q.expect,
+                    (unsigned long long)m->cur[ni]);
         }
         break;
     case PT_SHARD_RENAME:
+    case PT_SHARD_RENAME_INODE:
         if (ni < 0 || n2 < 0 || q.id != m->dir) break;
-        if (st == 0) {
-            uint64_t replaced = pt_dec_u64(&body);
-            if (!m->cur[ni]) {
-                sc_violate(c, "shard %u index %llu: rename of absent n%d succeeded", shard,
-                        (unsigned long long)index, ni);
-                break;
-            }
-            if (ni == n2 || m->cur[ni] == m->cur[n2]) break;
-            if (replaced != m->cur[n2])
-                sc_violate(c, "shard %u index %llu: rename n%d->n%d replaced %llx, model has %llx",
-                        shard, (unsigned long long)index, ni, n2, (unsigned long long)replaced,
-                        (unsigned long long)m->cur[n2]);
-            if (m->cur[n2] && (f = sc_file_find(c, m->cur[n2])) != NULL) f->state = PT_FILE_UNLINKED;
-            m->cur[n2] = m->cur[ni];
-            m->cur[ni] = 0;
-        } else if (st == -PT_ENOENT && m->cur[ni]) {
-            sc_violate(c, "shard %u index %llu: rename of present n%d said ENOENT", shard,
-                    (unsigned long long)index, ni);
-        }
+        model_rename(c, shard, index, &q, ni, n2, st, &body);
         break;
     default:
         break;

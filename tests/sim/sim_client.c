@@ -63,11 +63,16 @@ static void client_stage_req(struct client *cl)
             q.crc = petrel_crc32c(0, cl->data[s], cl->dlen[s]);
             q.data_ptr = cl->data[s];
             q.data_len = (uint32_t)cl->dlen[s];
+        } else if (cl->cas && cl->stage == (int)cl->nspans + 1) {
+            q.op = PT_SHARD_LOOKUP; /* what LINK_REPLACE may replace */
+            q.id = c->model[cl->shard].dir;
+            sc_set_name(q.name, &q.name_len, cl->name);
         } else {
-            q.op = PT_SHARD_LINK_FILE;
+            q.op = cl->cas ? PT_SHARD_LINK_REPLACE : PT_SHARD_LINK_FILE;
             q.id = cl->file_id;
             q.cookie = cl->cookie;
             q.target = c->model[cl->shard].dir;
+            q.expect = cl->cas ? cl->seen[0] : 0;
             sc_set_name(q.name, &q.name_len, cl->name);
         }
         break;
@@ -95,15 +100,27 @@ static void client_stage_req(struct client *cl)
         q.id = c->model[cl->shard].dir;
         break;
     case OP_RENAME:
-        q.op = PT_SHARD_RENAME;
         q.id = c->model[cl->shard].dir;
+        if (cl->cas && cl->stage < 2) { /* RENAME_INODE: look up name, then name2 */
+            q.op = PT_SHARD_LOOKUP;
+            sc_set_name(q.name, &q.name_len, cl->stage == 0 ? cl->name : cl->name2);
+            break;
+        }
+        q.op = cl->cas ? PT_SHARD_RENAME_INODE : PT_SHARD_RENAME;
+        q.target = cl->seen[0];
+        q.expect = cl->seen[1];
         sc_set_name(q.name, &q.name_len, cl->name);
         sc_set_name(q.name2, &q.name2_len, cl->name2);
         break;
     case OP_UNLINK:
-        q.op = PT_SHARD_UNLINK;
         q.id = c->model[cl->shard].dir;
         sc_set_name(q.name, &q.name_len, cl->name);
+        if (cl->cas && cl->stage == 0) { /* UNLINK_INODE: look the name up first */
+            q.op = PT_SHARD_LOOKUP;
+            break;
+        }
+        q.op = cl->cas ? PT_SHARD_UNLINK_INODE : PT_SHARD_UNLINK;
+        q.expect = cl->seen[0];
         break;
     }
     if (encode_req(cl, &q) != 0) abort();
@@ -173,12 +190,23 @@ static void client_result(struct client *cl, int st, uint64_t index, struct pt_c
         client_done(cl, st == 0 ? 1 : 0);
         return;
     case OP_WRITE:
+        if (cl->cas && cl->stage == (int)cl->nspans + 1) { /* the lookup before LINK_REPLACE */
+            if (st == 0 || st == -PT_ENOENT) sc_check_lookup(cl, st, body, &cl->seen[0]);
+            if (st != 0 && st != -PT_ENOENT) {
+                client_done(cl, 0);
+                return;
+            }
+            cl->stage++;
+            client_stage_req(cl);
+            client_send(cl);
+            return;
+        }
         if (st != 0) {
             client_done(cl, cl->indeterminate ? -1 : 0);
             return;
         }
         if (cl->stage == 0) cl->file_id = pt_dec_u64(body);
-        if (cl->stage == (int)cl->nspans + 1) {
+        if (cl->stage == (int)cl->nspans + 1 + cl->cas) {
             client_done(cl, 1);
             return;
         }
@@ -221,6 +249,28 @@ static void client_result(struct client *cl, int st, uint64_t index, struct pt_c
         /* the name may have moved on and the file been retired: its bytes never change */
         if (st == 0) sc_check_spans(cl, body);
         client_done(cl, st == 0 ? 1 : 0);
+        return;
+    case OP_RENAME:
+    case OP_UNLINK:
+        if (cl->cas && cl->stage < (cl->kind == OP_RENAME ? 2 : 1)) {
+            unsigned name = cl->name;
+            if (cl->stage == 1) { /* sc_check_lookup checks cl->name */
+                cl->name = cl->name2;
+            }
+            if (st == 0 || st == -PT_ENOENT) sc_check_lookup(cl, st, body, &cl->seen[cl->stage]);
+            cl->name = name;
+            /* nothing to move or remove: done, nothing happened */
+            if ((st != 0 && st != -PT_ENOENT) || (cl->stage == 0 && !cl->seen[0])) {
+                client_done(cl, 0);
+                return;
+            }
+            cl->stage++;
+            client_stage_req(cl);
+            client_send(cl);
+            return;
+        }
+        /* a retry after a lost reply may find its own work done: outcome unknown */
+        client_done(cl, st == 0 ? 1 : (cl->indeterminate ? -1 : 0));
         return;
     default:
         client_done(cl, st == 0 ? 1 : (cl->indeterminate ? -1 : 0));
@@ -285,6 +335,10 @@ void sc_client_next(void *ctx)
     /* few names, several clients: creates of the same name collide */
     cl->name = (unsigned)sim_below(c->sim, NAMES);
     cl->name2 = (unsigned)sim_below(c->sim, NAMES);
+    /* half the name changes as compare-and-set on what the client saw (what the library sends) */
+    cl->cas = (cl->kind == OP_WRITE || cl->kind == OP_RENAME || cl->kind == OP_UNLINK) &&
+              sim_below(c->sim, 2) == 0;
+    cl->seen[0] = cl->seen[1] = 0;
     if (cl->kind == OP_WRITE) {
         cl->cookie = sim_random(c->sim) | 1;
         cl->nspans = 1 + (unsigned)sim_below(c->sim, 2);

@@ -24,11 +24,11 @@ struct sim_cluster_config {
     unsigned clients;     /* <= 8 */
     uint64_t fault_ms;    /* simulated time with faults */
     uint64_t settle_ms;   /* simulated time after healing, before the final checks */
-    unsigned snapshot_entries; /* replicas snapshot every this many entries */
+    unsigned snapshot_entries; /* replicas snapshot every this many entries (default 64) */
     struct sim_faults faults;
     const char *dir;      /* for the replicas' LMDB stores */
     int verbose;
-    int strict_liveness; /* every replica must converge after healing, not only a majority */
+    int strict_liveness; /* every replica must converge after healing (default), not only a majority */
     uint64_t fail_assert_at_ms; /* tests only: a PT_ASSERT fails then (0: never) */
 };
 
@@ -38,6 +38,7 @@ struct sim_cluster_result {
     uint64_t sim_ms, trace_hash;
     uint64_t ops_done, ops_acked, ops_failed, ops_unknown, reads_checked, writes_committed;
     uint64_t lagging_replicas; /* replicas that had not caught up when the run ended */
+    uint64_t storage_restarts; /* replicas restarted after their Raft storage failed */
     struct sim_stats stats;
 };
 

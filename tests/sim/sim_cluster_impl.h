@@ -73,6 +73,7 @@ struct inc {
     struct pt_env *env;
     struct raft_io io;
     int io_ready, dead;
+    int storage_failed; /* the raft_io stopped on a disk error: restart from disk */
     struct pt_replica *rep;
     struct pt_shard_sm sm;
     int sm_open;
@@ -103,6 +104,8 @@ struct client {
     struct pt_env *env;
     char addr[PT_ENV_ADDR_MAX];
     int busy, kind, stage;
+    int cas;             /* compare-and-set ops: look the names up first, then act on what was seen */
+    uint64_t seen[2];    /* what the lookups of a compare-and-set op saw (0: free) */
     unsigned shard, name, name2;
     uint64_t file_id, cookie;
     uint8_t data[2][64];

@@ -3,9 +3,12 @@
  * faults: each case makes the one it needs): what each error tells the caller, callbacks run
  * exactly once, and a leader cut off from its followers never answers a read.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "cluster/proto/shard_msgs.h"
 #include "cluster/replica/raft_io.h"
@@ -25,12 +28,22 @@ struct member {
     struct pt_shard_fsm fsm;
     struct pt_replica *rep;
     char raft_addr[32];
+    int failed_calls; /* pt_raft_failed_fn calls */
+    char failed_reason[200];
 };
 
 struct trio {
     struct sim *sim;
     struct member m[N];
+    int exit_on_failure; /* no on_failed hook: the production default (log and exit) */
 };
+
+static void member_failed(void *ctx, const char *reason)
+{
+    struct member *m = ctx;
+    m->failed_calls++;
+    snprintf(m->failed_reason, sizeof(m->failed_reason), "%s", reason);
+}
 
 static int resolve(void *ctx, raft_id id, char *buf, size_t cap)
 {
@@ -44,6 +57,7 @@ static void trio_start(struct trio *t)
 {
     struct sim_faults f;
     unsigned i, j;
+    memset(t->m, 0, sizeof(t->m));
     sim_faults_none(&f);
     t->sim = sim_new(test_seed(), &f);
     for (i = 0; i < N; i++)
@@ -65,6 +79,10 @@ static void trio_start(struct trio *t)
         io.replicas = N;
         io.listen = m->raft_addr;
         io.resolve = resolve;
+        if (!t->exit_on_failure) {
+            io.on_failed = member_failed;
+            io.failed_ctx = m;
+        }
         CHECK_OK(pt_raft_io_init(&m->io, &io, err, sizeof(err)));
         memset(&rc, 0, sizeof(rc));
         rc.env = sim_proc_env(m->proc);
@@ -84,6 +102,8 @@ static void closed(void *ctx)
     pt_raft_io_free(&m->io);
     pt_shard_sm_close(&m->sm);
     m->rep = NULL;
+    /* the process ends with its replica: its listeners (the freed raft_io's) go with it */
+    sim_proc_crash(m->proc);
 }
 
 static void trio_stop(struct trio *t)
@@ -207,4 +227,105 @@ TEST_T(replica_errors_say_what_happened, 120)
     CHECK_EQ(c.calls, 1);
     CHECK_EQ(c.status, -PT_ENOTLEADER);
     trio_stop(&t);
+}
+
+/*
+ * A failed fsync stops the Raft I/O (libraft 0.15 told RAFT_IOERR drops the entry from its
+ * in-memory log and reuses the index in the same term): the owner is told once, later, with a
+ * reason; libraft never sees the failure (the entry stays in its log, not stored), nothing
+ * leaves the stopped replica, the proposal's outcome stays unknown, and close completes.
+ */
+TEST_T(replica_storage_failure_stops_the_io_and_never_reaches_libraft, 120)
+{
+    struct trio t;
+    struct sim_faults f;
+    struct outcome a = {0};
+    uint8_t req[64];
+    int len = encode_construct(req, sizeof(req), 9), l;
+    raft_index last;
+    uint64_t sent;
+    unsigned i;
+    struct raft *raft;
+    CHECK(len > 0);
+    memset(&t, 0, sizeof(t));
+    trio_start(&t);
+    CHECK(sim_run_until_cond(t.sim, 10000, has_leader, &t));
+    l = leader_of(&t);
+    raft = pt_replica_raft(t.m[l].rep);
+    sim_faults_none(&f);
+    f.fsync_fail_ppm = 1000000; /* every fsync fails from now on, everywhere */
+    sim_set_faults(t.sim, &f);
+    a.rep = t.m[l].rep;
+    last = raft_last_index(raft);
+    CHECK_OK(pt_replica_propose(t.m[l].rep, req, (size_t)len, done, &a));
+    CHECK_EQ(t.m[l].failed_calls, 0); /* never inside the call */
+    sim_run_until(t.sim, sim_now(t.sim) + 50);
+    CHECK_EQ(t.m[l].failed_calls, 1);
+    CHECK_MSG(strstr(t.m[l].failed_reason, "Raft storage failed: fsync of the log") != NULL, "%s",
+              t.m[l].failed_reason);
+    /* libraft still holds the entry, unstored: its index was not handed out again */
+    CHECK_EQ(raft_last_index(raft), last + 1);
+    CHECK(raft->last_stored <= last);
+    sent = pt_raft_io_stats(&t.m[l].io)->sent;
+    sim_run_until(t.sim, sim_now(t.sim) + 5000);
+    CHECK_EQ(t.m[l].failed_calls, 1); /* once */
+    CHECK_EQ(pt_raft_io_stats(&t.m[l].io)->sent, sent); /* stopped: nothing leaves */
+    CHECK(raft_last_index(raft) >= last + 1);
+    CHECK(a.calls == 0 || a.status != 0); /* never acknowledged */
+    for (i = 0; i < N; i++)
+        CHECK(t.m[i].failed_calls <= 1);
+    trio_stop(&t); /* every close completes with the failed writes parked */
+    CHECK_EQ(a.calls, 1);
+    CHECK(a.status != 0);
+}
+
+static void log_to_stderr(void *ctx, enum petrel_log_level level, const char *module,
+                          const char *message)
+{
+    petrel_log_stderr(ctx, level, module, message);
+}
+
+/* Without an on_failed hook (production), a storage failure logs one line and exits 1. */
+TEST_T(replica_storage_failure_exits_with_a_log_line_by_default, 120)
+{
+    int fds[2], status;
+    char out[4096];
+    ssize_t n, got = 0;
+    pid_t pid;
+    CHECK_OK(pipe(fds));
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        struct trio t;
+        struct sim_faults f;
+        uint8_t req[64];
+        struct outcome a = {0};
+        int len = encode_construct(req, sizeof(req), 9), l;
+        dup2(fds[1], 2);
+        close(fds[0]);
+        petrel_log_set(log_to_stderr, NULL, PT_LOG_ERROR);
+        memset(&t, 0, sizeof(t));
+        t.exit_on_failure = 1;
+        trio_start(&t);
+        if (!sim_run_until_cond(t.sim, 10000, has_leader, &t)) _exit(3);
+        l = leader_of(&t);
+        sim_faults_none(&f);
+        f.fsync_fail_ppm = 1000000;
+        sim_set_faults(t.sim, &f);
+        a.rep = t.m[l].rep;
+        if (pt_replica_propose(t.m[l].rep, req, (size_t)len, done, &a) != 0) _exit(4);
+        sim_run_until(t.sim, sim_now(t.sim) + 5000);
+        _exit(0); /* not reached: the failed fsync exits */
+    }
+    close(fds[1]);
+    while (got < (ssize_t)sizeof(out) - 1 &&
+           (n = read(fds[0], out + got, sizeof(out) - 1 - (size_t)got)) > 0)
+        got += n;
+    out[got] = 0;
+    close(fds[0]);
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 1, "child status %d: %s", status, out);
+    CHECK_MSG(strstr(out, "petrel raft: error: Raft storage failed: fsync of the log: ") != NULL &&
+                  strstr(out, "exiting so that the supervisor restarts the replica") != NULL,
+              "%s", out);
 }

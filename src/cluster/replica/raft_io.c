@@ -115,6 +115,36 @@ void pt_raft_io_settled(struct pt_raft_io_impl *s)
     }
 }
 
+/* ---- fail-stop ------------------------------------------------------------------------------- */
+
+static void failed_fire(void *ctx)
+{
+    struct pt_raft_io_impl *s = ctx;
+    s->pending--;
+    if (!s->closing) {
+        if (s->cfg.on_failed) {
+            s->cfg.on_failed(s->cfg.failed_ctx, s->failed_reason);
+        } else {
+            petrel_log(PT_LOG_ERROR, "raft",
+                       "%s: exiting so that the supervisor restarts the replica from its disk",
+                       s->failed_reason);
+            exit(1);
+        }
+    }
+    pt_raft_io_settled(s);
+}
+
+void pt_raft_store_fail(struct pt_raft_io_impl *s, const char *what, int rc)
+{
+    if (s->failed) return;
+    s->failed = 1;
+    snprintf(s->failed_reason, sizeof(s->failed_reason), "Raft storage failed: %s: %s", what,
+             petrel_strerror(rc));
+    petrel_log(PT_LOG_ERROR, "raft", "%s", s->failed_reason);
+    s->pending++;
+    pt_env_timer(s->env, 0, failed_fire, s);
+}
+
 /* ---- lifecycle ------------------------------------------------------------------------------- */
 
 static int io_init(struct raft_io *io, raft_id id, const char *address)
@@ -361,20 +391,51 @@ static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
 
 /* ---- transport ------------------------------------------------------------------------------- */
 
+/*
+ * A follower's successful answer names the last index its log shares with the leader's.
+ * Capped at what the message being answered proved (reply_cap, see on_message). Raised to
+ * this replica's durable snapshot: everything up to a snapshot was committed, so the leader
+ * holds the same entries. libraft 0.15 answers an InstallSnapshot older than its own snapshot
+ * with the older snapshot's index, and rejects an AppendEntries whose previous entry lies
+ * inside its snapshot (compacted: "no entry"), one index at a time as the leader probes down
+ * (one heartbeat each) until the leader resends an older snapshot — for ever, or for minutes
+ * (a follower stuck behind; simulator, strict liveness). Such a rejection becomes a success
+ * naming the snapshot (the entries up to it match: they were committed), and the leader
+ * continues right after it.
+ */
+static void answer_shared_prefix(struct pt_raft_io_impl *s, struct raft_append_entries_result *r)
+{
+    if (r->rejected > 0) {
+        if (r->rejected > s->snap_index) return; /* a real mismatch: the leader probes */
+        r->rejected = 0;
+        r->last_log_index = s->snap_index;
+        return;
+    }
+    if (s->reply_cap && r->last_log_index > s->reply_cap) r->last_log_index = s->reply_cap;
+    if (r->last_log_index < s->snap_index) r->last_log_index = s->snap_index;
+}
+
 static int io_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
                    raft_io_send_cb cb)
 {
     struct pt_raft_io_impl *s = impl_of(io);
+    struct raft_message fixed;
     struct pt_raft_msg_header h;
     char to[PT_ENV_ADDR_MAX];
     uint8_t *buf;
     size_t len;
     int rc;
     req->cb = cb;
+    if (s->failed) return defer(s, D_SEND, req, NULL, 0); /* stopped: nothing leaves */
     if (m->server_id == 0 || m->server_id > s->cfg.replicas || m->server_id == s->id ||
         s->cfg.resolve(s->cfg.resolve_ctx, m->server_id, to, sizeof(to)) != 0) {
         s->stats.send_unresolved++;
         return defer(s, D_SEND, req, NULL, RAFT_NOCONNECTION);
+    }
+    if (m->type == RAFT_IO_APPEND_ENTRIES_RESULT) {
+        fixed = *m;
+        answer_shared_prefix(s, &fixed.append_entries_result);
+        m = &fixed;
     }
     memset(&h, 0, sizeof(h));
     h.cluster_id = s->cfg.cluster_id;
@@ -416,7 +477,7 @@ static void on_message(void *ctx, const char *from, const uint8_t *msg, size_t l
     struct raft_message m;
     char addr[PT_ENV_ADDR_MAX];
     int rc;
-    if (s->closing || !s->recv) return;
+    if (s->closing || s->failed || !s->recv) return;
     rc = pt_raft_msg_decode_header(msg, len, &h);
     if (rc) {
         if (rc == -PT_EBADMSG)
@@ -449,6 +510,21 @@ static void on_message(void *ctx, const char *from, const uint8_t *msg, size_t l
     snprintf(s->peer_addr[h.from], sizeof(s->peer_addr[h.from]), "%s", addr);
     m.server_address = s->peer_addr[h.from];
     s->stats.received++;
+    if (m.type == RAFT_IO_APPEND_ENTRIES) {
+        /* What this message proves the follower shares with the leader: its entries and the
+         * matching entry before them; beyond that the follower's log may hold entries of an
+         * older term that the leader never had. libraft 0.15 commits up to leader_commit capped
+         * only by what it stored, and answers success with everything it stored: a stale tail
+         * entry then counts as replicated and is applied (seen in the simulator: two replicas
+         * commit different entries at one index). Figure 2 of the Raft paper caps both at the
+         * last new entry; so do we (leader_commit here, the answer in io_send). */
+        raft_index verified = m.append_entries.prev_log_index + m.append_entries.n_entries;
+        if (m.append_entries.leader_commit > verified) m.append_entries.leader_commit = verified;
+        s->reply_cap = verified;
+        s->recv(s->io, &m);
+        s->reply_cap = 0;
+        return;
+    }
     s->recv(s->io, &m);
 }
 

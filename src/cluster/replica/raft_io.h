@@ -19,6 +19,9 @@
  * a corrupt committed log and cuts a torn tail; it refuses a directory written by libraft's own
  * uv storage with one clear message.
  *
+ * A storage failure stops the I/O (fail-stop, see pt_raft_failed_fn): it is never reported to
+ * libraft as an error.
+ *
  * Must never: call libuv, a syscall, a thread or the wall clock directly (everything goes
  * through the env); invoke a libraft callback from inside the call that started it.
  */
@@ -37,6 +40,20 @@
  * 0, or a negative error when it is not known yet. */
 typedef int (*pt_raft_resolve_fn)(void *ctx, raft_id id, char *buf, size_t cap);
 
+/*
+ * The Raft storage failed (a write, fsync, rename or directory fsync error): `reason` is one
+ * line naming the operation and the error. Called once, later (from an env callback, never
+ * inside a libraft call). From then on the I/O is stopped, not broken: libraft is never told
+ * (libraft 0.15, told RAFT_IOERR for an append, drops the entry from its in-memory log and
+ * reuses the index in the same term although followers may hold it: two replicas then commit
+ * different entries at one index), no callback of a write runs, no message leaves and none is
+ * delivered, term and vote stay as they were. The owner must close the replica and start it
+ * again from its disk, which holds exactly what was made durable. NULL: the I/O logs the
+ * reason and exits the process with status 1 (production: the supervisor, e.g. systemd's
+ * Restart=on-failure, restarts it).
+ */
+typedef void (*pt_raft_failed_fn)(void *ctx, const char *reason);
+
 struct pt_raft_io_config {
     struct pt_env *env;
     uint64_t cluster_id; /* both part of every message's group: others are dropped */
@@ -45,6 +62,8 @@ struct pt_raft_io_config {
     const char *listen;  /* this replica's Raft address (pt_env_listen) */
     pt_raft_resolve_fn resolve;
     void *resolve_ctx;
+    pt_raft_failed_fn on_failed; /* NULL: log and exit(1); see pt_raft_failed_fn */
+    void *failed_ctx;
 };
 
 /* A group number: kind 1 = shard, 2 = CDC (as enum pt_node_kind), number = shard number. */

@@ -81,9 +81,15 @@ struct pt_raft_io_impl {
     uint64_t next_seq;
     int open_fd; /* of the last segment, -1 if none */
     uint64_t open_size;
+    int open_unsynced; /* the open segment's header was never fsync'd: no record goes behind it */
     /* the disk queue */
     struct pt_raft_op *head, *tail, *inflight;
-    int busy, failed, op_fd;
+    int busy, op_fd;
+    int failed; /* the storage failed: stopped until closed (pt_raft_store_fail) */
+    /* While libraft handles an AppendEntries or completes a follower's append: the highest
+     * index its log is known to share with the leader's (see io_send). 0: none. */
+    uint64_t reply_cap;
+    char failed_reason[200];
     uint64_t kick_timer;
     uint8_t *wbuf;
     size_t wcap;
@@ -104,5 +110,7 @@ int pt_raft_store_snapshot_image(const struct raft_snapshot *snap, uint8_t **out
 
 /* raft_io.c: called by the store when it may have become idle / term-vote durable */
 void pt_raft_io_settled(struct pt_raft_io_impl *s);
+/* raft_io.c: the storage failed doing `what` with error rc: stop (once) and tell the owner. */
+void pt_raft_store_fail(struct pt_raft_io_impl *s, const char *what, int rc);
 
 #endif

@@ -239,8 +239,11 @@ static int load_segment(struct pt_raft_io_impl *s, uint64_t seq, int last, char 
     }
     rc = pt_raft_seg_header_decode(buf, len, &hseq, &first);
     if (rc == 0 && hseq != seq) rc = -PT_ECORRUPT;
-    if (rc == -PT_ECORRUPT && last && len <= PT_RAFT_SEG_HEADER) {
-        /* A segment created but never synced: nothing in it was ever acknowledged. */
+    if (rc == -PT_ECORRUPT && len <= PT_RAFT_SEG_HEADER) {
+        /* A segment created but never synced: nothing in it was ever acknowledged (records go
+         * behind a header only once it is durable). It need not be the last one: an install
+         * opens a fresh segment, and a second install can open another behind it while an
+         * older segment holding entries past the first snapshot keeps both from compaction. */
         free(buf);
         s->stats.torn_bytes_cut += len;
         if ((rc = pt_env_unlink(s->env, name)) == 0) rc = pt_env_fsync_dir(s->env, "");
@@ -290,6 +293,7 @@ static int load_segment(struct pt_raft_io_impl *s, uint64_t seq, int last, char 
         return s->open_fd;
     }
     s->open_size = valid_end;
+    s->open_unsynced = 1; /* what we read may be the page cache of a write never fsync'd */
     if (valid_end < len) {
         struct pt_raft_op *op;
         petrel_log(PT_LOG_WARN, "raft",
@@ -453,20 +457,23 @@ static void meta_synced(void *ctx, int status)
     if (status == 0 && s->meta_dirty) status = meta_start(s);
     if (status) {
         /* Not durable: stay silent (held messages never leave) rather than act on it. */
-        petrel_log(PT_LOG_ERROR, "raft", "writing term and vote failed: %s",
-                   petrel_strerror(status));
-        s->failed = 1;
+        pt_raft_store_fail(s, "writing term and vote", status);
         s->meta_dirty = 1;
     }
     pt_raft_io_settled(s);
 }
 
+/* Never an error for libraft: a failure stops the I/O (messages stay held, nothing leaves). */
 int pt_raft_store_meta_write(struct pt_raft_io_impl *s)
 {
-    if (s->failed) return RAFT_IOERR;
+    int rc;
     s->meta_dirty = 1;
-    if (s->meta_busy) return 0;
-    return meta_start(s) == 0 ? 0 : RAFT_IOERR;
+    if (s->meta_busy || s->failed) return 0;
+    if ((rc = meta_start(s)) != 0) {
+        pt_raft_store_fail(s, "writing term and vote", rc);
+        s->meta_dirty = 1;
+    }
+    return 0;
 }
 
 /* ---- the disk queue ------------------------------------------------------------------------- */
@@ -508,10 +515,24 @@ static struct pt_raft_op *queue_pop(struct pt_raft_io_impl *s)
     return op;
 }
 
+/*
+ * An operation is done: status 0, or cancelled by close (a failure never reaches libraft).
+ * A cancelled append is reported with 0: raft_close has made libraft unavailable, where a
+ * follower's append callback ignores any status and a leader's, with status 0, only releases
+ * its entries; with an error libraft 0.15's leader callback truncates its in-memory log from
+ * the batch's index, and the next cancelled batch then truncates past the end (a crash).
+ * Nothing reads the state of a closing libraft again.
+ */
 static void op_finish(struct pt_raft_io_impl *s, struct pt_raft_op *op, int status)
 {
-    int rs = status == 0 ? 0 : (s->closing ? RAFT_CANCELED : RAFT_IOERR);
-    if (op->type == OP_APPEND && op->append) op->append->cb(op->append, rs);
+    int rs = status == 0 ? 0 : RAFT_CANCELED;
+    PT_ASSERT(status == 0 || s->closing);
+    if (op->type == OP_APPEND && op->append) {
+        /* a follower answers for this batch only (see answer_shared_prefix in raft_io.c) */
+        s->reply_cap = op->first_index + op->n - 1;
+        op->append->cb(op->append, 0);
+        s->reply_cap = 0;
+    }
     if (op->type == OP_SNAPSHOT && op->put) op->put->cb(op->put, rs);
     if (op->own.buf.base) free(op->own.buf.base);
     free(op->snap_file);
@@ -537,8 +558,26 @@ static int seg_new(struct pt_raft_io_impl *s, uint64_t first)
     if (s->open_fd >= 0) pt_env_close(s->env, s->open_fd);
     s->open_fd = fd;
     s->open_size = PT_RAFT_SEG_HEADER;
+    s->open_unsynced = 1;
     s->next_seq = seq + 1;
     return 0;
+}
+
+/*
+ * The storage failed with these operations in flight: they go back to the head of the queue,
+ * which no longer runs; their callbacks run only at close (RAFT_CANCELED). libraft never sees
+ * an append fail (see pt_raft_failed_fn).
+ */
+static void queue_park_inflight(struct pt_raft_io_impl *s)
+{
+    struct pt_raft_op *last = s->inflight;
+    if (!last) return;
+    while (last->next)
+        last = last->next;
+    last->next = s->head;
+    if (!s->head) s->tail = last;
+    s->head = s->inflight;
+    s->inflight = NULL;
 }
 
 static void queue_synced(void *ctx, int status)
@@ -548,18 +587,36 @@ static void queue_synced(void *ctx, int status)
     s->pending--;
     s->busy = 0;
     s->stats.fsyncs++;
-    if (status) s->failed = 1;
+    if (status) {
+        pt_raft_store_fail(s, "fsync of the log", status);
+        queue_park_inflight(s);
+    } else {
+        s->open_unsynced = 0;
+    }
     while ((op = s->inflight) != NULL) {
         s->inflight = op->next;
-        if (op->type == OP_APPEND && status == 0)
-            s->segs[s->n_segs - 1].last = op->first_index + op->n - 1;
-        op_finish(s, op, status);
+        if (op->type == OP_APPEND) s->segs[s->n_segs - 1].last = op->first_index + op->n - 1;
+        op_finish(s, op, 0);
     }
     queue_run(s);
     pt_raft_io_settled(s);
 }
 
 static void snapshot_synced(void *ctx, int status);
+
+/*
+ * A new segment's header is made durable before any record is written behind it and before
+ * another segment follows it: a crash then leaves either a durable header or, in the last
+ * segment only, at most a header (which load removes) — never records behind a torn header,
+ * never a torn header in a segment that is no longer the last (both refused as corruption).
+ */
+static int header_sync_start(struct pt_raft_io_impl *s)
+{
+    s->busy = 1;
+    s->pending++;
+    pt_env_fsync(s->env, s->open_fd, queue_synced, s);
+    return 0;
+}
 
 /* Write the consecutive appends at the head of the queue as one batch. */
 static int append_start(struct pt_raft_io_impl *s)
@@ -585,6 +642,7 @@ static int append_start(struct pt_raft_io_impl *s)
     if (s->open_fd < 0 || !seg || seg->last + 1 != first || s->open_size >= PT_RAFT_SEG_TARGET) {
         if ((rc = seg_new(s, first)) != 0) return rc;
     }
+    if (s->open_unsynced) return header_sync_start(s);
     for (op = s->head;; op = op->next) {
         for (i = 0; i < op->n; i++) {
             const struct raft_entry *e = &op->entries[i];
@@ -704,8 +762,13 @@ static void snapshot_synced(void *ctx, int status)
         s->snap_index = op->snap_index;
         status = compact(s, op->snap_index, op->trailing);
     }
-    if (status) s->failed = 1;
-    op_finish(s, op, status);
+    if (status) {
+        pt_raft_store_fail(s, "writing a snapshot", status);
+        s->inflight = op;
+        queue_park_inflight(s);
+    } else {
+        op_finish(s, op, 0);
+    }
     queue_run(s);
     pt_raft_io_settled(s);
 }
@@ -714,10 +777,11 @@ static void queue_run(struct pt_raft_io_impl *s)
 {
     struct pt_raft_op *op;
     int rc;
-    while (!s->busy && s->head) {
-        if (s->failed) {
-            op_finish(s, queue_pop(s), -PT_EIO);
-            continue;
+    while (!s->busy && s->head && !s->failed) {
+        if (s->open_unsynced && s->open_fd >= 0 &&
+            (s->head->type == OP_APPEND || s->head->type == OP_TRUNCATE)) {
+            header_sync_start(s);
+            break;
         }
         switch (s->head->type) {
         case OP_APPEND:
@@ -726,12 +790,18 @@ static void queue_run(struct pt_raft_io_impl *s)
         case OP_TRUNCATE:
             op = queue_pop(s);
             rc = truncate_start(s, op);
-            if (rc) op_finish(s, op, rc);
+            if (rc) {
+                s->inflight = op;
+                queue_park_inflight(s);
+            }
             break;
         case OP_SNAPSHOT:
             op = queue_pop(s);
             rc = snapshot_start(s, op);
-            if (rc) op_finish(s, op, rc);
+            if (rc) {
+                s->inflight = op;
+                queue_park_inflight(s);
+            }
             break;
         case OP_SYNC:
             op = queue_pop(s);
@@ -744,10 +814,7 @@ static void queue_run(struct pt_raft_io_impl *s)
         default:
             rc = -PT_EINVAL;
         }
-        if (rc) {
-            petrel_log(PT_LOG_ERROR, "raft", "log write failed: %s", petrel_strerror(rc));
-            s->failed = 1;
-        }
+        if (rc) pt_raft_store_fail(s, "writing the log", rc);
     }
 }
 
