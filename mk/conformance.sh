@@ -26,7 +26,10 @@ tiers=${3:-image,cluster}
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "$build" && pwd)
 P=$build/petrel
-suites_src=$root/../shared/suites
+# The pinned snapshots: $PETREL_SUITES, else ../shared/suites beside the project, else the
+# workplace's shared folder (a clean clone elsewhere, e.g. in CI, finds them there).
+suites_src=${PETREL_SUITES:-$root/../shared/suites}
+[ -d "$suites_src" ] || [ ! -d /work/shared/suites ] || suites_src=/work/shared/suites
 out=$root/build/suites # shared by every build tree (build/san too): the suites build once
 PJD_TAR=pjdfstest-85a8aea.tar.gz
 XFS_TAR=xfstests-63a2972.tar.gz
