@@ -517,6 +517,29 @@ int pt_live_map_build(struct petrel_fs *fs, const struct pt_mdir *md, struct pt_
     return err > 0 ? 0 : err;
 }
 
+/* A keyed record's hash and attribute type, and its three buckets: b[0] among entries (ENTRY
+ * and DELETE by name hash), b[1] among deletions, b[2] among attributes (hash and type). */
+static int pt_live_rec_buckets(struct petrel_fs *fs, const struct pt_mdir *md,
+                               const struct pt_rec_ref *rec, uint64_t *h, uint8_t *a, uint32_t b[3])
+{
+    int err = pt_rec_hash(fs, md, rec, h, a);
+    if (err) return err;
+    b[0] = pt_live_bucket(*h, PT_LIVE_ENT_BUCKETS);
+    b[1] = pt_live_bucket(*h, PT_LIVE_KEY_BUCKETS);
+    b[2] = pt_live_bucket(*h ^ ((uint64_t)*a << 56 | *a), PT_LIVE_KEY_BUCKETS);
+    return 0;
+}
+
+/* Count a keyed record into (pt_count_add) or out of (pt_count_sub) the buckets it can
+ * supersede in. */
+static void pt_live_count(uint8_t type, const uint32_t b[3], uint8_t *ent, uint8_t *del,
+                          uint8_t *att, void (*count)(uint8_t *c))
+{
+    if (type == PT_REC_ENTRY || type == PT_REC_DELETE) count(&ent[b[0]]);
+    if (type == PT_REC_DELETE) count(&del[b[1]]);
+    if (type == PT_REC_ATTR || type == PT_REC_ATTRDEL) count(&att[b[2]]);
+}
+
 /* 1 when md holds a live ENTRY (found without deciding the rest), 0 when none, or an error. */
 int pt_mdir_has_entries(struct petrel_fs *fs, const struct pt_mdir *md)
 {
@@ -561,15 +584,10 @@ static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
         uint8_t a;
         if (rec.type >= PT_REC_SUPERBLOCK && rec.type <= PT_REC_LO) last[rec.type - 1] = idx;
         if (pt_is_keyed(rec.type)) {
-            uint32_t be, bd, ba;
-            err = pt_rec_hash(fs, md, &rec, &h, &a);
+            uint32_t b[3];
+            err = pt_live_rec_buckets(fs, md, &rec, &h, &a, b);
             if (err) return err;
-            be = pt_live_bucket(h, PT_LIVE_ENT_BUCKETS);
-            bd = pt_live_bucket(h, PT_LIVE_KEY_BUCKETS);
-            ba = pt_live_bucket(h ^ ((uint64_t)a << 56 | a), PT_LIVE_KEY_BUCKETS);
-            if (rec.type == PT_REC_ENTRY || rec.type == PT_REC_DELETE) pt_count_add(&ent[be]);
-            if (rec.type == PT_REC_DELETE) pt_count_add(&del[bd]);
-            if (rec.type == PT_REC_ATTR || rec.type == PT_REC_ATTRDEL) pt_count_add(&att[ba]);
+            pt_live_count(rec.type, b, ent, del, att, pt_count_add);
         }
         idx++;
     }
@@ -600,18 +618,13 @@ static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
         err = pt_rec_next(fs, md, &pos, &rec);
         if (err != 1) return err < 0 ? err : -PT_ECORRUPT;
         if (pt_is_keyed(rec.type)) {
-            uint32_t be, bd, ba;
-            err = pt_rec_hash(fs, md, &rec, &h, &a);
+            uint32_t b[3];
+            err = pt_live_rec_buckets(fs, md, &rec, &h, &a, b);
             if (err) return err;
-            be = pt_live_bucket(h, PT_LIVE_ENT_BUCKETS);
-            bd = pt_live_bucket(h, PT_LIVE_KEY_BUCKETS);
-            ba = pt_live_bucket(h ^ ((uint64_t)a << 56 | a), PT_LIVE_KEY_BUCKETS);
-            if (rec.type == PT_REC_ENTRY || rec.type == PT_REC_DELETE) pt_count_sub(&ent[be]);
-            if (rec.type == PT_REC_DELETE) pt_count_sub(&del[bd]);
-            if (rec.type == PT_REC_ATTR || rec.type == PT_REC_ATTRDEL) pt_count_sub(&att[ba]);
-            if (rec.type == PT_REC_ENTRY) maybe = ent[be] != 0;
+            pt_live_count(rec.type, b, ent, del, att, pt_count_sub);
+            if (rec.type == PT_REC_ENTRY) maybe = ent[b[0]] != 0;
             if (rec.type == PT_REC_ENTRY && !maybe && stop_at_entry) return 1;
-            if (rec.type == PT_REC_ATTR) maybe = del[bd] != 0 || att[ba] != 0;
+            if (rec.type == PT_REC_ATTR) maybe = del[b[1]] != 0 || att[b[2]] != 0;
             if (rec.type == PT_REC_DELETE || rec.type == PT_REC_ATTRDEL) live = 0;
         } else if (rec.type == PT_REC_GDELTA) {
             live = 0;
