@@ -95,6 +95,15 @@ static void pt_mdir_apply(struct pt_mdir *md, uint8_t type, const uint8_t *p, ui
     }
 }
 
+/* Note the ENTRY or DELETE record at pos (its header) as the newest one of the sought hash. */
+static void pt_mdir_found(struct pt_mdir *md, uint8_t type, uint32_t pos, uint32_t len)
+{
+    md->found = type;
+    md->found_rec.off = pos + PT_REC_HDR;
+    md->found_rec.len = len;
+    md->found_rec.type = type;
+}
+
 /* Bytes after a commit whose CRC the commit records (fcrc): the smallest multiple of
  * prog_size that holds a CRC record, so every later commit programs all of them. */
 uint32_t pt_fcrc_size(const struct petrel_fs *fs)
@@ -192,12 +201,7 @@ static int pt_mdir_scan(struct petrel_fs *fs, struct pt_mdir *out, uint32_t bloc
             err = pt_read(fs, block, pos + PT_REC_HDR, tmp, n, PT_FETCH_HINT);
             if (err) return err;
             if (type == PT_REC_ENTRY || type == PT_REC_DELETE) {
-                if (pt_get_le64(tmp) == *find_hash) {
-                    t.found = type;
-                    t.found_rec.off = pos + PT_REC_HDR;
-                    t.found_rec.len = len;
-                    t.found_rec.type = type;
-                }
+                if (pt_get_le64(tmp) == *find_hash) pt_mdir_found(&t, type, pos, len);
             } else {
                 pt_mdir_apply(&t, type, tmp, n);
             }
@@ -258,12 +262,7 @@ static int pt_mdir_recall(struct petrel_fs *fs, struct pt_mdir *md,
             if (type == PT_REC_ATTR) {
                 if (pt_get_le64(tmp) == *find_hash) t.attrs_none = 0;
             } else if (type == PT_REC_ENTRY || type == PT_REC_DELETE) {
-                if (pt_get_le64(tmp) == *find_hash) {
-                    t.found = type;
-                    t.found_rec.off = pos + PT_REC_HDR;
-                    t.found_rec.len = len;
-                    t.found_rec.type = type;
-                }
+                if (pt_get_le64(tmp) == *find_hash) pt_mdir_found(&t, type, pos, len);
             } else {
                 pt_mdir_apply(&t, type, tmp, n);
             }
