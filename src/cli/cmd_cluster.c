@@ -17,7 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -378,11 +381,29 @@ static int cluster_ready(struct cluster *c, uint64_t *since_ms, uint64_t *blocks
     return ready;
 }
 
+/* Whether something listens on 127.0.0.1:port already (so --port fails before anything starts). */
+static int port_taken(uint16_t port)
+{
+    struct sockaddr_in a;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), taken, one = 1;
+    if (fd < 0) return 0; /* the registry will say it */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* as the registry binds */
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    taken = bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 && errno == EADDRINUSE;
+    close(fd);
+    return taken;
+}
+
 static int cluster_start(int argc, char **argv)
 {
     struct cluster *c;
     const char *dir = NULL;
     uint64_t shards = 0, replicas = 0, blocks = 0, s = 4, r = 1, b = 3, election = 0, heartbeat = 0;
+    uint64_t port = 0;
+    char listen[32];
     int unsafe_no_fsync_check = 0;
     char path[PATH_MAX + 64], real[PATH_MAX];
     int n, rc, lock_fd, waited, status = 0;
@@ -391,6 +412,8 @@ static int cluster_start(int argc, char **argv)
     sigset_t mask, old;
     const struct cli_option options[] = {
         {'d', "dir", CLI_STRING, &dir, "DIR", "where data and logs live (created if missing)"},
+        {'p', "port", CLI_UINT, &port, "N",
+         "the registry's port: the cluster is petrel://127.0.0.1:N (default: one the OS picks)"},
         {0, "shards", CLI_UINT, &shards, "N", "metadata shards (default 4; 1-256)"},
         {0, "replicas", CLI_UINT, &replicas, "R",
          "replicas per shard and of the CDC (1, 3 or 5; default 1)"},
@@ -405,12 +428,12 @@ static int cluster_start(int argc, char **argv)
     };
     const struct cli_spec spec = {
         "cluster start",
-        "--dir DIR [--shards N] [--replicas R] [--block-services B]\n"
+        "--dir DIR [--port N] [--shards N] [--replicas R] [--block-services B]\n"
         "                    [--election-timeout-ms MS] [--heartbeat-ms MS] "
         "[--unsafe-no-fsync-check]",
         "Run a whole Petrel cluster on this machine (loopback): registry, CDC, shards and\n"
         "block services as child processes, data and logs under DIR. Prints the registry's\n"
-        "location (petrel://127.0.0.1:PORT) once it serves. Ctrl-C or SIGTERM stops it all;\n"
+        "location (petrel://127.0.0.1:PORT, PORT from --port or the OS) once it serves. Ctrl-C or SIGTERM stops it all;\n"
         "starting again on the same DIR resumes with the same layout and data.",
         options,
         0,
@@ -444,6 +467,12 @@ static int cluster_start(int argc, char **argv)
         return cli_error("cluster start", "bad --shards %llu (1-256)", (unsigned long long)s);
     if (r != 1 && r != 3 && r != 5)
         return cli_error("cluster start", "bad --replicas %llu (1, 3 or 5)", (unsigned long long)r);
+    if (port > 65535)
+        return cli_error("cluster start", "bad --port %llu (1-65535)", (unsigned long long)port);
+    snprintf(listen, sizeof(listen), "127.0.0.1:%llu", (unsigned long long)port);
+    if (port && port_taken((uint16_t)port))
+        return cli_error("cluster start", "port %llu is in use on 127.0.0.1 (choose another --port)",
+                         (unsigned long long)port);
     if (b < 1 || b > 64)
         return cli_error("cluster start", "bad --block-services %llu (1-64)",
                          (unsigned long long)b);
@@ -493,8 +522,7 @@ static int cluster_start(int argc, char **argv)
     }
     {
         char *rargv[] = {
-            "petrel", "registry", "--dir", path, "--listen", "127.0.0.1:0", "--using-dynamic-ports",
-            NULL};
+            "petrel", "registry", "--dir", path, "--listen", listen, "--using-dynamic-ports", NULL};
         if (spawn(c, "registry", rargv) < 0) {
             status = cli_error("cluster start", "cannot start the registry");
             goto out;
@@ -566,7 +594,7 @@ int cmd_cluster(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "start") == 0) return cluster_start(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "status") == 0) return cluster_status(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        printf("usage: petrel cluster start --dir DIR [--shards N] [--replicas R] "
+        printf("usage: petrel cluster start --dir DIR [--port N] [--shards N] [--replicas R] "
                "[--block-services B]\n"
                "       petrel cluster status petrel://HOST:PORT\n\n"
                "Run a whole cluster on this machine, or show a cluster's services, leaders and\n"
