@@ -18,6 +18,7 @@ for mod in "$@"; do
         fuse3) add libfuse3-dev ;;
         libisal) add libisal-dev ;;
         libxxhash) add libxxhash-dev ;;
+        libsodium) add libsodium-dev ;;
         *) echo "deps: no Debian package known for pkg-config module '$mod'" >&2; exit 1 ;;
     esac
 done
