@@ -844,7 +844,7 @@ TEST(raftio_load_cuts_a_torn_tail_and_refuses_corruption)
 static uint8_t *vote_msg(uint64_t cluster, uint32_t group, uint64_t from, uint64_t to,
                          uint64_t candidate, size_t *len)
 {
-    struct pt_raft_msg_header h = {0, cluster, group, 0, from, to};
+    struct pt_raft_msg_header h = {0, cluster, group, 0, from, to, 0};
     struct raft_message m;
     uint8_t *buf;
     memset(&m, 0, sizeof(m));

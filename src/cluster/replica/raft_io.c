@@ -415,6 +415,36 @@ static void answer_shared_prefix(struct pt_raft_io_impl *s, struct raft_append_e
     if (r->last_log_index < s->snap_index) r->last_log_index = s->snap_index;
 }
 
+/*
+ * Sequence numbers of sealed messages: a hybrid clock, wall-clock milliseconds times 2^16 or
+ * one more than the last, whichever is larger. They only grow while the process runs, and a
+ * restarted replica starts above what it sent before (unless its wall clock went back further
+ * than its send rate moved it ahead), so receivers need no state that survives restarts.
+ */
+static uint64_t next_send_seq(struct pt_raft_io_impl *s)
+{
+    uint64_t clock = pt_env_wall_ms(s->env) << 16;
+    s->send_seq = clock > s->send_seq ? clock : s->send_seq + 1;
+    return s->send_seq;
+}
+
+/* Accept each sequence number of a sender once: newer than the newest, or one of the 64 below
+ * it not seen yet (the network may reorder); anything older is a replay as far as we know. */
+static int seq_fresh(struct pt_raft_io_impl *s, uint64_t from, uint64_t seq)
+{
+    uint64_t top = s->seen[from].top, d;
+    if (seq > top) {
+        d = seq - top;
+        s->seen[from].mask = (d >= 64 ? 0 : s->seen[from].mask << d) | 1;
+        s->seen[from].top = seq;
+        return 1;
+    }
+    d = top - seq;
+    if (d >= 64 || (s->seen[from].mask & (1ull << d))) return 0;
+    s->seen[from].mask |= 1ull << d;
+    return 1;
+}
+
 static int io_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
                    raft_io_send_cb cb)
 {
@@ -442,8 +472,10 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
     h.group = s->cfg.group;
     h.from = s->id;
     h.to = m->server_id;
+    h.flags = s->auth ? PT_RAFT_MSG_AUTH : 0;
     if ((rc = pt_raft_msg_encode(&h, m, &buf, &len)) != 0)
         return defer(s, D_SEND, req, NULL, rc == -PT_ENOMEM ? RAFT_NOMEM : RAFT_TOOBIG);
+    if (s->auth) pt_raft_msg_seal(buf, len, s->auth_key, next_send_seq(s));
     if (s->meta_busy || s->meta_dirty) {
         /* The term or vote this message may depend on is not durable yet. */
         struct pt_raft_held *held = s->n_held < PT_RAFT_HELD_MAX ? calloc(1, sizeof(*held)) : NULL;
@@ -476,6 +508,7 @@ static void on_message(void *ctx, const char *from, const uint8_t *msg, size_t l
     struct pt_raft_msg_header h;
     struct raft_message m;
     char addr[PT_ENV_ADDR_MAX];
+    uint64_t seq = 0;
     int rc;
     if (s->closing || s->failed || !s->recv) return;
     rc = pt_raft_msg_decode_header(msg, len, &h);
@@ -484,6 +517,13 @@ static void on_message(void *ctx, const char *from, const uint8_t *msg, size_t l
             s->stats.drop_crc++;
         else
             s->stats.drop_header++;
+        return;
+    }
+    /* Sealed or not must match our own setting: a replica with a key never reads plain
+     * messages, one without a key cannot check a seal. */
+    if (s->auth != !!(h.flags & PT_RAFT_MSG_AUTH) ||
+        (s->auth && pt_raft_msg_unseal(msg, len, s->auth_key, &seq) != 0)) {
+        s->stats.drop_auth++;
         return;
     }
     if (h.cluster_id != s->cfg.cluster_id || h.group != s->cfg.group || h.to != s->id) {
@@ -497,6 +537,10 @@ static void on_message(void *ctx, const char *from, const uint8_t *msg, size_t l
     if (s->cfg.resolve(s->cfg.resolve_ctx, h.from, addr, sizeof(addr)) != 0 || !from ||
         strcmp(addr, from) != 0) {
         s->stats.drop_address++;
+        return;
+    }
+    if (s->auth && !seq_fresh(s, h.from, seq)) {
+        s->stats.drop_replay++;
         return;
     }
     if (pt_raft_msg_decode_body(&h, msg + PT_RAFT_MSG_HEADER, &m) != 0) {
@@ -548,6 +592,15 @@ int pt_raft_io_init(struct raft_io *io, const struct pt_raft_io_config *cfg, cha
     s->cfg = *cfg;
     snprintf(s->listen, sizeof(s->listen), "%s", cfg->listen);
     s->cfg.listen = s->listen;
+    {
+        const struct pt_auth_key *k =
+            cfg->auth ? cfg->auth : cfg->no_auth ? NULL : pt_auth_process_server().full;
+        s->cfg.auth = NULL;
+        if (k) {
+            s->auth = 1;
+            pt_auth_raft_key(k, s->auth_key);
+        }
+    }
     s->open_fd = s->meta_fd = s->op_fd = -1;
     s->next_seq = 1;
     s->next_index = 1;

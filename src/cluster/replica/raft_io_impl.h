@@ -57,6 +57,13 @@ struct pt_raft_io_impl {
     char listen[PT_ENV_ADDR_MAX];
     char peer_addr[PT_RAFT_MAX_REPLICAS + 1][PT_ENV_ADDR_MAX];
     raft_id id;
+    /* authentication (see pt_raft_io_config.auth) */
+    int auth;
+    uint8_t auth_key[PT_AUTH_KEY_BYTES];
+    uint64_t send_seq;
+    struct {
+        uint64_t top, mask; /* highest sequence seen; bit i: top - i was seen */
+    } seen[PT_RAFT_MAX_REPLICAS + 1];
     struct pt_raft_io_stats stats;
     /* driver */
     raft_io_tick_cb tick;
