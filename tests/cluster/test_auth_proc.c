@@ -525,7 +525,6 @@ TEST_T(auth_raft_port_drops_unsealed_wrong_key_and_replayed_messages, 180)
     uint8_t key[PT_AUTH_KEY_BYTES], bad[PT_AUTH_KEY_BYTES], *msg;
     char err[700];
     size_t n = 0, i, len;
-    struct timespec ts;
     uint64_t seq;
     unsigned leader;
     int fd;
@@ -558,9 +557,8 @@ TEST_T(auth_raft_port_drops_unsealed_wrong_key_and_replayed_messages, 180)
     raft_send(fd, msg, len);
     free(msg);
     WAIT_INFO(&now, now.drop_auth == target->drop_auth + 1);
-    /* sealed with the wrong key */
-    clock_gettime(CLOCK_REALTIME, &ts);
-    seq = ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000) << 16;
+    /* sealed with the wrong key (an incarnation of the claimed sender never seen: fresh) */
+    seq = (uint64_t)0x7e57a5e5u << 32 | 1000u;
     len = vote_result(&msg, claim->id, target->id, bad, seq);
     raft_send(fd, msg, len);
     free(msg);
@@ -572,7 +570,7 @@ TEST_T(auth_raft_port_drops_unsealed_wrong_key_and_replayed_messages, 180)
     CHECK_EQ(now.drop_replay, target->drop_replay);
     raft_send(fd, msg, len);
     WAIT_INFO(&now, now.drop_replay == target->drop_replay + 1);
-    /* an older sequence number than the newest seen, beyond the window: a replay too */
+    /* an older count than the newest seen, beyond the window of 64: a replay too */
     pt_raft_msg_seal(msg, len, key, seq - 64);
     raft_send(fd, msg, len);
     WAIT_INFO(&now, now.drop_replay == target->drop_replay + 2);

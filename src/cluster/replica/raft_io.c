@@ -416,32 +416,58 @@ static void answer_shared_prefix(struct pt_raft_io_impl *s, struct raft_append_e
 }
 
 /*
- * Sequence numbers of sealed messages: a hybrid clock, wall-clock milliseconds times 2^16 or
- * one more than the last, whichever is larger. They only grow while the process runs, and a
- * restarted replica starts above what it sent before (unless its wall clock went back further
- * than its send rate moved it ahead), so receivers need no state that survives restarts.
+ * Sequence numbers of sealed messages: a random 32-bit incarnation ("boot", from the env's
+ * generator: seeded in the simulator) and a count of the messages it sealed. A restarted
+ * replica is a new incarnation, so receivers need no state that survives restarts and no
+ * clock (wall clocks jump); a count that would wrap starts a new incarnation.
  */
 static uint64_t next_send_seq(struct pt_raft_io_impl *s)
 {
-    uint64_t clock = pt_env_wall_ms(s->env) << 16;
-    s->send_seq = clock > s->send_seq ? clock : s->send_seq + 1;
-    return s->send_seq;
+    if (s->send_boot == 0 || s->send_count == UINT32_MAX) {
+        do
+            s->send_boot = (uint32_t)pt_env_random(s->env);
+        while (s->send_boot == 0);
+        s->send_count = 0;
+    }
+    return (uint64_t)s->send_boot << 32 | ++s->send_count;
 }
 
-/* Accept each sequence number of a sender once: newer than the newest, or one of the 64 below
- * it not seen yet (the network may reorder); anything older is a replay as far as we know. */
+/*
+ * Accept each sequence number of a sender once. Per incarnation of the sender (the newest
+ * PT_RAFT_SEEN_BOOTS are kept): a count above the highest seen, or one of the 64 below it not
+ * seen yet (the network may reorder); anything older is refused as a replay. An incarnation
+ * not kept is accepted as new (a restarted sender), replacing the least recently used.
+ */
 static int seq_fresh(struct pt_raft_io_impl *s, uint64_t from, uint64_t seq)
 {
-    uint64_t top = s->seen[from].top, d;
-    if (seq > top) {
-        d = seq - top;
-        s->seen[from].mask = (d >= 64 ? 0 : s->seen[from].mask << d) | 1;
-        s->seen[from].top = seq;
+    struct pt_raft_seen *w = s->seen[from], *e = NULL;
+    uint32_t boot = (uint32_t)(seq >> 32), count = (uint32_t)seq, d;
+    unsigned i;
+    if (boot == 0 || count == 0) return 0; /* never sent */
+    for (i = 0; i < PT_RAFT_SEEN_BOOTS; i++) {
+        if (w[i].boot == boot) {
+            e = &w[i];
+            break;
+        }
+        if (!e || w[i].used < e->used) e = &w[i];
+    }
+    if (e->boot != boot) {
+        e->boot = boot;
+        e->top = count;
+        e->mask = 1;
+        e->used = ++s->seen_clock;
         return 1;
     }
-    d = top - seq;
-    if (d >= 64 || (s->seen[from].mask & (1ull << d))) return 0;
-    s->seen[from].mask |= 1ull << d;
+    e->used = ++s->seen_clock;
+    if (count > e->top) {
+        d = count - e->top;
+        e->mask = (d >= 64 ? 0 : e->mask << d) | 1;
+        e->top = count;
+        return 1;
+    }
+    d = e->top - count;
+    if (d >= 64 || (e->mask & (1ull << d))) return 0;
+    e->mask |= 1ull << d;
     return 1;
 }
 

@@ -50,6 +50,9 @@ struct pt_raft_held {
     size_t len;
 };
 
+/* Incarnations of each sender whose replay windows a receiver keeps. */
+#define PT_RAFT_SEEN_BOOTS 8
+
 struct pt_raft_io_impl {
     struct raft_io *io;
     struct pt_env *env;
@@ -60,10 +63,14 @@ struct pt_raft_io_impl {
     /* authentication (see pt_raft_io_config.auth) */
     int auth;
     uint8_t auth_key[PT_AUTH_KEY_BYTES];
-    uint64_t send_seq;
-    struct {
-        uint64_t top, mask; /* highest sequence seen; bit i: top - i was seen */
-    } seen[PT_RAFT_MAX_REPLICAS + 1];
+    uint32_t send_boot, send_count; /* sequence numbers sent: boot << 32 | count */
+    struct pt_raft_seen {
+        uint32_t boot;  /* a sender's incarnation */
+        uint32_t top;   /* highest count seen from it */
+        uint64_t mask;  /* bit i: count top - i was seen */
+        uint64_t used;  /* when last used (a counter): the oldest entry is replaced */
+    } seen[PT_RAFT_MAX_REPLICAS + 1][PT_RAFT_SEEN_BOOTS];
+    uint64_t seen_clock;
     struct pt_raft_io_stats stats;
     /* driver */
     raft_io_tick_cb tick;
