@@ -133,15 +133,22 @@ static int layout_save(const char *dir, uint64_t shards, uint64_t replicas, uint
 /* --- children ---------------------------------------------------------------------------- */
 
 /* Append the Raft options given to `cluster start` to a server's argv (NULL at index at). */
-/* Every server gets the cluster's secrets: argv[at..] and a NULL after them; the next free. */
+/*
+ * Every server gets the cluster's secrets, right after "petrel SERVER" (the command line
+ * keeps ending in what scripts look for, e.g. "--dir D"): argv[0..at) becomes argv[0..at+4)
+ * with a NULL after it; returns at + 4, the next free slot.
+ */
 static int secret_args(struct cluster *c, char **argv, int at)
 {
-    argv[at++] = "--secret";
-    argv[at++] = c->secret;
-    argv[at++] = "--read-only-secret";
-    argv[at++] = c->read_only_secret;
-    argv[at] = NULL;
-    return at;
+    int i;
+    for (i = at - 1; i >= 2; i--)
+        argv[i + 4] = argv[i];
+    argv[2] = "--secret";
+    argv[3] = c->secret;
+    argv[4] = "--read-only-secret";
+    argv[5] = c->read_only_secret;
+    argv[at + 4] = NULL;
+    return at + 4;
 }
 
 /*
