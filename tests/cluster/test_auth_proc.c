@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -483,6 +484,14 @@ static void raft_send(int fd, const uint8_t *msg, size_t len)
     send_bytes(fd, msg, len);
 }
 
+/* The server closed the connection (EOF within the socket's 5 s receive timeout). */
+static void expect_closed(int fd, const char *what)
+{
+    uint8_t b;
+    CHECK_MSG(recv(fd, &b, 1, 0) == 0, "%s: connection not closed", what);
+    close(fd);
+}
+
 /* A RequestVote result of term 0 from `from` to `to` (harmless: libraft ignores it). */
 static size_t vote_result(uint8_t **out, unsigned from, unsigned to, const uint8_t *key,
                           uint64_t seq)
@@ -550,37 +559,117 @@ TEST_T(auth_raft_port_drops_unsealed_wrong_key_and_replayed_messages, 180)
                 claim = &ri[i];
         }
     CHECK(target && claim);
+    /* unsealed: dropped, the connection closed */
     fd = raft_connect(target->raft, claim->raft);
-
-    /* unsealed */
     len = vote_result(&msg, claim->id, target->id, NULL, 0);
     raft_send(fd, msg, len);
     free(msg);
     WAIT_INFO(&now, now.drop_auth == target->drop_auth + 1);
+    expect_closed(fd, "unsealed Raft message");
     /* sealed with the wrong key (an incarnation of the claimed sender never seen: fresh) */
+    fd = raft_connect(target->raft, claim->raft);
     seq = (uint64_t)0x7e57a5e5u << 32 | 1000u;
     len = vote_result(&msg, claim->id, target->id, bad, seq);
     raft_send(fd, msg, len);
     free(msg);
     WAIT_INFO(&now, now.drop_auth == target->drop_auth + 2);
-    /* sealed with the cluster key: accepted once, its copy dropped as a replay */
+    expect_closed(fd, "Raft message sealed with a wrong key");
+    /* sealed with the cluster key: accepted once (the connection stays), its copy dropped as
+     * a replay (and the connection closed), on the same or on a new connection */
+    fd = raft_connect(target->raft, claim->raft);
     len = vote_result(&msg, claim->id, target->id, key, seq);
     raft_send(fd, msg, len);
     WAIT_INFO(&now, now.received > target->received);
     CHECK_EQ(now.drop_replay, target->drop_replay);
     raft_send(fd, msg, len);
     WAIT_INFO(&now, now.drop_replay == target->drop_replay + 1);
-    /* an older count than the newest seen, beyond the window of 64: a replay too */
-    pt_raft_msg_seal(msg, len, key, seq - 64);
+    expect_closed(fd, "replayed Raft message");
+    fd = raft_connect(target->raft, claim->raft);
     raft_send(fd, msg, len);
     WAIT_INFO(&now, now.drop_replay == target->drop_replay + 2);
+    expect_closed(fd, "Raft message replayed on a new connection");
+    /* an older count than the newest seen, beyond the window of 64: a replay too */
+    fd = raft_connect(target->raft, claim->raft);
+    pt_raft_msg_seal(msg, len, key, seq - 64);
+    raft_send(fd, msg, len);
+    WAIT_INFO(&now, now.drop_replay == target->drop_replay + 3);
+    expect_closed(fd, "Raft message older than the window");
     free(msg);
     CHECK_EQ(now.drop_auth, target->drop_auth + 2);
-    close(fd);
+    /* logged once for all of these (within the interval) */
+    {
+        unsigned lines = 0, p;
+        char line[1024], needle[128];
+        snprintf(needle, sizeof(needle), "%s: refused a message from", target->raft);
+        for (p = 0; p < c.nprocs; p++) {
+            FILE *f = fopen(c.procs[p].log, "r");
+            if (!f) continue;
+            while (fgets(line, sizeof(line), f))
+                lines += strstr(line, needle) != NULL;
+            fclose(f);
+        }
+        CHECK_MSG(lines == 1, "%u refusal lines for %s, want 1", lines, target->raft);
+    }
     /* the group still commits */
     cl = pc_client(&c, 20000);
     make_victim(cl);
     CHECK(victim_exists(cl));
     petrel_client_close(cl);
     pc_stop(&c);
+}
+
+/* ---- the client side against an impostor ------------------------------------------------- */
+
+/* A listener that answers one hello with a well-formed reply whose proof is wrong (it does
+ * not hold the key) and then waits for the client to go away. */
+struct impostor {
+    int lfd;
+    char addr[64];
+    pthread_t thread;
+};
+
+static void *impostor_main(void *arg)
+{
+    struct impostor *im = arg;
+    uint8_t hdr[PT_FRAME_HEADER_SIZE], body[128], reply[64], frame[256], b;
+    struct pt_frame_header h;
+    int fd = accept(im->lfd, NULL, NULL);
+    if (fd < 0) return NULL;
+    if (recv_all(fd, hdr, sizeof(hdr)) == 0 && pt_frame_decode_header(hdr, sizeof(body), &h) == 0 &&
+        recv_all(fd, body, h.body_len) == 0) {
+        struct iovec part = {reply, sizeof(reply)};
+        pt_auth_random(reply, sizeof(reply)); /* a nonce and a proof it cannot compute */
+        pt_frame_seal(frame, NULL, PT_FRAME_RESPONSE, PT_MSG_AUTH_HELLO, h.request_id, &part, 1,
+                      NULL, 0);
+        memcpy(frame + PT_FRAME_HEADER_SIZE, reply, sizeof(reply));
+        send_bytes(fd, frame, PT_FRAME_HEADER_SIZE + sizeof(reply));
+        while (recv(fd, &b, 1, 0) > 0) {
+        }
+    }
+    close(fd);
+    return NULL;
+}
+
+TEST_T(auth_client_refuses_a_server_that_cannot_prove_the_key, 60)
+{
+    struct impostor im;
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    struct pt_auth_key key;
+    struct pt_conn *conn = NULL;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    im.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(im.lfd >= 0);
+    CHECK_OK(bind(im.lfd, (struct sockaddr *)&sa, sizeof(sa)));
+    CHECK_OK(listen(im.lfd, 4));
+    CHECK_OK(getsockname(im.lfd, (struct sockaddr *)&sa, &len));
+    snprintf(im.addr, sizeof(im.addr), "127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+    CHECK_OK(pthread_create(&im.thread, NULL, impostor_main, &im));
+    pt_auth_key_from_secret("the key the impostor does not hold, 32+", 39, &key);
+    CHECK_EQ(pt_conn_open_key(im.addr, 3000, 0, &key, &conn), -PT_EACCES);
+    CHECK(conn == NULL);
+    pthread_join(im.thread, NULL);
+    close(im.lfd);
 }

@@ -458,7 +458,7 @@ static int g_list(struct pt_env *e, const char *p, char *b, size_t c)
 static const struct pt_env_ops gate_ops = {g_now,    g_wall,     g_random,    g_timer, g_cancel,
                                            g_listen, g_send,     g_open,      g_close, g_pread,
                                            g_pwrite, g_truncate, g_size,      g_fsync, g_rename,
-                                           g_unlink, g_mkdir,    g_fsync_dir, g_list};
+                                           g_unlink, g_mkdir,    g_fsync_dir, g_list,   NULL};
 
 static void gate_release(struct gate *g)
 {

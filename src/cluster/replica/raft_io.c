@@ -528,6 +528,23 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
     return defer(s, D_SEND, req, NULL, 0);
 }
 
+/*
+ * A message that failed authentication or was a replay: close its connection (the transport's only way to
+ * say no: nothing is sent back on a Raft connection) and log the sender's address at most
+ * once per PT_RAFT_AUTH_LOG_MS, not per message.
+ */
+static void refused(struct pt_raft_io_impl *s, const char *from, const char *why)
+{
+    uint64_t now = pt_env_now(s->env);
+    pt_env_refuse(s->env);
+    if (s->auth_logged_at && now - s->auth_logged_at < PT_RAFT_AUTH_LOG_MS) return;
+    s->auth_logged_at = now ? now : 1;
+    petrel_log(PT_LOG_WARN, "raft",
+               "%s: refused a message from %s that %s; connection closed (logged once per %d s)",
+               s->listen, from && from[0] ? from : "an anonymous sender", why,
+               PT_RAFT_AUTH_LOG_MS / 1000);
+}
+
 static void on_message(void *ctx, const char *from, const uint8_t *msg, size_t len)
 {
     struct pt_raft_io_impl *s = ctx;
@@ -550,6 +567,7 @@ static void on_message(void *ctx, const char *from, const uint8_t *msg, size_t l
     if (s->auth != !!(h.flags & PT_RAFT_MSG_AUTH) ||
         (s->auth && pt_raft_msg_unseal(msg, len, s->auth_key, &seq) != 0)) {
         s->stats.drop_auth++;
+        refused(s, from, "failed authentication (wrong or no cluster secret)");
         return;
     }
     if (h.cluster_id != s->cfg.cluster_id || h.group != s->cfg.group || h.to != s->id) {
@@ -567,6 +585,7 @@ static void on_message(void *ctx, const char *from, const uint8_t *msg, size_t l
     }
     if (s->auth && !seq_fresh(s, h.from, seq)) {
         s->stats.drop_replay++;
+        refused(s, from, "was a replay");
         return;
     }
     if (pt_raft_msg_decode_body(&h, msg + PT_RAFT_MSG_HEADER, &m) != 0) {

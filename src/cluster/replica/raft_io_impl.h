@@ -52,6 +52,8 @@ struct pt_raft_held {
 
 /* Incarnations of each sender whose replay windows a receiver keeps. */
 #define PT_RAFT_SEEN_BOOTS 8
+/* A Raft port logs messages that failed authentication at most once per this interval. */
+#define PT_RAFT_AUTH_LOG_MS 10000
 
 struct pt_raft_io_impl {
     struct raft_io *io;
@@ -71,6 +73,7 @@ struct pt_raft_io_impl {
         uint64_t used;  /* when last used (a counter): the oldest entry is replaced */
     } seen[PT_RAFT_MAX_REPLICAS + 1][PT_RAFT_SEEN_BOOTS];
     uint64_t seen_clock;
+    uint64_t auth_logged_at; /* env time of the last "failed authentication" log line */
     struct pt_raft_io_stats stats;
     /* driver */
     raft_io_tick_cb tick;
