@@ -28,14 +28,14 @@ expect_fail "init never overwrites" "File exists" "$P" cluster init --secret "$t
 expect_fail "init needs --secret" "--secret FILE is required" "$P" cluster init
 cp "$t/s1" "$t/loose"; chmod 640 "$t/loose"
 expect_fail "server refuses a group-readable secret" "group or others may access it" \
-    "$P" registry --dir "$t/reg" --listen 127.0.0.1:0 --secret "$t/loose"
+    timeout 20 "$P" registry --dir "$t/reg" --listen 127.0.0.1:0 --secret "$t/loose"
 printf 'short\n' > "$t/short"; chmod 600 "$t/short"
 expect_fail "server refuses a short secret" "shorter than 32 bytes" \
-    "$P" registry --dir "$t/reg" --listen 127.0.0.1:0 --secret "$t/short"
+    timeout 20 "$P" registry --dir "$t/reg" --listen 127.0.0.1:0 --secret "$t/short"
 expect_fail "read-only secret needs --secret" "--read-only-secret needs --secret" \
-    "$P" registry --dir "$t/reg" --listen 127.0.0.1:0 --read-only-secret "$t/s1"
+    timeout 20 "$P" registry --dir "$t/reg" --listen 127.0.0.1:0 --read-only-secret "$t/s1"
 expect_fail "read-only secret is not the secret" "is the cluster secret itself" \
-    "$P" registry --dir "$t/reg" --listen 127.0.0.1:0 --secret "$t/s1" --read-only-secret "$t/s1"
+    timeout 20 "$P" registry --dir "$t/reg" --listen 127.0.0.1:0 --secret "$t/s1" --read-only-secret "$t/s1"
 
 # cluster start: secrets made, every server gets them, the key file is written
 "$P" cluster start --dir "$t/var" --shards 1 --block-services 2 >"$t/out" 2>"$t/err" &
