@@ -47,6 +47,11 @@ uint32_t pt_crc32c_table_raw(uint32_t reg, const unsigned char *p, size_t len)
 #endif
 }
 
+size_t pt_crc32c_table_bytes(void)
+{
+    return PETREL_CRC32C_TABLE_BYTES;
+}
+
 static uint32_t crc32c_table(uint32_t crc, const void *buf, size_t len)
 {
     return ~pt_crc32c_table_raw(~crc, (const unsigned char *)buf, len);

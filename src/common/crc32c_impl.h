@@ -21,6 +21,10 @@ typedef uint32_t (*pt_crc32c_raw_fn)(uint32_t reg, const unsigned char *p, size_
 /* Table path on the raw register (no inversions); also the hardware paths' fallback. */
 uint32_t pt_crc32c_table_raw(uint32_t reg, const unsigned char *p, size_t len);
 
+/* The table size this build was compiled with (PETREL_CRC32C_TABLE_BYTES), so tests can check
+ * that a build switch reached the library. */
+size_t pt_crc32c_table_bytes(void);
+
 /* a * b mod P in the reflected representation: portable, and the fastest available. */
 uint32_t pt_crc32c_multiply_portable(uint32_t a, uint32_t b);
 uint32_t pt_crc32c_multiply(uint32_t a, uint32_t b);

@@ -619,6 +619,27 @@ TEST(crc32c_every_path_stays_inside_buffer)
     CHECK_OK(munmap(map, span));
 }
 
+/*
+ * The build switches of include/petrel/crc32c.h reached the library: `make crc-variants`
+ * compiles this file and the library with each combination and runs it.
+ */
+TEST(crc32c_build_switches_in_effect)
+{
+#ifdef PETREL_CRC32C_TABLE_BYTES
+    CHECK_EQ(pt_crc32c_table_bytes(), PETREL_CRC32C_TABLE_BYTES);
+#else
+    CHECK_EQ(pt_crc32c_table_bytes(), 8192);
+#endif
+#ifdef PETREL_CRC32C_NO_HW
+    CHECK_EQ(pt_crc32c_cpu_level(), PT_CRC32C_LEVEL_TABLE);
+    CHECK_EQ(petrel_crc32c_best(), PETREL_CRC32C_TABLE);
+    CHECK_EQ(pt_crc32c_force_level(PT_CRC32C_LEVEL_SSE42), -1);
+#endif
+    test_log("table %zu bytes, level %s, large buffers take %s", pt_crc32c_table_bytes(),
+             pt_crc32c_level_name(pt_crc32c_cpu_level()),
+             petrel_crc32c_impl_name(petrel_crc32c_best()));
+}
+
 /* The rule of the calibration, on made-up times. */
 TEST(crc32c_calibration_pick_rule)
 {
