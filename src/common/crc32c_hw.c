@@ -34,15 +34,21 @@ struct crc32c_dispatch {
     enum petrel_crc32c_impl small, large;
     size_t large_from; /* buffers of at least this many bytes take `large` */
     pt_crc32c_raw_fn small_fn, large_fn;
-    pt_crc32c_raw_fn crc_fn; /* the form of the CRC-instruction path (sse42, armv8) */
+    pt_crc32c_raw_fn crc_fn;    /* the form of the CRC-instruction path (sse42, armv8) */
+    pt_crc32c_raw_fn pclmul_fn; /* the form of the pclmul path (x86-64) */
     uint32_t (*multiply)(uint32_t a, uint32_t b);
 };
 
 static const struct crc32c_dispatch dispatch_table = {
-    1u << PETREL_CRC32C_TABLE, PETREL_CRC32C_TABLE,
-    PETREL_CRC32C_TABLE,       0,
-    pt_crc32c_table_raw,       pt_crc32c_table_raw,
-    pt_crc32c_table_raw,       pt_crc32c_multiply_portable,
+    .available = 1u << PETREL_CRC32C_TABLE,
+    .small = PETREL_CRC32C_TABLE,
+    .large = PETREL_CRC32C_TABLE,
+    .large_from = 0,
+    .small_fn = pt_crc32c_table_raw,
+    .large_fn = pt_crc32c_table_raw,
+    .crc_fn = pt_crc32c_table_raw,
+    .pclmul_fn = pt_crc32c_table_raw,
+    .multiply = pt_crc32c_multiply_portable,
 };
 
 static const char *const level_names[PT_CRC32C_LEVEL_COUNT] = {
@@ -58,8 +64,9 @@ size_t pt_crc32c_calibration_pick(const uint64_t *times, size_t count)
 {
     size_t best = 0, i;
     for (i = 1; i < count; i++) {
-        if (times[i] == 0 || times[best] == 0) continue;
-        /* Clearly faster: by more than an eighth of the current winner's time. */
+        /* Unmeasured: never wins (and an unmeasured winner is never beaten, as no time is
+         * below 0). Otherwise it must be clearly faster: by more than an eighth. */
+        if (times[i] == 0) continue;
         if (times[i] < times[best] - times[best] / 8) best = i;
     }
     return best;
@@ -74,38 +81,46 @@ size_t pt_crc32c_calibration_pick(const uint64_t *times, size_t count)
 /*
  * From the threshold up, `large`; below it, three crc32 streams (sse42). The thresholds:
  * pclmul from 1104 bytes (the path's own floor: below it that path runs the three streams
- * too); the VPCLMULQDQ paths from 256 bytes, where their folding overtakes the streams.
+ * too); the VPCLMULQDQ paths from 256 bytes, where their folding overtakes the streams. On
+ * CPUs with AVX the sse42 and pclmul paths take their vzeroupper forms (crc32c_x86.c says
+ * why).
  */
-#define RECORD(avail, large, large_fn, from, crc_fn, multiply)                                     \
+#define RECORD(avail, large, large_fn, from, crc_fn, pclmul_fn, multiply)                          \
     {                                                                                              \
-        avail, PETREL_CRC32C_SSE42, large, from, crc_fn, large_fn, crc_fn, multiply                \
+        avail, PETREL_CRC32C_SSE42, large, from, crc_fn, large_fn, crc_fn, pclmul_fn, multiply     \
     }
-#define RECORD_PCLMUL(avail)                                                                       \
-    RECORD(avail, PETREL_CRC32C_PCLMUL, pt_crc32c_x86_pclmul, 1104, pt_crc32c_x86_sse42,           \
+/* The pclmul and sse42 records of a level, in that order. */
+#define RECORD_PCLMUL(avail, pclmul_fn, sse42_fn)                                                  \
+    RECORD(avail, PETREL_CRC32C_PCLMUL, pclmul_fn, 1104, sse42_fn, pclmul_fn,                      \
            pt_crc32c_x86_multiply),                                                                \
-        RECORD(avail, PETREL_CRC32C_SSE42, pt_crc32c_x86_sse42, 0, pt_crc32c_x86_sse42,            \
+        RECORD(avail, PETREL_CRC32C_SSE42, sse42_fn, 0, sse42_fn, pclmul_fn,                       \
                pt_crc32c_x86_multiply)
+#define RECORD_PCLMUL_AVX(avail)                                                                   \
+    RECORD_PCLMUL(avail, pt_crc32c_x86_pclmul_avx, pt_crc32c_x86_sse42_avx)
 #define RECORD_V256(avail)                                                                         \
-    RECORD(avail, PETREL_CRC32C_VPCLMUL256, pt_crc32c_x86_vpclmul256, 256, pt_crc32c_x86_sse42,    \
-           pt_crc32c_x86_multiply)
+    RECORD(avail, PETREL_CRC32C_VPCLMUL256, pt_crc32c_x86_vpclmul256, 256,                         \
+           pt_crc32c_x86_sse42_avx, pt_crc32c_x86_pclmul_avx, pt_crc32c_x86_multiply)
 
 /* Every record of a level, in the calibration's order of preference (fallback order). */
 static const struct crc32c_dispatch x86_sse42[] = {
     RECORD(AVAIL_SSE42, PETREL_CRC32C_SSE42, pt_crc32c_x86_sse42_soft, 0, pt_crc32c_x86_sse42_soft,
-           pt_crc32c_x86_multiply_soft),
+           pt_crc32c_table_raw, pt_crc32c_x86_multiply_soft),
 };
 static const struct crc32c_dispatch x86_pclmul[] = {
-    RECORD_PCLMUL(AVAIL_PCLMUL),
+    RECORD_PCLMUL(AVAIL_PCLMUL, pt_crc32c_x86_pclmul, pt_crc32c_x86_sse42),
+};
+static const struct crc32c_dispatch x86_pclmul_avx[] = {
+    RECORD_PCLMUL_AVX(AVAIL_PCLMUL),
 };
 static const struct crc32c_dispatch x86_avx2[] = {
     RECORD_V256(AVAIL_AVX2),
-    RECORD_PCLMUL(AVAIL_AVX2),
+    RECORD_PCLMUL_AVX(AVAIL_AVX2),
 };
 static const struct crc32c_dispatch x86_avx512[] = {
     RECORD(AVAIL_AVX512, PETREL_CRC32C_VPCLMUL512, pt_crc32c_x86_vpclmul512, 256,
-           pt_crc32c_x86_sse42, pt_crc32c_x86_multiply),
+           pt_crc32c_x86_sse42_avx, pt_crc32c_x86_pclmul_avx, pt_crc32c_x86_multiply),
     RECORD_V256(AVAIL_AVX512),
-    RECORD_PCLMUL(AVAIL_AVX512),
+    RECORD_PCLMUL_AVX(AVAIL_AVX512),
 };
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -143,24 +158,26 @@ static const struct crc32c_dispatch *x86_calibrate(const struct crc32c_dispatch 
 /* The CRC32 instructions on three streams for every size; with PMULL the streams take any
  * length and PMULL multiplies, without it they take 3 KiB blocks (crc32c_arm.c). */
 static const struct crc32c_dispatch dispatch_arm = {
-    1u << PETREL_CRC32C_TABLE | 1u << PETREL_CRC32C_ARMV8,
-    PETREL_CRC32C_ARMV8,
-    PETREL_CRC32C_ARMV8,
-    0,
-    pt_crc32c_arm_crc_plain,
-    pt_crc32c_arm_crc_plain,
-    pt_crc32c_arm_crc_plain,
-    pt_crc32c_multiply_portable,
+    .available = 1u << PETREL_CRC32C_TABLE | 1u << PETREL_CRC32C_ARMV8,
+    .small = PETREL_CRC32C_ARMV8,
+    .large = PETREL_CRC32C_ARMV8,
+    .large_from = 0,
+    .small_fn = pt_crc32c_arm_crc_plain,
+    .large_fn = pt_crc32c_arm_crc_plain,
+    .crc_fn = pt_crc32c_arm_crc_plain,
+    .pclmul_fn = pt_crc32c_table_raw,
+    .multiply = pt_crc32c_multiply_portable,
 };
 static const struct crc32c_dispatch dispatch_arm_pmull = {
-    1u << PETREL_CRC32C_TABLE | 1u << PETREL_CRC32C_ARMV8,
-    PETREL_CRC32C_ARMV8,
-    PETREL_CRC32C_ARMV8,
-    0,
-    pt_crc32c_arm_crc_pmull,
-    pt_crc32c_arm_crc_pmull,
-    pt_crc32c_arm_crc_pmull,
-    pt_crc32c_arm_multiply,
+    .available = 1u << PETREL_CRC32C_TABLE | 1u << PETREL_CRC32C_ARMV8,
+    .small = PETREL_CRC32C_ARMV8,
+    .large = PETREL_CRC32C_ARMV8,
+    .large_from = 0,
+    .small_fn = pt_crc32c_arm_crc_pmull,
+    .large_fn = pt_crc32c_arm_crc_pmull,
+    .crc_fn = pt_crc32c_arm_crc_pmull,
+    .pclmul_fn = pt_crc32c_table_raw,
+    .multiply = pt_crc32c_arm_multiply,
 };
 #endif
 
@@ -187,6 +204,8 @@ static const struct crc32c_dispatch *crc32c_choose(enum pt_crc32c_level level)
     case PT_CRC32C_LEVEL_SSE42:
         return x86_calibrate(x86_sse42, COUNT(x86_sse42));
     case PT_CRC32C_LEVEL_PCLMUL:
+        if (pt_crc32c_x86_probe() & PT_CRC32C_X86_AVX)
+            return x86_calibrate(x86_pclmul_avx, COUNT(x86_pclmul_avx));
         return x86_calibrate(x86_pclmul, COUNT(x86_pclmul));
     case PT_CRC32C_LEVEL_AVX2:
         return x86_calibrate(x86_avx2, COUNT(x86_avx2));
@@ -274,8 +293,8 @@ uint32_t pt_crc32c_hw(enum petrel_crc32c_impl impl, uint32_t reg, const void *bu
 #ifdef PT_CRC32C_X86
     case PETREL_CRC32C_SSE42: /* the form this level supports */
         return d->crc_fn(reg, p, len);
-    case PETREL_CRC32C_PCLMUL:
-        return pt_crc32c_x86_pclmul(reg, p, len);
+    case PETREL_CRC32C_PCLMUL: /* the form this CPU wants */
+        return d->pclmul_fn(reg, p, len);
     case PETREL_CRC32C_VPCLMUL256:
         return pt_crc32c_x86_vpclmul256(reg, p, len);
     case PETREL_CRC32C_VPCLMUL512:

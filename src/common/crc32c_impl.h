@@ -81,14 +81,18 @@ size_t pt_crc32c_calibration_pick(const uint64_t *times, size_t count);
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) &&                            \
     !defined(PETREL_CRC32C_NO_HW)
 #define PT_CRC32C_X86 1
-/* Bit (1 << impl) set for every x86 path this CPU and OS can run. */
+/* Bit (1 << impl) set for every x86 path this CPU and OS can run; PT_CRC32C_X86_AVX if AVX. */
 unsigned pt_crc32c_x86_probe(void);
+#define PT_CRC32C_X86_AVX (1u << 30)
 /* A cycle counter (rdtsc) for the calibration. */
 uint64_t pt_crc32c_x86_ticks(void);
 uint32_t pt_crc32c_x86_sse42(uint32_t reg, const unsigned char *p, size_t len);
 uint32_t pt_crc32c_x86_pclmul(uint32_t reg, const unsigned char *p, size_t len);
 uint32_t pt_crc32c_x86_vpclmul256(uint32_t reg, const unsigned char *p, size_t len);
 uint32_t pt_crc32c_x86_vpclmul512(uint32_t reg, const unsigned char *p, size_t len);
+/* The sse42 and pclmul paths for CPUs with AVX: the same after vzeroupper (crc32c_x86.c). */
+uint32_t pt_crc32c_x86_sse42_avx(uint32_t reg, const unsigned char *p, size_t len);
+uint32_t pt_crc32c_x86_pclmul_avx(uint32_t reg, const unsigned char *p, size_t len);
 /* The crc32 form of the sse42 path for CPUs without PCLMULQDQ, and its multiply. */
 uint32_t pt_crc32c_x86_sse42_soft(uint32_t reg, const unsigned char *p, size_t len);
 uint32_t pt_crc32c_x86_multiply_soft(uint32_t a, uint32_t b);

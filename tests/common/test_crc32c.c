@@ -543,6 +543,10 @@ static size_t crc_paths(struct crc_path *out)
             out[n++] = (struct crc_path){"sse42", pt_crc32c_x86_sse42};
             out[n++] = (struct crc_path){"pclmul", pt_crc32c_x86_pclmul};
         }
+        if (found & PT_CRC32C_X86_AVX) {
+            out[n++] = (struct crc_path){"sse42-avx", pt_crc32c_x86_sse42_avx};
+            out[n++] = (struct crc_path){"pclmul-avx", pt_crc32c_x86_pclmul_avx};
+        }
         if (found & 1u << PETREL_CRC32C_VPCLMUL256)
             out[n++] = (struct crc_path){"vpclmul256", pt_crc32c_x86_vpclmul256};
         if (found & 1u << PETREL_CRC32C_VPCLMUL512)
