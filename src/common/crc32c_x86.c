@@ -589,7 +589,7 @@ TARGET_AVX512 uint32_t pt_crc32c_x86_vpclmul512(uint32_t reg, const unsigned cha
 #define ROUND256_WORDS ((size_t)10)
 #define ROUND256_BYTES (ROUND_VECTOR + 24 * ROUND256_WORDS)
 #define GROUP256_ROUNDS ((size_t)17) /* largest n whose joins SHIFT(30n) stay within the table */
-#define HYBRID256_MIN (6 * ROUND256_BYTES)
+#define HYBRID256_MIN (3 * ROUND256_BYTES)
 #define FOLD256(d) _mm256_broadcastsi128_si256(FOLD128(d))
 
 TARGET_AVX2 static inline __m256i clmul256(__m256i x, __m256i k)
