@@ -149,12 +149,12 @@ TARGET_SSE42 static inline uint64_t join_two(uint64_t reg_a, uint64_t reg_b, siz
     do {                                                                                           \
         const unsigned char *s3_p_ = (p), *s3_end_ = s3_p_ + 8 * (m);                              \
         size_t s3_stride_ = 8 * (m);                                                               \
-        b = 0;                                                                                     \
-        c = 0;                                                                                     \
+        (b) = 0;                                                                                   \
+        (c) = 0;                                                                                   \
         for (; s3_p_ < s3_end_; s3_p_ += 8) {                                                      \
-            a = _mm_crc32_u64(a, load64(s3_p_));                                                   \
-            b = _mm_crc32_u64(b, load64(s3_p_ + s3_stride_));                                      \
-            c = _mm_crc32_u64(c, load64(s3_p_ + 2 * s3_stride_));                                  \
+            (a) = _mm_crc32_u64((a), load64(s3_p_));                                               \
+            (b) = _mm_crc32_u64((b), load64(s3_p_ + s3_stride_));                                  \
+            (c) = _mm_crc32_u64((c), load64(s3_p_ + 2 * s3_stride_));                              \
         }                                                                                          \
     } while (0)
 
