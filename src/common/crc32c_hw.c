@@ -7,9 +7,11 @@
  * candidates for large buffers in a fixed order of preference (widest vector first). Then a
  * calibration times every candidate on the same 4 KiB, taking turns, and keeps the first one
  * unless a later one is clearly faster (pt_crc32c_calibration_pick): on the machine the
- * levels were tuned on the widest path wins, but a CPU whose wide multiplier is slow (the
- * issue that led here: an AMD EPYC where the PCLMULQDQ path ran behind the crc32 streams) gets
- * what is fastest on it. It costs a few microseconds (docs/CRC32C.md has the figures).
+ * levels were tuned on the widest path wins, but a CPU whose wide multiplier is slow gets
+ * what is fastest on it. (Issue 14 saw the PCLMULQDQ path run behind the crc32 streams on an
+ * AMD EPYC; the cause there was AVX code leaving the vector registers dirty, which the
+ * vzeroupper forms of crc32c_x86.c remove, but a calibration catches whatever the cause.) It
+ * costs about 10 microseconds (docs/CRC32C.md has the figures).
  *
  * The result is a pointer to one of the constant dispatch records below, published with a
  * compare-and-swap from NULL: threads racing on the first call may calibrate differently, but

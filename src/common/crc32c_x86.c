@@ -11,7 +11,9 @@
  *   vpclmul256 - the same with AVX2 + VPCLMULQDQ folding eight 256-bit registers (256 bytes
  *                a round; no AVX-512 needed), and folding alone for mid-sized buffers;
  *   vpclmul512 - the same with AVX-512 VPCLMULQDQ folding four 512-bit registers;
- * plus pt_crc32c_x86_multiply, the a * b mod P behind append / xor / zero_extend, and a cycle
+ * the sse42 and pclmul paths also in a form for CPUs with AVX, which clears the upper halves of
+ * the vector registers first (legacy-SSE code runs at half speed while they are dirty); plus
+ * pt_crc32c_x86_multiply, the a * b mod P behind append / xor / zero_extend, and a cycle
  * counter for the dispatcher's calibration.
  *
  * Each function carries its own target attribute, so the file builds without global -m flags
