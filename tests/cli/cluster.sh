@@ -165,6 +165,22 @@ else
     fail "mount cluster" "not mounted"
 fi
 
+# A server that dies (here: SIGKILL, as a fail-stop exit would) is started again by the
+# supervisor after its back-off, on the same directory, and the cluster serves on.
+old=$(pgrep -f -- "--dir $t/var/shard-0/replica-0\$")
+kill -KILL $old
+new=; deadline=$((SECONDS + 60))
+while [ $SECONDS -lt $deadline ]; do
+    new=$(pgrep -f -- "--dir $t/var/shard-0/replica-0\$")
+    [ -n "$new" ] && [ "$new" != "$old" ] && break
+    sleep 0.1
+done
+if [ -n "$new" ] && [ "$new" != "$old" ]; then pass "a killed shard replica is started again"
+else fail "a killed shard replica is started again" "$(tail -n 3 "$t/cluster.err")"; fi
+grep -q "started shard-0-replica-0 again (restart 1)" "$t/cluster.err" &&
+    pass "the restart is reported" || fail "the restart is reported" "$(tail -n 3 "$t/cluster.err")"
+expect_ok "data intact after the restart" sh -c "'$P' cat '$A/big' | cmp - '$t/src/big'"
+
 # Stop with SIGTERM, resume on the same directory with the data intact.
 stop_cluster && pass "cluster stops on SIGTERM with status 0" || fail "cluster stop" "non-zero exit"
 left=$(pgrep -f "$t/var" | wc -l)
