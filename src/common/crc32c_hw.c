@@ -184,10 +184,26 @@ static const struct crc32c_dispatch dispatch_arm_pmull = {
 #endif
 
 #if defined(PT_CRC32C_X86) || defined(PT_CRC32C_ARM)
+#ifdef PT_CRC32C_X86
+/* The CPU's features, probed once: cpuid traps to the hypervisor in a virtual machine, where
+ * one costs microseconds. Bit 31 marks the value as probed (the probe never sets it). */
+static unsigned crc32c_x86_found;
+
+static unsigned x86_found(void)
+{
+    unsigned found = __atomic_load_n(&crc32c_x86_found, __ATOMIC_RELAXED);
+    if (!found) {
+        found = pt_crc32c_x86_probe() | 1u << 31;
+        __atomic_store_n(&crc32c_x86_found, found, __ATOMIC_RELAXED);
+    }
+    return found;
+}
+#endif
+
 static enum pt_crc32c_level crc32c_probe_level(void)
 {
 #if defined(PT_CRC32C_X86)
-    unsigned found = pt_crc32c_x86_probe();
+    unsigned found = x86_found();
     if (found & 1u << PETREL_CRC32C_VPCLMUL512) return PT_CRC32C_LEVEL_AVX512;
     if (found & 1u << PETREL_CRC32C_VPCLMUL256) return PT_CRC32C_LEVEL_AVX2;
     if (found & 1u << PETREL_CRC32C_PCLMUL) return PT_CRC32C_LEVEL_PCLMUL;
@@ -206,7 +222,7 @@ static const struct crc32c_dispatch *crc32c_choose(enum pt_crc32c_level level)
     case PT_CRC32C_LEVEL_SSE42:
         return x86_calibrate(x86_sse42, COUNT(x86_sse42));
     case PT_CRC32C_LEVEL_PCLMUL:
-        if (pt_crc32c_x86_probe() & PT_CRC32C_X86_AVX)
+        if (x86_found() & PT_CRC32C_X86_AVX)
             return x86_calibrate(x86_pclmul_avx, COUNT(x86_pclmul_avx));
         return x86_calibrate(x86_pclmul, COUNT(x86_pclmul));
     case PT_CRC32C_LEVEL_AVX2:
