@@ -20,8 +20,8 @@
  *                              CRC on a CPU without CRC instructions (microcontrollers):
  *       8192  (default) slicing-by-8 over eight 256-entry tables, 8 bytes a step; fastest
  *             without hardware (about 2.5 GB/s on a 2020s x86-64 core);
- *       1024  one 256-entry table, a byte a step (about 3 times slower);
- *       64    one 16-entry table, half a byte a step (about 6 times slower than 1024): for
+ *       1024  one 256-entry table, a byte a step (about 5 times slower: 0.5 GB/s);
+ *       64    one 16-entry table, half a byte a step (about half as fast again): for
  *             parts where every byte of flash counts.
  *             Any other value is a compile error. The API and every result are the same.
  *   PETREL_CRC32C_NO_HW        no hardware path: the table path only, no CPU probing, no
