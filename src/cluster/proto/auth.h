@@ -68,7 +68,9 @@ int pt_auth_secret_create(const char *path, char *err, size_t err_cap);
 /*
  * Set the keys this process uses: client (the key its connections prove; NULL = none),
  * server_full and server_read_only (the keys its servers accept; NULL = none: no
- * authentication). The structs are copied. Call before any server or connection starts.
+ * authentication). The structs are copied. Call before any server or connection starts; a
+ * process that changes its client key later must clear pt_call's pool of idle connections
+ * (pt_call_pool_clear), which were opened with the old key.
  */
 void pt_auth_set_process(const struct pt_auth_key *client, const struct pt_auth_key *server_full,
                          const struct pt_auth_key *server_read_only);
