@@ -532,15 +532,15 @@ static size_t vote_result(uint8_t **out, unsigned from, unsigned to, const uint8
         }                                                                                         \
     } while (0)
 
-TEST_T(auth_raft_port_drops_unsealed_wrong_key_and_replayed_messages, 180)
+TEST_T(auth_raft_port_drops_unsealed_wrong_key_readonly_and_replayed_messages, 180)
 {
     struct pc_cluster c;
     struct pt_reg_replica *v = NULL;
     struct pt_call_opts o = {.timeout_ms = 2000, .retry_budget_ms = 5000};
     struct replica_info ri[3], *target = NULL, *claim = NULL, now;
-    struct pt_auth_key full, wrong;
+    struct pt_auth_key full, wrong, ro;
     struct petrel_client *cl;
-    uint8_t key[PT_AUTH_KEY_BYTES], bad[PT_AUTH_KEY_BYTES], *msg;
+    uint8_t key[PT_AUTH_KEY_BYTES], bad[PT_AUTH_KEY_BYTES], ro_raft[PT_AUTH_KEY_BYTES], *msg;
     char err[700];
     size_t n = 0, i, len;
     uint64_t seq;
@@ -552,6 +552,8 @@ TEST_T(auth_raft_port_drops_unsealed_wrong_key_and_replayed_messages, 180)
     pt_auth_key_from_secret("not the cluster's secret, 32+ bytes long", 40, &wrong);
     pt_auth_raft_key(&full, key);
     pt_auth_raft_key(&wrong, bad);
+    CHECK_OK(pt_auth_key_load(c.ro_secret, &ro, err, sizeof(err)));
+    pt_auth_raft_key(&ro, ro_raft);
     CHECK_OK(pc_shard_leader(&c, 0, &leader));
     CHECK_OK(pt_reg_list_shards(c.registry, 0, &v, &n, &o));
     CHECK_EQ(n, 3);
@@ -583,6 +585,13 @@ TEST_T(auth_raft_port_drops_unsealed_wrong_key_and_replayed_messages, 180)
     free(msg);
     WAIT_INFO(&now, now.drop_auth == target->drop_auth + 2);
     expect_closed(fd, "Raft message sealed with a wrong key");
+    /* sealed with what the read-only key would give: no Raft key at all */
+    fd = raft_connect(target->raft, claim->raft);
+    len = vote_result(&msg, claim->id, target->id, ro_raft, seq);
+    raft_send(fd, msg, len);
+    free(msg);
+    WAIT_INFO(&now, now.drop_auth == target->drop_auth + 3);
+    expect_closed(fd, "Raft message sealed with the read-only key");
     /* sealed with the cluster key: accepted once (the connection stays), its copy dropped as
      * a replay (and the connection closed), on the same or on a new connection */
     fd = raft_connect(target->raft, claim->raft);
@@ -604,7 +613,7 @@ TEST_T(auth_raft_port_drops_unsealed_wrong_key_and_replayed_messages, 180)
     WAIT_INFO(&now, now.drop_replay == target->drop_replay + 3);
     expect_closed(fd, "Raft message older than the window");
     free(msg);
-    CHECK_EQ(now.drop_auth, target->drop_auth + 2);
+    CHECK_EQ(now.drop_auth, target->drop_auth + 3);
     /* logged once for all of these (within the interval) */
     {
         unsigned lines = 0, p;
