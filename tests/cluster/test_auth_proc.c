@@ -73,8 +73,8 @@ static void send_bytes(int fd, const void *buf, size_t len)
 }
 
 /* Build one frame (sealed with key at seq when key is given) into out; returns its length. */
-static size_t frame_build(uint8_t *out, uint16_t kind, uint64_t id, const void *body,
-                          uint32_t len, const uint8_t *key, uint64_t seq)
+static size_t frame_build(uint8_t *out, uint16_t kind, uint64_t id, const void *body, uint32_t len,
+                          const uint8_t *key, uint64_t seq)
 {
     struct iovec part = {(void *)body, len};
     uint8_t trailer[PT_FRAME_TRAILER_SIZE];
@@ -139,8 +139,7 @@ static int raw_hello(struct raw *r, const struct pt_auth_key *k)
 }
 
 /* Send a request (sealed when the connection is) and return its frame bytes for replays. */
-static size_t raw_send(struct raw *r, uint16_t kind, const void *body, uint32_t len,
-                       uint8_t *frame)
+static size_t raw_send(struct raw *r, uint16_t kind, const void *body, uint32_t len, uint8_t *frame)
 {
     size_t n = frame_build(frame, kind, r->next_id++, body, len, r->sealed ? r->ses.c2s : NULL,
                            r->seq_out);
@@ -521,15 +520,15 @@ static size_t vote_result(uint8_t **out, unsigned from, unsigned to, const uint8
 }
 
 /* Poll a replica's counters until cond holds (the server reads the socket asynchronously). */
-#define WAIT_INFO(ri, cond)                                                                       \
-    do {                                                                                          \
-        uint64_t w0_ = pc_now_ms();                                                               \
-        for (;;) {                                                                                \
-            replica_info(target->client, (ri));                                                   \
-            if (cond) break;                                                                      \
-            CHECK_MSG(pc_now_ms() - w0_ < 10000, "timed out waiting for %s", #cond);              \
-            usleep(20000);                                                                        \
-        }                                                                                         \
+#define WAIT_INFO(ri, cond)                                                                        \
+    do {                                                                                           \
+        uint64_t w0_ = pc_now_ms();                                                                \
+        for (;;) {                                                                                 \
+            replica_info(target->client, (ri));                                                    \
+            if (cond) break;                                                                       \
+            CHECK_MSG(pc_now_ms() - w0_ < 10000, "timed out waiting for %s", #cond);               \
+            usleep(20000);                                                                         \
+        }                                                                                          \
     } while (0)
 
 TEST_T(auth_raft_port_drops_unsealed_wrong_key_readonly_and_replayed_messages, 180)

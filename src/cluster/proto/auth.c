@@ -43,8 +43,7 @@ void pt_auth_key_from_secret(const void *secret, size_t len, struct pt_auth_key 
     derive(out->key, "petrel key id", NULL, 0, NULL, 0, out->id, PT_AUTH_ID_BYTES);
 }
 
-static int fail(char *err, size_t cap, int code, const char *fmt, const char *path,
-                const char *why)
+static int fail(char *err, size_t cap, int code, const char *fmt, const char *path, const char *why)
 {
     if (err && cap) snprintf(err, cap, fmt, path, why);
     return code;
