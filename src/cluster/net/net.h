@@ -27,8 +27,8 @@
  * a closed connection, and the server logs the peer's address at most once per
  * PT_SERVER_AUTH_LOG_MS per address. A client proving the read-only key gets PT_EACCES for
  * every request pt_auth_read_only_allowed refuses, and keeps its connection. A server without
- * keys serves as before and refuses AUTH_HELLO, so a client that requires authentication never
- * talks to a server that does not.
+ * keys serves as before and answers AUTH_HELLO with PT_EACCES (keeping the connection), so a
+ * client that requires authentication never talks to a server that does not.
  *
  * Client model. struct pt_conn is a blocking connection to one address, used by one thread at
  * a time: pt_conn_call() sends a request and waits for the response with the same request id
