@@ -358,8 +358,13 @@ static void conn_frame(struct srv_conn *c)
     struct pt_server *s = c->server;
     if (!s->auth) {
         if (c->h.kind == PT_MSG_AUTH_HELLO) {
-            conn_reject(c, -PT_EACCES, "this server has no cluster secret: it does not "
-                                       "authenticate (start it with --secret FILE)");
+            /* An answer like any request's: the connection stays (a client with a key
+             * drops it itself, it will not talk unauthenticated). */
+            conn_send_error(c, c->h.kind, c->h.request_id, -PT_EACCES,
+                            "this server has no cluster secret: it does not authenticate "
+                            "(start it with --secret FILE)",
+                            NULL);
+            conn_frame_done(c);
             return;
         }
         if (c->h.flags & PT_FRAME_AUTH) {
