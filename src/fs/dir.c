@@ -285,7 +285,9 @@ int petrel_fs_mkdir(struct petrel_fs *fs, const char *path)
     struct pt_rec r[3];
     uint8_t hb[4], th[17], th2[17], ent[PT_ENTRY_FIXED + 255 + PT_DIRSTRUCT_SIZE];
     uint32_t n, dirid, ndpair[2];
-    int err = pt_lookup(fs, path, &lk, -1);
+    int err = pt_mstate_mark_dirty(fs);
+    if (err) return err;
+    err = pt_lookup(fs, path, &lk, -1);
     if (err) return err;
     if (lk.is_root || lk.exists) return -PT_EEXIST;
     err = pt_fs_writable(fs);
@@ -402,7 +404,9 @@ int petrel_fs_remove(struct petrel_fs *fs, const char *path)
     struct pt_lookup lk;
     struct pt_rec r;
     uint8_t hb[8];
-    int err = pt_lookup(fs, path, &lk, -1);
+    int err = pt_mstate_mark_dirty(fs);
+    if (err) return err;
+    err = pt_lookup(fs, path, &lk, -1);
     fs->dc_valid = 0; /* a directory may go */
     if (err) return err;
     if (lk.is_root) return -PT_EINVAL;
@@ -445,6 +449,8 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
     const struct pt_mdir *src_md; /* the source's pair as the rename left it */
 
     fs->dc_valid = 0; /* directories may move */
+    err = pt_mstate_mark_dirty(fs);
+    if (err) return err;
     err = pt_lookup(fs, oldpath, &lo, -1);
     if (err) return err;
     if (lo.is_root) return -PT_EINVAL;

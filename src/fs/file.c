@@ -347,6 +347,11 @@ static int pt_file_open_typed(struct petrel_fs *fs, struct petrel_fs_file *file,
     struct pt_lookup lk;
     int err = pt_check_flags(flags);
     if (err) return err;
+    /* a writer commits (create, sync, close): the session is dirty before its lookup */
+    if (flags & (PETREL_O_WRONLY | PETREL_O_CREAT)) {
+        err = pt_mstate_mark_dirty(fs);
+        if (err) return err;
+    }
     err = pt_lookup(fs, path, &lk, -1);
     if (err) return err;
     if (lk.is_root) return -PT_EISDIR;
@@ -637,6 +642,8 @@ int petrel_fs_file_sync(struct petrel_fs *fs, struct petrel_fs_file *f)
     if (!pt_file_writable(f)) return 0;
     if (!f->dirty && f->buf_state != PT_BUF_DIRTY && !f->ob_open && f->pend_n == 0) return 0;
     if (fs->readonly) return -PT_EROFS;
+    err = pt_mstate_mark_dirty(fs); /* done at open in this session: nothing to do */
+    if (err) return err;
 
     keep_tail = f->buf_state != PT_BUF_EMPTY && f->buf_page * pld == f->tree_size &&
                 f->size > f->tree_size && f->size - f->tree_size <= fs->inline_max;

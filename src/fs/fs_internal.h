@@ -8,6 +8,7 @@
  *   mdir.c       metadata pairs: fetch, append commit, compaction, split, record scans
  *   commit.c     filesystem-level commits: global-state deltas, relocation fix-ups
  *   gstate.c     half-done renames and orphaned directories: repair at mount
+ *   mstate.c     the mount-state record: dirty/clean sessions, what mount reads instead of a walk
  *   dir.c        paths, lookups, mkdir, remove, rename, directory reading
  *   ctree.c      file data: pages with CRCs, the copy-on-write block tree
  *   file.c       open files: buffering, write, read, truncate, sync
@@ -43,6 +44,7 @@ enum pt_rec_type {
     PT_REC_THREAD = 0x03,   /* next pair in the thread, continuation flag, split hash */
     PT_REC_LO = 0x04,       /* lowest name hash this pair holds */
     PT_REC_GDELTA = 0x05,   /* global state delta */
+    PT_REC_MSTATE = 0x06,   /* mount state: clean/dirty, totals of the walk (root pair) */
     PT_REC_ENTRY = 0x10,    /* directory entry (file or directory) */
     PT_REC_DELETE = 0x11,   /* entry removed */
     PT_REC_ATTR = 0x12,     /* custom attribute */
@@ -56,6 +58,19 @@ enum pt_rec_type {
 #define PT_CRC_PAYLOAD 8u      /* fcrc le32, crc le32 (+ padding) */
 #define PT_GSTATE_SIZE 24u
 #define PT_SB_SIZE 36u
+#define PT_MSTATE_SIZE 12u
+#define PT_MSTATE_DIRTY 0x00u
+#define PT_MSTATE_CLEAN 0x01u
+
+/* Records superseded by a later one of their type ("singletons"): their index among them
+ * (0-4), or -1. */
+#define PT_SINGLETONS 5
+static inline int pt_rec_singleton(uint8_t type)
+{
+    if (type >= PT_REC_SUPERBLOCK && type <= PT_REC_LO) return type - PT_REC_SUPERBLOCK;
+    if (type == PT_REC_MSTATE) return 4;
+    return -1;
+}
 
 /* Entry payload offsets. */
 #define PT_ENTRY_FIXED 10u     /* hash le64, type u8, name_len u8 */
@@ -225,6 +240,22 @@ extern struct petrel_fs_gstate pt_gpending_dummy;
 /* ---- gstate.c ---- */
 int pt_fs_repair(struct petrel_fs *fs, int finish_move);
 int pt_unlink_dir(struct petrel_fs *fs, const uint32_t head[2]);
+
+/* ---- mstate.c ---- */
+struct pt_mstate {
+    uint8_t clean;       /* also: the global state is zero */
+    uint32_t next_dirid; /* above every directory id in use */
+    uint32_t seed;       /* where the next session's allocator starts */
+};
+void pt_mstate_encode(uint8_t *p, const struct pt_mstate *m);
+int pt_mstate_decode(struct pt_mstate *m, const uint8_t *p, uint32_t len);
+int pt_mstate_read(struct petrel_fs *fs, const struct pt_mdir *md, struct pt_mstate *m);
+/* Before anything a public call may commit (and before its lookups): make the record dirty,
+ * durably, once per session. */
+int pt_mstate_mark_dirty(struct petrel_fs *fs);
+/* At unmount: the session's totals, marked clean (a session that changed nothing writes
+ * nothing). */
+int pt_mstate_mark_clean(struct petrel_fs *fs);
 
 /* ---- dir.c ---- */
 struct pt_lookup {

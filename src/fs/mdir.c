@@ -395,13 +395,8 @@ static int pt_supersedes(uint8_t type, uint64_t hash, uint8_t atype, uint8_t typ
         return hash2 == hash && (type2 == PT_REC_DELETE ||
                                  ((type2 == PT_REC_ATTR || type2 == PT_REC_ATTRDEL) &&
                                   atype2 == atype));
-    case PT_REC_SUPERBLOCK:
-    case PT_REC_HEAD:
-    case PT_REC_THREAD:
-    case PT_REC_LO:
-        return type2 == type;
     default:
-        return 0;
+        return pt_rec_singleton(type) >= 0 && type2 == type;
     }
 }
 
@@ -576,7 +571,7 @@ static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
                             struct pt_live_map *map, int stop_at_entry)
 {
     uint8_t ent[PT_LIVE_ENT_BUCKETS], del[PT_LIVE_KEY_BUCKETS], att[PT_LIVE_KEY_BUCKETS];
-    uint32_t last[4] = {0, 0, 0, 0}, pos = 0, idx = 0;
+    uint32_t last[PT_SINGLETONS] = {0, 0, 0, 0, 0}, pos = 0, idx = 0;
     struct pt_rec_ref rec = {0, 0, 0};
     struct pt_live_batch batch;
     int err = 0;
@@ -588,7 +583,7 @@ static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
     while (idx < PT_LIVE_MAP_RECS && (err = pt_rec_next(fs, md, &pos, &rec)) == 1) {
         uint64_t h;
         uint8_t a;
-        if (rec.type >= PT_REC_SUPERBLOCK && rec.type <= PT_REC_LO) last[rec.type - 1] = idx;
+        if (pt_rec_singleton(rec.type) >= 0) last[pt_rec_singleton(rec.type)] = idx;
         if (pt_is_keyed(rec.type)) {
             uint32_t b[3];
             err = pt_live_rec_buckets(fs, md, &rec, &h, &a, b);
@@ -600,7 +595,7 @@ static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
     if (idx < PT_LIVE_MAP_RECS && err < 0) return err;
     map->nrecs = idx;
     /* Records past the map may supersede mapped ones: every bucket becomes "maybe". A
-     * singleton record (superblock, head, thread, lo) is superseded only by a later one of
+     * singleton record (superblock, head, thread, lo, mount state) is superseded only by a later one of
      * its type: the headers past the map say where the last of each type is, whether in the
      * map or not (a singleton in the map is live only when it is the last of its log). */
     if (idx == PT_LIVE_MAP_RECS) {
@@ -611,7 +606,7 @@ static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
                 memset(del, 255, sizeof(del));
                 memset(att, 255, sizeof(att));
             }
-            if (rec.type >= PT_REC_SUPERBLOCK && rec.type <= PT_REC_LO) last[rec.type - 1] = past;
+            if (pt_rec_singleton(rec.type) >= 0) last[pt_rec_singleton(rec.type)] = past;
             past++;
         }
         if (err < 0) return err;
@@ -634,8 +629,8 @@ static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
             if (rec.type == PT_REC_DELETE || rec.type == PT_REC_ATTRDEL) live = 0;
         } else if (rec.type == PT_REC_GDELTA) {
             live = 0;
-        } else if (rec.type >= PT_REC_SUPERBLOCK && rec.type <= PT_REC_LO) {
-            live = last[rec.type - 1] == idx;
+        } else if (pt_rec_singleton(rec.type) >= 0) {
+            live = last[pt_rec_singleton(rec.type)] == idx;
         }
         if (maybe) {
             uint32_t k = batch.n++;
@@ -812,7 +807,8 @@ static int pt_rec_keeps(const struct pt_compact *c, uint8_t type, uint64_t hash)
 {
     if (pt_is_keyed(type) || type == PT_REC_COPYATTRS)
         return pt_in_range(hash, c->lo, c->hi, c->hi_open);
-    if (type == PT_REC_SUPERBLOCK || type == PT_REC_HEAD) return c->is_low;
+    if (type == PT_REC_SUPERBLOCK || type == PT_REC_HEAD || type == PT_REC_MSTATE)
+        return c->is_low;
     return type == PT_REC_THREAD || type == PT_REC_LO;
 }
 

@@ -854,10 +854,11 @@ TEST(model_tiny_emptied_directory_gives_pairs_back)
     struct fsh_dev d;
     struct petrel_fs_dir h;
     struct petrel_fs_info info;
-    int64_t base, full, after;
+    int64_t empty, base, full, after;
     int i, n = 0;
     fsh_dev_init(&d, &fsh_geometries[FSH_TINY], 1);
     fsh_format_mount(&d);
+    empty = petrel_fs_usage(&d.fs);
     CHECK_OK(petrel_fs_mkdir(&d.fs, "d"));
     base = petrel_fs_usage(&d.fs);
     for (i = 0; i < 40; i++) {
@@ -888,6 +889,7 @@ TEST(model_tiny_emptied_directory_gives_pairs_back)
     CHECK_OK(fsh_mount(&d));
     CHECK_OK(petrel_fs_check(&d.fs, fsh_check_log, NULL));
     CHECK_OK(petrel_fs_remove(&d.fs, "d"));
-    CHECK_EQ(petrel_fs_usage(&d.fs), base - 2);
+    /* d's pair and, on 128 B blocks, the root's continuation pair that took d's entry */
+    CHECK_EQ(petrel_fs_usage(&d.fs), empty);
     fsh_dev_free(&d);
 }
