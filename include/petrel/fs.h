@@ -136,7 +136,9 @@ struct petrel_fs_config {
     void *read_buffer, *prog_buffer, *lookahead_buffer;
 
     /* Extra value XORed into the allocator's start-point seed (0 normally). The seed is
-     * otherwise the XOR of the CRCs of all commits read at mount: deterministic per image. */
+     * otherwise, on a cleanly unmounted image, where the previous session's allocator stopped
+     * (kept in the mount-state record) and, on an image walked at mount, the XOR of the CRCs
+     * of all commits read: deterministic per image. */
     uint64_t seed_mix;
 
     /* Optional memory of pairs for large directories: link_count remembered pairs (instead
