@@ -198,6 +198,17 @@ void pt_alloc_drop_window(struct petrel_fs *fs);
 int pt_mdir_fetch(struct petrel_fs *fs, struct pt_mdir *md, const uint32_t pair[2],
                   const uint64_t *find_hash);
 int pt_mdir_refetch(struct petrel_fs *fs, struct pt_mdir *md, const uint64_t *find_hash);
+/* A fetch that also reports every ENTRY and DELETE record it parses, in log order: block,
+ * type, payload offset and length, name hash. Records of a commit that then fails its CRC are
+ * reported too (the caller keeps only those inside the log the fetch returns, md->off); a
+ * remembered pair is recalled without reports. */
+struct pt_fetch_visit {
+    void (*fn)(void *ctx, uint32_t block, uint8_t type, uint32_t off, uint32_t len,
+               uint64_t hash);
+    void *ctx;
+};
+int pt_mdir_fetch_visit(struct petrel_fs *fs, struct pt_mdir *md, const uint32_t pair[2],
+                        const struct pt_fetch_visit *visit);
 int pt_rec_next(struct petrel_fs *fs, const struct pt_mdir *md, uint32_t *pos,
                 struct pt_rec_ref *rec);
 int pt_rec_hash(struct petrel_fs *fs, const struct pt_mdir *md, const struct pt_rec_ref *rec,

@@ -141,7 +141,7 @@ static int pt_window_crc(struct petrel_fs *fs, uint32_t block, uint32_t off, uin
  * it holds, so they are never parsed.
  */
 static int pt_mdir_scan(struct petrel_fs *fs, struct pt_mdir *out, uint32_t block,
-                        const uint64_t *find_hash)
+                        const uint64_t *find_hash, const struct pt_fetch_visit *visit)
 {
     struct pt_mdir t, md;
     uint8_t hdr[PT_REC_HDR], tmp[32];
@@ -197,7 +197,7 @@ static int pt_mdir_scan(struct petrel_fs *fs, struct pt_mdir *out, uint32_t bloc
         done = 0;
         if (type == PT_REC_HEAD || type == PT_REC_THREAD || type == PT_REC_LO ||
             type == PT_REC_GDELTA || ((type == PT_REC_ENTRY || type == PT_REC_DELETE) &&
-                                      find_hash && len >= 8)) {
+                                      (find_hash || visit) && len >= 8)) {
             uint32_t n = PT_MIN(len, (uint32_t)sizeof(tmp));
             err = pt_read(fs, block, pos + PT_REC_HDR, tmp, n, PT_FETCH_HINT);
             if (err) return err;
@@ -206,10 +206,16 @@ static int pt_mdir_scan(struct petrel_fs *fs, struct pt_mdir *out, uint32_t bloc
             crc = petrel_crc32c(crc, tmp, n);
             done = n;
             if (type == PT_REC_ENTRY || type == PT_REC_DELETE) {
-                if (pt_get_le64(tmp) == *find_hash) pt_mdir_found(&t, type, pos, len);
+                uint64_t h = pt_get_le64(tmp);
+                if (find_hash && h == *find_hash) pt_mdir_found(&t, type, pos, len);
+                /* seen as parsed: the commit may still fail its CRC (visit->fn is told the
+                 * offset; the caller keeps what lies inside the log fetch returns) */
+                if (visit) visit->fn(visit->ctx, block, type, pos + PT_REC_HDR, len, h);
             } else {
                 pt_mdir_apply(&t, type, tmp, n);
             }
+        } else if (visit && (type == PT_REC_ENTRY || type == PT_REC_DELETE)) {
+            visit->fn(visit->ctx, block, type, pos + PT_REC_HDR, len, 0); /* too short */
         }
         err = pt_read_crc(fs, block, pos + PT_REC_HDR + done, len - done, &crc);
         if (err) return err;
@@ -280,8 +286,25 @@ static int pt_mdir_recall(struct petrel_fs *fs, struct pt_mdir *md,
     return 0;
 }
 
+static int pt_mdir_fetch_visit_hash(struct petrel_fs *fs, struct pt_mdir *md,
+                                    const uint32_t pair[2], const uint64_t *find_hash,
+                                    const struct pt_fetch_visit *visit);
+
 int pt_mdir_fetch(struct petrel_fs *fs, struct pt_mdir *md, const uint32_t pair[2],
                   const uint64_t *find_hash)
+{
+    return pt_mdir_fetch_visit_hash(fs, md, pair, find_hash, NULL);
+}
+
+int pt_mdir_fetch_visit(struct petrel_fs *fs, struct pt_mdir *md, const uint32_t pair[2],
+                        const struct pt_fetch_visit *visit)
+{
+    return pt_mdir_fetch_visit_hash(fs, md, pair, NULL, visit);
+}
+
+static int pt_mdir_fetch_visit_hash(struct petrel_fs *fs, struct pt_mdir *md,
+                                    const uint32_t pair[2], const uint64_t *find_hash,
+                                    const struct pt_fetch_visit *visit)
 {
     const struct petrel_fs_link *l = pt_links_find(fs, pair);
     uint8_t rev[2][4];
@@ -311,7 +334,7 @@ int pt_mdir_fetch(struct petrel_fs *fs, struct pt_mdir *md, const uint32_t pair[
         uint32_t b = which ? p1 : p0;
         int r;
         if (bad[which]) continue;
-        r = pt_mdir_scan(fs, md, b, find_hash);
+        r = pt_mdir_scan(fs, md, b, find_hash, visit);
         if (r < 0 && r != -PT_ECORRUPT && r != -PT_EIO) return r;
         if (r == 1) {
             md->pair[0] = b;

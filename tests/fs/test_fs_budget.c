@@ -541,11 +541,11 @@ TEST(fs_near_full_enospc_and_room_again)
 }
 
 /* Reading a directory of n entries reads its metadata about once (at most twice the bytes of
- * its pairs' logs) when its pairs were validated since the mount (as a 2.x mount's walk did;
- * here fsck's), at both cache sizes, and returns every name once in hash order. Right after a
- * mount from the clean record (format 3.0) every pair is fetched cold first: at most 3 times
- * (measured 2.6x at cache 256: the fetch reads the log once for its CRCs, the scan again;
- * 2.1x at 4096, where a cold fetch reads whole blocks, erased tails included). */
+ * its pairs' logs), at both cache sizes, and returns every name once in hash order: with its
+ * pairs validated since the mount (here by fsck), and right after a mount from the clean
+ * record (format 3.0), when every pair is fetched cold and the batch of names is taken from
+ * the fetch itself (measured 2.05x at cache 256: the fetch reads each log once and its erased
+ * tail up to the cache line, the names are then read in hash order; 1.1x at 4096). */
 TEST(fs_budget_readdir)
 {
     static struct tb b;
@@ -597,7 +597,7 @@ TEST(fs_budget_readdir)
             test_log("cache %u: readdir of 400 (%s) read %llu B, directory metadata %llu B",
                      (unsigned)tb_caches[c], warm ? "pairs validated" : "cold after mount",
                      (unsigned long long)read, (unsigned long long)meta);
-            CHECK(read <= (warm ? 2u : 3u) * meta);
+            CHECK(read * 100 <= (warm ? 200u : 210u) * meta);
         }
         tb_free(&b);
     }
