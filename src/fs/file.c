@@ -336,7 +336,9 @@ static uint32_t pt_reg_struct(uint8_t *p, uint64_t size, uint32_t root, uint8_t 
     pt_put_le32(p + 8, root);
     p[12] = depth;
     pt_put_le16(p + 13, tail_len);
-    for (i = 1; i < pt_direct_count(depth); i++, n += 4) pt_put_le32(p + n, direct[i - 1]);
+    /* a listed file always comes with its list (direct is NULL only for depth 0) */
+    for (i = 1; direct && i < pt_direct_count(depth); i++, n += 4)
+        pt_put_le32(p + n, direct[i - 1]);
     return n;
 }
 
