@@ -323,6 +323,11 @@ struct petrel_fs {
     /* fingers into the last directory walked: for each 16th of the hash space, the pair
      * whose range starts lowest in it (valid while layout_gen is fg_gen) */
     uint32_t fg_head[2], fg_gen;
+    /* fingers the last clean unmount saved for one directory (the root pair's FINGERS record,
+     * docs/SPEC-FS.md 3.2): dfg_n entries at dfg_off in block dfg_block, usable while no pair
+     * has moved (layout_gen is dfg_gen) and no block was allocated since a mount from the
+     * clean record */
+    uint32_t dfg_head[2], dfg_block, dfg_off, dfg_gen, dfg_n;
     struct {
         uint64_t lo;
         uint32_t pair[2];

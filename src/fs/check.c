@@ -264,8 +264,9 @@ int petrel_fs_check_progress(struct petrel_fs *fs, void (*cb)(void *ctx, const c
     struct pt_mstate ms;
     struct petrel_fs_gstate walked;
     char msg[160];
-    uint32_t guard, w, max_dirid = 0;
-    int err, ms_found;
+    uint32_t guard, w, max_dirid = 0, fg_head[2] = {PT_NULL, PT_NULL}, fg_off = 0, fg_n = 0;
+    uint32_t fg_i = 0, fg_block;
+    int err, ms_found, fg_found, fg_in;
     void *pair_ctx[2];
 
     memset(&c, 0, sizeof(c));
@@ -281,12 +282,38 @@ int petrel_fs_check_progress(struct petrel_fs *fs, void (*cb)(void *ctx, const c
     ms_found = pt_mstate_read(fs, &md, &ms);
     if (ms_found == -PT_ECORRUPT) pt_problem(&c, "mount-state record malformed");
     else if (ms_found < 0) return ms_found;
+    /* saved fingers (trusted only with a clean record): each names, in order, a pair of its
+     * directory and a bound at or above that pair's lowest hash */
+    fg_block = md.pair[0];
+    fg_found = pt_fingers_locate(fs, &md, fg_head, &fg_off, &fg_n);
+    if (fg_found == -PT_ECORRUPT) pt_problem(&c, "fingers record malformed");
+    else if (fg_found < 0) return fg_found;
+    if (fg_found != 1 || ms_found != 1 || !ms.clean) fg_n = 0;
+    fg_in = fg_n && pt_pair_eq(fg_head, pt_root_pair);
     memset(&walked, 0, sizeof(walked));
     for (guard = 0; guard <= fs->block_count; guard++) {
         uint32_t next[2];
         pt_progress(&c, 2);
         pt_gstate_xor(&walked, &md.gdelta);
         if (md.head && md.dirid > max_dirid) max_dirid = md.dirid;
+        if (md.head) {
+            if (fg_in && fg_i < fg_n) pt_problem(&c, "fingers name pairs not in their directory");
+            fg_in = fg_n && pt_pair_eq(fg_head, md.pair);
+        } else if (fg_in && fg_i < fg_n && !pt_pair_eq(md.pair, pt_root_pair)) {
+            uint8_t e[PT_FINGER_SIZE];
+            uint32_t fp[2];
+            err = pt_read(fs, fg_block, fg_off + PT_FINGER_SIZE * fg_i, e, PT_FINGER_SIZE,
+                          PT_FINGER_SIZE);
+            if (err) return err;
+            fp[0] = pt_get_le32(e + 4);
+            fp[1] = pt_get_le32(e + 8);
+            if (pt_pair_eq(fp, md.pair)) {
+                if (((uint64_t)pt_get_le32(e) << 32) < md.lo ||
+                    ((uint64_t)pt_get_le32(e) << 32) - md.lo > 0xffffffffull)
+                    pt_problem(&c, "a finger's hash bound does not match its pair");
+                fg_i++;
+            }
+        }
         err = pt_each_entry(fs, &md, pt_check_entry, &c);
         if (err) {
             snprintf(msg, sizeof(msg), "pair {%u,%u}: entries unreadable: %s",
@@ -318,6 +345,7 @@ int petrel_fs_check_progress(struct petrel_fs *fs, void (*cb)(void *ctx, const c
             }
         }
     }
+    if (fg_in && fg_i < fg_n) pt_problem(&c, "fingers name pairs not in their directory");
     if (guard > fs->block_count) pt_problem(&c, "the thread of metadata pairs loops");
     if (fs->gstate.move_pending) pt_problem(&c, "a rename is half done");
     if (fs->gstate.orphans) pt_problem(&c, "orphaned directories are pending");

@@ -47,6 +47,7 @@ int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash
                      struct pt_mdir *md)
 {
     uint32_t guard, cur[2];
+    uint64_t lo = 0;
     int err = 0, j;
     cur[0] = head[0];
     cur[1] = head[1];
@@ -56,9 +57,15 @@ int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash
         if (fs->fg[j].pair[0] != PT_NULL && fs->fg[j].lo <= hash) {
             cur[0] = fs->fg[j].pair[0];
             cur[1] = fs->fg[j].pair[1];
+            lo = fs->fg[j].lo;
             break;
         }
     }
+    /* the fingers the last clean unmount saved, when one starts nearer */
+    err = pt_fingers_find(fs, head, hash, cur, &lo);
+    if (err < 0) return err;
+    if (err == 1) pt_finger_note(fs, lo, cur);
+    err = 0;
     for (guard = 0; guard <= fs->block_count; guard++) {
         /* pairs the walk only passes are skipped by their remembered links; the pair that
          * holds the hash is always read (and its commits verified) */

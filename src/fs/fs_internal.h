@@ -45,6 +45,7 @@ enum pt_rec_type {
     PT_REC_LO = 0x04,       /* lowest name hash this pair holds */
     PT_REC_GDELTA = 0x05,   /* global state delta */
     PT_REC_MSTATE = 0x06,   /* mount state: clean/dirty, totals of the walk (root pair) */
+    PT_REC_FINGERS = 0x07,  /* pairs of one directory, saved with the clean mount state */
     PT_REC_ENTRY = 0x10,    /* directory entry (file or directory) */
     PT_REC_DELETE = 0x11,   /* entry removed */
     PT_REC_ATTR = 0x12,     /* custom attribute */
@@ -64,13 +65,20 @@ enum pt_rec_type {
 
 /* Records superseded by a later one of their type ("singletons"): their index among them
  * (0-4), or -1. */
-#define PT_SINGLETONS 5
+#define PT_SINGLETONS 6
 static inline int pt_rec_singleton(uint8_t type)
 {
     if (type >= PT_REC_SUPERBLOCK && type <= PT_REC_LO) return type - PT_REC_SUPERBLOCK;
     if (type == PT_REC_MSTATE) return 4;
+    if (type == PT_REC_FINGERS) return 5;
     return -1;
 }
+/* FINGERS: le32 head[0], le32 head[1], then entries of le32 lo_hi (the pair's lowest hash
+ * divided by 2^32, rounded up), le32 pair[0], le32 pair[1]. */
+#define PT_FINGERS_HDR 8u
+#define PT_FINGER_SIZE 12u
+#define PT_FINGERS_MAX 96u     /* the record is built on the stack at unmount */
+#define PT_FINGERS_MIN_PAIRS 32u /* smaller directories are walked from the head */
 
 /* Entry payload offsets. */
 #define PT_ENTRY_FIXED 10u     /* hash le64, type u8, name_len u8 */
@@ -265,8 +273,18 @@ int pt_mstate_read(struct petrel_fs *fs, const struct pt_mdir *md, struct pt_mst
  * durably, once per session. */
 int pt_mstate_mark_dirty(struct petrel_fs *fs);
 /* At unmount: the session's totals, marked clean (a session that changed nothing writes
- * nothing). */
+ * nothing), with the fingers of the last directory walked. */
 int pt_mstate_mark_clean(struct petrel_fs *fs);
+/* The FINGERS record in force in the root pair md: 1 (its directory head, the offset of its
+ * first entry, the count), 0 none, -PT_ECORRUPT malformed. */
+int pt_fingers_locate(struct petrel_fs *fs, const struct pt_mdir *md, uint32_t head[2],
+                      uint32_t *off, uint32_t *n);
+/* At a mount from a clean record: note the FINGERS record of the root pair md. */
+int pt_fingers_load(struct petrel_fs *fs, const struct pt_mdir *md);
+/* The saved finger of directory head with the highest lo <= hash, if usable and above
+ * *lo: returns 1 and sets pair and *lo, else 0 (or an error). */
+int pt_fingers_find(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash,
+                    uint32_t pair[2], uint64_t *lo);
 
 /* ---- dir.c ---- */
 struct pt_lookup {

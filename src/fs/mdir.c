@@ -594,7 +594,7 @@ static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
                             struct pt_live_map *map, int stop_at_entry)
 {
     uint8_t ent[PT_LIVE_ENT_BUCKETS], del[PT_LIVE_KEY_BUCKETS], att[PT_LIVE_KEY_BUCKETS];
-    uint32_t last[PT_SINGLETONS] = {0, 0, 0, 0, 0}, pos = 0, idx = 0;
+    uint32_t last[PT_SINGLETONS] = {0, 0, 0, 0, 0, 0}, pos = 0, idx = 0;
     struct pt_rec_ref rec = {0, 0, 0};
     struct pt_live_batch batch;
     int err = 0;
@@ -618,7 +618,7 @@ static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
     if (idx < PT_LIVE_MAP_RECS && err < 0) return err;
     map->nrecs = idx;
     /* Records past the map may supersede mapped ones: every bucket becomes "maybe". A
-     * singleton record (superblock, head, thread, lo, mount state) is superseded only by a later one of
+     * singleton record (superblock, head, thread, lo, mount state, fingers) is superseded only by a later one of
      * its type: the headers past the map say where the last of each type is, whether in the
      * map or not (a singleton in the map is live only when it is the last of its log). */
     if (idx == PT_LIVE_MAP_RECS) {
@@ -830,7 +830,8 @@ static int pt_rec_keeps(const struct pt_compact *c, uint8_t type, uint64_t hash)
 {
     if (pt_is_keyed(type) || type == PT_REC_COPYATTRS)
         return pt_in_range(hash, c->lo, c->hi, c->hi_open);
-    if (type == PT_REC_SUPERBLOCK || type == PT_REC_HEAD || type == PT_REC_MSTATE)
+    if (type == PT_REC_SUPERBLOCK || type == PT_REC_HEAD || type == PT_REC_MSTATE ||
+        type == PT_REC_FINGERS)
         return c->is_low;
     return type == PT_REC_THREAD || type == PT_REC_LO;
 }

@@ -254,6 +254,8 @@ int petrel_fs_mount(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
         fs->next_dirid = ms.next_dirid;
         seed = ms.seed;
         fs->ms_clean = 1;
+        err = pt_fingers_load(fs, &md); /* saved with the clean record: valid with it */
+        if (err) goto fail;
     } else {
         err = pt_mount_walk(fs, &seed);
         if (err) goto fail;

@@ -301,3 +301,138 @@ TEST(mstate_mark_failure_fails_the_call)
     ms_check(&d);
     fsh_dev_free(&d);
 }
+
+/* ---- fingers saved with the clean record (docs/SPEC-FS.md 3.2) ---- */
+
+#define MSF_BLOCKS 512
+#define MSF_FILES 2500
+
+/* NOR 16/16/4096 x 512 with a pair memory of one slot per two blocks (as the image tools
+ * configure), a directory d of MSF_FILES empty files, unmounted cleanly. */
+static void msf_setup(struct fsh_dev *d)
+{
+    static struct petrel_fs_link links[MSF_BLOCKS / 2];
+    static uint32_t index[MSF_BLOCKS];
+    struct fsh_geometry g = fsh_geometries[FSH_NOR];
+    char path[32];
+    int i;
+    g.block_count = MSF_BLOCKS;
+    fsh_dev_init(d, &g, test_seed());
+    d->cfg.link_buffer = links;
+    d->cfg.link_count = MSF_BLOCKS / 2;
+    d->cfg.link_index = index;
+    fsh_format_mount(d);
+    CHECK_OK(petrel_fs_mkdir(&d->fs, "d"));
+    for (i = 0; i < MSF_FILES; i++) {
+        snprintf(path, sizeof(path), "d/f%05d", i);
+        CHECK_OK(fsh_write_file(&d->fs, path, NULL, 0));
+    }
+    CHECK_OK(fsh_unmount(d));
+}
+
+/* After a clean unmount, the first lookups in a directory of many pairs start at a saved
+ * finger: none walks the directory from its head. */
+TEST(mstate_fingers_bound_first_lookups)
+{
+    static struct fsh_dev d;
+    struct petrel_fs_info info;
+    uint64_t max = 0, total = 0;
+    char path[32];
+    int i;
+    msf_setup(&d);
+    CHECK_OK(fsh_mount(&d));
+    CHECK(d.fs.dfg_n >= 8);
+    ms_check(&d);
+    CHECK_OK(fsh_unmount(&d));
+    CHECK_OK(fsh_mount(&d));
+    for (i = 0; i < 50; i++) {
+        uint64_t before = d.emu.stats.read_bytes;
+        snprintf(path, sizeof(path), "d/f%05d", (i * 7919) % MSF_FILES);
+        CHECK_OK(petrel_fs_stat(&d.fs, path, &info));
+        if (d.emu.stats.read_bytes - before > max) max = d.emu.stats.read_bytes - before;
+        total += d.emu.stats.read_bytes - before;
+    }
+    test_log("%u fingers; 50 first lookups: max %llu B, mean %llu B", (unsigned)d.fs.dfg_n,
+             (unsigned long long)max, (unsigned long long)(total / 50));
+    /* every pair a finger: the lookup reads the directory's head and the name's pair (and
+     * one more at a finger's rounded bound) */
+    CHECK(max <= 4u * d.geo.block_size);
+    fsh_dev_free(&d);
+}
+
+/* A pair a finger names is dropped (its names removed); a name created afterwards in its
+ * former range is found: the fingers are not used once any pair has moved. */
+TEST(mstate_fingers_dropped_after_layout_change)
+{
+    static struct fsh_dev d;
+    struct petrel_fs_info info;
+    struct pt_lookup lk;
+    struct pt_mdir md;
+    uint8_t e[PT_FINGER_SIZE];
+    uint32_t pair[2];
+    char path[32];
+    int i, removed = 0;
+    msf_setup(&d);
+    CHECK_OK(fsh_mount(&d));
+    CHECK(d.fs.dfg_n >= 8);
+    /* the pair of the 5th finger and its range */
+    CHECK_OK(pt_read(&d.fs, d.fs.dfg_block, d.fs.dfg_off + PT_FINGER_SIZE * 4, e,
+                     PT_FINGER_SIZE, PT_FINGER_SIZE));
+    pair[0] = pt_get_le32(e + 4);
+    pair[1] = pt_get_le32(e + 8);
+    CHECK_OK(pt_mdir_fetch(&d.fs, &md, pair, NULL));
+    CHECK(md.next_cont);
+    for (i = 0; i < MSF_FILES; i++) {
+        uint64_t h;
+        snprintf(path, sizeof(path), "f%05d", i);
+        h = petrel_hash64(path, strlen(path), 0);
+        if (h < md.lo || h >= md.next_split) continue;
+        snprintf(path, sizeof(path), "d/f%05d", i);
+        CHECK_OK(petrel_fs_remove(&d.fs, path));
+        removed++;
+    }
+    CHECK(removed > 0);
+    CHECK_EQ(pt_lookup(&d.fs, "d", &lk, -1), 0); /* the pair is gone from the thread */
+    /* a new name in the range the dropped pair held */
+    for (i = 0;; i++) {
+        uint64_t h;
+        snprintf(path, sizeof(path), "n%06d", i);
+        h = petrel_hash64(path, strlen(path), 0);
+        if (h >= md.lo && h < md.next_split && h >= ((uint64_t)pt_get_le32(e) << 32)) break;
+    }
+    snprintf(path, sizeof(path), "d/n%06d", i);
+    CHECK_OK(fsh_write_file(&d.fs, path, "x", 1));
+    CHECK_OK(petrel_fs_stat(&d.fs, path, &info));
+    ms_check(&d);
+    CHECK_OK(fsh_unmount(&d));
+    CHECK_OK(fsh_mount(&d));
+    CHECK_OK(petrel_fs_stat(&d.fs, path, &info));
+    ms_check(&d);
+    fsh_dev_free(&d);
+}
+
+/* A clean image whose fingers name the wrong pairs (forged) is reported by fsck. */
+TEST(mstate_fingers_forged_reported)
+{
+    static struct fsh_dev d;
+    static uint8_t rec[PT_FINGERS_HDR + PT_FINGER_SIZE * PT_FINGERS_MAX];
+    struct ms_problems p;
+    uint32_t n, len;
+    msf_setup(&d);
+    CHECK_OK(fsh_mount(&d));
+    n = d.fs.dfg_n;
+    CHECK(n >= 8);
+    len = PT_FINGERS_HDR + PT_FINGER_SIZE * n;
+    CHECK_OK(pt_read(&d.fs, d.fs.dfg_block, d.fs.dfg_off - PT_FINGERS_HDR, rec, len, len));
+    /* the 3rd finger names the 4th finger's pair */
+    memcpy(rec + PT_FINGERS_HDR + PT_FINGER_SIZE * 2 + 4, rec + PT_FINGERS_HDR + PT_FINGER_SIZE * 3 + 4,
+           8);
+    ms_forge(&d.fs, ms_root, PT_REC_FINGERS, rec, len);
+    d.mounted = 0;
+    CHECK_OK(fsh_mount(&d));
+    memset(&p, 0, sizeof(p));
+    CHECK_EQ(petrel_fs_check(&d.fs, ms_problem, &p), -PT_ECORRUPT);
+    test_log("%s", p.text);
+    CHECK(strstr(p.text, "fingers"));
+    fsh_dev_free(&d);
+}
