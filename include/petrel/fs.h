@@ -328,6 +328,9 @@ struct petrel_fs {
      * has moved (layout_gen is dfg_gen) and no block was allocated since a mount from the
      * clean record */
     uint32_t dfg_head[2], dfg_block, dfg_off, dfg_gen, dfg_n;
+    /* the directory whose walk passed the most pairs this session: the one unmount saves
+     * fingers for (with the last directory walked as the other candidate) */
+    uint32_t big_head[2], big_hops;
     struct {
         uint64_t lo;
         uint32_t pair[2];

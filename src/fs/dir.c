@@ -70,6 +70,12 @@ int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash
         /* pairs the walk only passes are skipped by their remembered links; the pair that
          * holds the hash is always read (and its commits verified) */
         const struct petrel_fs_link *l = pt_links_find(fs, cur);
+        if (guard > fs->big_hops || (guard && pt_pair_eq(head, fs->big_head))) {
+            /* the directory with the longest walk is the one worth saving fingers for */
+            fs->big_head[0] = head[0];
+            fs->big_head[1] = head[1];
+            if (guard > fs->big_hops) fs->big_hops = guard;
+        }
         if (l && l->next_cont && hash >= l->next_split) {
             cur[0] = l->next[0];
             cur[1] = l->next[1];

@@ -93,17 +93,14 @@ static uint32_t pt_fingers_cap(const struct petrel_fs *fs)
     return n >= 8 ? n : 0;
 }
 
-/* The fingers of the last directory walked, from the remembered pairs only (nothing is read):
- * the chain from its head as far as links are remembered, every k-th continuation pair so
- * that at most the cap are kept; none for a directory of fewer than PT_FINGERS_MIN_PAIRS
- * pairs. Returns the record's length (0: none). */
-static uint32_t pt_fingers_build(struct petrel_fs *fs, uint8_t *buf)
+/* Continuation pairs of the directory at head reachable through remembered links. */
+static uint32_t pt_fingers_chain(struct petrel_fs *fs, const uint32_t head[2])
 {
-    uint32_t cap = pt_fingers_cap(fs), cur[2], count = 0, k, i, n = 0, guard;
     const struct petrel_fs_link *l;
-    if (!cap || fs->fg_head[0] == PT_NULL) return 0;
-    cur[0] = fs->fg_head[0];
-    cur[1] = fs->fg_head[1];
+    uint32_t cur[2], count = 0, guard;
+    if (head[0] == PT_NULL) return 0;
+    cur[0] = head[0];
+    cur[1] = head[1];
     for (guard = 0; guard < fs->block_count; guard++) {
         l = pt_links_find(fs, cur);
         if (!l || !l->next_cont) break;
@@ -111,12 +108,35 @@ static uint32_t pt_fingers_build(struct petrel_fs *fs, uint8_t *buf)
         cur[0] = l->next[0];
         cur[1] = l->next[1];
     }
+    return count;
+}
+
+/* The fingers of the directory with the longest walk this session (or the last one walked,
+ * whichever has more remembered pairs), from the remembered pairs only (nothing is read):
+ * the chain from its head as far as links are remembered, every k-th continuation pair so
+ * that at most the cap are kept; none for a directory of fewer than PT_FINGERS_MIN_PAIRS
+ * pairs. Returns the record's length (0: none). */
+static uint32_t pt_fingers_build(struct petrel_fs *fs, uint8_t *buf)
+{
+    uint32_t cap = pt_fingers_cap(fs), cur[2], head[2], count, k, i, n = 0;
+    uint32_t big = pt_fingers_chain(fs, fs->big_head), last = pt_fingers_chain(fs, fs->fg_head);
+    const struct petrel_fs_link *l;
+    if (!cap) return 0;
+    if (big >= last) {
+        head[0] = fs->big_head[0];
+        head[1] = fs->big_head[1];
+        count = big;
+    } else {
+        head[0] = fs->fg_head[0];
+        head[1] = fs->fg_head[1];
+        count = last;
+    }
     if (count < PT_FINGERS_MIN_PAIRS) return 0;
     k = (count + cap - 1) / cap;
-    pt_put_le32(buf, fs->fg_head[0]);
-    pt_put_le32(buf + 4, fs->fg_head[1]);
-    cur[0] = fs->fg_head[0];
-    cur[1] = fs->fg_head[1];
+    pt_put_le32(buf, head[0]);
+    pt_put_le32(buf + 4, head[1]);
+    cur[0] = head[0];
+    cur[1] = head[1];
     for (i = 0; i < count; i++) {
         l = pt_links_find(fs, cur);
         if (!l || !l->next_cont) break;

@@ -93,6 +93,7 @@ static int pt_fs_init(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
     fs->pcache.buf = (uint8_t *)pt_buffer(cfg->prog_buffer, fs->cache_size, &fs->pcache_alloc);
     fs->rcache.block = fs->pcache.block = PT_NULL;
     fs->fg_head[0] = fs->fg_head[1] = PT_NULL; /* no fingers yet */
+    fs->big_head[0] = fs->big_head[1] = PT_NULL;
     fs->linkv = fs->links;
     fs->nlinks = PETREL_FS_LINK_CACHE;
     fs->link_index = NULL;

@@ -314,6 +314,7 @@ static void msf_setup(struct fsh_dev *d)
     static struct petrel_fs_link links[MSF_BLOCKS / 2];
     static uint32_t index[MSF_BLOCKS];
     struct fsh_geometry g = fsh_geometries[FSH_NOR];
+    struct petrel_fs_info info;
     char path[32];
     int i;
     g.block_count = MSF_BLOCKS;
@@ -327,6 +328,9 @@ static void msf_setup(struct fsh_dev *d)
         snprintf(path, sizeof(path), "d/f%05d", i);
         CHECK_OK(fsh_write_file(&d->fs, path, NULL, 0));
     }
+    /* the last walk is in the root directory: the fingers still go to d, the directory of
+     * the longest walks */
+    CHECK_OK(petrel_fs_stat(&d->fs, "d", &info));
     CHECK_OK(fsh_unmount(d));
 }
 
