@@ -323,6 +323,7 @@ int pt_policy_decode(const uint8_t *in, size_t len, struct pt_policy *p)
     p->rs_threshold = pt_get_le32(in + 4);
     p->block_size = pt_get_le32(in + 8);
     if (p->copies < 1 || p->copies > PT_SPAN_BLOCKS_MAX) return -PT_EINVAL;
+    if (p->rs_threshold > PT_SPAN_SIZE_MAX) return -PT_EINVAL;
     if (p->data == 0 && p->parity == 0) return 0;
     if (p->data < 1 || p->data > 16 || p->parity < 1 || p->parity > 4 ||
         (unsigned)p->data + p->parity > PT_SPAN_BLOCKS_MAX)
