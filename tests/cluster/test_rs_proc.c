@@ -258,6 +258,26 @@ TEST_T(rs_every_loss_of_up_to_p_blocks_reads_back, 600)
     }
     CHECK_EQ(rs_read_all(cl, &rs_files[0]), 0);
     CHECK_EQ(rs_read_all(cl, &rs_files[1]), 0);
+    /* 64 rows per block (4 MiB blocks: the most a block gathers from cells), read healthy
+     * and with P services stopped. */
+    {
+        struct petrel_policy wide = {.copies = 2, .data = 1, .parity = 2, .rs_threshold = 0,
+                                     .block_size = 4u << 20};
+        const struct rs_file tall = {"/rows/f", 13, (4u << 20) + 12345};
+        struct rs_gen g = {tall.seed, tall.size, 0};
+        unsigned lost[2] = {1, 4};
+        int mode[2] = {LOSE_STOP, LOSE_STOP};
+        struct petrel_client *k;
+        CHECK_OK(petrel_client_mkdir(cl, "/rows"));
+        CHECK_OK(petrel_client_set_policy(cl, "/rows", &wide));
+        CHECK_OK(petrel_client_write_file(cl, tall.path, rs_gen_read, &g, NULL));
+        CHECK_EQ(rs_read_all(cl, &tall), 0);
+        rs_lose(&c, lost, mode, 2, 1);
+        k = rs_client(&c);
+        CHECK_EQ(rs_read_all(k, &tall), 0);
+        petrel_client_close(k);
+        rs_lose(&c, lost, mode, 2, 0);
+    }
     /* Every set of at most 2 services (all 6 hold a block of each span), each lost as
      * stopped, rotten, or both. */
     for (a = 0; a < SERVICES; a++) {

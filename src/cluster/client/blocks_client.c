@@ -59,13 +59,13 @@ int pt_blocks_write_iov(const char *address, uint64_t block_id, uint32_t crc,
     uint8_t fields[PT_BLOCK_WRITE_FIELDS];
     struct pt_block_write_req w = {block_id, crc, size, cert};
     struct pt_cursor c;
-    struct iovec iov[1 + 64];
+    struct iovec iov[PT_CONN_PARTS_MAX];
     struct pt_reply rep;
     uint64_t total = 0;
     unsigned i;
     int err;
     if (size > PT_BLOCK_MAX_SIZE) return -PT_EFBIG;
-    if (n > 64) return -PT_EINVAL;
+    if (n + 1 > PT_CONN_PARTS_MAX) return -PT_EINVAL;
     for (i = 0; i < n; i++) {
         iov[1 + i] = pieces[i];
         total += pieces[i].iov_len;

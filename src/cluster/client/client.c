@@ -1196,14 +1196,19 @@ static int rs_deliver(struct rs_reader *r, uint32_t ra, uint32_t from, uint32_t 
                       petrel_write_fn write, void *ctx)
 {
     uint32_t x = from, o = 0;
+    int rc;
     while (x < to) {
         uint32_t row = x / r->row_bytes, in_row = x % r->row_bytes, k = in_row / r->cell;
-        uint32_t off = in_row % r->cell, n = PT_MIN(r->cell - off, to - x);
+        uint32_t off = in_row % r->cell, n = PT_MIN(PT_MIN(r->cell - off, to - x), READ_PIECE - o);
         memcpy(r->out + o, r->blk + k * r->stride + (row - ra) * r->cell + off, n);
         o += n;
         x += n;
+        if (o == READ_PIECE) { /* the caller gets pieces of at most 1 MiB */
+            if ((rc = write(ctx, r->out, o)) != 0) return rc;
+            o = 0;
+        }
     }
-    return write(ctx, r->out, o);
+    return o ? write(ctx, r->out, o) : 0;
 }
 
 /* One batch of rows [ra, rb]: read what the range needs, rebuild what failed, deliver. */
@@ -1266,10 +1271,11 @@ static int read_rs(struct petrel_client *c, const char *path, uint64_t file,
     r.cell = pt_rs_cell(s->block_size);
     r.rows = pt_rs_rows(s->block_size);
     r.row_bytes = r.d * r.cell;
-    r.batch_rows = PT_MAX(1u, READ_PIECE / r.row_bytes);
+    /* A batch reads up to 1 MiB from each block (D MiB of the file), in parallel. */
+    r.batch_rows = PT_MIN(PT_MAX(1u, READ_PIECE / r.cell), r.rows);
     r.stride = (size_t)r.batch_rows * r.cell;
     r.blk = malloc(r.stride * r.n);
-    r.out = malloc((size_t)r.batch_rows * r.row_bytes);
+    r.out = malloc(READ_PIECE);
     if (!r.blk || !r.out) {
         free(r.blk);
         free(r.out);
