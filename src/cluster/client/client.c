@@ -1131,26 +1131,27 @@ static void rs_read_blocks(struct rs_reader *r, uint32_t ra, const unsigned *whi
 }
 
 /*
- * Rebuild the cells of rows [ra2, rb2] of the failed data blocks in `want` from D survivors
- * (read whole for those rows), then check every rebuilt cell against its cell CRC.
+ * D survivors (not failed, not `exclude`) with whole cells for rows [ra2, rb2] in the batch
+ * buffers: healthy services first, services that just failed last. `full` marks blocks read
+ * whole for these rows already. Returns how many were found (< D: too many lost).
  */
-static int rs_rebuild(struct rs_reader *r, uint32_t ra, uint32_t ra2, uint32_t rb2,
-                      const unsigned *want, unsigned n_want)
+static unsigned rs_gather(struct rs_reader *r, uint32_t ra, uint32_t ra2, uint32_t rb2, int exclude,
+                          uint32_t *full, unsigned *have)
 {
-    unsigned have[PT_SPAN_BLOCKS_MAX], n_have = 0, b, i, tries = 0;
-    uint8_t *src[PT_SPAN_BLOCKS_MAX], *dst[PT_SPAN_BLOCKS_MAX];
-    uint32_t len = (rb2 - ra2 + 1) * r->cell, row;
-    int rc;
-    /* Survivors: blocks not failed, healthy services first (parity too). */
-    while (n_have < r->d && tries++ < 2) {
+    unsigned n_have = 0, b, i, pass;
+    for (pass = 0; pass < 2 && n_have < r->d; pass++) {
         unsigned which[PT_SPAN_BLOCKS_MAX], m = 0;
         uint32_t lo[PT_SPAN_BLOCKS_MAX], hi[PT_SPAN_BLOCKS_MAX];
         for (b = 0; b < r->n && n_have + m < r->d; b++) {
             int used = 0;
             for (i = 0; i < n_have; i++)
                 used |= have[i] == b;
-            if (used || r->failed[b]) continue;
-            if (tries == 1 && service_is_down(r->c, r->s->blocks[b].service)) continue;
+            if (used || r->failed[b] || (int)b == exclude) continue;
+            if (*full >> b & 1u) {
+                have[n_have++] = b;
+                continue;
+            }
+            if (pass == 0 && service_is_down(r->c, r->s->blocks[b].service)) continue;
             which[m] = b;
             lo[m] = ra2 * r->cell;
             hi[m] = (rb2 + 1) * r->cell;
@@ -1158,37 +1159,77 @@ static int rs_rebuild(struct rs_reader *r, uint32_t ra, uint32_t ra2, uint32_t r
         }
         if (m) rs_read_blocks(r, ra, which, m, lo, hi);
         for (i = 0; i < m; i++)
-            if (!r->failed[which[i]]) have[n_have++] = which[i];
-        if (m == 0 && tries == 2) break;
+            if (!r->failed[which[i]]) {
+                have[n_have++] = which[i];
+                *full |= 1u << which[i];
+            }
     }
-    if (n_have < r->d) {
-        unsigned lost = 0;
-        for (b = 0; b < r->n; b++)
-            lost += r->failed[b] != 0;
-        petrel_log(PT_LOG_ERROR, "client",
-                   "%s: span at offset %llu (RS(%u,%u)): %u of its %u blocks unreadable, at most "
-                   "%u can be rebuilt",
-                   r->path, (unsigned long long)r->s->offset, r->d, r->n - r->d, lost, r->n,
-                   r->n - r->d);
-        return -PT_EIO;
-    }
-    for (i = 0; i < r->d; i++)
-        src[i] = r->blk + have[i] * r->stride + (ra2 - ra) * r->cell;
-    for (i = 0; i < n_want; i++)
-        dst[i] = r->blk + want[i] * r->stride + (ra2 - ra) * r->cell;
-    if ((rc = pt_ec_decode(&r->ec, len, r->d, have, src, n_want, want, dst)) != 0) return rc;
+    return n_have;
+}
+
+/* Every rebuilt cell against its cell CRC from the span record: 0 or the first bad one + 1. */
+static unsigned rs_check_rebuilt(struct rs_reader *r, uint32_t ra, uint32_t ra2, uint32_t rb2,
+                                 const unsigned *want, unsigned n_want)
+{
+    unsigned i;
+    uint32_t row;
     for (i = 0; i < n_want; i++)
         for (row = ra2; row <= rb2; row++) {
             const uint8_t *cellp = r->blk + want[i] * r->stride + (row - ra) * r->cell;
-            if (petrel_crc32c(0, cellp, r->cell) != pt_span_cell_crc(r->s, want[i], row)) {
-                petrel_log(PT_LOG_ERROR, "client",
-                           "%s: span at offset %llu: rebuilt cell (block %u, row %u) fails its "
-                           "CRC",
-                           r->path, (unsigned long long)r->s->offset, want[i], row);
-                return -PT_ECORRUPT;
-            }
+            if (petrel_crc32c(0, cellp, r->cell) != pt_span_cell_crc(r->s, want[i], row))
+                return i + 1;
         }
     return 0;
+}
+
+/*
+ * Rebuild the cells of rows [ra2, rb2] of the failed data blocks in `want` from D survivors
+ * read whole for those rows, then check every rebuilt cell against its cell CRC. A survivor
+ * that served wrong bytes under valid page CRCs makes the check fail: then each survivor in
+ * turn is left out (another block read instead, when one remains) until a set passes; the one
+ * left out is reported as corrupt. No set passes: -PT_ECORRUPT, nothing delivered.
+ */
+static int rs_rebuild(struct rs_reader *r, uint32_t ra, uint32_t ra2, uint32_t rb2,
+                      const unsigned *want, unsigned n_want)
+{
+    unsigned have[PT_SPAN_BLOCKS_MAX], n_have, b, i, bad = 0;
+    uint8_t *src[PT_SPAN_BLOCKS_MAX], *dst[PT_SPAN_BLOCKS_MAX];
+    uint32_t len = (rb2 - ra2 + 1) * r->cell, full = 0;
+    int exclude = -1, rc;
+    for (;;) {
+        n_have = rs_gather(r, ra, ra2, rb2, exclude, &full, have);
+        if (n_have < r->d) {
+            unsigned lost = 0;
+            if (exclude >= 0) break; /* no other set to try */
+            for (b = 0; b < r->n; b++)
+                lost += r->failed[b] != 0;
+            petrel_log(PT_LOG_ERROR, "client",
+                       "%s: span at offset %llu (RS(%u,%u)): %u of its %u blocks unreadable, at "
+                       "most %u can be rebuilt",
+                       r->path, (unsigned long long)r->s->offset, r->d, r->n - r->d, lost, r->n,
+                       r->n - r->d);
+            return -PT_EIO;
+        }
+        for (i = 0; i < r->d; i++)
+            src[i] = r->blk + have[i] * r->stride + (ra2 - ra) * r->cell;
+        for (i = 0; i < n_want; i++)
+            dst[i] = r->blk + want[i] * r->stride + (ra2 - ra) * r->cell;
+        if ((rc = pt_ec_decode(&r->ec, len, r->d, have, src, n_want, want, dst)) != 0) return rc;
+        if ((bad = rs_check_rebuilt(r, ra, ra2, rb2, want, n_want)) == 0) {
+            if (exclude >= 0) rs_block_failed(r, (unsigned)exclude, -PT_ECORRUPT);
+            return 0;
+        }
+        /* Leave out the next survivor of the first set (in block order). */
+        for (b = (unsigned)(exclude + 1); b < r->n && (r->failed[b] || !(full >> b & 1u)); b++)
+            ;
+        if (b >= r->n) break;
+        exclude = (int)b;
+    }
+    petrel_log(PT_LOG_ERROR, "client",
+               "%s: span at offset %llu: rebuilt cell (block %u, rows %u..%u) fails its CRC "
+               "from every set of survivors",
+               r->path, (unsigned long long)r->s->offset, want[bad ? bad - 1 : 0], ra2, rb2);
+    return -PT_ECORRUPT;
 }
 
 /* Deliver span bytes [from, to) lying in rows [ra, rb] (every block read or rebuilt). */
