@@ -75,7 +75,13 @@ static const struct rs_file rs_files[] = {
     {"/rs/small", 12, 50000},
 };
 
+static struct petrel_client *rs_client_seeded(struct pc_cluster *c, uint64_t seed);
 static struct petrel_client *rs_client(struct pc_cluster *c)
+{
+    return rs_client_seeded(c, test_seed() + 7);
+}
+
+static struct petrel_client *rs_client_seeded(struct pc_cluster *c, uint64_t seed)
 {
     struct petrel_client_config cfg;
     struct petrel_client *cl;
@@ -83,7 +89,7 @@ static struct petrel_client *rs_client(struct pc_cluster *c)
     cfg.registry = c->registry;
     cfg.retry_budget_ms = 30000;
     cfg.attempt_timeout_ms = 200; /* a stopped service is "slow" after this */
-    cfg.seed = test_seed() + 7;
+    cfg.seed = seed;
     CHECK_OK(petrel_client_open(&cl, &cfg));
     return cl;
 }
@@ -478,6 +484,23 @@ TEST_T(rs_layout_wider_than_the_failure_domains_is_refused, 120)
     g.pos = 0;
     CHECK_OK(petrel_client_write_file(cl, "/wide/inner/f", rs_gen_read, &g, NULL));
     CHECK_EQ(rs_read_all(cl, &(struct rs_file){"/wide/inner/f", 5, 100000}), 0);
+    /* A rotten mirrored copy: every read exact, and the copy is queued for repair once a
+     * read met it (each client starts at a random copy). */
+    {
+        struct pt_repair_entry q[16];
+        unsigned b, tries, nq = 0;
+        for (b = 0; b < 3 && rs_flip_service(&c, b) == 0; b++)
+            ;
+        CHECK(b < 3);
+        for (tries = 0; tries < 16 && nq == 0; tries++) {
+            struct petrel_client *k = rs_client_seeded(&c, test_seed() + 100 + tries);
+            CHECK_EQ(rs_read_all(k, &(struct rs_file){"/wide/inner/f", 5, 100000}), 0);
+            petrel_client_close(k);
+            nq = rs_queue(&c, q, 16);
+        }
+        CHECK_EQ(nq, 1);
+        CHECK_EQ(q[0].reason, PT_BAD_CORRUPT);
+    }
     petrel_client_close(cl);
     pc_stop(&c);
 }

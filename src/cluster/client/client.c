@@ -1448,10 +1448,18 @@ int petrel_client_write_file(struct petrel_client *c, const char *path, petrel_r
 
 /* ---- reading --------------------------------------------------------------------------------- */
 
-/* Deliver [from, from+count) of a mirrored span, trying each copy until one serves it intact. */
-static int read_blocks(struct petrel_client *c, const struct pt_span *s, uint32_t from,
-                       uint32_t count, uint8_t *buf, petrel_write_fn write, void *ctx)
+static void report_bad_block(struct petrel_client *c, uint64_t file, const struct pt_span *s,
+                             unsigned idx, int err);
+
+/*
+ * Deliver [from, from+count) of a mirrored span, trying each copy until one serves it intact;
+ * a copy that is missing or rotten is reported to the file's shard (once per call).
+ */
+static int read_blocks(struct petrel_client *c, uint64_t file, const struct pt_span *s,
+                       uint32_t from, uint32_t count, uint8_t *buf, petrel_write_fn write,
+                       void *ctx)
 {
+    uint32_t reported = 0;
     unsigned n = pt_span_block_count(s), first = (unsigned)pt_prng_below(&c->prng, n), k;
     uint32_t done = 0;
     int rc = -PT_EIO, refreshed = 0;
@@ -1482,6 +1490,10 @@ static int read_blocks(struct petrel_client *c, const struct pt_span *s, uint32_
             petrel_log(PT_LOG_WARN, "client", "block %llx on service %llu: %s, trying another copy",
                        (unsigned long long)b->block, (unsigned long long)b->service,
                        petrel_strerror(rc));
+            if ((rc == -PT_ECORRUPT || rc == -PT_ENOENT) && !(reported >> idx & 1u)) {
+                reported |= 1u << idx;
+                report_bad_block(c, file, s, idx, rc);
+            }
         }
         if (rc) return rc;
         if ((rc = write(ctx, buf, piece)) != 0) return rc;
@@ -1545,7 +1557,7 @@ int petrel_client_read(struct petrel_client *c, const char *path, uint64_t offse
             } else if (s.storage == PT_STORAGE_RS) {
                 rc = read_rs(c, path, id, &s, from, count, write, ctx);
             } else {
-                rc = read_blocks(c, &s, from, count, buf, write, ctx);
+                rc = read_blocks(c, id, &s, from, count, buf, write, ctx);
             }
             if (rc == 0) {
                 pos += count;
