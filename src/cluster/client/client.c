@@ -1001,7 +1001,7 @@ static long source_fill(struct source *s, uint8_t *buf, size_t cap)
 {
     size_t from_ahead = PT_MIN(cap, s->ahead_len - s->ahead_pos);
     long n;
-    memcpy(buf, s->ahead + s->ahead_pos, from_ahead);
+    if (from_ahead) memcpy(buf, s->ahead + s->ahead_pos, from_ahead);
     s->ahead_pos += from_ahead;
     if (from_ahead == cap) return (long)cap;
     n = fill(s->read, s->ctx, buf + from_ahead, cap - from_ahead);
