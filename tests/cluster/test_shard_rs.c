@@ -338,3 +338,23 @@ TEST(rs_span_record_codec_refuses_bad_geometry)
     pt_cursor_init(&c, buf, len);
     CHECK(pt_span_decode(&c, &d) != 0);
 }
+
+/* The example of PROTOCOL.md §4 (ADD_RS_SPAN), byte for byte. */
+TEST(rs_add_span_request_bytes)
+{
+    static const uint8_t head[] = {0x30, 7, 0, 0, 0, 0, 0, 0, 0, 0x2A, 0, 0, 0, 0, 0, 0, 0,
+                                   0,    0, 0, 0, 0, 0, 0, 0, 0xA0, 0x86, 0x01, 0x00};
+    static const uint8_t layout[] = {2, 4, 2, 0x00, 0x70, 0x00, 0x00, 0x18, 0, 0, 0};
+    uint8_t buf[128];
+    struct pt_shard_req q;
+    int n;
+    rs_req(&q, 7, 100000, 4, 2);
+    q.cookie = 0x2A;
+    q.n_services = 0;
+    CHECK_EQ(q.block_size, 28672);
+    n = pt_shard_req_encode(&q, buf, sizeof(buf));
+    CHECK_EQ(n, 69);
+    CHECK_MEM(buf, head, sizeof(head));
+    CHECK_MEM(buf + 33, layout, sizeof(layout)); /* after the u32 span CRC */
+    CHECK_EQ(buf[68], 0);
+}
