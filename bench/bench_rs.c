@@ -63,7 +63,8 @@ static void bench_codec(unsigned d, unsigned p)
     t1 = bench_now();
     c1 = cpu_now();
     printf("rs encode RS(%u,%u) %.2f GB/s %.3f cpu-s/GiB\n", d, p,
-           (double)rounds * cell * d / (t1 - t0) / 1e9, (c1 - c0) * (1ull << 30) / ((double)rounds * cell * d));
+           (double)rounds * cell * d / (t1 - t0) / 1e9,
+           (c1 - c0) * (1ull << 30) / ((double)rounds * cell * d));
     /* Lose the first P data blocks: rebuild them from the other data and all parity. */
     for (i = 0; i < d; i++) {
         have[i] = i + p;
@@ -81,7 +82,8 @@ static void bench_codec(unsigned d, unsigned p)
     c1 = cpu_now();
     if (memcmp(out, buf, cell * p) != 0) printf("rs error decode RS(%u,%u) wrong bytes\n", d, p);
     printf("rs decode RS(%u,%u) %.2f GB/s %.3f cpu-s/GiB\n", d, p,
-           (double)rounds * cell * d / (t1 - t0) / 1e9, (c1 - c0) * (1ull << 30) / ((double)rounds * cell * d));
+           (double)rounds * cell * d / (t1 - t0) / 1e9,
+           (c1 - c0) * (1ull << 30) / ((double)rounds * cell * d));
 done:
     free(buf);
     free(out);
@@ -172,8 +174,8 @@ static int deploy_start(struct deploy *dp)
     if (wait_line(log, "listening on ", dp->registry, sizeof(dp->registry)) != 0) return -1;
     for (i = 0; i < RS_SERVICES; i++) {
         char bdir[128], name[32];
-        char *argv[] = {"petrel", "blocks", "--registry", dp->registry, "--dir", bdir,
-                        "--failure-domain", dom, NULL};
+        char *argv[] = {"petrel", "blocks",           "--registry", dp->registry, "--dir",
+                        bdir,     "--failure-domain", dom,          NULL};
         snprintf(bdir, sizeof(bdir), "%s/blocks-%u", dp->root, i);
         snprintf(dom, sizeof(dom), "d%u", i);
         snprintf(name, sizeof(name), "blocks-%u", i);
@@ -181,8 +183,9 @@ static int deploy_start(struct deploy *dp)
     }
     snprintf(dir, sizeof(dir), "%s/shard", dp->root);
     {
-        char *argv[] = {"petrel", "shard", "--registry", dp->registry, "--shard", "0", "--replica",
-                        "0", "--replicas", "1", "--dir", dir, NULL};
+        char *argv[] = {"petrel", "shard",     "--registry", dp->registry, "--shard",
+                        "0",      "--replica", "0",          "--replicas", "1",
+                        "--dir",  dir,         NULL};
         dp->shard = spawn(dp, "shard", argv);
     }
     return 0;
@@ -276,7 +279,8 @@ static double read_file(struct deploy *dp, const char *path, uint64_t size)
     t1 = bench_now();
     petrel_client_close(c);
     if (rc || got != size || s.bad) {
-        printf("rs error read %s: %s%s\n", path, petrel_strerror(rc), s.bad ? " (wrong bytes)" : "");
+        printf("rs error read %s: %s%s\n", path, petrel_strerror(rc),
+               s.bad ? " (wrong bytes)" : "");
         return -1;
     }
     return (double)size / (t1 - t0) / 1e6;

@@ -62,13 +62,16 @@ int cmd_policy(int argc, char **argv)
         {0, NULL, CLI_FLAG, NULL, NULL, NULL},
     };
     const struct cli_spec spec = {
-        "policy", "show|set|clear petrel://HOST:PORT/DIR [--rs D,P] [--copies N] "
-                  "[--threshold SIZE] [--block-size SIZE]",
+        "policy",
+        "show|set|clear petrel://HOST:PORT/DIR [--rs D,P] [--copies N] "
+        "[--threshold SIZE] [--block-size SIZE]",
         "Show, set or clear a cluster directory's storage policy. New files take the policy of "
         "their nearest ancestor directory that has one; without any, small files are mirrored "
         "and files of at least 4M are RS(4,2) when the cluster has 6 or more failure domains. "
         "`set` without --rs makes the directory mirrored only.",
-        options, 2, 2};
+        options,
+        2,
+        2};
     CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     action = argv[1];
     if (strcmp(action, "show") && strcmp(action, "set") && strcmp(action, "clear"))

@@ -1,8 +1,9 @@
 /*
  * Reed-Solomon over ISA-L (src/cluster/ec): for every D <= 16 and P <= 4, parity equals
  * ISA-L's baseline (non-SIMD) encoder over the Cauchy matrix; every combination of up to P lost
- * blocks (exhaustive up to D + P = 16, every layout a span may have; a seeded sample above) decodes back to the original
- * bytes, from a random choice of survivors; P + 1 losses are refused, never decoded.
+ * blocks (exhaustive up to D + P = 16, every layout a span may have; a seeded sample above) decodes
+ * back to the original bytes, from a random choice of survivors; P + 1 losses are refused, never
+ * decoded.
  */
 #include <isa-l.h>
 #include <stdlib.h>
@@ -14,7 +15,7 @@
 #include "test.h"
 
 #define PT_EC_EXHAUSTIVE_ROWS 16 /* every layout a span can have */
-#define LEN 300 /* not a multiple of any SIMD width: the kernels' tails run too */
+#define LEN 300                  /* not a multiple of any SIMD width: the kernels' tails run too */
 
 struct stripe {
     uint8_t buf[PT_EC_ROWS_MAX][LEN];

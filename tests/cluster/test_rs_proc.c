@@ -176,13 +176,12 @@ static void rs_try(struct pc_cluster *c, const unsigned *lost, const int *mode, 
     for (f = 0; f < PT_ARRAY_SIZE(rs_files); f++) {
         int rc = rs_read_all(cl, &rs_files[f]);
         if (n <= 2)
-            CHECK_MSG(rc == 0, "%s with %u lost (services %u,%u modes %d,%d): %s",
-                      rs_files[f].path, n, lost[0], n > 1 ? lost[1] : 0, mode[0],
-                      n > 1 ? mode[1] : 0, petrel_strerror(rc));
-        else
-            CHECK_MSG(rc == -PT_EIO || rc == -PT_ECORRUPT,
-                      "%s with %u lost: %s (must be an error)", rs_files[f].path, n,
+            CHECK_MSG(rc == 0, "%s with %u lost (services %u,%u modes %d,%d): %s", rs_files[f].path,
+                      n, lost[0], n > 1 ? lost[1] : 0, mode[0], n > 1 ? mode[1] : 0,
                       petrel_strerror(rc));
+        else
+            CHECK_MSG(rc == -PT_EIO || rc == -PT_ECORRUPT, "%s with %u lost: %s (must be an error)",
+                      rs_files[f].path, n, petrel_strerror(rc));
     }
     rs_lose(c, lost, mode, n, 0);
     petrel_client_close(cl);
@@ -190,7 +189,10 @@ static void rs_try(struct pc_cluster *c, const unsigned *lost, const int *mode, 
 
 static void rs_setup(struct pc_cluster *c, struct petrel_client *cl)
 {
-    struct petrel_policy p = {.copies = 2, .data = 4, .parity = 2, .rs_threshold = 8192,
+    struct petrel_policy p = {.copies = 2,
+                              .data = 4,
+                              .parity = 2,
+                              .rs_threshold = 8192,
                               .block_size = 128u << 10},
                          got;
     char from[64];
@@ -347,8 +349,8 @@ TEST_T(rs_every_loss_of_up_to_p_blocks_reads_back, 600)
     /* 64 rows per block (4 MiB blocks: the most a block gathers from cells), read healthy
      * and with P services stopped. */
     {
-        struct petrel_policy wide = {.copies = 2, .data = 1, .parity = 2, .rs_threshold = 0,
-                                     .block_size = 4u << 20};
+        struct petrel_policy wide = {
+            .copies = 2, .data = 1, .parity = 2, .rs_threshold = 0, .block_size = 4u << 20};
         const struct rs_file tall = {"/rows/f", 13, (4u << 20) + 12345};
         struct rs_gen g = {tall.seed, tall.size, 0};
         unsigned lost[2] = {1, 4};
@@ -410,7 +412,8 @@ TEST_T(rs_every_loss_of_up_to_p_blocks_reads_back, 600)
     /* P + 1 losses: an error, never bytes. */
     {
         unsigned lost[3] = {0, 2, 5};
-        int flips[3] = {LOSE_FLIP, LOSE_FLIP, LOSE_FLIP}, mixed[3] = {LOSE_STOP, LOSE_FLIP, LOSE_STOP};
+        int flips[3] = {LOSE_FLIP, LOSE_FLIP, LOSE_FLIP},
+            mixed[3] = {LOSE_STOP, LOSE_FLIP, LOSE_STOP};
         rs_try(&c, lost, flips, 3);
         rs_try(&c, lost, mixed, 3);
     }
@@ -456,7 +459,10 @@ TEST_T(rs_layout_wider_than_the_failure_domains_is_refused, 120)
 {
     struct pc_cluster c;
     struct petrel_client *cl;
-    struct petrel_policy p = {.copies = 2, .data = 4, .parity = 2, .rs_threshold = 0,
+    struct petrel_policy p = {.copies = 2,
+                              .data = 4,
+                              .parity = 2,
+                              .rs_threshold = 0,
                               .block_size = 4096},
                          got;
     struct rs_gen g = {5, 100000, 0};

@@ -92,7 +92,7 @@ TEST(rs_geometry_is_a_function_of_size_and_data_blocks)
     CHECK_EQ(pt_rs_block_size(1, 4), 4096);
     CHECK_EQ(pt_rs_block_size(4 * 4096, 4), 4096);
     CHECK_EQ(pt_rs_block_size(4 * 4096 + 1, 4), 8192);
-    CHECK_EQ(pt_rs_block_size(4u << 16, 4), 65536);     /* one row of 64 KiB cells */
+    CHECK_EQ(pt_rs_block_size(4u << 16, 4), 65536);        /* one row of 64 KiB cells */
     CHECK_EQ(pt_rs_block_size((4u << 16) + 1, 4), 131072); /* two rows */
     CHECK_EQ(pt_rs_cell(8192), 8192);
     CHECK_EQ(pt_rs_rows(8192), 1);
@@ -211,7 +211,10 @@ static int get_policy(struct pt_shard_sm *sm, uint64_t dir, struct pt_policy *p)
 TEST(rs_policy_set_get_clear_and_refusals)
 {
     struct pt_shard_sm sm;
-    struct pt_policy p = {.copies = 2, .data = 10, .parity = 4, .rs_threshold = 1u << 20,
+    struct pt_policy p = {.copies = 2,
+                          .data = 10,
+                          .parity = 4,
+                          .rs_threshold = 1u << 20,
                           .block_size = 1u << 20},
                      got;
     uint64_t file;
@@ -244,8 +247,8 @@ TEST(rs_policy_set_get_clear_and_refusals)
     pt_shard_sm_close(&sm);
 }
 
-static int report(struct pt_shard_sm *sm, uint64_t now, uint64_t file, uint64_t off,
-                  uint64_t block, unsigned reason)
+static int report(struct pt_shard_sm *sm, uint64_t now, uint64_t file, uint64_t off, uint64_t block,
+                  unsigned reason)
 {
     struct pt_shard_req q = {.op = PT_SHARD_REPORT_BAD_BLOCK,
                              .id = file,
@@ -342,8 +345,8 @@ TEST(rs_span_record_codec_refuses_bad_geometry)
 /* The example of PROTOCOL.md §4 (ADD_RS_SPAN), byte for byte. */
 TEST(rs_add_span_request_bytes)
 {
-    static const uint8_t head[] = {0x30, 7, 0, 0, 0, 0, 0, 0, 0, 0x2A, 0, 0, 0, 0, 0, 0, 0,
-                                   0,    0, 0, 0, 0, 0, 0, 0, 0xA0, 0x86, 0x01, 0x00};
+    static const uint8_t head[] = {0x30, 7, 0, 0, 0, 0, 0, 0, 0, 0x2A, 0,    0,    0,    0,   0,
+                                   0,    0, 0, 0, 0, 0, 0, 0, 0, 0,    0xA0, 0x86, 0x01, 0x00};
     static const uint8_t layout[] = {2, 4, 2, 0x00, 0x70, 0x00, 0x00, 0x18, 0, 0, 0};
     uint8_t buf[128];
     struct pt_shard_req q;

@@ -22,8 +22,8 @@
 
 struct pt_ec {
     unsigned data, parity;
-    uint8_t matrix[PT_EC_ROWS_MAX * PT_EC_DATA_MAX];             /* (D+P) x D, row major */
-    uint8_t tables[32 * PT_EC_DATA_MAX * PT_EC_PARITY_MAX];      /* ec_init_tables of parity */
+    uint8_t matrix[PT_EC_ROWS_MAX * PT_EC_DATA_MAX];        /* (D+P) x D, row major */
+    uint8_t tables[32 * PT_EC_DATA_MAX * PT_EC_PARITY_MAX]; /* ec_init_tables of parity */
 };
 
 /* Prepare the code RS(data, parity): 0, or -PT_EINVAL outside 1..16 / 1..4. */
