@@ -1272,7 +1272,7 @@ static int rs_read_batch(struct rs_reader *r, uint32_t ra, uint32_t rb, uint32_t
 {
     unsigned which[PT_SPAN_BLOCKS_MAX], want[PT_SPAN_BLOCKS_MAX], m = 0, n_want = 0, k;
     uint32_t lo[PT_SPAN_BLOCKS_MAX], hi[PT_SPAN_BLOCKS_MAX], wlo = UINT32_MAX, whi = 0;
-    uint32_t klo[PT_SPAN_BLOCKS_MAX], khi[PT_SPAN_BLOCKS_MAX];
+    uint32_t klo[PT_SPAN_BLOCKS_MAX] = {0}, khi[PT_SPAN_BLOCKS_MAX] = {0};
     int rc;
     /* Each data block's needed in-block range: contiguous across the batch's rows. */
     for (k = 0; k < r->d; k++) {
