@@ -351,7 +351,8 @@ BENCH(rs)
         {"RS(10,4)", "/rs104", {2, 10, 4, 0, 1u << 20}},
     };
     struct deploy dp;
-    uint64_t size = getenv("BENCH_BIG") && atoi(getenv("BENCH_BIG")) ? 1ull << 30 : 64ull << 20;
+    const char *big = getenv("BENCH_BIG");
+    uint64_t size = big && atoi(big) ? 1ull << 30 : 64ull << 20;
     double w[3], r[3];
     size_t i;
     printf("rs cpu %s\n", pt_ec_cpu_features());

@@ -51,7 +51,7 @@ int cmd_policy(int argc, char **argv)
     int n, rc;
     unsigned d = 0, p = 0;
     struct petrel_vfs_location loc;
-    struct petrel_client *c;
+    struct petrel_client *c = NULL;
     const char *action;
     const struct cli_option options[] = {
         {0, "rs", CLI_STRING, &rs, "D,P", "Reed-Solomon layout for large files (e.g. 4,2 or 10,4)"},
@@ -74,7 +74,7 @@ int cmd_policy(int argc, char **argv)
         2};
     CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     action = argv[1];
-    if (strcmp(action, "show") && strcmp(action, "set") && strcmp(action, "clear"))
+    if (strcmp(action, "show") != 0 && strcmp(action, "set") != 0 && strcmp(action, "clear") != 0)
         return cli_error("policy", "unknown action '%s' (show, set or clear)", action);
     if (rs) {
         char extra;

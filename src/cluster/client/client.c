@@ -1189,7 +1189,7 @@ static unsigned rs_check_rebuilt(struct rs_reader *r, uint32_t ra, uint32_t ra2,
     uint32_t row;
     for (i = 0; i < n_want; i++)
         for (row = ra2; row <= rb2; row++) {
-            const uint8_t *cellp = r->blk + want[i] * r->stride + (row - ra) * r->cell;
+            const uint8_t *cellp = r->blk + want[i] * r->stride + (size_t)(row - ra) * r->cell;
             if (petrel_crc32c(0, cellp, r->cell) != pt_span_cell_crc(r->s, want[i], row))
                 return i + 1;
         }
@@ -1225,9 +1225,9 @@ static int rs_rebuild(struct rs_reader *r, uint32_t ra, uint32_t ra2, uint32_t r
             return -PT_EIO;
         }
         for (i = 0; i < r->d; i++)
-            src[i] = r->blk + have[i] * r->stride + (ra2 - ra) * r->cell;
+            src[i] = r->blk + have[i] * r->stride + (size_t)(ra2 - ra) * r->cell;
         for (i = 0; i < n_want; i++)
-            dst[i] = r->blk + want[i] * r->stride + (ra2 - ra) * r->cell;
+            dst[i] = r->blk + want[i] * r->stride + (size_t)(ra2 - ra) * r->cell;
         if ((rc = pt_ec_decode(&r->ec, len, r->d, have, src, n_want, want, dst)) != 0) return rc;
         if ((bad = rs_check_rebuilt(r, ra, ra2, rb2, want, n_want)) == 0) {
             if (exclude >= 0) rs_block_failed(r, (unsigned)exclude, -PT_ECORRUPT);
@@ -1255,7 +1255,7 @@ static int rs_deliver(struct rs_reader *r, uint32_t ra, uint32_t from, uint32_t 
     while (x < to) {
         uint32_t row = x / r->row_bytes, in_row = x % r->row_bytes, k = in_row / r->cell;
         uint32_t off = in_row % r->cell, n = PT_MIN(PT_MIN(r->cell - off, to - x), READ_PIECE - o);
-        memcpy(r->out + o, r->blk + k * r->stride + (row - ra) * r->cell + off, n);
+        memcpy(r->out + o, r->blk + k * r->stride + (size_t)(row - ra) * r->cell + off, n);
         o += n;
         x += n;
         if (o == READ_PIECE) { /* the caller gets pieces of at most 1 MiB */
