@@ -37,9 +37,12 @@ libs=$(pkg-config --libs petrel-fs)
 check "pkg-config knows petrel-fs" test -n "$libs"
 check "petrel-fs.pc names no cluster library" \
     sh -c "! echo '$libs' | grep -Eq 'uv|raft|lmdb|fuse|isal|xxhash'"
+# Under `make check` the installed library is the sanitized build: link its runtime too.
+san=""
+[ "${PETREL_SANITIZED:-0}" = 1 ] && san="-fsanitize=address,undefined"
 # shellcheck disable=SC2086
 ${CC:-cc} -std=c99 -Wall -Wextra -Werror -DEXAMPLE_REPORT $cflags examples/spi_nor/spi_nor.c \
-    $libs -o "$tmp/spi_nor" > "$tmp/cc.out" 2>&1
+    $libs $san -o "$tmp/spi_nor" > "$tmp/cc.out" 2>&1
 check "the example builds against the installed library through pkg-config" test $? = 0
 "$tmp/spi_nor" > "$tmp/run.out" 2>&1
 check "the example built from the installed library runs" test $? = 0
