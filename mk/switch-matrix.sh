@@ -6,7 +6,8 @@
 # one sweep stays). Each variant also checks what its switch promises from the objects' symbols:
 #   no-log     no engine object but check.c (whose problem lines are its output, not a log)
 #              refers to petrel_log or a printf-family function; log.c formats nothing;
-#   no-assert  assert-free engine objects, checks compiled out (PT_ASSERT is a no-op);
+#   no-assert  no object refers to petrel_assert_fail (PT_ASSERT checks nothing; the engine
+#              has no PT_ASSERT today, so this guards the ones to come);
 #   no-check   check.c defines no petrel_fs_check; the tests, which use fsck as their oracle,
 #              link the checker from the default build with its copies of the walk made local,
 #              so the walk the engine itself uses (pt_traverse) is the variant's;
@@ -40,6 +41,14 @@ symbols_check() { # $1 dir, $2 flags: what the switches promise, from the object
             if nm -u "$o" | grep -Eq ' (petrel_log|v?s?n?printf|v?fprintf)$'; then
                 echo "$(basename "$o") still refers to logging or printf:"
                 nm -u "$o" | grep -E ' (petrel_log|v?s?n?printf|v?fprintf)$'
+                bad=1
+            fi
+        done ;;
+    esac
+    case $flags in *PETREL_NO_ASSERT*)
+        for o in "$dir"/*.o; do
+            if nm -u "$o" | grep -q ' petrel_assert_fail$'; then
+                echo "$(basename "$o") still checks PT_ASSERT with PETREL_NO_ASSERT"
                 bad=1
             fi
         done ;;

@@ -122,6 +122,12 @@ if command -v arm-none-eabi-gcc > /dev/null 2>&1; then
     bash mk/size.sh "$build" cortex-m0 > "$tmp/size.out" 2>&1
     rc=$?
     check "make size measures (exit 0 or 1, not 2)" test $rc -le 1
+    if grep -Eq '^size [a-z-]+ [0-9]+<=[0-9]+ over$' "$tmp/size.out"; then want=1; else want=0; fi
+    check "make size exits 1 exactly when a figure is over" test $rc = $want
+    check "make size: every over/ok verdict agrees with its numbers" awk '
+        /^size [a-z-]+ [0-9]+<=[0-9]+ (ok|over)$/ {
+            split($3, v, "<="); if ((v[1] + 0 <= v[2] + 0) != ($4 == "ok")) bad = 1 }
+        END { exit bad }' "$tmp/size.out"
     for name in text-full text-readonly stack-worst frame-max fs-struct file-struct; do
         check "make size prints $name" grep -Eq "^size $name " "$tmp/size.out"
     done
