@@ -85,6 +85,7 @@ static struct petrel_fs_config config;
 
 static const char message[] = "petrel on a SPI NOR chip: survives the power cut\n";
 
+#ifndef EXAMPLE_READ_ONLY
 static int example_run(int *step)
 {
     struct petrel_fs_file_config fcfg;
@@ -146,6 +147,41 @@ static int example_run(int *step)
     *step = 13;
     return petrel_fs_unmount(&fs);
 }
+
+#else
+/* What a reader-only firmware calls (mount, open for reading, read, list, unmount), linked by
+ * `make size` to show how much of the engine such an app keeps without a read-only switch. */
+static int example_run(int *step)
+{
+    struct petrel_fs_file_config fcfg;
+    struct petrel_fs_dir dir;
+    struct petrel_fs_info info;
+    uint8_t back[sizeof(message)];
+    int err;
+    config.bd = &nor_device;
+    config.cache_size = CACHE_SIZE;
+    config.lookahead_size = LOOKAHEAD_SIZE;
+    config.read_buffer = read_buffer;
+    config.prog_buffer = prog_buffer;
+    config.lookahead_buffer = lookahead_buffer;
+    fcfg.buffer = file_buffer;
+    *step = 1;
+    if ((err = petrel_fs_mount(&fs, &config))) return err;
+    *step = 2;
+    if ((err = petrel_fs_dir_open(&fs, &dir, "/"))) return err;
+    while ((err = petrel_fs_dir_read(&fs, &dir, &info)) > 0) continue;
+    (void)petrel_fs_dir_close(&fs, &dir);
+    if (err < 0) return err;
+    *step = 3;
+    if ((err = petrel_fs_file_opencfg(&fs, &file, "/boot.txt", PETREL_O_RDONLY, &fcfg)))
+        return err;
+    err = (int)petrel_fs_file_read(&fs, &file, back, sizeof(back));
+    (void)petrel_fs_file_close(&fs, &file);
+    if (err < 0) return err;
+    *step = 4;
+    return petrel_fs_unmount(&fs);
+}
+#endif
 
 int main(void)
 {

@@ -134,6 +134,8 @@ if command -v arm-none-eabi-gcc > /dev/null 2>&1; then
     check "make size: no printf family in the firmware" \
         grep -q '^  printf family linked: none$' "$tmp/size.out"
     check "make size: the worst path starts at main" grep -q '^  worst path: main ' "$tmp/size.out"
+    check "make size: the reader-only app is measured" \
+        grep -Eq '^  a reader-only app .* links [1-9][0-9]* B' "$tmp/size.out"
     [ $fail = 0 ] || cat "$tmp/size.out"
 else
     echo "size_script: make size part skipped: arm-none-eabi-gcc is not installed"
