@@ -198,7 +198,7 @@ def worst_path(root, frames, quals, names, edges, targets, guarded, problems, no
             parent = stack[-1][0]
             if memo[node][0] > best[parent][0]:
                 best[parent] = memo[node]
-    return memo[root]
+    return memo[root], memo
 
 
 def map_sizes(path, engine):
@@ -259,6 +259,8 @@ def main():
     ap.add_argument("--stack-limit", type=int, default=0)
     ap.add_argument("--frame-limit", type=int, default=0)
     ap.add_argument("--top", type=int, default=8)
+    ap.add_argument("--entry-prefix", default="petrel_",
+                    help="list the worst stack from each function of this prefix")
     ap.add_argument("--guarded", default="",
                     help="functions whose re-entry returns at once (a flag guards them)")
     a = ap.parse_args()
@@ -296,10 +298,14 @@ def main():
     if a.root not in frames:
         fail("root function %s not in the call graph" % a.root)
     problems, notes = [], set()
-    depth, path = worst_path(a.root, frames, quals, names, edges, targets,
-                             set(a.guarded.split(",")), problems, notes)
+    (depth, path), memo = worst_path(a.root, frames, quals, names, edges, targets,
+                                     set(a.guarded.split(",")), problems, notes)
     figure("stack-worst", depth, a.stack_limit)
     print("  worst path: " + " > ".join("%s %d" % (names[n], frames[n]) for n in path))
+    entries = sorted((t for t in memo if names[t].startswith(a.entry_prefix)),
+                     key=lambda t: -memo[t][0])
+    if entries:
+        print("  by entry point: " + ", ".join("%s %d" % (names[t], memo[t][0]) for t in entries))
     print("  indirect calls cost the deepest of: " + " ".join(sorted(names[t] for t in targets)))
     for n in sorted(notes):
         print("  note: " + n)

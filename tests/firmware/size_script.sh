@@ -72,7 +72,7 @@ int main(int argc, char **argv)
     return big(table[argc - 1], "abcdefgh");
 }
 EOF2
-measure indirect --stack-limit 1000 --frame-limit 100000 --text-limit 100000
+measure indirect --stack-limit 1000 --frame-limit 100000 --text-limit 100000 --entry-prefix ""
 out=$tmp/indirect/out
 check "over a limit exits 1" test "$(cat "$tmp/indirect/rc")" = 1
 check "stack over its limit says over" grep -Eq '^size stack-worst [0-9]+<=1000 over$' "$out"
@@ -84,6 +84,8 @@ check "the dropped function is not among the frames" sh -c "! grep -q unused_hug
 check "the largest frame is big's" grep -Eq '^  largest frames: big [0-9]{4}' "$out"
 check "frame within its limit says ok" grep -Eq '^size frame-max [0-9]+<=100000 ok$' "$out"
 check "a linked printf is named" grep -Eq '^  printf family linked: .*printf' "$out"
+check "the worst stack from each entry point is listed" \
+    grep -Eq '^  by entry point: main [0-9]+, big [0-9]+, leaf [0-9]+' "$out"
 measure indirect --stack-limit 100000 --frame-limit 100000 --text-limit 100000
 check "within every limit exits 0" test "$(cat "$tmp/indirect/rc")" = 0
 check "text is counted from the kept sections" \
