@@ -114,5 +114,6 @@ int cmd_blocks(int argc, char **argv);
 int cmd_shard(int argc, char **argv);
 int cluster_status(int argc, char **argv); /* petrel cluster status (cluster_status.c) */
 int cmd_cdc(int argc, char **argv);
+int cmd_policy(int argc, char **argv); /* cmd_policy.c */
 
 #endif
