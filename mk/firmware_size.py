@@ -141,11 +141,18 @@ def build_graph(d, readelf, kept):
 
 
 def worst_path(root, frames, quals, names, edges, targets, guarded, problems, notes):
-    """Deepest (bytes, path) from root; memoised DFS without recursion in Python's stack."""
+    """Deepest (bytes, path) from root; memoised DFS without recursion in Python's stack.
+
+    A state is (function, inside): inside is 1 once a guarded function is on the stack. There a
+    call to a guarded function returns at once (its own frame only), so a cycle that passes
+    through a guarded function is walked exactly once more, as the code runs it. Any other
+    cycle of states is recursion, unless it passes through an over-approximated indirect call.
+    """
     memo = {}
     onstack = set()
-    # explicit stack of (node, callee iterator, reached through an indirect call)
-    def callees(n):
+
+    def callees(state):
+        n, inside = state
         for t in edges.get(n, []):
             if t == "__indirect_call":
                 for x in sorted(targets):
@@ -153,52 +160,63 @@ def worst_path(root, frames, quals, names, edges, targets, guarded, problems, no
             else:
                 yield t, False
 
-    stack = [(root, iter(list(callees(root))), False)]
-    onstack.add(root)
-    best = {root: (0, [])}
+    def enter(t, inside):
+        return (t, 1 if inside or names[t] in guarded else 0)
+
+    root_state = (root, 1 if names[root] in guarded else 0)
+    # explicit stack of (state, callee iterator, reached through an indirect call)
+    stack = [(root_state, callees(root_state), False)]
+    onstack.add(root_state)
+    best = {root_state: (0, [])}
     while stack:
-        node, it, via = stack[-1]
+        state, it, via = stack[-1]
+        node, inside = state
         advanced = False
         for t, ind in it:
-            if t in memo:
-                cand = memo[t]
-            elif t in onstack:
-                idx = [x[0] for x in stack].index(t)
-                if ind or any(x[2] for x in stack[idx + 1:]):
-                    notes.add("cycle through an over-approximated indirect call ignored: "
-                              "%s -> %s" % (names[node], names[t]))
-                    continue
-                if names[t] in guarded:
-                    notes.add("%s re-entered from %s returns at once (guarded by a flag): "
-                              "counted as its own frame" % (names[t], names[node]))
-                    cand = (frames[t], [t])
-                else:
-                    problems.append("recursion: %s calls %s" % (names[node], names[t]))
-                    continue
-            elif t not in frames:
+            if t not in frames:
                 continue  # a library or compiler routine without a graph (memcpy, __aeabi_*)
+            if inside and names[t] in guarded:
+                notes.add("%s re-entered from %s returns at once (guarded by a flag): "
+                          "counted as its own frame" % (names[t], names[node]))
+                cand = (frames[t], [(t, inside)])
             else:
-                stack.append((t, iter(list(callees(t))), ind))
-                onstack.add(t)
-                best[t] = (0, [])
-                advanced = True
-                break
-            if cand[0] > best[node][0]:
-                best[node] = cand
+                ts = enter(t, inside)
+                if ts in memo:
+                    cand = memo[ts]
+                elif ts in onstack:
+                    idx = [x[0] for x in stack].index(ts)
+                    if ind or any(x[2] for x in stack[idx + 1:]):
+                        notes.add("cycle through an over-approximated indirect call ignored: "
+                                  "%s -> %s" % (names[node], names[t]))
+                    else:
+                        problems.append("recursion: %s calls %s" % (names[node], names[t]))
+                    continue
+                else:
+                    stack.append((ts, callees(ts), ind))
+                    onstack.add(ts)
+                    best[ts] = (0, [])
+                    advanced = True
+                    break
+            if cand[0] > best[state][0]:
+                best[state] = cand
         if advanced:
             continue
         stack.pop()
-        onstack.discard(node)
+        onstack.discard(state)
         q = quals.get(node, "static")
         if q != "static":
-            problems.append("%s has a %s frame" % (node, q))
-        depth, path = best[node]
-        memo[node] = (frames.get(node, 0) + depth, [node] + path)
+            problems.append("%s has a %s frame" % (names[node], q))
+        depth, path = best[state]
+        memo[state] = (frames.get(node, 0) + depth, [state] + path)
         if stack:
             parent = stack[-1][0]
-            if memo[node][0] > best[parent][0]:
-                best[parent] = memo[node]
-    return memo[root], memo
+            if memo[state][0] > best[parent][0]:
+                best[parent] = memo[state]
+    by_function = {}
+    for (n, inside), (d, path) in memo.items():
+        if not inside or n not in by_function:
+            by_function[n] = (d, [x[0] for x in path])
+    return (memo[root_state][0], [x[0] for x in memo[root_state][1]]), by_function
 
 
 def map_sizes(path, engine):

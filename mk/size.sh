@@ -81,8 +81,8 @@ measure() { # cpu
     reader=$(python3 "$here/mk/firmware_size.py" --dir "$dir/reader" --map "$dir/reader/reader.map" \
         --root main --readelf arm-none-eabi-readelf --engine "$engine" | awk '/^size text-full/ { print $3 }')
     echo "size text-readonly n/a: no read-only switch yet: compiling the write path out needs" \
-        "#if lines through mdir.c, dir.c, file.c, attr.c, gstate.c and superblock.c (being" \
-        "changed in another branch now), and mount itself reaches the write path (it finishes" \
+        "#if lines through mdir.c, dir.c, file.c, attr.c, gstate.c, mstate.c and superblock.c," \
+        "and mount itself reaches the write path (it finishes" \
         "half-done renames and reclaims orphans)"
     echo "  a reader-only app (mount, list, open for reading, read, unmount) links $reader B" \
         "of the engine today (limit for the switch: 6900)"

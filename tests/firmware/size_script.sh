@@ -112,6 +112,43 @@ check "a guarded re-entry passes" test "$(cat "$tmp/recursion/rc")" = 0
 check "a guarded re-entry is said" grep -q 'down re-entered from down returns at once' \
     "$tmp/recursion/out"
 
+# The engine's shape: a commit runs the repair (guarded by a flag), which commits again; the
+# nested commit's call to the repair returns at once. The nested commit counts in full.
+build_fixture guarded << 'EOF2'
+static int repairing;
+static int repair(int n);
+static int commit(int n)
+{
+    volatile char buf[256];
+    buf[0] = (char)n;
+    return repair(n) + buf[0];
+}
+static int repair(int n)
+{
+    volatile char buf[512];
+    int r;
+    if (repairing) return 0;
+    repairing = 1;
+    buf[0] = (char)n;
+    r = commit(n - 1) + buf[0];
+    repairing = 0;
+    return r;
+}
+int main(int argc, char **argv)
+{
+    (void)argv;
+    return commit(argc);
+}
+EOF2
+measure guarded --guarded repair
+check "a cycle through a guarded function passes" test "$(cat "$tmp/guarded/rc")" = 0
+check "the nested commit counts in full, its repair call once more" \
+    grep -Eq '^  worst path: main [0-9]+ > commit [0-9]+ > repair [0-9]+ > commit [0-9]+ > repair [0-9]+$' \
+    "$tmp/guarded/out"
+measure guarded
+check "the same cycle unguarded is recursion" grep -q 'problem: recursion: repair calls commit' \
+    "$tmp/guarded/out"
+
 python3 mk/firmware_size.py --dir "$tmp/nowhere" --map x --engine a.o > "$tmp/bad1" 2>&1
 check "a missing directory exits 2" test $? = 2
 check "a missing directory says so" grep -q 'no such directory' "$tmp/bad1"
