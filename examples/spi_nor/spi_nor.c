@@ -48,7 +48,8 @@ static int nor_prog(void *context, uint32_t block, uint32_t off, const void *buf
     uint8_t *dst = &nor_memory[block * NOR_SECTOR + off];
     uint32_t i;
     (void)context;
-    for (i = 0; i < size; i++) dst[i] &= src[i]; /* NOR: programming only clears bits */
+    for (i = 0; i < size; i++)
+        dst[i] &= src[i]; /* NOR: programming only clears bits */
     return 0;
 }
 
@@ -66,15 +67,23 @@ static int nor_sync(void *context)
 }
 
 static const struct petrel_bd nor_device = {
-    NULL, nor_read, nor_prog, nor_erase, nor_sync,
-    NOR_READ_SIZE, NOR_PROG_SIZE, NOR_SECTOR, NOR_SECTORS, 0xff,
+    .context = NULL,
+    .read = nor_read,
+    .prog = nor_prog,
+    .erase = nor_erase,
+    .sync = nor_sync,
+    .read_size = NOR_READ_SIZE,
+    .prog_size = NOR_PROG_SIZE,
+    .block_size = NOR_SECTOR,
+    .block_count = NOR_SECTORS,
+    .erase_value = 0xff,
 };
 
 /* ---- the filesystem: static state and buffers ---- */
 
-#define CACHE_SIZE 256u     /* read and program caches: one data page each */
-#define LOOKAHEAD_SIZE 8u   /* 64 blocks of allocator bitmap: the whole chip */
-#define FILE_BUFFER 256u    /* a file's page buffer: the page size of this geometry */
+#define CACHE_SIZE 256u   /* read and program caches: one data page each */
+#define LOOKAHEAD_SIZE 8u /* 64 blocks of allocator bitmap: the whole chip */
+#define FILE_BUFFER 256u  /* a file's page buffer: the page size of this geometry */
 
 static uint8_t read_buffer[CACHE_SIZE], prog_buffer[CACHE_SIZE];
 static uint8_t lookahead_buffer[LOOKAHEAD_SIZE];
@@ -109,8 +118,8 @@ static int example_run(int *step)
     *step = 3;
     if ((err = petrel_fs_mkdir(&fs, "/log"))) return err;
     *step = 4;
-    if ((err = petrel_fs_file_opencfg(&fs, &file, "/log/boot.txt",
-                                      PETREL_O_WRONLY | PETREL_O_CREAT, &fcfg)))
+    if ((err = petrel_fs_file_opencfg(&fs, &file, "/log/boot.txt", PETREL_O_WRONLY | PETREL_O_CREAT,
+                                      &fcfg)))
         return err;
     *step = 5;
     n = petrel_fs_file_write(&fs, &file, message, sizeof(message));
@@ -132,8 +141,7 @@ static int example_run(int *step)
     *step = 9;
     if ((err = petrel_fs_mount(&fs, &config))) return err;
     *step = 10;
-    if ((err = petrel_fs_file_opencfg(&fs, &file, "/boot.txt", PETREL_O_RDONLY, &fcfg)))
-        return err;
+    if ((err = petrel_fs_file_opencfg(&fs, &file, "/boot.txt", PETREL_O_RDONLY, &fcfg))) return err;
     *step = 11;
     n = petrel_fs_file_read(&fs, &file, back, sizeof(back));
     (void)petrel_fs_file_close(&fs, &file);
@@ -169,12 +177,12 @@ static int example_run(int *step)
     if ((err = petrel_fs_mount(&fs, &config))) return err;
     *step = 2;
     if ((err = petrel_fs_dir_open(&fs, &dir, "/"))) return err;
-    while ((err = petrel_fs_dir_read(&fs, &dir, &info)) > 0) continue;
+    while ((err = petrel_fs_dir_read(&fs, &dir, &info)) > 0)
+        continue;
     (void)petrel_fs_dir_close(&fs, &dir);
     if (err < 0) return err;
     *step = 3;
-    if ((err = petrel_fs_file_opencfg(&fs, &file, "/boot.txt", PETREL_O_RDONLY, &fcfg)))
-        return err;
+    if ((err = petrel_fs_file_opencfg(&fs, &file, "/boot.txt", PETREL_O_RDONLY, &fcfg))) return err;
     err = (int)petrel_fs_file_read(&fs, &file, back, sizeof(back));
     (void)petrel_fs_file_close(&fs, &file);
     if (err < 0) return err;

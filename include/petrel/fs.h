@@ -30,12 +30,13 @@
  *
  * Build switches (define them for every file of the engine and of src/common it uses; see
  * examples/ and docs/FIRMWARE.md for a firmware build, `make size` for what each saves):
- *   PETREL_FS_NO_MALLOC   no malloc or free anywhere: the caches and the lookahead come from
- *                         the configuration (read_buffer, prog_buffer, lookahead_buffer),
- *                         each file's page buffer from petrel_fs_file_opencfg; a missing
- *                         buffer is -PT_ENOMEM. Set cache_size and lookahead_size explicitly
- *                         to size the static buffers; a file buffer takes page_size bytes
- *                         (petrel_fs_fsinfo; at most cache_size).
+ *   PETREL_FS_NO_MALLOC   the engine calls no malloc or free: the caches and the lookahead
+ *                         come from the configuration (read_buffer, prog_buffer,
+ *                         lookahead_buffer), each file's page buffer from
+ *                         petrel_fs_file_opencfg; a missing buffer is -PT_ENOMEM. Set
+ *                         cache_size and lookahead_size explicitly to size the static
+ *                         buffers; a file buffer takes page_size bytes (petrel_fs_fsinfo; at
+ *                         most cache_size).
  *   PETREL_NO_LOG         no logging: petrel_log calls compile to nothing, so no printf-family
  *                         function and no message string is linked (petrel/common.h).
  *   PETREL_NO_ASSERT      PT_ASSERT checks nothing (petrel/common.h).
