@@ -138,7 +138,8 @@ static int resolve_parent(struct petrel_client *c, const char *path, uint64_t *d
     const char *slash;
     uint8_t type;
     int rc;
-    if (!path || path[0] != '/' || strlen(path) >= sizeof(parent)) return -PT_EINVAL;
+    if (!path || path[0] != '/') return -PT_EINVAL;
+    if (strlen(path) >= sizeof(parent)) return -PT_ENAMETOOLONG;
     snprintf(parent, sizeof(parent), "%s", path);
     while (strlen(parent) > 1 && parent[strlen(parent) - 1] == '/')
         parent[strlen(parent) - 1] = 0;
@@ -153,31 +154,55 @@ static int resolve_parent(struct petrel_client *c, const char *path, uint64_t *d
     return type == PT_TYPE_DIR ? 0 : -PT_ENOTDIR;
 }
 
-int petrel_client_stat(struct petrel_client *c, const char *path, struct petrel_stat *st)
+/* STAT of an inode; s may be NULL (then only st), st may be NULL (then only s). */
+static int stat_inode(struct petrel_client *c, uint64_t id, struct petrel_stat *st,
+                      struct pt_shard_stat *s)
 {
     struct pt_shard_req q;
-    struct pt_shard_stat s;
+    struct pt_shard_stat *own = NULL;
     struct pt_reply rep;
     struct pt_cursor b;
-    uint64_t id;
-    int rc = petrel_client_resolve(c, path, &id, NULL);
-    if (rc) return rc;
+    int rc;
+    if (!s && !(s = own = malloc(sizeof(*s)))) return -PT_ENOMEM;
     memset(&q, 0, sizeof(q));
     q.op = PT_SHARD_STAT;
     q.id = id;
     rc = shard_call(c, id, &q, &rep, NULL);
     if (rc == 0) {
         pt_cursor_init(&b, rep.body, rep.body_len);
-        rc = pt_shard_reply_stat(&b, &s);
-        if (rc == 0) {
+        rc = pt_shard_reply_stat(&b, s);
+        if (rc == 0 && st) {
+            memset(st, 0, sizeof(*st));
             st->id = id;
-            st->type = s.type;
-            st->size = s.size;
-            st->mtime = s.mtime;
+            st->type = s->type;
+            st->size = s->size;
+            st->mtime = s->mtime;
+            st->state = s->state;
+            if (s->has_posix) {
+                st->mode = s->mode;
+                st->uid = s->uid;
+                st->gid = s->gid;
+                st->atime_ns = s->atime_ns;
+                st->mtime_ns = s->mtime_ns;
+                st->ctime_ns = s->ctime_ns;
+                st->rdev = s->rdev;
+                st->version = s->version;
+            } else { /* a shard from before POSIX attributes */
+                st->mode = pt_type_mode(s->type) | (s->type == PT_TYPE_DIR ? 0755u : 0644u);
+                st->atime_ns = st->mtime_ns = st->ctime_ns = s->mtime * 1000000u;
+            }
         }
     }
     pt_reply_free(&rep);
+    free(own);
     return rc;
+}
+
+int petrel_client_stat(struct petrel_client *c, const char *path, struct petrel_stat *st)
+{
+    uint64_t id;
+    int rc = petrel_client_resolve(c, path, &id, NULL);
+    return rc ? rc : stat_inode(c, id, st, NULL);
 }
 
 int petrel_client_list(struct petrel_client *c, const char *path, petrel_list_fn fn, void *ctx)
@@ -569,39 +594,55 @@ static long fill(petrel_read_fn read, void *ctx, uint8_t *buf, size_t cap)
     return (long)got;
 }
 
-int petrel_client_replace_file(struct petrel_client *c, const char *path, uint64_t replaces,
-                               petrel_read_fn read, void *ctx, uint64_t *size_out)
+int petrel_client_create(struct petrel_client *c, const char *path, uint64_t replaces,
+                         const struct petrel_attr *owner, struct petrel_new_file *nf)
+{
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    struct pt_cursor b;
+    uint64_t existing;
+    int rc;
+    memset(nf, 0, sizeof(*nf));
+    if ((rc = resolve_parent(c, path, &nf->dir, nf->name, &nf->name_len)) != 0) return rc;
+    /* Fail early when the name already differs from what the caller expects (the link
+     * checks it again, atomically). */
+    if ((rc = lookup_expect(c, nf->dir, nf->name, nf->name_len, &existing)) != 0) return rc;
+    if (existing != replaces) return replaces ? -PT_ESTALE : -PT_EEXIST;
+    nf->replaces = replaces;
+    nf->cookie = pt_prng_next(&c->prng) | 1;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_CONSTRUCT_FILE;
+    q.cookie = nf->cookie;
+    if (owner) {
+        q.has_attr = 1;
+        q.attr.mode = owner->mode & PT_MODE_PERM;
+        q.attr.uid = owner->uid;
+        q.attr.gid = owner->gid;
+    }
+    rc = shard_call(c, nf->dir, &q, &rep, NULL);
+    if (rc == 0) {
+        pt_cursor_init(&b, rep.body, rep.body_len);
+        nf->file = pt_dec_u64(&b);
+        if (!pt_cursor_ok(&b)) rc = -PT_EPROTO;
+    }
+    pt_reply_free(&rep);
+    return rc;
+}
+
+int petrel_client_fill(struct petrel_client *c, const struct petrel_new_file *nf,
+                       petrel_read_fn read, void *ctx, uint64_t *size_out)
 {
     struct writer w;
     struct pt_shard_req q;
     struct pt_reply rep;
-    struct pt_cursor b;
-    char name[PT_NAME_MAX + 1];
-    uint8_t len, *buf;
-    uint64_t offset = 0;
-    int rc;
+    uint8_t *buf;
+    uint64_t offset = 0, replaces;
+    int rc = 0;
     memset(&w, 0, sizeof(w));
     w.c = c;
-    if ((rc = resolve_parent(c, path, &w.dir, name, &len)) != 0) return rc;
-    {
-        /* Fail early when the name already differs from what the caller expects (the link
-         * checks it again, atomically). */
-        uint64_t existing;
-        if ((rc = lookup_expect(c, w.dir, name, len, &existing)) != 0) return rc;
-        if (existing != replaces) return replaces ? -PT_ESTALE : -PT_EEXIST;
-    }
-    w.cookie = pt_prng_next(&c->prng) | 1;
-    memset(&q, 0, sizeof(q));
-    q.op = PT_SHARD_CONSTRUCT_FILE;
-    q.cookie = w.cookie;
-    rc = shard_call(c, w.dir, &q, &rep, NULL);
-    if (rc == 0) {
-        pt_cursor_init(&b, rep.body, rep.body_len);
-        w.file = pt_dec_u64(&b);
-        if (!pt_cursor_ok(&b)) rc = -PT_EPROTO;
-    }
-    pt_reply_free(&rep);
-    if (rc) return rc;
+    w.file = nf->file;
+    w.cookie = nf->cookie;
+    w.dir = nf->dir;
     buf = malloc(c->cfg.span_size);
     if (!buf) return -PT_ENOMEM;
     for (;;) {
@@ -619,6 +660,10 @@ int petrel_client_replace_file(struct petrel_client *c, const char *path, uint64
     }
     free(buf);
     if (rc) return rc; /* the transient file expires on its own */
+    /* Read only after the stream ended: a rename before close (petrel_client_retarget) may
+     * have changed where the file goes. */
+    w.dir = nf->dir;
+    replaces = nf->replaces;
     /* Link-if-free, or replace-only-that-inode: a name someone else took or changed meanwhile
      * is left to them and this file is abandoned (it expires unlinked). A retried link whose
      * first try was committed is recognised by the shard from the cookie. */
@@ -626,8 +671,8 @@ int petrel_client_replace_file(struct petrel_client *c, const char *path, uint64
     q.op = replaces ? PT_SHARD_LINK_REPLACE : PT_SHARD_LINK_FILE;
     q.target = w.dir;
     q.expect = replaces;
-    memcpy(q.name, name, len + 1u);
-    q.name_len = len;
+    memcpy(q.name, nf->name, nf->name_len + 1u);
+    q.name_len = nf->name_len;
     rc = write_call(&w, &q, &rep, NULL);
     if (rc == 0 && replaces && rep.body_len >= 8)
         rc = retire_elsewhere(c, w.dir, pt_get_le64(rep.body));
@@ -637,11 +682,19 @@ int petrel_client_replace_file(struct petrel_client *c, const char *path, uint64
          * try linked the file (then the link is done and what it replaced, the inode expected,
          * starts its retention), or not (still in doubt: it may commit later). */
         uint64_t id;
-        if (lookup(c, w.dir, name, len, &id, NULL) == 0 && id == w.file)
+        if (lookup(c, w.dir, nf->name, nf->name_len, &id, NULL) == 0 && id == w.file)
             rc = retire_elsewhere(c, w.dir, replaces);
     }
     if (rc == 0 && size_out) *size_out = offset;
     return rc;
+}
+
+int petrel_client_replace_file(struct petrel_client *c, const char *path, uint64_t replaces,
+                               petrel_read_fn read, void *ctx, uint64_t *size_out)
+{
+    struct petrel_new_file nf;
+    int rc = petrel_client_create(c, path, replaces, NULL, &nf);
+    return rc ? rc : petrel_client_fill(c, &nf, read, ctx, size_out);
 }
 
 int petrel_client_write_file(struct petrel_client *c, const char *path, petrel_read_fn read,
@@ -697,13 +750,24 @@ static int read_blocks(struct petrel_client *c, const struct pt_span *s, uint32_
 int petrel_client_read(struct petrel_client *c, const char *path, uint64_t offset, uint64_t len,
                        petrel_write_fn write, void *ctx, uint64_t *got)
 {
-    struct pt_shard_req q;
-    uint64_t id, size, end, pos = offset, delivered = 0;
-    uint8_t type, *buf;
+    uint64_t id;
+    uint8_t type;
     int rc = petrel_client_resolve(c, path, &id, &type);
     if (got) *got = 0;
     if (rc) return rc;
-    if (type != PT_TYPE_FILE) return -PT_EISDIR;
+    if (type == PT_TYPE_DIR) return -PT_EISDIR;
+    if (type != PT_TYPE_FILE) return -PT_EINVAL;
+    return petrel_client_read_inode(c, id, offset, len, write, ctx, got);
+}
+
+int petrel_client_read_inode(struct petrel_client *c, uint64_t id, uint64_t offset, uint64_t len,
+                             petrel_write_fn write, void *ctx, uint64_t *got)
+{
+    struct pt_shard_req q;
+    uint64_t size, end, pos = offset, delivered = 0;
+    uint8_t *buf;
+    int rc = 0;
+    if (got) *got = 0;
     buf = malloc(READ_PIECE);
     if (!buf) return -PT_ENOMEM;
     memset(&q, 0, sizeof(q));
@@ -762,4 +826,119 @@ int petrel_client_read(struct petrel_client *c, const char *path, uint64_t offse
     free(buf);
     if (got) *got = delivered;
     return rc;
+}
+
+/* ---- POSIX attributes and nodes (issue 11) ------------------------------------------------- */
+
+int petrel_client_stat_inode(struct petrel_client *c, uint64_t id, struct petrel_stat *st)
+{
+    return stat_inode(c, id, st, NULL);
+}
+
+int petrel_client_setattr_inode(struct petrel_client *c, uint64_t id, const struct petrel_attr *a)
+{
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    int rc;
+    if (a->valid & ~(unsigned)PT_ATTR_ALL) return -PT_EINVAL;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_SETATTR;
+    q.id = id;
+    q.has_attr = 1;
+    q.attr.valid = a->valid;
+    q.attr.mode = a->mode & PT_MODE_PERM;
+    q.attr.uid = a->uid;
+    q.attr.gid = a->gid;
+    q.attr.atime = a->atime_ns;
+    q.attr.mtime = a->mtime_ns;
+    rc = shard_call(c, id, &q, &rep, NULL);
+    pt_reply_free(&rep);
+    return rc;
+}
+
+int petrel_client_setattr(struct petrel_client *c, const char *path, const struct petrel_attr *a)
+{
+    uint64_t id;
+    int rc = petrel_client_resolve(c, path, &id, NULL);
+    return rc ? rc : petrel_client_setattr_inode(c, id, a);
+}
+
+int petrel_client_mkdir_owned(struct petrel_client *c, const char *path, uint32_t mode,
+                              uint32_t uid, uint32_t gid)
+{
+    struct pt_cdc_req q;
+    int rc;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_CDC_MKDIR;
+    if ((rc = resolve_parent(c, path, &q.dir, q.name, &q.name_len)) != 0) return rc;
+    q.has_attr = 1;
+    q.mode = mode & PT_MODE_PERM;
+    q.uid = uid;
+    q.gid = gid;
+    return cdc_call(c, &q);
+}
+
+int petrel_client_mknod(struct petrel_client *c, const char *path, uint8_t type, uint32_t mode,
+                        uint32_t uid, uint32_t gid, uint64_t rdev, const char *target)
+{
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    size_t tlen = target ? strlen(target) : 0;
+    int rc;
+    if (!PT_TYPE_IS_NODE(type)) return -PT_EINVAL;
+    if (type == PT_TYPE_SYMLINK && tlen == 0) return -PT_EINVAL;
+    if (tlen > PT_SYMLINK_MAX) return -PT_ENAMETOOLONG;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_MAKE_NODE;
+    if ((rc = resolve_parent(c, path, &q.id, q.name, &q.name_len)) != 0) return rc;
+    q.has_attr = 1;
+    q.attr.mode = pt_type_mode(type) | (mode & PT_MODE_PERM);
+    q.attr.uid = uid;
+    q.attr.gid = gid;
+    q.attr.rdev = rdev;
+    if (type == PT_TYPE_SYMLINK) {
+        q.data_len = (uint32_t)tlen;
+        q.data_ptr = (const uint8_t *)target;
+    }
+    rc = shard_call(c, q.id, &q, &rep, NULL);
+    pt_reply_free(&rep);
+    return rc;
+}
+
+int petrel_client_readlink(struct petrel_client *c, const char *path, char *buf, size_t size)
+{
+    struct pt_shard_stat *s;
+    uint64_t id;
+    uint8_t type;
+    int rc = petrel_client_resolve(c, path, &id, &type);
+    if (rc) return rc;
+    if (type != PT_TYPE_SYMLINK) return -PT_EINVAL;
+    if (!(s = malloc(sizeof(*s)))) return -PT_ENOMEM;
+    rc = stat_inode(c, id, NULL, s);
+    if (rc == 0 && s->type != PT_TYPE_SYMLINK) rc = -PT_EINVAL;
+    if (rc == 0) {
+        size_t n = PT_MIN((size_t)s->target_len, size);
+        memcpy(buf, s->target, n);
+        if (n < size) buf[n] = 0;
+        rc = s->target_len;
+    }
+    free(s);
+    return rc;
+}
+
+int petrel_client_retarget(struct petrel_client *c, struct petrel_new_file *nf, const char *path)
+{
+    uint64_t dir, existing;
+    char name[PT_NAME_MAX + 1];
+    uint8_t len;
+    int rc = resolve_parent(c, path, &dir, name, &len);
+    if (rc) return rc;
+    if (PT_INODE_SHARD(dir) != PT_INODE_SHARD(nf->file)) return -PT_EXDEV;
+    if ((rc = lookup_expect(c, dir, name, len, &existing)) != 0) return rc;
+    if (existing == nf->file) existing = 0;
+    nf->dir = dir;
+    memcpy(nf->name, name, len + 1u);
+    nf->name_len = len;
+    nf->replaces = existing;
+    return 0;
 }

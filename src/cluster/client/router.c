@@ -76,6 +76,7 @@ int pt_router_shard_repeatable(uint8_t op)
     case PT_SHARD_REMOVE_DIR:
     case PT_SHARD_SET_PARENT:
     case PT_SHARD_REPLACE_ENTRY:
+    case PT_SHARD_SETATTR: /* sets the same values again (a *_NOW time: a later now) */
         return 1;
     default:
         return 0; /* UNLINK and RENAME by name, leader-only and unknown requests */
