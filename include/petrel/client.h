@@ -206,6 +206,14 @@ int petrel_client_mkdir_owned(struct petrel_client *c, const char *path, uint32_
 int petrel_client_mknod(struct petrel_client *c, const char *path, uint8_t type, uint32_t mode,
                         uint32_t uid, uint32_t gid, uint64_t rdev, const char *target);
 
+/*
+ * Space for statfs/df: every file system holding blocks counted once (block services on one
+ * disk share it: deduplicated by the file system id each service reports), divided by the
+ * number of copies of each block. *total and *avail in bytes. A service that does not answer
+ * counts with the capacity the registry lists and no free space.
+ */
+int petrel_client_space(struct petrel_client *c, uint64_t *total, uint64_t *avail);
+
 /* A symbolic link's target into buf (NUL-terminated when it fits); its length, or PT_EINVAL
  * when path is not a link. */
 int petrel_client_readlink(struct petrel_client *c, const char *path, char *buf, size_t size);

@@ -200,14 +200,13 @@ static void new_owner(struct driver *d, const char *path, int is_dir, mode_t *mo
                       struct petrel_vfs_attr *a)
 {
     const struct fuse_context *ctx = fuse_get_context();
-    char parent[PATH_MAX];
+    char *parent = strdup(path); /* may be longer than PATH_MAX (the mount's own part) */
     struct petrel_vfs_stat ps;
     size_t n = strlen(path);
     memset(a, 0, sizeof(*a));
     a->uid = ctx->uid;
     a->gid = ctx->gid;
-    if (n < sizeof(parent)) {
-        memcpy(parent, path, n + 1);
+    if (parent) {
         while (n > 1 && parent[n - 1] != '/')
             n--;
         parent[n > 1 ? n - 1 : 1] = '\0';
@@ -216,6 +215,7 @@ static void new_owner(struct driver *d, const char *path, int is_dir, mode_t *mo
             a->gid = ps.gid;
             if (is_dir) *mode |= S_ISGID;
         }
+        free(parent);
     }
     a->mode = *mode & 07777;
     a->valid = PETREL_VFS_SET_MODE | PETREL_VFS_SET_UID | PETREL_VFS_SET_GID;

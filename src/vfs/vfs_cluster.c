@@ -51,6 +51,11 @@ struct petrel_vfs_file {
     struct petrel_new_file nf;
     struct petrel_vfs_file *prev, *next;
     int orphan; /* its name was removed before close: never linked */
+    /* times set on the file being written: its bytes reach the shard later (at close at the
+     * latest), which moves mtime, so they are set again after the link unless the writer
+     * wrote after setting them (then the write's time is the right one) */
+    struct petrel_attr times;
+    uint64_t times_written;
     /* writer state */
     pthread_t thread;
     pthread_mutex_t lock;
@@ -149,14 +154,13 @@ static int list_entry(void *ctx, const struct petrel_dirent *e)
 {
     struct list_ctx *l = ctx;
     struct petrel_vfs_stat st;
-    char child[PETREL_VFS_PATH_MAX];
+    struct petrel_stat s;
     memset(&st, 0, sizeof(st));
     st.type = vfs_type(e->type);
     st.mode = st.type == PETREL_VFS_DIR ? 0755 : 0644;
-    /* Sizes and times are not in the listing: ask for them (an entry removed meanwhile is
-     * listed with what the listing said). */
-    if (petrel_vfs_path_join(child, sizeof(child), l->dir, e->name) == 0)
-        cl_stat(l->vfs, child, &st);
+    /* Sizes, modes and times are not in the listing: ask the inode (one call, no path to
+     * resolve; an entry removed meanwhile is listed with what the listing said). */
+    if (petrel_client_stat_inode(cluster(l->vfs)->client, e->id, &s) == 0) fill_stat(&s, &st);
     return l->fn(l->ctx, e->name, &st);
 }
 
@@ -438,6 +442,8 @@ static int cl_close(struct petrel_vfs *vfs, struct petrel_vfs_file *f, int aband
         pthread_mutex_unlock(&f->lock);
         pthread_join(f->thread, NULL);
         rc = abandon ? (f->failed && !f->orphan ? -PT_ECANCELED : 0) : f->result;
+        if (rc == 0 && !abandon && f->times.valid && f->times_written == f->written)
+            rc = petrel_client_setattr_inode(cluster(vfs)->client, f->nf.file, &f->times);
     }
     file_free(cluster(vfs), f);
     return rc;
@@ -445,12 +451,12 @@ static int cl_close(struct petrel_vfs *vfs, struct petrel_vfs_file *f, int aband
 
 static int cl_statfs(struct petrel_vfs *vfs, struct petrel_vfs_statfs *st)
 {
-    uint64_t cap = 0, used = 0;
-    int rc = petrel_client_capacity(cluster(vfs)->client, &cap, &used);
+    uint64_t total = 0, avail = 0;
+    int rc = petrel_client_space(cluster(vfs)->client, &total, &avail);
     if (rc < 0) return rc;
     st->block_size = 4096;
-    st->blocks_total = cap / 4096;
-    st->blocks_used = used / 4096;
+    st->blocks_total = total / 4096;
+    st->blocks_used = total > avail ? (total - avail) / 4096 : 0; /* free = available */
     st->name_max = 255;
     return 0;
 }
@@ -476,7 +482,16 @@ static int cl_setattr(struct petrel_vfs *vfs, const char *path, const struct pet
     pa.mtime_ns = (uint64_t)a->mtime_sec * 1000000000u + a->mtime_nsec;
     if (a->atime_sec < 0) pa.atime_ns = 0; /* before the epoch: not representable, clamp */
     if (a->mtime_sec < 0) pa.mtime_ns = 0;
-    if (w) return petrel_client_setattr_inode(cv->client, w->nf.file, &pa);
+    if (w) {
+        int rc = petrel_client_setattr_inode(cv->client, w->nf.file, &pa);
+        if (rc == 0 && (pa.valid & (PETREL_ATTR_ATIME | PETREL_ATTR_MTIME))) {
+            w->times.valid |= pa.valid & (PETREL_ATTR_ATIME | PETREL_ATTR_MTIME);
+            if (pa.valid & PETREL_ATTR_ATIME) w->times.atime_ns = pa.atime_ns;
+            if (pa.valid & PETREL_ATTR_MTIME) w->times.mtime_ns = pa.mtime_ns;
+            w->times_written = w->written;
+        }
+        return rc;
+    }
     return petrel_client_setattr(cv->client, path, &pa);
 }
 

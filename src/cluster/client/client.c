@@ -62,15 +62,18 @@ void petrel_client_close(struct petrel_client *c)
 
 /* ---- paths --------------------------------------------------------------------------------- */
 
-/* Split "/a/b/c" into the parent path's components and the last name. */
-static int next_component(const char **p, char *name, uint8_t *len)
+/* The next name of a path ending at `end`: 1 (name, len set, *p moved past it), 0 at the
+ * end, or a negative error. Paths have no length limit of their own here: a FUSE mount hands
+ * over paths longer than PATH_MAX (the mount point's own part plus a PATH_MAX-long relative
+ * one); only each name is limited. */
+static int next_component_until(const char **p, const char *end, char *name, uint8_t *len)
 {
     const char *s = *p, *e;
-    while (*s == '/')
+    while (s < end && *s == '/')
         s++;
-    if (!*s) return 0;
-    e = strchr(s, '/');
-    if (!e) e = s + strlen(s);
+    if (s >= end) return 0;
+    e = memchr(s, '/', (size_t)(end - s));
+    if (!e) e = end;
     if (e - s > PT_NAME_MAX) return -PT_ENAMETOOLONG;
     if ((e - s == 1 && s[0] == '.') || (e - s == 2 && s[0] == '.' && s[1] == '.'))
         return -PT_EINVAL;
@@ -112,17 +115,22 @@ static int lookup(struct petrel_client *c, uint64_t dir, const char *name, uint8
     return rc;
 }
 
-int petrel_client_resolve(struct petrel_client *c, const char *path, uint64_t *id, uint8_t *type)
+static int lookup(struct petrel_client *c, uint64_t dir, const char *name, uint8_t len,
+                  uint64_t *id, uint8_t *type);
+
+/* Resolve the first len bytes of an absolute path. */
+static int resolve_prefix(struct petrel_client *c, const char *path, size_t len, uint64_t *id,
+                          uint8_t *type)
 {
     uint64_t cur = PT_INODE_ROOT;
-    uint8_t t = PT_TYPE_DIR, len;
+    uint8_t t = PT_TYPE_DIR, nlen;
     char name[PT_NAME_MAX + 1];
-    const char *p = path;
+    const char *p = path, *end = path + len;
     int rc;
     if (!path || path[0] != '/') return -PT_EINVAL;
-    while ((rc = next_component(&p, name, &len)) > 0) {
+    while ((rc = next_component_until(&p, end, name, &nlen)) > 0) {
         if (t != PT_TYPE_DIR) return -PT_ENOTDIR;
-        if ((rc = lookup(c, cur, name, len, &cur, &t)) != 0) return rc;
+        if ((rc = lookup(c, cur, name, nlen, &cur, &t)) != 0) return rc;
     }
     if (rc < 0) return rc;
     *id = cur;
@@ -130,27 +138,29 @@ int petrel_client_resolve(struct petrel_client *c, const char *path, uint64_t *i
     return 0;
 }
 
+int petrel_client_resolve(struct petrel_client *c, const char *path, uint64_t *id, uint8_t *type)
+{
+    if (!path) return -PT_EINVAL;
+    return resolve_prefix(c, path, strlen(path), id, type);
+}
+
 /* Resolve the parent directory of path and return the last name. */
 static int resolve_parent(struct petrel_client *c, const char *path, uint64_t *dir, char *name,
                           uint8_t *len)
 {
-    char parent[4096];
-    const char *slash;
+    const char *end, *slash, *p;
     uint8_t type;
     int rc;
     if (!path || path[0] != '/') return -PT_EINVAL;
-    if (strlen(path) >= sizeof(parent)) return -PT_ENAMETOOLONG;
-    snprintf(parent, sizeof(parent), "%s", path);
-    while (strlen(parent) > 1 && parent[strlen(parent) - 1] == '/')
-        parent[strlen(parent) - 1] = 0;
-    slash = strrchr(parent, '/');
-    if (!slash[1]) return -PT_EINVAL; /* the root has no parent */
-    {
-        const char *p = slash;
-        if ((rc = next_component(&p, name, len)) <= 0) return rc ? rc : -PT_EINVAL;
-    }
-    parent[slash - parent + 1] = 0;
-    if ((rc = petrel_client_resolve(c, parent, dir, &type)) != 0) return rc;
+    end = path + strlen(path);
+    while (end > path + 1 && end[-1] == '/')
+        end--;
+    for (slash = end - 1; slash > path && *slash != '/'; slash--)
+        ;
+    if (slash + 1 >= end) return -PT_EINVAL; /* the root has no parent */
+    p = slash;
+    if ((rc = next_component_until(&p, end, name, len)) <= 0) return rc ? rc : -PT_EINVAL;
+    if ((rc = resolve_prefix(c, path, (size_t)(slash - path) + 1, dir, &type)) != 0) return rc;
     return type == PT_TYPE_DIR ? 0 : -PT_ENOTDIR;
 }
 
@@ -940,5 +950,45 @@ int petrel_client_retarget(struct petrel_client *c, struct petrel_new_file *nf, 
     memcpy(nf->name, name, len + 1u);
     nf->name_len = len;
     nf->replaces = existing;
+    return 0;
+}
+
+int petrel_client_space(struct petrel_client *c, uint64_t *total, uint64_t *avail)
+{
+    struct pt_reg_blocks *b = NULL;
+    uint64_t *seen;
+    size_t n = 0, i, nseen = 0;
+    struct pt_call_opts opts = {.timeout_ms = 1000, .retry_budget_ms = 1000};
+    int rc = pt_reg_list_blocks(c->registry, &b, &n, NULL);
+    if (rc < 0) return rc;
+    *total = *avail = 0;
+    seen = calloc(n ? n : 1, sizeof(*seen));
+    if (!seen) {
+        free(b);
+        return -PT_ENOMEM;
+    }
+    for (i = 0; i < n; i++) {
+        struct pt_block_info info;
+        size_t k;
+        if (b[i].stale) continue;
+        memset(&info, 0, sizeof(info));
+        if (!b[i].addr[0] || pt_blocks_info(b[i].addr, &info, &opts) != 0) {
+            *total += b[i].capacity;
+            continue;
+        }
+        if (info.fsid) { /* a file system already counted (several services on one disk) */
+            for (k = 0; k < nseen && seen[k] != info.fsid; k++)
+                ;
+            if (k < nseen) continue;
+            seen[nseen++] = info.fsid;
+        }
+        *total += info.capacity;
+        *avail += info.free;
+    }
+    free(seen);
+    free(b);
+    /* every byte is stored copies times */
+    *total /= c->cfg.copies;
+    *avail /= c->cfg.copies;
     return 0;
 }
