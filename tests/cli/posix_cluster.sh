@@ -136,6 +136,10 @@ assert not os.path.exists(d + "/.tmp.XXXX")
 assert open(d + "/final", "rb").read() == b"x" * 10000 + b"y"
 print("ok")
 EOF
+# the same through the client library, past the kernel's attribute cache
+out=$("$P" stat "$A/final" 2>&1)
+case "$out" in *"Mode: 0640"*"Modified: 1970-01-01 00:33:20"*) pass "times set before close kept at the link" ;;
+*) fail "times set before close" "$out" ;; esac
 expect_out "editor save: temp, fsync, close, rename over the old file" "new" python3 - "$m" <<'EOF'
 import os, sys
 d = sys.argv[1]
