@@ -135,7 +135,9 @@ conformance: all
 bench: all
 	@$(BENCH_BIN)
 
-run: all
+# Only the binary: a user's first command should not wait for the test and bench builds.
+run: deps
+	@$(MAKE) --no-print-directory $(BUILD)/petrel
 	@sh mk/run.sh $(BUILD)
 
 # libFuzzer targets (fuzz/fuzz_TARGET.c), built with clang under ASan+UBSan in build/fuzz and

@@ -5,7 +5,9 @@
 #  - otherwise a demo flash image (./var/demo.img, created once) mounted with FUSE, when this
 #    build has the flash engine;
 #  - otherwise says plainly that neither tier is in this build.
-# Ctrl-C unmounts and stops everything this script started (by process id), then exits.
+# Ctrl-C, SIGTERM, a hang-up or a closed output pipe (`make run | tee log`, then Ctrl-C kills
+# tee too) unmounts and stops everything this script started (by process id), then exits: the
+# stop path ignores SIGPIPE and unmounts before it prints anything.
 set -u
 build=$1
 P="$build/petrel"
@@ -17,9 +19,7 @@ mount_pid=
 say() { printf '%s\n' "$*"; }
 
 stop() {
-    trap '' INT TERM
-    say ""
-    say "run: stopping"
+    trap '' INT TERM HUP PIPE
     if [ -n "$mount_pid" ] || mountpoint -q "$mnt" 2>/dev/null; then
         fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -u -z "$mnt" 2>/dev/null
     fi
@@ -28,8 +28,19 @@ stop() {
         kill -TERM "$cluster_pid" 2>/dev/null
         wait "$cluster_pid" 2>/dev/null
     fi
+    say ""
     say "run: unmounted $mnt and stopped; data stays in $var"
     exit 0
+}
+
+# Until the mount serves (or its process ended: its own error is on the terminal already).
+wait_mounted() {
+    i=0
+    while [ $i -lt 300 ] && ! mountpoint -q "$mnt" 2>/dev/null; do
+        kill -0 "$mount_pid" 2>/dev/null || { say "run: the mount did not start"; stop; }
+        sleep 0.1
+        i=$((i + 1))
+    done
 }
 
 if ! [ -c /dev/fuse ] || ! command -v fusermount3 >/dev/null 2>&1; then
@@ -42,7 +53,7 @@ if mountpoint -q "$mnt"; then
     say "run: $mnt is already mounted; unmount it first (fusermount3 -u $mnt)"
     exit 1
 fi
-trap stop INT TERM
+trap stop INT TERM HUP PIPE
 
 if "$P" cluster --help >/dev/null 2>&1 && "$P" registry --help >/dev/null 2>&1; then
     log="$var/cluster.log"
@@ -65,7 +76,7 @@ if "$P" cluster --help >/dev/null 2>&1 && "$P" registry --help >/dev/null 2>&1; 
     fi
     "$P" mount "$addr" "$mnt" -f &
     mount_pid=$!
-    sleep 1
+    wait_mounted
     say ""
     say "Petrel: a local cluster is running (data in $var/cluster), mounted at $mnt"
     say "  registry:   $addr"
@@ -90,7 +101,7 @@ elif "$P" mkfs --help >/dev/null 2>&1; then
     fi
     "$P" mount "$img" "$mnt" -f &
     mount_pid=$!
-    sleep 1
+    wait_mounted
     say ""
     say "Petrel: this build has no cluster yet, so 'make run' mounts a demo flash image instead."
     say "  image:   $img (32 MiB), mounted read-write at $mnt"

@@ -39,6 +39,15 @@ struct petrel_client_config {
 /* Open a client (no connection is made until the first call): 0 or -PT_EINVAL / -PT_ENOMEM. */
 int petrel_client_open(struct petrel_client **out, const struct petrel_client_config *cfg);
 
+/*
+ * Ask the registry one cheap question, within timeout_ms, with no retry: 0 when a registry
+ * answers, else -PT_ECONNREFUSED, -PT_ETIMEDOUT (no answer), -PT_EHOSTUNREACH, -PT_EPROTO /
+ * -PT_ECONNRESET (something else listens there), -PT_EIO or -PT_EINVAL (an address the
+ * client cannot use). A front end calls it first, so that an
+ * unreachable cluster is an error within seconds instead of after the retry budget.
+ */
+int petrel_client_probe(struct petrel_client *c, int timeout_ms);
+
 /* Close a client and free everything it holds (NULL is fine). */
 void petrel_client_close(struct petrel_client *c);
 

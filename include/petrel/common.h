@@ -51,6 +51,7 @@ enum petrel_error {
     PT_ECONNRESET = 104,  /* connection reset */
     PT_ETIMEDOUT = 110,   /* timed out */
     PT_ECONNREFUSED = 111,/* connection refused */
+    PT_EHOSTUNREACH = 113,/* no route to the host or its network */
     PT_ESTALE = 116,      /* stale handle or address */
     PT_ECANCELED = 125,   /* operation canceled */
 
@@ -60,6 +61,7 @@ enum petrel_error {
     PT_ENOTCERT = 1003,   /* write or erase without a valid certificate */
     PT_EINDOUBT = 1004,   /* the request was logged, then leadership was lost: it may or may
                            * not take effect (outcome unknown; never a plain retry) */
+    PT_ENOHOST = 1005,    /* a host name that does not resolve to an address */
     PT_EMAX
 };
 

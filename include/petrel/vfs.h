@@ -236,6 +236,10 @@ int petrel_vfs_image_open(const char *image, int flags, struct petrel_vfs **out)
 uint32_t petrel_vfs_image_refused_version(void);
 int petrel_vfs_cluster_open(const char *host, uint16_t port, int flags, struct petrel_vfs **out);
 
+/* A registry's address as the cluster's calls take it ("A.B.C.D:PORT", "[V6]:PORT"): a
+ * numeric host kept, a host name resolved (-PT_ENOHOST when it does not resolve). */
+int petrel_vfs_cluster_address(const char *host, uint16_t port, char *out, size_t cap);
+
 /* The operations (see struct petrel_vfs_ops). */
 int petrel_vfs_stat(struct petrel_vfs *vfs, const char *path, struct petrel_vfs_stat *st);
 int petrel_vfs_readdir(struct petrel_vfs *vfs, const char *path, petrel_vfs_dir_fn fn, void *ctx);

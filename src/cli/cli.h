@@ -28,6 +28,13 @@ const char *cli_strerror(int rc);
 /* "cannot open image 'IMAGE': image format 1.0, this engine reads 2.x" after an open refused
  * with -PT_EVERSION; returns 1 like cli_error. */
 int cli_image_version_error(const char *cmd, const char *image);
+/* "cannot reach cluster petrel://HOST:PORT: REASON" for a cluster that could not be opened,
+ * the reason in a user's words (unknown host, nothing listening, no answer within 3 s, ...);
+ * returns 1 like cli_error. */
+int cli_cluster_error(const char *cmd, const char *host, unsigned port, int rc);
+/* "bad location 'TEXT': REASON" for a text that did not parse as a location (a cluster
+ * address missing its port or host, a port out of range); returns 1 like cli_error. */
+int cli_location_error(const char *cmd, const char *text, int rc);
 /* "cannot read 'SHOWN': MESSAGE" for a read of file f at off that failed with rc; a checksum
  * failure names the offset of the first bad piece: "data corrupted (checksum mismatch) at
  * offset N". Returns 1 like cli_error. */

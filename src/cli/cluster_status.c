@@ -49,11 +49,19 @@ int cluster_status(int argc, char **argv)
         1};
     CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     rc = petrel_vfs_location_parse(argv[1], &loc);
+    if (rc < 0 && strncmp(argv[1], "petrel://", 9) == 0)
+        return cli_location_error("cluster status", argv[1], rc);
     if (rc < 0 || loc.kind != PETREL_VFS_CLUSTER)
         return cli_error("cluster status", "'%s' is not a cluster address (petrel://HOST:PORT)",
                          argv[1]);
-    snprintf(addr, sizeof(addr), "%s:%u", loc.host, loc.port);
-    rc = pt_reg_list_shards(addr, PT_REG_ALL_SHARDS, &shards, &nshards, &opts);
+    rc = petrel_vfs_cluster_address(loc.host, loc.port, addr, sizeof(addr));
+    if (rc < 0) return cli_cluster_error("cluster status", loc.host, loc.port, rc);
+    {
+        /* the first question once, within 3 s: an unreachable registry is an error at once */
+        struct pt_call_opts once = {3000, 1, 0};
+        rc = pt_reg_list_shards(addr, PT_REG_ALL_SHARDS, &shards, &nshards, &once);
+        if (rc < 0) return cli_cluster_error("cluster status", loc.host, loc.port, rc);
+    }
     if (rc == 0) rc = pt_reg_list_cdc(addr, &cdc, &ncdc, &opts);
     if (rc == 0) rc = pt_reg_list_blocks(addr, &blocks, &nblocks, &opts);
     if (rc < 0) {

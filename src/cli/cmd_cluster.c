@@ -17,8 +17,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
+#include <sys/select.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -37,13 +41,24 @@
 #define START_TIMEOUT_MS 30000  /* the registry's address line */
 #define READY_TIMEOUT_MS 120000 /* every service back and serving (a busy machine, a long log) */
 #define STOP_GRACE_MS 10000
+#define MAX_ARGS 24
+/* A server that exits on its own (a fail-stop on a storage error, a crash, a kill) is started
+ * again after a back-off: 1 s, doubling to 30 s while it keeps exiting within a minute. */
+#define RESTART_FIRST_MS 1000
+#define RESTART_MAX_MS 30000
+#define RESTART_RESET_MS 60000
 
 struct child {
     pid_t pid;
     char name[64];
     char log[PATH_MAX];
-    off_t log_start; /* where this run's output starts in the log */
+    char *argv[MAX_ARGS + 1]; /* its command line (owned), to start it again */
+    off_t log_start;          /* where this run's output starts in the log */
     int exited;
+    uint64_t started_ms;    /* when this run of it started */
+    uint64_t restart_at_ms; /* exited: when to start it again (0: not scheduled) */
+    uint64_t backoff_ms;    /* the last back-off used */
+    unsigned restarts;
 };
 
 struct cluster {
@@ -130,17 +145,13 @@ static void raft_args(struct cluster *c, char **argv, int at)
     argv[at] = NULL;
 }
 
-static int spawn(struct cluster *c, const char *name, char *const argv[])
+/* Start (or start again) a child from its stored command line; its output appends to its log. */
+static int start_child(struct child *k)
 {
-    struct child *k;
     struct stat st;
     int fd;
     pid_t pid;
-    if (c->nkids == MAX_CHILDREN) return -PT_EMFILE;
-    k = &c->kids[c->nkids];
-    memset(k, 0, sizeof(*k));
-    snprintf(k->name, sizeof(k->name), "%s", name);
-    snprintf(k->log, sizeof(k->log), "%s/logs/%s.log", c->dir, name);
+    char *const *argv = k->argv;
     fd = open(k->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) return -errno;
     k->log_start = fstat(fd, &st) == 0 ? st.st_size : 0;
@@ -167,8 +178,76 @@ static int spawn(struct cluster *c, const char *name, char *const argv[])
     }
     close(fd);
     k->pid = pid;
+    k->exited = 0;
+    k->restart_at_ms = 0;
+    k->started_ms = pt_now_ms();
+    return 0;
+}
+
+static void child_free(struct child *k)
+{
+    int i;
+    for (i = 0; i < MAX_ARGS && k->argv[i]; i++)
+        free(k->argv[i]);
+    memset(k->argv, 0, sizeof(k->argv));
+}
+
+static int spawn(struct cluster *c, const char *name, char *const argv[])
+{
+    struct child *k;
+    int i, rc;
+    if (c->nkids == MAX_CHILDREN) return -PT_EMFILE;
+    k = &c->kids[c->nkids];
+    memset(k, 0, sizeof(*k));
+    snprintf(k->name, sizeof(k->name), "%s", name);
+    snprintf(k->log, sizeof(k->log), "%s/logs/%s.log", c->dir, name);
+    for (i = 0; argv[i]; i++) {
+        if (i == MAX_ARGS || !(k->argv[i] = strdup(argv[i]))) {
+            child_free(k);
+            return -PT_ENOMEM;
+        }
+    }
+    rc = start_child(k);
+    if (rc < 0) {
+        child_free(k);
+        return rc;
+    }
     c->nkids++;
     return 0;
+}
+
+/* Schedule every server (not the registry: its address is the cluster's) that exited on its
+ * own to start again after its back-off; start those that are due. Returns the milliseconds
+ * until the next one is due (-1: none scheduled). */
+static long restart_due(struct cluster *c)
+{
+    uint64_t now = pt_now_ms(), next = 0;
+    int i;
+    for (i = 1; i < c->nkids; i++) {
+        struct child *k = &c->kids[i];
+        if (!k->exited) continue;
+        if (!k->restart_at_ms) {
+            if (now - k->started_ms >= RESTART_RESET_MS || !k->backoff_ms)
+                k->backoff_ms = RESTART_FIRST_MS;
+            else
+                k->backoff_ms = k->backoff_ms * 2 > RESTART_MAX_MS ? RESTART_MAX_MS
+                                                                   : k->backoff_ms * 2;
+            k->restart_at_ms = now + k->backoff_ms;
+            fprintf(stderr, "petrel cluster: starting %s again in %llu s\n", k->name,
+                    (unsigned long long)(k->backoff_ms / 1000));
+        } else if (k->restart_at_ms <= now) {
+            if (start_child(k) == 0) {
+                k->restarts++;
+                fprintf(stderr, "petrel cluster: started %s again (restart %u)\n", k->name,
+                        k->restarts);
+                continue;
+            }
+            k->restart_at_ms = 0; /* could not fork: back off further */
+            continue;
+        }
+        if (!next || k->restart_at_ms < next) next = k->restart_at_ms;
+    }
+    return next ? (long)(next > now ? next - now : 0) : -1;
 }
 
 /* Find "listening on HOST:PORT" in this run's part of a child's log. */
@@ -378,11 +457,29 @@ static int cluster_ready(struct cluster *c, uint64_t *since_ms, uint64_t *blocks
     return ready;
 }
 
+/* Whether something listens on 127.0.0.1:port already (so --port fails before anything starts). */
+static int port_taken(uint16_t port)
+{
+    struct sockaddr_in a;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), taken, one = 1;
+    if (fd < 0) return 0; /* the registry will say it */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* as the registry binds */
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    taken = bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 && errno == EADDRINUSE;
+    close(fd);
+    return taken;
+}
+
 static int cluster_start(int argc, char **argv)
 {
     struct cluster *c;
     const char *dir = NULL;
     uint64_t shards = 0, replicas = 0, blocks = 0, s = 4, r = 1, b = 3, election = 0, heartbeat = 0;
+    uint64_t port = 0;
+    char listen[32];
     int unsafe_no_fsync_check = 0;
     char path[PATH_MAX + 64], real[PATH_MAX];
     int n, rc, lock_fd, waited, status = 0;
@@ -391,6 +488,8 @@ static int cluster_start(int argc, char **argv)
     sigset_t mask, old;
     const struct cli_option options[] = {
         {'d', "dir", CLI_STRING, &dir, "DIR", "where data and logs live (created if missing)"},
+        {'p', "port", CLI_UINT, &port, "N",
+         "the registry's port: the cluster is petrel://127.0.0.1:N (default: one the OS picks)"},
         {0, "shards", CLI_UINT, &shards, "N", "metadata shards (default 4; 1-256)"},
         {0, "replicas", CLI_UINT, &replicas, "R",
          "replicas per shard and of the CDC (1, 3 or 5; default 1)"},
@@ -405,12 +504,12 @@ static int cluster_start(int argc, char **argv)
     };
     const struct cli_spec spec = {
         "cluster start",
-        "--dir DIR [--shards N] [--replicas R] [--block-services B]\n"
+        "--dir DIR [--port N] [--shards N] [--replicas R] [--block-services B]\n"
         "                    [--election-timeout-ms MS] [--heartbeat-ms MS] "
         "[--unsafe-no-fsync-check]",
         "Run a whole Petrel cluster on this machine (loopback): registry, CDC, shards and\n"
         "block services as child processes, data and logs under DIR. Prints the registry's\n"
-        "location (petrel://127.0.0.1:PORT) once it serves. Ctrl-C or SIGTERM stops it all;\n"
+        "location (petrel://127.0.0.1:PORT, PORT from --port or the OS) once it serves. Ctrl-C or SIGTERM stops it all;\n"
         "starting again on the same DIR resumes with the same layout and data.",
         options,
         0,
@@ -444,6 +543,12 @@ static int cluster_start(int argc, char **argv)
         return cli_error("cluster start", "bad --shards %llu (1-256)", (unsigned long long)s);
     if (r != 1 && r != 3 && r != 5)
         return cli_error("cluster start", "bad --replicas %llu (1, 3 or 5)", (unsigned long long)r);
+    if (port > 65535)
+        return cli_error("cluster start", "bad --port %llu (1-65535)", (unsigned long long)port);
+    snprintf(listen, sizeof(listen), "127.0.0.1:%llu", (unsigned long long)port);
+    if (port && port_taken((uint16_t)port))
+        return cli_error("cluster start", "port %llu is in use on 127.0.0.1 (choose another --port)",
+                         (unsigned long long)port);
     if (b < 1 || b > 64)
         return cli_error("cluster start", "bad --block-services %llu (1-64)",
                          (unsigned long long)b);
@@ -493,8 +598,7 @@ static int cluster_start(int argc, char **argv)
     }
     {
         char *rargv[] = {
-            "petrel", "registry", "--dir", path, "--listen", "127.0.0.1:0", "--using-dynamic-ports",
-            NULL};
+            "petrel", "registry", "--dir", path, "--listen", listen, "--using-dynamic-ports", NULL};
         if (spawn(c, "registry", rargv) < 0) {
             status = cli_error("cluster start", "cannot start the registry");
             goto out;
@@ -542,7 +646,14 @@ static int cluster_start(int argc, char **argv)
             cli_has_command("cdc") ? (unsigned long long)r : 0ULL, (unsigned long long)b,
             b == 1 ? "" : "s", real);
     while (!stop_requested) {
-        sigsuspend(&old);
+        long wait_ms = restart_due(c);
+        if (wait_ms < 0) {
+            sigsuspend(&old);
+        } else {
+            /* sleep until the next restart is due, or a signal (atomically unblocked) */
+            struct timespec ts = {wait_ms / 1000, (wait_ms % 1000) * 1000000L};
+            pselect(0, NULL, NULL, NULL, &ts, &old);
+        }
         if (child_changed) {
             child_changed = 0;
             reap(c, 1);
@@ -550,11 +661,12 @@ static int cluster_start(int argc, char **argv)
                 status = cli_error("cluster start", "the registry stopped; stopping the cluster");
                 break;
             }
-            if (!alive(c)) break;
         }
     }
 out:
     stop_all(c);
+    for (n = 0; n < c->nkids; n++)
+        child_free(&c->kids[n]);
     sigprocmask(SIG_SETMASK, &old, NULL);
     close(lock_fd);
     free(c);
@@ -566,7 +678,7 @@ int cmd_cluster(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "start") == 0) return cluster_start(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "status") == 0) return cluster_status(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        printf("usage: petrel cluster start --dir DIR [--shards N] [--replicas R] "
+        printf("usage: petrel cluster start --dir DIR [--port N] [--shards N] [--replicas R] "
                "[--block-services B]\n"
                "       petrel cluster status petrel://HOST:PORT\n\n"
                "Run a whole cluster on this machine, or show a cluster's services, leaders and\n"

@@ -73,6 +73,7 @@ int cmd_mount(int argc, char **argv)
     }
     if (rest[0]) mo.fuse_opts = rest;
     rc = petrel_vfs_store_parse(argv[1], &loc);
+    if (rc < 0 && rc != -PT_ENOENT) return cli_location_error("mount", argv[1], rc);
     if (rc < 0) return cli_error("mount", "cannot open '%s': %s", argv[1], cli_strerror(rc));
     if (loc.kind == PETREL_VFS_IMAGE && strcmp(loc.path, "/") != 0)
         return cli_error("mount", "mount a whole image ('%s'), not a path in it", loc.store);
@@ -104,6 +105,8 @@ int cmd_mount(int argc, char **argv)
                                  "cannot open '%s': not a Petrel image, or damaged "
                                  "beyond mounting",
                                  argv[1]);
+            if (loc.kind == PETREL_VFS_CLUSTER)
+                return cli_cluster_error("mount", loc.host, loc.port, rc);
             return cli_error("mount", "cannot open '%s': %s", argv[1], cli_strerror(rc));
         case PETREL_MOUNT_STAGE_FUSE:
             return cli_error("mount", "bad mount options '%s'", opts ? opts : "");

@@ -61,6 +61,55 @@ int cli_read_error(const char *cmd, const char *shown, struct petrel_vfs *vfs,
                      shown, (unsigned long long)off);
 }
 
+int cli_cluster_error(const char *cmd, const char *host, unsigned port, int rc)
+{
+    const char *why;
+    switch (rc < 0 ? -rc : rc) {
+    case PT_ENOHOST:
+        return cli_error(cmd, "cannot reach cluster petrel://%s:%u: unknown host '%s'", host,
+                         port, host);
+    case PT_ECONNREFUSED:
+        why = "connection refused (nothing listens on that port: is the registry running?)";
+        break;
+    case PT_ETIMEDOUT:
+        why = "no answer within 3 s (wrong address, or a firewall in the way?)";
+        break;
+    case PT_EHOSTUNREACH:
+        why = "host unreachable (no route to it)";
+        break;
+    case PT_EPROTO:
+    case PT_EBADMSG:
+    case PT_ECONNRESET:
+        why = "what answers there is not a Petrel registry";
+        break;
+    default:
+        why = cli_strerror(rc);
+        break;
+    }
+    return cli_error(cmd, "cannot reach cluster petrel://%s:%u: %s", host, port, why);
+}
+
+int cli_location_error(const char *cmd, const char *text, int rc)
+{
+    const char *hp, *slash, *colon;
+    if (strncmp(text, "petrel://", 9) == 0) {
+        hp = text + 9;
+        slash = strchr(hp, '/');
+        if (!slash) slash = hp + strlen(hp);
+        colon = memchr(hp, ':', (size_t)(slash - hp));
+        if (hp == slash || colon == hp)
+            return cli_error(cmd, "bad location '%s': no host (write petrel://HOST:PORT/PATH)",
+                             text);
+        if (!colon || colon + 1 == slash)
+            return cli_error(cmd, "bad location '%s': no port (write petrel://HOST:PORT/PATH)",
+                             text);
+        if (rc == -PT_EINVAL)
+            return cli_error(cmd, "bad location '%s': bad port '%.*s' (a number, 1-65535)", text,
+                             (int)(slash - colon - 1), colon + 1);
+    }
+    return cli_error(cmd, "bad location '%s': %s", text, cli_strerror(rc));
+}
+
 static int same_store(const struct open_store *s, const struct petrel_vfs_location *loc)
 {
     return s->vfs && s->kind == loc->kind && strcmp(s->store, loc->store) == 0 &&
@@ -78,7 +127,7 @@ static int place_open(const char *cmd, const char *text, int flags, struct cli_p
     rc = whole_store ? petrel_vfs_store_parse(text, &place->loc)
                      : petrel_vfs_location_parse(text, &place->loc);
     if (rc == -PT_ENOENT) return cli_error(cmd, "cannot open '%s': %s", text, cli_strerror(rc));
-    if (rc < 0) return cli_error(cmd, "bad location '%s': %s", text, cli_strerror(rc));
+    if (rc < 0) return cli_location_error(cmd, text, rc);
     for (i = 0; i < PT_ARRAY_SIZE(stores); i++) {
         if (same_store(&stores[i], &place->loc)) {
             stores[i].users++;
@@ -103,8 +152,7 @@ static int place_open(const char *cmd, const char *text, int flags, struct cli_p
         if (place->loc.kind == PETREL_VFS_IMAGE)
             return cli_error(cmd, "cannot open image '%s': %s", place->loc.store, cli_strerror(rc));
         if (place->loc.kind == PETREL_VFS_CLUSTER)
-            return cli_error(cmd, "cannot reach cluster petrel://%s:%u: %s", place->loc.host,
-                             place->loc.port, cli_strerror(rc));
+            return cli_cluster_error(cmd, place->loc.host, place->loc.port, rc);
         return cli_error(cmd, "cannot open '%s': %s", place->loc.store, cli_strerror(rc));
     }
     free_slot->vfs = place->vfs;

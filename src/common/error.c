@@ -47,12 +47,14 @@ static const struct error_text error_texts[] = {
     {PT_ECONNRESET, "PT_ECONNRESET", "connection reset"},
     {PT_ETIMEDOUT, "PT_ETIMEDOUT", "timed out"},
     {PT_ECONNREFUSED, "PT_ECONNREFUSED", "connection refused"},
+    {PT_EHOSTUNREACH, "PT_EHOSTUNREACH", "host unreachable"},
     {PT_ESTALE, "PT_ESTALE", "stale handle or address"},
     {PT_ECANCELED, "PT_ECANCELED", "operation canceled"},
     {PT_ENOTLEADER, "PT_ENOTLEADER", "not the leader"},
     {PT_EVERSION, "PT_EVERSION", "unsupported format or protocol version"},
     {PT_ENOTCERT, "PT_ENOTCERT", "missing or invalid certificate"},
     {PT_EINDOUBT, "PT_EINDOUBT", "outcome unknown: leadership lost after the request was logged"},
+    {PT_ENOHOST, "PT_ENOHOST", "unknown host"},
 };
 
 static const struct error_text *error_find(int err)

@@ -145,7 +145,7 @@ static int pt_mdir_scan(struct petrel_fs *fs, struct pt_mdir *out, uint32_t bloc
 {
     struct pt_mdir t, md;
     uint8_t hdr[PT_REC_HDR], tmp[32];
-    uint32_t pos, crc, fsize = pt_fcrc_size(fs);
+    uint32_t pos, crc, done, fsize = pt_fcrc_size(fs);
     int valid = 0, err;
 
     memset(&md, 0, sizeof(md));
@@ -194,19 +194,24 @@ static int pt_mdir_scan(struct petrel_fs *fs, struct pt_mdir *out, uint32_t bloc
             }
             continue;
         }
+        done = 0;
         if (type == PT_REC_HEAD || type == PT_REC_THREAD || type == PT_REC_LO ||
             type == PT_REC_GDELTA || ((type == PT_REC_ENTRY || type == PT_REC_DELETE) &&
                                       find_hash && len >= 8)) {
             uint32_t n = PT_MIN(len, (uint32_t)sizeof(tmp));
             err = pt_read(fs, block, pos + PT_REC_HDR, tmp, n, PT_FETCH_HINT);
             if (err) return err;
+            /* the CRC takes these bytes as read: reading them again after the cache moved
+             * on (a payload crossing the cache's end) would fetch them twice */
+            crc = petrel_crc32c(crc, tmp, n);
+            done = n;
             if (type == PT_REC_ENTRY || type == PT_REC_DELETE) {
                 if (pt_get_le64(tmp) == *find_hash) pt_mdir_found(&t, type, pos, len);
             } else {
                 pt_mdir_apply(&t, type, tmp, n);
             }
         }
-        err = pt_read_crc(fs, block, pos + PT_REC_HDR, len, &crc);
+        err = pt_read_crc(fs, block, pos + PT_REC_HDR + done, len - done, &crc);
         if (err) return err;
         pos += PT_REC_HDR + len;
     }
@@ -246,7 +251,9 @@ static int pt_mdir_recall(struct petrel_fs *fs, struct pt_mdir *md,
     while (pos + PT_REC_HDR <= t.off) {
         uint8_t type;
         uint32_t len;
-        err = pt_read(fs, t.pair[0], pos, hdr, PT_REC_HDR, PT_REC_HDR + 8);
+        /* the header alone: about half the records are CRC records, which need no key, and
+         * a read ahead for the key would cross into the next read unit for most of them */
+        err = pt_read(fs, t.pair[0], pos, hdr, PT_REC_HDR, PT_REC_HDR);
         if (err) return err;
         type = hdr[0];
         len = (uint32_t)hdr[1] | ((uint32_t)hdr[2] << 8) | ((uint32_t)hdr[3] << 16);

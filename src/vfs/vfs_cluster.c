@@ -22,7 +22,9 @@
  * - Reads go to petrel_client_read for exactly the requested range (streamed, never the
  *   whole file).
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,7 @@
 #include "petrel/vfs.h"
 
 #define QUEUE_BYTES (4u << 20) /* bytes a writer may run ahead of the cluster */
+#define PROBE_MS 3000          /* an unreachable registry is an error after this long */
 
 struct cluster_vfs {
     struct petrel_client *client; /* for calls made by the vfs's (single) caller thread */
@@ -565,6 +568,38 @@ static const struct petrel_vfs_ops cluster_ops = {
     .readlink = cl_readlink,
 };
 
+/* The cluster's own address parser never does DNS: names are resolved here, once. */
+int petrel_vfs_cluster_address(const char *host, uint16_t port, char *out, size_t cap)
+{
+    struct addrinfo hints, *res = NULL;
+    char numeric[INET6_ADDRSTRLEN];
+    unsigned char probe[sizeof(struct in6_addr)];
+    int n, v6 = 0;
+    if (inet_pton(AF_INET, host, probe) == 1 || strcmp(host, "localhost") == 0) {
+        n = snprintf(out, cap, "%s:%u", host, port);
+        return n < 0 || (size_t)n >= cap ? -PT_ENAMETOOLONG : 0;
+    }
+    if (inet_pton(AF_INET6, host, probe) == 1) {
+        n = snprintf(out, cap, "[%s]:%u", host, port);
+        return n < 0 || (size_t)n >= cap ? -PT_ENAMETOOLONG : 0;
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res) return -PT_ENOHOST;
+    if (res->ai_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr, numeric,
+                  sizeof(numeric));
+    else {
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)res->ai_addr)->sin6_addr, numeric,
+                  sizeof(numeric));
+        v6 = 1;
+    }
+    freeaddrinfo(res);
+    n = snprintf(out, cap, v6 ? "[%s]:%u" : "%s:%u", numeric, port);
+    return n < 0 || (size_t)n >= cap ? -PT_ENAMETOOLONG : 0;
+}
+
 int petrel_vfs_cluster_open(const char *host, uint16_t port, int flags, struct petrel_vfs **out)
 {
     struct petrel_vfs *vfs;
@@ -580,11 +615,13 @@ int petrel_vfs_cluster_open(const char *host, uint16_t port, int flags, struct p
         free(cv);
         return -PT_ENOMEM;
     }
-    snprintf(cv->registry, sizeof(cv->registry), "%s:%u", host, port);
+    rc = petrel_vfs_cluster_address(host, port, cv->registry, sizeof(cv->registry));
     memset(&cfg, 0, sizeof(cfg));
     cfg.registry = cv->registry;
-    rc = petrel_client_open(&cv->client, &cfg);
-    /* Reach the cluster now, so a wrong address is an error at open, not at first use. */
+    if (rc == 0) rc = petrel_client_open(&cv->client, &cfg);
+    /* Reach the cluster now, so a wrong address is an error at open, not at first use: the
+     * registry within PROBE_MS (no retries), then the root through the whole path. */
+    if (rc == 0) rc = petrel_client_probe(cv->client, PROBE_MS);
     if (rc == 0) rc = petrel_client_stat(cv->client, "/", &root);
     if (rc < 0) {
         petrel_client_close(cv->client);
@@ -597,7 +634,7 @@ int petrel_vfs_cluster_open(const char *host, uint16_t port, int flags, struct p
     vfs->caps = PETREL_VFS_CAP_WRITE_ONCE | PETREL_VFS_CAP_MTIME | PETREL_VFS_CAP_MODE |
                 PETREL_VFS_CAP_OWNER | PETREL_VFS_CAP_NODES;
     if (flags & PETREL_VFS_MOUNT_READ_ONLY) vfs->caps |= PETREL_VFS_CAP_READ_ONLY;
-    snprintf(vfs->label, sizeof(vfs->label), "petrel://%s", cv->registry);
+    snprintf(vfs->label, sizeof(vfs->label), "petrel://%s:%u", host, port);
     *out = vfs;
     return 0;
 }

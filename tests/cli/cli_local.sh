@@ -83,5 +83,5 @@ expect_fail "cluster without subcommand" "missing subcommand" "$P" cluster
 expect_fail "cluster bad subcommand" "unknown subcommand 'frob'" "$P" cluster frob
 expect_fail "cluster start without --dir" "no data directory given" "$P" cluster start
 expect_fail "cluster status bad address" "is not a cluster address" "$P" cluster status "$t"
-expect_fail "cluster status unreachable" "cannot reach the registry" "$P" cluster status petrel://127.0.0.1:1
+expect_fail "cluster status unreachable" "cannot reach cluster petrel://127.0.0.1:1: connection refused" "$P" cluster status petrel://127.0.0.1:1
 finish

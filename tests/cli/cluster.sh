@@ -25,7 +25,7 @@ has_cdc=0; "$P" cdc --help >/dev/null 2>&1 && has_cdc=1
 start_cluster() {
     local deadline=$((SECONDS + 120))
     : > "$t/cluster.out"
-    "$P" cluster start --dir "$t/var" --shards 2 --block-services 3 >"$t/cluster.out" 2>"$t/cluster.err" &
+    "$P" cluster start --dir "$t/var" --shards 2 --block-services 3 "$@" >"$t/cluster.out" 2>"$t/cluster.err" &
     cpid=$!
     A=
     while [ $SECONDS -lt $deadline ]; do
@@ -165,17 +165,39 @@ else
     fail "mount cluster" "not mounted"
 fi
 
+# A server that dies (here: SIGKILL, as a fail-stop exit would) is started again by the
+# supervisor after its back-off, on the same directory, and the cluster serves on.
+old=$(pgrep -f -- "--dir $t/var/shard-0/replica-0\$")
+kill -KILL $old
+new=; deadline=$((SECONDS + 60))
+while [ $SECONDS -lt $deadline ]; do
+    new=$(pgrep -f -- "--dir $t/var/shard-0/replica-0\$")
+    [ -n "$new" ] && [ "$new" != "$old" ] && break
+    sleep 0.1
+done
+if [ -n "$new" ] && [ "$new" != "$old" ]; then pass "a killed shard replica is started again"
+else fail "a killed shard replica is started again" "$(tail -n 3 "$t/cluster.err")"; fi
+grep -q "started shard-0-replica-0 again (restart 1)" "$t/cluster.err" &&
+    pass "the restart is reported" || fail "the restart is reported" "$(tail -n 3 "$t/cluster.err")"
+expect_ok "data intact after the restart" sh -c "'$P' cat '$A/big' | cmp - '$t/src/big'"
+
 # Stop with SIGTERM, resume on the same directory with the data intact.
 stop_cluster && pass "cluster stops on SIGTERM with status 0" || fail "cluster stop" "non-zero exit"
 left=$(pgrep -f "$t/var" | wc -l)
 expect_eq "no server left running" 0 "$left"
-if start_cluster; then
+# ...on a port chosen with --port this time (one the OS just had free).
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+if start_cluster --port "$port"; then
     pass "cluster resumes"
+    expect_eq "--port gives the address" "petrel://127.0.0.1:$port" "$A"
     expect_ok "data intact after restart" sh -c "'$P' cat '$A/big' | cmp - '$t/src/big'"
     expect_out "listing after restart" "$(printf 'big\ndd-out\nempty\nforked\npage-plus-one')" "$P" ls "$A/"
+    expect_fail "--port in use" "port $port is in use on 127.0.0.1 (choose another --port)" \
+        "$P" cluster start --dir "$t/other" --port "$port"
     stop_cluster
 else
     fail "cluster resumes" "$(cat "$t/cluster.err")"
 fi
 expect_fail "resume with another layout" "start it with that layout" "$P" cluster start --dir "$t/var" --shards 3
+expect_fail "--port out of range" "bad --port 70000 (1-65535)" "$P" cluster start --dir "$t/var" --port 70000
 finish

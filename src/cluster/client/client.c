@@ -53,6 +53,20 @@ int petrel_client_open(struct petrel_client **out, const struct petrel_client_co
     return 0;
 }
 
+int petrel_client_probe(struct petrel_client *c, int timeout_ms)
+{
+    struct pt_call_opts opts;
+    struct pt_reply rep;
+    int rc;
+    memset(&opts, 0, sizeof(opts));
+    opts.timeout_ms = timeout_ms;
+    opts.retry_budget_ms = 1; /* one attempt */
+    /* the cheapest registry request: its answer proves a registry listens there */
+    rc = pt_call_buf(c->registry, PT_MSG_REG_LIST_CDC, NULL, 0, &opts, &rep);
+    pt_reply_free(&rep);
+    return rc;
+}
+
 void petrel_client_close(struct petrel_client *c)
 {
     if (!c) return;

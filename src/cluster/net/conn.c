@@ -36,6 +36,9 @@ static int errno_to_pt(int e)
         return -PT_ECONNRESET;
     case ETIMEDOUT:
         return -PT_ETIMEDOUT;
+    case ENETUNREACH:
+    case EHOSTUNREACH:
+        return -PT_EHOSTUNREACH;
     case ENOMEM:
         return -PT_ENOMEM;
     default:

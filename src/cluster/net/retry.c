@@ -76,6 +76,7 @@ int pt_error_retryable(int err)
     case PT_ETIMEDOUT:
     case PT_ECONNRESET:
     case PT_ECONNREFUSED:
+    case PT_EHOSTUNREACH:
     case PT_EBADMSG:
     case PT_ESTALE:
     case PT_ENOTLEADER:
