@@ -193,9 +193,11 @@ mount_stop "$m"
 if mount_start "$A" "$m" -o allow_other; then check_kept "remount"; else fail "remount" "not mounted"; fi
 mount_stop "$m"
 stop_cluster
-if start_cluster && mount_start "$A" "$m" -o allow_other; then
-    check_kept "cluster restart"
+if ! start_cluster; then
+    fail "cluster restart" "$(tail -n 5 "$t/cluster.err")"
+elif ! mount_start "$A" "$m" -o allow_other; then
+    fail "mount after the restart" "$A"
 else
-    fail "cluster restart" "$(cat "$t/cluster.err")"
+    check_kept "cluster restart"
 fi
 finish
