@@ -217,7 +217,19 @@ static int cl_rename(struct petrel_vfs *vfs, const char *from, const char *to)
 
 static int cl_rename_noreplace(struct petrel_vfs *vfs, const char *from, const char *to)
 {
-    return petrel_client_rename_noreplace(cluster(vfs)->client, from, to);
+    struct cluster_vfs *cv = cluster(vfs);
+    struct petrel_vfs_file *w = find_writer(cv, from);
+    struct petrel_stat s;
+    int rc;
+    if (!w || w->nf.replaces) return petrel_client_rename_noreplace(cv->client, from, to);
+    /* A file being written: only onto a free name (the link at close is a link-if-free
+     * again, so a name taken meanwhile fails it rather than being replaced). */
+    rc = petrel_client_stat(cv->client, to, &s);
+    if (rc == 0 || find_writer(cv, to)) return -PT_EEXIST;
+    if (rc != -PT_ENOENT) return rc;
+    rc = cl_rename(vfs, from, to);
+    if (rc == 0) w->nf.replaces = 0;
+    return rc;
 }
 
 /* --- writing: the queue between vfs writes and the writer thread ------------------------ */

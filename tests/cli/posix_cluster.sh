@@ -136,6 +136,19 @@ assert not os.path.exists(d + "/.tmp.XXXX")
 assert open(d + "/final", "rb").read() == b"x" * 10000 + b"y"
 print("ok")
 EOF
+expect_out "RENAME_NOREPLACE of a file being written" "EEXIST ok abc" python3 - "$m" <<'EOF'
+import ctypes, errno, os, sys
+os.chdir(sys.argv[1])
+libc = ctypes.CDLL(None, use_errno=True)
+def noreplace(a, b):
+    return 0 if libc.renameat2(-100, a.encode(), -100, b.encode(), 1) == 0 else ctypes.get_errno()
+fd = os.open("nr1", os.O_CREAT | os.O_WRONLY, 0o644)
+os.write(fd, b"abc")
+e1 = noreplace("nr1", "f")
+e2 = noreplace("nr1", "nr2")
+os.close(fd)
+print(errno.errorcode.get(e1, e1), "ok" if e2 == 0 else errno.errorcode.get(e2, e2), open("nr2").read())
+EOF
 # the same through the client library, past the kernel's attribute cache
 out=$("$P" stat "$A/final" 2>&1)
 case "$out" in *"Mode: 0640"*"Modified: 1970-01-01 00:33:20"*) pass "times set before close kept at the link" ;;
