@@ -84,13 +84,20 @@ static struct cluster_vfs *cluster(struct petrel_vfs *vfs)
 static uint8_t vfs_type(uint8_t type)
 {
     switch (type) {
-    case PETREL_TYPE_DIR: return PETREL_VFS_DIR;
-    case PETREL_TYPE_SYMLINK: return PETREL_VFS_LNK;
-    case PETREL_TYPE_FIFO: return PETREL_VFS_FIFO;
-    case PETREL_TYPE_SOCKET: return PETREL_VFS_SOCK;
-    case PETREL_TYPE_CHR: return PETREL_VFS_CHR;
-    case PETREL_TYPE_BLK: return PETREL_VFS_BLK;
-    default: return PETREL_VFS_REG;
+    case PETREL_TYPE_DIR:
+        return PETREL_VFS_DIR;
+    case PETREL_TYPE_SYMLINK:
+        return PETREL_VFS_LNK;
+    case PETREL_TYPE_FIFO:
+        return PETREL_VFS_FIFO;
+    case PETREL_TYPE_SOCKET:
+        return PETREL_VFS_SOCK;
+    case PETREL_TYPE_CHR:
+        return PETREL_VFS_CHR;
+    case PETREL_TYPE_BLK:
+        return PETREL_VFS_BLK;
+    default:
+        return PETREL_VFS_REG;
     }
 }
 

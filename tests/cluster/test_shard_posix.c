@@ -98,8 +98,8 @@ static int link_as(struct pt_shard_sm *sm, uint64_t now, uint64_t id, uint64_t c
     return apply_at(sm, now, &q, NULL);
 }
 
-static int setattr(struct pt_shard_sm *sm, uint64_t now, uint64_t id, uint32_t valid,
-                   uint32_t mode, uint32_t uid, uint32_t gid, uint64_t atime, uint64_t mtime)
+static int setattr(struct pt_shard_sm *sm, uint64_t now, uint64_t id, uint32_t valid, uint32_t mode,
+                   uint32_t uid, uint32_t gid, uint64_t atime, uint64_t mtime)
 {
     struct pt_shard_req q = {.op = PT_SHARD_SETATTR, .id = id, .has_attr = 1};
     q.attr.valid = valid;
@@ -172,9 +172,9 @@ TEST(shard_posix_setattr_any_state_and_refusals)
     open_store(&sm, "s", 0);
     id = create(&sm, 1000, 7, 0600, 1000, 100);
     /* While transient (fchmod / futimens before close). */
-    CHECK_EQ(setattr(&sm, 1001, id, PT_ATTR_MODE | PT_ATTR_UID, PT_MODE_IFDIR | 06644, 2000, 0, 0,
-                     0),
-             0);
+    CHECK_EQ(
+        setattr(&sm, 1001, id, PT_ATTR_MODE | PT_ATTR_UID, PT_MODE_IFDIR | 06644, 2000, 0, 0, 0),
+        0);
     CHECK_EQ(stat_inode(&sm, id, &st), 0);
     CHECK_EQ(st.mode, PT_MODE_IFREG | 06644); /* the type stays */
     CHECK_EQ(st.uid, 2000);
@@ -201,8 +201,7 @@ TEST(shard_posix_setattr_any_state_and_refusals)
     CHECK_EQ(setattr(&sm, 1005, PT_INODE_MAKE(0, 999), PT_ATTR_UID, 0, 1, 0, 0, 0), -PT_ENOENT);
     CHECK_EQ(setattr(&sm, 1005, PT_INODE_MAKE(3, 2), PT_ATTR_UID, 0, 1, 0, 0, 0), -PT_EXDEV);
     CHECK_EQ(setattr(&sm, 1005, id, 0x80, 0, 1, 0, 0, 0), -PT_EINVAL);
-    CHECK_EQ(setattr(&sm, 1005, id, PT_ATTR_MTIME | PT_ATTR_MTIME_NOW | PT_ATTR_UID, 0, 1, 0, 0,
-                     5),
+    CHECK_EQ(setattr(&sm, 1005, id, PT_ATTR_MTIME | PT_ATTR_MTIME_NOW | PT_ATTR_UID, 0, 1, 0, 0, 5),
              -PT_EINVAL);
     CHECK_EQ(stat_inode(&sm, id, &st), 0);
     CHECK_EQ(st.uid, 2000);
@@ -236,8 +235,7 @@ TEST(shard_posix_make_node_types_and_link_if_free)
     CHECK_EQ(st.mtime_ns, 2000 * MS);
     CHECK_EQ(st.ctime_ns, 2000 * MS);
     CHECK_EQ(make_node(&sm, 2001, PT_INODE_ROOT, "p", PT_MODE_IFIFO | 0640, 0, NULL, &fifo), 0);
-    CHECK_EQ(make_node(&sm, 2002, PT_INODE_ROOT, "d", PT_MODE_IFCHR | 0600, 0x0501, NULL, &dev),
-             0);
+    CHECK_EQ(make_node(&sm, 2002, PT_INODE_ROOT, "d", PT_MODE_IFCHR | 0600, 0x0501, NULL, &dev), 0);
     CHECK_EQ(stat_inode(&sm, dev, &st), 0);
     CHECK_EQ(st.type, PT_TYPE_CHR);
     CHECK_EQ(st.rdev, 0x0501);
@@ -263,13 +261,11 @@ TEST(shard_posix_make_node_types_and_link_if_free)
     CHECK_EQ(make_node(&sm, 2004, PT_INODE_ROOT, "r", PT_MODE_IFLNK | 0777, 0, long_target, NULL),
              -PT_EINVAL);
     long_target[PT_SYMLINK_MAX] = 0; /* 4095 bytes: the longest */
-    CHECK_EQ(make_node(&sm, 2004, PT_INODE_ROOT, "r", PT_MODE_IFLNK | 0777, 0, long_target,
-                       &other),
+    CHECK_EQ(make_node(&sm, 2004, PT_INODE_ROOT, "r", PT_MODE_IFLNK | 0777, 0, long_target, &other),
              0);
     CHECK_EQ(stat_inode(&sm, other, &st), 0);
     CHECK_EQ(st.target_len, PT_SYMLINK_MAX);
-    CHECK_EQ(make_node(&sm, 2005, link_id, "x", PT_MODE_IFIFO | 0644, 0, NULL, NULL),
-             -PT_ENOTDIR);
+    CHECK_EQ(make_node(&sm, 2005, link_id, "x", PT_MODE_IFIFO | 0644, 0, NULL, NULL), -PT_ENOTDIR);
     /* Unlinked like a file: kept for the retention period, then a GC candidate. */
     {
         struct pt_shard_req q = {.op = PT_SHARD_UNLINK, .id = PT_INODE_ROOT};
@@ -495,8 +491,8 @@ TEST(shard_posix_replay_is_deterministic_and_snapshots_round_trip)
                 link_as(sm, now++, id, k, name);
                 break;
             default:
-                setattr(sm, now++, PT_INODE_MAKE(0, 2 + k / 2), PT_ATTR_MODE | PT_ATTR_MTIME_NOW,
-                        k, 0, 0, 0, 0);
+                setattr(sm, now++, PT_INODE_MAKE(0, 2 + k / 2), PT_ATTR_MODE | PT_ATTR_MTIME_NOW, k,
+                        0, 0, 0, 0);
                 break;
             }
         }

@@ -104,7 +104,7 @@ enum pt_shard_op {
 
 /* SETATTR's attr.valid bits. ctime becomes the entry time on every SETATTR. */
 enum pt_shard_attr_valid {
-    PT_ATTR_MODE = 0x01,      /* mode & 07777 (the type bits are kept) */
+    PT_ATTR_MODE = 0x01, /* mode & 07777 (the type bits are kept) */
     PT_ATTR_UID = 0x02,
     PT_ATTR_GID = 0x04,
     PT_ATTR_ATIME = 0x08,     /* to attr.atime (ns) */
@@ -212,11 +212,11 @@ struct pt_shard_stat {
     uint64_t deadline; /* files: transient owner deadline or retention deadline */
     /* POSIX attributes (a reply from a shard before issue 11 has none: has_posix 0) */
     uint8_t has_posix;
-    uint32_t mode, uid, gid;                   /* mode includes the type bits */
-    uint64_t atime_ns, mtime_ns, ctime_ns;     /* ns since the epoch */
-    uint64_t rdev, version;                    /* version: bumped by every content change */
-    uint16_t target_len;                       /* symlinks */
-    char target[PT_SYMLINK_MAX + 1];           /* NUL-terminated */
+    uint32_t mode, uid, gid;               /* mode includes the type bits */
+    uint64_t atime_ns, mtime_ns, ctime_ns; /* ns since the epoch */
+    uint64_t rdev, version;                /* version: bumped by every content change */
+    uint16_t target_len;                   /* symlinks */
+    char target[PT_SYMLINK_MAX + 1];       /* NUL-terminated */
 };
 
 /* One directory entry returned by READDIR. */

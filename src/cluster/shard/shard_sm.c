@@ -160,8 +160,7 @@ static int inode_decode(struct inode_rec *r, const MDB_val *v)
 
 /* A new inode of `type` made at entry time `now` (ms): every time is now, the default mode
  * (0755 directories, 0644 otherwise) and owner 0:0 unless the request carries attributes. */
-static void inode_new(struct inode_rec *r, uint8_t type, uint64_t now,
-                      const struct pt_shard_req *q)
+static void inode_new(struct inode_rec *r, uint8_t type, uint64_t now, const struct pt_shard_req *q)
 {
     memset(r, 0, sizeof(*r));
     r->type = type;
@@ -1134,8 +1133,7 @@ static int op_add_entry(struct apply_ctx *a, const struct pt_shard_req *q)
     struct inode_rec d;
     struct dirent_rec e;
     int rc;
-    if (q->name_len == 0 || q->offset > PT_TYPE_BLK || !PT_TYPE_VALID(q->offset))
-        return -PT_EINVAL;
+    if (q->name_len == 0 || !PT_TYPE_VALID(q->offset)) return -PT_EINVAL;
     if ((rc = live_dir(a, q->id, &d)) != 0) return rc;
     rc = dirent_get(a->sm, a->t, q->id, q->name, q->name_len, &e);
     if (rc == 0) return e.id == q->target ? 0 : -PT_EEXIST; /* a retried step is a success */
@@ -1161,8 +1159,7 @@ static int op_replace_entry(struct apply_ctx *a, const struct pt_shard_req *q)
     struct inode_rec d;
     struct dirent_rec e;
     int rc;
-    if (q->name_len == 0 || q->offset > PT_TYPE_BLK || !PT_TYPE_VALID(q->offset))
-        return -PT_EINVAL;
+    if (q->name_len == 0 || !PT_TYPE_VALID(q->offset)) return -PT_EINVAL;
     if ((rc = live_dir(a, q->id, &d)) != 0) return rc;
     if ((rc = dirent_get(a->sm, a->t, q->id, q->name, q->name_len, &e)) != 0) return rc;
     if (e.id == q->target && e.lock_txn == 0) return 0; /* a retried step */
