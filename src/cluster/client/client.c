@@ -666,7 +666,9 @@ int petrel_client_fill(struct petrel_client *c, const struct petrel_new_file *nf
     w.c = c;
     w.file = nf->file;
     w.cookie = nf->cookie;
-    w.dir = nf->dir;
+    /* Routing only (the file's shard is its directory's): nf->dir is read after the stream
+     * ended, when no rename can change it any more. */
+    w.dir = nf->file;
     buf = malloc(c->cfg.span_size);
     if (!buf) return -PT_ENOMEM;
     for (;;) {
