@@ -46,7 +46,7 @@ BENCH_SRCS  := $(sort $(wildcard bench/*.c))
 BENCH_BIN   := $(BUILD)/bench/petrel-bench
 
 .PHONY: all build deps test check bench run conformance \
-        format lint c99 clean help soak fuzz mutants layout
+        format lint c99 clean help soak fuzz mutants layout crc-variants
 .DEFAULT_GOAL := all
 
 all: deps
@@ -92,8 +92,13 @@ $(BENCH_BIN): $(call obj,$(BENCH_SRCS)) $(LIBS)
 
 # --- running -------------------------------------------------------------------------------
 
-test: all layout
+test: all layout crc-variants
 	@bash tests/run-all.sh $(BUILD) $(TEST_PARTS)
+
+# The CRC-32C build switches (include/petrel/crc32c.h): the CRC tests and the flash engine's
+# quick cases built and run with each table size, with and without hardware paths.
+crc-variants: all
+	@bash mk/crc-variants.sh $(BUILD) "$(CC)" "$(CFLAGS)" "$(LDFLAGS)" "$(PKG_LIBS) $(LDLIBS)"
 
 # The cluster's dependency rule: includes point one way (docs/DESIGN.md, "Cluster layout").
 layout:
@@ -177,6 +182,7 @@ clean:
 
 help:
 	@echo "make | make test | make test-PART | make check | make layout | make bench | make run | make soak [SEEDS=N]"
+	@echo "make crc-variants"
 	@echo "make mutants [MUTANT_SEEDS=N]"
 	@echo "make format | make lint | make c99 | make clean | make fuzz [FUZZ_TIME=S FUZZ_TARGETS=..]"
 

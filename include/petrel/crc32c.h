@@ -13,6 +13,25 @@
  * Plain C99 and no dependencies (the flash engine uses it); hardware paths are chosen at run
  * time on x86-64 (SSE4.2 crc32, PCLMULQDQ / VPCLMULQDQ folding) and ARMv8 (crc32c
  * instructions).
+ *
+ * Build switches (define them for every file of src/common, e.g. -DPETREL_CRC32C_NO_HW):
+ *
+ *   PETREL_CRC32C_TABLE_BYTES  size of the portable path's table, which is also the whole
+ *                              CRC on a CPU without CRC instructions (microcontrollers):
+ *       8192  (default) slicing-by-8 over eight 256-entry tables, 8 bytes a step; fastest
+ *             without hardware (about 2.5 GB/s on a 2020s x86-64 core);
+ *       1024  one 256-entry table, a byte a step (about 5 times slower: 0.5 GB/s);
+ *       64    one 16-entry table, half a byte a step (about half as fast again): for
+ *             parts where every byte of flash counts.
+ *             Any other value is a compile error. The API and every result are the same.
+ *   PETREL_CRC32C_NO_HW        no hardware path: the table path only, no CPU probing, no
+ *                              calibration; crc32c_x86.c and crc32c_arm.c compile to nothing.
+ *                              Without it, hardware paths exist only where the compiler is GNU
+ *                              C on x86-64 or AArch64, so a Cortex-M build gets the table path
+ *                              either way.
+ *
+ * `make crc-variants` builds and runs the CRC tests and the flash engine's tests in each
+ * combination; `make bench` prints the table path's speed in each size.
  */
 #ifndef PETREL_CRC32C_H
 #define PETREL_CRC32C_H
@@ -37,11 +56,12 @@ uint32_t petrel_crc32c_zero_extend(uint32_t crc, int64_t zeros);
 
 /* Implementations, for tests and benchmarks. */
 enum petrel_crc32c_impl {
-    PETREL_CRC32C_TABLE = 0, /* portable slicing-by-8 */
-    PETREL_CRC32C_SSE42,     /* x86-64 crc32 instruction, three interleaved streams */
-    PETREL_CRC32C_PCLMUL,    /* x86-64 PCLMULQDQ folding */
-    PETREL_CRC32C_VPCLMUL,   /* x86-64 AVX-512 VPCLMULQDQ folding */
-    PETREL_CRC32C_ARMV8,     /* ARMv8 crc32c instructions */
+    PETREL_CRC32C_TABLE = 0,  /* portable table path (its size: PETREL_CRC32C_TABLE_BYTES) */
+    PETREL_CRC32C_SSE42,      /* x86-64 crc32 instruction, three interleaved streams */
+    PETREL_CRC32C_PCLMUL,     /* x86-64 PCLMULQDQ folding beside crc32 streams */
+    PETREL_CRC32C_VPCLMUL256, /* x86-64 AVX2 + VPCLMULQDQ 256-bit folding (no AVX-512) */
+    PETREL_CRC32C_VPCLMUL512, /* x86-64 AVX-512 VPCLMULQDQ 512-bit folding */
+    PETREL_CRC32C_ARMV8,      /* ARMv8 crc32c instructions */
     PETREL_CRC32C_IMPL_COUNT
 };
 
@@ -55,7 +75,9 @@ uint32_t petrel_crc32c_with(enum petrel_crc32c_impl impl, uint32_t crc, const vo
 /*
  * The implementation petrel_crc32c dispatches to for large buffers (the choice also depends on
  * the buffer size: short buffers may take another path), and a short name for any
- * implementation.
+ * implementation. The choice is made once per process at first use, from the CPU's features
+ * and a calibration of a few microseconds that times each candidate on 4 KiB
+ * (docs/CRC32C.md, "Dispatch").
  */
 enum petrel_crc32c_impl petrel_crc32c_best(void);
 const char *petrel_crc32c_impl_name(enum petrel_crc32c_impl impl);

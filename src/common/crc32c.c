@@ -1,5 +1,6 @@
 /*
- * CRC-32C: the portable slicing-by-8 path, the GF(2) arithmetic behind append / xor /
+ * CRC-32C: the portable table path (slicing-by-8, or a smaller table chosen at build time by
+ * PETREL_CRC32C_TABLE_BYTES: include/petrel/crc32c.h), the GF(2) arithmetic behind append / xor /
  * zero_extend, and the run-time choice of the fastest path for this CPU.
  *
  * Invariants: every path returns exactly what the table path returns for any buffer, length
@@ -19,30 +20,36 @@
 #define CRC32C_POLY 0x82f63b78u /* reflected Castagnoli polynomial */
 #define CRC32C_X0 0x80000000u   /* x^0 in the reflected representation */
 
-#include "crc32c_tables.inc"
+#ifndef PETREL_CRC32C_TABLE_BYTES
+#define PETREL_CRC32C_TABLE_BYTES 8192
+#endif
+#if PETREL_CRC32C_TABLE_BYTES == 8192
+#define CRC32C_WANT_SLICE8 1
+#elif PETREL_CRC32C_TABLE_BYTES == 1024
+#define CRC32C_WANT_BYTE 1
+#elif PETREL_CRC32C_TABLE_BYTES == 64
+#define CRC32C_WANT_NIBBLE 1
+#else
+#error "PETREL_CRC32C_TABLE_BYTES must be 8192, 1024 or 64 (include/petrel/crc32c.h)"
+#endif
+#include "crc32c_table.inc"
 #include "crc32c_powers.inc"
 
 /* Raw register update, no pre/post inversion: shared by the hardware paths for their tails. */
 uint32_t pt_crc32c_table_raw(uint32_t reg, const unsigned char *p, size_t len)
 {
-    while (len && ((uintptr_t)p & 7)) {
-        reg = (reg >> 8) ^ crc32c_tables[0][(reg ^ *p++) & 0xff];
-        len--;
-    }
-    while (len >= 8) {
-        uint32_t lo = reg ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                             (uint32_t)p[3] << 24);
-        uint32_t hi = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 |
-                      (uint32_t)p[7] << 24;
-        reg = crc32c_tables[7][lo & 0xff] ^ crc32c_tables[6][(lo >> 8) & 0xff] ^
-              crc32c_tables[5][(lo >> 16) & 0xff] ^ crc32c_tables[4][lo >> 24] ^
-              crc32c_tables[3][hi & 0xff] ^ crc32c_tables[2][(hi >> 8) & 0xff] ^
-              crc32c_tables[1][(hi >> 16) & 0xff] ^ crc32c_tables[0][hi >> 24];
-        p += 8;
-        len -= 8;
-    }
-    while (len--) reg = (reg >> 8) ^ crc32c_tables[0][(reg ^ *p++) & 0xff];
-    return reg;
+#if PETREL_CRC32C_TABLE_BYTES == 8192
+    return crc32c_slice8_raw(reg, p, len);
+#elif PETREL_CRC32C_TABLE_BYTES == 1024
+    return crc32c_byte_raw(reg, p, len);
+#else
+    return crc32c_nibble_raw(reg, p, len);
+#endif
+}
+
+size_t pt_crc32c_table_bytes(void)
+{
+    return PETREL_CRC32C_TABLE_BYTES;
 }
 
 static uint32_t crc32c_table(uint32_t crc, const void *buf, size_t len)
@@ -100,7 +107,7 @@ uint32_t petrel_crc32c_xor(uint32_t crc_a, uint32_t crc_b, uint64_t len)
 /* --- dispatch ---------------------------------------------------------------------------- */
 
 static const char *const impl_names[PETREL_CRC32C_IMPL_COUNT] = {
-    "table", "sse42", "pclmul", "vpclmul", "armv8",
+    "table", "sse42", "pclmul", "vpclmul256", "vpclmul512", "armv8",
 };
 
 const char *petrel_crc32c_impl_name(enum petrel_crc32c_impl impl)
@@ -113,8 +120,7 @@ int petrel_crc32c_impl_available(enum petrel_crc32c_impl impl)
     return impl == PETREL_CRC32C_TABLE || pt_crc32c_hw_available(impl);
 }
 
-uint32_t petrel_crc32c_with(enum petrel_crc32c_impl impl, uint32_t crc, const void *buf,
-                            size_t len)
+uint32_t petrel_crc32c_with(enum petrel_crc32c_impl impl, uint32_t crc, const void *buf, size_t len)
 {
     if (impl == PETREL_CRC32C_TABLE || !pt_crc32c_hw_available(impl))
         return crc32c_table(crc, buf, len);

@@ -1,19 +1,25 @@
 /*
  * x86-64 CRC-32C paths, all on the raw register (crc32c_impl.h):
- *   sse42   - the crc32 instruction on three independent streams (it has a 3-cycle latency
- *             and a throughput of one per cycle), the streams joined by a carry-less multiply
- *             by x^(8n) mod P whose 64-bit product one more crc32 instruction reduces;
- *   pclmul  - PCLMULQDQ folding of eight 128-bit lanes (128 bytes a round) while three crc32
- *             streams run beside it on other execution units; the last lane is reduced with
- *             two crc32 instructions and the four registers joined as above;
- *   vpclmul - the same with AVX-512 VPCLMULQDQ folding four 512-bit registers (256 bytes a
- *             round), and folding alone for mid-sized buffers;
- * plus pt_crc32c_x86_multiply, the a * b mod P behind append / xor / zero_extend.
+ *   sse42      - the crc32 instruction on three independent streams (it has a 3-cycle latency
+ *                and a throughput of one per cycle), the streams joined by a carry-less
+ *                multiply by x^(8n) mod P whose 64-bit product one more crc32 instruction
+ *                reduces; two forms: the multiply by PCLMULQDQ, or (CPUs with SSE4.2 and no
+ *                PCLMULQDQ) by a 4-bit-window multiply in general registers;
+ *   pclmul     - PCLMULQDQ folding of eight 128-bit lanes (128 bytes a round) while three
+ *                crc32 streams run beside it on other execution units; the last lane is
+ *                reduced with two crc32 instructions and the four registers joined as above;
+ *   vpclmul256 - the same with AVX2 + VPCLMULQDQ folding eight 256-bit registers (256 bytes
+ *                a round; no AVX-512 needed), and folding alone for mid-sized buffers;
+ *   vpclmul512 - the same with AVX-512 VPCLMULQDQ folding four 512-bit registers;
+ * the sse42 and pclmul paths also in a form for CPUs with AVX, which clears the upper halves of
+ * the vector registers first (legacy-SSE code runs at half speed while they are dirty); plus
+ * pt_crc32c_x86_multiply, the a * b mod P behind append / xor / zero_extend, and a cycle
+ * counter for the dispatcher's calibration.
  *
  * Each function carries its own target attribute, so the file builds without global -m flags
- * and nothing here runs unless pt_crc32c_x86_probe (cpuid, and xgetbv for the AVX-512 state)
- * said the CPU and OS support it. A path never reads outside [p, p + len): tails shorter than
- * a vector go through the crc32 instruction. The math behind every constant is in
+ * and nothing here runs unless pt_crc32c_x86_probe (cpuid, and xgetbv for the AVX and AVX-512
+ * state) said the CPU and OS support it. A path never reads outside [p, p + len): tails shorter
+ * than a vector go through the crc32 instruction. The math behind every constant is in
  * docs/CRC32C.md; crc32c_shift.inc holds them.
  *
  * GNU C (target attributes, <immintrin.h>); compiled to nothing on other CPUs.
@@ -31,7 +37,9 @@
 /* x^(64m - 33) mod P: see crc32c_shift.inc. */
 #define SHIFT(m) crc32c_shift[(m)-1]
 
+#define TARGET_CRC __attribute__((target("sse4.2")))
 #define TARGET_SSE42 __attribute__((target("sse4.2,pclmul")))
+#define TARGET_AVX2 __attribute__((target("sse4.2,pclmul,avx2,vpclmulqdq")))
 #define TARGET_AVX512 __attribute__((target("sse4.2,pclmul,avx2,avx512f,vpclmulqdq")))
 
 /* --- probing ----------------------------------------------------------------------------- */
@@ -46,23 +54,34 @@ static uint64_t x86_xgetbv0(void)
 unsigned pt_crc32c_x86_probe(void)
 {
     unsigned eax, ebx, ecx, edx, found = 0;
+    uint64_t xcr0;
     if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return 0;
-    /* The three-stream join needs PCLMULQDQ; every SSE4.2 CPU but first-generation Nehalem
-     * has it, and those few fall back to the table path. */
-    if (!(ecx & bit_SSE4_2) || !(ecx & bit_PCLMUL)) return 0;
-    found = 1u << PETREL_CRC32C_SSE42 | 1u << PETREL_CRC32C_PCLMUL;
-    /* AVX-512 needs the CPU bits and the OS saving opmask, upper ZMM and ZMM16-31 state
-     * (XCR0 bits 5-7) besides SSE and AVX state (bits 1-2). */
-    if ((ecx & bit_OSXSAVE) && __get_cpuid_max(0, 0) >= 7) {
+    if (!(ecx & bit_SSE4_2)) return 0;
+    found = 1u << PETREL_CRC32C_SSE42;
+    if (!(ecx & bit_PCLMUL)) return found; /* first-generation Nehalem: the crc32 form alone */
+    found |= 1u << PETREL_CRC32C_PCLMUL;
+    if (!(ecx & bit_OSXSAVE)) return found;
+    /* AVX needs the OS saving SSE and AVX state (XCR0 bits 1-2); AVX-512 also opmask, upper
+     * ZMM and ZMM16-31 state (bits 5-7). */
+    xcr0 = x86_xgetbv0();
+    if (!(ecx & bit_AVX) || (xcr0 & 0x6) != 0x6) return found;
+    found |= PT_CRC32C_X86_AVX;
+    if (__get_cpuid_max(0, 0) < 7) return found;
+    {
         unsigned b7, c7, a7, d7;
         __cpuid_count(7, 0, a7, b7, c7, d7);
         (void)a7;
         (void)d7;
-        if ((b7 & bit_AVX2) && (b7 & bit_AVX512F) && (c7 & bit_VPCLMULQDQ) &&
-            (x86_xgetbv0() & 0xe6) == 0xe6)
-            found |= 1u << PETREL_CRC32C_VPCLMUL;
+        if (!(b7 & bit_AVX2) || !(c7 & bit_VPCLMULQDQ)) return found;
+        found |= 1u << PETREL_CRC32C_VPCLMUL256;
+        if ((b7 & bit_AVX512F) && (xcr0 & 0xe6) == 0xe6) found |= 1u << PETREL_CRC32C_VPCLMUL512;
     }
     return found;
+}
+
+uint64_t pt_crc32c_x86_ticks(void)
+{
+    return __rdtsc();
 }
 
 /* --- the crc32 instruction ---------------------------------------------------------------- */
@@ -75,7 +94,7 @@ static inline uint64_t load64(const unsigned char *p)
 }
 
 /* One stream over len bytes: 8-byte words, then at most one 4-, 2- and 1-byte step. */
-TARGET_SSE42 static inline uint32_t crc32_stream(uint32_t reg, const unsigned char *p, size_t len)
+TARGET_CRC static inline uint32_t crc32_stream(uint32_t reg, const unsigned char *p, size_t len)
 {
     uint64_t r = reg;
     uint32_t r32;
@@ -108,7 +127,7 @@ TARGET_SSE42 static inline uint32_t crc32_stream(uint32_t reg, const unsigned ch
  */
 #define ALIGNED8(p) (((uintptr_t)(p)&7) == 0)
 
-TARGET_SSE42 static inline uint32_t align8(uint32_t reg, const unsigned char **p, size_t *len)
+TARGET_CRC static inline uint32_t align8(uint32_t reg, const unsigned char **p, size_t *len)
 {
     size_t head = (size_t)(-(uintptr_t)*p & 7);
     reg = crc32_stream(reg, *p, head);
@@ -127,17 +146,25 @@ TARGET_SSE42 static inline uint64_t join_two(uint64_t reg_a, uint64_t reg_b, siz
     return _mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(prod));
 }
 
+/* Three streams of m words each from registers a, 0 and 0: their registers in a, b, c. */
+#define STREAMS3(a, b, c, p, m)                                                                    \
+    do {                                                                                           \
+        const unsigned char *s3_p_ = (p), *s3_end_ = s3_p_ + 8 * (m);                              \
+        size_t s3_stride_ = 8 * (m);                                                               \
+        (b) = 0;                                                                                   \
+        (c) = 0;                                                                                   \
+        for (; s3_p_ < s3_end_; s3_p_ += 8) {                                                      \
+            (a) = _mm_crc32_u64((a), load64(s3_p_));                                               \
+            (b) = _mm_crc32_u64((b), load64(s3_p_ + s3_stride_));                                  \
+            (c) = _mm_crc32_u64((c), load64(s3_p_ + 2 * s3_stride_));                              \
+        }                                                                                          \
+    } while (0)
+
 /* Three streams of m words (m = 1..128) from reg; returns the register after 24m bytes. */
 TARGET_SSE42 static inline uint64_t three_streams(uint64_t a, const unsigned char *p, size_t m)
 {
-    uint64_t b = 0, c = 0;
-    const unsigned char *end = p + 8 * m;
-    size_t stride = 8 * m;
-    for (; p < end; p += 8) {
-        a = _mm_crc32_u64(a, load64(p));
-        b = _mm_crc32_u64(b, load64(p + stride));
-        c = _mm_crc32_u64(c, load64(p + 2 * stride));
-    }
+    uint64_t b, c;
+    STREAMS3(a, b, c, p, m);
     return join_two(a, b, m) ^ c;
 }
 
@@ -162,6 +189,62 @@ TARGET_SSE42 uint32_t pt_crc32c_x86_sse42(uint32_t reg, const unsigned char *p, 
         }
     }
     return crc32_stream((uint32_t)r, p, len);
+}
+
+/* --- the crc32 instruction alone (SSE4.2 without PCLMULQDQ) -------------------------------- */
+
+/*
+ * a * b as polynomials (carry-less), a and b below 2^32: what PCLMULQDQ gives, from a table
+ * of the 16 multiples of b by a 4-bit polynomial and eight steps over a's nibbles. The table
+ * costs 14 shifts and xors; with the steps the whole multiply is about 30 cycles, which the
+ * out-of-order core mostly hides behind the next streams' crc32 instructions.
+ */
+static inline uint64_t clmul32_soft(uint32_t a, uint32_t b)
+{
+    uint64_t t[16], r = 0;
+    int i;
+    t[0] = 0;
+    t[1] = b;
+    for (i = 2; i < 16; i += 2) {
+        t[i] = t[i / 2] << 1;
+        t[i + 1] = t[i] ^ b;
+    }
+    for (i = 28; i >= 0; i -= 4)
+        r = r << 4 ^ t[a >> i & 15];
+    return r;
+}
+
+/* reg_a * x^(128m) + reg_b * x^(64m) mod P, as join_two, without PCLMULQDQ. */
+TARGET_CRC static inline uint64_t join_two_soft(uint64_t reg_a, uint64_t reg_b, size_t m)
+{
+    return _mm_crc32_u64(0, clmul32_soft((uint32_t)reg_a, SHIFT(2 * m)) ^
+                                clmul32_soft((uint32_t)reg_b, SHIFT(m)));
+}
+
+/* Streams of up to 2 KiB: the join costs more than with PCLMULQDQ, so it comes less often. */
+#define STREAM_WORDS_SOFT ((size_t)256)
+
+TARGET_CRC uint32_t pt_crc32c_x86_sse42_soft(uint32_t reg, const unsigned char *p, size_t len)
+{
+    uint64_t r = reg;
+    if (len >= THREE_STREAMS_MIN) {
+        while (len >= 24) {
+            size_t m = len / 24 < STREAM_WORDS_SOFT ? len / 24 : STREAM_WORDS_SOFT;
+            uint64_t a = r, b, c;
+            STREAMS3(a, b, c, p, m);
+            r = join_two_soft(a, b, m) ^ c;
+            p += 24 * m;
+            len -= 24 * m;
+        }
+    }
+    return crc32_stream((uint32_t)r, p, len);
+}
+
+TARGET_CRC uint32_t pt_crc32c_x86_multiply_soft(uint32_t a, uint32_t b)
+{
+    /* As pt_crc32c_x86_multiply below, with the product from clmul32_soft. */
+    uint64_t ab = clmul32_soft(a, b) << 1;
+    return _mm_crc32_u32(0, (uint32_t)ab) ^ (uint32_t)(ab >> 32);
 }
 
 TARGET_SSE42 uint32_t pt_crc32c_x86_multiply(uint32_t a, uint32_t b)
@@ -245,14 +328,17 @@ TARGET_SSE42 static inline __m128i join128x8(__m128i x0, __m128i x1, __m128i x2,
 
 /*
  * As on AVX-512 below, large buffers keep the crc32 instruction busy beside the multiplier: a
- * round folds 128 bytes in eight lanes while three streams take 64 bytes each further on (the
- * multiplier does one 128-bit product a cycle on recent Intel cores, one every two on AMD
- * Zen 4 and 5; eight words a stream a round suits both). Groups of up to 21 rounds.
+ * round folds 128 bytes in eight lanes while three streams take 80 bytes each further on. The
+ * multiplier does one product a cycle on recent Intel cores and one every two cycles on the
+ * AMD EPYC we measured (whatever the vector width), the crc32 instruction 8 bytes a cycle on
+ * both: ten words a stream make the 16 products of a round take about as long as its 30 crc32
+ * on AMD (eight, the first choice, left the multiplier the bottleneck there: 38 GB/s against
+ * 40-44 with ten to twelve) while costing Intel little. Groups of up to 17 rounds.
  */
 #define ROUND128_VECTOR ((size_t)128)
-#define ROUND128_WORDS ((size_t)8)
+#define ROUND128_WORDS ((size_t)10)
 #define ROUND128_BYTES (ROUND128_VECTOR + 24 * ROUND128_WORDS)
-#define GROUP128_ROUNDS ((size_t)21) /* largest n whose joins SHIFT(24n) stay within the table */
+#define GROUP128_ROUNDS ((size_t)17) /* largest n whose joins SHIFT(30n) stay within the table */
 #define HYBRID128_MIN (3 * ROUND128_BYTES)
 
 #define LOAD8(p)                                                                                   \
@@ -304,8 +390,8 @@ TARGET_SSE42 uint32_t pt_crc32c_x86_pclmul(uint32_t reg, const unsigned char *p,
     if (!ALIGNED8(p)) reg = align8(reg, &p, &len);
     if (len >= 2 * GROUP128_ROUNDS * ROUND128_BYTES) {
         /* Whole groups start from 0 and run independently of each other; the running register
-         * moves over a group (6720 bytes, 840 words) with one multiply. */
-        __m128i k = _mm_cvtsi32_si128((int)CRC32C_X86_SHIFT_840);
+         * moves over a group (6256 bytes, 782 words) with one multiply. */
+        __m128i k = _mm_cvtsi32_si128((int)CRC32C_X86_SHIFT_782);
         uint64_t r = reg;
         while (len >= 2 * GROUP128_ROUNDS * ROUND128_BYTES) {
             r = shift_add(r, k, hybrid128_group(0, p, GROUP128_ROUNDS));
@@ -321,6 +407,32 @@ TARGET_SSE42 uint32_t pt_crc32c_x86_pclmul(uint32_t reg, const unsigned char *p,
         len -= n * ROUND128_BYTES;
     }
     return pt_crc32c_x86_sse42(reg, p, len);
+}
+
+/* --- the same on CPUs with AVX ------------------------------------------------------------- */
+
+/*
+ * The sse42 and pclmul paths are legacy-SSE code (they must run on CPUs without AVX). Such
+ * code pays a false dependency on the upper half of every vector register it writes while
+ * that half is dirty: after AVX or AVX-512 code that did not end with vzeroupper, as ISA-L's
+ * assembly leaves it. On the AMD EPYC we measured, both paths then ran at half speed (sse42
+ * 4 KiB: 30 GB/s clean, 15.7 dirty), which is how an automatic choice of pclmul came to run
+ * slower than the crc32 streams. On CPUs with AVX these forms clear the upper halves first
+ * (vzeroupper: a cycle, and the ABI keeps no vector value live across a call). Buffers below
+ * THREE_STREAMS_MIN use general registers only and skip it.
+ */
+#define TARGET_AVX __attribute__((target("sse4.2,pclmul,avx")))
+
+TARGET_AVX uint32_t pt_crc32c_x86_sse42_avx(uint32_t reg, const unsigned char *p, size_t len)
+{
+    if (len >= THREE_STREAMS_MIN) _mm256_zeroupper();
+    return pt_crc32c_x86_sse42(reg, p, len);
+}
+
+TARGET_AVX uint32_t pt_crc32c_x86_pclmul_avx(uint32_t reg, const unsigned char *p, size_t len)
+{
+    _mm256_zeroupper();
+    return pt_crc32c_x86_pclmul(reg, p, len);
 }
 
 /* --- AVX-512: VPCLMULQDQ folding beside the crc32 instruction ----------------------------- */
@@ -435,12 +547,12 @@ TARGET_AVX512 static uint32_t fold_only(uint32_t reg, const unsigned char *p, si
     return finish128(lanes512(z0), p, len);
 }
 
-TARGET_AVX512 uint32_t pt_crc32c_x86_vpclmul(uint32_t reg, const unsigned char *p, size_t len)
+TARGET_AVX512 uint32_t pt_crc32c_x86_vpclmul512(uint32_t reg, const unsigned char *p, size_t len)
 {
-    if (len < VPCLMUL_MIN) return pt_crc32c_x86_sse42(reg, p, len);
+    if (len < VPCLMUL_MIN) return pt_crc32c_x86_sse42_avx(reg, p, len);
     if (!ALIGNED8(p)) {
         reg = align8(reg, &p, &len);
-        if (len < VPCLMUL_MIN) return pt_crc32c_x86_sse42(reg, p, len);
+        if (len < VPCLMUL_MIN) return pt_crc32c_x86_sse42_avx(reg, p, len);
     }
     if (len < HYBRID_MIN) return fold_only(reg, p, len);
     if (len >= 2 * GROUP_ROUNDS * ROUND_BYTES) {
@@ -462,7 +574,151 @@ TARGET_AVX512 uint32_t pt_crc32c_x86_vpclmul(uint32_t reg, const unsigned char *
         p += n * ROUND_BYTES;
         len -= n * ROUND_BYTES;
     }
-    return len >= VPCLMUL_MIN ? fold_only(reg, p, len) : pt_crc32c_x86_sse42(reg, p, len);
+    return len >= VPCLMUL_MIN ? fold_only(reg, p, len) : pt_crc32c_x86_sse42_avx(reg, p, len);
+}
+
+/* --- AVX2: 256-bit VPCLMULQDQ folding beside the crc32 instruction ------------------------- */
+
+/*
+ * The AVX-512 design above with eight 256-bit registers in place of four 512-bit ones, for
+ * CPUs with VPCLMULQDQ and no AVX-512 (AMD Zen 3, Intel Alder Lake and later client cores): a
+ * round folds 256 bytes while three crc32 streams take 80 bytes each; without vpternlogq a
+ * fold costs two xors. A 256-bit product takes as long as a 512-bit one on the AMD EPYC we
+ * measured, so the round has twice the products per byte of the AVX-512 one; ten words a
+ * stream (not six as there) balance them against the crc32 instruction: 55 GB/s against 48
+ * with six. Groups of up to 17 rounds (CRC32C_X86_SHIFT_1054 moves over one).
+ */
+#define ROUND256_WORDS ((size_t)10)
+#define ROUND256_BYTES (ROUND_VECTOR + 24 * ROUND256_WORDS)
+#define GROUP256_ROUNDS ((size_t)17) /* largest n whose joins SHIFT(30n) stay within the table */
+#define HYBRID256_MIN (3 * ROUND256_BYTES)
+#define FOLD256(d) _mm256_broadcastsi128_si256(FOLD128(d))
+
+TARGET_AVX2 static inline __m256i clmul256(__m256i x, __m256i k)
+{
+    return _mm256_xor_si256(_mm256_clmulepi64_epi128(x, k, 0x00),
+                            _mm256_clmulepi64_epi128(x, k, 0x11));
+}
+
+TARGET_AVX2 static inline __m256i fold256(__m256i x, __m256i k, __m256i y)
+{
+    return _mm256_xor_si256(clmul256(x, k), y);
+}
+
+TARGET_AVX2 static inline __m256i load256(const unsigned char *p)
+{
+    return _mm256_loadu_si256((const __m256i *)(const void *)p);
+}
+
+/* The two lanes of z folded into one 128-bit lane. */
+TARGET_AVX2 static inline __m128i lanes256(__m256i z)
+{
+    return fold128(_mm256_castsi256_si128(z), FOLD128(128), _mm256_extracti128_si256(z, 1));
+}
+
+/* Eight registers 32 bytes apart folded into the last one; the products are independent, so
+ * they are summed as a tree rather than a chain. */
+TARGET_AVX2 static inline __m256i join256x8(__m256i z0, __m256i z1, __m256i z2, __m256i z3,
+                                            __m256i z4, __m256i z5, __m256i z6, __m256i z7)
+{
+    __m256i s01 = _mm256_xor_si256(clmul256(z0, FOLD256(1792)), clmul256(z1, FOLD256(1536)));
+    __m256i s23 = _mm256_xor_si256(clmul256(z2, FOLD256(1280)), clmul256(z3, FOLD256(1024)));
+    __m256i s45 = _mm256_xor_si256(clmul256(z4, FOLD256(768)), clmul256(z5, FOLD256(512)));
+    __m256i s67 = fold256(z6, FOLD256(256), z7);
+    return _mm256_xor_si256(_mm256_xor_si256(s01, s23), _mm256_xor_si256(s45, s67));
+}
+
+#define LOAD256X8(p)                                                                               \
+    z0 = load256(p);                                                                               \
+    z1 = load256((p) + 32);                                                                        \
+    z2 = load256((p) + 64);                                                                        \
+    z3 = load256((p) + 96);                                                                        \
+    z4 = load256((p) + 128);                                                                       \
+    z5 = load256((p) + 160);                                                                       \
+    z6 = load256((p) + 192);                                                                       \
+    z7 = load256((p) + 224)
+#define FOLD256X8(p, k)                                                                            \
+    z0 = fold256(z0, k, load256(p));                                                               \
+    z1 = fold256(z1, k, load256((p) + 32));                                                        \
+    z2 = fold256(z2, k, load256((p) + 64));                                                        \
+    z3 = fold256(z3, k, load256((p) + 96));                                                        \
+    z4 = fold256(z4, k, load256((p) + 128));                                                       \
+    z5 = fold256(z5, k, load256((p) + 160));                                                       \
+    z6 = fold256(z6, k, load256((p) + 192));                                                       \
+    z7 = fold256(z7, k, load256((p) + 224))
+
+/* The register after n rounds (n >= 1) from reg. */
+TARGET_AVX2 static uint32_t hybrid256_group(uint32_t reg, const unsigned char *p, size_t n)
+{
+    __m256i z0, z1, z2, z3, z4, z5, z6, z7, k = FOLD256(2048);
+    const unsigned char *s = p + ROUND_VECTOR * n;
+    size_t stride = 8 * ROUND256_WORDS * n, i, j;
+    uint64_t a = 0, b = 0, c = 0;
+    LOAD256X8(p);
+    z0 = _mm256_xor_si256(z0, _mm256_castsi128_si256(_mm_cvtsi32_si128((int)reg)));
+    for (i = 1;; i++) {
+        for (j = 0; j < ROUND256_WORDS; j++) {
+            a = _mm_crc32_u64(a, load64(s + 8 * j));
+            b = _mm_crc32_u64(b, load64(s + stride + 8 * j));
+            c = _mm_crc32_u64(c, load64(s + 2 * stride + 8 * j));
+        }
+        s += 8 * ROUND256_WORDS;
+        if (i == n) break;
+        p += ROUND_VECTOR;
+        FOLD256X8(p, k);
+    }
+    return join_streams(reduce128(lanes256(join256x8(z0, z1, z2, z3, z4, z5, z6, z7))), a, b, c,
+                        ROUND256_WORDS * n);
+}
+
+/* Folding only, for buffers too short for round groups: 256, then 32 bytes at a time. */
+TARGET_AVX2 static uint32_t fold256_only(uint32_t reg, const unsigned char *p, size_t len)
+{
+    __m256i z0, z1, z2, z3, z4, z5, z6, z7, k = FOLD256(2048);
+    LOAD256X8(p);
+    z0 = _mm256_xor_si256(z0, _mm256_castsi128_si256(_mm_cvtsi32_si128((int)reg)));
+    p += 256;
+    len -= 256;
+    while (len >= 256) {
+        FOLD256X8(p, k);
+        p += 256;
+        len -= 256;
+    }
+    z0 = join256x8(z0, z1, z2, z3, z4, z5, z6, z7);
+    k = FOLD256(256);
+    while (len >= 32) {
+        z0 = fold256(z0, k, load256(p));
+        p += 32;
+        len -= 32;
+    }
+    return finish128(lanes256(z0), p, len);
+}
+
+TARGET_AVX2 uint32_t pt_crc32c_x86_vpclmul256(uint32_t reg, const unsigned char *p, size_t len)
+{
+    if (len < VPCLMUL_MIN) return pt_crc32c_x86_sse42_avx(reg, p, len);
+    if (!ALIGNED8(p)) {
+        reg = align8(reg, &p, &len);
+        if (len < VPCLMUL_MIN) return pt_crc32c_x86_sse42_avx(reg, p, len);
+    }
+    if (len < HYBRID256_MIN) return fold256_only(reg, p, len);
+    if (len >= 2 * GROUP256_ROUNDS * ROUND256_BYTES) {
+        __m128i k = _mm_cvtsi32_si128((int)CRC32C_X86_SHIFT_1054);
+        uint64_t r = reg;
+        while (len >= 2 * GROUP256_ROUNDS * ROUND256_BYTES) {
+            r = shift_add(r, k, hybrid256_group(0, p, GROUP256_ROUNDS));
+            p += GROUP256_ROUNDS * ROUND256_BYTES;
+            len -= GROUP256_ROUNDS * ROUND256_BYTES;
+        }
+        reg = (uint32_t)r;
+    }
+    while (len >= HYBRID256_MIN) {
+        size_t n = len / ROUND256_BYTES < GROUP256_ROUNDS ? len / ROUND256_BYTES : GROUP256_ROUNDS;
+        reg = hybrid256_group(reg, p, n);
+        p += n * ROUND256_BYTES;
+        len -= n * ROUND256_BYTES;
+    }
+    return len >= VPCLMUL_MIN ? fold256_only(reg, p, len) : pt_crc32c_x86_sse42_avx(reg, p, len);
 }
 
 #else

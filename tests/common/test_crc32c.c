@@ -5,7 +5,9 @@
  * the dispatcher's choice for every size, the hardware multiply against the portable one, every
  * generated constant recomputed, and the combine operations (append, xor, zero_extend) against
  * direct computation, including lengths of 2^32 and more reached through zero_extend
- * identities.
+ * identities. Every path and every table variant is also checked at every alignment 0..63
+ * over random lengths up to 64 KiB, and the dispatcher at every CPU level this machine can
+ * be forced down to (the calibration's rule separately, on made-up times).
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -21,6 +23,12 @@
 /* The x86 constants are plain data: checked on every CPU. */
 #include "common/crc32c_shift.inc"
 
+/* All three table variants, whichever one the library was built with, to test them here. */
+#define CRC32C_WANT_SLICE8 1
+#define CRC32C_WANT_BYTE 1
+#define CRC32C_WANT_NIBBLE 1
+#include "common/crc32c_table.inc"
+
 /* Bit-at-a-time reference, independent of the tables. */
 static uint32_t crc_reference(uint32_t crc, const unsigned char *p, size_t len)
 {
@@ -28,7 +36,8 @@ static uint32_t crc_reference(uint32_t crc, const unsigned char *p, size_t len)
     while (len--) {
         int k;
         crc ^= *p++;
-        for (k = 0; k < 8; k++) crc = (crc & 1) ? (crc >> 1) ^ 0x82f63b78u : crc >> 1;
+        for (k = 0; k < 8; k++)
+            crc = (crc & 1) ? (crc >> 1) ^ 0x82f63b78u : crc >> 1;
     }
     return ~crc;
 }
@@ -143,7 +152,8 @@ TEST(crc32c_xor_matches_direct)
         size_t len = (size_t)pt_prng_below(&g, sizeof(a) + 1), k;
         pt_prng_fill(&g, a, len);
         pt_prng_fill(&g, b, len);
-        for (k = 0; k < len; k++) x[k] = a[k] ^ b[k];
+        for (k = 0; k < len; k++)
+            x[k] = a[k] ^ b[k];
         CHECK_EQ(petrel_crc32c_xor(petrel_crc32c(0, a, len), petrel_crc32c(0, b, len), len),
                  petrel_crc32c(0, x, len));
     }
@@ -217,15 +227,16 @@ TEST(crc32c_zero_extend_huge_lengths)
 static uint32_t xpow_slow(uint64_t n)
 {
     uint32_t v = 0x80000000u;
-    while (n--) v = (v & 1) ? (v >> 1) ^ 0x82f63b78u : v >> 1;
+    while (n--)
+        v = (v & 1) ? (v >> 1) ^ 0x82f63b78u : v >> 1;
     return v;
 }
 
 TEST(crc32c_multiply_matches_portable)
 {
     struct pt_prng g;
-    static const uint32_t edges[] = {0, 1, 0x80000000u, 0x40000000u, 0xffffffffu, 0x82f63b78u,
-                                     0x7fffffffu, 0xfffffffeu};
+    static const uint32_t edges[] = {0,           1,           0x80000000u, 0x40000000u,
+                                     0xffffffffu, 0x82f63b78u, 0x7fffffffu, 0xfffffffeu};
     size_t i, j;
     int rounds = test_sanitized() ? 20000 : 200000;
     pt_prng_seed(&g, test_seed());
@@ -296,7 +307,8 @@ TEST(crc32c_generated_constants_exact)
         v = pt_crc32c_multiply_portable(v, x64);
     }
     CHECK_EQ(CRC32C_X86_SHIFT_1400, xpow_slow(64 * 1400 - 33));
-    CHECK_EQ(CRC32C_X86_SHIFT_840, xpow_slow(64 * 840 - 33));
+    CHECK_EQ(CRC32C_X86_SHIFT_1054, xpow_slow(64 * 1054 - 33));
+    CHECK_EQ(CRC32C_X86_SHIFT_782, xpow_slow(64 * 782 - 33));
 }
 
 /*
@@ -381,7 +393,7 @@ TEST(crc32c_no_read_outside_buffer)
     struct pt_prng g;
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t data = 64 * 1024, span = data + 2 * page;
-    size_t lens[4096 + 256 + 1 + 4], nlens = 0, i;
+    size_t lens[4096 + 256 + 1 + 6], nlens = 0, i;
     unsigned char *map, *lo, *hi;
     enum petrel_crc32c_impl impl;
     pt_prng_seed(&g, test_seed());
@@ -389,12 +401,15 @@ TEST(crc32c_no_read_outside_buffer)
     CHECK(map != MAP_FAILED);
     CHECK_OK(mprotect(map, page, PROT_NONE));
     CHECK_OK(mprotect(map + page + data, page, PROT_NONE));
-    lo = map + page;       /* first readable byte */
+    lo = map + page;        /* first readable byte */
     hi = map + page + data; /* first unreadable byte after */
     pt_prng_fill(&g, lo, data);
-    for (i = 0; i <= 4096 + 256; i++) lens[nlens++] = i;
+    for (i = 0; i <= 4096 + 256; i++)
+        lens[nlens++] = i;
     lens[nlens++] = 12345;
     lens[nlens++] = 22401;
+    lens[nlens++] = 2 * 8432 + 1; /* just past two AVX2 groups */
+    lens[nlens++] = 2 * 6256 + 1; /* just past two PCLMULQDQ groups */
     lens[nlens++] = 40000;
     lens[nlens++] = data;
     for (impl = 0; impl < PETREL_CRC32C_IMPL_COUNT; impl++) {
@@ -440,8 +455,7 @@ TEST(crc32c_armv8_both_forms)
         uint32_t want = pt_crc32c_table_raw(reg, buf + align, len);
         CHECK_MSG(pt_crc32c_arm_crc_plain(reg, buf + align, len) == want, "plain len %zu", len);
         if (pt_crc32c_arm_probe() & PT_CRC32C_ARM_PMULL)
-            CHECK_MSG(pt_crc32c_arm_crc_pmull(reg, buf + align, len) == want, "pmull len %zu",
-                      len);
+            CHECK_MSG(pt_crc32c_arm_crc_pmull(reg, buf + align, len) == want, "pmull len %zu", len);
     }
     free(buf);
 }
@@ -458,7 +472,8 @@ static void *crc_thread_main(void *arg)
 {
     struct crc_thread *t = arg;
     size_t i;
-    for (i = 0; i < 64; i++) t->got[i] = petrel_crc32c(0, t->buf, t->len - i * 7);
+    for (i = 0; i < 64; i++)
+        t->got[i] = petrel_crc32c(0, t->buf, t->len - i * 7);
     return NULL;
 }
 
@@ -482,4 +497,235 @@ TEST(crc32c_first_use_from_threads)
         for (j = 0; j < 64; j++)
             CHECK_EQ(t[i].got[j], crc_reference(0, buf, t[i].len - j * 7));
     }
+}
+
+/* --- every path, every variant, every alignment, every level ---------------------------- */
+
+/* The path that defines a level. */
+static enum petrel_crc32c_impl needs_top(enum pt_crc32c_level level)
+{
+    switch (level) {
+    case PT_CRC32C_LEVEL_SSE42:
+        return PETREL_CRC32C_SSE42;
+    case PT_CRC32C_LEVEL_PCLMUL:
+        return PETREL_CRC32C_PCLMUL;
+    case PT_CRC32C_LEVEL_AVX2:
+        return PETREL_CRC32C_VPCLMUL256;
+    case PT_CRC32C_LEVEL_AVX512:
+        return PETREL_CRC32C_VPCLMUL512;
+    case PT_CRC32C_LEVEL_ARMV8:
+        return PETREL_CRC32C_ARMV8;
+    default:
+        return PETREL_CRC32C_TABLE;
+    }
+}
+
+struct crc_path {
+    const char *name;
+    pt_crc32c_raw_fn fn;
+};
+
+/* Every raw-register function this build and CPU can run: each dispatchable path, the other
+ * form of the crc32 path, and the three table variants. Returns the count. */
+static size_t crc_paths(struct crc_path *out)
+{
+    size_t n = 0;
+    out[n++] = (struct crc_path){"table-8k", crc32c_slice8_raw};
+    out[n++] = (struct crc_path){"table-1k", crc32c_byte_raw};
+    out[n++] = (struct crc_path){"table-64", crc32c_nibble_raw};
+    out[n++] = (struct crc_path){"table-built", pt_crc32c_table_raw};
+#ifdef PT_CRC32C_X86
+    {
+        unsigned found = pt_crc32c_x86_probe();
+        if (found & 1u << PETREL_CRC32C_SSE42)
+            out[n++] = (struct crc_path){"sse42-soft", pt_crc32c_x86_sse42_soft};
+        if (found & 1u << PETREL_CRC32C_PCLMUL) {
+            out[n++] = (struct crc_path){"sse42", pt_crc32c_x86_sse42};
+            out[n++] = (struct crc_path){"pclmul", pt_crc32c_x86_pclmul};
+        }
+        if (found & PT_CRC32C_X86_AVX) {
+            out[n++] = (struct crc_path){"sse42-avx", pt_crc32c_x86_sse42_avx};
+            out[n++] = (struct crc_path){"pclmul-avx", pt_crc32c_x86_pclmul_avx};
+        }
+        if (found & 1u << PETREL_CRC32C_VPCLMUL256)
+            out[n++] = (struct crc_path){"vpclmul256", pt_crc32c_x86_vpclmul256};
+        if (found & 1u << PETREL_CRC32C_VPCLMUL512)
+            out[n++] = (struct crc_path){"vpclmul512", pt_crc32c_x86_vpclmul512};
+    }
+#endif
+#ifdef PT_CRC32C_ARM
+    if (pt_crc32c_arm_probe() & 1u << PETREL_CRC32C_ARMV8)
+        out[n++] = (struct crc_path){"armv8", pt_crc32c_arm_crc_plain};
+    if (pt_crc32c_arm_probe() & PT_CRC32C_ARM_PMULL)
+        out[n++] = (struct crc_path){"armv8-pmull", pt_crc32c_arm_crc_pmull};
+#endif
+    return n;
+}
+
+/*
+ * For every alignment 0..63, random lengths up to 64 KiB (a short, a mid and a long one, so
+ * every path's head, group and tail code meets every alignment) from random registers:
+ * every path against the bit-at-a-time reference.
+ */
+TEST(crc32c_every_path_every_alignment)
+{
+    struct pt_prng g;
+    struct crc_path paths[16];
+    size_t npaths = crc_paths(paths), bufsize = 65536 + 64, align, i, k;
+    unsigned char *buf = malloc(bufsize);
+    int per_align = test_sanitized() ? 2 : 4;
+    CHECK(buf != NULL);
+    pt_prng_seed(&g, test_seed());
+    pt_prng_fill(&g, buf, bufsize);
+    for (align = 0; align < 64; align++)
+        for (k = 0; k < (size_t)per_align; k++) {
+            /* k = 0: up to 512 bytes; 1: up to 8 KiB; then up to 64 KiB. */
+            size_t limit = k == 0 ? 512 : k == 1 ? 8192 : 65536;
+            size_t len = (size_t)pt_prng_below(&g, limit + 1);
+            uint32_t start = (uint32_t)pt_prng_next(&g);
+            uint32_t want = ~crc_reference(~start, buf + align, len);
+            for (i = 0; i < npaths; i++) {
+                uint32_t got = paths[i].fn(start, buf + align, len);
+                CHECK_MSG(got == want, "%s: len %zu align %zu register %08x: %08x != %08x",
+                          paths[i].name, len, align, start, got, want);
+            }
+        }
+    test_log("%zu paths and variants checked", npaths);
+    free(buf);
+}
+
+/* No path or variant reads outside its buffer: lengths 0..1024 and some long ones ending at an
+ * unmapped page and starting right after one. */
+TEST(crc32c_every_path_stays_inside_buffer)
+{
+    struct pt_prng g;
+    struct crc_path paths[16];
+    size_t npaths = crc_paths(paths), page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t data = 16 * 1024, span = data + 2 * page, i, len;
+    unsigned char *map, *lo, *hi;
+    pt_prng_seed(&g, test_seed());
+    map = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(map != MAP_FAILED);
+    CHECK_OK(mprotect(map, page, PROT_NONE));
+    CHECK_OK(mprotect(map + page + data, page, PROT_NONE));
+    lo = map + page;
+    hi = map + page + data;
+    pt_prng_fill(&g, lo, data);
+    for (i = 0; i < npaths; i++)
+        for (len = 0; len <= data; len = len < 1024 ? len + 1 : len * 2 + 13) {
+            uint32_t want_end = crc32c_slice8_raw(1, hi - len, len);
+            uint32_t want_start = crc32c_slice8_raw(2, lo, len);
+            CHECK_MSG(paths[i].fn(1, hi - len, len) == want_end, "%s: len %zu at the end",
+                      paths[i].name, len);
+            CHECK_MSG(paths[i].fn(2, lo, len) == want_start, "%s: len %zu at the start",
+                      paths[i].name, len);
+        }
+    CHECK_OK(munmap(map, span));
+}
+
+/*
+ * The build switches of include/petrel/crc32c.h reached the library: `make crc-variants`
+ * compiles this file and the library with each combination and runs it.
+ */
+TEST(crc32c_build_switches_in_effect)
+{
+#ifdef PETREL_CRC32C_TABLE_BYTES
+    CHECK_EQ(pt_crc32c_table_bytes(), PETREL_CRC32C_TABLE_BYTES);
+#else
+    CHECK_EQ(pt_crc32c_table_bytes(), 8192);
+#endif
+#ifdef PETREL_CRC32C_NO_HW
+    CHECK_EQ(pt_crc32c_cpu_level(), PT_CRC32C_LEVEL_TABLE);
+    CHECK_EQ(petrel_crc32c_best(), PETREL_CRC32C_TABLE);
+    CHECK_EQ(pt_crc32c_force_level(PT_CRC32C_LEVEL_SSE42), -1);
+#endif
+    test_log("table %zu bytes, level %s, large buffers take %s", pt_crc32c_table_bytes(),
+             pt_crc32c_level_name(pt_crc32c_cpu_level()),
+             petrel_crc32c_impl_name(petrel_crc32c_best()));
+}
+
+/* The rule of the calibration, on made-up times. */
+TEST(crc32c_calibration_pick_rule)
+{
+    static const uint64_t tie[] = {100, 100, 100};
+    static const uint64_t slightly[] = {100, 90, 95}; /* within an eighth: keep the first */
+    static const uint64_t clearly[] = {100, 80, 95};  /* the second clearly faster */
+    static const uint64_t later[] = {100, 80, 60};    /* then the third beats the second */
+    static const uint64_t unmeasured[] = {0, 10, 5};  /* no time for the first: keep it */
+    static const uint64_t gap[] = {100, 0, 50};       /* an unmeasured one is skipped */
+    CHECK_EQ(pt_crc32c_calibration_pick(tie, 3), 0);
+    CHECK_EQ(pt_crc32c_calibration_pick(slightly, 3), 0);
+    CHECK_EQ(pt_crc32c_calibration_pick(clearly, 3), 1);
+    CHECK_EQ(pt_crc32c_calibration_pick(later, 3), 2);
+    CHECK_EQ(pt_crc32c_calibration_pick(unmeasured, 3), 0);
+    CHECK_EQ(pt_crc32c_calibration_pick(gap, 3), 2);
+    CHECK_EQ(pt_crc32c_calibration_pick(tie, 1), 0);
+}
+
+/*
+ * petrel_crc32c and the combine operations at every level this CPU can be forced to (as on a
+ * CPU of that level): the paths above the level are unavailable, the choice for every size
+ * is an available path, and results match the reference; levels above the CPU's are refused.
+ */
+TEST(crc32c_every_level)
+{
+    struct pt_prng g;
+    enum pt_crc32c_level cpu = pt_crc32c_cpu_level(), level;
+    size_t bufsize = (1u << 16) + 64;
+    unsigned char *buf = malloc(bufsize);
+    int levels = 0;
+    CHECK(buf != NULL);
+    pt_prng_seed(&g, test_seed());
+    pt_prng_fill(&g, buf, bufsize);
+    for (level = PT_CRC32C_LEVEL_TABLE; level < PT_CRC32C_LEVEL_COUNT; level++) {
+        enum petrel_crc32c_impl impl;
+        size_t len, i;
+        int x86 = level <= PT_CRC32C_LEVEL_AVX512 && cpu <= PT_CRC32C_LEVEL_AVX512;
+        int runnable = level == PT_CRC32C_LEVEL_TABLE || level == cpu || (x86 && level < cpu);
+        if (!runnable) {
+            CHECK_MSG(pt_crc32c_force_level(level) == -1, "level %s accepted on a %s CPU",
+                      pt_crc32c_level_name(level), pt_crc32c_level_name(cpu));
+            continue;
+        }
+        CHECK_OK(pt_crc32c_force_level(level));
+        levels++;
+        /* Exactly the paths of this level and those below it. */
+        for (impl = PETREL_CRC32C_TABLE; impl < PETREL_CRC32C_IMPL_COUNT; impl++) {
+            int want = impl == PETREL_CRC32C_TABLE || (x86 && impl <= needs_top(level)) ||
+                       impl == needs_top(level);
+            CHECK_MSG(petrel_crc32c_impl_available(impl) == want, "level %s: %s",
+                      pt_crc32c_level_name(level), petrel_crc32c_impl_name(impl));
+        }
+        for (len = 0; len <= 4200 + 4; len++) {
+            static const size_t large[] = {12345, 40000, 65536, 50001};
+            size_t n = len <= 4200 ? len : large[len - 4201];
+            size_t align = (size_t)pt_prng_below(&g, 64);
+            uint32_t start = (uint32_t)pt_prng_next(&g);
+            uint32_t want = crc_reference(start, buf + align, n);
+            CHECK(petrel_crc32c_impl_available(pt_crc32c_choice(n)));
+            CHECK_MSG(petrel_crc32c(start, buf + align, n) == want, "level %s len %zu align %zu",
+                      pt_crc32c_level_name(level), n, align);
+            CHECK_MSG(petrel_crc32c_with(PETREL_CRC32C_SSE42, start, buf + align, n) == want,
+                      "level %s sse42 len %zu", pt_crc32c_level_name(level), n);
+        }
+        /* The combine operations use this level's multiply. */
+        for (i = 0; i < 200; i++) {
+            size_t a = (size_t)pt_prng_below(&g, 5000), b = (size_t)pt_prng_below(&g, 5000);
+            uint32_t x = (uint32_t)pt_prng_next(&g), y = (uint32_t)pt_prng_next(&g);
+            CHECK_EQ(
+                petrel_crc32c_append(petrel_crc32c(0, buf, a), petrel_crc32c(0, buf + a, b), b),
+                petrel_crc32c(0, buf, a + b));
+            CHECK_EQ(pt_crc32c_multiply(x, y), pt_crc32c_multiply_portable(x, y));
+            CHECK_EQ(petrel_crc32c_zero_extend(petrel_crc32c_zero_extend(x, (int64_t)a << 40),
+                                               -((int64_t)a << 40)),
+                     x);
+        }
+        test_log("level %s: large buffers take %s", pt_crc32c_level_name(level),
+                 petrel_crc32c_impl_name(petrel_crc32c_best()));
+    }
+    CHECK_EQ(pt_crc32c_force_level(PT_CRC32C_LEVEL_COUNT + 1), -1);
+    CHECK_OK(pt_crc32c_force_level(PT_CRC32C_LEVEL_COUNT)); /* back to this CPU's own */
+    CHECK(petrel_crc32c_impl_available(needs_top(cpu)));
+    test_log("%d levels run on this %s CPU", levels, pt_crc32c_level_name(cpu));
+    free(buf);
 }
