@@ -16,6 +16,7 @@ cpid=
 cleanup() {
     cd / || true
     mount_stop "$t/mnt"
+    mount_stop "$t/nodp"
     if [ -n "$cpid" ]; then kill -TERM "$cpid" 2>/dev/null; wait "$cpid" 2>/dev/null; fi
     rm -rf "$t"
 }
@@ -192,6 +193,27 @@ else
 fi
 [ "$mnt_avail" -le $((host_avail / 2 + host_avail / 50)) ] && [ "$mnt_avail" -gt 0 ] &&
     pass "df: available = free space / copies" || fail "df avail" "mount $mnt_avail, disk $host_avail"
+
+# --- a mount without default_permissions (as a user's own): the driver's chown/chmod rules ----
+as_nobody() { python3 -c 'import os,sys; os.setgroups([]); os.setgid(65534); os.setuid(65534); os.execvp(sys.argv[1], sys.argv[1:])' "$@"; }
+if mount_start "$A" "$t/nodp" -o allow_other,nodefault_permissions; then
+    n=$t/nodp
+    expect_fail "no kernel checks: chown to root by a user refused" "Operation not permitted" \
+        as_nobody chown 0 "$n/mine"
+    expect_fail "no kernel checks: chgrp to a group not the user's refused" "Operation not permitted" \
+        as_nobody chgrp 0 "$n/mine"
+    expect_fail "no kernel checks: chmod of another's file refused" "Operation not permitted" \
+        as_nobody chmod 777 "$n/d151"
+    expect_ok "no kernel checks: the owner changes its own mode and keeps its owner" \
+        as_nobody sh -c "chown 65534:65534 $n/mine && chmod 0600 $n/mine"
+    expect_ok "no kernel checks: the owner's setgid on a group it is not in is dropped" \
+        sh -c "chgrp 5 $n/mine && python3 -c 'import os,sys; os.setgroups([]); os.setgid(65534); os.setuid(65534); os.chmod(sys.argv[1], 0o2755)' $n/mine"
+    expect_out "no kernel checks: what was refused changed nothing" "65534 5 755 151" \
+        sh -c "stat -c '%u %g %a' $n/mine | tr '\n' ' '; stat -c %a $n/d151"
+    mount_stop "$n"
+else
+    fail "mount without default_permissions" "not mounted"
+fi
 
 # --- kept across a remount and a restart of the cluster (stores rebuilt from the log) ----------
 check_kept() {
