@@ -191,6 +191,7 @@ TEST(shard_posix_setattr_any_state_and_refusals)
     CHECK_EQ(link_as(&sm, 1003, id, 7, "f"), 0);
     CHECK_EQ(stat_inode(&sm, id, &st), 0);
     CHECK_EQ(st.mtime_ns, 987654321012ull); /* the link keeps what the writer set */
+    CHECK_EQ(st.ctime_ns, 1002 * MS);       /* and moves no time */
     /* UTIME_NOW: the entry's time. */
     CHECK_EQ(setattr(&sm, 1004, id, PT_ATTR_MTIME_NOW | PT_ATTR_GID, 0, 0, 55, 0, 0), 0);
     CHECK_EQ(stat_inode(&sm, id, &st), 0);

@@ -767,7 +767,9 @@ static int link_file(struct apply_ctx *a, const struct pt_shard_req *q, int repl
     if ((rc = transient_index(a->sm, a->t, f.deadline, q->id, 0)) != 0) return rc;
     f.state = PT_FILE_LINKED;
     f.deadline = 0;
-    f.ctime = a->now * NS_PER_MS; /* mtime stays: the last write's, or what the writer set */
+    /* No time moves: the file was created (for its writer) at CONSTRUCT_FILE, and its times
+     * are those of its last write or what the writer set; a link at the writer's close, which
+     * FUSE delivers after close(2) returned, must not change them behind its back. */
     f.parent = q->target;
     e.id = q->id;
     e.type = PT_TYPE_FILE;
