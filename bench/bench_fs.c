@@ -285,7 +285,7 @@ BENCH(fs)
 
 #define BB_BLOCKS 8192u
 
-static unsigned long long bb_mount[3], bb_last_mount;
+static unsigned long long bb_mount[3], bb_last_mount, bb_last_lookup_max;
 
 /* One directory of n empty files on a 32 MiB emulated NOR device with a 4 KiB cache and a
  * pair memory of one slot per two blocks (as the image tools configure it): create CPU per
@@ -302,7 +302,7 @@ static void bb_run(uint32_t n, double *create_us, unsigned long long *lookup_avg
     struct pt_lookup lk;
     struct pt_mdir md;
     char path[64];
-    unsigned long long mount_read, lookup_read, readdir_read, meta = 0;
+    unsigned long long mount_read, lookup_read, lookup_max = 0, readdir_read, meta = 0;
     uint32_t i, listed = 0, pairs = 0;
     double t0, t1;
     int r;
@@ -346,10 +346,13 @@ static void bb_run(uint32_t n, double *create_us, unsigned long long *lookup_avg
     bb_last_mount = mount_read;
     petrel_bd_emu_stats_reset(&b.emu);
     for (i = 0; i < 100; i++) {
+        unsigned long long before = b.emu.stats.read_bytes;
         snprintf(path, sizeof(path), "d/f%06u", (unsigned)((i * 7919u) % n));
         bf_ok(petrel_fs_stat(&b.fs, path, &info), "bigdir lookup");
+        if (b.emu.stats.read_bytes - before > lookup_max) lookup_max = b.emu.stats.read_bytes - before;
     }
     lookup_read = b.emu.stats.read_bytes / 100;
+    bb_last_lookup_max = lookup_max;
     *lookup_avg = lookup_read;
     /* the directory's metadata: the valid logs of its pairs */
     if (pt_lookup(&b.fs, "d", &lk, -1) == 0 && lk.exists == 1 &&
@@ -377,8 +380,9 @@ static void bb_run(uint32_t n, double *create_us, unsigned long long *lookup_avg
         bf_failed = 1;
     }
     printf("fs-bench bigdir entries=%u pairs=%u create-cpu-us-per-file=%.1f mount-read=%llu "
-           "lookup-read-avg=%llu readdir-read=%llu dir-metadata=%llu\n",
-           (unsigned)n, (unsigned)pairs, *create_us, mount_read, lookup_read, readdir_read, meta);
+           "lookup-read-avg=%llu lookup-read-max=%llu readdir-read=%llu dir-metadata=%llu\n",
+           (unsigned)n, (unsigned)pairs, *create_us, mount_read, lookup_read, lookup_max,
+           readdir_read, meta);
     printf("fs-budget bigdir-readdir entries=%u %llu<=%llu %s\n", (unsigned)n, readdir_read,
            2 * meta, readdir_read <= 2 * meta ? "ok" : "over");
     petrel_fs_unmount(&b.fs);
@@ -395,10 +399,15 @@ BENCH(fs_bigdir)
         bb_run(sizes[i], &us[i], &lookup[i]);
         bb_mount[i] = bb_last_mount;
     }
-    printf("fs-budget bigdir-mount-read entries=100000 %llu<=%llu %s\n", bb_mount[2],
-           2 * bb_mount[0], bb_mount[2] <= 2 * bb_mount[0] ? "ok" : "over");
+    /* bounded, whatever the number of files: at most the root pair's newest block (its log,
+     * with the saved fingers of a big directory) and the other block's revision */
+    printf("fs-budget bigdir-mount-read entries=100000 %llu<=%u %s\n", bb_mount[2],
+           2u * BF_BLOCK, bb_mount[2] <= 2u * BF_BLOCK ? "ok" : "over");
     printf("fs-budget bigdir-lookup-read entries=100000 %llu<=65536 %s\n", lookup[2],
            lookup[2] <= 65536 ? "ok" : "over");
+    /* the largest single lookup right after mount (the first ones fetch pairs cold) */
+    printf("fs-budget bigdir-lookup-read-max entries=100000 %llu<=65536 %s\n",
+           bb_last_lookup_max, bb_last_lookup_max <= 65536 ? "ok" : "over");
     printf("fs-budget bigdir-create-cpu 100k/1k=%.2f<=2.00 %s\n", us[0] > 0 ? us[2] / us[0] : 0,
            us[0] > 0 && us[2] <= 2 * us[0] ? "ok" : "over");
 }

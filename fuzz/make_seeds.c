@@ -302,9 +302,11 @@ static void fs_image(const char *name, uint8_t opts, uint32_t read, uint32_t pro
 
 static void shard_msgs(void)
 {
-    static const uint8_t ops[] = {PT_SHARD_LOOKUP,     PT_SHARD_READDIR, PT_SHARD_ADD_SPAN,
-                                  PT_SHARD_ADD_INLINE, PT_SHARD_RENAME,  PT_SHARD_ADD_ENTRY,
-                                  PT_SHARD_EXPIRE};
+    static const uint8_t ops[] = {PT_SHARD_LOOKUP,     PT_SHARD_READDIR,    PT_SHARD_ADD_SPAN,
+                                  PT_SHARD_ADD_INLINE, PT_SHARD_RENAME,     PT_SHARD_ADD_ENTRY,
+                                  PT_SHARD_EXPIRE,     PT_SHARD_ADD_RS_SPAN, PT_SHARD_SET_POLICY,
+                                  PT_SHARD_REPORT_BAD_BLOCK, PT_SHARD_REPAIR_LIST};
+    static uint8_t cells[4 * 16 * 6];
     static uint8_t buf[1024];
     struct pt_shard_req q;
     struct pt_span sp;
@@ -333,6 +335,18 @@ static void shard_msgs(void)
         q.name2_len = 3;
         q.data_ptr = (const uint8_t *)"hello";
         q.data_len = 5;
+        if (q.op == PT_SHARD_ADD_RS_SPAN) { /* RS(4,2) of 4 MiB: 16 rows x 6 cell CRCs */
+            q.size = 4u << 20;
+            q.data_ptr = cells;
+            q.data_len = sizeof(cells);
+        }
+        if (q.op == PT_SHARD_SET_POLICY) {
+            static const struct pt_policy pol = {2, 4, 2, 4u << 20, 1u << 20};
+            static uint8_t rec[PT_POLICY_SIZE];
+            pt_policy_encode(rec, &pol);
+            q.data_ptr = rec;
+            q.data_len = sizeof(rec);
+        }
         q.n_services = 6;
         for (n = 0; n < 6; n++)
             q.services[n] = 100 + (uint64_t)n;
@@ -365,6 +379,8 @@ static void shard_msgs(void)
     sp.storage = PT_STORAGE_RS;
     sp.data = 2;
     sp.parity = 1;
+    sp.block_size = pt_rs_block_size(sp.size, 2); /* 512 KiB: 8 rows of 64 KiB cells */
+    sp.cell_crcs = cells;
     pt_span_encode(&c, &sp);
     put("shard_msgs", "spans", buf, c.pos, NULL, 0);
     pt_cursor_init(&c, buf, sizeof(buf));

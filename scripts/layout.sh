@@ -2,7 +2,7 @@
 # The cluster's layout rule (docs/DESIGN.md, "Cluster layout"): each package of src/cluster
 # may include only the packages below it, so dependencies point one way:
 #
-#   proto, env, storage  <-  net  <-  client  <-  replica  <-  registry, blocks, shard, cdc
+#   proto, env, storage, ec  <-  net  <-  client  <-  replica  <-  registry, blocks, shard, cdc
 #
 # (the client depends on proto and net alone; servers never include each other). The front
 # end (src/vfs, src/fuse) reaches the cluster only through the public headers
@@ -16,13 +16,13 @@ cd "$root" || exit 2
 # package -> the cluster packages it may include (itself always)
 allowed() {
     case $1 in
-    proto | env | storage) echo "" ;;
+    proto | env | storage | ec) echo "" ;;
     net) echo "proto" ;;
-    client) echo "proto net" ;;
-    replica) echo "proto env storage net client" ;;
+    client) echo "proto net ec" ;;
+    replica) echo "proto env storage net client ec" ;;
     registry) echo "proto storage net" ;;
-    blocks) echo "proto env storage net client" ;;
-    shard | cdc) echo "proto env storage net client replica" ;;
+    blocks) echo "proto env storage net client ec" ;;
+    shard | cdc) echo "proto env storage net client replica ec" ;;
     *) echo "?" ;;
     esac
 }

@@ -41,6 +41,13 @@ mutants=(
 "retried-erase-skips-dir-sync|src/cluster/blocks/blocks_store.c|s/if \(err == -PT_ENOENT\) return pt_env_fsync_dir\(s->env, sub\);/if (err == -PT_ENOENT) return 0;/|simblocks|an erase of an absent block is proven while an earlier unlink may not be durable"
 "erase-dir-fsync-skipped|src/cluster/blocks/blocks_store.c|s/    return pt_env_fsync_dir\(s->env, sub\);\n\}/    return 0;\n}/|simblocks|a block erase is proven before the unlink is durable"
 "no-rename-loop-check|src/cluster/cdc/cdc_steps.c|s/if \(rc == 1\) rc = -PT_ELOOP;/if (rc == 1) rc = 0;/|cdc|the CDC lets a directory move under itself"
+"ec-decode-row-off-by-one|src/cluster/ec/ec.c|s/ec->matrix \+ \(size_t\)want\[i\] \* d;/ec->matrix + (size_t)(want[i] + 1) * d;/|rs|RS decoding uses the code row after the wanted block's"
+"rs-rebuilt-cell-unchecked|src/cluster/client/client.c|s/if \(petrel_crc32c\(0, cellp, r->cell\) != pt_span_cell_crc/if (0 \&\& petrel_crc32c(0, cellp, r->cell) != pt_span_cell_crc/|rs|a rebuilt cell is delivered without checking its cell CRC"
+"rs-rebuild-without-parity|src/cluster/client/client.c|s/for \(b = 0; b < r->n \&\& n_have \+ m < r->d; b\+\+\) \{/for (b = 0; b < r->d \&\& n_have + m < r->d; b++) {/|rs|degraded reads never use parity blocks"
+"rs-deliver-wrong-column|src/cluster/client/client.c|s/memcpy\(r->out \+ o, r->blk \+ k \* r->stride/memcpy(r->out + o, r->blk + ((k + 1) % r->d) * r->stride/|rs|RS reads take a cell from the neighbouring data block"
+"rs-bad-block-not-reported|src/cluster/client/client.c|s/(static void report_bad_block\(.*?\n\{\n)/\$1    if (file) return;\n/s|rs|degraded reads never queue the bad block for repair"
+"rs-report-any-block|src/cluster/shard/shard_sm.c|s/    if \(i == n\) return -PT_ENOENT;\n    memset\(&e, 0, sizeof\(e\)\);/    memset(\&e, 0, sizeof(e));/|rs|REPORT_BAD_BLOCK queues a block its span does not list"
+"rs-block-crc-not-from-cells|src/cluster/shard/shard_sm.c|s/        s.blocks\[i\].crc = crc;/        s.blocks[i].crc = crc ^ 1;/|rs|the shard records an RS block CRC other than its cells' combination"
 )
 
 run_tests() { # $1 = suite; prints what caught it, returns 0 if caught
@@ -59,6 +66,10 @@ run_tests() { # $1 = suite; prints what caught it, returns 0 if caught
         ;;
     blocks)
         timeout 600 build/tests/test-cluster 'blocks_*' >"$log" 2>&1 ||
+            { echo "test-cluster $(grep -m1 '^FAIL' "$log" | awk '{print $2}')"; return 0; }
+        ;;
+    rs)
+        timeout 900 build/tests/test-cluster 'ec_*' 'rs_*' >"$log" 2>&1 ||
             { echo "test-cluster $(grep -m1 '^FAIL' "$log" | awk '{print $2}')"; return 0; }
         ;;
     cdc)

@@ -149,11 +149,47 @@ int petrel_client_replace_file(struct petrel_client *c, const char *path, uint64
 /*
  * Read len bytes at offset (clipped at the end of the file), handed to write(ctx, buf, n) in
  * pieces of at most 1 MiB; a non-zero return from write stops the read and is returned.
- * *got (may be NULL) receives the bytes delivered.
+ * *got (may be NULL) receives the bytes delivered. A mirrored span falls back from copy to
+ * copy; a Reed-Solomon span whose block is down, slower than the attempt timeout or serves a
+ * page that fails its CRC is read degraded: the affected cell rows are rebuilt from D other
+ * blocks and checked against their cell CRCs, and the bad block is reported to the file's
+ * shard (repair queue). More than P blocks lost: -PT_EIO, with a log line naming the file and
+ * the span; never wrong bytes.
  */
 typedef int (*petrel_write_fn)(void *ctx, const void *buf, size_t len);
 int petrel_client_read(struct petrel_client *c, const char *path, uint64_t offset, uint64_t len,
                        petrel_write_fn write, void *ctx, uint64_t *got);
+
+/* ---- redundancy: storage policies ------------------------------------------------------- */
+
+/*
+ * A directory's storage policy (docs/SPEC-SHARD.md §3.9): files of at least rs_threshold
+ * bytes are written Reed-Solomon RS(data, parity) in spans of data x block_size bytes (each
+ * span's D + P blocks in distinct failure domains); smaller files inline up to 4 KiB, else
+ * mirrored with `copies` copies. data = parity = 0: always mirrored. Limits: copies 1..16,
+ * data 1..16, parity 1..4, data + parity <= 16, block_size 4 KiB..4 MiB (a multiple of 4 KiB
+ * up to 64 KiB, of 64 KiB above), rs_threshold <= 64 MiB.
+ */
+struct petrel_policy {
+    unsigned copies;
+    unsigned data, parity;
+    uint32_t rs_threshold;
+    uint32_t block_size;
+};
+
+/* Set (p) or clear (p NULL) the policy of the directory at path: 0, -PT_EINVAL (limits),
+ * -PT_ENOTDIR, -PT_ENOENT. */
+int petrel_client_set_policy(struct petrel_client *c, const char *path,
+                             const struct petrel_policy *p);
+
+/*
+ * The policy new files under the directory at path get: its own, else its nearest ancestor's,
+ * else the default (copies from the client config; RS(4,2) at 4 MiB in 1 MiB blocks when the
+ * registry lists block services in at least 6 failure domains). *from (cap bytes, may be
+ * NULL) receives the path of the directory the policy comes from, or "" for the default.
+ */
+int petrel_client_get_policy(struct petrel_client *c, const char *path, struct petrel_policy *out,
+                             char *from, size_t cap);
 
 /*
  * Remove a file's name (the shard keeps the file for its retention period before GC). The
@@ -238,6 +274,10 @@ struct petrel_new_file {
     uint64_t dir, file, cookie, replaces;
     uint8_t name_len;
     char name[256];
+    /* the directory's storage policy, found at create: copies, and RS(data, parity) for
+     * files of at least rs_threshold bytes in cells of rs_block_size (data 0: mirrored) */
+    uint8_t copies, rs_data, rs_parity;
+    uint32_t rs_threshold, rs_block_size;
 };
 int petrel_client_create(struct petrel_client *c, const char *path, uint64_t replaces,
                          const struct petrel_attr *owner, struct petrel_new_file *nf);

@@ -24,6 +24,8 @@ static const struct cli_command commands[] = {
     {"info", "show a flash image's geometry, usage and wear", cmd_info},
     {"mount", "mount an image or a cluster with FUSE", cmd_mount},
     {"cluster", "start a local cluster, or show a cluster's status", cmd_cluster},
+    {"policy", "show or set a cluster directory's storage policy (mirrored, Reed-Solomon)",
+     cmd_policy},
     {"crc32c", "print the CRC-32C of files", cmd_crc32c},
     {"registry", "run the cluster registry server", cmd_registry},
     {"blocks", "run block services, one per disk directory", cmd_blocks},

@@ -297,7 +297,7 @@ TEST(shard_span_layout_refusals)
     q.n_services = 2;
     q.storage = PT_STORAGE_RS;
     q.data = 4;
-    CHECK_EQ(apply(&sm, 2, &q, NULL), -PT_ENOTSUP);
+    CHECK_EQ(apply(&sm, 2, &q, NULL), -PT_EINVAL); /* RS only through ADD_RS_SPAN */
     q.storage = PT_STORAGE_MIRRORED;
     q.data = 1;
     q.size = 0;

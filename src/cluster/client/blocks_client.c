@@ -52,6 +52,35 @@ int pt_blocks_write(const char *address, uint64_t block_id, uint32_t crc, const 
     return err;
 }
 
+int pt_blocks_write_iov(const char *address, uint64_t block_id, uint32_t crc,
+                        const struct iovec *pieces, unsigned n, uint32_t size, uint64_t cert,
+                        uint64_t *proof, const struct pt_call_opts *opts)
+{
+    uint8_t fields[PT_BLOCK_WRITE_FIELDS];
+    struct pt_block_write_req w = {block_id, crc, size, cert};
+    struct pt_cursor c;
+    struct iovec iov[PT_CONN_PARTS_MAX];
+    struct pt_reply rep;
+    uint64_t total = 0;
+    unsigned i;
+    int err;
+    if (size > PT_BLOCK_MAX_SIZE) return -PT_EFBIG;
+    if (n + 1 > PT_CONN_PARTS_MAX) return -PT_EINVAL;
+    for (i = 0; i < n; i++) {
+        iov[1 + i] = pieces[i];
+        total += pieces[i].iov_len;
+    }
+    if (total != size) return -PT_EINVAL;
+    pt_cursor_init(&c, fields, sizeof(fields));
+    pt_block_enc_write(&c, &w);
+    iov[0].iov_base = fields;
+    iov[0].iov_len = sizeof(fields);
+    err = pt_call(address, PT_MSG_BLOCK_WRITE, iov, 1 + n, opts, &rep);
+    if (!err) err = reply_u64(&rep, proof);
+    pt_reply_free(&rep);
+    return err;
+}
+
 int pt_blocks_read_resp_check(const uint8_t *body, size_t len, uint32_t offset, uint32_t count,
                               void *buf, uint32_t *got, uint32_t *block_size)
 {

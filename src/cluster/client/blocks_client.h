@@ -35,6 +35,12 @@ uint32_t pt_block_crc(const void *data, uint32_t size);
 int pt_blocks_write(const char *address, uint64_t block_id, uint32_t crc, const void *data,
                     uint32_t size, uint64_t cert, uint64_t *proof, const struct pt_call_opts *opts);
 
+/* pt_blocks_write with the block's bytes gathered from n pieces (an RS block's cells lie
+ * apart in the writer's row-major buffer); size is their total. */
+int pt_blocks_write_iov(const char *address, uint64_t block_id, uint32_t crc,
+                        const struct iovec *pieces, unsigned n, uint32_t size, uint64_t cert,
+                        uint64_t *proof, const struct pt_call_opts *opts);
+
 /*
  * Read count bytes at offset into buf (clipped at the end of the block; *got = bytes copied,
  * *block_size = the block's size, either may be NULL). Every page touched is checked against

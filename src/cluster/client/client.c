@@ -1,18 +1,23 @@
 /*
  * The client library (include/petrel/client.h). Owns path resolution, the write protocol
  * (construct -> add spans -> write blocks -> certify -> link) and streaming reads with
- * fallback between copies. Talks to shards and the CDC only through the router (leader
- * routing, retries) and to block services only through blocks_client. Holds at most one span
- * of data in memory while writing and 1 MiB while reading.
+ * fallback between copies, Reed-Solomon spans with degraded reads, storage policies. Talks to
+ * shards and the CDC only through the router (leader routing, retries) and to block services
+ * only through blocks_client. Holds at most one span of data in memory while writing (an RS
+ * span: its D + P blocks, the I/O window of its parallel block writes; plus the policy's
+ * threshold read ahead to choose the layout) and about 1 MiB per block read while reading.
+ * Never returns a byte that did not match a page CRC or, when rebuilt, its cell CRC.
  */
 #include "petrel/client.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cluster/client/blocks_client.h"
 #include "cluster/client/router.h"
+#include "cluster/ec/ec.h"
 #include "cluster/proto/cdc_msgs.h"
 #include "cluster/proto/shard_msgs.h"
 #include "petrel/codec.h"
@@ -30,6 +35,13 @@ struct petrel_client {
     struct pt_reg_blocks *services;
     size_t n_services;
     struct pt_call_opts block_opts;
+    struct pt_call_opts rs_read_opts; /* one attempt: other blocks can serve an RS read */
+    /* redundancy: the last directory's policy (writer_policy), services that just failed */
+    struct pt_policy policy;
+    uint64_t policy_dir, policy_cached_at;
+    struct {
+        uint64_t service, until;
+    } down[8];
 };
 
 int petrel_client_open(struct petrel_client **out, const struct petrel_client_config *cfg)
@@ -49,6 +61,8 @@ int petrel_client_open(struct petrel_client **out, const struct petrel_client_co
                    pt_prng_next(&c->prng));
     c->block_opts.timeout_ms = cfg->attempt_timeout_ms ? cfg->attempt_timeout_ms : 3000;
     c->block_opts.retry_budget_ms = 500; /* then the next copy, or another service */
+    c->rs_read_opts.timeout_ms = c->block_opts.timeout_ms;
+    c->rs_read_opts.retry_budget_ms = 1;
     *out = c;
     return 0;
 }
@@ -486,6 +500,7 @@ static int service_addr(struct petrel_client *c, uint64_t id, int refresh, char 
 struct writer {
     struct petrel_client *c;
     uint64_t file, cookie, dir;
+    unsigned copies; /* mirrored spans: the policy's copies */
 };
 
 static int write_call(struct writer *w, struct pt_shard_req *q, struct pt_reply *rep, int *retried)
@@ -533,7 +548,7 @@ static int span_attempt(struct writer *w, uint64_t offset, const uint8_t *data, 
     q.crc = crc;
     q.storage = PT_STORAGE_MIRRORED;
     q.data = 1;
-    q.parity = (uint8_t)(w->c->cfg.copies - 1);
+    q.parity = (uint8_t)(w->copies - 1);
     q.block_size = len;
     q.n_services = *n_avoid;
     memcpy(q.services, avoid, *n_avoid * sizeof(avoid[0]));
@@ -618,12 +633,768 @@ static long fill(petrel_read_fn read, void *ctx, uint8_t *buf, size_t cap)
     return (long)got;
 }
 
+/* ---- redundancy: storage policies ---------------------------------------------------------- */
+
+#define POLICY_CACHE_MS 5000       /* a writer reuses a directory's policy this long */
+#define DEFAULT_RS_DOMAINS 6       /* failure domains the default RS(4,2) needs */
+#define DEFAULT_RS_THRESHOLD (4u << 20)
+#define DEFAULT_RS_BLOCK (1u << 20)
+#define CHAIN_MAX 64               /* ancestors asked for a policy, nearest first */
+
+static void policy_to_public(const struct pt_policy *p, struct petrel_policy *out)
+{
+    out->copies = p->copies;
+    out->data = p->data;
+    out->parity = p->parity;
+    out->rs_threshold = p->rs_threshold;
+    out->block_size = p->block_size;
+}
+
+/* The default: the client's copies; RS(4,2) when the registry lists >= 6 failure domains. */
+static void policy_default(struct petrel_client *c, struct pt_policy *p)
+{
+    size_t i, j, domains = 0;
+    memset(p, 0, sizeof(*p));
+    p->copies = (uint8_t)c->cfg.copies;
+    if (!c->n_services) refresh_services(c);
+    for (i = 0; i < c->n_services; i++) {
+        int seen = 0;
+        if (c->services[i].stale) continue;
+        for (j = 0; j < i && !seen; j++)
+            seen = !c->services[j].stale &&
+                   strcmp(c->services[j].failure_domain, c->services[i].failure_domain) == 0;
+        if (!seen) domains++;
+    }
+    if (domains >= DEFAULT_RS_DOMAINS) {
+        p->data = 4;
+        p->parity = 2;
+        p->rs_threshold = DEFAULT_RS_THRESHOLD;
+        p->block_size = DEFAULT_RS_BLOCK;
+    }
+}
+
+/* GET_POLICY on the directory's own shard: 0, -PT_ENOENT (none), or an error. */
+static int policy_of_dir(struct petrel_client *c, uint64_t dir, struct pt_policy *p)
+{
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    int rc;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_GET_POLICY;
+    q.id = dir;
+    rc = shard_call(c, dir, &q, &rep, NULL);
+    if (rc == 0) rc = pt_policy_decode(rep.body, rep.body_len, p) ? -PT_EPROTO : 0;
+    pt_reply_free(&rep);
+    return rc;
+}
+
+/*
+ * The policy of the directory at path: walk from the root recording each directory and the
+ * length of its path prefix, then ask from the nearest up. *from_len: prefix length of the
+ * directory it came from, or -1 for the default.
+ */
+static int policy_resolve(struct petrel_client *c, const char *path, struct pt_policy *p,
+                          int *from_len, uint64_t *dir_out)
+{
+    uint64_t ids[CHAIN_MAX], cur = PT_INODE_ROOT;
+    int ends[CHAIN_MAX];
+    unsigned n = 0, i;
+    uint8_t t = PT_TYPE_DIR, len;
+    char name[PT_NAME_MAX + 1];
+    const char *s = path, *end;
+    int rc;
+    if (!path || path[0] != '/') return -PT_EINVAL;
+    end = path + strlen(path);
+    ids[n] = cur;
+    ends[n++] = 1;
+    while ((rc = next_component_until(&s, end, name, &len)) > 0) {
+        if ((rc = lookup(c, cur, name, len, &cur, &t)) != 0) return rc;
+        if (t != PT_TYPE_DIR) return -PT_ENOTDIR;
+        if (n == CHAIN_MAX) { /* keep the nearest CHAIN_MAX */
+            memmove(ids, ids + 1, sizeof(ids[0]) * (CHAIN_MAX - 1));
+            memmove(ends, ends + 1, sizeof(ends[0]) * (CHAIN_MAX - 1));
+            n--;
+        }
+        ids[n] = cur;
+        ends[n++] = (int)(s - path);
+    }
+    if (rc < 0) return rc;
+    if (dir_out) *dir_out = cur;
+    for (i = n; i-- > 0;) {
+        rc = policy_of_dir(c, ids[i], p);
+        if (rc == 0) {
+            *from_len = ends[i];
+            return 0;
+        }
+        if (rc != -PT_ENOENT) return rc;
+    }
+    policy_default(c, p);
+    *from_len = -1;
+    return 0;
+}
+
+int petrel_client_get_policy(struct petrel_client *c, const char *path, struct petrel_policy *out,
+                             char *from, size_t cap)
+{
+    struct pt_policy p;
+    int from_len, rc = policy_resolve(c, path, &p, &from_len, NULL);
+    if (rc) return rc;
+    policy_to_public(&p, out);
+    if (from && cap) snprintf(from, cap, "%.*s", from_len < 0 ? 0 : from_len, path);
+    return 0;
+}
+
+int petrel_client_set_policy(struct petrel_client *c, const char *path,
+                             const struct petrel_policy *p)
+{
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    struct pt_policy pp, check;
+    uint8_t rec[PT_POLICY_SIZE];
+    uint64_t dir;
+    uint8_t type;
+    int rc;
+    memset(&q, 0, sizeof(q));
+    if (p) {
+        if (p->copies > 255 || p->data > 255 || p->parity > 255) return -PT_EINVAL;
+        pp.copies = (uint8_t)p->copies;
+        pp.data = (uint8_t)p->data;
+        pp.parity = (uint8_t)p->parity;
+        pp.rs_threshold = p->rs_threshold;
+        pp.block_size = p->block_size;
+        pt_policy_encode(rec, &pp);
+        if (pt_policy_decode(rec, sizeof(rec), &check) != 0) return -PT_EINVAL;
+        q.data_len = sizeof(rec);
+        q.data_ptr = rec;
+    }
+    if ((rc = petrel_client_resolve(c, path, &dir, &type)) != 0) return rc;
+    if (type != PT_TYPE_DIR) return -PT_ENOTDIR;
+    q.op = PT_SHARD_SET_POLICY;
+    q.id = dir;
+    rc = shard_call(c, dir, &q, &rep, NULL);
+    pt_reply_free(&rep);
+    if (rc == 0) c->policy_cached_at = 0;
+    return rc;
+}
+
+/* The policy a new file in directory `dir` (path of the file: `path`) is written with. */
+static int writer_policy(struct petrel_client *c, const char *path, uint64_t dir,
+                         struct pt_policy *p)
+{
+    char *parent, *slash;
+    int from_len, rc;
+    uint64_t now = pt_now_ms(), resolved;
+    if (c->policy_cached_at && c->policy_dir == dir && now - c->policy_cached_at < POLICY_CACHE_MS) {
+        *p = c->policy;
+        return 0;
+    }
+    /* a copy of any length: paths through a FUSE mount may exceed PATH_MAX */
+    if (!(parent = strdup(path))) return -PT_ENOMEM;
+    slash = strrchr(parent, '/');
+    if (!slash) {
+        free(parent);
+        return -PT_EINVAL;
+    }
+    slash[1] = 0;
+    rc = policy_resolve(c, parent, p, &from_len, &resolved);
+    free(parent);
+    if (rc != 0) return rc;
+    c->policy = *p;
+    c->policy_dir = dir;
+    c->policy_cached_at = now;
+    return 0;
+}
+
+/* ---- redundancy: Reed-Solomon spans ---------------------------------------------------------- */
+
+/* One block operation of a span run on its own thread (blocks of a span travel in parallel). */
+struct block_job {
+    pthread_t thread;
+    char addr[PT_REG_ADDR_MAX];
+    uint64_t service, block, cert, proof;
+    uint32_t crc, size;
+    struct iovec pieces[PT_RS_ROWS_MAX];
+    unsigned n_pieces;
+    /* reads */
+    uint32_t offset, count, got;
+    uint8_t *buf;
+    const struct pt_call_opts *opts;
+    int write, rc, started;
+};
+
+static void *block_job_run(void *arg)
+{
+    struct block_job *j = arg;
+    if (j->write)
+        j->rc = pt_blocks_write_iov(j->addr, j->block, j->crc, j->pieces, j->n_pieces, j->size,
+                                    j->cert, &j->proof, j->opts);
+    else
+        j->rc = pt_blocks_read(j->addr, j->block, j->offset, j->count, j->buf, &j->got, NULL,
+                               j->opts);
+    return NULL;
+}
+
+/* Run jobs in parallel (a job whose thread cannot start runs here). */
+static void block_jobs_run(struct block_job *jobs, unsigned n)
+{
+    unsigned i;
+    for (i = 0; i < n; i++)
+        jobs[i].started = pthread_create(&jobs[i].thread, NULL, block_job_run, &jobs[i]) == 0;
+    for (i = 0; i < n; i++) {
+        if (jobs[i].started)
+            pthread_join(jobs[i].thread, NULL);
+        else
+            block_job_run(&jobs[i]);
+    }
+}
+
+/*
+ * The bytes of one RS span being written: data in row-major order (cell (row r, data block
+ * k) at r * D * cell + k * cell, exactly the span's bytes in order, zero past the end), parity
+ * blocks apart. The buffers are sized for the policy's full span and reused span after span:
+ * the writer holds one span (its I/O window) and nothing more.
+ */
+struct rs_writer {
+    struct pt_ec ec;
+    unsigned d, p;
+    uint32_t full_block;
+    uint8_t *data;               /* D x full_block */
+    uint8_t *parity[PT_EC_PARITY_MAX];
+    uint8_t cells[4 * PT_RS_ROWS_MAX * PT_SPAN_BLOCKS_MAX];
+    uint32_t block_crc[PT_SPAN_BLOCKS_MAX];
+};
+
+static void rs_writer_free(struct rs_writer *r)
+{
+    unsigned i;
+    free(r->data);
+    for (i = 0; i < PT_EC_PARITY_MAX; i++)
+        free(r->parity[i]);
+}
+
+static int rs_writer_init(struct rs_writer *r, const struct pt_policy *p)
+{
+    unsigned i;
+    memset(r, 0, sizeof(*r));
+    if (pt_ec_init(&r->ec, p->data, p->parity) != 0) return -PT_EINVAL;
+    r->d = p->data;
+    r->p = p->parity;
+    r->full_block = p->block_size;
+    r->data = malloc((size_t)r->d * r->full_block);
+    for (i = 0; i < r->p; i++)
+        r->parity[i] = malloc(r->full_block);
+    for (i = 0; i < r->p; i++)
+        if (!r->parity[i]) break;
+    if (!r->data || i < r->p) {
+        rs_writer_free(r);
+        return -PT_ENOMEM;
+    }
+    return 0;
+}
+
+/* Where cell (block b, row r) of the current span lies in the writer's buffers. */
+static uint8_t *rs_cell(struct rs_writer *r, unsigned b, unsigned row, uint32_t cell)
+{
+    if (b < r->d) return r->data + ((size_t)row * r->d + b) * cell;
+    return r->parity[b - r->d] + (size_t)row * cell;
+}
+
+/* Parity per cell row, every cell's CRC and each block's CRC combined from them. */
+static void rs_encode_span(struct rs_writer *r, uint32_t size, uint32_t block_size)
+{
+    uint32_t cell = pt_rs_cell(block_size), rows = pt_rs_rows(block_size), row;
+    unsigned b, n = r->d + r->p;
+    size_t total = (size_t)r->d * block_size;
+    if (total > size) memset(r->data + size, 0, total - size); /* padding of the last row */
+    for (row = 0; row < rows; row++) {
+        uint8_t *src[PT_EC_DATA_MAX], *dst[PT_EC_PARITY_MAX];
+        for (b = 0; b < r->d; b++)
+            src[b] = rs_cell(r, b, row, cell);
+        for (b = 0; b < r->p; b++)
+            dst[b] = rs_cell(r, r->d + b, row, cell);
+        pt_ec_encode(&r->ec, cell, src, dst);
+    }
+    for (b = 0; b < n; b++) {
+        uint32_t crc = 0;
+        for (row = 0; row < rows; row++) {
+            uint32_t cc = petrel_crc32c(0, rs_cell(r, b, row, cell), cell);
+            pt_put_le32(r->cells + 4 * ((size_t)b * rows + row), cc);
+            crc = petrel_crc32c_append(crc, cc, cell);
+        }
+        r->block_crc[b] = crc;
+    }
+}
+
+/* One attempt at an RS span: ADD_RS_SPAN (avoiding `avoid`), the D + P writes, CERTIFY. */
+static int rs_span_attempt(struct writer *w, struct rs_writer *r, uint64_t offset, uint32_t size,
+                           uint32_t crc, uint64_t *avoid, uint8_t *n_avoid, int *failed)
+{
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    struct pt_cursor b;
+    struct block_job jobs[PT_SPAN_BLOCKS_MAX];
+    uint8_t proofs[PT_SPAN_BLOCKS_MAX * 8];
+    uint32_t block_size = pt_rs_block_size(size, r->d), cell = pt_rs_cell(block_size);
+    uint32_t rows = pt_rs_rows(block_size);
+    unsigned n = r->d + r->p, i, k;
+    int rc;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_ADD_RS_SPAN;
+    q.offset = offset;
+    q.size = size;
+    q.crc = crc;
+    q.storage = PT_STORAGE_RS;
+    q.data = (uint8_t)r->d;
+    q.parity = (uint8_t)r->p;
+    q.block_size = block_size;
+    q.data_len = 4 * rows * n;
+    q.data_ptr = r->cells;
+    q.n_services = *n_avoid;
+    memcpy(q.services, avoid, *n_avoid * sizeof(avoid[0]));
+    if ((rc = write_call(w, &q, &rep, NULL)) != 0) {
+        pt_reply_free(&rep);
+        return rc;
+    }
+    pt_cursor_init(&b, rep.body, rep.body_len);
+    if (pt_dec_u8(&b) != n) rc = -PT_EPROTO;
+    memset(jobs, 0, sizeof(jobs));
+    for (i = 0; i < n && rc == 0; i++) {
+        struct block_job *j = &jobs[i];
+        j->service = pt_dec_u64(&b);
+        j->block = pt_dec_u64(&b);
+        j->cert = pt_dec_u64(&b);
+        if (!pt_cursor_ok(&b)) rc = -PT_EPROTO;
+        j->write = 1;
+        j->crc = r->block_crc[i];
+        j->size = block_size;
+        j->opts = &w->c->block_opts;
+        j->n_pieces = rows;
+        for (k = 0; k < rows; k++) {
+            j->pieces[k].iov_base = rs_cell(r, i, k, cell);
+            j->pieces[k].iov_len = cell;
+        }
+        if (rc == 0 && service_addr(w->c, j->service, 0, j->addr, sizeof(j->addr)) != 0)
+            j->addr[0] = 0;
+    }
+    pt_reply_free(&rep);
+    if (rc) return rc;
+    block_jobs_run(jobs, n);
+    for (i = 0; i < n; i++) {
+        struct block_job *j = &jobs[i];
+        if (j->rc != 0 && j->rc != -PT_ENOTCERT && j->rc != -PT_EEXIST &&
+            service_addr(w->c, j->service, 1, j->addr, sizeof(j->addr)) == 0)
+            block_job_run(j); /* the service may have moved: once more at its new address */
+        if (j->rc != 0) {
+            petrel_log(PT_LOG_WARN, "client", "block service %llu failed a write: %s",
+                       (unsigned long long)j->service, petrel_strerror(j->rc));
+            if (*n_avoid < PT_SPAN_BLOCKS_MAX) avoid[(*n_avoid)++] = j->service;
+            *failed = 1;
+            rc = j->rc;
+        }
+        pt_put_le64(proofs + (size_t)8 * i, j->proof);
+    }
+    if (rc) return rc;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_CERTIFY_SPAN;
+    q.offset = offset;
+    q.data_len = 8 * n;
+    q.data_ptr = proofs;
+    rc = write_call(w, &q, &rep, NULL);
+    pt_reply_free(&rep);
+    return rc;
+}
+
+/* An RS span of the writer's first `size` data bytes; a failing service is avoided. */
+static int write_rs_span(struct writer *w, struct rs_writer *r, uint64_t offset, uint32_t size)
+{
+    uint64_t avoid[PT_SPAN_BLOCKS_MAX];
+    uint8_t n_avoid = 0;
+    uint32_t crc = petrel_crc32c(0, r->data, size);
+    unsigned attempt;
+    int rc = -PT_EIO;
+    rs_encode_span(r, size, pt_rs_block_size(size, r->d));
+    for (attempt = 0; attempt < 4; attempt++) {
+        struct pt_shard_req q;
+        struct pt_reply rep;
+        int failed = 0, drc, retried;
+        rc = rs_span_attempt(w, r, offset, size, crc, avoid, &n_avoid, &failed);
+        if (rc == 0 || !failed) return rc;
+        memset(&q, 0, sizeof(q));
+        q.op = PT_SHARD_DROP_SPAN;
+        q.offset = offset;
+        drc = write_call(w, &q, &rep, &retried);
+        pt_reply_free(&rep);
+        if (drc == -PT_ENOENT && retried) drc = 0;
+        if (drc) return drc;
+    }
+    return rc;
+}
+
+/* The data stream of a writer: bytes read ahead to decide the layout, then the caller's. */
+struct source {
+    petrel_read_fn read;
+    void *ctx;
+    const uint8_t *ahead;
+    size_t ahead_len, ahead_pos;
+};
+
+static long source_fill(struct source *s, uint8_t *buf, size_t cap)
+{
+    size_t from_ahead = PT_MIN(cap, s->ahead_len - s->ahead_pos);
+    long n;
+    if (from_ahead) memcpy(buf, s->ahead + s->ahead_pos, from_ahead);
+    s->ahead_pos += from_ahead;
+    if (from_ahead == cap) return (long)cap;
+    n = fill(s->read, s->ctx, buf + from_ahead, cap - from_ahead);
+    return n < 0 ? n : (long)(from_ahead + (size_t)n);
+}
+
+/* Every span of a file written RS from the source; *written the bytes stored. */
+static int write_rs_file(struct writer *w, const struct pt_policy *p, struct source *src,
+                         uint64_t *written)
+{
+    struct rs_writer r;
+    uint64_t offset = 0;
+    size_t span = (size_t)p->data * p->block_size;
+    int rc = rs_writer_init(&r, p);
+    if (rc) return rc;
+    for (;;) {
+        long n = source_fill(src, r.data, span);
+        if (n < 0) {
+            rc = (int)n;
+            break;
+        }
+        if (n == 0) break;
+        if ((rc = write_rs_span(w, &r, offset, (uint32_t)n)) != 0) break;
+        offset += (uint64_t)n;
+        if ((size_t)n < span) break;
+    }
+    rs_writer_free(&r);
+    *written = offset;
+    return rc;
+}
+
+/* ---- redundancy: degraded reads ------------------------------------------------------------ */
+
+#define DOWN_MS 10000 /* a service that failed a read is tried last for this long */
+
+static void service_mark_down(struct petrel_client *c, uint64_t service)
+{
+    unsigned i, slot = 0;
+    uint64_t now = pt_now_ms();
+    for (i = 0; i < PT_ARRAY_SIZE(c->down); i++) {
+        if (c->down[i].service == service || c->down[i].until < now) {
+            slot = i;
+            break;
+        }
+        if (c->down[i].until < c->down[slot].until) slot = i;
+    }
+    c->down[slot].service = service;
+    c->down[slot].until = now + DOWN_MS;
+}
+
+static int service_is_down(struct petrel_client *c, uint64_t service)
+{
+    unsigned i;
+    uint64_t now = pt_now_ms();
+    for (i = 0; i < PT_ARRAY_SIZE(c->down); i++)
+        if (c->down[i].service == service && c->down[i].until >= now) return 1;
+    return 0;
+}
+
+/* Tell the file's shard that a block did not serve a read (repair queue); best effort. */
+static void report_bad_block(struct petrel_client *c, uint64_t file, const struct pt_span *s,
+                             unsigned idx, int err)
+{
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    int rc;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_REPORT_BAD_BLOCK;
+    q.id = file;
+    q.offset = s->offset;
+    q.target = s->blocks[idx].block;
+    q.max = err == -PT_ECORRUPT ? PT_BAD_CORRUPT
+            : err == -PT_ENOENT ? PT_BAD_MISSING
+                                : PT_BAD_UNREACHABLE;
+    rc = shard_call(c, file, &q, &rep, NULL);
+    pt_reply_free(&rep);
+    if (rc)
+        petrel_log(PT_LOG_WARN, "client", "could not report block %llx: %s",
+                   (unsigned long long)q.target, petrel_strerror(rc));
+}
+
+/*
+ * State of one RS span while it is read: which blocks failed (each reported once), and the
+ * buffers of one batch of cell rows: block b's bytes from row `ra` on at blk + b * stride.
+ */
+struct rs_reader {
+    struct petrel_client *c;
+    const char *path;
+    uint64_t file;
+    const struct pt_span *s;
+    struct pt_ec ec;
+    unsigned d, n;
+    uint32_t cell, rows, row_bytes, batch_rows;
+    uint8_t *blk, *out;
+    size_t stride;
+    int failed[PT_SPAN_BLOCKS_MAX]; /* 0, or the error that took the block out */
+};
+
+static void rs_block_failed(struct rs_reader *r, unsigned b, int err)
+{
+    if (r->failed[b]) return;
+    r->failed[b] = err;
+    petrel_log(PT_LOG_WARN, "client", "%s: span at %llu: block %u (%llx on service %llu): %s",
+               r->path, (unsigned long long)r->s->offset, b,
+               (unsigned long long)r->s->blocks[b].block,
+               (unsigned long long)r->s->blocks[b].service, petrel_strerror(err));
+    if (err != -PT_ECORRUPT && err != -PT_ENOENT) service_mark_down(r->c, r->s->blocks[b].service);
+    report_bad_block(r->c, r->file, r->s, b, err);
+}
+
+/* Read [lo, hi) of several blocks of the batch starting at row ra, in parallel. */
+static void rs_read_blocks(struct rs_reader *r, uint32_t ra, const unsigned *which, unsigned m,
+                           const uint32_t *lo, const uint32_t *hi)
+{
+    struct block_job jobs[PT_SPAN_BLOCKS_MAX];
+    unsigned i;
+    memset(jobs, 0, sizeof(jobs));
+    for (i = 0; i < m; i++) {
+        struct block_job *j = &jobs[i];
+        const struct pt_block_ref *ref = &r->s->blocks[which[i]];
+        j->block = ref->block;
+        j->offset = lo[i];
+        j->count = hi[i] - lo[i];
+        j->buf = r->blk + which[i] * r->stride + (lo[i] - ra * r->cell);
+        j->opts = &r->c->rs_read_opts;
+        if (service_addr(r->c, ref->service, 0, j->addr, sizeof(j->addr)) != 0) j->addr[0] = 0;
+    }
+    block_jobs_run(jobs, m);
+    for (i = 0; i < m; i++) {
+        struct block_job *j = &jobs[i];
+        char moved[PT_REG_ADDR_MAX];
+        if (j->rc != 0 && j->rc != -PT_ECORRUPT && j->rc != -PT_ENOENT &&
+            service_addr(r->c, r->s->blocks[which[i]].service, 1, moved, sizeof(moved)) == 0 &&
+            strcmp(moved, j->addr) != 0) {
+            snprintf(j->addr, sizeof(j->addr), "%s", moved);
+            block_job_run(j); /* restarted on a new port */
+        }
+        if (j->rc == 0 && j->got != j->count) j->rc = -PT_ECORRUPT;
+        if (j->rc != 0) rs_block_failed(r, which[i], j->rc);
+    }
+}
+
+/*
+ * D survivors (not failed, not `exclude`) with whole cells for rows [ra2, rb2] in the batch
+ * buffers: healthy services first, services that just failed last. `full` marks blocks read
+ * whole for these rows already. Returns how many were found (< D: too many lost).
+ */
+static unsigned rs_gather(struct rs_reader *r, uint32_t ra, uint32_t ra2, uint32_t rb2, int exclude,
+                          uint32_t *full, unsigned *have)
+{
+    unsigned n_have = 0, b, i, pass;
+    for (pass = 0; pass < 2 && n_have < r->d; pass++) {
+        unsigned which[PT_SPAN_BLOCKS_MAX], m = 0;
+        uint32_t lo[PT_SPAN_BLOCKS_MAX], hi[PT_SPAN_BLOCKS_MAX];
+        for (b = 0; b < r->n && n_have + m < r->d; b++) {
+            int used = 0;
+            for (i = 0; i < n_have; i++)
+                used |= have[i] == b;
+            if (used || r->failed[b] || (int)b == exclude) continue;
+            if (*full >> b & 1u) {
+                have[n_have++] = b;
+                continue;
+            }
+            if (pass == 0 && service_is_down(r->c, r->s->blocks[b].service)) continue;
+            which[m] = b;
+            lo[m] = ra2 * r->cell;
+            hi[m] = (rb2 + 1) * r->cell;
+            m++;
+        }
+        if (m) rs_read_blocks(r, ra, which, m, lo, hi);
+        for (i = 0; i < m; i++)
+            if (!r->failed[which[i]]) {
+                have[n_have++] = which[i];
+                *full |= 1u << which[i];
+            }
+    }
+    return n_have;
+}
+
+/* Every rebuilt cell against its cell CRC from the span record: 0 or the first bad one + 1. */
+static unsigned rs_check_rebuilt(struct rs_reader *r, uint32_t ra, uint32_t ra2, uint32_t rb2,
+                                 const unsigned *want, unsigned n_want)
+{
+    unsigned i;
+    uint32_t row;
+    for (i = 0; i < n_want; i++)
+        for (row = ra2; row <= rb2; row++) {
+            const uint8_t *cellp = r->blk + want[i] * r->stride + (size_t)(row - ra) * r->cell;
+            if (petrel_crc32c(0, cellp, r->cell) != pt_span_cell_crc(r->s, want[i], row))
+                return i + 1;
+        }
+    return 0;
+}
+
+/*
+ * Rebuild the cells of rows [ra2, rb2] of the failed data blocks in `want` from D survivors
+ * read whole for those rows, then check every rebuilt cell against its cell CRC. A survivor
+ * that served wrong bytes under valid page CRCs makes the check fail: then each survivor in
+ * turn is left out (another block read instead, when one remains) until a set passes; the one
+ * left out is reported as corrupt. No set passes: -PT_ECORRUPT, nothing delivered.
+ */
+static int rs_rebuild(struct rs_reader *r, uint32_t ra, uint32_t ra2, uint32_t rb2,
+                      const unsigned *want, unsigned n_want)
+{
+    unsigned have[PT_SPAN_BLOCKS_MAX], n_have, b, i, bad = 0;
+    uint8_t *src[PT_SPAN_BLOCKS_MAX], *dst[PT_SPAN_BLOCKS_MAX];
+    uint32_t len = (rb2 - ra2 + 1) * r->cell, full = 0;
+    int exclude = -1, rc;
+    for (;;) {
+        n_have = rs_gather(r, ra, ra2, rb2, exclude, &full, have);
+        if (n_have < r->d) {
+            unsigned lost = 0;
+            if (exclude >= 0) break; /* no other set to try */
+            for (b = 0; b < r->n; b++)
+                lost += r->failed[b] != 0;
+            petrel_log(PT_LOG_ERROR, "client",
+                       "%s: span at offset %llu (RS(%u,%u)): %u of its %u blocks unreadable, at "
+                       "most %u can be rebuilt",
+                       r->path, (unsigned long long)r->s->offset, r->d, r->n - r->d, lost, r->n,
+                       r->n - r->d);
+            return -PT_EIO;
+        }
+        for (i = 0; i < r->d; i++)
+            src[i] = r->blk + have[i] * r->stride + (size_t)(ra2 - ra) * r->cell;
+        for (i = 0; i < n_want; i++)
+            dst[i] = r->blk + want[i] * r->stride + (size_t)(ra2 - ra) * r->cell;
+        if ((rc = pt_ec_decode(&r->ec, len, r->d, have, src, n_want, want, dst)) != 0) return rc;
+        if ((bad = rs_check_rebuilt(r, ra, ra2, rb2, want, n_want)) == 0) {
+            if (exclude >= 0) rs_block_failed(r, (unsigned)exclude, -PT_ECORRUPT);
+            return 0;
+        }
+        /* Leave out the next survivor of the first set (in block order). */
+        for (b = (unsigned)(exclude + 1); b < r->n && (r->failed[b] || !(full >> b & 1u)); b++)
+            ;
+        if (b >= r->n) break;
+        exclude = (int)b;
+    }
+    petrel_log(PT_LOG_ERROR, "client",
+               "%s: span at offset %llu: rebuilt cell (block %u, rows %u..%u) fails its CRC "
+               "from every set of survivors",
+               r->path, (unsigned long long)r->s->offset, want[bad ? bad - 1 : 0], ra2, rb2);
+    return -PT_ECORRUPT;
+}
+
+/* Deliver span bytes [from, to) lying in rows [ra, rb] (every block read or rebuilt). */
+static int rs_deliver(struct rs_reader *r, uint32_t ra, uint32_t from, uint32_t to,
+                      petrel_write_fn write, void *ctx)
+{
+    uint32_t x = from, o = 0;
+    int rc;
+    while (x < to) {
+        uint32_t row = x / r->row_bytes, in_row = x % r->row_bytes, k = in_row / r->cell;
+        uint32_t off = in_row % r->cell, n = PT_MIN(PT_MIN(r->cell - off, to - x), READ_PIECE - o);
+        memcpy(r->out + o, r->blk + k * r->stride + (size_t)(row - ra) * r->cell + off, n);
+        o += n;
+        x += n;
+        if (o == READ_PIECE) { /* the caller gets pieces of at most 1 MiB */
+            if ((rc = write(ctx, r->out, o)) != 0) return rc;
+            o = 0;
+        }
+    }
+    return o ? write(ctx, r->out, o) : 0;
+}
+
+/* One batch of rows [ra, rb]: read what the range needs, rebuild what failed, deliver. */
+static int rs_read_batch(struct rs_reader *r, uint32_t ra, uint32_t rb, uint32_t from, uint32_t to,
+                         petrel_write_fn write, void *ctx)
+{
+    unsigned which[PT_SPAN_BLOCKS_MAX], want[PT_SPAN_BLOCKS_MAX], m = 0, n_want = 0, k;
+    uint32_t lo[PT_SPAN_BLOCKS_MAX], hi[PT_SPAN_BLOCKS_MAX], wlo = UINT32_MAX, whi = 0;
+    uint32_t klo[PT_SPAN_BLOCKS_MAX] = {0}, khi[PT_SPAN_BLOCKS_MAX] = {0};
+    int rc;
+    /* Each data block's needed in-block range: contiguous across the batch's rows. */
+    for (k = 0; k < r->d; k++) {
+        uint32_t row;
+        klo[k] = UINT32_MAX;
+        khi[k] = 0;
+        for (row = ra; row <= rb; row++) {
+            uint32_t c0 = row * r->row_bytes + k * r->cell, c1 = c0 + r->cell;
+            uint32_t a = PT_MAX(c0, from), z = PT_MIN(c1, to);
+            if (a >= z) continue;
+            klo[k] = PT_MIN(klo[k], row * r->cell + (a - c0));
+            khi[k] = PT_MAX(khi[k], row * r->cell + (z - c0));
+        }
+        if (klo[k] >= khi[k]) continue;
+        if (r->failed[k] || service_is_down(r->c, r->s->blocks[k].service)) {
+            if (!r->failed[k]) r->failed[k] = -PT_ETIMEDOUT; /* known down: not asked again */
+            continue;
+        }
+        which[m] = k;
+        lo[m] = klo[k];
+        hi[m] = khi[k];
+        m++;
+    }
+    if (m) rs_read_blocks(r, ra, which, m, lo, hi);
+    for (k = 0; k < r->d; k++) {
+        if (klo[k] >= khi[k] || !r->failed[k]) continue;
+        want[n_want++] = k;
+        wlo = PT_MIN(wlo, klo[k] / r->cell);
+        whi = PT_MAX(whi, (khi[k] - 1) / r->cell);
+    }
+    if (n_want && (rc = rs_rebuild(r, ra, wlo, whi, want, n_want)) != 0) return rc;
+    return rs_deliver(r, ra, from, to, write, ctx);
+}
+
+/* Deliver [from, from+count) of an RS span, degraded where blocks fail. */
+static int read_rs(struct petrel_client *c, const char *path, uint64_t file,
+                   const struct pt_span *s, uint32_t from, uint32_t count, petrel_write_fn write,
+                   void *ctx)
+{
+    struct rs_reader r;
+    uint32_t to = from + count, pos = from;
+    int rc = 0;
+    memset(&r, 0, sizeof(r));
+    if (pt_ec_init(&r.ec, s->data, s->parity) != 0) return -PT_ECORRUPT;
+    r.c = c;
+    r.path = path;
+    r.file = file;
+    r.s = s;
+    r.d = s->data;
+    r.n = (unsigned)s->data + s->parity;
+    r.cell = pt_rs_cell(s->block_size);
+    r.rows = pt_rs_rows(s->block_size);
+    r.row_bytes = r.d * r.cell;
+    /* A batch reads up to 1 MiB from each block (D MiB of the file), in parallel. */
+    r.batch_rows = PT_MIN(PT_MAX(1u, READ_PIECE / r.cell), r.rows);
+    r.stride = (size_t)r.batch_rows * r.cell;
+    r.blk = malloc(r.stride * r.n);
+    r.out = malloc(READ_PIECE);
+    if (!r.blk || !r.out) {
+        free(r.blk);
+        free(r.out);
+        return -PT_ENOMEM;
+    }
+    while (pos < to && rc == 0) {
+        uint32_t ra = pos / r.row_bytes, rb = PT_MIN(ra + r.batch_rows - 1, r.rows - 1);
+        uint32_t end = PT_MIN(to, (rb + 1) * r.row_bytes);
+        rc = rs_read_batch(&r, ra, rb, pos, end, write, ctx);
+        pos = end;
+    }
+    free(r.blk);
+    free(r.out);
+    return rc;
+}
+
 int petrel_client_create(struct petrel_client *c, const char *path, uint64_t replaces,
                          const struct petrel_attr *owner, struct petrel_new_file *nf)
 {
     struct pt_shard_req q;
     struct pt_reply rep;
     struct pt_cursor b;
+    struct pt_policy pol;
     uint64_t existing;
     int rc;
     memset(nf, 0, sizeof(*nf));
@@ -632,6 +1403,12 @@ int petrel_client_create(struct petrel_client *c, const char *path, uint64_t rep
      * checks it again, atomically). */
     if ((rc = lookup_expect(c, nf->dir, nf->name, nf->name_len, &existing)) != 0) return rc;
     if (existing != replaces) return replaces ? -PT_ESTALE : -PT_EEXIST;
+    if ((rc = writer_policy(c, path, nf->dir, &pol)) != 0) return rc;
+    nf->copies = pol.copies ? pol.copies : (uint8_t)c->cfg.copies;
+    nf->rs_data = pol.data;
+    nf->rs_parity = pol.parity;
+    nf->rs_threshold = pol.rs_threshold;
+    nf->rs_block_size = pol.block_size;
     nf->replaces = replaces;
     nf->cookie = pt_prng_next(&c->prng) | 1;
     memset(&q, 0, sizeof(q));
@@ -659,20 +1436,55 @@ int petrel_client_fill(struct petrel_client *c, const struct petrel_new_file *nf
     struct writer w;
     struct pt_shard_req q;
     struct pt_reply rep;
-    uint8_t *buf;
+    uint8_t *buf, *ahead = NULL;
     uint64_t offset = 0, replaces;
+    struct pt_policy pol;
+    struct source src;
     int rc = 0;
     memset(&w, 0, sizeof(w));
     w.c = c;
     w.file = nf->file;
     w.cookie = nf->cookie;
+    w.copies = nf->copies ? nf->copies : c->cfg.copies;
     /* Routing only (the file's shard is its directory's): nf->dir is read after the stream
      * ended, when no rename can change it any more. */
     w.dir = nf->file;
+    memset(&pol, 0, sizeof(pol));
+    pol.copies = nf->copies;
+    pol.data = nf->rs_data;
+    pol.parity = nf->rs_parity;
+    pol.rs_threshold = nf->rs_threshold;
+    pol.block_size = nf->rs_block_size;
+    memset(&src, 0, sizeof(src));
+    src.read = read;
+    src.ctx = ctx;
+    if (pol.data) {
+        /* Read up to the threshold to learn whether the file is large enough for RS. */
+        long n;
+        size_t want = pol.rs_threshold ? pol.rs_threshold : 1;
+        ahead = malloc(want);
+        if (!ahead) return -PT_ENOMEM;
+        n = fill(read, ctx, ahead, want);
+        if (n < 0) {
+            free(ahead);
+            return (int)n;
+        }
+        src.ahead = ahead;
+        src.ahead_len = (size_t)n;
+        if (n > 0 && (uint64_t)n >= pol.rs_threshold) {
+            rc = write_rs_file(&w, &pol, &src, &offset);
+            free(ahead);
+            if (rc) return rc;
+            goto link;
+        }
+    }
     buf = malloc(c->cfg.span_size);
-    if (!buf) return -PT_ENOMEM;
+    if (!buf) {
+        free(ahead);
+        return -PT_ENOMEM;
+    }
     for (;;) {
-        long n = fill(read, ctx, buf, c->cfg.span_size);
+        long n = source_fill(&src, buf, c->cfg.span_size);
         if (n < 0) {
             rc = (int)n;
             break;
@@ -685,7 +1497,9 @@ int petrel_client_fill(struct petrel_client *c, const struct petrel_new_file *nf
         if ((size_t)n < c->cfg.span_size) break;
     }
     free(buf);
+    free(ahead);
     if (rc) return rc; /* the transient file expires on its own */
+link:
     /* Read only after the stream ended: a rename before close (petrel_client_retarget) may
      * have changed where the file goes. */
     w.dir = nf->dir;
@@ -731,10 +1545,18 @@ int petrel_client_write_file(struct petrel_client *c, const char *path, petrel_r
 
 /* ---- reading --------------------------------------------------------------------------------- */
 
-/* Deliver [from, from+count) of a mirrored span, trying each copy until one serves it intact. */
-static int read_blocks(struct petrel_client *c, const struct pt_span *s, uint32_t from,
-                       uint32_t count, uint8_t *buf, petrel_write_fn write, void *ctx)
+static void report_bad_block(struct petrel_client *c, uint64_t file, const struct pt_span *s,
+                             unsigned idx, int err);
+
+/*
+ * Deliver [from, from+count) of a mirrored span, trying each copy until one serves it intact;
+ * a copy that is missing or rotten is reported to the file's shard (once per call).
+ */
+static int read_blocks(struct petrel_client *c, uint64_t file, const struct pt_span *s,
+                       uint32_t from, uint32_t count, uint8_t *buf, petrel_write_fn write,
+                       void *ctx)
 {
+    uint32_t reported = 0;
     unsigned n = pt_span_block_count(s), first = (unsigned)pt_prng_below(&c->prng, n), k;
     uint32_t done = 0;
     int rc = -PT_EIO, refreshed = 0;
@@ -765,6 +1587,10 @@ static int read_blocks(struct petrel_client *c, const struct pt_span *s, uint32_
             petrel_log(PT_LOG_WARN, "client", "block %llx on service %llu: %s, trying another copy",
                        (unsigned long long)b->block, (unsigned long long)b->service,
                        petrel_strerror(rc));
+            if ((rc == -PT_ECORRUPT || rc == -PT_ENOENT) && !(reported >> idx & 1u)) {
+                reported |= 1u << idx;
+                report_bad_block(c, file, s, idx, rc);
+            }
         }
         if (rc) return rc;
         if ((rc = write(ctx, buf, piece)) != 0) return rc;
@@ -772,6 +1598,9 @@ static int read_blocks(struct petrel_client *c, const struct pt_span *s, uint32_
     }
     return 0;
 }
+
+static int read_id(struct petrel_client *c, const char *path, uint64_t id, uint64_t offset,
+                   uint64_t len, petrel_write_fn write, void *ctx, uint64_t *got);
 
 int petrel_client_read(struct petrel_client *c, const char *path, uint64_t offset, uint64_t len,
                        petrel_write_fn write, void *ctx, uint64_t *got)
@@ -783,11 +1612,20 @@ int petrel_client_read(struct petrel_client *c, const char *path, uint64_t offse
     if (rc) return rc;
     if (type == PT_TYPE_DIR) return -PT_EISDIR;
     if (type != PT_TYPE_FILE) return -PT_EINVAL;
-    return petrel_client_read_inode(c, id, offset, len, write, ctx, got);
+    return read_id(c, path, id, offset, len, write, ctx, got);
 }
 
 int petrel_client_read_inode(struct petrel_client *c, uint64_t id, uint64_t offset, uint64_t len,
                              petrel_write_fn write, void *ctx, uint64_t *got)
+{
+    char label[40];
+    snprintf(label, sizeof(label), "inode %016llx", (unsigned long long)id);
+    return read_id(c, label, id, offset, len, write, ctx, got);
+}
+
+/* The reading of petrel_client_read(_inode); path only names the file in log messages. */
+static int read_id(struct petrel_client *c, const char *path, uint64_t id, uint64_t offset,
+                   uint64_t len, petrel_write_fn write, void *ctx, uint64_t *got)
 {
     struct pt_shard_req q;
     uint64_t size, end, pos = offset, delivered = 0;
@@ -836,8 +1674,10 @@ int petrel_client_read_inode(struct petrel_client *c, uint64_t id, uint64_t offs
                     rc = -PT_ECORRUPT;
                 else
                     rc = write(ctx, s.inline_data + from, count);
+            } else if (s.storage == PT_STORAGE_RS) {
+                rc = read_rs(c, path, id, &s, from, count, write, ctx);
             } else {
-                rc = read_blocks(c, &s, from, count, buf, write, ctx);
+                rc = read_blocks(c, id, &s, from, count, buf, write, ctx);
             }
             if (rc == 0) {
                 pos += count;

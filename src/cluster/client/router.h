@@ -52,7 +52,9 @@ int pt_router_call(struct pt_router *r, unsigned target, uint16_t kind, const vo
  * Whether a shard request may be repeated after an attempt whose outcome is unknown: reads;
  * requests a repeat of which the shard recognises (CONSTRUCT_FILE: a second transient file that
  * expires unlinked; ADD_SPAN / ADD_INLINE: the last span again; CERTIFY_SPAN; LINK_FILE /
- * LINK_REPLACE: the cookie; RETIRE_FILE; the CDC's steps: the transaction id); and requests a
+ * LINK_REPLACE: the cookie; RETIRE_FILE; the CDC's steps: the transaction id; ADD_RS_SPAN,
+ * SET_POLICY, REPORT_BAD_BLOCK: the last span again, the same record, a report counted twice);
+ * and requests a
  * repeat of which can only fail (UNLINK_INODE, RENAME_INODE: compare-and-set; DROP_SPAN: the
  * span is gone), whose caller then reads the state. Not UNLINK and RENAME by name (a repeat
  * could remove or move what another client put under the name since), nor leader-only ones.

@@ -194,7 +194,7 @@ int pt_conn_callv(struct pt_conn *c, uint16_t kind, const struct iovec *parts, i
                   int timeout_ms, struct pt_reply *reply)
 {
     uint8_t hdr[PT_FRAME_HEADER_SIZE];
-    struct iovec iov[9];
+    struct iovec iov[PT_CONN_PARTS_MAX + 1];
     struct pt_frame_header h;
     uint64_t deadline = pt_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     uint64_t id;
@@ -203,7 +203,7 @@ int pt_conn_callv(struct pt_conn *c, uint16_t kind, const struct iovec *parts, i
     int i, err;
 
     memset(reply, 0, sizeof(*reply));
-    if (nparts < 0 || nparts > 8) return -PT_EINVAL;
+    if (nparts < 0 || nparts > PT_CONN_PARTS_MAX) return -PT_EINVAL;
     for (i = 0; i < nparts; i++)
         total += parts[i].iov_len;
     if (total > UINT32_MAX) return -PT_E2BIG;

@@ -134,8 +134,11 @@ const char *pt_conn_address(const struct pt_conn *c);
 /* Close and free (NULL is fine). */
 void pt_conn_close(struct pt_conn *c);
 
+/* Most buffers one request may be gathered from (an RS block: up to 64 cells + its fields). */
+#define PT_CONN_PARTS_MAX 72
+
 /*
- * Send a request made of `nparts` buffers (concatenated into one body) and wait up to
+ * Send a request made of `nparts` (<= PT_CONN_PARTS_MAX) buffers (concatenated into one body) and wait up to
  * timeout_ms for its response. 0 with reply filled; a remote error's code with reply->remote
  * set and reply->error filled; or a transport error (-PT_ETIMEDOUT, -PT_ECONNRESET,
  * -PT_ECONNREFUSED, -PT_EBADMSG, -PT_EPROTO, -PT_EIO) after which the socket is closed and the

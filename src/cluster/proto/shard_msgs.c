@@ -90,6 +90,17 @@ static int shard_req_fields(uint8_t op)
         return F_ID | F_ATTR;
     case PT_SHARD_MAKE_NODE:
         return F_ID | F_NAME | F_DATA | F_ATTR;
+    /* redundancy */
+    case PT_SHARD_GET_POLICY:
+        return F_ID;
+    case PT_SHARD_REPAIR_LIST:
+        return F_TARGET | F_OFFSET | F_MAX;
+    case PT_SHARD_ADD_RS_SPAN:
+        return F_ID | F_COOKIE | F_OFFSET | F_SIZECRC | F_LAYOUT | F_DATA | F_SERVICES;
+    case PT_SHARD_SET_POLICY:
+        return F_ID | F_DATA;
+    case PT_SHARD_REPORT_BAD_BLOCK:
+        return F_ID | F_TARGET | F_OFFSET | F_MAX;
     default:
         return F_INVALID;
     }
@@ -276,6 +287,11 @@ unsigned pt_span_block_count(const struct pt_span *s)
     return s->storage == PT_STORAGE_INLINE ? 0u : (unsigned)s->data + s->parity;
 }
 
+uint32_t pt_span_cell_crc(const struct pt_span *s, unsigned block, unsigned row)
+{
+    return pt_get_le32(s->cell_crcs + 4 * ((size_t)block * pt_rs_rows(s->block_size) + row));
+}
+
 void pt_span_encode(struct pt_cursor *c, const struct pt_span *s)
 {
     unsigned i, n = pt_span_block_count(s);
@@ -297,6 +313,8 @@ void pt_span_encode(struct pt_cursor *c, const struct pt_span *s)
         pt_enc_u64(c, s->blocks[i].block);
         pt_enc_u32(c, s->blocks[i].crc);
     }
+    if (s->storage == PT_STORAGE_RS)
+        pt_enc_bytes(c, s->cell_crcs, (size_t)4 * n * pt_rs_rows(s->block_size));
 }
 
 int pt_span_decode(struct pt_cursor *c, struct pt_span *s)
@@ -324,7 +342,11 @@ int pt_span_decode(struct pt_cursor *c, struct pt_span *s)
         if (s->data != 1 || s->parity + 1u > PT_SPAN_BLOCKS_MAX) return -PT_EPROTO;
         break;
     case PT_STORAGE_RS:
-        if (!s->data || (unsigned)s->data + s->parity > PT_SPAN_BLOCKS_MAX) return -PT_EPROTO;
+        if (!s->data || !s->parity || s->data > 16 || s->parity > 4 ||
+            (unsigned)s->data + s->parity > PT_SPAN_BLOCKS_MAX ||
+            s->block_size != pt_rs_block_size(s->size, s->data) || s->size == 0 ||
+            s->block_size > PT_RS_BLOCK_MAX)
+            return -PT_EPROTO;
         break;
     default:
         return -PT_EPROTO;
@@ -335,6 +357,66 @@ int pt_span_decode(struct pt_cursor *c, struct pt_span *s)
         s->blocks[i].block = pt_dec_u64(c);
         s->blocks[i].crc = pt_dec_u32(c);
     }
+    if (s->storage == PT_STORAGE_RS) {
+        s->cell_crcs = pt_cursor_take(c, (size_t)4 * n * pt_rs_rows(s->block_size));
+        if (!s->cell_crcs) return -PT_EPROTO;
+    }
+    return pt_cursor_ok(c) ? 0 : -PT_EPROTO;
+}
+
+void pt_policy_encode(uint8_t out[PT_POLICY_SIZE], const struct pt_policy *p)
+{
+    out[0] = 1;
+    out[1] = p->copies;
+    out[2] = p->data;
+    out[3] = p->parity;
+    pt_put_le32(out + 4, p->rs_threshold);
+    pt_put_le32(out + 8, p->block_size);
+}
+
+int pt_policy_decode(const uint8_t *in, size_t len, struct pt_policy *p)
+{
+    if (len != PT_POLICY_SIZE || in[0] != 1) return -PT_EINVAL;
+    p->copies = in[1];
+    p->data = in[2];
+    p->parity = in[3];
+    p->rs_threshold = pt_get_le32(in + 4);
+    p->block_size = pt_get_le32(in + 8);
+    if (p->copies < 1 || p->copies > PT_SPAN_BLOCKS_MAX) return -PT_EINVAL;
+    if (p->rs_threshold > PT_SPAN_SIZE_MAX) return -PT_EINVAL;
+    if (p->data == 0 && p->parity == 0) return 0;
+    if (p->data < 1 || p->data > 16 || p->parity < 1 || p->parity > 4 ||
+        (unsigned)p->data + p->parity > PT_SPAN_BLOCKS_MAX)
+        return -PT_EINVAL;
+    if (p->block_size < PT_RS_PAGE || p->block_size > PT_RS_BLOCK_MAX ||
+        p->block_size % PT_RS_PAGE || (uint64_t)p->block_size * p->data > PT_SPAN_SIZE_MAX ||
+        pt_rs_block_size(p->block_size * p->data, p->data) != p->block_size)
+        return -PT_EINVAL;
+    return 0;
+}
+
+void pt_repair_entry_encode(struct pt_cursor *c, const struct pt_repair_entry *e)
+{
+    pt_enc_u64(c, e->service);
+    pt_enc_u64(c, e->block);
+    pt_enc_u64(c, e->file);
+    pt_enc_u64(c, e->offset);
+    pt_enc_u8(c, e->reason);
+    pt_enc_u32(c, e->count);
+    pt_enc_u64(c, e->first_ms);
+    pt_enc_u64(c, e->last_ms);
+}
+
+int pt_repair_entry_decode(struct pt_cursor *c, struct pt_repair_entry *e)
+{
+    e->service = pt_dec_u64(c);
+    e->block = pt_dec_u64(c);
+    e->file = pt_dec_u64(c);
+    e->offset = pt_dec_u64(c);
+    e->reason = pt_dec_u8(c);
+    e->count = pt_dec_u32(c);
+    e->first_ms = pt_dec_u64(c);
+    e->last_ms = pt_dec_u64(c);
     return pt_cursor_ok(c) ? 0 : -PT_EPROTO;
 }
 

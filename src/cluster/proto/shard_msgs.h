@@ -67,6 +67,9 @@ enum pt_shard_op {
     PT_SHARD_READDIR = 2,         /* (id=dir, offset=hash, name=after, max) -> entries */
     PT_SHARD_STAT = 3,            /* (id) -> attributes */
     PT_SHARD_SPANS = 4,           /* (id=file, offset=from, max) -> span records */
+    /* Redundancy (Reed-Solomon spans, storage policies, the repair queue). */
+    PT_SHARD_GET_POLICY = 12,  /* (id=dir) -> policy record, -PT_ENOENT when none is set */
+    PT_SHARD_REPAIR_LIST = 13, /* (target=service, offset=block, max) -> repair queue entries */
     PT_SHARD_CONSTRUCT_FILE = 16, /* (cookie) -> file id */
     PT_SHARD_ADD_SPAN = 17,       /* (id, cookie, offset, size, crc, layout, services) -> blocks */
     PT_SHARD_ADD_INLINE = 18,     /* (id, cookie, offset, data) */
@@ -100,6 +103,18 @@ enum pt_shard_op {
     PT_SHARD_SETATTR = 40,   /* (id, attr): mode/uid/gid/atime/mtime as attr.valid says */
     PT_SHARD_MAKE_NODE = 41, /* (id=dir, name, attr = mode incl. type, uid, gid, rdev;
                                 data = symlink target) -> new inode id; name must be free */
+    /* Redundancy. */
+    PT_SHARD_ADD_RS_SPAN = 48,     /* (id, cookie, offset, size, crc, layout, data = cell CRCs,
+                                      services) -> blocks */
+    PT_SHARD_SET_POLICY = 49,      /* (id=dir, data = policy record; empty: clear) */
+    PT_SHARD_REPORT_BAD_BLOCK = 50 /* (id=file, target=block, offset=span, max=reason) */
+};
+
+/* Why a reader reported a block (REPORT_BAD_BLOCK's max, the repair queue's reason). */
+enum pt_bad_block_reason {
+    PT_BAD_UNREACHABLE = 1, /* the service did not answer (down or slower than the timeout) */
+    PT_BAD_CORRUPT = 2,     /* a page failed its CRC, or a rebuilt cell its cell CRC */
+    PT_BAD_MISSING = 3,     /* the service does not hold the block */
 };
 
 /* SETATTR's attr.valid bits. ctime becomes the entry time on every SETATTR. */
@@ -137,6 +152,67 @@ enum pt_storage_class {
 #define PT_READDIR_MAX 256
 #define PT_SHARD_MSG_MAX (64u << 10) /* largest request or reply body */
 
+/*
+ * Reed-Solomon geometry (SPEC-SHARD.md §3.3). A span of `size` bytes over D data blocks is cut
+ * into cells striped row by row: byte x of the span is in row x / (D * cell), data block
+ * (x mod D * cell) / cell, at block offset row * cell + x mod cell. The block size is a
+ * function of (size, D): ceil(size / D) rounded up to a page when that is at most one cell
+ * (one row; the cell is the whole block), else to a multiple of 64 KiB (cells of 64 KiB).
+ * The last row is padded with zeros; parity block j of a row is the code's row D + j over
+ * that row's D cells.
+ */
+#define PT_RS_CELL (64u << 10)      /* cell size of blocks larger than one cell */
+#define PT_RS_BLOCK_MAX (4u << 20)  /* largest RS block: at most 64 rows */
+#define PT_RS_ROWS_MAX (PT_RS_BLOCK_MAX / PT_RS_CELL)
+#define PT_RS_PAGE 4096u
+static inline uint32_t pt_rs_block_size(uint32_t size, unsigned data)
+{
+    uint64_t per = data ? ((uint64_t)size + data - 1) / data : 0;
+    if (per <= PT_RS_CELL) return (uint32_t)((per + PT_RS_PAGE - 1) / PT_RS_PAGE * PT_RS_PAGE);
+    return (uint32_t)((per + PT_RS_CELL - 1) / PT_RS_CELL * PT_RS_CELL);
+}
+static inline uint32_t pt_rs_cell(uint32_t block_size)
+{
+    return block_size < PT_RS_CELL ? block_size : PT_RS_CELL;
+}
+static inline uint32_t pt_rs_rows(uint32_t block_size)
+{
+    uint32_t cell = pt_rs_cell(block_size);
+    return cell ? block_size / cell : 0;
+}
+
+/*
+ * A directory's storage policy (GET_POLICY / SET_POLICY; SPEC-SHARD.md §3.9), 12 bytes:
+ * u8 version 1, u8 copies, u8 D, u8 P, u32 rs threshold, u32 block size. Files of at least
+ * `rs_threshold` bytes are written RS(D, P) in spans of D x block_size when D > 0, smaller
+ * ones (and all when D = 0) inline up to 4 KiB, else mirrored with `copies` copies.
+ */
+#define PT_POLICY_SIZE 12
+struct pt_cursor;
+struct pt_policy {
+    uint8_t copies;        /* 1..16 */
+    uint8_t data, parity;  /* 0, 0: never RS; else D 1..16, P 1..4, D + P <= 16 */
+    uint32_t rs_threshold; /* bytes */
+    uint32_t block_size;   /* RS block size: 4 KiB .. 4 MiB, a multiple of 4 KiB */
+};
+void pt_policy_encode(uint8_t out[PT_POLICY_SIZE], const struct pt_policy *p);
+/* 0, or -PT_EINVAL for a record that breaks a rule above. */
+int pt_policy_decode(const uint8_t *in, size_t len, struct pt_policy *p);
+
+/*
+ * One repair-queue entry (REPAIR_LIST reply; SPEC-SHARD.md §3.10): the block, where it
+ * belongs, why and when it was reported.
+ */
+struct pt_repair_entry {
+    uint64_t service, block, file, offset;
+    uint8_t reason; /* enum pt_bad_block_reason */
+    uint32_t count; /* reports received */
+    uint64_t first_ms, last_ms;
+};
+#define PT_REPAIR_ENTRY_SIZE 61
+void pt_repair_entry_encode(struct pt_cursor *c, const struct pt_repair_entry *e);
+int pt_repair_entry_decode(struct pt_cursor *c, struct pt_repair_entry *e);
+
 /* A block of a span: where it lives, its id and the CRC32C of its bytes. */
 struct pt_block_ref {
     uint64_t service;
@@ -155,6 +231,9 @@ struct pt_span {
     uint8_t certified; /* every block written and proven */
     uint32_t block_size;
     struct pt_block_ref blocks[PT_SPAN_BLOCKS_MAX];
+    /* Reed-Solomon: rows x (D + P) u32 LE cell CRCs, block-major (block b, row r at
+     * b * rows + r); points into the buffer decoded from (or the caller's, to encode). */
+    const uint8_t *cell_crcs;
     uint32_t inline_len;
     const uint8_t *inline_data; /* points into the buffer decoded from */
 };
@@ -201,6 +280,10 @@ void pt_span_encode(struct pt_cursor *c, const struct pt_span *s);
 int pt_span_decode(struct pt_cursor *c, struct pt_span *s);
 /* Number of blocks a span's layout has (D + P; 0 for inline). */
 unsigned pt_span_block_count(const struct pt_span *s);
+/* The CRC32C of cell `row` of block `block` of an RS span. */
+uint32_t pt_span_cell_crc(const struct pt_span *s, unsigned block, unsigned row);
+/* Largest encoded span record (RS(12,4) with 64 rows of cell CRCs). */
+#define PT_SPAN_RECORD_MAX (24 + PT_SPAN_BLOCKS_MAX * 20 + PT_RS_ROWS_MAX * PT_SPAN_BLOCKS_MAX * 4)
 
 /* Attributes returned by STAT. */
 struct pt_shard_stat {

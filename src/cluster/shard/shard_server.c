@@ -86,7 +86,11 @@ static void reply_shard(struct pt_request *req, const uint8_t *reply, size_t len
         pt_request_reply(req, body.buf, (uint32_t)body.len);
 }
 
-/* ADD_SPAN's reply gets each block's write certificate appended: (service, block, cert). */
+/*
+ * ADD_SPAN's reply gets each block's write certificate appended: (service, block, cert). The
+ * certificate covers the block's CRC and size: the span's for a mirrored copy; for an RS
+ * block the CRC apply combined from its cell CRCs (in apply's reply) and the block size.
+ */
 static void reply_add_span(struct shard_service *s, struct op_ctx *o, const uint8_t *reply,
                            size_t len)
 {
@@ -103,6 +107,7 @@ static void reply_add_span(struct shard_service *s, struct op_ctx *o, const uint
     pt_enc_u8(&out, (uint8_t)n);
     for (i = 0; i < n && i < PT_SPAN_BLOCKS_MAX; i++) {
         uint64_t service = pt_dec_u64(&in), block = pt_dec_u64(&in);
+        uint32_t crc = o->op == PT_SHARD_ADD_RS_SPAN ? pt_dec_u32(&in) : o->crc;
         const struct pt_node_service *svc = pt_node_service_find(s->node, service);
         if (!svc || !svc->has_secret) {
             pt_request_reply_error(o->req, -PT_EAGAIN, "block service secret not known yet", NULL);
@@ -111,7 +116,7 @@ static void reply_add_span(struct shard_service *s, struct op_ctx *o, const uint
         pt_enc_u64(&out, service);
         pt_enc_u64(&out, block);
         pt_enc_u64(&out,
-                   pt_block_mac(svc->secret, PT_BLOCK_WRITE_CERT, service, block, o->crc, o->size));
+                   pt_block_mac(svc->secret, PT_BLOCK_WRITE_CERT, service, block, crc, o->size));
     }
     pt_request_reply(o->req, buf, (uint32_t)out.pos);
 }
@@ -125,7 +130,7 @@ static void write_done(void *ctx, int status, const uint8_t *reply, size_t len)
     }
     if (status)
         pt_node_reply_status(o->s->node, o->req, status);
-    else if (o->op == PT_SHARD_ADD_SPAN)
+    else if (o->op == PT_SHARD_ADD_SPAN || o->op == PT_SHARD_ADD_RS_SPAN)
         reply_add_span(o->s, o, reply, len);
     else
         reply_shard(o->req, reply, len);
@@ -174,6 +179,32 @@ static int choose_services(struct shard_service *s, struct pt_shard_req *q, unsi
                                                                                : -PT_ENOSPC;
     q->n_services = (uint8_t)copies;
     return 0;
+}
+
+/*
+ * ADD_RS_SPAN: D + P block services in D + P distinct failure domains, or a refusal that says
+ * so (a deployment with fewer domains cannot hold the layout: -PT_ENOSPC after the start-up
+ * grace). Returns 0, or non-zero after replying.
+ */
+static int place_rs_span(struct shard_service *s, struct pt_shard_req *q, struct pt_request *req)
+{
+    char msg[160];
+    int rc;
+    if (q->storage != PT_STORAGE_RS || q->data < 1 || q->data > 16 || q->parity < 1 ||
+        q->parity > 4 || (unsigned)q->data + q->parity > PT_SPAN_BLOCKS_MAX) {
+        pt_request_reply_error(req, -PT_EINVAL, "bad Reed-Solomon layout (D 1..16, P 1..4, "
+                                                "D + P <= 16)", NULL);
+        return -PT_EINVAL;
+    }
+    if ((rc = choose_services(s, q, (unsigned)q->data + q->parity)) != 0) {
+        snprintf(msg, sizeof(msg),
+                 rc == -PT_EAGAIN ? "block services not known yet"
+                                  : "RS(%u,%u) needs %u block services in distinct failure "
+                                    "domains; too few are available",
+                 q->data, q->parity, q->data + q->parity);
+        pt_request_reply_error(req, rc, msg, NULL);
+    }
+    return rc;
 }
 
 /* Certify only with a valid proof from every block service of the span. */
@@ -297,6 +328,7 @@ static void handle(void *ctx, struct pt_request *req)
             return;
         }
     }
+    if (q.op == PT_SHARD_ADD_RS_SPAN && (rc = place_rs_span(s, &q, req)) != 0) return;
     if (q.op == PT_SHARD_CERTIFY_SPAN && (rc = check_proofs(s, &q)) != 0) {
         pt_request_reply_error(req, rc,
                                rc == -PT_ENOTCERT ? "bad block proof" : petrel_strerror(rc), NULL);
@@ -315,7 +347,7 @@ static void handle(void *ctx, struct pt_request *req)
     o->req = req;
     o->op = q.op;
     o->crc = q.crc;
-    o->size = q.size;
+    o->size = q.op == PT_SHARD_ADD_RS_SPAN ? q.block_size : q.size;
     rc = n < 0 ? n : pt_node_propose(s->node, enc, (size_t)n, write_done, o);
     free(enc);
     if (rc) {

@@ -378,7 +378,7 @@ int pt_shard_sm_open(struct pt_shard_sm *sm, const char *dir, unsigned shard, in
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) return -PT_EIO;
     if (fresh && (rc = wipe_store(dir)) != 0) return rc;
     if ((rc = mdb_env_create(&sm->env)) != 0) return map_mdb(rc);
-    mdb_env_set_maxdbs(sm->env, 8);
+    mdb_env_set_maxdbs(sm->env, 16);
     mdb_env_set_mapsize(sm->env, (size_t)4 << 30);
     /* The Raft log is the write-ahead log; the store is rebuilt from it, so no fsync here. */
     rc = mdb_env_open(sm->env, dir, MDB_NOSYNC | MDB_NOMETASYNC | MDB_NOTLS, 0644);
@@ -391,7 +391,9 @@ int pt_shard_sm_open(struct pt_shard_sm *sm, const char *dir, unsigned shard, in
         (rc = mdb_dbi_open(t, "meta", MDB_CREATE, &sm->meta)) ||
         (rc = mdb_dbi_open(t, "txns", MDB_CREATE, &sm->txns)) ||
         (rc = mdb_dbi_open(t, "transient", MDB_CREATE, &sm->transient)) ||
-        (rc = mdb_dbi_open(t, "dropped", MDB_CREATE, &sm->dropped))) {
+        (rc = mdb_dbi_open(t, "dropped", MDB_CREATE, &sm->dropped)) ||
+        (rc = mdb_dbi_open(t, "policy", MDB_CREATE, &sm->policy)) ||
+        (rc = mdb_dbi_open(t, "repairq", MDB_CREATE, &sm->repairq))) {
         mdb_txn_abort(t);
         goto fail;
     }
@@ -482,7 +484,7 @@ static int span_key(uint8_t *k, uint64_t file, uint64_t offset)
 
 static int span_put(struct apply_ctx *a, uint64_t file, const struct pt_span *s)
 {
-    uint8_t k[16], v[64 + PT_SPAN_BLOCKS_MAX * 20 + PT_INLINE_MAX];
+    uint8_t k[16], v[PT_SPAN_RECORD_MAX + PT_INLINE_MAX];
     struct pt_cursor c;
     MDB_val key = {16, k}, val;
     span_key(k, file, s->offset);
@@ -539,6 +541,9 @@ static int is_retry_of_last_span(struct apply_ctx *a, const struct pt_shard_req 
     return s->size == q->size && s->crc == q->crc;
 }
 
+static int span_new_blocks(struct apply_ctx *a, const struct pt_shard_req *q, struct pt_span *s);
+static void span_reply_blocks(struct apply_ctx *a, const struct pt_span *s);
+
 static int op_add_span(struct apply_ctx *a, const struct pt_shard_req *q)
 {
     struct inode_rec f;
@@ -547,17 +552,13 @@ static int op_add_span(struct apply_ctx *a, const struct pt_shard_req *q)
     int rc = writable_file(a, q, &f);
     if (rc) return rc;
     if (is_retry_of_last_span(a, q, &f, &s) && s.storage == q->storage && s.parity == q->parity) {
-        pt_enc_u8(&a->out, (uint8_t)pt_span_block_count(&s));
-        for (i = 0; i < pt_span_block_count(&s); i++) {
-            pt_enc_u64(&a->out, s.blocks[i].service);
-            pt_enc_u64(&a->out, s.blocks[i].block);
-        }
+        span_reply_blocks(a, &s);
         return 0;
     }
     if (q->offset != f.size) return -PT_EINVAL;
     if (q->size == 0 || q->size > PT_SPAN_SIZE_MAX) return -PT_EINVAL;
     if (f.size + q->size < f.size) return -PT_EFBIG;
-    if (q->storage == PT_STORAGE_RS) return -PT_ENOTSUP; /* format only: no RS writer yet */
+    /* Reed-Solomon spans come through ADD_RS_SPAN (they carry cell CRCs). */
     if (q->storage != PT_STORAGE_MIRRORED || q->data != 1 || q->parity + 1u > PT_SPAN_BLOCKS_MAX)
         return -PT_EINVAL;
     if (q->n_services != q->data + q->parity) return -PT_EINVAL;
@@ -572,29 +573,14 @@ static int op_add_span(struct apply_ctx *a, const struct pt_shard_req *q)
     s.data = 1;
     s.parity = q->parity;
     s.block_size = q->size;
-    for (i = 0; i < q->n_services; i++) {
-        uint64_t seq = 0;
-        uint8_t k[16], v[16];
-        MDB_val key = {16, k}, val = {16, v};
-        if ((rc = meta_next(a->sm, a->t, "block_seq", &seq)) != 0) return rc;
-        s.blocks[i].service = q->services[i];
-        s.blocks[i].block = PT_INODE_MAKE(a->sm->shard, seq);
+    for (i = 0; i < q->n_services; i++)
         s.blocks[i].crc = q->crc;
-        key_put_be64(k, s.blocks[i].service);
-        key_put_be64(k + 8, s.blocks[i].block);
-        pt_put_le64(v, q->id);
-        pt_put_le64(v + 8, q->offset);
-        if ((rc = map_mdb(mdb_put(a->t, a->sm->blockidx, &key, &val, 0))) != 0) return rc;
-    }
+    if ((rc = span_new_blocks(a, q, &s)) != 0) return rc;
     if ((rc = span_put(a, q->id, &s)) != 0) return rc;
     f.size += q->size;
     f.n_spans++;
     if ((rc = touch_transient(a, q->id, &f)) || (rc = inode_put(a->sm, a->t, q->id, &f))) return rc;
-    pt_enc_u8(&a->out, (uint8_t)q->n_services);
-    for (i = 0; i < q->n_services; i++) {
-        pt_enc_u64(&a->out, s.blocks[i].service);
-        pt_enc_u64(&a->out, s.blocks[i].block);
-    }
+    span_reply_blocks(a, &s);
     return 0;
 }
 
@@ -1239,6 +1225,229 @@ static int op_set_parent(struct apply_ctx *a, const struct pt_shard_req *q)
     return inode_put(a->sm, a->t, q->id, &d);
 }
 
+/* ---- redundancy: Reed-Solomon spans, storage policies, the repair queue ------------------ */
+
+/* The blockidx entries of a new span's blocks, with fresh block ids. */
+static int span_new_blocks(struct apply_ctx *a, const struct pt_shard_req *q, struct pt_span *s)
+{
+    unsigned i;
+    int rc;
+    for (i = 0; i < q->n_services; i++) {
+        uint64_t seq = 0;
+        uint8_t k[16], v[16];
+        MDB_val key = {16, k}, val = {16, v};
+        if ((rc = meta_next(a->sm, a->t, "block_seq", &seq)) != 0) return rc;
+        s->blocks[i].service = q->services[i];
+        s->blocks[i].block = PT_INODE_MAKE(a->sm->shard, seq);
+        key_put_be64(k, s->blocks[i].service);
+        key_put_be64(k + 8, s->blocks[i].block);
+        pt_put_le64(v, q->id);
+        pt_put_le64(v + 8, q->offset);
+        if ((rc = map_mdb(mdb_put(a->t, a->sm->blockidx, &key, &val, 0))) != 0) return rc;
+    }
+    return 0;
+}
+
+/* ADD_SPAN's and ADD_RS_SPAN's reply: n, then per block (service, block, block CRC). */
+static void span_reply_blocks(struct apply_ctx *a, const struct pt_span *s)
+{
+    unsigned i, n = pt_span_block_count(s);
+    pt_enc_u8(&a->out, (uint8_t)n);
+    for (i = 0; i < n; i++) {
+        pt_enc_u64(&a->out, s->blocks[i].service);
+        pt_enc_u64(&a->out, s->blocks[i].block);
+        if (s->storage == PT_STORAGE_RS) pt_enc_u32(&a->out, s->blocks[i].crc);
+    }
+}
+
+/*
+ * A Reed-Solomon span: the layout must be RS(D, P) with D + P distinct services (chosen by
+ * the leader in distinct failure domains), the block size the geometry's function of (size,
+ * D), and the cell CRCs exactly rows x (D + P); each block's CRC is combined from its cells'.
+ */
+static int op_add_rs_span(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec f;
+    struct pt_span s;
+    unsigned i, j, n, rows, r;
+    uint32_t cell;
+    int rc = writable_file(a, q, &f);
+    if (rc) return rc;
+    if (is_retry_of_last_span(a, q, &f, &s) && s.storage == PT_STORAGE_RS &&
+        s.data == q->data && s.parity == q->parity) {
+        span_reply_blocks(a, &s);
+        return 0;
+    }
+    if (q->offset != f.size) return -PT_EINVAL;
+    if (q->size == 0 || q->size > PT_SPAN_SIZE_MAX) return -PT_EINVAL;
+    if (f.size + q->size < f.size) return -PT_EFBIG;
+    if (q->storage != PT_STORAGE_RS || q->data < 1 || q->data > 16 || q->parity < 1 ||
+        q->parity > 4 || (unsigned)q->data + q->parity > PT_SPAN_BLOCKS_MAX)
+        return -PT_EINVAL;
+    n = (unsigned)q->data + q->parity;
+    if (q->block_size != pt_rs_block_size(q->size, q->data) || q->block_size > PT_RS_BLOCK_MAX)
+        return -PT_EINVAL;
+    rows = pt_rs_rows(q->block_size);
+    cell = pt_rs_cell(q->block_size);
+    if (q->data_len != 4u * rows * n || q->n_services != n) return -PT_EINVAL;
+    for (i = 0; i < n; i++)
+        for (j = 0; j < i; j++)
+            if (q->services[i] == q->services[j]) return -PT_EINVAL;
+    memset(&s, 0, sizeof(s));
+    s.offset = q->offset;
+    s.size = q->size;
+    s.crc = q->crc;
+    s.storage = PT_STORAGE_RS;
+    s.data = q->data;
+    s.parity = q->parity;
+    s.block_size = q->block_size;
+    s.cell_crcs = q->data_ptr;
+    for (i = 0; i < n; i++) {
+        uint32_t crc = 0;
+        for (r = 0; r < rows; r++)
+            crc = petrel_crc32c_append(crc, pt_get_le32(q->data_ptr + 4 * ((size_t)i * rows + r)),
+                                       cell);
+        s.blocks[i].crc = crc;
+    }
+    if ((rc = span_new_blocks(a, q, &s)) != 0) return rc;
+    if ((rc = span_put(a, q->id, &s)) != 0) return rc;
+    f.size += q->size;
+    f.n_spans++;
+    if ((rc = touch_transient(a, q->id, &f)) || (rc = inode_put(a->sm, a->t, q->id, &f))) return rc;
+    span_reply_blocks(a, &s);
+    return 0;
+}
+
+/* SET_POLICY: a directory of this shard gets a storage policy (an empty record clears it). */
+static int op_set_policy(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec d;
+    struct pt_policy p;
+    uint8_t k[8];
+    MDB_val key = {8, k}, val = {q->data_len, (void *)q->data_ptr};
+    int rc;
+    if (PT_INODE_SHARD(q->id) != a->sm->shard) return -PT_EXDEV;
+    if ((rc = inode_get(a->sm, a->t, q->id, &d)) != 0) return rc;
+    if (d.type != PT_TYPE_DIR) return -PT_ENOTDIR;
+    key_put_be64(k, q->id);
+    if (q->data_len == 0) {
+        rc = mdb_del(a->t, a->sm->policy, &key, NULL);
+        return rc == MDB_NOTFOUND ? 0 : map_mdb(rc);
+    }
+    if ((rc = pt_policy_decode(q->data_ptr, q->data_len, &p)) != 0) return rc;
+    return map_mdb(mdb_put(a->t, a->sm->policy, &key, &val, 0));
+}
+
+static void repair_value_encode(uint8_t *v, const struct pt_repair_entry *e)
+{
+    pt_put_le64(v, e->file);
+    pt_put_le64(v + 8, e->offset);
+    v[16] = e->reason;
+    pt_put_le32(v + 17, e->count);
+    pt_put_le64(v + 21, e->first_ms);
+    pt_put_le64(v + 29, e->last_ms);
+}
+#define REPAIR_VALUE_SIZE 37
+
+/*
+ * REPORT_BAD_BLOCK: a reader found a block of a span down, missing or rotten. Queued for
+ * repair (the repair itself is the scrubber/repair step of issue 13); a block already queued
+ * counts the report and keeps its first time. Only a block the named span really lists is
+ * accepted, so a reader cannot queue arbitrary ids.
+ */
+static int op_report_bad_block(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct pt_span s;
+    struct pt_repair_entry e;
+    uint8_t k[16], v[REPAIR_VALUE_SIZE];
+    MDB_val key = {16, k}, val;
+    unsigned i, n;
+    int rc;
+    if (PT_INODE_SHARD(q->id) != a->sm->shard) return -PT_EXDEV;
+    if (q->max < PT_BAD_UNREACHABLE || q->max > PT_BAD_MISSING) return -PT_EINVAL;
+    if ((rc = span_get(a->sm, a->t, q->id, q->offset, &s)) != 0) return rc;
+    n = pt_span_block_count(&s);
+    for (i = 0; i < n && s.blocks[i].block != q->target; i++)
+        ;
+    if (i == n) return -PT_ENOENT;
+    memset(&e, 0, sizeof(e));
+    key_put_be64(k, s.blocks[i].service);
+    key_put_be64(k + 8, s.blocks[i].block);
+    rc = mdb_get(a->t, a->sm->repairq, &key, &val);
+    if (rc == 0 && val.mv_size == REPAIR_VALUE_SIZE) {
+        e.count = pt_get_le32((uint8_t *)val.mv_data + 17);
+        e.first_ms = pt_get_le64((uint8_t *)val.mv_data + 21);
+    } else if (rc != MDB_NOTFOUND) {
+        return rc ? map_mdb(rc) : -PT_ECORRUPT;
+    } else {
+        e.first_ms = a->now;
+    }
+    e.file = q->id;
+    e.offset = q->offset;
+    e.reason = (uint8_t)q->max;
+    e.count++;
+    e.last_ms = a->now;
+    repair_value_encode(v, &e);
+    val.mv_size = sizeof(v);
+    val.mv_data = v;
+    return map_mdb(mdb_put(a->t, a->sm->repairq, &key, &val, 0));
+}
+
+static int q_get_policy(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    uint8_t k[8];
+    MDB_val key = {8, k}, val;
+    int rc;
+    if (PT_INODE_SHARD(q->id) != a->sm->shard) return -PT_EXDEV;
+    key_put_be64(k, q->id);
+    if ((rc = mdb_get(a->t, a->sm->policy, &key, &val)) != 0) return map_mdb(rc);
+    pt_enc_bytes(&a->out, val.mv_data, val.mv_size);
+    return 0;
+}
+
+/* REPAIR_LIST: queue entries from (service, block) on, in key order; then u8 more. */
+static int q_repair_list(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    MDB_cursor *cur;
+    uint8_t k[16], *count_at;
+    MDB_val key = {16, k}, val;
+    uint16_t count = 0, max = q->max ? q->max : 256;
+    int rc, more = 0;
+    count_at = pt_cursor_take(&a->out, 2);
+    if (!count_at) return -PT_EOVERFLOW;
+    key_put_be64(k, q->target);
+    key_put_be64(k + 8, q->offset);
+    if ((rc = mdb_cursor_open(a->t, a->sm->repairq, &cur)) != 0) return map_mdb(rc);
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        const uint8_t *v = val.mv_data;
+        struct pt_repair_entry e;
+        if (key.mv_size != 16 || val.mv_size != REPAIR_VALUE_SIZE) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        if (count == max || pt_cursor_left(&a->out) < PT_REPAIR_ENTRY_SIZE + 1) {
+            more = 1;
+            break;
+        }
+        e.service = key_get_be64(key.mv_data);
+        e.block = key_get_be64((uint8_t *)key.mv_data + 8);
+        e.file = pt_get_le64(v);
+        e.offset = pt_get_le64(v + 8);
+        e.reason = v[16];
+        e.count = pt_get_le32(v + 17);
+        e.first_ms = pt_get_le64(v + 21);
+        e.last_ms = pt_get_le64(v + 29);
+        pt_repair_entry_encode(&a->out, &e);
+        count++;
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    pt_put_le16(count_at, count);
+    pt_enc_u8(&a->out, (uint8_t)more);
+    return 0;
+}
+
 static int dispatch_write(struct apply_ctx *a, const struct pt_shard_req *q)
 {
     switch (q->op) {
@@ -1292,6 +1501,12 @@ static int dispatch_write(struct apply_ctx *a, const struct pt_shard_req *q)
         return op_setattr(a, q);
     case PT_SHARD_MAKE_NODE:
         return op_make_node(a, q);
+    case PT_SHARD_ADD_RS_SPAN:
+        return op_add_rs_span(a, q);
+    case PT_SHARD_SET_POLICY:
+        return op_set_policy(a, q);
+    case PT_SHARD_REPORT_BAD_BLOCK:
+        return op_report_bad_block(a, q);
     default:
         return -PT_EPROTO;
     }
@@ -1566,6 +1781,12 @@ int pt_shard_sm_query(struct pt_shard_sm *sm, const uint8_t *req, size_t len, ui
     case PT_SHARD_READDIR:
         st = q_readdir(&a, &q);
         break;
+    case PT_SHARD_GET_POLICY:
+        st = q_get_policy(&a, &q);
+        break;
+    case PT_SHARD_REPAIR_LIST:
+        st = q_repair_list(&a, &q);
+        break;
     default:
         st = q_spans(&a, &q);
         break;
@@ -1585,7 +1806,7 @@ int pt_shard_sm_query(struct pt_shard_sm *sm, const uint8_t *req, size_t len, ui
  * u64 count, then count x (u32 klen, key, u32 vlen, value); then u32 CRC32C of all before.
  */
 #define SNAP_MAGIC 0x53535450u
-#define SNAP_VERSION 3 /* 2: the dropped table; 3: inode records with POSIX attributes */
+#define SNAP_VERSION 4 /* 2: dropped; 3: policy and repairq; 4: POSIX inode records */
 
 int pt_shard_sm_gc_candidates(struct pt_shard_sm *sm, uint64_t now, uint64_t *cursor,
                               unsigned budget, uint64_t *ids, unsigned max)
@@ -1711,8 +1932,9 @@ int pt_shard_sm_gc_dropped(struct pt_shard_sm *sm, uint64_t now, struct pt_gc_bl
 
 int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **out, size_t *out_len)
 {
-    MDB_dbi *tables[8] = {&sm->inodes, &sm->dirents, &sm->spans,     &sm->blockidx,
-                          &sm->meta,   &sm->txns,    &sm->transient, &sm->dropped};
+    MDB_dbi *tables[10] = {&sm->inodes, &sm->dirents,   &sm->spans,   &sm->blockidx,
+                           &sm->meta,   &sm->txns,      &sm->transient, &sm->dropped,
+                           &sm->policy, &sm->repairq};
     MDB_txn *t;
     size_t size = 12, pos, i;
     uint8_t *buf;
@@ -1771,8 +1993,9 @@ fail:
 
 int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len)
 {
-    MDB_dbi *tables[8] = {&sm->inodes, &sm->dirents, &sm->spans,     &sm->blockidx,
-                          &sm->meta,   &sm->txns,    &sm->transient, &sm->dropped};
+    MDB_dbi *tables[10] = {&sm->inodes, &sm->dirents,   &sm->spans,   &sm->blockidx,
+                           &sm->meta,   &sm->txns,      &sm->transient, &sm->dropped,
+                           &sm->policy, &sm->repairq};
     struct pt_cursor c;
     MDB_txn *t;
     size_t i, n_tables;
@@ -1783,7 +2006,8 @@ int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len)
         return -PT_ECORRUPT;
     version = pt_get_le32(buf + 4);
     if (version < 1 || version > SNAP_VERSION) return -PT_ECORRUPT;
-    n_tables = version == 1 ? 7 : 8; /* version 1 had no dropped table */
+    /* version 1 had no dropped table, version 2 no policy and repairq */
+    n_tables = version == 1 ? 7 : version == 2 ? 8 : 10;
     pt_cursor_init(&c, (void *)(buf + 8), len - 12);
     if ((rc = mdb_txn_begin(sm->env, NULL, 0, &t)) != 0) return map_mdb(rc);
     for (i = 0; i < PT_ARRAY_SIZE(tables); i++) {

@@ -26,6 +26,7 @@
 struct pt_shard_sm {
     MDB_env *env;
     MDB_dbi inodes, dirents, spans, blockidx, meta, txns, transient, dropped;
+    MDB_dbi policy, repairq; /* redundancy: storage policies, blocks reported bad */
     unsigned shard;
     uint64_t transient_ttl_ms; /* a writer silent this long loses its transient file */
     uint64_t retention_ms;     /* an unlinked file is kept this long before GC */
