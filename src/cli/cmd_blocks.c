@@ -37,6 +37,7 @@ static void on_signal(uv_signal_t *h, int signum)
 
 int cmd_blocks(int argc, char **argv)
 {
+    const char *read_only_secret = NULL;
     const char *dirs[MAX_DIRS];
     struct cli_strings dir_list = {dirs, 0, MAX_DIRS};
     struct pt_blocks_server_config cfg;
@@ -58,6 +59,8 @@ int cmd_blocks(int argc, char **argv)
             {0, "listen", CLI_STRING, &cfg.listen, "HOST:PORT",
              "first service's address, the next use PORT+1... (default 127.0.0.1:0: the OS "
              "chooses)"},
+            {0, "read-only-secret", CLI_STRING, &read_only_secret, "FILE",
+             "a second secret whose holders may read and list only (needs --secret)"},
             {0, NULL, CLI_FLAG, NULL, NULL, NULL},
         };
         const struct cli_spec spec = {
@@ -82,6 +85,7 @@ int cmd_blocks(int argc, char **argv)
     if (strlen(cfg.failure_domain) >= 64)
         return cli_error("blocks", "--failure-domain is longer than 63 bytes");
     petrel_log_set(petrel_log_stderr, NULL, PT_LOG_WARN);
+    if (cli_server_auth("blocks", read_only_secret)) return 1;
     /* A peer that hangs up under a reply is an error for that connection, not a signal that
        ends the server. */
     signal(SIGPIPE, SIG_IGN);

@@ -33,6 +33,9 @@ struct pc_cluster {
     int with_cdc;
     unsigned snapshot_entries; /* shards' --snapshot-entries (0: default) */
     unsigned retention_s;      /* shards' --retention (0: default) */
+    /* With authentication (pc_start_auth): every server gets --secret and --read-only-secret,
+     * and this process's client key is the cluster key. "" = none. */
+    char secret[600], ro_secret[600];
     struct pc_proc procs[PC_MAX_PROCS];
     unsigned nprocs;
     unsigned reg_proc; /* index of the registry */
@@ -49,6 +52,9 @@ void pc_start(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned
 /* pc_start with the shards' retention period in seconds. */
 void pc_start_retention(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
                         unsigned retention_s);
+/* pc_start with secrets made in the case's directory (secret, read-only-secret). */
+void pc_start_auth(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
+                   int with_cdc);
 /* Kill every process (SIGKILL) and reap them. */
 void pc_stop(struct pc_cluster *c);
 /* Kill one process by name ("shard-0-1", "blocks-2", "registry", "cdc-0") with a signal. */
