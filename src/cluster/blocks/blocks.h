@@ -130,6 +130,9 @@ struct pt_blocks_service {
     int (*get_secret)(void *ctx, uint8_t secret[PT_REG_SECRET_SIZE]); /* 1 if known */
     void (*on_change)(void *ctx);       /* index or usage changed (may be NULL) */
     uint64_t (*capacity)(void *ctx);    /* bytes of the disk (may be NULL: 0) */
+    /* the disk's file system id (statvfs f_fsid; 0 unknown) and its bytes free for users
+       (may be NULL: 0, 0): lets statfs count a disk shared by several services once */
+    void (*disk)(void *ctx, uint64_t *fsid, uint64_t *free_bytes);
     void *hook_ctx;
     char failure_domain[PT_REG_DOMAIN_MAX];
     /* index, sorted by block id */

@@ -373,6 +373,10 @@ void pt_blocks_service_handle(struct pt_blocks_service *s, uint16_t kind, const 
         info.capacity = s->capacity ? s->capacity(s->hook_ctx) : 0;
         info.used = s->used;
         info.blocks = s->count;
+        if (s->disk) {
+            s->disk(s->hook_ctx, &info.fsid, &info.free);
+            info.has_disk = 1;
+        }
         snprintf(info.failure_domain, sizeof(info.failure_domain), "%s", s->failure_domain);
         pt_cursor_init(&oc, out, sizeof(out));
         pt_block_enc_info(&oc, &info);

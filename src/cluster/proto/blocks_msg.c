@@ -118,6 +118,10 @@ void pt_block_enc_info(struct pt_cursor *c, const struct pt_block_info *i)
     pt_enc_u64(c, i->used);
     pt_enc_u64(c, i->blocks);
     pt_enc_str(c, i->failure_domain);
+    if (i->has_disk) {
+        pt_enc_u64(c, i->fsid);
+        pt_enc_u64(c, i->free);
+    }
 }
 
 void pt_block_dec_info(struct pt_cursor *c, struct pt_block_info *i)
@@ -127,4 +131,11 @@ void pt_block_dec_info(struct pt_cursor *c, struct pt_block_info *i)
     i->used = pt_dec_u64(c);
     i->blocks = pt_dec_u64(c);
     pt_dec_str(c, i->failure_domain, sizeof(i->failure_domain));
+    i->fsid = i->free = 0;
+    i->has_disk = 0;
+    if (pt_cursor_ok(c) && pt_cursor_left(c) > 0) {
+        i->has_disk = 1;
+        i->fsid = pt_dec_u64(c);
+        i->free = pt_dec_u64(c);
+    }
 }

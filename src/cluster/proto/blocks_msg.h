@@ -118,6 +118,10 @@ struct pt_block_info {
     uint64_t used;
     uint64_t blocks;
     char failure_domain[64];
+    /* after the fields above (issue 11; a service from before sends neither: has_disk 0) */
+    uint8_t has_disk;
+    uint64_t fsid; /* the file system holding the blocks (0 unknown) */
+    uint64_t free; /* bytes free on it for users */
 };
 void pt_block_enc_info(struct pt_cursor *c, const struct pt_block_info *i);
 void pt_block_dec_info(struct pt_cursor *c, struct pt_block_info *i);
