@@ -149,6 +149,8 @@ run_pjdfstest() { # tier dir
         [ "$tier" = cluster ] &&
             skip="$skip"'|^\./(ftruncate|truncate)/|^\./open/(00|06|07|23|25)\.t|^\./chmod/12\.t'
         files=$(printf '%s\n' "$files" | grep -v -E "$skip" | awk 'NR % 10 == 1' | head -n 20)
+        # and on the image, the setuid/setgid bits a write by another user clears
+        [ "$tier" = image ] && files=$(printf '%s\n./chmod/12.t\n' "$files" | sort -u)
     fi
     for f in $files; do
         local res

@@ -619,7 +619,14 @@ static int chmod_permitted(const char *path, mode_t *mode, struct fuse_file_info
     int rc;
     if (fuse_get_context()->uid == 0) return 0;
     if ((rc = op_getattr(path, &st, fi)) < 0) return rc;
-    if (st.st_uid != fuse_get_context()->uid) return -EPERM;
+    if (st.st_uid != fuse_get_context()->uid) {
+        /* Only clearing setuid/setgid: the kernel does that after a write by another user
+         * (who may write, or it would not have written); chmod(2) by a non-owner never
+         * reaches here with default_permissions. */
+        mode_t changed = (st.st_mode ^ *mode) & 07777;
+        if (changed && !(changed & ~(mode_t)(S_ISUID | S_ISGID)) && !(*mode & changed)) return 0;
+        return -EPERM;
+    }
     if (!S_ISDIR(st.st_mode) && (*mode & S_ISGID) && !caller_in_group(st.st_gid))
         *mode &= ~(mode_t)S_ISGID;
     return 0;
