@@ -113,7 +113,12 @@ static void start_servers(struct pc_cluster *c)
     for (b = 0; b < c->blocks; b++) {
         char dir[600], dom[32];
         char *args[] = {"blocks", "--registry",       c->registry, "--dir",
-                        dir,      "--failure-domain", dom,         NULL};
+                        dir,      "--failure-domain", dom,         NULL,
+                        NULL,     NULL};
+        if (c->scrub_rate) {
+            args[7] = "--scrub-rate";
+            args[8] = (char *)c->scrub_rate;
+        }
         snprintf(dir, sizeof(dir), "%s/blocks-%u", c->root, b);
         snprintf(dom, sizeof(dom), "rack%u", b);
         snprintf(name, sizeof(name), "blocks-%u", b);
@@ -213,11 +218,13 @@ uint64_t pc_wait_serving(struct pc_cluster *c, unsigned timeout_ms)
     return pc_now_ms() - start;
 }
 
-static void start_all(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
-                      int with_cdc, unsigned snapshot_entries, unsigned retention_s)
+static void start_all_scrub(struct pc_cluster *c, unsigned shards, unsigned replicas,
+                            unsigned blocks, int with_cdc, unsigned snapshot_entries,
+                            unsigned retention_s, const char *scrub_rate)
 {
     memset(c, 0, sizeof(*c));
     c->retention_s = retention_s;
+    c->scrub_rate = scrub_rate;
     snprintf(c->root, sizeof(c->root), "%s", test_tmpdir());
     c->shards = shards;
     c->replicas = replicas;
@@ -227,6 +234,18 @@ static void start_all(struct pc_cluster *c, unsigned shards, unsigned replicas, 
     start_registry(c, 0);
     start_servers(c);
     pc_wait_serving(c, PC_WAIT_MS);
+}
+
+static void start_all(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
+                      int with_cdc, unsigned snapshot_entries, unsigned retention_s)
+{
+    start_all_scrub(c, shards, replicas, blocks, with_cdc, snapshot_entries, retention_s, NULL);
+}
+
+void pc_start_scrub(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
+                    int with_cdc, const char *scrub_rate)
+{
+    start_all_scrub(c, shards, replicas, blocks, with_cdc, 0, 0, scrub_rate);
 }
 
 void pc_start_opts(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,

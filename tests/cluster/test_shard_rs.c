@@ -361,3 +361,48 @@ TEST(rs_add_span_request_bytes)
     CHECK_MEM(buf + 33, layout, sizeof(layout)); /* after the u32 span CRC */
     CHECK_EQ(buf[68], 0);
 }
+
+static int scrub_report(struct pt_shard_sm *sm, uint64_t now, uint64_t service, uint64_t block)
+{
+    struct pt_shard_req q = {.op = PT_SHARD_SCRUB_REPORT, .id = block, .target = service};
+    return rs_apply(sm, now, &q, NULL);
+}
+
+/* A scrubber names only (service, block): the block index finds the span; reason corrupt. */
+TEST(rs_scrub_report_finds_the_span_through_the_block_index)
+{
+    struct pt_shard_sm sm;
+    struct pt_shard_req q;
+    struct pt_cursor b;
+    struct pt_repair_entry e;
+    uint64_t id, svc, blk;
+    rs_open(&sm, "s");
+    id = rs_construct(&sm, 9);
+    rs_req(&q, id, 100000, 4, 2);
+    CHECK_EQ(rs_apply(&sm, 2, &q, &b), 0);
+    (void)pt_dec_u8(&b);
+    (void)pt_dec_u64(&b);
+    (void)pt_dec_u64(&b);
+    (void)pt_dec_u32(&b);
+    svc = pt_dec_u64(&b); /* the second block */
+    blk = pt_dec_u64(&b);
+    CHECK_EQ(scrub_report(&sm, 30, svc, blk), 0);
+    CHECK_EQ(scrub_report(&sm, 40, svc, blk), 0); /* a repeat counts */
+    CHECK_EQ(scrub_report(&sm, 40, svc + 1, blk), -PT_ENOENT); /* not on that service */
+    CHECK_EQ(scrub_report(&sm, 40, svc, blk + 1000), -PT_ENOENT); /* no span lists it */
+    CHECK_EQ(scrub_report(&sm, 40, svc, PT_INODE_MAKE(1, 7)), -PT_EXDEV);
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_REPAIR_LIST;
+    CHECK_EQ(rs_query(&sm, &q, &b), 0);
+    CHECK_EQ(pt_dec_u16(&b), 1);
+    CHECK_OK(pt_repair_entry_decode(&b, &e));
+    CHECK_EQ(e.service, svc);
+    CHECK_EQ(e.block, blk);
+    CHECK_EQ(e.file, id);
+    CHECK_EQ(e.offset, 0);
+    CHECK_EQ(e.reason, PT_BAD_CORRUPT);
+    CHECK_EQ(e.count, 2);
+    CHECK_EQ(e.first_ms, 30);
+    CHECK_EQ(e.last_ms, 40);
+    pt_shard_sm_close(&sm);
+}

@@ -118,6 +118,10 @@ void pt_block_enc_info(struct pt_cursor *c, const struct pt_block_info *i)
     pt_enc_u64(c, i->used);
     pt_enc_u64(c, i->blocks);
     pt_enc_str(c, i->failure_domain);
+    pt_enc_u64(c, i->scrub_checked);
+    pt_enc_u64(c, i->scrub_rotten);
+    pt_enc_u64(c, i->scrub_passes);
+    pt_enc_u64(c, i->scrub_last_pass_ms);
 }
 
 void pt_block_dec_info(struct pt_cursor *c, struct pt_block_info *i)
@@ -127,4 +131,8 @@ void pt_block_dec_info(struct pt_cursor *c, struct pt_block_info *i)
     i->used = pt_dec_u64(c);
     i->blocks = pt_dec_u64(c);
     pt_dec_str(c, i->failure_domain, sizeof(i->failure_domain));
+    i->scrub_checked = pt_dec_u64(c);
+    i->scrub_rotten = pt_dec_u64(c);
+    i->scrub_passes = pt_dec_u64(c);
+    i->scrub_last_pass_ms = pt_dec_u64(c);
 }

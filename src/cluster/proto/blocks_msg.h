@@ -118,6 +118,8 @@ struct pt_block_info {
     uint64_t used;
     uint64_t blocks;
     char failure_domain[64];
+    /* the scrubber's progress (blocks.h, struct pt_blocks_scrub_stats) */
+    uint64_t scrub_checked, scrub_rotten, scrub_passes, scrub_last_pass_ms;
 };
 void pt_block_enc_info(struct pt_cursor *c, const struct pt_block_info *i);
 void pt_block_dec_info(struct pt_cursor *c, struct pt_block_info *i);

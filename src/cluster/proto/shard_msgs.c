@@ -95,6 +95,8 @@ static int shard_req_fields(uint8_t op)
         return F_ID | F_DATA;
     case PT_SHARD_REPORT_BAD_BLOCK:
         return F_ID | F_TARGET | F_OFFSET | F_MAX;
+    case PT_SHARD_SCRUB_REPORT:
+        return F_ID | F_TARGET;
     default:
         return F_INVALID;
     }

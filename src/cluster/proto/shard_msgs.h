@@ -74,7 +74,9 @@ enum pt_shard_op {
     PT_SHARD_ADD_RS_SPAN = 48,     /* (id, cookie, offset, size, crc, layout, data = cell CRCs,
                                       services) -> blocks */
     PT_SHARD_SET_POLICY = 49,      /* (id=dir, data = policy record; empty: clear) */
-    PT_SHARD_REPORT_BAD_BLOCK = 50 /* (id=file, target=block, offset=span, max=reason) */
+    PT_SHARD_REPORT_BAD_BLOCK = 50, /* (id=file, target=block, offset=span, max=reason) */
+    /* Scrubbing and repair (numbers 56..63). */
+    PT_SHARD_SCRUB_REPORT = 56 /* (id=block, target=service): a scrubber found it rotten */
 };
 
 /* Why a reader reported a block (REPORT_BAD_BLOCK's max, the repair queue's reason). */

@@ -1180,30 +1180,17 @@ static void repair_value_encode(uint8_t *v, const struct pt_repair_entry *e)
 }
 #define REPAIR_VALUE_SIZE 37
 
-/*
- * REPORT_BAD_BLOCK: a reader found a block of a span down, missing or rotten. Queued for
- * repair (the repair itself is the scrubber/repair step of issue 13); a block already queued
- * counts the report and keeps its first time. Only a block the named span really lists is
- * accepted, so a reader cannot queue arbitrary ids.
- */
-static int op_report_bad_block(struct apply_ctx *a, const struct pt_shard_req *q)
+/* Queue (service, block) of the span (file, offset) with a reason; a repeat counts. */
+static int repairq_record(struct apply_ctx *a, uint64_t service, uint64_t block, uint64_t file,
+                          uint64_t offset, uint8_t reason)
 {
-    struct pt_span s;
     struct pt_repair_entry e;
     uint8_t k[16], v[REPAIR_VALUE_SIZE];
     MDB_val key = {16, k}, val;
-    unsigned i, n;
     int rc;
-    if (PT_INODE_SHARD(q->id) != a->sm->shard) return -PT_EXDEV;
-    if (q->max < PT_BAD_UNREACHABLE || q->max > PT_BAD_MISSING) return -PT_EINVAL;
-    if ((rc = span_get(a->sm, a->t, q->id, q->offset, &s)) != 0) return rc;
-    n = pt_span_block_count(&s);
-    for (i = 0; i < n && s.blocks[i].block != q->target; i++)
-        ;
-    if (i == n) return -PT_ENOENT;
     memset(&e, 0, sizeof(e));
-    key_put_be64(k, s.blocks[i].service);
-    key_put_be64(k + 8, s.blocks[i].block);
+    key_put_be64(k, service);
+    key_put_be64(k + 8, block);
     rc = mdb_get(a->t, a->sm->repairq, &key, &val);
     if (rc == 0 && val.mv_size == REPAIR_VALUE_SIZE) {
         e.count = pt_get_le32((uint8_t *)val.mv_data + 17);
@@ -1213,15 +1200,68 @@ static int op_report_bad_block(struct apply_ctx *a, const struct pt_shard_req *q
     } else {
         e.first_ms = a->now;
     }
-    e.file = q->id;
-    e.offset = q->offset;
-    e.reason = (uint8_t)q->max;
+    e.file = file;
+    e.offset = offset;
+    e.reason = reason;
     e.count++;
     e.last_ms = a->now;
     repair_value_encode(v, &e);
     val.mv_size = sizeof(v);
     val.mv_data = v;
     return map_mdb(mdb_put(a->t, a->sm->repairq, &key, &val, 0));
+}
+
+/*
+ * REPORT_BAD_BLOCK: a reader found a block of a span down, missing or rotten. Queued for
+ * repair (the repair itself is the scrubber/repair step of issue 13); a block already queued
+ * counts the report and keeps its first time. Only a block the named span really lists is
+ * accepted, so a reader cannot queue arbitrary ids.
+ */
+static int op_report_bad_block(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct pt_span s;
+    unsigned i, n;
+    int rc;
+    if (PT_INODE_SHARD(q->id) != a->sm->shard) return -PT_EXDEV;
+    if (q->max < PT_BAD_UNREACHABLE || q->max > PT_BAD_MISSING) return -PT_EINVAL;
+    if ((rc = span_get(a->sm, a->t, q->id, q->offset, &s)) != 0) return rc;
+    n = pt_span_block_count(&s);
+    for (i = 0; i < n && s.blocks[i].block != q->target; i++)
+        ;
+    if (i == n) return -PT_ENOENT;
+    return repairq_record(a, s.blocks[i].service, s.blocks[i].block, q->id, q->offset,
+                          (uint8_t)q->max);
+}
+
+/*
+ * SCRUB_REPORT: a block service's scrubber found one of its blocks rotten. The service knows
+ * only (service, block); the block index names the span. Queued like a reader's report with
+ * reason "corrupt". A block no span lists (its file was forgotten, its span dropped) is
+ * -PT_ENOENT: nothing to repair, GC erases or has erased it.
+ */
+static int op_scrub_report(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct pt_span s;
+    uint8_t k[16];
+    MDB_val key = {16, k}, val;
+    uint64_t file, offset;
+    unsigned i, n;
+    int rc;
+    if (PT_INODE_SHARD(q->id) != a->sm->shard) return -PT_EXDEV;
+    key_put_be64(k, q->target);
+    key_put_be64(k + 8, q->id);
+    rc = mdb_get(a->t, a->sm->blockidx, &key, &val);
+    if (rc == MDB_NOTFOUND) return -PT_ENOENT;
+    if (rc) return map_mdb(rc);
+    if (val.mv_size != 16) return -PT_ECORRUPT;
+    file = pt_get_le64(val.mv_data);
+    offset = pt_get_le64((uint8_t *)val.mv_data + 8);
+    if ((rc = span_get(a->sm, a->t, file, offset, &s)) != 0) return rc;
+    n = pt_span_block_count(&s);
+    for (i = 0; i < n; i++)
+        if (s.blocks[i].block == q->id && s.blocks[i].service == q->target) break;
+    if (i == n) return -PT_ENOENT;
+    return repairq_record(a, q->target, q->id, file, offset, PT_BAD_CORRUPT);
 }
 
 static int q_get_policy(struct apply_ctx *a, const struct pt_shard_req *q)
@@ -1334,6 +1374,8 @@ static int dispatch_write(struct apply_ctx *a, const struct pt_shard_req *q)
         return op_set_policy(a, q);
     case PT_SHARD_REPORT_BAD_BLOCK:
         return op_report_bad_block(a, q);
+    case PT_SHARD_SCRUB_REPORT:
+        return op_scrub_report(a, q);
     default:
         return -PT_EPROTO;
     }
