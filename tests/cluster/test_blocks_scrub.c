@@ -2,7 +2,8 @@
  * The block service's scrubber (blocks_scrub.c) in-process, on a real loop and disk: one pass
  * over blocks of edge sizes finds exactly the blocks damaged anywhere in their file (header,
  * page CRC table, first page, a middle chunk, the very last byte of the last page of a
- * multi-chunk block), counts the others as checked, and the pacing holds the read rate.
+ * multi-chunk block, a page rewritten with a matching page CRC), counts the others as
+ * checked, and the pacing holds the read rate.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -14,7 +15,9 @@
 #include "cluster/blocks/blocks.h"
 #include "cluster/client/blocks_client.h"
 #include "cluster/env/env_uv.h"
+#include "petrel/codec.h"
 #include "petrel/common.h"
+#include "petrel/crc32c.h"
 #include "petrel/prng.h"
 #include "test.h"
 
@@ -102,6 +105,28 @@ static void flip(const char *dir, uint64_t id, long at)
     close(fd);
 }
 
+/* Rewrite page `page` of a block together with its page CRC: each page still verifies, only
+ * the block CRC (which the page CRCs must combine to) shows the change. */
+static void lie(const char *dir, uint64_t id, uint32_t page)
+{
+    char path[1024];
+    uint8_t hdr[32], buf[4096], crc[4];
+    uint32_t pages;
+    int fd;
+    snprintf(path, sizeof(path), "%s/blocks/%02x/%016llx.blk", dir, (unsigned)(id & 0xff),
+             (unsigned long long)id);
+    fd = open(path, O_RDWR);
+    CHECK(fd >= 0);
+    CHECK(pread(fd, hdr, sizeof(hdr), 0) == (ssize_t)sizeof(hdr));
+    pages = pt_get_le32(hdr + 24);
+    CHECK(pread(fd, buf, sizeof(buf), 32 + 4 * pages + 4096 * page) == (ssize_t)sizeof(buf));
+    buf[100] ^= 0xff;
+    pt_put_le32(crc, petrel_crc32c(0, buf, sizeof(buf)));
+    CHECK(pwrite(fd, buf, sizeof(buf), 32 + 4 * pages + 4096 * page) == (ssize_t)sizeof(buf));
+    CHECK(pwrite(fd, crc, 4, 32 + 4 * page) == 4);
+    close(fd);
+}
+
 static int was_reported(const struct scrub_fixture *f, uint64_t id)
 {
     int i, n = 0;
@@ -125,6 +150,7 @@ TEST_T(blocks_scrub_finds_every_damaged_block_in_one_pass, 60)
         {13, 600000, 32 + 4 * 147 + 300000}, /* a page in the second chunk */
         {14, 600000, -1},           /* the last byte of the last page */
         {15, 262144 + 1, -1},       /* the last page is one byte, alone in its chunk */
+        {16, 12288, 1},             /* a lie: page 1 rewritten with its page CRC (below) */
     };
     struct scrub_fixture f;
     struct pt_blocks_local l;
@@ -151,14 +177,17 @@ TEST_T(blocks_scrub_finds_every_damaged_block_in_one_pass, 60)
     CHECK_EQ(f.svc->scrub.stats.blocks_checked, PT_ARRAY_SIZE(blocks));
     CHECK(f.svc->scrub.stats.last_pass_ms > 0);
     for (i = 0; i < PT_ARRAY_SIZE(blocks); i++)
-        if (blocks[i].at) flip(dir, blocks[i].id, blocks[i].at);
+        if (blocks[i].at == 1)
+            lie(dir, blocks[i].id, 1);
+        else if (blocks[i].at)
+            flip(dir, blocks[i].id, blocks[i].at);
     /* The next pass finds exactly the damaged ones, each once. */
     run_passes(&f, 2);
     for (i = 0; i < PT_ARRAY_SIZE(blocks); i++)
         CHECK_MSG(was_reported(&f, blocks[i].id) == (blocks[i].at ? 1 : 0),
                   "block %llu (damage at %ld) reported %d times",
                   (unsigned long long)blocks[i].id, blocks[i].at, was_reported(&f, blocks[i].id));
-    CHECK_EQ(f.svc->scrub.stats.rotten, 6);
+    CHECK_EQ(f.svc->scrub.stats.rotten, 7);
     CHECK_EQ(f.svc->scrub.stats.blocks_checked, PT_ARRAY_SIZE(blocks) + 4);
     /* Off: no more timers; the loop has nothing left of the scrubber. */
     pt_blocks_scrub_start(f.svc, 0);
