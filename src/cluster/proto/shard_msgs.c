@@ -97,6 +97,8 @@ static int shard_req_fields(uint8_t op)
         return F_ID | F_TARGET | F_OFFSET | F_MAX;
     case PT_SHARD_SCRUB_REPORT:
         return F_ID | F_TARGET;
+    case PT_SHARD_REPLACE_BLOCK:
+        return F_ID | F_TARGET | F_OFFSET | F_SERVICES;
     default:
         return F_INVALID;
     }

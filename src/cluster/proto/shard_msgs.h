@@ -76,7 +76,9 @@ enum pt_shard_op {
     PT_SHARD_SET_POLICY = 49,      /* (id=dir, data = policy record; empty: clear) */
     PT_SHARD_REPORT_BAD_BLOCK = 50, /* (id=file, target=block, offset=span, max=reason) */
     /* Scrubbing and repair (numbers 56..63). */
-    PT_SHARD_SCRUB_REPORT = 56 /* (id=block, target=service): a scrubber found it rotten */
+    PT_SHARD_SCRUB_REPORT = 56, /* (id=block, target=service): a scrubber found it rotten */
+    PT_SHARD_REPLACE_BLOCK = 57 /* (id=file, offset=span, target=block, services=(old, new)):
+                                   leader only: repair swaps a rebuilt copy in */
 };
 
 /* Why a reader reported a block (REPORT_BAD_BLOCK's max, the repair queue's reason). */

@@ -1264,6 +1264,61 @@ static int op_scrub_report(struct apply_ctx *a, const struct pt_shard_req *q)
     return repairq_record(a, q->target, q->id, file, offset, PT_BAD_CORRUPT);
 }
 
+/*
+ * REPLACE_BLOCK (leader only): repair swaps a rebuilt copy into its span. services = (old
+ * service, new service); the block keeps its id (the key of a copy is (service, block)). A
+ * compare-and-swap: it acts only while the span still lists (old service, block), so a repair
+ * that was overtaken (the span changed, another repair swapped first, the file is gone) changes
+ * nothing but removes the stale queue entry. On a swap the old copy goes to `dropped` (GC
+ * erases it after the retention period, like a dropped span's blocks), the block index and
+ * the repair queue follow. Reply: u8 1 swapped, 0 nothing to do (the queue entry is gone).
+ */
+static int op_replace_block(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct pt_span s;
+    uint8_t k[16], v[16], dk[24], dv[8];
+    MDB_val key = {16, k}, val = {16, v}, dkey = {24, dk}, dval = {8, dv};
+    uint64_t old_svc, new_svc;
+    unsigned i, j, n;
+    int rc;
+    if (q->n_services != 2) return -PT_EINVAL;
+    old_svc = q->services[0];
+    new_svc = q->services[1];
+    if (old_svc == new_svc) return -PT_EINVAL;
+    key_put_be64(k, old_svc);
+    key_put_be64(k + 8, q->target);
+    rc = mdb_del(a->t, a->sm->repairq, &key, NULL);
+    if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    rc = span_get(a->sm, a->t, q->id, q->offset, &s);
+    if (rc == -PT_ENOENT) goto nothing;
+    if (rc) return rc;
+    n = pt_span_block_count(&s);
+    for (i = 0; i < n; i++)
+        if (s.blocks[i].block == q->target && s.blocks[i].service == old_svc) break;
+    if (i == n) goto nothing; /* compare failed: someone swapped or dropped it first */
+    for (j = 0; j < n; j++)
+        if (s.blocks[j].service == new_svc) return -PT_EEXIST; /* two blocks on one service */
+    s.blocks[i].service = new_svc;
+    if ((rc = span_put(a, q->id, &s)) != 0) return rc;
+    rc = mdb_del(a->t, a->sm->blockidx, &key, NULL);
+    if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    key_put_be64(k, new_svc);
+    pt_put_le64(v, q->id);
+    pt_put_le64(v + 8, q->offset);
+    if ((rc = map_mdb(mdb_put(a->t, a->sm->blockidx, &key, &val, 0))) != 0) return rc;
+    key_put_be64(dk, a->now);
+    key_put_be64(dk + 8, old_svc);
+    key_put_be64(dk + 16, q->target);
+    pt_put_le32(dv, s.blocks[i].crc);
+    pt_put_le32(dv + 4, s.block_size);
+    if ((rc = map_mdb(mdb_put(a->t, a->sm->dropped, &dkey, &dval, 0))) != 0) return rc;
+    pt_enc_u8(&a->out, 1);
+    return 0;
+nothing:
+    pt_enc_u8(&a->out, 0);
+    return 0;
+}
+
 static int q_get_policy(struct apply_ctx *a, const struct pt_shard_req *q)
 {
     uint8_t k[8];
@@ -1376,6 +1431,8 @@ static int dispatch_write(struct apply_ctx *a, const struct pt_shard_req *q)
         return op_report_bad_block(a, q);
     case PT_SHARD_SCRUB_REPORT:
         return op_scrub_report(a, q);
+    case PT_SHARD_REPLACE_BLOCK:
+        return op_replace_block(a, q);
     default:
         return -PT_EPROTO;
     }
