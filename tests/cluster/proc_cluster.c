@@ -130,7 +130,12 @@ static void start_servers(struct pc_cluster *c)
             char *args[] = {"shard", "--registry",  c->registry, "--shard",
                             sh,      "--replica",   rep,         "--replicas",
                             k,       "--dir",       dir,         "--snapshot-entries",
-                            snap,    "--retention", ret,         NULL};
+                            snap,    "--retention", ret,         NULL,
+                            NULL,    NULL};
+            if (c->repair_stale) {
+                args[15] = "--repair-stale";
+                args[16] = (char *)c->repair_stale;
+            }
             snprintf(snap, sizeof(snap), "%u", c->snapshot_entries ? c->snapshot_entries : 4096);
             snprintf(ret, sizeof(ret), "%u", c->retention_s ? c->retention_s : 86400);
             snprintf(dir, sizeof(dir), "%s/shard-%u-%u", c->root, s, r);
@@ -220,11 +225,13 @@ uint64_t pc_wait_serving(struct pc_cluster *c, unsigned timeout_ms)
 
 static void start_all_scrub(struct pc_cluster *c, unsigned shards, unsigned replicas,
                             unsigned blocks, int with_cdc, unsigned snapshot_entries,
-                            unsigned retention_s, const char *scrub_rate)
+                            unsigned retention_s, const char *scrub_rate,
+                            const char *repair_stale)
 {
     memset(c, 0, sizeof(*c));
     c->retention_s = retention_s;
     c->scrub_rate = scrub_rate;
+    c->repair_stale = repair_stale;
     snprintf(c->root, sizeof(c->root), "%s", test_tmpdir());
     c->shards = shards;
     c->replicas = replicas;
@@ -239,13 +246,14 @@ static void start_all_scrub(struct pc_cluster *c, unsigned shards, unsigned repl
 static void start_all(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
                       int with_cdc, unsigned snapshot_entries, unsigned retention_s)
 {
-    start_all_scrub(c, shards, replicas, blocks, with_cdc, snapshot_entries, retention_s, NULL);
+    start_all_scrub(c, shards, replicas, blocks, with_cdc, snapshot_entries, retention_s, NULL,
+                    NULL);
 }
 
 void pc_start_scrub(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
-                    int with_cdc, const char *scrub_rate)
+                    int with_cdc, const char *scrub_rate, const char *repair_stale)
 {
-    start_all_scrub(c, shards, replicas, blocks, with_cdc, 0, 0, scrub_rate);
+    start_all_scrub(c, shards, replicas, blocks, with_cdc, 0, 0, scrub_rate, repair_stale);
 }
 
 void pc_start_opts(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,

@@ -34,6 +34,7 @@ struct pc_cluster {
     unsigned snapshot_entries; /* shards' --snapshot-entries (0: default) */
     unsigned retention_s;      /* shards' --retention (0: default) */
     const char *scrub_rate;    /* block services' --scrub-rate MB/s (NULL: default) */
+    const char *repair_stale;  /* shards' --repair-stale SECONDS (NULL: default) */
     struct pc_proc procs[PC_MAX_PROCS];
     unsigned nprocs;
     unsigned reg_proc; /* index of the registry */
@@ -50,9 +51,10 @@ void pc_start(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned
 /* pc_start with the shards' retention period in seconds. */
 void pc_start_retention(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
                         unsigned retention_s);
-/* pc_start with the block services' --scrub-rate (a string: "64", "0"). */
+/* pc_start with the block services' --scrub-rate and the shards' --repair-stale (strings,
+ * NULL: the default). */
 void pc_start_scrub(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
-                    int with_cdc, const char *scrub_rate);
+                    int with_cdc, const char *scrub_rate, const char *repair_stale);
 /* Kill every process (SIGKILL) and reap them. */
 void pc_stop(struct pc_cluster *c);
 /* Kill one process by name ("shard-0-1", "blocks-2", "registry", "cdc-0") with a signal. */

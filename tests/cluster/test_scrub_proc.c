@@ -1,13 +1,17 @@
 /*
- * The scrubber on real processes: a registry, one shard, a CDC and 6 block services in 6
- * failure domains, with mirrored and RS(4,2) files. After a clean first pass (nothing rotten,
- * progress in the registry), bytes flipped at random places of stored block files (header,
- * page CRC table, pages, and the last byte of a block) are each found by the scrubber within
- * one further pass of its service and queued in the shard's repair queue as corrupt — before
- * any reader met them, and nothing else is queued; the rotten blocks are never served (a
- * direct read is -PT_ECORRUPT, file reads are exact).
+ * The scrubber and repair on real processes: a registry, one shard, a CDC and 8 block services
+ * in 8 failure domains, with mirrored (3 copies) and RS(4,2) files.
+ *  - After a clean first pass (nothing rotten, progress in the registry), a byte flipped at a
+ *    random place of one block of every span (header, page CRC table, pages; one at a block's
+ *    last byte) is found by the scrubber within one further pass of its service — before any
+ *    reader met it — and repaired: rebuilt onto a service in a failure domain the span did not
+ *    use, swapped in, the queue emptied; the rotten copy is never served.
+ *  - A block service killed for good while files are being written: every span returns to its
+ *    policy (D + P blocks on D + P live services in distinct domains, each block whole) with no
+ *    operator action, and every acknowledged file reads back exactly.
  */
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,11 +24,12 @@
 #include "petrel/client.h"
 #include "petrel/codec.h"
 #include "petrel/common.h"
+#include "petrel/crc32c.h"
 #include "petrel/prng.h"
 #include "proc_cluster.h"
 #include "test.h"
 
-#define SERVICES 6
+#define SERVICES 8
 #define MAX_BLOCKS 64
 
 static uint8_t sc_byte(uint64_t seed, uint64_t pos)
@@ -68,6 +73,7 @@ static const struct {
 
 struct sc_block {
     uint64_t service, block;
+    uint32_t crc, size;
 };
 
 /* Every (service, block) of every span of a file, into all[base...]; span_first gets the index
@@ -103,6 +109,8 @@ static unsigned sc_blocks(struct pc_cluster *c, struct petrel_client *cl, const 
             CHECK(base + k < MAX_BLOCKS);
             all[base + k].service = s.blocks[j].service;
             all[base + k].block = s.blocks[j].block;
+            all[base + k].crc = s.blocks[j].crc;
+            all[base + k].size = s.block_size;
             k++;
         }
     }
@@ -191,9 +199,70 @@ static unsigned sc_queue(struct pc_cluster *c, struct pt_repair_entry *out, unsi
     return cnt;
 }
 
-TEST_T(scrub_finds_every_flipped_byte_within_one_pass, 300)
+
+/* All blocks of all files, span by span (span_first[nspans] = total). */
+static unsigned sc_all(struct pc_cluster *c, struct petrel_client *cl, unsigned nfiles,
+                       struct sc_block *blocks, unsigned *span_first, unsigned *nspans)
 {
-    struct pc_cluster c;
+    unsigned n = 0;
+    size_t f;
+    *nspans = 0;
+    for (f = 0; f < nfiles; f++)
+        n += sc_blocks(c, cl, sc_files[f].path, blocks, n, span_first, nspans);
+    span_first[*nspans] = n;
+    return n;
+}
+
+/* Every span at its policy: its blocks on distinct live services (one domain each here), each
+ * block whole on its service (read and CRC-checked), none on `dead`. Returns 1 if so. */
+static int sc_at_policy(struct pc_cluster *c, const struct sc_block *blocks, const unsigned *first,
+                        unsigned nspans, uint64_t dead, int verbose)
+{
+    struct pt_reg_blocks *v;
+    size_t nv = sc_services(c, &v);
+    struct pt_call_opts opts = {5000, 1, 0};
+    uint8_t *buf = malloc(4u << 20);
+    unsigned i, j, k;
+    int ok = 1;
+    for (i = 0; i < nspans && ok; i++)
+        for (j = first[i]; j < first[i + 1] && ok; j++) {
+            const struct pt_reg_blocks *s = NULL;
+            uint32_t got = 0;
+            for (k = first[i]; k < j; k++)
+                if (blocks[k].service == blocks[j].service) ok = 0;
+            for (k = 0; k < nv; k++)
+                if (v[k].id == blocks[j].service) s = &v[k];
+            if (!ok || !s || s->stale || blocks[j].service == dead) {
+                if (verbose) printf("span %u: block %u not at policy\n", i, j - first[i]);
+                ok = 0;
+                break;
+            }
+            if (pt_blocks_read(s->addr, blocks[j].block, 0, 4u << 20, buf, &got, NULL, &opts) != 0 ||
+                got != blocks[j].size || petrel_crc32c(0, buf, got) != blocks[j].crc) {
+                if (verbose) printf("span %u: block %u not whole\n", i, j - first[i]);
+                ok = 0;
+            }
+        }
+    free(buf);
+    free(v);
+    return ok;
+}
+
+static void sc_read_all(struct petrel_client *cl, unsigned nfiles)
+{
+    size_t f;
+    for (f = 0; f < nfiles; f++) {
+        struct sc_gen k = {f, sc_files[f].size, 0, 0};
+        uint64_t got = 0;
+        int rc = petrel_client_read(cl, sc_files[f].path, 0, UINT64_MAX, sc_check_write, &k, &got);
+        CHECK_MSG(rc == 0, "reading %s: %s", sc_files[f].path, petrel_strerror(rc));
+        CHECK_MSG(!k.bad, "%s: a wrong byte", sc_files[f].path);
+        CHECK_EQ(got, sc_files[f].size);
+    }
+}
+
+static struct petrel_client *sc_setup(struct pc_cluster *c)
+{
     struct petrel_client *cl;
     struct petrel_client_config cfg;
     struct petrel_policy mirror = {.copies = 3, .data = 0, .parity = 0},
@@ -202,31 +271,45 @@ TEST_T(scrub_finds_every_flipped_byte_within_one_pass, 300)
                                .parity = 2,
                                .rs_threshold = 8192,
                                .block_size = 128u << 10};
-    struct sc_block blocks[MAX_BLOCKS], flipped[16];
-    unsigned span_first[32], nspans = 0, nblocks = 0, nflipped = 0, i;
-    uint64_t passes_at_flip[16], start;
-    struct pt_reg_blocks *v;
-    struct pt_prng g;
-    size_t nv, f;
-
-    pt_prng_seed(&g, test_seed());
-    pc_start_scrub(&c, 1, 1, SERVICES, 1, "64");
     memset(&cfg, 0, sizeof(cfg));
-    cfg.registry = c.registry;
+    cfg.registry = c->registry;
     cfg.retry_budget_ms = 30000;
+    cfg.attempt_timeout_ms = 1000;
     cfg.seed = test_seed();
     CHECK_OK(petrel_client_open(&cl, &cfg));
     CHECK_OK(petrel_client_mkdir(cl, "/m"));
     CHECK_OK(petrel_client_mkdir(cl, "/rs"));
     CHECK_OK(petrel_client_set_policy(cl, "/m", &mirror));
     CHECK_OK(petrel_client_set_policy(cl, "/rs", &rs));
-    for (f = 0; f < PT_ARRAY_SIZE(sc_files); f++) {
-        struct sc_gen gen = {f, sc_files[f].size, 0, 0};
-        CHECK_OK(petrel_client_write_file(cl, sc_files[f].path, sc_gen_read, &gen, NULL));
-        nblocks += sc_blocks(&c, cl, sc_files[f].path, blocks, nblocks, span_first, &nspans);
-    }
-    span_first[nspans] = nblocks;
-    CHECK(nspans >= 4);
+    return cl;
+}
+
+static void sc_write(struct petrel_client *cl, size_t f)
+{
+    struct sc_gen gen = {f, sc_files[f].size, 0, 0};
+    int rc = petrel_client_write_file(cl, sc_files[f].path, sc_gen_read, &gen, NULL);
+    CHECK_MSG(rc == 0, "writing %s: %s", sc_files[f].path, petrel_strerror(rc));
+}
+
+TEST_T(scrub_finds_and_repair_rebuilds_every_flipped_byte, 300)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    struct sc_block blocks[MAX_BLOCKS], flipped[16];
+    unsigned span_first[33], nspans = 0, nblocks, nflipped = 0, i, left;
+    uint64_t passes_at_flip[16], start;
+    int detected[16];
+    struct pt_reg_blocks *v;
+    struct pt_prng g;
+    size_t nv, f;
+
+    pt_prng_seed(&g, test_seed());
+    pc_start_scrub(&c, 1, 1, SERVICES, 1, "64", NULL);
+    cl = sc_setup(&c);
+    for (f = 0; f < PT_ARRAY_SIZE(sc_files); f++)
+        sc_write(cl, f);
+    nblocks = sc_all(&c, cl, PT_ARRAY_SIZE(sc_files), blocks, span_first, &nspans);
+    CHECK(nspans >= 4 && nblocks > 0);
 
     /* A clean pass everywhere after the writes: nothing rotten, progress in the registry. */
     start = pc_now_ms();
@@ -255,58 +338,115 @@ TEST_T(scrub_finds_every_flipped_byte_within_one_pass, 300)
         struct pt_call_opts opts = {5000, 1, 0};
         CHECK_OK(pt_blocks_info(sc_find(v, nv, b->service)->addr, &info, &opts));
         passes_at_flip[nflipped] = info.scrub_passes;
+        detected[nflipped] = 0;
         flipped[nflipped++] = *b;
         printf("scrub: flipped byte %ld of block %016llx on service %016llx\n", at,
                (unsigned long long)b->block, (unsigned long long)b->service);
     }
 
-    /* Every flip reaches the repair queue as corrupt, and nothing else does. */
+    /* Each flip is detected (queued as corrupt, or already swapped out of its span) within one
+     * further pass of its service: the pass under way at the flip may have passed the block,
+     * the next one may not; its report leaves at the next heartbeat. */
+    start = pc_now_ms();
+    for (left = nflipped; left;) {
+        struct pt_repair_entry q[64];
+        unsigned nq = sc_queue(&c, q, 64), j, n2, f2[33];
+        struct sc_block now[MAX_BLOCKS];
+        n2 = sc_all(&c, cl, PT_ARRAY_SIZE(sc_files), now, f2, &j);
+        for (i = 0; i < nflipped; i++) {
+            int queued = 0, listed = 0;
+            if (detected[i]) continue;
+            for (j = 0; j < nq; j++)
+                queued |= q[j].service == flipped[i].service && q[j].block == flipped[i].block &&
+                          q[j].reason == PT_BAD_CORRUPT;
+            for (j = 0; j < n2; j++)
+                listed |= now[j].service == flipped[i].service && now[j].block == flipped[i].block;
+            if (queued || !listed) {
+                struct pt_block_info info;
+                struct pt_call_opts opts = {5000, 1, 0};
+                CHECK_OK(pt_blocks_info(sc_find(v, nv, flipped[i].service)->addr, &info, &opts));
+                CHECK_MSG(info.scrub_passes <= passes_at_flip[i] + 2,
+                          "block %016llx found only after %llu passes",
+                          (unsigned long long)flipped[i].block,
+                          (unsigned long long)(info.scrub_passes - passes_at_flip[i]));
+                CHECK(info.scrub_rotten >= 1);
+                detected[i] = 1;
+                left--;
+            }
+        }
+        CHECK_MSG(pc_now_ms() - start < PC_WAIT_MS, "only %u of %u flips were found",
+                  nflipped - left, nflipped);
+        if (left) usleep(20000);
+    }
+
+    /* Repaired: the queue empties, every span at its policy again (the rebuilt copies whole on
+     * services in domains the spans did not use), exact reads; the rotten copies never
+     * served. */
     start = pc_now_ms();
     for (;;) {
         struct pt_repair_entry q[64];
-        unsigned nq = sc_queue(&c, q, 64), found = 0, j;
-        for (i = 0; i < nflipped; i++)
-            for (j = 0; j < nq; j++)
-                found += q[j].service == flipped[i].service && q[j].block == flipped[i].block &&
-                         q[j].reason == PT_BAD_CORRUPT;
-        CHECK_MSG(nq <= nflipped, "%u blocks queued for %u flips", nq, nflipped);
-        if (found == nflipped) break;
-        CHECK_MSG(pc_now_ms() - start < PC_WAIT_MS, "only %u of %u flips were found", found,
-                  nflipped);
-        usleep(50000);
+        unsigned nq = sc_queue(&c, q, 64);
+        nblocks = sc_all(&c, cl, PT_ARRAY_SIZE(sc_files), blocks, span_first, &nspans);
+        if (nq == 0 && sc_at_policy(&c, blocks, span_first, nspans, 0, 0)) break;
+        CHECK_MSG(pc_now_ms() - start < PC_WAIT_MS, "repair did not finish: %u queued", nq);
+        usleep(100000);
     }
-    /* ... within one pass: the pass under way at the flip may have passed the block, the next
-     * one may not (a report leaves at the next heartbeat, by then a pass may have ended). */
     for (i = 0; i < nflipped; i++) {
-        struct pt_block_info info;
         struct pt_call_opts opts = {5000, 1, 0};
-        const struct pt_reg_blocks *s = sc_find(v, nv, flipped[i].service);
-        CHECK_OK(pt_blocks_info(s->addr, &info, &opts));
-        CHECK_MSG(info.scrub_rotten >= 1, "service %016llx counts no rotten block",
-                  (unsigned long long)flipped[i].service);
-        CHECK_MSG(info.scrub_passes <= passes_at_flip[i] + 3,
-                  "found only after %llu passes", (unsigned long long)(info.scrub_passes -
-                                                                        passes_at_flip[i]));
-        /* never served: the whole block read is refused */
-        {
-            uint8_t *whole = malloc(1u << 20);
-            int rc = pt_blocks_read(s->addr, flipped[i].block, 0, 1u << 20, whole, NULL, NULL,
-                                    &opts);
-            free(whole);
-            CHECK_MSG(rc == -PT_ECORRUPT, "a rotten block was served: %s", petrel_strerror(rc));
-        }
+        uint8_t *whole = malloc(1u << 20);
+        unsigned j;
+        int rc;
+        for (j = 0; j < nblocks; j++)
+            CHECK_MSG(!(blocks[j].service == flipped[i].service &&
+                        blocks[j].block == flipped[i].block),
+                      "a span still lists rotten block %016llx", (unsigned long long)flipped[i].block);
+        rc = pt_blocks_read(sc_find(v, nv, flipped[i].service)->addr, flipped[i].block, 0, 1u << 20,
+                            whole, NULL, NULL, &opts);
+        free(whole);
+        CHECK_MSG(rc == -PT_ECORRUPT, "a rotten block was served: %s", petrel_strerror(rc));
     }
     free(v);
-    /* Readers get exact bytes (degraded where they meet a flipped block). */
+    sc_read_all(cl, PT_ARRAY_SIZE(sc_files));
+    printf("scrub: %u flips in %u spans found by the scrubbers, repaired in %llu ms\n", nflipped,
+           nspans, (unsigned long long)(pc_now_ms() - start));
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
+
+TEST_T(repair_returns_every_span_to_policy_after_a_service_dies, 300)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    struct sc_block blocks[MAX_BLOCKS];
+    unsigned span_first[33], nspans = 0, nblocks;
+    uint64_t dead = 0, start;
+    size_t f;
+    pc_start_scrub(&c, 1, 1, SERVICES, 1, "0", "2");
+    cl = sc_setup(&c);
+    /* write load: the service dies between the files and is still listed fresh for a while,
+     * so the next writes meet it and go around it */
     for (f = 0; f < PT_ARRAY_SIZE(sc_files); f++) {
-        struct sc_gen k = {f, sc_files[f].size, 0, 0};
-        uint64_t got = 0;
-        CHECK_OK(petrel_client_read(cl, sc_files[f].path, 0, UINT64_MAX, sc_check_write, &k, &got));
-        CHECK(!k.bad);
-        CHECK_EQ(got, sc_files[f].size);
+        sc_write(cl, f);
+        if (f == 1) {
+            nblocks = sc_all(&c, cl, 2, blocks, span_first, &nspans);
+            dead = blocks[0].service; /* holds a copy of /m/a */
+            {
+                char name[16];
+                snprintf(name, sizeof(name), "blocks-%u", sc_dir_of(&c, dead));
+                pc_kill(&c, name, SIGKILL);
+            }
+        }
     }
-    printf("scrub: %u flips in %u spans found by the scrubbers and queued for repair\n", nflipped,
-           nspans);
+    start = pc_now_ms();
+    for (;;) {
+        nblocks = sc_all(&c, cl, PT_ARRAY_SIZE(sc_files), blocks, span_first, &nspans);
+        if (sc_at_policy(&c, blocks, span_first, nspans, dead, 0)) break;
+        CHECK_MSG(pc_now_ms() - start < PC_WAIT_MS, "spans did not return to policy");
+        usleep(200000);
+    }
+    sc_read_all(cl, PT_ARRAY_SIZE(sc_files));
+    printf("repair: %u spans (%u blocks) back to policy %llu ms after a service died\n", nspans,
+           nblocks, (unsigned long long)(pc_now_ms() - start));
     petrel_client_close(cl);
     pc_stop(&c);
 }

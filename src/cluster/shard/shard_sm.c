@@ -1271,7 +1271,8 @@ static int op_scrub_report(struct apply_ctx *a, const struct pt_shard_req *q)
  * that was overtaken (the span changed, another repair swapped first, the file is gone) changes
  * nothing but removes the stale queue entry. On a swap the old copy goes to `dropped` (GC
  * erases it after the retention period, like a dropped span's blocks), the block index and
- * the repair queue follow. Reply: u8 1 swapped, 0 nothing to do (the queue entry is gone).
+ * the repair queue follow. New service 0: only forget the queue entry (repair found that no
+ * span lists the block). Reply: u8 1 swapped, 0 nothing to do (the queue entry is gone).
  */
 static int op_replace_block(struct apply_ctx *a, const struct pt_shard_req *q)
 {
@@ -1289,6 +1290,7 @@ static int op_replace_block(struct apply_ctx *a, const struct pt_shard_req *q)
     key_put_be64(k + 8, q->target);
     rc = mdb_del(a->t, a->sm->repairq, &key, NULL);
     if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    if (new_svc == 0) goto nothing; /* only forget the queue entry */
     rc = span_get(a->sm, a->t, q->id, q->offset, &s);
     if (rc == -PT_ENOENT) goto nothing;
     if (rc) return rc;
@@ -1728,6 +1730,40 @@ int pt_shard_sm_gc_candidates(struct pt_shard_sm *sm, uint64_t now, uint64_t *cu
     mdb_cursor_close(cur);
     mdb_txn_abort(t);
     return rc == 0 || rc == MDB_NOTFOUND ? (int)n : map_mdb(rc);
+}
+
+int pt_shard_sm_service_blocks(struct pt_shard_sm *sm, uint64_t service, uint64_t *cursor,
+                               struct pt_repair_entry *out, unsigned max)
+{
+    MDB_txn *t;
+    MDB_cursor *cur;
+    uint8_t k[16];
+    MDB_val key = {16, k}, val;
+    unsigned n = 0;
+    int rc;
+    if ((rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, &t)) != 0) return map_mdb(rc);
+    if ((rc = mdb_cursor_open(t, sm->blockidx, &cur)) != 0) {
+        mdb_txn_abort(t);
+        return map_mdb(rc);
+    }
+    key_put_be64(k, service);
+    key_put_be64(k + 8, *cursor);
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0 && n < max;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if (key.mv_size != 16 || key_get_be64(key.mv_data) != service) break;
+        if (val.mv_size != 16) continue;
+        memset(&out[n], 0, sizeof(out[n]));
+        out[n].service = service;
+        out[n].block = key_get_be64((uint8_t *)key.mv_data + 8);
+        out[n].file = pt_get_le64(val.mv_data);
+        out[n].offset = pt_get_le64((uint8_t *)val.mv_data + 8);
+        *cursor = out[n].block + 1;
+        n++;
+    }
+    if (n < max) *cursor = 0; /* the end: start over next time */
+    mdb_cursor_close(cur);
+    mdb_txn_abort(t);
+    return (int)n;
 }
 
 int pt_shard_sm_file_blocks(struct pt_shard_sm *sm, uint64_t file, struct pt_gc_block **out,
