@@ -37,9 +37,10 @@
 #include "petrel/bd.h" /* struct petrel_bd: callbacks + geometry */
 
 /* Version of the on-disk format written by this engine (major << 16 | minor). 2.0 changed the
- * commit chain (docs/SPEC-FS.md 2.2) and added block-list entries (7); a 1.x image is
- * refused with -PT_EVERSION. */
-#define PETREL_FS_VERSION 0x00020000u
+ * commit chain (docs/SPEC-FS.md 2.2) and added block-list entries (7); 3.0 added the
+ * mount-state record (docs/SPEC-FS.md 3.1) that a cleanly unmounted image is mounted from; a 1.x or 2.x
+ * image is refused with -PT_EVERSION. */
+#define PETREL_FS_VERSION 0x00030000u
 
 /* Longest file name this build supports, and the default name_max. */
 #define PETREL_FS_NAME_MAX_DEFAULT 255
@@ -135,7 +136,9 @@ struct petrel_fs_config {
     void *read_buffer, *prog_buffer, *lookahead_buffer;
 
     /* Extra value XORed into the allocator's start-point seed (0 normally). The seed is
-     * otherwise the XOR of the CRCs of all commits read at mount: deterministic per image. */
+     * otherwise, on a cleanly unmounted image, where the previous session's allocator stopped
+     * (kept in the mount-state record) and, on an image walked at mount, the XOR of the CRCs
+     * of all commits read: deterministic per image. */
     uint64_t seed_mix;
 
     /* Optional memory of pairs for large directories: link_count remembered pairs (instead
@@ -289,6 +292,10 @@ struct petrel_fs {
     uint8_t mounted, rcache_alloc, pcache_alloc, look_alloc;
     uint8_t readonly;     /* set when the device wore out or metadata cannot be written */
     uint8_t repairing;    /* inside the orphan repair (no nested repair) */
+    uint8_t ms_clean;     /* the root pair's mount-state record says "clean": nothing may
+                             commit before pt_mstate_mark_dirty has changed that */
+    uint8_t ms_changed;   /* a call of this session may have changed something (the record
+                             is dirty): unmount marks it clean */
     struct petrel_fs_cache rcache, pcache;
     /* allocator */
     uint8_t *lookahead;
@@ -316,6 +323,14 @@ struct petrel_fs {
     /* fingers into the last directory walked: for each 16th of the hash space, the pair
      * whose range starts lowest in it (valid while layout_gen is fg_gen) */
     uint32_t fg_head[2], fg_gen;
+    /* fingers the last clean unmount saved for one directory (the root pair's FINGERS record,
+     * docs/SPEC-FS.md 3.2): dfg_n entries at dfg_off in block dfg_block, usable while no pair
+     * has moved (layout_gen is dfg_gen) and no block was allocated since a mount from the
+     * clean record */
+    uint32_t dfg_head[2], dfg_block, dfg_off, dfg_gen, dfg_n;
+    /* the directory whose walk passed the most pairs this session: the one unmount saves
+     * fingers for (with the last directory walked as the other candidate) */
+    uint32_t big_head[2], big_hops;
     struct {
         uint64_t lo;
         uint32_t pair[2];
@@ -333,16 +348,23 @@ int petrel_fs_format(struct petrel_fs *fs, const struct petrel_fs_config *cfg);
 
 /*
  * Mount: find the newest valid superblock, read the global state, finish or undo a half-done
- * rename, reclaim orphaned directories, seed the allocator.
+ * rename, reclaim orphaned directories, seed the allocator. An image unmounted cleanly is
+ * mounted from its root pair alone (its mount-state record); one whose last session was cut
+ * (power loss, no unmount) is walked pair by pair, as fsck does. Mount writes only to finish
+ * a half-done operation. The first call of a session that may change anything first commits
+ * "dirty" to the root pair and syncs the device (once per mount).
  * Errors: -PT_ECORRUPT (no valid superblock: not a petrel image or destroyed), -PT_EVERSION
- * (another major format, e.g. a 1.x image: its version is left in fs->image_version and
- * logged at info level as "image format 1.0, this engine reads 2.x"), -PT_EINVAL (configuration does not match the image), -PT_EIO,
- * -PT_ENOMEM. On failure fs is left unmounted.
+ * (another major format, e.g. a 2.x image: its version is left in fs->image_version and
+ * logged at info level as "image format 2.0, this engine reads 3.x"), -PT_EINVAL
+ * (configuration does not match the image), -PT_EIO, -PT_ENOMEM. On failure fs is left
+ * unmounted.
  */
 int petrel_fs_mount(struct petrel_fs *fs, const struct petrel_fs_config *cfg);
 
-/* Unmount: releases buffers. Open files are NOT synced (close them first). -PT_EINVAL when
- * fs is not mounted. */
+/* Unmount: syncs the device and, when the session changed anything, commits the clean
+ * mount-state record (so the next mount reads the root pair only); releases buffers. Open
+ * files are NOT synced (close them first). -PT_EINVAL when fs is not mounted; an error of the
+ * sync or the record (the image is then mounted by a walk next time) after releasing. */
 int petrel_fs_unmount(struct petrel_fs *fs);
 
 /* Filesystem parameters. */

@@ -66,6 +66,9 @@ static int pt_alloc_scan(struct petrel_fs *fs)
 
 int pt_alloc(struct petrel_fs *fs, uint32_t *block)
 {
+    /* a block handed out may be one a saved finger names (a directory removed before the
+     * clean unmount left its pairs free): the saved fingers go */
+    fs->dfg_n = 0;
     for (;;) {
         while (fs->look_next < fs->look_len) {
             uint32_t rel = fs->look_next++;

@@ -94,6 +94,8 @@ int petrel_fs_setattr(struct petrel_fs *fs, const char *path, uint8_t type, cons
     int err;
     if (size > fs->attr_max) return -PT_ERANGE;
     if (size && !buf) return -PT_EINVAL;
+    err = pt_mstate_mark_dirty(fs);
+    if (err) return err;
     err = pt_attr_lookup(fs, path, &lk);
     if (err) return err;
     err = pt_fs_writable(fs);
@@ -106,7 +108,9 @@ int petrel_fs_removeattr(struct petrel_fs *fs, const char *path, uint8_t type)
     PT_REQUIRE_MOUNTED(fs);
     struct pt_lookup lk;
     struct pt_rec_ref rec = {0, 0, 0};
-    int err = pt_attr_lookup(fs, path, &lk);
+    int err = pt_mstate_mark_dirty(fs);
+    if (err) return err;
+    err = pt_attr_lookup(fs, path, &lk);
     if (err) return err;
     err = pt_attr_find(fs, &lk, type, &rec);
     if (err < 0) return err;

@@ -155,9 +155,24 @@ int pt_read(struct petrel_fs *fs, uint32_t block, uint32_t off, void *buf, uint3
             hint = hint > n ? hint - n : 0;
             continue;
         }
+        want = PT_MAX(size, hint);
+        if (c->block == block && off == c->off + c->size && c->size < fs->cache_size) {
+            /* right after the cached bytes, with room: keep them and read on (a fetch
+             * reading a log in small steps leaves the whole log cached for what follows) */
+            end = off + PT_MIN(want, fs->block_size - off);
+            end = end + (fs->read_size - end % fs->read_size) % fs->read_size;
+            if (end - c->off > fs->cache_size) end = c->off + fs->cache_size;
+            if (end > fs->block_size) end = fs->block_size;
+            err = pt_dev_read(fs, block, off, c->buf + c->size, end - off);
+            if (err) {
+                c->block = PT_NULL;
+                return err;
+            }
+            c->size = end - c->off;
+            continue;
+        }
         /* Fill the cache from the aligned start, as far as the caller expects to read. */
         start = off - off % fs->read_size;
-        want = PT_MAX(size, hint);
         end = off + PT_MIN(want, fs->block_size - off);
         end = end + (fs->read_size - end % fs->read_size) % fs->read_size;
         if (end - start > fs->cache_size) end = start + fs->cache_size;

@@ -6,8 +6,10 @@
  * beyond the fs struct), reads the live entries of each pair and each file's data tree.
  * The check verifies every commit CRC (by fetching), every data and index page CRC, the
  * thread and hash-range structure, directory heads, block addresses, blocks used twice
- * (windowed over the lookahead buffer) and the global state. It reports problems, never
- * repairs them, and never writes.
+ * (windowed over the lookahead buffer), the global state, and the mount-state record: a
+ * clean record must say what the walk finds (global state zero, every directory id below its
+ * next id), or a mount trusting it would be wrong. It reports problems, never repairs them,
+ * and never writes.
  */
 #include <stdio.h>
 
@@ -259,9 +261,12 @@ int petrel_fs_check_progress(struct petrel_fs *fs, void (*cb)(void *ctx, const c
     PT_REQUIRE_MOUNTED(fs);
     struct pt_checker c;
     struct pt_mdir md;
+    struct pt_mstate ms;
+    struct petrel_fs_gstate walked;
     char msg[160];
-    uint32_t guard, w;
-    int err;
+    uint32_t guard, w, max_dirid = 0, fg_head[2] = {PT_NULL, PT_NULL}, fg_off = 0, fg_n = 0;
+    uint32_t fg_i = 0, fg_block;
+    int err, ms_found, fg_found, fg_in;
     void *pair_ctx[2];
 
     memset(&c, 0, sizeof(c));
@@ -274,9 +279,41 @@ int petrel_fs_check_progress(struct petrel_fs *fs, void (*cb)(void *ctx, const c
         pt_problem(&c, "root pair unreadable");
         return err == -PT_ECORRUPT ? -PT_ECORRUPT : err;
     }
+    ms_found = pt_mstate_read(fs, &md, &ms);
+    if (ms_found == -PT_ECORRUPT) pt_problem(&c, "mount-state record malformed");
+    else if (ms_found < 0) return ms_found;
+    /* saved fingers (trusted only with a clean record): each names, in order, a pair of its
+     * directory and a bound at or above that pair's lowest hash */
+    fg_block = md.pair[0];
+    fg_found = pt_fingers_locate(fs, &md, fg_head, &fg_off, &fg_n);
+    if (fg_found == -PT_ECORRUPT) pt_problem(&c, "fingers record malformed");
+    else if (fg_found < 0) return fg_found;
+    if (fg_found != 1 || ms_found != 1 || !ms.clean) fg_n = 0;
+    fg_in = fg_n && pt_pair_eq(fg_head, pt_root_pair);
+    memset(&walked, 0, sizeof(walked));
     for (guard = 0; guard <= fs->block_count; guard++) {
         uint32_t next[2];
         pt_progress(&c, 2);
+        pt_gstate_xor(&walked, &md.gdelta);
+        if (md.head && md.dirid > max_dirid) max_dirid = md.dirid;
+        if (md.head) {
+            if (fg_in && fg_i < fg_n) pt_problem(&c, "fingers name pairs not in their directory");
+            fg_in = fg_n && pt_pair_eq(fg_head, md.pair);
+        } else if (fg_in && fg_i < fg_n && !pt_pair_eq(md.pair, pt_root_pair)) {
+            uint8_t e[PT_FINGER_SIZE];
+            uint32_t fp[2];
+            err = pt_read(fs, fg_block, fg_off + PT_FINGER_SIZE * fg_i, e, PT_FINGER_SIZE,
+                          PT_FINGER_SIZE);
+            if (err) return err;
+            fp[0] = pt_get_le32(e + 4);
+            fp[1] = pt_get_le32(e + 8);
+            if (pt_pair_eq(fp, md.pair)) {
+                if (((uint64_t)pt_get_le32(e) << 32) < md.lo ||
+                    ((uint64_t)pt_get_le32(e) << 32) - md.lo > 0xffffffffull)
+                    pt_problem(&c, "a finger's hash bound does not match its pair");
+                fg_i++;
+            }
+        }
         err = pt_each_entry(fs, &md, pt_check_entry, &c);
         if (err) {
             snprintf(msg, sizeof(msg), "pair {%u,%u}: entries unreadable: %s",
@@ -308,9 +345,29 @@ int petrel_fs_check_progress(struct petrel_fs *fs, void (*cb)(void *ctx, const c
             }
         }
     }
+    if (fg_in && fg_i < fg_n) pt_problem(&c, "fingers name pairs not in their directory");
     if (guard > fs->block_count) pt_problem(&c, "the thread of metadata pairs loops");
     if (fs->gstate.move_pending) pt_problem(&c, "a rename is half done");
     if (fs->gstate.orphans) pt_problem(&c, "orphaned directories are pending");
+    /* what the mount took (from the record or its walk) against the pairs themselves */
+    if (memcmp(&walked, &fs->gstate, sizeof(walked)) != 0)
+        pt_problem(&c, "global state in use differs from the pairs' deltas");
+    if (fs->next_dirid <= max_dirid) {
+        snprintf(msg, sizeof(msg), "directory id %u in use, next id %u", (unsigned)max_dirid,
+                 (unsigned)fs->next_dirid);
+        pt_problem(&c, msg);
+    }
+    if (ms_found == 1 && ms.clean) {
+        if (!pt_gstate_zero(&walked))
+            pt_problem(&c, "mount-state record is stale: clean, but an operation is half done");
+        if (ms.next_dirid <= max_dirid) {
+            snprintf(msg, sizeof(msg),
+                     "mount-state record is stale: clean, next directory id %u, id %u in use",
+                     (unsigned)ms.next_dirid, (unsigned)max_dirid);
+            pt_problem(&c, msg);
+        }
+        if (ms.seed >= fs->block_count) pt_problem(&c, "mount-state record: seed out of range");
+    }
 
     /* blocks used twice, one lookahead window at a time */
     pair_ctx[0] = fs;

@@ -80,6 +80,12 @@ int pt_fs_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *
     int err, was_head, guard, need_repair = 0;
 
     if (fs->readonly) return -PT_EROFS;
+    if (fs->ms_clean) {
+        /* the clean mount-state record would go stale: a changing call that did not mark
+         * the session dirty first (mstate.c) is a bug, refused before it writes */
+        petrel_log(PT_LOG_ERROR, "fs", "commit before the dirty mark refused");
+        return -PT_EINVAL;
+    }
     err = pt_commit_raw(fs, md, recs, n, old);
     if (err) {
         if (err == -PT_EIO) {

@@ -47,6 +47,7 @@ int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash
                      struct pt_mdir *md)
 {
     uint32_t guard, cur[2];
+    uint64_t lo = 0;
     int err = 0, j;
     cur[0] = head[0];
     cur[1] = head[1];
@@ -56,13 +57,25 @@ int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash
         if (fs->fg[j].pair[0] != PT_NULL && fs->fg[j].lo <= hash) {
             cur[0] = fs->fg[j].pair[0];
             cur[1] = fs->fg[j].pair[1];
+            lo = fs->fg[j].lo;
             break;
         }
     }
+    /* the fingers the last clean unmount saved, when one starts nearer */
+    err = pt_fingers_find(fs, head, hash, cur, &lo);
+    if (err < 0) return err;
+    if (err == 1) pt_finger_note(fs, lo, cur);
+    err = 0;
     for (guard = 0; guard <= fs->block_count; guard++) {
         /* pairs the walk only passes are skipped by their remembered links; the pair that
          * holds the hash is always read (and its commits verified) */
         const struct petrel_fs_link *l = pt_links_find(fs, cur);
+        if (guard > fs->big_hops || (guard && pt_pair_eq(head, fs->big_head))) {
+            /* the directory with the longest walk is the one worth saving fingers for */
+            fs->big_head[0] = head[0];
+            fs->big_head[1] = head[1];
+            if (guard > fs->big_hops) fs->big_hops = guard;
+        }
         if (l && l->next_cont && hash >= l->next_split) {
             cur[0] = l->next[0];
             cur[1] = l->next[1];
@@ -285,7 +298,9 @@ int petrel_fs_mkdir(struct petrel_fs *fs, const char *path)
     struct pt_rec r[3];
     uint8_t hb[4], th[17], th2[17], ent[PT_ENTRY_FIXED + 255 + PT_DIRSTRUCT_SIZE];
     uint32_t n, dirid, ndpair[2];
-    int err = pt_lookup(fs, path, &lk, -1);
+    int err = pt_mstate_mark_dirty(fs);
+    if (err) return err;
+    err = pt_lookup(fs, path, &lk, -1);
     if (err) return err;
     if (lk.is_root || lk.exists) return -PT_EEXIST;
     err = pt_fs_writable(fs);
@@ -402,7 +417,9 @@ int petrel_fs_remove(struct petrel_fs *fs, const char *path)
     struct pt_lookup lk;
     struct pt_rec r;
     uint8_t hb[8];
-    int err = pt_lookup(fs, path, &lk, -1);
+    int err = pt_mstate_mark_dirty(fs);
+    if (err) return err;
+    err = pt_lookup(fs, path, &lk, -1);
     fs->dc_valid = 0; /* a directory may go */
     if (err) return err;
     if (lk.is_root) return -PT_EINVAL;
@@ -445,6 +462,8 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
     const struct pt_mdir *src_md; /* the source's pair as the rename left it */
 
     fs->dc_valid = 0; /* directories may move */
+    err = pt_mstate_mark_dirty(fs);
+    if (err) return err;
     err = pt_lookup(fs, oldpath, &lo, -1);
     if (err) return err;
     if (lo.is_root) return -PT_EINVAL;
@@ -606,66 +625,133 @@ static int pt_dir_serve(struct petrel_fs *fs, struct petrel_fs_dir *dir,
     return 1;
 }
 
-/* Scan md once: the (up to PETREL_FS_DIR_BATCH) lowest live entries above the last one
- * returned, in hash order. A name's liveness is its last ENTRY or DELETE record, so the scan
- * keeps, for the lowest hashes seen, the last such record of each; dead names are dropped at
- * the end. When no hash had to make room for a lower one, the batch holds the whole rest of
- * the pair. */
+/* Building a batch from a pair's records in log order: the (up to PETREL_FS_DIR_BATCH)
+ * lowest live entries above the last one returned, in hash order. A name's liveness is its
+ * last ENTRY or DELETE record, so the batch keeps, for the lowest hashes seen, the last such
+ * record of each; dead names are dropped at the end. When no hash had to make room for a
+ * lower one, the batch holds the whole rest of the pair. */
+struct pt_dir_scan {
+    struct petrel_fs_dir *dir;
+    uint8_t dead[PETREL_FS_DIR_BATCH];
+    uint32_t n, block, end;
+    int evicted, unusable;
+};
+
+static void pt_dir_scan_init(struct pt_dir_scan *s, struct petrel_fs_dir *dir, uint32_t block)
+{
+    s->dir = dir;
+    s->n = 0;
+    s->block = block;
+    s->end = 0;
+    s->evicted = 0;
+    s->unusable = 0;
+}
+
+static void pt_dir_scan_add(struct pt_dir_scan *s, uint8_t type, uint32_t off, uint32_t len,
+                            uint64_t h)
+{
+    struct petrel_fs_dir *dir = s->dir;
+    uint32_t k, j;
+    if (off + len > s->end) s->end = off + len;
+    if (dir->have_last && h <= dir->last_hash) return;
+    for (k = 0; k < s->n && dir->batch[k].hash < h; k++) {
+    }
+    if (k < s->n && dir->batch[k].hash == h) {
+        /* a later record of a name already kept supersedes the earlier one */
+        dir->batch[k].off = off;
+        dir->batch[k].len = len;
+        s->dead[k] = type == PT_REC_DELETE;
+        return;
+    }
+    if (k == PETREL_FS_DIR_BATCH) {
+        s->evicted = 1; /* above every kept hash, and no room */
+        return;
+    }
+    if (s->n == PETREL_FS_DIR_BATCH)
+        s->evicted = 1; /* the highest kept hash makes room */
+    else
+        s->n++;
+    for (j = s->n - 1; j > k; j--) {
+        dir->batch[j] = dir->batch[j - 1];
+        s->dead[j] = s->dead[j - 1];
+    }
+    dir->batch[k].hash = h;
+    dir->batch[k].off = off;
+    dir->batch[k].len = len;
+    s->dead[k] = type == PT_REC_DELETE;
+}
+
+static void pt_dir_scan_finish(struct pt_dir_scan *s, const struct pt_mdir *md)
+{
+    struct petrel_fs_dir *dir = s->dir;
+    uint32_t k, j;
+    for (k = 0, j = 0; k < s->n; k++)
+        if (!s->dead[k]) dir->batch[j++] = dir->batch[k];
+    if (j == 0 && s->n > 0) {
+        /* every name kept is gone: the next scan starts above them */
+        dir->last_hash = dir->batch[s->n - 1].hash;
+        dir->have_last = 1;
+    }
+    dir->batch_n = (uint8_t)j;
+    dir->batch_i = 0;
+    dir->batch_last = (uint8_t)!s->evicted;
+    dir->batch_block = md->pair[0];
+    dir->batch_off = md->off;
+    dir->batch_rev = md->rev;
+}
+
+/* The records a cold fetch parses, as it parses them: a block change (the newer block
+ * failed) starts over. */
+static void pt_dir_scan_visit(void *ctx, uint32_t block, uint8_t type, uint32_t off,
+                              uint32_t len, uint64_t hash)
+{
+    struct pt_dir_scan *s = (struct pt_dir_scan *)ctx;
+    if (block != s->block) pt_dir_scan_init(s, s->dir, block);
+    if (len < 8) s->unusable = 1; /* malformed: the scan below decides as it always did */
+    pt_dir_scan_add(s, type, off, len, hash);
+}
+
+/* Scan md once into the batch. */
 static int pt_dir_scan_batch(struct petrel_fs *fs, struct petrel_fs_dir *dir,
                              const struct pt_mdir *md)
 {
     struct pt_rec_ref rec = {0, 0, 0};
-    uint8_t dead[PETREL_FS_DIR_BATCH];
-    uint32_t pos = 0, n = 0, k, j;
-    int err, evicted = 0;
+    struct pt_dir_scan s;
+    uint32_t pos = 0;
+    int err;
+    pt_dir_scan_init(&s, dir, md->pair[0]);
     while ((err = pt_rec_next(fs, md, &pos, &rec)) == 1) {
         uint64_t h;
         uint8_t a;
         if (rec.type != PT_REC_ENTRY && rec.type != PT_REC_DELETE) continue;
         err = pt_rec_hash(fs, md, &rec, &h, &a);
         if (err) return err;
-        if (dir->have_last && h <= dir->last_hash) continue;
-        for (k = 0; k < n && dir->batch[k].hash < h; k++) {
-        }
-        if (k < n && dir->batch[k].hash == h) {
-            /* a later record of a name already kept supersedes the earlier one */
-            dir->batch[k].off = rec.off;
-            dir->batch[k].len = rec.len;
-            dead[k] = rec.type == PT_REC_DELETE;
-            continue;
-        }
-        if (k == PETREL_FS_DIR_BATCH) {
-            evicted = 1; /* above every kept hash, and no room */
-            continue;
-        }
-        if (n == PETREL_FS_DIR_BATCH)
-            evicted = 1; /* the highest kept hash makes room */
-        else
-            n++;
-        for (j = n - 1; j > k; j--) {
-            dir->batch[j] = dir->batch[j - 1];
-            dead[j] = dead[j - 1];
-        }
-        dir->batch[k].hash = h;
-        dir->batch[k].off = rec.off;
-        dir->batch[k].len = rec.len;
-        dead[k] = rec.type == PT_REC_DELETE;
+        pt_dir_scan_add(&s, rec.type, rec.off, rec.len, h);
     }
     if (err < 0) return err;
-    for (k = 0, j = 0; k < n; k++)
-        if (!dead[k]) dir->batch[j++] = dir->batch[k];
-    if (j == 0 && n > 0) {
-        /* every name kept is gone: the next scan starts above them */
-        dir->last_hash = dir->batch[n - 1].hash;
-        dir->have_last = 1;
-    }
-    dir->batch_n = (uint8_t)j;
-    dir->batch_i = 0;
-    dir->batch_last = (uint8_t)!evicted;
-    dir->batch_block = md->pair[0];
-    dir->batch_off = md->off;
-    dir->batch_rev = md->rev;
+    pt_dir_scan_finish(&s, md);
     return 0;
+}
+
+/* Fetch a pair not remembered and build the batch from the records the fetch parses, so its
+ * log is read once (the batch is the scan's when every record seen lies inside the log the
+ * fetch found valid; otherwise, after a torn commit, the log is scanned again). */
+static int pt_dir_fetch_batch(struct petrel_fs *fs, struct petrel_fs_dir *dir,
+                              struct pt_mdir *md)
+{
+    struct pt_dir_scan s;
+    struct pt_fetch_visit v;
+    int err;
+    pt_dir_scan_init(&s, dir, PT_NULL);
+    v.fn = pt_dir_scan_visit;
+    v.ctx = &s;
+    err = pt_mdir_fetch_visit(fs, md, dir->pair, &v);
+    if (err) return err;
+    if (s.block == md->pair[0] && !s.unusable && s.end <= md->off) {
+        pt_dir_scan_finish(&s, md);
+        return 0;
+    }
+    return pt_dir_scan_batch(fs, dir, md);
 }
 
 int petrel_fs_dir_read(struct petrel_fs *fs, struct petrel_fs_dir *dir,
@@ -698,11 +784,10 @@ int petrel_fs_dir_read(struct petrel_fs *fs, struct petrel_fs_dir *dir,
                 md.pair[1] = l->pair[1];
                 md.off = l->off;
                 md.rev = l->rev;
+                err = pt_dir_scan_batch(fs, dir, &md);
             } else {
-                err = pt_mdir_fetch(fs, &md, dir->pair, NULL);
-                if (err) return err;
+                err = pt_dir_fetch_batch(fs, dir, &md);
             }
-            err = pt_dir_scan_batch(fs, dir, &md);
             if (err) return err;
             if (dir->batch_n > 0) return pt_dir_serve(fs, dir, info);
             if (!dir->batch_last) continue; /* only dead names were kept: scan again */

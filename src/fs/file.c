@@ -336,7 +336,9 @@ static uint32_t pt_reg_struct(uint8_t *p, uint64_t size, uint32_t root, uint8_t 
     pt_put_le32(p + 8, root);
     p[12] = depth;
     pt_put_le16(p + 13, tail_len);
-    for (i = 1; i < pt_direct_count(depth); i++, n += 4) pt_put_le32(p + n, direct[i - 1]);
+    /* a listed file always comes with its list (direct is NULL only for depth 0) */
+    for (i = 1; direct && i < pt_direct_count(depth); i++, n += 4)
+        pt_put_le32(p + n, direct[i - 1]);
     return n;
 }
 
@@ -347,6 +349,11 @@ static int pt_file_open_typed(struct petrel_fs *fs, struct petrel_fs_file *file,
     struct pt_lookup lk;
     int err = pt_check_flags(flags);
     if (err) return err;
+    /* a writer commits (create, sync, close): the session is dirty before its lookup */
+    if (flags & (PETREL_O_WRONLY | PETREL_O_CREAT)) {
+        err = pt_mstate_mark_dirty(fs);
+        if (err) return err;
+    }
     err = pt_lookup(fs, path, &lk, -1);
     if (err) return err;
     if (lk.is_root) return -PT_EISDIR;
@@ -637,6 +644,8 @@ int petrel_fs_file_sync(struct petrel_fs *fs, struct petrel_fs_file *f)
     if (!pt_file_writable(f)) return 0;
     if (!f->dirty && f->buf_state != PT_BUF_DIRTY && !f->ob_open && f->pend_n == 0) return 0;
     if (fs->readonly) return -PT_EROFS;
+    err = pt_mstate_mark_dirty(fs); /* done at open in this session: nothing to do */
+    if (err) return err;
 
     keep_tail = f->buf_state != PT_BUF_EMPTY && f->buf_page * pld == f->tree_size &&
                 f->size > f->tree_size && f->size - f->tree_size <= fs->inline_max;

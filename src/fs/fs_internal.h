@@ -8,6 +8,7 @@
  *   mdir.c       metadata pairs: fetch, append commit, compaction, split, record scans
  *   commit.c     filesystem-level commits: global-state deltas, relocation fix-ups
  *   gstate.c     half-done renames and orphaned directories: repair at mount
+ *   mstate.c     the mount-state record: dirty/clean sessions, what mount reads instead of a walk
  *   dir.c        paths, lookups, mkdir, remove, rename, directory reading
  *   ctree.c      file data: pages with CRCs, the copy-on-write block tree
  *   file.c       open files: buffering, write, read, truncate, sync
@@ -43,6 +44,8 @@ enum pt_rec_type {
     PT_REC_THREAD = 0x03,   /* next pair in the thread, continuation flag, split hash */
     PT_REC_LO = 0x04,       /* lowest name hash this pair holds */
     PT_REC_GDELTA = 0x05,   /* global state delta */
+    PT_REC_MSTATE = 0x06,   /* mount state: clean/dirty, totals of the walk (root pair) */
+    PT_REC_FINGERS = 0x07,  /* pairs of one directory, saved with the clean mount state */
     PT_REC_ENTRY = 0x10,    /* directory entry (file or directory) */
     PT_REC_DELETE = 0x11,   /* entry removed */
     PT_REC_ATTR = 0x12,     /* custom attribute */
@@ -56,6 +59,26 @@ enum pt_rec_type {
 #define PT_CRC_PAYLOAD 8u      /* fcrc le32, crc le32 (+ padding) */
 #define PT_GSTATE_SIZE 24u
 #define PT_SB_SIZE 36u
+#define PT_MSTATE_SIZE 12u
+#define PT_MSTATE_DIRTY 0x00u
+#define PT_MSTATE_CLEAN 0x01u
+
+/* Records superseded by a later one of their type ("singletons"): their index among them
+ * (0-4), or -1. */
+#define PT_SINGLETONS 6
+static inline int pt_rec_singleton(uint8_t type)
+{
+    if (type >= PT_REC_SUPERBLOCK && type <= PT_REC_LO) return type - PT_REC_SUPERBLOCK;
+    if (type == PT_REC_MSTATE) return 4;
+    if (type == PT_REC_FINGERS) return 5;
+    return -1;
+}
+/* FINGERS: le32 head[0], le32 head[1], then entries of le32 lo_hi (the pair's lowest hash
+ * divided by 2^32, rounded up), le32 pair[0], le32 pair[1]. */
+#define PT_FINGERS_HDR 8u
+#define PT_FINGER_SIZE 12u
+#define PT_FINGERS_MAX 96u     /* the record is built on the stack at unmount */
+#define PT_FINGERS_MIN_PAIRS 32u /* smaller directories are walked from the head */
 
 /* Entry payload offsets. */
 #define PT_ENTRY_FIXED 10u     /* hash le64, type u8, name_len u8 */
@@ -183,6 +206,17 @@ void pt_alloc_drop_window(struct petrel_fs *fs);
 int pt_mdir_fetch(struct petrel_fs *fs, struct pt_mdir *md, const uint32_t pair[2],
                   const uint64_t *find_hash);
 int pt_mdir_refetch(struct petrel_fs *fs, struct pt_mdir *md, const uint64_t *find_hash);
+/* A fetch that also reports every ENTRY and DELETE record it parses, in log order: block,
+ * type, payload offset and length, name hash. Records of a commit that then fails its CRC are
+ * reported too (the caller keeps only those inside the log the fetch returns, md->off); a
+ * remembered pair is recalled without reports. */
+struct pt_fetch_visit {
+    void (*fn)(void *ctx, uint32_t block, uint8_t type, uint32_t off, uint32_t len,
+               uint64_t hash);
+    void *ctx;
+};
+int pt_mdir_fetch_visit(struct petrel_fs *fs, struct pt_mdir *md, const uint32_t pair[2],
+                        const struct pt_fetch_visit *visit);
 int pt_rec_next(struct petrel_fs *fs, const struct pt_mdir *md, uint32_t *pos,
                 struct pt_rec_ref *rec);
 int pt_rec_hash(struct petrel_fs *fs, const struct pt_mdir *md, const struct pt_rec_ref *rec,
@@ -225,6 +259,32 @@ extern struct petrel_fs_gstate pt_gpending_dummy;
 /* ---- gstate.c ---- */
 int pt_fs_repair(struct petrel_fs *fs, int finish_move);
 int pt_unlink_dir(struct petrel_fs *fs, const uint32_t head[2]);
+
+/* ---- mstate.c ---- */
+struct pt_mstate {
+    uint8_t clean;       /* also: the global state is zero */
+    uint32_t next_dirid; /* above every directory id in use */
+    uint32_t seed;       /* where the next session's allocator starts */
+};
+void pt_mstate_encode(uint8_t *p, const struct pt_mstate *m);
+int pt_mstate_decode(struct pt_mstate *m, const uint8_t *p, uint32_t len);
+int pt_mstate_read(struct petrel_fs *fs, const struct pt_mdir *md, struct pt_mstate *m);
+/* Before anything a public call may commit (and before its lookups): make the record dirty,
+ * durably, once per session. */
+int pt_mstate_mark_dirty(struct petrel_fs *fs);
+/* At unmount: the session's totals, marked clean (a session that changed nothing writes
+ * nothing), with the fingers of the last directory walked. */
+int pt_mstate_mark_clean(struct petrel_fs *fs);
+/* The FINGERS record in force in the root pair md: 1 (its directory head, the offset of its
+ * first entry, the count), 0 none, -PT_ECORRUPT malformed. */
+int pt_fingers_locate(struct petrel_fs *fs, const struct pt_mdir *md, uint32_t head[2],
+                      uint32_t *off, uint32_t *n);
+/* At a mount from a clean record: note the FINGERS record of the root pair md. */
+int pt_fingers_load(struct petrel_fs *fs, const struct pt_mdir *md);
+/* The saved finger of directory head with the highest lo <= hash, if usable and above
+ * *lo: returns 1 and sets pair and *lo, else 0 (or an error). */
+int pt_fingers_find(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash,
+                    uint32_t pair[2], uint64_t *lo);
 
 /* ---- dir.c ---- */
 struct pt_lookup {

@@ -141,7 +141,7 @@ static int pt_window_crc(struct petrel_fs *fs, uint32_t block, uint32_t off, uin
  * it holds, so they are never parsed.
  */
 static int pt_mdir_scan(struct petrel_fs *fs, struct pt_mdir *out, uint32_t block,
-                        const uint64_t *find_hash)
+                        const uint64_t *find_hash, const struct pt_fetch_visit *visit)
 {
     struct pt_mdir t, md;
     uint8_t hdr[PT_REC_HDR], tmp[32];
@@ -197,7 +197,7 @@ static int pt_mdir_scan(struct petrel_fs *fs, struct pt_mdir *out, uint32_t bloc
         done = 0;
         if (type == PT_REC_HEAD || type == PT_REC_THREAD || type == PT_REC_LO ||
             type == PT_REC_GDELTA || ((type == PT_REC_ENTRY || type == PT_REC_DELETE) &&
-                                      find_hash && len >= 8)) {
+                                      (find_hash || visit) && len >= 8)) {
             uint32_t n = PT_MIN(len, (uint32_t)sizeof(tmp));
             err = pt_read(fs, block, pos + PT_REC_HDR, tmp, n, PT_FETCH_HINT);
             if (err) return err;
@@ -206,10 +206,16 @@ static int pt_mdir_scan(struct petrel_fs *fs, struct pt_mdir *out, uint32_t bloc
             crc = petrel_crc32c(crc, tmp, n);
             done = n;
             if (type == PT_REC_ENTRY || type == PT_REC_DELETE) {
-                if (pt_get_le64(tmp) == *find_hash) pt_mdir_found(&t, type, pos, len);
+                uint64_t h = pt_get_le64(tmp);
+                if (find_hash && h == *find_hash) pt_mdir_found(&t, type, pos, len);
+                /* seen as parsed: the commit may still fail its CRC (visit->fn is told the
+                 * offset; the caller keeps what lies inside the log fetch returns) */
+                if (visit) visit->fn(visit->ctx, block, type, pos + PT_REC_HDR, len, h);
             } else {
                 pt_mdir_apply(&t, type, tmp, n);
             }
+        } else if (visit && (type == PT_REC_ENTRY || type == PT_REC_DELETE)) {
+            visit->fn(visit->ctx, block, type, pos + PT_REC_HDR, len, 0); /* too short */
         }
         err = pt_read_crc(fs, block, pos + PT_REC_HDR + done, len - done, &crc);
         if (err) return err;
@@ -280,8 +286,25 @@ static int pt_mdir_recall(struct petrel_fs *fs, struct pt_mdir *md,
     return 0;
 }
 
+static int pt_mdir_fetch_visit_hash(struct petrel_fs *fs, struct pt_mdir *md,
+                                    const uint32_t pair[2], const uint64_t *find_hash,
+                                    const struct pt_fetch_visit *visit);
+
 int pt_mdir_fetch(struct petrel_fs *fs, struct pt_mdir *md, const uint32_t pair[2],
                   const uint64_t *find_hash)
+{
+    return pt_mdir_fetch_visit_hash(fs, md, pair, find_hash, NULL);
+}
+
+int pt_mdir_fetch_visit(struct petrel_fs *fs, struct pt_mdir *md, const uint32_t pair[2],
+                        const struct pt_fetch_visit *visit)
+{
+    return pt_mdir_fetch_visit_hash(fs, md, pair, NULL, visit);
+}
+
+static int pt_mdir_fetch_visit_hash(struct petrel_fs *fs, struct pt_mdir *md,
+                                    const uint32_t pair[2], const uint64_t *find_hash,
+                                    const struct pt_fetch_visit *visit)
 {
     const struct petrel_fs_link *l = pt_links_find(fs, pair);
     uint8_t rev[2][4];
@@ -311,7 +334,7 @@ int pt_mdir_fetch(struct petrel_fs *fs, struct pt_mdir *md, const uint32_t pair[
         uint32_t b = which ? p1 : p0;
         int r;
         if (bad[which]) continue;
-        r = pt_mdir_scan(fs, md, b, find_hash);
+        r = pt_mdir_scan(fs, md, b, find_hash, visit);
         if (r < 0 && r != -PT_ECORRUPT && r != -PT_EIO) return r;
         if (r == 1) {
             md->pair[0] = b;
@@ -395,13 +418,8 @@ static int pt_supersedes(uint8_t type, uint64_t hash, uint8_t atype, uint8_t typ
         return hash2 == hash && (type2 == PT_REC_DELETE ||
                                  ((type2 == PT_REC_ATTR || type2 == PT_REC_ATTRDEL) &&
                                   atype2 == atype));
-    case PT_REC_SUPERBLOCK:
-    case PT_REC_HEAD:
-    case PT_REC_THREAD:
-    case PT_REC_LO:
-        return type2 == type;
     default:
-        return 0;
+        return pt_rec_singleton(type) >= 0 && type2 == type;
     }
 }
 
@@ -576,7 +594,7 @@ static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
                             struct pt_live_map *map, int stop_at_entry)
 {
     uint8_t ent[PT_LIVE_ENT_BUCKETS], del[PT_LIVE_KEY_BUCKETS], att[PT_LIVE_KEY_BUCKETS];
-    uint32_t last[4] = {0, 0, 0, 0}, pos = 0, idx = 0;
+    uint32_t last[PT_SINGLETONS] = {0, 0, 0, 0, 0, 0}, pos = 0, idx = 0;
     struct pt_rec_ref rec = {0, 0, 0};
     struct pt_live_batch batch;
     int err = 0;
@@ -588,7 +606,7 @@ static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
     while (idx < PT_LIVE_MAP_RECS && (err = pt_rec_next(fs, md, &pos, &rec)) == 1) {
         uint64_t h;
         uint8_t a;
-        if (rec.type >= PT_REC_SUPERBLOCK && rec.type <= PT_REC_LO) last[rec.type - 1] = idx;
+        if (pt_rec_singleton(rec.type) >= 0) last[pt_rec_singleton(rec.type)] = idx;
         if (pt_is_keyed(rec.type)) {
             uint32_t b[3];
             err = pt_live_rec_buckets(fs, md, &rec, &h, &a, b);
@@ -600,7 +618,7 @@ static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
     if (idx < PT_LIVE_MAP_RECS && err < 0) return err;
     map->nrecs = idx;
     /* Records past the map may supersede mapped ones: every bucket becomes "maybe". A
-     * singleton record (superblock, head, thread, lo) is superseded only by a later one of
+     * singleton record (superblock, head, thread, lo, mount state, fingers) is superseded only by a later one of
      * its type: the headers past the map say where the last of each type is, whether in the
      * map or not (a singleton in the map is live only when it is the last of its log). */
     if (idx == PT_LIVE_MAP_RECS) {
@@ -611,7 +629,7 @@ static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
                 memset(del, 255, sizeof(del));
                 memset(att, 255, sizeof(att));
             }
-            if (rec.type >= PT_REC_SUPERBLOCK && rec.type <= PT_REC_LO) last[rec.type - 1] = past;
+            if (pt_rec_singleton(rec.type) >= 0) last[pt_rec_singleton(rec.type)] = past;
             past++;
         }
         if (err < 0) return err;
@@ -634,8 +652,8 @@ static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
             if (rec.type == PT_REC_DELETE || rec.type == PT_REC_ATTRDEL) live = 0;
         } else if (rec.type == PT_REC_GDELTA) {
             live = 0;
-        } else if (rec.type >= PT_REC_SUPERBLOCK && rec.type <= PT_REC_LO) {
-            live = last[rec.type - 1] == idx;
+        } else if (pt_rec_singleton(rec.type) >= 0) {
+            live = last[pt_rec_singleton(rec.type)] == idx;
         }
         if (maybe) {
             uint32_t k = batch.n++;
@@ -812,7 +830,9 @@ static int pt_rec_keeps(const struct pt_compact *c, uint8_t type, uint64_t hash)
 {
     if (pt_is_keyed(type) || type == PT_REC_COPYATTRS)
         return pt_in_range(hash, c->lo, c->hi, c->hi_open);
-    if (type == PT_REC_SUPERBLOCK || type == PT_REC_HEAD) return c->is_low;
+    if (type == PT_REC_SUPERBLOCK || type == PT_REC_HEAD || type == PT_REC_MSTATE ||
+        type == PT_REC_FINGERS)
+        return c->is_low;
     return type == PT_REC_THREAD || type == PT_REC_LO;
 }
 

@@ -1,12 +1,14 @@
 /*
  * Format, mount, unmount and fsinfo: the geometry, the superblock record of the root pair,
- * the buffers, and the mount-time walk that rebuilds the global state and seeds the
- * allocator.
+ * the buffers, and what mount rebuilds: the global state, the next directory id and the
+ * allocator seed, from the clean mount-state record (mstate.c) or, after a cut session, from
+ * a walk of every pair.
  *
  * Owns struct petrel_fs setup and the superblock record (docs/SPEC-FS.md "Superblock").
  * The superblock is an ordinary record of the root pair (blocks 0 and 1) and is written by
  * the ordinary commit path; mount trusts only a superblock inside a commit whose CRC holds.
- * Mount never writes unless a half-done operation must be finished. Buffers come from the
+ * Mount never writes unless a half-done operation must be finished; unmount commits the clean
+ * mount-state record when the session changed anything. Buffers come from the
  * configuration or, unless PETREL_FS_NO_MALLOC, from malloc at mount (freed at unmount).
  */
 #include <stdlib.h>
@@ -91,6 +93,7 @@ static int pt_fs_init(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
     fs->pcache.buf = (uint8_t *)pt_buffer(cfg->prog_buffer, fs->cache_size, &fs->pcache_alloc);
     fs->rcache.block = fs->pcache.block = PT_NULL;
     fs->fg_head[0] = fs->fg_head[1] = PT_NULL; /* no fingers yet */
+    fs->big_head[0] = fs->big_head[1] = PT_NULL;
     fs->linkv = fs->links;
     fs->nlinks = PETREL_FS_LINK_CACHE;
     fs->link_index = NULL;
@@ -127,16 +130,25 @@ static uint32_t pt_sb_encode(uint8_t *p, const struct petrel_fs *fs)
 
 int petrel_fs_format(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
 {
-    uint8_t sb[PT_SB_SIZE];
-    struct pt_rec r;
+    uint8_t sb[PT_SB_SIZE], ms[PT_MSTATE_SIZE];
+    struct pt_rec r[2];
     struct pt_mdir md;
+    struct pt_mstate m;
     int err = pt_fs_init(fs, cfg), i;
     if (err) return err;
     pt_sb_encode(sb, fs);
-    memset(&r, 0, sizeof(r));
-    r.type = PT_REC_SUPERBLOCK;
-    r.seg[0] = sb;
-    r.seglen[0] = PT_SB_SIZE;
+    memset(r, 0, sizeof(r));
+    r[0].type = PT_REC_SUPERBLOCK;
+    r[0].seg[0] = sb;
+    r[0].seglen[0] = PT_SB_SIZE;
+    /* an empty filesystem is clean: no other pair, directory ids from 1 */
+    memset(&m, 0, sizeof(m));
+    m.clean = 1;
+    m.next_dirid = 1;
+    pt_mstate_encode(ms, &m);
+    r[1].type = PT_REC_MSTATE;
+    r[1].seg[0] = ms;
+    r[1].seglen[0] = PT_MSTATE_SIZE;
     /* the root pair: block 1 erased, block 0 holds the first commit */
     for (i = 1; i >= 0 && !err; i--) err = pt_erase(fs, (uint32_t)i);
     if (!err) err = pt_block_invalidate(fs, 1);
@@ -149,7 +161,7 @@ int petrel_fs_format(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
         md.erased = 0; /* forces a compaction into block 0 */
         {
             uint32_t old[2];
-            err = pt_mdir_commit(fs, &md, &r, 1, old);
+            err = pt_mdir_commit(fs, &md, r, 2, old);
         }
     }
     if (!err) err = pt_sync(fs);
@@ -183,6 +195,7 @@ static int pt_mount_walk(struct petrel_fs *fs, uint64_t *crc_seed)
 int petrel_fs_mount(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
 {
     struct pt_mdir md;
+    struct pt_mstate ms;
     struct pt_rec_ref rec, sbrec = {0, 0, 0};
     uint8_t sb[PT_SB_SIZE];
     uint32_t pos = 0, version, bs, bc, ps;
@@ -232,14 +245,29 @@ int petrel_fs_mount(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
         fs->inline_max > ps - 4)
         goto fail;
 
-    err = pt_mount_walk(fs, &seed);
-    if (err) goto fail;
+    /* a clean record is the walk's result; without one (a cut session) walk */
+    err = pt_mstate_read(fs, &md, &ms);
+    if (err < 0 && err != -PT_ECORRUPT) goto fail;
+    if (err == -PT_ECORRUPT)
+        petrel_log(PT_LOG_WARN, "fs", "mount-state record malformed: walking the pairs");
+    if (err == 1 && ms.clean) {
+        memset(&fs->gstate, 0, sizeof(fs->gstate)); /* clean: nothing half done */
+        fs->next_dirid = ms.next_dirid;
+        seed = ms.seed;
+        fs->ms_clean = 1;
+        err = pt_fingers_load(fs, &md); /* saved with the clean record: valid with it */
+        if (err) goto fail;
+    } else {
+        err = pt_mount_walk(fs, &seed);
+        if (err) goto fail;
+    }
     fs->gpending = fs->gstate;
     fs->seed = seed ^ cfg->seed_mix;
     pt_alloc_init(fs);
     fs->mounted = 1;
     if (fs->gstate.move_pending || fs->gstate.orphans) {
-        err = pt_fs_repair(fs, 1);
+        err = pt_mstate_mark_dirty(fs);
+        if (!err) err = pt_fs_repair(fs, 1);
         if (err) {
             petrel_log(PT_LOG_WARN, "fs", "mount repair failed (%s): read-only",
                        petrel_strerror(err));
@@ -258,6 +286,7 @@ int petrel_fs_unmount(struct petrel_fs *fs)
     int err;
     PT_REQUIRE_MOUNTED(fs);
     err = pt_sync(fs);
+    if (!err) err = pt_mstate_mark_clean(fs);
     pt_fs_free(fs);
     fs->mounted = 0;
     fs->handles = NULL;

@@ -699,13 +699,16 @@ static int64_t image_listxattr(struct petrel_vfs *vfs, const char *path, char *o
 static int image_destroy(struct petrel_vfs *vfs)
 {
     struct image_vfs *im = image(vfs);
-    int rc = petrel_fs_unmount(&im->fs);
+    /* every change of the session on the disk before the engine's clean mount-state record
+     * (docs/SPEC-FS.md 3.1), whose unmount sync would otherwise be deferred */
+    int rc = image_fsync_now(im);
+    int rc1 = petrel_fs_unmount(&im->fs);
     int rc2 = petrel_bd_file_close(&im->file);
     image_cache_free(im);
     close(im->lock_fd);
     free(im);
     free(vfs);
-    return rc < 0 ? rc : rc2;
+    return rc < 0 ? rc : rc1 < 0 ? rc1 : rc2;
 }
 
 static const struct petrel_vfs_ops image_ops = {
@@ -754,7 +757,9 @@ static int try_mount(struct image_vfs *im, const char *path, uint32_t read_size,
     im->cfg.lookahead_size = ((im->file.block_count + 63) / 64) * 8;
     im->fsync = im->bd.sync;
     im->bd.sync = image_bd_sync;
-    im->syncs_deferred = 0;
+    /* the engine's first sync of a session follows its dirty mark (docs/SPEC-FS.md 3.1):
+     * that one reaches the disk before anything the session writes next */
+    im->syncs_deferred = IMAGE_SYNC_EVERY - 1;
     rc = image_cache_init(im);
     if (rc == 0) rc = petrel_fs_mount(&im->fs, &im->cfg);
     if (rc < 0) {

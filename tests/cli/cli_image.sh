@@ -67,28 +67,32 @@ expect_fail "cp into full image" "No space left" "$P" cp huge tiny.img:/huge
 expect_out "no partial file" "" "$P" ls tiny.img:/
 expect_out "full image still clean" "tiny.img: clean" "$P" fsck tiny.img
 
-# An image of format 1.0: a fresh image whose superblock version is set to 0x00010000 and its
-# first commit's CRC recomputed (commit 1 is computed the same way in 1.0 and 2.0: CRC-32C of
-# bytes 0..51, stored at 52). ls and fsck give one line naming both versions.
+# Images of formats 1.0 and 2.0: a fresh image whose superblock version is set to 0x00010000 or
+# 0x00020000 and its first commit's CRC recomputed (commit 1 is computed the same way in every
+# format since 1.0: CRC-32C of its bytes through its fcrc field; a fresh 3.0 image's first
+# commit holds the superblock and the mount-state record: bytes 0..67, CRC stored at 68).
+# ls, fsck and mount give one line naming both versions.
 put_le32() { # FILE OFFSET HEX8
     local h=$3
     printf "\\x${h:6:2}\\x${h:4:2}\\x${h:2:2}\\x${h:0:2}" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
 }
-expect_ok "mkfs for a 1.0 image" "$P" mkfs old.img --size 256K
-put_le32 old.img 16 00010000
-head -c 52 old.img > old.head
-crc=$("$P" crc32c old.head | cut -d' ' -f1)
-put_le32 old.img 52 "$crc"
-for cmd in ls fsck; do
-    arg=old.img; [ $cmd = ls ] && arg=old.img:/
-    out=$("$P" $cmd $arg 2>&1); code=$?
-    expect_eq "$cmd of a 1.0 image: one line" "petrel $cmd: cannot open image 'old.img': image format 1.0, this engine reads 2.x" "$out"
-    [ $code != 0 ] && pass "$cmd of a 1.0 image fails" || fail "$cmd of a 1.0 image fails" "exit 0"
+for ver in 1 2; do
+    expect_ok "mkfs for a $ver.0 image" "$P" mkfs old.img --size 256K --force
+    put_le32 old.img 16 000${ver}0000
+    head -c 68 old.img > old.head
+    crc=$("$P" crc32c old.head | cut -d' ' -f1)
+    put_le32 old.img 68 "$crc"
+    for cmd in ls fsck; do
+        arg=old.img; [ $cmd = ls ] && arg=old.img:/
+        out=$("$P" $cmd $arg 2>&1); code=$?
+        expect_eq "$cmd of a $ver.0 image: one line" "petrel $cmd: cannot open image 'old.img': image format $ver.0, this engine reads 3.x" "$out"
+        [ $code != 0 ] && pass "$cmd of a $ver.0 image fails" || fail "$cmd of a $ver.0 image fails" "exit 0"
+    done
+    mkdir -p old.mnt
+    out=$("$P" mount old.img old.mnt 2>&1); code=$?
+    expect_eq "mount of a $ver.0 image: one line" "petrel mount: cannot open image 'old.img': image format $ver.0, this engine reads 3.x" "$out"
+    [ $code != 0 ] && pass "mount of a $ver.0 image fails" || { fail "mount of a $ver.0 image fails" "exit 0"; fusermount3 -u old.mnt 2>/dev/null; }
 done
-mkdir -p old.mnt
-out=$("$P" mount old.img old.mnt 2>&1); code=$?
-expect_eq "mount of a 1.0 image: one line" "petrel mount: cannot open image 'old.img': image format 1.0, this engine reads 2.x" "$out"
-[ $code != 0 ] && pass "mount of a 1.0 image fails" || { fail "mount of a 1.0 image fails" "exit 0"; fusermount3 -u old.mnt 2>/dev/null; }
 
 # Corrupt image: ls and fsck fail cleanly, and nothing is written to it.
 head -c 1048576 /dev/urandom > junk.img

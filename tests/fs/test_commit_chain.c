@@ -205,14 +205,16 @@ static void capture_log(void *ctx, enum petrel_log_level level, const char *modu
 
 /* A format 1.0 image (its first commit is the same bytes under both rules) is refused with
  * -PT_EVERSION, its version in fs->image_version and one log line naming both versions; so
- * is a 3.0 image. */
+ * are a 2.0 image (no mount-state record: a 2.x engine would change it without the dirty
+ * mark) and a 4.0 image. */
 TEST(chain_version_1_0_image_refused)
 {
-    static const uint32_t versions[2] = {0x00010000u, 0x00030000u};
-    static const char *const messages[2] = {"image format 1.0, this engine reads 2.x",
-                                            "image format 3.0, this engine reads 2.x"};
+    static const uint32_t versions[3] = {0x00010000u, 0x00020000u, 0x00040000u};
+    static const char *const messages[3] = {"image format 1.0, this engine reads 3.x",
+                                            "image format 2.0, this engine reads 3.x",
+                                            "image format 4.0, this engine reads 3.x"};
     int v;
-    for (v = 0; v < 2; v++) {
+    for (v = 0; v < 3; v++) {
         struct img_dev d;
         struct img_block ib;
         uint8_t rev[4];
@@ -239,8 +241,9 @@ TEST(chain_version_1_0_image_refused)
     }
 }
 
-/* A newer minor version (2.1) mounts: minor versions only add records. */
-TEST(chain_version_2_1_image_mounts)
+/* A newer minor version (3.1) mounts: minor versions only add records. This image has no
+ * mount-state record, so the mount walks its pairs. */
+TEST(chain_version_3_1_image_mounts)
 {
     struct img_dev d;
     struct img_block ib;
@@ -252,7 +255,7 @@ TEST(chain_version_2_1_image_mounts)
     ib.crc = 0;
     pt_put_le32(rev, 1);
     img_put(&ib, rev, 4);
-    img_superblock(&ib, 0x00020001u);
+    img_superblock(&ib, 0x00030001u);
     img_file_entry(&ib, "hello");
     img_close(&ib);
     CHECK_OK(petrel_fs_mount(&d.fs, &d.cfg));

@@ -3,8 +3,9 @@
  * sync, close, rename, mkdir, remove, setattr, removeattr, remount) on an emulated NOR
  * device, each checked against an in-memory model of the durable state; random power cuts
  * (atomic and torn) after which the filesystem must show exactly the model before or after
- * the interrupted call; random bit flips in file data pages after which a read returns the
- * right bytes or -PT_ECORRUPT, never wrong bytes. Everything derives from test_seed().
+ * the interrupted call (a remount too: unmount writes the clean mount-state record); random
+ * bit flips in file data pages after which a read returns the right bytes or -PT_ECORRUPT,
+ * never wrong bytes. Everything derives from test_seed().
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -660,12 +661,20 @@ static void model_run(uint64_t seed, uint64_t nops, const struct fsh_geometry *g
             petrel_bd_emu_powerloss(&r->d.emu, 0, PETREL_BD_EMU_POWERLOSS_ATOMIC);
             op_flip(r);
         } else {
-            petrel_bd_emu_powerloss(&r->d.emu, 0, PETREL_BD_EMU_POWERLOSS_ATOMIC);
-            CHECK_OK(fsh_unmount(&r->d));
-            CHECK_OK(fsh_mount(&r->d));
-            r->remounts++;
-            CHECK_MSG(fs_matches(r, r->now, why, sizeof(why)), "op %llu: after remount: %s",
-                      (unsigned long long)r->ops, why);
+            /* unmount commits the clean mount-state record when the session changed
+             * anything: an armed cut may fall in it (or in the mount from it) */
+            int err = fsh_unmount(&r->d);
+            if (!petrel_bd_emu_is_dead(&r->d.emu)) {
+                CHECK_OK(err);
+                err = fsh_mount(&r->d);
+            }
+            dead = petrel_bd_emu_is_dead(&r->d.emu);
+            if (!dead) {
+                CHECK_OK(err);
+                r->remounts++;
+                CHECK_MSG(fs_matches(r, r->now, why, sizeof(why)), "op %llu: after remount: %s",
+                          (unsigned long long)r->ops, why);
+            }
         }
         if (dead || petrel_bd_emu_is_dead(&r->d.emu))
             recover(r);
@@ -854,10 +863,11 @@ TEST(model_tiny_emptied_directory_gives_pairs_back)
     struct fsh_dev d;
     struct petrel_fs_dir h;
     struct petrel_fs_info info;
-    int64_t base, full, after;
+    int64_t empty, base, full, after;
     int i, n = 0;
     fsh_dev_init(&d, &fsh_geometries[FSH_TINY], 1);
     fsh_format_mount(&d);
+    empty = petrel_fs_usage(&d.fs);
     CHECK_OK(petrel_fs_mkdir(&d.fs, "d"));
     base = petrel_fs_usage(&d.fs);
     for (i = 0; i < 40; i++) {
@@ -888,6 +898,7 @@ TEST(model_tiny_emptied_directory_gives_pairs_back)
     CHECK_OK(fsh_mount(&d));
     CHECK_OK(petrel_fs_check(&d.fs, fsh_check_log, NULL));
     CHECK_OK(petrel_fs_remove(&d.fs, "d"));
-    CHECK_EQ(petrel_fs_usage(&d.fs), base - 2);
+    /* d's pair and, on 128 B blocks, the root's continuation pair that took d's entry */
+    CHECK_EQ(petrel_fs_usage(&d.fs), empty);
     fsh_dev_free(&d);
 }

@@ -1,7 +1,8 @@
 /*
  * The power-loss sweep. For each reentrant scenario and each geometry, in rounds that each
- * mount with a different allocator seed (so blocks and operations differ): run the scenario
- * once to count its progs and erases (M), then for every N in 1..M restore the starting image,
+ * mount with a different allocator seed (so blocks and operations differ): run the scenario's
+ * session once to count its progs and erases (M), then for every N in 1..M restore the
+ * starting image,
  * cut the power at the N-th operation (atomic in even rounds, torn in odd ones; in half the
  * rounds the power is cut a second time during the recovering mount), reboot and check:
  *   - mount succeeds and petrel_fs_check is clean;
@@ -10,6 +11,11 @@
  *     never a mix), the stage never goes back as N grows, and a scenario whose run returned
  *     success despite the cut shows its final stage;
  *   - the filesystem still takes a write and reads it back.
+ * A session (pl_session) is the scenario's steps, then the end of the session and the start
+ * of the next one: unmount (sync, "clean" mount-state record), mount from that record, one
+ * small change (the "dirty" mark, then its commit). The starting image is clean, so the cuts
+ * fall before, inside and after every transition of the record, and the fsck after each cut
+ * compares a clean record with the walk (a stale one is reported).
  * Cuts are counted into the run's total (test_powerloss_summary.c prints it).
  */
 #include <stdio.h>
@@ -602,6 +608,17 @@ static const struct pl_scenario scenarios[] = {
 
 /* --- the sweep -------------------------------------------------------------------------- */
 
+/* The scenario's steps, then unmount (the clean record), mount (trusting it) and a change
+ * (the dirty mark first): 0 or the first error. */
+static int pl_session(struct fsh_dev *d, const struct pl_scenario *s)
+{
+    int err = s->run(d);
+    if (!err) err = fsh_unmount(d);
+    if (!err) err = fsh_mount(d);
+    if (!err) err = petrel_fs_setattr(&d->fs, "keep_small", 8, "session", 7);
+    return err;
+}
+
 static void pl_check_keep(struct fsh_dev *d, const char *what)
 {
     CHECK_MSG(fsh_file_is_pattern(&d->fs, "keep_small", 1, 40) == 1,
@@ -687,7 +704,7 @@ static uint64_t pl_sweep(const struct fsh_geometry *g, const struct pl_scenario 
         snprintf(what, sizeof(what), "%s/%s round %d uncut", g->name, s->name, round);
         pl_restart(&d, &snap, round, what);
         petrel_bd_emu_powerloss(&d.emu, 0, PETREL_BD_EMU_POWERLOSS_ATOMIC);
-        err = s->run(&d);
+        err = pl_session(&d, s);
         CHECK_MSG(err == 0, "%s: run failed: %s", what, petrel_errname(err));
         m = d.emu.powerloss_ops;
         ops += m;
@@ -707,7 +724,7 @@ static uint64_t pl_sweep(const struct fsh_geometry *g, const struct pl_scenario 
             pl_restart(&d, &snap, round, what);
             pt_prng_seed(&d.emu.prng, test_seed() ^ (n << 8) ^ (uint64_t)round);
             petrel_bd_emu_powerloss(&d.emu, n, mode);
-            run_err = s->run(&d);
+            run_err = pl_session(&d, s);
             CHECK_MSG(petrel_bd_emu_is_dead(&d.emu),
                       "%s: run did only %llu operations this time (not deterministic)", what,
                       (unsigned long long)d.emu.powerloss_ops);
