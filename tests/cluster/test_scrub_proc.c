@@ -12,6 +12,7 @@
  */
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -447,6 +448,59 @@ TEST_T(repair_returns_every_span_to_policy_after_a_service_dies, 300)
     sc_read_all(cl, PT_ARRAY_SIZE(sc_files));
     printf("repair: %u spans (%u blocks) back to policy %llu ms after a service died\n", nspans,
            nblocks, (unsigned long long)(pc_now_ms() - start));
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
+
+/* Run `petrel blocks drain ...` and return its exit status with its last output line. */
+static int sc_drain_cli(struct pc_cluster *c, const char *args, char *last, size_t cap)
+{
+    const char *bin = getenv("PETREL_BIN");
+    char cmd[1024], line[512];
+    FILE *p;
+    int st;
+    snprintf(cmd, sizeof(cmd), "%s blocks drain %s --registry %s 2>&1",
+             bin && *bin ? bin : "build/petrel", args, c->registry);
+    p = popen(cmd, "r");
+    CHECK(p != NULL);
+    last[0] = 0;
+    while (fgets(line, sizeof(line), p))
+        snprintf(last, cap, "%s", line);
+    st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+TEST_T(drain_moves_every_block_off_a_live_service, 300)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    struct sc_block blocks[MAX_BLOCKS];
+    unsigned span_first[33], nspans = 0, nblocks, j, on = 0;
+    char arg[64], last[512];
+    uint64_t drained;
+    size_t f;
+    pc_start_scrub(&c, 1, 1, SERVICES, 1, "0", NULL);
+    cl = sc_setup(&c);
+    for (f = 0; f < PT_ARRAY_SIZE(sc_files); f++)
+        sc_write(cl, f);
+    nblocks = sc_all(&c, cl, PT_ARRAY_SIZE(sc_files), blocks, span_first, &nspans);
+    drained = blocks[span_first[nspans - 1]].service; /* holds a block of an RS span */
+    for (j = 0; j < nblocks; j++)
+        on += blocks[j].service == drained;
+    CHECK(on > 0);
+    /* bad input: one clear error each */
+    CHECK_EQ(sc_drain_cli(&c, "zz", last, sizeof(last)), 1);
+    CHECK_MSG(strstr(last, "bad block service id"), "%s", last);
+    snprintf(arg, sizeof(arg), "%016llx --wait", (unsigned long long)drained);
+    CHECK_EQ(sc_drain_cli(&c, arg, last, sizeof(last)), 0);
+    CHECK_MSG(strstr(last, ": draining, 0 blocks left on 1 shard"), "%s", last);
+    nblocks = sc_all(&c, cl, PT_ARRAY_SIZE(sc_files), blocks, span_first, &nspans);
+    CHECK(sc_at_policy(&c, blocks, span_first, nspans, drained, 1));
+    sc_read_all(cl, PT_ARRAY_SIZE(sc_files));
+    snprintf(arg, sizeof(arg), "%016llx --stop", (unsigned long long)drained);
+    CHECK_EQ(sc_drain_cli(&c, arg, last, sizeof(last)), 0);
+    CHECK_MSG(strstr(last, "not draining, 0 blocks left"), "%s", last);
+    printf("drain: %u blocks moved off a live service\n", on);
     petrel_client_close(cl);
     pc_stop(&c);
 }

@@ -485,3 +485,47 @@ TEST(rs_replace_block_swaps_only_what_the_span_still_lists)
     CHECK_EQ(dropped[0].crc, sp.blocks[2].crc);
     pt_shard_sm_close(&sm);
 }
+
+/* DRAIN_SERVICE marks a service; DRAIN_STATUS counts what the block index still places on it. */
+TEST(rs_drain_mark_and_status)
+{
+    struct pt_shard_sm sm;
+    struct pt_shard_req q;
+    struct pt_cursor b;
+    uint64_t id, svc, blk, marked[4];
+    int swapped = 0;
+    rs_open(&sm, "s");
+    id = rs_construct(&sm, 9);
+    rs_req(&q, id, 100000, 4, 2);
+    CHECK_EQ(rs_apply(&sm, 2, &q, &b), 0);
+    (void)pt_dec_u8(&b);
+    svc = pt_dec_u64(&b);
+    blk = pt_dec_u64(&b);
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_DRAIN_SERVICE;
+    q.target = svc;
+    q.max = 1;
+    CHECK_EQ(rs_apply(&sm, 3, &q, NULL), 0);
+    CHECK_EQ(rs_apply(&sm, 3, &q, NULL), 0); /* twice is once */
+    q.max = 2;
+    CHECK_EQ(rs_apply(&sm, 3, &q, NULL), -PT_EINVAL);
+    CHECK_EQ(pt_shard_sm_draining(&sm, marked, 4), 1);
+    CHECK_EQ(marked[0], svc);
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_DRAIN_STATUS;
+    q.target = svc;
+    CHECK_EQ(rs_query(&sm, &q, &b), 0);
+    CHECK_EQ(pt_dec_u8(&b), 1);
+    CHECK_EQ(pt_dec_u64(&b), 1);
+    CHECK_EQ(replace_block(&sm, 4, id, blk, svc, 999, &swapped), 0);
+    CHECK_EQ(swapped, 1);
+    CHECK_EQ(rs_query(&sm, &q, &b), 0);
+    CHECK_EQ(pt_dec_u8(&b), 1);
+    CHECK_EQ(pt_dec_u64(&b), 0);
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_DRAIN_SERVICE;
+    q.target = svc;
+    CHECK_EQ(rs_apply(&sm, 5, &q, NULL), 0); /* stop */
+    CHECK_EQ(pt_shard_sm_draining(&sm, marked, 4), 0);
+    pt_shard_sm_close(&sm);
+}

@@ -44,6 +44,7 @@ struct repair_task {
     struct pt_span span; /* as the store listed it when the round started (no cell CRCs) */
     unsigned lost;       /* index of the block to rebuild */
     int forget;          /* no span lists the block: only forget the queue entry */
+    int drain;           /* the block's service is draining: copy it from there first */
     char addr[PT_SPAN_BLOCKS_MAX][PT_REG_ADDR_MAX]; /* "" when unknown or stale */
     uint64_t new_service;
     char new_addr[PT_REG_ADDR_MAX];
@@ -119,6 +120,8 @@ static int choose_home(struct pt_shard_repair *r, struct repair_task *t)
         const struct pt_node_service *c = &all[order[k]];
         int clash = 0;
         if (c->stale || !c->addr[0] || !c->has_secret) continue;
+        for (j = 0; j < r->ndraining; j++)
+            if (r->draining[j] == c->id) clash = 1;
         if (c->capacity && c->used + t->span.block_size > c->capacity) continue;
         for (j = 0; j < n && !clash; j++) {
             const struct pt_node_service *o;
@@ -138,7 +141,7 @@ static int choose_home(struct pt_shard_repair *r, struct repair_task *t)
 
 /* Turn (service, block, file, offset) into a task of the round; 1 if added. */
 static int task_add(struct pt_shard_repair *r, struct repair_round *g,
-                    const struct pt_repair_entry *e)
+                    const struct pt_repair_entry *e, int drain)
 {
     struct repair_task *t = &g->t[g->n];
     unsigned i, n;
@@ -147,6 +150,7 @@ static int task_add(struct pt_shard_repair *r, struct repair_round *g,
         if (g->t[i].file == e->file && g->t[i].span.offset == e->offset) return 0; /* one per span */
     memset(t, 0, sizeof(*t));
     t->file = e->file;
+    t->drain = drain;
     rc = span_read(r, e->file, e->offset, &t->span);
     if (rc == 0) {
         n = pt_span_block_count(&t->span);
@@ -208,7 +212,7 @@ static void take_queue(struct pt_shard_repair *r, struct repair_round *g)
         if (pt_repair_entry_decode(&body, &e) != 0) return;
         r->queue_service = e.service;
         r->queue_block = e.block + 1;
-        task_add(r, g, &e);
+        task_add(r, g, &e, 0);
     }
     if (i == cnt && pt_dec_u8(&body) == 0) r->queue_service = r->queue_block = 0;
 }
@@ -242,8 +246,25 @@ static void take_stale(struct pt_shard_repair *r, struct repair_round *g, uint64
         n = pt_shard_sm_service_blocks(r->sm, r->stale[j].id, &r->stale_block, e,
                                        REPAIR_MAX - g->n);
         for (k = 0; k < n && g->n < REPAIR_MAX; k++)
-            task_add(r, g, &e[k]);
+            task_add(r, g, &e[k], 0);
         break; /* one stale service at a time: its cursor is r->stale_block */
+    }
+}
+
+/* Blocks of the first draining service that still holds some (copied, not rebuilt, while it
+ * serves: a failed copy falls back to rebuilding from the span's other blocks). */
+static void take_draining(struct pt_shard_repair *r, struct repair_round *g)
+{
+    int n = pt_shard_sm_draining(r->sm, r->draining, PT_ARRAY_SIZE(r->draining));
+    unsigned j;
+    r->ndraining = n > 0 ? (unsigned)n : 0;
+    for (j = 0; j < r->ndraining && g->n < REPAIR_MAX; j++) {
+        struct pt_repair_entry e[REPAIR_MAX];
+        int k, m = pt_shard_sm_service_blocks(r->sm, r->draining[j], &r->drain_block, e,
+                                              REPAIR_MAX - g->n);
+        for (k = 0; k < m && g->n < REPAIR_MAX; k++)
+            task_add(r, g, &e[k], 1);
+        if (m > 0) break; /* one service at a time: its cursor is r->drain_block */
     }
 }
 
@@ -285,6 +306,8 @@ static int rebuild(const struct repair_task *t, uint8_t *out, uint64_t *bytes)
 {
     unsigned n = pt_span_block_count(&t->span), j, have = 0;
     uint32_t bs = t->span.block_size;
+    *bytes += t->drain ? bs : 0;
+    if (t->drain && read_good(t, t->lost, out) == 0) return 0; /* a copy, not a rebuild */
     if (t->span.storage == PT_STORAGE_MIRRORED) {
         for (j = 0; j < n; j++) {
             if (j == t->lost) continue;
@@ -425,6 +448,7 @@ void pt_shard_repair_tick(struct pt_shard_repair *r, uint64_t now_ms)
     g->r = r;
     g->rate = r->rate;
     g->work.data = g;
+    take_draining(r, g);
     take_queue(r, g);
     take_stale(r, g, now_ms);
     if (g->n == 0 || uv_queue_work(pt_node_loop(r->node), &g->work, repair_work, repair_done) != 0) {

@@ -1,8 +1,8 @@
 /*
  * Repair on a shard leader (shard_repair.c): rebuilds blocks of the repair queue (reported by
- * readers and scrubbers) and every block on a block service the registry has listed as stale
- * for longer than a timeout, each onto a fresh service in a failure domain its span does not
- * use, and swaps the new copy in with REPLACE_BLOCK (a compare-and-swap applied through Raft).
+ * readers and scrubbers), every block on a block service the registry has listed as stale
+ * for longer than a timeout, and every block on a service being drained (copied from it
+ * while it serves), each onto a fresh service in a failure domain its span does not use, and swaps the new copy in with REPLACE_BLOCK (a compare-and-swap applied through Raft).
  * Runs rounds like GC: chosen on the loop, block I/O on a libuv worker thread, the proposals
  * back on the loop. Never frees a block: the old copy is dropped by the swap's apply (GC
  * erases it after the retention period), and a copy written by a repair whose swap is refused
@@ -27,6 +27,9 @@ struct pt_shard_repair {
     int running;
     uint64_t queue_service, queue_block; /* where the next look at the queue starts */
     uint64_t stale_block;                /* where the next look at a stale service starts */
+    uint64_t drain_block;                /* where the next look at a draining service starts */
+    uint64_t draining[16];               /* services marked draining (DRAIN_SERVICE) */
+    unsigned ndraining;
     struct {
         uint64_t id, since;
     } stale[PT_NODE_MAX_SERVICES];

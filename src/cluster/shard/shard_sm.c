@@ -13,6 +13,7 @@
 #include "cluster/shard/shard_sm.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1321,6 +1322,86 @@ nothing:
     return 0;
 }
 
+/* Drain marks in `meta`: key "drain:" + 16 hex digits of the service id, value u64 1. */
+#define DRAIN_PREFIX "drain:"
+static size_t drain_key(char *k, size_t cap, uint64_t service)
+{
+    int n = snprintf(k, cap, DRAIN_PREFIX "%016" PRIx64, service);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+/* DRAIN_SERVICE: mark (max 1) or unmark (max 0) a block service as draining. */
+static int op_drain_service(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    char k[32];
+    uint8_t v[8];
+    MDB_val key, val = {8, v};
+    int rc;
+    if (q->target == 0 || q->max > 1) return -PT_EINVAL;
+    key.mv_size = drain_key(k, sizeof(k), q->target);
+    key.mv_data = k;
+    if (q->max == 0) {
+        rc = mdb_del(a->t, a->sm->meta, &key, NULL);
+        return rc == MDB_NOTFOUND ? 0 : map_mdb(rc);
+    }
+    pt_put_le64(v, 1);
+    return map_mdb(mdb_put(a->t, a->sm->meta, &key, &val, 0));
+}
+
+/* DRAIN_STATUS: u8 draining, u64 blocks the block index still places on the service. */
+static int q_drain_status(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    char k[32];
+    uint8_t bk[16];
+    MDB_val key, val, ikey = {16, bk};
+    MDB_cursor *cur;
+    uint64_t n = 0;
+    int rc;
+    key.mv_size = drain_key(k, sizeof(k), q->target);
+    key.mv_data = k;
+    rc = mdb_get(a->t, a->sm->meta, &key, &val);
+    if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    pt_enc_u8(&a->out, rc == 0 ? 1 : 0);
+    if ((rc = mdb_cursor_open(a->t, a->sm->blockidx, &cur)) != 0) return map_mdb(rc);
+    key_put_be64(bk, q->target);
+    key_put_be64(bk + 8, 0);
+    for (rc = mdb_cursor_get(cur, &ikey, &val, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &ikey, &val, MDB_NEXT)) {
+        if (ikey.mv_size != 16 || key_get_be64(ikey.mv_data) != q->target) break;
+        n++;
+    }
+    mdb_cursor_close(cur);
+    pt_enc_u64(&a->out, n);
+    return 0;
+}
+
+int pt_shard_sm_draining(struct pt_shard_sm *sm, uint64_t *out, unsigned max)
+{
+    MDB_txn *t;
+    MDB_cursor *cur;
+    MDB_val key = {strlen(DRAIN_PREFIX), (void *)DRAIN_PREFIX}, val;
+    unsigned n = 0;
+    int rc;
+    if ((rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, &t)) != 0) return map_mdb(rc);
+    if ((rc = mdb_cursor_open(t, sm->meta, &cur)) != 0) {
+        mdb_txn_abort(t);
+        return map_mdb(rc);
+    }
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0 && n < max;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        char hex[17];
+        if (key.mv_size != strlen(DRAIN_PREFIX) + 16 ||
+            memcmp(key.mv_data, DRAIN_PREFIX, strlen(DRAIN_PREFIX)) != 0)
+            break;
+        memcpy(hex, (char *)key.mv_data + strlen(DRAIN_PREFIX), 16);
+        hex[16] = 0;
+        out[n++] = strtoull(hex, NULL, 16);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(t);
+    return (int)n;
+}
+
 static int q_get_policy(struct apply_ctx *a, const struct pt_shard_req *q)
 {
     uint8_t k[8];
@@ -1435,6 +1516,8 @@ static int dispatch_write(struct apply_ctx *a, const struct pt_shard_req *q)
         return op_scrub_report(a, q);
     case PT_SHARD_REPLACE_BLOCK:
         return op_replace_block(a, q);
+    case PT_SHARD_DRAIN_SERVICE:
+        return op_drain_service(a, q);
     default:
         return -PT_EPROTO;
     }
@@ -1677,6 +1760,9 @@ int pt_shard_sm_query(struct pt_shard_sm *sm, const uint8_t *req, size_t len, ui
         break;
     case PT_SHARD_REPAIR_LIST:
         st = q_repair_list(&a, &q);
+        break;
+    case PT_SHARD_DRAIN_STATUS:
+        st = q_drain_status(&a, &q);
         break;
     default:
         st = q_spans(&a, &q);

@@ -91,6 +91,9 @@ int pt_shard_sm_gc_dropped(struct pt_shard_sm *sm, uint64_t now, struct pt_gc_bl
 int pt_shard_sm_service_blocks(struct pt_shard_sm *sm, uint64_t service, uint64_t *cursor,
                                struct pt_repair_entry *out, unsigned max);
 
+/* Block services marked draining (DRAIN_SERVICE): count (<= max) or -PT_E*. */
+int pt_shard_sm_draining(struct pt_shard_sm *sm, uint64_t *out, unsigned max);
+
 int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **buf, size_t *len);
 int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len);
 
