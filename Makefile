@@ -11,7 +11,7 @@ SAN     ?=
 CSTD    ?= -std=c11
 
 # Libraries the host programs use, by pkg-config name. mk/deps.sh installs what is missing.
-PKGS    := libuv raft lmdb fuse3 libisal libxxhash
+PKGS    := libuv raft lmdb fuse3 libisal libxxhash libsodium
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -46,7 +46,8 @@ BENCH_SRCS  := $(sort $(wildcard bench/*.c))
 BENCH_BIN   := $(BUILD)/bench/petrel-bench
 
 .PHONY: all build deps test check bench run conformance \
-        format lint c99 clean help soak fuzz mutants layout crc-variants
+        format lint c99 clean help soak fuzz mutants layout crc-variants \
+        size switch-matrix install example
 .DEFAULT_GOAL := all
 
 all: deps
@@ -92,13 +93,54 @@ $(BENCH_BIN): $(call obj,$(BENCH_SRCS)) $(LIBS)
 
 # --- running -------------------------------------------------------------------------------
 
-test: all layout crc-variants
+test: all layout crc-variants switch-matrix example
 	@bash tests/run-all.sh $(BUILD) $(TEST_PARTS)
 
 # The CRC-32C build switches (include/petrel/crc32c.h): the CRC tests and the flash engine's
 # quick cases built and run with each table size, with and without hardware paths.
 crc-variants: all
 	@bash mk/crc-variants.sh $(BUILD) "$(CC)" "$(CFLAGS)" "$(LDFLAGS)" "$(PKG_LIBS) $(LDLIBS)"
+
+# The flash engine's build switches (include/petrel/fs.h: no log, no assert, no fsck, and all
+# firmware switches together): the engine built with each, its quick test cases run against it.
+switch-matrix: all
+	@bash mk/switch-matrix.sh $(BUILD) "$(CC)" "$(CFLAGS)" "$(LDFLAGS)" "$(PKG_LIBS) $(LDLIBS)"
+
+# The flash engine measured as firmware (docs/FIRMWARE.md): text, worst stack path, largest
+# frames and struct sizes for Cortex-M0 and -M4, each against its limit; exits non-zero when
+# one is over. Skipped (said so, exit 0) without gcc-arm-none-eabi. Not part of `make test`
+# while the figures are over; tests/firmware checks the measuring script itself.
+size:
+	@bash mk/size.sh $(BUILD)
+
+# The porting example (examples/spi_nor) built for the host with the firmware switches (no
+# malloc, no log, no assert, no fsck, 64-byte CRC table) and run: format, write, power cut,
+# mount, read back.
+EXAMPLE_SWITCHES := -DPETREL_FS_NO_MALLOC -DPETREL_NO_LOG -DPETREL_NO_ASSERT \
+                    -DPETREL_FS_NO_CHECK -DPETREL_CRC32C_NO_HW -DPETREL_CRC32C_TABLE_BYTES=64
+EXAMPLE_SRCS := $(sort $(wildcard src/fs/*.c)) src/common/crc32c.c src/common/crc32c_hw.c src/common/crc32c_x86.c \
+                src/common/crc32c_arm.c src/common/hash.c src/common/log.c src/common/assert.c \
+                src/common/error.c examples/spi_nor/spi_nor.c
+example: $(BUILD)/examples/spi_nor
+	@$(BUILD)/examples/spi_nor
+
+$(BUILD)/examples/spi_nor: $(EXAMPLE_SRCS) $(wildcard include/petrel/*.h src/fs/*.h src/common/*.h)
+	@mkdir -p $(BUILD)/examples
+	@echo "  LD      $@"
+	@$(CC) -std=c99 -pedantic $(OPT) -Wall -Wextra -Werror -Iinclude -Isrc $(SAN) \
+		$(EXAMPLE_SWITCHES) -DEXAMPLE_REPORT -o $@ $(EXAMPLE_SRCS)
+
+# The flash engine alone for firmware and host projects: libpetrel-fs.a (src/fs, src/bd and the
+# src/common pieces they use), its headers and petrel-fs.pc, under PREFIX (DESTDIR honoured).
+# Needs none of the cluster's dependencies.
+PREFIX ?= /usr/local
+FS_LIB_SRCS := $(FS_SRCS) $(sort $(wildcard src/common/crc32c*.c)) src/common/hash.c \
+               src/common/log.c src/common/assert.c src/common/error.c src/common/prng.c
+FS_HEADERS  := include/petrel/fs.h include/petrel/bd.h include/petrel/common.h \
+               include/petrel/crc32c.h include/petrel/hash.h include/petrel/prng.h
+$(BUILD)/libpetrel-fs.a: $(call obj,$(FS_LIB_SRCS))
+install: $(BUILD)/libpetrel-fs.a
+	@sh mk/install.sh "$(DESTDIR)" "$(PREFIX)" $(BUILD)/libpetrel-fs.a $(FS_HEADERS)
 
 # The cluster's dependency rule: includes point one way (docs/DESIGN.md, "Cluster layout").
 layout:
@@ -182,7 +224,8 @@ clean:
 
 help:
 	@echo "make | make test | make test-PART | make check | make layout | make bench | make run | make soak [SEEDS=N]"
-	@echo "make crc-variants"
+	@echo "make crc-variants | make switch-matrix | make example | make size"
+	@echo "make install [PREFIX=/usr/local DESTDIR=]: the flash engine library alone (petrel-fs.pc)"
 	@echo "make mutants [MUTANT_SEEDS=N]"
 	@echo "make format | make lint | make c99 | make clean | make fuzz [FUZZ_TIME=S FUZZ_TARGETS=..]"
 

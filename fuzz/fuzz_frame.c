@@ -30,6 +30,14 @@ static void frame_check_one(const uint8_t *buf, size_t size, uint32_t max_body)
     FUZZ_CHECK(h.version == PT_FRAME_VERSION && !(h.flags & ~PT_FRAME_FLAGS_KNOWN));
     pt_frame_encode_header(again, h.flags, h.kind, h.request_id, body, h.body_len);
     FUZZ_CHECK(memcmp(again, buf, PT_FRAME_HEADER_SIZE) == 0);
+    {
+        /* a trailer check under a key nobody used: refused, or (never) accepted, no harm */
+        static const uint8_t key[32] = {1};
+        struct pt_frame_header sealed = h;
+        int u = pt_frame_unseal(buf, &sealed, body, key, 0);
+        FUZZ_CHECK(u == -PT_EACCES || (u == 0 && sealed.body_len + PT_FRAME_TRAILER_SIZE ==
+                                                     h.body_len));
+    }
     if (h.flags & PT_FRAME_ERROR) {
         struct pt_frame_error e;
         if (pt_frame_error_decode(body, h.body_len, &e) == 0) FUZZ_CHECK(e.code < 0);

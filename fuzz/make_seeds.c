@@ -438,7 +438,7 @@ static void cdc_msgs(void)
 /* Raft messages of every type, as replicas send them (option byte 0: CRC as encoded). */
 static void raft_msgs(void)
 {
-    struct pt_raft_msg_header h = {0, 7, 0x10000, 0, 2, 1};
+    struct pt_raft_msg_header h = {0, 7, 0x10000, 0, 2, 1, 0};
     struct raft_message m;
     struct raft_entry e[3];
     uint8_t payload[40], opt = 0, *buf;

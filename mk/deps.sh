@@ -18,6 +18,7 @@ for mod in "$@"; do
         fuse3) add libfuse3-dev ;;
         libisal) add libisal-dev ;;
         libxxhash) add libxxhash-dev ;;
+        libsodium) add libsodium-dev ;;
         *) echo "deps: no Debian package known for pkg-config module '$mod'" >&2; exit 1 ;;
     esac
 done
@@ -27,6 +28,29 @@ command -v fusermount3 >/dev/null 2>&1 || add fuse3
 command -v python3 >/dev/null 2>&1 || add python3
 command -v script >/dev/null 2>&1 || add bsdutils
 command -v tar >/dev/null 2>&1 || add tar
+
+# Optional: the Cortex-M cross compiler for `make size` (and the Cortex-M0 build of examples/).
+# Best effort: installed when we are root and apt-get can; otherwise every target that needs it
+# says it is skipped. Tried once per machine (a marker under /var/tmp), so a failing install
+# does not slow down every make.
+optional_arm() {
+    command -v arm-none-eabi-gcc >/dev/null 2>&1 && return 0
+    marker=/var/tmp/petrel-deps-arm-tried
+    [ -e "$marker" ] && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "deps: installing gcc-arm-none-eabi libnewlib-arm-none-eabi (optional: make size)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null 2>&1 || true
+        if ! apt-get install -y -qq --no-install-recommends gcc-arm-none-eabi \
+                libnewlib-arm-none-eabi >/tmp/petrel-deps-arm.log 2>&1; then
+            echo "deps: gcc-arm-none-eabi not installed (see /tmp/petrel-deps-arm.log):" \
+                "make size will be skipped"
+        fi
+        : > "$marker" 2>/dev/null || true
+    fi
+    return 0
+}
+optional_arm
 
 [ -z "$need_pkgs" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

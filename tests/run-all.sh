@@ -32,7 +32,11 @@ count() { # $1 = output file, $2 = exit code, $3 = label
 }
 
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+# Key files that `petrel cluster start` writes for its clients (docs/CLI.md, "Secrets") go to
+# a scratch config directory, not the user's ~/.config.
+XDG_CONFIG_HOME=$(mktemp -d)
+export XDG_CONFIG_HOME
+trap 'rm -rf "$out" "$XDG_CONFIG_HOME"' EXIT
 start=$(date +%s)
 for part in "$@"; do
     if [ -x "$build/tests/test-$part" ]; then

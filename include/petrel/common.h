@@ -96,6 +96,34 @@ void petrel_log(enum petrel_log_level level, const char *module, const char *fmt
 #endif
     ;
 
+/*
+ * Build switch PETREL_NO_LOG (define it for every file of the library, e.g. for firmware):
+ * library calls of petrel_log compile to nothing. Their arguments are still type-checked
+ * (against pt_log_discard's printf format) but never evaluated, so neither the formatting
+ * (vsnprintf) nor the message strings are linked: with --gc-sections no printf-family
+ * function is left in the image (`make size` checks the map file). petrel_log itself stays
+ * defined, doing nothing, so objects built without the switch still link.
+ */
+#ifdef PETREL_NO_LOG
+static inline void pt_log_discard(enum petrel_log_level level, const char *module,
+                                  const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static inline void pt_log_discard(enum petrel_log_level level, const char *module,
+                                  const char *fmt, ...)
+{
+    (void)level;
+    (void)module;
+    (void)fmt;
+}
+#define petrel_log(...) \
+    do { \
+        if (0) pt_log_discard(__VA_ARGS__); \
+    } while (0)
+#endif
+
 /* A ready-made callback that writes "petrel MODULE: LEVEL: message" lines to stderr. */
 void petrel_log_stderr(void *ctx, enum petrel_log_level level, const char *module,
                        const char *message);
@@ -114,6 +142,16 @@ void petrel_log_stderr(void *ctx, enum petrel_log_level level, const char *modul
 typedef void (*petrel_assert_fn)(void *ctx, const char *file, int line, const char *cond);
 void petrel_assert_set_hook(petrel_assert_fn fn, void *ctx);
 void petrel_assert_fail(const char *file, int line, const char *cond);
+/*
+ * Build switch PETREL_NO_ASSERT: PT_ASSERT checks nothing (the condition is compiled, so it
+ * stays valid code, but not evaluated: a condition must never have side effects). For
+ * firmware where the file-name strings and the checks cost flash; host builds and tests keep
+ * the checks. petrel_assert_fail stays defined.
+ */
+#ifdef PETREL_NO_ASSERT
+#define PT_ASSERT(cond) ((void)sizeof((cond) ? 1 : 0))
+#else
 #define PT_ASSERT(cond) ((cond) ? (void)0 : petrel_assert_fail(__FILE__, __LINE__, #cond))
+#endif
 
 #endif

@@ -27,6 +27,27 @@
  * mounted: never mounted, unmounted, or whose mount failed (and on a NULL fs).
  *
  * Plain C99, no dependencies.
+ *
+ * Build switches (define them for every file of the engine and of src/common it uses; see
+ * examples/ and docs/FIRMWARE.md for a firmware build, `make size` for what each saves):
+ *   PETREL_FS_NO_MALLOC   the engine calls no malloc or free: the caches and the lookahead
+ *                         come from the configuration (read_buffer, prog_buffer,
+ *                         lookahead_buffer), each file's page buffer from
+ *                         petrel_fs_file_opencfg; a missing buffer is -PT_ENOMEM. Set
+ *                         cache_size and lookahead_size explicitly to size the static
+ *                         buffers; a file buffer takes page_size bytes (petrel_fs_fsinfo; at
+ *                         most cache_size).
+ *   PETREL_NO_LOG         no logging: petrel_log calls compile to nothing, so no printf-family
+ *                         function and no message string is linked (petrel/common.h).
+ *   PETREL_NO_ASSERT      PT_ASSERT checks nothing (petrel/common.h).
+ *   PETREL_FS_NO_CHECK    no consistency check: petrel_fs_check and petrel_fs_check_progress
+ *                         are not declared nor built (traverse and usage stay).
+ *   PETREL_CRC32C_TABLE_BYTES=8192|1024|64, PETREL_CRC32C_NO_HW
+ *                         the CRC-32C table size and no hardware paths (petrel/crc32c.h); a
+ *                         microcontroller gets the table path, 64 B is the smallest.
+ * A read-only build (writes compiled out) is not offered yet: mount repairs half-done
+ * renames and orphans, so the write path is reachable from mount itself.
+ * `make switch-matrix` runs the engine's tests with each combination of these switches.
  */
 #ifndef PETREL_FS_H
 #define PETREL_FS_H
@@ -499,6 +520,7 @@ int64_t petrel_fs_usage(struct petrel_fs *fs);
  * walk and that value is returned. */
 int petrel_fs_traverse(struct petrel_fs *fs, int (*cb)(void *ctx, uint32_t block), void *ctx);
 
+#ifndef PETREL_FS_NO_CHECK
 /*
  * Consistency check for `petrel fsck`: walks all metadata and data, verifying every commit
  * CRC and every data page CRC, the structure (thread, directory ranges, trees, block
@@ -517,5 +539,6 @@ int petrel_fs_check(struct petrel_fs *fs, void (*cb)(void *ctx, const char *prob
 int petrel_fs_check_progress(struct petrel_fs *fs, void (*cb)(void *ctx, const char *problem),
                              void *ctx, void (*progress)(void *pctx, uint64_t blocks),
                              void *pctx);
+#endif /* PETREL_FS_NO_CHECK */
 
 #endif

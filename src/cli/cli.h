@@ -20,6 +20,33 @@ struct cli_command {
 /* Print "petrel CMD: message" to stderr; returns 1 (the exit code for errors). */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* ---- cluster secrets (secret.c; docs/CLI.md, "Secrets") ---------------------------------- */
+
+/* The --secret FILE every command accepts (opt.c); NULL when not given. */
+extern const char *cli_secret_path;
+
+/*
+ * The key a client uses for the cluster at "HOST:PORT" as typed: --secret, else the file
+ * named by $PETREL_SECRET, else the per-user key file of that address when it exists
+ * (cli_key_file_path), else none. Sets the process's client key (pt_auth_set_process).
+ * 0, or 1 after printing the error line (a named file that cannot be loaded).
+ */
+int cli_client_auth(const char *cmd, const char *host, unsigned port);
+
+/*
+ * A server's keys: --secret (the cluster key: required for read_only_path) and read_only_path
+ * (--read-only-secret, may be NULL). Sets the process's keys (the server's own client calls
+ * use the cluster key). Without --secret, nothing is set (the server warns that the network is
+ * trusted). 0, or 1 after printing the error line.
+ */
+int cli_server_auth(const char *cmd, const char *read_only_path);
+
+/*
+ * The per-user key file of a cluster address: $XDG_CONFIG_HOME/petrel/keys/ADDRESS, or
+ * $HOME/.config/petrel/keys/ADDRESS. 0, or -1 when neither variable is set.
+ */
+int cli_key_file_path(const char *address, char *buf, size_t cap);
+
 /* Whether this build has a command (the cluster servers come with the cluster parts). */
 int cli_has_command(const char *name);
 

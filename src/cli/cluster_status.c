@@ -103,6 +103,7 @@ int cluster_status(int argc, char **argv)
     if (rc < 0 || loc.kind != PETREL_VFS_CLUSTER)
         return cli_error("cluster status", "'%s' is not a cluster address (petrel://HOST:PORT)",
                          argv[1]);
+    if (cli_client_auth("cluster status", loc.host, loc.port)) return 1;
     rc = petrel_vfs_cluster_address(loc.host, loc.port, addr, sizeof(addr));
     if (rc < 0) return cli_cluster_error("cluster status", loc.host, loc.port, rc);
     {

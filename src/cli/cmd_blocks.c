@@ -40,6 +40,7 @@ static void on_signal(uv_signal_t *h, int signum)
 
 int cmd_blocks(int argc, char **argv)
 {
+    const char *read_only_secret = NULL;
     const char *dirs[MAX_DIRS];
     struct cli_strings dir_list = {dirs, 0, MAX_DIRS};
     struct pt_blocks_server_config cfg;
@@ -65,6 +66,8 @@ int cmd_blocks(int argc, char **argv)
              "chooses)"},
             {0, "scrub-rate", CLI_UINT, &scrub_mb, "MB/s",
              "how fast each service re-reads its blocks to find rot (default 8; 0: off)"},
+            {0, "read-only-secret", CLI_STRING, &read_only_secret, "FILE",
+             "a second secret whose holders may read and list only (needs --secret)"},
             {0, NULL, CLI_FLAG, NULL, NULL, NULL},
         };
         const struct cli_spec spec = {
@@ -93,6 +96,7 @@ int cmd_blocks(int argc, char **argv)
                          MAX_SCRUB_RATE_MB);
     cfg.scrub_rate = scrub_mb << 20;
     petrel_log_set(petrel_log_stderr, NULL, PT_LOG_WARN);
+    if (cli_server_auth("blocks", read_only_secret)) return 1;
     /* A peer that hangs up under a reply is an error for that connection, not a signal that
        ends the server. */
     signal(SIGPIPE, SIG_IGN);

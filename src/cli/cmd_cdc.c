@@ -15,6 +15,7 @@
 
 int cmd_cdc(int argc, char **argv)
 {
+    const char *read_only_secret = NULL;
     const char *replica = NULL, *replicas = NULL, *shards = NULL, *election = NULL,
                *heartbeat = NULL;
     int verbose = 0, n;
@@ -41,6 +42,8 @@ int cmd_cdc(int argc, char **argv)
             {0, "unsafe-no-fsync-check", CLI_FLAG, &cfg.raft.unsafe_no_fsync_check, NULL,
              "start even on a filesystem known not to honour fsync (FUSE)"},
             {0, "verbose", CLI_FLAG, &verbose, NULL, "log debug messages"},
+            {0, "read-only-secret", CLI_STRING, &read_only_secret, "FILE",
+             "a second secret whose holders may read and list only (needs --secret)"},
             {0, NULL, CLI_FLAG, NULL, NULL, NULL},
         };
         const struct cli_spec spec = {
@@ -72,6 +75,7 @@ int cmd_cdc(int argc, char **argv)
     if (verbose) petrel_log_set(petrel_log_stderr, NULL, PT_LOG_DEBUG);
     if (!cfg.registry || !cfg.dir || !replica)
         return cli_error("cdc", "--registry, --replica and --dir are required");
+    if (cli_server_auth("cdc", read_only_secret)) return 1;
     /* A peer that dies mid-write must cost an error code, not the process. */
     signal(SIGPIPE, SIG_IGN);
     if (!getenv("PETREL_QUIET")) petrel_log_set(petrel_log_stderr, NULL, PT_LOG_WARN);

@@ -35,6 +35,7 @@
 #include "cluster/storage/durable.h"
 #include "cluster/proto/shard_msgs.h"
 #include "cluster/net/net.h"
+#include "cluster/proto/auth.h"
 #include "petrel/common.h"
 
 #define MAX_CHILDREN 128
@@ -69,6 +70,7 @@ struct cluster {
     struct child kids[MAX_CHILDREN];
     int nkids;
     char registry[64]; /* HOST:PORT */
+    char secret[PATH_MAX], read_only_secret[PATH_MAX]; /* DIR/secret, DIR/read-only-secret */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -131,6 +133,90 @@ static int layout_save(const char *dir, uint64_t shards, uint64_t replicas, uint
 /* --- children ---------------------------------------------------------------------------- */
 
 /* Append the Raft options given to `cluster start` to a server's argv (NULL at index at). */
+/*
+ * Every server gets the cluster's secrets, right after "petrel SERVER" (the command line
+ * keeps ending in what scripts look for, e.g. "--dir D"): argv[0..at) becomes argv[0..at+4)
+ * with a NULL after it; returns at + 4, the next free slot.
+ */
+static int secret_args(struct cluster *c, char **argv, int at)
+{
+    int i;
+    for (i = at - 1; i >= 2; i--)
+        argv[i + 4] = argv[i];
+    argv[2] = "--secret";
+    argv[3] = c->secret;
+    argv[4] = "--read-only-secret";
+    argv[5] = c->read_only_secret;
+    argv[at + 4] = NULL;
+    return at + 4;
+}
+
+/*
+ * DIR/secret and DIR/read-only-secret, made on the first start (mode 0600), loaded as a check
+ * (a file someone made group-readable is refused here, before any server starts); the cluster
+ * key becomes this process's client key (it asks the registry whether the cluster is ready).
+ */
+static int secrets_prepare(struct cluster *c)
+{
+    struct pt_auth_key key;
+    char err[PATH_MAX + 128];
+    const char *paths[2];
+    int i, rc;
+    snprintf(c->secret, sizeof(c->secret), "%s/secret", c->dir);
+    snprintf(c->read_only_secret, sizeof(c->read_only_secret), "%s/read-only-secret", c->dir);
+    paths[0] = c->secret;
+    paths[1] = c->read_only_secret;
+    for (i = 1; i >= 0; i--) {
+        rc = pt_auth_secret_create(paths[i], err, sizeof(err));
+        if (rc < 0 && rc != -PT_EEXIST) return cli_error("cluster start", "cannot create the %s", err);
+        rc = pt_auth_key_load(paths[i], &key, err, sizeof(err));
+        if (rc < 0) return cli_error("cluster start", "cannot use the %s", err);
+    }
+    pt_auth_set_process(&key, NULL, NULL); /* paths[0]: the cluster key */
+    sodium_memzero(&key, sizeof(key));
+    return 0;
+}
+
+/*
+ * Copy the cluster secret to the per-user key file of the registry's address, so a client on
+ * this machine finds it with no flag (cli_client_auth): written to a temporary file (0600, in
+ * a directory of mode 0700) and renamed over the old one. Returns 0, or -1 with err filled.
+ */
+static int key_file_write(struct cluster *c, char *path, size_t cap, char *err, size_t err_cap)
+{
+    char tmp[4200], buf[PT_AUTH_SECRET_MAX + 1], *slash;
+    ssize_t n;
+    int in, out = -1, ok;
+    if (cli_key_file_path(c->registry, path, cap) != 0) {
+        snprintf(err, err_cap, "neither XDG_CONFIG_HOME nor HOME is set");
+        return -1;
+    }
+    /* mkdir -p of the key directory, each level 0700 */
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (slash = strchr(tmp + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = 0;
+        if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
+            snprintf(err, err_cap, "cannot create %s: %s", tmp, strerror(errno));
+            return -1;
+        }
+        *slash = '/';
+    }
+    snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
+    in = open(c->secret, O_RDONLY | O_CLOEXEC);
+    n = in >= 0 ? read(in, buf, sizeof(buf)) : -1;
+    if (in >= 0) close(in);
+    if (n > 0) out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ok = out >= 0 && fchmod(out, 0600) == 0 && write(out, buf, (size_t)n) == n && fsync(out) == 0;
+    if (out >= 0) close(out);
+    sodium_memzero(buf, sizeof(buf));
+    if (!ok || rename(tmp, path) != 0) {
+        snprintf(err, err_cap, "cannot write %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
 static void raft_args(struct cluster *c, char **argv, int at)
 {
     if (c->election[0]) {
@@ -342,8 +428,9 @@ static int spawn_servers(struct cluster *c)
         snprintf(domain, sizeof(domain), "local-%llu", (unsigned long long)b);
         if (make_dir(dir) < 0) return cli_error("cluster", "cannot create '%s'", dir);
         {
-            char *argv[] = {"petrel", "blocks",           "--registry", c->registry, "--dir",
-                            dir,      "--failure-domain", domain,       NULL};
+            char *argv[MAX_ARGS + 1] = {"petrel", "blocks",           "--registry", c->registry, "--dir",
+                              dir,      "--failure-domain", domain,       NULL};
+            secret_args(c, argv, 8);
             if (spawn(c, name, argv) < 0) return cli_error("cluster", "cannot start %s", name);
         }
     }
@@ -353,10 +440,10 @@ static int spawn_servers(struct cluster *c)
         snprintf(n1, sizeof(n1), "%llu", (unsigned long long)r);
         if (make_dir(dir) < 0) return cli_error("cluster", "cannot create '%s'", dir);
         {
-            char *argv[20] = {"petrel", "cdc",        "--registry", c->registry, "--replica",
+            char *argv[MAX_ARGS + 1] = {"petrel", "cdc",        "--registry", c->registry, "--replica",
                               n1,       "--replicas", nr,           "--shards",  ns,
                               "--dir",  dir,          NULL};
-            raft_args(c, argv, 12);
+            raft_args(c, argv, secret_args(c, argv, 12));
             if (spawn(c, name, argv) < 0) return cli_error("cluster", "cannot start %s", name);
         }
     }
@@ -370,10 +457,10 @@ static int spawn_servers(struct cluster *c)
             snprintf(n2, sizeof(n2), "%llu", (unsigned long long)r);
             if (make_dir(dir) < 0) return cli_error("cluster", "cannot create '%s'", dir);
             {
-                char *argv[20] = {"petrel", "shard",     "--registry", c->registry,  "--shard",
+                char *argv[MAX_ARGS + 1] = {"petrel", "shard",     "--registry", c->registry,  "--shard",
                                   n1,       "--replica", n2,           "--replicas", nr,
                                   "--dir",  dir,         NULL};
-                raft_args(c, argv, 12);
+                raft_args(c, argv, secret_args(c, argv, 12));
                 if (spawn(c, name, argv) < 0) return cli_error("cluster", "cannot start %s", name);
             }
         }
@@ -481,7 +568,7 @@ static int cluster_start(int argc, char **argv)
     uint64_t port = 0;
     char listen[32];
     int unsafe_no_fsync_check = 0;
-    char path[PATH_MAX + 64], real[PATH_MAX];
+    char path[PATH_MAX + 64], real[PATH_MAX], key_file[PATH_MAX] = "";
     int n, rc, lock_fd, waited, status = 0;
     uint64_t since = 0, blocks_since = 0;
     struct sigaction sa;
@@ -576,6 +663,11 @@ static int cluster_start(int argc, char **argv)
     c->shards = s;
     c->replicas = r;
     c->blocks = b;
+    if (secrets_prepare(c)) {
+        close(lock_fd);
+        free(c);
+        return 1;
+    }
 
     /* Signals: block them, and wait for them in sigsuspend (no race with the checks). */
     memset(&sa, 0, sizeof(sa));
@@ -597,8 +689,9 @@ static int cluster_start(int argc, char **argv)
         goto out;
     }
     {
-        char *rargv[] = {
+        char *rargv[12] = {
             "petrel", "registry", "--dir", path, "--listen", listen, "--using-dynamic-ports", NULL};
+        secret_args(c, rargv, 7);
         if (spawn(c, "registry", rargv) < 0) {
             status = cli_error("cluster start", "cannot start the registry");
             goto out;
@@ -614,6 +707,15 @@ static int cluster_start(int argc, char **argv)
         sigprocmask(SIG_SETMASK, &old, NULL);
         sleep_ms(50);
         sigprocmask(SIG_BLOCK, &mask, NULL);
+    }
+    {
+        char err[PATH_MAX + 128];
+        if (key_file_write(c, key_file, sizeof(key_file), err, sizeof(err)) != 0) {
+            key_file[0] = 0;
+            fprintf(stderr,
+                    "petrel cluster: %s; clients need --secret %s (or PETREL_SECRET)\n", err,
+                    c->secret);
+        }
     }
     if (spawn_servers(c)) {
         status = 1;
@@ -645,6 +747,10 @@ static int cluster_start(int argc, char **argv)
             (unsigned long long)s, s == 1 ? "" : "s", (unsigned long long)r, r == 1 ? "" : "s",
             cli_has_command("cdc") ? (unsigned long long)r : 0ULL, (unsigned long long)b,
             b == 1 ? "" : "s", real);
+    fprintf(stderr,
+            "petrel cluster: every frame is authenticated with %s (read-only clients: %s)%s%s\n",
+            c->secret, c->read_only_secret, key_file[0] ? "; clients of this user find it in " : "",
+            key_file);
     while (!stop_requested) {
         long wait_ms = restart_due(c);
         if (wait_ms < 0) {
@@ -673,20 +779,48 @@ out:
     return status;
 }
 
+/* petrel cluster init --secret FILE: a new secret (32 random bytes, mode 0600). */
+static int cluster_init(int argc, char **argv)
+{
+    char err[PATH_MAX + 128];
+    int n;
+    const struct cli_option options[] = {{0, NULL, CLI_FLAG, NULL, NULL, NULL}};
+    const struct cli_spec spec = {
+        "cluster init",
+        "--secret FILE",
+        "Make a new cluster secret: 32 random bytes (64 hex digits) in FILE, mode 0600. Hand\n"
+        "it to every server and client with --secret FILE; a second one made the same way is\n"
+        "a read-only key (servers: --read-only-secret FILE). An existing FILE is never\n"
+        "overwritten.",
+        options,
+        0,
+        0};
+    CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
+    if (!cli_secret_path)
+        return cli_error("cluster init", "--secret FILE is required (where to write it)");
+    if (pt_auth_secret_create(cli_secret_path, err, sizeof(err)) < 0)
+        return cli_error("cluster init", "cannot create the %s", err);
+    printf("%s\n", cli_secret_path);
+    return 0;
+}
+
 int cmd_cluster(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "start") == 0) return cluster_start(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "init") == 0) return cluster_init(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "status") == 0) return cluster_status(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         printf("usage: petrel cluster start --dir DIR [--port N] [--shards N] [--replicas R] "
                "[--block-services B]\n"
-               "       petrel cluster status petrel://HOST:PORT\n\n"
+               "       petrel cluster status petrel://HOST:PORT\n"
+               "       petrel cluster init --secret FILE\n\n"
                "Run a whole cluster on this machine, or show a cluster's services, leaders and\n"
                "capacity. 'petrel cluster start --help' and 'petrel cluster status --help' say "
                "more.\n");
         return 0;
     }
     if (argc < 2)
-        return cli_error("cluster", "missing subcommand: start or status (petrel cluster --help)");
-    return cli_error("cluster", "unknown subcommand '%s': start or status", argv[1]);
+        return cli_error("cluster",
+                         "missing subcommand: start, status or init (petrel cluster --help)");
+    return cli_error("cluster", "unknown subcommand '%s': start, status or init", argv[1]);
 }

@@ -80,6 +80,7 @@ int cmd_mount(int argc, char **argv)
     if (loc.kind == PETREL_VFS_CLUSTER && strcmp(loc.path, "/") != 0)
         return cli_error("mount", "mount a whole cluster (petrel://%s:%u), not a path in it",
                          loc.host, loc.port);
+    if (loc.kind == PETREL_VFS_CLUSTER && cli_client_auth("mount", loc.host, loc.port)) return 1;
     fflush(stdout);
     /* What the server logs (a link that failed at release) goes to stderr in the
      * foreground, to syslog in the background. */

@@ -34,6 +34,7 @@ static void on_signal(uv_signal_t *h, int signum)
 
 int cmd_registry(int argc, char **argv)
 {
+    const char *read_only_secret = NULL;
     struct pt_registry_server_config cfg;
     struct registry_run run;
     uv_loop_t loop;
@@ -55,6 +56,8 @@ int cmd_registry(int argc, char **argv)
              "forget stored service addresses at start-up"},
             {0, "stale-after", CLI_STRING, &stale_text, "SECONDS",
              "silence after which a service is stale (default 10)"},
+            {0, "read-only-secret", CLI_STRING, &read_only_secret, "FILE",
+             "a second secret whose holders may read and list only (needs --secret)"},
             {0, NULL, CLI_FLAG, NULL, NULL, NULL},
         };
         const struct cli_spec spec = {
@@ -77,6 +80,7 @@ int cmd_registry(int argc, char **argv)
     }
     if (!cfg.dir) return cli_error("registry", "--dir is required (petrel registry --help)");
     petrel_log_set(petrel_log_stderr, NULL, PT_LOG_WARN);
+    if (cli_server_auth("registry", read_only_secret)) return 1;
     /* A peer that hangs up under a reply is an error for that connection, not a signal that
        ends the server. */
     signal(SIGPIPE, SIG_IGN);

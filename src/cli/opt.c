@@ -11,6 +11,14 @@
 #include "cli/cli.h"
 #include "cli/opt.h"
 
+const char *cli_secret_path;
+
+/* An option every command takes: the cluster secret for whatever cluster it reaches. */
+static const struct cli_option secret_option = {
+    0, "secret", CLI_STRING, &cli_secret_path, "FILE",
+    "cluster secret (default: $PETREL_SECRET, then the key file\n"
+    "                           'petrel cluster start' wrote for the address)"};
+
 static int opt_end(const struct cli_option *o)
 {
     return o->short_name == 0 && o->long_name == NULL;
@@ -96,6 +104,7 @@ void cli_print_help(const struct cli_spec *spec)
                      o->arg_name ? o->arg_name : "VALUE");
         printf("  %-24s %s\n", left, o->help);
     }
+    printf("  %-24s %s\n", "--secret FILE", secret_option.help);
     printf("  %-24s %s\n", opt_claims_h(spec) ? "--help" : "-h, --help", "show this help");
 }
 
@@ -166,6 +175,8 @@ enum cli_parse_result cli_parse(const struct cli_spec *spec, int argc, char **ar
                 if (o->long_name && strlen(o->long_name) == len &&
                     strncmp(o->long_name, name, len) == 0)
                     break;
+            if ((!o || opt_end(o)) && len == 6 && strncmp(name, "secret", 6) == 0)
+                o = &secret_option;
             if (!o || opt_end(o)) {
                 cli_error(spec->name, "unknown option '%.*s' (petrel %s --help lists them)",
                           (int)(len + 2), a, spec->name);

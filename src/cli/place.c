@@ -82,6 +82,10 @@ int cli_cluster_error(const char *cmd, const char *host, unsigned port, int rc)
     case PT_ECONNRESET:
         why = "what answers there is not a Petrel registry";
         break;
+    case PT_EACCES:
+        why = "authentication refused (no secret, or not this cluster's: --secret FILE or "
+              "PETREL_SECRET)";
+        break;
     default:
         why = cli_strerror(rc);
         break;
@@ -137,6 +141,9 @@ static int place_open(const char *cmd, const char *text, int flags, struct cli_p
         if (!stores[i].vfs && !free_slot) free_slot = &stores[i];
     }
     if (!free_slot) return cli_error(cmd, "too many stores in one command");
+    if (place->loc.kind == PETREL_VFS_CLUSTER &&
+        cli_client_auth(cmd, place->loc.host, place->loc.port))
+        return 1;
     rc = petrel_vfs_open(&place->loc, flags, &place->vfs);
     if (rc < 0) {
         if (place->loc.kind == PETREL_VFS_IMAGE && rc == -PT_EBUSY)

@@ -128,6 +128,7 @@ int64_t petrel_fs_usage(struct petrel_fs *fs)
     return err ? err : n;
 }
 
+#ifndef PETREL_FS_NO_CHECK /* the switch leaves the consistency check out (fs.h) */
 /* ---- check ---- */
 
 struct pt_checker {
@@ -386,3 +387,4 @@ int petrel_fs_check_progress(struct petrel_fs *fs, void (*cb)(void *ctx, const c
     if (fs->block_count) pt_alloc_drop_window(fs);
     return c.problems ? -PT_ECORRUPT : 0;
 }
+#endif /* PETREL_FS_NO_CHECK */

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cluster/client/registry_client.h"
+#include "cluster/proto/auth.h"
 #include "cluster/proto/registry_msg.h"
 #include "cluster/replica/node.h"
 #include "petrel/common.h"
@@ -48,8 +49,14 @@ static void spawn(struct pc_cluster *c, const char *name, char *const args[])
         memcpy(p->log, tmp, sizeof(tmp));
     }
     argv[0] = (char *)petrel_bin();
-    for (i = 0; args[i] && i < 22; i++)
+    for (i = 0; args[i] && i < 18; i++)
         argv[i + 1] = args[i];
+    if (c->secret[0]) {
+        argv[++i] = "--secret";
+        argv[++i] = c->secret;
+        argv[++i] = "--read-only-secret";
+        argv[++i] = c->ro_secret;
+    }
     argv[i + 1] = NULL;
     /* Keep the arguments for pc_restart_one: NUL-separated, double NUL at the end. */
     {
@@ -73,7 +80,8 @@ static void spawn(struct pc_cluster *c, const char *name, char *const args[])
             dup2(fd, 2);
             close(fd);
         }
-        setenv("PETREL_QUIET", "1", 1);
+        /* Clusters with secrets keep warnings: the tests read the refusal lines. */
+        if (!c->secret[0]) setenv("PETREL_QUIET", "1", 1);
         execv(argv[0], argv);
         _exit(127);
     }
@@ -223,12 +231,35 @@ uint64_t pc_wait_serving(struct pc_cluster *c, unsigned timeout_ms)
     return pc_now_ms() - start;
 }
 
-static void start_all_scrub(struct pc_cluster *c, unsigned shards, unsigned replicas,
-                            unsigned blocks, int with_cdc, unsigned snapshot_entries,
-                            unsigned retention_s, const char *scrub_rate,
-                            const char *repair_stale)
+static void start_all_auth(struct pc_cluster *c, unsigned shards, unsigned replicas,
+                           unsigned blocks, int with_cdc, unsigned snapshot_entries,
+                           unsigned retention_s, int auth, const char *scrub_rate,
+                           const char *repair_stale);
+
+static void start_all(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
+                      int with_cdc, unsigned snapshot_entries, unsigned retention_s)
+{
+    start_all_auth(c, shards, replicas, blocks, with_cdc, snapshot_entries, retention_s, 0, NULL,
+                   NULL);
+}
+
+static void start_all_auth(struct pc_cluster *c, unsigned shards, unsigned replicas,
+                           unsigned blocks, int with_cdc, unsigned snapshot_entries,
+                           unsigned retention_s, int auth, const char *scrub_rate,
+                           const char *repair_stale)
 {
     memset(c, 0, sizeof(*c));
+    pt_auth_set_process(NULL, NULL, NULL);
+    if (auth) {
+        struct pt_auth_key key;
+        char err[700];
+        snprintf(c->secret, sizeof(c->secret), "%s/secret", test_tmpdir());
+        snprintf(c->ro_secret, sizeof(c->ro_secret), "%s/read-only-secret", test_tmpdir());
+        CHECK_OK(pt_auth_secret_create(c->secret, err, sizeof(err)));
+        CHECK_OK(pt_auth_secret_create(c->ro_secret, err, sizeof(err)));
+        CHECK_OK(pt_auth_key_load(c->secret, &key, err, sizeof(err)));
+        pt_auth_set_process(&key, NULL, NULL);
+    }
     c->retention_s = retention_s;
     c->scrub_rate = scrub_rate;
     c->repair_stale = repair_stale;
@@ -243,17 +274,16 @@ static void start_all_scrub(struct pc_cluster *c, unsigned shards, unsigned repl
     pc_wait_serving(c, PC_WAIT_MS);
 }
 
-static void start_all(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
-                      int with_cdc, unsigned snapshot_entries, unsigned retention_s)
-{
-    start_all_scrub(c, shards, replicas, blocks, with_cdc, snapshot_entries, retention_s, NULL,
-                    NULL);
-}
-
 void pc_start_scrub(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
                     int with_cdc, const char *scrub_rate, const char *repair_stale)
 {
-    start_all_scrub(c, shards, replicas, blocks, with_cdc, 0, 0, scrub_rate, repair_stale);
+    start_all_auth(c, shards, replicas, blocks, with_cdc, 0, 0, 0, scrub_rate, repair_stale);
+}
+
+void pc_start_auth(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
+                   int with_cdc)
+{
+    start_all_auth(c, shards, replicas, blocks, with_cdc, 0, 0, 1, NULL, NULL);
 }
 
 void pc_start_opts(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,

@@ -35,6 +35,9 @@ struct pc_cluster {
     unsigned retention_s;      /* shards' --retention (0: default) */
     const char *scrub_rate;    /* block services' --scrub-rate MB/s (NULL: default) */
     const char *repair_stale;  /* shards' --repair-stale SECONDS (NULL: default) */
+    /* With authentication (pc_start_auth): every server gets --secret and --read-only-secret,
+     * and this process's client key is the cluster key. "" = none. */
+    char secret[600], ro_secret[600];
     struct pc_proc procs[PC_MAX_PROCS];
     unsigned nprocs;
     unsigned reg_proc; /* index of the registry */
@@ -55,6 +58,9 @@ void pc_start_retention(struct pc_cluster *c, unsigned shards, unsigned replicas
  * NULL: the default). */
 void pc_start_scrub(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
                     int with_cdc, const char *scrub_rate, const char *repair_stale);
+/* pc_start with secrets made in the case's directory (secret, read-only-secret). */
+void pc_start_auth(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
+                   int with_cdc);
 /* Kill every process (SIGKILL) and reap them. */
 void pc_stop(struct pc_cluster *c);
 /* Kill one process by name ("shard-0-1", "blocks-2", "registry", "cdc-0") with a signal. */

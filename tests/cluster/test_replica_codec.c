@@ -16,7 +16,7 @@
 #include "petrel/prng.h"
 #include "test.h"
 
-static const struct pt_raft_msg_header HDR = {0, 77, 0x10003, 0, 2, 1};
+static const struct pt_raft_msg_header HDR = {0, 77, 0x10003, 0, 2, 1, 0};
 
 static int decode(const uint8_t *buf, size_t len, struct raft_message *m)
 {

@@ -458,7 +458,7 @@ static int g_list(struct pt_env *e, const char *p, char *b, size_t c)
 static const struct pt_env_ops gate_ops = {g_now,    g_wall,     g_random,    g_timer, g_cancel,
                                            g_listen, g_send,     g_open,      g_close, g_pread,
                                            g_pwrite, g_truncate, g_size,      g_fsync, g_rename,
-                                           g_unlink, g_mkdir,    g_fsync_dir, g_list};
+                                           g_unlink, g_mkdir,    g_fsync_dir, g_list,   NULL};
 
 static void gate_release(struct gate *g)
 {
@@ -844,7 +844,7 @@ TEST(raftio_load_cuts_a_torn_tail_and_refuses_corruption)
 static uint8_t *vote_msg(uint64_t cluster, uint32_t group, uint64_t from, uint64_t to,
                          uint64_t candidate, size_t *len)
 {
-    struct pt_raft_msg_header h = {0, cluster, group, 0, from, to};
+    struct pt_raft_msg_header h = {0, cluster, group, 0, from, to, 0};
     struct raft_message m;
     uint8_t *buf;
     memset(&m, 0, sizeof(m));

@@ -159,7 +159,7 @@ TEST_T(cluster_raft_ports_survive_malformed_and_random_packets, 180)
             pt_prng_fill(&g, frame, len);
             if (i % 3 == 1 && len > 60) {
                 /* Past a good anonymous handshake: a framed Petrel Raft message, mutated. */
-                struct pt_raft_msg_header h = {0, 0, PT_RAFT_GROUP(1, 0), 0, 2, 1};
+                struct pt_raft_msg_header h = {0, 0, PT_RAFT_GROUP(1, 0), 0, 2, 1, 0};
                 struct raft_message m;
                 uint8_t *enc;
                 size_t elen;

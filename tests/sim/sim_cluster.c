@@ -151,7 +151,11 @@ static int resolve_peer(void *ctx, raft_id id, char *buf, size_t cap)
 
 static void inc_free(struct inc *in)
 {
-    if (in->io_ready) pt_raft_io_free(&in->io);
+    if (in->io_ready) {
+        in->n->c->res->raft_drop_auth += pt_raft_io_stats(&in->io)->drop_auth;
+        in->n->c->res->raft_drop_replay += pt_raft_io_stats(&in->io)->drop_replay;
+        pt_raft_io_free(&in->io);
+    }
     if (in->sm_open) pt_shard_sm_close(&in->sm);
     free(in);
 }
@@ -260,6 +264,8 @@ static void node_start(void *ctx)
     iocfg.resolve_ctx = in;
     iocfg.on_failed = node_storage_failed;
     iocfg.failed_ctx = in;
+    iocfg.auth = c->cfg.auth;
+    iocfg.no_auth = c->cfg.auth == NULL;
     rc = pt_raft_io_init(&in->io, &iocfg, err, sizeof(err));
     if (rc == -PT_ECORRUPT || rc == -PT_EVERSION) {
         sc_violate(c, "s%ur%u: Raft data refused at start-up: %s", n->shard, n->rid, err);

@@ -17,6 +17,8 @@
 
 #include "sim.h"
 
+struct pt_auth_key;
+
 struct sim_cluster_config {
     uint64_t seed;
     unsigned shards;      /* >= 1, <= 4 */
@@ -30,6 +32,7 @@ struct sim_cluster_config {
     int verbose;
     int strict_liveness; /* every replica must converge after healing (default), not only a majority */
     uint64_t fail_assert_at_ms; /* tests only: a PT_ASSERT fails then (0: never) */
+    const struct pt_auth_key *auth; /* seal every Raft message with this key (NULL: none) */
 };
 
 struct sim_cluster_result {
@@ -39,6 +42,7 @@ struct sim_cluster_result {
     uint64_t ops_done, ops_acked, ops_failed, ops_unknown, reads_checked, writes_committed;
     uint64_t lagging_replicas; /* replicas that had not caught up when the run ended */
     uint64_t storage_restarts; /* replicas restarted after their Raft storage failed */
+    uint64_t raft_drop_auth, raft_drop_replay; /* summed over replicas (pt_raft_io_stats) */
     struct sim_stats stats;
 };
 

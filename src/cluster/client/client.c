@@ -1098,12 +1098,24 @@ struct rs_reader {
     uint8_t *blk, *out;
     size_t stride;
     int failed[PT_SPAN_BLOCKS_MAX]; /* 0, or the error that took the block out */
+    uint32_t reported;              /* blocks already logged and reported to the shard */
+    int patient;                    /* second try of a batch: slow services get more time */
+    int too_few;                    /* the batch failed for want of D survivors (nothing of it
+                                     * was delivered) */
+    struct pt_call_opts patient_opts;
 };
+
+/* A batch that lost more than P blocks while some only timed out is read once more, giving
+ * every service this many times the attempt timeout: a busy but healthy service is not a
+ * lost block. */
+#define RS_PATIENT_FACTOR 5
 
 static void rs_block_failed(struct rs_reader *r, unsigned b, int err)
 {
     if (r->failed[b]) return;
     r->failed[b] = err;
+    if (r->reported >> b & 1u) return;
+    r->reported |= 1u << b;
     petrel_log(PT_LOG_WARN, "client", "%s: span at %llu: block %u (%llx on service %llu): %s",
                r->path, (unsigned long long)r->s->offset, b,
                (unsigned long long)r->s->blocks[b].block,
@@ -1126,7 +1138,7 @@ static void rs_read_blocks(struct rs_reader *r, uint32_t ra, const unsigned *whi
         j->offset = lo[i];
         j->count = hi[i] - lo[i];
         j->buf = r->blk + which[i] * r->stride + (lo[i] - ra * r->cell);
-        j->opts = &r->c->rs_read_opts;
+        j->opts = r->patient ? &r->patient_opts : &r->c->rs_read_opts;
         if (service_addr(r->c, ref->service, 0, j->addr, sizeof(j->addr)) != 0) j->addr[0] = 0;
     }
     block_jobs_run(jobs, m);
@@ -1165,7 +1177,8 @@ static unsigned rs_gather(struct rs_reader *r, uint32_t ra, uint32_t ra2, uint32
                 have[n_have++] = b;
                 continue;
             }
-            if (pass == 0 && service_is_down(r->c, r->s->blocks[b].service)) continue;
+            if (pass == 0 && !r->patient && service_is_down(r->c, r->s->blocks[b].service))
+                continue;
             which[m] = b;
             lo[m] = ra2 * r->cell;
             hi[m] = (rb2 + 1) * r->cell;
@@ -1222,6 +1235,7 @@ static int rs_rebuild(struct rs_reader *r, uint32_t ra, uint32_t ra2, uint32_t r
                        "most %u can be rebuilt",
                        r->path, (unsigned long long)r->s->offset, r->d, r->n - r->d, lost, r->n,
                        r->n - r->d);
+            r->too_few = 1;
             return -PT_EIO;
         }
         for (i = 0; i < r->d; i++)
@@ -1287,7 +1301,7 @@ static int rs_read_batch(struct rs_reader *r, uint32_t ra, uint32_t rb, uint32_t
             khi[k] = PT_MAX(khi[k], row * r->cell + (z - c0));
         }
         if (klo[k] >= khi[k]) continue;
-        if (r->failed[k] || service_is_down(r->c, r->s->blocks[k].service)) {
+        if (r->failed[k] || (!r->patient && service_is_down(r->c, r->s->blocks[k].service))) {
             if (!r->failed[k]) r->failed[k] = -PT_ETIMEDOUT; /* known down: not asked again */
             continue;
         }
@@ -1336,10 +1350,23 @@ static int read_rs(struct petrel_client *c, const char *path, uint64_t file,
         free(r.out);
         return -PT_ENOMEM;
     }
+    r.patient_opts = c->rs_read_opts;
+    r.patient_opts.timeout_ms *= RS_PATIENT_FACTOR;
     while (pos < to && rc == 0) {
         uint32_t ra = pos / r.row_bytes, rb = PT_MIN(ra + r.batch_rows - 1, r.rows - 1);
         uint32_t end = PT_MIN(to, (rb + 1) * r.row_bytes);
+        unsigned b, timed_out = 0;
+        r.too_few = 0;
         rc = rs_read_batch(&r, ra, rb, pos, end, write, ctx);
+        for (b = 0; b < r.n; b++)
+            timed_out += r.failed[b] == -PT_ETIMEDOUT;
+        if (rc == -PT_EIO && r.too_few && timed_out && !r.patient) {
+            /* nothing of the batch was delivered: read it again, patiently */
+            for (b = 0; b < r.n; b++)
+                if (r.failed[b] == -PT_ETIMEDOUT) r.failed[b] = 0;
+            r.patient = 1;
+            rc = rs_read_batch(&r, ra, rb, pos, end, write, ctx);
+        }
         pos = end;
     }
     free(r.blk);

@@ -17,6 +17,11 @@ int pt_env_send(struct pt_env *e, const char *to, const uint8_t *msg, size_t len
 {
     return e->ops->send(e, to, msg, len);
 }
+
+void pt_env_refuse(struct pt_env *e)
+{
+    if (e->ops->refuse) e->ops->refuse(e);
+}
 int pt_env_open(struct pt_env *e, const char *path, int flags) { return e->ops->open(e, path, flags); }
 int pt_env_close(struct pt_env *e, int fd) { return e->ops->close(e, fd); }
 int64_t pt_env_pread(struct pt_env *e, int fd, void *buf, size_t len, uint64_t off)

@@ -73,6 +73,13 @@ typedef void (*pt_env_msg_cb)(void *ctx, const char *from, const uint8_t *msg, s
 int pt_env_listen(struct pt_env *e, const char *self, pt_env_msg_cb cb, void *ctx);
 /* Send a copy of msg to address `to`. Best effort: 0 means queued, not delivered. */
 int pt_env_send(struct pt_env *e, const char *to, const uint8_t *msg, size_t len);
+/*
+ * Only from inside a message callback: the message being delivered failed authentication.
+ * The transport stops delivering from the connection it came from and closes it (production:
+ * the sender sees the close, and a genuine sender reconnects on its next send); a transport
+ * without connections (the simulator) does nothing more.
+ */
+void pt_env_refuse(struct pt_env *e);
 
 /* ---- disk: files under the process's data directory ------------------------------------ */
 
@@ -127,6 +134,7 @@ struct pt_env_ops {
     int (*mkdir)(struct pt_env *e, const char *path);
     int (*fsync_dir)(struct pt_env *e, const char *path);
     int (*list)(struct pt_env *e, const char *path, char *buf, size_t cap);
+    void (*refuse)(struct pt_env *e); /* may be NULL: nothing to close */
 };
 
 #endif

@@ -54,7 +54,7 @@ struct inconn {
     struct listener *listener;
     char peer_ip[64];
     char from[PT_ENV_ADDR_MAX];
-    int handshaken, closing;
+    int handshaken, closing, refused;
     uint8_t *buf;
     size_t len, cap;
     struct inconn *prev, *next;
@@ -111,6 +111,7 @@ struct env_uv {
     struct inconn *inconns;
     size_t n_inconns;
     struct outconn *outconns;
+    struct inconn *delivering; /* the connection whose message a callback is handling */
     uv_timer_t anchor; /* closed last: makes close's done run from the loop */
     unsigned live_handles, pending_fs;
     int closing, anchor_closing;
@@ -381,8 +382,15 @@ static int in_parse(struct inconn *c)
         }
         if (c->listener->cb) {
             c->env->stats.delivered++;
+            c->env->delivering = c;
             c->listener->cb(c->listener->ctx, c->from, c->buf + off + 4, mlen);
+            c->env->delivering = NULL;
             if (c->closing || c->env->closing) return 0;
+            if (c->refused) {
+                c->env->stats.refused++;
+                inconn_close(c, 0);
+                return 0;
+            }
         }
         off += 4 + (size_t)mlen;
     }
@@ -513,6 +521,12 @@ static int e_listen(struct pt_env *e, const char *self, pt_env_msg_cb cb, void *
 }
 
 /* ---- outgoing connections -------------------------------------------------------------------- */
+
+static void e_refuse(struct pt_env *e)
+{
+    struct env_uv *u = uv_of(e);
+    if (u->delivering) u->delivering->refused = 1;
+}
 
 static void outsock_freed(uv_handle_t *h)
 {
@@ -931,6 +945,7 @@ static const struct pt_env_ops uv_ops = {
     .cancel = e_cancel,
     .listen = e_listen,
     .send = e_send,
+    .refuse = e_refuse,
     .open = e_open,
     .close = e_close,
     .pread = e_pread,

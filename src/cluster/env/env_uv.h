@@ -11,7 +11,8 @@
  * handshake naming the sender's listen address (its first listener; empty for a client with
  * none), which must carry the connection's own source IP; then length-prefixed messages.
  * Anything malformed (bad magic or version, a name that is not ours to claim, a length over
- * PT_ENV_MSG_MAX) closes the connection and is counted.
+ * PT_ENV_MSG_MAX) closes the connection and is counted; so does pt_env_refuse (a message that
+ * failed authentication above).
  *
  * Addresses are "IPv4:PORT". A listener asked for port 0 gets an OS-assigned port and is
  * named by the real one afterwards (pt_env_uv_bind tells it before listening).
@@ -33,6 +34,7 @@
 
 struct pt_env_uv_stats {
     uint64_t accepted, rejected; /* connections accepted; closed for malformed bytes */
+    uint64_t refused;            /* closed by pt_env_refuse (a message failed authentication) */
     uint64_t delivered, sent, dropped_queue_full, dropped_unreachable;
     uint64_t connects, connect_failures;
 };

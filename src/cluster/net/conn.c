@@ -16,7 +16,10 @@
 
 #include "cluster/net/net.h"
 #include "petrel/common.h"
-#include "petrel/crc32c.h"
+
+#define HELLO_VERSION 1
+#define HELLO_SIZE (2 + PT_AUTH_ID_BYTES + PT_AUTH_NONCE_BYTES)
+#define HELLO_REPLY_SIZE (PT_AUTH_NONCE_BYTES + PT_AUTH_MAC_BYTES)
 
 struct pt_conn {
     int fd;
@@ -24,6 +27,10 @@ struct pt_conn {
     struct sockaddr_storage addr;
     uint32_t max_body;
     uint64_t next_id;
+    int has_key;
+    struct pt_auth_key key;
+    struct pt_auth_session session; /* of the open socket */
+    uint64_t seq_out, seq_in;
 };
 
 static int errno_to_pt(int e)
@@ -73,6 +80,59 @@ static void conn_drop(struct pt_conn *c)
     c->fd = -1;
 }
 
+static int send_all(int fd, struct iovec *iov, int n, uint64_t deadline);
+static int recv_all(int fd, void *buf, size_t len, uint64_t deadline);
+
+/*
+ * The client half of the handshake (docs/PROTOCOL.md, "Authentication"): send AUTH_HELLO with
+ * our key id and a fresh nonce, read the server's nonce and proof, check the proof, derive the
+ * session keys. Any refusal or a proof that does not match is -PT_EACCES.
+ */
+static int conn_handshake(struct pt_conn *c, uint64_t deadline)
+{
+    uint8_t hello[HELLO_SIZE], hdr[PT_FRAME_HEADER_SIZE];
+    uint8_t body[PT_FRAME_ERROR_MESSAGE_MAX + PT_FRAME_ADDRESS_MAX + 16];
+    uint8_t proof[PT_AUTH_MAC_BYTES];
+    struct pt_frame_header h;
+    struct iovec iov[2];
+    uint64_t id = ++c->next_id;
+    int err;
+    hello[0] = HELLO_VERSION;
+    hello[1] = 0;
+    memcpy(hello + 2, c->key.id, PT_AUTH_ID_BYTES);
+    pt_auth_random(hello + 2 + PT_AUTH_ID_BYTES, PT_AUTH_NONCE_BYTES);
+    pt_frame_encode_header(hdr, 0, PT_MSG_AUTH_HELLO, id, hello, sizeof(hello));
+    iov[0].iov_base = hdr;
+    iov[0].iov_len = sizeof(hdr);
+    iov[1].iov_base = hello;
+    iov[1].iov_len = sizeof(hello);
+    err = send_all(c->fd, iov, 2, deadline);
+    if (err) return err;
+    err = recv_all(c->fd, hdr, sizeof(hdr), deadline);
+    if (err) return err;
+    err = pt_frame_decode_header(hdr, sizeof(body), &h);
+    if (err) return err == -PT_E2BIG ? -PT_EPROTO : err;
+    if (!(h.flags & PT_FRAME_RESPONSE) || (h.flags & PT_FRAME_AUTH) || h.request_id != id ||
+        h.kind != PT_MSG_AUTH_HELLO)
+        return -PT_EPROTO;
+    err = recv_all(c->fd, body, h.body_len, deadline);
+    if (!err) err = pt_frame_check_crc(hdr, &h, body);
+    if (err) return err;
+    if (h.flags & PT_FRAME_ERROR) {
+        struct pt_frame_error e;
+        if (pt_frame_error_decode(body, h.body_len, &e) == 0)
+            petrel_log(PT_LOG_DEBUG, "net", "%s: authentication refused: %s", c->address,
+                       e.message);
+        return -PT_EACCES;
+    }
+    if (h.body_len != HELLO_REPLY_SIZE) return -PT_EPROTO;
+    pt_auth_server_proof(&c->key, hello + 2 + PT_AUTH_ID_BYTES, body, proof);
+    if (!pt_auth_mac_equal(proof, body + PT_AUTH_NONCE_BYTES)) return -PT_EACCES;
+    pt_auth_session_derive(&c->key, hello + 2 + PT_AUTH_ID_BYTES, body, &c->session);
+    c->seq_out = c->seq_in = 0;
+    return 0;
+}
+
 static int conn_connect(struct pt_conn *c, uint64_t deadline)
 {
     socklen_t len =
@@ -97,10 +157,21 @@ static int conn_connect(struct pt_conn *c, uint64_t deadline)
         }
     }
     c->fd = fd;
+    if (c->has_key) {
+        err = conn_handshake(c, deadline);
+        if (err) conn_drop(c);
+        return err;
+    }
     return 0;
 }
 
 int pt_conn_open(const char *address, int timeout_ms, uint32_t max_body, struct pt_conn **out)
+{
+    return pt_conn_open_key(address, timeout_ms, max_body, pt_auth_process_client(), out);
+}
+
+int pt_conn_open_key(const char *address, int timeout_ms, uint32_t max_body,
+                     const struct pt_auth_key *key, struct pt_conn **out)
 {
     struct pt_conn *c;
     int err;
@@ -108,6 +179,10 @@ int pt_conn_open(const char *address, int timeout_ms, uint32_t max_body, struct 
     c = calloc(1, sizeof(*c));
     if (!c) return -PT_ENOMEM;
     c->fd = -1;
+    if (key) {
+        c->has_key = 1;
+        c->key = *key;
+    }
     c->max_body = max_body ? max_body : PT_FRAME_MAX_BODY_DEFAULT;
     c->next_id = pt_entropy_seed() & 0xffffffffull; /* distinct ids across reconnects */
     err = pt_addr_parse(address, &c->addr);
@@ -132,6 +207,7 @@ void pt_conn_close(struct pt_conn *c)
 {
     if (!c) return;
     conn_drop(c);
+    sodium_memzero(c, sizeof(*c));
     free(c);
 }
 
@@ -193,43 +269,45 @@ static int recv_all(int fd, void *buf, size_t len, uint64_t deadline)
 int pt_conn_callv(struct pt_conn *c, uint16_t kind, const struct iovec *parts, int nparts,
                   int timeout_ms, struct pt_reply *reply)
 {
-    uint8_t hdr[PT_FRAME_HEADER_SIZE];
-    struct iovec iov[PT_CONN_PARTS_MAX + 1];
+    uint8_t hdr[PT_FRAME_HEADER_SIZE], trailer[PT_FRAME_TRAILER_SIZE];
+    struct iovec iov[PT_CONN_PARTS_MAX + 2]; /* header, parts, trailer */
     struct pt_frame_header h;
     uint64_t deadline = pt_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     uint64_t id;
     uint64_t total = 0;
-    uint32_t crc;
-    int i, err;
+    int i, n, err;
 
     memset(reply, 0, sizeof(*reply));
     if (nparts < 0 || nparts > PT_CONN_PARTS_MAX) return -PT_EINVAL;
     for (i = 0; i < nparts; i++)
         total += parts[i].iov_len;
-    if (total > UINT32_MAX) return -PT_E2BIG;
+    if (total > UINT32_MAX - PT_FRAME_TRAILER_SIZE) return -PT_E2BIG;
     if (c->fd < 0) {
         err = conn_connect(c, deadline);
         if (err) return err;
     }
     id = ++c->next_id;
-    /* Header CRC covers header bytes then every part, in order. */
-    pt_frame_encode_header(hdr, 0, kind, id, NULL, 0);
-    pt_put_le32(hdr + 16, (uint32_t)total);
-    crc = petrel_crc32c(0, hdr, 20);
-    for (i = 0; i < nparts; i++)
-        crc = petrel_crc32c(crc, parts[i].iov_base, parts[i].iov_len);
-    pt_put_le32(hdr + 20, crc);
+    /* With a key the body gains the trailer (sequence, MAC) after the parts. */
+    pt_frame_seal(hdr, trailer, 0, kind, id, parts, nparts, c->has_key ? c->session.c2s : NULL,
+                  c->seq_out);
     iov[0].iov_base = hdr;
     iov[0].iov_len = sizeof(hdr);
     for (i = 0; i < nparts; i++)
         iov[i + 1] = parts[i];
-    err = send_all(c->fd, iov, nparts + 1, deadline);
+    n = nparts + 1;
+    if (c->has_key) {
+        iov[n].iov_base = trailer;
+        iov[n++].iov_len = sizeof(trailer);
+        c->seq_out++;
+    }
+    err = send_all(c->fd, iov, n, deadline);
     if (err) goto fail;
 
     for (;;) {
         err = recv_all(c->fd, hdr, sizeof(hdr), deadline);
         if (err) goto fail;
-        err = pt_frame_decode_header(hdr, c->max_body, &h);
+        err = pt_frame_decode_header(
+            hdr, c->max_body + (c->has_key ? PT_FRAME_TRAILER_SIZE : 0), &h);
         if (err) goto fail;
         if (!(h.flags & PT_FRAME_RESPONSE)) {
             err = -PT_EPROTO;
@@ -247,6 +325,16 @@ int pt_conn_callv(struct pt_conn *c, uint16_t kind, const struct iovec *parts, i
         reply->body_len = h.body_len;
         err = pt_frame_check_crc(hdr, &h, reply->body);
         if (err) goto fail;
+        if (c->has_key) {
+            /* Every response, also a stale one, is checked: each takes a sequence number. */
+            err = pt_frame_unseal(hdr, &h, reply->body, c->session.s2c, c->seq_in);
+            if (err) goto fail;
+            c->seq_in++;
+            reply->body_len = h.body_len;
+        } else if (h.flags & PT_FRAME_AUTH) {
+            err = -PT_EPROTO;
+            goto fail;
+        }
         if (h.request_id == id) break;
         /* A leftover response of an earlier call that timed out: skip it. */
         pt_reply_free(reply);

@@ -19,6 +19,17 @@
  * SIGPIPE (signal(SIGPIPE, SIG_IGN)): libuv writes with plain writev, and a peer that resets
  * under a reply must cost that connection, not the process.
  *
+ * Authentication (docs/PROTOCOL.md, "Authentication"). A server with keys answers only a
+ * connection whose first frame is an AUTH_HELLO naming one of its keys; every later frame in
+ * both directions carries a sequence number and a MAC under that connection's session keys.
+ * A peer without a key, with a wrong one, or sending a frame that fails its MAC, is out of
+ * sequence (replayed) or was sealed for another connection gets one PT_EACCES error frame and
+ * a closed connection, and the server logs the peer's address at most once per
+ * PT_SERVER_AUTH_LOG_MS per address. A client proving the read-only key gets PT_EACCES for
+ * every request pt_auth_read_only_allowed refuses, and keeps its connection. A server without
+ * keys serves as before and answers AUTH_HELLO with PT_EACCES (keeping the connection), so a
+ * client that requires authentication never talks to a server that does not.
+ *
  * Client model. struct pt_conn is a blocking connection to one address, used by one thread at
  * a time: pt_conn_call() sends a request and waits for the response with the same request id
  * (stale responses of earlier timed-out calls are skipped); it sends with MSG_NOSIGNAL, so a
@@ -39,6 +50,7 @@
 #include <sys/uio.h>
 #include <uv.h>
 
+#include "cluster/proto/auth.h"
 #include "cluster/proto/frame.h"
 #include "petrel/prng.h"
 
@@ -61,6 +73,9 @@ int pt_addr_format(const struct sockaddr *sa, char *buf, size_t cap);
 struct pt_server;
 struct pt_request;
 
+/* A refused peer address is logged at most once per this interval (per address). */
+#define PT_SERVER_AUTH_LOG_MS 10000
+
 /* Called on the loop thread for every valid request; must eventually reply exactly once. */
 typedef void (*pt_server_handler_fn)(void *ctx, struct pt_request *req);
 
@@ -71,6 +86,9 @@ struct pt_server_config {
     uint32_t max_pending_per_conn; /* unanswered requests before reading pauses; 0 = 64 */
     pt_server_handler_fn handler;
     void *ctx;
+    /* Keys clients must prove (cluster/proto/auth.h); NULL: the process's server keys
+     * (pt_auth_set_process), and without those, no authentication. Copied at start. */
+    const struct pt_auth_keys *auth;
 };
 
 /* Bind, listen and start accepting on `loop`: 0 or a negative PT_E* (-PT_EADDRINUSE, ...). */
@@ -82,6 +100,10 @@ uint16_t pt_server_port(const struct pt_server *s);
 
 /* Number of open connections (for tests and stats). */
 unsigned pt_server_connections(const struct pt_server *s);
+
+/* Connections refused for authentication so far, and how many of them were logged. */
+uint64_t pt_server_auth_refused(const struct pt_server *s);
+uint64_t pt_server_auth_logged(const struct pt_server *s);
 
 /*
  * Stop: close the listener and every connection. Requests still held by handlers stay valid
@@ -127,6 +149,14 @@ struct pt_reply {
  * (0 = default).
  */
 int pt_conn_open(const char *address, int timeout_ms, uint32_t max_body, struct pt_conn **out);
+/*
+ * pt_conn_open with an explicit key (NULL: none); pt_conn_open uses the process's client key
+ * (pt_auth_set_process). With a key every connect starts with the handshake, which fails with
+ * -PT_EACCES (the server refused the key, or could not prove it holds the key, or does not
+ * authenticate at all); a response frame failing its MAC or sequence is -PT_EACCES too.
+ */
+int pt_conn_open_key(const char *address, int timeout_ms, uint32_t max_body,
+                     const struct pt_auth_key *key, struct pt_conn **out);
 
 /* The address the connection was opened with. */
 const char *pt_conn_address(const struct pt_conn *c);

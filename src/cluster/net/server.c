@@ -10,6 +10,7 @@
  * Reassembly reads straight into the header buffer and then into a body buffer of exactly the
  * announced length (checked against max_body first), so a body is never copied on receipt.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,14 @@
 #include "petrel/common.h"
 
 #define LOG_MODULE "net"
+
+#define AUTH_LOG_SLOTS 16
+
+enum conn_auth { AUTH_NONE, AUTH_WAIT_HELLO, AUTH_ESTABLISHED };
+
+/* HELLO body: version u8, flags u8, key id, client nonce (docs/PROTOCOL.md). */
+#define HELLO_VERSION 1
+#define HELLO_SIZE (2 + PT_AUTH_ID_BYTES + PT_AUTH_NONCE_BYTES)
 
 struct srv_conn;
 
@@ -30,6 +39,14 @@ struct pt_server {
     unsigned connections;
     int stopping;
     struct srv_conn *conns;
+    int auth; /* clients must prove one of the keys */
+    struct pt_auth_key key_full, key_read_only;
+    int has_read_only;
+    struct {
+        char peer[PT_ADDR_MAX];
+        uint64_t at;
+    } auth_log[AUTH_LOG_SLOTS]; /* last log time per refused address */
+    uint64_t auth_refused, auth_logged;
 };
 
 struct srv_conn {
@@ -48,6 +65,10 @@ struct srv_conn {
     struct pt_frame_header h;
     uint8_t *body;
     size_t body_got;
+    enum conn_auth auth;
+    int read_only;
+    struct pt_auth_session session;
+    uint64_t seq_in, seq_out;
 };
 
 struct pt_request {
@@ -63,6 +84,7 @@ struct srv_write {
     uv_write_t req;
     struct srv_conn *conn;
     uint8_t hdr[PT_FRAME_HEADER_SIZE];
+    uint8_t trailer[PT_FRAME_TRAILER_SIZE];
     void *body;
 };
 
@@ -137,8 +159,9 @@ static int conn_send(struct srv_conn *c, uint8_t flags, uint16_t kind, uint64_t 
                      uint32_t len)
 {
     struct srv_write *w;
-    uv_buf_t bufs[2];
-    int err;
+    uv_buf_t bufs[3];
+    struct iovec part;
+    int err, n = 0, sealed = c->auth == AUTH_ESTABLISHED;
     if (c->closing) {
         free(body);
         return -PT_ECONNRESET;
@@ -151,10 +174,16 @@ static int conn_send(struct srv_conn *c, uint8_t flags, uint16_t kind, uint64_t 
     }
     w->conn = c;
     w->body = body;
-    pt_frame_encode_header(w->hdr, flags, kind, id, body, len);
-    bufs[0] = uv_buf_init((char *)w->hdr, PT_FRAME_HEADER_SIZE);
-    bufs[1] = uv_buf_init((char *)body, len);
-    err = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, len ? 2 : 1, on_write_done);
+    part.iov_base = body;
+    part.iov_len = len;
+    /* Sequence numbers follow the order frames are queued, which is the order libuv writes. */
+    pt_frame_seal(w->hdr, w->trailer, flags, kind, id, &part, len ? 1 : 0,
+                  sealed ? c->session.s2c : NULL, c->seq_out);
+    if (sealed) c->seq_out++;
+    bufs[n++] = uv_buf_init((char *)w->hdr, PT_FRAME_HEADER_SIZE);
+    if (len) bufs[n++] = uv_buf_init((char *)body, len);
+    if (sealed) bufs[n++] = uv_buf_init((char *)w->trailer, PT_FRAME_TRAILER_SIZE);
+    err = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, (unsigned)n, on_write_done);
     if (err) {
         free(body);
         free(w);
@@ -230,6 +259,143 @@ static void conn_dispatch(struct srv_conn *c)
     }
 }
 
+/* The frame was consumed here (answered without a handler): get ready for the next one. */
+static void conn_frame_done(struct srv_conn *c)
+{
+    free(c->body);
+    c->body = NULL;
+    c->in_body = 0;
+    c->hdr_got = 0;
+    c->body_got = 0;
+}
+
+/* Log a refused peer, at most once per PT_SERVER_AUTH_LOG_MS for each address. */
+static void auth_log_refused(struct srv_conn *c, const char *why)
+{
+    struct pt_server *s = c->server;
+    struct sockaddr_storage peer;
+    int len = sizeof(peer);
+    char addr[PT_ADDR_MAX] = "?";
+    uint64_t now = uv_now(s->loop);
+    unsigned i, slot = 0;
+    s->auth_refused++;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &len) == 0) {
+        pt_addr_format((struct sockaddr *)&peer, addr, sizeof(addr));
+        /* One address is the host, not the port: a scanner's every connection is one peer. */
+        if (strrchr(addr, ':')) *strrchr(addr, ':') = 0;
+    }
+    for (i = 0; i < AUTH_LOG_SLOTS; i++) {
+        if (strcmp(s->auth_log[i].peer, addr) == 0) {
+            slot = i;
+            break;
+        }
+        if (s->auth_log[i].at < s->auth_log[slot].at) slot = i; /* least recently logged */
+    }
+    if (i < AUTH_LOG_SLOTS && s->auth_log[slot].at &&
+        now - s->auth_log[slot].at < PT_SERVER_AUTH_LOG_MS)
+        return;
+    snprintf(s->auth_log[slot].peer, sizeof(s->auth_log[slot].peer), "%s", addr);
+    s->auth_log[slot].at = now ? now : 1;
+    s->auth_logged++;
+    petrel_log(PT_LOG_WARN, LOG_MODULE,
+               "%s: refused a connection from %s: %s (logged once per %u s per address)",
+               s->address, addr, why, PT_SERVER_AUTH_LOG_MS / 1000);
+}
+
+static void auth_refuse(struct srv_conn *c, const char *why)
+{
+    auth_log_refused(c, why);
+    conn_reject(c, -PT_EACCES, why);
+}
+
+/* The first frame of a connection to a server with keys: AUTH_HELLO naming one of them. */
+static void conn_hello(struct srv_conn *c)
+{
+    struct pt_server *s = c->server;
+    const struct pt_auth_key *k = NULL;
+    const uint8_t *b = c->body;
+    uint8_t reply[PT_AUTH_NONCE_BYTES + PT_AUTH_MAC_BYTES];
+    uint8_t *copy;
+    if (c->h.kind != PT_MSG_AUTH_HELLO) {
+        auth_refuse(c, "authentication required: this cluster has a secret (--secret FILE)");
+        return;
+    }
+    if (c->h.body_len != HELLO_SIZE || b[0] != HELLO_VERSION || b[1] != 0 ||
+        (c->h.flags & PT_FRAME_AUTH)) {
+        auth_refuse(c, "malformed authentication hello");
+        return;
+    }
+    if (sodium_memcmp(b + 2, s->key_full.id, PT_AUTH_ID_BYTES) == 0)
+        k = &s->key_full;
+    else if (s->has_read_only && sodium_memcmp(b + 2, s->key_read_only.id, PT_AUTH_ID_BYTES) == 0)
+        k = &s->key_read_only;
+    if (!k) {
+        auth_refuse(c, "unknown key: not this cluster's secret");
+        return;
+    }
+    pt_auth_random(reply, PT_AUTH_NONCE_BYTES);
+    pt_auth_server_proof(k, b + 2 + PT_AUTH_ID_BYTES, reply, reply + PT_AUTH_NONCE_BYTES);
+    pt_auth_session_derive(k, b + 2 + PT_AUTH_ID_BYTES, reply, &c->session);
+    c->read_only = k->read_only;
+    copy = malloc(sizeof(reply));
+    if (!copy) {
+        conn_reject(c, -PT_ENOMEM, "out of memory");
+        return;
+    }
+    memcpy(copy, reply, sizeof(reply));
+    /* The hello's answer is the last plain frame; everything after it is sealed. */
+    if (conn_send(c, PT_FRAME_RESPONSE, PT_MSG_AUTH_HELLO, c->h.request_id, copy,
+                  (uint32_t)sizeof(reply)) != 0)
+        return;
+    c->auth = AUTH_ESTABLISHED;
+    c->seq_in = c->seq_out = 0;
+    conn_frame_done(c);
+}
+
+/* A complete frame whose CRC matched: authenticate it, then hand it to the handler. */
+static void conn_frame(struct srv_conn *c)
+{
+    struct pt_server *s = c->server;
+    if (!s->auth) {
+        if (c->h.kind == PT_MSG_AUTH_HELLO) {
+            /* An answer like any request's: the connection stays (a client with a key
+             * drops it itself, it will not talk unauthenticated). */
+            conn_send_error(c, c->h.kind, c->h.request_id, -PT_EACCES,
+                            "this server has no cluster secret: it does not authenticate "
+                            "(start it with --secret FILE)",
+                            NULL);
+            conn_frame_done(c);
+            return;
+        }
+        if (c->h.flags & PT_FRAME_AUTH) {
+            conn_reject(c, -PT_EPROTO, "authenticated frame sent to a server without a secret");
+            return;
+        }
+        conn_dispatch(c);
+        return;
+    }
+    if (c->auth == AUTH_WAIT_HELLO) {
+        conn_hello(c);
+        return;
+    }
+    if (pt_frame_unseal(c->hdr, &c->h, c->body, c->session.c2s, c->seq_in) != 0) {
+        auth_refuse(c, "frame failed authentication (MAC, sequence number or connection)");
+        return;
+    }
+    c->seq_in++;
+    if (c->read_only && !pt_auth_read_only_allowed(c->h.kind, c->body, c->h.body_len)) {
+        conn_send_error(c, c->h.kind, c->h.request_id, -PT_EACCES,
+                        "read-only key: this request needs the cluster's full secret", NULL);
+        conn_frame_done(c);
+        return;
+    }
+    if (c->h.body_len == 0) {
+        free(c->body); /* only the trailer was left */
+        c->body = NULL;
+    }
+    conn_dispatch(c);
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct srv_conn *c = h->data;
@@ -258,7 +424,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             conn_reject(c, -PT_EBADMSG, "frame CRC mismatch");
             return;
         }
-        conn_dispatch(c);
+        conn_frame(c);
         return;
     }
     c->hdr_got += (size_t)nread;
@@ -285,7 +451,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             conn_reject(c, -PT_EBADMSG, "frame CRC mismatch");
             return;
         }
-        conn_dispatch(c);
+        conn_frame(c);
         return;
     }
     c->body = malloc(c->h.body_len);
@@ -306,6 +472,7 @@ static void on_connection(uv_stream_t *listener, int status)
     if (!c) return;
     c->server = s;
     c->refs = 1;
+    c->auth = s->auth ? AUTH_WAIT_HELLO : AUTH_NONE;
     s->refs++;
     uv_tcp_init(s->loop, &c->tcp);
     c->tcp.data = c;
@@ -353,6 +520,20 @@ int pt_server_start(uv_loop_t *loop, const struct pt_server_config *cfg, struct 
     if (!s->cfg.max_connections) s->cfg.max_connections = 1024;
     if (!s->cfg.max_pending_per_conn) s->cfg.max_pending_per_conn = 64;
     s->refs = 1;
+    {
+        struct pt_auth_keys keys = cfg->auth ? *cfg->auth : pt_auth_process_server();
+        s->cfg.auth = NULL;
+        if (keys.full) {
+            s->auth = 1;
+            s->key_full = *keys.full;
+            s->key_full.read_only = 0;
+        }
+        if (keys.full && keys.read_only) {
+            s->has_read_only = 1;
+            s->key_read_only = *keys.read_only;
+            s->key_read_only.read_only = 1;
+        }
+    }
     uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
     err = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
@@ -367,6 +548,11 @@ int pt_server_start(uv_loop_t *loop, const struct pt_server_config *cfg, struct 
     }
     s->port = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
                                                : ((struct sockaddr_in6 *)&bound)->sin6_port);
+    if (!s->auth)
+        petrel_log(PT_LOG_WARN, LOG_MODULE,
+                   "%s: no cluster secret: the network is trusted, any peer that reaches this "
+                   "port is served (start with --secret FILE)",
+                   s->address);
     *out = s;
     return 0;
 }
@@ -384,6 +570,16 @@ uint16_t pt_server_port(const struct pt_server *s)
 unsigned pt_server_connections(const struct pt_server *s)
 {
     return s->connections;
+}
+
+uint64_t pt_server_auth_refused(const struct pt_server *s)
+{
+    return s->auth_refused;
+}
+
+uint64_t pt_server_auth_logged(const struct pt_server *s)
+{
+    return s->auth_logged;
 }
 
 void pt_server_stop(struct pt_server *s)

@@ -7,6 +7,7 @@
 
 #include <string.h>
 
+#include "cluster/proto/auth.h"
 #include "petrel/common.h"
 #include "petrel/crc32c.h"
 
@@ -61,6 +62,61 @@ int pt_frame_decode(const uint8_t *buf, size_t len, uint32_t max_body, struct pt
     err = pt_frame_check_crc(buf, h, buf + PT_FRAME_HEADER_SIZE);
     if (err) return err;
     *body = buf + PT_FRAME_HEADER_SIZE;
+    return 0;
+}
+
+void pt_frame_seal(uint8_t *hdr, uint8_t *trailer, uint8_t flags, uint16_t kind,
+                   uint64_t request_id, const struct iovec *parts, int nparts,
+                   const uint8_t *key, uint64_t seq)
+{
+    struct pt_auth_mac mac;
+    uint64_t total = 0;
+    uint32_t crc;
+    int i;
+    for (i = 0; i < nparts; i++)
+        total += parts[i].iov_len;
+    if (key) {
+        flags |= PT_FRAME_AUTH;
+        total += PT_FRAME_TRAILER_SIZE;
+    }
+    pt_put_le32(hdr, PT_FRAME_MAGIC);
+    hdr[4] = PT_FRAME_VERSION;
+    hdr[5] = flags;
+    pt_put_le16(hdr + 6, kind);
+    pt_put_le64(hdr + 8, request_id);
+    pt_put_le32(hdr + 16, (uint32_t)total);
+    crc = petrel_crc32c(0, hdr, PT_FRAME_CRC_OFFSET);
+    for (i = 0; i < nparts; i++)
+        if (parts[i].iov_len) crc = petrel_crc32c(crc, parts[i].iov_base, parts[i].iov_len);
+    if (key) {
+        pt_put_le64(trailer, seq);
+        pt_auth_mac_init(&mac, key);
+        pt_auth_mac_add(&mac, hdr, PT_FRAME_CRC_OFFSET);
+        for (i = 0; i < nparts; i++)
+            pt_auth_mac_add(&mac, parts[i].iov_base, parts[i].iov_len);
+        pt_auth_mac_add(&mac, trailer, 8);
+        pt_auth_mac_final(&mac, trailer + 8);
+        crc = petrel_crc32c(crc, trailer, PT_FRAME_TRAILER_SIZE);
+    }
+    pt_put_le32(hdr + PT_FRAME_CRC_OFFSET, crc);
+}
+
+int pt_frame_unseal(const uint8_t *raw_header, struct pt_frame_header *h, const uint8_t *body,
+                    const uint8_t *key, uint64_t seq)
+{
+    struct pt_auth_mac mac;
+    uint8_t tag[PT_AUTH_MAC_BYTES];
+    uint32_t n;
+    if (!(h->flags & PT_FRAME_AUTH) || h->body_len < PT_FRAME_TRAILER_SIZE) return -PT_EACCES;
+    n = h->body_len - PT_FRAME_TRAILER_SIZE;
+    if (pt_get_le64(body + n) != seq) return -PT_EACCES;
+    pt_auth_mac_init(&mac, key);
+    pt_auth_mac_add(&mac, raw_header, PT_FRAME_CRC_OFFSET);
+    pt_auth_mac_add(&mac, body, n);
+    pt_auth_mac_add(&mac, body + n, 8);
+    pt_auth_mac_final(&mac, tag);
+    if (!pt_auth_mac_equal(tag, body + n + 8)) return -PT_EACCES;
+    h->body_len = n;
     return 0;
 }
 

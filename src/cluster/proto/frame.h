@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "cluster/proto/ids.h"
 #include "petrel/codec.h"
@@ -35,7 +36,12 @@
 /* Header flags. A request has no flag; a response has RESPONSE; a failed one also ERROR. */
 #define PT_FRAME_RESPONSE 0x01u
 #define PT_FRAME_ERROR 0x02u
-#define PT_FRAME_FLAGS_KNOWN (PT_FRAME_RESPONSE | PT_FRAME_ERROR)
+/* The body ends with an authentication trailer (sequence u64, MAC): see pt_frame_seal. */
+#define PT_FRAME_AUTH 0x04u
+#define PT_FRAME_FLAGS_KNOWN (PT_FRAME_RESPONSE | PT_FRAME_ERROR | PT_FRAME_AUTH)
+
+/* Bytes of the authentication trailer: sequence number u64, then a 32-byte MAC. */
+#define PT_FRAME_TRAILER_SIZE 40
 
 /* Limits of the error body. */
 #define PT_FRAME_ERROR_MESSAGE_MAX 1024
@@ -83,6 +89,27 @@ int pt_frame_check_crc(const uint8_t *raw_header, const struct pt_frame_header *
  */
 int pt_frame_decode(const uint8_t *buf, size_t len, uint32_t max_body, struct pt_frame_header *h,
                     const uint8_t **body);
+
+/*
+ * Header (and, with a key, authentication trailer) for a frame whose body is the
+ * concatenation of parts. Without key (NULL) this is pt_frame_encode_header over the parts.
+ * With a 32-byte session key, flags gain PT_FRAME_AUTH, the announced body length counts the
+ * trailer, and trailer[PT_FRAME_TRAILER_SIZE] receives seq and the MAC over header bytes 0..19,
+ * the body parts and seq (docs/PROTOCOL.md, "Authenticated frames"); the CRC covers the header,
+ * the parts and the trailer, so the trailer is sent right after the parts. The total must not
+ * exceed UINT32_MAX - PT_FRAME_TRAILER_SIZE.
+ */
+void pt_frame_seal(uint8_t *hdr, uint8_t *trailer, uint8_t flags, uint16_t kind,
+                   uint64_t request_id, const struct iovec *parts, int nparts,
+                   const uint8_t *key, uint64_t seq);
+
+/*
+ * Check the trailer of a received frame whose header decoded and whose CRC matched: the
+ * PT_FRAME_AUTH flag, a body long enough for the trailer, the expected sequence number and the
+ * MAC under key. 0 with h->body_len reduced to the body without its trailer, or -PT_EACCES.
+ */
+int pt_frame_unseal(const uint8_t *raw_header, struct pt_frame_header *h, const uint8_t *body,
+                    const uint8_t *key, uint64_t seq);
 
 /* Size of the error body for a message and leader (either may be NULL). */
 size_t pt_frame_error_size(const char *message, const char *leader);

@@ -9,6 +9,8 @@
 
 /* Generic kinds understood by every server. */
 #define PT_MSG_PING 0x0001 /* body echoed back unchanged */
+/* The first frame of an authenticated connection (docs/PROTOCOL.md, "Authentication"). */
+#define PT_MSG_AUTH_HELLO 0x0002
 
 /* Registry (registry_msg.h). */
 #define PT_MSG_REG_SHARD_HEARTBEAT 0x0101

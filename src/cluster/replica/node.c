@@ -363,6 +363,10 @@ static void handler(void *ctx, struct pt_request *req)
         pt_enc_u8(&c, (uint8_t)n->cfg.replica);
         pt_enc_u8(&c, (uint8_t)pt_replica_is_leader(n->rep));
         pt_enc_str(&c, n->raft_addr);
+        /* What the Raft port accepted and refused for authentication (operators, tests). */
+        pt_enc_u64(&c, pt_raft_io_stats(&n->io)->received);
+        pt_enc_u64(&c, pt_raft_io_stats(&n->io)->drop_auth);
+        pt_enc_u64(&c, pt_raft_io_stats(&n->io)->drop_replay);
         pt_request_reply(req, buf, (uint32_t)c.pos);
         return;
     }

@@ -415,6 +415,62 @@ static void answer_shared_prefix(struct pt_raft_io_impl *s, struct raft_append_e
     if (r->last_log_index < s->snap_index) r->last_log_index = s->snap_index;
 }
 
+/*
+ * Sequence numbers of sealed messages: a random 32-bit incarnation ("boot", from the env's
+ * generator: seeded in the simulator) and a count of the messages it sealed. A restarted
+ * replica is a new incarnation, so receivers need no state that survives restarts and no
+ * clock (wall clocks jump); a count that would wrap starts a new incarnation.
+ */
+static uint64_t next_send_seq(struct pt_raft_io_impl *s)
+{
+    if (s->send_boot == 0 || s->send_count == UINT32_MAX) {
+        do
+            s->send_boot = (uint32_t)pt_env_random(s->env);
+        while (s->send_boot == 0);
+        s->send_count = 0;
+    }
+    return (uint64_t)s->send_boot << 32 | ++s->send_count;
+}
+
+/*
+ * Accept each sequence number of a sender once. Per incarnation of the sender (the newest
+ * PT_RAFT_SEEN_BOOTS are kept): a count above the highest seen, or one of the 64 below it not
+ * seen yet (the network may reorder); anything older is refused as a replay. An incarnation
+ * not kept is accepted as new (a restarted sender), replacing the least recently used.
+ */
+static int seq_fresh(struct pt_raft_io_impl *s, uint64_t from, uint64_t seq)
+{
+    struct pt_raft_seen *w = s->seen[from], *e = NULL;
+    uint32_t boot = (uint32_t)(seq >> 32), count = (uint32_t)seq, d;
+    unsigned i;
+    if (boot == 0 || count == 0) return 0; /* never sent */
+    for (i = 0; i < PT_RAFT_SEEN_BOOTS; i++) {
+        if (w[i].boot == boot) {
+            e = &w[i];
+            break;
+        }
+        if (!e || w[i].used < e->used) e = &w[i];
+    }
+    if (e->boot != boot) {
+        e->boot = boot;
+        e->top = count;
+        e->mask = 1;
+        e->used = ++s->seen_clock;
+        return 1;
+    }
+    e->used = ++s->seen_clock;
+    if (count > e->top) {
+        d = count - e->top;
+        e->mask = (d >= 64 ? 0 : e->mask << d) | 1;
+        e->top = count;
+        return 1;
+    }
+    d = e->top - count;
+    if (d >= 64 || (e->mask & (1ull << d))) return 0;
+    e->mask |= 1ull << d;
+    return 1;
+}
+
 static int io_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
                    raft_io_send_cb cb)
 {
@@ -442,8 +498,10 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
     h.group = s->cfg.group;
     h.from = s->id;
     h.to = m->server_id;
+    h.flags = s->auth ? PT_RAFT_MSG_AUTH : 0;
     if ((rc = pt_raft_msg_encode(&h, m, &buf, &len)) != 0)
         return defer(s, D_SEND, req, NULL, rc == -PT_ENOMEM ? RAFT_NOMEM : RAFT_TOOBIG);
+    if (s->auth) pt_raft_msg_seal(buf, len, s->auth_key, next_send_seq(s));
     if (s->meta_busy || s->meta_dirty) {
         /* The term or vote this message may depend on is not durable yet. */
         struct pt_raft_held *held = s->n_held < PT_RAFT_HELD_MAX ? calloc(1, sizeof(*held)) : NULL;
@@ -470,12 +528,30 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
     return defer(s, D_SEND, req, NULL, 0);
 }
 
+/*
+ * A message that failed authentication or was a replay: close its connection (the transport's only way to
+ * say no: nothing is sent back on a Raft connection) and log the sender's address at most
+ * once per PT_RAFT_AUTH_LOG_MS, not per message.
+ */
+static void refused(struct pt_raft_io_impl *s, const char *from, const char *why)
+{
+    uint64_t now = pt_env_now(s->env);
+    pt_env_refuse(s->env);
+    if (s->auth_logged_at && now - s->auth_logged_at < PT_RAFT_AUTH_LOG_MS) return;
+    s->auth_logged_at = now ? now : 1;
+    petrel_log(PT_LOG_WARN, "raft",
+               "%s: refused a message from %s that %s; connection closed (logged once per %d s)",
+               s->listen, from && from[0] ? from : "an anonymous sender", why,
+               PT_RAFT_AUTH_LOG_MS / 1000);
+}
+
 static void on_message(void *ctx, const char *from, const uint8_t *msg, size_t len)
 {
     struct pt_raft_io_impl *s = ctx;
     struct pt_raft_msg_header h;
     struct raft_message m;
     char addr[PT_ENV_ADDR_MAX];
+    uint64_t seq = 0;
     int rc;
     if (s->closing || s->failed || !s->recv) return;
     rc = pt_raft_msg_decode_header(msg, len, &h);
@@ -484,6 +560,14 @@ static void on_message(void *ctx, const char *from, const uint8_t *msg, size_t l
             s->stats.drop_crc++;
         else
             s->stats.drop_header++;
+        return;
+    }
+    /* Sealed or not must match our own setting: a replica with a key never reads plain
+     * messages, one without a key cannot check a seal. */
+    if (s->auth != !!(h.flags & PT_RAFT_MSG_AUTH) ||
+        (s->auth && pt_raft_msg_unseal(msg, len, s->auth_key, &seq) != 0)) {
+        s->stats.drop_auth++;
+        refused(s, from, "failed authentication (wrong or no cluster secret)");
         return;
     }
     if (h.cluster_id != s->cfg.cluster_id || h.group != s->cfg.group || h.to != s->id) {
@@ -497,6 +581,11 @@ static void on_message(void *ctx, const char *from, const uint8_t *msg, size_t l
     if (s->cfg.resolve(s->cfg.resolve_ctx, h.from, addr, sizeof(addr)) != 0 || !from ||
         strcmp(addr, from) != 0) {
         s->stats.drop_address++;
+        return;
+    }
+    if (s->auth && !seq_fresh(s, h.from, seq)) {
+        s->stats.drop_replay++;
+        refused(s, from, "was a replay");
         return;
     }
     if (pt_raft_msg_decode_body(&h, msg + PT_RAFT_MSG_HEADER, &m) != 0) {
@@ -548,6 +637,15 @@ int pt_raft_io_init(struct raft_io *io, const struct pt_raft_io_config *cfg, cha
     s->cfg = *cfg;
     snprintf(s->listen, sizeof(s->listen), "%s", cfg->listen);
     s->cfg.listen = s->listen;
+    {
+        const struct pt_auth_key *k =
+            cfg->auth ? cfg->auth : cfg->no_auth ? NULL : pt_auth_process_server().full;
+        s->cfg.auth = NULL;
+        if (k) {
+            s->auth = 1;
+            pt_auth_raft_key(k, s->auth_key);
+        }
+    }
     s->open_fd = s->meta_fd = s->op_fd = -1;
     s->next_seq = 1;
     s->next_index = 1;

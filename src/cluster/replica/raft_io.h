@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include "cluster/env/env.h"
+#include "cluster/proto/auth.h"
 
 #define PT_RAFT_MAX_REPLICAS 16 /* replica ids are 1..replicas */
 
@@ -64,6 +65,16 @@ struct pt_raft_io_config {
     void *resolve_ctx;
     pt_raft_failed_fn on_failed; /* NULL: log and exit(1); see pt_raft_failed_fn */
     void *failed_ctx;
+    /*
+     * The cluster key (cluster/proto/auth.h) that seals every message sent and must seal
+     * every message received (docs/PROTOCOL.md, "Raft messages": a MAC and a sequence number
+     * in a trailer; a message whose sequence number this replica saw already, or older than
+     * the 64 newest it saw from that sender, is dropped). NULL: the process's server key
+     * (pt_auth_set_process); without one, no authentication (unsealed messages, as before).
+     * Copied at init.
+     */
+    const struct pt_auth_key *auth;
+    int no_auth; /* ignore the process key (tests that run sealed and unsealed groups) */
 };
 
 /* A group number: kind 1 = shard, 2 = CDC (as enum pt_node_kind), number = shard number. */
@@ -78,6 +89,8 @@ struct pt_raft_io_stats {
     uint64_t drop_sender;  /* sender not a replica of this group, or itself */
     uint64_t drop_address; /* transport-proven address is not the sender's */
     uint64_t drop_body;    /* body malformed or over a limit */
+    uint64_t drop_auth;    /* not sealed, or sealed with another key (MAC mismatch) */
+    uint64_t drop_replay;  /* a sequence number seen already, or below the window */
     uint64_t send_unresolved;
     uint64_t held_dropped; /* messages dropped while PT_RAFT_HELD_MAX waited for a term/vote */
     uint64_t appends, append_writes, fsyncs, meta_writes;

@@ -50,6 +50,11 @@ struct pt_raft_held {
     size_t len;
 };
 
+/* Incarnations of each sender whose replay windows a receiver keeps. */
+#define PT_RAFT_SEEN_BOOTS 8
+/* A Raft port logs messages that failed authentication at most once per this interval. */
+#define PT_RAFT_AUTH_LOG_MS 10000
+
 struct pt_raft_io_impl {
     struct raft_io *io;
     struct pt_env *env;
@@ -57,6 +62,18 @@ struct pt_raft_io_impl {
     char listen[PT_ENV_ADDR_MAX];
     char peer_addr[PT_RAFT_MAX_REPLICAS + 1][PT_ENV_ADDR_MAX];
     raft_id id;
+    /* authentication (see pt_raft_io_config.auth) */
+    int auth;
+    uint8_t auth_key[PT_AUTH_KEY_BYTES];
+    uint32_t send_boot, send_count; /* sequence numbers sent: boot << 32 | count */
+    struct pt_raft_seen {
+        uint32_t boot;  /* a sender's incarnation */
+        uint32_t top;   /* highest count seen from it */
+        uint64_t mask;  /* bit i: count top - i was seen */
+        uint64_t used;  /* when last used (a counter): the oldest entry is replaced */
+    } seen[PT_RAFT_MAX_REPLICAS + 1][PT_RAFT_SEEN_BOOTS];
+    uint64_t seen_clock;
+    uint64_t auth_logged_at; /* env time of the last "failed authentication" log line */
     struct pt_raft_io_stats stats;
     /* driver */
     raft_io_tick_cb tick;

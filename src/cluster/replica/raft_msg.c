@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/proto/auth.h"
 #include "petrel/codec.h"
 #include "petrel/common.h"
 #include "petrel/crc32c.h"
@@ -37,7 +38,7 @@ static unsigned ae_fit(const struct raft_append_entries *a, size_t *body)
     for (i = 0; i < a->n_entries && i < PT_RAFT_MSG_ENTRIES_MAX; i++) {
         size_t one = AE_ENTRY + a->entries[i].buf.len;
         if (a->entries[i].buf.len > PT_RAFT_MSG_ENTRY_MAX ||
-            size + one > PT_RAFT_MSG_MAX - PT_RAFT_MSG_HEADER)
+            size + one > PT_RAFT_MSG_MAX - PT_RAFT_MSG_HEADER - PT_RAFT_MSG_TRAILER)
             break;
         size += one;
     }
@@ -73,7 +74,7 @@ int pt_raft_msg_encode(const struct pt_raft_msg_header *h, const struct raft_mes
                 return -PT_EINVAL;
         body = IS_FIXED - 4 + pt_raft_conf_size(&m->install_snapshot.conf) + 8 +
                m->install_snapshot.data.len;
-        if (body > PT_RAFT_MSG_MAX - PT_RAFT_MSG_HEADER) return -PT_E2BIG;
+        if (body > PT_RAFT_MSG_MAX - PT_RAFT_MSG_HEADER - PT_RAFT_MSG_TRAILER) return -PT_E2BIG;
         break;
     case RAFT_IO_TIMEOUT_NOW:
         body = TN_BODY;
@@ -81,14 +82,15 @@ int pt_raft_msg_encode(const struct pt_raft_msg_header *h, const struct raft_mes
     default:
         return -PT_EINVAL;
     }
+    if (h->flags & ~PT_RAFT_MSG_AUTH) return -PT_EINVAL;
     total = PT_RAFT_MSG_HEADER + body;
-    buf = malloc(total);
+    buf = calloc(1, total + ((h->flags & PT_RAFT_MSG_AUTH) ? PT_RAFT_MSG_TRAILER : 0));
     if (!buf) return -PT_ENOMEM;
     pt_cursor_init(&c, buf, total);
     pt_enc_u32(&c, PT_RAFT_MSG_MAGIC);
     pt_enc_u8(&c, PT_RAFT_MSG_VERSION);
     pt_enc_u8(&c, (uint8_t)m->type);
-    pt_enc_u16(&c, 0);
+    pt_enc_u16(&c, h->flags);
     pt_enc_u64(&c, h->cluster_id);
     pt_enc_u32(&c, h->group);
     pt_enc_u32(&c, (uint32_t)body);
@@ -161,24 +163,53 @@ int pt_raft_msg_encode(const struct pt_raft_msg_header *h, const struct raft_mes
     crc = petrel_crc32c(crc, buf + PT_RAFT_MSG_HEADER, body);
     pt_put_le32(buf + 40, crc);
     *out = buf;
-    *out_len = total;
+    *out_len = total + ((h->flags & PT_RAFT_MSG_AUTH) ? PT_RAFT_MSG_TRAILER : 0);
+    return 0;
+}
+
+void pt_raft_msg_seal(uint8_t *buf, size_t len, const uint8_t *key, uint64_t seq)
+{
+    struct pt_auth_mac mac;
+    uint8_t *trailer = buf + len - PT_RAFT_MSG_TRAILER;
+    pt_put_le64(trailer, seq);
+    pt_auth_mac_init(&mac, key);
+    pt_auth_mac_add(&mac, buf, len - PT_RAFT_MSG_TRAILER + 8);
+    pt_auth_mac_final(&mac, trailer + 8);
+}
+
+int pt_raft_msg_unseal(const uint8_t *buf, size_t len, const uint8_t *key, uint64_t *seq)
+{
+    struct pt_auth_mac mac;
+    uint8_t tag[PT_AUTH_MAC_BYTES];
+    const uint8_t *trailer;
+    if (len < PT_RAFT_MSG_HEADER + PT_RAFT_MSG_TRAILER) return -PT_EACCES;
+    trailer = buf + len - PT_RAFT_MSG_TRAILER;
+    pt_auth_mac_init(&mac, key);
+    pt_auth_mac_add(&mac, buf, len - PT_RAFT_MSG_TRAILER + 8);
+    pt_auth_mac_final(&mac, tag);
+    if (!pt_auth_mac_equal(tag, trailer + 8)) return -PT_EACCES;
+    *seq = pt_get_le64(trailer);
     return 0;
 }
 
 int pt_raft_msg_decode_header(const uint8_t *buf, size_t len, struct pt_raft_msg_header *h)
 {
     uint32_t crc;
+    size_t trailer;
     if (len < PT_RAFT_MSG_HEADER || len > PT_RAFT_MSG_MAX) return -PT_EPROTO;
     if (pt_get_le32(buf) != PT_RAFT_MSG_MAGIC) return -PT_EPROTO;
     if (buf[4] != PT_RAFT_MSG_VERSION) return -PT_EVERSION;
     h->type = buf[5];
-    if (pt_get_le16(buf + 6) != 0) return -PT_EPROTO;
+    h->flags = pt_get_le16(buf + 6);
+    if (h->flags & ~PT_RAFT_MSG_AUTH) return -PT_EPROTO;
+    trailer = (h->flags & PT_RAFT_MSG_AUTH) ? PT_RAFT_MSG_TRAILER : 0;
+    if (len < PT_RAFT_MSG_HEADER + trailer) return -PT_EPROTO;
     h->cluster_id = pt_get_le64(buf + 8);
     h->group = pt_get_le32(buf + 16);
     h->body_len = pt_get_le32(buf + 20);
     h->from = pt_get_le64(buf + 24);
     h->to = pt_get_le64(buf + 32);
-    if ((size_t)h->body_len != len - PT_RAFT_MSG_HEADER) return -PT_EPROTO;
+    if ((size_t)h->body_len != len - PT_RAFT_MSG_HEADER - trailer) return -PT_EPROTO;
     crc = petrel_crc32c(0, buf, 40);
     crc = petrel_crc32c(crc, buf + PT_RAFT_MSG_HEADER, h->body_len);
     if (crc != pt_get_le32(buf + 40)) return -PT_EBADMSG;

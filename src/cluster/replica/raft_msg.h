@@ -24,12 +24,18 @@
 #define PT_RAFT_MSG_SERVERS_MAX 16u       /* servers in a snapshot's configuration */
 #define PT_RAFT_MSG_ADDR_MAX 64u          /* bytes of a server address */
 
+/* Header flags (bytes 6..7). AUTH: the body is followed by a 40-byte trailer, sequence u64
+ * and a MAC (pt_raft_msg_seal). */
+#define PT_RAFT_MSG_AUTH 0x0001u
+#define PT_RAFT_MSG_TRAILER 40
+
 struct pt_raft_msg_header {
     uint8_t type; /* RAFT_IO_* */
     uint64_t cluster_id;
     uint32_t group;
     uint32_t body_len;
     uint64_t from, to; /* replica ids */
+    uint16_t flags;    /* PT_RAFT_MSG_AUTH or 0 (last: positional initialisers leave it 0) */
 };
 
 /*
@@ -42,8 +48,21 @@ int pt_raft_msg_encode(const struct pt_raft_msg_header *h, const struct raft_mes
                        uint8_t **out, size_t *out_len);
 
 /*
- * Check the header of a received message: 0, -PT_EPROTO (short, magic, length mismatch or
- * over the limit, unknown type), -PT_EVERSION, -PT_EBADMSG (CRC).
+ * Fill the trailer of a message encoded with PT_RAFT_MSG_AUTH (its last PT_RAFT_MSG_TRAILER
+ * bytes): seq, then the MAC under key over everything before the trailer and seq.
+ */
+void pt_raft_msg_seal(uint8_t *buf, size_t len, const uint8_t *key, uint64_t seq);
+
+/*
+ * Check the trailer of a received message whose header decoded with PT_RAFT_MSG_AUTH: 0 with
+ * *seq set, or -PT_EACCES when the MAC does not match.
+ */
+int pt_raft_msg_unseal(const uint8_t *buf, size_t len, const uint8_t *key, uint64_t *seq);
+
+/*
+ * Check the header of a received message: 0, -PT_EPROTO (short, magic, unknown flags, length
+ * mismatch (the trailer counted when flagged) or over the limit, unknown type), -PT_EVERSION,
+ * -PT_EBADMSG (CRC).
  */
 int pt_raft_msg_decode_header(const uint8_t *buf, size_t len, struct pt_raft_msg_header *h);
 
