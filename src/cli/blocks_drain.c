@@ -44,7 +44,7 @@ int cmd_blocks_drain(int argc, char **argv)
 {
     const char *registry = NULL;
     int stop = 0, wait = 0, n, i, nshards;
-    unsigned shards[PT_SHARD_MAX];
+    unsigned shards[PT_SHARD_MAX] = {0};
     struct pt_router r;
     uint64_t id;
     char *end;
