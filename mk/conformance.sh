@@ -11,9 +11,11 @@
 #
 # full : every pjdfstest file (8,798 subtests), fsx 8 variants x 20,000 ops, fsstress
 #        20,000 ops compared with tmpfs for the same seed; image and cluster tiers.
-# quick: 20 pjdfstest files, fsx 2 variants x 2,000 ops, fsstress 2,000 ops; image tier.
-#        Used by `make test` (tests/cli/conformance_quick.sh).
-# TIERS: "image", "cluster" or "image,cluster" (the default: image, and cluster in full mode).
+# quick: 20 pjdfstest files, fsx 2 variants x 2,000 ops, fsstress 2,000 ops on the image
+#        tier; on the cluster tier 18 pjdfstest files that need no rewrite of a closed file
+#        (write-once until issue 12: no fsx, fsstress, truncate). Used by `make test`
+#        (tests/cli/conformance_quick.sh).
+# TIERS: "image", "cluster" or "image,cluster" (the default).
 # Needs root (pjdfstest switches users; FUSE allow_other) and the suites' build tools; when
 # they are missing it says what is missing and exits 77 (skip).
 # Nothing of the suites is copied into the project; they build, and their logs go, under
@@ -22,7 +24,6 @@ set -u
 build=${1:?usage: mk/conformance.sh BUILD [full|quick]}
 mode=${2:-full}
 tiers=${3:-image,cluster}
-[ "$mode" = quick ] && [ -z "${3:-}" ] && tiers=image
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "$build" && pwd)
 P=$build/petrel
@@ -143,8 +144,11 @@ run_pjdfstest() { # tier dir
     files=$(cd "$pjd/tests" && find . -name '*.t' | sort)
     if [ "$mode" = quick ]; then
         # every 10th file but those that need hard links (EPERM here, docs/CLI.md)
-        files=$(printf '%s\n' "$files" | grep -v -E '^\./link/|^\./rename/(00|23|24)\.t|^\./unlink/(00|14)\.t' |
-            awk 'NR % 10 == 1' | head -n 20)
+        local skip='^\./link/|^\./rename/(00|23|24)\.t|^\./unlink/(00|14)\.t'
+        # the cluster's files are write-once: nothing that opens a closed file for writing
+        [ "$tier" = cluster ] &&
+            skip="$skip"'|^\./(ftruncate|truncate)/|^\./open/(00|06|07|23|25)\.t|^\./chmod/12\.t'
+        files=$(printf '%s\n' "$files" | grep -v -E "$skip" | awk 'NR % 10 == 1' | head -n 20)
     fi
     for f in $files; do
         local res
@@ -229,7 +233,7 @@ run_tier() { # tier store
     if [ $have_pjd = 1 ]; then
         mkdir "$mnt/conf/pjd" && run_pjdfstest "$tier" "$mnt/conf/pjd"
     fi
-    if [ $have_xfs = 1 ]; then
+    if [ $have_xfs = 1 ] && { [ "$tier" = image ] || [ "$mode" = full ]; }; then
         mkdir "$mnt/conf/fsx" && run_fsx "$tier" "$mnt/conf/fsx"
         mkdir "$mnt/conf/fss" && run_fsstress "$tier" "$mnt/conf/fss"
     fi

@@ -51,13 +51,46 @@ int petrel_client_probe(struct petrel_client *c, int timeout_ms);
 /* Close a client and free everything it holds (NULL is fine). */
 void petrel_client_close(struct petrel_client *c);
 
-enum petrel_file_type { PETREL_TYPE_DIR = 1, PETREL_TYPE_FILE = 2 };
+enum petrel_file_type {
+    PETREL_TYPE_DIR = 1,
+    PETREL_TYPE_FILE = 2,
+    PETREL_TYPE_SYMLINK = 3,
+    PETREL_TYPE_FIFO = 4,
+    PETREL_TYPE_SOCKET = 5,
+    PETREL_TYPE_CHR = 6, /* character device */
+    PETREL_TYPE_BLK = 7, /* block device */
+};
 
 struct petrel_stat {
     uint64_t id;    /* inode id; its top byte is the shard that owns it */
     uint8_t type;   /* enum petrel_file_type */
-    uint64_t size;  /* bytes (files) */
+    uint64_t size;  /* bytes (files); target length (symlinks) */
     uint64_t mtime; /* milliseconds since the epoch */
+    /* POSIX attributes (a shard from before them answers mode 0755/0644, owner 0:0, all
+       times = mtime) */
+    uint32_t mode;                         /* type bits (S_IFMT values) | permission bits */
+    uint32_t uid, gid;
+    uint64_t atime_ns, mtime_ns, ctime_ns; /* nanoseconds since the epoch */
+    uint64_t rdev;                         /* device nodes */
+    uint64_t version; /* files: changes with every change of the content */
+    uint8_t state;    /* files: 0 being written, 1 linked, 2 unlinked (kept), 3 expired */
+};
+
+/* What petrel_client_setattr changes (the values of the shard's SETATTR, PROTOCOL.md). */
+enum petrel_attr_valid {
+    PETREL_ATTR_MODE = 0x01, /* mode & 07777 */
+    PETREL_ATTR_UID = 0x02,
+    PETREL_ATTR_GID = 0x04,
+    PETREL_ATTR_ATIME = 0x08,     /* atime_ns */
+    PETREL_ATTR_MTIME = 0x10,     /* mtime_ns */
+    PETREL_ATTR_ATIME_NOW = 0x20, /* the shard's time of the change */
+    PETREL_ATTR_MTIME_NOW = 0x40,
+};
+
+struct petrel_attr {
+    unsigned valid; /* enum petrel_attr_valid; for new entries: mode, uid and gid are used */
+    uint32_t mode, uid, gid;
+    uint64_t atime_ns, mtime_ns;
 };
 
 /* Resolve a path to its inode id and type (lookups from the root, one shard call per name). */
@@ -182,5 +215,79 @@ int petrel_client_rename(struct petrel_client *c, const char *from, const char *
 
 /* rename that never replaces: PT_EEXIST when `to` exists, also when it appears meanwhile. */
 int petrel_client_rename_noreplace(struct petrel_client *c, const char *from, const char *to);
+
+/* ---- POSIX attributes, nodes, handles by inode (issue 11) ---------------------------------- */
+
+/*
+ * Attributes of an inode by id, whatever its state: a file being written (transient), linked,
+ * or unlinked but still in its retention period (an open file someone removed). PT_ENOENT
+ * once it is gone.
+ */
+int petrel_client_stat_inode(struct petrel_client *c, uint64_t id, struct petrel_stat *st);
+
+/* Read from an inode by id (a handle's file, even after its name was removed). */
+int petrel_client_read_inode(struct petrel_client *c, uint64_t id, uint64_t offset, uint64_t len,
+                             petrel_write_fn write, void *ctx, uint64_t *got);
+
+/*
+ * Change mode, owner and times (a->valid says which) of path / of inode id, in one shard
+ * operation; ctime becomes the time of the change. Any inode, a file being written included.
+ * The POSIX rules (only root changes an owner, ...) are the caller's: the FUSE mount applies
+ * them. PT_EINVAL for unknown bits.
+ */
+int petrel_client_setattr(struct petrel_client *c, const char *path, const struct petrel_attr *a);
+int petrel_client_setattr_inode(struct petrel_client *c, uint64_t id, const struct petrel_attr *a);
+
+/* Create a directory with mode (permission bits), uid and gid. */
+int petrel_client_mkdir_owned(struct petrel_client *c, const char *path, uint32_t mode,
+                              uint32_t uid, uint32_t gid);
+
+/*
+ * Create a symbolic link (type PETREL_TYPE_SYMLINK, target 1..4095 bytes), FIFO, socket or
+ * device node (rdev) at path, with mode (permission bits), uid and gid: created and named in
+ * one shard operation, only if the name is free (PT_EEXIST). Not repeated after a reply lost
+ * in doubt (PT_EINDOUBT: look at the name).
+ */
+int petrel_client_mknod(struct petrel_client *c, const char *path, uint8_t type, uint32_t mode,
+                        uint32_t uid, uint32_t gid, uint64_t rdev, const char *target);
+
+/*
+ * Space for statfs/df: every file system holding blocks counted once (block services on one
+ * disk share it: deduplicated by the file system id each service reports), divided by the
+ * number of copies of each block. *total and *avail in bytes. A service that does not answer
+ * counts with the capacity the registry lists and no free space.
+ */
+int petrel_client_space(struct petrel_client *c, uint64_t *total, uint64_t *avail);
+
+/* A symbolic link's target into buf (NUL-terminated when it fits); its length, or PT_EINVAL
+ * when path is not a link. */
+int petrel_client_readlink(struct petrel_client *c, const char *path, char *buf, size_t size);
+
+/*
+ * The two halves of petrel_client_replace_file, for a writer that needs its file's id before
+ * the bytes (fstat, fchmod, futimens and rename of a file still being written):
+ * petrel_client_create makes the transient file (mode, uid, gid from owner; NULL: 0644, 0:0)
+ * with the same checks of the name; petrel_client_fill streams the bytes and links it (may be
+ * called on another client, in another thread). A file never filled expires unlinked.
+ */
+struct petrel_new_file {
+    uint64_t dir, file, cookie, replaces;
+    uint8_t name_len;
+    char name[256];
+    /* the directory's storage policy, found at create: copies, and RS(data, parity) for
+     * files of at least rs_threshold bytes in cells of rs_block_size (data 0: mirrored) */
+    uint8_t copies, rs_data, rs_parity;
+    uint32_t rs_threshold, rs_block_size;
+};
+int petrel_client_create(struct petrel_client *c, const char *path, uint64_t replaces,
+                         const struct petrel_attr *owner, struct petrel_new_file *nf);
+int petrel_client_fill(struct petrel_client *c, const struct petrel_new_file *nf,
+                       petrel_read_fn read, void *ctx, uint64_t *size_out);
+/*
+ * A file being written will be linked at `path` instead (rename before close): the name it
+ * holds now (if any) is what the link replaces. PT_EXDEV when path's directory lives on
+ * another shard than the file (the caller copies instead).
+ */
+int petrel_client_retarget(struct petrel_client *c, struct petrel_new_file *nf, const char *path);
 
 #endif

@@ -24,7 +24,7 @@ static void log_syslog(void *ctx, enum petrel_log_level level, const char *modul
 
 int cmd_mount(int argc, char **argv)
 {
-    int foreground = 0, n, rc;
+    int foreground = 0, n, rc, kernel_checks = 1;
     const char *opts = NULL;
     char rest[1024] = "";
     struct petrel_mount_options mo;
@@ -49,7 +49,8 @@ int cmd_mount(int argc, char **argv)
     CLI_PARSE_OR_RETURN(&spec, argc, argv, &n);
     memset(&mo, 0, sizeof(mo));
     mo.foreground = foreground;
-    /* "ro" is ours (the store opens read-only too); the rest goes to libfuse. */
+    /* "ro" and "nodefault_permissions" are ours (the store opens read-only too; no kernel
+     * permission checks even as root); the rest goes to libfuse. */
     if (opts) {
         char buf[1024], *tok, *save = NULL;
         if (strlen(opts) >= sizeof(buf)) return cli_error("mount", "options too long");
@@ -57,6 +58,8 @@ int cmd_mount(int argc, char **argv)
         for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
             if (strcmp(tok, "ro") == 0) {
                 mo.read_only = 1;
+            } else if (strcmp(tok, "nodefault_permissions") == 0) {
+                kernel_checks = 0;
             } else if (strcmp(tok, "rw") != 0) {
                 if (rest[0]) strcat(rest, ",");
                 strcat(rest, tok);
@@ -64,9 +67,8 @@ int cmd_mount(int argc, char **argv)
         }
     }
     /* As root the kernel checks permissions against the stored modes and owners (the
-     * store does not); "nodefault_permissions" is not a libfuse option, so root who wants
-     * none mounts as another user. */
-    if (geteuid() == 0 && !strstr(rest, "default_permissions") &&
+     * store does not) unless asked not to. */
+    if (geteuid() == 0 && kernel_checks && !strstr(rest, "default_permissions") &&
         strlen(rest) + sizeof(",default_permissions") < sizeof(rest)) {
         if (rest[0]) strcat(rest, ",");
         strcat(rest, "default_permissions");

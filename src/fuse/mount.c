@@ -200,14 +200,13 @@ static void new_owner(struct driver *d, const char *path, int is_dir, mode_t *mo
                       struct petrel_vfs_attr *a)
 {
     const struct fuse_context *ctx = fuse_get_context();
-    char parent[PATH_MAX];
+    char *parent = strdup(path); /* may be longer than PATH_MAX (the mount's own part) */
     struct petrel_vfs_stat ps;
     size_t n = strlen(path);
     memset(a, 0, sizeof(*a));
     a->uid = ctx->uid;
     a->gid = ctx->gid;
-    if (n < sizeof(parent)) {
-        memcpy(parent, path, n + 1);
+    if (parent) {
         while (n > 1 && parent[n - 1] != '/')
             n--;
         parent[n > 1 ? n - 1 : 1] = '\0';
@@ -216,6 +215,7 @@ static void new_owner(struct driver *d, const char *path, int is_dir, mode_t *mo
             a->gid = ps.gid;
             if (is_dir) *mode |= S_ISGID;
         }
+        free(parent);
     }
     a->mode = *mode & 07777;
     a->valid = PETREL_VFS_SET_MODE | PETREL_VFS_SET_UID | PETREL_VFS_SET_GID;
@@ -596,6 +596,47 @@ static int op_utimens(const char *path, const struct timespec tv[2], struct fuse
 
 /* Without stored modes, a chmod to the mode already shown succeeds (tar, cp -p) and any
  * other fails honestly. */
+/*
+ * The POSIX rules of chmod and chown for a caller other than root (chmod(2), chown(2)): the
+ * kernel applies them itself with default_permissions (root's mounts); without it (a user's
+ * own mount) it asks the driver, which then applies them here. Only the owner changes a mode
+ * (a setgid bit it asks for on a file of a group it is not in is dropped); only root gives a
+ * file away; the owner may change the group to one it is in.
+ */
+static int caller_in_group(gid_t gid)
+{
+    gid_t groups[256];
+    int n = fuse_getgroups(256, groups), i;
+    if (gid == fuse_get_context()->gid) return 1;
+    for (i = 0; i < n && i < 256; i++)
+        if (groups[i] == gid) return 1;
+    return 0;
+}
+
+static int chmod_permitted(const char *path, mode_t *mode, struct fuse_file_info *fi)
+{
+    struct stat st;
+    int rc;
+    if (fuse_get_context()->uid == 0) return 0;
+    if ((rc = op_getattr(path, &st, fi)) < 0) return rc;
+    if (st.st_uid != fuse_get_context()->uid) return -EPERM;
+    if (!S_ISDIR(st.st_mode) && (*mode & S_ISGID) && !caller_in_group(st.st_gid))
+        *mode &= ~(mode_t)S_ISGID;
+    return 0;
+}
+
+static int chown_permitted(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
+{
+    struct stat st;
+    int rc;
+    if (fuse_get_context()->uid == 0 || (uid == (uid_t)-1 && gid == (gid_t)-1)) return 0;
+    if ((rc = op_getattr(path, &st, fi)) < 0) return rc;
+    if (st.st_uid != fuse_get_context()->uid) return -EPERM;
+    if (uid != (uid_t)-1 && uid != st.st_uid) return -EPERM;
+    if (gid != (gid_t)-1 && gid != st.st_gid && !caller_in_group(gid)) return -EPERM;
+    return 0;
+}
+
 static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
     struct driver *d = drv();
@@ -605,6 +646,7 @@ static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
     if (!path) return -EBADF;
     if (d->vfs->caps & PETREL_VFS_CAP_OWNER) {
         struct petrel_vfs_attr a;
+        if ((rc = chmod_permitted(path, &mode, fi)) < 0) return rc;
         memset(&a, 0, sizeof(a));
         a.valid = PETREL_VFS_SET_MODE;
         a.mode = (uint32_t)mode & 07777;
@@ -617,8 +659,8 @@ static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
     return (st.st_mode & 07777) == (mode & 07777) ? 0 : -ENOTSUP;
 }
 
-/* A store that keeps owners takes any (the kernel checks permissions with
- * default_permissions); elsewhere every file belongs to the user serving the mount. */
+/* A store that keeps owners takes what the POSIX rules allow (above); elsewhere every file
+ * belongs to the user serving the mount. */
 static int op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
 {
     struct driver *d = drv();
@@ -626,6 +668,8 @@ static int op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_inf
     if (!path) return -EBADF;
     if (d->vfs->caps & PETREL_VFS_CAP_OWNER) {
         struct petrel_vfs_attr a;
+        int rc = chown_permitted(path, uid, gid, fi);
+        if (rc < 0) return rc;
         memset(&a, 0, sizeof(a));
         if (uid != (uid_t)-1) a.valid |= PETREL_VFS_SET_UID;
         if (gid != (gid_t)-1) a.valid |= PETREL_VFS_SET_GID;

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "petrel/client.h"
 #include "petrel/common.h"
@@ -41,11 +42,23 @@
 struct cluster_vfs {
     struct petrel_client *client; /* for calls made by the vfs's (single) caller thread */
     char registry[PETREL_VFS_HOST_MAX + 8];
+    struct petrel_vfs_file *writers; /* files being written: found by path before the store */
 };
 
 struct petrel_vfs_file {
     char *path;
     int writer;
+    uint64_t id; /* readers: the inode opened (read even after its name is removed) */
+    /* writers: the transient file (its id known at open: fstat, fchmod, futimens, rename
+     * before close), in the list of writers */
+    struct petrel_new_file nf;
+    struct petrel_vfs_file *prev, *next;
+    int orphan; /* its name was removed before close: never linked */
+    /* times set on the file being written: its bytes reach the shard later (at close at the
+     * latest), which moves mtime, so they are set again after the link unless the writer
+     * wrote after setting them (then the write's time is the right one) */
+    struct petrel_attr times;
+    uint64_t times_written;
     /* writer state */
     pthread_t thread;
     pthread_mutex_t lock;
@@ -68,19 +81,72 @@ static struct cluster_vfs *cluster(struct petrel_vfs *vfs)
     return vfs->backend;
 }
 
+static uint8_t vfs_type(uint8_t type)
+{
+    switch (type) {
+    case PETREL_TYPE_DIR:
+        return PETREL_VFS_DIR;
+    case PETREL_TYPE_SYMLINK:
+        return PETREL_VFS_LNK;
+    case PETREL_TYPE_FIFO:
+        return PETREL_VFS_FIFO;
+    case PETREL_TYPE_SOCKET:
+        return PETREL_VFS_SOCK;
+    case PETREL_TYPE_CHR:
+        return PETREL_VFS_CHR;
+    case PETREL_TYPE_BLK:
+        return PETREL_VFS_BLK;
+    default:
+        return PETREL_VFS_REG;
+    }
+}
+
 static void fill_stat(const struct petrel_stat *s, struct petrel_vfs_stat *st)
 {
-    st->type = s->type == PETREL_TYPE_DIR ? PETREL_VFS_DIR : PETREL_VFS_REG;
+    memset(st, 0, sizeof(*st));
+    st->type = vfs_type(s->type);
     st->size = s->type == PETREL_TYPE_DIR ? 0 : s->size;
-    st->mtime_sec = (int64_t)(s->mtime / 1000);
-    st->mtime_nsec = (uint32_t)(s->mtime % 1000) * 1000000u;
-    st->mode = st->type == PETREL_VFS_DIR ? 0755 : 0444; /* linked files are read-only */
+    st->mtime_sec = (int64_t)(s->mtime_ns / 1000000000u);
+    st->mtime_nsec = (uint32_t)(s->mtime_ns % 1000000000u);
+    st->atime_sec = (int64_t)(s->atime_ns / 1000000000u);
+    st->atime_nsec = (uint32_t)(s->atime_ns % 1000000000u);
+    st->ctime_sec = (int64_t)(s->ctime_ns / 1000000000u);
+    st->ctime_nsec = (uint32_t)(s->ctime_ns % 1000000000u);
+    st->mode = s->mode & 07777;
+    st->uid = s->uid;
+    st->gid = s->gid;
+    st->rdev = s->rdev;
+}
+
+/* The newest file being written under path (a name the store does not show yet). */
+static struct petrel_vfs_file *find_writer(struct cluster_vfs *cv, const char *path)
+{
+    struct petrel_vfs_file *f;
+    for (f = cv->writers; f; f = f->next)
+        if (!f->orphan && strcmp(f->path, path) == 0) return f;
+    return NULL;
+}
+
+/* A file being written: its transient inode's attributes, the size its writer reached. */
+static int writer_stat(struct cluster_vfs *cv, struct petrel_vfs_file *f,
+                       struct petrel_vfs_stat *st)
+{
+    struct petrel_stat s;
+    int rc = petrel_client_stat_inode(cv->client, f->nf.file, &s);
+    if (rc < 0) return rc;
+    fill_stat(&s, st);
+    st->type = PETREL_VFS_REG;
+    st->size = f->written;
+    return 0;
 }
 
 static int cl_stat(struct petrel_vfs *vfs, const char *path, struct petrel_vfs_stat *st)
 {
     struct petrel_stat s;
-    int rc = petrel_client_stat(cluster(vfs)->client, path, &s);
+    struct petrel_vfs_file *w = find_writer(cluster(vfs), path);
+    int rc;
+    if (w) return writer_stat(cluster(vfs), w, st);
+    rc = petrel_client_stat(cluster(vfs)->client, path, &s);
     if (rc < 0) return rc;
     fill_stat(&s, st);
     return 0;
@@ -98,14 +164,13 @@ static int list_entry(void *ctx, const struct petrel_dirent *e)
 {
     struct list_ctx *l = ctx;
     struct petrel_vfs_stat st;
-    char child[PETREL_VFS_PATH_MAX];
+    struct petrel_stat s;
     memset(&st, 0, sizeof(st));
-    st.type = e->type == PETREL_TYPE_DIR ? PETREL_VFS_DIR : PETREL_VFS_REG;
-    st.mode = st.type == PETREL_VFS_DIR ? 0755 : 0444;
-    /* Sizes and times are not in the listing: ask for them (an entry removed meanwhile is
-     * listed with what the listing said). */
-    if (petrel_vfs_path_join(child, sizeof(child), l->dir, e->name) == 0)
-        cl_stat(l->vfs, child, &st);
+    st.type = vfs_type(e->type);
+    st.mode = st.type == PETREL_VFS_DIR ? 0755 : 0644;
+    /* Sizes, modes and times are not in the listing: ask the inode (one call, no path to
+     * resolve; an entry removed meanwhile is listed with what the listing said). */
+    if (petrel_client_stat_inode(cluster(l->vfs)->client, e->id, &s) == 0) fill_stat(&s, &st);
     return l->fn(l->ctx, e->name, &st);
 }
 
@@ -123,7 +188,14 @@ static int cl_mkdir(struct petrel_vfs *vfs, const char *path)
 static int cl_remove(struct petrel_vfs *vfs, const char *path)
 {
     struct petrel_stat s;
-    int rc = petrel_client_stat(cluster(vfs)->client, path, &s);
+    struct petrel_vfs_file *w = find_writer(cluster(vfs), path);
+    int rc;
+    if (w && !w->nf.replaces) {
+        /* A file still being written, never linked: it never will be. */
+        w->orphan = 1;
+        return 0;
+    }
+    rc = petrel_client_stat(cluster(vfs)->client, path, &s);
     if (rc < 0) return rc;
     if (s.type == PETREL_TYPE_DIR) return petrel_client_rmdir(cluster(vfs)->client, path);
     /* Only the file just seen: one someone else put there meanwhile is left (-PT_ESTALE). */
@@ -132,12 +204,39 @@ static int cl_remove(struct petrel_vfs *vfs, const char *path)
 
 static int cl_rename(struct petrel_vfs *vfs, const char *from, const char *to)
 {
-    return petrel_client_rename(cluster(vfs)->client, from, to);
+    struct cluster_vfs *cv = cluster(vfs);
+    struct petrel_vfs_file *w = find_writer(cv, from);
+    char *copy;
+    int rc;
+    if (!w || w->nf.replaces) return petrel_client_rename(cv->client, from, to);
+    /* A file still being written (mkstemp + rename, save-by-rename): it is linked under the
+     * new name at close, replacing what that name holds now. The writer thread reads the
+     * name only after its stream ends, which only close (this thread) can cause. */
+    if (!(copy = strdup(to))) return -PT_ENOMEM;
+    if ((rc = petrel_client_retarget(cv->client, &w->nf, to)) < 0) {
+        free(copy);
+        return rc;
+    }
+    free(w->path);
+    w->path = copy;
+    return 0;
 }
 
 static int cl_rename_noreplace(struct petrel_vfs *vfs, const char *from, const char *to)
 {
-    return petrel_client_rename_noreplace(cluster(vfs)->client, from, to);
+    struct cluster_vfs *cv = cluster(vfs);
+    struct petrel_vfs_file *w = find_writer(cv, from);
+    struct petrel_stat s;
+    int rc;
+    if (!w || w->nf.replaces) return petrel_client_rename_noreplace(cv->client, from, to);
+    /* A file being written: only onto a free name (the link at close is a link-if-free
+     * again, so a name taken meanwhile fails it rather than being replaced). */
+    rc = petrel_client_stat(cv->client, to, &s);
+    if (rc == 0 || find_writer(cv, to)) return -PT_EEXIST;
+    if (rc != -PT_ENOENT) return rc;
+    rc = cl_rename(vfs, from, to);
+    if (rc == 0) w->nf.replaces = 0;
+    return rc;
 }
 
 /* --- writing: the queue between vfs writes and the writer thread ------------------------ */
@@ -171,7 +270,7 @@ static long stream_read(void *ctx, void *buf, size_t cap)
 static void *writer_main(void *arg)
 {
     struct petrel_vfs_file *f = arg;
-    int rc = petrel_client_replace_file(f->wclient, f->path, f->replaces, stream_read, f, NULL);
+    int rc = petrel_client_fill(f->wclient, &f->nf, stream_read, f, NULL);
     pthread_mutex_lock(&f->lock);
     f->done = 1;
     f->result = rc;
@@ -180,9 +279,14 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-static void file_free(struct petrel_vfs_file *f)
+static void file_free(struct cluster_vfs *cv, struct petrel_vfs_file *f)
 {
     if (f->writer) {
+        if (f->prev)
+            f->prev->next = f->next;
+        else if (cv->writers == f)
+            cv->writers = f->next;
+        if (f->next) f->next->prev = f->prev;
         pthread_mutex_destroy(&f->lock);
         pthread_cond_destroy(&f->cond);
         petrel_client_close(f->wclient);
@@ -204,6 +308,7 @@ static int cl_open(struct petrel_vfs *vfs, const char *path, int flags,
     if (rc == 0 && s.type == PETREL_TYPE_DIR) return -PT_EISDIR;
     if (!(flags & PETREL_VFS_O_WRITE)) {
         if (rc < 0) return rc;
+        if (s.type != PETREL_TYPE_FILE) return -PT_EINVAL; /* nodes are opened by the kernel */
     } else {
         if (rc == 0 && (flags & PETREL_VFS_O_EXCL)) return -PT_EEXIST;
         if (rc == 0 && !(flags & PETREL_VFS_O_REPLACE)) return -PT_EPERM;
@@ -215,11 +320,20 @@ static int cl_open(struct petrel_vfs *vfs, const char *path, int flags,
         return -PT_ENOMEM;
     }
     if (!(flags & PETREL_VFS_O_WRITE)) {
+        f->id = s.id;
         *out = f;
         return 0;
     }
+    /* The transient file now, so that its id serves fstat/fchmod/futimens before close. */
+    rc = petrel_client_create(cv->client, path, rc == 0 ? s.id : 0, NULL, &f->nf);
+    if (rc < 0) {
+        free(f->path);
+        free(f);
+        return rc;
+    }
     f->writer = 1;
-    f->replaces = rc == 0 ? s.id : 0;
+    f->replaces = f->nf.replaces;
+    f->id = f->nf.file;
     f->mtime_sec = (int64_t)time(NULL);
     f->queue = malloc(QUEUE_BYTES);
     memset(&cfg, 0, sizeof(cfg));
@@ -232,8 +346,11 @@ static int cl_open(struct petrel_vfs *vfs, const char *path, int flags,
     }
     pthread_mutex_init(&f->lock, NULL);
     pthread_cond_init(&f->cond, NULL);
+    f->next = cv->writers;
+    if (cv->writers) cv->writers->prev = f;
+    cv->writers = f;
     if (pthread_create(&f->thread, NULL, writer_main, f) != 0) {
-        file_free(f);
+        file_free(cv, f);
         return -PT_ENOMEM;
     }
     *out = f;
@@ -259,7 +376,7 @@ static int64_t cl_read(struct petrel_vfs *vfs, struct petrel_vfs_file *f, void *
     struct read_ctx r = {buf, 0};
     int rc;
     if (f->writer) return -PT_EBADF; /* the file does not exist until it is linked */
-    rc = petrel_client_read(cluster(vfs)->client, f->path, off, size, read_piece, &r, NULL);
+    rc = petrel_client_read_inode(cluster(vfs)->client, f->id, off, size, read_piece, &r, NULL);
     return rc < 0 ? rc : (int64_t)r.got;
 }
 
@@ -309,7 +426,17 @@ static int cl_truncate(struct petrel_vfs *vfs, struct petrel_vfs_file *f, uint64
 
 static int cl_fstat(struct petrel_vfs *vfs, struct petrel_vfs_file *f, struct petrel_vfs_stat *st)
 {
-    if (!f->writer) return cl_stat(vfs, f->path, st);
+    struct petrel_stat s;
+    int rc;
+    if (!f->writer) {
+        /* By inode: an open file whose name was removed is still there (retention). */
+        rc = petrel_client_stat_inode(cluster(vfs)->client, f->id, &s);
+        if (rc < 0) return rc;
+        fill_stat(&s, st);
+        return 0;
+    }
+    if (writer_stat(cluster(vfs), f, st) == 0) return 0;
+    memset(st, 0, sizeof(*st));
     st->type = PETREL_VFS_REG;
     st->size = f->written;
     st->mtime_sec = f->mtime_sec;
@@ -328,7 +455,7 @@ static int cl_close(struct petrel_vfs *vfs, struct petrel_vfs_file *f, int aband
     int rc = 0;
     if (f->writer) {
         pthread_mutex_lock(&f->lock);
-        abandon |= f->failed;
+        abandon |= f->failed | f->orphan;
         if (abandon)
             f->abandoned = 1;
         else
@@ -336,22 +463,96 @@ static int cl_close(struct petrel_vfs *vfs, struct petrel_vfs_file *f, int aband
         pthread_cond_broadcast(&f->cond);
         pthread_mutex_unlock(&f->lock);
         pthread_join(f->thread, NULL);
-        rc = abandon ? (f->failed ? -PT_ECANCELED : 0) : f->result;
+        rc = abandon ? (f->failed && !f->orphan ? -PT_ECANCELED : 0) : f->result;
+        if (rc == 0 && !abandon && f->times.valid && f->times_written == f->written)
+            rc = petrel_client_setattr_inode(cluster(vfs)->client, f->nf.file, &f->times);
     }
-    file_free(f);
+    file_free(cluster(vfs), f);
     return rc;
 }
 
 static int cl_statfs(struct petrel_vfs *vfs, struct petrel_vfs_statfs *st)
 {
-    uint64_t cap = 0, used = 0;
-    int rc = petrel_client_capacity(cluster(vfs)->client, &cap, &used);
+    uint64_t total = 0, avail = 0;
+    int rc = petrel_client_space(cluster(vfs)->client, &total, &avail);
     if (rc < 0) return rc;
     st->block_size = 4096;
-    st->blocks_total = cap / 4096;
-    st->blocks_used = used / 4096;
+    st->blocks_total = total / 4096;
+    st->blocks_used = total > avail ? (total - avail) / 4096 : 0; /* free = available */
     st->name_max = 255;
     return 0;
+}
+
+/* --- POSIX attributes and nodes (issue 11) ------------------------------------------------ */
+
+static int cl_setattr(struct petrel_vfs *vfs, const char *path, const struct petrel_vfs_attr *a)
+{
+    struct cluster_vfs *cv = cluster(vfs);
+    struct petrel_vfs_file *w = find_writer(cv, path);
+    struct petrel_attr pa;
+    memset(&pa, 0, sizeof(pa));
+    if (a->valid & PETREL_VFS_SET_MODE) pa.valid |= PETREL_ATTR_MODE;
+    if (a->valid & PETREL_VFS_SET_UID) pa.valid |= PETREL_ATTR_UID;
+    if (a->valid & PETREL_VFS_SET_GID) pa.valid |= PETREL_ATTR_GID;
+    if (a->valid & PETREL_VFS_SET_ATIME) pa.valid |= PETREL_ATTR_ATIME;
+    if (a->valid & PETREL_VFS_SET_MTIME) pa.valid |= PETREL_ATTR_MTIME;
+    /* ctime is the shard's: the time of this change */
+    pa.mode = a->mode & 07777;
+    pa.uid = a->uid;
+    pa.gid = a->gid;
+    pa.atime_ns = (uint64_t)a->atime_sec * 1000000000u + a->atime_nsec;
+    pa.mtime_ns = (uint64_t)a->mtime_sec * 1000000000u + a->mtime_nsec;
+    if (a->atime_sec < 0) pa.atime_ns = 0; /* before the epoch: not representable, clamp */
+    if (a->mtime_sec < 0) pa.mtime_ns = 0;
+    if (w) {
+        int rc = petrel_client_setattr_inode(cv->client, w->nf.file, &pa);
+        if (rc == 0 && (pa.valid & (PETREL_ATTR_ATIME | PETREL_ATTR_MTIME))) {
+            w->times.valid |= pa.valid & (PETREL_ATTR_ATIME | PETREL_ATTR_MTIME);
+            if (pa.valid & PETREL_ATTR_ATIME) w->times.atime_ns = pa.atime_ns;
+            if (pa.valid & PETREL_ATTR_MTIME) w->times.mtime_ns = pa.mtime_ns;
+            w->times_written = w->written;
+        }
+        return rc;
+    }
+    return petrel_client_setattr(cv->client, path, &pa);
+}
+
+static int cl_set_mtime(struct petrel_vfs *vfs, const char *path, int64_t sec, uint32_t nsec)
+{
+    struct petrel_vfs_attr a;
+    memset(&a, 0, sizeof(a));
+    a.valid = PETREL_VFS_SET_MTIME;
+    a.mtime_sec = sec;
+    a.mtime_nsec = nsec;
+    return cl_setattr(vfs, path, &a);
+}
+
+static int cl_set_mode(struct petrel_vfs *vfs, const char *path, uint32_t mode)
+{
+    struct petrel_vfs_attr a;
+    memset(&a, 0, sizeof(a));
+    a.valid = PETREL_VFS_SET_MODE;
+    a.mode = mode;
+    return cl_setattr(vfs, path, &a);
+}
+
+static int cl_mknod(struct petrel_vfs *vfs, const char *path, const struct petrel_vfs_node *n)
+{
+    static const uint8_t types[] = {[PETREL_VFS_LNK] = PETREL_TYPE_SYMLINK,
+                                    [PETREL_VFS_FIFO] = PETREL_TYPE_FIFO,
+                                    [PETREL_VFS_SOCK] = PETREL_TYPE_SOCKET,
+                                    [PETREL_VFS_CHR] = PETREL_TYPE_CHR,
+                                    [PETREL_VFS_BLK] = PETREL_TYPE_BLK};
+    uint32_t uid = n->uid == PETREL_VFS_ID_NONE ? (uint32_t)geteuid() : n->uid;
+    uint32_t gid = n->gid == PETREL_VFS_ID_NONE ? (uint32_t)getegid() : n->gid;
+    if (n->type >= PT_ARRAY_SIZE(types) || !types[n->type]) return -PT_EINVAL;
+    return petrel_client_mknod(cluster(vfs)->client, path, types[n->type], n->mode, uid, gid,
+                               n->rdev, n->target);
+}
+
+static int64_t cl_readlink(struct petrel_vfs *vfs, const char *path, char *buf, uint64_t size)
+{
+    return petrel_client_readlink(cluster(vfs)->client, path, buf, (size_t)size);
 }
 
 static int cl_destroy(struct petrel_vfs *vfs)
@@ -379,6 +580,11 @@ static const struct petrel_vfs_ops cluster_ops = {
     .statfs = cl_statfs,
     .destroy = cl_destroy,
     .rename_noreplace = cl_rename_noreplace,
+    .set_mtime = cl_set_mtime,
+    .set_mode = cl_set_mode,
+    .setattr = cl_setattr,
+    .mknod = cl_mknod,
+    .readlink = cl_readlink,
 };
 
 /* The cluster's own address parser never does DNS: names are resolved here, once. */
@@ -444,7 +650,8 @@ int petrel_vfs_cluster_open(const char *host, uint16_t port, int flags, struct p
     }
     vfs->ops = &cluster_ops;
     vfs->backend = cv;
-    vfs->caps = PETREL_VFS_CAP_WRITE_ONCE;
+    vfs->caps = PETREL_VFS_CAP_WRITE_ONCE | PETREL_VFS_CAP_MTIME | PETREL_VFS_CAP_MODE |
+                PETREL_VFS_CAP_OWNER | PETREL_VFS_CAP_NODES;
     if (flags & PETREL_VFS_MOUNT_READ_ONLY) vfs->caps |= PETREL_VFS_CAP_READ_ONLY;
     snprintf(vfs->label, sizeof(vfs->label), "petrel://%s:%u", host, port);
     *out = vfs;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The quick subset of `make conformance` on the image tier: 20 pjdfstest files (none that
-# needs hard links), fsx 2 variants x 2,000 ops, fsstress 2,000 ops compared with tmpfs. All
-# must pass. Skipped, with the reason, where the suites cannot be built or run (no root, no
+# The quick subset of `make conformance`: on the image tier 20 pjdfstest files (none that
+# needs hard links), fsx 2 variants x 2,000 ops, fsstress 2,000 ops compared with tmpfs; on
+# the cluster tier 18 pjdfstest files (none that rewrites a closed file). All must pass. Skipped, with the reason, where the suites cannot be built or run (no root, no
 # FUSE, no build tools).
 set -u
 . "$(dirname "$0")/../lib.sh"
@@ -13,14 +13,15 @@ if [ $code = 77 ]; then
     finish
     exit 0
 fi
-check() { # SUITE: the line "SUITE image: P/T" with P = T
+check() { # SUITE TIER: the line "SUITE TIER: P/T" with P = T
     local line p t
-    line=$(printf '%s\n' "$out" | grep "^$1 image: " | head -n 1)
-    p=$(printf '%s' "$line" | sed -n 's/^[a-z]* image: \([0-9]*\)\/\([0-9]*\).*/\1/p')
-    t=$(printf '%s' "$line" | sed -n 's/^[a-z]* image: \([0-9]*\)\/\([0-9]*\).*/\2/p')
-    if [ -n "$p" ] && [ "$p" = "$t" ] && [ "$t" -gt 0 ]; then pass "$1 image: $p/$t"; else fail "$1 image" "${line:-no result}"; fi
+    line=$(printf '%s\n' "$out" | grep "^$1 $2: " | head -n 1)
+    p=$(printf '%s' "$line" | sed -n 's/^[a-z]* [a-z]*: \([0-9]*\)\/\([0-9]*\).*/\1/p')
+    t=$(printf '%s' "$line" | sed -n 's/^[a-z]* [a-z]*: \([0-9]*\)\/\([0-9]*\).*/\2/p')
+    if [ -n "$p" ] && [ "$p" = "$t" ] && [ "$t" -gt 0 ]; then pass "$1 $2: $p/$t"; else fail "$1 $2" "${line:-no result}"; fi
 }
-check pjdfstest
-check fsx
-check fsstress
+check pjdfstest image
+check fsx image
+check fsstress image
+check pjdfstest cluster
 finish

@@ -157,6 +157,9 @@ struct pt_blocks_service {
     /* The scrubber found a stored block rotten (may be NULL): the transport tells the shard
        that owns it (PT_INODE_SHARD of the block id). Called on every pass that finds it. */
     void (*on_rotten)(void *ctx, uint64_t block_id);
+    /* the disk's file system id (statvfs f_fsid; 0 unknown) and its bytes free for users
+       (may be NULL: 0, 0): lets statfs count a disk shared by several services once */
+    void (*disk)(void *ctx, uint64_t *fsid, uint64_t *free_bytes);
     void *hook_ctx;
     char failure_domain[PT_REG_DOMAIN_MAX];
     /* index, sorted by block id */

@@ -108,6 +108,17 @@ static uint64_t service_capacity(void *ctx)
     return (uint64_t)v.f_blocks * v.f_frsize;
 }
 
+/* The file system holding the service's directory: its id and bytes free for users. */
+static void service_disk(void *ctx, uint64_t *fsid, uint64_t *free_bytes)
+{
+    struct blocks_service *s = ctx;
+    struct statvfs v;
+    *fsid = *free_bytes = 0;
+    if (statvfs(s->dir, &v) != 0) return;
+    *fsid = (uint64_t)v.f_fsid;
+    *free_bytes = (uint64_t)v.f_bavail * v.f_frsize;
+}
+
 /* --- requests from the frame server -------------------------------------------------------- */
 
 static void reply_request(void *ctx, int status, const char *why, uint8_t *body, size_t len)
@@ -258,6 +269,7 @@ static int open_service(struct pt_blocks_server *b, struct blocks_service *s, co
     s->core->on_change = publish_usage;
     s->core->capacity = service_capacity;
     s->core->on_rotten = queue_rotten;
+    s->core->disk = service_disk;
     s->core->hook_ctx = s;
     snprintf(s->core->failure_domain, sizeof(s->core->failure_domain), "%s", b->failure_domain);
     pt_blocks_store_open(s->env, &s->core->store, service_opened, s);

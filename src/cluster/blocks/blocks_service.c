@@ -386,6 +386,11 @@ void pt_blocks_service_handle(struct pt_blocks_service *s, uint16_t kind, const 
         info.scrub_rotten = s->scrub.stats.rotten;
         info.scrub_passes = s->scrub.stats.passes;
         info.scrub_last_pass_ms = s->scrub.stats.last_pass_ms;
+        info.has_scrub = 1;
+        if (s->disk) {
+            s->disk(s->hook_ctx, &info.fsid, &info.free);
+            info.has_disk = 1;
+        }
         snprintf(info.failure_domain, sizeof(info.failure_domain), "%s", s->failure_domain);
         pt_cursor_init(&oc, out, sizeof(out));
         pt_block_enc_info(&oc, &info);

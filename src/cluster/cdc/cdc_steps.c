@@ -137,6 +137,12 @@ static void mkdir_step(const struct cdc_env *r, const struct pt_cdc_txn *t,
         q.op = PT_SHARD_MAKE_DIR;
         q.txn = t->id;
         q.target = t->req.dir;
+        if (t->req.has_attr) { /* the creator's mode and owner (issue 11) */
+            q.has_attr = 1;
+            q.attr.mode = t->req.mode;
+            q.attr.uid = t->req.uid;
+            q.attr.gid = t->req.gid;
+        }
         rc = call(r, &q, PT_INODE_MAKE(t->shard, 0), &id, NULL);
         if (rc == 0)
             set_step(o, PT_CDC_MKDIR_ADD_ENTRY, id, PT_TYPE_DIR, 0);
@@ -247,7 +253,7 @@ static void rename_lock_target(const struct cdc_env *r, const struct pt_cdc_txn 
         err = -PT_EEXIST; /* the name was free and someone else took it */
     else if (t->req.op == PT_CDC_RENAME_INODE && id != t->req.expect2)
         err = -PT_ESTALE; /* someone else's change: left alone */
-    else if (t->type == PT_TYPE_FILE && type == PT_TYPE_DIR)
+    else if (t->type != PT_TYPE_DIR && type == PT_TYPE_DIR)
         err = -PT_EISDIR;
     else if (t->type == PT_TYPE_DIR && type != PT_TYPE_DIR)
         err = -PT_ENOTDIR;
@@ -318,7 +324,7 @@ static void rename_step(const struct cdc_env *r, const struct pt_cdc_txn *t,
         q.target = t->x;
         rc = call(r, &q, t->req.dir, NULL, NULL);
         if (rc > 0) return;
-        if (t->repl && t->repl_type == PT_TYPE_FILE)
+        if (t->repl && t->repl_type != PT_TYPE_DIR)
             set_step(o, PT_CDC_RENAME_RETIRE_REPLACED, t->x, t->type, 0);
         else if (t->type == PT_TYPE_DIR)
             set_step(o, PT_CDC_RENAME_SET_PARENT, t->x, t->type, 0);

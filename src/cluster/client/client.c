@@ -90,15 +90,18 @@ void petrel_client_close(struct petrel_client *c)
 
 /* ---- paths --------------------------------------------------------------------------------- */
 
-/* Split "/a/b/c" into the parent path's components and the last name. */
-static int next_component(const char **p, char *name, uint8_t *len)
+/* The next name of a path ending at `end`: 1 (name, len set, *p moved past it), 0 at the
+ * end, or a negative error. Paths have no length limit of their own here: a FUSE mount hands
+ * over paths longer than PATH_MAX (the mount point's own part plus a PATH_MAX-long relative
+ * one); only each name is limited. */
+static int next_component_until(const char **p, const char *end, char *name, uint8_t *len)
 {
     const char *s = *p, *e;
-    while (*s == '/')
+    while (s < end && *s == '/')
         s++;
-    if (!*s) return 0;
-    e = strchr(s, '/');
-    if (!e) e = s + strlen(s);
+    if (s >= end) return 0;
+    e = memchr(s, '/', (size_t)(end - s));
+    if (!e) e = end;
     if (e - s > PT_NAME_MAX) return -PT_ENAMETOOLONG;
     if ((e - s == 1 && s[0] == '.') || (e - s == 2 && s[0] == '.' && s[1] == '.'))
         return -PT_EINVAL;
@@ -140,17 +143,22 @@ static int lookup(struct petrel_client *c, uint64_t dir, const char *name, uint8
     return rc;
 }
 
-int petrel_client_resolve(struct petrel_client *c, const char *path, uint64_t *id, uint8_t *type)
+static int lookup(struct petrel_client *c, uint64_t dir, const char *name, uint8_t len,
+                  uint64_t *id, uint8_t *type);
+
+/* Resolve the first len bytes of an absolute path. */
+static int resolve_prefix(struct petrel_client *c, const char *path, size_t len, uint64_t *id,
+                          uint8_t *type)
 {
     uint64_t cur = PT_INODE_ROOT;
-    uint8_t t = PT_TYPE_DIR, len;
+    uint8_t t = PT_TYPE_DIR, nlen;
     char name[PT_NAME_MAX + 1];
-    const char *p = path;
+    const char *p = path, *end = path + len;
     int rc;
     if (!path || path[0] != '/') return -PT_EINVAL;
-    while ((rc = next_component(&p, name, &len)) > 0) {
+    while ((rc = next_component_until(&p, end, name, &nlen)) > 0) {
         if (t != PT_TYPE_DIR) return -PT_ENOTDIR;
-        if ((rc = lookup(c, cur, name, len, &cur, &t)) != 0) return rc;
+        if ((rc = lookup(c, cur, name, nlen, &cur, &t)) != 0) return rc;
     }
     if (rc < 0) return rc;
     *id = cur;
@@ -158,54 +166,81 @@ int petrel_client_resolve(struct petrel_client *c, const char *path, uint64_t *i
     return 0;
 }
 
+int petrel_client_resolve(struct petrel_client *c, const char *path, uint64_t *id, uint8_t *type)
+{
+    if (!path) return -PT_EINVAL;
+    return resolve_prefix(c, path, strlen(path), id, type);
+}
+
 /* Resolve the parent directory of path and return the last name. */
 static int resolve_parent(struct petrel_client *c, const char *path, uint64_t *dir, char *name,
                           uint8_t *len)
 {
-    char parent[4096];
-    const char *slash;
+    const char *end, *slash, *p;
     uint8_t type;
     int rc;
-    if (!path || path[0] != '/' || strlen(path) >= sizeof(parent)) return -PT_EINVAL;
-    snprintf(parent, sizeof(parent), "%s", path);
-    while (strlen(parent) > 1 && parent[strlen(parent) - 1] == '/')
-        parent[strlen(parent) - 1] = 0;
-    slash = strrchr(parent, '/');
-    if (!slash[1]) return -PT_EINVAL; /* the root has no parent */
-    {
-        const char *p = slash;
-        if ((rc = next_component(&p, name, len)) <= 0) return rc ? rc : -PT_EINVAL;
-    }
-    parent[slash - parent + 1] = 0;
-    if ((rc = petrel_client_resolve(c, parent, dir, &type)) != 0) return rc;
+    if (!path || path[0] != '/') return -PT_EINVAL;
+    end = path + strlen(path);
+    while (end > path + 1 && end[-1] == '/')
+        end--;
+    for (slash = end - 1; slash > path && *slash != '/'; slash--)
+        ;
+    if (slash + 1 >= end) return -PT_EINVAL; /* the root has no parent */
+    p = slash;
+    if ((rc = next_component_until(&p, end, name, len)) <= 0) return rc ? rc : -PT_EINVAL;
+    if ((rc = resolve_prefix(c, path, (size_t)(slash - path) + 1, dir, &type)) != 0) return rc;
     return type == PT_TYPE_DIR ? 0 : -PT_ENOTDIR;
 }
 
-int petrel_client_stat(struct petrel_client *c, const char *path, struct petrel_stat *st)
+/* STAT of an inode; s may be NULL (then only st), st may be NULL (then only s). */
+static int stat_inode(struct petrel_client *c, uint64_t id, struct petrel_stat *st,
+                      struct pt_shard_stat *s)
 {
     struct pt_shard_req q;
-    struct pt_shard_stat s;
+    struct pt_shard_stat *own = NULL;
     struct pt_reply rep;
     struct pt_cursor b;
-    uint64_t id;
-    int rc = petrel_client_resolve(c, path, &id, NULL);
-    if (rc) return rc;
+    int rc;
+    if (!s && !(s = own = malloc(sizeof(*s)))) return -PT_ENOMEM;
     memset(&q, 0, sizeof(q));
     q.op = PT_SHARD_STAT;
     q.id = id;
     rc = shard_call(c, id, &q, &rep, NULL);
     if (rc == 0) {
         pt_cursor_init(&b, rep.body, rep.body_len);
-        rc = pt_shard_reply_stat(&b, &s);
-        if (rc == 0) {
+        rc = pt_shard_reply_stat(&b, s);
+        if (rc == 0 && st) {
+            memset(st, 0, sizeof(*st));
             st->id = id;
-            st->type = s.type;
-            st->size = s.size;
-            st->mtime = s.mtime;
+            st->type = s->type;
+            st->size = s->size;
+            st->mtime = s->mtime;
+            st->state = s->state;
+            if (s->has_posix) {
+                st->mode = s->mode;
+                st->uid = s->uid;
+                st->gid = s->gid;
+                st->atime_ns = s->atime_ns;
+                st->mtime_ns = s->mtime_ns;
+                st->ctime_ns = s->ctime_ns;
+                st->rdev = s->rdev;
+                st->version = s->version;
+            } else { /* a shard from before POSIX attributes */
+                st->mode = pt_type_mode(s->type) | (s->type == PT_TYPE_DIR ? 0755u : 0644u);
+                st->atime_ns = st->mtime_ns = st->ctime_ns = s->mtime * 1000000u;
+            }
         }
     }
     pt_reply_free(&rep);
+    free(own);
     return rc;
+}
+
+int petrel_client_stat(struct petrel_client *c, const char *path, struct petrel_stat *st)
+{
+    uint64_t id;
+    int rc = petrel_client_resolve(c, path, &id, NULL);
+    return rc ? rc : stat_inode(c, id, st, NULL);
 }
 
 int petrel_client_list(struct petrel_client *c, const char *path, petrel_list_fn fn, void *ctx)
@@ -666,12 +701,13 @@ static int policy_resolve(struct petrel_client *c, const char *path, struct pt_p
     unsigned n = 0, i;
     uint8_t t = PT_TYPE_DIR, len;
     char name[PT_NAME_MAX + 1];
-    const char *s = path;
+    const char *s = path, *end;
     int rc;
     if (!path || path[0] != '/') return -PT_EINVAL;
+    end = path + strlen(path);
     ids[n] = cur;
     ends[n++] = 1;
-    while ((rc = next_component(&s, name, &len)) > 0) {
+    while ((rc = next_component_until(&s, end, name, &len)) > 0) {
         if ((rc = lookup(c, cur, name, len, &cur, &t)) != 0) return rc;
         if (t != PT_TYPE_DIR) return -PT_ENOTDIR;
         if (n == CHAIN_MAX) { /* keep the nearest CHAIN_MAX */
@@ -745,19 +781,24 @@ int petrel_client_set_policy(struct petrel_client *c, const char *path,
 static int writer_policy(struct petrel_client *c, const char *path, uint64_t dir,
                          struct pt_policy *p)
 {
-    char parent[4096];
-    char *slash;
+    char *parent, *slash;
     int from_len, rc;
     uint64_t now = pt_now_ms(), resolved;
     if (c->policy_cached_at && c->policy_dir == dir && now - c->policy_cached_at < POLICY_CACHE_MS) {
         *p = c->policy;
         return 0;
     }
-    snprintf(parent, sizeof(parent), "%s", path);
+    /* a copy of any length: paths through a FUSE mount may exceed PATH_MAX */
+    if (!(parent = strdup(path))) return -PT_ENOMEM;
     slash = strrchr(parent, '/');
-    if (!slash) return -PT_EINVAL;
+    if (!slash) {
+        free(parent);
+        return -PT_EINVAL;
+    }
     slash[1] = 0;
-    if ((rc = policy_resolve(c, parent, p, &from_len, &resolved)) != 0) return rc;
+    rc = policy_resolve(c, parent, p, &from_len, &resolved);
+    free(parent);
+    if (rc != 0) return rc;
     c->policy = *p;
     c->policy_dir = dir;
     c->policy_cached_at = now;
@@ -1374,43 +1415,73 @@ static int read_rs(struct petrel_client *c, const char *path, uint64_t file,
     return rc;
 }
 
-int petrel_client_replace_file(struct petrel_client *c, const char *path, uint64_t replaces,
-                               petrel_read_fn read, void *ctx, uint64_t *size_out)
+int petrel_client_create(struct petrel_client *c, const char *path, uint64_t replaces,
+                         const struct petrel_attr *owner, struct petrel_new_file *nf)
+{
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    struct pt_cursor b;
+    struct pt_policy pol;
+    uint64_t existing;
+    int rc;
+    memset(nf, 0, sizeof(*nf));
+    if ((rc = resolve_parent(c, path, &nf->dir, nf->name, &nf->name_len)) != 0) return rc;
+    /* Fail early when the name already differs from what the caller expects (the link
+     * checks it again, atomically). */
+    if ((rc = lookup_expect(c, nf->dir, nf->name, nf->name_len, &existing)) != 0) return rc;
+    if (existing != replaces) return replaces ? -PT_ESTALE : -PT_EEXIST;
+    if ((rc = writer_policy(c, path, nf->dir, &pol)) != 0) return rc;
+    nf->copies = pol.copies ? pol.copies : (uint8_t)c->cfg.copies;
+    nf->rs_data = pol.data;
+    nf->rs_parity = pol.parity;
+    nf->rs_threshold = pol.rs_threshold;
+    nf->rs_block_size = pol.block_size;
+    nf->replaces = replaces;
+    nf->cookie = pt_prng_next(&c->prng) | 1;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_CONSTRUCT_FILE;
+    q.cookie = nf->cookie;
+    if (owner) {
+        q.has_attr = 1;
+        q.attr.mode = owner->mode & PT_MODE_PERM;
+        q.attr.uid = owner->uid;
+        q.attr.gid = owner->gid;
+    }
+    rc = shard_call(c, nf->dir, &q, &rep, NULL);
+    if (rc == 0) {
+        pt_cursor_init(&b, rep.body, rep.body_len);
+        nf->file = pt_dec_u64(&b);
+        if (!pt_cursor_ok(&b)) rc = -PT_EPROTO;
+    }
+    pt_reply_free(&rep);
+    return rc;
+}
+
+int petrel_client_fill(struct petrel_client *c, const struct petrel_new_file *nf,
+                       petrel_read_fn read, void *ctx, uint64_t *size_out)
 {
     struct writer w;
     struct pt_shard_req q;
     struct pt_reply rep;
-    struct pt_cursor b;
-    char name[PT_NAME_MAX + 1];
-    uint8_t len, *buf, *ahead = NULL;
-    uint64_t offset = 0;
+    uint8_t *buf, *ahead = NULL;
+    uint64_t offset = 0, replaces;
     struct pt_policy pol;
     struct source src;
-    int rc;
+    int rc = 0;
     memset(&w, 0, sizeof(w));
     w.c = c;
-    if ((rc = resolve_parent(c, path, &w.dir, name, &len)) != 0) return rc;
-    {
-        /* Fail early when the name already differs from what the caller expects (the link
-         * checks it again, atomically). */
-        uint64_t existing;
-        if ((rc = lookup_expect(c, w.dir, name, len, &existing)) != 0) return rc;
-        if (existing != replaces) return replaces ? -PT_ESTALE : -PT_EEXIST;
-    }
-    if ((rc = writer_policy(c, path, w.dir, &pol)) != 0) return rc;
-    w.copies = pol.copies ? pol.copies : c->cfg.copies;
-    w.cookie = pt_prng_next(&c->prng) | 1;
-    memset(&q, 0, sizeof(q));
-    q.op = PT_SHARD_CONSTRUCT_FILE;
-    q.cookie = w.cookie;
-    rc = shard_call(c, w.dir, &q, &rep, NULL);
-    if (rc == 0) {
-        pt_cursor_init(&b, rep.body, rep.body_len);
-        w.file = pt_dec_u64(&b);
-        if (!pt_cursor_ok(&b)) rc = -PT_EPROTO;
-    }
-    pt_reply_free(&rep);
-    if (rc) return rc;
+    w.file = nf->file;
+    w.cookie = nf->cookie;
+    w.copies = nf->copies ? nf->copies : c->cfg.copies;
+    /* Routing only (the file's shard is its directory's): nf->dir is read after the stream
+     * ended, when no rename can change it any more. */
+    w.dir = nf->file;
+    memset(&pol, 0, sizeof(pol));
+    pol.copies = nf->copies;
+    pol.data = nf->rs_data;
+    pol.parity = nf->rs_parity;
+    pol.rs_threshold = nf->rs_threshold;
+    pol.block_size = nf->rs_block_size;
     memset(&src, 0, sizeof(src));
     src.read = read;
     src.ctx = ctx;
@@ -1456,6 +1527,10 @@ int petrel_client_replace_file(struct petrel_client *c, const char *path, uint64
     free(ahead);
     if (rc) return rc; /* the transient file expires on its own */
 link:
+    /* Read only after the stream ended: a rename before close (petrel_client_retarget) may
+     * have changed where the file goes. */
+    w.dir = nf->dir;
+    replaces = nf->replaces;
     /* Link-if-free, or replace-only-that-inode: a name someone else took or changed meanwhile
      * is left to them and this file is abandoned (it expires unlinked). A retried link whose
      * first try was committed is recognised by the shard from the cookie. */
@@ -1463,8 +1538,8 @@ link:
     q.op = replaces ? PT_SHARD_LINK_REPLACE : PT_SHARD_LINK_FILE;
     q.target = w.dir;
     q.expect = replaces;
-    memcpy(q.name, name, len + 1u);
-    q.name_len = len;
+    memcpy(q.name, nf->name, nf->name_len + 1u);
+    q.name_len = nf->name_len;
     rc = write_call(&w, &q, &rep, NULL);
     if (rc == 0 && replaces && rep.body_len >= 8)
         rc = retire_elsewhere(c, w.dir, pt_get_le64(rep.body));
@@ -1474,11 +1549,19 @@ link:
          * try linked the file (then the link is done and what it replaced, the inode expected,
          * starts its retention), or not (still in doubt: it may commit later). */
         uint64_t id;
-        if (lookup(c, w.dir, name, len, &id, NULL) == 0 && id == w.file)
+        if (lookup(c, w.dir, nf->name, nf->name_len, &id, NULL) == 0 && id == w.file)
             rc = retire_elsewhere(c, w.dir, replaces);
     }
     if (rc == 0 && size_out) *size_out = offset;
     return rc;
+}
+
+int petrel_client_replace_file(struct petrel_client *c, const char *path, uint64_t replaces,
+                               petrel_read_fn read, void *ctx, uint64_t *size_out)
+{
+    struct petrel_new_file nf;
+    int rc = petrel_client_create(c, path, replaces, NULL, &nf);
+    return rc ? rc : petrel_client_fill(c, &nf, read, ctx, size_out);
 }
 
 int petrel_client_write_file(struct petrel_client *c, const char *path, petrel_read_fn read,
@@ -1543,16 +1626,39 @@ static int read_blocks(struct petrel_client *c, uint64_t file, const struct pt_s
     return 0;
 }
 
+static int read_id(struct petrel_client *c, const char *path, uint64_t id, uint64_t offset,
+                   uint64_t len, petrel_write_fn write, void *ctx, uint64_t *got);
+
 int petrel_client_read(struct petrel_client *c, const char *path, uint64_t offset, uint64_t len,
                        petrel_write_fn write, void *ctx, uint64_t *got)
 {
-    struct pt_shard_req q;
-    uint64_t id, size, end, pos = offset, delivered = 0;
-    uint8_t type, *buf;
+    uint64_t id;
+    uint8_t type;
     int rc = petrel_client_resolve(c, path, &id, &type);
     if (got) *got = 0;
     if (rc) return rc;
-    if (type != PT_TYPE_FILE) return -PT_EISDIR;
+    if (type == PT_TYPE_DIR) return -PT_EISDIR;
+    if (type != PT_TYPE_FILE) return -PT_EINVAL;
+    return read_id(c, path, id, offset, len, write, ctx, got);
+}
+
+int petrel_client_read_inode(struct petrel_client *c, uint64_t id, uint64_t offset, uint64_t len,
+                             petrel_write_fn write, void *ctx, uint64_t *got)
+{
+    char label[40];
+    snprintf(label, sizeof(label), "inode %016llx", (unsigned long long)id);
+    return read_id(c, label, id, offset, len, write, ctx, got);
+}
+
+/* The reading of petrel_client_read(_inode); path only names the file in log messages. */
+static int read_id(struct petrel_client *c, const char *path, uint64_t id, uint64_t offset,
+                   uint64_t len, petrel_write_fn write, void *ctx, uint64_t *got)
+{
+    struct pt_shard_req q;
+    uint64_t size, end, pos = offset, delivered = 0;
+    uint8_t *buf;
+    int rc = 0;
+    if (got) *got = 0;
     buf = malloc(READ_PIECE);
     if (!buf) return -PT_ENOMEM;
     memset(&q, 0, sizeof(q));
@@ -1613,4 +1719,159 @@ int petrel_client_read(struct petrel_client *c, const char *path, uint64_t offse
     free(buf);
     if (got) *got = delivered;
     return rc;
+}
+
+/* ---- POSIX attributes and nodes (issue 11) ------------------------------------------------- */
+
+int petrel_client_stat_inode(struct petrel_client *c, uint64_t id, struct petrel_stat *st)
+{
+    return stat_inode(c, id, st, NULL);
+}
+
+int petrel_client_setattr_inode(struct petrel_client *c, uint64_t id, const struct petrel_attr *a)
+{
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    int rc;
+    if (a->valid & ~(unsigned)PT_ATTR_ALL) return -PT_EINVAL;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_SETATTR;
+    q.id = id;
+    q.has_attr = 1;
+    q.attr.valid = a->valid;
+    q.attr.mode = a->mode & PT_MODE_PERM;
+    q.attr.uid = a->uid;
+    q.attr.gid = a->gid;
+    q.attr.atime = a->atime_ns;
+    q.attr.mtime = a->mtime_ns;
+    rc = shard_call(c, id, &q, &rep, NULL);
+    pt_reply_free(&rep);
+    return rc;
+}
+
+int petrel_client_setattr(struct petrel_client *c, const char *path, const struct petrel_attr *a)
+{
+    uint64_t id;
+    int rc = petrel_client_resolve(c, path, &id, NULL);
+    return rc ? rc : petrel_client_setattr_inode(c, id, a);
+}
+
+int petrel_client_mkdir_owned(struct petrel_client *c, const char *path, uint32_t mode,
+                              uint32_t uid, uint32_t gid)
+{
+    struct pt_cdc_req q;
+    int rc;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_CDC_MKDIR;
+    if ((rc = resolve_parent(c, path, &q.dir, q.name, &q.name_len)) != 0) return rc;
+    q.has_attr = 1;
+    q.mode = mode & PT_MODE_PERM;
+    q.uid = uid;
+    q.gid = gid;
+    return cdc_call(c, &q);
+}
+
+int petrel_client_mknod(struct petrel_client *c, const char *path, uint8_t type, uint32_t mode,
+                        uint32_t uid, uint32_t gid, uint64_t rdev, const char *target)
+{
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    size_t tlen = target ? strlen(target) : 0;
+    int rc;
+    if (!PT_TYPE_IS_NODE(type)) return -PT_EINVAL;
+    if (type == PT_TYPE_SYMLINK && tlen == 0) return -PT_EINVAL;
+    if (tlen > PT_SYMLINK_MAX) return -PT_ENAMETOOLONG;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_MAKE_NODE;
+    if ((rc = resolve_parent(c, path, &q.id, q.name, &q.name_len)) != 0) return rc;
+    q.has_attr = 1;
+    q.attr.mode = pt_type_mode(type) | (mode & PT_MODE_PERM);
+    q.attr.uid = uid;
+    q.attr.gid = gid;
+    q.attr.rdev = rdev;
+    if (type == PT_TYPE_SYMLINK) {
+        q.data_len = (uint32_t)tlen;
+        q.data_ptr = (const uint8_t *)target;
+    }
+    rc = shard_call(c, q.id, &q, &rep, NULL);
+    pt_reply_free(&rep);
+    return rc;
+}
+
+int petrel_client_readlink(struct petrel_client *c, const char *path, char *buf, size_t size)
+{
+    struct pt_shard_stat *s;
+    uint64_t id;
+    uint8_t type;
+    int rc = petrel_client_resolve(c, path, &id, &type);
+    if (rc) return rc;
+    if (type != PT_TYPE_SYMLINK) return -PT_EINVAL;
+    if (!(s = malloc(sizeof(*s)))) return -PT_ENOMEM;
+    rc = stat_inode(c, id, NULL, s);
+    if (rc == 0 && s->type != PT_TYPE_SYMLINK) rc = -PT_EINVAL;
+    if (rc == 0) {
+        size_t n = PT_MIN((size_t)s->target_len, size);
+        memcpy(buf, s->target, n);
+        if (n < size) buf[n] = 0;
+        rc = s->target_len;
+    }
+    free(s);
+    return rc;
+}
+
+int petrel_client_retarget(struct petrel_client *c, struct petrel_new_file *nf, const char *path)
+{
+    uint64_t dir, existing;
+    char name[PT_NAME_MAX + 1];
+    uint8_t len;
+    int rc = resolve_parent(c, path, &dir, name, &len);
+    if (rc) return rc;
+    if (PT_INODE_SHARD(dir) != PT_INODE_SHARD(nf->file)) return -PT_EXDEV;
+    if ((rc = lookup_expect(c, dir, name, len, &existing)) != 0) return rc;
+    if (existing == nf->file) existing = 0;
+    nf->dir = dir;
+    memcpy(nf->name, name, len + 1u);
+    nf->name_len = len;
+    nf->replaces = existing;
+    return 0;
+}
+
+int petrel_client_space(struct petrel_client *c, uint64_t *total, uint64_t *avail)
+{
+    struct pt_reg_blocks *b = NULL;
+    uint64_t *seen;
+    size_t n = 0, i, nseen = 0;
+    struct pt_call_opts opts = {.timeout_ms = 1000, .retry_budget_ms = 1000};
+    int rc = pt_reg_list_blocks(c->registry, &b, &n, NULL);
+    if (rc < 0) return rc;
+    *total = *avail = 0;
+    seen = calloc(n ? n : 1, sizeof(*seen));
+    if (!seen) {
+        free(b);
+        return -PT_ENOMEM;
+    }
+    for (i = 0; i < n; i++) {
+        struct pt_block_info info;
+        size_t k;
+        if (b[i].stale) continue;
+        memset(&info, 0, sizeof(info));
+        if (!b[i].addr[0] || pt_blocks_info(b[i].addr, &info, &opts) != 0) {
+            *total += b[i].capacity;
+            continue;
+        }
+        if (info.fsid) { /* a file system already counted (several services on one disk) */
+            for (k = 0; k < nseen && seen[k] != info.fsid; k++)
+                ;
+            if (k < nseen) continue;
+            seen[nseen++] = info.fsid;
+        }
+        *total += info.capacity;
+        *avail += info.free;
+    }
+    free(seen);
+    free(b);
+    /* every byte is stored copies times */
+    *total /= c->cfg.copies;
+    *avail /= c->cfg.copies;
+    return 0;
 }

@@ -76,6 +76,7 @@ int pt_router_shard_repeatable(uint8_t op)
     case PT_SHARD_REMOVE_DIR:
     case PT_SHARD_SET_PARENT:
     case PT_SHARD_REPLACE_ENTRY:
+    case PT_SHARD_SETATTR: /* sets the same values again (a *_NOW time: a later now) */
     /* redundancy: reads; the last RS span again; a policy set again; a report counted twice */
     case PT_SHARD_GET_POLICY:
     case PT_SHARD_REPAIR_LIST:

@@ -118,7 +118,13 @@ struct pt_block_info {
     uint64_t used;
     uint64_t blocks;
     char failure_domain[64];
-    /* the scrubber's progress (blocks.h, struct pt_blocks_scrub_stats) */
+    /* after the fields above (issue 11; a service from before sends neither: has_disk 0) */
+    uint8_t has_disk;
+    uint64_t fsid; /* the file system holding the blocks (0 unknown) */
+    uint64_t free; /* bytes free on it for users */
+    /* then the scrubber's progress (blocks.h, struct pt_blocks_scrub_stats); a service from
+     * before sends none: has_scrub 0 */
+    uint8_t has_scrub;
     uint64_t scrub_checked, scrub_rotten, scrub_passes, scrub_last_pass_ms;
 };
 void pt_block_enc_info(struct pt_cursor *c, const struct pt_block_info *i);

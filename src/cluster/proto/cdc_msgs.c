@@ -30,6 +30,11 @@ int pt_cdc_req_encode(const struct pt_cdc_req *q, uint8_t *buf, size_t cap)
         pt_enc_u64(&c, q->expect);
         pt_enc_u64(&c, q->expect2);
     }
+    if (q->op == PT_CDC_MKDIR && q->has_attr) {
+        pt_enc_u32(&c, q->mode);
+        pt_enc_u32(&c, q->uid);
+        pt_enc_u32(&c, q->gid);
+    }
     return pt_cursor_ok(&c) ? (int)c.pos : -PT_EOVERFLOW;
 }
 
@@ -52,6 +57,12 @@ int pt_cdc_req_decode(struct pt_cdc_req *q, const uint8_t *buf, size_t len)
     if (q->op == PT_CDC_RENAME_INODE) {
         q->expect = pt_dec_u64(&c);
         q->expect2 = pt_dec_u64(&c);
+    }
+    if (q->op == PT_CDC_MKDIR && pt_cursor_ok(&c) && c.pos < len) {
+        q->has_attr = 1;
+        q->mode = pt_dec_u32(&c);
+        q->uid = pt_dec_u32(&c);
+        q->gid = pt_dec_u32(&c);
     }
     if (!pt_cursor_ok(&c) || c.pos != len) return -PT_EPROTO;
     if (q->op < PT_CDC_MKDIR || q->op > PT_CDC_RENAME_INODE || !name_ok(q->name, q->name_len))

@@ -36,10 +36,15 @@ struct pt_cdc_req {
     uint8_t name_len, name2_len;
     char name[PT_NAME_MAX + 1], name2[PT_NAME_MAX + 1];
     uint64_t expect, expect2; /* RENAME_INODE: the inodes name and name2 must hold */
+    /* MKDIR only, optional (issue 11): the new directory's permission bits and owner;
+     * absent: 0755, 0:0 */
+    uint8_t has_attr;
+    uint32_t mode, uid, gid;
 };
 
 /* u8 op, u64 key, u64 dir, name (u8 len + bytes), u64 dir2, name2 (RENAME_INODE: then u64
- * expect, u64 expect2). Length or -PT_EINVAL. */
+ * expect, u64 expect2; MKDIR with has_attr: then u32 mode, u32 uid, u32 gid). Length or
+ * -PT_EINVAL. */
 int pt_cdc_req_encode(const struct pt_cdc_req *q, uint8_t *buf, size_t cap);
 /* 0, -PT_EPROTO (malformed), -PT_EINVAL (bad name or op). */
 int pt_cdc_req_decode(struct pt_cdc_req *q, const uint8_t *buf, size_t len);

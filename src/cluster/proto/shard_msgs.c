@@ -24,6 +24,8 @@ enum {
     F_DATA = 1 << 10,
     F_SERVICES = 1 << 11,
     F_EXPECT = 1 << 12,
+    F_ATTR = 1 << 13,     /* the attribute block, always present */
+    F_ATTR_OPT = 1 << 14, /* the attribute block, present or not (the request ends before) */
     F_INVALID = -1,
 };
 
@@ -40,7 +42,7 @@ static int shard_req_fields(uint8_t op)
     case PT_SHARD_SPANS:
         return F_ID | F_OFFSET | F_MAX;
     case PT_SHARD_CONSTRUCT_FILE:
-        return F_COOKIE;
+        return F_COOKIE | F_ATTR_OPT;
     case PT_SHARD_ADD_SPAN:
         return F_ID | F_COOKIE | F_OFFSET | F_SIZECRC | F_LAYOUT | F_SERVICES;
     case PT_SHARD_ADD_INLINE:
@@ -69,7 +71,7 @@ static int shard_req_fields(uint8_t op)
     case PT_SHARD_FORGET_DROPPED:
         return F_DATA;
     case PT_SHARD_MAKE_DIR:
-        return F_TXN | F_TARGET;
+        return F_TXN | F_TARGET | F_ATTR_OPT;
     case PT_SHARD_ADD_ENTRY:
         return F_TXN | F_ID | F_TARGET | F_OFFSET | F_NAME;
     case PT_SHARD_REMOVE_ENTRY:
@@ -84,6 +86,10 @@ static int shard_req_fields(uint8_t op)
         return F_TXN | F_ID | F_TARGET;
     case PT_SHARD_REPLACE_ENTRY:
         return F_TXN | F_ID | F_TARGET | F_COOKIE | F_OFFSET | F_NAME;
+    case PT_SHARD_SETATTR:
+        return F_ID | F_ATTR;
+    case PT_SHARD_MAKE_NODE:
+        return F_ID | F_NAME | F_DATA | F_ATTR;
     /* redundancy */
     case PT_SHARD_GET_POLICY:
         return F_ID;
@@ -162,6 +168,15 @@ int pt_shard_req_encode(const struct pt_shard_req *req, uint8_t *buf, size_t cap
             pt_enc_u64(&c, req->services[i]);
     }
     if (f & F_EXPECT) pt_enc_u64(&c, req->expect);
+    if ((f & F_ATTR) || ((f & F_ATTR_OPT) && req->has_attr)) {
+        pt_enc_u32(&c, req->attr.valid);
+        pt_enc_u32(&c, req->attr.mode);
+        pt_enc_u32(&c, req->attr.uid);
+        pt_enc_u32(&c, req->attr.gid);
+        pt_enc_u64(&c, req->attr.atime);
+        pt_enc_u64(&c, req->attr.mtime);
+        pt_enc_u64(&c, req->attr.rdev);
+    }
     if (!pt_cursor_ok(&c)) return -PT_EOVERFLOW;
     return (int)c.pos;
 }
@@ -226,8 +241,53 @@ int pt_shard_req_decode(struct pt_shard_req *req, const uint8_t *buf, size_t len
             req->services[i] = pt_dec_u64(&c);
     }
     if (f & F_EXPECT) req->expect = pt_dec_u64(&c);
+    if ((f & F_ATTR) || ((f & F_ATTR_OPT) && pt_cursor_ok(&c) && c.pos < len)) {
+        req->has_attr = 1;
+        req->attr.valid = pt_dec_u32(&c);
+        req->attr.mode = pt_dec_u32(&c);
+        req->attr.uid = pt_dec_u32(&c);
+        req->attr.gid = pt_dec_u32(&c);
+        req->attr.atime = pt_dec_u64(&c);
+        req->attr.mtime = pt_dec_u64(&c);
+        req->attr.rdev = pt_dec_u64(&c);
+    }
     if (!pt_cursor_ok(&c) || c.pos != len) return -PT_EPROTO;
     return 0;
+}
+
+uint8_t pt_mode_type(uint32_t mode)
+{
+    switch (mode & PT_MODE_IFMT) {
+    case PT_MODE_IFDIR:
+        return PT_TYPE_DIR;
+    case PT_MODE_IFREG:
+        return PT_TYPE_FILE;
+    case PT_MODE_IFLNK:
+        return PT_TYPE_SYMLINK;
+    case PT_MODE_IFIFO:
+        return PT_TYPE_FIFO;
+    case PT_MODE_IFSOCK:
+        return PT_TYPE_SOCKET;
+    case PT_MODE_IFCHR:
+        return PT_TYPE_CHR;
+    case PT_MODE_IFBLK:
+        return PT_TYPE_BLK;
+    default:
+        return PT_TYPE_NONE;
+    }
+}
+
+uint32_t pt_type_mode(uint8_t type)
+{
+    static const uint32_t bits[] = {0,
+                                    PT_MODE_IFDIR,
+                                    PT_MODE_IFREG,
+                                    PT_MODE_IFLNK,
+                                    PT_MODE_IFIFO,
+                                    PT_MODE_IFSOCK,
+                                    PT_MODE_IFCHR,
+                                    PT_MODE_IFBLK};
+    return PT_TYPE_VALID(type) ? bits[type] : 0;
 }
 
 unsigned pt_span_block_count(const struct pt_span *s)
@@ -389,7 +449,30 @@ int pt_shard_reply_stat(struct pt_cursor *body, struct pt_shard_stat *st)
     st->mtime = pt_dec_u64(body);
     st->parent = pt_dec_u64(body);
     st->deadline = pt_dec_u64(body);
-    return pt_cursor_ok(body) ? 0 : -PT_EPROTO;
+    st->has_posix = 0;
+    st->target_len = 0;
+    st->target[0] = 0;
+    if (!pt_cursor_ok(body)) return -PT_EPROTO;
+    if (pt_cursor_left(body) > 0) { /* a shard with POSIX attributes (issue 11) */
+        const uint8_t *p;
+        st->mode = pt_dec_u32(body);
+        st->uid = pt_dec_u32(body);
+        st->gid = pt_dec_u32(body);
+        st->atime_ns = pt_dec_u64(body);
+        st->mtime_ns = pt_dec_u64(body);
+        st->ctime_ns = pt_dec_u64(body);
+        st->rdev = pt_dec_u64(body);
+        st->version = pt_dec_u64(body);
+        st->target_len = pt_dec_u16(body);
+        if (st->target_len > PT_SYMLINK_MAX) return -PT_EPROTO;
+        p = pt_cursor_take(body, st->target_len);
+        if (!p || !pt_cursor_ok(body)) return -PT_EPROTO;
+        if (memchr(p, 0, st->target_len)) return -PT_EPROTO;
+        memcpy(st->target, p, st->target_len);
+        st->target[st->target_len] = 0;
+        st->has_posix = 1;
+    }
+    return 0;
 }
 
 int pt_shard_reply_dirent(struct pt_cursor *body, struct pt_dirent *de)

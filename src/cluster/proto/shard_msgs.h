@@ -22,7 +22,36 @@
 #define PT_INODE_ROOT PT_INODE_MAKE(0, 1) /* the root directory, owned by shard 0 */
 #define PT_SHARD_MAX 256
 
-enum pt_inode_type { PT_TYPE_NONE = 0, PT_TYPE_DIR = 1, PT_TYPE_FILE = 2 };
+/* Entry and inode types. Types 3..7 are nodes: no spans, linked at creation (MAKE_NODE);
+ * everywhere else they follow a file's rules (a name, retention after unlink, GC). */
+enum pt_inode_type {
+    PT_TYPE_NONE = 0,
+    PT_TYPE_DIR = 1,
+    PT_TYPE_FILE = 2,
+    PT_TYPE_SYMLINK = 3,
+    PT_TYPE_FIFO = 4,
+    PT_TYPE_SOCKET = 5,
+    PT_TYPE_CHR = 6,
+    PT_TYPE_BLK = 7,
+};
+#define PT_TYPE_VALID(t) ((t) >= PT_TYPE_DIR && (t) <= PT_TYPE_BLK)
+#define PT_TYPE_IS_NODE(t) ((t) >= PT_TYPE_SYMLINK && (t) <= PT_TYPE_BLK)
+
+/* Mode type bits (the Linux S_IFMT values, fixed here: they are part of the format). */
+#define PT_MODE_IFMT 0170000u
+#define PT_MODE_IFSOCK 0140000u
+#define PT_MODE_IFLNK 0120000u
+#define PT_MODE_IFREG 0100000u
+#define PT_MODE_IFBLK 0060000u
+#define PT_MODE_IFDIR 0040000u
+#define PT_MODE_IFCHR 0020000u
+#define PT_MODE_IFIFO 0010000u
+#define PT_MODE_PERM 07777u /* permission bits incl. setuid, setgid, sticky */
+/* The type a mode's S_IFMT bits name (PT_TYPE_NONE for none we know), and back. */
+uint8_t pt_mode_type(uint32_t mode);
+uint32_t pt_type_mode(uint8_t type);
+
+#define PT_SYMLINK_MAX 4095 /* bytes of a symbolic link's target (PATH_MAX - 1) */
 
 /* File states. */
 enum pt_file_state {
@@ -71,6 +100,10 @@ enum pt_shard_op {
     /* (txn, id=dir, name, target=new inode, offset=its type, cookie=replaced inode expected):
      * the entry, locked by txn, now names target (rename onto an existing name) */
     PT_SHARD_REPLACE_ENTRY = 39,
+    /* POSIX attributes (issue 11). */
+    PT_SHARD_SETATTR = 40,   /* (id, attr): mode/uid/gid/atime/mtime as attr.valid says */
+    PT_SHARD_MAKE_NODE = 41, /* (id=dir, name, attr = mode incl. type, uid, gid, rdev;
+                                data = symlink target) -> new inode id; name must be free */
     /* Redundancy. */
     PT_SHARD_ADD_RS_SPAN = 48,     /* (id, cookie, offset, size, crc, layout, data = cell CRCs,
                                       services) -> blocks */
@@ -88,6 +121,27 @@ enum pt_bad_block_reason {
     PT_BAD_UNREACHABLE = 1, /* the service did not answer (down or slower than the timeout) */
     PT_BAD_CORRUPT = 2,     /* a page failed its CRC, or a rebuilt cell its cell CRC */
     PT_BAD_MISSING = 3,     /* the service does not hold the block */
+};
+
+/* SETATTR's attr.valid bits. ctime becomes the entry time on every SETATTR. */
+enum pt_shard_attr_valid {
+    PT_ATTR_MODE = 0x01, /* mode & 07777 (the type bits are kept) */
+    PT_ATTR_UID = 0x02,
+    PT_ATTR_GID = 0x04,
+    PT_ATTR_ATIME = 0x08,     /* to attr.atime (ns) */
+    PT_ATTR_MTIME = 0x10,     /* to attr.mtime (ns) */
+    PT_ATTR_ATIME_NOW = 0x20, /* to the entry time (UTIME_NOW resolved by the shard) */
+    PT_ATTR_MTIME_NOW = 0x40,
+    PT_ATTR_ALL = 0x7f,
+};
+
+/* The attribute block (PROTOCOL.md 4.1): SETATTR and MAKE_NODE always carry it; CONSTRUCT_FILE
+ * and MAKE_DIR may (mode, uid, gid of the new inode; absent: 0644 / 0755, owner 0:0). */
+struct pt_shard_attr {
+    uint32_t valid;
+    uint32_t mode, uid, gid;
+    uint64_t atime, mtime; /* ns since the epoch */
+    uint64_t rdev;
 };
 
 /* Storage classes of a span. */
@@ -210,6 +264,8 @@ struct pt_shard_req {
     uint8_t n_services;
     uint64_t services[PT_SPAN_BLOCKS_MAX]; /* ADD_SPAN: chosen by the leader */
     uint64_t expect; /* the *_INODE / LINK_REPLACE ops: the inode the name must hold, 0 = none */
+    uint8_t has_attr; /* attr present (always for SETATTR / MAKE_NODE) */
+    struct pt_shard_attr attr;
 };
 
 /* Encode a request; returns its length or a negative error (-PT_EINVAL: bad field). */
@@ -239,10 +295,17 @@ uint32_t pt_span_cell_crc(const struct pt_span *s, unsigned block, unsigned row)
 struct pt_shard_stat {
     uint8_t type;      /* enum pt_inode_type */
     uint8_t state;     /* files: enum pt_file_state */
-    uint64_t size;     /* files: bytes */
+    uint64_t size;     /* files: bytes; symlinks: target length */
     uint64_t mtime;    /* ms since the epoch (deterministic clock of the log) */
     uint64_t parent;   /* directories: parent id (root: itself) */
     uint64_t deadline; /* files: transient owner deadline or retention deadline */
+    /* POSIX attributes (a reply from a shard before issue 11 has none: has_posix 0) */
+    uint8_t has_posix;
+    uint32_t mode, uid, gid;               /* mode includes the type bits */
+    uint64_t atime_ns, mtime_ns, ctime_ns; /* ns since the epoch */
+    uint64_t rdev, version;                /* version: bumped by every content change */
+    uint16_t target_len;                   /* symlinks */
+    char target[PT_SYMLINK_MAX + 1];       /* NUL-terminated */
 };
 
 /* One directory entry returned by READDIR. */

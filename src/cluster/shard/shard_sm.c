@@ -66,7 +66,6 @@ static int map_mdb(int rc)
 
 struct inode_rec {
     uint8_t type;
-    uint64_t mtime;
     /* directories */
     uint64_t parent;
     /* files */
@@ -75,39 +74,110 @@ struct inode_rec {
     uint64_t cookie;
     uint64_t deadline;
     uint32_t n_spans;
+    /* POSIX attributes (issue 11; a 46-byte record from before has defaults, inode_decode) */
+    uint32_t mode; /* type bits | permission bits */
+    uint32_t uid, gid;
+    uint64_t atime, mtime, ctime; /* ns since the epoch */
+    uint64_t rdev;
+    uint64_t version; /* bumped by every change of a file's content (issue 12 compares it) */
+    uint16_t target_len;
+    char target[PT_SYMLINK_MAX + 1]; /* symlinks */
 };
 
-#define INODE_REC_LEN 46
+#define INODE_REC_V1_LEN 46 /* before issue 11: no POSIX attributes */
+#define INODE_REC_LEN 100   /* plus the symlink target */
+#define NS_PER_MS 1000000u
 
 static void inode_encode(const struct inode_rec *r, uint8_t *out)
 {
     struct pt_cursor c;
-    pt_cursor_init(&c, out, INODE_REC_LEN);
+    pt_cursor_init(&c, out, INODE_REC_LEN + r->target_len);
     pt_enc_u8(&c, r->type);
-    pt_enc_u64(&c, r->mtime);
+    pt_enc_u64(&c, r->mtime / NS_PER_MS); /* the ms field of the first layout, kept in step */
     pt_enc_u64(&c, r->parent);
     pt_enc_u8(&c, r->state);
     pt_enc_u64(&c, r->size);
     pt_enc_u64(&c, r->cookie);
     pt_enc_u64(&c, r->deadline);
     pt_enc_u32(&c, r->n_spans);
+    pt_enc_u32(&c, r->mode);
+    pt_enc_u32(&c, r->uid);
+    pt_enc_u32(&c, r->gid);
+    pt_enc_u64(&c, r->atime);
+    pt_enc_u64(&c, r->mtime);
+    pt_enc_u64(&c, r->ctime);
+    pt_enc_u64(&c, r->rdev);
+    pt_enc_u64(&c, r->version);
+    pt_enc_u16(&c, r->target_len);
+    pt_enc_bytes(&c, r->target, r->target_len);
 }
 
 static int inode_decode(struct inode_rec *r, const MDB_val *v)
 {
     struct pt_cursor c;
-    if (v->mv_size != INODE_REC_LEN) return -PT_ECORRUPT;
+    uint64_t mtime_ms;
+    const uint8_t *p;
+    if (v->mv_size != INODE_REC_V1_LEN && v->mv_size < INODE_REC_LEN) return -PT_ECORRUPT;
     pt_cursor_init(&c, v->mv_data, v->mv_size);
     r->type = pt_dec_u8(&c);
-    r->mtime = pt_dec_u64(&c);
+    mtime_ms = pt_dec_u64(&c);
     r->parent = pt_dec_u64(&c);
     r->state = pt_dec_u8(&c);
     r->size = pt_dec_u64(&c);
     r->cookie = pt_dec_u64(&c);
     r->deadline = pt_dec_u64(&c);
     r->n_spans = pt_dec_u32(&c);
-    if (r->type != PT_TYPE_DIR && r->type != PT_TYPE_FILE) return -PT_ECORRUPT;
+    if (!PT_TYPE_VALID(r->type)) return -PT_ECORRUPT;
+    r->target_len = 0;
+    r->target[0] = 0;
+    if (v->mv_size == INODE_REC_V1_LEN) {
+        /* Before issue 11: directories 0755, files 0644, owned by root, one time for all. */
+        if (r->type != PT_TYPE_DIR && r->type != PT_TYPE_FILE) return -PT_ECORRUPT;
+        r->mode = pt_type_mode(r->type) | (r->type == PT_TYPE_DIR ? 0755u : 0644u);
+        r->uid = r->gid = 0;
+        r->atime = r->mtime = r->ctime = mtime_ms * NS_PER_MS;
+        r->rdev = 0;
+        r->version = 0;
+        return 0;
+    }
+    r->mode = pt_dec_u32(&c);
+    r->uid = pt_dec_u32(&c);
+    r->gid = pt_dec_u32(&c);
+    r->atime = pt_dec_u64(&c);
+    r->mtime = pt_dec_u64(&c);
+    r->ctime = pt_dec_u64(&c);
+    r->rdev = pt_dec_u64(&c);
+    r->version = pt_dec_u64(&c);
+    r->target_len = pt_dec_u16(&c);
+    if (r->target_len > PT_SYMLINK_MAX || v->mv_size != INODE_REC_LEN + (size_t)r->target_len)
+        return -PT_ECORRUPT;
+    if (pt_mode_type(r->mode) != r->type) return -PT_ECORRUPT;
+    p = pt_cursor_take(&c, r->target_len);
+    if (!p || !pt_cursor_ok(&c)) return -PT_ECORRUPT;
+    memcpy(r->target, p, r->target_len);
+    r->target[r->target_len] = 0;
     return 0;
+}
+
+/* A new inode of `type` made at entry time `now` (ms): every time is now, the default mode
+ * (0755 directories, 0644 otherwise) and owner 0:0 unless the request carries attributes. */
+static void inode_new(struct inode_rec *r, uint8_t type, uint64_t now, const struct pt_shard_req *q)
+{
+    memset(r, 0, sizeof(*r));
+    r->type = type;
+    r->mode = pt_type_mode(type) | (type == PT_TYPE_DIR ? 0755u : 0644u);
+    if (q->has_attr) {
+        r->mode = pt_type_mode(type) | (q->attr.mode & PT_MODE_PERM);
+        r->uid = q->attr.uid;
+        r->gid = q->attr.gid;
+    }
+    r->atime = r->mtime = r->ctime = now * NS_PER_MS;
+}
+
+/* Content changed at entry time now (ms): mtime and ctime. */
+static void inode_changed(struct inode_rec *r, uint64_t now)
+{
+    r->mtime = r->ctime = now * NS_PER_MS;
 }
 
 struct dirent_rec {
@@ -152,8 +222,8 @@ static int inode_get(struct pt_shard_sm *sm, MDB_txn *t, uint64_t id, struct ino
 
 static int inode_put(struct pt_shard_sm *sm, MDB_txn *t, uint64_t id, const struct inode_rec *r)
 {
-    uint8_t k[8], v[INODE_REC_LEN];
-    MDB_val key = {8, k}, val = {INODE_REC_LEN, v};
+    uint8_t k[8], v[INODE_REC_LEN + PT_SYMLINK_MAX];
+    MDB_val key = {8, k}, val = {INODE_REC_LEN + (size_t)r->target_len, v};
     key_put_be64(k, id);
     inode_encode(r, v);
     return map_mdb(mdb_put(t, sm->inodes, &key, &val, 0));
@@ -331,8 +401,13 @@ int pt_shard_sm_open(struct pt_shard_sm *sm, const char *dir, unsigned shard, in
     if (shard == 0) {
         struct inode_rec root;
         if (inode_get(sm, t, PT_INODE_ROOT, &root) == -PT_ENOENT) {
-            memset(&root, 0, sizeof(root));
-            root.type = PT_TYPE_DIR;
+            struct pt_shard_req none;
+            memset(&none, 0, sizeof(none));
+            inode_new(&root, PT_TYPE_DIR, 0, &none);
+            /* Owned by the user running the shard (every replica of shard 0 runs as the same
+             * user); its times are stamped by the first applied entry (root_stamp). */
+            root.uid = (uint32_t)geteuid();
+            root.gid = (uint32_t)getegid();
             root.parent = PT_INODE_ROOT;
             if ((rc = inode_put(sm, t, PT_INODE_ROOT, &root)) != 0) {
                 mdb_txn_abort(t);
@@ -396,7 +471,8 @@ static int touch_transient(struct apply_ctx *a, uint64_t id, struct inode_rec *f
     int rc = transient_index(a->sm, a->t, f->deadline, id, 0);
     if (rc) return rc;
     f->deadline = a->now + a->sm->transient_ttl_ms;
-    f->mtime = a->now;
+    inode_changed(f, a->now);
+    f->version++;
     return transient_index(a->sm, a->t, f->deadline, id, 1);
 }
 
@@ -442,11 +518,10 @@ static int op_construct(struct apply_ctx *a, const struct pt_shard_req *q)
     int rc = meta_next(a->sm, a->t, "inode_seq", &seq);
     if (rc) return rc;
     id = PT_INODE_MAKE(a->sm->shard, seq);
-    memset(&f, 0, sizeof(f));
-    f.type = PT_TYPE_FILE;
+    inode_new(&f, PT_TYPE_FILE, a->now, q);
     f.state = PT_FILE_TRANSIENT;
     f.cookie = q->cookie;
-    f.mtime = a->now;
+    f.version = 1;
     f.deadline = a->now + a->sm->transient_ttl_ms;
     if ((rc = inode_put(a->sm, a->t, id, &f)) ||
         (rc = transient_index(a->sm, a->t, f.deadline, id, 1)))
@@ -632,6 +707,7 @@ static int all_spans_certified(struct apply_ctx *a, uint64_t file)
 
 static int replace_target(struct apply_ctx *a, const struct dirent_rec *old, uint8_t type,
                           uint64_t *retire);
+static int inode_touch_ctime(struct apply_ctx *a, uint64_t id);
 
 /*
  * LINK_FILE (replace 0) and LINK_REPLACE (replace 1): a certified transient file gets its name.
@@ -678,13 +754,15 @@ static int link_file(struct apply_ctx *a, const struct pt_shard_req *q, int repl
     if ((rc = transient_index(a->sm, a->t, f.deadline, q->id, 0)) != 0) return rc;
     f.state = PT_FILE_LINKED;
     f.deadline = 0;
-    f.mtime = a->now;
+    /* No time moves: the file was created (for its writer) at CONSTRUCT_FILE, and its times
+     * are those of its last write or what the writer set; a link at the writer's close, which
+     * FUSE delivers after close(2) returned, must not change them behind its back. */
     f.parent = q->target;
     e.id = q->id;
     e.type = PT_TYPE_FILE;
     e.lock_txn = 0;
     e.mtime = a->now;
-    d.mtime = a->now;
+    inode_changed(&d, a->now);
     if ((rc = inode_put(a->sm, a->t, q->id, &f)) ||
         (rc = dirent_put(a->sm, a->t, q->target, q->name, q->name_len, &e)))
         return rc;
@@ -704,6 +782,7 @@ static int retire_file(struct apply_ctx *a, uint64_t id)
     if (rc) return rc;
     f.state = PT_FILE_UNLINKED;
     f.deadline = a->now + a->sm->retention_ms;
+    f.ctime = a->now * NS_PER_MS; /* its link count fell */
     return inode_put(a->sm, a->t, id, &f);
 }
 
@@ -723,7 +802,7 @@ static int unlink_entry(struct apply_ctx *a, const struct pt_shard_req *q, int c
     if (e.lock_txn) return -PT_EBUSY;
     if ((rc = dirent_del(a->sm, a->t, q->id, q->name, q->name_len)) != 0) return rc;
     if ((rc = retire_file(a, e.id)) != 0) return rc;
-    d.mtime = a->now;
+    inode_changed(&d, a->now);
     /* The removed inode: the client retires it on its own shard when that is another one. */
     pt_enc_u64(&a->out, e.id);
     return inode_put(a->sm, a->t, q->id, &d);
@@ -735,7 +814,7 @@ static int op_retire(struct apply_ctx *a, const struct pt_shard_req *q)
     int rc;
     if (PT_INODE_SHARD(q->id) != a->sm->shard) return -PT_EXDEV;
     if ((rc = inode_get(a->sm, a->t, q->id, &f)) != 0) return rc;
-    if (f.type != PT_TYPE_FILE) return -PT_EISDIR;
+    if (f.type == PT_TYPE_DIR) return -PT_EISDIR;
     if (f.state != PT_FILE_LINKED) return 0; /* already retired (a retry) */
     return retire_file(a, q->id);
 }
@@ -752,9 +831,9 @@ static int replace_target(struct apply_ctx *a, const struct dirent_rec *old, uin
 {
     int rc;
     if (old->lock_txn) return -PT_EBUSY;
-    if (type == PT_TYPE_FILE && old->type == PT_TYPE_DIR) return -PT_EISDIR;
+    if (type != PT_TYPE_DIR && old->type == PT_TYPE_DIR) return -PT_EISDIR;
     if (type == PT_TYPE_DIR && old->type != PT_TYPE_DIR) return -PT_ENOTDIR;
-    if (old->type == PT_TYPE_FILE) {
+    if (old->type != PT_TYPE_DIR) {
         *retire = old->id;
         return retire_file(a, old->id);
     }
@@ -781,7 +860,7 @@ static int op_forget(struct apply_ctx *a, const struct pt_shard_req *q)
     rc = inode_get(a->sm, a->t, q->id, &f);
     if (rc == -PT_ENOENT) return 0;
     if (rc) return rc;
-    if (f.type != PT_TYPE_FILE) return -PT_EISDIR;
+    if (f.type == PT_TYPE_DIR) return -PT_EISDIR;
     if (f.state != PT_FILE_UNLINKED && f.state != PT_FILE_EXPIRED) return -PT_EBUSY;
     span_key(k, q->id, 0);
     if ((rc = mdb_cursor_open(a->t, a->sm->spans, &cur)) != 0) return map_mdb(rc);
@@ -874,10 +953,103 @@ static int rename_entry(struct apply_ctx *a, const struct pt_shard_req *q, int c
     if ((rc = dirent_del(a->sm, a->t, q->id, q->name, q->name_len)) != 0) return rc;
     e.mtime = a->now;
     if ((rc = dirent_put(a->sm, a->t, q->id, q->name2, q->name2_len, &e)) != 0) return rc;
-    d.mtime = a->now;
+    if ((rc = inode_touch_ctime(a, e.id)) != 0) return rc;
+    inode_changed(&d, a->now);
     /* The replaced file: the client retires it on its own shard when that is another one. */
     pt_enc_u64(&a->out, retire);
     return inode_put(a->sm, a->t, q->id, &d);
+}
+
+/* A local inode whose metadata changed (renamed): its ctime becomes the entry time. */
+static int inode_touch_ctime(struct apply_ctx *a, uint64_t id)
+{
+    struct inode_rec r;
+    int rc;
+    if (PT_INODE_SHARD(id) != a->sm->shard) return 0;
+    rc = inode_get(a->sm, a->t, id, &r);
+    if (rc == -PT_ENOENT) return 0;
+    if (rc) return rc;
+    r.ctime = a->now * NS_PER_MS;
+    return inode_put(a->sm, a->t, id, &r);
+}
+
+/* ---- POSIX attributes and nodes (issue 11) ------------------------------------------------ */
+
+/*
+ * SETATTR: mode (permission bits; the type stays), owner and times of any inode of this
+ * shard, in any state (a transient file being written takes fchmod/futimens before its link;
+ * an unlinked file still open takes them too). ctime becomes the entry time; the content
+ * version does not change. The POSIX rules (who may, setuid/setgid cleared) are the caller's.
+ */
+static int op_setattr(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec r;
+    const struct pt_shard_attr *at = &q->attr;
+    uint64_t now_ns = a->now * NS_PER_MS;
+    int rc;
+    if (at->valid & ~(uint32_t)PT_ATTR_ALL) return -PT_EINVAL;
+    if ((at->valid & PT_ATTR_ATIME) && (at->valid & PT_ATTR_ATIME_NOW)) return -PT_EINVAL;
+    if ((at->valid & PT_ATTR_MTIME) && (at->valid & PT_ATTR_MTIME_NOW)) return -PT_EINVAL;
+    if (PT_INODE_SHARD(q->id) != a->sm->shard) return -PT_EXDEV;
+    if ((rc = inode_get(a->sm, a->t, q->id, &r)) != 0) return rc;
+    if (r.state == PT_FILE_EXPIRED && r.type != PT_TYPE_DIR) return -PT_ESTALE;
+    if (at->valid & PT_ATTR_MODE) r.mode = (r.mode & PT_MODE_IFMT) | (at->mode & PT_MODE_PERM);
+    if (at->valid & PT_ATTR_UID) r.uid = at->uid;
+    if (at->valid & PT_ATTR_GID) r.gid = at->gid;
+    if (at->valid & PT_ATTR_ATIME) r.atime = at->atime;
+    if (at->valid & PT_ATTR_ATIME_NOW) r.atime = now_ns;
+    if (at->valid & PT_ATTR_MTIME) r.mtime = at->mtime;
+    if (at->valid & PT_ATTR_MTIME_NOW) r.mtime = now_ns;
+    r.ctime = now_ns;
+    return inode_put(a->sm, a->t, q->id, &r);
+}
+
+/*
+ * MAKE_NODE: a symbolic link, FIFO, socket or device node, created and named in one step
+ * (like LINK_FILE, only if the name is free: -PT_EEXIST). The type comes from the mode's type
+ * bits; a symlink's target (1..4095 bytes, no NUL) is the data, other nodes carry none.
+ * Reply: u64 the new inode.
+ */
+static int op_make_node(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec d, n;
+    struct dirent_rec e;
+    uint8_t type = pt_mode_type(q->attr.mode);
+    uint64_t seq = 0, id;
+    int rc;
+    if (q->name_len == 0 || !PT_TYPE_IS_NODE(type)) return -PT_EINVAL;
+    if (type == PT_TYPE_SYMLINK ? q->data_len == 0 || q->data_len > PT_SYMLINK_MAX ||
+                                      memchr(q->data_ptr, 0, q->data_len) != NULL
+                                : q->data_len != 0)
+        return -PT_EINVAL;
+    if ((rc = live_dir(a, q->id, &d)) != 0) return rc;
+    rc = dirent_get(a->sm, a->t, q->id, q->name, q->name_len, &e);
+    if (rc == 0) return -PT_EEXIST;
+    if (rc != -PT_ENOENT) return rc;
+    if ((rc = meta_next(a->sm, a->t, "inode_seq", &seq)) != 0) return rc;
+    id = PT_INODE_MAKE(a->sm->shard, seq);
+    inode_new(&n, type, a->now, q);
+    n.state = PT_FILE_LINKED;
+    n.parent = q->id;
+    n.version = 1;
+    if (type == PT_TYPE_CHR || type == PT_TYPE_BLK) n.rdev = q->attr.rdev;
+    if (type == PT_TYPE_SYMLINK) {
+        n.target_len = (uint16_t)q->data_len;
+        memcpy(n.target, q->data_ptr, q->data_len);
+        n.target[n.target_len] = 0;
+        n.size = q->data_len;
+    }
+    e.id = id;
+    e.type = type;
+    e.lock_txn = 0;
+    e.mtime = a->now;
+    inode_changed(&d, a->now);
+    if ((rc = inode_put(a->sm, a->t, id, &n)) ||
+        (rc = dirent_put(a->sm, a->t, q->id, q->name, q->name_len, &e)) ||
+        (rc = inode_put(a->sm, a->t, q->id, &d)))
+        return rc;
+    pt_enc_u64(&a->out, id);
+    return 0;
 }
 
 static int op_expire(struct apply_ctx *a)
@@ -924,10 +1096,8 @@ static int op_make_dir(struct apply_ctx *a, const struct pt_shard_req *q)
     if (rc != -PT_ENOENT) return rc;
     if ((rc = meta_next(a->sm, a->t, "inode_seq", &seq)) != 0) return rc;
     id = PT_INODE_MAKE(a->sm->shard, seq);
-    memset(&d, 0, sizeof(d));
-    d.type = PT_TYPE_DIR;
+    inode_new(&d, PT_TYPE_DIR, a->now, q);
     d.parent = q->target;
-    d.mtime = a->now;
     if ((rc = inode_put(a->sm, a->t, id, &d)) || (rc = txn_put(a->sm, a->t, q->txn, q->op, id)))
         return rc;
     pt_enc_u64(&a->out, id);
@@ -939,7 +1109,8 @@ static int relink_local_file(struct apply_ctx *a, uint64_t id, uint64_t dir)
 {
     struct inode_rec f;
     if (PT_INODE_SHARD(id) != a->sm->shard) return 0;
-    if (inode_get(a->sm, a->t, id, &f) != 0 || f.type != PT_TYPE_FILE) return 0;
+    if (inode_get(a->sm, a->t, id, &f) != 0 || f.type == PT_TYPE_DIR) return 0;
+    f.ctime = a->now * NS_PER_MS;
     f.state = PT_FILE_LINKED;
     f.deadline = 0;
     f.parent = dir;
@@ -951,8 +1122,7 @@ static int op_add_entry(struct apply_ctx *a, const struct pt_shard_req *q)
     struct inode_rec d;
     struct dirent_rec e;
     int rc;
-    if (q->name_len == 0 || (q->offset != PT_TYPE_DIR && q->offset != PT_TYPE_FILE))
-        return -PT_EINVAL;
+    if (q->name_len == 0 || !PT_TYPE_VALID(q->offset)) return -PT_EINVAL;
     if ((rc = live_dir(a, q->id, &d)) != 0) return rc;
     rc = dirent_get(a->sm, a->t, q->id, q->name, q->name_len, &e);
     if (rc == 0) return e.id == q->target ? 0 : -PT_EEXIST; /* a retried step is a success */
@@ -962,8 +1132,8 @@ static int op_add_entry(struct apply_ctx *a, const struct pt_shard_req *q)
     e.lock_txn = 0;
     e.mtime = a->now;
     if ((rc = dirent_put(a->sm, a->t, q->id, q->name, q->name_len, &e)) != 0) return rc;
-    if (e.type == PT_TYPE_FILE && (rc = relink_local_file(a, q->target, q->id)) != 0) return rc;
-    d.mtime = a->now;
+    if (e.type != PT_TYPE_DIR && (rc = relink_local_file(a, q->target, q->id)) != 0) return rc;
+    inode_changed(&d, a->now);
     return inode_put(a->sm, a->t, q->id, &d);
 }
 
@@ -978,8 +1148,7 @@ static int op_replace_entry(struct apply_ctx *a, const struct pt_shard_req *q)
     struct inode_rec d;
     struct dirent_rec e;
     int rc;
-    if (q->name_len == 0 || (q->offset != PT_TYPE_DIR && q->offset != PT_TYPE_FILE))
-        return -PT_EINVAL;
+    if (q->name_len == 0 || !PT_TYPE_VALID(q->offset)) return -PT_EINVAL;
     if ((rc = live_dir(a, q->id, &d)) != 0) return rc;
     if ((rc = dirent_get(a->sm, a->t, q->id, q->name, q->name_len, &e)) != 0) return rc;
     if (e.id == q->target && e.lock_txn == 0) return 0; /* a retried step */
@@ -990,8 +1159,8 @@ static int op_replace_entry(struct apply_ctx *a, const struct pt_shard_req *q)
     e.lock_txn = 0;
     e.mtime = a->now;
     if ((rc = dirent_put(a->sm, a->t, q->id, q->name, q->name_len, &e)) != 0) return rc;
-    if (e.type == PT_TYPE_FILE && (rc = relink_local_file(a, q->target, q->id)) != 0) return rc;
-    d.mtime = a->now;
+    if (e.type != PT_TYPE_DIR && (rc = relink_local_file(a, q->target, q->id)) != 0) return rc;
+    inode_changed(&d, a->now);
     return inode_put(a->sm, a->t, q->id, &d);
 }
 
@@ -1007,7 +1176,7 @@ static int op_remove_entry(struct apply_ctx *a, const struct pt_shard_req *q)
     if (e.id != q->target) return -PT_ESTALE;
     if (e.lock_txn && e.lock_txn != q->txn) return -PT_EBUSY;
     if ((rc = dirent_del(a->sm, a->t, q->id, q->name, q->name_len)) != 0) return rc;
-    d.mtime = a->now;
+    inode_changed(&d, a->now);
     return inode_put(a->sm, a->t, q->id, &d);
 }
 
@@ -1053,7 +1222,7 @@ static int op_set_parent(struct apply_ctx *a, const struct pt_shard_req *q)
     int rc;
     if ((rc = live_dir(a, q->id, &d)) != 0) return rc;
     d.parent = q->target;
-    d.mtime = a->now;
+    inode_changed(&d, a->now);
     return inode_put(a->sm, a->t, q->id, &d);
 }
 
@@ -1506,6 +1675,10 @@ static int dispatch_write(struct apply_ctx *a, const struct pt_shard_req *q)
         return op_set_parent(a, q);
     case PT_SHARD_REPLACE_ENTRY:
         return op_replace_entry(a, q);
+    case PT_SHARD_SETATTR:
+        return op_setattr(a, q);
+    case PT_SHARD_MAKE_NODE:
+        return op_make_node(a, q);
     case PT_SHARD_ADD_RS_SPAN:
         return op_add_rs_span(a, q);
     case PT_SHARD_SET_POLICY:
@@ -1568,6 +1741,31 @@ static int apply_one(struct pt_shard_sm *sm, uint64_t now, const uint8_t *req, s
     return 0;
 }
 
+/*
+ * The root directory is made at open, outside the log, so it has no time of its own: the
+ * first entry applied gives it one (deterministic: every replica applies the same entry).
+ */
+static int root_stamp(struct pt_shard_sm *sm, uint64_t now)
+{
+    struct inode_rec root;
+    MDB_txn *t;
+    int rc;
+    if (sm->shard != 0 || sm->root_stamped || now == 0) return 0;
+    if ((rc = mdb_txn_begin(sm->env, NULL, 0, &t)) != 0) return map_mdb(rc);
+    rc = inode_get(sm, t, PT_INODE_ROOT, &root);
+    if (rc == 0 && root.ctime == 0) {
+        root.atime = root.mtime = root.ctime = now * NS_PER_MS;
+        rc = inode_put(sm, t, PT_INODE_ROOT, &root);
+    }
+    if (rc) {
+        mdb_txn_abort(t);
+        return rc == -PT_ENOENT ? 0 : rc;
+    }
+    if ((rc = mdb_txn_commit(t)) != 0) return map_mdb(rc);
+    sm->root_stamped = 1;
+    return 0;
+}
+
 int pt_shard_sm_apply(struct pt_shard_sm *sm, const uint8_t *entry, size_t len,
                       struct pt_shard_apply_out *out)
 {
@@ -1584,6 +1782,7 @@ int pt_shard_sm_apply(struct pt_shard_sm *sm, const uint8_t *entry, size_t len,
     count = pt_get_le16(entry + 2);
     now = pt_get_le64(entry + 4);
     if (count > PT_SHARD_BATCH_MAX) return 0;
+    if ((rc = root_stamp(sm, now)) != 0) return rc;
     pt_cursor_init(&c, (void *)(entry + PT_SHARD_ENTRY_HEADER), len - PT_SHARD_ENTRY_HEADER);
     for (i = 0; i < count; i++) {
         uint32_t n = pt_dec_u32(&c);
@@ -1630,11 +1829,22 @@ static int q_stat(struct apply_ctx *a, const struct pt_shard_req *q)
     if (PT_INODE_SHARD(q->id) != a->sm->shard) return -PT_EXDEV;
     if ((rc = inode_get(a->sm, a->t, q->id, &r)) != 0) return rc;
     pt_enc_u8(&a->out, r.type);
-    pt_enc_u8(&a->out, r.type == PT_TYPE_FILE ? r.state : 0);
-    pt_enc_u64(&a->out, r.type == PT_TYPE_FILE ? r.size : 0);
-    pt_enc_u64(&a->out, r.mtime);
+    pt_enc_u8(&a->out, r.type != PT_TYPE_DIR ? r.state : 0);
+    pt_enc_u64(&a->out, r.type != PT_TYPE_DIR ? r.size : 0);
+    pt_enc_u64(&a->out, r.mtime / NS_PER_MS);
     pt_enc_u64(&a->out, r.parent);
-    pt_enc_u64(&a->out, r.type == PT_TYPE_FILE ? r.deadline : 0);
+    pt_enc_u64(&a->out, r.type != PT_TYPE_DIR ? r.deadline : 0);
+    /* POSIX attributes (issue 11): after the fields of the first layout. */
+    pt_enc_u32(&a->out, r.mode);
+    pt_enc_u32(&a->out, r.uid);
+    pt_enc_u32(&a->out, r.gid);
+    pt_enc_u64(&a->out, r.atime);
+    pt_enc_u64(&a->out, r.mtime);
+    pt_enc_u64(&a->out, r.ctime);
+    pt_enc_u64(&a->out, r.rdev);
+    pt_enc_u64(&a->out, r.version);
+    pt_enc_u16(&a->out, r.target_len);
+    pt_enc_bytes(&a->out, r.target, r.target_len);
     return 0;
 }
 
@@ -1783,7 +1993,7 @@ int pt_shard_sm_query(struct pt_shard_sm *sm, const uint8_t *req, size_t len, ui
  * u64 count, then count x (u32 klen, key, u32 vlen, value); then u32 CRC32C of all before.
  */
 #define SNAP_MAGIC 0x53535450u
-#define SNAP_VERSION 3 /* 2: the dropped table; 3: policy and repairq */
+#define SNAP_VERSION 4 /* 2: dropped; 3: policy and repairq; 4: POSIX inode records */
 
 int pt_shard_sm_gc_candidates(struct pt_shard_sm *sm, uint64_t now, uint64_t *cursor,
                               unsigned budget, uint64_t *ids, unsigned max)
@@ -1807,7 +2017,7 @@ int pt_shard_sm_gc_candidates(struct pt_shard_sm *sm, uint64_t now, uint64_t *cu
         if (key.mv_size != 8 || inode_decode(&f, &val) != 0) continue;
         id = key_get_be64(key.mv_data);
         *cursor = id + 1;
-        if (f.type != PT_TYPE_FILE) continue;
+        if (f.type == PT_TYPE_DIR) continue;
         if ((f.state == PT_FILE_UNLINKED && f.deadline <= now) ||
             (f.state == PT_FILE_EXPIRED && f.deadline + sm->retention_ms <= now))
             ids[n++] = id;
@@ -2044,6 +2254,7 @@ int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len)
         mdb_txn_abort(t);
         return -PT_ECORRUPT;
     }
+    sm->root_stamped = 0; /* the snapshot's root may predate its time */
     return map_mdb(mdb_txn_commit(t));
 fail:
     mdb_txn_abort(t);

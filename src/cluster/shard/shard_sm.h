@@ -30,6 +30,7 @@ struct pt_shard_sm {
     unsigned shard;
     uint64_t transient_ttl_ms; /* a writer silent this long loses its transient file */
     uint64_t retention_ms;     /* an unlinked file is kept this long before GC */
+    int root_stamped;          /* shard 0: the root has its times (root_stamp in shard_sm.c) */
 };
 
 #define PT_SHARD_TRANSIENT_TTL_MS (120u * 1000u)
