@@ -46,7 +46,12 @@ mutants=(
 "rs-rebuild-without-parity|src/cluster/client/client.c|s/for \(b = 0; b < r->n \&\& n_have \+ m < r->d; b\+\+\) \{/for (b = 0; b < r->d \&\& n_have + m < r->d; b++) {/|rs|degraded reads never use parity blocks"
 "rs-deliver-wrong-column|src/cluster/client/client.c|s/memcpy\(r->out \+ o, r->blk \+ k \* r->stride/memcpy(r->out + o, r->blk + ((k + 1) % r->d) * r->stride/|rs|RS reads take a cell from the neighbouring data block"
 "rs-bad-block-not-reported|src/cluster/client/client.c|s/(static void report_bad_block\(.*?\n\{\n)/\$1    if (file) return;\n/s|rs|degraded reads never queue the bad block for repair"
-"rs-report-any-block|src/cluster/shard/shard_sm.c|s/    if \(i == n\) return -PT_ENOENT;\n    memset\(&e, 0, sizeof\(e\)\);/    memset(\&e, 0, sizeof(e));/|rs|REPORT_BAD_BLOCK queues a block its span does not list"
+"rs-report-any-block|src/cluster/shard/shard_sm.c|s/    if \(i == n\) return -PT_ENOENT;\n    return repairq_record\(a, s.blocks\[i\].service/    return repairq_record(a, s.blocks[i].service/|rs|REPORT_BAD_BLOCK queues a block its span does not list"
+"scrub-skips-last-page|src/cluster/blocks/blocks_scrub.c|s/(    count = PT_MIN\(SCRUB_CHUNK, st.size - sc->offset\);\n)/\$1    if (sc->offset + count >= st.size \&\& count > PT_BLOCK_PAGE_SIZE) count = (count - 1) \/ PT_BLOCK_PAGE_SIZE * PT_BLOCK_PAGE_SIZE;\n/; s/(    sc->offset \+= count;\n)/\$1    if (sc->offset + PT_BLOCK_PAGE_SIZE >= st.size) { sc->offset = st.size; sc->whole = st.crc; }\n/|scrub|the scrubber never reads the last page of a block"
+"scrub-no-block-crc|src/cluster/blocks/blocks_scrub.c|s/        if \(sc->whole != st.crc\)/        if (0 \&\& sc->whole != st.crc)/|scrub|the scrubber trusts page CRCs without checking they combine to the block CRC"
+"scrub-report-not-sent|src/cluster/blocks/blocks_server.c|s/(static void report_rotten\(struct pt_blocks_server \*b\)\n\{\n)/\$1    if (b) return;\n/|scrub|rotten blocks found by the scrubber never reach their shard"
+"scrub-repair-swap-no-compare|src/cluster/shard/shard_sm.c|s/if \(s.blocks\[i\].block == q->target \&\& s.blocks\[i\].service == old_svc\) break;/if (s.blocks[i].block == q->target) break;/|scrub|REPLACE_BLOCK swaps without checking the span still lists the old copy"
+"scrub-repair-rs-wrong-block|src/cluster/shard/shard_repair.c|s/want = t->lost;/want = (t->lost + 1) % n;/|scrub|repair decodes the RS block next to the lost one"
 "rs-block-crc-not-from-cells|src/cluster/shard/shard_sm.c|s/        s.blocks\[i\].crc = crc;/        s.blocks[i].crc = crc ^ 1;/|rs|the shard records an RS block CRC other than its cells' combination"
 )
 
@@ -70,6 +75,11 @@ run_tests() { # $1 = suite; prints what caught it, returns 0 if caught
         ;;
     rs)
         timeout 900 build/tests/test-cluster 'ec_*' 'rs_*' >"$log" 2>&1 ||
+            { echo "test-cluster $(grep -m1 '^FAIL' "$log" | awk '{print $2}')"; return 0; }
+        ;;
+    scrub)
+        timeout 900 build/tests/test-cluster 'blocks_scrub_*' 'rs_scrub_*' 'rs_replace_*' 'rs_drain_*' \
+            'scrub_*' 'repair_*' 'drain_*' >"$log" 2>&1 ||
             { echo "test-cluster $(grep -m1 '^FAIL' "$log" | awk '{print $2}')"; return 0; }
         ;;
     cdc)

@@ -1,11 +1,14 @@
 /*
  * petrel cluster status petrel://HOST:PORT: what the registry knows — every shard replica and
  * CDC replica with its address, leadership and heartbeat age, and every block service with
- * its failure domain, capacity and use. Reads only; a silent service shows as stale.
+ * its failure domain, capacity and use; then per failure domain its capacity, use and the
+ * scrubbers' progress (blocks checked, rotten, the oldest last full pass). Reads only; a
+ * silent service shows as stale.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "cli/opt.h"
@@ -26,6 +29,52 @@ static void print_replicas(const char *what, const struct pt_reg_replica *r, siz
                r[i].stale ? "STALE" : "alive", (unsigned long long)r[i].age_ms);
     }
     if (n == 0) printf("  (no %s registered)\n", what);
+}
+
+/* Age of a wall-clock time in words ("never" for 0). */
+static const char *scrub_age(uint64_t last_ms, char *buf, size_t cap)
+{
+    struct timespec ts;
+    uint64_t now;
+    if (!last_ms) return "never";
+    clock_gettime(CLOCK_REALTIME, &ts);
+    now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    snprintf(buf, cap, "%llus ago",
+             (unsigned long long)(now > last_ms ? (now - last_ms) / 1000 : 0));
+    return buf;
+}
+
+/* Per failure domain: capacity, use, and the scrubbers' progress (a domain is gathered at its
+ * first service; a deployment has few domains). */
+static void print_domains(const struct pt_reg_blocks *v, size_t n)
+{
+    size_t i, j;
+    if (!n) return;
+    printf("failure domains:\n");
+    for (i = 0; i < n; i++) {
+        uint64_t cap = 0, used = 0, checked = 0, rotten = 0, oldest = UINT64_MAX;
+        unsigned services = 0, stale = 0;
+        char a[32], b[32], age[32];
+        for (j = 0; j < i && strcmp(v[j].failure_domain, v[i].failure_domain) != 0; j++)
+            ;
+        if (j < i) continue; /* shown with its first service */
+        for (j = i; j < n; j++) {
+            if (strcmp(v[j].failure_domain, v[i].failure_domain) != 0) continue;
+            services++;
+            stale += v[j].stale;
+            cap += v[j].capacity;
+            used += v[j].used;
+            checked += v[j].scrub_checked;
+            rotten += v[j].scrub_rotten;
+            if (v[j].scrub_last_pass_ms < oldest) oldest = v[j].scrub_last_pass_ms;
+        }
+        printf("  domain %-10s %u service%s%s, %s used of %s, scrub: %llu blocks checked, "
+               "%llu rotten, oldest last pass %s\n",
+               v[i].failure_domain, services, services == 1 ? "" : "s",
+               stale ? " (some STALE)" : "", cli_human_size(used, a, sizeof(a)),
+               cli_human_size(cap, b, sizeof(b)), (unsigned long long)checked,
+               (unsigned long long)rotten, scrub_age(oldest, age, sizeof(age)));
+    }
 }
 
 int cluster_status(int argc, char **argv)
@@ -93,6 +142,7 @@ int cluster_status(int argc, char **argv)
                (unsigned long long)blocks[i].blocks, blocks[i].stale ? "STALE" : "alive");
     }
     if (nblocks == 0) printf("  (no block services registered)\n");
+    print_domains(blocks, nblocks);
     printf("capacity: %s used of %s\n", cli_human_size(used, a, sizeof(a)),
            cli_human_size(cap, b, sizeof(b)));
     free(shards);

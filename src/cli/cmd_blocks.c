@@ -1,5 +1,6 @@
 /*
- * petrel blocks --registry ADDR --dir D [--dir D2 ...] --failure-domain NAME [--listen ADDR]:
+ * petrel blocks --registry ADDR --dir D [--dir D2 ...] --failure-domain NAME [--listen ADDR]
+ * [--scrub-rate MB/s] (`petrel blocks drain ID ...` is blocks_drain.c):
  * run one block service per directory in the foreground until SIGINT/SIGTERM. Owns argument
  * parsing and the process shell; prints one "listening on HOST:PORT (block service ID, DIR)"
  * line per service once all serve. The services are src/cluster/blocks/.
@@ -17,6 +18,8 @@
 #include "petrel/common.h"
 
 #define MAX_DIRS 64
+#define DEFAULT_SCRUB_RATE_MB 8 /* per service: a small share of one disk's bandwidth */
+#define MAX_SCRUB_RATE_MB 100000
 
 struct blocks_run {
     struct pt_blocks_server *server;
@@ -43,8 +46,10 @@ int cmd_blocks(int argc, char **argv)
     struct pt_blocks_server_config cfg;
     struct blocks_run run;
     uv_loop_t loop;
+    uint64_t scrub_mb = DEFAULT_SCRUB_RATE_MB;
     int err, i, n;
 
+    if (argc > 1 && strcmp(argv[1], "drain") == 0) return cmd_blocks_drain(argc - 1, argv + 1);
     memset(&cfg, 0, sizeof(cfg));
     memset(&run, 0, sizeof(run));
     cfg.listen = "127.0.0.1:0";
@@ -59,6 +64,8 @@ int cmd_blocks(int argc, char **argv)
             {0, "listen", CLI_STRING, &cfg.listen, "HOST:PORT",
              "first service's address, the next use PORT+1... (default 127.0.0.1:0: the OS "
              "chooses)"},
+            {0, "scrub-rate", CLI_UINT, &scrub_mb, "MB/s",
+             "how fast each service re-reads its blocks to find rot (default 8; 0: off)"},
             {0, "read-only-secret", CLI_STRING, &read_only_secret, "FILE",
              "a second secret whose holders may read and list only (needs --secret)"},
             {0, NULL, CLI_FLAG, NULL, NULL, NULL},
@@ -66,7 +73,7 @@ int cmd_blocks(int argc, char **argv)
         const struct cli_spec spec = {
             "blocks",
             "--registry HOST:PORT --dir DIR [--dir DIR2 ...]\n"
-            "                     --failure-domain NAME [--listen HOST:PORT]",
+            "                     --failure-domain NAME [--listen HOST:PORT] [--scrub-rate MB/s]",
             "Run one block service per directory (one directory per disk) in the foreground\n"
             "until SIGINT or SIGTERM; prints one \"listening on\" line per service.",
             options,
@@ -84,6 +91,10 @@ int cmd_blocks(int argc, char **argv)
         return cli_error("blocks", "--failure-domain is required");
     if (strlen(cfg.failure_domain) >= 64)
         return cli_error("blocks", "--failure-domain is longer than 63 bytes");
+    if (scrub_mb > MAX_SCRUB_RATE_MB)
+        return cli_error("blocks", "--scrub-rate %" PRIu64 " is above %u MB/s", scrub_mb,
+                         MAX_SCRUB_RATE_MB);
+    cfg.scrub_rate = scrub_mb << 20;
     petrel_log_set(petrel_log_stderr, NULL, PT_LOG_WARN);
     if (cli_server_auth("blocks", read_only_secret)) return 1;
     /* A peer that hangs up under a reply is an error for that connection, not a signal that

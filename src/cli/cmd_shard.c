@@ -1,6 +1,7 @@
 /*
  * petrel shard --registry ADDR --shard N --replica R --dir D [--replicas K] [--host H]
  * [--snapshot-entries E] [--retention SECONDS] [--election-timeout-ms MS] [--heartbeat-ms MS]
+ * [--repair-rate MB/s] [--repair-stale SECONDS]
  * [--unsafe-no-fsync-check]:
  * run one replica of a metadata shard until SIGINT/SIGTERM. Owns only option parsing; the
  * server is src/cluster/shard/shard_server.c.
@@ -19,7 +20,7 @@ int cmd_shard(int argc, char **argv)
 {
     const char *read_only_secret = NULL;
     const char *shard = NULL, *replica = NULL, *replicas = NULL, *snap = NULL, *retention = NULL;
-    const char *election = NULL, *heartbeat = NULL;
+    const char *election = NULL, *heartbeat = NULL, *repair_rate = NULL, *repair_stale = NULL;
     int verbose = 0, n;
     struct pt_shard_config cfg;
     char err[512] = "";
@@ -40,6 +41,10 @@ int cmd_shard(int argc, char **argv)
              "log entries between snapshots (default 4096)"},
             {0, "retention", CLI_STRING, &retention, "SECONDS",
              "how long deleted files are kept (default 86400)"},
+            {0, "repair-rate", CLI_STRING, &repair_rate, "MB/s",
+             "bytes per second the leader's repair reads and writes (default 32; 0: no limit)"},
+            {0, "repair-stale", CLI_STRING, &repair_stale, "SECONDS",
+             "rebuild every block of a block service stale this long (default 600; 0: never)"},
             {0, "election-timeout-ms", CLI_STRING, &election, "MS",
              "Raft election timeout (default 250; randomized up to twice that)"},
             {0, "heartbeat-ms", CLI_STRING, &heartbeat, "MS",
@@ -55,6 +60,7 @@ int cmd_shard(int argc, char **argv)
             "shard",
             "--registry ADDR --shard N --replica R --dir D [--replicas K] [--host H]\n"
             "                    [--snapshot-entries E] [--retention SECONDS]\n"
+            "                    [--repair-rate MB/s] [--repair-stale SECONDS]\n"
             "                    [--election-timeout-ms MS] [--heartbeat-ms MS]\n"
             "                    [--unsafe-no-fsync-check] [--verbose]",
             "Run replica R (0..K-1) of metadata shard N, a Raft group of K = 1, 3 or 5\n"
@@ -62,7 +68,8 @@ int cmd_shard(int argc, char **argv)
             "entries (default 4096). Ports are chosen by the OS and registered with the\n"
             "registry at ADDR. Deleted, replaced and expired files are kept for the\n"
             "retention period (default 86400 s; every replica of a shard needs the same)\n"
-            "before their blocks are erased.",
+            "before their blocks are erased. The leader repairs blocks reported rotten or\n"
+            "missing and the blocks of services stale for --repair-stale seconds.",
             options,
             0,
             -1};
@@ -82,6 +89,15 @@ int cmd_shard(int argc, char **argv)
         if (cli_parse_uint(retention, 10u * 365 * 24 * 3600, &sec) || sec == 0)
             return cli_error("shard", "bad --retention '%s' (seconds, 1 or more)", retention);
         cfg.retention_ms = (uint64_t)sec * 1000u;
+    }
+    {
+        unsigned mb = 32, sec = 600;
+        if (repair_rate && cli_parse_uint(repair_rate, 100000, &mb))
+            return cli_error("shard", "bad --repair-rate '%s' (MB/s, 0..100000)", repair_rate);
+        if (repair_stale && cli_parse_uint(repair_stale, 10u * 365 * 24 * 3600, &sec))
+            return cli_error("shard", "bad --repair-stale '%s' (seconds)", repair_stale);
+        cfg.repair_rate = (uint64_t)mb << 20;
+        cfg.repair_stale_ms = (uint64_t)sec * 1000u;
     }
     if (election && (cli_parse_uint(election, 600000, &cfg.raft.election_timeout_ms) ||
                      cfg.raft.election_timeout_ms < 10))

@@ -51,7 +51,7 @@ fi
 case "$A" in petrel://127.0.0.1:[0-9]*) pass "cluster start prints its address" ;; *) fail "cluster start address" "$A" ;; esac
 expect_fail "second start on a running dir" "already running" "$P" cluster start --dir "$t/var"
 out=$("$P" cluster status "$A")
-case "$out" in *"shards: 2 replicas"*"block services: 3"*) pass "cluster status" ;; *) fail "cluster status" "$out" ;; esac
+case "$out" in *"shards: 2 replicas"*"block services: 3"*"failure domains:"*"scrub: "*) pass "cluster status" ;; *) fail "cluster status" "$out" ;; esac
 
 mkdir -p "$t/src"
 head -c 5000001 /dev/urandom > "$t/src/big"

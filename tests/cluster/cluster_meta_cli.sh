@@ -7,6 +7,8 @@ trap 'rm -rf "$d"' EXIT
 expect_fail shard_needs_options "are required" "$PETREL_BIN" shard --dir "$d/s"
 expect_fail shard_bad_shard "bad --shard" "$PETREL_BIN" shard --registry 127.0.0.1:1 --shard 300 --replica 0 --dir "$d/s"
 expect_fail shard_bad_replica "bad --replica" "$PETREL_BIN" shard --registry 127.0.0.1:1 --shard 0 --replica x --dir "$d/s"
+expect_fail shard_bad_repair_rate "bad --repair-rate 'fast'" "$PETREL_BIN" shard --registry 127.0.0.1:1 --shard 0 --replica 0 --dir "$d/s" --repair-rate fast
+expect_fail shard_bad_repair_stale "bad --repair-stale '-1'" "$PETREL_BIN" shard --registry 127.0.0.1:1 --shard 0 --replica 0 --dir "$d/s" --repair-stale -1
 expect_fail shard_bad_group_size "--replicas must be 1, 3 or 5" "$PETREL_BIN" shard --registry 127.0.0.1:1 --shard 0 --replica 0 --replicas 2 --dir "$d/s"
 expect_fail shard_replica_outside_group "--replica must be below --replicas" "$PETREL_BIN" shard --registry 127.0.0.1:1 --shard 0 --replica 3 --replicas 3 --dir "$d/s"
 expect_fail shard_extra_argument "unexpected argument" "$PETREL_BIN" shard --registry 127.0.0.1:1 --shard 0 --replica 0 --dir "$d/s" extra

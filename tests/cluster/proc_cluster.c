@@ -121,7 +121,12 @@ static void start_servers(struct pc_cluster *c)
     for (b = 0; b < c->blocks; b++) {
         char dir[600], dom[32];
         char *args[] = {"blocks", "--registry",       c->registry, "--dir",
-                        dir,      "--failure-domain", dom,         NULL};
+                        dir,      "--failure-domain", dom,         NULL,
+                        NULL,     NULL};
+        if (c->scrub_rate) {
+            args[7] = "--scrub-rate";
+            args[8] = (char *)c->scrub_rate;
+        }
         snprintf(dir, sizeof(dir), "%s/blocks-%u", c->root, b);
         snprintf(dom, sizeof(dom), "rack%u", b);
         snprintf(name, sizeof(name), "blocks-%u", b);
@@ -133,7 +138,12 @@ static void start_servers(struct pc_cluster *c)
             char *args[] = {"shard", "--registry",  c->registry, "--shard",
                             sh,      "--replica",   rep,         "--replicas",
                             k,       "--dir",       dir,         "--snapshot-entries",
-                            snap,    "--retention", ret,         NULL};
+                            snap,    "--retention", ret,         NULL,
+                            NULL,    NULL};
+            if (c->repair_stale) {
+                args[15] = "--repair-stale";
+                args[16] = (char *)c->repair_stale;
+            }
             snprintf(snap, sizeof(snap), "%u", c->snapshot_entries ? c->snapshot_entries : 4096);
             snprintf(ret, sizeof(ret), "%u", c->retention_s ? c->retention_s : 86400);
             snprintf(dir, sizeof(dir), "%s/shard-%u-%u", c->root, s, r);
@@ -223,17 +233,20 @@ uint64_t pc_wait_serving(struct pc_cluster *c, unsigned timeout_ms)
 
 static void start_all_auth(struct pc_cluster *c, unsigned shards, unsigned replicas,
                            unsigned blocks, int with_cdc, unsigned snapshot_entries,
-                           unsigned retention_s, int auth);
+                           unsigned retention_s, int auth, const char *scrub_rate,
+                           const char *repair_stale);
 
 static void start_all(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
                       int with_cdc, unsigned snapshot_entries, unsigned retention_s)
 {
-    start_all_auth(c, shards, replicas, blocks, with_cdc, snapshot_entries, retention_s, 0);
+    start_all_auth(c, shards, replicas, blocks, with_cdc, snapshot_entries, retention_s, 0, NULL,
+                   NULL);
 }
 
 static void start_all_auth(struct pc_cluster *c, unsigned shards, unsigned replicas,
                            unsigned blocks, int with_cdc, unsigned snapshot_entries,
-                           unsigned retention_s, int auth)
+                           unsigned retention_s, int auth, const char *scrub_rate,
+                           const char *repair_stale)
 {
     memset(c, 0, sizeof(*c));
     pt_auth_set_process(NULL, NULL, NULL);
@@ -248,6 +261,8 @@ static void start_all_auth(struct pc_cluster *c, unsigned shards, unsigned repli
         pt_auth_set_process(&key, NULL, NULL);
     }
     c->retention_s = retention_s;
+    c->scrub_rate = scrub_rate;
+    c->repair_stale = repair_stale;
     snprintf(c->root, sizeof(c->root), "%s", test_tmpdir());
     c->shards = shards;
     c->replicas = replicas;
@@ -259,10 +274,16 @@ static void start_all_auth(struct pc_cluster *c, unsigned shards, unsigned repli
     pc_wait_serving(c, PC_WAIT_MS);
 }
 
+void pc_start_scrub(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
+                    int with_cdc, const char *scrub_rate, const char *repair_stale)
+{
+    start_all_auth(c, shards, replicas, blocks, with_cdc, 0, 0, 0, scrub_rate, repair_stale);
+}
+
 void pc_start_auth(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
                    int with_cdc)
 {
-    start_all_auth(c, shards, replicas, blocks, with_cdc, 0, 0, 1);
+    start_all_auth(c, shards, replicas, blocks, with_cdc, 0, 0, 1, NULL, NULL);
 }
 
 void pc_start_opts(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,

@@ -33,6 +33,8 @@ struct pc_cluster {
     int with_cdc;
     unsigned snapshot_entries; /* shards' --snapshot-entries (0: default) */
     unsigned retention_s;      /* shards' --retention (0: default) */
+    const char *scrub_rate;    /* block services' --scrub-rate MB/s (NULL: default) */
+    const char *repair_stale;  /* shards' --repair-stale SECONDS (NULL: default) */
     /* With authentication (pc_start_auth): every server gets --secret and --read-only-secret,
      * and this process's client key is the cluster key. "" = none. */
     char secret[600], ro_secret[600];
@@ -52,6 +54,10 @@ void pc_start(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned
 /* pc_start with the shards' retention period in seconds. */
 void pc_start_retention(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
                         unsigned retention_s);
+/* pc_start with the block services' --scrub-rate and the shards' --repair-stale (strings,
+ * NULL: the default). */
+void pc_start_scrub(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
+                    int with_cdc, const char *scrub_rate, const char *repair_stale);
 /* pc_start with secrets made in the case's directory (secret, read-only-secret). */
 void pc_start_auth(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
                    int with_cdc);

@@ -20,6 +20,11 @@ expect_fail blocks_unknown_option "unknown option '--frob'" "$PETREL_BIN" blocks
 many_dirs=(); for i in $(seq 65); do many_dirs+=(--dir "$tmp/d$i"); done
 expect_fail blocks_too_many_dirs "too many --dir (at most 64)" "$PETREL_BIN" blocks --registry 127.0.0.1:1 --failure-domain a "${many_dirs[@]}"
 expect_ok blocks_help "$PETREL_BIN" blocks --help
+expect_fail blocks_bad_scrub_rate "--scrub-rate 200000 is above 100000 MB/s" "$PETREL_BIN" blocks --registry 127.0.0.1:1 --dir "$tmp/b" --failure-domain a --scrub-rate 200000
+expect_fail blocks_drain_needs_registry "--registry is required" "$PETREL_BIN" blocks drain 1f
+expect_fail blocks_drain_bad_id "bad block service id 'xyz'" "$PETREL_BIN" blocks drain xyz --registry 127.0.0.1:1
+expect_fail blocks_drain_unreachable "cannot reach the registry at 127.0.0.1:1" "$PETREL_BIN" blocks drain 1f --registry 127.0.0.1:1
+expect_ok blocks_drain_help "$PETREL_BIN" blocks drain --help
 expect_fail blocks_bad_registry "cannot start" "$PETREL_BIN" blocks --registry bad --dir "$tmp/b" --failure-domain a
 
 # wait_line FILE: wait for a "listening on" line (60 s at most: busy CI machines); prints

@@ -266,12 +266,16 @@ TEST(registry_list_codec_rejects_malformed)
     CHECK_EQ(pt_reg_decode_replica_list(buf, len, &out, &n), -PT_EPROTO);
     pt_cursor_init(&c, buf, sizeof(buf));
     pt_enc_u32(&c, 1);
+    b.scrub_rotten = 4;
+    b.scrub_passes = 5;
+    b.scrub_last_pass_ms = 6;
     pt_reg_enc_blocks_entry(&c, &b);
     len = c.pos;
     CHECK_OK(pt_reg_decode_blocks_list(buf, len, &bout, &n));
     CHECK(n == 1 && bout[0].id == 7 && bout[0].used == 3);
+    CHECK(bout[0].scrub_rotten == 4 && bout[0].scrub_passes == 5 && bout[0].scrub_last_pass_ms == 6);
     free(bout);
-    buf[len - 9] = 2; /* the stale flag must be 0 or 1 */
+    buf[len - 9 - 32] = 2; /* the stale flag (before age and 4 scrub fields) must be 0 or 1 */
     CHECK_EQ(pt_reg_decode_blocks_list(buf, len, &bout, &n), -PT_EPROTO);
 }
 

@@ -361,3 +361,171 @@ TEST(rs_add_span_request_bytes)
     CHECK_MEM(buf + 33, layout, sizeof(layout)); /* after the u32 span CRC */
     CHECK_EQ(buf[68], 0);
 }
+
+static int scrub_report(struct pt_shard_sm *sm, uint64_t now, uint64_t service, uint64_t block)
+{
+    struct pt_shard_req q = {.op = PT_SHARD_SCRUB_REPORT, .id = block, .target = service};
+    return rs_apply(sm, now, &q, NULL);
+}
+
+/* A scrubber names only (service, block): the block index finds the span; reason corrupt. */
+TEST(rs_scrub_report_finds_the_span_through_the_block_index)
+{
+    struct pt_shard_sm sm;
+    struct pt_shard_req q;
+    struct pt_cursor b;
+    struct pt_repair_entry e;
+    uint64_t id, svc, blk;
+    rs_open(&sm, "s");
+    id = rs_construct(&sm, 9);
+    rs_req(&q, id, 100000, 4, 2);
+    CHECK_EQ(rs_apply(&sm, 2, &q, &b), 0);
+    (void)pt_dec_u8(&b);
+    (void)pt_dec_u64(&b);
+    (void)pt_dec_u64(&b);
+    (void)pt_dec_u32(&b);
+    svc = pt_dec_u64(&b); /* the second block */
+    blk = pt_dec_u64(&b);
+    CHECK_EQ(scrub_report(&sm, 30, svc, blk), 0);
+    CHECK_EQ(scrub_report(&sm, 40, svc, blk), 0); /* a repeat counts */
+    CHECK_EQ(scrub_report(&sm, 40, svc + 1, blk), -PT_ENOENT); /* not on that service */
+    CHECK_EQ(scrub_report(&sm, 40, svc, blk + 1000), -PT_ENOENT); /* no span lists it */
+    CHECK_EQ(scrub_report(&sm, 40, svc, PT_INODE_MAKE(1, 7)), -PT_EXDEV);
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_REPAIR_LIST;
+    CHECK_EQ(rs_query(&sm, &q, &b), 0);
+    CHECK_EQ(pt_dec_u16(&b), 1);
+    CHECK_OK(pt_repair_entry_decode(&b, &e));
+    CHECK_EQ(e.service, svc);
+    CHECK_EQ(e.block, blk);
+    CHECK_EQ(e.file, id);
+    CHECK_EQ(e.offset, 0);
+    CHECK_EQ(e.reason, PT_BAD_CORRUPT);
+    CHECK_EQ(e.count, 2);
+    CHECK_EQ(e.first_ms, 30);
+    CHECK_EQ(e.last_ms, 40);
+    pt_shard_sm_close(&sm);
+}
+
+static int replace_block(struct pt_shard_sm *sm, uint64_t now, uint64_t file, uint64_t block,
+                         uint64_t old_svc, uint64_t new_svc, int *swapped)
+{
+    struct pt_shard_req q = {.op = PT_SHARD_REPLACE_BLOCK, .id = file, .target = block};
+    struct pt_cursor b;
+    int rc;
+    q.n_services = 2;
+    q.services[0] = old_svc;
+    q.services[1] = new_svc;
+    rc = rs_apply(sm, now, &q, &b);
+    if (rc == 0) *swapped = pt_dec_u8(&b);
+    return rc;
+}
+
+/* Repair's swap is a compare-and-swap on (old service, block): a repeat or a stale repair
+ * changes nothing; the old copy goes to `dropped`, the index and the queue follow. */
+TEST(rs_replace_block_swaps_only_what_the_span_still_lists)
+{
+    struct pt_shard_sm sm;
+    struct pt_shard_req q;
+    struct pt_cursor b;
+    struct pt_span sp;
+    struct pt_gc_block dropped[4];
+    uint64_t times[4], id, svc[6], blk[6];
+    int swapped = -1, i;
+    rs_open(&sm, "s");
+    id = rs_construct(&sm, 9);
+    rs_req(&q, id, 100000, 4, 2);
+    CHECK_EQ(rs_apply(&sm, 2, &q, &b), 0);
+    CHECK_EQ(pt_dec_u8(&b), 6);
+    for (i = 0; i < 6; i++) {
+        svc[i] = pt_dec_u64(&b);
+        blk[i] = pt_dec_u64(&b);
+        (void)pt_dec_u32(&b);
+    }
+    CHECK_EQ(scrub_report(&sm, 3, svc[2], blk[2]), 0);
+    /* onto a service the span already uses: refused */
+    CHECK_EQ(replace_block(&sm, 4, id, blk[2], svc[2], svc[3], &swapped), -PT_EEXIST);
+    CHECK_EQ(replace_block(&sm, 4, id, blk[2], svc[2], svc[2], &swapped), -PT_EINVAL);
+    CHECK_EQ(replace_block(&sm, 5, id, blk[2], svc[2], 999, &swapped), 0);
+    CHECK_EQ(swapped, 1);
+    /* a repeated or overtaken repair: nothing */
+    CHECK_EQ(replace_block(&sm, 6, id, blk[2], svc[2], 998, &swapped), 0);
+    CHECK_EQ(swapped, 0);
+    CHECK_EQ(replace_block(&sm, 6, id + 1, blk[2], svc[2], 998, &swapped), 0);
+    CHECK_EQ(swapped, 0);
+    /* the span lists the new copy, the cell CRCs unchanged */
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_SPANS;
+    q.id = id;
+    CHECK_EQ(rs_query(&sm, &q, &b), 0);
+    (void)pt_dec_u64(&b);
+    CHECK_EQ(pt_dec_u16(&b), 1);
+    CHECK_OK(pt_span_decode(&b, &sp));
+    CHECK_EQ(sp.blocks[2].service, 999);
+    CHECK_EQ(sp.blocks[2].block, blk[2]);
+    CHECK_EQ(sp.blocks[1].service, svc[1]);
+    /* the index follows: the old copy is nobody's, the new one is the span's */
+    CHECK_EQ(scrub_report(&sm, 7, svc[2], blk[2]), -PT_ENOENT);
+    CHECK_EQ(scrub_report(&sm, 7, 999, blk[2]), 0);
+    /* the queue entry of the old copy is gone; the new report is the only one */
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_REPAIR_LIST;
+    CHECK_EQ(rs_query(&sm, &q, &b), 0);
+    CHECK_EQ(pt_dec_u16(&b), 1);
+    {
+        struct pt_repair_entry e;
+        CHECK_OK(pt_repair_entry_decode(&b, &e));
+        CHECK_EQ(e.service, 999);
+    }
+    /* the old copy is erased by GC after the retention period */
+    CHECK_EQ(pt_shard_sm_gc_dropped(&sm, 5 + sm.retention_ms, dropped, times, 4), 1);
+    CHECK_EQ(dropped[0].service, svc[2]);
+    CHECK_EQ(dropped[0].block, blk[2]);
+    CHECK_EQ(dropped[0].size, sp.block_size);
+    CHECK_EQ(dropped[0].crc, sp.blocks[2].crc);
+    pt_shard_sm_close(&sm);
+}
+
+/* DRAIN_SERVICE marks a service; DRAIN_STATUS counts what the block index still places on it. */
+TEST(rs_drain_mark_and_status)
+{
+    struct pt_shard_sm sm;
+    struct pt_shard_req q;
+    struct pt_cursor b;
+    uint64_t id, svc, blk, marked[4];
+    int swapped = 0;
+    rs_open(&sm, "s");
+    id = rs_construct(&sm, 9);
+    rs_req(&q, id, 100000, 4, 2);
+    CHECK_EQ(rs_apply(&sm, 2, &q, &b), 0);
+    (void)pt_dec_u8(&b);
+    svc = pt_dec_u64(&b);
+    blk = pt_dec_u64(&b);
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_DRAIN_SERVICE;
+    q.target = svc;
+    q.max = 1;
+    CHECK_EQ(rs_apply(&sm, 3, &q, NULL), 0);
+    CHECK_EQ(rs_apply(&sm, 3, &q, NULL), 0); /* twice is once */
+    q.max = 2;
+    CHECK_EQ(rs_apply(&sm, 3, &q, NULL), -PT_EINVAL);
+    CHECK_EQ(pt_shard_sm_draining(&sm, marked, 4), 1);
+    CHECK_EQ(marked[0], svc);
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_DRAIN_STATUS;
+    q.target = svc;
+    CHECK_EQ(rs_query(&sm, &q, &b), 0);
+    CHECK_EQ(pt_dec_u8(&b), 1);
+    CHECK_EQ(pt_dec_u64(&b), 1);
+    CHECK_EQ(replace_block(&sm, 4, id, blk, svc, 999, &swapped), 0);
+    CHECK_EQ(swapped, 1);
+    CHECK_EQ(rs_query(&sm, &q, &b), 0);
+    CHECK_EQ(pt_dec_u8(&b), 1);
+    CHECK_EQ(pt_dec_u64(&b), 0);
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_DRAIN_SERVICE;
+    q.target = svc;
+    CHECK_EQ(rs_apply(&sm, 5, &q, NULL), 0); /* stop */
+    CHECK_EQ(pt_shard_sm_draining(&sm, marked, 4), 0);
+    pt_shard_sm_close(&sm);
+}

@@ -119,6 +119,30 @@ typedef void (*pt_blocks_reply_fn)(void *ctx, int status, const char *why, uint8
                                    size_t len);
 
 /*
+ * The scrubber's progress (blocks_scrub.c): cumulative since the service started, except
+ * last_pass_ms (wall-clock ms when the latest full pass over the index ended; 0: none yet).
+ */
+struct pt_blocks_scrub_stats {
+    uint64_t blocks_checked; /* blocks read whole and verified (every page, and the block CRC) */
+    uint64_t bytes_checked;
+    uint64_t rotten;         /* blocks found rotten (a page, the header or the block CRC) */
+    uint64_t passes;         /* full passes over the index */
+    uint64_t last_pass_ms;
+};
+
+/* Where the scrubber is: the block it reads (by id: the index may change under it) and the
+ * offset in it, with the page CRCs combined so far. */
+struct pt_blocks_scrub {
+    uint64_t rate;  /* bytes per second; 0 = off */
+    uint64_t timer; /* pending env timer (0: none) */
+    uint64_t block; /* next block id to verify */
+    uint32_t offset;
+    uint32_t whole; /* CRC32C of the block's bytes before offset, from its page CRCs */
+    uint64_t debt;  /* bytes read not yet paid for in delay */
+    struct pt_blocks_scrub_stats stats;
+};
+
+/*
  * A block service: its store, the index of its blocks (for STAT, LIST, usage) and the rules
  * (certificates, proofs, one write or erase per block at a time). The transport fills in the
  * hooks, opens the store, calls pt_blocks_service_init, then feeds requests. Heap-allocated
@@ -128,8 +152,11 @@ struct pt_blocks_service {
     struct pt_blocks_store store;
     /* hooks, filled by the transport */
     int (*get_secret)(void *ctx, uint8_t secret[PT_REG_SECRET_SIZE]); /* 1 if known */
-    void (*on_change)(void *ctx);       /* index or usage changed (may be NULL) */
+    void (*on_change)(void *ctx);       /* index, usage or scrub progress changed (may be NULL) */
     uint64_t (*capacity)(void *ctx);    /* bytes of the disk (may be NULL: 0) */
+    /* The scrubber found a stored block rotten (may be NULL): the transport tells the shard
+       that owns it (PT_INODE_SHARD of the block id). Called on every pass that finds it. */
+    void (*on_rotten)(void *ctx, uint64_t block_id);
     /* the disk's file system id (statvfs f_fsid; 0 unknown) and its bytes free for users
        (may be NULL: 0, 0): lets statfs count a disk shared by several services once */
     void (*disk)(void *ctx, uint64_t *fsid, uint64_t *free_bytes);
@@ -145,6 +172,7 @@ struct pt_blocks_service {
     int nbusy;
     unsigned inflight;
     int closing;
+    struct pt_blocks_scrub scrub;
 };
 
 /* Build the index from the opened store: 0 or -PT_E*. */
@@ -155,6 +183,18 @@ void pt_blocks_service_handle(struct pt_blocks_service *s, uint16_t kind, const 
                               size_t len, pt_blocks_reply_fn reply, void *ctx);
 void pt_blocks_service_close(struct pt_blocks_service *s);
 
+/*
+ * Start (rate > 0) or stop (0) the scrubber: it verifies every page of every indexed block, one
+ * chunk (up to 256 KiB) per env timer, pacing the timers so that it reads about `rate` bytes
+ * per second; a block with a write or erase in flight is skipped for this pass. Between two
+ * steps the loop serves requests, so foreground I/O waits at most one chunk. After a full
+ * pass it waits at least 1 s, then starts again at the lowest id.
+ */
+void pt_blocks_scrub_start(struct pt_blocks_service *s, uint64_t rate);
+/* Index helpers the scrubber shares with the request handlers (blocks_service.c). */
+size_t pt_blocks_index_find(const struct pt_blocks_service *s, uint64_t id);
+int pt_blocks_busy(const struct pt_blocks_service *s, uint64_t id);
+
 /* --- the server ---------------------------------------------------------------------------- */
 
 struct pt_blocks_server_config {
@@ -164,6 +204,8 @@ struct pt_blocks_server_config {
     int ndirs;
     const char *listen;    /* first service's address; the next use port+1, ... (or 0) */
     uint32_t heartbeat_ms; /* 0 = 1000 */
+    /* Scrubber rate per service in bytes per second (`--scrub-rate MB/s`); 0 = off. */
+    uint64_t scrub_rate;
 };
 
 struct pt_blocks_server;

@@ -20,6 +20,7 @@
 
 #include "cluster/blocks/blocks.h"
 #include "cluster/client/blocks_client.h"
+#include "cluster/client/router.h"
 #include "cluster/env/env_uv.h"
 #include "cluster/storage/durable.h"
 #include "cluster/net/net.h"
@@ -39,6 +40,10 @@ struct blocks_service {
     uint8_t secret[PT_REG_SECRET_SIZE];
     int has_secret;
     uint64_t pub_used, pub_blocks;
+    struct pt_blocks_scrub_stats pub_scrub;
+    /* Blocks the scrubber found rotten, not yet accepted by their shard (SCRUB_REPORT). */
+    uint64_t rotten[256];
+    int nrotten;
 };
 
 struct pt_blocks_server {
@@ -53,6 +58,7 @@ struct pt_blocks_server {
     int stopping;
     pthread_t heartbeat;
     int heartbeat_running;
+    struct pt_router router; /* heartbeat thread only: SCRUB_REPORT to the shards */
 };
 
 /* --- hooks of the service core ------------------------------------------------------------ */
@@ -63,6 +69,22 @@ static void publish_usage(void *ctx)
     pthread_mutex_lock(&s->owner->lock);
     s->pub_used = s->core->used;
     s->pub_blocks = s->core->count;
+    s->pub_scrub = s->core->scrub.stats;
+    pthread_mutex_unlock(&s->owner->lock);
+}
+
+/* Queue a rotten block for the heartbeat thread to report (a full queue drops it: the next
+ * pass finds it again). */
+static void queue_rotten(void *ctx, uint64_t block_id)
+{
+    struct blocks_service *s = ctx;
+    int i;
+    pthread_mutex_lock(&s->owner->lock);
+    for (i = 0; i < s->nrotten && s->rotten[i] != block_id; i++)
+        ;
+    if (i == s->nrotten && s->nrotten < (int)PT_ARRAY_SIZE(s->rotten))
+        s->rotten[s->nrotten++] = block_id;
+    pthread_cond_broadcast(&s->owner->wake);
     pthread_mutex_unlock(&s->owner->lock);
 }
 
@@ -135,6 +157,10 @@ static int heartbeat_all(struct pt_blocks_server *b)
         pthread_mutex_lock(&b->lock);
         hb.used = s->pub_used;
         hb.blocks = s->pub_blocks;
+        hb.scrub_checked = s->pub_scrub.blocks_checked;
+        hb.scrub_rotten = s->pub_scrub.rotten;
+        hb.scrub_passes = s->pub_scrub.passes;
+        hb.scrub_last_pass_ms = s->pub_scrub.last_pass_ms;
         pthread_mutex_unlock(&b->lock);
         err = pt_reg_heartbeat_blocks(b->registry, &hb, secret, &opts);
         if (err) {
@@ -149,6 +175,49 @@ static int heartbeat_all(struct pt_blocks_server *b)
         ok++;
     }
     return ok;
+}
+
+/*
+ * Tell the owning shard (the shard number is in the block id) about each queued rotten block.
+ * Done: accepted, or refused for good (no span lists the block: nothing to repair). Kept for the
+ * next round: the shard unreachable or leaderless.
+ */
+static void report_rotten(struct pt_blocks_server *b)
+{
+    int i, k;
+    for (i = 0; i < b->nsvc; i++) {
+        struct blocks_service *s = &b->svc[i];
+        uint64_t todo[PT_ARRAY_SIZE(s->rotten)];
+        int n;
+        pthread_mutex_lock(&b->lock);
+        n = s->nrotten;
+        memcpy(todo, s->rotten, (size_t)n * sizeof(todo[0]));
+        pthread_mutex_unlock(&b->lock);
+        for (k = 0; k < n; k++) {
+            struct pt_shard_req q;
+            struct pt_reply rep;
+            int err, j;
+            memset(&q, 0, sizeof(q));
+            q.op = PT_SHARD_SCRUB_REPORT;
+            q.id = todo[k];
+            q.target = s->core->store.service_id;
+            err = pt_router_shard(&b->router, PT_INODE_SHARD(todo[k]), &q, &rep, NULL);
+            pt_reply_free(&rep);
+            /* ENOENT: no span lists it (an old copy repair replaced, waiting for GC) */
+            petrel_log(err && err != -PT_ENOENT ? PT_LOG_WARN : PT_LOG_INFO, LOG_MODULE,
+                       "%016" PRIx64 ": rotten block %016" PRIx64 " reported to shard %u: %s",
+                       q.target, todo[k], (unsigned)PT_INODE_SHARD(todo[k]),
+                       err ? petrel_strerror(err) : "queued for repair");
+            if (err && err != -PT_ENOENT && err != -PT_EXDEV && err != -PT_EINVAL) continue;
+            pthread_mutex_lock(&b->lock);
+            for (j = 0; j < s->nrotten; j++)
+                if (s->rotten[j] == todo[k]) {
+                    s->rotten[j] = s->rotten[--s->nrotten];
+                    break;
+                }
+            pthread_mutex_unlock(&b->lock);
+        }
+    }
 }
 
 static void *heartbeat_main(void *arg)
@@ -168,6 +237,7 @@ static void *heartbeat_main(void *arg)
         if (b->stopping) break;
         pthread_mutex_unlock(&b->lock);
         heartbeat_all(b);
+        report_rotten(b);
         pthread_mutex_lock(&b->lock);
     }
     pthread_mutex_unlock(&b->lock);
@@ -198,6 +268,7 @@ static int open_service(struct pt_blocks_server *b, struct blocks_service *s, co
     s->core->get_secret = get_secret;
     s->core->on_change = publish_usage;
     s->core->capacity = service_capacity;
+    s->core->on_rotten = queue_rotten;
     s->core->disk = service_disk;
     s->core->hook_ctx = s;
     snprintf(s->core->failure_domain, sizeof(s->core->failure_domain), "%s", b->failure_domain);
@@ -272,6 +343,9 @@ int pt_blocks_server_start(uv_loop_t *loop, const struct pt_blocks_server_config
         pt_blocks_server_free(b);
         return err;
     }
+    for (i = 0; i < b->nsvc; i++)
+        pt_blocks_scrub_start(b->svc[i].core, cfg->scrub_rate);
+    pt_router_init(&b->router, b->registry, 5000, 1000, b->svc[0].core->store.service_id);
     heartbeat_all(b);
     if (pthread_create(&b->heartbeat, NULL, heartbeat_main, b) == 0)
         b->heartbeat_running = 1;

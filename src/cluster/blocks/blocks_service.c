@@ -35,7 +35,7 @@ struct blocks_work {
 
 /* --- index --------------------------------------------------------------------------------- */
 
-static size_t index_find(const struct pt_blocks_service *s, uint64_t id)
+size_t pt_blocks_index_find(const struct pt_blocks_service *s, uint64_t id)
 {
     size_t lo = 0, hi = s->count;
     while (lo < hi) {
@@ -50,7 +50,7 @@ static size_t index_find(const struct pt_blocks_service *s, uint64_t id)
 
 static int index_put(struct pt_blocks_service *s, const struct pt_block_stat *st)
 {
-    size_t i = index_find(s, st->block_id);
+    size_t i = pt_blocks_index_find(s, st->block_id);
     if (i < s->count && s->index[i].block_id == st->block_id) {
         s->used -= s->index[i].size;
         s->index[i] = *st;
@@ -73,7 +73,7 @@ static int index_put(struct pt_blocks_service *s, const struct pt_block_stat *st
 
 static void index_remove(struct pt_blocks_service *s, uint64_t id)
 {
-    size_t i = index_find(s, id);
+    size_t i = pt_blocks_index_find(s, id);
     if (i >= s->count || s->index[i].block_id != id) return;
     s->used -= s->index[i].size;
     memmove(&s->index[i], &s->index[i + 1], (s->count - i - 1) * sizeof(*s->index));
@@ -99,6 +99,7 @@ static void service_free(struct pt_blocks_service *s)
 
 void pt_blocks_service_close(struct pt_blocks_service *s)
 {
+    pt_blocks_scrub_start(s, 0);
     s->closing = 1;
     if (!s->inflight) service_free(s);
 }
@@ -164,6 +165,14 @@ static int busy_claim(struct pt_blocks_service *s, uint64_t id)
     if (s->nbusy == (int)PT_ARRAY_SIZE(s->busy)) return 0;
     s->busy[s->nbusy++] = id;
     return 1;
+}
+
+int pt_blocks_busy(const struct pt_blocks_service *s, uint64_t id)
+{
+    int i;
+    for (i = 0; i < s->nbusy; i++)
+        if (s->busy[i] == id) return 1;
+    return 0;
 }
 
 static void busy_release(struct pt_blocks_service *s, uint64_t id)
@@ -280,7 +289,7 @@ static void handle_list(struct pt_blocks_service *s, struct pt_cursor *c,
         return;
     }
     if (max > PT_BLOCK_LIST_MAX) max = PT_BLOCK_LIST_MAX;
-    first = index_find(s, start);
+    first = pt_blocks_index_find(s, start);
     n = (uint32_t)PT_MIN((size_t)max, s->count - first);
     cap = 4 + (size_t)n * 16 + 1;
     buf = malloc(cap);
@@ -350,7 +359,7 @@ void pt_blocks_service_handle(struct pt_blocks_service *s, uint16_t kind, const 
         uint8_t out[16];
         struct pt_cursor oc;
         if (!pt_cursor_ok(&c) || pt_cursor_left(&c)) break;
-        i = index_find(s, id);
+        i = pt_blocks_index_find(s, id);
         if (i >= s->count || s->index[i].block_id != id) {
             reply_error(reply, ctx, -PT_ENOENT, "no such block");
             return;
@@ -365,7 +374,7 @@ void pt_blocks_service_handle(struct pt_blocks_service *s, uint16_t kind, const 
         return;
     case PT_MSG_BLOCK_INFO: {
         struct pt_block_info info;
-        uint8_t out[128];
+        uint8_t out[192];
         struct pt_cursor oc;
         if (pt_cursor_left(&c)) break;
         memset(&info, 0, sizeof(info));
@@ -373,6 +382,11 @@ void pt_blocks_service_handle(struct pt_blocks_service *s, uint16_t kind, const 
         info.capacity = s->capacity ? s->capacity(s->hook_ctx) : 0;
         info.used = s->used;
         info.blocks = s->count;
+        info.scrub_checked = s->scrub.stats.blocks_checked;
+        info.scrub_rotten = s->scrub.stats.rotten;
+        info.scrub_passes = s->scrub.stats.passes;
+        info.scrub_last_pass_ms = s->scrub.stats.last_pass_ms;
+        info.has_scrub = 1;
         if (s->disk) {
             s->disk(s->hook_ctx, &info.fsid, &info.free);
             info.has_disk = 1;

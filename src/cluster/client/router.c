@@ -83,6 +83,9 @@ int pt_router_shard_repeatable(uint8_t op)
     case PT_SHARD_ADD_RS_SPAN:
     case PT_SHARD_SET_POLICY:
     case PT_SHARD_REPORT_BAD_BLOCK:
+    case PT_SHARD_SCRUB_REPORT:
+    case PT_SHARD_DRAIN_STATUS:
+    case PT_SHARD_DRAIN_SERVICE: /* a mark set twice */
         return 1;
     default:
         return 0; /* UNLINK and RENAME by name, leader-only and unknown requests */

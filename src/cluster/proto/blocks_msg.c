@@ -118,9 +118,15 @@ void pt_block_enc_info(struct pt_cursor *c, const struct pt_block_info *i)
     pt_enc_u64(c, i->used);
     pt_enc_u64(c, i->blocks);
     pt_enc_str(c, i->failure_domain);
-    if (i->has_disk) {
+    if (i->has_disk || i->has_scrub) {
         pt_enc_u64(c, i->fsid);
         pt_enc_u64(c, i->free);
+    }
+    if (i->has_scrub) {
+        pt_enc_u64(c, i->scrub_checked);
+        pt_enc_u64(c, i->scrub_rotten);
+        pt_enc_u64(c, i->scrub_passes);
+        pt_enc_u64(c, i->scrub_last_pass_ms);
     }
 }
 
@@ -132,10 +138,18 @@ void pt_block_dec_info(struct pt_cursor *c, struct pt_block_info *i)
     i->blocks = pt_dec_u64(c);
     pt_dec_str(c, i->failure_domain, sizeof(i->failure_domain));
     i->fsid = i->free = 0;
-    i->has_disk = 0;
+    i->has_disk = i->has_scrub = 0;
+    i->scrub_checked = i->scrub_rotten = i->scrub_passes = i->scrub_last_pass_ms = 0;
     if (pt_cursor_ok(c) && pt_cursor_left(c) > 0) {
         i->has_disk = 1;
         i->fsid = pt_dec_u64(c);
         i->free = pt_dec_u64(c);
+    }
+    if (pt_cursor_ok(c) && pt_cursor_left(c) > 0) {
+        i->has_scrub = 1;
+        i->scrub_checked = pt_dec_u64(c);
+        i->scrub_rotten = pt_dec_u64(c);
+        i->scrub_passes = pt_dec_u64(c);
+        i->scrub_last_pass_ms = pt_dec_u64(c);
     }
 }

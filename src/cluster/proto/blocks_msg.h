@@ -122,6 +122,10 @@ struct pt_block_info {
     uint8_t has_disk;
     uint64_t fsid; /* the file system holding the blocks (0 unknown) */
     uint64_t free; /* bytes free on it for users */
+    /* then the scrubber's progress (blocks.h, struct pt_blocks_scrub_stats); a service from
+     * before sends none: has_scrub 0 */
+    uint8_t has_scrub;
+    uint64_t scrub_checked, scrub_rotten, scrub_passes, scrub_last_pass_ms;
 };
 void pt_block_enc_info(struct pt_cursor *c, const struct pt_block_info *i);
 void pt_block_dec_info(struct pt_cursor *c, struct pt_block_info *i);

@@ -54,6 +54,23 @@ void pt_reg_dec_cdc_heartbeat(struct pt_cursor *c, struct pt_reg_replica *r)
     if (r->replica >= PT_REG_MAX_REPLICAS) c->failed = 1;
 }
 
+/* The scrubber's progress, after the usage fields of a heartbeat and of a list entry. */
+static void enc_scrub(struct pt_cursor *c, const struct pt_reg_blocks *b)
+{
+    pt_enc_u64(c, b->scrub_checked);
+    pt_enc_u64(c, b->scrub_rotten);
+    pt_enc_u64(c, b->scrub_passes);
+    pt_enc_u64(c, b->scrub_last_pass_ms);
+}
+
+static void dec_scrub(struct pt_cursor *c, struct pt_reg_blocks *b)
+{
+    b->scrub_checked = pt_dec_u64(c);
+    b->scrub_rotten = pt_dec_u64(c);
+    b->scrub_passes = pt_dec_u64(c);
+    b->scrub_last_pass_ms = pt_dec_u64(c);
+}
+
 void pt_reg_enc_blocks_heartbeat(struct pt_cursor *c, const struct pt_reg_blocks *b)
 {
     pt_enc_u64(c, b->id);
@@ -62,6 +79,7 @@ void pt_reg_enc_blocks_heartbeat(struct pt_cursor *c, const struct pt_reg_blocks
     pt_enc_u64(c, b->capacity);
     pt_enc_u64(c, b->used);
     pt_enc_u64(c, b->blocks);
+    enc_scrub(c, b);
 }
 
 void pt_reg_dec_blocks_heartbeat(struct pt_cursor *c, struct pt_reg_blocks *b)
@@ -72,6 +90,7 @@ void pt_reg_dec_blocks_heartbeat(struct pt_cursor *c, struct pt_reg_blocks *b)
     b->capacity = pt_dec_u64(c);
     b->used = pt_dec_u64(c);
     b->blocks = pt_dec_u64(c);
+    dec_scrub(c, b);
     b->stale = 0;
     b->age_ms = 0;
     if (b->id == 0 || b->failure_domain[0] == 0) c->failed = 1;
@@ -107,6 +126,7 @@ void pt_reg_enc_blocks_entry(struct pt_cursor *c, const struct pt_reg_blocks *b)
     pt_enc_u64(c, b->blocks);
     pt_enc_u8(c, b->stale ? 1 : 0);
     pt_enc_u64(c, b->age_ms);
+    enc_scrub(c, b);
 }
 
 void pt_reg_dec_blocks_entry(struct pt_cursor *c, struct pt_reg_blocks *b)
@@ -119,6 +139,7 @@ void pt_reg_dec_blocks_entry(struct pt_cursor *c, struct pt_reg_blocks *b)
     b->blocks = pt_dec_u64(c);
     b->stale = dec_bool(c);
     b->age_ms = pt_dec_u64(c);
+    dec_scrub(c, b);
 }
 
 size_t pt_reg_replica_entry_max(void)
@@ -128,7 +149,7 @@ size_t pt_reg_replica_entry_max(void)
 
 size_t pt_reg_blocks_entry_max(void)
 {
-    return 8 + 2 + PT_REG_DOMAIN_MAX + 2 + PT_REG_ADDR_MAX + 24 + 1 + 8;
+    return 8 + 2 + PT_REG_DOMAIN_MAX + 2 + PT_REG_ADDR_MAX + 24 + 1 + 8 + 32;
 }
 
 int pt_reg_decode_replica_list(const uint8_t *body, size_t len, struct pt_reg_replica **out,

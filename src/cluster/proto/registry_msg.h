@@ -39,6 +39,11 @@ struct pt_reg_blocks {
     uint64_t capacity; /* bytes */
     uint64_t used;     /* bytes held by blocks */
     uint64_t blocks;   /* block count */
+    /* The service's scrubber (blocks.h, struct pt_blocks_scrub_stats) */
+    uint64_t scrub_checked;      /* blocks verified whole since the service started */
+    uint64_t scrub_rotten;       /* blocks found rotten since the service started */
+    uint64_t scrub_passes;       /* full passes since the service started */
+    uint64_t scrub_last_pass_ms; /* wall-clock ms at the end of the latest pass (0: none) */
     uint8_t stale;     /* listing only */
     uint64_t age_ms;   /* listing only */
 };

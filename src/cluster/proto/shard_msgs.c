@@ -101,6 +101,14 @@ static int shard_req_fields(uint8_t op)
         return F_ID | F_DATA;
     case PT_SHARD_REPORT_BAD_BLOCK:
         return F_ID | F_TARGET | F_OFFSET | F_MAX;
+    case PT_SHARD_SCRUB_REPORT:
+        return F_ID | F_TARGET;
+    case PT_SHARD_REPLACE_BLOCK:
+        return F_ID | F_TARGET | F_OFFSET | F_SERVICES;
+    case PT_SHARD_DRAIN_STATUS:
+        return F_TARGET;
+    case PT_SHARD_DRAIN_SERVICE:
+        return F_TARGET | F_MAX;
     default:
         return F_INVALID;
     }

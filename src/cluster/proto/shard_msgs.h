@@ -70,6 +70,7 @@ enum pt_shard_op {
     /* Redundancy (Reed-Solomon spans, storage policies, the repair queue). */
     PT_SHARD_GET_POLICY = 12,  /* (id=dir) -> policy record, -PT_ENOENT when none is set */
     PT_SHARD_REPAIR_LIST = 13, /* (target=service, offset=block, max) -> repair queue entries */
+    PT_SHARD_DRAIN_STATUS = 14, /* (target=service) -> u8 draining, u64 blocks still on it */
     PT_SHARD_CONSTRUCT_FILE = 16, /* (cookie) -> file id */
     PT_SHARD_ADD_SPAN = 17,       /* (id, cookie, offset, size, crc, layout, services) -> blocks */
     PT_SHARD_ADD_INLINE = 18,     /* (id, cookie, offset, data) */
@@ -107,7 +108,12 @@ enum pt_shard_op {
     PT_SHARD_ADD_RS_SPAN = 48,     /* (id, cookie, offset, size, crc, layout, data = cell CRCs,
                                       services) -> blocks */
     PT_SHARD_SET_POLICY = 49,      /* (id=dir, data = policy record; empty: clear) */
-    PT_SHARD_REPORT_BAD_BLOCK = 50 /* (id=file, target=block, offset=span, max=reason) */
+    PT_SHARD_REPORT_BAD_BLOCK = 50, /* (id=file, target=block, offset=span, max=reason) */
+    /* Scrubbing and repair (numbers 56..63). */
+    PT_SHARD_SCRUB_REPORT = 56, /* (id=block, target=service): a scrubber found it rotten */
+    PT_SHARD_REPLACE_BLOCK = 57, /* (id=file, offset=span, target=block, services=(old, new)):
+                                    leader only: repair swaps a rebuilt copy in */
+    PT_SHARD_DRAIN_SERVICE = 58  /* (target=service, max=1 drain / 0 stop): move its blocks off */
 };
 
 /* Why a reader reported a block (REPORT_BAD_BLOCK's max, the repair queue's reason). */

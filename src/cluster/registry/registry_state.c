@@ -152,6 +152,11 @@ int pt_registry_blocks_heartbeat(struct pt_registry *r, const struct pt_reg_bloc
     e->blocks.capacity = hb->capacity;
     e->blocks.used = hb->used;
     e->blocks.blocks = hb->blocks;
+    /* progress only: not part of the saved state */
+    e->blocks.scrub_checked = hb->scrub_checked;
+    e->blocks.scrub_rotten = hb->scrub_rotten;
+    e->blocks.scrub_passes = hb->scrub_passes;
+    e->blocks.scrub_last_pass_ms = hb->scrub_last_pass_ms;
     e->last_seen_ms = now_ms;
     memcpy(secret_out, e->secret, PT_REG_SECRET_SIZE);
     if (r->structural) r->needs_save = 1;

@@ -19,6 +19,7 @@
 #include "cluster/proto/shard_msgs.h"
 #include "cluster/replica/node.h"
 #include "cluster/shard/shard_fsm.h"
+#include "cluster/shard/shard_repair.h"
 #include "cluster/shard/shard_sm.h"
 #include "petrel/codec.h"
 #include "petrel/common.h"
@@ -65,6 +66,7 @@ struct shard_service {
     uint64_t last_expire_ms;
     uint64_t last_gc_ms, gc_cursor;
     int gc_running;
+    struct pt_shard_repair repair;
     uint64_t started_ms; /* wall clock at start-up */
     uint8_t reply[PT_SHARD_MSG_MAX + 4];
 };
@@ -308,7 +310,7 @@ static void handle(void *ctx, struct pt_request *req)
         }
         return;
     }
-    if (q.op == PT_SHARD_EXPIRE || q.op == PT_SHARD_FORGET_FILE ||
+    if (q.op == PT_SHARD_EXPIRE || q.op == PT_SHARD_FORGET_FILE || q.op == PT_SHARD_REPLACE_BLOCK ||
         q.op == PT_SHARD_FORGET_DROPPED) {
         pt_request_reply_error(req, -PT_EPERM, "expiry and collection are driven by the leader",
                                NULL);
@@ -532,6 +534,7 @@ static void tick(void *ctx)
         s->last_gc_ms = now;
         gc_start(s, now);
     }
+    pt_shard_repair_tick(&s->repair, now);
     if (now - s->last_expire_ms < EXPIRE_EVERY_MS) return;
     s->last_expire_ms = now;
     propose_own(s, PT_SHARD_EXPIRE, 0);
@@ -580,6 +583,8 @@ int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned e
         free(s);
         return rc;
     }
+    pt_shard_repair_init(&s->repair, s->node, &s->sm, cfg->repair_rate, cfg->repair_stale_ms,
+                         pt_prng_next(&s->prng));
     rc = pt_node_run(s->node);
     pt_shard_sm_close(&s->sm);
     free(s);

@@ -27,6 +27,8 @@ struct pt_shard_config {
     const char *host;          /* address to listen on (port chosen by the OS) */
     unsigned snapshot_entries; /* compact the log every this many entries; 0 = 4096 */
     uint64_t retention_ms;     /* deleted files are kept this long before GC; 0 = 24 h */
+    uint64_t repair_rate;      /* bytes/s repair may read and write; 0 = unlimited */
+    uint64_t repair_stale_ms;  /* rebuild the blocks of a service stale this long; 0 = never */
     struct pt_node_raft_options raft; /* timing, fsync check */
 };
 

@@ -13,6 +13,7 @@
 #include "cluster/shard/shard_sm.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1349,30 +1350,17 @@ static void repair_value_encode(uint8_t *v, const struct pt_repair_entry *e)
 }
 #define REPAIR_VALUE_SIZE 37
 
-/*
- * REPORT_BAD_BLOCK: a reader found a block of a span down, missing or rotten. Queued for
- * repair (the repair itself is the scrubber/repair step of issue 13); a block already queued
- * counts the report and keeps its first time. Only a block the named span really lists is
- * accepted, so a reader cannot queue arbitrary ids.
- */
-static int op_report_bad_block(struct apply_ctx *a, const struct pt_shard_req *q)
+/* Queue (service, block) of the span (file, offset) with a reason; a repeat counts. */
+static int repairq_record(struct apply_ctx *a, uint64_t service, uint64_t block, uint64_t file,
+                          uint64_t offset, uint8_t reason)
 {
-    struct pt_span s;
     struct pt_repair_entry e;
     uint8_t k[16], v[REPAIR_VALUE_SIZE];
     MDB_val key = {16, k}, val;
-    unsigned i, n;
     int rc;
-    if (PT_INODE_SHARD(q->id) != a->sm->shard) return -PT_EXDEV;
-    if (q->max < PT_BAD_UNREACHABLE || q->max > PT_BAD_MISSING) return -PT_EINVAL;
-    if ((rc = span_get(a->sm, a->t, q->id, q->offset, &s)) != 0) return rc;
-    n = pt_span_block_count(&s);
-    for (i = 0; i < n && s.blocks[i].block != q->target; i++)
-        ;
-    if (i == n) return -PT_ENOENT;
     memset(&e, 0, sizeof(e));
-    key_put_be64(k, s.blocks[i].service);
-    key_put_be64(k + 8, s.blocks[i].block);
+    key_put_be64(k, service);
+    key_put_be64(k + 8, block);
     rc = mdb_get(a->t, a->sm->repairq, &key, &val);
     if (rc == 0 && val.mv_size == REPAIR_VALUE_SIZE) {
         e.count = pt_get_le32((uint8_t *)val.mv_data + 17);
@@ -1382,15 +1370,205 @@ static int op_report_bad_block(struct apply_ctx *a, const struct pt_shard_req *q
     } else {
         e.first_ms = a->now;
     }
-    e.file = q->id;
-    e.offset = q->offset;
-    e.reason = (uint8_t)q->max;
+    e.file = file;
+    e.offset = offset;
+    e.reason = reason;
     e.count++;
     e.last_ms = a->now;
     repair_value_encode(v, &e);
     val.mv_size = sizeof(v);
     val.mv_data = v;
     return map_mdb(mdb_put(a->t, a->sm->repairq, &key, &val, 0));
+}
+
+/*
+ * REPORT_BAD_BLOCK: a reader found a block of a span down, missing or rotten. Queued for
+ * repair (the repair itself is the scrubber/repair step of issue 13); a block already queued
+ * counts the report and keeps its first time. Only a block the named span really lists is
+ * accepted, so a reader cannot queue arbitrary ids.
+ */
+static int op_report_bad_block(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct pt_span s;
+    unsigned i, n;
+    int rc;
+    if (PT_INODE_SHARD(q->id) != a->sm->shard) return -PT_EXDEV;
+    if (q->max < PT_BAD_UNREACHABLE || q->max > PT_BAD_MISSING) return -PT_EINVAL;
+    if ((rc = span_get(a->sm, a->t, q->id, q->offset, &s)) != 0) return rc;
+    n = pt_span_block_count(&s);
+    for (i = 0; i < n && s.blocks[i].block != q->target; i++)
+        ;
+    if (i == n) return -PT_ENOENT;
+    return repairq_record(a, s.blocks[i].service, s.blocks[i].block, q->id, q->offset,
+                          (uint8_t)q->max);
+}
+
+/*
+ * SCRUB_REPORT: a block service's scrubber found one of its blocks rotten. The service knows
+ * only (service, block); the block index names the span. Queued like a reader's report with
+ * reason "corrupt". A block no span lists (its file was forgotten, its span dropped) is
+ * -PT_ENOENT: nothing to repair, GC erases or has erased it.
+ */
+static int op_scrub_report(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct pt_span s;
+    uint8_t k[16];
+    MDB_val key = {16, k}, val;
+    uint64_t file, offset;
+    unsigned i, n;
+    int rc;
+    if (PT_INODE_SHARD(q->id) != a->sm->shard) return -PT_EXDEV;
+    key_put_be64(k, q->target);
+    key_put_be64(k + 8, q->id);
+    rc = mdb_get(a->t, a->sm->blockidx, &key, &val);
+    if (rc == MDB_NOTFOUND) return -PT_ENOENT;
+    if (rc) return map_mdb(rc);
+    if (val.mv_size != 16) return -PT_ECORRUPT;
+    file = pt_get_le64(val.mv_data);
+    offset = pt_get_le64((uint8_t *)val.mv_data + 8);
+    if ((rc = span_get(a->sm, a->t, file, offset, &s)) != 0) return rc;
+    n = pt_span_block_count(&s);
+    for (i = 0; i < n; i++)
+        if (s.blocks[i].block == q->id && s.blocks[i].service == q->target) break;
+    if (i == n) return -PT_ENOENT;
+    return repairq_record(a, q->target, q->id, file, offset, PT_BAD_CORRUPT);
+}
+
+/*
+ * REPLACE_BLOCK (leader only): repair swaps a rebuilt copy into its span. services = (old
+ * service, new service); the block keeps its id (the key of a copy is (service, block)). A
+ * compare-and-swap: it acts only while the span still lists (old service, block), so a repair
+ * that was overtaken (the span changed, another repair swapped first, the file is gone) changes
+ * nothing but removes the stale queue entry. On a swap the old copy goes to `dropped` (GC
+ * erases it after the retention period, like a dropped span's blocks), the block index and
+ * the repair queue follow. New service 0: only forget the queue entry (repair found that no
+ * span lists the block). Reply: u8 1 swapped, 0 nothing to do (the queue entry is gone).
+ */
+static int op_replace_block(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct pt_span s;
+    uint8_t k[16], v[16], dk[24], dv[8];
+    MDB_val key = {16, k}, val = {16, v}, dkey = {24, dk}, dval = {8, dv};
+    uint64_t old_svc, new_svc;
+    unsigned i, j, n;
+    int rc;
+    if (q->n_services != 2) return -PT_EINVAL;
+    old_svc = q->services[0];
+    new_svc = q->services[1];
+    if (old_svc == new_svc) return -PT_EINVAL;
+    key_put_be64(k, old_svc);
+    key_put_be64(k + 8, q->target);
+    rc = mdb_del(a->t, a->sm->repairq, &key, NULL);
+    if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    if (new_svc == 0) goto nothing; /* only forget the queue entry */
+    rc = span_get(a->sm, a->t, q->id, q->offset, &s);
+    if (rc == -PT_ENOENT) goto nothing;
+    if (rc) return rc;
+    n = pt_span_block_count(&s);
+    for (i = 0; i < n; i++)
+        if (s.blocks[i].block == q->target && s.blocks[i].service == old_svc) break;
+    if (i == n) goto nothing; /* compare failed: someone swapped or dropped it first */
+    for (j = 0; j < n; j++)
+        if (s.blocks[j].service == new_svc) return -PT_EEXIST; /* two blocks on one service */
+    s.blocks[i].service = new_svc;
+    if ((rc = span_put(a, q->id, &s)) != 0) return rc;
+    rc = mdb_del(a->t, a->sm->blockidx, &key, NULL);
+    if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    key_put_be64(k, new_svc);
+    pt_put_le64(v, q->id);
+    pt_put_le64(v + 8, q->offset);
+    if ((rc = map_mdb(mdb_put(a->t, a->sm->blockidx, &key, &val, 0))) != 0) return rc;
+    key_put_be64(dk, a->now);
+    key_put_be64(dk + 8, old_svc);
+    key_put_be64(dk + 16, q->target);
+    pt_put_le32(dv, s.blocks[i].crc);
+    pt_put_le32(dv + 4, s.block_size);
+    if ((rc = map_mdb(mdb_put(a->t, a->sm->dropped, &dkey, &dval, 0))) != 0) return rc;
+    pt_enc_u8(&a->out, 1);
+    return 0;
+nothing:
+    pt_enc_u8(&a->out, 0);
+    return 0;
+}
+
+/* Drain marks in `meta`: key "drain:" + 16 hex digits of the service id, value u64 1. */
+#define DRAIN_PREFIX "drain:"
+static size_t drain_key(char *k, size_t cap, uint64_t service)
+{
+    int n = snprintf(k, cap, DRAIN_PREFIX "%016" PRIx64, service);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+/* DRAIN_SERVICE: mark (max 1) or unmark (max 0) a block service as draining. */
+static int op_drain_service(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    char k[32];
+    uint8_t v[8];
+    MDB_val key, val = {8, v};
+    int rc;
+    if (q->target == 0 || q->max > 1) return -PT_EINVAL;
+    key.mv_size = drain_key(k, sizeof(k), q->target);
+    key.mv_data = k;
+    if (q->max == 0) {
+        rc = mdb_del(a->t, a->sm->meta, &key, NULL);
+        return rc == MDB_NOTFOUND ? 0 : map_mdb(rc);
+    }
+    pt_put_le64(v, 1);
+    return map_mdb(mdb_put(a->t, a->sm->meta, &key, &val, 0));
+}
+
+/* DRAIN_STATUS: u8 draining, u64 blocks the block index still places on the service. */
+static int q_drain_status(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    char k[32];
+    uint8_t bk[16];
+    MDB_val key, val, ikey = {16, bk};
+    MDB_cursor *cur;
+    uint64_t n = 0;
+    int rc;
+    key.mv_size = drain_key(k, sizeof(k), q->target);
+    key.mv_data = k;
+    rc = mdb_get(a->t, a->sm->meta, &key, &val);
+    if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    pt_enc_u8(&a->out, rc == 0 ? 1 : 0);
+    if ((rc = mdb_cursor_open(a->t, a->sm->blockidx, &cur)) != 0) return map_mdb(rc);
+    key_put_be64(bk, q->target);
+    key_put_be64(bk + 8, 0);
+    for (rc = mdb_cursor_get(cur, &ikey, &val, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &ikey, &val, MDB_NEXT)) {
+        if (ikey.mv_size != 16 || key_get_be64(ikey.mv_data) != q->target) break;
+        n++;
+    }
+    mdb_cursor_close(cur);
+    pt_enc_u64(&a->out, n);
+    return 0;
+}
+
+int pt_shard_sm_draining(struct pt_shard_sm *sm, uint64_t *out, unsigned max)
+{
+    MDB_txn *t;
+    MDB_cursor *cur;
+    MDB_val key = {strlen(DRAIN_PREFIX), (void *)DRAIN_PREFIX}, val;
+    unsigned n = 0;
+    int rc;
+    if ((rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, &t)) != 0) return map_mdb(rc);
+    if ((rc = mdb_cursor_open(t, sm->meta, &cur)) != 0) {
+        mdb_txn_abort(t);
+        return map_mdb(rc);
+    }
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0 && n < max;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        char hex[17];
+        if (key.mv_size != strlen(DRAIN_PREFIX) + 16 ||
+            memcmp(key.mv_data, DRAIN_PREFIX, strlen(DRAIN_PREFIX)) != 0)
+            break;
+        memcpy(hex, (char *)key.mv_data + strlen(DRAIN_PREFIX), 16);
+        hex[16] = 0;
+        out[n++] = strtoull(hex, NULL, 16);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(t);
+    return (int)n;
 }
 
 static int q_get_policy(struct apply_ctx *a, const struct pt_shard_req *q)
@@ -1507,6 +1685,12 @@ static int dispatch_write(struct apply_ctx *a, const struct pt_shard_req *q)
         return op_set_policy(a, q);
     case PT_SHARD_REPORT_BAD_BLOCK:
         return op_report_bad_block(a, q);
+    case PT_SHARD_SCRUB_REPORT:
+        return op_scrub_report(a, q);
+    case PT_SHARD_REPLACE_BLOCK:
+        return op_replace_block(a, q);
+    case PT_SHARD_DRAIN_SERVICE:
+        return op_drain_service(a, q);
     default:
         return -PT_EPROTO;
     }
@@ -1787,6 +1971,9 @@ int pt_shard_sm_query(struct pt_shard_sm *sm, const uint8_t *req, size_t len, ui
     case PT_SHARD_REPAIR_LIST:
         st = q_repair_list(&a, &q);
         break;
+    case PT_SHARD_DRAIN_STATUS:
+        st = q_drain_status(&a, &q);
+        break;
     default:
         st = q_spans(&a, &q);
         break;
@@ -1839,6 +2026,40 @@ int pt_shard_sm_gc_candidates(struct pt_shard_sm *sm, uint64_t now, uint64_t *cu
     mdb_cursor_close(cur);
     mdb_txn_abort(t);
     return rc == 0 || rc == MDB_NOTFOUND ? (int)n : map_mdb(rc);
+}
+
+int pt_shard_sm_service_blocks(struct pt_shard_sm *sm, uint64_t service, uint64_t *cursor,
+                               struct pt_repair_entry *out, unsigned max)
+{
+    MDB_txn *t;
+    MDB_cursor *cur;
+    uint8_t k[16];
+    MDB_val key = {16, k}, val;
+    unsigned n = 0;
+    int rc;
+    if ((rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, &t)) != 0) return map_mdb(rc);
+    if ((rc = mdb_cursor_open(t, sm->blockidx, &cur)) != 0) {
+        mdb_txn_abort(t);
+        return map_mdb(rc);
+    }
+    key_put_be64(k, service);
+    key_put_be64(k + 8, *cursor);
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0 && n < max;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if (key.mv_size != 16 || key_get_be64(key.mv_data) != service) break;
+        if (val.mv_size != 16) continue;
+        memset(&out[n], 0, sizeof(out[n]));
+        out[n].service = service;
+        out[n].block = key_get_be64((uint8_t *)key.mv_data + 8);
+        out[n].file = pt_get_le64(val.mv_data);
+        out[n].offset = pt_get_le64((uint8_t *)val.mv_data + 8);
+        *cursor = out[n].block + 1;
+        n++;
+    }
+    if (n < max) *cursor = 0; /* the end: start over next time */
+    mdb_cursor_close(cur);
+    mdb_txn_abort(t);
+    return (int)n;
 }
 
 int pt_shard_sm_file_blocks(struct pt_shard_sm *sm, uint64_t file, struct pt_gc_block **out,

@@ -84,6 +84,17 @@ int pt_shard_sm_gc_dropped(struct pt_shard_sm *sm, uint64_t now, struct pt_gc_bl
 #define PT_SHARD_GC_DROPPED_MAX 64 /* blocks forgotten by one FORGET_DROPPED */
 
 /* Whole-store snapshot as one buffer (malloc'd) / restore from one: for Raft log compaction. */
+/*
+ * Blocks the block index places on `service`, from block id *cursor on, as repair tasks (file,
+ * span offset, service, block; the rest 0): count or -PT_E*. *cursor moves past the last one,
+ * or back to 0 when the service's blocks are exhausted.
+ */
+int pt_shard_sm_service_blocks(struct pt_shard_sm *sm, uint64_t service, uint64_t *cursor,
+                               struct pt_repair_entry *out, unsigned max);
+
+/* Block services marked draining (DRAIN_SERVICE): count (<= max) or -PT_E*. */
+int pt_shard_sm_draining(struct pt_shard_sm *sm, uint64_t *out, unsigned max);
+
 int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **buf, size_t *len);
 int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len);
 

@@ -1,0 +1,459 @@
+/*
+ * Repair rounds of a shard leader (see shard_repair.h). A round:
+ *  1. on the loop: takes up to REPAIR_MAX tasks — repair-queue entries from a moving cursor
+ *     (so an entry that cannot be repaired yet does not starve the rest), then blocks the block
+ *     index places on services stale for longer than stale_ms — reads each task's span from
+ *     the store, and picks the new home: a fresh service with a secret, not in a failure domain
+ *     of the span's other blocks;
+ *  2. on a worker thread: reads survivors whole (each verified by the block service's page
+ *     CRCs and here against the block CRC the span records), rebuilds the block (mirrored: a
+ *     good copy; Reed-Solomon: pt_ec_decode of the whole block from D survivors, which is
+ *     byte-wise the same code as the span's cells), checks the rebuilt block against its
+ *     recorded CRC, writes it with a write certificate and checks the write proof; the bytes
+ *     moved are paced to `rate`;
+ *  3. on the loop: proposes REPLACE_BLOCK (old service, new service) for each written block;
+ *     for a queue entry whose span no longer lists the block, REPLACE_BLOCK with new service 0
+ *     forgets the entry.
+ * Crash safety: nothing is decided outside Raft. A leader that dies after step 2 leaves an
+ * unused copy on the new service; the next leader repeats the task (writing the same block to
+ * the same or another service is idempotent or just another unused copy), and the swap's
+ * compare makes a duplicate swap a no-op.
+ */
+#include "cluster/shard/shard_repair.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+#include "cluster/client/blocks_client.h"
+#include "cluster/ec/ec.h"
+#include "cluster/proto/blocks_msg.h"
+#include "cluster/proto/shard_msgs.h"
+#include "petrel/codec.h"
+#include "petrel/common.h"
+#include "petrel/crc32c.h"
+
+#define LOG_MODULE "repair"
+#define REPAIR_EVERY_MS 1000
+#define REPAIR_MAX 8 /* blocks per round */
+
+struct repair_task {
+    uint64_t file;
+    struct pt_span span; /* as the store listed it when the round started (no cell CRCs) */
+    unsigned lost;       /* index of the block to rebuild */
+    int forget;          /* no span lists the block: only forget the queue entry */
+    int drain;           /* the block's service is draining: copy it from there first */
+    char addr[PT_SPAN_BLOCKS_MAX][PT_REG_ADDR_MAX]; /* "" when unknown or stale */
+    uint64_t new_service;
+    char new_addr[PT_REG_ADDR_MAX];
+    uint8_t new_secret[PT_REG_SECRET_SIZE];
+    int written; /* rebuilt, stored, write proof checked */
+};
+
+struct repair_round {
+    uv_work_t work;
+    struct pt_shard_repair *r;
+    uint64_t rate;
+    struct repair_task t[REPAIR_MAX];
+    unsigned n;
+};
+
+void pt_shard_repair_init(struct pt_shard_repair *r, struct pt_node *node, struct pt_shard_sm *sm,
+                          uint64_t rate, uint64_t stale_ms, uint64_t seed)
+{
+    memset(r, 0, sizeof(*r));
+    r->node = node;
+    r->sm = sm;
+    r->rate = rate;
+    r->stale_ms = stale_ms;
+    pt_prng_seed(&r->prng, seed);
+}
+
+/* --- step 1: choosing tasks (loop) ------------------------------------------------------- */
+
+/* The span at (file, offset) from the store: 0, or -PT_ENOENT when no span starts there. */
+static int span_read(struct pt_shard_repair *r, uint64_t file, uint64_t offset, struct pt_span *out)
+{
+    static uint8_t reply[PT_SHARD_MSG_MAX + 4];
+    uint8_t req[64];
+    struct pt_shard_req q;
+    struct pt_cursor body;
+    size_t len;
+    int n, rc;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_SPANS;
+    q.id = file;
+    q.offset = offset;
+    q.max = 1;
+    n = pt_shard_req_encode(&q, req, sizeof(req));
+    if (n < 0) return n;
+    rc = pt_shard_sm_query(r->sm, req, (size_t)n, reply, sizeof(reply), &len);
+    if (rc) return rc;
+    rc = pt_shard_reply_open(reply, len, &body);
+    if (rc) return rc == -PT_ENOENT || rc == -PT_EISDIR ? -PT_ENOENT : rc;
+    (void)pt_dec_u64(&body);
+    if (pt_dec_u16(&body) < 1) return -PT_ENOENT;
+    if (pt_span_decode(&body, out)) return -PT_ECORRUPT;
+    if (out->offset != offset) return -PT_ENOENT;
+    out->cell_crcs = NULL; /* points into `reply`; repair checks whole blocks */
+    out->inline_data = NULL;
+    return 0;
+}
+
+/* A fresh service for block `lost` of the span, in a failure domain its other blocks do not
+ * use: 0 with the task's new home filled in, or -PT_ENOSPC. */
+static int choose_home(struct pt_shard_repair *r, struct repair_task *t)
+{
+    size_t count, i, k, order[PT_NODE_MAX_SERVICES];
+    const struct pt_node_service *all = pt_node_services(r->node, &count);
+    unsigned n = pt_span_block_count(&t->span), j;
+    for (i = 0; i < count; i++)
+        order[i] = i;
+    for (i = count; i > 1; i--) {
+        size_t x = (size_t)pt_prng_below(&r->prng, i), y = order[i - 1];
+        order[i - 1] = order[x];
+        order[x] = y;
+    }
+    for (k = 0; k < count; k++) {
+        const struct pt_node_service *c = &all[order[k]];
+        int clash = 0;
+        if (c->stale || !c->addr[0] || !c->has_secret) continue;
+        for (j = 0; j < r->ndraining; j++)
+            if (r->draining[j] == c->id) clash = 1;
+        if (c->capacity && c->used + t->span.block_size > c->capacity) continue;
+        for (j = 0; j < n && !clash; j++) {
+            const struct pt_node_service *o;
+            if (t->span.blocks[j].service == c->id) clash = 1;
+            if (j == t->lost) continue;
+            o = pt_node_service_find(r->node, t->span.blocks[j].service);
+            if (o && strcmp(o->domain, c->domain) == 0) clash = 1;
+        }
+        if (clash) continue;
+        t->new_service = c->id;
+        snprintf(t->new_addr, sizeof(t->new_addr), "%s", c->addr);
+        memcpy(t->new_secret, c->secret, sizeof(t->new_secret));
+        return 0;
+    }
+    return -PT_ENOSPC;
+}
+
+/* Turn (service, block, file, offset) into a task of the round; 1 if added. */
+static int task_add(struct pt_shard_repair *r, struct repair_round *g,
+                    const struct pt_repair_entry *e, int drain)
+{
+    struct repair_task *t = &g->t[g->n];
+    unsigned i, n;
+    int rc;
+    for (i = 0; i < g->n; i++)
+        if (g->t[i].file == e->file && g->t[i].span.offset == e->offset) return 0; /* one per span */
+    memset(t, 0, sizeof(*t));
+    t->file = e->file;
+    t->drain = drain;
+    rc = span_read(r, e->file, e->offset, &t->span);
+    if (rc == 0) {
+        n = pt_span_block_count(&t->span);
+        for (i = 0; i < n; i++)
+            if (t->span.blocks[i].block == e->block && t->span.blocks[i].service == e->service)
+                break;
+        if (i == n) rc = -PT_ENOENT;
+        t->lost = i;
+    }
+    if (rc == -PT_ENOENT) {
+        /* no span lists it any more: forget the entry */
+        t->forget = 1;
+        t->span.offset = e->offset;
+        t->span.blocks[0].service = e->service;
+        t->span.blocks[0].block = e->block;
+        t->lost = 0;
+        g->n++;
+        return 1;
+    }
+    if (rc || t->span.storage == PT_STORAGE_INLINE || !t->span.certified) return 0;
+    if (choose_home(r, t) != 0) {
+        petrel_log(PT_LOG_WARN, LOG_MODULE,
+                   "block %016" PRIx64 " of file %016" PRIx64 ": no fresh service in a failure "
+                   "domain the span does not use",
+                   e->block, e->file);
+        return 0;
+    }
+    for (i = 0; i < pt_span_block_count(&t->span); i++) {
+        const struct pt_node_service *s = pt_node_service_find(r->node, t->span.blocks[i].service);
+        if (s && !s->stale && s->addr[0])
+            snprintf(t->addr[i], sizeof(t->addr[i]), "%s", s->addr);
+    }
+    g->n++;
+    return 1;
+}
+
+/* Queue entries from the cursor on; the cursor wraps when the queue is exhausted. */
+static void take_queue(struct pt_shard_repair *r, struct repair_round *g)
+{
+    static uint8_t reply[PT_SHARD_MSG_MAX + 4];
+    uint8_t req[64];
+    struct pt_shard_req q;
+    struct pt_cursor body;
+    size_t len;
+    unsigned cnt, i;
+    int n;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_REPAIR_LIST;
+    q.target = r->queue_service;
+    q.offset = r->queue_block;
+    q.max = REPAIR_MAX;
+    n = pt_shard_req_encode(&q, req, sizeof(req));
+    if (n < 0 || pt_shard_sm_query(r->sm, req, (size_t)n, reply, sizeof(reply), &len) != 0 ||
+        pt_shard_reply_open(reply, len, &body) != 0)
+        return;
+    cnt = pt_dec_u16(&body);
+    for (i = 0; i < cnt && g->n < REPAIR_MAX; i++) {
+        struct pt_repair_entry e;
+        if (pt_repair_entry_decode(&body, &e) != 0) return;
+        r->queue_service = e.service;
+        r->queue_block = e.block + 1;
+        task_add(r, g, &e, 0);
+    }
+    if (i == cnt && pt_dec_u8(&body) == 0) r->queue_service = r->queue_block = 0;
+}
+
+/* Track since when each service is stale; take blocks of the first one stale too long. */
+static void take_stale(struct pt_shard_repair *r, struct repair_round *g, uint64_t now)
+{
+    size_t count, i;
+    const struct pt_node_service *all = pt_node_services(r->node, &count);
+    unsigned j, kept = 0;
+    /* forget services that came back or left the list */
+    for (j = 0; j < r->nstale; j++) {
+        const struct pt_node_service *s = pt_node_service_find(r->node, r->stale[j].id);
+        if (s && s->stale) r->stale[kept++] = r->stale[j];
+    }
+    r->nstale = kept;
+    for (i = 0; i < count && r->nstale < PT_NODE_MAX_SERVICES; i++) {
+        if (!all[i].stale) continue;
+        for (j = 0; j < r->nstale && r->stale[j].id != all[i].id; j++)
+            ;
+        if (j == r->nstale) {
+            r->stale[r->nstale].id = all[i].id;
+            r->stale[r->nstale++].since = now;
+        }
+    }
+    if (!r->stale_ms) return;
+    for (j = 0; j < r->nstale && g->n < REPAIR_MAX; j++) {
+        struct pt_repair_entry e[REPAIR_MAX];
+        int n, k;
+        if (now - r->stale[j].since < r->stale_ms) continue;
+        n = pt_shard_sm_service_blocks(r->sm, r->stale[j].id, &r->stale_block, e,
+                                       REPAIR_MAX - g->n);
+        for (k = 0; k < n && g->n < REPAIR_MAX; k++)
+            task_add(r, g, &e[k], 0);
+        break; /* one stale service at a time: its cursor is r->stale_block */
+    }
+}
+
+/* Blocks of the first draining service that still holds some (copied, not rebuilt, while it
+ * serves: a failed copy falls back to rebuilding from the span's other blocks). */
+static void take_draining(struct pt_shard_repair *r, struct repair_round *g)
+{
+    int n = pt_shard_sm_draining(r->sm, r->draining, PT_ARRAY_SIZE(r->draining));
+    unsigned j;
+    r->ndraining = n > 0 ? (unsigned)n : 0;
+    for (j = 0; j < r->ndraining && g->n < REPAIR_MAX; j++) {
+        struct pt_repair_entry e[REPAIR_MAX];
+        int k, m = pt_shard_sm_service_blocks(r->sm, r->draining[j], &r->drain_block, e,
+                                              REPAIR_MAX - g->n);
+        for (k = 0; k < m && g->n < REPAIR_MAX; k++)
+            task_add(r, g, &e[k], 1);
+        if (m > 0) break; /* one service at a time: its cursor is r->drain_block */
+    }
+}
+
+/* --- step 2: rebuilding (worker thread) --------------------------------------------------- */
+
+/* Keep the round's bytes under `rate` per second since `start` (worker thread only). */
+static void pace(uint64_t rate, const struct timespec *start, uint64_t bytes)
+{
+    struct timespec now, wait;
+    uint64_t due_ns, spent_ns;
+    if (!rate) return;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    due_ns = bytes * 1000000000ull / rate;
+    spent_ns = (uint64_t)(now.tv_sec - start->tv_sec) * 1000000000ull +
+               (uint64_t)(now.tv_nsec - start->tv_nsec);
+    if (spent_ns >= due_ns) return;
+    wait.tv_sec = (time_t)((due_ns - spent_ns) / 1000000000ull);
+    wait.tv_nsec = (long)((due_ns - spent_ns) % 1000000000ull);
+    nanosleep(&wait, NULL);
+}
+
+/* Read block j of the span whole and check it against the CRC the span records. */
+static int read_good(const struct repair_task *t, unsigned j, uint8_t *buf)
+{
+    struct pt_call_opts opts = {.timeout_ms = 5000, .retry_budget_ms = 2000};
+    uint32_t got = 0, size = 0;
+    const struct pt_block_ref *b = &t->span.blocks[j];
+    if (!t->addr[j][0]) return -PT_EHOSTUNREACH;
+    int rc = pt_blocks_read(t->addr[j], b->block, 0, t->span.block_size, buf, &got, &size, &opts);
+    if (rc) return rc;
+    if (got != t->span.block_size || size != t->span.block_size ||
+        petrel_crc32c(0, buf, got) != b->crc)
+        return -PT_ECORRUPT;
+    return 0;
+}
+
+/* Rebuild the lost block into out: 0, or -PT_EIO when too few good survivors. */
+static int rebuild(const struct repair_task *t, uint8_t *out, uint64_t *bytes)
+{
+    unsigned n = pt_span_block_count(&t->span), j, have = 0;
+    uint32_t bs = t->span.block_size;
+    *bytes += t->drain ? bs : 0;
+    if (t->drain && read_good(t, t->lost, out) == 0) return 0; /* a copy, not a rebuild */
+    if (t->span.storage == PT_STORAGE_MIRRORED) {
+        for (j = 0; j < n; j++) {
+            if (j == t->lost) continue;
+            *bytes += bs;
+            if (read_good(t, j, out) == 0) return 0;
+        }
+        return -PT_EIO;
+    }
+    {
+        struct pt_ec ec;
+        unsigned idx[PT_EC_DATA_MAX], want = t->lost;
+        uint8_t *src[PT_EC_DATA_MAX], *dst[1] = {out};
+        int rc = pt_ec_init(&ec, t->span.data, t->span.parity);
+        memset(src, 0, sizeof(src));
+        for (j = 0; rc == 0 && j < n && have < t->span.data; j++) {
+            if (j == t->lost) continue;
+            if (!src[have] && !(src[have] = malloc(bs ? bs : 1))) {
+                rc = -PT_ENOMEM;
+                break;
+            }
+            *bytes += bs;
+            if (read_good(t, j, src[have]) == 0) idx[have++] = j;
+        }
+        if (rc == 0 && have < t->span.data) rc = -PT_EIO;
+        if (rc == 0) rc = pt_ec_decode(&ec, bs, have, idx, src, 1, &want, dst);
+        for (j = 0; j < PT_EC_DATA_MAX; j++)
+            free(src[j]);
+        return rc;
+    }
+}
+
+static void repair_work(uv_work_t *w)
+{
+    struct repair_round *g = w->data;
+    struct pt_call_opts opts = {.timeout_ms = 5000, .retry_budget_ms = 3000};
+    struct timespec start;
+    uint64_t bytes = 0;
+    unsigned i;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (i = 0; i < g->n; i++) {
+        struct repair_task *t = &g->t[i];
+        const struct pt_block_ref *b = &t->span.blocks[t->lost];
+        uint32_t bs = t->span.block_size;
+        uint64_t proof = 0;
+        uint8_t *data;
+        if (t->forget) continue;
+        data = malloc(bs ? bs : 1);
+        if (!data) continue;
+        if (rebuild(t, data, &bytes) == 0 && petrel_crc32c(0, data, bs) == b->crc) {
+            uint64_t cert =
+                pt_block_mac(t->new_secret, PT_BLOCK_WRITE_CERT, t->new_service, b->block, b->crc, bs);
+            bytes += bs;
+            if (pt_blocks_write(t->new_addr, b->block, b->crc, data, bs, cert, &proof, &opts) == 0 &&
+                pt_block_mac_check(t->new_secret, PT_BLOCK_WRITE_PROOF, t->new_service, b->block,
+                                   b->crc, bs, proof))
+                t->written = 1;
+        }
+        free(data);
+        pace(g->rate, &start, bytes);
+    }
+}
+
+/* --- step 3: the swaps (loop) -------------------------------------------------------------- */
+
+struct swap_ctx {
+    struct pt_shard_repair *r;
+    uint64_t file, block, from, to;
+};
+
+static void swap_done(void *ctx, int status, const uint8_t *reply, size_t len)
+{
+    struct swap_ctx *x = ctx;
+    struct pt_cursor body;
+    int swapped = 0;
+    if (status == 0 && pt_shard_reply_open(reply, len, &body) == 0) swapped = pt_dec_u8(&body);
+    if (x->to) {
+        if (swapped) x->r->repaired++;
+        petrel_log(status ? PT_LOG_WARN : PT_LOG_INFO, LOG_MODULE,
+                   "block %016" PRIx64 " of file %016" PRIx64 " moved from %016" PRIx64
+                   " to %016" PRIx64 ": %s",
+                   x->block, x->file, x->from, x->to,
+                   status ? petrel_strerror(status) : swapped ? "swapped" : "already done");
+    }
+    free(x);
+}
+
+static void propose_swap(struct pt_shard_repair *r, const struct repair_task *t)
+{
+    struct pt_shard_req q;
+    uint8_t enc[128];
+    struct swap_ctx *x;
+    int n;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_REPLACE_BLOCK;
+    q.id = t->file;
+    q.offset = t->span.offset;
+    q.target = t->span.blocks[t->lost].block;
+    q.n_services = 2;
+    q.services[0] = t->span.blocks[t->lost].service;
+    q.services[1] = t->forget ? 0 : t->new_service;
+    n = pt_shard_req_encode(&q, enc, sizeof(enc));
+    x = calloc(1, sizeof(*x));
+    if (!x || n < 0) {
+        free(x);
+        return;
+    }
+    x->r = r;
+    x->file = q.id;
+    x->block = q.target;
+    x->from = q.services[0];
+    x->to = q.services[1];
+    if (pt_node_propose(r->node, enc, (size_t)n, swap_done, x) != 0) free(x);
+}
+
+static void repair_done(uv_work_t *w, int status)
+{
+    struct repair_round *g = w->data;
+    struct pt_shard_repair *r = g->r;
+    unsigned i;
+    r->running = 0;
+    if (status == 0 && pt_node_can_serve(r->node))
+        for (i = 0; i < g->n; i++) {
+            if (g->t[i].written || g->t[i].forget)
+                propose_swap(r, &g->t[i]);
+            else
+                r->failed++;
+        }
+    free(g);
+}
+
+void pt_shard_repair_tick(struct pt_shard_repair *r, uint64_t now_ms)
+{
+    struct repair_round *g;
+    if (r->running || now_ms - r->last_ms < REPAIR_EVERY_MS) return;
+    r->last_ms = now_ms;
+    g = calloc(1, sizeof(*g));
+    if (!g) return;
+    g->r = r;
+    g->rate = r->rate;
+    g->work.data = g;
+    take_draining(r, g);
+    take_queue(r, g);
+    take_stale(r, g, now_ms);
+    if (g->n == 0 || uv_queue_work(pt_node_loop(r->node), &g->work, repair_work, repair_done) != 0) {
+        free(g);
+        return;
+    }
+    r->running = 1;
+}

@@ -1,0 +1,46 @@
+/*
+ * Repair on a shard leader (shard_repair.c): rebuilds blocks of the repair queue (reported by
+ * readers and scrubbers), every block on a block service the registry has listed as stale
+ * for longer than a timeout, and every block on a service being drained (copied from it
+ * while it serves), each onto a fresh service in a failure domain its span does not use, and swaps the new copy in with REPLACE_BLOCK (a compare-and-swap applied through Raft).
+ * Runs rounds like GC: chosen on the loop, block I/O on a libuv worker thread, the proposals
+ * back on the loop. Never frees a block: the old copy is dropped by the swap's apply (GC
+ * erases it after the retention period), and a copy written by a repair whose swap is refused
+ * stays unused (a duplicated repair may have swapped in exactly that copy).
+ */
+#ifndef PETREL_CLUSTER_SHARD_REPAIR_H
+#define PETREL_CLUSTER_SHARD_REPAIR_H
+
+#include <stdint.h>
+
+#include "cluster/replica/node.h"
+#include "cluster/shard/shard_sm.h"
+#include "petrel/prng.h"
+
+struct pt_shard_repair {
+    struct pt_node *node;
+    struct pt_shard_sm *sm;
+    struct pt_prng prng;
+    uint64_t rate;     /* bytes per second read and written by repair; 0 = unlimited */
+    uint64_t stale_ms; /* a service stale this long has every block rebuilt elsewhere */
+    uint64_t last_ms;
+    int running;
+    uint64_t queue_service, queue_block; /* where the next look at the queue starts */
+    uint64_t stale_block;                /* where the next look at a stale service starts */
+    uint64_t drain_block;                /* where the next look at a draining service starts */
+    uint64_t draining[16];               /* services marked draining (DRAIN_SERVICE) */
+    unsigned ndraining;
+    struct {
+        uint64_t id, since;
+    } stale[PT_NODE_MAX_SERVICES];
+    unsigned nstale;
+    uint64_t repaired, failed; /* blocks swapped in / repairs that could not finish */
+};
+
+/* rate: bytes/s (0: unlimited); stale_ms: 0 = never rebuild for staleness alone. */
+void pt_shard_repair_init(struct pt_shard_repair *r, struct pt_node *node, struct pt_shard_sm *sm,
+                          uint64_t rate, uint64_t stale_ms, uint64_t seed);
+/* Called on the loop by the leader's tick: starts a round when none runs (once a second). */
+void pt_shard_repair_tick(struct pt_shard_repair *r, uint64_t now_ms);
+
+#endif
