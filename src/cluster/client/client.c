@@ -594,6 +594,23 @@ static int span_attempt(struct writer *w, uint64_t offset, const uint8_t *data, 
     return rc;
 }
 
+/* Drop the span at `offset` of the file being written (a failed placement), so it can be
+ * placed again: 0 once it is gone. */
+static int drop_span(struct writer *w, uint64_t offset)
+{
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    int rc, retried;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_DROP_SPAN;
+    q.offset = offset;
+    rc = write_call(w, &q, &rep, &retried);
+    pt_reply_free(&rep);
+    /* A repeat whose first try was committed finds the span gone: it is dropped. */
+    if (rc == -PT_ENOENT && retried) rc = 0;
+    return rc;
+}
+
 /* A mirrored span; a block service that fails is avoided and the span placed again. */
 static int write_span(struct writer *w, uint64_t offset, const uint8_t *data, uint32_t len)
 {
@@ -603,19 +620,10 @@ static int write_span(struct writer *w, uint64_t offset, const uint8_t *data, ui
     unsigned attempt;
     int rc = -PT_EIO;
     for (attempt = 0; attempt < 4; attempt++) {
-        struct pt_shard_req q;
-        struct pt_reply rep;
-        int failed = 0, drc, retried;
+        int failed = 0, drc;
         rc = span_attempt(w, offset, data, len, crc, avoid, &n_avoid, &failed);
         if (rc == 0 || !failed) return rc;
-        memset(&q, 0, sizeof(q));
-        q.op = PT_SHARD_DROP_SPAN;
-        q.offset = offset;
-        drc = write_call(w, &q, &rep, &retried);
-        pt_reply_free(&rep);
-        /* A repeat whose first try was committed finds the span gone: it is dropped. */
-        if (drc == -PT_ENOENT && retried) drc = 0;
-        if (drc) return drc;
+        if ((drc = drop_span(w, offset)) != 0) return drc;
     }
     return rc;
 }
@@ -1014,18 +1022,10 @@ static int write_rs_span(struct writer *w, struct rs_writer *r, uint64_t offset,
     int rc = -PT_EIO;
     rs_encode_span(r, size, pt_rs_block_size(size, r->d));
     for (attempt = 0; attempt < 4; attempt++) {
-        struct pt_shard_req q;
-        struct pt_reply rep;
-        int failed = 0, drc, retried;
+        int failed = 0, drc;
         rc = rs_span_attempt(w, r, offset, size, crc, avoid, &n_avoid, &failed);
         if (rc == 0 || !failed) return rc;
-        memset(&q, 0, sizeof(q));
-        q.op = PT_SHARD_DROP_SPAN;
-        q.offset = offset;
-        drc = write_call(w, &q, &rep, &retried);
-        pt_reply_free(&rep);
-        if (drc == -PT_ENOENT && retried) drc = 0;
-        if (drc) return drc;
+        if ((drc = drop_span(w, offset)) != 0) return drc;
     }
     return rc;
 }

@@ -545,6 +545,21 @@ static int is_retry_of_last_span(struct apply_ctx *a, const struct pt_shard_req 
 static int span_new_blocks(struct apply_ctx *a, const struct pt_shard_req *q, struct pt_span *s);
 static void span_reply_blocks(struct apply_ctx *a, const struct pt_span *s);
 
+/* A new span with blocks at the end of transient file f (ADD_SPAN, ADD_RS_SPAN): place its
+ * blocks, store it, grow the file, move its owner deadline, answer the placements. */
+static int span_append(struct apply_ctx *a, const struct pt_shard_req *q, struct inode_rec *f,
+                       struct pt_span *s)
+{
+    int rc;
+    if ((rc = span_new_blocks(a, q, s)) != 0) return rc;
+    if ((rc = span_put(a, q->id, s)) != 0) return rc;
+    f->size += q->size;
+    f->n_spans++;
+    if ((rc = touch_transient(a, q->id, f)) || (rc = inode_put(a->sm, a->t, q->id, f))) return rc;
+    span_reply_blocks(a, s);
+    return 0;
+}
+
 static int op_add_span(struct apply_ctx *a, const struct pt_shard_req *q)
 {
     struct inode_rec f;
@@ -576,13 +591,7 @@ static int op_add_span(struct apply_ctx *a, const struct pt_shard_req *q)
     s.block_size = q->size;
     for (i = 0; i < q->n_services; i++)
         s.blocks[i].crc = q->crc;
-    if ((rc = span_new_blocks(a, q, &s)) != 0) return rc;
-    if ((rc = span_put(a, q->id, &s)) != 0) return rc;
-    f.size += q->size;
-    f.n_spans++;
-    if ((rc = touch_transient(a, q->id, &f)) || (rc = inode_put(a->sm, a->t, q->id, &f))) return rc;
-    span_reply_blocks(a, &s);
-    return 0;
+    return span_append(a, q, &f, &s);
 }
 
 static int op_add_inline(struct apply_ctx *a, const struct pt_shard_req *q)
@@ -1310,13 +1319,7 @@ static int op_add_rs_span(struct apply_ctx *a, const struct pt_shard_req *q)
                                        cell);
         s.blocks[i].crc = crc;
     }
-    if ((rc = span_new_blocks(a, q, &s)) != 0) return rc;
-    if ((rc = span_put(a, q->id, &s)) != 0) return rc;
-    f.size += q->size;
-    f.n_spans++;
-    if ((rc = touch_transient(a, q->id, &f)) || (rc = inode_put(a->sm, a->t, q->id, &f))) return rc;
-    span_reply_blocks(a, &s);
-    return 0;
+    return span_append(a, q, &f, &s);
 }
 
 /* SET_POLICY: a directory of this shard gets a storage policy (an empty record clears it). */
