@@ -1547,6 +1547,20 @@ static int q_drain_status(struct apply_ctx *a, const struct pt_shard_req *q)
     return 0;
 }
 
+
+/* A read-only transaction and a cursor on one table, for the leader's scans: 0 or a PT_E*
+ * (nothing left open on error). */
+static int read_cursor(struct pt_shard_sm *sm, MDB_dbi dbi, MDB_txn **t, MDB_cursor **cur)
+{
+    int rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, t);
+    if (rc != 0) return map_mdb(rc);
+    if ((rc = mdb_cursor_open(*t, dbi, cur)) != 0) {
+        mdb_txn_abort(*t);
+        return map_mdb(rc);
+    }
+    return 0;
+}
+
 int pt_shard_sm_draining(struct pt_shard_sm *sm, uint64_t *out, unsigned max)
 {
     MDB_txn *t;
@@ -1554,11 +1568,7 @@ int pt_shard_sm_draining(struct pt_shard_sm *sm, uint64_t *out, unsigned max)
     MDB_val key = {strlen(DRAIN_PREFIX), (void *)DRAIN_PREFIX}, val;
     unsigned n = 0;
     int rc;
-    if ((rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, &t)) != 0) return map_mdb(rc);
-    if ((rc = mdb_cursor_open(t, sm->meta, &cur)) != 0) {
-        mdb_txn_abort(t);
-        return map_mdb(rc);
-    }
+    if ((rc = read_cursor(sm, sm->meta, &t, &cur)) != 0) return rc;
     for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0 && n < max;
          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
         char hex[17];
@@ -2007,11 +2017,7 @@ int pt_shard_sm_gc_candidates(struct pt_shard_sm *sm, uint64_t now, uint64_t *cu
     MDB_val key = {8, k}, val;
     unsigned seen = 0, n = 0;
     int rc;
-    if ((rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, &t)) != 0) return map_mdb(rc);
-    if ((rc = mdb_cursor_open(t, sm->inodes, &cur)) != 0) {
-        mdb_txn_abort(t);
-        return map_mdb(rc);
-    }
+    if ((rc = read_cursor(sm, sm->inodes, &t, &cur)) != 0) return rc;
     key_put_be64(k, *cursor);
     for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0 && seen < budget && n < max;
          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT), seen++) {
@@ -2040,11 +2046,7 @@ int pt_shard_sm_service_blocks(struct pt_shard_sm *sm, uint64_t service, uint64_
     MDB_val key = {16, k}, val;
     unsigned n = 0;
     int rc;
-    if ((rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, &t)) != 0) return map_mdb(rc);
-    if ((rc = mdb_cursor_open(t, sm->blockidx, &cur)) != 0) {
-        mdb_txn_abort(t);
-        return map_mdb(rc);
-    }
+    if ((rc = read_cursor(sm, sm->blockidx, &t, &cur)) != 0) return rc;
     key_put_be64(k, service);
     key_put_be64(k + 8, *cursor);
     for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0 && n < max;
@@ -2077,11 +2079,7 @@ int pt_shard_sm_file_blocks(struct pt_shard_sm *sm, uint64_t file, struct pt_gc_
     int rc, err = 0;
     *out = NULL;
     *n = 0;
-    if ((rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, &t)) != 0) return map_mdb(rc);
-    if ((rc = mdb_cursor_open(t, sm->spans, &cur)) != 0) {
-        mdb_txn_abort(t);
-        return map_mdb(rc);
-    }
+    if ((rc = read_cursor(sm, sm->spans, &t, &cur)) != 0) return rc;
     span_key(k, file, 0);
     for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0 && !err;
          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
@@ -2132,11 +2130,7 @@ int pt_shard_sm_gc_dropped(struct pt_shard_sm *sm, uint64_t now, struct pt_gc_bl
     MDB_val key, val;
     unsigned n = 0;
     int rc;
-    if ((rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, &t)) != 0) return map_mdb(rc);
-    if ((rc = mdb_cursor_open(t, sm->dropped, &cur)) != 0) {
-        mdb_txn_abort(t);
-        return map_mdb(rc);
-    }
+    if ((rc = read_cursor(sm, sm->dropped, &t, &cur)) != 0) return rc;
     for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0 && n < max;
          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
         const uint8_t *k = key.mv_data, *v = val.mv_data;
