@@ -331,7 +331,7 @@ int pt_blocks_server_start(uv_loop_t *loop, const struct pt_blocks_server_config
         publish_usage(s);
         memset(&scfg, 0, sizeof(scfg));
         scfg.listen = addr;
-        scfg.max_body = PT_BLOCK_WRITE_FIELDS + PT_BLOCK_MAX_SIZE;
+        scfg.max_body = PT_BLOCK_MAX_BODY;
         scfg.handler = handler;
         scfg.ctx = s;
         err = pt_server_start(loop, &scfg, &s->srv);

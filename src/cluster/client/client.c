@@ -495,6 +495,49 @@ static int service_addr(struct petrel_client *c, uint64_t id, int refresh, char 
     return -PT_ENXIO;
 }
 
+/* One block operation of a span run on its own thread (blocks of a span travel in parallel). */
+struct block_job {
+    pthread_t thread;
+    char addr[PT_REG_ADDR_MAX];
+    uint64_t service, block, cert, proof;
+    uint32_t crc, size;
+    struct iovec pieces[PT_RS_ROWS_MAX];
+    unsigned n_pieces;
+    /* reads */
+    uint32_t offset, count, got;
+    uint8_t *buf;
+    const struct pt_call_opts *opts;
+    int write, rc, started;
+    int skip; /* not run (its rc is set already) */
+};
+
+static void *block_job_run(void *arg)
+{
+    struct block_job *j = arg;
+    if (j->skip) return NULL;
+    if (j->write)
+        j->rc = pt_blocks_write_iov(j->addr, j->block, j->crc, j->pieces, j->n_pieces, j->size,
+                                    j->cert, &j->proof, j->opts);
+    else
+        j->rc = pt_blocks_read(j->addr, j->block, j->offset, j->count, j->buf, &j->got, NULL,
+                               j->opts);
+    return NULL;
+}
+
+/* Run jobs in parallel (a job whose thread cannot start runs here). */
+static void block_jobs_run(struct block_job *jobs, unsigned n)
+{
+    unsigned i;
+    for (i = 0; i < n; i++)
+        jobs[i].started = pthread_create(&jobs[i].thread, NULL, block_job_run, &jobs[i]) == 0;
+    for (i = 0; i < n; i++) {
+        if (jobs[i].started)
+            pthread_join(jobs[i].thread, NULL);
+        else
+            block_job_run(&jobs[i]);
+    }
+}
+
 /* ---- writing --------------------------------------------------------------------------------- */
 
 struct writer {
@@ -539,6 +582,7 @@ static int span_attempt(struct writer *w, uint64_t offset, const uint8_t *data, 
     struct pt_reply rep;
     struct pt_cursor b;
     uint8_t proofs[PT_SPAN_BLOCKS_MAX * 8];
+    struct block_job jobs[PT_SPAN_BLOCKS_MAX];
     unsigned n, i;
     int rc;
     memset(&q, 0, sizeof(q));
@@ -559,28 +603,45 @@ static int span_attempt(struct writer *w, uint64_t offset, const uint8_t *data, 
     pt_cursor_init(&b, rep.body, rep.body_len);
     n = pt_dec_u8(&b);
     if (n == 0 || n > PT_SPAN_BLOCKS_MAX) rc = -PT_EPROTO;
+    /* Every copy at once, each on its own connection and thread. */
     for (i = 0; i < n && rc == 0; i++) {
-        uint64_t service = pt_dec_u64(&b), block = pt_dec_u64(&b), cert = pt_dec_u64(&b), proof = 0;
-        char addr[PT_REG_ADDR_MAX];
+        struct block_job *j = &jobs[i];
+        memset(j, 0, sizeof(*j));
+        j->service = pt_dec_u64(&b);
+        j->block = pt_dec_u64(&b);
+        j->cert = pt_dec_u64(&b);
         if (!pt_cursor_ok(&b)) {
             rc = -PT_EPROTO;
             break;
         }
-        rc = service_addr(w->c, service, 0, addr, sizeof(addr));
-        if (rc == 0)
-            rc = pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts);
-        if (rc != 0 && rc != -PT_ENOTCERT && rc != -PT_EEXIST) {
+        j->write = 1;
+        j->crc = crc;
+        j->size = len;
+        j->pieces[0].iov_base = (void *)data;
+        j->pieces[0].iov_len = len;
+        j->n_pieces = 1;
+        j->opts = &w->c->block_opts;
+        j->rc = service_addr(w->c, j->service, 0, j->addr, sizeof(j->addr));
+        j->skip = j->rc != 0;
+    }
+    if (rc == 0) block_jobs_run(jobs, n);
+    for (i = 0; i < n && rc == 0; i++) {
+        struct block_job *j = &jobs[i];
+        int jrc = j->rc;
+        if (jrc != 0 && jrc != -PT_ENOTCERT && jrc != -PT_EEXIST) {
             /* The service may have moved: ask the registry once and retry there. */
-            if (service_addr(w->c, service, 1, addr, sizeof(addr)) == 0)
-                rc = pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts);
+            if (service_addr(w->c, j->service, 1, j->addr, sizeof(j->addr)) == 0)
+                jrc = pt_blocks_write(j->addr, j->block, crc, data, len, j->cert, &j->proof,
+                                      &w->c->block_opts);
         }
-        if (rc != 0) {
+        if (jrc != 0) {
             petrel_log(PT_LOG_WARN, "client", "block service %llu failed a write: %s",
-                       (unsigned long long)service, petrel_strerror(rc));
-            if (*n_avoid < PT_SPAN_BLOCKS_MAX) avoid[(*n_avoid)++] = service;
+                       (unsigned long long)j->service, petrel_strerror(jrc));
+            if (*n_avoid < PT_SPAN_BLOCKS_MAX) avoid[(*n_avoid)++] = j->service;
             *failed = 1;
+            rc = jrc;
         }
-        pt_put_le64(proofs + (size_t)8 * i, proof);
+        pt_put_le64(proofs + (size_t)8 * i, j->proof);
     }
     pt_reply_free(&rep);
     if (rc) return rc;
@@ -814,47 +875,6 @@ static int writer_policy(struct petrel_client *c, const char *path, uint64_t dir
 }
 
 /* ---- redundancy: Reed-Solomon spans ---------------------------------------------------------- */
-
-/* One block operation of a span run on its own thread (blocks of a span travel in parallel). */
-struct block_job {
-    pthread_t thread;
-    char addr[PT_REG_ADDR_MAX];
-    uint64_t service, block, cert, proof;
-    uint32_t crc, size;
-    struct iovec pieces[PT_RS_ROWS_MAX];
-    unsigned n_pieces;
-    /* reads */
-    uint32_t offset, count, got;
-    uint8_t *buf;
-    const struct pt_call_opts *opts;
-    int write, rc, started;
-};
-
-static void *block_job_run(void *arg)
-{
-    struct block_job *j = arg;
-    if (j->write)
-        j->rc = pt_blocks_write_iov(j->addr, j->block, j->crc, j->pieces, j->n_pieces, j->size,
-                                    j->cert, &j->proof, j->opts);
-    else
-        j->rc = pt_blocks_read(j->addr, j->block, j->offset, j->count, j->buf, &j->got, NULL,
-                               j->opts);
-    return NULL;
-}
-
-/* Run jobs in parallel (a job whose thread cannot start runs here). */
-static void block_jobs_run(struct block_job *jobs, unsigned n)
-{
-    unsigned i;
-    for (i = 0; i < n; i++)
-        jobs[i].started = pthread_create(&jobs[i].thread, NULL, block_job_run, &jobs[i]) == 0;
-    for (i = 0; i < n; i++) {
-        if (jobs[i].started)
-            pthread_join(jobs[i].thread, NULL);
-        else
-            block_job_run(&jobs[i]);
-    }
-}
 
 /*
  * The bytes of one RS span being written: data in row-major order (cell (row r, data block
