@@ -6,7 +6,7 @@
  * simulator runs it on its faulty disk; its one slow call, fsync, completes asynchronously
  * (libuv's thread pool in production). It never lets a write become visible before the data is
  * fsync'd (temp file, pages verified against the writer's page CRCs as they arrive, write,
- * fsync, header and CRC table read back, rename, fsync directory), and never returns a byte
+ * fsync, read back and checked, rename, fsync directory), and never returns a byte
  * whose page failed its CRC.
  *
  * The server (pt_blocks_server_*) runs several services in one process on one loop: each
@@ -57,7 +57,7 @@ int pt_blocks_store_scan(struct pt_blocks_store *s,
 
 /*
  * Store a block durably (a stream of one piece, below): write a temp file, fsync it (through
- * the env: off the loop in production), read its header and page CRC table back, rename it
+ * the env: off the loop in production), read it back and check it, rename it
  * into place, fsync its directory; then done(ctx, status). `data` is copied out during the call; the
  * store itself may go away before done runs (the operation keeps what it needs).
  * crc must be the CRC32C of the data (else -PT_EBADMSG). An existing identical block is success
@@ -75,7 +75,8 @@ void pt_blocks_store_write(struct pt_blocks_store *s, uint64_t block_id, uint32_
  * page-aligned, comes in order (else -PT_EPROTO) and is verified page by page against the
  * writer's page CRCs (-PT_EBADMSG) before it is written; only the page CRCs are kept (4 bytes
  * a page). finish checks that every byte came and that the page CRCs combine to the block's
- * CRC, writes header and CRC table, fsyncs, reads header and table back, renames, fsyncs the
+ * CRC, writes header and CRC table, fsyncs, reads the file back and checks every page against
+ * the page CRCs (from the page cache, normally), renames, fsyncs the
  * directory, then done(ctx, status) from the loop: the stream is freed either way. abort (a
  * stream given up before finish) closes and removes the temp file: nothing partial is ever
  * visible. After an error from pages the caller must abort.
