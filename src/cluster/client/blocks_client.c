@@ -50,7 +50,7 @@ static int run_on_conn(const char *address, const struct pt_call_opts *opts, con
     for (;;) {
         struct pt_conn *conn = pt_call_pool_take(address);
         int reused = conn != NULL, remote = 0;
-        err = conn ? 0 : pt_conn_open(address, timeout, 0, &conn);
+        err = conn ? 0 : pt_conn_open(address, timeout, PT_BLOCK_MAX_BODY, &conn);
         if (!err) {
             err = fn(conn, arg, timeout, &remote);
             if (err >= 0 || remote)

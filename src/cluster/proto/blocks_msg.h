@@ -28,8 +28,10 @@
 /* The most block data one frame carries: a BLOCK_WRITE, one BLOCK_WRITE_PAGES, one
  * BLOCK_READ response. A larger block travels as a stream of such pieces. */
 #define PT_BLOCK_CHUNK (256u * 1024)
-/* The largest request body a block service accepts (a BLOCK_WRITE_PAGES of a full chunk). */
-#define PT_BLOCK_MAX_BODY (PT_BLOCK_CHUNK + PT_BLOCK_CHUNK / PT_BLOCK_PAGE_SIZE * 4 + 64)
+/* The largest body of a block service frame either way: a BLOCK_WRITE_PAGES of a full chunk,
+ * or a BLOCK_READ response of a chunk that starts mid-page (one page more, with its CRC). */
+#define PT_BLOCK_MAX_BODY \
+    (PT_BLOCK_CHUNK + PT_BLOCK_PAGE_SIZE + (PT_BLOCK_CHUNK / PT_BLOCK_PAGE_SIZE + 1) * 4 + 64)
 /* A write stream idle this long is given up (its temp file removed). */
 #define PT_BLOCK_STREAM_IDLE_MS 30000
 /* Write streams open at once in one service; a further BEGIN gets PT_EBUSY. */
