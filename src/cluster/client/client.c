@@ -570,32 +570,61 @@ static int write_inline(struct writer *w, uint64_t offset, const uint8_t *data, 
     return rc;
 }
 
+/* Start jobs in parallel (a job whose thread cannot start runs at join). */
+static void block_jobs_start(struct block_job *jobs, unsigned n)
+{
+    unsigned i;
+    for (i = 0; i < n; i++)
+        jobs[i].started = pthread_create(&jobs[i].thread, NULL, block_job_run, &jobs[i]) == 0;
+}
+
+static void block_jobs_join(struct block_job *jobs, unsigned n)
+{
+    unsigned i;
+    for (i = 0; i < n; i++) {
+        if (jobs[i].started)
+            pthread_join(jobs[i].thread, NULL);
+        else
+            block_job_run(&jobs[i]);
+        jobs[i].started = 0;
+        jobs[i].skip = 1; /* joined: never run again */
+    }
+}
+
+/* A mirrored span on its way: placed (ADD_SPAN), its copies being written. */
+struct span_flight {
+    uint64_t offset;
+    uint8_t *data;
+    uint32_t len, crc;
+    struct block_job jobs[PT_SPAN_BLOCKS_MAX];
+    unsigned n;
+};
+
 /*
- * One attempt at a mirrored span: ADD_SPAN (avoiding the services in avoid), write every
- * copy, CERTIFY. A block service that fails the write is added to avoid and *failed is set,
- * the span then stays uncertified for the caller to drop.
+ * First half of a mirrored span: ADD_SPAN (avoiding the services in avoid), then the write
+ * of every copy started, each on its own thread and connection. 0 with the jobs running
+ * (span_finish must follow), or the shard's error with nothing running.
  */
-static int span_attempt(struct writer *w, uint64_t offset, const uint8_t *data, uint32_t len,
-                        uint32_t crc, uint64_t *avoid, uint8_t *n_avoid, int *failed)
+static int span_place(struct writer *w, struct span_flight *f, const uint64_t *avoid,
+                      uint8_t n_avoid)
 {
     struct pt_shard_req q;
     struct pt_reply rep;
     struct pt_cursor b;
-    uint8_t proofs[PT_SPAN_BLOCKS_MAX * 8];
-    struct block_job jobs[PT_SPAN_BLOCKS_MAX];
     unsigned n, i;
     int rc;
     memset(&q, 0, sizeof(q));
     q.op = PT_SHARD_ADD_SPAN;
-    q.offset = offset;
-    q.size = len;
-    q.crc = crc;
+    q.offset = f->offset;
+    q.size = f->len;
+    q.crc = f->crc;
     q.storage = PT_STORAGE_MIRRORED;
     q.data = 1;
     q.parity = (uint8_t)(w->copies - 1);
-    q.block_size = len;
-    q.n_services = *n_avoid;
-    memcpy(q.services, avoid, *n_avoid * sizeof(avoid[0]));
+    q.block_size = f->len;
+    q.n_services = n_avoid;
+    memcpy(q.services, avoid, n_avoid * sizeof(avoid[0]));
+    f->n = 0;
     if ((rc = write_call(w, &q, &rep, NULL)) != 0) {
         pt_reply_free(&rep);
         return rc;
@@ -603,9 +632,8 @@ static int span_attempt(struct writer *w, uint64_t offset, const uint8_t *data, 
     pt_cursor_init(&b, rep.body, rep.body_len);
     n = pt_dec_u8(&b);
     if (n == 0 || n > PT_SPAN_BLOCKS_MAX) rc = -PT_EPROTO;
-    /* Every copy at once, each on its own connection and thread. */
     for (i = 0; i < n && rc == 0; i++) {
-        struct block_job *j = &jobs[i];
+        struct block_job *j = &f->jobs[i];
         memset(j, 0, sizeof(*j));
         j->service = pt_dec_u64(&b);
         j->block = pt_dec_u64(&b);
@@ -615,44 +643,77 @@ static int span_attempt(struct writer *w, uint64_t offset, const uint8_t *data, 
             break;
         }
         j->write = 1;
-        j->crc = crc;
-        j->size = len;
-        j->pieces[0].iov_base = (void *)data;
-        j->pieces[0].iov_len = len;
+        j->crc = f->crc;
+        j->size = f->len;
+        j->pieces[0].iov_base = f->data;
+        j->pieces[0].iov_len = f->len;
         j->n_pieces = 1;
         j->opts = &w->c->block_opts;
         j->rc = service_addr(w->c, j->service, 0, j->addr, sizeof(j->addr));
         j->skip = j->rc != 0;
     }
-    if (rc == 0) block_jobs_run(jobs, n);
-    for (i = 0; i < n && rc == 0; i++) {
-        struct block_job *j = &jobs[i];
+    pt_reply_free(&rep);
+    if (rc) return rc;
+    f->n = n;
+    block_jobs_start(f->jobs, n);
+    return 0;
+}
+
+/*
+ * Second half: wait for the copies, retry a copy once at the service's new address when it
+ * may have moved, then CERTIFY with every proof. A block service that failed is added to
+ * avoid and *failed is set; the span then stays uncertified for the caller to drop.
+ */
+static int span_finish(struct writer *w, struct span_flight *f, uint64_t *avoid,
+                       uint8_t *n_avoid, int *failed)
+{
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    uint8_t proofs[PT_SPAN_BLOCKS_MAX * 8];
+    unsigned i;
+    int rc = 0;
+    block_jobs_join(f->jobs, f->n);
+    for (i = 0; i < f->n; i++) {
+        struct block_job *j = &f->jobs[i];
         int jrc = j->rc;
         if (jrc != 0 && jrc != -PT_ENOTCERT && jrc != -PT_EEXIST) {
             /* The service may have moved: ask the registry once and retry there. */
             if (service_addr(w->c, j->service, 1, j->addr, sizeof(j->addr)) == 0)
-                jrc = pt_blocks_write(j->addr, j->block, crc, data, len, j->cert, &j->proof,
-                                      &w->c->block_opts);
+                jrc = pt_blocks_write(j->addr, j->block, f->crc, f->data, f->len, j->cert,
+                                      &j->proof, &w->c->block_opts);
         }
         if (jrc != 0) {
             petrel_log(PT_LOG_WARN, "client", "block service %llu failed a write: %s",
                        (unsigned long long)j->service, petrel_strerror(jrc));
             if (*n_avoid < PT_SPAN_BLOCKS_MAX) avoid[(*n_avoid)++] = j->service;
             *failed = 1;
-            rc = jrc;
+            if (!rc) rc = jrc;
         }
         pt_put_le64(proofs + (size_t)8 * i, j->proof);
     }
-    pt_reply_free(&rep);
     if (rc) return rc;
     memset(&q, 0, sizeof(q));
     q.op = PT_SHARD_CERTIFY_SPAN;
-    q.offset = offset;
-    q.data_len = 8 * n;
+    q.offset = f->offset;
+    q.data_len = 8 * f->n;
     q.data_ptr = proofs;
     rc = write_call(w, &q, &rep, NULL);
     pt_reply_free(&rep);
     return rc;
+}
+
+/* One attempt at a mirrored span: place it, write every copy, CERTIFY. */
+static int span_attempt(struct writer *w, uint64_t offset, const uint8_t *data, uint32_t len,
+                        uint32_t crc, uint64_t *avoid, uint8_t *n_avoid, int *failed)
+{
+    struct span_flight f;
+    int rc;
+    f.offset = offset;
+    f.data = (uint8_t *)data;
+    f.len = len;
+    f.crc = crc;
+    rc = span_place(w, &f, avoid, *n_avoid);
+    return rc ? rc : span_finish(w, &f, avoid, n_avoid, failed);
 }
 
 /* Drop the span at `offset` of the file being written (a failed placement), so it can be
@@ -1477,13 +1538,103 @@ int petrel_client_create(struct petrel_client *c, const char *path, uint64_t rep
     return rc;
 }
 
+/*
+ * The mirrored spans of a file, pipelined: up to SPAN_WINDOW spans in flight (placed, their
+ * copies being written) while the next one is read from the source; spans are certified in
+ * order, so the uncertified ones are always the file's last. When a copy of one fails, every
+ * span in flight is waited for, the uncertified tail dropped (last first: DROP_SPAN takes only
+ * the last span) and written again one by one with write_span (which avoids the failed
+ * service). A tail shorter than PT_INLINE_MAX after the spans is stored inline.
+ */
+#define SPAN_WINDOW 3
+
+/* The oldest span in flight: its copies, then CERTIFY; on a failed copy, the recovery above. */
+static int finish_oldest(struct writer *w, struct span_flight *fl, unsigned *head,
+                         unsigned *inflight)
+{
+    struct span_flight *o = &fl[*head];
+    uint64_t avoid[PT_SPAN_BLOCKS_MAX];
+    uint8_t n_avoid = 0;
+    unsigned i, n = *inflight;
+    int failed = 0, rc = span_finish(w, o, avoid, &n_avoid, &failed);
+    if (rc && failed) {
+        /* Wait for the rest, drop the uncertified tail (newest first), write it again. */
+        for (i = 1; i < n; i++)
+            block_jobs_join(fl[(*head + i) % SPAN_WINDOW].jobs, fl[(*head + i) % SPAN_WINDOW].n);
+        rc = 0;
+        for (i = n; i-- > 0 && !rc;)
+            rc = drop_span(w, fl[(*head + i) % SPAN_WINDOW].offset);
+        for (i = 0; i < n && !rc; i++) {
+            struct span_flight *r = &fl[(*head + i) % SPAN_WINDOW];
+            rc = write_span(w, r->offset, r->data, r->len);
+        }
+        *head = (*head + n) % SPAN_WINDOW;
+        *inflight = 0;
+        return rc;
+    }
+    if (rc) return rc;
+    *head = (*head + 1) % SPAN_WINDOW;
+    (*inflight)--;
+    return 0;
+}
+
+static int write_mirrored_spans(struct writer *w, struct source *src, uint64_t *offset_out)
+{
+    struct petrel_client *c = w->c;
+    struct span_flight *fl = calloc(SPAN_WINDOW, sizeof(*fl));
+    unsigned head = 0, inflight = 0, i;
+    uint64_t offset = *offset_out;
+    int rc = 0, eof = 0;
+    if (!fl) return -PT_ENOMEM;
+    for (i = 0; i < SPAN_WINDOW; i++)
+        if (!(fl[i].data = malloc(c->cfg.span_size))) rc = -PT_ENOMEM;
+    while (!rc && (!eof || inflight)) {
+        if (!eof && inflight < SPAN_WINDOW) {
+            struct span_flight *f = &fl[(head + inflight) % SPAN_WINDOW];
+            long n = source_fill(src, f->data, c->cfg.span_size);
+            if (n < 0) {
+                rc = (int)n;
+                break;
+            }
+            eof = n == 0 || (size_t)n < c->cfg.span_size;
+            if (n == 0) continue;
+            if (n <= (long)PT_INLINE_MAX) {
+                /* only ever the file's last piece: the spans before it come first */
+                while (!rc && inflight)
+                    rc = finish_oldest(w, fl, &head, &inflight);
+                if (rc) break;
+                rc = write_inline(w, offset, f->data, (uint32_t)n);
+                if (!rc) offset += (uint64_t)n;
+                continue;
+            }
+            f->offset = offset;
+            f->len = (uint32_t)n;
+            f->crc = pt_block_crc(f->data, f->len);
+            rc = span_place(w, f, NULL, 0);
+            if (rc) break;
+            inflight++;
+            offset += (uint64_t)n;
+            if (inflight < SPAN_WINDOW && !eof) continue;
+        }
+        rc = finish_oldest(w, fl, &head, &inflight);
+    }
+    /* On an error, no thread may outlive its buffer. */
+    for (i = 0; i < inflight; i++)
+        block_jobs_join(fl[(head + i) % SPAN_WINDOW].jobs, fl[(head + i) % SPAN_WINDOW].n);
+    for (i = 0; i < SPAN_WINDOW; i++)
+        free(fl[i].data);
+    free(fl);
+    *offset_out = offset;
+    return rc;
+}
+
 int petrel_client_fill(struct petrel_client *c, const struct petrel_new_file *nf,
                        petrel_read_fn read, void *ctx, uint64_t *size_out)
 {
     struct writer w;
     struct pt_shard_req q;
     struct pt_reply rep;
-    uint8_t *buf, *ahead = NULL;
+    uint8_t *ahead = NULL;
     uint64_t offset = 0, replaces;
     struct pt_policy pol;
     struct source src;
@@ -1525,25 +1676,7 @@ int petrel_client_fill(struct petrel_client *c, const struct petrel_new_file *nf
             goto link;
         }
     }
-    buf = malloc(c->cfg.span_size);
-    if (!buf) {
-        free(ahead);
-        return -PT_ENOMEM;
-    }
-    for (;;) {
-        long n = source_fill(&src, buf, c->cfg.span_size);
-        if (n < 0) {
-            rc = (int)n;
-            break;
-        }
-        if (n == 0) break;
-        rc = n <= (long)PT_INLINE_MAX ? write_inline(&w, offset, buf, (uint32_t)n)
-                                      : write_span(&w, offset, buf, (uint32_t)n);
-        if (rc) break;
-        offset += (uint64_t)n;
-        if ((size_t)n < c->cfg.span_size) break;
-    }
-    free(buf);
+    rc = write_mirrored_spans(&w, &src, &offset);
     free(ahead);
     if (rc) return rc; /* the transient file expires on its own */
 link:
