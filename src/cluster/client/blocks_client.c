@@ -278,7 +278,7 @@ int pt_blocks_read_resp_check(const uint8_t *body, size_t len, uint32_t offset, 
 /* --- streamed reads --------------------------------------------------------------------------- */
 
 /* Chunks of one read in flight at once on its connection (readahead within the range). */
-#define READ_WINDOW 8
+#define READ_WINDOW 16
 
 struct read_stream {
     uint64_t block_id;

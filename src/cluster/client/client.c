@@ -25,6 +25,9 @@
 #include "petrel/crc32c.h"
 
 #define READ_PIECE (1u << 20)
+/* A sequential read of a mirrored span fetches up to this much at once (its chunks pipelined
+ * on one connection: readahead), then hands it on in READ_PIECE pieces. */
+#define READ_AHEAD (4u << 20)
 #define DEFAULT_SPAN (4u << 20)
 
 struct petrel_client {
@@ -1733,15 +1736,15 @@ static void report_bad_block(struct petrel_client *c, uint64_t file, const struc
  * a copy that is missing or rotten is reported to the file's shard (once per call).
  */
 static int read_blocks(struct petrel_client *c, uint64_t file, const struct pt_span *s,
-                       uint32_t from, uint32_t count, uint8_t *buf, petrel_write_fn write,
-                       void *ctx)
+                       uint32_t from, uint32_t count, uint8_t *buf, uint32_t cap,
+                       petrel_write_fn write, void *ctx)
 {
     uint32_t reported = 0;
     unsigned n = pt_span_block_count(s), first = (unsigned)pt_prng_below(&c->prng, n), k;
     uint32_t done = 0;
     int rc = -PT_EIO, refreshed = 0;
     while (done < count) {
-        uint32_t piece = PT_MIN(READ_PIECE, count - done), got = 0;
+        uint32_t piece = PT_MIN(cap, count - done), got = 0, out;
         for (k = 0; k < n; k++) {
             unsigned idx = (first + k) % n;
             const struct pt_block_ref *b = &s->blocks[idx];
@@ -1773,7 +1776,8 @@ static int read_blocks(struct petrel_client *c, uint64_t file, const struct pt_s
             }
         }
         if (rc) return rc;
-        if ((rc = write(ctx, buf, piece)) != 0) return rc;
+        for (out = 0; out < piece; out += PT_MIN(READ_PIECE, piece - out))
+            if ((rc = write(ctx, buf + out, PT_MIN(READ_PIECE, piece - out))) != 0) return rc;
         done += piece;
     }
     return 0;
@@ -1810,9 +1814,11 @@ static int read_id(struct petrel_client *c, const char *path, uint64_t id, uint6
     struct pt_shard_req q;
     uint64_t size, end, pos = offset, delivered = 0;
     uint8_t *buf;
+    /* a short read needs no readahead buffer */
+    uint32_t cap = (uint32_t)PT_MIN((uint64_t)READ_AHEAD, PT_MAX(len, (uint64_t)READ_PIECE));
     int rc = 0;
     if (got) *got = 0;
-    buf = malloc(READ_PIECE);
+    buf = malloc(cap);
     if (!buf) return -PT_ENOMEM;
     memset(&q, 0, sizeof(q));
     q.op = PT_SHARD_SPANS;
@@ -1857,7 +1863,7 @@ static int read_id(struct petrel_client *c, const char *path, uint64_t id, uint6
             } else if (s.storage == PT_STORAGE_RS) {
                 rc = read_rs(c, path, id, &s, from, count, write, ctx);
             } else {
-                rc = read_blocks(c, id, &s, from, count, buf, write, ctx);
+                rc = read_blocks(c, id, &s, from, count, buf, cap, write, ctx);
             }
             if (rc == 0) {
                 pos += count;
