@@ -99,14 +99,14 @@ clk=$(getconf CLK_TCK)
 sync
 c0=$(tree_ticks "$cpid")
 t0=$(now)
-cl0=$(awk '{ print $14 + $15 }' /proc/$$/stat)
+# the client's CPU: this shell's children that ended (the subshell and its petrel cp)
+cl0=$(awk '{ print $16 + $17 }' /proc/$$/stat)
 ( "$P" cp "$src" "$A/one" ) || die "petrel cp into the cluster failed"
 t1=$(now)
 c1=$(tree_ticks "$cpid")
-# the client's CPU: this shell's children that ended (the subshell and its petrel cp)
 cl1=$(awk '{ print $16 + $17 }' /proc/$$/stat)
 write=$(rate "$size_mb" "$t0" "$t1")
-cpu=$(awk -v s=$((c1 - c0)) -v c="$cl1" -v k="$clk" -v m="$size_mb" \
+cpu=$(awk -v s=$((c1 - c0)) -v c=$((cl1 - cl0)) -v k="$clk" -v m="$size_mb" \
     'BEGIN { printf "%.2f", (s + c) / k / (m / 1024) }')
 say "cluster-bench write-1g $write MiB/s ratio-to-raw $(ratio "$write" "$raw_write")"
 
