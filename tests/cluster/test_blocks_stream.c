@@ -33,7 +33,7 @@ struct stream_env {
     struct pt_conn *conn;
 };
 
-static void senv_start(struct stream_env *e, const char *root)
+static void senv_start_idle(struct stream_env *e, const char *root, uint32_t idle_ms)
 {
     char regdir[512], bdir[512];
     const char *dirs[1] = {bdir};
@@ -42,12 +42,17 @@ static void senv_start(struct stream_env *e, const char *root)
     snprintf(bdir, sizeof(bdir), "%s/disk0", root);
     snprintf(e->tmp, sizeof(e->tmp), "%s/tmp", bdir);
     CHECK_OK(reg_fixture_start(&e->reg, regdir, 0));
-    CHECK_OK(blocks_fixture_start(&e->bl, e->reg.address, dirs, 1, "rack-1"));
+    CHECK_OK(blocks_fixture_start_idle(&e->bl, e->reg.address, dirs, 1, "rack-1", idle_ms));
     CHECK(pt_blocks_server_has_secret(e->bl.srv, 0));
     e->addr = pt_blocks_server_address(e->bl.srv, 0);
     e->id = pt_blocks_server_id(e->bl.srv, 0);
     CHECK_OK(pt_reg_block_secret(e->reg.address, e->id, e->secret, &opts));
     CHECK_OK(pt_conn_open(e->addr, 2000, 0, &e->conn));
+}
+
+static void senv_start(struct stream_env *e, const char *root)
+{
+    senv_start_idle(e, root, 0);
 }
 
 static void senv_stop(struct stream_env *e)
@@ -332,6 +337,41 @@ TEST_T(blocks_stream_largest_block_travels_in_bounded_frames, 60)
     pt_block_enc_read(&c, &r);
     CHECK_EQ(pt_conn_call(e.conn, PT_MSG_BLOCK_READ, req, sizeof(req), 5000, &rep), -PT_E2BIG);
     pt_reply_free(&rep);
+    pt_call_pool_clear();
+    senv_stop(&e);
+    free(data);
+    free(back);
+}
+
+TEST_T(blocks_stream_abandoned_is_dropped_when_idle, 60)
+{
+    struct stream_env e;
+    struct pt_call_opts opts = {5000, 1, 1};
+    const uint32_t size = 2 * PT_BLOCK_CHUNK;
+    uint8_t *data = random_bytes(23, size), *back = malloc(size);
+    uint32_t crc = pt_block_crc(data, size), got;
+    uint64_t t0, proof;
+    senv_start_idle(&e, test_tmpdir(), 200);
+    /* Half a block, then silence: the writer vanished without a word. */
+    CHECK_OK(begin(&e, 40, crc, size, 41));
+    CHECK_OK(pages(&e, 40, 41, data, 0, PT_BLOCK_CHUNK, -1, 0));
+    CHECK_EQ(temp_files(&e), 1);
+    /* Bounded wait for the idle check (200 ms; the bound only guards a stuck machine). */
+    for (t0 = pt_now_ms(); temp_files(&e) != 0 && pt_now_ms() - t0 < 10000;)
+        usleep(10000);
+    CHECK_EQ(temp_files(&e), 0);
+    test_log("abandoned stream dropped after %llu ms", (unsigned long long)(pt_now_ms() - t0));
+    /* Its late pieces and end find no stream; nothing was stored. */
+    CHECK_EQ(pages(&e, 40, 41, data, PT_BLOCK_CHUNK, PT_BLOCK_CHUNK, -1, 0), -PT_ENOENT);
+    CHECK_EQ(end(&e, 40, 41, NULL), -PT_ENOENT);
+    check_nothing_kept(&e, 40);
+    /* The block's claim went with it: a new write of the block succeeds. */
+    CHECK_OK(pt_blocks_write(e.addr, 40, crc, data, size,
+                             pt_block_mac(e.secret, PT_BLOCK_WRITE_CERT, e.id, 40, crc, size),
+                             &proof, &opts));
+    CHECK_OK(pt_blocks_read(e.addr, 40, 0, size, back, &got, NULL, &opts));
+    CHECK_EQ(got, size);
+    CHECK_MEM(back, data, size);
     pt_call_pool_clear();
     senv_stop(&e);
     free(data);

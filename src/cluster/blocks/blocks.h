@@ -211,6 +211,7 @@ struct pt_blocks_service {
        PT_BLOCK_STREAM_IDLE_MS is aborted (temp file removed). */
     struct pt_blocks_stream_slot streams[PT_BLOCK_STREAMS_MAX];
     uint64_t streams_aborted; /* streams given up (idle, failed piece, replaced, closed) */
+    uint32_t stream_idle_ms;  /* 0 = PT_BLOCK_STREAM_IDLE_MS */
 };
 
 /* Build the index from the opened store: 0 or -PT_E*. */
@@ -244,6 +245,8 @@ struct pt_blocks_server_config {
     uint32_t heartbeat_ms; /* 0 = 1000 */
     /* Scrubber rate per service in bytes per second (`--scrub-rate MB/s`); 0 = off. */
     uint64_t scrub_rate;
+    /* A write stream silent this long is dropped; 0 = PT_BLOCK_STREAM_IDLE_MS (tests set less). */
+    uint32_t stream_idle_ms;
 };
 
 struct pt_blocks_server;

@@ -315,16 +315,17 @@ static void stream_idle_check(void *arg)
     struct pt_blocks_stream_slot *slot = arg;
     struct pt_blocks_service *s = slot->svc;
     uint64_t now = pt_env_now(s->store.env), idle = now - slot->last_ms;
+    uint64_t limit = s->stream_idle_ms ? s->stream_idle_ms : PT_BLOCK_STREAM_IDLE_MS;
     slot->timer = 0;
     if (!slot->st) return;
-    if (idle >= PT_BLOCK_STREAM_IDLE_MS) {
+    if (idle >= limit) {
         petrel_log(PT_LOG_INFO, LOG_MODULE,
                    "%016" PRIx64 ": write stream of block %016" PRIx64 " idle, given up",
                    s->store.service_id, slot->block_id);
         stream_drop(s, slot);
         return;
     }
-    stream_arm(s, slot, PT_BLOCK_STREAM_IDLE_MS - idle);
+    stream_arm(s, slot, limit - idle);
 }
 
 static void handle_write_begin(struct pt_blocks_service *s, struct pt_cursor *c,
@@ -365,7 +366,7 @@ static void handle_write_begin(struct pt_blocks_service *s, struct pt_cursor *c,
     slot->crc = w.crc;
     slot->size = w.size;
     slot->last_ms = pt_env_now(s->store.env);
-    stream_arm(s, slot, PT_BLOCK_STREAM_IDLE_MS);
+    stream_arm(s, slot, s->stream_idle_ms ? s->stream_idle_ms : PT_BLOCK_STREAM_IDLE_MS);
     reply_copy(reply, ctx, NULL, 0);
 }
 
