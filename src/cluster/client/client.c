@@ -626,7 +626,7 @@ static int span_place(struct writer *w, struct span_flight *f, const uint64_t *a
     q.parity = (uint8_t)(w->copies - 1);
     q.block_size = f->len;
     q.n_services = n_avoid;
-    memcpy(q.services, avoid, n_avoid * sizeof(avoid[0]));
+    if (n_avoid) memcpy(q.services, avoid, n_avoid * sizeof(avoid[0]));
     f->n = 0;
     if ((rc = write_call(w, &q, &rep, NULL)) != 0) {
         pt_reply_free(&rep);
