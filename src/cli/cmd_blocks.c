@@ -1,6 +1,6 @@
 /*
  * petrel blocks --registry ADDR --dir D [--dir D2 ...] --failure-domain NAME [--listen ADDR]
- * [--scrub-rate MB/s] (`petrel blocks drain ID ...` is blocks_drain.c):
+ * [--scrub-rate MB/s] (`petrel blocks drain|fail ID ...` is blocks_drain.c):
  * run one block service per directory in the foreground until SIGINT/SIGTERM. Owns argument
  * parsing and the process shell; prints one "listening on HOST:PORT (block service ID, DIR)"
  * line per service once all serve. The services are src/cluster/blocks/.
@@ -50,6 +50,7 @@ int cmd_blocks(int argc, char **argv)
     int err, i, n;
 
     if (argc > 1 && strcmp(argv[1], "drain") == 0) return cmd_blocks_drain(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "fail") == 0) return cmd_blocks_fail(argc - 1, argv + 1);
     memset(&cfg, 0, sizeof(cfg));
     memset(&run, 0, sizeof(run));
     cfg.listen = "127.0.0.1:0";

@@ -1,8 +1,9 @@
 /*
  * Repair rounds of a shard leader (see shard_repair.h). A round:
- *  1. on the loop: takes up to REPAIR_MAX tasks — repair-queue entries from a moving cursor
- *     (so an entry that cannot be repaired yet does not starve the rest), then blocks the block
- *     index places on services stale for longer than stale_ms — reads each task's span from
+ *  1. on the loop: takes up to REPAIR_MAX tasks — blocks on draining services, repair-queue
+ *     entries from a moving cursor (so an entry that cannot be repaired yet does not starve the
+ *     rest), blocks on services an operator declared failed, then blocks the block index places
+ *     on services stale for longer than stale_ms — reads each task's span from
  *     the store, and picks the new home: a fresh service with a secret, not in a failure domain
  *     of the span's other blocks;
  *  2. on a worker thread: reads survivors whole (each verified by the block service's page
@@ -73,6 +74,31 @@ void pt_shard_repair_init(struct pt_shard_repair *r, struct pt_node *node, struc
 
 /* --- step 1: choosing tasks (loop) ------------------------------------------------------- */
 
+static int declared_failed(const struct pt_shard_repair *r, uint64_t id)
+{
+    unsigned j;
+    for (j = 0; j < r->ndeclared; j++)
+        if (r->declared[j] == id) return 1;
+    return 0;
+}
+
+int pt_shard_repair_avoids(const struct pt_shard_repair *r, uint64_t id)
+{
+    unsigned j;
+    for (j = 0; j < r->ndraining; j++)
+        if (r->draining[j] == id) return 1;
+    return declared_failed(r, id);
+}
+
+/* Re-read the draining and failed marks from the store (cheap: one read transaction each). */
+static void marks_refresh(struct pt_shard_repair *r)
+{
+    int n = pt_shard_sm_draining(r->sm, r->draining, PT_ARRAY_SIZE(r->draining));
+    r->ndraining = n > 0 ? (unsigned)n : 0;
+    n = pt_shard_sm_failed(r->sm, r->declared, PT_ARRAY_SIZE(r->declared));
+    r->ndeclared = n > 0 ? (unsigned)n : 0;
+}
+
 /* The span at (file, offset) from the store: 0, or -PT_ENOENT when no span starts there. */
 static int span_read(struct pt_shard_repair *r, uint64_t file, uint64_t offset, struct pt_span *out)
 {
@@ -120,8 +146,7 @@ static int choose_home(struct pt_shard_repair *r, struct repair_task *t)
         const struct pt_node_service *c = &all[order[k]];
         int clash = 0;
         if (c->stale || !c->addr[0] || !c->has_secret) continue;
-        for (j = 0; j < r->ndraining; j++)
-            if (r->draining[j] == c->id) clash = 1;
+        if (pt_shard_repair_avoids(r, c->id)) continue;
         if (c->capacity && c->used + t->span.block_size > c->capacity) continue;
         for (j = 0; j < n && !clash; j++) {
             const struct pt_node_service *o;
@@ -180,7 +205,7 @@ static int task_add(struct pt_shard_repair *r, struct repair_round *g,
     }
     for (i = 0; i < pt_span_block_count(&t->span); i++) {
         const struct pt_node_service *s = pt_node_service_find(r->node, t->span.blocks[i].service);
-        if (s && !s->stale && s->addr[0])
+        if (s && !s->stale && s->addr[0] && !declared_failed(r, s->id)) /* never read a failed one */
             snprintf(t->addr[i], sizeof(t->addr[i]), "%s", s->addr);
     }
     g->n++;
@@ -255,9 +280,7 @@ static void take_stale(struct pt_shard_repair *r, struct repair_round *g, uint64
  * serves: a failed copy falls back to rebuilding from the span's other blocks). */
 static void take_draining(struct pt_shard_repair *r, struct repair_round *g)
 {
-    int n = pt_shard_sm_draining(r->sm, r->draining, PT_ARRAY_SIZE(r->draining));
     unsigned j;
-    r->ndraining = n > 0 ? (unsigned)n : 0;
     for (j = 0; j < r->ndraining && g->n < REPAIR_MAX; j++) {
         struct pt_repair_entry e[REPAIR_MAX];
         int k, m = pt_shard_sm_service_blocks(r->sm, r->draining[j], &r->drain_block, e,
@@ -265,6 +288,21 @@ static void take_draining(struct pt_shard_repair *r, struct repair_round *g)
         for (k = 0; k < m && g->n < REPAIR_MAX; k++)
             task_add(r, g, &e[k], 1);
         if (m > 0) break; /* one service at a time: its cursor is r->drain_block */
+    }
+}
+
+/* Blocks of the first declared-failed service that still holds some: rebuilt from the spans'
+ * other blocks at once (the operator's word replaces the stale timeout). */
+static void take_failed(struct pt_shard_repair *r, struct repair_round *g)
+{
+    unsigned j;
+    for (j = 0; j < r->ndeclared && g->n < REPAIR_MAX; j++) {
+        struct pt_repair_entry e[REPAIR_MAX];
+        int k, m = pt_shard_sm_service_blocks(r->sm, r->declared[j], &r->fail_block, e,
+                                              REPAIR_MAX - g->n);
+        for (k = 0; k < m && g->n < REPAIR_MAX; k++)
+            task_add(r, g, &e[k], 0);
+        if (m > 0) break; /* one service at a time: its cursor is r->fail_block */
     }
 }
 
@@ -441,6 +479,10 @@ static void repair_done(uv_work_t *w, int status)
 void pt_shard_repair_tick(struct pt_shard_repair *r, uint64_t now_ms)
 {
     struct repair_round *g;
+    if (now_ms - r->marks_ms >= REPAIR_EVERY_MS) {
+        r->marks_ms = now_ms;
+        marks_refresh(r);
+    }
     if (r->running || now_ms - r->last_ms < REPAIR_EVERY_MS) return;
     r->last_ms = now_ms;
     g = calloc(1, sizeof(*g));
@@ -450,10 +492,120 @@ void pt_shard_repair_tick(struct pt_shard_repair *r, uint64_t now_ms)
     g->work.data = g;
     take_draining(r, g);
     take_queue(r, g);
+    take_failed(r, g);
     take_stale(r, g, now_ms);
     if (g->n == 0 || uv_queue_work(pt_node_loop(r->node), &g->work, repair_work, repair_done) != 0) {
         free(g);
         return;
     }
     r->running = 1;
+}
+
+/* --- REPAIR_STATUS ------------------------------------------------------------------------- */
+
+#define STATUS_SLOTS 1024 /* open addressing over service ids; > 2 x PT_NODE_MAX_SERVICES */
+
+struct status_service {
+    uint64_t id, blocks, queued, below;
+};
+
+struct status_scan {
+    struct pt_shard_repair *r;
+    struct status_service slot[STATUS_SLOTS];
+    unsigned used;
+    uint64_t spans, below;
+};
+
+/* The slot of service id (created on first sight), or NULL when the table is full. */
+static struct status_service *status_slot(struct status_scan *x, uint64_t id)
+{
+    unsigned h = (unsigned)((id * 0x9e3779b97f4a7c15ull) >> 54) % STATUS_SLOTS, k;
+    for (k = 0; k < STATUS_SLOTS; k++, h = (h + 1) % STATUS_SLOTS) {
+        if (x->slot[h].id == id) return &x->slot[h];
+        if (x->slot[h].id == 0) {
+            if (x->used + 1 >= STATUS_SLOTS / 2) return NULL;
+            x->used++;
+            x->slot[h].id = id;
+            return &x->slot[h];
+        }
+    }
+    return NULL;
+}
+
+/*
+ * A block is missing from its span's policy when it sits in the repair queue, when its service
+ * is unknown to the registry, stale or declared failed, or when an earlier block of the span is
+ * in the same failure domain. A span below policy counts once in the total and once for each
+ * service holding one of its missing blocks.
+ */
+static void status_span(void *ctx, uint64_t file, const struct pt_span *sp, unsigned queued)
+{
+    struct status_scan *x = ctx;
+    unsigned n = pt_span_block_count(sp), i, j;
+    int below = 0;
+    (void)file;
+    if (sp->storage == PT_STORAGE_INLINE || n == 0 || !sp->certified) return;
+    x->spans++;
+    for (i = 0; i < n; i++) {
+        const struct pt_node_service *s = pt_node_service_find(x->r->node, sp->blocks[i].service);
+        struct status_service *v = status_slot(x, sp->blocks[i].service);
+        int missing = (queued >> i) & 1;
+        if (!s || s->stale || declared_failed(x->r, s->id)) missing = 1;
+        for (j = 0; s && j < i && !missing; j++) {
+            const struct pt_node_service *o =
+                pt_node_service_find(x->r->node, sp->blocks[j].service);
+            if (o && strcmp(o->domain, s->domain) == 0) missing = 1;
+        }
+        if (v) {
+            v->blocks++;
+            v->queued += (queued >> i) & 1;
+            v->below += (uint64_t)missing;
+        }
+        below |= missing;
+    }
+    x->below += (uint64_t)below;
+}
+
+int pt_shard_repair_status(struct pt_shard_repair *r, struct pt_cursor *out)
+{
+    struct status_scan *x = calloc(1, sizeof(*x));
+    uint64_t queued = 0;
+    unsigned k, count = 0;
+    uint8_t *count_at;
+    int rc;
+    if (!x) return -PT_ENOMEM;
+    x->r = r;
+    marks_refresh(r);
+    for (k = 0; k < r->ndraining; k++) /* shown even when they hold nothing any more */
+        (void)status_slot(x, r->draining[k]);
+    for (k = 0; k < r->ndeclared; k++)
+        (void)status_slot(x, r->declared[k]);
+    rc = pt_shard_sm_span_scan(r->sm, status_span, x, &queued);
+    if (rc == 0) {
+        pt_enc_u64(out, x->spans);
+        pt_enc_u64(out, x->below);
+        pt_enc_u64(out, queued);
+        pt_enc_u64(out, r->repaired);
+        pt_enc_u64(out, r->failed);
+        count_at = pt_cursor_take(out, 2);
+        for (k = 0; k < STATUS_SLOTS && count_at; k++) {
+            const struct status_service *v = &x->slot[k];
+            uint8_t flags = 0;
+            unsigned j;
+            if (!v->id) continue;
+            for (j = 0; j < r->ndraining; j++)
+                if (r->draining[j] == v->id) flags |= 1;
+            if (declared_failed(r, v->id)) flags |= 2;
+            pt_enc_u64(out, v->id);
+            pt_enc_u8(out, flags);
+            pt_enc_u64(out, v->blocks);
+            pt_enc_u64(out, v->queued);
+            pt_enc_u64(out, v->below);
+            count++;
+        }
+        if (count_at) pt_put_le16(count_at, (uint16_t)count);
+        if (!pt_cursor_ok(out)) rc = -PT_EOVERFLOW;
+    }
+    free(x);
+    return rc;
 }

@@ -1,8 +1,8 @@
 /*
  * Repair on a shard leader (shard_repair.c): rebuilds blocks of the repair queue (reported by
  * readers and scrubbers), every block on a block service the registry has listed as stale
- * for longer than a timeout, and every block on a service being drained (copied from it
- * while it serves), each onto a fresh service in a failure domain its span does not use, and swaps the new copy in with REPLACE_BLOCK (a compare-and-swap applied through Raft).
+ * for longer than a timeout or declared failed by an operator (FAIL_SERVICE), and every block
+ * on a service being drained (copied from it while it serves), each onto a fresh service in a failure domain its span does not use, and swaps the new copy in with REPLACE_BLOCK (a compare-and-swap applied through Raft).
  * Runs rounds like GC: chosen on the loop, block I/O on a libuv worker thread, the proposals
  * back on the loop. Never frees a block: the old copy is dropped by the swap's apply (GC
  * erases it after the retention period), and a copy written by a repair whose swap is refused
@@ -15,6 +15,7 @@
 
 #include "cluster/replica/node.h"
 #include "cluster/shard/shard_sm.h"
+#include "petrel/codec.h"
 #include "petrel/prng.h"
 
 struct pt_shard_repair {
@@ -24,12 +25,16 @@ struct pt_shard_repair {
     uint64_t rate;     /* bytes per second read and written by repair; 0 = unlimited */
     uint64_t stale_ms; /* a service stale this long has every block rebuilt elsewhere */
     uint64_t last_ms;
+    uint64_t marks_ms; /* when the draining/failed marks were last read */
     int running;
     uint64_t queue_service, queue_block; /* where the next look at the queue starts */
     uint64_t stale_block;                /* where the next look at a stale service starts */
     uint64_t drain_block;                /* where the next look at a draining service starts */
+    uint64_t fail_block;                 /* where the next look at a failed service starts */
     uint64_t draining[16];               /* services marked draining (DRAIN_SERVICE) */
     unsigned ndraining;
+    uint64_t declared[16]; /* services an operator declared failed (FAIL_SERVICE) */
+    unsigned ndeclared;
     struct {
         uint64_t id, since;
     } stale[PT_NODE_MAX_SERVICES];
@@ -42,5 +47,17 @@ void pt_shard_repair_init(struct pt_shard_repair *r, struct pt_node *node, struc
                           uint64_t rate, uint64_t stale_ms, uint64_t seed);
 /* Called on the loop by the leader's tick: starts a round when none runs (once a second). */
 void pt_shard_repair_tick(struct pt_shard_repair *r, uint64_t now_ms);
+
+/* Whether new blocks must not go to service `id` (declared failed or draining, as of the last
+ * tick). */
+int pt_shard_repair_avoids(const struct pt_shard_repair *r, uint64_t id);
+
+/*
+ * REPAIR_STATUS (leader, after its read barrier): the body of the reply into out — spans
+ * checked, spans below policy, repair queue entries, blocks repaired and repairs failed since
+ * this leader started, then per block service its blocks, queued blocks and spans below
+ * policy for a block there (PROTOCOL.md). 0 or -PT_E*.
+ */
+int pt_shard_repair_status(struct pt_shard_repair *r, struct pt_cursor *out);
 
 #endif

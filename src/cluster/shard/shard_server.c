@@ -161,7 +161,7 @@ static int choose_services(struct shard_service *s, struct pt_shard_req *q, unsi
     for (i = 0; i < count && picked < copies; i++) {
         const struct pt_node_service *c = &all[order[i]];
         int clash = 0;
-        if (c->stale || !c->addr[0]) continue;
+        if (c->stale || !c->addr[0] || pt_shard_repair_avoids(&s->repair, c->id)) continue;
         if (!c->has_secret) {
             no_secret++; /* fetched on the next discovery round */
             continue;
@@ -264,6 +264,17 @@ static void read_ready(void *ctx, int status)
     int rc;
     if (status != 0) {
         pt_node_reply_not_leader(s->node, r->req);
+    } else if (pt_request_body_len(r->req) >= 1 &&
+               pt_request_body(r->req)[0] == PT_SHARD_REPAIR_STATUS) {
+        struct pt_cursor out;
+        pt_cursor_init(&out, s->reply + 4, sizeof(s->reply) - 4);
+        rc = pt_shard_repair_status(&s->repair, &out);
+        if (rc) {
+            pt_request_reply_error(r->req, rc, "cannot scan the spans", NULL);
+        } else {
+            pt_put_le32(s->reply, 0);
+            reply_shard(r->req, s->reply, 4 + out.pos);
+        }
     } else {
         rc = pt_shard_sm_query(&s->sm, pt_request_body(r->req), pt_request_body_len(r->req),
                                s->reply, sizeof(s->reply), &rl);
