@@ -504,3 +504,213 @@ TEST_T(drain_moves_every_block_off_a_live_service, 300)
     petrel_client_close(cl);
     pc_stop(&c);
 }
+
+/* One shard's REPAIR_STATUS: totals, and what it says of service `svc` (0: none). */
+struct sc_status {
+    uint64_t spans, below, queued;
+    uint64_t svc_blocks, svc_queued, svc_below;
+    uint8_t svc_flags;
+    int svc_listed;
+};
+
+static void sc_repair_status(struct pc_cluster *c, uint64_t svc, struct sc_status *st)
+{
+    struct pt_router r;
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    struct pt_cursor b;
+    unsigned n, i;
+    memset(st, 0, sizeof(*st));
+    pt_router_init(&r, c->registry, 10000, 2000, 1);
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_REPAIR_STATUS;
+    CHECK_OK(pt_router_shard(&r, 0, &q, &rep, NULL));
+    pt_cursor_init(&b, rep.body, rep.body_len);
+    st->spans = pt_dec_u64(&b);
+    st->below = pt_dec_u64(&b);
+    st->queued = pt_dec_u64(&b);
+    (void)pt_dec_u64(&b); /* repaired */
+    (void)pt_dec_u64(&b); /* failed */
+    n = pt_dec_u16(&b);
+    for (i = 0; i < n; i++) {
+        uint64_t id = pt_dec_u64(&b);
+        uint8_t flags = pt_dec_u8(&b);
+        uint64_t blocks = pt_dec_u64(&b), queued = pt_dec_u64(&b), below = pt_dec_u64(&b);
+        if (id != svc) continue;
+        st->svc_listed = 1;
+        st->svc_flags = flags;
+        st->svc_blocks = blocks;
+        st->svc_queued = queued;
+        st->svc_below = below;
+    }
+    CHECK(pt_cursor_ok(&b));
+    CHECK_EQ(pt_cursor_left(&b), 0);
+    pt_reply_free(&rep);
+}
+
+/* Blocks the shard's block index still places on `svc` (DRAIN_STATUS). */
+static uint64_t sc_blocks_left(struct pc_cluster *c, uint64_t svc)
+{
+    struct pt_router r;
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    struct pt_cursor b;
+    uint64_t left;
+    pt_router_init(&r, c->registry, 10000, 2000, 1);
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_DRAIN_STATUS;
+    q.target = svc;
+    CHECK_OK(pt_router_shard(&r, 0, &q, &rep, NULL));
+    pt_cursor_init(&b, rep.body, rep.body_len);
+    (void)pt_dec_u8(&b);
+    left = pt_dec_u64(&b);
+    CHECK(pt_cursor_ok(&b));
+    pt_reply_free(&rep);
+    return left;
+}
+
+/* Send a signal to a process of the cluster without waiting for it (SIGSTOP / SIGCONT). */
+static void sc_signal(struct pc_cluster *c, const char *name, int sig)
+{
+    unsigned i;
+    for (i = 0; i < c->nprocs; i++)
+        if (c->procs[i].pid > 0 && strcmp(c->procs[i].name, name) == 0) {
+            CHECK_OK(kill(c->procs[i].pid, sig));
+            return;
+        }
+    test_fail(__FILE__, __LINE__, "no process named %s", name);
+}
+
+/* Run `petrel ARGS` and return its exit status; its whole output into out. */
+static int sc_cli(const char *args, char *out, size_t cap)
+{
+    const char *bin = getenv("PETREL_BIN");
+    char cmd[1024];
+    size_t len = 0, got;
+    FILE *p;
+    int st;
+    snprintf(cmd, sizeof(cmd), "%s %s 2>&1", bin && *bin ? bin : "build/petrel", args);
+    p = popen(cmd, "r");
+    CHECK(p != NULL);
+    while (len + 1 < cap && (got = fread(out + len, 1, cap - 1 - len, p)) > 0)
+        len += got;
+    out[len] = 0;
+    st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/*
+ * An operator declares a live block service failed: repair rebuilds every block it holds
+ * onto services in domains the spans do not use (nothing else would move them: the service
+ * answers, and --repair-stale is off), new spans avoid it, and `cluster status` shows it.
+ * Then a hung service (SIGSTOP: stale, not failed) puts its spans below policy in the status,
+ * per failure domain, and nothing is repaired for it.
+ */
+TEST_T(blocks_fail_rebuilds_a_declared_service_and_status_shows_repair, 300)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    struct sc_block blocks[MAX_BLOCKS];
+    unsigned span_first[33], nspans = 0, nblocks, j, on = 0, hung_on = 0;
+    static char out[16384];
+    char arg[256], name[16];
+    struct sc_status st;
+    uint64_t victim, hung = 0, start;
+    size_t f;
+    pc_start_scrub(&c, 1, 1, SERVICES, 1, "0", NULL);
+    cl = sc_setup(&c);
+    for (f = 0; f < 3; f++)
+        sc_write(cl, f);
+    nblocks = sc_all(&c, cl, 3, blocks, span_first, &nspans);
+    victim = blocks[span_first[nspans - 1]].service; /* holds a block of an RS span */
+    for (j = 0; j < nblocks; j++)
+        on += blocks[j].service == victim;
+    sc_repair_status(&c, victim, &st);
+    CHECK_EQ(st.spans, nspans);
+    CHECK_EQ(st.below, 0);
+    CHECK_EQ(st.queued, 0);
+    CHECK_EQ(st.svc_blocks, on);
+    CHECK_EQ(st.svc_flags, 0);
+
+    /* bad input: one clear error each, nothing marked */
+    CHECK_EQ(sc_cli("blocks fail zz --registry 127.0.0.1:1", out, sizeof(out)), 1);
+    CHECK_MSG(strstr(out, "bad block service id 'zz'"), "%s", out);
+    CHECK_EQ(sc_cli("blocks fail 1f --registry nocolon", out, sizeof(out)), 1);
+    CHECK_MSG(strstr(out, "bad registry address 'nocolon'"), "%s", out);
+
+    snprintf(arg, sizeof(arg), "blocks fail %016llx --registry %s", (unsigned long long)victim,
+             c.registry);
+    CHECK_EQ(sc_cli(arg, out, sizeof(out)), 0);
+    CHECK_MSG(strstr(out, ": failed, "), "%s", out);
+    start = pc_now_ms();
+    while (sc_blocks_left(&c, victim) != 0) {
+        CHECK_MSG(pc_now_ms() - start < PC_WAIT_MS, "the declared service still holds blocks");
+        usleep(100000);
+    }
+    nblocks = sc_all(&c, cl, 3, blocks, span_first, &nspans);
+    CHECK(sc_at_policy(&c, blocks, span_first, nspans, victim, 1));
+    sc_read_all(cl, 3);
+    sc_repair_status(&c, victim, &st);
+    CHECK_EQ(st.below, 0);
+    CHECK_EQ(st.svc_listed, 1); /* listed for its mark though it holds nothing */
+    CHECK_EQ(st.svc_flags, 2);
+    CHECK_EQ(st.svc_blocks, 0);
+
+    /* New spans avoid the declared service (it is alive and has room). */
+    sc_write(cl, 3);
+    nblocks = sc_all(&c, cl, PT_ARRAY_SIZE(sc_files), blocks, span_first, &nspans);
+    for (j = 0; j < nblocks; j++)
+        CHECK_MSG(blocks[j].service != victim, "a new block went to the declared service");
+    snprintf(arg, sizeof(arg), "cluster status petrel://%s", c.registry);
+    CHECK_EQ(sc_cli(arg, out, sizeof(out)), 0);
+    CHECK_MSG(strstr(out, "FAILED (declared)") && strstr(out, "(some FAILED)") &&
+                  strstr(out, " 0 below policy, 0 queued for repair"),
+              "%s", out);
+
+    /* A hung service: stale in the registry, its spans below policy in the status (per
+     * domain), not repaired (no --repair-stale, not declared). */
+    hung = blocks[0].service;
+    for (j = 0; j < nblocks; j++)
+        hung_on += blocks[j].service == hung;
+    snprintf(name, sizeof(name), "blocks-%u", sc_dir_of(&c, hung));
+    sc_signal(&c, name, SIGSTOP);
+    start = pc_now_ms();
+    for (;;) {
+        sc_repair_status(&c, hung, &st);
+        if (st.below > 0) break;
+        CHECK_MSG(pc_now_ms() - start < PC_WAIT_MS, "the hung service never counted");
+        usleep(100000);
+    }
+    CHECK_EQ(st.below, hung_on);
+    CHECK_EQ(st.svc_below, hung_on);
+    CHECK_EQ(st.svc_blocks, hung_on);
+    snprintf(arg, sizeof(arg), "cluster status petrel://%s", c.registry);
+    CHECK_EQ(sc_cli(arg, out, sizeof(out)), 0);
+    {
+        char want[64];
+        snprintf(want, sizeof(want), "repair: 0 queued, %u span%s below policy", hung_on,
+                 hung_on == 1 ? "" : "s");
+        CHECK_MSG(strstr(out, "(some STALE)") && strstr(out, want), "want '%s' in\n%s", want,
+                  out);
+    }
+    sc_signal(&c, name, SIGCONT);
+    start = pc_now_ms();
+    for (;;) {
+        sc_repair_status(&c, hung, &st);
+        if (st.below == 0) break;
+        CHECK_MSG(pc_now_ms() - start < PC_WAIT_MS, "the resumed service still counts");
+        usleep(100000);
+    }
+    CHECK_EQ(st.svc_blocks, hung_on); /* nothing moved while it hung */
+
+    snprintf(arg, sizeof(arg), "blocks fail %016llx --stop --registry %s",
+             (unsigned long long)victim, c.registry);
+    CHECK_EQ(sc_cli(arg, out, sizeof(out)), 0);
+    CHECK_MSG(strstr(out, "not failed, 0 blocks left"), "%s", out);
+    sc_repair_status(&c, victim, &st);
+    CHECK_EQ(st.svc_listed, 0);
+    printf("fail: %u blocks rebuilt off a declared service; %u spans below policy while a "
+           "service hung\n", on, hung_on);
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
