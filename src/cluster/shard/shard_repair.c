@@ -15,6 +15,14 @@
  *  3. on the loop: proposes REPLACE_BLOCK (old service, new service) for each written block;
  *     for a queue entry whose span no longer lists the block, REPLACE_BLOCK with new service 0
  *     forgets the entry.
+ * Orphan sweep (in place of a repair round, never beside one, and only while no swap is in
+ * flight): lists one service's blocks (BLOCK_LIST, 1024 at a time, services in turn); a block of
+ * this shard that `blockidx` does not place there becomes a candidate with the time it was
+ * first seen; a candidate still unlisted, after a read barrier, once the retention period has
+ * passed since then is erased with an erase certificate (its CRC and size from the listing).
+ * Exclusion makes the check sound: a block id is minted once (ADD_SPAN records it in
+ * `blockidx` before any writer has a certificate for it), and the only other way a copy
+ * becomes listed is a repair's swap, which cannot be in flight during a sweep.
  * Crash safety: nothing is decided outside Raft. A leader that dies after step 2 leaves an
  * unused copy on the new service; the next leader repeats the task (writing the same block to
  * the same or another service is idempotent or just another unused copy), and the swap's
@@ -420,6 +428,7 @@ static void swap_done(void *ctx, int status, const uint8_t *reply, size_t len)
     struct swap_ctx *x = ctx;
     struct pt_cursor body;
     int swapped = 0;
+    if (x->r->swaps_pending) x->r->swaps_pending--;
     if (status == 0 && pt_shard_reply_open(reply, len, &body) == 0) swapped = pt_dec_u8(&body);
     if (x->to) {
         if (swapped) x->r->repaired++;
@@ -457,7 +466,10 @@ static void propose_swap(struct pt_shard_repair *r, const struct repair_task *t)
     x->block = q.target;
     x->from = q.services[0];
     x->to = q.services[1];
-    if (pt_node_propose(r->node, enc, (size_t)n, swap_done, x) != 0) free(x);
+    if (pt_node_propose(r->node, enc, (size_t)n, swap_done, x) != 0)
+        free(x);
+    else
+        r->swaps_pending++;
 }
 
 static void repair_done(uv_work_t *w, int status)
@@ -476,6 +488,198 @@ static void repair_done(uv_work_t *w, int status)
     free(g);
 }
 
+
+/* --- the orphan sweep ---------------------------------------------------------------------- */
+
+#define SWEEP_LIST_MAX 1024 /* blocks listed per sweep */
+#define SWEEP_ERASE_MAX 16  /* orphans erased per sweep */
+
+struct sweep_round {
+    uv_work_t work;
+    struct pt_shard_repair *r;
+    uint64_t service, start;
+    char addr[PT_REG_ADDR_MAX];
+    uint8_t secret[PT_REG_SECRET_SIZE];
+    struct pt_block_stat *list; /* the listing (worker), malloc'd */
+    size_t n;
+    int more, rc;
+    struct pt_orphan erase[SWEEP_ERASE_MAX];
+    unsigned nerase, erased[SWEEP_ERASE_MAX];
+};
+
+/* A quarter of the retention period between sweeps, between 1 s and 60 s. */
+static uint64_t sweep_every(const struct pt_shard_repair *r)
+{
+    uint64_t every = r->sm->retention_ms / 4;
+    return every < 1000 ? 1000 : every > 60000 ? 60000 : every;
+}
+
+static int sweep_due(const struct pt_shard_repair *r, uint64_t now_ms)
+{
+    return r->swaps_pending == 0 && now_ms - r->sweep_ms >= sweep_every(r);
+}
+
+static void sweep_list_work(uv_work_t *w)
+{
+    struct sweep_round *g = w->data;
+    struct pt_call_opts opts = {.timeout_ms = 5000, .retry_budget_ms = 2000};
+    g->rc = pt_blocks_list(g->addr, g->start, SWEEP_LIST_MAX, &g->list, &g->n, &g->more, &opts);
+}
+
+static void sweep_erase_work(uv_work_t *w)
+{
+    struct sweep_round *g = w->data;
+    struct pt_call_opts opts = {.timeout_ms = 5000, .retry_budget_ms = 2000};
+    unsigned i;
+    for (i = 0; i < g->nerase; i++) {
+        const struct pt_orphan *o = &g->erase[i];
+        uint64_t proof = 0;
+        g->erased[i] =
+            pt_blocks_erase(g->addr, o->block, o->crc, o->size,
+                            pt_block_mac(g->secret, PT_BLOCK_ERASE_CERT, o->service, o->block,
+                                         o->crc, o->size),
+                            &proof, &opts) == 0 &&
+            pt_block_mac_check(g->secret, PT_BLOCK_ERASE_PROOF, o->service, o->block, o->crc,
+                               o->size, proof);
+    }
+}
+
+static void orphan_forget(struct pt_shard_repair *r, unsigned i)
+{
+    r->orphans[i] = r->orphans[--r->norphans];
+}
+
+static void sweep_erase_done(uv_work_t *w, int status)
+{
+    struct sweep_round *g = w->data;
+    struct pt_shard_repair *r = g->r;
+    unsigned i, j;
+    for (i = 0; status == 0 && i < g->nerase; i++) {
+        if (!g->erased[i]) continue;
+        r->orphans_erased++;
+        petrel_log(PT_LOG_INFO, LOG_MODULE,
+                   "orphan block %016" PRIx64 " on %016" PRIx64 " erased (no span lists it)",
+                   g->erase[i].block, g->erase[i].service);
+        for (j = 0; j < r->norphans; j++)
+            if (r->orphans[j].service == g->erase[i].service &&
+                r->orphans[j].block == g->erase[i].block) {
+                orphan_forget(r, j);
+                break;
+            }
+    }
+    free(g->list);
+    free(g);
+    r->running = 0;
+}
+
+/* After the read barrier: the store holds everything committed, so "unlisted" is current. */
+static void sweep_decide(void *ctx, int status)
+{
+    struct sweep_round *g = ctx;
+    struct pt_shard_repair *r = g->r;
+    uint64_t now = pt_node_wall_ms();
+    unsigned i;
+    for (i = 0; status == 0 && i < r->norphans && g->nerase < SWEEP_ERASE_MAX; i++) {
+        struct pt_orphan *o = &r->orphans[i];
+        if (o->service != g->service || now - o->seen_ms < r->sm->retention_ms) continue;
+        if (pt_shard_sm_block_listed(r->sm, o->service, o->block) != 0) continue;
+        g->erase[g->nerase++] = *o;
+    }
+    if (status != 0 || g->nerase == 0 || r->swaps_pending ||
+        uv_queue_work(pt_node_loop(r->node), &g->work, sweep_erase_work, sweep_erase_done) != 0) {
+        free(g->list);
+        free(g);
+        r->running = 0;
+    }
+}
+
+static void sweep_list_done(uv_work_t *w, int status)
+{
+    struct sweep_round *g = w->data;
+    struct pt_shard_repair *r = g->r;
+    uint64_t now = pt_node_wall_ms(), last = g->more && g->n ? g->list[g->n - 1].block_id : UINT64_MAX;
+    size_t k;
+    unsigned i;
+    if (status != 0 || g->rc != 0 || !pt_node_can_serve(r->node)) goto end;
+    /* candidates of this range the listing no longer shows are gone (erased by GC, or lost) */
+    for (i = 0; i < r->norphans;) {
+        const struct pt_orphan *o = &r->orphans[i];
+        int seen = 0;
+        if (o->service == g->service && o->block >= g->start && o->block <= last)
+            for (k = 0; k < g->n && !seen; k++)
+                seen = g->list[k].block_id == o->block;
+        else
+            seen = 1;
+        if (!seen)
+            orphan_forget(r, i);
+        else
+            i++;
+    }
+    for (k = 0; k < g->n; k++) {
+        const struct pt_block_stat *b = &g->list[k];
+        int listed;
+        if (PT_INODE_SHARD(b->block_id) != r->sm->shard) continue; /* another shard's */
+        listed = pt_shard_sm_block_listed(r->sm, g->service, b->block_id);
+        for (i = 0; i < r->norphans; i++)
+            if (r->orphans[i].service == g->service && r->orphans[i].block == b->block_id) break;
+        if (listed != 0) {
+            if (i < r->norphans) orphan_forget(r, i);
+        } else if (i == r->norphans && r->norphans < PT_REPAIR_ORPHANS_MAX) {
+            struct pt_orphan *o = &r->orphans[r->norphans++];
+            o->service = g->service;
+            o->block = b->block_id;
+            o->crc = b->crc;
+            o->size = b->size;
+            o->seen_ms = now;
+        }
+    }
+    if (g->more && g->n) {
+        r->sweep_start = last + 1;
+    } else {
+        r->sweep_start = 0;
+        r->sweep_next++;
+    }
+    if (pt_node_read(r->node, sweep_decide, g) == 0) return;
+end:
+    if (g->rc != 0 || status != 0) { /* the service did not answer: the next one */
+        r->sweep_next++;
+        r->sweep_start = 0;
+    }
+    free(g->list);
+    free(g);
+    r->running = 0;
+}
+
+/* Start listing the next service: 0 when a sweep runs now. */
+static int sweep_start(struct pt_shard_repair *r, uint64_t now_ms)
+{
+    size_t count, k;
+    const struct pt_node_service *all = pt_node_services(r->node, &count);
+    struct sweep_round *g;
+    r->sweep_ms = now_ms;
+    for (k = 0; k < count; k++) {
+        const struct pt_node_service *c = &all[(r->sweep_next + k) % count];
+        if (c->stale || !c->addr[0] || !c->has_secret) continue;
+        if ((r->sweep_next + k) % count != r->sweep_next % count) r->sweep_start = 0;
+        r->sweep_next = (unsigned)((r->sweep_next + k) % count);
+        g = calloc(1, sizeof(*g));
+        if (!g) return -PT_ENOMEM;
+        g->r = r;
+        g->work.data = g;
+        g->service = c->id;
+        g->start = r->sweep_start;
+        snprintf(g->addr, sizeof(g->addr), "%s", c->addr);
+        memcpy(g->secret, c->secret, sizeof(g->secret));
+        if (uv_queue_work(pt_node_loop(r->node), &g->work, sweep_list_work, sweep_list_done) != 0) {
+            free(g);
+            return -PT_EIO;
+        }
+        r->running = 1;
+        return 0;
+    }
+    return -PT_ENOENT;
+}
+
 void pt_shard_repair_tick(struct pt_shard_repair *r, uint64_t now_ms)
 {
     struct repair_round *g;
@@ -483,7 +687,9 @@ void pt_shard_repair_tick(struct pt_shard_repair *r, uint64_t now_ms)
         r->marks_ms = now_ms;
         marks_refresh(r);
     }
-    if (r->running || now_ms - r->last_ms < REPAIR_EVERY_MS) return;
+    if (r->running) return;
+    if (sweep_due(r, now_ms) && sweep_start(r, now_ms) == 0) return;
+    if (now_ms - r->last_ms < REPAIR_EVERY_MS) return;
     r->last_ms = now_ms;
     g = calloc(1, sizeof(*g));
     if (!g) return;

@@ -6,7 +6,9 @@
  * Runs rounds like GC: chosen on the loop, block I/O on a libuv worker thread, the proposals
  * back on the loop. Never frees a block: the old copy is dropped by the swap's apply (GC
  * erases it after the retention period), and a copy written by a repair whose swap is refused
- * stays unused (a duplicated repair may have swapped in exactly that copy).
+ * stays unused (a duplicated repair may have swapped in exactly that copy) until the orphan
+ * sweep erases it: a block of this shard that a service holds and no span lists, seen so for
+ * the retention period, is erased with a certificate (also what a crash left anywhere).
  */
 #ifndef PETREL_CLUSTER_SHARD_REPAIR_H
 #define PETREL_CLUSTER_SHARD_REPAIR_H
@@ -17,6 +19,13 @@
 #include "cluster/shard/shard_sm.h"
 #include "petrel/codec.h"
 #include "petrel/prng.h"
+
+/* A block a service holds that no span of this shard lists (seen by the orphan sweep). */
+struct pt_orphan {
+    uint64_t service, block, seen_ms; /* seen_ms: first seen unlisted (this leader) */
+    uint32_t crc, size;
+};
+#define PT_REPAIR_ORPHANS_MAX 256
 
 struct pt_shard_repair {
     struct pt_node *node;
@@ -40,6 +49,14 @@ struct pt_shard_repair {
     } stale[PT_NODE_MAX_SERVICES];
     unsigned nstale;
     uint64_t repaired, failed; /* blocks swapped in / repairs that could not finish */
+    unsigned swaps_pending;    /* REPLACE_BLOCKs proposed, not yet answered */
+    /* the orphan sweep: one service's block list at a time, round robin */
+    uint64_t sweep_ms;    /* when the last sweep started */
+    unsigned sweep_next;  /* index into the node's service list */
+    uint64_t sweep_start; /* block id the next listing of that service starts at */
+    struct pt_orphan orphans[PT_REPAIR_ORPHANS_MAX];
+    unsigned norphans;
+    uint64_t orphans_erased;
 };
 
 /* rate: bytes/s (0: unlimited); stale_ms: 0 = never rebuild for staleness alone. */

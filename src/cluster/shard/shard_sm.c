@@ -1614,6 +1614,21 @@ int pt_shard_sm_failed(struct pt_shard_sm *sm, uint64_t *out, unsigned max)
     return service_marks(sm, FAILED_PREFIX, out, max);
 }
 
+int pt_shard_sm_block_listed(struct pt_shard_sm *sm, uint64_t service, uint64_t block)
+{
+    MDB_txn *t;
+    uint8_t k[16];
+    MDB_val key = {16, k}, val;
+    int rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, &t);
+    if (rc != 0) return map_mdb(rc);
+    key_put_be64(k, service);
+    key_put_be64(k + 8, block);
+    rc = mdb_get(t, sm->blockidx, &key, &val);
+    mdb_txn_abort(t);
+    if (rc == MDB_NOTFOUND) return 0;
+    return rc ? map_mdb(rc) : 1;
+}
+
 int pt_shard_sm_span_scan(struct pt_shard_sm *sm, pt_shard_span_fn fn, void *ctx,
                           uint64_t *queued)
 {

@@ -97,6 +97,10 @@ int pt_shard_sm_draining(struct pt_shard_sm *sm, uint64_t *out, unsigned max);
 /* Block services declared failed (FAIL_SERVICE): count (<= max) or -PT_E*. */
 int pt_shard_sm_failed(struct pt_shard_sm *sm, uint64_t *out, unsigned max);
 
+/* Whether the block index places `block` on `service` (a span lists that copy): 1, 0 or
+ * -PT_E*. */
+int pt_shard_sm_block_listed(struct pt_shard_sm *sm, uint64_t service, uint64_t block);
+
 /*
  * Every span of the store, in one read transaction, to fn with the file id and a mask of the
  * span's blocks that sit in the repair queue (bit i: block i); *queued gets the number of
