@@ -725,3 +725,88 @@ TEST_T(blocks_fail_rebuilds_a_declared_service_and_status_shows_repair, 300)
     petrel_client_close(cl);
     pc_stop(&c);
 }
+
+/* Write a block no span lists straight to a service, with a valid certificate (what a repair
+ * that crashed before its swap, or a writer whose span was never recorded, leaves). */
+static void sc_plant(struct pc_cluster *c, const struct pt_reg_blocks *s, uint64_t block,
+                     uint32_t size)
+{
+    uint8_t secret[PT_REG_SECRET_SIZE], *data = malloc(size);
+    struct pt_call_opts opts = {5000, 1, 0};
+    uint64_t proof = 0;
+    uint32_t crc, i;
+    CHECK(data != NULL);
+    for (i = 0; i < size; i++)
+        data[i] = sc_byte(block, i);
+    crc = petrel_crc32c(0, data, size);
+    CHECK_OK(pt_reg_block_secret(c->registry, s->id, secret, &opts));
+    CHECK_OK(pt_blocks_write(s->addr, block, crc, data, size,
+                             pt_block_mac(secret, PT_BLOCK_WRITE_CERT, s->id, block, crc, size),
+                             &proof, &opts));
+    free(data);
+}
+
+/*
+ * Orphans: blocks of shard 0 that a service holds and no span lists are erased by the shard
+ * leader's sweep once they were seen unlisted for the retention period (3 s here) — never
+ * sooner, never a block a span lists, never a block of another shard's id range.
+ */
+TEST_T(orphan_sweep_erases_unlisted_blocks_after_the_retention, 180)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    struct sc_block blocks[MAX_BLOCKS];
+    struct pt_reg_blocks *v;
+    struct pt_call_opts opts = {5000, 1, 0};
+    struct pt_block_stat st;
+    unsigned span_first[33], nspans = 0, nblocks, j;
+    uint64_t orphan = PT_INODE_MAKE(0, 1ull << 40), foreign = PT_INODE_MAKE(1, 1ull << 40);
+    uint64_t planted, erased_after = 0;
+    size_t nv;
+    pc_start_retention(&c, 1, 1, 4, 3);
+    cl = pc_client(&c, 30000);
+    {
+        struct sc_gen gen = {7, 300000, 0, 0};
+        CHECK_OK(petrel_client_write_file(cl, "/kept", sc_gen_read, &gen, NULL));
+    }
+    nblocks = sc_blocks(&c, cl, "/kept", blocks, 0, span_first, &nspans);
+    CHECK(nblocks >= 2);
+    nv = sc_services(&c, &v);
+    CHECK_EQ(nv, 4);
+    sc_plant(&c, &v[0], orphan, 8192);
+    sc_plant(&c, &v[1], orphan + 1, 4096);
+    sc_plant(&c, &v[0], foreign, 4096);
+    planted = pc_now_ms();
+    for (;;) {
+        int a = pt_blocks_stat(v[0].addr, orphan, &st, &opts);
+        int b = pt_blocks_stat(v[1].addr, orphan + 1, &st, &opts);
+        CHECK_MSG((a == 0 || a == -PT_ENOENT) && (b == 0 || b == -PT_ENOENT), "stat: %s %s",
+                  petrel_strerror(a), petrel_strerror(b));
+        if (a == -PT_ENOENT && b == -PT_ENOENT) {
+            erased_after = pc_now_ms() - planted;
+            break;
+        }
+        CHECK_MSG(pc_now_ms() - planted < PC_WAIT_MS, "orphans not erased (%s, %s)",
+                  petrel_strerror(a), petrel_strerror(b));
+        usleep(100000);
+    }
+    CHECK_MSG(erased_after >= 3000, "an orphan was erased %llu ms after it appeared",
+              (unsigned long long)erased_after);
+    CHECK_OK(pt_blocks_stat(v[0].addr, foreign, &st, &opts)); /* another shard's id: kept */
+    for (j = 0; j < nblocks; j++) {
+        const struct pt_reg_blocks *s = sc_find(v, nv, blocks[j].service);
+        CHECK_MSG(pt_blocks_stat(s->addr, blocks[j].block, &st, &opts) == 0,
+                  "block %016llx of a span was erased", (unsigned long long)blocks[j].block);
+    }
+    {
+        struct sc_gen k = {7, 300000, 0, 0};
+        uint64_t got = 0;
+        CHECK_OK(petrel_client_read(cl, "/kept", 0, UINT64_MAX, sc_check_write, &k, &got));
+        CHECK(!k.bad && got == 300000);
+    }
+    printf("orphans: 2 erased %llu ms after they appeared (retention 3 s)\n",
+           (unsigned long long)erased_after);
+    free(v);
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
