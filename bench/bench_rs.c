@@ -13,7 +13,9 @@
  * rebuild into), SIZE of RS(4,2) files (64 MiB; BENCH_BIG=1: 4 GiB), one service SIGKILLed:
  *   repair lost BYTES of BLOCKS blocks, budget=unlimited|N MB/s
  *   repair back-to-policy SECONDS (from the kill: stale detection, --repair-stale 1, rebuild)
- *   repair rate MB/s rebuilt (lost bytes over the time from the first swap to the last)
+ *   repair rate MB/s rebuilt (the blocks left once the first round's swaps landed, over the
+ *                           time from then to the last swap: whole rounds only; none when
+ *                           one round rebuilt everything)
  *   repair ratio traffic/budget X  (reads of D survivors + the write, per second, over the
  *                                   budget: at most 1 when the pacing holds)
  */
@@ -467,6 +469,7 @@ static void repair_run(uint64_t size, const char *rate_mb)
     uint64_t lost = 0, lost_blocks = 0, victim = 0, below = 0, on = 0;
     size_t n = 0, i, k;
     double t_kill, t_first = 0, t_done = 0;
+    uint64_t left_first = 0;
     unsigned files = 4;
     if (deploy_start(&dp, REPAIR_SERVICES, rate_mb) != 0 || deploy_ready(&dp) != 0) {
         printf("repair error the local deployment did not start (logs in %s)\n", dp.root);
@@ -509,7 +512,10 @@ static void repair_run(uint64_t size, const char *rate_mb)
            rate_mb && strcmp(rate_mb, "0") ? " MB/s" : "");
     while (bench_now() - t_kill < 600) {
         if (repair_status(&dp, victim, &below, &on) == 0) {
-            if (on < lost_blocks && t_first == 0) t_first = bench_now();
+            if (on < lost_blocks && t_first == 0) {
+                t_first = bench_now(); /* the first round's swaps landed */
+                left_first = on;
+            }
             if (on == 0 && below == 0) {
                 t_done = bench_now();
                 break;
@@ -523,8 +529,10 @@ static void repair_run(uint64_t size, const char *rate_mb)
         goto out;
     }
     printf("repair back-to-policy %.2f\n", t_done - t_kill);
-    if (t_done > t_first) {
-        double rate = (double)lost / (t_done - t_first) / 1e6;
+    if (t_done > t_first && left_first > 0) {
+        /* the rounds after the first, whole: their blocks over their time */
+        double rate = (double)lost * (double)left_first / (double)lost_blocks /
+                      (t_done - t_first) / 1e6;
         printf("repair rate %.1f\n", rate);
         if (rate_mb && atof(rate_mb) > 0)
             printf("repair ratio traffic/budget %.2f\n", rate * (p.data + 1) / atof(rate_mb));

@@ -65,6 +65,9 @@ struct repair_round {
     uv_work_t work;
     struct pt_shard_repair *r;
     uint64_t rate;
+    struct timespec pace_start; /* the budget's epoch: rounds back to back share it */
+    uint64_t pace_bytes;        /* bytes moved since pace_start before this round */
+    uint64_t bytes;             /* bytes this round moved (worker) */
     struct repair_task t[REPAIR_MAX];
     unsigned n;
 };
@@ -389,10 +392,8 @@ static void repair_work(uv_work_t *w)
 {
     struct repair_round *g = w->data;
     struct pt_call_opts opts = {.timeout_ms = 5000, .retry_budget_ms = 3000};
-    struct timespec start;
-    uint64_t bytes = 0;
+    uint64_t bytes = g->pace_bytes;
     unsigned i;
-    clock_gettime(CLOCK_MONOTONIC, &start);
     for (i = 0; i < g->n; i++) {
         struct repair_task *t = &g->t[i];
         const struct pt_block_ref *b = &t->span.blocks[t->lost];
@@ -412,8 +413,9 @@ static void repair_work(uv_work_t *w)
                 t->written = 1;
         }
         free(data);
-        pace(g->rate, &start, bytes);
+        pace(g->rate, &g->pace_start, bytes);
     }
+    g->bytes = bytes - g->pace_bytes;
 }
 
 /* --- step 3: the swaps (loop) -------------------------------------------------------------- */
@@ -476,15 +478,25 @@ static void repair_done(uv_work_t *w, int status)
 {
     struct repair_round *g = w->data;
     struct pt_shard_repair *r = g->r;
-    unsigned i;
+    unsigned i, done = 0;
+    struct timespec now;
     r->running = 0;
+    r->pace_bytes += g->bytes;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    r->pace_end_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
     if (status == 0 && pt_node_can_serve(r->node))
         for (i = 0; i < g->n; i++) {
-            if (g->t[i].written || g->t[i].forget)
+            if (g->t[i].written || g->t[i].forget) {
                 propose_swap(r, &g->t[i]);
-            else
+                done++;
+            } else {
                 r->failed++;
+            }
         }
+    /* A full round that finished every task: there is likely more, start the next at the
+     * next tick instead of a second later (the cursors move past what this round took; the
+     * pacing holds per round). A round with failures keeps the pause. */
+    if (g->n == REPAIR_MAX && done == g->n) r->last_ms = 0;
     free(g);
 }
 
@@ -695,6 +707,19 @@ void pt_shard_repair_tick(struct pt_shard_repair *r, uint64_t now_ms)
     if (!g) return;
     g->r = r;
     g->rate = r->rate;
+    {
+        /* rounds back to back share one budget epoch; after a pause a new one starts */
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000 - r->pace_end_ms >
+                2 * REPAIR_EVERY_MS ||
+            r->pace_end_ms == 0) {
+            r->pace_start = now;
+            r->pace_bytes = 0;
+        }
+        g->pace_start = r->pace_start;
+        g->pace_bytes = r->pace_bytes;
+    }
     g->work.data = g;
     take_draining(r, g);
     take_queue(r, g);

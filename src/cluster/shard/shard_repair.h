@@ -14,6 +14,7 @@
 #define PETREL_CLUSTER_SHARD_REPAIR_H
 
 #include <stdint.h>
+#include <time.h>
 
 #include "cluster/replica/node.h"
 #include "cluster/shard/shard_sm.h"
@@ -50,6 +51,9 @@ struct pt_shard_repair {
     unsigned nstale;
     uint64_t repaired, failed; /* blocks swapped in / repairs that could not finish */
     unsigned swaps_pending;    /* REPLACE_BLOCKs proposed, not yet answered */
+    /* --repair-rate over rounds back to back: bytes since pace_start (monotonic) */
+    struct timespec pace_start;
+    uint64_t pace_bytes, pace_end_ms; /* pace_end_ms: when the last round ended (monotonic) */
     /* the orphan sweep: one service's block list at a time, round robin */
     uint64_t sweep_ms;    /* when the last sweep started */
     unsigned sweep_next;  /* index into the node's service list */
