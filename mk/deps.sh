@@ -19,6 +19,7 @@ for mod in "$@"; do
         libisal) add libisal-dev ;;
         libxxhash) add libxxhash-dev ;;
         libsodium) add libsodium-dev ;;
+        libmicrohttpd) add libmicrohttpd-dev ;;
         *) echo "deps: no Debian package known for pkg-config module '$mod'" >&2; exit 1 ;;
     esac
 done
