@@ -147,6 +147,13 @@ void pt_metric_set(struct pt_metric *g, double v)
     g->value = v;
 }
 
+void pt_metric_gauge_add(struct pt_metric *g, double delta)
+{
+    if (!g) return;
+    PT_ASSERT(g->type == PT_METRIC_GAUGE);
+    g->value += delta;
+}
+
 void pt_metric_observe(struct pt_metric *h, double seconds)
 {
     unsigned i;

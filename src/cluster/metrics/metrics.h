@@ -80,6 +80,8 @@ struct pt_metric *pt_metrics_histogram(struct pt_metrics *m, const char *name, c
 /* Updates (no-ops on NULL). A counter only grows. */
 void pt_metric_add(struct pt_metric *c, uint64_t n);
 void pt_metric_set(struct pt_metric *g, double v);
+/* Move a gauge by delta (a gauge several owners share, e.g. open connections). */
+void pt_metric_gauge_add(struct pt_metric *g, double delta);
 void pt_metric_observe(struct pt_metric *h, double seconds);
 
 /* Register a callback run before every render (on the loop thread): 0 or -PT_ENOSPC. */

@@ -72,6 +72,7 @@ int pt_addr_format(const struct sockaddr *sa, char *buf, size_t cap);
 
 struct pt_server;
 struct pt_request;
+struct pt_metrics;
 
 /* A refused peer address is logged at most once per this interval (per address). */
 #define PT_SERVER_AUTH_LOG_MS 10000
@@ -89,6 +90,9 @@ struct pt_server_config {
     /* Keys clients must prove (cluster/proto/auth.h); NULL: the process's server keys
      * (pt_auth_set_process), and without those, no authentication. Copied at start. */
     const struct pt_auth_keys *auth;
+    /* Where request counts, latencies, bytes and frame CRC errors are counted (NULL: nowhere;
+     * cluster/metrics/metrics.h). Several servers of one process may share one set. */
+    struct pt_metrics *metrics;
 };
 
 /* Bind, listen and start accepting on `loop`: 0 or a negative PT_E* (-PT_EADDRINUSE, ...). */
