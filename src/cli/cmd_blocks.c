@@ -66,6 +66,8 @@ int cmd_blocks(int argc, char **argv)
              "chooses)"},
             {0, "scrub-rate", CLI_UINT, &scrub_mb, "MB/s",
              "how fast each service re-reads its blocks to find rot (default 8; 0: off)"},
+            {0, "http", CLI_STRING, &cfg.http, "HOST:PORT",
+             "serve /metrics over HTTP here (port 0: the OS chooses; unauthenticated: a trusted address only)"},
             {0, "read-only-secret", CLI_STRING, &read_only_secret, "FILE",
              "a second secret whose holders may read and list only (needs --secret)"},
             {0, NULL, CLI_FLAG, NULL, NULL, NULL},
@@ -73,9 +75,11 @@ int cmd_blocks(int argc, char **argv)
         const struct cli_spec spec = {
             "blocks",
             "--registry HOST:PORT --dir DIR [--dir DIR2 ...]\n"
-            "                     --failure-domain NAME [--listen HOST:PORT] [--scrub-rate MB/s]",
+            "                     --failure-domain NAME [--listen HOST:PORT] [--scrub-rate MB/s]\n"
+            "                     [--http HOST:PORT]",
             "Run one block service per directory (one directory per disk) in the foreground\n"
-            "until SIGINT or SIGTERM; prints one \"listening on\" line per service.",
+            "until SIGINT or SIGTERM; prints one \"listening on\" line per service (and\n"
+            "\"http on HOST:PORT\" with --http).",
             options,
             0,
             -1,
@@ -116,6 +120,7 @@ int cmd_blocks(int argc, char **argv)
         printf("listening on %s (block service %016" PRIx64 ", %s)\n",
                pt_blocks_server_address(run.server, i), pt_blocks_server_id(run.server, i),
                dirs[i]);
+    if (cfg.http) printf("http on %s\n", pt_blocks_server_http_address(run.server));
     fflush(stdout);
     uv_run(&loop, UV_RUN_DEFAULT);
     pt_blocks_server_free(run.server);

@@ -1,0 +1,173 @@
+/*
+ * The metrics module (src/cluster/metrics) without processes: what it renders passes the strict
+ * checker (tests/cluster/prom_check.c) and promtool when installed, with the right numbers in the
+ * right buckets; names and labels that would make the output unparsable are refused at
+ * creation; and the checker itself fails on each kind of broken exposition.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cluster/metrics/metrics.h"
+#include "petrel/common.h"
+#include "prom_check.h"
+#include "test.h"
+
+/* promtool check metrics on `text` when promtool is installed: 1 accepted, 0 refused, -1 absent. */
+int web_promtool_check(const char *text);
+int web_promtool_check(const char *text)
+{
+    char path[600], cmd[1400];
+    FILE *f;
+    int rc;
+    if (system("command -v promtool >/dev/null 2>&1") != 0) return -1;
+    snprintf(path, sizeof(path), "%s/metrics-%d.txt", test_tmpdir(), (int)getpid());
+    f = fopen(path, "w");
+    CHECK(f);
+    fputs(text, f);
+    fclose(f);
+    /* promtool prints lint problems and exits non-zero on any */
+    snprintf(cmd, sizeof(cmd), "promtool check metrics < '%s' > '%s.out' 2>&1", path, path);
+    rc = system(cmd);
+    if (rc != 0) {
+        snprintf(cmd, sizeof(cmd), "cat '%s.out' >&2", path);
+        if (system(cmd) != 0) return 0;
+    }
+    return rc == 0;
+}
+
+TEST(metrics_render_is_valid_exposition)
+{
+    struct pt_metrics *m = pt_metrics_new();
+    struct pt_metric *c, *g, *h, *h2;
+    char *text, why[300];
+    size_t len;
+    double v;
+    CHECK(m);
+    c = pt_metrics_counter(m, "petrel_requests_total", "kind=\"ping\"", "Requests");
+    CHECK(c);
+    CHECK(pt_metrics_counter(m, "petrel_requests_total", "kind=\"ping\"", "Requests") == c);
+    pt_metric_add(c, 3);
+    pt_metric_add(pt_metrics_counter(m, "petrel_requests_total", "kind=\"block_read\"", "Requests"),
+                  5);
+    g = pt_metrics_gauge(m, "petrel_raft_term", "", "Term");
+    pt_metric_set(g, 7);
+    pt_metric_gauge_add(pt_metrics_gauge(m, "petrel_connections", "", "Open"), 2);
+    h = pt_metrics_histogram(m, "petrel_fsync_duration_seconds", "", "fsync latency");
+    pt_metric_observe(h, 0.0002); /* le 0.00025 */
+    pt_metric_observe(h, 0.0002);
+    pt_metric_observe(h, 0.003); /* le 0.005 */
+    pt_metric_observe(h, 20);    /* only +Inf */
+    pt_metric_observe(h, NAN);   /* counted as 0 */
+    h2 = pt_metrics_histogram(m, "petrel_request_duration_seconds", "kind=\"x\\\"y\"",
+                              "Latency with an escaped label");
+    CHECK(h2);
+    pt_metric_observe(h2, 1.5);
+    /* collectors run before rendering */
+    CHECK_OK(pt_metrics_render(m, &text, &len));
+    CHECK_EQ(strlen(text), len);
+    if (prom_check(text, why, sizeof(why)) != 0) {
+        fprintf(stderr, "%s\n%s", why, text);
+        CHECK(0);
+    }
+    CHECK(web_promtool_check(text) != 0);
+    CHECK_OK(prom_value(text, "petrel_requests_total{kind=\"ping\"}", &v));
+    CHECK(v == 3);
+    CHECK_OK(prom_value(text, "petrel_requests_total{kind=\"block_read\"}", &v));
+    CHECK(v == 5);
+    CHECK_OK(prom_value(text, "petrel_raft_term", &v));
+    CHECK(v == 7);
+    CHECK_OK(prom_value(text, "petrel_fsync_duration_seconds_bucket{le=\"0.0001\"}", &v));
+    CHECK(v == 1); /* the NaN, as 0 */
+    CHECK_OK(prom_value(text, "petrel_fsync_duration_seconds_bucket{le=\"0.00025\"}", &v));
+    CHECK(v == 3);
+    CHECK_OK(prom_value(text, "petrel_fsync_duration_seconds_bucket{le=\"0.005\"}", &v));
+    CHECK(v == 4);
+    CHECK_OK(prom_value(text, "petrel_fsync_duration_seconds_bucket{le=\"10\"}", &v));
+    CHECK(v == 4);
+    CHECK_OK(prom_value(text, "petrel_fsync_duration_seconds_bucket{le=\"+Inf\"}", &v));
+    CHECK(v == 5);
+    CHECK_OK(prom_value(text, "petrel_fsync_duration_seconds_count", &v));
+    CHECK(v == 5);
+    CHECK_OK(prom_value(text, "petrel_fsync_duration_seconds_sum", &v));
+    CHECK(fabs(v - 20.0034) < 1e-9);
+    CHECK_OK(prom_value(text, "petrel_request_duration_seconds_count{kind=\"x\\\"y\"}", &v));
+    CHECK(v == 1);
+    free(text);
+    pt_metrics_free(m);
+}
+
+TEST(metrics_refuse_series_that_would_not_parse)
+{
+    struct pt_metrics *m = pt_metrics_new();
+    char buf[16];
+    CHECK(m);
+    CHECK(pt_metrics_counter(NULL, "petrel_x_total", "", "") == NULL);
+    CHECK(pt_metrics_counter(m, "9petrel_total", "", "") == NULL);
+    CHECK(pt_metrics_counter(m, "petrel x_total", "", "") == NULL);
+    CHECK(pt_metrics_counter(m, "", "", "") == NULL);
+    CHECK(pt_metrics_counter(m, "petrel_x_total", "kind=\"a", "") == NULL);
+    CHECK(pt_metrics_counter(m, "petrel_x_total", "kind=a", "") == NULL);
+    CHECK(pt_metrics_counter(m, "petrel_x_total", "le=\"1\"", "") == NULL);
+    CHECK(pt_metrics_counter(m, "petrel_x_total", "__name=\"1\"", "") == NULL);
+    CHECK(pt_metrics_counter(m, "petrel_x_total", "k=\"a\nb\"", "") == NULL);
+    CHECK(pt_metrics_counter(m, "petrel_x_total", "k=\"a\\qb\"", "") == NULL);
+    CHECK(pt_metrics_counter(m, "petrel_x_total", "k=\"a\"x", "") == NULL);
+    CHECK(pt_metrics_counter(m, "petrel_x_total", "k=\"a\",j=\"b\"", "") != NULL);
+    /* one name, one type */
+    CHECK(pt_metrics_gauge(m, "petrel_x_total", "", "") == NULL);
+    /* updates through NULL are no-ops */
+    pt_metric_add(NULL, 1);
+    pt_metric_set(NULL, 1);
+    pt_metric_observe(NULL, 1);
+    CHECK_OK(pt_metrics_label_escape("a\"b\\c\nd", buf, sizeof(buf)));
+    CHECK(strcmp(buf, "a\\\"b\\\\c\\nd") == 0);
+    CHECK_EQ(pt_metrics_label_escape("0123456789abcdef", buf, sizeof(buf)), -PT_ERANGE);
+    CHECK(buf[0] == 0);
+    pt_metrics_free(m);
+}
+
+TEST(prom_check_refuses_broken_expositions)
+{
+    static const char *const bad[] = {
+        "",
+        "petrel_a_total 1\n",                                                     /* no TYPE */
+        "# HELP petrel_a_total a\n# TYPE petrel_a_total counter\npetrel_a_total 1", /* no \n */
+        "# HELP petrel_a a\n# TYPE petrel_a counter\npetrel_a 1\n",           /* no _total */
+        "# HELP petrel_a_total a\n# TYPE petrel_a_total gauge\npetrel_a_total 1\n",
+        "# HELP petrel_a_total a\n# TYPE petrel_a_total counter\npetrel_a_total -1\n",
+        "# HELP petrel_a_total a\n# TYPE petrel_a_total counter\npetrel_a_total x\n",
+        "# HELP petrel_a_total a\n# TYPE petrel_a_total counter\npetrel_a_total{k=\"v} 1\n",
+        "# HELP petrel_a_total a\n# TYPE petrel_a_total counter\npetrel_a_total 1 2 3\n",
+        "# HELP petrel_a a\n# TYPE petrel_a gauge\n# HELP petrel_b b\n# TYPE petrel_b gauge\n"
+        "petrel_a 1\n",                                                  /* outside its family */
+        "# HELP petrel_a a\n# TYPE petrel_a gauge\npetrel_a 1\n# HELP petrel_b b\n"
+        "# TYPE petrel_b gauge\npetrel_b 1\n# TYPE petrel_a gauge\n",   /* family twice */
+        "# HELP petrel_h_seconds h\n# TYPE petrel_h_seconds histogram\n"
+        "petrel_h_seconds_bucket{le=\"1\"} 2\npetrel_h_seconds_bucket{le=\"2\"} 1\n"
+        "petrel_h_seconds_bucket{le=\"+Inf\"} 2\npetrel_h_seconds_sum 1\n"
+        "petrel_h_seconds_count 2\n",                                   /* not cumulative */
+        "# HELP petrel_h_seconds h\n# TYPE petrel_h_seconds histogram\n"
+        "petrel_h_seconds_bucket{le=\"2\"} 1\npetrel_h_seconds_bucket{le=\"1\"} 1\n"
+        "petrel_h_seconds_bucket{le=\"+Inf\"} 1\npetrel_h_seconds_sum 1\n"
+        "petrel_h_seconds_count 1\n",                                   /* le order */
+        "# HELP petrel_h_seconds h\n# TYPE petrel_h_seconds histogram\n"
+        "petrel_h_seconds_bucket{le=\"1\"} 1\npetrel_h_seconds_bucket{le=\"+Inf\"} 1\n"
+        "petrel_h_seconds_sum 1\npetrel_h_seconds_count 2\n",           /* count != +Inf */
+        "# HELP petrel_h h\n# TYPE petrel_h histogram\n"
+        "petrel_h_bucket{le=\"+Inf\"} 1\npetrel_h_sum 1\npetrel_h_count 1\n", /* no unit */
+        "# HELP other_a a\n# TYPE other_a gauge\nother_a 1\n",          /* not petrel_ */
+    };
+    static const char good[] =
+        "# HELP petrel_a_total a\n# TYPE petrel_a_total counter\npetrel_a_total{k=\"v\"} 1\n"
+        "# HELP petrel_h_seconds h\n# TYPE petrel_h_seconds histogram\n"
+        "petrel_h_seconds_bucket{le=\"1\"} 1\npetrel_h_seconds_bucket{le=\"+Inf\"} 2\n"
+        "petrel_h_seconds_sum 3\npetrel_h_seconds_count 2\n";
+    char why[300];
+    size_t i;
+    CHECK_OK(prom_check(good, why, sizeof(why)));
+    for (i = 0; i < PT_ARRAY_SIZE(bad); i++)
+        CHECK_MSG(prom_check(bad[i], why, sizeof(why)) != 0, "accepted broken case %zu", i);
+}
