@@ -108,8 +108,9 @@ int cmd_blocks(int argc, char **argv)
     err = pt_blocks_server_start(&loop, &cfg, &run.server);
     if (err) {
         uv_loop_close(&loop);
-        return cli_error("blocks", "cannot start (registry %s, listen %s): %s", cfg.registry,
-                         cfg.listen, petrel_strerror(err));
+        return cli_error("blocks", "cannot start (registry %s, listen %s%s%s): %s", cfg.registry,
+                         cfg.listen ? cfg.listen : "127.0.0.1:0", cfg.http ? ", HTTP on " : "",
+                         cfg.http ? cfg.http : "", petrel_strerror(err));
     }
     uv_signal_init(&loop, &run.sigint);
     uv_signal_init(&loop, &run.sigterm);

@@ -23,10 +23,10 @@
 #include <unistd.h>
 
 #include "cluster/metrics/metrics.h"
-#include "cluster/net/net.h"
 #include "petrel/common.h"
 
 #define PT_HTTP_PATH_MAX 256
+#define PT_HTTP_ADDR_MAX 128
 
 enum slot_state { SLOT_IDLE, SLOT_PENDING, SLOT_DONE };
 
@@ -35,7 +35,7 @@ struct pt_http {
     uv_async_t wake;
     struct MHD_Daemon *daemon;
     int fd;
-    char address[PT_ADDR_MAX];
+    char address[PT_HTTP_ADDR_MAX];
     struct pt_metrics *metrics;
     pt_http_page_fn page;
     void *page_ctx;
@@ -158,12 +158,60 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return respond(conn, (unsigned)status, body, len, type);
 }
 
+/* "A.B.C.D:PORT", "[v6]:PORT" or "localhost:PORT" (this package stands below cluster/net, so
+ * it parses its one address itself): 0 or -PT_EINVAL. */
+static int parse_address(const char *text, struct sockaddr_storage *out)
+{
+    char host[PT_HTTP_ADDR_MAX], *end;
+    const char *colon = strrchr(text, ':');
+    size_t hl;
+    unsigned long port;
+    memset(out, 0, sizeof(*out));
+    if (!colon || !colon[1]) return -PT_EINVAL;
+    port = strtoul(colon + 1, &end, 10);
+    if (*end || port > 65535 || colon[1] < '0' || colon[1] > '9') return -PT_EINVAL;
+    hl = (size_t)(colon - text);
+    if (hl >= sizeof(host)) return -PT_EINVAL;
+    memcpy(host, text, hl);
+    host[hl] = 0;
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)out;
+        host[hl - 1] = 0;
+        if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1) return -PT_EINVAL;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        return 0;
+    }
+    {
+        struct sockaddr_in *a = (struct sockaddr_in *)out;
+        if (strcmp(host, "localhost") == 0) snprintf(host, sizeof(host), "127.0.0.1");
+        if (inet_pton(AF_INET, host, &a->sin_addr) != 1) return -PT_EINVAL;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+    }
+    return 0;
+}
+
+static int format_address(const struct sockaddr_storage *ss, char *buf, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        if (!inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip))) return -PT_EINVAL;
+        return snprintf(buf, cap, "%s:%u", ip, ntohs(a->sin_port)) < (int)cap ? 0 : -PT_EINVAL;
+    } else {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        if (!inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip))) return -PT_EINVAL;
+        return snprintf(buf, cap, "[%s]:%u", ip, ntohs(a->sin6_port)) < (int)cap ? 0 : -PT_EINVAL;
+    }
+}
+
 static int listen_socket(const char *listen_addr, int *fd_out, char *name, size_t cap)
 {
     struct sockaddr_storage ss, bound;
     socklen_t sl = sizeof(bound);
     int fd, one = 1, err;
-    if (pt_addr_parse(listen_addr, &ss) != 0) return -PT_EINVAL;
+    if (parse_address(listen_addr, &ss) != 0) return -PT_EINVAL;
     fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -PT_EIO;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -175,7 +223,7 @@ static int listen_socket(const char *listen_addr, int *fd_out, char *name, size_
         close(fd);
         return err;
     }
-    if (pt_addr_format((struct sockaddr *)&bound, name, cap) != 0) {
+    if (format_address(&bound, name, cap) != 0) {
         close(fd);
         return -PT_EIO;
     }
@@ -212,7 +260,9 @@ int pt_http_start(uv_loop_t *loop, const char *listen_addr, struct pt_metrics *m
         return -PT_EIO;
     }
     h->wake.data = h;
-    h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, on_request, h,
+    h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
+                                     (h->address[0] == '[' ? MHD_USE_IPv6 : 0),
+                                 0, NULL, NULL, on_request, h,
                                  MHD_OPTION_LISTEN_SOCKET, (MHD_socket)h->fd,
                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
