@@ -171,3 +171,162 @@ TEST(prom_check_refuses_broken_expositions)
     for (i = 0; i < PT_ARRAY_SIZE(bad); i++)
         CHECK_MSG(prom_check(bad[i], why, sizeof(why)) != 0, "accepted broken case %zu", i);
 }
+
+/* --- the registry's status page and heartbeat status tails (no processes) -------------------- */
+
+#include "cluster/proto/registry_msg.h"
+#include "cluster/registry/registry.h"
+#include "cluster/registry/registry_status.h"
+
+TEST(registry_heartbeat_status_tail)
+{
+    struct pt_reg_replica in, out;
+    struct pt_reg_blocks bin, bout;
+    uint8_t buf[1024];
+    struct pt_cursor c;
+    size_t len;
+    memset(&in, 0, sizeof(in));
+    in.shard = 3;
+    in.replica = 1;
+    in.leader = 1;
+    snprintf(in.addr, sizeof(in.addr), "127.0.0.1:9000");
+    in.term = 12;
+    in.commit = 3456;
+    snprintf(in.http, sizeof(in.http), "127.0.0.1:9100");
+    pt_cursor_init(&c, buf, sizeof(buf));
+    pt_reg_enc_shard_heartbeat(&c, &in);
+    CHECK(pt_cursor_ok(&c));
+    len = c.pos;
+    pt_cursor_init(&c, buf, len);
+    pt_reg_dec_shard_heartbeat(&c, &out);
+    CHECK(pt_cursor_ok(&c) && !pt_cursor_left(&c));
+    CHECK(out.term == 12 && out.commit == 3456 && strcmp(out.http, in.http) == 0);
+    /* without the tail (an older sender): accepted, tail empty */
+    pt_cursor_init(&c, buf, len - (8 + 8 + 2 + strlen(in.http)));
+    pt_reg_dec_shard_heartbeat(&c, &out);
+    CHECK(pt_cursor_ok(&c) && !pt_cursor_left(&c));
+    CHECK(out.term == 0 && out.commit == 0 && out.http[0] == 0);
+    CHECK(strcmp(out.addr, in.addr) == 0);
+    /* a cut tail is malformed */
+    pt_cursor_init(&c, buf, len - 3);
+    pt_reg_dec_shard_heartbeat(&c, &out);
+    CHECK(!pt_cursor_ok(&c));
+    pt_cursor_init(&c, buf, len - 20);
+    pt_reg_dec_shard_heartbeat(&c, &out);
+    CHECK(!pt_cursor_ok(&c));
+    /* CDC the same way */
+    pt_cursor_init(&c, buf, sizeof(buf));
+    pt_reg_enc_cdc_heartbeat(&c, &in);
+    len = c.pos;
+    pt_cursor_init(&c, buf, len);
+    pt_reg_dec_cdc_heartbeat(&c, &out);
+    CHECK(pt_cursor_ok(&c) && !pt_cursor_left(&c));
+    CHECK(out.term == 12 && out.commit == 3456 && strcmp(out.http, in.http) == 0);
+    /* block services: an http string after the scrub progress */
+    memset(&bin, 0, sizeof(bin));
+    bin.id = 77;
+    snprintf(bin.failure_domain, sizeof(bin.failure_domain), "rack1");
+    snprintf(bin.addr, sizeof(bin.addr), "127.0.0.1:9001");
+    snprintf(bin.http, sizeof(bin.http), "127.0.0.1:9101");
+    pt_cursor_init(&c, buf, sizeof(buf));
+    pt_reg_enc_blocks_heartbeat(&c, &bin);
+    len = c.pos;
+    pt_cursor_init(&c, buf, len);
+    pt_reg_dec_blocks_heartbeat(&c, &bout);
+    CHECK(pt_cursor_ok(&c) && !pt_cursor_left(&c));
+    CHECK(strcmp(bout.http, bin.http) == 0);
+    pt_cursor_init(&c, buf, len - (2 + strlen(bin.http)));
+    pt_reg_dec_blocks_heartbeat(&c, &bout);
+    CHECK(pt_cursor_ok(&c) && !pt_cursor_left(&c) && bout.http[0] == 0);
+}
+
+static void page_heartbeats(struct pt_registry *r, uint64_t now, int with_b2)
+{
+    struct pt_reg_replica hb;
+    struct pt_reg_blocks b;
+    uint8_t secret[PT_REG_SECRET_SIZE] = {1}, out[PT_REG_SECRET_SIZE];
+    unsigned rep;
+    for (rep = 0; rep < 3; rep++) {
+        memset(&hb, 0, sizeof(hb));
+        hb.shard = 1;
+        hb.replica = (uint8_t)rep;
+        hb.leader = rep == 2;
+        hb.term = 5;
+        hb.commit = 100 + rep;
+        snprintf(hb.addr, sizeof(hb.addr), "127.0.0.1:%u", 9000 + rep);
+        snprintf(hb.http, sizeof(hb.http), "127.0.0.1:%u", 9100 + rep);
+        CHECK_OK(pt_registry_shard_heartbeat(r, &hb, now));
+    }
+    memset(&b, 0, sizeof(b));
+    b.id = 0xabc;
+    b.capacity = 1000;
+    b.used = 250;
+    snprintf(b.failure_domain, sizeof(b.failure_domain), "<script>alert(1)</script>");
+    snprintf(b.addr, sizeof(b.addr), "127.0.0.1:9200");
+    snprintf(b.http, sizeof(b.http), "127.0.0.1:9300\"><b>x");
+    CHECK_OK(pt_registry_blocks_heartbeat(r, &b, now, secret, out));
+    if (with_b2) {
+        b.id = 0xdef;
+        snprintf(b.failure_domain, sizeof(b.failure_domain), "rack2");
+        snprintf(b.addr, sizeof(b.addr), "127.0.0.1:9201");
+        CHECK_OK(pt_registry_blocks_heartbeat(r, &b, now, secret, out));
+    }
+}
+
+TEST(registry_status_page_shows_leaders_escapes_and_goes_down_on_time)
+{
+    struct pt_registry r;
+    struct pt_registry_events ev;
+    char *page;
+    size_t len;
+    const uint64_t wall = 1800000000000ull;
+    pt_registry_init(&r, 3000);
+    memset(&ev, 0, sizeof(ev));
+    page_heartbeats(&r, 1000, 1);
+    pt_registry_events_watch(&ev, &r, 1000, wall);
+    CHECK(ev.next == 0); /* coming up is not an event */
+    CHECK_OK(pt_registry_status_page(&r, &ev, "127.0.0.1:7400", 2000, wall, &page, &len));
+    CHECK_EQ(strlen(page), len);
+    CHECK(strstr(page, "class=\"leadername\" data-shard=\"1\">replica 2</td>"));
+    CHECK(strstr(page, "<td>5</td><td>102</td>"));                 /* term, commit of replica 2 */
+    CHECK(strstr(page, "href=\"http://127.0.0.1:9102/metrics\"")); /* its metrics link */
+    CHECK(strstr(page, "data-service=\"0000000000000abc\" data-state=\"up\""));
+    CHECK(strstr(page, "data-service=\"0000000000000def\" data-state=\"up\""));
+    CHECK(strstr(page, "250 B (25.0%)"));
+    /* hostile strings from heartbeats are text, never markup */
+    CHECK(!strstr(page, "<script>alert"));
+    CHECK(strstr(page, "&lt;script&gt;alert(1)&lt;/script&gt;"));
+    CHECK(!strstr(page, "<b>x"));
+    CHECK(strstr(page, "9300&quot;&gt;&lt;b&gt;x"));
+    CHECK(strstr(page, "<script>\n(function(){var every=2000;")); /* the refresh script, whole */
+    CHECK(strstr(page, "</script>\n</body></html>\n"));
+    free(page);
+
+    /* block service 0xdef falls silent: up until stale_after, down after, with one event */
+    page_heartbeats(&r, 3999, 0);
+    CHECK_OK(pt_registry_status_page(&r, &ev, "127.0.0.1:7400", 4000, wall, &page, &len));
+    CHECK(strstr(page, "data-service=\"0000000000000def\" data-state=\"up\""));
+    free(page);
+    pt_registry_events_watch(&ev, &r, 4000, wall);
+    CHECK(ev.next == 0);
+    pt_registry_events_watch(&ev, &r, 4001, wall + 3001);
+    CHECK(ev.next == 1);
+    CHECK(strstr(ev.ring[0].text, "block service 0000000000000def (rack2, 127.0.0.1:9201) is down"));
+    pt_registry_events_watch(&ev, &r, 4100, wall + 3100);
+    CHECK(ev.next == 1); /* said once */
+    CHECK_OK(pt_registry_status_page(&r, &ev, "127.0.0.1:7400", 4100, wall, &page, &len));
+    CHECK(strstr(page, "data-service=\"0000000000000def\" data-state=\"down\""));
+    CHECK(strstr(page, "data-service=\"0000000000000abc\" data-state=\"up\""));
+    CHECK(strstr(page, "is down: no heartbeat for 3 s"));
+    free(page);
+    /* it comes back */
+    page_heartbeats(&r, 5000, 1);
+    pt_registry_events_watch(&ev, &r, 5000, wall + 4000);
+    CHECK(ev.next == 2);
+    CHECK(strstr(ev.ring[1].text, "0000000000000def (rack2, 127.0.0.1:9201) is back"));
+    /* a leader that went silent is not named: the group shows none */
+    CHECK_OK(pt_registry_status_page(&r, &ev, "127.0.0.1:7400", 9000, wall, &page, &len));
+    CHECK(strstr(page, "class=\"down leadername\" data-shard=\"1\">none</td>"));
+    free(page);
+    pt_registry_free(&r);
+}
