@@ -317,6 +317,13 @@ TEST(registry_status_page_shows_leaders_escapes_and_goes_down_on_time)
     CHECK_OK(pt_registry_status_page(&r, &ev, "127.0.0.1:7400", 4100, wall, &page, &len));
     CHECK(strstr(page, "data-service=\"0000000000000def\" data-state=\"down\""));
     CHECK(strstr(page, "data-service=\"0000000000000abc\" data-state=\"up\""));
+    {
+        const char *row = strstr(page, "data-service=\"0000000000000def\"");
+        CHECK(row && strstr(row, "<td class=\"down\">down</td>") &&
+              strstr(row, "<td class=\"down\">down</td>") < strstr(row, "</tr>"));
+        CHECK(strstr(page, "<tr><td>block service</td><td class=\"up\">1</td>"
+                           "<td class=\"down\">1</td></tr>"));
+    }
     CHECK(strstr(page, "is down: no heartbeat for 3 s"));
     free(page);
     /* it comes back */
