@@ -216,7 +216,7 @@ TEST_T(web_metrics_and_status_page, 300)
     struct pc_cluster c;
     char links[16][64], *page, *text, *dom, *body;
     unsigned n, i, s;
-    double shard_reqs = 0, block_writes = 0, leaders = 0, fsyncs = 0;
+    double shard_reqs = 0, shard_links = 0, link_timed = 0, block_writes = 0, leaders = 0, fsyncs = 0;
     int status, victim;
     char victim_id[32] = "", key[64];
     uint64_t killed_at, start;
@@ -239,13 +239,19 @@ TEST_T(web_metrics_and_status_page, 300)
     for (i = 0; i < n; i++) {
         text = metrics_checked(links[i], "shard");
         leaders += value_or(text, "petrel_raft_leader", 0);
-        shard_reqs += value_or(text, "petrel_requests_total{kind=\"shard_req\"}", 0);
+        /* shard requests are counted per operation: the file's creation and link */
+        shard_reqs += value_or(text, "petrel_requests_total{kind=\"shard_construct_file\"}", 0);
+        shard_links += value_or(text, "petrel_requests_total{kind=\"shard_link_file\"}", 0);
+        link_timed +=
+            value_or(text, "petrel_request_duration_seconds_count{kind=\"shard_link_file\"}", 0);
+        CHECK(value_or(text, "petrel_requests_total{kind=\"shard_req\"}", -1) == -1);
         CHECK(value_or(text, "petrel_raft_term", 0) >= 1);
         CHECK(value_or(text, "petrel_fsync_duration_seconds_count", 0) >= 1);
         free(text);
     }
     CHECK(leaders >= SHARDS); /* a deposed leader may still say so for a moment */
     CHECK(shard_reqs > 0);
+    CHECK(shard_links > 0 && link_timed == shard_links);
 
     /* CDC */
     n = page_links(page, "cdc", links, 16);

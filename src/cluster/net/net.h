@@ -121,6 +121,11 @@ uint16_t pt_request_kind(const struct pt_request *r);
 uint64_t pt_request_id(const struct pt_request *r);
 const uint8_t *pt_request_body(const struct pt_request *r);
 uint32_t pt_request_body_len(const struct pt_request *r);
+/*
+ * Name the request in metrics by `label` instead of its frame kind's name (a shard names each
+ * request by its operation: "shard_lookup"). label must be a static string of [a-z0-9_].
+ */
+void pt_request_set_metric_kind(struct pt_request *r, const char *label);
 /* Per-request slot for the handler's own state (NULL initially). */
 void *pt_request_user(const struct pt_request *r);
 void pt_request_set_user(struct pt_request *r, void *user);

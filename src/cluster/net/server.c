@@ -21,7 +21,7 @@
 #define LOG_MODULE "net"
 
 #define AUTH_LOG_SLOTS 16
-#define KIND_SLOTS 32 /* request kinds whose series are looked up once */
+#define KIND_SLOTS 96 /* request kinds (and shard operations) whose series are looked up once */
 
 enum conn_auth { AUTH_NONE, AUTH_WAIT_HELLO, AUTH_ESTABLISHED };
 
@@ -53,6 +53,7 @@ struct pt_server {
     struct pt_metric *m_received, *m_sent, *m_crc, *m_rejected, *m_connections, *m_pending;
     struct {
         uint16_t kind;
+        const char *label; /* NULL: the kind's name */
         struct pt_metric *count, *errors, *seconds;
     } kinds[KIND_SLOTS];
     unsigned nkinds;
@@ -83,6 +84,7 @@ struct srv_conn {
 struct pt_request {
     struct srv_conn *conn;
     uint64_t start_ns; /* arrival (uv_hrtime), for the latency histogram */
+    const char *metric_kind; /* static label overriding the kind's name (NULL: none) */
     uint16_t kind;
     uint64_t id;
     uint8_t *body;
@@ -257,6 +259,7 @@ static void conn_dispatch(struct srv_conn *c)
     }
     r->conn = c;
     r->start_ns = s->cfg.metrics ? uv_hrtime() : 0;
+    r->metric_kind = NULL;
     r->kind = c->h.kind;
     r->id = c->h.request_id;
     r->body = c->body;
@@ -647,6 +650,11 @@ uint32_t pt_request_body_len(const struct pt_request *r)
     return r->len;
 }
 
+void pt_request_set_metric_kind(struct pt_request *r, const char *label)
+{
+    r->metric_kind = label;
+}
+
 void *pt_request_user(const struct pt_request *r)
 {
     return r->user;
@@ -659,16 +667,17 @@ void pt_request_set_user(struct pt_request *r, void *user)
 
 /* The series of one request kind, looked up once per kind (kinds past KIND_SLOTS share
  * "other"'s lookup cost, not its label). */
-static unsigned kind_slot(struct pt_server *s, uint16_t kind)
+static unsigned kind_slot(struct pt_server *s, uint16_t kind, const char *label)
 {
     unsigned i;
     char labels[64];
     for (i = 0; i < s->nkinds; i++)
-        if (s->kinds[i].kind == kind) return i;
+        if (s->kinds[i].kind == kind && s->kinds[i].label == label) return i;
     if (s->nkinds == KIND_SLOTS) return KIND_SLOTS;
     i = s->nkinds++;
-    snprintf(labels, sizeof(labels), "kind=\"%s\"", pt_msg_kind_name(kind));
+    snprintf(labels, sizeof(labels), "kind=\"%s\"", label ? label : pt_msg_kind_name(kind));
     s->kinds[i].kind = kind;
+    s->kinds[i].label = label;
     s->kinds[i].count = pt_metrics_counter(s->cfg.metrics, "petrel_requests_total", labels,
                                            "Requests answered, by message kind");
     s->kinds[i].errors = pt_metrics_counter(s->cfg.metrics, "petrel_request_errors_total", labels,
@@ -685,7 +694,7 @@ static void request_count(struct pt_request *r, int failed)
     struct pt_server *s = r->conn->server;
     unsigned i;
     if (!s->cfg.metrics) return;
-    i = kind_slot(s, r->kind);
+    i = kind_slot(s, r->kind, r->metric_kind);
     if (i == KIND_SLOTS) return;
     pt_metric_add(s->kinds[i].count, 1);
     if (failed) pt_metric_add(s->kinds[i].errors, 1);

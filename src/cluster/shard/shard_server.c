@@ -294,6 +294,7 @@ static void handle(void *ctx, struct pt_request *req)
         pt_request_reply_error(req, rc, "malformed shard request", NULL);
         return;
     }
+    pt_request_set_metric_kind(req, pt_shard_op_metric_name(q.op));
     if (!pt_node_can_serve(s->node)) {
         pt_node_reply_not_leader(s->node, req);
         return;
