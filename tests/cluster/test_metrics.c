@@ -337,3 +337,125 @@ TEST(registry_status_page_shows_leaders_escapes_and_goes_down_on_time)
     free(page);
     pt_registry_free(&r);
 }
+
+/* --- the HTTP endpoint in-process: the loop renders, a stalled loop is a bounded 503 ---------- */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+
+/* GET path from addr over HTTP/1.0: the status, the body in body (cap bytes, NUL-ended). */
+static int http_get_local(const char *addr, const char *path, char *body, size_t cap)
+{
+    struct sockaddr_in sa;
+    struct timeval tv = {20, 0};
+    char req[256], *buf = malloc(1 << 20);
+    unsigned port;
+    size_t len = 0;
+    int fd, status = -1;
+    char *p;
+    CHECK(buf);
+    CHECK(sscanf(addr, "127.0.0.1:%u", &port) == 1);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        free(buf);
+        return -1;
+    }
+    snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
+    CHECK(write(fd, req, strlen(req)) == (ssize_t)strlen(req));
+    for (;;) {
+        ssize_t n = read(fd, buf + len, (1 << 20) - 1 - len);
+        if (n <= 0) break;
+        len += (size_t)n;
+    }
+    close(fd);
+    buf[len] = 0;
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) == 1 && (p = strstr(buf, "\r\n\r\n")))
+        snprintf(body, cap, "%s", p + 4);
+    free(buf);
+    return status;
+}
+
+struct loop_run {
+    uv_loop_t loop;
+    uv_async_t stop;
+    struct pt_http *http;
+    struct pt_metric *ticks;
+};
+
+static void on_stop(uv_async_t *a)
+{
+    struct loop_run *r = a->data;
+    pt_http_stop(r->http);
+    uv_close((uv_handle_t *)&r->stop, NULL);
+}
+
+static uint64_t pc_now_ms_local(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
+static void *loop_main(void *arg)
+{
+    struct loop_run *r = arg;
+    uv_run(&r->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+static void count_render(void *ctx)
+{
+    pt_metric_add(ctx, 1);
+}
+
+TEST(metrics_http_endpoint_renders_on_the_loop)
+{
+    struct loop_run r;
+    struct pt_metrics *m = pt_metrics_new();
+    char *body = malloc(1 << 20), why[300], addr[64];
+    pthread_t t;
+    uint64_t start;
+    double v;
+    CHECK(m && body);
+    memset(&r, 0, sizeof(r));
+    CHECK_OK(uv_loop_init(&r.loop));
+    r.ticks = pt_metrics_counter(m, "petrel_test_renders_total", "", "Renders so far");
+    CHECK_OK(pt_metrics_on_collect(m, count_render, r.ticks));
+    CHECK_EQ(pt_http_start(&r.loop, "127.0.0.1:99999", m, NULL, NULL, &r.http), -PT_EINVAL);
+    CHECK_EQ(pt_http_start(&r.loop, "nowhere:1", m, NULL, NULL, &r.http), -PT_EINVAL);
+    CHECK_OK(pt_http_start(&r.loop, "127.0.0.1:0", m, NULL, NULL, &r.http));
+    snprintf(addr, sizeof(addr), "%s", pt_http_address(r.http));
+    CHECK(strncmp(addr, "127.0.0.1:", 10) == 0 && strcmp(addr, "127.0.0.1:0") != 0);
+    /* The loop is not running: the HTTP thread must not render itself, and must not hang. */
+    start = pc_now_ms_local();
+    CHECK_EQ(http_get_local(addr, "/metrics", body, 1 << 20), 503);
+    CHECK(pc_now_ms_local() - start >= PT_HTTP_WAIT_MS - 100);
+    CHECK(r.ticks->value == 0);
+    /* The loop runs: rendered there, a valid exposition, collectors run once per render. */
+    r.stop.data = &r;
+    CHECK_OK(uv_async_init(&r.loop, &r.stop, on_stop));
+    CHECK_OK(pthread_create(&t, NULL, loop_main, &r));
+    CHECK_EQ(http_get_local(addr, "/metrics", body, 1 << 20), 200);
+    CHECK_OK(prom_check(body, why, sizeof(why)));
+    CHECK_OK(prom_value(body, "petrel_test_renders_total", &v));
+    CHECK(v == 1);
+    CHECK_EQ(http_get_local(addr, "/metrics", body, 1 << 20), 200);
+    CHECK_OK(prom_value(body, "petrel_test_renders_total", &v));
+    CHECK(v == 2);
+    CHECK_EQ(http_get_local(addr, "/", body, 1 << 20), 404); /* no page callback */
+    uv_async_send(&r.stop);
+    CHECK_OK(pthread_join(t, NULL));
+    CHECK_OK(uv_loop_close(&r.loop));
+    CHECK_EQ(http_get_local(addr, "/metrics", body, 1 << 20), -1); /* closed */
+    pt_metrics_free(m);
+    free(body);
+}
