@@ -67,7 +67,8 @@ int cmd_blocks(int argc, char **argv)
             {0, "scrub-rate", CLI_UINT, &scrub_mb, "MB/s",
              "how fast each service re-reads its blocks to find rot (default 8; 0: off)"},
             {0, "http", CLI_STRING, &cfg.http, "HOST:PORT",
-             "serve /metrics over HTTP here (port 0: the OS chooses; unauthenticated: a trusted address only)"},
+             "serve /metrics over HTTP here (port 0: the OS chooses; unauthenticated: a trusted "
+             "address only)"},
             {0, "read-only-secret", CLI_STRING, &read_only_secret, "FILE",
              "a second secret whose holders may read and list only (needs --secret)"},
             {0, NULL, CLI_FLAG, NULL, NULL, NULL},

@@ -42,7 +42,8 @@ int cmd_cdc(int argc, char **argv)
             {0, "unsafe-no-fsync-check", CLI_FLAG, &cfg.raft.unsafe_no_fsync_check, NULL,
              "start even on a filesystem known not to honour fsync (FUSE)"},
             {0, "http", CLI_STRING, &cfg.http, "HOST:PORT",
-             "serve /metrics over HTTP here (port 0: the OS chooses; unauthenticated: a trusted address only)"},
+             "serve /metrics over HTTP here (port 0: the OS chooses; unauthenticated: a trusted "
+             "address only)"},
             {0, "verbose", CLI_FLAG, &verbose, NULL, "log debug messages"},
             {0, "read-only-secret", CLI_STRING, &read_only_secret, "FILE",
              "a second secret whose holders may read and list only (needs --secret)"},

@@ -93,8 +93,8 @@ int cmd_registry(int argc, char **argv)
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
         return cli_error("registry", "cannot start on %s%s%s%s with state in %s: %s", cfg.listen,
-                         cfg.http ? " (HTTP on " : "", cfg.http ? cfg.http : "", cfg.http ? ")" : "", cfg.dir,
-                         petrel_strerror(err));
+                         cfg.http ? " (HTTP on " : "", cfg.http ? cfg.http : "",
+                         cfg.http ? ")" : "", cfg.dir, petrel_strerror(err));
     }
     uv_signal_init(&loop, &run.sigint);
     uv_signal_init(&loop, &run.sigterm);

@@ -133,32 +133,32 @@ TEST(prom_check_refuses_broken_expositions)
 {
     static const char *const bad[] = {
         "",
-        "petrel_a_total 1\n",                                                     /* no TYPE */
+        "petrel_a_total 1\n",                                                       /* no TYPE */
         "# HELP petrel_a_total a\n# TYPE petrel_a_total counter\npetrel_a_total 1", /* no \n */
-        "# HELP petrel_a a\n# TYPE petrel_a counter\npetrel_a 1\n",           /* no _total */
+        "# HELP petrel_a a\n# TYPE petrel_a counter\npetrel_a 1\n",                 /* no _total */
         "# HELP petrel_a_total a\n# TYPE petrel_a_total gauge\npetrel_a_total 1\n",
         "# HELP petrel_a_total a\n# TYPE petrel_a_total counter\npetrel_a_total -1\n",
         "# HELP petrel_a_total a\n# TYPE petrel_a_total counter\npetrel_a_total x\n",
         "# HELP petrel_a_total a\n# TYPE petrel_a_total counter\npetrel_a_total{k=\"v} 1\n",
         "# HELP petrel_a_total a\n# TYPE petrel_a_total counter\npetrel_a_total 1 2 3\n",
         "# HELP petrel_a a\n# TYPE petrel_a gauge\n# HELP petrel_b b\n# TYPE petrel_b gauge\n"
-        "petrel_a 1\n",                                                  /* outside its family */
+        "petrel_a 1\n", /* outside its family */
         "# HELP petrel_a a\n# TYPE petrel_a gauge\npetrel_a 1\n# HELP petrel_b b\n"
-        "# TYPE petrel_b gauge\npetrel_b 1\n# TYPE petrel_a gauge\n",   /* family twice */
+        "# TYPE petrel_b gauge\npetrel_b 1\n# TYPE petrel_a gauge\n", /* family twice */
         "# HELP petrel_h_seconds h\n# TYPE petrel_h_seconds histogram\n"
         "petrel_h_seconds_bucket{le=\"1\"} 2\npetrel_h_seconds_bucket{le=\"2\"} 1\n"
         "petrel_h_seconds_bucket{le=\"+Inf\"} 2\npetrel_h_seconds_sum 1\n"
-        "petrel_h_seconds_count 2\n",                                   /* not cumulative */
+        "petrel_h_seconds_count 2\n", /* not cumulative */
         "# HELP petrel_h_seconds h\n# TYPE petrel_h_seconds histogram\n"
         "petrel_h_seconds_bucket{le=\"2\"} 1\npetrel_h_seconds_bucket{le=\"1\"} 1\n"
         "petrel_h_seconds_bucket{le=\"+Inf\"} 1\npetrel_h_seconds_sum 1\n"
-        "petrel_h_seconds_count 1\n",                                   /* le order */
+        "petrel_h_seconds_count 1\n", /* le order */
         "# HELP petrel_h_seconds h\n# TYPE petrel_h_seconds histogram\n"
         "petrel_h_seconds_bucket{le=\"1\"} 1\npetrel_h_seconds_bucket{le=\"+Inf\"} 1\n"
-        "petrel_h_seconds_sum 1\npetrel_h_seconds_count 2\n",           /* count != +Inf */
+        "petrel_h_seconds_sum 1\npetrel_h_seconds_count 2\n", /* count != +Inf */
         "# HELP petrel_h h\n# TYPE petrel_h histogram\n"
         "petrel_h_bucket{le=\"+Inf\"} 1\npetrel_h_sum 1\npetrel_h_count 1\n", /* no unit */
-        "# HELP other_a a\n# TYPE other_a gauge\nother_a 1\n",          /* not petrel_ */
+        "# HELP other_a a\n# TYPE other_a gauge\nother_a 1\n",                /* not petrel_ */
     };
     static const char good[] =
         "# HELP petrel_a_total a\n# TYPE petrel_a_total counter\npetrel_a_total{k=\"v\"} 1\n"
@@ -311,7 +311,8 @@ TEST(registry_status_page_shows_leaders_escapes_and_goes_down_on_time)
     CHECK(ev.next == 0);
     pt_registry_events_watch(&ev, &r, 4001, wall + 3001);
     CHECK(ev.next == 1);
-    CHECK(strstr(ev.ring[0].text, "block service 0000000000000def (rack2, 127.0.0.1:9201) is down"));
+    CHECK(
+        strstr(ev.ring[0].text, "block service 0000000000000def (rack2, 127.0.0.1:9201) is down"));
     pt_registry_events_watch(&ev, &r, 4100, wall + 3100);
     CHECK(ev.next == 1); /* said once */
     CHECK_OK(pt_registry_status_page(&r, &ev, "127.0.0.1:7400", 4100, wall, &page, &len));
@@ -345,7 +346,6 @@ TEST(registry_status_page_shows_leaders_escapes_and_goes_down_on_time)
 #include <pthread.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-
 
 /* GET path from addr over HTTP/1.0: the status, the body in body (cap bytes, NUL-ended). */
 static int http_get_local(const char *addr, const char *path, char *body, size_t cap)

@@ -183,7 +183,8 @@ static char *wait_full_page(struct pc_cluster *c)
         for (s = 0; ok && s < SHARDS; s++)
             ok = page_leader(page, s) >= 0;
         if (ok && page_links(page, "shards", links, 16) == SHARDS * 3 &&
-            page_links(page, "cdc", links, 16) == 3 && page_links(page, "blocks", links, 16) == BLOCKS)
+            page_links(page, "cdc", links, 16) == 3 &&
+            page_links(page, "blocks", links, 16) == BLOCKS)
             return page;
         free(page);
         usleep(100000);
@@ -216,7 +217,8 @@ TEST_T(web_metrics_and_status_page, 300)
     struct pc_cluster c;
     char links[16][64], *page, *text, *dom, *body;
     unsigned n, i, s;
-    double shard_reqs = 0, shard_links = 0, link_timed = 0, block_writes = 0, leaders = 0, fsyncs = 0;
+    double shard_reqs = 0, shard_links = 0, link_timed = 0, block_writes = 0, leaders = 0,
+           fsyncs = 0;
     int status, victim;
     char victim_id[32] = "", key[64];
     uint64_t killed_at, start;
@@ -287,8 +289,10 @@ TEST_T(web_metrics_and_status_page, 300)
             shown = page_leader(page, s);
             free(page);
             if (pc_shard_leader(&c, s, &leader) == 0 && shown == (int)leader) break;
-            CHECK_MSG(pc_now_ms() - start < PC_WAIT_MS, "shard %u: the page never named its "
-                                                        "leader", s);
+            CHECK_MSG(pc_now_ms() - start < PC_WAIT_MS,
+                      "shard %u: the page never named its "
+                      "leader",
+                      s);
             usleep(100000);
         }
     }

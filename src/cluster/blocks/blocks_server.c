@@ -59,7 +59,7 @@ struct pt_blocks_server {
     int stopping;
     pthread_t heartbeat;
     int heartbeat_running;
-    struct pt_router router; /* heartbeat thread only: SCRUB_REPORT to the shards */
+    struct pt_router router;    /* heartbeat thread only: SCRUB_REPORT to the shards */
     struct pt_metrics *metrics; /* loop thread only */
     struct pt_http *http;
     struct pt_metric *m_block_crc;

@@ -74,8 +74,8 @@ static void on_wake(uv_async_t *a)
     pthread_mutex_unlock(&h->lock);
 }
 
-static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, char *body,
-                               size_t len, const char *content_type)
+static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, char *body, size_t len,
+                               const char *content_type)
 {
     struct MHD_Response *r;
     enum MHD_Result ret;
@@ -103,9 +103,8 @@ static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, cha
 
 /* On the HTTP thread: hand the request to the loop and wait (bounded) for its answer. */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct pt_http *h = cls;
     struct timespec until;
@@ -211,6 +210,7 @@ static int listen_socket(const char *listen_addr, int *fd_out, char *name, size_
     struct sockaddr_storage ss, bound;
     socklen_t sl = sizeof(bound);
     int fd, one = 1, err;
+    memset(&bound, 0, sizeof(bound));
     if (parse_address(listen_addr, &ss) != 0) return -PT_EINVAL;
     fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -PT_EIO;
@@ -260,12 +260,10 @@ int pt_http_start(uv_loop_t *loop, const char *listen_addr, struct pt_metrics *m
         return -PT_EIO;
     }
     h->wake.data = h;
-    h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
-                                     (h->address[0] == '[' ? MHD_USE_IPv6 : 0),
-                                 0, NULL, NULL, on_request, h,
-                                 MHD_OPTION_LISTEN_SOCKET, (MHD_socket)h->fd,
-                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+    h->daemon = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | (h->address[0] == '[' ? MHD_USE_IPv6 : 0), 0, NULL, NULL,
+        on_request, h, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)h->fd, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
     if (!h->daemon) {
         close(h->fd);
         h->fd = -1;

@@ -52,8 +52,8 @@ static int name_ok(const char *s, int colon)
     if (!s[0]) return 0;
     for (i = 0; s[i]; i++) {
         char c = s[i];
-        int alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-                    (colon && c == ':');
+        int alpha =
+            (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (colon && c == ':');
         if (!alpha && !(i > 0 && c >= '0' && c <= '9')) return 0;
     }
     return 1;
@@ -206,8 +206,7 @@ struct text {
     int failed;
 };
 
-static void text_printf(struct text *t, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static void text_printf(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void text_printf(struct text *t, const char *fmt, ...)
 {
     va_list ap;

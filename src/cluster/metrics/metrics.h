@@ -41,10 +41,10 @@ struct pt_metric {
     char name[PT_METRICS_NAME_MAX];
     char labels[PT_METRICS_LABELS_MAX]; /* 'kind="block_read"', or "" */
     char help[PT_METRICS_HELP_MAX];
-    double value;                           /* counter, gauge */
-    uint64_t buckets[PT_METRICS_BUCKETS];   /* histogram: observations <= bound[i] (not cumulative) */
-    uint64_t count;                         /* histogram */
-    double sum;                             /* histogram */
+    double value;                         /* counter, gauge */
+    uint64_t buckets[PT_METRICS_BUCKETS]; /* histogram: observations <= bound[i] (not cumulative) */
+    uint64_t count;                       /* histogram */
+    double sum;                           /* histogram */
 };
 
 typedef void (*pt_metrics_collect_fn)(void *ctx);

@@ -83,7 +83,7 @@ struct srv_conn {
 
 struct pt_request {
     struct srv_conn *conn;
-    uint64_t start_ns; /* arrival (uv_hrtime), for the latency histogram */
+    uint64_t start_ns;       /* arrival (uv_hrtime), for the latency histogram */
     const char *metric_kind; /* static label overriding the kind's name (NULL: none) */
     uint16_t kind;
     uint64_t id;
@@ -554,8 +554,7 @@ int pt_server_start(uv_loop_t *loop, const struct pt_server_config *cfg, struct 
                                       "CRC32C mismatches found, by where they were found");
         s->m_rejected = pt_metrics_counter(m, "petrel_frames_rejected_total", "",
                                            "Frames refused (malformed, CRC, authentication)");
-        s->m_connections = pt_metrics_gauge(m, "petrel_connections", "",
-                                            "Open client connections");
+        s->m_connections = pt_metrics_gauge(m, "petrel_connections", "", "Open client connections");
         s->m_pending = pt_metrics_gauge(m, "petrel_requests_pending", "",
                                         "Requests received and not answered yet (queue length)");
     }

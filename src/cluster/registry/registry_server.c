@@ -146,9 +146,9 @@ static void handler(void *ctx, struct pt_request *req)
         err = cdc ? pt_registry_cdc_heartbeat(&s->state, &hb, pt_now_ms())
                   : pt_registry_shard_heartbeat(&s->state, &hb, pt_now_ms());
         if (err) {
-            pt_registry_events_add(&s->events, wall_ms(),
-                                   "%s heartbeat of replica %u (%s) refused: %s",
-                                   cdc ? "CDC" : "shard", hb.replica, hb.addr, petrel_strerror(err));
+            pt_registry_events_add(
+                &s->events, wall_ms(), "%s heartbeat of replica %u (%s) refused: %s",
+                cdc ? "CDC" : "shard", hb.replica, hb.addr, petrel_strerror(err));
             pt_request_reply_error(req, err, "heartbeat refused", NULL);
             return;
         }

@@ -35,8 +35,9 @@ void pt_registry_events_add(struct pt_registry_events *ev, uint64_t wall_ms, con
 
 static const char *kind_word(uint8_t kind)
 {
-    return kind == PT_REG_KIND_SHARD ? "shard replica" : kind == PT_REG_KIND_CDC ? "CDC replica"
-                                                                                 : "block service";
+    return kind == PT_REG_KIND_SHARD ? "shard replica"
+           : kind == PT_REG_KIND_CDC ? "CDC replica"
+                                     : "block service";
 }
 
 static void entry_name(const struct pt_registry_entry *e, char *buf, size_t cap)
@@ -80,8 +81,7 @@ void pt_registry_events_watch(struct pt_registry_events *ev, struct pt_registry 
 
 /* --- metrics ------------------------------------------------------------------------------- */
 
-void pt_registry_metrics_collect(struct pt_metrics *m, const struct pt_registry *r,
-                                 uint64_t now_ms)
+void pt_registry_metrics_collect(struct pt_metrics *m, const struct pt_registry *r, uint64_t now_ms)
 {
     static const uint8_t kinds[] = {PT_REG_KIND_SHARD, PT_REG_KIND_CDC, PT_REG_KIND_BLOCKS};
     static const char *const names[] = {"shard", "cdc", "blocks"};
@@ -156,11 +156,21 @@ static void text(struct html *h, const char *s)
 {
     for (; *s; s++) {
         switch (*s) {
-        case '<': put(h, "&lt;", 4); break;
-        case '>': put(h, "&gt;", 4); break;
-        case '&': put(h, "&amp;", 5); break;
-        case '"': put(h, "&quot;", 6); break;
-        case '\'': put(h, "&#39;", 5); break;
+        case '<':
+            put(h, "&lt;", 4);
+            break;
+        case '>':
+            put(h, "&gt;", 4);
+            break;
+        case '&':
+            put(h, "&amp;", 5);
+            break;
+        case '"':
+            put(h, "&quot;", 6);
+            break;
+        case '\'':
+            put(h, "&#39;", 5);
+            break;
         default:
             if ((unsigned char)*s < 0x20)
                 put(h, "?", 1);
@@ -192,8 +202,8 @@ static void time_text(char *buf, size_t cap, uint64_t wall_ms)
 
 static void state_cell(struct html *h, int stale, uint64_t age_ms)
 {
-    raw(h, "<td class=\"%s\">%s</td><td>%.1f s</td>", stale ? "down" : "up",
-        stale ? "down" : "up", (double)age_ms / 1000.0);
+    raw(h, "<td class=\"%s\">%s</td><td>%.1f s</td>", stale ? "down" : "up", stale ? "down" : "up",
+        (double)age_ms / 1000.0);
 }
 
 static void http_cell(struct html *h, const char *http)
@@ -226,10 +236,12 @@ static void groups_table(struct html *h, struct pt_registry_entry **v, size_t n,
                          const struct pt_registry *r, uint64_t now_ms)
 {
     size_t i, j;
-    raw(h, "<table id=\"%s\"><tr><th>%s</th><th>leader</th><th>replica</th><th>address</th>"
-           "<th>state</th><th>last heartbeat</th><th>term</th><th>commit index</th>"
-           "<th></th></tr>\n",
-        kind == PT_REG_KIND_SHARD ? "shards" : "cdc", kind == PT_REG_KIND_SHARD ? "shard" : "group");
+    raw(h,
+        "<table id=\"%s\"><tr><th>%s</th><th>leader</th><th>replica</th><th>address</th>"
+        "<th>state</th><th>last heartbeat</th><th>term</th><th>commit index</th>"
+        "<th></th></tr>\n",
+        kind == PT_REG_KIND_SHARD ? "shards" : "cdc",
+        kind == PT_REG_KIND_SHARD ? "shard" : "group");
     for (i = 0; i < n; i = j) {
         const struct pt_registry_entry *leader = NULL;
         if (v[i]->kind != kind) {
@@ -241,15 +253,16 @@ static void groups_table(struct html *h, struct pt_registry_entry **v, size_t n,
         for (size_t k = i; k < j; k++) {
             const struct pt_registry_entry *e = v[k];
             int stale = pt_registry_entry_stale(r, e, now_ms);
-            uint64_t age = e->last_seen_ms && now_ms > e->last_seen_ms ? now_ms - e->last_seen_ms : 0;
+            uint64_t age =
+                e->last_seen_ms && now_ms > e->last_seen_ms ? now_ms - e->last_seen_ms : 0;
             raw(h, "<tr class=\"%s\">", e == leader ? "leader" : "");
             if (k == i) {
                 raw(h, "<td rowspan=\"%zu\">%s%u</td>", j - i,
-                    kind == PT_REG_KIND_SHARD ? "shard " : "cdc", kind == PT_REG_KIND_SHARD
-                                                                      ? (unsigned)e->replica.shard
-                                                                      : 0u);
+                    kind == PT_REG_KIND_SHARD ? "shard " : "cdc",
+                    kind == PT_REG_KIND_SHARD ? (unsigned)e->replica.shard : 0u);
                 if (leader)
-                    raw(h, "<td rowspan=\"%zu\" class=\"leadername\" data-%s=\"%u\">replica %u</td>",
+                    raw(h,
+                        "<td rowspan=\"%zu\" class=\"leadername\" data-%s=\"%u\">replica %u</td>",
                         j - i, kind == PT_REG_KIND_SHARD ? "shard" : "cdc", e->replica.shard,
                         leader->replica.replica);
                 else
@@ -293,14 +306,16 @@ static void blocks_table(struct html *h, struct pt_registry_entry **v, size_t n,
             snprintf(last, sizeof(last), "none yet");
         raw(h, "<tr data-service=\"%016" PRIx64 "\" data-state=\"%s\"><td>", e->blocks.id,
             stale ? "down" : "up");
-        if (!domain || strcmp(domain, e->blocks.failure_domain) != 0) text(h, e->blocks.failure_domain);
+        if (!domain || strcmp(domain, e->blocks.failure_domain) != 0)
+            text(h, e->blocks.failure_domain);
         domain = e->blocks.failure_domain;
         raw(h, "</td><td>%016" PRIx64 "</td><td>", e->blocks.id);
         text(h, e->blocks.addr[0] ? e->blocks.addr : "-");
         raw(h, "</td>");
         state_cell(h, stale, age);
-        raw(h, "<td>%s</td><td>%s (%.1f%%)</td><td>%" PRIu64 "</td><td>%" PRIu64
-               "</td><td class=\"%s\">%" PRIu64 "</td><td>%" PRIu64 "</td><td>%s</td>",
+        raw(h,
+            "<td>%s</td><td>%s (%.1f%%)</td><td>%" PRIu64 "</td><td>%" PRIu64
+            "</td><td class=\"%s\">%" PRIu64 "</td><td>%" PRIu64 "</td><td>%s</td>",
             cap, used,
             e->blocks.capacity ? 100.0 * (double)e->blocks.used / (double)e->blocks.capacity : 0.0,
             e->blocks.blocks, e->blocks.scrub_checked, e->blocks.scrub_rotten ? "down" : "",
@@ -336,7 +351,7 @@ int pt_registry_status_page(const struct pt_registry *r, const struct pt_registr
                             size_t *len)
 {
     struct html h = {0};
-    struct pt_registry_entry **v = calloc(r->count ? r->count : 1, sizeof(*v));
+    struct pt_registry_entry **v = calloc(r->count ? r->count : 1, sizeof(struct pt_registry_entry *));
     unsigned up[4] = {0}, down[4] = {0};
     char now_text[40];
     size_t i;
@@ -351,7 +366,7 @@ int pt_registry_status_page(const struct pt_registry *r, const struct pt_registr
                 up[v[i]->kind]++;
         }
     }
-    qsort(v, r->count, sizeof(*v), by_shard);
+    qsort(v, r->count, sizeof(struct pt_registry_entry *), by_shard);
     time_text(now_text, sizeof(now_text), wall_ms);
     put(&h, page_head, strlen(page_head));
     raw(&h, "<h1>Petrel cluster</h1>\n<div id=\"banner\"></div>\n<div id=\"content\">\n");

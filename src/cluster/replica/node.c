@@ -721,13 +721,13 @@ static void metrics_collect(void *ctx)
                                    "1 when this replica is the Raft leader, else 0"),
                   pt_node_is_leader(n) ? 1 : 0);
     pt_metric_set(pt_metrics_counter(m, "petrel_raft_log_appends_total", "",
-                                   "Raft log append batches written since start-up"),
+                                     "Raft log append batches written since start-up"),
                   (double)io->appends);
-    pt_metric_set(pt_metrics_counter(m, "petrel_raft_log_fsyncs_total", "",
-                                   "Raft log fsyncs since start-up"),
-                  (double)io->fsyncs);
+    pt_metric_set(
+        pt_metrics_counter(m, "petrel_raft_log_fsyncs_total", "", "Raft log fsyncs since start-up"),
+        (double)io->fsyncs);
     pt_metric_set(pt_metrics_counter(m, "petrel_raft_messages_dropped_total", "",
-                                   "Raft messages dropped as invalid since start-up"),
+                                     "Raft messages dropped as invalid since start-up"),
                   (double)(io->drop_header + io->drop_crc + io->drop_group + io->drop_sender +
                            io->drop_address + io->drop_body + io->drop_auth + io->drop_replay));
     pt_metric_set(pt_metrics_counter(m, "petrel_crc_errors_total", "where=\"raft\"",

@@ -55,11 +55,11 @@ struct pt_node_config {
     enum pt_node_kind kind;
     unsigned shard; /* shard number (0 for the CDC) */
     unsigned replica;
-    unsigned replicas;         /* 1, 3 or 5 */
-    uint64_t cluster_id;       /* in every Raft message's group (0 until deployments name one) */
-    const char *dir;           /* Raft data under DIR/raft */
-    const char *host;          /* listen host */
-    const char *http;          /* "HOST:PORT" of the metrics endpoint (port 0: OS-chosen); NULL: none */
+    unsigned replicas;   /* 1, 3 or 5 */
+    uint64_t cluster_id; /* in every Raft message's group (0 until deployments name one) */
+    const char *dir;     /* Raft data under DIR/raft */
+    const char *host;    /* listen host */
+    const char *http;    /* "HOST:PORT" of the metrics endpoint (port 0: OS-chosen); NULL: none */
     unsigned snapshot_entries; /* take a snapshot every this many entries; 0 = 4096 */
     struct pt_node_raft_options raft;
     struct raft_fsm *fsm;
