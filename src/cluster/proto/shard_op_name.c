@@ -22,6 +22,8 @@ const char *pt_shard_op_metric_name(uint8_t op)
         return "shard_repair_list";
     case PT_SHARD_DRAIN_STATUS:
         return "shard_drain_status";
+    case PT_SHARD_REPAIR_STATUS:
+        return "shard_repair_status";
     case PT_SHARD_CONSTRUCT_FILE:
         return "shard_construct_file";
     case PT_SHARD_ADD_SPAN:
@@ -84,6 +86,8 @@ const char *pt_shard_op_metric_name(uint8_t op)
         return "shard_replace_block";
     case PT_SHARD_DRAIN_SERVICE:
         return "shard_drain_service";
+    case PT_SHARD_FAIL_SERVICE:
+        return "shard_fail_service";
     default:
         return "shard_other";
     }
