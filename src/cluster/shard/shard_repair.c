@@ -712,7 +712,7 @@ void pt_shard_repair_tick(struct pt_shard_repair *r, uint64_t now_ms)
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         if ((uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000 - r->pace_end_ms >
-                2 * REPAIR_EVERY_MS ||
+                2ull * REPAIR_EVERY_MS ||
             r->pace_end_ms == 0) {
             r->pace_start = now;
             r->pace_bytes = 0;
