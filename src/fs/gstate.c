@@ -24,7 +24,7 @@ int pt_unlink_dir(struct petrel_fs *fs, const uint32_t head[2])
     struct pt_rec r;
     uint8_t th[17];
     uint32_t guard;
-    int err = pt_thread_pred(fs, head, &pred);
+    int err = pt_thread_pred(fs, head, &pred, NULL);
     if (err) return err;
     memset(&removed, 0, sizeof(removed));
     err = pt_mdir_fetch(fs, &seg, head, NULL);

@@ -37,7 +37,7 @@ static void ms_forge(struct petrel_fs *fs, const uint32_t pair[2], uint8_t type,
     r.type = type;
     r.seg[0] = p;
     r.seglen[0] = len;
-    CHECK_OK(pt_mdir_commit(fs, &md, &r, 1, old));
+    CHECK_OK(pt_mdir_commit(fs, &md, &r, 1, old, NULL));
     CHECK_EQ(old[0], PT_NULL);
 }
 
