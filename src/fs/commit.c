@@ -105,6 +105,10 @@ static int pt_relink(struct petrel_fs *fs, struct pt_mdir *pred, uint32_t dhead[
             err = pt_index_rec(fs, pred, old, nw, lo, &r[1], e);
             if (err < 0) return err;
             n += err;
+            if (err)
+                petrel_log(PT_LOG_DEBUG, "fs", "index of {%u,%u}: move {%u,%u} with its link",
+                           (unsigned)pred->pair[0], (unsigned)pred->pair[1], (unsigned)old[0],
+                           (unsigned)old[1]);
         } else {
             uint32_t at[2];
             struct pt_mdir hmd;
@@ -250,6 +254,10 @@ int pt_drop_if_empty(struct petrel_fs *fs, const struct pt_mdir *md)
         err = pt_index_rec(fs, &pred, md->pair, NULL, 0, &r[1], e);
         if (err < 0) return err;
         n += err;
+        if (err)
+            petrel_log(PT_LOG_DEBUG, "fs", "index of {%u,%u}: drop {%u,%u} with its link",
+                       (unsigned)pred.pair[0], (unsigned)pred.pair[1], (unsigned)md->pair[0],
+                       (unsigned)md->pair[1]);
     } else if (fs->index_ok) {
         /* the entry goes first: an entry never names a pair off its chain */
         uint32_t at[2];

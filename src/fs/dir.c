@@ -89,7 +89,9 @@ int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash
             cur[1] = p[1];
             from_index = 1;
         }
-    } else {
+    } else if (!fs->index_ok) {
+        /* a 3.x image has no index: fingers (a directory of a 4.x image without one is
+         * short: a walk past PT_INDEX_HOPS pairs gives it an index) */
         if (fs->fg_gen != fs->layout_gen || !pt_pair_eq(fs->fg_head, head))
             pt_fingers_reset(fs, head);
         for (j = (int)(hash >> PT_FG_SHIFT); j >= 0; j--) {
@@ -121,7 +123,7 @@ int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash
             cur[0] = l->next[0];
             cur[1] = l->next[1];
             hops++;
-            if (!fs->ix_len) pt_finger_note(fs, l->next_split, cur);
+            if (!fs->index_ok) pt_finger_note(fs, l->next_split, cur);
             continue;
         }
         err = pt_mdir_fetch(fs, md, cur, &hash);
@@ -144,7 +146,7 @@ int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash
         cur[0] = md->next[0];
         cur[1] = md->next[1];
         hops++;
-        if (!fs->ix_len) pt_finger_note(fs, md->next_split, cur);
+        if (!fs->index_ok) pt_finger_note(fs, md->next_split, cur);
     }
     return -PT_ECORRUPT;
 }

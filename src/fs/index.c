@@ -179,6 +179,10 @@ int pt_index_change(struct petrel_fs *fs, uint32_t head[2], const uint32_t remov
         return -PT_ECORRUPT;
     err = pt_index_rec(fs, &hmd, remove, add, add_lo, &r, e);
     if (err <= 0) return err;
+    petrel_log(PT_LOG_DEBUG, "fs", "index of {%u,%u}: %s {%u,%u}", (unsigned)head[0],
+               (unsigned)head[1], remove ? "remove" : r.seglen[0] ? "add" : "thin",
+               remove ? (unsigned)remove[0] : add ? (unsigned)add[0] : 0u,
+               remove ? (unsigned)remove[1] : add ? (unsigned)add[1] : 0u);
     fs->ix_busy = 1;
     fs->ix_known = 0;
     err = pt_fs_commit(fs, &hmd, &r, 1);

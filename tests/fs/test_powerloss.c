@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fs/fs_internal.h"
 #include "fs_harness.h"
 #include "petrel/common.h"
 #include "test.h"
@@ -591,6 +592,183 @@ static int grow_stage(struct fsh_dev *d)
     return stage;
 }
 
+/* --- bigdir: a directory of many pairs with an index in its head (docs/SPEC-FS.md 4.1);
+ * names leave in hash order (their pairs empty and are dropped, index entries first) while
+ * new names arrive (splits, entries added after them); with block_cycles 8 pairs move too --- */
+
+#define BIG_STEPS 10
+#define BIG_MOVES 120
+static uint32_t big_rm[BIG_STEPS]; /* old names removed, in this order (ascending hash) */
+static uint32_t big_hot;           /* the old name bigdir_moves changes over and over */
+
+static uint32_t big_old(const struct fsh_dev *d)
+{
+    return d->geo.block_size <= 128 ? 28 : 80;
+}
+
+static void big_name(char *buf, size_t cap, char kind, uint32_t i)
+{
+    snprintf(buf, cap, "b/%c-%03u", kind, (unsigned)i);
+}
+
+static uint64_t big_hash(char kind, uint32_t i)
+{
+    char name[16];
+    snprintf(name, sizeof(name), "%c-%03u", kind, (unsigned)i);
+    return petrel_hash64(name, strlen(name), 0);
+}
+
+/* The removal list: the BIG_STEPS old names of the highest hashes (the last pairs, farthest
+ * from the head: those the index names), and below them the hot name. Depends on the names
+ * only. */
+static void big_plan(const struct fsh_dev *d)
+{
+    uint32_t n = big_old(d), i, j, rank[128];
+    for (i = 0; i < n; i++) rank[i] = i;
+    for (i = 1; i < n; i++)
+        for (j = i; j > 0 && big_hash('o', rank[j]) < big_hash('o', rank[j - 1]); j--) {
+            uint32_t t = rank[j];
+            rank[j] = rank[j - 1];
+            rank[j - 1] = t;
+        }
+    for (i = 0; i < BIG_STEPS; i++) big_rm[i] = rank[n - BIG_STEPS + i];
+    big_hot = rank[n - BIG_STEPS - 1];
+}
+
+static int big_removed(uint32_t i)
+{
+    uint32_t s;
+    for (s = 0; s < BIG_STEPS; s++)
+        if (big_rm[s] == i) return 1;
+    return 0;
+}
+
+/* Entries of the directory's index (the head of b): the sweep must exercise it. */
+static int big_index_entries(struct fsh_dev *d)
+{
+    struct pt_lookup lk;
+    struct pt_mdir md;
+    if (pt_lookup(&d->fs, "b", &lk, -1) != 0 || lk.exists != 1) return -1;
+    if (pt_mdir_fetch(&d->fs, &md, lk.e.pair, NULL) != 0) return -1;
+    return (int)(md.index_len / PT_INDEX_ENTRY);
+}
+
+static void big_setup(struct fsh_dev *d)
+{
+    uint32_t i;
+    char path[32];
+    big_plan(d);
+    CHECK_OK(petrel_fs_mkdir(&d->fs, "b"));
+    for (i = 0; i < big_old(d); i++) {
+        big_name(path, sizeof(path), 'o', i);
+        CHECK_OK(fsh_write_pattern(&d->fs, path, 500 + i, 8));
+    }
+    CHECK_MSG(big_index_entries(d) > 0, "bigdir: no index after %u names",
+              (unsigned)big_old(d));
+}
+
+static int big_run(struct fsh_dev *d)
+{
+    uint32_t s;
+    char path[32];
+    for (s = 0; s < BIG_STEPS; s++) {
+        big_name(path, sizeof(path), 'o', big_rm[s]);
+        PL_RUN(petrel_fs_remove(&d->fs, path));
+        big_name(path, sizeof(path), 'n', s);
+        PL_RUN(fsh_write_pattern(&d->fs, path, 700 + s, 8));
+    }
+    return 0;
+}
+
+static int big_stages(const struct fsh_dev *d)
+{
+    (void)d;
+    return 3 * BIG_STEPS;
+}
+
+/* Every old name not on the removal list is there with its bytes; the steps done are a
+ * prefix, each step's stages in order: its old name removed, its new name created (empty),
+ * its bytes written. */
+static int big_stage(struct fsh_dev *d)
+{
+    uint32_t i, s, t;
+    char path[32];
+    for (i = 0; i < big_old(d); i++) {
+        if (big_removed(i)) continue;
+        big_name(path, sizeof(path), 'o', i);
+        if (fsh_file_is_pattern(&d->fs, path, 500 + i, 8) != 1) return -1;
+    }
+    for (s = 0; s < BIG_STEPS; s++) {
+        struct petrel_fs_info info;
+        int old_there, new_there, whole = 0;
+        big_name(path, sizeof(path), 'o', big_rm[s]);
+        old_there = pl_exists(d, path);
+        if (old_there == 1 && fsh_file_is_pattern(&d->fs, path, 500 + big_rm[s], 8) != 1)
+            return -1;
+        big_name(path, sizeof(path), 'n', s);
+        new_there = pl_exists(d, path);
+        if (new_there == 1) {
+            whole = fsh_file_is_pattern(&d->fs, path, 700 + s, 8) == 1;
+            if (!whole && (petrel_fs_stat(&d->fs, path, &info) != 0 || info.size != 0))
+                return -1;
+        }
+        if (old_there < 0 || new_there < 0 || (old_there && new_there)) return -1;
+        if (whole) continue; /* step s done */
+        /* the steps after it have not happened */
+        for (t = s + 1; t < BIG_STEPS; t++) {
+            big_name(path, sizeof(path), 'o', big_rm[t]);
+            if (fsh_file_is_pattern(&d->fs, path, 500 + big_rm[t], 8) != 1) return -1;
+            big_name(path, sizeof(path), 'n', t);
+            if (pl_exists(d, path) != 0) return -1;
+        }
+        return 3 * (int)s + (old_there ? 0 : new_there ? 2 : 1);
+    }
+    return 3 * BIG_STEPS;
+}
+
+/* bigdir_moves: one name in a far pair takes BIG_MOVES attribute changes, so its pair is
+ * compacted again and again and, with block_cycles 8, moves (its index entry re-pointed) */
+static void big_moves_setup(struct fsh_dev *d)
+{
+    uint8_t v[4] = {0, 0, 0, 0};
+    char path[32];
+    big_setup(d);
+    big_name(path, sizeof(path), 'o', big_hot);
+    CHECK_OK(petrel_fs_setattr(&d->fs, path, 1, v, 4));
+}
+
+static int big_moves_run(struct fsh_dev *d)
+{
+    uint32_t i;
+    char path[32];
+    big_name(path, sizeof(path), 'o', big_hot);
+    for (i = 1; i <= BIG_MOVES; i++) {
+        uint8_t v[4] = {(uint8_t)i, 0, 0, 0};
+        PL_RUN(petrel_fs_setattr(&d->fs, path, 1, v, 4));
+    }
+    return 0;
+}
+
+static int big_moves_stages(const struct fsh_dev *d)
+{
+    (void)d;
+    return BIG_MOVES;
+}
+
+static int big_moves_stage(struct fsh_dev *d)
+{
+    uint32_t i;
+    uint8_t v[8];
+    char path[32];
+    for (i = 0; i < big_old(d); i++) {
+        big_name(path, sizeof(path), 'o', i);
+        if (fsh_file_is_pattern(&d->fs, path, 500 + i, 8) != 1) return -1;
+    }
+    big_name(path, sizeof(path), 'o', big_hot);
+    if (petrel_fs_getattr(&d->fs, path, 1, v, sizeof(v)) != 4) return -1;
+    return v[0];
+}
+
 static const struct pl_scenario scenarios[] = {
     {"create", create_setup, create_run, create_stage, create_stages, 0},
     {"write_sync", write_setup, write_run, write_stage, stages_2, 0},
@@ -604,6 +782,9 @@ static const struct pl_scenario scenarios[] = {
     {"relocation", compaction_setup, compaction_run, compaction_stage, compaction_stages, 8},
     {"split", split_setup, split_run, split_stage, split_stages, 0},
     {"grow_tree", grow_setup, grow_run, grow_stage, stages_2, 0},
+    {"bigdir", big_setup, big_run, big_stage, big_stages, 0},
+    /* the same with pairs moving every 8 erases: relocations re-point index entries */
+    {"bigdir_moves", big_moves_setup, big_moves_run, big_moves_stage, big_moves_stages, 8},
 };
 
 /* --- the sweep -------------------------------------------------------------------------- */
@@ -834,3 +1015,24 @@ PL_CASES(compaction)
 PL_CASES(relocation)
 PL_CASES(split)
 PL_CASES(grow_tree)
+
+/* The directory index under power cuts: splits, drops and moves in a directory of many pairs
+ * on 512 B blocks (every erase behaviour) and 128 B blocks. Two rounds each (one atomic, one
+ * torn) keep the cost near 30 s; `make soak` runs eight. */
+#define PL_BIG_ROUNDS (test_soak() ? 8 : 2)
+TEST_T(powerloss_bigdir_matrix512, 300)
+{
+    pl_matrix("bigdir", FSH_M512, PL_BIG_ROUNDS);
+}
+TEST_T(powerloss_bigdir_moves_matrix512, 300)
+{
+    pl_matrix("bigdir_moves", FSH_M512, PL_BIG_ROUNDS);
+}
+TEST_T(powerloss_bigdir_tiny, 300)
+{
+    pl_case("bigdir", FSH_TINY, PL_BIG_ROUNDS);
+}
+TEST_T(powerloss_bigdir_moves_tiny, 300)
+{
+    pl_case("bigdir_moves", FSH_TINY, PL_BIG_ROUNDS);
+}
