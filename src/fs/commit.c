@@ -137,17 +137,12 @@ static int pt_relink(struct petrel_fs *fs, struct pt_mdir *pred, uint32_t dhead[
     r[0].seglen[0] = 17;
     err = pt_commit_raw(fs, pred, r, n, old2, NULL);
     if (err) return err;
-    if (readd) {
-        /* the pair is back on the chain at nw: an entry may name it again (best effort) */
-        uint32_t p[2];
-        memcpy(p, pred->pair, sizeof(p));
+    if (readd && old2[0] == PT_NULL) {
+        /* the pair is on the chain at nw (unless pred moved too: its new block is not linked
+         * yet, so the entry waits for a later split): an entry may name it again */
         err = pt_index_change(fs, dhead, NULL, nw, lo);
         if (err) petrel_log(PT_LOG_INFO, "fs", "index entry of a moved pair not re-added: %s",
                             petrel_strerror(err));
-        if (old2[0] != PT_NULL) {
-            err = pt_mdir_fetch(fs, pred, p, NULL);
-            if (err) return err;
-        }
     }
     return 0;
 }

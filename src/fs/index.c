@@ -32,13 +32,14 @@ uint32_t pt_index_lo_hi(uint64_t lo, int *ok)
     return (uint32_t)k;
 }
 
-/* Read entry i of the record at (block, off). */
+/* Read entry i of the record at (block, off): with the rest of the record read ahead for a
+ * scan (len), or only the entry for a search (len 0). */
 static int pt_index_entry(struct petrel_fs *fs, uint32_t block, uint32_t off, uint32_t len,
                           uint32_t i, uint32_t *lo_hi, uint32_t pair[2])
 {
     uint8_t e[PT_INDEX_ENTRY];
     int err = pt_read(fs, block, off + i * PT_INDEX_ENTRY, e, PT_INDEX_ENTRY,
-                      len - i * PT_INDEX_ENTRY);
+                      len ? len - i * PT_INDEX_ENTRY : PT_INDEX_ENTRY);
     if (err) return err;
     *lo_hi = pt_get_le32(e);
     if (pair) {
@@ -57,7 +58,7 @@ int pt_index_find(struct petrel_fs *fs, uint32_t block, uint32_t off, uint32_t l
      * down), i.e. lo_hi * 2^32 <= hash */
     while (a < b) {
         uint32_t mid = a + (b - a) / 2;
-        err = pt_index_entry(fs, block, off, len, mid, &k, NULL);
+        err = pt_index_entry(fs, block, off, 0, mid, &k, NULL);
         if (err) return err;
         if (k <= key)
             a = mid + 1;
@@ -65,7 +66,7 @@ int pt_index_find(struct petrel_fs *fs, uint32_t block, uint32_t off, uint32_t l
             b = mid;
     }
     if (a == 0) return 0;
-    err = pt_index_entry(fs, block, off, len, a - 1, lo_hi, pair);
+    err = pt_index_entry(fs, block, off, 0, a - 1, lo_hi, pair);
     return err ? err : 1;
 }
 

@@ -599,6 +599,7 @@ static int grow_stage(struct fsh_dev *d)
 #define BIG_STEPS 10
 #define BIG_MOVES 120
 static uint32_t big_rm[BIG_STEPS]; /* old names removed, in this order (ascending hash) */
+static uint32_t big_nrm;
 static uint32_t big_hot;           /* the old name bigdir_moves changes over and over */
 
 static uint32_t big_old(const struct fsh_dev *d)
@@ -618,60 +619,71 @@ static uint64_t big_hash(char kind, uint32_t i)
     return petrel_hash64(name, strlen(name), 0);
 }
 
-/* The removal list: the BIG_STEPS old names of the highest hashes (the last pairs, farthest
- * from the head: those the index names), and below them the hot name. Depends on the names
- * only. */
-static void big_plan(const struct fsh_dev *d)
+/* After the setup's names: the removal list is every name of the indexed pair that holds the
+ * highest of them, in ascending hash (that pair empties and is dropped, its index entry
+ * taken out first); the hot name is one of the indexed pair that holds the lowest (that pair
+ * moves, its entry re-pointed). */
+static void big_plan(struct fsh_dev *d)
 {
-    uint32_t n = big_old(d), i, j, rank[128];
-    for (i = 0; i < n; i++) rank[i] = i;
-    for (i = 1; i < n; i++)
-        for (j = i; j > 0 && big_hash('o', rank[j]) < big_hash('o', rank[j - 1]); j--) {
-            uint32_t t = rank[j];
-            rank[j] = rank[j - 1];
-            rank[j - 1] = t;
+    uint32_t i, j, lo_i = UINT32_MAX, hi_i = UINT32_MAX, hi_pair[2] = {0, 0};
+    char path[32];
+    struct pt_lookup lk;
+    struct pt_mdir head;
+    CHECK_OK(petrel_fs_check(&d->fs, fsh_check_log, NULL));
+    CHECK_OK(pt_lookup(&d->fs, "b", &lk, -1));
+    CHECK_OK(pt_mdir_fetch(&d->fs, &head, lk.e.pair, NULL));
+    CHECK_MSG(head.index_len >= 2 * PT_INDEX_ENTRY, "bigdir: fewer than 2 index entries after %u names",
+              (unsigned)big_old(d));
+    for (i = 0; i < big_old(d); i++) {
+        big_name(path, sizeof(path), 'o', i);
+        CHECK_OK(pt_lookup(&d->fs, path, &lk, -1));
+        if (pt_index_names(&d->fs, &head, lk.md.pair) != 1) continue;
+        if (lo_i == UINT32_MAX || big_hash('o', i) < big_hash('o', lo_i)) lo_i = i;
+        if (hi_i == UINT32_MAX || big_hash('o', i) > big_hash('o', hi_i)) {
+            hi_i = i;
+            memcpy(hi_pair, lk.md.pair, sizeof(hi_pair));
         }
-    for (i = 0; i < BIG_STEPS; i++) big_rm[i] = rank[n - BIG_STEPS + i];
-    big_hot = rank[n - BIG_STEPS - 1];
+    }
+    CHECK(lo_i != UINT32_MAX);
+    big_hot = lo_i;
+    big_nrm = 0;
+    for (i = 0; i < big_old(d); i++) {
+        big_name(path, sizeof(path), 'o', i);
+        CHECK_OK(pt_lookup(&d->fs, path, &lk, -1));
+        if (!pt_pair_eq(lk.md.pair, hi_pair)) continue;
+        CHECK(big_nrm < BIG_STEPS);
+        for (j = big_nrm++; j > 0 && big_hash('o', big_rm[j - 1]) > big_hash('o', i); j--)
+            big_rm[j] = big_rm[j - 1];
+        big_rm[j] = i;
+    }
+    CHECK(big_nrm > 0 && (lo_i != hi_i || big_nrm == 0));
 }
 
 static int big_removed(uint32_t i)
 {
     uint32_t s;
-    for (s = 0; s < BIG_STEPS; s++)
+    for (s = 0; s < big_nrm; s++)
         if (big_rm[s] == i) return 1;
     return 0;
-}
-
-/* Entries of the directory's index (the head of b): the sweep must exercise it. */
-static int big_index_entries(struct fsh_dev *d)
-{
-    struct pt_lookup lk;
-    struct pt_mdir md;
-    if (pt_lookup(&d->fs, "b", &lk, -1) != 0 || lk.exists != 1) return -1;
-    if (pt_mdir_fetch(&d->fs, &md, lk.e.pair, NULL) != 0) return -1;
-    return (int)(md.index_len / PT_INDEX_ENTRY);
 }
 
 static void big_setup(struct fsh_dev *d)
 {
     uint32_t i;
     char path[32];
-    big_plan(d);
     CHECK_OK(petrel_fs_mkdir(&d->fs, "b"));
     for (i = 0; i < big_old(d); i++) {
         big_name(path, sizeof(path), 'o', i);
         CHECK_OK(fsh_write_pattern(&d->fs, path, 500 + i, 8));
     }
-    CHECK_MSG(big_index_entries(d) > 0, "bigdir: no index after %u names",
-              (unsigned)big_old(d));
+    big_plan(d);
 }
 
 static int big_run(struct fsh_dev *d)
 {
     uint32_t s;
     char path[32];
-    for (s = 0; s < BIG_STEPS; s++) {
+    for (s = 0; s < big_nrm; s++) {
         big_name(path, sizeof(path), 'o', big_rm[s]);
         PL_RUN(petrel_fs_remove(&d->fs, path));
         big_name(path, sizeof(path), 'n', s);
@@ -683,7 +695,7 @@ static int big_run(struct fsh_dev *d)
 static int big_stages(const struct fsh_dev *d)
 {
     (void)d;
-    return 3 * BIG_STEPS;
+    return 3 * (int)big_nrm;
 }
 
 /* Every old name not on the removal list is there with its bytes; the steps done are a
@@ -698,7 +710,7 @@ static int big_stage(struct fsh_dev *d)
         big_name(path, sizeof(path), 'o', i);
         if (fsh_file_is_pattern(&d->fs, path, 500 + i, 8) != 1) return -1;
     }
-    for (s = 0; s < BIG_STEPS; s++) {
+    for (s = 0; s < big_nrm; s++) {
         struct petrel_fs_info info;
         int old_there, new_there, whole = 0;
         big_name(path, sizeof(path), 'o', big_rm[s]);
@@ -715,7 +727,7 @@ static int big_stage(struct fsh_dev *d)
         if (old_there < 0 || new_there < 0 || (old_there && new_there)) return -1;
         if (whole) continue; /* step s done */
         /* the steps after it have not happened */
-        for (t = s + 1; t < BIG_STEPS; t++) {
+        for (t = s + 1; t < big_nrm; t++) {
             big_name(path, sizeof(path), 'o', big_rm[t]);
             if (fsh_file_is_pattern(&d->fs, path, 500 + big_rm[t], 8) != 1) return -1;
             big_name(path, sizeof(path), 'n', t);
@@ -723,7 +735,7 @@ static int big_stage(struct fsh_dev *d)
         }
         return 3 * (int)s + (old_there ? 0 : new_there ? 2 : 1);
     }
-    return 3 * BIG_STEPS;
+    return 3 * (int)big_nrm;
 }
 
 /* bigdir_moves: one name in a far pair takes BIG_MOVES attribute changes, so its pair is
