@@ -217,6 +217,7 @@ struct petrel_fs_link {
     uint32_t crc_xor;     /* XOR of the log's commit CRCs */
     uint8_t next_cont;
     uint8_t erased;       /* the space after off is known erased */
+    uint8_t indexed;      /* the log holds an INDEX record (a directory index, in a head) */
 };
 
 /* Global state: the XOR of all deltas in all metadata logs (docs/SPEC-FS.md). */

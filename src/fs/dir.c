@@ -71,6 +71,15 @@ int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash
     }
     fs->ix_gen = fs->layout_gen - 1; /* no walk end yet */
     if (!fs->ix_known || fs->ix_kgen != fs->layout_gen) {
+        const struct petrel_fs_link *l = pt_links_find(fs, head);
+        if (l && !l->indexed) {
+            /* a remembered head without an index: no need to read it for one */
+            fs->ix_known = 1;
+            fs->ix_kgen = fs->layout_gen;
+            fs->ix_len = 0;
+        }
+    }
+    if (!fs->ix_known || fs->ix_kgen != fs->layout_gen) {
         err = pt_mdir_fetch(fs, md, head, &hash);
         if (err) return err;
         fs->ix_known = 1;

@@ -16,10 +16,11 @@
  */
 #include "fs/fs_internal.h"
 
-/* At most half a block, so that the head keeps room for its own entries. */
+/* At most half a block less 128 bytes, so that the head keeps room for its own records (the
+ * root pair's superblock and mount state) and entries; none on blocks under 512 B. */
 uint32_t pt_index_cap(const struct petrel_fs *fs)
 {
-    uint32_t n = fs->block_size / 2 / PT_INDEX_ENTRY;
+    uint32_t n = fs->block_size / 2 > 128 ? (fs->block_size / 2 - 128) / PT_INDEX_ENTRY : 0;
     return n < 4 ? 0 : n;
 }
 
