@@ -1040,3 +1040,12 @@ TEST_T(powerloss_bigdir_moves_matrix512, 300)
 {
     pl_matrix("bigdir_moves", FSH_M512, PL_BIG_ROUNDS);
 }
+/* 128-byte programs on 512 B blocks: four commits fill a block, so a pair compacts at nearly
+ * every commit and, with block_cycles 8, a moved pair's predecessor often moves in the same
+ * fix-up (its entry must then wait: the predecessor's new block is not linked yet). */
+static const struct fsh_geometry pl_big_prog128 = {
+    "512-prog128", 16, 128, 512, 160, 0xff, PETREL_BD_EMU_PROG_NOR, 512, 32, 0};
+TEST_T(powerloss_bigdir_moves_prog128, 300)
+{
+    pl_case_geo("bigdir_moves", &pl_big_prog128, PL_BIG_ROUNDS);
+}
