@@ -364,7 +364,10 @@ TEST(fs_index_drops_and_moves_keep_invariant)
         CHECK_OK(petrel_fs_remove(&d.fs, path));
         /* churn in the pair now next to the head: it compacts, and moves every 8 */
         snprintf(path, sizeof(path), "d/f%04u", order[i + 1]);
-        for (j = 0; j < 3; j++) CHECK_OK(petrel_fs_setattr(&d.fs, path, 1, val, 4));
+        for (j = 0; j < 12; j++) {
+            val[1] = (uint8_t)j;
+            CHECK_OK(petrel_fs_setattr(&d.fs, path, 1, val, 4));
+        }
         if (i % 7 == 0) {
             ix_view(&d, "d", &v);
             ix_check_invariant(&v, path);
