@@ -63,8 +63,8 @@ int pt_thread_pred(struct petrel_fs *fs, const uint32_t pair[2], struct pt_mdir 
 }
 
 /* Commit recs plus the pending global-state delta; no relocation handling. */
-static int pt_commit_raw(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs,
-                         int n, uint32_t old[2], struct pt_split_note *split)
+static int pt_commit_raw(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n,
+                         uint32_t old[2], struct pt_split_note *split)
 {
     struct pt_rec all[PT_COMMIT_RECS_MAX + 1];
     uint8_t gbuf[PT_GSTATE_SIZE];
@@ -93,9 +93,8 @@ static int pt_commit_raw(struct petrel_fs *fs, struct pt_mdir *md, const struct 
  * otherwise the head is committed without the entry first, then pred, then the entry is added
  * back with the new address. *old2 reports pred's own move.
  */
-static int pt_relink(struct petrel_fs *fs, struct pt_mdir *pred, uint32_t dhead[2],
-                     int was_head, const uint32_t old[2], const uint32_t nw[2], uint64_t lo,
-                     uint32_t old2[2])
+static int pt_relink(struct petrel_fs *fs, struct pt_mdir *pred, uint32_t dhead[2], int was_head,
+                     const uint32_t old[2], const uint32_t nw[2], uint64_t lo, uint32_t old2[2])
 {
     struct pt_rec r[2];
     uint8_t th[17], e[PT_INDEX_ENTRY];
@@ -141,8 +140,9 @@ static int pt_relink(struct petrel_fs *fs, struct pt_mdir *pred, uint32_t dhead[
         /* the pair is on the chain at nw (unless pred moved too: its new block is not linked
          * yet, so the entry waits for a later split): an entry may name it again */
         err = pt_index_change(fs, dhead, NULL, nw, lo);
-        if (err) petrel_log(PT_LOG_INFO, "fs", "index entry of a moved pair not re-added: %s",
-                            petrel_strerror(err));
+        if (err)
+            petrel_log(PT_LOG_INFO, "fs", "index entry of a moved pair not re-added: %s",
+                       petrel_strerror(err));
     }
     return 0;
 }
@@ -214,13 +214,11 @@ index_add:
         /* the new pair is linked and on the chain: an entry may name it (best effort: a
          * missing entry costs reads only) */
         int ierr = pt_index_change(fs, ihead, NULL, split.pair, split.lo);
-        if (ierr)
-            petrel_log(PT_LOG_INFO, "fs", "index entry not added: %s", petrel_strerror(ierr));
+        if (ierr) petrel_log(PT_LOG_INFO, "fs", "index entry not added: %s", petrel_strerror(ierr));
         if (!ierr && pt_pair_eq(md->pair, ihead)) err = pt_mdir_refetch(fs, md, NULL);
     }
     return err;
 }
-
 
 int pt_drop_if_empty(struct petrel_fs *fs, const struct pt_mdir *md)
 {

@@ -50,8 +50,8 @@ static int pt_index_entry(struct petrel_fs *fs, uint32_t block, uint32_t off, ui
     return 0;
 }
 
-int pt_index_find(struct petrel_fs *fs, uint32_t block, uint32_t off, uint32_t len,
-                  uint64_t hash, uint32_t pair[2], uint32_t *lo_hi)
+int pt_index_find(struct petrel_fs *fs, uint32_t block, uint32_t off, uint32_t len, uint64_t hash,
+                  uint32_t pair[2], uint32_t *lo_hi)
 {
     uint32_t n = len / PT_INDEX_ENTRY, a = 0, b = n, key = (uint32_t)(hash >> 32), k;
     int err;
@@ -182,9 +182,16 @@ int pt_index_change(struct petrel_fs *fs, uint32_t head[2], const uint32_t remov
     err = pt_index_rec(fs, &hmd, remove, add, add_lo, &r, e);
     if (err <= 0) return err;
     petrel_log(PT_LOG_DEBUG, "fs", "index of {%u,%u}: %s {%u,%u}", (unsigned)head[0],
-               (unsigned)head[1], remove ? "remove" : r.seglen[0] ? "add" : "thin",
-               remove ? (unsigned)remove[0] : add ? (unsigned)add[0] : 0u,
-               remove ? (unsigned)remove[1] : add ? (unsigned)add[1] : 0u);
+               (unsigned)head[1],
+               remove        ? "remove"
+               : r.seglen[0] ? "add"
+                             : "thin",
+               remove ? (unsigned)remove[0]
+               : add  ? (unsigned)add[0]
+                      : 0u,
+               remove ? (unsigned)remove[1]
+               : add  ? (unsigned)add[1]
+                      : 0u);
     fs->ix_busy = 1;
     fs->ix_known = 0;
     err = pt_fs_commit(fs, &hmd, &r, 1);

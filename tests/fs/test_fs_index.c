@@ -41,8 +41,8 @@ static void ix_view(struct fsh_dev *d, const char *path, struct ix_view *v)
     CHECK(v->nindex <= 512);
     for (i = 0; i < v->nindex; i++) {
         uint8_t e[PT_INDEX_ENTRY];
-        CHECK_OK(pt_read(&d->fs, md.pair[0], md.index_off + i * PT_INDEX_ENTRY, e,
-                         PT_INDEX_ENTRY, PT_INDEX_ENTRY));
+        CHECK_OK(pt_read(&d->fs, md.pair[0], md.index_off + i * PT_INDEX_ENTRY, e, PT_INDEX_ENTRY,
+                         PT_INDEX_ENTRY));
         v->ikey[i] = pt_get_le32(e);
         v->ipair[i][0] = pt_get_le32(e + 4);
         v->ipair[i][1] = pt_get_le32(e + 8);
@@ -250,7 +250,7 @@ TEST(fs_index_forged_entries_reported)
             pairs[0][1] = d.fs.block_count - 1;
         }
         if (round == 2) keys[0] = k + 1; /* above: harmless, still wrong */
-        ix_forge(&d, &v, keys, (const uint32_t (*)[2])pairs, 1);
+        ix_forge(&d, &v, keys, (const uint32_t(*)[2])pairs, 1);
         memset(&probs, 0, sizeof(probs));
         CHECK_EQ(petrel_fs_check(&d.fs, ix_collect, &probs), -PT_ECORRUPT);
         CHECK_MSG(probs.index >= 1, "round %d: fsck did not report the forged entry", round);
@@ -354,7 +354,8 @@ TEST(fs_index_drops_and_moves_keep_invariant)
     ix_create(&d, 'f', 0, n);
     ix_view(&d, "d", &v);
     CHECK(v.nindex >= 4);
-    for (i = 0; i < n; i++) order[i] = i;
+    for (i = 0; i < n; i++)
+        order[i] = i;
     qsort(order, n, sizeof(order[0]), ix_hash_cmp);
     memset(&ix_ev, 0, sizeof(ix_ev));
     petrel_log_set(ix_log, NULL, PT_LOG_DEBUG);

@@ -600,7 +600,7 @@ static int grow_stage(struct fsh_dev *d)
 #define BIG_MOVES 120
 static uint32_t big_rm[BIG_STEPS]; /* old names removed, in this order (ascending hash) */
 static uint32_t big_nrm;
-static uint32_t big_hot;           /* the old name bigdir_moves changes over and over */
+static uint32_t big_hot; /* the old name bigdir_moves changes over and over */
 
 static uint32_t big_old(const struct fsh_dev *d)
 {
@@ -633,8 +633,8 @@ static void big_plan(struct fsh_dev *d)
     CHECK_OK(petrel_fs_check(&d->fs, fsh_check_log, NULL));
     CHECK_OK(pt_lookup(&d->fs, "b", &lk, -1));
     CHECK_OK(pt_mdir_fetch(&d->fs, &head, lk.e.pair, NULL));
-    CHECK_MSG(head.index_len >= 2 * PT_INDEX_ENTRY, "bigdir: fewer than 2 index entries after %u names",
-              (unsigned)big_old(d));
+    CHECK_MSG(head.index_len >= 2 * PT_INDEX_ENTRY,
+              "bigdir: fewer than 2 index entries after %u names", (unsigned)big_old(d));
     for (i = 0; i < big_old(d); i++) {
         big_name(path, sizeof(path), 'o', i);
         CHECK_OK(pt_lookup(&d->fs, path, &lk, -1));
@@ -716,14 +716,12 @@ static int big_stage(struct fsh_dev *d)
         int old_there, new_there, whole = 0;
         big_name(path, sizeof(path), 'o', big_rm[s]);
         old_there = pl_exists(d, path);
-        if (old_there == 1 && fsh_file_is_pattern(&d->fs, path, 500 + big_rm[s], 8) != 1)
-            return -1;
+        if (old_there == 1 && fsh_file_is_pattern(&d->fs, path, 500 + big_rm[s], 8) != 1) return -1;
         big_name(path, sizeof(path), 'n', s);
         new_there = pl_exists(d, path);
         if (new_there == 1) {
             whole = fsh_file_is_pattern(&d->fs, path, 700 + s, 8) == 1;
-            if (!whole && (petrel_fs_stat(&d->fs, path, &info) != 0 || info.size != 0))
-                return -1;
+            if (!whole && (petrel_fs_stat(&d->fs, path, &info) != 0 || info.size != 0)) return -1;
         }
         if (old_there < 0 || new_there < 0 || (old_there && new_there)) return -1;
         if (whole) continue; /* step s done */
@@ -1043,8 +1041,8 @@ TEST_T(powerloss_bigdir_moves_matrix512, 300)
 /* 128-byte programs on 512 B blocks: four commits fill a block, so a pair compacts at nearly
  * every commit and, with block_cycles 8, a moved pair's predecessor often moves in the same
  * fix-up (its entry must then wait: the predecessor's new block is not linked yet). */
-static const struct fsh_geometry pl_big_prog128 = {
-    "512-prog128", 16, 128, 512, 160, 0xff, PETREL_BD_EMU_PROG_NOR, 512, 32, 0};
+static const struct fsh_geometry pl_big_prog128 = {"512-prog128",          16,  128, 512, 160, 0xff,
+                                                   PETREL_BD_EMU_PROG_NOR, 512, 32,  0};
 TEST_T(powerloss_bigdir_moves_prog128, 300)
 {
     pl_case_geo("bigdir_moves", &pl_big_prog128, PL_BIG_ROUNDS);
