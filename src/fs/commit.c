@@ -104,6 +104,7 @@ static int pt_relink(struct petrel_fs *fs, struct pt_mdir *pred, uint32_t dhead[
             err = pt_index_rec(fs, pred, old, nw, lo, &r[1], e);
             if (err < 0) return err;
             n += err;
+            fs->ix_known = 0; /* where the head's record is may change */
             if (err)
                 petrel_log(PT_LOG_DEBUG, "fs", "index of {%u,%u}: move {%u,%u} with its link",
                            (unsigned)pred->pair[0], (unsigned)pred->pair[1], (unsigned)old[0],
@@ -247,6 +248,7 @@ int pt_drop_if_empty(struct petrel_fs *fs, const struct pt_mdir *md)
         err = pt_index_rec(fs, &pred, md->pair, NULL, 0, &r[1], e);
         if (err < 0) return err;
         n += err;
+        fs->ix_known = 0; /* where the head's record is may change */
         if (err)
             petrel_log(PT_LOG_DEBUG, "fs", "index of {%u,%u}: drop {%u,%u} with its link",
                        (unsigned)pred.pair[0], (unsigned)pred.pair[1], (unsigned)md->pair[0],
