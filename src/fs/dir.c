@@ -116,7 +116,6 @@ int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash
         if (err < 0) return err;
         if (err == 1) pt_finger_note(fs, lo, cur);
     }
-    err = 0;
     for (guard = 0; guard <= fs->block_count; guard++) {
         /* pairs the walk only passes are skipped by their remembered links; the pair that
          * holds the hash is always read (and its commits verified) */

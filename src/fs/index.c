@@ -99,16 +99,14 @@ int pt_index_rec(struct petrel_fs *fs, const struct pt_mdir *head, const uint32_
                  const uint32_t add[2], uint64_t add_lo, struct pt_rec *r, uint8_t *e)
 {
     uint32_t n = head->index_len / PT_INDEX_ENTRY, off = head->index_off, blk = head->pair[0];
-    uint32_t i, k, p[2], at = n, key = 0, cap = pt_index_cap(fs);
+    uint32_t i, k, p[2], at, key = 0, cap = pt_index_cap(fs);
     int err, ok = 1;
     if (add) {
         key = pt_index_lo_hi(add_lo, &ok);
-        if (!ok) add = NULL;
         pt_put_le32(e, key);
-        if (add) {
-            pt_put_le32(e + 4, add[0]);
-            pt_put_le32(e + 8, add[1]);
-        }
+        pt_put_le32(e + 4, add[0]);
+        pt_put_le32(e + 8, add[1]);
+        if (!ok) add = NULL; /* a lowest hash past the last key: no entry */
     }
     if (remove) {
         for (i = 0; i < n; i++) {
@@ -175,6 +173,7 @@ int pt_index_change(struct petrel_fs *fs, uint32_t head[2], const uint32_t remov
     int err;
     if (!fs->index_ok) return 0;
     if (fs->ix_busy) return remove ? -PT_EIO : 0; /* see pt_fs_commit */
+    memset(&r, 0, sizeof(r));
     err = pt_mdir_fetch(fs, &hmd, head, NULL);
     if (err) return err;
     if (!hmd.head && !(head[0] == 0 && head[1] == 1) && !(head[0] == 1 && head[1] == 0))
