@@ -328,4 +328,7 @@ int pt_shard_reply_open(const uint8_t *reply, size_t len, struct pt_cursor *body
 int pt_shard_reply_stat(struct pt_cursor *body, struct pt_shard_stat *st);
 int pt_shard_reply_dirent(struct pt_cursor *body, struct pt_dirent *de);
 
+/* An operation's name for metrics ("shard_lookup"; "shard_other" for one not named here). */
+const char *pt_shard_op_metric_name(uint8_t op);
+
 #endif
