@@ -232,14 +232,13 @@ static void pt_rec_delete(struct pt_rec *r, uint8_t *hb, uint64_t hash)
     r->seglen[0] = 8;
 }
 
-static uint32_t pt_entry_head(uint8_t *buf, uint64_t hash, uint8_t type, const char *name,
-                              uint32_t len)
+/* The fixed part of an entry's payload (hash, type, name length): the name follows it in
+ * the record as a segment of its own, so no name-sized buffer is needed. */
+static void pt_entry_head(uint8_t *buf, uint64_t hash, uint8_t type, uint32_t name_len)
 {
     pt_put_le64(buf, hash);
     buf[8] = type;
-    buf[9] = (uint8_t)len;
-    memcpy(buf + PT_ENTRY_FIXED, name, len);
-    return PT_ENTRY_FIXED + len;
+    buf[9] = (uint8_t)name_len;
 }
 
 int petrel_fs_stat(struct petrel_fs *fs, const char *path, struct petrel_fs_info *info)
@@ -296,7 +295,7 @@ int petrel_fs_mkdir(struct petrel_fs *fs, const char *path)
     struct pt_lookup lk;
     struct pt_mdir last, nd;
     struct pt_rec r[3];
-    uint8_t hb[4], th[17], th2[17], ent[PT_ENTRY_FIXED + 255 + PT_DIRSTRUCT_SIZE];
+    uint8_t hb[4], th[17], th2[17], ent[PT_ENTRY_FIXED], dst[PT_DIRSTRUCT_SIZE];
     uint32_t n, dirid, ndpair[2];
     int err = pt_mstate_mark_dirty(fs);
     if (err) return err;
@@ -320,16 +319,19 @@ int petrel_fs_mkdir(struct petrel_fs *fs, const char *path)
     if (err) return err;
     memcpy(ndpair, nd.pair, sizeof(ndpair));
 
-    n = pt_entry_head(ent, lk.hash, PETREL_FS_DIR, lk.name, lk.name_len);
-    pt_put_le32(ent + n, ndpair[0]);
-    pt_put_le32(ent + n + 4, ndpair[1]);
-    pt_put_le32(ent + n + 8, dirid);
-    n += PT_DIRSTRUCT_SIZE;
+    pt_entry_head(ent, lk.hash, PETREL_FS_DIR, lk.name_len);
+    pt_put_le32(dst, ndpair[0]);
+    pt_put_le32(dst + 4, ndpair[1]);
+    pt_put_le32(dst + 8, dirid);
     memset(r, 0, sizeof(r));
     r[0].type = PT_REC_ENTRY;
     r[0].hash = lk.hash;
     r[0].seg[0] = ent;
-    r[0].seglen[0] = n;
+    r[0].seglen[0] = PT_ENTRY_FIXED;
+    r[0].seg[1] = lk.name;
+    r[0].seglen[1] = lk.name_len;
+    r[0].seg[2] = dst;
+    r[0].seglen[2] = PT_DIRSTRUCT_SIZE;
     pt_rec_thread(&r[1], th2, ndpair, 0, 0);
     if (pt_pair_eq(last.pair, lk.md.pair)) {
         /* entry and thread link in one commit */
@@ -452,9 +454,8 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
     PT_REQUIRE_MOUNTED(fs);
     struct pt_lookup lo, ln;
     struct pt_rec r[4];
-    uint8_t hb_old[8], hb_new[8], head[PT_ENTRY_FIXED + 255];
-    uint8_t body[PT_REGSTRUCT_MAX + 1024];
-    uint32_t hn, body_len;
+    uint8_t hb_old[8], hb_new[8], head[PT_ENTRY_FIXED];
+    uint32_t body_len;
     int n = 0, err, replaced_dir = 0;
     uint32_t replaced_pair[2];
     struct petrel_fs_handle *h;
@@ -489,20 +490,25 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
     err = pt_fs_writable(fs);
     if (err) return err;
 
-    /* the new entry: new name, the old entry's structure (and inline tail) */
-    hn = pt_entry_head(head, ln.hash, lo.e.type, ln.name, ln.name_len);
+    /* the new entry: new name (from newpath), the old entry's structure and inline tail
+     * copied from its record on the device (the source pair's newest log block, which the
+     * commit appends to or compacts out of, so its bytes stay until the commit returns) */
+    pt_entry_head(head, ln.hash, lo.e.type, ln.name_len);
     body_len = lo.e.rec_len - PT_ENTRY_FIXED - lo.e.name_len;
-    if (body_len > sizeof(body)) return -PT_ECORRUPT;
-    err = pt_read(fs, lo.e.block, lo.e.name_off + lo.e.name_len, body, body_len, body_len);
-    if (err) return err;
+    if (lo.e.rec_len < PT_ENTRY_FIXED + lo.e.name_len || body_len > PT_REGSTRUCT_MAX + 1024)
+        return -PT_ECORRUPT;
     memset(r, 0, sizeof(r));
     if (ln.exists == 1) pt_rec_delete(&r[n++], hb_new, ln.hash);
     r[n].type = PT_REC_ENTRY;
     r[n].hash = ln.hash;
     r[n].seg[0] = head;
-    r[n].seglen[0] = hn;
-    r[n].seg[1] = body;
-    r[n].seglen[1] = body_len;
+    r[n].seglen[0] = PT_ENTRY_FIXED;
+    r[n].seg[1] = ln.name;
+    r[n].seglen[1] = ln.name_len;
+    r[n].copy_at = 2;
+    r[n].copy_block = lo.e.block;
+    r[n].copy_off = lo.e.name_off + lo.e.name_len;
+    r[n].copy_len = body_len;
     n++;
     r[n].type = PT_REC_COPYATTRS;
     r[n].hash = ln.hash;

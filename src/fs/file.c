@@ -379,19 +379,20 @@ static int pt_file_open_typed(struct petrel_fs *fs, struct petrel_fs_file *file,
 #endif
     }
     if (lk.exists != 1) {
-        uint8_t ent[PT_ENTRY_FIXED + 255 + PT_REGSTRUCT_MAX];
+        uint8_t ent[PT_ENTRY_FIXED], reg[PT_REGSTRUCT_MAX];
         struct pt_rec r;
-        uint32_t n = PT_ENTRY_FIXED + lk.name_len;
         pt_put_le64(ent, lk.hash);
         ent[8] = type;
         ent[9] = (uint8_t)lk.name_len;
-        memcpy(ent + PT_ENTRY_FIXED, lk.name, lk.name_len);
-        n += pt_reg_struct(ent + n, 0, PT_NULL, 0, NULL, 0);
         memset(&r, 0, sizeof(r));
         r.type = PT_REC_ENTRY;
         r.hash = lk.hash;
         r.seg[0] = ent;
-        r.seglen[0] = n;
+        r.seglen[0] = PT_ENTRY_FIXED;
+        r.seg[1] = lk.name; /* the name as the path spells it */
+        r.seglen[1] = lk.name_len;
+        r.seg[2] = reg;
+        r.seglen[2] = pt_reg_struct(reg, 0, PT_NULL, 0, NULL, 0);
         uint32_t gen = fs->layout_gen;
         err = pt_fs_commit(fs, &lk.md, &r, 1);
         if (err) goto fail;
@@ -636,8 +637,7 @@ int petrel_fs_file_sync(struct petrel_fs *fs, struct petrel_fs_file *f)
     struct pt_mdir md;
     struct pt_entry e;
     struct pt_rec r;
-    uint8_t ent[PT_ENTRY_FIXED + 255 + PT_REGSTRUCT_MAX];
-    uint32_t n;
+    uint8_t ent[PT_ENTRY_FIXED], reg[PT_REGSTRUCT_MAX];
     int err, keep_tail;
 
     if (f->error) return f->error;
@@ -689,17 +689,21 @@ int petrel_fs_file_sync(struct petrel_fs *fs, struct petrel_fs_file *f)
     pt_put_le64(ent, f->hash);
     ent[8] = e.type;
     ent[9] = e.name_len;
-    err = pt_read(fs, e.block, e.name_off, ent + PT_ENTRY_FIXED, e.name_len, e.name_len);
-    if (err) goto fail;
-    n = PT_ENTRY_FIXED + e.name_len;
-    n += pt_reg_struct(ent + n, f->size, f->root, f->depth, f->direct, tail_len);
+    /* the name copied from the entry's record on the device: md's newest log block, which
+     * the commit appends to or compacts out of (unchanged until it returns) */
     memset(&r, 0, sizeof(r));
     r.type = PT_REC_ENTRY;
     r.hash = f->hash;
     r.seg[0] = ent;
-    r.seglen[0] = n;
-    r.seg[1] = f->buf;
-    r.seglen[1] = tail_len;
+    r.seglen[0] = PT_ENTRY_FIXED;
+    r.copy_at = 1;
+    r.copy_block = e.block;
+    r.copy_off = e.name_off;
+    r.copy_len = e.name_len;
+    r.seg[1] = reg;
+    r.seglen[1] = pt_reg_struct(reg, f->size, f->root, f->depth, f->direct, tail_len);
+    r.seg[2] = f->buf;
+    r.seglen[2] = tail_len;
     err = pt_fs_commit(fs, &md, &r, 1);
     if (err) goto fail;
     memcpy(f->epair, md.pair, sizeof(f->epair));

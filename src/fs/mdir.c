@@ -729,11 +729,16 @@ static int pt_emit_copyattrs(struct petrel_fs *fs, struct pt_writer *w, const st
 
 static int pt_emit_rec(struct petrel_fs *fs, struct pt_writer *w, const struct pt_rec *r)
 {
-    int err;
+    int err, i;
     if (r->type == PT_REC_COPYATTRS) return pt_emit_copyattrs(fs, w, r);
-    err = pt_emit_hdr(fs, w, r->type, r->seglen[0] + r->seglen[1]);
-    if (!err && r->seglen[0]) err = pt_writer_put(fs, w, r->seg[0], r->seglen[0]);
-    if (!err && r->seglen[1]) err = pt_writer_put(fs, w, r->seg[1], r->seglen[1]);
+    err = pt_emit_hdr(fs, w, r->type,
+                      r->seglen[0] + r->seglen[1] + r->seglen[2] + r->copy_len);
+    for (i = 0; i <= PT_REC_SEGS && !err; i++) {
+        if (r->copy_len && r->copy_at == i)
+            err = pt_writer_copy(fs, w, r->copy_block, r->copy_off, r->copy_len);
+        if (!err && i < PT_REC_SEGS && r->seglen[i])
+            err = pt_writer_put(fs, w, r->seg[i], r->seglen[i]);
+    }
     return err;
 }
 
@@ -990,7 +995,8 @@ static void pt_mdir_after_append(struct petrel_fs *fs, struct pt_mdir *md,
     md->found = 0;
     md->attrs_none = 0;
     for (i = 0; i < n; i++)
-        if (recs[i].type != PT_REC_COPYATTRS && recs[i].seglen[0] && !recs[i].seglen[1])
+        if (recs[i].type != PT_REC_COPYATTRS && recs[i].seglen[0] && !recs[i].seglen[1] &&
+            !recs[i].seglen[2] && !recs[i].copy_len)
             pt_mdir_apply(md, recs[i].type, (const uint8_t *)recs[i].seg[0], recs[i].seglen[0]);
 }
 
