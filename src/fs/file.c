@@ -182,7 +182,7 @@ static int pt_file_pend(struct petrel_fs *fs, struct petrel_fs_file *f, uint32_t
             return 0;
         }
     }
-    if (f->pend_n == PETREL_FS_PENDING) {
+    if (f->pend_n == f->pend_max) {
         int err = pt_tree_apply(fs, &f->root, &f->depth, f);
         if (err) return err;
     }
@@ -343,6 +343,45 @@ static uint32_t pt_reg_struct(uint8_t *p, uint64_t size, uint32_t root, uint8_t 
 }
 
 /* Open path; a created entry gets type (PETREL_FS_REG or a host type). */
+/* The page buffer and the room for buffered tree updates: from the configuration, else
+ * allocated (one allocation when both are), else (no malloc) the updates kept inline. */
+static int pt_file_buffers(struct petrel_fs *fs, struct petrel_fs_file *file,
+                           const struct petrel_fs_file_config *fcfg)
+{
+    size_t pend_bytes = sizeof(struct petrel_fs_pend) * PETREL_FS_PENDING;
+    if (fcfg && fcfg->pend_buffer && fcfg->pend_count) {
+        file->pend = fcfg->pend_buffer;
+        file->pend_max = fcfg->pend_count;
+        pend_bytes = 0;
+    }
+#ifdef PETREL_FS_NO_MALLOC
+    (void)fs;
+    if (!fcfg || !fcfg->buffer) return -PT_ENOMEM;
+    file->buf = (uint8_t *)fcfg->buffer;
+    if (pend_bytes) {
+        file->pend = file->pend_inline;
+        file->pend_max = PETREL_FS_PENDING_INLINE;
+    }
+#else
+    if (fcfg && fcfg->buffer) {
+        file->buf = (uint8_t *)fcfg->buffer;
+        if (pend_bytes) {
+            file->pend = (struct petrel_fs_pend *)malloc(pend_bytes);
+            if (!file->pend) return -PT_ENOMEM;
+            file->pend_alloc = 1;
+        }
+    } else {
+        /* the page size is a multiple of 16: the updates that follow are aligned */
+        file->buf = (uint8_t *)malloc(fs->page_size + pend_bytes);
+        if (!file->buf) return -PT_ENOMEM;
+        file->buf_alloc = 1;
+        if (pend_bytes) file->pend = (struct petrel_fs_pend *)(void *)(file->buf + fs->page_size);
+    }
+    if (pend_bytes) file->pend_max = PETREL_FS_PENDING;
+#endif
+    return 0;
+}
+
 static int pt_file_open_typed(struct petrel_fs *fs, struct petrel_fs_file *file, const char *path,
                               int flags, const struct petrel_fs_file_config *fcfg, uint8_t type)
 {
@@ -367,17 +406,8 @@ static int pt_file_open_typed(struct petrel_fs *fs, struct petrel_fs_file *file,
     file->flags = flags;
     file->root = PT_NULL;
     file->type = lk.exists == 1 ? lk.e.type : type;
-    if (fcfg && fcfg->buffer) {
-        file->buf = (uint8_t *)fcfg->buffer;
-    } else {
-#ifdef PETREL_FS_NO_MALLOC
-        return -PT_ENOMEM;
-#else
-        file->buf = (uint8_t *)malloc(fs->page_size);
-        if (!file->buf) return -PT_ENOMEM;
-        file->buf_alloc = 1;
-#endif
-    }
+    err = pt_file_buffers(fs, file, fcfg);
+    if (err) return err;
     if (lk.exists != 1) {
         uint8_t ent[PT_ENTRY_FIXED], reg[PT_REGSTRUCT_MAX];
         struct pt_rec r;
@@ -441,8 +471,10 @@ static int pt_file_open_typed(struct petrel_fs *fs, struct petrel_fs_file *file,
 fail:
 #ifndef PETREL_FS_NO_MALLOC
     if (file->buf_alloc) free(file->buf);
+    if (file->pend_alloc) free(file->pend);
 #endif
     file->buf = NULL;
+    file->pend = NULL;
     return err;
 }
 
@@ -730,8 +762,10 @@ int petrel_fs_file_close(struct petrel_fs *fs, struct petrel_fs_file *f)
     pt_handle_unlink(fs, &f->h);
 #ifndef PETREL_FS_NO_MALLOC
     if (f->buf_alloc) free(f->buf);
+    if (f->pend_alloc) free(f->pend);
 #endif
     f->buf = NULL;
+    f->pend = NULL;
     return err;
 }
 

@@ -30,6 +30,14 @@
 
 #define PT_NULL PETREL_FS_BLOCK_NULL
 
+/* Keeps a helper's locals out of its caller's frame, so that helpers called one after the
+ * other share stack instead of adding up (docs/FIRMWARE.md, stack-worst and frame-max). */
+#if defined(__GNUC__)
+#define PT_NOINLINE __attribute__((noinline))
+#else
+#define PT_NOINLINE
+#endif
+
 /* Every public call but format and mount starts with this: a filesystem never mounted
  * (zero-initialised), unmounted, or whose mount failed gives -PT_EINVAL, never a crash. */
 #define PT_REQUIRE_MOUNTED(fs)                                                                 \

@@ -55,8 +55,9 @@ int pt_unlink_dir(struct petrel_fs *fs, const uint32_t head[2])
 }
 
 /* Find the live directory entry naming dirid anywhere: fills md (its pair) and e. */
-static int pt_find_dirid(struct petrel_fs *fs, uint32_t dirid, const uint32_t head[2],
-                         struct pt_mdir *md, struct pt_entry *e)
+static PT_NOINLINE int pt_find_dirid(struct petrel_fs *fs, uint32_t dirid,
+                                     const uint32_t head[2], struct pt_mdir *md,
+                                     struct pt_entry *e)
 {
     uint32_t guard;
     int err = pt_mdir_fetch(fs, md, pt_root_pair, NULL), found = 0;
@@ -96,29 +97,37 @@ static int pt_find_dirid(struct petrel_fs *fs, uint32_t dirid, const uint32_t he
 }
 
 /* Point a directory entry at a new head pair. */
-static int pt_entry_repoint(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_entry *e,
-                            const uint32_t pair[2])
+static PT_NOINLINE int pt_entry_repoint(struct petrel_fs *fs, struct pt_mdir *md,
+                                        const struct pt_entry *e, const uint32_t pair[2])
 {
-    uint8_t buf[PT_ENTRY_FIXED + 255 + PT_DIRSTRUCT_SIZE];
+    uint8_t dst[PT_DIRSTRUCT_SIZE];
     struct pt_rec r;
     uint32_t len = e->rec_len;
     int err;
-    if (len > sizeof(buf)) return -PT_ECORRUPT;
-    err = pt_read(fs, e->block, e->rec_off, buf, len, len);
+    if (len < PT_ENTRY_FIXED + PT_DIRSTRUCT_SIZE || len > PT_ENTRY_FIXED + 255 + PT_DIRSTRUCT_SIZE)
+        return -PT_ECORRUPT;
+    err = pt_read(fs, e->block, e->rec_off + len - PT_DIRSTRUCT_SIZE, dst, PT_DIRSTRUCT_SIZE,
+                  PT_DIRSTRUCT_SIZE);
     if (err) return err;
-    pt_put_le32(buf + len - PT_DIRSTRUCT_SIZE, pair[0]);
-    pt_put_le32(buf + len - PT_DIRSTRUCT_SIZE + 4, pair[1]);
+    pt_put_le32(dst, pair[0]);
+    pt_put_le32(dst + 4, pair[1]);
+    /* hash, type and name copied from the record on the device (md's newest log block, which
+     * the commit appends to or compacts out of), then the new pair and the dirid */
     memset(&r, 0, sizeof(r));
     r.type = PT_REC_ENTRY;
     r.hash = e->hash;
-    r.seg[0] = buf;
-    r.seglen[0] = len;
+    r.copy_at = 0;
+    r.copy_block = e->block;
+    r.copy_off = e->rec_off;
+    r.copy_len = len - PT_DIRSTRUCT_SIZE;
+    r.seg[0] = dst;
+    r.seglen[0] = PT_DIRSTRUCT_SIZE;
     if (fs->gpending.orphans > 0) fs->gpending.orphans--;
     return pt_fs_commit(fs, md, &r, 1);
 }
 
 /* One pass: fix the first problem found. Returns 1 if it fixed one, 0 if clean. */
-static int pt_repair_pass(struct petrel_fs *fs)
+static PT_NOINLINE int pt_repair_pass(struct petrel_fs *fs)
 {
     struct pt_mdir q, emd;
     struct pt_entry e;
