@@ -74,10 +74,12 @@ static int pt_commit_raw(struct petrel_fs *fs, struct pt_mdir *md, const struct 
     return err;
 }
 
-int pt_fs_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n)
+int pt_fs_commit_step(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n,
+                      int *need_repair)
 {
     uint32_t old[2], cur_old[2], cur_new[2];
-    int err, was_head, guard, need_repair = 0;
+    int err, was_head, guard;
+    *need_repair = 0;
 
     if (fs->readonly) return -PT_EROFS;
     if (fs->ms_clean) {
@@ -112,7 +114,7 @@ int pt_fs_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *
         if (err) return err == -PT_ENOENT ? -PT_ECORRUPT : err;
         if (was_head) {
             fs->gpending.orphans++;
-            need_repair = 1;
+            *need_repair = 1;
         }
         pt_put_le32(th, cur_new[0]);
         pt_put_le32(th + 4, cur_new[1]);
@@ -129,13 +131,19 @@ int pt_fs_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *
         memcpy(cur_new, pred.pair, sizeof(cur_new));
         was_head = pred.head;
     }
-    if (need_repair) {
-        err = pt_fs_repair(fs, 0);
-        if (err) return err;
-        /* the caller's pair may have been rewritten by the repair */
-        err = pt_mdir_refetch(fs, md, NULL);
-    }
     return err;
+}
+
+/* The repair runs after the commit step returned, so the step's frame (a fetched
+ * predecessor, the thread record) is not under the repair's own commits. */
+int pt_fs_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n)
+{
+    int need_repair, err = pt_fs_commit_step(fs, md, recs, n, &need_repair);
+    if (err || !need_repair) return err;
+    err = pt_fs_repair(fs, 0);
+    if (err) return err;
+    /* the caller's pair may have been rewritten by the repair */
+    return pt_mdir_refetch(fs, md, NULL);
 }
 
 

@@ -267,6 +267,10 @@ int pt_gstate_zero(const struct petrel_fs_gstate *g);
 
 /* ---- commit.c ---- */
 int pt_fs_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n);
+/* pt_fs_commit without the repair a moved directory head needs: *need_repair says whether
+ * the caller must run pt_fs_repair (and refetch md) once its own large frame is gone. */
+int pt_fs_commit_step(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n,
+                      int *need_repair);
 int pt_thread_pred(struct petrel_fs *fs, const uint32_t pair[2], struct pt_mdir *pred);
 void pt_handles_relocate(struct petrel_fs *fs, const uint32_t old[2], const uint32_t nw[2]);
 int pt_drop_if_empty(struct petrel_fs *fs, const struct pt_mdir *md);
