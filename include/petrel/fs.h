@@ -36,7 +36,10 @@
  *                         petrel_fs_file_opencfg; a missing buffer is -PT_ENOMEM. Set
  *                         cache_size and lookahead_size explicitly to size the static
  *                         buffers; a file buffer takes page_size bytes (petrel_fs_fsinfo; at
- *                         most cache_size).
+ *                         most cache_size). Remembered pairs and lookup fingers exist only
+ *                         with link_buffer (pairs; no fingers), and a file buffers
+ *                         PETREL_FS_PENDING_INLINE tree updates unless given pend_buffer:
+ *                         the same results with more reads and index writes.
  *   PETREL_NO_LOG         no logging: petrel_log calls compile to nothing, so no printf-family
  *                         function and no message string is linked (petrel/common.h).
  *   PETREL_NO_ASSERT      PT_ASSERT checks nothing (petrel/common.h).
