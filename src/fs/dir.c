@@ -429,16 +429,29 @@ static int pt_dir_empty(struct petrel_fs *fs, const uint32_t head[2])
 /* After a removal committed: drop the pair that held path's name from the thread when no
  * entry is left in it, so that churn does not grow directories without bound. Best effort:
  * a pair kept is consistent, so a failure here is only logged. */
+/* The pair that would hold path's name: 1 when the name is absent from it (the pair to try
+ * to drop, in *md), 0 when there is none to try. A helper so that the lookup's frame is gone
+ * when the drop commits. */
+static PT_NOINLINE int pt_drop_lookup(struct petrel_fs *fs, const char *path, struct pt_mdir *md)
+{
+    struct pt_lookup lk;
+    int err = pt_lookup(fs, path, &lk, -1);
+    if (err) return err;
+    if (lk.is_root || lk.exists != 0) return 0;
+    *md = lk.md;
+    return 1;
+}
+
 static void pt_drop_empty_pair(struct petrel_fs *fs, const char *path,
                                const struct pt_mdir *known)
 {
-    struct pt_lookup lk;
+    struct pt_mdir md;
     int err = 0;
     if (known) {
         err = pt_drop_if_empty(fs, known);
     } else {
-        err = pt_lookup(fs, path, &lk, -1);
-        if (!err && !lk.is_root && lk.exists == 0) err = pt_drop_if_empty(fs, &lk.md);
+        err = pt_drop_lookup(fs, path, &md);
+        if (err == 1) err = pt_drop_if_empty(fs, &md);
     }
     fs->dc_valid = 0;
     if (err)

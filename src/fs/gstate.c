@@ -17,29 +17,43 @@ static const uint32_t pt_root_pair[2] = {0, 1};
 
 /* Unlink the directory whose head is `head` (and its continuation pairs) from the thread.
  * The pairs' global-state deltas move into the unlinking commit. */
-int pt_unlink_dir(struct petrel_fs *fs, const uint32_t head[2])
+/* The directory's pairs from head: the XOR of their global-state deltas, and the thread
+ * link after the last of them. A helper, so its fetched pair is not under the commit. */
+static PT_NOINLINE int pt_dir_pairs_sum(struct petrel_fs *fs, const uint32_t head[2],
+                                        struct petrel_fs_gstate *removed, uint32_t after[2])
 {
-    struct pt_mdir pred, seg;
-    struct petrel_fs_gstate removed;
-    struct pt_rec r;
-    uint8_t th[17];
+    struct pt_mdir seg;
     uint32_t guard;
-    int err = pt_thread_pred(fs, head, &pred);
+    int err = pt_mdir_fetch(fs, &seg, head, NULL);
     if (err) return err;
-    memset(&removed, 0, sizeof(removed));
-    err = pt_mdir_fetch(fs, &seg, head, NULL);
-    if (err) return err;
+    memset(removed, 0, sizeof(*removed));
     for (guard = 0;; guard++) {
         uint32_t next[2];
-        pt_gstate_xor(&removed, &seg.gdelta);
+        pt_gstate_xor(removed, &seg.gdelta);
         if (!seg.next_cont || guard > fs->block_count) break;
         next[0] = seg.next[0];
         next[1] = seg.next[1];
         err = pt_mdir_fetch(fs, &seg, next, NULL);
         if (err) return err;
     }
-    pt_put_le32(th, seg.next[0]);
-    pt_put_le32(th + 4, seg.next[1]);
+    after[0] = seg.next[0];
+    after[1] = seg.next[1];
+    return 0;
+}
+
+int pt_unlink_dir(struct petrel_fs *fs, const uint32_t head[2])
+{
+    struct pt_mdir pred;
+    struct petrel_fs_gstate removed;
+    struct pt_rec r;
+    uint8_t th[17];
+    uint32_t after[2];
+    int err = pt_thread_pred(fs, head, &pred);
+    if (err) return err;
+    err = pt_dir_pairs_sum(fs, head, &removed, after);
+    if (err) return err;
+    pt_put_le32(th, after[0]);
+    pt_put_le32(th + 4, after[1]);
     th[8] = pred.next_cont;
     pt_put_le64(th + 9, pred.next_split);
     memset(&r, 0, sizeof(r));
