@@ -141,31 +141,40 @@ static PT_NOINLINE int pt_entry_repoint(struct petrel_fs *fs, struct pt_mdir *md
 }
 
 /* One pass: fix the first problem found. Returns 1 if it fixed one, 0 if clean. */
+/* The head q (directory dirid at pair): -PT_ENOENT when no entry names its dirid (an
+ * orphan), 1 after pointing an entry that names another pair at it, 0 when it is linked. A
+ * helper, so the entry found is not on the pass's frame under the unlink's commit. */
+static PT_NOINLINE int pt_repair_head(struct petrel_fs *fs, uint32_t dirid, const uint32_t pair[2])
+{
+    struct pt_mdir emd;
+    struct pt_entry e;
+    int err = pt_find_dirid(fs, dirid, pair, &emd, &e);
+    if (err) return err;
+    if (pt_pair_eq(e.pair, pair)) return 0;
+    petrel_log(PT_LOG_INFO, "fs", "directory %u moved to {%u,%u}: fixing entry", (unsigned)dirid,
+               (unsigned)pair[0], (unsigned)pair[1]);
+    err = pt_entry_repoint(fs, &emd, &e, pair);
+    return err ? err : 1;
+}
+
 static PT_NOINLINE int pt_repair_pass(struct petrel_fs *fs)
 {
-    struct pt_mdir q, emd;
-    struct pt_entry e;
+    struct pt_mdir q;
     uint32_t guard;
     int err = pt_mdir_fetch(fs, &q, pt_root_pair, NULL);
     for (guard = 0; !err && guard <= fs->block_count; guard++) {
         uint32_t next[2];
         if (q.head && !pt_pair_eq(q.pair, pt_root_pair)) {
-            err = pt_find_dirid(fs, q.dirid, q.pair, &emd, &e);
+            uint32_t head[2];
+            memcpy(head, q.pair, sizeof(head));
+            err = pt_repair_head(fs, q.dirid, head);
             if (err == -PT_ENOENT) {
-                uint32_t head[2];
                 petrel_log(PT_LOG_INFO, "fs", "reclaiming orphan directory {%u,%u}",
-                           (unsigned)q.pair[0], (unsigned)q.pair[1]);
-                memcpy(head, q.pair, sizeof(head));
+                           (unsigned)head[0], (unsigned)head[1]);
                 err = pt_unlink_dir(fs, head);
                 return err ? err : 1;
             }
-            if (err) return err;
-            if (!pt_pair_eq(e.pair, q.pair)) {
-                petrel_log(PT_LOG_INFO, "fs", "directory %u moved to {%u,%u}: fixing entry",
-                           (unsigned)q.dirid, (unsigned)q.pair[0], (unsigned)q.pair[1]);
-                err = pt_entry_repoint(fs, &emd, &e, q.pair);
-                return err ? err : 1;
-            }
+            if (err) return err < 0 ? err : 1;
         }
         if (q.next[0] == PT_NULL) return 0;
         next[0] = q.next[0];

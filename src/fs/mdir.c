@@ -1115,8 +1115,8 @@ static int64_t pt_split_size(struct petrel_fs *fs, uint32_t base, uint32_t keyed
  * the candidate range into slices, keeps the slice where the size crosses limit and snaps it
  * to the lowest and highest hash in it, so a few passes over the log find s (a probe per bit
  * of the hash, each a trial compaction, used to cost a hundred times more). */
-static int pt_find_split(struct petrel_fs *fs, struct pt_compact *c, int64_t limit,
-                         int64_t total, uint64_t *split, int *whole)
+static PT_NOINLINE int pt_find_split(struct petrel_fs *fs, struct pt_compact *c, int64_t limit,
+                                     int64_t total, uint64_t *split, int *whole)
 {
     uint64_t lo = c->lo, hi = c->hi_open ? UINT64_MAX : c->hi - 1; /* inclusive */
     uint64_t a = lo, b = hi, hmin = 0;
