@@ -11,7 +11,7 @@ SAN     ?=
 CSTD    ?= -std=c11
 
 # Libraries the host programs use, by pkg-config name. mk/deps.sh installs what is missing.
-PKGS    := libuv raft lmdb fuse3 libisal libxxhash libsodium
+PKGS    := libuv raft lmdb fuse3 libisal libxxhash libsodium libmicrohttpd
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

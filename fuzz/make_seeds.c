@@ -79,7 +79,7 @@ static void registry_msgs(void)
 {
     uint8_t buf[2048];
     struct pt_cursor c;
-    struct pt_reg_replica r = {3, 1, 1, 0, 0, "127.0.0.1:7410"};
+    struct pt_reg_replica r = {3, 1, 1, 0, 0, "127.0.0.1:7410", 0, 0, ""};
     struct pt_reg_blocks b;
     uint8_t op;
     int i;
@@ -178,7 +178,7 @@ static void blocks_msgs(void)
 static void registry_states(void)
 {
     struct pt_registry r;
-    struct pt_reg_replica hb = {0, 0, 1, 0, 0, "127.0.0.1:7401"};
+    struct pt_reg_replica hb = {0, 0, 1, 0, 0, "127.0.0.1:7401", 0, 0, ""};
     struct pt_reg_blocks b;
     uint8_t fresh[16] = {1, 2, 3}, secret[16], *buf, opt;
     size_t len;

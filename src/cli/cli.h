@@ -139,6 +139,7 @@ int cmd_cluster(int argc, char **argv);
 int cmd_registry(int argc, char **argv);
 int cmd_blocks(int argc, char **argv);
 int cmd_blocks_drain(int argc, char **argv); /* petrel blocks drain (blocks_drain.c) */
+int cmd_blocks_fail(int argc, char **argv);  /* petrel blocks fail (blocks_drain.c) */
 int cmd_shard(int argc, char **argv);
 int cluster_status(int argc, char **argv); /* petrel cluster status (cluster_status.c) */
 int cmd_cdc(int argc, char **argv);
