@@ -68,8 +68,7 @@ int pt_mstate_read(struct petrel_fs *fs, const struct pt_mdir *md, struct pt_mst
  * (0: none in force). The commit carries no global-state delta (the callers run between
  * operations, when fs->gpending equals fs->gstate). */
 static int pt_mstate_commit(struct petrel_fs *fs, struct pt_mdir *root, const struct pt_mstate *m,
-                            const uint8_t *fingers, uint32_t fingers_len, int with_fingers,
-                            int *need_repair)
+                            const uint8_t *fingers, uint32_t fingers_len, int with_fingers)
 {
     uint8_t buf[PT_MSTATE_SIZE];
     struct pt_rec r[2];
@@ -81,7 +80,7 @@ static int pt_mstate_commit(struct petrel_fs *fs, struct pt_mdir *root, const st
     r[1].type = PT_REC_FINGERS;
     r[1].seg[0] = fingers;
     r[1].seglen[0] = fingers_len;
-    return pt_fs_commit_step(fs, root, r, with_fingers ? 2 : 1, need_repair);
+    return pt_fs_commit(fs, root, r, with_fingers ? 2 : 1);
 }
 
 /* Largest FINGERS record the root pair takes: a quarter of a block, at most PT_FINGERS_MAX
@@ -159,7 +158,7 @@ int pt_mstate_mark_dirty(struct petrel_fs *fs)
 {
     struct pt_mdir root;
     struct pt_mstate m;
-    int err, need_repair = 0;
+    int err;
     if (fs->readonly) return 0; /* nothing will commit */
     if (!fs->ms_clean) {
         fs->ms_changed = 1; /* dirty already (marked, or found so): clean it at unmount */
@@ -170,8 +169,7 @@ int pt_mstate_mark_dirty(struct petrel_fs *fs)
     memset(&m, 0, sizeof(m));
     m.clean = 0;
     fs->ms_clean = 0; /* lets pt_fs_commit through for this one */
-    err = pt_mstate_commit(fs, &root, &m, NULL, 0, 0, &need_repair);
-    if (!err && need_repair) err = pt_fs_repair(fs, 0);
+    err = pt_mstate_commit(fs, &root, &m, NULL, 0, 0);
     /* durable before anything the session writes next: a device that reorders writes
      * (an image file) must not keep a later change and lose the mark */
     if (!err) err = pt_sync(fs);
@@ -183,48 +181,38 @@ int pt_mstate_mark_dirty(struct petrel_fs *fs)
     return 0;
 }
 
-/* Commit the clean record m with the fingers (built here, on this frame, which is gone by
- * the time the caller runs a repair the commit may need). */
-static PT_NOINLINE int pt_mstate_commit_clean(struct petrel_fs *fs, const struct pt_mstate *m,
-                                              int *need_repair)
-{
-    struct pt_mdir root;
-    int err = pt_mdir_fetch(fs, &root, pt_root_pair, NULL);
-    if (err) return err;
-    if (fs->dfg_n && fs->dfg_gen == fs->layout_gen) {
-        /* mounted clean with saved fingers, and nothing moved or was allocated since: the
-         * FINGERS record in force is still true */
-        err = pt_mstate_commit(fs, &root, m, NULL, 0, 0, need_repair);
-    } else {
-        uint8_t fingers[PT_FINGERS_HDR + PT_FINGER_SIZE * PT_FINGERS_MAX];
-        uint32_t len = pt_fingers_build(fs, fingers);
-        err = pt_mstate_commit(fs, &root, m, fingers, len, 1, need_repair);
-        if (err == -PT_ENOSPC && len) {
-            err = pt_mdir_fetch(fs, &root, pt_root_pair, NULL);
-            if (!err) err = pt_mstate_commit(fs, &root, m, NULL, 0, 1, need_repair);
-        }
-    }
-    return err;
-}
-
 int pt_mstate_mark_clean(struct petrel_fs *fs)
 {
+    struct pt_mdir root;
     struct pt_mstate m;
-    int err, need_repair = 0;
+    int err;
     if (fs->ms_clean || !fs->ms_changed || fs->readonly) return 0;
     /* only between operations, with nothing half done (a clean record says the global
      * state is zero): a pending move or orphan is left to the walk of the next mount */
     if (!pt_gstate_zero(&fs->gstate) || !pt_gstate_zero(&fs->gpending)) return 0;
     /* every change of the session is durable before the record that sums it up */
     err = pt_sync(fs);
+    if (!err) err = pt_mdir_fetch(fs, &root, pt_root_pair, NULL);
     if (err) return err;
     memset(&m, 0, sizeof(m));
     m.clean = 1;
     m.next_dirid = fs->next_dirid;
     /* the next session's allocator starts where this one stopped */
     m.seed = (fs->look_start + fs->look_next) % fs->block_count;
-    err = pt_mstate_commit_clean(fs, &m, &need_repair);
-    if (!err && need_repair) err = pt_fs_repair(fs, 0);
+    if (fs->dfg_n && fs->dfg_gen == fs->layout_gen) {
+        /* mounted clean with saved fingers, and nothing moved or was allocated since: the
+         * FINGERS record in force is still true */
+        err = pt_mstate_commit(fs, &root, &m, NULL, 0, 0);
+    } else {
+        uint8_t fingers[PT_FINGERS_HDR + PT_FINGER_SIZE * PT_FINGERS_MAX];
+        /* a 4.x image's directories have indexes (docs/SPEC-FS.md 4.1): no fingers */
+        uint32_t len = fs->index_ok ? 0 : pt_fingers_build(fs, fingers);
+        err = pt_mstate_commit(fs, &root, &m, fingers, len, 1);
+        if (err == -PT_ENOSPC && len) {
+            err = pt_mdir_fetch(fs, &root, pt_root_pair, NULL);
+            if (!err) err = pt_mstate_commit(fs, &root, &m, NULL, 0, 1);
+        }
+    }
     if (err == -PT_ENOSPC) return 0; /* no room: the image stays dirty, mounted by a walk */
     if (!err) err = pt_sync(fs);
     if (!err) fs->ms_clean = 1;

@@ -194,9 +194,35 @@ TEST(fs_entry_parts_survive_rename_and_sync)
     }
 }
 
-/* The fingers allocated at mount are used: in a directory of more pairs than the remembered
- * links cover, lookups read less with them than the same lookups with fg NULL (a build
- * without malloc), and find the same entries. */
+/* Rewrite the mounted, fresh filesystem's superblock as format 3.0: in-session fingers are a
+ * 3.x image's (a 4.x image's directories have indexes instead). */
+static void mem_make_3x(struct petrel_fs *fs)
+{
+    static const uint32_t root[2] = {0, 1};
+    struct pt_mdir md;
+    struct pt_rec r;
+    struct pt_rec_ref rec = {0, 0, 0};
+    uint8_t sb[PT_SB_SIZE];
+    uint32_t old[2], pos = 0;
+    int found = 0;
+    CHECK_OK(pt_mdir_fetch(fs, &md, root, NULL));
+    while (pt_rec_next(fs, &md, &pos, &rec) == 1)
+        if (rec.type == PT_REC_SUPERBLOCK) {
+            CHECK_OK(pt_read(fs, md.pair[0], rec.off, sb, PT_SB_SIZE, PT_SB_SIZE));
+            found = 1;
+        }
+    CHECK(found);
+    pt_put_le32(sb + 8, 0x00030000u);
+    memset(&r, 0, sizeof(r));
+    r.type = PT_REC_SUPERBLOCK;
+    r.seg[0] = sb;
+    r.seglen[0] = PT_SB_SIZE;
+    CHECK_OK(pt_mdir_commit(fs, &md, &r, 1, old, NULL));
+}
+
+/* The fingers allocated at mount are used: on a 3.x image, in a directory of more pairs than
+ * the remembered links cover, lookups read less with them than the same lookups with fg NULL
+ * (a build without malloc), and find the same entries. */
 TEST(fs_fingers_allocated_at_mount_cut_reads)
 {
     static struct petrel_bd_emu emu;
@@ -223,6 +249,10 @@ TEST(fs_fingers_allocated_at_mount_cut_reads)
     memset(data, 0x11, sizeof(data));
     CHECK_EQ(petrel_fs_format(&fs, &cfg), 0);
     CHECK_EQ(petrel_fs_mount(&fs, &cfg), 0);
+    mem_make_3x(&fs);
+    CHECK_EQ(petrel_fs_unmount(&fs), 0);
+    CHECK_EQ(petrel_fs_mount(&fs, &cfg), 0);
+    CHECK_EQ(fs.image_version, 0x00030000u);
     CHECK_EQ(petrel_fs_mkdir(&fs, "/d"), 0);
     for (i = 0; i < 400; i++) {
         struct petrel_fs_file f;
