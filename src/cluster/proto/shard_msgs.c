@@ -90,6 +90,12 @@ static int shard_req_fields(uint8_t op)
         return F_ID | F_ATTR;
     case PT_SHARD_MAKE_NODE:
         return F_ID | F_NAME | F_DATA | F_ATTR;
+    case PT_SHARD_OPEN_CHANGE:
+        return F_ID | F_COOKIE | F_EXPECT;
+    case PT_SHARD_TRUNCATE_SPANS:
+        return F_ID | F_COOKIE | F_OFFSET;
+    case PT_SHARD_COMMIT_CHANGE:
+        return F_ID | F_COOKIE;
     /* redundancy */
     case PT_SHARD_GET_POLICY:
         return F_ID;
