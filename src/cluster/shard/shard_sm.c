@@ -1252,6 +1252,7 @@ static int op_forget(struct apply_ctx *a, const struct pt_shard_req *q)
     if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
     key_put_be64(k, q->id);
     key.mv_size = 8;
+    key.mv_data = k; /* the cursor left it pointing into the store */
     rc = mdb_del(a->t, a->sm->changes, &key, NULL); /* a change file's record goes with it */
     if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
     return inode_del(a->sm, a->t, q->id);
