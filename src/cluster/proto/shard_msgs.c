@@ -478,6 +478,8 @@ int pt_shard_reply_stat(struct pt_cursor *body, struct pt_shard_stat *st)
         st->target[st->target_len] = 0;
         st->has_posix = 1;
     }
+    st->spans = 0;
+    if (pt_cursor_left(body) >= 4) st->spans = pt_dec_u32(body); /* issue 12 */
     return 0;
 }
 

@@ -312,6 +312,7 @@ struct pt_shard_stat {
     uint64_t rdev, version;                /* version: bumped by every content change */
     uint16_t target_len;                   /* symlinks */
     char target[PT_SYMLINK_MAX + 1];       /* NUL-terminated */
+    uint32_t spans;                        /* files: span count (0 from a shard before issue 12) */
 };
 
 /* One directory entry returned by READDIR. */

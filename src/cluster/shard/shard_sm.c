@@ -2446,6 +2446,7 @@ static int q_stat(struct apply_ctx *a, const struct pt_shard_req *q)
     pt_enc_u64(&a->out, r.version);
     pt_enc_u16(&a->out, r.target_len);
     pt_enc_bytes(&a->out, r.target, r.target_len);
+    pt_enc_u32(&a->out, r.type == PT_TYPE_FILE ? r.n_spans : 0); /* issue 12 */
     return 0;
 }
 
