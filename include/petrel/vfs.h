@@ -144,12 +144,15 @@ enum petrel_vfs_open_flags {
      * name is -PT_EPERM there. A name free at open must still be free at close (-PT_EEXIST).
      * Other stores ignore it (O_TRUNC rewrites in place). */
     PETREL_VFS_O_REPLACE = 0x20,
+    /* Every write goes to the end of the file, whatever offset it names (O_APPEND). */
+    PETREL_VFS_O_APPEND = 0x40,
 };
 
 /* Capabilities. */
 enum petrel_vfs_caps {
-    PETREL_VFS_CAP_WRITE_ONCE = 0x01,   /* files are created, written sequentially once, linked
-                                           on close, and never modified after */
+    PETREL_VFS_CAP_WRITE_ONCE = 0x01,   /* new files are created, written sequentially once and
+                                           linked on close (with RANDOM_WRITE: existing files
+                                           change through versions committed at sync/close) */
     PETREL_VFS_CAP_XATTR = 0x02,        /* extended attributes */
     PETREL_VFS_CAP_RANDOM_WRITE = 0x04, /* writes at any offset, truncate */
     PETREL_VFS_CAP_READ_ONLY = 0x08,    /* opened read-only: every change is -PT_EROFS */

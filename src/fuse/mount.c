@@ -385,6 +385,7 @@ static int open_common(const char *path, struct fuse_file_info *fi, int create)
     if (create) flags |= PETREL_VFS_O_CREAT | PETREL_VFS_O_WRITE;
     if (fi->flags & O_EXCL) flags |= PETREL_VFS_O_EXCL;
     if (fi->flags & O_TRUNC) flags |= PETREL_VFS_O_TRUNC;
+    if (fi->flags & O_APPEND) flags |= PETREL_VFS_O_APPEND;
     h = calloc(1, sizeof(*h));
     if (!h || !(h->path = strdup(path))) {
         free(h);
