@@ -96,6 +96,8 @@ struct petrel_vfs_stat {
     int64_t ctime_sec;
     uint32_t ctime_nsec;
     uint64_t rdev; /* device number of a CHR/BLK node (Linux encoding), else 0 */
+    uint64_t version; /* cluster files: the content's version (issue 12); else 0 */
+    uint32_t spans;   /* cluster files: how many spans hold the content; else 0 */
 };
 
 /* What petrel_vfs_setattr changes (one atomic update where the backend can). */

@@ -122,6 +122,10 @@ static void fill_stat(const struct petrel_stat *s, struct petrel_vfs_stat *st)
     st->uid = s->uid;
     st->gid = s->gid;
     st->rdev = s->rdev;
+    if (s->type == PETREL_TYPE_FILE) {
+        st->version = s->version;
+        st->spans = s->spans;
+    }
 }
 
 /* The newest file being written under path (a name the store does not show yet). */

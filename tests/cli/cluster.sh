@@ -137,6 +137,9 @@ if mount_start "$A" "$t/mnt"; then
     echo more >> "$m/empty" && echo again >> "$m/empty" &&
         [ "$(cat "$m/empty")" = "$(printf 'more\nagain')" ] && pass "mount: echo >> a linked file" ||
         fail "mount: echo >> a linked file" "'$(cat "$m/empty")'"
+    out=$("$P" stat "$A/empty")
+    case "$out" in *"Version: "*"Spans: 1"*) pass "stat shows the version and one span after appends" ;;
+        *) fail "stat after appends" "$out" ;; esac
     printf 'XY' | dd of="$m/big" bs=1 seek=5000 conv=notrunc 2>/dev/null &&
         { head -c 5000 "$t/src/big"; printf 'XY'; tail -c +5003 "$t/src/big"; } | cmp -s - "$m/big" &&
         pass "mount: overwrite in the middle" || fail "mount: overwrite in the middle" "bytes differ"
