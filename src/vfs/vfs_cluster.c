@@ -508,19 +508,35 @@ static int cl_fstat(struct petrel_vfs *vfs, struct petrel_vfs_file *f, struct pe
     return 0;
 }
 
+/*
+ * Commit a change handle. A commit that lost (-PT_ESTALE) because the file lost its last name
+ * meanwhile (unlink, or rename over it, of a file still open: SQLite's journals) is no error:
+ * the bytes of a removed file are nobody's any more, as on a local file system. Losing to
+ * another writer's commit is.
+ */
+static int change_commit(struct petrel_vfs *vfs, struct petrel_vfs_file *f)
+{
+    struct petrel_stat s;
+    int rc = petrel_change_commit(f->change, NULL);
+    if (rc == -PT_ESTALE) {
+        int src = petrel_client_stat_inode(cluster(vfs)->client, f->id, &s);
+        if (src == -PT_ENOENT || (src == 0 && s.state != 1)) rc = 0;
+    }
+    return rc;
+}
+
 static int cl_sync(struct petrel_vfs *vfs, struct petrel_vfs_file *f)
 {
-    (void)vfs;
     /* A change becomes durable (and visible) by its commit; the commit's answer is the
      * sync's. A new file: nothing is durable before the link, which belongs to close alone. */
-    if (f->change) return petrel_change_commit(f->change, NULL);
+    if (f->change) return change_commit(vfs, f);
     return 0;
 }
 
 static int cl_close(struct petrel_vfs *vfs, struct petrel_vfs_file *f, int abandon)
 {
     int rc = 0;
-    if (f->change && !abandon) rc = petrel_change_commit(f->change, NULL);
+    if (f->change && !abandon) rc = change_commit(vfs, f);
     if (f->writer) {
         pthread_mutex_lock(&f->lock);
         abandon |= f->failed | f->orphan;

@@ -536,8 +536,9 @@ static int change_flush(struct petrel_change *ch)
     if (rc) {
         /* The change file and the local state no longer agree: this change is over. */
         ch->failed = rc;
-        petrel_log(PT_LOG_WARN, "client", "change of inode %016llx failed: %s",
-                   (unsigned long long)ch->file, petrel_strerror(rc));
+        if (rc != -PT_ESTALE) /* a lost race is the caller's answer, not an incident */
+            petrel_log(PT_LOG_WARN, "client", "change of inode %016llx failed: %s",
+                       (unsigned long long)ch->file, petrel_strerror(rc));
         return rc;
     }
     ch->base_valid = ch->size;
