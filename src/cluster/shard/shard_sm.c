@@ -5,7 +5,9 @@
  * Invariants kept by apply:
  *  - a directory entry points at an inode; a linked file is reachable only through entries;
  *  - a file's size is the sum of its spans, spans are contiguous from offset 0;
- *  - a file is linked only when every span is certified, and never changes after;
+ *  - a file is linked only when every span is certified; its content changes after only by
+ *    COMMIT_CHANGE, which swaps in a change file's spans whole (issue 12);
+ *  - a block copy is erased only when no span record lists it (blockidx + blockrefs holders);
  *  - every block of every span has one block-index entry (service, block) -> (file, offset);
  *  - an entry locked by a CDC transaction changes only through that transaction.
  * Never reads the clock, never does network or file I/O outside LMDB.
