@@ -140,6 +140,17 @@ static int truncate_spans(struct pt_shard_sm *sm, uint64_t now, uint64_t change,
     return apply(sm, now, &q, NULL);
 }
 
+static int truncate_expect(struct pt_shard_sm *sm, uint64_t now, uint64_t change, uint64_t off,
+                           uint64_t expect)
+{
+    struct pt_shard_req q = {.op = PT_SHARD_TRUNCATE_SPANS,
+                             .id = change,
+                             .cookie = COOKIE,
+                             .offset = off,
+                             .expect = expect};
+    return apply(sm, now, &q, NULL);
+}
+
 /* The file's span records: size, count, and each span's (offset, crc, first block id). */
 struct spans {
     uint64_t size;
@@ -432,10 +443,13 @@ TEST(shard_change_truncate_append_and_refusals)
         CHECK_EQ(s.size, 11);
         CHECK_EQ(s.n, 1);
         CHECK_EQ(s.crc[0], petrel_crc32c(0, "hello world", 11));
-        /* O_TRUNC: everything cut, then new content. */
+        /* O_TRUNC: everything cut, then new content; the cut repeated (its reply was lost) is
+         * done, a stale duplicate of it arriving after the new content cuts nothing. */
         CHECK_EQ(open_change(&sm, 34, g_id, 0, &t, NULL), 0);
-        CHECK_EQ(truncate_spans(&sm, 35, t, 0), 0);
+        CHECK_EQ(truncate_expect(&sm, 35, t, 0, 11), 0);
+        CHECK_EQ(truncate_expect(&sm, 35, t, 0, 11), 0);
         CHECK_EQ(add_inline(&sm, 35, t, 0, "new"), 0);
+        CHECK_EQ(truncate_expect(&sm, 35, t, 0, 11), -PT_ESTALE);
         CHECK_EQ(commit(&sm, 36, t, COOKIE, NULL), 0);
         spans_of(&sm, g_id, &s);
         CHECK_EQ(s.size, 3);

@@ -515,6 +515,7 @@ static int change_upload(struct petrel_change *ch)
         q.id = ch->change;
         q.cookie = ch->cookie;
         q.offset = tail;
+        q.expect = ch->base_size; /* the in-place runs kept the size */
         rc = shard_op(ch, &q, NULL, &rep);
         pt_reply_free(&rep);
     }

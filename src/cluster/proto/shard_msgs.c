@@ -93,7 +93,7 @@ static int shard_req_fields(uint8_t op)
     case PT_SHARD_OPEN_CHANGE:
         return F_ID | F_COOKIE | F_EXPECT;
     case PT_SHARD_TRUNCATE_SPANS:
-        return F_ID | F_COOKIE | F_OFFSET;
+        return F_ID | F_COOKIE | F_OFFSET | F_EXPECT;
     case PT_SHARD_COMMIT_CHANGE:
         return F_ID | F_COOKIE;
     /* redundancy */

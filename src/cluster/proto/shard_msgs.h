@@ -108,7 +108,8 @@ enum pt_shard_op {
      * file's spans, shared (reference-counted), and replaces them by compare-and-swap. */
     PT_SHARD_OPEN_CHANGE = 42,    /* (id=file, cookie, expect=version or 0) -> change id,
                                      version, size */
-    PT_SHARD_TRUNCATE_SPANS = 43, /* (id=change, cookie, offset=span boundary): drop the tail */
+    PT_SHARD_TRUNCATE_SPANS = 43, /* (id=change, cookie, offset=span boundary, expect=size
+                                     before, 0: any): drop the tail */
     PT_SHARD_COMMIT_CHANGE = 44,  /* (id=change, cookie) -> new version of the file */
     /* Redundancy. */
     PT_SHARD_ADD_RS_SPAN = 48,     /* (id, cookie, offset, size, crc, layout, data = cell CRCs,

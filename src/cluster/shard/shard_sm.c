@@ -872,7 +872,10 @@ static int op_construct(struct apply_ctx *a, const struct pt_shard_req *q)
 static int is_retry_of_last_span(struct apply_ctx *a, const struct pt_shard_req *q,
                                  const struct inode_rec *f, struct pt_span *s)
 {
+    struct change_rec ch;
     if (q->offset >= f->size || q->offset + q->size > f->size) return 0;
+    /* A plain file's earlier span asked again is a stale duplicate, not a retry: refused. */
+    if (q->offset + q->size != f->size && change_get(a->sm, a->t, q->id, &ch) != 0) return 0;
     if (span_get(a->sm, a->t, q->id, q->offset, s) != 0) return 0;
     return s->size == q->size && s->crc == q->crc;
 }
@@ -1952,6 +1955,9 @@ static int op_open_change(struct apply_ctx *a, const struct pt_shard_req *q)
  * TRUNCATE_SPANS: a transient file loses every span at or after q->offset, which must be a
  * span's start or the file's size (-PT_EINVAL otherwise: the writer first rewrites the span
  * that holds the new end). Copies no span lists any more wait out the retention in `dropped`.
+ * q->expect, when non-zero, is the size the writer saw: a file already cut there is a repeat
+ * (done); one of another size is a stale duplicate arriving after later writes (-PT_ESTALE,
+ * nothing cut).
  */
 static int op_truncate_spans(struct apply_ctx *a, const struct pt_shard_req *q)
 {
@@ -1962,6 +1968,7 @@ static int op_truncate_spans(struct apply_ctx *a, const struct pt_shard_req *q)
     if (rc) return rc;
     if (q->offset > f.size) return -PT_EINVAL;
     if (q->offset == f.size) return 0; /* nothing past it (a repeat) */
+    if (q->expect && q->expect != f.size) return -PT_ESTALE;
     if ((rc = spans_load(a, q->id, q->offset, UINT64_MAX, &v, &n)) != 0) return rc;
     if (n == 0 || v[0].offset != q->offset) rc = -PT_EINVAL;
     for (i = 0; i < n && !rc; i++) {
