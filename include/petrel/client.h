@@ -343,6 +343,10 @@ uint64_t petrel_change_version(const struct petrel_change *ch);
 /* Whether the change differs from the version it started from (something to commit). */
 int petrel_change_dirty(const struct petrel_change *ch);
 
+/* Bytes this change has uploaded as new spans so far (an overwrite costs the spans it
+ * touches, not the file: what tests and benchmarks measure). */
+uint64_t petrel_change_uploaded(const struct petrel_change *ch);
+
 /*
  * Upload what is staged and replace the file's content with the change, atomically, only if
  * the file is still at the version the change started from: 0 (*version, may be NULL, gets

@@ -128,6 +128,7 @@ TEST_T(cluster_change_overwrite_append_truncate_and_compare_and_swap, 240)
     check_file(cl, "/f", other, len);
     CHECK_OK(petrel_change_commit(ch, &nv));
     CHECK_EQ(nv, v + 1);
+    CHECK_EQ(petrel_change_uploaded(ch), SPAN_SIZE); /* the one span it falls in, not the file */
     check_file(cl, "/f", model, len);
     CHECK_EQ(spans_of(cl, "/f", &v), 5);
     CHECK_EQ(v, nv);
@@ -141,6 +142,8 @@ TEST_T(cluster_change_overwrite_append_truncate_and_compare_and_swap, 240)
     len += 100;
     CHECK_OK(petrel_change_commit(ch, &nv));
     CHECK_EQ(nv, v + 1);
+    /* the last span (37,856 bytes) and the 100 new ones */
+    CHECK_EQ(petrel_change_uploaded(ch), SPAN_SIZE + 37856 + 100);
     check_file(cl, "/f", model, len);
     CHECK_EQ(spans_of(cl, "/f", &v), 5);
 

@@ -59,6 +59,7 @@ struct petrel_change {
     uint64_t dirty_bytes, limit;
     unsigned copies; /* of new mirrored spans: as the old content's, else the client's */
     int fd;          /* the cache file: staged bytes at their file offsets */
+    uint64_t uploaded; /* bytes written as new spans */
     int failed;      /* an upload or commit failed: every later one returns it */
 };
 
@@ -223,6 +224,11 @@ uint64_t petrel_change_size(const struct petrel_change *ch)
 uint64_t petrel_change_version(const struct petrel_change *ch)
 {
     return ch->version;
+}
+
+uint64_t petrel_change_uploaded(const struct petrel_change *ch)
+{
+    return ch->uploaded;
 }
 
 int petrel_change_dirty(const struct petrel_change *ch)
@@ -438,6 +444,7 @@ static int upload_range(struct petrel_change *ch, uint64_t start, uint64_t end, 
         uint32_t n = (uint32_t)PT_MIN((uint64_t)max, end - pos);
         if ((rc = content(ch, pos, n, buf)) == 0)
             rc = pt_client_put_span(ch->c, ch->change, ch->cookie, ch->copies, pos, buf, n);
+        if (rc == 0) ch->uploaded += n;
         pos += n;
     }
     return rc;
