@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "cluster/proto/auth.h"
 #include "petrel/client.h"
 #include "petrel/common.h"
 
@@ -73,7 +74,13 @@ static int local_start(struct local *l)
             while (fgets(line, sizeof(line), f)) {
                 char *p = strstr(line, "petrel://");
                 if (p && sscanf(p + 9, "%127[^/ \n]", l->registry) == 1) {
+                    /* the cluster's secret is this process's client key */
+                    struct pt_auth_key key;
+                    char path[160], err[256];
                     fclose(f);
+                    snprintf(path, sizeof(path), "%s/c/secret", l->root);
+                    if (pt_auth_key_load(path, &key, err, sizeof(err)) < 0) return -1;
+                    pt_auth_set_process(&key, NULL, NULL);
                     return 0;
                 }
             }
