@@ -326,10 +326,11 @@ int petrel_change_open(struct petrel_client *c, uint64_t id, uint64_t version,
                        const struct petrel_change_config *cfg, struct petrel_change **out);
 
 /* Write len bytes at offset (past the end: the gap reads as zeros). 0 or an error (a failed
- * spill: PT_ESTALE when another writer committed first; the change is then useless). */
+ * spill: PT_ESTALE when another writer committed first; the change is then useless;
+ * PT_EFBIG past 1 TiB: gaps are stored as zeros). */
 int petrel_change_write(struct petrel_change *ch, uint64_t offset, const void *buf, size_t len);
 
-/* Set the size: shorter drops bytes, longer adds zeros. */
+/* Set the size: shorter drops bytes, longer adds zeros (PT_EFBIG past 1 TiB). */
 int petrel_change_truncate(struct petrel_change *ch, uint64_t size);
 
 /* Read through the change (its own writes, else the version it started from). */

@@ -496,7 +496,15 @@ static int cl_fstat(struct petrel_vfs *vfs, struct petrel_vfs_file *f, struct pe
         rc = petrel_client_stat_inode(cluster(vfs)->client, f->id, &s);
         if (rc < 0) return rc;
         fill_stat(&s, st);
-        if (f->change) st->size = petrel_change_size(f->change); /* with its own writes */
+        if (f->change) { /* with its own writes; times move with them, as they will at commit */
+            st->size = petrel_change_size(f->change);
+            if (petrel_change_dirty(f->change)) {
+                struct timespec now;
+                clock_gettime(CLOCK_REALTIME, &now);
+                st->mtime_sec = st->ctime_sec = (int64_t)now.tv_sec;
+                st->mtime_nsec = st->ctime_nsec = (uint32_t)now.tv_nsec;
+            }
+        }
         return 0;
     }
     if (writer_stat(cluster(vfs), f, st) == 0) return 0;

@@ -150,6 +150,8 @@ TEST_T(cluster_change_overwrite_append_truncate_and_compare_and_swap, 240)
     /* Truncate into span 1, then up again with a write past the end: zeros between. */
     CHECK_OK(petrel_change_truncate(ch, 70000));
     len = 70000;
+    CHECK_EQ(petrel_change_truncate(ch, 999999999999999ull), -PT_EFBIG); /* zeros, not sparse */
+    CHECK_EQ(petrel_change_write(ch, 1ull << 41, data, 1), -PT_EFBIG);
     CHECK_OK(petrel_change_truncate(ch, 200000));
     memset(model + len, 0, 200000 - len);
     len = 200000;

@@ -28,6 +28,9 @@
 #define CHANGE_PIECE (1u << 20)           /* reads are delivered in pieces of this */
 #define CHANGE_DEFAULT_LIMIT (64ull << 20) /* staged bytes before a spill */
 #define CHANGE_SMALL_TAIL (64u << 10)      /* a last span smaller than this merges with an append */
+/* Largest size a change may give a file: a hole is stored as zeros (no sparse spans yet), so a
+ * truncate(2) far past the end would upload all of them. */
+#define CHANGE_SIZE_MAX (1ull << 40)
 
 /* A span record of the content the change starts from, kept encoded (its inline bytes and
  * cell CRCs point into it once decoded). */
@@ -376,7 +379,7 @@ int petrel_change_write(struct petrel_change *ch, uint64_t offset, const void *b
     int rc;
     if (ch->failed) return ch->failed;
     if (len == 0) return 0;
-    if (offset + len < offset) return -PT_EFBIG;
+    if (offset + len < offset || offset + len > CHANGE_SIZE_MAX) return -PT_EFBIG;
     while (done < len) {
         ssize_t n = pwrite(ch->fd, p + done, len - done, (off_t)(offset + done));
         if (n < 0 && errno == EINTR) continue;
@@ -393,6 +396,7 @@ int petrel_change_write(struct petrel_change *ch, uint64_t offset, const void *b
 int petrel_change_truncate(struct petrel_change *ch, uint64_t size)
 {
     if (ch->failed) return ch->failed;
+    if (size > CHANGE_SIZE_MAX && size > ch->size) return -PT_EFBIG;
     if (size < ch->size) {
         extent_clip(ch, size);
         if (size < ch->base_valid) ch->base_valid = size;
