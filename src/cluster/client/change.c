@@ -329,6 +329,7 @@ static int content(struct petrel_change *ch, uint64_t off, size_t len, uint8_t *
         struct into_buf ib;
         uint64_t a = PT_MAX(off, bs->offset), b = PT_MIN(show, bs->offset + bs->size);
         int rc;
+        if (a >= b) break; /* [off, end) starts past what still shows of the old content */
         pt_cursor_init(&cur, bs->raw, bs->len);
         if (pt_span_decode(&cur, &s) != 0) return -PT_ECORRUPT;
         ib.buf = buf + (a - off);
