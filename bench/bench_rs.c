@@ -9,6 +9,15 @@
  *   rs read-degraded LAYOUT down=N SIZE MB/s      (N block services killed)
  *   rs ratio write|read LAYOUT/mirror3 X
  * SIZE is 64 MiB (BENCH_BIG=1: 1 GiB). Files are pseudo-random and checked on every read.
+ * BENCH(repair), on its own deployment of 7 services (RS(4,2) needs 6 domains, and a 7th to
+ * rebuild into), SIZE of RS(4,2) files (64 MiB; BENCH_BIG=1: 4 GiB), one service SIGKILLed:
+ *   repair lost BYTES of BLOCKS blocks, budget=unlimited|N MB/s
+ *   repair back-to-policy SECONDS (from the kill: stale detection, --repair-stale 1, rebuild)
+ *   repair rate MB/s rebuilt (the blocks left once the first round's swaps landed, over the
+ *                           time from then to the last swap: whole rounds only; none when
+ *                           one round rebuilt everything)
+ *   repair ratio traffic/budget X  (reads of D survivors + the write, per second, over the
+ *                                   budget: at most 1 when the pacing holds)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,8 +32,11 @@
 
 #include "bench.h"
 #include "cluster/client/blocks_client.h"
+#include "cluster/client/router.h"
+#include "cluster/proto/shard_msgs.h"
 #include "cluster/ec/ec.h"
 #include "petrel/client.h"
+#include "petrel/codec.h"
 #include "petrel/common.h"
 #include "petrel/prng.h"
 
@@ -94,6 +106,8 @@ done:
 struct deploy {
     char root[64], petrel[1024], registry[64];
     pid_t reg, shard, blocks[RS_SERVICES];
+    unsigned services;      /* block services started (<= RS_SERVICES) */
+    const char *repair_rate; /* the shard's --repair-rate (NULL: its default) */
 };
 
 static pid_t spawn(struct deploy *dp, const char *log, char *const argv[])
@@ -152,12 +166,14 @@ static void deploy_stop(struct deploy *dp)
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dp->root);
 }
 
-static int deploy_start(struct deploy *dp)
+static int deploy_start(struct deploy *dp, unsigned services, const char *repair_rate)
 {
     char dir[128], log[128], dom[32], exe[900];
     ssize_t n;
     unsigned i;
     memset(dp, 0, sizeof(*dp));
+    dp->services = services;
+    dp->repair_rate = repair_rate;
     snprintf(dp->root, sizeof(dp->root), "/tmp/petrel-bench-rs-XXXXXX");
     if (!mkdtemp(dp->root)) return -1;
     n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -172,7 +188,7 @@ static int deploy_start(struct deploy *dp)
     }
     snprintf(log, sizeof(log), "%s/registry.log", dp->root);
     if (wait_line(log, "listening on ", dp->registry, sizeof(dp->registry)) != 0) return -1;
-    for (i = 0; i < RS_SERVICES; i++) {
+    for (i = 0; i < dp->services; i++) {
         char bdir[128], name[32];
         char *argv[] = {"petrel", "blocks",           "--registry", dp->registry, "--dir",
                         bdir,     "--failure-domain", dom,          NULL};
@@ -185,7 +201,14 @@ static int deploy_start(struct deploy *dp)
     {
         char *argv[] = {"petrel", "shard",     "--registry", dp->registry, "--shard",
                         "0",      "--replica", "0",          "--replicas", "1",
-                        "--dir",  dir,         NULL};
+                        "--dir",  dir,         NULL,         NULL,         NULL,
+                        NULL,     NULL};
+        if (repair_rate) { /* the repair bench: a lost service is rebuilt 1 s after it is stale */
+            argv[12] = "--repair-stale";
+            argv[13] = "1";
+            argv[14] = "--repair-rate";
+            argv[15] = (char *)repair_rate;
+        }
         dp->shard = spawn(dp, "shard", argv);
     }
     return 0;
@@ -325,10 +348,13 @@ static int deploy_ready(struct deploy *dp)
                 live += !v[i].stale;
             free(v);
         }
-        if (live >= RS_SERVICES) {
-            /* Ready once the shard places an RS(10,4) span: it knows all 14 services. */
+        if (live >= dp->services) {
+            /* Ready once the shard places a span over every service: it knows them all (the
+             * repair bench leaves one out, or its probe could never return to policy after
+             * a loss). */
             struct petrel_client *c = client(dp);
-            struct petrel_policy p = {2, 10, 4, 0, 4096};
+            struct petrel_policy p = {2, dp->services - 4 - (dp->repair_rate ? 1u : 0u), 4, 0,
+                                      4096};
             struct stream st = {1000, 0, 0};
             int rc = c ? petrel_client_set_policy(c, "/", &p) : -1;
             if (rc == 0) rc = petrel_client_write_file(c, "/probe", stream_read, &st, NULL);
@@ -358,7 +384,7 @@ BENCH(rs)
     printf("rs cpu %s\n", pt_ec_cpu_features());
     bench_codec(4, 2);
     bench_codec(10, 4);
-    if (deploy_start(&dp) != 0 || deploy_ready(&dp) != 0) {
+    if (deploy_start(&dp, RS_SERVICES, NULL) != 0 || deploy_ready(&dp) != 0) {
         printf("rs error the local deployment did not start (logs in %s)\n", dp.root);
         return;
     }
@@ -393,4 +419,138 @@ BENCH(rs)
         }
     }
     deploy_stop(&dp);
+}
+
+/* ---- repair ------------------------------------------------------------------------------- */
+
+#define REPAIR_SERVICES 7
+
+/* The shard's REPAIR_STATUS: spans below policy and the blocks on `svc`; 0 or -PT_E*. */
+static int repair_status(struct deploy *dp, uint64_t svc, uint64_t *below, uint64_t *on)
+{
+    struct pt_router r;
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    struct pt_cursor b;
+    unsigned n, i;
+    int rc;
+    pt_router_init(&r, dp->registry, 5000, 2000, 1);
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_REPAIR_STATUS;
+    if ((rc = pt_router_shard(&r, 0, &q, &rep, NULL)) != 0) return rc;
+    pt_cursor_init(&b, rep.body, rep.body_len);
+    (void)pt_dec_u64(&b);
+    *below = pt_dec_u64(&b);
+    (void)pt_dec_u64(&b);
+    (void)pt_dec_u64(&b);
+    (void)pt_dec_u64(&b);
+    n = pt_dec_u16(&b);
+    *on = 0;
+    for (i = 0; i < n; i++) {
+        uint64_t id = pt_dec_u64(&b), blocks;
+        (void)pt_dec_u8(&b);
+        blocks = pt_dec_u64(&b);
+        (void)pt_dec_u64(&b);
+        (void)pt_dec_u64(&b);
+        if (id == svc) *on = blocks;
+    }
+    rc = pt_cursor_ok(&b) ? 0 : -PT_EPROTO;
+    pt_reply_free(&rep);
+    return rc;
+}
+
+/* One run: SIZE of RS(4,2) over 7 services, the fullest killed, timed back to policy. */
+static void repair_run(uint64_t size, const char *rate_mb)
+{
+    struct petrel_policy p = {2, 4, 2, 0, 1u << 20};
+    struct pt_call_opts o = {2000, 1, 0};
+    struct pt_reg_blocks *v = NULL;
+    struct deploy dp;
+    uint64_t lost = 0, lost_blocks = 0, victim = 0, below = 0, on = 0;
+    size_t n = 0, i, k;
+    double t_kill, t_first = 0, t_done = 0;
+    uint64_t left_first = 0;
+    unsigned files = 4;
+    if (deploy_start(&dp, REPAIR_SERVICES, rate_mb) != 0 || deploy_ready(&dp) != 0) {
+        printf("repair error the local deployment did not start (logs in %s)\n", dp.root);
+        deploy_stop(&dp);
+        return;
+    }
+    for (i = 0; i < files; i++) {
+        char path[32];
+        snprintf(path, sizeof(path), "/f%zu", i);
+        if (write_file(&dp, path, &p, size / files) < 0) goto out;
+    }
+    if (pt_reg_list_blocks(dp.registry, &v, &n, &o) != 0) goto out;
+    for (i = 0, k = n; i < n; i++)
+        if (k == n || v[i].used > v[k].used) k = i;
+    if (k == n || repair_status(&dp, v[k].id, &below, &on) != 0) goto out;
+    victim = v[k].id;
+    lost_blocks = on;
+    {
+        /* the service's own count (the registry's lags by a heartbeat) */
+        struct pt_block_info info;
+        if (pt_blocks_info(v[k].addr, &info, &o) != 0) goto out;
+        lost = info.used;
+    }
+    for (i = 0; i < dp.services; i++) {
+        char id_path[160];
+        uint8_t rec[16];
+        FILE *f;
+        snprintf(id_path, sizeof(id_path), "%s/blocks-%zu/service.id", dp.root, i);
+        if (!(f = fopen(id_path, "rb"))) continue;
+        if (fread(rec, 1, sizeof(rec), f) == sizeof(rec) && pt_get_le64(rec + 4) == victim) {
+            kill(dp.blocks[i], SIGKILL);
+            waitpid(dp.blocks[i], NULL, 0);
+            dp.blocks[i] = 0;
+        }
+        fclose(f);
+    }
+    t_kill = bench_now();
+    printf("repair lost %llu bytes in %llu blocks, budget=%s%s\n", (unsigned long long)lost,
+           (unsigned long long)lost_blocks, rate_mb && strcmp(rate_mb, "0") ? rate_mb : "unlimited",
+           rate_mb && strcmp(rate_mb, "0") ? " MB/s" : "");
+    while (bench_now() - t_kill < 600) {
+        if (repair_status(&dp, victim, &below, &on) == 0) {
+            if (on < lost_blocks && t_first == 0) {
+                t_first = bench_now(); /* the first round's swaps landed */
+                left_first = on;
+            }
+            if (on == 0 && below == 0) {
+                t_done = bench_now();
+                break;
+            }
+        }
+        usleep(50000);
+    }
+    if (t_done == 0) {
+        printf("repair error not back to policy within 10 minutes (%llu blocks left)\n",
+               (unsigned long long)on);
+        goto out;
+    }
+    printf("repair back-to-policy %.2f\n", t_done - t_kill);
+    if (t_done > t_first && left_first > 0) {
+        /* the rounds after the first, whole: their blocks over their time */
+        double rate = (double)lost * (double)left_first / (double)lost_blocks /
+                      (t_done - t_first) / 1e6;
+        printf("repair rate %.1f\n", rate);
+        if (rate_mb && atof(rate_mb) > 0)
+            printf("repair ratio traffic/budget %.2f\n", rate * (p.data + 1) / atof(rate_mb));
+    }
+    for (i = 0; i < files; i++) {
+        char path[32];
+        snprintf(path, sizeof(path), "/f%zu", i);
+        if (read_file(&dp, path, size / files) < 0) printf("repair error %s after repair\n", path);
+    }
+out:
+    free(v);
+    deploy_stop(&dp);
+}
+
+BENCH(repair)
+{
+    const char *big = getenv("BENCH_BIG");
+    uint64_t size = big && atoi(big) ? 4ull << 30 : 64ull << 20;
+    repair_run(size, "0");
+    repair_run(size, "16");
 }

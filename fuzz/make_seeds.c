@@ -79,7 +79,7 @@ static void registry_msgs(void)
 {
     uint8_t buf[2048];
     struct pt_cursor c;
-    struct pt_reg_replica r = {3, 1, 1, 0, 0, "127.0.0.1:7410"};
+    struct pt_reg_replica r = {3, 1, 1, 0, 0, "127.0.0.1:7410", 0, 0, ""};
     struct pt_reg_blocks b;
     uint8_t op;
     int i;
@@ -143,7 +143,8 @@ static void blocks_msgs(void)
     struct pt_block_read_resp rr = {10000, 4096, 5904, 2};
     struct pt_block_erase_req e = {77, 0x12345678, 5000, 0x1111};
     struct pt_block_stat s = {77, 5000, 0x12345678};
-    struct pt_block_info info = {0x42, 1ull << 30, 1 << 20, 7, "m1"};
+    struct pt_block_info info = {
+        .service_id = 0x42, .capacity = 1ull << 30, .used = 1 << 20, .blocks = 7, .failure_domain = "m1"};
     uint8_t op;
     for (op = 0; op < 6; op++) {
         char name[32];
@@ -178,7 +179,7 @@ static void blocks_msgs(void)
 static void registry_states(void)
 {
     struct pt_registry r;
-    struct pt_reg_replica hb = {0, 0, 1, 0, 0, "127.0.0.1:7401"};
+    struct pt_reg_replica hb = {0, 0, 1, 0, 0, "127.0.0.1:7401", 0, 0, ""};
     struct pt_reg_blocks b;
     uint8_t fresh[16] = {1, 2, 3}, secret[16], *buf, opt;
     size_t len;

@@ -19,6 +19,7 @@ for mod in "$@"; do
         libisal) add libisal-dev ;;
         libxxhash) add libxxhash-dev ;;
         libsodium) add libsodium-dev ;;
+        libmicrohttpd) add libmicrohttpd-dev ;;
         *) echo "deps: no Debian package known for pkg-config module '$mod'" >&2; exit 1 ;;
     esac
 done
@@ -28,6 +29,8 @@ command -v fusermount3 >/dev/null 2>&1 || add fuse3
 command -v python3 >/dev/null 2>&1 || add python3
 command -v script >/dev/null 2>&1 || add bsdutils
 command -v tar >/dev/null 2>&1 || add tar
+# promtool (Debian prometheus, ~13 s to install): the cluster tests check every /metrics with it.
+command -v promtool >/dev/null 2>&1 || add prometheus
 
 # Optional: the Cortex-M cross compiler for `make size` (and the Cortex-M0 build of examples/).
 # Best effort: installed when we are root and apt-get can; otherwise every target that needs it
@@ -51,6 +54,28 @@ optional_arm() {
     return 0
 }
 optional_arm
+
+# Optional: headless Chromium for the status-page test (tests/cluster/test_web_proc.c), which
+# checks the raw HTML alone without it. Large (~80 MB download, ~290 MB installed, ~30 s here),
+# so best effort and tried once per machine, like the cross compiler.
+optional_chromium() {
+    command -v chromium >/dev/null 2>&1 && return 0
+    marker=/var/tmp/petrel-deps-chromium-tried
+    [ -e "$marker" ] && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "deps: installing chromium (optional: the status page test in a real browser)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null 2>&1 || true
+        if ! apt-get install -y -qq --no-install-recommends chromium \
+                >/tmp/petrel-deps-chromium.log 2>&1; then
+            echo "deps: chromium not installed (see /tmp/petrel-deps-chromium.log): the status" \
+                "page is checked in its HTML only"
+        fi
+        : > "$marker" 2>/dev/null || true
+    fi
+    return 0
+}
+optional_chromium
 
 [ -z "$need_pkgs" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

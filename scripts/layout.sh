@@ -16,13 +16,14 @@ cd "$root" || exit 2
 # package -> the cluster packages it may include (itself always)
 allowed() {
     case $1 in
-    proto | env | storage | ec) echo "" ;;
-    net) echo "proto" ;;
+    proto | storage | ec | metrics) echo "" ;;
+    env) echo "metrics" ;;
+    net) echo "proto metrics" ;;
     client) echo "proto net ec" ;;
-    replica) echo "proto env storage net client ec" ;;
-    registry) echo "proto storage net" ;;
-    blocks) echo "proto env storage net client ec" ;;
-    shard | cdc) echo "proto env storage net client replica ec" ;;
+    replica) echo "proto env storage net client ec metrics" ;;
+    registry) echo "proto storage net metrics" ;;
+    blocks) echo "proto env storage net client ec metrics" ;;
+    shard | cdc) echo "proto env storage net client replica ec metrics" ;;
     *) echo "?" ;;
     esac
 }

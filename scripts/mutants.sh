@@ -52,6 +52,12 @@ mutants=(
 "scrub-report-not-sent|src/cluster/blocks/blocks_server.c|s/(static void report_rotten\(struct pt_blocks_server \*b\)\n\{\n)/\$1    if (b) return;\n/|scrub|rotten blocks found by the scrubber never reach their shard"
 "scrub-repair-swap-no-compare|src/cluster/shard/shard_sm.c|s/if \(s.blocks\[i\].block == q->target \&\& s.blocks\[i\].service == old_svc\) break;/if (s.blocks[i].block == q->target) break;/|scrub|REPLACE_BLOCK swaps without checking the span still lists the old copy"
 "scrub-repair-rs-wrong-block|src/cluster/shard/shard_repair.c|s/want = t->lost;/want = (t->lost + 1) % n;/|scrub|repair decodes the RS block next to the lost one"
+"fail-placement-blind|src/cluster/shard/shard_server.c|s/pt_shard_repair_avoids\(&s->repair, c->id\)\) continue;/0) continue;/|scrub|new spans go to a service declared failed"
+"fail-not-repaired|src/cluster/shard/shard_repair.c|s/^    take_failed\(r, g\);\n/    (void)take_failed;\n/m|scrub|repair never rebuilds the blocks of a service declared failed"
+"status-ignores-stale|src/cluster/shard/shard_repair.c|s/if \(!s \S\S s->stale \S\S declared_failed\(x->r, s->id\)\)/if (!s ? 1 : declared_failed(x->r, s->id))/|scrub|REPAIR_STATUS counts spans on a stale service as at policy"
+"orphan-sweep-ignores-spans|src/cluster/shard/shard_sm.c|s/return rc \? map_mdb\(rc\) : 1;/return rc ? map_mdb(rc) : 0;/|scrub|the orphan sweep erases blocks that spans list"
+"orphan-sweep-no-retention|src/cluster/shard/shard_repair.c|s/now - o->seen_ms < r->sm->retention_ms/now - o->seen_ms < 1/|scrub|the orphan sweep erases an unlisted block at first sight"
+"orphan-sweep-any-shard|src/cluster/shard/shard_repair.c|s/if \(PT_INODE_SHARD\(b->block_id\) != r->sm->shard\) continue;/(void)0;/|scrub|the orphan sweep erases blocks of another shard's id range"
 "rs-block-crc-not-from-cells|src/cluster/shard/shard_sm.c|s/        s.blocks\[i\].crc = crc;/        s.blocks[i].crc = crc ^ 1;/|rs|the shard records an RS block CRC other than its cells' combination"
 )
 
@@ -79,7 +85,7 @@ run_tests() { # $1 = suite; prints what caught it, returns 0 if caught
         ;;
     scrub)
         timeout 900 build/tests/test-cluster 'blocks_scrub_*' 'rs_scrub_*' 'rs_replace_*' 'rs_drain_*' \
-            'scrub_*' 'repair_*' 'drain_*' >"$log" 2>&1 ||
+            'scrub_*' 'repair_*' 'drain_*' 'blocks_fail_*' 'orphan_*' >"$log" 2>&1 ||
             { echo "test-cluster $(grep -m1 '^FAIL' "$log" | awk '{print $2}')"; return 0; }
         ;;
     cdc)

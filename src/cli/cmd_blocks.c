@@ -1,6 +1,6 @@
 /*
  * petrel blocks --registry ADDR --dir D [--dir D2 ...] --failure-domain NAME [--listen ADDR]
- * [--scrub-rate MB/s] (`petrel blocks drain ID ...` is blocks_drain.c):
+ * [--scrub-rate MB/s] (`petrel blocks drain|fail ID ...` is blocks_drain.c):
  * run one block service per directory in the foreground until SIGINT/SIGTERM. Owns argument
  * parsing and the process shell; prints one "listening on HOST:PORT (block service ID, DIR)"
  * line per service once all serve. The services are src/cluster/blocks/.
@@ -50,6 +50,7 @@ int cmd_blocks(int argc, char **argv)
     int err, i, n;
 
     if (argc > 1 && strcmp(argv[1], "drain") == 0) return cmd_blocks_drain(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "fail") == 0) return cmd_blocks_fail(argc - 1, argv + 1);
     memset(&cfg, 0, sizeof(cfg));
     memset(&run, 0, sizeof(run));
     cfg.listen = "127.0.0.1:0";
@@ -66,6 +67,9 @@ int cmd_blocks(int argc, char **argv)
              "chooses)"},
             {0, "scrub-rate", CLI_UINT, &scrub_mb, "MB/s",
              "how fast each service re-reads its blocks to find rot (default 8; 0: off)"},
+            {0, "http", CLI_STRING, &cfg.http, "HOST:PORT",
+             "serve /metrics over HTTP here (port 0: the OS chooses; unauthenticated: a trusted "
+             "address only)"},
             {0, "read-only-secret", CLI_STRING, &read_only_secret, "FILE",
              "a second secret whose holders may read and list only (needs --secret)"},
             {0, NULL, CLI_FLAG, NULL, NULL, NULL},
@@ -73,9 +77,11 @@ int cmd_blocks(int argc, char **argv)
         const struct cli_spec spec = {
             "blocks",
             "--registry HOST:PORT --dir DIR [--dir DIR2 ...]\n"
-            "                     --failure-domain NAME [--listen HOST:PORT] [--scrub-rate MB/s]",
+            "                     --failure-domain NAME [--listen HOST:PORT] [--scrub-rate MB/s]\n"
+            "                     [--http HOST:PORT]",
             "Run one block service per directory (one directory per disk) in the foreground\n"
-            "until SIGINT or SIGTERM; prints one \"listening on\" line per service.",
+            "until SIGINT or SIGTERM; prints one \"listening on\" line per service (and\n"
+            "\"http on HOST:PORT\" with --http).",
             options,
             0,
             -1,
@@ -104,8 +110,9 @@ int cmd_blocks(int argc, char **argv)
     err = pt_blocks_server_start(&loop, &cfg, &run.server);
     if (err) {
         uv_loop_close(&loop);
-        return cli_error("blocks", "cannot start (registry %s, listen %s): %s", cfg.registry,
-                         cfg.listen, petrel_strerror(err));
+        return cli_error("blocks", "cannot start (registry %s, listen %s%s%s): %s", cfg.registry,
+                         cfg.listen ? cfg.listen : "127.0.0.1:0", cfg.http ? ", HTTP on " : "",
+                         cfg.http ? cfg.http : "", petrel_strerror(err));
     }
     uv_signal_init(&loop, &run.sigint);
     uv_signal_init(&loop, &run.sigterm);
@@ -116,6 +123,7 @@ int cmd_blocks(int argc, char **argv)
         printf("listening on %s (block service %016" PRIx64 ", %s)\n",
                pt_blocks_server_address(run.server, i), pt_blocks_server_id(run.server, i),
                dirs[i]);
+    if (cfg.http) printf("http on %s\n", pt_blocks_server_http_address(run.server));
     fflush(stdout);
     uv_run(&loop, UV_RUN_DEFAULT);
     pt_blocks_server_free(run.server);

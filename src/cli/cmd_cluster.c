@@ -71,6 +71,8 @@ struct cluster {
     int nkids;
     char registry[64]; /* HOST:PORT */
     char secret[PATH_MAX], read_only_secret[PATH_MAX]; /* DIR/secret, DIR/read-only-secret */
+    const char *http;  /* --http: the registry's status page address; NULL: no HTTP at all */
+    char http_addr[64]; /* the address it bound */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -217,6 +219,18 @@ static int key_file_write(struct cluster *c, char *path, size_t cap, char *err, 
     return 0;
 }
 
+/* With --http, every server but the registry serves /metrics on an OS-chosen loopback port
+ * (the status page links them): appended at argv[at]; returns the next free slot. */
+static int http_args(struct cluster *c, char **argv, int at)
+{
+    if (c->http) {
+        argv[at++] = "--http";
+        argv[at++] = "127.0.0.1:0";
+    }
+    argv[at] = NULL;
+    return at;
+}
+
 static void raft_args(struct cluster *c, char **argv, int at)
 {
     if (c->election[0]) {
@@ -337,7 +351,7 @@ static long restart_due(struct cluster *c)
 }
 
 /* Find "listening on HOST:PORT" in this run's part of a child's log. */
-static int log_address(const struct child *k, char *addr, size_t size)
+static int log_line_address(const struct child *k, const char *prefix, char *addr, size_t size)
 {
     char line[512];
     FILE *f = fopen(k->log, "r");
@@ -345,10 +359,10 @@ static int log_address(const struct child *k, char *addr, size_t size)
     if (!f) return 0;
     if (fseeko(f, k->log_start, SEEK_SET) == 0) {
         while (fgets(line, sizeof(line), f)) {
-            const char *p = strstr(line, "listening on ");
+            const char *p = strstr(line, prefix);
             if (p) {
                 size_t n;
-                p += strlen("listening on ");
+                p += strlen(prefix);
                 n = strcspn(p, " \r\n");
                 if (n > 0 && n < size) {
                     memcpy(addr, p, n);
@@ -361,6 +375,11 @@ static int log_address(const struct child *k, char *addr, size_t size)
     }
     fclose(f);
     return found;
+}
+
+static int log_address(const struct child *k, char *addr, size_t size)
+{
+    return log_line_address(k, "listening on ", addr, size);
 }
 
 static void reap(struct cluster *c, int report)
@@ -430,7 +449,7 @@ static int spawn_servers(struct cluster *c)
         {
             char *argv[MAX_ARGS + 1] = {"petrel", "blocks",           "--registry", c->registry, "--dir",
                               dir,      "--failure-domain", domain,       NULL};
-            secret_args(c, argv, 8);
+            http_args(c, argv, secret_args(c, argv, 8));
             if (spawn(c, name, argv) < 0) return cli_error("cluster", "cannot start %s", name);
         }
     }
@@ -443,7 +462,7 @@ static int spawn_servers(struct cluster *c)
             char *argv[MAX_ARGS + 1] = {"petrel", "cdc",        "--registry", c->registry, "--replica",
                               n1,       "--replicas", nr,           "--shards",  ns,
                               "--dir",  dir,          NULL};
-            raft_args(c, argv, secret_args(c, argv, 12));
+            raft_args(c, argv, http_args(c, argv, secret_args(c, argv, 12)));
             if (spawn(c, name, argv) < 0) return cli_error("cluster", "cannot start %s", name);
         }
     }
@@ -460,7 +479,7 @@ static int spawn_servers(struct cluster *c)
                 char *argv[MAX_ARGS + 1] = {"petrel", "shard",     "--registry", c->registry,  "--shard",
                                   n1,       "--replica", n2,           "--replicas", nr,
                                   "--dir",  dir,         NULL};
-                raft_args(c, argv, secret_args(c, argv, 12));
+                raft_args(c, argv, http_args(c, argv, secret_args(c, argv, 12)));
                 if (spawn(c, name, argv) < 0) return cli_error("cluster", "cannot start %s", name);
             }
         }
@@ -566,6 +585,7 @@ static int cluster_start(int argc, char **argv)
     const char *dir = NULL;
     uint64_t shards = 0, replicas = 0, blocks = 0, s = 4, r = 1, b = 3, election = 0, heartbeat = 0;
     uint64_t port = 0;
+    const char *http = NULL;
     char listen[32];
     int unsafe_no_fsync_check = 0;
     char path[PATH_MAX + 64], real[PATH_MAX], key_file[PATH_MAX] = "";
@@ -587,13 +607,16 @@ static int cluster_start(int argc, char **argv)
         {0, "heartbeat-ms", CLI_UINT, &heartbeat, "MS", "Raft heartbeat interval (default 50)"},
         {0, "unsafe-no-fsync-check", CLI_FLAG, &unsafe_no_fsync_check, NULL,
          "let shards and CDC run on a filesystem known not to honour fsync (FUSE)"},
+        {0, "http", CLI_STRING, &http, "HOST:PORT",
+         "the registry's status page here, /metrics on every server (unauthenticated)"},
         {0, NULL, CLI_FLAG, NULL, NULL, NULL},
     };
     const struct cli_spec spec = {
         "cluster start",
         "--dir DIR [--port N] [--shards N] [--replicas R] [--block-services B]\n"
         "                    [--election-timeout-ms MS] [--heartbeat-ms MS] "
-        "[--unsafe-no-fsync-check]",
+        "[--unsafe-no-fsync-check]\n"
+        "                    [--http HOST:PORT]",
         "Run a whole Petrel cluster on this machine (loopback): registry, CDC, shards and\n"
         "block services as child processes, data and logs under DIR. Prints the registry's\n"
         "location (petrel://127.0.0.1:PORT, PORT from --port or the OS) once it serves. Ctrl-C or SIGTERM stops it all;\n"
@@ -660,6 +683,7 @@ static int cluster_start(int argc, char **argv)
     if (heartbeat)
         snprintf(c->heartbeat, sizeof(c->heartbeat), "%llu", (unsigned long long)heartbeat);
     c->unsafe_no_fsync_check = unsafe_no_fsync_check;
+    c->http = http;
     c->shards = s;
     c->replicas = r;
     c->blocks = b;
@@ -689,9 +713,14 @@ static int cluster_start(int argc, char **argv)
         goto out;
     }
     {
-        char *rargv[12] = {
+        char *rargv[14] = {
             "petrel", "registry", "--dir", path, "--listen", listen, "--using-dynamic-ports", NULL};
-        secret_args(c, rargv, 7);
+        int at = secret_args(c, rargv, 7);
+        if (http) {
+            rargv[at++] = "--http";
+            rargv[at++] = (char *)http;
+            rargv[at] = NULL;
+        }
         if (spawn(c, "registry", rargv) < 0) {
             status = cli_error("cluster start", "cannot start the registry");
             goto out;
@@ -738,6 +767,9 @@ static int cluster_start(int argc, char **argv)
     }
     printf("petrel://%s\n", c->registry);
     fflush(stdout);
+    if (http && log_line_address(&c->kids[0], "http on ", c->http_addr, sizeof(c->http_addr)))
+        fprintf(stderr, "petrel cluster: status page http://%s/ (unauthenticated: a trusted "
+                        "address only)\n", c->http_addr);
     if (!cli_has_command("cdc"))
         fprintf(stderr, "petrel cluster: this build has no CDC (petrel cdc): mkdir, rmdir and "
                         "renames across directories will fail\n");

@@ -56,6 +56,9 @@ int cmd_registry(int argc, char **argv)
              "forget stored service addresses at start-up"},
             {0, "stale-after", CLI_STRING, &stale_text, "SECONDS",
              "silence after which a service is stale (default 10)"},
+            {0, "http", CLI_STRING, &cfg.http, "HOST:PORT",
+             "serve the status page (/) and /metrics over HTTP here (port 0: the OS chooses;\n"
+             "unauthenticated read-only views: bind to a trusted address)"},
             {0, "read-only-secret", CLI_STRING, &read_only_secret, "FILE",
              "a second secret whose holders may read and list only (needs --secret)"},
             {0, NULL, CLI_FLAG, NULL, NULL, NULL},
@@ -63,9 +66,9 @@ int cmd_registry(int argc, char **argv)
         const struct cli_spec spec = {
             "registry",
             "--dir DIR [--listen HOST:PORT] [--using-dynamic-ports]\n"
-            "                       [--stale-after SECONDS]",
+            "                       [--stale-after SECONDS] [--http HOST:PORT]",
             "Run the registry: the directory of shards, CDC and block services. Prints\n"
-            "'listening on HOST:PORT' once it serves.",
+            "'listening on HOST:PORT' once it serves (then 'http on HOST:PORT' with --http).",
             options,
             0,
             -1};
@@ -89,8 +92,9 @@ int cmd_registry(int argc, char **argv)
     if (err) {
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
-        return cli_error("registry", "cannot start on %s with state in %s: %s", cfg.listen, cfg.dir,
-                         petrel_strerror(err));
+        return cli_error("registry", "cannot start on %s%s%s%s with state in %s: %s", cfg.listen,
+                         cfg.http ? " (HTTP on " : "", cfg.http ? cfg.http : "",
+                         cfg.http ? ")" : "", cfg.dir, petrel_strerror(err));
     }
     uv_signal_init(&loop, &run.sigint);
     uv_signal_init(&loop, &run.sigterm);
@@ -98,6 +102,7 @@ int cmd_registry(int argc, char **argv)
     uv_signal_start(&run.sigint, on_signal, SIGINT);
     uv_signal_start(&run.sigterm, on_signal, SIGTERM);
     printf("listening on %s\n", pt_registry_server_address(run.server));
+    if (cfg.http) printf("http on %s\n", pt_registry_server_http_address(run.server));
     fflush(stdout);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);

@@ -51,6 +51,9 @@ int cmd_shard(int argc, char **argv)
              "Raft heartbeat interval, below the election timeout (default 50)"},
             {0, "unsafe-no-fsync-check", CLI_FLAG, &cfg.raft.unsafe_no_fsync_check, NULL,
              "start even on a filesystem known not to honour fsync (FUSE)"},
+            {0, "http", CLI_STRING, &cfg.http, "HOST:PORT",
+             "serve /metrics over HTTP here (port 0: the OS chooses; unauthenticated: a trusted "
+             "address only)"},
             {0, "verbose", CLI_FLAG, &verbose, NULL, "log debug messages"},
             {0, "read-only-secret", CLI_STRING, &read_only_secret, "FILE",
              "a second secret whose holders may read and list only (needs --secret)"},
@@ -62,7 +65,7 @@ int cmd_shard(int argc, char **argv)
             "                    [--snapshot-entries E] [--retention SECONDS]\n"
             "                    [--repair-rate MB/s] [--repair-stale SECONDS]\n"
             "                    [--election-timeout-ms MS] [--heartbeat-ms MS]\n"
-            "                    [--unsafe-no-fsync-check] [--verbose]",
+            "                    [--unsafe-no-fsync-check] [--http HOST:PORT] [--verbose]",
             "Run replica R (0..K-1) of metadata shard N, a Raft group of K = 1, 3 or 5\n"
             "replicas whose log is kept under D/raft and compacted by a snapshot every E\n"
             "entries (default 4096). Ports are chosen by the OS and registered with the\n"

@@ -57,6 +57,10 @@ static void spawn(struct pc_cluster *c, const char *name, char *const args[])
         argv[++i] = "--read-only-secret";
         argv[++i] = c->ro_secret;
     }
+    if (c->http) {
+        argv[++i] = "--http";
+        argv[++i] = "127.0.0.1:0";
+    }
     argv[i + 1] = NULL;
     /* Keep the arguments for pc_restart_one: NUL-separated, double NUL at the end. */
     {
@@ -107,11 +111,16 @@ static void start_registry(struct pc_cluster *c, int dynamic)
         if (f) {
             while (fgets(line, sizeof(line), f))
                 if (sscanf(line, "listening on %63s", c->registry) == 1) break;
+            /* "http on" follows "listening on" in the same flush */
+            while (c->registry[0] && c->http && fgets(line, sizeof(line), f))
+                if (sscanf(line, "http on %63s", c->registry_http) == 1) break;
             fclose(f);
         }
         if (!c->registry[0]) usleep(20000);
     }
     CHECK_MSG(c->registry[0], "the registry did not start (see %s)", p->log);
+    CHECK_MSG(!c->http || c->registry_http[0], "the registry printed no 'http on' line (see %s)",
+              p->log);
 }
 
 static void start_servers(struct pc_cluster *c)
@@ -235,6 +244,7 @@ static void start_all_auth(struct pc_cluster *c, unsigned shards, unsigned repli
                            unsigned blocks, int with_cdc, unsigned snapshot_entries,
                            unsigned retention_s, int auth, const char *scrub_rate,
                            const char *repair_stale);
+static int start_with_http; /* the next start_all_auth passes --http to every server */
 
 static void start_all(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
                       int with_cdc, unsigned snapshot_entries, unsigned retention_s)
@@ -249,6 +259,8 @@ static void start_all_auth(struct pc_cluster *c, unsigned shards, unsigned repli
                            const char *repair_stale)
 {
     memset(c, 0, sizeof(*c));
+    c->http = start_with_http;
+    start_with_http = 0;
     pt_auth_set_process(NULL, NULL, NULL);
     if (auth) {
         struct pt_auth_key key;
@@ -278,6 +290,21 @@ void pc_start_scrub(struct pc_cluster *c, unsigned shards, unsigned replicas, un
                     int with_cdc, const char *scrub_rate, const char *repair_stale)
 {
     start_all_auth(c, shards, replicas, blocks, with_cdc, 0, 0, 0, scrub_rate, repair_stale);
+}
+
+void pc_start_http(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
+                   int with_cdc)
+{
+    start_with_http = 1;
+    start_all_auth(c, shards, replicas, blocks, with_cdc, 0, 0, 0, NULL, NULL);
+}
+
+int pc_find(struct pc_cluster *c, const char *name)
+{
+    unsigned i;
+    for (i = 0; i < c->nprocs; i++)
+        if (strcmp(c->procs[i].name, name) == 0) return (int)i;
+    return -1;
 }
 
 void pc_start_auth(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,

@@ -38,6 +38,10 @@ struct pc_cluster {
     /* With authentication (pc_start_auth): every server gets --secret and --read-only-secret,
      * and this process's client key is the cluster key. "" = none. */
     char secret[600], ro_secret[600];
+    /* With HTTP (pc_start_http): every server gets --http 127.0.0.1:0; the registry's status
+     * page and metrics address is registry_http. */
+    int http;
+    char registry_http[64];
     struct pc_proc procs[PC_MAX_PROCS];
     unsigned nprocs;
     unsigned reg_proc; /* index of the registry */
@@ -61,6 +65,11 @@ void pc_start_scrub(struct pc_cluster *c, unsigned shards, unsigned replicas, un
 /* pc_start with secrets made in the case's directory (secret, read-only-secret). */
 void pc_start_auth(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
                    int with_cdc);
+/* pc_start with --http 127.0.0.1:0 on every server (status page and /metrics). */
+void pc_start_http(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
+                   int with_cdc);
+/* The index in c->procs of the process named `name`, or -1. */
+int pc_find(struct pc_cluster *c, const char *name);
 /* Kill every process (SIGKILL) and reap them. */
 void pc_stop(struct pc_cluster *c);
 /* Kill one process by name ("shard-0-1", "blocks-2", "registry", "cdc-0") with a signal. */

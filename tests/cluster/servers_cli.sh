@@ -25,6 +25,11 @@ expect_fail blocks_drain_needs_registry "--registry is required" "$PETREL_BIN" b
 expect_fail blocks_drain_bad_id "bad block service id 'xyz'" "$PETREL_BIN" blocks drain xyz --registry 127.0.0.1:1
 expect_fail blocks_drain_unreachable "cannot reach the registry at 127.0.0.1:1" "$PETREL_BIN" blocks drain 1f --registry 127.0.0.1:1
 expect_ok blocks_drain_help "$PETREL_BIN" blocks drain --help
+expect_fail blocks_fail_needs_registry "--registry is required" "$PETREL_BIN" blocks fail 1f
+expect_fail blocks_fail_bad_id "bad block service id 'xyz'" "$PETREL_BIN" blocks fail xyz --registry 127.0.0.1:1
+expect_fail blocks_fail_bad_registry "bad registry address '127.0.0.1'" "$PETREL_BIN" blocks fail 1f --registry 127.0.0.1
+expect_fail blocks_fail_unreachable "cannot reach the registry at 127.0.0.1:1" "$PETREL_BIN" blocks fail 1f --registry 127.0.0.1:1
+expect_ok blocks_fail_help "$PETREL_BIN" blocks fail --help
 expect_fail blocks_bad_registry "cannot start" "$PETREL_BIN" blocks --registry bad --dir "$tmp/b" --failure-domain a
 
 # wait_line FILE: wait for a "listening on" line (60 s at most: busy CI machines); prints

@@ -31,7 +31,7 @@ static void *loop_thread(void *arg)
 
 int reg_fixture_start(struct reg_fixture *f, const char *dir, int dynamic_ports)
 {
-    struct pt_registry_server_config cfg = {dir, "127.0.0.1:0", 5000, dynamic_ports};
+    struct pt_registry_server_config cfg = {dir, "127.0.0.1:0", 5000, dynamic_ports, NULL};
     int err;
     memset(f, 0, sizeof(*f));
     uv_loop_init(&f->loop);

@@ -504,3 +504,309 @@ TEST_T(drain_moves_every_block_off_a_live_service, 300)
     petrel_client_close(cl);
     pc_stop(&c);
 }
+
+/* One shard's REPAIR_STATUS: totals, and what it says of service `svc` (0: none). */
+struct sc_status {
+    uint64_t spans, below, queued;
+    uint64_t svc_blocks, svc_queued, svc_below;
+    uint8_t svc_flags;
+    int svc_listed;
+};
+
+static void sc_repair_status(struct pc_cluster *c, uint64_t svc, struct sc_status *st)
+{
+    struct pt_router r;
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    struct pt_cursor b;
+    unsigned n, i;
+    memset(st, 0, sizeof(*st));
+    pt_router_init(&r, c->registry, 10000, 2000, 1);
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_REPAIR_STATUS;
+    CHECK_OK(pt_router_shard(&r, 0, &q, &rep, NULL));
+    pt_cursor_init(&b, rep.body, rep.body_len);
+    st->spans = pt_dec_u64(&b);
+    st->below = pt_dec_u64(&b);
+    st->queued = pt_dec_u64(&b);
+    (void)pt_dec_u64(&b); /* repaired */
+    (void)pt_dec_u64(&b); /* failed */
+    n = pt_dec_u16(&b);
+    for (i = 0; i < n; i++) {
+        uint64_t id = pt_dec_u64(&b);
+        uint8_t flags = pt_dec_u8(&b);
+        uint64_t blocks = pt_dec_u64(&b), queued = pt_dec_u64(&b), below = pt_dec_u64(&b);
+        if (id != svc) continue;
+        st->svc_listed = 1;
+        st->svc_flags = flags;
+        st->svc_blocks = blocks;
+        st->svc_queued = queued;
+        st->svc_below = below;
+    }
+    CHECK(pt_cursor_ok(&b));
+    CHECK_EQ(pt_cursor_left(&b), 0);
+    pt_reply_free(&rep);
+}
+
+/* Blocks the shard's block index still places on `svc` (DRAIN_STATUS). */
+static uint64_t sc_blocks_left(struct pc_cluster *c, uint64_t svc)
+{
+    struct pt_router r;
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    struct pt_cursor b;
+    uint64_t left;
+    pt_router_init(&r, c->registry, 10000, 2000, 1);
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_DRAIN_STATUS;
+    q.target = svc;
+    CHECK_OK(pt_router_shard(&r, 0, &q, &rep, NULL));
+    pt_cursor_init(&b, rep.body, rep.body_len);
+    (void)pt_dec_u8(&b);
+    left = pt_dec_u64(&b);
+    CHECK(pt_cursor_ok(&b));
+    pt_reply_free(&rep);
+    return left;
+}
+
+/* Send a signal to a process of the cluster without waiting for it (SIGSTOP / SIGCONT). */
+static void sc_signal(struct pc_cluster *c, const char *name, int sig)
+{
+    unsigned i;
+    for (i = 0; i < c->nprocs; i++)
+        if (c->procs[i].pid > 0 && strcmp(c->procs[i].name, name) == 0) {
+            CHECK_OK(kill(c->procs[i].pid, sig));
+            return;
+        }
+    test_fail(__FILE__, __LINE__, "no process named %s", name);
+}
+
+/* Run `petrel ARGS` and return its exit status; its whole output into out. */
+static int sc_cli(const char *args, char *out, size_t cap)
+{
+    const char *bin = getenv("PETREL_BIN");
+    char cmd[1024];
+    size_t len = 0, got;
+    FILE *p;
+    int st;
+    snprintf(cmd, sizeof(cmd), "%s %s 2>&1", bin && *bin ? bin : "build/petrel", args);
+    p = popen(cmd, "r");
+    CHECK(p != NULL);
+    while (len + 1 < cap && (got = fread(out + len, 1, cap - 1 - len, p)) > 0)
+        len += got;
+    out[len] = 0;
+    st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/*
+ * An operator declares a live block service failed: repair rebuilds every block it holds
+ * onto services in domains the spans do not use (nothing else would move them: the service
+ * answers, and --repair-stale is off), new spans avoid it, and `cluster status` shows it.
+ * Then a hung service (SIGSTOP: stale, not failed) puts its spans below policy in the status,
+ * per failure domain, and nothing is repaired for it.
+ */
+TEST_T(blocks_fail_rebuilds_a_declared_service_and_status_shows_repair, 300)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    struct sc_block blocks[MAX_BLOCKS];
+    unsigned span_first[33], nspans = 0, nblocks, j, on = 0, hung_on = 0;
+    static char out[16384];
+    char arg[256], name[16];
+    struct sc_status st;
+    uint64_t victim, hung = 0, start;
+    size_t f;
+    pc_start_scrub(&c, 1, 1, SERVICES, 1, "0", NULL);
+    cl = sc_setup(&c);
+    for (f = 0; f < 3; f++)
+        sc_write(cl, f);
+    nblocks = sc_all(&c, cl, 3, blocks, span_first, &nspans);
+    victim = blocks[span_first[nspans - 1]].service; /* holds a block of an RS span */
+    for (j = 0; j < nblocks; j++)
+        on += blocks[j].service == victim;
+    sc_repair_status(&c, victim, &st);
+    CHECK_EQ(st.spans, nspans);
+    CHECK_EQ(st.below, 0);
+    CHECK_EQ(st.queued, 0);
+    CHECK_EQ(st.svc_blocks, on);
+    CHECK_EQ(st.svc_flags, 0);
+
+    /* bad input: one clear error each, nothing marked */
+    CHECK_EQ(sc_cli("blocks fail zz --registry 127.0.0.1:1", out, sizeof(out)), 1);
+    CHECK_MSG(strstr(out, "bad block service id 'zz'"), "%s", out);
+    CHECK_EQ(sc_cli("blocks fail 1f --registry nocolon", out, sizeof(out)), 1);
+    CHECK_MSG(strstr(out, "bad registry address 'nocolon'"), "%s", out);
+
+    snprintf(arg, sizeof(arg), "blocks fail %016llx --registry %s", (unsigned long long)victim,
+             c.registry);
+    CHECK_EQ(sc_cli(arg, out, sizeof(out)), 0);
+    CHECK_MSG(strstr(out, ": failed, "), "%s", out);
+    start = pc_now_ms();
+    while (sc_blocks_left(&c, victim) != 0) {
+        CHECK_MSG(pc_now_ms() - start < PC_WAIT_MS, "the declared service still holds blocks");
+        usleep(100000);
+    }
+    nblocks = sc_all(&c, cl, 3, blocks, span_first, &nspans);
+    CHECK(sc_at_policy(&c, blocks, span_first, nspans, victim, 1));
+    sc_read_all(cl, 3);
+    sc_repair_status(&c, victim, &st);
+    CHECK_EQ(st.below, 0);
+    CHECK_EQ(st.svc_listed, 1); /* listed for its mark though it holds nothing */
+    CHECK_EQ(st.svc_flags, 2);
+    CHECK_EQ(st.svc_blocks, 0);
+
+    /* New spans avoid the declared service (it is alive and has room): four RS(4,2) files,
+     * 6 of 8 services each (a placement blind to the mark would miss it with odds 1/256). */
+    for (f = 0; f < 4; f++) {
+        struct sc_gen gen = {100 + f, 50000, 0, 0};
+        struct sc_block nb[MAX_BLOCKS];
+        unsigned nf[4], ns = 0, k, m;
+        snprintf(arg, sizeof(arg), "/rs/new%zu", f);
+        CHECK_OK(petrel_client_write_file(cl, arg, sc_gen_read, &gen, NULL));
+        m = sc_blocks(&c, cl, arg, nb, 0, nf, &ns);
+        CHECK_EQ(m, 6);
+        for (k = 0; k < m; k++)
+            CHECK_MSG(nb[k].service != victim, "a new block went to the declared service");
+    }
+    sc_write(cl, 3);
+    nblocks = sc_all(&c, cl, PT_ARRAY_SIZE(sc_files), blocks, span_first, &nspans);
+    snprintf(arg, sizeof(arg), "cluster status petrel://%s", c.registry);
+    CHECK_EQ(sc_cli(arg, out, sizeof(out)), 0);
+    CHECK_MSG(strstr(out, "FAILED (declared)") && strstr(out, "(some FAILED)") &&
+                  strstr(out, " 0 below policy, 0 queued for repair"),
+              "%s", out);
+
+    /* A hung service: stale in the registry, its spans below policy in the status (per
+     * domain), not repaired (no --repair-stale, not declared). */
+    hung = blocks[0].service;
+    sc_repair_status(&c, hung, &st);
+    hung_on = (unsigned)st.svc_blocks; /* one block per span on a service */
+    CHECK(hung_on >= 1);
+    snprintf(name, sizeof(name), "blocks-%u", sc_dir_of(&c, hung));
+    sc_signal(&c, name, SIGSTOP);
+    start = pc_now_ms();
+    for (;;) {
+        sc_repair_status(&c, hung, &st);
+        if (st.below > 0) break;
+        CHECK_MSG(pc_now_ms() - start < PC_WAIT_MS, "the hung service never counted");
+        usleep(100000);
+    }
+    CHECK_EQ(st.below, hung_on);
+    CHECK_EQ(st.svc_below, hung_on);
+    CHECK_EQ(st.svc_blocks, hung_on);
+    snprintf(arg, sizeof(arg), "cluster status petrel://%s", c.registry);
+    CHECK_EQ(sc_cli(arg, out, sizeof(out)), 0);
+    {
+        char want[64];
+        snprintf(want, sizeof(want), "repair: 0 queued, %u span%s below policy", hung_on,
+                 hung_on == 1 ? "" : "s");
+        CHECK_MSG(strstr(out, "(some STALE)") && strstr(out, want), "want '%s' in\n%s", want,
+                  out);
+    }
+    sc_signal(&c, name, SIGCONT);
+    start = pc_now_ms();
+    for (;;) {
+        sc_repair_status(&c, hung, &st);
+        if (st.below == 0) break;
+        CHECK_MSG(pc_now_ms() - start < PC_WAIT_MS, "the resumed service still counts");
+        usleep(100000);
+    }
+    CHECK_EQ(st.svc_blocks, hung_on); /* nothing moved while it hung */
+
+    snprintf(arg, sizeof(arg), "blocks fail %016llx --stop --registry %s",
+             (unsigned long long)victim, c.registry);
+    CHECK_EQ(sc_cli(arg, out, sizeof(out)), 0);
+    CHECK_MSG(strstr(out, "not failed, 0 blocks left"), "%s", out);
+    sc_repair_status(&c, victim, &st);
+    CHECK_EQ(st.svc_listed, 0);
+    printf("fail: %u blocks rebuilt off a declared service; %u spans below policy while a "
+           "service hung\n", on, hung_on);
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
+
+/* Write a block no span lists straight to a service, with a valid certificate (what a repair
+ * that crashed before its swap, or a writer whose span was never recorded, leaves). */
+static void sc_plant(struct pc_cluster *c, const struct pt_reg_blocks *s, uint64_t block,
+                     uint32_t size)
+{
+    uint8_t secret[PT_REG_SECRET_SIZE], *data = malloc(size);
+    struct pt_call_opts opts = {5000, 1, 0};
+    uint64_t proof = 0;
+    uint32_t crc, i;
+    CHECK(data != NULL);
+    for (i = 0; i < size; i++)
+        data[i] = sc_byte(block, i);
+    crc = petrel_crc32c(0, data, size);
+    CHECK_OK(pt_reg_block_secret(c->registry, s->id, secret, &opts));
+    CHECK_OK(pt_blocks_write(s->addr, block, crc, data, size,
+                             pt_block_mac(secret, PT_BLOCK_WRITE_CERT, s->id, block, crc, size),
+                             &proof, &opts));
+    free(data);
+}
+
+/*
+ * Orphans: blocks of shard 0 that a service holds and no span lists are erased by the shard
+ * leader's sweep once they were seen unlisted for the retention period (3 s here) — never
+ * sooner, never a block a span lists, never a block of another shard's id range.
+ */
+TEST_T(orphan_sweep_erases_unlisted_blocks_after_the_retention, 180)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    struct sc_block blocks[MAX_BLOCKS];
+    struct pt_reg_blocks *v;
+    struct pt_call_opts opts = {5000, 1, 0};
+    struct pt_block_stat st;
+    unsigned span_first[33], nspans = 0, nblocks, j;
+    uint64_t orphan = PT_INODE_MAKE(0, 1ull << 40), foreign = PT_INODE_MAKE(1, 1ull << 40);
+    uint64_t planted, erased_after = 0;
+    size_t nv;
+    pc_start_retention(&c, 1, 1, 4, 3);
+    cl = pc_client(&c, 30000);
+    {
+        struct sc_gen gen = {7, 300000, 0, 0};
+        CHECK_OK(petrel_client_write_file(cl, "/kept", sc_gen_read, &gen, NULL));
+    }
+    nblocks = sc_blocks(&c, cl, "/kept", blocks, 0, span_first, &nspans);
+    CHECK(nblocks >= 2);
+    nv = sc_services(&c, &v);
+    CHECK_EQ(nv, 4);
+    sc_plant(&c, &v[0], orphan, 8192);
+    sc_plant(&c, &v[1], orphan + 1, 4096);
+    sc_plant(&c, &v[0], foreign, 4096);
+    planted = pc_now_ms();
+    for (;;) {
+        int a = pt_blocks_stat(v[0].addr, orphan, &st, &opts);
+        int b = pt_blocks_stat(v[1].addr, orphan + 1, &st, &opts);
+        CHECK_MSG((a == 0 || a == -PT_ENOENT) && (b == 0 || b == -PT_ENOENT), "stat: %s %s",
+                  petrel_strerror(a), petrel_strerror(b));
+        if (a == -PT_ENOENT && b == -PT_ENOENT) {
+            erased_after = pc_now_ms() - planted;
+            break;
+        }
+        CHECK_MSG(pc_now_ms() - planted < PC_WAIT_MS, "orphans not erased (%s, %s)",
+                  petrel_strerror(a), petrel_strerror(b));
+        usleep(100000);
+    }
+    CHECK_MSG(erased_after >= 3000, "an orphan was erased %llu ms after it appeared",
+              (unsigned long long)erased_after);
+    CHECK_OK(pt_blocks_stat(v[0].addr, foreign, &st, &opts)); /* another shard's id: kept */
+    for (j = 0; j < nblocks; j++) {
+        const struct pt_reg_blocks *s = sc_find(v, nv, blocks[j].service);
+        CHECK_MSG(pt_blocks_stat(s->addr, blocks[j].block, &st, &opts) == 0,
+                  "block %016llx of a span was erased", (unsigned long long)blocks[j].block);
+    }
+    {
+        struct sc_gen k = {7, 300000, 0, 0};
+        uint64_t got = 0;
+        CHECK_OK(petrel_client_read(cl, "/kept", 0, UINT64_MAX, sc_check_write, &k, &got));
+        CHECK(!k.bad && got == 300000);
+    }
+    printf("orphans: 2 erased %llu ms after they appeared (retention 3 s)\n",
+           (unsigned long long)erased_after);
+    free(v);
+    petrel_client_close(cl);
+    pc_stop(&c);
+}

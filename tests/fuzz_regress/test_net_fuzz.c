@@ -69,7 +69,7 @@ static void seed_add(struct seed_req *v, int *n, uint16_t kind, const struct pt_
 
 static int registry_seeds(struct seed_req *v)
 {
-    struct pt_reg_replica r = {1, 0, 1, 0, 0, "127.0.0.1:7777"};
+    struct pt_reg_replica r = {1, 0, 1, 0, 0, "127.0.0.1:7777", 0, 0, ""};
     struct pt_reg_blocks b;
     uint8_t buf[128];
     struct pt_cursor c;

@@ -206,6 +206,9 @@ struct pt_blocks_server_config {
     uint32_t heartbeat_ms; /* 0 = 1000 */
     /* Scrubber rate per service in bytes per second (`--scrub-rate MB/s`); 0 = off. */
     uint64_t scrub_rate;
+    /* Metrics endpoint "HOST:PORT" for every service of the process (port 0: OS-chosen);
+     * NULL: none. The address goes to the registry in each heartbeat. */
+    const char *http;
 };
 
 struct pt_blocks_server;
@@ -219,6 +222,8 @@ int pt_blocks_server_start(uv_loop_t *loop, const struct pt_blocks_server_config
 int pt_blocks_server_count(const struct pt_blocks_server *s);
 const char *pt_blocks_server_address(const struct pt_blocks_server *s, int i);
 uint64_t pt_blocks_server_id(const struct pt_blocks_server *s, int i);
+/* The metrics endpoint's bound address, or "" without one. */
+const char *pt_blocks_server_http_address(const struct pt_blocks_server *s);
 /* Whether service i has its secret (its first heartbeat succeeded). */
 int pt_blocks_server_has_secret(struct pt_blocks_server *s, int i);
 /* Stop listening and heartbeating (on the loop thread). */

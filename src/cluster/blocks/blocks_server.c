@@ -22,6 +22,7 @@
 #include "cluster/client/blocks_client.h"
 #include "cluster/client/router.h"
 #include "cluster/env/env_uv.h"
+#include "cluster/metrics/metrics.h"
 #include "cluster/storage/durable.h"
 #include "cluster/net/net.h"
 #include "petrel/common.h"
@@ -58,7 +59,11 @@ struct pt_blocks_server {
     int stopping;
     pthread_t heartbeat;
     int heartbeat_running;
-    struct pt_router router; /* heartbeat thread only: SCRUB_REPORT to the shards */
+    struct pt_router router;    /* heartbeat thread only: SCRUB_REPORT to the shards */
+    struct pt_metrics *metrics; /* loop thread only */
+    struct pt_http *http;
+    struct pt_metric *m_block_crc;
+    char http_addr[PT_ADDR_MAX]; /* written before the heartbeat thread starts */
 };
 
 /* --- hooks of the service core ------------------------------------------------------------ */
@@ -124,6 +129,10 @@ static void service_disk(void *ctx, uint64_t *fsid, uint64_t *free_bytes)
 static void reply_request(void *ctx, int status, const char *why, uint8_t *body, size_t len)
 {
     struct pt_request *req = ctx;
+    struct blocks_service *s = pt_request_user(req);
+    /* A read that met a page failing its CRC (the client reconstructs from other copies). */
+    if (status == -PT_ECORRUPT && pt_request_kind(req) == PT_MSG_BLOCK_READ)
+        pt_metric_add(s->owner->m_block_crc, 1);
     if (status)
         pt_request_reply_error(req, status, why, NULL);
     else
@@ -133,6 +142,7 @@ static void reply_request(void *ctx, int status, const char *why, uint8_t *body,
 static void handler(void *ctx, struct pt_request *req)
 {
     struct blocks_service *s = ctx;
+    pt_request_set_user(req, s);
     pt_blocks_service_handle(s->core, pt_request_kind(req), pt_request_body(req),
                              pt_request_body_len(req), reply_request, req);
 }
@@ -153,6 +163,7 @@ static int heartbeat_all(struct pt_blocks_server *b)
         hb.id = s->core->store.service_id;
         snprintf(hb.failure_domain, sizeof(hb.failure_domain), "%s", b->failure_domain);
         snprintf(hb.addr, sizeof(hb.addr), "%s", s->address);
+        snprintf(hb.http, sizeof(hb.http), "%s", b->http_addr);
         hb.capacity = service_capacity(s);
         pthread_mutex_lock(&b->lock);
         hb.used = s->pub_used;
@@ -294,6 +305,46 @@ static int listen_address(const char *base, int i, char *out, size_t cap)
     return 0;
 }
 
+/* Usage and scrub progress of every service, read at render time (on the loop). */
+static void metrics_collect(void *ctx)
+{
+    struct pt_blocks_server *b = ctx;
+    int i;
+    for (i = 0; i < b->nsvc; i++) {
+        struct blocks_service *s = &b->svc[i];
+        const struct pt_blocks_scrub_stats *st = &s->core->scrub.stats;
+        char l[64];
+        int queued;
+        snprintf(l, sizeof(l), "service=\"%016" PRIx64 "\"", s->core->store.service_id);
+        pthread_mutex_lock(&b->lock);
+        queued = s->nrotten;
+        pthread_mutex_unlock(&b->lock);
+#define G(name, help, v) pt_metric_set(pt_metrics_gauge(b->metrics, name, l, help), (double)(v))
+#define C(name, help, v) pt_metric_set(pt_metrics_counter(b->metrics, name, l, help), (double)(v))
+        G("petrel_blocks_stored", "Blocks stored by the service", s->core->count);
+        G("petrel_blocks_used_bytes", "Bytes held by the service's blocks", s->core->used);
+        G("petrel_blocks_capacity_bytes", "Size of the file system holding the service",
+          service_capacity(s));
+        G("petrel_blocks_writes_in_flight", "Block writes and erases in flight", s->core->inflight);
+        G("petrel_scrub_report_queue", "Rotten blocks waiting to be reported to their shard",
+          queued);
+        C("petrel_scrub_checked_blocks_total", "Blocks the scrubber read back whole and verified",
+          st->blocks_checked);
+        C("petrel_scrub_checked_bytes_total", "Bytes the scrubber verified", st->bytes_checked);
+        C("petrel_scrub_rotten_blocks_total", "Blocks the scrubber found rotten", st->rotten);
+        C("petrel_scrub_passes_total", "Full scrub passes over the service's blocks", st->passes);
+        G("petrel_scrub_last_pass_timestamp_seconds",
+          "When the latest full scrub pass ended (0: none yet)", st->last_pass_ms / 1000.0);
+#undef G
+#undef C
+    }
+}
+
+const char *pt_blocks_server_http_address(const struct pt_blocks_server *s)
+{
+    return s->http_addr;
+}
+
 int pt_blocks_server_start(uv_loop_t *loop, const struct pt_blocks_server_config *cfg,
                            struct pt_blocks_server **out)
 {
@@ -318,6 +369,10 @@ int pt_blocks_server_start(uv_loop_t *loop, const struct pt_blocks_server_config
     b->heartbeat_ms = cfg->heartbeat_ms ? cfg->heartbeat_ms : 1000;
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->wake, NULL);
+    b->metrics = pt_metrics_new();
+    if (!b->metrics || pt_metrics_on_collect(b->metrics, metrics_collect, b) != 0) err = -PT_ENOMEM;
+    b->m_block_crc = pt_metrics_counter(b->metrics, "petrel_crc_errors_total", "where=\"block\"",
+                                        "CRC32C mismatches found, by where they were found");
     for (i = 0; i < cfg->ndirs && !err; i++) {
         struct blocks_service *s = &b->svc[i];
         struct pt_server_config scfg;
@@ -325,6 +380,7 @@ int pt_blocks_server_start(uv_loop_t *loop, const struct pt_blocks_server_config
         s->owner = b;
         b->nsvc = i + 1;
         err = open_service(b, s, cfg->dirs[i]);
+        if (!err) pt_env_uv_set_metrics(s->env, b->metrics);
         if (!err)
             err = listen_address(cfg->listen ? cfg->listen : "127.0.0.1:0", i, addr, sizeof(addr));
         if (err) break;
@@ -334,8 +390,13 @@ int pt_blocks_server_start(uv_loop_t *loop, const struct pt_blocks_server_config
         scfg.max_body = PT_BLOCK_WRITE_FIELDS + PT_BLOCK_MAX_SIZE;
         scfg.handler = handler;
         scfg.ctx = s;
+        scfg.metrics = b->metrics;
         err = pt_server_start(loop, &scfg, &s->srv);
         if (!err) snprintf(s->address, sizeof(s->address), "%s", pt_server_address(s->srv));
+    }
+    if (!err && cfg->http) {
+        err = pt_http_start(loop, cfg->http, b->metrics, NULL, NULL, &b->http);
+        if (!err) snprintf(b->http_addr, sizeof(b->http_addr), "%s", pt_http_address(b->http));
     }
     if (err) {
         pt_blocks_server_stop(b);
@@ -401,6 +462,8 @@ void pt_blocks_server_stop(struct pt_blocks_server *b)
         pthread_join(b->heartbeat, NULL);
         b->heartbeat_running = 0;
     }
+    pt_http_stop(b->http);
+    b->http = NULL;
     for (i = 0; i < b->nsvc; i++) {
         if (b->svc[i].srv) {
             pt_server_stop(b->svc[i].srv);
@@ -423,6 +486,7 @@ void pt_blocks_server_free(struct pt_blocks_server *b)
     }
     pthread_mutex_destroy(&b->lock);
     pthread_cond_destroy(&b->wake);
+    pt_metrics_free(b->metrics);
     free(b->svc);
     free(b);
 }

@@ -307,6 +307,7 @@ int pt_cdc_server_run(const struct pt_cdc_config *cfg, char *err, unsigned err_c
     nc.replicas = cfg->replicas;
     nc.dir = cfg->dir;
     nc.host = cfg->host;
+    nc.http = cfg->http;
     nc.raft = cfg->raft;
     nc.fsm = &s->fsm;
     nc.handler = handle;

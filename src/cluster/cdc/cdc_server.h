@@ -17,6 +17,7 @@ struct pt_cdc_config {
     const char *dir;
     const char *host;
     struct pt_node_raft_options raft; /* timing, fsync check */
+    const char *http; /* metrics endpoint "HOST:PORT" (port 0: OS-chosen); NULL: none */
 };
 
 /* Run until SIGINT/SIGTERM: 0, or a negative PT_E* when start-up failed (err says why). */

@@ -90,7 +90,9 @@ int pt_router_shard_repeatable(uint8_t op)
     case PT_SHARD_REPORT_BAD_BLOCK:
     case PT_SHARD_SCRUB_REPORT:
     case PT_SHARD_DRAIN_STATUS:
+    case PT_SHARD_REPAIR_STATUS:
     case PT_SHARD_DRAIN_SERVICE: /* a mark set twice */
+    case PT_SHARD_FAIL_SERVICE:
         return 1;
     default:
         return 0; /* UNLINK and RENAME by name, leader-only and unknown requests */

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cluster/metrics/metrics.h"
 #include "petrel/codec.h"
 #include "petrel/common.h"
 #include "petrel/prng.h"
@@ -95,6 +96,7 @@ struct wreq {
 struct fsreq {
     uv_fs_t r;
     struct env_uv *env;
+    uint64_t start_ns;
     void (*done)(void *ctx, int status);
     void *ctx;
 };
@@ -102,6 +104,8 @@ struct fsreq {
 struct env_uv {
     struct pt_env env;
     uv_loop_t *loop;
+    /* metrics (NULL: none): fsync latency, bytes read and written */
+    struct pt_metric *m_fsync, *m_read, *m_written;
     int dirfd;
     uint64_t start_ns;
     struct pt_prng prng;
@@ -766,7 +770,7 @@ static int e_close(struct pt_env *e, int fd)
 static int64_t e_pread(struct pt_env *e, int fd, void *buf, size_t len, uint64_t off)
 {
     size_t done = 0;
-    (void)e;
+    struct pt_metric *counted = uv_of(e)->m_read;
     while (done < len) {
         ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
         if (n < 0 && errno == EINTR) continue;
@@ -774,19 +778,21 @@ static int64_t e_pread(struct pt_env *e, int fd, void *buf, size_t len, uint64_t
         if (n == 0) break;
         done += (size_t)n;
     }
+    pt_metric_add(counted, done);
     return (int64_t)done;
 }
 
 static int e_pwrite(struct pt_env *e, int fd, const void *buf, size_t len, uint64_t off)
 {
     size_t done = 0;
-    (void)e;
+    struct pt_metric *counted = uv_of(e)->m_written;
     while (done < len) {
         ssize_t n = pwrite(fd, (const char *)buf + done, len - done, (off_t)(off + done));
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return err_of(errno);
         done += (size_t)n;
     }
+    pt_metric_add(counted, len);
     return 0;
 }
 
@@ -809,6 +815,7 @@ static void fs_done(uv_fs_t *r)
     struct env_uv *u = f->env;
     int status = r->result < 0 ? err_of((int)-r->result) : 0;
     uv_fs_req_cleanup(r);
+    pt_metric_observe(u->m_fsync, (double)(uv_hrtime() - f->start_ns) / 1e9);
     u->pending_fs--;
     if (!u->closing) f->done(f->ctx, status);
     free(f);
@@ -839,6 +846,7 @@ static void e_fsync(struct pt_env *e, int fd, void (*done)(void *ctx, int status
     f->done = done;
     f->ctx = ctx;
     f->r.data = f;
+    f->start_ns = uv_hrtime();
     u->pending_fs++;
     if (uv_fs_fdatasync(u->loop, &f->r, fd, fs_done) != 0 && !e_timer(e, 0, fsync_failed, f)) {
         u->pending_fs--;
@@ -1027,6 +1035,17 @@ void pt_env_uv_free(struct pt_env *e)
     }
     if (u->dirfd >= 0) close(u->dirfd);
     free(u);
+}
+
+void pt_env_uv_set_metrics(struct pt_env *e, struct pt_metrics *m)
+{
+    struct env_uv *u = uv_of(e);
+    u->m_fsync = pt_metrics_histogram(m, "petrel_fsync_duration_seconds", "",
+                                      "Time an fdatasync of a data file took");
+    u->m_read = pt_metrics_counter(m, "petrel_disk_read_bytes_total", "",
+                                   "Bytes read from data files");
+    u->m_written = pt_metrics_counter(m, "petrel_disk_written_bytes_total", "",
+                                      "Bytes written to data files");
 }
 
 const struct pt_env_uv_stats *pt_env_uv_stats(struct pt_env *e)

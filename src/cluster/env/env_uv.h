@@ -62,4 +62,9 @@ void pt_env_uv_free(struct pt_env *e);
 
 const struct pt_env_uv_stats *pt_env_uv_stats(struct pt_env *e);
 
+/* Count fsync latency and bytes read and written in `m` (cluster/metrics/metrics.h; several
+ * envs of one process may share it). */
+struct pt_metrics;
+void pt_env_uv_set_metrics(struct pt_env *e, struct pt_metrics *m);
+
 #endif

@@ -72,6 +72,7 @@ int pt_addr_format(const struct sockaddr *sa, char *buf, size_t cap);
 
 struct pt_server;
 struct pt_request;
+struct pt_metrics;
 
 /* A refused peer address is logged at most once per this interval (per address). */
 #define PT_SERVER_AUTH_LOG_MS 10000
@@ -89,6 +90,9 @@ struct pt_server_config {
     /* Keys clients must prove (cluster/proto/auth.h); NULL: the process's server keys
      * (pt_auth_set_process), and without those, no authentication. Copied at start. */
     const struct pt_auth_keys *auth;
+    /* Where request counts, latencies, bytes and frame CRC errors are counted (NULL: nowhere;
+     * cluster/metrics/metrics.h). Several servers of one process may share one set. */
+    struct pt_metrics *metrics;
 };
 
 /* Bind, listen and start accepting on `loop`: 0 or a negative PT_E* (-PT_EADDRINUSE, ...). */
@@ -117,6 +121,11 @@ uint16_t pt_request_kind(const struct pt_request *r);
 uint64_t pt_request_id(const struct pt_request *r);
 const uint8_t *pt_request_body(const struct pt_request *r);
 uint32_t pt_request_body_len(const struct pt_request *r);
+/*
+ * Name the request in metrics by `label` instead of its frame kind's name (a shard names each
+ * request by its operation: "shard_lookup"). label must be a static string of [a-z0-9_].
+ */
+void pt_request_set_metric_kind(struct pt_request *r, const char *label);
 /* Per-request slot for the handler's own state (NULL initially). */
 void *pt_request_user(const struct pt_request *r);
 void pt_request_set_user(struct pt_request *r, void *user);

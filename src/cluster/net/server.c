@@ -14,12 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/metrics/metrics.h"
 #include "cluster/net/net.h"
 #include "petrel/common.h"
 
 #define LOG_MODULE "net"
 
 #define AUTH_LOG_SLOTS 16
+#define KIND_SLOTS 96 /* request kinds (and shard operations) whose series are looked up once */
 
 enum conn_auth { AUTH_NONE, AUTH_WAIT_HELLO, AUTH_ESTABLISHED };
 
@@ -47,6 +49,14 @@ struct pt_server {
         uint64_t at;
     } auth_log[AUTH_LOG_SLOTS]; /* last log time per refused address */
     uint64_t auth_refused, auth_logged;
+    /* metrics (all NULL without a metrics set) */
+    struct pt_metric *m_received, *m_sent, *m_crc, *m_rejected, *m_connections, *m_pending;
+    struct {
+        uint16_t kind;
+        const char *label; /* NULL: the kind's name */
+        struct pt_metric *count, *errors, *seconds;
+    } kinds[KIND_SLOTS];
+    unsigned nkinds;
 };
 
 struct srv_conn {
@@ -73,6 +83,8 @@ struct srv_conn {
 
 struct pt_request {
     struct srv_conn *conn;
+    uint64_t start_ns;       /* arrival (uv_hrtime), for the latency histogram */
+    const char *metric_kind; /* static label overriding the kind's name (NULL: none) */
     uint16_t kind;
     uint64_t id;
     uint8_t *body;
@@ -140,6 +152,7 @@ static void conn_close(struct srv_conn *c)
     if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
     s->connections--;
+    pt_metric_gauge_add(s->m_connections, -1);
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 
@@ -184,6 +197,9 @@ static int conn_send(struct srv_conn *c, uint8_t flags, uint16_t kind, uint64_t 
     if (len) bufs[n++] = uv_buf_init((char *)body, len);
     if (sealed) bufs[n++] = uv_buf_init((char *)w->trailer, PT_FRAME_TRAILER_SIZE);
     err = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, (unsigned)n, on_write_done);
+    if (!err)
+        pt_metric_add(c->server->m_sent,
+                      PT_FRAME_HEADER_SIZE + (uint64_t)len + (sealed ? PT_FRAME_TRAILER_SIZE : 0));
     if (err) {
         free(body);
         free(w);
@@ -211,6 +227,7 @@ static int conn_send_error(struct srv_conn *c, uint16_t kind, uint64_t id, int c
 /* A frame we will not process: tell the peer why, then close once the reply is written. */
 static void conn_reject(struct srv_conn *c, int code, const char *why)
 {
+    pt_metric_add(c->server->m_rejected, 1);
     petrel_log(PT_LOG_DEBUG, LOG_MODULE, "%s: rejecting frame: %s", c->server->address, why);
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->close_after_write = 1;
@@ -241,6 +258,8 @@ static void conn_dispatch(struct srv_conn *c)
         return;
     }
     r->conn = c;
+    r->start_ns = s->cfg.metrics ? uv_hrtime() : 0;
+    r->metric_kind = NULL;
     r->kind = c->h.kind;
     r->id = c->h.request_id;
     r->body = c->body;
@@ -252,6 +271,7 @@ static void conn_dispatch(struct srv_conn *c)
     c->body_got = 0;
     c->pending++;
     c->refs++;
+    pt_metric_gauge_add(s->m_pending, 1);
     s->cfg.handler(s->cfg.ctx, r);
     if (!c->closing && !c->paused && c->pending >= s->cfg.max_pending_per_conn) {
         c->paused = 1;
@@ -417,10 +437,12 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread == 0 || c->closing || c->close_after_write) return;
+    pt_metric_add(c->server->m_received, (uint64_t)nread);
     if (c->in_body) {
         c->body_got += (size_t)nread;
         if (c->body_got < c->h.body_len) return;
         if (pt_frame_check_crc(c->hdr, &c->h, c->body)) {
+            pt_metric_add(c->server->m_crc, 1);
             conn_reject(c, -PT_EBADMSG, "frame CRC mismatch");
             return;
         }
@@ -448,6 +470,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (c->h.body_len == 0) {
         if (pt_frame_check_crc(c->hdr, &c->h, NULL)) {
+            pt_metric_add(c->server->m_crc, 1);
             conn_reject(c, -PT_EBADMSG, "frame CRC mismatch");
             return;
         }
@@ -480,6 +503,7 @@ static void on_connection(uv_stream_t *listener, int status)
     if (s->conns) s->conns->prev = c;
     s->conns = c;
     s->connections++;
+    pt_metric_gauge_add(s->m_connections, 1);
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         conn_close(c);
         return;
@@ -520,6 +544,20 @@ int pt_server_start(uv_loop_t *loop, const struct pt_server_config *cfg, struct 
     if (!s->cfg.max_connections) s->cfg.max_connections = 1024;
     if (!s->cfg.max_pending_per_conn) s->cfg.max_pending_per_conn = 64;
     s->refs = 1;
+    if (cfg->metrics) {
+        struct pt_metrics *m = cfg->metrics;
+        s->m_received = pt_metrics_counter(m, "petrel_net_received_bytes_total", "",
+                                           "Bytes read from client connections");
+        s->m_sent = pt_metrics_counter(m, "petrel_net_sent_bytes_total", "",
+                                       "Bytes of reply frames queued to client connections");
+        s->m_crc = pt_metrics_counter(m, "petrel_crc_errors_total", "where=\"frame\"",
+                                      "CRC32C mismatches found, by where they were found");
+        s->m_rejected = pt_metrics_counter(m, "petrel_frames_rejected_total", "",
+                                           "Frames refused (malformed, CRC, authentication)");
+        s->m_connections = pt_metrics_gauge(m, "petrel_connections", "", "Open client connections");
+        s->m_pending = pt_metrics_gauge(m, "petrel_requests_pending", "",
+                                        "Requests received and not answered yet (queue length)");
+    }
     {
         struct pt_auth_keys keys = cfg->auth ? *cfg->auth : pt_auth_process_server();
         s->cfg.auth = NULL;
@@ -611,6 +649,11 @@ uint32_t pt_request_body_len(const struct pt_request *r)
     return r->len;
 }
 
+void pt_request_set_metric_kind(struct pt_request *r, const char *label)
+{
+    r->metric_kind = label;
+}
+
 void *pt_request_user(const struct pt_request *r)
 {
     return r->user;
@@ -621,9 +664,46 @@ void pt_request_set_user(struct pt_request *r, void *user)
     r->user = user;
 }
 
+/* The series of one request kind, looked up once per kind (kinds past KIND_SLOTS share
+ * "other"'s lookup cost, not its label). */
+static unsigned kind_slot(struct pt_server *s, uint16_t kind, const char *label)
+{
+    unsigned i;
+    char labels[64];
+    for (i = 0; i < s->nkinds; i++)
+        if (s->kinds[i].kind == kind && s->kinds[i].label == label) return i;
+    if (s->nkinds == KIND_SLOTS) return KIND_SLOTS;
+    i = s->nkinds++;
+    snprintf(labels, sizeof(labels), "kind=\"%s\"", label ? label : pt_msg_kind_name(kind));
+    s->kinds[i].kind = kind;
+    s->kinds[i].label = label;
+    s->kinds[i].count = pt_metrics_counter(s->cfg.metrics, "petrel_requests_total", labels,
+                                           "Requests answered, by message kind");
+    s->kinds[i].errors = pt_metrics_counter(s->cfg.metrics, "petrel_request_errors_total", labels,
+                                            "Requests answered with an error frame, by kind");
+    s->kinds[i].seconds =
+        pt_metrics_histogram(s->cfg.metrics, "petrel_request_duration_seconds", labels,
+                             "Time from a request's arrival to its reply being queued, by kind");
+    return i;
+}
+
+/* Count an answered request: its kind, whether it failed, how long it took. */
+static void request_count(struct pt_request *r, int failed)
+{
+    struct pt_server *s = r->conn->server;
+    unsigned i;
+    if (!s->cfg.metrics) return;
+    i = kind_slot(s, r->kind, r->metric_kind);
+    if (i == KIND_SLOTS) return;
+    pt_metric_add(s->kinds[i].count, 1);
+    if (failed) pt_metric_add(s->kinds[i].errors, 1);
+    pt_metric_observe(s->kinds[i].seconds, (double)(uv_hrtime() - r->start_ns) / 1e9);
+}
+
 static void request_finish(struct pt_request *r)
 {
     struct srv_conn *c = r->conn;
+    pt_metric_gauge_add(c->server->m_pending, -1);
     free(r->body);
     free(r);
     c->pending--;
@@ -633,7 +713,9 @@ static void request_finish(struct pt_request *r)
 
 int pt_request_reply_take(struct pt_request *r, void *body, uint32_t len)
 {
-    int err = conn_send(r->conn, PT_FRAME_RESPONSE, r->kind, r->id, body, len);
+    int err;
+    request_count(r, 0);
+    err = conn_send(r->conn, PT_FRAME_RESPONSE, r->kind, r->id, body, len);
     request_finish(r);
     return err;
 }
@@ -654,7 +736,9 @@ int pt_request_reply(struct pt_request *r, const void *body, uint32_t len)
 
 int pt_request_reply_error(struct pt_request *r, int code, const char *message, const char *leader)
 {
-    int err = conn_send_error(r->conn, r->kind, r->id, code, message, leader);
+    int err;
+    request_count(r, 1);
+    err = conn_send_error(r->conn, r->kind, r->id, code, message, leader);
     request_finish(r);
     return err;
 }

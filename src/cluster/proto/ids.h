@@ -36,4 +36,10 @@
 /* CDC (cdc_msgs.h). */
 #define PT_MSG_CDC_REQ 0x0401
 
+#include <stdint.h>
+
+/* A kind's name for metrics and logs ("block_read"), or "other" for an unknown kind (ids.c:
+ * a new kind gets its name there too). */
+const char *pt_msg_kind_name(uint16_t kind);
+
 #endif

@@ -17,12 +17,32 @@ static uint8_t dec_bool(struct pt_cursor *c)
     return v;
 }
 
+/* The status tail of a replica heartbeat (docs/PROTOCOL.md): optional, so a heartbeat that
+ * ends before it (an older sender) still registers, with term, commit and http empty. */
+static void enc_replica_tail(struct pt_cursor *c, const struct pt_reg_replica *r)
+{
+    pt_enc_u64(c, r->term);
+    pt_enc_u64(c, r->commit);
+    pt_enc_str(c, r->http);
+}
+
+static void dec_replica_tail(struct pt_cursor *c, struct pt_reg_replica *r)
+{
+    r->term = r->commit = 0;
+    r->http[0] = 0;
+    if (!pt_cursor_ok(c) || !pt_cursor_left(c)) return;
+    r->term = pt_dec_u64(c);
+    r->commit = pt_dec_u64(c);
+    pt_dec_str(c, r->http, sizeof(r->http));
+}
+
 void pt_reg_enc_shard_heartbeat(struct pt_cursor *c, const struct pt_reg_replica *r)
 {
     pt_enc_u8(c, r->shard);
     pt_enc_u8(c, r->replica);
     pt_enc_u8(c, r->leader ? 1 : 0);
     pt_enc_str(c, r->addr);
+    enc_replica_tail(c, r);
 }
 
 void pt_reg_dec_shard_heartbeat(struct pt_cursor *c, struct pt_reg_replica *r)
@@ -33,6 +53,7 @@ void pt_reg_dec_shard_heartbeat(struct pt_cursor *c, struct pt_reg_replica *r)
     r->stale = 0;
     r->age_ms = 0;
     pt_dec_str(c, r->addr, sizeof(r->addr));
+    dec_replica_tail(c, r);
     if (r->replica >= PT_REG_MAX_REPLICAS) c->failed = 1;
 }
 
@@ -41,6 +62,7 @@ void pt_reg_enc_cdc_heartbeat(struct pt_cursor *c, const struct pt_reg_replica *
     pt_enc_u8(c, r->replica);
     pt_enc_u8(c, r->leader ? 1 : 0);
     pt_enc_str(c, r->addr);
+    enc_replica_tail(c, r);
 }
 
 void pt_reg_dec_cdc_heartbeat(struct pt_cursor *c, struct pt_reg_replica *r)
@@ -51,6 +73,7 @@ void pt_reg_dec_cdc_heartbeat(struct pt_cursor *c, struct pt_reg_replica *r)
     r->stale = 0;
     r->age_ms = 0;
     pt_dec_str(c, r->addr, sizeof(r->addr));
+    dec_replica_tail(c, r);
     if (r->replica >= PT_REG_MAX_REPLICAS) c->failed = 1;
 }
 
@@ -80,6 +103,7 @@ void pt_reg_enc_blocks_heartbeat(struct pt_cursor *c, const struct pt_reg_blocks
     pt_enc_u64(c, b->used);
     pt_enc_u64(c, b->blocks);
     enc_scrub(c, b);
+    pt_enc_str(c, b->http); /* status tail */
 }
 
 void pt_reg_dec_blocks_heartbeat(struct pt_cursor *c, struct pt_reg_blocks *b)
@@ -91,6 +115,8 @@ void pt_reg_dec_blocks_heartbeat(struct pt_cursor *c, struct pt_reg_blocks *b)
     b->used = pt_dec_u64(c);
     b->blocks = pt_dec_u64(c);
     dec_scrub(c, b);
+    b->http[0] = 0;
+    if (pt_cursor_ok(c) && pt_cursor_left(c)) pt_dec_str(c, b->http, sizeof(b->http));
     b->stale = 0;
     b->age_ms = 0;
     if (b->id == 0 || b->failure_domain[0] == 0) c->failed = 1;
@@ -114,6 +140,8 @@ void pt_reg_dec_replica_entry(struct pt_cursor *c, struct pt_reg_replica *r)
     r->stale = dec_bool(c);
     r->age_ms = pt_dec_u64(c);
     pt_dec_str(c, r->addr, sizeof(r->addr));
+    r->term = r->commit = 0;
+    r->http[0] = 0;
 }
 
 void pt_reg_enc_blocks_entry(struct pt_cursor *c, const struct pt_reg_blocks *b)
@@ -140,6 +168,7 @@ void pt_reg_dec_blocks_entry(struct pt_cursor *c, struct pt_reg_blocks *b)
     b->stale = dec_bool(c);
     b->age_ms = pt_dec_u64(c);
     dec_scrub(c, b);
+    b->http[0] = 0;
 }
 
 size_t pt_reg_replica_entry_max(void)

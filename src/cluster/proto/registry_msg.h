@@ -29,6 +29,10 @@ struct pt_reg_replica {
     uint8_t stale;              /* listing only: silent longer than the registry's stale time */
     uint64_t age_ms;            /* listing only: time since the last heartbeat */
     char addr[PT_REG_ADDR_MAX]; /* "" when unknown (wiped by --using-dynamic-ports) */
+    /* Heartbeat status tail (optional on the wire; kept in the registry's memory only, not in
+     * lists): the sender's Raft term, commit index and HTTP address ("" without --http). */
+    uint64_t term, commit;
+    char http[PT_REG_ADDR_MAX];
 };
 
 /* A block service, as heartbeated and as listed. */
@@ -44,6 +48,7 @@ struct pt_reg_blocks {
     uint64_t scrub_rotten;       /* blocks found rotten since the service started */
     uint64_t scrub_passes;       /* full passes since the service started */
     uint64_t scrub_last_pass_ms; /* wall-clock ms at the end of the latest pass (0: none) */
+    char http[PT_REG_ADDR_MAX];  /* heartbeat status tail (optional): HTTP address or "" */
     uint8_t stale;     /* listing only */
     uint64_t age_ms;   /* listing only */
 };

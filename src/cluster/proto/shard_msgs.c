@@ -114,7 +114,10 @@ static int shard_req_fields(uint8_t op)
     case PT_SHARD_DRAIN_STATUS:
         return F_TARGET;
     case PT_SHARD_DRAIN_SERVICE:
+    case PT_SHARD_FAIL_SERVICE:
         return F_TARGET | F_MAX;
+    case PT_SHARD_REPAIR_STATUS:
+        return 0;
     default:
         return F_INVALID;
     }

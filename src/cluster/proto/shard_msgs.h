@@ -71,6 +71,7 @@ enum pt_shard_op {
     PT_SHARD_GET_POLICY = 12,  /* (id=dir) -> policy record, -PT_ENOENT when none is set */
     PT_SHARD_REPAIR_LIST = 13, /* (target=service, offset=block, max) -> repair queue entries */
     PT_SHARD_DRAIN_STATUS = 14, /* (target=service) -> u8 draining, u64 blocks still on it */
+    PT_SHARD_REPAIR_STATUS = 15, /* () leader only -> spans below policy, queue, per service */
     PT_SHARD_CONSTRUCT_FILE = 16, /* (cookie) -> file id */
     PT_SHARD_ADD_SPAN = 17,       /* (id, cookie, offset, size, crc, layout, services) -> blocks */
     PT_SHARD_ADD_INLINE = 18,     /* (id, cookie, offset, data) */
@@ -120,7 +121,8 @@ enum pt_shard_op {
     PT_SHARD_SCRUB_REPORT = 56, /* (id=block, target=service): a scrubber found it rotten */
     PT_SHARD_REPLACE_BLOCK = 57, /* (id=file, offset=span, target=block, services=(old, new)):
                                     leader only: repair swaps a rebuilt copy in */
-    PT_SHARD_DRAIN_SERVICE = 58  /* (target=service, max=1 drain / 0 stop): move its blocks off */
+    PT_SHARD_DRAIN_SERVICE = 58, /* (target=service, max=1 drain / 0 stop): move its blocks off */
+    PT_SHARD_FAIL_SERVICE = 59   /* (target=service, max=1 failed / 0 not): rebuild its blocks */
 };
 
 /* Why a reader reported a block (REPORT_BAD_BLOCK's max, the repair queue's reason). */
@@ -335,5 +337,8 @@ int pt_shard_reply_open(const uint8_t *reply, size_t len, struct pt_cursor *body
    '/' included). */
 int pt_shard_reply_stat(struct pt_cursor *body, struct pt_shard_stat *st);
 int pt_shard_reply_dirent(struct pt_cursor *body, struct pt_dirent *de);
+
+/* An operation's name for metrics ("shard_lookup"; "shard_other" for one not named here). */
+const char *pt_shard_op_metric_name(uint8_t op);
 
 #endif

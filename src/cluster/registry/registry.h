@@ -41,6 +41,8 @@ struct pt_registry_entry {
     struct pt_reg_blocks blocks;   /* block service entries */
     uint8_t secret[PT_REG_SECRET_SIZE];
     uint64_t last_seen_ms; /* 0: never since load (stale) */
+    /* status page only (registry_status.c), not saved: what the events ring last said */
+    uint8_t reported_stale, reported_up;
 };
 
 struct pt_registry {
@@ -109,6 +111,8 @@ struct pt_registry_server_config {
     const char *listen; /* "HOST:PORT" */
     uint64_t stale_after_ms;
     int using_dynamic_ports; /* wipe stored ports at start-up */
+    /* Status page and metrics endpoint "HOST:PORT" (port 0: OS-chosen); NULL: none. */
+    const char *http;
 };
 
 struct pt_registry_server;
@@ -120,6 +124,8 @@ struct pt_registry_server;
 int pt_registry_server_start(uv_loop_t *loop, const struct pt_registry_server_config *cfg,
                              struct pt_registry_server **out);
 const char *pt_registry_server_address(const struct pt_registry_server *s);
+/* The status page's bound address, or "" without one. */
+const char *pt_registry_server_http_address(const struct pt_registry_server *s);
 /* Save pending state, stop serving, free (run the loop afterwards to release handles). */
 int pt_registry_server_stop(struct pt_registry_server *s);
 

@@ -8,11 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "cluster/storage/durable.h"
 #include "cluster/net/net.h"
 #include "cluster/proto/frame.h"
+#include "cluster/metrics/metrics.h"
 #include "cluster/registry/registry.h"
+#include "cluster/registry/registry_status.h"
 #include "petrel/common.h"
 
 #define LOG_MODULE "registry"
@@ -23,16 +26,30 @@ struct pt_registry_server {
     uv_timer_t save_timer;
     struct pt_registry state;
     char *dir;
+    struct pt_metrics *metrics;
+    struct pt_http *http;
+    char http_addr[PT_ADDR_MAX];
+    struct pt_registry_events events;
 };
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static void save_if_needed(struct pt_registry_server *s, int structural_only)
 {
     int err;
     if (!s->state.needs_save || (structural_only && !s->state.structural)) return;
     err = pt_registry_save(&s->state, s->dir);
-    if (err)
+    if (err) {
         petrel_log(PT_LOG_ERROR, LOG_MODULE, "saving state in %s failed: %s", s->dir,
                    petrel_strerror(err));
+        pt_registry_events_add(&s->events, wall_ms(), "saving the registry state in %s failed: %s",
+                               s->dir, petrel_strerror(err));
+    }
 }
 
 static void reply_cursor(struct pt_request *req, uint8_t *buf, struct pt_cursor *c)
@@ -129,6 +146,9 @@ static void handler(void *ctx, struct pt_request *req)
         err = cdc ? pt_registry_cdc_heartbeat(&s->state, &hb, pt_now_ms())
                   : pt_registry_shard_heartbeat(&s->state, &hb, pt_now_ms());
         if (err) {
+            pt_registry_events_add(
+                &s->events, wall_ms(), "%s heartbeat of replica %u (%s) refused: %s",
+                cdc ? "CDC" : "shard", hb.replica, hb.addr, petrel_strerror(err));
             pt_request_reply_error(req, err, "heartbeat refused", NULL);
             return;
         }
@@ -144,6 +164,9 @@ static void handler(void *ctx, struct pt_request *req)
         err = random_secret(fresh);
         if (!err) err = pt_registry_blocks_heartbeat(&s->state, &hb, pt_now_ms(), fresh, secret);
         if (err) {
+            pt_registry_events_add(&s->events, wall_ms(),
+                                   "heartbeat of block service %016llx (%s) refused: %s",
+                                   (unsigned long long)hb.id, hb.addr, petrel_strerror(err));
             pt_request_reply_error(req, err, "heartbeat refused", NULL);
             return;
         }
@@ -186,7 +209,29 @@ static void handler(void *ctx, struct pt_request *req)
 
 static void on_save_timer(uv_timer_t *t)
 {
-    save_if_needed(t->data, 0);
+    struct pt_registry_server *s = t->data;
+    save_if_needed(s, 0);
+    pt_registry_events_watch(&s->events, &s->state, pt_now_ms(), wall_ms());
+}
+
+static void metrics_collect(void *ctx)
+{
+    struct pt_registry_server *s = ctx;
+    pt_registry_metrics_collect(s->metrics, &s->state, pt_now_ms());
+}
+
+/* "/" is the status page (rendered on the loop thread, see cluster/metrics). */
+static int status_page(void *ctx, const char *path, char **body, size_t *len,
+                       const char **content_type)
+{
+    struct pt_registry_server *s = ctx;
+    if (strcmp(path, "/") != 0 && strcmp(path, "/index.html") != 0) return 404;
+    pt_registry_events_watch(&s->events, &s->state, pt_now_ms(), wall_ms());
+    if (pt_registry_status_page(&s->state, &s->events, pt_server_address(s->srv), pt_now_ms(),
+                                wall_ms(), body, len) != 0)
+        return 500;
+    *content_type = "text/html; charset=utf-8";
+    return 200;
 }
 
 int pt_registry_server_start(uv_loop_t *loop, const struct pt_registry_server_config *cfg,
@@ -208,14 +253,30 @@ int pt_registry_server_start(uv_loop_t *loop, const struct pt_registry_server_co
         err = pt_registry_save(&s->state, cfg->dir);
     }
     if (!err) {
+        s->metrics = pt_metrics_new();
+        if (!s->metrics || pt_metrics_on_collect(s->metrics, metrics_collect, s) != 0)
+            err = -PT_ENOMEM;
+    }
+    if (!err) {
         memset(&scfg, 0, sizeof(scfg));
         scfg.listen = cfg->listen;
         scfg.max_body = 64 * 1024;
         scfg.handler = handler;
         scfg.ctx = s;
+        scfg.metrics = s->metrics;
         err = pt_server_start(loop, &scfg, &s->srv);
     }
+    if (!err && cfg->http) {
+        err = pt_http_start(loop, cfg->http, s->metrics, status_page, s, &s->http);
+        if (err) {
+            pt_server_stop(s->srv);
+            s->srv = NULL;
+        } else {
+            snprintf(s->http_addr, sizeof(s->http_addr), "%s", pt_http_address(s->http));
+        }
+    }
     if (err) {
+        pt_metrics_free(s->metrics);
         pt_registry_free(&s->state);
         free(s->dir);
         free(s);
@@ -233,10 +294,16 @@ const char *pt_registry_server_address(const struct pt_registry_server *s)
     return pt_server_address(s->srv);
 }
 
+const char *pt_registry_server_http_address(const struct pt_registry_server *s)
+{
+    return s->http_addr;
+}
+
 static void on_timer_closed(uv_handle_t *h)
 {
     struct pt_registry_server *s = h->data;
     pt_registry_free(&s->state);
+    pt_metrics_free(s->metrics);
     free(s->dir);
     free(s);
 }
@@ -245,6 +312,8 @@ int pt_registry_server_stop(struct pt_registry_server *s)
 {
     int err = 0;
     if (s->state.needs_save) err = pt_registry_save(&s->state, s->dir);
+    pt_http_stop(s->http);
+    s->http = NULL;
     pt_server_stop(s->srv);
     uv_close((uv_handle_t *)&s->save_timer, on_timer_closed);
     return err;

@@ -85,6 +85,11 @@ static int replica_heartbeat(struct pt_registry *r, uint8_t kind, const struct p
     memcpy(e->replica.addr, hb->addr, sizeof(e->replica.addr));
     e->replica.addr[sizeof(e->replica.addr) - 1] = 0;
     e->replica.leader = hb->leader ? 1 : 0;
+    /* status only: not part of the saved state */
+    e->replica.term = hb->term;
+    e->replica.commit = hb->commit;
+    memcpy(e->replica.http, hb->http, sizeof(e->replica.http));
+    e->replica.http[sizeof(e->replica.http) - 1] = 0;
     e->last_seen_ms = now_ms;
     /* The newest leadership claim wins: older claims in the same group are withdrawn. */
     if (e->replica.leader)
@@ -157,6 +162,8 @@ int pt_registry_blocks_heartbeat(struct pt_registry *r, const struct pt_reg_bloc
     e->blocks.scrub_rotten = hb->scrub_rotten;
     e->blocks.scrub_passes = hb->scrub_passes;
     e->blocks.scrub_last_pass_ms = hb->scrub_last_pass_ms;
+    memcpy(e->blocks.http, hb->http, sizeof(e->blocks.http));
+    e->blocks.http[sizeof(e->blocks.http) - 1] = 0;
     e->last_seen_ms = now_ms;
     memcpy(secret_out, e->secret, PT_REG_SECRET_SIZE);
     if (r->structural) r->needs_save = 1;

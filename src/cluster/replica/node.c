@@ -24,6 +24,7 @@
 
 #include "cluster/client/registry_client.h"
 #include "cluster/env/env_uv.h"
+#include "cluster/metrics/metrics.h"
 #include "cluster/storage/durable.h"
 #include "petrel/codec.h"
 #include "petrel/common.h"
@@ -77,6 +78,9 @@ struct pt_node {
     struct pt_replica *rep;
     int rep_closed;
     struct pt_server *server;
+    struct pt_metrics *metrics;
+    struct pt_http *http;
+    char http_addr[PT_REG_ADDR_MAX];
     char raft_addr[PT_REG_ADDR_MAX];
     char raft_dir[4096];
     char names[PT_NODE_MAX_REPLICAS][16]; /* members' names in the Raft configuration */
@@ -116,6 +120,16 @@ int pt_node_is_leader(struct pt_node *n)
 const struct pt_raft_io_stats *pt_node_raft_stats(struct pt_node *n)
 {
     return pt_raft_io_stats(&n->io);
+}
+
+struct pt_metrics *pt_node_metrics(struct pt_node *n)
+{
+    return n->metrics;
+}
+
+const char *pt_node_http_address(struct pt_node *n)
+{
+    return n->http_addr;
 }
 
 const char *pt_node_registry(struct pt_node *n)
@@ -331,6 +345,9 @@ static void discovery_start(struct pt_node *n)
     d->self.leader = pt_replica_is_leader(n->rep);
     if (d->self.leader) n->disc_led_term = pt_replica_raft(n->rep)->current_term;
     snprintf(d->self.addr, sizeof(d->self.addr), "%s", pt_server_address(n->server));
+    d->self.term = pt_replica_raft(n->rep)->current_term;
+    d->self.commit = pt_replica_raft(n->rep)->commit_index;
+    snprintf(d->self.http, sizeof(d->self.http), "%s", n->http_addr);
     memcpy(d->known, n->peers, sizeof(d->known));
     d->n_known_secrets = 0;
     for (i = 0; i < n->n_services; i++)
@@ -405,6 +422,8 @@ static void replica_closed(void *ctx)
     n->rep = NULL;
     n->rep_closed = 1;
     if (n->stopping) {
+        pt_http_stop(n->http);
+        n->http = NULL;
         pt_server_stop(n->server);
         n->server = NULL;
         handles_close(n);
@@ -668,6 +687,8 @@ static void start_undo(struct pt_node *n)
                 uv_run(&n->loop, UV_RUN_ONCE);
         }
         if (n->server) pt_server_stop(n->server);
+        pt_http_stop(n->http);
+        n->http = NULL;
         handles_close(n);
         if (n->env) pt_env_uv_close(n->env, env_closed, n);
         uv_run(&n->loop, UV_RUN_DEFAULT);
@@ -675,7 +696,68 @@ static void start_undo(struct pt_node *n)
         if (n->env) pt_env_uv_free(n->env);
         uv_loop_close(&n->loop);
     }
+    pt_metrics_free(n->metrics);
     free(n);
+}
+
+/* Raft state and I/O counters, read at render time (on the loop). */
+static void metrics_collect(void *ctx)
+{
+    struct pt_node *n = ctx;
+    struct pt_metrics *m = n->metrics;
+    const struct pt_raft_io_stats *io;
+    struct raft *r;
+    if (!n->rep) return;
+    r = pt_replica_raft(n->rep);
+    io = pt_raft_io_stats(&n->io);
+    pt_metric_set(pt_metrics_gauge(m, "petrel_raft_term", "", "Current Raft term"),
+                  (double)r->current_term);
+    pt_metric_set(pt_metrics_gauge(m, "petrel_raft_commit_index", "", "Raft commit index"),
+                  (double)r->commit_index);
+    pt_metric_set(pt_metrics_gauge(m, "petrel_raft_applied_index", "",
+                                   "Index of the last entry applied to the state machine"),
+                  (double)r->last_applied);
+    pt_metric_set(pt_metrics_gauge(m, "petrel_raft_leader", "",
+                                   "1 when this replica is the Raft leader, else 0"),
+                  pt_node_is_leader(n) ? 1 : 0);
+    pt_metric_set(pt_metrics_counter(m, "petrel_raft_log_appends_total", "",
+                                     "Raft log append batches written since start-up"),
+                  (double)io->appends);
+    pt_metric_set(
+        pt_metrics_counter(m, "petrel_raft_log_fsyncs_total", "", "Raft log fsyncs since start-up"),
+        (double)io->fsyncs);
+    pt_metric_set(pt_metrics_counter(m, "petrel_raft_messages_dropped_total", "",
+                                     "Raft messages dropped as invalid since start-up"),
+                  (double)(io->drop_header + io->drop_crc + io->drop_group + io->drop_sender +
+                           io->drop_address + io->drop_body + io->drop_auth + io->drop_replay));
+    pt_metric_set(pt_metrics_counter(m, "petrel_crc_errors_total", "where=\"raft\"",
+                                     "CRC32C mismatches found, by where they were found"),
+                  (double)io->drop_crc);
+    pt_metric_set(pt_metrics_gauge(m, "petrel_block_services_known", "",
+                                   "Block services known from the registry"),
+                  (double)n->n_services);
+}
+
+/* The node's metrics set, and its HTTP endpoint when asked for one. */
+static int metrics_start(struct pt_node *n, char *err, size_t err_cap)
+{
+    int rc;
+    n->metrics = pt_metrics_new();
+    if (!n->metrics || pt_metrics_on_collect(n->metrics, metrics_collect, n) != 0) {
+        snprintf(err, err_cap, "out of memory");
+        return -PT_ENOMEM;
+    }
+    pt_env_uv_set_metrics(n->env, n->metrics);
+    if (!n->cfg.http) return 0;
+    rc = pt_http_start(&n->loop, n->cfg.http, n->metrics, NULL, NULL, &n->http);
+    if (rc) {
+        snprintf(err, err_cap, "cannot serve HTTP on %s: %s", n->cfg.http, petrel_strerror(rc));
+        n->http = NULL;
+        return rc;
+    }
+    snprintf(n->http_addr, sizeof(n->http_addr), "%s", pt_http_address(n->http));
+    n->cfg.http = n->http_addr;
+    return 0;
 }
 
 int pt_node_start(struct pt_node **out, const struct pt_node_config *cfg, char *err, size_t err_cap)
@@ -740,12 +822,17 @@ int pt_node_start(struct pt_node **out, const struct pt_node_config *cfg, char *
         start_undo(n);
         return rc;
     }
+    if ((rc = metrics_start(n, err, err_cap)) != 0) {
+        start_undo(n);
+        return rc;
+    }
     /* Client-facing server on an OS-chosen port. */
     snprintf(listen, sizeof(listen), "%s:0", n->host);
     memset(&scfg, 0, sizeof(scfg));
     scfg.listen = listen;
     scfg.handler = handler;
     scfg.ctx = n;
+    scfg.metrics = n->metrics;
     if ((rc = pt_server_start(&n->loop, &scfg, &n->server)) != 0) {
         snprintf(err, err_cap, "cannot listen on %s: %s", listen, petrel_strerror(rc));
         n->server = NULL;
@@ -768,6 +855,7 @@ int pt_node_run(struct pt_node *n)
     pt_raft_io_free(&n->io);
     pt_env_uv_free(n->env);
     uv_loop_close(&n->loop);
+    pt_metrics_free(n->metrics);
     free(n);
     return 0;
 }

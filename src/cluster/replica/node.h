@@ -55,10 +55,11 @@ struct pt_node_config {
     enum pt_node_kind kind;
     unsigned shard; /* shard number (0 for the CDC) */
     unsigned replica;
-    unsigned replicas;         /* 1, 3 or 5 */
-    uint64_t cluster_id;       /* in every Raft message's group (0 until deployments name one) */
-    const char *dir;           /* Raft data under DIR/raft */
-    const char *host;          /* listen host */
+    unsigned replicas;   /* 1, 3 or 5 */
+    uint64_t cluster_id; /* in every Raft message's group (0 until deployments name one) */
+    const char *dir;     /* Raft data under DIR/raft */
+    const char *host;    /* listen host */
+    const char *http;    /* "HOST:PORT" of the metrics endpoint (port 0: OS-chosen); NULL: none */
     unsigned snapshot_entries; /* take a snapshot every this many entries; 0 = 4096 */
     struct pt_node_raft_options raft;
     struct raft_fsm *fsm;
@@ -146,6 +147,12 @@ uint64_t pt_node_wall_ms(void);
 /* The block services known from the registry (array valid until the next tick). */
 const struct pt_node_service *pt_node_services(struct pt_node *n, size_t *count);
 const struct pt_node_service *pt_node_service_find(struct pt_node *n, uint64_t id);
+
+/* The node's metrics (cluster/metrics/metrics.h): the service adds its own series and
+ * collectors; served at /metrics when the node was started with an HTTP address. */
+struct pt_metrics *pt_node_metrics(struct pt_node *n);
+/* The HTTP endpoint's bound address, or "" without one. */
+const char *pt_node_http_address(struct pt_node *n);
 
 /* The registry address the node was started with. */
 const char *pt_node_registry(struct pt_node *n);

@@ -1,8 +1,9 @@
 /*
  * Repair rounds of a shard leader (see shard_repair.h). A round:
- *  1. on the loop: takes up to REPAIR_MAX tasks — repair-queue entries from a moving cursor
- *     (so an entry that cannot be repaired yet does not starve the rest), then blocks the block
- *     index places on services stale for longer than stale_ms — reads each task's span from
+ *  1. on the loop: takes up to REPAIR_MAX tasks — blocks on draining services, repair-queue
+ *     entries from a moving cursor (so an entry that cannot be repaired yet does not starve the
+ *     rest), blocks on services an operator declared failed, then blocks the block index places
+ *     on services stale for longer than stale_ms — reads each task's span from
  *     the store, and picks the new home: a fresh service with a secret, not in a failure domain
  *     of the span's other blocks;
  *  2. on a worker thread: reads survivors whole (each verified by the block service's page
@@ -14,6 +15,14 @@
  *  3. on the loop: proposes REPLACE_BLOCK (old service, new service) for each written block;
  *     for a queue entry whose span no longer lists the block, REPLACE_BLOCK with new service 0
  *     forgets the entry.
+ * Orphan sweep (in place of a repair round, never beside one, and only while no swap is in
+ * flight): lists one service's blocks (BLOCK_LIST, 1024 at a time, services in turn); a block of
+ * this shard that `blockidx` does not place there becomes a candidate with the time it was
+ * first seen; a candidate still unlisted, after a read barrier, once the retention period has
+ * passed since then is erased with an erase certificate (its CRC and size from the listing).
+ * Exclusion makes the check sound: a block id is minted once (ADD_SPAN records it in
+ * `blockidx` before any writer has a certificate for it), and the only other way a copy
+ * becomes listed is a repair's swap, which cannot be in flight during a sweep.
  * Crash safety: nothing is decided outside Raft. A leader that dies after step 2 leaves an
  * unused copy on the new service; the next leader repeats the task (writing the same block to
  * the same or another service is idempotent or just another unused copy), and the swap's
@@ -56,6 +65,9 @@ struct repair_round {
     uv_work_t work;
     struct pt_shard_repair *r;
     uint64_t rate;
+    struct timespec pace_start; /* the budget's epoch: rounds back to back share it */
+    uint64_t pace_bytes;        /* bytes moved since pace_start before this round */
+    uint64_t bytes;             /* bytes this round moved (worker) */
     struct repair_task t[REPAIR_MAX];
     unsigned n;
 };
@@ -72,6 +84,31 @@ void pt_shard_repair_init(struct pt_shard_repair *r, struct pt_node *node, struc
 }
 
 /* --- step 1: choosing tasks (loop) ------------------------------------------------------- */
+
+static int declared_failed(const struct pt_shard_repair *r, uint64_t id)
+{
+    unsigned j;
+    for (j = 0; j < r->ndeclared; j++)
+        if (r->declared[j] == id) return 1;
+    return 0;
+}
+
+int pt_shard_repair_avoids(const struct pt_shard_repair *r, uint64_t id)
+{
+    unsigned j;
+    for (j = 0; j < r->ndraining; j++)
+        if (r->draining[j] == id) return 1;
+    return declared_failed(r, id);
+}
+
+/* Re-read the draining and failed marks from the store (cheap: one read transaction each). */
+static void marks_refresh(struct pt_shard_repair *r)
+{
+    int n = pt_shard_sm_draining(r->sm, r->draining, PT_ARRAY_SIZE(r->draining));
+    r->ndraining = n > 0 ? (unsigned)n : 0;
+    n = pt_shard_sm_failed(r->sm, r->declared, PT_ARRAY_SIZE(r->declared));
+    r->ndeclared = n > 0 ? (unsigned)n : 0;
+}
 
 /* The span at (file, offset) from the store: 0, or -PT_ENOENT when no span starts there. */
 static int span_read(struct pt_shard_repair *r, uint64_t file, uint64_t offset, struct pt_span *out)
@@ -120,8 +157,7 @@ static int choose_home(struct pt_shard_repair *r, struct repair_task *t)
         const struct pt_node_service *c = &all[order[k]];
         int clash = 0;
         if (c->stale || !c->addr[0] || !c->has_secret) continue;
-        for (j = 0; j < r->ndraining; j++)
-            if (r->draining[j] == c->id) clash = 1;
+        if (pt_shard_repair_avoids(r, c->id)) continue;
         if (c->capacity && c->used + t->span.block_size > c->capacity) continue;
         for (j = 0; j < n && !clash; j++) {
             const struct pt_node_service *o;
@@ -180,7 +216,7 @@ static int task_add(struct pt_shard_repair *r, struct repair_round *g,
     }
     for (i = 0; i < pt_span_block_count(&t->span); i++) {
         const struct pt_node_service *s = pt_node_service_find(r->node, t->span.blocks[i].service);
-        if (s && !s->stale && s->addr[0])
+        if (s && !s->stale && s->addr[0] && !declared_failed(r, s->id)) /* never read a failed one */
             snprintf(t->addr[i], sizeof(t->addr[i]), "%s", s->addr);
     }
     g->n++;
@@ -255,9 +291,7 @@ static void take_stale(struct pt_shard_repair *r, struct repair_round *g, uint64
  * serves: a failed copy falls back to rebuilding from the span's other blocks). */
 static void take_draining(struct pt_shard_repair *r, struct repair_round *g)
 {
-    int n = pt_shard_sm_draining(r->sm, r->draining, PT_ARRAY_SIZE(r->draining));
     unsigned j;
-    r->ndraining = n > 0 ? (unsigned)n : 0;
     for (j = 0; j < r->ndraining && g->n < REPAIR_MAX; j++) {
         struct pt_repair_entry e[REPAIR_MAX];
         int k, m = pt_shard_sm_service_blocks(r->sm, r->draining[j], &r->drain_block, e,
@@ -265,6 +299,21 @@ static void take_draining(struct pt_shard_repair *r, struct repair_round *g)
         for (k = 0; k < m && g->n < REPAIR_MAX; k++)
             task_add(r, g, &e[k], 1);
         if (m > 0) break; /* one service at a time: its cursor is r->drain_block */
+    }
+}
+
+/* Blocks of the first declared-failed service that still holds some: rebuilt from the spans'
+ * other blocks at once (the operator's word replaces the stale timeout). */
+static void take_failed(struct pt_shard_repair *r, struct repair_round *g)
+{
+    unsigned j;
+    for (j = 0; j < r->ndeclared && g->n < REPAIR_MAX; j++) {
+        struct pt_repair_entry e[REPAIR_MAX];
+        int k, m = pt_shard_sm_service_blocks(r->sm, r->declared[j], &r->fail_block, e,
+                                              REPAIR_MAX - g->n);
+        for (k = 0; k < m && g->n < REPAIR_MAX; k++)
+            task_add(r, g, &e[k], 0);
+        if (m > 0) break; /* one service at a time: its cursor is r->fail_block */
     }
 }
 
@@ -343,10 +392,8 @@ static void repair_work(uv_work_t *w)
 {
     struct repair_round *g = w->data;
     struct pt_call_opts opts = {.timeout_ms = 5000, .retry_budget_ms = 3000};
-    struct timespec start;
-    uint64_t bytes = 0;
+    uint64_t bytes = g->pace_bytes;
     unsigned i;
-    clock_gettime(CLOCK_MONOTONIC, &start);
     for (i = 0; i < g->n; i++) {
         struct repair_task *t = &g->t[i];
         const struct pt_block_ref *b = &t->span.blocks[t->lost];
@@ -366,8 +413,9 @@ static void repair_work(uv_work_t *w)
                 t->written = 1;
         }
         free(data);
-        pace(g->rate, &start, bytes);
+        pace(g->rate, &g->pace_start, bytes);
     }
+    g->bytes = bytes - g->pace_bytes;
 }
 
 /* --- step 3: the swaps (loop) -------------------------------------------------------------- */
@@ -382,6 +430,7 @@ static void swap_done(void *ctx, int status, const uint8_t *reply, size_t len)
     struct swap_ctx *x = ctx;
     struct pt_cursor body;
     int swapped = 0;
+    if (x->r->swaps_pending) x->r->swaps_pending--;
     if (status == 0 && pt_shard_reply_open(reply, len, &body) == 0) swapped = pt_dec_u8(&body);
     if (x->to) {
         if (swapped) x->r->repaired++;
@@ -419,41 +468,375 @@ static void propose_swap(struct pt_shard_repair *r, const struct repair_task *t)
     x->block = q.target;
     x->from = q.services[0];
     x->to = q.services[1];
-    if (pt_node_propose(r->node, enc, (size_t)n, swap_done, x) != 0) free(x);
+    if (pt_node_propose(r->node, enc, (size_t)n, swap_done, x) != 0)
+        free(x);
+    else
+        r->swaps_pending++;
 }
 
 static void repair_done(uv_work_t *w, int status)
 {
     struct repair_round *g = w->data;
     struct pt_shard_repair *r = g->r;
-    unsigned i;
+    unsigned i, done = 0;
+    struct timespec now;
     r->running = 0;
+    r->pace_bytes += g->bytes;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    r->pace_end_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
     if (status == 0 && pt_node_can_serve(r->node))
         for (i = 0; i < g->n; i++) {
-            if (g->t[i].written || g->t[i].forget)
+            if (g->t[i].written || g->t[i].forget) {
                 propose_swap(r, &g->t[i]);
-            else
+                done++;
+            } else {
                 r->failed++;
+            }
         }
+    /* A full round that finished every task: there is likely more, start the next at the
+     * next tick instead of a second later (the cursors move past what this round took; the
+     * pacing holds per round). A round with failures keeps the pause. */
+    if (g->n == REPAIR_MAX && done == g->n) r->last_ms = 0;
     free(g);
+}
+
+
+/* --- the orphan sweep ---------------------------------------------------------------------- */
+
+#define SWEEP_LIST_MAX 1024 /* blocks listed per sweep */
+#define SWEEP_ERASE_MAX 16  /* orphans erased per sweep */
+
+struct sweep_round {
+    uv_work_t work;
+    struct pt_shard_repair *r;
+    uint64_t service, start;
+    char addr[PT_REG_ADDR_MAX];
+    uint8_t secret[PT_REG_SECRET_SIZE];
+    struct pt_block_stat *list; /* the listing (worker), malloc'd */
+    size_t n;
+    int more, rc;
+    struct pt_orphan erase[SWEEP_ERASE_MAX];
+    unsigned nerase, erased[SWEEP_ERASE_MAX];
+};
+
+/* A quarter of the retention period between sweeps, between 1 s and 60 s. */
+static uint64_t sweep_every(const struct pt_shard_repair *r)
+{
+    uint64_t every = r->sm->retention_ms / 4;
+    return every < 1000 ? 1000 : every > 60000 ? 60000 : every;
+}
+
+static int sweep_due(const struct pt_shard_repair *r, uint64_t now_ms)
+{
+    return r->swaps_pending == 0 && now_ms - r->sweep_ms >= sweep_every(r);
+}
+
+static void sweep_list_work(uv_work_t *w)
+{
+    struct sweep_round *g = w->data;
+    struct pt_call_opts opts = {.timeout_ms = 5000, .retry_budget_ms = 2000};
+    g->rc = pt_blocks_list(g->addr, g->start, SWEEP_LIST_MAX, &g->list, &g->n, &g->more, &opts);
+}
+
+static void sweep_erase_work(uv_work_t *w)
+{
+    struct sweep_round *g = w->data;
+    struct pt_call_opts opts = {.timeout_ms = 5000, .retry_budget_ms = 2000};
+    unsigned i;
+    for (i = 0; i < g->nerase; i++) {
+        const struct pt_orphan *o = &g->erase[i];
+        uint64_t proof = 0;
+        g->erased[i] =
+            pt_blocks_erase(g->addr, o->block, o->crc, o->size,
+                            pt_block_mac(g->secret, PT_BLOCK_ERASE_CERT, o->service, o->block,
+                                         o->crc, o->size),
+                            &proof, &opts) == 0 &&
+            pt_block_mac_check(g->secret, PT_BLOCK_ERASE_PROOF, o->service, o->block, o->crc,
+                               o->size, proof);
+    }
+}
+
+static void orphan_forget(struct pt_shard_repair *r, unsigned i)
+{
+    r->orphans[i] = r->orphans[--r->norphans];
+}
+
+static void sweep_erase_done(uv_work_t *w, int status)
+{
+    struct sweep_round *g = w->data;
+    struct pt_shard_repair *r = g->r;
+    unsigned i, j;
+    for (i = 0; status == 0 && i < g->nerase; i++) {
+        if (!g->erased[i]) continue;
+        r->orphans_erased++;
+        petrel_log(PT_LOG_INFO, LOG_MODULE,
+                   "orphan block %016" PRIx64 " on %016" PRIx64 " erased (no span lists it)",
+                   g->erase[i].block, g->erase[i].service);
+        for (j = 0; j < r->norphans; j++)
+            if (r->orphans[j].service == g->erase[i].service &&
+                r->orphans[j].block == g->erase[i].block) {
+                orphan_forget(r, j);
+                break;
+            }
+    }
+    free(g->list);
+    free(g);
+    r->running = 0;
+}
+
+/* After the read barrier: the store holds everything committed, so "unlisted" is current. */
+static void sweep_decide(void *ctx, int status)
+{
+    struct sweep_round *g = ctx;
+    struct pt_shard_repair *r = g->r;
+    uint64_t now = pt_node_wall_ms();
+    unsigned i;
+    for (i = 0; status == 0 && i < r->norphans && g->nerase < SWEEP_ERASE_MAX; i++) {
+        struct pt_orphan *o = &r->orphans[i];
+        if (o->service != g->service || now - o->seen_ms < r->sm->retention_ms) continue;
+        if (pt_shard_sm_block_listed(r->sm, o->service, o->block) != 0) continue;
+        g->erase[g->nerase++] = *o;
+    }
+    if (status != 0 || g->nerase == 0 || r->swaps_pending ||
+        uv_queue_work(pt_node_loop(r->node), &g->work, sweep_erase_work, sweep_erase_done) != 0) {
+        free(g->list);
+        free(g);
+        r->running = 0;
+    }
+}
+
+static void sweep_list_done(uv_work_t *w, int status)
+{
+    struct sweep_round *g = w->data;
+    struct pt_shard_repair *r = g->r;
+    uint64_t now = pt_node_wall_ms(), last = g->more && g->n ? g->list[g->n - 1].block_id : UINT64_MAX;
+    size_t k;
+    unsigned i;
+    if (status != 0 || g->rc != 0 || !pt_node_can_serve(r->node)) goto end;
+    /* candidates of this range the listing no longer shows are gone (erased by GC, or lost) */
+    for (i = 0; i < r->norphans;) {
+        const struct pt_orphan *o = &r->orphans[i];
+        int seen = 0;
+        if (o->service == g->service && o->block >= g->start && o->block <= last)
+            for (k = 0; k < g->n && !seen; k++)
+                seen = g->list[k].block_id == o->block;
+        else
+            seen = 1;
+        if (!seen)
+            orphan_forget(r, i);
+        else
+            i++;
+    }
+    for (k = 0; k < g->n; k++) {
+        const struct pt_block_stat *b = &g->list[k];
+        int listed;
+        if (PT_INODE_SHARD(b->block_id) != r->sm->shard) continue; /* another shard's */
+        listed = pt_shard_sm_block_listed(r->sm, g->service, b->block_id);
+        for (i = 0; i < r->norphans; i++)
+            if (r->orphans[i].service == g->service && r->orphans[i].block == b->block_id) break;
+        if (listed != 0) {
+            if (i < r->norphans) orphan_forget(r, i);
+        } else if (i == r->norphans && r->norphans < PT_REPAIR_ORPHANS_MAX) {
+            struct pt_orphan *o = &r->orphans[r->norphans++];
+            o->service = g->service;
+            o->block = b->block_id;
+            o->crc = b->crc;
+            o->size = b->size;
+            o->seen_ms = now;
+        }
+    }
+    if (g->more && g->n) {
+        r->sweep_start = last + 1;
+    } else {
+        r->sweep_start = 0;
+        r->sweep_next++;
+    }
+    if (pt_node_read(r->node, sweep_decide, g) == 0) return;
+end:
+    if (g->rc != 0 || status != 0) { /* the service did not answer: the next one */
+        r->sweep_next++;
+        r->sweep_start = 0;
+    }
+    free(g->list);
+    free(g);
+    r->running = 0;
+}
+
+/* Start listing the next service: 0 when a sweep runs now. */
+static int sweep_start(struct pt_shard_repair *r, uint64_t now_ms)
+{
+    size_t count, k;
+    const struct pt_node_service *all = pt_node_services(r->node, &count);
+    struct sweep_round *g;
+    r->sweep_ms = now_ms;
+    for (k = 0; k < count; k++) {
+        const struct pt_node_service *c = &all[(r->sweep_next + k) % count];
+        if (c->stale || !c->addr[0] || !c->has_secret) continue;
+        if ((r->sweep_next + k) % count != r->sweep_next % count) r->sweep_start = 0;
+        r->sweep_next = (unsigned)((r->sweep_next + k) % count);
+        g = calloc(1, sizeof(*g));
+        if (!g) return -PT_ENOMEM;
+        g->r = r;
+        g->work.data = g;
+        g->service = c->id;
+        g->start = r->sweep_start;
+        snprintf(g->addr, sizeof(g->addr), "%s", c->addr);
+        memcpy(g->secret, c->secret, sizeof(g->secret));
+        if (uv_queue_work(pt_node_loop(r->node), &g->work, sweep_list_work, sweep_list_done) != 0) {
+            free(g);
+            return -PT_EIO;
+        }
+        r->running = 1;
+        return 0;
+    }
+    return -PT_ENOENT;
 }
 
 void pt_shard_repair_tick(struct pt_shard_repair *r, uint64_t now_ms)
 {
     struct repair_round *g;
-    if (r->running || now_ms - r->last_ms < REPAIR_EVERY_MS) return;
+    if (now_ms - r->marks_ms >= REPAIR_EVERY_MS) {
+        r->marks_ms = now_ms;
+        marks_refresh(r);
+    }
+    if (r->running) return;
+    if (sweep_due(r, now_ms) && sweep_start(r, now_ms) == 0) return;
+    if (now_ms - r->last_ms < REPAIR_EVERY_MS) return;
     r->last_ms = now_ms;
     g = calloc(1, sizeof(*g));
     if (!g) return;
     g->r = r;
     g->rate = r->rate;
+    {
+        /* rounds back to back share one budget epoch; after a pause a new one starts */
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000 - r->pace_end_ms >
+                2ull * REPAIR_EVERY_MS ||
+            r->pace_end_ms == 0) {
+            r->pace_start = now;
+            r->pace_bytes = 0;
+        }
+        g->pace_start = r->pace_start;
+        g->pace_bytes = r->pace_bytes;
+    }
     g->work.data = g;
     take_draining(r, g);
     take_queue(r, g);
+    take_failed(r, g);
     take_stale(r, g, now_ms);
     if (g->n == 0 || uv_queue_work(pt_node_loop(r->node), &g->work, repair_work, repair_done) != 0) {
         free(g);
         return;
     }
     r->running = 1;
+}
+
+/* --- REPAIR_STATUS ------------------------------------------------------------------------- */
+
+#define STATUS_SLOTS 1024 /* open addressing over service ids; > 2 x PT_NODE_MAX_SERVICES */
+
+struct status_service {
+    uint64_t id, blocks, queued, below;
+};
+
+struct status_scan {
+    struct pt_shard_repair *r;
+    struct status_service slot[STATUS_SLOTS];
+    unsigned used;
+    uint64_t spans, below;
+};
+
+/* The slot of service id (created on first sight), or NULL when the table is full. */
+static struct status_service *status_slot(struct status_scan *x, uint64_t id)
+{
+    unsigned h = (unsigned)((id * 0x9e3779b97f4a7c15ull) >> 54) % STATUS_SLOTS, k;
+    for (k = 0; k < STATUS_SLOTS; k++, h = (h + 1) % STATUS_SLOTS) {
+        if (x->slot[h].id == id) return &x->slot[h];
+        if (x->slot[h].id == 0) {
+            if (x->used + 1 >= STATUS_SLOTS / 2) return NULL;
+            x->used++;
+            x->slot[h].id = id;
+            return &x->slot[h];
+        }
+    }
+    return NULL;
+}
+
+/*
+ * A block is missing from its span's policy when it sits in the repair queue, when its service
+ * is unknown to the registry, stale or declared failed, or when an earlier block of the span is
+ * in the same failure domain. A span below policy counts once in the total and once for each
+ * service holding one of its missing blocks.
+ */
+static void status_span(void *ctx, uint64_t file, const struct pt_span *sp, unsigned queued)
+{
+    struct status_scan *x = ctx;
+    unsigned n = pt_span_block_count(sp), i, j;
+    int below = 0;
+    (void)file;
+    if (sp->storage == PT_STORAGE_INLINE || n == 0 || !sp->certified) return;
+    x->spans++;
+    for (i = 0; i < n; i++) {
+        const struct pt_node_service *s = pt_node_service_find(x->r->node, sp->blocks[i].service);
+        struct status_service *v = status_slot(x, sp->blocks[i].service);
+        int missing = (queued >> i) & 1;
+        if (!s || s->stale || declared_failed(x->r, s->id)) missing = 1;
+        for (j = 0; s && j < i && !missing; j++) {
+            const struct pt_node_service *o =
+                pt_node_service_find(x->r->node, sp->blocks[j].service);
+            if (o && strcmp(o->domain, s->domain) == 0) missing = 1;
+        }
+        if (v) {
+            v->blocks++;
+            v->queued += (queued >> i) & 1;
+            v->below += (uint64_t)missing;
+        }
+        below |= missing;
+    }
+    x->below += (uint64_t)below;
+}
+
+int pt_shard_repair_status(struct pt_shard_repair *r, struct pt_cursor *out)
+{
+    struct status_scan *x = calloc(1, sizeof(*x));
+    uint64_t queued = 0;
+    unsigned k, count = 0;
+    uint8_t *count_at;
+    int rc;
+    if (!x) return -PT_ENOMEM;
+    x->r = r;
+    marks_refresh(r);
+    for (k = 0; k < r->ndraining; k++) /* shown even when they hold nothing any more */
+        (void)status_slot(x, r->draining[k]);
+    for (k = 0; k < r->ndeclared; k++)
+        (void)status_slot(x, r->declared[k]);
+    rc = pt_shard_sm_span_scan(r->sm, status_span, x, &queued);
+    if (rc == 0) {
+        pt_enc_u64(out, x->spans);
+        pt_enc_u64(out, x->below);
+        pt_enc_u64(out, queued);
+        pt_enc_u64(out, r->repaired);
+        pt_enc_u64(out, r->failed);
+        count_at = pt_cursor_take(out, 2);
+        for (k = 0; k < STATUS_SLOTS && count_at; k++) {
+            const struct status_service *v = &x->slot[k];
+            uint8_t flags = 0;
+            unsigned j;
+            if (!v->id) continue;
+            for (j = 0; j < r->ndraining; j++)
+                if (r->draining[j] == v->id) flags |= 1;
+            if (declared_failed(r, v->id)) flags |= 2;
+            pt_enc_u64(out, v->id);
+            pt_enc_u8(out, flags);
+            pt_enc_u64(out, v->blocks);
+            pt_enc_u64(out, v->queued);
+            pt_enc_u64(out, v->below);
+            count++;
+        }
+        if (count_at) pt_put_le16(count_at, (uint16_t)count);
+        if (!pt_cursor_ok(out)) rc = -PT_EOVERFLOW;
+    }
+    free(x);
+    return rc;
 }

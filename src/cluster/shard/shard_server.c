@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cluster/client/blocks_client.h"
+#include "cluster/metrics/metrics.h"
 #include "cluster/storage/durable.h"
 #include "cluster/proto/blocks_msg.h"
 #include "cluster/proto/shard_msgs.h"
@@ -68,6 +69,7 @@ struct shard_service {
     int gc_running;
     struct pt_shard_repair repair;
     uint64_t started_ms; /* wall clock at start-up */
+    struct pt_metric *m_gc_rounds, *m_gc_files; /* GC progress (NULL: no metrics) */
     uint8_t reply[PT_SHARD_MSG_MAX + 4];
 };
 
@@ -161,7 +163,7 @@ static int choose_services(struct shard_service *s, struct pt_shard_req *q, unsi
     for (i = 0; i < count && picked < copies; i++) {
         const struct pt_node_service *c = &all[order[i]];
         int clash = 0;
-        if (c->stale || !c->addr[0]) continue;
+        if (c->stale || !c->addr[0] || pt_shard_repair_avoids(&s->repair, c->id)) continue;
         if (!c->has_secret) {
             no_secret++; /* fetched on the next discovery round */
             continue;
@@ -264,6 +266,17 @@ static void read_ready(void *ctx, int status)
     int rc;
     if (status != 0) {
         pt_node_reply_not_leader(s->node, r->req);
+    } else if (pt_request_body_len(r->req) >= 1 &&
+               pt_request_body(r->req)[0] == PT_SHARD_REPAIR_STATUS) {
+        struct pt_cursor out;
+        pt_cursor_init(&out, s->reply + 4, sizeof(s->reply) - 4);
+        rc = pt_shard_repair_status(&s->repair, &out);
+        if (rc) {
+            pt_request_reply_error(r->req, rc, "cannot scan the spans", NULL);
+        } else {
+            pt_put_le32(s->reply, 0);
+            reply_shard(r->req, s->reply, 4 + out.pos);
+        }
     } else {
         rc = pt_shard_sm_query(&s->sm, pt_request_body(r->req), pt_request_body_len(r->req),
                                s->reply, sizeof(s->reply), &rl);
@@ -292,6 +305,7 @@ static void handle(void *ctx, struct pt_request *req)
         pt_request_reply_error(req, rc, "malformed shard request", NULL);
         return;
     }
+    pt_request_set_metric_kind(req, pt_shard_op_metric_name(q.op));
     if (!pt_node_can_serve(s->node)) {
         pt_node_reply_not_leader(s->node, req);
         return;
@@ -455,9 +469,13 @@ static void gc_done(uv_work_t *w, int status)
     struct shard_service *s = g->s;
     unsigned i;
     s->gc_running = 0;
+    pt_metric_add(s->m_gc_rounds, 1);
     if (status == 0 && pt_node_can_serve(s->node)) {
         for (i = 0; i < g->n; i++)
-            if (g->files[i].erased) propose_own(s, PT_SHARD_FORGET_FILE, g->files[i].id);
+            if (g->files[i].erased) {
+                propose_own(s, PT_SHARD_FORGET_FILE, g->files[i].id);
+                pt_metric_add(s->m_gc_files, 1);
+            }
         gc_forget_dropped(s, g);
     }
     gc_round_free(g);
@@ -540,6 +558,30 @@ static void tick(void *ctx)
     propose_own(s, PT_SHARD_EXPIRE, 0);
 }
 
+/* Repair progress and GC state, read at render time (on the loop). */
+static void metrics_collect(void *ctx)
+{
+    struct shard_service *s = ctx;
+    struct pt_metrics *m = pt_node_metrics(s->node);
+    pt_metric_set(pt_metrics_counter(m, "petrel_repair_blocks_total", "",
+                                     "Blocks rebuilt and swapped in by this replica's repair"),
+                  (double)s->repair.repaired);
+    pt_metric_set(pt_metrics_counter(m, "petrel_repair_failures_total", "",
+                                     "Repairs of this replica that could not finish"),
+                  (double)s->repair.failed);
+    pt_metric_set(pt_metrics_gauge(m, "petrel_repair_running", "",
+                                   "1 while a repair round is in flight"),
+                  s->repair.running ? 1 : 0);
+    pt_metric_set(pt_metrics_gauge(m, "petrel_repair_draining_services", "",
+                                   "Block services this replica drains"),
+                  (double)s->repair.ndraining);
+    pt_metric_set(pt_metrics_gauge(m, "petrel_repair_stale_services", "",
+                                   "Stale block services whose blocks repair watches"),
+                  (double)s->repair.nstale);
+    pt_metric_set(pt_metrics_gauge(m, "petrel_gc_running", "", "1 while a GC round is in flight"),
+                  s->gc_running ? 1 : 0);
+}
+
 int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned err_cap)
 {
     struct shard_service *s = calloc(1, sizeof(*s));
@@ -572,6 +614,7 @@ int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned e
     nc.replicas = cfg->replicas;
     nc.dir = cfg->dir;
     nc.host = cfg->host;
+    nc.http = cfg->http;
     nc.snapshot_entries = cfg->snapshot_entries;
     nc.raft = cfg->raft;
     nc.fsm = &s->fsm.fsm;
@@ -585,6 +628,11 @@ int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned e
     }
     pt_shard_repair_init(&s->repair, s->node, &s->sm, cfg->repair_rate, cfg->repair_stale_ms,
                          pt_prng_next(&s->prng));
+    s->m_gc_rounds = pt_metrics_counter(pt_node_metrics(s->node), "petrel_gc_rounds_total", "",
+                                        "GC rounds finished by this replica as leader");
+    s->m_gc_files = pt_metrics_counter(pt_node_metrics(s->node), "petrel_gc_files_total", "",
+                                       "Files whose blocks GC erased (then forgotten)");
+    pt_metrics_on_collect(pt_node_metrics(s->node), metrics_collect, s);
     rc = pt_node_run(s->node);
     pt_shard_sm_close(&s->sm);
     free(s);

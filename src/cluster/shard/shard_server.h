@@ -30,6 +30,7 @@ struct pt_shard_config {
     uint64_t repair_rate;      /* bytes/s repair may read and write; 0 = unlimited */
     uint64_t repair_stale_ms;  /* rebuild the blocks of a service stale this long; 0 = never */
     struct pt_node_raft_options raft; /* timing, fsync check */
+    const char *http; /* metrics endpoint "HOST:PORT" (port 0: OS-chosen); NULL: none */
 };
 
 /* Run until SIGINT/SIGTERM: 0, or a negative PT_E* when start-up failed (err names what). */

@@ -2085,23 +2085,29 @@ out:
     return rc;
 }
 
-/* Drain marks in `meta`: key "drain:" + 16 hex digits of the service id, value u64 1. */
+/* Service marks in `meta`: key prefix + 16 hex digits of the service id, value u64 1. Drain
+ * marks ("drain:", DRAIN_SERVICE) and failed marks ("failed:", FAIL_SERVICE). */
 #define DRAIN_PREFIX "drain:"
-static size_t drain_key(char *k, size_t cap, uint64_t service)
+#define FAILED_PREFIX "failed:"
+static size_t mark_key(char *k, size_t cap, const char *prefix, uint64_t service)
 {
-    int n = snprintf(k, cap, DRAIN_PREFIX "%016" PRIx64, service);
+    int n = snprintf(k, cap, "%s%016" PRIx64, prefix, service);
     return n < 0 ? 0 : (size_t)n;
 }
+static size_t drain_key(char *k, size_t cap, uint64_t service)
+{
+    return mark_key(k, cap, DRAIN_PREFIX, service);
+}
 
-/* DRAIN_SERVICE: mark (max 1) or unmark (max 0) a block service as draining. */
-static int op_drain_service(struct apply_ctx *a, const struct pt_shard_req *q)
+/* Set (max 1) or clear (max 0) a service mark. */
+static int op_service_mark(struct apply_ctx *a, const struct pt_shard_req *q, const char *prefix)
 {
     char k[32];
     uint8_t v[8];
     MDB_val key, val = {8, v};
     int rc;
     if (q->target == 0 || q->max > 1) return -PT_EINVAL;
-    key.mv_size = drain_key(k, sizeof(k), q->target);
+    key.mv_size = mark_key(k, sizeof(k), prefix, q->target);
     key.mv_data = k;
     if (q->max == 0) {
         rc = mdb_del(a->t, a->sm->meta, &key, NULL);
@@ -2109,6 +2115,20 @@ static int op_drain_service(struct apply_ctx *a, const struct pt_shard_req *q)
     }
     pt_put_le64(v, 1);
     return map_mdb(mdb_put(a->t, a->sm->meta, &key, &val, 0));
+}
+
+/* DRAIN_SERVICE: mark (max 1) or unmark (max 0) a block service as draining. */
+static int op_drain_service(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    return op_service_mark(a, q, DRAIN_PREFIX);
+}
+
+/* FAIL_SERVICE: an operator declares (max 1) a block service failed, or takes it back (max 0).
+ * Repair then rebuilds its blocks from the spans' other blocks at once (as for a service
+ * stale past --repair-stale), and neither repair nor new spans place blocks on it. */
+static int op_fail_service(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    return op_service_mark(a, q, FAILED_PREFIX);
 }
 
 /* DRAIN_STATUS: u8 draining, u64 blocks the block index still places on the service. */
@@ -2152,27 +2172,90 @@ static int read_cursor(struct pt_shard_sm *sm, MDB_dbi dbi, MDB_txn **t, MDB_cur
     return 0;
 }
 
-int pt_shard_sm_draining(struct pt_shard_sm *sm, uint64_t *out, unsigned max)
+/* The services a mark (prefix) is set for: count (<= max) or -PT_E*. */
+static int service_marks(struct pt_shard_sm *sm, const char *prefix, uint64_t *out, unsigned max)
 {
     MDB_txn *t;
     MDB_cursor *cur;
-    MDB_val key = {strlen(DRAIN_PREFIX), (void *)DRAIN_PREFIX}, val;
+    size_t plen = strlen(prefix);
+    MDB_val key = {plen, (void *)prefix}, val;
     unsigned n = 0;
     int rc;
     if ((rc = read_cursor(sm, sm->meta, &t, &cur)) != 0) return rc;
     for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0 && n < max;
          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
         char hex[17];
-        if (key.mv_size != strlen(DRAIN_PREFIX) + 16 ||
-            memcmp(key.mv_data, DRAIN_PREFIX, strlen(DRAIN_PREFIX)) != 0)
-            break;
-        memcpy(hex, (char *)key.mv_data + strlen(DRAIN_PREFIX), 16);
+        if (key.mv_size != plen + 16 || memcmp(key.mv_data, prefix, plen) != 0) break;
+        memcpy(hex, (char *)key.mv_data + plen, 16);
         hex[16] = 0;
         out[n++] = strtoull(hex, NULL, 16);
     }
     mdb_cursor_close(cur);
     mdb_txn_abort(t);
     return (int)n;
+}
+
+int pt_shard_sm_draining(struct pt_shard_sm *sm, uint64_t *out, unsigned max)
+{
+    return service_marks(sm, DRAIN_PREFIX, out, max);
+}
+
+int pt_shard_sm_failed(struct pt_shard_sm *sm, uint64_t *out, unsigned max)
+{
+    return service_marks(sm, FAILED_PREFIX, out, max);
+}
+
+int pt_shard_sm_block_listed(struct pt_shard_sm *sm, uint64_t service, uint64_t block)
+{
+    MDB_txn *t;
+    uint8_t k[16];
+    MDB_val key = {16, k}, val;
+    int rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, &t);
+    if (rc != 0) return map_mdb(rc);
+    key_put_be64(k, service);
+    key_put_be64(k + 8, block);
+    rc = mdb_get(t, sm->blockidx, &key, &val);
+    mdb_txn_abort(t);
+    if (rc == MDB_NOTFOUND) return 0;
+    return rc ? map_mdb(rc) : 1;
+}
+
+int pt_shard_sm_span_scan(struct pt_shard_sm *sm, pt_shard_span_fn fn, void *ctx,
+                          uint64_t *queued)
+{
+    MDB_txn *t;
+    MDB_cursor *cur;
+    MDB_val key, val;
+    MDB_stat st;
+    int rc, err = 0;
+    if ((rc = read_cursor(sm, sm->spans, &t, &cur)) != 0) return rc;
+    *queued = mdb_stat(t, sm->repairq, &st) == 0 ? st.ms_entries : 0;
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        struct pt_span sp;
+        struct pt_cursor c;
+        unsigned i, mask = 0;
+        if (key.mv_size != 16) continue;
+        pt_cursor_init(&c, val.mv_data, val.mv_size);
+        if (pt_span_decode(&c, &sp)) {
+            err = -PT_ECORRUPT;
+            break;
+        }
+        sp.cell_crcs = NULL; /* inside the transaction's pages */
+        sp.inline_data = NULL;
+        for (i = 0; i < pt_span_block_count(&sp); i++) {
+            uint8_t qk[16];
+            MDB_val qkey = {16, qk}, qval;
+            key_put_be64(qk, sp.blocks[i].service);
+            key_put_be64(qk + 8, sp.blocks[i].block);
+            if (mdb_get(t, sm->repairq, &qkey, &qval) == 0) mask |= 1u << i;
+        }
+        fn(ctx, key_get_be64(key.mv_data), &sp, mask);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(t);
+    if (err) return err;
+    return rc == MDB_NOTFOUND ? 0 : map_mdb(rc);
 }
 
 static int q_get_policy(struct apply_ctx *a, const struct pt_shard_req *q)
@@ -2301,6 +2384,8 @@ static int dispatch_write(struct apply_ctx *a, const struct pt_shard_req *q)
         return op_truncate_spans(a, q);
     case PT_SHARD_COMMIT_CHANGE:
         return op_commit_change(a, q);
+    case PT_SHARD_FAIL_SERVICE:
+        return op_fail_service(a, q);
     default:
         return -PT_EPROTO;
     }
@@ -2584,6 +2669,9 @@ int pt_shard_sm_query(struct pt_shard_sm *sm, const uint8_t *req, size_t len, ui
         break;
     case PT_SHARD_DRAIN_STATUS:
         st = q_drain_status(&a, &q);
+        break;
+    case PT_SHARD_REPAIR_STATUS:
+        st = -PT_ENOTSUP; /* the leader's repair answers it (shard_repair.c), not the store */
         break;
     default:
         st = q_spans(&a, &q);

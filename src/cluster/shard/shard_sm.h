@@ -98,6 +98,22 @@ int pt_shard_sm_service_blocks(struct pt_shard_sm *sm, uint64_t service, uint64_
 
 /* Block services marked draining (DRAIN_SERVICE): count (<= max) or -PT_E*. */
 int pt_shard_sm_draining(struct pt_shard_sm *sm, uint64_t *out, unsigned max);
+/* Block services declared failed (FAIL_SERVICE): count (<= max) or -PT_E*. */
+int pt_shard_sm_failed(struct pt_shard_sm *sm, uint64_t *out, unsigned max);
+
+/* Whether the block index places `block` on `service` (a span lists that copy): 1, 0 or
+ * -PT_E*. */
+int pt_shard_sm_block_listed(struct pt_shard_sm *sm, uint64_t service, uint64_t block);
+
+/*
+ * Every span of the store, in one read transaction, to fn with the file id and a mask of the
+ * span's blocks that sit in the repair queue (bit i: block i); *queued gets the number of
+ * repair queue entries. The span's cell_crcs and inline_data are NULL. 0 or -PT_E*.
+ */
+typedef void (*pt_shard_span_fn)(void *ctx, uint64_t file, const struct pt_span *s,
+                                 unsigned queued_mask);
+int pt_shard_sm_span_scan(struct pt_shard_sm *sm, pt_shard_span_fn fn, void *ctx,
+                          uint64_t *queued);
 
 int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **buf, size_t *len);
 int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len);

@@ -1,0 +1,44 @@
+/*
+ * The registry's view for operators (registry_status.c): the status page, the recent-events
+ * ring and the registry's own gauges, all read from the state on the loop thread.
+ */
+#ifndef PETREL_CLUSTER_REGISTRY_STATUS_H
+#define PETREL_CLUSTER_REGISTRY_STATUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cluster/registry/registry.h"
+
+#define PT_REGISTRY_EVENTS 32
+
+struct pt_registry_event {
+    uint64_t wall_ms;
+    char text[240];
+};
+
+/* The last PT_REGISTRY_EVENTS events, oldest overwritten first. */
+struct pt_registry_events {
+    struct pt_registry_event ring[PT_REGISTRY_EVENTS];
+    uint64_t next; /* events recorded so far */
+};
+
+struct pt_metrics;
+
+void pt_registry_events_add(struct pt_registry_events *ev, uint64_t wall_ms, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Record services that went down (stale) or came back since the last call. */
+void pt_registry_events_watch(struct pt_registry_events *ev, struct pt_registry *r, uint64_t now_ms,
+                              uint64_t wall_ms);
+
+/* Set the registry's gauges (services up and down by kind). */
+void pt_registry_metrics_collect(struct pt_metrics *m, const struct pt_registry *r,
+                                 uint64_t now_ms);
+
+/* The status page as a malloc'd HTML document: 0 or -PT_ENOMEM. */
+int pt_registry_status_page(const struct pt_registry *r, const struct pt_registry_events *ev,
+                            const char *self, uint64_t now_ms, uint64_t wall_ms, char **out,
+                            size_t *len);
+
+#endif
