@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cluster/client/blocks_client.h"
+#include "cluster/client/client_internal.h"
 #include "cluster/client/router.h"
 #include "cluster/ec/ec.h"
 #include "cluster/proto/cdc_msgs.h"
@@ -228,6 +229,7 @@ static int stat_inode(struct petrel_client *c, uint64_t id, struct petrel_stat *
                 st->ctime_ns = s->ctime_ns;
                 st->rdev = s->rdev;
                 st->version = s->version;
+                st->spans = s->spans;
             } else { /* a shard from before POSIX attributes */
                 st->mode = pt_type_mode(s->type) | (s->type == PT_TYPE_DIR ? 0755u : 0644u);
                 st->atime_ns = st->mtime_ns = st->ctime_ns = s->mtime * 1000000u;
@@ -2033,4 +2035,56 @@ int petrel_client_space(struct petrel_client *c, uint64_t *total, uint64_t *avai
     *total /= c->cfg.copies;
     *avail /= c->cfg.copies;
     return 0;
+}
+
+/* ---- for change.c (files that change, issue 12): span-level access ------------------------- */
+
+int pt_client_shard_call(struct petrel_client *c, uint64_t owner, const struct pt_shard_req *q,
+                         struct pt_reply *rep, int *retried)
+{
+    return shard_call(c, owner, q, rep, retried);
+}
+
+int pt_client_put_span(struct petrel_client *c, uint64_t file, uint64_t cookie, unsigned copies,
+                       uint64_t offset, const uint8_t *data, uint32_t len)
+{
+    struct writer w;
+    memset(&w, 0, sizeof(w));
+    w.c = c;
+    w.file = file;
+    w.cookie = cookie;
+    w.dir = file; /* routing: the file's own shard */
+    w.copies = copies ? copies : c->cfg.copies;
+    return len <= PT_INLINE_MAX ? write_inline(&w, offset, data, len)
+                                : write_span(&w, offset, data, len);
+}
+
+int pt_client_read_span(struct petrel_client *c, uint64_t file, const struct pt_span *s,
+                        uint32_t from, uint32_t count, petrel_write_fn write, void *ctx)
+{
+    char label[40];
+    uint8_t *buf;
+    int rc;
+    if (s->storage == PT_STORAGE_INLINE) {
+        if (petrel_crc32c(0, s->inline_data, s->inline_len) != s->crc) return -PT_ECORRUPT;
+        return write(ctx, s->inline_data + from, count);
+    }
+    if (s->storage == PT_STORAGE_RS) {
+        snprintf(label, sizeof(label), "inode %016llx", (unsigned long long)file);
+        return read_rs(c, label, file, s, from, count, write, ctx);
+    }
+    if (!(buf = malloc(READ_PIECE))) return -PT_ENOMEM;
+    rc = read_blocks(c, file, s, from, count, buf, write, ctx);
+    free(buf);
+    return rc;
+}
+
+uint32_t pt_client_span_size(const struct petrel_client *c)
+{
+    return c->cfg.span_size;
+}
+
+uint64_t pt_client_cookie(struct petrel_client *c)
+{
+    return pt_prng_next(&c->prng) | 1;
 }
