@@ -35,6 +35,7 @@ struct sim_blocks_config {
     struct sim_faults faults;   /* network, crashes, disk errors */
     uint32_t corrupt_write_ppm; /* per write call: lands with one byte changed, no error */
     uint32_t rot_ppm;           /* per simulated second: a byte of a stored copy rots */
+    uint64_t repair_rate;       /* then one service dies and repair runs at this B/s (0: no) */
     int verbose;
 };
 
@@ -44,6 +45,8 @@ struct sim_blocks_result {
     uint64_t sim_ms, trace_hash;
     uint64_t files_acked, files_abandoned, files_erased, write_attempts, reads_checked, reads_fallback,
         reads_unavailable, copies_checked, corrupt_writes, rots, lied_services;
+    uint64_t repaired, repair_bytes, repair_ms; /* the repair phase */
+    uint64_t repair_unrecoverable; /* its other copy had rotted before the service died */
     struct sim_stats stats;
 };
 

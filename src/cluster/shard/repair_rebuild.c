@@ -31,14 +31,17 @@ uint64_t pt_repair_pace_wait(struct pt_repair_pace *p, uint64_t now_ms, uint64_t
         p->end_ms = now_ms;
         return 0;
     }
-    /* Under budget for longer than the idle pause: a new epoch. This only ever gives credit
-     * away, so bytes since the first epoch stay under rate x time since it. */
-    if (p->end_ms == 0 || now_ms > p->epoch_ms + p->bytes * 1000 / p->rate + PT_REPAIR_PACE_IDLE_MS) {
+    /* Nothing moved or waited for longer than the idle pause: a new epoch. This only ever
+     * gives credit away, so the bytes since the first epoch stay under rate x time since it. */
+    if (p->end_ms == 0 || now_ms > p->end_ms + PT_REPAIR_PACE_IDLE_MS) {
         p->epoch_ms = now_ms;
         p->bytes = 0;
     }
     due = p->epoch_ms + ((p->bytes + len) * 1000 + p->rate - 1) / p->rate;
-    if (now_ms < due) return due - now_ms;
+    if (now_ms < due) {
+        p->end_ms = due; /* the wait is not idleness */
+        return due - now_ms;
+    }
     p->bytes += len;
     p->end_ms = now_ms ? now_ms : 1;
     return 0;
@@ -92,18 +95,18 @@ static void read_done(void *arg, int status, const uint8_t *data, size_t len)
     if (b->step == RB_COPY) {
         b->step = RB_SURVIVORS;
         if (good) {
-            memcpy(b->out, data, len);
+            if (len) memcpy(b->out, data, len);
             b->step = RB_WRITE;
         }
     } else if (good && b->span.storage == PT_STORAGE_MIRRORED) {
-        memcpy(b->out, data, len);
+        if (len) memcpy(b->out, data, len);
         b->have = 1;
     } else if (good) {
-        if (!b->src[b->have] && !(b->src[b->have] = malloc(len))) {
+        if (!b->src[b->have] && !(b->src[b->have] = malloc(len ? len : 1))) {
             finish(b, -PT_ENOMEM);
             return;
         }
-        memcpy(b->src[b->have], data, len);
+        if (len) memcpy(b->src[b->have], data, len);
         b->idx[b->have++] = j;
     }
     advance(b);
@@ -193,12 +196,12 @@ static void advance(void *ctx)
 int pt_rebuild_start(struct pt_rebuild *b)
 {
     unsigned n = pt_span_block_count(&b->span);
-    if (!b->env || !b->io || !b->pace || !b->done || b->lost >= n || !b->span.block_size ||
+    if (!b->env || !b->io || !b->pace || !b->done || b->lost >= n ||
         b->span.block_size > PT_BLOCK_MAX_SIZE || !b->new_addr[0] ||
         (b->span.storage != PT_STORAGE_MIRRORED && b->span.storage != PT_STORAGE_RS))
         return -PT_EINVAL;
     memset(b->src, 0, sizeof(b->src));
-    b->out = malloc(b->span.block_size);
+    b->out = malloc(b->span.block_size ? b->span.block_size : 1);
     if (!b->out) return -PT_ENOMEM;
     b->step = b->drain ? RB_COPY : RB_SURVIVORS;
     b->next = b->have = 0;

@@ -31,7 +31,7 @@ struct pt_repair_pace {
     uint64_t rate;     /* bytes per second; 0 = unlimited */
     uint64_t epoch_ms; /* env clock */
     uint64_t bytes;    /* moved since epoch_ms */
-    uint64_t end_ms;   /* when the last transfer was charged (0: never) */
+    uint64_t end_ms;   /* the last transfer charged, or the end of a wait (0: never) */
 };
 #define PT_REPAIR_PACE_IDLE_MS 2000 /* a pause longer than this starts a new epoch */
 
