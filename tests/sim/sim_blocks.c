@@ -18,6 +18,7 @@
 
 #include "cluster/blocks/blocks.h"
 #include "cluster/client/blocks_client.h"
+#include "cluster/ec/ec.h"
 #include "cluster/env/env.h"
 #include "cluster/shard/repair_rebuild.h"
 #include "petrel/codec.h"
@@ -926,6 +927,7 @@ static void rot_tick(void *ctx)
  * the middle of a rebuild only makes the repairer retry elsewhere.
  */
 #define REPAIR_ATTEMPTS 8
+#define RS_SPANS 6
 
 struct sb_repair {
     struct sb *c;
@@ -944,11 +946,25 @@ struct sb_repair {
     void *arg;
     uint32_t size;
     uint64_t repaired, failed_tries;
+    int charging; /* repair traffic (the RS spans' first writes are not) */
+    /* RS(2,1) spans the repairer writes before the death, then repairs and reads back */
+    struct sb_rs {
+        uint64_t id[3];
+        uint32_t crc[3], size;
+        uint8_t *data[3];
+        unsigned svc[3];
+        int acked;
+    } rs[RS_SPANS];
+    unsigned rs_next, rs_block, rs_tries;
+    int rs_phase; /* 0 writing, 1 repairing, 2 reading back, 3 done */
+    unsigned rs_lost;
+    uint64_t rs_repaired;
 };
 
 static void repair_charge(struct sb_repair *p, uint32_t len)
 {
     uint64_t allowed = p->c->cfg.repair_rate * (sim_now(p->c->sim) - p->start_ms) / 1000;
+    if (!p->charging) return;
     p->moved += len;
     if (p->moved > allowed)
         sb_violate(p->c, "repair moved %llu bytes in %llu simulated ms: over --repair-rate %llu B/s",
@@ -1050,14 +1066,204 @@ static void repair_reply(void *ctx, const char *from, const uint8_t *msg, size_t
     }
 }
 
+
+/* ---- RS(2,1) spans in the repair phase: written before the death, rebuilt, read back ---- */
+
 static void repair_next(void *ctx);
+static void rs_step(void *ctx);
+static void repair_rebuilt(void *ctx, struct pt_rebuild *b, int status);
+
+static void rs_write_done(void *arg, int status, uint64_t proof)
+{
+    struct sb_repair *p = arg;
+    struct sb *c = p->c;
+    struct sb_rs *s = &p->rs[p->rs_next];
+    unsigned b = p->rs_block;
+    const struct sb_service *v = &c->svc[s->svc[b]];
+    if (status == 0 && !pt_block_mac_check(v->secret, PT_BLOCK_WRITE_PROOF, v->id, s->id[b],
+                                           s->crc[b], s->size, proof)) {
+        sb_violate(c, "b%u: write proof for RS block %016llx does not verify", s->svc[b],
+                   (unsigned long long)s->id[b]);
+        return;
+    }
+    if (status == 0) {
+        p->rs_tries = 0;
+        if (++p->rs_block == 3) {
+            s->acked = 1;
+            p->rs_block = 0;
+            p->rs_next++;
+        }
+    } else if (++p->rs_tries >= 20) { /* abandoned: never acknowledged */
+        p->rs_tries = 0;
+        p->rs_block = 0;
+        p->rs_next++;
+    }
+    pt_env_timer(p->env, 1 + sim_below(c->sim, 20), rs_step, p);
+}
+
+static void rs_read_done(void *arg, int status, const uint8_t *data, size_t len)
+{
+    struct sb_repair *p = arg;
+    struct sb *c = p->c;
+    struct sb_rs *s = &p->rs[p->rs_next];
+    unsigned b = p->rs_block;
+    if (status == 0 && (len != s->size || (len && memcmp(data, s->data[b], len) != 0))) {
+        sb_violate(c, "RS block %016llx on b%u reads back wrong after repair",
+                   (unsigned long long)s->id[b], s->svc[b]);
+        return;
+    }
+    if (status == 0 || ++p->rs_tries >= 20) {
+        if (status)
+            sb_violate(c, "RS block %016llx on b%u unreadable after repair: %s",
+                       (unsigned long long)s->id[b], s->svc[b], petrel_strerror(status));
+        p->rs_tries = 0;
+        if (++p->rs_block == 3) {
+            p->rs_block = 0;
+            p->rs_next++;
+        }
+    }
+    pt_env_timer(p->env, 1 + sim_below(c->sim, 20), rs_step, p);
+}
+
+/* Write (phase 0) or read back (phase 2) the next RS block. */
+static void rs_step(void *ctx)
+{
+    struct sb_repair *p = ctx;
+    struct sb *c = p->c;
+    struct sb_rs *s;
+    if (c->violated) return;
+    while (p->rs_next < RS_SPANS && p->rs_phase == 2 && !p->rs[p->rs_next].acked)
+        p->rs_next++;
+    if (p->rs_next == RS_SPANS) {
+        p->rs_phase++;
+        p->rs_next = 0;
+        if (p->rs_phase == 1) return; /* written: the caller kills a service */
+        if (p->rs_phase == 3) p->done = 1;
+        return;
+    }
+    s = &p->rs[p->rs_next];
+    if (p->rs_phase == 0) {
+        const struct sb_service *v = &c->svc[s->svc[p->rs_block]];
+        uint64_t cert = pt_block_mac(v->secret, PT_BLOCK_WRITE_CERT, v->id, s->id[p->rs_block],
+                                     s->crc[p->rs_block], s->size);
+        repair_write(p, v->addr, s->id[p->rs_block], s->crc[p->rs_block], s->data[p->rs_block],
+                     s->size, cert, rs_write_done, p);
+        return;
+    }
+    repair_read(p, c->svc[s->svc[p->rs_block]].addr, s->id[p->rs_block], s->size, rs_read_done, p);
+}
+
+/* Make the spans: RS(2,1) over 3 of the services, data drawn from the seed. */
+static void rs_make(struct sb_repair *p)
+{
+    struct sb *c = p->c;
+    struct pt_ec ec;
+    unsigned i, n = c->cfg.services;
+    if (pt_ec_init(&ec, 2, 1) != 0) abort();
+    for (i = 0; i < RS_SPANS; i++) {
+        struct sb_rs *s = &p->rs[i];
+        unsigned b, first = (unsigned)sim_below(c->sim, n);
+        s->size = (uint32_t)(1 + sim_below(c->sim, 3 * PT_BLOCK_PAGE_SIZE));
+        for (b = 0; b < 3; b++) {
+            s->data[b] = malloc(s->size);
+            if (!s->data[b]) abort();
+            s->svc[b] = (first + b) % n; /* distinct services, hence domains */
+            s->id[b] = (0xf0ull << 40) | (uint64_t)(i * 3 + b);
+        }
+        sim_fill(c->sim, s->data[0], s->size);
+        sim_fill(c->sim, s->data[1], s->size);
+        pt_ec_encode(&ec, s->size, s->data, s->data + 2);
+        for (b = 0; b < 3; b++)
+            s->crc[b] = pt_block_crc(s->data[b], s->size);
+    }
+}
+
+/* The next RS span with a block on the dead service: rebuild it onto the one service the span
+ * does not use (4 services: exactly one other domain). 1 when a rebuild started or is due. */
+static int rs_repair_next(struct sb_repair *p)
+{
+    struct sb *c = p->c;
+    for (; p->rs_next < RS_SPANS; p->rs_next++) {
+        struct sb_rs *s = &p->rs[p->rs_next];
+        struct pt_rebuild *b;
+        unsigned k, j, to, n = c->cfg.services;
+        if (!s->acked) continue;
+        for (k = 0; k < 3 && s->svc[k] != p->dead; k++)
+            ;
+        if (k == 3) continue;
+        for (to = 0; to < n; to++)
+            if (to != p->dead && to != s->svc[0] && to != s->svc[1] && to != s->svc[2]) break;
+        if (to == n || !sim_proc_up(c->svc[to].proc) || !c->svc[to].cur || !c->svc[to].cur->ready) {
+            pt_env_timer(p->env, 200, repair_next, p); /* restarting: look again later */
+            return 1;
+        }
+        b = calloc(1, sizeof(*b));
+        if (!b) abort();
+        b->env = p->env;
+        b->io = &p->io;
+        b->pace = &p->pace;
+        b->span.storage = PT_STORAGE_RS;
+        b->span.data = 2;
+        b->span.parity = 1;
+        b->span.certified = 1;
+        b->span.block_size = s->size;
+        b->span.size = 2 * s->size;
+        for (j = 0; j < 3; j++) {
+            b->span.blocks[j].service = c->svc[s->svc[j]].id;
+            b->span.blocks[j].block = s->id[j];
+            b->span.blocks[j].crc = s->crc[j];
+            if (j != k) snprintf(b->addr[j], sizeof(b->addr[j]), "%s", c->svc[s->svc[j]].addr);
+        }
+        b->lost = k;
+        b->new_service = c->svc[to].id;
+        snprintf(b->new_addr, sizeof(b->new_addr), "%s", c->svc[to].addr);
+        memcpy(b->new_secret, c->svc[to].secret, sizeof(b->new_secret));
+        b->done = repair_rebuilt;
+        b->ctx = p;
+        p->rs_lost = k;
+        if (pt_rebuild_start(b) != 0) abort();
+        p->rb = b;
+        return 1;
+    }
+    return 0;
+}
+
+static void rs_rebuilt(struct sb_repair *p, struct pt_rebuild *b, int status)
+{
+    struct sb *c = p->c;
+    struct sb_rs *s = &p->rs[p->rs_next];
+    if (c->cfg.verbose)
+        fprintf(stderr, "%8llu repair of RS block %016llx onto %016llx: %s\n",
+                (unsigned long long)sim_now(c->sim), (unsigned long long)s->id[p->rs_lost],
+                (unsigned long long)b->new_service, status ? petrel_strerror(status) : "done");
+    if (status == 0) {
+        unsigned to;
+        for (to = 0; to < c->cfg.services && c->svc[to].id != b->new_service; to++)
+            ;
+        s->svc[p->rs_lost] = to; /* the swap */
+        p->rs_repaired++;
+        p->tries = 0;
+        p->rs_next++;
+    } else if (++p->tries >= REPAIR_ATTEMPTS) {
+        sb_violate(c, "RS block %016llx could not be rebuilt after %u tries: %s",
+                   (unsigned long long)s->id[p->rs_lost], p->tries, petrel_strerror(status));
+        free(b);
+        return;
+    }
+    free(b);
+    pt_env_timer(p->env, 1 + sim_below(c->sim, 50), repair_next, p);
+}
 
 static void repair_rebuilt(void *ctx, struct pt_rebuild *b, int status)
 {
     struct sb_repair *p = ctx;
     struct sb *c = p->c;
-    struct sb_file *f = &c->files[p->file];
+    struct sb_file *f = &c->files[p->file < c->n_files ? p->file : 0];
     p->rb = NULL;
+    if (p->file >= c->n_files) {
+        rs_rebuilt(p, b, status);
+        return;
+    }
     if (c->cfg.verbose)
         fprintf(stderr, "%8llu repair of block %016llx onto %016llx: %s\n",
                 (unsigned long long)sim_now(c->sim), (unsigned long long)f->block_id,
@@ -1144,7 +1350,17 @@ static void repair_next(void *ctx)
         }
         return;
     }
-    p->done = 1;
+    if (c->violated || rs_repair_next(p)) return;
+    p->rs_phase = 2; /* every span at policy: read every block back */
+    p->rs_next = p->rs_block = p->rs_tries = 0;
+    p->charging = 0;
+    rs_step(p);
+}
+
+static int rs_written(void *ctx)
+{
+    struct sb_repair *p = ctx;
+    return p->rs_phase >= 1 || p->c->violated;
 }
 
 static int repair_finished(void *ctx)
@@ -1169,6 +1385,10 @@ static void repair_phase(struct sb *c)
     p->io.write = repair_write;
     p->io.ctx = p;
     p->pace.rate = c->cfg.repair_rate;
+    rs_make(p);
+    pt_env_timer(p->env, 0, rs_step, p);
+    if (!sim_run_until_cond(c->sim, sim_now(c->sim) + 10 * c->cfg.settle_ms, rs_written, p))
+        sb_violate(c, "the RS spans were not written");
     if (sim_proc_up(c->svc[p->dead].proc)) sim_proc_crash(c->svc[p->dead].proc);
     c->svc[p->dead].lost = 1; /* out for good */
     for (i = 0; i < c->n_files; i++) {
@@ -1180,6 +1400,7 @@ static void repair_phase(struct sb *c)
         c->res->repair_unrecoverable += (uint64_t)f->unrecoverable;
     }
     p->start_ms = sim_now(c->sim);
+    p->charging = 1;
     pt_env_timer(p->env, 0, repair_next, p);
     if (!sim_run_until_cond(c->sim, sim_now(c->sim) + 100 * c->cfg.settle_ms, repair_finished, p))
         sb_violate(c, "repair did not finish");
@@ -1190,7 +1411,20 @@ static void repair_phase(struct sb *c)
             sb_violate(c, "block %016llx not back to policy after repair (b%u, b%u; b%u died)",
                        (unsigned long long)f->block_id, f->svc[0], f->svc[1], p->dead);
     }
-    c->res->repaired = p->repaired;
+    for (i = 0; !c->violated && i < RS_SPANS; i++) {
+        const struct sb_rs *s = &p->rs[i];
+        if (s->acked && (s->svc[0] == p->dead || s->svc[1] == p->dead || s->svc[2] == p->dead ||
+                         s->svc[0] == s->svc[1] || s->svc[1] == s->svc[2] || s->svc[0] == s->svc[2]))
+            sb_violate(c, "RS span %zu not back to policy after repair (b%u, b%u, b%u; b%u died)",
+                       i, s->svc[0], s->svc[1], s->svc[2], p->dead);
+    }
+    c->res->repaired = p->repaired + p->rs_repaired;
+    c->res->repaired_rs = p->rs_repaired;
+    for (i = 0; i < RS_SPANS; i++) {
+        free(p->rs[i].data[0]);
+        free(p->rs[i].data[1]);
+        free(p->rs[i].data[2]);
+    }
     c->res->repair_bytes = p->moved;
     c->res->repair_ms = sim_now(c->sim) - p->start_ms;
     if (p->rb && pt_rebuild_cancel(p->rb)) free(p->rb);

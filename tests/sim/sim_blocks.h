@@ -45,7 +45,7 @@ struct sim_blocks_result {
     uint64_t sim_ms, trace_hash;
     uint64_t files_acked, files_abandoned, files_erased, write_attempts, reads_checked, reads_fallback,
         reads_unavailable, copies_checked, corrupt_writes, rots, lied_services;
-    uint64_t repaired, repair_bytes, repair_ms; /* the repair phase */
+    uint64_t repaired, repaired_rs, repair_bytes, repair_ms; /* the repair phase */
     uint64_t repair_unrecoverable; /* its other copy had rotted before the service died */
     struct sim_stats stats;
 };

@@ -176,7 +176,7 @@ static void run_seeds(const char *name, uint64_t first, unsigned seeds)
     struct sim_blocks_result r;
     uint64_t acked = 0, reads = 0, fallback = 0, unavailable = 0, copies = 0, corrupt = 0,
              rots = 0, crashes = 0, lied = 0, abandoned = 0, erased = 0;
-    uint64_t repaired = 0, repair_bytes = 0, repair_ms = 0, unrecoverable = 0;
+    uint64_t repaired = 0, repaired_rs = 0, repair_bytes = 0, repair_ms = 0, unrecoverable = 0;
     unsigned i;
     sim_blocks_config_default(&cfg, first);
     for (i = 0; i < seeds; i++) {
@@ -199,6 +199,7 @@ static void run_seeds(const char *name, uint64_t first, unsigned seeds)
         crashes += r.stats.crashes;
         lied += r.lied_services;
         repaired += r.repaired;
+        repaired_rs += r.repaired_rs;
         repair_bytes += r.repair_bytes;
         repair_ms += r.repair_ms;
         unrecoverable += r.repair_unrecoverable;
@@ -212,10 +213,10 @@ static void run_seeds(const char *name, uint64_t first, unsigned seeds)
            (unsigned long long)unavailable, (unsigned long long)copies,
            (unsigned long long)corrupt, (unsigned long long)rots, (unsigned long long)crashes,
            (unsigned long long)lied);
-    printf("     %s: repair after one service died for good: %llu copies rebuilt, %llu bytes moved "
+    printf("     %s: repair after one service died for good: %llu blocks rebuilt (%llu of RS(2,1) spans), %llu bytes moved "
            "in %llu simulated ms (%.0f B/s against a %llu B/s budget), %llu files whose other "
            "copy had rotted before\n",
-           name, (unsigned long long)repaired, (unsigned long long)repair_bytes,
+           name, (unsigned long long)repaired, (unsigned long long)repaired_rs, (unsigned long long)repair_bytes,
            (unsigned long long)repair_ms,
            repair_ms ? (double)repair_bytes * 1000.0 / (double)repair_ms : 0.0,
            (unsigned long long)cfg.repair_rate, (unsigned long long)unrecoverable);
