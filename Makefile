@@ -53,7 +53,7 @@ BENCH_BIN   := $(BUILD)/bench/petrel-bench
 all: deps
 	@$(MAKE) --no-print-directory build
 
-build: $(BUILD)/petrel $(TEST_BINS) $(BENCH_BIN)
+build: $(BUILD)/petrel $(TEST_BINS) $(BENCH_BIN) $(BUILD)/fuzz-seeds/make-seeds
 
 deps:
 	@sh mk/deps.sh $(PKGS)
@@ -90,6 +90,13 @@ $(BENCH_BIN): $(call obj,$(BENCH_SRCS)) $(LIBS)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $(call obj,$(BENCH_SRCS)) $(LIBS) $(PKG_LIBS) $(LDLIBS)
+
+# The fuzz seed writer (fuzz/make_seeds.c) is built with every build so it keeps compiling
+# against the encoders it calls; run it by hand to rewrite fuzz/corpus (fuzz/README.md).
+$(BUILD)/fuzz-seeds/make-seeds: fuzz/make_seeds.c $(LIBS)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) $(PKG_CFLAGS) -Ifuzz $(LDFLAGS) -o $@ $< $(LIBS) $(PKG_LIBS) $(LDLIBS)
 
 # --- running -------------------------------------------------------------------------------
 

@@ -143,7 +143,8 @@ static void blocks_msgs(void)
     struct pt_block_read_resp rr = {10000, 4096, 5904, 2};
     struct pt_block_erase_req e = {77, 0x12345678, 5000, 0x1111};
     struct pt_block_stat s = {77, 5000, 0x12345678};
-    struct pt_block_info info = {0x42, 1ull << 30, 1 << 20, 7, "m1"};
+    struct pt_block_info info = {
+        .service_id = 0x42, .capacity = 1ull << 30, .used = 1 << 20, .blocks = 7, .failure_domain = "m1"};
     uint8_t op;
     for (op = 0; op < 6; op++) {
         char name[32];

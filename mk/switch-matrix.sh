@@ -27,7 +27,7 @@ variants=(
 slow='^(powerloss_|wear_out_|model_matrix|model_random_ops_cuts_flips_(emmc|nand|nor1)|'
 slow+='model_random_ops_cuts_flips$|fs_random_overwrites|corrupt_damaged)'
 # Cases that read the engine's log messages: they cannot pass without a log (no-log variants).
-reads_log='^(chain_version_1_0_image_refused)$'
+reads_log='^(chain_version_1_0_image_refused|fs_index_drops_and_moves_keep_invariant)$'
 engine_srcs="$(ls src/fs/*.c src/bd/*.c src/common/crc32c*.c) src/common/hash.c"
 engine_srcs+=" src/common/log.c src/common/assert.c src/common/error.c src/common/prng.c"
 runner_objs=$(ls "$build"/obj/tests/runner/*.o)

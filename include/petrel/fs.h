@@ -61,7 +61,7 @@
  * commit chain (docs/SPEC-FS.md 2.2) and added block-list entries (7); 3.0 added the
  * mount-state record (docs/SPEC-FS.md 3.1) that a cleanly unmounted image is mounted from; a 1.x or 2.x
  * image is refused with -PT_EVERSION. */
-#define PETREL_FS_VERSION 0x00030000u
+#define PETREL_FS_VERSION 0x00040000u
 
 /* Longest file name this build supports, and the default name_max. */
 #define PETREL_FS_NAME_MAX_DEFAULT 255
@@ -217,6 +217,7 @@ struct petrel_fs_link {
     uint32_t crc_xor;     /* XOR of the log's commit CRCs */
     uint8_t next_cont;
     uint8_t erased;       /* the space after off is known erased */
+    uint8_t indexed;      /* the log holds an INDEX record (a directory index, in a head) */
 };
 
 /* Global state: the XOR of all deltas in all metadata logs (docs/SPEC-FS.md). */
@@ -352,6 +353,13 @@ struct petrel_fs {
     /* the directory whose walk passed the most pairs this session: the one unmount saves
      * fingers for (with the last directory walked as the other candidate) */
     uint32_t big_head[2], big_hops;
+    /* the last directory walk (index.c): its head, the pair it ended at, the pairs passed
+     * since the nearest index entry (a lower bound), valid while layout_gen is ix_gen; and
+     * where that head's INDEX record is (ix_block, ix_off, ix_len; ix_known), valid while
+     * layout_gen is ix_kgen and no block was allocated */
+    uint32_t ix_head[2], ix_pair[2], ix_gen, ix_hops;
+    uint32_t ix_block, ix_off, ix_len, ix_kgen;
+    uint8_t ix_known, ix_busy, index_ok; /* index_ok: the image is format 4 (writes indexes) */
     struct {
         uint64_t lo;
         uint32_t pair[2];

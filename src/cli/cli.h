@@ -52,8 +52,8 @@ int cli_has_command(const char *name);
 
 /* The message for a negative PT_E* code or errno value. */
 const char *cli_strerror(int rc);
-/* "cannot open image 'IMAGE': image format 2.0, this engine reads 3.x" after an open refused
- * with -PT_EVERSION; returns 1 like cli_error. */
+/* "cannot open image 'IMAGE': image format 2.0, this engine reads 3.x and 4.x" after an open
+ * refused with -PT_EVERSION; returns 1 like cli_error. */
 int cli_image_version_error(const char *cmd, const char *image);
 /* "cannot reach cluster petrel://HOST:PORT: REASON" for a cluster that could not be opened,
  * the reason in a user's words (unknown host, nothing listening, no answer within 3 s, ...);

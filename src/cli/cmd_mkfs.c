@@ -24,7 +24,7 @@ static int power_of_two(uint64_t v)
 /*
  * What IMAGE holds before a format would destroy it: 0 when nothing worth keeping (missing,
  * empty, or only erased bytes — zeros or 0xff — in its first MiB), else 1 with a description
- * in what ("a Petrel image (format 3.0, 8.0M)", "data (3 KiB used of 8.0M)").
+ * in what ("a Petrel image (format 4.0, 8.0M)", "data (3 KiB used of 8.0M)").
  */
 static int mkfs_existing(const char *path, const struct stat *st, char *what, size_t size)
 {

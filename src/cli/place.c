@@ -33,7 +33,8 @@ const char *cli_strerror(int rc)
 int cli_image_version_error(const char *cmd, const char *image)
 {
     uint32_t v = petrel_vfs_image_refused_version();
-    return cli_error(cmd, "cannot open image '%s': image format %u.%u, this engine reads %u.x",
+    return cli_error(cmd,
+                     "cannot open image '%s': image format %u.%u, this engine reads 3.x and %u.x",
                      image, (unsigned)(v >> 16), (unsigned)(v & 0xffff),
                      (unsigned)(PETREL_FS_VERSION >> 16));
 }

@@ -69,6 +69,7 @@ int pt_alloc(struct petrel_fs *fs, uint32_t *block)
     /* a block handed out may be one a saved finger names (a directory removed before the
      * clean unmount left its pairs free): the saved fingers go */
     fs->dfg_n = 0;
+    fs->ix_known = 0; /* and so may the block of a removed directory's index */
     for (;;) {
         while (fs->look_next < fs->look_len) {
             uint32_t rel = fs->look_next++;

@@ -88,6 +88,7 @@ void pt_links_remember(struct petrel_fs *fs, const struct pt_mdir *md)
     l->fcrc = md->fcrc;
     l->crc_xor = md->crc_xor;
     l->erased = md->erased;
+    l->indexed = md->index_len != 0;
     if (fs->link_index) {
         /* a block belongs to one pair at a time: an older pair of either block goes */
         if (md->pair[0] < fs->block_count) {

@@ -250,6 +250,53 @@ static int pt_check_mark(void *ctx, uint32_t block, int is_data)
     return 0;
 }
 
+/* The directory index (docs/SPEC-FS.md 4.1), checked along the thread walk: at a directory's
+ * head, its INDEX record (whole entries, keys increasing); at each continuation pair, the next
+ * entry when it names that pair (its key must be the pair's rounded lowest hash). Entries left
+ * when the directory ends name pairs not on its chain. */
+static int pt_check_index(struct petrel_fs *fs, struct pt_checker *c, const struct pt_mdir *md,
+                          uint32_t *block, uint32_t *off, uint32_t *n, uint32_t *i)
+{
+    uint8_t e[PT_INDEX_ENTRY];
+    uint32_t j, prev = 0, key, p[2];
+    int err, ok;
+    if (md->head || pt_pair_eq(md->pair, pt_root_pair)) {
+        if (*i < *n) pt_problem(c, "directory index names a pair not on its directory's chain");
+        *block = md->pair[0];
+        *off = md->index_off;
+        *n = md->index_len / PT_INDEX_ENTRY;
+        *i = 0;
+        if (md->index_len % PT_INDEX_ENTRY) {
+            pt_problem(c, "directory index record malformed");
+            *n = 0;
+        }
+        for (j = 0; j < *n; j++) {
+            err = pt_read(fs, *block, *off + j * PT_INDEX_ENTRY, e, PT_INDEX_ENTRY,
+                          PT_INDEX_ENTRY);
+            if (err) return err;
+            key = pt_get_le32(e);
+            if (j && key <= prev) {
+                pt_problem(c, "directory index entries out of order");
+                *n = 0;
+                break;
+            }
+            prev = key;
+        }
+        return 0;
+    }
+    if (md->index_len) pt_problem(c, "index record in a pair that is not a directory head");
+    if (*i >= *n) return 0;
+    err = pt_read(fs, *block, *off + *i * PT_INDEX_ENTRY, e, PT_INDEX_ENTRY, PT_INDEX_ENTRY);
+    if (err) return err;
+    p[0] = pt_get_le32(e + 4);
+    p[1] = pt_get_le32(e + 8);
+    if (!pt_pair_eq(p, md->pair)) return 0;
+    if (pt_get_le32(e) != pt_index_lo_hi(md->lo, &ok) || !ok)
+        pt_problem(c, "a directory index entry's hash does not match its pair");
+    (*i)++;
+    return 0;
+}
+
 int petrel_fs_check(struct petrel_fs *fs, void (*cb)(void *ctx, const char *problem), void *ctx)
 {
     return petrel_fs_check_progress(fs, cb, ctx, NULL, NULL);
@@ -266,7 +313,7 @@ int petrel_fs_check_progress(struct petrel_fs *fs, void (*cb)(void *ctx, const c
     struct petrel_fs_gstate walked;
     char msg[160];
     uint32_t guard, w, max_dirid = 0, fg_head[2] = {PT_NULL, PT_NULL}, fg_off = 0, fg_n = 0;
-    uint32_t fg_i = 0, fg_block;
+    uint32_t fg_i = 0, fg_block, ix_block = PT_NULL, ix_off = 0, ix_n = 0, ix_i = 0;
     int err, ms_found, fg_found, fg_in;
     void *pair_ctx[2];
 
@@ -297,6 +344,8 @@ int petrel_fs_check_progress(struct petrel_fs *fs, void (*cb)(void *ctx, const c
         pt_progress(&c, 2);
         pt_gstate_xor(&walked, &md.gdelta);
         if (md.head && md.dirid > max_dirid) max_dirid = md.dirid;
+        err = pt_check_index(fs, &c, &md, &ix_block, &ix_off, &ix_n, &ix_i);
+        if (err) return err;
         if (md.head) {
             if (fg_in && fg_i < fg_n) pt_problem(&c, "fingers name pairs not in their directory");
             fg_in = fg_n && pt_pair_eq(fg_head, md.pair);
@@ -347,6 +396,7 @@ int petrel_fs_check_progress(struct petrel_fs *fs, void (*cb)(void *ctx, const c
         }
     }
     if (fg_in && fg_i < fg_n) pt_problem(&c, "fingers name pairs not in their directory");
+    if (ix_i < ix_n) pt_problem(&c, "directory index names a pair not on its directory's chain");
     if (guard > fs->block_count) pt_problem(&c, "the thread of metadata pairs loops");
     if (fs->gstate.move_pending) pt_problem(&c, "a rename is half done");
     if (fs->gstate.orphans) pt_problem(&c, "orphaned directories are pending");

@@ -43,29 +43,79 @@ static void pt_finger_note(struct petrel_fs *fs, uint64_t lo, const uint32_t pai
     fs->fg[j].pair[1] = pair[1];
 }
 
+/* The walk's end: the pair holding the hash, and how many pairs the walk passed from the
+ * nearest index entry (a lower bound when it started at a finger), for pt_fs_commit. */
+static int pt_walk_end(struct petrel_fs *fs, const struct pt_mdir *md, uint32_t hops)
+{
+    fs->ix_pair[0] = md->pair[0];
+    fs->ix_pair[1] = md->pair[1];
+    fs->ix_hops = hops;
+    fs->ix_gen = fs->layout_gen;
+    return 0;
+}
+
 int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash,
                      struct pt_mdir *md)
 {
-    uint32_t guard, cur[2];
+    uint32_t guard, cur[2], hops = 0, key = 0;
     uint64_t lo = 0;
-    int err = 0, j;
+    int err = 0, j, from_index = 0;
     cur[0] = head[0];
     cur[1] = head[1];
-    if (fs->fg_gen != fs->layout_gen || !pt_pair_eq(fs->fg_head, head))
-        pt_fingers_reset(fs, head);
-    for (j = (int)(hash >> PT_FG_SHIFT); j >= 0; j--) {
-        if (fs->fg[j].pair[0] != PT_NULL && fs->fg[j].lo <= hash) {
-            cur[0] = fs->fg[j].pair[0];
-            cur[1] = fs->fg[j].pair[1];
-            lo = fs->fg[j].lo;
-            break;
+    /* the head's index (docs/SPEC-FS.md 4.1): where it is, known from an earlier walk of
+     * this directory or read with the head */
+    if (!pt_pair_eq(fs->ix_head, head)) {
+        fs->ix_known = 0;
+        fs->ix_head[0] = head[0];
+        fs->ix_head[1] = head[1];
+    }
+    fs->ix_gen = fs->layout_gen - 1; /* no walk end yet */
+    if (!fs->ix_known || fs->ix_kgen != fs->layout_gen) {
+        const struct petrel_fs_link *l = pt_links_find(fs, head);
+        if (l && !l->indexed) {
+            /* a remembered head without an index: no need to read it for one */
+            fs->ix_known = 1;
+            fs->ix_kgen = fs->layout_gen;
+            fs->ix_len = 0;
         }
     }
-    /* the fingers the last clean unmount saved, when one starts nearer */
-    err = pt_fingers_find(fs, head, hash, cur, &lo);
-    if (err < 0) return err;
-    if (err == 1) pt_finger_note(fs, lo, cur);
-    err = 0;
+    if (!fs->ix_known || fs->ix_kgen != fs->layout_gen) {
+        err = pt_mdir_fetch(fs, md, head, &hash);
+        if (err) return err;
+        fs->ix_known = 1;
+        fs->ix_kgen = fs->layout_gen;
+        fs->ix_block = md->pair[0];
+        fs->ix_off = md->index_off;
+        fs->ix_len = md->index_len;
+        if (!md->next_cont || hash < md->next_split) return pt_walk_end(fs, md, 0);
+    }
+    if (fs->ix_len) {
+        uint32_t p[2];
+        err = pt_index_find(fs, fs->ix_block, fs->ix_off, fs->ix_len, hash, p, &key);
+        if (err < 0) return err;
+        if (err == 1) {
+            cur[0] = p[0];
+            cur[1] = p[1];
+            from_index = 1;
+        }
+    } else if (!fs->index_ok) {
+        /* a 3.x image has no index: fingers (a directory of a 4.x image without one is
+         * short: a walk past PT_INDEX_HOPS pairs gives it an index) */
+        if (fs->fg_gen != fs->layout_gen || !pt_pair_eq(fs->fg_head, head))
+            pt_fingers_reset(fs, head);
+        for (j = (int)(hash >> PT_FG_SHIFT); j >= 0; j--) {
+            if (fs->fg[j].pair[0] != PT_NULL && fs->fg[j].lo <= hash) {
+                cur[0] = fs->fg[j].pair[0];
+                cur[1] = fs->fg[j].pair[1];
+                lo = fs->fg[j].lo;
+                break;
+            }
+        }
+        /* the fingers the last clean unmount saved, when one starts nearer */
+        err = pt_fingers_find(fs, head, hash, cur, &lo);
+        if (err < 0) return err;
+        if (err == 1) pt_finger_note(fs, lo, cur);
+    }
     for (guard = 0; guard <= fs->block_count; guard++) {
         /* pairs the walk only passes are skipped by their remembered links; the pair that
          * holds the hash is always read (and its commits verified) */
@@ -77,17 +127,34 @@ int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash
             if (guard > fs->big_hops) fs->big_hops = guard;
         }
         if (l && l->next_cont && hash >= l->next_split) {
+            from_index = 0; /* a remembered link: validated, its place known */
             cur[0] = l->next[0];
             cur[1] = l->next[1];
-            pt_finger_note(fs, l->next_split, cur);
+            hops++;
+            if (!fs->index_ok) pt_finger_note(fs, l->next_split, cur);
             continue;
         }
         err = pt_mdir_fetch(fs, md, cur, &hash);
+        if (from_index) {
+            int ok = 1;
+            from_index = 0;
+            if (err == 0 && (md->head || pt_index_lo_hi(md->lo, &ok) != key || !ok))
+                err = -PT_ECORRUPT;
+            if (err == -PT_ECORRUPT || err == -PT_EIO) {
+                /* not what the index says (damage: fsck reports it): from the head */
+                petrel_log(PT_LOG_INFO, "fs", "index entry {%u,%u} ignored", (unsigned)cur[0],
+                           (unsigned)cur[1]);
+                cur[0] = head[0];
+                cur[1] = head[1];
+                continue;
+            }
+        }
         if (err) return err;
-        if (!md->next_cont || hash < md->next_split) return 0;
+        if (!md->next_cont || hash < md->next_split) return pt_walk_end(fs, md, hops);
         cur[0] = md->next[0];
         cur[1] = md->next[1];
-        pt_finger_note(fs, md->next_split, cur);
+        hops++;
+        if (!fs->index_ok) pt_finger_note(fs, md->next_split, cur);
     }
     return -PT_ECORRUPT;
 }

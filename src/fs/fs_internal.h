@@ -9,6 +9,7 @@
  *   commit.c     filesystem-level commits: global-state deltas, relocation fix-ups
  *   gstate.c     half-done renames and orphaned directories: repair at mount
  *   mstate.c     the mount-state record: dirty/clean sessions, what mount reads instead of a walk
+ *   index.c      a big directory's index of its pairs (head pair): bounded lookups, write order
  *   dir.c        paths, lookups, mkdir, remove, rename, directory reading
  *   ctree.c      file data: pages with CRCs, the copy-on-write block tree
  *   file.c       open files: buffering, write, read, truncate, sync
@@ -46,6 +47,7 @@ enum pt_rec_type {
     PT_REC_GDELTA = 0x05,   /* global state delta */
     PT_REC_MSTATE = 0x06,   /* mount state: clean/dirty, totals of the walk (root pair) */
     PT_REC_FINGERS = 0x07,  /* pairs of one directory, saved with the clean mount state */
+    PT_REC_INDEX = 0x08,    /* head pair: (lowest hash -> pair) of some continuation pairs */
     PT_REC_ENTRY = 0x10,    /* directory entry (file or directory) */
     PT_REC_DELETE = 0x11,   /* entry removed */
     PT_REC_ATTR = 0x12,     /* custom attribute */
@@ -65,14 +67,19 @@ enum pt_rec_type {
 
 /* Records superseded by a later one of their type ("singletons"): their index among them
  * (0-4), or -1. */
-#define PT_SINGLETONS 6
+#define PT_SINGLETONS 7
 static inline int pt_rec_singleton(uint8_t type)
 {
     if (type >= PT_REC_SUPERBLOCK && type <= PT_REC_LO) return type - PT_REC_SUPERBLOCK;
     if (type == PT_REC_MSTATE) return 4;
     if (type == PT_REC_FINGERS) return 5;
+    if (type == PT_REC_INDEX) return 6;
     return -1;
 }
+/* INDEX: entries of le32 lo_hi (the pair's lowest hash divided by 2^32, rounded up), le32
+ * pair[0], le32 pair[1], lo_hi strictly increasing (docs/SPEC-FS.md 4.1). */
+#define PT_INDEX_ENTRY 12u
+#define PT_INDEX_HOPS 8u  /* a split this many pairs or more past the nearest entry adds one */
 /* FINGERS: le32 head[0], le32 head[1], then entries of le32 lo_hi (the pair's lowest hash
  * divided by 2^32, rounded up), le32 pair[0], le32 pair[1]. */
 #define PT_FINGERS_HDR 8u
@@ -124,6 +131,8 @@ struct pt_mdir {
     struct pt_rec_ref found_rec;
     uint8_t attrs_none;  /* known: the log holds no attribute of attrs_hash */
     uint64_t attrs_hash;
+    uint32_t index_off;  /* payload offset in pair[0] of the INDEX record in force (0: none) */
+    uint32_t index_len;
 };
 
 /* One record to commit. Payload = seg[0] followed by seg[1] (either may be empty). */
@@ -133,9 +142,19 @@ struct pt_rec {
     uint64_t hash;      /* key for ENTRY/DELETE/ATTR/ATTRDEL/COPYATTRS (new hash) */
     const void *seg[2];
     uint32_t seglen[2];
-    /* COPYATTRS: copy live attributes of src_hash in src to hash */
+    /* COPYATTRS: copy live attributes of src_hash in src to hash.
+     * INDEX with src set: the payload is bytes [hash >> 32, + (uint32_t)hash) of block
+     * src->pair[0], then seg[0], then bytes [src_hash >> 32, + (uint32_t)src_hash) of that
+     * block: a changed index is written from the old one without holding it in RAM. */
     const struct pt_mdir *src;
     uint64_t src_hash;
+};
+
+/* What a commit's split linked: the first new pair and its lowest hash. */
+struct pt_split_note {
+    uint32_t pair[2];
+    uint64_t lo;
+    int valid;
 };
 
 /* A decoded directory entry. */
@@ -237,7 +256,7 @@ int pt_live_map_live(struct petrel_fs *fs, const struct pt_mdir *md,
                      const struct pt_rec_ref *rec, uint32_t after, int *live);
 int pt_mdir_has_entries(struct petrel_fs *fs, const struct pt_mdir *md);
 int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n,
-                   uint32_t old_pair[2]);
+                   uint32_t old_pair[2], struct pt_split_note *split);
 int pt_mdir_create(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n);
 int pt_block_invalidate(struct petrel_fs *fs, uint32_t block);
 uint32_t pt_fcrc_size(const struct petrel_fs *fs);
@@ -251,7 +270,8 @@ int pt_gstate_zero(const struct petrel_fs_gstate *g);
 
 /* ---- commit.c ---- */
 int pt_fs_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n);
-int pt_thread_pred(struct petrel_fs *fs, const uint32_t pair[2], struct pt_mdir *pred);
+int pt_thread_pred(struct petrel_fs *fs, const uint32_t pair[2], struct pt_mdir *pred,
+                   uint32_t dhead[2]);
 void pt_handles_relocate(struct petrel_fs *fs, const uint32_t old[2], const uint32_t nw[2]);
 int pt_drop_if_empty(struct petrel_fs *fs, const struct pt_mdir *md);
 extern struct petrel_fs_gstate pt_gpending_dummy;
@@ -285,6 +305,23 @@ int pt_fingers_load(struct petrel_fs *fs, const struct pt_mdir *md);
  * *lo: returns 1 and sets pair and *lo, else 0 (or an error). */
 int pt_fingers_find(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash,
                     uint32_t pair[2], uint64_t *lo);
+
+/* ---- index.c ---- */
+uint32_t pt_index_cap(const struct petrel_fs *fs);
+uint32_t pt_index_lo_hi(uint64_t lo, int *ok);
+/* The entry of head's INDEX with the highest lo_hi * 2^32 <= hash: 1 (pair, lo_hi), 0 none. */
+int pt_index_find(struct petrel_fs *fs, uint32_t block, uint32_t off, uint32_t len,
+                  uint64_t hash, uint32_t pair[2], uint32_t *lo_hi);
+/* Whether head md's INDEX names pair: 1 yes, 0 no. */
+int pt_index_names(struct petrel_fs *fs, const struct pt_mdir *head, const uint32_t pair[2]);
+/* The INDEX record for head md without pair `remove` (when named) and with `add` at lowest
+ * hash add_lo (when add is not NULL; in remove's place when both): 1 (r, e filled), 0 no
+ * change. A full index makes room by dropping the entry whose neighbours are nearest. */
+int pt_index_rec(struct petrel_fs *fs, const struct pt_mdir *head, const uint32_t remove[2],
+                 const uint32_t add[2], uint64_t add_lo, struct pt_rec *r, uint8_t *e);
+/* Commit that change to the directory's head pair; head is updated if it moved. */
+int pt_index_change(struct petrel_fs *fs, uint32_t head[2], const uint32_t remove[2],
+                    const uint32_t add[2], uint64_t add_lo);
 
 /* ---- dir.c ---- */
 struct pt_lookup {

@@ -24,8 +24,11 @@ int pt_unlink_dir(struct petrel_fs *fs, const uint32_t head[2])
     struct pt_rec r;
     uint8_t th[17];
     uint32_t guard;
-    int err = pt_thread_pred(fs, head, &pred);
+    int err = pt_thread_pred(fs, head, &pred, NULL);
     if (err) return err;
+    /* the directory's pairs leave the thread: what a walk learnt of them (fingers, the index
+     * state of index.c) must not outlive them, whoever takes their blocks next */
+    fs->layout_gen++;
     memset(&removed, 0, sizeof(removed));
     err = pt_mdir_fetch(fs, &seg, head, NULL);
     if (err) return err;

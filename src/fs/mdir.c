@@ -195,6 +195,10 @@ static int pt_mdir_scan(struct petrel_fs *fs, struct pt_mdir *out, uint32_t bloc
             continue;
         }
         done = 0;
+        if (type == PT_REC_INDEX) {
+            t.index_off = pos + PT_REC_HDR;
+            t.index_len = len;
+        }
         if (type == PT_REC_HEAD || type == PT_REC_THREAD || type == PT_REC_LO ||
             type == PT_REC_GDELTA || ((type == PT_REC_ENTRY || type == PT_REC_DELETE) &&
                                       (find_hash || visit) && len >= 8)) {
@@ -264,6 +268,10 @@ static int pt_mdir_recall(struct petrel_fs *fs, struct pt_mdir *md,
         type = hdr[0];
         len = (uint32_t)hdr[1] | ((uint32_t)hdr[2] << 8) | ((uint32_t)hdr[3] << 16);
         if (len > t.off - pos - PT_REC_HDR) return -PT_ECORRUPT;
+        if (type == PT_REC_INDEX) {
+            t.index_off = pos + PT_REC_HDR;
+            t.index_len = len;
+        }
         if (type == PT_REC_HEAD || type == PT_REC_THREAD || type == PT_REC_LO ||
             type == PT_REC_GDELTA ||
             ((type == PT_REC_ENTRY || type == PT_REC_DELETE || type == PT_REC_ATTR) &&
@@ -594,7 +602,7 @@ static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
                             struct pt_live_map *map, int stop_at_entry)
 {
     uint8_t ent[PT_LIVE_ENT_BUCKETS], del[PT_LIVE_KEY_BUCKETS], att[PT_LIVE_KEY_BUCKETS];
-    uint32_t last[PT_SINGLETONS] = {0, 0, 0, 0, 0, 0}, pos = 0, idx = 0;
+    uint32_t last[PT_SINGLETONS] = {0, 0, 0, 0, 0, 0, 0}, pos = 0, idx = 0;
     struct pt_rec_ref rec = {0, 0, 0};
     struct pt_live_batch batch;
     int err = 0;
@@ -731,6 +739,17 @@ static int pt_emit_rec(struct petrel_fs *fs, struct pt_writer *w, const struct p
 {
     int err;
     if (r->type == PT_REC_COPYATTRS) return pt_emit_copyattrs(fs, w, r);
+    if (r->type == PT_REC_INDEX && r->src) {
+        /* an index rewritten from the old record on the device (struct pt_rec) */
+        uint32_t alen = (uint32_t)r->hash, blen = (uint32_t)r->src_hash;
+        err = pt_emit_hdr(fs, w, r->type, alen + r->seglen[0] + blen);
+        if (!err && alen)
+            err = pt_writer_copy(fs, w, r->src->pair[0], (uint32_t)(r->hash >> 32), alen);
+        if (!err && r->seglen[0]) err = pt_writer_put(fs, w, r->seg[0], r->seglen[0]);
+        if (!err && blen)
+            err = pt_writer_copy(fs, w, r->src->pair[0], (uint32_t)(r->src_hash >> 32), blen);
+        return err;
+    }
     err = pt_emit_hdr(fs, w, r->type, r->seglen[0] + r->seglen[1]);
     if (!err && r->seglen[0]) err = pt_writer_put(fs, w, r->seg[0], r->seglen[0]);
     if (!err && r->seglen[1]) err = pt_writer_put(fs, w, r->seg[1], r->seglen[1]);
@@ -831,8 +850,8 @@ static int pt_rec_keeps(const struct pt_compact *c, uint8_t type, uint64_t hash)
     if (pt_is_keyed(type) || type == PT_REC_COPYATTRS)
         return pt_in_range(hash, c->lo, c->hi, c->hi_open);
     if (type == PT_REC_SUPERBLOCK || type == PT_REC_HEAD || type == PT_REC_MSTATE ||
-        type == PT_REC_FINGERS)
-        return c->is_low;
+        type == PT_REC_FINGERS || type == PT_REC_INDEX)
+        return c->is_low; /* the index stays with the head (the lower part of its split) */
     return type == PT_REC_THREAD || type == PT_REC_LO;
 }
 
@@ -1019,7 +1038,7 @@ static int pt_mdir_append(struct petrel_fs *fs, struct pt_mdir *md, const struct
                           int n)
 {
     struct pt_writer w;
-    uint32_t crc, fcrc, head;
+    uint32_t crc, fcrc, head, index_off = md->index_off, index_len = md->index_len;
     int err, i;
     /* measure first: an append that does not fit goes to compaction */
     pt_writer_init(fs, &w, md->pair[0], md->off, 1);
@@ -1029,7 +1048,14 @@ static int pt_mdir_append(struct petrel_fs *fs, struct pt_mdir *md, const struct
     if (err) return err;
     pt_writer_init(fs, &w, md->pair[0], md->off, 0);
     w.crc = md->log_crc; /* the commit CRC is seeded with the previous commit's */
-    for (i = 0; i < n && !err; i++) err = pt_emit_rec(fs, &w, &recs[i]);
+    for (i = 0; i < n && !err; i++) {
+        uint32_t at = w.off;
+        err = pt_emit_rec(fs, &w, &recs[i]);
+        if (recs[i].type == PT_REC_INDEX) {
+            index_off = at + PT_REC_HDR;
+            index_len = w.off - index_off;
+        }
+    }
     if (!err) err = pt_emit_crc(fs, &w, &crc, &fcrc);
     if (!err) err = pt_commit_head_crc(fs, &w, &head);
     if (!err && head == md->fcrc) {
@@ -1046,6 +1072,8 @@ static int pt_mdir_append(struct petrel_fs *fs, struct pt_mdir *md, const struct
         return err;
     }
     pt_mdir_after_append(fs, md, recs, n, w.off, crc, fcrc);
+    md->index_off = index_off;
+    md->index_len = index_len;
     pt_links_remember(fs, md);
     return 0;
 }
@@ -1339,7 +1367,7 @@ static int pt_split_upper(struct petrel_fs *fs, struct pt_compact *c, uint64_t s
 }
 
 int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n,
-                   uint32_t old_pair[2])
+                   uint32_t old_pair[2], struct pt_split_note *split_note)
 {
     struct pt_compact c;
     struct pt_compact_result res;
@@ -1353,6 +1381,7 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
     int whole = 0;
 
     old_pair[0] = old_pair[1] = PT_NULL;
+    if (split_note) split_note->valid = 0;
     if (md->erased) {
         err = pt_mdir_append(fs, md, recs, n);
         if (err == 0) return 0;
@@ -1423,6 +1452,13 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
         }
         err = pt_compact_into(fs, relocate ? PT_NULL : md->pair[1], &c, !root, &written);
         if (err) return err;
+        if (c.extra && split_note) {
+            /* linked by this commit: the first new pair, [split, ...) */
+            split_note->pair[0] = pt_get_le32(split_th);
+            split_note->pair[1] = pt_get_le32(split_th + 4);
+            split_note->lo = pt_get_le64(split_th + 9);
+            split_note->valid = 1;
+        }
     }
     {
         struct pt_mdir w;

@@ -205,7 +205,8 @@ int pt_mstate_mark_clean(struct petrel_fs *fs)
         err = pt_mstate_commit(fs, &root, &m, NULL, 0, 0);
     } else {
         uint8_t fingers[PT_FINGERS_HDR + PT_FINGER_SIZE * PT_FINGERS_MAX];
-        uint32_t len = pt_fingers_build(fs, fingers);
+        /* a 4.x image's directories have indexes (docs/SPEC-FS.md 4.1): no fingers */
+        uint32_t len = fs->index_ok ? 0 : pt_fingers_build(fs, fingers);
         err = pt_mstate_commit(fs, &root, &m, fingers, len, 1);
         if (err == -PT_ENOSPC && len) {
             err = pt_mdir_fetch(fs, &root, pt_root_pair, NULL);

@@ -161,7 +161,7 @@ int petrel_fs_format(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
         md.erased = 0; /* forces a compaction into block 0 */
         {
             uint32_t old[2];
-            err = pt_mdir_commit(fs, &md, r, 2, old);
+            err = pt_mdir_commit(fs, &md, r, 2, old, NULL);
         }
     }
     if (!err) err = pt_sync(fs);
@@ -222,8 +222,10 @@ int petrel_fs_mount(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
     bs = pt_get_le32(sb + 12);
     bc = pt_get_le32(sb + 16);
     ps = pt_get_le32(sb + 20);
-    if ((version >> 16) != (PETREL_FS_VERSION >> 16)) {
-        petrel_log(PT_LOG_INFO, "fs", "image format %u.%u, this engine reads %u.x",
+    /* 3.x images are read and written as 3.x: without directory indexes (a 3.x engine,
+     * which ignores INDEX records, may change them again) */
+    if ((version >> 16) != (PETREL_FS_VERSION >> 16) && (version >> 16) != 3) {
+        petrel_log(PT_LOG_INFO, "fs", "image format %u.%u, this engine reads 3.x and %u.x",
                    (unsigned)(version >> 16), (unsigned)(version & 0xffff),
                    (unsigned)(PETREL_FS_VERSION >> 16));
         err = -PT_EVERSION;
@@ -234,6 +236,7 @@ int petrel_fs_mount(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
     if (cfg->block_count && cfg->block_count != bc) goto fail;
     if (ps < 16 || ps % PT_MAX(fs->read_size, fs->prog_size) || bs % ps || ps > fs->cache_size)
         goto fail;
+    fs->index_ok = (version >> 16) == (PETREL_FS_VERSION >> 16);
     fs->block_count = bc;
     fs->look_size = PT_MIN(fs->look_size, bc);
     fs->page_size = ps;

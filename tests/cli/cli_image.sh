@@ -85,12 +85,12 @@ for ver in 1 2; do
     for cmd in ls fsck; do
         arg=old.img; [ $cmd = ls ] && arg=old.img:/
         out=$("$P" $cmd $arg 2>&1); code=$?
-        expect_eq "$cmd of a $ver.0 image: one line" "petrel $cmd: cannot open image 'old.img': image format $ver.0, this engine reads 3.x" "$out"
+        expect_eq "$cmd of a $ver.0 image: one line" "petrel $cmd: cannot open image 'old.img': image format $ver.0, this engine reads 3.x and 4.x" "$out"
         [ $code != 0 ] && pass "$cmd of a $ver.0 image fails" || fail "$cmd of a $ver.0 image fails" "exit 0"
     done
     mkdir -p old.mnt
     out=$("$P" mount old.img old.mnt 2>&1); code=$?
-    expect_eq "mount of a $ver.0 image: one line" "petrel mount: cannot open image 'old.img': image format $ver.0, this engine reads 3.x" "$out"
+    expect_eq "mount of a $ver.0 image: one line" "petrel mount: cannot open image 'old.img': image format $ver.0, this engine reads 3.x and 4.x" "$out"
     [ $code != 0 ] && pass "mount of a $ver.0 image fails" || { fail "mount of a $ver.0 image fails" "exit 0"; fusermount3 -u old.mnt 2>/dev/null; }
 done
 

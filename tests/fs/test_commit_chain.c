@@ -206,13 +206,13 @@ static void capture_log(void *ctx, enum petrel_log_level level, const char *modu
 /* A format 1.0 image (its first commit is the same bytes under both rules) is refused with
  * -PT_EVERSION, its version in fs->image_version and one log line naming both versions; so
  * are a 2.0 image (no mount-state record: a 2.x engine would change it without the dirty
- * mark) and a 4.0 image. */
+ * mark) and a 5.0 image. 3.x images are read and written as 3.x (no directory index). */
 TEST(chain_version_1_0_image_refused)
 {
-    static const uint32_t versions[3] = {0x00010000u, 0x00020000u, 0x00040000u};
-    static const char *const messages[3] = {"image format 1.0, this engine reads 3.x",
-                                            "image format 2.0, this engine reads 3.x",
-                                            "image format 4.0, this engine reads 3.x"};
+    static const uint32_t versions[3] = {0x00010000u, 0x00020000u, 0x00050000u};
+    static const char *const messages[3] = {"image format 1.0, this engine reads 3.x and 4.x",
+                                            "image format 2.0, this engine reads 3.x and 4.x",
+                                            "image format 5.0, this engine reads 3.x and 4.x"};
     int v;
     for (v = 0; v < 3; v++) {
         struct img_dev d;

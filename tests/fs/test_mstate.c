@@ -37,7 +37,7 @@ static void ms_forge(struct petrel_fs *fs, const uint32_t pair[2], uint8_t type,
     r.type = type;
     r.seg[0] = p;
     r.seglen[0] = len;
-    CHECK_OK(pt_mdir_commit(fs, &md, &r, 1, old));
+    CHECK_OK(pt_mdir_commit(fs, &md, &r, 1, old, NULL));
     CHECK_EQ(old[0], PT_NULL);
 }
 
@@ -307,8 +307,37 @@ TEST(mstate_mark_failure_fails_the_call)
 #define MSF_BLOCKS 512
 #define MSF_FILES 2500
 
+/* Rewrite the superblock of the mounted, fresh filesystem as format 3.0 and remount: saved
+ * fingers are a 3.x image's (a 4.x image's directories have indexes instead). */
+static void msf_make_3x(struct fsh_dev *d)
+{
+    static const uint32_t root[2] = {0, 1};
+    struct pt_mdir md;
+    struct pt_rec r;
+    struct pt_rec_ref rec = {0, 0, 0};
+    uint8_t sb[PT_SB_SIZE];
+    uint32_t old[2], pos = 0;
+    int found = 0;
+    CHECK_OK(pt_mdir_fetch(&d->fs, &md, root, NULL));
+    while (pt_rec_next(&d->fs, &md, &pos, &rec) == 1)
+        if (rec.type == PT_REC_SUPERBLOCK) {
+            CHECK_OK(pt_read(&d->fs, md.pair[0], rec.off, sb, PT_SB_SIZE, PT_SB_SIZE));
+            found = 1;
+        }
+    CHECK(found);
+    pt_put_le32(sb + 8, 0x00030000u);
+    memset(&r, 0, sizeof(r));
+    r.type = PT_REC_SUPERBLOCK;
+    r.seg[0] = sb;
+    r.seglen[0] = PT_SB_SIZE;
+    CHECK_OK(pt_mdir_commit(&d->fs, &md, &r, 1, old, NULL));
+    CHECK_OK(fsh_unmount(d));
+    CHECK_OK(fsh_mount(d));
+    CHECK_EQ(d->fs.image_version, 0x00030000u);
+}
+
 /* NOR 16/16/4096 x 512 with a pair memory of one slot per two blocks (as the image tools
- * configure), a directory d of MSF_FILES empty files, unmounted cleanly. */
+ * configure), a 3.0 image, a directory d of MSF_FILES empty files, unmounted cleanly. */
 static void msf_setup(struct fsh_dev *d)
 {
     static struct petrel_fs_link links[MSF_BLOCKS / 2];
@@ -323,6 +352,7 @@ static void msf_setup(struct fsh_dev *d)
     d->cfg.link_count = MSF_BLOCKS / 2;
     d->cfg.link_index = index;
     fsh_format_mount(d);
+    msf_make_3x(d);
     CHECK_OK(petrel_fs_mkdir(&d->fs, "d"));
     for (i = 0; i < MSF_FILES; i++) {
         snprintf(path, sizeof(path), "d/f%05d", i);

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fs/fs_internal.h"
 #include "fs_harness.h"
 #include "petrel/common.h"
 #include "test.h"
@@ -591,6 +592,194 @@ static int grow_stage(struct fsh_dev *d)
     return stage;
 }
 
+/* --- bigdir: a directory of many pairs with an index in its head (docs/SPEC-FS.md 4.1);
+ * names leave in hash order (their pairs empty and are dropped, index entries first) while
+ * new names arrive (splits, entries added after them); with block_cycles 8 pairs move too --- */
+
+#define BIG_STEPS 10
+#define BIG_MOVES 120
+static uint32_t big_rm[BIG_STEPS]; /* old names removed, in this order (ascending hash) */
+static uint32_t big_nrm;
+static uint32_t big_hot; /* the old name bigdir_moves changes over and over */
+
+static uint32_t big_old(const struct fsh_dev *d)
+{
+    (void)d;
+    return 80;
+}
+
+static void big_name(char *buf, size_t cap, char kind, uint32_t i)
+{
+    snprintf(buf, cap, "b/%c-%03u", kind, (unsigned)i);
+}
+
+static uint64_t big_hash(char kind, uint32_t i)
+{
+    char name[16];
+    snprintf(name, sizeof(name), "%c-%03u", kind, (unsigned)i);
+    return petrel_hash64(name, strlen(name), 0);
+}
+
+/* After the setup's names: the removal list is every name of the indexed pair that holds the
+ * highest of them, in ascending hash (that pair empties and is dropped, its index entry
+ * taken out first); the hot name is one of the indexed pair that holds the lowest (that pair
+ * moves, its entry re-pointed). */
+static void big_plan(struct fsh_dev *d)
+{
+    uint32_t i, j, lo_i = UINT32_MAX, hi_i = UINT32_MAX, hi_pair[2] = {0, 0};
+    char path[32];
+    struct pt_lookup lk;
+    struct pt_mdir head;
+    CHECK_OK(petrel_fs_check(&d->fs, fsh_check_log, NULL));
+    CHECK_OK(pt_lookup(&d->fs, "b", &lk, -1));
+    CHECK_OK(pt_mdir_fetch(&d->fs, &head, lk.e.pair, NULL));
+    CHECK_MSG(head.index_len >= 2 * PT_INDEX_ENTRY,
+              "bigdir: fewer than 2 index entries after %u names", (unsigned)big_old(d));
+    for (i = 0; i < big_old(d); i++) {
+        big_name(path, sizeof(path), 'o', i);
+        CHECK_OK(pt_lookup(&d->fs, path, &lk, -1));
+        if (pt_index_names(&d->fs, &head, lk.md.pair) != 1) continue;
+        if (lo_i == UINT32_MAX || big_hash('o', i) < big_hash('o', lo_i)) lo_i = i;
+        if (hi_i == UINT32_MAX || big_hash('o', i) > big_hash('o', hi_i)) {
+            hi_i = i;
+            memcpy(hi_pair, lk.md.pair, sizeof(hi_pair));
+        }
+    }
+    CHECK(lo_i != UINT32_MAX);
+    big_hot = lo_i;
+    big_nrm = 0;
+    for (i = 0; i < big_old(d); i++) {
+        big_name(path, sizeof(path), 'o', i);
+        CHECK_OK(pt_lookup(&d->fs, path, &lk, -1));
+        if (!pt_pair_eq(lk.md.pair, hi_pair)) continue;
+        CHECK(big_nrm < BIG_STEPS);
+        for (j = big_nrm++; j > 0 && big_hash('o', big_rm[j - 1]) > big_hash('o', i); j--)
+            big_rm[j] = big_rm[j - 1];
+        big_rm[j] = i;
+    }
+    CHECK(big_nrm > 0 && (lo_i != hi_i || big_nrm == 0));
+}
+
+static int big_removed(uint32_t i)
+{
+    uint32_t s;
+    for (s = 0; s < big_nrm; s++)
+        if (big_rm[s] == i) return 1;
+    return 0;
+}
+
+static void big_setup(struct fsh_dev *d)
+{
+    uint32_t i;
+    char path[32];
+    CHECK_OK(petrel_fs_mkdir(&d->fs, "b"));
+    for (i = 0; i < big_old(d); i++) {
+        big_name(path, sizeof(path), 'o', i);
+        CHECK_OK(fsh_write_pattern(&d->fs, path, 500 + i, 8));
+    }
+    big_plan(d);
+}
+
+static int big_run(struct fsh_dev *d)
+{
+    uint32_t s;
+    char path[32];
+    for (s = 0; s < big_nrm; s++) {
+        big_name(path, sizeof(path), 'o', big_rm[s]);
+        PL_RUN(petrel_fs_remove(&d->fs, path));
+        big_name(path, sizeof(path), 'n', s);
+        PL_RUN(fsh_write_pattern(&d->fs, path, 700 + s, 8));
+    }
+    return 0;
+}
+
+static int big_stages(const struct fsh_dev *d)
+{
+    (void)d;
+    return 3 * (int)big_nrm;
+}
+
+/* Every old name not on the removal list is there with its bytes; the steps done are a
+ * prefix, each step's stages in order: its old name removed, its new name created (empty),
+ * its bytes written. */
+static int big_stage(struct fsh_dev *d)
+{
+    uint32_t i, s, t;
+    char path[32];
+    for (i = 0; i < big_old(d); i++) {
+        if (big_removed(i)) continue;
+        big_name(path, sizeof(path), 'o', i);
+        if (fsh_file_is_pattern(&d->fs, path, 500 + i, 8) != 1) return -1;
+    }
+    for (s = 0; s < big_nrm; s++) {
+        struct petrel_fs_info info;
+        int old_there, new_there, whole = 0;
+        big_name(path, sizeof(path), 'o', big_rm[s]);
+        old_there = pl_exists(d, path);
+        if (old_there == 1 && fsh_file_is_pattern(&d->fs, path, 500 + big_rm[s], 8) != 1) return -1;
+        big_name(path, sizeof(path), 'n', s);
+        new_there = pl_exists(d, path);
+        if (new_there == 1) {
+            whole = fsh_file_is_pattern(&d->fs, path, 700 + s, 8) == 1;
+            if (!whole && (petrel_fs_stat(&d->fs, path, &info) != 0 || info.size != 0)) return -1;
+        }
+        if (old_there < 0 || new_there < 0 || (old_there && new_there)) return -1;
+        if (whole) continue; /* step s done */
+        /* the steps after it have not happened */
+        for (t = s + 1; t < big_nrm; t++) {
+            big_name(path, sizeof(path), 'o', big_rm[t]);
+            if (fsh_file_is_pattern(&d->fs, path, 500 + big_rm[t], 8) != 1) return -1;
+            big_name(path, sizeof(path), 'n', t);
+            if (pl_exists(d, path) != 0) return -1;
+        }
+        return 3 * (int)s + (old_there ? 0 : new_there ? 2 : 1);
+    }
+    return 3 * (int)big_nrm;
+}
+
+/* bigdir_moves: one name in a far pair takes BIG_MOVES attribute changes, so its pair is
+ * compacted again and again and, with block_cycles 8, moves (its index entry re-pointed) */
+static void big_moves_setup(struct fsh_dev *d)
+{
+    uint8_t v[4] = {0, 0, 0, 0};
+    char path[32];
+    big_setup(d);
+    big_name(path, sizeof(path), 'o', big_hot);
+    CHECK_OK(petrel_fs_setattr(&d->fs, path, 1, v, 4));
+}
+
+static int big_moves_run(struct fsh_dev *d)
+{
+    uint32_t i;
+    char path[32];
+    big_name(path, sizeof(path), 'o', big_hot);
+    for (i = 1; i <= BIG_MOVES; i++) {
+        uint8_t v[4] = {(uint8_t)i, 0, 0, 0};
+        PL_RUN(petrel_fs_setattr(&d->fs, path, 1, v, 4));
+    }
+    return 0;
+}
+
+static int big_moves_stages(const struct fsh_dev *d)
+{
+    (void)d;
+    return BIG_MOVES;
+}
+
+static int big_moves_stage(struct fsh_dev *d)
+{
+    uint32_t i;
+    uint8_t v[8];
+    char path[32];
+    for (i = 0; i < big_old(d); i++) {
+        big_name(path, sizeof(path), 'o', i);
+        if (fsh_file_is_pattern(&d->fs, path, 500 + i, 8) != 1) return -1;
+    }
+    big_name(path, sizeof(path), 'o', big_hot);
+    if (petrel_fs_getattr(&d->fs, path, 1, v, sizeof(v)) != 4) return -1;
+    return v[0];
+}
+
 static const struct pl_scenario scenarios[] = {
     {"create", create_setup, create_run, create_stage, create_stages, 0},
     {"write_sync", write_setup, write_run, write_stage, stages_2, 0},
@@ -604,6 +793,9 @@ static const struct pl_scenario scenarios[] = {
     {"relocation", compaction_setup, compaction_run, compaction_stage, compaction_stages, 8},
     {"split", split_setup, split_run, split_stage, split_stages, 0},
     {"grow_tree", grow_setup, grow_run, grow_stage, stages_2, 0},
+    {"bigdir", big_setup, big_run, big_stage, big_stages, 0},
+    /* the same with pairs moving every 8 erases: relocations re-point index entries */
+    {"bigdir_moves", big_moves_setup, big_moves_run, big_moves_stage, big_moves_stages, 8},
 };
 
 /* --- the sweep -------------------------------------------------------------------------- */
@@ -834,3 +1026,24 @@ PL_CASES(compaction)
 PL_CASES(relocation)
 PL_CASES(split)
 PL_CASES(grow_tree)
+
+/* The directory index under power cuts: splits, drops and moves in a directory of many pairs
+ * on 512 B blocks, with every erase behaviour (128 B blocks hold no index). */
+#define PL_BIG_ROUNDS (test_soak() ? 32 : 8)
+TEST_T(powerloss_bigdir_matrix512, 300)
+{
+    pl_matrix("bigdir", FSH_M512, PL_BIG_ROUNDS);
+}
+TEST_T(powerloss_bigdir_moves_matrix512, 300)
+{
+    pl_matrix("bigdir_moves", FSH_M512, PL_BIG_ROUNDS);
+}
+/* 128-byte programs on 512 B blocks: four commits fill a block, so a pair compacts at nearly
+ * every commit and, with block_cycles 8, a moved pair's predecessor often moves in the same
+ * fix-up (its entry must then wait: the predecessor's new block is not linked yet). */
+static const struct fsh_geometry pl_big_prog128 = {"512-prog128",          16,  128, 512, 160, 0xff,
+                                                   PETREL_BD_EMU_PROG_NOR, 512, 32,  0};
+TEST_T(powerloss_bigdir_moves_prog128, 300)
+{
+    pl_case_geo("bigdir_moves", &pl_big_prog128, PL_BIG_ROUNDS);
+}
