@@ -1385,8 +1385,15 @@ static void repair_phase(struct sb *c)
     p->io.write = repair_write;
     p->io.ctx = p;
     p->pace.rate = c->cfg.repair_rate;
-    rs_make(p);
-    pt_env_timer(p->env, 0, rs_step, p);
+    /* RS(2,1) needs a fourth domain to repair into: only when no disk was replaced */
+    for (i = 0; i < c->cfg.services && !c->svc[i].lost; i++)
+        ;
+    if (i == c->cfg.services) {
+        rs_make(p);
+        pt_env_timer(p->env, 0, rs_step, p);
+    } else {
+        p->rs_phase = 1;
+    }
     if (!sim_run_until_cond(c->sim, sim_now(c->sim) + 10 * c->cfg.settle_ms, rs_written, p))
         sb_violate(c, "the RS spans were not written");
     if (sim_proc_up(c->svc[p->dead].proc)) sim_proc_crash(c->svc[p->dead].proc);
