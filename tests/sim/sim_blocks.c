@@ -937,7 +937,7 @@ struct sb_repair {
     struct pt_repair_pace pace;
     struct pt_rebuild *rb;
     unsigned dead;
-    size_t file;         /* the file being repaired */
+    size_t file; /* the file being repaired */
     unsigned copy, tries;
     uint64_t start_ms, moved, req_id, seq, timer;
     int write, done;
@@ -967,10 +967,10 @@ static void repair_charge(struct sb_repair *p, uint32_t len)
     if (!p->charging) return;
     p->moved += len;
     if (p->moved > allowed)
-        sb_violate(p->c, "repair moved %llu bytes in %llu simulated ms: over --repair-rate %llu B/s",
-                   (unsigned long long)p->moved,
-                   (unsigned long long)(sim_now(p->c->sim) - p->start_ms),
-                   (unsigned long long)p->c->cfg.repair_rate);
+        sb_violate(
+            p->c, "repair moved %llu bytes in %llu simulated ms: over --repair-rate %llu B/s",
+            (unsigned long long)p->moved, (unsigned long long)(sim_now(p->c->sim) - p->start_ms),
+            (unsigned long long)p->c->cfg.repair_rate);
 }
 
 static void repair_io_timeout(void *ctx)
@@ -1050,7 +1050,8 @@ static void repair_reply(void *ctx, const char *from, const uint8_t *msg, size_t
     p->req_id = 0;
     status = (int32_t)pt_get_le32(msg + 12);
     if (p->write) {
-        p->wr(p->arg, status, status == 0 && len == REPLY_HDR + 8 ? pt_get_le64(msg + REPLY_HDR) : 0);
+        p->wr(p->arg, status,
+              status == 0 && len == REPLY_HDR + 8 ? pt_get_le64(msg + REPLY_HDR) : 0);
         return;
     }
     {
@@ -1065,7 +1066,6 @@ static void repair_reply(void *ctx, const char *from, const uint8_t *msg, size_t
         free(buf);
     }
 }
-
 
 /* ---- RS(2,1) spans in the repair phase: written before the death, rebuilt, read back ---- */
 
@@ -1309,8 +1309,7 @@ static void repair_next(void *ctx)
         start = (unsigned)sim_below(c->sim, n);
         for (to = 0; to < n; to++) {
             unsigned s = (start + to) % n;
-            if (s != p->dead && s != other && !c->svc[s].lost && sim_proc_up(c->svc[s].proc))
-                break;
+            if (s != p->dead && s != other && !c->svc[s].lost && sim_proc_up(c->svc[s].proc)) break;
         }
         if (to == n) { /* every candidate is restarting: look again later */
             pt_env_timer(p->env, 200, repair_next, p);
@@ -1400,10 +1399,11 @@ static void repair_phase(struct sb *c)
     c->svc[p->dead].lost = 1; /* out for good */
     for (i = 0; i < c->n_files; i++) {
         struct sb_file *f = &c->files[i];
-        f->repair = f->acked && !f->deleted &&
-                    ((f->svc[0] == p->dead && f->whole[1]) || (f->svc[1] == p->dead && f->whole[0]));
-        f->unrecoverable = f->acked && !f->deleted && !f->repair &&
-                           (f->svc[0] == p->dead || f->svc[1] == p->dead);
+        f->repair =
+            f->acked && !f->deleted &&
+            ((f->svc[0] == p->dead && f->whole[1]) || (f->svc[1] == p->dead && f->whole[0]));
+        f->unrecoverable =
+            f->acked && !f->deleted && !f->repair && (f->svc[0] == p->dead || f->svc[1] == p->dead);
         c->res->repair_unrecoverable += (uint64_t)f->unrecoverable;
     }
     p->start_ms = sim_now(c->sim);
@@ -1420,8 +1420,9 @@ static void repair_phase(struct sb *c)
     }
     for (i = 0; !c->violated && i < RS_SPANS; i++) {
         const struct sb_rs *s = &p->rs[i];
-        if (s->acked && (s->svc[0] == p->dead || s->svc[1] == p->dead || s->svc[2] == p->dead ||
-                         s->svc[0] == s->svc[1] || s->svc[1] == s->svc[2] || s->svc[0] == s->svc[2]))
+        if (s->acked &&
+            (s->svc[0] == p->dead || s->svc[1] == p->dead || s->svc[2] == p->dead ||
+             s->svc[0] == s->svc[1] || s->svc[1] == s->svc[2] || s->svc[0] == s->svc[2]))
             sb_violate(c, "RS span %zu not back to policy after repair (b%u, b%u, b%u; b%u died)",
                        i, s->svc[0], s->svc[1], s->svc[2], p->dead);
     }

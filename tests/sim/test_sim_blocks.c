@@ -174,8 +174,8 @@ static void run_seeds(const char *name, uint64_t first, unsigned seeds)
 {
     struct sim_blocks_config cfg;
     struct sim_blocks_result r;
-    uint64_t acked = 0, reads = 0, fallback = 0, unavailable = 0, copies = 0, corrupt = 0,
-             rots = 0, crashes = 0, lied = 0, abandoned = 0, erased = 0;
+    uint64_t acked = 0, reads = 0, fallback = 0, unavailable = 0, copies = 0, corrupt = 0, rots = 0,
+             crashes = 0, lied = 0, abandoned = 0, erased = 0;
     uint64_t repaired = 0, repaired_rs = 0, repair_bytes = 0, repair_ms = 0, unrecoverable = 0;
     unsigned i;
     sim_blocks_config_default(&cfg, first);
@@ -185,7 +185,8 @@ static void run_seeds(const char *name, uint64_t first, unsigned seeds)
         cfg.verbose = getenv("PETREL_SIM_VERBOSE") != NULL;
         CHECK_OK(sim_blocks_run(&cfg, &r));
         if (!r.ok)
-            test_fail(__FILE__, __LINE__, "seed %llu: %s\n    replay: build/tests/test-sim --seed %llu %s",
+            test_fail(__FILE__, __LINE__,
+                      "seed %llu: %s\n    replay: build/tests/test-sim --seed %llu %s",
                       (unsigned long long)seed, r.violation, (unsigned long long)seed, name);
         acked += r.files_acked;
         abandoned += r.files_abandoned;
@@ -204,20 +205,22 @@ static void run_seeds(const char *name, uint64_t first, unsigned seeds)
         repair_ms += r.repair_ms;
         unrecoverable += r.repair_unrecoverable;
     }
-    printf("     %s: %u seeds x %llu simulated s: %llu files acked (%llu abandoned, %llu erased), %llu reads "
+    printf("     %s: %u seeds x %llu simulated s: %llu files acked (%llu abandoned, %llu erased), "
+           "%llu reads "
            "checked (%llu from the second copy, %llu unavailable), %llu copies checked at the "
            "end; %llu silently corrupted writes, %llu rotten copies, %llu crashes (%llu with a "
            "lying disk)\n",
            name, seeds, (unsigned long long)(cfg.fault_ms / 1000), (unsigned long long)acked,
-           (unsigned long long)abandoned, (unsigned long long)erased, (unsigned long long)reads, (unsigned long long)fallback,
-           (unsigned long long)unavailable, (unsigned long long)copies,
-           (unsigned long long)corrupt, (unsigned long long)rots, (unsigned long long)crashes,
-           (unsigned long long)lied);
-    printf("     %s: repair after one service died for good: %llu blocks rebuilt (%llu of RS(2,1) spans), %llu bytes moved "
+           (unsigned long long)abandoned, (unsigned long long)erased, (unsigned long long)reads,
+           (unsigned long long)fallback, (unsigned long long)unavailable,
+           (unsigned long long)copies, (unsigned long long)corrupt, (unsigned long long)rots,
+           (unsigned long long)crashes, (unsigned long long)lied);
+    printf("     %s: repair after one service died for good: %llu blocks rebuilt (%llu of RS(2,1) "
+           "spans), %llu bytes moved "
            "in %llu simulated ms (%.0f B/s against a %llu B/s budget), %llu files whose other "
            "copy had rotted before\n",
-           name, (unsigned long long)repaired, (unsigned long long)repaired_rs, (unsigned long long)repair_bytes,
-           (unsigned long long)repair_ms,
+           name, (unsigned long long)repaired, (unsigned long long)repaired_rs,
+           (unsigned long long)repair_bytes, (unsigned long long)repair_ms,
            repair_ms ? (double)repair_bytes * 1000.0 / (double)repair_ms : 0.0,
            (unsigned long long)cfg.repair_rate, (unsigned long long)unrecoverable);
 }

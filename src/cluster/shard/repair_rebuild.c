@@ -187,7 +187,8 @@ static void advance(void *ctx)
         const struct pt_block_ref *l = &b->span.blocks[b->lost];
         uint64_t cert;
         if (!paced(b, bs)) return;
-        cert = pt_block_mac(b->new_secret, PT_BLOCK_WRITE_CERT, b->new_service, l->block, l->crc, bs);
+        cert =
+            pt_block_mac(b->new_secret, PT_BLOCK_WRITE_CERT, b->new_service, l->block, l->crc, bs);
         b->busy = 1;
         b->io->write(b->io->ctx, b->new_addr, l->block, l->crc, b->out, bs, cert, write_done, b);
     }
