@@ -10,6 +10,7 @@
 
 #include "cluster/blocks/blocks.h"
 #include "cluster/client/blocks_client.h"
+#include "cluster/shard/repair_rebuild.h"
 #include "petrel/common.h"
 #include "sim.h"
 #include "sim_blocks.h"
@@ -160,6 +161,43 @@ TEST(sim_blocks_store_failures_leave_nothing)
         CHECK(err == 0 || err == -PT_ENOENT);
     }
     sim_free(s);
+}
+
+/* ---- the repair budget ------------------------------------------------------------------------ */
+
+/* The pacer never lets bytes run ahead of rate x time since the first epoch, waits rather
+ * than refuses, keeps its epoch while a caller waits (even longer than the idle pause: a block
+ * bigger than 2 s of budget), and starts a new epoch only after real idleness. */
+TEST(repair_pace_never_runs_ahead_of_the_budget)
+{
+    struct pt_repair_pace p;
+    uint64_t now = 5000, moved = 0, wait;
+    unsigned i;
+    memset(&p, 0, sizeof(p));
+    p.rate = 1000; /* bytes per second */
+    /* a 4000-byte block: 4 s of budget, more than the idle pause */
+    wait = pt_repair_pace_wait(&p, now, 4000);
+    CHECK_EQ(wait, 4000);
+    now += wait;
+    CHECK_EQ(pt_repair_pace_wait(&p, now, 4000), 0);
+    moved += 4000;
+    /* many small transfers, each asked for as soon as allowed: never ahead of the budget */
+    for (i = 0; i < 100; i++) {
+        uint32_t len = 1 + (i * 37) % 300;
+        while ((wait = pt_repair_pace_wait(&p, now, len)) != 0)
+            now += wait > 7 ? 7 : wait; /* timers may fire early in steps: still never ahead */
+        moved += len;
+        CHECK(moved * 1000 <= p.rate * (now - 5000));
+    }
+    /* idle for longer than the pause: a new epoch, no credit saved up from before */
+    now += PT_REPAIR_PACE_IDLE_MS + 1;
+    CHECK_EQ(pt_repair_pace_wait(&p, now, 500), 500);
+    now += 500;
+    CHECK_EQ(pt_repair_pace_wait(&p, now, 500), 0);
+    /* unlimited: never waits */
+    memset(&p, 0, sizeof(p));
+    CHECK_EQ(pt_repair_pace_wait(&p, 0, 1u << 30), 0);
+    CHECK_EQ(pt_repair_pace_wait(&p, 0, 1u << 30), 0);
 }
 
 /* ---- whole runs ------------------------------------------------------------------------------ */
