@@ -6,12 +6,13 @@
  *     on services stale for longer than stale_ms — reads each task's span from
  *     the store, and picks the new home: a fresh service with a secret, not in a failure domain
  *     of the span's other blocks;
- *  2. on a worker thread: reads survivors whole (each verified by the block service's page
- *     CRCs and here against the block CRC the span records), rebuilds the block (mirrored: a
- *     good copy; Reed-Solomon: pt_ec_decode of the whole block from D survivors, which is
- *     byte-wise the same code as the span's cells), checks the rebuilt block against its
- *     recorded CRC, writes it with a write certificate and checks the write proof; the bytes
- *     moved are paced to `rate`;
+ *  2. task after task, the env-driven rebuild machine (repair_rebuild.c) on the node's env:
+ *     reads survivors whole (each verified by the block service's page CRCs and against the
+ *     block CRC the span records), rebuilds the block (mirrored: a good copy; Reed-Solomon:
+ *     pt_ec_decode of the whole block from D survivors, byte-wise the same code as the span's
+ *     cells), checks it against its recorded CRC, writes it with a write certificate and
+ *     checks the write proof; every transfer paced to `rate` by env timers. Its block I/O here
+ *     is the blocking client on the libuv thread pool, one request at a time (io_*);
  *  3. on the loop: proposes REPLACE_BLOCK (old service, new service) for each written block;
  *     for a queue entry whose span no longer lists the block, REPLACE_BLOCK with new service 0
  *     forgets the entry.
