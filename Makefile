@@ -47,7 +47,7 @@ BENCH_BIN   := $(BUILD)/bench/petrel-bench
 
 .PHONY: all build deps test check bench run conformance \
         format lint c99 clean help soak fuzz mutants layout crc-variants \
-        size switch-matrix install example
+        size switch-matrix install example bench-cluster
 .DEFAULT_GOAL := all
 
 all: deps
@@ -189,6 +189,11 @@ conformance: all
 bench: all
 	@$(BENCH_BIN)
 
+# A local cluster's streaming throughput against the raw disk in one run (mk/bench-cluster.sh;
+# BENCH_SIZE_MB, default 1024; BENCH_DIR, default build/bench-cluster). Not part of make test.
+bench-cluster: all
+	@bash mk/bench-cluster.sh $(BUILD)
+
 # Only the binary: a user's first command should not wait for the test and bench builds.
 run: deps
 	@$(MAKE) --no-print-directory $(BUILD)/petrel
@@ -230,7 +235,7 @@ clean:
 	rm -rf build
 
 help:
-	@echo "make | make test | make test-PART | make check | make layout | make bench | make run | make soak [SEEDS=N]"
+	@echo "make | make test | make test-PART | make check | make layout | make bench | make bench-cluster | make run | make soak [SEEDS=N]"
 	@echo "make crc-variants | make switch-matrix | make example | make size"
 	@echo "make install [PREFIX=/usr/local DESTDIR=]: the flash engine library alone (petrel-fs.pc)"
 	@echo "make mutants [MUTANT_SEEDS=N]"

@@ -99,9 +99,11 @@ measure() { # cpu
 #define M(s, m) sizeof(((struct s *)0)->m)
 char size_fs[sizeof(struct petrel_fs)], size_file[sizeof(struct petrel_fs_file)];
 char size_dir[sizeof(struct petrel_fs_dir)], size_link[sizeof(struct petrel_fs_link)];
-char fs_links[M(petrel_fs, links)], fs_fingers[M(petrel_fs, fg)];
+char fs_tables[PETREL_FS_LINK_CACHE * sizeof(struct petrel_fs_link) +
+               PETREL_FS_FINGERS * sizeof(struct petrel_fs_finger)];
 char fs_gstate_x2[2 * M(petrel_fs, gstate)], fs_caches[2 * M(petrel_fs, rcache)];
-char file_pend[M(petrel_fs_file, pend)], file_map_block[M(petrel_fs_file, map_block)];
+char file_pend[M(petrel_fs_file, pend_inline)], file_map_block[M(petrel_fs_file, map_block)];
+char file_pend_alloc[PETREL_FS_PENDING * sizeof(struct petrel_fs_pend)];
 char file_direct[M(petrel_fs_file, direct)], dir_batch[M(petrel_fs_dir, batch)];
 EOF
     arm-none-eabi-gcc -std=c99 -mthumb -mcpu="$cpu" -I"$here/include" -fno-common \
@@ -111,14 +113,15 @@ EOF
     while read -r _ size _ name; do sz[$name]=$((16#$size)); done \
         < <(arm-none-eabi-nm -S "$dir/structs.o")
     figure fs-struct "${sz[size_fs]}" 512
-    echo "  of which: links[$((sz[fs_links] / sz[size_link]))] ${sz[fs_links]} (one struct" \
-        "petrel_fs_link ${sz[size_link]}), fingers[] ${sz[fs_fingers]}, gstate x2" \
-        "${sz[fs_gstate_x2]}, cache heads x2 ${sz[fs_caches]}; the rest" \
-        "$((sz[size_fs] - sz[fs_links] - sz[fs_fingers] - sz[fs_gstate_x2] - sz[fs_caches]))"
+    echo "  of which: gstate x2 ${sz[fs_gstate_x2]}, cache heads x2 ${sz[fs_caches]}; the rest" \
+        "$((sz[size_fs] - sz[fs_gstate_x2] - sz[fs_caches])); outside it: the built-in links" \
+        "and fingers ${sz[fs_tables]} B, allocated at mount (none without malloc unless" \
+        "link_buffer is configured)"
     figure file-struct "${sz[size_file]}" 256
-    echo "  of which: pend[] ${sz[file_pend]}, map_block[] ${sz[file_map_block]}, direct[]" \
-        "${sz[file_direct]}; the rest" \
-        "$((sz[size_file] - sz[file_pend] - sz[file_map_block] - sz[file_direct])); an open" \
+    echo "  of which: pend_inline[] ${sz[file_pend]}, map_block[] ${sz[file_map_block]}," \
+        "direct[] ${sz[file_direct]}; the rest" \
+        "$((sz[size_file] - sz[file_pend] - sz[file_map_block] - sz[file_direct])); outside" \
+        "it: pend[] ${sz[file_pend_alloc]} B allocated at open (or pend_buffer); an open" \
         "directory is ${sz[size_dir]} (batch[] ${sz[dir_batch]})"
     # The CRC-32C table choice, for the record.
     for t in 1024 8192; do

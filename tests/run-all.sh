@@ -36,7 +36,10 @@ out=$(mktemp)
 # a scratch config directory, not the user's ~/.config.
 XDG_CONFIG_HOME=$(mktemp -d)
 export XDG_CONFIG_HOME
-trap 'rm -rf "$out" "$XDG_CONFIG_HOME"' EXIT
+# Changes of cluster files stage their bytes under the user's cache dir: a scratch one here.
+XDG_CACHE_HOME=$(mktemp -d)
+export XDG_CACHE_HOME
+trap 'rm -rf "$out" "$XDG_CONFIG_HOME" "$XDG_CACHE_HOME"' EXIT
 start=$(date +%s)
 for part in "$@"; do
     if [ -x "$build/tests/test-$part" ]; then

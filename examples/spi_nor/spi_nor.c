@@ -109,6 +109,7 @@ static int example_run(int *step)
     config.prog_buffer = prog_buffer;
     config.lookahead_buffer = lookahead_buffer;
     config.block_cycles = 100;
+    memset(&fcfg, 0, sizeof(fcfg)); /* fields left zero take their defaults */
     fcfg.buffer = file_buffer;
 
     *step = 1;
@@ -172,6 +173,7 @@ static int example_run(int *step)
     config.read_buffer = read_buffer;
     config.prog_buffer = prog_buffer;
     config.lookahead_buffer = lookahead_buffer;
+    memset(&fcfg, 0, sizeof(fcfg)); /* fields left zero take their defaults */
     fcfg.buffer = file_buffer;
     *step = 1;
     if ((err = petrel_fs_mount(&fs, &config))) return err;

@@ -74,6 +74,7 @@ struct petrel_stat {
     uint64_t rdev;                         /* device nodes */
     uint64_t version; /* files: changes with every change of the content */
     uint8_t state;    /* files: 0 being written, 1 linked, 2 unlinked (kept), 3 expired */
+    uint32_t spans;   /* files: number of spans (0 from a shard before issue 12) */
 };
 
 /* What petrel_client_setattr changes (the values of the shard's SETATTR, PROTOCOL.md). */
@@ -289,5 +290,75 @@ int petrel_client_fill(struct petrel_client *c, const struct petrel_new_file *nf
  * another shard than the file (the caller copies instead).
  */
 int petrel_client_retarget(struct petrel_client *c, struct petrel_new_file *nf, const char *path);
+
+/* ---- files that change (issue 12) ---------------------------------------------------------- */
+
+/*
+ * A change of a linked file: writes at any offset, truncation, reads that see the change's own
+ * writes, then a commit that replaces the file's content atomically by compare-and-swap on its
+ * version. Nothing is visible to others before the commit; readers that opened the file keep
+ * the version they opened (it is kept for the retention period after a commit).
+ *
+ * Dirty ranges are staged in a local cache file under `cache_dir` (created there, unlinked at
+ * once, so nothing is left behind by a crash): at most `cache_limit` bytes; beyond that the
+ * staged ranges are uploaded ("spilled") as spans of the shard's change file, which stays
+ * invisible until the commit. Unchanged spans stay shared with the old version: an overwrite
+ * rewrites only the spans it touches (their old bytes read, merged, written as new spans), an
+ * append writes new spans after the last one (merged into the last one when it is smaller than
+ * 64 KiB), a truncation drops the spans past the new end and rewrites the one it cuts.
+ *
+ * The change file is made on the shard at the first upload (OPEN_CHANGE); a change that is
+ * only read never touches the shard. New spans are mirrored (or inline up to 4 KiB).
+ */
+struct petrel_change;
+
+struct petrel_change_config {
+    const char *cache_dir; /* NULL: $XDG_CACHE_HOME/petrel, else $HOME/.cache/petrel, else /tmp */
+    uint64_t cache_limit;  /* bytes staged locally before a spill; 0 = 64 MiB */
+};
+
+/*
+ * Open a change of the linked file `id` at version `version` (from petrel_client_stat_inode;
+ * 0: its current version). PT_ESTALE when the file is at another version or not linked,
+ * PT_EISDIR / PT_EINVAL for what is not a regular file. The change keeps `c` (one thread).
+ */
+int petrel_change_open(struct petrel_client *c, uint64_t id, uint64_t version,
+                       const struct petrel_change_config *cfg, struct petrel_change **out);
+
+/* Write len bytes at offset (past the end: the gap reads as zeros). 0 or an error (a failed
+ * spill: PT_ESTALE when another writer committed first; the change is then useless;
+ * PT_EFBIG past 1 TiB: gaps are stored as zeros). */
+int petrel_change_write(struct petrel_change *ch, uint64_t offset, const void *buf, size_t len);
+
+/* Set the size: shorter drops bytes, longer adds zeros (PT_EFBIG past 1 TiB). */
+int petrel_change_truncate(struct petrel_change *ch, uint64_t size);
+
+/* Read through the change (its own writes, else the version it started from). */
+int petrel_change_read(struct petrel_change *ch, uint64_t offset, uint64_t len,
+                       petrel_write_fn write, void *ctx, uint64_t *got);
+
+/* The size as the change sees it; the file's version the change started from. */
+uint64_t petrel_change_size(const struct petrel_change *ch);
+uint64_t petrel_change_version(const struct petrel_change *ch);
+
+/* Whether the change differs from the version it started from (something to commit). */
+int petrel_change_dirty(const struct petrel_change *ch);
+
+/* Bytes this change has uploaded as new spans so far (an overwrite costs the spans it
+ * touches, not the file: what tests and benchmarks measure). */
+uint64_t petrel_change_uploaded(const struct petrel_change *ch);
+
+/*
+ * Upload what is staged and replace the file's content with the change, atomically, only if
+ * the file is still at the version the change started from: 0 (*version, may be NULL, gets
+ * the new version), PT_ESTALE when another writer's commit came first or the file was removed
+ * (nothing of this change is visible; it stays open but every later commit fails the same),
+ * or another error (nothing visible either). After a success the change continues from the
+ * new version (an fsync); nothing to commit is a success that changes nothing.
+ */
+int petrel_change_commit(struct petrel_change *ch, uint64_t *version);
+
+/* Forget the change (uncommitted work is dropped; the shard's change file expires). */
+void petrel_change_close(struct petrel_change *ch);
 
 #endif

@@ -36,7 +36,10 @@
  *                         petrel_fs_file_opencfg; a missing buffer is -PT_ENOMEM. Set
  *                         cache_size and lookahead_size explicitly to size the static
  *                         buffers; a file buffer takes page_size bytes (petrel_fs_fsinfo; at
- *                         most cache_size).
+ *                         most cache_size). Remembered pairs and lookup fingers exist only
+ *                         with link_buffer (pairs; no fingers), and a file buffers
+ *                         PETREL_FS_PENDING_INLINE tree updates unless given pend_buffer:
+ *                         the same results with more reads and index writes.
  *   PETREL_NO_LOG         no logging: petrel_log calls compile to nothing, so no printf-family
  *                         function and no message string is linked (petrel/common.h).
  *   PETREL_NO_ASSERT      PT_ASSERT checks nothing (petrel/common.h).
@@ -74,6 +77,9 @@
 
 /* How many data-block updates a file buffers before it writes them into its tree. */
 #define PETREL_FS_PENDING 64
+/* ... and how many it keeps inside struct petrel_fs_file when nothing is allocated
+ * (PETREL_FS_NO_MALLOC without petrel_fs_file_config.pend_buffer). */
+#define PETREL_FS_PENDING_INLINE 4
 /* Fingers a lookup keeps into the last directory it walked. */
 #define PETREL_FS_FINGERS 16
 /* Entries a directory reader takes from one scan of a metadata pair. */
@@ -166,7 +172,10 @@ struct petrel_fs_config {
      * of the PETREL_FS_LINK_CACHE built in) and link_index, one entry per block of the device
      * (bd->block_count; -PT_EINVAL when missing with link_buffer), that find a
      * block's pair in one step. With a slot per pair of a directory, walking the directory
-     * to the pair of a name reads nothing but that pair. Both NULL/0 = the built-in table. */
+     * to the pair of a name reads nothing but that pair. Both NULL/0 = the built-in table,
+     * allocated at mount with PETREL_FS_FINGERS lookup fingers (about 1.8 KiB, outside
+     * struct petrel_fs); with PETREL_FS_NO_MALLOC there is none: every lookup reads the
+     * pairs it passes (same results, more reads), unless link_buffer is given. */
     struct petrel_fs_link *link_buffer;
     uint32_t link_count;
     uint32_t *link_index;
@@ -287,14 +296,26 @@ struct petrel_fs_file {
     uint8_t map_n;      /* blocks mapped (0 when map_valid is clear) */
     uint8_t map_valid;
     uint32_t pend_n;    /* buffered tree updates */
-    struct {
+    uint32_t pend_max;  /* room in pend */
+    uint8_t pend_alloc; /* pend was allocated on its own by open */
+    /* the buffered updates: PETREL_FS_PENDING allocated by open (with buf when buf is),
+     * the configuration's pend_buffer, or pend_inline (without malloc) */
+    struct petrel_fs_pend {
         uint32_t index, block;
-    } pend[PETREL_FS_PENDING];
+    } *pend;
+    struct petrel_fs_pend pend_inline[PETREL_FS_PENDING_INLINE];
 };
 
-/* Per-file configuration for petrel_fs_file_opencfg(). */
+/* Per-file configuration for petrel_fs_file_opencfg(). Zero it first (memset or = {0}):
+ * fields left zero take their defaults. */
 struct petrel_fs_file_config {
     void *buffer; /* petrel_fs_fsinfo().page_size bytes, or NULL (allocated) */
+    /* Room for pend_count buffered data-block updates (8 bytes each), or NULL/0: allocated
+     * (PETREL_FS_PENDING of them), or with PETREL_FS_NO_MALLOC the PETREL_FS_PENDING_INLINE
+     * kept in the file. Fewer means more index-block writes for random writes, the same
+     * data. */
+    struct petrel_fs_pend *pend_buffer;
+    uint32_t pend_count;
 };
 
 /* A mounted filesystem. */
@@ -332,8 +353,10 @@ struct petrel_fs {
     struct petrel_fs_gstate gstate;   /* global state on disk (XOR of all deltas) */
     struct petrel_fs_gstate gpending; /* global state the next commit must establish */
     struct petrel_fs_handle *handles;
-    struct petrel_fs_link links[PETREL_FS_LINK_CACHE];
-    struct petrel_fs_link *linkv; /* the table in use: links or cfg->link_buffer */
+    /* the table in use: cfg->link_buffer, or PETREL_FS_LINK_CACHE links allocated at mount
+     * (with the fingers below, one allocation), or none (nlinks 0) without malloc */
+    struct petrel_fs_link *linkv;
+    void *tables;                 /* the allocation of the built-in links and fingers */
     uint32_t nlinks;
     uint32_t *link_index;         /* block -> slot + 1 (cfg->link_index), or NULL */
     /* the last directory a path led to (its path's component hash and depth) */
@@ -360,10 +383,12 @@ struct petrel_fs {
     uint32_t ix_head[2], ix_pair[2], ix_gen, ix_hops;
     uint32_t ix_block, ix_off, ix_len, ix_kgen;
     uint8_t ix_known, ix_busy, index_ok; /* index_ok: the image is format 4 (writes indexes) */
-    struct {
+    /* PETREL_FS_FINGERS fingers, allocated at mount; NULL without malloc (walks then start
+     * at the directory's head or the saved fingers) */
+    struct petrel_fs_finger {
         uint64_t lo;
         uint32_t pair[2];
-    } fg[PETREL_FS_FINGERS];
+    } *fg;
 };
 
 /* ---- Filesystem ---------------------------------------------------------------------- */

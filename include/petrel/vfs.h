@@ -96,6 +96,8 @@ struct petrel_vfs_stat {
     int64_t ctime_sec;
     uint32_t ctime_nsec;
     uint64_t rdev; /* device number of a CHR/BLK node (Linux encoding), else 0 */
+    uint64_t version; /* cluster files: the content's version (issue 12); else 0 */
+    uint32_t spans;   /* cluster files: how many spans hold the content; else 0 */
 };
 
 /* What petrel_vfs_setattr changes (one atomic update where the backend can). */
@@ -144,12 +146,15 @@ enum petrel_vfs_open_flags {
      * name is -PT_EPERM there. A name free at open must still be free at close (-PT_EEXIST).
      * Other stores ignore it (O_TRUNC rewrites in place). */
     PETREL_VFS_O_REPLACE = 0x20,
+    /* Every write goes to the end of the file, whatever offset it names (O_APPEND). */
+    PETREL_VFS_O_APPEND = 0x40,
 };
 
 /* Capabilities. */
 enum petrel_vfs_caps {
-    PETREL_VFS_CAP_WRITE_ONCE = 0x01,   /* files are created, written sequentially once, linked
-                                           on close, and never modified after */
+    PETREL_VFS_CAP_WRITE_ONCE = 0x01,   /* new files are created, written sequentially once and
+                                           linked on close (with RANDOM_WRITE: existing files
+                                           change through versions committed at sync/close) */
     PETREL_VFS_CAP_XATTR = 0x02,        /* extended attributes */
     PETREL_VFS_CAP_RANDOM_WRITE = 0x04, /* writes at any offset, truncate */
     PETREL_VFS_CAP_READ_ONLY = 0x08,    /* opened read-only: every change is -PT_EROFS */

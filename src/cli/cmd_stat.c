@@ -25,6 +25,10 @@ static int stat_one(const char *text)
         printf("      Type: %s\n", st.type == PETREL_VFS_DIR ? "directory" : "file");
         printf("      Size: %llu\n", (unsigned long long)st.size);
         printf("      Mode: %04o\n", st.mode & 07777);
+        if (st.version) { /* a cluster file: which version, in how many spans */
+            printf("   Version: %llu\n", (unsigned long long)st.version);
+            printf("     Spans: %u\n", st.spans);
+        }
         if (st.mtime_sec) {
             char when[64];
             time_t t = (time_t)st.mtime_sec;

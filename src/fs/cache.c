@@ -66,6 +66,7 @@ void pt_links_remember(struct petrel_fs *fs, const struct pt_mdir *md)
 {
     struct petrel_fs_link *l;
     uint32_t i = pt_link_slot(fs, md->pair);
+    if (fs->nlinks == 0) return; /* no table (no malloc, no link_buffer) */
     if (i == fs->nlinks) {
         if (fs->link_index) {
             i = PT_MIN(md->pair[0], md->pair[1]) % fs->nlinks;

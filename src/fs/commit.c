@@ -14,7 +14,7 @@
  */
 #include "fs/fs_internal.h"
 
-#define PT_COMMIT_RECS_MAX 8
+#define PT_COMMIT_RECS_MAX 4 /* the most a caller commits at once: rename's */
 
 void pt_handles_relocate(struct petrel_fs *fs, const uint32_t old[2], const uint32_t nw[2])
 {

@@ -169,7 +169,7 @@ int pt_tree_lookup_run(struct petrel_fs *fs, uint32_t root, uint8_t depth,
 
 /* Write one index block: old node's pointers (or all NULL) patched with updates
  * pend[i..j) whose child slots are pend[k].index % fanout. */
-static int pt_index_write(struct petrel_fs *fs, uint32_t old, const struct petrel_fs_file *f,
+static int pt_index_write(struct petrel_fs *fs, uint32_t old, const struct petrel_fs_pend *pend,
                           uint32_t i, uint32_t j, uint32_t *out)
 {
     uint32_t ppb = pt_pages_per_block(fs), pld = pt_page_payload(fs), ppp = pld / 4;
@@ -193,8 +193,8 @@ static int pt_index_write(struct petrel_fs *fs, uint32_t old, const struct petre
                 memset(page, 0xff, pld);
             }
             for (k = i; k < j; k++) {
-                uint32_t child = f->pend[k].index % fan;
-                if (child / ppp == slot) pt_put_le32(page + (size_t)4 * (child % ppp), f->pend[k].block);
+                uint32_t child = pend[k].index % fan;
+                if (child / ppp == slot) pt_put_le32(page + (size_t)4 * (child % ppp), pend[k].block);
             }
             fs->rcache.block = PT_NULL; /* the cache copy is modified */
             err = pt_page_prog(fs, blk, slot, page);
@@ -249,16 +249,15 @@ int pt_tree_apply(struct petrel_fs *fs, uint32_t *root, uint8_t *depth, struct p
         if (pt_direct_count(*depth)) {
             /* grown past the list: the listed blocks become the first index block's
              * children, then the tree grows as usual */
-            struct petrel_fs_file one;
+            struct petrel_fs_pend one[PT_DIRECT_MAX];
             uint32_t nr;
-            memset(&one, 0, sizeof(one));
             for (i = 0, m = 0; i < k; i++) {
                 if (list[i] == PT_NULL) continue;
-                one.pend[m].index = i;
-                one.pend[m].block = list[i];
+                one[m].index = i;
+                one[m].block = list[i];
                 m++;
             }
-            err = pt_index_write(fs, PT_NULL, &one, 0, m, &nr);
+            err = pt_index_write(fs, PT_NULL, one, 0, m, &nr);
             if (err) return err;
             *root = nr;
             *depth = 1;
@@ -268,11 +267,10 @@ int pt_tree_apply(struct petrel_fs *fs, uint32_t *root, uint8_t *depth, struct p
     while ((uint64_t)maxidx >= pt_pow(fan, *depth)) {
         if (*depth >= PETREL_FS_TREE_DEPTH_MAX) return -PT_EFBIG;
         if (*root != PT_NULL) {
-            struct petrel_fs_file one;
+            struct petrel_fs_pend one;
             uint32_t nr;
-            memset(&one, 0, sizeof(one));
-            one.pend[0].index = 0;
-            one.pend[0].block = *root;
+            one.index = 0;
+            one.block = *root;
             err = pt_index_write(fs, PT_NULL, &one, 0, 1, &nr);
             if (err) return err;
             *root = nr;
@@ -292,7 +290,7 @@ int pt_tree_apply(struct petrel_fs *fs, uint32_t *root, uint8_t *depth, struct p
             while (j < n && f->pend[j].index / fan == key) j++;
             err = pt_tree_node(fs, *root, *depth, level, key, &old);
             if (err) return err;
-            err = pt_index_write(fs, old, f, i, j, &nb);
+            err = pt_index_write(fs, old, f->pend, i, j, &nb);
             if (err) return err;
             f->pend[out].index = key;
             f->pend[out].block = nb;

@@ -31,13 +31,14 @@ static void pt_fingers_reset(struct petrel_fs *fs, const uint32_t head[2])
     fs->fg_head[0] = head[0];
     fs->fg_head[1] = head[1];
     fs->fg_gen = fs->layout_gen;
+    if (!fs->fg) return; /* none without malloc */
     for (j = 0; j < PETREL_FS_FINGERS; j++) fs->fg[j].pair[0] = fs->fg[j].pair[1] = PT_NULL;
 }
 
 static void pt_finger_note(struct petrel_fs *fs, uint64_t lo, const uint32_t pair[2])
 {
     uint32_t j = (uint32_t)(lo >> PT_FG_SHIFT);
-    if (fs->fg[j].pair[0] != PT_NULL && fs->fg[j].lo <= lo) return;
+    if (!fs->fg || (fs->fg[j].pair[0] != PT_NULL && fs->fg[j].lo <= lo)) return;
     fs->fg[j].lo = lo;
     fs->fg[j].pair[0] = pair[0];
     fs->fg[j].pair[1] = pair[1];
@@ -103,7 +104,7 @@ int pt_dir_find_pair(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash
          * short: a walk past PT_INDEX_HOPS pairs gives it an index) */
         if (fs->fg_gen != fs->layout_gen || !pt_pair_eq(fs->fg_head, head))
             pt_fingers_reset(fs, head);
-        for (j = (int)(hash >> PT_FG_SHIFT); j >= 0; j--) {
+        for (j = fs->fg ? (int)(hash >> PT_FG_SHIFT) : -1; j >= 0; j--) {
             if (fs->fg[j].pair[0] != PT_NULL && fs->fg[j].lo <= hash) {
                 cur[0] = fs->fg[j].pair[0];
                 cur[1] = fs->fg[j].pair[1];
@@ -299,14 +300,13 @@ static void pt_rec_delete(struct pt_rec *r, uint8_t *hb, uint64_t hash)
     r->seglen[0] = 8;
 }
 
-static uint32_t pt_entry_head(uint8_t *buf, uint64_t hash, uint8_t type, const char *name,
-                              uint32_t len)
+/* The fixed part of an entry's payload (hash, type, name length): the name follows it in
+ * the record as a segment of its own, so no name-sized buffer is needed. */
+static void pt_entry_head(uint8_t *buf, uint64_t hash, uint8_t type, uint32_t name_len)
 {
     pt_put_le64(buf, hash);
     buf[8] = type;
-    buf[9] = (uint8_t)len;
-    memcpy(buf + PT_ENTRY_FIXED, name, len);
-    return PT_ENTRY_FIXED + len;
+    buf[9] = (uint8_t)name_len;
 }
 
 int petrel_fs_stat(struct petrel_fs *fs, const char *path, struct petrel_fs_info *info)
@@ -357,14 +357,86 @@ static void pt_rec_thread(struct pt_rec *r, uint8_t *th, const uint32_t next[2],
     r->seglen[0] = 17;
 }
 
+/* The new directory's first pair (head record dirid), threaded to what follows last. */
+static PT_NOINLINE int pt_mkdir_pair(struct petrel_fs *fs, const struct pt_mdir *last,
+                                     uint32_t dirid, uint32_t pair[2])
+{
+    struct pt_mdir nd;
+    struct pt_rec r[2];
+    uint8_t hb[4], th[17];
+    uint32_t n = 1;
+    int err;
+    pt_put_le32(hb, dirid);
+    memset(r, 0, sizeof(r));
+    r[0].type = PT_REC_HEAD;
+    r[0].seg[0] = hb;
+    r[0].seglen[0] = 4;
+    if (last->next[0] != PT_NULL) pt_rec_thread(&r[n++], th, last->next, 0, 0);
+    err = pt_mdir_create(fs, &nd, r, (int)n);
+    if (!err) memcpy(pair, nd.pair, sizeof(nd.pair));
+    return err;
+}
+
+/* Commit to md the new directory's entry (name from the path, its pair and dirid) and, with
+ * the thread, or alone, md's thread link to the new pair. */
+static PT_NOINLINE int pt_mkdir_commit(struct petrel_fs *fs, struct pt_mdir *md,
+                                       const struct pt_lookup *lk, const uint32_t ndpair[2],
+                                       uint32_t dirid, int entry, int thread)
+{
+    struct pt_rec r[2];
+    uint8_t th[17], ent[PT_ENTRY_FIXED], dst[PT_DIRSTRUCT_SIZE];
+    int n = 0;
+    memset(r, 0, sizeof(r));
+    if (entry) {
+        pt_entry_head(ent, lk->hash, PETREL_FS_DIR, lk->name_len);
+        pt_put_le32(dst, ndpair[0]);
+        pt_put_le32(dst + 4, ndpair[1]);
+        pt_put_le32(dst + 8, dirid);
+        r[n].type = PT_REC_ENTRY;
+        r[n].hash = lk->hash;
+        r[n].seg[0] = ent;
+        r[n].seglen[0] = PT_ENTRY_FIXED;
+        r[n].seg[1] = lk->name;
+        r[n].seglen[1] = lk->name_len;
+        r[n].seg[2] = dst;
+        r[n].seglen[2] = PT_DIRSTRUCT_SIZE;
+        n++;
+    }
+    if (thread) pt_rec_thread(&r[n++], th, ndpair, 0, 0);
+    return pt_fs_commit(fs, md, r, n);
+}
+
+/* The entry and the thread link in two pairs: the link first, then the entry. Between the
+ * two commits the new directory is in the thread without an entry: a repair run by a
+ * relocation in between would reclaim it, so repairs wait until the entry is written. */
+static PT_NOINLINE int pt_mkdir_apart(struct petrel_fs *fs, const struct pt_lookup *lk,
+                                      struct pt_mdir *last, const uint32_t ndpair[2],
+                                      uint32_t dirid)
+{
+    uint8_t was_repairing = fs->repairing;
+    int err;
+    fs->gpending.orphans++;
+    fs->repairing = 1;
+    err = pt_mkdir_commit(fs, last, lk, ndpair, dirid, 0, 1);
+    if (!err) {
+        struct pt_mdir emd;
+        err = pt_dir_find_pair(fs, lk->parent, lk->hash, &emd);
+        if (!err) {
+            fs->gpending.orphans--;
+            err = pt_mkdir_commit(fs, &emd, lk, ndpair, dirid, 1, 0);
+        }
+    }
+    fs->repairing = was_repairing;
+    if (err) fs->gpending = fs->gstate;
+    return err;
+}
+
 int petrel_fs_mkdir(struct petrel_fs *fs, const char *path)
 {
     PT_REQUIRE_MOUNTED(fs);
     struct pt_lookup lk;
-    struct pt_mdir last, nd;
-    struct pt_rec r[3];
-    uint8_t hb[4], th[17], th2[17], ent[PT_ENTRY_FIXED + 255 + PT_DIRSTRUCT_SIZE];
-    uint32_t n, dirid, ndpair[2];
+    struct pt_mdir last;
+    uint32_t dirid, ndpair[2];
     int err = pt_mstate_mark_dirty(fs);
     if (err) return err;
     err = pt_lookup(fs, path, &lk, -1);
@@ -376,49 +448,13 @@ int petrel_fs_mkdir(struct petrel_fs *fs, const char *path)
     if (err) return err;
     dirid = fs->next_dirid++;
     /* the new directory's first pair, threaded after the parent's last pair */
-    pt_put_le32(hb, dirid);
-    memset(r, 0, sizeof(r));
-    r[0].type = PT_REC_HEAD;
-    r[0].seg[0] = hb;
-    r[0].seglen[0] = 4;
-    n = 1;
-    if (last.next[0] != PT_NULL) pt_rec_thread(&r[n++], th, last.next, 0, 0);
-    err = pt_mdir_create(fs, &nd, r, (int)n);
+    err = pt_mkdir_pair(fs, &last, dirid, ndpair);
     if (err) return err;
-    memcpy(ndpair, nd.pair, sizeof(ndpair));
-
-    n = pt_entry_head(ent, lk.hash, PETREL_FS_DIR, lk.name, lk.name_len);
-    pt_put_le32(ent + n, ndpair[0]);
-    pt_put_le32(ent + n + 4, ndpair[1]);
-    pt_put_le32(ent + n + 8, dirid);
-    n += PT_DIRSTRUCT_SIZE;
-    memset(r, 0, sizeof(r));
-    r[0].type = PT_REC_ENTRY;
-    r[0].hash = lk.hash;
-    r[0].seg[0] = ent;
-    r[0].seglen[0] = n;
-    pt_rec_thread(&r[1], th2, ndpair, 0, 0);
     if (pt_pair_eq(last.pair, lk.md.pair)) {
         /* entry and thread link in one commit */
-        err = pt_fs_commit(fs, &lk.md, r, 2);
+        err = pt_mkdir_commit(fs, &lk.md, &lk, ndpair, dirid, 1, 1);
     } else {
-        /* Between the two commits the new directory is in the thread without an entry: a
-         * repair run by a relocation in between would reclaim it, so repairs wait until the
-         * entry is written. */
-        uint8_t was_repairing = fs->repairing;
-        fs->gpending.orphans++;
-        fs->repairing = 1;
-        err = pt_fs_commit(fs, &last, &r[1], 1);
-        if (!err) {
-            struct pt_mdir emd;
-            err = pt_dir_find_pair(fs, lk.parent, lk.hash, &emd);
-            if (!err) {
-                fs->gpending.orphans--;
-                err = pt_fs_commit(fs, &emd, r, 1);
-            }
-        }
-        fs->repairing = was_repairing;
-        if (err) fs->gpending = fs->gstate;
+        err = pt_mkdir_apart(fs, &lk, &last, ndpair, dirid);
         if (!err && fs->gpending.orphans > 0) {
             /* the directory exists: a repair that fails now runs again later */
             int rerr = pt_fs_repair(fs, 0);
@@ -460,16 +496,29 @@ static int pt_dir_empty(struct petrel_fs *fs, const uint32_t head[2])
 /* After a removal committed: drop the pair that held path's name from the thread when no
  * entry is left in it, so that churn does not grow directories without bound. Best effort:
  * a pair kept is consistent, so a failure here is only logged. */
+/* The pair that would hold path's name: 1 when the name is absent from it (the pair to try
+ * to drop, in *md), 0 when there is none to try. A helper so that the lookup's frame is gone
+ * when the drop commits. */
+static PT_NOINLINE int pt_drop_lookup(struct petrel_fs *fs, const char *path, struct pt_mdir *md)
+{
+    struct pt_lookup lk;
+    int err = pt_lookup(fs, path, &lk, -1);
+    if (err) return err;
+    if (lk.is_root || lk.exists != 0) return 0;
+    *md = lk.md;
+    return 1;
+}
+
 static void pt_drop_empty_pair(struct petrel_fs *fs, const char *path,
                                const struct pt_mdir *known)
 {
-    struct pt_lookup lk;
+    struct pt_mdir md;
     int err = 0;
     if (known) {
         err = pt_drop_if_empty(fs, known);
     } else {
-        err = pt_lookup(fs, path, &lk, -1);
-        if (!err && !lk.is_root && lk.exists == 0) err = pt_drop_if_empty(fs, &lk.md);
+        err = pt_drop_lookup(fs, path, &md);
+        if (err == 1) err = pt_drop_if_empty(fs, &md);
     }
     fs->dc_valid = 0;
     if (err)
@@ -514,35 +563,124 @@ int petrel_fs_remove(struct petrel_fs *fs, const char *path)
     return 0;
 }
 
+/* What a rename keeps of its source after the lookup: the pair, the parent and the entry's
+ * place on the device (a whole struct pt_lookup for each path would double the frame). */
+struct pt_rename_src {
+    struct pt_mdir md;      /* the pair holding the source entry */
+    uint32_t parent[2];
+    uint64_t hash;
+    uint32_t dirid;         /* directories */
+    uint32_t block, name_off, rec_len;
+    uint8_t type, name_len;
+};
+
+static PT_NOINLINE int pt_rename_source(struct petrel_fs *fs, const char *oldpath,
+                                        struct pt_rename_src *src)
+{
+    struct pt_lookup lo;
+    int err = pt_lookup(fs, oldpath, &lo, -1);
+    if (err) return err;
+    if (lo.is_root) return -PT_EINVAL;
+    if (lo.exists != 1) return -PT_ENOENT;
+    src->md = lo.md;
+    memcpy(src->parent, lo.parent, sizeof(src->parent));
+    src->hash = lo.hash;
+    src->dirid = lo.e.dirid;
+    src->block = lo.e.block;
+    src->name_off = lo.e.name_off;
+    src->rec_len = lo.e.rec_len;
+    src->type = lo.e.type;
+    src->name_len = lo.e.name_len;
+    return 0;
+}
+
+/* The rename's commits: the new entry (replacing ln's) with the source's attributes, and the
+ * source's deletion, in one commit when both names are in one pair, else the new entry with
+ * "move pending" first and the deletion second. On return lo->md is the source's pair as the
+ * rename left it. */
+static PT_NOINLINE int pt_rename_commit(struct petrel_fs *fs, struct pt_rename_src *lo,
+                                        struct pt_lookup *ln)
+{
+    struct pt_rec r[4];
+    uint8_t hb_old[8], hb_new[8], head[PT_ENTRY_FIXED];
+    uint32_t body_len;
+    int n = 0, err;
+
+    /* the new entry: new name (from newpath), the old entry's structure and inline tail
+     * copied from its record on the device (the source pair's newest log block, which the
+     * commit appends to or compacts out of, so its bytes stay until the commit returns) */
+    pt_entry_head(head, ln->hash, lo->type, ln->name_len);
+    body_len = lo->rec_len - PT_ENTRY_FIXED - lo->name_len;
+    if (lo->rec_len < PT_ENTRY_FIXED + lo->name_len || body_len > PT_REGSTRUCT_MAX + 1024)
+        return -PT_ECORRUPT;
+    memset(r, 0, sizeof(r));
+    if (ln->exists == 1) pt_rec_delete(&r[n++], hb_new, ln->hash);
+    r[n].type = PT_REC_ENTRY;
+    r[n].hash = ln->hash;
+    r[n].seg[0] = head;
+    r[n].seglen[0] = PT_ENTRY_FIXED;
+    r[n].seg[1] = ln->name;
+    r[n].seglen[1] = ln->name_len;
+    r[n].copy_at = 2;
+    r[n].copy_block = lo->block;
+    r[n].copy_off = lo->name_off + lo->name_len;
+    r[n].copy_len = body_len;
+    n++;
+    r[n].type = PT_REC_COPYATTRS;
+    r[n].hash = ln->hash;
+    r[n].src = &lo->md;
+    r[n].src_hash = lo->hash;
+    n++;
+    if (pt_pair_eq(lo->md.pair, ln->md.pair)) {
+        pt_rec_delete(&r[n++], hb_old, lo->hash);
+        r[n - 2].src = &ln->md;
+        err = pt_fs_commit(fs, &ln->md, r, n);
+        if (!err) lo->md = ln->md;
+    } else {
+        uint64_t hash = lo->hash;
+        fs->gpending.move_pending = 1;
+        memcpy(fs->gpending.move_pair, lo->md.pair, sizeof(lo->md.pair));
+        fs->gpending.move_hash = lo->hash;
+        err = pt_fs_commit(fs, &ln->md, r, n);
+        if (!err) {
+            /* the source pair may have moved meanwhile: the global state followed it */
+            uint32_t sp[2];
+            memcpy(sp, fs->gpending.move_pair, sizeof(sp));
+            memset(fs->gpending.move_pair, 0, sizeof(fs->gpending.move_pair));
+            fs->gpending.move_hash = 0;
+            fs->gpending.move_pending = 0;
+            err = pt_mdir_fetch(fs, &lo->md, sp, &hash);
+            if (!err) {
+                pt_rec_delete(&r[0], hb_old, hash);
+                err = pt_fs_commit(fs, &lo->md, r, 1);
+            }
+        }
+    }
+    return err;
+}
+
 int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newpath)
 {
     PT_REQUIRE_MOUNTED(fs);
-    struct pt_lookup lo, ln;
-    struct pt_rec r[4];
-    uint8_t hb_old[8], hb_new[8], head[PT_ENTRY_FIXED + 255];
-    uint8_t body[PT_REGSTRUCT_MAX + 1024];
-    uint32_t hn, body_len;
-    int n = 0, err, replaced_dir = 0;
+    struct pt_rename_src lo;
+    struct pt_lookup ln;
+    int err, replaced_dir = 0;
     uint32_t replaced_pair[2];
     struct petrel_fs_handle *h;
-    struct pt_mdir smd;
-    const struct pt_mdir *src_md; /* the source's pair as the rename left it */
 
     fs->dc_valid = 0; /* directories may move */
     err = pt_mstate_mark_dirty(fs);
     if (err) return err;
-    err = pt_lookup(fs, oldpath, &lo, -1);
+    err = pt_rename_source(fs, oldpath, &lo);
     if (err) return err;
-    if (lo.is_root) return -PT_EINVAL;
-    if (lo.exists != 1) return -PT_ENOENT;
-    err = pt_lookup(fs, newpath, &ln, lo.e.type == PETREL_FS_DIR ? (int64_t)lo.e.dirid : -1);
+    err = pt_lookup(fs, newpath, &ln, lo.type == PETREL_FS_DIR ? (int64_t)lo.dirid : -1);
     if (err) return err;
     if (ln.is_root) return -PT_EINVAL;
     if (ln.saw_dirid) return -PT_EINVAL;
     if (ln.exists == -1) return -PT_EEXIST;
     if (ln.exists == 1) {
         if (pt_pair_eq(ln.parent, lo.parent) && ln.hash == lo.hash) return 0;
-        if (lo.e.type == PETREL_FS_DIR) {
+        if (lo.type == PETREL_FS_DIR) {
             if (ln.e.type != PETREL_FS_DIR) return -PT_ENOTDIR;
             err = pt_dir_empty(fs, ln.e.pair);
             if (err < 0) return err;
@@ -556,54 +694,8 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
     err = pt_fs_writable(fs);
     if (err) return err;
 
-    /* the new entry: new name, the old entry's structure (and inline tail) */
-    hn = pt_entry_head(head, ln.hash, lo.e.type, ln.name, ln.name_len);
-    body_len = lo.e.rec_len - PT_ENTRY_FIXED - lo.e.name_len;
-    if (body_len > sizeof(body)) return -PT_ECORRUPT;
-    err = pt_read(fs, lo.e.block, lo.e.name_off + lo.e.name_len, body, body_len, body_len);
-    if (err) return err;
-    memset(r, 0, sizeof(r));
-    if (ln.exists == 1) pt_rec_delete(&r[n++], hb_new, ln.hash);
-    r[n].type = PT_REC_ENTRY;
-    r[n].hash = ln.hash;
-    r[n].seg[0] = head;
-    r[n].seglen[0] = hn;
-    r[n].seg[1] = body;
-    r[n].seglen[1] = body_len;
-    n++;
-    r[n].type = PT_REC_COPYATTRS;
-    r[n].hash = ln.hash;
-    r[n].src = &lo.md;
-    r[n].src_hash = lo.hash;
-    n++;
     if (replaced_dir) fs->gpending.orphans++;
-    if (pt_pair_eq(lo.md.pair, ln.md.pair)) {
-        pt_rec_delete(&r[n++], hb_old, lo.hash);
-        r[n - 2].src = &ln.md;
-        err = pt_fs_commit(fs, &ln.md, r, n);
-        src_md = &ln.md;
-    } else {
-        uint64_t hash = lo.hash;
-        src_md = &smd;
-        fs->gpending.move_pending = 1;
-        memcpy(fs->gpending.move_pair, lo.md.pair, sizeof(lo.md.pair));
-        fs->gpending.move_hash = lo.hash;
-        err = pt_fs_commit(fs, &ln.md, r, n);
-        if (!err) {
-            /* the source pair may have moved meanwhile: the global state followed it */
-            uint32_t sp[2];
-            memcpy(sp, fs->gpending.move_pair, sizeof(sp));
-            memset(fs->gpending.move_pair, 0, sizeof(fs->gpending.move_pair));
-            fs->gpending.move_hash = 0;
-            fs->gpending.move_pending = 0;
-            err = pt_mdir_fetch(fs, &smd, sp, &hash);
-            if (!err) {
-                struct pt_rec d;
-                pt_rec_delete(&d, hb_old, hash);
-                err = pt_fs_commit(fs, &smd, &d, 1);
-            }
-        }
-    }
+    err = pt_rename_commit(fs, &lo, &ln);
     if (!err && replaced_dir) {
         err = pt_unlink_dir(fs, replaced_pair);
         if (err == -PT_ENOENT) err = 0; /* already reclaimed by a repair inside a commit */
@@ -624,7 +716,7 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
     }
     pt_alloc_ack(fs);
     /* after a directory was replaced, pairs may have moved: find the source's pair again */
-    pt_drop_empty_pair(fs, oldpath, replaced_dir ? NULL : src_md);
+    pt_drop_empty_pair(fs, oldpath, replaced_dir ? NULL : &lo.md);
     return 0;
 }
 

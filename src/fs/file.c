@@ -182,7 +182,7 @@ static int pt_file_pend(struct petrel_fs *fs, struct petrel_fs_file *f, uint32_t
             return 0;
         }
     }
-    if (f->pend_n == PETREL_FS_PENDING) {
+    if (f->pend_n == f->pend_max) {
         int err = pt_tree_apply(fs, &f->root, &f->depth, f);
         if (err) return err;
     }
@@ -343,6 +343,45 @@ static uint32_t pt_reg_struct(uint8_t *p, uint64_t size, uint32_t root, uint8_t 
 }
 
 /* Open path; a created entry gets type (PETREL_FS_REG or a host type). */
+/* The page buffer and the room for buffered tree updates: from the configuration, else
+ * allocated (one allocation when both are), else (no malloc) the updates kept inline. */
+static int pt_file_buffers(struct petrel_fs *fs, struct petrel_fs_file *file,
+                           const struct petrel_fs_file_config *fcfg)
+{
+    size_t pend_bytes = sizeof(struct petrel_fs_pend) * PETREL_FS_PENDING;
+    if (fcfg && fcfg->pend_buffer && fcfg->pend_count) {
+        file->pend = fcfg->pend_buffer;
+        file->pend_max = fcfg->pend_count;
+        pend_bytes = 0;
+    }
+#ifdef PETREL_FS_NO_MALLOC
+    (void)fs;
+    if (!fcfg || !fcfg->buffer) return -PT_ENOMEM;
+    file->buf = (uint8_t *)fcfg->buffer;
+    if (pend_bytes) {
+        file->pend = file->pend_inline;
+        file->pend_max = PETREL_FS_PENDING_INLINE;
+    }
+#else
+    if (fcfg && fcfg->buffer) {
+        file->buf = (uint8_t *)fcfg->buffer;
+        if (pend_bytes) {
+            file->pend = (struct petrel_fs_pend *)malloc(pend_bytes);
+            if (!file->pend) return -PT_ENOMEM;
+            file->pend_alloc = 1;
+        }
+    } else {
+        /* the page size is a multiple of 16: the updates that follow are aligned */
+        file->buf = (uint8_t *)malloc(fs->page_size + pend_bytes);
+        if (!file->buf) return -PT_ENOMEM;
+        file->buf_alloc = 1;
+        if (pend_bytes) file->pend = (struct petrel_fs_pend *)(void *)(file->buf + fs->page_size);
+    }
+    if (pend_bytes) file->pend_max = PETREL_FS_PENDING;
+#endif
+    return 0;
+}
+
 static int pt_file_open_typed(struct petrel_fs *fs, struct petrel_fs_file *file, const char *path,
                               int flags, const struct petrel_fs_file_config *fcfg, uint8_t type)
 {
@@ -367,31 +406,23 @@ static int pt_file_open_typed(struct petrel_fs *fs, struct petrel_fs_file *file,
     file->flags = flags;
     file->root = PT_NULL;
     file->type = lk.exists == 1 ? lk.e.type : type;
-    if (fcfg && fcfg->buffer) {
-        file->buf = (uint8_t *)fcfg->buffer;
-    } else {
-#ifdef PETREL_FS_NO_MALLOC
-        return -PT_ENOMEM;
-#else
-        file->buf = (uint8_t *)malloc(fs->page_size);
-        if (!file->buf) return -PT_ENOMEM;
-        file->buf_alloc = 1;
-#endif
-    }
+    err = pt_file_buffers(fs, file, fcfg);
+    if (err) return err;
     if (lk.exists != 1) {
-        uint8_t ent[PT_ENTRY_FIXED + 255 + PT_REGSTRUCT_MAX];
+        uint8_t ent[PT_ENTRY_FIXED], reg[PT_REGSTRUCT_MAX];
         struct pt_rec r;
-        uint32_t n = PT_ENTRY_FIXED + lk.name_len;
         pt_put_le64(ent, lk.hash);
         ent[8] = type;
         ent[9] = (uint8_t)lk.name_len;
-        memcpy(ent + PT_ENTRY_FIXED, lk.name, lk.name_len);
-        n += pt_reg_struct(ent + n, 0, PT_NULL, 0, NULL, 0);
         memset(&r, 0, sizeof(r));
         r.type = PT_REC_ENTRY;
         r.hash = lk.hash;
         r.seg[0] = ent;
-        r.seglen[0] = n;
+        r.seglen[0] = PT_ENTRY_FIXED;
+        r.seg[1] = lk.name; /* the name as the path spells it */
+        r.seglen[1] = lk.name_len;
+        r.seg[2] = reg;
+        r.seglen[2] = pt_reg_struct(reg, 0, PT_NULL, 0, NULL, 0);
         uint32_t gen = fs->layout_gen;
         err = pt_fs_commit(fs, &lk.md, &r, 1);
         if (err) goto fail;
@@ -440,8 +471,10 @@ static int pt_file_open_typed(struct petrel_fs *fs, struct petrel_fs_file *file,
 fail:
 #ifndef PETREL_FS_NO_MALLOC
     if (file->buf_alloc) free(file->buf);
+    if (file->pend_alloc) free(file->pend);
 #endif
     file->buf = NULL;
+    file->pend = NULL;
     return err;
 }
 
@@ -636,8 +669,7 @@ int petrel_fs_file_sync(struct petrel_fs *fs, struct petrel_fs_file *f)
     struct pt_mdir md;
     struct pt_entry e;
     struct pt_rec r;
-    uint8_t ent[PT_ENTRY_FIXED + 255 + PT_REGSTRUCT_MAX];
-    uint32_t n;
+    uint8_t ent[PT_ENTRY_FIXED], reg[PT_REGSTRUCT_MAX];
     int err, keep_tail;
 
     if (f->error) return f->error;
@@ -689,17 +721,21 @@ int petrel_fs_file_sync(struct petrel_fs *fs, struct petrel_fs_file *f)
     pt_put_le64(ent, f->hash);
     ent[8] = e.type;
     ent[9] = e.name_len;
-    err = pt_read(fs, e.block, e.name_off, ent + PT_ENTRY_FIXED, e.name_len, e.name_len);
-    if (err) goto fail;
-    n = PT_ENTRY_FIXED + e.name_len;
-    n += pt_reg_struct(ent + n, f->size, f->root, f->depth, f->direct, tail_len);
+    /* the name copied from the entry's record on the device: md's newest log block, which
+     * the commit appends to or compacts out of (unchanged until it returns) */
     memset(&r, 0, sizeof(r));
     r.type = PT_REC_ENTRY;
     r.hash = f->hash;
     r.seg[0] = ent;
-    r.seglen[0] = n;
-    r.seg[1] = f->buf;
-    r.seglen[1] = tail_len;
+    r.seglen[0] = PT_ENTRY_FIXED;
+    r.copy_at = 1;
+    r.copy_block = e.block;
+    r.copy_off = e.name_off;
+    r.copy_len = e.name_len;
+    r.seg[1] = reg;
+    r.seglen[1] = pt_reg_struct(reg, f->size, f->root, f->depth, f->direct, tail_len);
+    r.seg[2] = f->buf;
+    r.seglen[2] = tail_len;
     err = pt_fs_commit(fs, &md, &r, 1);
     if (err) goto fail;
     memcpy(f->epair, md.pair, sizeof(f->epair));
@@ -726,8 +762,10 @@ int petrel_fs_file_close(struct petrel_fs *fs, struct petrel_fs_file *f)
     pt_handle_unlink(fs, &f->h);
 #ifndef PETREL_FS_NO_MALLOC
     if (f->buf_alloc) free(f->buf);
+    if (f->pend_alloc) free(f->pend);
 #endif
     f->buf = NULL;
+    f->pend = NULL;
     return err;
 }
 

@@ -31,6 +31,14 @@
 
 #define PT_NULL PETREL_FS_BLOCK_NULL
 
+/* Keeps a helper's locals out of its caller's frame, so that helpers called one after the
+ * other share stack instead of adding up (docs/FIRMWARE.md, stack-worst and frame-max). */
+#if defined(__GNUC__)
+#define PT_NOINLINE __attribute__((noinline))
+#else
+#define PT_NOINLINE
+#endif
+
 /* Every public call but format and mount starts with this: a filesystem never mounted
  * (zero-initialised), unmounted, or whose mount failed gives -PT_EINVAL, never a crash. */
 #define PT_REQUIRE_MOUNTED(fs)                                                                 \
@@ -135,13 +143,21 @@ struct pt_mdir {
     uint32_t index_len;
 };
 
-/* One record to commit. Payload = seg[0] followed by seg[1] (either may be empty). */
+/* One record to commit. Payload = seg[0], seg[1], seg[2] (any may be empty), with copy_len
+ * bytes read from the device (block copy_block, offset copy_off) inserted before seg[copy_at]
+ * (copy_at 3: after seg[2]). Built from the parts where they lie (the caller's path, a
+ * record already on disk), an entry needs no name- or block-sized buffer on the stack; a
+ * copied range must stay unchanged until the commit returns (a pair's newest log block is:
+ * a commit appends to it or compacts out of it). */
+#define PT_REC_SEGS 3
 struct pt_rec {
     uint8_t type;
     uint8_t atype;      /* attribute type for ATTR / ATTRDEL */
+    uint8_t copy_at;
     uint64_t hash;      /* key for ENTRY/DELETE/ATTR/ATTRDEL/COPYATTRS (new hash) */
-    const void *seg[2];
-    uint32_t seglen[2];
+    const void *seg[PT_REC_SEGS];
+    uint32_t seglen[PT_REC_SEGS];
+    uint32_t copy_block, copy_off, copy_len;
     /* COPYATTRS: copy live attributes of src_hash in src to hash.
      * INDEX with src set: the payload is bytes [hash >> 32, + (uint32_t)hash) of block
      * src->pair[0], then seg[0], then bytes [src_hash >> 32, + (uint32_t)src_hash) of that

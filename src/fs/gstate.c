@@ -17,32 +17,46 @@ static const uint32_t pt_root_pair[2] = {0, 1};
 
 /* Unlink the directory whose head is `head` (and its continuation pairs) from the thread.
  * The pairs' global-state deltas move into the unlinking commit. */
-int pt_unlink_dir(struct petrel_fs *fs, const uint32_t head[2])
+/* The directory's pairs from head: the XOR of their global-state deltas, and the thread
+ * link after the last of them. A helper, so its fetched pair is not under the commit. */
+static PT_NOINLINE int pt_dir_pairs_sum(struct petrel_fs *fs, const uint32_t head[2],
+                                        struct petrel_fs_gstate *removed, uint32_t after[2])
 {
-    struct pt_mdir pred, seg;
-    struct petrel_fs_gstate removed;
-    struct pt_rec r;
-    uint8_t th[17];
+    struct pt_mdir seg;
     uint32_t guard;
-    int err = pt_thread_pred(fs, head, &pred, NULL);
+    int err = pt_mdir_fetch(fs, &seg, head, NULL);
     if (err) return err;
-    /* the directory's pairs leave the thread: what a walk learnt of them (fingers, the index
-     * state of index.c) must not outlive them, whoever takes their blocks next */
-    fs->layout_gen++;
-    memset(&removed, 0, sizeof(removed));
-    err = pt_mdir_fetch(fs, &seg, head, NULL);
-    if (err) return err;
+    memset(removed, 0, sizeof(*removed));
     for (guard = 0;; guard++) {
         uint32_t next[2];
-        pt_gstate_xor(&removed, &seg.gdelta);
+        pt_gstate_xor(removed, &seg.gdelta);
         if (!seg.next_cont || guard > fs->block_count) break;
         next[0] = seg.next[0];
         next[1] = seg.next[1];
         err = pt_mdir_fetch(fs, &seg, next, NULL);
         if (err) return err;
     }
-    pt_put_le32(th, seg.next[0]);
-    pt_put_le32(th + 4, seg.next[1]);
+    after[0] = seg.next[0];
+    after[1] = seg.next[1];
+    return 0;
+}
+
+int pt_unlink_dir(struct petrel_fs *fs, const uint32_t head[2])
+{
+    struct pt_mdir pred;
+    struct petrel_fs_gstate removed;
+    struct pt_rec r;
+    uint8_t th[17];
+    uint32_t after[2];
+    int err = pt_thread_pred(fs, head, &pred, NULL);
+    if (err) return err;
+    /* the directory's pairs leave the thread: what a walk learnt of them (fingers, the index
+     * state of index.c) must not outlive them, whoever takes their blocks next */
+    fs->layout_gen++;
+    err = pt_dir_pairs_sum(fs, head, &removed, after);
+    if (err) return err;
+    pt_put_le32(th, after[0]);
+    pt_put_le32(th + 4, after[1]);
     th[8] = pred.next_cont;
     pt_put_le64(th + 9, pred.next_split);
     memset(&r, 0, sizeof(r));
@@ -58,8 +72,9 @@ int pt_unlink_dir(struct petrel_fs *fs, const uint32_t head[2])
 }
 
 /* Find the live directory entry naming dirid anywhere: fills md (its pair) and e. */
-static int pt_find_dirid(struct petrel_fs *fs, uint32_t dirid, const uint32_t head[2],
-                         struct pt_mdir *md, struct pt_entry *e)
+static PT_NOINLINE int pt_find_dirid(struct petrel_fs *fs, uint32_t dirid,
+                                     const uint32_t head[2], struct pt_mdir *md,
+                                     struct pt_entry *e)
 {
     uint32_t guard;
     int err = pt_mdir_fetch(fs, md, pt_root_pair, NULL), found = 0;
@@ -99,53 +114,70 @@ static int pt_find_dirid(struct petrel_fs *fs, uint32_t dirid, const uint32_t he
 }
 
 /* Point a directory entry at a new head pair. */
-static int pt_entry_repoint(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_entry *e,
-                            const uint32_t pair[2])
+static PT_NOINLINE int pt_entry_repoint(struct petrel_fs *fs, struct pt_mdir *md,
+                                        const struct pt_entry *e, const uint32_t pair[2])
 {
-    uint8_t buf[PT_ENTRY_FIXED + 255 + PT_DIRSTRUCT_SIZE];
+    uint8_t dst[PT_DIRSTRUCT_SIZE];
     struct pt_rec r;
     uint32_t len = e->rec_len;
     int err;
-    if (len > sizeof(buf)) return -PT_ECORRUPT;
-    err = pt_read(fs, e->block, e->rec_off, buf, len, len);
+    if (len < PT_ENTRY_FIXED + PT_DIRSTRUCT_SIZE || len > PT_ENTRY_FIXED + 255 + PT_DIRSTRUCT_SIZE)
+        return -PT_ECORRUPT;
+    err = pt_read(fs, e->block, e->rec_off + len - PT_DIRSTRUCT_SIZE, dst, PT_DIRSTRUCT_SIZE,
+                  PT_DIRSTRUCT_SIZE);
     if (err) return err;
-    pt_put_le32(buf + len - PT_DIRSTRUCT_SIZE, pair[0]);
-    pt_put_le32(buf + len - PT_DIRSTRUCT_SIZE + 4, pair[1]);
+    pt_put_le32(dst, pair[0]);
+    pt_put_le32(dst + 4, pair[1]);
+    /* hash, type and name copied from the record on the device (md's newest log block, which
+     * the commit appends to or compacts out of), then the new pair and the dirid */
     memset(&r, 0, sizeof(r));
     r.type = PT_REC_ENTRY;
     r.hash = e->hash;
-    r.seg[0] = buf;
-    r.seglen[0] = len;
+    r.copy_at = 0;
+    r.copy_block = e->block;
+    r.copy_off = e->rec_off;
+    r.copy_len = len - PT_DIRSTRUCT_SIZE;
+    r.seg[0] = dst;
+    r.seglen[0] = PT_DIRSTRUCT_SIZE;
     if (fs->gpending.orphans > 0) fs->gpending.orphans--;
     return pt_fs_commit(fs, md, &r, 1);
 }
 
 /* One pass: fix the first problem found. Returns 1 if it fixed one, 0 if clean. */
-static int pt_repair_pass(struct petrel_fs *fs)
+/* The head q (directory dirid at pair): -PT_ENOENT when no entry names its dirid (an
+ * orphan), 1 after pointing an entry that names another pair at it, 0 when it is linked. A
+ * helper, so the entry found is not on the pass's frame under the unlink's commit. */
+static PT_NOINLINE int pt_repair_head(struct petrel_fs *fs, uint32_t dirid, const uint32_t pair[2])
 {
-    struct pt_mdir q, emd;
+    struct pt_mdir emd;
     struct pt_entry e;
+    int err = pt_find_dirid(fs, dirid, pair, &emd, &e);
+    if (err) return err;
+    if (pt_pair_eq(e.pair, pair)) return 0;
+    petrel_log(PT_LOG_INFO, "fs", "directory %u moved to {%u,%u}: fixing entry", (unsigned)dirid,
+               (unsigned)pair[0], (unsigned)pair[1]);
+    err = pt_entry_repoint(fs, &emd, &e, pair);
+    return err ? err : 1;
+}
+
+static PT_NOINLINE int pt_repair_pass(struct petrel_fs *fs)
+{
+    struct pt_mdir q;
     uint32_t guard;
     int err = pt_mdir_fetch(fs, &q, pt_root_pair, NULL);
     for (guard = 0; !err && guard <= fs->block_count; guard++) {
         uint32_t next[2];
         if (q.head && !pt_pair_eq(q.pair, pt_root_pair)) {
-            err = pt_find_dirid(fs, q.dirid, q.pair, &emd, &e);
+            uint32_t head[2];
+            memcpy(head, q.pair, sizeof(head));
+            err = pt_repair_head(fs, q.dirid, head);
             if (err == -PT_ENOENT) {
-                uint32_t head[2];
                 petrel_log(PT_LOG_INFO, "fs", "reclaiming orphan directory {%u,%u}",
-                           (unsigned)q.pair[0], (unsigned)q.pair[1]);
-                memcpy(head, q.pair, sizeof(head));
+                           (unsigned)head[0], (unsigned)head[1]);
                 err = pt_unlink_dir(fs, head);
                 return err ? err : 1;
             }
-            if (err) return err;
-            if (!pt_pair_eq(e.pair, q.pair)) {
-                petrel_log(PT_LOG_INFO, "fs", "directory %u moved to {%u,%u}: fixing entry",
-                           (unsigned)q.dirid, (unsigned)q.pair[0], (unsigned)q.pair[1]);
-                err = pt_entry_repoint(fs, &emd, &e, q.pair);
-                return err ? err : 1;
-            }
+            if (err) return err < 0 ? err : 1;
         }
         if (q.next[0] == PT_NULL) return 0;
         next[0] = q.next[0];

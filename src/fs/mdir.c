@@ -737,7 +737,7 @@ static int pt_emit_copyattrs(struct petrel_fs *fs, struct pt_writer *w, const st
 
 static int pt_emit_rec(struct petrel_fs *fs, struct pt_writer *w, const struct pt_rec *r)
 {
-    int err;
+    int err, i;
     if (r->type == PT_REC_COPYATTRS) return pt_emit_copyattrs(fs, w, r);
     if (r->type == PT_REC_INDEX && r->src) {
         /* an index rewritten from the old record on the device (struct pt_rec) */
@@ -750,9 +750,14 @@ static int pt_emit_rec(struct petrel_fs *fs, struct pt_writer *w, const struct p
             err = pt_writer_copy(fs, w, r->src->pair[0], (uint32_t)(r->src_hash >> 32), blen);
         return err;
     }
-    err = pt_emit_hdr(fs, w, r->type, r->seglen[0] + r->seglen[1]);
-    if (!err && r->seglen[0]) err = pt_writer_put(fs, w, r->seg[0], r->seglen[0]);
-    if (!err && r->seglen[1]) err = pt_writer_put(fs, w, r->seg[1], r->seglen[1]);
+    err = pt_emit_hdr(fs, w, r->type,
+                      r->seglen[0] + r->seglen[1] + r->seglen[2] + r->copy_len);
+    for (i = 0; i <= PT_REC_SEGS && !err; i++) {
+        if (r->copy_len && r->copy_at == i)
+            err = pt_writer_copy(fs, w, r->copy_block, r->copy_off, r->copy_len);
+        if (!err && i < PT_REC_SEGS && r->seglen[i])
+            err = pt_writer_put(fs, w, r->seg[i], r->seglen[i]);
+    }
     return err;
 }
 
@@ -1009,7 +1014,8 @@ static void pt_mdir_after_append(struct petrel_fs *fs, struct pt_mdir *md,
     md->found = 0;
     md->attrs_none = 0;
     for (i = 0; i < n; i++)
-        if (recs[i].type != PT_REC_COPYATTRS && recs[i].seglen[0] && !recs[i].seglen[1])
+        if (recs[i].type != PT_REC_COPYATTRS && recs[i].seglen[0] && !recs[i].seglen[1] &&
+            !recs[i].seglen[2] && !recs[i].copy_len)
             pt_mdir_apply(md, recs[i].type, (const uint8_t *)recs[i].seg[0], recs[i].seglen[0]);
 }
 
@@ -1137,8 +1143,8 @@ static int64_t pt_split_size(struct petrel_fs *fs, uint32_t base, uint32_t keyed
  * the candidate range into slices, keeps the slice where the size crosses limit and snaps it
  * to the lowest and highest hash in it, so a few passes over the log find s (a probe per bit
  * of the hash, each a trial compaction, used to cost a hundred times more). */
-static int pt_find_split(struct petrel_fs *fs, struct pt_compact *c, int64_t limit,
-                         int64_t total, uint64_t *split, int *whole)
+static PT_NOINLINE int pt_find_split(struct petrel_fs *fs, struct pt_compact *c, int64_t limit,
+                                     int64_t total, uint64_t *split, int *whole)
 {
     uint64_t lo = c->lo, hi = c->hi_open ? UINT64_MAX : c->hi - 1; /* inclusive */
     uint64_t a = lo, b = hi, hmin = 0;

@@ -24,7 +24,12 @@ static void pt_fs_free(struct petrel_fs *fs)
     if (fs->rcache_alloc) free(fs->rcache.buf);
     if (fs->pcache_alloc) free(fs->pcache.buf);
     if (fs->look_alloc) free(fs->lookahead);
+    free(fs->tables);
 #endif
+    fs->tables = NULL;
+    fs->linkv = NULL;
+    fs->fg = NULL;
+    fs->nlinks = 0;
     fs->rcache.buf = fs->pcache.buf = fs->lookahead = NULL;
     fs->rcache_alloc = fs->pcache_alloc = fs->look_alloc = 0;
 }
@@ -94,9 +99,29 @@ static int pt_fs_init(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
     fs->rcache.block = fs->pcache.block = PT_NULL;
     fs->fg_head[0] = fs->fg_head[1] = PT_NULL; /* no fingers yet */
     fs->big_head[0] = fs->big_head[1] = PT_NULL;
-    fs->linkv = fs->links;
-    fs->nlinks = PETREL_FS_LINK_CACHE;
+    fs->linkv = NULL;
+    fs->nlinks = 0;
     fs->link_index = NULL;
+    fs->fg = NULL;
+    fs->tables = NULL;
+#ifndef PETREL_FS_NO_MALLOC
+    {
+        /* the built-in links (unless configured) and the fingers: one allocation, outside
+         * struct petrel_fs so that a firmware build without malloc does not carry them */
+        size_t nl = cfg->link_buffer && cfg->link_count ? 0 : PETREL_FS_LINK_CACHE;
+        size_t fsz = sizeof(struct petrel_fs_finger) * PETREL_FS_FINGERS;
+        fs->tables = malloc(fsz + sizeof(struct petrel_fs_link) * nl);
+        if (!fs->tables) {
+            pt_fs_free(fs);
+            return -PT_ENOMEM;
+        }
+        fs->fg = (struct petrel_fs_finger *)fs->tables;
+        if (nl) {
+            fs->linkv = (struct petrel_fs_link *)(void *)((uint8_t *)fs->tables + fsz);
+            fs->nlinks = (uint32_t)nl;
+        }
+    }
+#endif
     if (cfg->link_buffer && cfg->link_count) {
         if (!cfg->link_index) {
             pt_fs_free(fs);

@@ -385,6 +385,7 @@ static int open_common(const char *path, struct fuse_file_info *fi, int create)
     if (create) flags |= PETREL_VFS_O_CREAT | PETREL_VFS_O_WRITE;
     if (fi->flags & O_EXCL) flags |= PETREL_VFS_O_EXCL;
     if (fi->flags & O_TRUNC) flags |= PETREL_VFS_O_TRUNC;
+    if (fi->flags & O_APPEND) flags |= PETREL_VFS_O_APPEND;
     h = calloc(1, sizeof(*h));
     if (!h || !(h->path = strdup(path))) {
         free(h);
@@ -405,8 +406,13 @@ static int open_common(const char *path, struct fuse_file_info *fi, int create)
         return to_errno(rc);
     }
     fi->fh = (uint64_t)(uintptr_t)h;
-    /* Write-once files stream: no page cache, so every byte reaches the writer in order. */
-    if (d->vfs->caps & PETREL_VFS_CAP_WRITE_ONCE) fi->direct_io = 1;
+    /* Write-once files stream: no page cache, so every byte reaches the writer in order;
+     * readers read what is committed. A handle that changes a file (read-write, or writing
+     * an existing file) keeps the page cache: shared mmap (SQLite's WAL index) needs it, and
+     * its writes still reach the change in place (write-through). */
+    if ((d->vfs->caps & PETREL_VFS_CAP_WRITE_ONCE) &&
+        (!h->writer || (acc == O_WRONLY && create) || !(d->vfs->caps & PETREL_VFS_CAP_RANDOM_WRITE)))
+        fi->direct_io = 1;
     return 0;
 }
 

@@ -6,10 +6,14 @@
  * petrel_client_write_file: opening a file for writing starts a writer thread (with its own
  * client: a client is used by one thread at a time) whose read callback takes bytes from a
  * bounded queue that petrel_vfs_file_write fills. Invariants:
- * - Files are write-once (PETREL_VFS_CAP_WRITE_ONCE): a write handle is only made by
- *   creating a new file; writes must be sequential (offset == bytes written so far, else
- *   -PT_ENOTSUP); an existing (linked) file cannot be opened for writing (-PT_EPERM), only
- *   replaced (PETREL_VFS_O_REPLACE).
+ * - A new file opened write-only streams (PETREL_VFS_CAP_WRITE_ONCE): writes must be
+ *   sequential (offset == bytes written so far, else -PT_ENOTSUP) and the file appears whole
+ *   at close. An existing file opened for writing (or a new one opened read-write, which is
+ *   first linked empty) is changed through a change handle (petrel_change_*, issue 12):
+ *   writes anywhere, truncation, reads of its own writes; sync (fsync, and the flush of every
+ *   close(2)) and close commit it by compare-and-swap on the file's version, and a commit
+ *   that lost to another writer's is returned as -PT_ESTALE. PETREL_VFS_O_REPLACE still
+ *   replaces the file by a new one instead.
  * - Nothing here removes or replaces what its caller did not see: the link at close is a
  *   link-if-free for a name that was free at open, and replaces exactly the inode the name
  *   held at open otherwise (-PT_EEXIST / -PT_ESTALE when someone else got there first, and
@@ -48,6 +52,8 @@ struct cluster_vfs {
 struct petrel_vfs_file {
     char *path;
     int writer;
+    struct petrel_change *change; /* an existing file being changed (not a writer) */
+    int append;                   /* PETREL_VFS_O_APPEND: every write goes to the end */
     uint64_t id; /* readers: the inode opened (read even after its name is removed) */
     /* writers: the transient file (its id known at open: fstat, fchmod, futimens, rename
      * before close), in the list of writers */
@@ -116,6 +122,10 @@ static void fill_stat(const struct petrel_stat *s, struct petrel_vfs_stat *st)
     st->uid = s->uid;
     st->gid = s->gid;
     st->rdev = s->rdev;
+    if (s->type == PETREL_TYPE_FILE) {
+        st->version = s->version;
+        st->spans = s->spans;
+    }
 }
 
 /* The newest file being written under path (a name the store does not show yet). */
@@ -292,8 +302,39 @@ static void file_free(struct cluster_vfs *cv, struct petrel_vfs_file *f)
         petrel_client_close(f->wclient);
         free(f->queue);
     }
+    petrel_change_close(f->change);
     free(f->path);
     free(f);
+}
+
+static long no_bytes(void *ctx, void *buf, size_t cap)
+{
+    (void)ctx;
+    (void)buf;
+    (void)cap;
+    return 0;
+}
+
+/* A change handle of the file `id` (opened for writing: its content changes in place). */
+static int open_change(struct cluster_vfs *cv, const char *path, uint64_t id, int flags,
+                       struct petrel_vfs_file **out)
+{
+    struct petrel_vfs_file *f = calloc(1, sizeof(*f));
+    int rc;
+    if (!f || !(f->path = strdup(path))) {
+        free(f);
+        return -PT_ENOMEM;
+    }
+    f->id = id;
+    f->append = (flags & PETREL_VFS_O_APPEND) != 0;
+    rc = petrel_change_open(cv->client, id, 0, NULL, &f->change);
+    if (rc == 0 && (flags & PETREL_VFS_O_TRUNC)) rc = petrel_change_truncate(f->change, 0);
+    if (rc < 0) {
+        file_free(cv, f);
+        return rc;
+    }
+    *out = f;
+    return 0;
 }
 
 static int cl_open(struct petrel_vfs *vfs, const char *path, int flags,
@@ -311,8 +352,19 @@ static int cl_open(struct petrel_vfs *vfs, const char *path, int flags,
         if (s.type != PETREL_TYPE_FILE) return -PT_EINVAL; /* nodes are opened by the kernel */
     } else {
         if (rc == 0 && (flags & PETREL_VFS_O_EXCL)) return -PT_EEXIST;
-        if (rc == 0 && !(flags & PETREL_VFS_O_REPLACE)) return -PT_EPERM;
+        if (rc == 0 && !(flags & PETREL_VFS_O_REPLACE)) {
+            if (s.type != PETREL_TYPE_FILE) return -PT_EINVAL;
+            return open_change(cv, path, s.id, flags, out);
+        }
         if (!(flags & PETREL_VFS_O_CREAT)) return -PT_ENOENT;
+        if (rc != 0 && (flags & PETREL_VFS_O_READ) && !(flags & PETREL_VFS_O_REPLACE)) {
+            /* Read-write from the start (a database, fsx): the file is linked empty at once
+             * (link-if-free: -PT_EEXIST when another got the name first) and then changed. */
+            rc = petrel_client_write_file(cv->client, path, no_bytes, NULL, NULL);
+            if (rc == 0) rc = petrel_client_stat(cv->client, path, &s);
+            if (rc < 0) return rc;
+            return open_change(cv, path, s.id, flags & ~PETREL_VFS_O_TRUNC, out);
+        }
     }
     f = calloc(1, sizeof(*f));
     if (!f || !(f->path = strdup(path))) {
@@ -375,6 +427,10 @@ static int64_t cl_read(struct petrel_vfs *vfs, struct petrel_vfs_file *f, void *
 {
     struct read_ctx r = {buf, 0};
     int rc;
+    if (f->change) {
+        rc = petrel_change_read(f->change, off, size, read_piece, &r, NULL);
+        return rc < 0 ? rc : (int64_t)r.got;
+    }
     if (f->writer) return -PT_EBADF; /* the file does not exist until it is linked */
     rc = petrel_client_read_inode(cluster(vfs)->client, f->id, off, size, read_piece, &r, NULL);
     return rc < 0 ? rc : (int64_t)r.got;
@@ -385,6 +441,12 @@ static int64_t cl_write(struct petrel_vfs *vfs, struct petrel_vfs_file *f, const
 {
     const uint8_t *p = buf;
     uint64_t left = size;
+    if (f->change) {
+        int rc;
+        if (f->append) off = petrel_change_size(f->change);
+        rc = petrel_change_write(f->change, off, buf, (size_t)size);
+        return rc < 0 ? rc : (int64_t)size;
+    }
     if (!f->writer) return -PT_EPERM;
     if (off != f->written) { /* write-once files are written in order */
         f->failed = 1;
@@ -418,6 +480,7 @@ static int64_t cl_write(struct petrel_vfs *vfs, struct petrel_vfs_file *f, const
 
 static int cl_truncate(struct petrel_vfs *vfs, struct petrel_vfs_file *f, uint64_t size)
 {
+    if (f->change) return petrel_change_truncate(f->change, size);
     /* O_TRUNC of a file being created asks for its current size: nothing to do. */
     if (f->writer && size == f->written) return 0;
     if (f->writer) f->failed = 1;
@@ -433,6 +496,15 @@ static int cl_fstat(struct petrel_vfs *vfs, struct petrel_vfs_file *f, struct pe
         rc = petrel_client_stat_inode(cluster(vfs)->client, f->id, &s);
         if (rc < 0) return rc;
         fill_stat(&s, st);
+        if (f->change) { /* with its own writes; times move with them, as they will at commit */
+            st->size = petrel_change_size(f->change);
+            if (petrel_change_dirty(f->change)) {
+                struct timespec now;
+                clock_gettime(CLOCK_REALTIME, &now);
+                st->mtime_sec = st->ctime_sec = (int64_t)now.tv_sec;
+                st->mtime_nsec = st->ctime_nsec = (uint32_t)now.tv_nsec;
+            }
+        }
         return 0;
     }
     if (writer_stat(cluster(vfs), f, st) == 0) return 0;
@@ -444,15 +516,35 @@ static int cl_fstat(struct petrel_vfs *vfs, struct petrel_vfs_file *f, struct pe
     return 0;
 }
 
+/*
+ * Commit a change handle. A commit that lost (-PT_ESTALE) because the file lost its last name
+ * meanwhile (unlink, or rename over it, of a file still open: SQLite's journals) is no error:
+ * the bytes of a removed file are nobody's any more, as on a local file system. Losing to
+ * another writer's commit is.
+ */
+static int change_commit(struct petrel_vfs *vfs, struct petrel_vfs_file *f)
+{
+    struct petrel_stat s;
+    int rc = petrel_change_commit(f->change, NULL);
+    if (rc == -PT_ESTALE) {
+        int src = petrel_client_stat_inode(cluster(vfs)->client, f->id, &s);
+        if (src == -PT_ENOENT || (src == 0 && s.state != 1)) rc = 0;
+    }
+    return rc;
+}
+
 static int cl_sync(struct petrel_vfs *vfs, struct petrel_vfs_file *f)
 {
-    /* Nothing is durable before the link, and the link belongs to close alone. */
+    /* A change becomes durable (and visible) by its commit; the commit's answer is the
+     * sync's. A new file: nothing is durable before the link, which belongs to close alone. */
+    if (f->change) return change_commit(vfs, f);
     return 0;
 }
 
 static int cl_close(struct petrel_vfs *vfs, struct petrel_vfs_file *f, int abandon)
 {
     int rc = 0;
+    if (f->change && !abandon) rc = change_commit(vfs, f);
     if (f->writer) {
         pthread_mutex_lock(&f->lock);
         abandon |= f->failed | f->orphan;
@@ -650,8 +742,8 @@ int petrel_vfs_cluster_open(const char *host, uint16_t port, int flags, struct p
     }
     vfs->ops = &cluster_ops;
     vfs->backend = cv;
-    vfs->caps = PETREL_VFS_CAP_WRITE_ONCE | PETREL_VFS_CAP_MTIME | PETREL_VFS_CAP_MODE |
-                PETREL_VFS_CAP_OWNER | PETREL_VFS_CAP_NODES;
+    vfs->caps = PETREL_VFS_CAP_WRITE_ONCE | PETREL_VFS_CAP_RANDOM_WRITE | PETREL_VFS_CAP_MTIME |
+                PETREL_VFS_CAP_MODE | PETREL_VFS_CAP_OWNER | PETREL_VFS_CAP_NODES;
     if (flags & PETREL_VFS_MOUNT_READ_ONLY) vfs->caps |= PETREL_VFS_CAP_READ_ONLY;
     snprintf(vfs->label, sizeof(vfs->label), "petrel://%s:%u", host, port);
     *out = vfs;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The quick subset of `make conformance`: on the image tier 20 pjdfstest files (none that
 # needs hard links) and chmod/12 (setuid cleared by another user's write), fsx 2 variants x 2,000 ops, fsstress 2,000 ops compared with tmpfs; on
-# the cluster tier 18 pjdfstest files (none that rewrites a closed file). All must pass. Skipped, with the reason, where the suites cannot be built or run (no root, no
+# the cluster tier 20 pjdfstest files and fsx 2 variants x 2,000 ops. All must pass. Skipped, with the reason, where the suites cannot be built or run (no root, no
 # FUSE, no build tools).
 set -u
 . "$(dirname "$0")/../lib.sh"
@@ -24,4 +24,5 @@ check pjdfstest image
 check fsx image
 check fsstress image
 check pjdfstest cluster
+check fsx cluster
 finish

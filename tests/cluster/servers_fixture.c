@@ -65,6 +65,13 @@ static void blocks_on_stop(uv_async_t *a)
 int blocks_fixture_start(struct blocks_fixture *f, const char *registry, const char *const *dirs,
                          int ndirs, const char *failure_domain)
 {
+    return blocks_fixture_start_idle(f, registry, dirs, ndirs, failure_domain, 0);
+}
+
+int blocks_fixture_start_idle(struct blocks_fixture *f, const char *registry,
+                              const char *const *dirs, int ndirs, const char *failure_domain,
+                              uint32_t stream_idle_ms)
+{
     struct pt_blocks_server_config cfg;
     int err;
     memset(f, 0, sizeof(*f));
@@ -75,6 +82,7 @@ int blocks_fixture_start(struct blocks_fixture *f, const char *registry, const c
     cfg.ndirs = ndirs;
     cfg.listen = "127.0.0.1:0";
     cfg.heartbeat_ms = 200;
+    cfg.stream_idle_ms = stream_idle_ms;
     uv_loop_init(&f->loop);
     err = pt_blocks_server_start(&f->loop, &cfg, &f->srv);
     if (err) {

@@ -36,6 +36,10 @@ struct blocks_fixture {
 /* Start block services for dirs, registered with registry: 0 or its error. */
 int blocks_fixture_start(struct blocks_fixture *f, const char *registry, const char *const *dirs,
                          int ndirs, const char *failure_domain);
+/* blocks_fixture_start with write streams dropped after stream_idle_ms of silence (0: default). */
+int blocks_fixture_start_idle(struct blocks_fixture *f, const char *registry,
+                              const char *const *dirs, int ndirs, const char *failure_domain,
+                              uint32_t stream_idle_ms);
 void blocks_fixture_stop(struct blocks_fixture *f);
 
 /* --- processes ----------------------------------------------------------------------------- */

@@ -444,7 +444,8 @@ TEST_T(blocks_server_write_and_erase_of_one_block_never_race, 60)
 {
     struct cert_env e;
     struct pt_call_opts opts = {5000, 1, 1};
-    uint32_t size = PT_BLOCK_MAX_SIZE, crc;
+    /* the largest block one BLOCK_WRITE frame may carry (a larger one is a stream) */
+    uint32_t size = PT_BLOCK_CHUNK, crc;
     uint8_t *data = random_block(10, size);
     uint8_t wf[PT_FRAME_HEADER_SIZE + PT_BLOCK_WRITE_FIELDS], ef[PT_FRAME_HEADER_SIZE + 24];
     struct pt_block_write_req w;

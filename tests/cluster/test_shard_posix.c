@@ -502,7 +502,7 @@ TEST(shard_posix_replay_is_deterministic_and_snapshots_round_trip)
     CHECK_OK(pt_shard_sm_snapshot(&b, &sb, &lb));
     CHECK_EQ(la, lb);
     CHECK(memcmp(sa, sb, la) == 0);
-    CHECK_EQ(pt_get_le32(sa + 4), 4); /* snapshot version 4 */
+    CHECK_EQ(pt_get_le32(sa + 4), 5); /* snapshot version 5 (issue 12: blockrefs, changes) */
     CHECK_OK(pt_shard_sm_restore(&c, sa, la));
     CHECK_OK(pt_shard_sm_snapshot(&c, &sc, &lc));
     CHECK_EQ(lc, la);

@@ -269,7 +269,9 @@ TEST_T(web_metrics_and_status_page, 300)
     CHECK_EQ(n, BLOCKS);
     for (i = 0; i < n; i++) {
         text = metrics_checked(links[i], "blocks");
-        block_writes += value_or(text, "petrel_requests_total{kind=\"block_write\"}", 0);
+        /* a block is written as a stream: one BLOCK_WRITE_END each (PROTOCOL.md 3.2) */
+        block_writes += value_or(text, "petrel_requests_total{kind=\"block_write\"}", 0) +
+                        value_or(text, "petrel_requests_total{kind=\"block_write_end\"}", 0);
         fsyncs += value_or(text, "petrel_fsync_duration_seconds_count", 0);
         CHECK(value_or(text, "petrel_disk_written_bytes_total", 0) >= 0);
         free(text);

@@ -123,6 +123,7 @@ TEST(fs_static_buffers_and_config_errors)
         cfg.cache_size = t.g->block_size;
         CHECK_EQ(petrel_fs_mount(&fs2, &cfg), 0);
         page = malloc(fi.page_size);
+        memset(&fc, 0, sizeof(fc));
         fc.buffer = page;
         CHECK_EQ(petrel_fs_file_opencfg(&fs2, &f, "/s", PETREL_O_RDWR | PETREL_O_CREAT, &fc), 0);
         CHECK_EQ(petrel_fs_file_write(&fs2, &f, "static", 6), 6);

@@ -56,6 +56,7 @@ struct mfile *sc_file_find(struct sim_cluster *c, uint64_t id)
     return NULL;
 }
 
+static struct mfile *file_add(struct sim_cluster *c, uint64_t id, uint64_t cookie);
 static struct mfile *file_add(struct sim_cluster *c, uint64_t id, uint64_t cookie)
 {
     struct mfile *f;
@@ -198,6 +199,101 @@ static void model_rename(struct sim_cluster *c, unsigned shard, uint64_t index,
                 (unsigned long long)index, ni, n2, (unsigned long long)m->cur[n2]);
 }
 
+/*
+ * Files that change (issue 12; PROTOCOL.md ops 42-44). OPEN_CHANGE gives a change file with
+ * its base's bytes; COMMIT_CHANGE must succeed exactly when the base is still linked and no
+ * other commit reached it since the change was opened (compare-and-swap on the version: two
+ * versions never interleave, a lost update is impossible), and a refusal (PT_ESTALE) must be
+ * one the model predicts. The replaced content is kept for reads that started before.
+ */
+static void model_change(struct sim_cluster *c, unsigned shard, uint64_t index,
+                         const struct pt_shard_req *q, int st, struct pt_cursor *body)
+{
+    struct mfile *f = sc_file_find(c, q->id), *b, *n;
+    switch (q->op) {
+    case PT_SHARD_OPEN_CHANGE: {
+        uint64_t id, version;
+        if (st != 0) {
+            if (st == -PT_ESTALE && f && f->state == PT_FILE_LINKED && !q->expect)
+                sc_violate(c, "shard %u index %llu: OPEN_CHANGE of linked %llx (any version) said "
+                           "ESTALE",
+                        shard, (unsigned long long)index, (unsigned long long)q->id);
+            return;
+        }
+        id = pt_dec_u64(body);
+        version = pt_dec_u64(body);
+        if (!f || f->state != PT_FILE_LINKED) {
+            sc_violate(c, "shard %u index %llu: OPEN_CHANGE of %llx (state %d) succeeded", shard,
+                    (unsigned long long)index, (unsigned long long)q->id, f ? f->state : -1);
+            return;
+        }
+        if (f->ver_seen && ((f->commits == f->ver_commits && version != f->ver_seen) ||
+                            (f->commits != f->ver_commits && version <= f->ver_seen)))
+            sc_violate(c, "shard %u index %llu: file %llx at version %llu after %llu, with %llu "
+                       "commits since",
+                    shard, (unsigned long long)index, (unsigned long long)q->id,
+                    (unsigned long long)version, (unsigned long long)f->ver_seen,
+                    (unsigned long long)(f->commits - f->ver_commits));
+        f->ver_seen = version;
+        f->ver_commits = f->commits;
+        n = file_add(c, id, q->cookie);
+        f = sc_file_find(c, q->id); /* file_add may have moved the array */
+        n->base = f->id;
+        n->base_commits = f->commits;
+        n->data = malloc(f->len ? f->len : 1);
+        if (!n->data) abort();
+        memcpy(n->data, f->data, f->len);
+        n->len = f->len;
+        return;
+    }
+    case PT_SHARD_TRUNCATE_SPANS:
+        if (st == 0 && f && q->offset < f->len) f->len = (size_t)q->offset;
+        return;
+    case PT_SHARD_COMMIT_CHANGE: {
+        int may;
+        if (!f || !f->base) return; /* not a change the model knows: refused anyway */
+        b = sc_file_find(c, f->base);
+        if (f->committed) { /* a repeat: answers the first commit, changes nothing */
+            if (st != 0 && f->cookie == q->cookie)
+                sc_violate(c, "shard %u index %llu: repeated commit of %llx refused (%d)", shard,
+                        (unsigned long long)index, (unsigned long long)q->id, st);
+            return;
+        }
+        may = b && b->state == PT_FILE_LINKED && b->commits == f->base_commits &&
+              f->state == PT_FILE_TRANSIENT && f->cookie == q->cookie;
+        if (st == 0 && !may)
+            sc_violate(c, "shard %u index %llu: commit of change %llx succeeded although its base "
+                       "%llx had %llu commits since it opened (state %d): versions interleaved",
+                    shard, (unsigned long long)index, (unsigned long long)q->id,
+                    (unsigned long long)f->base, b ? (unsigned long long)(b->commits - f->base_commits) : 0ull,
+                    b ? b->state : -1);
+        if (st == -PT_ESTALE && may)
+            sc_violate(c, "shard %u index %llu: commit of change %llx said ESTALE although nothing "
+                       "changed its base %llx",
+                    shard, (unsigned long long)index, (unsigned long long)q->id,
+                    (unsigned long long)f->base);
+        if (st != 0 || !b) return;
+        /* the base takes the change's bytes; the change file keeps the old ones, unlinked */
+        b->old = realloc(b->old, (b->n_old + 1) * sizeof(*b->old));
+        if (!b->old) abort();
+        b->old[b->n_old].index = index;
+        b->old[b->n_old].data = b->data;
+        b->old[b->n_old].len = b->len;
+        b->n_old++;
+        b->data = malloc(f->len ? f->len : 1);
+        if (!b->data) abort();
+        memcpy(b->data, f->data, f->len);
+        b->len = f->len;
+        b->commits++;
+        f->committed = 1;
+        f->state = PT_FILE_UNLINKED;
+        return;
+    }
+    default:
+        return;
+    }
+}
+
 /* One committed request and its reply, first time seen: feed the model, check consistency. */
 static void model_apply_one(struct sim_cluster *c, unsigned shard, uint64_t index,
                             const uint8_t *req, size_t len, const uint8_t *reply, size_t rlen)
@@ -224,7 +320,19 @@ static void model_apply_one(struct sim_cluster *c, unsigned shard, uint64_t inde
                     (unsigned long long)index, (unsigned long long)q.id);
             break;
         }
-        if (q.offset == f->len) {
+        if (f->base && q.offset < f->len) {
+            /* a change file: the span takes the place of what it covers (a repeat finds its
+             * own bytes there already: the same result) */
+            size_t end = (size_t)q.offset + q.data_len;
+            if (end < f->len) {
+                memcpy(f->data + q.offset, q.data_ptr, q.data_len);
+            } else {
+                f->data = realloc(f->data, end);
+                if (!f->data) abort();
+                memcpy(f->data + q.offset, q.data_ptr, q.data_len);
+                f->len = end;
+            }
+        } else if (q.offset == f->len) {
             f->data = realloc(f->data, f->len + q.data_len);
             if (!f->data) abort();
             memcpy(f->data + f->len, q.data_ptr, q.data_len);
@@ -233,6 +341,11 @@ static void model_apply_one(struct sim_cluster *c, unsigned shard, uint64_t inde
             sc_violate(c, "shard %u index %llu: ADD_INLINE at %llu succeeded on a file of %zu bytes",
                     shard, (unsigned long long)index, (unsigned long long)q.offset, f->len);
         }
+        break;
+    case PT_SHARD_OPEN_CHANGE:
+    case PT_SHARD_TRUNCATE_SPANS:
+    case PT_SHARD_COMMIT_CHANGE:
+        model_change(c, shard, index, &q, st, &body);
         break;
     case PT_SHARD_LINK_FILE:
     case PT_SHARD_LINK_REPLACE:
@@ -462,11 +575,24 @@ void sc_check_readdir(struct client *cl, struct pt_cursor *body)
                 (unsigned long long)c->model[cl->shard].committed);
 }
 
+/* Whether a file held (len, data) at some point of [lo, now]: its current content, or one a
+ * commit after lo replaced (data NULL: compare the length only). */
+static int content_in_window(const struct mfile *f, uint64_t lo, const uint8_t *data, size_t len)
+{
+    size_t i;
+    if (len == f->len && (!data || memcmp(data, f->data, len) == 0)) return 1;
+    for (i = 0; i < f->n_old; i++)
+        if (f->old[i].index > lo && len == f->old[i].len &&
+            (!data || memcmp(data, f->old[i].data, len) == 0))
+            return 1;
+    return 0;
+}
+
 void sc_check_spans(struct client *cl, struct pt_cursor *body)
 {
     struct sim_cluster *c = cl->c;
     struct mfile *f = sc_file_find(c, cl->file_id);
-    uint8_t got[256];
+    uint8_t got[1024];
     size_t got_len = 0;
     uint64_t size = pt_dec_u64(body);
     uint16_t n = pt_dec_u16(body), i;
@@ -487,9 +613,9 @@ void sc_check_spans(struct client *cl, struct pt_cursor *body)
                 (unsigned long long)cl->file_id, f ? "still transient" : "unknown");
         return;
     }
-    if (size != f->len || got_len != f->len || memcmp(got, f->data, f->len) != 0)
+    if (size != got_len || !content_in_window(f, cl->op_lo, got, got_len))
         sc_violate(c, "client c%u: file %llx returned %zu bytes (size %llu) that differ from the "
-                   "%zu its writer added",
+                   "%zu its writer added (and from every version in the read's window)",
                 cl->idx, (unsigned long long)cl->file_id, got_len, (unsigned long long)size,
                 f->len);
 }
@@ -505,11 +631,53 @@ void sc_check_stat(struct client *cl, struct pt_cursor *body)
         return;
     }
     c->res->reads_checked++;
-    if (st.type != PT_TYPE_FILE || st.state == PT_FILE_TRANSIENT || !f || st.size != f->len)
+    if (st.type != PT_TYPE_FILE || st.state == PT_FILE_TRANSIENT || !f ||
+        !content_in_window(f, cl->op_lo, NULL, (size_t)st.size))
         sc_violate(c, "client c%u: STAT of file %llx found through a name: type %u state %u size "
                    "%llu, its writer added %zu bytes",
                 cl->idx, (unsigned long long)cl->file_id, st.type, st.state,
                 (unsigned long long)st.size, f ? f->len : 0);
+}
+
+/* After healing, a named file's bytes in a converged store are exactly its last committed
+ * version's (every acknowledged version intact: the last one is what the name shows). */
+static void final_content(struct sim_cluster *c, struct inc *in, unsigned s, unsigned r,
+                          uint64_t id)
+{
+    struct pt_shard_req q;
+    struct pt_cursor body;
+    struct mfile *f = sc_file_find(c, id);
+    uint8_t req[64], got[1024];
+    size_t rl, got_len = 0;
+    uint16_t n, k;
+    int len;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_SPANS;
+    q.id = id;
+    q.max = 16;
+    len = pt_shard_req_encode(&q, req, sizeof(req));
+    if (!f || len < 0 ||
+        pt_shard_sm_query(&in->sm, req, (size_t)len, c->reply, REPLY_MAX, &rl) != 0 ||
+        pt_shard_reply_open(c->reply, rl, &body) != 0) {
+        sc_violate(c, "s%ur%u: final SPANS of %llx failed", s, r, (unsigned long long)id);
+        return;
+    }
+    (void)pt_dec_u64(&body);
+    n = pt_dec_u16(&body);
+    for (k = 0; k < n; k++) {
+        struct pt_span sp;
+        if (pt_span_decode(&body, &sp) != 0 || sp.storage != PT_STORAGE_INLINE ||
+            sp.offset != got_len || got_len + sp.inline_len > sizeof(got)) {
+            sc_violate(c, "s%ur%u: final spans of %llx malformed", s, r, (unsigned long long)id);
+            return;
+        }
+        memcpy(got + got_len, sp.inline_data, sp.inline_len);
+        got_len += sp.inline_len;
+    }
+    if (got_len != f->len || memcmp(got, f->data, got_len) != 0)
+        sc_violate(c, "s%ur%u: final bytes of %llx (%zu) differ from its last committed version "
+                   "(%zu bytes, %llu commits)",
+                s, r, (unsigned long long)id, got_len, f->len, (unsigned long long)f->commits);
 }
 
 /* After healing: stores agree with the model, acknowledged writes are in, failed ones not. */
@@ -550,6 +718,8 @@ void sc_final_checks(struct sim_cluster *c)
                 if (id != m->cur[i])
                     sc_violate(c, "s%ur%u: final store has n%u -> %llx, model %llx", s, r, i,
                             (unsigned long long)id, (unsigned long long)m->cur[i]);
+                else if (id)
+                    final_content(c, in, s, r, id);
             }
         }
     }

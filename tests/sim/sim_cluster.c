@@ -550,7 +550,13 @@ settled:
         free(c->failed_keys[s].k);
     }
     for (i = 0; i < c->n_files; i++)
+    {
+        size_t k;
         free(c->files[i].data);
+        for (k = 0; k < c->files[i].n_old; k++)
+            free(c->files[i].old[k].data);
+        free(c->files[i].old);
+    }
     free(c->files);
     free(c);
     return 0;

@@ -41,11 +41,26 @@ struct version {
     uint64_t names[NAMES];
 };
 
+/* A content a linked file held until a commit replaced it at `index` (issue 12). */
+struct mold {
+    uint64_t index;
+    uint8_t *data;
+    size_t len;
+};
+
 struct mfile {
     uint64_t id, cookie;
     uint8_t state;
     uint8_t *data;
     size_t len;
+    /* files that change (issue 12) */
+    uint64_t base;           /* a change file: the file it changes (0: a plain file) */
+    uint64_t base_commits;   /* a change file: its base's commits when it was opened */
+    int committed;           /* a change file whose commit succeeded */
+    uint64_t commits;        /* a file: changes committed to it */
+    uint64_t ver_seen, ver_commits; /* the version OPEN_CHANGE last answered, at `commits` */
+    struct mold *old;        /* contents replaced by commits, oldest first */
+    size_t n_old;
 };
 
 struct keyset {
@@ -95,7 +110,17 @@ struct node {
     unsigned incarnations;
 };
 
-enum op_kind { OP_WRITE, OP_LOOKUP, OP_READDIR, OP_READ, OP_RENAME, OP_UNLINK, OP_MKDIR, OP_KINDS };
+enum op_kind {
+    OP_WRITE,
+    OP_LOOKUP,
+    OP_READDIR,
+    OP_READ,
+    OP_RENAME,
+    OP_UNLINK,
+    OP_CHANGE, /* issue 12: open a change of a named file, append or rewrite it, commit */
+    OP_MKDIR,
+    OP_KINDS
+};
 
 struct client {
     struct sim_cluster *c;
@@ -108,6 +133,8 @@ struct client {
     uint64_t seen[2];    /* what the lookups of a compare-and-set op saw (0: free) */
     unsigned shard, name, name2;
     uint64_t file_id, cookie;
+    uint64_t change_id, base_size; /* OP_CHANGE */
+    int rewrite;                   /* OP_CHANGE: truncate to 0 and write anew (else append) */
     uint8_t data[2][64];
     size_t dlen[2];
     unsigned nspans, span;

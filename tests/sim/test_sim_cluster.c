@@ -94,8 +94,10 @@ static void run_seeds_auth(const char *name, uint64_t first, unsigned seeds, uin
                       (unsigned long long)seed, res.violation, knobs_text(),
                       (unsigned long long)seed, name);
         }
-        test_log("seed %llu: trace %016llx", (unsigned long long)seed,
-                 (unsigned long long)res.trace_hash);
+        test_log("seed %llu: trace %016llx, %llu changes committed, %llu refused (ESTALE)",
+                 (unsigned long long)seed, (unsigned long long)res.trace_hash,
+                 (unsigned long long)res.changes_committed,
+                 (unsigned long long)res.changes_refused);
         sim_ms += res.sim_ms;
         ops += res.ops_done;
         acked += res.ops_acked;

@@ -5,8 +5,9 @@
  * struct pt_blocks_store is the disk side, over the env interface (cluster/env/env.h) so the
  * simulator runs it on its faulty disk; its one slow call, fsync, completes asynchronously
  * (libuv's thread pool in production). It never lets a write become visible before the data is
- * fsync'd and read back correct (temp file, write, fsync, read back and verify, rename, fsync
- * directory), and never returns a byte whose page failed its CRC.
+ * fsync'd (temp file, pages verified against the writer's page CRCs as they arrive, write,
+ * fsync, read back and checked, rename, fsync directory), and never returns a byte
+ * whose page failed its CRC.
  *
  * The server (pt_blocks_server_*) runs several services in one process on one loop: each
  * listens on its own address, checks certificates (SipHash MACs under the secret the registry
@@ -55,9 +56,9 @@ int pt_blocks_store_scan(struct pt_blocks_store *s,
                          void (*fn)(void *ctx, const struct pt_block_stat *st), void *ctx);
 
 /*
- * Store a block durably: write a temp file, fsync it (through the env: off the loop in
- * production), read it back and verify header, page CRC table and every page, rename it into
- * place, fsync its directory; then done(ctx, status). `data` is copied out during the call; the
+ * Store a block durably (a stream of one piece, below): write a temp file, fsync it (through
+ * the env: off the loop in production), read it back and check it, rename it
+ * into place, fsync its directory; then done(ctx, status). `data` is copied out during the call; the
  * store itself may go away before done runs (the operation keeps what it needs).
  * crc must be the CRC32C of the data (else -PT_EBADMSG). An existing identical block is success
  * when every page of it still verifies; a different one is -PT_EEXIST; a corrupt one (bad
@@ -66,6 +67,28 @@ int pt_blocks_store_scan(struct pt_blocks_store *s,
  */
 void pt_blocks_store_write(struct pt_blocks_store *s, uint64_t block_id, uint32_t crc,
                            const void *data, uint32_t size, pt_blocks_store_done done, void *ctx);
+
+/*
+ * A block written in pieces (BLOCK_WRITE_BEGIN / PAGES / END, docs/PROTOCOL.md): open checks
+ * what is stored under the id (a different block: -PT_EEXIST; the identical, whole block: the
+ * pieces are then checked but not written again) and creates the temp file. Each piece is
+ * page-aligned, comes in order (else -PT_EPROTO) and is verified page by page against the
+ * writer's page CRCs (-PT_EBADMSG) before it is written; only the page CRCs are kept (4 bytes
+ * a page). finish checks that every byte came and that the page CRCs combine to the block's
+ * CRC, writes header and CRC table, fsyncs, reads the file back and checks every page against
+ * the page CRCs (from the page cache, normally), renames, fsyncs the
+ * directory, then done(ctx, status) from the loop: the stream is freed either way. abort (a
+ * stream given up before finish) closes and removes the temp file: nothing partial is ever
+ * visible. After an error from pages the caller must abort.
+ */
+struct pt_blocks_stream;
+int pt_blocks_store_stream_open(struct pt_blocks_store *s, uint64_t block_id, uint32_t crc,
+                                uint32_t size, struct pt_blocks_stream **out);
+int pt_blocks_store_stream_pages(struct pt_blocks_stream *st, uint32_t offset,
+                                 const uint8_t *crcs, const void *data, uint32_t len);
+void pt_blocks_store_stream_finish(struct pt_blocks_stream *st, pt_blocks_store_done done,
+                                   void *ctx);
+void pt_blocks_store_stream_abort(struct pt_blocks_stream *st);
 
 /*
  * Read the pages touched by [offset, offset+count) into a malloc'd BLOCK_READ response body
@@ -142,6 +165,17 @@ struct pt_blocks_scrub {
     struct pt_blocks_scrub_stats stats;
 };
 
+/* A write stream open in a service (BLOCK_WRITE_BEGIN .. END). */
+struct pt_blocks_service;
+struct pt_blocks_stream_slot {
+    struct pt_blocks_service *svc;
+    struct pt_blocks_stream *st; /* NULL: free slot */
+    uint64_t block_id, stream;
+    uint32_t crc, size;
+    uint64_t timer;   /* env timer checking for idleness */
+    uint64_t last_ms; /* env time of its latest piece */
+};
+
 /*
  * A block service: its store, the index of its blocks (for STAT, LIST, usage) and the rules
  * (certificates, proofs, one write or erase per block at a time). The transport fills in the
@@ -173,6 +207,11 @@ struct pt_blocks_service {
     unsigned inflight;
     int closing;
     struct pt_blocks_scrub scrub;
+    /* Write streams in progress; each holds its block's busy claim. One idle for
+       PT_BLOCK_STREAM_IDLE_MS is aborted (temp file removed). */
+    struct pt_blocks_stream_slot streams[PT_BLOCK_STREAMS_MAX];
+    uint64_t streams_aborted; /* streams given up (idle, failed piece, replaced, closed) */
+    uint32_t stream_idle_ms;  /* 0 = PT_BLOCK_STREAM_IDLE_MS */
 };
 
 /* Build the index from the opened store: 0 or -PT_E*. */
@@ -206,6 +245,8 @@ struct pt_blocks_server_config {
     uint32_t heartbeat_ms; /* 0 = 1000 */
     /* Scrubber rate per service in bytes per second (`--scrub-rate MB/s`); 0 = off. */
     uint64_t scrub_rate;
+    /* A write stream silent this long is dropped; 0 = PT_BLOCK_STREAM_IDLE_MS (tests set less). */
+    uint32_t stream_idle_ms;
     /* Metrics endpoint "HOST:PORT" for every service of the process (port 0: OS-chosen);
      * NULL: none. The address goes to the registry in each heartbeat. */
     const char *http;

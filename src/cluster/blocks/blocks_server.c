@@ -387,7 +387,7 @@ int pt_blocks_server_start(uv_loop_t *loop, const struct pt_blocks_server_config
         publish_usage(s);
         memset(&scfg, 0, sizeof(scfg));
         scfg.listen = addr;
-        scfg.max_body = PT_BLOCK_WRITE_FIELDS + PT_BLOCK_MAX_SIZE;
+        scfg.max_body = PT_BLOCK_MAX_BODY;
         scfg.handler = handler;
         scfg.ctx = s;
         scfg.metrics = b->metrics;
@@ -404,8 +404,10 @@ int pt_blocks_server_start(uv_loop_t *loop, const struct pt_blocks_server_config
         pt_blocks_server_free(b);
         return err;
     }
-    for (i = 0; i < b->nsvc; i++)
+    for (i = 0; i < b->nsvc; i++) {
         pt_blocks_scrub_start(b->svc[i].core, cfg->scrub_rate);
+        b->svc[i].core->stream_idle_ms = cfg->stream_idle_ms;
+    }
     pt_router_init(&b->router, b->registry, 5000, 1000, b->svc[0].core->store.service_id);
     heartbeat_all(b);
     if (pthread_create(&b->heartbeat, NULL, heartbeat_main, b) == 0)

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cluster/blocks/blocks.h"
+#include "cluster/env/env.h"
 #include "cluster/proto/frame.h"
 #include "petrel/codec.h"
 #include "petrel/common.h"
@@ -97,8 +98,13 @@ static void service_free(struct pt_blocks_service *s)
     free(s);
 }
 
+static void stream_drop(struct pt_blocks_service *s, struct pt_blocks_stream_slot *slot);
+
 void pt_blocks_service_close(struct pt_blocks_service *s)
 {
+    size_t i;
+    for (i = 0; i < PT_ARRAY_SIZE(s->streams); i++)
+        if (s->streams[i].st) stream_drop(s, &s->streams[i]);
     pt_blocks_scrub_start(s, 0);
     s->closing = 1;
     if (!s->inflight) service_free(s);
@@ -276,6 +282,166 @@ static void handle_write(struct pt_blocks_service *s, struct pt_cursor *c, const
                           write_stored, bw);
 }
 
+/* --- streamed writes ------------------------------------------------------------------------ */
+
+/* Give a stream up: temp file removed, busy claim released, slot freed. */
+static void stream_drop(struct pt_blocks_service *s, struct pt_blocks_stream_slot *slot)
+{
+    if (slot->timer) pt_env_cancel(s->store.env, slot->timer);
+    pt_blocks_store_stream_abort(slot->st);
+    busy_release(s, slot->block_id);
+    memset(slot, 0, sizeof(*slot));
+    s->streams_aborted++;
+}
+
+static struct pt_blocks_stream_slot *stream_find(struct pt_blocks_service *s, uint64_t block_id)
+{
+    size_t i;
+    for (i = 0; i < PT_ARRAY_SIZE(s->streams); i++)
+        if (s->streams[i].st && s->streams[i].block_id == block_id) return &s->streams[i];
+    return NULL;
+}
+
+static void stream_idle_check(void *arg);
+
+static void stream_arm(struct pt_blocks_service *s, struct pt_blocks_stream_slot *slot,
+                       uint64_t delay)
+{
+    slot->timer = pt_env_timer(s->store.env, delay, stream_idle_check, slot);
+}
+
+static void stream_idle_check(void *arg)
+{
+    struct pt_blocks_stream_slot *slot = arg;
+    struct pt_blocks_service *s = slot->svc;
+    uint64_t now = pt_env_now(s->store.env), idle = now - slot->last_ms;
+    uint64_t limit = s->stream_idle_ms ? s->stream_idle_ms : PT_BLOCK_STREAM_IDLE_MS;
+    slot->timer = 0;
+    if (!slot->st) return;
+    if (idle >= limit) {
+        petrel_log(PT_LOG_INFO, LOG_MODULE,
+                   "%016" PRIx64 ": write stream of block %016" PRIx64 " idle, given up",
+                   s->store.service_id, slot->block_id);
+        stream_drop(s, slot);
+        return;
+    }
+    stream_arm(s, slot, limit - idle);
+}
+
+static void handle_write_begin(struct pt_blocks_service *s, struct pt_cursor *c,
+                               pt_blocks_reply_fn reply, void *ctx)
+{
+    struct pt_block_write_req w;
+    struct pt_blocks_stream_slot *slot;
+    uint64_t stream;
+    size_t i;
+    int err;
+    pt_block_dec_write(c, &w);
+    stream = pt_dec_u64(c);
+    if (!pt_cursor_ok(c) || pt_cursor_left(c)) {
+        reply_error(reply, ctx, -PT_EPROTO, "malformed request body");
+        return;
+    }
+    if (!check_cert(s, reply, ctx, PT_BLOCK_WRITE_CERT, w.block_id, w.crc, w.size, w.cert)) return;
+    /* A writer that starts again (its connection broke, it retries) replaces its old stream:
+       only the holder of the certificate can, and the old one can never finish now. */
+    slot = stream_find(s, w.block_id);
+    if (slot) stream_drop(s, slot);
+    for (i = 0, slot = NULL; i < PT_ARRAY_SIZE(s->streams) && !slot; i++)
+        if (!s->streams[i].st) slot = &s->streams[i];
+    if (!slot || !busy_claim(s, w.block_id)) {
+        reply_error(reply, ctx, -PT_EBUSY,
+                    slot ? "block busy with another write or erase" : "too many write streams");
+        return;
+    }
+    err = pt_blocks_store_stream_open(&s->store, w.block_id, w.crc, w.size, &slot->st);
+    if (err) {
+        busy_release(s, w.block_id);
+        store_failed(s, reply, ctx, w.block_id, err);
+        return;
+    }
+    slot->svc = s;
+    slot->block_id = w.block_id;
+    slot->stream = stream;
+    slot->crc = w.crc;
+    slot->size = w.size;
+    slot->last_ms = pt_env_now(s->store.env);
+    stream_arm(s, slot, s->stream_idle_ms ? s->stream_idle_ms : PT_BLOCK_STREAM_IDLE_MS);
+    reply_copy(reply, ctx, NULL, 0);
+}
+
+static void handle_write_pages(struct pt_blocks_service *s, struct pt_cursor *c,
+                               pt_blocks_reply_fn reply, void *ctx)
+{
+    struct pt_block_pages_req p;
+    struct pt_blocks_stream_slot *slot;
+    const uint8_t *crcs, *data;
+    size_t len;
+    int err;
+    pt_block_dec_pages(c, &p);
+    crcs = pt_cursor_take(c, (size_t)p.pages * 4);
+    len = pt_cursor_left(c);
+    data = pt_cursor_take(c, len);
+    if (!pt_cursor_ok(c) || len > PT_BLOCK_CHUNK || pt_block_pages((uint32_t)len) != p.pages) {
+        reply_error(reply, ctx, -PT_EPROTO, "malformed request body");
+        return;
+    }
+    slot = stream_find(s, p.block_id);
+    if (!slot || slot->stream != p.stream) {
+        reply_error(reply, ctx, -PT_ENOENT, "no such write stream");
+        return;
+    }
+    err = pt_blocks_store_stream_pages(slot->st, p.offset, crcs, data, (uint32_t)len);
+    if (err) {
+        /* Nothing of a stream that went wrong is kept: the writer starts it again. */
+        stream_drop(s, slot);
+        reply_error(reply, ctx, err,
+                    err == -PT_EBADMSG  ? "page data does not match its CRC"
+                    : err == -PT_EPROTO ? "pages out of order or misaligned"
+                                        : store_error_text(err));
+        return;
+    }
+    slot->last_ms = pt_env_now(s->store.env);
+    reply_copy(reply, ctx, NULL, 0);
+}
+
+static void handle_write_end(struct pt_blocks_service *s, struct pt_cursor *c,
+                             pt_blocks_reply_fn reply, void *ctx)
+{
+    struct pt_blocks_stream_slot *slot;
+    struct blocks_work *bw;
+    struct pt_blocks_stream *st;
+    uint64_t block_id = pt_dec_u64(c), stream = pt_dec_u64(c);
+    if (!pt_cursor_ok(c) || pt_cursor_left(c)) {
+        reply_error(reply, ctx, -PT_EPROTO, "malformed request body");
+        return;
+    }
+    slot = stream_find(s, block_id);
+    if (!slot || slot->stream != stream) {
+        reply_error(reply, ctx, -PT_ENOENT, "no such write stream");
+        return;
+    }
+    bw = calloc(1, sizeof(*bw));
+    if (!bw) {
+        stream_drop(s, slot);
+        reply_error(reply, ctx, -PT_ENOMEM, "out of memory");
+        return;
+    }
+    bw->svc = s;
+    bw->reply = reply;
+    bw->ctx = ctx;
+    bw->op = OP_WRITE;
+    bw->block_id = block_id;
+    bw->crc = slot->crc;
+    bw->size = slot->size;
+    /* The slot is free again; the busy claim stays until the block is durable (write_stored). */
+    st = slot->st;
+    if (slot->timer) pt_env_cancel(s->store.env, slot->timer);
+    memset(slot, 0, sizeof(*slot));
+    s->inflight++;
+    pt_blocks_store_stream_finish(st, write_stored, bw);
+}
+
 static void handle_list(struct pt_blocks_service *s, struct pt_cursor *c,
                         pt_blocks_reply_fn reply, void *ctx)
 {
@@ -317,6 +483,15 @@ void pt_blocks_service_handle(struct pt_blocks_service *s, uint16_t kind, const 
     case PT_MSG_BLOCK_WRITE:
         handle_write(s, &c, body, reply, ctx);
         return;
+    case PT_MSG_BLOCK_WRITE_BEGIN:
+        handle_write_begin(s, &c, reply, ctx);
+        return;
+    case PT_MSG_BLOCK_WRITE_PAGES:
+        handle_write_pages(s, &c, reply, ctx);
+        return;
+    case PT_MSG_BLOCK_WRITE_END:
+        handle_write_end(s, &c, reply, ctx);
+        return;
     case PT_MSG_BLOCK_READ: {
         struct pt_block_read_req r;
         uint8_t *out;
@@ -324,6 +499,11 @@ void pt_blocks_service_handle(struct pt_blocks_service *s, uint16_t kind, const 
         int err;
         pt_block_dec_read(&c, &r);
         if (!pt_cursor_ok(&c) || pt_cursor_left(&c)) break;
+        if (r.count > PT_BLOCK_CHUNK) {
+            /* No frame carries more than a chunk: a longer range is several reads. */
+            reply_error(reply, ctx, -PT_E2BIG, "read range larger than one chunk (256 KiB)");
+            return;
+        }
         err = pt_blocks_store_read(&s->store, r.block_id, r.offset, r.count, &out, &out_len);
         if (err)
             store_failed(s, reply, ctx, r.block_id, err);

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cluster/client/blocks_client.h"
+#include "cluster/client/client_internal.h"
 #include "cluster/client/router.h"
 #include "cluster/ec/ec.h"
 #include "cluster/proto/cdc_msgs.h"
@@ -25,6 +26,9 @@
 #include "petrel/crc32c.h"
 
 #define READ_PIECE (1u << 20)
+/* A sequential read of a mirrored span fetches up to this much at once (its chunks pipelined
+ * on one connection: readahead), then hands it on in READ_PIECE pieces. */
+#define READ_AHEAD (4u << 20)
 #define DEFAULT_SPAN (4u << 20)
 
 struct petrel_client {
@@ -225,6 +229,7 @@ static int stat_inode(struct petrel_client *c, uint64_t id, struct petrel_stat *
                 st->ctime_ns = s->ctime_ns;
                 st->rdev = s->rdev;
                 st->version = s->version;
+                st->spans = s->spans;
             } else { /* a shard from before POSIX attributes */
                 st->mode = pt_type_mode(s->type) | (s->type == PT_TYPE_DIR ? 0755u : 0644u);
                 st->atime_ns = st->mtime_ns = st->ctime_ns = s->mtime * 1000000u;
@@ -495,6 +500,49 @@ static int service_addr(struct petrel_client *c, uint64_t id, int refresh, char 
     return -PT_ENXIO;
 }
 
+/* One block operation of a span run on its own thread (blocks of a span travel in parallel). */
+struct block_job {
+    pthread_t thread;
+    char addr[PT_REG_ADDR_MAX];
+    uint64_t service, block, cert, proof;
+    uint32_t crc, size;
+    struct iovec pieces[PT_RS_ROWS_MAX];
+    unsigned n_pieces;
+    /* reads */
+    uint32_t offset, count, got;
+    uint8_t *buf;
+    const struct pt_call_opts *opts;
+    int write, rc, started;
+    int skip; /* not run (its rc is set already) */
+};
+
+static void *block_job_run(void *arg)
+{
+    struct block_job *j = arg;
+    if (j->skip) return NULL;
+    if (j->write)
+        j->rc = pt_blocks_write_iov(j->addr, j->block, j->crc, j->pieces, j->n_pieces, j->size,
+                                    j->cert, &j->proof, j->opts);
+    else
+        j->rc = pt_blocks_read(j->addr, j->block, j->offset, j->count, j->buf, &j->got, NULL,
+                               j->opts);
+    return NULL;
+}
+
+/* Run jobs in parallel (a job whose thread cannot start runs here). */
+static void block_jobs_run(struct block_job *jobs, unsigned n)
+{
+    unsigned i;
+    for (i = 0; i < n; i++)
+        jobs[i].started = pthread_create(&jobs[i].thread, NULL, block_job_run, &jobs[i]) == 0;
+    for (i = 0; i < n; i++) {
+        if (jobs[i].started)
+            pthread_join(jobs[i].thread, NULL);
+        else
+            block_job_run(&jobs[i]);
+    }
+}
+
 /* ---- writing --------------------------------------------------------------------------------- */
 
 struct writer {
@@ -527,31 +575,61 @@ static int write_inline(struct writer *w, uint64_t offset, const uint8_t *data, 
     return rc;
 }
 
+/* Start jobs in parallel (a job whose thread cannot start runs at join). */
+static void block_jobs_start(struct block_job *jobs, unsigned n)
+{
+    unsigned i;
+    for (i = 0; i < n; i++)
+        jobs[i].started = pthread_create(&jobs[i].thread, NULL, block_job_run, &jobs[i]) == 0;
+}
+
+static void block_jobs_join(struct block_job *jobs, unsigned n)
+{
+    unsigned i;
+    for (i = 0; i < n; i++) {
+        if (jobs[i].started)
+            pthread_join(jobs[i].thread, NULL);
+        else
+            block_job_run(&jobs[i]);
+        jobs[i].started = 0;
+        jobs[i].skip = 1; /* joined: never run again */
+    }
+}
+
+/* A mirrored span on its way: placed (ADD_SPAN), its copies being written. */
+struct span_flight {
+    uint64_t offset;
+    uint8_t *data;
+    uint32_t len, crc;
+    struct block_job jobs[PT_SPAN_BLOCKS_MAX];
+    unsigned n;
+};
+
 /*
- * One attempt at a mirrored span: ADD_SPAN (avoiding the services in avoid), write every
- * copy, CERTIFY. A block service that fails the write is added to avoid and *failed is set,
- * the span then stays uncertified for the caller to drop.
+ * First half of a mirrored span: ADD_SPAN (avoiding the services in avoid), then the write
+ * of every copy started, each on its own thread and connection. 0 with the jobs running
+ * (span_finish must follow), or the shard's error with nothing running.
  */
-static int span_attempt(struct writer *w, uint64_t offset, const uint8_t *data, uint32_t len,
-                        uint32_t crc, uint64_t *avoid, uint8_t *n_avoid, int *failed)
+static int span_place(struct writer *w, struct span_flight *f, const uint64_t *avoid,
+                      uint8_t n_avoid)
 {
     struct pt_shard_req q;
     struct pt_reply rep;
     struct pt_cursor b;
-    uint8_t proofs[PT_SPAN_BLOCKS_MAX * 8];
     unsigned n, i;
     int rc;
     memset(&q, 0, sizeof(q));
     q.op = PT_SHARD_ADD_SPAN;
-    q.offset = offset;
-    q.size = len;
-    q.crc = crc;
+    q.offset = f->offset;
+    q.size = f->len;
+    q.crc = f->crc;
     q.storage = PT_STORAGE_MIRRORED;
     q.data = 1;
     q.parity = (uint8_t)(w->copies - 1);
-    q.block_size = len;
-    q.n_services = *n_avoid;
-    memcpy(q.services, avoid, *n_avoid * sizeof(avoid[0]));
+    q.block_size = f->len;
+    q.n_services = n_avoid;
+    if (n_avoid) memcpy(q.services, avoid, n_avoid * sizeof(avoid[0]));
+    f->n = 0;
     if ((rc = write_call(w, &q, &rep, NULL)) != 0) {
         pt_reply_free(&rep);
         return rc;
@@ -560,38 +638,87 @@ static int span_attempt(struct writer *w, uint64_t offset, const uint8_t *data, 
     n = pt_dec_u8(&b);
     if (n == 0 || n > PT_SPAN_BLOCKS_MAX) rc = -PT_EPROTO;
     for (i = 0; i < n && rc == 0; i++) {
-        uint64_t service = pt_dec_u64(&b), block = pt_dec_u64(&b), cert = pt_dec_u64(&b), proof = 0;
-        char addr[PT_REG_ADDR_MAX];
+        struct block_job *j = &f->jobs[i];
+        memset(j, 0, sizeof(*j));
+        j->service = pt_dec_u64(&b);
+        j->block = pt_dec_u64(&b);
+        j->cert = pt_dec_u64(&b);
         if (!pt_cursor_ok(&b)) {
             rc = -PT_EPROTO;
             break;
         }
-        rc = service_addr(w->c, service, 0, addr, sizeof(addr));
-        if (rc == 0)
-            rc = pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts);
-        if (rc != 0 && rc != -PT_ENOTCERT && rc != -PT_EEXIST) {
-            /* The service may have moved: ask the registry once and retry there. */
-            if (service_addr(w->c, service, 1, addr, sizeof(addr)) == 0)
-                rc = pt_blocks_write(addr, block, crc, data, len, cert, &proof, &w->c->block_opts);
-        }
-        if (rc != 0) {
-            petrel_log(PT_LOG_WARN, "client", "block service %llu failed a write: %s",
-                       (unsigned long long)service, petrel_strerror(rc));
-            if (*n_avoid < PT_SPAN_BLOCKS_MAX) avoid[(*n_avoid)++] = service;
-            *failed = 1;
-        }
-        pt_put_le64(proofs + (size_t)8 * i, proof);
+        j->write = 1;
+        j->crc = f->crc;
+        j->size = f->len;
+        j->pieces[0].iov_base = f->data;
+        j->pieces[0].iov_len = f->len;
+        j->n_pieces = 1;
+        j->opts = &w->c->block_opts;
+        j->rc = service_addr(w->c, j->service, 0, j->addr, sizeof(j->addr));
+        j->skip = j->rc != 0;
     }
     pt_reply_free(&rep);
     if (rc) return rc;
+    f->n = n;
+    block_jobs_start(f->jobs, n);
+    return 0;
+}
+
+/*
+ * Second half: wait for the copies, retry a copy once at the service's new address when it
+ * may have moved, then CERTIFY with every proof. A block service that failed is added to
+ * avoid and *failed is set; the span then stays uncertified for the caller to drop.
+ */
+static int span_finish(struct writer *w, struct span_flight *f, uint64_t *avoid,
+                       uint8_t *n_avoid, int *failed)
+{
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    uint8_t proofs[PT_SPAN_BLOCKS_MAX * 8];
+    unsigned i;
+    int rc = 0;
+    block_jobs_join(f->jobs, f->n);
+    for (i = 0; i < f->n; i++) {
+        struct block_job *j = &f->jobs[i];
+        int jrc = j->rc;
+        if (jrc != 0 && jrc != -PT_ENOTCERT && jrc != -PT_EEXIST) {
+            /* The service may have moved: ask the registry once and retry there. */
+            if (service_addr(w->c, j->service, 1, j->addr, sizeof(j->addr)) == 0)
+                jrc = pt_blocks_write(j->addr, j->block, f->crc, f->data, f->len, j->cert,
+                                      &j->proof, &w->c->block_opts);
+        }
+        if (jrc != 0) {
+            petrel_log(PT_LOG_WARN, "client", "block service %llu failed a write: %s",
+                       (unsigned long long)j->service, petrel_strerror(jrc));
+            if (*n_avoid < PT_SPAN_BLOCKS_MAX) avoid[(*n_avoid)++] = j->service;
+            *failed = 1;
+            if (!rc) rc = jrc;
+        }
+        pt_put_le64(proofs + (size_t)8 * i, j->proof);
+    }
+    if (rc) return rc;
     memset(&q, 0, sizeof(q));
     q.op = PT_SHARD_CERTIFY_SPAN;
-    q.offset = offset;
-    q.data_len = 8 * n;
+    q.offset = f->offset;
+    q.data_len = 8 * f->n;
     q.data_ptr = proofs;
     rc = write_call(w, &q, &rep, NULL);
     pt_reply_free(&rep);
     return rc;
+}
+
+/* One attempt at a mirrored span: place it, write every copy, CERTIFY. */
+static int span_attempt(struct writer *w, uint64_t offset, const uint8_t *data, uint32_t len,
+                        uint32_t crc, uint64_t *avoid, uint8_t *n_avoid, int *failed)
+{
+    struct span_flight f;
+    int rc;
+    f.offset = offset;
+    f.data = (uint8_t *)data;
+    f.len = len;
+    f.crc = crc;
+    rc = span_place(w, &f, avoid, *n_avoid);
+    return rc ? rc : span_finish(w, &f, avoid, n_avoid, failed);
 }
 
 /* Drop the span at `offset` of the file being written (a failed placement), so it can be
@@ -814,47 +941,6 @@ static int writer_policy(struct petrel_client *c, const char *path, uint64_t dir
 }
 
 /* ---- redundancy: Reed-Solomon spans ---------------------------------------------------------- */
-
-/* One block operation of a span run on its own thread (blocks of a span travel in parallel). */
-struct block_job {
-    pthread_t thread;
-    char addr[PT_REG_ADDR_MAX];
-    uint64_t service, block, cert, proof;
-    uint32_t crc, size;
-    struct iovec pieces[PT_RS_ROWS_MAX];
-    unsigned n_pieces;
-    /* reads */
-    uint32_t offset, count, got;
-    uint8_t *buf;
-    const struct pt_call_opts *opts;
-    int write, rc, started;
-};
-
-static void *block_job_run(void *arg)
-{
-    struct block_job *j = arg;
-    if (j->write)
-        j->rc = pt_blocks_write_iov(j->addr, j->block, j->crc, j->pieces, j->n_pieces, j->size,
-                                    j->cert, &j->proof, j->opts);
-    else
-        j->rc = pt_blocks_read(j->addr, j->block, j->offset, j->count, j->buf, &j->got, NULL,
-                               j->opts);
-    return NULL;
-}
-
-/* Run jobs in parallel (a job whose thread cannot start runs here). */
-static void block_jobs_run(struct block_job *jobs, unsigned n)
-{
-    unsigned i;
-    for (i = 0; i < n; i++)
-        jobs[i].started = pthread_create(&jobs[i].thread, NULL, block_job_run, &jobs[i]) == 0;
-    for (i = 0; i < n; i++) {
-        if (jobs[i].started)
-            pthread_join(jobs[i].thread, NULL);
-        else
-            block_job_run(&jobs[i]);
-    }
-}
 
 /*
  * The bytes of one RS span being written: data in row-major order (cell (row r, data block
@@ -1457,13 +1543,103 @@ int petrel_client_create(struct petrel_client *c, const char *path, uint64_t rep
     return rc;
 }
 
+/*
+ * The mirrored spans of a file, pipelined: up to SPAN_WINDOW spans in flight (placed, their
+ * copies being written) while the next one is read from the source; spans are certified in
+ * order, so the uncertified ones are always the file's last. When a copy of one fails, every
+ * span in flight is waited for, the uncertified tail dropped (last first: DROP_SPAN takes only
+ * the last span) and written again one by one with write_span (which avoids the failed
+ * service). A tail shorter than PT_INLINE_MAX after the spans is stored inline.
+ */
+#define SPAN_WINDOW 3
+
+/* The oldest span in flight: its copies, then CERTIFY; on a failed copy, the recovery above. */
+static int finish_oldest(struct writer *w, struct span_flight *fl, unsigned *head,
+                         unsigned *inflight)
+{
+    struct span_flight *o = &fl[*head];
+    uint64_t avoid[PT_SPAN_BLOCKS_MAX];
+    uint8_t n_avoid = 0;
+    unsigned i, n = *inflight;
+    int failed = 0, rc = span_finish(w, o, avoid, &n_avoid, &failed);
+    if (rc && failed) {
+        /* Wait for the rest, drop the uncertified tail (newest first), write it again. */
+        for (i = 1; i < n; i++)
+            block_jobs_join(fl[(*head + i) % SPAN_WINDOW].jobs, fl[(*head + i) % SPAN_WINDOW].n);
+        rc = 0;
+        for (i = n; i-- > 0 && !rc;)
+            rc = drop_span(w, fl[(*head + i) % SPAN_WINDOW].offset);
+        for (i = 0; i < n && !rc; i++) {
+            struct span_flight *r = &fl[(*head + i) % SPAN_WINDOW];
+            rc = write_span(w, r->offset, r->data, r->len);
+        }
+        *head = (*head + n) % SPAN_WINDOW;
+        *inflight = 0;
+        return rc;
+    }
+    if (rc) return rc;
+    *head = (*head + 1) % SPAN_WINDOW;
+    (*inflight)--;
+    return 0;
+}
+
+static int write_mirrored_spans(struct writer *w, struct source *src, uint64_t *offset_out)
+{
+    struct petrel_client *c = w->c;
+    struct span_flight *fl = calloc(SPAN_WINDOW, sizeof(*fl));
+    unsigned head = 0, inflight = 0, i;
+    uint64_t offset = *offset_out;
+    int rc = 0, eof = 0;
+    if (!fl) return -PT_ENOMEM;
+    for (i = 0; i < SPAN_WINDOW; i++)
+        if (!(fl[i].data = malloc(c->cfg.span_size))) rc = -PT_ENOMEM;
+    while (!rc && (!eof || inflight)) {
+        if (!eof && inflight < SPAN_WINDOW) {
+            struct span_flight *f = &fl[(head + inflight) % SPAN_WINDOW];
+            long n = source_fill(src, f->data, c->cfg.span_size);
+            if (n < 0) {
+                rc = (int)n;
+                break;
+            }
+            eof = n == 0 || (size_t)n < c->cfg.span_size;
+            if (n == 0) continue;
+            if (n <= (long)PT_INLINE_MAX) {
+                /* only ever the file's last piece: the spans before it come first */
+                while (!rc && inflight)
+                    rc = finish_oldest(w, fl, &head, &inflight);
+                if (rc) break;
+                rc = write_inline(w, offset, f->data, (uint32_t)n);
+                if (!rc) offset += (uint64_t)n;
+                continue;
+            }
+            f->offset = offset;
+            f->len = (uint32_t)n;
+            f->crc = pt_block_crc(f->data, f->len);
+            rc = span_place(w, f, NULL, 0);
+            if (rc) break;
+            inflight++;
+            offset += (uint64_t)n;
+            if (inflight < SPAN_WINDOW && !eof) continue;
+        }
+        rc = finish_oldest(w, fl, &head, &inflight);
+    }
+    /* On an error, no thread may outlive its buffer. */
+    for (i = 0; i < inflight; i++)
+        block_jobs_join(fl[(head + i) % SPAN_WINDOW].jobs, fl[(head + i) % SPAN_WINDOW].n);
+    for (i = 0; i < SPAN_WINDOW; i++)
+        free(fl[i].data);
+    free(fl);
+    *offset_out = offset;
+    return rc;
+}
+
 int petrel_client_fill(struct petrel_client *c, const struct petrel_new_file *nf,
                        petrel_read_fn read, void *ctx, uint64_t *size_out)
 {
     struct writer w;
     struct pt_shard_req q;
     struct pt_reply rep;
-    uint8_t *buf, *ahead = NULL;
+    uint8_t *ahead = NULL;
     uint64_t offset = 0, replaces;
     struct pt_policy pol;
     struct source src;
@@ -1505,25 +1681,7 @@ int petrel_client_fill(struct petrel_client *c, const struct petrel_new_file *nf
             goto link;
         }
     }
-    buf = malloc(c->cfg.span_size);
-    if (!buf) {
-        free(ahead);
-        return -PT_ENOMEM;
-    }
-    for (;;) {
-        long n = source_fill(&src, buf, c->cfg.span_size);
-        if (n < 0) {
-            rc = (int)n;
-            break;
-        }
-        if (n == 0) break;
-        rc = n <= (long)PT_INLINE_MAX ? write_inline(&w, offset, buf, (uint32_t)n)
-                                      : write_span(&w, offset, buf, (uint32_t)n);
-        if (rc) break;
-        offset += (uint64_t)n;
-        if ((size_t)n < c->cfg.span_size) break;
-    }
-    free(buf);
+    rc = write_mirrored_spans(&w, &src, &offset);
     free(ahead);
     if (rc) return rc; /* the transient file expires on its own */
 link:
@@ -1580,15 +1738,15 @@ static void report_bad_block(struct petrel_client *c, uint64_t file, const struc
  * a copy that is missing or rotten is reported to the file's shard (once per call).
  */
 static int read_blocks(struct petrel_client *c, uint64_t file, const struct pt_span *s,
-                       uint32_t from, uint32_t count, uint8_t *buf, petrel_write_fn write,
-                       void *ctx)
+                       uint32_t from, uint32_t count, uint8_t *buf, uint32_t cap,
+                       petrel_write_fn write, void *ctx)
 {
     uint32_t reported = 0;
     unsigned n = pt_span_block_count(s), first = (unsigned)pt_prng_below(&c->prng, n), k;
     uint32_t done = 0;
     int rc = -PT_EIO, refreshed = 0;
     while (done < count) {
-        uint32_t piece = PT_MIN(READ_PIECE, count - done), got = 0;
+        uint32_t piece = PT_MIN(cap, count - done), got = 0, out;
         for (k = 0; k < n; k++) {
             unsigned idx = (first + k) % n;
             const struct pt_block_ref *b = &s->blocks[idx];
@@ -1620,7 +1778,8 @@ static int read_blocks(struct petrel_client *c, uint64_t file, const struct pt_s
             }
         }
         if (rc) return rc;
-        if ((rc = write(ctx, buf, piece)) != 0) return rc;
+        for (out = 0; out < piece; out += PT_MIN(READ_PIECE, piece - out))
+            if ((rc = write(ctx, buf + out, PT_MIN(READ_PIECE, piece - out))) != 0) return rc;
         done += piece;
     }
     return 0;
@@ -1657,9 +1816,11 @@ static int read_id(struct petrel_client *c, const char *path, uint64_t id, uint6
     struct pt_shard_req q;
     uint64_t size, end, pos = offset, delivered = 0;
     uint8_t *buf;
+    /* a short read needs no readahead buffer */
+    uint32_t cap = (uint32_t)PT_MIN((uint64_t)READ_AHEAD, PT_MAX(len, (uint64_t)READ_PIECE));
     int rc = 0;
     if (got) *got = 0;
-    buf = malloc(READ_PIECE);
+    buf = malloc(cap);
     if (!buf) return -PT_ENOMEM;
     memset(&q, 0, sizeof(q));
     q.op = PT_SHARD_SPANS;
@@ -1704,7 +1865,7 @@ static int read_id(struct petrel_client *c, const char *path, uint64_t id, uint6
             } else if (s.storage == PT_STORAGE_RS) {
                 rc = read_rs(c, path, id, &s, from, count, write, ctx);
             } else {
-                rc = read_blocks(c, id, &s, from, count, buf, write, ctx);
+                rc = read_blocks(c, id, &s, from, count, buf, cap, write, ctx);
             }
             if (rc == 0) {
                 pos += count;
@@ -1874,4 +2035,56 @@ int petrel_client_space(struct petrel_client *c, uint64_t *total, uint64_t *avai
     *total /= c->cfg.copies;
     *avail /= c->cfg.copies;
     return 0;
+}
+
+/* ---- for change.c (files that change, issue 12): span-level access ------------------------- */
+
+int pt_client_shard_call(struct petrel_client *c, uint64_t owner, const struct pt_shard_req *q,
+                         struct pt_reply *rep, int *retried)
+{
+    return shard_call(c, owner, q, rep, retried);
+}
+
+int pt_client_put_span(struct petrel_client *c, uint64_t file, uint64_t cookie, unsigned copies,
+                       uint64_t offset, const uint8_t *data, uint32_t len)
+{
+    struct writer w;
+    memset(&w, 0, sizeof(w));
+    w.c = c;
+    w.file = file;
+    w.cookie = cookie;
+    w.dir = file; /* routing: the file's own shard */
+    w.copies = copies ? copies : c->cfg.copies;
+    return len <= PT_INLINE_MAX ? write_inline(&w, offset, data, len)
+                                : write_span(&w, offset, data, len);
+}
+
+int pt_client_read_span(struct petrel_client *c, uint64_t file, const struct pt_span *s,
+                        uint32_t from, uint32_t count, petrel_write_fn write, void *ctx)
+{
+    char label[40];
+    uint8_t *buf;
+    int rc;
+    if (s->storage == PT_STORAGE_INLINE) {
+        if (petrel_crc32c(0, s->inline_data, s->inline_len) != s->crc) return -PT_ECORRUPT;
+        return write(ctx, s->inline_data + from, count);
+    }
+    if (s->storage == PT_STORAGE_RS) {
+        snprintf(label, sizeof(label), "inode %016llx", (unsigned long long)file);
+        return read_rs(c, label, file, s, from, count, write, ctx);
+    }
+    if (!(buf = malloc(READ_PIECE))) return -PT_ENOMEM;
+    rc = read_blocks(c, file, s, from, count, buf, write, ctx);
+    free(buf);
+    return rc;
+}
+
+uint32_t pt_client_span_size(const struct petrel_client *c)
+{
+    return c->cfg.span_size;
+}
+
+uint64_t pt_client_cookie(struct petrel_client *c)
+{
+    return pt_prng_next(&c->prng) | 1;
 }

@@ -77,6 +77,11 @@ int pt_router_shard_repeatable(uint8_t op)
     case PT_SHARD_SET_PARENT:
     case PT_SHARD_REPLACE_ENTRY:
     case PT_SHARD_SETATTR: /* sets the same values again (a *_NOW time: a later now) */
+    /* changes: a second change file (never committed, expires); a tail cut again; a commit
+     * repeated answers the version its first try made */
+    case PT_SHARD_OPEN_CHANGE:
+    case PT_SHARD_TRUNCATE_SPANS:
+    case PT_SHARD_COMMIT_CHANGE:
     /* redundancy: reads; the last RS span again; a policy set again; a report counted twice */
     case PT_SHARD_GET_POLICY:
     case PT_SHARD_REPAIR_LIST:

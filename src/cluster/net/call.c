@@ -59,6 +59,16 @@ static void pool_put(struct pt_conn *c)
     pt_conn_close(evict);
 }
 
+struct pt_conn *pt_call_pool_take(const char *address)
+{
+    return pool_take(address);
+}
+
+void pt_call_pool_put(struct pt_conn *c)
+{
+    pool_put(c);
+}
+
 void pt_call_pool_clear(void)
 {
     struct pt_conn *all[POOL_SIZE];

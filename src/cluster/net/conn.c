@@ -266,18 +266,14 @@ static int recv_all(int fd, void *buf, size_t len, uint64_t deadline)
     return 0;
 }
 
-int pt_conn_callv(struct pt_conn *c, uint16_t kind, const struct iovec *parts, int nparts,
-                  int timeout_ms, struct pt_reply *reply)
+int pt_conn_send(struct pt_conn *c, uint16_t kind, const struct iovec *parts, int nparts,
+                 int timeout_ms, uint64_t *id_out)
 {
     uint8_t hdr[PT_FRAME_HEADER_SIZE], trailer[PT_FRAME_TRAILER_SIZE];
     struct iovec iov[PT_CONN_PARTS_MAX + 2]; /* header, parts, trailer */
-    struct pt_frame_header h;
     uint64_t deadline = pt_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
-    uint64_t id;
-    uint64_t total = 0;
+    uint64_t id, total = 0;
     int i, n, err;
-
-    memset(reply, 0, sizeof(*reply));
     if (nparts < 0 || nparts > PT_CONN_PARTS_MAX) return -PT_EINVAL;
     for (i = 0; i < nparts; i++)
         total += parts[i].iov_len;
@@ -301,44 +297,53 @@ int pt_conn_callv(struct pt_conn *c, uint16_t kind, const struct iovec *parts, i
         c->seq_out++;
     }
     err = send_all(c->fd, iov, n, deadline);
-    if (err) goto fail;
-
-    for (;;) {
-        err = recv_all(c->fd, hdr, sizeof(hdr), deadline);
-        if (err) goto fail;
-        err = pt_frame_decode_header(
-            hdr, c->max_body + (c->has_key ? PT_FRAME_TRAILER_SIZE : 0), &h);
-        if (err) goto fail;
-        if (!(h.flags & PT_FRAME_RESPONSE)) {
-            err = -PT_EPROTO;
-            goto fail;
-        }
-        if (h.body_len) {
-            reply->body = malloc(h.body_len);
-            if (!reply->body) {
-                err = -PT_ENOMEM;
-                goto fail;
-            }
-            err = recv_all(c->fd, reply->body, h.body_len, deadline);
-            if (err) goto fail;
-        }
-        reply->body_len = h.body_len;
-        err = pt_frame_check_crc(hdr, &h, reply->body);
-        if (err) goto fail;
-        if (c->has_key) {
-            /* Every response, also a stale one, is checked: each takes a sequence number. */
-            err = pt_frame_unseal(hdr, &h, reply->body, c->session.s2c, c->seq_in);
-            if (err) goto fail;
-            c->seq_in++;
-            reply->body_len = h.body_len;
-        } else if (h.flags & PT_FRAME_AUTH) {
-            err = -PT_EPROTO;
-            goto fail;
-        }
-        if (h.request_id == id) break;
-        /* A leftover response of an earlier call that timed out: skip it. */
-        pt_reply_free(reply);
+    if (err) {
+        conn_drop(c);
+        return err;
     }
+    *id_out = id;
+    return 0;
+}
+
+int pt_conn_recv(struct pt_conn *c, int timeout_ms, uint64_t *id_out, struct pt_reply *reply)
+{
+    uint8_t hdr[PT_FRAME_HEADER_SIZE];
+    struct pt_frame_header h;
+    uint64_t deadline = pt_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    int err;
+    memset(reply, 0, sizeof(*reply));
+    if (c->fd < 0) return -PT_ECONNRESET;
+    err = recv_all(c->fd, hdr, sizeof(hdr), deadline);
+    if (err) goto fail;
+    err = pt_frame_decode_header(hdr, c->max_body + (c->has_key ? PT_FRAME_TRAILER_SIZE : 0), &h);
+    if (err) goto fail;
+    if (!(h.flags & PT_FRAME_RESPONSE)) {
+        err = -PT_EPROTO;
+        goto fail;
+    }
+    if (h.body_len) {
+        reply->body = malloc(h.body_len);
+        if (!reply->body) {
+            err = -PT_ENOMEM;
+            goto fail;
+        }
+        err = recv_all(c->fd, reply->body, h.body_len, deadline);
+        if (err) goto fail;
+    }
+    reply->body_len = h.body_len;
+    err = pt_frame_check_crc(hdr, &h, reply->body);
+    if (err) goto fail;
+    if (c->has_key) {
+        /* Every response, also a stale one, is checked: each takes a sequence number. */
+        err = pt_frame_unseal(hdr, &h, reply->body, c->session.s2c, c->seq_in);
+        if (err) goto fail;
+        c->seq_in++;
+        reply->body_len = h.body_len;
+    } else if (h.flags & PT_FRAME_AUTH) {
+        err = -PT_EPROTO;
+        goto fail;
+    }
+    *id_out = h.request_id;
     reply->kind = h.kind;
     if (h.flags & PT_FRAME_ERROR) {
         reply->remote = 1;
@@ -347,15 +352,38 @@ int pt_conn_callv(struct pt_conn *c, uint16_t kind, const struct iovec *parts, i
         pt_reply_free(reply);
         return reply->error.code;
     }
-    if (h.kind != kind) {
-        err = -PT_EPROTO;
-        goto fail;
-    }
     return 0;
 fail:
     pt_reply_free(reply);
+    reply->remote = 0;
     conn_drop(c);
     return err;
+}
+
+int pt_conn_callv(struct pt_conn *c, uint16_t kind, const struct iovec *parts, int nparts,
+                  int timeout_ms, struct pt_reply *reply)
+{
+    uint64_t deadline = pt_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    uint64_t id, got;
+    int err;
+    memset(reply, 0, sizeof(*reply));
+    err = pt_conn_send(c, kind, parts, nparts, timeout_ms, &id);
+    if (err) return err;
+    for (;;) {
+        int left = (int)(deadline > pt_now_ms() ? deadline - pt_now_ms() : 0);
+        err = pt_conn_recv(c, left ? left : 1, &got, reply);
+        if (err < 0 && !reply->remote) return err;
+        if (got == id) break;
+        /* A leftover response of an earlier call that timed out: skip it. */
+        pt_reply_free(reply);
+    }
+    if (err) return err;
+    if (reply->kind != kind) {
+        pt_reply_free(reply);
+        conn_drop(c);
+        return -PT_EPROTO;
+    }
+    return 0;
 }
 
 int pt_conn_call(struct pt_conn *c, uint16_t kind, const void *body, uint32_t len, int timeout_ms,

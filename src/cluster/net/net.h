@@ -188,6 +188,18 @@ int pt_conn_callv(struct pt_conn *c, uint16_t kind, const struct iovec *parts, i
 int pt_conn_call(struct pt_conn *c, uint16_t kind, const void *body, uint32_t len, int timeout_ms,
                  struct pt_reply *reply);
 
+/*
+ * The two halves of a call, for pipelining several requests on one connection (a streamed
+ * block): pt_conn_send sends one request and gives its id; pt_conn_recv waits for the next
+ * response, whatever its request id (*id), with the same returns as pt_conn_callv (a remote
+ * error: its code, reply->remote set). Responses of one connection may come in any order; the
+ * caller matches ids. A transport error in either closes the socket: requests in flight are
+ * lost and the caller starts over.
+ */
+int pt_conn_send(struct pt_conn *c, uint16_t kind, const struct iovec *parts, int nparts,
+                 int timeout_ms, uint64_t *id);
+int pt_conn_recv(struct pt_conn *c, int timeout_ms, uint64_t *id, struct pt_reply *reply);
+
 void pt_reply_free(struct pt_reply *reply);
 
 /* --- retry -------------------------------------------------------------------------------- */
@@ -258,5 +270,13 @@ int pt_call_once(const char *address, uint16_t kind, const struct iovec *parts, 
  * (closing those sockets), e.g. in a child after fork.
  */
 void pt_call_pool_clear(void);
+
+/*
+ * The pool itself, for callers that run several requests on one connection (streamed block
+ * transfers): take an idle connection to address (NULL: none; open one with pt_conn_open),
+ * and give back one that has no response in flight (or pt_conn_close it).
+ */
+struct pt_conn *pt_call_pool_take(const char *address);
+void pt_call_pool_put(struct pt_conn *c);
 
 #endif

@@ -43,6 +43,23 @@ void pt_block_dec_write(struct pt_cursor *c, struct pt_block_write_req *w)
     if (w->size > PT_BLOCK_MAX_SIZE) c->failed = 1;
 }
 
+void pt_block_enc_pages(struct pt_cursor *c, const struct pt_block_pages_req *p)
+{
+    pt_enc_u64(c, p->block_id);
+    pt_enc_u64(c, p->stream);
+    pt_enc_u32(c, p->offset);
+    pt_enc_u32(c, p->pages);
+}
+
+void pt_block_dec_pages(struct pt_cursor *c, struct pt_block_pages_req *p)
+{
+    p->block_id = pt_dec_u64(c);
+    p->stream = pt_dec_u64(c);
+    p->offset = pt_dec_u32(c);
+    p->pages = pt_dec_u32(c);
+    if (p->pages > PT_BLOCK_CHUNK / PT_BLOCK_PAGE_SIZE) c->failed = 1;
+}
+
 void pt_block_enc_read(struct pt_cursor *c, const struct pt_block_read_req *r)
 {
     pt_enc_u64(c, r->block_id);

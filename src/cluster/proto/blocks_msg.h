@@ -25,6 +25,17 @@
 #define PT_BLOCK_MAX_SIZE (8u * 1024 * 1024)
 #define PT_BLOCK_MAX_PAGES (PT_BLOCK_MAX_SIZE / PT_BLOCK_PAGE_SIZE)
 #define PT_BLOCK_LIST_MAX 4096 /* entries in one BLOCK_LIST reply */
+/* The most block data one frame carries: a BLOCK_WRITE, one BLOCK_WRITE_PAGES, one
+ * BLOCK_READ response. A larger block travels as a stream of such pieces. */
+#define PT_BLOCK_CHUNK (256u * 1024)
+/* The largest body of a block service frame either way: a BLOCK_WRITE_PAGES of a full chunk,
+ * or a BLOCK_READ response of a chunk that starts mid-page (one page more, with its CRC). */
+#define PT_BLOCK_MAX_BODY \
+    (PT_BLOCK_CHUNK + PT_BLOCK_PAGE_SIZE + (PT_BLOCK_CHUNK / PT_BLOCK_PAGE_SIZE + 1) * 4 + 64)
+/* A write stream idle this long is given up (its temp file removed). */
+#define PT_BLOCK_STREAM_IDLE_MS 30000
+/* Write streams open at once in one service; a further BEGIN gets PT_EBUSY. */
+#define PT_BLOCK_STREAMS_MAX 32
 
 enum pt_block_mac_domain {
     PT_BLOCK_WRITE_CERT = 0x54524357,  /* "WCRT" */
@@ -62,6 +73,26 @@ struct pt_block_write_req {
 void pt_block_enc_write(struct pt_cursor *c, const struct pt_block_write_req *w);
 /* Decodes the fields; the data is what is left in the cursor (must be exactly w->size). */
 void pt_block_dec_write(struct pt_cursor *c, struct pt_block_write_req *w);
+
+/*
+ * A block written as a stream (docs/PROTOCOL.md, "Streamed writes"), all on one connection:
+ * BLOCK_WRITE_BEGIN carries the BLOCK_WRITE fields (no data) and a stream id the writer picks;
+ * BLOCK_WRITE_PAGES carries block id, stream id, offset, page count, the page CRCs and the
+ * pages (at most PT_BLOCK_CHUNK bytes, in order); BLOCK_WRITE_END (block id, stream id) asks
+ * for the proof. BEGIN and PAGES answer with an empty body; END with the u64 proof.
+ */
+#define PT_BLOCK_BEGIN_FIELDS 32
+#define PT_BLOCK_PAGES_FIELDS 24
+#define PT_BLOCK_END_FIELDS 16
+struct pt_block_pages_req {
+    uint64_t block_id;
+    uint64_t stream;
+    uint32_t offset;
+    uint32_t pages;
+};
+void pt_block_enc_pages(struct pt_cursor *c, const struct pt_block_pages_req *p);
+/* Decodes the fields; the page CRCs then the data are what is left in the cursor. */
+void pt_block_dec_pages(struct pt_cursor *c, struct pt_block_pages_req *p);
 
 /* BLOCK_READ request: block id, offset, count. */
 struct pt_block_read_req {

@@ -37,6 +37,12 @@ const char *pt_msg_kind_name(uint16_t kind)
         return "block_list";
     case PT_MSG_BLOCK_INFO:
         return "block_info";
+    case PT_MSG_BLOCK_WRITE_BEGIN:
+        return "block_write_begin";
+    case PT_MSG_BLOCK_WRITE_PAGES:
+        return "block_write_pages";
+    case PT_MSG_BLOCK_WRITE_END:
+        return "block_write_end";
     case PT_MSG_SHARD_REQ:
         return "shard_req";
     case PT_MSG_NODE_INFO:

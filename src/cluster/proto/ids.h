@@ -28,6 +28,9 @@
 #define PT_MSG_BLOCK_STAT 0x0204
 #define PT_MSG_BLOCK_LIST 0x0205
 #define PT_MSG_BLOCK_INFO 0x0206
+#define PT_MSG_BLOCK_WRITE_BEGIN 0x0207
+#define PT_MSG_BLOCK_WRITE_PAGES 0x0208
+#define PT_MSG_BLOCK_WRITE_END 0x0209
 
 /* Shards (shard_msgs.h) and every replicated node (shard or CDC replica). */
 #define PT_MSG_SHARD_REQ 0x0301 /* body: a shard request (shard_msgs.h) */

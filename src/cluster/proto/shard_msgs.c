@@ -90,6 +90,12 @@ static int shard_req_fields(uint8_t op)
         return F_ID | F_ATTR;
     case PT_SHARD_MAKE_NODE:
         return F_ID | F_NAME | F_DATA | F_ATTR;
+    case PT_SHARD_OPEN_CHANGE:
+        return F_ID | F_COOKIE | F_EXPECT;
+    case PT_SHARD_TRUNCATE_SPANS:
+        return F_ID | F_COOKIE | F_OFFSET | F_EXPECT;
+    case PT_SHARD_COMMIT_CHANGE:
+        return F_ID | F_COOKIE;
     /* redundancy */
     case PT_SHARD_GET_POLICY:
         return F_ID;
@@ -475,6 +481,8 @@ int pt_shard_reply_stat(struct pt_cursor *body, struct pt_shard_stat *st)
         st->target[st->target_len] = 0;
         st->has_posix = 1;
     }
+    st->spans = 0;
+    if (pt_cursor_left(body) >= 4) st->spans = pt_dec_u32(body); /* issue 12 */
     return 0;
 }
 

@@ -105,6 +105,13 @@ enum pt_shard_op {
     PT_SHARD_SETATTR = 40,   /* (id, attr): mode/uid/gid/atime/mtime as attr.valid says */
     PT_SHARD_MAKE_NODE = 41, /* (id=dir, name, attr = mode incl. type, uid, gid, rdev;
                                 data = symlink target) -> new inode id; name must be free */
+    /* Files that change (issue 12): a change is a transient file that starts with the linked
+     * file's spans, shared (reference-counted), and replaces them by compare-and-swap. */
+    PT_SHARD_OPEN_CHANGE = 42,    /* (id=file, cookie, expect=version or 0) -> change id,
+                                     version, size */
+    PT_SHARD_TRUNCATE_SPANS = 43, /* (id=change, cookie, offset=span boundary, expect=size
+                                     before, 0: any): drop the tail */
+    PT_SHARD_COMMIT_CHANGE = 44,  /* (id=change, cookie) -> new version of the file */
     /* Redundancy. */
     PT_SHARD_ADD_RS_SPAN = 48,     /* (id, cookie, offset, size, crc, layout, data = cell CRCs,
                                       services) -> blocks */
@@ -308,6 +315,7 @@ struct pt_shard_stat {
     uint64_t rdev, version;                /* version: bumped by every content change */
     uint16_t target_len;                   /* symlinks */
     char target[PT_SYMLINK_MAX + 1];       /* NUL-terminated */
+    uint32_t spans;                        /* files: span count (0 from a shard before issue 12) */
 };
 
 /* One directory entry returned by READDIR. */

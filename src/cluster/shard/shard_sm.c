@@ -5,7 +5,9 @@
  * Invariants kept by apply:
  *  - a directory entry points at an inode; a linked file is reachable only through entries;
  *  - a file's size is the sum of its spans, spans are contiguous from offset 0;
- *  - a file is linked only when every span is certified, and never changes after;
+ *  - a file is linked only when every span is certified; its content changes after only by
+ *    COMMIT_CHANGE, which swaps in a change file's spans whole (issue 12);
+ *  - a block copy is erased only when no span record lists it (blockidx + blockrefs holders);
  *  - every block of every span has one block-index entry (service, block) -> (file, offset);
  *  - an entry locked by a CDC transaction changes only through that transaction.
  * Never reads the clock, never does network or file I/O outside LMDB.
@@ -394,7 +396,9 @@ int pt_shard_sm_open(struct pt_shard_sm *sm, const char *dir, unsigned shard, in
         (rc = mdb_dbi_open(t, "transient", MDB_CREATE, &sm->transient)) ||
         (rc = mdb_dbi_open(t, "dropped", MDB_CREATE, &sm->dropped)) ||
         (rc = mdb_dbi_open(t, "policy", MDB_CREATE, &sm->policy)) ||
-        (rc = mdb_dbi_open(t, "repairq", MDB_CREATE, &sm->repairq))) {
+        (rc = mdb_dbi_open(t, "repairq", MDB_CREATE, &sm->repairq)) ||
+        (rc = mdb_dbi_open(t, "blockrefs", MDB_CREATE, &sm->blockrefs)) ||
+        (rc = mdb_dbi_open(t, "changes", MDB_CREATE, &sm->changes))) {
         mdb_txn_abort(t);
         goto fail;
     }
@@ -511,6 +515,335 @@ static int span_get(struct pt_shard_sm *sm, MDB_txn *t, uint64_t file, uint64_t 
     return pt_span_decode(&c, s) ? -PT_ECORRUPT : 0;
 }
 
+/* ---- shared spans (issue 12) ---------------------------------------------------------------
+ *
+ * A change file starts with copies of its base file's span records: the same blocks, listed
+ * by two span records. `blockidx` names one holder (file, offset) of a copy (service, block);
+ * every other span record that lists the copy has a key in `blockrefs`. A copy is free (GC may
+ * erase it) only when it has no holder left; every path that removes a span record releases
+ * its holders through holder_release, and a copy whose last holder goes is erased after the
+ * retention period (table `dropped`) unless GC erases it with its file (FORGET_FILE).
+ */
+
+static void ref_key(uint8_t *k, uint64_t service, uint64_t block, uint64_t file, uint64_t off)
+{
+    key_put_be64(k, service);
+    key_put_be64(k + 8, block);
+    key_put_be64(k + 16, file);
+    key_put_be64(k + 24, off);
+}
+
+/* The holder blockidx names for a copy: 0, or -PT_ENOENT when none. */
+static int holder_primary(struct pt_shard_sm *sm, MDB_txn *t, uint64_t service, uint64_t block,
+                          uint64_t *file, uint64_t *off)
+{
+    uint8_t k[16];
+    MDB_val key = {16, k}, val;
+    int rc;
+    key_put_be64(k, service);
+    key_put_be64(k + 8, block);
+    if ((rc = mdb_get(t, sm->blockidx, &key, &val)) != 0) return map_mdb(rc);
+    if (val.mv_size != 16) return -PT_ECORRUPT;
+    *file = pt_get_le64(val.mv_data);
+    *off = pt_get_le64((const uint8_t *)val.mv_data + 8);
+    return 0;
+}
+
+static int holder_set_primary(struct pt_shard_sm *sm, MDB_txn *t, uint64_t service,
+                              uint64_t block, uint64_t file, uint64_t off)
+{
+    uint8_t k[16], v[16];
+    MDB_val key = {16, k}, val = {16, v};
+    key_put_be64(k, service);
+    key_put_be64(k + 8, block);
+    pt_put_le64(v, file);
+    pt_put_le64(v + 8, off);
+    return map_mdb(mdb_put(t, sm->blockidx, &key, &val, 0));
+}
+
+/* The first holder of a copy in `blockrefs` (1 found, 0 none, or an error), after (file, off)
+ * when `after` is set (a scan of every secondary holder). */
+static int holder_next(struct pt_shard_sm *sm, MDB_txn *t, uint64_t service, uint64_t block,
+                       int after, uint64_t *file, uint64_t *off)
+{
+    MDB_cursor *cur;
+    uint8_t k[32];
+    MDB_val key = {32, k}, val;
+    int rc, found = 0;
+    ref_key(k, service, block, after ? *file : 0, after ? *off : 0);
+    if ((rc = mdb_cursor_open(t, sm->blockrefs, &cur)) != 0) return map_mdb(rc);
+    rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+    if (rc == 0 && after && key.mv_size == 32 && memcmp(key.mv_data, k, 32) == 0)
+        rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
+    if (rc == 0 && key.mv_size == 32 && key_get_be64(key.mv_data) == service &&
+        key_get_be64((const uint8_t *)key.mv_data + 8) == block) {
+        *file = key_get_be64((const uint8_t *)key.mv_data + 16);
+        *off = key_get_be64((const uint8_t *)key.mv_data + 24);
+        found = 1;
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    return found;
+}
+
+static int holder_ref(struct pt_shard_sm *sm, MDB_txn *t, uint64_t service, uint64_t block,
+                      uint64_t file, uint64_t off, int add)
+{
+    uint8_t k[32];
+    MDB_val key = {32, k}, val = {0, k};
+    int rc;
+    ref_key(k, service, block, file, off);
+    if (add) return map_mdb(mdb_put(t, sm->blockrefs, &key, &val, 0));
+    rc = mdb_del(t, sm->blockrefs, &key, NULL);
+    return rc == MDB_NOTFOUND ? 0 : map_mdb(rc);
+}
+
+/* One more span record (file, off) lists the copy. */
+static int holder_add(struct apply_ctx *a, uint64_t service, uint64_t block, uint64_t file,
+                      uint64_t off)
+{
+    uint64_t pf, po;
+    int rc = holder_primary(a->sm, a->t, service, block, &pf, &po);
+    if (rc == -PT_ENOENT) return holder_set_primary(a->sm, a->t, service, block, file, off);
+    if (rc) return rc;
+    return holder_ref(a->sm, a->t, service, block, file, off, 1);
+}
+
+/* The span record (file, off) no longer lists the copy: 1 when other holders remain, 0 when
+ * that was the last one (the copy is free), or an error. */
+static int holder_release(struct apply_ctx *a, uint64_t service, uint64_t block, uint64_t file,
+                          uint64_t off)
+{
+    uint64_t pf, po, nf = 0, no = 0;
+    int rc = holder_primary(a->sm, a->t, service, block, &pf, &po);
+    if (rc && rc != -PT_ENOENT) return rc;
+    if (rc == 0 && (pf != file || po != off)) {
+        if ((rc = holder_ref(a->sm, a->t, service, block, file, off, 0)) != 0) return rc;
+        return 1;
+    }
+    /* It was the primary (or there is none): promote the next holder. */
+    if ((rc = holder_next(a->sm, a->t, service, block, 0, &nf, &no)) < 0) return rc;
+    if (rc == 0) {
+        uint8_t k[16];
+        MDB_val key = {16, k};
+        key_put_be64(k, service);
+        key_put_be64(k + 8, block);
+        rc = mdb_del(a->t, a->sm->blockidx, &key, NULL);
+        return rc && rc != MDB_NOTFOUND ? map_mdb(rc) : 0;
+    }
+    if ((rc = holder_ref(a->sm, a->t, service, block, nf, no, 0)) != 0 ||
+        (rc = holder_set_primary(a->sm, a->t, service, block, nf, no)) != 0)
+        return rc;
+    return 1;
+}
+
+/* The span record of the copy moved from (file, off) to (to, off) (a commit's swap). */
+static int holder_move(struct apply_ctx *a, uint64_t service, uint64_t block, uint64_t file,
+                       uint64_t to, uint64_t off)
+{
+    uint64_t pf, po;
+    int rc = holder_primary(a->sm, a->t, service, block, &pf, &po);
+    if (rc && rc != -PT_ENOENT) return rc;
+    if (rc == -PT_ENOENT || (pf == file && po == off))
+        return holder_set_primary(a->sm, a->t, service, block, to, off);
+    if ((rc = holder_ref(a->sm, a->t, service, block, file, off, 0)) != 0) return rc;
+    return holder_ref(a->sm, a->t, service, block, to, off, 1);
+}
+
+/* A copy no span lists any more: GC erases it after the retention period. */
+static int copy_dropped(struct apply_ctx *a, uint64_t service, uint64_t block, uint32_t crc,
+                        uint32_t size)
+{
+    uint8_t dk[24], dv[8];
+    MDB_val dkey = {24, dk}, dval = {8, dv};
+    key_put_be64(dk, a->now);
+    key_put_be64(dk + 8, service);
+    key_put_be64(dk + 16, block);
+    pt_put_le32(dv, crc);
+    pt_put_le32(dv + 4, size);
+    return map_mdb(mdb_put(a->t, a->sm->dropped, &dkey, &dval, 0));
+}
+
+/* Span s of file leaves it (a change's truncate or overwrite): release its copies. */
+static int span_release(struct apply_ctx *a, uint64_t file, const struct pt_span *s)
+{
+    unsigned i;
+    int rc;
+    for (i = 0; i < pt_span_block_count(s); i++) {
+        rc = holder_release(a, s->blocks[i].service, s->blocks[i].block, file, s->offset);
+        if (rc < 0) return rc;
+        if (rc == 0 &&
+            (rc = copy_dropped(a, s->blocks[i].service, s->blocks[i].block, s->blocks[i].crc,
+                               s->block_size)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Span records of a file copied out of the store (a change rewrites keys while it reads). */
+struct span_raw {
+    uint64_t offset;
+    size_t len;
+    uint8_t *val;
+};
+
+static void spans_free(struct span_raw *v, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        free(v[i].val);
+    free(v);
+}
+
+/* The records of `file` whose offset is in [from, to), in offset order. */
+static int spans_load(struct apply_ctx *a, uint64_t file, uint64_t from, uint64_t to,
+                      struct span_raw **out, size_t *n)
+{
+    MDB_cursor *cur;
+    uint8_t k[16];
+    MDB_val key = {16, k}, val;
+    struct span_raw *v = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc, err = 0;
+    *out = NULL;
+    *n = 0;
+    span_key(k, file, from);
+    if ((rc = mdb_cursor_open(a->t, a->sm->spans, &cur)) != 0) return map_mdb(rc);
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        uint64_t off;
+        if (key.mv_size != 16 || key_get_be64(key.mv_data) != file) break;
+        off = key_get_be64((const uint8_t *)key.mv_data + 8);
+        if (off >= to) break;
+        if (cnt == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            struct span_raw *nv = realloc(v, nc * sizeof(*nv));
+            if (!nv) {
+                err = -PT_ENOMEM;
+                break;
+            }
+            v = nv;
+            cap = nc;
+        }
+        v[cnt].offset = off;
+        v[cnt].len = val.mv_size;
+        v[cnt].val = malloc(val.mv_size ? val.mv_size : 1);
+        if (!v[cnt].val) {
+            err = -PT_ENOMEM;
+            break;
+        }
+        memcpy(v[cnt].val, val.mv_data, val.mv_size);
+        cnt++;
+    }
+    mdb_cursor_close(cur);
+    if (!err && rc && rc != MDB_NOTFOUND) err = map_mdb(rc);
+    if (err) {
+        spans_free(v, cnt);
+        return err;
+    }
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+static int span_raw_decode(const struct span_raw *r, struct pt_span *s)
+{
+    struct pt_cursor c;
+    pt_cursor_init(&c, r->val, r->len);
+    if (pt_span_decode(&c, s) || s->offset != r->offset) return -PT_ECORRUPT;
+    return 0;
+}
+
+static int span_raw_put(struct apply_ctx *a, uint64_t file, const struct span_raw *r)
+{
+    uint8_t k[16];
+    MDB_val key = {16, k}, val = {r->len, r->val};
+    span_key(k, file, r->offset);
+    return map_mdb(mdb_put(a->t, a->sm->spans, &key, &val, 0));
+}
+
+static int span_raw_del(struct apply_ctx *a, uint64_t file, uint64_t offset)
+{
+    uint8_t k[16];
+    MDB_val key = {16, k};
+    span_key(k, file, offset);
+    return map_mdb(mdb_del(a->t, a->sm->spans, &key, NULL));
+}
+
+/* `changes` record of a change file: its base file, the base's version it started from, and
+ * (once committed) the version its commit made. */
+struct change_rec {
+    uint64_t base, base_version, committed;
+};
+#define CHANGE_REC_LEN 24
+
+static int change_get(struct pt_shard_sm *sm, MDB_txn *t, uint64_t id, struct change_rec *r)
+{
+    uint8_t k[8];
+    MDB_val key = {8, k}, val;
+    int rc;
+    key_put_be64(k, id);
+    if ((rc = mdb_get(t, sm->changes, &key, &val)) != 0) return map_mdb(rc);
+    if (val.mv_size != CHANGE_REC_LEN) return -PT_ECORRUPT;
+    r->base = pt_get_le64(val.mv_data);
+    r->base_version = pt_get_le64((const uint8_t *)val.mv_data + 8);
+    r->committed = pt_get_le64((const uint8_t *)val.mv_data + 16);
+    return 0;
+}
+
+static int change_put(struct apply_ctx *a, uint64_t id, const struct change_rec *r)
+{
+    uint8_t k[8], v[CHANGE_REC_LEN];
+    MDB_val key = {8, k}, val = {CHANGE_REC_LEN, v};
+    key_put_be64(k, id);
+    pt_put_le64(v, r->base);
+    pt_put_le64(v + 8, r->base_version);
+    pt_put_le64(v + 16, r->committed);
+    return map_mdb(mdb_put(a->t, a->sm->changes, &key, &val, 0));
+}
+
+/*
+ * A span at q->offset < f->size of a change file takes the place of the spans covering
+ * [offset, offset + size): the range starts at a span's start and ends at a span's end or
+ * reaches past the file's end (an append that rewrote the last partial span). Those spans are
+ * released and leave the file. Offset == size is an append (nothing to do); any other case is
+ * -PT_EINVAL (a plain transient file only grows at its end).
+ */
+static int span_make_room(struct apply_ctx *a, const struct pt_shard_req *q, struct inode_rec *f)
+{
+    struct change_rec ch;
+    struct span_raw *v;
+    uint64_t end = q->offset + q->size, covered;
+    size_t n, i;
+    int rc;
+    if (q->offset == f->size) return 0;
+    if (q->offset > f->size || q->size == 0) return -PT_EINVAL;
+    rc = change_get(a->sm, a->t, q->id, &ch);
+    if (rc) return rc == -PT_ENOENT ? -PT_EINVAL : rc;
+    if ((rc = spans_load(a, q->id, q->offset, end, &v, &n)) != 0) return rc;
+    covered = q->offset;
+    for (i = 0; i < n && !rc; i++) {
+        struct pt_span s;
+        if ((rc = span_raw_decode(&v[i], &s)) != 0) break;
+        if (s.offset != covered) rc = -PT_EINVAL; /* no span starts at the range's start */
+        covered = s.offset + s.size;
+    }
+    /* The spans must end with the range (none straddles its end), or the range reaches past
+     * the file's end and takes the whole tail. */
+    if (!rc && !(n > 0 && (covered == end || (covered == f->size && end > f->size))))
+        rc = -PT_EINVAL;
+    for (i = 0; i < n && !rc; i++) {
+        struct pt_span s;
+        if ((rc = span_raw_decode(&v[i], &s)) || (rc = span_release(a, q->id, &s)) ||
+            (rc = span_raw_del(a, q->id, s.offset)))
+            break;
+        f->size -= s.size;
+        f->n_spans--;
+    }
+    spans_free(v, n);
+    return rc;
+}
+
 static int op_construct(struct apply_ctx *a, const struct pt_shard_req *q)
 {
     struct inode_rec f;
@@ -532,12 +865,17 @@ static int op_construct(struct apply_ctx *a, const struct pt_shard_req *q)
 
 /*
  * A retried request whose first try was committed (the reply was lost with the old leader):
- * the last span is exactly the one asked for. Returns 1 when it is, with the span in *s.
+ * the span at its offset is exactly the one asked for (the last span of a file written from
+ * start to end; any span of a change file, which replaces spans in place). Returns 1 when it
+ * is, with the span in *s.
  */
 static int is_retry_of_last_span(struct apply_ctx *a, const struct pt_shard_req *q,
                                  const struct inode_rec *f, struct pt_span *s)
 {
-    if (q->offset >= f->size || q->offset + q->size != f->size) return 0;
+    struct change_rec ch;
+    if (q->offset >= f->size || q->offset + q->size > f->size) return 0;
+    /* A plain file's earlier span asked again is a stale duplicate, not a retry: refused. */
+    if (q->offset + q->size != f->size && change_get(a->sm, a->t, q->id, &ch) != 0) return 0;
     if (span_get(a->sm, a->t, q->id, q->offset, s) != 0) return 0;
     return s->size == q->size && s->crc == q->crc;
 }
@@ -571,8 +909,8 @@ static int op_add_span(struct apply_ctx *a, const struct pt_shard_req *q)
         span_reply_blocks(a, &s);
         return 0;
     }
-    if (q->offset != f.size) return -PT_EINVAL;
     if (q->size == 0 || q->size > PT_SPAN_SIZE_MAX) return -PT_EINVAL;
+    if ((rc = span_make_room(a, q, &f)) != 0) return rc;
     if (f.size + q->size < f.size) return -PT_EFBIG;
     /* Reed-Solomon spans come through ADD_RS_SPAN (they carry cell CRCs). */
     if (q->storage != PT_STORAGE_MIRRORED || q->data != 1 || q->parity + 1u > PT_SPAN_BLOCKS_MAX)
@@ -601,8 +939,8 @@ static int op_add_inline(struct apply_ctx *a, const struct pt_shard_req *q)
     int rc = writable_file(a, q, &f);
     if (rc) return rc;
     if (is_retry_of_last_span(a, q, &f, &s) && s.storage == PT_STORAGE_INLINE) return 0;
-    if (q->offset != f.size) return -PT_EINVAL;
     if (q->size == 0 || q->size != q->data_len || q->size > PT_INLINE_MAX) return -PT_EINVAL;
+    if ((rc = span_make_room(a, q, &f)) != 0) return rc;
     if (petrel_crc32c(0, q->data_ptr, q->data_len) != q->crc) return -PT_EBADMSG;
     memset(&s, 0, sizeof(s));
     s.offset = q->offset;
@@ -854,6 +1192,28 @@ static int replace_target(struct apply_ctx *a, const struct dirent_rec *old, uin
 }
 
 /*
+ * Copy b of span sp leaves a forgotten file. GC erased it with the file when the file was its
+ * only holder. When exactly one holder remains and that file is itself unlinked or expired,
+ * its own GC round may have skipped the copy while it was still shared: the copy goes to
+ * `dropped` (erased after the retention period, never before that file's own collection:
+ * the other file's deadline is at most now + retention). A live holder keeps it.
+ */
+static int forget_copy(struct apply_ctx *a, const struct pt_span *sp, unsigned b, uint64_t file)
+{
+    uint64_t service = sp->blocks[b].service, block = sp->blocks[b].block, pf = 0, po = 0;
+    struct inode_rec o;
+    int rc = holder_release(a, service, block, file, sp->offset);
+    if (rc <= 0) return rc;
+    rc = holder_next(a->sm, a->t, service, block, 0, &pf, &po);
+    if (rc != 0) return rc < 0 ? rc : 0; /* two holders or more remain */
+    if ((rc = holder_primary(a->sm, a->t, service, block, &pf, &po)) != 0) return rc;
+    rc = inode_get(a->sm, a->t, pf, &o);
+    if (rc) return rc == -PT_ENOENT ? 0 : rc;
+    if (o.state != PT_FILE_UNLINKED && o.state != PT_FILE_EXPIRED) return 0;
+    return copy_dropped(a, service, block, sp->blocks[b].crc, sp->block_size);
+}
+
+/*
  * FORGET_FILE: the leader proved every block of the file erased (erase proofs checked before
  * proposing): its spans, block index entries and inode go. Only a file whose retention was
  * running (unlinked or expired); an absent file is a repeat (a new leader's second try).
@@ -884,22 +1244,21 @@ static int op_forget(struct apply_ctx *a, const struct pt_shard_req *q)
             err = -PT_ECORRUPT;
             break;
         }
-        for (i = 0; i < pt_span_block_count(&sp); i++) {
-            uint8_t bk[16];
-            MDB_val bkey = {16, bk};
-            key_put_be64(bk, sp.blocks[i].service);
-            key_put_be64(bk + 8, sp.blocks[i].block);
-            rc = mdb_del(a->t, a->sm->blockidx, &bkey, NULL);
-            if (rc && rc != MDB_NOTFOUND) break;
-            rc = 0;
-        }
-        if (rc || (rc = mdb_cursor_del(cur, 0)) != 0) break;
+        for (i = 0; i < pt_span_block_count(&sp) && !err; i++)
+            err = forget_copy(a, &sp, i, q->id);
+        if (err) break;
+        if ((rc = mdb_cursor_del(cur, 0)) != 0) break;
         span_key(k, q->id, 0);
         key.mv_size = 16;
         key.mv_data = k;
     }
     mdb_cursor_close(cur);
     if (err) return err;
+    if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    key_put_be64(k, q->id);
+    key.mv_size = 8;
+    key.mv_data = k; /* the cursor left it pointing into the store */
+    rc = mdb_del(a->t, a->sm->changes, &key, NULL); /* a change file's record goes with it */
     if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
     return inode_del(a->sm, a->t, q->id);
 }
@@ -1288,8 +1647,8 @@ static int op_add_rs_span(struct apply_ctx *a, const struct pt_shard_req *q)
         span_reply_blocks(a, &s);
         return 0;
     }
-    if (q->offset != f.size) return -PT_EINVAL;
     if (q->size == 0 || q->size > PT_SPAN_SIZE_MAX) return -PT_EINVAL;
+    if ((rc = span_make_room(a, q, &f)) != 0) return rc;
     if (f.size + q->size < f.size) return -PT_EFBIG;
     if (q->storage != PT_STORAGE_RS || q->data < 1 || q->data > 16 || q->parity < 1 ||
         q->parity > 4 || (unsigned)q->data + q->parity > PT_SPAN_BLOCKS_MAX)
@@ -1438,6 +1797,49 @@ static int op_scrub_report(struct apply_ctx *a, const struct pt_shard_req *q)
 }
 
 /*
+ * REPLACE_BLOCK's swap in the span records other than (q->id, q->offset) that list the copy
+ * (old service, q->target): each swaps the service too and its `blockrefs` key moves to the
+ * new service. The caller then names (q->id, q->offset) in `blockidx` under the new service,
+ * so the holder blockidx named before becomes a `blockrefs` key when it was another one.
+ */
+static int replace_block_holders(struct apply_ctx *a, const struct pt_shard_req *q,
+                                 uint64_t old_svc, uint64_t new_svc)
+{
+    uint64_t hf[PT_SHARD_HOLDERS_MAX], ho[PT_SHARD_HOLDERS_MAX], f = 0, o = 0;
+    unsigned n = 0, h, i, cnt;
+    int rc = holder_primary(a->sm, a->t, old_svc, q->target, &f, &o);
+    if (rc && rc != -PT_ENOENT) return rc;
+    if (rc == 0 && (f != q->id || o != q->offset)) {
+        hf[n] = f;
+        ho[n++] = o;
+    }
+    f = o = 0;
+    for (rc = holder_next(a->sm, a->t, old_svc, q->target, 0, &f, &o); rc == 1;
+         rc = holder_next(a->sm, a->t, old_svc, q->target, 1, &f, &o)) {
+        if (f == q->id && o == q->offset) continue;
+        if (n == PT_SHARD_HOLDERS_MAX) return -PT_E2BIG;
+        hf[n] = f;
+        ho[n++] = o;
+    }
+    if (rc < 0) return rc;
+    for (h = 0; h < n; h++) {
+        struct pt_span s;
+        if ((rc = span_get(a->sm, a->t, hf[h], ho[h], &s)) != 0) return rc;
+        cnt = pt_span_block_count(&s);
+        for (i = 0; i < cnt; i++)
+            if (s.blocks[i].block == q->target && s.blocks[i].service == old_svc) break;
+        if (i == cnt) return -PT_ECORRUPT; /* a holder whose span does not list the copy */
+        s.blocks[i].service = new_svc;
+        if ((rc = span_put(a, hf[h], &s)) != 0 ||
+            (rc = holder_ref(a->sm, a->t, old_svc, q->target, hf[h], ho[h], 0)) != 0 ||
+            (rc = holder_ref(a->sm, a->t, new_svc, q->target, hf[h], ho[h], 1)) != 0)
+            return rc;
+    }
+    /* (q->id, q->offset) may have been a blockrefs holder: it becomes the primary. */
+    return holder_ref(a->sm, a->t, old_svc, q->target, q->id, q->offset, 0);
+}
+
+/*
  * REPLACE_BLOCK (leader only): repair swaps a rebuilt copy into its span. services = (old
  * service, new service); the block keeps its id (the key of a copy is (service, block)). A
  * compare-and-swap: it acts only while the span still lists (old service, block), so a repair
@@ -1475,6 +1877,8 @@ static int op_replace_block(struct apply_ctx *a, const struct pt_shard_req *q)
         if (s.blocks[j].service == new_svc) return -PT_EEXIST; /* two blocks on one service */
     s.blocks[i].service = new_svc;
     if ((rc = span_put(a, q->id, &s)) != 0) return rc;
+    /* Every other span record listing the copy (a file's versions share spans) follows. */
+    if ((rc = replace_block_holders(a, q, old_svc, new_svc)) != 0) return rc;
     rc = mdb_del(a->t, a->sm->blockidx, &key, NULL);
     if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
     key_put_be64(k, new_svc);
@@ -1492,6 +1896,193 @@ static int op_replace_block(struct apply_ctx *a, const struct pt_shard_req *q)
 nothing:
     pt_enc_u8(&a->out, 0);
     return 0;
+}
+
+/* ---- files that change (issue 12) ----------------------------------------------------------- */
+
+/*
+ * OPEN_CHANGE: a linked file of this shard gets a change file: a new transient file (the
+ * writer's cookie, owner deadline) that starts with the base file's size, attributes and span
+ * records, every copy shared (a holder more). q->expect, when non-zero, is the version the
+ * writer saw (-PT_ESTALE when the file is at another one). Reply: u64 change id, u64 the base's
+ * version (what COMMIT_CHANGE will compare), u64 its size.
+ */
+static int op_open_change(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec f, c;
+    struct change_rec ch;
+    struct span_raw *v;
+    uint64_t seq = 0, id;
+    size_t n, i;
+    unsigned j;
+    int rc;
+    if (PT_INODE_SHARD(q->id) != a->sm->shard) return -PT_EXDEV;
+    if ((rc = inode_get(a->sm, a->t, q->id, &f)) != 0) return rc;
+    if (f.type == PT_TYPE_DIR) return -PT_EISDIR;
+    if (f.type != PT_TYPE_FILE) return -PT_EINVAL;
+    if (f.state != PT_FILE_LINKED) return -PT_ESTALE;
+    if (q->expect && q->expect != f.version) return -PT_ESTALE;
+    if ((rc = meta_next(a->sm, a->t, "inode_seq", &seq)) != 0) return rc;
+    id = PT_INODE_MAKE(a->sm->shard, seq);
+    c = f;
+    c.state = PT_FILE_TRANSIENT;
+    c.cookie = q->cookie;
+    c.deadline = a->now + a->sm->transient_ttl_ms;
+    if ((rc = spans_load(a, q->id, 0, UINT64_MAX, &v, &n)) != 0) return rc;
+    for (i = 0; i < n && !rc; i++) {
+        struct pt_span s;
+        if ((rc = span_raw_decode(&v[i], &s)) != 0) break;
+        for (j = 0; j < pt_span_block_count(&s) && !rc; j++)
+            rc = holder_add(a, s.blocks[j].service, s.blocks[j].block, id, s.offset);
+        if (!rc) rc = span_raw_put(a, id, &v[i]);
+    }
+    spans_free(v, n);
+    if (rc) return rc;
+    if (n != f.n_spans) return -PT_ECORRUPT;
+    ch.base = q->id;
+    ch.base_version = f.version;
+    ch.committed = 0;
+    if ((rc = change_put(a, id, &ch)) || (rc = inode_put(a->sm, a->t, id, &c)) ||
+        (rc = transient_index(a->sm, a->t, c.deadline, id, 1)))
+        return rc;
+    pt_enc_u64(&a->out, id);
+    pt_enc_u64(&a->out, f.version);
+    pt_enc_u64(&a->out, f.size);
+    return 0;
+}
+
+/*
+ * TRUNCATE_SPANS: a transient file loses every span at or after q->offset, which must be a
+ * span's start or the file's size (-PT_EINVAL otherwise: the writer first rewrites the span
+ * that holds the new end). Copies no span lists any more wait out the retention in `dropped`.
+ * q->expect, when non-zero, is the size the writer saw: a file already cut there is a repeat
+ * (done); one of another size is a stale duplicate arriving after later writes (-PT_ESTALE,
+ * nothing cut).
+ */
+static int op_truncate_spans(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec f;
+    struct span_raw *v;
+    size_t n, i;
+    int rc = writable_file(a, q, &f);
+    if (rc) return rc;
+    if (q->offset > f.size) return -PT_EINVAL;
+    if (q->offset == f.size) return 0; /* nothing past it (a repeat) */
+    if (q->expect && q->expect != f.size) return -PT_ESTALE;
+    if ((rc = spans_load(a, q->id, q->offset, UINT64_MAX, &v, &n)) != 0) return rc;
+    if (n == 0 || v[0].offset != q->offset) rc = -PT_EINVAL;
+    for (i = 0; i < n && !rc; i++) {
+        struct pt_span s;
+        if ((rc = span_raw_decode(&v[i], &s)) || (rc = span_release(a, q->id, &s)) ||
+            (rc = span_raw_del(a, q->id, s.offset)))
+            break;
+        f.n_spans--;
+    }
+    spans_free(v, n);
+    if (rc) return rc;
+    f.size = q->offset;
+    if ((rc = touch_transient(a, q->id, &f)) != 0) return rc;
+    return inode_put(a->sm, a->t, q->id, &f);
+}
+
+/*
+ * COMMIT_CHANGE: the change replaces its base's content by compare-and-swap on the version:
+ * only while the base is still linked at the version the change started from (-PT_ESTALE
+ * otherwise: another writer committed first, or the file was removed; nothing changes, the
+ * change stays open until it expires). Every span must be certified (-PT_EAGAIN). The two
+ * files swap span lists (records both hold at the same offset stay where they are): the base
+ * gets the new content and version + 1; the change file keeps the old content as an unlinked
+ * file in its retention period (readers that opened the old version keep reading it; GC then
+ * erases the copies no other span lists). Reply: u64 the new version, u64 the id that holds
+ * the old version. A repeat of a committed change by its writer answers the same.
+ */
+static int op_commit_change(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec f, c;
+    struct change_rec ch;
+    struct span_raw *fv = NULL, *cv = NULL;
+    size_t fn = 0, cn = 0, i, j;
+    uint64_t f_size, f_spans;
+    int rc = change_get(a->sm, a->t, q->id, &ch);
+    if (rc) return rc == -PT_ENOENT ? -PT_EINVAL : rc;
+    if (ch.committed) {
+        if ((rc = inode_get(a->sm, a->t, q->id, &c)) != 0) return rc;
+        if (c.cookie != q->cookie) return -PT_EACCES;
+        pt_enc_u64(&a->out, ch.committed);
+        pt_enc_u64(&a->out, q->id);
+        return 0;
+    }
+    if ((rc = writable_file(a, q, &c)) != 0) return rc;
+    rc = all_spans_certified(a, q->id);
+    if (rc < 0) return rc;
+    if (rc == 0) return -PT_EAGAIN;
+    rc = inode_get(a->sm, a->t, ch.base, &f);
+    if (rc == -PT_ENOENT) return -PT_ESTALE;
+    if (rc) return rc;
+    if (f.state != PT_FILE_LINKED || f.version != ch.base_version) return -PT_ESTALE;
+    if ((rc = spans_load(a, ch.base, 0, UINT64_MAX, &fv, &fn)) != 0 ||
+        (rc = spans_load(a, q->id, 0, UINT64_MAX, &cv, &cn)) != 0)
+        goto out;
+    /* Records both files hold at one offset, byte for byte, are shared: they stay. The rest
+     * change sides, and so do their copies' holders. */
+    for (i = 0, j = 0; i < fn; i++) {
+        while (j < cn && cv[j].offset < fv[i].offset)
+            j++;
+        if (j < cn && cv[j].offset == fv[i].offset && cv[j].len == fv[i].len &&
+            memcmp(cv[j].val, fv[i].val, fv[i].len) == 0) {
+            free(fv[i].val);
+            fv[i].val = NULL; /* shared */
+            free(cv[j].val);
+            cv[j].val = NULL;
+        }
+    }
+    for (i = 0; i < fn && !rc; i++)
+        if (fv[i].val) rc = span_raw_del(a, ch.base, fv[i].offset);
+    for (i = 0; i < cn && !rc; i++)
+        if (cv[i].val) rc = span_raw_del(a, q->id, cv[i].offset);
+    for (i = 0; i < fn && !rc; i++) {
+        struct pt_span s;
+        unsigned b;
+        if (!fv[i].val) continue;
+        if ((rc = span_raw_decode(&fv[i], &s)) != 0) break;
+        for (b = 0; b < pt_span_block_count(&s) && !rc; b++)
+            rc = holder_move(a, s.blocks[b].service, s.blocks[b].block, ch.base, q->id, s.offset);
+        if (!rc) rc = span_raw_put(a, q->id, &fv[i]);
+    }
+    for (i = 0; i < cn && !rc; i++) {
+        struct pt_span s;
+        unsigned b;
+        if (!cv[i].val) continue;
+        if ((rc = span_raw_decode(&cv[i], &s)) != 0) break;
+        for (b = 0; b < pt_span_block_count(&s) && !rc; b++)
+            rc = holder_move(a, s.blocks[b].service, s.blocks[b].block, q->id, ch.base, s.offset);
+        if (!rc) rc = span_raw_put(a, ch.base, &cv[i]);
+    }
+    if (rc) goto out;
+    f_size = f.size;
+    f_spans = f.n_spans;
+    f.size = c.size;
+    f.n_spans = c.n_spans;
+    f.version = ch.base_version + 1;
+    f.mtime = c.mtime;
+    f.ctime = a->now * NS_PER_MS;
+    if ((rc = transient_index(a->sm, a->t, c.deadline, q->id, 0)) != 0) goto out;
+    c.size = f_size;
+    c.n_spans = (uint32_t)f_spans;
+    c.version = ch.base_version;
+    c.state = PT_FILE_UNLINKED;
+    c.parent = f.parent;
+    c.deadline = a->now + a->sm->retention_ms;
+    ch.committed = f.version;
+    if ((rc = inode_put(a->sm, a->t, ch.base, &f)) || (rc = inode_put(a->sm, a->t, q->id, &c)) ||
+        (rc = change_put(a, q->id, &ch)))
+        goto out;
+    pt_enc_u64(&a->out, f.version);
+    pt_enc_u64(&a->out, q->id);
+out:
+    spans_free(fv, fn);
+    spans_free(cv, cn);
+    return rc;
 }
 
 /* Service marks in `meta`: key prefix + 16 hex digits of the service id, value u64 1. Drain
@@ -1787,6 +2378,12 @@ static int dispatch_write(struct apply_ctx *a, const struct pt_shard_req *q)
         return op_replace_block(a, q);
     case PT_SHARD_DRAIN_SERVICE:
         return op_drain_service(a, q);
+    case PT_SHARD_OPEN_CHANGE:
+        return op_open_change(a, q);
+    case PT_SHARD_TRUNCATE_SPANS:
+        return op_truncate_spans(a, q);
+    case PT_SHARD_COMMIT_CHANGE:
+        return op_commit_change(a, q);
     case PT_SHARD_FAIL_SERVICE:
         return op_fail_service(a, q);
     default:
@@ -1943,6 +2540,7 @@ static int q_stat(struct apply_ctx *a, const struct pt_shard_req *q)
     pt_enc_u64(&a->out, r.version);
     pt_enc_u16(&a->out, r.target_len);
     pt_enc_bytes(&a->out, r.target, r.target_len);
+    pt_enc_u32(&a->out, r.type == PT_TYPE_FILE ? r.n_spans : 0); /* issue 12 */
     return 0;
 }
 
@@ -2094,7 +2692,8 @@ int pt_shard_sm_query(struct pt_shard_sm *sm, const uint8_t *req, size_t len, ui
  * u64 count, then count x (u32 klen, key, u32 vlen, value); then u32 CRC32C of all before.
  */
 #define SNAP_MAGIC 0x53535450u
-#define SNAP_VERSION 4 /* 2: dropped; 3: policy and repairq; 4: POSIX inode records */
+#define SNAP_VERSION 5 /* 2: dropped; 3: policy and repairq; 4: POSIX inode records;
+                          5: blockrefs and changes */
 
 int pt_shard_sm_gc_candidates(struct pt_shard_sm *sm, uint64_t now, uint64_t *cursor,
                               unsigned budget, uint64_t *ids, unsigned max)
@@ -2181,6 +2780,19 @@ int pt_shard_sm_file_blocks(struct pt_shard_sm *sm, uint64_t file, struct pt_gc_
             break;
         }
         for (i = 0; i < pt_span_block_count(&sp); i++) {
+            uint64_t pf = 0, po = 0;
+            int hr;
+            /* A copy another span record also lists (a version or change of this file) is
+             * not this file's to erase: it is collected with its last holder. */
+            hr = holder_primary(sm, t, sp.blocks[i].service, sp.blocks[i].block, &pf, &po);
+            if (hr == 0 && (pf != file || po != sp.offset)) continue;
+            if (hr == 0 || hr == -PT_ENOENT)
+                hr = holder_next(sm, t, sp.blocks[i].service, sp.blocks[i].block, 0, &pf, &po);
+            if (hr < 0) {
+                err = hr;
+                break;
+            }
+            if (hr > 0) continue;
             if (cnt == cap) {
                 size_t nc = cap ? cap * 2 : 16;
                 struct pt_gc_block *nv = realloc(v, nc * sizeof(*nv));
@@ -2238,9 +2850,9 @@ int pt_shard_sm_gc_dropped(struct pt_shard_sm *sm, uint64_t now, struct pt_gc_bl
 
 int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **out, size_t *out_len)
 {
-    MDB_dbi *tables[10] = {&sm->inodes, &sm->dirents,   &sm->spans,   &sm->blockidx,
-                           &sm->meta,   &sm->txns,      &sm->transient, &sm->dropped,
-                           &sm->policy, &sm->repairq};
+    MDB_dbi *tables[12] = {&sm->inodes,  &sm->dirents,   &sm->spans,     &sm->blockidx,
+                           &sm->meta,    &sm->txns,      &sm->transient, &sm->dropped,
+                           &sm->policy,  &sm->repairq,   &sm->blockrefs, &sm->changes};
     MDB_txn *t;
     size_t size = 12, pos, i;
     uint8_t *buf;
@@ -2299,9 +2911,9 @@ fail:
 
 int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len)
 {
-    MDB_dbi *tables[10] = {&sm->inodes, &sm->dirents,   &sm->spans,   &sm->blockidx,
-                           &sm->meta,   &sm->txns,      &sm->transient, &sm->dropped,
-                           &sm->policy, &sm->repairq};
+    MDB_dbi *tables[12] = {&sm->inodes,  &sm->dirents,   &sm->spans,     &sm->blockidx,
+                           &sm->meta,    &sm->txns,      &sm->transient, &sm->dropped,
+                           &sm->policy,  &sm->repairq,   &sm->blockrefs, &sm->changes};
     struct pt_cursor c;
     MDB_txn *t;
     size_t i, n_tables;
@@ -2312,8 +2924,9 @@ int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len)
         return -PT_ECORRUPT;
     version = pt_get_le32(buf + 4);
     if (version < 1 || version > SNAP_VERSION) return -PT_ECORRUPT;
-    /* version 1 had no dropped table, version 2 no policy and repairq */
-    n_tables = version == 1 ? 7 : version == 2 ? 8 : 10;
+    /* version 1 had no dropped table, version 2 no policy and repairq, 3-4 no blockrefs and
+     * changes */
+    n_tables = version == 1 ? 7 : version == 2 ? 8 : version <= 4 ? 10 : 12;
     pt_cursor_init(&c, (void *)(buf + 8), len - 12);
     if ((rc = mdb_txn_begin(sm->env, NULL, 0, &t)) != 0) return map_mdb(rc);
     for (i = 0; i < PT_ARRAY_SIZE(tables); i++) {

@@ -27,12 +27,16 @@ struct pt_shard_sm {
     MDB_env *env;
     MDB_dbi inodes, dirents, spans, blockidx, meta, txns, transient, dropped;
     MDB_dbi policy, repairq; /* redundancy: storage policies, blocks reported bad */
+    MDB_dbi blockrefs, changes; /* files that change: shared copies' holders, change files */
     unsigned shard;
     uint64_t transient_ttl_ms; /* a writer silent this long loses its transient file */
     uint64_t retention_ms;     /* an unlinked file is kept this long before GC */
     int root_stamped;          /* shard 0: the root has its times (root_stamp in shard_sm.c) */
 };
 
+/* Most span records one block copy may be listed by (a file, its old versions kept for the
+ * retention period and its open changes); REPLACE_BLOCK refuses more with -PT_E2BIG. */
+#define PT_SHARD_HOLDERS_MAX 256
 #define PT_SHARD_TRANSIENT_TTL_MS (120u * 1000u)
 #define PT_SHARD_RETENTION_MS (24u * 3600u * 1000u)
 
