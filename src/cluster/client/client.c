@@ -2074,7 +2074,7 @@ int pt_client_read_span(struct petrel_client *c, uint64_t file, const struct pt_
         return read_rs(c, label, file, s, from, count, write, ctx);
     }
     if (!(buf = malloc(READ_PIECE))) return -PT_ENOMEM;
-    rc = read_blocks(c, file, s, from, count, buf, write, ctx);
+    rc = read_blocks(c, file, s, from, count, buf, READ_PIECE, write, ctx);
     free(buf);
     return rc;
 }
