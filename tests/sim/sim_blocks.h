@@ -15,6 +15,12 @@
  * and right unless it rotted (or its disk lied at a crash), and every acknowledged file has a
  * readable right copy, and every copy with an erase proof is gone (unless a replayed write of
  * it arrived after the erase: the network replays requests and certificates do not expire).
+ *
+ * Then, with repair_rate set, the repair phase (sim_blocks.c): one service dies for good and
+ * the shard's rebuild machine (src/cluster/shard/repair_rebuild.c) rebuilds every mirrored
+ * copy and RS(2,1) block it held onto an unused failure domain, paced on simulated time;
+ * checked: back to policy, every rebuilt block reads back exact, repair never ahead of
+ * repair_rate x simulated time.
  */
 #ifndef PETREL_TESTS_SIM_BLOCKS_H
 #define PETREL_TESTS_SIM_BLOCKS_H
