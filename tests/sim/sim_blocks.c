@@ -18,7 +18,9 @@
 
 #include "cluster/blocks/blocks.h"
 #include "cluster/client/blocks_client.h"
+#include "cluster/ec/ec.h"
 #include "cluster/env/env.h"
+#include "cluster/shard/repair_rebuild.h"
 #include "petrel/codec.h"
 #include "petrel/common.h"
 #include "petrel/crc32c.h"
@@ -84,6 +86,8 @@ struct sb_file {
     int rotted[2];
     int acked;
     int whole[2]; /* the final check read the copy back whole and right */
+    int repair;   /* the repair phase must rebuild its copy on the dead service */
+    int unrecoverable; /* its one good copy was on the dead service (the other rotted or lied) */
     int deleted;  /* a client started erasing it: no more reads */
     int erased[2];  /* an erase proof verified */
     uint64_t erased_at[2], write_seen_at[2];  /* last arrival of a write of it at the service */
@@ -912,6 +916,529 @@ static void rot_tick(void *ctx)
 
 /* ---- the run --------------------------------------------------------------------------------- */
 
+/* ---- the repair phase ------------------------------------------------------------------------ */
+/*
+ * After the final check: one service dies for good and a repairer process rebuilds every
+ * acknowledged copy it held onto a live service in a failure domain the file does not use,
+ * with the shard's repair machine (src/cluster/shard/repair_rebuild.c) over simulated messages,
+ * paced to cfg.repair_rate on the simulated clock. Checked: every such file is back to two
+ * copies in distinct domains, the rebuilt copy reads back exactly, and the bytes repair moved
+ * never ran ahead of rate x simulated time since the phase began. A crash of the new home in
+ * the middle of a rebuild only makes the repairer retry elsewhere.
+ */
+#define REPAIR_ATTEMPTS 8
+#define RS_SPANS 6
+
+struct sb_repair {
+    struct sb *c;
+    struct sim_proc *proc;
+    struct pt_env *env;
+    struct pt_rebuild_io io;
+    struct pt_repair_pace pace;
+    struct pt_rebuild *rb;
+    unsigned dead;
+    size_t file; /* the file being repaired */
+    unsigned copy, tries;
+    uint64_t start_ms, moved, req_id, seq, timer;
+    int write, done;
+    pt_rebuild_read_cb rd;
+    pt_rebuild_write_cb wr;
+    void *arg;
+    uint32_t size;
+    uint64_t repaired, failed_tries;
+    int charging; /* repair traffic (the RS spans' first writes are not) */
+    /* RS(2,1) spans the repairer writes before the death, then repairs and reads back */
+    struct sb_rs {
+        uint64_t id[3];
+        uint32_t crc[3], size;
+        uint8_t *data[3];
+        unsigned svc[3];
+        int acked;
+    } rs[RS_SPANS];
+    unsigned rs_next, rs_block, rs_tries;
+    int rs_phase; /* 0 writing, 1 repairing, 2 reading back, 3 done */
+    unsigned rs_lost;
+    uint64_t rs_repaired;
+};
+
+static void repair_charge(struct sb_repair *p, uint32_t len)
+{
+    uint64_t allowed = p->c->cfg.repair_rate * (sim_now(p->c->sim) - p->start_ms) / 1000;
+    if (!p->charging) return;
+    p->moved += len;
+    if (p->moved > allowed)
+        sb_violate(
+            p->c, "repair moved %llu bytes in %llu simulated ms: over --repair-rate %llu B/s",
+            (unsigned long long)p->moved, (unsigned long long)(sim_now(p->c->sim) - p->start_ms),
+            (unsigned long long)p->c->cfg.repair_rate);
+}
+
+static void repair_io_timeout(void *ctx)
+{
+    struct sb_repair *p = ctx;
+    p->timer = 0;
+    p->req_id = 0;
+    if (p->write)
+        p->wr(p->arg, -PT_ETIMEDOUT, 0);
+    else
+        p->rd(p->arg, -PT_ETIMEDOUT, NULL, 0);
+}
+
+static void repair_send(struct sb_repair *p, const char *to, uint16_t kind, const uint8_t *body,
+                        size_t len)
+{
+    uint8_t *msg = malloc(REQ_HDR + len);
+    if (!msg) abort();
+    p->req_id = (0xfeull << 48) | ++p->seq;
+    pt_put_le64(msg + 4, p->req_id);
+    pt_put_le16(msg + 12, kind);
+    if (len) memcpy(msg + REQ_HDR, body, len);
+    pt_put_le32(msg, petrel_crc32c(0, msg + 4, REQ_HDR - 4 + len));
+    pt_env_send(p->env, to, msg, REQ_HDR + len);
+    free(msg);
+    p->timer = pt_env_timer(p->env, ATTEMPT_MS, repair_io_timeout, p);
+}
+
+static void repair_read(void *ctx, const char *addr, uint64_t block, uint32_t size,
+                        pt_rebuild_read_cb done, void *arg)
+{
+    struct sb_repair *p = ctx;
+    struct pt_block_read_req r = {.block_id = block, .offset = 0, .count = size};
+    struct pt_cursor cur;
+    uint8_t body[16];
+    repair_charge(p, size);
+    pt_cursor_init(&cur, body, sizeof(body));
+    pt_block_enc_read(&cur, &r);
+    p->write = 0;
+    p->rd = done;
+    p->arg = arg;
+    p->size = size;
+    repair_send(p, addr, PT_MSG_BLOCK_READ, body, sizeof(body));
+}
+
+static void repair_write(void *ctx, const char *addr, uint64_t block, uint32_t crc,
+                         const uint8_t *data, uint32_t size, uint64_t cert,
+                         pt_rebuild_write_cb done, void *arg)
+{
+    struct sb_repair *p = ctx;
+    struct pt_block_write_req w = {.block_id = block, .crc = crc, .size = size, .cert = cert};
+    struct pt_cursor cur;
+    uint8_t *body = malloc(PT_BLOCK_WRITE_FIELDS + size + 1);
+    if (!body) abort();
+    repair_charge(p, size);
+    pt_cursor_init(&cur, body, PT_BLOCK_WRITE_FIELDS + size);
+    pt_block_enc_write(&cur, &w);
+    if (size) memcpy(body + PT_BLOCK_WRITE_FIELDS, data, size);
+    p->write = 1;
+    p->wr = done;
+    p->arg = arg;
+    p->size = size;
+    repair_send(p, addr, PT_MSG_BLOCK_WRITE, body, PT_BLOCK_WRITE_FIELDS + size);
+    free(body);
+}
+
+static void repair_reply(void *ctx, const char *from, const uint8_t *msg, size_t len)
+{
+    struct sb_repair *p = ctx;
+    int status;
+    (void)from;
+    if (len < REPLY_HDR || pt_get_le32(msg) != petrel_crc32c(0, msg + 4, len - 4) ||
+        pt_get_le64(msg + 4) != p->req_id || !p->req_id)
+        return; /* damaged, late or duplicated */
+    pt_env_cancel(p->env, p->timer);
+    p->timer = 0;
+    p->req_id = 0;
+    status = (int32_t)pt_get_le32(msg + 12);
+    if (p->write) {
+        p->wr(p->arg, status,
+              status == 0 && len == REPLY_HDR + 8 ? pt_get_le64(msg + REPLY_HDR) : 0);
+        return;
+    }
+    {
+        uint8_t *buf = malloc(p->size ? p->size : 1);
+        uint32_t got = 0, bsize = 0;
+        if (!buf) abort();
+        if (status == 0)
+            status = pt_blocks_read_resp_check(msg + REPLY_HDR, len - REPLY_HDR, 0, p->size, buf,
+                                               &got, &bsize);
+        if (status == 0 && (got != p->size || bsize != p->size)) status = -PT_ECORRUPT;
+        p->rd(p->arg, status, buf, status == 0 ? got : 0);
+        free(buf);
+    }
+}
+
+/* ---- RS(2,1) spans in the repair phase: written before the death, rebuilt, read back ---- */
+
+static void repair_next(void *ctx);
+static void rs_step(void *ctx);
+static void repair_rebuilt(void *ctx, struct pt_rebuild *b, int status);
+
+static void rs_write_done(void *arg, int status, uint64_t proof)
+{
+    struct sb_repair *p = arg;
+    struct sb *c = p->c;
+    struct sb_rs *s = &p->rs[p->rs_next];
+    unsigned b = p->rs_block;
+    const struct sb_service *v = &c->svc[s->svc[b]];
+    if (status == 0 && !pt_block_mac_check(v->secret, PT_BLOCK_WRITE_PROOF, v->id, s->id[b],
+                                           s->crc[b], s->size, proof)) {
+        sb_violate(c, "b%u: write proof for RS block %016llx does not verify", s->svc[b],
+                   (unsigned long long)s->id[b]);
+        return;
+    }
+    if (status == 0) {
+        p->rs_tries = 0;
+        if (++p->rs_block == 3) {
+            s->acked = 1;
+            p->rs_block = 0;
+            p->rs_next++;
+        }
+    } else if (++p->rs_tries >= 20) { /* abandoned: never acknowledged */
+        p->rs_tries = 0;
+        p->rs_block = 0;
+        p->rs_next++;
+    }
+    pt_env_timer(p->env, 1 + sim_below(c->sim, 20), rs_step, p);
+}
+
+static void rs_read_done(void *arg, int status, const uint8_t *data, size_t len)
+{
+    struct sb_repair *p = arg;
+    struct sb *c = p->c;
+    struct sb_rs *s = &p->rs[p->rs_next];
+    unsigned b = p->rs_block;
+    if (status == 0 && (len != s->size || (len && memcmp(data, s->data[b], len) != 0))) {
+        sb_violate(c, "RS block %016llx on b%u reads back wrong after repair",
+                   (unsigned long long)s->id[b], s->svc[b]);
+        return;
+    }
+    if (status == 0 || ++p->rs_tries >= 20) {
+        if (status)
+            sb_violate(c, "RS block %016llx on b%u unreadable after repair: %s",
+                       (unsigned long long)s->id[b], s->svc[b], petrel_strerror(status));
+        p->rs_tries = 0;
+        if (++p->rs_block == 3) {
+            p->rs_block = 0;
+            p->rs_next++;
+        }
+    }
+    pt_env_timer(p->env, 1 + sim_below(c->sim, 20), rs_step, p);
+}
+
+/* Write (phase 0) or read back (phase 2) the next RS block. */
+static void rs_step(void *ctx)
+{
+    struct sb_repair *p = ctx;
+    struct sb *c = p->c;
+    struct sb_rs *s;
+    if (c->violated) return;
+    while (p->rs_next < RS_SPANS && p->rs_phase == 2 && !p->rs[p->rs_next].acked)
+        p->rs_next++;
+    if (p->rs_next == RS_SPANS) {
+        p->rs_phase++;
+        p->rs_next = 0;
+        if (p->rs_phase == 1) return; /* written: the caller kills a service */
+        if (p->rs_phase == 3) p->done = 1;
+        return;
+    }
+    s = &p->rs[p->rs_next];
+    if (p->rs_phase == 0) {
+        const struct sb_service *v = &c->svc[s->svc[p->rs_block]];
+        uint64_t cert = pt_block_mac(v->secret, PT_BLOCK_WRITE_CERT, v->id, s->id[p->rs_block],
+                                     s->crc[p->rs_block], s->size);
+        repair_write(p, v->addr, s->id[p->rs_block], s->crc[p->rs_block], s->data[p->rs_block],
+                     s->size, cert, rs_write_done, p);
+        return;
+    }
+    repair_read(p, c->svc[s->svc[p->rs_block]].addr, s->id[p->rs_block], s->size, rs_read_done, p);
+}
+
+/* Make the spans: RS(2,1) over 3 of the services, data drawn from the seed. */
+static void rs_make(struct sb_repair *p)
+{
+    struct sb *c = p->c;
+    struct pt_ec ec;
+    unsigned i, n = c->cfg.services;
+    if (pt_ec_init(&ec, 2, 1) != 0) abort();
+    for (i = 0; i < RS_SPANS; i++) {
+        struct sb_rs *s = &p->rs[i];
+        unsigned b, first = (unsigned)sim_below(c->sim, n);
+        s->size = (uint32_t)(1 + sim_below(c->sim, 3 * PT_BLOCK_PAGE_SIZE));
+        for (b = 0; b < 3; b++) {
+            s->data[b] = malloc(s->size);
+            if (!s->data[b]) abort();
+            s->svc[b] = (first + b) % n; /* distinct services, hence domains */
+            s->id[b] = (0xf0ull << 40) | (uint64_t)(i * 3 + b);
+        }
+        sim_fill(c->sim, s->data[0], s->size);
+        sim_fill(c->sim, s->data[1], s->size);
+        pt_ec_encode(&ec, s->size, s->data, s->data + 2);
+        for (b = 0; b < 3; b++)
+            s->crc[b] = pt_block_crc(s->data[b], s->size);
+    }
+}
+
+/* The next RS span with a block on the dead service: rebuild it onto the one service the span
+ * does not use (4 services: exactly one other domain). 1 when a rebuild started or is due. */
+static int rs_repair_next(struct sb_repair *p)
+{
+    struct sb *c = p->c;
+    for (; p->rs_next < RS_SPANS; p->rs_next++) {
+        struct sb_rs *s = &p->rs[p->rs_next];
+        struct pt_rebuild *b;
+        unsigned k, j, to, n = c->cfg.services;
+        if (!s->acked) continue;
+        for (k = 0; k < 3 && s->svc[k] != p->dead; k++)
+            ;
+        if (k == 3) continue;
+        for (to = 0; to < n; to++)
+            if (to != p->dead && to != s->svc[0] && to != s->svc[1] && to != s->svc[2]) break;
+        if (to == n || !sim_proc_up(c->svc[to].proc) || !c->svc[to].cur || !c->svc[to].cur->ready) {
+            pt_env_timer(p->env, 200, repair_next, p); /* restarting: look again later */
+            return 1;
+        }
+        b = calloc(1, sizeof(*b));
+        if (!b) abort();
+        b->env = p->env;
+        b->io = &p->io;
+        b->pace = &p->pace;
+        b->span.storage = PT_STORAGE_RS;
+        b->span.data = 2;
+        b->span.parity = 1;
+        b->span.certified = 1;
+        b->span.block_size = s->size;
+        b->span.size = 2 * s->size;
+        for (j = 0; j < 3; j++) {
+            b->span.blocks[j].service = c->svc[s->svc[j]].id;
+            b->span.blocks[j].block = s->id[j];
+            b->span.blocks[j].crc = s->crc[j];
+            if (j != k) snprintf(b->addr[j], sizeof(b->addr[j]), "%s", c->svc[s->svc[j]].addr);
+        }
+        b->lost = k;
+        b->new_service = c->svc[to].id;
+        snprintf(b->new_addr, sizeof(b->new_addr), "%s", c->svc[to].addr);
+        memcpy(b->new_secret, c->svc[to].secret, sizeof(b->new_secret));
+        b->done = repair_rebuilt;
+        b->ctx = p;
+        p->rs_lost = k;
+        if (pt_rebuild_start(b) != 0) abort();
+        p->rb = b;
+        return 1;
+    }
+    return 0;
+}
+
+static void rs_rebuilt(struct sb_repair *p, struct pt_rebuild *b, int status)
+{
+    struct sb *c = p->c;
+    struct sb_rs *s = &p->rs[p->rs_next];
+    if (c->cfg.verbose)
+        fprintf(stderr, "%8llu repair of RS block %016llx onto %016llx: %s\n",
+                (unsigned long long)sim_now(c->sim), (unsigned long long)s->id[p->rs_lost],
+                (unsigned long long)b->new_service, status ? petrel_strerror(status) : "done");
+    if (status == 0) {
+        unsigned to;
+        for (to = 0; to < c->cfg.services && c->svc[to].id != b->new_service; to++)
+            ;
+        s->svc[p->rs_lost] = to; /* the swap */
+        p->rs_repaired++;
+        p->tries = 0;
+        p->rs_next++;
+    } else if (++p->tries >= REPAIR_ATTEMPTS) {
+        sb_violate(c, "RS block %016llx could not be rebuilt after %u tries: %s",
+                   (unsigned long long)s->id[p->rs_lost], p->tries, petrel_strerror(status));
+        free(b);
+        return;
+    }
+    free(b);
+    pt_env_timer(p->env, 1 + sim_below(c->sim, 50), repair_next, p);
+}
+
+static void repair_rebuilt(void *ctx, struct pt_rebuild *b, int status)
+{
+    struct sb_repair *p = ctx;
+    struct sb *c = p->c;
+    struct sb_file *f = &c->files[p->file < c->n_files ? p->file : 0];
+    p->rb = NULL;
+    if (p->file >= c->n_files) {
+        rs_rebuilt(p, b, status);
+        return;
+    }
+    if (c->cfg.verbose)
+        fprintf(stderr, "%8llu repair of block %016llx onto %016llx: %s\n",
+                (unsigned long long)sim_now(c->sim), (unsigned long long)f->block_id,
+                (unsigned long long)b->new_service, status ? petrel_strerror(status) : "done");
+    if (status == 0) {
+        /* the swap: the file's copy now lives on the new home */
+        unsigned to;
+        for (to = 0; to < c->cfg.services && c->svc[to].id != b->new_service; to++)
+            ;
+        f->svc[p->copy] = to;
+        f->proof[p->copy] = 1;
+        f->proof_at[p->copy] = sim_now(c->sim);
+        f->whole[p->copy] = 0; /* the final read-back sets it */
+        p->repaired++;
+        p->tries = 0;
+        p->file++;
+    } else {
+        p->failed_tries++;
+        if (++p->tries >= REPAIR_ATTEMPTS) {
+            sb_violate(c, "block %016llx could not be rebuilt after %u tries: %s",
+                       (unsigned long long)f->block_id, p->tries, petrel_strerror(status));
+            free(b);
+            return;
+        }
+    }
+    free(b);
+    pt_env_timer(p->env, 1 + sim_below(c->sim, 50), repair_next, p);
+}
+
+/* The next acknowledged file with a copy on the dead service: start its rebuild. */
+static void repair_next(void *ctx)
+{
+    struct sb_repair *p = ctx;
+    struct sb *c = p->c;
+    for (; p->file < c->n_files && !c->violated; p->file++) {
+        struct sb_file *f = &c->files[p->file];
+        struct pt_rebuild *b;
+        unsigned k, other, to, n = c->cfg.services, start;
+        if (!f->repair) continue; /* acknowledged, a copy on the dead service, the other whole */
+        k = f->svc[0] == p->dead ? 0 : 1;
+        other = f->svc[1 - k];
+        /* a live service in a failure domain the file does not use (each service its own) */
+        start = (unsigned)sim_below(c->sim, n);
+        for (to = 0; to < n; to++) {
+            unsigned s = (start + to) % n;
+            if (s != p->dead && s != other && !c->svc[s].lost && sim_proc_up(c->svc[s].proc)) break;
+        }
+        if (to == n) { /* every candidate is restarting: look again later */
+            pt_env_timer(p->env, 200, repair_next, p);
+            return;
+        }
+        to = (start + to) % n;
+        b = calloc(1, sizeof(*b));
+        if (!b) abort();
+        b->env = p->env;
+        b->io = &p->io;
+        b->pace = &p->pace;
+        b->span.storage = PT_STORAGE_MIRRORED;
+        b->span.data = 1;
+        b->span.parity = 1;
+        b->span.certified = 1;
+        b->span.block_size = f->size;
+        b->span.size = f->size;
+        b->span.blocks[0].service = c->svc[f->svc[0]].id;
+        b->span.blocks[0].block = f->block_id;
+        b->span.blocks[0].crc = f->crc;
+        b->span.blocks[1] = b->span.blocks[0];
+        b->span.blocks[1].service = c->svc[f->svc[1]].id;
+        b->lost = k;
+        snprintf(b->addr[1 - k], sizeof(b->addr[1 - k]), "%s", c->svc[other].addr);
+        b->new_service = c->svc[to].id;
+        snprintf(b->new_addr, sizeof(b->new_addr), "%s", c->svc[to].addr);
+        memcpy(b->new_secret, c->svc[to].secret, sizeof(b->new_secret));
+        b->done = repair_rebuilt;
+        b->ctx = p;
+        p->copy = k;
+        if (pt_rebuild_start(b) != 0) abort();
+        p->rb = b;
+        /* a variant: the new home crashes in the middle of some rebuilds (restarts later) */
+        if (sim_below(c->sim, 8) == 0) {
+            sim_proc_crash(c->svc[to].proc);
+            sim_proc_restart_later(c->svc[to].proc, 200 + sim_below(c->sim, 800));
+        }
+        return;
+    }
+    if (c->violated || rs_repair_next(p)) return;
+    p->rs_phase = 2; /* every span at policy: read every block back */
+    p->rs_next = p->rs_block = p->rs_tries = 0;
+    p->charging = 0;
+    rs_step(p);
+}
+
+static int rs_written(void *ctx)
+{
+    struct sb_repair *p = ctx;
+    return p->rs_phase >= 1 || p->c->violated;
+}
+
+static int repair_finished(void *ctx)
+{
+    struct sb_repair *p = ctx;
+    return p->done || p->c->violated;
+}
+
+/* Kill one service for good, repair, check; then the caller's final check runs again. */
+static void repair_phase(struct sb *c)
+{
+    struct sb_repair *p = calloc(1, sizeof(*p));
+    size_t i;
+    if (!p) abort();
+    p->c = c;
+    p->dead = (unsigned)sim_below(c->sim, c->cfg.services);
+    p->proc = sim_proc_add(c->sim, "rep");
+    p->env = sim_proc_env(p->proc);
+    sim_proc_set_faultable(p->proc, 0, 0, 0);
+    pt_env_listen(p->env, "rep", repair_reply, p);
+    p->io.read = repair_read;
+    p->io.write = repair_write;
+    p->io.ctx = p;
+    p->pace.rate = c->cfg.repair_rate;
+    /* RS(2,1) needs a fourth domain to repair into: only when no disk was replaced */
+    for (i = 0; i < c->cfg.services && !c->svc[i].lost; i++)
+        ;
+    if (i == c->cfg.services) {
+        rs_make(p);
+        pt_env_timer(p->env, 0, rs_step, p);
+    } else {
+        p->rs_phase = 1;
+    }
+    if (!sim_run_until_cond(c->sim, sim_now(c->sim) + 10 * c->cfg.settle_ms, rs_written, p))
+        sb_violate(c, "the RS spans were not written");
+    if (sim_proc_up(c->svc[p->dead].proc)) sim_proc_crash(c->svc[p->dead].proc);
+    c->svc[p->dead].lost = 1; /* out for good */
+    for (i = 0; i < c->n_files; i++) {
+        struct sb_file *f = &c->files[i];
+        f->repair =
+            f->acked && !f->deleted &&
+            ((f->svc[0] == p->dead && f->whole[1]) || (f->svc[1] == p->dead && f->whole[0]));
+        f->unrecoverable =
+            f->acked && !f->deleted && !f->repair && (f->svc[0] == p->dead || f->svc[1] == p->dead);
+        c->res->repair_unrecoverable += (uint64_t)f->unrecoverable;
+    }
+    p->start_ms = sim_now(c->sim);
+    p->charging = 1;
+    pt_env_timer(p->env, 0, repair_next, p);
+    if (!sim_run_until_cond(c->sim, sim_now(c->sim) + 100 * c->cfg.settle_ms, repair_finished, p))
+        sb_violate(c, "repair did not finish");
+    /* every such file is back to policy: two copies on distinct live services (domains) */
+    for (i = 0; !c->violated && i < c->n_files; i++) {
+        const struct sb_file *f = &c->files[i];
+        if (f->repair && (f->svc[0] == p->dead || f->svc[1] == p->dead || f->svc[0] == f->svc[1]))
+            sb_violate(c, "block %016llx not back to policy after repair (b%u, b%u; b%u died)",
+                       (unsigned long long)f->block_id, f->svc[0], f->svc[1], p->dead);
+    }
+    for (i = 0; !c->violated && i < RS_SPANS; i++) {
+        const struct sb_rs *s = &p->rs[i];
+        if (s->acked &&
+            (s->svc[0] == p->dead || s->svc[1] == p->dead || s->svc[2] == p->dead ||
+             s->svc[0] == s->svc[1] || s->svc[1] == s->svc[2] || s->svc[0] == s->svc[2]))
+            sb_violate(c, "RS span %zu not back to policy after repair (b%u, b%u, b%u; b%u died)",
+                       i, s->svc[0], s->svc[1], s->svc[2], p->dead);
+    }
+    c->res->repaired = p->repaired + p->rs_repaired;
+    c->res->repaired_rs = p->rs_repaired;
+    for (i = 0; i < RS_SPANS; i++) {
+        free(p->rs[i].data[0]);
+        free(p->rs[i].data[1]);
+        free(p->rs[i].data[2]);
+    }
+    c->res->repair_bytes = p->moved;
+    c->res->repair_ms = sim_now(c->sim) - p->start_ms;
+    if (p->rb && pt_rebuild_cancel(p->rb)) free(p->rb);
+    free(p);
+}
+
 void sim_blocks_config_default(struct sim_blocks_config *c, uint64_t seed)
 {
     memset(c, 0, sizeof(*c));
@@ -930,6 +1457,7 @@ void sim_blocks_config_default(struct sim_blocks_config *c, uint64_t seed)
     c->faults.stale_ppm = 1000;
     c->corrupt_write_ppm = 20000;
     c->rot_ppm = 300000;
+    c->repair_rate = 256 * 1024;
 }
 
 static int clients_idle(void *ctx)
@@ -1026,10 +1554,27 @@ int sim_blocks_run(const struct sim_blocks_config *cfg, struct sim_blocks_result
         if (!sim_run_until_cond(c->sim, sim_now(c->sim) + 10 * cfg->settle_ms, final_finished, c))
             sb_violate(c, "the final reads did not finish");
     }
+    if (!c->violated && cfg->repair_rate) {
+        repair_phase(c);
+        /* the final check again: every copy with a proof, the rebuilt ones included */
+        for (f = 0; f < c->n_files; f++)
+            c->files[f].whole[0] = c->files[f].whole[1] = 0;
+        c->final_next = 0;
+        c->final_done = 0;
+        if (!c->violated) {
+            final_next(&c->cl[0]);
+            if (!sim_run_until_cond(c->sim, sim_now(c->sim) + 10 * cfg->settle_ms, final_finished, c))
+                sb_violate(c, "the final reads after repair did not finish");
+        }
+        for (f = 0; !c->violated && f < c->n_files; f++)
+            if (c->files[f].repair && (!c->files[f].whole[0] || !c->files[f].whole[1]))
+                sb_violate(c, "repaired block %016llx does not read back whole from both copies",
+                           (unsigned long long)c->files[f].block_id);
+    }
     /* every acknowledged file has a right copy unless both its disks failed it */
     for (f = 0; !c->violated && f < c->n_files; f++) {
         struct sb_file *fl = &c->files[f];
-        if (fl->acked && !fl->deleted && !fl->whole[0] && !fl->whole[1] &&
+        if (fl->acked && !fl->deleted && !fl->unrecoverable && !fl->whole[0] && !fl->whole[1] &&
             !(copy_excused(c, fl, 0) && copy_excused(c, fl, 1)))
             sb_violate(c, "acknowledged block %016llx (b%u, b%u) has no readable copy",
                        (unsigned long long)fl->block_id, fl->svc[0], fl->svc[1]);

@@ -15,6 +15,12 @@
  * and right unless it rotted (or its disk lied at a crash), and every acknowledged file has a
  * readable right copy, and every copy with an erase proof is gone (unless a replayed write of
  * it arrived after the erase: the network replays requests and certificates do not expire).
+ *
+ * Then, with repair_rate set, the repair phase (sim_blocks.c): one service dies for good and
+ * the shard's rebuild machine (src/cluster/shard/repair_rebuild.c) rebuilds every mirrored
+ * copy and RS(2,1) block it held onto an unused failure domain, paced on simulated time;
+ * checked: back to policy, every rebuilt block reads back exact, repair never ahead of
+ * repair_rate x simulated time.
  */
 #ifndef PETREL_TESTS_SIM_BLOCKS_H
 #define PETREL_TESTS_SIM_BLOCKS_H
@@ -35,6 +41,7 @@ struct sim_blocks_config {
     struct sim_faults faults;   /* network, crashes, disk errors */
     uint32_t corrupt_write_ppm; /* per write call: lands with one byte changed, no error */
     uint32_t rot_ppm;           /* per simulated second: a byte of a stored copy rots */
+    uint64_t repair_rate;       /* then one service dies and repair runs at this B/s (0: no) */
     int verbose;
 };
 
@@ -44,6 +51,8 @@ struct sim_blocks_result {
     uint64_t sim_ms, trace_hash;
     uint64_t files_acked, files_abandoned, files_erased, write_attempts, reads_checked, reads_fallback,
         reads_unavailable, copies_checked, corrupt_writes, rots, lied_services;
+    uint64_t repaired, repaired_rs, repair_bytes, repair_ms; /* the repair phase */
+    uint64_t repair_unrecoverable; /* its other copy had rotted before the service died */
     struct sim_stats stats;
 };
 

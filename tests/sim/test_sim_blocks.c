@@ -10,6 +10,7 @@
 
 #include "cluster/blocks/blocks.h"
 #include "cluster/client/blocks_client.h"
+#include "cluster/shard/repair_rebuild.h"
 #include "petrel/common.h"
 #include "sim.h"
 #include "sim_blocks.h"
@@ -162,6 +163,43 @@ TEST(sim_blocks_store_failures_leave_nothing)
     sim_free(s);
 }
 
+/* ---- the repair budget ------------------------------------------------------------------------ */
+
+/* The pacer never lets bytes run ahead of rate x time since the first epoch, waits rather
+ * than refuses, keeps its epoch while a caller waits (even longer than the idle pause: a block
+ * bigger than 2 s of budget), and starts a new epoch only after real idleness. */
+TEST(repair_pace_never_runs_ahead_of_the_budget)
+{
+    struct pt_repair_pace p;
+    uint64_t now = 5000, moved = 0, wait;
+    unsigned i;
+    memset(&p, 0, sizeof(p));
+    p.rate = 1000; /* bytes per second */
+    /* a 4000-byte block: 4 s of budget, more than the idle pause */
+    wait = pt_repair_pace_wait(&p, now, 4000);
+    CHECK_EQ(wait, 4000);
+    now += wait;
+    CHECK_EQ(pt_repair_pace_wait(&p, now, 4000), 0);
+    moved += 4000;
+    /* many small transfers, each asked for as soon as allowed: never ahead of the budget */
+    for (i = 0; i < 100; i++) {
+        uint32_t len = 1 + (i * 37) % 300;
+        while ((wait = pt_repair_pace_wait(&p, now, len)) != 0)
+            now += wait > 7 ? 7 : wait; /* timers may fire early in steps: still never ahead */
+        moved += len;
+        CHECK(moved * 1000 <= p.rate * (now - 5000));
+    }
+    /* idle for longer than the pause: a new epoch, no credit saved up from before */
+    now += PT_REPAIR_PACE_IDLE_MS + 1;
+    CHECK_EQ(pt_repair_pace_wait(&p, now, 500), 500);
+    now += 500;
+    CHECK_EQ(pt_repair_pace_wait(&p, now, 500), 0);
+    /* unlimited: never waits */
+    memset(&p, 0, sizeof(p));
+    CHECK_EQ(pt_repair_pace_wait(&p, 0, 1u << 30), 0);
+    CHECK_EQ(pt_repair_pace_wait(&p, 0, 1u << 30), 0);
+}
+
 /* ---- whole runs ------------------------------------------------------------------------------ */
 
 static unsigned env_seeds(unsigned dflt)
@@ -174,16 +212,19 @@ static void run_seeds(const char *name, uint64_t first, unsigned seeds)
 {
     struct sim_blocks_config cfg;
     struct sim_blocks_result r;
-    uint64_t acked = 0, reads = 0, fallback = 0, unavailable = 0, copies = 0, corrupt = 0,
-             rots = 0, crashes = 0, lied = 0, abandoned = 0, erased = 0;
+    uint64_t acked = 0, reads = 0, fallback = 0, unavailable = 0, copies = 0, corrupt = 0, rots = 0,
+             crashes = 0, lied = 0, abandoned = 0, erased = 0;
+    uint64_t repaired = 0, repaired_rs = 0, repair_bytes = 0, repair_ms = 0, unrecoverable = 0;
     unsigned i;
+    sim_blocks_config_default(&cfg, first);
     for (i = 0; i < seeds; i++) {
         uint64_t seed = first + i;
         sim_blocks_config_default(&cfg, seed);
         cfg.verbose = getenv("PETREL_SIM_VERBOSE") != NULL;
         CHECK_OK(sim_blocks_run(&cfg, &r));
         if (!r.ok)
-            test_fail(__FILE__, __LINE__, "seed %llu: %s\n    replay: build/tests/test-sim --seed %llu %s",
+            test_fail(__FILE__, __LINE__,
+                      "seed %llu: %s\n    replay: build/tests/test-sim --seed %llu %s",
                       (unsigned long long)seed, r.violation, (unsigned long long)seed, name);
         acked += r.files_acked;
         abandoned += r.files_abandoned;
@@ -196,16 +237,30 @@ static void run_seeds(const char *name, uint64_t first, unsigned seeds)
         rots += r.rots;
         crashes += r.stats.crashes;
         lied += r.lied_services;
+        repaired += r.repaired;
+        repaired_rs += r.repaired_rs;
+        repair_bytes += r.repair_bytes;
+        repair_ms += r.repair_ms;
+        unrecoverable += r.repair_unrecoverable;
     }
-    printf("     %s: %u seeds x %llu simulated s: %llu files acked (%llu abandoned, %llu erased), %llu reads "
+    printf("     %s: %u seeds x %llu simulated s: %llu files acked (%llu abandoned, %llu erased), "
+           "%llu reads "
            "checked (%llu from the second copy, %llu unavailable), %llu copies checked at the "
            "end; %llu silently corrupted writes, %llu rotten copies, %llu crashes (%llu with a "
            "lying disk)\n",
            name, seeds, (unsigned long long)(cfg.fault_ms / 1000), (unsigned long long)acked,
-           (unsigned long long)abandoned, (unsigned long long)erased, (unsigned long long)reads, (unsigned long long)fallback,
-           (unsigned long long)unavailable, (unsigned long long)copies,
-           (unsigned long long)corrupt, (unsigned long long)rots, (unsigned long long)crashes,
-           (unsigned long long)lied);
+           (unsigned long long)abandoned, (unsigned long long)erased, (unsigned long long)reads,
+           (unsigned long long)fallback, (unsigned long long)unavailable,
+           (unsigned long long)copies, (unsigned long long)corrupt, (unsigned long long)rots,
+           (unsigned long long)crashes, (unsigned long long)lied);
+    printf("     %s: repair after one service died for good: %llu blocks rebuilt (%llu of RS(2,1) "
+           "spans), %llu bytes moved "
+           "in %llu simulated ms (%.0f B/s against a %llu B/s budget), %llu files whose other "
+           "copy had rotted before\n",
+           name, (unsigned long long)repaired, (unsigned long long)repaired_rs,
+           (unsigned long long)repair_bytes, (unsigned long long)repair_ms,
+           repair_ms ? (double)repair_bytes * 1000.0 / (double)repair_ms : 0.0,
+           (unsigned long long)cfg.repair_rate, (unsigned long long)unrecoverable);
 }
 
 /* One seed (replays a failure exactly with --seed). */

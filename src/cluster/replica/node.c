@@ -107,6 +107,11 @@ uv_loop_t *pt_node_loop(struct pt_node *n)
     return &n->loop;
 }
 
+struct pt_env *pt_node_env(struct pt_node *n)
+{
+    return n->env;
+}
+
 struct raft *pt_node_raft(struct pt_node *n)
 {
     return pt_replica_raft(n->rep);

@@ -100,6 +100,9 @@ int pt_node_start(struct pt_node **out, const struct pt_node_config *cfg, char *
 int pt_node_run(struct pt_node *n);
 
 uv_loop_t *pt_node_loop(struct pt_node *n);
+struct pt_env;
+/* The env the node's logic runs on (its clock and timers; env_uv on the node's loop). */
+struct pt_env *pt_node_env(struct pt_node *n);
 struct raft *pt_node_raft(struct pt_node *n);
 /* Whether this node is the Raft leader (it may not serve yet: pt_node_can_serve). */
 int pt_node_is_leader(struct pt_node *n);

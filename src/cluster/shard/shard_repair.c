@@ -6,12 +6,13 @@
  *     on services stale for longer than stale_ms — reads each task's span from
  *     the store, and picks the new home: a fresh service with a secret, not in a failure domain
  *     of the span's other blocks;
- *  2. on a worker thread: reads survivors whole (each verified by the block service's page
- *     CRCs and here against the block CRC the span records), rebuilds the block (mirrored: a
- *     good copy; Reed-Solomon: pt_ec_decode of the whole block from D survivors, which is
- *     byte-wise the same code as the span's cells), checks the rebuilt block against its
- *     recorded CRC, writes it with a write certificate and checks the write proof; the bytes
- *     moved are paced to `rate`;
+ *  2. task after task, the env-driven rebuild machine (repair_rebuild.c) on the node's env:
+ *     reads survivors whole (each verified by the block service's page CRCs and against the
+ *     block CRC the span records), rebuilds the block (mirrored: a good copy; Reed-Solomon:
+ *     pt_ec_decode of the whole block from D survivors, byte-wise the same code as the span's
+ *     cells), checks it against its recorded CRC, writes it with a write certificate and
+ *     checks the write proof; every transfer paced to `rate` by env timers. Its block I/O here
+ *     is the blocking client on the libuv thread pool, one request at a time (io_*);
  *  3. on the loop: proposes REPLACE_BLOCK (old service, new service) for each written block;
  *     for a queue entry whose span no longer lists the block, REPLACE_BLOCK with new service 0
  *     forgets the entry.
@@ -62,14 +63,22 @@ struct repair_task {
 };
 
 struct repair_round {
-    uv_work_t work;
+    struct pt_rebuild rb; /* first: a cancelled busy rebuild frees the round with itself */
     struct pt_shard_repair *r;
-    uint64_t rate;
-    struct timespec pace_start; /* the budget's epoch: rounds back to back share it */
-    uint64_t pace_bytes;        /* bytes moved since pace_start before this round */
-    uint64_t bytes;             /* bytes this round moved (worker) */
     struct repair_task t[REPAIR_MAX];
-    unsigned n;
+    unsigned n, cur;
+    struct pt_rebuild_io io;
+    /* the one block I/O in flight (the rebuild is sequential), on the thread pool */
+    uv_work_t work;
+    char io_addr[PT_REG_ADDR_MAX];
+    uint64_t io_block, io_cert, io_proof;
+    uint32_t io_crc, io_size, io_got;
+    const uint8_t *io_wdata;
+    uint8_t *io_rdata;
+    int io_write, io_rc;
+    pt_rebuild_read_cb io_read_done;
+    pt_rebuild_write_cb io_write_done;
+    void *io_arg;
 };
 
 void pt_shard_repair_init(struct pt_shard_repair *r, struct pt_node *node, struct pt_shard_sm *sm,
@@ -79,6 +88,7 @@ void pt_shard_repair_init(struct pt_shard_repair *r, struct pt_node *node, struc
     r->node = node;
     r->sm = sm;
     r->rate = rate;
+    r->pace.rate = rate;
     r->stale_ms = stale_ms;
     pt_prng_seed(&r->prng, seed);
 }
@@ -317,105 +327,142 @@ static void take_failed(struct pt_shard_repair *r, struct repair_round *g)
     }
 }
 
-/* --- step 2: rebuilding (worker thread) --------------------------------------------------- */
+/* --- step 2: rebuilding (the env-driven machine, repair_rebuild.c) ------------------------ */
 
-/* Keep the round's bytes under `rate` per second since `start` (worker thread only). */
-static void pace(uint64_t rate, const struct timespec *start, uint64_t bytes)
-{
-    struct timespec now, wait;
-    uint64_t due_ns, spent_ns;
-    if (!rate) return;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    due_ns = bytes * 1000000000ull / rate;
-    spent_ns = (uint64_t)(now.tv_sec - start->tv_sec) * 1000000000ull +
-               (uint64_t)(now.tv_nsec - start->tv_nsec);
-    if (spent_ns >= due_ns) return;
-    wait.tv_sec = (time_t)((due_ns - spent_ns) / 1000000000ull);
-    wait.tv_nsec = (long)((due_ns - spent_ns) % 1000000000ull);
-    nanosleep(&wait, NULL);
-}
-
-/* Read block j of the span whole and check it against the CRC the span records. */
-static int read_good(const struct repair_task *t, unsigned j, uint8_t *buf)
-{
-    struct pt_call_opts opts = {.timeout_ms = 5000, .retry_budget_ms = 2000};
-    uint32_t got = 0, size = 0;
-    const struct pt_block_ref *b = &t->span.blocks[j];
-    if (!t->addr[j][0]) return -PT_EHOSTUNREACH;
-    int rc = pt_blocks_read(t->addr[j], b->block, 0, t->span.block_size, buf, &got, &size, &opts);
-    if (rc) return rc;
-    if (got != t->span.block_size || size != t->span.block_size ||
-        petrel_crc32c(0, buf, got) != b->crc)
-        return -PT_ECORRUPT;
-    return 0;
-}
-
-/* Rebuild the lost block into out: 0, or -PT_EIO when too few good survivors. */
-static int rebuild(const struct repair_task *t, uint8_t *out, uint64_t *bytes)
-{
-    unsigned n = pt_span_block_count(&t->span), j, have = 0;
-    uint32_t bs = t->span.block_size;
-    *bytes += t->drain ? bs : 0;
-    if (t->drain && read_good(t, t->lost, out) == 0) return 0; /* a copy, not a rebuild */
-    if (t->span.storage == PT_STORAGE_MIRRORED) {
-        for (j = 0; j < n; j++) {
-            if (j == t->lost) continue;
-            *bytes += bs;
-            if (read_good(t, j, out) == 0) return 0;
-        }
-        return -PT_EIO;
-    }
-    {
-        struct pt_ec ec;
-        unsigned idx[PT_EC_DATA_MAX], want = t->lost;
-        uint8_t *src[PT_EC_DATA_MAX], *dst[1] = {out};
-        int rc = pt_ec_init(&ec, t->span.data, t->span.parity);
-        memset(src, 0, sizeof(src));
-        for (j = 0; rc == 0 && j < n && have < t->span.data; j++) {
-            if (j == t->lost) continue;
-            if (!src[have] && !(src[have] = malloc(bs ? bs : 1))) {
-                rc = -PT_ENOMEM;
-                break;
-            }
-            *bytes += bs;
-            if (read_good(t, j, src[have]) == 0) idx[have++] = j;
-        }
-        if (rc == 0 && have < t->span.data) rc = -PT_EIO;
-        if (rc == 0) rc = pt_ec_decode(&ec, bs, have, idx, src, 1, &want, dst);
-        for (j = 0; j < PT_EC_DATA_MAX; j++)
-            free(src[j]);
-        return rc;
-    }
-}
-
-static void repair_work(uv_work_t *w)
+/* The production block I/O under the machine: the blocking client on the libuv thread pool,
+ * the completion on the loop. One request at a time per round. */
+static void io_work(uv_work_t *w)
 {
     struct repair_round *g = w->data;
-    struct pt_call_opts opts = {.timeout_ms = 5000, .retry_budget_ms = 3000};
-    uint64_t bytes = g->pace_bytes;
-    unsigned i;
-    for (i = 0; i < g->n; i++) {
-        struct repair_task *t = &g->t[i];
-        const struct pt_block_ref *b = &t->span.blocks[t->lost];
-        uint32_t bs = t->span.block_size;
-        uint64_t proof = 0;
-        uint8_t *data;
-        if (t->forget) continue;
-        data = malloc(bs ? bs : 1);
-        if (!data) continue;
-        if (rebuild(t, data, &bytes) == 0 && petrel_crc32c(0, data, bs) == b->crc) {
-            uint64_t cert =
-                pt_block_mac(t->new_secret, PT_BLOCK_WRITE_CERT, t->new_service, b->block, b->crc, bs);
-            bytes += bs;
-            if (pt_blocks_write(t->new_addr, b->block, b->crc, data, bs, cert, &proof, &opts) == 0 &&
-                pt_block_mac_check(t->new_secret, PT_BLOCK_WRITE_PROOF, t->new_service, b->block,
-                                   b->crc, bs, proof))
-                t->written = 1;
-        }
-        free(data);
-        pace(g->rate, &g->pace_start, bytes);
+    struct pt_call_opts opts = {.timeout_ms = 5000, .retry_budget_ms = 2000};
+    if (g->io_write) {
+        opts.retry_budget_ms = 3000;
+        g->io_rc = pt_blocks_write(g->io_addr, g->io_block, g->io_crc, g->io_wdata, g->io_size,
+                                   g->io_cert, &g->io_proof, &opts);
+        return;
     }
-    g->bytes = bytes - g->pace_bytes;
+    {
+        uint32_t size = 0;
+        g->io_rc = pt_blocks_read(g->io_addr, g->io_block, 0, g->io_size, g->io_rdata, &g->io_got,
+                                  &size, &opts);
+        if (g->io_rc == 0 && size != g->io_size) g->io_rc = -PT_ECORRUPT;
+    }
+}
+
+static void io_after(uv_work_t *w, int status)
+{
+    struct repair_round *g = w->data;
+    /* the callback may free the round: take what it needs first */
+    int rc = status ? -PT_ECANCELED : g->io_rc;
+    void *arg = g->io_arg;
+    if (g->io_write) {
+        pt_rebuild_write_cb done = g->io_write_done;
+        uint64_t proof = g->io_proof;
+        done(arg, rc, proof);
+    } else {
+        pt_rebuild_read_cb done = g->io_read_done;
+        uint8_t *data = g->io_rdata;
+        size_t got = rc == 0 ? g->io_got : 0;
+        g->io_rdata = NULL;
+        done(arg, rc, data, got);
+        free(data);
+    }
+}
+
+/* A request that could not be queued completes as failed from the loop. */
+static void io_failed(void *ctx)
+{
+    struct repair_round *g = ctx;
+    io_after(&g->work, 0);
+}
+
+static void io_queue(struct repair_round *g)
+{
+    g->work.data = g;
+    if (uv_queue_work(pt_node_loop(g->r->node), &g->work, io_work, io_after) != 0) {
+        g->io_rc = -PT_ENOMEM;
+        pt_env_timer(pt_node_env(g->r->node), 0, io_failed, g);
+    }
+}
+
+static void io_read(void *ctx, const char *addr, uint64_t block, uint32_t size,
+                    pt_rebuild_read_cb done, void *arg)
+{
+    struct repair_round *g = ctx;
+    snprintf(g->io_addr, sizeof(g->io_addr), "%s", addr);
+    g->io_write = 0;
+    g->io_block = block;
+    g->io_size = size;
+    g->io_got = 0;
+    g->io_read_done = done;
+    g->io_arg = arg;
+    g->io_rdata = malloc(size);
+    if (!g->io_rdata) {
+        g->io_rc = -PT_ENOMEM;
+        pt_env_timer(pt_node_env(g->r->node), 0, io_failed, g);
+        return;
+    }
+    io_queue(g);
+}
+
+static void io_write(void *ctx, const char *addr, uint64_t block, uint32_t crc, const uint8_t *data,
+                     uint32_t size, uint64_t cert, pt_rebuild_write_cb done, void *arg)
+{
+    struct repair_round *g = ctx;
+    snprintf(g->io_addr, sizeof(g->io_addr), "%s", addr);
+    g->io_write = 1;
+    g->io_block = block;
+    g->io_crc = crc;
+    g->io_wdata = data; /* the machine holds it until done */
+    g->io_size = size;
+    g->io_cert = cert;
+    g->io_proof = 0;
+    g->io_write_done = done;
+    g->io_arg = arg;
+    io_queue(g);
+}
+
+static const struct pt_rebuild_io repair_io_uv = {.read = io_read, .write = io_write};
+
+static void round_next(struct repair_round *g);
+static void round_done(struct repair_round *g);
+
+static void task_rebuilt(void *ctx, struct pt_rebuild *b, int status)
+{
+    struct repair_round *g = ctx;
+    (void)b;
+    if (status == 0) g->t[g->cur].written = 1;
+    g->cur++;
+    round_next(g);
+}
+
+/* Start the rebuild of the next task that needs one; the round ends after the last. */
+static void round_next(struct repair_round *g)
+{
+    while (g->cur < g->n) {
+        struct repair_task *t = &g->t[g->cur];
+        struct pt_rebuild *b = &g->rb;
+        if (!t->forget) {
+            memset(b, 0, sizeof(*b));
+            b->env = pt_node_env(g->r->node);
+            g->io = repair_io_uv;
+            g->io.ctx = g;
+            b->io = &g->io;
+            b->pace = &g->r->pace;
+            b->span = t->span;
+            b->lost = t->lost;
+            b->drain = t->drain;
+            memcpy(b->addr, t->addr, sizeof(b->addr));
+            b->new_service = t->new_service;
+            snprintf(b->new_addr, sizeof(b->new_addr), "%s", t->new_addr);
+            memcpy(b->new_secret, t->new_secret, sizeof(b->new_secret));
+            b->done = task_rebuilt;
+            b->ctx = g;
+            if (pt_rebuild_start(b) == 0) return;
+        }
+        g->cur++;
+    }
+    round_done(g);
 }
 
 /* --- step 3: the swaps (loop) -------------------------------------------------------------- */
@@ -474,17 +521,13 @@ static void propose_swap(struct pt_shard_repair *r, const struct repair_task *t)
         r->swaps_pending++;
 }
 
-static void repair_done(uv_work_t *w, int status)
+static void round_done(struct repair_round *g)
 {
-    struct repair_round *g = w->data;
     struct pt_shard_repair *r = g->r;
     unsigned i, done = 0;
-    struct timespec now;
     r->running = 0;
-    r->pace_bytes += g->bytes;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    r->pace_end_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
-    if (status == 0 && pt_node_can_serve(r->node))
+    r->round = NULL;
+    if (pt_node_can_serve(r->node))
         for (i = 0; i < g->n; i++) {
             if (g->t[i].written || g->t[i].forget) {
                 propose_swap(r, &g->t[i]);
@@ -706,30 +749,28 @@ void pt_shard_repair_tick(struct pt_shard_repair *r, uint64_t now_ms)
     g = calloc(1, sizeof(*g));
     if (!g) return;
     g->r = r;
-    g->rate = r->rate;
-    {
-        /* rounds back to back share one budget epoch; after a pause a new one starts */
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if ((uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000 - r->pace_end_ms >
-                2ull * REPAIR_EVERY_MS ||
-            r->pace_end_ms == 0) {
-            r->pace_start = now;
-            r->pace_bytes = 0;
-        }
-        g->pace_start = r->pace_start;
-        g->pace_bytes = r->pace_bytes;
-    }
-    g->work.data = g;
+    /* rounds back to back share one budget epoch (the pacer starts a new one after a pause) */
     take_draining(r, g);
     take_queue(r, g);
     take_failed(r, g);
     take_stale(r, g, now_ms);
-    if (g->n == 0 || uv_queue_work(pt_node_loop(r->node), &g->work, repair_work, repair_done) != 0) {
+    if (g->n == 0) {
         free(g);
         return;
     }
     r->running = 1;
+    r->round = g;
+    round_next(g);
+}
+
+void pt_shard_repair_close(struct pt_shard_repair *r)
+{
+    struct repair_round *g = r->round;
+    if (!g) return;
+    pt_rebuild_release(&g->rb); /* the loop has stopped: nothing is in flight */
+    free(g);
+    r->round = NULL;
+    r->running = 0;
 }
 
 /* --- REPAIR_STATUS ------------------------------------------------------------------------- */

@@ -3,8 +3,8 @@
  * readers and scrubbers), every block on a block service the registry has listed as stale
  * for longer than a timeout or declared failed by an operator (FAIL_SERVICE), and every block
  * on a service being drained (copied from it while it serves), each onto a fresh service in a failure domain its span does not use, and swaps the new copy in with REPLACE_BLOCK (a compare-and-swap applied through Raft).
- * Runs rounds like GC: chosen on the loop, block I/O on a libuv worker thread, the proposals
- * back on the loop. Never frees a block: the old copy is dropped by the swap's apply (GC
+ * Runs rounds like GC: chosen on the loop, each block rebuilt by the env-driven machine of
+ * repair_rebuild.h (its block I/O on the libuv thread pool), the proposals on the loop. Never frees a block: the old copy is dropped by the swap's apply (GC
  * erases it after the retention period), and a copy written by a repair whose swap is refused
  * stays unused (a duplicated repair may have swapped in exactly that copy) until the orphan
  * sweep erases it: a block of this shard that a service holds and no span lists, seen so for
@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "cluster/replica/node.h"
+#include "cluster/shard/repair_rebuild.h"
 #include "cluster/shard/shard_sm.h"
 #include "petrel/codec.h"
 #include "petrel/prng.h"
@@ -51,9 +52,9 @@ struct pt_shard_repair {
     unsigned nstale;
     uint64_t repaired, failed; /* blocks swapped in / repairs that could not finish */
     unsigned swaps_pending;    /* REPLACE_BLOCKs proposed, not yet answered */
-    /* --repair-rate over rounds back to back: bytes since pace_start (monotonic) */
-    struct timespec pace_start;
-    uint64_t pace_bytes, pace_end_ms; /* pace_end_ms: when the last round ended (monotonic) */
+    /* --repair-rate over rounds back to back, on the node env's clock (repair_rebuild.h) */
+    struct pt_repair_pace pace;
+    void *round; /* the repair round in flight (shard_repair.c), NULL when none */
     /* the orphan sweep: one service's block list at a time, round robin */
     uint64_t sweep_ms;    /* when the last sweep started */
     unsigned sweep_next;  /* index into the node's service list */
@@ -68,6 +69,8 @@ void pt_shard_repair_init(struct pt_shard_repair *r, struct pt_node *node, struc
                           uint64_t rate, uint64_t stale_ms, uint64_t seed);
 /* Called on the loop by the leader's tick: starts a round when none runs (once a second). */
 void pt_shard_repair_tick(struct pt_shard_repair *r, uint64_t now_ms);
+/* After the node's loop has stopped: frees a round left waiting on a cancelled timer. */
+void pt_shard_repair_close(struct pt_shard_repair *r);
 
 /* Whether new blocks must not go to service `id` (declared failed or draining, as of the last
  * tick). */

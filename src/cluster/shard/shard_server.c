@@ -634,6 +634,7 @@ int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned e
                                        "Files whose blocks GC erased (then forgotten)");
     pt_metrics_on_collect(pt_node_metrics(s->node), metrics_collect, s);
     rc = pt_node_run(s->node);
+    pt_shard_repair_close(&s->repair);
     pt_shard_sm_close(&s->sm);
     free(s);
     return rc;
