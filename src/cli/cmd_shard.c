@@ -1,7 +1,7 @@
 /*
  * petrel shard --registry ADDR --shard N --replica R --dir D [--replicas K] [--host H]
  * [--snapshot-entries E] [--retention SECONDS] [--election-timeout-ms MS] [--heartbeat-ms MS]
- * [--repair-rate MB/s] [--repair-stale SECONDS]
+ * [--repair-rate MB/s] [--repair-stale SECONDS] [--no-repair]
  * [--unsafe-no-fsync-check]:
  * run one replica of a metadata shard until SIGINT/SIGTERM. Owns only option parsing; the
  * server is src/cluster/shard/shard_server.c.
@@ -45,6 +45,8 @@ int cmd_shard(int argc, char **argv)
              "bytes per second the leader's repair reads and writes (default 32; 0: no limit)"},
             {0, "repair-stale", CLI_STRING, &repair_stale, "SECONDS",
              "rebuild every block of a block service stale this long (default 600; 0: never)"},
+            {0, "no-repair", CLI_FLAG, &cfg.no_repair, NULL,
+             "rebuild and erase nothing (reports still queue): maintenance, degraded-read tests"},
             {0, "election-timeout-ms", CLI_STRING, &election, "MS",
              "Raft election timeout (default 250; randomized up to twice that)"},
             {0, "heartbeat-ms", CLI_STRING, &heartbeat, "MS",
@@ -63,7 +65,7 @@ int cmd_shard(int argc, char **argv)
             "shard",
             "--registry ADDR --shard N --replica R --dir D [--replicas K] [--host H]\n"
             "                    [--snapshot-entries E] [--retention SECONDS]\n"
-            "                    [--repair-rate MB/s] [--repair-stale SECONDS]\n"
+            "                    [--repair-rate MB/s] [--repair-stale SECONDS] [--no-repair]\n"
             "                    [--election-timeout-ms MS] [--heartbeat-ms MS]\n"
             "                    [--unsafe-no-fsync-check] [--http HOST:PORT] [--verbose]",
             "Run replica R (0..K-1) of metadata shard N, a Raft group of K = 1, 3 or 5\n"

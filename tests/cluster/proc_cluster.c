@@ -148,11 +148,13 @@ static void start_servers(struct pc_cluster *c)
                             sh,      "--replica",   rep,         "--replicas",
                             k,       "--dir",       dir,         "--snapshot-entries",
                             snap,    "--retention", ret,         NULL,
-                            NULL,    NULL};
+                            NULL,    NULL,          NULL};
+            unsigned na = 15;
             if (c->repair_stale) {
-                args[15] = "--repair-stale";
-                args[16] = (char *)c->repair_stale;
+                args[na++] = "--repair-stale";
+                args[na++] = (char *)c->repair_stale;
             }
+            if (c->no_repair) args[na++] = "--no-repair";
             snprintf(snap, sizeof(snap), "%u", c->snapshot_entries ? c->snapshot_entries : 4096);
             snprintf(ret, sizeof(ret), "%u", c->retention_s ? c->retention_s : 86400);
             snprintf(dir, sizeof(dir), "%s/shard-%u-%u", c->root, s, r);
@@ -245,6 +247,7 @@ static void start_all_auth(struct pc_cluster *c, unsigned shards, unsigned repli
                            unsigned retention_s, int auth, const char *scrub_rate,
                            const char *repair_stale);
 static int start_with_http; /* the next start_all_auth passes --http to every server */
+static int start_no_repair; /* the next start_all_auth passes --no-repair to every shard */
 
 static void start_all(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
                       int with_cdc, unsigned snapshot_entries, unsigned retention_s)
@@ -261,6 +264,8 @@ static void start_all_auth(struct pc_cluster *c, unsigned shards, unsigned repli
     memset(c, 0, sizeof(*c));
     c->http = start_with_http;
     start_with_http = 0;
+    c->no_repair = start_no_repair;
+    start_no_repair = 0;
     pt_auth_set_process(NULL, NULL, NULL);
     if (auth) {
         struct pt_auth_key key;
@@ -290,6 +295,13 @@ void pc_start_scrub(struct pc_cluster *c, unsigned shards, unsigned replicas, un
                     int with_cdc, const char *scrub_rate, const char *repair_stale)
 {
     start_all_auth(c, shards, replicas, blocks, with_cdc, 0, 0, 0, scrub_rate, repair_stale);
+}
+
+void pc_start_no_repair(struct pc_cluster *c, unsigned shards, unsigned replicas,
+                        unsigned blocks, int with_cdc)
+{
+    start_no_repair = 1;
+    start_all_auth(c, shards, replicas, blocks, with_cdc, 0, 0, 0, NULL, NULL);
 }
 
 void pc_start_http(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,

@@ -35,6 +35,7 @@ struct pc_cluster {
     unsigned retention_s;      /* shards' --retention (0: default) */
     const char *scrub_rate;    /* block services' --scrub-rate MB/s (NULL: default) */
     const char *repair_stale;  /* shards' --repair-stale SECONDS (NULL: default) */
+    int no_repair;             /* shards get --no-repair */
     /* With authentication (pc_start_auth): every server gets --secret and --read-only-secret,
      * and this process's client key is the cluster key. "" = none. */
     char secret[600], ro_secret[600];
@@ -65,6 +66,9 @@ void pc_start_scrub(struct pc_cluster *c, unsigned shards, unsigned replicas, un
 /* pc_start with secrets made in the case's directory (secret, read-only-secret). */
 void pc_start_auth(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
                    int with_cdc);
+/* pc_start with --no-repair on every shard: reported blocks stay lost (degraded-read tests). */
+void pc_start_no_repair(struct pc_cluster *c, unsigned shards, unsigned replicas,
+                        unsigned blocks, int with_cdc);
 /* pc_start with --http 127.0.0.1:0 on every server (status page and /metrics). */
 void pc_start_http(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
                    int with_cdc);

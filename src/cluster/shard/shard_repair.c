@@ -742,7 +742,7 @@ void pt_shard_repair_tick(struct pt_shard_repair *r, uint64_t now_ms)
         r->marks_ms = now_ms;
         marks_refresh(r);
     }
-    if (r->running) return;
+    if (r->running || r->paused) return;
     if (sweep_due(r, now_ms) && sweep_start(r, now_ms) == 0) return;
     if (now_ms - r->last_ms < REPAIR_EVERY_MS) return;
     r->last_ms = now_ms;

@@ -38,6 +38,7 @@ struct pt_shard_repair {
     uint64_t last_ms;
     uint64_t marks_ms; /* when the draining/failed marks were last read */
     int running;
+    int paused; /* --no-repair: reports still queue; nothing is rebuilt or erased */
     uint64_t queue_service, queue_block; /* where the next look at the queue starts */
     uint64_t stale_block;                /* where the next look at a stale service starts */
     uint64_t drain_block;                /* where the next look at a draining service starts */

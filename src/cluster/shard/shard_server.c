@@ -628,6 +628,7 @@ int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned e
     }
     pt_shard_repair_init(&s->repair, s->node, &s->sm, cfg->repair_rate, cfg->repair_stale_ms,
                          pt_prng_next(&s->prng));
+    s->repair.paused = cfg->no_repair;
     s->m_gc_rounds = pt_metrics_counter(pt_node_metrics(s->node), "petrel_gc_rounds_total", "",
                                         "GC rounds finished by this replica as leader");
     s->m_gc_files = pt_metrics_counter(pt_node_metrics(s->node), "petrel_gc_files_total", "",

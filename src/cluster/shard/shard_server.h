@@ -29,6 +29,7 @@ struct pt_shard_config {
     uint64_t retention_ms;     /* deleted files are kept this long before GC; 0 = 24 h */
     uint64_t repair_rate;      /* bytes/s repair may read and write; 0 = unlimited */
     uint64_t repair_stale_ms;  /* rebuild the blocks of a service stale this long; 0 = never */
+    int no_repair;             /* --no-repair: queue reports, rebuild and erase nothing */
     struct pt_node_raft_options raft; /* timing, fsync check */
     const char *http; /* metrics endpoint "HOST:PORT" (port 0: OS-chosen); NULL: none */
 };
