@@ -48,8 +48,18 @@
  *   PETREL_CRC32C_TABLE_BYTES=8192|1024|64, PETREL_CRC32C_NO_HW
  *                         the CRC-32C table size and no hardware paths (petrel/crc32c.h); a
  *                         microcontroller gets the table path, 64 B is the smallest.
- * A read-only build (writes compiled out) is not offered yet: mount repairs half-done
- * renames and orphans, so the write path is reachable from mount itself.
+ *   PETREL_FS_READONLY    a reader only (like littlefs's LFS_READONLY): format, mkdir,
+ *                         remove, rename, mknod, file write/truncate/sync, setattr and
+ *                         removeattr are not declared nor built, and nothing the engine
+ *                         builds ever programs or erases the device (no commit path, no
+ *                         allocator, no mount-state marking). petrel_fs_file_open with write
+ *                         access or PETREL_O_CREAT/TRUNC is -PT_EROFS; unmount and file close
+ *                         only release. Mount reads a cleanly unmounted image and one whose
+ *                         last session was cut (walked, as the full engine does), but refuses
+ *                         with -PT_EROFS an image that needs a repair to be read consistently
+ *                         (a rename half done: the entry would show in both directories; or
+ *                         orphans: an entry may point at a pair that moved): mount it once
+ *                         with the full engine, which repairs it, then read it here.
  * `make switch-matrix` runs the engine's tests with each combination of these switches.
  */
 #ifndef PETREL_FS_H
@@ -393,12 +403,14 @@ struct petrel_fs {
 
 /* ---- Filesystem ---------------------------------------------------------------------- */
 
+#ifndef PETREL_FS_READONLY
 /*
  * Format the device: an empty root directory and the superblock. Erases what it needs only;
  * any previous contents are lost. fs is used as scratch and left unmounted.
  * Errors: -PT_EINVAL (bad geometry or configuration), -PT_EIO, -PT_ENOMEM.
  */
 int petrel_fs_format(struct petrel_fs *fs, const struct petrel_fs_config *cfg);
+#endif /* PETREL_FS_READONLY */
 
 /*
  * Mount: find the newest valid superblock, read the global state, finish or undo a half-done
@@ -428,6 +440,7 @@ int petrel_fs_fsinfo(struct petrel_fs *fs, struct petrel_fs_fsinfo *info);
  * Errors: -PT_ENOENT, -PT_ENOTDIR (a middle component is a file), -PT_ENAMETOOLONG. */
 int petrel_fs_stat(struct petrel_fs *fs, const char *path, struct petrel_fs_info *info);
 
+#ifndef PETREL_FS_READONLY
 /* Remove a file or an empty directory.
  * Errors: -PT_ENOENT, -PT_ENOTEMPTY, -PT_EINVAL (the root), -PT_ENOSPC, -PT_EROFS. */
 int petrel_fs_remove(struct petrel_fs *fs, const char *path);
@@ -453,6 +466,7 @@ int petrel_fs_mkdir(struct petrel_fs *fs, const char *path);
  * -PT_EEXIST, -PT_ENOENT, -PT_ENOTDIR, -PT_ENAMETOOLONG, -PT_ENOSPC, -PT_EROFS.
  */
 int petrel_fs_mknod(struct petrel_fs *fs, const char *path, uint8_t type);
+#endif /* PETREL_FS_READONLY */
 
 /* ---- Directories ---------------------------------------------------------------------- */
 
@@ -500,12 +514,14 @@ int petrel_fs_file_opencfg(struct petrel_fs *fs, struct petrel_fs_file *file, co
 int64_t petrel_fs_file_read(struct petrel_fs *fs, struct petrel_fs_file *file, void *buf,
                             uint64_t size);
 
+#ifndef PETREL_FS_READONLY
 /* Write size bytes at the position (at the end with APPEND); returns size. Writing past
  * the end leaves a hole of zeros; like littlefs, even a write of 0 bytes past the end
  * extends the file to the position. Data is durable after sync/close.
  * Errors: -PT_EBADF, -PT_EFBIG (beyond file_max), -PT_ENOSPC, -PT_EIO, -PT_ECORRUPT. */
 int64_t petrel_fs_file_write(struct petrel_fs *fs, struct petrel_fs_file *file,
                              const void *buf, uint64_t size);
+#endif /* PETREL_FS_READONLY */
 
 /* Move the position; returns the new position. Seeking beyond the end is allowed.
  * Errors: -PT_EINVAL (negative result or bad whence), -PT_EFBIG (beyond file_max). */
@@ -518,6 +534,7 @@ int64_t petrel_fs_file_tell(struct petrel_fs *fs, struct petrel_fs_file *file);
 /* Current size (including unsynced writes). */
 int64_t petrel_fs_file_size(struct petrel_fs *fs, struct petrel_fs_file *file);
 
+#ifndef PETREL_FS_READONLY
 /* Set the size: shrink, or grow with zeros. The position does not move.
  * Errors: -PT_EBADF (not writable), -PT_EFBIG, -PT_ENOSPC, -PT_EIO. */
 int petrel_fs_file_truncate(struct petrel_fs *fs, struct petrel_fs_file *file, uint64_t size);
@@ -525,6 +542,7 @@ int petrel_fs_file_truncate(struct petrel_fs *fs, struct petrel_fs_file *file, u
 /* Make everything written so far durable, atomically (all of it or none after a power cut).
  * Errors: -PT_ENOSPC, -PT_EIO, -PT_ENOENT (the file was removed while open). */
 int petrel_fs_file_sync(struct petrel_fs *fs, struct petrel_fs_file *file);
+#endif /* PETREL_FS_READONLY */
 
 /* Sync and release the file (released even when the sync fails; its error is returned). */
 int petrel_fs_file_close(struct petrel_fs *fs, struct petrel_fs_file *file);
@@ -536,6 +554,7 @@ int petrel_fs_file_close(struct petrel_fs *fs, struct petrel_fs_file *file);
 int64_t petrel_fs_getattr(struct petrel_fs *fs, const char *path, uint8_t type, void *buf,
                           uint32_t size);
 
+#ifndef PETREL_FS_READONLY
 /* Set (create or replace) an attribute, atomically.
  * Errors: -PT_ENOENT, -PT_ERANGE (size > attr_max), -PT_ENOSPC, -PT_EROFS. */
 int petrel_fs_setattr(struct petrel_fs *fs, const char *path, uint8_t type, const void *buf,
@@ -543,6 +562,7 @@ int petrel_fs_setattr(struct petrel_fs *fs, const char *path, uint8_t type, cons
 
 /* Remove an attribute. Errors: -PT_ENOENT, -PT_ENODATA. */
 int petrel_fs_removeattr(struct petrel_fs *fs, const char *path, uint8_t type);
+#endif /* PETREL_FS_READONLY */
 
 /* ---- Whole filesystem ------------------------------------------------------------------ */
 

@@ -65,6 +65,7 @@ int64_t petrel_fs_getattr(struct petrel_fs *fs, const char *path, uint8_t type, 
     return len;
 }
 
+#ifndef PETREL_FS_READONLY
 static int pt_attr_commit(struct petrel_fs *fs, struct pt_lookup *lk, uint8_t rtype,
                           uint8_t type, const void *buf, uint32_t size)
 {
@@ -102,7 +103,9 @@ int petrel_fs_setattr(struct petrel_fs *fs, const char *path, uint8_t type, cons
     if (err) return err;
     return pt_attr_commit(fs, &lk, PT_REC_ATTR, type, buf, size);
 }
+#endif /* PETREL_FS_READONLY */
 
+#ifndef PETREL_FS_READONLY
 int petrel_fs_removeattr(struct petrel_fs *fs, const char *path, uint8_t type)
 {
     PT_REQUIRE_MOUNTED(fs);
@@ -119,3 +122,4 @@ int petrel_fs_removeattr(struct petrel_fs *fs, const char *path, uint8_t type)
     if (err) return err;
     return pt_attr_commit(fs, &lk, PT_REC_ATTRDEL, type, NULL, 0);
 }
+#endif /* PETREL_FS_READONLY */

@@ -289,6 +289,7 @@ int pt_lookup(struct petrel_fs *fs, const char *path, struct pt_lookup *lk, int6
     return 0;
 }
 
+#ifndef PETREL_FS_READONLY
 /* Build a DELETE record for hash. */
 static void pt_rec_delete(struct pt_rec *r, uint8_t *hb, uint64_t hash)
 {
@@ -308,6 +309,7 @@ static void pt_entry_head(uint8_t *buf, uint64_t hash, uint8_t type, uint32_t na
     buf[8] = type;
     buf[9] = (uint8_t)name_len;
 }
+#endif /* PETREL_FS_READONLY */
 
 int petrel_fs_stat(struct petrel_fs *fs, const char *path, struct petrel_fs_info *info)
 {
@@ -329,6 +331,7 @@ int petrel_fs_stat(struct petrel_fs *fs, const char *path, struct petrel_fs_info
     return err;
 }
 
+#ifndef PETREL_FS_READONLY
 /* Last pair of the directory chain starting at head. */
 static int pt_dir_last(struct petrel_fs *fs, const uint32_t head[2], struct pt_mdir *md)
 {
@@ -719,6 +722,7 @@ int petrel_fs_rename(struct petrel_fs *fs, const char *oldpath, const char *newp
     pt_drop_empty_pair(fs, oldpath, replaced_dir ? NULL : &lo.md);
     return 0;
 }
+#endif /* PETREL_FS_READONLY */
 
 /* ---- directory reading ---- */
 

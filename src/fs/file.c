@@ -23,16 +23,19 @@ void pt_handle_unlink(struct petrel_fs *fs, struct petrel_fs_handle *h);
 #define PT_BUF_CLEAN 1
 #define PT_BUF_DIRTY 2
 
+#ifndef PETREL_FS_READONLY
 static int pt_file_writable(const struct petrel_fs_file *f)
 {
     return (f->flags & PETREL_O_WRONLY) != 0;
 }
+#endif /* PETREL_FS_READONLY */
 
 static int pt_file_readable(const struct petrel_fs_file *f)
 {
     return (f->flags & PETREL_O_RDONLY) != 0;
 }
 
+#ifndef PETREL_FS_READONLY
 /* Valid pages of logical block bi in the tree. */
 static uint32_t pt_file_valid_pages(struct petrel_fs *fs, const struct petrel_fs_file *f,
                                     uint32_t bi)
@@ -44,6 +47,7 @@ static uint32_t pt_file_valid_pages(struct petrel_fs *fs, const struct petrel_fs
     n = (f->tree_size - start + pld - 1) / pld;
     return (uint32_t)PT_MIN(n, (uint64_t)pt_pages_per_block(fs));
 }
+#endif /* PETREL_FS_READONLY */
 
 /* Physical block currently holding logical block bi, outside the open block. The last
  * tree lookup and the addresses after it in the same index page are remembered, so that a
@@ -97,6 +101,7 @@ static int pt_file_page_src(struct petrel_fs *fs, struct petrel_fs_file *f, uint
     return pt_page_read(fs, blk, slot, payload);
 }
 
+#ifndef PETREL_FS_READONLY
 /* Copy page `slot` of src (or a zero page) into slot of dst. */
 static int pt_copy_page(struct petrel_fs *fs, uint32_t src, uint32_t dst, uint32_t slot)
 {
@@ -113,12 +118,16 @@ static int pt_copy_page(struct petrel_fs *fs, uint32_t src, uint32_t dst, uint32
     fs->rcache.block = PT_NULL;
     return pt_page_prog(fs, dst, slot, page);
 }
+#endif /* PETREL_FS_READONLY */
 
+#ifndef PETREL_FS_READONLY
 static int pt_bad(int err)
 {
     return err == -PT_EIO || err == -PT_ECORRUPT;
 }
+#endif /* PETREL_FS_READONLY */
 
+#ifndef PETREL_FS_READONLY
 /* The open block failed: move its pages [0, ob_next) to a fresh block. */
 static int pt_file_ob_move(struct petrel_fs *fs, struct petrel_fs_file *f)
 {
@@ -144,7 +153,9 @@ static int pt_file_ob_move(struct petrel_fs *fs, struct petrel_fs_file *f)
     }
     return -PT_ENOSPC; /* no good block found: the device is worn out */
 }
+#endif /* PETREL_FS_READONLY */
 
+#ifndef PETREL_FS_READONLY
 /* Program one page into the open block at slot (pages before it already written). */
 static int pt_file_ob_prog(struct petrel_fs *fs, struct petrel_fs_file *f, uint32_t slot,
                            uint8_t *page, int from_buf)
@@ -171,7 +182,9 @@ static int pt_file_ob_prog(struct petrel_fs *fs, struct petrel_fs_file *f, uint3
     }
     return -PT_ENOSPC; /* no good block found: the device is worn out */
 }
+#endif /* PETREL_FS_READONLY */
 
+#ifndef PETREL_FS_READONLY
 static int pt_file_pend(struct petrel_fs *fs, struct petrel_fs_file *f, uint32_t bi,
                         uint32_t blk)
 {
@@ -191,7 +204,9 @@ static int pt_file_pend(struct petrel_fs *fs, struct petrel_fs_file *f, uint32_t
     f->pend_n++;
     return 0;
 }
+#endif /* PETREL_FS_READONLY */
 
+#ifndef PETREL_FS_READONLY
 static int pt_file_close_ob(struct petrel_fs *fs, struct petrel_fs_file *f)
 {
     int err = 0;
@@ -205,7 +220,9 @@ static int pt_file_close_ob(struct petrel_fs *fs, struct petrel_fs_file *f)
     if (!err) f->ob_open = 0;
     return err;
 }
+#endif /* PETREL_FS_READONLY */
 
+#ifndef PETREL_FS_READONLY
 /* Whether slot of blk still reads as erased (so it may be programmed in place). */
 static int pt_slot_erased(struct petrel_fs *fs, uint32_t blk, uint32_t slot)
 {
@@ -218,7 +235,9 @@ static int pt_slot_erased(struct petrel_fs *fs, uint32_t blk, uint32_t slot)
         if (fs->rcache.buf[i] != (uint8_t)ev) return 0;
     return 1;
 }
+#endif /* PETREL_FS_READONLY */
 
+#ifndef PETREL_FS_READONLY
 /* Make the open block logical block bi, ready for a page at slot (or later). */
 static int pt_file_ob_open(struct petrel_fs *fs, struct petrel_fs_file *f, uint32_t bi,
                            uint32_t slot)
@@ -247,7 +266,9 @@ static int pt_file_ob_open(struct petrel_fs *fs, struct petrel_fs_file *f, uint3
     f->ob_open = 1;
     return 0;
 }
+#endif /* PETREL_FS_READONLY */
 
+#ifndef PETREL_FS_READONLY
 /* Program the page buffer as logical page p. */
 static int pt_file_prog_page(struct petrel_fs *fs, struct petrel_fs_file *f, uint64_t p)
 {
@@ -279,7 +300,9 @@ static int pt_file_prog_page(struct petrel_fs *fs, struct petrel_fs_file *f, uin
     f->buf_state = PT_BUF_CLEAN;
     return 0;
 }
+#endif /* PETREL_FS_READONLY */
 
+#ifndef PETREL_FS_READONLY
 /* Does the buffered page hold bytes that are not in the tree? */
 static int pt_file_buf_unsaved(struct petrel_fs *fs, const struct petrel_fs_file *f)
 {
@@ -287,7 +310,9 @@ static int pt_file_buf_unsaved(struct petrel_fs *fs, const struct petrel_fs_file
     if (f->buf_state == PT_BUF_DIRTY) return 1;
     return f->buf_state == PT_BUF_CLEAN && start >= f->tree_size && start < f->size;
 }
+#endif /* PETREL_FS_READONLY */
 
+#ifndef PETREL_FS_READONLY
 /* Make the page buffer hold logical page p. */
 static int pt_file_load(struct petrel_fs *fs, struct petrel_fs_file *f, uint64_t p)
 {
@@ -315,6 +340,7 @@ static int pt_file_load(struct petrel_fs *fs, struct petrel_fs_file *f, uint64_t
     f->buf_state = PT_BUF_CLEAN;
     return 0;
 }
+#endif /* PETREL_FS_READONLY */
 
 static int pt_check_flags(int flags)
 {
@@ -326,6 +352,7 @@ static int pt_check_flags(int flags)
     return 0;
 }
 
+#ifndef PETREL_FS_READONLY
 /* The file structure of an entry (docs/SPEC-FS.md §4): size, root, depth, tail length and,
  * for a file listing its blocks, the blocks after the first. */
 static uint32_t pt_reg_struct(uint8_t *p, uint64_t size, uint32_t root, uint8_t depth,
@@ -341,6 +368,7 @@ static uint32_t pt_reg_struct(uint8_t *p, uint64_t size, uint32_t root, uint8_t 
         pt_put_le32(p + n, direct[i - 1]);
     return n;
 }
+#endif /* PETREL_FS_READONLY */
 
 /* Open path; a created entry gets type (PETREL_FS_REG or a host type). */
 /* The page buffer and the room for buffered tree updates: from the configuration, else
@@ -388,11 +416,15 @@ static int pt_file_open_typed(struct petrel_fs *fs, struct petrel_fs_file *file,
     struct pt_lookup lk;
     int err = pt_check_flags(flags);
     if (err) return err;
+#ifdef PETREL_FS_READONLY
+    if (flags & (PETREL_O_WRONLY | PETREL_O_CREAT | PETREL_O_TRUNC)) return -PT_EROFS;
+#else
     /* a writer commits (create, sync, close): the session is dirty before its lookup */
     if (flags & (PETREL_O_WRONLY | PETREL_O_CREAT)) {
         err = pt_mstate_mark_dirty(fs);
         if (err) return err;
     }
+#endif
     err = pt_lookup(fs, path, &lk, -1);
     if (err) return err;
     if (lk.is_root) return -PT_EISDIR;
@@ -408,6 +440,7 @@ static int pt_file_open_typed(struct petrel_fs *fs, struct petrel_fs_file *file,
     file->type = lk.exists == 1 ? lk.e.type : type;
     err = pt_file_buffers(fs, file, fcfg);
     if (err) return err;
+#ifndef PETREL_FS_READONLY
     if (lk.exists != 1) {
         uint8_t ent[PT_ENTRY_FIXED], reg[PT_REGSTRUCT_MAX];
         struct pt_rec r;
@@ -433,7 +466,9 @@ static int pt_file_open_typed(struct petrel_fs *fs, struct petrel_fs_file *file,
             if (!err && lk.exists != 1) err = -PT_ENOENT;
             if (err) goto fail;
         }
-    } else {
+    } else
+#endif
+    {
         file->size = lk.e.size;
         file->root = lk.e.root;
         file->depth = lk.e.depth;
@@ -485,6 +520,7 @@ int petrel_fs_file_opencfg(struct petrel_fs *fs, struct petrel_fs_file *file, co
     return pt_file_open_typed(fs, file, path, flags, fcfg, PETREL_FS_REG);
 }
 
+#ifndef PETREL_FS_READONLY
 int petrel_fs_mknod(struct petrel_fs *fs, const char *path, uint8_t type)
 {
     PT_REQUIRE_MOUNTED(fs);
@@ -496,6 +532,7 @@ int petrel_fs_mknod(struct petrel_fs *fs, const char *path, uint8_t type)
     if (err) return err;
     return petrel_fs_file_close(fs, &file);
 }
+#endif /* PETREL_FS_READONLY */
 
 int petrel_fs_file_open(struct petrel_fs *fs, struct petrel_fs_file *file, const char *path,
                         int flags)
@@ -536,6 +573,7 @@ int64_t petrel_fs_file_read(struct petrel_fs *fs, struct petrel_fs_file *f, void
     return (int64_t)done;
 }
 
+#ifndef PETREL_FS_READONLY
 int64_t petrel_fs_file_write(struct petrel_fs *fs, struct petrel_fs_file *f, const void *buf,
                              uint64_t size)
 {
@@ -571,6 +609,7 @@ int64_t petrel_fs_file_write(struct petrel_fs *fs, struct petrel_fs_file *f, con
     }
     return (int64_t)done;
 }
+#endif /* PETREL_FS_READONLY */
 
 int64_t petrel_fs_file_seek(struct petrel_fs *fs, struct petrel_fs_file *f, int64_t off,
                             int whence)
@@ -605,6 +644,7 @@ int64_t petrel_fs_file_size(struct petrel_fs *fs, struct petrel_fs_file *f)
     return (int64_t)f->size;
 }
 
+#ifndef PETREL_FS_READONLY
 int petrel_fs_file_truncate(struct petrel_fs *fs, struct petrel_fs_file *f, uint64_t size)
 {
     PT_REQUIRE_MOUNTED(fs);
@@ -660,7 +700,9 @@ fail:
     f->error = err;
     return err;
 }
+#endif /* PETREL_FS_READONLY */
 
+#ifndef PETREL_FS_READONLY
 int petrel_fs_file_sync(struct petrel_fs *fs, struct petrel_fs_file *f)
 {
     PT_REQUIRE_MOUNTED(fs);
@@ -751,14 +793,17 @@ fail:
     if (err != -PT_ENOSPC) f->error = err;
     return err;
 }
+#endif /* PETREL_FS_READONLY */
 
 int petrel_fs_file_close(struct petrel_fs *fs, struct petrel_fs_file *f)
 {
     PT_REQUIRE_MOUNTED(fs);
     int err = 0;
+#ifndef PETREL_FS_READONLY
     if (pt_file_writable(f)) {
         err = f->error ? f->error : petrel_fs_file_sync(fs, f);
     }
+#endif
     pt_handle_unlink(fs, &f->h);
 #ifndef PETREL_FS_NO_MALLOC
     if (f->buf_alloc) free(f->buf);

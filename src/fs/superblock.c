@@ -139,6 +139,7 @@ static int pt_fs_init(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
     return 0;
 }
 
+#ifndef PETREL_FS_READONLY
 static uint32_t pt_sb_encode(uint8_t *p, const struct petrel_fs *fs)
 {
     memcpy(p, pt_magic, sizeof(pt_magic));
@@ -194,6 +195,7 @@ int petrel_fs_format(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
     pt_fs_free(fs);
     return err;
 }
+#endif /* PETREL_FS_READONLY */
 
 /* Walk the thread: XOR of global-state deltas and commit CRCs, highest directory id. */
 static int pt_mount_walk(struct petrel_fs *fs, uint64_t *crc_seed)
@@ -291,6 +293,17 @@ int petrel_fs_mount(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
     }
     fs->gpending = fs->gstate;
     fs->seed = seed ^ cfg->seed_mix;
+#ifdef PETREL_FS_READONLY
+    /* no repair here: an image that needs one is refused (fs.h) */
+    if (fs->gstate.move_pending || fs->gstate.orphans) {
+        petrel_log(PT_LOG_WARN, "fs", "image needs a repair (%s): mount it writable first",
+                   fs->gstate.move_pending ? "a rename is half done" : "orphans");
+        err = -PT_EROFS;
+        goto fail;
+    }
+    fs->readonly = 1;
+    fs->mounted = 1;
+#else
     pt_alloc_init(fs);
     fs->mounted = 1;
     if (fs->gstate.move_pending || fs->gstate.orphans) {
@@ -303,6 +316,7 @@ int petrel_fs_mount(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
         }
     }
     pt_alloc_ack(fs);
+#endif
     return 0;
 fail:
     pt_fs_free(fs);
@@ -313,8 +327,12 @@ int petrel_fs_unmount(struct petrel_fs *fs)
 {
     int err;
     PT_REQUIRE_MOUNTED(fs);
+#ifdef PETREL_FS_READONLY
+    err = 0; /* nothing was written: nothing to sync or record */
+#else
     err = pt_sync(fs);
     if (!err) err = pt_mstate_mark_clean(fs);
+#endif
     pt_fs_free(fs);
     fs->mounted = 0;
     fs->handles = NULL;
