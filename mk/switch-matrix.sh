@@ -14,6 +14,13 @@
 #   firmware   all of the above with the 64-byte CRC-32C table and no hardware CRC: what
 #              `make size` measures (minus PETREL_FS_NO_MALLOC, which the tests cannot take:
 #              they open files without buffers; examples/spi_nor runs with it).
+#   readonly   firmware plus PETREL_FS_READONLY (what `make size` measures as text-readonly):
+#              the fs tests write, so instead tests/firmware/readonly/readonly_images.c, built with
+#              the default engine, writes images (clean, cut session, renames cut at every
+#              program) and, built with this variant, reads them back byte for byte, checks
+#              the refusals and that nothing is programmed or erased; no object defines a
+#              write function, and the reader linked with --gc-sections keeps no commit,
+#              allocator, repair or mount-state marking function.
 # usage: mk/switch-matrix.sh BUILD CC "CFLAGS" "LDFLAGS" "LIBS"   (make switch-matrix passes them)
 # Prints "switch-variant NAME ok|FAILED" per variant and "N passed, N failed" at the end.
 set -u
@@ -23,7 +30,13 @@ variants=(
     "no-assert:-DPETREL_NO_ASSERT"
     "no-check:-DPETREL_FS_NO_CHECK"
     "firmware:-DPETREL_NO_LOG -DPETREL_NO_ASSERT -DPETREL_FS_NO_CHECK -DPETREL_CRC32C_NO_HW -DPETREL_CRC32C_TABLE_BYTES=64"
+    "readonly:-DPETREL_FS_READONLY -DPETREL_NO_LOG -DPETREL_NO_ASSERT -DPETREL_FS_NO_CHECK -DPETREL_CRC32C_NO_HW -DPETREL_CRC32C_TABLE_BYTES=64"
 )
+# Functions of the write path: not defined (public ones) or not reachable (the rest) in the
+# read-only variant.
+ro_public='petrel_fs_(format|mkdir|remove|rename|mknod|file_write|file_truncate|file_sync|setattr|removeattr)'
+ro_internal='pt_(fs_commit|mdir_commit|commit_raw|alloc|alloc_init|fs_repair|mstate_mark_dirty|mstate_mark_clean|tree_apply|index_change|page_prog|sync)'
+
 slow='^(powerloss_|wear_out_|model_matrix|model_random_ops_cuts_flips_(emmc|nand|nor1)|'
 slow+='model_random_ops_cuts_flips$|fs_random_overwrites|corrupt_damaged)'
 # Cases that read the engine's log messages: they cannot pass without a log (no-log variants).
@@ -53,6 +66,13 @@ symbols_check() { # $1 dir, $2 flags: what the switches promise, from the object
             fi
         done ;;
     esac
+    case $flags in *PETREL_FS_READONLY*)
+        if nm "$dir"/*.o | grep -Eq " T $ro_public\$"; then
+            echo "a write function is built with PETREL_FS_READONLY:"
+            nm "$dir"/*.o | grep -E " T $ro_public\$"
+            bad=1
+        fi ;;
+    esac
     case $flags in *PETREL_FS_NO_CHECK*)
         if nm "$dir/check.o" | grep -q ' T petrel_fs_check'; then
             echo "check.o defines petrel_fs_check with PETREL_FS_NO_CHECK"
@@ -73,7 +93,7 @@ run_variant() { # $1 name, $2 flags; prints one line, returns 0 when everything 
     for src in $engine_srcs; do
         obj=$dir/$(basename "$src" .c).o
         # shellcheck disable=SC2086
-        $cc $cflags $flags -c "$src" -o "$obj" || ok=0
+        $cc $cflags $flags -ffunction-sections -c "$src" -o "$obj" || ok=0
         objs="$objs $obj"
     done
     if [ $ok = 1 ]; then
@@ -83,6 +103,10 @@ run_variant() { # $1 name, $2 flags; prints one line, returns 0 when everything 
         oracle=$dir/check-oracle.o
         objcopy --localize-symbol=pt_traverse --localize-symbol=petrel_fs_traverse \
             --localize-symbol=petrel_fs_usage "$build/obj/src/fs/check.o" "$oracle" || ok=0 ;;
+    esac
+    case $flags in *PETREL_FS_READONLY*)
+        run_readonly "$name" "$dir" "$flags" "$objs" $ok
+        return ;;
     esac
     if [ $ok = 1 ]; then
         # The variant's objects come first, so no archive member of the default build is used
@@ -99,6 +123,38 @@ run_variant() { # $1 name, $2 flags; prints one line, returns 0 when everything 
     fi
     if [ $ok = 1 ]; then
         echo "switch-variant $name ok: fs $(tail -n 1 "$dir/fs.log")"
+        return 0
+    fi
+    echo "switch-variant $name FAILED (logs in $dir)"
+    return 1
+}
+
+run_readonly() { # $1 name, $2 dir, $3 flags, $4 objects, $5 ok so far
+    local name=$1 dir=$2 flags=$3 objs=$4 ok=$5 src=tests/firmware/readonly/readonly_images.c bad
+    if [ "$ok" = 1 ]; then
+        mkdir -p "$dir/images"
+        # shellcheck disable=SC2086
+        { $cc $cflags -c "$src" -o "$dir/writer.o" &&
+            $cc $ldflags -o "$dir/writer" "$dir/writer.o" "$build/libpetrel_fs.a" \
+                "$build/libpetrel_common.a" $libs &&
+            $cc $cflags $flags -c "$src" -o "$dir/reader.o" &&
+            $cc $ldflags -Wl,--gc-sections -o "$dir/reader" "$dir/reader.o" $objs \
+                "$build/libpetrel_common.a" $libs; } || ok=0
+    fi
+    if [ "$ok" = 1 ]; then
+        bad=$(nm "$dir/reader" | grep -E " [Tt] $ro_internal(\.[a-z0-9.]+)?\$")
+        if [ -n "$bad" ]; then
+            echo "the read-only reader keeps write-path functions:"
+            echo "$bad"
+            ok=0
+        fi
+    fi
+    if [ "$ok" = 1 ]; then
+        { "$dir/writer" write "$dir/images" && "$dir/reader" read "$dir/images"; } \
+            > "$dir/readonly.log" 2>&1 || { ok=0; tail -n 5 "$dir/readonly.log"; }
+    fi
+    if [ "$ok" = 1 ]; then
+        echo "switch-variant $name ok: $(tail -n 1 "$dir/readonly.log")"
         return 0
     fi
     echo "switch-variant $name FAILED (logs in $dir)"

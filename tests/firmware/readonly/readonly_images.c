@@ -259,7 +259,7 @@ static void mount_image(const char *dir, const char *name)
 
 static int read_images(const char *dir)
 {
-    char name[32];
+    char name[512];
     long n, refused = 0, mounted = 0, moved = 0;
     int err;
     progs = erases = 0;
