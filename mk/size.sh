@@ -7,7 +7,10 @@
 # one line per figure, "size NAME VALUE<=LIMIT ok|over":
 #   text-full      engine bytes (.text, .rodata, .data) kept in the image; limit 18,800 B
 #                  (1.2 x littlefs v2.11's 15,638 B for the same app)
-#   text-readonly  n/a (no read-only switch yet: the reason is printed)
+#   text-readonly  engine bytes kept in a reader-only app (the example built with
+#                  EXAMPLE_READ_ONLY: mount, list, open for reading, read, unmount) with the
+#                  engine compiled with PETREL_FS_READONLY as well; limit 6,900 B (1.2 x
+#                  littlefs's LFS_READONLY build, 5,716 B)
 #   stack-worst    deepest stack from main over the call graph (-fstack-usage and
 #                  -fcallgraph-info, mk/firmware_size.py); limit 2,048 B
 #   frame-max      largest frame of an engine function; limit 512 B
@@ -68,24 +71,28 @@ measure() { # cpu
     case $? in 0) ;; 1) status=1 ;; *) cat "$dir/figures.txt"; return 2 ;; esac
     sed -n '/^size text-full/,/^size stack-worst/p' "$dir/figures.txt" | sed '$d'
     # A reader-only app (mount, list, open for reading, read, unmount: the example built with
-    # EXAMPLE_READ_ONLY) links what of the engine without a read-only switch.
+    # EXAMPLE_READ_ONLY) over the engine built with PETREL_FS_READONLY.
+    local reader robjs="" rflags="$flags -DPETREL_FS_READONLY"
     mkdir -p "$dir/reader"
-    # shellcheck disable=SC2086
-    (cd "$dir/reader" && arm-none-eabi-gcc $flags -DEXAMPLE_READ_ONLY \
-        -c "$here/examples/spi_nor/spi_nor.c" -o spi_nor.o) || return 2
+    for f in $engine_srcs "$here/examples/spi_nor/spi_nor.c"; do
+        # shellcheck disable=SC2086
+        (cd "$dir/reader" && arm-none-eabi-gcc $rflags -DEXAMPLE_READ_ONLY -c "$f" \
+            -o "$(basename "$f" .c).o") || return 2
+        robjs+=" $dir/reader/$(basename "$f" .c).o"
+    done
     # shellcheck disable=SC2086
     arm-none-eabi-gcc -mthumb -mcpu="$cpu" --specs=nano.specs --specs=nosys.specs \
         -Wl,--gc-sections -Wl,-Map="$dir/reader/reader.map" -o "$dir/reader/reader.elf" \
-        "$dir/reader/spi_nor.o" ${objs/ $dir\/spi_nor.o/} || return 2
-    local reader
-    reader=$(python3 "$here/mk/firmware_size.py" --dir "$dir/reader" --map "$dir/reader/reader.map" \
-        --root main --readelf arm-none-eabi-readelf --engine "$engine" | awk '/^size text-full/ { print $3 }')
-    echo "size text-readonly n/a: no read-only switch yet: compiling the write path out needs" \
-        "#if lines through mdir.c, dir.c, file.c, attr.c, gstate.c, mstate.c and superblock.c," \
-        "and mount itself reaches the write path (it finishes" \
-        "half-done renames and reclaims orphans)"
-    echo "  a reader-only app (mount, list, open for reading, read, unmount) links $reader B" \
-        "of the engine today (limit for the switch: 6900)"
+        $robjs || return 2
+    python3 "$here/mk/firmware_size.py" --dir "$dir/reader" --map "$dir/reader/reader.map" \
+        --root main --readelf arm-none-eabi-readelf --engine "$engine" \
+        --text-limit 6900 --stack-limit 2048 --frame-limit 512 > "$dir/reader/figures.txt"
+    case $? in 0 | 1) ;; *) cat "$dir/reader/figures.txt"; return 2 ;; esac
+    reader=$(awk '/^size text-full/ { split($3, a, "<="); print a[1] }' "$dir/reader/figures.txt")
+    figure text-readonly "$reader" 6900
+    sed -n '/^size text-full/,/^size stack-worst/p' "$dir/reader/figures.txt" | sed '1d;$d'
+    echo "  (PETREL_FS_READONLY and the switches above; the reader's own worst stack:" \
+        "$(awk '/^size stack-worst/ { split($3, a, "<="); print a[1] }' "$dir/reader/figures.txt") B)"
     sed -n '/^size stack-worst/,$p' "$dir/figures.txt"
     # No malloc and no printf family in the image.
     if arm-none-eabi-nm "$dir/example.elf" | grep -Eq ' T (malloc|_malloc_r|free)$'; then

@@ -422,7 +422,9 @@ int petrel_fs_format(struct petrel_fs *fs, const struct petrel_fs_config *cfg);
  * Errors: -PT_ECORRUPT (no valid superblock: not a petrel image or destroyed), -PT_EVERSION
  * (another major format, e.g. a 2.x image: its version is left in fs->image_version and
  * logged at info level as "image format 2.0, this engine reads 3.x"), -PT_EINVAL
- * (configuration does not match the image), -PT_EIO, -PT_ENOMEM. On failure fs is left
+ * (configuration does not match the image), -PT_EIO, -PT_ENOMEM, and with
+ * PETREL_FS_READONLY -PT_EROFS (the image needs a repair: a half-done rename or orphans; the
+ * read-only build never writes, see the build switches above). On failure fs is left
  * unmounted.
  */
 int petrel_fs_mount(struct petrel_fs *fs, const struct petrel_fs_config *cfg);
