@@ -58,7 +58,7 @@ trap stop INT TERM HUP PIPE
 if "$P" cluster --help >/dev/null 2>&1 && "$P" registry --help >/dev/null 2>&1; then
     log="$var/cluster.log"
     : > "$log"
-    "$P" cluster start --dir "$var/cluster" >"$log" 2>&1 &
+    "$P" cluster start --dir "$var/cluster" --http 127.0.0.1:0 >"$log" 2>&1 &
     cluster_pid=$!
     addr=
     i=0
@@ -80,9 +80,11 @@ if "$P" cluster --help >/dev/null 2>&1 && "$P" registry --help >/dev/null 2>&1; 
     say ""
     say "Petrel: a local cluster is running (data in $var/cluster), mounted at $mnt"
     say "  registry:   $addr"
+    page=$(grep -o 'status page http://[0-9.]*:[0-9]*/' "$log" | head -n 1 | sed 's/^status page //')
+    [ -n "$page" ] && say "  status:     $page  (metrics at /metrics of each server)"
     say "Try:"
     if "$P" cdc --help >/dev/null 2>&1; then
-        say "  cp -r ./docs $mnt/                    # files are written once, linked on close"
+        say "  cp -r ./docs $mnt/; echo note >> $mnt/docs/CLI.md   # a change becomes a new version"
         say "  ls -l $mnt/docs; cat $mnt/docs/CLI.md"
         say "  $P cp -r ./src $addr/src"
     else

@@ -36,6 +36,20 @@ if grep -q '^Petrel:' run.out && mountpoint -q mnt; then
     while [ $SECONDS -lt $deadline ]; do got=$(cat mnt/hello 2>/dev/null) && [ -n "$got" ] && break; sleep 0.05; done
     expect_eq "file through ./mnt" "written through make run" "$got"
     grep -q '^Try:' run.out && pass "prints what to try" || fail "prints what to try" "$(cat run.out)"
+    # The status page it prints answers (the registry's HTTP view, docs/OPERATIONS.md).
+    page=$(grep -o 'status: *http://[0-9.]*:[0-9]*/' run.out | head -n 1 | sed 's/^status: *//')
+    if [ -n "$page" ]; then
+        pass "prints the status page"
+        hp=${page#http://}; hp=${hp%/}
+        body=$(timeout 10 bash -c 'exec 3<>"/dev/tcp/${1%:*}/${1##*:}" &&
+            printf "GET / HTTP/1.0\r\nHost: %s\r\n\r\n" "$1" >&3 && cat <&3' _ "$hp" 2>/dev/null || true)
+        case "$body" in
+        *"<html"*) pass "the status page answers" ;;
+        *) fail "the status page answers" "$page: $(printf '%s' "$body" | head -c 200)" ;;
+        esac
+    else
+        fail "prints the status page" "$(cat run.out)"
+    fi
 else
     fail "make run mounts ./mnt" "$(tail -n 20 run.out)"
 fi
