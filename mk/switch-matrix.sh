@@ -150,7 +150,9 @@ run_readonly() { # $1 name, $2 dir, $3 flags, $4 objects, $5 ok so far
         fi
     fi
     if [ "$ok" = 1 ]; then
-        { "$dir/writer" write "$dir/images" && "$dir/reader" read "$dir/images"; } \
+        # the writer cuts the power by forgetting a mounted fs: its buffers leak (ASan builds)
+        { ASAN_OPTIONS=detect_leaks=0 "$dir/writer" write "$dir/images" &&
+            "$dir/reader" read "$dir/images"; } \
             > "$dir/readonly.log" 2>&1 || { ok=0; tail -n 5 "$dir/readonly.log"; }
     fi
     if [ "$ok" = 1 ]; then
