@@ -44,7 +44,9 @@ san=""
 ${CC:-cc} -std=c99 -Wall -Wextra -Werror -DEXAMPLE_REPORT $cflags examples/spi_nor/spi_nor.c \
     $libs $san -o "$tmp/spi_nor" > "$tmp/cc.out" 2>&1
 check "the example builds against the installed library through pkg-config" test $? = 0
-"$tmp/spi_nor" > "$tmp/run.out" 2>&1
+# The example cuts the power by forgetting a mounted filesystem; with the installed (malloc)
+# library that leaves the mount's tables allocated, which is the power cut, not a leak.
+ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 "$tmp/spi_nor" > "$tmp/run.out" 2>&1
 check "the example built from the installed library runs" test $? = 0
 nm -u "$tmp/prefix/lib/libpetrel-fs.a" 2> /dev/null | awk '{ print $2 }' | sort -u > "$tmp/lib-undef"
 check "the library refers to no cluster dependency" \
