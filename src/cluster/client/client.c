@@ -1788,6 +1788,20 @@ static int read_blocks(struct petrel_client *c, uint64_t file, const struct pt_s
 static int read_id(struct petrel_client *c, const char *path, uint64_t id, uint64_t offset,
                    uint64_t len, petrel_write_fn write, void *ctx, uint64_t *got);
 
+/* Deliver [from, from+count) of one span of file id by its storage kind: inline (its CRC
+ * checked), Reed-Solomon (label names the file in errors), or mirrored through buf[cap]. */
+static int read_span_range(struct petrel_client *c, const char *label, uint64_t id,
+                           const struct pt_span *s, uint32_t from, uint32_t count, uint8_t *buf,
+                           uint32_t cap, petrel_write_fn write, void *ctx)
+{
+    if (s->storage == PT_STORAGE_INLINE) {
+        if (petrel_crc32c(0, s->inline_data, s->inline_len) != s->crc) return -PT_ECORRUPT;
+        return write(ctx, s->inline_data + from, count);
+    }
+    if (s->storage == PT_STORAGE_RS) return read_rs(c, label, id, s, from, count, write, ctx);
+    return read_blocks(c, id, s, from, count, buf, cap, write, ctx);
+}
+
 int petrel_client_read(struct petrel_client *c, const char *path, uint64_t offset, uint64_t len,
                        petrel_write_fn write, void *ctx, uint64_t *got)
 {
@@ -1857,16 +1871,7 @@ static int read_id(struct petrel_client *c, const char *path, uint64_t id, uint6
             }
             from = (uint32_t)(pos - s.offset);
             count = (uint32_t)(PT_MIN(s_end, end) - pos);
-            if (s.storage == PT_STORAGE_INLINE) {
-                if (petrel_crc32c(0, s.inline_data, s.inline_len) != s.crc)
-                    rc = -PT_ECORRUPT;
-                else
-                    rc = write(ctx, s.inline_data + from, count);
-            } else if (s.storage == PT_STORAGE_RS) {
-                rc = read_rs(c, path, id, &s, from, count, write, ctx);
-            } else {
-                rc = read_blocks(c, id, &s, from, count, buf, cap, write, ctx);
-            }
+            rc = read_span_range(c, path, id, &s, from, count, buf, cap, write, ctx);
             if (rc == 0) {
                 pos += count;
                 delivered += count;
@@ -2063,18 +2068,13 @@ int pt_client_read_span(struct petrel_client *c, uint64_t file, const struct pt_
                         uint32_t from, uint32_t count, petrel_write_fn write, void *ctx)
 {
     char label[40];
-    uint8_t *buf;
+    uint8_t *buf = NULL;
     int rc;
-    if (s->storage == PT_STORAGE_INLINE) {
-        if (petrel_crc32c(0, s->inline_data, s->inline_len) != s->crc) return -PT_ECORRUPT;
-        return write(ctx, s->inline_data + from, count);
-    }
-    if (s->storage == PT_STORAGE_RS) {
-        snprintf(label, sizeof(label), "inode %016llx", (unsigned long long)file);
-        return read_rs(c, label, file, s, from, count, write, ctx);
-    }
-    if (!(buf = malloc(READ_PIECE))) return -PT_ENOMEM;
-    rc = read_blocks(c, file, s, from, count, buf, READ_PIECE, write, ctx);
+    snprintf(label, sizeof(label), "inode %016llx", (unsigned long long)file);
+    if (s->storage != PT_STORAGE_INLINE && s->storage != PT_STORAGE_RS &&
+        !(buf = malloc(READ_PIECE)))
+        return -PT_ENOMEM;
+    rc = read_span_range(c, label, file, s, from, count, buf, READ_PIECE, write, ctx);
     free(buf);
     return rc;
 }
