@@ -325,8 +325,9 @@ static void handle(void *ctx, struct pt_request *req)
         return;
     }
     if (q.op == PT_SHARD_EXPIRE || q.op == PT_SHARD_FORGET_FILE || q.op == PT_SHARD_REPLACE_BLOCK ||
-        q.op == PT_SHARD_FORGET_DROPPED) {
-        pt_request_reply_error(req, -PT_EPERM, "expiry and collection are driven by the leader",
+        q.op == PT_SHARD_FORGET_DROPPED || q.op == PT_SHARD_COMPACT_CHANGE) {
+        pt_request_reply_error(req, -PT_EPERM,
+                               "expiry, collection and compaction are driven by the leader",
                                NULL);
         return;
     }
