@@ -466,11 +466,20 @@ static int upload_range(struct petrel_change *ch, uint64_t start, uint64_t end, 
 static int change_upload(struct petrel_change *ch)
 {
     uint32_t max = pt_client_span_size(ch->c);
-    uint64_t tail;
+    uint64_t tail, size_before = ch->base_size;
     uint8_t *buf;
-    size_t i, last = 0, n = ch->n_spans;
+    size_t i, last = 0, n;
     int have_kept = 0, rc;
     unsigned char *keep;
+    /* The change file starts with the span records the file has when it is made: the same
+     * bytes as the version this change opened (OPEN_CHANGE checks the version), but a
+     * background compaction (shard_compact.c) may have merged spans since, so the plan below
+     * works on the change file's own records. */
+    if (!ch->change) {
+        if ((rc = change_make(ch)) != 0 || (rc = spans_load(ch, ch->change)) != 0) return rc;
+        if (ch->base_size != size_before) return -PT_ECORRUPT;
+    }
+    n = ch->n_spans;
     if (!(keep = calloc(n ? n : 1, 1))) return -PT_ENOMEM;
     for (i = 0; i < n; i++) {
         uint64_t a = ch->spans[i].offset, e = a + ch->spans[i].size;

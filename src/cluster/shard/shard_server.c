@@ -19,6 +19,7 @@
 #include "cluster/proto/blocks_msg.h"
 #include "cluster/proto/shard_msgs.h"
 #include "cluster/replica/node.h"
+#include "cluster/shard/shard_compact.h"
 #include "cluster/shard/shard_fsm.h"
 #include "cluster/shard/shard_repair.h"
 #include "cluster/shard/shard_sm.h"
@@ -68,6 +69,7 @@ struct shard_service {
     uint64_t last_gc_ms, gc_cursor;
     int gc_running;
     struct pt_shard_repair repair;
+    struct pt_shard_compact compact;
     uint64_t started_ms; /* wall clock at start-up */
     struct pt_metric *m_gc_rounds, *m_gc_files; /* GC progress (NULL: no metrics) */
     uint8_t reply[PT_SHARD_MSG_MAX + 4];
@@ -183,6 +185,13 @@ static int choose_services(struct shard_service *s, struct pt_shard_req *q, unsi
                                                                                : -PT_ENOSPC;
     q->n_services = (uint8_t)copies;
     return 0;
+}
+
+/* Compaction's placement of a merged mirrored span: the same as a writer's. */
+static int compact_place(void *ctx, struct pt_shard_req *q, unsigned copies)
+{
+    q->n_services = 0;
+    return choose_services(ctx, q, copies);
 }
 
 /*
@@ -554,6 +563,7 @@ static void tick(void *ctx)
         gc_start(s, now);
     }
     pt_shard_repair_tick(&s->repair, now);
+    pt_shard_compact_tick(&s->compact, now);
     if (now - s->last_expire_ms < EXPIRE_EVERY_MS) return;
     s->last_expire_ms = now;
     propose_own(s, PT_SHARD_EXPIRE, 0);
@@ -581,6 +591,21 @@ static void metrics_collect(void *ctx)
                   (double)s->repair.nstale);
     pt_metric_set(pt_metrics_gauge(m, "petrel_gc_running", "", "1 while a GC round is in flight"),
                   s->gc_running ? 1 : 0);
+    pt_metric_set(pt_metrics_counter(m, "petrel_compact_runs_total", "",
+                                     "Runs of small spans this replica merged and swapped in"),
+                  (double)s->compact.runs);
+    pt_metric_set(pt_metrics_counter(m, "petrel_compact_spans_merged_total", "",
+                                     "Small spans replaced by merged spans (this replica)"),
+                  (double)s->compact.spans_merged);
+    pt_metric_set(pt_metrics_counter(m, "petrel_compact_bytes_total", "",
+                                     "Bytes rewritten by compaction (this replica)"),
+                  (double)s->compact.bytes_rewritten);
+    pt_metric_set(pt_metrics_counter(m, "petrel_compact_stale_total", "",
+                                     "Compactions a concurrent change of the file won"),
+                  (double)s->compact.stale);
+    pt_metric_set(pt_metrics_counter(m, "petrel_compact_failures_total", "",
+                                     "Compactions that could not finish (retried later)"),
+                  (double)s->compact.failed);
 }
 
 int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned err_cap)
@@ -630,6 +655,12 @@ int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned e
     pt_shard_repair_init(&s->repair, s->node, &s->sm, cfg->repair_rate, cfg->repair_stale_ms,
                          pt_prng_next(&s->prng));
     s->repair.paused = cfg->no_repair;
+    pt_shard_compact_init(&s->compact, s->node, &s->sm, compact_place, s,
+                          cfg->compact_off ? 0
+                          : cfg->compact_below ? cfg->compact_below
+                                               : PT_COMPACT_BELOW_DEFAULT,
+                          cfg->compact_rate ? cfg->compact_rate : PT_COMPACT_RATE_DEFAULT,
+                          pt_prng_next(&s->prng));
     s->m_gc_rounds = pt_metrics_counter(pt_node_metrics(s->node), "petrel_gc_rounds_total", "",
                                         "GC rounds finished by this replica as leader");
     s->m_gc_files = pt_metrics_counter(pt_node_metrics(s->node), "petrel_gc_files_total", "",
@@ -637,6 +668,7 @@ int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned e
     pt_metrics_on_collect(pt_node_metrics(s->node), metrics_collect, s);
     rc = pt_node_run(s->node);
     pt_shard_repair_close(&s->repair);
+    pt_shard_compact_close(&s->compact);
     pt_shard_sm_close(&s->sm);
     free(s);
     return rc;

@@ -2924,6 +2924,102 @@ int pt_shard_sm_gc_dropped(struct pt_shard_sm *sm, uint64_t now, struct pt_gc_bl
     return rc == 0 || rc == MDB_NOTFOUND ? (int)n : map_mdb(rc);
 }
 
+/* The run being built by pt_shard_sm_compact_find: whether span s may join it. */
+static int compact_fits(const struct pt_compact_run *r, const struct pt_span *s, uint32_t below,
+                        uint32_t max, size_t inline_used)
+{
+    uint64_t end = r->n ? r->offset + r->size : s->offset;
+    uint32_t limit = max;
+    if (!s->certified || s->size == 0 || s->size >= below || s->offset != end) return 0;
+    if (s->storage != PT_STORAGE_INLINE && s->storage != PT_STORAGE_MIRRORED) return 0;
+    if (r->n == PT_COMPACT_RUN_MAX) return 0;
+    if (s->storage == PT_STORAGE_INLINE && inline_used + s->size > PT_INLINE_MAX) return 0;
+    /* A run with no mirrored span merges into an inline span. */
+    if (s->storage == PT_STORAGE_INLINE && r->copies == 0) limit = PT_INLINE_MAX;
+    return (uint64_t)r->size + s->size <= limit;
+}
+
+int pt_shard_sm_compact_find(struct pt_shard_sm *sm, uint32_t below, uint32_t max,
+                             unsigned min_run, unsigned budget, uint64_t *cursor,
+                             struct pt_compact_run *run)
+{
+    MDB_txn *t;
+    MDB_cursor *cur;
+    uint8_t k[16];
+    MDB_val key = {16, k}, val;
+    uint64_t file = 0;
+    size_t inline_used = 0;
+    int linked = 0, found = 0, rc;
+    unsigned seen = 0;
+    if (min_run < 2) min_run = 2;
+    memset(run, 0, sizeof(*run));
+    if ((rc = read_cursor(sm, sm->spans, &t, &cur)) != 0) return rc;
+    span_key(k, *cursor, 0);
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0 && !found;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        struct pt_cursor c;
+        struct pt_span s;
+        uint64_t f;
+        if (key.mv_size != 16) continue;
+        f = key_get_be64(key.mv_data);
+        if (f != file || seen == 0) {
+            struct inode_rec ir;
+            if (run->n >= min_run) { /* the last file's run ended with it */
+                found = 1;
+                break;
+            }
+            if (seen >= budget) { /* the next look starts at this file */
+                *cursor = f;
+                break;
+            }
+            file = f;
+            *cursor = f;
+            run->n = 0;
+            run->size = 0;
+            run->copies = 0;
+            inline_used = 0;
+            linked = inode_get(sm, t, f, &ir) == 0 && ir.type == PT_TYPE_FILE &&
+                     ir.state == PT_FILE_LINKED;
+            run->file = f;
+            run->version = linked ? ir.version : 0;
+        }
+        seen++;
+        if (!linked) continue;
+        pt_cursor_init(&c, val.mv_data, val.mv_size);
+        if (pt_span_decode(&c, &s) != 0) continue;
+        if (!compact_fits(run, &s, below, max, inline_used)) {
+            if (run->n >= min_run) {
+                found = 1;
+                break;
+            }
+            run->n = 0;
+            run->size = 0;
+            run->copies = 0;
+            inline_used = 0;
+            if (!compact_fits(run, &s, below, max, 0)) continue;
+        }
+        if (run->n == 0) run->offset = s.offset;
+        if (s.storage == PT_STORAGE_INLINE) {
+            memcpy(run->inline_bytes + inline_used, s.inline_data, s.size);
+            s.inline_data = run->inline_bytes + inline_used;
+            inline_used += s.size;
+        } else if ((unsigned)s.parity + 1u > run->copies) {
+            run->copies = (unsigned)s.parity + 1u;
+        }
+        s.cell_crcs = NULL;
+        run->spans[run->n++] = s;
+        run->size += s.size;
+    }
+    if (!found && run->n >= min_run && (rc == 0 || rc == MDB_NOTFOUND)) found = 1;
+    if (!found && rc == MDB_NOTFOUND) *cursor = 0; /* the end: start again */
+    else if (found) *cursor = run->file + 1;      /* the file's next run in a later look */
+    mdb_cursor_close(cur);
+    mdb_txn_abort(t);
+    if (rc && rc != MDB_NOTFOUND && !found) return map_mdb(rc);
+    if (!found) memset(run, 0, sizeof(*run));
+    return found;
+}
+
 int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **out, size_t *out_len)
 {
     MDB_dbi *tables[12] = {&sm->inodes,  &sm->dirents,   &sm->spans,     &sm->blockidx,
