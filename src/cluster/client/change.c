@@ -27,7 +27,6 @@
 
 #define CHANGE_PIECE (1u << 20)           /* reads are delivered in pieces of this */
 #define CHANGE_DEFAULT_LIMIT (64ull << 20) /* staged bytes before a spill */
-#define CHANGE_SMALL_TAIL (64u << 10)      /* a last span smaller than this merges with an append */
 /* Largest size a change may give a file: a hole is stored as zeros (no sparse spans yet), so a
  * truncate(2) far past the end would upload all of them. */
 #define CHANGE_SIZE_MAX (1ull << 40)
@@ -489,9 +488,12 @@ static int change_upload(struct petrel_change *ch)
             have_kept = 1;
         }
     }
-    /* An append after a small last span rewrites that span with it (bounded span count). */
+    /* An append after a last span that stays inline with it (at most 4 KiB) rewrites that
+     * span with it: at most 4 KiB into the shard per append, no block written. A longer
+     * append adds spans, and the shard leader's compaction (shard_compact.c) later merges
+     * runs of small spans into one. */
     if (have_kept && last == n - 1 && ch->size > ch->base_size &&
-        ch->spans[last].size < CHANGE_SMALL_TAIL && ch->size - ch->spans[last].offset <= max) {
+        ch->size - ch->spans[last].offset <= PT_MIN((uint64_t)max, (uint64_t)PT_INLINE_MAX)) {
         keep[last] = 0;
         have_kept = 0;
         for (i = last; i-- > 0;)

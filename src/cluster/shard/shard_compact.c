@@ -324,7 +324,9 @@ static void opened(void *ctx, int status, const uint8_t *reply, size_t len)
     q.op = PT_SHARD_ADD_SPAN;
     q.storage = PT_STORAGE_MIRRORED;
     q.data = 1;
-    j->copies = j->run.copies ? j->run.copies : 1;
+    /* Copies as the run's mirrored spans have; a run of inline spans alone: the client's
+     * default of two. */
+    j->copies = j->run.copies ? j->run.copies : PT_COMPACT_INLINE_COPIES;
     q.parity = (uint8_t)(j->copies - 1);
     q.block_size = j->run.size;
     if ((rc = j->k->place(j->k->place_ctx, &q, j->copies)) != 0) {

@@ -18,6 +18,7 @@
 #define PT_COMPACT_MAX_DEFAULT (4u << 20)    /* a merged span is at most this */
 #define PT_COMPACT_MIN_RUN_DEFAULT 4         /* runs shorter than this stay */
 #define PT_COMPACT_RATE_DEFAULT (16u << 20)  /* bytes read + written per second */
+#define PT_COMPACT_INLINE_COPIES 2           /* copies of a merge of inline spans alone */
 
 /* The leader's choice of `copies` block services for a new mirrored span (q->services,
  * q->n_services): 0 or -PT_E* (shard_server.c's placement, with its failure domains). */

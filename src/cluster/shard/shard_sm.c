@@ -2929,14 +2929,12 @@ static int compact_fits(const struct pt_compact_run *r, const struct pt_span *s,
                         uint32_t max, size_t inline_used)
 {
     uint64_t end = r->n ? r->offset + r->size : s->offset;
-    uint32_t limit = max;
     if (!s->certified || s->size == 0 || s->size >= below || s->offset != end) return 0;
     if (s->storage != PT_STORAGE_INLINE && s->storage != PT_STORAGE_MIRRORED) return 0;
     if (r->n == PT_COMPACT_RUN_MAX) return 0;
-    if (s->storage == PT_STORAGE_INLINE && inline_used + s->size > PT_INLINE_MAX) return 0;
-    /* A run with no mirrored span merges into an inline span. */
-    if (s->storage == PT_STORAGE_INLINE && r->copies == 0) limit = PT_INLINE_MAX;
-    return (uint64_t)r->size + s->size <= limit;
+    if (s->storage == PT_STORAGE_INLINE && inline_used + s->size > sizeof(r->inline_bytes))
+        return 0;
+    return (uint64_t)r->size + s->size <= max;
 }
 
 int pt_shard_sm_compact_find(struct pt_shard_sm *sm, uint32_t below, uint32_t max,
