@@ -2,8 +2,8 @@
  * Background compaction (issue 12) on a cluster of real processes: a file written in small
  * spans is merged by the shard leader into one span; the bytes read back are identical
  * before and after, the version does not move, a change opened before the compaction keeps
- * reading the old spans and still commits (a concurrent change wins), building on the
- * merged span.
+ * reading the old spans and still commits (a concurrent change wins), planning on the merged
+ * span; what it wrote is merged again.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,18 +123,24 @@ TEST_T(cluster_compact_merges_small_spans_same_bytes, 240)
     CHECK_OK(petrel_change_read(ch, 0, MAXLEN, sink_write, &s, NULL));
     CHECK_EQ(s.len, len);
     CHECK(memcmp(got, model, len) == 0);
-    /* It appends and commits: the compaction did not move the version, so it wins. */
+    /* It overwrites inside what was its second span, appends, and commits: the compaction did
+     * not move the version, so it wins; its change file is made now, from the merged span,
+     * and its plan works on that (not on the 19 spans it opened with). */
     for (i = 0; i < 100; i++)
         model[len + i] = (uint8_t)(i + 1);
+    memset(model + 20000, 0xAB, 10);
+    CHECK_OK(petrel_change_write(ch, 20000, model + 20000, 10));
     CHECK_OK(petrel_change_write(ch, len, model + len, 100));
     CHECK_OK(petrel_change_commit(ch, &nv));
     CHECK_EQ(nv, v + 1);
     petrel_change_close(ch);
     len += 100;
     check_file(cl, "/f", model, len);
-    /* The change was made from the merged span (it shares it) plus its append. */
-    CHECK_EQ(spans_of(cl, "/f", &v2), 2);
+    /* It wrote the file again in 16 KiB spans (its one span was touched): merged again. */
+    CHECK_EQ(wait_spans(cl, "/f", 1), 1);
+    CHECK_EQ(spans_of(cl, "/f", &v2), 1);
     CHECK_EQ(v2, v + 1);
+    check_file(cl, "/f", model, len);
     petrel_client_close(cl);
     pc_stop(&c);
 }

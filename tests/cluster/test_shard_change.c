@@ -702,6 +702,10 @@ TEST(shard_compact_merges_a_run_keeping_version_and_bytes)
     CHECK(memcmp(old.block, before.block, sizeof(before.block)) == 0);
     CHECK_EQ(gc_blocks(&sm, c), 6);
     CHECK_EQ(gc_blocks(&sm, f), 2);
+    /* Every copy still has its holder: 5 old spans and the merged one, 2 copies each, and
+     * none waits for erasure. */
+    CHECK_EQ(table_entries(&sm, sm.blockidx), 12);
+    CHECK_EQ(table_entries(&sm, sm.dropped), 0);
     /* A repeat (lost reply) answers the same. */
     CHECK_EQ(compact(&sm, 31, c, &nv), 0);
     CHECK_EQ(nv, v);
