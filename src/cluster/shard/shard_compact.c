@@ -71,10 +71,11 @@ void pt_shard_compact_init(struct pt_shard_compact *k, struct pt_node *node,
     k->seq = seed | 1;
 }
 
+/* The job's memory (k->mem) is allocated once and reused; only the run's bytes are not. */
 static void job_free(struct compact_job *j)
 {
     free(j->buf);
-    free(j);
+    j->buf = NULL;
 }
 
 /* The run is over (swapped, stale or failed): pace the next one by what this one moved. */
@@ -354,10 +355,13 @@ void pt_shard_compact_tick(struct pt_shard_compact *k, uint64_t now_ms)
     unsigned i, b;
     int rc;
     if (!k->below || k->job || now_ms < k->next_ms || !pt_node_can_serve(k->node)) return;
-    if (!(j = calloc(1, sizeof(*j)))) return;
+    if (!k->mem && !(k->mem = malloc(sizeof(*j)))) return;
+    j = k->mem;
+    memset(j, 0, sizeof(*j));
     j->k = k;
     rc = pt_shard_sm_compact_find(k->sm, k->below, k->max, k->min_run, COMPACT_SCAN_BUDGET,
                                   &k->cursor, &j->run);
+    if (rc > 0) PT_ASSERT(j->run.n >= 2 && j->run.n <= PT_COMPACT_RUN_MAX && j->run.size > 0);
     if (rc <= 0 || !(j->buf = malloc(j->run.size))) {
         if (rc < 0) k->failed++;
         /* Nothing here: the next look a moment later (at once when the scan ran out of its
@@ -382,7 +386,12 @@ void pt_shard_compact_tick(struct pt_shard_compact *k, uint64_t now_ms)
 
 void pt_shard_compact_close(struct pt_shard_compact *k)
 {
-    struct compact_job *j = k->job;
-    if (j && !j->in_worker) job_free(j);
+    struct compact_job *j = k->mem;
+    /* A job still on the thread pool when the loop stopped keeps its memory (the process is
+     * ending); any other is freed. */
+    if (j && j->in_worker) return;
+    if (j) job_free(j);
+    free(k->mem);
+    k->mem = NULL;
     k->job = NULL;
 }

@@ -36,6 +36,7 @@ struct pt_shard_compact {
     uint64_t cursor;  /* file id the next scan starts at */
     uint64_t seq;     /* cookies of the compaction's change files */
     void *job;        /* the run in flight (shard_compact.c), NULL when none */
+    void *mem;        /* the job's memory, allocated at the first look and reused */
     /* counters (metrics) */
     uint64_t runs, spans_merged, bytes_rewritten, stale, failed;
 };
