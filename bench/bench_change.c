@@ -167,8 +167,7 @@ static double wait_compaction(struct petrel_client *c, const char *path, uint32_
 {
     struct petrel_stat st;
     double t0 = bench_now();
-    while (petrel_client_stat(c, path, &st) == 0 && st.spans > want &&
-           bench_now() - t0 < limit)
+    while (petrel_client_stat(c, path, &st) == 0 && st.spans > want && bench_now() - t0 < limit)
         usleep(20000);
     return bench_now() - t0;
 }
@@ -309,8 +308,7 @@ static void bench_compact(struct local *l)
         return;
     }
     printf("change compact %u x 16KiB spans-after %u %.2f s stored-before %llu stored-after %llu\n",
-           spans_before, spans_after, took, (unsigned long long)before,
-           (unsigned long long)after);
+           spans_before, spans_after, took, (unsigned long long)before, (unsigned long long)after);
 }
 
 /* 4 KiB overwritten in the middle of a big file (and, BENCH_REWRITE=1, writing the whole

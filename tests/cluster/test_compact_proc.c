@@ -48,8 +48,7 @@ static int sink_write(void *ctx, const void *buf, size_t len)
     return 0;
 }
 
-static void check_file(struct petrel_client *cl, const char *path, const uint8_t *model,
-                       size_t len)
+static void check_file(struct petrel_client *cl, const char *path, const uint8_t *model, size_t len)
 {
     static uint8_t got[MAXLEN];
     struct sink s = {got, 0};

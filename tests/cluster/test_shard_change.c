@@ -614,7 +614,8 @@ static int add_span_sized(struct pt_shard_sm *sm, uint64_t now, uint64_t id, uin
                              .block_size = size,
                              .n_services = 2,
                              .services = {21, 22}};
-    struct pt_shard_req c = {.op = PT_SHARD_CERTIFY_SPAN, .id = id, .cookie = cookie, .offset = off};
+    struct pt_shard_req c = {
+        .op = PT_SHARD_CERTIFY_SPAN, .id = id, .cookie = cookie, .offset = off};
     static const uint8_t proofs[16];
     int rc = apply(sm, now, &q, NULL);
     if (rc) return rc;
@@ -662,9 +663,9 @@ static uint64_t compaction_of(struct pt_shard_sm *sm, uint64_t now, uint64_t f, 
     uint64_t c;
     CHECK_EQ(apply(sm, now, &q, &b), 0);
     c = pt_dec_u64(&b);
-    CHECK_EQ(add_span_sized(sm, now, c, COMPACTOR, (uint64_t)first * SPAN, n * SPAN,
-                            crc_of(first, n)),
-             0);
+    CHECK_EQ(
+        add_span_sized(sm, now, c, COMPACTOR, (uint64_t)first * SPAN, n * SPAN, crc_of(first, n)),
+        0);
     return c;
 }
 
@@ -791,8 +792,12 @@ TEST(shard_compact_refuses_other_bytes)
     c = compaction_of(&sm, 24, f, 0, 2);
     CHECK_EQ(add_inline(&sm, 24, c, 4 * SPAN, "x"), -PT_EACCES); /* not its cookie */
     {
-        struct pt_shard_req a = {.op = PT_SHARD_ADD_INLINE, .id = c, .cookie = COMPACTOR,
-                                 .offset = 4 * SPAN, .size = 1, .data_len = 1};
+        struct pt_shard_req a = {.op = PT_SHARD_ADD_INLINE,
+                                 .id = c,
+                                 .cookie = COMPACTOR,
+                                 .offset = 4 * SPAN,
+                                 .size = 1,
+                                 .data_len = 1};
         a.crc = petrel_crc32c(0, "x", 1);
         a.data_ptr = (const uint8_t *)"x";
         CHECK_EQ(apply(&sm, 24, &a, NULL), 0);

@@ -55,9 +55,9 @@ struct compact_job {
     int rc;
 };
 
-void pt_shard_compact_init(struct pt_shard_compact *k, struct pt_node *node,
-                           struct pt_shard_sm *sm, pt_compact_place_fn place, void *place_ctx,
-                           uint32_t below, uint64_t rate, uint64_t seed)
+void pt_shard_compact_init(struct pt_shard_compact *k, struct pt_node *node, struct pt_shard_sm *sm,
+                           pt_compact_place_fn place, void *place_ctx, uint32_t below,
+                           uint64_t rate, uint64_t seed)
 {
     memset(k, 0, sizeof(*k));
     k->node = node;
@@ -177,8 +177,8 @@ static void io_work(uv_work_t *w)
             for (b = 0; b < pt_span_block_count(s) && rc != 0; b++) {
                 uint32_t got = 0, size = 0;
                 if (!j->addr[i][b][0]) continue;
-                rc = pt_blocks_read(j->addr[i][b], s->blocks[b].block, 0, s->size, to, &got,
-                                    &size, &opts);
+                rc = pt_blocks_read(j->addr[i][b], s->blocks[b].block, 0, s->size, to, &got, &size,
+                                    &opts);
                 if (rc == 0 && (got != s->size || size != s->block_size)) rc = -PT_ECORRUPT;
             }
             j->rc = rc;

@@ -41,9 +41,9 @@ struct pt_shard_compact {
     uint64_t runs, spans_merged, bytes_rewritten, stale, failed;
 };
 
-void pt_shard_compact_init(struct pt_shard_compact *k, struct pt_node *node,
-                           struct pt_shard_sm *sm, pt_compact_place_fn place, void *place_ctx,
-                           uint32_t below, uint64_t rate, uint64_t seed);
+void pt_shard_compact_init(struct pt_shard_compact *k, struct pt_node *node, struct pt_shard_sm *sm,
+                           pt_compact_place_fn place, void *place_ctx, uint32_t below,
+                           uint64_t rate, uint64_t seed);
 /* On the loop, by the leader's tick: starts the next run when none is in flight. */
 void pt_shard_compact_tick(struct pt_shard_compact *k, uint64_t now_ms);
 /* After the node's loop has stopped. */

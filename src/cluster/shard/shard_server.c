@@ -336,8 +336,7 @@ static void handle(void *ctx, struct pt_request *req)
     if (q.op == PT_SHARD_EXPIRE || q.op == PT_SHARD_FORGET_FILE || q.op == PT_SHARD_REPLACE_BLOCK ||
         q.op == PT_SHARD_FORGET_DROPPED || q.op == PT_SHARD_COMPACT_CHANGE) {
         pt_request_reply_error(req, -PT_EPERM,
-                               "expiry, collection and compaction are driven by the leader",
-                               NULL);
+                               "expiry, collection and compaction are driven by the leader", NULL);
         return;
     }
     if (q.op == PT_SHARD_ADD_SPAN && q.storage == PT_STORAGE_MIRRORED) {
@@ -655,12 +654,13 @@ int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned e
     pt_shard_repair_init(&s->repair, s->node, &s->sm, cfg->repair_rate, cfg->repair_stale_ms,
                          pt_prng_next(&s->prng));
     s->repair.paused = cfg->no_repair;
-    pt_shard_compact_init(&s->compact, s->node, &s->sm, compact_place, s,
-                          cfg->compact_off ? 0
-                          : cfg->compact_below ? cfg->compact_below
-                                               : PT_COMPACT_BELOW_DEFAULT,
-                          cfg->compact_rate ? cfg->compact_rate : PT_COMPACT_RATE_DEFAULT,
-                          pt_prng_next(&s->prng));
+    {
+        uint32_t below = cfg->compact_below ? cfg->compact_below : PT_COMPACT_BELOW_DEFAULT;
+        pt_shard_compact_init(&s->compact, s->node, &s->sm, compact_place, s,
+                              cfg->compact_off ? 0 : below,
+                              cfg->compact_rate ? cfg->compact_rate : PT_COMPACT_RATE_DEFAULT,
+                              pt_prng_next(&s->prng));
+    }
     s->m_gc_rounds = pt_metrics_counter(pt_node_metrics(s->node), "petrel_gc_rounds_total", "",
                                         "GC rounds finished by this replica as leader");
     s->m_gc_files = pt_metrics_counter(pt_node_metrics(s->node), "petrel_gc_files_total", "",

@@ -2937,9 +2937,8 @@ static int compact_fits(const struct pt_compact_run *r, const struct pt_span *s,
     return (uint64_t)r->size + s->size <= max;
 }
 
-int pt_shard_sm_compact_find(struct pt_shard_sm *sm, uint32_t below, uint32_t max,
-                             unsigned min_run, unsigned budget, uint64_t *cursor,
-                             struct pt_compact_run *run)
+int pt_shard_sm_compact_find(struct pt_shard_sm *sm, uint32_t below, uint32_t max, unsigned min_run,
+                             unsigned budget, uint64_t *cursor, struct pt_compact_run *run)
 {
     MDB_txn *t;
     MDB_cursor *cur;
@@ -3009,8 +3008,10 @@ int pt_shard_sm_compact_find(struct pt_shard_sm *sm, uint32_t below, uint32_t ma
         run->size += s.size;
     }
     if (!found && run->n >= min_run && (rc == 0 || rc == MDB_NOTFOUND)) found = 1;
-    if (!found && rc == MDB_NOTFOUND) *cursor = 0; /* the end: start again */
-    else if (found) *cursor = run->file + 1;      /* the file's next run in a later look */
+    if (found)
+        *cursor = run->file + 1; /* the file's next run in a later look */
+    else if (rc == MDB_NOTFOUND)
+        *cursor = 0; /* the end: start again */
     mdb_cursor_close(cur);
     mdb_txn_abort(t);
     if (rc && rc != MDB_NOTFOUND && !found) return map_mdb(rc);

@@ -132,9 +132,8 @@ struct pt_compact_run {
     struct pt_span spans[PT_COMPACT_RUN_MAX];
     uint8_t inline_bytes[PT_COMPACT_RUN_MAX * PT_INLINE_MAX]; /* inline spans' bytes, in order */
 };
-int pt_shard_sm_compact_find(struct pt_shard_sm *sm, uint32_t below, uint32_t max,
-                             unsigned min_run, unsigned budget, uint64_t *cursor,
-                             struct pt_compact_run *run);
+int pt_shard_sm_compact_find(struct pt_shard_sm *sm, uint32_t below, uint32_t max, unsigned min_run,
+                             unsigned budget, uint64_t *cursor, struct pt_compact_run *run);
 
 int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **buf, size_t *len);
 int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len);
