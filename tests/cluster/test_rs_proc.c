@@ -514,7 +514,8 @@ TEST_T(rs_layout_wider_than_the_failure_domains_is_refused, 120)
     struct rs_gen g = {5, 100000, 0};
     char from[64];
     int rc;
-    pc_start(&c, 1, 1, 3, 1);
+    /* pc_start waited for all 3 services: no reason to wait out the default 15 s grace. */
+    pc_start_placement_grace(&c, 1, 1, 3, 1, "1");
     cl = rs_client(&c);
     /* The default with 3 domains: mirrored only. */
     CHECK_OK(petrel_client_get_policy(cl, "/", &got, from, sizeof(from)));
