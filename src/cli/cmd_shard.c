@@ -1,7 +1,7 @@
 /*
  * petrel shard --registry ADDR --shard N --replica R --dir D [--replicas K] [--host H]
  * [--snapshot-entries E] [--retention SECONDS] [--election-timeout-ms MS] [--heartbeat-ms MS]
- * [--repair-rate MB/s] [--repair-stale SECONDS] [--no-repair]
+ * [--repair-rate MB/s] [--repair-stale SECONDS] [--no-repair] [--placement-grace SECONDS]
  * [--compact-below KiB] [--compact-rate MB/s] [--unsafe-no-fsync-check]:
  * run one replica of a metadata shard until SIGINT/SIGTERM. Owns only option parsing; the
  * server is src/cluster/shard/shard_server.c.
@@ -20,7 +20,8 @@ int cmd_shard(int argc, char **argv)
 {
     const char *read_only_secret = NULL;
     const char *shard = NULL, *replica = NULL, *replicas = NULL, *snap = NULL, *retention = NULL;
-    const char *election = NULL, *heartbeat = NULL, *repair_rate = NULL, *repair_stale = NULL;
+    const char *election = NULL, *heartbeat = NULL, *repair_rate = NULL, *repair_stale = NULL,
+               *grace = NULL;
     const char *compact_below = NULL, *compact_rate = NULL;
     int verbose = 0, n;
     struct pt_shard_config cfg;
@@ -46,6 +47,9 @@ int cmd_shard(int argc, char **argv)
              "bytes per second the leader's repair reads and writes (default 32; 0: no limit)"},
             {0, "repair-stale", CLI_STRING, &repair_stale, "SECONDS",
              "rebuild every block of a block service stale this long (default 600; 0: never)"},
+            {0, "placement-grace", CLI_STRING, &grace, "SECONDS",
+             "after start-up, a span no set of services can hold is answered 'try again' this "
+             "long (services may still be registering), then 'no space' (default 15)"},
             {0, "no-repair", CLI_FLAG, &cfg.no_repair, NULL,
              "rebuild and erase nothing (reports still queue): maintenance, degraded-read tests"},
             {0, "compact-below", CLI_STRING, &compact_below, "KiB",
@@ -71,6 +75,7 @@ int cmd_shard(int argc, char **argv)
             "--registry ADDR --shard N --replica R --dir D [--replicas K] [--host H]\n"
             "                    [--snapshot-entries E] [--retention SECONDS]\n"
             "                    [--repair-rate MB/s] [--repair-stale SECONDS] [--no-repair]\n"
+            "                    [--placement-grace SECONDS]\n"
             "                    [--compact-below KiB] [--compact-rate MB/s]\n"
             "                    [--election-timeout-ms MS] [--heartbeat-ms MS]\n"
             "                    [--unsafe-no-fsync-check] [--http HOST:PORT] [--verbose]",
@@ -110,6 +115,13 @@ int cmd_shard(int argc, char **argv)
             return cli_error("shard", "bad --repair-stale '%s' (seconds)", repair_stale);
         cfg.repair_rate = (uint64_t)mb << 20;
         cfg.repair_stale_ms = (uint64_t)sec * 1000u;
+    }
+    if (grace) {
+        unsigned sec;
+        if (cli_parse_uint(grace, 3600, &sec))
+            return cli_error("shard", "bad --placement-grace '%s' (seconds, 0..3600)", grace);
+        cfg.placement_grace_ms = (uint64_t)sec * 1000u;
+        cfg.placement_grace_set = 1;
     }
     {
         unsigned kib = 64, mb = 16;

@@ -31,9 +31,10 @@
 #define GC_EVERY_MS 1000    /* a leader looks for files whose retention is over this often */
 #define GC_SCAN_BUDGET 4096 /* inodes examined per look */
 #define GC_FILES_MAX 16     /* files erased per round */
-/* For this long after start-up a shard that cannot place a span yet answers EAGAIN (the
- * client retries) rather than ENOSPC: its view of the block services comes from the registry
- * a moment after it starts, and block services may still be registering. */
+/* By default, for this long after start-up a shard that cannot place a span yet answers
+ * EAGAIN (the client retries) rather than ENOSPC: its view of the block services comes from
+ * the registry a moment after it starts, and block services may still be registering.
+ * --placement-grace sets it. */
 #define SERVICES_GRACE_MS 15000
 
 /* One round of garbage collection: files and their blocks, erased on a worker thread. */
@@ -70,7 +71,8 @@ struct shard_service {
     int gc_running;
     struct pt_shard_repair repair;
     struct pt_shard_compact compact;
-    uint64_t started_ms; /* wall clock at start-up */
+    uint64_t started_ms;         /* wall clock at start-up */
+    uint64_t placement_grace_ms; /* EAGAIN rather than ENOSPC this long after start-up */
     struct pt_metric *m_gc_rounds, *m_gc_files; /* GC progress (NULL: no metrics) */
     uint8_t reply[PT_SHARD_MSG_MAX + 4];
 };
@@ -181,7 +183,7 @@ static int choose_services(struct shard_service *s, struct pt_shard_req *q, unsi
         q->services[picked++] = c->id;
     }
     if (picked < copies)
-        return no_secret || pt_node_wall_ms() - s->started_ms < SERVICES_GRACE_MS ? -PT_EAGAIN
+        return no_secret || pt_node_wall_ms() - s->started_ms < s->placement_grace_ms ? -PT_EAGAIN
                                                                                : -PT_ENOSPC;
     q->n_services = (uint8_t)copies;
     return 0;
@@ -631,6 +633,7 @@ int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned e
     pt_shard_fsm_init(&s->fsm, &s->sm);
     pt_prng_seed(&s->prng, pt_entropy_seed());
     s->started_ms = pt_node_wall_ms();
+    s->placement_grace_ms = cfg->placement_grace_set ? cfg->placement_grace_ms : SERVICES_GRACE_MS;
     memset(&nc, 0, sizeof(nc));
     nc.registry = cfg->registry;
     nc.kind = PT_NODE_SHARD;
