@@ -76,7 +76,7 @@ static void spans_clear(struct petrel_change *ch)
 }
 
 /* The span records of inode id (every page of SPANS) into ch->spans; its size. */
-static int spans_load(struct petrel_change *ch, uint64_t id)
+static int spans_load_once(struct petrel_change *ch, uint64_t id)
 {
     struct pt_shard_req q;
     struct base_span *v = NULL;
@@ -151,6 +151,17 @@ static int spans_load(struct petrel_change *ch, uint64_t id)
     ch->base_size = size;
     ch->src = id;
     return 0;
+}
+
+/* spans_load_once, again from the start when the pages did not join up: the shard leader's
+ * compaction may merge spans between two pages (same bytes, same version), so a page can
+ * start with a merged span that covers the end of the previous one. */
+static int spans_load(struct petrel_change *ch, uint64_t id)
+{
+    int rc, tries = 0;
+    while ((rc = spans_load_once(ch, id)) == -PT_ECORRUPT && ++tries < 3)
+        ;
+    return rc;
 }
 
 static int cache_open(struct petrel_change *ch, const struct petrel_change_config *cfg)
