@@ -26,6 +26,9 @@ static void pt_fs_free(struct petrel_fs *fs)
     if (fs->look_alloc) free(fs->lookahead);
     free(fs->tables);
 #endif
+#ifdef PT_WEAR
+    pt_wear_free(fs);
+#endif
     fs->tables = NULL;
     fs->linkv = NULL;
     fs->fg = NULL;
@@ -275,6 +278,10 @@ int petrel_fs_mount(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
         fs->inline_max > ps - 4)
         goto fail;
 
+#ifdef PT_WEAR
+    err = pt_wear_mount(fs, &md);
+    if (err) goto fail;
+#endif
     /* a clean record is the walk's result; without one (a cut session) walk */
     err = pt_mstate_read(fs, &md, &ms);
     if (err < 0 && err != -PT_ECORRUPT) goto fail;
@@ -331,6 +338,9 @@ int petrel_fs_unmount(struct petrel_fs *fs)
     err = 0; /* nothing was written: nothing to sync or record */
 #else
     err = pt_sync(fs);
+#ifdef PT_WEAR
+    if (!err) err = pt_wear_save(fs);
+#endif
     if (!err) err = pt_mstate_mark_clean(fs);
 #endif
     pt_fs_free(fs);
