@@ -161,7 +161,9 @@ struct petrel_fs_config {
     uint32_t lookahead_size;
 
     /* Erase cycles of a metadata block before the pair moves to a fresh block (dynamic wear
-     * leveling); -1 (or 0) = never. Values 1..7 are raised to 8. The root pair (blocks 0 and
+     * leveling); -1 (or 0) = never. Values 1..7 are raised to 8, even values to the next odd
+     * one (a move keeps the block with the current log: with an even count that would be the
+     * same block every time). The root pair (blocks 0 and
      * 1, which hold the superblock) never moves: every block_cycles compactions it moves the
      * root directory's entries out to a pair that can. */
     int32_t block_cycles;

@@ -86,6 +86,10 @@ static int pt_fs_init(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
     if (fs->file_max > 0xffffffffu) fs->file_max = 0xffffffffu;
     fs->block_cycles = cfg->block_cycles;
     if (fs->block_cycles > 0 && fs->block_cycles < 8) fs->block_cycles = 8;
+    /* odd: a relocation keeps the block holding the current log, which with an even count is
+     * the same block every time (it would never move); with an odd one the two alternate */
+    if (fs->block_cycles > 0 && fs->block_cycles % 2 == 0 && fs->block_cycles < INT32_MAX)
+        fs->block_cycles++;
     fs->cache_size = cfg->cache_size ? cfg->cache_size
                                      : (fs->block_size <= 4096 ? fs->block_size : page);
     if (fs->cache_size % unit || fs->cache_size < page || fs->cache_size > fs->block_size)

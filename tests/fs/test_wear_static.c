@@ -67,7 +67,7 @@ static void ws_run(uint32_t spread, struct ws_result *res)
 
     fsh_dev_init(&d, &ws_geo, test_seed());
     d.emu.cfg.endurance = WS_ENDURANCE;
-    d.cfg.block_cycles = 9;
+    d.cfg.block_cycles = 8;
     d.cfg.wear_spread = spread;
     d.cfg.wear_buffer = spread ? ws_buffer : NULL;
     fsh_format_mount(&d);
