@@ -310,7 +310,7 @@ static PT_NOINLINE int pt_wear_commit(struct petrel_fs *fs, struct pt_mdir *md,
 /* Move up to allowed cold data blocks of the file picked (erased at most spread / 4 times
  * more than its coldest); *moved counts them. */
 static PT_NOINLINE int pt_wear_move(struct petrel_fs *fs, const struct pt_wear_pick *pk,
-                                    uint32_t max, uint32_t allowed, uint32_t *moved)
+                                    uint32_t allowed, uint32_t *moved)
 {
     struct petrel_fs_pend pend[PETREL_FS_WEAR_MOVE_MAX];
     uint32_t direct[PT_DIRECT_MAX - 1];
@@ -372,7 +372,7 @@ int pt_wear_level(struct petrel_fs *fs)
         fs->wear_busy++;
         err = pt_wear_find(fs, &pk);
         if (!err && pk.found && pk.cold + spread < max)
-            err = pt_wear_move(fs, &pk, max, allowed, &moved);
+            err = pt_wear_move(fs, &pk, allowed, &moved);
         fs->wear_busy--;
         /* a search that moved nothing still spends one move: it read the metadata */
         fs->wear_credit -= cost * PT_MAX(1u, moved);
