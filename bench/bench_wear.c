@@ -46,7 +46,8 @@ static void bw_pattern(uint8_t *buf, size_t len, uint64_t seed)
     struct pt_prng g;
     size_t i;
     pt_prng_seed(&g, seed);
-    for (i = 0; i < len; i++) buf[i] = (uint8_t)pt_prng_next(&g);
+    for (i = 0; i < len; i++)
+        buf[i] = (uint8_t)pt_prng_next(&g);
 }
 
 static int bw_write(struct bw *b, const char *path, uint64_t seed, size_t len, uint8_t *buf)

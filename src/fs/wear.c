@@ -54,7 +54,8 @@ static int pt_wear_load(struct petrel_fs *fs, const struct pt_mdir *root,
         uint32_t k = PT_MIN((uint32_t)sizeof(buf), n - i);
         err = pt_read(fs, root->pair[0], rec->off + PT_WEAR_HDR + i, buf, k, rec->len);
         if (err) return err;
-        for (j = 0; j < k; j++) fs->wear[i + j] = base + ((uint32_t)buf[j] << shift);
+        for (j = 0; j < k; j++)
+            fs->wear[i + j] = base + ((uint32_t)buf[j] << shift);
     }
     return 0;
 }
@@ -119,7 +120,8 @@ int pt_wear_save(struct petrel_fs *fs)
         base = PT_MIN(base, fs->wear[i]);
         max = PT_MAX(max, fs->wear[i]);
     }
-    while (((max - base) >> shift) > 255) shift++;
+    while (((max - base) >> shift) > 255)
+        shift++;
     /* encoded in the words after the counts (PETREL_FS_WEAR_WORDS) */
     p = (uint8_t *)(void *)(fs->wear + n);
     pt_put_le32(p, base);
@@ -149,7 +151,7 @@ int pt_wear_save(struct petrel_fs *fs)
 struct pt_wear_pick {
     uint32_t pair[2]; /* pair holding the entry of the coldest file */
     uint64_t hash;
-    uint32_t cold;    /* erase count of its least-erased data block */
+    uint32_t cold; /* erase count of its least-erased data block */
     int found;
 };
 

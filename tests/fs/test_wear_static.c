@@ -94,7 +94,8 @@ static void ws_run(uint32_t spread, struct ws_result *res)
         for (b = 0, max = 0; b < d.geo.block_count; b++)
             max = PT_MAX(max, petrel_bd_emu_wear(&d.emu, b));
         if (max >= WS_ENDURANCE) break;
-        err = fsh_write_pattern(&d.fs, it % 2 ? "h1" : "h2", 1000 + it, 300 + (size_t)(it % 7) * 100);
+        err =
+            fsh_write_pattern(&d.fs, it % 2 ? "h1" : "h2", 1000 + it, 300 + (size_t)(it % 7) * 100);
         CHECK_MSG(err == 0, "rewrite %llu: %s", (unsigned long long)it, petrel_errname(err));
         if (it % 500 == 0) {
             snprintf(when, sizeof(when), "after %llu rewrites", (unsigned long long)it);
@@ -112,7 +113,8 @@ static void ws_run(uint32_t spread, struct ws_result *res)
     ws_check_static(&d, n, "at wear-out, remounted");
     CHECK_OK(petrel_fs_check(&d.fs, fsh_check_log, NULL));
     CHECK_OK(fsh_unmount(&d));
-    for (b = 0; b < d.geo.block_count; b++) total += petrel_bd_emu_wear(&d.emu, b);
+    for (b = 0; b < d.geo.block_count; b++)
+        total += petrel_bd_emu_wear(&d.emu, b);
     {
         char hist[512];
         size_t o = 0;
@@ -141,8 +143,8 @@ TEST_T(wear_static_levels_worn_device, 120)
     printf("    static wear leveling (128 blocks, endurance %d, 90%% static): mean/endurance "
            "%.2f -> %.2f, max/mean %.2f -> %.2f\n",
            WS_ENDURANCE, off.mean_ratio, on.mean_ratio, off.max_mean, on.max_mean);
-    CHECK_MSG(off.mean_ratio < 0.5, "baseline mean/endurance %.2f: the workload is not static enough",
-              off.mean_ratio);
+    CHECK_MSG(off.mean_ratio < 0.5,
+              "baseline mean/endurance %.2f: the workload is not static enough", off.mean_ratio);
     CHECK_MSG(on.moves > 0, "no block moved");
     CHECK_MSG(on.mean_ratio >= 0.8, "mean/endurance %.2f < 0.8", on.mean_ratio);
     CHECK_MSG(on.max_mean <= 1.5, "max/mean %.2f > 1.5", on.max_mean);
@@ -153,7 +155,8 @@ static void ws_age(struct fsh_dev *d, int n)
 {
     int i;
     CHECK_OK(fsh_write_pattern(&d->fs, "cold", 7, 3000));
-    for (i = 0; i < n; i++) CHECK_OK(fsh_write_pattern(&d->fs, "hot", 8 + (uint64_t)i, 1500));
+    for (i = 0; i < n; i++)
+        CHECK_OK(fsh_write_pattern(&d->fs, "hot", 8 + (uint64_t)i, 1500));
 }
 
 /* The counts are in the root pair after an unmount: a mount reads back what the device
@@ -243,6 +246,61 @@ TEST(wear_record_malformed)
     CHECK_OK(fsh_unmount(&d));
     CHECK_OK(fsh_mount(&d));
     CHECK_OK(petrel_fs_check(&d.fs, fsh_check_log, NULL));
+    CHECK_OK(fsh_unmount(&d));
+    fsh_dev_free(&d);
+}
+
+struct ws_blocks {
+    uint32_t b[8];
+    int n;
+};
+
+static int ws_collect(void *ctx, uint32_t block)
+{
+    struct ws_blocks *w = (struct ws_blocks *)ctx;
+    if (w->n < 8) w->b[w->n++] = block;
+    return 0;
+}
+
+/* A move copies pages through their CRC check: a block with a bad page stays where it is (a
+ * copy would give the bad bytes a valid CRC at the new address), the file keeps reading
+ * -PT_ECORRUPT there, and its good block still moves. */
+TEST(wear_move_never_launders_a_bad_page)
+{
+    struct fsh_dev d;
+    struct ws_blocks w;
+    uint32_t b, bad;
+    uint8_t buf[2100];
+    struct petrel_fs_file f;
+    int i;
+    int64_t n;
+    fsh_dev_init(&d, &ws_geo, test_seed());
+    d.cfg.wear_spread = 4;
+    d.cfg.wear_buffer = ws_buffer;
+    fsh_format_mount(&d);
+    CHECK_OK(fsh_write_pattern(&d.fs, "cold", 5, 2016)); /* two full blocks, listed */
+    memset(&w, 0, sizeof(w));
+    CHECK_OK(petrel_fs_traverse(&d.fs, ws_collect, &w));
+    CHECK_EQ(w.n, 4); /* root pair, then the file's blocks 0 and 1 */
+    bad = w.b[3];
+    CHECK_OK(petrel_bd_emu_flip_range(&d.emu, bad, 8, 100, 1)); /* page 0 of block 1 */
+    /* an aged device: every free block erased 20 times more than the file's */
+    for (b = 0; b < d.fs.block_count; b++)
+        d.fs.wear[b] = 20;
+    for (i = 0; i < w.n; i++)
+        d.fs.wear[w.b[i]] = 0;
+    for (i = 0; i < 6; i++)
+        CHECK_OK(fsh_write_pattern(&d.fs, "hot", 50 + (uint64_t)i, 1500));
+    CHECK_MSG(d.fs.wear_moves >= 1, "the good block did not move");
+    memset(&w, 0, sizeof(w));
+    CHECK_OK(petrel_fs_traverse(&d.fs, ws_collect, &w));
+    for (i = 0, b = 0; i < w.n; i++)
+        b |= w.b[i] == bad;
+    CHECK_MSG(b, "the block with the bad page moved");
+    CHECK_OK(petrel_fs_file_open(&d.fs, &f, "cold", PETREL_O_RDONLY));
+    n = petrel_fs_file_read(&d.fs, &f, buf, sizeof(buf));
+    CHECK_EQ(n, -PT_ECORRUPT);
+    CHECK_OK(petrel_fs_file_close(&d.fs, &f));
     CHECK_OK(fsh_unmount(&d));
     fsh_dev_free(&d);
 }
