@@ -43,7 +43,7 @@ ro_internal='pt_(fs_commit|mdir_commit|commit_raw|alloc|alloc_init|fs_repair|mst
 slow='^(powerloss_|wear_out_|model_matrix|model_random_ops_cuts_flips_(emmc|nand|nor1)|'
 slow+='model_random_ops_cuts_flips$|fs_random_overwrites|corrupt_damaged)'
 # Cases that need static wear leveling (the no-wear variant leaves them out).
-needs_wear='^(wear_static_|wear_counts_|wear_record_)'
+needs_wear='^(wear_static_|wear_counts_|wear_record_|wear_move_)'
 # Cases that read the engine's log messages: they cannot pass without a log (no-log variants).
 reads_log='^(chain_version_1_0_image_refused|fs_index_drops_and_moves_keep_invariant)$'
 engine_srcs="$(ls src/fs/*.c src/bd/*.c src/common/crc32c*.c) src/common/hash.c"
