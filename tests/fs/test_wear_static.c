@@ -198,7 +198,8 @@ TEST(wear_counts_survive_power_cut)
     d.cfg.wear_buffer = ws_buffer;
     fsh_format_mount(&d);
     ws_age(&d, 200);
-    fsh_reboot(&d); /* no unmount: the power went */
+    petrel_bd_emu_powerloss(&d.emu, 1, PETREL_BD_EMU_POWERLOSS_ATOMIC);
+    fsh_reboot(&d); /* the power goes at the unmount's first write: no record written then */
     CHECK_OK(fsh_mount(&d));
     for (b = 2; b < d.geo.block_count; b++) {
         uint32_t dev = petrel_bd_emu_wear(&d.emu, b);
