@@ -28,15 +28,19 @@
 #define CHANGE_PIECE (1u << 20)           /* reads are delivered in pieces of this */
 #define CHANGE_DEFAULT_LIMIT (64ull << 20) /* staged bytes before a spill */
 #define CHANGE_SMALL_TAIL (64u << 10)      /* a last span smaller than this merges with an append */
-/* Largest size a change may give a file: a hole is stored as zeros (no sparse spans yet), so a
- * truncate(2) far past the end would upload all of them. */
-#define CHANGE_SIZE_MAX (1ull << 40)
+/* Largest size a change may give a file: what a hole span can reach (a truncate(2) far past the
+ * end costs one hole record, whatever its length). */
+#define CHANGE_SIZE_MAX ((uint64_t)PT_HOLE_MAX)
+/* A run of zeros nothing was written to becomes a hole span from this length on (shorter ones
+ * are uploaded as zero bytes with the data around them: fewer, larger spans). */
+#define CHANGE_HOLE_MIN (64u << 10)
 
 /* A span record of the content the change starts from, kept encoded (its inline bytes and
  * cell CRCs point into it once decoded). */
 struct base_span {
     uint64_t offset;
-    uint32_t size;
+    uint64_t size;
+    int hole; /* a hole span: zeros, nothing to read */
     size_t len;
     uint8_t *raw;
 };
@@ -61,6 +65,8 @@ struct petrel_change {
     size_t n_dirty, cap_dirty;
     uint64_t dirty_bytes, limit;
     unsigned copies; /* of new mirrored spans: as the old content's, else the client's */
+    struct pt_policy policy; /* the file's directory's: large new spans are RS by it */
+    int have_policy;
     int fd;          /* the cache file: staged bytes at their file offsets */
     uint64_t uploaded; /* bytes written as new spans */
     int failed;      /* an upload or commit failed: every later one returns it */
@@ -123,6 +129,7 @@ static int spans_load(struct petrel_change *ch, uint64_t id)
             }
             v[n].offset = s.offset;
             v[n].size = s.size;
+            v[n].hole = s.storage == PT_STORAGE_HOLE;
             v[n].len = b.pos - at;
             if (!(v[n].raw = malloc(v[n].len))) {
                 rc = -PT_ENOMEM;
@@ -196,7 +203,8 @@ int petrel_change_open(struct petrel_client *c, uint64_t id, uint64_t version,
     ch->cookie = pt_client_cookie(c);
     ch->limit = cfg && cfg->cache_limit ? cfg->cache_limit : CHANGE_DEFAULT_LIMIT;
     ch->fd = -1;
-    if ((rc = cache_open(ch, cfg)) != 0 || (rc = spans_load(ch, id)) != 0) {
+    if ((rc = cache_open(ch, cfg)) != 0 || (rc = spans_load(ch, id)) != 0 ||
+        (rc = pt_client_file_policy(c, id, &ch->policy)) != 0) {
         petrel_change_close(ch);
         return rc;
     }
@@ -205,6 +213,7 @@ int petrel_change_open(struct petrel_client *c, uint64_t id, uint64_t version,
         petrel_change_close(ch);
         return -PT_ESTALE;
     }
+    ch->have_policy = 1;
     ch->base_valid = ch->size = ch->base_size;
     *out = ch;
     return 0;
@@ -330,6 +339,7 @@ static int content(struct petrel_change *ch, uint64_t off, size_t len, uint8_t *
         uint64_t a = PT_MAX(off, bs->offset), b = PT_MIN(show, bs->offset + bs->size);
         int rc;
         if (a >= b) break; /* [off, end) starts past what still shows of the old content */
+        if (bs->hole) continue; /* zeros, already in buf */
         pt_cursor_init(&cur, bs->raw, bs->len);
         if (pt_span_decode(&cur, &s) != 0) return -PT_ECORRUPT;
         ib.buf = buf + (a - off);
@@ -438,8 +448,31 @@ static int change_make(struct petrel_change *ch)
     return rc;
 }
 
-/* Write the change's bytes [start, end) as spans at start (each at most `max` bytes, or cut at
- * the offsets in cuts[] when given: the old spans' boundaries). */
+/* New spans of this change are Reed-Solomon (the policy's D, P, block size): the policy has RS
+ * and the file is at least its threshold (as a whole-file write decides). */
+static int change_rs(const struct petrel_change *ch)
+{
+    return ch->have_policy && ch->policy.data && ch->size >= ch->policy.rs_threshold;
+}
+
+/* The largest new span. */
+static uint32_t change_span_max(const struct petrel_change *ch)
+{
+    if (change_rs(ch)) return (uint32_t)ch->policy.data * ch->policy.block_size;
+    return pt_client_span_size(ch->c);
+}
+
+/* One new span of n bytes at pos: inline up to 4 KiB; RS when the policy says so for this
+ * file and the piece is not small; else mirrored with the policy's copies. */
+static int put_piece(struct petrel_change *ch, uint64_t pos, const uint8_t *buf, uint32_t n)
+{
+    unsigned copies = ch->have_policy && ch->policy.copies ? ch->policy.copies : ch->copies;
+    if (n >= CHANGE_SMALL_TAIL && change_rs(ch))
+        return pt_client_put_rs_span(ch->c, ch->change, ch->cookie, &ch->policy, pos, buf, n);
+    return pt_client_put_span(ch->c, ch->change, ch->cookie, copies, pos, buf, n);
+}
+
+/* Write the change's bytes [start, end) as spans at start, each at most `max` bytes. */
 static int upload_range(struct petrel_change *ch, uint64_t start, uint64_t end, uint8_t *buf,
                         uint32_t max)
 {
@@ -447,10 +480,95 @@ static int upload_range(struct petrel_change *ch, uint64_t start, uint64_t end, 
     int rc = 0;
     while (pos < end && rc == 0) {
         uint32_t n = (uint32_t)PT_MIN((uint64_t)max, end - pos);
-        if ((rc = content(ch, pos, n, buf)) == 0)
-            rc = pt_client_put_span(ch->c, ch->change, ch->cookie, ch->copies, pos, buf, n);
+        if ((rc = content(ch, pos, n, buf)) == 0) rc = put_piece(ch, pos, buf, n);
         if (rc == 0) ch->uploaded += n;
         pos += n;
+    }
+    return rc;
+}
+
+/* A hole span [off, off + len) in the change file (at its end, or in place). */
+static int put_hole(struct petrel_change *ch, uint64_t off, uint64_t len)
+{
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    int rc;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_ADD_HOLE;
+    q.id = ch->change;
+    q.cookie = ch->cookie;
+    q.offset = off;
+    q.expect = len;
+    rc = shard_op(ch, &q, NULL, &rep);
+    pt_reply_free(&rep);
+    return rc;
+}
+
+/* Where bytes were written or old data shows at or after x (bytes that may not be zero): the
+ * first such offset, or ch->size. *run_end: where that run of such bytes ends. */
+static uint64_t next_present(const struct petrel_change *ch, uint64_t x, uint64_t *run_end)
+{
+    uint64_t first = ch->size, show = PT_MIN(ch->base_valid, ch->base_size);
+    size_t k;
+    int again = 1;
+    for (k = 0; k < ch->n_dirty; k++)
+        if (ch->dirty[k].end > x) {
+            first = PT_MIN(first, PT_MAX(x, ch->dirty[k].start));
+            break; /* sorted */
+        }
+    for (k = 0; k < ch->n_spans; k++) {
+        const struct base_span *bs = &ch->spans[k];
+        if (bs->offset >= PT_MIN(show, first)) break;
+        if (!bs->hole && PT_MIN(bs->offset + bs->size, show) > x) {
+            first = PT_MAX(x, bs->offset);
+            break;
+        }
+    }
+    first = PT_MIN(first, ch->size);
+    *run_end = first;
+    while (again && *run_end < ch->size) { /* extend over touching written / shown ranges */
+        again = 0;
+        for (k = 0; k < ch->n_dirty; k++)
+            if (ch->dirty[k].start <= *run_end && ch->dirty[k].end > *run_end) {
+                *run_end = ch->dirty[k].end;
+                again = 1;
+            }
+        for (k = 0; k < ch->n_spans && ch->spans[k].offset <= *run_end; k++) {
+            const struct base_span *bs = &ch->spans[k];
+            uint64_t e = PT_MIN(bs->offset + bs->size, show);
+            if (!bs->hole && e > *run_end) {
+                *run_end = e;
+                again = 1;
+            }
+        }
+        *run_end = PT_MIN(*run_end, ch->size);
+    }
+    return first;
+}
+
+/* Write [start, ch->size) at start: runs of zeros nothing wrote (holes, the old content hidden
+ * by a truncation, the gap a write or truncate past the end leaves) of at least
+ * CHANGE_HOLE_MIN as hole spans, the rest as data spans of at most max bytes. */
+static int upload_tail(struct petrel_change *ch, uint64_t start, uint8_t *buf, uint32_t max)
+{
+    uint64_t pos = start;
+    int rc = 0;
+    while (pos < ch->size && rc == 0) {
+        uint64_t run_end, d = next_present(ch, pos, &run_end), e;
+        if (d - pos >= CHANGE_HOLE_MIN) {
+            if ((rc = put_hole(ch, pos, d - pos)) == 0) pos = d;
+            continue;
+        }
+        /* data from pos: through runs of written or shown bytes and short gaps between them */
+        e = run_end;
+        while (e < ch->size) {
+            uint64_t r2, d2 = next_present(ch, e, &r2);
+            if (d2 - e >= CHANGE_HOLE_MIN) break;
+            e = r2 > e ? r2 : d2;
+            if (d2 == ch->size) break;
+        }
+        rc = upload_range(ch, pos, e, buf, max);
+        pos = e;
     }
     return rc;
 }
@@ -459,29 +577,31 @@ static int upload_range(struct petrel_change *ch, uint64_t start, uint64_t end, 
  * Upload the staged state into the change file. The current spans (the old version's, or the
  * change file's after an earlier spill) are kept when nothing staged touches them and they
  * still show whole; runs of touched spans before the last kept one are rewritten in place, in
- * pieces that end on old span boundaries (the shard swaps spans one range for one); the rest
- * (after the last kept span, and from the first run that cannot be cut so) is cut off and
- * written again up to the size.
+ * pieces that end on old span boundaries (the shard swaps spans one range for one); a hole
+ * that still shows whole is kept too, and what was written into it goes in place (the shard
+ * splits a hole at any byte); the rest (after the last kept span, and from the first run that
+ * cannot be cut so) is cut off and written again up to the size, its unwritten zeros as holes.
  */
 static int change_upload(struct petrel_change *ch)
 {
-    uint32_t max = pt_client_span_size(ch->c);
+    uint32_t max = change_span_max(ch);
     uint64_t tail;
     uint8_t *buf;
-    size_t i, last = 0, n = ch->n_spans;
+    size_t i, k, last = 0, n = ch->n_spans;
     int have_kept = 0, rc;
     unsigned char *keep;
     if (!(keep = calloc(n ? n : 1, 1))) return -PT_ENOMEM;
     for (i = 0; i < n; i++) {
         uint64_t a = ch->spans[i].offset, e = a + ch->spans[i].size;
-        keep[i] = e <= ch->base_valid && e <= ch->size && !overlaps_dirty(ch, a, e);
+        keep[i] = e <= ch->base_valid && e <= ch->size &&
+                  (ch->spans[i].hole || !overlaps_dirty(ch, a, e));
         if (keep[i]) {
             last = i;
             have_kept = 1;
         }
     }
     /* An append after a small last span rewrites that span with it (bounded span count). */
-    if (have_kept && last == n - 1 && ch->size > ch->base_size &&
+    if (have_kept && last == n - 1 && !ch->spans[last].hole && ch->size > ch->base_size &&
         ch->spans[last].size < CHANGE_SMALL_TAIL && ch->size - ch->spans[last].offset <= max) {
         keep[last] = 0;
         have_kept = 0;
@@ -507,10 +627,15 @@ static int change_upload(struct petrel_change *ch)
     rc = change_make(ch);
     /* Runs in place, before the tail. */
     for (i = 0; rc == 0 && i < n && ch->spans[i].offset < tail; i++) {
-        uint64_t a, e;
+        uint64_t a = ch->spans[i].offset, e = a + ch->spans[i].size;
+        if (keep[i] && ch->spans[i].hole) { /* what was written into a kept hole, in place */
+            for (k = 0; rc == 0 && k < ch->n_dirty; k++) {
+                uint64_t x = PT_MAX(a, ch->dirty[k].start), y = PT_MIN(e, ch->dirty[k].end);
+                if (x < y) rc = upload_range(ch, x, y, buf, max);
+            }
+            continue;
+        }
         if (keep[i]) continue;
-        a = ch->spans[i].offset;
-        e = a + ch->spans[i].size;
         /* Pack the following touched spans while the piece stays within one span's bytes. */
         while (i + 1 < n && !keep[i + 1] && ch->spans[i + 1].offset < tail &&
                e + ch->spans[i + 1].size - a <= max) {
@@ -531,7 +656,7 @@ static int change_upload(struct petrel_change *ch)
         rc = shard_op(ch, &q, NULL, &rep);
         pt_reply_free(&rep);
     }
-    if (rc == 0) rc = upload_range(ch, tail, ch->size, buf, max);
+    if (rc == 0) rc = upload_tail(ch, tail, buf, max);
     free(buf);
     free(keep);
     return rc;
