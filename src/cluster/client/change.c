@@ -49,6 +49,12 @@ struct extent {
     uint64_t start, end;
 };
 
+/* A staged write: len bytes for file offset `off`, at `at` in the cache file (any file offset
+ * fits, 2^63 - 1 included, whatever the local file system's largest file). */
+struct piece {
+    uint64_t off, len, at;
+};
+
 struct petrel_change {
     struct petrel_client *c;
     uint64_t file;    /* the linked file */
@@ -67,7 +73,10 @@ struct petrel_change {
     unsigned copies; /* of new mirrored spans: as the old content's, else the client's */
     struct pt_policy policy; /* the file's directory's: large new spans are RS by it */
     int have_policy;
-    int fd;          /* the cache file: staged bytes at their file offsets */
+    int fd;          /* the cache file: a log of the staged writes, in the order made */
+    struct piece *pieces; /* where each staged write is in it, oldest first */
+    size_t n_pieces, cap_pieces;
+    uint64_t log_end; /* bytes in the cache file: a spill past ch->limit */
     uint64_t uploaded; /* bytes written as new spans */
     int failed;      /* an upload or commit failed: every later one returns it */
 };
@@ -224,6 +233,7 @@ void petrel_change_close(struct petrel_change *ch)
     if (!ch) return;
     spans_clear(ch);
     free(ch->dirty);
+    free(ch->pieces);
     if (ch->fd >= 0) close(ch->fd);
     free(ch);
 }
@@ -286,7 +296,14 @@ static int extent_add(struct petrel_change *ch, uint64_t start, uint64_t end)
 /* Staged bytes at or past `size` are gone. */
 static void extent_clip(struct petrel_change *ch, uint64_t size)
 {
-    size_t k;
+    size_t k, j = 0;
+    for (k = 0; k < ch->n_pieces; k++) { /* staged writes at or past size are gone */
+        struct piece pc = ch->pieces[k];
+        if (pc.off >= size) continue;
+        if (pc.off + pc.len > size) pc.len = size - pc.off;
+        ch->pieces[j++] = pc;
+    }
+    ch->n_pieces = j;
     while (ch->n_dirty && ch->dirty[ch->n_dirty - 1].start >= size)
         ch->n_dirty--;
     if (ch->n_dirty && ch->dirty[ch->n_dirty - 1].end > size) ch->dirty[ch->n_dirty - 1].end = size;
@@ -350,11 +367,12 @@ static int content(struct petrel_change *ch, uint64_t off, size_t len, uint8_t *
         if (rc) return rc;
         if (ib.pos != ib.cap) return -PT_ECORRUPT;
     }
-    for (k = 0; k < ch->n_dirty; k++) {
-        uint64_t a = PT_MAX(off, ch->dirty[k].start), b = PT_MIN(end, ch->dirty[k].end);
+    for (k = 0; k < ch->n_pieces; k++) { /* oldest first: a later write wins */
+        const struct piece *pc = &ch->pieces[k];
+        uint64_t a = PT_MAX(off, pc->off), b = PT_MIN(end, pc->off + pc->len);
         ssize_t got;
         if (a >= b) continue;
-        got = pread(ch->fd, buf + (a - off), (size_t)(b - a), (off_t)a);
+        got = pread(ch->fd, buf + (a - off), (size_t)(b - a), (off_t)(pc->at + (a - pc->off)));
         if (got != (ssize_t)(b - a)) return -PT_EIO;
     }
     return 0;
@@ -391,16 +409,36 @@ int petrel_change_write(struct petrel_change *ch, uint64_t offset, const void *b
     if (ch->failed) return ch->failed;
     if (len == 0) return 0;
     if (offset + len < offset || offset + len > CHANGE_SIZE_MAX) return -PT_EFBIG;
+    if (ch->n_pieces == ch->cap_pieces) {
+        size_t nc = ch->cap_pieces ? ch->cap_pieces * 2 : 16;
+        struct piece *nv = realloc(ch->pieces, nc * sizeof(*nv));
+        if (!nv) return -PT_ENOMEM;
+        ch->pieces = nv;
+        ch->cap_pieces = nc;
+    }
     while (done < len) {
-        ssize_t n = pwrite(ch->fd, p + done, len - done, (off_t)(offset + done));
+        ssize_t n = pwrite(ch->fd, p + done, len - done, (off_t)(ch->log_end + done));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) return n < 0 && errno == ENOSPC ? -PT_ENOSPC : -PT_EIO;
         done += (size_t)n;
     }
     if ((rc = extent_add(ch, offset, offset + len)) != 0) return rc;
+    { /* earlier writes this one covers whole are forgotten (reads apply fewer pieces) */
+        size_t k, j = 0;
+        for (k = 0; k < ch->n_pieces; k++)
+            if (ch->pieces[k].off < offset ||
+                ch->pieces[k].off + ch->pieces[k].len > offset + len)
+                ch->pieces[j++] = ch->pieces[k];
+        ch->n_pieces = j;
+    }
+    ch->pieces[ch->n_pieces].off = offset;
+    ch->pieces[ch->n_pieces].len = len;
+    ch->pieces[ch->n_pieces].at = ch->log_end;
+    ch->n_pieces++;
+    ch->log_end += len;
     if (offset + len > ch->size) ch->size = offset + len;
     /* Past the limit: the staged ranges go to the shard's change file as spans. */
-    if (ch->dirty_bytes > ch->limit) return change_flush(ch);
+    if (ch->log_end > ch->limit) return change_flush(ch);
     return 0;
 }
 
@@ -682,6 +720,8 @@ static int change_flush(struct petrel_change *ch)
     ch->base_valid = ch->size;
     ch->n_dirty = 0;
     ch->dirty_bytes = 0;
+    ch->n_pieces = 0;
+    ch->log_end = 0;
     if (ftruncate(ch->fd, 0) != 0) return 0; /* only space; staged bytes are forgotten anyway */
     return 0;
 }
