@@ -47,6 +47,8 @@ struct cluster_vfs {
     struct petrel_client *client; /* for calls made by the vfs's (single) caller thread */
     char registry[PETREL_VFS_HOST_MAX + 8];
     struct petrel_vfs_file *writers; /* files being written: found by path before the store */
+    struct petrel_change_config cache; /* where and how much changes stage */
+    char *cache_dir;
 };
 
 struct petrel_vfs_file {
@@ -327,7 +329,7 @@ static int open_change(struct cluster_vfs *cv, const char *path, uint64_t id, in
     }
     f->id = id;
     f->append = (flags & PETREL_VFS_O_APPEND) != 0;
-    rc = petrel_change_open(cv->client, id, 0, NULL, &f->change);
+    rc = petrel_change_open(cv->client, id, 0, &cv->cache, &f->change);
     if (rc == 0 && (flags & PETREL_VFS_O_TRUNC)) rc = petrel_change_truncate(f->change, 0);
     if (rc < 0) {
         file_free(cv, f);
@@ -650,6 +652,7 @@ static int64_t cl_readlink(struct petrel_vfs *vfs, const char *path, char *buf, 
 static int cl_destroy(struct petrel_vfs *vfs)
 {
     petrel_client_close(cluster(vfs)->client);
+    free(cluster(vfs)->cache_dir);
     free(vfs->backend);
     free(vfs);
     return 0;
@@ -713,6 +716,13 @@ int petrel_vfs_cluster_address(const char *host, uint16_t port, char *out, size_
 
 int petrel_vfs_cluster_open(const char *host, uint16_t port, int flags, struct petrel_vfs **out)
 {
+    return petrel_vfs_cluster_open_cache(host, port, flags, NULL, 0, out);
+}
+
+int petrel_vfs_cluster_open_cache(const char *host, uint16_t port, int flags,
+                                  const char *cache_dir, uint64_t cache_size,
+                                  struct petrel_vfs **out)
+{
     struct petrel_vfs *vfs;
     struct cluster_vfs *cv;
     struct petrel_client_config cfg;
@@ -727,6 +737,10 @@ int petrel_vfs_cluster_open(const char *host, uint16_t port, int flags, struct p
         return -PT_ENOMEM;
     }
     rc = petrel_vfs_cluster_address(host, port, cv->registry, sizeof(cv->registry));
+    if (rc == 0 && cache_dir && cache_dir[0] && !(cv->cache_dir = strdup(cache_dir)))
+        rc = -PT_ENOMEM;
+    cv->cache.cache_dir = cv->cache_dir;
+    cv->cache.cache_limit = cache_size;
     memset(&cfg, 0, sizeof(cfg));
     cfg.registry = cv->registry;
     if (rc == 0) rc = petrel_client_open(&cv->client, &cfg);
@@ -736,6 +750,7 @@ int petrel_vfs_cluster_open(const char *host, uint16_t port, int flags, struct p
     if (rc == 0) rc = petrel_client_stat(cv->client, "/", &root);
     if (rc < 0) {
         petrel_client_close(cv->client);
+        free(cv->cache_dir);
         free(vfs);
         free(cv);
         return rc;
