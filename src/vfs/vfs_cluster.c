@@ -291,19 +291,26 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+/* The writer state of a new file's handle goes (its thread has returned). */
+static void writer_free(struct cluster_vfs *cv, struct petrel_vfs_file *f)
+{
+    if (!f->writer) return;
+    if (f->prev)
+        f->prev->next = f->next;
+    else if (cv->writers == f)
+        cv->writers = f->next;
+    if (f->next) f->next->prev = f->prev;
+    pthread_mutex_destroy(&f->lock);
+    pthread_cond_destroy(&f->cond);
+    petrel_client_close(f->wclient);
+    free(f->queue);
+    f->queue = NULL;
+    f->writer = 0;
+}
+
 static void file_free(struct cluster_vfs *cv, struct petrel_vfs_file *f)
 {
-    if (f->writer) {
-        if (f->prev)
-            f->prev->next = f->next;
-        else if (cv->writers == f)
-            cv->writers = f->next;
-        if (f->next) f->next->prev = f->prev;
-        pthread_mutex_destroy(&f->lock);
-        pthread_cond_destroy(&f->cond);
-        petrel_client_close(f->wclient);
-        free(f->queue);
-    }
+    writer_free(cv, f);
     petrel_change_close(f->change);
     free(f->path);
     free(f);
@@ -438,6 +445,36 @@ static int64_t cl_read(struct petrel_vfs *vfs, struct petrel_vfs_file *f, void *
     return rc < 0 ? rc : (int64_t)r.got;
 }
 
+/*
+ * A new file written out of order (a write elsewhere than at its end, a truncate to another
+ * size: a seek past the end, pjdfstest's write at 2 GiB, a download tool's preallocation)
+ * stops streaming: what it wrote so far is linked now (as a close would, with the same
+ * replace rules) and the handle goes on as a change of that file (holes for the gaps;
+ * committed at fsync and close). Visible before close from then on, as on a local file
+ * system. A writer that failed or whose name was removed stays refused (-PT_ENOTSUP).
+ */
+static int writer_to_change(struct petrel_vfs *vfs, struct petrel_vfs_file *f)
+{
+    struct cluster_vfs *cv = cluster(vfs);
+    int rc;
+    if (f->failed || f->orphan) {
+        f->failed = 1;
+        return -PT_ENOTSUP;
+    }
+    pthread_mutex_lock(&f->lock);
+    f->finished = 1;
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+    pthread_join(f->thread, NULL);
+    rc = f->result;
+    if (rc == 0 && f->times.valid && f->times_written == f->written)
+        rc = petrel_client_setattr_inode(cv->client, f->nf.file, &f->times);
+    writer_free(cv, f);
+    f->id = f->nf.file;
+    if (rc == 0) rc = petrel_change_open(cv->client, f->id, 0, &cv->cache, &f->change);
+    return rc;
+}
+
 static int64_t cl_write(struct petrel_vfs *vfs, struct petrel_vfs_file *f, const void *buf,
                         uint64_t size, uint64_t off)
 {
@@ -450,9 +487,10 @@ static int64_t cl_write(struct petrel_vfs *vfs, struct petrel_vfs_file *f, const
         return rc < 0 ? rc : (int64_t)size;
     }
     if (!f->writer) return -PT_EPERM;
-    if (off != f->written) { /* write-once files are written in order */
-        f->failed = 1;
-        return -PT_ENOTSUP;
+    if (off != f->written) { /* out of order: from now on, the file changes by versions */
+        int rc = writer_to_change(vfs, f);
+        if (rc < 0) return rc;
+        return cl_write(vfs, f, buf, size, off);
     }
     pthread_mutex_lock(&f->lock);
     while (left > 0) {
@@ -485,8 +523,11 @@ static int cl_truncate(struct petrel_vfs *vfs, struct petrel_vfs_file *f, uint64
     if (f->change) return petrel_change_truncate(f->change, size);
     /* O_TRUNC of a file being created asks for its current size: nothing to do. */
     if (f->writer && size == f->written) return 0;
-    if (f->writer) f->failed = 1;
-    return f->writer ? -PT_ENOTSUP : -PT_EPERM;
+    if (f->writer) {
+        int rc = writer_to_change(vfs, f);
+        return rc < 0 ? rc : petrel_change_truncate(f->change, size);
+    }
+    return -PT_EPERM;
 }
 
 static int cl_fstat(struct petrel_vfs *vfs, struct petrel_vfs_file *f, struct petrel_vfs_stat *st)

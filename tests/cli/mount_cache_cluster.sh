@@ -99,6 +99,27 @@ expect_out "zeros at its end" "0000000 0000 0000 0000 0000" \
 printf 'middle' | dd of="$m/sparse" bs=1 seek=$((1 << 49)) conv=notrunc status=none
 expect_out "a write into the middle" "middle" \
     sh -c "dd if='$m/sparse' bs=1 skip=$((1 << 49)) count=6 status=none"
+# A new file opened write-only and written out of order (pjdfstest open/25: a write at 2 GiB)
+# or truncated: what it streamed so far is linked, and it goes on as a change with a hole.
+expect_out "a new write-only file written at 2 GiB" "2147483650 a" python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY, 0o644)
+os.write(fd, b"start")
+os.pwrite(fd, b"a", 2 * 1024 * 1024 * 1024 + 1)
+os.close(fd)
+with open(sys.argv[1], "rb") as f:
+    f.seek(2 * 1024 * 1024 * 1024 + 1)
+    print(os.stat(sys.argv[1]).st_size, f.read(1).decode())
+' "$m/big"
+expect_out "its head kept, zeros after" "start 0000" sh -c "echo \$(head -c 5 '$m/big') \$(head -c 9 '$m/big' | tail -c 4 | od -An -tx1 | tr -d ' \n' | cut -c1-4)"
+expect_out "a new write-only file truncated up" "3000000" python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+os.write(fd, b"x" * 1000)
+os.ftruncate(fd, 3000000)
+os.close(fd)
+print(os.stat(sys.argv[1]).st_size)
+' "$m/grown"
 mount_stop "$m"
 if mount_start "$A" "$m"; then
     expect_out "after a remount: head, middle, size" "head middle 1125899906842624" \

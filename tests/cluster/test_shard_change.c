@@ -676,8 +676,9 @@ TEST(shard_change_hole_spans)
  * decode as before; a malformed hole or any truncation of one is refused. */
 TEST(shard_span_record_hole_bytes)
 {
-    static uint8_t want[32] = {0x10, 0x27, 0, 0, 0, 0, 0, 0, 0, 0, 0,    0,    0,    0,    0, 0,
-                                     3,    0,    0, 1, 0, 0, 0, 0, 0xF0, 0xD8, 0xFF, 0xFF, 0xFF, 0xFF, 3, 0};
+    static uint8_t want[32] = {0x10, 0x27, 0, 0, 0, 0, 0,    0,    0,    0,    0,
+                               0,    0,    0, 0, 0, 3, 0,    0,    1,    0,    0,
+                               0,    0,    0xF0, 0xD8, 0xFF, 0xFF, 0xFF, 0xFF, 3, 0};
     /* a mirrored record as written before holes: 4096 bytes, 1 copy on service 7, block 9 */
     static uint8_t mirrored[44] = {0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0x44, 0x33, 0x22, 0x11,
                                          1, 1,    0, 1, 0, 0x10, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0,
