@@ -103,6 +103,7 @@ struct petrel_vfs_stat {
     uint64_t rdev; /* device number of a CHR/BLK node (Linux encoding), else 0 */
     uint64_t version; /* cluster files: the content's version (issue 12); else 0 */
     uint32_t spans;   /* cluster files: how many spans hold the content; else 0 */
+    uint64_t ino;     /* CAP_INO: the entry's stable inode number (cluster: its inode id) */
 };
 
 /* What petrel_vfs_setattr changes (one atomic update where the backend can). */
@@ -167,6 +168,7 @@ enum petrel_vfs_caps {
     PETREL_VFS_CAP_MODE = 0x20,         /* keeps permission bits settable by set_mode */
     PETREL_VFS_CAP_OWNER = 0x40,        /* keeps owners, atime and ctime (setattr) */
     PETREL_VFS_CAP_NODES = 0x80,        /* keeps symbolic links, FIFOs, sockets, devices */
+    PETREL_VFS_CAP_INO = 0x100,         /* stat gives every entry a stable, non-zero ino */
 };
 
 /* Flags for petrel_vfs_open. */

@@ -112,6 +112,7 @@ static uint8_t vfs_type(uint8_t type)
 static void fill_stat(const struct petrel_stat *s, struct petrel_vfs_stat *st)
 {
     memset(st, 0, sizeof(*st));
+    st->ino = s->id;
     st->type = vfs_type(s->type);
     st->size = s->type == PETREL_TYPE_DIR ? 0 : s->size;
     st->mtime_sec = (int64_t)(s->mtime_ns / 1000000000u);
@@ -183,6 +184,7 @@ static int list_entry(void *ctx, const struct petrel_dirent *e)
     /* Sizes, modes and times are not in the listing: ask the inode (one call, no path to
      * resolve; an entry removed meanwhile is listed with what the listing said). */
     if (petrel_client_stat_inode(cluster(l->vfs)->client, e->id, &s) == 0) fill_stat(&s, &st);
+    st.ino = e->id;
     return l->fn(l->ctx, e->name, &st);
 }
 
@@ -552,6 +554,7 @@ static int cl_fstat(struct petrel_vfs *vfs, struct petrel_vfs_file *f, struct pe
     }
     if (writer_stat(cluster(vfs), f, st) == 0) return 0;
     memset(st, 0, sizeof(*st));
+    st->ino = f->nf.file;
     st->type = PETREL_VFS_REG;
     st->size = f->written;
     st->mtime_sec = f->mtime_sec;
@@ -799,7 +802,8 @@ int petrel_vfs_cluster_open_cache(const char *host, uint16_t port, int flags,
     vfs->ops = &cluster_ops;
     vfs->backend = cv;
     vfs->caps = PETREL_VFS_CAP_WRITE_ONCE | PETREL_VFS_CAP_RANDOM_WRITE | PETREL_VFS_CAP_MTIME |
-                PETREL_VFS_CAP_MODE | PETREL_VFS_CAP_OWNER | PETREL_VFS_CAP_NODES;
+                PETREL_VFS_CAP_MODE | PETREL_VFS_CAP_OWNER | PETREL_VFS_CAP_NODES |
+                PETREL_VFS_CAP_INO;
     if (flags & PETREL_VFS_MOUNT_READ_ONLY) vfs->caps |= PETREL_VFS_CAP_READ_ONLY;
     snprintf(vfs->label, sizeof(vfs->label), "petrel://%s:%u", host, port);
     *out = vfs;

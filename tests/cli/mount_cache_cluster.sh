@@ -30,7 +30,7 @@ cpid=$!
 A=
 deadline=$((SECONDS + 120))
 while [ $SECONDS -lt $deadline ] && [ -z "$A" ] && kill -0 "$cpid" 2>/dev/null; do
-    A=$(head -n 1 "$t/cluster.out")
+    A=$(head -n 1 "$t/cluster.out" 2>/dev/null)
     [ -n "$A" ] || sleep 0.05
 done
 # the cache directory does not exist yet: the mount makes it
@@ -120,8 +120,15 @@ os.ftruncate(fd, 3000000)
 os.close(fd)
 print(os.stat(sys.argv[1]).st_size)
 ' "$m/grown"
+# Inode numbers are the cluster's inode ids: the same after a rename and a remount.
+ino=$(stat -c %i "$m/grown")
+mv "$m/grown" "$m/renamed"
+expect_out "the inode number survives a rename" "$ino" stat -c %i "$m/renamed"
+expect_out "ls -i and find list it" "$ino renamed $ino" \
+    sh -c "echo \$(ls -i '$m' | grep renamed) \$(find '$m' -name renamed -printf '%i')"
 mount_stop "$m"
 if mount_start "$A" "$m"; then
+    expect_out "the inode number survives a remount" "$ino" stat -c %i "$m/renamed"
     expect_out "after a remount: head, middle, size" "head middle 1125899906842624" \
         sh -c "echo \$(head -c 4 '$m/sparse') \$(dd if='$m/sparse' bs=1 skip=$((1 << 49)) count=6 status=none) \$(stat -c %s '$m/sparse')"
 else
