@@ -207,7 +207,7 @@ if start_cluster --port "$port"; then
     pass "cluster resumes"
     expect_eq "--port gives the address" "petrel://127.0.0.1:$port" "$A"
     expect_ok "data intact after restart" sh -c "'$P' cat '$A/big' | cmp - '$t/src/big'"
-    expect_out "listing after restart" "$(printf 'big\ndd-out\nempty\nforked\npage-plus-one')" "$P" ls "$A/"
+    expect_out "listing after restart" "$(printf 'big\ndd-out\nempty\nforked\nholes\npage-plus-one')" "$P" ls "$A/"
     expect_fail "--port in use" "port $port is in use on 127.0.0.1 (choose another --port)" \
         "$P" cluster start --dir "$t/other" --port "$port"
     stop_cluster

@@ -2110,7 +2110,7 @@ int pt_client_put_rs_span(struct petrel_client *c, uint64_t file, uint64_t cooki
 int pt_client_file_policy(struct petrel_client *c, uint64_t file, struct pt_policy *p)
 {
     struct pt_shard_stat *s = malloc(sizeof(*s));
-    uint64_t dir;
+    uint64_t dir, parent;
     unsigned hops;
     int rc;
     if (!s) return -PT_ENOMEM;
@@ -2118,8 +2118,16 @@ int pt_client_file_policy(struct petrel_client *c, uint64_t file, struct pt_poli
         free(s);
         return rc;
     }
+    /* The policy a writer into that directory used just now (writer_policy's cache). */
+    if (c->policy_cached_at && c->policy_dir == s->parent &&
+        pt_now_ms() - c->policy_cached_at < POLICY_CACHE_MS) {
+        *p = c->policy;
+        free(s);
+        return 0;
+    }
     /* The directory the file was linked into, then its ancestors, nearest first. */
-    for (dir = s->parent, hops = 0; hops < CHAIN_MAX; hops++) {
+    parent = s->parent;
+    for (dir = parent, hops = 0; hops < CHAIN_MAX; hops++) {
         uint64_t up;
         rc = policy_of_dir(c, dir, p);
         if (rc == 0 || rc != -PT_ENOENT) break;
@@ -2128,9 +2136,11 @@ int pt_client_file_policy(struct petrel_client *c, uint64_t file, struct pt_poli
         dir = up;
     }
     free(s);
-    if (rc == 0) return 0;
-    if (rc != -PT_ENOENT) return rc;
-    policy_default(c, p);
+    if (rc != 0 && rc != -PT_ENOENT) return rc;
+    if (rc) policy_default(c, p);
+    c->policy = *p;
+    c->policy_dir = parent;
+    c->policy_cached_at = pt_now_ms();
     return 0;
 }
 
