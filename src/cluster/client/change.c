@@ -3,8 +3,9 @@
  * linked file staged locally, uploaded as the spans of a shard change file, and committed by
  * compare-and-swap on the file's version.
  *
- * Owns the local staging (a cache file of dirty ranges at their file offsets, an extent list,
- * the size and how much of the old content still shows through) and the plan of an upload:
+ * Owns the local staging (a cache file that logs the staged writes as made, where each one is,
+ * an extent list of the ranges written, the size and how much of the old content still shows
+ * through) and the plan of an upload (which runs of zeros become hole spans):
  * which of the current spans stay (shared with the old version), which runs of spans are
  * rewritten in place (their old bytes merged with the staged ones, cut at old span
  * boundaries so the shard can swap them one for one), and the tail that is cut and written
