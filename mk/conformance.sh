@@ -145,7 +145,8 @@ run_pjdfstest() { # tier dir
     if [ "$mode" = quick ]; then
         # every 10th file but those that need hard links (EPERM here, docs/CLI.md)
         local skip='^\./link/|^\./rename/(00|23|24)\.t|^\./unlink/(00|14)\.t'
-        # the cluster streams a new file opened write-only: no write at 2 GiB before the rest
+        # open/25 (a write at 2 GiB into a new write-only file) passes on the cluster since
+        # issue 12's holes; kept out of the quick selection so that it stays the same files
         [ "$tier" = cluster ] && skip="$skip"'|^\./open/25\.t'
         files=$(printf '%s\n' "$files" | grep -v -E "$skip" | awk 'NR % 10 == 1' | head -n 20)
         # and on the image, the setuid/setgid bits a write by another user clears

@@ -299,16 +299,21 @@ int petrel_client_retarget(struct petrel_client *c, struct petrel_new_file *nf, 
  * version. Nothing is visible to others before the commit; readers that opened the file keep
  * the version they opened (it is kept for the retention period after a commit).
  *
- * Dirty ranges are staged in a local cache file under `cache_dir` (created there, unlinked at
- * once, so nothing is left behind by a crash): at most `cache_limit` bytes; beyond that the
+ * Writes are staged in a local cache file under `cache_dir` (created there, unlinked at
+ * once, so nothing is left behind by a crash), appended as made: at most `cache_limit` bytes
+ * (an overwrite counts again until the next upload); beyond that the
  * staged ranges are uploaded ("spilled") as spans of the shard's change file, which stays
  * invisible until the commit. Unchanged spans stay shared with the old version: an overwrite
  * rewrites only the spans it touches (their old bytes read, merged, written as new spans), an
  * append writes new spans after the last one (merged into the last one when it is smaller than
- * 64 KiB), a truncation drops the spans past the new end and rewrites the one it cuts.
+ * 64 KiB), a truncation drops the spans past the new end and rewrites the one it cuts; runs
+ * of zeros nothing wrote (a truncate up, a write past the end) of 64 KiB or more become hole
+ * spans (nothing stored, any length: a file reaches 2^63 - 1 bytes, beyond is -PT_EFBIG).
  *
  * The change file is made on the shard at the first upload (OPEN_CHANGE); a change that is
- * only read never touches the shard. New spans are mirrored (or inline up to 4 KiB).
+ * only read never touches the shard. New spans follow the storage policy of the file's
+ * directory: Reed-Solomon when the file is at least the policy's threshold (pieces under
+ * 64 KiB mirrored), else mirrored with its copies (inline up to 4 KiB).
  */
 struct petrel_change;
 

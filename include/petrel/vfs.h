@@ -42,6 +42,11 @@ struct petrel_vfs_location {
     uint16_t port;                   /* CLUSTER: registry port */
     char path[PETREL_VFS_PATH_MAX];  /* absolute path inside the vfs, normalized: "/" or
                                         "/a/b" (no trailing '/', no "." or ".." parts) */
+    /* CLUSTER, set by the caller (parsing leaves them empty): where changes of files stage
+     * their writes ("": $XDG_CACHE_HOME/petrel, else ~/.cache/petrel) and how many bytes one
+     * change stages before it uploads them as new spans (0: 64 MiB). */
+    char cache_dir[PETREL_VFS_PATH_MAX];
+    uint64_t cache_size;
 };
 
 /*
@@ -98,6 +103,7 @@ struct petrel_vfs_stat {
     uint64_t rdev; /* device number of a CHR/BLK node (Linux encoding), else 0 */
     uint64_t version; /* cluster files: the content's version (issue 12); else 0 */
     uint32_t spans;   /* cluster files: how many spans hold the content; else 0 */
+    uint64_t ino;     /* CAP_INO: the entry's stable inode number (cluster: its inode id) */
 };
 
 /* What petrel_vfs_setattr changes (one atomic update where the backend can). */
@@ -162,6 +168,7 @@ enum petrel_vfs_caps {
     PETREL_VFS_CAP_MODE = 0x20,         /* keeps permission bits settable by set_mode */
     PETREL_VFS_CAP_OWNER = 0x40,        /* keeps owners, atime and ctime (setattr) */
     PETREL_VFS_CAP_NODES = 0x80,        /* keeps symbolic links, FIFOs, sockets, devices */
+    PETREL_VFS_CAP_INO = 0x100,         /* stat gives every entry a stable, non-zero ino */
 };
 
 /* Flags for petrel_vfs_open. */
@@ -240,6 +247,11 @@ int petrel_vfs_image_open(const char *image, int flags, struct petrel_vfs **out)
  * this process refused with -PT_EVERSION, or 0: lets a tool say which format it found. */
 uint32_t petrel_vfs_image_refused_version(void);
 int petrel_vfs_cluster_open(const char *host, uint16_t port, int flags, struct petrel_vfs **out);
+/* The same with a staging directory (NULL or "": the default) and size (0: the default) for
+ * the changes of files (struct petrel_vfs_location's cache_dir, cache_size). */
+int petrel_vfs_cluster_open_cache(const char *host, uint16_t port, int flags,
+                                  const char *cache_dir, uint64_t cache_size,
+                                  struct petrel_vfs **out);
 
 /* A registry's address as the cluster's calls take it ("A.B.C.D:PORT", "[V6]:PORT"): a
  * numeric host kept, a host name resolved (-PT_ENOHOST when it does not resolve). */

@@ -103,6 +103,7 @@ static void fill_stat(const struct petrel_vfs_stat *s, struct stat *st, int read
                                         : s->type == PETREL_VFS_REG           ? 0644
                                                                               : 0755);
     st->st_nlink = s->type == PETREL_VFS_DIR ? 2 : 1;
+    st->st_ino = (ino_t)s->ino; /* used with use_ino (CAP_INO) only */
     if (read_only) st->st_mode &= ~(mode_t)0222;
     st->st_size = (off_t)s->size;
     st->st_blksize = 4096;
@@ -727,7 +728,11 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
     cfg->nullpath_ok = 1;
     cfg->hard_remove = 1; /* no .fuse_hidden files left in the store after a crash */
-    cfg->use_ino = 0;
+    /* Stable inode numbers where the store has them (a cluster's inode ids): else the
+     * kernel sees libfuse's node ids, which change when it forgets a node (pjdfstest
+     * compares a file's inode number before and after a refused rename). */
+    cfg->use_ino = (((struct driver *)fuse_get_context()->private_data)->vfs->caps &
+                    PETREL_VFS_CAP_INO) != 0;
     cfg->attr_timeout = 1.0;
     cfg->entry_timeout = 1.0;
     cfg->negative_timeout = 0;

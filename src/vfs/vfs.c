@@ -19,7 +19,8 @@ int petrel_vfs_open(const struct petrel_vfs_location *loc, int flags, struct pet
     case PETREL_VFS_IMAGE:
         return petrel_vfs_image_open(loc->store, flags, out);
     case PETREL_VFS_CLUSTER:
-        return petrel_vfs_cluster_open(loc->host, loc->port, flags, out);
+        return petrel_vfs_cluster_open_cache(loc->host, loc->port, flags, loc->cache_dir,
+                                             loc->cache_size, out);
     }
     return -PT_EINVAL;
 }

@@ -47,6 +47,8 @@ struct cluster_vfs {
     struct petrel_client *client; /* for calls made by the vfs's (single) caller thread */
     char registry[PETREL_VFS_HOST_MAX + 8];
     struct petrel_vfs_file *writers; /* files being written: found by path before the store */
+    struct petrel_change_config cache; /* where and how much changes stage */
+    char *cache_dir;
 };
 
 struct petrel_vfs_file {
@@ -110,6 +112,7 @@ static uint8_t vfs_type(uint8_t type)
 static void fill_stat(const struct petrel_stat *s, struct petrel_vfs_stat *st)
 {
     memset(st, 0, sizeof(*st));
+    st->ino = s->id;
     st->type = vfs_type(s->type);
     st->size = s->type == PETREL_TYPE_DIR ? 0 : s->size;
     st->mtime_sec = (int64_t)(s->mtime_ns / 1000000000u);
@@ -181,6 +184,7 @@ static int list_entry(void *ctx, const struct petrel_dirent *e)
     /* Sizes, modes and times are not in the listing: ask the inode (one call, no path to
      * resolve; an entry removed meanwhile is listed with what the listing said). */
     if (petrel_client_stat_inode(cluster(l->vfs)->client, e->id, &s) == 0) fill_stat(&s, &st);
+    st.ino = e->id;
     return l->fn(l->ctx, e->name, &st);
 }
 
@@ -289,19 +293,26 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+/* The writer state of a new file's handle goes (its thread has returned). */
+static void writer_free(struct cluster_vfs *cv, struct petrel_vfs_file *f)
+{
+    if (!f->writer) return;
+    if (f->prev)
+        f->prev->next = f->next;
+    else if (cv->writers == f)
+        cv->writers = f->next;
+    if (f->next) f->next->prev = f->prev;
+    pthread_mutex_destroy(&f->lock);
+    pthread_cond_destroy(&f->cond);
+    petrel_client_close(f->wclient);
+    free(f->queue);
+    f->queue = NULL;
+    f->writer = 0;
+}
+
 static void file_free(struct cluster_vfs *cv, struct petrel_vfs_file *f)
 {
-    if (f->writer) {
-        if (f->prev)
-            f->prev->next = f->next;
-        else if (cv->writers == f)
-            cv->writers = f->next;
-        if (f->next) f->next->prev = f->prev;
-        pthread_mutex_destroy(&f->lock);
-        pthread_cond_destroy(&f->cond);
-        petrel_client_close(f->wclient);
-        free(f->queue);
-    }
+    writer_free(cv, f);
     petrel_change_close(f->change);
     free(f->path);
     free(f);
@@ -327,7 +338,7 @@ static int open_change(struct cluster_vfs *cv, const char *path, uint64_t id, in
     }
     f->id = id;
     f->append = (flags & PETREL_VFS_O_APPEND) != 0;
-    rc = petrel_change_open(cv->client, id, 0, NULL, &f->change);
+    rc = petrel_change_open(cv->client, id, 0, &cv->cache, &f->change);
     if (rc == 0 && (flags & PETREL_VFS_O_TRUNC)) rc = petrel_change_truncate(f->change, 0);
     if (rc < 0) {
         file_free(cv, f);
@@ -436,6 +447,36 @@ static int64_t cl_read(struct petrel_vfs *vfs, struct petrel_vfs_file *f, void *
     return rc < 0 ? rc : (int64_t)r.got;
 }
 
+/*
+ * A new file written out of order (a write elsewhere than at its end, a truncate to another
+ * size: a seek past the end, pjdfstest's write at 2 GiB, a download tool's preallocation)
+ * stops streaming: what it wrote so far is linked now (as a close would, with the same
+ * replace rules) and the handle goes on as a change of that file (holes for the gaps;
+ * committed at fsync and close). Visible before close from then on, as on a local file
+ * system. A writer that failed or whose name was removed stays refused (-PT_ENOTSUP).
+ */
+static int writer_to_change(struct petrel_vfs *vfs, struct petrel_vfs_file *f)
+{
+    struct cluster_vfs *cv = cluster(vfs);
+    int rc;
+    if (f->failed || f->orphan) {
+        f->failed = 1;
+        return -PT_ENOTSUP;
+    }
+    pthread_mutex_lock(&f->lock);
+    f->finished = 1;
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+    pthread_join(f->thread, NULL);
+    rc = f->result;
+    if (rc == 0 && f->times.valid && f->times_written == f->written)
+        rc = petrel_client_setattr_inode(cv->client, f->nf.file, &f->times);
+    writer_free(cv, f);
+    f->id = f->nf.file;
+    if (rc == 0) rc = petrel_change_open(cv->client, f->id, 0, &cv->cache, &f->change);
+    return rc;
+}
+
 static int64_t cl_write(struct petrel_vfs *vfs, struct petrel_vfs_file *f, const void *buf,
                         uint64_t size, uint64_t off)
 {
@@ -448,9 +489,10 @@ static int64_t cl_write(struct petrel_vfs *vfs, struct petrel_vfs_file *f, const
         return rc < 0 ? rc : (int64_t)size;
     }
     if (!f->writer) return -PT_EPERM;
-    if (off != f->written) { /* write-once files are written in order */
-        f->failed = 1;
-        return -PT_ENOTSUP;
+    if (off != f->written) { /* out of order: from now on, the file changes by versions */
+        int rc = writer_to_change(vfs, f);
+        if (rc < 0) return rc;
+        return cl_write(vfs, f, buf, size, off);
     }
     pthread_mutex_lock(&f->lock);
     while (left > 0) {
@@ -483,8 +525,11 @@ static int cl_truncate(struct petrel_vfs *vfs, struct petrel_vfs_file *f, uint64
     if (f->change) return petrel_change_truncate(f->change, size);
     /* O_TRUNC of a file being created asks for its current size: nothing to do. */
     if (f->writer && size == f->written) return 0;
-    if (f->writer) f->failed = 1;
-    return f->writer ? -PT_ENOTSUP : -PT_EPERM;
+    if (f->writer) {
+        int rc = writer_to_change(vfs, f);
+        return rc < 0 ? rc : petrel_change_truncate(f->change, size);
+    }
+    return -PT_EPERM;
 }
 
 static int cl_fstat(struct petrel_vfs *vfs, struct petrel_vfs_file *f, struct petrel_vfs_stat *st)
@@ -509,6 +554,7 @@ static int cl_fstat(struct petrel_vfs *vfs, struct petrel_vfs_file *f, struct pe
     }
     if (writer_stat(cluster(vfs), f, st) == 0) return 0;
     memset(st, 0, sizeof(*st));
+    st->ino = f->nf.file;
     st->type = PETREL_VFS_REG;
     st->size = f->written;
     st->mtime_sec = f->mtime_sec;
@@ -650,6 +696,7 @@ static int64_t cl_readlink(struct petrel_vfs *vfs, const char *path, char *buf, 
 static int cl_destroy(struct petrel_vfs *vfs)
 {
     petrel_client_close(cluster(vfs)->client);
+    free(cluster(vfs)->cache_dir);
     free(vfs->backend);
     free(vfs);
     return 0;
@@ -713,6 +760,13 @@ int petrel_vfs_cluster_address(const char *host, uint16_t port, char *out, size_
 
 int petrel_vfs_cluster_open(const char *host, uint16_t port, int flags, struct petrel_vfs **out)
 {
+    return petrel_vfs_cluster_open_cache(host, port, flags, NULL, 0, out);
+}
+
+int petrel_vfs_cluster_open_cache(const char *host, uint16_t port, int flags,
+                                  const char *cache_dir, uint64_t cache_size,
+                                  struct petrel_vfs **out)
+{
     struct petrel_vfs *vfs;
     struct cluster_vfs *cv;
     struct petrel_client_config cfg;
@@ -727,6 +781,10 @@ int petrel_vfs_cluster_open(const char *host, uint16_t port, int flags, struct p
         return -PT_ENOMEM;
     }
     rc = petrel_vfs_cluster_address(host, port, cv->registry, sizeof(cv->registry));
+    if (rc == 0 && cache_dir && cache_dir[0] && !(cv->cache_dir = strdup(cache_dir)))
+        rc = -PT_ENOMEM;
+    cv->cache.cache_dir = cv->cache_dir;
+    cv->cache.cache_limit = cache_size;
     memset(&cfg, 0, sizeof(cfg));
     cfg.registry = cv->registry;
     if (rc == 0) rc = petrel_client_open(&cv->client, &cfg);
@@ -736,6 +794,7 @@ int petrel_vfs_cluster_open(const char *host, uint16_t port, int flags, struct p
     if (rc == 0) rc = petrel_client_stat(cv->client, "/", &root);
     if (rc < 0) {
         petrel_client_close(cv->client);
+        free(cv->cache_dir);
         free(vfs);
         free(cv);
         return rc;
@@ -743,7 +802,8 @@ int petrel_vfs_cluster_open(const char *host, uint16_t port, int flags, struct p
     vfs->ops = &cluster_ops;
     vfs->backend = cv;
     vfs->caps = PETREL_VFS_CAP_WRITE_ONCE | PETREL_VFS_CAP_RANDOM_WRITE | PETREL_VFS_CAP_MTIME |
-                PETREL_VFS_CAP_MODE | PETREL_VFS_CAP_OWNER | PETREL_VFS_CAP_NODES;
+                PETREL_VFS_CAP_MODE | PETREL_VFS_CAP_OWNER | PETREL_VFS_CAP_NODES |
+                PETREL_VFS_CAP_INO;
     if (flags & PETREL_VFS_MOUNT_READ_ONLY) vfs->caps |= PETREL_VFS_CAP_READ_ONLY;
     snprintf(vfs->label, sizeof(vfs->label), "petrel://%s:%u", host, port);
     *out = vfs;

@@ -3,8 +3,9 @@
  * linked file staged locally, uploaded as the spans of a shard change file, and committed by
  * compare-and-swap on the file's version.
  *
- * Owns the local staging (a cache file of dirty ranges at their file offsets, an extent list,
- * the size and how much of the old content still shows through) and the plan of an upload:
+ * Owns the local staging (a cache file that logs the staged writes as made, where each one is,
+ * an extent list of the ranges written, the size and how much of the old content still shows
+ * through) and the plan of an upload (which runs of zeros become hole spans):
  * which of the current spans stay (shared with the old version), which runs of spans are
  * rewritten in place (their old bytes merged with the staged ones, cut at old span
  * boundaries so the shard can swap them one for one), and the tail that is cut and written
@@ -27,21 +28,34 @@
 
 #define CHANGE_PIECE (1u << 20)           /* reads are delivered in pieces of this */
 #define CHANGE_DEFAULT_LIMIT (64ull << 20) /* staged bytes before a spill */
-/* Largest size a change may give a file: a hole is stored as zeros (no sparse spans yet), so a
- * truncate(2) far past the end would upload all of them. */
-#define CHANGE_SIZE_MAX (1ull << 40)
+/* Largest size a change may give a file: what a hole span can reach (a truncate(2) far past the
+ * end costs one hole record, whatever its length). */
+#define CHANGE_SIZE_MAX ((uint64_t)PT_HOLE_MAX)
+/* Pieces of a change smaller than this stay mirrored in an RS directory (a cell row would be
+ * mostly padding); compaction merges runs of them later. */
+#define CHANGE_SMALL_TAIL (64u << 10)
+/* A run of zeros nothing was written to becomes a hole span from this length on (shorter ones
+ * are uploaded as zero bytes with the data around them: fewer, larger spans). */
+#define CHANGE_HOLE_MIN (64u << 10)
 
 /* A span record of the content the change starts from, kept encoded (its inline bytes and
  * cell CRCs point into it once decoded). */
 struct base_span {
     uint64_t offset;
-    uint32_t size;
+    uint64_t size;
+    int hole; /* a hole span: zeros, nothing to read */
     size_t len;
     uint8_t *raw;
 };
 
 struct extent {
     uint64_t start, end;
+};
+
+/* A staged write: len bytes for file offset `off`, at `at` in the cache file (any file offset
+ * fits, 2^63 - 1 included, whatever the local file system's largest file). */
+struct piece {
+    uint64_t off, len, at;
 };
 
 struct petrel_change {
@@ -60,7 +74,12 @@ struct petrel_change {
     size_t n_dirty, cap_dirty;
     uint64_t dirty_bytes, limit;
     unsigned copies; /* of new mirrored spans: as the old content's, else the client's */
-    int fd;          /* the cache file: staged bytes at their file offsets */
+    struct pt_policy policy; /* the file's directory's: large new spans are RS by it */
+    int have_policy;
+    int fd;          /* the cache file: a log of the staged writes, in the order made */
+    struct piece *pieces; /* where each staged write is in it, oldest first */
+    size_t n_pieces, cap_pieces;
+    uint64_t log_end; /* bytes in the cache file: a spill past ch->limit */
     uint64_t uploaded; /* bytes written as new spans */
     int failed;      /* an upload or commit failed: every later one returns it */
 };
@@ -122,6 +141,7 @@ static int spans_load_once(struct petrel_change *ch, uint64_t id)
             }
             v[n].offset = s.offset;
             v[n].size = s.size;
+            v[n].hole = s.storage == PT_STORAGE_HOLE;
             v[n].len = b.pos - at;
             if (!(v[n].raw = malloc(v[n].len))) {
                 rc = -PT_ENOMEM;
@@ -206,7 +226,8 @@ int petrel_change_open(struct petrel_client *c, uint64_t id, uint64_t version,
     ch->cookie = pt_client_cookie(c);
     ch->limit = cfg && cfg->cache_limit ? cfg->cache_limit : CHANGE_DEFAULT_LIMIT;
     ch->fd = -1;
-    if ((rc = cache_open(ch, cfg)) != 0 || (rc = spans_load(ch, id)) != 0) {
+    if ((rc = cache_open(ch, cfg)) != 0 || (rc = spans_load(ch, id)) != 0 ||
+        (rc = pt_client_file_policy(c, id, &ch->policy)) != 0) {
         petrel_change_close(ch);
         return rc;
     }
@@ -215,6 +236,7 @@ int petrel_change_open(struct petrel_client *c, uint64_t id, uint64_t version,
         petrel_change_close(ch);
         return -PT_ESTALE;
     }
+    ch->have_policy = 1;
     ch->base_valid = ch->size = ch->base_size;
     *out = ch;
     return 0;
@@ -225,6 +247,7 @@ void petrel_change_close(struct petrel_change *ch)
     if (!ch) return;
     spans_clear(ch);
     free(ch->dirty);
+    free(ch->pieces);
     if (ch->fd >= 0) close(ch->fd);
     free(ch);
 }
@@ -287,7 +310,14 @@ static int extent_add(struct petrel_change *ch, uint64_t start, uint64_t end)
 /* Staged bytes at or past `size` are gone. */
 static void extent_clip(struct petrel_change *ch, uint64_t size)
 {
-    size_t k;
+    size_t k, j = 0;
+    for (k = 0; k < ch->n_pieces; k++) { /* staged writes at or past size are gone */
+        struct piece pc = ch->pieces[k];
+        if (pc.off >= size) continue;
+        if (pc.off + pc.len > size) pc.len = size - pc.off;
+        ch->pieces[j++] = pc;
+    }
+    ch->n_pieces = j;
     while (ch->n_dirty && ch->dirty[ch->n_dirty - 1].start >= size)
         ch->n_dirty--;
     if (ch->n_dirty && ch->dirty[ch->n_dirty - 1].end > size) ch->dirty[ch->n_dirty - 1].end = size;
@@ -340,6 +370,7 @@ static int content(struct petrel_change *ch, uint64_t off, size_t len, uint8_t *
         uint64_t a = PT_MAX(off, bs->offset), b = PT_MIN(show, bs->offset + bs->size);
         int rc;
         if (a >= b) break; /* [off, end) starts past what still shows of the old content */
+        if (bs->hole) continue; /* zeros, already in buf */
         pt_cursor_init(&cur, bs->raw, bs->len);
         if (pt_span_decode(&cur, &s) != 0) return -PT_ECORRUPT;
         ib.buf = buf + (a - off);
@@ -350,11 +381,12 @@ static int content(struct petrel_change *ch, uint64_t off, size_t len, uint8_t *
         if (rc) return rc;
         if (ib.pos != ib.cap) return -PT_ECORRUPT;
     }
-    for (k = 0; k < ch->n_dirty; k++) {
-        uint64_t a = PT_MAX(off, ch->dirty[k].start), b = PT_MIN(end, ch->dirty[k].end);
+    for (k = 0; k < ch->n_pieces; k++) { /* oldest first: a later write wins */
+        const struct piece *pc = &ch->pieces[k];
+        uint64_t a = PT_MAX(off, pc->off), b = PT_MIN(end, pc->off + pc->len);
         ssize_t got;
         if (a >= b) continue;
-        got = pread(ch->fd, buf + (a - off), (size_t)(b - a), (off_t)a);
+        got = pread(ch->fd, buf + (a - off), (size_t)(b - a), (off_t)(pc->at + (a - pc->off)));
         if (got != (ssize_t)(b - a)) return -PT_EIO;
     }
     return 0;
@@ -391,16 +423,36 @@ int petrel_change_write(struct petrel_change *ch, uint64_t offset, const void *b
     if (ch->failed) return ch->failed;
     if (len == 0) return 0;
     if (offset + len < offset || offset + len > CHANGE_SIZE_MAX) return -PT_EFBIG;
+    if (ch->n_pieces == ch->cap_pieces) {
+        size_t nc = ch->cap_pieces ? ch->cap_pieces * 2 : 16;
+        struct piece *nv = realloc(ch->pieces, nc * sizeof(*nv));
+        if (!nv) return -PT_ENOMEM;
+        ch->pieces = nv;
+        ch->cap_pieces = nc;
+    }
     while (done < len) {
-        ssize_t n = pwrite(ch->fd, p + done, len - done, (off_t)(offset + done));
+        ssize_t n = pwrite(ch->fd, p + done, len - done, (off_t)(ch->log_end + done));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) return n < 0 && errno == ENOSPC ? -PT_ENOSPC : -PT_EIO;
         done += (size_t)n;
     }
     if ((rc = extent_add(ch, offset, offset + len)) != 0) return rc;
+    { /* earlier writes this one covers whole are forgotten (reads apply fewer pieces) */
+        size_t k, j = 0;
+        for (k = 0; k < ch->n_pieces; k++)
+            if (ch->pieces[k].off < offset ||
+                ch->pieces[k].off + ch->pieces[k].len > offset + len)
+                ch->pieces[j++] = ch->pieces[k];
+        ch->n_pieces = j;
+    }
+    ch->pieces[ch->n_pieces].off = offset;
+    ch->pieces[ch->n_pieces].len = len;
+    ch->pieces[ch->n_pieces].at = ch->log_end;
+    ch->n_pieces++;
+    ch->log_end += len;
     if (offset + len > ch->size) ch->size = offset + len;
     /* Past the limit: the staged ranges go to the shard's change file as spans. */
-    if (ch->dirty_bytes > ch->limit) return change_flush(ch);
+    if (ch->log_end > ch->limit) return change_flush(ch);
     return 0;
 }
 
@@ -448,8 +500,31 @@ static int change_make(struct petrel_change *ch)
     return rc;
 }
 
-/* Write the change's bytes [start, end) as spans at start (each at most `max` bytes, or cut at
- * the offsets in cuts[] when given: the old spans' boundaries). */
+/* New spans of this change are Reed-Solomon (the policy's D, P, block size): the policy has RS
+ * and the file is at least its threshold (as a whole-file write decides). */
+static int change_rs(const struct petrel_change *ch)
+{
+    return ch->have_policy && ch->policy.data && ch->size >= ch->policy.rs_threshold;
+}
+
+/* The largest new span. */
+static uint32_t change_span_max(const struct petrel_change *ch)
+{
+    if (change_rs(ch)) return (uint32_t)ch->policy.data * ch->policy.block_size;
+    return pt_client_span_size(ch->c);
+}
+
+/* One new span of n bytes at pos: inline up to 4 KiB; RS when the policy says so for this
+ * file and the piece is not small; else mirrored with the policy's copies. */
+static int put_piece(struct petrel_change *ch, uint64_t pos, const uint8_t *buf, uint32_t n)
+{
+    unsigned copies = ch->have_policy && ch->policy.copies ? ch->policy.copies : ch->copies;
+    if (n >= CHANGE_SMALL_TAIL && change_rs(ch))
+        return pt_client_put_rs_span(ch->c, ch->change, ch->cookie, &ch->policy, pos, buf, n);
+    return pt_client_put_span(ch->c, ch->change, ch->cookie, copies, pos, buf, n);
+}
+
+/* Write the change's bytes [start, end) as spans at start, each at most `max` bytes. */
 static int upload_range(struct petrel_change *ch, uint64_t start, uint64_t end, uint8_t *buf,
                         uint32_t max)
 {
@@ -457,10 +532,95 @@ static int upload_range(struct petrel_change *ch, uint64_t start, uint64_t end, 
     int rc = 0;
     while (pos < end && rc == 0) {
         uint32_t n = (uint32_t)PT_MIN((uint64_t)max, end - pos);
-        if ((rc = content(ch, pos, n, buf)) == 0)
-            rc = pt_client_put_span(ch->c, ch->change, ch->cookie, ch->copies, pos, buf, n);
+        if ((rc = content(ch, pos, n, buf)) == 0) rc = put_piece(ch, pos, buf, n);
         if (rc == 0) ch->uploaded += n;
         pos += n;
+    }
+    return rc;
+}
+
+/* A hole span [off, off + len) in the change file (at its end, or in place). */
+static int put_hole(struct petrel_change *ch, uint64_t off, uint64_t len)
+{
+    struct pt_shard_req q;
+    struct pt_reply rep;
+    int rc;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_ADD_HOLE;
+    q.id = ch->change;
+    q.cookie = ch->cookie;
+    q.offset = off;
+    q.expect = len;
+    rc = shard_op(ch, &q, NULL, &rep);
+    pt_reply_free(&rep);
+    return rc;
+}
+
+/* Where bytes were written or old data shows at or after x (bytes that may not be zero): the
+ * first such offset, or ch->size. *run_end: where that run of such bytes ends. */
+static uint64_t next_present(const struct petrel_change *ch, uint64_t x, uint64_t *run_end)
+{
+    uint64_t first = ch->size, show = PT_MIN(ch->base_valid, ch->base_size);
+    size_t k;
+    int again = 1;
+    for (k = 0; k < ch->n_dirty; k++)
+        if (ch->dirty[k].end > x) {
+            first = PT_MIN(first, PT_MAX(x, ch->dirty[k].start));
+            break; /* sorted */
+        }
+    for (k = 0; k < ch->n_spans; k++) {
+        const struct base_span *bs = &ch->spans[k];
+        if (bs->offset >= PT_MIN(show, first)) break;
+        if (!bs->hole && PT_MIN(bs->offset + bs->size, show) > x) {
+            first = PT_MAX(x, bs->offset);
+            break;
+        }
+    }
+    first = PT_MIN(first, ch->size);
+    *run_end = first;
+    while (again && *run_end < ch->size) { /* extend over touching written / shown ranges */
+        again = 0;
+        for (k = 0; k < ch->n_dirty; k++)
+            if (ch->dirty[k].start <= *run_end && ch->dirty[k].end > *run_end) {
+                *run_end = ch->dirty[k].end;
+                again = 1;
+            }
+        for (k = 0; k < ch->n_spans && ch->spans[k].offset <= *run_end; k++) {
+            const struct base_span *bs = &ch->spans[k];
+            uint64_t e = PT_MIN(bs->offset + bs->size, show);
+            if (!bs->hole && e > *run_end) {
+                *run_end = e;
+                again = 1;
+            }
+        }
+        *run_end = PT_MIN(*run_end, ch->size);
+    }
+    return first;
+}
+
+/* Write [start, ch->size) at start: runs of zeros nothing wrote (holes, the old content hidden
+ * by a truncation, the gap a write or truncate past the end leaves) of at least
+ * CHANGE_HOLE_MIN as hole spans, the rest as data spans of at most max bytes. */
+static int upload_tail(struct petrel_change *ch, uint64_t start, uint8_t *buf, uint32_t max)
+{
+    uint64_t pos = start;
+    int rc = 0;
+    while (pos < ch->size && rc == 0) {
+        uint64_t run_end, d = next_present(ch, pos, &run_end), e;
+        if (d - pos >= CHANGE_HOLE_MIN) {
+            if ((rc = put_hole(ch, pos, d - pos)) == 0) pos = d;
+            continue;
+        }
+        /* data from pos: through runs of written or shown bytes and short gaps between them */
+        e = run_end;
+        while (e < ch->size) {
+            uint64_t r2, d2 = next_present(ch, e, &r2);
+            if (d2 - e >= CHANGE_HOLE_MIN) break;
+            e = r2 > e ? r2 : d2;
+            if (d2 == ch->size) break;
+        }
+        rc = upload_range(ch, pos, e, buf, max);
+        pos = e;
     }
     return rc;
 }
@@ -469,16 +629,17 @@ static int upload_range(struct petrel_change *ch, uint64_t start, uint64_t end, 
  * Upload the staged state into the change file. The current spans (the old version's, or the
  * change file's after an earlier spill) are kept when nothing staged touches them and they
  * still show whole; runs of touched spans before the last kept one are rewritten in place, in
- * pieces that end on old span boundaries (the shard swaps spans one range for one); the rest
- * (after the last kept span, and from the first run that cannot be cut so) is cut off and
- * written again up to the size.
+ * pieces that end on old span boundaries (the shard swaps spans one range for one); a hole
+ * that still shows whole is kept too, and what was written into it goes in place (the shard
+ * splits a hole at any byte); the rest (after the last kept span, and from the first run that
+ * cannot be cut so) is cut off and written again up to the size, its unwritten zeros as holes.
  */
 static int change_upload(struct petrel_change *ch)
 {
-    uint32_t max = pt_client_span_size(ch->c);
+    uint32_t max = change_span_max(ch);
     uint64_t tail, size_before = ch->base_size;
     uint8_t *buf;
-    size_t i, last = 0, n;
+    size_t i, k, last = 0, n;
     int have_kept = 0, rc;
     unsigned char *keep;
     /* The change file starts with the span records the file has when it is made: the same
@@ -493,7 +654,8 @@ static int change_upload(struct petrel_change *ch)
     if (!(keep = calloc(n ? n : 1, 1))) return -PT_ENOMEM;
     for (i = 0; i < n; i++) {
         uint64_t a = ch->spans[i].offset, e = a + ch->spans[i].size;
-        keep[i] = e <= ch->base_valid && e <= ch->size && !overlaps_dirty(ch, a, e);
+        keep[i] = e <= ch->base_valid && e <= ch->size &&
+                  (ch->spans[i].hole || !overlaps_dirty(ch, a, e));
         if (keep[i]) {
             last = i;
             have_kept = 1;
@@ -503,7 +665,7 @@ static int change_upload(struct petrel_change *ch)
      * span with it: at most 4 KiB into the shard per append, no block written. A longer
      * append adds spans, and the shard leader's compaction (shard_compact.c) later merges
      * runs of small spans into one. */
-    if (have_kept && last == n - 1 && ch->size > ch->base_size &&
+    if (have_kept && last == n - 1 && !ch->spans[last].hole && ch->size > ch->base_size &&
         ch->size - ch->spans[last].offset <= PT_MIN((uint64_t)max, (uint64_t)PT_INLINE_MAX)) {
         keep[last] = 0;
         have_kept = 0;
@@ -529,10 +691,15 @@ static int change_upload(struct petrel_change *ch)
     rc = change_make(ch);
     /* Runs in place, before the tail. */
     for (i = 0; rc == 0 && i < n && ch->spans[i].offset < tail; i++) {
-        uint64_t a, e;
+        uint64_t a = ch->spans[i].offset, e = a + ch->spans[i].size;
+        if (keep[i] && ch->spans[i].hole) { /* what was written into a kept hole, in place */
+            for (k = 0; rc == 0 && k < ch->n_dirty; k++) {
+                uint64_t x = PT_MAX(a, ch->dirty[k].start), y = PT_MIN(e, ch->dirty[k].end);
+                if (x < y) rc = upload_range(ch, x, y, buf, max);
+            }
+            continue;
+        }
         if (keep[i]) continue;
-        a = ch->spans[i].offset;
-        e = a + ch->spans[i].size;
         /* Pack the following touched spans while the piece stays within one span's bytes. */
         while (i + 1 < n && !keep[i + 1] && ch->spans[i + 1].offset < tail &&
                e + ch->spans[i + 1].size - a <= max) {
@@ -553,7 +720,7 @@ static int change_upload(struct petrel_change *ch)
         rc = shard_op(ch, &q, NULL, &rep);
         pt_reply_free(&rep);
     }
-    if (rc == 0) rc = upload_range(ch, tail, ch->size, buf, max);
+    if (rc == 0) rc = upload_tail(ch, tail, buf, max);
     free(buf);
     free(keep);
     return rc;
@@ -579,6 +746,8 @@ static int change_flush(struct petrel_change *ch)
     ch->base_valid = ch->size;
     ch->n_dirty = 0;
     ch->dirty_bytes = 0;
+    ch->n_pieces = 0;
+    ch->log_end = 0;
     if (ftruncate(ch->fd, 0) != 0) return 0; /* only space; staged bytes are forgotten anyway */
     return 0;
 }

@@ -1788,6 +1788,19 @@ static int read_blocks(struct petrel_client *c, uint64_t file, const struct pt_s
 static int read_id(struct petrel_client *c, const char *path, uint64_t id, uint64_t offset,
                    uint64_t len, petrel_write_fn write, void *ctx, uint64_t *got);
 
+/* count zero bytes (a hole span's), in pieces of at most 64 KiB. */
+static int write_zeros(petrel_write_fn write, void *ctx, uint64_t count)
+{
+    static const uint8_t zeros[64 << 10];
+    int rc = 0;
+    while (count && rc == 0) {
+        size_t n = (size_t)PT_MIN(count, (uint64_t)sizeof(zeros));
+        rc = write(ctx, zeros, n);
+        count -= n;
+    }
+    return rc;
+}
+
 /* Deliver [from, from+count) of one span of file id by its storage kind: inline (its CRC
  * checked), Reed-Solomon (label names the file in errors), or mirrored through buf[cap]. */
 static int read_span_range(struct petrel_client *c, const char *label, uint64_t id,
@@ -1799,6 +1812,7 @@ static int read_span_range(struct petrel_client *c, const char *label, uint64_t 
         return write(ctx, s->inline_data + from, count);
     }
     if (s->storage == PT_STORAGE_RS) return read_rs(c, label, id, s, from, count, write, ctx);
+    if (s->storage == PT_STORAGE_HOLE) return write_zeros(write, ctx, count);
     return read_blocks(c, id, s, from, count, buf, cap, write, ctx);
 }
 
@@ -1868,6 +1882,14 @@ static int read_id(struct petrel_client *c, const char *path, uint64_t id, uint6
             if (s.offset > pos) {
                 rc = -PT_ECORRUPT; /* a hole: spans must be contiguous */
                 break;
+            }
+            if (s.storage == PT_STORAGE_HOLE) { /* zeros, nothing to fetch */
+                uint64_t zc = PT_MIN(s_end, end) - pos;
+                if ((rc = write_zeros(write, ctx, zc)) == 0) {
+                    pos += zc;
+                    delivered += zc;
+                }
+                continue;
             }
             from = (uint32_t)(pos - s.offset);
             count = (uint32_t)(PT_MIN(s_end, end) - pos);
@@ -2064,6 +2086,64 @@ int pt_client_put_span(struct petrel_client *c, uint64_t file, uint64_t cookie, 
                                 : write_span(&w, offset, data, len);
 }
 
+int pt_client_put_rs_span(struct petrel_client *c, uint64_t file, uint64_t cookie,
+                          const struct pt_policy *p, uint64_t offset, const uint8_t *data,
+                          uint32_t len)
+{
+    struct writer w;
+    struct rs_writer r;
+    int rc;
+    if (len == 0 || len > (uint64_t)p->data * p->block_size) return -PT_EINVAL;
+    if ((rc = rs_writer_init(&r, p)) != 0) return rc;
+    memset(&w, 0, sizeof(w));
+    w.c = c;
+    w.file = file;
+    w.cookie = cookie;
+    w.dir = file;
+    w.copies = p->copies ? p->copies : c->cfg.copies;
+    memcpy(r.data, data, len);
+    rc = write_rs_span(&w, &r, offset, len);
+    rs_writer_free(&r);
+    return rc;
+}
+
+int pt_client_file_policy(struct petrel_client *c, uint64_t file, struct pt_policy *p)
+{
+    struct pt_shard_stat *s = malloc(sizeof(*s));
+    uint64_t dir, parent;
+    unsigned hops;
+    int rc;
+    if (!s) return -PT_ENOMEM;
+    if ((rc = stat_inode(c, file, NULL, s)) != 0) {
+        free(s);
+        return rc;
+    }
+    /* The policy a writer into that directory used just now (writer_policy's cache). */
+    if (c->policy_cached_at && c->policy_dir == s->parent &&
+        pt_now_ms() - c->policy_cached_at < POLICY_CACHE_MS) {
+        *p = c->policy;
+        free(s);
+        return 0;
+    }
+    /* The directory the file was linked into, then its ancestors, nearest first. */
+    parent = s->parent;
+    for (dir = parent, hops = 0; hops < CHAIN_MAX; hops++) {
+        uint64_t up;
+        rc = policy_of_dir(c, dir, p);
+        if (rc == 0 || rc != -PT_ENOENT) break;
+        if (dir == PT_INODE_ROOT || stat_inode(c, dir, NULL, s) != 0 || s->parent == dir) break;
+        up = s->parent;
+        dir = up;
+    }
+    free(s);
+    if (rc != 0 && rc != -PT_ENOENT) return rc;
+    if (rc) policy_default(c, p);
+    c->policy = *p;
+    c->policy_dir = parent;
+    c->policy_cached_at = pt_now_ms();
+    return 0;
+}
+
 int pt_client_read_span(struct petrel_client *c, uint64_t file, const struct pt_span *s,
                         uint32_t from, uint32_t count, petrel_write_fn write, void *ctx)
 {
@@ -2072,7 +2152,7 @@ int pt_client_read_span(struct petrel_client *c, uint64_t file, const struct pt_
     int rc;
     snprintf(label, sizeof(label), "inode %016llx", (unsigned long long)file);
     if (s->storage != PT_STORAGE_INLINE && s->storage != PT_STORAGE_RS &&
-        !(buf = malloc(READ_PIECE)))
+        s->storage != PT_STORAGE_HOLE && !(buf = malloc(READ_PIECE)))
         return -PT_ENOMEM;
     rc = read_span_range(c, label, file, s, from, count, buf, READ_PIECE, write, ctx);
     free(buf);

@@ -22,6 +22,16 @@ int pt_client_shard_call(struct petrel_client *c, uint64_t owner, const struct p
 int pt_client_put_span(struct petrel_client *c, uint64_t file, uint64_t cookie, unsigned copies,
                        uint64_t offset, const uint8_t *data, uint32_t len);
 
+/* Store data (len <= D x block size) as a Reed-Solomon span at offset of transient file
+ * (cookie) with policy p's D, P and block size: placed, written and certified. */
+int pt_client_put_rs_span(struct petrel_client *c, uint64_t file, uint64_t cookie,
+                          const struct pt_policy *p, uint64_t offset, const uint8_t *data,
+                          uint32_t len);
+
+/* The storage policy file's new spans follow: its directory's (the nearest ancestor's that
+ * has one), else the client's default. */
+int pt_client_file_policy(struct petrel_client *c, uint64_t file, struct pt_policy *p);
+
 /* Deliver [from, from + count) of span s of file to write(ctx, ...), checked. */
 int pt_client_read_span(struct petrel_client *c, uint64_t file, const struct pt_span *s,
                         uint32_t from, uint32_t count, petrel_write_fn write, void *ctx);

@@ -82,6 +82,7 @@ int pt_router_shard_repeatable(uint8_t op)
     case PT_SHARD_OPEN_CHANGE:
     case PT_SHARD_TRUNCATE_SPANS:
     case PT_SHARD_COMMIT_CHANGE:
+    case PT_SHARD_ADD_HOLE: /* the same hole again: a repeat answers it */
     /* redundancy: reads; the last RS span again; a policy set again; a report counted twice */
     case PT_SHARD_GET_POLICY:
     case PT_SHARD_REPAIR_LIST:

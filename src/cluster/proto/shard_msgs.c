@@ -97,6 +97,8 @@ static int shard_req_fields(uint8_t op)
     case PT_SHARD_COMMIT_CHANGE:
     case PT_SHARD_COMPACT_CHANGE:
         return F_ID | F_COOKIE;
+    case PT_SHARD_ADD_HOLE:
+        return F_ID | F_COOKIE | F_OFFSET | F_EXPECT;
     /* redundancy */
     case PT_SHARD_GET_POLICY:
         return F_ID;
@@ -302,7 +304,9 @@ uint32_t pt_type_mode(uint8_t type)
 
 unsigned pt_span_block_count(const struct pt_span *s)
 {
-    return s->storage == PT_STORAGE_INLINE ? 0u : (unsigned)s->data + s->parity;
+    return s->storage == PT_STORAGE_INLINE || s->storage == PT_STORAGE_HOLE
+               ? 0u
+               : (unsigned)s->data + s->parity;
 }
 
 uint32_t pt_span_cell_crc(const struct pt_span *s, unsigned block, unsigned row)
@@ -314,13 +318,17 @@ void pt_span_encode(struct pt_cursor *c, const struct pt_span *s)
 {
     unsigned i, n = pt_span_block_count(s);
     pt_enc_u64(c, s->offset);
-    pt_enc_u32(c, s->size);
+    pt_enc_u32(c, s->storage == PT_STORAGE_HOLE ? 0u : (uint32_t)s->size);
     pt_enc_u32(c, s->crc);
     pt_enc_u8(c, s->storage);
     pt_enc_u8(c, s->data);
     pt_enc_u8(c, s->parity);
     pt_enc_u8(c, s->certified);
     pt_enc_u32(c, s->block_size);
+    if (s->storage == PT_STORAGE_HOLE) {
+        pt_enc_u64(c, s->size);
+        return;
+    }
     if (s->storage == PT_STORAGE_INLINE) {
         pt_enc_u32(c, s->inline_len);
         pt_enc_bytes(c, s->inline_data, s->inline_len);
@@ -355,6 +363,14 @@ int pt_span_decode(struct pt_cursor *c, struct pt_span *s)
         if (s->inline_len != s->size || s->inline_len > PT_INLINE_MAX) return -PT_EPROTO;
         s->inline_data = pt_cursor_take(c, s->inline_len);
         if (!s->inline_data && s->inline_len) return -PT_EPROTO;
+        return pt_cursor_ok(c) ? 0 : -PT_EPROTO;
+    case PT_STORAGE_HOLE:
+        if (s->size || s->crc || s->data || s->parity || s->block_size || s->certified != 1)
+            return -PT_EPROTO;
+        s->size = pt_dec_u64(c);
+        if (s->size == 0 || s->size > (uint64_t)PT_HOLE_MAX ||
+            s->offset > (uint64_t)PT_HOLE_MAX - s->size)
+            return -PT_EPROTO;
         return pt_cursor_ok(c) ? 0 : -PT_EPROTO;
     case PT_STORAGE_MIRRORED:
         if (s->data != 1 || s->parity + 1u > PT_SPAN_BLOCKS_MAX) return -PT_EPROTO;

@@ -112,6 +112,8 @@ enum pt_shard_op {
     PT_SHARD_TRUNCATE_SPANS = 43, /* (id=change, cookie, offset=span boundary, expect=size
                                      before, 0: any): drop the tail */
     PT_SHARD_COMMIT_CHANGE = 44,  /* (id=change, cookie) -> new version of the file */
+    PT_SHARD_ADD_HOLE = 45,       /* (id, cookie, offset, expect=length): a hole span (zeros,
+                                     no blocks) at the end, or in place in a change file */
     PT_SHARD_COMPACT_CHANGE = 47, /* (id=change, cookie): leader only: the change's merged
                                      spans replace the runs they hold, same bytes, same
                                      version -> version, id holding the old spans */
@@ -161,11 +163,13 @@ enum pt_storage_class {
     PT_STORAGE_INLINE = 0,   /* bytes stored in the shard record itself */
     PT_STORAGE_MIRRORED = 1, /* data = 1 block, parity = k-1 full copies */
     PT_STORAGE_RS = 2,       /* Reed-Solomon: data D blocks + parity P blocks of block_size */
+    PT_STORAGE_HOLE = 3,     /* a hole: `size` bytes that read as zeros, nothing stored */
 };
 
 #define PT_NAME_MAX 255
 #define PT_SPAN_BLOCKS_MAX 16 /* D + P */
 #define PT_INLINE_MAX 4096    /* bytes a span may store inline */
+#define PT_HOLE_MAX INT64_MAX /* the longest hole span, and the largest file size */
 #define PT_SPAN_SIZE_MAX (64u << 20)
 #define PT_READDIR_MAX 256
 #define PT_SHARD_MSG_MAX (64u << 10) /* largest request or reply body */
@@ -241,8 +245,8 @@ struct pt_block_ref {
 /* A span: a contiguous range of a file and its layout. */
 struct pt_span {
     uint64_t offset;
-    uint32_t size;
-    uint32_t crc;      /* CRC32C of the span's size bytes */
+    uint64_t size;     /* < 2^32 except for holes (up to PT_HOLE_MAX) */
+    uint32_t crc;      /* CRC32C of the span's size bytes (holes: 0) */
     uint8_t storage;   /* enum pt_storage_class */
     uint8_t data;      /* D (mirrored: 1) */
     uint8_t parity;    /* P (mirrored: copies - 1) */

@@ -802,26 +802,91 @@ static int change_put(struct apply_ctx *a, uint64_t id, const struct change_rec 
     return map_mdb(mdb_put(a->t, a->sm->changes, &key, &val, 0));
 }
 
+/* A hole span record [offset, offset + len) of file. */
+static int hole_put(struct apply_ctx *a, uint64_t file, uint64_t offset, uint64_t len)
+{
+    struct pt_span h;
+    memset(&h, 0, sizeof(h));
+    h.offset = offset;
+    h.size = len;
+    h.storage = PT_STORAGE_HOLE;
+    h.certified = 1;
+    return span_put(a, file, &h);
+}
+
+/* The span of file that holds byte off (1, in *s), 0 when none does, or an error. */
+static int span_at(struct apply_ctx *a, uint64_t file, uint64_t off, struct pt_span *s)
+{
+    MDB_cursor *cur;
+    uint8_t k[16];
+    MDB_val key = {16, k}, val;
+    struct pt_cursor c;
+    int rc, found = 0, bad = 0;
+    span_key(k, file, off);
+    if ((rc = mdb_cursor_open(a->t, a->sm->spans, &cur)) != 0) return map_mdb(rc);
+    rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+    if (rc == 0 && key.mv_size == 16 && key_get_be64(key.mv_data) == file &&
+        key_get_be64((const uint8_t *)key.mv_data + 8) == off) {
+        found = 1;
+    } else if (rc == 0 || rc == MDB_NOTFOUND) {
+        rc = mdb_cursor_get(cur, &key, &val, rc == 0 ? MDB_PREV : MDB_LAST);
+        if (rc == 0 && key.mv_size == 16 && key_get_be64(key.mv_data) == file) found = 1;
+    }
+    if (found) {
+        pt_cursor_init(&c, val.mv_data, val.mv_size);
+        if (pt_span_decode(&c, s) != 0)
+            bad = 1;
+        else if (s->offset > off || off - s->offset >= s->size)
+            found = 0;
+    }
+    mdb_cursor_close(cur);
+    if (bad) return -PT_ECORRUPT;
+    if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    return found;
+}
+
+/* A hole of file that straddles `at` (starts before it, ends after it) becomes two holes that
+ * meet there (no bytes change): every byte offset inside a hole is a span boundary on demand.
+ * 1 when it split one, 0 when `at` is a boundary already or not inside a hole. */
+static int hole_split(struct apply_ctx *a, uint64_t file, uint64_t at, struct inode_rec *f)
+{
+    struct pt_span h;
+    int rc = span_at(a, file, at, &h);
+    if (rc <= 0) return rc;
+    if (h.storage != PT_STORAGE_HOLE || h.offset == at) return 0;
+    if ((rc = hole_put(a, file, h.offset, at - h.offset)) != 0 ||
+        (rc = hole_put(a, file, at, h.offset + h.size - at)) != 0)
+        return rc;
+    f->n_spans++;
+    return 1;
+}
+
 /*
- * A span at q->offset < f->size of a change file takes the place of the spans covering
- * [offset, offset + size): the range starts at a span's start and ends at a span's end or
- * reaches past the file's end (an append that rewrote the last partial span). Those spans are
- * released and leave the file. Offset == size is an append (nothing to do); any other case is
- * -PT_EINVAL (a plain transient file only grows at its end).
+ * A span [off, off + len) with off < f->size of a change file takes the place of the spans
+ * covering that range: the range starts at a span's start and ends at a span's end or reaches
+ * past the file's end (an append that rewrote the last partial span). A hole is a boundary at
+ * every byte: a hole that straddles either end of the range is split there first (its parts
+ * outside the range stay). Those spans are released and leave the file. Off == size is an
+ * append (nothing to do); any other case is -PT_EINVAL (a plain transient file only grows at
+ * its end).
  */
-static int span_make_room(struct apply_ctx *a, const struct pt_shard_req *q, struct inode_rec *f)
+static int span_make_room(struct apply_ctx *a, const struct pt_shard_req *q, struct inode_rec *f,
+                          uint64_t off, uint64_t len)
 {
     struct change_rec ch;
     struct span_raw *v;
-    uint64_t end = q->offset + q->size, covered;
+    uint64_t end = off + len, covered;
     size_t n, i;
     int rc;
-    if (q->offset == f->size) return 0;
-    if (q->offset > f->size || q->size == 0) return -PT_EINVAL;
+    if (off == f->size) return 0;
+    if (off > f->size || len == 0 || end < off) return -PT_EINVAL;
     rc = change_get(a->sm, a->t, q->id, &ch);
     if (rc) return rc == -PT_ENOENT ? -PT_EINVAL : rc;
-    if ((rc = spans_load(a, q->id, q->offset, end, &v, &n)) != 0) return rc;
-    covered = q->offset;
+    if ((rc = hole_split(a, q->id, off, f)) < 0) return rc;
+    if (end < f->size && (rc = hole_split(a, q->id, end, f)) < 0) return rc;
+    if ((rc = spans_load(a, q->id, off, end, &v, &n)) != 0) return rc;
+    rc = 0;
+    covered = off;
     for (i = 0; i < n && !rc; i++) {
         struct pt_span s;
         if ((rc = span_raw_decode(&v[i], &s)) != 0) break;
@@ -910,7 +975,7 @@ static int op_add_span(struct apply_ctx *a, const struct pt_shard_req *q)
         return 0;
     }
     if (q->size == 0 || q->size > PT_SPAN_SIZE_MAX) return -PT_EINVAL;
-    if ((rc = span_make_room(a, q, &f)) != 0) return rc;
+    if ((rc = span_make_room(a, q, &f, q->offset, q->size)) != 0) return rc;
     if (f.size + q->size < f.size) return -PT_EFBIG;
     /* Reed-Solomon spans come through ADD_RS_SPAN (they carry cell CRCs). */
     if (q->storage != PT_STORAGE_MIRRORED || q->data != 1 || q->parity + 1u > PT_SPAN_BLOCKS_MAX)
@@ -940,7 +1005,7 @@ static int op_add_inline(struct apply_ctx *a, const struct pt_shard_req *q)
     if (rc) return rc;
     if (is_retry_of_last_span(a, q, &f, &s) && s.storage == PT_STORAGE_INLINE) return 0;
     if (q->size == 0 || q->size != q->data_len || q->size > PT_INLINE_MAX) return -PT_EINVAL;
-    if ((rc = span_make_room(a, q, &f)) != 0) return rc;
+    if ((rc = span_make_room(a, q, &f, q->offset, q->size)) != 0) return rc;
     if (petrel_crc32c(0, q->data_ptr, q->data_len) != q->crc) return -PT_EBADMSG;
     memset(&s, 0, sizeof(s));
     s.offset = q->offset;
@@ -952,6 +1017,33 @@ static int op_add_inline(struct apply_ctx *a, const struct pt_shard_req *q)
     s.inline_data = q->data_ptr;
     if ((rc = span_put(a, q->id, &s)) != 0) return rc;
     f.size += q->size;
+    f.n_spans++;
+    if ((rc = touch_transient(a, q->id, &f)) != 0) return rc;
+    return inode_put(a->sm, a->t, q->id, &f);
+}
+
+/*
+ * ADD_HOLE: a hole span of q->expect bytes (read as zeros, no blocks) at q->offset: at the end
+ * of a transient file, or in place in a change file (span_make_room). A file never grows past
+ * PT_HOLE_MAX bytes (-PT_EFBIG). A repeat (the same hole already at that offset) is done.
+ */
+static int op_add_hole(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    struct inode_rec f;
+    struct pt_span s;
+    uint64_t len = q->expect;
+    int rc = writable_file(a, q, &f);
+    if (rc) return rc;
+    if (len == 0) return -PT_EINVAL;
+    if (q->offset > (uint64_t)PT_HOLE_MAX || len > (uint64_t)PT_HOLE_MAX - q->offset)
+        return -PT_EFBIG;
+    if (q->offset < f.size && span_get(a->sm, a->t, q->id, q->offset, &s) == 0 &&
+        s.storage == PT_STORAGE_HOLE && s.size == len)
+        return 0;
+    if ((rc = span_make_room(a, q, &f, q->offset, len)) != 0) return rc;
+    if (f.size > (uint64_t)PT_HOLE_MAX - len) return -PT_EFBIG;
+    if ((rc = hole_put(a, q->id, q->offset, len)) != 0) return rc;
+    f.size += len;
     f.n_spans++;
     if ((rc = touch_transient(a, q->id, &f)) != 0) return rc;
     return inode_put(a->sm, a->t, q->id, &f);
@@ -1648,7 +1740,7 @@ static int op_add_rs_span(struct apply_ctx *a, const struct pt_shard_req *q)
         return 0;
     }
     if (q->size == 0 || q->size > PT_SPAN_SIZE_MAX) return -PT_EINVAL;
-    if ((rc = span_make_room(a, q, &f)) != 0) return rc;
+    if ((rc = span_make_room(a, q, &f, q->offset, q->size)) != 0) return rc;
     if (f.size + q->size < f.size) return -PT_EFBIG;
     if (q->storage != PT_STORAGE_RS || q->data < 1 || q->data > 16 || q->parity < 1 ||
         q->parity > 4 || (unsigned)q->data + q->parity > PT_SPAN_BLOCKS_MAX)
@@ -1969,6 +2061,8 @@ static int op_truncate_spans(struct apply_ctx *a, const struct pt_shard_req *q)
     if (q->offset > f.size) return -PT_EINVAL;
     if (q->offset == f.size) return 0; /* nothing past it (a repeat) */
     if (q->expect && q->expect != f.size) return -PT_ESTALE;
+    /* Inside a hole: the hole is cut there first (the writer rewrites no bytes for it). */
+    if ((rc = hole_split(a, q->id, q->offset, &f)) < 0) return rc;
     if ((rc = spans_load(a, q->id, q->offset, UINT64_MAX, &v, &n)) != 0) return rc;
     if (n == 0 || v[0].offset != q->offset) rc = -PT_EINVAL;
     for (i = 0; i < n && !rc; i++) {
@@ -2458,6 +2552,8 @@ static int dispatch_write(struct apply_ctx *a, const struct pt_shard_req *q)
         return op_truncate_spans(a, q);
     case PT_SHARD_COMMIT_CHANGE:
         return op_commit_change(a, q);
+    case PT_SHARD_ADD_HOLE:
+        return op_add_hole(a, q);
     case PT_SHARD_COMPACT_CHANGE:
         return op_compact_change(a, q);
     case PT_SHARD_FAIL_SERVICE:
