@@ -17,8 +17,8 @@
 #include "cluster/net/net.h"
 #include "petrel/common.h"
 
-#define HELLO_VERSION 1
-#define HELLO_SIZE (2 + PT_AUTH_ID_BYTES + PT_AUTH_NONCE_BYTES)
+#define HELLO_VERSION PT_AUTH_HELLO_VERSION
+#define HELLO_SIZE PT_AUTH_HELLO_SIZE
 #define HELLO_REPLY_SIZE (PT_AUTH_NONCE_BYTES + PT_AUTH_MAC_BYTES)
 
 struct pt_conn {

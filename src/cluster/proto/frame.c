@@ -69,7 +69,7 @@ void pt_frame_seal(uint8_t *hdr, uint8_t *trailer, uint8_t flags, uint16_t kind,
                    uint64_t request_id, const struct iovec *parts, int nparts,
                    const uint8_t *key, uint64_t seq)
 {
-    struct pt_auth_mac mac;
+    struct pt_auth_frame_mac mac;
     uint64_t total = 0;
     uint32_t crc;
     int i;
@@ -90,12 +90,11 @@ void pt_frame_seal(uint8_t *hdr, uint8_t *trailer, uint8_t flags, uint16_t kind,
         if (parts[i].iov_len) crc = petrel_crc32c(crc, parts[i].iov_base, parts[i].iov_len);
     if (key) {
         pt_put_le64(trailer, seq);
-        pt_auth_mac_init(&mac, key);
-        pt_auth_mac_add(&mac, hdr, PT_FRAME_CRC_OFFSET);
+        pt_auth_frame_mac_init(&mac, key, seq);
+        pt_auth_frame_mac_add(&mac, hdr, PT_FRAME_CRC_OFFSET);
         for (i = 0; i < nparts; i++)
-            pt_auth_mac_add(&mac, parts[i].iov_base, parts[i].iov_len);
-        pt_auth_mac_add(&mac, trailer, 8);
-        pt_auth_mac_final(&mac, trailer + 8);
+            pt_auth_frame_mac_add(&mac, parts[i].iov_base, parts[i].iov_len);
+        pt_auth_frame_mac_final(&mac, trailer + 8);
         crc = petrel_crc32c(crc, trailer, PT_FRAME_TRAILER_SIZE);
     }
     pt_put_le32(hdr + PT_FRAME_CRC_OFFSET, crc);
@@ -104,18 +103,18 @@ void pt_frame_seal(uint8_t *hdr, uint8_t *trailer, uint8_t flags, uint16_t kind,
 int pt_frame_unseal(const uint8_t *raw_header, struct pt_frame_header *h, const uint8_t *body,
                     const uint8_t *key, uint64_t seq)
 {
-    struct pt_auth_mac mac;
-    uint8_t tag[PT_AUTH_MAC_BYTES];
+    struct pt_auth_frame_mac mac;
+    uint8_t tag[PT_AUTH_TAG_BYTES];
     uint32_t n;
     if (!(h->flags & PT_FRAME_AUTH) || h->body_len < PT_FRAME_TRAILER_SIZE) return -PT_EACCES;
     n = h->body_len - PT_FRAME_TRAILER_SIZE;
     if (pt_get_le64(body + n) != seq) return -PT_EACCES;
-    pt_auth_mac_init(&mac, key);
-    pt_auth_mac_add(&mac, raw_header, PT_FRAME_CRC_OFFSET);
-    pt_auth_mac_add(&mac, body, n);
-    pt_auth_mac_add(&mac, body + n, 8);
-    pt_auth_mac_final(&mac, tag);
-    if (!pt_auth_mac_equal(tag, body + n + 8)) return -PT_EACCES;
+    /* The sequence is the MAC's nonce: a frame sealed at another one cannot verify. */
+    pt_auth_frame_mac_init(&mac, key, seq);
+    pt_auth_frame_mac_add(&mac, raw_header, PT_FRAME_CRC_OFFSET);
+    pt_auth_frame_mac_add(&mac, body, n);
+    pt_auth_frame_mac_final(&mac, tag);
+    if (!pt_auth_tag_equal(tag, body + n + 8)) return -PT_EACCES;
     h->body_len = n;
     return 0;
 }

@@ -40,8 +40,8 @@
 #define PT_FRAME_AUTH 0x04u
 #define PT_FRAME_FLAGS_KNOWN (PT_FRAME_RESPONSE | PT_FRAME_ERROR | PT_FRAME_AUTH)
 
-/* Bytes of the authentication trailer: sequence number u64, then a 32-byte MAC. */
-#define PT_FRAME_TRAILER_SIZE 40
+/* Bytes of the authentication trailer: sequence number u64, then a 16-byte MAC (Poly1305). */
+#define PT_FRAME_TRAILER_SIZE 24
 
 /* Limits of the error body. */
 #define PT_FRAME_ERROR_MESSAGE_MAX 1024
@@ -94,8 +94,8 @@ int pt_frame_decode(const uint8_t *buf, size_t len, uint32_t max_body, struct pt
  * Header (and, with a key, authentication trailer) for a frame whose body is the
  * concatenation of parts. Without key (NULL) this is pt_frame_encode_header over the parts.
  * With a 32-byte session key, flags gain PT_FRAME_AUTH, the announced body length counts the
- * trailer, and trailer[PT_FRAME_TRAILER_SIZE] receives seq and the MAC over header bytes 0..19,
- * the body parts and seq (docs/PROTOCOL.md, "Authenticated frames"); the CRC covers the header,
+ * trailer, and trailer[PT_FRAME_TRAILER_SIZE] receives seq and the MAC (pt_auth_frame_mac: ChaCha20-Poly1305
+ * with seq as the nonce) over header bytes 0..19 and the body parts (docs/PROTOCOL.md, 1.4); the CRC covers the header,
  * the parts and the trailer, so the trailer is sent right after the parts. The total must not
  * exceed UINT32_MAX - PT_FRAME_TRAILER_SIZE.
  */
