@@ -508,6 +508,7 @@ struct block_job {
     uint32_t crc, size;
     struct iovec pieces[PT_RS_ROWS_MAX];
     unsigned n_pieces;
+    const uint8_t *page_crcs; /* the block's page CRCs when known (mirrored spans), or NULL */
     /* reads */
     uint32_t offset, count, got;
     uint8_t *buf;
@@ -521,8 +522,8 @@ static void *block_job_run(void *arg)
     struct block_job *j = arg;
     if (j->skip) return NULL;
     if (j->write)
-        j->rc = pt_blocks_write_iov(j->addr, j->block, j->crc, j->pieces, j->n_pieces, j->size,
-                                    j->cert, &j->proof, j->opts);
+        j->rc = pt_blocks_write_pages(j->addr, j->block, j->crc, j->pieces, j->n_pieces, j->size,
+                                      j->page_crcs, j->cert, &j->proof, j->opts);
     else
         j->rc = pt_blocks_read(j->addr, j->block, j->offset, j->count, j->buf, &j->got, NULL,
                                j->opts);
@@ -600,6 +601,7 @@ static void block_jobs_join(struct block_job *jobs, unsigned n)
 struct span_flight {
     uint64_t offset;
     uint8_t *data;
+    uint8_t *page_crcs; /* of data, computed once for every copy; NULL: not kept */
     uint32_t len, crc;
     struct block_job jobs[PT_SPAN_BLOCKS_MAX];
     unsigned n;
@@ -653,6 +655,7 @@ static int span_place(struct writer *w, struct span_flight *f, const uint64_t *a
         j->pieces[0].iov_base = f->data;
         j->pieces[0].iov_len = f->len;
         j->n_pieces = 1;
+        j->page_crcs = f->page_crcs;
         j->opts = &w->c->block_opts;
         j->rc = service_addr(w->c, j->service, 0, j->addr, sizeof(j->addr));
         j->skip = j->rc != 0;
@@ -715,6 +718,7 @@ static int span_attempt(struct writer *w, uint64_t offset, const uint8_t *data, 
     int rc;
     f.offset = offset;
     f.data = (uint8_t *)data;
+    f.page_crcs = NULL;
     f.len = len;
     f.crc = crc;
     rc = span_place(w, &f, avoid, *n_avoid);
@@ -1592,7 +1596,9 @@ static int write_mirrored_spans(struct writer *w, struct source *src, uint64_t *
     int rc = 0, eof = 0;
     if (!fl) return -PT_ENOMEM;
     for (i = 0; i < SPAN_WINDOW; i++)
-        if (!(fl[i].data = malloc(c->cfg.span_size))) rc = -PT_ENOMEM;
+        if (!(fl[i].data = malloc(c->cfg.span_size)) ||
+            !(fl[i].page_crcs = malloc((size_t)pt_block_pages(c->cfg.span_size) * 4 + 4)))
+            rc = -PT_ENOMEM;
     while (!rc && (!eof || inflight)) {
         if (!eof && inflight < SPAN_WINDOW) {
             struct span_flight *f = &fl[(head + inflight) % SPAN_WINDOW];
@@ -1614,7 +1620,7 @@ static int write_mirrored_spans(struct writer *w, struct source *src, uint64_t *
             }
             f->offset = offset;
             f->len = (uint32_t)n;
-            f->crc = pt_block_crc(f->data, f->len);
+            f->crc = pt_block_crc_pages(f->data, f->len, f->page_crcs);
             rc = span_place(w, f, NULL, 0);
             if (rc) break;
             inflight++;
@@ -1626,8 +1632,10 @@ static int write_mirrored_spans(struct writer *w, struct source *src, uint64_t *
     /* On an error, no thread may outlive its buffer. */
     for (i = 0; i < inflight; i++)
         block_jobs_join(fl[(head + i) % SPAN_WINDOW].jobs, fl[(head + i) % SPAN_WINDOW].n);
-    for (i = 0; i < SPAN_WINDOW; i++)
+    for (i = 0; i < SPAN_WINDOW; i++) {
         free(fl[i].data);
+        free(fl[i].page_crcs);
+    }
     free(fl);
     *offset_out = offset;
     return rc;

@@ -69,6 +69,16 @@ void pt_frame_seal(uint8_t *hdr, uint8_t *trailer, uint8_t flags, uint16_t kind,
                    uint64_t request_id, const struct iovec *parts, int nparts,
                    const uint8_t *key, uint64_t seq)
 {
+    pt_frame_seal_known(hdr, trailer, flags, kind, request_id, parts, nparts, NULL, key, seq);
+}
+
+void pt_frame_seal_known(uint8_t *hdr, uint8_t *trailer, uint8_t flags, uint16_t kind,
+                         uint64_t request_id, const struct iovec *parts, int nparts,
+                         const struct pt_frame_known_crc *known, const uint8_t *key, uint64_t seq)
+{
+    int crc_parts = known ? known->from : nparts;
+    uint64_t known_len = 0;
+    PT_ASSERT(crc_parts >= 0 && crc_parts <= nparts);
     struct pt_auth_frame_mac mac;
     uint64_t total = 0;
     uint32_t crc;
@@ -86,8 +96,11 @@ void pt_frame_seal(uint8_t *hdr, uint8_t *trailer, uint8_t flags, uint16_t kind,
     pt_put_le64(hdr + 8, request_id);
     pt_put_le32(hdr + 16, (uint32_t)total);
     crc = petrel_crc32c(0, hdr, PT_FRAME_CRC_OFFSET);
-    for (i = 0; i < nparts; i++)
+    for (i = 0; i < crc_parts; i++)
         if (parts[i].iov_len) crc = petrel_crc32c(crc, parts[i].iov_base, parts[i].iov_len);
+    for (; i < nparts; i++)
+        known_len += parts[i].iov_len;
+    if (known_len) crc = petrel_crc32c_append(crc, known->crc, known_len);
     if (key) {
         pt_put_le64(trailer, seq);
         pt_auth_frame_mac_init(&mac, key, seq);

@@ -104,6 +104,21 @@ void pt_frame_seal(uint8_t *hdr, uint8_t *trailer, uint8_t flags, uint16_t kind,
                    const uint8_t *key, uint64_t seq);
 
 /*
+ * What a sender may already know of its parts: the CRC32C (from 0) of parts[from..nparts)
+ * taken together, e.g. a block's page CRCs combined with petrel_crc32c_append. pt_frame_seal_known
+ * combines it into the frame CRC instead of reading those bytes again (with a key the MAC still
+ * reads them). A wrong value makes a frame its receiver refuses, never a wrong frame accepted.
+ */
+struct pt_frame_known_crc {
+    int from;
+    uint32_t crc;
+};
+/* pt_frame_seal with known (NULL: nothing known, which is pt_frame_seal). */
+void pt_frame_seal_known(uint8_t *hdr, uint8_t *trailer, uint8_t flags, uint16_t kind,
+                         uint64_t request_id, const struct iovec *parts, int nparts,
+                         const struct pt_frame_known_crc *known, const uint8_t *key, uint64_t seq);
+
+/*
  * Check the trailer of a received frame whose header decoded and whose CRC matched: the
  * PT_FRAME_AUTH flag, a body long enough for the trailer, the expected sequence number and the
  * MAC under key. 0 with h->body_len reduced to the body without its trailer, or -PT_EACCES.
