@@ -337,8 +337,8 @@ int pt_conn_recv(struct pt_conn *c, int timeout_ms, uint64_t *id_out, struct pt_
         if (err) goto fail;
     }
     reply->body_len = h.body_len;
-    /* With a key the MAC checks all the CRC would (and more): one pass over the body, not two. */
-    err = c->has_key ? 0 : pt_frame_check_crc(hdr, &h, reply->body);
+    /* (a sealed frame's CRC is its header's: its MAC, checked below, covers the body) */
+    err = pt_frame_check_crc(hdr, &h, reply->body);
     if (err) goto fail;
     if (c->has_key) {
         /* Every response, also a stale one, is checked: each takes a sequence number. */

@@ -7,7 +7,8 @@
  *   magic u32 | version u8 | flags u8 | kind u16 | request id u64 | body length u32 | crc u32
  *
  * The CRC32C covers header bytes 0..19 followed by the body, so a flipped bit anywhere (length
- * included) is caught. This module only encodes and validates bytes: it never allocates,
+ * included) is caught; a sealed frame's (flag AUTH) covers the header bytes alone, its MAC
+ * covering the body (one pass over the body on each side, not two). This module only encodes and validates bytes: it never allocates,
  * never does I/O, and never trusts a length before checking it against the caller's maximum,
  * so a hostile length cannot make a reader allocate gigabytes.
  *
@@ -78,6 +79,10 @@ void pt_frame_encode_header(uint8_t *out, uint8_t flags, uint16_t kind, uint64_t
  */
 int pt_frame_decode_header(const uint8_t *in, uint32_t max_body, struct pt_frame_header *out);
 
+/* The CRC a frame carries: of header bytes 0..19 and the body, or of the header bytes alone
+ * when they have flag AUTH (raw_header[5]). */
+uint32_t pt_frame_crc(const uint8_t *raw_header, const void *body, uint32_t body_len);
+
 /* Check the CRC of a decoded header against its raw bytes and body: 0 or -PT_EBADMSG. */
 int pt_frame_check_crc(const uint8_t *raw_header, const struct pt_frame_header *h,
                        const void *body);
@@ -94,10 +99,10 @@ int pt_frame_decode(const uint8_t *buf, size_t len, uint32_t max_body, struct pt
  * Header (and, with a key, authentication trailer) for a frame whose body is the
  * concatenation of parts. Without key (NULL) this is pt_frame_encode_header over the parts.
  * With a 32-byte session key, flags gain PT_FRAME_AUTH, the announced body length counts the
- * trailer, and trailer[PT_FRAME_TRAILER_SIZE] receives seq and the MAC (pt_auth_frame_mac: ChaCha20-Poly1305
- * with seq as the nonce) over header bytes 0..19 and the body parts (docs/PROTOCOL.md, 1.4); the CRC covers the header,
- * the parts and the trailer, so the trailer is sent right after the parts. The total must not
- * exceed UINT32_MAX - PT_FRAME_TRAILER_SIZE.
+ * trailer, and trailer[PT_FRAME_TRAILER_SIZE] receives seq and the MAC (pt_auth_frame_mac:
+ * ChaCha20-Poly1305 with seq as the nonce) over header bytes 0..19 and the body parts
+ * (docs/PROTOCOL.md, 1.4); the CRC then covers the header bytes alone. The trailer is sent
+ * right after the parts. The total must not exceed UINT32_MAX - PT_FRAME_TRAILER_SIZE.
  */
 void pt_frame_seal(uint8_t *hdr, uint8_t *trailer, uint8_t flags, uint16_t kind,
                    uint64_t request_id, const struct iovec *parts, int nparts,
