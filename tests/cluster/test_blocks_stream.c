@@ -394,8 +394,8 @@ TEST_T(blocks_stream_known_page_crcs_combine_into_frame_crcs, 60)
     uint64_t proof;
     struct iovec piece = {data, size};
     CHECK_EQ(crc, pt_block_crc(data, size));
-    CHECK_EQ(pt_get_le32(crcs + 4 * 70), petrel_crc32c(0, data + 70 * PT_BLOCK_PAGE_SIZE,
-                                                      PT_BLOCK_PAGE_SIZE));
+    CHECK_EQ(pt_get_le32(crcs + 4 * 70),
+             petrel_crc32c(0, data + 70 * PT_BLOCK_PAGE_SIZE, PT_BLOCK_PAGE_SIZE));
     senv_start(&e, test_tmpdir());
     CHECK_OK(pt_blocks_write_pages(e.addr, 50, crc, &piece, 1, size, crcs,
                                    pt_block_mac(e.secret, PT_BLOCK_WRITE_CERT, e.id, 50, crc, size),

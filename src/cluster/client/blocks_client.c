@@ -249,8 +249,7 @@ int pt_blocks_write_iov(const char *address, uint64_t block_id, uint32_t crc,
                         const struct iovec *pieces, unsigned n, uint32_t size, uint64_t cert,
                         uint64_t *proof, const struct pt_call_opts *opts)
 {
-    return pt_blocks_write_pages(address, block_id, crc, pieces, n, size, NULL, cert, proof,
-                                 opts);
+    return pt_blocks_write_pages(address, block_id, crc, pieces, n, size, NULL, cert, proof, opts);
 }
 
 int pt_blocks_write_pages(const char *address, uint64_t block_id, uint32_t crc,

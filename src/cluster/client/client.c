@@ -1899,7 +1899,8 @@ static int read_spans(struct petrel_client *c, const char *path, uint64_t id,
                 span_ahead_start(c, &ahead[next % READ_SPANS_AHEAD], &spans[next], from[next],
                                  count[next]) != 0)
                 break; /* out of memory: the rest is read in turn */
-        if (next <= k) next = k + 1; /* not read ahead: read below */
+        /* a span not read ahead is read below, in turn */
+        if (next <= k) next = k + 1;
         if (span_ahead_join(a)) {
             uint32_t out;
             for (out = 0; out < count[k] && rc == 0; out += PT_MIN(READ_PIECE, count[k] - out))

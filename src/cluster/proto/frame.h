@@ -8,9 +8,9 @@
  *
  * The CRC32C covers header bytes 0..19 followed by the body, so a flipped bit anywhere (length
  * included) is caught; a sealed frame's (flag AUTH) covers the header bytes alone, its MAC
- * covering the body (one pass over the body on each side, not two). This module only encodes and validates bytes: it never allocates,
- * never does I/O, and never trusts a length before checking it against the caller's maximum,
- * so a hostile length cannot make a reader allocate gigabytes.
+ * covering the body (one pass over the body on each side, not two). This module only encodes and
+ * validates bytes: it never allocates, never does I/O, and never trusts a length before checking it
+ * against the caller's maximum, so a hostile length cannot make a reader allocate gigabytes.
  *
  * Error responses (flags RESPONSE|ERROR) carry a body of their own (struct pt_frame_error):
  * the positive PT_E* code, a message, and for PT_ENOTLEADER the leader's "HOST:PORT".
