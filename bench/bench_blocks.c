@@ -9,7 +9,7 @@
  *   auth meta-ops plain|sealed OPS/s   (registry LIST_BLOCKS round trips, pooled connection)
  *   auth write SIZE plain|sealed MB/s  (durable block writes, as above)
  *   auth ratio meta-ops|write-SIZE R   (sealed / plain; each mode's best of 3 alternated runs)
- *   auth seal SIZE MB/s                (sealing a frame alone: CRC32C + BLAKE2b MAC)
+ *   auth seal SIZE MB/s                (sealing a frame alone: CRC32C + ChaCha20-Poly1305 MAC)
  */
 #include <pthread.h>
 #include <stdio.h>

@@ -77,8 +77,8 @@ int pt_fuzz_frame(const uint8_t *data, size_t size)
     copy = malloc(size);
     FUZZ_CHECK(copy != NULL);
     memcpy(copy, data, size);
-    pt_put_le32(copy + 20, petrel_crc32c(petrel_crc32c(0, copy, 20), copy + PT_FRAME_HEADER_SIZE,
-                                         size - PT_FRAME_HEADER_SIZE));
+    pt_put_le32(copy + 20, pt_frame_crc(copy, copy + PT_FRAME_HEADER_SIZE,
+                                        (uint32_t)(size - PT_FRAME_HEADER_SIZE)));
     {
         struct pt_frame_header h;
         const uint8_t *body;

@@ -39,6 +39,7 @@ struct raw {
     int sealed;
     struct pt_auth_session ses;
     uint64_t seq_out, seq_in, next_id;
+    char refusal[PT_FRAME_ERROR_MESSAGE_MAX + 1]; /* the last refused hello's message */
 };
 
 static int tcp_connect(const char *addr)
@@ -112,14 +113,15 @@ static int raw_recv(struct raw *r, struct pt_frame_header *h, uint8_t *body, siz
     return 0;
 }
 
-/* Handshake with key: 0, or the error code the server answered. */
-static int raw_hello(struct raw *r, const struct pt_auth_key *k)
+/* Handshake with key in a hello of the given version: 0, or the error code the server answered
+ * (with the error's message in r->refusal). */
+static int raw_hello_version(struct raw *r, const struct pt_auth_key *k, uint8_t version)
 {
     uint8_t hello[2 + PT_AUTH_ID_BYTES + PT_AUTH_NONCE_BYTES], frame[256], body[2048];
     uint8_t proof[PT_AUTH_MAC_BYTES];
     struct pt_frame_header h;
     struct pt_frame_error e;
-    hello[0] = 1;
+    hello[0] = version;
     hello[1] = 0;
     memcpy(hello + 2, k->id, PT_AUTH_ID_BYTES);
     pt_auth_random(hello + 2 + PT_AUTH_ID_BYTES, PT_AUTH_NONCE_BYTES);
@@ -128,6 +130,7 @@ static int raw_hello(struct raw *r, const struct pt_auth_key *k)
     CHECK_OK(raw_recv(r, &h, body, sizeof(body)));
     if (h.flags & PT_FRAME_ERROR) {
         CHECK_OK(pt_frame_error_decode(body, h.body_len, &e));
+        snprintf(r->refusal, sizeof(r->refusal), "%s", e.message);
         return e.code;
     }
     CHECK_EQ(h.body_len, PT_AUTH_NONCE_BYTES + PT_AUTH_MAC_BYTES);
@@ -136,6 +139,11 @@ static int raw_hello(struct raw *r, const struct pt_auth_key *k)
     pt_auth_session_derive(k, hello + 2 + PT_AUTH_ID_BYTES, body, &r->ses);
     r->sealed = 1;
     return 0;
+}
+
+static int raw_hello(struct raw *r, const struct pt_auth_key *k)
+{
+    return raw_hello_version(r, k, PT_AUTH_HELLO_VERSION);
 }
 
 /* Send a request (sealed when the connection is) and return its frame bytes for replays. */
@@ -308,6 +316,11 @@ TEST_T(auth_every_frame_port_refuses_strangers_replays_and_readonly_writes, 240)
         raw_open(&r, a);
         CHECK_EQ(raw_hello(&r, &wrong), -PT_EACCES);
         CHECK_MSG(recv(r.fd, frame, 1, 0) == 0, "wrong key at %s: connection still open", a);
+        close(r.fd);
+        /* 2b. the right key in a hello of version 1 (BLAKE2b frame MACs): refused, saying so */
+        raw_open(&r, a);
+        CHECK_EQ(raw_hello_version(&r, &full, 1), -PT_EACCES);
+        CHECK_MSG(strstr(r.refusal, "another version") != NULL, "%s: %s", a, r.refusal);
         close(r.fd);
         /* 3. a frame replayed on its own connection: the first is served, the copy refused */
         raw_open(&r, a);

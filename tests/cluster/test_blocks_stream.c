@@ -4,7 +4,9 @@
  * stream cut short, a stream abandoned and replaced, malformed pieces, a block CRC that the
  * pieces do not add up to. Whatever arrives, nothing partial is ever stored or served, no temp
  * file stays behind, and the service keeps serving. Also: a block of the largest size travels
- * in frames no larger than one chunk both ways (the service refuses a bigger frame).
+ * in frames no larger than one chunk both ways (the service refuses a bigger frame); a writer
+ * that gives the page CRCs it computed once (pt_blocks_write_pages) sends frames whose CRC,
+ * combined from them, the service accepts, and a wrong page CRC stores nothing.
  */
 #include <dirent.h>
 #include <netinet/in.h>
@@ -374,6 +376,50 @@ TEST_T(blocks_stream_abandoned_is_dropped_when_idle, 60)
     CHECK_MEM(back, data, size);
     pt_call_pool_clear();
     senv_stop(&e);
+    free(data);
+    free(back);
+}
+
+/* The page CRCs computed once (what a mirrored writer sends every copy) make frames whose CRC
+ * is combined from them, not read from the data: on this plain connection the service checks
+ * that CRC, so a wrong combination fails the write. A wrong page CRC stores nothing. */
+TEST_T(blocks_stream_known_page_crcs_combine_into_frame_crcs, 60)
+{
+    struct stream_env e;
+    struct pt_call_opts opts = {10000, 1, 1};
+    const uint32_t size = 3 * PT_BLOCK_CHUNK + 1000; /* four pieces, the last page short */
+    uint8_t *data = random_bytes(23, size), *back = malloc(size);
+    uint8_t *crcs = malloc((size_t)pt_block_pages(size) * 4);
+    uint32_t crc = pt_block_crc_pages(data, size, crcs), got;
+    uint64_t proof;
+    struct iovec piece = {data, size};
+    CHECK_EQ(crc, pt_block_crc(data, size));
+    CHECK_EQ(pt_get_le32(crcs + 4 * 70),
+             petrel_crc32c(0, data + 70 * PT_BLOCK_PAGE_SIZE, PT_BLOCK_PAGE_SIZE));
+    senv_start(&e, test_tmpdir());
+    CHECK_OK(pt_blocks_write_pages(e.addr, 50, crc, &piece, 1, size, crcs,
+                                   pt_block_mac(e.secret, PT_BLOCK_WRITE_CERT, e.id, 50, crc, size),
+                                   &proof, &opts));
+    CHECK(pt_block_mac_check(e.secret, PT_BLOCK_WRITE_PROOF, e.id, 50, crc, size, proof));
+    CHECK_OK(pt_blocks_read(e.addr, 50, 0, size, back, &got, NULL, &opts));
+    CHECK_EQ(got, size);
+    CHECK_MEM(back, data, size);
+    /* page 70 (in the second piece) announced with a wrong CRC: refused, nothing kept */
+    crcs[4 * 70] ^= 1;
+    CHECK(pt_blocks_write_pages(e.addr, 51, crc, &piece, 1, size, crcs,
+                                pt_block_mac(e.secret, PT_BLOCK_WRITE_CERT, e.id, 51, crc, size),
+                                &proof, &opts) != 0);
+    pt_call_pool_clear();
+    {
+        /* (the frame failed its CRC: the connection dropped, the stream's temp file goes when
+           the stream idles out, as for any writer that vanishes) */
+        struct pt_block_stat st;
+        uint8_t byte;
+        CHECK_EQ(pt_blocks_stat(e.addr, 51, &st, &opts), -PT_ENOENT);
+        CHECK_EQ(pt_blocks_read(e.addr, 51, 0, 1, &byte, &got, NULL, &opts), -PT_ENOENT);
+    }
+    senv_stop(&e);
+    free(crcs);
     free(data);
     free(back);
 }

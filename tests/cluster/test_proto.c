@@ -1,10 +1,13 @@
 /*
  * The frame codec: round trips, every truncation of a valid frame, random garbage, single bit
- * flips anywhere (caught by the CRC), length limits, error bodies and wire strings.
+ * flips anywhere (caught by the CRC), length limits, error bodies and wire strings; the sealed
+ * frame's MAC (RFC 8439's ChaCha20-Poly1305 tag, checked against libsodium's AEAD) and what
+ * unsealing refuses: any changed byte, another sequence number, another key.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/proto/auth.h"
 #include "cluster/proto/frame.h"
 #include "petrel/common.h"
 #include "petrel/crc32c.h"
@@ -205,4 +208,108 @@ TEST(proto_strings)
     pt_put_le16(buf, 3);
     pt_dec_str(&c, out, sizeof(out));
     CHECK(!pt_cursor_ok(&c));
+}
+
+/* The frame MAC streamed over pieces is RFC 8439's AEAD tag over their concatenation (empty
+ * plaintext, nonce 00000000 | seq), whatever the cut: libsodium's one-shot AEAD is the oracle. */
+TEST(proto_frame_mac_is_chacha20_poly1305_aead)
+{
+    struct pt_prng g;
+    uint8_t data[3000], key[PT_AUTH_KEY_BYTES], nonce[12], want[PT_AUTH_TAG_BYTES];
+    uint8_t got[PT_AUTH_TAG_BYTES], no_cipher[1];
+    unsigned long long maclen;
+    int i;
+    pt_prng_seed(&g, test_seed());
+    for (i = 0; i < 300; i++) {
+        struct pt_auth_frame_mac m;
+        size_t len = (size_t)pt_prng_below(&g, sizeof(data) + 1), off = 0;
+        uint64_t seq = i < 3 ? (uint64_t)i : pt_prng_next(&g);
+        pt_prng_fill(&g, data, len);
+        pt_prng_fill(&g, key, sizeof(key));
+        memset(nonce, 0, 4);
+        pt_put_le64(nonce + 4, seq);
+        CHECK_EQ(crypto_aead_chacha20poly1305_ietf_encrypt_detached(
+                     no_cipher, want, &maclen, no_cipher, 0, data, len, NULL, nonce, key),
+                 0);
+        CHECK_EQ(maclen, PT_AUTH_TAG_BYTES);
+        pt_auth_frame_mac_init(&m, key, seq);
+        while (off < len) {
+            size_t piece = 1 + (size_t)pt_prng_below(&g, (uint32_t)(len - off));
+            pt_auth_frame_mac_add(&m, data + off, piece);
+            off += piece;
+        }
+        pt_auth_frame_mac_final(&m, got);
+        CHECK_MEM(got, want, sizeof(want));
+    }
+}
+
+/* Seal a frame of body[len] in two parts into buf (header, body, trailer): its length. */
+static size_t seal_frame(uint8_t *buf, const uint8_t *body, uint32_t len, const uint8_t *key,
+                         uint64_t seq)
+{
+    struct iovec parts[2];
+    parts[0].iov_base = (void *)body;
+    parts[0].iov_len = len / 3;
+    parts[1].iov_base = (void *)(body + len / 3);
+    parts[1].iov_len = len - len / 3;
+    pt_frame_seal(buf, buf + PT_FRAME_HEADER_SIZE + len, 0, 0x0201, 77, parts, 2, key, seq);
+    memcpy(buf + PT_FRAME_HEADER_SIZE, body, len);
+    return PT_FRAME_HEADER_SIZE + len + PT_FRAME_TRAILER_SIZE;
+}
+
+/* Unseal a whole frame held in buf[n]: 0 or the first error. */
+static int unseal_frame(uint8_t *buf, size_t n, const uint8_t *key, uint64_t seq,
+                        struct pt_frame_header *h)
+{
+    const uint8_t *body;
+    int err = pt_frame_decode(buf, n, 1 << 20, h, &body);
+    return err ? err : pt_frame_unseal(buf, h, body, key, seq);
+}
+
+TEST(proto_sealed_frame_refuses_any_change_other_sequence_and_key)
+{
+    struct pt_prng g;
+    struct pt_frame_header h;
+    uint8_t body[700], key[PT_AUTH_KEY_BYTES], other[PT_AUTH_KEY_BYTES];
+    uint8_t frame[PT_FRAME_HEADER_SIZE + sizeof(body) + PT_FRAME_TRAILER_SIZE];
+    uint8_t copy[sizeof(frame)];
+    size_t n, pos;
+    pt_prng_seed(&g, test_seed());
+    pt_prng_fill(&g, body, sizeof(body));
+    pt_prng_fill(&g, key, sizeof(key));
+    memcpy(other, key, sizeof(key));
+    other[31] ^= 1;
+    n = seal_frame(frame, body, sizeof(body), key, 41);
+    CHECK_EQ(n, sizeof(frame));
+    CHECK_EQ(frame[5], PT_FRAME_AUTH);
+    CHECK_EQ(pt_get_le32(frame + 16), sizeof(body) + PT_FRAME_TRAILER_SIZE);
+    CHECK_EQ(pt_get_le64(frame + PT_FRAME_HEADER_SIZE + sizeof(body)), 41);
+    /* the CRC of a sealed frame is its header's alone: the MAC covers the body */
+    CHECK_EQ(pt_get_le32(frame + 20), petrel_crc32c(0, frame, 20));
+    memcpy(copy, frame, n);
+    CHECK_OK(unseal_frame(copy, n, key, 41, &h));
+    CHECK_EQ(h.body_len, sizeof(body));
+    /* another receiver's sequence, another key */
+    memcpy(copy, frame, n);
+    CHECK_EQ(unseal_frame(copy, n, key, 42, &h), -PT_EACCES);
+    memcpy(copy, frame, n);
+    CHECK_EQ(unseal_frame(copy, n, other, 41, &h), -PT_EACCES);
+    /* a frame sealed at another sequence whose trailer claims the expected one: the sequence
+     * is the MAC's nonce, so rewriting it (and fixing the CRC, as an attacker can) fails */
+    n = seal_frame(copy, body, sizeof(body), key, 40);
+    pt_put_le64(copy + PT_FRAME_HEADER_SIZE + sizeof(body), 41);
+    pt_put_le32(copy + 20, petrel_crc32c(0, copy, 20));
+    CHECK_EQ(unseal_frame(copy, n, key, 41, &h), -PT_EACCES);
+    /* any byte of header 0..19, body or MAC changed, the CRC recomputed as a sender would
+       (over the body too when the change cleared the AUTH flag): refused */
+    for (pos = 0; pos < n; pos++) {
+        if (pos >= 20 && pos < PT_FRAME_HEADER_SIZE) continue; /* the CRC itself */
+        if (pos >= PT_FRAME_HEADER_SIZE + sizeof(body) &&
+            pos < PT_FRAME_HEADER_SIZE + sizeof(body) + 8)
+            continue; /* the sequence: covered above */
+        memcpy(copy, frame, n);
+        copy[pos] ^= (uint8_t)(1u << (pos & 7));
+        pt_put_le32(copy + 20, pt_frame_crc(copy, copy + PT_FRAME_HEADER_SIZE, (uint32_t)n - 24));
+        CHECK(unseal_frame(copy, n, key, 41, &h) != 0);
+    }
 }

@@ -12,14 +12,31 @@
 #include "petrel/common.h"
 #include "petrel/crc32c.h"
 
-uint32_t pt_block_crc(const void *data, uint32_t size)
+uint32_t pt_block_crc_pages(const void *data, uint32_t size, uint8_t *page_crcs)
 {
     const uint8_t *p = data;
     uint32_t crc = 0, off;
     for (off = 0; off < size; off += PT_BLOCK_PAGE_SIZE) {
         uint32_t n = PT_MIN(PT_BLOCK_PAGE_SIZE, size - off);
-        crc = petrel_crc32c_append(crc, petrel_crc32c(0, p + off, n), n);
+        uint32_t pc = petrel_crc32c(0, p + off, n);
+        if (page_crcs) pt_put_le32(page_crcs + (size_t)4 * (off / PT_BLOCK_PAGE_SIZE), pc);
+        crc = petrel_crc32c_append(crc, pc, n);
     }
+    return crc;
+}
+
+uint32_t pt_block_crc(const void *data, uint32_t size)
+{
+    return pt_block_crc_pages(data, size, NULL);
+}
+
+/* The CRC32C of len bytes from their page CRCs (u32 LE each; the last page may be short). */
+static uint32_t crc_from_pages(const uint8_t *crcs, uint32_t len)
+{
+    uint32_t crc = 0, off;
+    for (off = 0; off < len; off += PT_BLOCK_PAGE_SIZE)
+        crc = petrel_crc32c_append(crc, pt_get_le32(crcs + (size_t)4 * (off / PT_BLOCK_PAGE_SIZE)),
+                                   PT_MIN(PT_BLOCK_PAGE_SIZE, len - off));
     return crc;
 }
 
@@ -113,6 +130,7 @@ struct write_stream {
     uint32_t crc, size;
     const struct iovec *pieces;
     unsigned n_pieces;
+    const uint8_t *page_crcs; /* of the whole block, or NULL: computed per piece */
 };
 
 /* Gather [off, off+len) of the pieces into iov (at most max entries): count, or 0 if more
@@ -189,15 +207,25 @@ static int write_stream_run(struct pt_conn *conn, void *arg, int timeout, int *r
         uint32_t len = PT_MIN(PT_BLOCK_CHUNK, w->size - off);
         struct pt_block_pages_req p = {w->block_id, stream, off, pt_block_pages(len)};
         int k = gather(w->pieces, w->n_pieces, off, len, iov + 2, PT_CONN_PARTS_MAX - 2);
+        const uint8_t *piece_crcs = crcs;
+        struct pt_frame_known_crc known = {2, 0};
         if (!k) return -PT_EINVAL;
-        page_crcs(iov + 2, k, crcs);
+        if (w->page_crcs) {
+            /* pieces start on a page: their CRCs are a slice of the block's, and the frame's
+               CRC over the data is theirs combined, without reading the data again */
+            piece_crcs = w->page_crcs + (size_t)4 * (off / PT_BLOCK_PAGE_SIZE);
+            known.crc = crc_from_pages(piece_crcs, len);
+        } else {
+            page_crcs(iov + 2, k, crcs);
+        }
         pt_cursor_init(&c, fields, sizeof(fields));
         pt_block_enc_pages(&c, &p);
         iov[0].iov_base = fields;
         iov[0].iov_len = sizeof(fields);
-        iov[1].iov_base = crcs;
+        iov[1].iov_base = (void *)piece_crcs;
         iov[1].iov_len = (size_t)p.pages * 4;
-        err = pt_conn_send(conn, PT_MSG_BLOCK_WRITE_PAGES, iov, 2 + k, timeout, &last);
+        err = pt_conn_send_known(conn, PT_MSG_BLOCK_WRITE_PAGES, iov, 2 + k,
+                                 w->page_crcs ? &known : NULL, timeout, &last);
         off += len;
     }
     if (err) return err;
@@ -221,7 +249,15 @@ int pt_blocks_write_iov(const char *address, uint64_t block_id, uint32_t crc,
                         const struct iovec *pieces, unsigned n, uint32_t size, uint64_t cert,
                         uint64_t *proof, const struct pt_call_opts *opts)
 {
-    struct write_stream w = {block_id, cert, 0, crc, size, pieces, n};
+    return pt_blocks_write_pages(address, block_id, crc, pieces, n, size, NULL, cert, proof, opts);
+}
+
+int pt_blocks_write_pages(const char *address, uint64_t block_id, uint32_t crc,
+                          const struct iovec *pieces, unsigned n, uint32_t size,
+                          const uint8_t *page_crcs, uint64_t cert, uint64_t *proof,
+                          const struct pt_call_opts *opts)
+{
+    struct write_stream w = {block_id, cert, 0, crc, size, pieces, n, page_crcs};
     uint64_t total = 0;
     unsigned i;
     int err;

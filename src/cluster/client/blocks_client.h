@@ -26,6 +26,9 @@
 
 /* The CRC32C of a whole block, combined from its page CRCs (what certificates cover). */
 uint32_t pt_block_crc(const void *data, uint32_t size);
+/* The same, also writing each page's CRC32C (u32 LE, pt_block_pages(size) of them) to
+ * page_crcs: a writer computes them once and sends them to every copy. */
+uint32_t pt_block_crc_pages(const void *data, uint32_t size, uint8_t *page_crcs);
 
 /*
  * Store a block (size <= PT_BLOCK_MAX_SIZE, crc = pt_block_crc of the data) with the shard's
@@ -40,6 +43,13 @@ int pt_blocks_write(const char *address, uint64_t block_id, uint32_t crc, const 
 int pt_blocks_write_iov(const char *address, uint64_t block_id, uint32_t crc,
                         const struct iovec *pieces, unsigned n, uint32_t size, uint64_t cert,
                         uint64_t *proof, const struct pt_call_opts *opts);
+/* pt_blocks_write_iov with the block's page CRCs known already (pt_block_crc_pages of the
+ * pieces' bytes; NULL: computed here): no pass over the data but the send and its MAC. Page
+ * CRCs that do not match the bytes are refused by the service (-PT_EBADMSG), never stored. */
+int pt_blocks_write_pages(const char *address, uint64_t block_id, uint32_t crc,
+                          const struct iovec *pieces, unsigned n, uint32_t size,
+                          const uint8_t *page_crcs, uint64_t cert, uint64_t *proof,
+                          const struct pt_call_opts *opts);
 
 /*
  * Read count bytes at offset into buf (clipped at the end of the block; *got = bytes copied,

@@ -508,6 +508,7 @@ struct block_job {
     uint32_t crc, size;
     struct iovec pieces[PT_RS_ROWS_MAX];
     unsigned n_pieces;
+    const uint8_t *page_crcs; /* the block's page CRCs when known (mirrored spans), or NULL */
     /* reads */
     uint32_t offset, count, got;
     uint8_t *buf;
@@ -521,8 +522,8 @@ static void *block_job_run(void *arg)
     struct block_job *j = arg;
     if (j->skip) return NULL;
     if (j->write)
-        j->rc = pt_blocks_write_iov(j->addr, j->block, j->crc, j->pieces, j->n_pieces, j->size,
-                                    j->cert, &j->proof, j->opts);
+        j->rc = pt_blocks_write_pages(j->addr, j->block, j->crc, j->pieces, j->n_pieces, j->size,
+                                      j->page_crcs, j->cert, &j->proof, j->opts);
     else
         j->rc = pt_blocks_read(j->addr, j->block, j->offset, j->count, j->buf, &j->got, NULL,
                                j->opts);
@@ -600,6 +601,7 @@ static void block_jobs_join(struct block_job *jobs, unsigned n)
 struct span_flight {
     uint64_t offset;
     uint8_t *data;
+    uint8_t *page_crcs; /* of data, computed once for every copy; NULL: not kept */
     uint32_t len, crc;
     struct block_job jobs[PT_SPAN_BLOCKS_MAX];
     unsigned n;
@@ -653,6 +655,7 @@ static int span_place(struct writer *w, struct span_flight *f, const uint64_t *a
         j->pieces[0].iov_base = f->data;
         j->pieces[0].iov_len = f->len;
         j->n_pieces = 1;
+        j->page_crcs = f->page_crcs;
         j->opts = &w->c->block_opts;
         j->rc = service_addr(w->c, j->service, 0, j->addr, sizeof(j->addr));
         j->skip = j->rc != 0;
@@ -715,6 +718,7 @@ static int span_attempt(struct writer *w, uint64_t offset, const uint8_t *data, 
     int rc;
     f.offset = offset;
     f.data = (uint8_t *)data;
+    f.page_crcs = NULL;
     f.len = len;
     f.crc = crc;
     rc = span_place(w, &f, avoid, *n_avoid);
@@ -1592,7 +1596,9 @@ static int write_mirrored_spans(struct writer *w, struct source *src, uint64_t *
     int rc = 0, eof = 0;
     if (!fl) return -PT_ENOMEM;
     for (i = 0; i < SPAN_WINDOW; i++)
-        if (!(fl[i].data = malloc(c->cfg.span_size))) rc = -PT_ENOMEM;
+        if (!(fl[i].data = malloc(c->cfg.span_size)) ||
+            !(fl[i].page_crcs = malloc((size_t)pt_block_pages(c->cfg.span_size) * 4 + 4)))
+            rc = -PT_ENOMEM;
     while (!rc && (!eof || inflight)) {
         if (!eof && inflight < SPAN_WINDOW) {
             struct span_flight *f = &fl[(head + inflight) % SPAN_WINDOW];
@@ -1614,7 +1620,7 @@ static int write_mirrored_spans(struct writer *w, struct source *src, uint64_t *
             }
             f->offset = offset;
             f->len = (uint32_t)n;
-            f->crc = pt_block_crc(f->data, f->len);
+            f->crc = pt_block_crc_pages(f->data, f->len, f->page_crcs);
             rc = span_place(w, f, NULL, 0);
             if (rc) break;
             inflight++;
@@ -1626,8 +1632,10 @@ static int write_mirrored_spans(struct writer *w, struct source *src, uint64_t *
     /* On an error, no thread may outlive its buffer. */
     for (i = 0; i < inflight; i++)
         block_jobs_join(fl[(head + i) % SPAN_WINDOW].jobs, fl[(head + i) % SPAN_WINDOW].n);
-    for (i = 0; i < SPAN_WINDOW; i++)
+    for (i = 0; i < SPAN_WINDOW; i++) {
         free(fl[i].data);
+        free(fl[i].page_crcs);
+    }
     free(fl);
     *offset_out = offset;
     return rc;
@@ -1837,6 +1845,94 @@ int petrel_client_read_inode(struct petrel_client *c, uint64_t id, uint64_t offs
     return read_id(c, label, id, offset, len, write, ctx, got);
 }
 
+/*
+ * Mirrored spans read ahead of the one being delivered, each by a thread from one copy into its
+ * own buffer, so that the block services' disks and the network work while the caller consumes
+ * (a cold sequential read waited for each span in turn). A read ahead that fails or comes back
+ * short is not an error: the span is read again by read_blocks, which tries every copy and
+ * reports the bad ones. Only for reads that cross spans: a read inside one span stays as it was.
+ */
+#define READ_SPANS_AHEAD 3
+#define SPANS_PER_REPLY 16
+
+struct span_ahead {
+    struct block_job job;
+    uint8_t *buf;
+    uint32_t cap;
+    int active;
+};
+
+/* Start reading spans[k] (mirrored) into slot a: 0, or -PT_ENOMEM (then nothing runs). */
+static int span_ahead_start(struct petrel_client *c, struct span_ahead *a, const struct pt_span *s,
+                            uint32_t from, uint32_t count)
+{
+    unsigned n = pt_span_block_count(s), idx = (unsigned)pt_prng_below(&c->prng, n);
+    struct block_job *j = &a->job;
+    if (a->cap < count) {
+        uint8_t *b = realloc(a->buf, count);
+        if (!b) return -PT_ENOMEM;
+        a->buf = b;
+        a->cap = count;
+    }
+    memset(j, 0, sizeof(*j));
+    j->block = s->blocks[idx].block;
+    j->service = s->blocks[idx].service;
+    j->offset = from;
+    j->count = count;
+    j->buf = a->buf;
+    j->opts = &c->block_opts;
+    j->rc = service_addr(c, j->service, 0, j->addr, sizeof(j->addr));
+    j->skip = j->rc != 0;
+    block_jobs_start(j, 1);
+    a->active = 1;
+    return 0;
+}
+
+/* Wait for slot a: 1 when it holds its span's count bytes intact, else 0. */
+static int span_ahead_join(struct span_ahead *a)
+{
+    if (!a->active) return 0;
+    block_jobs_join(&a->job, 1);
+    a->active = 0;
+    return a->job.rc == 0 && a->job.got == a->job.count;
+}
+
+/* Deliver n contiguous spans (of one SPANS reply) with reads ahead; *done counts the bytes of
+ * the spans delivered whole. */
+static int read_spans(struct petrel_client *c, const char *path, uint64_t id,
+                      const struct pt_span *spans, const uint64_t *from, const uint64_t *count,
+                      unsigned n, uint8_t *buf, uint32_t cap, petrel_write_fn write, void *ctx,
+                      struct span_ahead *ahead, uint64_t *done)
+{
+    unsigned k, next = 0, i;
+    int rc = 0;
+    for (k = 0; k < n && rc == 0; k++) {
+        struct span_ahead *a = &ahead[k % READ_SPANS_AHEAD];
+        for (; n > 1 && next < n && next < k + READ_SPANS_AHEAD; next++)
+            if (spans[next].storage == PT_STORAGE_MIRRORED &&
+                span_ahead_start(c, &ahead[next % READ_SPANS_AHEAD], &spans[next],
+                                 (uint32_t)from[next], (uint32_t)count[next]) != 0)
+                break; /* out of memory: the rest is read in turn */
+        /* a span not read ahead is read below, in turn */
+        if (next <= k) next = k + 1;
+        if (spans[k].storage == PT_STORAGE_HOLE) {
+            rc = write_zeros(write, ctx, count[k]); /* zeros, nothing to fetch */
+        } else if (span_ahead_join(a)) {
+            uint32_t out;
+            for (out = 0; out < count[k] && rc == 0; out += PT_MIN(READ_PIECE, count[k] - out))
+                rc = write(ctx, a->buf + out, PT_MIN(READ_PIECE, count[k] - out));
+        } else {
+            rc = read_span_range(c, path, id, &spans[k], (uint32_t)from[k], (uint32_t)count[k], buf,
+                                 cap, write, ctx);
+        }
+        if (rc == 0) *done += count[k];
+    }
+    /* On an error no thread may outlive its buffer. */
+    for (i = 0; i < READ_SPANS_AHEAD; i++)
+        span_ahead_join(&ahead[i]);
+    return rc;
+}
+
 /* The reading of petrel_client_read(_inode); path only names the file in log messages. */
 static int read_id(struct petrel_client *c, const char *path, uint64_t id, uint64_t offset,
                    uint64_t len, petrel_write_fn write, void *ctx, uint64_t *got)
@@ -1844,20 +1940,31 @@ static int read_id(struct petrel_client *c, const char *path, uint64_t id, uint6
     struct pt_shard_req q;
     uint64_t size, end, pos = offset, delivered = 0;
     uint8_t *buf;
+    struct pt_span *spans;
+    struct span_ahead ahead[READ_SPANS_AHEAD];
+    uint64_t from[SPANS_PER_REPLY], count[SPANS_PER_REPLY];
     /* a short read needs no readahead buffer */
     uint32_t cap = (uint32_t)PT_MIN((uint64_t)READ_AHEAD, PT_MAX(len, (uint64_t)READ_PIECE));
+    unsigned k;
     int rc = 0;
     if (got) *got = 0;
+    memset(ahead, 0, sizeof(ahead));
     buf = malloc(cap);
-    if (!buf) return -PT_ENOMEM;
+    spans = malloc(sizeof(*spans) * SPANS_PER_REPLY);
+    if (!buf || !spans) {
+        free(buf);
+        free(spans);
+        return -PT_ENOMEM;
+    }
     memset(&q, 0, sizeof(q));
     q.op = PT_SHARD_SPANS;
     q.id = id;
-    q.max = 16;
+    q.max = SPANS_PER_REPLY;
     for (;;) {
         struct pt_reply rep;
         struct pt_cursor b;
-        unsigned n, i;
+        unsigned n, i, m = 0;
+        uint64_t at = pos;
         int more;
         q.offset = pos;
         rc = shard_call(c, id, &q, &rep, NULL);
@@ -1869,41 +1976,45 @@ static int read_id(struct petrel_client *c, const char *path, uint64_t id, uint6
         size = pt_dec_u64(&b);
         end = len > size || offset + len > size ? size : offset + len;
         n = pt_dec_u16(&b);
-        for (i = 0; i < n && rc == 0 && pos < end; i++) {
-            struct pt_span s;
+        if (n > SPANS_PER_REPLY) rc = -PT_EPROTO;
+        /* The spans this read needs, decoded (and their contiguity checked) before any is read. */
+        for (i = 0; i < n && rc == 0 && at < end; i++) {
+            struct pt_span *s = &spans[m];
             uint64_t s_end;
-            uint32_t from, count;
-            if (pt_span_decode(&b, &s) != 0) {
+            if (pt_span_decode(&b, s) != 0) {
                 rc = -PT_EPROTO;
                 break;
             }
-            s_end = s.offset + s.size;
-            if (s_end <= pos) continue;
-            if (s.offset > pos) {
+            s_end = s->offset + s->size;
+            if (s_end <= at) continue;
+            if (s->offset > at) {
                 rc = -PT_ECORRUPT; /* a hole: spans must be contiguous */
                 break;
             }
-            if (s.storage == PT_STORAGE_HOLE) { /* zeros, nothing to fetch */
-                uint64_t zc = PT_MIN(s_end, end) - pos;
-                if ((rc = write_zeros(write, ctx, zc)) == 0) {
-                    pos += zc;
-                    delivered += zc;
-                }
-                continue;
-            }
-            from = (uint32_t)(pos - s.offset);
-            count = (uint32_t)(PT_MIN(s_end, end) - pos);
-            rc = read_span_range(c, path, id, &s, from, count, buf, cap, write, ctx);
-            if (rc == 0) {
-                pos += count;
-                delivered += count;
-            }
+            /* a hole's count may pass 4 GiB; a span with blocks never does */
+            from[m] = at - s->offset;
+            count[m] = PT_MIN(s_end, end) - at;
+            at += count[m++];
+        }
+        /* Spans past the read's end are not decoded: "more" follows them. */
+        for (; i < n && rc == 0; i++) {
+            struct pt_span skip;
+            if (pt_span_decode(&b, &skip) != 0) rc = -PT_EPROTO;
         }
         more = pt_dec_u8(&b);
         if (rc == 0 && !pt_cursor_ok(&b)) rc = -PT_EPROTO;
+        if (rc == 0) {
+            uint64_t done = 0;
+            rc = read_spans(c, path, id, spans, from, count, m, buf, cap, write, ctx, ahead, &done);
+            pos += done;
+            delivered += done;
+        }
         pt_reply_free(&rep);
         if (rc || pos >= end || !more) break;
     }
+    for (k = 0; k < READ_SPANS_AHEAD; k++)
+        free(ahead[k].buf);
+    free(spans);
     free(buf);
     if (got) *got = delivered;
     return rc;

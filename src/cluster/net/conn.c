@@ -17,8 +17,8 @@
 #include "cluster/net/net.h"
 #include "petrel/common.h"
 
-#define HELLO_VERSION 1
-#define HELLO_SIZE (2 + PT_AUTH_ID_BYTES + PT_AUTH_NONCE_BYTES)
+#define HELLO_VERSION PT_AUTH_HELLO_VERSION
+#define HELLO_SIZE PT_AUTH_HELLO_SIZE
 #define HELLO_REPLY_SIZE (PT_AUTH_NONCE_BYTES + PT_AUTH_MAC_BYTES)
 
 struct pt_conn {
@@ -269,6 +269,12 @@ static int recv_all(int fd, void *buf, size_t len, uint64_t deadline)
 int pt_conn_send(struct pt_conn *c, uint16_t kind, const struct iovec *parts, int nparts,
                  int timeout_ms, uint64_t *id_out)
 {
+    return pt_conn_send_known(c, kind, parts, nparts, NULL, timeout_ms, id_out);
+}
+
+int pt_conn_send_known(struct pt_conn *c, uint16_t kind, const struct iovec *parts, int nparts,
+                       const struct pt_frame_known_crc *known, int timeout_ms, uint64_t *id_out)
+{
     uint8_t hdr[PT_FRAME_HEADER_SIZE], trailer[PT_FRAME_TRAILER_SIZE];
     struct iovec iov[PT_CONN_PARTS_MAX + 2]; /* header, parts, trailer */
     uint64_t deadline = pt_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
@@ -284,8 +290,8 @@ int pt_conn_send(struct pt_conn *c, uint16_t kind, const struct iovec *parts, in
     }
     id = ++c->next_id;
     /* With a key the body gains the trailer (sequence, MAC) after the parts. */
-    pt_frame_seal(hdr, trailer, 0, kind, id, parts, nparts, c->has_key ? c->session.c2s : NULL,
-                  c->seq_out);
+    pt_frame_seal_known(hdr, trailer, 0, kind, id, parts, nparts, known,
+                        c->has_key ? c->session.c2s : NULL, c->seq_out);
     iov[0].iov_base = hdr;
     iov[0].iov_len = sizeof(hdr);
     for (i = 0; i < nparts; i++)
@@ -331,6 +337,7 @@ int pt_conn_recv(struct pt_conn *c, int timeout_ms, uint64_t *id_out, struct pt_
         if (err) goto fail;
     }
     reply->body_len = h.body_len;
+    /* (a sealed frame's CRC is its header's: its MAC, checked below, covers the body) */
     err = pt_frame_check_crc(hdr, &h, reply->body);
     if (err) goto fail;
     if (c->has_key) {

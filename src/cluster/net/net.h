@@ -198,6 +198,9 @@ int pt_conn_call(struct pt_conn *c, uint16_t kind, const void *body, uint32_t le
  */
 int pt_conn_send(struct pt_conn *c, uint16_t kind, const struct iovec *parts, int nparts,
                  int timeout_ms, uint64_t *id);
+/* pt_conn_send with the CRC of some parts known already (see pt_frame_seal_known; NULL: none). */
+int pt_conn_send_known(struct pt_conn *c, uint16_t kind, const struct iovec *parts, int nparts,
+                       const struct pt_frame_known_crc *known, int timeout_ms, uint64_t *id);
 int pt_conn_recv(struct pt_conn *c, int timeout_ms, uint64_t *id, struct pt_reply *reply);
 
 void pt_reply_free(struct pt_reply *reply);

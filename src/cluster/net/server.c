@@ -26,8 +26,8 @@
 enum conn_auth { AUTH_NONE, AUTH_WAIT_HELLO, AUTH_ESTABLISHED };
 
 /* HELLO body: version u8, flags u8, key id, client nonce (docs/PROTOCOL.md). */
-#define HELLO_VERSION 1
-#define HELLO_SIZE (2 + PT_AUTH_ID_BYTES + PT_AUTH_NONCE_BYTES)
+#define HELLO_VERSION PT_AUTH_HELLO_VERSION
+#define HELLO_SIZE PT_AUTH_HELLO_SIZE
 
 struct srv_conn;
 
@@ -340,8 +340,13 @@ static void conn_hello(struct srv_conn *c)
         auth_refuse(c, "authentication required: this cluster has a secret (--secret FILE)");
         return;
     }
-    if (c->h.body_len != HELLO_SIZE || b[0] != HELLO_VERSION || b[1] != 0 ||
-        (c->h.flags & PT_FRAME_AUTH)) {
+    if (c->h.body_len == HELLO_SIZE && b[0] != HELLO_VERSION && !(c->h.flags & PT_FRAME_AUTH)) {
+        /* A peer of another release (1: BLAKE2b frame MACs): say so rather than "malformed". */
+        auth_refuse(c, "authentication hello of another version: this server speaks version 2 "
+                       "(upgrade every server and client together)");
+        return;
+    }
+    if (c->h.body_len != HELLO_SIZE || b[1] != 0 || (c->h.flags & PT_FRAME_AUTH)) {
         auth_refuse(c, "malformed authentication hello");
         return;
     }
@@ -441,6 +446,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (c->in_body) {
         c->body_got += (size_t)nread;
         if (c->body_got < c->h.body_len) return;
+        /* (a sealed frame's CRC is its header's: its MAC, checked later, covers the body) */
         if (pt_frame_check_crc(c->hdr, &c->h, c->body)) {
             pt_metric_add(c->server->m_crc, 1);
             conn_reject(c, -PT_EBADMSG, "frame CRC mismatch");

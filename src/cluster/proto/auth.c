@@ -15,6 +15,7 @@
 
 #include "cluster/proto/ids.h"
 #include "cluster/proto/shard_msgs.h"
+#include "petrel/codec.h"
 #include "petrel/common.h"
 
 static void sodium_ready(void)
@@ -206,6 +207,45 @@ void pt_auth_mac_final(struct pt_auth_mac *m, uint8_t out[PT_AUTH_MAC_BYTES])
 int pt_auth_mac_equal(const uint8_t *a, const uint8_t *b)
 {
     return sodium_memcmp(a, b, PT_AUTH_MAC_BYTES) == 0;
+}
+
+void pt_auth_frame_mac_init(struct pt_auth_frame_mac *m, const uint8_t key[PT_AUTH_KEY_BYTES],
+                            uint64_t seq)
+{
+    uint8_t nonce[crypto_stream_chacha20_ietf_NONCEBYTES];
+    uint8_t one_time[crypto_onetimeauth_poly1305_KEYBYTES];
+    memset(nonce, 0, 4);
+    pt_put_le64(nonce + 4, seq);
+    /* ChaCha20 block 0 (counter 0) for (key, nonce): its first 32 bytes key Poly1305 once. */
+    crypto_stream_chacha20_ietf(one_time, sizeof(one_time), nonce, key);
+    crypto_onetimeauth_poly1305_init(&m->state, one_time);
+    sodium_memzero(one_time, sizeof(one_time));
+    m->ad_len = 0;
+}
+
+void pt_auth_frame_mac_add(struct pt_auth_frame_mac *m, const void *data, size_t len)
+{
+    if (!len) return;
+    crypto_onetimeauth_poly1305_update(&m->state, data, len);
+    m->ad_len += len;
+}
+
+void pt_auth_frame_mac_final(struct pt_auth_frame_mac *m, uint8_t out[PT_AUTH_TAG_BYTES])
+{
+    static const uint8_t zeros[16];
+    uint8_t lengths[16];
+    /* RFC 8439 2.8: AD padded to 16 bytes, the (empty) ciphertext, then both lengths u64 LE. */
+    crypto_onetimeauth_poly1305_update(&m->state, zeros, (16 - (m->ad_len & 15)) & 15);
+    pt_put_le64(lengths, m->ad_len);
+    pt_put_le64(lengths + 8, 0);
+    crypto_onetimeauth_poly1305_update(&m->state, lengths, sizeof(lengths));
+    crypto_onetimeauth_poly1305_final(&m->state, out);
+    sodium_memzero(&m->state, sizeof(m->state));
+}
+
+int pt_auth_tag_equal(const uint8_t *a, const uint8_t *b)
+{
+    return crypto_verify_16(a, b) == 0;
 }
 
 int pt_auth_read_only_allowed(uint16_t kind, const uint8_t *body, uint32_t len)

@@ -13,19 +13,24 @@
 
 #define PT_FRAME_CRC_OFFSET 20
 
+uint32_t pt_frame_crc(const uint8_t *raw_header, const void *body, uint32_t body_len)
+{
+    uint32_t crc = petrel_crc32c(0, raw_header, PT_FRAME_CRC_OFFSET);
+    /* A sealed frame's MAC covers its body: its CRC covers the header alone (PROTOCOL.md 1.4). */
+    if (raw_header[5] & PT_FRAME_AUTH) return crc;
+    return body_len ? petrel_crc32c(crc, body, body_len) : crc;
+}
+
 void pt_frame_encode_header(uint8_t *out, uint8_t flags, uint16_t kind, uint64_t request_id,
                             const void *body, uint32_t body_len)
 {
-    uint32_t crc;
     pt_put_le32(out, PT_FRAME_MAGIC);
     out[4] = PT_FRAME_VERSION;
     out[5] = flags;
     pt_put_le16(out + 6, kind);
     pt_put_le64(out + 8, request_id);
     pt_put_le32(out + 16, body_len);
-    crc = petrel_crc32c(0, out, PT_FRAME_CRC_OFFSET);
-    if (body_len) crc = petrel_crc32c(crc, body, body_len);
-    pt_put_le32(out + PT_FRAME_CRC_OFFSET, crc);
+    pt_put_le32(out + PT_FRAME_CRC_OFFSET, pt_frame_crc(out, body, body_len));
 }
 
 int pt_frame_decode_header(const uint8_t *in, uint32_t max_body, struct pt_frame_header *out)
@@ -46,9 +51,7 @@ int pt_frame_decode_header(const uint8_t *in, uint32_t max_body, struct pt_frame
 
 int pt_frame_check_crc(const uint8_t *raw_header, const struct pt_frame_header *h, const void *body)
 {
-    uint32_t crc = petrel_crc32c(0, raw_header, PT_FRAME_CRC_OFFSET);
-    if (h->body_len) crc = petrel_crc32c(crc, body, h->body_len);
-    return crc == h->crc ? 0 : -PT_EBADMSG;
+    return pt_frame_crc(raw_header, body, h->body_len) == h->crc ? 0 : -PT_EBADMSG;
 }
 
 int pt_frame_decode(const uint8_t *buf, size_t len, uint32_t max_body, struct pt_frame_header *h,
@@ -69,7 +72,17 @@ void pt_frame_seal(uint8_t *hdr, uint8_t *trailer, uint8_t flags, uint16_t kind,
                    uint64_t request_id, const struct iovec *parts, int nparts,
                    const uint8_t *key, uint64_t seq)
 {
-    struct pt_auth_mac mac;
+    pt_frame_seal_known(hdr, trailer, flags, kind, request_id, parts, nparts, NULL, key, seq);
+}
+
+void pt_frame_seal_known(uint8_t *hdr, uint8_t *trailer, uint8_t flags, uint16_t kind,
+                         uint64_t request_id, const struct iovec *parts, int nparts,
+                         const struct pt_frame_known_crc *known, const uint8_t *key, uint64_t seq)
+{
+    int crc_parts = known ? known->from : nparts;
+    uint64_t known_len = 0;
+    PT_ASSERT(crc_parts >= 0 && crc_parts <= nparts);
+    struct pt_auth_frame_mac mac;
     uint64_t total = 0;
     uint32_t crc;
     int i;
@@ -86,17 +99,21 @@ void pt_frame_seal(uint8_t *hdr, uint8_t *trailer, uint8_t flags, uint16_t kind,
     pt_put_le64(hdr + 8, request_id);
     pt_put_le32(hdr + 16, (uint32_t)total);
     crc = petrel_crc32c(0, hdr, PT_FRAME_CRC_OFFSET);
-    for (i = 0; i < nparts; i++)
-        if (parts[i].iov_len) crc = petrel_crc32c(crc, parts[i].iov_base, parts[i].iov_len);
+    if (!key) {
+        for (i = 0; i < crc_parts; i++)
+            if (parts[i].iov_len) crc = petrel_crc32c(crc, parts[i].iov_base, parts[i].iov_len);
+        for (; i < nparts; i++)
+            known_len += parts[i].iov_len;
+        if (known_len) crc = petrel_crc32c_append(crc, known->crc, known_len);
+    }
     if (key) {
+        /* sealed: the CRC stays the header's alone; the MAC is the body's one pass */
         pt_put_le64(trailer, seq);
-        pt_auth_mac_init(&mac, key);
-        pt_auth_mac_add(&mac, hdr, PT_FRAME_CRC_OFFSET);
+        pt_auth_frame_mac_init(&mac, key, seq);
+        pt_auth_frame_mac_add(&mac, hdr, PT_FRAME_CRC_OFFSET);
         for (i = 0; i < nparts; i++)
-            pt_auth_mac_add(&mac, parts[i].iov_base, parts[i].iov_len);
-        pt_auth_mac_add(&mac, trailer, 8);
-        pt_auth_mac_final(&mac, trailer + 8);
-        crc = petrel_crc32c(crc, trailer, PT_FRAME_TRAILER_SIZE);
+            pt_auth_frame_mac_add(&mac, parts[i].iov_base, parts[i].iov_len);
+        pt_auth_frame_mac_final(&mac, trailer + 8);
     }
     pt_put_le32(hdr + PT_FRAME_CRC_OFFSET, crc);
 }
@@ -104,18 +121,18 @@ void pt_frame_seal(uint8_t *hdr, uint8_t *trailer, uint8_t flags, uint16_t kind,
 int pt_frame_unseal(const uint8_t *raw_header, struct pt_frame_header *h, const uint8_t *body,
                     const uint8_t *key, uint64_t seq)
 {
-    struct pt_auth_mac mac;
-    uint8_t tag[PT_AUTH_MAC_BYTES];
+    struct pt_auth_frame_mac mac;
+    uint8_t tag[PT_AUTH_TAG_BYTES];
     uint32_t n;
     if (!(h->flags & PT_FRAME_AUTH) || h->body_len < PT_FRAME_TRAILER_SIZE) return -PT_EACCES;
     n = h->body_len - PT_FRAME_TRAILER_SIZE;
     if (pt_get_le64(body + n) != seq) return -PT_EACCES;
-    pt_auth_mac_init(&mac, key);
-    pt_auth_mac_add(&mac, raw_header, PT_FRAME_CRC_OFFSET);
-    pt_auth_mac_add(&mac, body, n);
-    pt_auth_mac_add(&mac, body + n, 8);
-    pt_auth_mac_final(&mac, tag);
-    if (!pt_auth_mac_equal(tag, body + n + 8)) return -PT_EACCES;
+    /* The sequence is the MAC's nonce: a frame sealed at another one cannot verify. */
+    pt_auth_frame_mac_init(&mac, key, seq);
+    pt_auth_frame_mac_add(&mac, raw_header, PT_FRAME_CRC_OFFSET);
+    pt_auth_frame_mac_add(&mac, body, n);
+    pt_auth_frame_mac_final(&mac, tag);
+    if (!pt_auth_tag_equal(tag, body + n + 8)) return -PT_EACCES;
     h->body_len = n;
     return 0;
 }

@@ -7,9 +7,10 @@
  *   magic u32 | version u8 | flags u8 | kind u16 | request id u64 | body length u32 | crc u32
  *
  * The CRC32C covers header bytes 0..19 followed by the body, so a flipped bit anywhere (length
- * included) is caught. This module only encodes and validates bytes: it never allocates,
- * never does I/O, and never trusts a length before checking it against the caller's maximum,
- * so a hostile length cannot make a reader allocate gigabytes.
+ * included) is caught; a sealed frame's (flag AUTH) covers the header bytes alone, its MAC
+ * covering the body (one pass over the body on each side, not two). This module only encodes and
+ * validates bytes: it never allocates, never does I/O, and never trusts a length before checking it
+ * against the caller's maximum, so a hostile length cannot make a reader allocate gigabytes.
  *
  * Error responses (flags RESPONSE|ERROR) carry a body of their own (struct pt_frame_error):
  * the positive PT_E* code, a message, and for PT_ENOTLEADER the leader's "HOST:PORT".
@@ -40,8 +41,8 @@
 #define PT_FRAME_AUTH 0x04u
 #define PT_FRAME_FLAGS_KNOWN (PT_FRAME_RESPONSE | PT_FRAME_ERROR | PT_FRAME_AUTH)
 
-/* Bytes of the authentication trailer: sequence number u64, then a 32-byte MAC. */
-#define PT_FRAME_TRAILER_SIZE 40
+/* Bytes of the authentication trailer: sequence number u64, then a 16-byte MAC (Poly1305). */
+#define PT_FRAME_TRAILER_SIZE 24
 
 /* Limits of the error body. */
 #define PT_FRAME_ERROR_MESSAGE_MAX 1024
@@ -78,6 +79,10 @@ void pt_frame_encode_header(uint8_t *out, uint8_t flags, uint16_t kind, uint64_t
  */
 int pt_frame_decode_header(const uint8_t *in, uint32_t max_body, struct pt_frame_header *out);
 
+/* The CRC a frame carries: of header bytes 0..19 and the body, or of the header bytes alone
+ * when they have flag AUTH (raw_header[5]). */
+uint32_t pt_frame_crc(const uint8_t *raw_header, const void *body, uint32_t body_len);
+
 /* Check the CRC of a decoded header against its raw bytes and body: 0 or -PT_EBADMSG. */
 int pt_frame_check_crc(const uint8_t *raw_header, const struct pt_frame_header *h,
                        const void *body);
@@ -94,14 +99,29 @@ int pt_frame_decode(const uint8_t *buf, size_t len, uint32_t max_body, struct pt
  * Header (and, with a key, authentication trailer) for a frame whose body is the
  * concatenation of parts. Without key (NULL) this is pt_frame_encode_header over the parts.
  * With a 32-byte session key, flags gain PT_FRAME_AUTH, the announced body length counts the
- * trailer, and trailer[PT_FRAME_TRAILER_SIZE] receives seq and the MAC over header bytes 0..19,
- * the body parts and seq (docs/PROTOCOL.md, "Authenticated frames"); the CRC covers the header,
- * the parts and the trailer, so the trailer is sent right after the parts. The total must not
- * exceed UINT32_MAX - PT_FRAME_TRAILER_SIZE.
+ * trailer, and trailer[PT_FRAME_TRAILER_SIZE] receives seq and the MAC (pt_auth_frame_mac:
+ * ChaCha20-Poly1305 with seq as the nonce) over header bytes 0..19 and the body parts
+ * (docs/PROTOCOL.md, 1.4); the CRC then covers the header bytes alone. The trailer is sent
+ * right after the parts. The total must not exceed UINT32_MAX - PT_FRAME_TRAILER_SIZE.
  */
 void pt_frame_seal(uint8_t *hdr, uint8_t *trailer, uint8_t flags, uint16_t kind,
                    uint64_t request_id, const struct iovec *parts, int nparts,
                    const uint8_t *key, uint64_t seq);
+
+/*
+ * What a sender may already know of its parts: the CRC32C (from 0) of parts[from..nparts)
+ * taken together, e.g. a block's page CRCs combined with petrel_crc32c_append. pt_frame_seal_known
+ * combines it into the frame CRC instead of reading those bytes again (with a key the MAC still
+ * reads them). A wrong value makes a frame its receiver refuses, never a wrong frame accepted.
+ */
+struct pt_frame_known_crc {
+    int from;
+    uint32_t crc;
+};
+/* pt_frame_seal with known (NULL: nothing known, which is pt_frame_seal). */
+void pt_frame_seal_known(uint8_t *hdr, uint8_t *trailer, uint8_t flags, uint16_t kind,
+                         uint64_t request_id, const struct iovec *parts, int nparts,
+                         const struct pt_frame_known_crc *known, const uint8_t *key, uint64_t seq);
 
 /*
  * Check the trailer of a received frame whose header decoded and whose CRC matched: the
