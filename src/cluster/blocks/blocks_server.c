@@ -49,7 +49,7 @@ struct blocks_service {
 
 struct pt_blocks_server {
     uv_loop_t *loop;
-    char registry[PT_ADDR_MAX];
+    char registry[PT_REG_LOCATION_MAX];
     char failure_domain[PT_REG_DOMAIN_MAX];
     uint32_t heartbeat_ms;
     struct blocks_service *svc;
