@@ -204,7 +204,7 @@ int cluster_status(int argc, char **argv)
     struct repair_view rv = {NULL, 0, 0, 0, 0};
     size_t nshards = 0, ncdc = 0, nblocks = 0, i;
     struct pt_call_opts opts = {2000, 3000, 0};
-    char addr[PETREL_VFS_HOST_MAX + 8], a[32], b[32];
+    char addr[PT_REG_LOCATION_MAX], a[32], b[32];
     uint64_t cap = 0, used = 0;
     int n, rc, leaders = 0, stale = 0;
     const struct cli_option options[] = {{0, NULL, CLI_FLAG, NULL, NULL, NULL}};
