@@ -5,6 +5,8 @@
 #include "cluster/client/registry_client.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -189,4 +191,15 @@ int pt_reg_info(const char *address, struct pt_reg_info *out, const struct pt_ca
     }
     pt_reply_free(&rep);
     return err;
+}
+
+int pt_reg_location_check(const char *location)
+{
+    char addrs[PT_REG_MAX_REPLICAS][PT_REG_ADDR_MAX];
+    struct sockaddr_storage ss;
+    int n = pt_reg_location_split(location, addrs, PT_REG_MAX_REPLICAS), i;
+    if (n < 0) return n;
+    for (i = 0; i < n; i++)
+        if (pt_addr_parse(addrs[i], &ss) != 0) return -PT_EINVAL;
+    return 0;
 }

@@ -40,6 +40,10 @@ int pt_reg_list_blocks(const char *registry, struct pt_reg_blocks **out, size_t 
 int pt_reg_block_secret(const char *registry, uint64_t service_id,
                         uint8_t secret_out[PT_REG_SECRET_SIZE], const struct pt_call_opts *opts);
 
+/* Whether a registry location is well formed (every member a numeric "HOST:PORT"): 0 or
+ * -PT_EINVAL. */
+int pt_reg_location_check(const char *location);
+
 /* PT_MSG_REG_INFO of one member ("HOST:PORT", not a list): who it is, how fresh its view. */
 int pt_reg_info(const char *address, struct pt_reg_info *out, const struct pt_call_opts *opts);
 
