@@ -703,7 +703,11 @@ int petrel_vfs_cluster_address(const char *host, uint16_t port, char *out, size_
         member[colon - member] = 0;
         if (used && used + 1 >= cap) return -PT_ENAMETOOLONG;
         if (used) out[used++] = ',';
-        rc = cluster_address_one(member, (uint16_t)mport, out + used, cap - used);
+        if (member[0] == '[' && colon - member >= 2 && colon[-1] == ']') {
+            member[colon - member - 1] = 0; /* "[V6]": the address inside the brackets */
+            rc = cluster_address_one(member + 1, (uint16_t)mport, out + used, cap - used);
+        } else
+            rc = cluster_address_one(member, (uint16_t)mport, out + used, cap - used);
         if (rc) return rc;
         used += strlen(out + used);
         p = comma ? comma + 1 : end;
