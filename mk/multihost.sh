@@ -9,7 +9,9 @@
 # registry leader, the majority keeps serving, the cut host refuses writes; healed, it
 # converges. (3) latency and loss on every link with tc netem (said and skipped when the
 # kernel has no sch_netem). At the end every acknowledged file is read back byte for byte from
-# every host. Needs root and iproute2; prints "N passed, N failed". Long: not in `make test`.
+# every host. The servers are started and stopped by `petrel cluster up|down` from a deployment
+# file, "ssh" being a shell in the host's namespace. Needs root and iproute2; prints "N passed,
+# N failed". Long: not in `make test`.
 # usage: mk/multihost.sh BUILD_DIR
 set -u
 build=${1:-build}
@@ -20,16 +22,15 @@ if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null 2>&1; then
 fi
 tag="pm$$"
 t=$(mktemp -d "${TMPDIR:-/tmp}/petrel-multihost.XXXXXX")
-pids=()
 passed=0
 failed=0
 pass() { echo "ok   $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
 
 cleanup() {
-    local p
-    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+    local f
+    [ -f "$t/deploy" ] && down
+    for f in "$t"/h*/*/petrel.pid; do [ -f "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null; done
     for n in sw h1 h2 h3 h4 h5; do ip netns del "$tag$n" 2>/dev/null; done
     rm -rf "$t"
 }
@@ -50,44 +51,34 @@ done
 cut() { ip -n "${tag}sw" link set "p$1" down; }
 heal() { ip -n "${tag}sw" link set "p$1" up; }
 
-# --- the servers ---------------------------------------------------------------------------
+# --- the servers: a deployment file, started with `petrel cluster up` -----------------------
 "$P" cluster init --secret "$t/secret" >/dev/null || { echo "multihost: no secret"; exit 1; }
 REG=10.77.0.1:7400,10.77.0.2:7400,10.77.0.3:7400
 A="petrel://$REG"
-# on HOST ARGS...: run petrel in host HOST's namespace in the background (output in its log).
-on() {
-    local h=$1
-    shift
-    mkdir -p "$t/h$h"
-    ip netns exec "${tag}h$h" "$P" "$@" --secret "$t/secret" >>"$t/h$h/log" 2>&1 &
-    pids+=($!)
-}
+# "ssh" into a host = a shell in its namespace (cluster up/down call it as SSH TARGET COMMAND).
+printf '#!/bin/sh\nexec ip netns exec "%s$1" sh -c "$2"\n' "$tag" >"$t/netns-ssh"
+chmod +x "$t/netns-ssh"
+{
+    echo "# five hosts, each a network namespace"
+    echo "petrel $P"
+    echo "secret $t/secret"
+    for k in 1 2 3 4 5; do echo "host h$k 10.77.0.$k h$k"; done
+    for k in 1 2 3; do echo "registry h$k 7400 $t/h$k/registry"; done
+    for k in 1 2 3 4 5; do echo "blocks h$k $t/h$k/blocks host-$k"; done
+    for h in 1 2 3; do echo "shard 0 h$h $t/h$h/shard-0"; done
+    for h in 3 4 5; do echo "shard 1 h$h $t/h$h/shard-1"; done
+    for h in 2 4 5; do echo "cdc h$h $t/h$h/cdc"; done
+} >"$t/deploy"
+down() { "$P" cluster down "$t/deploy" --ssh "$t/netns-ssh" >/dev/null 2>&1; }
+loc=$("$P" cluster up "$t/deploy" --ssh "$t/netns-ssh" 2>"$t/up.err")
+[ "$loc" = "$A" ] && pass "cluster up starts the deployment file's servers" ||
+    fail "cluster up" "printed '$loc': $(cat "$t/up.err")"
 # cl HOST ARGS...: a client command from host HOST.
 cl() {
     local h=$1
     shift
     ip netns exec "${tag}h$h" env PETREL_SECRET="$t/secret" "$P" "$@"
 }
-for r in 0 1 2; do
-    on $((r + 1)) registry --dir "$t/h$((r + 1))/registry" --group "$REG" --replica "$r" --stale-after 3
-done
-for k in 1 2 3 4 5; do
-    on "$k" blocks --registry "$REG" --dir "$t/h$k/blocks" --failure-domain "host-$k" --listen "10.77.0.$k:0"
-done
-shard_hosts=("1 2 3" "3 4 5")
-for s in 0 1; do
-    r=0
-    for h in ${shard_hosts[$s]}; do
-        on "$h" shard --registry "$REG" --shard "$s" --replica "$r" --replicas 3 --host "10.77.0.$h" \
-            --dir "$t/h$h/shard-$s"
-        r=$((r + 1))
-    done
-done
-r=0
-for h in 2 4 5; do
-    on "$h" cdc --registry "$REG" --replica "$r" --replicas 3 --shards 2 --host "10.77.0.$h" --dir "$t/h$h/cdc"
-    r=$((r + 1))
-done
 
 # wait_for NAME SECONDS CMD...: CMD succeeds within SECONDS (polled), else a failure.
 wait_for() {
@@ -138,7 +129,9 @@ check_all() {
     return $bad
 }
 
-wait_for "cluster serves from every host" 120 healthy 1 || { echo "$failed failed"; exit 1; }
+wait_for "cluster serves from every host" 120 healthy 1 || { echo "$passed passed, $failed failed"; exit 1; }
+out=$(cl 1 cluster status "$t/deploy" 2>&1)
+case "$out" in *"registry 10.77.0.1:7400,10.77.0.2:7400,10.77.0.3:7400"*) pass "cluster status FILE" ;; *) fail "cluster status FILE" "$out" ;; esac
 for i in 0 1 2; do put 1 "start-$i" || fail "write start-$i" "$(cat "$t/err")"; done
 pass "writes before any fault"
 
@@ -204,5 +197,9 @@ done
 for f in minority-5 "minority-$lh"; do
     if cl 1 stat "$A/$f" >/dev/null 2>&1; then fail "refused write $f absent" "it exists"; else pass "refused write $f absent"; fi
 done
+down && pass "cluster down stops every server" || fail "cluster down" "exited non-zero"
+left=0
+for f in "$t"/h*/*/petrel.pid; do [ -f "$f" ] && left=$((left + 1)); done
+[ $left = 0 ] && pass "no server left running" || fail "no server left running" "$left pid files remain"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

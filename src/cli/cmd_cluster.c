@@ -957,11 +957,18 @@ int cmd_cluster(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "start") == 0) return cluster_start(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "init") == 0) return cluster_init(argc - 1, argv + 1);
+    if (argc >= 2 && (strcmp(argv[1], "up") == 0 || strcmp(argv[1], "down") == 0))
+        return cluster_deploy(argc - 1, argv + 1);
+    /* status FILE: a deployment file; status petrel://...: a location */
+    if (argc >= 3 && strcmp(argv[1], "status") == 0 && strncmp(argv[2], "petrel://", 9) != 0 &&
+        argv[2][0] != '-' && access(argv[2], F_OK) == 0)
+        return cluster_deploy(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "status") == 0) return cluster_status(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         printf("usage: petrel cluster start --dir DIR [--port N] [--shards N] [--replicas R] "
                "[--block-services B]\n"
                "       petrel cluster status petrel://HOST:PORT\n"
+               "       petrel cluster up|down|status DEPLOYMENT-FILE [--ssh PROGRAM]\n"
                "       petrel cluster init --secret FILE\n\n"
                "Run a whole cluster on this machine, or show a cluster's services, leaders and\n"
                "capacity. 'petrel cluster start --help' and 'petrel cluster status --help' say "
@@ -970,6 +977,8 @@ int cmd_cluster(int argc, char **argv)
     }
     if (argc < 2)
         return cli_error("cluster",
-                         "missing subcommand: start, status or init (petrel cluster --help)");
-    return cli_error("cluster", "unknown subcommand '%s': start, status or init", argv[1]);
+                         "missing subcommand: start, status, init, up or down (petrel cluster "
+                         "--help)");
+    return cli_error("cluster", "unknown subcommand '%s': start, status, init, up or down",
+                     argv[1]);
 }
