@@ -293,7 +293,7 @@ static int deploy_up(const struct deployment *d, const char *ssh)
             server_command(d, sv, cmdline, sizeof(cmdline));
             /* Already running (its pid alive): left alone, so `up` can be repeated. */
             snprintf(command, sizeof(command),
-                     "mkdir -p %s && cd %s && "
+                     "mkdir -p %s && cd %s || exit 1; "
                      "if [ -f petrel.pid ] && kill -0 \"$(cat petrel.pid)\" 2>/dev/null; then exit 0; fi; "
                      "nohup %s >>petrel.log 2>&1 </dev/null & echo $! >petrel.pid",
                      sv->dir, sv->dir, cmdline);
