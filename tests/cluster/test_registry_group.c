@@ -173,6 +173,24 @@ TEST(registry_group_fsm_bad_items_fail_alone)
     pt_registry_free(&r);
 }
 
+/* The largest heartbeat a service may send still fits one log item (the server's buffer). */
+TEST(registry_group_largest_heartbeat_fits_an_item)
+{
+    struct pt_reg_blocks hb;
+    struct pt_cursor c;
+    uint8_t body[2048], item[PT_REGISTRY_ITEM_MAX], secret[PT_REG_SECRET_SIZE] = {0};
+    memset(&hb, 0, sizeof(hb));
+    hb.id = 1;
+    memset(hb.addr, 'a', sizeof(hb.addr) - 1);
+    memset(hb.failure_domain, 'd', sizeof(hb.failure_domain) - 1);
+    memset(hb.http, 'h', sizeof(hb.http) - 1);
+    pt_cursor_init(&c, body, sizeof(body));
+    pt_reg_enc_blocks_heartbeat(&c, &hb);
+    CHECK(pt_cursor_ok(&c));
+    CHECK(pt_registry_item_encode(item, sizeof(item), PT_MSG_REG_BLOCKS_HEARTBEAT, body, c.pos,
+                                  secret) > 0);
+}
+
 TEST(registry_location_split)
 {
     char a[PT_REG_MAX_REPLICAS][PT_REG_ADDR_MAX];
