@@ -18,6 +18,7 @@
 #ifndef PETREL_CLUSTER_REGISTRY_H
 #define PETREL_CLUSTER_REGISTRY_H
 
+#include <raft.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -143,6 +144,23 @@ int pt_registry_serve_read(const struct pt_registry *state, struct pt_request *r
                            uint64_t now_ms);
 /* A fresh block service secret from the kernel's generator: 0 or -PT_EIO. */
 int pt_registry_random_secret(uint8_t secret[PT_REG_SECRET_SIZE]);
+
+/*
+ * The registry as a libraft FSM (registry_fsm.c): apply (pt_registry_apply), snapshot (u64
+ * clock + the state file, docs/SPEC-REGISTRY.md) and restore. `applied` (may be NULL) is
+ * called after each entry that carried a time and after a restore, with the group clock's
+ * base: the newest entry time seen (it never goes back).
+ */
+struct pt_registry_fsm {
+    struct raft_fsm fsm; /* hand &fsm to the replica */
+    struct pt_registry *state;
+    uint64_t time_ms; /* newest entry time applied (or restored) */
+    void (*applied)(void *ctx, uint64_t time_ms);
+    void *ctx;
+    struct pt_shard_apply_out *out; /* replies of the entry being applied (owned) */
+};
+int pt_registry_fsm_init(struct pt_registry_fsm *f, struct pt_registry *state);
+void pt_registry_fsm_free(struct pt_registry_fsm *f);
 
 /* --- the server ---------------------------------------------------------------------------- */
 

@@ -5,6 +5,7 @@
  * replica applying the same log reaches the same entries, addresses, leaders and secrets.
  * Never draws randomness: a new block service's secret travels in the item.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cluster/proto/frame.h"
@@ -122,4 +123,101 @@ int pt_registry_apply(struct pt_registry *r, const uint8_t *entry, size_t len,
         out->count = (uint16_t)(i + 1);
     }
     return 0;
+}
+
+/* ---- the libraft FSM ------------------------------------------------------------------------ */
+
+static void clock_seen(struct pt_registry_fsm *f, uint64_t time_ms)
+{
+    if (time_ms > f->time_ms) f->time_ms = time_ms;
+    if (f->applied) f->applied(f->ctx, f->time_ms);
+}
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    struct pt_registry_fsm *f = fsm->data;
+    uint64_t t;
+    if (pt_registry_apply(f->state, buf->base, buf->len, f->out, &t) != 0) {
+        *result = NULL;
+        return RAFT_NOMEM;
+    }
+    if (t) clock_seen(f, t);
+    *result = f->out;
+    return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n)
+{
+    struct pt_registry_fsm *f = fsm->data;
+    struct raft_buffer *b = malloc(sizeof(*b));
+    uint8_t *state, *data;
+    size_t len;
+    if (!b) return RAFT_NOMEM;
+    if (pt_registry_encode(f->state, &state, &len) != 0) {
+        free(b);
+        return RAFT_NOMEM;
+    }
+    data = malloc(8 + len);
+    if (!data) {
+        free(state);
+        free(b);
+        return RAFT_NOMEM;
+    }
+    pt_put_le64(data, f->time_ms);
+    memcpy(data + 8, state, len);
+    free(state);
+    b->base = data;
+    b->len = 8 + len;
+    *bufs = b;
+    *n = 1;
+    return 0;
+}
+
+static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n)
+{
+    unsigned i;
+    (void)fsm;
+    if (*bufs) {
+        for (i = 0; i < *n; i++)
+            free((*bufs)[i].base);
+        free(*bufs);
+    }
+    *bufs = NULL;
+    *n = 0;
+    return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    struct pt_registry_fsm *f = fsm->data;
+    uint64_t t;
+    if (buf->len < 8) return RAFT_CORRUPT;
+    t = pt_get_le64(buf->base);
+    /* Every entry counts as seen at the snapshot's time: heartbeat times are not kept. */
+    if (pt_registry_decode(f->state, (const uint8_t *)buf->base + 8, buf->len - 8, t) != 0)
+        return RAFT_CORRUPT;
+    clock_seen(f, t);
+    raft_free(buf->base);
+    return 0;
+}
+
+int pt_registry_fsm_init(struct pt_registry_fsm *f, struct pt_registry *state)
+{
+    memset(f, 0, sizeof(*f));
+    f->out = malloc(sizeof(*f->out));
+    if (!f->out) return -PT_ENOMEM;
+    f->state = state;
+    f->fsm.version = 2;
+    f->fsm.data = f;
+    f->fsm.apply = fsm_apply;
+    f->fsm.snapshot = fsm_snapshot;
+    f->fsm.snapshot_finalize = fsm_snapshot_finalize;
+    f->fsm.restore = fsm_restore;
+    return 0;
+}
+
+void pt_registry_fsm_free(struct pt_registry_fsm *f)
+{
+    free(f->out);
+    f->out = NULL;
 }

@@ -31,9 +31,8 @@
 
 struct group_service {
     struct pt_node *node;
-    struct raft_fsm fsm;
+    struct pt_registry_fsm fsm;
     struct pt_registry state;
-    struct pt_shard_apply_out out;
     char addrs[PT_REG_MAX_REPLICAS][PT_REG_ADDR_MAX];
     unsigned members, replica;
     uint64_t max_staleness_ms;
@@ -56,82 +55,12 @@ static uint64_t staleness(const struct group_service *s)
     return pt_now_ms() - s->applied_at_ms;
 }
 
-/* ---- raft_fsm ------------------------------------------------------------------------------ */
-
-static void clock_advance(struct group_service *s, uint64_t time_ms)
+/* The FSM applied an entry (or restored a snapshot): the group clock's new base. */
+static void applied(void *ctx, uint64_t time_ms)
 {
-    if (time_ms > s->applied_time_ms) s->applied_time_ms = time_ms;
+    struct group_service *s = ctx;
+    s->applied_time_ms = time_ms;
     s->applied_at_ms = pt_now_ms();
-}
-
-static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
-{
-    struct group_service *s = fsm->data;
-    uint64_t t;
-    int rc = pt_registry_apply(&s->state, buf->base, buf->len, &s->out, &t);
-    if (rc) {
-        *result = NULL;
-        return RAFT_NOMEM;
-    }
-    if (t) clock_advance(s, t);
-    *result = &s->out;
-    return 0;
-}
-
-/* Snapshot: u64 the group clock, then the registry state file bytes (docs/SPEC-REGISTRY.md). */
-static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n)
-{
-    struct group_service *s = fsm->data;
-    struct raft_buffer *b = malloc(sizeof(*b));
-    uint8_t *state, *data;
-    size_t len;
-    if (!b) return RAFT_NOMEM;
-    if (pt_registry_encode(&s->state, &state, &len) != 0) {
-        free(b);
-        return RAFT_NOMEM;
-    }
-    data = malloc(8 + len);
-    if (!data) {
-        free(state);
-        free(b);
-        return RAFT_NOMEM;
-    }
-    pt_put_le64(data, s->applied_time_ms);
-    memcpy(data + 8, state, len);
-    free(state);
-    b->base = data;
-    b->len = 8 + len;
-    *bufs = b;
-    *n = 1;
-    return 0;
-}
-
-static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n)
-{
-    unsigned i;
-    (void)fsm;
-    if (*bufs) {
-        for (i = 0; i < *n; i++)
-            free((*bufs)[i].base);
-        free(*bufs);
-    }
-    *bufs = NULL;
-    *n = 0;
-    return 0;
-}
-
-static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
-{
-    struct group_service *s = fsm->data;
-    uint64_t t;
-    if (buf->len < 8) return RAFT_CORRUPT;
-    t = pt_get_le64(buf->base);
-    /* Every entry counts as seen at the snapshot's time: heartbeat times are not kept. */
-    if (pt_registry_decode(&s->state, (const uint8_t *)buf->base + 8, buf->len - 8, t) != 0)
-        return RAFT_CORRUPT;
-    clock_advance(s, t);
-    raft_free(buf->base);
-    return 0;
 }
 
 /* ---- requests ------------------------------------------------------------------------------ */
@@ -309,12 +238,12 @@ int pt_registry_group_run(const struct pt_registry_group_config *cfg, char *err,
     s->max_staleness_ms = cfg->max_staleness_ms ? cfg->max_staleness_ms
                                                 : PT_REGISTRY_MAX_STALENESS_MS;
     pt_registry_init(&s->state, cfg->stale_after_ms);
-    s->fsm.version = 2;
-    s->fsm.data = s;
-    s->fsm.apply = fsm_apply;
-    s->fsm.snapshot = fsm_snapshot;
-    s->fsm.snapshot_finalize = fsm_snapshot_finalize;
-    s->fsm.restore = fsm_restore;
+    if (pt_registry_fsm_init(&s->fsm, &s->state) != 0) {
+        free(s);
+        return -PT_ENOMEM;
+    }
+    s->fsm.applied = applied;
+    s->fsm.ctx = s;
     host_of(cfg->listen ? cfg->listen : s->addrs[cfg->replica], host, sizeof(host));
     memset(&nc, 0, sizeof(nc));
     nc.kind = PT_NODE_REGISTRY;
@@ -328,18 +257,20 @@ int pt_registry_group_run(const struct pt_registry_group_config *cfg, char *err,
         nc.peers[i] = s->addrs[i];
     nc.raft.election_timeout_ms = cfg->election_timeout_ms;
     nc.raft.heartbeat_ms = cfg->heartbeat_ms;
-    nc.fsm = &s->fsm;
+    nc.fsm = &s->fsm.fsm;
     nc.handler = handle;
     nc.tick = tick;
     nc.ctx = s;
     if ((rc = pt_mkdir_p(cfg->dir)) != 0 || (rc = pt_node_start(&s->node, &nc, err, err_cap)) != 0) {
         if (!err[0]) snprintf(err, err_cap, "cannot use %s", cfg->dir);
+        pt_registry_fsm_free(&s->fsm);
         pt_registry_free(&s->state);
         free(s);
         return rc;
     }
     if (cfg->started) cfg->started(cfg->started_ctx, s->addrs[cfg->replica]);
     rc = pt_node_run(s->node);
+    pt_registry_fsm_free(&s->fsm);
     pt_registry_free(&s->state);
     free(s);
     return rc;
