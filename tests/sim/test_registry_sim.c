@@ -219,7 +219,7 @@ TEST_T(registry_group_sim_members_agree_and_keep_acks, 300)
         if (cut < 0 && l >= 0 && sim_chance(g.sim, 20000)) {
             cut = l;
             isolate(&g, (unsigned)l, 1);
-        } else if (cut >= 0 && sim_chance(g.sim, 50000)) {
+        } else if (cut >= 0 && sim_chance(g.sim, 8000)) {
             isolate(&g, (unsigned)cut, 0);
             cut = -1;
         }
