@@ -959,10 +959,13 @@ int cmd_cluster(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "init") == 0) return cluster_init(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "up") == 0 || strcmp(argv[1], "down") == 0))
         return cluster_deploy(argc - 1, argv + 1);
-    /* status FILE: a deployment file; status petrel://...: a location */
+    /* status FILE: a deployment file (a regular file); status petrel://...: a location */
     if (argc >= 3 && strcmp(argv[1], "status") == 0 && strncmp(argv[2], "petrel://", 9) != 0 &&
-        argv[2][0] != '-' && access(argv[2], F_OK) == 0)
-        return cluster_deploy(argc - 1, argv + 1);
+        argv[2][0] != '-') {
+        struct stat st;
+        if (stat(argv[2], &st) == 0 && S_ISREG(st.st_mode))
+            return cluster_deploy(argc - 1, argv + 1);
+    }
     if (argc >= 2 && strcmp(argv[1], "status") == 0) return cluster_status(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         printf("usage: petrel cluster start --dir DIR [--port N] [--shards N] [--replicas R] "
