@@ -33,12 +33,12 @@ struct deploy_host {
 
 struct deploy_server {
     enum server_kind kind;
-    unsigned host;      /* index in hosts */
-    unsigned shard;     /* SV_SHARD */
-    unsigned replica;   /* index within its group */
-    unsigned port;      /* SV_REGISTRY */
+    unsigned host;    /* index in hosts */
+    unsigned shard;   /* SV_SHARD */
+    unsigned replica; /* index within its group */
+    unsigned port;    /* SV_REGISTRY */
     char dir[DEPLOY_FIELD];
-    char domain[64];    /* SV_BLOCKS */
+    char domain[64]; /* SV_BLOCKS */
     int line;
 };
 
@@ -103,7 +103,8 @@ static int deploy_load(const char *cmd, const char *file, struct deployment *d)
         lineno++;
         if (hash) *hash = 0;
         n = 0;
-        for (w[n] = strtok_r(line, " \t\r\n", &save); w[n] && n < 7; w[n] = strtok_r(NULL, " \t\r\n", &save))
+        for (w[n] = strtok_r(line, " \t\r\n", &save); w[n] && n < 7;
+             w[n] = strtok_r(NULL, " \t\r\n", &save))
             n++;
         if (n == 0) continue;
         for (i = 0; i < n; i++)
@@ -178,7 +179,8 @@ static int deploy_load(const char *cmd, const char *file, struct deployment *d)
             int h = find_host(d, w[1]);
             if (h < 0) {
                 fclose(f);
-                return deploy_error(cmd, file, lineno, "unknown host (declare it with a host line first)");
+                return deploy_error(cmd, file, lineno,
+                                    "unknown host (declare it with a host line first)");
             }
             sv->host = (unsigned)h;
         }
@@ -234,9 +236,10 @@ static void server_command(const struct deployment *d, const struct deploy_serve
                      addr, sv->dir);
         break;
     case SV_CDC:
-        n = snprintf(out, cap,
-                     "%s cdc --registry %s --replica %u --replicas %u --shards %u --host %s --dir %s",
-                     d->petrel, d->location, sv->replica, d->cdc, d->shards, addr, sv->dir);
+        n = snprintf(
+            out, cap,
+            "%s cdc --registry %s --replica %u --replicas %u --shards %u --host %s --dir %s",
+            d->petrel, d->location, sv->replica, d->cdc, d->shards, addr, sv->dir);
         break;
     }
     if (n > 0 && (size_t)n < cap && d->secret[0])
@@ -294,7 +297,8 @@ static int deploy_up(const struct deployment *d, const char *ssh)
             /* Already running (its pid alive): left alone, so `up` can be repeated. */
             snprintf(command, sizeof(command),
                      "mkdir -p %s && cd %s || exit 1; "
-                     "if [ -f petrel.pid ] && kill -0 \"$(cat petrel.pid)\" 2>/dev/null; then exit 0; fi; "
+                     "if [ -f petrel.pid ] && kill -0 \"$(cat petrel.pid)\" 2>/dev/null; then exit "
+                     "0; fi; "
                      "nohup %s >>petrel.log 2>&1 </dev/null & echo $! >petrel.pid",
                      sv->dir, sv->dir, cmdline);
             rc = remote(ssh, d->hosts[sv->host].target, command);
@@ -323,7 +327,8 @@ static int deploy_down(const struct deployment *d, const char *ssh)
             snprintf(command, sizeof(command),
                      "cd %s 2>/dev/null && [ -f petrel.pid ] || exit 0; p=$(cat petrel.pid); "
                      "kill -TERM \"$p\" 2>/dev/null; n=0; "
-                     "while kill -0 \"$p\" 2>/dev/null && [ $n -lt %d ]; do sleep 0.1; n=$((n+1)); done; "
+                     "while kill -0 \"$p\" 2>/dev/null && [ $n -lt %d ]; do sleep 0.1; n=$((n+1)); "
+                     "done; "
                      "kill -KILL \"$p\" 2>/dev/null; rm -f petrel.pid",
                      sv->dir, STOP_GRACE_S * 10);
             if (remote(ssh, d->hosts[sv->host].target, command) != 0) {
@@ -349,8 +354,9 @@ int cluster_deploy(int argc, char **argv)
     snprintf(cmd, sizeof(cmd), "cluster %s", what);
     {
         const struct cli_spec spec = {
-            strcmp(what, "up") == 0 ? "cluster up" : strcmp(what, "down") == 0 ? "cluster down"
-                                                                                : "cluster status",
+            strcmp(what, "up") == 0     ? "cluster up"
+            : strcmp(what, "down") == 0 ? "cluster down"
+                                        : "cluster status",
             "FILE [--ssh PROGRAM]",
             "up: start every server a deployment file describes on its host over ssh (each\n"
             "detached, pid in DIR/petrel.pid, output in DIR/petrel.log; one already running is\n"

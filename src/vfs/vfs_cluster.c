@@ -45,7 +45,7 @@
 
 struct cluster_vfs {
     struct petrel_client *client; /* for calls made by the vfs's (single) caller thread */
-    char registry[1024]; /* a registry or a group's members (PT_REG_LOCATION_MAX) */
+    char registry[1024]; /* a registry, or a group's members */
     struct petrel_vfs_file *writers; /* files being written: found by path before the store */
 };
 

@@ -24,7 +24,8 @@
 #include "servers_fixture.h"
 #include "test.h"
 
-/* ---- the state machine ------------------------------------------------------------------------ */
+/* ---- the state machine ------------------------------------------------------------------------
+ */
 
 /* A log entry (replica/entry.h envelope) at leader time `t` holding the items given. */
 static size_t entry_build(uint8_t *buf, size_t cap, uint64_t t, const uint8_t items[][256],
@@ -146,7 +147,7 @@ TEST(registry_group_fsm_bad_items_fail_alone)
     pt_registry_init(&r, 1000);
     lens[0] = shard_item(items[0], 1, 2, 1, "127.0.0.1:7012");
     lens[1] = shard_item(items[1], 1, 0, 0, "127.0.0.1:7010");
-    lens[1] -= 3; /* truncated body */
+    lens[1] -= 3;                                           /* truncated body */
     lens[2] = shard_item(items[2], 1, 1, 0, "127.0.0.1:0"); /* no port: refused */
     items[3][0] = 0x99;
     items[3][1] = 0x01; /* unknown kind */
@@ -165,9 +166,9 @@ TEST(registry_group_fsm_bad_items_fail_alone)
     CHECK_EQ(out.count, 0u);
     CHECK_EQ(t, 0u);
     /* A block heartbeat item must carry a secret. */
-    CHECK_EQ(pt_registry_item_encode(items[0], 256, PT_MSG_REG_BLOCKS_HEARTBEAT, items[1], 10,
-                                     NULL),
-             -PT_EINVAL);
+    CHECK_EQ(
+        pt_registry_item_encode(items[0], 256, PT_MSG_REG_BLOCKS_HEARTBEAT, items[1], 10, NULL),
+        -PT_EINVAL);
     CHECK_EQ(pt_registry_item_encode(items[0], 256, PT_MSG_REG_LIST_CDC, NULL, 0, NULL),
              -PT_EINVAL);
     pt_registry_free(&r);
@@ -245,9 +246,9 @@ static void group_ports(struct group *g)
 static void member_start(struct group *g, int i)
 {
     char replica[8];
-    const char *args[] = {"registry",          "--dir",          g->dirs[i], "--group",
-                          g->location,         "--replica",      replica,    "--max-staleness-ms",
-                          "400",               "--stale-after",  "5",        NULL};
+    const char *args[] = {"registry",  "--dir",         g->dirs[i], "--group",
+                          g->location, "--replica",     replica,    "--max-staleness-ms",
+                          "400",       "--stale-after", "5",        NULL};
     snprintf(replica, sizeof(replica), "%d", i);
     CHECK_MSG(proc_start(&g->p[i], 1, args) == 0, "registry member %d did not start", i);
 }

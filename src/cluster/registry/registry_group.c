@@ -235,8 +235,8 @@ int pt_registry_group_run(const struct pt_registry_group_config *cfg, char *err,
     }
     s->members = (unsigned)n;
     s->replica = cfg->replica;
-    s->max_staleness_ms = cfg->max_staleness_ms ? cfg->max_staleness_ms
-                                                : PT_REGISTRY_MAX_STALENESS_MS;
+    s->max_staleness_ms =
+        cfg->max_staleness_ms ? cfg->max_staleness_ms : PT_REGISTRY_MAX_STALENESS_MS;
     pt_registry_init(&s->state, cfg->stale_after_ms);
     if (pt_registry_fsm_init(&s->fsm, &s->state) != 0) {
         free(s);
@@ -261,7 +261,8 @@ int pt_registry_group_run(const struct pt_registry_group_config *cfg, char *err,
     nc.handler = handle;
     nc.tick = tick;
     nc.ctx = s;
-    if ((rc = pt_mkdir_p(cfg->dir)) != 0 || (rc = pt_node_start(&s->node, &nc, err, err_cap)) != 0) {
+    if ((rc = pt_mkdir_p(cfg->dir)) != 0 ||
+        (rc = pt_node_start(&s->node, &nc, err, err_cap)) != 0) {
         if (!err[0]) snprintf(err, err_cap, "cannot use %s", cfg->dir);
         pt_registry_fsm_free(&s->fsm);
         pt_registry_free(&s->state);

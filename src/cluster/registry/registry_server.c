@@ -112,8 +112,7 @@ static void handle_list_blocks(const struct pt_registry *state, struct pt_reques
     reply_cursor(req, buf, &c);
 }
 
-int pt_registry_serve_read(const struct pt_registry *state, struct pt_request *req,
-                           uint64_t now_ms)
+int pt_registry_serve_read(const struct pt_registry *state, struct pt_request *req, uint64_t now_ms)
 {
     struct pt_cursor c;
     int err;

@@ -855,7 +855,8 @@ int pt_node_start(struct pt_node **out, const struct pt_node_config *cfg, char *
             }
             snprintf(n->peers[i].client, sizeof(n->peers[i].client), "%s", cfg->peers[i]);
         }
-        snprintf(listen, sizeof(listen), "%s", cfg->listen ? cfg->listen : cfg->peers[cfg->replica]);
+        snprintf(listen, sizeof(listen), "%s",
+                 cfg->listen ? cfg->listen : cfg->peers[cfg->replica]);
     } else
         snprintf(listen, sizeof(listen), "%s:0", n->host);
     memset(&scfg, 0, sizeof(scfg));
