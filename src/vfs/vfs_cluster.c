@@ -44,8 +44,8 @@
 #define PROBE_MS 3000          /* an unreachable registry is an error after this long */
 
 struct cluster_vfs {
-    struct petrel_client *client; /* for calls made by the vfs's (single) caller thread */
-    char registry[1024]; /* a registry, or a group's members */
+    struct petrel_client *client;    /* for calls made by the vfs's (single) caller thread */
+    char registry[1024];             /* a registry, or a group's members */
     struct petrel_vfs_file *writers; /* files being written: found by path before the store */
 };
 
