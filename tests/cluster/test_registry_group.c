@@ -391,6 +391,12 @@ TEST_T(registry_group_survives_leader_loss, 180)
         CHECK_MSG(pt_now_ms() - start < 20000, "the restarted member never caught up");
         usleep(20000);
     }
+    /* SIGTERM to the leader: it hands over (raft_transfer) and exits cleanly, and the group
+     * goes on under the member it handed to. */
+    next = wait_leader(&g);
+    CHECK_EQ(proc_stop(&g.p[next], SIGTERM), 0);
+    hb = hb_of(3, 2, "127.0.0.1:9003");
+    CHECK_OK(pt_reg_heartbeat_shard(g.location, &hb, &opts));
     group_stop(&g);
 }
 
