@@ -2,12 +2,16 @@
  * Files that change (issue 12) on a local deployment (`petrel cluster start` as a child
  * process, data in a temporary directory), driven through the client library. Prints
  *   change append 100B x N OPS/s bytes-written B spans S size Z
+ *   change append stored-after-compaction B spans S (waited W s)
  *   change create 100B x N OPS/s                       (baseline: new 100-byte files)
  *   change ratio append/create X
- *   change rewrite SIZE S s                             (baseline: the whole file again)
- *   change overwrite 4KiB SIZE S s bytes-written B spans-before P spans-after Q
- *   change ratio overwrite/rewrite X
- * SIZE is 64 MiB (BENCH_BIG=1: 1 GiB); N is 1000. Bytes are checked after each phase.
+ *   change compact SPANS x 16KiB spans-after S T s stored-before B stored-after B
+ *   change overwrite 4KiB SIZE S s bytes-written B spans-before P spans-after Q one-span ok
+ *   change rewrite SIZE S s                             (BENCH_REWRITE=1: the whole file again)
+ *   change ratio overwrite/rewrite X                    (idem)
+ * SIZE is 1 GiB (BENCH_CHANGE_MB=64: 64 MiB); N is 1000. "Stored" is the bytes the live
+ * version's spans hold on block services and in the shard (size x copies, inline bytes);
+ * the old versions' blocks wait out the retention period. Bytes are checked after each phase.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -18,6 +22,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "cluster/client/client_internal.h"
 #include "cluster/proto/auth.h"
 #include "petrel/client.h"
 #include "petrel/common.h"
@@ -91,7 +96,7 @@ static int local_start(struct local *l)
     return -1;
 }
 
-static struct petrel_client *client(struct local *l)
+static struct petrel_client *client_spans(struct local *l, uint32_t span_size)
 {
     struct petrel_client_config cfg;
     struct petrel_client *c = NULL;
@@ -99,10 +104,72 @@ static struct petrel_client *client(struct local *l)
     cfg.registry = l->registry;
     cfg.retry_budget_ms = 60000;
     cfg.attempt_timeout_ms = 5000;
-    cfg.span_size = 4u << 20;
+    cfg.span_size = span_size;
     cfg.seed = 12;
     if (petrel_client_open(&c, &cfg) != 0) return NULL;
     return c;
+}
+
+static struct petrel_client *client(struct local *l)
+{
+    return client_spans(l, 4u << 20);
+}
+
+/* The bytes the live version of file id stores (every span record, SPANS page by page):
+ * inline bytes, and block size x blocks of the others; *spans gets the span count. */
+static int stored_bytes(struct petrel_client *c, uint64_t id, uint64_t *bytes, unsigned *spans)
+{
+    struct pt_shard_req q;
+    uint64_t pos = 0, last_end = 0;
+    int rc = 0, more = 1;
+    *bytes = 0;
+    *spans = 0;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_SPANS;
+    q.id = id;
+    while (more && rc == 0) {
+        struct pt_reply rep;
+        struct pt_cursor b;
+        unsigned k, cnt;
+        q.offset = pos;
+        if ((rc = pt_client_shard_call(c, id, &q, &rep, NULL)) != 0) {
+            pt_reply_free(&rep);
+            break;
+        }
+        pt_cursor_init(&b, rep.body, rep.body_len);
+        (void)pt_dec_u64(&b);
+        cnt = pt_dec_u16(&b);
+        for (k = 0; k < cnt && rc == 0; k++) {
+            struct pt_span s;
+            if (pt_span_decode(&b, &s) != 0) {
+                rc = -PT_EPROTO;
+                break;
+            }
+            if (*spans && s.offset < last_end) continue; /* a page starts with the last one */
+            last_end = s.offset + s.size;
+            (*spans)++;
+            *bytes += s.storage == PT_STORAGE_INLINE
+                          ? s.inline_len
+                          : (uint64_t)s.block_size * pt_span_block_count(&s);
+        }
+        more = pt_dec_u8(&b);
+        if (rc == 0 && !pt_cursor_ok(&b)) rc = -PT_EPROTO;
+        pt_reply_free(&rep);
+        if (more && last_end <= pos) more = 0;
+        pos = last_end;
+    }
+    return rc;
+}
+
+/* Wait (at most `limit` s) until the shard leader's compaction leaves at most `want` spans. */
+static double wait_compaction(struct petrel_client *c, const char *path, uint32_t want,
+                              double limit)
+{
+    struct petrel_stat st;
+    double t0 = bench_now();
+    while (petrel_client_stat(c, path, &st) == 0 && st.spans > want && bench_now() - t0 < limit)
+        usleep(20000);
+    return bench_now() - t0;
 }
 
 struct pattern {
@@ -183,6 +250,19 @@ static void bench_append(struct local *l)
     appends = APPENDS / (t1 - t0);
     printf("change append 100B x %u %.0f ops/s bytes-written %llu spans %u size %llu\n", APPENDS,
            appends, (unsigned long long)written, st.spans, (unsigned long long)st.size);
+    {
+        /* Runs of PT_COMPACT_MIN_RUN_DEFAULT (4) small spans or more are merged. */
+        double waited = st.spans >= 4 ? wait_compaction(c, "/log", 1, 30) : 0;
+        uint64_t stored = 0;
+        unsigned spans = 0;
+        if ((rc = stored_bytes(c, id, &stored, &spans)) != 0) {
+            printf("change error stored: %s\n", petrel_strerror(rc));
+            petrel_client_close(c);
+            return;
+        }
+        printf("change append stored-after-compaction %llu spans %u (waited %.1f s)\n",
+               (unsigned long long)stored, spans, waited);
+    }
     t0 = bench_now();
     for (i = 0; rc == 0 && i < APPENDS; i++) {
         char path[32];
@@ -197,8 +277,43 @@ static void bench_append(struct local *l)
     petrel_client_close(c);
 }
 
-/* 4 KiB overwritten in the middle of a big file, against writing the whole file again. */
-static void bench_overwrite(struct local *l, uint64_t size)
+/* A file written in 64 spans of 16 KiB: how long until the leader's compaction merged them,
+ * and what the live version stores before and after. */
+static void bench_compact(struct local *l)
+{
+    struct petrel_client *c = client_spans(l, 16u << 10);
+    struct pattern p = {1u << 20, 0};
+    struct petrel_stat st;
+    uint64_t before = 0, after = 0;
+    unsigned spans_before = 0, spans_after = 0;
+    double took;
+    int rc = c ? petrel_client_write_file(c, "/small", pattern_read, &p, NULL) : -1;
+    if (rc == 0) rc = petrel_client_stat(c, "/small", &st);
+    if (rc == 0) rc = stored_bytes(c, st.id, &before, &spans_before);
+    took = rc == 0 ? wait_compaction(c, "/small", 1, 60) : 0;
+    if (rc == 0) rc = stored_bytes(c, st.id, &after, &spans_after);
+    if (rc == 0) { /* the bytes are the same */
+        struct collect col = {malloc(1u << 20), 0, 1u << 20};
+        size_t i;
+        rc = col.buf ? petrel_client_read(c, "/small", 0, UINT64_MAX, collect_write, &col, NULL)
+                     : -PT_ENOMEM;
+        for (i = 0; rc == 0 && i < col.len; i++)
+            if (col.buf[i] != pattern_byte(i)) rc = -PT_ECORRUPT;
+        if (rc == 0 && col.len != 1u << 20) rc = -PT_ECORRUPT;
+        free(col.buf);
+    }
+    petrel_client_close(c);
+    if (rc) {
+        printf("change error compact: %s\n", petrel_strerror(rc));
+        return;
+    }
+    printf("change compact %u x 16KiB spans-after %u %.2f s stored-before %llu stored-after %llu\n",
+           spans_before, spans_after, took, (unsigned long long)before, (unsigned long long)after);
+}
+
+/* 4 KiB overwritten in the middle of a big file (and, BENCH_REWRITE=1, writing the whole
+ * file again for comparison). */
+static void bench_overwrite(struct local *l, uint64_t size, int rewrite_too)
 {
     struct petrel_client *c = client(l);
     struct pattern p = {size, 0};
@@ -211,7 +326,8 @@ static void bench_overwrite(struct local *l, uint64_t size)
     if (rc == 0) rc = petrel_client_stat(c, "/big", &before);
     p.pos = 0;
     t0 = bench_now();
-    if (rc == 0) rc = petrel_client_replace_file(c, "/big", before.id, pattern_read, &p, NULL);
+    if (rc == 0 && rewrite_too)
+        rc = petrel_client_replace_file(c, "/big", before.id, pattern_read, &p, NULL);
     t1 = bench_now();
     rewrite = t1 - t0;
     if (rc == 0) rc = petrel_client_stat(c, "/big", &before);
@@ -241,24 +357,29 @@ static void bench_overwrite(struct local *l, uint64_t size)
         printf("change error overwrite: %s\n", petrel_strerror(rc));
         return;
     }
-    printf("change rewrite %llu %.3f s\n", (unsigned long long)size, rewrite);
-    printf("change overwrite 4KiB %llu %.3f s bytes-written %llu spans-before %u spans-after %u\n",
+    /* At most one span rewritten: no more bytes than one span, no more than one span more. */
+    printf("change overwrite 4KiB %llu %.3f s bytes-written %llu spans-before %u spans-after %u "
+           "one-span %s\n",
            (unsigned long long)size, overwrite, (unsigned long long)written, before.spans,
-           after.spans);
+           after.spans,
+           written <= (4u << 20) && after.spans <= before.spans + 1 ? "ok" : "FAILED");
+    if (!rewrite_too) return;
+    printf("change rewrite %llu %.3f s\n", (unsigned long long)size, rewrite);
     printf("change ratio overwrite/rewrite %.4f\n", overwrite / rewrite);
 }
 
 BENCH(change)
 {
     struct local l;
-    const char *big = getenv("BENCH_BIG");
-    uint64_t size = big && atoi(big) ? 1ull << 30 : 64ull << 20;
+    const char *mb = getenv("BENCH_CHANGE_MB"), *rewrite = getenv("BENCH_REWRITE");
+    uint64_t size = (mb && atoi(mb) > 0 ? (uint64_t)atoi(mb) : 1024) << 20;
     if (local_start(&l) != 0) {
         printf("change error the local cluster did not start (logs in %s)\n", l.root);
         local_stop(&l);
         return;
     }
     bench_append(&l);
-    bench_overwrite(&l, size);
+    bench_compact(&l);
+    bench_overwrite(&l, size, rewrite && atoi(rewrite));
     local_stop(&l);
 }

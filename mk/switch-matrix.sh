@@ -14,6 +14,8 @@
 #   firmware   all of the above with the 64-byte CRC-32C table and no hardware CRC: what
 #              `make size` measures (minus PETREL_FS_NO_MALLOC, which the tests cannot take:
 #              they open files without buffers; examples/spi_nor runs with it).
+#   no-wear    PETREL_FS_NO_WEAR: no object defines a function of static wear leveling (wear.c
+#              is empty); the cases that need it (test_wear_static.c) are left out;
 #   readonly   firmware plus PETREL_FS_READONLY (what `make size` measures as text-readonly):
 #              the fs tests write, so instead tests/firmware/readonly/readonly_images.c, built with
 #              the default engine, writes images (clean, cut session, renames cut at every
@@ -29,6 +31,7 @@ variants=(
     "no-log:-DPETREL_NO_LOG"
     "no-assert:-DPETREL_NO_ASSERT"
     "no-check:-DPETREL_FS_NO_CHECK"
+    "no-wear:-DPETREL_FS_NO_WEAR"
     "firmware:-DPETREL_NO_LOG -DPETREL_NO_ASSERT -DPETREL_FS_NO_CHECK -DPETREL_CRC32C_NO_HW -DPETREL_CRC32C_TABLE_BYTES=64"
     "readonly:-DPETREL_FS_READONLY -DPETREL_NO_LOG -DPETREL_NO_ASSERT -DPETREL_FS_NO_CHECK -DPETREL_CRC32C_NO_HW -DPETREL_CRC32C_TABLE_BYTES=64"
 )
@@ -39,6 +42,8 @@ ro_internal='pt_(fs_commit|mdir_commit|commit_raw|alloc|alloc_init|fs_repair|mst
 
 slow='^(powerloss_|wear_out_|model_matrix|model_random_ops_cuts_flips_(emmc|nand|nor1)|'
 slow+='model_random_ops_cuts_flips$|fs_random_overwrites|corrupt_damaged)'
+# Cases that need static wear leveling (the no-wear variant leaves them out).
+needs_wear='^(wear_static_|wear_counts_|wear_record_|wear_move_)'
 # Cases that read the engine's log messages: they cannot pass without a log (no-log variants).
 reads_log='^(chain_version_1_0_image_refused|fs_index_drops_and_moves_keep_invariant)$'
 engine_srcs="$(ls src/fs/*.c src/bd/*.c src/common/crc32c*.c) src/common/hash.c"
@@ -70,6 +75,13 @@ symbols_check() { # $1 dir, $2 flags: what the switches promise, from the object
         if nm "$dir"/*.o | grep -Eq " T $ro_public\$"; then
             echo "a write function is built with PETREL_FS_READONLY:"
             nm "$dir"/*.o | grep -E " T $ro_public\$"
+            bad=1
+        fi ;;
+    esac
+    case $flags in *PETREL_FS_NO_WEAR*)
+        if nm "$dir"/*.o | grep -Eq ' T pt_(wear|alloc_worn)'; then
+            echo "static wear leveling is built with PETREL_FS_NO_WEAR:"
+            nm "$dir"/*.o | grep -E ' T pt_(wear|alloc_worn)'
             bad=1
         fi ;;
     esac
@@ -118,6 +130,7 @@ run_variant() { # $1 name, $2 flags; prints one line, returns 0 when everything 
     if [ $ok = 1 ]; then
         cases="$("$dir/test-fs" --list | grep -Ev "$slow") powerloss_write_sync_nand"
         case $flags in *PETREL_NO_LOG*) cases=$(echo "$cases" | grep -Ev "$reads_log") ;; esac
+        case $flags in *PETREL_FS_NO_WEAR*) cases=$(echo "$cases" | grep -Ev "$needs_wear") ;; esac
         # shellcheck disable=SC2086
         "$dir/test-fs" $cases > "$dir/fs.log" 2>&1 || { ok=0; grep -v '^ok' "$dir/fs.log" | tail -n 20; }
     fi

@@ -60,6 +60,9 @@
  *                         (a rename half done: the entry would show in both directories; or
  *                         orphans: an entry may point at a pair that moved): mount it once
  *                         with the full engine, which repairs it, then read it here.
+ *   PETREL_FS_NO_WEAR     no static wear leveling (wear.c): petrel_fs_config.wear_spread and
+ *                         wear_buffer are ignored; the WEAR record of an image is kept by
+ *                         compaction but neither read nor updated.
  * `make switch-matrix` runs the engine's tests with each combination of these switches.
  */
 #ifndef PETREL_FS_H
@@ -73,8 +76,9 @@
 /* Version of the on-disk format written by this engine (major << 16 | minor). 2.0 changed the
  * commit chain (docs/SPEC-FS.md 2.2) and added block-list entries (7); 3.0 added the
  * mount-state record (docs/SPEC-FS.md 3.1) that a cleanly unmounted image is mounted from; a 1.x or 2.x
- * image is refused with -PT_EVERSION. */
-#define PETREL_FS_VERSION 0x00040000u
+ * image is refused with -PT_EVERSION. 4.1 added the optional WEAR record (erase counts, docs/SPEC-FS.md
+ * 9) that 4.0 engines skip. */
+#define PETREL_FS_VERSION 0x00040001u
 
 /* Longest file name this build supports, and the default name_max. */
 #define PETREL_FS_NAME_MAX_DEFAULT 255
@@ -157,7 +161,9 @@ struct petrel_fs_config {
     uint32_t lookahead_size;
 
     /* Erase cycles of a metadata block before the pair moves to a fresh block (dynamic wear
-     * leveling); -1 (or 0) = never. Values 1..7 are raised to 8. The root pair (blocks 0 and
+     * leveling); -1 (or 0) = never. Values 1..7 are raised to 8, even values to the next odd
+     * one (a move keeps the block with the current log: with an even count that would be the
+     * same block every time). The root pair (blocks 0 and
      * 1, which hold the superblock) never moves: every block_cycles compactions it moves the
      * root directory's entries out to a pair that can. */
     int32_t block_cycles;
@@ -189,7 +195,32 @@ struct petrel_fs_config {
     struct petrel_fs_link *link_buffer;
     uint32_t link_count;
     uint32_t *link_index;
+
+    /* Static wear leveling (docs/SPEC-FS.md 9; compiled out with PETREL_FS_NO_WEAR and in the
+     * read-only build). 0 = off. When on, the engine counts every erase of every block and,
+     * when the most-erased block has been erased more than wear_spread times more often than
+     * a block holding file data, moves that cold data onto a worn free block, so that its old,
+     * little-erased block joins the blocks in rotation. Extra writes are bounded: at most one
+     * block moved per max(1, wear_spread / 4) erases the engine did otherwise, at most
+     * PETREL_FS_WEAR_MOVE_MAX per call. Moves run at the end of a successful
+     * petrel_fs_file_sync (and so close), never inside another operation, each as a
+     * copy-then-commit like a file write (power-cut safe); their failure never fails the sync.
+     * The counts are kept in the root pair (a WEAR record written at unmount and after every
+     * block_count erases) when 8 + block_count bytes fit in a quarter of a block, so the
+     * decision survives reboots; otherwise they restart at zero at each mount. Open files'
+     * data never moves. 16 to 64 suits most flash (a wear-out is reached with the mean erase
+     * count within about wear_spread of the highest). */
+    uint32_t wear_spread;
+    /* Erase counts: PETREL_FS_WEAR_WORDS(block count) words, or NULL (allocated at mount when
+     * wear_spread is set; with PETREL_FS_NO_MALLOC wear leveling is then off). */
+    uint32_t *wear_buffer;
 };
+
+/* Words of a petrel_fs_config.wear_buffer for a device of n blocks: a count per block and
+ * room to encode the WEAR record (8 + n bytes). */
+#define PETREL_FS_WEAR_WORDS(n) ((n) + ((n) + 3) / 4 + 2)
+/* Blocks static wear leveling moves at most per call (one file's blocks). */
+#define PETREL_FS_WEAR_MOVE_MAX 4
 
 /* One directory entry or a stat result. */
 struct petrel_fs_info {
@@ -399,6 +430,13 @@ struct petrel_fs {
         uint64_t lo;
         uint32_t pair[2];
     } *fg;
+#if !defined(PETREL_FS_NO_WEAR) && !defined(PETREL_FS_READONLY)
+    /* static wear leveling (wear.c): erase counts per block (NULL: off), erases not yet
+     * spent on moves and not yet saved in the WEAR record, blocks moved this session */
+    uint32_t *wear;
+    uint32_t wear_credit, wear_unsaved, wear_moves;
+    uint8_t wear_alloc, wear_busy;
+#endif
 };
 
 /* ---- Filesystem ---------------------------------------------------------------------- */

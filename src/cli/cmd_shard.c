@@ -1,8 +1,8 @@
 /*
  * petrel shard --registry ADDR --shard N --replica R --dir D [--replicas K] [--host H]
  * [--snapshot-entries E] [--retention SECONDS] [--election-timeout-ms MS] [--heartbeat-ms MS]
- * [--repair-rate MB/s] [--repair-stale SECONDS] [--no-repair]
- * [--unsafe-no-fsync-check]:
+ * [--repair-rate MB/s] [--repair-stale SECONDS] [--no-repair] [--placement-grace SECONDS]
+ * [--compact-below KiB] [--compact-rate MB/s] [--unsafe-no-fsync-check]:
  * run one replica of a metadata shard until SIGINT/SIGTERM. Owns only option parsing; the
  * server is src/cluster/shard/shard_server.c.
  */
@@ -20,7 +20,9 @@ int cmd_shard(int argc, char **argv)
 {
     const char *read_only_secret = NULL;
     const char *shard = NULL, *replica = NULL, *replicas = NULL, *snap = NULL, *retention = NULL;
-    const char *election = NULL, *heartbeat = NULL, *repair_rate = NULL, *repair_stale = NULL;
+    const char *election = NULL, *heartbeat = NULL, *repair_rate = NULL, *repair_stale = NULL,
+               *grace = NULL;
+    const char *compact_below = NULL, *compact_rate = NULL;
     int verbose = 0, n;
     struct pt_shard_config cfg;
     char err[512] = "";
@@ -45,8 +47,15 @@ int cmd_shard(int argc, char **argv)
              "bytes per second the leader's repair reads and writes (default 32; 0: no limit)"},
             {0, "repair-stale", CLI_STRING, &repair_stale, "SECONDS",
              "rebuild every block of a block service stale this long (default 600; 0: never)"},
+            {0, "placement-grace", CLI_STRING, &grace, "SECONDS",
+             "after start-up, a span no set of services can hold is answered 'try again' this "
+             "long (services may still be registering), then 'no space' (default 15)"},
             {0, "no-repair", CLI_FLAG, &cfg.no_repair, NULL,
              "rebuild and erase nothing (reports still queue): maintenance, degraded-read tests"},
+            {0, "compact-below", CLI_STRING, &compact_below, "KiB",
+             "the leader merges runs of spans smaller than this (default 64; 0: never)"},
+            {0, "compact-rate", CLI_STRING, &compact_rate, "MB/s",
+             "bytes per second compaction reads and writes (default 16; 0: no limit)"},
             {0, "election-timeout-ms", CLI_STRING, &election, "MS",
              "Raft election timeout (default 250; randomized up to twice that)"},
             {0, "heartbeat-ms", CLI_STRING, &heartbeat, "MS",
@@ -66,6 +75,8 @@ int cmd_shard(int argc, char **argv)
             "--registry ADDR --shard N --replica R --dir D [--replicas K] [--host H]\n"
             "                    [--snapshot-entries E] [--retention SECONDS]\n"
             "                    [--repair-rate MB/s] [--repair-stale SECONDS] [--no-repair]\n"
+            "                    [--placement-grace SECONDS]\n"
+            "                    [--compact-below KiB] [--compact-rate MB/s]\n"
             "                    [--election-timeout-ms MS] [--heartbeat-ms MS]\n"
             "                    [--unsafe-no-fsync-check] [--http HOST:PORT] [--verbose]",
             "Run replica R (0..K-1) of metadata shard N, a Raft group of K = 1, 3 or 5\n"
@@ -74,7 +85,8 @@ int cmd_shard(int argc, char **argv)
             "registry at ADDR. Deleted, replaced and expired files are kept for the\n"
             "retention period (default 86400 s; every replica of a shard needs the same)\n"
             "before their blocks are erased. The leader repairs blocks reported rotten or\n"
-            "missing and the blocks of services stale for --repair-stale seconds.",
+            "missing and the blocks of services stale for --repair-stale seconds, and\n"
+            "merges runs of small spans of a file (appends) into one span, same bytes.",
             options,
             0,
             -1};
@@ -103,6 +115,23 @@ int cmd_shard(int argc, char **argv)
             return cli_error("shard", "bad --repair-stale '%s' (seconds)", repair_stale);
         cfg.repair_rate = (uint64_t)mb << 20;
         cfg.repair_stale_ms = (uint64_t)sec * 1000u;
+    }
+    if (grace) {
+        unsigned sec;
+        if (cli_parse_uint(grace, 3600, &sec))
+            return cli_error("shard", "bad --placement-grace '%s' (seconds, 0..3600)", grace);
+        cfg.placement_grace_ms = (uint64_t)sec * 1000u;
+        cfg.placement_grace_set = 1;
+    }
+    {
+        unsigned kib = 64, mb = 16;
+        if (compact_below && cli_parse_uint(compact_below, 4096, &kib))
+            return cli_error("shard", "bad --compact-below '%s' (KiB, 0..4096)", compact_below);
+        if (compact_rate && cli_parse_uint(compact_rate, 100000, &mb))
+            return cli_error("shard", "bad --compact-rate '%s' (MB/s, 0..100000)", compact_rate);
+        cfg.compact_off = kib == 0;
+        cfg.compact_below = kib << 10;
+        cfg.compact_rate = mb ? (uint64_t)mb << 20 : UINT64_MAX; /* 0: no limit */
     }
     if (election && (cli_parse_uint(election, 600000, &cfg.raft.election_timeout_ms) ||
                      cfg.raft.election_timeout_ms < 10))

@@ -100,3 +100,32 @@ int pt_alloc_erased(struct petrel_fs *fs, uint32_t *block)
         petrel_log(PT_LOG_WARN, "fs", "block %u failed to erase, skipped", (unsigned)*block);
     }
 }
+
+#ifdef PT_WEAR
+/* For static wear leveling (wear.c), between operations: the most erased free block of the
+ * window, which `fresh` first makes anew from the position reached, as wide as the lookahead
+ * and the going-round count allow; marked taken, so the window never hands it out again (a
+ * move's next picks and its index blocks come from the same window). The free blocks passed
+ * over stay free. -PT_ENOSPC when the window has none. */
+int pt_alloc_worn(struct petrel_fs *fs, uint32_t *block, int fresh)
+{
+    uint32_t rel, best = UINT32_MAX;
+    if (fresh) {
+        int err;
+        pt_alloc_drop_window(fs);
+        if (fs->look_ack == 0) return -PT_ENOSPC;
+        err = pt_alloc_scan(fs);
+        if (err) return err;
+    }
+    for (rel = fs->look_next; rel < fs->look_len; rel++) {
+        if (fs->lookahead[rel / 8] & (1u << (rel % 8))) continue;
+        if (best == UINT32_MAX || fs->wear[(fs->look_start + rel) % fs->block_count] >
+                                      fs->wear[(fs->look_start + best) % fs->block_count])
+            best = rel;
+    }
+    if (best == UINT32_MAX) return -PT_ENOSPC;
+    fs->lookahead[best / 8] |= (uint8_t)(1u << (best % 8));
+    *block = (fs->look_start + best) % fs->block_count;
+    return 0;
+}
+#endif

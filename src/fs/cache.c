@@ -216,6 +216,7 @@ int pt_erase(struct petrel_fs *fs, uint32_t block)
     pt_links_drop(fs, block);
     if (fs->pcache.block == block) fs->pcache.block = PT_NULL;
     if (block >= fs->block_count) return -PT_ECORRUPT;
+    pt_wear_count(fs, block);
     err = fs->bd->erase(fs->bd->context, block);
     return err;
 }

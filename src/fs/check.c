@@ -8,8 +8,8 @@
  * thread and hash-range structure, directory heads, block addresses, blocks used twice
  * (windowed over the lookahead buffer), the global state, and the mount-state record: a
  * clean record must say what the walk finds (global state zero, every directory id below its
- * next id), or a mount trusting it would be wrong. It reports problems, never repairs them,
- * and never writes.
+ * next id), or a mount trusting it would be wrong; and the shape of the erase-count record.
+ * It reports problems, never repairs them, and never writes.
  */
 #include <stdio.h>
 
@@ -151,6 +151,34 @@ static void pt_problem(struct pt_checker *c, const char *msg)
 {
     c->problems++;
     if (c->cb) c->cb(c->ctx, msg);
+}
+
+/* The root pair's WEAR record in force (docs/SPEC-FS.md 9), if any: one byte per block of
+ * the superblock's count after the header, a shift of at most 24, reserved bytes zero.
+ * The counts themselves are advisory (any value is valid). */
+static int pt_check_wear(struct petrel_fs *fs, const struct pt_mdir *md, struct pt_checker *c)
+{
+    struct pt_rec_ref rec = {0, 0, 0}, last = {0, 0, 0};
+    uint8_t hdr[PT_WEAR_HDR];
+    uint32_t pos = 0;
+    int err, found = 0;
+    while ((err = pt_rec_next(fs, md, &pos, &rec)) == 1) {
+        if (rec.type == PT_REC_WEAR) {
+            last = rec;
+            found = 1;
+        }
+    }
+    if (err < 0) return err;
+    if (!found) return 0;
+    if (last.len != PT_WEAR_HDR + fs->block_count) {
+        pt_problem(c, "erase-count record malformed: not one byte per block");
+        return 0;
+    }
+    err = pt_read(fs, md->pair[0], last.off, hdr, PT_WEAR_HDR, PT_WEAR_HDR);
+    if (err) return err;
+    if (hdr[4] > 24 || hdr[5] || hdr[6] || hdr[7])
+        pt_problem(c, "erase-count record malformed: bad shift or reserved bytes");
+    return 0;
 }
 
 static int pt_check_entry(struct petrel_fs *fs, void *ctx, const struct pt_mdir *md,
@@ -337,6 +365,8 @@ int petrel_fs_check_progress(struct petrel_fs *fs, void (*cb)(void *ctx, const c
     if (fg_found == -PT_ECORRUPT) pt_problem(&c, "fingers record malformed");
     else if (fg_found < 0) return fg_found;
     if (fg_found != 1 || ms_found != 1 || !ms.clean) fg_n = 0;
+    err = pt_check_wear(fs, &md, &c);
+    if (err) return err;
     fg_in = fg_n && pt_pair_eq(fg_head, pt_root_pair);
     memset(&walked, 0, sizeof(walked));
     for (guard = 0; guard <= fs->block_count; guard++) {

@@ -355,8 +355,8 @@ static int pt_check_flags(int flags)
 #ifndef PETREL_FS_READONLY
 /* The file structure of an entry (docs/SPEC-FS.md §4): size, root, depth, tail length and,
  * for a file listing its blocks, the blocks after the first. */
-static uint32_t pt_reg_struct(uint8_t *p, uint64_t size, uint32_t root, uint8_t depth,
-                              const uint32_t *direct, uint16_t tail_len)
+uint32_t pt_reg_struct(uint8_t *p, uint64_t size, uint32_t root, uint8_t depth,
+                       const uint32_t *direct, uint16_t tail_len)
 {
     uint32_t i, n = PT_REGSTRUCT_SIZE;
     pt_put_le64(p, size);
@@ -788,6 +788,9 @@ int petrel_fs_file_sync(struct petrel_fs *fs, struct petrel_fs_file *f)
     if (f->buf_state == PT_BUF_DIRTY) f->buf_state = PT_BUF_CLEAN;
     f->dirty = 0;
     pt_alloc_ack(fs);
+#ifdef PT_WEAR
+    (void)pt_wear_level(fs); /* between operations; the sync is done whatever it meets */
+#endif
     return 0;
 fail:
     if (err != -PT_ENOSPC) f->error = err;

@@ -16,6 +16,7 @@
  *   attr.c       custom attributes
  *   superblock.c format, mount, unmount, fsinfo
  *   check.c      traverse, usage, consistency check
+ *   wear.c       static wear leveling: erase counts, the WEAR record, moves of cold data
  */
 #ifndef PETREL_FS_INTERNAL_H
 #define PETREL_FS_INTERNAL_H
@@ -56,6 +57,7 @@ enum pt_rec_type {
     PT_REC_MSTATE = 0x06,   /* mount state: clean/dirty, totals of the walk (root pair) */
     PT_REC_FINGERS = 0x07,  /* pairs of one directory, saved with the clean mount state */
     PT_REC_INDEX = 0x08,    /* head pair: (lowest hash -> pair) of some continuation pairs */
+    PT_REC_WEAR = 0x09,     /* root pair: erase count per block (format 4.1) */
     PT_REC_ENTRY = 0x10,    /* directory entry (file or directory) */
     PT_REC_DELETE = 0x11,   /* entry removed */
     PT_REC_ATTR = 0x12,     /* custom attribute */
@@ -75,15 +77,19 @@ enum pt_rec_type {
 
 /* Records superseded by a later one of their type ("singletons"): their index among them
  * (0-4), or -1. */
-#define PT_SINGLETONS 7
+#define PT_SINGLETONS 8
 static inline int pt_rec_singleton(uint8_t type)
 {
     if (type >= PT_REC_SUPERBLOCK && type <= PT_REC_LO) return type - PT_REC_SUPERBLOCK;
     if (type == PT_REC_MSTATE) return 4;
     if (type == PT_REC_FINGERS) return 5;
     if (type == PT_REC_INDEX) return 6;
+    if (type == PT_REC_WEAR) return 7;
     return -1;
 }
+/* WEAR: le32 base, u8 shift, 3 zero bytes, then one byte per block: (count - base) >> shift,
+ * at most 255 (docs/SPEC-FS.md 9). */
+#define PT_WEAR_HDR 8u
 /* INDEX: entries of le32 lo_hi (the pair's lowest hash divided by 2^32, rounded up), le32
  * pair[0], le32 pair[1], lo_hi strictly increasing (docs/SPEC-FS.md 4.1). */
 #define PT_INDEX_ENTRY 12u
@@ -380,11 +386,38 @@ int pt_tree_walk(struct petrel_fs *fs, uint32_t root, uint8_t depth, const uint3
                  int (*cb)(void *ctx, uint32_t block, int is_data), void *ctx);
 
 /* ---- file.c ---- */
+uint32_t pt_reg_struct(uint8_t *p, uint64_t size, uint32_t root, uint8_t depth,
+                       const uint32_t *direct, uint16_t tail_len);
 int pt_file_inflight(struct petrel_fs *fs, int (*cb)(void *ctx, uint32_t block, int is_data),
                      void *ctx);
 
 /* ---- check.c ---- */
 int pt_traverse(struct petrel_fs *fs, int include_inflight,
                 int (*cb)(void *ctx, uint32_t block, int is_data), void *ctx);
+
+/* ---- wear.c (static wear leveling; PT_WEAR when built) ---- */
+#if !defined(PETREL_FS_NO_WEAR) && !defined(PETREL_FS_READONLY)
+#define PT_WEAR 1
+/* Count an erase of block (called by pt_erase for every erase it attempts). */
+static inline void pt_wear_count(struct petrel_fs *fs, uint32_t block)
+{
+    if (!fs->wear || block >= fs->block_count) return;
+    fs->wear[block]++;
+    fs->wear_unsaved++;
+    if (!fs->wear_busy) fs->wear_credit++; /* a move's own erases earn no moves */
+}
+/* alloc.c: the most erased free block of the allocator's window (made anew when fresh). */
+int pt_alloc_worn(struct petrel_fs *fs, uint32_t *block, int fresh);
+/* At mount, with the root pair fetched: set up the counts (from its WEAR record). */
+int pt_wear_mount(struct petrel_fs *fs, const struct pt_mdir *root);
+void pt_wear_free(struct petrel_fs *fs);
+/* Between operations: move cold data when the spread and the budget allow. Errors are the
+ * device's (-PT_EIO ...); nothing committed is lost on any of them. */
+int pt_wear_level(struct petrel_fs *fs);
+/* Commit the WEAR record to the root pair when counts changed since it was written. */
+int pt_wear_save(struct petrel_fs *fs);
+#else
+#define pt_wear_count(fs, block) ((void)(fs), (void)(block))
+#endif
 
 #endif

@@ -855,7 +855,7 @@ static int pt_rec_keeps(const struct pt_compact *c, uint8_t type, uint64_t hash)
     if (pt_is_keyed(type) || type == PT_REC_COPYATTRS)
         return pt_in_range(hash, c->lo, c->hi, c->hi_open);
     if (type == PT_REC_SUPERBLOCK || type == PT_REC_HEAD || type == PT_REC_MSTATE ||
-        type == PT_REC_FINGERS || type == PT_REC_INDEX)
+        type == PT_REC_FINGERS || type == PT_REC_INDEX || type == PT_REC_WEAR)
         return c->is_low; /* the index stays with the head (the lower part of its split) */
     return type == PT_REC_THREAD || type == PT_REC_LO;
 }

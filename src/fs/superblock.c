@@ -26,6 +26,9 @@ static void pt_fs_free(struct petrel_fs *fs)
     if (fs->look_alloc) free(fs->lookahead);
     free(fs->tables);
 #endif
+#ifdef PT_WEAR
+    pt_wear_free(fs);
+#endif
     fs->tables = NULL;
     fs->linkv = NULL;
     fs->fg = NULL;
@@ -83,6 +86,10 @@ static int pt_fs_init(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
     if (fs->file_max > 0xffffffffu) fs->file_max = 0xffffffffu;
     fs->block_cycles = cfg->block_cycles;
     if (fs->block_cycles > 0 && fs->block_cycles < 8) fs->block_cycles = 8;
+    /* odd: a relocation keeps the block holding the current log, which with an even count is
+     * the same block every time (it would never move); with an odd one the two alternate */
+    if (fs->block_cycles > 0 && fs->block_cycles % 2 == 0 && fs->block_cycles < INT32_MAX)
+        fs->block_cycles++;
     fs->cache_size = cfg->cache_size ? cfg->cache_size
                                      : (fs->block_size <= 4096 ? fs->block_size : page);
     if (fs->cache_size % unit || fs->cache_size < page || fs->cache_size > fs->block_size)
@@ -275,6 +282,10 @@ int petrel_fs_mount(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
         fs->inline_max > ps - 4)
         goto fail;
 
+#ifdef PT_WEAR
+    err = pt_wear_mount(fs, &md);
+    if (err) goto fail;
+#endif
     /* a clean record is the walk's result; without one (a cut session) walk */
     err = pt_mstate_read(fs, &md, &ms);
     if (err < 0 && err != -PT_ECORRUPT) goto fail;
@@ -331,6 +342,9 @@ int petrel_fs_unmount(struct petrel_fs *fs)
     err = 0; /* nothing was written: nothing to sync or record */
 #else
     err = pt_sync(fs);
+#ifdef PT_WEAR
+    if (!err) err = pt_wear_save(fs);
+#endif
     if (!err) err = pt_mstate_mark_clean(fs);
 #endif
     pt_fs_free(fs);

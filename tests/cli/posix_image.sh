@@ -105,7 +105,7 @@ expect_fail "rm -R removed the tree" "No such file" "$P" ls cp.img:/s
 expect_ok "rm -rf of a missing tree" "$P" rm -rf cp.img:/s
 
 # --- mkfs --force, df -h -------------------------------------------------------------------
-expect_fail "mkfs over an image" "is a Petrel image (format 4.0); use --force" "$P" mkfs cp.img --size 8M
+expect_fail "mkfs over an image" "is a Petrel image (format 4.1); use --force" "$P" mkfs cp.img --size 8M
 expect_ok "mkfs over an image kept it" "$P" cat cp.img:/viaLink
 printf 'precious' > data.bin
 expect_fail "mkfs over data" "holding data (not a Petrel image); use --force" "$P" mkfs data.bin --size 1M

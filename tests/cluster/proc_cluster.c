@@ -40,7 +40,7 @@ static const char *petrel_bin(void)
 static void spawn(struct pc_cluster *c, const char *name, char *const args[])
 {
     struct pc_proc *p;
-    char *argv[24];
+    char *argv[40]; /* the binary, up to 32 arguments, 6 added below, NULL */
     unsigned i;
     pid_t parent = getpid();
     CHECK(c->nprocs < PC_MAX_PROCS);
@@ -52,8 +52,10 @@ static void spawn(struct pc_cluster *c, const char *name, char *const args[])
         memcpy(p->log, tmp, sizeof(tmp));
     }
     argv[0] = (char *)petrel_bin();
-    for (i = 0; args[i] && i < 18; i++)
+    for (i = 0; args[i]; i++) {
+        CHECK(i < 32);
         argv[i + 1] = args[i];
+    }
     if (c->secret[0]) {
         argv[++i] = "--secret";
         argv[++i] = c->secret;
@@ -212,13 +214,18 @@ static void start_servers(struct pc_cluster *c)
                             sh,      "--replica",   rep,         "--replicas",
                             k,       "--dir",       dir,         "--snapshot-entries",
                             snap,    "--retention", ret,         NULL,
-                            NULL,    NULL,          NULL};
+                            NULL,    NULL,          NULL,        NULL,
+                            NULL};
             unsigned na = 15;
             if (c->repair_stale) {
                 args[na++] = "--repair-stale";
                 args[na++] = (char *)c->repair_stale;
             }
             if (c->no_repair) args[na++] = "--no-repair";
+            if (c->placement_grace) {
+                args[na++] = "--placement-grace";
+                args[na++] = (char *)c->placement_grace;
+            }
             snprintf(snap, sizeof(snap), "%u", c->snapshot_entries ? c->snapshot_entries : 4096);
             snprintf(ret, sizeof(ret), "%u", c->retention_s ? c->retention_s : 86400);
             snprintf(dir, sizeof(dir), "%s/shard-%u-%u", c->root, s, r);
@@ -312,6 +319,7 @@ static void start_all_auth(struct pc_cluster *c, unsigned shards, unsigned repli
                            const char *repair_stale);
 static int start_with_http; /* the next start_all_auth passes --http to every server */
 static int start_no_repair; /* the next start_all_auth passes --no-repair to every shard */
+static const char *start_placement_grace; /* the next start_all_auth: --placement-grace */
 
 static void start_all(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
                       int with_cdc, unsigned snapshot_entries, unsigned retention_s)
@@ -332,6 +340,8 @@ static void start_all_auth(struct pc_cluster *c, unsigned shards, unsigned repli
     start_with_http = 0;
     c->no_repair = start_no_repair;
     start_no_repair = 0;
+    c->placement_grace = start_placement_grace;
+    start_placement_grace = NULL;
     pt_auth_set_process(NULL, NULL, NULL);
     if (auth) {
         struct pt_auth_key key;
@@ -377,6 +387,13 @@ void pc_start_no_repair(struct pc_cluster *c, unsigned shards, unsigned replicas
                         unsigned blocks, int with_cdc)
 {
     start_no_repair = 1;
+    start_all_auth(c, shards, replicas, blocks, with_cdc, 0, 0, 0, NULL, NULL);
+}
+
+void pc_start_placement_grace(struct pc_cluster *c, unsigned shards, unsigned replicas,
+                              unsigned blocks, int with_cdc, const char *seconds)
+{
+    start_placement_grace = seconds;
     start_all_auth(c, shards, replicas, blocks, with_cdc, 0, 0, 0, NULL, NULL);
 }
 

@@ -37,6 +37,7 @@ struct pc_cluster {
     const char *scrub_rate;    /* block services' --scrub-rate MB/s (NULL: default) */
     const char *repair_stale;  /* shards' --repair-stale SECONDS (NULL: default) */
     int no_repair;             /* shards get --no-repair */
+    const char *placement_grace; /* shards' --placement-grace SECONDS (NULL: default) */
     /* With authentication (pc_start_auth): every server gets --secret and --read-only-secret,
      * and this process's client key is the cluster key. "" = none. */
     char secret[600], ro_secret[600];
@@ -68,6 +69,11 @@ void pc_start_scrub(struct pc_cluster *c, unsigned shards, unsigned replicas, un
 void pc_start_auth(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
                    int with_cdc);
 /* pc_start with --no-repair on every shard: reported blocks stay lost (degraded-read tests). */
+/* pc_start with the shards' --placement-grace SECONDS: how long an unplaceable span is
+ * answered EAGAIN before ENOSPC. pc_start waits until every service has registered, so a
+ * case about refusals can use a short one. */
+void pc_start_placement_grace(struct pc_cluster *c, unsigned shards, unsigned replicas,
+                              unsigned blocks, int with_cdc, const char *seconds);
 void pc_start_no_repair(struct pc_cluster *c, unsigned shards, unsigned replicas,
                         unsigned blocks, int with_cdc);
 /* pc_start with --http 127.0.0.1:0 on every server (status page and /metrics). */

@@ -136,16 +136,25 @@ TEST_T(cluster_change_overwrite_append_truncate_and_compare_and_swap, 240)
     CHECK_OK(petrel_change_commit(ch, &nv));
     CHECK_EQ(nv, v);
 
-    /* Append 100 bytes: the small last span takes them (no sixth span). */
+    /* Append 100 bytes: a sixth span of 100 bytes, the last one (37,856 bytes, more than
+     * fits inline with them) is not written again. */
     CHECK_OK(petrel_change_write(ch, len, data, 100));
     memcpy(model + len, data, 100);
     len += 100;
     CHECK_OK(petrel_change_commit(ch, &nv));
     CHECK_EQ(nv, v + 1);
-    /* the last span (37,856 bytes) and the 100 new ones */
-    CHECK_EQ(petrel_change_uploaded(ch), SPAN_SIZE + 37856 + 100);
+    CHECK_EQ(petrel_change_uploaded(ch), SPAN_SIZE + 100);
     check_file(cl, "/f", model, len);
-    CHECK_EQ(spans_of(cl, "/f", &v), 5);
+    CHECK_EQ(spans_of(cl, "/f", &v), 6);
+    /* Another 100: the inline last span takes them (rewritten with them, 200 bytes). */
+    CHECK_OK(petrel_change_write(ch, len, data + 100, 100));
+    memcpy(model + len, data + 100, 100);
+    len += 100;
+    CHECK_OK(petrel_change_commit(ch, &nv));
+    CHECK_EQ(nv, v + 1);
+    CHECK_EQ(petrel_change_uploaded(ch), SPAN_SIZE + 100 + 200);
+    check_file(cl, "/f", model, len);
+    CHECK_EQ(spans_of(cl, "/f", &v), 6);
 
     /* Truncate into span 1, then up again with a write past the end: zeros between. */
     CHECK_OK(petrel_change_truncate(ch, 70000));

@@ -442,11 +442,24 @@ TEST_T(rs_every_loss_of_up_to_p_blocks_reads_back, 600)
         kill(rs_pid(&c, s1), SIGCONT);
         kill(rs_pid(&c, s0), SIGCONT);
     }
-    /* P + 1 losses: an error, never bytes. */
+    /* P + 1 losses: an error, never bytes. The lost set must hold the first data block of
+     * each file's first span: /rs/small fits in that block, so three losses elsewhere leave
+     * every byte it needs in place and it reads back exactly (correctly). */
     {
-        unsigned lost[3] = {0, 2, 5};
+        struct pt_span small[2];
+        unsigned lost[3], nl = 0, cand, j;
         int flips[3] = {LOSE_FLIP, LOSE_FLIP, LOSE_FLIP},
             mixed[3] = {LOSE_STOP, LOSE_FLIP, LOSE_STOP};
+        static uint8_t keep_small[PT_SHARD_MSG_MAX];
+        lost[nl++] = rs_dir_of(&c, spans[0].blocks[0].service);
+        CHECK_EQ(rs_spans(cl, &c, "/rs/small", small, keep_small, sizeof(keep_small)), 1);
+        cand = rs_dir_of(&c, small[0].blocks[0].service);
+        if (cand != lost[0]) lost[nl++] = cand;
+        for (cand = 0; nl < 3; cand++) {
+            int taken = 0;
+            for (j = 0; j < nl; j++) taken |= lost[j] == cand;
+            if (!taken) lost[nl++] = cand;
+        }
         rs_try(&c, lost, flips, 3);
         rs_try(&c, lost, mixed, 3);
     }
@@ -501,7 +514,8 @@ TEST_T(rs_layout_wider_than_the_failure_domains_is_refused, 120)
     struct rs_gen g = {5, 100000, 0};
     char from[64];
     int rc;
-    pc_start(&c, 1, 1, 3, 1);
+    /* pc_start waited for all 3 services: no reason to wait out the default 15 s grace. */
+    pc_start_placement_grace(&c, 1, 1, 3, 1, "1");
     cl = rs_client(&c);
     /* The default with 3 domains: mirrored only. */
     CHECK_OK(petrel_client_get_policy(cl, "/", &got, from, sizeof(from)));

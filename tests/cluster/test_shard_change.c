@@ -584,3 +584,242 @@ TEST(shard_change_snapshot_round_trip)
     pt_shard_sm_close(&sm);
     pt_shard_sm_close(&copy);
 }
+
+/* ---- compaction (COMPACT_CHANGE) -------------------------------------------------------- */
+
+/* Span k of the compaction tests holds SPAN bytes 'a' + k; crc_of(k, n): the CRC of spans
+ * k..k+n-1 one after the other. */
+static uint32_t crc_of(unsigned k, unsigned n)
+{
+    static uint8_t buf[8 * SPAN];
+    unsigned i;
+    for (i = 0; i < n; i++)
+        memset(buf + (size_t)i * SPAN, 'a' + (int)(k + i), SPAN);
+    return petrel_crc32c(0, buf, (size_t)n * SPAN);
+}
+
+/* A mirrored span of `size` bytes at off (services 21, 22), certified, by `cookie`. */
+static int add_span_sized(struct pt_shard_sm *sm, uint64_t now, uint64_t id, uint64_t cookie,
+                          uint64_t off, uint32_t size, uint32_t crc)
+{
+    struct pt_shard_req q = {.op = PT_SHARD_ADD_SPAN,
+                             .id = id,
+                             .cookie = cookie,
+                             .offset = off,
+                             .size = size,
+                             .crc = crc,
+                             .storage = PT_STORAGE_MIRRORED,
+                             .data = 1,
+                             .parity = 1,
+                             .block_size = size,
+                             .n_services = 2,
+                             .services = {21, 22}};
+    struct pt_shard_req c = {
+        .op = PT_SHARD_CERTIFY_SPAN, .id = id, .cookie = cookie, .offset = off};
+    static const uint8_t proofs[16];
+    int rc = apply(sm, now, &q, NULL);
+    if (rc) return rc;
+    c.data_len = 16;
+    c.data_ptr = proofs;
+    return apply(sm, now, &c, NULL);
+}
+
+/* A linked file of n spans of SPAN bytes with real CRCs (span k holds 'a' + k). */
+static uint64_t make_real_file(struct pt_shard_sm *sm, uint64_t now, const char *name, unsigned n)
+{
+    struct pt_shard_req q = {.op = PT_SHARD_CONSTRUCT_FILE, .cookie = COOKIE};
+    struct pt_shard_req l = {.op = PT_SHARD_LINK_FILE, .cookie = COOKIE, .target = PT_INODE_ROOT};
+    struct pt_cursor b;
+    uint64_t id;
+    unsigned i;
+    CHECK_EQ(apply(sm, now, &q, &b), 0);
+    id = pt_dec_u64(&b);
+    for (i = 0; i < n; i++)
+        CHECK_EQ(add_span_sized(sm, now, id, COOKIE, (uint64_t)i * SPAN, SPAN, crc_of(i, 1)), 0);
+    l.id = id;
+    l.name_len = (uint8_t)strlen(name);
+    memcpy(l.name, name, l.name_len);
+    CHECK_EQ(apply(sm, now, &l, NULL), 0);
+    return id;
+}
+
+#define COMPACTOR 0xC0C0u
+
+static int compact(struct pt_shard_sm *sm, uint64_t now, uint64_t change, uint64_t *version)
+{
+    struct pt_shard_req q = {.op = PT_SHARD_COMPACT_CHANGE, .id = change, .cookie = COMPACTOR};
+    struct pt_cursor b;
+    int rc = apply(sm, now, &q, &b);
+    if (rc == 0 && version) *version = pt_dec_u64(&b);
+    return rc;
+}
+
+/* A compaction's change file: spans [first, first + n) of file f merged into one. */
+static uint64_t compaction_of(struct pt_shard_sm *sm, uint64_t now, uint64_t f, unsigned first,
+                              unsigned n)
+{
+    struct pt_shard_req q = {.op = PT_SHARD_OPEN_CHANGE, .id = f, .cookie = COMPACTOR};
+    struct pt_cursor b;
+    uint64_t c;
+    CHECK_EQ(apply(sm, now, &q, &b), 0);
+    c = pt_dec_u64(&b);
+    CHECK_EQ(
+        add_span_sized(sm, now, c, COMPACTOR, (uint64_t)first * SPAN, n * SPAN, crc_of(first, n)),
+        0);
+    return c;
+}
+
+/* The CRC of a concatenation the shard computes from the parts' CRCs is the real one. */
+TEST(shard_compact_merges_a_run_keeping_version_and_bytes)
+{
+    struct pt_shard_sm sm;
+    struct spans before, after, old;
+    uint64_t f, c, v, nv;
+    uint8_t state;
+    open_sm(&sm, "s");
+    f = make_real_file(&sm, 10, "f", 5);
+    spans_of(&sm, f, &before);
+    v = version_of(&sm, f, NULL);
+    /* Spans 1, 2, 3 become one span of 3 x SPAN bytes. */
+    c = compaction_of(&sm, 20, f, 1, 3);
+    CHECK_EQ(compact(&sm, 30, c, &nv), 0);
+    CHECK_EQ(nv, v); /* the content did not change: neither does the version */
+    CHECK_EQ(version_of(&sm, f, &state), v);
+    CHECK_EQ(state, PT_FILE_LINKED);
+    spans_of(&sm, f, &after);
+    CHECK_EQ(after.n, 3);
+    CHECK_EQ(after.size, before.size);
+    CHECK_EQ(after.off[1], SPAN);
+    CHECK_EQ(after.len[1], 3 * SPAN);
+    CHECK_EQ(after.crc[1], crc_of(1, 3));
+    CHECK_EQ(after.block[0], before.block[0]);
+    CHECK_EQ(after.block[2], before.block[4]);
+    /* The old spans stay readable under the change's id, unlinked, for the retention period;
+     * they are its own copies now (3 spans x 2 copies), the merged span the file's. */
+    CHECK_EQ(version_of(&sm, c, &state), v);
+    CHECK_EQ(state, PT_FILE_UNLINKED);
+    spans_of(&sm, c, &old);
+    CHECK_EQ(old.n, 5);
+    CHECK(memcmp(old.block, before.block, sizeof(before.block)) == 0);
+    CHECK_EQ(gc_blocks(&sm, c), 6);
+    CHECK_EQ(gc_blocks(&sm, f), 2);
+    /* Every copy still has its holder: 5 old spans and the merged one, 2 copies each, and
+     * none waits for erasure. */
+    CHECK_EQ(table_entries(&sm, sm.blockidx), 12);
+    CHECK_EQ(table_entries(&sm, sm.dropped), 0);
+    /* A repeat (lost reply) answers the same. */
+    CHECK_EQ(compact(&sm, 31, c, &nv), 0);
+    CHECK_EQ(nv, v);
+    /* GC forgets the old spans; the file keeps every copy it lists. */
+    CHECK_EQ(forget(&sm, 2000, c), 0);
+    CHECK_EQ(table_entries(&sm, sm.blockrefs), 0);
+    CHECK_EQ(table_entries(&sm, sm.blockidx), 6);
+    CHECK_EQ(gc_blocks(&sm, f), 6);
+    pt_shard_sm_close(&sm);
+}
+
+/* A concurrent change wins: a writer's commit after a compaction still succeeds (the version
+ * did not move) and takes its own spans; a writer's commit before it makes the compaction
+ * fail with PT_ESTALE and change nothing. GC never erases a copy a version still lists. */
+TEST(shard_compact_loses_to_a_concurrent_change)
+{
+    struct pt_shard_sm sm;
+    struct spans s, w;
+    uint64_t f, c, wc, v, nv;
+    open_sm(&sm, "s");
+    f = make_real_file(&sm, 10, "f", 4);
+    v = version_of(&sm, f, NULL);
+    /* The writer opened before the compaction swapped, commits after it. */
+    CHECK_EQ(open_change(&sm, 15, f, v, &wc, NULL), 0);
+    CHECK_EQ(add_inline(&sm, 16, wc, 4 * SPAN, "appended"), 0);
+    c = compaction_of(&sm, 20, f, 0, 4);
+    CHECK_EQ(compact(&sm, 21, c, NULL), 0);
+    spans_of(&sm, f, &s);
+    CHECK_EQ(s.n, 1);
+    CHECK_EQ(commit(&sm, 22, wc, COOKIE, &nv), 0); /* not refused by the compaction */
+    CHECK_EQ(nv, v + 1);
+    spans_of(&sm, f, &s);
+    spans_of(&sm, wc, &w);
+    CHECK_EQ(s.n, 5); /* the writer's version: the four old spans and its append */
+    CHECK_EQ(s.size, 4 * SPAN + 8);
+    CHECK_EQ(s.crc[3], crc_of(3, 1));
+    CHECK_EQ(w.n, 1); /* the merged span went to the old version */
+    /* Every copy is listed by someone: the merged span's only by the writer's old version,
+     * the old spans' by the file (their other holder, the compaction's change, is there too). */
+    CHECK_EQ(gc_blocks(&sm, wc), 2);
+    CHECK_EQ(gc_blocks(&sm, c), 0);
+    CHECK_EQ(gc_blocks(&sm, f), 0);
+    CHECK_EQ(forget(&sm, 3000, c), 0);
+    CHECK_EQ(forget(&sm, 3000, wc), 0);
+    CHECK_EQ(gc_blocks(&sm, f), 8);
+    CHECK_EQ(table_entries(&sm, sm.blockidx), 8);
+    /* A writer that commits first: the compaction is stale and changes nothing. */
+    v = version_of(&sm, f, NULL);
+    c = compaction_of(&sm, 40, f, 0, 4);
+    CHECK_EQ(open_change(&sm, 41, f, v, &wc, NULL), 0);
+    CHECK_EQ(commit(&sm, 42, wc, COOKIE, &nv), 0);
+    CHECK_EQ(compact(&sm, 43, c, NULL), -PT_ESTALE);
+    spans_of(&sm, f, &s);
+    CHECK_EQ(s.n, 5);
+    CHECK_EQ(version_of(&sm, f, NULL), v + 1);
+    pt_shard_sm_close(&sm);
+}
+
+/* What is not the same bytes is refused, and nothing changes: a wrong CRC, a "run" of one
+ * span, a change that also appended, a merged span across a span that changed in between. */
+TEST(shard_compact_refuses_other_bytes)
+{
+    struct pt_shard_sm sm;
+    struct pt_shard_req q = {.op = PT_SHARD_OPEN_CHANGE, .cookie = COMPACTOR};
+    struct spans s;
+    struct pt_cursor b;
+    uint64_t f, c, v;
+    open_sm(&sm, "s");
+    f = make_real_file(&sm, 10, "f", 4);
+    v = version_of(&sm, f, NULL);
+    q.id = f;
+    /* A merged span whose CRC is not the run's. */
+    CHECK_EQ(apply(&sm, 20, &q, &b), 0);
+    c = pt_dec_u64(&b);
+    CHECK_EQ(add_span_sized(&sm, 20, c, COMPACTOR, 0, 2 * SPAN, crc_of(0, 2) ^ 1), 0);
+    CHECK_EQ(compact(&sm, 21, c, NULL), -PT_EINVAL);
+    /* A run of one span (a rewrite, not a merge). */
+    CHECK_EQ(apply(&sm, 22, &q, &b), 0);
+    c = pt_dec_u64(&b);
+    CHECK_EQ(add_span_sized(&sm, 22, c, COMPACTOR, SPAN, SPAN, crc_of(1, 1)), 0);
+    CHECK_EQ(compact(&sm, 23, c, NULL), -PT_EINVAL);
+    /* A merge plus an append. */
+    c = compaction_of(&sm, 24, f, 0, 2);
+    CHECK_EQ(add_inline(&sm, 24, c, 4 * SPAN, "x"), -PT_EACCES); /* not its cookie */
+    {
+        struct pt_shard_req a = {.op = PT_SHARD_ADD_INLINE,
+                                 .id = c,
+                                 .cookie = COMPACTOR,
+                                 .offset = 4 * SPAN,
+                                 .size = 1,
+                                 .data_len = 1};
+        a.crc = petrel_crc32c(0, "x", 1);
+        a.data_ptr = (const uint8_t *)"x";
+        CHECK_EQ(apply(&sm, 24, &a, NULL), 0);
+    }
+    CHECK_EQ(compact(&sm, 25, c, NULL), -PT_EINVAL);
+    /* Two merged spans whose CRCs are swapped: each covers a run, neither holds its bytes. */
+    CHECK_EQ(apply(&sm, 26, &q, &b), 0);
+    c = pt_dec_u64(&b);
+    CHECK_EQ(add_span_sized(&sm, 26, c, COMPACTOR, 0, 2 * SPAN, crc_of(2, 2)), 0);
+    CHECK_EQ(add_span_sized(&sm, 26, c, COMPACTOR, 2 * SPAN, 2 * SPAN, crc_of(0, 2)), 0);
+    CHECK_EQ(compact(&sm, 27, c, NULL), -PT_EINVAL);
+    spans_of(&sm, f, &s);
+    CHECK_EQ(s.n, 4);
+    CHECK_EQ(version_of(&sm, f, NULL), v);
+    /* The same two merged spans with their own CRCs: one compaction of two runs. */
+    CHECK_EQ(apply(&sm, 28, &q, &b), 0);
+    c = pt_dec_u64(&b);
+    CHECK_EQ(add_span_sized(&sm, 28, c, COMPACTOR, 0, 2 * SPAN, crc_of(0, 2)), 0);
+    CHECK_EQ(add_span_sized(&sm, 28, c, COMPACTOR, 2 * SPAN, 2 * SPAN, crc_of(2, 2)), 0);
+    CHECK_EQ(compact(&sm, 29, c, NULL), 0);
+    spans_of(&sm, f, &s);
+    CHECK_EQ(s.n, 2);
+    CHECK_EQ(version_of(&sm, f, NULL), v);
+    pt_shard_sm_close(&sm);
+}

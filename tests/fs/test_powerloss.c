@@ -780,6 +780,58 @@ static int big_moves_stage(struct fsh_dev *d)
     return v[0];
 }
 
+/* --- wear_move: static wear leveling moves cold file data during syncs ------------------
+ * The run ages the device first (every free block erased 20 times more than every block in
+ * use, as a long life of rewrites would leave it), so that with wear_spread 4 each sync of
+ * the run is followed by moves of cold data (keep_big, "cold") onto worn blocks; the cuts
+ * fall inside those copies, their index writes, their entry commits and the WEAR record
+ * saved at unmount. */
+
+#define PL_WEAR_BLOCKS 256 /* the most blocks of a sweep's geometries */
+static uint32_t pl_wear_buffer[PETREL_FS_WEAR_WORDS(PL_WEAR_BLOCKS)];
+
+static void wmove_setup(struct fsh_dev *d)
+{
+    CHECK(d->geo.block_count <= PL_WEAR_BLOCKS);
+    CHECK_OK(fsh_write_pattern(&d->fs, "cold", 31, big_size(d) * 2));
+    CHECK_OK(fsh_write_pattern(&d->fs, "hot", 700, 1100));
+    d->cfg.wear_spread = 4;
+    d->cfg.wear_buffer = pl_wear_buffer;
+}
+
+static int wmove_used(void *ctx, uint32_t block)
+{
+    struct fsh_dev *d = (struct fsh_dev *)ctx;
+    d->fs.wear[block] = 0;
+    return 0;
+}
+
+static int wmove_run(struct fsh_dev *d)
+{
+    uint32_t b;
+    int i;
+    CHECK(d->fs.wear != NULL);
+    for (b = 0; b < d->fs.block_count; b++) d->fs.wear[b] = 20;
+    CHECK_OK(petrel_fs_traverse(&d->fs, wmove_used, d));
+    d->fs.wear_unsaved++;
+    for (i = 1; i <= 3; i++) PL_RUN(fsh_write_pattern(&d->fs, "hot", 700 + (uint64_t)i, 1100));
+    /* the sweep must cover moves: without one the scenario tests nothing new */
+    if (d->fs.wear_moves == 0 && !petrel_bd_emu_is_dead(&d->emu)) {
+        test_log("wear_move: no block moved");
+        return -PT_EINVAL;
+    }
+    return 0;
+}
+
+static int wmove_stage(struct fsh_dev *d)
+{
+    int i;
+    if (fsh_file_is_pattern(&d->fs, "cold", 31, big_size(d) * 2) != 1) return -1;
+    for (i = 3; i >= 0; i--)
+        if (fsh_file_is_pattern(&d->fs, "hot", 700 + (uint64_t)i, 1100) == 1) return i;
+    return -1;
+}
+
 static const struct pl_scenario scenarios[] = {
     {"create", create_setup, create_run, create_stage, create_stages, 0},
     {"write_sync", write_setup, write_run, write_stage, stages_2, 0},
@@ -796,6 +848,7 @@ static const struct pl_scenario scenarios[] = {
     {"bigdir", big_setup, big_run, big_stage, big_stages, 0},
     /* the same with pairs moving every 8 erases: relocations re-point index entries */
     {"bigdir_moves", big_moves_setup, big_moves_run, big_moves_stage, big_moves_stages, 8},
+    {"wear_move", wmove_setup, wmove_run, wmove_stage, stages_3, 0},
 };
 
 /* --- the sweep -------------------------------------------------------------------------- */
@@ -1026,6 +1079,7 @@ PL_CASES(compaction)
 PL_CASES(relocation)
 PL_CASES(split)
 PL_CASES(grow_tree)
+PL_CASES(wear_move)
 
 /* The directory index under power cuts: splits, drops and moves in a directory of many pairs
  * on 512 B blocks, with every erase behaviour (128 B blocks hold no index). */

@@ -249,7 +249,8 @@ static void model_change(struct sim_cluster *c, unsigned shard, uint64_t index,
     case PT_SHARD_TRUNCATE_SPANS:
         if (st == 0 && f && q->offset < f->len) f->len = (size_t)q->offset;
         return;
-    case PT_SHARD_COMMIT_CHANGE: {
+    case PT_SHARD_COMMIT_CHANGE:
+    case PT_SHARD_COMPACT_CHANGE: {
         int may;
         if (!f || !f->base) return; /* not a change the model knows: refused anyway */
         b = sc_file_find(c, f->base);
@@ -273,6 +274,19 @@ static void model_change(struct sim_cluster *c, unsigned shard, uint64_t index,
                     shard, (unsigned long long)index, (unsigned long long)q->id,
                     (unsigned long long)f->base);
         if (st != 0 || !b) return;
+        if (q->op == PT_SHARD_COMPACT_CHANGE) {
+            /* A compaction changes no byte and no version: the base keeps its bytes (and its
+             * commit count, so a writer's change opened before still commits: a concurrent
+             * change wins); the change file keeps the old spans, unlinked. */
+            if (f->len != b->len || memcmp(f->data, b->data, b->len) != 0)
+                sc_violate(c, "shard %u index %llu: compaction %llx of %llx swapped in %zu bytes "
+                           "that are not the file's %zu",
+                        shard, (unsigned long long)index, (unsigned long long)q->id,
+                        (unsigned long long)f->base, f->len, b->len);
+            f->committed = 1;
+            f->state = PT_FILE_UNLINKED;
+            return;
+        }
         /* the base takes the change's bytes; the change file keeps the old ones, unlinked */
         b->old = realloc(b->old, (b->n_old + 1) * sizeof(*b->old));
         if (!b->old) abort();
@@ -345,6 +359,7 @@ static void model_apply_one(struct sim_cluster *c, unsigned shard, uint64_t inde
     case PT_SHARD_OPEN_CHANGE:
     case PT_SHARD_TRUNCATE_SPANS:
     case PT_SHARD_COMMIT_CHANGE:
+    case PT_SHARD_COMPACT_CHANGE:
         model_change(c, shard, index, &q, st, &body);
         break;
     case PT_SHARD_LINK_FILE:

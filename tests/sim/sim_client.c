@@ -135,6 +135,41 @@ static void client_stage_req(struct client *cl)
             q.cookie = cl->cookie;
         }
         break;
+    case OP_COMPACT:
+        /* what a shard leader's compaction does (shard_compact.c), with inline spans: lookup,
+         * stat, SPANS, OPEN_CHANGE (expecting the version seen), ADD_INLINE of the run's bytes
+         * at its start (it replaces the run), COMPACT_CHANGE */
+        if (cl->stage == 0) {
+            q.op = PT_SHARD_LOOKUP;
+            q.id = c->model[cl->shard].dir;
+            sc_set_name(q.name, &q.name_len, cl->name);
+        } else if (cl->stage == 1) {
+            q.op = PT_SHARD_STAT;
+            q.id = cl->file_id;
+        } else if (cl->stage == 2) {
+            q.op = PT_SHARD_SPANS;
+            q.id = cl->file_id;
+            q.max = 16;
+        } else if (cl->stage == 3) {
+            q.op = PT_SHARD_OPEN_CHANGE;
+            q.id = cl->file_id;
+            q.cookie = cl->cookie;
+            q.expect = cl->seen[0];
+        } else if (cl->stage == 4) {
+            q.op = PT_SHARD_ADD_INLINE;
+            q.id = cl->change_id;
+            q.cookie = cl->cookie;
+            q.offset = cl->run_off;
+            q.size = (uint32_t)cl->merged_len;
+            q.crc = petrel_crc32c(0, cl->merged, cl->merged_len);
+            q.data_ptr = cl->merged;
+            q.data_len = (uint32_t)cl->merged_len;
+        } else {
+            q.op = PT_SHARD_COMPACT_CHANGE;
+            q.id = cl->change_id;
+            q.cookie = cl->cookie;
+        }
+        break;
     case OP_RENAME:
         q.id = c->model[cl->shard].dir;
         if (cl->cas && cl->stage < 2) { /* RENAME_INODE: look up name, then name2 */
@@ -294,6 +329,75 @@ static void client_result(struct client *cl, int st, uint64_t index, struct pt_c
         client_stage_req(cl);
         client_send(cl);
         return;
+    case OP_COMPACT:
+        if (cl->stage == 0) {
+            if (st == 0 || st == -PT_ENOENT) sc_check_lookup(cl, st, body, &id);
+            if (st != 0 || !id) {
+                client_done(cl, 0);
+                return;
+            }
+            cl->file_id = id;
+        } else if (cl->stage == 1) {
+            struct pt_shard_stat sst;
+            if (st != 0 || pt_shard_reply_stat(body, &sst) != 0 || sst.type != PT_TYPE_FILE ||
+                sst.state != PT_FILE_LINKED || sst.spans < 2) {
+                client_done(cl, 0); /* gone, a node, or nothing to merge */
+                return;
+            }
+            cl->seen[0] = sst.version;
+        } else if (cl->stage == 2) {
+            /* a random run of two or more spans (every span is inline here) */
+            struct pt_span sp[16];
+            uint16_t n, i, first, count;
+            uint64_t end = 0;
+            if (st != 0) {
+                client_done(cl, 0);
+                return;
+            }
+            (void)pt_dec_u64(body);
+            n = pt_dec_u16(body);
+            for (i = 0; i < n && i < 16; i++)
+                if (pt_span_decode(body, &sp[i]) != 0 || sp[i].storage != PT_STORAGE_INLINE ||
+                    sp[i].offset != end) {
+                    client_done(cl, 0);
+                    return;
+                } else {
+                    end += sp[i].size;
+                }
+            if (n < 2 || n > 16) {
+                client_done(cl, 0);
+                return;
+            }
+            first = (uint16_t)sim_below(c->sim, (uint64_t)n - 1);
+            count = (uint16_t)(2 + sim_below(c->sim, (uint64_t)(n - first - 1)));
+            cl->run_off = sp[first].offset;
+            cl->merged_len = 0;
+            for (i = first; i < first + count; i++) {
+                if (cl->merged_len + sp[i].inline_len > sizeof(cl->merged)) break;
+                memcpy(cl->merged + cl->merged_len, sp[i].inline_data, sp[i].inline_len);
+                cl->merged_len += sp[i].inline_len;
+            }
+            if (i < first + count || cl->merged_len > PT_INLINE_MAX) {
+                client_done(cl, 0);
+                return;
+            }
+        } else if (st != 0) {
+            /* ESTALE: a writer's commit came first (checked against the model); EINVAL:
+             * another compaction merged the run first; or an unknown outcome */
+            if (cl->stage == 5) c->res->compactions_refused++;
+            client_done(cl, cl->indeterminate ? -1 : 0);
+            return;
+        } else if (cl->stage == 3) {
+            cl->change_id = pt_dec_u64(body);
+        } else if (cl->stage == 5) {
+            c->res->compactions++;
+            client_done(cl, 1);
+            return;
+        }
+        cl->stage++;
+        client_stage_req(cl);
+        client_send(cl);
+        return;
     case OP_READDIR:
         if (st == 0) sc_check_readdir(cl, body);
         client_done(cl, st == 0 ? 1 : 0);
@@ -406,7 +510,8 @@ void sc_client_next(void *ctx)
     } else {
         uint64_t r = sim_below(c->sim, 100);
         cl->kind = r < 30 ? OP_WRITE : r < 42 ? OP_LOOKUP : r < 50 ? OP_READDIR
-                   : r < 68 ? OP_READ : r < 78 ? OP_RENAME : r < 86 ? OP_UNLINK : OP_CHANGE;
+                   : r < 68 ? OP_READ : r < 78 ? OP_RENAME : r < 86 ? OP_UNLINK
+                   : r < 95 ? OP_CHANGE : OP_COMPACT;
     }
     /* few names, several clients: creates of the same name collide */
     cl->name = (unsigned)sim_below(c->sim, NAMES);
@@ -415,6 +520,7 @@ void sc_client_next(void *ctx)
     cl->cas = (cl->kind == OP_WRITE || cl->kind == OP_RENAME || cl->kind == OP_UNLINK) &&
               sim_below(c->sim, 2) == 0;
     cl->seen[0] = cl->seen[1] = 0;
+    if (cl->kind == OP_COMPACT) cl->cookie = sim_random(c->sim) | 1;
     if (cl->kind == OP_CHANGE) {
         cl->cookie = sim_random(c->sim) | 1;
         cl->rewrite = (int)sim_below(c->sim, 2);

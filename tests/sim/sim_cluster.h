@@ -41,6 +41,7 @@ struct sim_cluster_result {
     uint64_t sim_ms, trace_hash;
     uint64_t ops_done, ops_acked, ops_failed, ops_unknown, reads_checked, writes_committed;
     uint64_t changes_committed, changes_refused; /* OP_CHANGE commits acked / ESTALE (issue 12) */
+    uint64_t compactions, compactions_refused; /* OP_COMPACT swaps acked / refused */
     uint64_t lagging_replicas; /* replicas that had not caught up when the run ended */
     uint64_t storage_restarts; /* replicas restarted after their Raft storage failed */
     uint64_t raft_drop_auth, raft_drop_replay; /* summed over replicas (pt_raft_io_stats) */

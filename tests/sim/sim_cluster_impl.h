@@ -118,6 +118,7 @@ enum op_kind {
     OP_RENAME,
     OP_UNLINK,
     OP_CHANGE, /* issue 12: open a change of a named file, append or rewrite it, commit */
+    OP_COMPACT, /* issue 12: a leader's compaction: merge a run of a file's spans, same bytes */
     OP_MKDIR,
     OP_KINDS
 };
@@ -135,6 +136,9 @@ struct client {
     uint64_t file_id, cookie;
     uint64_t change_id, base_size; /* OP_CHANGE */
     int rewrite;                   /* OP_CHANGE: truncate to 0 and write anew (else append) */
+    uint64_t run_off;              /* OP_COMPACT: the run's first byte */
+    uint8_t merged[1024];          /* OP_COMPACT: the run's bytes, one after the other */
+    size_t merged_len;
     uint8_t data[2][64];
     size_t dlen[2];
     unsigned nspans, span;

@@ -72,7 +72,7 @@ static void run_seeds_auth(const char *name, uint64_t first, unsigned seeds, uin
     struct sim_cluster_config cfg;
     struct sim_cluster_result res;
     double t0 = wall_seconds(), secs;
-    uint64_t sim_ms = 0, ops = 0, acked = 0, reads = 0, crashes = 0, lagging = 0;
+    uint64_t sim_ms = 0, ops = 0, acked = 0, reads = 0, crashes = 0, lagging = 0, compactions = 0;
     unsigned i;
     for (i = 0; i < seeds; i++) {
         uint64_t seed = first + i;
@@ -94,10 +94,13 @@ static void run_seeds_auth(const char *name, uint64_t first, unsigned seeds, uin
                       (unsigned long long)seed, res.violation, knobs_text(),
                       (unsigned long long)seed, name);
         }
-        test_log("seed %llu: trace %016llx, %llu changes committed, %llu refused (ESTALE)",
+        test_log("seed %llu: trace %016llx, %llu changes committed, %llu refused (ESTALE), "
+                 "%llu compactions, %llu refused",
                  (unsigned long long)seed, (unsigned long long)res.trace_hash,
                  (unsigned long long)res.changes_committed,
-                 (unsigned long long)res.changes_refused);
+                 (unsigned long long)res.changes_refused, (unsigned long long)res.compactions,
+                 (unsigned long long)res.compactions_refused);
+        compactions += res.compactions;
         sim_ms += res.sim_ms;
         ops += res.ops_done;
         acked += res.ops_acked;
@@ -115,10 +118,11 @@ static void run_seeds_auth(const char *name, uint64_t first, unsigned seeds, uin
              secs > 0 ? (double)sim_ms / 1000.0 / secs : 0.0, (unsigned long long)ops,
              (unsigned long long)acked, (unsigned long long)reads, (unsigned long long)crashes);
     printf("     %s: %u seeds x %llu simulated s: x%.0f real time, %llu ops, %llu reads checked, "
-           "%llu crashes, %llu lagging replicas at the end\n",
+           "%llu crashes, %llu compactions, %llu lagging replicas at the end\n",
            name, seeds, (unsigned long long)(fault_ms / 1000),
            secs > 0 ? (double)sim_ms / 1000.0 / secs : 0.0, (unsigned long long)ops,
-           (unsigned long long)reads, (unsigned long long)crashes, (unsigned long long)lagging);
+           (unsigned long long)reads, (unsigned long long)crashes,
+           (unsigned long long)compactions, (unsigned long long)lagging);
 }
 
 static void run_seeds(const char *name, uint64_t first, unsigned seeds, uint64_t fault_ms)

@@ -27,7 +27,6 @@
 
 #define CHANGE_PIECE (1u << 20)           /* reads are delivered in pieces of this */
 #define CHANGE_DEFAULT_LIMIT (64ull << 20) /* staged bytes before a spill */
-#define CHANGE_SMALL_TAIL (64u << 10)      /* a last span smaller than this merges with an append */
 /* Largest size a change may give a file: a hole is stored as zeros (no sparse spans yet), so a
  * truncate(2) far past the end would upload all of them. */
 #define CHANGE_SIZE_MAX (1ull << 40)
@@ -77,7 +76,7 @@ static void spans_clear(struct petrel_change *ch)
 }
 
 /* The span records of inode id (every page of SPANS) into ch->spans; its size. */
-static int spans_load(struct petrel_change *ch, uint64_t id)
+static int spans_load_once(struct petrel_change *ch, uint64_t id)
 {
     struct pt_shard_req q;
     struct base_span *v = NULL;
@@ -152,6 +151,17 @@ static int spans_load(struct petrel_change *ch, uint64_t id)
     ch->base_size = size;
     ch->src = id;
     return 0;
+}
+
+/* spans_load_once, again from the start when the pages did not join up: the shard leader's
+ * compaction may merge spans between two pages (same bytes, same version), so a page can
+ * start with a merged span that covers the end of the previous one. */
+static int spans_load(struct petrel_change *ch, uint64_t id)
+{
+    int rc, tries = 0;
+    while ((rc = spans_load_once(ch, id)) == -PT_ECORRUPT && ++tries < 3)
+        ;
+    return rc;
 }
 
 static int cache_open(struct petrel_change *ch, const struct petrel_change_config *cfg)
@@ -466,11 +476,20 @@ static int upload_range(struct petrel_change *ch, uint64_t start, uint64_t end, 
 static int change_upload(struct petrel_change *ch)
 {
     uint32_t max = pt_client_span_size(ch->c);
-    uint64_t tail;
+    uint64_t tail, size_before = ch->base_size;
     uint8_t *buf;
-    size_t i, last = 0, n = ch->n_spans;
+    size_t i, last = 0, n;
     int have_kept = 0, rc;
     unsigned char *keep;
+    /* The change file starts with the span records the file has when it is made: the same
+     * bytes as the version this change opened (OPEN_CHANGE checks the version), but a
+     * background compaction (shard_compact.c) may have merged spans since, so the plan below
+     * works on the change file's own records. */
+    if (!ch->change) {
+        if ((rc = change_make(ch)) != 0 || (rc = spans_load(ch, ch->change)) != 0) return rc;
+        if (ch->base_size != size_before) return -PT_ECORRUPT;
+    }
+    n = ch->n_spans;
     if (!(keep = calloc(n ? n : 1, 1))) return -PT_ENOMEM;
     for (i = 0; i < n; i++) {
         uint64_t a = ch->spans[i].offset, e = a + ch->spans[i].size;
@@ -480,9 +499,12 @@ static int change_upload(struct petrel_change *ch)
             have_kept = 1;
         }
     }
-    /* An append after a small last span rewrites that span with it (bounded span count). */
+    /* An append after a last span that stays inline with it (at most 4 KiB) rewrites that
+     * span with it: at most 4 KiB into the shard per append, no block written. A longer
+     * append adds spans, and the shard leader's compaction (shard_compact.c) later merges
+     * runs of small spans into one. */
     if (have_kept && last == n - 1 && ch->size > ch->base_size &&
-        ch->spans[last].size < CHANGE_SMALL_TAIL && ch->size - ch->spans[last].offset <= max) {
+        ch->size - ch->spans[last].offset <= PT_MIN((uint64_t)max, (uint64_t)PT_INLINE_MAX)) {
         keep[last] = 0;
         have_kept = 0;
         for (i = last; i-- > 0;)

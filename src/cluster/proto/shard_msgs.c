@@ -95,6 +95,7 @@ static int shard_req_fields(uint8_t op)
     case PT_SHARD_TRUNCATE_SPANS:
         return F_ID | F_COOKIE | F_OFFSET | F_EXPECT;
     case PT_SHARD_COMMIT_CHANGE:
+    case PT_SHARD_COMPACT_CHANGE:
         return F_ID | F_COOKIE;
     /* redundancy */
     case PT_SHARD_GET_POLICY:

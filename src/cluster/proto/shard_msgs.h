@@ -112,6 +112,9 @@ enum pt_shard_op {
     PT_SHARD_TRUNCATE_SPANS = 43, /* (id=change, cookie, offset=span boundary, expect=size
                                      before, 0: any): drop the tail */
     PT_SHARD_COMMIT_CHANGE = 44,  /* (id=change, cookie) -> new version of the file */
+    PT_SHARD_COMPACT_CHANGE = 47, /* (id=change, cookie): leader only: the change's merged
+                                     spans replace the runs they hold, same bytes, same
+                                     version -> version, id holding the old spans */
     /* Redundancy. */
     PT_SHARD_ADD_RS_SPAN = 48,     /* (id, cookie, offset, size, crc, layout, data = cell CRCs,
                                       services) -> blocks */

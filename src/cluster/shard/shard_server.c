@@ -19,6 +19,7 @@
 #include "cluster/proto/blocks_msg.h"
 #include "cluster/proto/shard_msgs.h"
 #include "cluster/replica/node.h"
+#include "cluster/shard/shard_compact.h"
 #include "cluster/shard/shard_fsm.h"
 #include "cluster/shard/shard_repair.h"
 #include "cluster/shard/shard_sm.h"
@@ -30,9 +31,10 @@
 #define GC_EVERY_MS 1000    /* a leader looks for files whose retention is over this often */
 #define GC_SCAN_BUDGET 4096 /* inodes examined per look */
 #define GC_FILES_MAX 16     /* files erased per round */
-/* For this long after start-up a shard that cannot place a span yet answers EAGAIN (the
- * client retries) rather than ENOSPC: its view of the block services comes from the registry
- * a moment after it starts, and block services may still be registering. */
+/* By default, for this long after start-up a shard that cannot place a span yet answers
+ * EAGAIN (the client retries) rather than ENOSPC: its view of the block services comes from
+ * the registry a moment after it starts, and block services may still be registering.
+ * --placement-grace sets it. */
 #define SERVICES_GRACE_MS 15000
 
 /* One round of garbage collection: files and their blocks, erased on a worker thread. */
@@ -68,7 +70,9 @@ struct shard_service {
     uint64_t last_gc_ms, gc_cursor;
     int gc_running;
     struct pt_shard_repair repair;
-    uint64_t started_ms; /* wall clock at start-up */
+    struct pt_shard_compact compact;
+    uint64_t started_ms;         /* wall clock at start-up */
+    uint64_t placement_grace_ms; /* EAGAIN rather than ENOSPC this long after start-up */
     struct pt_metric *m_gc_rounds, *m_gc_files; /* GC progress (NULL: no metrics) */
     uint8_t reply[PT_SHARD_MSG_MAX + 4];
 };
@@ -179,10 +183,17 @@ static int choose_services(struct shard_service *s, struct pt_shard_req *q, unsi
         q->services[picked++] = c->id;
     }
     if (picked < copies)
-        return no_secret || pt_node_wall_ms() - s->started_ms < SERVICES_GRACE_MS ? -PT_EAGAIN
+        return no_secret || pt_node_wall_ms() - s->started_ms < s->placement_grace_ms ? -PT_EAGAIN
                                                                                : -PT_ENOSPC;
     q->n_services = (uint8_t)copies;
     return 0;
+}
+
+/* Compaction's placement of a merged mirrored span: the same as a writer's. */
+static int compact_place(void *ctx, struct pt_shard_req *q, unsigned copies)
+{
+    q->n_services = 0;
+    return choose_services(ctx, q, copies);
 }
 
 /*
@@ -325,9 +336,9 @@ static void handle(void *ctx, struct pt_request *req)
         return;
     }
     if (q.op == PT_SHARD_EXPIRE || q.op == PT_SHARD_FORGET_FILE || q.op == PT_SHARD_REPLACE_BLOCK ||
-        q.op == PT_SHARD_FORGET_DROPPED) {
-        pt_request_reply_error(req, -PT_EPERM, "expiry and collection are driven by the leader",
-                               NULL);
+        q.op == PT_SHARD_FORGET_DROPPED || q.op == PT_SHARD_COMPACT_CHANGE) {
+        pt_request_reply_error(req, -PT_EPERM,
+                               "expiry, collection and compaction are driven by the leader", NULL);
         return;
     }
     if (q.op == PT_SHARD_ADD_SPAN && q.storage == PT_STORAGE_MIRRORED) {
@@ -553,6 +564,7 @@ static void tick(void *ctx)
         gc_start(s, now);
     }
     pt_shard_repair_tick(&s->repair, now);
+    pt_shard_compact_tick(&s->compact, now);
     if (now - s->last_expire_ms < EXPIRE_EVERY_MS) return;
     s->last_expire_ms = now;
     propose_own(s, PT_SHARD_EXPIRE, 0);
@@ -580,6 +592,21 @@ static void metrics_collect(void *ctx)
                   (double)s->repair.nstale);
     pt_metric_set(pt_metrics_gauge(m, "petrel_gc_running", "", "1 while a GC round is in flight"),
                   s->gc_running ? 1 : 0);
+    pt_metric_set(pt_metrics_counter(m, "petrel_compact_runs_total", "",
+                                     "Runs of small spans this replica merged and swapped in"),
+                  (double)s->compact.runs);
+    pt_metric_set(pt_metrics_counter(m, "petrel_compact_spans_merged_total", "",
+                                     "Small spans replaced by merged spans (this replica)"),
+                  (double)s->compact.spans_merged);
+    pt_metric_set(pt_metrics_counter(m, "petrel_compact_bytes_total", "",
+                                     "Bytes rewritten by compaction (this replica)"),
+                  (double)s->compact.bytes_rewritten);
+    pt_metric_set(pt_metrics_counter(m, "petrel_compact_stale_total", "",
+                                     "Compactions a concurrent change of the file won"),
+                  (double)s->compact.stale);
+    pt_metric_set(pt_metrics_counter(m, "petrel_compact_failures_total", "",
+                                     "Compactions that could not finish (retried later)"),
+                  (double)s->compact.failed);
 }
 
 int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned err_cap)
@@ -606,6 +633,7 @@ int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned e
     pt_shard_fsm_init(&s->fsm, &s->sm);
     pt_prng_seed(&s->prng, pt_entropy_seed());
     s->started_ms = pt_node_wall_ms();
+    s->placement_grace_ms = cfg->placement_grace_set ? cfg->placement_grace_ms : SERVICES_GRACE_MS;
     memset(&nc, 0, sizeof(nc));
     nc.registry = cfg->registry;
     nc.kind = PT_NODE_SHARD;
@@ -629,6 +657,13 @@ int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned e
     pt_shard_repair_init(&s->repair, s->node, &s->sm, cfg->repair_rate, cfg->repair_stale_ms,
                          pt_prng_next(&s->prng));
     s->repair.paused = cfg->no_repair;
+    {
+        uint32_t below = cfg->compact_below ? cfg->compact_below : PT_COMPACT_BELOW_DEFAULT;
+        pt_shard_compact_init(&s->compact, s->node, &s->sm, compact_place, s,
+                              cfg->compact_off ? 0 : below,
+                              cfg->compact_rate ? cfg->compact_rate : PT_COMPACT_RATE_DEFAULT,
+                              pt_prng_next(&s->prng));
+    }
     s->m_gc_rounds = pt_metrics_counter(pt_node_metrics(s->node), "petrel_gc_rounds_total", "",
                                         "GC rounds finished by this replica as leader");
     s->m_gc_files = pt_metrics_counter(pt_node_metrics(s->node), "petrel_gc_files_total", "",
@@ -636,6 +671,7 @@ int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned e
     pt_metrics_on_collect(pt_node_metrics(s->node), metrics_collect, s);
     rc = pt_node_run(s->node);
     pt_shard_repair_close(&s->repair);
+    pt_shard_compact_close(&s->compact);
     pt_shard_sm_close(&s->sm);
     free(s);
     return rc;

@@ -30,6 +30,13 @@ struct pt_shard_config {
     uint64_t repair_rate;      /* bytes/s repair may read and write; 0 = unlimited */
     uint64_t repair_stale_ms;  /* rebuild the blocks of a service stale this long; 0 = never */
     int no_repair;             /* --no-repair: queue reports, rebuild and erase nothing */
+    /* --placement-grace: for this long after start-up a span that cannot be placed is
+     * answered EAGAIN (services may still be registering), ENOSPC after; 0 = 15 s. */
+    uint64_t placement_grace_ms;
+    int placement_grace_set; /* placement_grace_ms was given (so 0 means none) */
+    uint32_t compact_below;    /* compaction merges runs of spans smaller than this; 0 = 64 KiB */
+    uint64_t compact_rate;     /* bytes/s compaction may read and write; 0 = 16 MiB/s */
+    int compact_off;           /* --compact-below 0: no compaction */
     struct pt_node_raft_options raft; /* timing, fsync check */
     const char *http; /* metrics endpoint "HOST:PORT" (port 0: OS-chosen); NULL: none */
 };

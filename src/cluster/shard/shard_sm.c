@@ -1996,7 +1996,55 @@ static int op_truncate_spans(struct apply_ctx *a, const struct pt_shard_req *q)
  * erases the copies no other span lists). Reply: u64 the new version, u64 the id that holds
  * the old version. A repeat of a committed change by its writer answers the same.
  */
-static int op_commit_change(struct apply_ctx *a, const struct pt_shard_req *q)
+/* CRC32C of A || B from crc(A), crc(B) and |B|: the CRC register is linear, so
+ * crc(A || B) = crc(B) ^ z(crc(A), |B|) ^ z(0, |B|), z(c, n) the CRC of n zero bytes
+ * continued from c. */
+static uint32_t crc_concat(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
+{
+    static const uint8_t zeros[4096];
+    uint32_t za = crc_a, z0 = 0;
+    while (len_b) {
+        size_t n = (size_t)PT_MIN(len_b, (uint64_t)sizeof(zeros));
+        za = petrel_crc32c(za, zeros, n);
+        z0 = petrel_crc32c(z0, zeros, n);
+        len_b -= n;
+    }
+    return crc_b ^ za ^ z0;
+}
+
+/*
+ * A compaction holds the same bytes as its base: every record of the change file that is not
+ * shared with the base (cv[j].val set) is one span that covers exactly a contiguous run of at
+ * least two of the base's unshared records, and its CRC is the CRC of their concatenation.
+ * The sizes are equal, so no base byte is left uncovered.
+ */
+static int compact_same_bytes(const struct span_raw *fv, size_t fn, const struct span_raw *cv,
+                              size_t cn)
+{
+    size_t i = 0, j;
+    int rc;
+    for (j = 0; j < cn; j++) {
+        struct pt_span m, s;
+        uint64_t at;
+        uint32_t crc = 0;
+        unsigned run = 0;
+        if (!cv[j].val) continue;
+        if ((rc = span_raw_decode(&cv[j], &m)) != 0) return rc;
+        while (i < fn && (!fv[i].val || fv[i].offset < m.offset))
+            if (fv[i++].val) return -PT_EINVAL; /* a base record no merged span covers */
+        for (at = m.offset; at < m.offset + m.size; at += s.size, i++, run++) {
+            if (i == fn || !fv[i].val || fv[i].offset != at) return -PT_EINVAL;
+            if ((rc = span_raw_decode(&fv[i], &s)) != 0) return rc;
+            crc = run ? crc_concat(crc, s.crc, s.size) : s.crc;
+        }
+        if (at != m.offset + m.size || run < 2 || crc != m.crc) return -PT_EINVAL;
+    }
+    for (; i < fn; i++)
+        if (fv[i].val) return -PT_EINVAL;
+    return 0;
+}
+
+static int commit_swap(struct apply_ctx *a, const struct pt_shard_req *q, int compact)
 {
     struct inode_rec f, c;
     struct change_rec ch;
@@ -2020,6 +2068,7 @@ static int op_commit_change(struct apply_ctx *a, const struct pt_shard_req *q)
     if (rc == -PT_ENOENT) return -PT_ESTALE;
     if (rc) return rc;
     if (f.state != PT_FILE_LINKED || f.version != ch.base_version) return -PT_ESTALE;
+    if (compact && (c.size != f.size || c.n_spans >= f.n_spans)) return -PT_EINVAL;
     if ((rc = spans_load(a, ch.base, 0, UINT64_MAX, &fv, &fn)) != 0 ||
         (rc = spans_load(a, q->id, 0, UINT64_MAX, &cv, &cn)) != 0)
         goto out;
@@ -2036,6 +2085,7 @@ static int op_commit_change(struct apply_ctx *a, const struct pt_shard_req *q)
             cv[j].val = NULL;
         }
     }
+    if (compact && (rc = compact_same_bytes(fv, fn, cv, cn)) != 0) goto out;
     for (i = 0; i < fn && !rc; i++)
         if (fv[i].val) rc = span_raw_del(a, ch.base, fv[i].offset);
     for (i = 0; i < cn && !rc; i++)
@@ -2063,9 +2113,11 @@ static int op_commit_change(struct apply_ctx *a, const struct pt_shard_req *q)
     f_spans = f.n_spans;
     f.size = c.size;
     f.n_spans = c.n_spans;
-    f.version = ch.base_version + 1;
-    f.mtime = c.mtime;
-    f.ctime = a->now * NS_PER_MS;
+    if (!compact) { /* a compaction keeps the content, so the version and the times */
+        f.version = ch.base_version + 1;
+        f.mtime = c.mtime;
+        f.ctime = a->now * NS_PER_MS;
+    }
     if ((rc = transient_index(a->sm, a->t, c.deadline, q->id, 0)) != 0) goto out;
     c.size = f_size;
     c.n_spans = (uint32_t)f_spans;
@@ -2083,6 +2135,28 @@ out:
     spans_free(fv, fn);
     spans_free(cv, cn);
     return rc;
+}
+
+static int op_commit_change(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    return commit_swap(a, q, 0);
+}
+
+/*
+ * COMPACT_CHANGE (leader only): a background compaction's change file, whose only edits are
+ * runs of the base's spans replaced in place by one span each (ADD_SPAN / ADD_INLINE at the
+ * run's start), replaces the base's span list like COMMIT_CHANGE — the same compare-and-swap
+ * on the version, the same swap of holders, the old spans kept by the change file as an
+ * unlinked file for the retention period — but the content is unchanged, so the version,
+ * mtime and ctime stay: a writer's change opened before still commits (a concurrent change
+ * wins; the merged span then goes to the old version). Refused with -PT_EINVAL unless every
+ * merged span covers exactly a contiguous run of >= 2 of the base's spans and its CRC is the
+ * CRC of their concatenation (compact_same_bytes), and the size is the base's. Reply: u64
+ * the file's version, u64 the id holding the old spans.
+ */
+static int op_compact_change(struct apply_ctx *a, const struct pt_shard_req *q)
+{
+    return commit_swap(a, q, 1);
 }
 
 /* Service marks in `meta`: key prefix + 16 hex digits of the service id, value u64 1. Drain
@@ -2384,6 +2458,8 @@ static int dispatch_write(struct apply_ctx *a, const struct pt_shard_req *q)
         return op_truncate_spans(a, q);
     case PT_SHARD_COMMIT_CHANGE:
         return op_commit_change(a, q);
+    case PT_SHARD_COMPACT_CHANGE:
+        return op_compact_change(a, q);
     case PT_SHARD_FAIL_SERVICE:
         return op_fail_service(a, q);
     default:
@@ -2846,6 +2922,101 @@ int pt_shard_sm_gc_dropped(struct pt_shard_sm *sm, uint64_t now, struct pt_gc_bl
     mdb_cursor_close(cur);
     mdb_txn_abort(t);
     return rc == 0 || rc == MDB_NOTFOUND ? (int)n : map_mdb(rc);
+}
+
+/* The run being built by pt_shard_sm_compact_find: whether span s may join it. */
+static int compact_fits(const struct pt_compact_run *r, const struct pt_span *s, uint32_t below,
+                        uint32_t max, size_t inline_used)
+{
+    uint64_t end = r->n ? r->offset + r->size : s->offset;
+    if (!s->certified || s->size == 0 || s->size >= below || s->offset != end) return 0;
+    if (s->storage != PT_STORAGE_INLINE && s->storage != PT_STORAGE_MIRRORED) return 0;
+    if (r->n == PT_COMPACT_RUN_MAX) return 0;
+    if (s->storage == PT_STORAGE_INLINE && inline_used + s->size > sizeof(r->inline_bytes))
+        return 0;
+    return (uint64_t)r->size + s->size <= max;
+}
+
+int pt_shard_sm_compact_find(struct pt_shard_sm *sm, uint32_t below, uint32_t max, unsigned min_run,
+                             unsigned budget, uint64_t *cursor, struct pt_compact_run *run)
+{
+    MDB_txn *t;
+    MDB_cursor *cur;
+    uint8_t k[16];
+    MDB_val key = {16, k}, val;
+    uint64_t file = 0;
+    size_t inline_used = 0;
+    int linked = 0, found = 0, rc;
+    unsigned seen = 0;
+    if (min_run < 2) min_run = 2;
+    memset(run, 0, sizeof(*run));
+    if ((rc = read_cursor(sm, sm->spans, &t, &cur)) != 0) return rc;
+    span_key(k, *cursor, 0);
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0 && !found;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        struct pt_cursor c;
+        struct pt_span s;
+        uint64_t f;
+        if (key.mv_size != 16) continue;
+        f = key_get_be64(key.mv_data);
+        if (f != file || seen == 0) {
+            struct inode_rec ir;
+            if (run->n >= min_run) { /* the last file's run ended with it */
+                found = 1;
+                break;
+            }
+            if (seen >= budget) { /* the next look starts at this file */
+                *cursor = f;
+                break;
+            }
+            file = f;
+            *cursor = f;
+            run->n = 0;
+            run->size = 0;
+            run->copies = 0;
+            inline_used = 0;
+            linked = inode_get(sm, t, f, &ir) == 0 && ir.type == PT_TYPE_FILE &&
+                     ir.state == PT_FILE_LINKED;
+            run->file = f;
+            run->version = linked ? ir.version : 0;
+        }
+        seen++;
+        if (!linked) continue;
+        pt_cursor_init(&c, val.mv_data, val.mv_size);
+        if (pt_span_decode(&c, &s) != 0) continue;
+        if (!compact_fits(run, &s, below, max, inline_used)) {
+            if (run->n >= min_run) {
+                found = 1;
+                break;
+            }
+            run->n = 0;
+            run->size = 0;
+            run->copies = 0;
+            inline_used = 0;
+            if (!compact_fits(run, &s, below, max, 0)) continue;
+        }
+        if (run->n == 0) run->offset = s.offset;
+        if (s.storage == PT_STORAGE_INLINE) {
+            memcpy(run->inline_bytes + inline_used, s.inline_data, s.size);
+            s.inline_data = run->inline_bytes + inline_used;
+            inline_used += s.size;
+        } else if ((unsigned)s.parity + 1u > run->copies) {
+            run->copies = (unsigned)s.parity + 1u;
+        }
+        s.cell_crcs = NULL;
+        run->spans[run->n++] = s;
+        run->size += s.size;
+    }
+    if (!found && run->n >= min_run && (rc == 0 || rc == MDB_NOTFOUND)) found = 1;
+    if (found)
+        *cursor = run->file + 1; /* the file's next run in a later look */
+    else if (rc == MDB_NOTFOUND)
+        *cursor = 0; /* the end: start again */
+    mdb_cursor_close(cur);
+    mdb_txn_abort(t);
+    if (rc && rc != MDB_NOTFOUND && !found) return map_mdb(rc);
+    if (!found) memset(run, 0, sizeof(*run));
+    return found;
 }
 
 int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **out, size_t *out_len)

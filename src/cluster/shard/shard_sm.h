@@ -115,6 +115,26 @@ typedef void (*pt_shard_span_fn)(void *ctx, uint64_t file, const struct pt_span 
 int pt_shard_sm_span_scan(struct pt_shard_sm *sm, pt_shard_span_fn fn, void *ctx,
                           uint64_t *queued);
 
+/*
+ * Background compaction (issue 12, shard_compact.c): the next run of small spans of one linked
+ * file, scanning at most `budget` span records from file *cursor on (the cursor moves past the
+ * files looked at, back to 0 at the end of the table). A run is consecutive certified spans,
+ * each inline or mirrored and smaller than `below` bytes, merged size at most `max` bytes,
+ * at least `min_run` spans long and at most PT_COMPACT_RUN_MAX. The spans are copied into
+ * *run (inline bytes into run->inline_bytes). Returns 1 (a run), 0 (none in this budget) or
+ * -PT_E*.
+ */
+#define PT_COMPACT_RUN_MAX 64
+struct pt_compact_run {
+    uint64_t file, version, offset; /* offset: the run's first byte */
+    uint32_t size;                  /* the run's bytes */
+    unsigned n, copies;             /* spans; the largest copy count among them (0: inline) */
+    struct pt_span spans[PT_COMPACT_RUN_MAX];
+    uint8_t inline_bytes[PT_COMPACT_RUN_MAX * PT_INLINE_MAX]; /* inline spans' bytes, in order */
+};
+int pt_shard_sm_compact_find(struct pt_shard_sm *sm, uint32_t below, uint32_t max, unsigned min_run,
+                             unsigned budget, uint64_t *cursor, struct pt_compact_run *run);
+
 int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **buf, size_t *len);
 int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len);
 
