@@ -47,7 +47,7 @@ BENCH_BIN   := $(BUILD)/bench/petrel-bench
 
 .PHONY: all build deps test check bench run conformance \
         format lint c99 clean help soak fuzz mutants layout crc-variants \
-        size switch-matrix install example bench-cluster
+        size switch-matrix install example bench-cluster test-multihost
 .DEFAULT_GOAL := all
 
 all: deps
@@ -186,6 +186,13 @@ mutants: all
 conformance: all
 	@bash mk/conformance.sh $(BUILD) full
 
+# Five hosts as network namespaces on this machine (mk/multihost.sh): a registry group, shards
+# and CDC of three replicas, block services spread; one host cut off, then the registry
+# leader's host; latency and loss with tc netem when the kernel has it. Needs root; about 75 s.
+# Not part of make test.
+test-multihost: all
+	@bash mk/multihost.sh $(BUILD)
+
 bench: all
 	@$(BENCH_BIN)
 
@@ -238,7 +245,7 @@ help:
 	@echo "make | make test | make test-PART | make check | make layout | make bench | make bench-cluster | make run | make soak [SEEDS=N]"
 	@echo "make crc-variants | make switch-matrix | make example | make size"
 	@echo "make install [PREFIX=/usr/local DESTDIR=]: the flash engine library alone (petrel-fs.pc)"
-	@echo "make mutants [MUTANT_SEEDS=N]"
+	@echo "make mutants [MUTANT_SEEDS=N] | make test-multihost (root: five hosts as network namespaces)"
 	@echo "make format | make lint | make c99 | make clean | make fuzz [FUZZ_TIME=S FUZZ_TARGETS=..]"
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -21,7 +21,7 @@ allowed() {
     net) echo "proto metrics" ;;
     client) echo "proto net ec" ;;
     replica) echo "proto env storage net client ec metrics" ;;
-    registry) echo "proto storage net metrics" ;;
+    registry) echo "proto env storage net client replica metrics" ;; # a registry group is a replica
     blocks) echo "proto env storage net client ec metrics" ;;
     shard | cdc) echo "proto env storage net client replica ec metrics" ;;
     *) echo "?" ;;

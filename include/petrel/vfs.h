@@ -38,8 +38,9 @@ struct petrel_vfs_location {
     enum petrel_vfs_kind kind;
     char store[PETREL_VFS_PATH_MAX]; /* LOCAL: the directory the vfs is rooted at ("/" or
                                         "."); IMAGE: the image file; CLUSTER: "" */
-    char host[PETREL_VFS_HOST_MAX];  /* CLUSTER: registry host */
-    uint16_t port;                   /* CLUSTER: registry port */
+    char host[PETREL_VFS_HOST_MAX];  /* CLUSTER: registry host, or with port 0 the members
+                                        of a registry group "HOST:PORT,HOST:PORT,..." */
+    uint16_t port;                   /* CLUSTER: registry port (0: host is a group) */
     char path[PETREL_VFS_PATH_MAX];  /* absolute path inside the vfs, normalized: "/" or
                                         "/a/b" (no trailing '/', no "." or ".." parts) */
     /* CLUSTER, set by the caller (parsing leaves them empty): where changes of files stage
@@ -52,6 +53,8 @@ struct petrel_vfs_location {
 /*
  * Parse a location given by a user:
  * - "petrel://HOST:PORT[/PATH]"                  -> CLUSTER (PATH defaults to "/");
+ * - "petrel://H1:P1,H2:P2,H3:P3[/PATH]"          -> CLUSTER through a registry group of up
+ *   to 5 members: host holds "H1:P1,H2:P2,H3:P3", port is 0;
  * - "IMAGE:PATH" where IMAGE names an existing file or block device, or where PATH is empty
  *   or starts with '/' ("new.img:/x" names an image even before it exists)  -> IMAGE;
  * - anything else, and any text that itself exists as a local file (a local name may
@@ -246,6 +249,7 @@ int petrel_vfs_image_open(const char *image, int flags, struct petrel_vfs **out)
 /* The format version (major << 16 | minor) of the image the last petrel_vfs_image_open in
  * this process refused with -PT_EVERSION, or 0: lets a tool say which format it found. */
 uint32_t petrel_vfs_image_refused_version(void);
+/* host/port as in struct petrel_vfs_location (port 0: host is a registry group). */
 int petrel_vfs_cluster_open(const char *host, uint16_t port, int flags, struct petrel_vfs **out);
 /* The same with a staging directory (NULL or "": the default) and size (0: the default) for
  * the changes of files (struct petrel_vfs_location's cache_dir, cache_size). */
@@ -254,7 +258,8 @@ int petrel_vfs_cluster_open_cache(const char *host, uint16_t port, int flags,
                                   struct petrel_vfs **out);
 
 /* A registry's address as the cluster's calls take it ("A.B.C.D:PORT", "[V6]:PORT"): a
- * numeric host kept, a host name resolved (-PT_ENOHOST when it does not resolve). */
+ * numeric host kept, a host name resolved (-PT_ENOHOST when it does not resolve). With port 0,
+ * host is a registry group "H:P,H:P,...": each member so, comma-separated. */
 int petrel_vfs_cluster_address(const char *host, uint16_t port, char *out, size_t cap);
 
 /* The operations (see struct petrel_vfs_ops). */

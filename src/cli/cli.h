@@ -142,6 +142,8 @@ int cmd_blocks_drain(int argc, char **argv); /* petrel blocks drain (blocks_drai
 int cmd_blocks_fail(int argc, char **argv);  /* petrel blocks fail (blocks_drain.c) */
 int cmd_shard(int argc, char **argv);
 int cluster_status(int argc, char **argv); /* petrel cluster status (cluster_status.c) */
+/* petrel cluster up|down|status FILE (cluster_deploy.c); argv[0] is "up", "down" or "status" */
+int cluster_deploy(int argc, char **argv);
 int cmd_cdc(int argc, char **argv);
 int cmd_policy(int argc, char **argv); /* cmd_policy.c */
 

@@ -196,6 +196,30 @@ static int blocks_has(const struct pt_reg_blocks *v, size_t n, uint64_t id)
     return 0;
 }
 
+/* A registry group: each member, whether it leads, and how stale its view is. */
+static void print_registry_group(const char *location)
+{
+    char addrs[PT_REG_MAX_REPLICAS][PT_REG_ADDR_MAX];
+    struct pt_call_opts one = {1000, 1, 0};
+    int n = pt_reg_location_split(location, addrs, PT_REG_MAX_REPLICAS), i;
+    for (i = 0; i < n; i++) {
+        struct pt_reg_info info;
+        if (pt_reg_info(addrs[i], &info, &one) != 0) {
+            printf("  registry %d %-22s unreachable\n", i, addrs[i]);
+            continue;
+        }
+        if (info.serving)
+            printf("  registry %d %-22s leader   term %llu, commit %llu\n", i, addrs[i],
+                   (unsigned long long)info.term, (unsigned long long)info.commit);
+        else if (info.staleness_ms == UINT64_MAX)
+            printf("  registry %d %-22s follower term %llu, nothing applied yet\n", i, addrs[i],
+                   (unsigned long long)info.term);
+        else
+            printf("  registry %d %-22s follower term %llu, applied %llu ms ago\n", i, addrs[i],
+                   (unsigned long long)info.term, (unsigned long long)info.staleness_ms);
+    }
+}
+
 int cluster_status(int argc, char **argv)
 {
     struct petrel_vfs_location loc;
@@ -204,7 +228,7 @@ int cluster_status(int argc, char **argv)
     struct repair_view rv = {NULL, 0, 0, 0, 0};
     size_t nshards = 0, ncdc = 0, nblocks = 0, i;
     struct pt_call_opts opts = {2000, 3000, 0};
-    char addr[PETREL_VFS_HOST_MAX + 8], a[32], b[32];
+    char addr[PT_REG_LOCATION_MAX], a[32], b[32];
     uint64_t cap = 0, used = 0;
     int n, rc, leaders = 0, stale = 0;
     const struct cli_option options[] = {{0, NULL, CLI_FLAG, NULL, NULL, NULL}};
@@ -247,6 +271,7 @@ int cluster_status(int argc, char **argv)
     for (i = 0; i < nshards; i++)
         stale += shards[i].stale;
     printf("registry %s\n", addr);
+    if (strchr(addr, ',')) print_registry_group(addr);
     printf("shards: %zu replica%s, %d leader%s, %d stale\n", nshards, nshards == 1 ? "" : "s",
            leaders, leaders == 1 ? "" : "s", stale);
     print_replicas("shard replicas", shards, nshards, 1);

@@ -8,6 +8,11 @@
  * layout is kept in D/cluster.conf, so a second start on D resumes with the same layout and
  * the data intact. Children get SIGTERM if this process dies (PR_SET_PDEATHSIG).
  *
+ * With --registries 3 (or 5) the registry is a replicated group on fixed loopback ports (chosen
+ * at the first start, kept in cluster.conf): the cluster is petrel://127.0.0.1:P1,...,:P3, a
+ * member that exits is started again like any server, and the cluster stops only when every
+ * member has.
+ *
  * petrel cluster status petrel://HOST:PORT: services, leaders, capacity (cluster_status.c).
  */
 #include <errno.h>
@@ -67,9 +72,10 @@ struct cluster {
     char election[24], heartbeat[24]; /* passed to shards and CDC replicas ("" = default) */
     int unsafe_no_fsync_check;
     uint64_t shards, replicas, blocks;
+    unsigned registries; /* registry processes: children 0..registries-1 */
     struct child kids[MAX_CHILDREN];
     int nkids;
-    char registry[64]; /* HOST:PORT */
+    char registry[PT_REG_LOCATION_MAX]; /* HOST:PORT, or a group's HOST:PORT,HOST:PORT,... */
     char secret[PATH_MAX], read_only_secret[PATH_MAX]; /* DIR/secret, DIR/read-only-secret */
     const char *http;  /* --http: the registry's status page address; NULL: no HTTP at all */
     char http_addr[64]; /* the address it bound */
@@ -104,6 +110,9 @@ static int make_dir(const char *path)
 
 /* --- the layout file: "shards N\nreplicas R\nblock-services B\n" ------------------------- */
 
+/* Optional lines: "registries N" and "registry-port-I P" for a registry group. */
+static uint64_t layout_registries, layout_ports[5];
+
 static int layout_load(const char *dir, uint64_t *shards, uint64_t *replicas, uint64_t *blocks)
 {
     char path[PATH_MAX + 64], key[32];
@@ -117,6 +126,10 @@ static int layout_load(const char *dir, uint64_t *shards, uint64_t *replicas, ui
         if (strcmp(key, "shards") == 0) *shards = v, found |= 1;
         if (strcmp(key, "replicas") == 0) *replicas = v, found |= 2;
         if (strcmp(key, "block-services") == 0) *blocks = v, found |= 4;
+        if (strcmp(key, "registries") == 0) layout_registries = v;
+        if (strncmp(key, "registry-port-", 14) == 0 && key[14] >= '0' && key[14] <= '4' &&
+            !key[15])
+            layout_ports[key[14] - '0'] = v;
     }
     fclose(f);
     return found == 7 ? 1 : -PT_ECORRUPT;
@@ -125,10 +138,18 @@ static int layout_load(const char *dir, uint64_t *shards, uint64_t *replicas, ui
 /* Written to a temp file, fsync'd, renamed into place, then the directory fsync'd. */
 static int layout_save(const char *dir, uint64_t shards, uint64_t replicas, uint64_t blocks)
 {
-    char text[128];
+    char text[512];
+    unsigned i;
     int n = snprintf(text, sizeof(text), "shards %llu\nreplicas %llu\nblock-services %llu\n",
                      (unsigned long long)shards, (unsigned long long)replicas,
                      (unsigned long long)blocks);
+    if (layout_registries > 1) {
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "registries %llu\n",
+                      (unsigned long long)layout_registries);
+        for (i = 0; i < layout_registries; i++)
+            n += snprintf(text + n, sizeof(text) - (size_t)n, "registry-port-%u %llu\n", i,
+                          (unsigned long long)layout_ports[i]);
+    }
     return pt_durable_write_file(dir, "cluster.conf", text, (size_t)n);
 }
 
@@ -323,7 +344,8 @@ static long restart_due(struct cluster *c)
 {
     uint64_t now = pt_now_ms(), next = 0;
     int i;
-    for (i = 1; i < c->nkids; i++) {
+    /* A group member's address is fixed: it restarts like any server. */
+    for (i = c->registries > 1 ? 0 : 1; i < c->nkids; i++) {
         struct child *k = &c->kids[i];
         if (!k->exited) continue;
         if (!k->restart_at_ms) {
@@ -413,14 +435,16 @@ static int alive(struct cluster *c)
 static void stop_all(struct cluster *c)
 {
     int i, waited;
-    /* Clients of the registry first, the registry (child 0) last. */
-    for (i = c->nkids - 1; i >= 1; i--)
+    int nreg = c->registries < (unsigned)c->nkids ? (int)c->registries : c->nkids;
+    /* Clients of the registry first, the registry (children 0..registries-1) last. */
+    for (i = c->nkids - 1; i >= nreg; i--)
         if (!c->kids[i].exited) kill(c->kids[i].pid, SIGTERM);
-    for (waited = 0; waited < STOP_GRACE_MS && alive(c) > 1; waited += 50) {
+    for (waited = 0; waited < STOP_GRACE_MS && alive(c) > nreg; waited += 50) {
         sleep_ms(50);
         reap(c, 0);
     }
-    if (c->nkids && !c->kids[0].exited) kill(c->kids[0].pid, SIGTERM);
+    for (i = 0; i < nreg; i++)
+        if (!c->kids[i].exited) kill(c->kids[i].pid, SIGTERM);
     for (waited = 0; waited < STOP_GRACE_MS && alive(c) > 0; waited += 50) {
         sleep_ms(50);
         reap(c, 0);
@@ -584,7 +608,7 @@ static int cluster_start(int argc, char **argv)
     struct cluster *c;
     const char *dir = NULL;
     uint64_t shards = 0, replicas = 0, blocks = 0, s = 4, r = 1, b = 3, election = 0, heartbeat = 0;
-    uint64_t port = 0;
+    uint64_t port = 0, registries = 0, g = 1;
     const char *http = NULL;
     char listen[32];
     int unsafe_no_fsync_check = 0;
@@ -598,6 +622,8 @@ static int cluster_start(int argc, char **argv)
         {'p', "port", CLI_UINT, &port, "N",
          "the registry's port: the cluster is petrel://127.0.0.1:N (default: one the OS picks)"},
         {0, "shards", CLI_UINT, &shards, "N", "metadata shards (default 4; 1-256)"},
+        {0, "registries", CLI_UINT, &registries, "G",
+         "registry processes: 1, or a replicated group of 3 or 5 (default 1)"},
         {0, "replicas", CLI_UINT, &replicas, "R",
          "replicas per shard and of the CDC (1, 3 or 5; default 1)"},
         {0, "block-services", CLI_UINT, &blocks, "B",
@@ -614,6 +640,7 @@ static int cluster_start(int argc, char **argv)
     const struct cli_spec spec = {
         "cluster start",
         "--dir DIR [--port N] [--shards N] [--replicas R] [--block-services B]\n"
+        "                    [--registries G]\n"
         "                    [--election-timeout-ms MS] [--heartbeat-ms MS] "
         "[--unsafe-no-fsync-check]\n"
         "                    [--http HOST:PORT]",
@@ -638,16 +665,55 @@ static int cluster_start(int argc, char **argv)
         return cli_error("cluster start", "cannot read %s/cluster.conf: %s", real,
                          cli_strerror(rc));
     if (rc == 1) {
-        if ((shards && shards != s) || (replicas && replicas != r) || (blocks && blocks != b))
+        g = layout_registries > 1 ? layout_registries : 1;
+        if ((shards && shards != s) || (replicas && replicas != r) || (blocks && blocks != b) ||
+            (registries && registries != g))
             return cli_error("cluster start",
-                             "'%s' holds a cluster of %llu shards x %llu replicas and %llu block "
-                             "services; start it with that layout (or use a new --dir)",
+                             "'%s' holds a cluster of %llu shards x %llu replicas, %llu block "
+                             "services and %llu registr%s; start it with that layout (or use a "
+                             "new --dir)",
                              dir, (unsigned long long)s, (unsigned long long)r,
-                             (unsigned long long)b);
+                             (unsigned long long)b, (unsigned long long)g, g == 1 ? "y" : "ies");
     } else {
         if (shards) s = shards;
         if (replicas) r = replicas;
         if (blocks) b = blocks;
+        if (registries) g = registries;
+    }
+    if (g != 1 && g != 3 && g != 5)
+        return cli_error("cluster start", "bad --registries %llu (1, 3 or 5)",
+                         (unsigned long long)g);
+    if (rc == 0 && g > 1) {
+        /* The group's ports: --port and the next ones, or OS-chosen, kept in cluster.conf. */
+        unsigned i;
+        layout_registries = g;
+        for (i = 0; i < g; i++) {
+            struct sockaddr_in a;
+            socklen_t alen = sizeof(a);
+            int fd;
+            if (port) {
+                layout_ports[i] = port + i;
+                continue;
+            }
+            fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            memset(&a, 0, sizeof(a));
+            a.sin_family = AF_INET;
+            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+                getsockname(fd, (struct sockaddr *)&a, &alen) != 0) {
+                if (fd >= 0) close(fd);
+                return cli_error("cluster start", "cannot find a free port on 127.0.0.1");
+            }
+            close(fd);
+            layout_ports[i] = ntohs(a.sin_port);
+        }
+    }
+    if (g > 1) {
+        unsigned i;
+        for (i = 0; i < g; i++)
+            if (layout_ports[i] == 0 || layout_ports[i] > 65535)
+                return cli_error("cluster start", "%s/cluster.conf: no port for registry %u", real,
+                                 i);
     }
     if (s < 1 || s > 256)
         return cli_error("cluster start", "bad --shards %llu (1-256)", (unsigned long long)s);
@@ -656,7 +722,7 @@ static int cluster_start(int argc, char **argv)
     if (port > 65535)
         return cli_error("cluster start", "bad --port %llu (1-65535)", (unsigned long long)port);
     snprintf(listen, sizeof(listen), "127.0.0.1:%llu", (unsigned long long)port);
-    if (port && port_taken((uint16_t)port))
+    if (port && g == 1 && port_taken((uint16_t)port))
         return cli_error("cluster start", "port %llu is in use on 127.0.0.1 (choose another --port)",
                          (unsigned long long)port);
     if (b < 1 || b > 64)
@@ -687,6 +753,7 @@ static int cluster_start(int argc, char **argv)
     c->shards = s;
     c->replicas = r;
     c->blocks = b;
+    c->registries = (unsigned)g;
     if (secrets_prepare(c)) {
         close(lock_fd);
         free(c);
@@ -707,35 +774,85 @@ static int cluster_start(int argc, char **argv)
     sigaddset(&mask, SIGCHLD);
     sigprocmask(SIG_BLOCK, &mask, &old);
 
-    snprintf(path, sizeof(path), "%s/registry", real);
-    if (make_dir(path) < 0) {
-        status = cli_error("cluster start", "cannot create '%s'", path);
-        goto out;
-    }
-    {
-        char *rargv[14] = {
-            "petrel", "registry", "--dir", path, "--listen", listen, "--using-dynamic-ports", NULL};
-        int at = secret_args(c, rargv, 7);
-        if (http) {
-            rargv[at++] = "--http";
-            rargv[at++] = (char *)http;
+    if (g > 1) {
+        /* A replicated group: members on their fixed ports, the location lists them all. */
+        unsigned i;
+        c->registry[0] = 0;
+        for (i = 0; i < g; i++)
+            snprintf(c->registry + strlen(c->registry), sizeof(c->registry) - strlen(c->registry),
+                     "%s127.0.0.1:%llu", i ? "," : "", (unsigned long long)layout_ports[i]);
+        for (i = 0; i < g; i++) {
+            char idx[16], name[32];
+            char *rargv[20] = {"petrel",  "registry",  "--group", c->registry, "--replica",
+                               idx,       "--dir",     path,      NULL};
+            int at;
+            snprintf(idx, sizeof(idx), "%u", i);
+            snprintf(name, sizeof(name), "registry-%u", i);
+            snprintf(path, sizeof(path), "%s/registry-%u", real, i);
+            if (make_dir(path) < 0) {
+                status = cli_error("cluster start", "cannot create '%s'", path);
+                goto out;
+            }
+            at = secret_args(c, rargv, 8);
+            if (c->election[0]) {
+                rargv[at++] = "--election-timeout-ms";
+                rargv[at++] = c->election;
+            }
+            if (c->heartbeat[0]) {
+                rargv[at++] = "--heartbeat-ms";
+                rargv[at++] = c->heartbeat;
+            }
             rargv[at] = NULL;
+            if (spawn(c, name, rargv) < 0) {
+                status = cli_error("cluster start", "cannot start %s", name);
+                goto out;
+            }
         }
-        if (spawn(c, "registry", rargv) < 0) {
-            status = cli_error("cluster start", "cannot start the registry");
+        for (i = 0; i < g; i++) {
+            char got[64];
+            for (waited = 0; !log_address(&c->kids[i], got, sizeof(got)); waited += 50) {
+                reap(c, 0);
+                if (c->kids[i].exited || waited >= START_TIMEOUT_MS || stop_requested) {
+                    status = cli_error("cluster start", "registry %u did not start (log: %s)", i,
+                                       c->kids[i].log);
+                    goto out;
+                }
+                sigprocmask(SIG_SETMASK, &old, NULL);
+                sleep_ms(50);
+                sigprocmask(SIG_BLOCK, &mask, NULL);
+            }
+        }
+    } else {
+        snprintf(path, sizeof(path), "%s/registry", real);
+        if (make_dir(path) < 0) {
+            status = cli_error("cluster start", "cannot create '%s'", path);
             goto out;
         }
-    }
-    for (waited = 0; !log_address(&c->kids[0], c->registry, sizeof(c->registry)); waited += 50) {
-        reap(c, 0);
-        if (c->kids[0].exited || waited >= START_TIMEOUT_MS || stop_requested) {
-            status =
-                cli_error("cluster start", "the registry did not start (log: %s)", c->kids[0].log);
-            goto out;
+        {
+            char *rargv[14] = {
+                "petrel", "registry", "--dir", path, "--listen", listen, "--using-dynamic-ports", NULL};
+            int at = secret_args(c, rargv, 7);
+            if (http) {
+                rargv[at++] = "--http";
+                rargv[at++] = (char *)http;
+                rargv[at] = NULL;
+            }
+            if (spawn(c, "registry", rargv) < 0) {
+                status = cli_error("cluster start", "cannot start the registry");
+                goto out;
+            }
         }
-        sigprocmask(SIG_SETMASK, &old, NULL);
-        sleep_ms(50);
-        sigprocmask(SIG_BLOCK, &mask, NULL);
+        for (waited = 0; !log_address(&c->kids[0], c->registry, sizeof(c->registry)); waited += 50) {
+            reap(c, 0);
+            if (c->kids[0].exited || waited >= START_TIMEOUT_MS || stop_requested) {
+                status =
+                    cli_error("cluster start", "the registry did not start (log: %s)", c->kids[0].log);
+                goto out;
+            }
+            sigprocmask(SIG_SETMASK, &old, NULL);
+            sleep_ms(50);
+            sigprocmask(SIG_BLOCK, &mask, NULL);
+        }
     }
     {
         char err[PATH_MAX + 128];
@@ -795,7 +912,7 @@ static int cluster_start(int argc, char **argv)
         if (child_changed) {
             child_changed = 0;
             reap(c, 1);
-            if (c->kids[0].exited) {
+            if (c->registries <= 1 && c->kids[0].exited) {
                 status = cli_error("cluster start", "the registry stopped; stopping the cluster");
                 break;
             }
@@ -840,11 +957,21 @@ int cmd_cluster(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "start") == 0) return cluster_start(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "init") == 0) return cluster_init(argc - 1, argv + 1);
+    if (argc >= 2 && (strcmp(argv[1], "up") == 0 || strcmp(argv[1], "down") == 0))
+        return cluster_deploy(argc - 1, argv + 1);
+    /* status FILE: a deployment file (a regular file); status petrel://...: a location */
+    if (argc >= 3 && strcmp(argv[1], "status") == 0 && strncmp(argv[2], "petrel://", 9) != 0 &&
+        argv[2][0] != '-') {
+        struct stat st;
+        if (stat(argv[2], &st) == 0 && S_ISREG(st.st_mode))
+            return cluster_deploy(argc - 1, argv + 1);
+    }
     if (argc >= 2 && strcmp(argv[1], "status") == 0) return cluster_status(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         printf("usage: petrel cluster start --dir DIR [--port N] [--shards N] [--replicas R] "
                "[--block-services B]\n"
                "       petrel cluster status petrel://HOST:PORT\n"
+               "       petrel cluster up|down|status DEPLOYMENT-FILE [--ssh PROGRAM]\n"
                "       petrel cluster init --secret FILE\n\n"
                "Run a whole cluster on this machine, or show a cluster's services, leaders and\n"
                "capacity. 'petrel cluster start --help' and 'petrel cluster status --help' say "
@@ -853,6 +980,8 @@ int cmd_cluster(int argc, char **argv)
     }
     if (argc < 2)
         return cli_error("cluster",
-                         "missing subcommand: start, status or init (petrel cluster --help)");
-    return cli_error("cluster", "unknown subcommand '%s': start, status or init", argv[1]);
+                         "missing subcommand: start, status, init, up or down (petrel cluster "
+                         "--help)");
+    return cli_error("cluster", "unknown subcommand '%s': start, status, init, up or down",
+                     argv[1]);
 }

@@ -16,12 +16,13 @@ static int policy_client(const char *text, struct petrel_vfs_location *loc,
                          struct petrel_client **out)
 {
     struct petrel_client_config cfg;
-    char registry[PETREL_VFS_HOST_MAX + 8];
+    char registry[1024];
     int rc = petrel_vfs_location_parse(text, loc);
     if (rc < 0) return cli_error("policy", "bad location '%s': %s", text, cli_strerror(rc));
     if (loc->kind != PETREL_VFS_CLUSTER)
         return cli_error("policy", "'%s' is not a cluster location (petrel://HOST:PORT/DIR)", text);
-    snprintf(registry, sizeof(registry), "%s:%u", loc->host, (unsigned)loc->port);
+    rc = petrel_vfs_cluster_address(loc->host, loc->port, registry, sizeof(registry));
+    if (rc < 0) return cli_cluster_error("policy", loc->host, loc->port, rc);
     memset(&cfg, 0, sizeof(cfg));
     cfg.registry = registry;
     rc = petrel_client_open(out, &cfg);

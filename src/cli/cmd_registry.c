@@ -32,13 +32,34 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&run->sigterm, NULL);
 }
 
+static void group_started(void *ctx, const char *address)
+{
+    (void)ctx;
+    printf("listening on %s\n", address);
+    fflush(stdout);
+}
+
+/* Parse a positive millisecond count option (NULL: keep *out). */
+static int parse_ms(const char *text, const char *name, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    if (!text) return 0;
+    v = strtoull(text, &end, 10);
+    if (*end || v == 0 || v > 3600000ull)
+        return cli_error("registry", "bad --%s '%s': want milliseconds 1..3600000", name, text);
+    *out = v;
+    return 0;
+}
+
 int cmd_registry(int argc, char **argv)
 {
     const char *read_only_secret = NULL;
     struct pt_registry_server_config cfg;
     struct registry_run run;
     uv_loop_t loop;
-    const char *stale_text = NULL;
+    const char *stale_text = NULL, *group = NULL, *replica_text = NULL, *listen = NULL;
+    const char *staleness_text = NULL, *election_text = NULL, *heartbeat_text = NULL;
     double stale;
     char *end;
     int err, n;
@@ -50,8 +71,18 @@ int cmd_registry(int argc, char **argv)
     {
         const struct cli_option options[] = {
             {0, "dir", CLI_STRING, &cfg.dir, "DIR", "state directory (created if missing)"},
-            {0, "listen", CLI_STRING, &cfg.listen, "HOST:PORT",
-             "address (default 127.0.0.1:7400; port 0: the OS chooses)"},
+            {0, "listen", CLI_STRING, &listen, "HOST:PORT",
+             "address (default 127.0.0.1:7400; port 0: the OS chooses; in a group: this\n"
+             "member's address in --group)"},
+            {0, "group", CLI_STRING, &group, "H:P,H:P,H:P",
+             "run as one member of a replicated registry group of 3 or 5 (or 1) members"},
+            {0, "replica", CLI_STRING, &replica_text, "N", "this member's index in --group (0..)"},
+            {0, "max-staleness-ms", CLI_STRING, &staleness_text, "MS",
+             "group: a follower answers reads only this fresh, else redirects (default 2000)"},
+            {0, "election-timeout-ms", CLI_STRING, &election_text, "MS",
+             "group: Raft election timeout (default 250)"},
+            {0, "heartbeat-ms", CLI_STRING, &heartbeat_text, "MS",
+             "group: Raft heartbeat interval (default 50)"},
             {0, "using-dynamic-ports", CLI_FLAG, &cfg.using_dynamic_ports, NULL,
              "forget stored service addresses at start-up"},
             {0, "stale-after", CLI_STRING, &stale_text, "SECONDS",
@@ -66,9 +97,13 @@ int cmd_registry(int argc, char **argv)
         const struct cli_spec spec = {
             "registry",
             "--dir DIR [--listen HOST:PORT] [--using-dynamic-ports]\n"
-            "                       [--stale-after SECONDS] [--http HOST:PORT]",
+            "                       [--stale-after SECONDS] [--http HOST:PORT]\n"
+            "       petrel registry --dir DIR --group H:P,H:P,H:P --replica N\n"
+            "                       [--max-staleness-ms MS] [--stale-after SECONDS]",
             "Run the registry: the directory of shards, CDC and block services. Prints\n"
-            "'listening on HOST:PORT' once it serves (then 'http on HOST:PORT' with --http).",
+            "'listening on HOST:PORT' once it serves (then 'http on HOST:PORT' with --http).\n"
+            "With --group, one member of a replicated registry (a Raft group): clients name\n"
+            "the whole group, petrel://H:P,H:P,H:P.",
             options,
             0,
             -1};
@@ -82,6 +117,44 @@ int cmd_registry(int argc, char **argv)
         cfg.stale_after_ms = (uint64_t)(stale * 1000);
     }
     if (!cfg.dir) return cli_error("registry", "--dir is required (petrel registry --help)");
+    if (listen) cfg.listen = listen;
+    if (group || replica_text) {
+        struct pt_registry_group_config g;
+        char why[512];
+        uint64_t election = 0, heartbeat = 0;
+        unsigned long replica;
+        if (!group || !replica_text)
+            return cli_error("registry", "--group and --replica go together");
+        if (cfg.using_dynamic_ports)
+            return cli_error("registry", "--using-dynamic-ports: a group's addresses are fixed");
+        replica = strtoul(replica_text, &end, 10);
+        if (*end || !replica_text[0] || replica >= PT_REG_MAX_REPLICAS)
+            return cli_error("registry", "bad --replica '%s': want 0..4", replica_text);
+        memset(&g, 0, sizeof(g));
+        g.dir = cfg.dir;
+        g.location = group;
+        g.replica = (unsigned)replica;
+        g.listen = listen;
+        g.stale_after_ms = cfg.stale_after_ms;
+        g.http = cfg.http;
+        if (parse_ms(staleness_text, "max-staleness-ms", &g.max_staleness_ms) ||
+            parse_ms(election_text, "election-timeout-ms", &election) ||
+            parse_ms(heartbeat_text, "heartbeat-ms", &heartbeat))
+            return 1;
+        g.election_timeout_ms = (unsigned)election;
+        g.heartbeat_ms = (unsigned)heartbeat;
+        g.started = group_started;
+        petrel_log_set(petrel_log_stderr, NULL, PT_LOG_WARN);
+        if (cli_server_auth("registry", read_only_secret)) return 1;
+        signal(SIGPIPE, SIG_IGN);
+        why[0] = 0;
+        err = pt_registry_group_run(&g, why, sizeof(why));
+        if (err) return cli_error("registry", "%s", why[0] ? why : petrel_strerror(err));
+        return 0;
+    }
+    if (staleness_text || election_text || heartbeat_text)
+        return cli_error("registry", "--max-staleness-ms, --election-timeout-ms and "
+                                     "--heartbeat-ms are for a group (--group)");
     petrel_log_set(petrel_log_stderr, NULL, PT_LOG_WARN);
     if (cli_server_auth("registry", read_only_secret)) return 1;
     /* A peer that hangs up under a reply is an error for that connection, not a signal that

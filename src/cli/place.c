@@ -65,6 +65,10 @@ int cli_read_error(const char *cmd, const char *shown, struct petrel_vfs *vfs,
 int cli_cluster_error(const char *cmd, const char *host, unsigned port, int rc)
 {
     const char *why;
+    if (!port) {
+        /* a registry group: its members, as given */
+        return cli_error(cmd, "cannot reach cluster petrel://%s: %s", host, cli_strerror(rc));
+    }
     switch (rc < 0 ? -rc : rc) {
     case PT_ENOHOST:
         return cli_error(cmd, "cannot reach cluster petrel://%s:%u: unknown host '%s'", host,
@@ -213,7 +217,10 @@ const char *cli_show(const struct cli_place *place, const char *path)
         snprintf(b, sizeof(bufs[0]), "%s:%s", l->store, path);
         break;
     case PETREL_VFS_CLUSTER:
-        snprintf(b, sizeof(bufs[0]), "petrel://%s:%u%s", l->host, l->port, path);
+        if (l->port)
+            snprintf(b, sizeof(bufs[0]), "petrel://%s:%u%s", l->host, l->port, path);
+        else
+            snprintf(b, sizeof(bufs[0]), "petrel://%s%s", l->host, path);
         break;
     case PETREL_VFS_LOCAL:
         if (strcmp(l->store, ".") == 0)

@@ -35,7 +35,10 @@ int cli_client_auth(const char *cmd, const char *host, unsigned port)
     if (!file) file = getenv("PETREL_SECRET");
     if (file && !file[0]) file = NULL;
     if (!file) {
-        snprintf(address, sizeof(address), "%s:%u", host, port);
+        if (port)
+            snprintf(address, sizeof(address), "%s:%u", host, port);
+        else
+            snprintf(address, sizeof(address), "%s", host); /* a registry group */
         if (cli_key_file_path(address, path, sizeof(path)) != 0 || access(path, F_OK) != 0) {
             pt_auth_set_process(NULL, NULL, NULL);
             return 0; /* no secret known for this cluster: try without */

@@ -46,6 +46,48 @@ int petrel_vfs_path_normalize(char *path, size_t size)
     return 0;
 }
 
+/* Whether [p, end) is "HOST:PORT" with a non-empty host and a port 1..65535. */
+static int member_valid(const char *p, const char *end)
+{
+    const char *colon = NULL, *q;
+    unsigned long port = 0;
+    for (q = p; q < end; q++)
+        if (*q == ':') colon = q;
+    if (!colon || colon == p || colon + 1 == end || end - colon > 6) return 0;
+    for (q = colon + 1; q < end; q++) {
+        if (*q < '0' || *q > '9') return 0;
+        port = port * 10 + (unsigned long)(*q - '0');
+    }
+    return port > 0 && port <= 65535;
+}
+
+/* "petrel://H:P,H:P,H:P[/PATH]": a registry group; host holds the members, port is 0. */
+static int parse_cluster_group(const char *hp, const char *slash, struct petrel_vfs_location *loc)
+{
+    const char *p = hp;
+    unsigned members = 0;
+    int rc;
+    while (p < slash) {
+        const char *comma = memchr(p, ',', (size_t)(slash - p));
+        const char *end = comma ? comma : slash;
+        if (!member_valid(p, end) || ++members > 5) return -PT_EINVAL;
+        p = comma ? comma + 1 : slash;
+        if (comma && p == slash) return -PT_EINVAL;
+    }
+    rc = copy_str(loc->host, sizeof(loc->host), hp, (size_t)(slash - hp));
+    if (rc < 0) return rc;
+    loc->port = 0;
+    loc->kind = PETREL_VFS_CLUSTER;
+    loc->store[0] = '\0';
+    if (*slash == '\0') {
+        strcpy(loc->path, "/");
+        return 0;
+    }
+    rc = copy_str(loc->path, sizeof(loc->path), slash, strlen(slash));
+    if (rc < 0) return rc;
+    return petrel_vfs_path_normalize(loc->path, sizeof(loc->path));
+}
+
 static int parse_cluster(const char *text, struct petrel_vfs_location *loc)
 {
     const char *hp = text + strlen("petrel://"), *slash, *colon;
@@ -54,6 +96,7 @@ static int parse_cluster(const char *text, struct petrel_vfs_location *loc)
     int rc;
     slash = strchr(hp, '/');
     if (!slash) slash = hp + strlen(hp);
+    if (memchr(hp, ',', (size_t)(slash - hp))) return parse_cluster_group(hp, slash, loc);
     colon = memchr(hp, ':', (size_t)(slash - hp));
     if (!colon || colon == hp) return -PT_EINVAL;
     rc = copy_str(loc->host, sizeof(loc->host), hp, (size_t)(colon - hp));

@@ -44,8 +44,8 @@
 #define PROBE_MS 3000          /* an unreachable registry is an error after this long */
 
 struct cluster_vfs {
-    struct petrel_client *client; /* for calls made by the vfs's (single) caller thread */
-    char registry[PETREL_VFS_HOST_MAX + 8];
+    struct petrel_client *client;    /* for calls made by the vfs's (single) caller thread */
+    char registry[1024];             /* a registry, or a group's members */
     struct petrel_vfs_file *writers; /* files being written: found by path before the store */
     struct petrel_change_config cache; /* where and how much changes stage */
     char *cache_dir;
@@ -727,7 +727,42 @@ static const struct petrel_vfs_ops cluster_ops = {
 };
 
 /* The cluster's own address parser never does DNS: names are resolved here, once. */
+static int cluster_address_one(const char *host, uint16_t port, char *out, size_t cap);
+
 int petrel_vfs_cluster_address(const char *host, uint16_t port, char *out, size_t cap)
+{
+    const char *p = host;
+    size_t used = 0;
+    if (port) return cluster_address_one(host, port, out, cap);
+    /* A group: resolve member by member ("HOST:PORT", the port after the last ':'). */
+    while (*p) {
+        const char *comma = strchr(p, ','), *end = comma ? comma : p + strlen(p), *colon;
+        char member[PETREL_VFS_HOST_MAX];
+        unsigned long mport;
+        int rc;
+        if ((size_t)(end - p) >= sizeof(member)) return -PT_ENAMETOOLONG;
+        memcpy(member, p, (size_t)(end - p));
+        member[end - p] = 0;
+        colon = strrchr(member, ':');
+        if (!colon) return -PT_EINVAL;
+        mport = strtoul(colon + 1, NULL, 10);
+        if (mport == 0 || mport > 65535) return -PT_EINVAL;
+        member[colon - member] = 0;
+        if (used && used + 1 >= cap) return -PT_ENAMETOOLONG;
+        if (used) out[used++] = ',';
+        if (member[0] == '[' && colon - member >= 2 && colon[-1] == ']') {
+            member[colon - member - 1] = 0; /* "[V6]": the address inside the brackets */
+            rc = cluster_address_one(member + 1, (uint16_t)mport, out + used, cap - used);
+        } else
+            rc = cluster_address_one(member, (uint16_t)mport, out + used, cap - used);
+        if (rc) return rc;
+        used += strlen(out + used);
+        p = comma ? comma + 1 : end;
+    }
+    return used ? 0 : -PT_EINVAL;
+}
+
+static int cluster_address_one(const char *host, uint16_t port, char *out, size_t cap)
 {
     struct addrinfo hints, *res = NULL;
     char numeric[INET6_ADDRSTRLEN];

@@ -38,6 +38,28 @@ TEST(location_cluster)
     CHECK_EQ(petrel_vfs_location_parse("petrel://h:80/../x", &l), -PT_EINVAL);
 }
 
+TEST(location_cluster_registry_group)
+{
+    struct petrel_vfs_location l;
+    char addr[1024];
+    CHECK_OK(petrel_vfs_location_parse("petrel://10.0.0.1:7400,10.0.0.2:7400,h3:7401/d/", &l));
+    CHECK_EQ(l.kind, PETREL_VFS_CLUSTER);
+    CHECK(strcmp(l.host, "10.0.0.1:7400,10.0.0.2:7400,h3:7401") == 0);
+    CHECK_EQ(l.port, 0);
+    CHECK(strcmp(l.path, "/d") == 0);
+    CHECK_OK(petrel_vfs_location_parse("petrel://a:1,b:2,c:3", &l));
+    CHECK(strcmp(l.path, "/") == 0);
+    CHECK_OK(petrel_vfs_cluster_address("127.0.0.1:5,localhost:6,[::1]:7", 0, addr, sizeof(addr)));
+    CHECK(strcmp(addr, "127.0.0.1:5,localhost:6,[::1]:7") == 0);
+    CHECK_EQ(petrel_vfs_location_parse("petrel://a:1,,b:2/", &l), -PT_EINVAL);
+    CHECK_EQ(petrel_vfs_location_parse("petrel://a:1,b/", &l), -PT_EINVAL);
+    CHECK_EQ(petrel_vfs_location_parse("petrel://a:1,b:0/", &l), -PT_EINVAL);
+    CHECK_EQ(petrel_vfs_location_parse("petrel://a:1,:2/", &l), -PT_EINVAL);
+    CHECK_EQ(petrel_vfs_location_parse("petrel://a:1,b:2,/", &l), -PT_EINVAL);
+    CHECK_EQ(petrel_vfs_location_parse("petrel://a:1,b:2,c:3,d:4,e:5,f:6/", &l), -PT_EINVAL);
+    CHECK_EQ(petrel_vfs_location_parse("petrel://a:1,b:99999/", &l), -PT_EINVAL);
+}
+
 TEST(location_image_and_local)
 {
     struct petrel_vfs_location l;

@@ -9,7 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,6 +94,67 @@ static void spawn(struct pc_cluster *c, const char *name, char *const args[])
         execv(argv[0], argv);
         _exit(127);
     }
+}
+
+static int start_registry_members; /* the next start_all_auth starts a group of this many */
+
+/* A registry group on loopback ports free now (each member binds its own next). */
+static void start_registry_group(struct pc_cluster *c)
+{
+    char dirs[PT_REG_MAX_REPLICAS][600], names[PT_REG_MAX_REPLICAS][24], idx[PT_REG_MAX_REPLICAS][12];
+    char line[700], got[64];
+    unsigned i;
+    uint64_t start = pc_now_ms();
+    c->registry[0] = 0;
+    for (i = 0; i < c->registries; i++) {
+        struct sockaddr_in a;
+        socklen_t alen = sizeof(a);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        memset(&a, 0, sizeof(a));
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+        CHECK(getsockname(fd, (struct sockaddr *)&a, &alen) == 0);
+        close(fd);
+        snprintf(c->registry + strlen(c->registry), sizeof(c->registry) - strlen(c->registry),
+                 "%s127.0.0.1:%u", i ? "," : "", ntohs(a.sin_port));
+    }
+    c->reg_proc = c->nprocs;
+    for (i = 0; i < c->registries; i++) {
+        char *args[] = {"registry", "--dir", dirs[i], "--group", c->registry, "--replica", idx[i],
+                        "--stale-after", "3", NULL};
+        snprintf(dirs[i], sizeof(dirs[i]), "%s/registry-%u", c->root, i);
+        snprintf(names[i], sizeof(names[i]), "registry-%u", i);
+        snprintf(idx[i], sizeof(idx[i]), "%u", i);
+        snprintf(line, sizeof(line), "%s/%s.log", c->root, names[i]);
+        unlink(line);
+        spawn(c, names[i], args);
+    }
+    for (i = 0; i < c->registries; i++) {
+        struct pc_proc *p = &c->procs[c->reg_proc + i];
+        got[0] = 0;
+        while (!got[0] && pc_now_ms() - start < PC_WAIT_MS) {
+            FILE *f = fopen(p->log, "r");
+            if (f) {
+                while (fgets(line, sizeof(line), f))
+                    if (sscanf(line, "listening on %63s", got) == 1) break;
+                fclose(f);
+            }
+            if (!got[0]) usleep(20000);
+        }
+        CHECK_MSG(got[0], "registry member %u did not start (see %s)", i, p->log);
+    }
+}
+
+int pc_registry_leader(struct pc_cluster *c)
+{
+    char addrs[PT_REG_MAX_REPLICAS][PT_REG_ADDR_MAX];
+    struct pt_call_opts one = {500, 1, 0};
+    struct pt_reg_info info;
+    int n = pt_reg_location_split(c->registry, addrs, PT_REG_MAX_REPLICAS), i;
+    for (i = 0; i < n; i++)
+        if (pt_reg_info(addrs[i], &info, &one) == 0 && info.serving) return i;
+    return -1;
 }
 
 static void start_registry(struct pc_cluster *c, int dynamic)
@@ -270,6 +334,8 @@ static void start_all_auth(struct pc_cluster *c, unsigned shards, unsigned repli
                            const char *repair_stale)
 {
     memset(c, 0, sizeof(*c));
+    c->registries = start_registry_members;
+    start_registry_members = 0;
     c->http = start_with_http;
     start_with_http = 0;
     c->no_repair = start_no_repair;
@@ -296,9 +362,19 @@ static void start_all_auth(struct pc_cluster *c, unsigned shards, unsigned repli
     c->blocks = blocks;
     c->with_cdc = with_cdc;
     c->snapshot_entries = snapshot_entries;
-    start_registry(c, 0);
+    if (c->registries)
+        start_registry_group(c);
+    else
+        start_registry(c, 0);
     start_servers(c);
     pc_wait_serving(c, PC_WAIT_MS);
+}
+
+void pc_start_registry_group(struct pc_cluster *c, unsigned shards, unsigned replicas,
+                             unsigned blocks, int with_cdc, unsigned registries)
+{
+    start_registry_members = registries;
+    start_all(c, shards, replicas, blocks, with_cdc, 0, 0);
 }
 
 void pc_start_scrub(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,

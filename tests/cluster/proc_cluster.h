@@ -27,7 +27,8 @@ struct pc_proc {
 
 struct pc_cluster {
     char root[512];
-    char registry[64];
+    char registry[256]; /* the registry's address, or a group's "H:P,H:P,H:P" */
+    unsigned registries; /* 0: one registry process; 3 or 5: a registry group */
     int dynamic_ports; /* restart the registry with --using-dynamic-ports */
     unsigned shards, replicas, blocks;
     int with_cdc;
@@ -46,7 +47,7 @@ struct pc_cluster {
     char registry_http[64];
     struct pc_proc procs[PC_MAX_PROCS];
     unsigned nprocs;
-    unsigned reg_proc; /* index of the registry */
+    unsigned reg_proc; /* index of the registry (of the group's first member: "registry-0") */
 };
 
 /*
@@ -78,6 +79,11 @@ void pc_start_no_repair(struct pc_cluster *c, unsigned shards, unsigned replicas
 /* pc_start with --http 127.0.0.1:0 on every server (status page and /metrics). */
 void pc_start_http(struct pc_cluster *c, unsigned shards, unsigned replicas, unsigned blocks,
                    int with_cdc);
+/* pc_start with a registry group of `registries` members (processes "registry-0".."-N"). */
+void pc_start_registry_group(struct pc_cluster *c, unsigned shards, unsigned replicas,
+                             unsigned blocks, int with_cdc, unsigned registries);
+/* The group member that serves as leader (-1: none now), asked with PT_MSG_REG_INFO. */
+int pc_registry_leader(struct pc_cluster *c);
 /* The index in c->procs of the process named `name`, or -1. */
 int pc_find(struct pc_cluster *c, const char *name);
 /* Kill every process (SIGKILL) and reap them. */

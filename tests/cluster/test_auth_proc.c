@@ -199,7 +199,7 @@ static unsigned targets(struct pc_cluster *c, struct target *t, unsigned max)
     unsigned k = 0;
     int len;
     /* the registry: a heartbeat would register a service */
-    snprintf(t[k].addr, sizeof(t[k].addr), "%s", c->registry);
+    snprintf(t[k].addr, sizeof(t[k].addr), "%.*s", (int)sizeof(t[k].addr) - 1, c->registry);
     t[k].write_kind = PT_MSG_REG_BLOCK_SECRET;
     memset(t[k].write_body, 0, 8);
     t[k++].write_len = 8;

@@ -521,3 +521,41 @@ TEST(cluster_shard_refuses_libraft_directory_and_undurable_dir)
     CHECK(run_shard(dir, "--election-timeout-ms x", line, sizeof(line)) != 0);
     CHECK_MSG(strstr(line, "election-timeout") != NULL, "got: %s", line);
 }
+
+/*
+ * A cluster found through a registry group of three: the registry leader is killed, then a
+ * shard leader too. Shards re-register through the group, a new client finds every service
+ * through it, and nothing written before is lost.
+ */
+TEST_T(cluster_over_registry_group_survives_registry_leader_loss, 180)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl, *fresh;
+    unsigned leader;
+    int reg;
+    char name[32];
+    uint64_t start;
+    pc_start_registry_group(&c, 1, 3, 1, 0, 3);
+    CHECK(strchr(c.registry, ',') != NULL);
+    cl = pc_client(&c, 20000);
+    files_write(cl, 0, 3);
+    start = pc_now_ms();
+    while ((reg = pc_registry_leader(&c)) < 0) {
+        CHECK_MSG(pc_now_ms() - start < 20000, "no registry leader");
+        usleep(20000);
+    }
+    snprintf(name, sizeof(name), "registry-%d", reg);
+    pc_kill(&c, name, SIGKILL);
+    /* The shard's leader changes while the registry leader is gone: the new one must be
+     * registered through the surviving members for clients to find it. */
+    CHECK_OK(pc_shard_leader(&c, 0, &leader));
+    snprintf(name, sizeof(name), "shard-0-%u", leader);
+    pc_kill(&c, name, SIGKILL);
+    fresh = pc_client(&c, 30000);
+    files_write(fresh, 3, 6);
+    files_check(fresh, 6);
+    files_check(cl, 6);
+    petrel_client_close(fresh);
+    petrel_client_close(cl);
+    pc_stop(&c);
+}

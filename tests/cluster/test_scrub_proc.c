@@ -613,7 +613,7 @@ TEST_T(blocks_fail_rebuilds_a_declared_service_and_status_shows_repair, 300)
     struct sc_block blocks[MAX_BLOCKS];
     unsigned span_first[33], nspans = 0, nblocks, j, on = 0, hung_on = 0;
     static char out[16384];
-    char arg[256], name[16];
+    char arg[512], name[16];
     struct sc_status st;
     uint64_t victim, hung = 0, start;
     size_t f;

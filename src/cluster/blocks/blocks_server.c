@@ -49,7 +49,7 @@ struct blocks_service {
 
 struct pt_blocks_server {
     uv_loop_t *loop;
-    char registry[PT_ADDR_MAX];
+    char registry[PT_REG_LOCATION_MAX];
     char failure_domain[PT_REG_DOMAIN_MAX];
     uint32_t heartbeat_ms;
     struct blocks_service *svc;
@@ -350,11 +350,10 @@ int pt_blocks_server_start(uv_loop_t *loop, const struct pt_blocks_server_config
 {
     struct pt_blocks_server *b;
     int i, err = 0;
-    struct sockaddr_storage ss;
     *out = NULL;
     if (cfg->ndirs <= 0 || !cfg->failure_domain || !cfg->failure_domain[0] ||
         strlen(cfg->failure_domain) >= PT_REG_DOMAIN_MAX || !cfg->registry ||
-        pt_addr_parse(cfg->registry, &ss) != 0)
+        pt_reg_location_check(cfg->registry) != 0)
         return -PT_EINVAL;
     b = calloc(1, sizeof(*b));
     if (!b) return -PT_ENOMEM;

@@ -33,7 +33,7 @@
 
 struct petrel_client {
     struct petrel_client_config cfg;
-    char registry[128];
+    char registry[PT_REG_LOCATION_MAX];
     struct pt_router router;
     struct pt_prng prng;
     struct pt_reg_blocks *services;
@@ -79,9 +79,15 @@ int petrel_client_probe(struct petrel_client *c, int timeout_ms)
     memset(&opts, 0, sizeof(opts));
     opts.timeout_ms = timeout_ms;
     opts.retry_budget_ms = 1; /* one attempt */
-    /* the cheapest registry request: its answer proves a registry listens there */
-    rc = pt_call_buf(c->registry, PT_MSG_REG_LIST_CDC, NULL, 0, &opts, &rep);
-    pt_reply_free(&rep);
+    /* the cheapest registry request: its answer proves a registry listens there (any member
+     * of a registry group) */
+    {
+        struct pt_reg_replica *v = NULL;
+        size_t n = 0;
+        (void)rep;
+        rc = pt_reg_list_cdc(c->registry, &v, &n, &opts);
+        free(v);
+    }
     return rc;
 }
 

@@ -19,13 +19,14 @@
 #include <stdint.h>
 
 #include "cluster/net/net.h"
+#include "cluster/proto/registry_msg.h"
 #include "cluster/proto/shard_msgs.h"
 #include "petrel/prng.h"
 
 #define PT_ROUTER_CDC PT_SHARD_MAX /* target number of the CDC group */
 
 struct pt_router {
-    char registry[128];
+    char registry[PT_REG_LOCATION_MAX];
     uint32_t budget_ms;     /* total time one call may spend retrying */
     int attempt_timeout_ms; /* one request/response exchange */
     char leader[PT_SHARD_MAX + 1][PT_FRAME_ADDRESS_MAX + 1];

@@ -255,6 +255,7 @@ int pt_auth_read_only_allowed(uint16_t kind, const uint8_t *body, uint32_t len)
     case PT_MSG_REG_LIST_SHARDS:
     case PT_MSG_REG_LIST_CDC:
     case PT_MSG_REG_LIST_BLOCKS:
+    case PT_MSG_REG_INFO:
     case PT_MSG_BLOCK_READ:
     case PT_MSG_BLOCK_STAT:
     case PT_MSG_BLOCK_LIST:

@@ -25,6 +25,8 @@ const char *pt_msg_kind_name(uint16_t kind)
         return "reg_list_blocks";
     case PT_MSG_REG_BLOCK_SECRET:
         return "reg_block_secret";
+    case PT_MSG_REG_INFO:
+        return "reg_info";
     case PT_MSG_BLOCK_WRITE:
         return "block_write";
     case PT_MSG_BLOCK_READ:

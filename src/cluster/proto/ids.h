@@ -20,6 +20,7 @@
 #define PT_MSG_REG_LIST_CDC 0x0105
 #define PT_MSG_REG_LIST_BLOCKS 0x0106
 #define PT_MSG_REG_BLOCK_SECRET 0x0107
+#define PT_MSG_REG_INFO 0x0108 /* reply: struct pt_reg_info (registry_msg.h) */
 
 /* Block services (blocks_msg.h). */
 #define PT_MSG_BLOCK_WRITE 0x0201

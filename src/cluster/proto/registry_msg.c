@@ -6,6 +6,7 @@
 #include "cluster/proto/registry_msg.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "cluster/proto/frame.h"
 #include "petrel/common.h"
@@ -228,4 +229,46 @@ int pt_reg_decode_blocks_list(const uint8_t *body, size_t len, struct pt_reg_blo
     *out = v;
     *count = n;
     return 0;
+}
+
+int pt_reg_location_split(const char *location, char addrs[][PT_REG_ADDR_MAX], unsigned max)
+{
+    const char *p = location;
+    unsigned n = 0;
+    for (;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == 0 || len >= PT_REG_ADDR_MAX || n == max || n == PT_REG_MAX_REPLICAS)
+            return -PT_EINVAL;
+        memcpy(addrs[n], p, len);
+        addrs[n][len] = 0;
+        n++;
+        if (!end) return (int)n;
+        p = end + 1;
+    }
+}
+
+void pt_reg_enc_info(struct pt_cursor *c, const struct pt_reg_info *i)
+{
+    pt_enc_u8(c, i->replica);
+    pt_enc_u8(c, i->replicas);
+    pt_enc_u8(c, i->serving);
+    pt_enc_u64(c, i->term);
+    pt_enc_u64(c, i->commit);
+    pt_enc_u64(c, i->applied);
+    pt_enc_u64(c, i->staleness_ms);
+    pt_enc_str(c, i->leader);
+}
+
+void pt_reg_dec_info(struct pt_cursor *c, struct pt_reg_info *i)
+{
+    memset(i, 0, sizeof(*i));
+    i->replica = pt_dec_u8(c);
+    i->replicas = pt_dec_u8(c);
+    i->serving = pt_dec_u8(c);
+    i->term = pt_dec_u64(c);
+    i->commit = pt_dec_u64(c);
+    i->applied = pt_dec_u64(c);
+    i->staleness_ms = pt_dec_u64(c);
+    pt_dec_str(c, i->leader, sizeof(i->leader));
 }

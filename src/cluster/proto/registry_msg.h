@@ -19,6 +19,8 @@
 #define PT_REG_ADDR_MAX 128  /* bytes of an address string, NUL included */
 #define PT_REG_DOMAIN_MAX 64 /* bytes of a failure-domain name, NUL included */
 #define PT_REG_SECRET_SIZE 16
+/* A registry location: one "HOST:PORT" or a group's "HOST:PORT,HOST:PORT,..." (NUL included) */
+#define PT_REG_LOCATION_MAX 1024
 #define PT_REG_ALL_SHARDS 0xffff /* REG_LIST_SHARDS filter: every shard */
 
 /* A shard or CDC replica, as heartbeated and as listed. For CDC entries shard is 0. */
@@ -79,5 +81,26 @@ int pt_reg_decode_replica_list(const uint8_t *body, size_t len, struct pt_reg_re
                                size_t *count);
 int pt_reg_decode_blocks_list(const uint8_t *body, size_t len, struct pt_reg_blocks **out,
                               size_t *count);
+
+/*
+ * A registry location: "HOST:PORT" or the members of a registry group "HOST:PORT,HOST:PORT,..."
+ * (at most PT_REG_MAX_REPLICAS, in member order). Split into addrs: the count, or -PT_EINVAL
+ * (an empty or over-long member, too many members).
+ */
+int pt_reg_location_split(const char *location, char addrs[][PT_REG_ADDR_MAX], unsigned max);
+
+/*
+ * PT_MSG_REG_INFO reply: which member answered and how fresh its view is. staleness_ms is how
+ * long ago this member last applied an entry of the group's log (0 on a serving leader,
+ * UINT64_MAX when it has applied none since it started): its listings miss at most the changes
+ * of that long. A standalone registry is a serving group of one.
+ */
+struct pt_reg_info {
+    uint8_t replica, replicas, serving;
+    uint64_t term, commit, applied, staleness_ms;
+    char leader[PT_REG_ADDR_MAX]; /* client address of the leader, "" when unknown */
+};
+void pt_reg_enc_info(struct pt_cursor *c, const struct pt_reg_info *i);
+void pt_reg_dec_info(struct pt_cursor *c, struct pt_reg_info *i);
 
 #endif

@@ -18,6 +18,7 @@
 #ifndef PETREL_CLUSTER_REGISTRY_H
 #define PETREL_CLUSTER_REGISTRY_H
 
+#include <raft.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -104,6 +105,63 @@ int pt_registry_decode(struct pt_registry *r, const uint8_t *buf, size_t len, ui
 int pt_registry_save(struct pt_registry *r, const char *dir);
 int pt_registry_load(struct pt_registry *r, const char *dir, uint64_t now_ms);
 
+/* --- the replicated registry (registry_fsm.c, docs/SPEC-REGISTRY.md) ------------------------- */
+
+/*
+ * A registry group keeps the registry in a Raft log (replica/entry.h envelope). Each request
+ * of an entry is one registry log item: u16 kind, then the heartbeat body exactly as on the
+ * wire (docs/PROTOCOL.md), then for a block service heartbeat the 16-byte secret the leader
+ * drew for it (used only if the service is new). Kind PT_REGISTRY_ITEM_TICK (no body) only
+ * moves the group's clock: the leader logs one when idle so followers know how fresh they are.
+ * Applying is deterministic: an entry's "now" is the leader time in its header, never a
+ * replica's own clock.
+ */
+#define PT_REGISTRY_ITEM_TICK 0
+#define PT_REGISTRY_ITEM_MAX 1024 /* kind + the largest heartbeat body + a secret */
+
+/* Encode one log item into buf[cap]: its length, or -PT_EINVAL (unknown kind, no secret for a
+ * block heartbeat) / -PT_E2BIG. */
+int pt_registry_item_encode(uint8_t *buf, size_t cap, uint16_t kind, const uint8_t *body,
+                            size_t body_len, const uint8_t fresh_secret[PT_REG_SECRET_SIZE]);
+
+struct pt_shard_apply_out;
+/*
+ * Apply one log entry: each item's reply is [i32 status][body] (the body of a block service
+ * heartbeat is its secret); a malformed item is -PT_EPROTO for that item alone. *time_ms gets
+ * the entry's leader time (0 for an entry that is not an envelope). Returns 0 (state errors are
+ * per item) or -PT_ENOMEM.
+ */
+int pt_registry_apply(struct pt_registry *r, const uint8_t *entry, size_t len,
+                      struct pt_shard_apply_out *out, uint64_t *time_ms);
+
+/*
+ * Answer a read (PT_MSG_REG_LIST_SHARDS, _LIST_CDC, _LIST_BLOCKS, _BLOCK_SECRET) from `state`
+ * with ages measured at now_ms: 1 when the request was such a read (it is answered, a
+ * malformed body with PT_EPROTO), 0 when it is another kind (untouched).
+ */
+struct pt_request;
+int pt_registry_serve_read(const struct pt_registry *state, struct pt_request *req,
+                           uint64_t now_ms);
+/* A fresh block service secret from the kernel's generator: 0 or -PT_EIO. */
+int pt_registry_random_secret(uint8_t secret[PT_REG_SECRET_SIZE]);
+
+/*
+ * The registry as a libraft FSM (registry_fsm.c): apply (pt_registry_apply), snapshot (u64
+ * clock + the state file, docs/SPEC-REGISTRY.md) and restore. `applied` (may be NULL) is
+ * called after each entry that carried a time and after a restore, with the group clock's
+ * base: the newest entry time seen (it never goes back).
+ */
+struct pt_registry_fsm {
+    struct raft_fsm fsm; /* hand &fsm to the replica */
+    struct pt_registry *state;
+    uint64_t time_ms; /* newest entry time applied (or restored) */
+    void (*applied)(void *ctx, uint64_t time_ms);
+    void *ctx;
+    struct pt_shard_apply_out *out; /* replies of the entry being applied (owned) */
+};
+int pt_registry_fsm_init(struct pt_registry_fsm *f, struct pt_registry *state);
+void pt_registry_fsm_free(struct pt_registry_fsm *f);
+
 /* --- the server ---------------------------------------------------------------------------- */
 
 struct pt_registry_server_config {
@@ -128,5 +186,35 @@ const char *pt_registry_server_address(const struct pt_registry_server *s);
 const char *pt_registry_server_http_address(const struct pt_registry_server *s);
 /* Save pending state, stop serving, free (run the loop afterwards to release handles). */
 int pt_registry_server_stop(struct pt_registry_server *s);
+
+/* --- a member of a registry group (registry_group.c) ----------------------------------------- */
+
+#define PT_REGISTRY_MAX_STALENESS_MS 2000 /* default bound on a follower's answers */
+#define PT_REGISTRY_TICK_MS 500           /* an idle leader logs a clock tick this often */
+
+struct pt_node_raft_options;
+struct pt_registry_group_config {
+    const char *dir;      /* Raft data under DIR/raft (created if missing) */
+    const char *location; /* the group: "HOST:PORT,HOST:PORT,..." (1, 3 or 5 members) */
+    unsigned replica;     /* this member: its index in location */
+    const char *listen;   /* bind address; NULL: location's member `replica` */
+    uint64_t stale_after_ms;
+    uint64_t max_staleness_ms; /* a follower refuses reads beyond this (PT_ENOTLEADER with the
+                                  leader); 0: PT_REGISTRY_MAX_STALENESS_MS */
+    unsigned election_timeout_ms, heartbeat_ms; /* 0: the node defaults */
+    const char *http; /* metrics endpoint "HOST:PORT"; NULL: none */
+    /* called once the member serves, with its address (the CLI prints "listening on") */
+    void (*started)(void *ctx, const char *address);
+    void *started_ctx;
+};
+
+/*
+ * Run one member of a registry group until SIGINT/SIGTERM (replica/node.h): heartbeats are
+ * proposed by the leader and answered once committed (quorum writes); reads are answered by
+ * the leader, and by a follower whose last applied entry is at most max_staleness_ms old
+ * (PT_MSG_REG_INFO reports that staleness). 0, or a negative PT_E* when start-up failed (err
+ * says why).
+ */
+int pt_registry_group_run(const struct pt_registry_group_config *cfg, char *err, size_t err_cap);
 
 #endif

@@ -62,12 +62,11 @@ static void reply_cursor(struct pt_request *req, uint8_t *buf, struct pt_cursor 
     pt_request_reply_take(req, buf, (uint32_t)c->pos);
 }
 
-static void handle_list_replicas(struct pt_registry_server *s, struct pt_request *req, int cdc,
-                                 uint16_t filter)
+static void handle_list_replicas(const struct pt_registry *state, struct pt_request *req, int cdc,
+                                 uint16_t filter, uint64_t now)
 {
-    uint64_t now = pt_now_ms();
-    size_t n = cdc ? pt_registry_list_cdc(&s->state, now, NULL, 0)
-                   : pt_registry_list_shards(&s->state, filter, now, NULL, 0);
+    size_t n = cdc ? pt_registry_list_cdc(state, now, NULL, 0)
+                   : pt_registry_list_shards(state, filter, now, NULL, 0);
     struct pt_reg_replica *v = calloc(n ? n : 1, sizeof(*v));
     size_t cap = 4 + n * pt_reg_replica_entry_max(), i;
     uint8_t *buf = malloc(cap);
@@ -79,9 +78,9 @@ static void handle_list_replicas(struct pt_registry_server *s, struct pt_request
         return;
     }
     if (cdc)
-        pt_registry_list_cdc(&s->state, now, v, n);
+        pt_registry_list_cdc(state, now, v, n);
     else
-        pt_registry_list_shards(&s->state, filter, now, v, n);
+        pt_registry_list_shards(state, filter, now, v, n);
     pt_cursor_init(&c, buf, cap);
     pt_enc_u32(&c, (uint32_t)n);
     for (i = 0; i < n; i++)
@@ -90,10 +89,10 @@ static void handle_list_replicas(struct pt_registry_server *s, struct pt_request
     reply_cursor(req, buf, &c);
 }
 
-static void handle_list_blocks(struct pt_registry_server *s, struct pt_request *req)
+static void handle_list_blocks(const struct pt_registry *state, struct pt_request *req,
+                               uint64_t now)
 {
-    uint64_t now = pt_now_ms();
-    size_t n = pt_registry_list_blocks(&s->state, now, NULL, 0);
+    size_t n = pt_registry_list_blocks(state, now, NULL, 0);
     struct pt_reg_blocks *v = calloc(n ? n : 1, sizeof(*v));
     size_t cap = 4 + n * pt_reg_blocks_entry_max(), i;
     uint8_t *buf = malloc(cap);
@@ -104,7 +103,7 @@ static void handle_list_blocks(struct pt_registry_server *s, struct pt_request *
         pt_request_reply_error(req, -PT_ENOMEM, "out of memory", NULL);
         return;
     }
-    pt_registry_list_blocks(&s->state, now, v, n);
+    pt_registry_list_blocks(state, now, v, n);
     pt_cursor_init(&c, buf, cap);
     pt_enc_u32(&c, (uint32_t)n);
     for (i = 0; i < n; i++)
@@ -113,7 +112,46 @@ static void handle_list_blocks(struct pt_registry_server *s, struct pt_request *
     reply_cursor(req, buf, &c);
 }
 
-static int random_secret(uint8_t secret[PT_REG_SECRET_SIZE])
+int pt_registry_serve_read(const struct pt_registry *state, struct pt_request *req, uint64_t now_ms)
+{
+    struct pt_cursor c;
+    int err;
+    pt_cursor_init(&c, (void *)pt_request_body(req), pt_request_body_len(req));
+    switch (pt_request_kind(req)) {
+    case PT_MSG_REG_LIST_SHARDS: {
+        uint16_t filter = pt_dec_u16(&c);
+        if (!pt_cursor_ok(&c) || pt_cursor_left(&c)) break;
+        handle_list_replicas(state, req, 0, filter, now_ms);
+        return 1;
+    }
+    case PT_MSG_REG_LIST_CDC:
+        if (pt_cursor_left(&c)) break;
+        handle_list_replicas(state, req, 1, PT_REG_ALL_SHARDS, now_ms);
+        return 1;
+    case PT_MSG_REG_LIST_BLOCKS:
+        if (pt_cursor_left(&c)) break;
+        handle_list_blocks(state, req, now_ms);
+        return 1;
+    case PT_MSG_REG_BLOCK_SECRET: {
+        uint8_t secret[PT_REG_SECRET_SIZE];
+        uint64_t id = pt_dec_u64(&c);
+        if (!pt_cursor_ok(&c) || pt_cursor_left(&c)) break;
+        err = pt_registry_block_secret(state, id, secret);
+        if (err) {
+            pt_request_reply_error(req, err, "unknown block service", NULL);
+            return 1;
+        }
+        pt_request_reply(req, secret, sizeof(secret));
+        return 1;
+    }
+    default:
+        return 0;
+    }
+    pt_request_reply_error(req, -PT_EPROTO, "malformed request body", NULL);
+    return 1;
+}
+
+int pt_registry_random_secret(uint8_t secret[PT_REG_SECRET_SIZE])
 {
     size_t got = 0;
     while (got < PT_REG_SECRET_SIZE) {
@@ -161,7 +199,7 @@ static void handler(void *ctx, struct pt_request *req)
         uint8_t fresh[PT_REG_SECRET_SIZE], secret[PT_REG_SECRET_SIZE];
         pt_reg_dec_blocks_heartbeat(&c, &hb);
         if (!pt_cursor_ok(&c) || pt_cursor_left(&c)) break;
-        err = random_secret(fresh);
+        err = pt_registry_random_secret(fresh);
         if (!err) err = pt_registry_blocks_heartbeat(&s->state, &hb, pt_now_ms(), fresh, secret);
         if (err) {
             pt_registry_events_add(&s->events, wall_ms(),
@@ -174,33 +212,20 @@ static void handler(void *ctx, struct pt_request *req)
         pt_request_reply(req, secret, sizeof(secret));
         return;
     }
-    case PT_MSG_REG_LIST_SHARDS: {
-        uint16_t filter = pt_dec_u16(&c);
-        if (!pt_cursor_ok(&c) || pt_cursor_left(&c)) break;
-        handle_list_replicas(s, req, 0, filter);
-        return;
-    }
-    case PT_MSG_REG_LIST_CDC:
+    case PT_MSG_REG_INFO: {
+        struct pt_reg_info info;
+        uint8_t buf[64 + PT_REG_ADDR_MAX];
         if (pt_cursor_left(&c)) break;
-        handle_list_replicas(s, req, 1, PT_REG_ALL_SHARDS);
-        return;
-    case PT_MSG_REG_LIST_BLOCKS:
-        if (pt_cursor_left(&c)) break;
-        handle_list_blocks(s, req);
-        return;
-    case PT_MSG_REG_BLOCK_SECRET: {
-        uint8_t secret[PT_REG_SECRET_SIZE];
-        uint64_t id = pt_dec_u64(&c);
-        if (!pt_cursor_ok(&c) || pt_cursor_left(&c)) break;
-        err = pt_registry_block_secret(&s->state, id, secret);
-        if (err) {
-            pt_request_reply_error(req, err, "unknown block service", NULL);
-            return;
-        }
-        pt_request_reply(req, secret, sizeof(secret));
+        memset(&info, 0, sizeof(info));
+        info.replicas = info.serving = 1;
+        snprintf(info.leader, sizeof(info.leader), "%s", pt_server_address(s->srv));
+        pt_cursor_init(&c, buf, sizeof(buf));
+        pt_reg_enc_info(&c, &info);
+        pt_request_reply(req, buf, (uint32_t)c.pos);
         return;
     }
     default:
+        if (pt_registry_serve_read(&s->state, req, pt_now_ms())) return;
         pt_request_reply_error(req, -PT_ENOTSUP, "unknown message kind for the registry", NULL);
         return;
     }

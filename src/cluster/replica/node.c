@@ -61,7 +61,7 @@ enum node_handle { H_POLL, H_TICK, H_TRANSFER, H_SIGINT, H_SIGTERM, H_COUNT };
 
 struct pt_node {
     struct pt_node_config cfg;
-    char registry[PT_REG_ADDR_MAX];
+    char registry[PT_REG_LOCATION_MAX];
     char host[64];
     uv_loop_t loop;
     int loop_ready;
@@ -269,6 +269,18 @@ static void discovery_work(uv_work_t *w)
     d->ok = 0;
     memcpy(d->peers, d->known, sizeof(d->peers));
     d->n_services = 0;
+    if (n->cfg.kind == PT_NODE_REGISTRY) {
+        /* Static peers: only their Raft addresses are to be learned (and relearned when a
+         * peer restarted on another Raft port: NODE_INFO is cheap, ask every round). */
+        for (i = 0; i < n->cfg.replicas; i++) {
+            char raft_addr[PT_REG_ADDR_MAX];
+            if (i == n->cfg.replica) continue;
+            if (query_raft_addr(d->peers[i].client, raft_addr, sizeof(raft_addr)) == 0)
+                snprintf(d->peers[i].raft, sizeof(d->peers[i].raft), "%s", raft_addr);
+        }
+        d->ok = 1;
+        return;
+    }
     rc = n->cfg.kind == PT_NODE_SHARD ? pt_reg_heartbeat_shard(n->registry, &d->self, &opts)
                                       : pt_reg_heartbeat_cdc(n->registry, &d->self, &opts);
     if (rc) return;
@@ -780,7 +792,8 @@ int pt_node_start(struct pt_node **out, const struct pt_node_config *cfg, char *
         snprintf(err, err_cap, "--replica must be below --replicas");
         return -PT_EINVAL;
     }
-    if (!cfg->dir || !cfg->registry || !cfg->fsm || !cfg->handler) {
+    if (!cfg->dir || (!cfg->registry && cfg->kind != PT_NODE_REGISTRY) || !cfg->fsm ||
+        !cfg->handler) {
         snprintf(err, err_cap, "node: a data directory, a registry, an FSM and a handler");
         return -PT_EINVAL;
     }
@@ -799,7 +812,7 @@ int pt_node_start(struct pt_node **out, const struct pt_node_config *cfg, char *
         start_undo(n);
         return -PT_EINVAL;
     }
-    snprintf(n->registry, sizeof(n->registry), "%s", cfg->registry);
+    snprintf(n->registry, sizeof(n->registry), "%s", cfg->registry ? cfg->registry : "");
     snprintf(n->host, sizeof(n->host), "%s", cfg->host ? cfg->host : "127.0.0.1");
     n->cfg.registry = n->registry;
     n->cfg.host = n->host;
@@ -831,8 +844,21 @@ int pt_node_start(struct pt_node **out, const struct pt_node_config *cfg, char *
         start_undo(n);
         return rc;
     }
-    /* Client-facing server on an OS-chosen port. */
-    snprintf(listen, sizeof(listen), "%s:0", n->host);
+    /* Client-facing server on an OS-chosen port; a registry replica's is in its location. */
+    if (cfg->kind == PT_NODE_REGISTRY) {
+        unsigned i;
+        for (i = 0; i < cfg->replicas; i++) {
+            if (!cfg->peers[i] || !cfg->peers[i][0]) {
+                snprintf(err, err_cap, "registry group: no address for member %u", i);
+                start_undo(n);
+                return -PT_EINVAL;
+            }
+            snprintf(n->peers[i].client, sizeof(n->peers[i].client), "%s", cfg->peers[i]);
+        }
+        snprintf(listen, sizeof(listen), "%s",
+                 cfg->listen ? cfg->listen : cfg->peers[cfg->replica]);
+    } else
+        snprintf(listen, sizeof(listen), "%s:0", n->host);
     memset(&scfg, 0, sizeof(scfg));
     scfg.listen = listen;
     scfg.handler = handler;

@@ -26,7 +26,7 @@
 #define PT_NODE_MAX_REPLICAS PT_REPLICA_MAX
 #define PT_NODE_MAX_SERVICES 256
 
-enum pt_node_kind { PT_NODE_SHARD = 1, PT_NODE_CDC = 2 };
+enum pt_node_kind { PT_NODE_SHARD = 1, PT_NODE_CDC = 2, PT_NODE_REGISTRY = 3 };
 
 /*
  * Raft timing and start-up checks, shared by shards and the CDC (server flags
@@ -51,7 +51,7 @@ struct pt_node;
 typedef pt_replica_done_fn pt_node_done_fn;
 
 struct pt_node_config {
-    const char *registry;
+    const char *registry; /* location of the registry (NULL for a registry replica) */
     enum pt_node_kind kind;
     unsigned shard; /* shard number (0 for the CDC) */
     unsigned replica;
@@ -60,6 +60,13 @@ struct pt_node_config {
     const char *dir;     /* Raft data under DIR/raft */
     const char *host;    /* listen host */
     const char *http;    /* "HOST:PORT" of the metrics endpoint (port 0: OS-chosen); NULL: none */
+    /*
+     * A registry replica finds its peers without a registry: peers[i] is the client address of
+     * member i (from the group's location), listen the address its client server binds
+     * (NULL: peers[replica]). Its peers' Raft addresses come from PT_MSG_NODE_INFO.
+     */
+    const char *peers[PT_NODE_MAX_REPLICAS];
+    const char *listen;
     unsigned snapshot_entries; /* take a snapshot every this many entries; 0 = 4096 */
     struct pt_node_raft_options raft;
     struct raft_fsm *fsm;

@@ -43,7 +43,9 @@ static void deferred_fire(void *ctx)
     switch (d->kind) {
     case D_SEND: {
         struct raft_io_send *r = d->req;
-        r->cb(r, d->status);
+        /* libraft 0.15 sends some messages without a callback (the TimeoutNow of a leadership
+         * transfer): calling it crashed every leader stopped with SIGTERM */
+        if (r->cb) r->cb(r, d->status);
         break;
     }
     case D_APPEND_FAIL: {
