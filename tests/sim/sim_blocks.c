@@ -1445,7 +1445,7 @@ static void repair_phase(struct sb *c)
     free(p);
 }
 
-/* ---- the shard repair phase -------------------------------------------------------------------- */
+/* ---- the shard repair phase ------------------------------------------------------------------ */
 /*
  * The shard's own repair (src/cluster/shard/shard_repair.c: task choice, new homes, rounds,
  * REPLACE_BLOCK swaps) over a real shard store (LMDB under cfg.shard_dir), driven by a
@@ -1463,10 +1463,10 @@ static void repair_phase(struct sb *c)
  * service's copies are not (nothing lost, nothing referenced twice); repair traffic never ran
  * ahead of repair_rate x simulated time.
  */
-#define SR_SPANS 48          /* spans the writer writes */
-#define SR_STALE_MS 2000     /* the leader's --repair-stale-after */
+#define SR_SPANS 48      /* spans the writer writes */
+#define SR_STALE_MS 2000 /* the leader's --repair-stale */
 #define SR_WRITE_TRIES 5
-#define SR_LEADER_CRASHES 3  /* at most, per run */
+#define SR_LEADER_CRASHES 3 /* at most, per run */
 
 struct sr_span {
     uint64_t file, offset;
@@ -1527,7 +1527,10 @@ struct sr {
     int rd_done;
 };
 
-static int sr_ok(struct sr *x) { return !x->c->violated; }
+static int sr_ok(struct sr *x)
+{
+    return !x->c->violated;
+}
 
 /* Apply one encoded request as a committed entry: its status; the reply in x->out.reply[0]. */
 static int sr_apply_raw(struct sr *x, const uint8_t *req, size_t len, struct pt_cursor *body)
@@ -1595,14 +1598,21 @@ static const struct pt_node_service *sr_service_find(void *ctx, uint64_t id)
     return NULL;
 }
 
-static struct pt_env *sr_env(void *ctx) { return ((struct sr_inc *)ctx)->env; }
-static int sr_can_serve(void *ctx) { return !((struct sr_inc *)ctx)->dead; }
+static struct pt_env *sr_env(void *ctx)
+{
+    return ((struct sr_inc *)ctx)->env;
+}
+static int sr_can_serve(void *ctx)
+{
+    return !((struct sr_inc *)ctx)->dead;
+}
 
 static void sr_crash_leader(struct sr *x, const char *why)
 {
     struct sb *c = x->c;
     if (c->cfg.verbose)
-        fprintf(stderr, "%8llu shard leader crash (%s)\n", (unsigned long long)sim_now(c->sim), why);
+        fprintf(stderr, "%8llu shard leader crash (%s)\n", (unsigned long long)sim_now(c->sim),
+                why);
     x->crashes++;
     sim_proc_crash(x->leader);
     sim_proc_restart_later(x->leader, 200 + sim_below(c->sim, 600));
@@ -1631,7 +1641,8 @@ static void sr_check_swap(struct sr *x, const struct pt_shard_req *q)
     for (i = 0; i < n; i++)
         if (i != k && sr_domain(x, sr_svc_index(x, sp.blocks[i].service)) ==
                           sr_domain(x, sr_svc_index(x, q->services[1])))
-            sb_violate(x->c, "repair moved block %016llx into failure domain d%u, which block %u "
+            sb_violate(x->c,
+                       "repair moved block %016llx into failure domain d%u, which block %u "
                        "of its span already uses",
                        (unsigned long long)q->target, sr_domain(x, sr_svc_index(x, q->services[1])),
                        i);
@@ -1664,8 +1675,8 @@ static void sr_commit(void *ctx)
             x->swaps++;
             sr_check_swap(x, &q);
         }
-        pr->done(pr->dctx, pr->inc->dead ? -PT_ECANCELED : 0, pr->inc->dead ? NULL : x->out.reply[0],
-                 pr->inc->dead ? 0 : x->out.len[0]);
+        pr->done(pr->dctx, pr->inc->dead ? -PT_ECANCELED : 0,
+                 pr->inc->dead ? NULL : x->out.reply[0], pr->inc->dead ? 0 : x->out.len[0]);
     }
     /* a crash after a swap was applied, before the old copy is erased (GC, days later) */
     if (swapped && q.services[1] && !pr->inc->dead && x->crashes < SR_LEADER_CRASHES &&
@@ -1880,7 +1891,8 @@ static int sr_span_add(struct sr *x)
         if (!span || pt_ec_init(&ec, 2, 1) != 0) abort();
         sim_fill(c->sim, span, s->size);
         memcpy(s->data[0], span, s->size < s->block_size ? s->size : s->block_size);
-        if (s->size > s->block_size) memcpy(s->data[1], span + s->block_size, s->size - s->block_size);
+        if (s->size > s->block_size)
+            memcpy(s->data[1], span + s->block_size, s->size - s->block_size);
         pt_ec_encode(&ec, s->block_size, s->data, s->data + 2);
         q.op = PT_SHARD_ADD_RS_SPAN;
         q.crc = petrel_crc32c(0, span, s->size);
@@ -1913,10 +1925,11 @@ static int sr_span_add(struct sr *x)
         s->block[i] = pt_dec_u64(&b);
         s->crc[i] = s->rs ? pt_dec_u32(&b) : q.crc; /* a mirrored span's reply has no CRCs */
         if (svc != q.services[i] || s->crc[i] != pt_block_crc(s->data[i], s->block_size))
-            sb_violate(c, "ADD_SPAN (%s) block %u: service %016llx (asked %016llx), CRC %08x (want %08x)",
-                       s->rs ? "RS" : "mirrored", i, (unsigned long long)svc,
-                       (unsigned long long)q.services[i], s->crc[i],
-                       pt_block_crc(s->data[i], s->block_size));
+            sb_violate(
+                c, "ADD_SPAN (%s) block %u: service %016llx (asked %016llx), CRC %08x (want %08x)",
+                s->rs ? "RS" : "mirrored", i, (unsigned long long)svc,
+                (unsigned long long)q.services[i], s->crc[i],
+                pt_block_crc(s->data[i], s->block_size));
     }
     x->k = 0;
     x->tries = 0;
@@ -2058,7 +2071,8 @@ static int sr_span_at(struct sr *x, uint64_t file, uint64_t offset, struct pt_sp
     q.max = 1;
     n = pt_shard_req_encode(&q, req, sizeof(req));
     if (n < 0) return n;
-    if ((rc = pt_shard_sm_query(&x->sm, req, (size_t)n, reply, sizeof(reply), &len)) != 0) return rc;
+    if ((rc = pt_shard_sm_query(&x->sm, req, (size_t)n, reply, sizeof(reply), &len)) != 0)
+        return rc;
     if ((rc = pt_shard_reply_open(reply, len, &body)) != 0) return rc;
     (void)pt_dec_u64(&body);
     if (pt_dec_u16(&body) < 1 || pt_span_decode(&body, out) || out->offset != offset)

@@ -321,7 +321,7 @@ static void run_shard_seeds(uint64_t first, unsigned seeds)
         sim_blocks_config_default(&cfg, seed);
         cfg.services = 6;
         cfg.repair_rate = 32768; /* tight: the pacer must hold repair back */
-        cfg.fault_ms = 10000; /* the block-level faults are sim_blocks's; keep this part short */
+        cfg.fault_ms = 10000;    /* the block-level faults are sim_blocks's; keep this part short */
         cfg.shard_dir = test_tmpdir();
         cfg.verbose = getenv("PETREL_SIM_VERBOSE") != NULL;
         CHECK_OK(sim_blocks_run(&cfg, &r));

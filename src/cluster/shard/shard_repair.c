@@ -109,10 +109,15 @@ static const struct pt_node_service *node_service_find(void *ctx, uint64_t id)
 {
     return pt_node_service_find(ctx, id);
 }
-static struct pt_env *node_env(void *ctx) { return pt_node_env(ctx); }
-static int node_can_serve(void *ctx) { return pt_node_can_serve(ctx); }
-static int node_propose(void *ctx, const uint8_t *req, size_t len, pt_node_done_fn done,
-                        void *dctx)
+static struct pt_env *node_env(void *ctx)
+{
+    return pt_node_env(ctx);
+}
+static int node_can_serve(void *ctx)
+{
+    return pt_node_can_serve(ctx);
+}
+static int node_propose(void *ctx, const uint8_t *req, size_t len, pt_node_done_fn done, void *dctx)
 {
     return pt_node_propose(ctx, req, len, done, dctx);
 }
@@ -928,8 +933,7 @@ static void status_span(void *ctx, uint64_t file, const struct pt_span *sp, unsi
         int missing = (queued >> i) & 1;
         if (!s || s->stale || declared_failed(x->r, s->id)) missing = 1;
         for (j = 0; s && j < i && !missing; j++) {
-            const struct pt_node_service *o =
-                host_find(x->r, sp->blocks[j].service);
+            const struct pt_node_service *o = host_find(x->r, sp->blocks[j].service);
             if (o && strcmp(o->domain, s->domain) == 0) missing = 1;
         }
         if (v) {

@@ -2258,8 +2258,8 @@ int pt_shard_sm_span_scan(struct pt_shard_sm *sm, pt_shard_span_fn fn, void *ctx
     return rc == MDB_NOTFOUND ? 0 : map_mdb(rc);
 }
 
-int pt_shard_sm_span_walk(struct pt_shard_sm *sm, uint64_t *file, uint64_t *offset,
-                          unsigned budget, pt_shard_span_fn fn, void *ctx)
+int pt_shard_sm_span_walk(struct pt_shard_sm *sm, uint64_t *file, uint64_t *offset, unsigned budget,
+                          pt_shard_span_fn fn, void *ctx)
 {
     MDB_txn *t;
     MDB_cursor *cur;
