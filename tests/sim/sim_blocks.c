@@ -2232,6 +2232,24 @@ static void shard_repair_phase(struct sb *c)
     h.ctx = x;
     sim_proc_set_hooks(x->leader, &h);
     sr_leader_start(x);
+    {
+        /* the worst network and flaky disks (no lying ones: every acknowledged byte must
+         * come back), no random crashes: the phase's own are the leader's, the dead
+         * service's and some new homes' */
+        struct sim_faults f;
+        sim_faults_none(&f);
+        f.delay_min_ms = 1;
+        f.delay_max_ms = 20;
+        f.loss_ppm = 20000;
+        f.dup_ppm = 10000;
+        f.corrupt_ppm = 5000;
+        f.reorder_ppm = 20000;
+        f.reorder_max_ms = 100;
+        f.read_eio_ppm = 2000;
+        f.write_eio_ppm = 2000;
+        f.fsync_fail_ppm = 2000;
+        sim_set_faults(c->sim, &f);
+    }
     sr_after(x, 1);
     if (!sim_run_until_cond(c->sim, sim_now(c->sim) + 20 * c->cfg.settle_ms, sr_settled, x)) {
         for (i = 0; i < x->nspan && sr_ok(x); i++)
@@ -2244,6 +2262,11 @@ static void shard_repair_phase(struct sb *c)
                        x->writer_done ? "done" : "busy", x->cur ? "up" : "down");
     }
     if (sr_ok(x) && !x->killed) sb_violate(c, "no service died during the writes");
+    {
+        struct sim_faults none;
+        sim_faults_none(&none);
+        sim_set_faults(c->sim, &none);
+    }
     c->res->shard_repair_ms = sim_now(c->sim) - x->acct.start_ms;
     if (sr_ok(x)) {
         x->tries = 0;
