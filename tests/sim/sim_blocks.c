@@ -1454,14 +1454,16 @@ static void repair_phase(struct sb *c)
  * simulated messages. A writer writes mirrored and RS(2,1) spans through the same store
  * (ADD_SPAN / ADD_RS_SPAN, block writes under certificates, CERTIFY_SPAN; a span whose write
  * fails is dropped and written elsewhere) and one service dies for good in the middle of a
- * span's writes. Some spans are written with two blocks in one failure domain (the last
- * service shares service 0's). The leader crashes at random after a rebuild and before its
- * swap, and after a swap was applied; a new incarnation takes over from the store alone.
- * Checked: every acknowledged (certified) span ends at policy (no block on the dead service,
- * every block in its own domain) with no operator action; every block the store lists reads
- * back exactly the bytes written; every listed copy is in the block index and the dead
- * service's copies are not (nothing lost, nothing referenced twice); repair traffic never ran
- * ahead of repair_rate x simulated time.
+ * span's writes; another (service 1) is silent from the start, holding nothing. The network
+ * loses, duplicates, corrupts and reorders; disks fail some calls. Some spans are written with two
+ * blocks in one failure domain (the last service shares service 0's). The leader crashes at random
+ * after a rebuild and before its swap, and after a swap was applied; a new incarnation takes over
+ * from the store alone. Checked: every acknowledged (certified) span ends at policy (no block on
+ * the dead service, every block in its own domain) with no operator action; every block the store
+ * lists reads back exactly the bytes written; every listed copy is in the block index and the dead
+ * service's copies are not (nothing lost, nothing referenced twice); every copy swapped out
+ * waits in `dropped` for GC exactly once; repair traffic never ran ahead of repair_rate x
+ * simulated time.
  */
 #define SR_SPANS 48      /* spans the writer writes */
 #define SR_STALE_MS 2000 /* the leader's --repair-stale */
@@ -1522,6 +1524,8 @@ struct sr {
     unsigned dead;
     int killed, writer_done;
     uint64_t swaps, moved_domain, crash_before_swap, crash_after_swap;
+    struct pt_gc_block swapped[256]; /* old copies swapped out (service, block) */
+    unsigned nswapped;
     /* the final read-back */
     unsigned rd_span, rd_block;
     int rd_done;
@@ -1622,7 +1626,7 @@ static int sr_span_at(struct sr *x, uint64_t file, uint64_t offset, struct pt_sp
 static unsigned sr_svc_index(const struct sr *x, uint64_t id);
 
 /* A swap puts the new copy in a failure domain no other block of its span uses (there are
- * always enough: 5 domains, at most 3 blocks, one service dead). */
+ * always enough: 6 domains, at most 3 blocks, one service silent and one dead). */
 static void sr_check_swap(struct sr *x, const struct pt_shard_req *q)
 {
     struct pt_span sp;
@@ -1673,6 +1677,10 @@ static void sr_commit(void *ctx)
         if (st == 0 && q.op == PT_SHARD_REPLACE_BLOCK) swapped = pt_dec_u8(&body);
         if (swapped && q.services[1]) {
             x->swaps++;
+            if (x->nswapped < PT_ARRAY_SIZE(x->swapped)) {
+                x->swapped[x->nswapped].service = q.services[0];
+                x->swapped[x->nswapped++].block = q.target;
+            }
             sr_check_swap(x, &q);
         }
         pr->done(pr->dctx, pr->inc->dead ? -PT_ECANCELED : 0,
@@ -2198,6 +2206,32 @@ static void sr_check_index(struct sr *x)
                            (unsigned long long)sp.blocks[b].block,
                            (unsigned long long)sp.blocks[b].service);
     }
+    /* every copy swapped out waits in `dropped` for GC's erase, exactly once, and no span
+     * lists it any more (a crash after the swap loses neither) */
+    if (sr_ok(x) && x->nswapped) {
+        struct pt_gc_block *d = calloc(4096, sizeof(*d));
+        uint64_t *times = calloc(4096, sizeof(*times));
+        int nd;
+        if (!d || !times) abort();
+        nd = pt_shard_sm_gc_dropped(&x->sm, UINT64_MAX, d, times, 4096);
+        for (i = 0; sr_ok(x) && i < x->nswapped; i++) {
+            unsigned seen = 0;
+            int k;
+            for (k = 0; k < nd; k++)
+                seen += d[k].service == x->swapped[i].service && d[k].block == x->swapped[i].block;
+            if (seen != 1 ||
+                pt_shard_sm_block_listed(&x->sm, x->swapped[i].service, x->swapped[i].block) != 0)
+                sb_violate(
+                    x->c, "old copy of block %016llx on %016llx: %u times in dropped, %s",
+                    (unsigned long long)x->swapped[i].block,
+                    (unsigned long long)x->swapped[i].service, seen,
+                    pt_shard_sm_block_listed(&x->sm, x->swapped[i].service, x->swapped[i].block)
+                        ? "still indexed"
+                        : "not indexed");
+        }
+        free(d);
+        free(times);
+    }
     if (sr_ok(x) && x->killed &&
         pt_shard_sm_service_blocks(&x->sm, x->c->svc[x->dead].id, &cursor, e, 4) != 0)
         sb_violate(x->c, "the dead service b%u still holds blocks in the index (block %016llx)",
@@ -2218,6 +2252,7 @@ static void shard_repair_phase(struct sb *c)
         free(x);
         return;
     }
+    if (c->cfg.verbose) petrel_log_set(petrel_log_stderr, NULL, PT_LOG_INFO); /* repair's lines */
     x->acct.c = c;
     x->acct.start_ms = sim_now(c->sim);
     x->wproc = sim_proc_add(c->sim, "sw");
@@ -2231,6 +2266,10 @@ static void shard_repair_phase(struct sb *c)
     h.start = sr_leader_start;
     h.ctx = x;
     sim_proc_set_hooks(x->leader, &h);
+    /* a service the registry still lists, silent since before the writes and holding
+     * nothing: repair must look past it to the one that dies */
+    if (sim_proc_up(c->svc[1].proc)) sim_proc_crash(c->svc[1].proc);
+    c->svc[1].lost = 1;
     sr_leader_start(x);
     {
         /* the worst network and flaky disks (no lying ones: every acknowledged byte must

@@ -319,7 +319,7 @@ static void run_shard_seeds(uint64_t first, unsigned seeds)
     for (i = 0; i < seeds; i++) {
         uint64_t seed = first + i;
         sim_blocks_config_default(&cfg, seed);
-        cfg.services = 6;
+        cfg.services = 7;        /* 6 failure domains; one service silent, one dies */
         cfg.repair_rate = 32768; /* tight: the pacer must hold repair back */
         cfg.fault_ms = 10000;    /* the block-level faults are sim_blocks's; keep this part short */
         cfg.shard_dir = test_tmpdir();

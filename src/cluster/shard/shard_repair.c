@@ -345,7 +345,9 @@ static void take_stale(struct pt_shard_repair *r, struct repair_round *g, uint64
                                        REPAIR_MAX - g->n);
         for (k = 0; k < n && g->n < REPAIR_MAX; k++)
             task_add(r, g, &e[k], 0);
-        break; /* one stale service at a time: its cursor is r->stale_block */
+        /* one stale service at a time (its cursor is r->stale_block); one that holds nothing
+         * of this shard must not hold up the others */
+        if (n > 0) break;
     }
 }
 
