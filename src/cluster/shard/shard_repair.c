@@ -237,10 +237,14 @@ static int choose_home(struct pt_shard_repair *r, struct repair_task *t)
     return -PT_ENOSPC;
 }
 
+#define TASK_COPY 1  /* copy the block from its own service first (drain, domain move) */
+#define TASK_QUIET 2 /* no home is not worth a warning (a domain move retried every walk) */
+
 /* Turn (service, block, file, offset) into a task of the round; 1 if added. */
 static int task_add(struct pt_shard_repair *r, struct repair_round *g,
-                    const struct pt_repair_entry *e, int drain)
+                    const struct pt_repair_entry *e, int flags)
 {
+    int drain = (flags & TASK_COPY) != 0;
     struct repair_task *t = &g->t[g->n];
     unsigned i, n;
     int rc;
@@ -270,7 +274,7 @@ static int task_add(struct pt_shard_repair *r, struct repair_round *g,
     }
     if (rc || t->span.storage == PT_STORAGE_INLINE || !t->span.certified) return 0;
     if (choose_home(r, t) != 0) {
-        petrel_log(PT_LOG_WARN, LOG_MODULE,
+        petrel_log((flags & TASK_QUIET) ? PT_LOG_DEBUG : PT_LOG_WARN, LOG_MODULE,
                    "block %016" PRIx64 " of file %016" PRIx64 ": no fresh service in a failure "
                    "domain the span does not use",
                    e->block, e->file);
@@ -361,7 +365,7 @@ static void take_draining(struct pt_shard_repair *r, struct repair_round *g)
         int k, m = pt_shard_sm_service_blocks(r->sm, r->draining[j], &r->drain_block, e,
                                               REPAIR_MAX - g->n);
         for (k = 0; k < m && g->n < REPAIR_MAX; k++)
-            task_add(r, g, &e[k], 1);
+            task_add(r, g, &e[k], TASK_COPY);
         if (m > 0) break; /* one service at a time: its cursor is r->drain_block */
     }
 }
@@ -430,7 +434,7 @@ static void take_domains(struct pt_shard_repair *r, struct repair_round *g)
                               &w) < 0)
         return;
     for (k = 0; k < w.n && g->n < REPAIR_MAX; k++)
-        if (task_add(r, g, &w.e[k], 1)) r->moved_domain++;
+        if (task_add(r, g, &w.e[k], TASK_COPY | TASK_QUIET)) r->moved_domain++;
 }
 
 /* --- step 2: rebuilding (the env-driven machine, repair_rebuild.c) ------------------------ */
