@@ -45,6 +45,13 @@ mutants=(
 "rs-rebuilt-cell-unchecked|src/cluster/client/client.c|s/if \(petrel_crc32c\(0, cellp, r->cell\) != pt_span_cell_crc/if (0 \&\& petrel_crc32c(0, cellp, r->cell) != pt_span_cell_crc/|rs|a rebuilt cell is delivered without checking its cell CRC"
 "rs-rebuild-without-parity|src/cluster/client/client.c|s/for \(b = 0; b < r->n \&\& n_have \+ m < r->d; b\+\+\) \{/for (b = 0; b < r->d \&\& n_have + m < r->d; b++) {/|rs|degraded reads never use parity blocks"
 "rs-deliver-wrong-column|src/cluster/client/client.c|s/memcpy\(r->out \+ o, r->blk \+ k \* r->stride/memcpy(r->out + o, r->blk + ((k + 1) % r->d) * r->stride/|rs|RS reads take a cell from the neighbouring data block"
+"repair-swap-before-certify|src/cluster/shard/shard_repair.c|s/            if \(g->t\[i\].written \x7c\x7c g->t\[i\].forget\) \{/            if (1) {/|simrepair|the shard leader swaps in a copy whose rebuild failed"
+"repair-home-in-used-domain|src/cluster/shard/shard_repair.c|s/if \(o && strcmp\(o->domain, c->domain\) == 0\) clash = 1;/if (0 \&\& o \&\& strcmp(o->domain, c->domain) == 0) clash = 1;/|simrepair|repair picks a new home in a failure domain the span already uses"
+"repair-no-domain-queue|src/cluster/shard/shard_repair.c|s/    take_domains\(r, g\);\n/    (void)take_domains;\n/|simrepair|spans with two blocks in one failure domain are never moved"
+"repair-swap-keeps-old-index|src/cluster/shard/shard_sm.c|s/(replace_block_holders\(a, q, old_svc, new_svc\)\) != 0\) return rc;\n)    rc = mdb_del\(a->t, a->sm->blockidx, &key, NULL\);/\$1    rc = 0;/|simrepair|REPLACE_BLOCK leaves the old copy in the block index (referenced twice)"
+"repair-stale-first-only|src/cluster/shard/shard_repair.c|s/        if \(n > 0\) break;\n/        break;\n/|simrepair|repair looks only at the first stale service, even one that holds nothing"
+"repair-swap-drops-nothing|src/cluster/shard/shard_sm.c|s/    if \(\(rc = map_mdb\(mdb_put\(a->t, a->sm->dropped, &dkey, &dval, 0\)\)\) != 0\) return rc;\n    pt_enc_u8\(&a->out, 1\);/    (void)dkey;\n    (void)dval;\n    pt_enc_u8(\&a->out, 1);/|simrepair|REPLACE_BLOCK forgets the old copy (never erased by GC)"
+"repair-unpaced|src/cluster/shard/repair_rebuild.c|s/    if \(!p->rate\) \{\n        p->bytes \+= len;/    if (1) {\n        p->bytes += len;/|simrepair|repair ignores --repair-rate"
 "rs-bad-block-not-reported|src/cluster/client/client.c|s/(static void report_bad_block\(.*?\n\{\n)/\$1    if (file) return;\n/s|rs|degraded reads never queue the bad block for repair"
 "rs-report-any-block|src/cluster/shard/shard_sm.c|s/    if \(i == n\) return -PT_ENOENT;\n    return repairq_record\(a, s.blocks\[i\].service/    return repairq_record(a, s.blocks[i].service/|rs|REPORT_BAD_BLOCK queues a block its span does not list"
 "scrub-skips-last-page|src/cluster/blocks/blocks_scrub.c|s/(    count = PT_MIN\(SCRUB_CHUNK, st.size - sc->offset\);\n)/\$1    if (sc->offset + count >= st.size \&\& count > PT_BLOCK_PAGE_SIZE) count = (count - 1) \/ PT_BLOCK_PAGE_SIZE * PT_BLOCK_PAGE_SIZE;\n/; s/(    sc->offset \+= count;\n)/\$1    if (sc->offset + PT_BLOCK_PAGE_SIZE >= st.size) { sc->offset = st.size; sc->whole = st.crc; }\n/|scrub|the scrubber never reads the last page of a block"
@@ -75,6 +82,10 @@ run_tests() { # $1 = suite; prints what caught it, returns 0 if caught
         PETREL_SIM_BLOCKS_SEEDS=$seeds timeout 900 build/tests/test-sim sim_blocks_seeds >"$log" 2>&1 ||
             { echo "test-sim: $(grep -m1 -o 'test_sim_blocks.c:[0-9]*: seed .*' "$log" | cut -d' ' -f2- | head -c 110)"; return 0; }
         ;;
+    simrepair)
+        PETREL_SIM_BLOCKS_SEEDS=$seeds timeout 900 build/tests/test-sim sim_blocks_shard_repair_seeds >"$log" 2>&1 ||
+            { echo "test-sim: $(grep -m1 -o 'test_sim_blocks.c:[0-9]*: seed .*' "$log" | cut -d' ' -f2- | head -c 110)"; return 0; }
+        ;;
     sim-unit)
         timeout 300 build/tests/test-sim 'raftstore_*' 'replica_*' sim_cluster_regression_seeds >"$log" 2>&1 ||
             { echo "test-sim $(grep -m1 '^FAIL' "$log" | awk '{print $2}')"; return 0; }
@@ -101,7 +112,7 @@ run_tests() { # $1 = suite; prints what caught it, returns 0 if caught
     return 1
 }
 
-suite_bin() { case $1 in sim | simblocks | sim-unit) echo build/tests/test-sim ;; *) echo build/tests/test-cluster ;; esac; }
+suite_bin() { case $1 in sim | simblocks | simrepair | sim-unit) echo build/tests/test-sim ;; *) echo build/tests/test-cluster ;; esac; }
 
 echo "building the unmutated tree..."
 make -j$jobs build/tests/test-sim build/tests/test-cluster build/petrel >/dev/null 2>&1 ||

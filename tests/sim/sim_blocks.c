@@ -20,7 +20,10 @@
 #include "cluster/client/blocks_client.h"
 #include "cluster/ec/ec.h"
 #include "cluster/env/env.h"
+#include "cluster/replica/entry.h"
 #include "cluster/shard/repair_rebuild.h"
+#include "cluster/shard/shard_repair.h"
+#include "cluster/shard/shard_sm.h"
 #include "petrel/codec.h"
 #include "petrel/common.h"
 #include "petrel/crc32c.h"
@@ -947,6 +950,7 @@ struct sb_repair {
     uint32_t size;
     uint64_t repaired, failed_tries;
     int charging; /* repair traffic (the RS spans' first writes are not) */
+    struct sb_repair *acct; /* whose budget this traffic counts against (NULL: its own) */
     /* RS(2,1) spans the repairer writes before the death, then repairs and reads back */
     struct sb_rs {
         uint64_t id[3];
@@ -963,8 +967,10 @@ struct sb_repair {
 
 static void repair_charge(struct sb_repair *p, uint32_t len)
 {
-    uint64_t allowed = p->c->cfg.repair_rate * (sim_now(p->c->sim) - p->start_ms) / 1000;
+    uint64_t allowed;
     if (!p->charging) return;
+    if (p->acct) p = p->acct;
+    allowed = p->c->cfg.repair_rate * (sim_now(p->c->sim) - p->start_ms) / 1000;
     p->moved += len;
     if (p->moved > allowed)
         sb_violate(
@@ -1439,6 +1445,897 @@ static void repair_phase(struct sb *c)
     free(p);
 }
 
+/* ---- the shard repair phase ------------------------------------------------------------------ */
+/*
+ * The shard's own repair (src/cluster/shard/shard_repair.c: task choice, new homes, rounds,
+ * REPLACE_BLOCK swaps) over a real shard store (LMDB under cfg.shard_dir), driven by a
+ * simulated leader process whose host (struct pt_repair_host) is this simulator: the registry's
+ * view of the services, proposals applied to the store after a simulated delay, block I/O as
+ * simulated messages. A writer writes mirrored and RS(2,1) spans through the same store
+ * (ADD_SPAN / ADD_RS_SPAN, block writes under certificates, CERTIFY_SPAN; a span whose write
+ * fails is dropped and written elsewhere) and one service dies for good in the middle of a
+ * span's writes; another (service 1) is silent from the start, holding nothing. The network
+ * loses, duplicates, corrupts and reorders; disks fail some calls. Some spans are written with two
+ * blocks in one failure domain (the last service shares service 0's). The leader crashes at random
+ * after a rebuild and before its swap, and after a swap was applied; a new incarnation takes over
+ * from the store alone. Checked: every acknowledged (certified) span ends at policy (no block on
+ * the dead service, every block in its own domain) with no operator action; every block the store
+ * lists reads back exactly the bytes written; every listed copy is in the block index and the dead
+ * service's copies are not (nothing lost, nothing referenced twice); every copy swapped out
+ * waits in `dropped` for GC exactly once; repair traffic never ran ahead of repair_rate x
+ * simulated time.
+ */
+#define SR_SPANS 48      /* spans the writer writes */
+#define SR_STALE_MS 2000 /* the leader's --repair-stale */
+#define SR_WRITE_TRIES 5
+#define SR_LEADER_CRASHES 3 /* at most, per run */
+
+struct sr_span {
+    uint64_t file, offset;
+    unsigned n, rs;
+    uint32_t size, block_size;
+    uint64_t block[3];
+    uint32_t crc[3];
+    unsigned svc[3];
+    uint8_t *data[3];
+    uint64_t proof[3];
+    int acked;
+};
+
+struct sr;
+
+/* One incarnation of the shard leader. */
+struct sr_inc {
+    struct sr *x;
+    struct pt_env *env;
+    struct sb_repair io; /* its block I/O (the rebuild machine's), charged to the phase */
+    struct pt_rebuild_io rio;
+    struct pt_shard_repair rep;
+    int dead;
+    unsigned no;
+    struct sr_inc *next;
+};
+
+struct sr_prop {
+    struct sr_inc *inc;
+    uint8_t req[256];
+    size_t len;
+    pt_node_done_fn done;
+    void *dctx;
+};
+
+struct sr {
+    struct sb *c;
+    struct pt_shard_sm sm;
+    int sm_open;
+    struct pt_shard_apply_out out;
+    uint8_t entry[PT_SHARD_MSG_MAX];
+    struct pt_node_service view[SIM_BLOCKS_SERVICES_MAX];
+    struct sim_proc *leader;
+    struct sr_inc *cur, *incs;
+    unsigned n_incs, crashes;
+    struct sb_repair acct; /* the phase's budget: start time and bytes moved */
+    /* the writer */
+    struct sim_proc *wproc;
+    struct sb_repair w; /* its block I/O (not charged) */
+    struct sr_span span[SR_SPANS];
+    unsigned nspan, k, tries, written;
+    uint64_t file, file_size, avoid;
+    unsigned dead;
+    int killed, writer_done;
+    uint64_t swaps, moved_domain, crash_before_swap, crash_after_swap;
+    struct pt_gc_block swapped[256]; /* old copies swapped out (service, block) */
+    unsigned nswapped;
+    /* the final read-back */
+    unsigned rd_span, rd_block;
+    int rd_done;
+};
+
+static int sr_ok(struct sr *x)
+{
+    return !x->c->violated;
+}
+
+/* Apply one encoded request as a committed entry: its status; the reply in x->out.reply[0]. */
+static int sr_apply_raw(struct sr *x, const uint8_t *req, size_t len, struct pt_cursor *body)
+{
+    struct pt_shard_entry_builder b;
+    struct pt_cursor dummy;
+    int n;
+    pt_shard_entry_init(&b, x->entry, sizeof(x->entry), sim_now(x->c->sim));
+    if (pt_shard_entry_add_raw(&b, req, len) != 0 || (n = pt_shard_entry_finish(&b)) < 0 ||
+        pt_shard_sm_apply(&x->sm, x->entry, (size_t)n, &x->out) != 0 || x->out.count != 1) {
+        sb_violate(x->c, "shard store refused an entry");
+        return -PT_EIO;
+    }
+    return pt_shard_reply_open(x->out.reply[0], x->out.len[0], body ? body : &dummy);
+}
+
+static int sr_apply(struct sr *x, const struct pt_shard_req *q, struct pt_cursor *body)
+{
+    uint8_t req[PT_SHARD_MSG_MAX];
+    int n = pt_shard_req_encode(q, req, sizeof(req));
+    if (n < 0) {
+        sb_violate(x->c, "shard request does not encode: %s", petrel_strerror(n));
+        return n;
+    }
+    return sr_apply_raw(x, req, (size_t)n, body);
+}
+
+static unsigned sr_domain(const struct sr *x, unsigned i)
+{
+    return i == x->c->cfg.services - 1 ? 0 : i; /* the last service shares service 0's domain */
+}
+
+/* The registry's view: a service that is down is stale at once (the simulated heartbeat). */
+static void sr_view(struct sr *x)
+{
+    unsigned i;
+    for (i = 0; i < x->c->cfg.services; i++) {
+        struct pt_node_service *v = &x->view[i];
+        const struct sb_service *s = &x->c->svc[i];
+        memset(v, 0, sizeof(*v));
+        v->id = s->id;
+        snprintf(v->domain, sizeof(v->domain), "d%u", sr_domain(x, i));
+        snprintf(v->addr, sizeof(v->addr), "%s", s->addr);
+        v->stale = s->lost || !sim_proc_up(s->proc) || !s->cur || !s->cur->ready;
+        v->has_secret = 1;
+        memcpy(v->secret, s->secret, sizeof(v->secret));
+    }
+}
+
+static const struct pt_node_service *sr_services(void *ctx, size_t *count)
+{
+    struct sr_inc *in = ctx;
+    sr_view(in->x);
+    *count = in->x->c->cfg.services;
+    return in->x->view;
+}
+
+static const struct pt_node_service *sr_service_find(void *ctx, uint64_t id)
+{
+    struct sr_inc *in = ctx;
+    unsigned i;
+    sr_view(in->x);
+    for (i = 0; i < in->x->c->cfg.services; i++)
+        if (in->x->view[i].id == id) return &in->x->view[i];
+    return NULL;
+}
+
+static struct pt_env *sr_env(void *ctx)
+{
+    return ((struct sr_inc *)ctx)->env;
+}
+static int sr_can_serve(void *ctx)
+{
+    return !((struct sr_inc *)ctx)->dead;
+}
+
+static void sr_crash_leader(struct sr *x, const char *why)
+{
+    struct sb *c = x->c;
+    if (c->cfg.verbose)
+        fprintf(stderr, "%8llu shard leader crash (%s)\n", (unsigned long long)sim_now(c->sim),
+                why);
+    x->crashes++;
+    sim_proc_crash(x->leader);
+    sim_proc_restart_later(x->leader, 200 + sim_below(c->sim, 600));
+}
+
+static int sr_span_at(struct sr *x, uint64_t file, uint64_t offset, struct pt_span *out);
+static unsigned sr_svc_index(const struct sr *x, uint64_t id);
+
+/* A swap puts the new copy in a failure domain no other block of its span uses (there are
+ * always enough: 6 domains, at most 3 blocks, one service silent and one dead). */
+static void sr_check_swap(struct sr *x, const struct pt_shard_req *q)
+{
+    struct pt_span sp;
+    unsigned i, k, n;
+    if (sr_span_at(x, q->id, q->offset, &sp) != 0) {
+        sb_violate(x->c, "a swapped span is gone");
+        return;
+    }
+    n = pt_span_block_count(&sp);
+    for (k = 0; k < n && sp.blocks[k].block != q->target; k++)
+        ;
+    if (k == n || sp.blocks[k].service != q->services[1]) {
+        sb_violate(x->c, "REPLACE_BLOCK said swapped, the span does not list the new copy");
+        return;
+    }
+    for (i = 0; i < n; i++)
+        if (i != k && sr_domain(x, sr_svc_index(x, sp.blocks[i].service)) ==
+                          sr_domain(x, sr_svc_index(x, q->services[1])))
+            sb_violate(x->c,
+                       "repair moved block %016llx into failure domain d%u, which block %u "
+                       "of its span already uses",
+                       (unsigned long long)q->target, sr_domain(x, sr_svc_index(x, q->services[1])),
+                       i);
+}
+
+/* The proposal commits after a simulated delay; a proposal of a leader that died meanwhile
+ * commits or not (Raft may have replicated it before the crash). */
+static void sr_commit(void *ctx)
+{
+    struct sr_prop *pr = ctx;
+    struct sr *x = pr->inc->x;
+    struct pt_shard_req q;
+    int swapped = 0;
+    if (!sr_ok(x)) {
+        pr->done(pr->dctx, -PT_ECANCELED, NULL, 0);
+        free(pr);
+        return;
+    }
+    if (pr->inc->dead && sim_below(x->c->sim, 2) == 0) {
+        pr->done(pr->dctx, -PT_ECANCELED, NULL, 0);
+        free(pr);
+        return;
+    }
+    if (pt_shard_req_decode(&q, pr->req, pr->len) != 0) abort();
+    {
+        struct pt_cursor body;
+        int st = sr_apply_raw(x, pr->req, pr->len, &body);
+        if (st == 0 && q.op == PT_SHARD_REPLACE_BLOCK) swapped = pt_dec_u8(&body);
+        if (swapped && q.services[1]) {
+            x->swaps++;
+            if (x->nswapped < PT_ARRAY_SIZE(x->swapped)) {
+                x->swapped[x->nswapped].service = q.services[0];
+                x->swapped[x->nswapped++].block = q.target;
+            }
+            sr_check_swap(x, &q);
+        }
+        pr->done(pr->dctx, pr->inc->dead ? -PT_ECANCELED : 0,
+                 pr->inc->dead ? NULL : x->out.reply[0], pr->inc->dead ? 0 : x->out.len[0]);
+    }
+    /* a crash after a swap was applied, before the old copy is erased (GC, days later) */
+    if (swapped && q.services[1] && !pr->inc->dead && x->crashes < SR_LEADER_CRASHES &&
+        sim_below(x->c->sim, 6) == 0) {
+        x->crash_after_swap++;
+        sr_crash_leader(x, "after a swap");
+    }
+    free(pr);
+}
+
+static int sr_propose(void *ctx, const uint8_t *req, size_t len, pt_node_done_fn done, void *dctx)
+{
+    struct sr_inc *in = ctx;
+    struct sr *x = in->x;
+    struct sr_prop *pr;
+    if (in->dead || len > sizeof(pr->req)) return -PT_ENOTLEADER;
+    /* a crash after the rebuild wrote and proved the new copy, before its swap is proposed */
+    if (req[0] == PT_SHARD_REPLACE_BLOCK && x->crashes < SR_LEADER_CRASHES &&
+        sim_below(x->c->sim, 6) == 0) {
+        x->crash_before_swap++;
+        sr_crash_leader(x, "before a swap");
+        return -PT_ENOTLEADER;
+    }
+    pr = calloc(1, sizeof(*pr));
+    if (!pr) abort();
+    pr->inc = in;
+    memcpy(pr->req, req, len);
+    pr->len = len;
+    pr->done = done;
+    pr->dctx = dctx;
+    pt_env_timer(in->env, 1 + sim_below(x->c->sim, 20), sr_commit, pr);
+    return 0;
+}
+
+/* The rebuild machine's I/O: a dead incarnation's requests fail at once (sends would vanish,
+ * and its bytes must not count against the budget). */
+struct sr_fail {
+    pt_rebuild_read_cb rd;
+    pt_rebuild_write_cb wr;
+    void *arg;
+};
+
+static void sr_io_failed(void *ctx)
+{
+    struct sr_fail *f = ctx;
+    if (f->rd)
+        f->rd(f->arg, -PT_ECANCELED, NULL, 0);
+    else
+        f->wr(f->arg, -PT_ECANCELED, 0);
+    free(f);
+}
+
+static void sr_read(void *ctx, const char *addr, uint64_t block, uint32_t size,
+                    pt_rebuild_read_cb done, void *arg)
+{
+    struct sr_inc *in = ctx;
+    if (in->dead) {
+        struct sr_fail *f = calloc(1, sizeof(*f));
+        if (!f) abort();
+        f->rd = done;
+        f->arg = arg;
+        pt_env_timer(in->env, 0, sr_io_failed, f);
+        return;
+    }
+    repair_read(&in->io, addr, block, size, done, arg);
+}
+
+static void sr_write(void *ctx, const char *addr, uint64_t block, uint32_t crc, const uint8_t *data,
+                     uint32_t size, uint64_t cert, pt_rebuild_write_cb done, void *arg)
+{
+    struct sr_inc *in = ctx;
+    struct sr *x = in->x;
+    if (in->dead) {
+        struct sr_fail *f = calloc(1, sizeof(*f));
+        if (!f) abort();
+        f->wr = done;
+        f->arg = arg;
+        pt_env_timer(in->env, 0, sr_io_failed, f);
+        return;
+    }
+    repair_write(&in->io, addr, block, crc, data, size, cert, done, arg);
+    /* the new home crashes under some rebuilds' writes (back before it would count as stale):
+     * that rebuild fails, and its copy must never be swapped in */
+    if (sim_below(x->c->sim, 6) == 0) {
+        unsigned to = x->c->cfg.services, i;
+        for (i = 0; i < x->c->cfg.services; i++)
+            if (strcmp(x->c->svc[i].addr, addr) == 0) to = i;
+        if (to < x->c->cfg.services && !x->c->svc[to].lost && sim_proc_up(x->c->svc[to].proc)) {
+            sim_proc_crash(x->c->svc[to].proc);
+            sim_proc_restart_later(x->c->svc[to].proc, 100 + sim_below(x->c->sim, 900));
+        }
+    }
+}
+
+static void sr_tick(void *ctx)
+{
+    struct sr_inc *in = ctx;
+    if (in->dead || !sr_ok(in->x)) return;
+    pt_shard_repair_tick(&in->rep, sim_now(in->x->c->sim));
+    pt_env_timer(in->env, 100, sr_tick, in);
+}
+
+static void sr_leader_stop(void *ctx)
+{
+    struct sr *x = ctx;
+    if (x->cur) x->cur->dead = 1; /* its round winds down on its env's timers, proposing nothing */
+    x->cur = NULL;
+}
+
+static void sr_leader_start(void *ctx)
+{
+    struct sr *x = ctx;
+    struct sb *c = x->c;
+    struct sr_inc *in = calloc(1, sizeof(*in));
+    struct pt_repair_host h;
+    if (!in) abort();
+    in->x = x;
+    in->no = x->n_incs++;
+    in->env = sim_proc_env(x->leader);
+    in->io.c = c;
+    in->io.env = in->env;
+    in->io.charging = 1;
+    in->io.acct = &x->acct;
+    in->io.seq = (uint64_t)in->no << 32; /* request ids never repeat across incarnations */
+    in->rio.read = sr_read;
+    in->rio.write = sr_write;
+    in->rio.ctx = in;
+    pt_env_listen(in->env, "sl", repair_reply, &in->io);
+    memset(&h, 0, sizeof(h));
+    h.services = sr_services;
+    h.service_find = sr_service_find;
+    h.env = sr_env;
+    h.can_serve = sr_can_serve;
+    h.propose = sr_propose;
+    h.io = &in->rio;
+    h.ctx = in;
+    pt_shard_repair_init_host(&in->rep, &h, &x->sm, c->cfg.repair_rate, SR_STALE_MS,
+                              sim_random(c->sim));
+    in->next = x->incs;
+    x->incs = in;
+    x->cur = in;
+    pt_env_timer(in->env, 1 + sim_below(c->sim, 100), sr_tick, in);
+}
+
+/* ---- the writer ---- */
+
+static void sr_write_step(void *ctx);
+
+static void sr_after(struct sr *x, uint64_t ms)
+{
+    pt_env_timer(x->w.env, ms, sr_write_step, x);
+}
+
+/* A new span at the end of the current file on services the registry lists as live. */
+static int sr_span_add(struct sr *x)
+{
+    struct sb *c = x->c;
+    struct sr_span *s = &x->span[x->nspan];
+    struct pt_shard_req q;
+    struct pt_cursor b;
+    uint8_t cells[4 * 3];
+    unsigned cand[SIM_BLOCKS_SERVICES_MAX], nc = 0, i, j;
+    int st;
+    sr_view(x);
+    for (i = 0; i < c->cfg.services; i++)
+        if (!x->view[i].stale && x->view[i].id != x->avoid) cand[nc++] = i;
+    unsigned rs = (unsigned)sim_below(c->sim, 2), n = rs ? 3 : 2;
+    memset(s, 0, sizeof(*s));
+    if (nc < n) return -PT_EAGAIN;
+    for (i = 0; i < nc; i++) { /* shuffle */
+        unsigned k = i + (unsigned)sim_below(c->sim, nc - i), t = cand[i];
+        cand[i] = cand[k];
+        cand[k] = t;
+    }
+    /* mostly distinct domains; one span in four as a writer with too few domains left it */
+    for (i = 0, j = 0; i < nc && j < n; i++) {
+        unsigned k, clash = 0;
+        for (k = 0; k < j; k++)
+            clash |= sr_domain(x, s->svc[k]) == sr_domain(x, cand[i]);
+        if (clash && sim_below(c->sim, 4) != 0) continue;
+        s->svc[j++] = cand[i];
+    }
+    if (j < n) return -PT_EAGAIN;
+    s->rs = rs;
+    s->n = n;
+    s->file = x->file;
+    s->offset = x->file_size;
+    if (s->rs) {
+        s->size = (uint32_t)(1 + sim_below(c->sim, 2 * 2 * PT_BLOCK_PAGE_SIZE));
+        s->block_size = pt_rs_block_size(s->size, 2);
+    } else {
+        s->size = (uint32_t)(1 + sim_below(c->sim, 3 * PT_BLOCK_PAGE_SIZE));
+        s->block_size = s->size;
+    }
+    for (i = 0; i < s->n; i++) {
+        s->data[i] = calloc(1, s->block_size);
+        if (!s->data[i]) abort();
+    }
+    memset(&q, 0, sizeof(q));
+    q.id = x->file;
+    q.cookie = 77;
+    q.offset = s->offset;
+    q.size = s->size;
+    q.data = 1;
+    q.parity = 1;
+    q.n_services = (uint8_t)s->n;
+    for (i = 0; i < s->n; i++)
+        q.services[i] = c->svc[s->svc[i]].id;
+    if (s->rs) {
+        struct pt_ec ec;
+        uint8_t *span = malloc(s->size);
+        if (!span || pt_ec_init(&ec, 2, 1) != 0) abort();
+        sim_fill(c->sim, span, s->size);
+        memcpy(s->data[0], span, s->size < s->block_size ? s->size : s->block_size);
+        if (s->size > s->block_size)
+            memcpy(s->data[1], span + s->block_size, s->size - s->block_size);
+        pt_ec_encode(&ec, s->block_size, s->data, s->data + 2);
+        q.op = PT_SHARD_ADD_RS_SPAN;
+        q.crc = petrel_crc32c(0, span, s->size);
+        q.storage = PT_STORAGE_RS;
+        q.data = 2;
+        q.block_size = s->block_size;
+        for (i = 0; i < 3; i++)
+            pt_put_le32(cells + 4 * i, petrel_crc32c(0, s->data[i], s->block_size));
+        q.data_len = sizeof(cells);
+        q.data_ptr = cells;
+        free(span);
+    } else {
+        sim_fill(c->sim, s->data[0], s->size);
+        memcpy(s->data[1], s->data[0], s->size);
+        q.op = PT_SHARD_ADD_SPAN;
+        q.crc = pt_block_crc(s->data[0], s->size);
+        q.storage = PT_STORAGE_MIRRORED;
+    }
+    st = sr_apply(x, &q, &b);
+    if (st != 0) {
+        sb_violate(c, "ADD_SPAN refused: %s", petrel_strerror(st));
+        return st;
+    }
+    if (pt_dec_u8(&b) != s->n) {
+        sb_violate(c, "ADD_SPAN placed another number of blocks");
+        return -PT_EPROTO;
+    }
+    for (i = 0; i < s->n; i++) {
+        uint64_t svc = pt_dec_u64(&b);
+        s->block[i] = pt_dec_u64(&b);
+        s->crc[i] = s->rs ? pt_dec_u32(&b) : q.crc; /* a mirrored span's reply has no CRCs */
+        if (svc != q.services[i] || s->crc[i] != pt_block_crc(s->data[i], s->block_size))
+            sb_violate(
+                c, "ADD_SPAN (%s) block %u: service %016llx (asked %016llx), CRC %08x (want %08x)",
+                s->rs ? "RS" : "mirrored", i, (unsigned long long)svc,
+                (unsigned long long)q.services[i], s->crc[i],
+                pt_block_crc(s->data[i], s->block_size));
+    }
+    x->k = 0;
+    x->tries = 0;
+    return 0;
+}
+
+static void sr_span_drop(struct sr *x)
+{
+    struct sr_span *s = &x->span[x->nspan];
+    struct pt_shard_req q;
+    unsigned i;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_DROP_SPAN;
+    q.id = x->file;
+    q.cookie = 77;
+    q.offset = s->offset;
+    if (sr_apply(x, &q, NULL) != 0) sb_violate(x->c, "DROP_SPAN refused");
+    for (i = 0; i < s->n; i++) {
+        free(s->data[i]);
+        s->data[i] = NULL;
+    }
+    s->n = 0;
+}
+
+static void sr_certify(struct sr *x)
+{
+    struct sr_span *s = &x->span[x->nspan];
+    struct pt_shard_req q;
+    uint8_t proofs[8 * 3];
+    unsigned i;
+    for (i = 0; i < s->n; i++)
+        pt_put_le64(proofs + 8 * i, s->proof[i]);
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_CERTIFY_SPAN;
+    q.id = x->file;
+    q.cookie = 77;
+    q.offset = s->offset;
+    q.data_len = 8 * s->n;
+    q.data_ptr = proofs;
+    if (sr_apply(x, &q, NULL) != 0) {
+        sb_violate(x->c, "CERTIFY_SPAN refused");
+        return;
+    }
+    s->acked = 1; /* acknowledged to the writer: must never be lost */
+    x->file_size += s->size;
+    x->nspan++;
+    x->written++;
+}
+
+static void sr_block_written(void *arg, int status, uint64_t proof)
+{
+    struct sr *x = arg;
+    struct sb *c = x->c;
+    struct sr_span *s = &x->span[x->nspan];
+    const struct sb_service *v = &c->svc[s->svc[x->k]];
+    if (!sr_ok(x)) return;
+    if (status == 0 && !pt_block_mac_check(v->secret, PT_BLOCK_WRITE_PROOF, v->id, s->block[x->k],
+                                           s->crc[x->k], s->block_size, proof)) {
+        sb_violate(c, "write proof of block %016llx does not verify",
+                   (unsigned long long)s->block[x->k]);
+        return;
+    }
+    if (status == 0) {
+        s->proof[x->k++] = proof;
+        x->tries = 0;
+        /* the death: in the middle of a span's writes, once a third of the spans are in */
+        if (!x->killed && x->k < s->n && x->nspan >= SR_SPANS / 3) {
+            x->killed = 1;
+            x->dead = s->svc[(unsigned)sim_below(c->sim, s->n)];
+            if (c->cfg.verbose)
+                fprintf(stderr, "%8llu b%u dies for good\n", (unsigned long long)sim_now(c->sim),
+                        x->dead);
+            if (sim_proc_up(c->svc[x->dead].proc)) sim_proc_crash(c->svc[x->dead].proc);
+            c->svc[x->dead].lost = 1;
+        }
+        if (x->k == s->n) sr_certify(x);
+    } else if (++x->tries >= SR_WRITE_TRIES) {
+        x->avoid = v->id; /* give the span up, write it again elsewhere */
+        sr_span_drop(x);
+    }
+    sr_after(x, 1 + sim_below(c->sim, 20));
+}
+
+static void sr_write_step(void *ctx)
+{
+    struct sr *x = ctx;
+    struct sb *c = x->c;
+    struct sr_span *s;
+    const struct sb_service *v;
+    if (!sr_ok(x)) return;
+    if (x->nspan == SR_SPANS) {
+        x->writer_done = 1;
+        return;
+    }
+    s = &x->span[x->nspan];
+    if (!x->file || (s->n == 0 && x->file_size && sim_below(c->sim, 4) == 0)) {
+        struct pt_shard_req q = {.op = PT_SHARD_CONSTRUCT_FILE, .cookie = 77};
+        struct pt_cursor b;
+        if (sr_apply(x, &q, &b) != 0) return;
+        x->file = pt_dec_u64(&b);
+        x->file_size = 0;
+    }
+    if (s->n == 0) {
+        int rc = sr_span_add(x);
+        x->avoid = 0;
+        if (rc == -PT_EAGAIN) {
+            sr_after(x, 100);
+            return;
+        }
+        if (rc) return;
+    }
+    v = &c->svc[s->svc[x->k]];
+    repair_write(&x->w, v->addr, s->block[x->k], s->crc[x->k], s->data[x->k], s->block_size,
+                 pt_block_mac(v->secret, PT_BLOCK_WRITE_CERT, v->id, s->block[x->k], s->crc[x->k],
+                              s->block_size),
+                 sr_block_written, x);
+}
+
+/* ---- the end: back to policy, and every listed block reads back ---- */
+
+static int sr_span_now(struct sr *x, const struct sr_span *s, struct pt_span *out)
+{
+    return sr_span_at(x, s->file, s->offset, out);
+}
+
+/* The span at (file, offset) as the store lists it now: 0 or a negative error. */
+static int sr_span_at(struct sr *x, uint64_t file, uint64_t offset, struct pt_span *out)
+{
+    static uint8_t reply[PT_SHARD_MSG_MAX + 4];
+    uint8_t req[64];
+    struct pt_shard_req q;
+    struct pt_cursor body;
+    size_t len;
+    int n, rc;
+    memset(&q, 0, sizeof(q));
+    q.op = PT_SHARD_SPANS;
+    q.id = file;
+    q.offset = offset;
+    q.max = 1;
+    n = pt_shard_req_encode(&q, req, sizeof(req));
+    if (n < 0) return n;
+    if ((rc = pt_shard_sm_query(&x->sm, req, (size_t)n, reply, sizeof(reply), &len)) != 0)
+        return rc;
+    if ((rc = pt_shard_reply_open(reply, len, &body)) != 0) return rc;
+    (void)pt_dec_u64(&body);
+    if (pt_dec_u16(&body) < 1 || pt_span_decode(&body, out) || out->offset != offset)
+        return -PT_ENOENT;
+    return 0;
+}
+
+static unsigned sr_svc_index(const struct sr *x, uint64_t id)
+{
+    unsigned i;
+    for (i = 0; i < x->c->cfg.services && x->c->svc[i].id != id; i++)
+        ;
+    return i;
+}
+
+/* Whether span s is at policy now; why (for the violation) when not. */
+static int sr_at_policy(struct sr *x, const struct sr_span *s, char *why, size_t cap)
+{
+    struct pt_span sp;
+    unsigned i, j;
+    int rc = sr_span_now(x, s, &sp);
+    if (rc) {
+        snprintf(why, cap, "not in the store: %s", petrel_strerror(rc));
+        return 0;
+    }
+    if (!sp.certified || pt_span_block_count(&sp) != s->n) {
+        snprintf(why, cap, "changed shape");
+        return 0;
+    }
+    for (i = 0; i < s->n; i++) {
+        unsigned a = sr_svc_index(x, sp.blocks[i].service);
+        if (sp.blocks[i].block != s->block[i] || sp.blocks[i].crc != s->crc[i]) {
+            snprintf(why, cap, "block %u is another block", i);
+            return 0;
+        }
+        if (a >= x->c->cfg.services || (x->killed && a == x->dead)) {
+            snprintf(why, cap, "block %u on b%u (dead or unknown)", i, a);
+            return 0;
+        }
+        for (j = 0; j < i; j++)
+            if (sr_domain(x, a) == sr_domain(x, sr_svc_index(x, sp.blocks[j].service))) {
+                snprintf(why, cap, "blocks %u and %u share failure domain d%u", j, i,
+                         sr_domain(x, a));
+                return 0;
+            }
+    }
+    return 1;
+}
+
+static int sr_settled(void *ctx)
+{
+    struct sr *x = ctx;
+    unsigned i;
+    char why[128];
+    if (!sr_ok(x)) return 1;
+    if (!x->writer_done || !x->cur || x->cur->rep.running || x->cur->rep.swaps_pending) return 0;
+    for (i = 0; i < x->nspan; i++)
+        if (x->span[i].acked && !sr_at_policy(x, &x->span[i], why, sizeof(why))) return 0;
+    return 1;
+}
+
+static void sr_read_next(struct sr *x);
+
+static void sr_read_done(void *arg, int status, const uint8_t *data, size_t len)
+{
+    struct sr *x = arg;
+    const struct sr_span *s = &x->span[x->rd_span];
+    if (!sr_ok(x)) return;
+    if (status != 0 && ++x->tries < FINAL_ATTEMPTS) {
+        sr_read_next(x);
+        return;
+    }
+    if (status != 0 || len != s->block_size || memcmp(data, s->data[x->rd_block], len) != 0) {
+        sb_violate(x->c, "block %u (%016llx) of span %u of file %016llx: %s after repair",
+                   x->rd_block, (unsigned long long)s->block[x->rd_block], x->rd_span,
+                   (unsigned long long)s->file, status ? petrel_strerror(status) : "wrong bytes");
+        return;
+    }
+    x->tries = 0;
+    if (++x->rd_block == s->n) {
+        x->rd_block = 0;
+        x->rd_span++;
+    }
+    sr_read_next(x);
+}
+
+/* Read every block of every acknowledged span from where the store lists it. */
+static void sr_read_next(struct sr *x)
+{
+    struct pt_span sp;
+    while (x->rd_span < x->nspan && !x->span[x->rd_span].acked)
+        x->rd_span++;
+    if (x->rd_span == x->nspan) {
+        x->rd_done = 1;
+        return;
+    }
+    if (sr_span_now(x, &x->span[x->rd_span], &sp) != 0) {
+        sb_violate(x->c, "span %u vanished", x->rd_span);
+        return;
+    }
+    repair_read(&x->w, x->c->svc[sr_svc_index(x, sp.blocks[x->rd_block].service)].addr,
+                sp.blocks[x->rd_block].block, x->span[x->rd_span].block_size, sr_read_done, x);
+}
+
+static int sr_read_finished(void *ctx)
+{
+    struct sr *x = ctx;
+    return x->rd_done || !sr_ok(x);
+}
+
+/* Every listed copy in the block index, the dead service's in none. */
+static void sr_check_index(struct sr *x)
+{
+    struct pt_repair_entry e[4];
+    uint64_t cursor = 0;
+    unsigned i, b;
+    for (i = 0; sr_ok(x) && i < x->nspan; i++) {
+        struct pt_span sp;
+        if (!x->span[i].acked || sr_span_now(x, &x->span[i], &sp) != 0) continue;
+        for (b = 0; b < x->span[i].n; b++)
+            if (pt_shard_sm_block_listed(&x->sm, sp.blocks[b].service, sp.blocks[b].block) != 1)
+                sb_violate(x->c, "block %016llx on %016llx: listed by its span, not indexed",
+                           (unsigned long long)sp.blocks[b].block,
+                           (unsigned long long)sp.blocks[b].service);
+    }
+    /* every copy swapped out waits in `dropped` for GC's erase, exactly once, and no span
+     * lists it any more (a crash after the swap loses neither) */
+    if (sr_ok(x) && x->nswapped) {
+        struct pt_gc_block *d = calloc(4096, sizeof(*d));
+        uint64_t *times = calloc(4096, sizeof(*times));
+        int nd;
+        if (!d || !times) abort();
+        nd = pt_shard_sm_gc_dropped(&x->sm, UINT64_MAX, d, times, 4096);
+        for (i = 0; sr_ok(x) && i < x->nswapped; i++) {
+            unsigned seen = 0;
+            int k;
+            for (k = 0; k < nd; k++)
+                seen += d[k].service == x->swapped[i].service && d[k].block == x->swapped[i].block;
+            if (seen != 1 ||
+                pt_shard_sm_block_listed(&x->sm, x->swapped[i].service, x->swapped[i].block) != 0)
+                sb_violate(
+                    x->c, "old copy of block %016llx on %016llx: %u times in dropped, %s",
+                    (unsigned long long)x->swapped[i].block,
+                    (unsigned long long)x->swapped[i].service, seen,
+                    pt_shard_sm_block_listed(&x->sm, x->swapped[i].service, x->swapped[i].block)
+                        ? "still indexed"
+                        : "not indexed");
+        }
+        free(d);
+        free(times);
+    }
+    if (sr_ok(x) && x->killed &&
+        pt_shard_sm_service_blocks(&x->sm, x->c->svc[x->dead].id, &cursor, e, 4) != 0)
+        sb_violate(x->c, "the dead service b%u still holds blocks in the index (block %016llx)",
+                   x->dead, (unsigned long long)e[0].block);
+}
+
+static void shard_repair_phase(struct sb *c)
+{
+    struct sr *x = calloc(1, sizeof(*x));
+    struct sim_proc_hooks h;
+    char dir[512], why[128];
+    unsigned i, j;
+    if (!x) abort();
+    x->c = c;
+    snprintf(dir, sizeof(dir), "%s/shard-%llu", c->cfg.shard_dir, (unsigned long long)c->cfg.seed);
+    if (pt_shard_sm_open(&x->sm, dir, 0, 1) != 0) {
+        sb_violate(c, "cannot open the shard store in %s", dir);
+        free(x);
+        return;
+    }
+    if (c->cfg.verbose) petrel_log_set(petrel_log_stderr, NULL, PT_LOG_INFO); /* repair's lines */
+    x->acct.c = c;
+    x->acct.start_ms = sim_now(c->sim);
+    x->wproc = sim_proc_add(c->sim, "sw");
+    sim_proc_set_faultable(x->wproc, 0, 0, 0);
+    x->w.c = c;
+    x->w.env = sim_proc_env(x->wproc);
+    pt_env_listen(x->w.env, "sw", repair_reply, &x->w);
+    x->leader = sim_proc_add(c->sim, "sl");
+    sim_proc_set_faultable(x->leader, 0, 0, 0);
+    h.stop = sr_leader_stop;
+    h.start = sr_leader_start;
+    h.ctx = x;
+    sim_proc_set_hooks(x->leader, &h);
+    /* a service the registry still lists, silent since before the writes and holding
+     * nothing: repair must look past it to the one that dies */
+    if (sim_proc_up(c->svc[1].proc)) sim_proc_crash(c->svc[1].proc);
+    c->svc[1].lost = 1;
+    sr_leader_start(x);
+    {
+        /* the worst network and flaky disks (no lying ones: every acknowledged byte must
+         * come back), no random crashes: the phase's own are the leader's, the dead
+         * service's and some new homes' */
+        struct sim_faults f;
+        sim_faults_none(&f);
+        f.delay_min_ms = 1;
+        f.delay_max_ms = 20;
+        f.loss_ppm = 20000;
+        f.dup_ppm = 10000;
+        f.corrupt_ppm = 5000;
+        f.reorder_ppm = 20000;
+        f.reorder_max_ms = 100;
+        f.read_eio_ppm = 2000;
+        f.write_eio_ppm = 2000;
+        f.fsync_fail_ppm = 2000;
+        sim_set_faults(c->sim, &f);
+    }
+    sr_after(x, 1);
+    if (!sim_run_until_cond(c->sim, sim_now(c->sim) + 20 * c->cfg.settle_ms, sr_settled, x)) {
+        for (i = 0; i < x->nspan && sr_ok(x); i++)
+            if (x->span[i].acked && !sr_at_policy(x, &x->span[i], why, sizeof(why)))
+                sb_violate(c, "span %u (file %016llx, offset %llu) not back to policy: %s", i,
+                           (unsigned long long)x->span[i].file,
+                           (unsigned long long)x->span[i].offset, why);
+        if (sr_ok(x))
+            sb_violate(c, "shard repair did not settle (writer %s, leader %s)",
+                       x->writer_done ? "done" : "busy", x->cur ? "up" : "down");
+    }
+    if (sr_ok(x) && !x->killed) sb_violate(c, "no service died during the writes");
+    {
+        struct sim_faults none;
+        sim_faults_none(&none);
+        sim_set_faults(c->sim, &none);
+    }
+    c->res->shard_repair_ms = sim_now(c->sim) - x->acct.start_ms;
+    if (sr_ok(x)) {
+        x->tries = 0;
+        sr_read_next(x);
+        if (!sim_run_until_cond(c->sim, sim_now(c->sim) + 10 * c->cfg.settle_ms, sr_read_finished,
+                                x))
+            sb_violate(c, "the read-back after shard repair did not finish");
+    }
+    sr_check_index(x);
+    c->res->shard_spans = x->written;
+    c->res->shard_swaps = x->swaps;
+    c->res->shard_repair_bytes = x->acct.moved;
+    c->res->leader_crashes = x->crashes;
+    /* wind down: the leader goes, its rounds finish on their timers */
+    if (sim_proc_up(x->leader)) sim_proc_crash(x->leader);
+    sim_run_until(c->sim, sim_now(c->sim) + 5000);
+    while (x->incs) {
+        struct sr_inc *in = x->incs;
+        x->incs = in->next;
+        c->res->shard_domain_moves += in->rep.moved_domain;
+        pt_shard_repair_close(&in->rep);
+        free(in);
+    }
+    for (i = 0; i <= x->nspan && i < SR_SPANS; i++)
+        for (j = 0; j < 3; j++)
+            free(x->span[i].data[j]);
+    pt_shard_sm_close(&x->sm);
+    free(x);
+}
+
 void sim_blocks_config_default(struct sim_blocks_config *c, uint64_t seed)
 {
     memset(c, 0, sizeof(*c));
@@ -1554,7 +2451,9 @@ int sim_blocks_run(const struct sim_blocks_config *cfg, struct sim_blocks_result
         if (!sim_run_until_cond(c->sim, sim_now(c->sim) + 10 * cfg->settle_ms, final_finished, c))
             sb_violate(c, "the final reads did not finish");
     }
-    if (!c->violated && cfg->repair_rate) {
+    if (!c->violated && cfg->shard_dir) {
+        shard_repair_phase(c);
+    } else if (!c->violated && cfg->repair_rate) {
         repair_phase(c);
         /* the final check again: every copy with a proof, the rebuilt ones included */
         for (f = 0; f < c->n_files; f++)

@@ -21,6 +21,14 @@
  * copy and RS(2,1) block it held onto an unused failure domain, paced on simulated time;
  * checked: back to policy, every rebuilt block reads back exact, repair never ahead of
  * repair_rate x simulated time.
+ *
+ * With shard_dir set, the shard repair phase runs instead: the shard's own repair code
+ * (shard_repair.c, through its host interface) over a real shard store, a writer writing spans
+ * through that store while one service dies in the middle of a span, some spans with two
+ * blocks in one failure domain, the leader crashing before and after swaps, a new home
+ * crashing under some rebuilds; checked: every acknowledged span back to policy without
+ * operator action, every listed block reads back exact, the block index agrees, every swap
+ * lands in a domain its span does not use, the repair budget holds.
  */
 #ifndef PETREL_TESTS_SIM_BLOCKS_H
 #define PETREL_TESTS_SIM_BLOCKS_H
@@ -42,6 +50,7 @@ struct sim_blocks_config {
     uint32_t corrupt_write_ppm; /* per write call: lands with one byte changed, no error */
     uint32_t rot_ppm;           /* per simulated second: a byte of a stored copy rots */
     uint64_t repair_rate;       /* then one service dies and repair runs at this B/s (0: no) */
+    const char *shard_dir;      /* set: the shard repair phase instead (its store under here) */
     int verbose;
 };
 
@@ -53,6 +62,10 @@ struct sim_blocks_result {
         reads_unavailable, copies_checked, corrupt_writes, rots, lied_services;
     uint64_t repaired, repaired_rs, repair_bytes, repair_ms; /* the repair phase */
     uint64_t repair_unrecoverable; /* its other copy had rotted before the service died */
+    /* the shard repair phase: spans acknowledged, swaps applied, bytes moved by repair, time
+     * from the first write to every span at policy, leader crashes, blocks moved for domains */
+    uint64_t shard_spans, shard_swaps, shard_repair_bytes, shard_repair_ms, leader_crashes,
+        shard_domain_moves;
     struct sim_stats stats;
 };
 

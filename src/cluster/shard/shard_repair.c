@@ -2,8 +2,10 @@
  * Repair rounds of a shard leader (see shard_repair.h). A round:
  *  1. on the loop: takes up to REPAIR_MAX tasks — blocks on draining services, repair-queue
  *     entries from a moving cursor (so an entry that cannot be repaired yet does not starve the
- *     rest), blocks on services an operator declared failed, then blocks the block index places
- *     on services stale for longer than stale_ms — reads each task's span from
+ *     rest), blocks on services an operator declared failed, blocks the block index places
+ *     on services stale for longer than stale_ms, then blocks of spans with two blocks in one
+ *     failure domain (a bounded walk over the span table from a cursor; copied like a drain)
+ *     — reads each task's span from
  *     the store, and picks the new home: a fresh service with a secret, not in a failure domain
  *     of the span's other blocks;
  *  2. task after task, the env-driven rebuild machine (repair_rebuild.c) on the node's env:
@@ -24,6 +26,10 @@
  * Exclusion makes the check sound: a block id is minted once (ADD_SPAN records it in
  * `blockidx` before any writer has a certificate for it), and the only other way a copy
  * becomes listed is a repair's swap, which cannot be in flight during a sweep.
+ * Everything it needs from its node (services, clock, leadership, proposals, block I/O) goes
+ * through struct pt_repair_host, so the simulator runs this same code (tests/sim/sim_blocks.c)
+ * under crashes of the leader between rebuild and swap and after the swap; the orphan sweep
+ * and the thread-pool block I/O are the node's alone.
  * Crash safety: nothing is decided outside Raft. A leader that dies after step 2 leaves an
  * unused copy on the new service; the next leader repeats the task (writing the same block to
  * the same or another service is idempotent or just another unused copy), and the swap's
@@ -81,16 +87,62 @@ struct repair_round {
     void *io_arg;
 };
 
-void pt_shard_repair_init(struct pt_shard_repair *r, struct pt_node *node, struct pt_shard_sm *sm,
-                          uint64_t rate, uint64_t stale_ms, uint64_t seed)
+void pt_shard_repair_init_host(struct pt_shard_repair *r, const struct pt_repair_host *host,
+                               struct pt_shard_sm *sm, uint64_t rate, uint64_t stale_ms,
+                               uint64_t seed)
 {
     memset(r, 0, sizeof(*r));
-    r->node = node;
+    r->host = *host;
     r->sm = sm;
     r->rate = rate;
     r->pace.rate = rate;
     r->stale_ms = stale_ms;
     pt_prng_seed(&r->prng, seed);
+}
+
+/* The node as a repair host. */
+static const struct pt_node_service *node_services(void *ctx, size_t *count)
+{
+    return pt_node_services(ctx, count);
+}
+static const struct pt_node_service *node_service_find(void *ctx, uint64_t id)
+{
+    return pt_node_service_find(ctx, id);
+}
+static struct pt_env *node_env(void *ctx)
+{
+    return pt_node_env(ctx);
+}
+static int node_can_serve(void *ctx)
+{
+    return pt_node_can_serve(ctx);
+}
+static int node_propose(void *ctx, const uint8_t *req, size_t len, pt_node_done_fn done, void *dctx)
+{
+    return pt_node_propose(ctx, req, len, done, dctx);
+}
+
+void pt_shard_repair_init(struct pt_shard_repair *r, struct pt_node *node, struct pt_shard_sm *sm,
+                          uint64_t rate, uint64_t stale_ms, uint64_t seed)
+{
+    struct pt_repair_host h = {.services = node_services,
+                               .service_find = node_service_find,
+                               .env = node_env,
+                               .can_serve = node_can_serve,
+                               .propose = node_propose,
+                               .io = NULL,
+                               .ctx = node};
+    pt_shard_repair_init_host(r, &h, sm, rate, stale_ms, seed);
+    r->node = node;
+}
+
+static const struct pt_node_service *host_services(struct pt_shard_repair *r, size_t *count)
+{
+    return r->host.services(r->host.ctx, count);
+}
+static const struct pt_node_service *host_find(struct pt_shard_repair *r, uint64_t id)
+{
+    return r->host.service_find(r->host.ctx, id);
 }
 
 /* --- step 1: choosing tasks (loop) ------------------------------------------------------- */
@@ -154,7 +206,7 @@ static int span_read(struct pt_shard_repair *r, uint64_t file, uint64_t offset, 
 static int choose_home(struct pt_shard_repair *r, struct repair_task *t)
 {
     size_t count, i, k, order[PT_NODE_MAX_SERVICES];
-    const struct pt_node_service *all = pt_node_services(r->node, &count);
+    const struct pt_node_service *all = host_services(r, &count);
     unsigned n = pt_span_block_count(&t->span), j;
     for (i = 0; i < count; i++)
         order[i] = i;
@@ -173,7 +225,7 @@ static int choose_home(struct pt_shard_repair *r, struct repair_task *t)
             const struct pt_node_service *o;
             if (t->span.blocks[j].service == c->id) clash = 1;
             if (j == t->lost) continue;
-            o = pt_node_service_find(r->node, t->span.blocks[j].service);
+            o = host_find(r, t->span.blocks[j].service);
             if (o && strcmp(o->domain, c->domain) == 0) clash = 1;
         }
         if (clash) continue;
@@ -185,10 +237,14 @@ static int choose_home(struct pt_shard_repair *r, struct repair_task *t)
     return -PT_ENOSPC;
 }
 
+#define TASK_COPY 1  /* copy the block from its own service first (drain, domain move) */
+#define TASK_QUIET 2 /* no home is not worth a warning (a domain move retried every walk) */
+
 /* Turn (service, block, file, offset) into a task of the round; 1 if added. */
 static int task_add(struct pt_shard_repair *r, struct repair_round *g,
-                    const struct pt_repair_entry *e, int drain)
+                    const struct pt_repair_entry *e, int flags)
 {
+    int drain = (flags & TASK_COPY) != 0;
     struct repair_task *t = &g->t[g->n];
     unsigned i, n;
     int rc;
@@ -218,14 +274,14 @@ static int task_add(struct pt_shard_repair *r, struct repair_round *g,
     }
     if (rc || t->span.storage == PT_STORAGE_INLINE || !t->span.certified) return 0;
     if (choose_home(r, t) != 0) {
-        petrel_log(PT_LOG_WARN, LOG_MODULE,
+        petrel_log((flags & TASK_QUIET) ? PT_LOG_DEBUG : PT_LOG_WARN, LOG_MODULE,
                    "block %016" PRIx64 " of file %016" PRIx64 ": no fresh service in a failure "
                    "domain the span does not use",
                    e->block, e->file);
         return 0;
     }
     for (i = 0; i < pt_span_block_count(&t->span); i++) {
-        const struct pt_node_service *s = pt_node_service_find(r->node, t->span.blocks[i].service);
+        const struct pt_node_service *s = host_find(r, t->span.blocks[i].service);
         if (s && !s->stale && s->addr[0] && !declared_failed(r, s->id)) /* never read a failed one */
             snprintf(t->addr[i], sizeof(t->addr[i]), "%s", s->addr);
     }
@@ -267,11 +323,11 @@ static void take_queue(struct pt_shard_repair *r, struct repair_round *g)
 static void take_stale(struct pt_shard_repair *r, struct repair_round *g, uint64_t now)
 {
     size_t count, i;
-    const struct pt_node_service *all = pt_node_services(r->node, &count);
+    const struct pt_node_service *all = host_services(r, &count);
     unsigned j, kept = 0;
     /* forget services that came back or left the list */
     for (j = 0; j < r->nstale; j++) {
-        const struct pt_node_service *s = pt_node_service_find(r->node, r->stale[j].id);
+        const struct pt_node_service *s = host_find(r, r->stale[j].id);
         if (s && s->stale) r->stale[kept++] = r->stale[j];
     }
     r->nstale = kept;
@@ -293,7 +349,9 @@ static void take_stale(struct pt_shard_repair *r, struct repair_round *g, uint64
                                        REPAIR_MAX - g->n);
         for (k = 0; k < n && g->n < REPAIR_MAX; k++)
             task_add(r, g, &e[k], 0);
-        break; /* one stale service at a time: its cursor is r->stale_block */
+        /* one stale service at a time (its cursor is r->stale_block); one that holds nothing
+         * of this shard must not hold up the others */
+        if (n > 0) break;
     }
 }
 
@@ -307,7 +365,7 @@ static void take_draining(struct pt_shard_repair *r, struct repair_round *g)
         int k, m = pt_shard_sm_service_blocks(r->sm, r->draining[j], &r->drain_block, e,
                                               REPAIR_MAX - g->n);
         for (k = 0; k < m && g->n < REPAIR_MAX; k++)
-            task_add(r, g, &e[k], 1);
+            task_add(r, g, &e[k], TASK_COPY);
         if (m > 0) break; /* one service at a time: its cursor is r->drain_block */
     }
 }
@@ -325,6 +383,58 @@ static void take_failed(struct pt_shard_repair *r, struct repair_round *g)
             task_add(r, g, &e[k], 0);
         if (m > 0) break; /* one service at a time: its cursor is r->fail_block */
     }
+}
+
+/* Spans whose blocks sit in fewer failure domains than blocks (a span written while the
+ * registry listed fewer domains, or a repair that had no other choice): the later block of a
+ * shared domain is copied, like a drain, onto a fresh service in a domain the span does not
+ * use. A bounded walk per round from a cursor over the span table, so a large store costs
+ * each round the same. */
+#define DOMAIN_WALK 256 /* spans looked at per round */
+
+struct domain_walk {
+    struct pt_shard_repair *r;
+    struct pt_repair_entry e[REPAIR_MAX];
+    unsigned n, max;
+};
+
+static void domain_span(void *ctx, uint64_t file, const struct pt_span *sp, unsigned mask)
+{
+    struct domain_walk *w = ctx;
+    unsigned n = pt_span_block_count(sp), i, j;
+    (void)mask;
+    if (sp->storage == PT_STORAGE_INLINE || !sp->certified || w->n >= w->max) return;
+    for (i = 1; i < n; i++) {
+        const struct pt_node_service *s = host_find(w->r, sp->blocks[i].service);
+        if (!s || s->stale || declared_failed(w->r, s->id)) continue; /* the other takes */
+        for (j = 0; j < i; j++) {
+            const struct pt_node_service *o = host_find(w->r, sp->blocks[j].service);
+            if (o && strcmp(o->domain, s->domain) == 0) break;
+        }
+        if (j == i) continue;
+        memset(&w->e[w->n], 0, sizeof(w->e[w->n]));
+        w->e[w->n].file = file;
+        w->e[w->n].offset = sp->offset;
+        w->e[w->n].service = sp->blocks[i].service;
+        w->e[w->n].block = sp->blocks[i].block;
+        w->n++;
+        return; /* one per span and round */
+    }
+}
+
+static void take_domains(struct pt_shard_repair *r, struct repair_round *g)
+{
+    struct domain_walk w;
+    unsigned k;
+    if (g->n >= REPAIR_MAX) return;
+    memset(&w, 0, sizeof(w));
+    w.r = r;
+    w.max = REPAIR_MAX - g->n;
+    if (pt_shard_sm_span_walk(r->sm, &r->domain_file, &r->domain_offset, DOMAIN_WALK, domain_span,
+                              &w) < 0)
+        return;
+    for (k = 0; k < w.n && g->n < REPAIR_MAX; k++)
+        if (task_add(r, g, &w.e[k], TASK_COPY | TASK_QUIET)) r->moved_domain++;
 }
 
 /* --- step 2: rebuilding (the env-driven machine, repair_rebuild.c) ------------------------ */
@@ -444,10 +554,14 @@ static void round_next(struct repair_round *g)
         struct pt_rebuild *b = &g->rb;
         if (!t->forget) {
             memset(b, 0, sizeof(*b));
-            b->env = pt_node_env(g->r->node);
-            g->io = repair_io_uv;
-            g->io.ctx = g;
-            b->io = &g->io;
+            b->env = g->r->host.env(g->r->host.ctx);
+            if (g->r->host.io) {
+                b->io = g->r->host.io;
+            } else {
+                g->io = repair_io_uv;
+                g->io.ctx = g;
+                b->io = &g->io;
+            }
             b->pace = &g->r->pace;
             b->span = t->span;
             b->lost = t->lost;
@@ -515,7 +629,7 @@ static void propose_swap(struct pt_shard_repair *r, const struct repair_task *t)
     x->block = q.target;
     x->from = q.services[0];
     x->to = q.services[1];
-    if (pt_node_propose(r->node, enc, (size_t)n, swap_done, x) != 0)
+    if (r->host.propose(r->host.ctx, enc, (size_t)n, swap_done, x) != 0)
         free(x);
     else
         r->swaps_pending++;
@@ -527,7 +641,7 @@ static void round_done(struct repair_round *g)
     unsigned i, done = 0;
     r->running = 0;
     r->round = NULL;
-    if (pt_node_can_serve(r->node))
+    if (r->host.can_serve(r->host.ctx))
         for (i = 0; i < g->n; i++) {
             if (g->t[i].written || g->t[i].forget) {
                 propose_swap(r, &g->t[i]);
@@ -571,7 +685,7 @@ static uint64_t sweep_every(const struct pt_shard_repair *r)
 
 static int sweep_due(const struct pt_shard_repair *r, uint64_t now_ms)
 {
-    return r->swaps_pending == 0 && now_ms - r->sweep_ms >= sweep_every(r);
+    return r->node && r->swaps_pending == 0 && now_ms - r->sweep_ms >= sweep_every(r);
 }
 
 static void sweep_list_work(uv_work_t *w)
@@ -655,7 +769,7 @@ static void sweep_list_done(uv_work_t *w, int status)
     uint64_t now = pt_node_wall_ms(), last = g->more && g->n ? g->list[g->n - 1].block_id : UINT64_MAX;
     size_t k;
     unsigned i;
-    if (status != 0 || g->rc != 0 || !pt_node_can_serve(r->node)) goto end;
+    if (status != 0 || g->rc != 0 || !r->host.can_serve(r->host.ctx)) goto end;
     /* candidates of this range the listing no longer shows are gone (erased by GC, or lost) */
     for (i = 0; i < r->norphans;) {
         const struct pt_orphan *o = &r->orphans[i];
@@ -709,7 +823,7 @@ end:
 static int sweep_start(struct pt_shard_repair *r, uint64_t now_ms)
 {
     size_t count, k;
-    const struct pt_node_service *all = pt_node_services(r->node, &count);
+    const struct pt_node_service *all = host_services(r, &count);
     struct sweep_round *g;
     r->sweep_ms = now_ms;
     for (k = 0; k < count; k++) {
@@ -754,6 +868,7 @@ void pt_shard_repair_tick(struct pt_shard_repair *r, uint64_t now_ms)
     take_queue(r, g);
     take_failed(r, g);
     take_stale(r, g, now_ms);
+    take_domains(r, g);
     if (g->n == 0) {
         free(g);
         return;
@@ -819,13 +934,12 @@ static void status_span(void *ctx, uint64_t file, const struct pt_span *sp, unsi
     if (sp->storage == PT_STORAGE_INLINE || n == 0 || !sp->certified) return;
     x->spans++;
     for (i = 0; i < n; i++) {
-        const struct pt_node_service *s = pt_node_service_find(x->r->node, sp->blocks[i].service);
+        const struct pt_node_service *s = host_find(x->r, sp->blocks[i].service);
         struct status_service *v = status_slot(x, sp->blocks[i].service);
         int missing = (queued >> i) & 1;
         if (!s || s->stale || declared_failed(x->r, s->id)) missing = 1;
         for (j = 0; s && j < i && !missing; j++) {
-            const struct pt_node_service *o =
-                pt_node_service_find(x->r->node, sp->blocks[j].service);
+            const struct pt_node_service *o = host_find(x->r, sp->blocks[j].service);
             if (o && strcmp(o->domain, s->domain) == 0) missing = 1;
         }
         if (v) {

@@ -29,8 +29,26 @@ struct pt_orphan {
 };
 #define PT_REPAIR_ORPHANS_MAX 256
 
+/*
+ * What a repair needs from the node it runs on: the registry's view of the block services,
+ * the clock and timers, leadership, proposals through Raft, and block I/O. A shard leader
+ * passes its node (pt_shard_repair_init); the simulator passes its own processes, store and
+ * messages (pt_shard_repair_init_host), so task choice and swaps run under its faults too.
+ */
+struct pt_repair_host {
+    const struct pt_node_service *(*services)(void *ctx, size_t *count);
+    const struct pt_node_service *(*service_find)(void *ctx, uint64_t id);
+    struct pt_env *(*env)(void *ctx);
+    int (*can_serve)(void *ctx);
+    /* propose one encoded shard request; done runs later with its reply (pt_node_propose) */
+    int (*propose)(void *ctx, const uint8_t *req, size_t len, pt_node_done_fn done, void *dctx);
+    const struct pt_rebuild_io *io; /* NULL: the blocking client on the node's thread pool */
+    void *ctx;
+};
+
 struct pt_shard_repair {
-    struct pt_node *node;
+    struct pt_node *node; /* NULL under the simulator: no orphan sweep, host->io required */
+    struct pt_repair_host host;
     struct pt_shard_sm *sm;
     struct pt_prng prng;
     uint64_t rate;     /* bytes per second read and written by repair; 0 = unlimited */
@@ -43,6 +61,7 @@ struct pt_shard_repair {
     uint64_t stale_block;                /* where the next look at a stale service starts */
     uint64_t drain_block;                /* where the next look at a draining service starts */
     uint64_t fail_block;                 /* where the next look at a failed service starts */
+    uint64_t domain_file, domain_offset; /* where the next walk for shared domains starts */
     uint64_t draining[16];               /* services marked draining (DRAIN_SERVICE) */
     unsigned ndraining;
     uint64_t declared[16]; /* services an operator declared failed (FAIL_SERVICE) */
@@ -63,11 +82,16 @@ struct pt_shard_repair {
     struct pt_orphan orphans[PT_REPAIR_ORPHANS_MAX];
     unsigned norphans;
     uint64_t orphans_erased;
+    uint64_t moved_domain; /* blocks queued because their span had two in one failure domain */
 };
 
 /* rate: bytes/s (0: unlimited); stale_ms: 0 = never rebuild for staleness alone. */
 void pt_shard_repair_init(struct pt_shard_repair *r, struct pt_node *node, struct pt_shard_sm *sm,
                           uint64_t rate, uint64_t stale_ms, uint64_t seed);
+/* The same over any host (the simulator's); node is NULL. */
+void pt_shard_repair_init_host(struct pt_shard_repair *r, const struct pt_repair_host *host,
+                               struct pt_shard_sm *sm, uint64_t rate, uint64_t stale_ms,
+                               uint64_t seed);
 /* Called on the loop by the leader's tick: starts a round when none runs (once a second). */
 void pt_shard_repair_tick(struct pt_shard_repair *r, uint64_t now_ms);
 /* After the node's loop has stopped: frees a round left waiting on a cancelled timer. */

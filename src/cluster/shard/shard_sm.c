@@ -2426,6 +2426,40 @@ int pt_shard_sm_span_scan(struct pt_shard_sm *sm, pt_shard_span_fn fn, void *ctx
     return rc == MDB_NOTFOUND ? 0 : map_mdb(rc);
 }
 
+int pt_shard_sm_span_walk(struct pt_shard_sm *sm, uint64_t *file, uint64_t *offset, unsigned budget,
+                          pt_shard_span_fn fn, void *ctx)
+{
+    MDB_txn *t;
+    MDB_cursor *cur;
+    uint8_t k[16];
+    MDB_val key = {16, k}, val;
+    int rc, err = 0, n = 0;
+    if ((rc = read_cursor(sm, sm->spans, &t, &cur)) != 0) return rc;
+    span_key(k, *file, *offset);
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0 && (unsigned)n < budget;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        struct pt_span sp;
+        struct pt_cursor c;
+        if (key.mv_size != 16) continue;
+        pt_cursor_init(&c, val.mv_data, val.mv_size);
+        if (pt_span_decode(&c, &sp)) {
+            err = -PT_ECORRUPT;
+            break;
+        }
+        sp.cell_crcs = NULL; /* inside the transaction's pages */
+        sp.inline_data = NULL;
+        *file = key_get_be64(key.mv_data);
+        *offset = key_get_be64((const uint8_t *)key.mv_data + 8) + 1;
+        fn(ctx, *file, &sp, 0);
+        n++;
+    }
+    if (rc == MDB_NOTFOUND) *file = *offset = 0; /* the end: the next walk starts over */
+    mdb_cursor_close(cur);
+    mdb_txn_abort(t);
+    if (err) return err;
+    return rc == 0 || rc == MDB_NOTFOUND ? n : map_mdb(rc);
+}
+
 static int q_get_policy(struct apply_ctx *a, const struct pt_shard_req *q)
 {
     uint8_t k[8];

@@ -135,6 +135,11 @@ struct pt_compact_run {
 int pt_shard_sm_compact_find(struct pt_shard_sm *sm, uint32_t below, uint32_t max, unsigned min_run,
                              unsigned budget, uint64_t *cursor, struct pt_compact_run *run);
 
+/* Up to `budget` spans from key (*file, *offset) on, in key order, to fn (queued_mask 0); the
+ * key moves past the last one, or back to (0, 0) at the end of the store. Count or -PT_E*. */
+int pt_shard_sm_span_walk(struct pt_shard_sm *sm, uint64_t *file, uint64_t *offset, unsigned budget,
+                          pt_shard_span_fn fn, void *ctx);
+
 int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **buf, size_t *len);
 int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len);
 
