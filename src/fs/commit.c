@@ -148,11 +148,49 @@ static int pt_relink(struct petrel_fs *fs, struct pt_mdir *pred, uint32_t dhead[
     return 0;
 }
 
+/* After a commit that moved md from old: the relinking of every pair that moved with it;
+ * sets *need_repair when a directory head moved (its entry is pointed at it by
+ * pt_fs_repair). A helper, so that its frame (a predecessor pair) is not under the commit
+ * nor under the repair, which commits too (docs/FIRMWARE.md, stack). */
+static PT_NOINLINE int pt_commit_relink(struct petrel_fs *fs, struct pt_mdir *md,
+                                        const uint32_t old[2], int *need_repair)
+{
+    uint32_t cur_old[2], cur_new[2];
+    int err, was_head, guard;
+    uint64_t cur_lo;
+    memcpy(cur_old, old, sizeof(cur_old));
+    memcpy(cur_new, md->pair, sizeof(cur_new));
+    was_head = md->head;
+    cur_lo = md->lo;
+    for (guard = 0; guard < 64; guard++) {
+        struct pt_mdir pred;
+        uint32_t old2[2], dhead[2] = {PT_NULL, PT_NULL};
+        petrel_log(PT_LOG_INFO, "fs", "pair {%u,%u} moved to {%u,%u}", (unsigned)cur_old[0],
+                   (unsigned)cur_old[1], (unsigned)cur_new[0], (unsigned)cur_new[1]);
+        pt_handles_relocate(fs, cur_old, cur_new);
+        if (fs->gpending.move_pending && pt_pair_eq(fs->gpending.move_pair, cur_old))
+            memcpy(fs->gpending.move_pair, cur_new, sizeof(cur_new));
+        err = pt_thread_pred(fs, cur_old, &pred, dhead);
+        if (err) return err == -PT_ENOENT ? -PT_ECORRUPT : err;
+        if (was_head) {
+            fs->gpending.orphans++;
+            *need_repair = 1;
+        }
+        err = pt_relink(fs, &pred, dhead, was_head, cur_old, cur_new, cur_lo, old2);
+        if (err) return err;
+        if (old2[0] == PT_NULL) break;
+        memcpy(cur_old, old2, sizeof(old2));
+        memcpy(cur_new, pred.pair, sizeof(cur_new));
+        was_head = pt_is_dir_head(&pred);
+        cur_lo = pred.lo;
+    }
+    return 0;
+}
+
 int pt_fs_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n)
 {
-    uint32_t old[2], cur_old[2], cur_new[2], ihead[2];
-    int err, was_head, guard, need_repair = 0, track;
-    uint64_t cur_lo;
+    uint32_t ihead[2], old[2];
+    int err, need_repair = 0, track;
     struct pt_split_note split;
 
     if (fs->readonly) return -PT_EROFS;
@@ -174,34 +212,10 @@ int pt_fs_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *
         }
         return err;
     }
-    if (old[0] == PT_NULL) goto index_add;
-    track = 0; /* a move may have moved the head too: no entry this time */
-
-    memcpy(cur_old, old, sizeof(old));
-    memcpy(cur_new, md->pair, sizeof(cur_new));
-    was_head = md->head;
-    cur_lo = md->lo;
-    for (guard = 0; guard < 64; guard++) {
-        struct pt_mdir pred;
-        uint32_t old2[2], dhead[2] = {PT_NULL, PT_NULL};
-        petrel_log(PT_LOG_INFO, "fs", "pair {%u,%u} moved to {%u,%u}", (unsigned)cur_old[0],
-                   (unsigned)cur_old[1], (unsigned)cur_new[0], (unsigned)cur_new[1]);
-        pt_handles_relocate(fs, cur_old, cur_new);
-        if (fs->gpending.move_pending && pt_pair_eq(fs->gpending.move_pair, cur_old))
-            memcpy(fs->gpending.move_pair, cur_new, sizeof(cur_new));
-        err = pt_thread_pred(fs, cur_old, &pred, dhead);
-        if (err) return err == -PT_ENOENT ? -PT_ECORRUPT : err;
-        if (was_head) {
-            fs->gpending.orphans++;
-            need_repair = 1;
-        }
-        err = pt_relink(fs, &pred, dhead, was_head, cur_old, cur_new, cur_lo, old2);
+    if (old[0] != PT_NULL) {
+        track = 0; /* a move may have moved the head too: no entry this time */
+        err = pt_commit_relink(fs, md, old, &need_repair);
         if (err) return err;
-        if (old2[0] == PT_NULL) break;
-        memcpy(cur_old, old2, sizeof(old2));
-        memcpy(cur_new, pred.pair, sizeof(cur_new));
-        was_head = pt_is_dir_head(&pred);
-        cur_lo = pred.lo;
     }
     if (need_repair) {
         err = pt_fs_repair(fs, 0);
@@ -210,7 +224,6 @@ int pt_fs_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *
         err = pt_mdir_refetch(fs, md, NULL);
         if (err) return err;
     }
-index_add:
     if (track && split.valid) {
         /* the new pair is linked and on the chain: an entry may name it (best effort: a
          * missing entry costs reads only) */

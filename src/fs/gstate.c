@@ -203,42 +203,57 @@ int pt_fs_repair(struct petrel_fs *fs, int finish_move)
     return err;
 }
 
+/* Finish a half-done rename: delete its source entry (a helper, so its pair is not under
+ * the passes that follow). */
+static PT_NOINLINE int pt_finish_move(struct petrel_fs *fs)
+{
+    int err;
+    struct pt_mdir md;
+    uint32_t pair[2];
+    uint64_t hash = fs->gpending.move_hash;
+    memcpy(pair, fs->gpending.move_pair, sizeof(pair));
+    petrel_log(PT_LOG_INFO, "fs", "finishing an interrupted rename");
+    memset(&fs->gpending.move_pair, 0, sizeof(fs->gpending.move_pair));
+    fs->gpending.move_hash = 0;
+    fs->gpending.move_pending = 0;
+    err = pt_mdir_fetch(fs, &md, pair, &hash);
+    if (err) return err;
+    if (md.found == PT_REC_ENTRY) {
+        struct pt_rec r;
+        uint8_t hb[8];
+        pt_put_le64(hb, hash);
+        memset(&r, 0, sizeof(r));
+        r.type = PT_REC_DELETE;
+        r.hash = hash;
+        r.seg[0] = hb;
+        r.seglen[0] = 8;
+        return pt_fs_commit(fs, &md, &r, 1);
+    }
+    return pt_fs_commit(fs, &md, NULL, 0);
+}
+
+/* The global state's orphan count is zero again: a commit to the root pair carries it. */
+static PT_NOINLINE int pt_orphans_cleared(struct petrel_fs *fs)
+{
+    struct pt_mdir md;
+    int err;
+    fs->gpending.orphans = 0;
+    err = pt_mdir_fetch(fs, &md, pt_root_pair, NULL);
+    return err ? err : pt_fs_commit(fs, &md, NULL, 0);
+}
+
 static int pt_fs_repair_once(struct petrel_fs *fs, int finish_move)
 {
     int err, i;
-    struct pt_mdir md;
     if (finish_move && fs->gpending.move_pending) {
-        uint32_t pair[2];
-        uint64_t hash = fs->gpending.move_hash;
-        memcpy(pair, fs->gpending.move_pair, sizeof(pair));
-        petrel_log(PT_LOG_INFO, "fs", "finishing an interrupted rename");
-        memset(&fs->gpending.move_pair, 0, sizeof(fs->gpending.move_pair));
-        fs->gpending.move_hash = 0;
-        fs->gpending.move_pending = 0;
-        err = pt_mdir_fetch(fs, &md, pair, &hash);
-        if (err) return err;
-        if (md.found == PT_REC_ENTRY) {
-            struct pt_rec r;
-            uint8_t hb[8];
-            pt_put_le64(hb, hash);
-            memset(&r, 0, sizeof(r));
-            r.type = PT_REC_DELETE;
-            r.hash = hash;
-            r.seg[0] = hb;
-            r.seglen[0] = 8;
-            err = pt_fs_commit(fs, &md, &r, 1);
-        } else {
-            err = pt_fs_commit(fs, &md, NULL, 0);
-        }
+        err = pt_finish_move(fs);
         if (err) return err;
     }
     for (i = 0; fs->gpending.orphans > 0 && i < 256; i++) {
         err = pt_repair_pass(fs);
         if (err < 0) return err;
         if (err == 0) {
-            fs->gpending.orphans = 0;
-            err = pt_mdir_fetch(fs, &md, pt_root_pair, NULL);
-            if (!err) err = pt_fs_commit(fs, &md, NULL, 0);
+            err = pt_orphans_cleared(fs);
             if (err) return err;
         }
     }
