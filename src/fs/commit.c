@@ -14,8 +14,6 @@
  */
 #include "fs/fs_internal.h"
 
-#define PT_COMMIT_RECS_MAX 4 /* the most a caller commits at once: rename's */
-
 void pt_handles_relocate(struct petrel_fs *fs, const uint32_t old[2], const uint32_t nw[2])
 {
     struct petrel_fs_handle *h;
@@ -66,24 +64,22 @@ int pt_thread_pred(struct petrel_fs *fs, const uint32_t pair[2], struct pt_mdir 
 static int pt_commit_raw(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n,
                          uint32_t old[2], struct pt_split_note *split)
 {
-    struct pt_rec all[PT_COMMIT_RECS_MAX + 1];
-    uint8_t gbuf[PT_GSTATE_SIZE];
     struct petrel_fs_gstate want = fs->gpending, d = fs->gpending;
-    int m = n, err;
-    if (n > PT_COMMIT_RECS_MAX) return -PT_EINVAL;
-    if (n) memcpy(all, recs, sizeof(*recs) * (size_t)n);
+    int err;
     pt_gstate_xor(&d, &fs->gstate);
-    if (!pt_gstate_zero(&d)) {
-        pt_gstate_encode(gbuf, &d);
-        memset(&all[m], 0, sizeof(all[m]));
-        all[m].type = PT_REC_GDELTA;
-        all[m].seg[0] = gbuf;
-        all[m].seglen[0] = PT_GSTATE_SIZE;
-        m++;
-    }
-    err = pt_mdir_commit(fs, md, all, m, old, split);
+    err = pt_mdir_commit(fs, md, recs, n, pt_gstate_zero(&d) ? NULL : &d, old, split);
     if (err == 0) fs->gstate = want;
     return err;
+}
+
+/* Whether the index of the directory whose head is `head` names pair: 1 yes, 0 no (a
+ * helper, so the head's pair is not on the relinking frame under its commits). */
+static PT_NOINLINE int pt_index_names_at(struct petrel_fs *fs, const uint32_t head[2],
+                                         const uint32_t pair[2])
+{
+    struct pt_mdir hmd;
+    int err = pt_mdir_fetch(fs, &hmd, head, NULL);
+    return err ? err : pt_index_names(fs, &hmd, pair);
 }
 
 /*
@@ -111,10 +107,7 @@ static int pt_relink(struct petrel_fs *fs, struct pt_mdir *pred, uint32_t dhead[
                            (unsigned)old[1]);
         } else {
             uint32_t at[2];
-            struct pt_mdir hmd;
-            err = pt_mdir_fetch(fs, &hmd, dhead, NULL);
-            if (err) return err;
-            err = pt_index_names(fs, &hmd, old);
+            err = pt_index_names_at(fs, dhead, old);
             if (err < 0) return err;
             if (err) {
                 at[0] = pred->pair[0];

@@ -272,8 +272,10 @@ int pt_live_map_live(struct petrel_fs *fs, const struct pt_mdir *md,
                      const struct pt_live_map *map, uint32_t idx,
                      const struct pt_rec_ref *rec, uint32_t after, int *live);
 int pt_mdir_has_entries(struct petrel_fs *fs, const struct pt_mdir *md);
+/* Commit recs and, when delta is not NULL, a GDELTA record of delta (after them). */
 int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n,
-                   uint32_t old_pair[2], struct pt_split_note *split);
+                   const struct petrel_fs_gstate *delta, uint32_t old_pair[2],
+                   struct pt_split_note *split);
 int pt_mdir_create(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n);
 int pt_block_invalidate(struct petrel_fs *fs, uint32_t block);
 uint32_t pt_fcrc_size(const struct petrel_fs *fs);

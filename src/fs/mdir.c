@@ -855,6 +855,7 @@ struct pt_compact {
     int n;
     const struct pt_rec *extra;
     int nextra;
+    const struct petrel_fs_gstate *delta; /* a GDELTA the commit adds, or NULL */
     uint64_t lo, hi;
     int hi_open;
     int is_low; /* keeps superblock, head and global state */
@@ -937,6 +938,7 @@ static int pt_emit_compact(struct petrel_fs *fs, struct pt_writer *w, const stru
         err = pt_emit_rec(fs, w, &c->extra[i]);
         if (err) return err;
     }
+    if (c->delta) pt_gstate_xor(&g, c->delta);
     if (c->is_low && !pt_gstate_zero(&g)) {
         pt_gstate_encode(tmp, &g);
         err = pt_emit_hdr(fs, w, PT_REC_GDELTA, PT_GSTATE_SIZE);
@@ -1013,7 +1015,8 @@ static int pt_is_root(const struct pt_mdir *md)
 
 /* Track what a successful append changed, without re-reading the log. */
 static void pt_mdir_after_append(struct petrel_fs *fs, struct pt_mdir *md,
-                                 const struct pt_rec *recs, int n, uint32_t end, uint32_t crc,
+                                 const struct pt_rec *recs, int n,
+                                 const struct petrel_fs_gstate *delta, uint32_t end, uint32_t crc,
                                  uint32_t fcrc)
 {
     int i;
@@ -1029,6 +1032,7 @@ static void pt_mdir_after_append(struct petrel_fs *fs, struct pt_mdir *md,
         if (recs[i].type != PT_REC_COPYATTRS && recs[i].seglen[0] && !recs[i].seglen[1] &&
             !recs[i].seglen[2] && !recs[i].copy_len)
             pt_mdir_apply(md, recs[i].type, (const uint8_t *)recs[i].seg[0], recs[i].seglen[0]);
+    if (delta) pt_gstate_xor(&md->gdelta, delta);
 }
 
 /* CRC of the first fcrc-window bytes of the commit w is writing: from the program cache
@@ -1052,8 +1056,20 @@ static int pt_commit_head_crc(struct petrel_fs *fs, const struct pt_writer *w, u
  * be invisible: it is abandoned (its programmed part, if any, is as invisible as the stale
  * bytes) and -PT_ENOSPC sends the caller to compaction.
  */
+/* A GDELTA record of delta (none when NULL). */
+static int pt_emit_delta(struct petrel_fs *fs, struct pt_writer *w,
+                         const struct petrel_fs_gstate *delta)
+{
+    uint8_t tmp[PT_GSTATE_SIZE];
+    int err;
+    if (!delta) return 0;
+    pt_gstate_encode(tmp, delta);
+    err = pt_emit_hdr(fs, w, PT_REC_GDELTA, PT_GSTATE_SIZE);
+    return err ? err : pt_writer_put(fs, w, tmp, PT_GSTATE_SIZE);
+}
+
 static int pt_mdir_append(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs,
-                          int n)
+                          int n, const struct petrel_fs_gstate *delta)
 {
     struct pt_writer w;
     uint32_t crc, fcrc, head, index_off = md->index_off, index_len = md->index_len;
@@ -1062,6 +1078,7 @@ static int pt_mdir_append(struct petrel_fs *fs, struct pt_mdir *md, const struct
     pt_writer_init(fs, &w, md->pair[0], md->off, 1);
     err = 0;
     for (i = 0; i < n && !err; i++) err = pt_emit_rec(fs, &w, &recs[i]);
+    if (!err) err = pt_emit_delta(fs, &w, delta);
     if (!err) err = pt_emit_crc(fs, &w, NULL, NULL);
     if (err) return err;
     pt_writer_init(fs, &w, md->pair[0], md->off, 0);
@@ -1074,6 +1091,7 @@ static int pt_mdir_append(struct petrel_fs *fs, struct pt_mdir *md, const struct
             index_len = w.off - index_off;
         }
     }
+    if (!err) err = pt_emit_delta(fs, &w, delta);
     if (!err) err = pt_emit_crc(fs, &w, &crc, &fcrc);
     if (!err) err = pt_commit_head_crc(fs, &w, &head);
     if (!err && head == md->fcrc) {
@@ -1089,7 +1107,7 @@ static int pt_mdir_append(struct petrel_fs *fs, struct pt_mdir *md, const struct
         md->erased = 0;
         return err;
     }
-    pt_mdir_after_append(fs, md, recs, n, w.off, crc, fcrc);
+    pt_mdir_after_append(fs, md, recs, n, delta, w.off, crc, fcrc);
     md->index_off = index_off;
     md->index_len = index_len;
     pt_links_remember(fs, md);
@@ -1413,7 +1431,8 @@ static PT_NOINLINE int pt_mdir_compacted(struct petrel_fs *fs, struct pt_mdir *m
 }
 
 int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n,
-                   uint32_t old_pair[2], struct pt_split_note *split_note)
+                   const struct petrel_fs_gstate *delta, uint32_t old_pair[2],
+                   struct pt_split_note *split_note)
 {
     struct pt_compact c;
     struct pt_compact_result res;
@@ -1429,7 +1448,7 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
     old_pair[0] = old_pair[1] = PT_NULL;
     if (split_note) split_note->valid = 0;
     if (md->erased) {
-        err = pt_mdir_append(fs, md, recs, n);
+        err = pt_mdir_append(fs, md, recs, n, delta);
         if (err == 0) return 0;
         if (err != -PT_ENOSPC && !pt_bad_block_error(err)) return err;
         if (pt_bad_block_error(err))
@@ -1447,6 +1466,7 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
     c.res = &res;
     c.recs = recs;
     c.n = n;
+    c.delta = delta;
     c.lo = md->lo;
     c.hi = md->next_split;
     c.hi_open = !md->next_cont;

@@ -37,7 +37,7 @@ static void ms_forge(struct petrel_fs *fs, const uint32_t pair[2], uint8_t type,
     r.type = type;
     r.seg[0] = p;
     r.seglen[0] = len;
-    CHECK_OK(pt_mdir_commit(fs, &md, &r, 1, old, NULL));
+    CHECK_OK(pt_mdir_commit(fs, &md, &r, 1, NULL, old, NULL));
     CHECK_EQ(old[0], PT_NULL);
 }
 
@@ -330,7 +330,7 @@ static void msf_make_3x(struct fsh_dev *d)
     r.type = PT_REC_SUPERBLOCK;
     r.seg[0] = sb;
     r.seglen[0] = PT_SB_SIZE;
-    CHECK_OK(pt_mdir_commit(&d->fs, &md, &r, 1, old, NULL));
+    CHECK_OK(pt_mdir_commit(&d->fs, &md, &r, 1, NULL, old, NULL));
     CHECK_OK(fsh_unmount(d));
     CHECK_OK(fsh_mount(d));
     CHECK_EQ(d->fs.image_version, 0x00030000u);
