@@ -89,22 +89,43 @@ static PT_NOINLINE int pt_index_names_at(struct petrel_fs *fs, const uint32_t he
  * otherwise the head is committed without the entry first, then pred, then the entry is added
  * back with the new address. *old2 reports pred's own move.
  */
-static int pt_relink(struct petrel_fs *fs, struct pt_mdir *pred, uint32_t dhead[2], int was_head,
-                     const uint32_t old[2], const uint32_t nw[2], uint64_t lo, uint32_t old2[2])
+static PT_NOINLINE int pt_relink_commit(struct petrel_fs *fs, struct pt_mdir *pred,
+                                        int index_head, const uint32_t old[2],
+                                        const uint32_t nw[2], uint64_t lo, uint32_t old2[2])
 {
     struct pt_rec r[2];
     uint8_t th[17], e[PT_INDEX_ENTRY];
-    int n = 1, readd = 0, err;
+    int n = 1, err;
+    if (index_head) {
+        err = pt_index_rec(fs, pred, old, nw, lo, &r[1], e);
+        if (err < 0) return err;
+        n += err;
+        fs->ix_known = 0; /* where the head's record is may change */
+        if (err)
+            petrel_log(PT_LOG_DEBUG, "fs", "index of {%u,%u}: move {%u,%u} with its link",
+                       (unsigned)pred->pair[0], (unsigned)pred->pair[1], (unsigned)old[0],
+                       (unsigned)old[1]);
+    }
+    pt_put_le32(th, nw[0]);
+    pt_put_le32(th + 4, nw[1]);
+    th[8] = pred->next_cont;
+    pt_put_le64(th + 9, pred->next_split);
+    memset(&r[0], 0, sizeof(r[0]));
+    r[0].type = PT_REC_THREAD;
+    r[0].seg[0] = th;
+    r[0].seglen[0] = 17;
+    return pt_commit_raw(fs, pred, r, n, old2, NULL);
+}
+
+/* The index steps around the relinking commit, and that commit (pt_relink_commit: a helper, so
+ * its records are not on the frame under the index's own commits). */
+static int pt_relink(struct petrel_fs *fs, struct pt_mdir *pred, uint32_t dhead[2], int was_head,
+                     const uint32_t old[2], const uint32_t nw[2], uint64_t lo, uint32_t old2[2])
+{
+    int readd = 0, index_head = 0, err;
     if (!was_head && pred->next_cont && fs->index_ok) {
         if (pt_is_dir_head(pred)) {
-            err = pt_index_rec(fs, pred, old, nw, lo, &r[1], e);
-            if (err < 0) return err;
-            n += err;
-            fs->ix_known = 0; /* where the head's record is may change */
-            if (err)
-                petrel_log(PT_LOG_DEBUG, "fs", "index of {%u,%u}: move {%u,%u} with its link",
-                           (unsigned)pred->pair[0], (unsigned)pred->pair[1], (unsigned)old[0],
-                           (unsigned)old[1]);
+            index_head = 1;
         } else {
             uint32_t at[2];
             err = pt_index_names_at(fs, dhead, old);
@@ -120,15 +141,7 @@ static int pt_relink(struct petrel_fs *fs, struct pt_mdir *pred, uint32_t dhead[
             }
         }
     }
-    pt_put_le32(th, nw[0]);
-    pt_put_le32(th + 4, nw[1]);
-    th[8] = pred->next_cont;
-    pt_put_le64(th + 9, pred->next_split);
-    memset(&r[0], 0, sizeof(r[0]));
-    r[0].type = PT_REC_THREAD;
-    r[0].seg[0] = th;
-    r[0].seglen[0] = 17;
-    err = pt_commit_raw(fs, pred, r, n, old2, NULL);
+    err = pt_relink_commit(fs, pred, index_head, old, nw, lo, old2);
     if (err) return err;
     if (readd && old2[0] == PT_NULL) {
         /* the pair is on the chain at nw (unless pred moved too: its new block is not linked
