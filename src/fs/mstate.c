@@ -65,10 +65,11 @@ int pt_mstate_read(struct petrel_fs *fs, const struct pt_mdir *md, struct pt_mst
 }
 
 /* Commit record m to the root pair and, with_fingers, a FINGERS record of fingers_len bytes
- * (0: none in force). The commit carries no global-state delta (the callers run between
- * operations, when fs->gpending equals fs->gstate). */
+ * (0: none in force), written from the remembered pairs by pt_fingers_emit. The commit carries
+ * no global-state delta (the callers run between operations, when fs->gpending equals
+ * fs->gstate). */
 static int pt_mstate_commit(struct petrel_fs *fs, struct pt_mdir *root, const struct pt_mstate *m,
-                            const uint8_t *fingers, uint32_t fingers_len, int with_fingers)
+                            uint32_t fingers_len, int with_fingers)
 {
     uint8_t buf[PT_MSTATE_SIZE];
     struct pt_rec r[2];
@@ -78,8 +79,7 @@ static int pt_mstate_commit(struct petrel_fs *fs, struct pt_mdir *root, const st
     r[0].seg[0] = buf;
     r[0].seglen[0] = PT_MSTATE_SIZE;
     r[1].type = PT_REC_FINGERS;
-    r[1].seg[0] = fingers;
-    r[1].seglen[0] = fingers_len;
+    r[1].seglen[0] = fingers_len; /* no segment: pt_fingers_emit writes the payload */
     return pt_fs_commit(fs, root, r, with_fingers ? 2 : 1);
 }
 
@@ -189,7 +189,7 @@ int pt_mstate_mark_dirty(struct petrel_fs *fs)
     memset(&m, 0, sizeof(m));
     m.clean = 0;
     fs->ms_clean = 0; /* lets pt_fs_commit through for this one */
-    err = pt_mstate_commit(fs, &root, &m, NULL, 0, 0);
+    err = pt_mstate_commit(fs, &root, &m, 0, 0);
     /* durable before anything the session writes next: a device that reorders writes
      * (an image file) must not keep a later change and lose the mark */
     if (!err) err = pt_sync(fs);
@@ -222,19 +222,19 @@ int pt_mstate_mark_clean(struct petrel_fs *fs)
     if (fs->dfg_n && fs->dfg_gen == fs->layout_gen) {
         /* mounted clean with saved fingers, and nothing moved or was allocated since: the
          * FINGERS record in force is still true */
-        err = pt_mstate_commit(fs, &root, &m, NULL, 0, 0);
+        err = pt_mstate_commit(fs, &root, &m, 0, 0);
     } else {
         /* a 4.x image's directories have indexes (docs/SPEC-FS.md 4.1): no fingers */
         int werr;
         uint32_t len = fs->index_ok ? 0 : pt_fingers_walk(fs, NULL, &werr);
         /* the record is written from the links by pt_fingers_emit during the commit, which
          * must not let them change (no remembered pair is replaced while pinned) */
-        fs->links_pinned = 1;
-        err = pt_mstate_commit(fs, &root, &m, NULL, len, 1);
+        fs->links_pinned = len != 0;
+        err = pt_mstate_commit(fs, &root, &m, len, 1);
         fs->links_pinned = 0;
         if (err == -PT_ENOSPC && len) {
             err = pt_mdir_fetch(fs, &root, pt_root_pair, NULL);
-            if (!err) err = pt_mstate_commit(fs, &root, &m, NULL, 0, 1);
+            if (!err) err = pt_mstate_commit(fs, &root, &m, 0, 1);
         }
     }
     if (err == -PT_ENOSPC) return 0; /* no room: the image stays dirty, mounted by a walk */
