@@ -501,10 +501,12 @@ static void pt_count_sub(uint8_t *c)
  * the log (so a log full of superseded records costs a few scans, not one per record). */
 #define PT_LIVE_BATCH 12
 struct pt_live_batch {
-    uint32_t n, idx[PT_LIVE_BATCH], after[PT_LIVE_BATCH];
     uint64_t hash[PT_LIVE_BATCH];
+    uint32_t n, after[PT_LIVE_BATCH];
+    uint16_t idx[PT_LIVE_BATCH]; /* below PT_LIVE_MAP_RECS */
     uint8_t type[PT_LIVE_BATCH], atype[PT_LIVE_BATCH];
 };
+typedef char pt_live_batch_idx_fits[PT_LIVE_MAP_RECS <= 65536u ? 1 : -1];
 
 static int pt_live_batch_resolve(struct petrel_fs *fs, const struct pt_mdir *md,
                                  struct pt_live_map *map, struct pt_live_batch *b)
@@ -625,7 +627,7 @@ static PT_NOINLINE int pt_live_map_decide(struct petrel_fs *fs, const struct pt_
         }
         if (maybe) {
             uint32_t k = batch.n++;
-            batch.idx[k] = idx;
+            batch.idx[k] = (uint16_t)idx;
             batch.after[k] = pos;
             batch.hash[k] = h;
             batch.type[k] = rec.type;
