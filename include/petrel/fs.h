@@ -424,6 +424,7 @@ struct petrel_fs {
     uint32_t ix_head[2], ix_pair[2], ix_gen, ix_hops;
     uint32_t ix_block, ix_off, ix_len, ix_kgen;
     uint8_t ix_known, ix_busy, index_ok; /* index_ok: the image is format 4 (writes indexes) */
+    uint8_t links_pinned; /* remembered links are not replaced (an unmount's FINGERS commit) */
     /* PETREL_FS_FINGERS fingers, allocated at mount; NULL without malloc (walks then start
      * at the directory's head or the saved fingers) */
     struct petrel_fs_finger {

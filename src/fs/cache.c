@@ -68,6 +68,9 @@ void pt_links_remember(struct petrel_fs *fs, const struct pt_mdir *md)
     uint32_t i = pt_link_slot(fs, md->pair);
     if (fs->nlinks == 0) return; /* no table (no malloc, no link_buffer) */
     if (i == fs->nlinks) {
+        /* pinned (a FINGERS record is being written from the links, mstate.c): a new pair is
+         * not remembered, so no remembered one is replaced */
+        if (fs->links_pinned) return;
         if (fs->link_index) {
             i = PT_MIN(md->pair[0], md->pair[1]) % fs->nlinks;
         } else {

@@ -21,8 +21,19 @@ static const uint32_t pt_root_pair[2] = {0, 1};
 typedef int (*pt_entry_fn)(struct petrel_fs *fs, void *ctx, const struct pt_mdir *md,
                            const struct pt_entry *e);
 
-static int pt_each_entry(struct petrel_fs *fs, const struct pt_mdir *md, pt_entry_fn fn,
-                         void *ctx)
+/* Decode the live entry rec of md and hand it to fn (a helper, so the decoded entry is not
+ * on the frame that builds the liveness map, docs/FIRMWARE.md). */
+static PT_NOINLINE int pt_each_entry_visit(struct petrel_fs *fs, const struct pt_mdir *md,
+                                           const struct pt_rec_ref *rec, pt_entry_fn fn,
+                                           void *ctx)
+{
+    struct pt_entry e;
+    int err = pt_entry_decode(fs, md->pair[0], rec, &e);
+    return err ? err : fn(fs, ctx, md, &e);
+}
+
+static PT_NOINLINE int pt_each_entry(struct petrel_fs *fs, const struct pt_mdir *md,
+                                     pt_entry_fn fn, void *ctx)
 {
     struct pt_rec_ref rec = {0, 0, 0};
     struct pt_live_map map;
@@ -30,15 +41,12 @@ static int pt_each_entry(struct petrel_fs *fs, const struct pt_mdir *md, pt_entr
     int err = pt_live_map_build(fs, md, &map);
     if (err) return err;
     for (idx = 0; (err = pt_rec_next(fs, md, &pos, &rec)) == 1; idx++) {
-        struct pt_entry e;
         int live;
         if (rec.type != PT_REC_ENTRY) continue;
         err = pt_live_map_live(fs, md, &map, idx, &rec, pos, &live);
         if (err) return err;
         if (!live) continue;
-        err = pt_entry_decode(fs, md->pair[0], &rec, &e);
-        if (err) return err;
-        err = fn(fs, ctx, md, &e);
+        err = pt_each_entry_visit(fs, md, &rec, fn, ctx);
         if (err) return err;
     }
     return err;

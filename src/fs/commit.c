@@ -14,8 +14,6 @@
  */
 #include "fs/fs_internal.h"
 
-#define PT_COMMIT_RECS_MAX 4 /* the most a caller commits at once: rename's */
-
 void pt_handles_relocate(struct petrel_fs *fs, const uint32_t old[2], const uint32_t nw[2])
 {
     struct petrel_fs_handle *h;
@@ -66,24 +64,22 @@ int pt_thread_pred(struct petrel_fs *fs, const uint32_t pair[2], struct pt_mdir 
 static int pt_commit_raw(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n,
                          uint32_t old[2], struct pt_split_note *split)
 {
-    struct pt_rec all[PT_COMMIT_RECS_MAX + 1];
-    uint8_t gbuf[PT_GSTATE_SIZE];
     struct petrel_fs_gstate want = fs->gpending, d = fs->gpending;
-    int m = n, err;
-    if (n > PT_COMMIT_RECS_MAX) return -PT_EINVAL;
-    if (n) memcpy(all, recs, sizeof(*recs) * (size_t)n);
+    int err;
     pt_gstate_xor(&d, &fs->gstate);
-    if (!pt_gstate_zero(&d)) {
-        pt_gstate_encode(gbuf, &d);
-        memset(&all[m], 0, sizeof(all[m]));
-        all[m].type = PT_REC_GDELTA;
-        all[m].seg[0] = gbuf;
-        all[m].seglen[0] = PT_GSTATE_SIZE;
-        m++;
-    }
-    err = pt_mdir_commit(fs, md, all, m, old, split);
+    err = pt_mdir_commit(fs, md, recs, n, pt_gstate_zero(&d) ? NULL : &d, old, split);
     if (err == 0) fs->gstate = want;
     return err;
+}
+
+/* Whether the index of the directory whose head is `head` names pair: 1 yes, 0 no (a
+ * helper, so the head's pair is not on the relinking frame under its commits). */
+static PT_NOINLINE int pt_index_names_at(struct petrel_fs *fs, const uint32_t head[2],
+                                         const uint32_t pair[2])
+{
+    struct pt_mdir hmd;
+    int err = pt_mdir_fetch(fs, &hmd, head, NULL);
+    return err ? err : pt_index_names(fs, &hmd, pair);
 }
 
 /*
@@ -93,28 +89,46 @@ static int pt_commit_raw(struct petrel_fs *fs, struct pt_mdir *md, const struct 
  * otherwise the head is committed without the entry first, then pred, then the entry is added
  * back with the new address. *old2 reports pred's own move.
  */
-static int pt_relink(struct petrel_fs *fs, struct pt_mdir *pred, uint32_t dhead[2], int was_head,
-                     const uint32_t old[2], const uint32_t nw[2], uint64_t lo, uint32_t old2[2])
+static PT_NOINLINE int pt_relink_commit(struct petrel_fs *fs, struct pt_mdir *pred,
+                                        int index_head, const uint32_t old[2],
+                                        const uint32_t nw[2], uint64_t lo, uint32_t old2[2])
 {
     struct pt_rec r[2];
     uint8_t th[17], e[PT_INDEX_ENTRY];
-    int n = 1, readd = 0, err;
+    int n = 1, err;
+    if (index_head) {
+        err = pt_index_rec(fs, pred, old, nw, lo, &r[1], e);
+        if (err < 0) return err;
+        n += err;
+        fs->ix_known = 0; /* where the head's record is may change */
+        if (err)
+            petrel_log(PT_LOG_DEBUG, "fs", "index of {%u,%u}: move {%u,%u} with its link",
+                       (unsigned)pred->pair[0], (unsigned)pred->pair[1], (unsigned)old[0],
+                       (unsigned)old[1]);
+    }
+    pt_put_le32(th, nw[0]);
+    pt_put_le32(th + 4, nw[1]);
+    th[8] = pred->next_cont;
+    pt_put_le64(th + 9, pred->next_split);
+    memset(&r[0], 0, sizeof(r[0]));
+    r[0].type = PT_REC_THREAD;
+    r[0].seg[0] = th;
+    r[0].seglen[0] = 17;
+    return pt_commit_raw(fs, pred, r, n, old2, NULL);
+}
+
+/* The index steps around the relinking commit, and that commit (pt_relink_commit: a helper, so
+ * its records are not on the frame under the index's own commits). */
+static int pt_relink(struct petrel_fs *fs, struct pt_mdir *pred, uint32_t dhead[2], int was_head,
+                     const uint32_t old[2], const uint32_t nw[2], uint64_t lo, uint32_t old2[2])
+{
+    int readd = 0, index_head = 0, err;
     if (!was_head && pred->next_cont && fs->index_ok) {
         if (pt_is_dir_head(pred)) {
-            err = pt_index_rec(fs, pred, old, nw, lo, &r[1], e);
-            if (err < 0) return err;
-            n += err;
-            fs->ix_known = 0; /* where the head's record is may change */
-            if (err)
-                petrel_log(PT_LOG_DEBUG, "fs", "index of {%u,%u}: move {%u,%u} with its link",
-                           (unsigned)pred->pair[0], (unsigned)pred->pair[1], (unsigned)old[0],
-                           (unsigned)old[1]);
+            index_head = 1;
         } else {
             uint32_t at[2];
-            struct pt_mdir hmd;
-            err = pt_mdir_fetch(fs, &hmd, dhead, NULL);
-            if (err) return err;
-            err = pt_index_names(fs, &hmd, old);
+            err = pt_index_names_at(fs, dhead, old);
             if (err < 0) return err;
             if (err) {
                 at[0] = pred->pair[0];
@@ -127,15 +141,7 @@ static int pt_relink(struct petrel_fs *fs, struct pt_mdir *pred, uint32_t dhead[
             }
         }
     }
-    pt_put_le32(th, nw[0]);
-    pt_put_le32(th + 4, nw[1]);
-    th[8] = pred->next_cont;
-    pt_put_le64(th + 9, pred->next_split);
-    memset(&r[0], 0, sizeof(r[0]));
-    r[0].type = PT_REC_THREAD;
-    r[0].seg[0] = th;
-    r[0].seglen[0] = 17;
-    err = pt_commit_raw(fs, pred, r, n, old2, NULL);
+    err = pt_relink_commit(fs, pred, index_head, old, nw, lo, old2);
     if (err) return err;
     if (readd && old2[0] == PT_NULL) {
         /* the pair is on the chain at nw (unless pred moved too: its new block is not linked
@@ -148,11 +154,49 @@ static int pt_relink(struct petrel_fs *fs, struct pt_mdir *pred, uint32_t dhead[
     return 0;
 }
 
+/* After a commit that moved md from old: the relinking of every pair that moved with it;
+ * sets *need_repair when a directory head moved (its entry is pointed at it by
+ * pt_fs_repair). A helper, so that its frame (a predecessor pair) is not under the commit
+ * nor under the repair, which commits too (docs/FIRMWARE.md, stack). */
+static PT_NOINLINE int pt_commit_relink(struct petrel_fs *fs, struct pt_mdir *md,
+                                        const uint32_t old[2], int *need_repair)
+{
+    uint32_t cur_old[2], cur_new[2];
+    int err, was_head, guard;
+    uint64_t cur_lo;
+    memcpy(cur_old, old, sizeof(cur_old));
+    memcpy(cur_new, md->pair, sizeof(cur_new));
+    was_head = md->head;
+    cur_lo = md->lo;
+    for (guard = 0; guard < 64; guard++) {
+        struct pt_mdir pred;
+        uint32_t old2[2], dhead[2] = {PT_NULL, PT_NULL};
+        petrel_log(PT_LOG_INFO, "fs", "pair {%u,%u} moved to {%u,%u}", (unsigned)cur_old[0],
+                   (unsigned)cur_old[1], (unsigned)cur_new[0], (unsigned)cur_new[1]);
+        pt_handles_relocate(fs, cur_old, cur_new);
+        if (fs->gpending.move_pending && pt_pair_eq(fs->gpending.move_pair, cur_old))
+            memcpy(fs->gpending.move_pair, cur_new, sizeof(cur_new));
+        err = pt_thread_pred(fs, cur_old, &pred, dhead);
+        if (err) return err == -PT_ENOENT ? -PT_ECORRUPT : err;
+        if (was_head) {
+            fs->gpending.orphans++;
+            *need_repair = 1;
+        }
+        err = pt_relink(fs, &pred, dhead, was_head, cur_old, cur_new, cur_lo, old2);
+        if (err) return err;
+        if (old2[0] == PT_NULL) break;
+        memcpy(cur_old, old2, sizeof(old2));
+        memcpy(cur_new, pred.pair, sizeof(cur_new));
+        was_head = pt_is_dir_head(&pred);
+        cur_lo = pred.lo;
+    }
+    return 0;
+}
+
 int pt_fs_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n)
 {
-    uint32_t old[2], cur_old[2], cur_new[2], ihead[2];
-    int err, was_head, guard, need_repair = 0, track;
-    uint64_t cur_lo;
+    uint32_t ihead[2], old[2];
+    int err, need_repair = 0, track;
     struct pt_split_note split;
 
     if (fs->readonly) return -PT_EROFS;
@@ -174,34 +218,10 @@ int pt_fs_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *
         }
         return err;
     }
-    if (old[0] == PT_NULL) goto index_add;
-    track = 0; /* a move may have moved the head too: no entry this time */
-
-    memcpy(cur_old, old, sizeof(old));
-    memcpy(cur_new, md->pair, sizeof(cur_new));
-    was_head = md->head;
-    cur_lo = md->lo;
-    for (guard = 0; guard < 64; guard++) {
-        struct pt_mdir pred;
-        uint32_t old2[2], dhead[2] = {PT_NULL, PT_NULL};
-        petrel_log(PT_LOG_INFO, "fs", "pair {%u,%u} moved to {%u,%u}", (unsigned)cur_old[0],
-                   (unsigned)cur_old[1], (unsigned)cur_new[0], (unsigned)cur_new[1]);
-        pt_handles_relocate(fs, cur_old, cur_new);
-        if (fs->gpending.move_pending && pt_pair_eq(fs->gpending.move_pair, cur_old))
-            memcpy(fs->gpending.move_pair, cur_new, sizeof(cur_new));
-        err = pt_thread_pred(fs, cur_old, &pred, dhead);
-        if (err) return err == -PT_ENOENT ? -PT_ECORRUPT : err;
-        if (was_head) {
-            fs->gpending.orphans++;
-            need_repair = 1;
-        }
-        err = pt_relink(fs, &pred, dhead, was_head, cur_old, cur_new, cur_lo, old2);
+    if (old[0] != PT_NULL) {
+        track = 0; /* a move may have moved the head too: no entry this time */
+        err = pt_commit_relink(fs, md, old, &need_repair);
         if (err) return err;
-        if (old2[0] == PT_NULL) break;
-        memcpy(cur_old, old2, sizeof(old2));
-        memcpy(cur_new, pred.pair, sizeof(cur_new));
-        was_head = pt_is_dir_head(&pred);
-        cur_lo = pred.lo;
     }
     if (need_repair) {
         err = pt_fs_repair(fs, 0);
@@ -210,7 +230,6 @@ int pt_fs_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *
         err = pt_mdir_refetch(fs, md, NULL);
         if (err) return err;
     }
-index_add:
     if (track && split.valid) {
         /* the new pair is linked and on the chain: an entry may name it (best effort: a
          * missing entry costs reads only) */

@@ -98,7 +98,7 @@ static inline int pt_rec_singleton(uint8_t type)
  * divided by 2^32, rounded up), le32 pair[0], le32 pair[1]. */
 #define PT_FINGERS_HDR 8u
 #define PT_FINGER_SIZE 12u
-#define PT_FINGERS_MAX 96u     /* the record is built on the stack at unmount */
+#define PT_FINGERS_MAX 96u     /* written from the remembered links at unmount (mstate.c) */
 #define PT_FINGERS_MIN_PAIRS 32u /* smaller directories are walked from the head */
 
 /* Entry payload offsets. */
@@ -154,7 +154,8 @@ struct pt_mdir {
  * (copy_at 3: after seg[2]). Built from the parts where they lie (the caller's path, a
  * record already on disk), an entry needs no name- or block-sized buffer on the stack; a
  * copied range must stay unchanged until the commit returns (a pair's newest log block is:
- * a commit appends to it or compacts out of it). */
+ * a commit appends to it or compacts out of it). A FINGERS record whose seg[0] is NULL has a
+ * payload of seglen[0] bytes written by pt_fingers_emit (nothing else set). */
 #define PT_REC_SEGS 3
 struct pt_rec {
     uint8_t type;
@@ -277,8 +278,10 @@ int pt_live_map_live(struct petrel_fs *fs, const struct pt_mdir *md,
                      const struct pt_live_map *map, uint32_t idx,
                      const struct pt_rec_ref *rec, uint32_t after, int *live);
 int pt_mdir_has_entries(struct petrel_fs *fs, const struct pt_mdir *md);
+/* Commit recs and, when delta is not NULL, a GDELTA record of delta (after them). */
 int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n,
-                   uint32_t old_pair[2], struct pt_split_note *split);
+                   const struct petrel_fs_gstate *delta, uint32_t old_pair[2],
+                   struct pt_split_note *split);
 int pt_mdir_create(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n);
 int pt_block_invalidate(struct petrel_fs *fs, uint32_t block);
 uint32_t pt_fcrc_size(const struct petrel_fs *fs);
@@ -323,6 +326,10 @@ int pt_fingers_locate(struct petrel_fs *fs, const struct pt_mdir *md, uint32_t h
                       uint32_t *off, uint32_t *n);
 /* At a mount from a clean record: note the FINGERS record of the root pair md. */
 int pt_fingers_load(struct petrel_fs *fs, const struct pt_mdir *md);
+/* The payload of a FINGERS record given with no segment (struct pt_rec): len bytes built
+ * from the remembered links, which stay put while fs->links_pinned; -PT_ECORRUPT if they
+ * no longer give len bytes. */
+int pt_fingers_emit(struct petrel_fs *fs, struct pt_writer *w, uint32_t len);
 /* The saved finger of directory head with the highest lo <= hash, if usable and above
  * *lo: returns 1 and sets pair and *lo, else 0 (or an error). */
 int pt_fingers_find(struct petrel_fs *fs, const uint32_t head[2], uint64_t hash,

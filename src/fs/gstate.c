@@ -160,17 +160,33 @@ static PT_NOINLINE int pt_repair_head(struct petrel_fs *fs, uint32_t dirid, cons
     return err ? err : 1;
 }
 
-static PT_NOINLINE int pt_repair_pass(struct petrel_fs *fs)
+/* What a repair pass needs of the pair at `pair`: whether it is a directory head (and its
+ * dirid), its blocks newest first, and the next pair on the thread. A helper, so the fetched
+ * pair is not on the pass's frame under the repairs it commits (docs/FIRMWARE.md, stack). */
+static PT_NOINLINE int pt_repair_peek(struct petrel_fs *fs, uint32_t pair[2], uint32_t *dirid,
+                                      uint32_t next[2])
 {
     struct pt_mdir q;
-    uint32_t guard;
-    int err = pt_mdir_fetch(fs, &q, pt_root_pair, NULL);
-    for (guard = 0; !err && guard <= fs->block_count; guard++) {
-        uint32_t next[2];
-        if (q.head && !pt_pair_eq(q.pair, pt_root_pair)) {
-            uint32_t head[2];
-            memcpy(head, q.pair, sizeof(head));
-            err = pt_repair_head(fs, q.dirid, head);
+    int err = pt_mdir_fetch(fs, &q, pair, NULL);
+    if (err) return err;
+    pair[0] = q.pair[0];
+    pair[1] = q.pair[1];
+    next[0] = q.next[0];
+    next[1] = q.next[1];
+    *dirid = q.dirid;
+    return q.head;
+}
+
+static PT_NOINLINE int pt_repair_pass(struct petrel_fs *fs)
+{
+    uint32_t guard, head[2], next[2], dirid;
+    int err;
+    memcpy(head, pt_root_pair, sizeof(head));
+    for (guard = 0; guard <= fs->block_count; guard++) {
+        err = pt_repair_peek(fs, head, &dirid, next);
+        if (err < 0) return err;
+        if (err && !pt_pair_eq(head, pt_root_pair)) {
+            err = pt_repair_head(fs, dirid, head);
             if (err == -PT_ENOENT) {
                 petrel_log(PT_LOG_INFO, "fs", "reclaiming orphan directory {%u,%u}",
                            (unsigned)head[0], (unsigned)head[1]);
@@ -179,12 +195,10 @@ static PT_NOINLINE int pt_repair_pass(struct petrel_fs *fs)
             }
             if (err) return err < 0 ? err : 1;
         }
-        if (q.next[0] == PT_NULL) return 0;
-        next[0] = q.next[0];
-        next[1] = q.next[1];
-        err = pt_mdir_fetch(fs, &q, next, NULL);
+        if (next[0] == PT_NULL) return 0;
+        memcpy(head, next, sizeof(head));
     }
-    return err ? err : -PT_ECORRUPT;
+    return -PT_ECORRUPT;
 }
 
 static int pt_fs_repair_once(struct petrel_fs *fs, int finish_move);
@@ -203,42 +217,57 @@ int pt_fs_repair(struct petrel_fs *fs, int finish_move)
     return err;
 }
 
+/* Finish a half-done rename: delete its source entry (a helper, so its pair is not under
+ * the passes that follow). */
+static PT_NOINLINE int pt_finish_move(struct petrel_fs *fs)
+{
+    int err;
+    struct pt_mdir md;
+    uint32_t pair[2];
+    uint64_t hash = fs->gpending.move_hash;
+    memcpy(pair, fs->gpending.move_pair, sizeof(pair));
+    petrel_log(PT_LOG_INFO, "fs", "finishing an interrupted rename");
+    memset(&fs->gpending.move_pair, 0, sizeof(fs->gpending.move_pair));
+    fs->gpending.move_hash = 0;
+    fs->gpending.move_pending = 0;
+    err = pt_mdir_fetch(fs, &md, pair, &hash);
+    if (err) return err;
+    if (md.found == PT_REC_ENTRY) {
+        struct pt_rec r;
+        uint8_t hb[8];
+        pt_put_le64(hb, hash);
+        memset(&r, 0, sizeof(r));
+        r.type = PT_REC_DELETE;
+        r.hash = hash;
+        r.seg[0] = hb;
+        r.seglen[0] = 8;
+        return pt_fs_commit(fs, &md, &r, 1);
+    }
+    return pt_fs_commit(fs, &md, NULL, 0);
+}
+
+/* The global state's orphan count is zero again: a commit to the root pair carries it. */
+static PT_NOINLINE int pt_orphans_cleared(struct petrel_fs *fs)
+{
+    struct pt_mdir md;
+    int err;
+    fs->gpending.orphans = 0;
+    err = pt_mdir_fetch(fs, &md, pt_root_pair, NULL);
+    return err ? err : pt_fs_commit(fs, &md, NULL, 0);
+}
+
 static int pt_fs_repair_once(struct petrel_fs *fs, int finish_move)
 {
     int err, i;
-    struct pt_mdir md;
     if (finish_move && fs->gpending.move_pending) {
-        uint32_t pair[2];
-        uint64_t hash = fs->gpending.move_hash;
-        memcpy(pair, fs->gpending.move_pair, sizeof(pair));
-        petrel_log(PT_LOG_INFO, "fs", "finishing an interrupted rename");
-        memset(&fs->gpending.move_pair, 0, sizeof(fs->gpending.move_pair));
-        fs->gpending.move_hash = 0;
-        fs->gpending.move_pending = 0;
-        err = pt_mdir_fetch(fs, &md, pair, &hash);
-        if (err) return err;
-        if (md.found == PT_REC_ENTRY) {
-            struct pt_rec r;
-            uint8_t hb[8];
-            pt_put_le64(hb, hash);
-            memset(&r, 0, sizeof(r));
-            r.type = PT_REC_DELETE;
-            r.hash = hash;
-            r.seg[0] = hb;
-            r.seglen[0] = 8;
-            err = pt_fs_commit(fs, &md, &r, 1);
-        } else {
-            err = pt_fs_commit(fs, &md, NULL, 0);
-        }
+        err = pt_finish_move(fs);
         if (err) return err;
     }
     for (i = 0; fs->gpending.orphans > 0 && i < 256; i++) {
         err = pt_repair_pass(fs);
         if (err < 0) return err;
         if (err == 0) {
-            fs->gpending.orphans = 0;
-            err = pt_mdir_fetch(fs, &md, pt_root_pair, NULL);
-            if (!err) err = pt_fs_commit(fs, &md, NULL, 0);
+            err = pt_orphans_cleared(fs);
             if (err) return err;
         }
     }

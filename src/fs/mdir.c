@@ -501,10 +501,12 @@ static void pt_count_sub(uint8_t *c)
  * the log (so a log full of superseded records costs a few scans, not one per record). */
 #define PT_LIVE_BATCH 12
 struct pt_live_batch {
-    uint32_t n, idx[PT_LIVE_BATCH], after[PT_LIVE_BATCH];
     uint64_t hash[PT_LIVE_BATCH];
+    uint32_t n, after[PT_LIVE_BATCH];
+    uint16_t idx[PT_LIVE_BATCH]; /* below PT_LIVE_MAP_RECS */
     uint8_t type[PT_LIVE_BATCH], atype[PT_LIVE_BATCH];
 };
+typedef char pt_live_batch_idx_fits[PT_LIVE_MAP_RECS <= 65536u ? 1 : -1];
 
 static int pt_live_batch_resolve(struct petrel_fs *fs, const struct pt_mdir *md,
                                  struct pt_live_map *map, struct pt_live_batch *b)
@@ -590,59 +592,19 @@ int pt_mdir_has_entries(struct petrel_fs *fs, const struct pt_mdir *md)
     return err < 0 ? err : 0;
 }
 
-/*
- * Two passes. The first counts, in small hash buckets, the records that can supersede:
- * ENTRY and DELETE by name hash (ent), DELETE alone (del), ATTR and ATTRDEL by name hash and
- * attribute type (att); and notes the last of each singleton type. The second pass takes
- * each record out of its buckets before deciding it, so the counts then cover later records
- * only: a record none of whose buckets counts a later record is live for certain; the others
- * are decided in batches by scanning the rest of the log for a record with their key.
- */
-static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
-                            struct pt_live_map *map, int stop_at_entry)
+/* The second pass of pt_live_map_scan over counts[] (ent, then del, then att buckets) and
+ * the last index of each singleton type. A helper, so the batch and the counts are not on
+ * one frame (docs/FIRMWARE.md, frame-max). */
+static PT_NOINLINE int pt_live_map_decide(struct petrel_fs *fs, const struct pt_mdir *md,
+                                          struct pt_live_map *map, uint8_t *ent,
+                                          const uint32_t *last, int stop_at_entry)
 {
-    uint8_t ent[PT_LIVE_ENT_BUCKETS], del[PT_LIVE_KEY_BUCKETS], att[PT_LIVE_KEY_BUCKETS];
-    uint32_t last[PT_SINGLETONS] = {0, 0, 0, 0, 0, 0, 0}, pos = 0, idx = 0;
+    uint8_t *del = ent + PT_LIVE_ENT_BUCKETS, *att = del + PT_LIVE_KEY_BUCKETS;
     struct pt_rec_ref rec = {0, 0, 0};
     struct pt_live_batch batch;
-    int err = 0;
-    memset(ent, 0, sizeof(ent));
-    memset(del, 0, sizeof(del));
-    memset(att, 0, sizeof(att));
-    memset(map, 0, sizeof(*map));
+    uint32_t pos = 0, idx;
+    int err;
     batch.n = 0;
-    while (idx < PT_LIVE_MAP_RECS && (err = pt_rec_next(fs, md, &pos, &rec)) == 1) {
-        uint64_t h;
-        uint8_t a;
-        if (pt_rec_singleton(rec.type) >= 0) last[pt_rec_singleton(rec.type)] = idx;
-        if (pt_is_keyed(rec.type)) {
-            uint32_t b[3];
-            err = pt_live_rec_buckets(fs, md, &rec, &h, &a, b);
-            if (err) return err;
-            pt_live_count(rec.type, b, ent, del, att, pt_count_add);
-        }
-        idx++;
-    }
-    if (idx < PT_LIVE_MAP_RECS && err < 0) return err;
-    map->nrecs = idx;
-    /* Records past the map may supersede mapped ones: every bucket becomes "maybe". A
-     * singleton record (superblock, head, thread, lo, mount state, fingers) is superseded only by a later one of
-     * its type: the headers past the map say where the last of each type is, whether in the
-     * map or not (a singleton in the map is live only when it is the last of its log). */
-    if (idx == PT_LIVE_MAP_RECS) {
-        uint32_t past = idx;
-        while ((err = pt_rec_next(fs, md, &pos, &rec)) == 1) {
-            if (past == PT_LIVE_MAP_RECS) {
-                memset(ent, 255, sizeof(ent));
-                memset(del, 255, sizeof(del));
-                memset(att, 255, sizeof(att));
-            }
-            if (pt_rec_singleton(rec.type) >= 0) last[pt_rec_singleton(rec.type)] = past;
-            past++;
-        }
-        if (err < 0) return err;
-    }
-    pos = 0;
     for (idx = 0; idx < map->nrecs; idx++) {
         uint64_t h = 0;
         uint8_t a = 0;
@@ -665,7 +627,7 @@ static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
         }
         if (maybe) {
             uint32_t k = batch.n++;
-            batch.idx[k] = idx;
+            batch.idx[k] = (uint16_t)idx;
             batch.after[k] = pos;
             batch.hash[k] = h;
             batch.type[k] = rec.type;
@@ -679,6 +641,54 @@ static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
         }
     }
     return pt_live_batch_resolve(fs, md, map, &batch);
+}
+
+/*
+ * Two passes. The first counts, in small hash buckets, the records that can supersede:
+ * ENTRY and DELETE by name hash (ent), DELETE alone (del), ATTR and ATTRDEL by name hash and
+ * attribute type (att); and notes the last of each singleton type. The second pass takes
+ * each record out of its buckets before deciding it, so the counts then cover later records
+ * only: a record none of whose buckets counts a later record is live for certain; the others
+ * are decided in batches by scanning the rest of the log for a record with their key.
+ */
+static int pt_live_map_scan(struct petrel_fs *fs, const struct pt_mdir *md,
+                            struct pt_live_map *map, int stop_at_entry)
+{
+    uint8_t ent[PT_LIVE_ENT_BUCKETS + 2 * PT_LIVE_KEY_BUCKETS];
+    uint8_t *del = ent + PT_LIVE_ENT_BUCKETS, *att = del + PT_LIVE_KEY_BUCKETS;
+    uint32_t last[PT_SINGLETONS] = {0, 0, 0, 0, 0, 0, 0}, pos = 0, idx = 0;
+    struct pt_rec_ref rec = {0, 0, 0};
+    int err = 0;
+    memset(ent, 0, sizeof(ent));
+    memset(map, 0, sizeof(*map));
+    while (idx < PT_LIVE_MAP_RECS && (err = pt_rec_next(fs, md, &pos, &rec)) == 1) {
+        uint64_t h;
+        uint8_t a;
+        if (pt_rec_singleton(rec.type) >= 0) last[pt_rec_singleton(rec.type)] = idx;
+        if (pt_is_keyed(rec.type)) {
+            uint32_t b[3];
+            err = pt_live_rec_buckets(fs, md, &rec, &h, &a, b);
+            if (err) return err;
+            pt_live_count(rec.type, b, ent, del, att, pt_count_add);
+        }
+        idx++;
+    }
+    if (idx < PT_LIVE_MAP_RECS && err < 0) return err;
+    map->nrecs = idx;
+    /* Records past the map may supersede mapped ones: every bucket becomes "maybe". A
+     * singleton record (superblock, head, thread, lo, mount state, fingers) is superseded only by a later one of
+     * its type: the headers past the map say where the last of each type is, whether in the
+     * map or not (a singleton in the map is live only when it is the last of its log). */
+    if (idx == PT_LIVE_MAP_RECS) {
+        uint32_t past = idx;
+        while ((err = pt_rec_next(fs, md, &pos, &rec)) == 1) {
+            if (past == PT_LIVE_MAP_RECS) memset(ent, 255, sizeof(ent));
+            if (pt_rec_singleton(rec.type) >= 0) last[pt_rec_singleton(rec.type)] = past;
+            past++;
+        }
+        if (err < 0) return err;
+    }
+    return pt_live_map_decide(fs, md, map, ent, last, stop_at_entry);
 }
 
 /* Liveness of record idx (at rec, next record at after) against later records of its log. */
@@ -739,6 +749,10 @@ static int pt_emit_rec(struct petrel_fs *fs, struct pt_writer *w, const struct p
 {
     int err, i;
     if (r->type == PT_REC_COPYATTRS) return pt_emit_copyattrs(fs, w, r);
+    if (r->type == PT_REC_FINGERS && !r->seg[0] && r->seglen[0]) {
+        err = pt_emit_hdr(fs, w, r->type, r->seglen[0]);
+        return err ? err : pt_fingers_emit(fs, w, r->seglen[0]);
+    }
     if (r->type == PT_REC_INDEX && r->src) {
         /* an index rewritten from the old record on the device (struct pt_rec) */
         uint32_t alen = (uint32_t)r->hash, blen = (uint32_t)r->src_hash;
@@ -843,6 +857,7 @@ struct pt_compact {
     int n;
     const struct pt_rec *extra;
     int nextra;
+    const struct petrel_fs_gstate *delta; /* a GDELTA the commit adds, or NULL */
     uint64_t lo, hi;
     int hi_open;
     int is_low; /* keeps superblock, head and global state */
@@ -925,6 +940,7 @@ static int pt_emit_compact(struct petrel_fs *fs, struct pt_writer *w, const stru
         err = pt_emit_rec(fs, w, &c->extra[i]);
         if (err) return err;
     }
+    if (c->delta) pt_gstate_xor(&g, c->delta);
     if (c->is_low && !pt_gstate_zero(&g)) {
         pt_gstate_encode(tmp, &g);
         err = pt_emit_hdr(fs, w, PT_REC_GDELTA, PT_GSTATE_SIZE);
@@ -1001,7 +1017,8 @@ static int pt_is_root(const struct pt_mdir *md)
 
 /* Track what a successful append changed, without re-reading the log. */
 static void pt_mdir_after_append(struct petrel_fs *fs, struct pt_mdir *md,
-                                 const struct pt_rec *recs, int n, uint32_t end, uint32_t crc,
+                                 const struct pt_rec *recs, int n,
+                                 const struct petrel_fs_gstate *delta, uint32_t end, uint32_t crc,
                                  uint32_t fcrc)
 {
     int i;
@@ -1017,6 +1034,7 @@ static void pt_mdir_after_append(struct petrel_fs *fs, struct pt_mdir *md,
         if (recs[i].type != PT_REC_COPYATTRS && recs[i].seglen[0] && !recs[i].seglen[1] &&
             !recs[i].seglen[2] && !recs[i].copy_len)
             pt_mdir_apply(md, recs[i].type, (const uint8_t *)recs[i].seg[0], recs[i].seglen[0]);
+    if (delta) pt_gstate_xor(&md->gdelta, delta);
 }
 
 /* CRC of the first fcrc-window bytes of the commit w is writing: from the program cache
@@ -1040,8 +1058,20 @@ static int pt_commit_head_crc(struct petrel_fs *fs, const struct pt_writer *w, u
  * be invisible: it is abandoned (its programmed part, if any, is as invisible as the stale
  * bytes) and -PT_ENOSPC sends the caller to compaction.
  */
+/* A GDELTA record of delta (none when NULL). */
+static int pt_emit_delta(struct petrel_fs *fs, struct pt_writer *w,
+                         const struct petrel_fs_gstate *delta)
+{
+    uint8_t tmp[PT_GSTATE_SIZE];
+    int err;
+    if (!delta) return 0;
+    pt_gstate_encode(tmp, delta);
+    err = pt_emit_hdr(fs, w, PT_REC_GDELTA, PT_GSTATE_SIZE);
+    return err ? err : pt_writer_put(fs, w, tmp, PT_GSTATE_SIZE);
+}
+
 static int pt_mdir_append(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs,
-                          int n)
+                          int n, const struct petrel_fs_gstate *delta)
 {
     struct pt_writer w;
     uint32_t crc, fcrc, head, index_off = md->index_off, index_len = md->index_len;
@@ -1050,6 +1080,7 @@ static int pt_mdir_append(struct petrel_fs *fs, struct pt_mdir *md, const struct
     pt_writer_init(fs, &w, md->pair[0], md->off, 1);
     err = 0;
     for (i = 0; i < n && !err; i++) err = pt_emit_rec(fs, &w, &recs[i]);
+    if (!err) err = pt_emit_delta(fs, &w, delta);
     if (!err) err = pt_emit_crc(fs, &w, NULL, NULL);
     if (err) return err;
     pt_writer_init(fs, &w, md->pair[0], md->off, 0);
@@ -1062,6 +1093,7 @@ static int pt_mdir_append(struct petrel_fs *fs, struct pt_mdir *md, const struct
             index_len = w.off - index_off;
         }
     }
+    if (!err) err = pt_emit_delta(fs, &w, delta);
     if (!err) err = pt_emit_crc(fs, &w, &crc, &fcrc);
     if (!err) err = pt_commit_head_crc(fs, &w, &head);
     if (!err && head == md->fcrc) {
@@ -1077,7 +1109,7 @@ static int pt_mdir_append(struct petrel_fs *fs, struct pt_mdir *md, const struct
         md->erased = 0;
         return err;
     }
-    pt_mdir_after_append(fs, md, recs, n, w.off, crc, fcrc);
+    pt_mdir_after_append(fs, md, recs, n, delta, w.off, crc, fcrc);
     md->index_off = index_off;
     md->index_len = index_len;
     pt_links_remember(fs, md);
@@ -1372,8 +1404,37 @@ static int pt_split_upper(struct petrel_fs *fs, struct pt_compact *c, uint64_t s
     return 0;
 }
 
+/* After a compaction into block written (pair {written, other}): md is the pair as a fetch
+ * would find it. A helper, so its pair is not on the commit's frame (docs/FIRMWARE.md). */
+static PT_NOINLINE int pt_mdir_compacted(struct petrel_fs *fs, struct pt_mdir *md,
+                                         uint32_t written, uint32_t other, uint32_t rev,
+                                         const struct pt_compact_result *res)
+{
+    struct pt_mdir w;
+    uint32_t np[2];
+    int err;
+    np[0] = written;
+    np[1] = other;
+    /* the log just written was read back and matched: what a fetch would find */
+    memset(&w, 0, sizeof(w));
+    w.pair[0] = written;
+    w.pair[1] = other;
+    w.rev = rev;
+    w.off = res->off;
+    w.log_crc = res->log_crc;
+    w.fcrc = res->fcrc;
+    w.crc_xor = res->crc;
+    w.erased = res->off + pt_fcrc_size(fs) <= fs->block_size;
+    w.next[0] = w.next[1] = PT_NULL;
+    pt_links_remember(fs, &w);
+    err = pt_mdir_fetch(fs, md, np, NULL);
+    if (err) return err;
+    return md->pair[0] != written ? -PT_ECORRUPT : 0;
+}
+
 int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n,
-                   uint32_t old_pair[2], struct pt_split_note *split_note)
+                   const struct petrel_fs_gstate *delta, uint32_t old_pair[2],
+                   struct pt_split_note *split_note)
 {
     struct pt_compact c;
     struct pt_compact_result res;
@@ -1389,7 +1450,7 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
     old_pair[0] = old_pair[1] = PT_NULL;
     if (split_note) split_note->valid = 0;
     if (md->erased) {
-        err = pt_mdir_append(fs, md, recs, n);
+        err = pt_mdir_append(fs, md, recs, n, delta);
         if (err == 0) return 0;
         if (err != -PT_ENOSPC && !pt_bad_block_error(err)) return err;
         if (pt_bad_block_error(err))
@@ -1407,6 +1468,7 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
     c.res = &res;
     c.recs = recs;
     c.n = n;
+    c.delta = delta;
     c.lo = md->lo;
     c.hi = md->next_split;
     c.hi_open = !md->next_cont;
@@ -1466,32 +1528,11 @@ int pt_mdir_commit(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec
             split_note->valid = 1;
         }
     }
-    {
-        struct pt_mdir w;
-        uint32_t np[2];
-        np[0] = written;
-        np[1] = orig[0];
-        if (written != orig[1]) {
-            old_pair[0] = orig[0];
-            old_pair[1] = orig[1];
-        }
-        /* the log just written was read back and matched: what a fetch would find */
-        memset(&w, 0, sizeof(w));
-        w.pair[0] = written;
-        w.pair[1] = orig[0];
-        w.rev = c.rev;
-        w.off = res.off;
-        w.log_crc = res.log_crc;
-        w.fcrc = res.fcrc;
-        w.crc_xor = res.crc;
-        w.erased = res.off + pt_fcrc_size(fs) <= fs->block_size;
-        w.next[0] = w.next[1] = PT_NULL;
-        pt_links_remember(fs, &w);
-        err = pt_mdir_fetch(fs, md, np, NULL);
-        if (err) return err;
-        if (md->pair[0] != written) return -PT_ECORRUPT;
+    if (written != orig[1]) {
+        old_pair[0] = orig[0];
+        old_pair[1] = orig[1];
     }
-    return 0;
+    return pt_mdir_compacted(fs, md, written, orig[0], c.rev, &res);
 }
 
 int pt_mdir_create(struct petrel_fs *fs, struct pt_mdir *md, const struct pt_rec *recs, int n)

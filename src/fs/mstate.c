@@ -65,10 +65,11 @@ int pt_mstate_read(struct petrel_fs *fs, const struct pt_mdir *md, struct pt_mst
 }
 
 /* Commit record m to the root pair and, with_fingers, a FINGERS record of fingers_len bytes
- * (0: none in force). The commit carries no global-state delta (the callers run between
- * operations, when fs->gpending equals fs->gstate). */
+ * (0: none in force), written from the remembered pairs by pt_fingers_emit. The commit carries
+ * no global-state delta (the callers run between operations, when fs->gpending equals
+ * fs->gstate). */
 static int pt_mstate_commit(struct petrel_fs *fs, struct pt_mdir *root, const struct pt_mstate *m,
-                            const uint8_t *fingers, uint32_t fingers_len, int with_fingers)
+                            uint32_t fingers_len, int with_fingers)
 {
     uint8_t buf[PT_MSTATE_SIZE];
     struct pt_rec r[2];
@@ -78,8 +79,7 @@ static int pt_mstate_commit(struct petrel_fs *fs, struct pt_mdir *root, const st
     r[0].seg[0] = buf;
     r[0].seglen[0] = PT_MSTATE_SIZE;
     r[1].type = PT_REC_FINGERS;
-    r[1].seg[0] = fingers;
-    r[1].seglen[0] = fingers_len;
+    r[1].seglen[0] = fingers_len; /* no segment: pt_fingers_emit writes the payload */
     return pt_fs_commit(fs, root, r, with_fingers ? 2 : 1);
 }
 
@@ -115,12 +115,16 @@ static uint32_t pt_fingers_chain(struct petrel_fs *fs, const uint32_t head[2])
  * whichever has more remembered pairs), from the remembered pairs only (nothing is read):
  * the chain from its head as far as links are remembered, every k-th continuation pair so
  * that at most the cap are kept; none for a directory of fewer than PT_FINGERS_MIN_PAIRS
- * pairs. Returns the record's length (0: none). */
-static uint32_t pt_fingers_build(struct petrel_fs *fs, uint8_t *buf)
+ * pairs. Returns the record's length (0: none). With w, also writes the record's payload to
+ * w (pt_fingers_emit); without, only measures it. No buffer: a record of up to 1,160 bytes
+ * is never held in RAM (docs/FIRMWARE.md, stack). */
+static uint32_t pt_fingers_walk(struct petrel_fs *fs, struct pt_writer *w, int *err)
 {
     uint32_t cap = pt_fingers_cap(fs), cur[2], head[2], count, k, i, n = 0;
     uint32_t big = pt_fingers_chain(fs, fs->big_head), last = pt_fingers_chain(fs, fs->fg_head);
     const struct petrel_fs_link *l;
+    uint8_t e[PT_FINGER_SIZE];
+    *err = 0;
     if (!cap) return 0;
     if (big >= last) {
         head[0] = fs->big_head[0];
@@ -133,25 +137,41 @@ static uint32_t pt_fingers_build(struct petrel_fs *fs, uint8_t *buf)
     }
     if (count < PT_FINGERS_MIN_PAIRS) return 0;
     k = (count + cap - 1) / cap;
-    pt_put_le32(buf, head[0]);
-    pt_put_le32(buf + 4, head[1]);
+    if (w) {
+        pt_put_le32(e, head[0]);
+        pt_put_le32(e + 4, head[1]);
+        *err = pt_writer_put(fs, w, e, PT_FINGERS_HDR);
+    }
     cur[0] = head[0];
     cur[1] = head[1];
-    for (i = 0; i < count; i++) {
+    for (i = 0; i < count && !*err; i++) {
         l = pt_links_find(fs, cur);
         if (!l || !l->next_cont) break;
         /* lo rounded up to a multiple of 2^32: a finger is taken only for hashes at or
          * above it, so never for a hash below the pair's range */
         if (i % k == 0 && n < cap && l->next_split <= 0xffffffff00000000ull) {
-            uint8_t *e = buf + PT_FINGERS_HDR + PT_FINGER_SIZE * n++;
-            pt_put_le32(e, (uint32_t)((l->next_split + 0xffffffffull) >> 32));
-            pt_put_le32(e + 4, l->next[0]);
-            pt_put_le32(e + 8, l->next[1]);
+            n++;
+            if (w) {
+                pt_put_le32(e, (uint32_t)((l->next_split + 0xffffffffull) >> 32));
+                pt_put_le32(e + 4, l->next[0]);
+                pt_put_le32(e + 8, l->next[1]);
+                *err = pt_writer_put(fs, w, e, PT_FINGER_SIZE);
+            }
         }
         cur[0] = l->next[0];
         cur[1] = l->next[1];
     }
     return n ? PT_FINGERS_HDR + PT_FINGER_SIZE * n : 0;
+}
+
+int pt_fingers_emit(struct petrel_fs *fs, struct pt_writer *w, uint32_t len)
+{
+    int err;
+    /* the links stay put while fs->links_pinned (cache.c): the payload is the one measured */
+    uint32_t got = pt_fingers_walk(fs, w, &err);
+    PT_ASSERT(fs->links_pinned);
+    if (err) return err;
+    return got == len ? 0 : -PT_ECORRUPT;
 }
 
 int pt_mstate_mark_dirty(struct petrel_fs *fs)
@@ -169,7 +189,7 @@ int pt_mstate_mark_dirty(struct petrel_fs *fs)
     memset(&m, 0, sizeof(m));
     m.clean = 0;
     fs->ms_clean = 0; /* lets pt_fs_commit through for this one */
-    err = pt_mstate_commit(fs, &root, &m, NULL, 0, 0);
+    err = pt_mstate_commit(fs, &root, &m, 0, 0);
     /* durable before anything the session writes next: a device that reorders writes
      * (an image file) must not keep a later change and lose the mark */
     if (!err) err = pt_sync(fs);
@@ -202,15 +222,19 @@ int pt_mstate_mark_clean(struct petrel_fs *fs)
     if (fs->dfg_n && fs->dfg_gen == fs->layout_gen) {
         /* mounted clean with saved fingers, and nothing moved or was allocated since: the
          * FINGERS record in force is still true */
-        err = pt_mstate_commit(fs, &root, &m, NULL, 0, 0);
+        err = pt_mstate_commit(fs, &root, &m, 0, 0);
     } else {
-        uint8_t fingers[PT_FINGERS_HDR + PT_FINGER_SIZE * PT_FINGERS_MAX];
         /* a 4.x image's directories have indexes (docs/SPEC-FS.md 4.1): no fingers */
-        uint32_t len = fs->index_ok ? 0 : pt_fingers_build(fs, fingers);
-        err = pt_mstate_commit(fs, &root, &m, fingers, len, 1);
+        int werr;
+        uint32_t len = fs->index_ok ? 0 : pt_fingers_walk(fs, NULL, &werr);
+        /* the record is written from the links by pt_fingers_emit during the commit, which
+         * must not let them change (no remembered pair is replaced while pinned) */
+        fs->links_pinned = len != 0;
+        err = pt_mstate_commit(fs, &root, &m, len, 1);
+        fs->links_pinned = 0;
         if (err == -PT_ENOSPC && len) {
             err = pt_mdir_fetch(fs, &root, pt_root_pair, NULL);
-            if (!err) err = pt_mstate_commit(fs, &root, &m, NULL, 0, 1);
+            if (!err) err = pt_mstate_commit(fs, &root, &m, 0, 1);
         }
     }
     if (err == -PT_ENOSPC) return 0; /* no room: the image stays dirty, mounted by a walk */

@@ -194,7 +194,7 @@ int petrel_fs_format(struct petrel_fs *fs, const struct petrel_fs_config *cfg)
         md.erased = 0; /* forces a compaction into block 0 */
         {
             uint32_t old[2];
-            err = pt_mdir_commit(fs, &md, r, 2, old, NULL);
+            err = pt_mdir_commit(fs, &md, r, 2, NULL, old, NULL);
         }
     }
     if (!err) err = pt_sync(fs);

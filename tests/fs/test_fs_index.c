@@ -208,7 +208,7 @@ static void ix_forge(struct fsh_dev *d, const struct ix_view *v, const uint32_t 
     r.type = PT_REC_INDEX;
     r.seg[0] = buf;
     r.seglen[0] = n * PT_INDEX_ENTRY;
-    CHECK_OK(pt_mdir_commit(&d->fs, &md, &r, 1, old, NULL));
+    CHECK_OK(pt_mdir_commit(&d->fs, &md, &r, 1, NULL, old, NULL));
 }
 
 struct ix_problems {
@@ -292,7 +292,7 @@ TEST(fs_index_none_on_3x_images)
     r.seg[0] = sb;
     r.seglen[0] = PT_SB_SIZE;
     d.fs.ms_clean = 0;
-    CHECK_OK(pt_mdir_commit(&d.fs, &md, &r, 1, old, NULL));
+    CHECK_OK(pt_mdir_commit(&d.fs, &md, &r, 1, NULL, old, NULL));
     CHECK_OK(fsh_unmount(&d));
     CHECK_OK(fsh_mount(&d));
     CHECK_EQ(d.fs.image_version, 0x00030000u);

@@ -217,7 +217,7 @@ static void mem_make_3x(struct petrel_fs *fs)
     r.type = PT_REC_SUPERBLOCK;
     r.seg[0] = sb;
     r.seglen[0] = PT_SB_SIZE;
-    CHECK_OK(pt_mdir_commit(fs, &md, &r, 1, old, NULL));
+    CHECK_OK(pt_mdir_commit(fs, &md, &r, 1, NULL, old, NULL));
 }
 
 /* The fingers allocated at mount are used: on a 3.x image, in a directory of more pairs than

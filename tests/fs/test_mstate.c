@@ -37,7 +37,7 @@ static void ms_forge(struct petrel_fs *fs, const uint32_t pair[2], uint8_t type,
     r.type = type;
     r.seg[0] = p;
     r.seglen[0] = len;
-    CHECK_OK(pt_mdir_commit(fs, &md, &r, 1, old, NULL));
+    CHECK_OK(pt_mdir_commit(fs, &md, &r, 1, NULL, old, NULL));
     CHECK_EQ(old[0], PT_NULL);
 }
 
@@ -330,7 +330,7 @@ static void msf_make_3x(struct fsh_dev *d)
     r.type = PT_REC_SUPERBLOCK;
     r.seg[0] = sb;
     r.seglen[0] = PT_SB_SIZE;
-    CHECK_OK(pt_mdir_commit(&d->fs, &md, &r, 1, old, NULL));
+    CHECK_OK(pt_mdir_commit(&d->fs, &md, &r, 1, NULL, old, NULL));
     CHECK_OK(fsh_unmount(d));
     CHECK_OK(fsh_mount(d));
     CHECK_EQ(d->fs.image_version, 0x00030000u);
@@ -468,5 +468,75 @@ TEST(mstate_fingers_forged_reported)
     CHECK_EQ(petrel_fs_check(&d.fs, ms_problem, &p), -PT_ECORRUPT);
     test_log("%s", p.text);
     CHECK(strstr(p.text, "fingers"));
+    fsh_dev_free(&d);
+}
+
+/* The FINGERS payload measured with a dry writer (pt_fingers_emit with a length it cannot
+ * match reports it: the writer's offset says what it wrote). */
+static uint32_t msf_fingers_len(struct petrel_fs *fs)
+{
+    struct pt_writer w;
+    pt_writer_init(fs, &w, 0, 0, PT_WRITER_MEASURE);
+    (void)pt_fingers_emit(fs, &w, 0);
+    return w.off;
+}
+
+/* Unmount writes the FINGERS record straight from the remembered links (no buffer), so the
+ * links must stay put while that commit measures and writes it (a compaction may fetch and
+ * remember other pairs in between): while pinned, a pair not remembered yet replaces none,
+ * and the payload keeps its length; unpinned, the same pairs replace the directory's links. */
+TEST(mstate_fingers_links_pinned_during_commit)
+{
+    static struct fsh_dev d;
+    struct petrel_fs_dir dir;
+    struct petrel_fs_info info;
+    struct pt_mdir fake;
+    uint32_t len, i;
+    msf_setup(&d);
+    CHECK_OK(fsh_mount(&d));
+    /* remember every pair of d, and make it the last directory walked */
+    CHECK_OK(petrel_fs_dir_open(&d.fs, &dir, "d"));
+    while (petrel_fs_dir_read(&d.fs, &dir, &info) == 1) {
+    }
+    CHECK_OK(petrel_fs_dir_close(&d.fs, &dir));
+    CHECK_OK(petrel_fs_stat(&d.fs, "d/f02499", &info));
+    d.fs.links_pinned = 1;
+    len = msf_fingers_len(&d.fs);
+    test_log("FINGERS payload %u B from %u links", (unsigned)len, (unsigned)d.fs.nlinks);
+    CHECK(len >= PT_FINGERS_HDR + 8 * PT_FINGER_SIZE);
+    /* pairs {b, b + nlinks} that no link names: one for every slot (link_index: a new
+     * pair's slot is its lower block modulo the table) */
+    memset(&fake, 0, sizeof(fake));
+    for (i = 0; i < d.fs.nlinks; i++) {
+        fake.pair[0] = i;
+        fake.pair[1] = i + d.fs.nlinks;
+        pt_links_remember(&d.fs, &fake);
+    }
+    CHECK_EQ(msf_fingers_len(&d.fs), len);
+    {
+        struct pt_writer w;
+        pt_writer_init(&d.fs, &w, 0, 0, PT_WRITER_MEASURE);
+        CHECK_OK(pt_fingers_emit(&d.fs, &w, len));
+    }
+    d.fs.links_pinned = 0;
+    for (i = 0; i < d.fs.nlinks; i++) {
+        fake.pair[0] = i;
+        fake.pair[1] = i + d.fs.nlinks;
+        pt_links_remember(&d.fs, &fake);
+    }
+    d.fs.links_pinned = 1;
+    CHECK(msf_fingers_len(&d.fs) != len);
+    {
+        /* a payload that no longer has the measured length fails the commit, never a
+         * record whose header lies */
+        struct pt_writer w;
+        pt_writer_init(&d.fs, &w, 0, 0, PT_WRITER_MEASURE);
+        CHECK_EQ(pt_fingers_emit(&d.fs, &w, len), -PT_ECORRUPT);
+    }
+    d.fs.links_pinned = 0;
+    /* the links are a cache: the clean unmount still writes what they now say */
+    CHECK_OK(fsh_unmount(&d));
+    CHECK_OK(fsh_mount(&d));
+    ms_check(&d);
     fsh_dev_free(&d);
 }
