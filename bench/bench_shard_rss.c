@@ -10,7 +10,9 @@
  * 100,000 files (BENCH_STEP; a fifth of the run below 500,000 files) and at the end prints the
  * time they took and VmRSS of every shard replica
  * of the cluster (found in /proc by their --dir under the cluster directory):
- *   shard-rss files N secs S rate R/s rss-mb A B C ...
+ *   shard-rss files N secs S rate R/s rss-mb A B C ... anon-mb A B C ...
+ * (VmRSS, and the part of it that is the process's own memory, RssAnon: the rest is the
+ * LMDB map's pages and the binary, shared with the page cache).
  * and at the end `cluster-bench shard-rss MAX MB ratio-to-raw 0` (the largest replica RSS).
  */
 #include <dirent.h>
@@ -75,8 +77,8 @@ static void *rss_worker(void *arg)
     return NULL;
 }
 
-/* VmRSS (MB) of every `petrel shard` process whose --dir lies under cluster_dir. */
-static unsigned rss_of_replicas(const char *cluster_dir, double *mb, unsigned max)
+/* VmRSS and RssAnon (MB) of every `petrel shard` process whose --dir lies under cluster_dir. */
+static unsigned rss_of_replicas(const char *cluster_dir, double *mb, double *anon, unsigned max)
 {
     DIR *d = opendir("/proc");
     struct dirent *e;
@@ -103,8 +105,10 @@ static unsigned rss_of_replicas(const char *cluster_dir, double *mb, unsigned ma
         if (!(f = fopen(path, "r"))) continue;
         while (fgets(line, sizeof(line), f)) {
             unsigned long kb;
-            if (sscanf(line, "VmRSS: %lu kB", &kb) == 1) {
-                mb[n++] = kb / 1024.0;
+            if (sscanf(line, "VmRSS: %lu kB", &kb) == 1) mb[n] = kb / 1024.0;
+            if (sscanf(line, "RssAnon: %lu kB", &kb) == 1) anon[n] = kb / 1024.0;
+            if (sscanf(line, "RssFile: %lu kB", &kb) == 1) {
+                n++; /* the last of the three */
                 break;
             }
         }
@@ -117,14 +121,17 @@ static unsigned rss_of_replicas(const char *cluster_dir, double *mb, unsigned ma
 static double rss_report(const char *cluster_dir, unsigned files, double secs, double step_secs,
                          unsigned step_files)
 {
-    double mb[RSS_MAX_REPLICAS], top = 0;
-    unsigned n = rss_of_replicas(cluster_dir, mb, RSS_MAX_REPLICAS), i;
+    double mb[RSS_MAX_REPLICAS], anon[RSS_MAX_REPLICAS], top = 0;
+    unsigned n = rss_of_replicas(cluster_dir, mb, anon, RSS_MAX_REPLICAS), i;
     printf("shard-rss files %u secs %.1f rate %.0f/s rss-mb", files, secs,
            step_secs > 0 ? step_files / step_secs : 0.0);
     for (i = 0; i < n; i++) {
         printf(" %.1f", mb[i]);
         if (mb[i] > top) top = mb[i];
     }
+    printf(" anon-mb");
+    for (i = 0; i < n; i++)
+        printf(" %.1f", anon[i]);
     printf("\n");
     return top;
 }

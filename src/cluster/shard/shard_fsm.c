@@ -66,6 +66,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     } else {
         rc = pt_shard_sm_snapshot(f->sm, &data, &len);
     }
+    pt_shard_sm_trim(f->sm); /* the walk touched every page of the store */
     if (rc) return rc == -PT_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
     b = malloc(sizeof(*b));
     if (!b) {
@@ -102,6 +103,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
                    : -PT_ECORRUPT;
     else
         rc = pt_shard_sm_restore(f->sm, buf->base, buf->len);
+    pt_shard_sm_trim(f->sm);
     if (rc) {
         petrel_log(PT_LOG_ERROR, "shard", "cannot restore a snapshot: %s", petrel_strerror(rc));
         /* The store may be half replaced: refuse to apply (a streamed restore has also

@@ -144,4 +144,12 @@ int pt_shard_sm_restore_stream(struct pt_shard_sm *sm, pt_shard_snap_read_fn rea
 int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **buf, size_t *len);
 int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len);
 
+/*
+ * Unmap the store's pages from this process (they stay in the kernel's page cache): a walk of
+ * the whole store (a snapshot taken or restored) would otherwise leave all of it counted in
+ * the replica's resident memory, which then grows with the store. Only what is read again
+ * comes back. The replica calls it after each snapshot.
+ */
+void pt_shard_sm_trim(struct pt_shard_sm *sm);
+
 #endif

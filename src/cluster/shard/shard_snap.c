@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "cluster/shard/shard_sm.h"
 #include "petrel/codec.h"
@@ -397,4 +398,16 @@ int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len)
     uint8_t chunk[4096];
     struct snap_src src = {buf, len};
     return pt_shard_sm_restore_stream(sm, mem_read, &src, len, chunk, sizeof(chunk));
+}
+
+/* ---- resident memory ------------------------------------------------------------------- */
+
+void pt_shard_sm_trim(struct pt_shard_sm *sm)
+{
+    MDB_envinfo info;
+    /* The map is read-only and shared (the store writes with pwrite, not through the map):
+     * dropping this process's page table entries loses nothing, a later read faults the page
+     * back in from the page cache. */
+    if (mdb_env_info(sm->env, &info) == 0 && info.me_mapaddr && info.me_mapsize)
+        (void)madvise(info.me_mapaddr, info.me_mapsize, MADV_DONTNEED);
 }
