@@ -16,7 +16,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "cluster/shard/shard_sm.h"
 #include "petrel/codec.h"
@@ -404,10 +407,27 @@ int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len)
 
 void pt_shard_sm_trim(struct pt_shard_sm *sm)
 {
-    MDB_envinfo info;
     /* The map is read-only and shared (the store writes with pwrite, not through the map):
      * dropping this process's page table entries loses nothing, a later read faults the page
-     * back in from the page cache. */
-    if (mdb_env_info(sm->env, &info) == 0 && info.me_mapaddr && info.me_mapsize)
-        (void)madvise(info.me_mapaddr, info.me_mapsize, MADV_DONTNEED);
+     * back in from the page cache. LMDB does not say where its map is (me_mapaddr is set only
+     * with MDB_FIXEDMAP): it is the mapping of the data file's inode in /proc/self/maps. */
+    char line[512];
+    struct stat st;
+    mdb_filehandle_t fd;
+    FILE *maps;
+    if (mdb_env_get_fd(sm->env, &fd) != 0 || fstat(fd, &st) != 0) return;
+    if (!(maps = fopen("/proc/self/maps", "r"))) return;
+    while (fgets(line, sizeof(line), maps)) {
+        unsigned long start, end, offset, inode;
+        unsigned dev_major, dev_minor;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s %lx %x:%x %lu", &start, &end, perms, &offset, &dev_major,
+                   &dev_minor, &inode) != 7)
+            continue;
+        if (inode != (unsigned long)st.st_ino || dev_major != major(st.st_dev) ||
+            dev_minor != minor(st.st_dev) || perms[1] == 'w')
+            continue;
+        (void)madvise((void *)start, end - start, MADV_DONTNEED);
+    }
+    fclose(maps);
 }
