@@ -10,10 +10,12 @@
  * 100,000 files (BENCH_STEP; a fifth of the run below 500,000 files) and at the end prints the
  * time they took and VmRSS of every shard replica
  * of the cluster (found in /proc by their --dir under the cluster directory):
- *   shard-rss files N secs S rate R/s rss-mb A B C ... anon-mb A B C ...
- * (VmRSS, and the part of it that is the process's own memory, RssAnon: the rest is the
- * LMDB map's pages and the binary, shared with the page cache).
- * and at the end `cluster-bench shard-rss MAX MB ratio-to-raw 0` (the largest replica RSS).
+ *   shard-rss files N secs S rate R/s rss-mb A B C ... anon-mb A B C ... peak-mb A B C ...
+ * (VmRSS; the part of it that is the process's own memory, RssAnon: the rest is the LMDB
+ * map's pages and the binary, shared with the page cache; and VmHWM, the peak VmRSS so far,
+ * which catches a snapshot's moment).
+ * and at the end `cluster-bench shard-rss MAX MB ratio-to-raw 0` (the largest peak RSS of a
+ * replica).
  */
 #include <dirent.h>
 #include <pthread.h>
@@ -77,8 +79,9 @@ static void *rss_worker(void *arg)
     return NULL;
 }
 
-/* VmRSS and RssAnon (MB) of every `petrel shard` process whose --dir lies under cluster_dir. */
-static unsigned rss_of_replicas(const char *cluster_dir, double *mb, double *anon, unsigned max)
+/* VmRSS, RssAnon and VmHWM (MB) of every `petrel shard` process whose --dir lies under cluster_dir. */
+static unsigned rss_of_replicas(const char *cluster_dir, double *mb, double *anon, double *hwm,
+                                unsigned max)
 {
     DIR *d = opendir("/proc");
     struct dirent *e;
@@ -105,6 +108,7 @@ static unsigned rss_of_replicas(const char *cluster_dir, double *mb, double *ano
         if (!(f = fopen(path, "r"))) continue;
         while (fgets(line, sizeof(line), f)) {
             unsigned long kb;
+            if (sscanf(line, "VmHWM: %lu kB", &kb) == 1) hwm[n] = kb / 1024.0;
             if (sscanf(line, "VmRSS: %lu kB", &kb) == 1) mb[n] = kb / 1024.0;
             if (sscanf(line, "RssAnon: %lu kB", &kb) == 1) anon[n] = kb / 1024.0;
             if (sscanf(line, "RssFile: %lu kB", &kb) == 1) {
@@ -121,8 +125,8 @@ static unsigned rss_of_replicas(const char *cluster_dir, double *mb, double *ano
 static double rss_report(const char *cluster_dir, unsigned files, double secs, double step_secs,
                          unsigned step_files)
 {
-    double mb[RSS_MAX_REPLICAS], anon[RSS_MAX_REPLICAS], top = 0;
-    unsigned n = rss_of_replicas(cluster_dir, mb, anon, RSS_MAX_REPLICAS), i;
+    double mb[RSS_MAX_REPLICAS], anon[RSS_MAX_REPLICAS], hwm[RSS_MAX_REPLICAS], top = 0;
+    unsigned n = rss_of_replicas(cluster_dir, mb, anon, hwm, RSS_MAX_REPLICAS), i;
     printf("shard-rss files %u secs %.1f rate %.0f/s rss-mb", files, secs,
            step_secs > 0 ? step_files / step_secs : 0.0);
     for (i = 0; i < n; i++) {
@@ -132,6 +136,11 @@ static double rss_report(const char *cluster_dir, unsigned files, double secs, d
     printf(" anon-mb");
     for (i = 0; i < n; i++)
         printf(" %.1f", anon[i]);
+    printf(" peak-mb");
+    for (i = 0; i < n; i++) {
+        printf(" %.1f", hwm[i]);
+        if (hwm[i] > top) top = hwm[i];
+    }
     printf("\n");
     return top;
 }
@@ -218,7 +227,7 @@ BENCH(shard_rss)
     if (run.failed)
         printf("shard-rss: %u creates failed, the first with %s\n", run.failed,
                petrel_strerror(run.first_error));
-    printf("cluster-bench shard-rss %.1f MB ratio-to-raw 0 (largest replica RSS at %u files, "
+    printf("cluster-bench shard-rss %.1f MB ratio-to-raw 0 (largest replica peak RSS at %u files, "
            "%.0f files/s)\n",
            top, run.files, run.files / (bench_now() - t0));
     pthread_mutex_destroy(&run.lock);

@@ -802,7 +802,7 @@ struct raft_dir_view {
 static void raft_dir_look(const char *raft_dir, struct raft_dir_view *v)
 {
     static uint8_t buf[1 << 16];
-    char path[1200], best[64] = "";
+    char path[1200], best[256] = "";
     struct dirent *e;
     DIR *d = opendir(raft_dir);
     size_t len;

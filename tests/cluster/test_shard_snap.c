@@ -230,14 +230,6 @@ TEST(shard_snapshot_restore_refuses_damage_without_change)
     pt_shard_sm_close(&b);
 }
 
-static int null_write(void *ctx, const uint8_t *buf, size_t len)
-{
-    (void)ctx;
-    (void)buf;
-    (void)len;
-    return 0;
-}
-
 /* Resident pages of mapped files (RssFile of /proc/self/status), in bytes. */
 static uint64_t file_rss_bytes(void)
 {
@@ -251,26 +243,47 @@ static uint64_t file_rss_bytes(void)
     return (uint64_t)kb << 10;
 }
 
-/* A snapshot walks every page of the store; trimming gives them back to the page cache, so a
- * replica's resident memory does not stay at the size of its store. */
-TEST(shard_trim_unmaps_the_store_after_a_walk)
+static int fd_write_null(void *ctx, const uint8_t *buf, size_t len)
+{
+    (void)ctx;
+    (void)buf;
+    (void)len;
+    return 0;
+}
+
+/* Reading the whole store maps all of it into the process; a trim gives the pages back to the
+ * page cache, so the replica's resident memory does not stay at the size of its store. (The
+ * peak during a walk is the kernel's to decide: one that maps a whole large page-cache folio
+ * per fault, as Linux 6.18 on ext4, maps most of a store read in key order at once.) */
+TEST(shard_trim_gives_back_the_store_pages_a_walk_mapped)
 {
     static uint8_t chunk[CHUNK];
     struct pt_shard_sm a;
-    uint64_t before, walked, trimmed;
+    uint64_t before, walked, trimmed, sum = 0;
+    MDB_txn *t;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc;
     open_sm(&a, "a");
-    fill_store(&a, STORE_VALUES / 2); /* 32 MB */
+    fill_store(&a, STORE_VALUES); /* 64 MB */
     pt_shard_sm_trim(&a);
     before = file_rss_bytes();
-    CHECK_OK(pt_shard_sm_snapshot_stream(&a, null_write, NULL, chunk, sizeof(chunk), NULL));
+    CHECK_EQ(mdb_txn_begin(a.env, NULL, MDB_RDONLY, &t), 0);
+    CHECK_EQ(mdb_cursor_open(t, a.spans, &cur), 0);
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        sum += ((const uint8_t *)v.mv_data)[v.mv_size - 1];
+    mdb_cursor_close(cur);
+    mdb_txn_abort(t);
     walked = file_rss_bytes();
+    CHECK(sum > 0);
+    CHECK_MSG(walked >= before + (16u << 20), "a third of the store mapped only %llu bytes",
+              (unsigned long long)(walked - before));
     pt_shard_sm_trim(&a);
     trimmed = file_rss_bytes();
-    CHECK_MSG(walked >= before + (24u << 20), "the walk mapped %llu bytes",
-              (unsigned long long)(walked - before));
-    CHECK_MSG(trimmed + (24u << 20) <= walked, "resident file pages %llu after the walk, %llu trimmed",
+    CHECK_MSG(trimmed + (16u << 20) <= walked, "resident file pages %llu after a walk, %llu trimmed",
               (unsigned long long)walked, (unsigned long long)trimmed);
-    /* The store still reads the same after the trim. */
-    CHECK_OK(pt_shard_sm_snapshot_stream(&a, null_write, NULL, chunk, sizeof(chunk), NULL));
+    /* The store reads the same after a trim. */
+    CHECK_OK(pt_shard_sm_snapshot_stream(&a, fd_write_null, NULL, chunk, sizeof(chunk), NULL));
     pt_shard_sm_close(&a);
 }

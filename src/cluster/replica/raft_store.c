@@ -941,7 +941,7 @@ int pt_raft_store_snapshot_read(struct pt_raft_io_impl *s, struct raft_snapshot 
 {
     char err[256];
     struct raft_snapshot *keep = s->loaded_snap;
-    uint64_t keep_index = s->snap_index;
+    uint64_t keep_index = s->snap_index, keep_token = s->snap_token;
     int rc;
     if (!s->snap_index) return -PT_ENOENT;
     s->loaded_snap = NULL;
@@ -949,6 +949,7 @@ int pt_raft_store_snapshot_read(struct pt_raft_io_impl *s, struct raft_snapshot 
     *out = s->loaded_snap;
     s->loaded_snap = keep;
     s->snap_index = keep_index;
+    s->snap_token = keep_token;
     if (rc) petrel_log(PT_LOG_ERROR, "raft", "%s", err);
     return rc;
 }

@@ -133,6 +133,7 @@ int pt_shard_sm_span_scan(struct pt_shard_sm *sm, pt_shard_span_fn fn, void *ctx
  * libraft's snapshot interface hands over).
  */
 #define PT_SHARD_RESTORE_BATCH (8u << 20) /* bytes of records per restore transaction */
+#define PT_SHARD_SNAP_TRIM (16u << 20)    /* bytes of image taken between trims of the map */
 #define PT_SHARD_SNAP_KEY_MAX 511         /* LMDB's key limit: longer keys are corrupt */
 typedef int (*pt_shard_snap_write_fn)(void *ctx, const uint8_t *buf, size_t len);
 /* Up to len bytes at off into buf: count (short only at the end) or -PT_E*. */
@@ -148,7 +149,8 @@ int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len);
  * Unmap the store's pages from this process (they stay in the kernel's page cache): a walk of
  * the whole store (a snapshot taken or restored) would otherwise leave all of it counted in
  * the replica's resident memory, which then grows with the store. Only what is read again
- * comes back. The replica calls it after each snapshot.
+ * comes back. Taking a snapshot calls it every PT_SHARD_SNAP_TRIM bytes, a restore at every
+ * commit, the replica after each snapshot.
  */
 void pt_shard_sm_trim(struct pt_shard_sm *sm);
 

@@ -6,7 +6,10 @@
  * hands the image to a sink one buffer at a time; restoring reads the image from a positional
  * source twice (first the CRC over every byte, then the records), writes each value straight
  * into LMDB's reserved space (MDB_RESERVE, so a value of any size needs no copy of its own) and
- * commits every PT_SHARD_RESTORE_BATCH bytes, so LMDB's dirty pages stay bounded too.
+ * commits every PT_SHARD_RESTORE_BATCH bytes, so LMDB's dirty pages stay bounded too. Pages
+ * of LMDB's map that a walk touched are unmapped from the process every PT_SHARD_SNAP_TRIM
+ * bytes of image and at every restore commit (pt_shard_sm_trim): they are page cache, not the
+ * process's memory, and should not stay counted in its resident set.
  *
  * Invariants: a restore applies nothing unless the whole image's magic, version, CRC and
  * record structure were checked first; the image bytes are the same whichever way they are
@@ -111,6 +114,7 @@ int pt_shard_sm_snapshot_stream(struct pt_shard_sm *sm, pt_shard_snap_write_fn w
     MDB_dbi *tables[SNAP_TABLES];
     struct snap_out o;
     MDB_txn *t;
+    uint64_t trim_at = PT_SHARD_SNAP_TRIM;
     size_t i;
     int rc;
     if (cap < 16) return -PT_EINVAL;
@@ -133,6 +137,11 @@ int pt_shard_sm_snapshot_stream(struct pt_shard_sm *sm, pt_shard_snap_write_fn w
         if ((rc = mdb_cursor_open(t, *tables[i], &cur)) != 0) break;
         for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && o.rc == 0;
              rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            if (o.total >= trim_at) {
+                /* The walk maps the store page by page: give back what it passed. */
+                pt_shard_sm_trim(sm);
+                trim_at = o.total + PT_SHARD_SNAP_TRIM;
+            }
             out_u32(&o, (uint32_t)k.mv_size);
             out_bytes(&o, k.mv_data, k.mv_size);
             out_u32(&o, (uint32_t)v.mv_size);
@@ -364,6 +373,7 @@ int pt_shard_sm_restore_stream(struct pt_shard_sm *sm, pt_shard_snap_read_fn rea
                 }
                 t = NULL;
                 batch = 0;
+                pt_shard_sm_trim(sm);
                 if ((rc = mdb_txn_begin(sm->env, NULL, 0, &t)) != 0) goto fail;
             }
         }
