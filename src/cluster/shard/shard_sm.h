@@ -133,7 +133,7 @@ int pt_shard_sm_span_scan(struct pt_shard_sm *sm, pt_shard_span_fn fn, void *ctx
  * libraft's snapshot interface hands over).
  */
 #define PT_SHARD_RESTORE_BATCH (8u << 20) /* bytes of records per restore transaction */
-#define PT_SHARD_SNAP_TRIM (16u << 20)    /* bytes of image taken between trims of the map */
+#define PT_SHARD_SNAP_TRIM (1u << 20)     /* bytes of image taken between trims of the map */
 #define PT_SHARD_SNAP_KEY_MAX 511         /* LMDB's key limit: longer keys are corrupt */
 typedef int (*pt_shard_snap_write_fn)(void *ctx, const uint8_t *buf, size_t len);
 /* Up to len bytes at off into buf: count (short only at the end) or -PT_E*. */
