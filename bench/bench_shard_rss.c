@@ -79,7 +79,8 @@ static void *rss_worker(void *arg)
     return NULL;
 }
 
-/* VmRSS, RssAnon and VmHWM (MB) of every `petrel shard` process whose --dir lies under cluster_dir. */
+/* VmRSS, RssAnon and VmHWM (MB) of every `petrel shard` process whose --dir lies under cluster_dir.
+ */
 static unsigned rss_of_replicas(const char *cluster_dir, double *mb, double *anon, double *hwm,
                                 unsigned max)
 {
@@ -176,8 +177,8 @@ BENCH(shard_rss)
     if (run.threads == 0 || run.threads > 64) run.threads = 8;
     /* a line per 100,000 files; smaller runs get five lines */
     step = (s = getenv("BENCH_STEP")) ? (unsigned)strtoul(s, NULL, 10)
-           : run.files >= 500000  ? 100000u
-                                  : run.files / 5;
+           : run.files >= 500000      ? 100000u
+                                      : run.files / 5;
     if (step == 0) step = 1;
     pthread_mutex_init(&run.lock, NULL);
     memset(&cfg, 0, sizeof(cfg));

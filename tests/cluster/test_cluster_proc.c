@@ -815,7 +815,8 @@ static void raft_dir_look(const char *raft_dir, struct raft_dir_view *v)
             strcmp(e->d_name, best) > 0)
             snprintf(best, sizeof(best), "%s", e->d_name);
         snprintf(path, sizeof(path), "%s/%s", raft_dir, e->d_name);
-        if (!strncmp(e->d_name, "seg-", 4) && read_whole(path, buf, PT_RAFT_SEG_HEADER, &len) == 0 &&
+        if (!strncmp(e->d_name, "seg-", 4) &&
+            read_whole(path, buf, PT_RAFT_SEG_HEADER, &len) == 0 &&
             pt_raft_seg_header_decode(buf, len, &seq, &first) == 0 && first < v->first)
             v->first = first;
     }

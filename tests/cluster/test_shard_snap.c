@@ -28,7 +28,7 @@
 #define SNAP_TEST_SANITIZED 0
 #endif
 
-#define STORE_VALUES 16384u     /* x 4000 bytes: a 64 MB store */
+#define STORE_VALUES 16384u /* x 4000 bytes: a 64 MB store */
 #define STORE_VALUE 4000u
 #define MEMORY_ALLOWED (24u << 20) /* more private memory the measured step may take */
 #define CHUNK (64u << 10)
@@ -53,8 +53,11 @@ static void fill_store(struct pt_shard_sm *sm, unsigned values)
         pt_put_le64(kb, (uint64_t)i * 2654435761u + 1);
         memset(v, (int)(i * 31u), sizeof(v));
         pt_put_le32(v, i);
-        CHECK_EQ(mdb_put(t, i % 3 == 0 ? sm->spans : i % 3 == 1 ? sm->inodes : sm->blockidx, &k,
-                         &val, 0),
+        CHECK_EQ(mdb_put(t,
+                         i % 3 == 0   ? sm->spans
+                         : i % 3 == 1 ? sm->inodes
+                                      : sm->blockidx,
+                         &k, &val, 0),
                  0);
     }
     CHECK_EQ(mdb_txn_commit(t), 0);
@@ -281,8 +284,9 @@ TEST(shard_trim_gives_back_the_store_pages_a_walk_mapped)
               (unsigned long long)(walked - before));
     pt_shard_sm_trim(&a);
     trimmed = file_rss_bytes();
-    CHECK_MSG(trimmed + (16u << 20) <= walked, "resident file pages %llu after a walk, %llu trimmed",
-              (unsigned long long)walked, (unsigned long long)trimmed);
+    CHECK_MSG(trimmed + (16u << 20) <= walked,
+              "resident file pages %llu after a walk, %llu trimmed", (unsigned long long)walked,
+              (unsigned long long)trimmed);
     /* The store reads the same after a trim. */
     CHECK_OK(pt_shard_sm_snapshot_stream(&a, fd_write_null, NULL, chunk, sizeof(chunk), NULL));
     pt_shard_sm_close(&a);

@@ -395,7 +395,7 @@ static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
     return defer(impl_of(io), D_WORK, req, NULL, 0);
 }
 
-/* ---- streamed snapshots ----------------------------------------------------------------------- */
+/* ---- streamed snapshots --------------------------------------------------------------------- */
 
 typedef char pt_raft_snap_ref_size_check[PT_RAFT_SNAP_REF_BYTES == PT_RAFT_SNAP_REF_LEN ? 1 : -1];
 

@@ -30,8 +30,9 @@
 #include "petrel/crc32c.h"
 
 #define SNAP_MAGIC 0x53535450u
-#define SNAP_VERSION 5 /* 2: dropped; 3: policy and repairq; 4: POSIX inode records;
-                          5: blockrefs and changes */
+#define SNAP_VERSION                                                                               \
+    5 /* 2: dropped; 3: policy and repairq; 4: POSIX inode records;                                \
+         5: blockrefs and changes */
 #define SNAP_TABLES 12
 
 static int snap_mdb_error(int rc)
@@ -55,9 +56,9 @@ static int snap_mdb_error(int rc)
 
 static void snap_tables(struct pt_shard_sm *sm, MDB_dbi *t[SNAP_TABLES])
 {
-    MDB_dbi *all[SNAP_TABLES] = {&sm->inodes,  &sm->dirents,   &sm->spans,     &sm->blockidx,
-                                 &sm->meta,    &sm->txns,      &sm->transient, &sm->dropped,
-                                 &sm->policy,  &sm->repairq,   &sm->blockrefs, &sm->changes};
+    MDB_dbi *all[SNAP_TABLES] = {&sm->inodes, &sm->dirents, &sm->spans,     &sm->blockidx,
+                                 &sm->meta,   &sm->txns,    &sm->transient, &sm->dropped,
+                                 &sm->policy, &sm->repairq, &sm->blockrefs, &sm->changes};
     memcpy(t, all, sizeof(all));
 }
 
@@ -218,9 +219,9 @@ struct snap_in {
     void *ctx;
     uint8_t *buf;
     size_t cap, pos, fill;
-    uint64_t off;  /* source offset of buf[0] */
-    uint64_t end;  /* bytes of records: the image's length minus the CRC */
-    uint32_t crc;  /* of the bytes consumed, when `crc_on` */
+    uint64_t off; /* source offset of buf[0] */
+    uint64_t end; /* bytes of records: the image's length minus the CRC */
+    uint32_t crc; /* of the bytes consumed, when `crc_on` */
     int crc_on;
     int rc;
 };
