@@ -47,7 +47,7 @@ BENCH_BIN   := $(BUILD)/bench/petrel-bench
 
 .PHONY: all build deps test check bench run conformance \
         format lint c99 clean help soak fuzz mutants layout crc-variants \
-        size switch-matrix install example bench-cluster test-multihost
+        size switch-matrix install example bench-cluster test-multihost bench-shard-rss
 .DEFAULT_GOAL := all
 
 all: deps
@@ -200,6 +200,11 @@ bench: all
 # BENCH_SIZE_MB, default 1024; BENCH_DIR, default build/bench-cluster). Not part of make test.
 bench-cluster: all
 	@bash mk/bench-cluster.sh $(BUILD)
+
+# A shard replica's memory as its store grows (mk/bench-shard-rss.sh; BENCH_FILES, default
+# 100000; BENCH_THREADS, default 8). Not part of make test.
+bench-shard-rss: all
+	@bash mk/bench-shard-rss.sh $(BUILD)
 
 # Only the binary: a user's first command should not wait for the test and bench builds.
 run: deps

@@ -9,7 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <dirent.h>
+
 #include "cluster/client/router.h"
+#include "cluster/replica/raft_log.h"
 #include "cluster/proto/shard_msgs.h"
 #include "petrel/client.h"
 #include "petrel/common.h"
@@ -777,6 +780,70 @@ TEST_T(cluster_racing_creators_and_replacers_lose_nothing, 180)
     pc_stop(&c);
 }
 
+static int read_whole(const char *path, uint8_t *buf, size_t cap, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    *len = fread(buf, 1, cap, f);
+    fclose(f);
+    return 0;
+}
+
+/*
+ * What a replica's Raft directory shows: the newest snapshot's index (0: none), whether its
+ * data is a reference whose data file exists with the length it names (1) or an image (0),
+ * and the first index of its oldest log segment.
+ */
+struct raft_dir_view {
+    uint64_t snap, first;
+    int streamed;
+};
+
+static void raft_dir_look(const char *raft_dir, struct raft_dir_view *v)
+{
+    static uint8_t buf[1 << 16];
+    char path[1200], best[256] = "";
+    struct dirent *e;
+    DIR *d = opendir(raft_dir);
+    size_t len;
+    memset(v, 0, sizeof(*v));
+    v->first = UINT64_MAX;
+    if (!d) return;
+    while ((e = readdir(d)) != NULL) {
+        uint64_t seq, first;
+        if (!strncmp(e->d_name, "snap-", 5) && strlen(e->d_name) == 25 &&
+            strcmp(e->d_name, best) > 0)
+            snprintf(best, sizeof(best), "%s", e->d_name);
+        snprintf(path, sizeof(path), "%s/%s", raft_dir, e->d_name);
+        if (!strncmp(e->d_name, "seg-", 4) &&
+            read_whole(path, buf, PT_RAFT_SEG_HEADER, &len) == 0 &&
+            pt_raft_seg_header_decode(buf, len, &seq, &first) == 0 && first < v->first)
+            v->first = first;
+    }
+    closedir(d);
+    if (best[0]) {
+        struct pt_raft_snap_header h;
+        struct pt_raft_snap_ref ref;
+        snprintf(path, sizeof(path), "%s/%s", raft_dir, best);
+        if (read_whole(path, buf, sizeof(buf), &len) == 0 &&
+            pt_raft_snap_header_decode(buf, len, &h) == 0) {
+            v->snap = h.index;
+            if (len >= PT_RAFT_SNAP_HEADER + h.conf_len + h.data_len &&
+                pt_raft_snap_ref_decode(buf + PT_RAFT_SNAP_HEADER + h.conf_len, h.data_len, &ref)) {
+                FILE *f;
+                snprintf(path, sizeof(path), "%s/sdata-%020llu", raft_dir,
+                         (unsigned long long)ref.token);
+                f = fopen(path, "rb");
+                if (f) {
+                    fseek(f, 0, SEEK_END);
+                    v->streamed = (uint64_t)ftell(f) == ref.len;
+                    fclose(f);
+                }
+            }
+        }
+    }
+}
+
 /*
  * Log compaction with real storage: with a snapshot every 16 entries, many small files later,
  * a full restart rebuilds every replica's store from its last snapshot plus the log after it.
@@ -811,6 +878,74 @@ TEST_T(cluster_snapshots_and_restart_keep_everything, 180)
         char cmd[1200];
         snprintf(cmd, sizeof(cmd), "ls %s/shard-0-0/raft | grep -q '^snap-'", c.root);
         CHECK_MSG(system(cmd) == 0, "no snapshot file in %s/shard-0-0/raft", c.root);
+    }
+    /* ... streamed: each names a data file, and the restarted replicas restored from them. */
+    for (i = 0; i < 3; i++) {
+        struct raft_dir_view v;
+        char dir[700];
+        snprintf(dir, sizeof(dir), "%s/shard-0-%u/raft", c.root, i);
+        raft_dir_look(dir, &v);
+        CHECK_MSG(v.snap > 0 && v.streamed, "%s: snapshot %llu streamed %d", dir,
+                  (unsigned long long)v.snap, v.streamed);
+    }
+    petrel_client_close(cl);
+    pc_stop(&c);
+}
+
+/* ---- streamed snapshots --------------------------------------------------------------------- */
+
+/*
+ * A follower that missed more than the leader keeps in its log gets the store as a streamed
+ * snapshot: its log restarts right after the snapshot, whose data is a file it references.
+ * Made leader, it serves every file from the installed store.
+ */
+TEST_T(cluster_follower_installs_a_streamed_snapshot_and_serves_from_it, 240)
+{
+    struct pc_cluster c;
+    struct petrel_client *cl;
+    struct raft_dir_view v;
+    unsigned i, lag, leader = 0, round, files = test_sanitized() ? 24 : 48;
+    char path[64], name[32], dir[700];
+    uint64_t t0;
+    pc_start_opts(&c, 1, 3, 3, 0, 16);
+    cl = pc_client(&c, 20000);
+    write_file(cl, "/before", 7, 100);
+    CHECK_OK(pc_shard_leader(&c, 0, &leader));
+    lag = (leader + 1) % 3;
+    snprintf(name, sizeof(name), "shard-0-%u", lag);
+    snprintf(dir, sizeof(dir), "%s/%s/raft", c.root, name);
+    pc_kill(&c, name, SIGKILL);
+    for (i = 0; i < files; i++) {
+        snprintf(path, sizeof(path), "/f%u", i);
+        write_file(cl, path, 900 + i, 40 + i);
+    }
+    petrel_client_close(cl);
+    pc_restart_one(&c, name);
+    /* The install is durable once the snap file names it and the log starts right after. */
+    t0 = pc_now_ms();
+    for (;;) {
+        raft_dir_look(dir, &v);
+        if (v.snap > 0 && v.first == v.snap + 1 && v.streamed) break;
+        CHECK_MSG(pc_now_ms() - t0 < 60000,
+                  "%s: no streamed install (snapshot %llu, log from %llu, streamed %d)", dir,
+                  (unsigned long long)v.snap, (unsigned long long)v.first, v.streamed);
+        usleep(20000);
+    }
+    /* Make the installed replica lead: stop any other leader until it does. */
+    for (round = 0; round < 24; round++) {
+        pc_wait_serving(&c, PC_WAIT_MS);
+        if (pc_shard_leader(&c, 0, &leader) == 0 && leader == lag) break;
+        snprintf(name, sizeof(name), "shard-0-%u", leader);
+        pc_kill(&c, name, SIGKILL);
+        pc_wait_serving(&c, PC_WAIT_MS);
+        pc_restart_one(&c, name);
+    }
+    CHECK_EQ(leader, lag);
+    cl = pc_client(&c, 20000);
+    read_check(cl, "/before", 7, 100);
+    for (i = 0; i < files; i++) {
+        snprintf(path, sizeof(path), "/f%u", i);
+        read_check(cl, path, 900 + i, 40 + i);
     }
     petrel_client_close(cl);
     pc_stop(&c);

@@ -266,6 +266,7 @@ static void node_start(void *ctx)
     iocfg.failed_ctx = in;
     iocfg.auth = c->cfg.auth;
     iocfg.no_auth = c->cfg.auth == NULL;
+    iocfg.stream_snapshots = 1;
     rc = pt_raft_io_init(&in->io, &iocfg, err, sizeof(err));
     if (rc == -PT_ECORRUPT || rc == -PT_EVERSION) {
         sc_violate(c, "s%ur%u: Raft data refused at start-up: %s", n->shard, n->rid, err);
@@ -274,6 +275,7 @@ static void node_start(void *ctx)
     }
     if (rc == 0) {
         in->io_ready = 1;
+        in->fsm.io = &in->io;
         memset(&rcfg, 0, sizeof(rcfg));
         rcfg.env = in->env;
         rcfg.io = &in->io;

@@ -630,6 +630,7 @@ static int start_replica(struct pt_node *n, char *err, size_t err_cap)
     io.listen = n->raft_addr;
     io.resolve = resolve_peer;
     io.resolve_ctx = n;
+    io.stream_snapshots = n->cfg.stream_snapshots_io != NULL;
     if ((rc = pt_raft_io_init(&n->io, &io, err, err_cap)) != 0) {
         char inner[400];
         snprintf(inner, sizeof(inner), "%s", err);
@@ -637,6 +638,7 @@ static int start_replica(struct pt_node *n, char *err, size_t err_cap)
         return rc;
     }
     n->io_ready = 1;
+    if (n->cfg.stream_snapshots_io) *n->cfg.stream_snapshots_io = &n->io;
     memset(&rc_cfg, 0, sizeof(rc_cfg));
     rc_cfg.env = n->env;
     rc_cfg.io = &n->io;

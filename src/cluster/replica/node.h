@@ -70,6 +70,9 @@ struct pt_node_config {
     unsigned snapshot_entries; /* take a snapshot every this many entries; 0 = 4096 */
     struct pt_node_raft_options raft;
     struct raft_fsm *fsm;
+    /* Non-NULL: the FSM streams its snapshots (raft_io.h, "Streamed snapshots"); set to the
+     * node's raft_io before Raft starts (and so before the FSM restores anything). */
+    struct raft_io **stream_snapshots_io;
     void (*handler)(void *ctx, struct pt_request *req); /* service requests */
     void (*tick)(void *ctx);                            /* every 100 ms on the loop */
     void *ctx;

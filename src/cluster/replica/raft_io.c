@@ -17,6 +17,7 @@
 #include "cluster/replica/raft_io_impl.h"
 #include "cluster/replica/raft_msg.h"
 #include "petrel/common.h"
+#include "petrel/crc32c.h"
 
 static struct pt_raft_io_impl *impl_of(struct raft_io *io)
 {
@@ -353,6 +354,11 @@ static int io_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_io
         free(op);
         return RAFT_NOMEM;
     }
+    if (snapshot->n_bufs == 1) {
+        struct pt_raft_snap_ref ref;
+        if (pt_raft_snap_ref_decode(snapshot->bufs[0].base, snapshot->bufs[0].len, &ref))
+            op->snap_token = ref.token;
+    }
     op->type = OP_SNAPSHOT;
     op->put = req;
     op->trailing = trailing;
@@ -389,6 +395,137 @@ static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
 {
     req->cb = cb;
     return defer(impl_of(io), D_WORK, req, NULL, 0);
+}
+
+/* ---- streamed snapshots --------------------------------------------------------------------- */
+
+typedef char pt_raft_snap_ref_size_check[PT_RAFT_SNAP_REF_BYTES == PT_RAFT_SNAP_REF_LEN ? 1 : -1];
+
+int pt_raft_io_snap_is_ref(const uint8_t *data, size_t len)
+{
+    struct pt_raft_snap_ref ref;
+    return pt_raft_snap_ref_decode(data, len, &ref);
+}
+
+struct snap_file {
+    struct pt_env *env;
+    int fd;
+    uint64_t off;
+    uint32_t crc;
+    int err; /* the first read error of the disk */
+};
+
+static int snap_file_put(void *ctx, const uint8_t *buf, size_t len)
+{
+    struct snap_file *f = ctx;
+    int rc = pt_env_pwrite(f->env, f->fd, buf, len, f->off);
+    if (rc) return rc;
+    f->crc = petrel_crc32c(f->crc, buf, len);
+    f->off += len;
+    return 0;
+}
+
+static int64_t snap_file_get(void *ctx, uint64_t off, uint8_t *buf, size_t len)
+{
+    struct snap_file *f = ctx;
+    int64_t got = pt_env_pread(f->env, f->fd, buf, len, off);
+    if (got < 0 && !f->err) f->err = (int)got;
+    return got;
+}
+
+/* A new data file through fill: the reference in ref, or an error (no file left). */
+static int snap_data_write(struct pt_raft_io_impl *s, pt_raft_snap_fill_fn fill, void *ctx,
+                           uint8_t ref[PT_RAFT_SNAP_REF_LEN])
+{
+    struct pt_raft_snap_ref r;
+    struct snap_file f;
+    char name[64];
+    int rc;
+    memset(&f, 0, sizeof(f));
+    f.env = s->env;
+    r.token = s->next_token++;
+    pt_raft_store_data_name(name, sizeof(name), r.token);
+    f.fd = pt_env_open(s->env, name, PT_ENV_RDWR | PT_ENV_CREAT);
+    if (f.fd < 0) return f.fd;
+    rc = pt_env_truncate(s->env, f.fd, 0);
+    if (rc == 0) rc = fill(ctx, snap_file_put, &f);
+    pt_env_close(s->env, f.fd);
+    if (rc) {
+        (void)pt_env_unlink(s->env, name);
+        return rc;
+    }
+    r.len = f.off;
+    r.crc = f.crc;
+    pt_raft_snap_ref_encode(ref, &r);
+    return 0;
+}
+
+int pt_raft_io_snap_write(struct raft_io *io, pt_raft_snap_fill_fn fill, void *ctx,
+                          uint8_t ref[PT_RAFT_SNAP_REF_BYTES])
+{
+    struct pt_raft_io_impl *s = impl_of(io);
+    int rc;
+    if (s->failed) return -PT_EIO;
+    rc = snap_data_write(s, fill, ctx, ref);
+    /* As when a snapshot file cannot be written: the storage failed, the replica stops and
+     * restarts from its disk (libraft would retry the take at every later entry). */
+    if (rc && rc != -PT_ENOMEM) pt_raft_store_fail(s, "writing a snapshot's data", rc);
+    return rc;
+}
+
+int pt_raft_io_snap_read(struct raft_io *io, const uint8_t *ref, size_t ref_len,
+                         pt_raft_snap_drain_fn drain, void *ctx)
+{
+    struct pt_raft_io_impl *s = impl_of(io);
+    struct pt_raft_snap_ref r;
+    struct snap_file f;
+    char name[64];
+    int64_t size;
+    int rc;
+    if (!pt_raft_snap_ref_decode(ref, ref_len, &r)) return -PT_ECORRUPT;
+    memset(&f, 0, sizeof(f));
+    f.env = s->env;
+    pt_raft_store_data_name(name, sizeof(name), r.token);
+    f.fd = pt_env_open(s->env, name, PT_ENV_RDONLY);
+    if (f.fd < 0) return f.fd == -PT_ENOENT ? -PT_ECORRUPT : f.fd;
+    size = pt_env_size(s->env, f.fd);
+    if (size < 0 || (uint64_t)size != r.len)
+        rc = size < 0 ? (int)size : -PT_ECORRUPT;
+    else
+        rc = drain(ctx, snap_file_get, &f, r.len);
+    pt_env_close(s->env, f.fd);
+    /* The disk failed, or the state machine did after it began replacing its state: stop, and
+     * restart from the disk (which restores this snapshot again). A damaged image changed
+     * nothing: libraft hears of it. */
+    if (f.err || (rc && rc != -PT_ECORRUPT))
+        pt_raft_store_fail(s, "reading a snapshot's data", f.err ? f.err : rc);
+    return rc;
+}
+
+/* The image a reference names, whole (an InstallSnapshot carries it): malloc'd, or NULL. */
+static uint8_t *snap_data_load(struct pt_raft_io_impl *s, const struct pt_raft_snap_ref *r)
+{
+    char name[64];
+    uint8_t *buf;
+    int fd;
+    if (r->len > PT_RAFT_MSG_MAX) return NULL;
+    pt_raft_store_data_name(name, sizeof(name), r->token);
+    fd = pt_env_open(s->env, name, PT_ENV_RDONLY);
+    if (fd < 0) return NULL;
+    buf = malloc(r->len ? (size_t)r->len : 1);
+    if (buf && (pt_env_pread(s->env, fd, buf, (size_t)r->len, 0) != (int64_t)r->len ||
+                petrel_crc32c(0, buf, (size_t)r->len) != r->crc)) {
+        free(buf);
+        buf = NULL;
+    }
+    pt_env_close(s->env, fd);
+    return buf;
+}
+
+static int snap_fill_image(void *ctx, pt_raft_snap_put_fn put, void *put_ctx)
+{
+    const struct raft_buffer *b = ctx;
+    return put(put_ctx, b->base, b->len);
 }
 
 /* ---- transport ------------------------------------------------------------------------------- */
@@ -480,7 +617,7 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
     struct raft_message fixed;
     struct pt_raft_msg_header h;
     char to[PT_ENV_ADDR_MAX];
-    uint8_t *buf;
+    uint8_t *buf, *image = NULL;
     size_t len;
     int rc;
     req->cb = cb;
@@ -495,14 +632,28 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
         answer_shared_prefix(s, &fixed.append_entries_result);
         m = &fixed;
     }
+    if (m->type == RAFT_IO_INSTALL_SNAPSHOT) {
+        /* A streamed snapshot travels as its image: the follower has no such file. */
+        struct pt_raft_snap_ref ref;
+        if (pt_raft_snap_ref_decode(m->install_snapshot.data.base, m->install_snapshot.data.len,
+                                    &ref)) {
+            fixed = *m;
+            image = snap_data_load(s, &ref);
+            if (!image) return defer(s, D_SEND, req, NULL, RAFT_IOERR);
+            fixed.install_snapshot.data.base = image;
+            fixed.install_snapshot.data.len = (size_t)ref.len;
+            m = &fixed;
+        }
+    }
     memset(&h, 0, sizeof(h));
     h.cluster_id = s->cfg.cluster_id;
     h.group = s->cfg.group;
     h.from = s->id;
     h.to = m->server_id;
     h.flags = s->auth ? PT_RAFT_MSG_AUTH : 0;
-    if ((rc = pt_raft_msg_encode(&h, m, &buf, &len)) != 0)
-        return defer(s, D_SEND, req, NULL, rc == -PT_ENOMEM ? RAFT_NOMEM : RAFT_TOOBIG);
+    rc = pt_raft_msg_encode(&h, m, &buf, &len);
+    free(image);
+    if (rc) return defer(s, D_SEND, req, NULL, rc == -PT_ENOMEM ? RAFT_NOMEM : RAFT_TOOBIG);
     if (s->auth) pt_raft_msg_seal(buf, len, s->auth_key, next_send_seq(s));
     if (s->meta_busy || s->meta_dirty) {
         /* The term or vote this message may depend on is not durable yet. */
@@ -545,6 +696,39 @@ static void refused(struct pt_raft_io_impl *s, const char *from, const char *why
                "%s: refused a message from %s that %s; connection closed (logged once per %d s)",
                s->listen, from && from[0] ? from : "an anonymous sender", why,
                PT_RAFT_AUTH_LOG_MS / 1000);
+}
+
+/*
+ * An InstallSnapshot as received: a reference names a file of the sender, never one of ours,
+ * so it is dropped. With streamed snapshots the image goes to a data file now and libraft
+ * gets the reference: 1 to deliver, 0 when dropped (the body freed).
+ */
+static int install_snapshot_take(struct pt_raft_io_impl *s, struct raft_message *m)
+{
+    struct raft_buffer *data = &m->install_snapshot.data;
+    uint8_t ref[PT_RAFT_SNAP_REF_LEN], *small;
+    int rc;
+    if (pt_raft_io_snap_is_ref(data->base, data->len)) {
+        s->stats.drop_body++;
+        rc = -PT_EINVAL;
+    } else if (!s->cfg.stream_snapshots) {
+        return 1;
+    } else if ((rc = snap_data_write(s, snap_fill_image, data, ref)) == 0) {
+        small = raft_malloc(sizeof(ref));
+        if (small) {
+            memcpy(small, ref, sizeof(ref));
+            raft_free(data->base);
+            data->base = small;
+            data->len = sizeof(ref);
+            return 1;
+        }
+        rc = -PT_ENOMEM;
+    }
+    if (rc != -PT_EINVAL)
+        petrel_log(PT_LOG_WARN, "raft", "%s: cannot keep a received snapshot: %s", s->listen,
+                   petrel_strerror(rc));
+    pt_raft_msg_release(m);
+    return 0;
 }
 
 static void on_message(void *ctx, const char *from, const uint8_t *msg, size_t len)
@@ -598,6 +782,7 @@ static void on_message(void *ctx, const char *from, const uint8_t *msg, size_t l
         s->stats.drop_body++;
         return;
     }
+    if (m.type == RAFT_IO_INSTALL_SNAPSHOT && !install_snapshot_take(s, &m)) return;
     snprintf(s->peer_addr[h.from], sizeof(s->peer_addr[h.from]), "%s", addr);
     m.server_address = s->peer_addr[h.from];
     s->stats.received++;

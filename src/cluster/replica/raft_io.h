@@ -75,6 +75,12 @@ struct pt_raft_io_config {
      */
     const struct pt_auth_key *auth;
     int no_auth; /* ignore the process key (tests that run sealed and unsealed groups) */
+    /*
+     * The state machine streams its snapshots (pt_raft_io_snap_write/read below): a snapshot
+     * image received from the leader is written to a data file as it arrives and handed to
+     * libraft as a reference, so neither libraft nor the state machine holds it.
+     */
+    int stream_snapshots;
 };
 
 /* A group number: kind 1 = shard, 2 = CDC (as enum pt_node_kind), number = shard number. */
@@ -110,5 +116,33 @@ int pt_raft_io_init(struct raft_io *io, const struct pt_raft_io_config *cfg, cha
 void pt_raft_io_free(struct raft_io *io);
 
 const struct pt_raft_io_stats *pt_raft_io_stats(struct raft_io *io);
+
+/*
+ * Streamed snapshots (docs/SPEC-RAFTLOG.md §3.1). A state machine whose memory must not grow
+ * with its state writes its image to a data file of the Raft directory from inside
+ * raft_fsm.snapshot and hands libraft the reference instead of the image; its
+ * raft_fsm.restore, given a reference, reads the image back from the file. The store makes
+ * the data file durable before the snap file naming it, keeps it as long as that snap file,
+ * and ships the image to a follower that needs it (received images go to a data file too
+ * when stream_snapshots is set).
+ *
+ * pt_raft_io_snap_write: fill(ctx, put, put_ctx) writes the image with put calls (pieces of
+ * any size, in order); ref gets the reference. 0 or a negative error (the file is removed).
+ * pt_raft_io_snap_read: drain(ctx, get, get_ctx, len) reads the image of `len` bytes with get
+ * (positional, as often as it likes). -PT_ECORRUPT when ref is not a reference or the file
+ * does not have its length; else what drain returned.
+ */
+typedef int (*pt_raft_snap_put_fn)(void *ctx, const uint8_t *buf, size_t len);
+typedef int64_t (*pt_raft_snap_get_fn)(void *ctx, uint64_t off, uint8_t *buf, size_t len);
+typedef int (*pt_raft_snap_fill_fn)(void *ctx, pt_raft_snap_put_fn put, void *put_ctx);
+typedef int (*pt_raft_snap_drain_fn)(void *ctx, pt_raft_snap_get_fn get, void *get_ctx,
+                                     uint64_t len);
+#define PT_RAFT_SNAP_REF_BYTES 32 /* = PT_RAFT_SNAP_REF_LEN of raft_log.h */
+int pt_raft_io_snap_write(struct raft_io *io, pt_raft_snap_fill_fn fill, void *ctx,
+                          uint8_t ref[PT_RAFT_SNAP_REF_BYTES]);
+int pt_raft_io_snap_read(struct raft_io *io, const uint8_t *ref, size_t ref_len,
+                         pt_raft_snap_drain_fn drain, void *ctx);
+/* Whether snapshot data is a reference (1) or an image (0). */
+int pt_raft_io_snap_is_ref(const uint8_t *data, size_t len);
 
 #endif

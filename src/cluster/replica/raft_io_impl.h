@@ -37,6 +37,8 @@ struct pt_raft_op {
     uint8_t *snap_file; /* whole file image */
     size_t snap_len;
     uint64_t snap_index;
+    uint64_t snap_token; /* the data file the snapshot references (streamed), 0 for an image */
+    int snap_data_synced; /* that data file is durable */
 };
 
 struct pt_raft_seg {
@@ -93,6 +95,9 @@ struct pt_raft_io_impl {
     /* the log */
     uint64_t next_index; /* logical */
     uint64_t snap_index; /* newest durable snapshot file, 0 if none */
+    /* streamed snapshot data files (sdata-<token>): the next token to use, and those of the
+     * newest and the previous snapshot (0: an image, or not known) */
+    uint64_t next_token, snap_token, prev_snap_token;
     struct pt_raft_seg *segs;
     size_t n_segs, cap_segs;
     uint64_t next_seq;
@@ -124,6 +129,8 @@ void pt_raft_store_push(struct pt_raft_io_impl *s, struct pt_raft_op *op);
 void pt_raft_store_cancel_queued(struct pt_raft_io_impl *s);
 int pt_raft_store_snapshot_read(struct pt_raft_io_impl *s, struct raft_snapshot **out);
 int pt_raft_store_snapshot_image(const struct raft_snapshot *snap, uint8_t **out, size_t *len);
+/* The name of a streamed snapshot's data file. */
+void pt_raft_store_data_name(char *buf, size_t cap, uint64_t token);
 
 /* raft_io.c: called by the store when it may have become idle / term-vote durable */
 void pt_raft_io_settled(struct pt_raft_io_impl *s);

@@ -149,3 +149,24 @@ int pt_raft_snap_header_decode(const uint8_t *buf, size_t len, struct pt_raft_sn
         return -PT_ECORRUPT;
     return 0;
 }
+
+void pt_raft_snap_ref_encode(uint8_t out[PT_RAFT_SNAP_REF_LEN], const struct pt_raft_snap_ref *r)
+{
+    pt_put_le32(out, PT_RAFT_SNAP_REF_MAGIC);
+    pt_put_le32(out + 4, 1);
+    pt_put_le64(out + 8, r->token);
+    pt_put_le64(out + 16, r->len);
+    pt_put_le32(out + 24, r->crc);
+    pt_put_le32(out + 28, petrel_crc32c(0, out, 28));
+}
+
+int pt_raft_snap_ref_decode(const uint8_t *buf, size_t len, struct pt_raft_snap_ref *r)
+{
+    if (len != PT_RAFT_SNAP_REF_LEN || pt_get_le32(buf) != PT_RAFT_SNAP_REF_MAGIC ||
+        pt_get_le32(buf + 4) != 1 || pt_get_le32(buf + 28) != petrel_crc32c(0, buf, 28))
+        return 0;
+    r->token = pt_get_le64(buf + 8);
+    r->len = pt_get_le64(buf + 16);
+    r->crc = pt_get_le32(buf + 24);
+    return r->token != 0;
+}

@@ -68,4 +68,20 @@ void pt_raft_snap_header_encode(uint8_t out[PT_RAFT_SNAP_HEADER],
 /* 0, -PT_ECORRUPT or -PT_EVERSION. */
 int pt_raft_snap_header_decode(const uint8_t *buf, size_t len, struct pt_raft_snap_header *h);
 
+/*
+ * Streamed snapshot data (SPEC-RAFTLOG.md §3.1): a state machine that streams its snapshots
+ * hands libraft this 32-byte reference instead of its image; the image is the file
+ * `sdata-<token>` beside the snap files. Bytes: u32 magic "PTSR", u32 version 1, u64 token
+ * (>= 1), u64 image length, u32 CRC32C of the image, u32 CRC32C of the 28 bytes before.
+ */
+#define PT_RAFT_SNAP_REF_MAGIC 0x52535450u /* "PTSR" */
+#define PT_RAFT_SNAP_REF_LEN 32
+struct pt_raft_snap_ref {
+    uint64_t token, len;
+    uint32_t crc;
+};
+void pt_raft_snap_ref_encode(uint8_t out[PT_RAFT_SNAP_REF_LEN], const struct pt_raft_snap_ref *r);
+/* 1 and *r when buf is exactly a valid reference, else 0 (an image, or damage). */
+int pt_raft_snap_ref_decode(const uint8_t *buf, size_t len, struct pt_raft_snap_ref *r);
+
 #endif

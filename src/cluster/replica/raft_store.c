@@ -23,6 +23,7 @@
 #define SNAP_TMP "snap.tmp"
 #define SEG_PREFIX "seg-"
 #define SNAP_PREFIX "snap-"
+#define DATA_PREFIX "sdata-"
 #define LIST_MAX (16u << 20)
 #define FILE_MAX ((uint64_t)1 << 32) /* refuse to load a larger file */
 
@@ -34,6 +35,11 @@ static void seg_name(char *buf, size_t cap, uint64_t seq)
 static void snap_name(char *buf, size_t cap, uint64_t index)
 {
     snprintf(buf, cap, SNAP_PREFIX "%020" PRIu64, index);
+}
+
+void pt_raft_store_data_name(char *buf, size_t cap, uint64_t token)
+{
+    snprintf(buf, cap, DATA_PREFIX "%020" PRIu64, token);
 }
 
 /* "PREFIX" followed by exactly 20 digits: 1 and the number, else 0. */
@@ -151,6 +157,8 @@ static int scan_record(void *ctx, const struct pt_raft_rec *rec)
     return rc;
 }
 
+static void snapshot_destroy(struct raft_snapshot *snap);
+
 static int load_snapshot(struct pt_raft_io_impl *s, uint64_t index, char *err, size_t err_cap)
 {
     char name[64];
@@ -206,6 +214,28 @@ static int load_snapshot(struct pt_raft_io_impl *s, uint64_t index, char *err, s
     snap->bufs[0].len = (size_t)h.data_len;
     memcpy(snap->bufs[0].base, buf + PT_RAFT_SNAP_HEADER + h.conf_len, (size_t)h.data_len);
     free(buf);
+    s->snap_token = 0;
+    {
+        struct pt_raft_snap_ref ref;
+        if (pt_raft_snap_ref_decode(snap->bufs[0].base, snap->bufs[0].len, &ref)) {
+            char dname[64];
+            int fd;
+            int64_t size = -PT_ENOENT;
+            pt_raft_store_data_name(dname, sizeof(dname), ref.token);
+            fd = pt_env_open(s->env, dname, PT_ENV_RDONLY);
+            if (fd >= 0) {
+                size = pt_env_size(s->env, fd);
+                pt_env_close(s->env, fd);
+            }
+            if (size < 0 || (uint64_t)size != ref.len) {
+                snprintf(err, err_cap, "snapshot %s: its data file %s is %s", name, dname,
+                         size < 0 ? "missing" : "not of the length it names");
+                snapshot_destroy(snap);
+                return -PT_ECORRUPT;
+            }
+            s->snap_token = ref.token;
+        }
+    }
     s->loaded_snap = snap;
     s->snap_index = index;
     return 0;
@@ -352,8 +382,10 @@ int pt_raft_store_load(struct pt_raft_io_impl *s, char *err, size_t err_cap)
         }
         if (name_number(name, SNAP_PREFIX, &num) && num > best_snap) best_snap = num;
         if (name_number(name, SEG_PREFIX, &num)) seqs[n_seqs++] = num;
+        if (name_number(name, DATA_PREFIX, &num) && num >= s->next_token) s->next_token = num + 1;
         if (!strcmp(name, META_TMP) || !strcmp(name, SNAP_TMP)) (void)pt_env_unlink(s->env, name);
     }
+    if (s->next_token == 0) s->next_token = 1;
     s->term = s->vote = 0;
     rc = read_file(s->env, META, &buf, &len);
     if (rc == 0) {
@@ -691,9 +723,25 @@ static int truncate_start(struct pt_raft_io_impl *s, struct pt_raft_op *op)
     return 0;
 }
 
+static void snapshot_data_synced(void *ctx, int status);
+
+/* A streamed snapshot's data file is made durable first, then the snap file naming it. */
 static int snapshot_start(struct pt_raft_io_impl *s, struct pt_raft_op *op)
 {
-    int fd = pt_env_open(s->env, SNAP_TMP, PT_ENV_RDWR | PT_ENV_CREAT), rc;
+    int fd, rc;
+    if (op->snap_token && !op->snap_data_synced) {
+        char dname[64];
+        pt_raft_store_data_name(dname, sizeof(dname), op->snap_token);
+        fd = pt_env_open(s->env, dname, PT_ENV_RDWR);
+        if (fd < 0) return fd;
+        s->op_fd = fd;
+        s->inflight = op;
+        s->busy = 1;
+        s->pending++;
+        pt_env_fsync(s->env, fd, snapshot_data_synced, s);
+        return 0;
+    }
+    fd = pt_env_open(s->env, SNAP_TMP, PT_ENV_RDWR | PT_ENV_CREAT);
     if (fd < 0) return fd;
     if ((rc = pt_env_truncate(s->env, fd, 0)) != 0 ||
         (rc = pt_env_pwrite(s->env, fd, op->snap_file, op->snap_len, 0)) != 0) {
@@ -706,6 +754,27 @@ static int snapshot_start(struct pt_raft_io_impl *s, struct pt_raft_op *op)
     s->pending++;
     pt_env_fsync(s->env, fd, snapshot_synced, s);
     return 0;
+}
+
+static void snapshot_data_synced(void *ctx, int status)
+{
+    struct pt_raft_io_impl *s = ctx;
+    struct pt_raft_op *op = s->inflight;
+    s->pending--;
+    s->busy = 0;
+    s->inflight = NULL;
+    s->stats.fsyncs++;
+    pt_env_close(s->env, s->op_fd);
+    s->op_fd = -1;
+    op->snap_data_synced = 1; /* now the snap file */
+    if (status == 0) status = snapshot_start(s, op);
+    if (status) {
+        pt_raft_store_fail(s, "writing a snapshot's data", status);
+        s->inflight = op;
+        queue_park_inflight(s);
+        queue_run(s);
+        pt_raft_io_settled(s);
+    }
 }
 
 /* After a snapshot at `index` is durable: drop what the log and older snapshots no longer need. */
@@ -735,9 +804,13 @@ static int compact(struct pt_raft_io_impl *s, uint64_t index, unsigned trailing)
         for (name = names, i = 0; i < (size_t)count; i++, name += strlen(name) + 1)
             if (name_number(name, SNAP_PREFIX, &num) && num < index && num > prev) prev = num;
         for (name = names, i = 0; i < (size_t)count; i++, name += strlen(name) + 1)
-            if (name_number(name, SNAP_PREFIX, &num) && num < prev &&
-                (rc = pt_env_unlink(s->env, name)) != 0)
-                break;
+            if ((name_number(name, SNAP_PREFIX, &num) && num < prev) ||
+                (name_number(name, DATA_PREFIX, &num) && num < s->prev_snap_token)) {
+                /* A data file older than the previous snapshot's: of a snapshot deleted
+                 * here or before, or one that was never stored (a take or an install cut
+                 * short). */
+                if ((rc = pt_env_unlink(s->env, name)) != 0) break;
+            }
     }
     free(names);
     if (rc == 0) rc = pt_env_fsync_dir(s->env, "");
@@ -760,6 +833,8 @@ static void snapshot_synced(void *ctx, int status)
     if (status == 0) status = pt_env_fsync_dir(s->env, "");
     if (status == 0) {
         s->snap_index = op->snap_index;
+        s->prev_snap_token = s->snap_token;
+        s->snap_token = op->snap_token;
         status = compact(s, op->snap_index, op->trailing);
     }
     if (status) {
@@ -866,7 +941,7 @@ int pt_raft_store_snapshot_read(struct pt_raft_io_impl *s, struct raft_snapshot 
 {
     char err[256];
     struct raft_snapshot *keep = s->loaded_snap;
-    uint64_t keep_index = s->snap_index;
+    uint64_t keep_index = s->snap_index, keep_token = s->snap_token;
     int rc;
     if (!s->snap_index) return -PT_ENOENT;
     s->loaded_snap = NULL;
@@ -874,6 +949,7 @@ int pt_raft_store_snapshot_read(struct pt_raft_io_impl *s, struct raft_snapshot 
     *out = s->loaded_snap;
     s->loaded_snap = keep;
     s->snap_index = keep_index;
+    s->snap_token = keep_token;
     if (rc) petrel_log(PT_LOG_ERROR, "raft", "%s", err);
     return rc;
 }

@@ -12,6 +12,8 @@
 
 #include <raft.h>
 
+#include "cluster/replica/raft_io.h"
+
 #include "cluster/shard/shard_sm.h"
 
 struct pt_shard_fsm {
@@ -20,7 +22,14 @@ struct pt_shard_fsm {
     struct pt_shard_apply_out out;
     int store_error;  /* the first store failure; apply refuses everything after it */
     uint64_t applied; /* entries applied (for tests and stats) */
+    /* The replica's Raft I/O, set before raft_start when its config has stream_snapshots:
+     * snapshots go through its data files. NULL: one buffer (images still restore either
+     * way, so a directory written by an older version loads). */
+    struct raft_io *io;
 };
+
+/* Bytes of the buffer a streamed snapshot moves through (allocated for the call only). */
+#define PT_SHARD_FSM_SNAP_CHUNK (1u << 20)
 
 /* Bind an FSM to an open store. */
 void pt_shard_fsm_init(struct pt_shard_fsm *f, struct pt_shard_sm *sm);

@@ -646,6 +646,7 @@ int pt_shard_server_run(const struct pt_shard_config *cfg, char *err, unsigned e
     nc.snapshot_entries = cfg->snapshot_entries;
     nc.raft = cfg->raft;
     nc.fsm = &s->fsm.fsm;
+    nc.stream_snapshots_io = &s->fsm.io;
     nc.handler = handle;
     nc.tick = tick;
     nc.ctx = s;

@@ -87,7 +87,6 @@ int pt_shard_sm_gc_dropped(struct pt_shard_sm *sm, uint64_t now, struct pt_gc_bl
                            uint64_t *times, unsigned max);
 #define PT_SHARD_GC_DROPPED_MAX 64 /* blocks forgotten by one FORGET_DROPPED */
 
-/* Whole-store snapshot as one buffer (malloc'd) / restore from one: for Raft log compaction. */
 /*
  * Blocks the block index places on `service`, from block id *cursor on, as repair tasks (file,
  * span offset, service, block; the rest 0): count or -PT_E*. *cursor moves past the last one,
@@ -140,7 +139,44 @@ int pt_shard_sm_compact_find(struct pt_shard_sm *sm, uint32_t below, uint32_t ma
 int pt_shard_sm_span_walk(struct pt_shard_sm *sm, uint64_t *file, uint64_t *offset, unsigned budget,
                           pt_shard_span_fn fn, void *ctx);
 
+/*
+ * Snapshots (shard_snap.c; bytes in docs/SPEC-SHARD.md "Shard snapshot"), streamed so that
+ * memory does not grow with the store.
+ *
+ * pt_shard_sm_snapshot_stream walks the store in one read transaction and passes the image to
+ * `write` through the caller's buffer (cap >= 16), in pieces of at most cap bytes; *total (if
+ * not NULL) gets the image's length. A write error stops it and is returned.
+ *
+ * pt_shard_sm_restore_stream reads an image of `len` bytes from `read` (positional: it reads
+ * the image twice) through the caller's buffer: first it checks magic, version, structure and
+ * CRC without touching the store (-PT_ECORRUPT, store unchanged), then it replaces every
+ * table, committing every PT_SHARD_RESTORE_BATCH bytes. A store failure during the second
+ * pass leaves the store partly replaced: the caller must not apply entries to it (a replica
+ * stops, see shard_fsm.c). Images of versions 1-5 restore.
+ *
+ * pt_shard_sm_snapshot / pt_shard_sm_restore are the same over one malloc'd buffer (what
+ * libraft's snapshot interface hands over).
+ */
+#define PT_SHARD_RESTORE_BATCH (8u << 20) /* bytes of records per restore transaction */
+#define PT_SHARD_SNAP_TRIM (1u << 20)     /* bytes of image taken between trims of the map */
+#define PT_SHARD_SNAP_KEY_MAX 511         /* LMDB's key limit: longer keys are corrupt */
+typedef int (*pt_shard_snap_write_fn)(void *ctx, const uint8_t *buf, size_t len);
+/* Up to len bytes at off into buf: count (short only at the end) or -PT_E*. */
+typedef int64_t (*pt_shard_snap_read_fn)(void *ctx, uint64_t off, uint8_t *buf, size_t len);
+int pt_shard_sm_snapshot_stream(struct pt_shard_sm *sm, pt_shard_snap_write_fn write, void *ctx,
+                                uint8_t *buf, size_t cap, uint64_t *total);
+int pt_shard_sm_restore_stream(struct pt_shard_sm *sm, pt_shard_snap_read_fn read, void *ctx,
+                               uint64_t len, uint8_t *buf, size_t cap);
 int pt_shard_sm_snapshot(struct pt_shard_sm *sm, uint8_t **buf, size_t *len);
 int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len);
+
+/*
+ * Unmap the store's pages from this process (they stay in the kernel's page cache): a walk of
+ * the whole store (a snapshot taken or restored) would otherwise leave all of it counted in
+ * the replica's resident memory, which then grows with the store. Only what is read again
+ * comes back. Taking a snapshot calls it every PT_SHARD_SNAP_TRIM bytes, a restore at every
+ * commit, the replica after each snapshot.
+ */
+void pt_shard_sm_trim(struct pt_shard_sm *sm);
 
 #endif
