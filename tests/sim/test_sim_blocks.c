@@ -346,7 +346,7 @@ static void run_shard_seeds(uint64_t first, unsigned seeds)
            seeds, (unsigned long long)spans, (unsigned long long)swaps, (unsigned long long)moves,
            (unsigned long long)crashes, (unsigned long long)bytes, (unsigned long long)ms,
            ms ? (double)bytes * 1000.0 / (double)ms : 0.0, (unsigned long long)cfg.repair_rate);
-    printf("     sim_blocks_shard_repair: %llu mirrored copies shared by a file's old and new "
+    printf("     sim_blocks_shard_repair: %llu block copies (mirrored, RS) shared by a file's old and new "
            "versions, none among what GC erases with the old one\n",
            (unsigned long long)shared);
 }
