@@ -16,6 +16,9 @@
 #        change through versions since issue 12; no fsstress there yet). Used by `make test`
 #        (tests/cli/conformance_quick.sh).
 # TIERS: "image", "cluster" or "image,cluster" (the default).
+# PJDFSTEST=REGEX in the environment: only the pjdfstest files whose path (./rename/24.t)
+# matches the extended regex, and no fsx/fsstress: `PJDFSTEST='rename/24|mkdir/|rmdir/'
+# mk/conformance.sh build full cluster` reruns a few files.
 # Needs root (pjdfstest switches users; FUSE allow_other) and the suites' build tools; when
 # they are missing it says what is missing and exits 77 (skip).
 # Nothing of the suites is copied into the project; they build, and their logs go, under
@@ -142,6 +145,7 @@ run_pjdfstest() { # tier dir
     local log=$out/pjdfstest-$tier-$mode.log
     : > "$log"
     files=$(cd "$pjd/tests" && find . -name '*.t' | sort)
+    [ -n "${PJDFSTEST:-}" ] && files=$(printf '%s\n' "$files" | grep -E -- "$PJDFSTEST")
     if [ "$mode" = quick ]; then
         # every 10th file but those that need hard links (EPERM here, docs/CLI.md)
         local skip='^\./link/|^\./rename/(00|23|24)\.t|^\./unlink/(00|14)\.t'
@@ -235,10 +239,10 @@ run_tier() { # tier store
     if [ $have_pjd = 1 ]; then
         mkdir "$mnt/conf/pjd" && run_pjdfstest "$tier" "$mnt/conf/pjd"
     fi
-    if [ $have_xfs = 1 ]; then
+    if [ $have_xfs = 1 ] && [ -z "${PJDFSTEST:-}" ]; then
         mkdir "$mnt/conf/fsx" && run_fsx "$tier" "$mnt/conf/fsx"
     fi
-    if [ $have_xfs = 1 ] && { [ "$tier" = image ] || [ "$mode" = full ]; }; then
+    if [ $have_xfs = 1 ] && [ -z "${PJDFSTEST:-}" ] && { [ "$tier" = image ] || [ "$mode" = full ]; }; then
         mkdir "$mnt/conf/fss" && run_fsstress "$tier" "$mnt/conf/fss"
     fi
     unmount_store

@@ -75,6 +75,7 @@ struct petrel_stat {
     uint64_t version; /* files: changes with every change of the content */
     uint8_t state;    /* files: 0 being written, 1 linked, 2 unlinked (kept), 3 expired */
     uint32_t spans;   /* files: number of spans (0 from a shard before issue 12) */
+    uint32_t nlink;   /* link count (directories: 2 + subdirectories); 0 from an older shard */
 };
 
 /* What petrel_client_setattr changes (the values of the shard's SETATTR, PROTOCOL.md). */

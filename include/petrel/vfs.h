@@ -107,6 +107,8 @@ struct petrel_vfs_stat {
     uint64_t version; /* cluster files: the content's version (issue 12); else 0 */
     uint32_t spans;   /* cluster files: how many spans hold the content; else 0 */
     uint64_t ino;     /* CAP_INO: the entry's stable inode number (cluster: its inode id) */
+    uint32_t nlink;   /* link count where the backend keeps one (cluster directories: 2 +
+                         subdirectories); 0 = unknown (shown as 2 for directories, else 1) */
 };
 
 /* What petrel_vfs_setattr changes (one atomic update where the backend can). */

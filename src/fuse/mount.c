@@ -102,7 +102,7 @@ static void fill_stat(const struct petrel_vfs_stat *s, struct stat *st, int read
     st->st_mode = type_bits(s->type) | (s->mode || (owners && s->uid != PETREL_VFS_ID_NONE) ? s->mode
                                         : s->type == PETREL_VFS_REG           ? 0644
                                                                               : 0755);
-    st->st_nlink = s->type == PETREL_VFS_DIR ? 2 : 1;
+    st->st_nlink = s->nlink ? s->nlink : s->type == PETREL_VFS_DIR ? 2 : 1;
     st->st_ino = (ino_t)s->ino; /* used with use_ino (CAP_INO) only */
     if (read_only) st->st_mode &= ~(mode_t)0222;
     st->st_size = (off_t)s->size;

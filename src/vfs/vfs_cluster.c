@@ -125,6 +125,7 @@ static void fill_stat(const struct petrel_stat *s, struct petrel_vfs_stat *st)
     st->uid = s->uid;
     st->gid = s->gid;
     st->rdev = s->rdev;
+    st->nlink = s->nlink;
     if (s->type == PETREL_TYPE_FILE) {
         st->version = s->version;
         st->spans = s->spans;

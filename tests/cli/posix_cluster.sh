@@ -215,8 +215,22 @@ else
     fail "mount without default_permissions" "not mounted"
 fi
 
+# --- directory link counts: 2 + subdirectories, through mkdir, rmdir and renames --------------
+mkdir -p "$m/nl/a/x" "$m/nl/b" && touch "$m/nl/file"
+expect_out "nlink after mkdir" "4,3,2" sh -c "stat -c %h $m/nl $m/nl/a $m/nl/b | paste -sd,"
+expect_out "a file's nlink" "1" stat -c %h "$m/nl/file"
+mv "$m/nl/a/x" "$m/nl/b/x"
+expect_out "nlink after a rename across directories" "4,2,3" sh -c "stat -c %h $m/nl $m/nl/a $m/nl/b | paste -sd,"
+mv "$m/nl/a" "$m/nl/a2"
+expect_out "nlink after a rename in one directory" "4,2" sh -c "stat -c %h $m/nl $m/nl/a2 | paste -sd,"
+mkdir "$m/nl/c" && mv -T "$m/nl/a2" "$m/nl/c"
+expect_out "nlink after a rename over an empty directory" "4" stat -c %h "$m/nl"
+rmdir "$m/nl/b/x"
+expect_out "nlink after rmdir" "4,2" sh -c "stat -c %h $m/nl $m/nl/b | paste -sd,"
+
 # --- kept across a remount and a restart of the cluster (stores rebuilt from the log) ----------
 check_kept() {
+    expect_out "$1: directory link counts" "4,2,2" sh -c "stat -c %h $m/nl $m/nl/b $m/nl/c | paste -sd,"
     expect_out "$1: owner, mode, times" "1234 5678 4755 2011-12-13 14:15:16.500000000" \
         sh -c "TZ=UTC stat -c '%u %g %a %y' $m/f | sed 's/ +0000//'"
     expect_out "$1: link and device" "../some/where 4,5" sh -c "(readlink $m/link; stat -c %t,%T $m/chr) | paste -sd' '"

@@ -215,6 +215,14 @@ static void rename_replacements(struct pc_cluster *c, struct petrel_client *cl)
     CHECK_EQ(file_state(c, old.id), PT_FILE_UNLINKED);
 }
 
+/* The link count STAT reports for path. */
+static uint32_t nlink_at(struct petrel_client *cl, const char *path)
+{
+    struct petrel_stat st;
+    CHECK_MSG(petrel_client_stat(cl, path, &st) == 0, "stat %s", path);
+    return st.nlink;
+}
+
 TEST_T(cluster_directories_across_shards_and_cdc_renames, 240)
 {
     struct pc_cluster c;
@@ -236,6 +244,11 @@ TEST_T(cluster_directories_across_shards_and_cdc_renames, 240)
     CHECK_EQ(petrel_client_mkdir(cl, "/d0"), -PT_EEXIST);
     CHECK_OK(petrel_client_mkdir(cl, "/d0/sub"));
     CHECK_OK(petrel_client_mkdir(cl, "/d0/sub/deeper"));
+    /* Link counts: 2 + subdirectories, whatever shard holds each directory. */
+    CHECK_EQ(nlink_at(cl, "/"), 10);
+    CHECK_EQ(nlink_at(cl, "/d0"), 3);
+    CHECK_EQ(nlink_at(cl, "/d0/sub"), 3);
+    CHECK_EQ(nlink_at(cl, "/d0/sub/deeper"), 2);
     /* Files in directories of both shards. */
     for (i = 0; i < 8; i++) {
         snprintf(path, sizeof(path), "/d%u/file", i);
@@ -257,6 +270,10 @@ TEST_T(cluster_directories_across_shards_and_cdc_renames, 240)
     }
     /* A directory moves; moving it under itself is refused. */
     CHECK_OK(petrel_client_rename(cl, "/d0/sub", "/d4/sub"));
+    CHECK_EQ(nlink_at(cl, "/d0"), 2); /* the CDC's rename moved the count */
+    CHECK_EQ(nlink_at(cl, "/d4"), 3);
+    CHECK_EQ(nlink_at(cl, "/"), 10);
+    CHECK_EQ(nlink_at(cl, "/d4/file"), 1);
     CHECK_OK(petrel_client_stat(cl, "/d4/sub/deeper", &st));
     CHECK_EQ(petrel_client_rename(cl, "/d4", "/d4/sub/deeper/loop"), -PT_ELOOP);
     CHECK_OK(petrel_client_stat(cl, "/d4/sub", &st));
@@ -266,6 +283,7 @@ TEST_T(cluster_directories_across_shards_and_cdc_renames, 240)
     CHECK_OK(petrel_client_rmdir(cl, "/d4/sub/deeper"));
     CHECK_OK(petrel_client_rmdir(cl, "/d4/sub"));
     CHECK_EQ(petrel_client_stat(cl, "/d4/sub", &st), -PT_ENOENT);
+    CHECK_EQ(nlink_at(cl, "/d4"), 2);
     CHECK_EQ(petrel_client_rmdir(cl, "/d2/moved"), -PT_ENOTDIR);
     read_check(cl, "/d2/moved", 103, 5003);
     /* Unlinked in a directory of another shard than its inode: retired on its own shard. */

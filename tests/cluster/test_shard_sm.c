@@ -1249,3 +1249,104 @@ TEST(shard_gc_dropped_span_blocks)
     CHECK_EQ(pt_shard_sm_gc_dropped(&sm, 1u << 30, b, times, 4), 0);
     pt_shard_sm_close(&sm);
 }
+
+/* Zero the subdirectory count (bytes 42..45) of every directory record in a snapshot's inodes
+ * table and fix its CRC: a snapshot as written before directories counted their subdirs. */
+static void snapshot_forget_subdirs(uint8_t *snap, size_t len)
+{
+    struct pt_cursor c;
+    uint64_t count, j;
+    pt_cursor_init(&c, snap + 8, len - 12);
+    count = pt_dec_u64(&c);
+    for (j = 0; j < count; j++) {
+        uint32_t kl = pt_dec_u32(&c), vl;
+        uint8_t *v;
+        CHECK(pt_cursor_take(&c, kl) != NULL);
+        vl = pt_dec_u32(&c);
+        v = pt_cursor_take(&c, vl);
+        CHECK(v != NULL && vl >= 46);
+        if (v[0] == PT_TYPE_DIR) memset(v + 42, 0, 4);
+    }
+    CHECK(pt_cursor_ok(&c));
+    pt_put_le32(snap + len - 4, petrel_crc32c(0, snap, len - 4));
+}
+
+static uint32_t nlink_of(struct pt_shard_sm *sm, uint64_t id)
+{
+    struct pt_shard_stat st;
+    CHECK_EQ(stat_of(sm, id, &st), 0);
+    return st.nlink;
+}
+
+/* A directory's link count is 2 + its subdirectories, through every way an entry comes and
+ * goes (CDC add/replace/remove, same-directory rename, rename over an empty directory), and
+ * survives a snapshot, also one from before the count (recounted at restore). */
+TEST(shard_directory_nlink_counts_subdirectories)
+{
+    struct pt_shard_sm s0, s1, s2;
+    struct pt_shard_req lock = {.op = PT_SHARD_LOCK_ENTRY, .txn = 30, .id = PT_INODE_ROOT};
+    struct pt_shard_req rep = {
+        .op = PT_SHARD_REPLACE_ENTRY, .txn = 30, .id = PT_INODE_ROOT, .offset = PT_TYPE_FILE};
+    struct pt_shard_req rm = {.op = PT_SHARD_REMOVE_ENTRY, .txn = 31, .id = PT_INODE_ROOT};
+    uint64_t a, b, remote, sub, f, g;
+    uint8_t *snap;
+    size_t len;
+    open_sm(&s0, "s0", 0);
+    open_sm(&s1, "s1", 1);
+    CHECK_EQ(nlink_of(&s0, PT_INODE_ROOT), 2);
+    f = construct(&s0, 1, 1);
+    CHECK_EQ(link_file(&s0, 2, f, 1, PT_INODE_ROOT, "f"), 0);
+    CHECK_EQ(nlink_of(&s0, PT_INODE_ROOT), 2); /* a file is no subdirectory */
+    CHECK_EQ(nlink_of(&s0, f), 1);
+    a = make_dir_named(&s0, &s0, 10, PT_INODE_ROOT, "a");
+    b = make_dir_named(&s0, &s0, 11, PT_INODE_ROOT, "b");
+    remote = make_dir_named(&s1, &s0, 12, PT_INODE_ROOT, "remote"); /* inode on shard 1 */
+    sub = make_dir_named(&s0, &s0, 13, a, "sub");
+    CHECK_EQ(nlink_of(&s0, PT_INODE_ROOT), 5);
+    CHECK_EQ(nlink_of(&s0, a), 3);
+    CHECK_EQ(nlink_of(&s0, sub), 2);
+    CHECK_EQ(nlink_of(&s1, remote), 2);
+    /* Renamed within its directory: still one subdirectory; a retried ADD_ENTRY counts once. */
+    CHECK_EQ(rename_in(&s0, 3, PT_INODE_ROOT, "a", "a2", NULL), 0);
+    CHECK_EQ(nlink_of(&s0, PT_INODE_ROOT), 5);
+    make_dir_named(&s0, &s0, 13, a, "sub");
+    CHECK_EQ(nlink_of(&s0, a), 3);
+    /* Onto the empty directory b: two subdirectories become one. */
+    CHECK_EQ(rename_in(&s0, 4, PT_INODE_ROOT, "a2", "b", NULL), 0);
+    CHECK_EQ(nlink_of(&s0, PT_INODE_ROOT), 4);
+    CHECK_EQ(stat_of(&s0, b, NULL), -PT_ENOENT);
+    /* The CDC's locked swap: the directory entry "remote" now names a file. */
+    g = construct(&s0, 5, 2);
+    set_name(lock.name, &lock.name_len, "remote");
+    CHECK_EQ(apply(&s0, 5, &lock, NULL), 0);
+    CHECK_EQ(nlink_of(&s0, PT_INODE_ROOT), 4); /* a lock changes no count */
+    rep.target = g;
+    rep.cookie = remote;
+    set_name(rep.name, &rep.name_len, "remote");
+    CHECK_EQ(apply(&s0, 6, &rep, NULL), 0);
+    CHECK_EQ(nlink_of(&s0, PT_INODE_ROOT), 3);
+    /* The CDC's rmdir half: the entry of sub goes from a. */
+    rm.id = a;
+    rm.target = sub;
+    set_name(rm.name, &rm.name_len, "sub");
+    CHECK_EQ(apply(&s0, 7, &rm, NULL), 0);
+    CHECK_EQ(apply(&s0, 7, &rm, NULL), 0); /* retry: counted once */
+    CHECK_EQ(nlink_of(&s0, a), 2);
+    make_dir_named(&s0, &s0, 14, a, "s1");
+    make_dir_named(&s0, &s0, 15, a, "s2");
+    CHECK_EQ(nlink_of(&s0, a), 4);
+    /* A snapshot carries the counts; one without them is recounted at restore. */
+    CHECK_OK(pt_shard_sm_snapshot(&s0, &snap, &len));
+    open_sm(&s2, "s2", 0);
+    CHECK_OK(pt_shard_sm_restore(&s2, snap, len));
+    CHECK_EQ(nlink_of(&s2, PT_INODE_ROOT), 3);
+    CHECK_EQ(nlink_of(&s2, a), 4);
+    snapshot_forget_subdirs(snap, len);
+    CHECK_OK(pt_shard_sm_restore(&s2, snap, len));
+    CHECK_EQ(nlink_of(&s2, PT_INODE_ROOT), 3);
+    CHECK_EQ(nlink_of(&s2, a), 4);
+    free(snap);
+    pt_shard_sm_close(&s0);
+    pt_shard_sm_close(&s1);
+    pt_shard_sm_close(&s2);
+}

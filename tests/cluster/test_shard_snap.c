@@ -40,7 +40,8 @@ static void open_sm(struct pt_shard_sm *sm, const char *name)
     CHECK_OK(pt_shard_sm_open(sm, dir, 0, 1));
 }
 
-/* Fill the store's tables straight through LMDB with distinct, checkable records. */
+/* Fill the store's tables straight through LMDB with distinct, checkable records (tables whose
+ * values a restore does not decode: it recounts directories from inodes and dirents). */
 static void fill_store(struct pt_shard_sm *sm, unsigned values)
 {
     static uint8_t v[STORE_VALUE];
@@ -55,7 +56,7 @@ static void fill_store(struct pt_shard_sm *sm, unsigned values)
         pt_put_le32(v, i);
         CHECK_EQ(mdb_put(t,
                          i % 3 == 0   ? sm->spans
-                         : i % 3 == 1 ? sm->inodes
+                         : i % 3 == 1 ? sm->dropped
                                       : sm->blockidx,
                          &k, &val, 0),
                  0);

@@ -2238,6 +2238,116 @@ static void sr_check_index(struct sr *x)
                    x->dead, (unsigned long long)e[0].block);
 }
 
+/*
+ * Versions sharing mirrored spans (issue 12): each written file (its spans repaired, their
+ * copies moved by swaps) is linked, then changed by OPEN_CHANGE + an appended inline span +
+ * COMMIT_CHANGE. The old version (now the change file, unlinked for its retention) lists the
+ * same block copies as the new one; the blocks GC would erase with it once its retention is
+ * over (pt_shard_sm_file_blocks, what shard_server.c's GC erases) must hold none of the copies
+ * the new version's spans list, and the old version must be a GC candidate by then.
+ */
+static void sr_check_versions(struct sr *x)
+{
+    static const uint8_t tail[10] = "appended\n";
+    uint64_t files[SR_SPANS];
+    unsigned nfiles = 0, i, j;
+    for (i = 0; i < x->nspan; i++) {
+        if (!x->span[i].acked) continue;
+        for (j = 0; j < nfiles && files[j] != x->span[i].file; j++)
+            ;
+        if (j == nfiles) files[nfiles++] = x->span[i].file;
+    }
+    for (j = 0; sr_ok(x) && j < nfiles; j++) {
+        struct pt_shard_req q;
+        struct pt_shard_stat st;
+        struct pt_cursor b;
+        struct pt_gc_block *gc = NULL;
+        uint64_t change, cursor = 0, cand[64];
+        uint8_t req[PT_SHARD_MSG_MAX], reply[PT_SHARD_MSG_MAX];
+        size_t ngc = 0, k, reply_len = 0;
+        int n, found = 0;
+        memset(&q, 0, sizeof(q));
+        q.op = PT_SHARD_LINK_FILE;
+        q.id = files[j];
+        q.cookie = 77;
+        q.target = PT_INODE_ROOT;
+        q.name_len = (uint8_t)snprintf(q.name, sizeof(q.name), "v%u", j);
+        if (sr_apply(x, &q, NULL) != 0) continue; /* a span never certified: no version */
+        memset(&q, 0, sizeof(q));
+        q.op = PT_SHARD_STAT;
+        q.id = files[j];
+        n = pt_shard_req_encode(&q, req, sizeof(req));
+        if (n < 0 ||
+            pt_shard_sm_query(&x->sm, req, (size_t)n, reply, sizeof(reply), &reply_len) != 0 ||
+            pt_shard_reply_open(reply, reply_len, &b) != 0 || pt_shard_reply_stat(&b, &st) != 0) {
+            sb_violate(x->c, "STAT of linked file %016llx failed", (unsigned long long)files[j]);
+            return;
+        }
+        memset(&q, 0, sizeof(q));
+        q.op = PT_SHARD_OPEN_CHANGE;
+        q.id = files[j];
+        q.cookie = 900 + j;
+        q.expect = st.version;
+        if (sr_apply(x, &q, &b) != 0) {
+            sb_violate(x->c, "OPEN_CHANGE of %016llx refused", (unsigned long long)files[j]);
+            return;
+        }
+        change = pt_dec_u64(&b);
+        memset(&q, 0, sizeof(q));
+        q.op = PT_SHARD_ADD_INLINE;
+        q.id = change;
+        q.cookie = 900 + j;
+        q.offset = st.size;
+        q.size = sizeof(tail);
+        q.crc = petrel_crc32c(0, tail, sizeof(tail));
+        q.data_ptr = tail;
+        q.data_len = sizeof(tail);
+        if (sr_apply(x, &q, NULL) != 0) {
+            sb_violate(x->c, "append to change %016llx refused", (unsigned long long)change);
+            return;
+        }
+        memset(&q, 0, sizeof(q));
+        q.op = PT_SHARD_COMMIT_CHANGE;
+        q.id = change;
+        q.cookie = 900 + j;
+        if (sr_apply(x, &q, NULL) != 0) {
+            sb_violate(x->c, "COMMIT_CHANGE of %016llx refused", (unsigned long long)change);
+            return;
+        }
+        n = pt_shard_sm_gc_candidates(&x->sm, UINT64_MAX, &cursor, 1u << 20, cand, 64);
+        for (k = 0; n > 0 && k < (size_t)n; k++) found |= cand[k] == change;
+        if (!found) {
+            sb_violate(x->c, "the old version %016llx of %016llx is no GC candidate",
+                       (unsigned long long)change, (unsigned long long)files[j]);
+            return;
+        }
+        if (pt_shard_sm_file_blocks(&x->sm, change, &gc, &ngc) != 0) {
+            sb_violate(x->c, "blocks of the old version %016llx unreadable",
+                       (unsigned long long)change);
+            return;
+        }
+        for (i = 0; sr_ok(x) && i < x->nspan; i++) {
+            struct pt_span sp;
+            unsigned bb;
+            if (!x->span[i].acked || x->span[i].file != files[j] ||
+                sr_span_at(x, files[j], x->span[i].offset, &sp) != 0)
+                continue;
+            for (bb = 0; bb < pt_span_block_count(&sp); bb++) {
+                x->c->res->shared_copies_checked++;
+                for (k = 0; k < ngc; k++)
+                    if (gc[k].service == sp.blocks[bb].service && gc[k].block == sp.blocks[bb].block)
+                        sb_violate(x->c,
+                                   "GC of the old version %016llx would erase block %016llx on "
+                                   "%016llx, which the new version of %016llx still lists",
+                                   (unsigned long long)change, (unsigned long long)gc[k].block,
+                                   (unsigned long long)gc[k].service,
+                                   (unsigned long long)files[j]);
+            }
+        }
+        free(gc);
+    }
+}
+
 static void shard_repair_phase(struct sb *c)
 {
     struct sr *x = calloc(1, sizeof(*x));
@@ -2315,6 +2425,7 @@ static void shard_repair_phase(struct sb *c)
             sb_violate(c, "the read-back after shard repair did not finish");
     }
     sr_check_index(x);
+    sr_check_versions(x);
     c->res->shard_spans = x->written;
     c->res->shard_swaps = x->swaps;
     c->res->shard_repair_bytes = x->acct.moved;

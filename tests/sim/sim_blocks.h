@@ -66,6 +66,9 @@ struct sim_blocks_result {
      * from the first write to every span at policy, leader crashes, blocks moved for domains */
     uint64_t shard_spans, shard_swaps, shard_repair_bytes, shard_repair_ms, leader_crashes,
         shard_domain_moves;
+    /* then new versions of its files (issue 12): mirrored block copies the new version shares
+     * with the old one, checked to be kept out of what GC erases with the old version */
+    uint64_t shared_copies_checked;
     struct sim_stats stats;
 };
 

@@ -313,7 +313,7 @@ static void run_shard_seeds(uint64_t first, unsigned seeds)
 {
     struct sim_blocks_config cfg;
     struct sim_blocks_result r;
-    uint64_t spans = 0, swaps = 0, bytes = 0, ms = 0, crashes = 0, moves = 0;
+    uint64_t spans = 0, swaps = 0, bytes = 0, ms = 0, crashes = 0, moves = 0, shared = 0;
     unsigned i;
     sim_blocks_config_default(&cfg, first);
     for (i = 0; i < seeds; i++) {
@@ -331,6 +331,8 @@ static void run_shard_seeds(uint64_t first, unsigned seeds)
                       "sim_blocks_shard_repair",
                       (unsigned long long)seed, r.violation, (unsigned long long)seed);
         CHECK(r.shard_spans > 0);
+        CHECK(r.shared_copies_checked > 0); /* versions shared mirrored copies */
+        shared += r.shared_copies_checked;
         spans += r.shard_spans;
         swaps += r.shard_swaps;
         bytes += r.shard_repair_bytes;
@@ -344,6 +346,9 @@ static void run_shard_seeds(uint64_t first, unsigned seeds)
            seeds, (unsigned long long)spans, (unsigned long long)swaps, (unsigned long long)moves,
            (unsigned long long)crashes, (unsigned long long)bytes, (unsigned long long)ms,
            ms ? (double)bytes * 1000.0 / (double)ms : 0.0, (unsigned long long)cfg.repair_rate);
+    printf("     sim_blocks_shard_repair: %llu block copies (mirrored, RS) shared by a file's old and new "
+           "versions, none among what GC erases with the old one\n",
+           (unsigned long long)shared);
 }
 
 TEST_T(sim_blocks_shard_repair, 120)

@@ -226,6 +226,7 @@ static int stat_inode(struct petrel_client *c, uint64_t id, struct petrel_stat *
             st->size = s->size;
             st->mtime = s->mtime;
             st->state = s->state;
+            st->nlink = s->nlink;
             if (s->has_posix) {
                 st->mode = s->mode;
                 st->uid = s->uid;

@@ -500,6 +500,8 @@ int pt_shard_reply_stat(struct pt_cursor *body, struct pt_shard_stat *st)
     }
     st->spans = 0;
     if (pt_cursor_left(body) >= 4) st->spans = pt_dec_u32(body); /* issue 12 */
+    st->nlink = 0;
+    if (pt_cursor_left(body) >= 4) st->nlink = pt_dec_u32(body); /* directory link counts */
     return 0;
 }
 

@@ -323,6 +323,7 @@ struct pt_shard_stat {
     uint16_t target_len;                   /* symlinks */
     char target[PT_SYMLINK_MAX + 1];       /* NUL-terminated */
     uint32_t spans;                        /* files: span count (0 from a shard before issue 12) */
+    uint32_t nlink; /* link count: directories 2 + subdirectories, else 1 (0: older shard) */
 };
 
 /* One directory entry returned by READDIR. */

@@ -75,7 +75,7 @@ struct inode_rec {
     uint64_t size;
     uint64_t cookie;
     uint64_t deadline;
-    uint32_t n_spans;
+    uint32_t n_spans; /* files: spans; directories: entries of type directory (subdirs) */
     /* POSIX attributes (issue 11; a 46-byte record from before has defaults, inode_decode) */
     uint32_t mode; /* type bits | permission bits */
     uint32_t uid, gid;
@@ -260,25 +260,50 @@ static int dirent_get(struct pt_shard_sm *sm, MDB_txn *t, uint64_t dir, const ch
     return dirent_decode(r, &val);
 }
 
-static int dirent_put(struct pt_shard_sm *sm, MDB_txn *t, uint64_t dir, const char *name,
-                      size_t len, const struct dirent_rec *r)
+/*
+ * The directory's count of entries of type directory (its link count is 2 + that, the STAT
+ * reply's nlink): every put and delete of an entry goes through dirent_put/dirent_del with the
+ * directory's record `d`, which they keep in step (the caller writes `d` back in the same
+ * transaction). d is NULL only where the entry's type cannot change (LOCK/UNLOCK_ENTRY).
+ */
+static int dirent_was_dir(struct pt_shard_sm *sm, MDB_txn *t, MDB_val *key)
+{
+    MDB_val val;
+    struct dirent_rec old;
+    int rc = mdb_get(t, sm->dirents, key, &val);
+    if (rc == MDB_NOTFOUND) return 0;
+    if (rc) return map_mdb(rc);
+    if ((rc = dirent_decode(&old, &val)) != 0) return rc;
+    return old.type == PT_TYPE_DIR;
+}
+
+static int dirent_put(struct pt_shard_sm *sm, MDB_txn *t, uint64_t dir, struct inode_rec *d,
+                      const char *name, size_t len, const struct dirent_rec *r)
 {
     uint8_t k[16 + PT_NAME_MAX], v[DIRENT_REC_LEN];
     MDB_val key, val = {DIRENT_REC_LEN, v};
+    int was = 0, rc;
     key.mv_size = dirent_key(k, dir, name, len);
     key.mv_data = k;
+    if (d && (was = dirent_was_dir(sm, t, &key)) < 0) return was;
     dirent_encode(r, v);
-    return map_mdb(mdb_put(t, sm->dirents, &key, &val, 0));
+    if ((rc = mdb_put(t, sm->dirents, &key, &val, 0)) != 0) return map_mdb(rc);
+    if (d) d->n_spans = d->n_spans - (uint32_t)was + (r->type == PT_TYPE_DIR);
+    return 0;
 }
 
-static int dirent_del(struct pt_shard_sm *sm, MDB_txn *t, uint64_t dir, const char *name,
-                      size_t len)
+static int dirent_del(struct pt_shard_sm *sm, MDB_txn *t, uint64_t dir, struct inode_rec *d,
+                      const char *name, size_t len)
 {
     uint8_t k[16 + PT_NAME_MAX];
     MDB_val key;
+    int was, rc;
     key.mv_size = dirent_key(k, dir, name, len);
     key.mv_data = k;
-    return map_mdb(mdb_del(t, sm->dirents, &key, NULL));
+    if ((was = dirent_was_dir(sm, t, &key)) < 0) return was;
+    if ((rc = mdb_del(t, sm->dirents, &key, NULL)) != 0) return map_mdb(rc);
+    d->n_spans -= (uint32_t)was;
+    return 0;
 }
 
 /* Whether a directory has any entry: one range search on its key prefix. */
@@ -1203,7 +1228,7 @@ static int link_file(struct apply_ctx *a, const struct pt_shard_req *q, int repl
     e.mtime = a->now;
     inode_changed(&d, a->now);
     if ((rc = inode_put(a->sm, a->t, q->id, &f)) ||
-        (rc = dirent_put(a->sm, a->t, q->target, q->name, q->name_len, &e)))
+        (rc = dirent_put(a->sm, a->t, q->target, &d, q->name, q->name_len, &e)))
         return rc;
     /* The replaced file: the client retires it on its own shard when that is another one. */
     if (replace) pt_enc_u64(&a->out, retire);
@@ -1239,7 +1264,7 @@ static int unlink_entry(struct apply_ctx *a, const struct pt_shard_req *q, int c
     if (checked && e.id != q->expect) return -PT_ESTALE;
     if (e.type == PT_TYPE_DIR) return -PT_EISDIR; /* rmdir goes through the CDC */
     if (e.lock_txn) return -PT_EBUSY;
-    if ((rc = dirent_del(a->sm, a->t, q->id, q->name, q->name_len)) != 0) return rc;
+    if ((rc = dirent_del(a->sm, a->t, q->id, &d, q->name, q->name_len)) != 0) return rc;
     if ((rc = retire_file(a, e.id)) != 0) return rc;
     inode_changed(&d, a->now);
     /* The removed inode: the client retires it on its own shard when that is another one. */
@@ -1410,9 +1435,9 @@ static int rename_entry(struct apply_ctx *a, const struct pt_shard_req *q, int c
     } else if (checked && q->expect) {
         return -PT_ESTALE; /* what was to be replaced is gone */
     }
-    if ((rc = dirent_del(a->sm, a->t, q->id, q->name, q->name_len)) != 0) return rc;
+    if ((rc = dirent_del(a->sm, a->t, q->id, &d, q->name, q->name_len)) != 0) return rc;
     e.mtime = a->now;
-    if ((rc = dirent_put(a->sm, a->t, q->id, q->name2, q->name2_len, &e)) != 0) return rc;
+    if ((rc = dirent_put(a->sm, a->t, q->id, &d, q->name2, q->name2_len, &e)) != 0) return rc;
     if ((rc = inode_touch_ctime(a, e.id)) != 0) return rc;
     inode_changed(&d, a->now);
     /* The replaced file: the client retires it on its own shard when that is another one. */
@@ -1505,7 +1530,7 @@ static int op_make_node(struct apply_ctx *a, const struct pt_shard_req *q)
     e.mtime = a->now;
     inode_changed(&d, a->now);
     if ((rc = inode_put(a->sm, a->t, id, &n)) ||
-        (rc = dirent_put(a->sm, a->t, q->id, q->name, q->name_len, &e)) ||
+        (rc = dirent_put(a->sm, a->t, q->id, &d, q->name, q->name_len, &e)) ||
         (rc = inode_put(a->sm, a->t, q->id, &d)))
         return rc;
     pt_enc_u64(&a->out, id);
@@ -1591,7 +1616,7 @@ static int op_add_entry(struct apply_ctx *a, const struct pt_shard_req *q)
     e.type = (uint8_t)q->offset;
     e.lock_txn = 0;
     e.mtime = a->now;
-    if ((rc = dirent_put(a->sm, a->t, q->id, q->name, q->name_len, &e)) != 0) return rc;
+    if ((rc = dirent_put(a->sm, a->t, q->id, &d, q->name, q->name_len, &e)) != 0) return rc;
     if (e.type != PT_TYPE_DIR && (rc = relink_local_file(a, q->target, q->id)) != 0) return rc;
     inode_changed(&d, a->now);
     return inode_put(a->sm, a->t, q->id, &d);
@@ -1618,7 +1643,7 @@ static int op_replace_entry(struct apply_ctx *a, const struct pt_shard_req *q)
     e.type = (uint8_t)q->offset;
     e.lock_txn = 0;
     e.mtime = a->now;
-    if ((rc = dirent_put(a->sm, a->t, q->id, q->name, q->name_len, &e)) != 0) return rc;
+    if ((rc = dirent_put(a->sm, a->t, q->id, &d, q->name, q->name_len, &e)) != 0) return rc;
     if (e.type != PT_TYPE_DIR && (rc = relink_local_file(a, q->target, q->id)) != 0) return rc;
     inode_changed(&d, a->now);
     return inode_put(a->sm, a->t, q->id, &d);
@@ -1635,7 +1660,7 @@ static int op_remove_entry(struct apply_ctx *a, const struct pt_shard_req *q)
     if (rc) return rc;
     if (e.id != q->target) return -PT_ESTALE;
     if (e.lock_txn && e.lock_txn != q->txn) return -PT_EBUSY;
-    if ((rc = dirent_del(a->sm, a->t, q->id, q->name, q->name_len)) != 0) return rc;
+    if ((rc = dirent_del(a->sm, a->t, q->id, &d, q->name, q->name_len)) != 0) return rc;
     inode_changed(&d, a->now);
     return inode_put(a->sm, a->t, q->id, &d);
 }
@@ -1658,7 +1683,7 @@ static int op_lock_entry(struct apply_ctx *a, const struct pt_shard_req *q, int 
         if (e.lock_txn != q->txn) return 0;
         e.lock_txn = 0;
     }
-    return dirent_put(a->sm, a->t, q->id, q->name, q->name_len, &e);
+    return dirent_put(a->sm, a->t, q->id, NULL, q->name, q->name_len, &e);
 }
 
 static int op_remove_dir(struct apply_ctx *a, const struct pt_shard_req *q)
@@ -2747,6 +2772,8 @@ static int q_stat(struct apply_ctx *a, const struct pt_shard_req *q)
     pt_enc_u16(&a->out, r.target_len);
     pt_enc_bytes(&a->out, r.target, r.target_len);
     pt_enc_u32(&a->out, r.type == PT_TYPE_FILE ? r.n_spans : 0); /* issue 12 */
+    /* link count: a directory's "." and its name, plus each subdirectory's ".." */
+    pt_enc_u32(&a->out, r.type == PT_TYPE_DIR ? 2 + r.n_spans : 1);
     return 0;
 }
 
@@ -3139,5 +3166,76 @@ int pt_shard_sm_compact_find(struct pt_shard_sm *sm, uint32_t below, uint32_t ma
     if (rc && rc != MDB_NOTFOUND && !found) return map_mdb(rc);
     if (!found) memset(run, 0, sizeof(*run));
     return found;
+}
+
+/* Store a directory's subdirectory count (a directory of another shard or gone: nothing). */
+static int set_subdirs(struct pt_shard_sm *sm, MDB_txn *t, uint64_t dir, uint32_t n)
+{
+    struct inode_rec d;
+    int rc = inode_get(sm, t, dir, &d);
+    if (rc == -PT_ENOENT) return 0;
+    if (rc) return rc;
+    if (d.type != PT_TYPE_DIR || d.n_spans == n) return 0;
+    d.n_spans = n;
+    return inode_put(sm, t, dir, &d);
+}
+
+/*
+ * Recompute every directory's count of entries of type directory from `dirents` (one pass in
+ * key order: a directory's entries are one key range). A snapshot written before the count
+ * existed holds 0 in its directories' records; a recount makes any snapshot right. Directories
+ * with no entry get 0.
+ */
+int pt_shard_sm_recount_subdirs(struct pt_shard_sm *sm, MDB_txn *t)
+{
+    MDB_cursor *cur;
+    MDB_val key, val;
+    uint64_t dir = 0, prev = 0;
+    uint32_t n = 0;
+    int rc, have = 0;
+    /* first every directory to 0, then the counts of those with entries */
+    if ((rc = mdb_cursor_open(t, sm->inodes, &cur)) != 0) return map_mdb(rc);
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        struct inode_rec d;
+        int err;
+        if (key.mv_size != 8 || (err = inode_decode(&d, &val)) != 0) {
+            mdb_cursor_close(cur);
+            return -PT_ECORRUPT;
+        }
+        if (d.type != PT_TYPE_DIR || d.n_spans == 0) continue;
+        d.n_spans = 0;
+        {
+            uint8_t v[INODE_REC_LEN + PT_SYMLINK_MAX];
+            MDB_val nv = {INODE_REC_LEN + d.target_len, v};
+            inode_encode(&d, v);
+            if ((rc = mdb_cursor_put(cur, &key, &nv, MDB_CURRENT)) != 0) break;
+        }
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    if ((rc = mdb_cursor_open(t, sm->dirents, &cur)) != 0) return map_mdb(rc);
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        struct dirent_rec e;
+        if (key.mv_size < 16 || dirent_decode(&e, &val) != 0) {
+            mdb_cursor_close(cur);
+            return -PT_ECORRUPT;
+        }
+        dir = key_get_be64(key.mv_data);
+        if (have && dir != prev) {
+            if ((rc = set_subdirs(sm, t, prev, n)) != 0) {
+                mdb_cursor_close(cur);
+                return rc;
+            }
+            n = 0;
+        }
+        have = 1;
+        prev = dir;
+        n += e.type == PT_TYPE_DIR;
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND) return map_mdb(rc);
+    return have ? set_subdirs(sm, t, prev, n) : 0;
 }
 

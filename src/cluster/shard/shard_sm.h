@@ -178,5 +178,9 @@ int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len);
  * commit, the replica after each snapshot.
  */
 void pt_shard_sm_trim(struct pt_shard_sm *sm);
+/* Every directory's subdirectory count (its inode record's offset 42, SPEC-SHARD.md §3.1)
+ * recomputed from `dirents` inside t: a restore ends with it, so snapshots from before the
+ * count existed need no version of their own. 0 or -PT_E*. */
+int pt_shard_sm_recount_subdirs(struct pt_shard_sm *sm, MDB_txn *t);
 
 #endif

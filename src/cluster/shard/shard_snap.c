@@ -385,6 +385,11 @@ int pt_shard_sm_restore_stream(struct pt_shard_sm *sm, pt_shard_snap_read_fn rea
         mdb_txn_abort(t);
         return in.rc;
     }
+    /* Directory link counts from the entries (images from before the count hold 0). */
+    if ((rc = pt_shard_sm_recount_subdirs(sm, t)) != 0) {
+        mdb_txn_abort(t);
+        return rc;
+    }
     sm->root_stamped = 0; /* the snapshot's root may predate its time */
     return snap_mdb_error(mdb_txn_commit(t));
 fail:
