@@ -303,7 +303,8 @@ static int status_page(void *ctx, const char *path, char **body, size_t *len,
         g->m[i] = s->views[i];
         snprintf(g->m[i].addr, sizeof(g->m[i].addr), "%s", s->addrs[i]);
         if (i != s->replica)
-            g->m[i].silent_ms = s->answered_ms[i] ? pt_now_ms() - s->answered_ms[i] : 0;
+            g->m[i].silent_ms =
+                s->answered_ms[i] ? pt_now_ms() - s->answered_ms[i] : UINT64_MAX;
     }
     pt_registry_events_watch(&s->events, &s->state, group_now(s), pt_node_wall_ms());
     rc = pt_registry_group_status_page(&s->state, &s->events, g, group_now(s), pt_node_wall_ms(),

@@ -396,6 +396,8 @@ static void group_section(struct html *h, const struct pt_registry_group_view *g
             down ? "down (unreachable)" : role_word(m->role));
         if (i == g->self)
             raw(h, "<td>-</td>");
+        else if (m->silent_ms == UINT64_MAX)
+            raw(h, "<td>never</td>");
         else
             raw(h, "<td>%.1f s ago</td>", (double)m->silent_ms / 1000.0);
         if (!m->info.replicas) {

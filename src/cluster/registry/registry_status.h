@@ -54,7 +54,7 @@ enum pt_registry_role {
 struct pt_registry_member_view {
     char addr[PT_REG_ADDR_MAX];
     enum pt_registry_role role;
-    uint64_t silent_ms;     /* since the member last answered (0: itself, or just now) */
+    uint64_t silent_ms;     /* since the member last answered (0: itself; UINT64_MAX: never) */
     struct pt_reg_info info; /* as it last answered (zero: never) */
 };
 struct pt_registry_group_view {
