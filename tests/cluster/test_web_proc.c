@@ -11,6 +11,9 @@
  *    (3 s in the harness) plus slack, with a "is down" event.
  *  - The endpoint refuses what it does not serve: POST 405, unknown path 404, a long path 414;
  *    and stays up.
+ *  - A registry group of 3 with --http (web_registry_group_page): every member's page says
+ *    which member it is and lists the members' roles; changes show through "/" (what the
+ *    page's script polls) on a follower: a killed block service, a killed member.
  */
 #include <arpa/inet.h>
 #include <inttypes.h>
