@@ -495,6 +495,18 @@ TEST_T(web_registry_group_page, 120)
     free(lpage);
     lpage = NULL;
 
+    /* the same in the DOM headless Chromium builds from the follower's page */
+    {
+        char *dom = chromium_dom(c.registry_https[f]);
+        if (dom) {
+            CHECK_MSG(page_is_member(dom, f, "follower"),
+                      "Chromium's DOM of member %u's page does not say it is a follower", f);
+            page_member_role(dom, (unsigned)leader, role, sizeof(role));
+            CHECK_EQ(strcmp(role, "leader"), 0);
+            free(dom);
+        }
+    }
+
     /* the page refreshes itself by fetching its own URL: "/" of the same member */
     CHECK(strstr(fpage, "fetch(location.href"));
     free(fpage);
