@@ -509,6 +509,7 @@ TEST_T(web_registry_group_page, 120)
 
     /* the page refreshes itself by fetching its own URL: "/" of the same member */
     CHECK(strstr(fpage, "fetch(location.href"));
+    CHECK(strstr(fpage, "<div id=\"content\">")); /* what the script swaps in */
     free(fpage);
     fpage = NULL;
 
