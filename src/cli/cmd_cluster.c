@@ -802,6 +802,12 @@ static int cluster_start(int argc, char **argv)
                 rargv[at++] = "--heartbeat-ms";
                 rargv[at++] = c->heartbeat;
             }
+            /* Every member serves the status page: member 0 on --http, the others on
+             * OS-chosen loopback ports (their logs' "http on" lines). */
+            if (http) {
+                rargv[at++] = "--http";
+                rargv[at++] = i == 0 ? (char *)http : "127.0.0.1:0";
+            }
             rargv[at] = NULL;
             if (spawn(c, name, rargv) < 0) {
                 status = cli_error("cluster start", "cannot start %s", name);

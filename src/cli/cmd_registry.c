@@ -32,10 +32,11 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&run->sigterm, NULL);
 }
 
-static void group_started(void *ctx, const char *address)
+static void group_started(void *ctx, const char *address, const char *http)
 {
     (void)ctx;
     printf("listening on %s\n", address);
+    if (http) printf("http on %s\n", http);
     fflush(stdout);
 }
 

@@ -138,11 +138,16 @@ static void start_registry_group(struct pc_cluster *c)
             if (f) {
                 while (fgets(line, sizeof(line), f))
                     if (sscanf(line, "listening on %63s", got) == 1) break;
+                /* "http on" follows "listening on" in the same flush */
+                while (got[0] && c->http && fgets(line, sizeof(line), f))
+                    if (sscanf(line, "http on %63s", c->registry_https[i]) == 1) break;
                 fclose(f);
             }
             if (!got[0]) usleep(20000);
         }
         CHECK_MSG(got[0], "registry member %u did not start (see %s)", i, p->log);
+        CHECK_MSG(!c->http || c->registry_https[i][0],
+                  "registry member %u printed no 'http on' line (see %s)", i, p->log);
     }
 }
 
@@ -374,6 +379,14 @@ void pc_start_registry_group(struct pc_cluster *c, unsigned shards, unsigned rep
                              unsigned blocks, int with_cdc, unsigned registries)
 {
     start_registry_members = registries;
+    start_all(c, shards, replicas, blocks, with_cdc, 0, 0);
+}
+
+void pc_start_registry_group_http(struct pc_cluster *c, unsigned shards, unsigned replicas,
+                                  unsigned blocks, int with_cdc, unsigned registries)
+{
+    start_registry_members = registries;
+    start_with_http = 1;
     start_all(c, shards, replicas, blocks, with_cdc, 0, 0);
 }
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cluster/proto/registry_msg.h"
 #include "petrel/client.h"
 
 #define PC_MAX_PROCS 32
@@ -45,6 +46,8 @@ struct pc_cluster {
      * page and metrics address is registry_http. */
     int http;
     char registry_http[64];
+    /* With HTTP and a registry group: each member's status page and metrics address. */
+    char registry_https[PT_REG_MAX_REPLICAS][64];
     struct pc_proc procs[PC_MAX_PROCS];
     unsigned nprocs;
     unsigned reg_proc; /* index of the registry (of the group's first member: "registry-0") */
@@ -82,6 +85,9 @@ void pc_start_http(struct pc_cluster *c, unsigned shards, unsigned replicas, uns
 /* pc_start with a registry group of `registries` members (processes "registry-0".."-N"). */
 void pc_start_registry_group(struct pc_cluster *c, unsigned shards, unsigned replicas,
                              unsigned blocks, int with_cdc, unsigned registries);
+/* pc_start_registry_group with --http 127.0.0.1:0 on every server (registry_https[i]). */
+void pc_start_registry_group_http(struct pc_cluster *c, unsigned shards, unsigned replicas,
+                                  unsigned blocks, int with_cdc, unsigned registries);
 /* The group member that serves as leader (-1: none now), asked with PT_MSG_REG_INFO. */
 int pc_registry_leader(struct pc_cluster *c);
 /* The index in c->procs of the process named `name`, or -1. */

@@ -341,6 +341,65 @@ TEST(registry_status_page_shows_leaders_escapes_and_goes_down_on_time)
 
 /* --- the HTTP endpoint in-process: the loop renders, a stalled loop is a bounded 503 ---------- */
 
+/* A group member's page: which member it is, its role and staleness, every member's row (a
+ * member never heard from shown down, "never"), a view beyond the staleness bound flagged. */
+TEST(registry_group_status_page_lists_members)
+{
+    struct pt_registry r;
+    struct pt_registry_events ev;
+    struct pt_registry_group_view g;
+    char *page;
+    size_t len;
+    const uint64_t wall = 1800000000000ull;
+    pt_registry_init(&r, 3000);
+    memset(&ev, 0, sizeof(ev));
+    memset(&g, 0, sizeof(g));
+    page_heartbeats(&r, 1000, 0);
+    g.self = 1;
+    g.members = 3;
+    g.max_staleness_ms = 2000;
+    snprintf(g.m[0].addr, sizeof(g.m[0].addr), "10.0.0.1:7400");
+    g.m[0].role = PT_REGISTRY_ROLE_LEADER;
+    g.m[0].silent_ms = 400;
+    g.m[0].info = (struct pt_reg_info){.replica = 0, .replicas = 3, .serving = 1, .term = 7,
+                                       .commit = 41, .applied = 41};
+    snprintf(g.m[1].addr, sizeof(g.m[1].addr), "10.0.0.2:7400<i>");
+    g.m[1].role = PT_REGISTRY_ROLE_FOLLOWER;
+    g.m[1].info = (struct pt_reg_info){.replica = 1, .replicas = 3, .term = 7, .commit = 40,
+                                       .applied = 39, .staleness_ms = 300};
+    snprintf(g.m[2].addr, sizeof(g.m[2].addr), "10.0.0.3:7400");
+    g.m[2].role = PT_REGISTRY_ROLE_DOWN;
+    g.m[2].silent_ms = UINT64_MAX;
+    CHECK_OK(pt_registry_group_status_page(&r, &ev, &g, 2000, wall, &page, &len));
+    CHECK_EQ(strlen(page), len);
+    CHECK(strstr(page, "<p id=\"member\" data-member=\"1\" data-role=\"follower\" "
+                       "data-fresh=\"yes\">"));
+    CHECK(strstr(page, "member 1 of 3 (10.0.0.2:7400&lt;i&gt;)"));
+    CHECK(!strstr(page, "<i>"));
+    CHECK(strstr(page, "<tr data-member=\"0\" data-role=\"leader\" class=\"leader\"><td>0</td>"
+                       "<td>10.0.0.1:7400</td><td class=\"up\">leader</td><td>0.4 s ago</td>"
+                       "<td>7</td><td>41</td><td>41</td><td>0.0 s</td></tr>"));
+    CHECK(strstr(page, "<td>1 (this page)</td>"));
+    CHECK(strstr(page, "<td>7</td><td>40</td><td>39</td><td>0.3 s</td>"));
+    CHECK(strstr(page, "<tr data-member=\"2\" data-role=\"down\"><td>2</td><td>10.0.0.3:7400</td>"
+                       "<td class=\"down\">down (unreachable)</td><td>never</td>"));
+    /* the rest of the page is the registry's, from this member's state */
+    CHECK(strstr(page, "<table id=\"shards\">"));
+    CHECK(strstr(page, "data-service=\"0000000000000abc\" data-state=\"up\""));
+    free(page);
+    /* beyond the bound: flagged */
+    g.m[1].info.staleness_ms = 2500;
+    CHECK_OK(pt_registry_group_status_page(&r, &ev, &g, 2000, wall, &page, &len));
+    CHECK(strstr(page, "data-role=\"follower\" data-fresh=\"no\">"));
+    CHECK(strstr(page, "<span class=\"down\">2.5 s</span> (beyond the bound"));
+    free(page);
+    /* a standalone registry's page has no group section */
+    CHECK_OK(pt_registry_status_page(&r, &ev, "127.0.0.1:7400", 2000, wall, &page, &len));
+    CHECK(!strstr(page, "id=\"registry\"") && !strstr(page, "id=\"member\""));
+    free(page);
+    pt_registry_free(&r);
+}
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>

@@ -11,6 +11,9 @@
  *    (3 s in the harness) plus slack, with a "is down" event.
  *  - The endpoint refuses what it does not serve: POST 405, unknown path 404, a long path 414;
  *    and stays up.
+ *  - A registry group of 3 with --http (web_registry_group_page): every member's page says
+ *    which member it is and lists the members' roles; changes show through "/" (what the
+ *    page's script polls) on a follower: a killed block service, a killed member.
  */
 #include <arpa/inet.h>
 #include <inttypes.h>
@@ -23,6 +26,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "cluster/client/registry_client.h"
 #include "cluster/net/net.h"
 #include "petrel/client.h"
 #include "petrel/common.h"
@@ -212,6 +216,22 @@ static void write_file(struct pc_cluster *c)
     petrel_client_close(cl);
 }
 
+/* A block service's id (16 hex digits) from its log's "listening on" line. */
+static void blocks_id(struct pc_cluster *c, const char *name, char out[32])
+{
+    int i = pc_find(c, name);
+    FILE *f;
+    char line[700];
+    CHECK(i >= 0);
+    f = fopen(c->procs[i].log, "r");
+    CHECK(f);
+    out[0] = 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "listening on %*s (block service %16[0-9a-f]", out) == 1) break;
+    fclose(f);
+    CHECK(strlen(out) == 16);
+}
+
 TEST_T(web_metrics_and_status_page, 300)
 {
     struct pc_cluster c;
@@ -329,15 +349,7 @@ TEST_T(web_metrics_and_status_page, 300)
     /* a killed block service is shown down within the stale time */
     victim = pc_find(&c, "blocks-1");
     CHECK(victim >= 0);
-    {
-        FILE *f = fopen(c.procs[victim].log, "r");
-        char line[700];
-        CHECK(f);
-        while (fgets(line, sizeof(line), f))
-            if (sscanf(line, "listening on %*s (block service %16[0-9a-f]", victim_id) == 1) break;
-        fclose(f);
-        CHECK(strlen(victim_id) == 16);
-    }
+    blocks_id(&c, "blocks-1", victim_id);
     snprintf(key, sizeof(key), "data-service=\"%s\" data-state=\"", victim_id);
     page = http_get(c.registry_http, "/");
     CHECK(page && strstr(page, key) && strncmp(strstr(page, key) + strlen(key), "up", 2) == 0);
@@ -372,5 +384,176 @@ TEST_T(web_metrics_and_status_page, 300)
     text = metrics_checked(c.registry_http, "registry");
     CHECK(value_or(text, "petrel_registry_services{kind=\"blocks\",state=\"down\"}", -1) == 1);
     free(text);
+    pc_stop(&c);
+}
+
+/* ---- a registry group: every member's page ------------------------------------------------ */
+
+/* The role a group member's page gives member i ("leader", "follower", "down"), or "". */
+static void page_member_role(const char *page, unsigned i, char *role, size_t cap)
+{
+    char key[64];
+    const char *p;
+    role[0] = 0;
+    snprintf(key, sizeof(key), "<tr data-member=\"%u\" data-role=\"", i);
+    p = strstr(page, key);
+    if (p) snprintf(role, cap, "%.*s", (int)strcspn(p + strlen(key), "\""), p + strlen(key));
+}
+
+/* Whether the page is member `self`'s own, with that role for itself, fresh. */
+static int page_is_member(const char *page, unsigned self, const char *role)
+{
+    char key[128];
+    snprintf(key, sizeof(key), "<p id=\"member\" data-member=\"%u\" data-role=\"%s\" "
+                               "data-fresh=\"yes\">", self, role);
+    return strstr(page, key) != NULL;
+}
+
+/* The state ("up"/"down") a page shows for block service `id`, or "" when not listed. */
+static void page_service_state(const char *page, const char *id, char *state, size_t cap)
+{
+    char key[96];
+    const char *p;
+    state[0] = 0;
+    snprintf(key, sizeof(key), "data-service=\"%s\" data-state=\"", id);
+    p = strstr(page, key);
+    if (p) snprintf(state, cap, "%.*s", (int)strcspn(p + strlen(key), "\""), p + strlen(key));
+}
+
+/*
+ * A registry group of 3 with --http: every member serves the status page from its own
+ * replicated state, saying which member it is, its role and staleness, and listing the
+ * members (leader/follower, term, commit index). The endpoint the page's script polls (its own
+ * URL, "/") follows changes: a block service killed is shown down on a follower's page, and a
+ * member killed is shown down (unreachable) on the others'.
+ */
+TEST_T(web_registry_group_page, 120)
+{
+    struct pc_cluster c;
+    char *lpage = NULL, *fpage = NULL, role[32], state[16], victim_id[32], name[32], key[64];
+    struct pt_reg_info info;
+    struct pt_call_opts one = {500, 1, 0};
+    int leader = -1;
+    unsigned f = 0, g = 0, i;
+    uint64_t start;
+
+    pc_start_registry_group_http(&c, 1, 1, 2, 0, 3);
+    blocks_id(&c, "blocks-1", victim_id);
+
+    /* the leader's page and a follower's agree on who leads, both list the block services */
+    start = pc_now_ms();
+    for (;;) {
+        int ok = 0;
+        free(lpage);
+        free(fpage);
+        lpage = fpage = NULL;
+        leader = pc_registry_leader(&c);
+        if (leader >= 0) {
+            f = ((unsigned)leader + 1) % 3;
+            g = ((unsigned)leader + 2) % 3;
+            lpage = http_get(c.registry_https[leader], "/");
+            fpage = http_get(c.registry_https[f], "/");
+        }
+        if (lpage && fpage && page_is_member(lpage, (unsigned)leader, "leader") &&
+            page_is_member(fpage, f, "follower")) {
+            ok = 1;
+            for (i = 0; i < 3; i++) {
+                const char *want = i == (unsigned)leader ? "leader" : "follower";
+                page_member_role(lpage, i, role, sizeof(role));
+                ok &= strcmp(role, want) == 0;
+                page_member_role(fpage, i, role, sizeof(role));
+                ok &= strcmp(role, want) == 0;
+            }
+            page_service_state(fpage, victim_id, state, sizeof(state));
+            ok &= strcmp(state, "up") == 0;
+        }
+        if (ok) break;
+        CHECK_MSG(pc_now_ms() - start < PC_WAIT_MS,
+                  "the members' pages never agreed on the group and its services");
+        usleep(100000);
+    }
+    CHECK(strstr(fpage, "<th>term</th><th>commit index</th>"));
+    CHECK(strstr(fpage, "1 (this page)") || strstr(fpage, "0 (this page)") ||
+          strstr(fpage, "2 (this page)"));
+    /* the leader's row on the follower's page: the term the leader reports, a commit index no
+     * newer than the leader's */
+    {
+        char addrs[PT_REG_MAX_REPLICAS][PT_REG_ADDR_MAX];
+        uint64_t term = 0, commit = 0;
+        const char *row, *cells;
+        CHECK_EQ(pt_reg_location_split(c.registry, addrs, PT_REG_MAX_REPLICAS), 3);
+        snprintf(key, sizeof(key), "<tr data-member=\"%d\" data-role=\"leader\"", leader);
+        row = strstr(fpage, key);
+        CHECK(row);
+        cells = strstr(row, " ago</td>");
+        CHECK(cells && cells < strstr(row, "</tr>"));
+        CHECK(sscanf(cells, " ago</td><td>%" SCNu64 "</td><td>%" SCNu64, &term, &commit) == 2);
+        CHECK_OK(pt_reg_info(addrs[leader], &info, &one));
+        CHECK_EQ(term, info.term);
+        CHECK(commit >= 1 && commit <= info.commit);
+    }
+    free(lpage);
+    lpage = NULL;
+
+    /* the same in the DOM headless Chromium builds from the follower's page */
+    {
+        char *dom = chromium_dom(c.registry_https[f]);
+        if (dom) {
+            CHECK_MSG(page_is_member(dom, f, "follower"),
+                      "Chromium's DOM of member %u's page does not say it is a follower", f);
+            page_member_role(dom, (unsigned)leader, role, sizeof(role));
+            CHECK_EQ(strcmp(role, "leader"), 0);
+            free(dom);
+        }
+    }
+
+    /* the page refreshes itself by fetching its own URL: "/" of the same member */
+    CHECK(strstr(fpage, "fetch(location.href"));
+    CHECK(strstr(fpage, "<div id=\"content\">")); /* what the script swaps in */
+    free(fpage);
+    fpage = NULL;
+
+    /* a block service killed: the follower's page (replicated state) shows it down */
+    pc_kill(&c, "blocks-1", SIGKILL);
+    start = pc_now_ms();
+    for (;;) {
+        fpage = http_get(c.registry_https[f], "/");
+        CHECK(fpage);
+        page_service_state(fpage, victim_id, state, sizeof(state));
+        if (strcmp(state, "down") == 0) break;
+        free(fpage);
+        CHECK_MSG(pc_now_ms() - start < STALE_MS + 5000,
+                  "the follower's page did not show the killed block service down");
+        usleep(50000);
+    }
+    fprintf(stderr, "web: follower %u showed block service %s down %" PRIu64 " ms after SIGKILL\n",
+            f, victim_id, pc_now_ms() - start);
+    CHECK(strstr(fpage, "is down: no heartbeat"));
+    free(fpage);
+
+    /* a member killed: shown down (unreachable) by the leader and the other follower */
+    snprintf(name, sizeof(name), "registry-%u", g);
+    pc_kill(&c, name, SIGKILL);
+    start = pc_now_ms();
+    for (;;) {
+        int ok;
+        lpage = http_get(c.registry_https[leader], "/");
+        fpage = http_get(c.registry_https[f], "/");
+        CHECK(lpage && fpage);
+        page_member_role(lpage, g, role, sizeof(role));
+        ok = strcmp(role, "down") == 0;
+        page_member_role(fpage, g, role, sizeof(role));
+        ok &= strcmp(role, "down") == 0;
+        if (ok) break;
+        free(lpage);
+        free(fpage);
+        CHECK_MSG(pc_now_ms() - start < 5000, "the killed member %u was not shown down", g);
+        usleep(50000);
+    }
+    snprintf(key, sizeof(key), "registry member %u (", g);
+    CHECK(strstr(lpage, key) && strstr(lpage, "is unreachable"));
+    CHECK(strstr(fpage, "down (unreachable)"));
+    free(lpage);
+    free(fpage);
     pc_stop(&c);
 }

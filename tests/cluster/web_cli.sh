@@ -62,4 +62,31 @@ fi
 kill -TERM $cpid
 wait $cpid
 expect_eq cluster_start_http_stops 0 $?
+
+# cluster start --registries 3 --http: member 0's status page lists the group
+"$P" cluster start --dir "$tmp/var3" --shards 1 --block-services 1 --registries 3 \
+    --http 127.0.0.1:0 >"$tmp/cluster3.out" 2>"$tmp/cluster3.err" &
+cpid=$!
+pids+=($cpid)
+deadline=$((SECONDS + 120))
+until grep -q 'status page http://' "$tmp/cluster3.err" 2>/dev/null || [ $SECONDS -ge $deadline ]; do
+    sleep 0.2
+done
+page=$(sed -n 's|.*status page http://\([0-9.:]*\)/.*|\1|p' "$tmp/cluster3.err")
+if [ -z "$page" ]; then
+    fail cluster_group_http "no status page line: $(cat "$tmp/cluster3.err")"
+else
+    html=$(python3 - "$page" <<'PY'
+import sys, urllib.request
+print(urllib.request.urlopen("http://%s/" % sys.argv[1], timeout=10).read().decode())
+PY
+)
+    rows=$(printf '%s' "$html" | grep -c '<tr data-member="[0-2]" data-role="\(leader\|follower\|down\)"')
+    expect_eq cluster_group_http_members 3 "$rows"
+    printf '%s' "$html" | grep -q '<p id="member" data-member="0"' &&
+        pass cluster_group_http_self || fail cluster_group_http_self "the page does not say it is member 0"
+fi
+kill -TERM $cpid
+wait $cpid
+expect_eq cluster_group_http_stops 0 $?
 finish

@@ -202,9 +202,10 @@ struct pt_registry_group_config {
     uint64_t max_staleness_ms; /* a follower refuses reads beyond this (PT_ENOTLEADER with the
                                   leader); 0: PT_REGISTRY_MAX_STALENESS_MS */
     unsigned election_timeout_ms, heartbeat_ms; /* 0: the node defaults */
-    const char *http; /* metrics endpoint "HOST:PORT"; NULL: none */
-    /* called once the member serves, with its address (the CLI prints "listening on") */
-    void (*started)(void *ctx, const char *address);
+    const char *http; /* status page and metrics endpoint "HOST:PORT"; NULL: none */
+    /* called once the member serves, with its address and its HTTP endpoint's (NULL: none;
+     * the CLI prints "listening on" and "http on") */
+    void (*started)(void *ctx, const char *address, const char *http);
     void *started_ctx;
 };
 

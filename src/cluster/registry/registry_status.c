@@ -346,9 +346,89 @@ static const char page_script[] =
     ".finally(function(){setTimeout(tick,every);});}setTimeout(tick,every);})();\n"
     "</script>\n";
 
+static int page(const struct pt_registry *r, const struct pt_registry_events *ev,
+                const char *self, const struct pt_registry_group_view *group, uint64_t now_ms,
+                uint64_t wall_ms, char **out, size_t *len);
+
+static const char *role_word(enum pt_registry_role role)
+{
+    return role == PT_REGISTRY_ROLE_LEADER      ? "leader"
+           : role == PT_REGISTRY_ROLE_FOLLOWER  ? "follower"
+           : role == PT_REGISTRY_ROLE_CANDIDATE ? "candidate"
+                                                : "down";
+}
+
+static void staleness_text(char *buf, size_t cap, uint64_t ms)
+{
+    if (ms == UINT64_MAX)
+        snprintf(buf, cap, "nothing applied yet");
+    else
+        snprintf(buf, cap, "%.1f s", (double)ms / 1000.0);
+}
+
+/* Which member this is, and every member of the group as it last answered. */
+static void group_section(struct html *h, const struct pt_registry_group_view *g)
+{
+    const struct pt_registry_member_view *me = &g->m[g->self];
+    char stale[40];
+    unsigned i;
+    int fresh = me->info.staleness_ms <= g->max_staleness_ms;
+    staleness_text(stale, sizeof(stale), me->info.staleness_ms);
+    raw(h,
+        "<p id=\"member\" data-member=\"%u\" data-role=\"%s\" data-fresh=\"%s\">This page: "
+        "member %u of %u (",
+        g->self, role_word(me->role), fresh ? "yes" : "no", g->self, g->members);
+    text(h, me->addr);
+    raw(h, "), <b>%s</b> &middot; staleness <span class=\"%s\">%s</span>%s</p>\n",
+        role_word(me->role), fresh ? "up" : "down", stale,
+        fresh ? "" : " (beyond the bound: reads are sent to the leader, this view may be old)");
+    raw(h, "<h2>Registry group</h2>\n<table id=\"registry\"><tr><th>member</th><th>address</th>"
+           "<th>role</th><th>last answer</th><th>term</th><th>commit index</th><th>applied</th>"
+           "<th>staleness</th></tr>\n");
+    for (i = 0; i < g->members; i++) {
+        const struct pt_registry_member_view *m = &g->m[i];
+        int down = m->role == PT_REGISTRY_ROLE_DOWN;
+        raw(h, "<tr data-member=\"%u\" data-role=\"%s\"%s><td>%u%s</td><td>", i,
+            role_word(m->role), m->role == PT_REGISTRY_ROLE_LEADER ? " class=\"leader\"" : "", i,
+            i == g->self ? " (this page)" : "");
+        text(h, m->addr);
+        raw(h, "</td><td class=\"%s\">%s</td>", down ? "down" : "up",
+            down ? "down (unreachable)" : role_word(m->role));
+        if (i == g->self)
+            raw(h, "<td>-</td>");
+        else if (m->silent_ms == UINT64_MAX)
+            raw(h, "<td>never</td>");
+        else
+            raw(h, "<td>%.1f s ago</td>", (double)m->silent_ms / 1000.0);
+        if (!m->info.replicas) {
+            raw(h, "<td>-</td><td>-</td><td>-</td><td>-</td></tr>\n");
+            continue;
+        }
+        staleness_text(stale, sizeof(stale), m->info.staleness_ms);
+        raw(h, "<td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%s%s</td></tr>\n",
+            m->info.term, m->info.commit, m->info.applied, stale, down ? " (last known)" : "");
+    }
+    raw(h, "</table>\n");
+}
+
 int pt_registry_status_page(const struct pt_registry *r, const struct pt_registry_events *ev,
                             const char *self, uint64_t now_ms, uint64_t wall_ms, char **out,
                             size_t *len)
+{
+    return page(r, ev, self, NULL, now_ms, wall_ms, out, len);
+}
+
+int pt_registry_group_status_page(const struct pt_registry *r,
+                                  const struct pt_registry_events *ev,
+                                  const struct pt_registry_group_view *group, uint64_t now_ms,
+                                  uint64_t wall_ms, char **out, size_t *len)
+{
+    return page(r, ev, group ? group->m[group->self].addr : "", group, now_ms, wall_ms, out, len);
+}
+
+static int page(const struct pt_registry *r, const struct pt_registry_events *ev,
+                const char *self, const struct pt_registry_group_view *group, uint64_t now_ms,
+                uint64_t wall_ms, char **out, size_t *len)
 {
     struct html h = {0};
     struct pt_registry_entry **v = calloc(r->count ? r->count : 1, sizeof(struct pt_registry_entry *));
@@ -374,6 +454,7 @@ int pt_registry_status_page(const struct pt_registry *r, const struct pt_registr
     text(&h, self);
     raw(&h, " &middot; %s &middot; a service is down after %.1f s without a heartbeat</p>\n",
         now_text, (double)r->stale_after_ms / 1000.0);
+    if (group) group_section(&h, group);
     raw(&h, "<h2>Services</h2>\n<table id=\"services\"><tr><th>kind</th><th>up</th><th>down</th>"
             "</tr>\n");
     for (k = 1; k <= 3; k++)

@@ -41,4 +41,32 @@ int pt_registry_status_page(const struct pt_registry *r, const struct pt_registr
                             const char *self, uint64_t now_ms, uint64_t wall_ms, char **out,
                             size_t *len);
 
+/*
+ * A registry group as one member sees it, for its status page: itself (from its own Raft
+ * state) and every member as last heard through PT_MSG_REG_INFO (registry_group.c polls them).
+ */
+enum pt_registry_role {
+    PT_REGISTRY_ROLE_DOWN = 0,  /* did not answer the last poll */
+    PT_REGISTRY_ROLE_FOLLOWER,
+    PT_REGISTRY_ROLE_CANDIDATE, /* the member itself only: others cannot tell */
+    PT_REGISTRY_ROLE_LEADER,    /* serving leader */
+};
+struct pt_registry_member_view {
+    char addr[PT_REG_ADDR_MAX];
+    enum pt_registry_role role;
+    uint64_t silent_ms;     /* since the member last answered (0: itself; UINT64_MAX: never) */
+    struct pt_reg_info info; /* as it last answered (zero: never) */
+};
+struct pt_registry_group_view {
+    unsigned self, members;
+    uint64_t max_staleness_ms; /* beyond it this member redirects reads to the leader */
+    struct pt_registry_member_view m[PT_REG_MAX_REPLICAS];
+};
+
+/* The status page of a group member (group: NULL renders the standalone page). */
+int pt_registry_group_status_page(const struct pt_registry *r,
+                                  const struct pt_registry_events *ev,
+                                  const struct pt_registry_group_view *group, uint64_t now_ms,
+                                  uint64_t wall_ms, char **out, size_t *len);
+
 #endif

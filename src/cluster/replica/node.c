@@ -768,7 +768,7 @@ static int metrics_start(struct pt_node *n, char *err, size_t err_cap)
     }
     pt_env_uv_set_metrics(n->env, n->metrics);
     if (!n->cfg.http) return 0;
-    rc = pt_http_start(&n->loop, n->cfg.http, n->metrics, NULL, NULL, &n->http);
+    rc = pt_http_start(&n->loop, n->cfg.http, n->metrics, n->cfg.page, n->cfg.ctx, &n->http);
     if (rc) {
         snprintf(err, err_cap, "cannot serve HTTP on %s: %s", n->cfg.http, petrel_strerror(rc));
         n->http = NULL;

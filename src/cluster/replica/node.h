@@ -75,6 +75,10 @@ struct pt_node_config {
     struct raft_io **stream_snapshots_io;
     void (*handler)(void *ctx, struct pt_request *req); /* service requests */
     void (*tick)(void *ctx);                            /* every 100 ms on the loop */
+    /* Pages of the HTTP endpoint besides /metrics (cluster/metrics, pt_http_page_fn), called
+     * on the loop with ctx; NULL: /metrics only. */
+    int (*page)(void *ctx, const char *path, char **body, size_t *len,
+                const char **content_type);
     void *ctx;
 };
 
