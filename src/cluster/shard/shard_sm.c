@@ -45,7 +45,7 @@ static uint64_t key_get_be64(const uint8_t *p)
     return v;
 }
 
-static int map_mdb(int rc)
+int pt_shard_sm_mdb_error(int rc)
 {
     switch (rc) {
     case 0:
@@ -62,6 +62,12 @@ static int map_mdb(int rc)
     default:
         return -PT_EIO;
     }
+}
+
+/* The short name used throughout this file. */
+static int map_mdb(int rc)
+{
+    return pt_shard_sm_mdb_error(rc);
 }
 
 /* ---- records ------------------------------------------------------------------------- */

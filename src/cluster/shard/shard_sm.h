@@ -177,6 +177,9 @@ int pt_shard_sm_restore(struct pt_shard_sm *sm, const uint8_t *buf, size_t len);
  * comes back. Taking a snapshot calls it every PT_SHARD_SNAP_TRIM bytes, a restore at every
  * commit, the replica after each snapshot.
  */
+/* An LMDB return code as -PT_E* (0 stays 0): not found ENOENT, map full ENOSPC, corrupt
+ * ECORRUPT, out of memory ENOMEM, anything else EIO. */
+int pt_shard_sm_mdb_error(int rc);
 void pt_shard_sm_trim(struct pt_shard_sm *sm);
 /* Every directory's subdirectory count (its inode record's offset 42, SPEC-SHARD.md §3.1)
  * recomputed from `dirents` inside t: a restore ends with it, so snapshots from before the

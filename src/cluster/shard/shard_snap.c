@@ -35,25 +35,6 @@
          5: blockrefs and changes */
 #define SNAP_TABLES 12
 
-static int snap_mdb_error(int rc)
-{
-    switch (rc) {
-    case 0:
-        return 0;
-    case MDB_NOTFOUND:
-        return -PT_ENOENT;
-    case MDB_MAP_FULL:
-        return -PT_ENOSPC;
-    case MDB_CORRUPTED:
-    case MDB_PAGE_NOTFOUND:
-        return -PT_ECORRUPT;
-    case ENOMEM:
-        return -PT_ENOMEM;
-    default:
-        return -PT_EIO;
-    }
-}
-
 static void snap_tables(struct pt_shard_sm *sm, MDB_dbi *t[SNAP_TABLES])
 {
     MDB_dbi *all[SNAP_TABLES] = {&sm->inodes, &sm->dirents, &sm->spans,     &sm->blockidx,
@@ -125,7 +106,7 @@ int pt_shard_sm_snapshot_stream(struct pt_shard_sm *sm, pt_shard_snap_write_fn w
     o.ctx = ctx;
     o.buf = buf;
     o.cap = cap;
-    if ((rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, &t)) != 0) return snap_mdb_error(rc);
+    if ((rc = mdb_txn_begin(sm->env, NULL, MDB_RDONLY, &t)) != 0) return pt_shard_sm_mdb_error(rc);
     out_u32(&o, SNAP_MAGIC);
     out_u32(&o, SNAP_VERSION);
     for (i = 0; i < SNAP_TABLES && o.rc == 0; i++) {
@@ -153,7 +134,7 @@ int pt_shard_sm_snapshot_stream(struct pt_shard_sm *sm, pt_shard_snap_write_fn w
         rc = 0;
     }
     mdb_txn_abort(t);
-    if (rc) return snap_mdb_error(rc);
+    if (rc) return pt_shard_sm_mdb_error(rc);
     {
         uint32_t crc = o.crc;
         out_u32(&o, crc);
@@ -349,7 +330,7 @@ int pt_shard_sm_restore_stream(struct pt_shard_sm *sm, pt_shard_snap_read_fn rea
     in.crc_on = 0;
     in_u32(&in);
     in_u32(&in);
-    if ((rc = mdb_txn_begin(sm->env, NULL, 0, &t)) != 0) return snap_mdb_error(rc);
+    if ((rc = mdb_txn_begin(sm->env, NULL, 0, &t)) != 0) return pt_shard_sm_mdb_error(rc);
     for (i = 0; i < SNAP_TABLES; i++)
         if ((rc = mdb_drop(t, *tables[i], 0)) != 0) goto fail;
     for (i = 0; i < n_tables; i++) {
@@ -391,10 +372,10 @@ int pt_shard_sm_restore_stream(struct pt_shard_sm *sm, pt_shard_snap_read_fn rea
         return rc;
     }
     sm->root_stamped = 0; /* the snapshot's root may predate its time */
-    return snap_mdb_error(mdb_txn_commit(t));
+    return pt_shard_sm_mdb_error(mdb_txn_commit(t));
 fail:
     if (t) mdb_txn_abort(t);
-    return snap_mdb_error(rc);
+    return pt_shard_sm_mdb_error(rc);
 }
 
 /* A source over one buffer (pt_shard_sm_restore). */
