@@ -2066,26 +2066,7 @@ static int sr_span_now(struct sr *x, const struct sr_span *s, struct pt_span *ou
 /* The span at (file, offset) as the store lists it now: 0 or a negative error. */
 static int sr_span_at(struct sr *x, uint64_t file, uint64_t offset, struct pt_span *out)
 {
-    static uint8_t reply[PT_SHARD_MSG_MAX + 4];
-    uint8_t req[64];
-    struct pt_shard_req q;
-    struct pt_cursor body;
-    size_t len;
-    int n, rc;
-    memset(&q, 0, sizeof(q));
-    q.op = PT_SHARD_SPANS;
-    q.id = file;
-    q.offset = offset;
-    q.max = 1;
-    n = pt_shard_req_encode(&q, req, sizeof(req));
-    if (n < 0) return n;
-    if ((rc = pt_shard_sm_query(&x->sm, req, (size_t)n, reply, sizeof(reply), &len)) != 0)
-        return rc;
-    if ((rc = pt_shard_reply_open(reply, len, &body)) != 0) return rc;
-    (void)pt_dec_u64(&body);
-    if (pt_dec_u16(&body) < 1 || pt_span_decode(&body, out) || out->offset != offset)
-        return -PT_ENOENT;
-    return 0;
+    return pt_shard_span_at(&x->sm, file, offset, out);
 }
 
 static unsigned sr_svc_index(const struct sr *x, uint64_t id)

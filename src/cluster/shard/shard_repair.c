@@ -172,8 +172,7 @@ static void marks_refresh(struct pt_shard_repair *r)
     r->ndeclared = n > 0 ? (unsigned)n : 0;
 }
 
-/* The span at (file, offset) from the store: 0, or -PT_ENOENT when no span starts there. */
-static int span_read(struct pt_shard_repair *r, uint64_t file, uint64_t offset, struct pt_span *out)
+int pt_shard_span_at(struct pt_shard_sm *sm, uint64_t file, uint64_t offset, struct pt_span *out)
 {
     static uint8_t reply[PT_SHARD_MSG_MAX + 4];
     uint8_t req[64];
@@ -188,7 +187,7 @@ static int span_read(struct pt_shard_repair *r, uint64_t file, uint64_t offset, 
     q.max = 1;
     n = pt_shard_req_encode(&q, req, sizeof(req));
     if (n < 0) return n;
-    rc = pt_shard_sm_query(r->sm, req, (size_t)n, reply, sizeof(reply), &len);
+    rc = pt_shard_sm_query(sm, req, (size_t)n, reply, sizeof(reply), &len);
     if (rc) return rc;
     rc = pt_shard_reply_open(reply, len, &body);
     if (rc) return rc == -PT_ENOENT || rc == -PT_EISDIR ? -PT_ENOENT : rc;
@@ -199,6 +198,11 @@ static int span_read(struct pt_shard_repair *r, uint64_t file, uint64_t offset, 
     out->cell_crcs = NULL; /* points into `reply`; repair checks whole blocks */
     out->inline_data = NULL;
     return 0;
+}
+
+static int span_read(struct pt_shard_repair *r, uint64_t file, uint64_t offset, struct pt_span *out)
+{
+    return pt_shard_span_at(r->sm, file, offset, out);
 }
 
 /* A fresh service for block `lost` of the span, in a failure domain its other blocks do not

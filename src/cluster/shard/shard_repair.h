@@ -109,4 +109,10 @@ int pt_shard_repair_avoids(const struct pt_shard_repair *r, uint64_t id);
  */
 int pt_shard_repair_status(struct pt_shard_repair *r, struct pt_cursor *out);
 
+/* The span that starts at (file, offset), as the store lists it now: 0, or -PT_ENOENT when no
+ * span starts there (the file gone, a directory, another boundary). Its blocks are filled;
+ * cell_crcs and inline_data are NULL (they would point into a reused buffer). Not reentrant:
+ * the shard's loop thread only (and the simulator). */
+int pt_shard_span_at(struct pt_shard_sm *sm, uint64_t file, uint64_t offset, struct pt_span *out);
+
 #endif
