@@ -61,6 +61,22 @@ static int member_valid(const char *p, const char *end)
     return port > 0 && port <= 65535;
 }
 
+/* The rest of a cluster location after host and port: the path from `slash` on ("/" when
+ * empty), normalized. */
+static int cluster_path(struct petrel_vfs_location *loc, const char *slash)
+{
+    int rc;
+    loc->kind = PETREL_VFS_CLUSTER;
+    loc->store[0] = '\0';
+    if (*slash == '\0') {
+        strcpy(loc->path, "/");
+        return 0;
+    }
+    rc = copy_str(loc->path, sizeof(loc->path), slash, strlen(slash));
+    if (rc < 0) return rc;
+    return petrel_vfs_path_normalize(loc->path, sizeof(loc->path));
+}
+
 /* "petrel://H:P,H:P,H:P[/PATH]": a registry group; host holds the members, port is 0. */
 static int parse_cluster_group(const char *hp, const char *slash, struct petrel_vfs_location *loc)
 {
@@ -77,15 +93,7 @@ static int parse_cluster_group(const char *hp, const char *slash, struct petrel_
     rc = copy_str(loc->host, sizeof(loc->host), hp, (size_t)(slash - hp));
     if (rc < 0) return rc;
     loc->port = 0;
-    loc->kind = PETREL_VFS_CLUSTER;
-    loc->store[0] = '\0';
-    if (*slash == '\0') {
-        strcpy(loc->path, "/");
-        return 0;
-    }
-    rc = copy_str(loc->path, sizeof(loc->path), slash, strlen(slash));
-    if (rc < 0) return rc;
-    return petrel_vfs_path_normalize(loc->path, sizeof(loc->path));
+    return cluster_path(loc, slash);
 }
 
 static int parse_cluster(const char *text, struct petrel_vfs_location *loc)
@@ -106,15 +114,7 @@ static int parse_cluster(const char *text, struct petrel_vfs_location *loc)
     port = strtoul(colon + 1, &end, 10);
     if (end != slash || port == 0 || port > 65535 || errno) return -PT_EINVAL;
     loc->port = (uint16_t)port;
-    loc->kind = PETREL_VFS_CLUSTER;
-    loc->store[0] = '\0';
-    if (*slash == '\0') {
-        strcpy(loc->path, "/");
-        return 0;
-    }
-    rc = copy_str(loc->path, sizeof(loc->path), slash, strlen(slash));
-    if (rc < 0) return rc;
-    return petrel_vfs_path_normalize(loc->path, sizeof(loc->path));
+    return cluster_path(loc, slash);
 }
 
 static int is_store_file(const char *name)

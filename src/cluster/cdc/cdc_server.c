@@ -77,20 +77,6 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     return 0;
 }
 
-static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n)
-{
-    unsigned i;
-    (void)fsm;
-    if (*bufs) {
-        for (i = 0; i < *n; i++)
-            free((*bufs)[i].base);
-        free(*bufs);
-    }
-    *bufs = NULL;
-    *n = 0;
-    return 0;
-}
-
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct cdc_service *s = fsm->data;
@@ -298,7 +284,7 @@ int pt_cdc_server_run(const struct pt_cdc_config *cfg, char *err, unsigned err_c
     s->fsm.data = s;
     s->fsm.apply = fsm_apply;
     s->fsm.snapshot = fsm_snapshot;
-    s->fsm.snapshot_finalize = fsm_snapshot_finalize;
+    s->fsm.snapshot_finalize = pt_replica_snapshot_finalize;
     s->fsm.restore = fsm_restore;
     memset(&nc, 0, sizeof(nc));
     nc.registry = cfg->registry;

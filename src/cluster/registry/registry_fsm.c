@@ -13,6 +13,7 @@
 #include "cluster/registry/registry.h"
 #include "cluster/replica/entry.h"
 #include "petrel/codec.h"
+#include "cluster/replica/replica.h"
 #include "petrel/common.h"
 
 int pt_registry_item_encode(uint8_t *buf, size_t cap, uint16_t kind, const uint8_t *body,
@@ -173,20 +174,6 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     return 0;
 }
 
-static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n)
-{
-    unsigned i;
-    (void)fsm;
-    if (*bufs) {
-        for (i = 0; i < *n; i++)
-            free((*bufs)[i].base);
-        free(*bufs);
-    }
-    *bufs = NULL;
-    *n = 0;
-    return 0;
-}
-
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct pt_registry_fsm *f = fsm->data;
@@ -211,7 +198,7 @@ int pt_registry_fsm_init(struct pt_registry_fsm *f, struct pt_registry *state)
     f->fsm.data = f;
     f->fsm.apply = fsm_apply;
     f->fsm.snapshot = fsm_snapshot;
-    f->fsm.snapshot_finalize = fsm_snapshot_finalize;
+    f->fsm.snapshot_finalize = pt_replica_snapshot_finalize;
     f->fsm.restore = fsm_restore;
     return 0;
 }

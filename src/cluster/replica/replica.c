@@ -438,3 +438,17 @@ void pt_replica_close(struct pt_replica *r, void (*done)(void *ctx), void *ctx)
     r->reads = NULL;
     raft_close(&r->raft, raft_closed);
 }
+
+int pt_replica_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n)
+{
+    unsigned i;
+    (void)fsm;
+    if (*bufs) {
+        for (i = 0; i < *n; i++)
+            free((*bufs)[i].base);
+        free(*bufs);
+    }
+    *bufs = NULL;
+    *n = 0;
+    return 0;
+}

@@ -64,6 +64,10 @@ struct pt_replica_config {
  * pt_replica_close like a running one (libraft's close completes on the loop); else NULL.
  */
 int pt_replica_start(struct pt_replica **out, const struct pt_replica_config *cfg);
+
+/* An FSM's snapshot_finalize (fsm v2) for snapshots made of malloc'd buffers in one malloc'd
+ * array: frees them and empties *bufs and *n. Shared by the shard, CDC and registry FSMs. */
+int pt_replica_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n);
 /*
  * Stop: pending proposals and reads get their callbacks (-PT_ENOTLEADER when not in the log,
  * -PT_ECANCELED when appended), then done(ctx) runs and the replica is freed. The raft_io is

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/replica/replica.h"
 #include "petrel/common.h"
 
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
@@ -80,20 +81,6 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     return 0;
 }
 
-static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
-{
-    unsigned i;
-    (void)fsm;
-    if (*bufs) {
-        for (i = 0; i < *n_bufs; i++)
-            free((*bufs)[i].base);
-        free(*bufs);
-    }
-    *bufs = NULL;
-    *n_bufs = 0;
-    return 0;
-}
-
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct pt_shard_fsm *f = fsm->data;
@@ -124,5 +111,5 @@ void pt_shard_fsm_init(struct pt_shard_fsm *f, struct pt_shard_sm *sm)
     f->fsm.apply = fsm_apply;
     f->fsm.snapshot = fsm_snapshot;
     f->fsm.restore = fsm_restore;
-    f->fsm.snapshot_finalize = fsm_snapshot_finalize;
+    f->fsm.snapshot_finalize = pt_replica_snapshot_finalize;
 }
